@@ -1,0 +1,178 @@
+"""The MLflow model registry, seen through Sluice's error tree.
+
+MLflow raises one ``MlflowException`` for everything, distinguished by error code and, for
+transport failures, only by its message; and by default it retries a dead server for minutes.
+This module bounds the retries, and maps what it raises onto :mod:`controller.errors` so that
+an unknown model says "unknown model" and an unreachable server says "unreachable", each in one
+line with the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import requests
+from mlflow.exceptions import MlflowException, RestException
+from mlflow.tracking import MlflowClient
+
+from controller.errors import (
+    InputError,
+    ModelNotFound,
+    PermanentError,
+    RegistryUnavailable,
+)
+from controller.redact import redact
+
+__all__ = ["MlflowRegistry", "ModelVersionRef", "configure_mlflow_http", "registry_errors"]
+
+_UNAVAILABLE_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
+_NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
+_BAD_INPUT_CODES = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURCE_ALREADY_EXISTS"}
+
+
+def configure_mlflow_http(*, retries: int, timeout_seconds: float) -> None:
+    """Bound MLflow's HTTP retries and timeout unless the user set them explicitly.
+
+    MLflow reads these variables at request time; its defaults (7 retries, 120 s timeout) turn
+    an unreachable registry into minutes of silence.
+    """
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(timeout_seconds))))
+
+
+def _is_transport_failure(exc: MlflowException) -> bool:
+    text = str(exc.message)
+    return text.startswith("API request to") and (
+        "failed with exception" in text or "failed with timeout exception" in text
+    )
+
+
+def _is_missing_alias(exc: RestException) -> bool:
+    """A missing model is RESOURCE_DOES_NOT_EXIST; a missing alias on an existing model is
+    INVALID_PARAMETER_VALUE "Registered model alias X not found" (MLflow 3)."""
+    code = str(exc.error_code)
+    return code in _NOT_FOUND_CODES or (
+        code == "INVALID_PARAMETER_VALUE"
+        and "alias" in str(exc.message)
+        and "not found" in str(exc.message)
+    )
+
+
+@contextmanager
+def registry_errors(tracking_uri: str, what: str) -> Iterator[None]:
+    """Translate MLflow and transport exceptions raised inside the block into Sluice errors.
+
+    ``what`` names the object being worked on ("model 'fraud-detector'") for the message.
+    """
+    where = redact(tracking_uri)
+    try:
+        yield
+    except RestException as exc:
+        code = str(exc.error_code)
+        detail = redact(str(exc.message)).split("\n", 1)[0]
+        if code in _NOT_FOUND_CODES:
+            raise ModelNotFound(
+                f"{what} not found in the registry at {where}: {detail}; check the name, "
+                "version or alias"
+            ) from None
+        if code in _BAD_INPUT_CODES:
+            raise InputError(f"registry at {where} refused {what}: {detail}") from None
+        if code in _UNAVAILABLE_CODES:
+            raise RegistryUnavailable(
+                f"registry at {where} failed on {what} ({code}); retry, or check the server's log"
+            ) from None
+        raise PermanentError(f"registry at {where} refused {what} ({code}): {detail}") from None
+    except MlflowException as exc:
+        if _is_transport_failure(exc) or str(exc.error_code) in _UNAVAILABLE_CODES:
+            raise RegistryUnavailable(
+                f"MLflow registry at {where} is unreachable; start it or set "
+                "MLFLOW_TRACKING_URI to a running tracking server"
+            ) from None
+        detail = redact(str(exc.message)).split("\n", 1)[0]
+        raise PermanentError(f"registry at {where} failed on {what}: {detail}") from None
+    except (requests.exceptions.RequestException, ConnectionError) as exc:
+        raise RegistryUnavailable(
+            f"MLflow registry at {where} is unreachable ({type(exc).__name__}); start it or set "
+            "MLFLOW_TRACKING_URI to a running tracking server"
+        ) from None
+
+
+@dataclass(frozen=True)
+class ModelVersionRef:
+    """What Sluice needs to know about one registered model version."""
+
+    name: str
+    version: int
+    run_id: str | None
+    source: str
+    aliases: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+class MlflowRegistry:
+    """Model versions, aliases and tags in an MLflow tracking server's registry."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def _ref(self, version: object) -> ModelVersionRef:
+        return ModelVersionRef(
+            name=str(getattr(version, "name", "")),
+            version=int(str(getattr(version, "version", "0"))),
+            run_id=getattr(version, "run_id", None) or None,
+            source=str(getattr(version, "source", "")),
+            aliases=tuple(getattr(version, "aliases", ()) or ()),
+            tags=dict(getattr(version, "tags", {}) or {}),
+        )
+
+    def version_by_alias(self, name: str, alias: str) -> ModelVersionRef | None:
+        """The version an alias points at, or None when the model or the alias does not exist."""
+        with registry_errors(self.tracking_uri, f"alias {alias!r} of model {name!r}"):
+            try:
+                version = self._client.get_model_version_by_alias(name, alias)
+            except RestException as exc:
+                if _is_missing_alias(exc):
+                    return None
+                raise
+        return self._ref(version)
+
+    def get_version(self, name: str, version: int) -> ModelVersionRef:
+        """One version; :class:`ModelNotFound` when it does not exist."""
+        with registry_errors(self.tracking_uri, f"version {version} of model {name!r}"):
+            return self._ref(self._client.get_model_version(name, str(version)))
+
+    def register(
+        self, name: str, model_uri: str, run_id: str | None, tags: Mapping[str, str]
+    ) -> ModelVersionRef:
+        """Create a version of ``name`` from a logged model, creating the model on first use."""
+        with registry_errors(self.tracking_uri, f"model {name!r}"):
+            try:
+                self._client.get_registered_model(name)
+            except RestException as exc:
+                if str(exc.error_code) not in _NOT_FOUND_CODES:
+                    raise
+                self._client.create_registered_model(name)
+            # MLflow 3 logs models as `models:/m-<id>`; the server wants that id spelled out.
+            model_id = (
+                model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+            )
+            created = self._client.create_model_version(
+                name=name, source=model_uri, run_id=run_id, tags=dict(tags), model_id=model_id
+            )
+            return self._ref(created)
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point ``alias`` at ``version`` (moving it if it pointed elsewhere)."""
+        with registry_errors(self.tracking_uri, f"alias {alias!r} of model {name!r}"):
+            self._client.set_registered_model_alias(name, alias, str(version))
+
+    def set_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
+        """Set tags on one version."""
+        with registry_errors(self.tracking_uri, f"version {version} of model {name!r}"):
+            for key, value in tags.items():
+                self._client.set_model_version_tag(name, str(version), key, value)

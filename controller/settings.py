@@ -1,0 +1,132 @@
+"""Typed settings: one place that says what Sluice can be configured with.
+
+Values come, highest precedence first, from command-line flags, the environment
+(``MLFLOW_TRACKING_URI``, ``GITHUB_TOKEN`` and ``SLUICE_*``), a YAML config file
+(``sluice.yaml`` in the working directory, or the path in ``SLUICE_CONFIG`` / ``--config``) and
+the defaults below. ``sluice config schema`` prints the JSON schema generated from this module,
+so the documentation cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from controller.errors import ConfigError
+
+__all__ = ["DEFAULT_CONFIG_FILE", "Settings", "load_settings"]
+
+DEFAULT_CONFIG_FILE = Path("sluice.yaml")
+
+
+class Settings(BaseSettings):
+    """Sluice's settings. Environment variables are the field names with the ``SLUICE_`` prefix,
+    except where a field lists the variable its ecosystem already uses."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SLUICE_",
+        extra="forbid",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    mlflow_tracking_uri: str = Field(
+        default="http://127.0.0.1:5000",
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
+        description="MLflow tracking server that holds the model registry (MLFLOW_TRACKING_URI).",
+    )
+    registry_request_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description=(
+            "How often a failed registry request is retried before Sluice reports the registry "
+            "unreachable. MLflow's own default (7 retries with backoff) hides an outage for "
+            "minutes."
+        ),
+    )
+    registry_request_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Timeout of one request to the MLflow tracking server.",
+    )
+    github_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SLUICE_GITHUB_TOKEN", "GITHUB_TOKEN", "github_token"),
+        description=(
+            "Token for the GitHub forge (SLUICE_GITHUB_TOKEN, else GITHUB_TOKEN). "
+            "Never logged, printed or committed."
+        ),
+    )
+    github_api_url: str = Field(
+        default="https://api.github.com",
+        description="GitHub REST API base URL; set it for GitHub Enterprise (https://HOST/api/v3).",
+    )
+    github_repository: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "SLUICE_GITHUB_REPOSITORY", "GITHUB_REPOSITORY", "github_repository"
+        ),
+        description="owner/name of the repository pull requests are opened against.",
+    )
+    state_dir: Path = Field(
+        default=Path(".sluice"),
+        description="Where local runs keep pid files, logs and service data.",
+    )
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"config file {path}: cannot be read ({exc.strerror}); fix the path or omit --config"
+        ) from None
+    try:
+        data = YAML(typ="safe").load(text)
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"config file {path}: malformed YAML{where}; fix the syntax and run again"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of settings at the top level")
+    return {str(key): value for key, value in data.items()}
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings` from flags (``overrides``), environment, config file and defaults.
+
+    Raises :class:`ConfigError` with one line naming the setting and what is wrong with it.
+    """
+    env_config = os.environ.get("SLUICE_CONFIG")
+    explicit = config_file or (Path(env_config) if env_config else None)
+    path = explicit or DEFAULT_CONFIG_FILE
+    from_file = _read_config_file(path) if explicit or path.exists() else {}
+    flags = {key: value for key, value in overrides.items() if value is not None}
+
+    try:
+        # Later keys win: flags beat the environment, which beats the file.
+        return Settings.model_validate({**from_file, **_environment_values(), **flags})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "settings"
+        origin = f" (from {path})" if field in from_file else ""
+        raise ConfigError(
+            f"setting {field}{origin}: {first['msg']}; fix it and run again"
+        ) from None
+
+
+def _environment_values() -> dict[str, Any]:
+    """Environment values, read through pydantic-settings so aliases and prefixes apply."""
+    source = EnvSettingsSource(Settings)
+    return {key: value for key, value in source().items() if value is not None}

@@ -1,0 +1,1 @@
+"""Example models that Sluice trains, registers and rolls out."""
