@@ -75,7 +75,7 @@ def current_settings() -> Settings:
 @config_app.command("schema")
 def config_schema() -> None:
     """Print the JSON schema of the settings (every option, its type, default and meaning)."""
-    typer.echo(json.dumps(Settings.model_json_schema(), indent=2))
+    typer.echo(json.dumps(Settings.model_json_schema(by_alias=False), indent=2))
 
 
 @config_app.command("show")

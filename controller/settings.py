@@ -127,6 +127,13 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
 
 def _environment_values() -> dict[str, Any]:
-    """Environment values, read through pydantic-settings so aliases and prefixes apply."""
-    source = EnvSettingsSource(Settings)
-    return {key: value for key, value in source().items() if value is not None}
+    """Environment values keyed by field name, read through pydantic-settings so that the
+    ``SLUICE_`` prefix and the ecosystem's own names (``MLFLOW_TRACKING_URI``) both apply."""
+    names: dict[str, str] = {}
+    for field_name, info in Settings.model_fields.items():
+        names[field_name] = field_name
+        if isinstance(info.validation_alias, AliasChoices):
+            for choice in info.validation_alias.choices:
+                names[str(choice)] = field_name
+    values = EnvSettingsSource(Settings)()
+    return {names.get(key, key): value for key, value in values.items() if value is not None}

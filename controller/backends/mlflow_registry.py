@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import requests
 from mlflow.exceptions import MlflowException, RestException
@@ -145,6 +145,23 @@ class MlflowRegistry:
         """One version; :class:`ModelNotFound` when it does not exist."""
         with registry_errors(self.tracking_uri, f"version {version} of model {name!r}"):
             return self._ref(self._client.get_model_version(name, str(version)))
+
+    def versions(self, name: str) -> list[ModelVersionRef]:
+        """Every version of a model, oldest first (empty when the model does not exist)."""
+        with registry_errors(self.tracking_uri, f"model {name!r}"):
+            found = self._client.search_model_versions(filter_string=f"name = '{name}'")
+            if not found:
+                return []
+            # Search results leave aliases out; the registered model has them.
+            model = self._client.get_registered_model(name)
+        aliases: dict[int, list[str]] = {}
+        for alias, version in (getattr(model, "aliases", None) or {}).items():
+            aliases.setdefault(int(version), []).append(str(alias))
+        refs = [self._ref(version) for version in found]
+        return sorted(
+            (replace(ref, aliases=tuple(sorted(aliases.get(ref.version, [])))) for ref in refs),
+            key=lambda ref: ref.version,
+        )
 
     def register(
         self, name: str, model_uri: str, run_id: str | None, tags: Mapping[str, str]

@@ -1,0 +1,111 @@
+"""The ``sluice`` command line: version, help, configuration and how errors reach the user."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controller import __version__
+from controller.cli import main
+
+
+def sluice(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    """Run the installed console script as a user does."""
+    script = Path(sys.executable).with_name("sluice")
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, env=env, cwd=cwd, check=False
+    )
+
+
+def test_version_prints_the_package_version() -> None:
+    """`sluice --version` prints the version and exits 0."""
+    result = sluice("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"sluice {__version__}"
+
+
+def test_help_lists_the_commands() -> None:
+    """`sluice --help` shows the commands a user starts from."""
+    result = sluice("--help")
+    assert result.returncode == 0
+    assert "demo" in result.stdout
+    assert "config" in result.stdout
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    """An unknown command exits 2."""
+    assert sluice("deploy-everything").returncode == 2
+
+
+def test_config_schema_documents_every_setting() -> None:
+    """The JSON schema names each setting with a description."""
+    result = sluice("config", "schema")
+    schema = json.loads(result.stdout)
+    assert "mlflow_tracking_uri" in schema["properties"]
+    assert all(field.get("description") for field in schema["properties"].values())
+
+
+def test_settings_precedence_is_env_over_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The environment overrides the config file, which overrides the defaults."""
+    config = tmp_path / "sluice.yaml"
+    config.write_text(
+        "mlflow_tracking_uri: http://from-file:5000\ngithub_api_url: http://ghe/api/v3\n"
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
+    assert main(["--config", str(config), "config", "show"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["mlflow_tracking_uri"] == "http://from-env:5000"
+    assert shown["github_api_url"] == "http://ghe/api/v3"
+
+
+def test_malformed_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """Malformed YAML in the config file names the file and line, in one line, exit 2."""
+    config = tmp_path / "sluice.yaml"
+    config.write_text("mlflow_tracking_uri: [unclosed\n")
+    result = sluice("--config", str(config), "config", "show")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert f"config file {config}: malformed YAML at line" in result.stderr
+
+
+def test_invalid_setting_names_the_setting(tmp_path: Path) -> None:
+    """A setting of the wrong type is named with the file it came from."""
+    config = tmp_path / "sluice.yaml"
+    config.write_text("registry_request_retries: many\n")
+    result = sluice("--config", str(config), "config", "show")
+    assert result.returncode == 2
+    assert "setting registry_request_retries (from" in result.stderr
+
+
+def test_unknown_setting_is_refused(tmp_path: Path) -> None:
+    """A typo in the config file is an error, not silently ignored."""
+    config = tmp_path / "sluice.yaml"
+    config.write_text("mlflow_trackin_uri: http://x\n")
+    result = sluice("--config", str(config), "config", "show")
+    assert result.returncode == 2
+    assert "mlflow_trackin_uri" in result.stderr
+
+
+def test_token_is_never_shown(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """`config show` masks the GitHub token."""
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_supersecretvalue123")
+    assert main(["config", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "ghp_supersecretvalue123" not in out
+    assert json.loads(out)["github_token"] == "**********"
+
+
+def test_errors_are_redacted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A secret inside an error message never reaches stderr."""
+    config = tmp_path / "ghp_leakytoken999.yaml"
+    env = {"PATH": "/usr/bin:/bin", "GITHUB_TOKEN": "ghp_leakytoken999"}
+    result = sluice("--config", str(config), "config", "show", env=env)
+    assert result.returncode == 2
+    assert "ghp_leakytoken999" not in result.stderr
+    assert "***" in result.stderr
