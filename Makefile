@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+LINT_PATHS := $(wildcard controller tests models benchmarks)
 
 .PHONY: setup services test demo lint format typecheck bench clean
 
@@ -19,19 +20,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip check
 	@touch $(STAMP)
 
-# Prometheus and Alertmanager come from Debian's packages; no systemd: Sluice starts the binaries
-# itself with its own configuration.
+# Prometheus and Alertmanager (the local loop and the tests) and PostgreSQL (the registry's
+# production backend, tested too) come from Debian's packages. No systemd: Sluice starts the
+# binaries itself with its own configuration, and policy-rc.d keeps the packages from starting
+# system-wide services while they install.
+
 services:
-	@if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "Installing Prometheus and Alertmanager from Debian's packages"; \
-		policy=/usr/sbin/policy-rc.d; made_policy=; \
-		if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod +x $$policy && made_policy=1; fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
-		status=$$?; [ -n "$$made_policy" ] && rm -f $$policy; [ $$status = 0 ] || exit $$status; \
-	else \
-		echo "Sluice needs Prometheus and Alertmanager on PATH: run 'sudo apt-get install -y prometheus prometheus-alertmanager' (or put the binaries on PATH) and run make again" >&2; exit 2; \
-	fi
+	@missing=; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "Sluice needs$$missing: run 'sudo apt-get install -y$$missing' (or put the binaries on PATH) and run make again" >&2; exit 2; \
+	fi; \
+	echo "Installing$$missing from Debian's packages"; \
+	policy=/usr/sbin/policy-rc.d; made_policy=; \
+	if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod +x $$policy && made_policy=1; fi; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	status=$$?; if [ -n "$$made_policy" ]; then rm -f $$policy; fi; exit $$status
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -40,19 +47,19 @@ demo: setup
 	$(BIN)/sluice demo
 
 lint: setup
-	$(BIN)/ruff check controller tests models benchmarks
-	$(BIN)/ruff format --check controller tests models benchmarks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy --strict controller
 
 format: setup
-	$(BIN)/ruff format controller tests models benchmarks
-	$(BIN)/ruff check --fix controller tests models benchmarks
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 typecheck: setup
 	$(BIN)/mypy --strict controller
 
 bench: setup
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@set -e; for script in $(wildcard benchmarks/*.py); do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info

@@ -109,3 +109,10 @@ def test_errors_are_redacted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert result.returncode == 2
     assert "ghp_leakytoken999" not in result.stderr
     assert "***" in result.stderr
+
+
+def test_demo_outside_a_checkout_says_where_to_run_it(tmp_path: Path) -> None:
+    """`sluice demo` away from the repository root exits 2 and says where to run it."""
+    result = sluice("demo", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "run `make demo` from the repository root" in result.stderr

@@ -1,0 +1,96 @@
+"""Write the Prometheus and Alertmanager config files the local services run with.
+
+Generating configs is separate from starting servers: a config is rewritten (and the server
+reloaded) while the server runs, and writing one needs no running process. Files are JSON,
+which is YAML, so no YAML library is needed, and are replaced by a rename so a reloading
+server never reads half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from controller.errors import ConfigError
+
+__all__ = ["write_alertmanager_config", "write_prometheus_config"]
+
+
+def write_prometheus_config(
+    path: Path,
+    *,
+    scrape_targets: dict[str, list[str]],
+    alertmanager_url: str | None,
+    rule_files: list[Path],
+    scrape_interval: str = "1s",
+    evaluation_interval: str = "1s",
+) -> Path:
+    """Write a Prometheus config: one static job per ``scrape_targets`` key (``host:port``)."""
+    jobs = []
+    for job, targets in scrape_targets.items():
+        for target in targets:
+            if "/" in target or ":" not in target:
+                raise ConfigError(f"scrape target {target!r} of job {job!r} must be host:port")
+        jobs.append({"job_name": job, "static_configs": [{"targets": list(targets)}]})
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
+        "scrape_configs": jobs,
+        "rule_files": [str(rule.resolve()) for rule in rule_files],
+    }
+    if alertmanager_url is not None:
+        parts = urllib.parse.urlsplit(alertmanager_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"alertmanager URL {alertmanager_url!r} must be http(s)://host:port")
+        config["alerting"] = {
+            "alertmanagers": [
+                {
+                    "scheme": parts.scheme,
+                    "path_prefix": parts.path or "/",
+                    "static_configs": [{"targets": [parts.netloc]}],
+                }
+            ]
+        }
+    # JSON is YAML, and needs no YAML library.
+    _write_file(path, json.dumps(config, indent=2) + "\n", mode=0o644)
+    return path
+
+
+def write_alertmanager_config(
+    path: Path,
+    *,
+    webhook_url: str,
+    bearer_token: str | None,
+    group_wait: str = "1s",
+    group_interval: str = "1s",
+    repeat_interval: str = "1h",
+) -> Path:
+    """Write an Alertmanager config that sends every alert to one webhook, at once.
+
+    The file may hold the bearer token, so only its owner can read it.
+    """
+    webhook: dict[str, Any] = {"url": webhook_url, "send_resolved": True}
+    if bearer_token is not None:
+        webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": bearer_token}}
+    config = {
+        "route": {
+            "receiver": "sluice",
+            "group_by": ["alertname"],
+            "group_wait": group_wait,
+            "group_interval": group_interval,
+            "repeat_interval": repeat_interval,
+        },
+        "receivers": [{"name": "sluice", "webhook_configs": [webhook]}],
+    }
+    _write_file(path, json.dumps(config, indent=2) + "\n", mode=0o600)
+    return path
+
+
+def _write_file(path: Path, text: str, *, mode: int) -> None:
+    """Write via a rename, so a server reloading the file never reads half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    partial.chmod(mode)
+    partial.replace(path)

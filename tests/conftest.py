@@ -1,0 +1,130 @@
+"""Fixtures that start real services on free ports of 127.0.0.1 and stop them afterwards.
+
+They use the launchers of ``sluice local up`` (:mod:`controller.local.services`,
+:mod:`controller.local.postgres`, :mod:`controller.local.configs`), so the tests run what a user
+runs. A start that fails names the service's log file in the error.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support.gitrepo import GitRemote, create_git_remote
+
+from controller.local.configs import write_alertmanager_config, write_prometheus_config
+from controller.local.postgres import PostgresService, start_postgres
+from controller.local.services import (
+    AlertmanagerService,
+    MlflowService,
+    PrometheusService,
+    start_alertmanager,
+    start_mlflow,
+    start_prometheus,
+)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowService]:
+    """One MLflow server on SQLite with proxied artifacts for the whole session."""
+    root = tmp_path_factory.mktemp("mlflow")
+    with start_mlflow(
+        backend_store_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifacts_dir=root / "artifacts",
+        log_dir=root,
+    ) as service:
+        yield service
+
+
+@pytest.fixture
+def mlflow_tracking_uri(mlflow_server: MlflowService, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point ``MLFLOW_TRACKING_URI`` at the session's MLflow server for one test."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.tracking_uri)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    return mlflow_server.tracking_uri
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresService]:
+    """One PostgreSQL server (fsync off) for the whole session."""
+    # As root, PostgreSQL runs as the postgres user, which cannot enter pytest's private
+    # tmp directory; its data lives in a directory of its own under /tmp instead.
+    data_root = Path(tempfile.mkdtemp(prefix="sluice-test-pg-"))
+    data_root.chmod(0o711)
+    try:
+        with start_postgres(
+            data_dir=data_root / "data",
+            log_dir=tmp_path_factory.mktemp("postgres"),
+            fsync=False,
+        ) as service:
+            yield service
+    finally:
+        shutil.rmtree(data_root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mlflow_postgres_server(
+    postgres_server: PostgresService, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MlflowService]:
+    """One MLflow server on a PostgreSQL database for the whole session."""
+    root = tmp_path_factory.mktemp("mlflow-postgres")
+    postgres_server.create_database("mlflow")
+    with start_mlflow(
+        backend_store_uri=postgres_server.sqlalchemy_url("mlflow"),
+        artifacts_dir=root / "artifacts",
+        log_dir=root,
+    ) as service:
+        yield service
+
+
+@pytest.fixture
+def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., PrometheusService]]:
+    """Start Prometheus from ``write_prometheus_config``'s keyword arguments; stopped after."""
+    started: list[PrometheusService] = []
+
+    def start(
+        *,
+        scrape_targets: dict[str, list[str]] | None = None,
+        alertmanager_url: str | None = None,
+        rule_files: list[Path] | None = None,
+    ) -> PrometheusService:
+        root = tmp_path / f"prometheus-{len(started)}"
+        config = write_prometheus_config(
+            root / "prometheus.yml",
+            scrape_targets=scrape_targets or {},
+            alertmanager_url=alertmanager_url,
+            rule_files=rule_files or [],
+        )
+        started.append(start_prometheus(config_file=config, data_dir=root / "data", log_dir=root))
+        return started[-1]
+
+    yield start
+    for service in reversed(started):
+        service.stop()
+
+
+@pytest.fixture
+def alertmanager_server(tmp_path: Path) -> Iterator[Callable[..., AlertmanagerService]]:
+    """Start Alertmanager sending every alert to ``webhook_url``; stopped after the test."""
+    started: list[AlertmanagerService] = []
+
+    def start(*, webhook_url: str, bearer_token: str | None = None) -> AlertmanagerService:
+        root = tmp_path / f"alertmanager-{len(started)}"
+        config = write_alertmanager_config(
+            root / "alertmanager.yml", webhook_url=webhook_url, bearer_token=bearer_token
+        )
+        started.append(start_alertmanager(config_file=config, data_dir=root / "data", log_dir=root))
+        return started[-1]
+
+    yield start
+    for service in reversed(started):
+        service.stop()
+
+
+@pytest.fixture
+def git_remote(tmp_path: Path) -> GitRemote:
+    """A bare repository at ``tmp_path/remote.git`` with one commit on ``main``."""
+    return create_git_remote(tmp_path)

@@ -1,0 +1,57 @@
+"""The checks `make lint` runs, kept green by the suite that CI runs."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import controller
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PATHS = [p for p in ("controller", "tests", "models", "benchmarks") if (ROOT / p).is_dir()]
+
+
+def run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_ruff_check_is_clean() -> None:
+    """`ruff check` finds nothing."""
+    result = run(str(BIN / "ruff"), "check", *PATHS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_clean() -> None:
+    """The code is formatted as `ruff format` would."""
+    result = run(str(BIN / "ruff"), "format", "--check", *PATHS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_is_clean() -> None:
+    """`mypy --strict controller` finds nothing."""
+    result = run(str(BIN / "mypy"), "--strict", "controller")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _modules() -> list[str]:
+    return [
+        info.name
+        for info in pkgutil.walk_packages(controller.__path__, prefix="controller.")
+        if not info.name.endswith("__main__")
+    ]
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_public_api_is_declared(name: str) -> None:
+    """Every module lists its public API in `__all__`, and every listed name exists."""
+    module = importlib.import_module(name)
+    exported = getattr(module, "__all__", None)
+    assert exported is not None, f"{name} has no __all__"
+    missing = [symbol for symbol in exported if not hasattr(module, symbol)]
+    assert not missing, f"{name}.__all__ names missing symbols {missing}"
