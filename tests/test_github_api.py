@@ -1,0 +1,331 @@
+"""Tests of the local GitHub API server, driven only through PyGithub as Sluice drives GitHub."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from github import Auth, BadCredentialsException, Github, GithubException, UnknownObjectException
+from github.PullRequest import PullRequest
+from github.Repository import Repository
+from support.github_api import Dispatch, GitHubApiServer
+from support.gitrepo import create_git_remote, git
+
+TOKEN = "ghp_sluiceTestToken0123456789abcdefABCDEF"
+REPO = "acme/gitops"
+
+
+@dataclass
+class Remote:
+    """The bare repository GitHub would hold, and a working clone that pushes to it."""
+
+    bare: Path
+    work: Path
+
+    def commit(self, branch: str, filename: str, content: str, *, start: str = "main") -> str:
+        """Commit one file on `branch` (made from `start` if new), push it, return the sha."""
+        git("fetch", "--quiet", "origin", cwd=self.work)
+        known = git("branch", "--remotes", "--list", f"origin/{branch}", cwd=self.work)
+        from_ref = f"origin/{branch}" if known else f"origin/{start}"
+        git("checkout", "--quiet", "-B", branch, from_ref, cwd=self.work)
+        (self.work / filename).write_text(content)
+        git("add", filename, cwd=self.work)
+        git("commit", "--quiet", "-m", f"Change {filename} on {branch}", cwd=self.work)
+        git("push", "--quiet", "origin", branch, cwd=self.work)
+        return git("rev-parse", "HEAD", cwd=self.work)
+
+    def log(self, ref: str, fmt: str) -> str:
+        """`git log -1 --format=fmt ref`, read from the bare repository."""
+        return git("log", "-1", f"--format={fmt}", ref, cwd=self.bare)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Remote:
+    """A bare repository with one commit on main and a clone of it, made once per module."""
+    root = tmp_path_factory.mktemp("template")
+    origin = create_git_remote(root)
+    return Remote(origin.path, origin.clone(root / "work"))
+
+
+@pytest.fixture
+def remote(template: Remote, tmp_path: Path) -> Remote:
+    """A fresh copy of the template repository and clone (copying is faster than git init)."""
+    bare = shutil.copytree(template.bare, tmp_path / "gitops.git")
+    work = shutil.copytree(template.work, tmp_path / "work")
+    git("remote", "set-url", "origin", str(bare), cwd=work)
+    return Remote(bare, work)
+
+
+@pytest.fixture
+def server(remote: Remote) -> Iterator[GitHubApiServer]:
+    """The local GitHub API server serving acme/gitops from the bare repository."""
+    with GitHubApiServer(token=TOKEN, repositories={REPO: remote.bare}) as running:
+        yield running
+
+
+@pytest.fixture
+def connect(server: GitHubApiServer) -> Iterator[Callable[..., Github]]:
+    """Make PyGithub clients pointed at the server as at GitHub Enterprise; close them after.
+
+    Retries are off (PyGithub's default retries 5xx) and so is PyGithub's default throttling
+    of 0.25 s between requests and 1 s between writes, which would make these tests slow.
+    """
+    made: list[Github] = []
+
+    def connect(token: str = TOKEN, per_page: int = 30) -> Github:
+        github = Github(
+            base_url=server.api_url,
+            auth=Auth.Token(token),
+            retry=None,
+            per_page=per_page,
+            seconds_between_requests=None,
+            seconds_between_writes=None,
+        )
+        made.append(github)
+        return github
+
+    yield connect
+    for github in made:
+        github.close()
+
+
+@pytest.fixture
+def repo(connect: Callable[..., Github]) -> Repository:
+    """acme/gitops as PyGithub sees it."""
+    return connect().get_repo(REPO)
+
+
+def open_pull(remote: Remote, repo: Repository, branch: str = "feature") -> PullRequest:
+    """Push a branch with one commit and open a pull request from it into main."""
+    remote.commit(branch, f"{branch}.yaml", f"branch: {branch}\n")
+    return repo.create_pull(base="main", head=branch, title=f"Promote {branch}", body="Why")
+
+
+def test_created_pull_request_reads_back(remote: Remote, repo: Repository) -> None:
+    """A pull request created through PyGithub reads back with GitHub's fields."""
+    tip = remote.commit("feature", "model.yaml", "version: 2\n")
+    created = repo.create_pull(base="main", head="acme:feature", title="Promote", body="Why")
+    pr = repo.get_pull(created.number)
+    assert (pr.number, pr.title, pr.body, pr.state) == (1, "Promote", "Why", "open")
+    assert (pr.head.ref, pr.head.sha, pr.head.label, pr.base.ref) == (
+        "feature",
+        tip,
+        "acme:feature",
+        "main",
+    )
+    assert pr.head.repo.full_name == REPO
+    assert pr.user.login == "sluice-bot"
+    assert (pr.mergeable, pr.merged, pr.commits, pr.changed_files) == (True, False, 1, 1)
+
+
+def test_head_sha_follows_the_branch(remote: Remote, repo: Repository) -> None:
+    """An open pull request's head.sha is the branch tip at each read."""
+    pr = open_pull(remote, repo)
+    tip = remote.commit("feature", "second.yaml", "more\n")
+    assert repo.get_pull(pr.number).head.sha == tip
+
+
+def test_duplicate_pull_request_is_rejected(remote: Remote, repo: Repository) -> None:
+    """A second open pull request for the same head and base fails with 422."""
+    open_pull(remote, repo)
+    with pytest.raises(GithubException) as caught:
+        repo.create_pull(base="main", head="feature", title="Again")
+    assert caught.value.status == 422
+    assert caught.value.data["errors"][0]["message"] == (
+        "A pull request already exists for acme:feature."
+    )
+
+
+def test_pull_request_from_missing_branch_is_rejected(repo: Repository) -> None:
+    """A pull request whose head branch does not exist fails with 422 Validation Failed."""
+    with pytest.raises(GithubException) as caught:
+        repo.create_pull(base="main", head="no-such-branch", title="Nothing")
+    assert caught.value.status == 422
+    assert caught.value.data["message"] == "Validation Failed"
+    assert caught.value.data["errors"][0]["field"] == "head"
+
+
+def test_list_filters_by_owner_and_branch(remote: Remote, repo: Repository) -> None:
+    """The head filter in owner:branch form selects only that branch's pull request."""
+    open_pull(remote, repo, "one")
+    two = open_pull(remote, repo, "two")
+    assert [pr.number for pr in repo.get_pulls(head="acme:two")] == [two.number]
+
+
+def test_list_ignores_head_filter_without_owner(remote: Remote, repo: Repository) -> None:
+    """Like GitHub, a head filter without the owner prefix is ignored."""
+    open_pull(remote, repo, "one")
+    open_pull(remote, repo, "two")
+    assert len(list(repo.get_pulls(head="two"))) == 2
+
+
+def test_list_paginates_with_link_headers(
+    remote: Remote, server: GitHubApiServer, repo: Repository, connect: Callable[..., Github]
+) -> None:
+    """Listing more pull requests than fit a page follows the Link header page by page."""
+    numbers = [open_pull(remote, repo, f"branch-{index}").number for index in range(3)]
+    paged = connect(per_page=2).get_repo(REPO)
+    assert [pr.number for pr in paged.get_pulls(state="all")] == sorted(numbers, reverse=True)
+    pages = [r.query.get("page", "1") for r in server.requests_to("GET", f"/repos/{REPO}/pulls")]
+    assert pages == ["1", "2"]
+
+
+def test_edit_changes_title_body_and_closes(remote: Remote, repo: Repository) -> None:
+    """Editing a pull request changes its title and body and can close it."""
+    pr = open_pull(remote, repo)
+    pr.edit(title="New title", body="New body", state="closed")
+    again = repo.get_pull(pr.number)
+    assert (again.title, again.body, again.state) == ("New title", "New body", "closed")
+    assert again.closed_at is not None
+    assert [p.number for p in repo.get_pulls(state="open")] == []
+
+
+def test_comments_are_created_edited_and_listed(remote: Remote, repo: Repository) -> None:
+    """Issue comments on a pull request can be created, edited and listed."""
+    pr = open_pull(remote, repo)
+    comment = pr.create_issue_comment("Canary at 10%")
+    comment.edit("Canary at 50%")
+    assert [c.body for c in pr.get_issue_comments()] == ["Canary at 50%"]
+    assert repo.get_issue(pr.number).comments == 1
+
+
+def test_labels_are_added_and_removed(remote: Remote, repo: Repository) -> None:
+    """Labels are added (created on first use) and removed; the issue view shows the rest."""
+    pr = open_pull(remote, repo)
+    pr.add_to_labels("sluice", "canary")
+    pr.remove_from_labels("canary")
+    assert [label.name for label in pr.get_labels()] == ["sluice"]
+    assert [label.name for label in repo.get_issue(pr.number).labels] == ["sluice"]
+
+
+def test_statuses_are_listed_newest_first(remote: Remote, repo: Repository) -> None:
+    """Commit statuses on a sha are listed newest first."""
+    commit = repo.get_commit(remote.commit("feature", "model.yaml", "v: 1\n"))
+    commit.create_status("pending", context="sluice/canary", description="Rolling out")
+    commit.create_status("success", "https://ci.invalid/1", "Promoted", "sluice/canary")
+    listed = [(s.state, s.context) for s in commit.get_statuses()]
+    assert listed == [("success", "sluice/canary"), ("pending", "sluice/canary")]
+
+
+def test_combined_status_uses_latest_per_context(remote: Remote, repo: Repository) -> None:
+    """The combined status takes each context's latest status and fails if any failed."""
+    commit = repo.get_commit(remote.commit("feature", "model.yaml", "v: 1\n"))
+    commit.create_status("failure", context="quality-gate")
+    commit.create_status("success", context="quality-gate")
+    commit.create_status("error", context="canary")
+    combined = commit.get_combined_status()
+    assert (combined.state, combined.total_count, combined.sha) == ("failure", 2, commit.sha)
+
+
+def test_repository_dispatch_is_recorded(server: GitHubApiServer, repo: Repository) -> None:
+    """A repository_dispatch answers 204 and is recorded with its payload."""
+    assert repo.create_repository_dispatch("sluice-promote", {"model": "churn", "version": 7})
+    assert server.dispatches == [Dispatch(REPO, "sluice-promote", {"model": "churn", "version": 7})]
+
+
+def test_merge_makes_a_real_merge_commit(remote: Remote, repo: Repository) -> None:
+    """Merging makes a two-parent merge commit on main in the bare repository."""
+    pr = open_pull(remote, repo)
+    status = pr.merge()
+    assert status.merged
+    assert remote.log("main", "%H") == status.sha
+    assert remote.log("main", "%B") == "Merge pull request #1 from acme/feature\n\nPromote feature"
+    assert remote.log("main", "%P").split() == [remote.log("main^1", "%H"), pr.head.sha]
+    merged = repo.get_pull(pr.number)
+    assert (merged.merged, merged.state, merged.merge_commit_sha) == (True, "closed", status.sha)
+    assert merged.is_merged()
+
+
+def test_squash_merge_makes_one_commit(remote: Remote, repo: Repository) -> None:
+    """A squash merge puts one single-parent commit titled after the pull request on main."""
+    pr = open_pull(remote, repo)
+    sha = pr.merge(merge_method="squash").sha
+    assert remote.log("main", "%H|%s") == f"{sha}|Promote feature (#1)"
+    assert len(remote.log("main", "%P").split()) == 1
+
+
+def test_conflicting_pull_request_cannot_merge(remote: Remote, repo: Repository) -> None:
+    """A pull request that conflicts with its base answers 405 and leaves main alone."""
+    remote.commit("feature", "README.md", "feature\n")
+    pr = repo.create_pull(base="main", head="feature", title="Conflicts")
+    main = remote.commit("main", "README.md", "main\n")
+    assert repo.get_pull(pr.number).mergeable is False
+    with pytest.raises(GithubException) as caught:
+        pr.merge()
+    assert caught.value.status == 405
+    assert remote.log("main", "%H") == main
+
+
+def test_merge_with_stale_sha_is_refused(remote: Remote, repo: Repository) -> None:
+    """Merging with a sha that is no longer the head answers 409 and merges nothing."""
+    pr = open_pull(remote, repo)
+    stale = pr.head.sha
+    remote.commit("feature", "late.yaml", "late\n")
+    with pytest.raises(GithubException) as caught:
+        pr.merge(sha=stale)
+    assert caught.value.status == 409
+    assert not repo.get_pull(pr.number).merged
+
+
+def test_deleting_head_branch_closes_pull_request(remote: Remote, repo: Repository) -> None:
+    """Like GitHub, deleting an open pull request's head branch closes it."""
+    pr = open_pull(remote, repo)
+    git("push", "--quiet", "origin", "--delete", "feature", cwd=remote.work)
+    assert repo.get_pull(pr.number).state == "closed"
+
+
+def test_bad_token_is_refused(connect: Callable[..., Github]) -> None:
+    """A wrong token raises BadCredentialsException."""
+    with pytest.raises(BadCredentialsException):
+        connect(token="ghp_wrong").get_repo(REPO)
+
+
+def test_unknown_repository_is_not_found(connect: Callable[..., Github]) -> None:
+    """A repository the server does not serve raises UnknownObjectException."""
+    with pytest.raises(UnknownObjectException):
+        connect().get_repo("acme/elsewhere")
+
+
+def test_unimplemented_endpoint_answers_404_and_is_recorded(
+    server: GitHubApiServer, repo: Repository
+) -> None:
+    """An endpoint the server does not implement answers 404 and shows up in the record."""
+    with pytest.raises(UnknownObjectException):
+        list(repo.get_branches())
+    assert [r.status for r in server.requests_to("GET", f"/repos/{REPO}/branches")] == [404]
+
+
+def test_injected_502_surfaces_as_github_exception(
+    server: GitHubApiServer, repo: Repository
+) -> None:
+    """fail_next(502) makes the next matching request fail with status 502, then recovers."""
+    server.fail_next(502, path_regex=f"/repos/{REPO}/pulls")
+    with pytest.raises(GithubException) as caught:
+        list(repo.get_pulls())
+    assert caught.value.status == 502
+    assert list(repo.get_pulls()) == []
+
+
+def test_fault_after_effect_loses_only_the_answer(
+    remote: Remote, server: GitHubApiServer, repo: Repository
+) -> None:
+    """With after_effect the request takes effect although its answer is an error."""
+    remote.commit("feature", "model.yaml", "v: 1\n")
+    server.fail_next(502, after_effect=True)
+    with pytest.raises(GithubException):
+        repo.create_pull(base="main", head="feature", title="Promote")
+    assert [pr.head.ref for pr in repo.get_pulls(head="acme:feature")] == ["feature"]
+
+
+def test_token_never_recorded(
+    remote: Remote, server: GitHubApiServer, repo: Repository, connect: Callable[..., Github]
+) -> None:
+    """The token appears nowhere in the recorded requests."""
+    open_pull(remote, repo).create_issue_comment("hello")
+    with pytest.raises(BadCredentialsException):
+        connect(token=TOKEN + "x").get_repo(REPO)
+    assert server.requests
+    assert TOKEN not in repr(server.requests)
