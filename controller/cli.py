@@ -33,7 +33,7 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect Sluice's configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-_state: dict[str, object] = {"verbose": False, "config": None}
+_state: dict[str, object] = {"verbose": False, "config": None, "overrides": {}}
 
 
 def _version_callback(value: bool) -> None:
@@ -55,6 +55,13 @@ def _root(
             dir_okay=False,
         ),
     ] = None,
+    mlflow_tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow-tracking-uri",
+            help="MLflow tracking server (overrides MLFLOW_TRACKING_URI and the config file).",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -64,12 +71,17 @@ def _root(
 ) -> None:
     _state["verbose"] = verbose
     _state["config"] = config
+    _state["overrides"] = {"mlflow_tracking_uri": mlflow_tracking_uri}
 
 
 def current_settings() -> Settings:
-    """Settings from ``--config`` (if given), the environment and the defaults."""
+    """Settings from flags, ``--config`` (if given), the environment and the defaults."""
     config = _state["config"]
-    return load_settings(config if isinstance(config, Path) else None)
+    overrides = _state["overrides"]
+    return load_settings(
+        config if isinstance(config, Path) else None,
+        **(overrides if isinstance(overrides, dict) else {}),
+    )
 
 
 @config_app.command("schema")

@@ -116,3 +116,10 @@ def test_demo_outside_a_checkout_says_where_to_run_it(tmp_path: Path) -> None:
     result = sluice("demo", cwd=tmp_path)
     assert result.returncode == 2
     assert "run `make demo` from the repository root" in result.stderr
+
+
+def test_flag_overrides_environment(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """A command-line flag beats the environment."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
+    assert main(["--mlflow-tracking-uri", "http://from-flag:5000", "config", "show"]) == 0
+    assert json.loads(capsys.readouterr().out)["mlflow_tracking_uri"] == "http://from-flag:5000"
