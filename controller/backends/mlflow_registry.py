@@ -18,6 +18,7 @@ import requests
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
+from controller.domain import ModelVersion, RunSummary
 from controller.errors import (
     InputError,
     ModelNotFound,
@@ -162,6 +163,51 @@ class MlflowRegistry:
             (replace(ref, aliases=tuple(sorted(aliases.get(ref.version, [])))) for ref in refs),
             key=lambda ref: ref.version,
         )
+
+    def resolve(
+        self, name: str, *, version: int | None = None, alias: str | None = None
+    ) -> ModelVersion:
+        """A version by number or alias, with the location its artifacts download from."""
+        if (version is None) == (alias is None):
+            raise InputError("give exactly one of a version and an alias")
+        if alias is not None:
+            ref = self.version_by_alias(name, alias)
+            if ref is None:
+                raise ModelNotFound(
+                    f"model {name!r} has no alias {alias!r} in the registry at "
+                    f"{redact(self.tracking_uri)}; train and register a version that passes "
+                    "the quality gate, or pass --version"
+                )
+        else:
+            ref = self.get_version(name, int(str(version)))
+        with registry_errors(self.tracking_uri, f"version {ref.version} of model {name!r}"):
+            artifact_uri = self._client.get_model_version_download_uri(name, str(ref.version))
+        return ModelVersion(
+            name=ref.name,
+            version=ref.version,
+            run_id=ref.run_id,
+            source=ref.source,
+            artifact_uri=str(artifact_uri),
+            aliases=ref.aliases,
+            tags=dict(ref.tags),
+        )
+
+    def run_summary(self, run_id: str) -> RunSummary:
+        """The training run's metrics, params, tags and its link in the MLflow UI."""
+        with registry_errors(self.tracking_uri, f"run {run_id!r}"):
+            run = self._client.get_run(run_id)
+        base = redact(self.tracking_uri).rstrip("/")
+        return RunSummary(
+            run_id=run_id,
+            url=f"{base}/#/experiments/{run.info.experiment_id}/runs/{run_id}",
+            metrics={str(k): float(v) for k, v in run.data.metrics.items()},
+            params={str(k): str(v) for k, v in run.data.params.items()},
+            tags={str(k): str(v) for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+        )
+
+    def version_url(self, name: str, version: int) -> str:
+        """Link to a version in the MLflow UI."""
+        return f"{redact(self.tracking_uri).rstrip('/')}/#/models/{name}/versions/{version}"
 
     def register(
         self, name: str, model_uri: str, run_id: str | None, tags: Mapping[str, str]

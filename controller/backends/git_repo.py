@@ -1,0 +1,183 @@
+"""The Git repository that holds the desired state: clone, edit, commit, push, retry.
+
+Git is Sluice's database, so writes follow a database's rules: every change is recomputed from
+the remote's current tip (fetch, reset, re-apply the edit), an edit that changes nothing makes
+no commit, and a push that loses a race (non-fast-forward) is retried from the new tip with
+backoff, a bounded number of times. Nothing is ever force-pushed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from git import GitCommandError, Repo
+
+from controller.errors import GitConflict, PermanentError, RemoteUnavailable
+from controller.redact import redact
+
+__all__ = ["CommitOutcome", "GitWorkspace", "Identity"]
+
+_REJECTED = ("[rejected]", "non-fast-forward", "fetch first", "failed to update ref", "stale info")
+_UNREACHABLE = (
+    "could not read from remote",
+    "does not appear to be a git repository",
+    "unable to access",
+    "could not resolve host",
+    "connection refused",
+    "repository not found",
+    "not found",
+)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Author and committer of Sluice's commits (what Argo CD's UI shows as the author)."""
+
+    name: str = "Sluice"
+    email: str = "sluice@users.noreply.github.com"
+
+
+@dataclass(frozen=True)
+class CommitOutcome:
+    """What a write did: the branch tip afterwards, whether a commit was made, push attempts."""
+
+    sha: str
+    committed: bool
+    attempts: int
+
+
+def _detail(exc: GitCommandError) -> str:
+    text = str(exc.stderr or exc.stdout or exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return redact(lines[-1] if lines else str(exc.status))
+
+
+class GitWorkspace:
+    """A working clone of one remote, kept under ``cache_dir`` and reused between passes."""
+
+    def __init__(
+        self,
+        remote_url: str,
+        cache_dir: Path,
+        *,
+        identity: Identity | None = None,
+        max_attempts: int = 5,
+        backoff_seconds: float = 0.2,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.remote_url = remote_url
+        digest = hashlib.sha256(remote_url.encode()).hexdigest()[:12]
+        self.path = cache_dir / f"repo-{digest}"
+        self.identity = identity or Identity()
+        self.max_attempts = max_attempts
+        self.backoff_seconds = backoff_seconds
+        self._sleep = sleep
+        self._repo: Repo | None = None
+
+    # -- reading -------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Clone on first use, then fetch (one network round trip per call)."""
+        try:
+            if self._repo is None and (self.path / ".git").is_dir():
+                self._repo = Repo(self.path)
+                self._repo.remote("origin").set_url(self.remote_url)
+            if self._repo is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._repo = Repo.clone_from(self.remote_url, self.path, no_checkout=True)
+            else:
+                self._repo.git.fetch("origin", "--prune", "--quiet")
+        except GitCommandError as exc:
+            raise RemoteUnavailable(
+                f"git remote {redact(self.remote_url)} cannot be read ({_detail(exc)}); "
+                "check the URL and credentials"
+            ) from None
+        with self._repo.config_writer() as config:
+            config.set_value("user", "name", self.identity.name)
+            config.set_value("user", "email", self.identity.email)
+
+    @property
+    def repo(self) -> Repo:
+        if self._repo is None:
+            self.sync()
+        assert self._repo is not None
+        return self._repo
+
+    def remote_sha(self, branch: str) -> str | None:
+        """The remote branch's tip as of the last :meth:`sync`, or None if it does not exist."""
+        try:
+            return str(
+                self.repo.git.rev_parse("--verify", "--quiet", f"refs/remotes/origin/{branch}")
+            )
+        except GitCommandError:
+            return None
+
+    def read(self, branch: str, path: str) -> str | None:
+        """A file's content on the remote branch as of the last sync, or None if absent."""
+        try:
+            return str(self.repo.git.show(f"refs/remotes/origin/{branch}:{path}"))
+        except GitCommandError:
+            return None
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _checkout(self, branch: str, start: str) -> None:
+        self.repo.git.checkout("-B", branch, start, "--force", "--quiet")
+        self.repo.git.reset("--hard", "--quiet", start)
+        self.repo.git.clean("-fdxq")
+
+    def commit_and_push(
+        self,
+        *,
+        branch: str,
+        base: str,
+        edit: Callable[[Path], None],
+        message: str,
+    ) -> CommitOutcome:
+        """Apply ``edit`` to ``branch`` (created from ``base`` if absent), commit, push.
+
+        ``edit`` receives the work tree and must be idempotent: on a lost push race it runs
+        again on the remote's new tip. An edit that changes nothing makes no commit.
+        """
+        for attempt in range(1, self.max_attempts + 1):
+            if attempt > 1:
+                self.sync()
+            start = self.remote_sha(branch) or self.remote_sha(base)
+            if start is None:
+                raise PermanentError(
+                    f"branch {base!r} does not exist on {redact(self.remote_url)}; "
+                    "create it or fix the environment's branch"
+                )
+            self._checkout(branch, start)
+            edit(Path(self.repo.working_tree_dir or self.path))
+            self.repo.git.add("--all")
+            if not self.repo.is_dirty(index=True, working_tree=False, untracked_files=False):
+                return CommitOutcome(sha=start, committed=False, attempts=attempt)
+            self.repo.git.commit("--quiet", "--no-verify", "-m", message)
+            sha = str(self.repo.head.commit.hexsha)
+            try:
+                self.repo.git.push("origin", f"{branch}:refs/heads/{branch}", "--porcelain")
+                return CommitOutcome(sha=sha, committed=True, attempts=attempt)
+            except GitCommandError as exc:
+                text = f"{exc.stdout}\n{exc.stderr}".lower()
+                if any(marker in text for marker in _REJECTED):
+                    delay = self.backoff_seconds * (2 ** (attempt - 1)) * (0.5 + random.random())  # noqa: S311 - jitter
+                    self._sleep(delay)
+                    continue
+                if any(marker in text for marker in _UNREACHABLE):
+                    raise RemoteUnavailable(
+                        f"git push to {redact(self.remote_url)} failed ({_detail(exc)}); "
+                        "check the remote and its credentials"
+                    ) from None
+                raise PermanentError(
+                    f"git push of {branch} to {redact(self.remote_url)} was refused: {_detail(exc)}"
+                ) from None
+        raise GitConflict(
+            f"git push of {branch} to {redact(self.remote_url)} lost the race {self.max_attempts} "
+            "times (the remote keeps moving); run again"
+        )

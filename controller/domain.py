@@ -1,0 +1,76 @@
+"""Plain values the core decides over: model versions, proposals, pull requests.
+
+No I/O and no library types: backends build these from MLflow, git and GitHub objects, and the
+pure functions of the core (rendering, decisions) read only these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ChangeRequest",
+    "ModelVersion",
+    "PullRequest",
+    "RunSummary",
+]
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model version, resolved to where its artifacts live."""
+
+    name: str
+    version: int
+    run_id: str | None
+    #: What the registry recorded as the version's source (MLflow 3: ``models:/m-<id>``).
+    source: str
+    #: Where the artifacts can be downloaded from (``mlflow-artifacts:/…``, ``s3://…``, a path).
+    artifact_uri: str
+    aliases: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def quarantined(self) -> bool:
+        """Rolled back before: proposals skip it unless forced."""
+        return "sluice.quarantined" in self.tags
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a reviewer needs from the training run: metrics, params and a link."""
+
+    run_id: str
+    url: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChangeRequest:
+    """A proposal as a forge sees it: a branch with commits, to merge into a base branch."""
+
+    #: Deterministic from the change (``sluice/ENV/MODEL/vN``), so a rerun finds it again.
+    branch: str
+    base: str
+    title: str
+    body: str
+    labels: tuple[str, ...]
+    #: The commit the forge's status check reports on.
+    head_sha: str
+    #: Branch-name prefix of proposals this one supersedes (``sluice/ENV/MODEL/``).
+    supersedes_prefix: str
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """A pull request that exists on the forge."""
+
+    number: int
+    url: str
+    branch: str
+    state: str
+    created: bool
+    superseded: tuple[int, ...] = ()

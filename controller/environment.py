@@ -1,0 +1,155 @@
+"""An environment's Sluice configuration, kept in Git next to its manifests.
+
+``manifests/overlays/ENV/sluice.yaml`` says which models the environment serves, which file
+pins each one, how registry locations map to storage KServe can read, and how rollouts step.
+It lives in Git for the same reason the manifests do: a change to how an environment is
+deployed is reviewed like any other change. ``sluice config schema environment`` prints the
+schema generated from these models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from controller.errors import ConfigError
+
+__all__ = [
+    "ENVIRONMENT_FILE",
+    "EnvironmentConfig",
+    "ReleaseConfig",
+    "RolloutPolicy",
+    "StorageConfig",
+    "StorageRewrite",
+    "load_environment",
+    "overlay_dir",
+]
+
+ENVIRONMENT_FILE = "sluice.yaml"
+
+
+class StorageRewrite(BaseModel):
+    """Replace a registry location prefix with the storage prefix KServe reads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prefix: str = Field(description="Registry artifact location prefix, e.g. mlflow-artifacts:/")
+    replacement: str = Field(description="Storage prefix KServe reads, e.g. s3://bucket/prefix/")
+
+
+class StorageConfig(BaseModel):
+    """Where model artifacts may come from in this environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allowed_schemes: tuple[str, ...] = Field(
+        alias="allowedSchemes",
+        description="URI schemes KServe may read here (file is for local targets only).",
+    )
+    rewrites: tuple[StorageRewrite, ...] = Field(default=(), description="First match wins.")
+
+
+class ReleaseConfig(BaseModel):
+    """One model served in this environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    model: str = Field(description="Registered model name.")
+    inference_service: str = Field(alias="inferenceService", description="InferenceService name.")
+    pin: str = Field(description="File in the overlay that pins the version; Sluice edits it.")
+    alias: str = Field(default="challenger", description="Registry alias proposals follow.")
+
+    @field_validator("pin")
+    @classmethod
+    def _pin_is_relative(cls, value: str) -> str:
+        if Path(value).is_absolute() or ".." in Path(value).parts:
+            raise ValueError("pin must be a file inside the overlay directory")
+        return value
+
+
+class RolloutPolicy(BaseModel):
+    """How a new version takes traffic once its proposal merges."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: tuple[int, ...] = Field(
+        default=(10, 50, 100),
+        description="canaryTrafficPercent steps, ascending, ending at 100.",
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_ascend_to_100(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or value[-1] != 100:
+            raise ValueError("steps must end at 100")
+        if any(not 0 < step <= 100 for step in value) or list(value) != sorted(set(value)):
+            raise ValueError("steps must be strictly ascending percentages in 1..100")
+        return value
+
+
+class EnvironmentConfig(BaseModel):
+    """``manifests/overlays/ENV/sluice.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    api_version: Literal["sluice.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Environment"]
+    name: str
+    branch: str = Field(default="main", description="Branch Argo CD syncs this environment from.")
+    deployment_mode: Literal["Serverless", "RawDeployment"] = Field(
+        default="Serverless", alias="deploymentMode"
+    )
+    storage: StorageConfig
+    releases: tuple[ReleaseConfig, ...]
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+
+    def release(self, model: str) -> ReleaseConfig:
+        """The release of ``model``; :class:`ConfigError` naming the known ones otherwise."""
+        for release in self.releases:
+            if release.model == model:
+                return release
+        known = ", ".join(r.model for r in self.releases) or "none"
+        raise ConfigError(
+            f"environment {self.name!r} does not serve model {model!r} (it serves: {known}); "
+            f"add it to releases in its {ENVIRONMENT_FILE}"
+        )
+
+
+def overlay_dir(repo_root: Path, environment: str) -> Path:
+    """The overlay directory of an environment."""
+    return repo_root / "manifests" / "overlays" / environment
+
+
+def load_environment(repo_root: Path, environment: str) -> EnvironmentConfig:
+    """Read and validate an environment's configuration from a checkout."""
+    path = overlay_dir(repo_root, environment) / ENVIRONMENT_FILE
+    if not path.is_file():
+        overlays = overlay_dir(repo_root, environment).parent
+        known = (
+            sorted(p.name for p in overlays.iterdir() if (p / ENVIRONMENT_FILE).is_file())
+            if overlays.is_dir()
+            else []
+        )
+        raise ConfigError(
+            f"unknown environment {environment!r}: {path} does not exist "
+            f"(known: {', '.join(known) or 'none'})"
+        )
+    try:
+        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: malformed YAML{where}; fix the syntax") from None
+    try:
+        config = EnvironmentConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "document"
+        raise ConfigError(f"{path}: {field}: {first['msg']}") from None
+    if config.name != environment:
+        raise ConfigError(f"{path}: name is {config.name!r} but the overlay is {environment!r}")
+    return config

@@ -1,0 +1,45 @@
+"""The small interfaces between Sluice's core and the outside world.
+
+Each is a :class:`typing.Protocol` of a few methods, one backend module per implementation
+under :mod:`controller.backends` (Flagger's ``pkg/metrics/providers`` shape). The core depends
+on these, never on MLflow, PyGithub or GitPython directly, so it is tested with plain values.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from controller.domain import ChangeRequest, ModelVersion, PullRequest, RunSummary
+
+__all__ = ["Forge", "ModelRegistry"]
+
+
+class ModelRegistry(Protocol):
+    """Where model versions are registered (MLflow)."""
+
+    def resolve(
+        self, name: str, *, version: int | None = None, alias: str | None = None
+    ) -> ModelVersion:
+        """The version by number or alias; :class:`~controller.errors.ModelNotFound` if none."""
+        ...
+
+    def run_summary(self, run_id: str) -> RunSummary:
+        """Metrics, params, tags and UI link of the run that produced a version."""
+        ...
+
+
+class Forge(Protocol):
+    """Where proposals become reviewable pull requests (GitHub, or none for ``--forge local``)."""
+
+    def open_or_update(self, change: ChangeRequest) -> PullRequest:
+        """Open a pull request for the branch, or update the open one (never a duplicate), and
+        close older open proposals under ``change.supersedes_prefix`` with a comment."""
+        ...
+
+    def report_status(self, sha: str, *, context: str, state: str, description: str) -> None:
+        """Set a commit status (``success``, ``failure``, ``pending``, ``error``) on ``sha``."""
+        ...
+
+    def comment(self, number: int, body: str) -> None:
+        """Add a comment to a pull request."""
+        ...
