@@ -27,6 +27,7 @@ __all__ = [
     "StorageRewrite",
     "load_environment",
     "overlay_dir",
+    "parse_environment",
 ]
 
 ENVIRONMENT_FILE = "sluice.yaml"
@@ -138,18 +139,25 @@ def load_environment(repo_root: Path, environment: str) -> EnvironmentConfig:
             f"unknown environment {environment!r}: {path} does not exist "
             f"(known: {', '.join(known) or 'none'})"
         )
+    return parse_environment(
+        path.read_text(encoding="utf-8"), source=str(path), environment=environment
+    )
+
+
+def parse_environment(text: str, *, source: str, environment: str) -> EnvironmentConfig:
+    """Validate an environment file's text (read from a checkout or a Git revision)."""
     try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+        data = YAML(typ="safe").load(text)
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: malformed YAML{where}; fix the syntax") from None
+        raise ConfigError(f"{source}: malformed YAML{where}; fix the syntax") from None
     try:
         config = EnvironmentConfig.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "document"
-        raise ConfigError(f"{path}: {field}: {first['msg']}") from None
+        raise ConfigError(f"{source}: {field}: {first['msg']}") from None
     if config.name != environment:
-        raise ConfigError(f"{path}: name is {config.name!r} but the overlay is {environment!r}")
+        raise ConfigError(f"{source}: name is {config.name!r} but the overlay is {environment!r}")
     return config

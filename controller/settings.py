@@ -75,6 +75,17 @@ class Settings(BaseSettings):
         ),
         description="owner/name of the repository pull requests are opened against.",
     )
+    git_remote: str | None = Field(
+        default=None,
+        description=(
+            "URL or path of the Git remote holding the manifests (default: the `origin` of "
+            "the repository in the working directory)."
+        ),
+    )
+    git_author_name: str = Field(default="Sluice", description="Author of Sluice's commits.")
+    git_author_email: str = Field(
+        default="sluice@users.noreply.github.com", description="Author email of Sluice's commits."
+    )
     state_dir: Path = Field(
         default=Path(".sluice"),
         description="Where local runs keep pid files, logs and service data.",

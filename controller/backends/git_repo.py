@@ -124,7 +124,41 @@ class GitWorkspace:
         except GitCommandError:
             return None
 
+    def default_branch(self) -> str:
+        """The remote's default branch (what ``origin/HEAD`` points at), else ``main``."""
+        try:
+            ref = str(self.repo.git.symbolic_ref("--quiet", "refs/remotes/origin/HEAD"))
+        except GitCommandError:
+            return "main"
+        return ref.removeprefix("refs/remotes/origin/")
+
+    def list_dir(self, branch: str, path: str) -> list[str]:
+        """Names directly under ``path`` on the remote branch (empty if absent)."""
+        try:
+            out = str(
+                self.repo.git.ls_tree("--name-only", f"refs/remotes/origin/{branch}", f"{path}/")
+            )
+        except GitCommandError:
+            return []
+        return [line.rsplit("/", 1)[-1] for line in out.splitlines() if line]
+
+    def diff(self, old: str, new: str, path: str) -> str:
+        """Unified diff of ``path`` between two commits."""
+        return str(self.repo.git.diff(old, new, "--", path))
+
     # -- writing -------------------------------------------------------------------------
+
+    def preview(self, *, branch: str, base: str, edit: Callable[[Path], None], path: str) -> str:
+        """What :meth:`commit_and_push` would change in ``path``, without committing."""
+        start = self.remote_sha(branch) or self.remote_sha(base)
+        if start is None:
+            raise PermanentError(f"branch {base!r} does not exist on {redact(self.remote_url)}")
+        self._checkout(branch, start)
+        try:
+            edit(Path(self.repo.working_tree_dir or self.path))
+            return str(self.repo.git.diff(start, "--", path))
+        finally:
+            self._checkout(branch, start)
 
     def _checkout(self, branch: str, start: str) -> None:
         self.repo.git.checkout("-B", branch, start, "--force", "--quiet")

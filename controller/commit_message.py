@@ -1,0 +1,113 @@
+"""Commit subjects and bodies that read well where people see them.
+
+Argo CD's UI shows the first line of the synced commit cut to 64 characters, and
+``git log --oneline`` shows only that line, so the subject says what moved where within 64
+characters; the body carries the evidence; trailers make the commit machine-readable
+(``git log --format='%(trailers:key=Sluice-Version)'``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from string import Template
+
+__all__ = ["SUBJECT_LIMIT", "ProposalMessage", "proposal_branch", "render_proposal_message"]
+
+#: What Argo CD's UI shows of a commit subject.
+SUBJECT_LIMIT = 64
+
+_BODY = Template(
+    """$summary
+
+Run: $run_url
+Holdout metrics: $metrics
+Storage: $storage_uri
+
+Sluice-Model: $model
+Sluice-Version: $version
+Sluice-Env: $environment
+Sluice-Run: $run_id
+"""
+)
+_KEY_METRICS = ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "calibration_error")
+
+
+@dataclass(frozen=True)
+class ProposalMessage:
+    """The view a proposal commit is rendered from."""
+
+    model: str
+    version: int
+    environment: str
+    previous_version: int | None
+    canary_percent: int | None
+    storage_uri: str
+    run_id: str | None
+    run_url: str | None
+    metrics: Mapping[str, float]
+
+
+def proposal_branch(environment: str, model: str, version: int) -> str:
+    """Deterministic from the change, so a second run finds the first run's branch and PR."""
+    return f"sluice/{environment}/{model}/v{version}"
+
+
+def _subject(message: ProposalMessage) -> str:
+    if message.previous_version is None:
+        how = "first deploy"
+    elif message.canary_percent is None:
+        how = f"replaces v{message.previous_version}"
+    else:
+        how = f"canary {message.canary_percent}%"
+    subject = f"{message.model} v{message.version} → {message.environment} ({how})"
+    if len(subject) > SUBJECT_LIMIT:
+        # Keep the version, environment and mode; shorten the model name, which the
+        # trailers carry in full.
+        room = SUBJECT_LIMIT - (len(subject) - len(message.model)) - 1
+        subject = (
+            f"{message.model[: max(room, 1)]}… v{message.version} → {message.environment} ({how})"
+        )
+    return subject[:SUBJECT_LIMIT]
+
+
+def _metrics_line(metrics: Mapping[str, float]) -> str:
+    parts = []
+    for name in _KEY_METRICS:
+        if name in metrics:
+            text = f"{name} {metrics[name]:.4f}"
+            champion = metrics.get(f"champion_{name}")
+            if champion is not None:
+                text += f" (champion {champion:.4f})"
+            parts.append(text)
+    return ", ".join(parts) or "none logged"
+
+
+def render_proposal_message(message: ProposalMessage) -> str:
+    """Subject, blank line, body with the evidence, and the Sluice-* trailers."""
+    if message.previous_version is None:
+        summary = (
+            f"First deploy of {message.model} to {message.environment}: "
+            f"v{message.version} takes all traffic."
+        )
+    elif message.canary_percent is None:
+        summary = (
+            f"Replace v{message.previous_version} with v{message.version} in {message.environment}."
+        )
+    else:
+        summary = (
+            f"Canary v{message.version} at {message.canary_percent}% of {message.environment}'s "
+            f"traffic beside v{message.previous_version}; Sluice steps it up after each passing "
+            "gate."
+        )
+    body = _BODY.substitute(
+        summary=summary,
+        run_url=message.run_url or "-",
+        metrics=_metrics_line(message.metrics),
+        storage_uri=message.storage_uri,
+        model=message.model,
+        version=message.version,
+        environment=message.environment,
+        run_id=message.run_id or "-",
+    )
+    return f"{_subject(message)}\n\n{body}"

@@ -1,0 +1,53 @@
+"""A GitOps remote seeded with this repository's own ``manifests/``, as a team's fork has it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from support.gitrepo import GitRemote, git
+
+__all__ = ["ROOT", "commit_to_remote", "seed_manifests", "snapshot"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def commit_to_remote(
+    remote: GitRemote, workdir: Path, message: str, change: Callable[[Path], None]
+) -> str:
+    """Clone, apply ``change`` to the work tree, commit and push to main; return the commit."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    remote.clone(workdir)
+    change(workdir)
+    git("add", "--all", cwd=workdir)
+    if git("status", "--porcelain", cwd=workdir):  # a change that merged has committed itself
+        git("commit", "--quiet", "-m", message, cwd=workdir)
+    git("push", "--quiet", "origin", remote.branch, cwd=workdir)
+    return git("rev-parse", "HEAD", cwd=workdir)
+
+
+def seed_manifests(remote: GitRemote, workdir: Path, *, model: str = "fraud-detector") -> str:
+    """Add the repository's manifests/ to the remote's main branch, serving ``model``.
+
+    Tests share one MLflow server, so each names its model uniquely; the environments'
+    release entries and the pins' model annotations are renamed to match.
+    """
+
+    def copy(tree: Path) -> None:
+        shutil.copytree(ROOT / "manifests", tree / "manifests")
+        for path in (tree / "manifests" / "overlays").glob("*/*.yaml"):
+            text = path.read_text()
+            text = text.replace("model: fraud-detector", f"model: {model}")
+            text = text.replace(
+                "sluice.dev/model-name: fraud-detector", f"sluice.dev/model-name: {model}"
+            )
+            path.write_text(text)
+
+    return commit_to_remote(remote, workdir, "Add manifests", copy)
+
+
+def snapshot(remote: GitRemote) -> str:
+    """Every ref of the remote with its commit: equal snapshots mean nothing was pushed."""
+    return git("for-each-ref", "--format=%(refname) %(objectname)", cwd=remote.path)
