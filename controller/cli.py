@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -30,6 +31,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+class ForgeKind(StrEnum):
+    """Where a proposal goes."""
+
+    local = "local"
+    github = "github"
+
+
 config_app = typer.Typer(help="Inspect Sluice's configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
@@ -84,9 +94,26 @@ def current_settings() -> Settings:
     )
 
 
+class SchemaKind(StrEnum):
+    """Which configuration's schema to print."""
+
+    settings = "settings"
+    environment = "environment"
+
+
 @config_app.command("schema")
-def config_schema() -> None:
-    """Print the JSON schema of the settings (every option, its type, default and meaning)."""
+def config_schema(
+    kind: Annotated[
+        SchemaKind,
+        typer.Argument(help="settings (sluice.yaml, env) or environment (overlay sluice.yaml)."),
+    ] = SchemaKind.settings,
+) -> None:
+    """Print a JSON schema: every option, its type, default and meaning."""
+    if kind is SchemaKind.environment:
+        from controller.environment import EnvironmentConfig
+
+        typer.echo(json.dumps(EnvironmentConfig.model_json_schema(by_alias=True), indent=2))
+        return
     typer.echo(json.dumps(Settings.model_json_schema(by_alias=False), indent=2))
 
 
@@ -95,6 +122,51 @@ def config_show() -> None:
     """Print the settings in effect, secrets masked."""
     settings = current_settings()
     typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
+
+
+@app.command()
+def propose(
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    env: Annotated[str, typer.Option("--env", help="Environment (manifests/overlays/ENV).")],
+    version: Annotated[
+        int | None, typer.Option(help="Registry version to propose (default: follow --alias).")
+    ] = None,
+    alias: Annotated[
+        str | None,
+        typer.Option(help="Registry alias to resolve (default: the environment's, challenger)."),
+    ] = None,
+    forge: Annotated[
+        ForgeKind,
+        typer.Option(help="local: push a branch and print the merge; github: open a PR too."),
+    ] = ForgeKind.local,
+    repo: Annotated[
+        str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the diff and message; change nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Propose even a quarantined version.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Propose a registry version for an environment: a branch and (GitHub) a pull request."""
+    from controller.commands_propose import run_propose
+    from controller.propose import ProposalRequest
+
+    if version is not None and alias is not None:
+        raise typer.BadParameter("give --version or --alias, not both")
+    run_propose(
+        current_settings(),
+        ProposalRequest(
+            model=model, environment=env, version=version, alias=alias,
+            dry_run=dry_run, force=force,
+        ),
+        forge=forge.value,
+        remote=repo,
+        as_json=as_json,
+        console=Console(),
+    )  # fmt: skip
 
 
 @app.command()

@@ -31,6 +31,10 @@ class ModelRegistry(Protocol):
 class Forge(Protocol):
     """Where proposals become reviewable pull requests (GitHub, or none for ``--forge local``)."""
 
+    def check_access(self) -> None:
+        """Fail now (bad token, unknown repository) rather than after a branch is pushed."""
+        ...
+
     def open_or_update(self, change: ChangeRequest) -> PullRequest:
         """Open a pull request for the branch, or update the open one (never a duplicate), and
         close older open proposals under ``change.supersedes_prefix`` with a comment."""

@@ -10,14 +10,17 @@ line with the fix.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import requests
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
+from controller.data_profile import DataProfile
 from controller.domain import ModelVersion, RunSummary
 from controller.errors import (
     InputError,
@@ -27,7 +30,16 @@ from controller.errors import (
 )
 from controller.redact import redact
 
-__all__ = ["MlflowRegistry", "ModelVersionRef", "configure_mlflow_http", "registry_errors"]
+__all__ = [
+    "PROFILE_ARTIFACT",
+    "MlflowRegistry",
+    "ModelVersionRef",
+    "configure_mlflow_http",
+    "registry_errors",
+]
+
+#: The artifact the training step logs the reference data profile as.
+PROFILE_ARTIFACT = "reference_profile.json"
 
 _UNAVAILABLE_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
 _NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
@@ -204,6 +216,21 @@ class MlflowRegistry:
             params={str(k): str(v) for k, v in run.data.params.items()},
             tags={str(k): str(v) for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
         )
+
+    def reference_profile(self, run_id: str) -> DataProfile | None:
+        """The training data profile logged with a run, or None if it has none (or an
+        unknown schema version: the card then simply leaves it out)."""
+        with registry_errors(self.tracking_uri, f"run {run_id!r}"):
+            names = {artifact.path for artifact in self._client.list_artifacts(run_id)}
+            if PROFILE_ARTIFACT not in names:
+                return None
+            with tempfile.TemporaryDirectory() as tmp:
+                path = self._client.download_artifacts(run_id, PROFILE_ARTIFACT, tmp)
+                text = Path(path).read_text(encoding="utf-8")
+        try:
+            return DataProfile.model_validate_json(text)
+        except ValueError:
+            return None
 
     def version_url(self, name: str, version: int) -> str:
         """Link to a version in the MLflow UI."""

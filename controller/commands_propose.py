@@ -1,0 +1,117 @@
+"""``sluice propose``: wire the real backends to :func:`controller.propose.propose` and report.
+
+Kept out of :mod:`controller.cli` so the CLI module stays a thin table of commands; this is
+the composition root of one command (the only place its concrete backends are named).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Literal
+
+from rich.console import Console
+from rich.syntax import Syntax
+
+from controller.backends.git_repo import GitWorkspace, Identity
+from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
+from controller.errors import ConfigError
+from controller.ports import Forge
+from controller.propose import ProposalRequest, ProposalResult, propose
+from controller.settings import Settings
+
+__all__ = ["run_propose"]
+
+
+def _default_remote() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "remote", "get-url", "origin"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+    except (subprocess.CalledProcessError, OSError, subprocess.TimeoutExpired):
+        raise ConfigError(
+            "no Git remote to propose to: run inside a clone with an `origin`, or set "
+            "SLUICE_GIT_REMOTE (or --repo)"
+        ) from None
+    return out.stdout.strip()
+
+
+def _forge(settings: Settings, kind: str) -> Forge | None:
+    if kind == "local":
+        return None
+    if settings.github_token is None:
+        raise ConfigError("--forge github needs a token: set SLUICE_GITHUB_TOKEN or GITHUB_TOKEN")
+    if not settings.github_repository:
+        raise ConfigError(
+            "--forge github needs the repository: set SLUICE_GITHUB_REPOSITORY (owner/name)"
+        )
+    from controller.backends.github_forge import GitHubForge
+
+    return GitHubForge(
+        api_url=settings.github_api_url,
+        token=settings.github_token.get_secret_value(),
+        repository=settings.github_repository,
+    )
+
+
+def _print(result: ProposalResult, console: Console) -> None:
+    if result.status == "already-serving":
+        console.print(
+            f"{result.model} v{result.version} already serves in {result.environment}: "
+            "nothing to propose"
+        )
+        return
+    verb = {
+        "proposed": "Proposed",
+        "unchanged": "Already proposed (no new commit)",
+        "dry-run": "Would propose (dry run, nothing changed)",
+    }[result.status]
+    console.print(f"[bold]{verb}[/]: {result.subject}")
+    console.print(
+        f"branch {result.branch} → {result.base}"
+        + (f" at {result.commit[:12]}" if result.commit else "")
+    )
+    if result.diff:
+        console.print(Syntax(result.diff, "diff", theme="ansi_dark", background_color="default"))
+    if result.pull_request_url:
+        console.print(f"Pull request #{result.pull_request}: {result.pull_request_url}")
+    for number in result.superseded:
+        console.print(f"Closed superseded pull request #{number}")
+    if result.merge_command:
+        console.print(f"To deploy, merge it:\n  {result.merge_command}")
+
+
+def run_propose(
+    settings: Settings,
+    request: ProposalRequest,
+    *,
+    forge: Literal["github", "local"],
+    remote: str | None,
+    as_json: bool,
+    console: Console,
+) -> ProposalResult:
+    """Build the backends from settings, propose, and print the result."""
+    configure_mlflow_http(
+        retries=settings.registry_request_retries,
+        timeout_seconds=settings.registry_request_timeout_seconds,
+    )
+    workspace = GitWorkspace(
+        remote or settings.git_remote or _default_remote(),
+        settings.state_dir / "git",
+        identity=Identity(settings.git_author_name, settings.git_author_email),
+    )
+    result = propose(
+        request,
+        registry=MlflowRegistry(settings.mlflow_tracking_uri),
+        workspace=workspace,
+        forge=_forge(settings, forge),
+    )
+    if as_json:
+        console.print_json(json.dumps(result.as_dict()))
+    else:
+        _print(result, console)
+    return result

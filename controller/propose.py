@@ -1,0 +1,249 @@
+"""Propose: an approved registry version becomes a reviewed change to an environment's pin.
+
+Kargo-style small steps, each idempotent so a rerun (or a crash and a rerun) converges: read
+the environment from Git, resolve the version in the registry, map its storage URI, edit the
+pin, validate the rendered overlay, commit and push a deterministic branch, open or adopt the
+pull request. Nothing is pushed when validation fails, and nothing is committed when nothing
+would change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from controller.backends.git_repo import GitWorkspace
+from controller.backends.mlflow_registry import MlflowRegistry
+from controller.commit_message import ProposalMessage, proposal_branch, render_proposal_message
+from controller.domain import ChangeRequest, ModelVersion, RunSummary
+from controller.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
+from controller.errors import ConfigError, InputError, ManifestInvalid
+from controller.manifest import (
+    PinnedRelease,
+    ReleasePin,
+    apply_release,
+    dump_pin,
+    load_pin,
+    read_release,
+)
+from controller.model_card import ModelCard, render_model_card
+from controller.ports import Forge
+from controller.render import validate_rendered
+from controller.storage_uri import map_storage_uri
+
+__all__ = ["ProposalRequest", "ProposalResult", "propose"]
+
+Status = Literal["proposed", "unchanged", "already-serving", "dry-run"]
+
+
+@dataclass(frozen=True)
+class ProposalRequest:
+    """What the user asked for."""
+
+    model: str
+    environment: str
+    version: int | None = None
+    alias: str | None = None
+    dry_run: bool = False
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class ProposalResult:
+    """What happened, as ``--json`` prints it."""
+
+    status: Status
+    model: str
+    environment: str
+    version: int
+    previous_version: int | None
+    canary_percent: int | None
+    storage_uri: str
+    branch: str
+    base: str
+    commit: str | None
+    subject: str
+    diff: str
+    pull_request: int | None = None
+    pull_request_url: str | None = None
+    superseded: tuple[int, ...] = ()
+    merge_command: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _environment(workspace: GitWorkspace, name: str) -> EnvironmentConfig:
+    default = workspace.default_branch()
+    path = f"manifests/overlays/{name}/{ENVIRONMENT_FILE}"
+    text = workspace.read(default, path)
+    if text is None:
+        known = workspace.list_dir(default, "manifests/overlays")
+        raise ConfigError(
+            f"unknown environment {name!r}: {path} is not on {default} "
+            f"(known: {', '.join(sorted(known)) or 'none'})"
+        )
+    return parse_environment(text, source=f"{path}@{default}", environment=name)
+
+
+def _pinned(workspace: GitWorkspace, base: str, pin_path: str) -> PinnedRelease:
+    text = workspace.read(base, pin_path)
+    if text is None:
+        raise ManifestInvalid(
+            f"{pin_path} does not exist on {base}; the environment names it as the pin"
+        )
+    return read_release(load_pin(text, source=f"{pin_path}@{base}"))
+
+
+def _edit(pin_path: str, overlay: str, pin: ReleasePin) -> Callable[[Path], None]:
+    def edit(worktree: Path) -> None:
+        path = worktree / pin_path
+        document = load_pin(path.read_text(encoding="utf-8"), source=pin_path)
+        apply_release(document, pin, source=pin_path)
+        path.write_text(dump_pin(document), encoding="utf-8")
+        # Validate what Argo CD would apply, before anything is committed.
+        validate_rendered(worktree / overlay)
+
+    return edit
+
+
+def _resolve(registry: MlflowRegistry, request: ProposalRequest, alias: str) -> ModelVersion:
+    if request.version is not None:
+        version = registry.resolve(request.model, version=request.version)
+    else:
+        version = registry.resolve(request.model, alias=request.alias or alias)
+    if version.quarantined and not request.force:
+        reason = version.tags.get("sluice.quarantined", "")
+        raise InputError(
+            f"{request.model} v{version.version} is quarantined ({reason}); "
+            "pass --force to propose it anyway"
+        )
+    return version
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything decided before Git is touched."""
+
+    config: EnvironmentConfig
+    version: ModelVersion
+    run: RunSummary | None
+    pin_path: str
+    edit: Callable[[Path], None]
+    message: str
+    draft: ProposalResult
+
+
+def _plan(request: ProposalRequest, registry: MlflowRegistry, workspace: GitWorkspace) -> _Plan:
+    config = _environment(workspace, request.environment)
+    release = config.release(request.model)
+    version = _resolve(registry, request, release.alias)
+    storage_uri = map_storage_uri(version.artifact_uri, config.storage, environment=config.name)
+    overlay = f"manifests/overlays/{config.name}"
+    pin_path = f"{overlay}/{release.pin}"
+    current = _pinned(workspace, config.branch, pin_path)
+    serving = current.storage_uri is not None and current.version is not None
+    previous = current.version if serving else None
+    first_step = config.rollout.steps[0]
+    canary = first_step if previous is not None and first_step < 100 else None
+    same_version = serving and current.version == version.version
+    if same_version:
+        # Re-pinning what serves (its storage mapping changed) keeps its rollout state.
+        previous, canary = current.previous_version, current.canary_percent
+    run = registry.run_summary(version.run_id) if version.run_id else None
+    message = render_proposal_message(
+        ProposalMessage(
+            model=request.model, version=version.version, environment=config.name,
+            previous_version=previous, canary_percent=canary, storage_uri=storage_uri,
+            run_id=version.run_id, run_url=run.url if run else None,
+            metrics=run.metrics if run else {},
+        )
+    )  # fmt: skip
+    pin = ReleasePin(
+        model=request.model, version=version.version, storage_uri=storage_uri,
+        run_id=version.run_id, previous_version=previous, canary_percent=canary,
+    )  # fmt: skip
+    draft = ProposalResult(
+        status="already-serving", model=request.model, environment=config.name,
+        version=version.version, previous_version=previous, canary_percent=canary,
+        storage_uri=storage_uri, base=config.branch, commit=None,
+        branch=proposal_branch(config.name, request.model, version.version),
+        subject=message.splitlines()[0], diff="",
+    )  # fmt: skip
+    if not (same_version and current.storage_uri == storage_uri):
+        draft = replace(draft, status="proposed")
+    return _Plan(config, version, run, pin_path, _edit(pin_path, overlay, pin), message, draft)
+
+
+def _open_pull_request(
+    plan: _Plan, result: ProposalResult, registry: MlflowRegistry, forge: Forge
+) -> ProposalResult:
+    champion = registry.version_by_alias(result.model, "champion")
+    card = ModelCard(
+        model=result.model, environment=result.environment, version=plan.version,
+        previous_version=result.previous_version, run=plan.run or RunSummary(run_id="-", url="-"),
+        registry_url=registry.version_url(result.model, result.version),
+        storage_uri=result.storage_uri, champion_version=champion.version if champion else None,
+        canary_steps=plan.config.rollout.steps,
+        gates=("request-success-rate", "request-latency", "load-test"), diff=result.diff,
+        profile=registry.reference_profile(plan.version.run_id) if plan.version.run_id else None,
+    )  # fmt: skip
+    assert result.commit is not None
+    pull = forge.open_or_update(
+        ChangeRequest(
+            branch=result.branch, base=result.base, title=result.subject,
+            body=render_model_card(card),
+            labels=("sluice", f"model:{result.model}", f"env:{result.environment}"),
+            head_sha=result.commit,
+            supersedes_prefix=f"sluice/{result.environment}/{result.model}/",
+        )
+    )  # fmt: skip
+    forge.report_status(
+        result.commit, context="sluice/validate", state="success",
+        description="Rendered overlay validates against KServe's InferenceService schema",
+    )  # fmt: skip
+    return replace(
+        result, pull_request=pull.number, pull_request_url=pull.url, superseded=pull.superseded
+    )
+
+
+def propose(
+    request: ProposalRequest,
+    *,
+    registry: MlflowRegistry,
+    workspace: GitWorkspace,
+    forge: Forge | None,
+) -> ProposalResult:
+    """Run the proposal steps; see the module docstring for their order and guarantees."""
+    workspace.sync()
+    plan = _plan(request, registry, workspace)
+    draft = plan.draft
+    if draft.status == "already-serving":
+        return replace(draft, commit=workspace.remote_sha(draft.base))
+    if request.dry_run:
+        diff = workspace.preview(
+            branch=draft.branch, base=draft.base, edit=plan.edit, path=plan.pin_path
+        )
+        return replace(draft, status="dry-run", diff=diff)
+    if forge is not None:
+        forge.check_access()
+    outcome = workspace.commit_and_push(
+        branch=draft.branch, base=draft.base, edit=plan.edit, message=plan.message
+    )
+    result = replace(
+        draft,
+        status="proposed" if outcome.committed else "unchanged",
+        commit=outcome.sha,
+        diff=workspace.diff(f"refs/remotes/origin/{draft.base}", outcome.sha, plan.pin_path),
+    )
+    if forge is None:
+        return replace(
+            result,
+            merge_command=(
+                f"git fetch origin && git checkout {draft.base} && "
+                f"git merge --no-ff origin/{draft.branch} && git push origin {draft.base}"
+            ),
+        )
+    return _open_pull_request(plan, result, registry, forge)

@@ -1,0 +1,380 @@
+"""Tests of the GitHub forge against the local GitHub API server and a real bare git remote."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from github import Auth, Github
+from github.Repository import Repository
+from support.github_api import GitHubApiServer
+from support.gitrepo import create_git_remote, git
+
+from controller.backends.github_forge import GitHubForge
+from controller.domain import ChangeRequest
+from controller.errors import ConfigError, ForgeUnavailable, PermanentError
+
+TOKEN = "ghp_sluiceForgeToken0123456789abcdefABCDEF"
+REPO = "acme/gitops"
+WRITES = ("POST", "PATCH", "PUT", "DELETE")
+
+
+@dataclass
+class Remote:
+    """The bare repository GitHub would hold, and a working clone that pushes to it."""
+
+    bare: Path
+    work: Path
+
+    def push(self, branch: str, content: str) -> str:
+        """Commit one manifest on `branch` (made from main if new), push it, return the sha."""
+        git("fetch", "--quiet", "origin", cwd=self.work)
+        known = git("branch", "--remotes", "--list", f"origin/{branch}", cwd=self.work)
+        start = f"origin/{branch}" if known else "origin/main"
+        git("checkout", "--quiet", "-B", branch, start, cwd=self.work)
+        (self.work / "model.yaml").write_text(content)
+        git("add", "model.yaml", cwd=self.work)
+        git("commit", "--quiet", "--allow-empty", "-m", f"Pin {branch}", cwd=self.work)
+        git("push", "--quiet", "origin", branch, cwd=self.work)
+        return git("rev-parse", "HEAD", cwd=self.work)
+
+    def propose(
+        self, model: str = "fraud-detector", env: str = "staging", version: int = 2, **fields: str
+    ) -> ChangeRequest:
+        """Push the proposal branch for a model version and describe it as propose would."""
+        branch = f"sluice/{env}/{model}/v{version}"
+        sha = self.push(branch, f"model: {model}\nenv: {env}\nversion: {version}\n")
+        return ChangeRequest(
+            branch=branch,
+            base="main",
+            title=fields.get("title", f"{model} v{version} → {env}"),
+            body=fields.get("body", f"Model card of {model} v{version}"),
+            labels=("sluice", f"model:{model}", f"env:{env}"),
+            head_sha=sha,
+            supersedes_prefix=f"sluice/{env}/{model}/",
+        )
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Remote:
+    """A bare repository with one commit on main and a clone of it, made once per module."""
+    root = tmp_path_factory.mktemp("template")
+    origin = create_git_remote(root)
+    return Remote(origin.path, origin.clone(root / "work"))
+
+
+@pytest.fixture
+def remote(template: Remote, tmp_path: Path) -> Remote:
+    """A fresh copy of the template repository and its clone."""
+    bare = shutil.copytree(template.bare, tmp_path / "gitops.git")
+    work = shutil.copytree(template.work, tmp_path / "work")
+    git("remote", "set-url", "origin", str(bare), cwd=work)
+    return Remote(bare, work)
+
+
+@pytest.fixture
+def server(remote: Remote) -> Iterator[GitHubApiServer]:
+    """The local GitHub API server serving acme/gitops from the bare repository."""
+    with GitHubApiServer(token=TOKEN, repositories={REPO: remote.bare}) as running:
+        yield running
+
+
+def make_forge(server: GitHubApiServer, **overrides: str) -> GitHubForge:
+    """A forge on the server, without backoff sleeps."""
+    settings = {"api_url": server.api_url, "token": TOKEN, "repository": REPO, **overrides}
+    return GitHubForge(**settings, retries=2, backoff_seconds=0)
+
+
+@pytest.fixture
+def forge(server: GitHubApiServer) -> Iterator[GitHubForge]:
+    """The forge under test, pointed at the server."""
+    made = make_forge(server)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def github(server: GitHubApiServer) -> Iterator[Repository]:
+    """acme/gitops as a reviewer sees it on GitHub (a separate PyGithub client)."""
+    client = Github(
+        base_url=server.api_url, auth=Auth.Token(TOKEN), retry=None,
+        seconds_between_requests=None, seconds_between_writes=None,
+    )  # fmt: skip
+    yield client.get_repo(REPO)
+    client.close()
+
+
+def writes(server: GitHubApiServer) -> list[tuple[str, str]]:
+    """The requests that changed something, as (method, path)."""
+    return [(r.method, r.path) for r in server.requests if r.method in WRITES]
+
+
+def test_first_call_opens_pull_request(
+    remote: Remote, forge: GitHubForge, github: Repository
+) -> None:
+    """The first call opens a pull request with the card as body and the proposal's labels."""
+    result = forge.open_or_update(remote.propose(body="## fraud-detector v2 → staging"))
+    pr = github.get_pull(result.number)
+    assert (result.created, result.state, result.superseded) == (True, "open", ())
+    assert (pr.title, pr.body, pr.head.ref, pr.base.ref) == (
+        "fraud-detector v2 → staging",
+        "## fraud-detector v2 → staging",
+        "sluice/staging/fraud-detector/v2",
+        "main",
+    )
+    assert sorted(label.name for label in pr.labels) == [
+        "env:staging",
+        "model:fraud-detector",
+        "sluice",
+    ]
+    assert result.url == pr.html_url
+
+
+def test_second_identical_call_writes_nothing(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge, github: Repository
+) -> None:
+    """Calling again with the same proposal returns the same pull request and writes nothing."""
+    change = remote.propose()
+    first = forge.open_or_update(change)
+    before = writes(server)
+    second = forge.open_or_update(change)
+    assert (second.number, second.created) == (first.number, False)
+    assert writes(server) == before
+    assert [pr.number for pr in github.get_pulls(state="all")] == [first.number]
+
+
+def test_new_forge_finds_the_existing_pull_request(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge
+) -> None:
+    """A second run (a new forge, as a new process would make) adopts the pull request."""
+    change = remote.propose()
+    first = forge.open_or_update(change)
+    again = make_forge(server)
+    assert again.open_or_update(change).number == first.number
+    assert len(server.requests_to("POST", f"/repos/{REPO}/pulls")) == 1
+
+
+def test_changed_body_updates_pull_request(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge, github: Repository
+) -> None:
+    """A changed card is written to the open pull request in one edit."""
+    first = forge.open_or_update(remote.propose(body="old card"))
+    forge.open_or_update(remote.propose(body="new card"))
+    assert github.get_pull(first.number).body == "new card"
+    assert len(server.requests_to("PATCH", f"/repos/{REPO}/pulls/{first.number}")) == 1
+
+
+def test_newer_version_supersedes_open_proposal(
+    remote: Remote, forge: GitHubForge, github: Repository
+) -> None:
+    """Proposing v3 closes the open v2 proposal with a comment naming the new pull request."""
+    old = forge.open_or_update(remote.propose(version=2))
+    new = forge.open_or_update(remote.propose(version=3))
+    closed = github.get_pull(old.number)
+    assert new.superseded == (old.number,)
+    assert closed.state == "closed"
+    assert [c.body for c in closed.get_issue_comments()] == [
+        f"Superseded by #{new.number} (fraud-detector v3 → staging)"
+    ]
+    assert github.get_pull(new.number).state == "open"
+
+
+def test_superseding_again_comments_once(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge
+) -> None:
+    """Rerunning the newer proposal neither comments on nor closes the old one again."""
+    forge.open_or_update(remote.propose(version=2))
+    change = remote.propose(version=3)
+    forge.open_or_update(change)
+    before = writes(server)
+    assert forge.open_or_update(change).superseded == ()
+    assert writes(server) == before
+
+
+def test_retry_after_failed_close_does_not_comment_twice(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge, github: Repository
+) -> None:
+    """When closing the old proposal fails once, the retry closes it without a second comment."""
+    old = forge.open_or_update(remote.propose(version=2))
+    server.fail_next(502, path_regex=f"/repos/{REPO}/pulls/{old.number}")
+    forge.open_or_update(remote.propose(version=3))
+    closed = github.get_pull(old.number)
+    assert closed.state == "closed"
+    assert closed.get_issue_comments().totalCount == 1
+
+
+def test_same_branch_into_another_base_is_not_superseded(
+    remote: Remote, forge: GitHubForge, github: Repository
+) -> None:
+    """A pull request of the proposal's own branch into another base is left open."""
+    git("push", "--quiet", "origin", "main:release", cwd=remote.work)
+    change = remote.propose()
+    other = github.create_pull(base="release", head=change.branch, title="Backport")
+    assert forge.open_or_update(change).superseded == ()
+    assert github.get_pull(other.number).state == "open"
+
+
+def test_other_models_and_environments_are_untouched(
+    remote: Remote, forge: GitHubForge, github: Repository
+) -> None:
+    """Open proposals for another environment or another model stay open without comments."""
+    production = forge.open_or_update(remote.propose(env="production", version=2))
+    churn = forge.open_or_update(remote.propose(model="churn", version=1))
+    result = forge.open_or_update(remote.propose(version=3))
+    assert result.superseded == ()
+    for number in (production.number, churn.number):
+        pr = github.get_pull(number)
+        assert (pr.state, pr.comments) == ("open", 0)
+
+
+def test_missing_labels_are_added_back(
+    remote: Remote, forge: GitHubForge, github: Repository
+) -> None:
+    """A label removed by hand is added back on the next run; the others are kept."""
+    change = remote.propose()
+    number = forge.open_or_update(change).number
+    github.get_pull(number).remove_from_labels("env:staging")
+    forge.open_or_update(change)
+    assert sorted(label.name for label in github.get_pull(number).labels) == [
+        "env:staging",
+        "model:fraud-detector",
+        "sluice",
+    ]
+
+
+def test_bad_token_is_config_error_without_the_token(
+    remote: Remote, server: GitHubApiServer
+) -> None:
+    """A wrong token says which variable to set, and the token is not in the message."""
+    wrong = "ghp_wrongToken0123456789abcdefABCDEF0000"
+    forge = make_forge(server, token=wrong)
+    with pytest.raises(ConfigError) as caught:
+        forge.open_or_update(remote.propose())
+    assert "GitHub rejected the token for acme/gitops" in caught.value.message
+    assert "SLUICE_GITHUB_TOKEN" in caught.value.message
+    assert wrong not in caught.value.message
+    assert wrong not in repr(forge)
+
+
+def test_unknown_repository_is_config_error(remote: Remote, server: GitHubApiServer) -> None:
+    """A repository GitHub does not know names itself and SLUICE_GITHUB_REPOSITORY."""
+    forge = make_forge(server, repository="acme/elsewhere")
+    with pytest.raises(ConfigError) as caught:
+        forge.open_or_update(remote.propose())
+    assert "acme/elsewhere" in caught.value.message
+    assert "SLUICE_GITHUB_REPOSITORY" in caught.value.message
+
+
+def test_persistent_502_is_forge_unavailable(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge
+) -> None:
+    """A 502 on every attempt becomes ForgeUnavailable naming the API URL, after 1 + 2 tries."""
+    change = remote.propose()
+    server.fail_next(502, count=100, path_regex=f"/repos/{REPO}/pulls")
+    with pytest.raises(ForgeUnavailable) as caught:
+        forge.open_or_update(change)
+    assert server.api_url in caught.value.message
+    assert "502" in caught.value.message
+    assert "tried 3 times" in caught.value.message
+    assert len(server.requests_to("GET", f"/repos/{REPO}/pulls")) == 3
+
+
+def test_single_502_is_retried(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge, github: Repository
+) -> None:
+    """One transient 502 is retried and the pull request is opened once."""
+    change = remote.propose()
+    server.fail_next(502, path_regex=f"/repos/{REPO}/pulls")
+    result = forge.open_or_update(change)
+    assert result.created
+    assert [pr.number for pr in github.get_pulls(state="all")] == [result.number]
+
+
+def test_lost_answer_is_not_repeated(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge, github: Repository
+) -> None:
+    """When GitHub acts but its answer is lost, the retry adopts the result instead of redoing."""
+    change = remote.propose()
+    server.fail_next(502, path_regex=f"/repos/{REPO}/issues/1/labels", after_effect=True)
+    result = forge.open_or_update(change)
+    assert (result.number, result.created) == (1, True)
+    assert len(server.requests_to("POST", f"/repos/{REPO}/pulls")) == 1
+    assert len(server.requests_to("POST", f"/repos/{REPO}/issues/1/labels")) == 1
+    assert len(github.get_pull(1).labels) == 3
+
+
+def test_lost_comment_answer_does_not_duplicate(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge, github: Repository
+) -> None:
+    """A comment whose answer was lost is posted once, not again on retry."""
+    number = forge.open_or_update(remote.propose()).number
+    server.fail_next(502, path_regex=f"/repos/{REPO}/issues/{number}/comments", after_effect=True)
+    forge.comment(number, "Canary at 10%: gates passing")
+    comments = github.get_pull(number).get_issue_comments()
+    assert [c.body for c in comments] == ["Canary at 10%: gates passing"]
+
+
+def test_unreachable_api_is_forge_unavailable(remote: Remote) -> None:
+    """A closed port becomes ForgeUnavailable naming the API URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    api_url = f"http://127.0.0.1:{port}/api/v3"
+    forge = GitHubForge(api_url=api_url, token=TOKEN, repository=REPO, backoff_seconds=0)
+    with pytest.raises(ForgeUnavailable) as caught:
+        forge.open_or_update(remote.propose())
+    assert api_url in caught.value.message
+    assert TOKEN not in caught.value.message
+
+
+def test_branch_without_changes_is_permanent_error(remote: Remote, forge: GitHubForge) -> None:
+    """A branch with nothing to merge fails with GitHub's validation message."""
+    git("push", "--quiet", "origin", "main:sluice/staging/fraud-detector/v2", cwd=remote.work)
+    change = ChangeRequest(
+        branch="sluice/staging/fraud-detector/v2", base="main", title="t", body="b",
+        labels=(), head_sha="0" * 40, supersedes_prefix="sluice/staging/fraud-detector/",
+    )  # fmt: skip
+    with pytest.raises(PermanentError) as caught:
+        forge.open_or_update(change)
+    assert "422 Validation Failed: No commits between main and" in caught.value.message
+
+
+def test_commit_status_reaches_github(
+    remote: Remote, forge: GitHubForge, github: Repository
+) -> None:
+    """A commit status is set on the sha, its description cut to GitHub's 140 characters."""
+    sha = remote.propose().head_sha
+    forge.report_status(sha, context="sluice/validate", state="success", description="ok " * 60)
+    [status] = github.get_commit(sha).get_statuses()
+    assert (status.state, status.context) == ("success", "sluice/validate")
+    assert len(status.description) == 140
+    assert status.description.endswith("…")
+
+
+def test_comment_reaches_pull_request(
+    remote: Remote, forge: GitHubForge, github: Repository
+) -> None:
+    """A comment is posted on the pull request."""
+    number = forge.open_or_update(remote.propose()).number
+    forge.comment(number, "Rolled back: error rate 4.1% > 1%")
+    assert [c.body for c in github.get_pull(number).get_issue_comments()] == [
+        "Rolled back: error rate 4.1% > 1%"
+    ]
+
+
+def test_comment_on_missing_pull_request_is_permanent_error(forge: GitHubForge) -> None:
+    """Commenting on a pull request that does not exist names it."""
+    with pytest.raises(PermanentError) as caught:
+        forge.comment(42, "hello")
+    assert "404" in caught.value.message
+    assert "pull request #42" in caught.value.message
+
+
+def test_repr_names_repository_not_token(forge: GitHubForge) -> None:
+    """The forge's repr shows the API URL and repository and never the token."""
+    assert "acme/gitops" in repr(forge)
+    assert TOKEN not in repr(forge)

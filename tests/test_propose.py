@@ -1,0 +1,362 @@
+"""`sluice propose` against a real MLflow registry and a real git remote, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from ruamel.yaml import YAML
+from support.gitops_repo import commit_to_remote, seed_manifests, snapshot
+from support.gitrepo import GitRemote, git
+from support.registry import register_version
+
+from controller.local.processes import free_port
+from controller.local.services import MlflowService
+from controller.render import validate_rendered
+
+PIN = "manifests/overlays/staging/fraud-detector.yaml"
+
+
+@pytest.fixture
+def model() -> str:
+    return f"fraud-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def remote(git_remote: GitRemote, tmp_path: Path, model: str) -> GitRemote:
+    seed_manifests(git_remote, tmp_path / "seed", model=model)
+    return git_remote
+
+
+def sluice(tmp_path: Path, tracking_uri: str, remote: GitRemote, *args: str, **env: str):
+    environment = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "SLUICE_GIT_REMOTE": remote.url,
+        "SLUICE_STATE_DIR": str(tmp_path / "state"),
+        **env,
+    }
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("sluice")), *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        timeout=180,
+        check=False,
+    )
+
+
+def show(remote: GitRemote, ref: str, path: str = PIN) -> str:
+    return git("show", f"{ref}:{path}", cwd=remote.path)
+
+
+@pytest.mark.slow
+def test_first_proposal_pins_the_version_and_changes_only_its_lines(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
+) -> None:
+    """The branch changes exactly the pin's version lines; the overlay renders and validates."""
+    version = register_version(mlflow_server.tracking_uri, model)
+    result = sluice(
+        tmp_path, mlflow_server.tracking_uri, remote, "propose", model, "--env", "staging", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    branch = f"sluice/staging/{model}/v{version}"
+    assert output["status"] == "proposed"
+    assert output["branch"] == branch
+
+    client = MlflowClient(mlflow_server.tracking_uri)
+    download = client.get_model_version_download_uri(model, str(version))
+    run_id = client.get_model_version(model, str(version)).run_id
+    expected_uri = download.replace("mlflow-artifacts:/", "s3://sluice-models/mlflow-artifacts/", 1)
+    before, after = show(remote, "main").splitlines(), show(remote, branch).splitlines()
+    added = [line for line in after if line not in before]
+    assert [line for line in before if line not in after] == []
+    assert added == [
+        f'    sluice.dev/model-version: "{version}"',
+        f"    sluice.dev/run-id: {run_id}",
+        f"      storageUri: {expected_uri}",
+    ]
+    assert "canaryTrafficPercent" not in show(remote, branch)  # first deploy: straight to 100%
+
+    checkout = remote.clone(tmp_path / "check")
+    git("checkout", "--quiet", branch, cwd=checkout)
+    (rendered,) = validate_rendered(checkout / "manifests/overlays/staging")
+    assert rendered["spec"]["predictor"]["model"]["storageUri"] == expected_uri
+
+    subject, _, body = git("log", "-1", "--format=%B", branch, cwd=remote.path).partition("\n\n")
+    assert subject == f"{model} v{version} → staging (first deploy)"
+    trailers = git("log", "-1", "--format=%(trailers:only,unfold)", branch, cwd=remote.path)
+    assert f"Sluice-Model: {model}" in trailers
+    assert f"Sluice-Version: {version}" in trailers
+    assert "Sluice-Env: staging" in trailers
+    assert "Sluice-Run: " in trailers
+    assert "roc_auc 0.9100" in body
+
+
+@pytest.mark.slow
+def test_running_again_changes_nothing(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
+) -> None:
+    """A second identical proposal makes no commit and no new branch."""
+    register_version(mlflow_server.tracking_uri, model)
+    first = sluice(
+        tmp_path, mlflow_server.tracking_uri, remote, "propose", model, "--env", "staging"
+    )
+    assert first.returncode == 0, first.stderr
+    refs = snapshot(remote)
+    again = sluice(
+        tmp_path, mlflow_server.tracking_uri, remote, "propose", model, "--env", "staging", "--json"
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["status"] == "unchanged"
+    assert snapshot(remote) == refs
+
+
+@pytest.mark.slow
+def test_next_version_starts_a_canary_beside_the_serving_one(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
+) -> None:
+    """Once v1 serves, proposing v2 sets the first canary step and records v1 as previous."""
+    register_version(mlflow_server.tracking_uri, model)
+    first = sluice(
+        tmp_path, mlflow_server.tracking_uri, remote, "propose", model, "--env", "staging", "--json"
+    )
+    branch = json.loads(first.stdout)["branch"]
+    commit_to_remote(
+        remote, tmp_path / "merge", "Merge v1",
+        lambda tree: git("merge", "--quiet", "--no-ff", f"origin/{branch}", "-m", "m", cwd=tree),
+    )  # fmt: skip
+    same = sluice(
+        tmp_path, mlflow_server.tracking_uri, remote, "propose", model, "--env", "staging", "--json"
+    )
+    assert json.loads(same.stdout)["status"] == "already-serving"
+
+    version = register_version(mlflow_server.tracking_uri, model)
+    second = sluice(
+        tmp_path, mlflow_server.tracking_uri, remote, "propose", model, "--env", "staging", "--json"
+    )
+    assert second.returncode == 0, second.stderr
+    output = json.loads(second.stdout)
+    pin = YAML(typ="safe").load(show(remote, output["branch"]))
+    assert pin["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert pin["metadata"]["annotations"]["sluice.dev/previous-version"] == "1"
+    assert output["subject"] == f"{model} v{version} → staging (canary 10%)"
+    assert output["merge_command"].startswith("git fetch origin")
+
+
+@pytest.mark.slow
+def test_dry_run_prints_the_diff_and_pushes_nothing(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
+) -> None:
+    """--dry-run shows the change and leaves the remote as it was."""
+    register_version(mlflow_server.tracking_uri, model)
+    refs = snapshot(remote)
+    result = sluice(
+        tmp_path,
+        mlflow_server.tracking_uri,
+        remote,
+        "propose",
+        model,
+        "--env",
+        "staging",
+        "--dry-run",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["status"] == "dry-run"
+    assert "+      storageUri: s3://sluice-models/" in output["diff"]
+    assert snapshot(remote) == refs
+
+
+def _break_pin(tree: Path) -> None:
+    pin = tree / PIN
+    pin.write_text(
+        pin.read_text().replace("  predictor:\n", "  predictor:\n    minReplicas: two\n")
+    )
+
+
+def _allow_only_s3(tree: Path) -> None:
+    config = tree / "manifests/overlays/staging/sluice.yaml"
+    text = config.read_text().replace("mlflow-artifacts:/", "no-such-prefix:/")
+    config.write_text(text.replace("[s3, gs, mlflow-artifacts, file]", "[s3, gs]"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "prepare", "code", "message"),
+    [
+        (
+            ["propose", "no-such-model", "--env", "staging"],
+            None,
+            2,
+            "does not serve model 'no-such-model'",
+        ),
+        (["propose", "{model}", "--env", "qa"], None, 2, "unknown environment 'qa'"),
+        (
+            ["propose", "{model}", "--env", "staging", "--alias", "nope"],
+            None,
+            2,
+            "has no alias 'nope'",
+        ),
+        (["propose", "{model}", "--env", "staging", "--version", "99"], None, 2, "not found"),
+        (
+            ["propose", "{model}", "--env", "staging"],
+            _allow_only_s3,
+            2,
+            "scheme 'mlflow-artifacts'",
+        ),
+        (
+            ["propose", "{model}", "--env", "staging"],
+            _break_pin,
+            2,
+            "minReplicas: 'two' is not of type 'integer'",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_changes_nothing(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path,
+    args: list[str], prepare, code: int, message: str,
+) -> None:  # fmt: skip
+    """Each bad input exits with its code and one line; remote and registry stay as they were."""
+    register_version(mlflow_server.tracking_uri, model)
+    if prepare is not None:
+        commit_to_remote(remote, tmp_path / "prep", "Prepare", prepare)
+    client = MlflowClient(mlflow_server.tracking_uri)
+    versions_before = len(client.search_model_versions(f"name = '{model}'"))
+    refs = snapshot(remote)
+    result = sluice(
+        tmp_path, mlflow_server.tracking_uri, remote, *[a.format(model=model) for a in args]
+    )
+    assert result.returncode == code, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert message in line
+    assert snapshot(remote) == refs
+    assert len(client.search_model_versions(f"name = '{model}'")) == versions_before
+
+
+@pytest.mark.slow
+def test_unreachable_registry_exits_3(remote: GitRemote, model: str, tmp_path: Path) -> None:
+    """No registry at the tracking URI: exit 3, one line, nothing pushed."""
+    refs = snapshot(remote)
+    result = sluice(
+        tmp_path, f"http://127.0.0.1:{free_port()}", remote, "propose", model, "--env", "staging"
+    )
+    assert result.returncode == 3, result.stderr
+    assert "unreachable" in result.stderr.strip()
+    assert snapshot(remote) == refs
+
+
+@pytest.mark.slow
+def test_unreachable_remote_exits_3(
+    mlflow_server: MlflowService, model: str, tmp_path: Path
+) -> None:
+    """A remote that does not exist: exit 3 and one line naming it."""
+    missing = GitRemote(path=tmp_path / "gone.git", branch="main", initial_commit="")
+    result = sluice(
+        tmp_path, mlflow_server.tracking_uri, missing, "propose", model, "--env", "staging"
+    )
+    assert result.returncode == 3, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "gone.git" in line
+
+
+@pytest.fixture
+def github(remote: GitRemote):
+    from support.github_api import GitHubApiServer
+
+    with GitHubApiServer("ghp_testtoken_propose", {"acme/models": remote.path}) as server:
+        yield server
+
+
+def github_env(server) -> dict[str, str]:
+    return {
+        "SLUICE_GITHUB_API_URL": server.api_url,
+        "SLUICE_GITHUB_TOKEN": server.token,
+        "SLUICE_GITHUB_REPOSITORY": "acme/models",
+    }
+
+
+@pytest.mark.slow
+def test_github_pull_request_carries_the_model_card_and_labels(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path, github
+) -> None:
+    """With the GitHub forge the PR has the card, the labels and a passing validate status."""
+    version = register_version(mlflow_server.tracking_uri, model)
+    args = ("propose", model, "--env", "staging", "--forge", "github", "--json")
+    result = sluice(tmp_path, mlflow_server.tracking_uri, remote, *args, **github_env(github))
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    from github import Auth, Github
+
+    client = Github(base_url=github.api_url, auth=Auth.Token(github.token))
+    pull = client.get_repo("acme/models").get_pull(output["pull_request"])
+    assert pull.title == f"{model} v{version} → staging (first deploy)"
+    assert pull.head.ref == f"sluice/staging/{model}/v{version}"
+    assert {label.name for label in pull.labels} == {"sluice", f"model:{model}", "env:staging"}
+    assert f"<!-- sluice:model-card model={model} env=staging version={version} -->" in pull.body
+    assert "roc_auc" in pull.body
+    assert "```diff" in pull.body
+    statuses = client.get_repo("acme/models").get_commit(output["commit"]).get_statuses()
+    assert [(s.context, s.state) for s in statuses] == [("sluice/validate", "success")]
+
+    again = sluice(tmp_path, mlflow_server.tracking_uri, remote, *args, **github_env(github))
+    assert json.loads(again.stdout)["pull_request"] == output["pull_request"]
+    assert len(github.requests_to("POST", r"/repos/acme/models/pulls")) == 1
+
+
+@pytest.mark.slow
+def test_newer_version_supersedes_the_older_pull_request(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path, github
+) -> None:
+    """Proposing v2 closes v1's open PR with a comment pointing at the new one."""
+    args = ("propose", model, "--env", "staging", "--forge", "github", "--json")
+    register_version(mlflow_server.tracking_uri, model)
+    first = json.loads(
+        sluice(tmp_path, mlflow_server.tracking_uri, remote, *args, **github_env(github)).stdout
+    )
+    register_version(mlflow_server.tracking_uri, model)
+    second = json.loads(
+        sluice(tmp_path, mlflow_server.tracking_uri, remote, *args, **github_env(github)).stdout
+    )
+    assert second["superseded"] == [first["pull_request"]]
+    from github import Auth, Github
+
+    repo = Github(base_url=github.api_url, auth=Auth.Token(github.token)).get_repo("acme/models")
+    old = repo.get_pull(first["pull_request"])
+    assert old.state == "closed"
+    assert any(f"#{second['pull_request']}" in c.body for c in old.get_issue_comments())
+
+
+@pytest.mark.slow
+def test_rejected_token_never_appears_in_output(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path, github
+) -> None:
+    """A token GitHub rejects is reported without being shown, exit 2, nothing pushed."""
+    register_version(mlflow_server.tracking_uri, model)
+    refs = snapshot(remote)
+    env = {**github_env(github), "SLUICE_GITHUB_TOKEN": "ghp_wrong_and_secret_42"}
+    result = sluice(
+        tmp_path,
+        mlflow_server.tracking_uri,
+        remote,
+        "propose",
+        model,
+        "--env",
+        "staging",
+        "--forge",
+        "github",
+        **env,
+    )
+    assert result.returncode == 2
+    assert "ghp_wrong_and_secret_42" not in result.stdout + result.stderr
+    assert "SLUICE_GITHUB_TOKEN" in result.stderr
+    assert snapshot(remote) == refs
