@@ -76,7 +76,11 @@ def _print(result: ProposalResult, console: Console) -> None:
         + (f" at {result.commit[:12]}" if result.commit else "")
     )
     if result.diff:
-        console.print(Syntax(result.diff, "diff", theme="ansi_dark", background_color="default"))
+        console.print(
+            Syntax(
+                result.diff, "diff", theme="ansi_dark", background_color="default", word_wrap=True
+            )
+        )
     if result.pull_request_url:
         console.print(f"Pull request #{result.pull_request}: {result.pull_request_url}")
     for number in result.superseded:
