@@ -170,6 +170,39 @@ def propose(
 
 
 @app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8686; 0 picks one).")] = None,
+    poll_interval: Annotated[
+        float | None, typer.Option(help="Seconds between passes (default 60).")
+    ] = None,
+    forge: Annotated[ForgeKind, typer.Option(help="Where proposals go.")] = ForgeKind.local,
+    repo: Annotated[
+        str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
+    ] = None,
+) -> None:
+    """Watch every release in Git and propose when its alias moves; serve /healthz, /metrics
+    and /hooks/mlflow."""
+    from controller.commands_propose import build_forge, default_remote
+    from controller.commands_serve import run_serve
+
+    settings = current_settings().model_copy(
+        update={
+            key: value
+            for key, value in {
+                "serve_host": host, "serve_port": port, "poll_interval_seconds": poll_interval,
+            }.items()
+            if value is not None
+        }
+    )  # fmt: skip
+    run_serve(
+        settings,
+        forge=build_forge(settings, forge.value),
+        remote=repo or settings.git_remote or default_remote(),
+    )
+
+
+@app.command()
 def demo(
     workdir: Annotated[
         Path, typer.Option(help="Where the demo keeps its MLflow data and logs.")

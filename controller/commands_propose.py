@@ -20,10 +20,11 @@ from controller.ports import Forge
 from controller.propose import ProposalRequest, ProposalResult, propose
 from controller.settings import Settings
 
-__all__ = ["run_propose"]
+__all__ = ["build_forge", "default_remote", "run_propose"]
 
 
-def _default_remote() -> str:
+def default_remote() -> str:
+    """The ``origin`` of the repository in the working directory."""
     try:
         out = subprocess.run(
             ["git", "remote", "get-url", "origin"],
@@ -40,7 +41,8 @@ def _default_remote() -> str:
     return out.stdout.strip()
 
 
-def _forge(settings: Settings, kind: str) -> Forge | None:
+def build_forge(settings: Settings, kind: str) -> Forge | None:
+    """The forge proposals go to: None for ``local``, GitHub otherwise."""
     if kind == "local":
         return None
     if settings.github_token is None:
@@ -104,7 +106,7 @@ def run_propose(
         timeout_seconds=settings.registry_request_timeout_seconds,
     )
     workspace = GitWorkspace(
-        remote or settings.git_remote or _default_remote(),
+        remote or settings.git_remote or default_remote(),
         settings.state_dir / "git",
         identity=Identity(settings.git_author_name, settings.git_author_email),
     )
@@ -112,7 +114,7 @@ def run_propose(
         request,
         registry=MlflowRegistry(settings.mlflow_tracking_uri),
         workspace=workspace,
-        forge=_forge(settings, forge),
+        forge=build_forge(settings, forge),
     )
     if as_json:
         console.print_json(json.dumps(result.as_dict()))

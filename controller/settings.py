@@ -86,6 +86,30 @@ class Settings(BaseSettings):
     git_author_email: str = Field(
         default="sluice@users.noreply.github.com", description="Author email of Sluice's commits."
     )
+    serve_host: str = Field(default="127.0.0.1", description="Address `sluice serve` binds.")
+    serve_port: int = Field(default=8686, ge=0, le=65535, description="Port of `sluice serve`.")
+    poll_interval_seconds: float = Field(
+        default=60.0,
+        ge=1.0,
+        description="How often `sluice serve` compares registry aliases with the pins in Git.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Shared secret of MLflow registry webhooks (SLUICE_WEBHOOK_SECRET); without it "
+            "POST /hooks/mlflow is not served and polling alone finds new versions."
+        ),
+    )
+    webhook_max_age_seconds: float = Field(
+        default=300.0, gt=0, le=3600, description="Oldest webhook delivery accepted."
+    )
+    mlflow_webhook_url: str | None = Field(
+        default=None,
+        description=(
+            "URL at which MLflow reaches `sluice serve` (…/hooks/mlflow); when set, "
+            "`sluice serve` creates or updates its webhook in the registry at start."
+        ),
+    )
     state_dir: Path = Field(
         default=Path(".sluice"),
         description="Where local runs keep pid files, logs and service data.",

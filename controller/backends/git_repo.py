@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +56,30 @@ def _detail(exc: GitCommandError) -> str:
     text = str(exc.stderr or exc.stdout or exc).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return redact(lines[-1] if lines else str(exc.status))
+
+
+def _cat_file_batch(git_dir: Path, request: bytes) -> list[str | None]:
+    """Parse ``git cat-file --batch`` output: one object (or ``missing``) per request line."""
+    result = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "cat-file", "--batch"],
+        input=request,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    out, position = result.stdout, 0
+    contents: list[str | None] = []
+    for _ in request.splitlines():
+        end = out.index(b"\n", position)
+        header = out[position:end].split()
+        position = end + 1
+        if header[-1] == b"missing" or len(header) < 3:
+            contents.append(None)
+            continue
+        size = int(header[2])
+        contents.append(out[position : position + size].decode("utf-8"))
+        position += size + 1
+    return contents
 
 
 class GitWorkspace:
@@ -123,6 +148,14 @@ class GitWorkspace:
             return str(self.repo.git.show(f"refs/remotes/origin/{branch}:{path}"))
         except GitCommandError:
             return None
+
+    def read_many(self, branch: str, paths: list[str]) -> dict[str, str | None]:
+        """Many files of a remote branch in one ``git cat-file --batch`` round trip."""
+        if not paths:
+            return {}
+        request = "".join(f"refs/remotes/origin/{branch}:{path}\n" for path in paths).encode()
+        contents = _cat_file_batch(Path(self.repo.git_dir), request)
+        return dict(zip(paths, contents, strict=True))
 
     def default_branch(self) -> str:
         """The remote's default branch (what ``origin/HEAD`` points at), else ``main``."""

@@ -15,8 +15,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import requests
+from mlflow.entities.webhook import WebhookEvent
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
@@ -178,6 +180,26 @@ class MlflowRegistry:
             key=lambda ref: ref.version,
         )
 
+    def all_aliases(self) -> dict[str, dict[str, int]]:
+        """Every registered model's aliases (model -> alias -> version), 1,000 models a request.
+
+        One paged search instead of one request per model keeps a ``sluice serve`` pass over
+        many models to a handful of round trips.
+        """
+        aliases: dict[str, dict[str, int]] = {}
+        token: str | None = None
+        with registry_errors(self.tracking_uri, "registered models"):
+            while True:
+                page = self._client.search_registered_models(max_results=1000, page_token=token)
+                for model in page:
+                    aliases[str(model.name)] = {
+                        str(alias): int(version)
+                        for alias, version in (getattr(model, "aliases", None) or {}).items()
+                    }
+                token = page.token
+                if not token:
+                    return aliases
+
     def resolve(
         self, name: str, *, version: int | None = None, alias: str | None = None
     ) -> ModelVersion:
@@ -233,6 +255,33 @@ class MlflowRegistry:
             return DataProfile.model_validate_json(text)
         except ValueError:
             return None
+
+    def ensure_webhook(self, name: str, url: str, secret: str) -> str:
+        """Create or update the registry webhook ``name`` that tells Sluice an alias moved.
+
+        Always rewrites URL and secret: MLflow never returns a secret, so there is no way to
+        tell a stale one from a current one.
+        """
+        # MLflow's parameter is an invariant list of a union; the list must be declared as such.
+        events: list[Any] = [
+            WebhookEvent("model_version_alias", "created"),
+            WebhookEvent("model_version_alias", "deleted"),
+        ]
+        with registry_errors(self.tracking_uri, f"webhook {name!r}"):
+            token: str | None = None
+            while True:
+                page = self._client.list_webhooks(max_results=100, page_token=token)
+                for hook in page:
+                    if hook.name == name:
+                        self._client.update_webhook(
+                            hook.webhook_id, url=url, events=events, secret=secret, status="ACTIVE"
+                        )
+                        return str(hook.webhook_id)
+                token = page.token
+                if not token:
+                    break
+            created = self._client.create_webhook(name, url, events, secret=secret)
+            return str(created.webhook_id)
 
     def version_url(self, name: str, version: int) -> str:
         """Link to a version in the MLflow UI."""

@@ -140,6 +140,9 @@ def start_mlflow(
         # Registry webhooks are delivered to a receiver on localhost during the local loop.
         "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        # MLflow caches the webhook list for 60 s: a webhook created by `sluice serve` would
+        # stay silent that long.
+        "MLFLOW_WEBHOOK_CACHE_TTL": "1",
     }
     # cwd is the log directory so nothing (./mlruns, ./mlartifacts) lands in the checkout.
     process = ManagedProcess(

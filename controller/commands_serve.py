@@ -1,0 +1,118 @@
+"""``sluice serve``: the long-running controller, composed from its parts.
+
+It watches every release that the environments in Git declare, proposes when a release's
+alias moves away from its pin (polling every interval; an MLflow webhook only wakes the loop
+early), and serves ``/healthz``, ``/metrics`` and ``/hooks/mlflow``. Later parts add rollouts
+to the same loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+from controller.backends.git_repo import GitWorkspace, Identity
+from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
+from controller.errors import ConfigError
+from controller.ports import Forge
+from controller.proposal_scan import ReleaseSnapshot
+from controller.propose import ProposalRequest, propose
+from controller.redact import register_secret
+from controller.server import ServeMetrics, SluiceServer, sluice_routes
+from controller.settings import Settings
+from controller.watch import WatchedModel, Watcher
+
+__all__ = ["build_watcher", "run_serve"]
+
+log = logging.getLogger("sluice.serve")
+
+
+def build_watcher(
+    snapshot: ReleaseSnapshot,
+    propose_version: Callable[[ProposalRequest], object],
+    *,
+    interval_seconds: float,
+    metrics: ServeMetrics,
+) -> Watcher:
+    """A watcher over the releases Git declares, answering from one batched snapshot a pass."""
+    watched = [WatchedModel(w.model, w.alias, w.environment) for w in snapshot.watched()]
+    if not watched:
+        raise ConfigError(
+            "no releases to watch: add releases to manifests/overlays/ENV/sluice.yaml"
+        )
+
+    def on_change(release: WatchedModel, version: int) -> None:
+        # The first look hands on every alias; a pin that already names it needs nothing.
+        if snapshot.pinned_version(release.environment, release.model) == version:
+            return
+        log.info("%s: alias %s now names v%s; proposing", release, release.alias, version)
+        propose_version(
+            ProposalRequest(model=release.model, environment=release.environment, version=version)
+        )
+
+    return Watcher(snapshot.alias_version, on_change, watched, interval_seconds, observer=metrics)
+
+
+def _invalidate_then(snapshot: ReleaseSnapshot, watcher: Watcher, model: str, alias: str) -> bool:
+    snapshot.invalidate()
+    return watcher.trigger(model, alias)
+
+
+def run_serve(settings: Settings, *, forge: Forge | None, remote: str) -> None:
+    """Run until SIGINT or SIGTERM."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    configure_mlflow_http(
+        retries=settings.registry_request_retries,
+        timeout_seconds=settings.registry_request_timeout_seconds,
+    )
+    registry = MlflowRegistry(settings.mlflow_tracking_uri)
+    workspace = GitWorkspace(
+        remote,
+        settings.state_dir / "git",
+        identity=Identity(settings.git_author_name, settings.git_author_email),
+    )
+    snapshot = ReleaseSnapshot(workspace, registry)
+    metrics = ServeMetrics()
+
+    def propose_version(request: ProposalRequest) -> object:
+        result = propose(request, registry=registry, workspace=workspace, forge=forge)
+        log.info("%s v%s → %s: %s", result.model, result.version, result.environment, result.status)
+        return result
+
+    watcher = build_watcher(
+        snapshot, propose_version, interval_seconds=settings.poll_interval_seconds, metrics=metrics
+    )
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    register_secret(secret)
+    if settings.mlflow_webhook_url:
+        if secret is None:
+            raise ConfigError(
+                "SLUICE_MLFLOW_WEBHOOK_URL needs SLUICE_WEBHOOK_SECRET to sign deliveries"
+            )
+        registry.ensure_webhook("sluice", settings.mlflow_webhook_url, secret)
+    routes = sluice_routes(
+        metrics=metrics,
+        status=watcher.status,
+        mlflow_trigger=lambda model, alias: _invalidate_then(snapshot, watcher, model, alias),
+        mlflow_webhook_secret=secret,
+        max_age_seconds=settings.webhook_max_age_seconds,
+    )
+    stop = threading.Event()
+
+    def shutdown(_signum: int, _frame: object) -> None:
+        stop.set()
+        watcher.wake()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    with SluiceServer(routes, host=settings.serve_host, port=settings.serve_port) as server:
+        log.info(
+            "listening on %s, watching %d releases",
+            server.url,
+            len(snapshot.watched()),
+        )
+        watcher.run_forever(stop)

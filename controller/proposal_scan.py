@@ -1,0 +1,154 @@
+"""One ``sluice serve`` pass: which releases have an alias that moved away from their pin?
+
+The scan is the cheap part of the loop, run every interval for every watched model, so it is
+batched: one git fetch, one ``git cat-file --batch`` for every pin, one paged registry search
+for every alias. Only releases whose alias points at a version other than the pinned one go on
+to :func:`controller.propose.propose`, which is idempotent (an already-proposed version makes
+no commit and no new pull request).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from controller.backends.git_repo import GitWorkspace
+from controller.backends.mlflow_registry import MlflowRegistry
+from controller.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
+from controller.errors import ManifestInvalid
+from controller.manifest import load_pin, read_release
+from controller.propose import ProposalRequest
+
+__all__ = ["ReleaseSnapshot", "Watched", "due_proposals", "scan"]
+
+
+@dataclass(frozen=True)
+class Watched:
+    """One release a pass looks at."""
+
+    environment: str
+    model: str
+    alias: str
+    pin_path: str
+
+
+def due_proposals(
+    watched: Sequence[Watched],
+    pinned: Mapping[str, int | None],
+    aliases: Mapping[str, Mapping[str, int]],
+) -> list[ProposalRequest]:
+    """Releases whose alias names a version that is not pinned (pure; ``pinned`` by pin path)."""
+    due = []
+    for release in watched:
+        target = aliases.get(release.model, {}).get(release.alias)
+        if target is not None and target != pinned.get(release.pin_path):
+            due.append(
+                ProposalRequest(
+                    model=release.model, environment=release.environment, version=target
+                )
+            )
+    return due
+
+
+def _environments(
+    workspace: GitWorkspace, branch: str, only: Sequence[str] | None
+) -> list[EnvironmentConfig]:
+    names = list(only) if only else workspace.list_dir(branch, "manifests/overlays")
+    paths = [f"manifests/overlays/{name}/{ENVIRONMENT_FILE}" for name in names]
+    texts = workspace.read_many(branch, paths)
+    return [
+        parse_environment(text, source=path, environment=name)
+        for name, path in zip(names, paths, strict=True)
+        if (text := texts[path]) is not None
+    ]
+
+
+def _read_state(
+    workspace: GitWorkspace, registry: MlflowRegistry, environments: Sequence[str] | None
+) -> tuple[list[Watched], dict[str, int | None], dict[str, dict[str, int]]]:
+    workspace.sync()
+    default = workspace.default_branch()
+    by_branch: dict[str, list[Watched]] = {}
+    for config in _environments(workspace, default, environments):
+        for release in config.releases:
+            pin = f"manifests/overlays/{config.name}/{release.pin}"
+            watch = Watched(config.name, release.model, release.alias, pin)
+            by_branch.setdefault(config.branch, []).append(watch)
+    pinned: dict[str, int | None] = {}
+    for branch, watched in by_branch.items():  # pins are read where each environment syncs from
+        for path, text in workspace.read_many(branch, [w.pin_path for w in watched]).items():
+            try:
+                pinned[path] = read_release(load_pin(text, source=path)).version if text else None
+            except ManifestInvalid:
+                pinned[path] = None  # propose reports the broken pin with its own error
+    every = [watch for watched in by_branch.values() for watch in watched]
+    return every, pinned, registry.all_aliases()
+
+
+def scan(
+    workspace: GitWorkspace, registry: MlflowRegistry, *, environments: Sequence[str] | None = None
+) -> list[ProposalRequest]:
+    """Fetch once, read every pin and every alias in batches, and return the proposals due."""
+    return due_proposals(*_read_state(workspace, registry, environments))
+
+
+class ReleaseSnapshot:
+    """The state one pass compares, read in batches and shared by every lookup in the pass.
+
+    :class:`controller.watch.Watcher` asks about one model at a time; answering each from a
+    snapshot at most ``max_age_seconds`` old turns a pass over N models into one fetch and a
+    few registry pages instead of N round trips.
+    """
+
+    def __init__(
+        self,
+        workspace: GitWorkspace,
+        registry: MlflowRegistry,
+        *,
+        environments: Sequence[str] | None = None,
+        max_age_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._workspace = workspace
+        self._registry = registry
+        self._environments = environments
+        self._max_age = max_age_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._taken: float | None = None
+        self._watched: list[Watched] = []
+        self._pin_of: dict[tuple[str, str], str] = {}
+        self._pinned: dict[str, int | None] = {}
+        self._aliases: dict[str, dict[str, int]] = {}
+
+    def _fresh(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._taken is None or now - self._taken > self._max_age:
+                state = _read_state(self._workspace, self._registry, self._environments)
+                self._watched, self._pinned, self._aliases = state
+                self._pin_of = {(w.environment, w.model): w.pin_path for w in self._watched}
+                self._taken = now
+
+    def invalidate(self) -> None:
+        """Make the next lookup read afresh (a webhook said something moved just now)."""
+        with self._lock:
+            self._taken = None
+
+    def watched(self) -> list[Watched]:
+        """Every release of every environment, as Git says now."""
+        self._fresh()
+        return list(self._watched)
+
+    def alias_version(self, model: str, alias: str) -> int | None:
+        """The version an alias points at (None: no such model or alias)."""
+        self._fresh()
+        return self._aliases.get(model, {}).get(alias)
+
+    def pinned_version(self, environment: str, model: str) -> int | None:
+        """The version an environment's pin names (None: nothing pinned yet)."""
+        self._fresh()
+        path = self._pin_of.get((environment, model))
+        return self._pinned.get(path) if path else None

@@ -1,0 +1,67 @@
+"""A serve pass finds exactly the releases whose alias moved away from their pin."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from support.gitops_repo import seed_manifests
+from support.gitrepo import GitRemote
+from support.registry import register_version
+
+from controller.backends.git_repo import GitWorkspace
+from controller.backends.mlflow_registry import MlflowRegistry
+from controller.local.services import MlflowService
+from controller.proposal_scan import ReleaseSnapshot, Watched, due_proposals, scan
+from controller.propose import ProposalRequest, propose
+
+STAGING = Watched("staging", "m", "challenger", "manifests/overlays/staging/m.yaml")
+PRODUCTION = Watched("production", "m", "champion", "manifests/overlays/production/m.yaml")
+
+
+def test_moved_alias_is_due() -> None:
+    """An alias naming another version than the pin makes a proposal of that version."""
+    due = due_proposals([STAGING], {STAGING.pin_path: 3}, {"m": {"challenger": 4}})
+    assert due == [ProposalRequest(model="m", environment="staging", version=4)]
+
+
+def test_pinned_alias_is_not_due() -> None:
+    """An alias naming the pinned version needs nothing."""
+    assert due_proposals([STAGING], {STAGING.pin_path: 4}, {"m": {"challenger": 4}}) == []
+
+
+def test_missing_alias_is_not_due() -> None:
+    """A model without the alias (or not registered) proposes nothing."""
+    assert due_proposals([STAGING, PRODUCTION], {}, {"m": {"challenger": 1}}) == [
+        ProposalRequest(model="m", environment="staging", version=1)
+    ]
+
+
+@pytest.mark.slow
+def test_scan_reads_git_and_registry_and_settles_after_proposal(
+    mlflow_server: MlflowService, git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """A new challenger is due once; after it is proposed and merged, nothing is due."""
+    model = f"scan-{uuid.uuid4().hex[:8]}"
+    seed_manifests(git_remote, tmp_path / "seed", model=model)
+    registry = MlflowRegistry(mlflow_server.tracking_uri)
+    workspace = GitWorkspace(git_remote.url, tmp_path / "cache")
+    assert scan(workspace, registry) == []
+
+    version = register_version(mlflow_server.tracking_uri, model)
+    due = scan(workspace, registry)
+    assert due == [ProposalRequest(model=model, environment="staging", version=version)]
+
+    result = propose(due[0], registry=registry, workspace=workspace, forge=None)
+    from support.gitops_repo import commit_to_remote
+    from support.gitrepo import git
+
+    commit_to_remote(
+        git_remote, tmp_path / "merge", "merge",
+        lambda tree: git("merge", "-q", "--no-ff", f"origin/{result.branch}", "-m", "m", cwd=tree),
+    )  # fmt: skip
+    assert scan(workspace, registry) == []
+    snapshot = ReleaseSnapshot(workspace, registry)
+    assert snapshot.pinned_version("staging", model) == version
+    assert snapshot.alias_version(model, "challenger") == version

@@ -1,0 +1,112 @@
+"""`sluice serve` as a user runs it: a new challenger becomes a proposal without anyone asking."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+from mlflow import MlflowClient
+from support.gitops_repo import seed_manifests
+from support.gitrepo import GitRemote, git
+from support.registry import register_version
+
+from controller.local.processes import free_port
+from controller.local.services import MlflowService
+
+
+def wait_for(check, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def branches(remote: GitRemote) -> list[str]:
+    return git("for-each-ref", "--format=%(refname:short)", "refs/heads", cwd=remote.path).split()
+
+
+@contextmanager
+def serving(tmp_path: Path, mlflow: MlflowService, remote: GitRemote, **env: str) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("sluice")), "serve", "--port", str(port)],
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": mlflow.tracking_uri,
+            "SLUICE_GIT_REMOTE": remote.url,
+            "SLUICE_STATE_DIR": str(tmp_path / "state"),
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ok(f"{url}/healthz"))
+        yield url
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+        assert process.returncode == 0, output
+
+
+def _ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+@pytest.mark.slow
+def test_polling_proposes_a_new_challenger(
+    mlflow_server: MlflowService, git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """With a 1 s interval, a challenger set in MLflow becomes a pushed proposal branch."""
+    model = f"serve-{uuid.uuid4().hex[:8]}"
+    seed_manifests(git_remote, tmp_path / "seed", model=model)
+    with serving(tmp_path, mlflow_server, git_remote, SLUICE_POLL_INTERVAL_SECONDS="1") as url:
+        version = register_version(mlflow_server.tracking_uri, model)
+        branch = f"sluice/staging/{model}/v{version}"
+        wait_for(lambda: branch in branches(git_remote))
+        metrics = requests.get(f"{url}/metrics", timeout=5).text
+        assert "sluice_poll_runs_total" in metrics
+
+
+@pytest.mark.slow
+def test_mlflow_webhook_proposes_long_before_the_next_poll(
+    mlflow_server: MlflowService, git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """With an hour between polls, MLflow's signed webhook alone triggers the proposal."""
+    model = f"hook-{uuid.uuid4().hex[:8]}"
+    seed_manifests(git_remote, tmp_path / "seed", model=model)
+    env = {
+        "SLUICE_POLL_INTERVAL_SECONDS": "3600",
+        "SLUICE_WEBHOOK_SECRET": "whsec-" + uuid.uuid4().hex,
+    }
+    with serving(tmp_path, mlflow_server, git_remote, **env) as url:
+        hook = f"{url}/hooks/mlflow"
+        client = MlflowClient(mlflow_server.tracking_uri)
+        from controller.backends.mlflow_registry import MlflowRegistry
+
+        MlflowRegistry(mlflow_server.tracking_uri).ensure_webhook(
+            f"sluice-{model}", hook, env["SLUICE_WEBHOOK_SECRET"]
+        )
+        version = register_version(mlflow_server.tracking_uri, model, alias=None)
+        time.sleep(1.5)  # MLflow refreshes its webhook list every second (MLFLOW_WEBHOOK_CACHE_TTL)
+        client.set_registered_model_alias(model, "challenger", str(version))
+        branch = f"sluice/staging/{model}/v{version}"
+        wait_for(lambda: branch in branches(git_remote), timeout=30)
+        metrics = requests.get(f"{url}/metrics", timeout=5).text
+        assert 'sluice_webhook_deliveries_total{result="queued",source="mlflow"}' in metrics
