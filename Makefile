@@ -59,6 +59,7 @@ typecheck: setup
 	$(BIN)/mypy --strict controller
 
 bench: setup
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@set -e; for script in $(wildcard benchmarks/*.py); do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
