@@ -203,6 +203,48 @@ def serve(
 
 
 @app.command()
+def drift(
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    current: Annotated[
+        Path, typer.Option("--current", help="Current data to compare: .csv or .parquet.")
+    ],
+    version: Annotated[
+        int | None, typer.Option(help="Registry version (default: follow --alias).")
+    ] = None,
+    alias: Annotated[
+        str | None, typer.Option(help="Registry alias to resolve (default: champion).")
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write a self-contained HTML report to this file."),
+    ] = None,
+    threshold_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--threshold-config",
+            help="YAML overriding drift_share and per-feature method/threshold.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Compare current data with a version's training profile; exit 1 when the dataset drifts."""
+    from controller.commands_drift import DriftRequest, run_drift
+
+    if version is not None and alias is not None:
+        raise typer.BadParameter("give --version or --alias, not both")
+    result = run_drift(
+        current_settings(),
+        DriftRequest(
+            model=model, current=current, version=version, alias=alias,
+            html=html, threshold_config=threshold_config, as_json=as_json,
+        ),
+        console=Console(),
+    )  # fmt: skip
+    if result.drifted:
+        raise typer.Exit(int(ExitCode.GATE_FAILED))
+
+
+@app.command()
 def demo(
     workdir: Annotated[
         Path, typer.Option(help="Where the demo keeps its MLflow data and logs.")

@@ -17,6 +17,7 @@ from typing import Literal
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.commit_message import ProposalMessage, proposal_branch, render_proposal_message
+from controller.data_profile import DataProfile
 from controller.domain import ChangeRequest, ModelVersion, RunSummary
 from controller.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
 from controller.errors import ConfigError, InputError, ManifestInvalid
@@ -177,6 +178,16 @@ def _plan(request: ProposalRequest, registry: MlflowRegistry, workspace: GitWork
     return _Plan(config, version, run, pin_path, _edit(pin_path, overlay, pin), message, draft)
 
 
+def _profile(registry: MlflowRegistry, run_id: str | None) -> DataProfile | None:
+    """The card shows the profile when there is one it can read, and leaves it out otherwise."""
+    if run_id is None:
+        return None
+    try:
+        return registry.reference_profile(run_id)
+    except InputError:
+        return None
+
+
 def _open_pull_request(
     plan: _Plan, result: ProposalResult, registry: MlflowRegistry, forge: Forge
 ) -> ProposalResult:
@@ -188,7 +199,7 @@ def _open_pull_request(
         storage_uri=result.storage_uri, champion_version=champion.version if champion else None,
         canary_steps=plan.config.rollout.steps,
         gates=("request-success-rate", "request-latency", "load-test"), diff=result.diff,
-        profile=registry.reference_profile(plan.version.run_id) if plan.version.run_id else None,
+        profile=_profile(registry, plan.version.run_id),
     )  # fmt: skip
     assert result.commit is not None
     pull = forge.open_or_update(

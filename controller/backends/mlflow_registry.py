@@ -22,7 +22,7 @@ from mlflow.entities.webhook import WebhookEvent
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
-from controller.data_profile import DataProfile
+from controller.data_profile import PROFILE_SCHEMA_VERSION, DataProfile
 from controller.domain import ModelVersion, RunSummary
 from controller.errors import (
     InputError,
@@ -242,8 +242,11 @@ class MlflowRegistry:
         )
 
     def reference_profile(self, run_id: str) -> DataProfile | None:
-        """The training data profile logged with a run, or None if it has none (or an
-        unknown schema version: the card then simply leaves it out)."""
+        """The training data profile logged with a run, or None if it has none.
+
+        A profile this Sluice cannot read (a newer schema version) is an :class:`InputError`
+        that says so, not a missing profile.
+        """
         with registry_errors(self.tracking_uri, f"run {run_id!r}"):
             names = {artifact.path for artifact in self._client.list_artifacts(run_id)}
             if PROFILE_ARTIFACT not in names:
@@ -254,7 +257,10 @@ class MlflowRegistry:
         try:
             return DataProfile.model_validate_json(text)
         except ValueError:
-            return None
+            raise InputError(
+                f"the reference profile of run {run_id} is not one this Sluice reads "
+                f"(schema version {PROFILE_SCHEMA_VERSION}); upgrade Sluice"
+            ) from None
 
     def ensure_webhook(self, name: str, url: str, secret: str) -> str:
         """Create or update the registry webhook ``name`` that tells Sluice an alias moved.

@@ -1,0 +1,93 @@
+"""The drift verdict as a terminal table: one row per feature, then the dataset's line.
+
+A person reading ``sluice drift`` wants to see, per feature, which statistic decided, how far it
+is from its threshold and which way the comparison goes (a p-value drifts *below* its threshold,
+a distance *at or above* it), without knowing Evidently's conventions by heart. Kept apart from
+the command so the layout can be tested with plain values and reused by the HTML report.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.table import Table
+from rich.text import Text
+
+from controller.drift.detector import DatasetDrift, DriftMethod, FeatureDrift
+
+__all__ = [
+    "SHORT_STATISTIC_NAMES",
+    "drift_table",
+    "format_threshold",
+    "format_value",
+    "verdict_line",
+]
+
+#: Evidently's statistic names, shortened so the table fits an 80-column terminal (the width of
+#: a pipe or CI log). Wasserstein is always the normed distance, JS is Jensen-Shannon; the JSON
+#: and the HTML report carry Evidently's full names.
+SHORT_STATISTIC_NAMES: dict[DriftMethod, str] = {
+    "ks": "K-S p",
+    "chisquare": "chi² p",
+    "z": "z-test p",
+    "wasserstein": "Wasserstein",
+    "jensenshannon": "JS distance",
+    "psi": "PSI",
+}
+
+
+def format_value(value: float) -> str:
+    """A statistic for people: four decimals, or scientific notation for tiny p-values."""
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.1e}"
+    return f"{value:.4f}"
+
+
+def format_threshold(result: FeatureDrift) -> str:
+    """The threshold with the comparison that means drift (Evidently's, see ``is_drift``)."""
+    if result.method == "ks":
+        return f"p ≤ {result.threshold:g}"
+    if result.method in ("chisquare", "z"):
+        return f"p < {result.threshold:g}"
+    return f"≥ {result.threshold:g}"
+
+
+def verdict_line(result: DatasetDrift) -> str:
+    """One line: the dataset's verdict, the drifted share against the configured share."""
+    drifted = result.drifted_features
+    names = ", ".join(drifted) or "none"
+    head = "DRIFT" if result.drifted else "NO DRIFT"
+    comparison = "≥" if result.drifted else "<"
+    return (
+        f"{head}: {len(drifted)} of {len(result.features)} features drifted "
+        f"({result.drifted_share:.0%} {comparison} drift share {result.drift_share:.0%}): {names}"
+    )
+
+
+def drift_table(result: DatasetDrift, *, title: str | None = None) -> Table:
+    """A Rich table of every feature's verdict; ``≈`` marks values computed from a sample."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("feature", no_wrap=True)
+    table.add_column("kind")
+    table.add_column("statistic")
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("threshold", justify="right", no_wrap=True)
+    table.add_column("drift", no_wrap=True)
+    for feature in result.features:
+        value = format_value(feature.value)
+        table.add_row(
+            feature.feature,
+            feature.kind,
+            SHORT_STATISTIC_NAMES.get(feature.method, feature.statistic),
+            f"≈{value}" if feature.approximate else value,
+            format_threshold(feature),
+            Text("✗ yes", style="bold red") if feature.drifted else Text("✓ no", style="green"),
+        )
+    if any(feature.approximate for feature in result.features):
+        table.caption = "≈ computed from the reference profile's sample, not every training row"
+        table.caption_justify = "left"
+    return table

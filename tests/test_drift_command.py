@@ -1,0 +1,285 @@
+"""`sluice drift` against a version trained by the real training step, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from support.registry import register_version
+
+from controller.data_profile import build_profile
+from controller.drift import detect_drift_from_profile
+from controller.drift.report_html import render_report
+from controller.local.processes import free_port
+from controller.local.services import MlflowService
+from models.fraud_detector.data import FEATURES, generate_transactions
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sluice(tracking_uri: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "SLUICE_REGISTRY_REQUEST_RETRIES": "0",
+        "COLUMNS": "120",
+    }
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("sluice")), "drift", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=cwd,
+        timeout=180,
+        check=False,
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single stderr line of a refused run (and nothing on stdout)."""
+    assert result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    return line
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Current data files: the training week again (CSV) and eight weeks later (Parquet)."""
+    root = tmp_path_factory.mktemp("drift-data")
+    generate_transactions(week=0, seed=99).to_csv(root / "week0.csv", index=False)
+    generate_transactions(week=8, seed=99).to_parquet(root / "week8.parquet")
+    return root
+
+
+@pytest.fixture(scope="module")
+def champion(mlflow_server: MlflowService) -> str:
+    """A model trained by the real training step (which logs its profile), aliased champion."""
+    name = f"fraud-{uuid.uuid4().hex[:8]}"
+    command = [sys.executable, "-m", "models.fraud_detector.train", "--rows", "4000"]
+    trained = subprocess.run(
+        [*command, "--json", "--model-name", name],
+        cwd=ROOT,
+        env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.tracking_uri},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert trained.returncode in (0, 1), trained.stderr  # 1: registered, gate failed
+    version = json.loads(trained.stdout)["version"]
+    MlflowClient(mlflow_server.tracking_uri).set_registered_model_alias(
+        name, "champion", str(version)
+    )
+    return name
+
+
+@pytest.fixture(scope="module")
+def shifted(
+    mlflow_server: MlflowService, champion: str, data: Path
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One run on week 8 with --json and --html, shared by the tests that read its outputs."""
+    report = data / "report.html"
+    result = sluice(
+        mlflow_server.tracking_uri, data, champion,
+        "--current", str(data / "week8.parquet"), "--json", "--html", str(report),
+    )  # fmt: skip
+    return result, report
+
+
+@pytest.mark.slow
+def test_the_training_week_does_not_drift(
+    mlflow_server: MlflowService, champion: str, data: Path
+) -> None:
+    """Fresh data of the training week exits 0 with every feature in the table, none drifted."""
+    result = sluice(mlflow_server.tracking_uri, data, champion, "--current", "week0.csv")
+    assert result.returncode == 0, result.stderr
+    for feature in FEATURES:
+        assert re.search(rf"│ {feature} .*│ ✓ no  │", result.stdout), feature
+    assert "✗ yes" not in result.stdout
+    assert "NO DRIFT: 0 of 6 features drifted (0% < drift share 50%)" in result.stdout
+
+
+@pytest.mark.slow
+def test_eight_weeks_later_drifts_on_amount(
+    shifted: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """Week 8 exits 1 and the JSON lists amount among the drifted features."""
+    result, _ = shifted
+    assert result.returncode == 1, result.stderr
+    output = json.loads(result.stdout)
+    assert output["drifted"] is True
+    assert "amount" in output["drifted_features"]
+    assert output["drifted_share"] >= output["drift_share"] == 0.5
+    (amount,) = [f for f in output["features"] if f["feature"] == "amount"]
+    assert amount["method"] == "wasserstein"
+    assert amount["value"] >= amount["threshold"] == 0.1
+    assert amount["drifted"] is True
+    assert [f["feature"] for f in output["features"]] == FEATURES
+
+
+@pytest.mark.slow
+def test_html_report_is_self_contained_with_a_plot_per_drifted_feature(
+    shifted: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """--html writes one file with the table, an inline SVG per drifted feature, no links."""
+    result, report = shifted
+    text = report.read_text(encoding="utf-8")
+    drifted = json.loads(result.stdout)["drifted_features"]
+    assert text.count("<svg") == len(drifted) >= 1
+    for feature in FEATURES:
+        assert f"<td>{feature}</td>" in text
+    assert "<script" not in text
+    assert "http" not in text
+    assert "<link" not in text
+
+
+@pytest.mark.slow
+def test_threshold_config_changes_the_verdict(
+    mlflow_server: MlflowService, champion: str, data: Path
+) -> None:
+    """A drift share of 100% and a lenient amount threshold turn week 8 into no drift."""
+    config = data / "thresholds.yaml"
+    config.write_text("drift_share: 1.0\nfeatures:\n  amount: {method: psi, threshold: 5}\n")
+    result = sluice(
+        mlflow_server.tracking_uri, data, champion,
+        "--current", "week8.parquet", "--threshold-config", str(config), "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["drift_share"] == 1.0
+    (amount,) = [f for f in output["features"] if f["feature"] == "amount"]
+    assert (amount["method"], amount["threshold"], amount["drifted"]) == ("psi", 5.0, False)
+
+
+@pytest.mark.slow
+def test_missing_column_is_named(mlflow_server: MlflowService, champion: str, data: Path) -> None:
+    """A file without a profile feature exits 2 with one line naming the column."""
+    path = data / "no_country.csv"
+    generate_transactions(week=0, rows=500, seed=1).drop(columns=["country"]).to_csv(
+        path, index=False
+    )
+    result = sluice(mlflow_server.tracking_uri, data, champion, "--current", str(path))
+    assert result.returncode == 2
+    assert "lacks feature columns" in one_line(result)
+    assert "country" in one_line(result)
+
+
+@pytest.mark.slow
+def test_data_of_another_model_is_refused(
+    mlflow_server: MlflowService, champion: str, data: Path
+) -> None:
+    """A file sharing fewer than half of the profile's features is called another model's data."""
+    path = data / "other.csv"
+    pd.DataFrame({"amount": [1.0, 2.0], "age": [30, 40], "income": [1e3, 2e3]}).to_csv(
+        path, index=False
+    )
+    result = sluice(mlflow_server.tracking_uri, data, champion, "--current", str(path))
+    assert result.returncode == 2
+    assert "only 1 of the 6 features" in one_line(result)
+    assert "another model" in one_line(result)
+
+
+@pytest.mark.slow
+def test_text_in_a_numeric_feature_is_refused(
+    mlflow_server: MlflowService, champion: str, data: Path
+) -> None:
+    """Strings in a numeric column exit 2 with one line naming the feature and a bad value."""
+    frame = generate_transactions(week=0, rows=500, seed=1)
+    frame["amount"] = frame["amount"].astype(object)
+    frame.loc[3, "amount"] = "twelve"
+    path = data / "text_amount.csv"
+    frame.to_csv(path, index=False)
+    result = sluice(mlflow_server.tracking_uri, data, champion, "--current", str(path))
+    assert result.returncode == 2
+    line = one_line(result)
+    assert "feature 'amount' is numeric" in line
+    assert "'twelve'" in line
+
+
+@pytest.mark.slow
+def test_version_without_profile_is_refused(mlflow_server: MlflowService, data: Path) -> None:
+    """A version whose run logged no profile exits 2 and says it was not trained by Sluice."""
+    name = f"plain-{uuid.uuid4().hex[:8]}"
+    version = register_version(mlflow_server.tracking_uri, name, alias="champion")
+    result = sluice(mlflow_server.tracking_uri, data, name, "--current", "week0.csv")
+    assert result.returncode == 2
+    assert one_line(result) == (
+        f"sluice: error: version {version} of {name} has no reference profile: it was not "
+        "trained by a Sluice-aware training step"
+    )
+
+
+@pytest.mark.slow
+def test_unknown_version_is_refused(
+    mlflow_server: MlflowService, champion: str, data: Path
+) -> None:
+    """A version the model does not have exits 2 with one line."""
+    result = sluice(
+        mlflow_server.tracking_uri, data, champion, "--version", "99", "--current", "week0.csv"
+    )
+    assert result.returncode == 2
+    assert "not found" in one_line(result)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.csv", b"", "is empty"),
+        ("header.csv", b"amount,hour\n", "has no rows"),
+        ("data.json", b"{}", "unknown file type '.json'"),
+        ("broken.parquet", b"not parquet", "cannot be read"),
+        ("absent.csv", None, "does not exist"),
+    ],
+)
+def test_unusable_file_is_refused_before_the_registry(
+    tmp_path: Path, name: str, content: bytes | None, message: str
+) -> None:
+    """An empty, unknown or unreadable file exits 2 with one line, with no registry running."""
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    result = sluice(nowhere, tmp_path, "fraud-detector", "--current", name)
+    assert result.returncode == 2
+    assert message in one_line(result)
+
+
+def test_unreachable_registry_exits_3(tmp_path: Path) -> None:
+    """With no registry at the tracking URI, a valid file exits 3 with one line."""
+    generate_transactions(week=0, rows=100).to_csv(tmp_path / "now.csv", index=False)
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    result = sluice(nowhere, tmp_path, "fraud-detector", "--current", "now.csv")
+    assert result.returncode == 3
+    assert "unreachable" in one_line(result)
+
+
+def test_html_report_escapes_names_from_the_data() -> None:
+    """Feature and category names are escaped: markup in the data never becomes markup."""
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame(
+        {"<b>n</b>": rng.normal(size=2000), "cat": rng.choice(["a", "b"], size=2000)}
+    )
+    current = pd.DataFrame(
+        {
+            "<b>n</b>": rng.normal(3.0, size=2000),
+            "cat": rng.choice(["a", "<script>x</script>"], size=2000),
+        }
+    )
+    profile = build_profile(reference, numeric=["<b>n</b>"], categorical=["cat"])
+    result = detect_drift_from_profile(profile, current)
+    assert result.drifted_features == ("<b>n</b>", "cat")
+    text = render_report(result, profile, current, title="<i>model</i>", details=[("a&b", "<x>")])
+    assert "<b>" not in text
+    assert "<script" not in text
+    assert "<i>" not in text
+    assert "&lt;b&gt;n&lt;/b&gt;" in text
+    assert "&lt;script&gt;x&lt;/script&gt;" in text  # the category, in a bar's tooltip
+    assert text.count("<svg") == 2
