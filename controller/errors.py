@@ -17,6 +17,7 @@
           |                              HTTP 400/401/409 to the sender, never an exit code
           +-- ModelNotFound          unknown model, alias or version                 (exit 2)
           +-- ManifestInvalid        a manifest that would not validate              (exit 2)
+          +-- ModelLoadFailed        a model server could not fetch or load its model (exit 2)
           +-- GateFailed             a quality gate or analysis said no              (exit 1)
 
 Backends translate library exceptions (``MlflowException`` error codes, ``GithubException``,
@@ -39,6 +40,7 @@ __all__ = [
     "InputError",
     "ManifestInvalid",
     "MetricsUnavailable",
+    "ModelLoadFailed",
     "ModelNotFound",
     "PermanentError",
     "RegistryUnavailable",
@@ -120,6 +122,10 @@ class ModelNotFound(PermanentError):
 
 class ManifestInvalid(PermanentError):
     """A manifest is malformed or would not validate against its schema."""
+
+
+class ModelLoadFailed(PermanentError):
+    """The model behind a storage URI could not be fetched or loaded (KServe: ModelLoadFailed)."""
 
 
 class GateFailed(PermanentError):

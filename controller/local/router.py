@@ -1,0 +1,331 @@
+"""One InferenceService's front door on a stable local port: split, tag-route, count.
+
+On a cluster, Knative's ingress splits an InferenceService's requests between revisions by
+weight, reaches a tagged revision at ``<tag>-<isvc>-predictor.<ns>.<domain>``, and each
+revision's queue-proxy counts requests and latencies for Prometheus. Locally this reverse
+proxy does all three, so a canary analysis runs the same PromQL against either:
+
+- ``set_routes([TrafficTarget(revision, upstream, percent, tag), ...])`` replaces the split
+  at once (requests in flight finish where they started); each request draws from a
+  generator seeded with ``seed``, so a test sees the same sequence every run;
+- a tagged revision answers at ``/_tag/<tag>/<path>`` (the prefix is removed) or on any path
+  with the header ``X-Sluice-Revision-Tag: <tag>``, the local form of Knative's tag hosts;
+  a revision reached through its tag is counted like any other request to it;
+- ``GET /metrics`` exports, in its own registry, Knative queue-proxy's
+  ``revision_app_request_count`` (a counter, named without ``_total`` as Knative's is) and
+  ``revision_app_request_latencies`` (a histogram in milliseconds, Knative's buckets) with
+  labels ``namespace_name``, ``configuration_name``, ``revision_name``, ``response_code`` and
+  ``response_code_class``. A revision that cannot be reached answers 502, counted as such.
+
+Every response names the revision that served it in ``X-Sluice-Revision``. The proxy runs
+on an event loop thread of its own (uvloop when installed) and speaks HTTP/1.1 through
+:mod:`controller.local.serving.http1`, with keep-alive connections pooled per revision: about
+0.2 ms per request on top of a model server (``benchmarks/router_overhead.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import itertools
+import json
+import random
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Self
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+
+from controller.errors import ConfigError
+from controller.local.processes import free_port
+from controller.local.serving.http1 import (
+    ClientConnection,
+    Request,
+    UpstreamPool,
+    encode_request,
+    encode_response,
+)
+
+__all__ = ["LATENCY_BUCKETS_MS", "TAG_HEADER", "RevisionMetrics", "Router", "TrafficTarget"]
+
+TAG_HEADER = "X-Sluice-Revision-Tag"
+REVISION_HEADER = b"X-Sluice-Revision"
+TAG_PREFIX = b"/_tag/"
+_TAG = TAG_HEADER.lower().encode()
+# Knative queue-proxy's buckets for revision_app_request_latencies, in milliseconds.
+LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    5, 10, 20, 40, 60, 80, 100, 150, 200, 250, 300, 350, 400, 450, 500,
+    600, 700, 800, 900, 1000, 2000, 5000, 10000, 20000, 50000, 100000,
+)  # fmt: skip
+_LABELS = (
+    "namespace_name", "configuration_name", "revision_name", "response_code",
+    "response_code_class",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrafficTarget:
+    """A revision, where its model server listens, its share of requests and its tag."""
+
+    revision: str
+    upstream: str  # http://127.0.0.1:PORT
+    percent: int
+    tag: str = ""
+
+
+class _RouteTable:
+    """An immutable routing decision: swapped whole by ``set_routes``, read per request."""
+
+    def __init__(self, targets: Sequence[TrafficTarget]) -> None:
+        weights: dict[str, int] = {}
+        self.upstreams: dict[str, tuple[str, int, bytes]] = {}  # host, port, path prefix
+        self.by_tag: dict[str, str] = {}
+        for target in targets:
+            if not 0 <= target.percent <= 100:
+                raise ConfigError(f"traffic percent {target.percent} of {target.revision}")
+            upstream = _parse_upstream(target.upstream)
+            if self.upstreams.setdefault(target.revision, upstream) != upstream:
+                raise ConfigError(f"revision {target.revision} has two upstreams")
+            weights[target.revision] = weights.get(target.revision, 0) + target.percent
+            if target.tag:
+                self.by_tag[target.tag] = target.revision
+        total = sum(weights.values())
+        if targets and total != 100:
+            raise ConfigError(f"traffic percents add up to {total}, not 100")
+        self.revisions = [name for name, weight in weights.items() if weight > 0]
+        self.cumulative = list(itertools.accumulate(weights[name] for name in self.revisions))
+
+    def pick(self, draw: float) -> str | None:
+        """The revision for a uniform ``draw`` in [0, 1); None when nothing takes traffic."""
+        if not self.revisions:
+            return None
+        return self.revisions[bisect.bisect_right(self.cumulative, draw * self.cumulative[-1])]
+
+
+class RevisionMetrics:
+    """Request counts and latency histograms per revision and response code.
+
+    The histogram is a ``prometheus_client`` collector; the counter is written by hand
+    because ``prometheus_client`` names every counter ``..._total``, where Knative (and the
+    queries written for it) say ``revision_app_request_count``.
+    """
+
+    def __init__(self, namespace: str, configuration: str) -> None:
+        self._prefix = (namespace, configuration)
+        self._lock = threading.Lock()
+        # (revision, code) -> [count, sum_ms, per-bucket counts...]
+        self._series: dict[tuple[str, int], list[float]] = {}
+
+    def observe(self, revision: str, code: int, latency_ms: float) -> None:
+        """Count one request to ``revision`` that answered ``code`` after ``latency_ms``."""
+        bucket = bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)
+        with self._lock:
+            series = self._series.get((revision, code))
+            if series is None:
+                series = self._series[(revision, code)] = [0.0] * (len(LATENCY_BUCKETS_MS) + 3)
+            series[0] += 1
+            series[1] += latency_ms
+            series[2 + bucket] += 1
+
+    def _snapshot(self) -> list[tuple[tuple[str, ...], list[float]]]:
+        with self._lock:
+            items = sorted((key, list(values)) for key, values in self._series.items())
+        return [
+            ((*self._prefix, revision, str(code), f"{code // 100}xx"), values)
+            for (revision, code), values in items
+        ]
+
+    def counts(self) -> dict[tuple[str, int], int]:
+        """Requests so far by (revision, response code)."""
+        return {(labels[2], int(labels[3])): int(values[0]) for labels, values in self._snapshot()}
+
+    def collect(self) -> Iterator[Metric]:
+        """The latency histogram (the ``prometheus_client`` collector protocol)."""
+        latencies = HistogramMetricFamily(
+            "revision_app_request_latencies", "The response time in millisecond", labels=_LABELS
+        )
+        for labels, values in self._snapshot():
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*LATENCY_BUCKETS_MS, "+Inf"), values[2:], strict=True):
+                cumulative += count
+                buckets.append((f"{bound:g}" if bound != "+Inf" else bound, cumulative))
+            latencies.add_metric(labels, buckets, values[1])
+        yield latencies
+
+    def exposition(self, registry: CollectorRegistry) -> bytes:
+        """Prometheus text for ``/metrics``: the counter, written here, then ``registry``."""
+        lines = [
+            "# HELP revision_app_request_count The number of requests\n",
+            "# TYPE revision_app_request_count counter\n",
+        ]
+        for labels, values in self._snapshot():
+            pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(_LABELS, labels, strict=True))
+            lines.append(f"revision_app_request_count{{{pairs}}} {values[0]:.1f}\n")
+        return "".join(lines).encode() + generate_latest(registry)
+
+
+class Router:
+    """A reverse proxy for InferenceService ``isvc`` on ``host:port``, run on its own thread."""
+
+    def __init__(
+        self,
+        *,
+        isvc: str,
+        namespace: str = "default",
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        seed: int | None = None,
+        upstream_timeout: float = 300.0,
+    ) -> None:
+        self.isvc = isvc
+        self.host = host
+        self.port = port or free_port()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.metrics = RevisionMetrics(namespace, f"{isvc}-predictor")
+        self.registry.register(self.metrics)
+        self._random = random.Random(seed)  # noqa: S311 (traffic splitting, not secrets)
+        self._table = _RouteTable([])
+        self._pool = UpstreamPool(upstream_timeout)
+        self._clients: set[asyncio.Transport] = set()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._error: OSError | None = None
+
+    @property
+    def url(self) -> str:
+        """Where clients send requests, e.g. ``{url}/v1/models/NAME:predict``."""
+        return f"http://{self.host}:{self.port}"
+
+    def set_routes(self, traffic: Sequence[TrafficTarget]) -> None:
+        """Replace the split; percents must add up to 100 (an empty list answers 503)."""
+        self._table = _RouteTable(traffic)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> Self:
+        """Listen on ``host:port``; :class:`ConfigError` when the port cannot be bound."""
+        if self._thread is not None:
+            raise RuntimeError(f"the router of {self.isvc} was already started")
+        self._thread = threading.Thread(target=self._run, name=f"router-{self.isvc}", daemon=True)
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise ConfigError(f"the router of {self.isvc} did not start within {timeout:g}s")
+        if self._error is not None:
+            raise ConfigError(
+                f"the router of {self.isvc} cannot listen on {self.host}:{self.port}: "
+                f"{self._error.strerror}; choose another port"
+            ) from self._error
+        return self
+
+    def stop(self) -> None:
+        """Stop listening, close every connection (idempotent)."""
+        loop, stop, thread = self._loop, self._stop, self._thread
+        if loop is not None and stop is not None and loop.is_running():
+            loop.call_soon_threadsafe(stop.set)
+        if thread is not None:
+            thread.join(10.0)
+
+    def __enter__(self) -> Self:
+        return self.start() if self._thread is None else self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(self._serve())
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            server = await self._loop.create_server(
+                lambda: ClientConnection(self._handle, self._clients),
+                self.host,
+                self.port,
+                reuse_address=True,
+            )
+        except OSError as exc:
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        await self._stop.wait()
+        server.close()
+        for transport in list(self._clients):
+            transport.close()
+        self._pool.close()
+        await server.wait_closed()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def _handle(self, request: Request) -> bytes:
+        if request.url == b"/metrics" or request.url.startswith(b"/metrics?"):
+            body = self.metrics.exposition(self.registry)
+            return encode_response(200, [(b"Content-Type", CONTENT_TYPE_LATEST.encode())], body)
+        if request.method == b"HEAD":  # a reply with a length but no body: not relayed
+            return encode_response(405, [(b"Allow", b"GET, POST")], b"")
+        table = self._table
+        path, tag = request.url, None
+        if path.startswith(TAG_PREFIX):
+            raw, _, rest = path[len(TAG_PREFIX) :].partition(b"/")
+            tag, path = raw.decode("latin-1"), b"/" + rest
+        else:
+            tag = next((v.decode("latin-1") for k, v in request.headers if k.lower() == _TAG), None)
+        if tag is not None:
+            revision = table.by_tag.get(tag)
+            if revision is None:
+                return _error(404, f"no revision of {self.isvc} is tagged {tag!r}")
+        else:
+            revision = table.pick(self._random.random())
+            if revision is None:
+                return _error(503, f"no revision of {self.isvc} is ready to take requests")
+        started = time.perf_counter()
+        status, response = await self._forward(request, path, revision, table)
+        self.metrics.observe(revision, status, (time.perf_counter() - started) * 1000)
+        return response
+
+    async def _forward(
+        self, request: Request, path: bytes, revision: str, table: _RouteTable
+    ) -> tuple[int, bytes]:
+        host, port, prefix = table.upstreams[revision]
+        headers = [(k, v) for k, v in request.headers if k.lower() != _TAG]
+        payload = encode_request(request.method, prefix + path, host, port, headers, request.body)
+        try:
+            reply = await self._pool.exchange(host, port, payload)
+        except TimeoutError:
+            return 504, _error(504, f"revision {revision} did not answer in time", revision)
+        except OSError as exc:  # ConnectionError is one
+            return 502, _error(502, f"revision {revision} is unreachable: {exc}", revision)
+        served = [*reply.headers, (REVISION_HEADER, revision.encode())]
+        return reply.status, encode_response(reply.status, served, reply.body)
+
+
+def _parse_upstream(url: str) -> tuple[str, int, bytes]:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"upstream {url!r} must be http://HOST:PORT[/PATH]")
+    return parts.hostname, parts.port or 80, parts.path.rstrip("/").encode()
+
+
+def _error(status: int, message: str, revision: str = "") -> bytes:
+    headers = [(b"Content-Type", b"application/json")]
+    if revision:
+        headers.append((REVISION_HEADER, revision.encode()))
+    return encode_response(status, headers, json.dumps({"error": message}).encode())
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -1,0 +1,164 @@
+"""``python -m controller.local.serving``: serve one MLflow model with KServe's model server.
+
+This is the container command of Sluice's custom ServingRuntime on a cluster and the process
+the local target starts per revision, so it speaks KServe's V1 and V2 protocols through
+``kserve.ModelServer`` itself rather than an imitation. Three facts of kserve 0.21 shape it:
+
+- importing ``kserve`` runs ``kserve.model_server``, which parses ``sys.argv`` and builds a
+  FastAPI app; so ``kserve`` is imported only inside :func:`main`, after our own arguments
+  are parsed and ``sys.argv`` is cut to the program name (its flags would otherwise be read
+  by kserve's parser, which accepts abbreviations);
+- its REST server hard-codes host ``0.0.0.0`` in the ``uvicorn.Config`` it builds inside
+  ``ModelServer.start``; the config is read when uvicorn binds, so the subclass below sets
+  ``config.host`` in ``setup_event_loop``, the one hook between building and binding;
+- gRPC listens on ``[::]:8081`` unless ``enable_grpc=False``; it is off unless asked for.
+
+The model is loaded before the server starts: a model that cannot load exits with status 1
+and one line on stderr, so the HTTP port opens only when predictions will succeed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from controller.local.serving.pyfunc_model import (
+    ModelLoadFailed,
+    PayloadError,
+    PyfuncServable,
+    Tensor,
+    v2_datatype,
+)
+
+__all__ = ["build_kserve_model", "main", "parse_args"]
+
+log = logging.getLogger("sluice.serving")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; defaults suit a local process, a cluster passes ``--host 0.0.0.0``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m controller.local.serving",
+        description="Serve an MLflow pyfunc model over KServe's V1 and V2 REST protocols.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--model-name", required=True, help="name in /v1/models/NAME")
+    parser.add_argument(
+        "--storage-uri",
+        required=True,
+        help="model directory, file://, mlflow-artifacts:/, models:/ or runs:/ URI",
+    )
+    parser.add_argument("--http-port", type=int, default=8080, help="REST port (8080)")
+    parser.add_argument("--host", default="127.0.0.1", help="REST address (127.0.0.1)")
+    parser.add_argument("--grpc-port", type=int, default=None, help="also serve gRPC here")
+    parser.add_argument("--download-dir", type=Path, help="where remote models are fetched to")
+    parser.add_argument(
+        "--latency-logging", action="store_true", help="log per-request latencies (KServe's)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load the model, then serve it until SIGTERM; 1 when the model cannot be loaded."""
+    args = parse_args(argv)
+    sys.argv = sys.argv[:1]  # kserve.model_server parses sys.argv when imported
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    servable = PyfuncServable(args.storage_uri, download_dir=args.download_dir)
+    try:
+        servable.load()
+    except ModelLoadFailed as exc:
+        print(f"model {args.model_name!r} not loadable: {exc}", file=sys.stderr, flush=True)
+        return 1
+    model = build_kserve_model(args.model_name, servable)
+    _serve(model, args)
+    return 0
+
+
+def build_kserve_model(name: str, servable: PyfuncServable) -> Any:
+    """A loaded ``kserve.Model`` named ``name`` that answers with ``servable``.
+
+    The class is defined here, not at module level, because subclassing ``kserve.Model``
+    needs ``import kserve`` (see the module docstring).
+    """
+    from kserve import Model
+    from kserve.errors import InvalidInput
+    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+    class MlflowPyfuncModel(Model):  # type: ignore[misc]  # kserve ships no type hints
+        """V1 and V2 inference and V2 metadata for an MLflow pyfunc model."""
+
+        def load(self) -> bool:
+            self.ready = True
+            return True
+
+        def get_input_types(self) -> list[dict[str, Any]]:
+            return [t.to_dict() for t in servable.inputs]
+
+        def get_output_types(self) -> list[dict[str, Any]]:
+            return [t.to_dict() for t in servable.outputs]
+
+        async def predict(
+            self,
+            payload: Any,
+            headers: dict[str, str] | None = None,
+            response_headers: dict[str, str] | None = None,
+        ) -> Any:
+            v2 = isinstance(payload, InferRequest)
+            try:
+                if v2:
+                    tensors = [
+                        Tensor(i.name, i.datatype, list(i.shape), i.data) for i in payload.inputs
+                    ]
+                    frame = servable.frame_from_tensors(tensors)
+                else:
+                    frame = servable.frame_from_instances(payload.get("instances"))
+            except PayloadError as exc:
+                raise InvalidInput(str(exc)) from exc
+            # Off the event loop: a slow model must not stall requests to other revisions.
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(None, servable.predict, frame)
+            if not v2:
+                return {"predictions": servable.predictions(result)}
+            outputs = [
+                InferOutput(name, list(array.shape), v2_datatype(array), array.reshape(-1).tolist())
+                for name, array in servable.output_tensors(result)
+            ]
+            return InferResponse(payload.id or str(uuid.uuid4()), self.name, outputs)
+
+    model = MlflowPyfuncModel(name)
+    model.load()
+    return model
+
+
+def _serve(model: Any, args: argparse.Namespace) -> None:
+    from kserve import ModelServer
+
+    host: str = args.host
+
+    class BoundModelServer(ModelServer):  # type: ignore[misc]  # kserve ships no type hints
+        """kserve's server, listening on ``host`` instead of its hard-coded 0.0.0.0."""
+
+        def setup_event_loop(self) -> None:
+            config = getattr(getattr(self, "_rest_server", None), "config", None)
+            if config is None or not hasattr(config, "host"):
+                raise RuntimeError("kserve's REST server changed: cannot set its listen address")
+            config.host = host
+            super().setup_event_loop()
+
+    server = BoundModelServer(
+        http_port=args.http_port,
+        grpc_port=args.grpc_port or 8081,
+        enable_grpc=args.grpc_port is not None,
+        workers=1,
+        enable_latency_logging=args.latency_logging,
+    )
+    log.info(
+        "serving model %s from %s on %s:%d", model.name, args.storage_uri, host, args.http_port
+    )
+    server.start([model])

@@ -1,0 +1,300 @@
+"""The local router: weighted split, tag routes, Knative's metrics, and Prometheus reading them."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import math
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from controller.local.processes import free_port
+from controller.local.router import TAG_HEADER, Router, TrafficTarget
+from controller.local.services import PrometheusService
+
+SIGMAS = 4
+
+
+class Upstream(http.server.ThreadingHTTPServer):
+    """A stand-in model server that says who it is and which path it saw.
+
+    With ``fail_every`` = k, every k-th request answers 500.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, name: str, fail_every: int = 0) -> None:
+        super().__init__(("127.0.0.1", 0), _UpstreamHandler)
+        self.name = name
+        self.fail_every = fail_every
+        self.seen = 0
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}"
+
+
+class _UpstreamHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = -1  # one write per response: no Nagle stall on the router's keep-alive
+    server: Upstream
+
+    def do_GET(self) -> None:
+        self.do_POST()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.server.lock:
+            self.server.seen += 1
+            fail = self.server.fail_every and self.server.seen % self.server.fail_every == 0
+        body = json.dumps({"server": self.server.name, "path": self.path}).encode()
+        self.send_response(500 if fail else 200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def upstreams() -> Iterator[Callable[..., Upstream]]:
+    """Start stand-in model servers in this process; all are stopped after the test."""
+    started: list[Upstream] = []
+
+    def start(name: str, fail_every: int = 0) -> Upstream:
+        server = Upstream(name, fail_every)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def router() -> Iterator[Router]:
+    """A router for InferenceService ``fraud`` with a fixed seed."""
+    with Router(isvc="fraud", seed=7) as started:
+        yield started
+
+
+class Client:
+    """One keep-alive client connection to the router."""
+
+    def __init__(self, router: Router) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", router.port, timeout=10)
+
+    def send(self, path: str = "/v1/models/fraud:predict", **headers: str) -> tuple[int, Any]:
+        body = b'{"instances": [[1, 2, 3]]}'
+        headers = {"Content-Type": "application/json", **headers}
+        self.connection.request("POST", path, body, headers)
+        response = self.connection.getresponse()
+        return response.status, json.loads(response.read())
+
+
+def within_binomial(count: int, n: int, p: float) -> bool:
+    return abs(count - n * p) <= SIGMAS * math.sqrt(n * p * (1 - p))
+
+
+def metric_samples(router: Router) -> dict[str, list[Any]]:
+    with urllib.request.urlopen(f"{router.url}/metrics", timeout=5) as response:  # noqa: S310
+        text = response.read().decode()
+    return {family.name: family.samples for family in text_string_to_metric_families(text)}
+
+
+def test_weights_split_requests_within_binomial_bounds(router: Router, upstreams: Any) -> None:
+    """At 90/10, 2000 requests land on each revision within 4 sigma of 1800/200."""
+    old, new = upstreams("old"), upstreams("new")
+    router.set_routes(
+        [
+            TrafficTarget("fraud-predictor-00002", new.url, 10),
+            TrafficTarget("fraud-predictor-00001", old.url, 90),
+        ]
+    )
+    client = Client(router)
+    served = Counter(client.send()[1]["server"] for _ in range(2000))
+    assert within_binomial(served["new"], 2000, 0.1), served
+    assert served["old"] + served["new"] == 2000
+
+
+def test_zero_percent_revision_gets_nothing(router: Router, upstreams: Any) -> None:
+    """At 100/0 the 0 % revision never sees a request."""
+    old, new = upstreams("old"), upstreams("new")
+    router.set_routes(
+        [TrafficTarget("r1", old.url, 100), TrafficTarget("r2", new.url, 0, "latest")]
+    )
+    client = Client(router)
+    served = Counter(client.send()[1]["server"] for _ in range(500))
+    assert served == {"old": 500}
+    assert new.seen == 0
+
+
+def test_tag_path_prefix_reaches_only_the_tagged_revision(router: Router, upstreams: Any) -> None:
+    """`/_tag/<tag>/...` goes to the tagged revision, with the prefix removed."""
+    old, new = upstreams("old"), upstreams("new")
+    router.set_routes(
+        [TrafficTarget("r1", old.url, 99, "prev"), TrafficTarget("r2", new.url, 1, "latest")]
+    )
+    client = Client(router)
+    answers = [client.send("/_tag/latest/v1/models/fraud:predict?x=1")[1] for _ in range(50)]
+    assert answers == [{"server": "new", "path": "/v1/models/fraud:predict?x=1"}] * 50
+
+
+def test_tag_header_reaches_only_the_tagged_revision(router: Router, upstreams: Any) -> None:
+    """The X-Sluice-Revision-Tag header routes to the tagged revision on any path."""
+    old, new = upstreams("old"), upstreams("new")
+    router.set_routes(
+        [TrafficTarget("r1", old.url, 1, "prev"), TrafficTarget("r2", new.url, 99, "latest")]
+    )
+    client = Client(router)
+    served = Counter(client.send(**{TAG_HEADER: "prev"})[1]["server"] for _ in range(50))
+    assert served == {"old": 50}
+
+
+def test_unknown_tag_is_not_found(router: Router, upstreams: Any) -> None:
+    """A tag no revision carries answers 404 and reaches no revision."""
+    old = upstreams("old")
+    router.set_routes([TrafficTarget("r1", old.url, 100, "prev")])
+    assert Client(router).send("/_tag/latest/v1/models/fraud:predict")[0] == 404
+    assert old.seen == 0
+
+
+def test_without_routes_the_router_answers_unavailable(router: Router) -> None:
+    """Before any revision is ready, requests get 503."""
+    assert Client(router).send()[0] == 503
+
+
+def test_metrics_count_requests_by_revision_and_code(router: Router, upstreams: Any) -> None:
+    """revision_app_request_count counts per revision and response code, as clients saw."""
+    good, flaky = upstreams("good"), upstreams("flaky", fail_every=4)
+    router.set_routes([TrafficTarget("r1", good.url, 50), TrafficTarget("r2", flaky.url, 50)])
+    client = Client(router)
+    seen = Counter()
+    for _ in range(400):
+        status, answer = client.send()
+        seen[(answer["server"], status)] += 1
+    counts = {
+        (
+            s.labels["revision_name"],
+            s.labels["response_code"],
+            s.labels["response_code_class"],
+        ): s.value
+        for s in metric_samples(router)["revision_app_request_count"]
+    }
+    assert counts == {
+        ("r1", "200", "2xx"): seen[("good", 200)],
+        ("r2", "200", "2xx"): seen[("flaky", 200)],
+        ("r2", "500", "5xx"): seen[("flaky", 500)],
+    }
+    assert seen[("flaky", 500)] > 0
+
+
+def test_latency_histogram_counts_every_request(router: Router, upstreams: Any) -> None:
+    """The latency histogram's count per revision equals its requests, and +Inf holds them all."""
+    old = upstreams("old")
+    router.set_routes([TrafficTarget("r1", old.url, 100)])
+    client = Client(router)
+    for _ in range(120):
+        client.send()
+    samples = metric_samples(router)["revision_app_request_latencies"]
+    count = next(s.value for s in samples if s.name.endswith("_count"))
+    infinite = next(s.value for s in samples if s.labels.get("le") == "+Inf")
+    buckets = sorted(float(s.labels["le"]) for s in samples if s.name.endswith("_bucket"))
+    assert count == infinite == 120
+    assert buckets[:3] == [5.0, 10.0, 20.0]
+    assert buckets[-2:] == [100000.0, math.inf]
+
+
+def test_unreachable_revision_answers_502_and_is_counted(router: Router) -> None:
+    """A revision whose server is down answers 502, counted with response_code 502."""
+    router.set_routes([TrafficTarget("r1", f"http://127.0.0.1:{free_port()}", 100)])
+    client = Client(router)
+    statuses = Counter(client.send()[0] for _ in range(3))
+    assert statuses == {502: 3}
+    counts = metric_samples(router)["revision_app_request_count"]
+    assert [(s.labels["response_code"], s.value) for s in counts] == [("502", 3)]
+
+
+def test_routes_change_without_dropping_connections(router: Router, upstreams: Any) -> None:
+    """set_routes takes effect for the next request on an open connection."""
+    old, new = upstreams("old"), upstreams("new")
+    router.set_routes([TrafficTarget("r1", old.url, 100)])
+    client = Client(router)
+    assert client.send()[1]["server"] == "old"
+    router.set_routes([TrafficTarget("r2", new.url, 100)])
+    assert client.send()[1]["server"] == "new"
+
+
+# -- Prometheus ----------------------------------------------------------------------------------
+
+
+SUCCESS_RATE = (
+    "sum by (revision_name)"
+    '(rate(revision_app_request_count{response_code_class="2xx"}[1m]))'
+    " / sum by (revision_name)(rate(revision_app_request_count[1m]))"
+)
+
+
+def query(prometheus: PrometheusService, promql: str) -> dict[str, float]:
+    """Instant query; {revision_name: value}."""
+    url = f"{prometheus.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+        result = json.loads(response.read())["data"]["result"]
+    return {r["metric"].get("revision_name", ""): float(r["value"][1]) for r in result}
+
+
+def poll(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"Prometheus never showed {what}")
+        time.sleep(0.5)
+
+
+def test_prometheus_reads_success_rate_per_revision(
+    router: Router, upstreams: Any, prometheus_server: Callable[..., PrometheusService]
+) -> None:
+    """Prometheus scraping the router sees the per-revision counts and success rates clients saw."""
+    good, flaky = upstreams("good"), upstreams("flaky", fail_every=4)
+    router.set_routes([TrafficTarget("r1", good.url, 70), TrafficTarget("r2", flaky.url, 30)])
+    seen: Counter[tuple[str, int]] = Counter()
+    stop = threading.Event()
+
+    def load() -> None:
+        client = Client(router)
+        while not stop.is_set():
+            status, answer = client.send()
+            seen[(answer["server"], status)] += 1
+            time.sleep(0.002)
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    try:
+        prometheus = prometheus_server(scrape_targets={"router": [f"127.0.0.1:{router.port}"]})
+        poll(
+            lambda: set(query(prometheus, SUCCESS_RATE)) == {"r1", "r2"},
+            "a rate for both revisions",
+        )
+    finally:
+        stop.set()
+        loader.join()
+    totals = "sum by (revision_name)(revision_app_request_count)"
+    client_totals = {"r1": seen[("good", 200)], "r2": seen[("flaky", 200)] + seen[("flaky", 500)]}
+    poll(lambda: query(prometheus, totals) == client_totals, f"the client's totals {client_totals}")
+    success = query(prometheus, SUCCESS_RATE)
+    assert success["r1"] == 1.0
+    assert success["r2"] == pytest.approx(seen[("flaky", 200)] / client_totals["r2"], abs=0.03)

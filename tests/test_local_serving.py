@@ -1,0 +1,241 @@
+"""The KServe model server for MLflow models, started as the local target starts it."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow.artifacts
+import mlflow.pyfunc
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+from mlflow import MlflowClient
+
+from controller.local.services import MlflowService
+from controller.local.serving.launcher import ModelLoadFailed, ModelServerHandle, start_model_server
+from controller.local.serving.pyfunc_model import PayloadError, PyfuncServable, Tensor
+from models.fraud_detector.data import FEATURES, generate_transactions
+
+ROOT = Path(__file__).resolve().parent.parent
+V2_TYPES = {"amount": "FP64", "hour": "INT64", "card_age_days": "INT64", "tx_velocity_24h": "INT64"}
+V2_TYPES |= {"merchant_category": "BYTES", "country": "BYTES"}
+
+
+@dataclass(frozen=True)
+class Registered:
+    name: str
+    version: int
+    uri: str  # mlflow-artifacts:/...
+    tracking_uri: str
+
+
+def register(mlflow_server: MlflowService, *command: str) -> str:
+    """Run a registering entry point as CI does; returns its stdout."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.tracking_uri}
+    result = subprocess.run(
+        [sys.executable, "-m", *command], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode in (0, 1), result.stderr  # 1: registered, gate failed
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def fraud_model(mlflow_server: MlflowService) -> Registered:
+    """A fraud-detector version registered in the session's MLflow."""
+    name = f"fraud-{uuid.uuid4().hex[:8]}"
+    register(mlflow_server, "models.fraud_detector.train", "--rows", "4000", "--model-name", name)
+    client = MlflowClient(mlflow_server.tracking_uri)
+    uri = str(client.get_model_version_download_uri(name, "1"))
+    assert uri.startswith("mlflow-artifacts:/")
+    return Registered(name, 1, uri, mlflow_server.tracking_uri)
+
+
+def serve(model: Registered, log_dir: Path) -> ModelServerHandle:
+    return start_model_server(
+        name="fraud",
+        storage_uri=model.uri,
+        log_dir=log_dir,
+        env={"MLFLOW_TRACKING_URI": model.tracking_uri},
+    )
+
+
+@pytest.fixture(scope="module")
+def server(fraud_model: Registered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The fraud model served from its mlflow-artifacts:/ URI."""
+    with serve(fraud_model, tmp_path_factory.mktemp("model-server")) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def rows() -> pd.DataFrame:
+    return generate_transactions(week=1, rows=25, seed=11)[FEATURES]
+
+
+def reference(model: Registered, rows: pd.DataFrame) -> np.ndarray:
+    """What MLflow itself predicts for the rows."""
+    path = mlflow.artifacts.download_artifacts(model.uri, tracking_uri=model.tracking_uri)
+    return np.asarray(mlflow.pyfunc.load_model(path).predict(rows))
+
+
+def post(url: str, document: dict[str, Any]) -> tuple[int, Any]:
+    request = urllib.request.Request(  # noqa: S310 (our own http:// URL)
+        url, json.dumps(document).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def values(frame: pd.DataFrame | pd.Series) -> list[Any]:
+    """Plain JSON values, as a client would send them."""
+    return list(json.loads(frame.to_json(orient="values")))
+
+
+@pytest.mark.slow
+def test_v1_predictions_match_mlflow(server: Any, fraud_model: Registered, rows: Any) -> None:
+    """V1 `instances` get the probabilities MLflow's own pyfunc gives for the same rows."""
+    status, answer = post(f"{server.url}/v1/models/fraud:predict", {"instances": values(rows)})
+    assert status == 200
+    np.testing.assert_allclose(answer["predictions"], reference(fraud_model, rows), rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_v2_predictions_match_mlflow(server: Any, fraud_model: Registered, rows: Any) -> None:
+    """V2 inputs, one tensor per column, get MLflow's probabilities as one output tensor."""
+    inputs = [
+        {"name": c, "datatype": V2_TYPES[c], "shape": [len(rows)], "data": values(rows[c])}
+        for c in FEATURES
+    ]
+    status, answer = post(f"{server.url}/v2/models/fraud/infer", {"inputs": inputs})
+    assert status == 200
+    (output,) = answer["outputs"]
+    assert (output["name"], output["datatype"], output["shape"]) == ("output-0", "FP64", [25, 2])
+    predicted = np.asarray(output["data"]).reshape(output["shape"])
+    np.testing.assert_allclose(predicted, reference(fraud_model, rows), rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_v2_metadata_lists_the_signature(server: Any) -> None:
+    """GET /v2/models/NAME names the signature's inputs and outputs with V2 types and shapes."""
+    with urllib.request.urlopen(f"{server.url}/v2/models/fraud", timeout=10) as response:  # noqa: S310
+        metadata = json.loads(response.read())
+    assert metadata["inputs"] == [
+        {"name": c, "datatype": V2_TYPES[c], "shape": [-1]} for c in FEATURES
+    ]
+    assert metadata["outputs"] == [{"name": "output-0", "datatype": "FP64", "shape": [-1, 2]}]
+
+
+@pytest.mark.slow
+def test_request_that_misses_the_signature_is_a_bad_request(server: Any) -> None:
+    """Instances with too few values answer 400, naming the expected columns."""
+    status, answer = post(f"{server.url}/v1/models/fraud:predict", {"instances": [[1.0, 2]]})
+    assert status == 400
+    assert "amount" in answer["error"]
+
+
+@pytest.mark.slow
+def test_server_listens_on_loopback_only(server: Any) -> None:
+    """The model server listens on 127.0.0.1:PORT and nowhere else (no gRPC, no 0.0.0.0)."""
+    process = psutil.Process(server.pid)
+    sockets = getattr(process, "net_connections", process.connections)(kind="inet")
+    listening = {(c.laddr.ip, c.laddr.port) for c in sockets if c.status == psutil.CONN_LISTEN}
+    assert listening == {("127.0.0.1", server.port)}
+
+
+@pytest.mark.slow
+def test_missing_model_fails_readiness_with_a_clear_error(tmp_path: Path) -> None:
+    """A storage URI with no model behind it stops the server with 'not loadable' in the error."""
+    with pytest.raises(ModelLoadFailed, match="not loadable: no model directory at"):
+        start_model_server(
+            name="fraud", storage_uri=(tmp_path / "nothing").as_uri(), log_dir=tmp_path, env={}
+        )
+
+
+@pytest.mark.slow
+def test_faulty_version_fails_about_its_error_rate(
+    fraud_model: Registered, mlflow_server: MlflowService, rows: Any, tmp_path: Path
+) -> None:
+    """A faulty version at error rate 0.2 answers 500 to a binomially plausible share."""
+    out = register(
+        mlflow_server,
+        *("models.faulty.register", "--base-model", fraud_model.name, "--base-version", "1"),
+        *("--error-rate", "0.2", "--latency-ms", "2", "--seed", "5"),
+    )
+    version = int(out.strip().splitlines()[-1])
+    uri = str(
+        MlflowClient(mlflow_server.tracking_uri).get_model_version_download_uri(
+            fraud_model.name, str(version)
+        )
+    )
+    faulty = Registered(fraud_model.name, version, uri, mlflow_server.tracking_uri)
+    n, p = 300, 0.2
+    instance = {"instances": values(rows.head(1))}
+    with serve(faulty, tmp_path) as handle:
+        answers = [post(f"{handle.url}/v1/models/fraud:predict", instance) for _ in range(n)]
+    failures = [answer for status, answer in answers if status == 500]
+    assert abs(len(failures) - n * p) <= 4 * math.sqrt(n * p * (1 - p)), len(failures)
+    assert "injected failure" in failures[0]["error"]
+    good = next(answer for status, answer in answers if status == 200)
+    np.testing.assert_allclose(good["predictions"], reference(fraud_model, rows.head(1)))
+
+
+# -- decoding, without a server ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def servable(tmp_path_factory: pytest.TempPathFactory) -> PyfuncServable:
+    """A tiny MLflow model with a two-column signature, loaded from a local directory."""
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.DataFrame({"amount": [1.0, 5.0, 9.0, 2.0], "hour": [1, 2, 3, 4]})
+    model = LogisticRegression().fit(frame, [0, 1, 1, 0])
+    path = tmp_path_factory.mktemp("tiny") / "model"
+    with warnings.catch_warnings():  # integer columns without nulls are intended
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(frame, model.predict(frame))
+    mlflow.sklearn.save_model(model, str(path), signature=signature)
+    loaded = PyfuncServable(str(path))
+    loaded.load()
+    return loaded
+
+
+def test_rows_as_lists_and_as_objects_decode_alike(servable: PyfuncServable) -> None:
+    """V1 rows given as lists (signature order) or as objects give the same typed frame."""
+    as_lists = servable.frame_from_instances([[1.5, 3], [2.5, 4]])
+    as_objects = servable.frame_from_instances(
+        [{"hour": 3, "amount": 1.5}, {"hour": 4, "amount": 2.5}]
+    )
+    pd.testing.assert_frame_equal(as_lists, as_objects)
+    assert list(as_lists.dtypes.astype(str)) == ["float64", "int64"]
+
+
+def test_one_row_tensor_decodes_like_column_tensors(servable: PyfuncServable) -> None:
+    """A V2 [rows, columns] tensor decodes as one tensor per column does."""
+    matrix = servable.frame_from_tensors([Tensor("input-0", "FP64", [2, 2], [1.5, 3, 2.5, 4])])
+    columns = servable.frame_from_tensors(
+        [Tensor("amount", "FP64", [2], [1.5, 2.5]), Tensor("hour", "INT64", [2], [3, 4])]
+    )
+    pd.testing.assert_frame_equal(matrix, columns)
+
+
+def test_row_of_the_wrong_length_is_a_payload_error(servable: PyfuncServable) -> None:
+    """A row with a value missing is refused before the model sees it."""
+    with pytest.raises(PayloadError, match="2 values"):
+        servable.frame_from_instances([[1.5]])
