@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -16,8 +17,11 @@ from support.gitops_repo import commit_to_remote, seed_manifests, snapshot
 from support.gitrepo import GitRemote, git
 from support.registry import register_version
 
+from controller.backends.git_repo import GitWorkspace
+from controller.backends.mlflow_registry import MlflowRegistry
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
+from controller.propose import ProposalRequest, propose
 from controller.render import validate_rendered
 
 PIN = "manifests/overlays/staging/fraud-detector.yaml"
@@ -360,3 +364,48 @@ def test_rejected_token_never_appears_in_output(
     assert "ghp_wrong_and_secret_42" not in result.stdout + result.stderr
     assert "SLUICE_GITHUB_TOKEN" in result.stderr
     assert snapshot(remote) == refs
+
+
+class _RacingWorkspace(GitWorkspace):
+    """A real workspace whose first edit waits until the other racer has edited too."""
+
+    def __init__(self, url: str, cache: Path, barrier: threading.Barrier) -> None:
+        super().__init__(url, cache, backoff_seconds=0.01)
+        self._barrier = barrier
+        self.edits = 0
+
+    def commit_and_push(self, *, branch, base, edit, message):  # type: ignore[no-untyped-def]
+        def racing(tree: Path) -> None:
+            edit(tree)
+            self.edits += 1
+            if self.edits == 1:
+                self._barrier.wait()
+
+        return super().commit_and_push(branch=branch, base=base, edit=racing, message=message)
+
+
+@pytest.mark.slow
+def test_concurrent_identical_proposals_land_once(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
+) -> None:
+    """Two racing proposals of one version both succeed; the loser rebases onto one commit."""
+    register_version(mlflow_server.tracking_uri, model)
+    barrier = threading.Barrier(2, timeout=60)
+    registry = MlflowRegistry(mlflow_server.tracking_uri)
+    request = ProposalRequest(model=model, environment="staging")
+    results, workspaces = {}, {}
+
+    def run(name: str) -> None:
+        workspaces[name] = _RacingWorkspace(remote.url, tmp_path / name, barrier)
+        results[name] = propose(request, registry=registry, workspace=workspaces[name], forge=None)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(r.status for r in results.values()) == ["proposed", "unchanged"]
+    assert len({r.commit for r in results.values()}) == 1
+    branch = results["a"].branch
+    assert git("rev-list", "--count", f"main..{branch}", cwd=remote.path) == "1"
+    assert sorted(w.edits for w in workspaces.values()) == [1, 2]
