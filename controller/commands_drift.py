@@ -29,11 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.data_profile import DataProfile
@@ -41,8 +38,9 @@ from controller.domain import ModelVersion
 from controller.drift import DatasetDrift, DriftConfig, detect_drift_from_profile
 from controller.drift.report_html import render_report
 from controller.drift.table import drift_table, verdict_line
-from controller.errors import ConfigError, InputError
+from controller.errors import InputError
 from controller.settings import Settings
+from controller.yaml_config import load_yaml_file, validate_yaml_model
 
 __all__ = [
     "DEFAULT_ALIAS",
@@ -103,20 +101,9 @@ def load_drift_config(path: Path | None) -> DriftConfig:
     """Thresholds from YAML (the fields of :class:`DriftConfig`), or Evidently's defaults."""
     if path is None:
         return DriftConfig()
-    try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(
-            f"drift thresholds {path}: cannot be read ({exc.strerror}); fix --threshold-config"
-        ) from None
-    except YAMLError:
-        raise ConfigError(f"drift thresholds {path}: malformed YAML; fix the syntax") from None
-    try:
-        return DriftConfig.model_validate(data or {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"drift thresholds {path}: {field}: {first['msg']}") from None
+    label = f"drift thresholds {path}"
+    data = load_yaml_file(path, label=label, fix="fix --threshold-config")
+    return validate_yaml_model(DriftConfig, data, label=label)
 
 
 def _check_numeric(column: pd.Series, *, name: str, source: str) -> None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controller.errors import ConfigError
+from controller.yaml_config import parse_yaml, validate_yaml_model
 
 __all__ = [
     "ENVIRONMENT_FILE",
@@ -146,18 +145,7 @@ def load_environment(repo_root: Path, environment: str) -> EnvironmentConfig:
 
 def parse_environment(text: str, *, source: str, environment: str) -> EnvironmentConfig:
     """Validate an environment file's text (read from a checkout or a Git revision)."""
-    try:
-        data = YAML(typ="safe").load(text)
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{source}: malformed YAML{where}; fix the syntax") from None
-    try:
-        config = EnvironmentConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "document"
-        raise ConfigError(f"{source}: {field}: {first['msg']}") from None
+    config = validate_yaml_model(EnvironmentConfig, parse_yaml(text, label=source), label=source)
     if config.name != environment:
         raise ConfigError(f"{source}: name is {config.name!r} but the overlay is {environment!r}")
     return config

@@ -12,12 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+from pydantic import BaseModel, ConfigDict, Field
 
 from controller.classification_metrics import LOWER_IS_BETTER
 from controller.errors import ConfigError
+from controller.yaml_config import load_yaml_file, validate_yaml_model
 
 __all__ = ["GateCheck", "GateVerdict", "QualityGate", "evaluate_gate", "load_quality_gate"]
 
@@ -145,17 +144,6 @@ def evaluate_gate(
 
 def load_quality_gate(path: Path) -> QualityGate:
     """Read a gate from YAML; a malformed or unknown field is a one-line :class:`ConfigError`."""
-    try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(
-            f"quality gate {path}: cannot be read ({exc.strerror}); fix --gate"
-        ) from None
-    except YAMLError:
-        raise ConfigError(f"quality gate {path}: malformed YAML; fix the syntax") from None
-    try:
-        return QualityGate.model_validate(data or {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"quality gate {path}: {field}: {first['msg']}") from None
+    label = f"quality gate {path}"
+    data = load_yaml_file(path, label=label, fix="fix --gate")
+    return validate_yaml_model(QualityGate, data, label=label)

@@ -15,10 +15,9 @@ from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from controller.errors import ConfigError
+from controller.yaml_config import load_yaml_file
 
 __all__ = ["DEFAULT_CONFIG_FILE", "Settings", "load_settings"]
 
@@ -117,20 +116,7 @@ class Settings(BaseSettings):
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"config file {path}: cannot be read ({exc.strerror}); fix the path or omit --config"
-        ) from None
-    try:
-        data = YAML(typ="safe").load(text)
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"config file {path}: malformed YAML{where}; fix the syntax and run again"
-        ) from None
+    data = load_yaml_file(path, label=f"config file {path}", fix="fix the path or omit --config")
     if data is None:
         return {}
     if not isinstance(data, dict):
