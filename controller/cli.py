@@ -256,6 +256,57 @@ def demo(
     run_demo(workdir=workdir, console=Console())
 
 
+local_app = typer.Typer(
+    help="The embedded local target: MLflow, Prometheus and a KServe-like runtime.",
+    no_args_is_help=True,
+)
+app.add_typer(local_app, name="local")
+
+
+@local_app.command("up")
+def local_up(
+    env: Annotated[str, typer.Option("--env", help="Environment (manifests/overlays/ENV).")] = (
+        "local"
+    ),
+    repo: Annotated[
+        str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
+    ] = None,
+    port_base: Annotated[
+        int | None,
+        typer.Option(
+            help="Ports from N: MLflow N, Alertmanager N+1, Prometheus N+2, routers N+10+."
+        ),
+    ] = None,
+) -> None:
+    """Start (or reuse) the local stack and sync ENV from Git; returns when it is ready."""
+    from controller.commands_local import run_up
+    from controller.commands_propose import default_remote
+
+    settings = current_settings()
+    remote = repo or settings.git_remote or default_remote()
+    run_up(settings, env=env, remote=remote, port_base=port_base, console=Console())
+
+
+@local_app.command("status")
+def local_status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="KServe- and Argo CD-shaped JSON.")
+    ] = False,
+) -> None:
+    """Show sync, health, revisions and traffic of each InferenceService, and the components."""
+    from controller.commands_local import run_status
+
+    run_status(current_settings(), as_json=as_json, console=Console())
+
+
+@local_app.command("down")
+def local_down() -> None:
+    """Stop everything `sluice local up` started, and nothing else."""
+    from controller.commands_local import run_down
+
+    run_down(current_settings(), console=Console())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; :class:`SluiceError` becomes one line on stderr."""
     command = typer.main.get_command(app)

@@ -1,0 +1,103 @@
+"""``sluice local up``, ``status`` and ``down``: the embedded local target, from the shell.
+
+The commands are thin: :mod:`controller.local.stack` starts and stops the components,
+:mod:`controller.local.runtime` writes the Argo CD Application and the InferenceServices to
+its state file, and this module prints them, as a table for people or as KServe- and Argo
+CD-shaped JSON for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from controller.local.runtime import RUNTIME_FILE
+from controller.local.stack import StackRequest, component_states, down, up
+from controller.local.state import read_json
+from controller.settings import Settings
+
+__all__ = ["local_root", "run_down", "run_status", "run_up"]
+
+
+def local_root(settings: Settings) -> Path:
+    """Where the local target keeps its state: ``<state_dir>/local``."""
+    return (settings.state_dir / "local").resolve()
+
+
+def run_up(
+    settings: Settings, *, env: str, remote: str, port_base: int | None, console: Console
+) -> None:
+    """Start (or reuse) the stack and print where everything is."""
+    if Path(remote).exists():
+        remote = str(Path(remote).resolve())
+    request = StackRequest(
+        root=local_root(settings),
+        remote=remote,
+        env=env,
+        port_base=port_base,
+        webhook_url=f"http://127.0.0.1:{settings.serve_port}/hooks/alertmanager",
+    )
+    for name, entry in up(request).items():
+        where = entry.get("url", entry.get("log", ""))
+        console.print(f"{name:<13} {entry['state']:<8} pid {entry['pid']:<8} {where}")
+
+
+def run_status(settings: Settings, *, as_json: bool, console: Console) -> None:
+    """Print each InferenceService, the Application and component liveness."""
+    root = local_root(settings)
+    runtime = read_json(root / RUNTIME_FILE) or {}
+    components = component_states(root)
+    entries = runtime.get("inferenceServices") or {}
+    app = runtime.get("application")
+    if as_json:
+        document = {
+            "components": components,
+            "applications": [app] if app else [],
+            "inferenceServices": [entry["object"] for entry in entries.values()],
+        }
+        console.print_json(json.dumps(document))
+        return
+    app_status = (app or {}).get("status", {})
+    for name, entry in sorted(entries.items()):
+        console.print(_isvc_table(name, entry, runtime.get("env", "?"), app_status))
+    if app_status.get("operationState", {}).get("phase") == "Failed":
+        console.print(f"last sync failed: {app_status['operationState'].get('message', '')}")
+    table = Table("component", "state", "pid", "url", title="local stack")
+    for name, entry in components.items():
+        table.add_row(name, entry["state"], str(entry.get("pid") or "-"), entry.get("url", ""))
+    console.print(table)
+
+
+def _isvc_table(name: str, entry: dict[str, Any], env: str, app: dict[str, Any]) -> Table:
+    status = entry["object"].get("status", {})
+    predictor = status.get("components", {}).get("predictor", {})
+    sync = app.get("sync", {})
+    traffic = ", ".join(
+        f"{t.get('revisionName', '?')} {t['percent']}%" + (f" ({t['tag']})" if t.get("tag") else "")
+        for t in predictor.get("traffic", [])
+    )
+    table = Table("field", "value", title=f"InferenceService {name}", show_header=False)
+    rows = {
+        "environment": env,
+        "sync": f"{sync.get('status', 'Unknown')} {str(sync.get('revision', ''))[:7]}",
+        "health": entry.get("health", {}).get("status", "Unknown"),
+        "latestCreated": predictor.get("latestCreatedRevision", "-"),
+        "latestReady": predictor.get("latestReadyRevision", "-"),
+        "latestRolledout": predictor.get("latestRolledoutRevision", "-"),
+        "previousRolledout": predictor.get("previousRolledoutRevision", "-"),
+        "traffic": traffic or "-",
+        "url": entry.get("url", "-"),
+    }
+    for key, value in rows.items():
+        table.add_row(key, value)
+    return table
+
+
+def run_down(settings: Settings, *, console: Console) -> None:
+    """Stop what ``up`` started."""
+    stopped = down(local_root(settings))
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")

@@ -1,0 +1,193 @@
+"""KServe revisions on one machine: which predictor specs are revisions, and their servers.
+
+On a cluster, every change of an InferenceService's predictor template makes Knative create a
+revision ``<name>-predictor-0000K`` (even a revert to an older spec), while a change of
+``canaryTrafficPercent`` alone only moves traffic. Here a revision is a record (name, spec
+fingerprint, storage URI) plus a model server process, and :class:`ModelServers` maps each
+process onto the three states the KServe status logic knows, applying Knative's progress
+deadline: a revision that is still loading when it expires has failed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.errors import ManifestInvalid
+from controller.local.kserve_status import PredictorSpec, Revision, RevisionState
+from controller.local.serving.launcher import ModelServerHandle, start_model_server
+
+__all__ = [
+    "ModelServers",
+    "RevisionRecord",
+    "predictor_fingerprint",
+    "predictor_spec",
+    "storage_uri",
+]
+
+_log = logging.getLogger(__name__)
+_TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
+
+
+def _predictor(isvc: Mapping[str, Any]) -> dict[str, Any]:
+    predictor = (isvc.get("spec") or {}).get("predictor")
+    if not isinstance(predictor, dict):
+        name = (isvc.get("metadata") or {}).get("name", "?")
+        raise ManifestInvalid(f"InferenceService {name} has no spec.predictor; fix the manifest")
+    return predictor
+
+
+def predictor_fingerprint(isvc: Mapping[str, Any]) -> str:
+    """A digest of ``spec.predictor`` without ``canaryTrafficPercent``: equal digests, one
+    revision (KServe moves traffic for the percent alone, but revisions for anything else)."""
+    template = copy.deepcopy(_predictor(isvc))
+    template.pop("canaryTrafficPercent", None)
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def predictor_spec(isvc: Mapping[str, Any]) -> PredictorSpec:
+    """The canary percent and the tag routing annotation, which decide the traffic."""
+    percent = _predictor(isvc).get("canaryTrafficPercent")
+    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+    tags = str(annotations.get(_TAG_ROUTING, "")).lower() == "true"
+    return PredictorSpec(None if percent is None else int(percent), tags)
+
+
+def storage_uri(isvc: Mapping[str, Any]) -> str:
+    """``spec.predictor.model.storageUri`` (or the older ``spec.predictor.<framework>`` form)."""
+    predictor = _predictor(isvc)
+    for key in ("model", *sorted(predictor)):
+        part = predictor.get(key)
+        if isinstance(part, dict) and part.get("storageUri"):
+            return str(part["storageUri"])
+    name = (isvc.get("metadata") or {}).get("name", "?")
+    raise ManifestInvalid(
+        f"InferenceService {name} has no spec.predictor.model.storageUri; "
+        "pin a model version (sluice propose) before it can be served"
+    )
+
+
+@dataclass
+class RevisionRecord:
+    """A revision the runtime created; ``failure`` is set once it failed for good."""
+
+    name: str
+    fingerprint: str
+    storage_uri: str
+    created_at: str
+    failure: str = ""
+    exit_code: int | None = None
+    was_ready: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as stored in the runtime's state file."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RevisionRecord:
+        """Read a record back from the state file."""
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+
+
+class ModelServers:
+    """One model server per revision, started without waiting, stopped when retired.
+
+    ``log_root/<revision>`` holds each server's log and downloaded model. A server that was
+    ready and then exited is restarted (Knative restarts a crashed container); one that never
+    became ready, or outlived the progress deadline while loading, makes its revision failed.
+    """
+
+    def __init__(
+        self,
+        log_root: Path,
+        *,
+        env: Mapping[str, str],
+        progress_deadline: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.log_root = log_root
+        self.env = dict(env)
+        self.progress_deadline = progress_deadline
+        self._clock = clock
+        self._handles: dict[str, ModelServerHandle] = {}
+        self._started: dict[str, float] = {}
+
+    def marker(self, revision: str) -> str:
+        """What the server's command line contains, and nothing else's does."""
+        return str(self.log_root / revision / "model")
+
+    def observe(self, record: RevisionRecord, model_name: str) -> Revision:
+        """The revision's state now, starting its server when it has none."""
+        if record.failure:
+            return Revision(record.name, RevisionState.FAILED, record.failure, record.exit_code)
+        handle = self._handles.get(record.name)
+        if handle is None:
+            handle = self._start(record, model_name)
+        state = handle.state()
+        if state == "ready":
+            if not record.was_ready:
+                _log.info("%s ready after %.1fs", record.name, self._age(record.name))
+            record.was_ready = True
+            return Revision(record.name, RevisionState.READY)
+        if state == "failed":
+            if record.was_ready:
+                _log.warning("%s exited after it was ready; restarting it", record.name)
+                self.stop(record.name)
+                return self.observe(record, model_name)
+            record.failure = handle.failure_message()
+            record.exit_code = handle.process.returncode
+            self.stop(record.name)
+        elif self._age(record.name) > self.progress_deadline:
+            record.failure = (
+                f"Initial scale was never achieved: not ready within the progress deadline "
+                f"of {self.progress_deadline:g}s"
+            )
+            self.stop(record.name)
+        else:
+            return Revision(record.name, RevisionState.LOADING)
+        _log.warning("%s failed: %s", record.name, record.failure)
+        return Revision(record.name, RevisionState.FAILED, record.failure, record.exit_code)
+
+    def url(self, revision: str) -> str | None:
+        """Where the revision's server listens, if it has one."""
+        handle = self._handles.get(revision)
+        return handle.url if handle is not None else None
+
+    def running(self) -> dict[str, dict[str, int]]:
+        """Pid and port of every server, for the state file (so ``down`` can stop them)."""
+        return {name: {"pid": h.pid, "port": h.port} for name, h in self._handles.items()}
+
+    def stop(self, revision: str) -> None:
+        """Stop one revision's server (nothing if it has none)."""
+        handle = self._handles.pop(revision, None)
+        self._started.pop(revision, None)
+        if handle is not None:
+            handle.stop()
+
+    def stop_all(self) -> None:
+        """Stop every server."""
+        for revision in list(self._handles):
+            self.stop(revision)
+
+    def _start(self, record: RevisionRecord, model_name: str) -> ModelServerHandle:
+        _log.info("starting %s from %s", record.name, record.storage_uri)
+        handle = start_model_server(
+            name=model_name,
+            storage_uri=record.storage_uri,
+            log_dir=self.log_root / record.name,
+            env=self.env,
+            wait=False,
+        )
+        self._handles[record.name] = handle
+        self._started[record.name] = self._clock()
+        return handle
+
+    def _age(self, revision: str) -> float:
+        return self._clock() - self._started.get(revision, self._clock())

@@ -1,0 +1,401 @@
+"""The local target's control plane in one process: Argo CD, KServe and Knative, in a loop.
+
+A cluster runs three controllers for a GitOps rollout: Argo CD syncs the branch into
+InferenceServices, KServe turns each into a Knative service, Knative creates revisions, routes
+traffic and reports status. This process plays all three for one environment, so the rollout
+logic sees the same commits, revisions, traffic splits and ``status`` a cluster would give:
+
+- every ``poll_interval`` seconds it fetches the branch; a new tip is rendered
+  (:mod:`controller.local.sync`) and its InferenceServices applied;
+- a changed predictor template is a new revision with its own model server
+  (:mod:`controller.local.revisions`);
+- each pass (twice a second while a revision loads) runs KServe's status logic
+  (:func:`~controller.local.kserve_status.reconcile_status`), points the InferenceService's
+  router at the resolved traffic, and saves everything to ``runtime.json``, from which a
+  restarted runtime resumes: same revisions, same router ports, same status.
+
+Run it as ``python -m controller.local.runtime --state-dir DIR --remote URL --env ENV``;
+``sluice local up`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller.backends.git_repo import GitWorkspace
+from controller.errors import SluiceError
+from controller.local import sync
+from controller.local.kserve_status import (
+    IsvcStatus,
+    PreviousStatus,
+    Revision,
+    RevisionState,
+    reconcile_status,
+)
+from controller.local.processes import free_port
+from controller.local.revisions import (
+    ModelServers,
+    RevisionRecord,
+    predictor_fingerprint,
+    predictor_spec,
+    storage_uri,
+)
+from controller.local.router import Router
+from controller.local.router import TrafficTarget as Route
+from controller.local.state import read_json, stop_pid, utc_now, write_json
+
+__all__ = ["RUNTIME_FILE", "InferenceServiceRuntime", "LocalRuntime", "RuntimeConfig", "main"]
+
+RUNTIME_FILE = "runtime.json"
+_BUSY_PASS_SECONDS = 0.5
+_log = logging.getLogger("sluice.local.runtime")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """What the runtime syncs, where it keeps its state, and how it paces itself."""
+
+    state_dir: Path
+    remote: str
+    env: str
+    branch: str = "main"
+    poll_interval: float = 3.0
+    progress_deadline: float = 600.0
+    port_base: int | None = None
+    mlflow_tracking_uri: str | None = None
+    prometheus_url: str | None = None
+    prometheus_config: Path | None = None
+    alertmanager_url: str | None = None
+
+    @property
+    def overlay(self) -> str:
+        """The overlay the environment renders from, relative to the repository root."""
+        return f"manifests/overlays/{self.env}"
+
+
+@dataclass
+class InferenceServiceRuntime:
+    """One applied InferenceService: its manifest, revisions, router and last status."""
+
+    document: dict[str, Any]
+    router: Router
+    records: list[RevisionRecord] = field(default_factory=list)
+    counter: int = 0
+    generation: int = 0
+    status: dict[str, Any] = field(default_factory=dict)
+    health: dict[str, str] = field(default_factory=dict)
+    routes: list[Route] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """``metadata.name``."""
+        return str(self.document["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        """``metadata.namespace`` (``default`` when the overlay sets none)."""
+        return str(self.document["metadata"].get("namespace") or "default")
+
+    def to_object(self) -> dict[str, Any]:
+        """The InferenceService as the Kubernetes API would return it."""
+        metadata = dict(self.document.get("metadata", {}), generation=self.generation)
+        return {
+            "apiVersion": self.document.get("apiVersion", "serving.kserve.io/v1beta1"),
+            "kind": "InferenceService",
+            "metadata": metadata,
+            "spec": self.document.get("spec", {}),
+            "status": self.status,
+        }
+
+
+class LocalRuntime:
+    """The loop: poll Git, sync, reconcile each InferenceService, route, save."""
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
+        self.state_file = config.state_dir / RUNTIME_FILE
+        self.workspace = GitWorkspace(config.remote, config.state_dir / "git")
+        env = {"MLFLOW_TRACKING_URI": config.mlflow_tracking_uri or ""}
+        self.servers = ModelServers(
+            config.state_dir / "revisions",
+            env={k: v for k, v in env.items() if v},
+            progress_deadline=config.progress_deadline,
+        )
+        self.application = sync.new_application(
+            config.env, config.remote, config.branch, config.overlay
+        )
+        self.isvcs: dict[str, InferenceServiceRuntime] = {}
+        self.ports: dict[str, int] = {}
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Resume from the state file, then pass until ``stop`` is set; stop what it started."""
+        self.resume()
+        next_poll = 0.0
+        try:
+            while not stop.is_set():
+                if time.monotonic() >= next_poll:
+                    self.poll()
+                    next_poll = time.monotonic() + self.config.poll_interval
+                busy = self.reconcile()
+                self.save()
+                idle = max(0.05, next_poll - time.monotonic())
+                stop.wait(min(_BUSY_PASS_SECONDS, idle) if busy else idle)
+        finally:
+            self.shutdown()
+
+    def poll(self) -> None:
+        """Fetch the branch; sync a tip that is neither synced nor already failed."""
+        app = self.application
+        try:
+            self.workspace.sync()
+            head = self.workspace.remote_sha(self.config.branch)
+        except SluiceError as exc:
+            sync.set_comparison(app, None, exc.message)
+            return
+        if head is None:
+            sync.set_comparison(app, None, f"branch {self.config.branch} does not exist")
+            return
+        operation = app["status"].get("operationState", {})
+        tried = operation.get("operation", {}).get("sync", {}).get("revision")
+        synced = operation.get("syncResult", {}).get("revision")
+        if head in (synced, tried) and operation.get("phase") != "Running":
+            sync.set_comparison(app, head)
+            return
+        self.sync_to(head)
+
+    def sync_to(self, sha: str) -> None:
+        """Render the overlay at ``sha`` and apply its InferenceServices (all or nothing)."""
+        app = self.application
+        sync.operation_started(app, sha, utc_now())
+        try:
+            documents = sync.render_at(Path(self.workspace.repo.git_dir), sha, self.config.overlay)
+            plans = [(d, predictor_fingerprint(d), storage_uri(d)) for d in documents]
+        except SluiceError as exc:
+            _log.warning("sync of %s failed: %s", sha[:12], exc.message)
+            sync.operation_failed(app, sha, utc_now(), exc.message)
+            return
+        names = [self.apply(document, fp, uri) for document, fp, uri in plans]
+        for name in set(self.isvcs) - set(names):  # pruned from Git
+            self.remove(name)
+        _log.info("synced %s: %s", sha[:12], ", ".join(names) or "nothing")
+        sync.operation_succeeded(app, sha, utc_now(), names)
+
+    def apply(self, document: dict[str, Any], fingerprint: str, uri: str) -> str:
+        """Apply one InferenceService; a changed predictor template is a new revision."""
+        name = str(document["metadata"]["name"])
+        isvc = self.isvcs.get(name)
+        if isvc is None:
+            isvc = self.isvcs[name] = InferenceServiceRuntime(document, self._router(name))
+        if isvc.generation == 0 or isvc.document.get("spec") != document.get("spec"):
+            isvc.generation += 1
+        isvc.document = document
+        if not isvc.records or isvc.records[-1].fingerprint != fingerprint:
+            isvc.counter += 1
+            revision = f"{name}-predictor-{isvc.counter:05d}"
+            isvc.records.append(RevisionRecord(revision, fingerprint, uri, utc_now()))
+            _log.info("%s: new revision %s (%s)", name, revision, uri)
+        return name
+
+    def reconcile(self) -> bool:
+        """One KServe pass over every InferenceService; True while a revision loads."""
+        from controller.local.health import inferenceservice_health  # imports lupa
+
+        busy, healths = False, {}
+        for isvc in self.isvcs.values():
+            if not isvc.records:
+                continue
+            revisions = [self.servers.observe(r, isvc.name) for r in isvc.records]
+            result = reconcile_status(
+                isvc.name,
+                predictor_spec(isvc.document),
+                revisions,
+                PreviousStatus.from_dict(isvc.status),
+                now=utc_now(),
+                url=isvc.router.url,
+                namespace=isvc.namespace,
+                generation=isvc.generation,
+            )
+            isvc.status = result.status
+            self._route(isvc, result, revisions)
+            self._retire(isvc, result)
+            health = inferenceservice_health(isvc.to_object())
+            isvc.health = {"status": health.status, "message": health.message}
+            healths[isvc.name] = (health.status, health.message)
+            busy |= any(r.state is RevisionState.LOADING for r in revisions)
+        sync.application_health(self.application, healths)
+        return busy
+
+    # -- pieces of a pass ------------------------------------------------------------------
+
+    def _route(
+        self, isvc: InferenceServiceRuntime, result: IsvcStatus, revisions: list[Revision]
+    ) -> None:
+        """Point the router at the resolved traffic once every revision in it answers."""
+        ready = {r.name for r in revisions if r.state is RevisionState.READY}
+        routes = []
+        for target in result.traffic:
+            url = self.servers.url(target.revision_name)
+            if target.revision_name not in ready or url is None:
+                return  # keep the routes that work until the new ones do
+            routes.append(Route(target.revision_name, url, target.percent, target.tag))
+        if routes != isvc.routes:
+            isvc.router.set_routes(routes)
+            isvc.routes = routes
+            split = ", ".join(f"{r.revision} {r.percent}%" for r in routes)
+            _log.info("%s: traffic %s", isvc.name, split)
+
+    def _retire(self, isvc: InferenceServiceRuntime, result: IsvcStatus) -> None:
+        """Stop the servers of revisions the status no longer mentions."""
+        keep = {result.latest_created, result.latest_ready, result.rollout.latest}
+        keep.add(result.rollout.previous)
+        keep |= {t.revision_name for t in result.traffic}
+        for record in isvc.records:
+            if record.name not in keep:
+                _log.info("%s: retiring %s", isvc.name, record.name)
+                self.servers.stop(record.name)
+        isvc.records = [r for r in isvc.records if r.name in keep]
+
+    def _router(self, name: str) -> Router:
+        """A router on the port this InferenceService had before (or a new stable one)."""
+        port = self.ports.get(name)
+        if port is None:
+            base = self.config.port_base
+            port = base + len(self.ports) if base is not None else free_port()
+            self.ports[name] = port
+            changed = True
+        else:
+            changed = False
+        router = Router(isvc=name, port=port).start()
+        if changed:
+            self._update_scrape_config()
+        return router
+
+    def _update_scrape_config(self) -> None:
+        if self.config.prometheus_config is None:
+            return
+        from controller.local.stack import reload_prometheus, write_scrape_config
+
+        write_scrape_config(
+            self.config.prometheus_config, list(self.ports.values()), self.config.alertmanager_url
+        )
+        if self.config.prometheus_url:
+            try:
+                reload_prometheus(self.config.prometheus_url)
+            except SluiceError as exc:
+                _log.warning("%s", exc.message)
+
+    def remove(self, name: str) -> None:
+        """Delete an InferenceService that left Git: its servers and router stop."""
+        isvc = self.isvcs.pop(name)
+        for record in isvc.records:
+            self.servers.stop(record.name)
+        isvc.router.stop()
+
+    # -- state -------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write everything a restarted runtime or ``sluice local status`` needs."""
+        write_json(
+            self.state_file,
+            {
+                "pid": os.getpid(),
+                "heartbeat": utc_now(),
+                "remote": self.config.remote,
+                "env": self.config.env,
+                "application": self.application,
+                "ports": self.ports,
+                "servers": self.servers.running(),
+                "inferenceServices": {
+                    name: {
+                        "object": isvc.to_object(),
+                        "health": isvc.health,
+                        "counter": isvc.counter,
+                        "revisions": [r.to_dict() for r in isvc.records],
+                        "url": isvc.router.url,
+                    }
+                    for name, isvc in self.isvcs.items()
+                },
+            },
+        )
+
+    def resume(self) -> None:
+        """Load the last saved state: stop orphaned servers, reopen routers on their ports."""
+        saved = read_json(self.state_file)
+        if not saved:
+            return
+        for revision, info in (saved.get("servers") or {}).items():
+            if stop_pid(info.get("pid"), self.servers.marker(revision)):
+                _log.info("stopped the orphaned server of %s", revision)
+        self.application = saved.get("application") or self.application
+        self.ports = {k: int(v) for k, v in (saved.get("ports") or {}).items()}
+        for name, entry in (saved.get("inferenceServices") or {}).items():
+            obj = entry["object"]
+            document = {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj}
+            records = [RevisionRecord.from_dict(r) for r in entry.get("revisions", [])]
+            for record in records:
+                record.was_ready = False  # it must load again to count as ready
+            self.isvcs[name] = InferenceServiceRuntime(
+                document,
+                self._router(name),
+                records,
+                counter=int(entry.get("counter", len(records))),
+                generation=int(obj.get("metadata", {}).get("generation", 1)),
+                status=obj.get("status") or {},
+            )
+        _log.info("resumed %s", ", ".join(self.isvcs) or "nothing")
+
+    def shutdown(self) -> None:
+        """Stop every router and model server, and say so in the state file."""
+        for isvc in self.isvcs.values():
+            isvc.router.stop()
+        self.servers.stop_all()
+        self.save()
+
+
+def _parse(argv: list[str] | None) -> RuntimeConfig:
+    parser = argparse.ArgumentParser(prog="python -m controller.local.runtime")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--remote", required=True)
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--branch", default="main")
+    parser.add_argument("--poll-interval", type=float, default=3.0)
+    parser.add_argument("--progress-deadline", type=float, default=600.0)
+    parser.add_argument("--port-base", type=int)
+    parser.add_argument("--mlflow-tracking-uri")
+    parser.add_argument("--prometheus-url")
+    parser.add_argument("--prometheus-config", type=Path)
+    parser.add_argument("--alertmanager-url")
+    args = parser.parse_args(argv)
+    return RuntimeConfig(**vars(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the runtime until SIGTERM or SIGINT; exit 0 after a clean stop."""
+    config = _parse(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        LocalRuntime(config).run(stop)
+    except SluiceError as exc:
+        _log.error("%s", exc.message)
+        return int(exc.exit_code)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

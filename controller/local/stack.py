@@ -1,0 +1,208 @@
+"""``sluice local up`` and ``down``: MLflow, Prometheus, Alertmanager and the runtime, supervised.
+
+The stack outlives the command that starts it, so what runs is written to ``stack.json`` in
+the state directory: each component's pid, port, URL and the markers its command line must
+carry for the pid to still be ours. ``up`` reuses a component that still runs and restarts
+one that crashed (same port), ``down`` stops exactly what the file names and nothing else, and
+``status`` reports each component as running, crashed or stopped.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.errors import MetricsUnavailable
+from controller.local.configs import write_alertmanager_config, write_prometheus_config
+from controller.local.processes import ManagedProcess, free_port
+from controller.local.services import (
+    LocalService,
+    start_alertmanager,
+    start_mlflow,
+    start_prometheus,
+)
+from controller.local.state import pid_matches, read_json, stop_pid, write_json
+
+__all__ = [
+    "COMPONENTS",
+    "STACK_FILE",
+    "StackRequest",
+    "component_states",
+    "down",
+    "reload_prometheus",
+    "up",
+    "write_scrape_config",
+]
+
+STACK_FILE = "stack.json"
+COMPONENTS = ("mlflow", "alertmanager", "prometheus", "runtime")
+_ROUTER_OFFSET = 10  # routers listen on port_base + 10 + i, clear of the services
+_RUNTIME_READY_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class StackRequest:
+    """What ``sluice local up`` was asked for."""
+
+    root: Path
+    remote: str
+    env: str
+    port_base: int | None = None
+    branch: str = "main"
+    poll_interval: float = 3.0
+    webhook_url: str = "http://127.0.0.1:8686/hooks/alertmanager"
+
+
+def write_scrape_config(path: Path, router_ports: list[int], alertmanager_url: str | None) -> None:
+    """Prometheus scrapes every router (Knative's request metrics) once a second."""
+    targets = {"sluice-routers": [f"127.0.0.1:{port}" for port in sorted(router_ports)]}
+    write_prometheus_config(
+        path,
+        scrape_targets={job: hosts for job, hosts in targets.items() if hosts},
+        alertmanager_url=alertmanager_url,
+        rule_files=[],
+    )
+
+
+def reload_prometheus(url: str) -> None:
+    """``POST /-/reload``; Prometheus applies new targets on its next 5 s tick."""
+    request = urllib.request.Request(f"{url}/-/reload", method="POST")  # noqa: S310 (local URL)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10):
+            return
+    except OSError as exc:
+        raise MetricsUnavailable(f"POST {url}/-/reload failed ({exc}); check Prometheus") from None
+
+
+def component_states(root: Path) -> dict[str, dict[str, Any]]:
+    """Each component of ``stack.json`` with ``state`` running, crashed or stopped."""
+    stack = read_json(root / STACK_FILE) or {}
+    out = {}
+    for name in COMPONENTS:
+        entry = dict(stack.get(name) or {})
+        if not entry:
+            continue
+        if entry.get("pid") is None:
+            entry["state"] = "stopped"
+        else:
+            alive = pid_matches(entry["pid"], *entry.get("markers", []))
+            entry["state"] = "running" if alive else "crashed"
+        out[name] = entry
+    return out
+
+
+def up(request: StackRequest) -> dict[str, dict[str, Any]]:
+    """Start what is not running (reusing ports), wait until all of it answers."""
+    root = request.root
+    stack: dict[str, Any] = read_json(root / STACK_FILE) or {}
+
+    def port(name: str, offset: int) -> int:
+        remembered = (stack.get(name) or {}).get("port")
+        if remembered:
+            return int(remembered)
+        return request.port_base + offset if request.port_base is not None else free_port()
+
+    def ensure(name: str, markers: list[str], start: Callable[[int], LocalService]) -> None:
+        entry = stack.get(name) or {}
+        if pid_matches(entry.get("pid"), *markers) and entry.get("markers") == markers:
+            return
+        service = start(port(name, COMPONENTS.index(name)))
+        stack[name] = {
+            "pid": service.pid,
+            "port": service.port,
+            "url": f"http://127.0.0.1:{service.port}",
+            "markers": markers,
+            "log": str(service.process.log_path),
+        }
+        write_json(root / STACK_FILE, stack)
+
+    mlflow_dir, am_dir, prom_dir = root / "mlflow", root / "alertmanager", root / "prometheus"
+    artifacts = (mlflow_dir / "artifacts").resolve()
+    ensure(
+        "mlflow",
+        ["mlflow", str(artifacts)],
+        lambda p: start_mlflow(
+            backend_store_uri=f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+            artifacts_dir=artifacts,
+            port=p,
+            log_dir=mlflow_dir,
+        ),
+    )
+    am_config = am_dir / "alertmanager.yml"
+    write_alertmanager_config(am_config, webhook_url=request.webhook_url, bearer_token=None)
+    ensure(
+        "alertmanager",
+        [f"--config.file={am_config}"],
+        lambda p: start_alertmanager(
+            config_file=am_config, data_dir=am_dir / "data", port=p, log_dir=am_dir
+        ),
+    )
+    prom_config = prom_dir / "prometheus.yml"
+    alertmanager_url = stack["alertmanager"]["url"]
+    runtime_state = read_json(root / "runtime.json") or {}
+    router_ports = [int(p) for p in (runtime_state.get("ports") or {}).values()]
+    write_scrape_config(prom_config, router_ports, alertmanager_url)
+    ensure(
+        "prometheus",
+        [f"--config.file={prom_config}"],
+        lambda p: start_prometheus(
+            config_file=prom_config, data_dir=prom_dir / "data", port=p, log_dir=prom_dir
+        ),
+    )
+    argv = [
+        *(sys.executable, "-m", "controller.local.runtime", "--state-dir", str(root)),
+        *("--remote", request.remote, "--env", request.env, "--branch", request.branch),
+        *("--poll-interval", f"{request.poll_interval:g}"),
+        *("--mlflow-tracking-uri", stack["mlflow"]["url"]),
+        *("--prometheus-url", stack["prometheus"]["url"]),
+        *("--prometheus-config", str(prom_config), "--alertmanager-url", alertmanager_url),
+    ]
+    if request.port_base is not None:
+        argv += ["--port-base", str(request.port_base + _ROUTER_OFFSET)]
+    runtime = stack.get("runtime") or {}
+    if runtime.get("argv") != argv:
+        stop_pid(runtime.get("pid"), *runtime.get("markers", []))
+    markers = ["controller.local.runtime", str(root)]
+    if not pid_matches(runtime.get("pid"), *markers) or runtime.get("argv") != argv:
+        process = ManagedProcess(argv, log_path=root / "runtime.log", name="local runtime")
+        process.start()
+        process.wait_ready(lambda: _runtime_saved(root, process.pid), _RUNTIME_READY_SECONDS)
+        stack["runtime"] = {
+            "pid": process.pid,
+            "markers": markers,
+            "argv": argv,
+            "log": str(process.log_path),
+        }
+        write_json(root / STACK_FILE, stack)
+    return component_states(root)
+
+
+def _runtime_saved(root: Path, pid: int) -> bool:
+    """The runtime has made its first pass once its state file carries its pid."""
+    return (read_json(root / "runtime.json") or {}).get("pid") == pid
+
+
+def down(root: Path) -> list[str]:
+    """Stop every component ``stack.json`` names (runtime first); returns what was stopped."""
+    stack = read_json(root / STACK_FILE)
+    if not stack:
+        return []
+    stopped = []
+    for name in reversed(COMPONENTS):
+        entry = stack.get(name) or {}
+        if stop_pid(entry.get("pid"), *entry.get("markers", [])):
+            stopped.append(name)
+        if entry:
+            entry["pid"] = None
+    # A runtime that crashed left its model servers behind: stop them too.
+    runtime = read_json(root / "runtime.json") or {}
+    for revision, info in (runtime.get("servers") or {}).items():
+        if stop_pid(info.get("pid"), str(root / "revisions" / revision / "model")):
+            stopped.append(revision)
+    write_json(root / STACK_FILE, stack)
+    return stopped

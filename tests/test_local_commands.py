@@ -1,0 +1,177 @@
+"""`sluice local up/status/down` as a user runs them: real processes, cleaned up completely."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.gitops_repo import commit_to_remote
+from support.gitrepo import create_git_remote
+
+from controller.local.state import pid_matches, read_json
+
+pytestmark = pytest.mark.slow
+
+ISVC = "fraud"
+KUSTOMIZATION = """apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - fraud.yaml
+"""
+
+
+def save_model(path: Path) -> str:
+    """A tiny scikit-learn MLflow model in a directory; its file:// URI."""
+    import mlflow.sklearn
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.DataFrame({"amount": [1.0, 5.0, 9.0, 2.0], "hour": [1, 2, 3, 4]})
+    mlflow.sklearn.save_model(LogisticRegression().fit(frame, [0, 1, 1, 0]), str(path))
+    return path.as_uri()
+
+
+class Cli:
+    """Runs `sluice` in a subprocess with its state under one directory."""
+
+    def __init__(self, state_dir: Path, remote: str) -> None:
+        self.state_dir = state_dir
+        self.remote = remote
+        self.env = {**os.environ, "SLUICE_STATE_DIR": str(state_dir)}
+
+    def __call__(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "controller", "local", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def status(self) -> dict[str, Any]:
+        return dict(json.loads(self("status", "--json")))
+
+    def recorded(self) -> list[tuple[int, list[str], int | None]]:
+        """(pid, markers, port) of each component and model server in the state files."""
+        root = self.state_dir / "local"
+        stack = read_json(root / "stack.json") or {}
+        runtime = read_json(root / "runtime.json") or {}
+        out = [(e["pid"], e["markers"], e.get("port")) for e in stack.values() if e.get("pid")]
+        for revision, info in (runtime.get("servers") or {}).items():
+            out.append((info["pid"], [str(root / "revisions" / revision)], info["port"]))
+        out += [(0, [], int(port)) for port in (runtime.get("ports") or {}).values()]
+        return out
+
+
+def port_free(port: int) -> bool:
+    """Nothing listens on the port (connections in TIME_WAIT do not count, as for a server)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_serving(cli: Cli) -> dict[str, Any]:
+    deadline = time.monotonic() + 90
+    while True:
+        status = cli.status()
+        objects = status["inferenceServices"]
+        traffic = objects[0]["status"]["components"]["predictor"].get("traffic") if objects else []
+        if traffic and traffic[0].get("revisionName") == f"{ISVC}-predictor-00001":
+            return status
+        assert time.monotonic() < deadline, f"nothing served: {status}"
+        time.sleep(0.5)
+
+
+def assert_all_gone(recorded: list[tuple[int, list[str], int | None]]) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        alive = [pid for pid, markers, _ in recorded if pid and pid_matches(pid, *markers)]
+        busy = [port for _, _, port in recorded if port and not port_free(port)]
+        if not alive and not busy:
+            return
+        assert time.monotonic() < deadline, f"still running: {alive}, ports in use: {busy}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    """`sluice local up` on a remote whose local overlay serves a tiny file:// model."""
+    root = tmp_path_factory.mktemp("local-commands")
+    remote = create_git_remote(root)
+    uri = save_model(root / "model")
+
+    def change(tree: Path) -> None:
+        overlay = tree / "manifests" / "overlays" / "local"
+        overlay.mkdir(parents=True)
+        (overlay / "kustomization.yaml").write_text(KUSTOMIZATION)
+        predictor = {"model": {"modelFormat": {"name": "mlflow"}, "storageUri": uri}}
+        document = {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {"name": ISVC},
+            "spec": {"predictor": predictor},
+        }
+        (overlay / "fraud.yaml").write_text(json.dumps(document))
+
+    commit_to_remote(remote, root / "work", "Serve a tiny model", change)
+    cli = Cli(root / "state", remote.url)
+    cli("up", "--env", "local", "--repo", remote.url)
+    try:
+        yield cli
+    finally:
+        recorded = cli.recorded()
+        cli("down")
+        assert_all_gone(recorded)
+
+
+def test_status_reports_running_components_and_served_revision(cli: Cli) -> None:
+    """`status --json` lists every component running and the InferenceService at 100 %."""
+    status = wait_serving(cli)
+    states = {name: entry["state"] for name, entry in status["components"].items()}
+    assert states == dict.fromkeys(("mlflow", "alertmanager", "prometheus", "runtime"), "running")
+    (obj,) = status["inferenceServices"]
+    assert (obj["apiVersion"], obj["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+    assert obj["status"]["components"]["predictor"]["traffic"][0]["percent"] == 100
+    assert status["applications"][0]["status"]["sync"]["status"] == "Synced"
+
+
+def test_status_table_names_the_revisions(cli: Cli) -> None:
+    """The table shows the InferenceService's latest rolled-out revision and its traffic."""
+    wait_serving(cli)
+    out = cli("status")
+    assert "fraud-predictor-00001 100%" in out
+    assert "running" in out
+
+
+def test_down_leaves_no_process_or_port(cli: Cli) -> None:
+    """`down` stops every recorded pid and frees every recorded port."""
+    recorded = cli.recorded()
+    assert len(recorded) >= 6  # 4 components, a model server, a router port
+    cli("down")
+    assert_all_gone(recorded)
+    assert {e["state"] for e in cli.status()["components"].values()} == {"stopped"}
+
+
+def test_up_again_reuses_ports_and_serves(cli: Cli) -> None:
+    """A second `up` after `down` starts everything again on the same ports and serves."""
+    ports = {name: e.get("port") for name, e in cli.status()["components"].items()}
+    cli("up", "--env", "local", "--repo", cli.remote)
+    wait_serving(cli)
+    after = cli.status()["components"]
+    assert {name: e.get("port") for name, e in after.items()} == ports
+    assert {e["state"] for e in after.values()} == {"running"}
