@@ -51,16 +51,24 @@ def test_scan_reads_git_and_registry_and_settles_after_proposal(
 
     version = register_version(mlflow_server.tracking_uri, model)
     due = scan(workspace, registry)
-    assert due == [ProposalRequest(model=model, environment="staging", version=version)]
-
-    result = propose(due[0], registry=registry, workspace=workspace, forge=None)
+    # The local and staging environments both follow the challenger alias.
+    assert sorted(due, key=lambda r: r.environment) == [
+        ProposalRequest(model=model, environment="local", version=version),
+        ProposalRequest(model=model, environment="staging", version=version),
+    ]
+    staging = next(r for r in due if r.environment == "staging")
+    local = next(r for r in due if r.environment == "local")
+    result = propose(staging, registry=registry, workspace=workspace, forge=None)
+    merged = propose(local, registry=registry, workspace=workspace, forge=None)
     from support.gitops_repo import commit_to_remote
     from support.gitrepo import git
 
-    commit_to_remote(
-        git_remote, tmp_path / "merge", "merge",
-        lambda tree: git("merge", "-q", "--no-ff", f"origin/{result.branch}", "-m", "m", cwd=tree),
-    )  # fmt: skip
+    for branch in (result.branch, merged.branch):
+
+        def merge(tree: Path, branch: str = branch) -> None:
+            git("merge", "-q", "--no-ff", f"origin/{branch}", "-m", "m", cwd=tree)
+
+        commit_to_remote(git_remote, tmp_path / f"merge-{branch.split('/')[1]}", "merge", merge)
     assert scan(workspace, registry) == []
     snapshot = ReleaseSnapshot(workspace, registry)
     assert snapshot.pinned_version("staging", model) == version

@@ -20,7 +20,7 @@ UPSTREAM_CRD = (
 )
 
 
-@pytest.mark.parametrize("environment", ["staging", "production"])
+@pytest.mark.parametrize("environment", ["local", "staging", "production"])
 def test_every_overlay_renders_and_validates(environment: str) -> None:
     """Each environment renders to one valid InferenceService in its namespace."""
     (document,) = validate_rendered(ROOT / "manifests/overlays" / environment)
@@ -29,7 +29,7 @@ def test_every_overlay_renders_and_validates(environment: str) -> None:
     assert document["spec"]["predictor"]["model"]["modelFormat"]["name"] == "mlflow"
 
 
-@pytest.mark.parametrize("environment", ["staging", "production"])
+@pytest.mark.parametrize("environment", ["local", "staging", "production"])
 def test_every_environment_config_loads(environment: str) -> None:
     """Each overlay's sluice.yaml is a valid environment that names its pin."""
     config = load_environment(ROOT, environment)
@@ -44,7 +44,7 @@ def test_production_never_accepts_local_files() -> None:
 
 def test_unknown_environment_lists_the_known_ones() -> None:
     """A typo in --env is answered with the environments that exist."""
-    with pytest.raises(ConfigError, match="known: production, staging"):
+    with pytest.raises(ConfigError, match="known: local, production, staging"):
         load_environment(ROOT, "prod")
 
 
