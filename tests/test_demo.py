@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_demo_trains_registers_and_shows_the_registry(tmp_path: Path) -> None:
-    """The demo registers two challengers and a refused weak model, then prints the registry."""
+def test_demo_trains_proposes_serves_and_shows_the_registry(tmp_path: Path) -> None:
+    """The demo registers, proposes and serves v1 locally, proposes v2 as a canary, refuses a
+    weak model, prints the registry and leaves no process behind."""
     result = subprocess.run(
         [str(Path(sys.executable).with_name("sluice")), "demo", "--workdir", str(tmp_path)],
         cwd=ROOT,
@@ -28,7 +31,16 @@ def test_demo_trains_registers_and_shows_the_registry(tmp_path: Path) -> None:
     assert "Registered fraud-detector version 1: quality gate passed" in out
     assert "Registered fraud-detector version 2: quality gate passed" in out
     assert "Registered fraud-detector version 3 without alias" in out
+    assert "fraud-detector v1 → local (first deploy)" in out
+    assert "served by fraud-detector-predictor-00001" in " ".join(out.split())
+    assert out.count("fraud score") == 5
+    assert "fraud-detector v2 → local (canary 10%)" in out
+    assert "Stopped runtime, prometheus, alertmanager, mlflow" in " ".join(out.split())
     registry = out[out.index("Registry state") :]
     rows = [line for line in registry.splitlines() if line.startswith("│ ")]
     assert [row.split("│")[2].strip() for row in rows] == ["-", "challenger", "-"]
-    assert not list(tmp_path.glob("**/*.pid")), "the demo left a pid file behind"
+    stack = json.loads((tmp_path / "local" / "stack.json").read_text())
+    for component in stack.values():
+        if component.get("pid"):
+            with pytest.raises(ProcessLookupError):
+                os.kill(component["pid"], 0)
