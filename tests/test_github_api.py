@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,51 +10,24 @@ from github import Auth, BadCredentialsException, Github, GithubException, Unkno
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 from support.github_api import Dispatch, GitHubApiServer
-from support.gitrepo import create_git_remote, git
+from support.gitrepo import git
+from support.working_remote import WorkingRemote as Remote
+from support.working_remote import copy_remote, make_template
 
 TOKEN = "ghp_sluiceTestToken0123456789abcdefABCDEF"
 REPO = "acme/gitops"
 
 
-@dataclass
-class Remote:
-    """The bare repository GitHub would hold, and a working clone that pushes to it."""
-
-    bare: Path
-    work: Path
-
-    def commit(self, branch: str, filename: str, content: str, *, start: str = "main") -> str:
-        """Commit one file on `branch` (made from `start` if new), push it, return the sha."""
-        git("fetch", "--quiet", "origin", cwd=self.work)
-        known = git("branch", "--remotes", "--list", f"origin/{branch}", cwd=self.work)
-        from_ref = f"origin/{branch}" if known else f"origin/{start}"
-        git("checkout", "--quiet", "-B", branch, from_ref, cwd=self.work)
-        (self.work / filename).write_text(content)
-        git("add", filename, cwd=self.work)
-        git("commit", "--quiet", "-m", f"Change {filename} on {branch}", cwd=self.work)
-        git("push", "--quiet", "origin", branch, cwd=self.work)
-        return git("rev-parse", "HEAD", cwd=self.work)
-
-    def log(self, ref: str, fmt: str) -> str:
-        """`git log -1 --format=fmt ref`, read from the bare repository."""
-        return git("log", "-1", f"--format={fmt}", ref, cwd=self.bare)
-
-
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Remote:
     """A bare repository with one commit on main and a clone of it, made once per module."""
-    root = tmp_path_factory.mktemp("template")
-    origin = create_git_remote(root)
-    return Remote(origin.path, origin.clone(root / "work"))
+    return make_template(tmp_path_factory.mktemp("template"))
 
 
 @pytest.fixture
 def remote(template: Remote, tmp_path: Path) -> Remote:
     """A fresh copy of the template repository and clone (copying is faster than git init)."""
-    bare = shutil.copytree(template.bare, tmp_path / "gitops.git")
-    work = shutil.copytree(template.work, tmp_path / "work")
-    git("remote", "set-url", "origin", str(bare), cwd=work)
-    return Remote(bare, work)
+    return copy_remote(template, tmp_path)
 
 
 @pytest.fixture

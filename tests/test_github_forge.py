@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from github import Auth, Github
 from github.Repository import Repository
 from support.github_api import GitHubApiServer
-from support.gitrepo import create_git_remote, git
+from support.gitrepo import git
+from support.working_remote import WorkingRemote, copy_remote, make_template
 
 from controller.backends.github_forge import GitHubForge
 from controller.domain import ChangeRequest
@@ -23,31 +22,16 @@ REPO = "acme/gitops"
 WRITES = ("POST", "PATCH", "PUT", "DELETE")
 
 
-@dataclass
-class Remote:
-    """The bare repository GitHub would hold, and a working clone that pushes to it."""
-
-    bare: Path
-    work: Path
-
-    def push(self, branch: str, content: str) -> str:
-        """Commit one manifest on `branch` (made from main if new), push it, return the sha."""
-        git("fetch", "--quiet", "origin", cwd=self.work)
-        known = git("branch", "--remotes", "--list", f"origin/{branch}", cwd=self.work)
-        start = f"origin/{branch}" if known else "origin/main"
-        git("checkout", "--quiet", "-B", branch, start, cwd=self.work)
-        (self.work / "model.yaml").write_text(content)
-        git("add", "model.yaml", cwd=self.work)
-        git("commit", "--quiet", "--allow-empty", "-m", f"Pin {branch}", cwd=self.work)
-        git("push", "--quiet", "origin", branch, cwd=self.work)
-        return git("rev-parse", "HEAD", cwd=self.work)
+class Remote(WorkingRemote):
+    """The shared working remote, plus a proposal branch pushed as `sluice propose` would."""
 
     def propose(
         self, model: str = "fraud-detector", env: str = "staging", version: int = 2, **fields: str
     ) -> ChangeRequest:
         """Push the proposal branch for a model version and describe it as propose would."""
         branch = f"sluice/{env}/{model}/v{version}"
-        sha = self.push(branch, f"model: {model}\nenv: {env}\nversion: {version}\n")
+        content = f"model: {model}\nenv: {env}\nversion: {version}\n"
+        sha = self.commit(branch, "model.yaml", content, message=f"Pin {branch}", allow_empty=True)
         return ChangeRequest(
             branch=branch,
             base="main",
@@ -62,18 +46,15 @@ class Remote:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Remote:
     """A bare repository with one commit on main and a clone of it, made once per module."""
-    root = tmp_path_factory.mktemp("template")
-    origin = create_git_remote(root)
-    return Remote(origin.path, origin.clone(root / "work"))
+    made = make_template(tmp_path_factory.mktemp("template"))
+    return Remote(made.bare, made.work)
 
 
 @pytest.fixture
 def remote(template: Remote, tmp_path: Path) -> Remote:
     """A fresh copy of the template repository and its clone."""
-    bare = shutil.copytree(template.bare, tmp_path / "gitops.git")
-    work = shutil.copytree(template.work, tmp_path / "work")
-    git("remote", "set-url", "origin", str(bare), cwd=work)
-    return Remote(bare, work)
+    copied = copy_remote(template, tmp_path)
+    return Remote(copied.bare, copied.work)
 
 
 @pytest.fixture
