@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from controller.analysis_types import LoadPlan, LoadReport, MetricSample
 from controller.domain import ChangeRequest, ModelVersion, PullRequest, RunSummary
+from controller.target_types import TargetObservation
 
-__all__ = ["Forge", "ModelRegistry"]
+__all__ = ["Forge", "LoadGenerator", "MetricsSource", "ModelRegistry", "Notifier", "Target"]
 
 
 class ModelRegistry(Protocol):
@@ -46,4 +48,38 @@ class Forge(Protocol):
 
     def comment(self, number: int, body: str) -> None:
         """Add a comment to a pull request."""
+        ...
+
+
+class MetricsSource(Protocol):
+    """Where request metrics are queried (Prometheus), as Flagger's metrics provider."""
+
+    def query(self, promql: str) -> list[MetricSample]:
+        """Evaluate an instant query now; :class:`~controller.errors.MetricsUnavailable` when
+        the source cannot answer (unreachable, timeout, query error). An empty list is an
+        answer: "no data", which the gates treat as inconclusive."""
+        ...
+
+
+class LoadGenerator(Protocol):
+    """What puts load on a canary before it is judged (Locust, headless)."""
+
+    def run(self, plan: LoadPlan) -> LoadReport:
+        """Run the load test to completion and report what it measured."""
+        ...
+
+
+class Target(Protocol):
+    """Where InferenceServices run: the local target, or a cluster with Argo CD."""
+
+    def observe(self, environment: str, inference_service: str) -> TargetObservation:
+        """The InferenceService's status and the environment's sync state, now."""
+        ...
+
+
+class Notifier(Protocol):
+    """Where rollout events are announced (Slack-compatible webhook, or nowhere)."""
+
+    def notify(self, title: str, text: str, *, severity: str = "info") -> None:
+        """Send one event; failures are logged, never raised (a notification is best-effort)."""
         ...
