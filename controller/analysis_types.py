@@ -33,7 +33,7 @@ class Verdict(enum.StrEnum):
     data" as a failure or, with some providers, as a pass; both hurt users).
     """
 
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 (a verdict, not a password)
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
 

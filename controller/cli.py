@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from controller import __version__
+from controller.cli_rollout import rollout_app
 from controller.errors import ExitCode, SluiceError
 from controller.redact import redact
 from controller.settings import Settings, load_settings
@@ -255,6 +256,8 @@ def demo(
 
     run_demo(workdir=workdir, console=Console())
 
+
+app.add_typer(rollout_app)
 
 local_app = typer.Typer(
     help="The embedded local target: MLflow, Prometheus and a KServe-like runtime.",

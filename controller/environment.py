@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controller.errors import ConfigError
+from controller.rollout.policy import RolloutPolicy
 from controller.yaml_config import parse_yaml, validate_yaml_model
 
 __all__ = [
@@ -62,32 +63,17 @@ class ReleaseConfig(BaseModel):
     inference_service: str = Field(alias="inferenceService", description="InferenceService name.")
     pin: str = Field(description="File in the overlay that pins the version; Sluice edits it.")
     alias: str = Field(default="challenger", description="Registry alias proposals follow.")
+    champion_alias: str = Field(
+        default="champion",
+        alias="championAlias",
+        description="Registry alias a completed rollout moves to the version it promoted.",
+    )
 
     @field_validator("pin")
     @classmethod
     def _pin_is_relative(cls, value: str) -> str:
         if Path(value).is_absolute() or ".." in Path(value).parts:
             raise ValueError("pin must be a file inside the overlay directory")
-        return value
-
-
-class RolloutPolicy(BaseModel):
-    """How a new version takes traffic once its proposal merges."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    steps: tuple[int, ...] = Field(
-        default=(10, 50, 100),
-        description="canaryTrafficPercent steps, ascending, ending at 100.",
-    )
-
-    @field_validator("steps")
-    @classmethod
-    def _steps_ascend_to_100(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if not value or value[-1] != 100:
-            raise ValueError("steps must end at 100")
-        if any(not 0 < step <= 100 for step in value) or list(value) != sorted(set(value)):
-            raise ValueError("steps must be strictly ascending percentages in 1..100")
         return value
 
 

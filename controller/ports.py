@@ -7,13 +7,22 @@ on these, never on MLflow, PyGithub or GitPython directly, so it is tested with 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from controller.analysis_types import LoadPlan, LoadReport, MetricSample
 from controller.domain import ChangeRequest, ModelVersion, PullRequest, RunSummary
 from controller.target_types import TargetObservation
 
-__all__ = ["Forge", "LoadGenerator", "MetricsSource", "ModelRegistry", "Notifier", "Target"]
+__all__ = [
+    "Forge",
+    "LoadGenerator",
+    "MetricsSource",
+    "ModelRegistry",
+    "Notifier",
+    "RolloutRegistry",
+    "Target",
+]
 
 
 class ModelRegistry(Protocol):
@@ -27,6 +36,22 @@ class ModelRegistry(Protocol):
 
     def run_summary(self, run_id: str) -> RunSummary:
         """Metrics, params, tags and UI link of the run that produced a version."""
+        ...
+
+
+class RolloutRegistry(ModelRegistry, Protocol):
+    """The registry as a rollout changes it: the champion alias, quarantine and analysis tags."""
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point ``alias`` at ``version``."""
+        ...
+
+    def set_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
+        """Set tags on one version."""
+        ...
+
+    def input_rows(self, name: str, version: int, limit: int) -> list[dict[str, object]]:
+        """Up to ``limit`` example inputs of a version (its logged input example)."""
         ...
 
 

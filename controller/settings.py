@@ -109,6 +109,36 @@ class Settings(BaseSettings):
             "`sluice serve` creates or updates its webhook in the registry at start."
         ),
     )
+    prometheus_url: str | None = Field(
+        default=None,
+        description=(
+            "Prometheus the canary analysis queries (default for --target local: the local "
+            "stack's)."
+        ),
+    )
+    prometheus_bearer_token: SecretStr | None = Field(
+        default=None, description="Bearer token for Prometheus, if it needs one."
+    )
+    argocd_url: str | None = Field(
+        default=None, description="Argo CD API server, for --target kubernetes (https://argocd…)."
+    )
+    argocd_auth_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ARGOCD_AUTH_TOKEN", "argocd_auth_token"),
+        description="Argo CD API token (ARGOCD_AUTH_TOKEN); read-only access to applications.",
+    )
+    argocd_application: str = Field(
+        default="sluice-{environment}",
+        description="Argo CD Application of an environment; {environment} is substituted.",
+    )
+    kubernetes_namespace: str = Field(
+        default="models-{environment}",
+        description="Namespace of an environment's InferenceServices ({environment} substituted).",
+    )
+    notify_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Slack-compatible incoming webhook for rollout events (none: no notices).",
+    )
     state_dir: Path = Field(
         default=Path(".sluice"),
         description="Where local runs keep pid files, logs and service data.",

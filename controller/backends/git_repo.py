@@ -21,7 +21,7 @@ from git import GitCommandError, Repo
 from controller.errors import GitConflict, PermanentError, RemoteUnavailable
 from controller.redact import redact
 
-__all__ = ["CommitOutcome", "GitWorkspace", "Identity"]
+__all__ = ["ChangeInfo", "CommitOutcome", "GitWorkspace", "Identity"]
 
 _REJECTED = ("[rejected]", "non-fast-forward", "fetch first", "failed to update ref", "stale info")
 _UNREACHABLE = (
@@ -41,6 +41,15 @@ class Identity:
 
     name: str = "Sluice"
     email: str = "sluice@users.noreply.github.com"
+
+
+@dataclass(frozen=True)
+class ChangeInfo:
+    """A commit that changed a file: its sha, commit time (epoch seconds) and trailers."""
+
+    sha: str
+    time: float
+    trailers: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -174,6 +183,28 @@ class GitWorkspace:
         except GitCommandError:
             return []
         return [line.rsplit("/", 1)[-1] for line in out.splitlines() if line]
+
+    def last_change(self, branch: str, path: str) -> ChangeInfo | None:
+        """The last commit on the remote branch that changed ``path``: sha, commit time and its
+        ``Sluice-*`` trailers (None when no commit touched it)."""
+        fmt = "%H%x1f%ct%x1f%(trailers:only,unfold,separator=%x1e)"
+        try:
+            out = str(
+                self.repo.git.log(
+                    "-1", f"--format={fmt}", f"refs/remotes/origin/{branch}", "--", path
+                )
+            )
+        except GitCommandError:
+            return None
+        if not out.strip():
+            return None
+        sha, when, trailers = [*out.strip().split("\x1f"), "", ""][:3]
+        parsed = {}
+        for line in trailers.split("\x1e"):
+            key, sep, value = line.partition(":")
+            if sep:
+                parsed[key.strip()] = value.strip()
+        return ChangeInfo(sha=sha, time=float(when), trailers=parsed)
 
     def diff(self, old: str, new: str, path: str) -> str:
         """Unified diff of ``path`` between two commits."""

@@ -9,6 +9,7 @@ line with the fix.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import mlflow.artifacts
 import requests
 from mlflow.entities.webhook import WebhookEvent
 from mlflow.exceptions import MlflowException, RestException
@@ -318,8 +320,37 @@ class MlflowRegistry:
         with registry_errors(self.tracking_uri, f"alias {alias!r} of model {name!r}"):
             self._client.set_registered_model_alias(name, alias, str(version))
 
+    def input_rows(self, name: str, version: int, limit: int = 100) -> list[dict[str, object]]:
+        """Up to ``limit`` rows of the version's logged input example (empty when it has none).
+
+        A load test sends these, so its requests look like the model's real inputs.
+        """
+        with registry_errors(self.tracking_uri, f"version {version} of model {name!r}"):
+            base = self._client.get_model_version_download_uri(name, str(version))
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    path = mlflow.artifacts.download_artifacts(
+                        artifact_uri=f"{str(base).rstrip('/')}/input_example.json",
+                        dst_path=tmp,
+                        tracking_uri=self.tracking_uri,
+                    )
+                except (MlflowException, OSError):
+                    return []
+                data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return _example_rows(data)[:limit]
+
     def set_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
         """Set tags on one version."""
         with registry_errors(self.tracking_uri, f"version {version} of model {name!r}"):
             for key, value in tags.items():
                 self._client.set_model_version_tag(name, str(version), key, value)
+
+
+def _example_rows(data: object) -> list[dict[str, object]]:
+    """Rows of an MLflow input example (pandas ``split`` orient, or a list of records)."""
+    if isinstance(data, dict) and "columns" in data and "data" in data:
+        columns = [str(c) for c in data["columns"]]
+        return [dict(zip(columns, row, strict=False)) for row in data["data"]]
+    if isinstance(data, list):
+        return [dict(row) for row in data if isinstance(row, dict)]
+    return []

@@ -1,0 +1,99 @@
+"""The rollout commands of the ``sluice`` CLI: ``rollout``, ``rollback`` and ``status``.
+
+A table of commands only, merged into :data:`controller.cli.app`; the work happens in
+:mod:`controller.commands_rollout`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+__all__ = ["TargetChoice", "rollout_app"]
+
+rollout_app = typer.Typer()
+
+
+class TargetChoice(StrEnum):
+    """Where the InferenceServices run."""
+
+    local = "local"
+    kubernetes = "kubernetes"
+
+
+_ENV = Annotated[str, typer.Option("--env", help="Environment (manifests/overlays/ENV).")]
+_TARGET = Annotated[
+    TargetChoice,
+    typer.Option(help="local: the `sluice local up` stack; kubernetes: a cluster with Argo CD."),
+]
+_REPO = Annotated[
+    str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
+]
+
+
+@rollout_app.command()
+def rollout(
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    env: _ENV,
+    once: Annotated[
+        bool, typer.Option("--once", help="One pass (observe, decide, act), then exit.")
+    ] = False,
+    target: _TARGET = TargetChoice.local,
+    repo: _REPO = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the passes as JSON.")] = False,
+) -> None:
+    """Walk the merged version through its canary steps; exit 0 promoted, 1 rolled back."""
+    from controller.cli import current_settings
+    from controller.commands_rollout import run_rollout
+
+    code = run_rollout(
+        current_settings(), model=model, environment=env, once=once,
+        target=target.value, remote=repo, as_json=as_json, console=Console(),
+    )  # fmt: skip
+    if code:
+        raise typer.Exit(code)
+
+
+@rollout_app.command()
+def rollback(
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    env: _ENV,
+    reason: Annotated[str, typer.Option("--reason", help="Why: goes into the commit.")],
+    target: _TARGET = TargetChoice.local,
+    repo: _REPO = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="See the rollback through to the restore.")
+    ] = True,
+) -> None:
+    """Abort a rollout (or undo a promotion) through Git, as a failed gate would."""
+    from controller.cli import current_settings
+    from controller.commands_rollout import run_rollback
+
+    code = run_rollback(
+        current_settings(), model=model, environment=env, reason=reason,
+        target=target.value, remote=repo, wait=wait, console=Console(),
+    )  # fmt: skip
+    if code:
+        raise typer.Exit(code)
+
+
+@rollout_app.command()
+def status(
+    env: Annotated[
+        str | None, typer.Option("--env", help="One environment (default: all).")
+    ] = None,
+    target: _TARGET = TargetChoice.local,
+    repo: _REPO = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per model and environment: what serves, the canary and its weight, phase, last gates."""
+    from controller.cli import current_settings
+    from controller.commands_rollout import run_status
+
+    run_status(
+        current_settings(), environment=env, target=target.value, remote=repo,
+        as_json=as_json, console=Console(),
+    )  # fmt: skip

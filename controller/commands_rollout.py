@@ -1,0 +1,289 @@
+"""``sluice rollout``, ``rollback`` and ``status``: wire the backends to the rollout core.
+
+The composition root of the rollout commands: the only place their concrete backends
+(MLflow, Git, Prometheus, Locust, the local target or a cluster, the notifier) are named.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+from rich.table import Table
+
+from controller.backends.git_repo import GitWorkspace, Identity
+from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
+from controller.commands_propose import default_remote
+from controller.errors import ConfigError, InputError, SluiceError
+from controller.ports import MetricsSource, Notifier, Target
+from controller.rollout.actions import Outcome, StartRollback
+from controller.rollout.analysis import Analyzer
+from controller.rollout.decide import decide
+from controller.rollout.observe import load_environment_config, load_release
+from controller.rollout.reconcile import PassReport, Reconciler, phase_of
+from controller.settings import Settings
+from controller.target_types import TargetObservation
+
+__all__ = ["TargetKind", "build_reconciler", "run_rollback", "run_rollout", "run_status"]
+
+TargetKind = Literal["local", "kubernetes"]
+
+
+def _local_root(settings: Settings) -> Path:
+    return (settings.state_dir / "local").resolve()
+
+
+def _local_stack_url(settings: Settings, component: str) -> str | None:
+    from controller.local.stack import STACK_FILE
+    from controller.local.state import read_json
+
+    stack = read_json(_local_root(settings) / STACK_FILE) or {}
+    url = (stack.get(component) or {}).get("url")
+    return str(url) if url else None
+
+
+def _target(settings: Settings, kind: TargetKind) -> Target:
+    if kind == "local":
+        from controller.backends.local_target import LocalTarget
+
+        return LocalTarget(_local_root(settings))
+    if not settings.argocd_url:
+        raise ConfigError("--target kubernetes needs Argo CD: set SLUICE_ARGOCD_URL")
+    if settings.argocd_auth_token is None:
+        raise ConfigError("--target kubernetes needs an Argo CD token: set ARGOCD_AUTH_TOKEN")
+    from controller.backends.kubernetes_target import KubernetesTarget
+
+    return KubernetesTarget(
+        settings.argocd_url,
+        settings.argocd_auth_token.get_secret_value(),
+        application=settings.argocd_application,
+        namespace=settings.kubernetes_namespace,
+    )
+
+
+def _metrics(settings: Settings, kind: TargetKind) -> MetricsSource | None:
+    url = settings.prometheus_url
+    if url is None and kind == "local":
+        url = _local_stack_url(settings, "prometheus")
+    if url is None:
+        return None
+    from controller.backends.prometheus import PrometheusSource
+
+    token = settings.prometheus_bearer_token
+    return PrometheusSource(url, bearer_token=token.get_secret_value() if token else None)
+
+
+def _notifier(settings: Settings) -> Notifier:
+    if settings.notify_webhook_url is None:
+        from controller.notify import LogNotifier
+
+        return LogNotifier()
+    from controller.backends.slack_notifier import SlackWebhookNotifier
+
+    return SlackWebhookNotifier(settings.notify_webhook_url.get_secret_value())
+
+
+def build_reconciler(settings: Settings, *, target: TargetKind, remote: str | None) -> Reconciler:
+    """Every backend of a rollout, from the settings."""
+    configure_mlflow_http(
+        retries=settings.registry_request_retries,
+        timeout_seconds=settings.registry_request_timeout_seconds,
+    )
+    tracking_uri = settings.mlflow_tracking_uri
+    if target == "local" and "mlflow_tracking_uri" not in settings.model_fields_set:
+        # The local stack's MLflow, unless one was given explicitly.
+        tracking_uri = _local_stack_url(settings, "mlflow") or tracking_uri
+    registry = MlflowRegistry(tracking_uri)
+    workspace = GitWorkspace(
+        remote or settings.git_remote or default_remote(),
+        settings.state_dir / "git",
+        identity=Identity(settings.git_author_name, settings.git_author_email),
+    )
+    from controller.backends.locust_load import LocustLoadGenerator
+
+    analyzer = Analyzer(
+        registry=registry,
+        metrics=_metrics(settings, target),
+        load=LocustLoadGenerator(),
+        report_dir=settings.state_dir / "reports",
+    )
+    return Reconciler(
+        workspace=workspace,
+        registry=registry,
+        target=_target(settings, target),
+        analyzer=analyzer,
+        notifier=_notifier(settings),
+    )
+
+
+def _print_pass(report: PassReport, console: Console) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    weight = f" at {report.canary_percent}%" if report.canary_percent is not None else ""
+    version = f"v{report.version}{weight}" if report.version is not None else "-"
+    console.print(f"{stamp} {report.model} {version} [{report.phase}] {report.detail}")
+    for result in report.results:
+        console.print(f"         {result.verdict.value:<12} {result.summary}")
+
+
+def exit_code(report: PassReport) -> int:
+    """0 promoted or nothing to do, 1 rolled back or failed, 0 while still running (--once)."""
+    return 1 if report.outcome in (Outcome.ROLLED_BACK, Outcome.FAILED) else 0
+
+
+def run_rollout(
+    settings: Settings,
+    *,
+    model: str,
+    environment: str,
+    once: bool,
+    target: TargetKind,
+    remote: str | None,
+    as_json: bool,
+    console: Console,
+) -> int:
+    """One pass (``--once``) or passes until the rollout ends; returns the exit code."""
+    reconciler = build_reconciler(settings, target=target, remote=remote)
+    reports: list[PassReport] = []
+
+    def on_pass(report: PassReport) -> None:
+        reports.append(report)
+        if not as_json:
+            _print_pass(report, console)
+
+    if once:
+        on_pass(reconciler.reconcile(environment, model))
+    else:
+        reconciler.run(
+            environment, model, poll_seconds=settings.poll_interval_seconds, on_pass=on_pass
+        )
+    last = reports[-1]
+    if as_json:
+        console.print_json(json.dumps({"passes": [r.as_dict() for r in reports]}))
+    return exit_code(last)
+
+
+def run_rollback(
+    settings: Settings,
+    *,
+    model: str,
+    environment: str,
+    reason: str,
+    target: TargetKind,
+    remote: str | None,
+    wait: bool,
+    console: Console,
+) -> int:
+    """Start a rollback by hand (the same commit a failed gate makes), then see it through."""
+    if not reason.strip():
+        raise InputError("--reason must say why (it goes into the commit and the quarantine tag)")
+    reconciler = build_reconciler(settings, target=target, remote=remote)
+    obs = reconciler.observe(environment, model)
+    if obs.pin.version is None:
+        raise InputError(f"nothing to roll back: no version of {model} is pinned in {environment}")
+    if obs.pin.canary_percent != 0:
+        if obs.pin.previous_version is None:
+            raise InputError(
+                f"{model} v{obs.pin.version} in {environment} has no previous version to roll "
+                "back to; propose the version to serve instead"
+            )
+        from controller.rollout.act import Actuator
+
+        ref = load_release(reconciler.workspace, environment, model)
+        actuator = Actuator(
+            ref, reconciler.workspace, reconciler.registry, reconciler.notifier, reconciler.metrics
+        )
+        done = actuator.act(StartRollback(f"manual: {reason.strip()}"), obs, time.time())
+        console.print(f"rollback of {model} v{obs.pin.version} committed: {done.commit}")
+    if not wait:
+        return 0
+    last = reconciler.run(
+        environment,
+        model,
+        poll_seconds=settings.poll_interval_seconds,
+        on_pass=lambda report: _print_pass(report, console),
+    )
+    return 0 if last.outcome is Outcome.ROLLED_BACK else exit_code(last)
+
+
+def run_status(
+    settings: Settings,
+    *,
+    environment: str | None,
+    target: TargetKind,
+    remote: str | None,
+    as_json: bool,
+    console: Console,
+) -> None:
+    """Per model and environment: what serves, the canary, the phase and the last gates."""
+    reconciler = build_reconciler(settings, target=target, remote=remote)
+    workspace = reconciler.workspace
+    workspace.sync()
+    default = workspace.default_branch()
+    names = [environment] if environment else workspace.list_dir(default, "manifests/overlays")
+    rows = []
+    now = time.time()
+    for name in sorted(names):
+        try:
+            models = [r.model for r in load_environment_config(workspace, name).releases]
+        except ConfigError:
+            if environment:
+                raise
+            continue
+        for model in models:
+            rows.append(_status_row(reconciler, name, model, now))
+    if as_json:
+        console.print_json(json.dumps({"releases": rows}))
+        return
+    table = Table(
+        "environment", "model", "serving", "canary", "phase", "in phase", "last gates",
+        title="sluice status",
+    )  # fmt: skip
+    for row in rows:
+        canary = f"v{row['version']} {row['canaryPercent']}%" if row["canaryPercent"] else "-"
+        gates = "\n".join(f"{g['verdict']}: {g['summary']}" for g in row["gates"]) or "-"
+        table.add_row(
+            str(row["environment"]), str(row["model"]), str(row["serving"] or "-"), canary,
+            str(row["phase"]), f"{row['secondsInPhase']:.0f} s", gates,
+        )  # fmt: skip
+    console.print(table)
+
+
+def _status_row(
+    reconciler: Reconciler, environment: str, model: str, now: float
+) -> dict[str, object]:
+    ref = load_release(reconciler.workspace, environment, model)
+    try:
+        obs = reconciler.observe(environment, model)
+        note = ""
+    except SluiceError as exc:
+        from controller.rollout.observe import observe as observe_release
+
+        class _Unreachable:
+            def observe(self, environment: str, inference_service: str) -> TargetObservation:
+                return TargetObservation(exists=False)
+
+        obs = observe_release(ref, reconciler.workspace, reconciler.registry, _Unreachable())
+        note = exc.message
+    action = decide(obs, ref.environment.rollout, now)
+    canary = obs.pin.canary_percent
+    serving = obs.pin.previous_version if canary not in (None, 100) else obs.pin.version
+    record = obs.analysis if obs.analysis and obs.analysis.commit == obs.pin_commit else None
+    return {
+        "environment": environment,
+        "model": model,
+        "version": obs.pin.version,
+        "serving": f"v{serving}" if serving else None,
+        "champion": obs.champion,
+        "canaryPercent": canary if canary not in (None, 100) else None,
+        "phase": phase_of(action),
+        "secondsInPhase": max(0.0, now - obs.pin_changed_at),
+        "quarantined": obs.quarantined,
+        "target": note or ("synced" if obs.synced else "not synced"),
+        "gates": [
+            {"gate": r.gate, "verdict": r.verdict.value, "summary": r.summary}
+            for r in (record.results if record else ())
+        ],
+    }

@@ -1,0 +1,229 @@
+"""Carry out one rollout action: a commit to the environment's branch or a registry change.
+
+Traffic only ever moves through Git: a step, a promotion and both halves of a rollback are
+commits that Argo CD syncs, each saying why in its body. The registry records what Git cannot:
+the champion alias, the quarantine of a rolled-back version and the analysis record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.backends.git_repo import GitWorkspace
+from controller.manifest import ReleasePin
+from controller.ports import Notifier, RolloutRegistry
+from controller.render import validate_rendered
+from controller.rollout.actions import (
+    Action,
+    Hold,
+    Promote,
+    Quarantine,
+    RestorePrevious,
+    SetChampion,
+    SetWeight,
+    StartRollback,
+)
+from controller.rollout.messages import RolloutCommit, render_rollout_message
+from controller.rollout.observation import ReleaseObservation
+from controller.rollout.observe import QUARANTINE_TAG, ReleaseRef
+from controller.rollout.pin_edits import PinEdit, promote_edit, restore_edit, weight_edit
+from controller.rollout.record import analysis_tag
+from controller.rollout.telemetry import RolloutMetrics
+from controller.storage_uri import map_storage_uri
+
+__all__ = ["ActResult", "Actuator"]
+
+
+@dataclass(frozen=True)
+class ActResult:
+    """What an action changed: the commit it pushed, if any."""
+
+    commit: str | None = None
+    message: str | None = None
+
+
+def _now_iso(now: float) -> str:
+    return dt.datetime.fromtimestamp(now, tz=dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Actuator:
+    """Performs actions for one release against Git and the registry."""
+
+    ref: ReleaseRef
+    workspace: GitWorkspace
+    registry: RolloutRegistry
+    notifier: Notifier
+    metrics: RolloutMetrics
+
+    def act(self, action: Action, obs: ReleaseObservation, now: float) -> ActResult:
+        """Carry out ``action``; actions that change nothing return an empty result."""
+        match action:
+            case SetWeight():
+                return self._step(action, obs)
+            case Promote():
+                return self._promote(action, obs)
+            case StartRollback():
+                return self._start_rollback(action, obs)
+            case RestorePrevious():
+                return self._restore(action, obs)
+            case Quarantine():
+                self._quarantine(action, now)
+            case SetChampion():
+                self._set_champion(action, now)
+            case Hold():
+                self._record(obs, action)
+            case _:
+                pass
+        return ActResult()
+
+    # -- commits -------------------------------------------------------------------------
+
+    def _commit(self, edit: PinEdit, commit: RolloutCommit) -> ActResult:
+        overlay = self.ref.overlay
+
+        def edit_and_validate(worktree: Path) -> None:
+            edit(worktree)
+            validate_rendered(worktree / overlay)
+
+        message = render_rollout_message(commit)
+        outcome = self.workspace.commit_and_push(
+            branch=self.ref.branch, base=self.ref.branch, edit=edit_and_validate, message=message
+        )
+        if outcome.attempts > 1:
+            self.metrics.push_retries.inc(outcome.attempts - 1)
+        return ActResult(commit=outcome.sha if outcome.committed else None, message=message)
+
+    def _step(self, action: SetWeight, obs: ReleaseObservation) -> ActResult:
+        version = _version(obs)
+        result = self._commit(
+            weight_edit(self.ref.pin_path, version, action.to_percent),
+            RolloutCommit(
+                model=obs.model,
+                version=version,
+                environment=obs.environment,
+                action="step",
+                headline=f"canary {action.from_percent}% → {action.to_percent}%",
+                summary=(
+                    f"Every gate passed at {action.from_percent}%: v{version} now takes "
+                    f"{action.to_percent}% of {obs.environment}'s traffic"
+                    + (f" beside v{obs.pin.previous_version}." if obs.pin.previous_version else ".")
+                ),
+                results=action.results,
+            ),
+        )
+        self.metrics.set_weight(obs.model, obs.environment, action.to_percent)
+        return result
+
+    def _promote(self, action: Promote, obs: ReleaseObservation) -> ActResult:
+        version = _version(obs)
+        result = self._commit(
+            promote_edit(self.ref.pin_path, version),
+            RolloutCommit(
+                model=obs.model,
+                version=version,
+                environment=obs.environment,
+                action="promote",
+                headline=f"canary {action.from_percent}% → 100%, promoted",
+                summary=(
+                    f"Every gate passed at every step: v{version} takes all of "
+                    f"{obs.environment}'s traffic; canaryTrafficPercent is removed."
+                ),
+                results=action.results,
+            ),
+        )
+        self.metrics.set_weight(obs.model, obs.environment, 0)
+        self.notifier.notify(
+            f"{obs.model} v{version} promoted in {obs.environment}",
+            "Every gate passed at every canary step.",
+        )
+        return result
+
+    def _start_rollback(self, action: StartRollback, obs: ReleaseObservation) -> ActResult:
+        version = _version(obs)
+        previous = obs.pin.previous_version
+        back_to = f"v{previous}" if previous else "the previous revision"
+        result = self._commit(
+            weight_edit(self.ref.pin_path, version, 0, reason=action.reason),
+            RolloutCommit(
+                model=obs.model,
+                version=version,
+                environment=obs.environment,
+                action="rollback",
+                headline=f"all traffic back to {back_to}",
+                summary=(
+                    f"Rolled back: {action.reason}.\n\ncanaryTrafficPercent 0 sends every "
+                    f"request to the previous rolled-out revision at once; the next commit "
+                    f"restores {back_to}'s pin once this one is synced."
+                ),
+                results=action.results,
+            ),
+        )
+        self.metrics.set_weight(obs.model, obs.environment, 0)
+        self.notifier.notify(
+            f"{obs.model} v{version} rolled back in {obs.environment}",
+            action.reason,
+            severity="error",
+        )
+        return result
+
+    def _restore(self, action: RestorePrevious, obs: ReleaseObservation) -> ActResult:
+        env = self.ref.environment
+        previous = self.registry.resolve(obs.model, version=action.previous)
+        pin = ReleasePin(
+            model=obs.model,
+            version=previous.version,
+            storage_uri=map_storage_uri(previous.artifact_uri, env.storage, environment=env.name),
+            run_id=previous.run_id,
+            previous_version=None,
+            canary_percent=None,
+        )
+        return self._commit(
+            restore_edit(self.ref.pin_path, action.version, pin),
+            RolloutCommit(
+                model=obs.model,
+                version=action.version,
+                environment=obs.environment,
+                action="restore",
+                headline=f"restore v{action.previous}",
+                summary=(
+                    f"v{action.version} was rolled back ({action.reason}); traffic already "
+                    f"reaches v{action.previous}. Its pin is restored so that Git says what "
+                    f"serves, and v{action.version} is quarantined: proposals skip it unless "
+                    "forced."
+                ),
+            ),
+        )
+
+    # -- registry ------------------------------------------------------------------------
+
+    def _quarantine(self, action: Quarantine, now: float) -> None:
+        self.registry.set_version_tags(
+            self.ref.release.model,
+            action.version,
+            {
+                QUARANTINE_TAG: action.reason[:500],
+                f"{QUARANTINE_TAG}.environment": self.ref.environment.name,
+                f"{QUARANTINE_TAG}.at": _now_iso(now),
+            },
+        )
+
+    def _set_champion(self, action: SetChampion, now: float) -> None:
+        model, alias = self.ref.release.model, self.ref.release.champion_alias
+        tags = {f"sluice.promoted.{self.ref.environment.name}": _now_iso(now)}
+        if action.previous is not None:
+            tags["sluice.previous_champion"] = str(action.previous)
+        self.registry.set_version_tags(model, action.version, tags)
+        self.registry.set_alias(model, alias, action.version)
+
+    def _record(self, obs: ReleaseObservation, action: Hold) -> None:
+        self.registry.set_version_tags(
+            obs.model, _version(obs), {analysis_tag(obs.environment): action.record.to_json()}
+        )
+
+
+def _version(obs: ReleaseObservation) -> int:
+    assert obs.pin.version is not None
+    return obs.pin.version

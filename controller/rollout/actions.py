@@ -1,0 +1,134 @@
+"""What a rollout pass may do: one small, named action per pass (Kargo's promotion steps).
+
+Each action is a value; :mod:`controller.rollout.act` carries it out. Commits carry the gate
+results that justified them, so the Git history explains every traffic change.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from controller.analysis_types import GateResult
+from controller.rollout.record import AnalysisRecord
+
+__all__ = [
+    "Action",
+    "Analyze",
+    "Finish",
+    "Hold",
+    "Outcome",
+    "Promote",
+    "Quarantine",
+    "RestorePrevious",
+    "SetChampion",
+    "SetWeight",
+    "StartRollback",
+    "Wait",
+]
+
+
+class Outcome(enum.StrEnum):
+    """How a rollout ended (or that nothing is rolling out)."""
+
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    IDLE = "idle"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to do until the world moves (a sync, a revision loading, the next interval)."""
+
+    reason: str
+    phase: str
+
+
+@dataclass(frozen=True)
+class Analyze:
+    """Run every gate against the canary at ``step``; then :func:`conclude` decides."""
+
+    step: int
+    look: int
+    record: AnalysisRecord
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Keep the step and record the analysis (it failed or was inconclusive, under the limits)."""
+
+    record: AnalysisRecord
+    reason: str
+
+
+@dataclass(frozen=True)
+class SetWeight:
+    """Commit the next canary step."""
+
+    from_percent: int
+    to_percent: int
+    results: tuple[GateResult, ...]
+
+
+@dataclass(frozen=True)
+class Promote:
+    """Commit the end of the canary: no ``canaryTrafficPercent``, the new version takes 100%."""
+
+    from_percent: int
+    results: tuple[GateResult, ...]
+
+
+@dataclass(frozen=True)
+class SetChampion:
+    """The promoted version serves everything: move the champion alias to it."""
+
+    version: int
+    previous: int | None
+
+
+@dataclass(frozen=True)
+class StartRollback:
+    """Commit ``canaryTrafficPercent: 0``: all traffic back to the previous rollout at once."""
+
+    reason: str
+    results: tuple[GateResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    """Tag the rolled-back version so proposals skip it."""
+
+    version: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class RestorePrevious:
+    """Commit the previous version's pin (no canary field), so Git says what serves."""
+
+    version: int
+    previous: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Nothing left to do: the rollout ended (or there is none)."""
+
+    outcome: Outcome
+    reason: str
+
+
+Action = (
+    Wait
+    | Analyze
+    | Hold
+    | SetWeight
+    | Promote
+    | SetChampion
+    | StartRollback
+    | Quarantine
+    | RestorePrevious
+    | Finish
+)

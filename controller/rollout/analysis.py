@@ -1,0 +1,157 @@
+"""Run one analysis of a canary step: load test, then Prometheus checks, then the judge.
+
+The order matters: the load test sends the canary requests through its tag route, so the
+metric checks and the judge that follow see enough canary traffic even at a 10% step. Every
+gate returns a verdict, never raises for missing data: an unreachable Prometheus or a load
+test that could not start is *inconclusive*, and the decision holds instead of guessing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.analysis_types import GateResult, LoadPlan, Verdict
+from controller.errors import SluiceError
+from controller.gates.judge import judge
+from controller.gates.load_test import evaluate_load
+from controller.gates.prometheus_checks import evaluate_checks, revision_traffic
+from controller.ports import LoadGenerator, MetricsSource, RolloutRegistry
+from controller.rollout.actions import Analyze
+from controller.rollout.gates_config import GatesConfig
+from controller.rollout.observation import ReleaseObservation
+
+__all__ = ["Analyzer"]
+
+_log = logging.getLogger("sluice.rollout.analysis")
+_PAYLOAD_ROWS = 100
+
+
+@dataclass
+class Analyzer:
+    """The gates of an analysis, over a metrics source and a load generator (either optional:
+    a gate without its backend is inconclusive, so a missing Prometheus never promotes)."""
+
+    registry: RolloutRegistry
+    metrics: MetricsSource | None
+    load: LoadGenerator | None
+    report_dir: Path | None = None
+    sleep: Callable[[float], None] = time.sleep
+    _payloads: dict[tuple[str, int], list[dict[str, object]]] = field(default_factory=dict)
+
+    def run(
+        self, obs: ReleaseObservation, analysis: Analyze, gates: GatesConfig, now: float
+    ) -> list[GateResult]:
+        """Every configured gate's result for this look at the step."""
+        results: list[GateResult] = []
+        if gates.load_test.enabled:
+            results.append(self._load_test(obs, analysis, gates))
+            self.sleep(gates.scrape_wait_seconds)
+        results += self._metric_checks(obs, gates)
+        if gates.judge_enabled:
+            results.append(self._judge(obs, analysis, gates, now))
+        return results
+
+    def _revisions(self, obs: ReleaseObservation) -> tuple[str, str] | None:
+        canary = obs.target.latest_created
+        primary = next(
+            (t.revision for t in obs.target.traffic if not t.latest and t.revision != canary), None
+        )
+        return (canary, primary) if canary and primary else None
+
+    def _load_test(
+        self, obs: ReleaseObservation, analysis: Analyze, gates: GatesConfig
+    ) -> GateResult:
+        config = gates.load_test
+        route = obs.target.tagged("latest")
+        if self.load is None or route is None or route.url is None:
+            why = "no load generator" if self.load is None else "the canary has no tag route"
+            return GateResult("locust", Verdict.INCONCLUSIVE, f"locust: not run ({why})")
+        assert obs.pin.version is not None
+        rows = self._rows(obs.model, obs.pin.version)
+        if not rows:
+            return GateResult(
+                "locust",
+                Verdict.INCONCLUSIVE,
+                f"locust: v{obs.pin.version} logged no input example",
+            )
+        report_dir = None
+        if self.report_dir is not None:
+            name = (
+                f"{obs.environment}-{obs.model}-v{obs.pin.version}-{analysis.step}-{analysis.look}"
+            )
+            report_dir = self.report_dir / name
+        plan = LoadPlan(
+            url=route.url,
+            model_name=obs.inference_service,
+            protocol=config.protocol,
+            payloads=tuple(rows),
+            users=config.users,
+            spawn_rate=config.spawn_rate or float(config.users),
+            duration_seconds=config.duration_seconds,
+            report_dir=report_dir,
+        )
+        try:
+            report = self.load.run(plan)
+        except SluiceError as exc:
+            return GateResult("locust", Verdict.INCONCLUSIVE, f"locust: {exc.message}")
+        return evaluate_load(report, config)
+
+    def _rows(self, model: str, version: int) -> list[dict[str, object]]:
+        key = (model, version)
+        if key not in self._payloads:
+            self._payloads[key] = self.registry.input_rows(model, version, _PAYLOAD_ROWS)
+        return self._payloads[key]
+
+    def _metric_checks(self, obs: ReleaseObservation, gates: GatesConfig) -> list[GateResult]:
+        if not gates.metrics:
+            return []
+        revisions = self._revisions(obs)
+        if self.metrics is None or revisions is None:
+            why = "no Prometheus configured" if self.metrics is None else "no primary revision"
+            return [
+                GateResult(f"prometheus/{c.name}", Verdict.INCONCLUSIVE, f"{c.name}: {why}")
+                for c in gates.metrics
+            ]
+        canary, primary = revisions
+        return evaluate_checks(
+            self.metrics,
+            gates.metrics,
+            canary_revision=canary,
+            primary_revision=primary,
+            namespace=obs.target.namespace,
+            configuration=obs.target.configuration,
+            inference_service=obs.inference_service,
+        )
+
+    def _judge(
+        self, obs: ReleaseObservation, analysis: Analyze, gates: GatesConfig, now: float
+    ) -> GateResult:
+        revisions = self._revisions(obs)
+        if self.metrics is None or revisions is None:
+            return GateResult("judge", Verdict.INCONCLUSIVE, "judge: no metrics to compare")
+        # Every look judges all the step's data so far: the sequential boundaries assume it.
+        window = f"{max(1, math.ceil(now - obs.pin_changed_at))}s"
+        canary, primary = revisions
+        try:
+            traffic = [
+                revision_traffic(
+                    self.metrics,
+                    revision=revision,
+                    namespace=obs.target.namespace,
+                    configuration=obs.target.configuration,
+                    interval=window,
+                )
+                for revision in (canary, primary)
+            ]
+        except SluiceError as exc:
+            return GateResult("judge", Verdict.INCONCLUSIVE, f"judge: {exc.message}")
+        canary_traffic, primary_traffic = traffic
+        if canary_traffic is None or primary_traffic is None:
+            who = canary if canary_traffic is None else primary
+            return GateResult("judge", Verdict.INCONCLUSIVE, f"judge: no requests to {who} yet")
+        return judge(canary_traffic, primary_traffic, look=analysis.look, config=gates.judge)

@@ -1,0 +1,183 @@
+"""The rollout decision: a pure function from what is observed to the one thing to do next.
+
+No clock, network or file in here (``now`` is an argument), so the rules below are tested
+with plain values and with hypothesis:
+
+- a step advances, and a canary is promoted, only on an analysis where every gate passed;
+- steps are never skipped: the next weight is always the next step of the policy, or 0;
+- failing evidence rolls back after ``failureLimit`` analyses; missing evidence (no data,
+  errors, too few samples) holds, and rolls back only after ``inconclusiveLimit`` in a row;
+- a canary revision that fails to load, or is not serving by the progress deadline, rolls
+  back at once;
+- rollback is two commits, KServe's own way: ``canaryTrafficPercent: 0`` sends all traffic
+  to the previous rolled-out revision at once; once that is synced, the previous version's
+  pin is restored so that Git says what serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from controller.analysis_types import GateResult, Verdict
+from controller.rollout.actions import (
+    Action,
+    Analyze,
+    Finish,
+    Hold,
+    Outcome,
+    Promote,
+    Quarantine,
+    RestorePrevious,
+    SetChampion,
+    SetWeight,
+    StartRollback,
+    Wait,
+)
+from controller.rollout.observation import ReleaseObservation
+from controller.rollout.policy import RolloutPolicy, next_step
+from controller.rollout.record import AnalysisRecord, tally
+
+__all__ = ["conclude", "decide", "failing_summary"]
+
+#: ``Sluice-Action`` trailer of the commit that restores the previous version.
+RESTORE_ACTION = "restore"
+
+
+def decide(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action:
+    """The next action for one model in one environment."""
+    pin = obs.pin
+    if pin.version is None or pin.storage_uri is None:
+        return Finish(Outcome.IDLE, f"no version of {obs.model} is pinned in {obs.environment}")
+    canary = pin.canary_percent
+    if canary == 0:
+        return _rolling_back(obs)
+    if obs.quarantined is not None and pin.previous_version is not None:
+        return StartRollback(f"v{pin.version} is quarantined ({obs.quarantined})")
+    if canary is None or canary >= 100:
+        return _full_rollout(obs, policy, now)
+    return _canary_step(obs, policy, now, canary)
+
+
+def conclude(
+    obs: ReleaseObservation,
+    policy: RolloutPolicy,
+    analysis: Analyze,
+    results: Sequence[GateResult],
+    now: float,
+) -> Action:
+    """What an analysis at ``analysis.step`` with ``results`` leads to."""
+    record = tally(analysis.record, results, now)
+    verdicts = [r.verdict for r in results]
+    if Verdict.FAIL in verdicts and record.failures >= policy.failure_limit:
+        return StartRollback(failing_summary(results), tuple(results))
+    if record.inconclusive >= policy.inconclusive_limit:
+        why = failing_summary(results) if results else "no gate ran"
+        return StartRollback(
+            f"no answer from {record.inconclusive} analyses in a row ({why})", tuple(results)
+        )
+    if results and all(v is Verdict.PASS for v in verdicts):
+        following = next_step(policy.steps, analysis.step)
+        if following >= 100:
+            return Promote(analysis.step, tuple(results))
+        return SetWeight(analysis.step, following, tuple(results))
+    return Hold(record, failing_summary(results) if results else "no gate ran")
+
+
+def failing_summary(results: Sequence[GateResult]) -> str:
+    """The summaries of the gates that did not pass, failures first, in one line."""
+    order = {Verdict.FAIL: 0, Verdict.INCONCLUSIVE: 1, Verdict.PASS: 2}
+    bad = sorted(
+        (r for r in results if r.verdict is not Verdict.PASS), key=lambda r: order[r.verdict]
+    )
+    return "; ".join(r.summary for r in bad) or "all gates passed"
+
+
+def _deadline_passed(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> bool:
+    return now - obs.pin_changed_at > policy.progress_deadline_seconds
+
+
+def _full_rollout(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action:
+    """No canary field: the pinned version should take all traffic once it is ready."""
+    pin, target = obs.pin, obs.target
+    assert pin.version is not None
+    if not obs.synced:
+        return Wait(f"waiting for {obs.environment} to sync {obs.head[:12]}", "progressing")
+    if target.failure and target.latest_created != target.latest_ready:
+        if pin.previous_version is not None:
+            return StartRollback(f"revision {target.latest_created} failed: {target.failure}")
+        return Finish(Outcome.FAILED, f"v{pin.version} failed to load: {target.failure}")
+    serving = (
+        target.latest_created is not None
+        and target.latest_ready == target.latest_created
+        and target.percent_of(target.latest_created) == 100
+    )
+    if not serving:
+        if _deadline_passed(obs, policy, now) and pin.previous_version is not None:
+            return StartRollback(
+                f"v{pin.version} was not serving within {policy.progress_deadline_seconds:g} s"
+            )
+        return Wait(f"v{pin.version} is rolling out in {obs.environment}", "progressing")
+    if obs.champion != pin.version and obs.quarantined is None:
+        return SetChampion(pin.version, obs.champion)
+    if obs.pin_action == RESTORE_ACTION:
+        return Finish(Outcome.ROLLED_BACK, f"rolled back to v{pin.version}")
+    return Finish(Outcome.PROMOTED, f"v{pin.version} serves 100% of {obs.environment}")
+
+
+def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, step: int) -> Action:
+    """``canaryTrafficPercent: step``: wait for the split, then analyse it every interval."""
+    target = obs.target
+    if not obs.synced:
+        if _deadline_passed(obs, policy, now):
+            return StartRollback(
+                f"{obs.environment} did not sync {obs.head[:12]} within "
+                f"{policy.progress_deadline_seconds:g} s"
+            )
+        return Wait(f"waiting for {obs.environment} to sync {obs.head[:12]}", "progressing")
+    if target.failure and target.latest_created != target.latest_ready:
+        return StartRollback(f"canary revision {target.latest_created} failed: {target.failure}")
+    latest = next((t for t in target.traffic if t.latest), None)
+    serving = (
+        target.latest_created is not None
+        and target.latest_ready == target.latest_created
+        and latest is not None
+        and latest.revision == target.latest_created
+        and latest.percent == step
+    )
+    if not serving:
+        if _deadline_passed(obs, policy, now):
+            return StartRollback(
+                f"canary revision {target.latest_created} was not serving {step}% within "
+                f"{policy.progress_deadline_seconds:g} s"
+            )
+        return Wait(
+            f"canary revision {target.latest_created} is not serving {step}% yet", "progressing"
+        )
+    record = obs.analysis
+    if record is None or record.commit != obs.pin_commit:
+        record = AnalysisRecord(commit=obs.pin_commit, step=step)
+    start = record.last_at if record.last_at is not None else obs.pin_changed_at
+    due = start + policy.interval_seconds
+    if now < due:
+        return Wait(f"canary {step}%: next analysis in {due - now:.0f} s", "analysing")
+    return Analyze(step=step, look=record.looks + 1, record=record)
+
+
+def _rolling_back(obs: ReleaseObservation) -> Action:
+    """``canaryTrafficPercent: 0``: quarantine, wait for the traffic to move, restore the pin."""
+    pin, target = obs.pin, obs.target
+    assert pin.version is not None
+    reason = obs.rollback_reason or "canaryTrafficPercent set to 0 in Git"
+    if obs.quarantined is None:
+        return Quarantine(pin.version, reason)
+    if pin.previous_version is None:
+        return Finish(
+            Outcome.FAILED,
+            f"v{pin.version} was rolled back but its pin names no previous version; "
+            "pin the version to serve by hand",
+        )
+    if not obs.synced:
+        return Wait(f"waiting for {obs.environment} to sync the rollback", "rolling_back")
+    if target.percent_of(target.latest_created) > 0 or not target.traffic:
+        return Wait("traffic is moving back to the previous revision", "rolling_back")
+    return RestorePrevious(pin.version, pin.previous_version, reason)

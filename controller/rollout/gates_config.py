@@ -1,0 +1,61 @@
+"""The ``gates`` block of a rollout policy: which checks every analysis runs.
+
+Each gate module owns its configuration model; this one gathers them so the policy's schema
+documents every gate in one place. The defaults are Flagger's two built-in checks (success
+rate at least 99%, p99 latency at most 500 ms), each also relative to the primary, a short
+Locust run against the canary's tag route, and the statistical judge.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.gates.judge import JudgeConfig
+from controller.gates.load_test import LoadTestConfig
+from controller.gates.prometheus_checks import MetricCheck
+
+__all__ = ["DEFAULT_METRIC_CHECKS", "GatesConfig"]
+
+DEFAULT_METRIC_CHECKS = (
+    MetricCheck.model_validate(
+        {"name": "request-success-rate", "builtin": "request-success-rate", "min": 99.0}
+    ),
+    MetricCheck.model_validate(
+        {
+            "name": "request-latency",
+            "builtin": "request-latency",
+            "percentile": 99,
+            "max": 500.0,
+            "maxIncrease": 0.5,
+        }
+    ),
+)
+
+
+class GatesConfig(BaseModel):
+    """What each analysis checks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    load_test: LoadTestConfig = Field(
+        default_factory=LoadTestConfig,
+        alias="loadTest",
+        description="Locust, headless, against the canary's tag route before the metrics are read.",
+    )
+    metrics: tuple[MetricCheck, ...] = Field(
+        default=DEFAULT_METRIC_CHECKS,
+        description="Prometheus checks comparing the canary revision with the primary.",
+    )
+    judge: JudgeConfig = Field(
+        default_factory=JudgeConfig,
+        description="Two-proportion and Mann-Whitney tests of canary against primary, sequential.",
+    )
+    judge_enabled: bool = Field(
+        default=True, alias="judgeEnabled", description="Run the statistical judge."
+    )
+    scrape_wait_seconds: float = Field(
+        default=2.5,
+        alias="scrapeWait",
+        ge=0,
+        description="Seconds to wait after the load test so Prometheus has scraped its requests.",
+    )

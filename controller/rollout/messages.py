@@ -1,0 +1,65 @@
+"""Commit messages of rollout steps, written for the Argo CD UI and ``git log``.
+
+The subject (at most 64 characters, what Argo CD shows) says which version moved where; the
+body carries every gate's result, so the history explains each traffic change without
+opening Sluice; trailers (``Sluice-Action``) let the next pass, or a person, tell a step from
+a rollback with ``git log --format='%(trailers:key=Sluice-Action,valueonly)'``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller.analysis_types import GateResult, Verdict
+from controller.commit_message import SUBJECT_LIMIT
+
+__all__ = ["RolloutCommit", "render_rollout_message"]
+
+_MARK = {Verdict.PASS: "pass", Verdict.FAIL: "FAIL", Verdict.INCONCLUSIVE: "inconclusive"}
+
+
+@dataclass(frozen=True)
+class RolloutCommit:
+    """What one rollout commit says."""
+
+    model: str
+    version: int
+    environment: str
+    #: step, promote, rollback or restore (the ``Sluice-Action`` trailer).
+    action: str
+    headline: str
+    summary: str
+    #: Headline numbers ("success 99.9%, p99 41 ms vs 39 ms"), added to the subject if they fit.
+    evidence: str = ""
+    results: tuple[GateResult, ...] = ()
+
+
+def _subject(commit: RolloutCommit) -> str:
+    prefix = "rollback " if commit.action in ("rollback", "restore") else ""
+    where = f"{commit.environment}; {commit.evidence}" if commit.evidence else commit.environment
+    subject = f"{prefix}{commit.model} v{commit.version}: {commit.headline} ({where})"
+    if len(subject) > SUBJECT_LIMIT:
+        subject = (
+            f"{prefix}{commit.model} v{commit.version}: {commit.headline} ({commit.environment})"
+        )
+    if len(subject) > SUBJECT_LIMIT:
+        subject = f"{prefix}{commit.model} v{commit.version}: {commit.headline}"
+    if len(subject) > SUBJECT_LIMIT:
+        subject = subject[: SUBJECT_LIMIT - 1] + "…"
+    return subject
+
+
+def render_rollout_message(commit: RolloutCommit) -> str:
+    """Subject, the why, one line per gate, and the trailers."""
+    lines = [_subject(commit), "", commit.summary]
+    if commit.results:
+        lines += ["", "Gates:"]
+        lines += [f"- [{_MARK[r.verdict]}] {r.gate}: {r.summary}" for r in commit.results]
+    lines += [
+        "",
+        f"Sluice-Model: {commit.model}",
+        f"Sluice-Version: {commit.version}",
+        f"Sluice-Env: {commit.environment}",
+        f"Sluice-Action: {commit.action}",
+    ]
+    return "\n".join(lines) + "\n"

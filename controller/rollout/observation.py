@@ -1,0 +1,49 @@
+"""Everything a rollout decision reads, as plain values gathered from Git, registry and target."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller.manifest import PinnedRelease
+from controller.rollout.record import AnalysisRecord
+from controller.target_types import TargetObservation
+
+__all__ = ["ReleaseObservation"]
+
+
+@dataclass(frozen=True)
+class ReleaseObservation:
+    """One model in one environment, now.
+
+    ``pin`` is what Git says should serve at the branch tip ``head``; ``pin_commit`` and
+    ``pin_changed_at`` are the last commit that changed the pin and its commit time, which
+    start the clock of the current phase. ``champion`` is the version the environment's
+    champion alias points at; ``quarantined`` the reason a candidate was quarantined, if it was.
+    """
+
+    model: str
+    environment: str
+    inference_service: str
+    pin: PinnedRelease
+    head: str
+    pin_commit: str
+    pin_changed_at: float
+    target: TargetObservation
+    champion: int | None = None
+    quarantined: str | None = None
+    analysis: AnalysisRecord | None = None
+    #: The sluice.dev/rollback-reason annotation of the pin (set by the first rollback commit).
+    rollback_reason: str | None = None
+    #: The ``Sluice-Action`` trailer of ``pin_commit`` (propose, step, promote, rollback, restore).
+    pin_action: str | None = None
+
+    @property
+    def synced(self) -> bool:
+        """The target has applied the branch tip."""
+        target = self.target
+        return target.exists and target.synced_revision == self.head
+
+    @property
+    def canary_revision(self) -> str | None:
+        """The revision that serves the pinned spec: the latest created one once synced."""
+        return self.target.latest_created if self.synced else None

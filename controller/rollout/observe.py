@@ -1,0 +1,129 @@
+"""Read one release's state from Git, the registry and the target into a ReleaseObservation.
+
+The only place a rollout pass reads the world; the decision that follows is pure. The
+environment's configuration and the pin are read from the remote branch as of one fetch, so
+the observation is one consistent snapshot of Git.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller.backends.git_repo import GitWorkspace
+from controller.environment import (
+    ENVIRONMENT_FILE,
+    EnvironmentConfig,
+    ReleaseConfig,
+    parse_environment,
+)
+from controller.errors import ConfigError, ManifestInvalid, ModelNotFound
+from controller.manifest import load_pin, read_release
+from controller.ports import RolloutRegistry, Target
+from controller.rollout.observation import ReleaseObservation
+from controller.rollout.pin_edits import ROLLBACK_REASON
+from controller.rollout.record import AnalysisRecord, analysis_tag
+
+__all__ = [
+    "QUARANTINE_TAG",
+    "ReleaseRef",
+    "load_environment_config",
+    "load_release",
+    "observe",
+]
+
+QUARANTINE_TAG = "sluice.quarantined"
+
+
+@dataclass(frozen=True)
+class ReleaseRef:
+    """Where one model of one environment is configured and pinned."""
+
+    environment: EnvironmentConfig
+    release: ReleaseConfig
+
+    @property
+    def pin_path(self) -> str:
+        """The pin file, relative to the repository root."""
+        return f"manifests/overlays/{self.environment.name}/{self.release.pin}"
+
+    @property
+    def overlay(self) -> str:
+        """The environment's overlay directory, relative to the repository root."""
+        return f"manifests/overlays/{self.environment.name}"
+
+    @property
+    def branch(self) -> str:
+        """The branch the environment syncs from."""
+        return self.environment.branch
+
+
+def load_release(workspace: GitWorkspace, environment: str, model: str) -> ReleaseRef:
+    """The environment's configuration (from the default branch) and the model's release."""
+    config = load_environment_config(workspace, environment)
+    return ReleaseRef(config, config.release(model))
+
+
+def load_environment_config(workspace: GitWorkspace, environment: str) -> EnvironmentConfig:
+    """An environment's ``sluice.yaml`` as of the last fetch of the default branch."""
+    default = workspace.default_branch()
+    path = f"manifests/overlays/{environment}/{ENVIRONMENT_FILE}"
+    text = workspace.read(default, path)
+    if text is None:
+        known = workspace.list_dir(default, "manifests/overlays")
+        raise ConfigError(
+            f"unknown environment {environment!r}: {path} is not on {default} "
+            f"(known: {', '.join(sorted(known)) or 'none'})"
+        )
+    return parse_environment(text, source=f"{path}@{default}", environment=environment)
+
+
+def observe(
+    ref: ReleaseRef, workspace: GitWorkspace, registry: RolloutRegistry, target: Target
+) -> ReleaseObservation:
+    """Git, registry and target, now (``workspace`` must have been synced by the caller)."""
+    release, branch = ref.release, ref.branch
+    head = workspace.remote_sha(branch)
+    text = workspace.read(branch, ref.pin_path)
+    if head is None or text is None:
+        raise ManifestInvalid(
+            f"{ref.pin_path} does not exist on {branch}; the environment names it as the pin"
+        )
+    document = load_pin(text, source=f"{ref.pin_path}@{branch}")
+    pin = read_release(document)
+    annotations = (document.get("metadata") or {}).get("annotations") or {}
+    change = workspace.last_change(branch, ref.pin_path)
+    quarantined: str | None = None
+    analysis: AnalysisRecord | None = None
+    if pin.version is not None:
+        try:
+            version = registry.resolve(release.model, version=pin.version)
+        except ModelNotFound:
+            version = None
+        if version is not None:
+            quarantined = version.tags.get(QUARANTINE_TAG)
+            analysis = AnalysisRecord.from_json(
+                version.tags.get(analysis_tag(ref.environment.name))
+            )
+    champion = _alias_version(registry, release.model, release.champion_alias)
+    return ReleaseObservation(
+        model=release.model,
+        environment=ref.environment.name,
+        inference_service=release.inference_service,
+        pin=pin,
+        head=head,
+        pin_commit=change.sha if change else head,
+        pin_changed_at=change.time if change else 0.0,
+        pin_action=(change.trailers.get("Sluice-Action") if change else None),
+        target=target.observe(ref.environment.name, release.inference_service),
+        champion=champion,
+        quarantined=quarantined,
+        analysis=analysis,
+        rollback_reason=annotations.get(ROLLBACK_REASON),
+    )
+
+
+def _alias_version(registry: RolloutRegistry, model: str, alias: str) -> int | None:
+    try:
+        return registry.resolve(model, alias=alias).version
+    except ModelNotFound:
+        return None

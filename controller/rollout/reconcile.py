@@ -1,0 +1,199 @@
+"""One rollout pass for one release: observe, decide, (analyse, conclude), act.
+
+A pass holds no state between calls: it fetches Git, reads the registry and the target, and
+derives everything from them. Killing the process at any line and running the pass again
+therefore reaches the same end, and two passes never push the same commit twice (the pin
+edits compare-and-swap on the version they expect).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from controller.analysis_types import GateResult
+from controller.backends.git_repo import GitWorkspace
+from controller.notify import NullNotifier
+from controller.ports import Notifier, RolloutRegistry, Target
+from controller.rollout.act import Actuator
+from controller.rollout.actions import (
+    Action,
+    Analyze,
+    Finish,
+    Hold,
+    Outcome,
+    Promote,
+    Quarantine,
+    RestorePrevious,
+    SetChampion,
+    SetWeight,
+    StartRollback,
+    Wait,
+)
+from controller.rollout.analysis import Analyzer
+from controller.rollout.decide import conclude, decide
+from controller.rollout.observation import ReleaseObservation
+from controller.rollout.observe import load_release, observe
+from controller.rollout.telemetry import RolloutMetrics
+
+__all__ = ["PassReport", "Reconciler", "phase_of"]
+
+
+@dataclass(frozen=True)
+class PassReport:
+    """What one pass saw and did, for the CLI, ``sluice status`` and the logs."""
+
+    model: str
+    environment: str
+    phase: str
+    action: str
+    detail: str
+    version: int | None
+    canary_percent: int | None
+    results: tuple[GateResult, ...] = ()
+    commit: str | None = None
+    outcome: Outcome | None = None
+
+    @property
+    def finished(self) -> bool:
+        """The rollout ended (promoted, rolled back, failed) or there is none."""
+        return self.outcome is not None
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready."""
+        return {
+            "model": self.model,
+            "environment": self.environment,
+            "phase": self.phase,
+            "action": self.action,
+            "detail": self.detail,
+            "version": self.version,
+            "canaryPercent": self.canary_percent,
+            "commit": self.commit,
+            "outcome": self.outcome.value if self.outcome else None,
+            "gates": [
+                {"gate": r.gate, "verdict": r.verdict.value, "summary": r.summary}
+                for r in self.results
+            ],
+        }
+
+
+def phase_of(action: Action) -> str:
+    """The rollout phase an action belongs to (the ``sluice_rollout_phase`` label)."""
+    match action:
+        case Wait():
+            return action.phase
+        case Analyze() | Hold():
+            return "analysing"
+        case SetWeight():
+            return "progressing"
+        case Promote() | SetChampion():
+            return "promoting"
+        case StartRollback() | Quarantine() | RestorePrevious():
+            return "rolling_back"
+        case Finish():
+            return {
+                Outcome.PROMOTED: "succeeded",
+                Outcome.ROLLED_BACK: "rolled_back",
+                Outcome.IDLE: "idle",
+                Outcome.FAILED: "failed",
+            }[action.outcome]
+    return "progressing"
+
+
+def _detail(action: Action) -> str:
+    match action:
+        case Wait():
+            return action.reason
+        case Hold():
+            return f"holding: {action.reason}"
+        case SetWeight():
+            return f"canary {action.from_percent}% → {action.to_percent}%"
+        case Promote():
+            return f"canary {action.from_percent}% → 100%: promoted"
+        case SetChampion():
+            return f"champion alias → v{action.version}"
+        case StartRollback():
+            return f"rolling back: {action.reason}"
+        case Quarantine():
+            return f"quarantined v{action.version}: {action.reason}"
+        case RestorePrevious():
+            return f"restored v{action.previous}"
+        case Finish():
+            return action.reason
+        case Analyze():
+            return f"analysing canary at {action.step}%"
+    return ""
+
+
+@dataclass
+class Reconciler:
+    """Runs passes for releases against one Git remote, registry and target."""
+
+    workspace: GitWorkspace
+    registry: RolloutRegistry
+    target: Target
+    analyzer: Analyzer
+    notifier: Notifier = field(default_factory=NullNotifier)
+    metrics: RolloutMetrics = field(default_factory=RolloutMetrics)
+    clock: Callable[[], float] = time.time
+
+    def observe(self, environment: str, model: str) -> ReleaseObservation:
+        """Fetch and observe one release without acting (``sluice status``)."""
+        self.workspace.sync()
+        ref = load_release(self.workspace, environment, model)
+        return observe(ref, self.workspace, self.registry, self.target)
+
+    def reconcile(self, environment: str, model: str) -> PassReport:
+        """One pass: observe, decide, analyse if due, act."""
+        started = time.monotonic()
+        self.workspace.sync()
+        ref = load_release(self.workspace, environment, model)
+        obs = observe(ref, self.workspace, self.registry, self.target)
+        policy = ref.environment.rollout
+        now = self.clock()
+        action = decide(obs, policy, now)
+        results: tuple[GateResult, ...] = ()
+        if isinstance(action, Analyze):
+            results = tuple(self.analyzer.run(obs, action, policy.gates, now))
+            self.metrics.count_gates(results)
+            now = self.clock()
+            action = conclude(obs, policy, action, results, now)
+        actuator = Actuator(ref, self.workspace, self.registry, self.notifier, self.metrics)
+        done = actuator.act(action, obs, now)
+        phase = phase_of(action)
+        self.metrics.set_phase(model, environment, phase)
+        if obs.pin.canary_percent is not None and not isinstance(action, Finish):
+            self.metrics.set_weight(model, environment, obs.pin.canary_percent)
+        self.metrics.duration.labels(model, environment).observe(time.monotonic() - started)
+        return PassReport(
+            model=model,
+            environment=environment,
+            phase=phase,
+            action=type(action).__name__,
+            detail=_detail(action),
+            version=obs.pin.version,
+            canary_percent=obs.pin.canary_percent,
+            results=results,
+            commit=done.commit,
+            outcome=action.outcome if isinstance(action, Finish) else None,
+        )
+
+    def run(
+        self,
+        environment: str,
+        model: str,
+        *,
+        poll_seconds: float,
+        on_pass: Callable[[PassReport], None] = lambda _: None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> PassReport:
+        """Pass until the rollout ends; returns the last report."""
+        while True:
+            report = self.reconcile(environment, model)
+            on_pass(report)
+            if report.finished:
+                return report
+            if report.commit is None:
+                sleep(poll_seconds)

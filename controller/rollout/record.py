@@ -1,0 +1,101 @@
+"""The analysis record: what earlier analyses of a canary step concluded, kept in the registry.
+
+Flagger keeps its failed-check counter in the Canary object's status; Sluice has no object of
+its own, so the counter lives on the model version as the MLflow tag ``sluice.analysis.ENV``
+(JSON). It is keyed by the commit that set the step: a new step starts a fresh record, and a
+controller restarted mid-step continues the count instead of starting over.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from controller.analysis_types import GateResult, Verdict
+
+__all__ = ["AnalysisRecord", "analysis_tag", "tally"]
+
+
+def analysis_tag(environment: str) -> str:
+    """The version tag holding the record for one environment."""
+    return f"sluice.analysis.{environment}"
+
+
+@dataclass(frozen=True)
+class AnalysisRecord:
+    """Analyses of one canary step so far."""
+
+    #: The commit that set this step's canaryTrafficPercent.
+    commit: str
+    step: int
+    looks: int = 0
+    failures: int = 0
+    inconclusive: int = 0
+    #: When the last analysis finished (seconds since the epoch), for pacing.
+    last_at: float | None = None
+    results: tuple[GateResult, ...] = ()
+
+    def to_json(self) -> str:
+        """Compact JSON for the registry tag (MLflow tag values hold up to 5,000 characters)."""
+        payload = {
+            "commit": self.commit,
+            "step": self.step,
+            "looks": self.looks,
+            "failures": self.failures,
+            "inconclusive": self.inconclusive,
+            "lastAt": self.last_at,
+            "results": [
+                {"gate": r.gate, "verdict": r.verdict.value, "summary": r.summary[:300]}
+                for r in self.results
+            ],
+        }
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> AnalysisRecord | None:
+        """The record in a tag value; None when absent or unreadable (a fresh start is safe)."""
+        if not text:
+            return None
+        try:
+            data: Mapping[str, Any] = json.loads(text)
+            return cls(
+                commit=str(data["commit"]),
+                step=int(data["step"]),
+                looks=int(data.get("looks", 0)),
+                failures=int(data.get("failures", 0)),
+                inconclusive=int(data.get("inconclusive", 0)),
+                last_at=float(data["lastAt"]) if data.get("lastAt") is not None else None,
+                results=tuple(
+                    GateResult(str(r["gate"]), Verdict(r["verdict"]), str(r.get("summary", "")))
+                    for r in data.get("results", [])
+                ),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def tally(record: AnalysisRecord, results: Sequence[GateResult], now: float) -> AnalysisRecord:
+    """The record after one more analysis with ``results``.
+
+    A failing gate counts a failure; otherwise any inconclusive gate (or no gate at all)
+    counts an inconclusive analysis. A fully passing analysis resets the inconclusive streak,
+    since the limit is on consecutive analyses without an answer.
+    """
+    verdicts = {r.verdict for r in results}
+    failures, inconclusive = record.failures, record.inconclusive
+    if Verdict.FAIL in verdicts:
+        failures += 1
+    elif Verdict.INCONCLUSIVE in verdicts or not results:
+        inconclusive += 1
+    else:
+        inconclusive = 0
+    return replace(
+        record,
+        looks=record.looks + 1,
+        failures=failures,
+        inconclusive=inconclusive,
+        last_at=now,
+        results=tuple(results),
+    )

@@ -1,0 +1,327 @@
+"""The rollout decision, over plain values: steps, gates, limits, deadlines and rollback."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.analysis_types import GateResult, Verdict
+from controller.manifest import PinnedRelease
+from controller.rollout.actions import (
+    Analyze,
+    Finish,
+    Hold,
+    Outcome,
+    Promote,
+    Quarantine,
+    RestorePrevious,
+    SetChampion,
+    SetWeight,
+    StartRollback,
+    Wait,
+)
+from controller.rollout.decide import conclude, decide
+from controller.rollout.observation import ReleaseObservation
+from controller.rollout.policy import RolloutPolicy
+from controller.rollout.record import AnalysisRecord
+from controller.target_types import TargetObservation, TrafficEntry
+
+HEAD = "c" * 40
+POLICY = RolloutPolicy.model_validate(
+    {"steps": [10, 50, 100], "interval": 30, "failureLimit": 1, "inconclusiveLimit": 3}
+)
+OLD, NEW = "fd-predictor-00001", "fd-predictor-00002"
+
+
+def canary_target(
+    percent: int, *, ready: bool = True, failure: str | None = None
+) -> TargetObservation:
+    return TargetObservation(
+        exists=True,
+        synced_revision=HEAD,
+        sync_status="Synced",
+        configuration="fd-predictor",
+        latest_created=NEW,
+        latest_ready=NEW if ready else OLD,
+        latest_rolledout=OLD,
+        traffic=(
+            TrafficEntry(NEW if ready else OLD, percent, True, "latest", "http://r/_tag/latest"),
+            TrafficEntry(OLD, 100 - percent, False, "prev", "http://r/_tag/prev"),
+        ),
+        failure=failure,
+    )
+
+
+def full_target(revision: str = NEW) -> TargetObservation:
+    return TargetObservation(
+        exists=True,
+        synced_revision=HEAD,
+        sync_status="Synced",
+        latest_created=revision,
+        latest_ready=revision,
+        latest_rolledout=revision,
+        traffic=(TrafficEntry(revision, 100, True),),
+    )
+
+
+def observation(
+    canary: int | None,
+    target: TargetObservation,
+    *,
+    version: int = 2,
+    previous: int | None = 1,
+    champion: int | None = 1,
+    analysis: AnalysisRecord | None = None,
+    quarantined: str | None = None,
+    changed_at: float = 1000.0,
+    action: str | None = None,
+) -> ReleaseObservation:
+    return ReleaseObservation(
+        model="fd",
+        environment="staging",
+        inference_service="fd",
+        pin=PinnedRelease("fd", version, "s3://m/2", "run", previous, canary),
+        head=HEAD,
+        pin_commit=HEAD,
+        pin_changed_at=changed_at,
+        target=target,
+        champion=champion,
+        quarantined=quarantined,
+        analysis=analysis,
+        pin_action=action,
+    )
+
+
+def passing() -> list[GateResult]:
+    return [GateResult("locust", Verdict.PASS, "ok"), GateResult("judge", Verdict.PASS, "ok")]
+
+
+def test_nothing_pinned_is_idle() -> None:
+    """A pin without a version has nothing to roll out."""
+    obs = replace(
+        observation(None, full_target()), pin=PinnedRelease("fd", None, None, None, None, None)
+    )
+    assert decide(obs, POLICY, 2000.0) == Finish(
+        Outcome.IDLE, "no version of fd is pinned in staging"
+    )
+
+
+def test_unsynced_commit_waits() -> None:
+    """Until the environment syncs the tip, the rollout waits."""
+    obs = observation(10, replace(canary_target(10), synced_revision="b" * 40))
+    assert isinstance(decide(obs, POLICY, 1010.0), Wait)
+
+
+def test_unsynced_past_the_deadline_rolls_back() -> None:
+    """A commit the environment never syncs rolls back after the progress deadline."""
+    obs = observation(10, replace(canary_target(10), synced_revision="b" * 40))
+    action = decide(obs, POLICY, 1000.0 + 601)
+    assert isinstance(action, StartRollback)
+    assert "did not sync" in action.reason
+
+
+def test_canary_waits_for_its_first_interval() -> None:
+    """The first analysis of a step comes one interval after the step's commit."""
+    action = decide(observation(10, canary_target(10)), POLICY, 1010.0)
+    assert isinstance(action, Wait)
+    assert action.phase == "analysing"
+
+
+def test_canary_is_analysed_once_the_interval_passed() -> None:
+    """After the interval the step is analysed, as look 1."""
+    action = decide(observation(10, canary_target(10)), POLICY, 1031.0)
+    assert isinstance(action, Analyze)
+    assert action.step == 10
+    assert action.look == 1
+
+
+def test_failed_canary_revision_rolls_back_at_once() -> None:
+    """A canary revision that cannot load rolls back without waiting for the deadline."""
+    target = canary_target(10, ready=False, failure="ModelLoadFailed")
+    action = decide(observation(10, target), POLICY, 1001.0)
+    assert isinstance(action, StartRollback)
+    assert "failed" in action.reason
+
+
+def test_all_gates_passing_moves_to_the_next_step() -> None:
+    """A passing analysis at 10% commits 50%, the next step."""
+    obs = observation(10, canary_target(10))
+    analysis = decide(obs, POLICY, 1031.0)
+    assert isinstance(analysis, Analyze)
+    action = conclude(obs, POLICY, analysis, passing(), 1040.0)
+    assert isinstance(action, SetWeight)
+    assert (action.from_percent, action.to_percent) == (10, 50)
+
+
+def test_passing_the_last_step_before_100_promotes() -> None:
+    """A passing analysis at 50% (the last step below 100) promotes."""
+    obs = observation(50, canary_target(50))
+    analysis = decide(obs, POLICY, 1031.0)
+    assert isinstance(analysis, Analyze)
+    assert isinstance(conclude(obs, POLICY, analysis, passing(), 1040.0), Promote)
+
+
+def test_one_failing_gate_rolls_back() -> None:
+    """With failureLimit 1, a failing gate rolls back and says why."""
+    obs = observation(10, canary_target(10))
+    analysis = decide(obs, POLICY, 1031.0)
+    assert isinstance(analysis, Analyze)
+    results = [*passing(), GateResult("prometheus/success", Verdict.FAIL, "success 80% (min 99%)")]
+    action = conclude(obs, POLICY, analysis, results, 1040.0)
+    assert isinstance(action, StartRollback)
+    assert "success 80%" in action.reason
+
+
+def test_inconclusive_holds_then_rolls_back_at_the_limit() -> None:
+    """No data holds the step; the third inconclusive analysis in a row rolls back."""
+    obs = observation(10, canary_target(10))
+    no_data = [GateResult("prometheus/success", Verdict.INCONCLUSIVE, "no data")]
+    record = AnalysisRecord(commit=HEAD, step=10)
+    for look in (1, 2):
+        action = conclude(obs, POLICY, Analyze(10, look, record), no_data, 1000.0 + 40 * look)
+        assert isinstance(action, Hold)
+        record = action.record
+    action = conclude(obs, POLICY, Analyze(10, 3, record), no_data, 1120.0)
+    assert isinstance(action, StartRollback)
+    assert "no answer from 3 analyses" in action.reason
+
+
+def test_held_step_is_analysed_again_after_an_interval() -> None:
+    """After a hold the next analysis waits one interval from the last."""
+    record = AnalysisRecord(commit=HEAD, step=10, looks=1, inconclusive=1, last_at=1040.0)
+    obs = observation(10, canary_target(10), analysis=record)
+    assert isinstance(decide(obs, POLICY, 1050.0), Wait)
+    action = decide(obs, POLICY, 1071.0)
+    assert isinstance(action, Analyze)
+    assert action.look == 2
+
+
+def test_record_of_another_step_is_ignored() -> None:
+    """A record left by an earlier step's commit does not count at this step."""
+    record = AnalysisRecord(commit="a" * 40, step=10, looks=3, inconclusive=2, last_at=1040.0)
+    action = decide(observation(50, canary_target(50), analysis=record), POLICY, 1031.0)
+    assert isinstance(action, Analyze)
+    assert action.look == 1
+
+
+def test_canary_zero_quarantines_first() -> None:
+    """A rollback commit in Git leads to the quarantine tag before anything else."""
+    target = replace(canary_target(0), traffic=(TrafficEntry(OLD, 100, False, "prev"),))
+    action = decide(observation(0, target), POLICY, 1001.0)
+    assert isinstance(action, Quarantine)
+    assert action.version == 2
+
+
+def test_rollback_restores_the_previous_pin_once_traffic_is_back() -> None:
+    """Once no traffic reaches the bad revision, the previous version's pin is restored."""
+    target = replace(
+        canary_target(0),
+        traffic=(TrafficEntry(NEW, 0, True, "latest"), TrafficEntry(OLD, 100, False, "prev")),
+    )
+    action = decide(observation(0, target, quarantined="gates failed"), POLICY, 1001.0)
+    assert action == RestorePrevious(2, 1, "canaryTrafficPercent set to 0 in Git")
+
+
+def test_rollback_waits_while_the_bad_revision_takes_traffic() -> None:
+    """Before the target moved the traffic, the restore waits."""
+    action = decide(observation(0, canary_target(10), quarantined="x"), POLICY, 1001.0)
+    assert isinstance(action, Wait)
+    assert action.phase == "rolling_back"
+
+
+def test_promoted_version_becomes_champion() -> None:
+    """A version serving 100% without a canary field gets the champion alias."""
+    action = decide(observation(None, full_target()), POLICY, 1001.0)
+    assert action == SetChampion(2, 1)
+
+
+def test_champion_serving_everything_is_finished() -> None:
+    """Nothing is left to do once the champion serves 100%."""
+    action = decide(observation(None, full_target(), champion=2), POLICY, 1001.0)
+    assert isinstance(action, Finish)
+    assert action.outcome is Outcome.PROMOTED
+
+
+def test_restored_pin_reports_a_rollback() -> None:
+    """After the restore commit, the rollout ends as rolled back."""
+    obs = observation(
+        None, full_target(OLD), version=1, previous=None, champion=1, action="restore"
+    )
+    action = decide(obs, POLICY, 1001.0)
+    assert isinstance(action, Finish)
+    assert action.outcome is Outcome.ROLLED_BACK
+
+
+def test_quarantined_version_in_a_canary_rolls_back() -> None:
+    """A merged proposal of a quarantined version is rolled back, not analysed."""
+    action = decide(observation(10, canary_target(10), quarantined="failed before"), POLICY, 1031.0)
+    assert isinstance(action, StartRollback)
+    assert "quarantined" in action.reason
+
+
+verdicts = st.sampled_from(list(Verdict))
+results_strategy = st.lists(
+    st.builds(
+        GateResult, st.sampled_from(["locust", "judge", "prometheus/x"]), verdicts, st.just("s")
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    step=st.sampled_from([10, 50]),
+    results=results_strategy,
+    failures=st.integers(0, 3),
+    inconclusive=st.integers(0, 4),
+    failure_limit=st.integers(1, 3),
+    inconclusive_limit=st.integers(1, 5),
+)
+def test_conclude_never_advances_without_every_gate_passing(
+    step: int,
+    results: list[GateResult],
+    failures: int,
+    inconclusive: int,
+    failure_limit: int,
+    inconclusive_limit: int,
+) -> None:
+    """Property: a step or promotion needs a non-empty all-pass analysis and never skips a step."""
+    policy = POLICY.model_copy(
+        update={"failure_limit": failure_limit, "inconclusive_limit": inconclusive_limit}
+    )
+    obs = observation(step, canary_target(step))
+    record = AnalysisRecord(
+        commit=HEAD, step=step, looks=2, failures=failures, inconclusive=inconclusive
+    )
+    action = conclude(obs, policy, Analyze(step, 3, record), results, 2000.0)
+    again = conclude(obs, policy, Analyze(step, 3, record), results, 2000.0)
+    assert action == again
+    if isinstance(action, (SetWeight, Promote)):
+        assert results
+        assert all(r.verdict is Verdict.PASS for r in results)
+    if isinstance(action, SetWeight):
+        assert action.to_percent == {10: 50}[step]
+    if isinstance(action, Promote):
+        assert step == 50
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    canary=st.one_of(st.none(), st.sampled_from([0, 10, 50, 100])),
+    synced=st.booleans(),
+    ready=st.booleans(),
+    now=st.floats(1000.0, 3000.0),
+    champion=st.sampled_from([None, 1, 2]),
+)
+def test_decide_never_promotes_or_steps_without_an_analysis(
+    canary: int | None, synced: bool, ready: bool, now: float, champion: int | None
+) -> None:
+    """Property: decide alone never commits a step or a promotion; only conclude does."""
+    target = canary_target(canary or 0, ready=ready)
+    if not synced:
+        target = replace(target, synced_revision="d" * 40)
+    action = decide(observation(canary, target, champion=champion), POLICY, now)
+    assert not isinstance(action, (SetWeight, Promote))
+    assert action == decide(observation(canary, target, champion=champion), POLICY, now)
