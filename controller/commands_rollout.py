@@ -59,7 +59,7 @@ def _target(settings: Settings, kind: TargetKind) -> Target:
     return KubernetesTarget(
         settings.argocd_url,
         settings.argocd_auth_token.get_secret_value(),
-        application=settings.argocd_application,
+        application_for=settings.argocd_application,
         namespace=settings.kubernetes_namespace,
     )
 
@@ -223,7 +223,7 @@ def run_status(
     workspace.sync()
     default = workspace.default_branch()
     names = [environment] if environment else workspace.list_dir(default, "manifests/overlays")
-    rows = []
+    rows: list[dict[str, Any]] = []
     now = time.time()
     for name in sorted(names):
         try:

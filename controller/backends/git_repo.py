@@ -188,10 +188,16 @@ class GitWorkspace:
         """The last commit on the remote branch that changed ``path``: sha, commit time and its
         ``Sluice-*`` trailers (None when no commit touched it)."""
         fmt = "%H%x1f%ct%x1f%(trailers:only,unfold,separator=%x1e)"
+        # --first-parent: on a merged proposal, the merge commit (merge time) changed the pin.
         try:
             out = str(
                 self.repo.git.log(
-                    "-1", f"--format={fmt}", f"refs/remotes/origin/{branch}", "--", path
+                    "-1",
+                    "--first-parent",
+                    f"--format={fmt}",
+                    f"refs/remotes/origin/{branch}",
+                    "--",
+                    path,
                 )
             )
         except GitCommandError:

@@ -73,6 +73,9 @@ class Analyzer:
             return GateResult("locust", Verdict.INCONCLUSIVE, f"locust: not run ({why})")
         assert obs.pin.version is not None
         rows = self._rows(obs.model, obs.pin.version)
+        if not rows and obs.pin.previous_version is not None:
+            # Same model, same inputs: the primary's example serves when the canary logged none.
+            rows = self._rows(obs.model, obs.pin.previous_version)
         if not rows:
             return GateResult(
                 "locust",
