@@ -1,0 +1,477 @@
+"""Metric checks of a canary analysis: PromQL comparing the canary revision with the primary.
+
+At each traffic step Sluice asks Prometheus how the canary revision behaves, using the
+metrics Knative's queue-proxy exports per revision (and the local router exports too):
+``revision_app_request_count`` and the millisecond histogram ``revision_app_request_latencies``.
+Two checks are built in, as in Flagger:
+
+``request-success-rate``
+    the percentage (0-100) of the revision's requests that did not answer 5xx::
+
+        (sum(rate(revision_app_request_count{<revision>, response_code_class!="5xx"}[1m]))
+           or vector(0))
+          / sum(rate(revision_app_request_count{<revision>}[1m])) * 100
+
+    4xx answers count as successes: they are the client's fault, not the model's. The
+    ``or vector(0)`` keeps a revision that only failed at 0 % rather than "no data"; dividing
+    before scaling keeps a perfect revision at exactly 100.
+
+``request-latency``
+    the ``percentile``-th latency in milliseconds::
+
+        histogram_quantile(0.99,
+            sum by (le)(rate(revision_app_request_latencies_bucket{<revision>}[1m])))
+
+where ``<revision>`` is ``namespace_name="…", configuration_name="…", revision_name="…"``.
+
+A check may instead carry a PromQL template of its own, rendered strictly: ``{{ revision }}``
+and the other :data:`TEMPLATE_VARIABLES` are substituted, and an unknown or missing variable
+is a :class:`~controller.errors.ConfigError` (Flagger renders with ``missingkey=error`` for the
+same reason: a query that silently matches nothing looks like a healthy canary).
+
+Thresholds are absolute (``min``, ``max``) or relative to the primary revision, evaluated with
+the same query (``maxIncrease``, ``maxDecrease``); the primary's value is shown beside every
+check, as a reviewer compares anyway. A gate fails only on a number; no data, NaN, ±Inf or an
+unreachable Prometheus is *inconclusive* and the summary says which.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from controller.analysis_types import (
+    GateResult,
+    LatencyHistogram,
+    MetricSample,
+    RevisionTraffic,
+    Verdict,
+)
+from controller.errors import ConfigError, MetricsUnavailable
+from controller.ports import MetricsSource
+
+__all__ = [
+    "TEMPLATE_VARIABLES",
+    "MetricCheck",
+    "builtin_query",
+    "evaluate_checks",
+    "render_query",
+    "revision_traffic",
+    "template_variables",
+]
+
+#: The variables a check's ``query`` template may use, as ``{{ name }}``.
+TEMPLATE_VARIABLES = (
+    "namespace",
+    "configuration",
+    "inference_service",
+    "canary_revision",
+    "primary_revision",
+    "revision",
+    "interval",
+)
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_VARIABLE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*$")
+_DURATION = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
+# Kubernetes object names: safe inside a PromQL string without escaping.
+_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_REQUESTS = "revision_app_request_count"
+_LATENCY_BUCKETS = "revision_app_request_latencies_bucket"
+
+
+class MetricCheck(BaseModel):
+    """One PromQL check of a canary analysis: a builtin or a query template, and thresholds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(
+        max_length=63,
+        pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$",
+        description="Name of the check; its gate is reported as prometheus/<name>.",
+    )
+    builtin: Literal["request-success-rate", "request-latency"] | None = Field(
+        default=None,
+        description="A builtin check: request-success-rate (percentage 0-100 of requests not "
+        "answered 5xx) or request-latency (a percentile in milliseconds). Exclusive with query.",
+    )
+    query: str | None = Field(
+        default=None,
+        description="A PromQL template returning one value, with {{ variable }} placeholders: "
+        + ", ".join(TEMPLATE_VARIABLES)
+        + ". {{ revision }} is the revision being evaluated (the canary, and the primary for "
+        "relative thresholds). Exclusive with builtin.",
+    )
+    min: float | None = Field(
+        default=None, description="Fail when the canary's value is below this."
+    )
+    max: float | None = Field(
+        default=None, description="Fail when the canary's value is above this."
+    )
+    max_increase: float | None = Field(
+        default=None,
+        alias="maxIncrease",
+        ge=0,
+        description="Fail when the canary's value exceeds the primary's by more than this "
+        "fraction of it (0.2 = 20 %), for latency- or error-like metrics.",
+    )
+    max_decrease: float | None = Field(
+        default=None,
+        alias="maxDecrease",
+        ge=0,
+        le=1,
+        description="Fail when the canary's value is below the primary's by more than this "
+        "fraction of it (0.01 = 1 %), for success-like metrics.",
+    )
+    percentile: float = Field(
+        default=99.0,
+        gt=0,
+        le=100,
+        description="The latency percentile of request-latency (99 = p99); only for that check.",
+    )
+    interval: str = Field(
+        default="1m",
+        pattern=_DURATION,
+        description="The window the rate is taken over, a Prometheus duration; at least four "
+        "scrape intervals.",
+    )
+    min_requests: int | None = Field(
+        default=None,
+        alias="minRequests",
+        ge=1,
+        description="Inconclusive, not judged, while a revision answered fewer requests than "
+        "this over the interval (small samples make noisy rates).",
+    )
+
+    @model_validator(mode="after")
+    def _one_source_and_a_threshold(self) -> Self:
+        if (self.builtin is None) == (self.query is None):
+            raise ValueError("set exactly one of builtin and query")
+        if "percentile" in self.model_fields_set and self.builtin != "request-latency":
+            raise ValueError("percentile applies only to builtin request-latency")
+        thresholds = (self.min, self.max, self.max_increase, self.max_decrease)
+        if all(threshold is None for threshold in thresholds):
+            raise ValueError("set at least one threshold: min, max, maxIncrease or maxDecrease")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        if self.builtin == "request-success-rate":
+            for threshold in (self.min, self.max):
+                if threshold is not None and not (threshold == 0 or 1 <= threshold <= 100):
+                    raise ValueError(
+                        f"request-success-rate is a percentage (0-100), not {threshold:g}; "
+                        f"write 99 for 99 %"
+                    )
+        if self.query is not None:
+            try:
+                used = template_variables(self.query, check=self.name)
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
+            if self.is_relative and "revision" not in used:
+                raise ValueError(
+                    "maxIncrease and maxDecrease compare the query for the canary and the "
+                    "primary: select the revision with {{ revision }}"
+                )
+        return self
+
+    @property
+    def is_relative(self) -> bool:
+        """Whether a threshold compares the canary with the primary revision."""
+        return self.max_increase is not None or self.max_decrease is not None
+
+
+# -- templates --------------------------------------------------------------------------------
+
+
+def template_variables(template: str, *, check: str) -> set[str]:
+    """The variables ``template`` uses; :class:`ConfigError` for anything else in ``{{ }}``."""
+    used = set()
+    for match in _PLACEHOLDER.finditer(template):
+        variable = _VARIABLE.match(match.group(1))
+        if variable is None:
+            raise ConfigError(
+                f"check {check}: {match.group(0)!r} in its query is not a variable; "
+                f"write {{{{ name }}}} with one of {', '.join(TEMPLATE_VARIABLES)}"
+            )
+        name = variable.group(1)
+        if name not in TEMPLATE_VARIABLES:
+            raise ConfigError(
+                f"check {check}: unknown variable {name!r} in its query; "
+                f"use one of {', '.join(TEMPLATE_VARIABLES)}"
+            )
+        used.add(name)
+    if "{{" in _PLACEHOLDER.sub("", template):
+        raise ConfigError(f"check {check}: its query opens '{{{{' without closing it; add '}}}}'")
+    return used
+
+
+def render_query(template: str, variables: Mapping[str, str], *, check: str) -> str:
+    """``template`` with every ``{{ name }}`` replaced from ``variables``.
+
+    An unknown variable, or a known one without a value in ``variables``, is a
+    :class:`ConfigError` naming ``check`` and the variable; nothing is left unrendered.
+    """
+    for name in sorted(template_variables(template, check=check)):
+        if name not in variables:
+            raise ConfigError(
+                f"check {check}: its query uses {{{{ {name} }}}}, which has no value here"
+            )
+    return _PLACEHOLDER.sub(lambda m: variables[m.group(1).strip()], template)
+
+
+def builtin_query(
+    builtin: str,
+    *,
+    namespace: str,
+    configuration: str,
+    revision: str,
+    interval: str,
+    percentile: float = 99.0,
+) -> str:
+    """The PromQL of a builtin check for one revision (see the module docstring)."""
+    selector = _selector(namespace, configuration, revision)
+    if builtin == "request-success-rate":
+        succeeded = f'{_REQUESTS}{{{selector}, response_code_class!="5xx"}}'
+        return (
+            f"(sum(rate({succeeded}[{interval}])) or vector(0))"
+            f" / sum(rate({_REQUESTS}{{{selector}}}[{interval}])) * 100"
+        )
+    if builtin == "request-latency":
+        buckets = f"sum by (le)(rate({_LATENCY_BUCKETS}{{{selector}}}[{interval}]))"
+        return f"histogram_quantile({percentile / 100:g}, {buckets})"
+    raise ConfigError(f"unknown builtin check {builtin!r}; use request-success-rate or ...-latency")
+
+
+def _require_object_names(**names: str) -> None:
+    """Kubernetes names need no escaping inside PromQL strings; anything else is refused."""
+    for what, value in names.items():
+        if not _OBJECT_NAME.match(value):
+            raise ConfigError(
+                f"{what} {value!r} is not a Kubernetes object name "
+                f"(lowercase letters, digits, '-' and '.')"
+            )
+
+
+def _selector(namespace: str, configuration: str, revision: str) -> str:
+    _require_object_names(namespace=namespace, configuration=configuration, revision=revision)
+    return (
+        f'namespace_name="{namespace}", configuration_name="{configuration}", '
+        f'revision_name="{revision}"'
+    )
+
+
+# -- evaluation -------------------------------------------------------------------------------
+
+
+def evaluate_checks(
+    source: MetricsSource,
+    checks: Sequence[MetricCheck],
+    *,
+    canary_revision: str,
+    primary_revision: str,
+    namespace: str,
+    configuration: str,
+    inference_service: str,
+) -> list[GateResult]:
+    """One :class:`GateResult` per check, named ``prometheus/<check name>``, in order.
+
+    A check fails only on a measured value past a threshold; an unreachable Prometheus, no
+    data, NaN or ±Inf (for the canary, or the primary when a threshold is relative) is
+    inconclusive. Duplicate check names and malformed object names are a :class:`ConfigError`.
+    """
+    names = [check.name for check in checks]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"metric checks {', '.join(duplicates)} are named twice; rename one")
+    context = {
+        "namespace": namespace,
+        "configuration": configuration,
+        "inference_service": inference_service,
+        "canary_revision": canary_revision,
+        "primary_revision": primary_revision,
+    }
+    _require_object_names(**context)
+    return [_evaluate(source, check, context) for check in checks]
+
+
+def _evaluate(source: MetricsSource, check: MetricCheck, context: Mapping[str, str]) -> GateResult:
+    gate = f"prometheus/{check.name}"
+    try:
+        canary = _measure(source, check, context, context["canary_revision"])
+    except MetricsUnavailable as exc:
+        canary = exc.message
+    if isinstance(canary, str):
+        return GateResult(gate, Verdict.INCONCLUSIVE, f"{check.name}: {canary}")
+    # The primary's value is shown for every check (a reader compares anyway), but only a
+    # relative threshold needs it: for an absolute one, a primary without data is left out.
+    try:
+        measured = _measure(source, check, context, context["primary_revision"])
+    except MetricsUnavailable as exc:
+        measured = exc.message
+    if isinstance(measured, str) and check.is_relative:
+        reason = f"{check.name}: {measured} (the primary revision)"
+        return GateResult(gate, Verdict.INCONCLUSIVE, reason)
+    primary = None if isinstance(measured, str) else measured
+    values = {"canary": canary} | ({} if primary is None else {"primary": primary})
+    broken = _broken_thresholds(check, canary, primary)
+    unit = _unit(check)
+    label = check.name
+    if check.builtin == "request-latency":
+        label += f" p{check.percentile:g}"
+    summary = f"{label} {_number(canary)}{unit} ({', '.join(_thresholds(check, unit))})"
+    if primary is not None:
+        summary += f" vs primary {_number(primary)}{unit}"
+    if broken:
+        summary += ": " + "; ".join(broken)
+    return GateResult(gate, Verdict.FAIL if broken else Verdict.PASS, summary, values)
+
+
+def _measure(
+    source: MetricsSource, check: MetricCheck, context: Mapping[str, str], revision: str
+) -> float | str:
+    """The check's value for ``revision``, or why there is none (a one-line reason)."""
+    where = f"{revision} over {check.interval}"
+    if check.min_requests is not None:
+        requests = _request_count(source, revision, context, check.interval)
+        if requests is None or round(requests) < check.min_requests:
+            count = 0 if requests is None else round(requests)
+            return f"only {count} requests to {where} (minRequests {check.min_requests})"
+    if check.query is not None:
+        variables = {**context, "revision": revision, "interval": check.interval}
+        promql = render_query(check.query, variables, check=check.name)
+    else:
+        assert check.builtin is not None  # the validator guarantees one of the two
+        promql = builtin_query(
+            check.builtin,
+            namespace=context["namespace"],
+            configuration=context["configuration"],
+            revision=revision,
+            interval=check.interval,
+            percentile=check.percentile,
+        )
+    samples = source.query(promql)
+    if not samples:
+        return f"no data for {where}"
+    if len(samples) > 1:
+        return f"{len(samples)} series for {where}, expected one; aggregate the query (sum, max…)"
+    value = samples[0].value
+    if math.isnan(value):
+        return f"NaN for {where} (no requests in the window?)"
+    if math.isinf(value):
+        return f"{'+' if value > 0 else '-'}Inf for {where} (a division by zero?)"
+    return value
+
+
+def _broken_thresholds(check: MetricCheck, canary: float, primary: float | None) -> list[str]:
+    """What the canary's value breaks, for the summary; empty when it passes."""
+    unit, broken = _unit(check), []
+    if check.min is not None and canary < check.min:
+        broken.append(f"below min {_number(check.min)}{unit}")
+    if check.max is not None and canary > check.max:
+        broken.append(f"above max {_number(check.max)}{unit}")
+    if primary is not None and check.is_relative:
+        change = (canary - primary) / abs(primary) if primary else math.copysign(math.inf, canary)
+        if check.max_increase is not None and canary > primary + abs(primary) * check.max_increase:
+            broken.append(f"{_percent(change)} over primary (max +{_percent(check.max_increase)})")
+        if check.max_decrease is not None and canary < primary - abs(primary) * check.max_decrease:
+            broken.append(
+                f"{_percent(-change)} below primary (max −{_percent(check.max_decrease)})"
+            )
+    return broken
+
+
+def _thresholds(check: MetricCheck, unit: str) -> list[str]:
+    described = []
+    if check.min is not None:
+        described.append(f"min {_number(check.min)}{unit}")
+    if check.max is not None:
+        described.append(f"max {_number(check.max)}{unit}")
+    if check.max_increase is not None:
+        described.append(f"max +{_percent(check.max_increase)} vs primary")
+    if check.max_decrease is not None:
+        described.append(f"max −{_percent(check.max_decrease)} vs primary")
+    return described
+
+
+def _unit(check: MetricCheck) -> str:
+    return {"request-success-rate": "%", "request-latency": " ms"}.get(check.builtin or "", "")
+
+
+def _number(value: float) -> str:
+    """Four significant digits (99.94, 4.956, 0.01234), whole numbers from 1000 on."""
+    return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def _percent(fraction: float) -> str:
+    if math.isinf(fraction):
+        return "∞%"
+    percent = fraction * 100
+    return f"{percent:.3g}%" if abs(percent) < 100 else f"{percent:.0f}%"
+
+
+# -- traffic for the statistical judge --------------------------------------------------------
+
+
+def revision_traffic(
+    source: MetricsSource, *, revision: str, namespace: str, configuration: str, interval: str
+) -> RevisionTraffic | None:
+    """Requests, 5xx errors and the latency histogram of ``revision`` over ``interval``.
+
+    Counts come from ``increase()``, which extrapolates to the window's edges, so they are
+    rounded estimates (about 5 % high for a 15 s series scraped every second, in the tests);
+    requests counted before a series' first scrape are not seen. None when
+    the revision answered no requests in the window. May raise :class:`MetricsUnavailable`.
+    """
+    context = {"namespace": namespace, "configuration": configuration}
+    if not re.match(_DURATION, interval):
+        raise ConfigError(f"interval {interval!r} is not a Prometheus duration such as 1m")
+    requests = _request_count(source, revision, context, interval)
+    if requests is None or round(requests) <= 0:
+        return None
+    errors = _request_count(source, revision, context, interval, errors_only=True)
+    selector = _selector(namespace, configuration, revision)
+    buckets = source.query(f"sum by (le)(increase({_LATENCY_BUCKETS}{{{selector}}}[{interval}]))")
+    return RevisionTraffic(
+        revision=revision,
+        requests=round(requests),
+        errors=min(round(errors or 0.0), round(requests)),
+        latency=_histogram(buckets),
+    )
+
+
+def _request_count(
+    source: MetricsSource,
+    revision: str,
+    context: Mapping[str, str],
+    interval: str,
+    *,
+    errors_only: bool = False,
+) -> float | None:
+    """Requests (or 5xx answers) of ``revision`` over ``interval``; None for no data or NaN."""
+    selector = _selector(context["namespace"], context["configuration"], revision)
+    if errors_only:
+        selector += ', response_code_class="5xx"'
+    samples = source.query(f"sum(increase({_REQUESTS}{{{selector}}}[{interval}]))")
+    if not samples or not math.isfinite(samples[0].value):
+        return None
+    return samples[0].value
+
+
+def _histogram(samples: Sequence[MetricSample]) -> LatencyHistogram | None:
+    """Per-bucket counts from cumulative ``le`` buckets, kept monotonic after rounding."""
+    cumulative = sorted(
+        (float(sample.labels["le"]), sample.value)
+        for sample in samples
+        if "le" in sample.labels and math.isfinite(sample.value)
+    )
+    if not cumulative or round(cumulative[-1][1]) <= 0:
+        return None
+    counts, previous = [], 0
+    for _, value in cumulative:
+        # increase() extrapolates each bucket on its own, so rounding can dip; never count < 0.
+        running = max(previous, round(value))
+        counts.append(running - previous)
+        previous = running
+    return LatencyHistogram(tuple(bound for bound, _ in cumulative), tuple(counts))
