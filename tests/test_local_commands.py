@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from controller.local.state import pid_matches, read_json
 pytestmark = pytest.mark.slow
 
 ISVC = "fraud"
+REVISION = f"{ISVC}-predictor-00001"
 KUSTOMIZATION = """apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -91,7 +94,7 @@ def wait_serving(cli: Cli) -> dict[str, Any]:
         status = cli.status()
         objects = status["inferenceServices"]
         traffic = objects[0]["status"]["components"]["predictor"].get("traffic") if objects else []
-        if traffic and traffic[0].get("revisionName") == f"{ISVC}-predictor-00001":
+        if traffic and traffic[0].get("revisionName") == REVISION:
             return status
         assert time.monotonic() < deadline, f"nothing served: {status}"
         time.sleep(0.5)
@@ -156,6 +159,44 @@ def test_status_table_names_the_revisions(cli: Cli) -> None:
     out = cli("status")
     assert "fraud-predictor-00001 100%" in out
     assert "running" in out
+
+
+def prometheus_get(cli: Cli, path: str, **params: str) -> Any:
+    """GET ``path`` of the stack's Prometheus API; its ``data``."""
+    url = cli.status()["components"]["prometheus"]["url"]
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    with urllib.request.urlopen(f"{url}{path}{query}", timeout=5) as response:  # noqa: S310
+        return json.loads(response.read())["data"]
+
+
+def test_prometheus_scrapes_the_router_and_the_served_model_server(cli: Cli) -> None:
+    """Prometheus's targets show the router and revision 1's labelled model server up."""
+    wait_serving(cli)
+    runtime = read_json(cli.state_dir / "local" / "runtime.json") or {}
+    router = ("sluice-routers", f"http://127.0.0.1:{runtime['ports'][ISVC]}/metrics")
+    server = (
+        "kserve-model-servers",
+        f"http://127.0.0.1:{runtime['servers'][REVISION]['port']}/metrics",
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        active = prometheus_get(cli, "/api/v1/targets", state="active")["activeTargets"]
+        targets = {(t["labels"]["job"], t["scrapeUrl"]): t for t in active}
+        health = {key: targets[key]["health"] for key in (router, server) if key in targets}
+        if health == {router: "up", server: "up"}:
+            break
+        assert time.monotonic() < deadline, f"targets never up: {health} of {list(targets)}"
+        time.sleep(0.5)
+    labels = targets[server]["labels"]
+    assert labels["revision_name"] == REVISION
+    assert labels["configuration_name"] == f"{ISVC}-predictor"
+    assert labels["namespace_name"] == "default"
+    # How long after the runtime named the server Prometheus first scraped it (for the README).
+    config = cli.state_dir / "local" / "prometheus" / "prometheus.yml"
+    selector = f'up{{job="kserve-model-servers",revision_name="{REVISION}"}}[10m]'
+    [series] = prometheus_get(cli, "/api/v1/query", query=selector)["result"]
+    first = float(series["values"][0][0]) - config.stat().st_mtime
+    print(f"\nfirst model-server sample {first:.1f}s after the scrape config named it")
 
 
 def test_down_leaves_no_process_or_port(cli: Cli) -> None:

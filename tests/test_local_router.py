@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import http.client
 import http.server
 import json
@@ -18,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.local.processes import free_port
-from controller.local.router import TAG_HEADER, Router, TrafficTarget
+from controller.local.router import LATENCY_BUCKETS_MS, TAG_HEADER, Router, TrafficTarget
 from controller.local.services import PrometheusService
 
 SIGMAS = 4
@@ -27,15 +28,17 @@ SIGMAS = 4
 class Upstream(http.server.ThreadingHTTPServer):
     """A stand-in model server that says who it is and which path it saw.
 
-    With ``fail_every`` = k, every k-th request answers 500.
+    With ``fail_every`` = k, every k-th request answers 500; ``delay`` seconds pass before
+    each answer, as a model's prediction time.
     """
 
     daemon_threads = True
 
-    def __init__(self, name: str, fail_every: int = 0) -> None:
+    def __init__(self, name: str, fail_every: int = 0, delay: float = 0.0) -> None:
         super().__init__(("127.0.0.1", 0), _UpstreamHandler)
         self.name = name
         self.fail_every = fail_every
+        self.delay = delay
         self.seen = 0
         self.lock = threading.Lock()
 
@@ -58,6 +61,8 @@ class _UpstreamHandler(http.server.BaseHTTPRequestHandler):
             self.server.seen += 1
             fail = self.server.fail_every and self.server.seen % self.server.fail_every == 0
         body = json.dumps({"server": self.server.name, "path": self.path}).encode()
+        if self.server.delay:
+            time.sleep(self.server.delay)
         self.send_response(500 if fail else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -73,8 +78,8 @@ def upstreams() -> Iterator[Callable[..., Upstream]]:
     """Start stand-in model servers in this process; all are stopped after the test."""
     started: list[Upstream] = []
 
-    def start(name: str, fail_every: int = 0) -> Upstream:
-        server = Upstream(name, fail_every)
+    def start(name: str, fail_every: int = 0, delay: float = 0.0) -> Upstream:
+        server = Upstream(name, fail_every, delay)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         started.append(server)
         return server
@@ -248,6 +253,11 @@ SUCCESS_RATE = (
     " / sum by (revision_name)(rate(revision_app_request_count[1m]))"
 )
 
+P99_LATENCY = (
+    "histogram_quantile(0.99, sum by (revision_name, le)"
+    "(rate(revision_app_request_latencies_bucket[1m])))"
+)
+
 
 def query(prometheus: PrometheusService, promql: str) -> dict[str, float]:
     """Instant query; {revision_name: value}."""
@@ -298,3 +308,63 @@ def test_prometheus_reads_success_rate_per_revision(
     success = query(prometheus, SUCCESS_RATE)
     assert success["r1"] == 1.0
     assert success["r2"] == pytest.approx(seen[("flaky", 200)] / client_totals["r2"], abs=0.03)
+
+
+def knative_bucket(latency_ms: float) -> tuple[float, float]:
+    """The bounds (lower, upper] of the Knative latency bucket that holds ``latency_ms``."""
+    i = bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)
+    lower = LATENCY_BUCKETS_MS[i - 1] if i else 0.0
+    return lower, LATENCY_BUCKETS_MS[i] if i < len(LATENCY_BUCKETS_MS) else math.inf
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    return sorted(values)[math.ceil(q * len(values)) - 1]
+
+
+def test_prometheus_p99_latency_per_revision_lies_in_the_clients_bucket(
+    router: Router, upstreams: Any, prometheus_server: Callable[..., PrometheusService]
+) -> None:
+    """Prometheus's p99 per revision falls in the Knative bucket of the p99 the client measured."""
+    # Delays just above a bucket's lower bound, so the p99 keeps clear of the upper one: at
+    # 5 ms the (5, 10] bucket's top is within a loaded machine's scheduling jitter.
+    fast, slow = upstreams("fast", delay=0.022), upstreams("slow", delay=0.105)
+    router.set_routes([TrafficTarget("r1", fast.url, 50), TrafficTarget("r2", slow.url, 50)])
+    latencies: dict[str, list[float]] = {"fast": [], "slow": []}
+    stop = threading.Event()
+
+    def load() -> None:
+        client = Client(router)
+        while not stop.is_set():
+            started = time.perf_counter()
+            status, answer = client.send()
+            assert status == 200
+            latencies[answer["server"]].append((time.perf_counter() - started) * 1000)
+
+    loaders = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+    for loader in loaders:
+        loader.start()
+    try:
+        prometheus = prometheus_server(scrape_targets={"router": [f"127.0.0.1:{router.port}"]})
+        poll(
+            lambda: (
+                set(query(prometheus, P99_LATENCY)) == {"r1", "r2"}
+                and min(len(v) for v in latencies.values()) >= 300
+            ),
+            "a p99 for both revisions after 300 requests each",
+        )
+    finally:
+        stop.set()
+        for loader in loaders:
+            loader.join()
+    client_totals = {"r1": len(latencies["fast"]), "r2": len(latencies["slow"])}
+    totals = "sum by (revision_name)(revision_app_request_count)"
+    poll(lambda: query(prometheus, totals) == client_totals, f"the client's totals {client_totals}")
+    p99 = query(prometheus, P99_LATENCY)
+    for revision, server in (("r1", "fast"), ("r2", "slow")):
+        client_p99 = nearest_rank(latencies[server], 0.99)
+        lower, upper = knative_bucket(client_p99)
+        print(f"{revision}: client p99 {client_p99:.2f} ms, Prometheus {p99[revision]:.2f} ms")
+        assert lower <= p99[revision] <= upper, (revision, client_p99, p99[revision])
+    assert knative_bucket(nearest_rank(latencies["fast"], 0.99)) != knative_bucket(
+        nearest_rank(latencies["slow"], 0.99)
+    )

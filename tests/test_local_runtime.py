@@ -1,8 +1,9 @@
 """The local runtime: Argo CD-style sync, KServe revisions and canary traffic, with real servers.
 
 One runtime process serves one InferenceService from a bare Git remote for the whole module;
-the tests walk a rollout in order (first rollout, 10 % canary, 0 %, promotion, a broken
-revision, a killed runtime), each asserting what a client of the router sees.
+the tests walk a rollout in order (first rollout, a second InferenceService added and pruned,
+10 % canary, 0 %, promotion, a broken revision, a killed runtime), each asserting what a
+client of the router sees.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ pytestmark = pytest.mark.slow
 
 ISVC = "fraud"
 R1, R2, R3 = (f"{ISVC}-predictor-0000{k}" for k in (1, 2, 3))
+OTHER = "scorer"  # a second InferenceService, added and then pruned
 SIGMAS = 4
 DEADLINE = 90.0
 OVERLAY = "manifests/overlays/local"
@@ -45,7 +47,6 @@ KUSTOMIZATION = """apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 namespace: models-local
 resources:
-  - fraud.yaml
 """
 STATUSES: list[dict[str, Any]] = []  # every status seen, checked against the CRD at the end
 
@@ -67,45 +68,65 @@ class Loop:
             *(sys.executable, "-m", "controller.local.runtime"),
             *("--state-dir", str(self.state_dir), "--remote", self.remote.url, "--env", "local"),
             *("--poll-interval", "1", "--mlflow-tracking-uri", self.tracking_uri),
+            *("--prometheus-config", str(self.scrape_config)),  # written, no Prometheus to reload
         ]
         self.process = ManagedProcess(
             argv, log_path=self.state_dir / "runtime.log", name="local runtime"
         ).start()
 
+    @property
+    def scrape_config(self) -> Path:
+        return self.state_dir / "prometheus.yml"
+
     def state(self) -> dict[str, Any]:
         return read_json(self.state_dir / "runtime.json") or {}
 
-    def isvc(self) -> dict[str, Any]:
-        entry = self.state().get("inferenceServices", {}).get(ISVC, {})
+    def isvc(self, name: str = ISVC) -> dict[str, Any]:
+        entry = self.state().get("inferenceServices", {}).get(name, {})
         status = entry.get("object", {}).get("status")
-        if status and status not in STATUSES:
+        if name == ISVC and status and status not in STATUSES:
             STATUSES.append(copy.deepcopy(status))
         return dict(entry)
 
-    def push(self, message: str, uri: str, canary: int | None = None) -> str:
+    def push(
+        self,
+        message: str,
+        uri: str,
+        canary: int | None = None,
+        others: dict[str, str] | None = None,
+    ) -> str:
+        """Commit an overlay of ``fraud`` (at ``uri``) and of ``others`` (name: storageUri)."""
+
         def change(tree: Path) -> None:
             overlay = tree / OVERLAY
             overlay.mkdir(parents=True, exist_ok=True)
-            (overlay / "kustomization.yaml").write_text(KUSTOMIZATION)
-            predictor: dict[str, Any] = {
-                "model": {"modelFormat": {"name": "mlflow"}, "storageUri": uri}
-            }
-            if canary is not None:
-                predictor["canaryTrafficPercent"] = canary
-            document = {
-                "apiVersion": "serving.kserve.io/v1beta1",
-                "kind": "InferenceService",
-                "metadata": {"name": ISVC},
-                "spec": {"predictor": predictor},
-            }
-            (overlay / "fraud.yaml").write_text(json.dumps(document, indent=2))
+            for old in overlay.glob("*.yaml"):
+                old.unlink()
+            isvcs = {ISVC: (uri, canary), **{n: (u, None) for n, u in (others or {}).items()}}
+            for name, (storage_uri, percent) in isvcs.items():
+                predictor: dict[str, Any] = {
+                    "model": {"modelFormat": {"name": "mlflow"}, "storageUri": storage_uri}
+                }
+                if percent is not None:
+                    predictor["canaryTrafficPercent"] = percent
+                document = {
+                    "apiVersion": "serving.kserve.io/v1beta1",
+                    "kind": "InferenceService",
+                    "metadata": {"name": name},
+                    "spec": {"predictor": predictor},
+                }
+                (overlay / f"{name}.yaml").write_text(json.dumps(document, indent=2))
+            resources = "".join(f"  - {name}.yaml\n" for name in isvcs)
+            (overlay / "kustomization.yaml").write_text(KUSTOMIZATION + resources)
 
         return commit_to_remote(self.remote, self.workdir, message, change)
 
-    def wait(self, check: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+    def wait(
+        self, check: Callable[[dict[str, Any]], bool], what: str, name: str = ISVC
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + DEADLINE
         while True:
-            entry = self.isvc()
+            entry = self.isvc(name)
             if entry and check(entry):
                 return entry
             if self.process is not None and not self.process.alive:
@@ -134,13 +155,14 @@ def split(entry: dict[str, Any]) -> dict[str, int]:
 class Client:
     """A keep-alive client of the router that records who served each request."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, model: str = ISVC) -> None:
         host, port = url.removeprefix("http://").split(":")
         self.connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        self.model = model
 
     def send(self) -> tuple[int, str]:
         body = json.dumps({"instances": [[42.0, 3]]})
-        self.connection.request("POST", f"/v1/models/{ISVC}:predict", body)
+        self.connection.request("POST", f"/v1/models/{self.model}:predict", body)
         response = self.connection.getresponse()
         response.read()
         return response.status, response.getheader("X-Sluice-Revision", "")
@@ -215,6 +237,71 @@ def test_application_records_the_synced_commit(loop: Loop) -> None:
     assert app["operationState"]["phase"] == "Succeeded"
     assert app["health"]["status"] == "Healthy"
     assert [entry["revision"] for entry in app["history"]] == [head]
+
+
+def scrape_jobs(loop: Loop) -> dict[str, list[dict[str, Any]]]:
+    """The static_configs of each job in the Prometheus config the runtime wrote."""
+    config = json.loads(loop.scrape_config.read_text())
+    return {job["job_name"]: job["static_configs"] for job in config["scrape_configs"]}
+
+
+def test_scrape_config_names_router_and_server_and_idle_passes_keep_it(loop: Loop) -> None:
+    """The scrape config lists the router and revision 1's labelled server; idle passes keep it."""
+    state = loop.state()
+    router_port = state["inferenceServices"][ISVC]["url"].rsplit(":", 1)[1]
+    server_port = state["servers"][R1]["port"]
+    assert scrape_jobs(loop) == {
+        "sluice-routers": [{"targets": [f"127.0.0.1:{router_port}"]}],
+        "kserve-model-servers": [
+            {
+                "targets": [f"127.0.0.1:{server_port}"],
+                "labels": {
+                    "revision_name": R1,
+                    "configuration_name": f"{ISVC}-predictor",
+                    "namespace_name": "models-local",
+                },
+            }
+        ],
+    }
+    before = loop.scrape_config.stat()
+    time.sleep(2.5)  # two polls and their passes, with nothing to change
+    after = loop.scrape_config.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_isvc_removed_from_git_is_pruned_and_the_other_keeps_serving(loop: Loop) -> None:
+    """An InferenceService dropped from the overlay loses its router, servers and state entry."""
+    other_r1 = f"{OTHER}-predictor-00001"
+    loop.push("Serve a second model", loop.uris[0], others={OTHER: loop.uris[0]})
+    entry = loop.wait(lambda e: split(e) == {other_r1: 100}, f"{other_r1} at 100 %", name=OTHER)
+    other_url, servers = entry["url"], loop.state()["servers"]
+    assert Client(other_url, model=OTHER).send() == (200, other_r1)
+    other_servers = {r: info for r, info in servers.items() if r.startswith(f"{OTHER}-")}
+    assert set(other_servers) == {other_r1}
+    assert {t["labels"]["revision_name"] for t in scrape_jobs(loop)["kserve-model-servers"]} == {
+        R1,
+        other_r1,
+    }
+
+    pushed = time.monotonic()
+    head = loop.push("Stop serving the second model", loop.uris[0])
+    deadline = time.monotonic() + DEADLINE
+    while OTHER in loop.state().get("inferenceServices", {}):
+        assert time.monotonic() < deadline, f"{OTHER} was never pruned"
+        time.sleep(0.2)
+    loop.timings["prune"] = time.monotonic() - pushed
+    with pytest.raises(ConnectionRefusedError):
+        Client(other_url, model=OTHER).send()
+    for revision, info in other_servers.items():
+        marker = str(loop.state_dir / "revisions" / revision)
+        assert not pid_matches(info["pid"], marker), f"{revision}'s server still runs"
+    state = loop.state()
+    assert not [r for r in state["servers"] if r.startswith(f"{OTHER}-")]
+    assert state["application"]["status"]["sync"]["revision"] == head
+    jobs = scrape_jobs(loop)
+    assert [t["labels"]["revision_name"] for t in jobs["kserve-model-servers"]] == [R1]
+    assert jobs["sluice-routers"] == [{"targets": [loop.url.removeprefix("http://")]}]
+    assert Client(loop.url).sample(50) == {(200, R1): 50}
 
 
 def test_canary_gets_its_percent_within_binomial_bounds(loop: Loop) -> None:

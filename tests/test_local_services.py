@@ -27,7 +27,11 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from support.gitrepo import GitRemote, create_git_remote, git
 
 from controller.errors import ConfigError, MetricsUnavailable, TransientError
-from controller.local.configs import write_alertmanager_config, write_prometheus_config
+from controller.local.configs import (
+    StaticConfig,
+    write_alertmanager_config,
+    write_prometheus_config,
+)
 from controller.local.postgres import PostgresService, start_postgres
 from controller.local.processes import ManagedProcess, free_port, http_ok
 from controller.local.services import (
@@ -358,9 +362,10 @@ def test_written_configs_pass_promtool_and_amtool(tmp_path: Path) -> None:
     rules.write_text(
         json.dumps({"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up == 0"}]}]})
     )
+    labelled = StaticConfig(("127.0.0.1:8081",), {"revision_name": "fraud-predictor-00001"})
     prometheus = write_prometheus_config(
         tmp_path / "prometheus.yml",
-        scrape_targets={"model": ["127.0.0.1:8080"]},
+        scrape_targets={"model": ["127.0.0.1:8080"], "servers": ["127.0.0.1:8082", labelled]},
         alertmanager_url="http://127.0.0.1:9093",
         rule_files=[rules],
     )
@@ -374,6 +379,25 @@ def test_written_configs_pass_promtool_and_amtool(tmp_path: Path) -> None:
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
     assert alertmanager.stat().st_mode & 0o077 == 0  # it holds the token
+    servers = json.loads(prometheus.read_text())["scrape_configs"][1]["static_configs"]
+    assert servers == [
+        {"targets": ["127.0.0.1:8082"]},
+        {"targets": ["127.0.0.1:8081"], "labels": {"revision_name": "fraud-predictor-00001"}},
+    ]
+
+
+@pytest.mark.parametrize("label", ["revision-name", "__address__", "1st"])
+def test_a_label_prometheus_would_reject_is_a_config_error(tmp_path: Path, label: str) -> None:
+    """A target label that is not a Prometheus label name fails before any file is written."""
+    group = StaticConfig(("127.0.0.1:8081",), {label: "x"})
+    with pytest.raises(ConfigError, match=f"label '{label}' of job 'servers'"):
+        write_prometheus_config(
+            tmp_path / "prometheus.yml",
+            scrape_targets={"servers": [group]},
+            alertmanager_url=None,
+            rule_files=[],
+        )
+    assert not (tmp_path / "prometheus.yml").exists()
 
 
 # -- git -----------------------------------------------------------------------------------------

@@ -9,31 +9,47 @@ server never reads half a file.
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from controller.errors import ConfigError
 
-__all__ = ["write_alertmanager_config", "write_prometheus_config"]
+__all__ = ["StaticConfig", "write_alertmanager_config", "write_prometheus_config"]
+
+# Prometheus's label name syntax; names starting with "__" are reserved for its own use.
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+@dataclass(frozen=True)
+class StaticConfig:
+    """One ``static_configs`` group: targets (``host:port``) and the labels they all carry."""
+
+    targets: tuple[str, ...]
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def write_prometheus_config(
     path: Path,
     *,
-    scrape_targets: dict[str, list[str]],
+    scrape_targets: Mapping[str, Sequence[str | StaticConfig]],
     alertmanager_url: str | None,
     rule_files: list[Path],
     scrape_interval: str = "1s",
     evaluation_interval: str = "1s",
 ) -> Path:
-    """Write a Prometheus config: one static job per ``scrape_targets`` key (``host:port``)."""
-    jobs = []
-    for job, targets in scrape_targets.items():
-        for target in targets:
-            if "/" in target or ":" not in target:
-                raise ConfigError(f"scrape target {target!r} of job {job!r} must be host:port")
-        jobs.append({"job_name": job, "static_configs": [{"targets": list(targets)}]})
+    """Write a Prometheus config: one static job per ``scrape_targets`` key.
+
+    A job's plain ``host:port`` strings form one unlabelled group; each :class:`StaticConfig`
+    is a group of its own, so its labels (``revision_name``, say) join its series to others.
+    """
+    jobs = [
+        {"job_name": job, "static_configs": _static_configs(job, targets)}
+        for job, targets in scrape_targets.items()
+    ]
     config: dict[str, Any] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval},
         "scrape_configs": jobs,
@@ -55,6 +71,25 @@ def write_prometheus_config(
     # JSON is YAML, and needs no YAML library.
     _write_file(path, json.dumps(config, indent=2) + "\n", mode=0o644)
     return path
+
+
+def _static_configs(job: str, targets: Sequence[str | StaticConfig]) -> list[dict[str, Any]]:
+    plain = [t for t in targets if isinstance(t, str)]
+    groups = [StaticConfig(tuple(plain))] if plain else []
+    groups += [t for t in targets if isinstance(t, StaticConfig)]
+    out = []
+    for group in groups:
+        for target in group.targets:
+            if "/" in target or ":" not in target:
+                raise ConfigError(f"scrape target {target!r} of job {job!r} must be host:port")
+        for name in group.labels:
+            if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+                raise ConfigError(f"label {name!r} of job {job!r} is not a Prometheus label name")
+        entry: dict[str, Any] = {"targets": list(group.targets)}
+        if group.labels:
+            entry["labels"] = dict(group.labels)
+        out.append(entry)
+    return out
 
 
 def write_alertmanager_config(

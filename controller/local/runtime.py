@@ -11,7 +11,8 @@ logic sees the same commits, revisions, traffic splits and ``status`` a cluster 
   (:mod:`controller.local.revisions`);
 - each pass (twice a second while a revision loads) runs KServe's status logic
   (:func:`~controller.local.kserve_status.reconcile_status`), points the InferenceService's
-  router at the resolved traffic, and saves everything to ``runtime.json``, from which a
+  router at the resolved traffic, tells Prometheus when a router or server came or went
+  (:mod:`controller.local.scrape`), and saves everything to ``runtime.json``, from which a
   restarted runtime resumes: same revisions, same router ports, same status.
 
 Run it as ``python -m controller.local.runtime --state-dir DIR --remote URL --env ENV``;
@@ -51,6 +52,7 @@ from controller.local.revisions import (
 )
 from controller.local.router import Router
 from controller.local.router import TrafficTarget as Route
+from controller.local.scrape import ModelServerTarget, PrometheusScrapeConfig, ScrapeTargets
 from controller.local.state import read_json, stop_pid, utc_now, write_json
 
 __all__ = ["RUNTIME_FILE", "InferenceServiceRuntime", "LocalRuntime", "RuntimeConfig", "main"]
@@ -135,6 +137,9 @@ class LocalRuntime:
         )
         self.isvcs: dict[str, InferenceServiceRuntime] = {}
         self.ports: dict[str, int] = {}
+        self.scrape = PrometheusScrapeConfig(
+            config.prometheus_config, config.prometheus_url, config.alertmanager_url
+        )
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -148,6 +153,7 @@ class LocalRuntime:
                     self.poll()
                     next_poll = time.monotonic() + self.config.poll_interval
                 busy = self.reconcile()
+                self.scrape.update(self.scrape_targets())
                 self.save()
                 idle = max(0.05, next_poll - time.monotonic())
                 stop.wait(min(_BUSY_PASS_SECONDS, idle) if busy else idle)
@@ -196,7 +202,8 @@ class LocalRuntime:
         name = str(document["metadata"]["name"])
         isvc = self.isvcs.get(name)
         if isvc is None:
-            isvc = self.isvcs[name] = InferenceServiceRuntime(document, self._router(name))
+            router = self._router(name, _namespace(document))
+            isvc = self.isvcs[name] = InferenceServiceRuntime(document, router)
         if isvc.generation == 0 or isvc.document.get("spec") != document.get("spec"):
             isvc.generation += 1
         isvc.document = document
@@ -266,34 +273,26 @@ class LocalRuntime:
                 self.servers.stop(record.name)
         isvc.records = [r for r in isvc.records if r.name in keep]
 
-    def _router(self, name: str) -> Router:
+    def _router(self, name: str, namespace: str) -> Router:
         """A router on the port this InferenceService had before (or a new stable one)."""
         port = self.ports.get(name)
         if port is None:
             base = self.config.port_base
             port = base + len(self.ports) if base is not None else free_port()
             self.ports[name] = port
-            changed = True
-        else:
-            changed = False
-        router = Router(isvc=name, port=port).start()
-        if changed:
-            self._update_scrape_config()
-        return router
+        # Metrics carry the InferenceService's namespace, as Knative's queue-proxy labels do.
+        return Router(isvc=name, namespace=namespace, port=port).start()
 
-    def _update_scrape_config(self) -> None:
-        if self.config.prometheus_config is None:
-            return
-        from controller.local.stack import reload_prometheus, write_scrape_config
-
-        write_scrape_config(
-            self.config.prometheus_config, list(self.ports.values()), self.config.alertmanager_url
-        )
-        if self.config.prometheus_url:
-            try:
-                reload_prometheus(self.config.prometheus_url)
-            except SluiceError as exc:
-                _log.warning("%s", exc.message)
+    def scrape_targets(self) -> ScrapeTargets:
+        """The routers and model servers that run now, for Prometheus to scrape."""
+        running = self.servers.running()
+        servers = [
+            ModelServerTarget(r.name, isvc.name, isvc.namespace, running[r.name]["port"])
+            for isvc in self.isvcs.values()
+            for r in isvc.records
+            if r.name in running
+        ]
+        return ScrapeTargets.of((i.router.port for i in self.isvcs.values()), servers)
 
     def remove(self, name: str) -> None:
         """Delete an InferenceService that left Git: its servers and router stop."""
@@ -316,6 +315,7 @@ class LocalRuntime:
                 "application": self.application,
                 "ports": self.ports,
                 "servers": self.servers.running(),
+                "scrapeTargets": self.scrape_targets().to_dict(),
                 "inferenceServices": {
                     name: {
                         "object": isvc.to_object(),
@@ -347,7 +347,7 @@ class LocalRuntime:
                 record.was_ready = False  # it must load again to count as ready
             self.isvcs[name] = InferenceServiceRuntime(
                 document,
-                self._router(name),
+                self._router(name, _namespace(document)),
                 records,
                 counter=int(entry.get("counter", len(records))),
                 generation=int(obj.get("metadata", {}).get("generation", 1)),
@@ -361,6 +361,11 @@ class LocalRuntime:
             isvc.router.stop()
         self.servers.stop_all()
         self.save()
+
+
+def _namespace(document: dict[str, Any]) -> str:
+    """``metadata.namespace`` of an applied object (``default`` when the overlay sets none)."""
+    return str((document.get("metadata") or {}).get("namespace") or "default")
 
 
 def _parse(argv: list[str] | None) -> RuntimeConfig:

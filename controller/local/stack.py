@@ -10,15 +10,14 @@ one that crashed (same port), ``down`` stops exactly what the file names and not
 from __future__ import annotations
 
 import sys
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.errors import MetricsUnavailable
-from controller.local.configs import write_alertmanager_config, write_prometheus_config
+from controller.local.configs import write_alertmanager_config
 from controller.local.processes import ManagedProcess, free_port
+from controller.local.scrape import ScrapeTargets, reload_prometheus, write_scrape_config
 from controller.local.services import (
     LocalService,
     start_alertmanager,
@@ -33,9 +32,9 @@ __all__ = [
     "StackRequest",
     "component_states",
     "down",
-    "reload_prometheus",
+    "reload_prometheus",  # defined in controller.local.scrape, kept here for callers
     "up",
-    "write_scrape_config",
+    "write_scrape_config",  # likewise
 ]
 
 STACK_FILE = "stack.json"
@@ -55,28 +54,6 @@ class StackRequest:
     branch: str = "main"
     poll_interval: float = 3.0
     webhook_url: str = "http://127.0.0.1:8686/hooks/alertmanager"
-
-
-def write_scrape_config(path: Path, router_ports: list[int], alertmanager_url: str | None) -> None:
-    """Prometheus scrapes every router (Knative's request metrics) once a second."""
-    targets = {"sluice-routers": [f"127.0.0.1:{port}" for port in sorted(router_ports)]}
-    write_prometheus_config(
-        path,
-        scrape_targets={job: hosts for job, hosts in targets.items() if hosts},
-        alertmanager_url=alertmanager_url,
-        rule_files=[],
-    )
-
-
-def reload_prometheus(url: str) -> None:
-    """``POST /-/reload``; Prometheus applies new targets on its next 5 s tick."""
-    request = urllib.request.Request(f"{url}/-/reload", method="POST")  # noqa: S310 (local URL)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=10):
-            return
-    except OSError as exc:
-        raise MetricsUnavailable(f"POST {url}/-/reload failed ({exc}); check Prometheus") from None
 
 
 def component_states(root: Path) -> dict[str, dict[str, Any]]:
@@ -144,9 +121,11 @@ def up(request: StackRequest) -> dict[str, dict[str, Any]]:
     )
     prom_config = prom_dir / "prometheus.yml"
     alertmanager_url = stack["alertmanager"]["url"]
+    # What the runtime scraped last; it rewrites the file whenever its processes change.
     runtime_state = read_json(root / "runtime.json") or {}
-    router_ports = [int(p) for p in (runtime_state.get("ports") or {}).values()]
-    write_scrape_config(prom_config, router_ports, alertmanager_url)
+    routers_only = {"routers": list((runtime_state.get("ports") or {}).values())}  # older files
+    targets = ScrapeTargets.from_dict(runtime_state.get("scrapeTargets") or routers_only)
+    write_scrape_config(prom_config, targets, alertmanager_url)
     ensure(
         "prometheus",
         [f"--config.file={prom_config}"],
