@@ -397,3 +397,14 @@ def test_config_schema_describes_every_field() -> None:
     properties = JudgeConfig.model_json_schema(by_alias=True)["properties"]
     assert "minSamples" in properties
     assert all(field.get("description") for field in properties.values())
+
+
+def test_tiny_significant_slowdown_inside_the_margin_does_not_fail() -> None:
+    """A slowdown that is significant with many requests but inside latencyMargin never fails."""
+    bounds = (5.0, 10.0, 20.0, 40.0, float("inf"))
+    primary = RevisionTraffic("p", 20000, 0, LatencyHistogram(bounds, (8000, 8000, 3000, 1000, 0)))
+    canary = RevisionTraffic("c", 20000, 0, LatencyHistogram(bounds, (7200, 8400, 3300, 1100, 0)))
+    config = JudgeConfig(maxLooks=1)
+    result = judge(canary, primary, look=1, config=config)
+    assert result.values["latency_p_value"] < 0.001
+    assert result.verdict is not Verdict.FAIL

@@ -404,9 +404,20 @@ def _decide(evidence: _Evidence, look: int, config: JudgeConfig) -> tuple[Verdic
     errors, latency = evidence.errors, evidence.latency
     if latency is not None and min(latency.canary_n, latency.primary_n) < config.min_samples:
         latency = None  # too few timed requests: neither fails nor passes
-    if errors is not None and errors.p_worse <= harm_level:
+    # A failure needs practical as well as statistical significance (Kayenta's effect size):
+    # with thousands of requests, a difference far inside the margin is significant too, and
+    # failing on it would roll back healthy versions on a busy machine's noise.
+    if (
+        errors is not None
+        and errors.p_worse <= harm_level
+        and errors.canary_rate - errors.primary_rate > config.error_margin
+    ):
         return Verdict.FAIL, f"errors worse (p={errors.p_worse:.2g} <= {harm_level:.2g})"
-    if latency is not None and latency.p_slower <= harm_level:
+    if (
+        latency is not None
+        and latency.p_slower <= harm_level
+        and latency.prob_slower > 0.5 + config.latency_margin
+    ):
         return Verdict.FAIL, f"latency slower (p={latency.p_slower:.2g} <= {harm_level:.2g})"
     errors_ok = not config.check_errors or (errors is not None and errors.p_inferior <= level)
     latency_ok = evidence.latency_skipped or (latency is not None and latency.p_inferior <= level)
