@@ -12,7 +12,8 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from controller.analysis_types import GateResult, LoadPlan, Verdict
@@ -98,10 +99,19 @@ class Analyzer:
             duration_seconds=config.duration_seconds,
             report_dir=report_dir,
         )
-        try:
-            report = self.load.run(plan)
-        except SluiceError as exc:
-            return GateResult("locust", Verdict.INCONCLUSIVE, f"locust: {exc.message}")
+        baseline = obs.target.tagged("prev")
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            canary_run = pool.submit(self.load.run, plan)
+            if baseline is not None and baseline.url is not None:
+                # The same load on the primary, at the same time: the metric checks and the
+                # judge then compare two revisions under equal load, not a loaded canary
+                # with an idle primary.
+                base_dir = None if report_dir is None else report_dir / "primary"
+                pool.submit(self.load.run, replace(plan, url=baseline.url, report_dir=base_dir))
+            try:
+                report = canary_run.result()
+            except SluiceError as exc:
+                return GateResult("locust", Verdict.INCONCLUSIVE, f"locust: {exc.message}")
         return evaluate_load(report, config)
 
     def _rows(self, model: str, version: int) -> list[dict[str, object]]:

@@ -24,6 +24,7 @@ def register_version(
     *,
     alias: str | None = "challenger",
     metrics: dict[str, float] | None = None,
+    input_example: bool = False,
 ) -> int:
     """Log and register one version of ``name``; point ``alias`` at it; return its number."""
     mlflow.set_tracking_uri(tracking_uri)
@@ -41,6 +42,7 @@ def register_version(
             signature=infer_signature(frame, model.predict_proba(frame)),
             serialization_format="cloudpickle",
             pyfunc_predict_fn="predict_proba",
+            input_example=frame.head(10) if input_example else None,
         )
     client = MlflowClient(tracking_uri)
     try:

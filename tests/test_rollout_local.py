@@ -1,0 +1,214 @@
+"""Rollouts end to end on the local target: real MLflow, Git, model servers, Prometheus, Locust.
+
+A user's view: a proposal is merged, `sluice rollout` runs, and Git, the registry and the
+traffic say what happened. A good version is promoted step by step; a version that fails a
+fifth of its requests, or answers 300 ms slower, is rolled back at its first step by two
+commits and quarantined; none of them is promoted without data.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from mlflow import MlflowClient
+from support.gitops_repo import seed_manifests
+from support.gitrepo import GitRemote, create_git_remote, git
+from support.registry import register_version
+
+from controller.backends.git_repo import GitWorkspace
+from controller.backends.mlflow_registry import MlflowRegistry
+from controller.demo_gitops import merge_branch
+from controller.local.stack import StackRequest, down, up
+from controller.local.state import read_json
+from controller.manifest import load_pin, read_release
+from controller.propose import ProposalRequest, propose
+
+pytestmark = pytest.mark.slow
+
+MODEL = "fraud-detector"
+PIN = "manifests/overlays/local/fraud-detector.yaml"
+
+
+@dataclass
+class Traffic:
+    """Clients of the InferenceService's main route, counting answers per revision."""
+
+    url: str
+    seen: Counter[tuple[str, int]] = field(default_factory=Counter)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        session = requests.Session()
+        payload = {"instances": [{"amount": 42.0, "hour": 3}]}
+        while not self.stop.is_set():
+            try:
+                answer = session.post(
+                    f"{self.url}/v1/models/{MODEL}:predict", json=payload, timeout=10
+                )
+                self.seen[(answer.headers.get("X-Sluice-Revision", "?"), answer.status_code)] += 1
+            except requests.RequestException:
+                self.seen[("?", 0)] += 1
+            time.sleep(0.03)
+
+    def failures(self) -> int:
+        return sum(n for (_, code), n in self.seen.items() if code >= 500 or code == 0)
+
+
+@dataclass
+class Loop:
+    root: Path
+    remote: GitRemote
+    tracking_uri: str
+    traffic: Traffic
+
+    def propose_and_merge(self, version: int) -> None:
+        result = propose(
+            ProposalRequest(model=MODEL, environment="local", version=version),
+            registry=MlflowRegistry(self.tracking_uri),
+            workspace=GitWorkspace(self.remote.url, self.root / "propose-git"),
+            forge=None,
+        )
+        merge_branch(self.remote.path, result.branch)
+
+    def rollout(self) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "SLUICE_STATE_DIR": str(self.root / "state"),
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "SLUICE_POLL_INTERVAL_SECONDS": "1",
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "controller", "rollout", MODEL, "--env", "local",
+             "--target", "local", "--repo", self.remote.url],
+            env=env, capture_output=True, text=True, timeout=400, check=False,
+        )  # fmt: skip
+
+    def subjects(self) -> list[str]:
+        return git("log", "--format=%s", "main", cwd=self.remote.path).splitlines()
+
+    def pin(self) -> tuple[int | None, int | None]:
+        text = git("show", f"main:{PIN}", cwd=self.remote.path)
+        release = read_release(load_pin(text, source=PIN))
+        return release.version, release.canary_percent
+
+
+def wait_for(what: str, check: object, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
+    """The local stack serving v1 of a small model, with clients sending it traffic."""
+    root = tmp_path_factory.mktemp("rollout")
+    remote = create_git_remote(root)
+    seed_manifests(remote, root / "seed", model=MODEL)
+    local = root / "state" / "local"
+    stack = up(StackRequest(root=local, remote=remote.url, env="local", poll_interval=1.0))
+    traffic: Traffic | None = None
+    try:
+        tracking_uri = str(stack["mlflow"]["url"])
+        register_version(tracking_uri, MODEL, input_example=True)
+        loop = Loop(root, remote, tracking_uri, Traffic(""))
+        loop.propose_and_merge(1)
+
+        def router_url() -> str | None:
+            entry = ((read_json(local / "runtime.json") or {}).get("inferenceServices") or {}).get(
+                MODEL
+            )
+            status = (entry or {}).get("object", {}).get("status", {})
+            ready = status.get("components", {}).get("predictor", {}).get("latestReadyRevision")
+            return str(entry["url"]) if entry and ready else None
+
+        wait_for("v1 to serve", router_url)
+        traffic = loop.traffic = Traffic(str(router_url()))
+        threading.Thread(target=traffic.run, daemon=True).start()
+        yield loop
+    finally:
+        if traffic is not None:
+            traffic.stop.set()
+        down(local)
+
+
+def test_first_version_becomes_champion(loop: Loop) -> None:
+    """The first version takes all traffic without a canary and becomes the champion."""
+    done = loop.rollout()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (
+        MlflowClient(loop.tracking_uri).get_model_version_by_alias(MODEL, "champion").version == "1"
+    )
+
+
+def test_good_version_is_promoted_through_every_step(loop: Loop) -> None:
+    """A good v2 goes 10% → 50% → 100%, one commit per step, and becomes the champion."""
+    register_version(loop.tracking_uri, MODEL, input_example=True)
+    loop.propose_and_merge(2)
+    assert loop.pin() == (2, 10)
+    before = loop.traffic.failures()
+    done = loop.rollout()
+    assert done.returncode == 0, done.stdout + done.stderr
+    subjects = loop.subjects()
+    assert "fraud-detector v2: canary 10% → 50% (local)" in subjects[:3]
+    assert any(s.startswith("fraud-detector v2: canary 50% → 100%, promoted") for s in subjects[:2])
+    assert loop.pin() == (2, None)
+    assert (
+        MlflowClient(loop.tracking_uri).get_model_version_by_alias(MODEL, "champion").version == "2"
+    )
+    assert loop.traffic.failures() == before
+    body = git("log", "-1", "--format=%B", "main~1", cwd=loop.remote.path)
+    assert "Gates:" in body
+    assert "[pass] locust" in body
+
+
+def faulty(loop: Loop, *, error_rate: float, latency_ms: float) -> int:
+    done = subprocess.run(
+        [sys.executable, "-m", "models.faulty.register", "--base-model", MODEL,
+         "--base-version", "2", "--error-rate", str(error_rate), "--latency-ms", str(latency_ms)],
+        env={**os.environ, "MLFLOW_TRACKING_URI": loop.tracking_uri},
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+def assert_rolled_back(loop: Loop, version: int) -> None:
+    subjects = loop.subjects()
+    assert subjects[0] == f"rollback fraud-detector v{version}: restore v2 (local)"
+    assert subjects[1] == f"rollback fraud-detector v{version}: all traffic back to v2 (local)"
+    assert not any(f"v{version}: canary" in s for s in subjects[:2])
+    assert loop.pin() == (2, None)
+    tags = MlflowClient(loop.tracking_uri).get_model_version(MODEL, str(version)).tags
+    assert "sluice.quarantined" in tags
+
+
+def test_failing_version_is_rolled_back_at_its_first_step(loop: Loop) -> None:
+    """A version failing 20% of requests is rolled back from 10% and quarantined."""
+    version = faulty(loop, error_rate=0.2, latency_ms=0)
+    loop.propose_and_merge(version)
+    done = loop.rollout()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert_rolled_back(loop, version)
+    with pytest.raises(Exception, match="quarantined"):
+        loop.propose_and_merge(version)
+
+
+def test_slow_version_is_rolled_back_on_latency(loop: Loop) -> None:
+    """A version 300 ms slower than the primary is rolled back at its first step."""
+    version = faulty(loop, error_rate=0.0, latency_ms=300)
+    loop.propose_and_merge(version)
+    done = loop.rollout()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert_rolled_back(loop, version)
+    reason = git("log", "-1", "--format=%B", "main~1", cwd=loop.remote.path)
+    assert "latency" in reason
