@@ -4,7 +4,8 @@ It runs what a user and CI run, as they run them: the local stack of ``sluice lo
 (MLflow, Prometheus, Alertmanager and the runtime that syncs Git as Argo CD would), the
 training step as ``python -m models.fraud_detector.train`` in a subprocess, exactly as the
 workflow calls it, and ``sluice propose`` against a GitOps remote of the demo's own. Later
-chapters (the canary rollout, drift) join as those parts land.
+chapters walk a better version through its canary steps to champion, and roll a faulty one
+back; drift joins when it lands.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +29,15 @@ from rich.table import Table
 
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
+from controller.commands_rollout import run_status
 from controller.demo_gitops import merge_branch, seed_gitops_remote
+from controller.demo_rollout import ClientTraffic, rows_for_clients, run_rollout
 from controller.errors import ConfigError, GateFailed
 from controller.local.stack import StackRequest, down, up
 from controller.local.state import read_json
 from controller.propose import ProposalRequest, ProposalResult, propose
+from controller.rollout.actions import Outcome
+from controller.settings import Settings
 
 __all__ = ["run_demo"]
 
@@ -78,10 +84,13 @@ def _show_registry(console: Console, tracking_uri: str) -> None:
     console.print(table)
 
 
-def _propose(console: Console, tracking_uri: str, remote: Path, cache: Path) -> ProposalResult:
-    console.print(f"[dim]$ sluice propose {MODEL} --env local[/]")
+def _propose(
+    console: Console, tracking_uri: str, remote: Path, cache: Path, *, version: int | None = None
+) -> ProposalResult:
+    flag = f" --version {version}" if version is not None else ""
+    console.print(f"[dim]$ sluice propose {MODEL} --env local{flag}[/]")
     result = propose(
-        ProposalRequest(model=MODEL, environment="local"),
+        ProposalRequest(model=MODEL, environment="local", version=version),
         registry=MlflowRegistry(tracking_uri),
         workspace=GitWorkspace(str(remote), cache),
         forge=None,
@@ -116,6 +125,36 @@ def _sample_rows(repository: Path) -> Any:
         sys.path.insert(0, str(repository))
     data = importlib.import_module("models.fraud_detector.data")
     return data.generate_transactions(week=0, rows=5, seed=99).drop(columns=[data.LABEL])
+
+
+def _client_rows(repository: Path) -> list[dict[str, object]]:
+    """Transactions of week 1 for the demo's clients."""
+    data = importlib.import_module("models.fraud_detector.data")
+    frame = data.generate_transactions(week=1, rows=200, seed=7).drop(columns=[data.LABEL])
+    return rows_for_clients(frame.to_json(orient="records"))
+
+
+def _register_faulty(console: Console, tracking_uri: str, *, base_version: int | None) -> int:
+    args = ["--base-model", MODEL, "--base-version", str(base_version), "--error-rate", "0.2"]
+    console.print(f"[dim]$ python -m models.faulty.register {' '.join(args)}[/]")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    done = subprocess.run(
+        [sys.executable, "-m", "models.faulty.register", *args],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise GateFailed(f"demo: registering the faulty model failed: {done.stderr.strip()}")
+    version = int(done.stdout.strip().splitlines()[-1])
+    console.print(f"Registered {MODEL} v{version}: v{base_version}'s predictions, 20% HTTP 500")
+    return version
+
+
+def _git_log(remote: Path) -> str:
+    done = subprocess.run(
+        ["git", "log", "--format=%h %s", "-12", "main"],
+        cwd=remote, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout.rstrip()
 
 
 def _predict(console: Console, url: str, repository: Path) -> None:
@@ -179,10 +218,36 @@ def _chapters(
         console, tracking_uri, ["--week", "1", "--train-fraction", "0.02"], expect_gate_pass=False
     )
     console.print(Rule("5. Propose the new challenger: a canary beside v1"))
-    _propose(console, tracking_uri, remote, root / "demo-git")
-    console.print(
-        "Merging it starts the canary; walking it through its steps with load tests and "
-        "Prometheus gates is the next part of Sluice to land."
-    )
+    second = _propose(console, tracking_uri, remote, root / "demo-git")
+    rows = _client_rows(repository)
+    prometheus_url = str((read_json(root / "stack.json") or {})["prometheus"]["url"])
+    rollout = partial(
+        run_rollout, console, root=root, remote=remote, tracking_uri=tracking_uri,
+        prometheus_url=prometheus_url, model=MODEL,
+    )  # fmt: skip
+    rollout(expect=Outcome.PROMOTED)  # v1 serves everything: it becomes the champion
+    with ClientTraffic(url, MODEL, rows) as clients:
+        console.print(Rule("6. Merge: the canary steps 10% → 50% → 100%, gated at each step"))
+        console.print(
+            "Clients keep sending transactions. At each step Locust loads the canary and the "
+            "primary through their tag routes, then Prometheus and the statistical judge "
+            "compare the two revisions."
+        )
+        merge_branch(remote, second.branch)
+        rollout(expect=Outcome.PROMOTED)
+        console.print(Rule("7. A faulty v3 (fails 20% of requests): canary, gates, rollback"))
+        faulty = _register_faulty(console, tracking_uri, base_version=second.version)
+        third = _propose(console, tracking_uri, remote, root / "demo-git", version=faulty)
+        merge_branch(remote, third.branch)
+        rollout(expect=Outcome.ROLLED_BACK)
+        console.print(f"Clients saw {clients.summary()} over chapters 6 and 7.")
+    console.print(Rule("8. What Git says happened"))
+    log = _git_log(remote)
+    console.print(log)
+    console.print(Rule("sluice status"))
+    run_status(
+        Settings(state_dir=root.parent, mlflow_tracking_uri=tracking_uri, git_remote=str(remote)),
+        environment="local", target="local", remote=str(remote), as_json=False, console=console,
+    )  # fmt: skip
     console.print(Rule("Registry state"))
     _show_registry(console, tracking_uri)

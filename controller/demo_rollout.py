@@ -1,0 +1,126 @@
+"""The demo's rollout chapters: client traffic, and ``sluice rollout`` narrated pass by pass.
+
+A canary is judged against the primary on live traffic, so the demo plays the clients too:
+a thread posts fresh transactions from the example model's generator to the InferenceService's
+main route, as an application would, while the rollout walks the canary through its steps.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import requests
+from rich.console import Console
+
+from controller.backends.git_repo import GitWorkspace
+from controller.backends.local_target import LocalTarget
+from controller.backends.locust_load import LocustLoadGenerator
+from controller.backends.mlflow_registry import MlflowRegistry
+from controller.backends.prometheus import PrometheusSource
+from controller.errors import GateFailed
+from controller.notify import NullNotifier
+from controller.rollout.actions import Outcome
+from controller.rollout.analysis import Analyzer
+from controller.rollout.reconcile import PassReport, Reconciler
+
+__all__ = ["ClientTraffic", "run_rollout"]
+
+
+class ClientTraffic:
+    """Clients posting one transaction at a time to ``url``, counting answers by status."""
+
+    def __init__(self, url: str, model: str, rows: list[dict[str, object]]) -> None:
+        self.url = f"{url}/v1/models/{model}:predict"
+        self.rows = rows
+        self.answers: Counter[int] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="demo-clients")
+
+    def __enter__(self) -> ClientTraffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        session = requests.Session()
+        i = 0
+        while not self._stop.is_set():
+            row = self.rows[i % len(self.rows)]
+            i += 1
+            try:
+                answer = session.post(self.url, json={"instances": [row]}, timeout=10)
+                self.answers[answer.status_code] += 1
+            except requests.RequestException:
+                self.answers[0] += 1
+            self._stop.wait(0.03)
+
+    def summary(self) -> str:
+        """ "1,234 requests, 3 failed (0.24%)"."""
+        total = sum(self.answers.values())
+        failed = sum(n for code, n in self.answers.items() if code == 0 or code >= 500)
+        share = 100 * failed / total if total else 0.0
+        return f"{total:,} client requests, {failed} failed ({share:.2f}%)"
+
+
+def rows_for_clients(frame_json: str) -> list[dict[str, object]]:
+    """Records of a DataFrame's JSON (``orient="records"``)."""
+    return list(json.loads(frame_json))
+
+
+def run_rollout(
+    console: Console,
+    *,
+    root: Path,
+    remote: Path,
+    tracking_uri: str,
+    prometheus_url: str,
+    model: str,
+    expect: Outcome,
+) -> PassReport:
+    """``sluice rollout MODEL --env local`` in-process, printing each pass as a timeline."""
+    registry = MlflowRegistry(tracking_uri)
+    reconciler = Reconciler(
+        workspace=GitWorkspace(str(remote), root / "rollout-git"),
+        registry=registry,
+        target=LocalTarget(root),
+        analyzer=Analyzer(
+            registry=registry,
+            metrics=PrometheusSource(prometheus_url),
+            load=LocustLoadGenerator(),
+            report_dir=root / "reports",
+        ),
+        notifier=NullNotifier(),
+    )
+    console.print(f"[dim]$ sluice rollout {model} --env local[/]")
+    started = time.monotonic()
+    last = ("", "")
+
+    def narrate(report: PassReport) -> None:
+        nonlocal last
+        # A wait is printed once per phase, not once a second.
+        seen = (report.action, report.phase)
+        if report.action == "Wait" and seen == last:
+            return
+        last = seen
+        clock = f"{time.monotonic() - started:5.0f} s"
+        weight = f" {report.canary_percent}%" if report.canary_percent is not None else ""
+        console.print(
+            f"[dim]{clock}[/] v{report.version}{weight} [bold]{report.phase}[/] {report.detail}"
+        )
+        for result in report.results:
+            colour = {"pass": "green", "fail": "red"}.get(result.verdict.value, "yellow")
+            console.print(f"        [{colour}]{result.verdict.value:<12}[/] {result.summary}")
+
+    report = reconciler.run("local", model, poll_seconds=1.0, on_pass=narrate)
+    if report.outcome is not expect:
+        raise GateFailed(
+            f"demo: the rollout ended {report.outcome}, expected {expect}; see the timeline above"
+        )
+    return report
