@@ -46,10 +46,25 @@ test: setup
 demo: setup
 	$(BIN)/sluice demo
 
-lint: setup
+lint: setup lint-workflows
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy --strict controller
+
+# GitHub Actions workflows: actionlint (with shellcheck when it is on PATH), zizmor's security
+# audits (offline: no GitHub API calls) and the workflow JSON schema, plus timeout-minutes on
+# every job.
+.PHONY: lint-workflows validate-manifests
+lint-workflows: setup
+	$(BIN)/actionlint
+	$(BIN)/zizmor --offline .github/workflows
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema custom.github-workflows-require-timeout .github/workflows/*.yml
+
+# Every kustomization (overlays, gitops/, monitoring/, serving-runtime/, controller/) rendered
+# with kubectl kustomize and validated, and the alert rules checked and unit-tested by promtool.
+validate-manifests: setup
+	$(BIN)/pytest tests/test_gitops.py tests/test_monitoring_manifests.py
 
 format: setup
 	$(BIN)/ruff format $(LINT_PATHS)

@@ -1,0 +1,323 @@
+"""The platform manifests (serving runtime, controller, monitoring) render, validate and agree
+with the code they run: its flags, its settings, its metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from schemas import ROOT, render, schema_errors
+
+from controller.local.serving.server import parse_args as serving_args
+from controller.settings import load_settings
+
+PLATFORM = ("manifests/serving-runtime", "manifests/controller", "manifests/monitoring")
+UNIT_TESTS = ROOT / "tests/promtool/sluice-rules.test.yaml"
+#: Metrics the dashboard and rules may read: Knative's queue-proxy, the serving wrapper's drift
+#: metrics, the controller's (`sluice serve` and the rollout), and Prometheus' own `up`.
+KNOWN_METRICS = {
+    "revision_app_request_count", "revision_app_request_latencies_bucket",
+    "sluice_feature_drift", "sluice_prediction_drift", "sluice_drift_window_rows",
+    "sluice_dataset_drift_share",
+    "sluice_rollout_phase", "sluice_canary_weight", "sluice_gate_results_total",
+    "sluice_reconcile_duration_seconds_sum", "sluice_reconcile_duration_seconds_count",
+    "sluice_git_push_retries_total",
+    "sluice_poll_runs_total", "sluice_proposals_triggered_total", "sluice_webhook_deliveries_total",
+    "sluice_watch_errors_total",
+    "up",
+}  # fmt: skip
+#: A metric selector as the rules and the dashboard write them: always with braces.
+_SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
+
+
+def one(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (document,) = [d for d in documents if d["kind"] == kind]
+    return document
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail(
+            "promtool not found on PATH: it comes with Prometheus (make setup installs the "
+            "prometheus package)",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def runtime() -> list[dict[str, Any]]:
+    return render("manifests/serving-runtime")
+
+
+@pytest.fixture(scope="module")
+def controller() -> list[dict[str, Any]]:
+    return render("manifests/controller")
+
+
+@pytest.fixture(scope="module")
+def monitoring() -> list[dict[str, Any]]:
+    return render("manifests/monitoring")
+
+
+@pytest.fixture(scope="module")
+def rule_groups(monitoring: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = one(monitoring, "PrometheusRule")["spec"]["groups"]
+    return groups
+
+
+@pytest.fixture(scope="module")
+def model_namespaces() -> set[str]:
+    return {
+        d["metadata"]["namespace"]
+        for environment in ("staging", "production")
+        for d in render(f"manifests/overlays/{environment}")
+    }
+
+
+@pytest.mark.parametrize("directory", PLATFORM)
+def test_platform_kustomization_renders_and_validates(directory: str) -> None:
+    """Each platform directory renders with kubectl kustomize; every object passes its schema."""
+    documents = render(directory)
+    assert documents
+    assert [e for d in documents for e in schema_errors(d)] == []
+
+
+# The serving runtime ---------------------------------------------------------------------------
+
+
+def test_runtime_serves_the_models_the_overlays_declare(runtime: list[dict[str, Any]]) -> None:
+    """Every InferenceService names sluice-mlflow, whose formats and protocols cover it."""
+    spec = one(runtime, "ClusterServingRuntime")["spec"]
+    name = one(runtime, "ClusterServingRuntime")["metadata"]["name"]
+    formats = {f["name"]: f for f in spec["supportedModelFormats"]}
+    assert formats["mlflow"]["autoSelect"] is True
+    assert {"v1", "v2"} <= set(spec["protocolVersions"])
+    for environment in ("local", "staging", "production"):
+        for isvc in render(f"manifests/overlays/{environment}"):
+            model = isvc["spec"]["predictor"]["model"]
+            assert model["runtime"] == name
+            assert model["modelFormat"]["name"] in formats
+            assert model.get("protocolVersion", "v1") in spec["protocolVersions"]
+
+
+def test_runtime_container_runs_the_serving_wrapper_on_the_storage_path(
+    runtime: list[dict[str, Any]],
+) -> None:
+    """The container's arguments parse with the wrapper's own parser: KServe's name, the storage
+    initializer's /mnt/models, every address, port 8080."""
+    (container,) = one(runtime, "ClusterServingRuntime")["spec"]["containers"]
+    assert container["name"] == "kserve-container"
+    assert container["command"] == ["python", "-m", "controller.local.serving"]
+    args = serving_args([a.replace("{{.Name}}", "fraud-detector") for a in container["args"]])
+    assert (args.model_name, args.storage_uri) == ("fraud-detector", "/mnt/models")
+    assert (args.host, args.http_port) == ("0.0.0.0", 8080)  # noqa: S104 (a pod listens on all)
+    assert [p["containerPort"] for p in container["ports"]] == [args.http_port]
+    assert container["securityContext"]["runAsNonRoot"] is True
+
+
+# The controller --------------------------------------------------------------------------------
+
+
+def test_controller_config_is_valid_sluice_settings(
+    controller: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """The ConfigMap's sluice.yaml loads as Sluice's settings and matches the ports in use."""
+    config = one(controller, "ConfigMap")
+    path = tmp_path / "sluice.yaml"
+    path.write_text(config["data"]["sluice.yaml"], encoding="utf-8")
+    settings = load_settings(path)
+    deployment = one(controller, "Deployment")["spec"]["template"]["spec"]
+    (container,) = deployment["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SLUICE_CONFIG"]["value"] == "/etc/sluice/sluice.yaml"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "config"]
+    assert mount["mountPath"] == "/etc/sluice"
+    (volume,) = [v for v in deployment["volumes"] if v["name"] == "config"]
+    assert volume["configMap"]["name"] == config["metadata"]["name"]
+    assert [p["containerPort"] for p in container["ports"]] == [settings.serve_port]
+    assert settings.serve_host == "0.0.0.0"  # noqa: S104 (behind a Service)
+    (state,) = [m for m in container["volumeMounts"] if m["name"] == "state"]
+    assert Path(state["mountPath"]) == settings.state_dir
+
+
+def test_controller_runs_sluice_serve_with_secrets_only_by_reference(
+    controller: list[dict[str, Any]],
+) -> None:
+    """`sluice serve --forge github`, tokens from the Secret sluice-secrets, no Secret in Git."""
+    assert "Secret" not in {d["kind"] for d in controller}
+    (container,) = one(controller, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert [*container["command"], *container["args"]][:2] == ["sluice", "serve"]
+    env = {e["name"]: e for e in container["env"]}
+    for name in ("SLUICE_GITHUB_TOKEN", "MLFLOW_TRACKING_TOKEN", "ARGOCD_AUTH_TOKEN"):
+        assert "value" not in env[name]
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "sluice-secrets"
+    # The credential helper names the variable; the token itself is never in the manifest.
+    assert "$SLUICE_GITHUB_TOKEN" in env["GIT_CONFIG_VALUE_0"]["value"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_controller_probes_and_service_use_the_served_routes(
+    controller: list[dict[str, Any]],
+) -> None:
+    """Probes ask /healthz on the named port that the Service also targets, on 8686."""
+    (container,) = one(controller, "Deployment")["spec"]["template"]["spec"]["containers"]
+    (port,) = container["ports"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    service = one(controller, "Service")
+    (service_port,) = service["spec"]["ports"]
+    assert (service_port["port"], service_port["targetPort"]) == (8686, port["name"])
+    pod_labels = one(controller, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_controller_may_only_read_inferenceservices_in_the_model_namespaces(
+    controller: list[dict[str, Any]], model_namespaces: set[str]
+) -> None:
+    """One rule (get, list, watch on InferenceServices), bound in each model namespace only."""
+    role = one(controller, "ClusterRole")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["serving.kserve.io"],
+            "resources": ["inferenceservices"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    account = one(controller, "ServiceAccount")["metadata"]
+    deployment = one(controller, "Deployment")
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["name"]
+    bindings = [d for d in controller if d["kind"] == "RoleBinding"]
+    assert {b["metadata"]["namespace"] for b in bindings} == model_namespaces
+    for binding in bindings:
+        assert binding["roleRef"]["name"] == role["metadata"]["name"]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
+        ]
+
+
+# Monitoring ------------------------------------------------------------------------------------
+
+
+def test_monitors_scrape_the_model_servers_and_the_controller(
+    monitoring: list[dict[str, Any]],
+    controller: list[dict[str, Any]],
+    runtime: list[dict[str, Any]],
+    model_namespaces: set[str],
+) -> None:
+    """The PodMonitor covers every model namespace, queue-proxy and model server; the
+    ServiceMonitor selects the controller's Service by a label and a port it has."""
+    pods = one(monitoring, "PodMonitor")["spec"]
+    assert set(pods["namespaceSelector"]["matchNames"]) == model_namespaces
+    assert {e["port"] for e in pods["podMetricsEndpoints"]} == {"http-usermetric", "user-port"}
+    annotations = one(runtime, "ClusterServingRuntime")["spec"]["annotations"]
+    assert annotations["prometheus.kserve.io/path"] == "/metrics"
+    services = one(monitoring, "ServiceMonitor")["spec"]
+    service = one(controller, "Service")
+    assert services["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
+    assert services["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert {e["port"] for e in services["endpoints"]} <= {
+        p["name"] for p in service["spec"]["ports"]
+    }
+
+
+def test_rules_pass_promtool_check_and_unit_tests(
+    rule_groups: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """The PrometheusRule's groups, written as the plain rule file the unit tests load, pass
+    `promtool check rules` and `promtool test rules`."""
+    test_file = yaml.safe_load(UNIT_TESTS.read_text(encoding="utf-8"))
+    (rule_file,) = test_file["rule_files"]
+    (tmp_path / rule_file).write_text(yaml.safe_dump({"groups": rule_groups}), encoding="utf-8")
+    shutil.copy(UNIT_TESTS, tmp_path / UNIT_TESTS.name)
+    for command in (["check", "rules", rule_file], ["test", "rules", UNIT_TESTS.name]):
+        result = subprocess.run(
+            [promtool(), *command], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_is_made_to_fire_by_a_unit_test(rule_groups: list[dict[str, Any]]) -> None:
+    """Each alert has a promtool test case that expects it firing."""
+    alerts = {r["alert"] for g in rule_groups for r in g["rules"] if "alert" in r}
+    assert {"SluiceFeatureDrift", "SluiceCanaryFailed"} <= alerts
+    tests = yaml.safe_load(UNIT_TESTS.read_text(encoding="utf-8"))["tests"]
+    fired = {
+        case["alertname"]
+        for test in tests
+        for case in test.get("alert_rule_test", [])
+        if case["exp_alerts"]
+    }
+    assert fired == alerts
+
+
+def test_drift_alert_carries_what_the_retrain_dispatch_needs(
+    rule_groups: list[dict[str, Any]],
+) -> None:
+    """SluiceFeatureDrift is sustained (10 m), needs a minimum window, and its labels and
+    annotations give model, version, environment and the drifted features."""
+    (rule,) = [r for g in rule_groups for r in g["rules"] if r.get("alert") == "SluiceFeatureDrift"]
+    assert rule["for"] == "10m"
+    assert "sluice_dataset_drift_share{} >= 0.5" in rule["expr"]
+    assert "sluice_drift_window_rows{} >=" in rule["expr"]
+    assert rule["labels"]["severity"] == "warning"
+    assert "sluice_feature_drift" in rule["annotations"]["drifted_features"]
+
+
+def test_canary_recording_rules_are_per_revision(rule_groups: list[dict[str, Any]]) -> None:
+    """Success rate and p99 latency are recorded per namespace, configuration and revision."""
+    records = {r["record"]: r["expr"] for g in rule_groups for r in g["rules"] if "record" in r}
+    for name in (
+        "revision:revision_app_request_success:ratio_rate1m",
+        "revision:revision_app_request_latencies:p99_rate1m",
+    ):
+        assert "by (namespace_name, configuration_name, revision_name" in records[name]
+
+
+def test_dashboard_is_loaded_by_grafana_and_queries_only_known_series(
+    monitoring: list[dict[str, Any]], rule_groups: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """The dashboard ConfigMap has Grafana's sidecar label; every query is valid PromQL over
+    metrics that exist (exported or recorded) and covers traffic, revisions, drift, controller."""
+    (config_map,) = [
+        d for d in monitoring
+        if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]  # fmt: skip
+    (text,) = config_map["data"].values()
+    dashboard = json.loads(text)
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    expressions = [t["expr"] for p in panels for t in p["targets"]]
+    recorded = {r["record"] for g in rule_groups for r in g["rules"] if "record" in r}
+    used = {name for e in expressions for name in _SELECTOR.findall(e)}
+    assert used <= KNOWN_METRICS | recorded
+    for needle in (
+        "sluice_canary_weight", "revision:revision_app_request_share:ratio_rate1m",
+        "revision:revision_app_request_success:ratio_rate1m",
+        "revision:revision_app_request_latencies:p99_rate1m", "sluice_feature_drift",
+        "sluice_gate_results_total", "sluice_reconcile_duration_seconds_sum",
+        "sluice_git_push_retries_total",
+    ):  # fmt: skip
+        assert needle in used
+    # Grafana's variables become plain regexes, then promtool parses every query.
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    plain = [
+        re.sub(r"\$(\w+)", lambda m: ".*" if m[1] in variables else m[0], e) for e in expressions
+    ]
+    rules = [{"record": f"dashboard:query{i}", "expr": e} for i, e in enumerate(plain)]
+    (tmp_path / "dashboard.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}), encoding="utf-8"
+    )
+    result = subprocess.run(
+        [promtool(), "check", "rules", "dashboard.yaml"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
