@@ -12,7 +12,7 @@ import sys
 import traceback
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -181,9 +181,17 @@ def serve(
     repo: Annotated[
         str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
     ] = None,
+    rollouts: Annotated[
+        str,
+        typer.Option(
+            "--rollouts",
+            help="Also walk merged versions through their canaries on this target "
+            "(local, kubernetes) or not at all (off).",
+        ),
+    ] = "off",
 ) -> None:
-    """Watch every release in Git and propose when its alias moves; serve /healthz, /metrics
-    and /hooks/mlflow."""
+    """Watch every release in Git and propose when its alias moves, and (--rollouts) walk
+    merged versions through their canaries; serve /healthz, /metrics and /hooks/mlflow."""
     from controller.commands_propose import build_forge, default_remote
     from controller.commands_serve import run_serve
 
@@ -200,7 +208,16 @@ def serve(
         settings,
         forge=build_forge(settings, forge.value),
         remote=repo or settings.git_remote or default_remote(),
+        rollouts=_rollout_target(rollouts),
     )
+
+
+def _rollout_target(value: str) -> Literal["local", "kubernetes"] | None:
+    if value == "off":
+        return None
+    if value in ("local", "kubernetes"):
+        return "local" if value == "local" else "kubernetes"
+    raise typer.BadParameter("--rollouts is local, kubernetes or off")
 
 
 @app.command()

@@ -2,8 +2,9 @@
 
 It watches every release that the environments in Git declare, proposes when a release's
 alias moves away from its pin (polling every interval; an MLflow webhook only wakes the loop
-early), and serves ``/healthz``, ``/metrics`` and ``/hooks/mlflow``. Later parts add rollouts
-to the same loop.
+early), and serves ``/healthz``, ``/metrics`` and ``/hooks/mlflow``. With ``--rollouts TARGET``
+a second thread runs the rollout reconcile for every release each interval, reporting into the
+same ``/metrics``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from typing import Literal
 
 from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
+from controller.commands_rollout import build_reconciler
 from controller.errors import ConfigError
 from controller.ports import Forge
 from controller.proposal_scan import ReleaseSnapshot
 from controller.propose import ProposalRequest, propose
 from controller.redact import register_secret
+from controller.rollout.loop import RolloutLoop
+from controller.rollout.telemetry import RolloutMetrics
 from controller.server import ServeMetrics, SluiceServer, sluice_routes
 from controller.settings import Settings
 from controller.watch import WatchedModel, Watcher
@@ -60,8 +65,34 @@ def _invalidate_then(snapshot: ReleaseSnapshot, watcher: Watcher, model: str, al
     return watcher.trigger(model, alias)
 
 
-def run_serve(settings: Settings, *, forge: Forge | None, remote: str) -> None:
-    """Run until SIGINT or SIGTERM."""
+def _rollout_loop(
+    settings: Settings,
+    target: Literal["local", "kubernetes"] | None,
+    remote: str,
+    snapshot: ReleaseSnapshot,
+    metrics: ServeMetrics,
+) -> RolloutLoop | None:
+    """The rollout loop on ``target``, reporting into the same ``/metrics``; None when off."""
+    if target is None:
+        return None
+    reconciler = build_reconciler(settings, target=target, remote=remote)
+    reconciler.metrics = RolloutMetrics(metrics.registry)
+    return RolloutLoop(
+        reconciler,
+        lambda: [(w.environment, w.model) for w in snapshot.watched()],
+        settings.poll_interval_seconds,
+        on_error=metrics.watch_error,
+    )
+
+
+def run_serve(
+    settings: Settings,
+    *,
+    forge: Forge | None,
+    remote: str,
+    rollouts: Literal["local", "kubernetes"] | None = None,
+) -> None:
+    """Run until SIGINT or SIGTERM; with ``rollouts``, reconcile every release's rollout too."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -102,6 +133,11 @@ def run_serve(settings: Settings, *, forge: Forge | None, remote: str) -> None:
         max_age_seconds=settings.webhook_max_age_seconds,
     )
     stop = threading.Event()
+    loop = _rollout_loop(settings, rollouts, remote, snapshot, metrics)
+    if loop is not None:
+        threading.Thread(
+            target=loop.run_forever, args=(stop,), name="sluice-rollouts", daemon=True
+        ).start()
 
     def shutdown(_signum: int, _frame: object) -> None:
         stop.set()

@@ -235,7 +235,7 @@ def _chapters(
         )
         merge_branch(remote, second.branch)
         rollout(expect=Outcome.PROMOTED)
-        console.print(Rule("7. A faulty v3 (fails 20% of requests): canary, gates, rollback"))
+        console.print(Rule("7. A faulty version (fails 20% of requests): canary, gates, rollback"))
         faulty = _register_faulty(console, tracking_uri, base_version=second.version)
         third = _propose(console, tracking_uri, remote, root / "demo-git", version=faulty)
         merge_branch(remote, third.branch)

@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_demo_trains_proposes_serves_and_shows_the_registry(tmp_path: Path) -> None:
-    """The demo registers, proposes and serves v1 locally, proposes v2 as a canary, refuses a
-    weak model, prints the registry and leaves no process behind."""
+def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
+    """The demo serves v1, refuses a weak model, walks v2 through its canary steps to champion,
+    rolls a faulty v4 back, prints Git's history and the registry, and leaves no process."""
     result = subprocess.run(
         [str(Path(sys.executable).with_name("sluice")), "demo", "--workdir", str(tmp_path)],
         cwd=ROOT,
@@ -36,9 +36,18 @@ def test_demo_trains_proposes_serves_and_shows_the_registry(tmp_path: Path) -> N
     assert out.count("fraud score") == 5
     assert "fraud-detector v2 → local (canary 10%)" in out
     assert "Stopped runtime, prometheus, alertmanager, mlflow" in " ".join(out.split())
+    history = out[out.index("What Git says happened") :]
+    for subject in (
+        "fraud-detector v2: canary 10% → 50% (local)",
+        "fraud-detector v2: canary 50% → 100%, promoted (local)",
+        "rollback fraud-detector v4: all traffic back to v2 (local)",
+        "rollback fraud-detector v4: restore v2 (local)",
+    ):
+        assert subject in history
     registry = out[out.index("Registry state") :]
-    rows = [line for line in registry.splitlines() if line.startswith("│ ")]
-    assert [row.split("│")[2].strip() for row in rows] == ["-", "challenger", "-"]
+    rows = [line for line in registry.splitlines() if line[:3] == "│ " and line[2].isdigit()]
+    aliases = [row.split("│")[2].strip() for row in rows]
+    assert aliases == ["-", "challenger, champion", "-", "-"]
     stack = json.loads((tmp_path / "local" / "stack.json").read_text())
     for component in stack.values():
         if component.get("pid"):

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from controller.local.kserve_status import (
     RevisionState,
     reconcile_status,
 )
-from controller.local.state import write_json
+from controller.local.state import pid_matches, write_json
 from controller.local.sync import (
     application_health,
     new_application,
@@ -59,6 +60,11 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         ]
     )
     (root / "pid").write_text(str(sleeper.pid))
+    # Until the child has exec'd, /proc/PID/cmdline is still pytest's: wait for the markers.
+    deadline = time.monotonic() + 30
+    while not pid_matches(sleeper.pid, "controller.local.runtime", str(root)):
+        assert time.monotonic() < deadline, "the stand-in runtime never started"
+        time.sleep(0.05)
     yield root
     sleeper.kill()
     sleeper.wait()

@@ -96,6 +96,9 @@ class InferenceServiceRuntime:
     status: dict[str, Any] = field(default_factory=dict)
     health: dict[str, str] = field(default_factory=dict)
     routes: list[Route] = field(default_factory=list)
+    #: After a restart: the revisions the saved traffic named, which must answer again before
+    #: the status is recomputed (a cluster's pods outlive its controllers; ours restart).
+    resuming: set[str] = field(default_factory=set)
 
     @property
     def name(self) -> str:
@@ -223,6 +226,11 @@ class LocalRuntime:
             if not isvc.records:
                 continue
             revisions = [self.servers.observe(r, isvc.name) for r in isvc.records]
+            ready = {r.name for r in revisions if r.state is RevisionState.READY}
+            if isvc.resuming - ready and any(r.state is RevisionState.LOADING for r in revisions):
+                busy = True  # keep the saved status and route nothing until they answer
+                continue
+            isvc.resuming = set()
             result = reconcile_status(
                 isvc.name,
                 predictor_spec(isvc.document),
@@ -352,6 +360,14 @@ class LocalRuntime:
                 counter=int(entry.get("counter", len(records))),
                 generation=int(obj.get("metadata", {}).get("generation", 1)),
                 status=obj.get("status") or {},
+                resuming={
+                    str(t.get("revisionName"))
+                    for t in (obj.get("status") or {})
+                    .get("components", {})
+                    .get("predictor", {})
+                    .get("traffic", [])
+                    if t.get("percent")
+                },
             )
         _log.info("resumed %s", ", ".join(self.isvcs) or "nothing")
 

@@ -1,0 +1,78 @@
+"""The rollout half of ``sluice serve``: one pass for every release, every interval.
+
+``sluice rollout`` walks one release to its end; a controller in a cluster walks all of them
+at once. Each pass is the same stateless reconcile, so the loop needs no memory of its own: a
+restarted ``sluice serve`` picks every rollout up where Git and the registry say it is. A
+failing release (registry down, a malformed pin) is logged and counted, and never stops the
+others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from controller.errors import SluiceError
+from controller.rollout.reconcile import PassReport, Reconciler
+
+__all__ = ["RolloutLoop"]
+
+_log = logging.getLogger("sluice.rollout")
+
+
+class RolloutLoop:
+    """Reconciles ``releases()`` (environment, model) pairs every ``interval_seconds``."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        releases: Callable[[], Sequence[tuple[str, str]]],
+        interval_seconds: float,
+        *,
+        on_error: Callable[[str, str], None] = lambda model, stage: None,
+    ) -> None:
+        self.reconciler = reconciler
+        self.releases = releases
+        self.interval_seconds = interval_seconds
+        self.on_error = on_error
+        self.last: dict[tuple[str, str], PassReport] = {}
+
+    def run_once(self) -> None:
+        """One pass over every release."""
+        try:
+            releases = list(self.releases())
+        except SluiceError as exc:
+            _log.warning("listing releases failed: %s", exc.message)
+            self.on_error("-", "rollout")
+            return
+        for environment, model in releases:
+            try:
+                report = self.reconciler.reconcile(environment, model)
+            except SluiceError as exc:
+                _log.warning("rollout of %s in %s: %s", model, environment, exc.message)
+                self.on_error(model, "rollout")
+                continue
+            previous = self.last.get((environment, model))
+            if previous is None or (previous.action, previous.detail) != (
+                report.action,
+                report.detail,
+            ):
+                _log.info(
+                    "rollout %s v%s in %s [%s] %s",
+                    model, report.version, environment, report.phase, report.detail,
+                )  # fmt: skip
+            self.last[(environment, model)] = report
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Pass until ``stop`` is set."""
+        while not stop.is_set():
+            self.run_once()
+            stop.wait(self.interval_seconds)
+
+    def status(self) -> dict[str, object]:
+        """The last pass of each release, for ``/healthz``."""
+        return {
+            f"{env}/{model}": {"phase": r.phase, "version": r.version, "detail": r.detail}
+            for (env, model), r in self.last.items()
+        }
