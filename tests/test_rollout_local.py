@@ -8,6 +8,7 @@ commits and quarantined; none of them is promoted without data.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 from mlflow import MlflowClient
-from support.gitops_repo import seed_manifests
+from support.gitops_repo import commit_to_remote, seed_manifests
 from support.gitrepo import GitRemote, create_git_remote, git
 from support.registry import register_version
 
@@ -29,7 +30,7 @@ from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.demo_gitops import merge_branch
 from controller.local.stack import StackRequest, down, up
-from controller.local.state import read_json
+from controller.local.state import read_json, stop_pid
 from controller.manifest import load_pin, read_release
 from controller.propose import ProposalRequest, propose
 
@@ -70,6 +71,19 @@ class Loop:
     remote: GitRemote
     tracking_uri: str
     traffic: Traffic
+    stack: StackRequest
+
+    def stop_prometheus(self) -> None:
+        entry = (read_json(self.stack.root / "stack.json") or {})["prometheus"]
+        assert stop_pid(entry["pid"], *entry["markers"])
+
+    def start_prometheus(self) -> None:
+        """`sluice local up` again: it restarts the stopped component on its port."""
+        assert up(self.stack)["prometheus"]["state"] == "running"
+
+    def analysis(self, version: int) -> dict[str, object]:
+        tags = MlflowClient(self.tracking_uri).get_model_version(MODEL, str(version)).tags
+        return dict(json.loads(tags.get("sluice.analysis.local", "{}")))
 
     def propose_and_merge(self, version: int) -> None:
         result = propose(
@@ -80,17 +94,22 @@ class Loop:
         )
         merge_branch(self.remote.path, result.branch)
 
-    def rollout(self) -> subprocess.CompletedProcess[str]:
-        env = {
+    def rollout_env(self) -> dict[str, str]:
+        return {
             **os.environ,
             "SLUICE_STATE_DIR": str(self.root / "state"),
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "SLUICE_POLL_INTERVAL_SECONDS": "1",
         }
+
+    def rollout_command(self) -> list[str]:
+        return [sys.executable, "-m", "controller", "rollout", MODEL, "--env", "local",
+                "--target", "local", "--repo", self.remote.url]  # fmt: skip
+
+    def rollout(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "controller", "rollout", MODEL, "--env", "local",
-             "--target", "local", "--repo", self.remote.url],
-            env=env, capture_output=True, text=True, timeout=400, check=False,
+            self.rollout_command(), env=self.rollout_env(),
+            capture_output=True, text=True, timeout=400, check=False,
         )  # fmt: skip
 
     def subjects(self) -> list[str]:
@@ -100,6 +119,20 @@ class Loop:
         text = git("show", f"main:{PIN}", cwd=self.remote.path)
         release = read_release(load_pin(text, source=PIN))
         return release.version, release.canary_percent
+
+
+def quick_policy(tree: Path) -> None:
+    """The local overlay's policy with shorter intervals and load tests, to keep the suite fast."""
+    path = tree / "manifests" / "overlays" / "local" / "sluice.yaml"
+    text = path.read_text()
+    for old, new in (
+        ("interval: 8", "interval: 4"),
+        ("duration: 5", "duration: 3"),
+        ("minRequests: 50", "minRequests: 30"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_text(text)
 
 
 def wait_for(what: str, check: object, timeout: float = 120.0) -> None:
@@ -115,13 +148,15 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     root = tmp_path_factory.mktemp("rollout")
     remote = create_git_remote(root)
     seed_manifests(remote, root / "seed", model=MODEL)
+    commit_to_remote(remote, root / "policy", "A quicker rollout policy for tests", quick_policy)
     local = root / "state" / "local"
-    stack = up(StackRequest(root=local, remote=remote.url, env="local", poll_interval=1.0))
+    request = StackRequest(root=local, remote=remote.url, env="local", poll_interval=1.0)
+    stack = up(request)
     traffic: Traffic | None = None
     try:
         tracking_uri = str(stack["mlflow"]["url"])
         register_version(tracking_uri, MODEL, input_example=True)
-        loop = Loop(root, remote, tracking_uri, Traffic(""))
+        loop = Loop(root, remote, tracking_uri, Traffic(""), request)
         loop.propose_and_merge(1)
 
         def router_url() -> str | None:
@@ -212,3 +247,44 @@ def test_slow_version_is_rolled_back_on_latency(loop: Loop) -> None:
     assert_rolled_back(loop, version)
     reason = git("log", "-1", "--format=%B", "main~1", cwd=loop.remote.path)
     assert "latency" in reason
+
+
+def test_prometheus_outage_holds_the_canary_then_it_proceeds(loop: Loop) -> None:
+    """With Prometheus down the canary holds as inconclusive; when it is back, it is promoted."""
+    version = register_version(loop.tracking_uri, MODEL, input_example=True)
+    loop.propose_and_merge(version)
+    loop.stop_prometheus()
+    rollout = subprocess.Popen(
+        loop.rollout_command(), env=loop.rollout_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(
+            "an inconclusive analysis",
+            lambda: int(str(loop.analysis(version).get("inconclusive", 0))) >= 1,
+        )
+        assert loop.pin() == (version, 10)
+        assert rollout.poll() is None
+        loop.start_prometheus()
+        output, _ = rollout.communicate(timeout=300)
+    finally:
+        rollout.kill()
+    assert rollout.returncode == 0, output
+    assert loop.pin() == (version, None)
+    assert "no data" in output or "unreachable" in output
+
+
+def test_prometheus_outage_past_the_limit_rolls_back(loop: Loop) -> None:
+    """A canary that never gets an answer is rolled back after inconclusiveLimit analyses."""
+    version = register_version(loop.tracking_uri, MODEL, input_example=True)
+    serving = loop.pin()[0]
+    loop.propose_and_merge(version)
+    loop.stop_prometheus()
+    try:
+        done = loop.rollout()
+    finally:
+        loop.start_prometheus()
+    assert done.returncode == 1, done.stdout + done.stderr
+    body = git("log", "-1", "--format=%B", "main~1", cwd=loop.remote.path)
+    assert "no answer from 4 analyses in a row" in body
+    assert loop.pin() == (serving, None)
