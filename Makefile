@@ -40,8 +40,11 @@ services:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	status=$$?; if [ -n "$$made_policy" ]; then rm -f $$policy; fi; exit $$status
 
+# Two workers, one test file each at a time: most of the suite waits on real services (syncs,
+# scrapes, load tests), so two files in parallel halve the wall time on 2 cores.
+PYTEST_WORKERS ?= 2
 test: setup
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/sluice demo
