@@ -29,6 +29,9 @@ _TARGET = Annotated[
     TargetChoice,
     typer.Option(help="local: the `sluice local up` stack; kubernetes: a cluster with Argo CD."),
 ]
+_FORGE = Annotated[
+    str, typer.Option(help="github: comment on the proposal's pull request and set statuses.")
+]
 _REPO = Annotated[
     str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
 ]
@@ -43,15 +46,18 @@ def rollout(
     ] = False,
     target: _TARGET = TargetChoice.local,
     repo: _REPO = None,
+    forge: _FORGE = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print the passes as JSON.")] = False,
 ) -> None:
     """Walk the merged version through its canary steps; exit 0 promoted, 1 rolled back."""
     from controller.cli import current_settings
+    from controller.commands_propose import build_forge
     from controller.commands_rollout import run_rollout
 
+    settings = current_settings()
     code = run_rollout(
-        current_settings(), model=model, environment=env, once=once,
-        target=target.value, remote=repo, as_json=as_json, console=Console(),
+        settings, model=model, environment=env, once=once, target=target.value, remote=repo,
+        as_json=as_json, console=Console(), forge=build_forge(settings, forge),
     )  # fmt: skip
     if code:
         raise typer.Exit(code)
@@ -64,17 +70,20 @@ def rollback(
     reason: Annotated[str, typer.Option("--reason", help="Why: goes into the commit.")],
     target: _TARGET = TargetChoice.local,
     repo: _REPO = None,
+    forge: _FORGE = "local",
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="See the rollback through to the restore.")
     ] = True,
 ) -> None:
     """Abort a rollout (or undo a promotion) through Git, as a failed gate would."""
     from controller.cli import current_settings
+    from controller.commands_propose import build_forge
     from controller.commands_rollout import run_rollback
 
+    settings = current_settings()
     code = run_rollback(
-        current_settings(), model=model, environment=env, reason=reason,
-        target=target.value, remote=repo, wait=wait, console=Console(),
+        settings, model=model, environment=env, reason=reason, target=target.value,
+        remote=repo, wait=wait, console=Console(), forge=build_forge(settings, forge),
     )  # fmt: skip
     if code:
         raise typer.Exit(code)

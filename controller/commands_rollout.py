@@ -18,7 +18,7 @@ from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands_propose import default_remote
 from controller.errors import ConfigError, InputError, SluiceError
-from controller.ports import MetricsSource, Notifier, Target
+from controller.ports import Forge, MetricsSource, Notifier, Target
 from controller.rollout.actions import Outcome, StartRollback
 from controller.rollout.analysis import Analyzer
 from controller.rollout.decide import decide
@@ -86,7 +86,9 @@ def _notifier(settings: Settings) -> Notifier:
     return SlackWebhookNotifier(settings.notify_webhook_url.get_secret_value())
 
 
-def build_reconciler(settings: Settings, *, target: TargetKind, remote: str | None) -> Reconciler:
+def build_reconciler(
+    settings: Settings, *, target: TargetKind, remote: str | None, forge: Forge | None = None
+) -> Reconciler:
     """Every backend of a rollout, from the settings."""
     configure_mlflow_http(
         retries=settings.registry_request_retries,
@@ -116,6 +118,7 @@ def build_reconciler(settings: Settings, *, target: TargetKind, remote: str | No
         target=_target(settings, target),
         analyzer=analyzer,
         notifier=_notifier(settings),
+        forge=forge,
     )
 
 
@@ -143,9 +146,10 @@ def run_rollout(
     remote: str | None,
     as_json: bool,
     console: Console,
+    forge: Forge | None = None,
 ) -> int:
     """One pass (``--once``) or passes until the rollout ends; returns the exit code."""
-    reconciler = build_reconciler(settings, target=target, remote=remote)
+    reconciler = build_reconciler(settings, target=target, remote=remote, forge=forge)
     reports: list[PassReport] = []
 
     def on_pass(report: PassReport) -> None:
@@ -175,11 +179,12 @@ def run_rollback(
     remote: str | None,
     wait: bool,
     console: Console,
+    forge: Forge | None = None,
 ) -> int:
     """Start a rollback by hand (the same commit a failed gate makes), then see it through."""
     if not reason.strip():
         raise InputError("--reason must say why (it goes into the commit and the quarantine tag)")
-    reconciler = build_reconciler(settings, target=target, remote=remote)
+    reconciler = build_reconciler(settings, target=target, remote=remote, forge=forge)
     obs = reconciler.observe(environment, model)
     if obs.pin.version is None:
         raise InputError(f"nothing to roll back: no version of {model} is pinned in {environment}")
@@ -193,7 +198,12 @@ def run_rollback(
 
         ref = load_release(reconciler.workspace, environment, model)
         actuator = Actuator(
-            ref, reconciler.workspace, reconciler.registry, reconciler.notifier, reconciler.metrics
+            ref,
+            reconciler.workspace,
+            reconciler.registry,
+            reconciler.notifier,
+            reconciler.metrics,
+            reconciler.forge,
         )
         done = actuator.act(StartRollback(f"manual: {reason.strip()}"), obs, time.time())
         console.print(f"rollback of {model} v{obs.pin.version} committed: {done.commit}")

@@ -71,11 +71,12 @@ def _rollout_loop(
     remote: str,
     snapshot: ReleaseSnapshot,
     metrics: ServeMetrics,
+    forge: Forge | None,
 ) -> RolloutLoop | None:
     """The rollout loop on ``target``, reporting into the same ``/metrics``; None when off."""
     if target is None:
         return None
-    reconciler = build_reconciler(settings, target=target, remote=remote)
+    reconciler = build_reconciler(settings, target=target, remote=remote, forge=forge)
     reconciler.metrics = RolloutMetrics(metrics.registry)
     return RolloutLoop(
         reconciler,
@@ -133,7 +134,7 @@ def run_serve(
         max_age_seconds=settings.webhook_max_age_seconds,
     )
     stop = threading.Event()
-    loop = _rollout_loop(settings, rollouts, remote, snapshot, metrics)
+    loop = _rollout_loop(settings, rollouts, remote, snapshot, metrics, forge)
     if loop is not None:
         threading.Thread(
             target=loop.run_forever, args=(stop,), name="sluice-rollouts", daemon=True

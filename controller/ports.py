@@ -75,6 +75,10 @@ class Forge(Protocol):
         """Add a comment to a pull request."""
         ...
 
+    def find_pull_request(self, branch: str) -> int | None:
+        """The pull request (open, closed or merged) a proposal branch became, if any."""
+        ...
+
 
 class MetricsSource(Protocol):
     """Where request metrics are queried (Prometheus), as Flagger's metrics provider."""

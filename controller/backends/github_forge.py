@@ -144,6 +144,18 @@ class GitHubForge:
 
         self._attempt(f"commenting on pull request #{number}", create)
 
+    def find_pull_request(self, branch: str) -> int | None:
+        """The newest pull request (open, closed or merged) from ``branch``, if any."""
+
+        def find(_attempts: _Attempts) -> int | None:
+            repo = self._repository()
+            owner = repo.owner.login
+            pulls = repo.get_pulls(state="all", head=f"{owner}:{branch}", sort="created")
+            numbers = [pr.number for pr in pulls if pr.head.ref == branch]
+            return max(numbers) if numbers else None
+
+        return self._attempt(f"finding the pull request of {branch}", find)
+
     # -- one attempt of open_or_update ---------------------------------------------------------
 
     def _open_or_update(self, change: ChangeRequest, attempts: _Attempts) -> PullRequest:

@@ -8,12 +8,15 @@ the champion alias, the quarantine of a rolled-back version and the analysis rec
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from controller.backends.git_repo import GitWorkspace
+from controller.commit_message import proposal_branch
+from controller.errors import SluiceError
 from controller.manifest import ReleasePin
-from controller.ports import Notifier, RolloutRegistry
+from controller.ports import Forge, Notifier, RolloutRegistry
 from controller.render import validate_rendered
 from controller.rollout.actions import (
     Action,
@@ -25,7 +28,11 @@ from controller.rollout.actions import (
     SetWeight,
     StartRollback,
 )
-from controller.rollout.messages import RolloutCommit, render_rollout_message
+from controller.rollout.messages import (
+    RolloutCommit,
+    render_rollout_comment,
+    render_rollout_message,
+)
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import QUARANTINE_TAG, ReleaseRef
 from controller.rollout.pin_edits import PinEdit, promote_edit, restore_edit, weight_edit
@@ -34,6 +41,8 @@ from controller.rollout.telemetry import RolloutMetrics
 from controller.storage_uri import map_storage_uri
 
 __all__ = ["ActResult", "Actuator"]
+
+_log = logging.getLogger("sluice.rollout")
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class Actuator:
     registry: RolloutRegistry
     notifier: Notifier
     metrics: RolloutMetrics
+    forge: Forge | None = None
 
     def act(self, action: Action, obs: ReleaseObservation, now: float) -> ActResult:
         """Carry out ``action``; actions that change nothing return an empty result."""
@@ -94,7 +104,30 @@ class Actuator:
         )
         if outcome.attempts > 1:
             self.metrics.push_retries.inc(outcome.attempts - 1)
+        if outcome.committed:
+            self._report(commit, outcome.sha)
         return ActResult(commit=outcome.sha if outcome.committed else None, message=message)
+
+    def _report(self, commit: RolloutCommit, sha: str) -> None:
+        """Tell the proposal's pull request: a comment with the gates and a commit status.
+
+        Best effort: the commit has landed and is what matters; a forge outage is logged and
+        never holds a rollout back (a lost comment is not re-sent on the next pass).
+        """
+        if self.forge is None:
+            return
+        state = {"rollback": "failure", "restore": "failure", "promote": "success"}.get(
+            commit.action, "pending"
+        )
+        context = f"sluice/rollout/{commit.environment}"
+        branch = proposal_branch(commit.environment, commit.model, commit.version)
+        try:
+            self.forge.report_status(sha, context=context, state=state, description=commit.headline)
+            number = self.forge.find_pull_request(branch)
+            if number is not None:
+                self.forge.comment(number, render_rollout_comment(commit, sha))
+        except SluiceError as exc:
+            _log.warning("could not report %s to the forge: %s", commit.headline, exc.message)
 
     def _step(self, action: SetWeight, obs: ReleaseObservation) -> ActResult:
         version = _version(obs)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from controller.analysis_types import GateResult, Verdict
 from controller.commit_message import SUBJECT_LIMIT
 
-__all__ = ["RolloutCommit", "render_rollout_message"]
+__all__ = ["RolloutCommit", "render_rollout_comment", "render_rollout_message"]
 
 _MARK = {Verdict.PASS: "pass", Verdict.FAIL: "FAIL", Verdict.INCONCLUSIVE: "inconclusive"}
 
@@ -62,4 +62,27 @@ def render_rollout_message(commit: RolloutCommit) -> str:
         f"Sluice-Env: {commit.environment}",
         f"Sluice-Action: {commit.action}",
     ]
+    return "\n".join(lines) + "\n"
+
+
+_ICON = {"step": "⏩", "promote": "✅", "rollback": "⏪", "restore": "⏪"}
+
+
+def render_rollout_comment(commit: RolloutCommit, sha: str) -> str:
+    """The pull request comment for one rollout commit: what moved, why, and every gate."""
+    icon = _ICON.get(commit.action, "")
+    lines = [
+        f"### {icon} {commit.model} v{commit.version}: {commit.headline} ({commit.environment})",
+        "",
+        commit.summary,
+        "",
+        f"Commit: `{sha[:12]}`",
+    ]
+    if commit.results:
+        lines += ["", "| gate | verdict | result |", "|---|---|---|"]
+        lines += [
+            f"| {r.gate} | {_MARK[r.verdict]} | {r.summary.replace('|', '/')} |"
+            for r in commit.results
+        ]
+    lines += ["", "<!-- sluice:rollout -->"]
     return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from controller.analysis_types import GateResult
 from controller.backends.git_repo import GitWorkspace
 from controller.notify import NullNotifier
-from controller.ports import Notifier, RolloutRegistry, Target
+from controller.ports import Forge, Notifier, RolloutRegistry, Target
 from controller.rollout.act import Actuator
 from controller.rollout.actions import (
     Action,
@@ -137,6 +137,7 @@ class Reconciler:
     analyzer: Analyzer
     notifier: Notifier = field(default_factory=NullNotifier)
     metrics: RolloutMetrics = field(default_factory=RolloutMetrics)
+    forge: Forge | None = None
     clock: Callable[[], float] = time.time
 
     def observe(self, environment: str, model: str) -> ReleaseObservation:
@@ -160,7 +161,9 @@ class Reconciler:
             self.metrics.count_gates(results)
             now = self.clock()
             action = conclude(obs, policy, action, results, now)
-        actuator = Actuator(ref, self.workspace, self.registry, self.notifier, self.metrics)
+        actuator = Actuator(
+            ref, self.workspace, self.registry, self.notifier, self.metrics, self.forge
+        )
         done = actuator.act(action, obs, now)
         phase = phase_of(action)
         self.metrics.set_phase(model, environment, phase)
