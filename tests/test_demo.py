@@ -45,7 +45,7 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     ):
         assert subject in history
     registry = out[out.index("Registry state") :]
-    rows = [line for line in registry.splitlines() if line[:3] == "│ " and line[2].isdigit()]
+    rows = [line for line in registry.splitlines() if line.startswith("│ ") and line[2:3].isdigit()]
     aliases = [row.split("│")[2].strip() for row in rows]
     assert aliases == ["-", "challenger, champion", "-", "-"]
     stack = json.loads((tmp_path / "local" / "stack.json").read_text())
