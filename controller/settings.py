@@ -65,7 +65,11 @@ class Settings(BaseSettings):
     )
     github_api_url: str = Field(
         default="https://api.github.com",
-        description="GitHub REST API base URL; set it for GitHub Enterprise (https://HOST/api/v3).",
+        validation_alias=AliasChoices("SLUICE_GITHUB_API_URL", "GITHUB_API_URL", "github_api_url"),
+        description=(
+            "GitHub REST API base URL (SLUICE_GITHUB_API_URL, else GITHUB_API_URL, which "
+            "GitHub Actions sets); for GitHub Enterprise https://HOST/api/v3."
+        ),
     )
     github_repository: str | None = Field(
         default=None,
@@ -107,6 +111,36 @@ class Settings(BaseSettings):
         description=(
             "URL at which MLflow reaches `sluice serve` (…/hooks/mlflow); when set, "
             "`sluice serve` creates or updates its webhook in the registry at start."
+        ),
+    )
+    alertmanager_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token Alertmanager sends to POST /hooks/alertmanager "
+            "(SLUICE_ALERTMANAGER_TOKEN; its webhook_config's http_config.authorization); "
+            "without it the route is not served and drift alerts start no retraining."
+        ),
+    )
+    retrain_alerts: list[str] = Field(
+        default_factory=lambda: ["SluiceFeatureDrift", "SluicePredictionDrift"],
+        description="Alert names that start a retraining when they fire.",
+    )
+    retrain_cooldown_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description=(
+            "After a retraining of a model for an environment starts, further drift alerts "
+            "for the pair start none for this long (kept as a registry tag, so it outlives "
+            "a restart)."
+        ),
+    )
+    retrain_command: list[str] = Field(
+        default_factory=lambda: ["{python}", "-m", "{module}", "--model-name", "{model}"],
+        description=(
+            "With --forge local: the command a drift alert runs, one word per item, with "
+            "{python}, {module} (models.<model with - as _>.train), {model}, {environment} and "
+            '{features} filled in; e.g. add "--week", "3" to train the example on week 3. '
+            "With --forge github the train workflow runs instead (repository_dispatch retrain)."
         ),
     )
     prometheus_url: str | None = Field(

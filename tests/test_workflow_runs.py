@@ -1,0 +1,112 @@
+"""The train and promote workflows, run step by step exactly as written, against real services.
+
+GitHub Actions does not run here; :mod:`support.workflow_runner` runs each job's `run:` steps
+with bash, with the expressions evaluated for the event, against a real MLflow server, a bare
+Git remote standing in for the GitHub repository and the local GitHub REST server. Only what
+a runner provides is set from outside: GITHUB_REPOSITORY, GITHUB_API_URL (as on GitHub
+Enterprise) and, because the checkout's origin here is not GitHub, SLUICE_GIT_REMOTE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from support.github_api import GitHubApiServer
+from support.gitops_repo import ROOT, seed_manifests
+from support.gitrepo import GitRemote, create_git_remote, git
+from support.workflow_runner import JobRun, base_environ, run_job
+
+from controller.local.services import MlflowService
+
+pytestmark = pytest.mark.slow
+
+MODEL = "fraud-detector"
+WORKFLOWS = ROOT / ".github" / "workflows"
+TOKEN = "ghp_workflow_runs_token"
+
+
+@dataclass
+class Runner:
+    remote: GitRemote
+    github: GitHubApiServer
+    tracking_uri: str
+    workdir: Path
+
+    def run(self, workflow: str, job: str, event: dict[str, object], name: str) -> JobRun:
+        workdir = self.workdir / name
+        workdir.mkdir()
+        environ = {
+            **base_environ(workdir),
+            "GITHUB_REPOSITORY": "acme/models",
+            "GITHUB_API_URL": self.github.api_url,
+            "SLUICE_GIT_REMOTE": self.remote.url,
+            "SLUICE_STATE_DIR": str(workdir / "state"),
+        }
+        secrets = {
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_TRACKING_TOKEN": "",
+            "SLUICE_GITHUB_TOKEN": TOKEN,
+        }
+        return run_job(
+            WORKFLOWS / workflow, job, event=event, secrets=secrets, cwd=ROOT,
+            workdir=workdir, environ=environ,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runner(
+    mlflow_server: MlflowService, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Runner]:
+    root = tmp_path_factory.mktemp("workflows")
+    remote = create_git_remote(root)
+    seed_manifests(remote, root / "seed", model=MODEL)
+    with GitHubApiServer(TOKEN, {"acme/models": remote.path}) as github:
+        yield Runner(remote, github, mlflow_server.tracking_uri, root)
+
+
+def failure(run: JobRun) -> str:
+    step = run.failed_step or ""
+    return f"step {step!r} failed:\n{run.logs.get(step, '')[-3000:]}"
+
+
+def test_a_drift_dispatch_trains_registers_and_opens_a_pull_request(runner: Runner) -> None:
+    """repository_dispatch `retrain` trains, registers, proposes to staging and summarises."""
+    event = {
+        "action": "retrain",
+        "client_payload": {"model": MODEL, "environment": "staging", "week": "1",
+                           "features": ["amount", "hour"]},
+    }  # fmt: skip
+    run = runner.run("train.yml", "train", event, "train")
+    assert run.failed_step is None, failure(run)
+    assert f"## {MODEL} v1: quality gate passed" in run.summary
+    assert "Retraining asked for by a drift alert on: amount, hour" in run.summary
+    assert f"## Proposal: {MODEL} v1 → staging" in run.summary
+    assert "Pull request: [#1](" in run.summary
+    (created,) = runner.github.requests_to("POST", r"/repos/acme/models/pulls")
+    assert created.body["head"] == f"sluice/staging/{MODEL}/v1"
+    assert TOKEN not in "".join(run.logs.values())
+
+
+def test_promote_proposes_the_champion_to_production(runner: Runner) -> None:
+    """The promote workflow opens production's pull request for the champion, on S3 storage."""
+    MlflowClient(runner.tracking_uri).set_registered_model_alias(MODEL, "champion", "1")
+    run = runner.run("promote.yml", "promote", {"inputs": {"model": MODEL}}, "promote")
+    assert run.failed_step is None, failure(run)
+    assert f"## Promotion: {MODEL} v1 → production" in run.summary
+    branch = f"sluice/production/{MODEL}/v1"
+    pin = git("show", f"{branch}:manifests/overlays/production/fraud-detector.yaml",
+              cwd=runner.remote.path)  # fmt: skip
+    assert "storageUri: s3://sluice-models/mlflow-artifacts/" in pin
+
+
+def test_an_unsafe_dispatch_payload_stops_before_anything_runs(runner: Runner) -> None:
+    """A dispatch whose model is not a plain name fails the first step and runs nothing else."""
+    event = {"client_payload": {"model": "x; touch /tmp/pwned", "environment": "staging"}}
+    run = runner.run("train.yml", "train", event, "unsafe")
+    assert run.failed_step == "Check the request"
+    assert run.codes["Check the request"] == 2
+    assert list(run.codes) == ["Check the request"]
