@@ -191,7 +191,8 @@ def serve(
     ] = "off",
 ) -> None:
     """Watch every release in Git and propose when its alias moves, and (--rollouts) walk
-    merged versions through their canaries; serve /healthz, /metrics and /hooks/mlflow."""
+    merged versions through their canaries; serve /healthz, /metrics, /hooks/mlflow and
+    /hooks/alertmanager (drift alerts start retraining)."""
     from controller.commands_propose import build_forge, default_remote
     from controller.commands_serve import run_serve
 

@@ -40,6 +40,9 @@ def run_up(
         env=env,
         port_base=port_base,
         webhook_url=f"http://127.0.0.1:{settings.serve_port}/hooks/alertmanager",
+        webhook_token=(
+            settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
+        ),
     )
     for name, entry in up(request).items():
         where = entry.get("url", entry.get("log", ""))

@@ -2,9 +2,10 @@
 
 It watches every release that the environments in Git declare, proposes when a release's
 alias moves away from its pin (polling every interval; an MLflow webhook only wakes the loop
-early), and serves ``/healthz``, ``/metrics`` and ``/hooks/mlflow``. With ``--rollouts TARGET``
-a second thread runs the rollout reconcile for every release each interval, reporting into the
-same ``/metrics``.
+early), and serves ``/healthz``, ``/metrics``, ``/hooks/mlflow`` and, with an Alertmanager
+token, ``/hooks/alertmanager``, where drift alerts start retraining
+(:mod:`controller.commands_retrain`). With ``--rollouts TARGET`` a second thread runs the
+rollout reconcile for every release each interval, reporting into the same ``/metrics``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Literal
 
 from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
+from controller.commands_retrain import build_alertmanager_hook
 from controller.commands_rollout import build_reconciler
 from controller.errors import ConfigError
 from controller.ports import Forge
@@ -132,6 +134,9 @@ def run_serve(
         mlflow_trigger=lambda model, alias: _invalidate_then(snapshot, watcher, model, alias),
         mlflow_webhook_secret=secret,
         max_age_seconds=settings.webhook_max_age_seconds,
+        alertmanager_hook=build_alertmanager_hook(
+            settings, forge=forge, registry=registry, metrics=metrics
+        ),
     )
     stop = threading.Event()
     loop = _rollout_loop(settings, rollouts, remote, snapshot, metrics, forge)

@@ -19,7 +19,9 @@ __all__ = [
     "LoadGenerator",
     "MetricsSource",
     "ModelRegistry",
+    "ModelTagStore",
     "Notifier",
+    "RetrainStarter",
     "RolloutRegistry",
     "Target",
 ]
@@ -79,6 +81,10 @@ class Forge(Protocol):
         """The pull request (open, closed or merged) a proposal branch became, if any."""
         ...
 
+    def dispatch(self, event_type: str, payload: Mapping[str, object]) -> None:
+        """Send a ``repository_dispatch`` event (``retrain``) that a workflow listens for."""
+        ...
+
 
 class MetricsSource(Protocol):
     """Where request metrics are queried (Prometheus), as Flagger's metrics provider."""
@@ -111,4 +117,25 @@ class Notifier(Protocol):
 
     def notify(self, title: str, text: str, *, severity: str = "info") -> None:
         """Send one event; failures are logged, never raised (a notification is best-effort)."""
+        ...
+
+
+class ModelTagStore(Protocol):
+    """Tags on a registered model (not a version): where a cool-down outlives the process."""
+
+    def registered_model_tags(self, name: str) -> dict[str, str]:
+        """The model's tags; :class:`~controller.errors.ModelNotFound` for an unknown model."""
+        ...
+
+    def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        """Set one tag on the model."""
+        ...
+
+
+class RetrainStarter(Protocol):
+    """What starts a retraining: a ``repository_dispatch`` to the train workflow, or a local
+    process running the training module."""
+
+    def start(self, model: str, environment: str, features: tuple[str, ...]) -> str:
+        """Start it without waiting for it; returns one line saying what was started."""
         ...

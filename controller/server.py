@@ -2,7 +2,8 @@
 
 Routes are plain functions from a :class:`Request` to a :class:`Response`, kept in a table keyed
 by method and path, so each is tested without sockets and later routes (``POST
-/hooks/alertmanager``, ``POST /v1/feedback``) are one more entry in :func:`sluice_routes`.
+/hooks/alertmanager``, built in :mod:`controller.alertmanager_hook`) are one more entry in
+:func:`sluice_routes`.
 
 The transport is the standard library's ``ThreadingHTTPServer``, not FastAPI and uvicorn: a
 handful of small JSON and text routes need no framework, the raw body that a webhook signature
@@ -118,11 +119,19 @@ class ServeMetrics:
             "Failed registry lookups and proposal steps, by model and stage.",
             ["model", "stage"],
         )
+        self._retrains = counter(
+            "sluice_retrains",
+            "Retrainings asked for by drift alerts, by model, environment and result (started, "
+            "cooldown, unknown-model, failed).",
+            ["model", "environment", "result"],
+        )
         # Series that exist from the start, so that rate() and absent() work before any event.
         for result in ("ok", "error"):
             self._polls.labels(result)
         for result in ("queued", "ignored", *_REJECTION_RESULTS.values()):
             self._deliveries.labels("mlflow", result)
+        for result in ("accepted", "ignored", "malformed", "unauthorized", "error"):
+            self._deliveries.labels("alertmanager", result)
 
     def webhook_delivery(self, source: str, result: str) -> None:
         """Count one webhook request."""
@@ -139,6 +148,10 @@ class ServeMetrics:
     def watch_error(self, model: str, stage: str) -> None:
         """Count one failed lookup or proposal step."""
         self._errors.labels(model, stage).inc()
+
+    def retrain(self, model: str, environment: str, result: str) -> None:
+        """Count one retraining asked for by an alert, by what became of it."""
+        self._retrains.labels(model, environment, result).inc()
 
 
 # -- routes -------------------------------------------------------------------------------------
@@ -225,8 +238,11 @@ def sluice_routes(
     mlflow_webhook_secret: str | None,
     clock: Callable[[], float] = time.time,
     max_age_seconds: float = 300.0,
+    alertmanager_hook: Handler | None = None,
 ) -> dict[Route, Handler]:
-    """Every route of ``sluice serve``; ``POST /hooks/mlflow`` only when a secret is set."""
+    """Every route of ``sluice serve``; ``POST /hooks/mlflow`` only when a secret is set,
+    ``POST /hooks/alertmanager`` only when its handler is given
+    (:func:`controller.alertmanager_hook.alertmanager_hook_route`)."""
     routes: dict[Route, Handler] = {
         ("GET", "/healthz"): health_route(status),
         ("GET", "/metrics"): metrics_route(metrics),
@@ -239,6 +255,8 @@ def sluice_routes(
             clock=clock,
             max_age_seconds=max_age_seconds,
         )
+    if alertmanager_hook is not None:
+        routes["POST", "/hooks/alertmanager"] = alertmanager_hook
     return routes
 
 

@@ -108,13 +108,21 @@ def prometheus_server(tmp_path: Path) -> Iterator[Callable[..., PrometheusServic
 
 @pytest.fixture
 def alertmanager_server(tmp_path: Path) -> Iterator[Callable[..., AlertmanagerService]]:
-    """Start Alertmanager sending every alert to ``webhook_url``; stopped after the test."""
+    """Start Alertmanager sending every alert to ``webhook_url``; stopped after the test.
+
+    Further keyword arguments (``repeat_interval="2s"``) go to ``write_alertmanager_config``.
+    """
     started: list[AlertmanagerService] = []
 
-    def start(*, webhook_url: str, bearer_token: str | None = None) -> AlertmanagerService:
+    def start(
+        *, webhook_url: str, bearer_token: str | None = None, **timings: str
+    ) -> AlertmanagerService:
         root = tmp_path / f"alertmanager-{len(started)}"
         config = write_alertmanager_config(
-            root / "alertmanager.yml", webhook_url=webhook_url, bearer_token=bearer_token
+            root / "alertmanager.yml",
+            webhook_url=webhook_url,
+            bearer_token=bearer_token,
+            **timings,
         )
         started.append(start_alertmanager(config_file=config, data_dir=root / "data", log_dir=root))
         return started[-1]

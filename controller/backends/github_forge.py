@@ -17,7 +17,7 @@ redacted from every message.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -156,6 +156,27 @@ class GitHubForge:
 
         return self._attempt(f"finding the pull request of {branch}", find)
 
+    def dispatch(self, event_type: str, payload: Mapping[str, object]) -> None:
+        """Send a ``repository_dispatch`` of ``event_type`` with ``payload`` as its
+        ``client_payload`` (at most 10 top-level keys, GitHub's limit).
+
+        Tried once, unlike the other operations: GitHub keeps no record of a dispatch that a
+        retry could look up, so a retry after a lost answer would start the workflow twice. A
+        failure is reported instead, and the caller's caller (Alertmanager) delivers again.
+        """
+
+        def send(_attempts: _Attempts) -> None:
+            repo = self._repository()
+            # Not repo.create_repository_dispatch: it returns False on any error status,
+            # where this raises GithubException with the status, translated like the rest.
+            repo.requester.requestJsonAndCheck(
+                "POST",
+                f"{repo.url}/dispatches",
+                input={"event_type": event_type, "client_payload": dict(payload)},
+            )
+
+        self._attempt(f"sending repository_dispatch {event_type!r}", send, retries=0)
+
     # -- one attempt of open_or_update ---------------------------------------------------------
 
     def _open_or_update(self, change: ChangeRequest, attempts: _Attempts) -> PullRequest:
@@ -255,16 +276,19 @@ class GitHubForge:
             self._repo = repo
         return self._repo
 
-    def _attempt(self, what: str, action: Callable[[_Attempts], T]) -> T:
+    def _attempt(
+        self, what: str, action: Callable[[_Attempts], T], *, retries: int | None = None
+    ) -> T:
         """Run ``action`` up to 1 + retries times while it fails transiently."""
         attempts = _Attempts()
+        limit = self._retries if retries is None else retries
         while True:
             try:
                 return action(attempts)
             except SluiceError:
                 raise
             except (GithubException, requests.RequestException, _Transient) as exc:
-                if not _is_transient(exc) or attempts.number >= self._retries:
+                if not _is_transient(exc) or attempts.number >= limit:
                     raise self._translate(exc, what, attempts.number + 1) from None
             time.sleep(self._backoff_seconds * 2**attempts.number)
             attempts.number += 1

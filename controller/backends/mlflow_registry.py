@@ -182,6 +182,14 @@ class MlflowRegistry:
             key=lambda ref: ref.version,
         )
 
+    def versions_of_run(self, run_id: str) -> list[ModelVersionRef]:
+        """The versions registered from a run, oldest first (empty when there are none)."""
+        if not run_id.isalnum():  # MLflow run ids are hex; anything else would be in the filter
+            return []
+        with registry_errors(self.tracking_uri, f"versions of run {run_id!r}"):
+            found = self._client.search_model_versions(filter_string=f"run_id = '{run_id}'")
+        return sorted((self._ref(version) for version in found), key=lambda r: r.version)
+
     def all_aliases(self) -> dict[str, dict[str, int]]:
         """Every registered model's aliases (model -> alias -> version), 1,000 models a request.
 
@@ -338,6 +346,17 @@ class MlflowRegistry:
                     return []
                 data = json.loads(Path(path).read_text(encoding="utf-8"))
         return _example_rows(data)[:limit]
+
+    def registered_model_tags(self, name: str) -> dict[str, str]:
+        """The registered model's own tags; :class:`ModelNotFound` when there is no such model."""
+        with registry_errors(self.tracking_uri, f"model {name!r}"):
+            model = self._client.get_registered_model(name)
+        return {str(k): str(v) for k, v in (getattr(model, "tags", None) or {}).items()}
+
+    def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        """Set one tag on the registered model (not on a version)."""
+        with registry_errors(self.tracking_uri, f"model {name!r}"):
+            self._client.set_registered_model_tag(name, key, value)
 
     def set_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
         """Set tags on one version."""

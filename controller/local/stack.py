@@ -9,12 +9,14 @@ one that crashed (same port), ``down`` stops exactly what the file names and not
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller.errors import SluiceError
 from controller.local.configs import write_alertmanager_config
 from controller.local.processes import ManagedProcess, free_port
 from controller.local.scrape import ScrapeTargets, reload_prometheus, write_scrape_config
@@ -54,6 +56,9 @@ class StackRequest:
     branch: str = "main"
     poll_interval: float = 3.0
     webhook_url: str = "http://127.0.0.1:8686/hooks/alertmanager"
+    #: Bearer token Alertmanager sends with each notification (``sluice serve``'s
+    #: ``alertmanager_token``); None sends none, and ``sluice serve`` then serves no hook.
+    webhook_token: str | None = None
 
 
 def component_states(root: Path) -> dict[str, dict[str, Any]]:
@@ -111,14 +116,21 @@ def up(request: StackRequest) -> dict[str, dict[str, Any]]:
         ),
     )
     am_config = am_dir / "alertmanager.yml"
-    write_alertmanager_config(am_config, webhook_url=request.webhook_url, bearer_token=None)
+    am_markers = [f"--config.file={am_config}"]
+    am_running = pid_matches((stack.get("alertmanager") or {}).get("pid"), *am_markers)
+    write_alertmanager_config(
+        am_config, webhook_url=request.webhook_url, bearer_token=request.webhook_token
+    )
     ensure(
         "alertmanager",
-        [f"--config.file={am_config}"],
+        am_markers,
         lambda p: start_alertmanager(
             config_file=am_config, data_dir=am_dir / "data", port=p, log_dir=am_dir
         ),
     )
+    if am_running:  # a reused Alertmanager reads the rewritten file (a new token) on reload
+        with contextlib.suppress(SluiceError):
+            reload_prometheus(stack["alertmanager"]["url"])  # the same POST /-/reload
     prom_config = prom_dir / "prometheus.yml"
     alertmanager_url = stack["alertmanager"]["url"]
     # What the runtime scraped last; it rewrites the file whenever its processes change.

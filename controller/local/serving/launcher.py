@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,13 +76,15 @@ def start_model_server(
     port: int | None = None,
     wait: bool = True,
     timeout: float = 120.0,
+    extra_args: Sequence[str] = (),
 ) -> ModelServerHandle:
     """Start serving model ``name`` from ``storage_uri``; by default wait until it is ready.
 
     ``env`` is added to this process's environment (``MLFLOW_TRACKING_URI`` for
     ``mlflow-artifacts:/`` and ``models:/`` URIs). The log is ``log_dir/model-server.log`` and
     remote models are downloaded under ``log_dir``, so give each revision its own directory.
-    Start-up takes about 5 s, most of it importing MLflow and kserve.
+    ``extra_args`` are more flags of ``python -m controller.local.serving`` (the drift monitor's,
+    say). Start-up takes about 5 s, most of it importing MLflow and kserve.
     """
     port = port or free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +93,7 @@ def start_model_server(
         *("--model-name", name, "--storage-uri", storage_uri),
         *("--http-port", str(port), "--host", "127.0.0.1"),
         *("--download-dir", str(log_dir / "model")),
+        *extra_args,
     ]
     process = ManagedProcess(
         argv,

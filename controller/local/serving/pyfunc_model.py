@@ -125,6 +125,13 @@ class PyfuncServable:
         if signature is not None:
             self._describe(signature.inputs, signature.outputs)
 
+    @property
+    def run_id(self) -> str | None:
+        """The MLflow run that logged the model (its MLmodel's ``run_id``), if it names one."""
+        metadata = getattr(self._model, "metadata", None)
+        run_id = getattr(metadata, "run_id", None)
+        return str(run_id) if run_id else None
+
     def _describe(self, inputs: Any, outputs: Any) -> None:
         if inputs is not None and not inputs.is_tensor_spec():
             self.columns = [(c.name, str(c.type.name)) for c in inputs.inputs]

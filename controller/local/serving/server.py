@@ -14,7 +14,10 @@ the local target starts per revision, so it speaks KServe's V1 and V2 protocols 
 - gRPC listens on ``[::]:8081`` unless ``enable_grpc=False``; it is off unless asked for.
 
 The model is loaded before the server starts: a model that cannot load exits with status 1
-and one line on stderr, so the HTTP port opens only when predictions will succeed.
+and one line on stderr, so the HTTP port opens only when predictions will succeed. With the
+model comes its drift monitor (:mod:`.monitor`), when the version has a reference profile:
+each prediction queues its inputs and output for it, and its gauges join kserve's own metrics
+on ``/metrics``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from controller.errors import ConfigError
+from controller.local.serving.monitor import DriftMonitor, start_drift_monitor
 from controller.local.serving.pyfunc_model import (
     ModelLoadFailed,
     PayloadError,
@@ -61,6 +66,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--latency-logging", action="store_true", help="log per-request latencies (KServe's)"
     )
+    drift = parser.add_argument_group("drift monitor (on when the version has a profile)")
+    drift.add_argument(
+        "--no-drift-monitor", action="store_true", help="do not monitor drift, even with a profile"
+    )
+    drift.add_argument("--registered-model", help="model label (default: from the run)")
+    drift.add_argument("--model-version", help="version label (default: from the run)")
+    drift.add_argument(
+        "--drift-window-rows", type=int, default=1000, help="rows in the window (1000)"
+    )
+    drift.add_argument(
+        "--drift-interval-seconds", type=float, default=5.0, help="evaluate every (5 s)"
+    )
+    drift.add_argument("--drift-config", type=Path, help="thresholds YAML, as `sluice drift`")
     return parser.parse_args(argv)
 
 
@@ -75,13 +93,32 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadFailed as exc:
         print(f"model {args.model_name!r} not loadable: {exc}", file=sys.stderr, flush=True)
         return 1
-    model = build_kserve_model(args.model_name, servable)
+    monitor = None
+    if not args.no_drift_monitor:
+        try:
+            monitor = start_drift_monitor(
+                servable.run_id,
+                args.model_name,
+                registered_model=args.registered_model,
+                version=args.model_version,
+                config_file=args.drift_config,
+                window_rows=args.drift_window_rows,
+                interval_seconds=args.drift_interval_seconds,
+            )
+        except (ConfigError, ValueError) as exc:
+            print(f"drift monitor of {args.model_name!r}: {exc}", file=sys.stderr, flush=True)
+            return 2
+    model = build_kserve_model(args.model_name, servable, monitor=monitor)
     _serve(model, args)
     return 0
 
 
-def build_kserve_model(name: str, servable: PyfuncServable) -> Any:
+def build_kserve_model(
+    name: str, servable: PyfuncServable, *, monitor: DriftMonitor | None = None
+) -> Any:
     """A loaded ``kserve.Model`` named ``name`` that answers with ``servable``.
+
+    With a ``monitor``, every successful prediction queues its frame and output for it.
 
     The class is defined here, not at module level, because subclassing ``kserve.Model``
     needs ``import kserve`` (see the module docstring).
@@ -123,6 +160,8 @@ def build_kserve_model(name: str, servable: PyfuncServable) -> Any:
             # Off the event loop: a slow model must not stall requests to other revisions.
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(None, servable.predict, frame)
+            if monitor is not None:
+                monitor.record(frame, result)  # a deque append: the work is off this path
             if not v2:
                 return {"predictions": servable.predictions(result)}
             outputs = [

@@ -1,0 +1,230 @@
+"""``POST /hooks/alertmanager``: a firing drift alert becomes a retraining, once per cool-down.
+
+Alertmanager's webhook receiver posts its notification format version 4: a group ``status``
+and ``alerts[]``, each with its own ``status``, ``labels`` and ``annotations``. The drift rules
+in ``manifests/monitoring/prometheus-rules.yaml`` label an alert with ``model``, ``version`` and
+``environment`` and list the drifted features in the annotation ``drifted_features``
+(comma-separated); a ``feature`` label, from a rule of one's own, counts too.
+
+The route checks, in an order that never parses an unauthenticated body:
+
+1. ``Authorization: Bearer TOKEN`` equals the configured token, compared in constant time
+   (else 401, counted, one log line that never holds the token);
+2. the body is a version 4 notification (else 400);
+
+then takes the *firing* alerts whose ``alertname`` asks for retraining, merges them per
+(model, environment) with the union of their features, and hands each pair to
+:class:`~controller.retrain.Retrainer` (one start per cool-down). The answer is 200 when every
+pair was started or is cooling down, and 503 when the registry or the forge failed, so that
+Alertmanager delivers again; pairs already started are then in their cool-down.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+from controller.errors import ModelNotFound, SluiceError
+from controller.redact import redact
+from controller.retrain import NAME_PATTERN, Retrainer, RetrainRequest
+from controller.server import Handler, Request, Response, ServeMetrics
+from controller.webhooks import WebhookRejected
+
+__all__ = [
+    "DEFAULT_RETRAIN_ALERTS",
+    "Alert",
+    "AlertNotification",
+    "alertmanager_hook_route",
+    "parse_notification",
+    "retrain_requests",
+    "verify_bearer",
+]
+
+log = logging.getLogger("sluice.server")
+
+#: The alerts of ``manifests/monitoring/prometheus-rules.yaml`` that start a retraining.
+DEFAULT_RETRAIN_ALERTS = ("SluiceFeatureDrift", "SluicePredictionDrift")
+_SOURCE = "alertmanager"
+_MAX_FEATURES = 100
+_MAX_FEATURE_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert of a notification."""
+
+    status: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+
+    @property
+    def name(self) -> str:
+        """The ``alertname`` label."""
+        return self.labels.get("alertname", "")
+
+
+@dataclass(frozen=True)
+class AlertNotification:
+    """A notification as Alertmanager's webhook receiver sends it (version 4)."""
+
+    status: str
+    receiver: str
+    group_key: str
+    alerts: tuple[Alert, ...]
+
+
+def verify_bearer(headers: Mapping[str, str], token: str) -> None:
+    """Accept ``Authorization: Bearer <token>`` only; :class:`WebhookRejected` (401) otherwise."""
+    if not token:
+        raise ValueError("verify_bearer needs a non-empty token")
+    lowered = {name.lower(): value for name, value in headers.items()}
+    scheme, _, credentials = lowered.get("authorization", "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        raise WebhookRejected(401, "missing bearer token")
+    given = credentials.strip().encode("utf-8", "replace")
+    if not hmac.compare_digest(given, token.encode("utf-8")):
+        raise WebhookRejected(401, "bearer token does not match")
+
+
+def _text_map(value: object, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise WebhookRejected(400, f"{what} is not an object of strings")
+    return dict(value)
+
+
+def parse_notification(body: bytes) -> AlertNotification:
+    """Parse a notification; :class:`WebhookRejected` (400) when it is not one."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise WebhookRejected(400, "body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise WebhookRejected(400, "body is not a JSON object")
+    if payload.get("version") != "4":
+        raise WebhookRejected(400, "not an Alertmanager notification of version 4")
+    alerts = payload.get("alerts")
+    if not isinstance(alerts, list) or not all(isinstance(alert, dict) for alert in alerts):
+        raise WebhookRejected(400, "alerts is not a list of objects")
+    parsed = []
+    for alert in alerts:
+        status = alert.get("status")
+        if status not in ("firing", "resolved"):
+            raise WebhookRejected(400, "an alert's status is neither firing nor resolved")
+        parsed.append(
+            Alert(
+                status=status,
+                labels=_text_map(alert.get("labels"), "an alert's labels"),
+                annotations=_text_map(alert.get("annotations"), "an alert's annotations"),
+                fingerprint=str(alert.get("fingerprint") or ""),
+            )
+        )
+    return AlertNotification(
+        status=str(payload.get("status") or ""),
+        receiver=str(payload.get("receiver") or ""),
+        group_key=str(payload.get("groupKey") or ""),
+        alerts=tuple(parsed),
+    )
+
+
+def _features(alert: Alert) -> list[str]:
+    names = [alert.labels.get("feature", "")]
+    names += alert.annotations.get("drifted_features", "").split(",")
+    return [
+        name
+        for name in (raw.strip() for raw in names)
+        if name and len(name) <= _MAX_FEATURE_CHARS and name.isprintable()
+    ]
+
+
+def retrain_requests(
+    notification: AlertNotification, alertnames: Collection[str]
+) -> tuple[list[RetrainRequest], list[str]]:
+    """One request per (model, environment) among the firing alerts named in ``alertnames``,
+    with the union of their features in first-seen order; and why other alerts were skipped."""
+    features: dict[tuple[str, str], dict[str, None]] = {}
+    skipped: list[str] = []
+    for alert in notification.alerts:
+        if alert.status != "firing" or alert.name not in alertnames:
+            continue
+        model, environment = alert.labels.get("model", ""), alert.labels.get("environment", "")
+        if not NAME_PATTERN.fullmatch(model) or not NAME_PATTERN.fullmatch(environment):
+            skipped.append(f"{alert.name} has no valid model and environment labels")
+            continue
+        names = features.setdefault((model, environment), {})
+        names.update(dict.fromkeys(_features(alert)))
+    requests = [
+        RetrainRequest(model, environment, tuple(list(names)[:_MAX_FEATURES]))
+        for (model, environment), names in features.items()
+    ]
+    return requests, skipped
+
+
+def alertmanager_hook_route(
+    *,
+    token: str,
+    retrainer: Retrainer,
+    metrics: ServeMetrics,
+    alertnames: Collection[str] = DEFAULT_RETRAIN_ALERTS,
+) -> Handler:
+    """``POST /hooks/alertmanager``, authenticated by ``token`` (see the module notes)."""
+    if not token:
+        raise ValueError("the Alertmanager route needs a bearer token")
+
+    def receive(request: Request) -> Response:
+        try:
+            verify_bearer(request.headers, token)
+            notification = parse_notification(request.body)
+        except WebhookRejected as rejected:
+            result = "unauthorized" if rejected.status == 401 else "malformed"
+            metrics.webhook_delivery(_SOURCE, result)
+            log.warning("POST /hooks/alertmanager: %s", rejected.message)
+            headers = {"WWW-Authenticate": "Bearer"} if rejected.status == 401 else {}
+            body = json.dumps({"error": rejected.reason}).encode()
+            return Response(rejected.status, body, "application/json", headers)
+        requests, skipped = retrain_requests(notification, alertnames)
+        for reason in skipped:
+            log.warning("POST /hooks/alertmanager: skipped an alert: %s", reason)
+        if not requests:
+            metrics.webhook_delivery(_SOURCE, "ignored")
+            return Response.json(200, {"result": "ignored"})
+        answers = [_retrain(retrainer, metrics, retrain) for retrain in requests]
+        failed = any(answer["result"] == "failed" for answer in answers)
+        metrics.webhook_delivery(_SOURCE, "error" if failed else "accepted")
+        return Response.json(503 if failed else 200, {"retrains": answers})
+
+    return receive
+
+
+def _retrain(
+    retrainer: Retrainer, metrics: ServeMetrics, request: RetrainRequest
+) -> dict[str, str]:
+    where = f"{request.model} in {request.environment}"
+    result: str
+    try:
+        outcome = retrainer.request(request)
+        result, detail = outcome.result, outcome.detail
+    except ModelNotFound:
+        result, detail = "unknown-model", f"no registered model {request.model!r}"
+    except SluiceError as exc:
+        result, detail = "failed", exc.message
+    except Exception as exc:  # a starter's bug must still answer, and Alertmanager retries
+        result, detail = "failed", f"{type(exc).__name__}: {exc}"
+    detail = redact(detail)
+    metrics.retrain(request.model, request.environment, result)
+    features = ", ".join(request.features) or "none named"
+    line = f"POST /hooks/alertmanager: retrain {where} (drifted: {features}): {result}: {detail}"
+    (log.error if result == "failed" else log.info)("%s", line)
+    return {
+        "model": request.model,
+        "environment": request.environment,
+        "result": result,
+        "detail": detail,
+    }

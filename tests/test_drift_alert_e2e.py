@@ -1,0 +1,164 @@
+"""Drift end to end: a model server's monitor, Prometheus, Alertmanager, `sluice serve`, GitHub.
+
+Everything is the real thing except GitHub (the local REST server): a fraud-detector version is
+trained and registered, served by the model server that a revision runs, sent a shifted week
+of traffic; Prometheus scrapes its drift gauges and evaluates the drift alerts of
+manifests/monitoring/prometheus-rules.yaml (with `for:` shortened from 10 minutes to 1 s),
+Alertmanager posts them with its bearer token to `sluice serve`'s /hooks/alertmanager, and
+exactly one repository_dispatch reaches GitHub although Alertmanager repeats the alert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+from support.github_api import GitHubApiServer
+from support.github_state import Dispatch
+from support.gitrepo import GitRemote
+
+from controller.backends.mlflow_registry import MlflowRegistry
+from controller.commands_propose import build_forge
+from controller.commands_retrain import build_alertmanager_hook
+from controller.drift import detect_drift_from_profile
+from controller.local.configs import StaticConfig
+from controller.local.services import AlertmanagerService, MlflowService, PrometheusService
+from controller.local.serving.launcher import start_model_server
+from controller.server import ServeMetrics, SluiceServer, sluice_routes
+from controller.settings import Settings
+from models.fraud_detector.data import FEATURES, generate_transactions
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "manifests" / "monitoring" / "prometheus-rules.yaml"
+TOKEN = "alertmanager-e2e-token-0123456789"
+GITHUB_TOKEN = "ghp_driftE2eToken0123456789abcdefABCDEF"
+REPO = "acme/gitops"
+WAIT = 45.0  # an upper bound for the alert's path, never a duration being asserted
+
+
+def drift_rules(path: Path) -> Path:
+    """The drift alerts as the cluster runs them, with `for: 10m` cut to 1 s."""
+    document = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    group = next(g for g in document["spec"]["groups"] if g["name"] == "sluice-drift.alerts")
+    for rule in group["rules"]:
+        rule["for"] = "1s"
+    path.write_text(json.dumps({"groups": [group]}), encoding="utf-8")
+    return path
+
+
+def train(mlflow_server: MlflowService, name: str) -> str:
+    """Register a fraud-detector version trained on week 0, as CI does; its storage URI."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.tracking_uri}
+    command = [sys.executable, "-m", "models.fraud_detector.train", "--rows", "4000"]
+    result = subprocess.run(
+        [*command, "--model-name", name], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    client = MlflowClient(mlflow_server.tracking_uri)
+    return str(client.get_model_version_download_uri(name, "1"))
+
+
+def predict(url: str, rows: list[list[Any]]) -> None:
+    request = urllib.request.Request(  # noqa: S310 (our own http:// URL)
+        url, json.dumps({"instances": rows}).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        assert response.status == 200
+
+
+def count(metrics: ServeMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.slow
+def test_shifted_traffic_starts_exactly_one_retraining(
+    mlflow_server: MlflowService,
+    prometheus_server: Callable[..., PrometheusService],
+    alertmanager_server: Callable[..., AlertmanagerService],
+    git_remote: GitRemote,
+    tmp_path: Path,
+) -> None:
+    """Week 6's traffic fires SluiceFeatureDrift; one dispatch, however often it is repeated."""
+    name = f"fraud-{uuid.uuid4().hex[:8]}"
+    uri = train(mlflow_server, name)
+    registry = MlflowRegistry(mlflow_server.tracking_uri)
+    traffic = generate_transactions(week=6, rows=600, seed=21)[FEATURES]
+    run_id = registry.get_version(name, 1).run_id
+    assert run_id is not None
+    profile = registry.reference_profile(run_id)
+    assert profile is not None
+    expected = detect_drift_from_profile(profile, traffic)
+    assert expected.drifted  # the scenario: at least half of the features move
+
+    with GitHubApiServer(token=GITHUB_TOKEN, repositories={REPO: git_remote.path}) as github:
+        settings = Settings(
+            mlflow_tracking_uri=mlflow_server.tracking_uri,
+            alertmanager_token=TOKEN,
+            github_token=GITHUB_TOKEN,
+            github_api_url=github.api_url,
+            github_repository=REPO,
+            retrain_alerts=["SluiceFeatureDrift"],  # its features make the payload
+        )
+        metrics = ServeMetrics()
+        hook = build_alertmanager_hook(
+            settings, forge=build_forge(settings, "github"), registry=registry, metrics=metrics
+        )
+        routes = sluice_routes(
+            metrics=metrics,
+            status=dict,
+            mlflow_trigger=lambda model, alias: False,
+            mlflow_webhook_secret=None,
+            alertmanager_hook=hook,
+        )
+        with (
+            SluiceServer(routes) as serve,
+            start_model_server(
+                name=name,
+                storage_uri=uri,
+                log_dir=tmp_path / "model-server",
+                env={"MLFLOW_TRACKING_URI": mlflow_server.tracking_uri},
+                extra_args=["--drift-interval-seconds", "0.5"],
+            ) as model_server,
+        ):
+            alertmanager = alertmanager_server(
+                webhook_url=f"{serve.url}/hooks/alertmanager",
+                bearer_token=TOKEN,
+                repeat_interval="2s",
+            )
+            pod = {"namespace": "models-staging", "pod": f"{name}-predictor-00001-deployment-1"}
+            prometheus_server(
+                scrape_targets={
+                    "kserve-model-servers": [StaticConfig((f"127.0.0.1:{model_server.port}",), pod)]
+                },
+                alertmanager_url=alertmanager.url,
+                rule_files=[drift_rules(tmp_path / "drift-rules.yml")],
+            )
+            rows = json.loads(traffic.to_json(orient="values"))
+            for start in range(0, len(rows), 100):
+                predict(f"{model_server.url}/v1/models/{name}:predict", rows[start : start + 100])
+
+            started = time.monotonic()
+            labels = {"model": name, "environment": "staging"}
+            # Done once Alertmanager has repeated the alert into the cool-down.
+            while count(metrics, "sluice_retrains_total", **labels, result="cooldown") < 1:
+                assert time.monotonic() - started < WAIT, github.dispatches
+                time.sleep(0.2)
+
+    assert count(metrics, "sluice_retrains_total", **labels, result="started") == 1
+    payload = {
+        "model": name,
+        "environment": "staging",
+        "features": sorted(expected.drifted_features),
+    }
+    assert github.dispatches == [Dispatch(REPO, "retrain", payload)]
