@@ -3,19 +3,43 @@
 The pin is a reviewed file: its comments, key order and quoting must survive, and a pull
 request must change exactly the lines that move the version. ruamel.yaml's round trip keeps
 all of that; the width is raised so a long ``storageUri`` is never folded onto two lines.
+
+A pin canaries the way its KServe mode does (:mod:`controller.deployment_mode`):
+
+- **Serverless**: ``spec.predictor.canaryTrafficPercent`` beside the candidate's ``storageUri``
+  (KServe remembers which revision served before). These pins are read and written exactly as
+  they always were.
+- **RawDeployment**: ``spec.predictor`` keeps the version that serves (the primary) and the
+  candidate is ``spec.canary: [{trafficPercent: N, predictor: {name: vK, model: {name,
+  modelFormat, storageUri}}}]`` (the CRD requires the canary's container ``name`` and
+  ``modelFormat``), so Git names both versions that take traffic. The ``sluice.dev/*``
+  annotations name the candidate, as in Serverless, and ``previous-version`` the primary.
+  Sluice writes the annotation ``serving.kserve.io/deploymentMode: RawDeployment`` into such
+  pins, so every pin it wrote says its mode, and it owns the whole ``spec.canary`` list (one
+  entry). The canary's ``name`` is ``v<version>``: KServe names the canary's Deployment after
+  it and, on promotion, keeps that Deployment as the primary without restarting it.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import CommentMark, YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+from ruamel.yaml.tokens import CommentToken
 
+from controller.deployment_mode import (
+    DEFAULT_CONTAINER,
+    DEPLOYMENT_MODE_ANNOTATION,
+    RAW_DEPLOYMENT_MODES,
+    DeploymentMode,
+    deployment_mode,
+)
 from controller.errors import ManifestInvalid
 
 __all__ = [
@@ -23,9 +47,12 @@ __all__ = [
     "PinnedRelease",
     "ReleasePin",
     "apply_release",
+    "canary_entry",
+    "canary_name",
     "dump_pin",
     "load_pin",
     "read_release",
+    "remove_canary",
 ]
 
 ANNOTATION_PREFIX = "sluice.dev/"
@@ -33,7 +60,12 @@ ANNOTATION_PREFIX = "sluice.dev/"
 
 @dataclass(frozen=True)
 class PinnedRelease:
-    """What a pin says serves: version, storage, canary weight (None: not canarying)."""
+    """What a pin says serves: version, storage, canary weight (None: not canarying).
+
+    ``storage_uri`` is the pinned version's (in RawDeployment mode the canary's while one
+    exists); ``primary_storage_uri`` is what ``spec.predictor`` itself names, the same except
+    while a RawDeployment canary exists. ``mode`` is the pin's KServe deployment mode.
+    """
 
     model: str | None
     version: int | None
@@ -41,6 +73,8 @@ class PinnedRelease:
     run_id: str | None
     previous_version: int | None
     canary_percent: int | None
+    primary_storage_uri: str | None = None
+    mode: DeploymentMode = "Serverless"
 
 
 @dataclass(frozen=True)
@@ -93,23 +127,63 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
+def canary_entry(document: CommentedMap) -> CommentedMap | None:
+    """The first ``spec.canary`` entry of a RawDeployment pin (None: no canary)."""
+    return _first_canary(document.get("spec") or {})
+
+
+def _first_canary(spec: Mapping[str, Any]) -> CommentedMap | None:
+    canaries = spec.get("canary")
+    if isinstance(canaries, list) and canaries and isinstance(canaries[0], CommentedMap):
+        return canaries[0]
+    return None
+
+
+def canary_name(version: int, primary_name: object = None) -> str:
+    """``v<version>``, the canary predictor's name (its Deployment is named after it); with a
+    suffix when the primary already has that name (a version proposed again)."""
+    name = f"v{version}"
+    return f"{name}-canary" if name == primary_name else name
+
+
 def read_release(document: CommentedMap) -> PinnedRelease:
     """What the pin currently says."""
     annotations = (document.get("metadata") or {}).get("annotations") or {}
     predictor = (document.get("spec") or {}).get("predictor") or {}
-    model = predictor.get("model") or {}
+    primary_uri = (predictor.get("model") or {}).get("storageUri")
+    mode = deployment_mode(document)
+    storage_uri, percent = primary_uri, _int_or_none(predictor.get("canaryTrafficPercent"))
+    if mode == "RawDeployment":
+        canary = canary_entry(document)
+        storage_uri, percent = primary_uri, None
+        if canary is not None:
+            model = (canary.get("predictor") or {}).get("model") or {}
+            storage_uri = model.get("storageUri")
+            percent = _int_or_none(canary.get("trafficPercent"))
     return PinnedRelease(
         model=annotations.get(f"{ANNOTATION_PREFIX}model-name"),
         version=_int_or_none(annotations.get(f"{ANNOTATION_PREFIX}model-version")),
-        storage_uri=model.get("storageUri"),
+        storage_uri=storage_uri,
         run_id=annotations.get(f"{ANNOTATION_PREFIX}run-id"),
         previous_version=_int_or_none(annotations.get(f"{ANNOTATION_PREFIX}previous-version")),
-        canary_percent=_int_or_none(predictor.get("canaryTrafficPercent")),
+        canary_percent=percent,
+        primary_storage_uri=primary_uri,
+        mode=mode,
     )
 
 
-def apply_release(document: CommentedMap, pin: ReleasePin, *, source: str) -> None:
-    """Write ``pin`` into the document in place, touching only the keys it owns."""
+def apply_release(
+    document: CommentedMap,
+    pin: ReleasePin,
+    *,
+    source: str,
+    mode: DeploymentMode | None = None,
+) -> None:
+    """Write ``pin`` into the document in place, touching only the keys it owns.
+
+    ``mode`` is the environment's ``deploymentMode``; None takes the pin's own
+    (:func:`~controller.deployment_mode.deployment_mode`).
+    """
     metadata = _mapping(document, "metadata", source)
     annotations = _mapping(metadata, "annotations", source)
     annotations[f"{ANNOTATION_PREFIX}model-name"] = pin.model
@@ -122,7 +196,11 @@ def apply_release(document: CommentedMap, pin: ReleasePin, *, source: str) -> No
         else None
     )
     _set_or_remove(annotations, f"{ANNOTATION_PREFIX}previous-version", previous)
-    predictor = _mapping(_mapping(document, "spec", source), "predictor", source)
+    spec = _mapping(document, "spec", source)
+    predictor = _mapping(spec, "predictor", source)
+    if (mode or deployment_mode(document)) == "RawDeployment":
+        _apply_raw(annotations, spec, predictor, pin, source)
+        return
     if pin.canary_percent is None:
         predictor.pop("canaryTrafficPercent", None)
     elif "canaryTrafficPercent" in predictor:
@@ -131,6 +209,107 @@ def apply_release(document: CommentedMap, pin: ReleasePin, *, source: str) -> No
         # KServe's examples put the canary weight first in the predictor: keep it visible.
         predictor.insert(0, "canaryTrafficPercent", pin.canary_percent)
     _mapping(predictor, "model", source)["storageUri"] = pin.storage_uri
+
+
+def _apply_raw(
+    annotations: CommentedMap,
+    spec: CommentedMap,
+    predictor: CommentedMap,
+    pin: ReleasePin,
+    source: str,
+) -> None:
+    """RawDeployment: a canary is a second predictor; without one the primary is the pin."""
+    if annotations.get(DEPLOYMENT_MODE_ANNOTATION) not in RAW_DEPLOYMENT_MODES:
+        # The base may say Serverless; KServe refuses spec.canary unless the pin overrides it.
+        annotations[DEPLOYMENT_MODE_ANNOTATION] = "RawDeployment"
+    predictor.pop("canaryTrafficPercent", None)  # ignored in this mode, refused beside canary
+    primary_model = _mapping(predictor, "model", source)
+    if pin.canary_percent is None:
+        remove_canary(spec)
+        primary_model["storageUri"] = pin.storage_uri
+        return
+    entry, closing = _first_canary(spec), None
+    if entry is None:
+        closing = _last_leaf(spec)  # where a comment that closed the file hangs
+        entry = CommentedMap()
+        spec["canary"] = CommentedSeq([entry])
+    del spec["canary"][1:]  # Sluice runs one canary
+    entry["trafficPercent"] = pin.canary_percent
+    canary = _mapping(entry, "predictor", source)
+    name = canary_name(pin.version, predictor.get("name"))
+    if "name" in canary:
+        canary["name"] = name
+    else:
+        canary.insert(0, "name", name)
+    model = _mapping(canary, "model", source)
+    if "modelFormat" not in model and "modelFormat" in primary_model:
+        model.insert(0, "modelFormat", _copy(primary_model["modelFormat"]))
+    if "name" not in model:
+        # The CRD requires the canary's container name (not the primary's); KServe's default.
+        model.insert(0, "name", primary_model.get("name") or DEFAULT_CONTAINER)
+    model["storageUri"] = pin.storage_uri
+    _move_tail_comment(closing, _last_leaf(spec["canary"]))
+
+
+def remove_canary(spec: CommentedMap) -> None:
+    """Remove ``spec.canary``, keeping the comment lines that closed the file after it."""
+    if "canary" not in spec:
+        return
+    was_last = list(spec)[-1] == "canary"
+    canary = spec.pop("canary")
+    if was_last:
+        _move_tail_comment(_last_leaf(canary), _last_leaf(spec))
+
+
+_Leaf = tuple[CommentedMap | CommentedSeq, Any]
+
+
+def _last_leaf(node: Any) -> _Leaf | None:
+    """The container and key (or index) of the last scalar of a YAML tree."""
+    while isinstance(node, CommentedMap | CommentedSeq) and len(node):
+        key = list(node)[-1] if isinstance(node, CommentedMap) else len(node) - 1
+        child = node[key]
+        if not (isinstance(child, CommentedMap | CommentedSeq) and len(child)):
+            return node, key
+        node = child
+    return None
+
+
+def _move_tail_comment(source: _Leaf | None, target: _Leaf | None) -> None:
+    """Move the lines after ``source``'s end-of-line comment to after ``target``'s value.
+
+    ruamel.yaml attaches a file's closing comment to the last value before it, so a key added
+    after that value would otherwise print below the closing comment, and a removed one would
+    take it along.
+    """
+    if source is None or target is None:
+        return
+    container, key = source
+    comments = container.ca.items.get(key) or []
+    slot = 0 if isinstance(container, CommentedSeq) else 2
+    token = comments[slot] if len(comments) > slot else None
+    if not isinstance(token, CommentToken) or "\n" not in token.value:
+        return
+    head, tail = token.value.split("\n", 1)
+    if not tail:
+        return
+    token.value = head + "\n"
+    into, at = target
+    slot = 0 if isinstance(into, CommentedSeq) else 2
+    existing = into.ca.items.setdefault(at, [None, None, None, None])
+    if isinstance(existing[slot], CommentToken):
+        existing[slot].value += tail
+    else:
+        existing[slot] = CommentToken("\n" + tail, CommentMark(0))
+
+
+def _copy(value: Any) -> Any:
+    """A copy of YAML data without its comments (they belong where the data came from)."""
+    if isinstance(value, dict):
+        return CommentedMap((key, _copy(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return CommentedSeq(_copy(item) for item in value)
+    return value
 
 
 def _set_or_remove(mapping: CommentedMap, key: str, value: str | None) -> None:

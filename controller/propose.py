@@ -18,6 +18,7 @@ from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.commit_message import ProposalMessage, proposal_branch, render_proposal_message
 from controller.data_profile import DataProfile
+from controller.deployment_mode import DeploymentMode
 from controller.domain import ChangeRequest, ModelVersion, RunSummary
 from controller.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
 from controller.errors import ConfigError, InputError, ManifestInvalid
@@ -98,11 +99,14 @@ def _pinned(workspace: GitWorkspace, base: str, pin_path: str) -> PinnedRelease:
     return read_release(load_pin(text, source=f"{pin_path}@{base}"))
 
 
-def _edit(pin_path: str, overlay: str, pin: ReleasePin) -> Callable[[Path], None]:
+def _edit(
+    pin_path: str, overlay: str, pin: ReleasePin, mode: DeploymentMode
+) -> Callable[[Path], None]:
     def edit(worktree: Path) -> None:
         path = worktree / pin_path
         document = load_pin(path.read_text(encoding="utf-8"), source=pin_path)
-        apply_release(document, pin, source=pin_path)
+        # The environment says how KServe canaries there (spec.canary in RawDeployment).
+        apply_release(document, pin, source=pin_path, mode=mode)
         path.write_text(dump_pin(document), encoding="utf-8")
         # Validate what Argo CD would apply, before anything is committed.
         validate_rendered(worktree / overlay)
@@ -153,6 +157,8 @@ def _plan(request: ProposalRequest, registry: MlflowRegistry, workspace: GitWork
     if same_version:
         # Re-pinning what serves (its storage mapping changed) keeps its rollout state.
         previous, canary = current.previous_version, current.canary_percent
+    elif config.deployment_mode == "RawDeployment" and current.canary_percent is not None:
+        previous, canary = _replace_raw_canary(current, version.version, first_step)
     run = registry.run_summary(version.run_id) if version.run_id else None
     message = render_proposal_message(
         ProposalMessage(
@@ -175,7 +181,22 @@ def _plan(request: ProposalRequest, registry: MlflowRegistry, workspace: GitWork
     )  # fmt: skip
     if not (same_version and current.storage_uri == storage_uri):
         draft = replace(draft, status="proposed")
-    return _Plan(config, version, run, pin_path, _edit(pin_path, overlay, pin), message, draft)
+    edit = _edit(pin_path, overlay, pin, config.deployment_mode)
+    return _Plan(config, version, run, pin_path, edit, message, draft)
+
+
+def _replace_raw_canary(
+    current: PinnedRelease, version: int, first_step: int
+) -> tuple[int | None, int | None]:
+    """(previous, canary percent) of a version proposed while a RawDeployment canary runs.
+
+    The primary still serves ``current.previous_version``: the new version replaces the canary
+    beside it at the first step, and the primary's own version ends the canary instead.
+    """
+    primary = current.previous_version
+    if primary is None or primary == version:
+        return None, None
+    return primary, first_step if first_step < 100 else None
 
 
 def _profile(registry: MlflowRegistry, run_id: str | None) -> DataProfile | None:

@@ -3,7 +3,9 @@
 Argo CD renders each overlay with kustomize and applies the result; KServe's admission webhook
 then rejects a malformed InferenceService, after the merge, in the middle of a sync. Sluice
 renders the same way (``kubectl kustomize``) and validates every InferenceService against the
-CRD's own schema first, so an invalid pin is never committed.
+CRD's own schema first, and against the admission rules of a RawDeployment ``spec.canary``
+that the schema cannot express (:mod:`controller.deployment_mode`), so an invalid pin is never
+committed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from jsonschema import Draft7Validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from controller.deployment_mode import canary_admission_errors
 from controller.errors import ConfigError, ManifestInvalid
 from controller.schemas import inferenceservice_schema
 
@@ -56,7 +59,8 @@ def _validator() -> Draft7Validator:
 
 
 def validate_inferenceservice(document: dict[str, Any], *, source: str) -> None:
-    """Check one InferenceService against KServe's CRD schema; the first error, in one line."""
+    """Check one InferenceService against KServe's CRD schema and canary admission rules; the
+    first error, in one line."""
     errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
@@ -64,6 +68,12 @@ def validate_inferenceservice(document: dict[str, Any], *, source: str) -> None:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ManifestInvalid(
             f"{source}: InferenceService {where}: {first.message}{more}; fix the manifest"
+        )
+    refused = canary_admission_errors(document)
+    if refused:
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise ManifestInvalid(
+            f"{source}: InferenceService {refused[0]}{more}; KServe would refuse it, fix it"
         )
 
 

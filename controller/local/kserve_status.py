@@ -1,5 +1,8 @@
 """What KServe (Serverless mode, on Knative) would report for an InferenceService: pure functions.
 
+(RawDeployment mode, with Deployments instead of Knative revisions, is
+:mod:`controller.local.raw_status`; it shares the conditions' time stamps and ``modelStatus``.)
+
 The local target stands in for a cluster, so the rollout logic must see the same ``status`` a
 real KServe writes, including its quirks: N is ignored on the first rollout, a failed canary
 gets no traffic although its entry still says N %, and N = 0 after a promotion walks back to
@@ -37,9 +40,11 @@ __all__ = [
     "desired_traffic",
     "effective_split",
     "latest_ready_revision",
+    "model_status",
     "next_rollout",
     "reconcile_status",
     "resolve_traffic",
+    "stamp_conditions",
 ]
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
@@ -347,7 +352,7 @@ def _isvc_conditions(config: Condition, route: Condition) -> dict[str, Condition
     return isvc.conditions
 
 
-def _stamp(
+def stamp_conditions(
     conditions: dict[str, Condition], previous: tuple[Condition, ...], now: str
 ) -> tuple[Condition, ...]:
     """Sort by type (as Knative does) and keep a transition time while a condition holds."""
@@ -361,7 +366,7 @@ def _stamp(
 # -- the whole status ----------------------------------------------------------------------------
 
 
-def _model_status(
+def model_status(
     latest: Revision, ready: bool, previous: PreviousStatus, *, loaded_copies: int
 ) -> dict[str, Any]:
     """KServe's ``PropagateModelStatus`` for the latest created revision's model server."""
@@ -422,7 +427,7 @@ def reconcile_status(
         previous.rollout, traffic, latest_ready=latest_ready, latest_created=latest_created
     )
     merged = _isvc_conditions(_configuration_ready(revisions), route)
-    conditions = _stamp(merged, previous.conditions, now)
+    conditions = stamp_conditions(merged, previous.conditions, now)
     ready = merged["Ready"].status == TRUE
     predictor_ready = merged["PredictorReady"].status == TRUE
     predictor_url = (url or f"http://{host}") if predictor_ready else previous.predictor_url
@@ -439,7 +444,7 @@ def reconcile_status(
     status: dict[str, Any] = {
         "conditions": [c.to_dict() for c in conditions],
         "components": {"predictor": predictor},
-        "modelStatus": _model_status(
+        "modelStatus": model_status(
             revisions[-1], ready, previous, loaded_copies=int(latest_ready == latest_created)
         ),
     }

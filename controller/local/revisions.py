@@ -6,6 +6,13 @@ revision ``<name>-predictor-0000K`` (even a revert to an older spec), while a ch
 fingerprint, storage URI) plus a model server process, and :class:`ModelServers` maps each
 process onto the three states the KServe status logic knows, applying Knative's progress
 deadline: a revision that is still loading when it expires has failed.
+
+In RawDeployment mode (:func:`plan_revisions`) KServe runs a Deployment for ``spec.predictor``
+and one for the ``spec.canary`` entry, whose pod template is the primary's with the canary's
+fields laid over it. Each pod template is a revision here too, named the same way so that
+request metrics and queries look alike in both modes: a canary whose predictor becomes the
+primary on promotion keeps its revision (and its server), as KServe keeps the canary's
+Deployment; ``trafficPercent`` and replica counts only move traffic.
 """
 
 from __future__ import annotations
@@ -20,13 +27,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from controller.deployment_mode import (
+    DEFAULT_CONTAINER,
+    DeploymentMode,
+    canary_admission_errors,
+    deployment_mode,
+)
 from controller.errors import ManifestInvalid
 from controller.local.kserve_status import PredictorSpec, Revision, RevisionState
 from controller.local.serving.launcher import ModelServerHandle, start_model_server
 
 __all__ = [
     "ModelServers",
+    "PlannedPredictor",
+    "RevisionPlan",
     "RevisionRecord",
+    "plan_revisions",
     "predictor_fingerprint",
     "predictor_spec",
     "storage_uri",
@@ -34,6 +50,11 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
+# Not part of a Deployment's pod template: changing them scales, it makes no new revision.
+_SCALING_KEYS = (
+    "canaryTrafficPercent", "minReplicas", "maxReplicas", "scaleTarget", "scaleMetric",
+    "scaleMetricType", "autoScaling",
+)  # fmt: skip
 
 
 def _predictor(isvc: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,6 +93,86 @@ def storage_uri(isvc: Mapping[str, Any]) -> str:
         f"InferenceService {name} has no spec.predictor.model.storageUri; "
         "pin a model version (sluice propose) before it can be served"
     )
+
+
+@dataclass(frozen=True)
+class PlannedPredictor:
+    """A predictor the manifest asks KServe to run: its template's digest and its model."""
+
+    fingerprint: str
+    storage_uri: str
+    #: The ``spec.canary`` predictor's name; "" for ``spec.predictor``.
+    canary: str = ""
+
+
+@dataclass(frozen=True)
+class RevisionPlan:
+    """What an InferenceService manifest asks KServe to run, in its deployment mode.
+
+    ``predictors`` has ``spec.predictor`` first, then (RawDeployment) the canary;
+    ``traffic_percent`` is the canary's ``trafficPercent`` (None without a canary).
+    """
+
+    mode: DeploymentMode
+    predictors: tuple[PlannedPredictor, ...]
+    traffic_percent: int | None = None
+    primary_name: str = ""
+
+    @property
+    def canary(self) -> PlannedPredictor | None:
+        """The RawDeployment canary, if the manifest has one."""
+        return self.predictors[1] if len(self.predictors) > 1 else None
+
+
+def _overlay(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` laid onto ``base``, mappings merged key by key (KServe's mergo.Merge of a
+    canary predictor onto the primary: the canary's fields win, the rest are the primary's)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _overlay(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _template_fingerprint(predictor: Mapping[str, Any]) -> str:
+    """The pod template's digest, after KServe's defaulting of the model container's name."""
+    template = {k: v for k, v in predictor.items() if k not in _SCALING_KEYS}
+    if isinstance(template.get("model"), Mapping):
+        template["model"] = {"name": DEFAULT_CONTAINER, **template["model"]}
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plan_revisions(isvc: Mapping[str, Any]) -> RevisionPlan:
+    """The predictors ``isvc`` runs; :class:`ManifestInvalid` if KServe would refuse it."""
+    name = (isvc.get("metadata") or {}).get("name", "?")
+    refused = canary_admission_errors(isvc)
+    if refused:
+        raise ManifestInvalid(f"InferenceService {name}: {refused[0]}; fix the manifest")
+    uri = storage_uri(isvc)
+    if deployment_mode(isvc) == "Serverless":
+        return RevisionPlan("Serverless", (PlannedPredictor(predictor_fingerprint(isvc), uri),))
+    predictor = _predictor(isvc)
+    primary = PlannedPredictor(_template_fingerprint(predictor), uri)
+    primary_name = str(predictor.get("name") or "")
+    canaries = (isvc.get("spec") or {}).get("canary") or []
+    if not canaries:
+        return RevisionPlan("RawDeployment", (primary,), primary_name=primary_name)
+    if len(canaries) > 1:
+        raise ManifestInvalid(
+            f"InferenceService {name} has {len(canaries)} spec.canary entries; the local "
+            "target runs one (as Sluice writes it)"
+        )
+    entry = canaries[0]
+    merged = _overlay(predictor, entry.get("predictor") or {})
+    canary = PlannedPredictor(
+        _template_fingerprint(merged),
+        storage_uri({"metadata": isvc.get("metadata"), "spec": {"predictor": merged}}),
+        canary=str(merged["name"]),
+    )
+    percent = int(entry.get("trafficPercent") or 0)
+    return RevisionPlan("RawDeployment", (primary, canary), percent, primary_name)
 
 
 @dataclass

@@ -8,10 +8,12 @@ logic sees the same commits, revisions, traffic splits and ``status`` a cluster 
 - every ``poll_interval`` seconds it fetches the branch; a new tip is rendered
   (:mod:`controller.local.sync`) and its InferenceServices applied;
 - a changed predictor template is a new revision with its own model server
-  (:mod:`controller.local.revisions`);
-- each pass (twice a second while a revision loads) runs KServe's status logic
-  (:func:`~controller.local.kserve_status.reconcile_status`), points the InferenceService's
-  router at the resolved traffic, tells Prometheus when a router or server came or went
+  (:mod:`controller.local.revisions`); in RawDeployment mode ``spec.predictor`` and its
+  ``spec.canary`` entry are a revision each (:mod:`controller.local.applied`);
+- each pass (twice a second while a revision loads) runs KServe's status logic for the
+  InferenceService's mode (:mod:`controller.local.kserve_status`,
+  :mod:`controller.local.raw_status`), points the InferenceService's router at the resolved
+  traffic, tells Prometheus when a router or server came or went
   (:mod:`controller.local.scrape`), and saves everything to ``runtime.json``, from which a
   restarted runtime resumes: same revisions, same router ports, same status.
 
@@ -28,34 +30,23 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from controller.backends.git_repo import GitWorkspace
 from controller.errors import SluiceError
 from controller.local import sync
-from controller.local.kserve_status import (
-    IsvcStatus,
-    PreviousStatus,
-    Revision,
-    RevisionState,
-    reconcile_status,
-)
+from controller.local.applied import InferenceServiceRuntime
+from controller.local.kserve_status import IsvcStatus, Revision, RevisionState
 from controller.local.processes import free_port
-from controller.local.revisions import (
-    ModelServers,
-    RevisionRecord,
-    predictor_fingerprint,
-    predictor_spec,
-    storage_uri,
-)
+from controller.local.revisions import ModelServers, RevisionPlan, RevisionRecord, plan_revisions
 from controller.local.router import Router
 from controller.local.router import TrafficTarget as Route
 from controller.local.scrape import ModelServerTarget, PrometheusScrapeConfig, ScrapeTargets
 from controller.local.state import read_json, stop_pid, utc_now, write_json
 
-__all__ = ["RUNTIME_FILE", "InferenceServiceRuntime", "LocalRuntime", "RuntimeConfig", "main"]
+__all__ = ["RUNTIME_FILE", "LocalRuntime", "RuntimeConfig", "main"]
 
 RUNTIME_FILE = "runtime.json"
 _BUSY_PASS_SECONDS = 0.5
@@ -82,44 +73,6 @@ class RuntimeConfig:
     def overlay(self) -> str:
         """The overlay the environment renders from, relative to the repository root."""
         return f"manifests/overlays/{self.env}"
-
-
-@dataclass
-class InferenceServiceRuntime:
-    """One applied InferenceService: its manifest, revisions, router and last status."""
-
-    document: dict[str, Any]
-    router: Router
-    records: list[RevisionRecord] = field(default_factory=list)
-    counter: int = 0
-    generation: int = 0
-    status: dict[str, Any] = field(default_factory=dict)
-    health: dict[str, str] = field(default_factory=dict)
-    routes: list[Route] = field(default_factory=list)
-    #: After a restart: the revisions the saved traffic named, which must answer again before
-    #: the status is recomputed (a cluster's pods outlive its controllers; ours restart).
-    resuming: set[str] = field(default_factory=set)
-
-    @property
-    def name(self) -> str:
-        """``metadata.name``."""
-        return str(self.document["metadata"]["name"])
-
-    @property
-    def namespace(self) -> str:
-        """``metadata.namespace`` (``default`` when the overlay sets none)."""
-        return str(self.document["metadata"].get("namespace") or "default")
-
-    def to_object(self) -> dict[str, Any]:
-        """The InferenceService as the Kubernetes API would return it."""
-        metadata = dict(self.document.get("metadata", {}), generation=self.generation)
-        return {
-            "apiVersion": self.document.get("apiVersion", "serving.kserve.io/v1beta1"),
-            "kind": "InferenceService",
-            "metadata": metadata,
-            "spec": self.document.get("spec", {}),
-            "status": self.status,
-        }
 
 
 class LocalRuntime:
@@ -189,32 +142,26 @@ class LocalRuntime:
         sync.operation_started(app, sha, utc_now())
         try:
             documents = sync.render_at(Path(self.workspace.repo.git_dir), sha, self.config.overlay)
-            plans = [(d, predictor_fingerprint(d), storage_uri(d)) for d in documents]
+            plans = [(d, plan_revisions(d)) for d in documents]
         except SluiceError as exc:
             _log.warning("sync of %s failed: %s", sha[:12], exc.message)
             sync.operation_failed(app, sha, utc_now(), exc.message)
             return
-        names = [self.apply(document, fp, uri) for document, fp, uri in plans]
+        names = [self.apply(document, plan) for document, plan in plans]
         for name in set(self.isvcs) - set(names):  # pruned from Git
             self.remove(name)
         _log.info("synced %s: %s", sha[:12], ", ".join(names) or "nothing")
         sync.operation_succeeded(app, sha, utc_now(), names)
 
-    def apply(self, document: dict[str, Any], fingerprint: str, uri: str) -> str:
-        """Apply one InferenceService; a changed predictor template is a new revision."""
+    def apply(self, document: dict[str, Any], plan: RevisionPlan) -> str:
+        """Apply one InferenceService; a predictor template not running yet is a new revision."""
         name = str(document["metadata"]["name"])
         isvc = self.isvcs.get(name)
         if isvc is None:
             router = self._router(name, _namespace(document))
             isvc = self.isvcs[name] = InferenceServiceRuntime(document, router)
-        if isvc.generation == 0 or isvc.document.get("spec") != document.get("spec"):
-            isvc.generation += 1
-        isvc.document = document
-        if not isvc.records or isvc.records[-1].fingerprint != fingerprint:
-            isvc.counter += 1
-            revision = f"{name}-predictor-{isvc.counter:05d}"
-            isvc.records.append(RevisionRecord(revision, fingerprint, uri, utc_now()))
-            _log.info("%s: new revision %s (%s)", name, revision, uri)
+        for record in isvc.apply(document, plan):
+            _log.info("%s: new revision %s (%s)", name, record.name, record.storage_uri)
         return name
 
     def reconcile(self) -> bool:
@@ -231,16 +178,7 @@ class LocalRuntime:
                 busy = True  # keep the saved status and route nothing until they answer
                 continue
             isvc.resuming = set()
-            result = reconcile_status(
-                isvc.name,
-                predictor_spec(isvc.document),
-                revisions,
-                PreviousStatus.from_dict(isvc.status),
-                now=utc_now(),
-                url=isvc.router.url,
-                namespace=isvc.namespace,
-                generation=isvc.generation,
-            )
+            result = isvc.reconcile(revisions)
             isvc.status = result.status
             self._route(isvc, result, revisions)
             self._retire(isvc, result)
@@ -272,9 +210,7 @@ class LocalRuntime:
 
     def _retire(self, isvc: InferenceServiceRuntime, result: IsvcStatus) -> None:
         """Stop the servers of revisions the status no longer mentions."""
-        keep = {result.latest_created, result.latest_ready, result.rollout.latest}
-        keep.add(result.rollout.previous)
-        keep |= {t.revision_name for t in result.traffic}
+        keep = isvc.live(result)
         for record in isvc.records:
             if record.name not in keep:
                 _log.info("%s: retiring %s", isvc.name, record.name)

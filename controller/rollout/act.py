@@ -162,7 +162,7 @@ class Actuator:
                 headline=f"canary {action.from_percent}% → 100%, promoted",
                 summary=(
                     f"Every gate passed at every step: v{version} takes all of "
-                    f"{obs.environment}'s traffic; canaryTrafficPercent is removed."
+                    f"{obs.environment}'s traffic; {_field_removed(obs)}."
                 ),
                 results=action.results,
             ),
@@ -187,8 +187,8 @@ class Actuator:
                 action="rollback",
                 headline=f"all traffic back to {back_to}",
                 summary=(
-                    f"Rolled back: {action.reason}.\n\ncanaryTrafficPercent 0 sends every "
-                    f"request to the previous rolled-out revision at once; the next commit "
+                    f"Rolled back: {action.reason}.\n\n{_weight_zero(obs)} sends every "
+                    f"request to the previous version at once; the next commit "
                     f"restores {back_to}'s pin once this one is synced."
                 ),
                 results=action.results,
@@ -260,3 +260,15 @@ class Actuator:
 def _version(obs: ReleaseObservation) -> int:
     assert obs.pin.version is not None
     return obs.pin.version
+
+
+def _field_removed(obs: ReleaseObservation) -> str:
+    if obs.pin.mode == "RawDeployment":
+        return "the canary becomes spec.predictor and spec.canary is removed"
+    return "canaryTrafficPercent is removed"
+
+
+def _weight_zero(obs: ReleaseObservation) -> str:
+    if obs.pin.mode == "RawDeployment":
+        return "The canary's trafficPercent 0"
+    return "canaryTrafficPercent 0"

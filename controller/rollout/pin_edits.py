@@ -5,6 +5,14 @@ between (a new proposal merged, a person edited the pin), :meth:`GitWorkspace.co
 re-runs the edit on the new tip; the edit then checks that the pin still names the version
 the decision was about and refuses otherwise, so a stale decision never overwrites a newer
 one. The next pass decides again from what Git now says.
+
+Each edit works in the pin's own KServe mode (:func:`~controller.deployment_mode.deployment_mode`),
+so a rollout commits the same steps in both: in Serverless mode the weight is
+``spec.predictor.canaryTrafficPercent``; in RawDeployment mode it is the
+``trafficPercent`` of the one ``spec.canary`` entry, promotion moves the canary's
+``storageUri`` and ``name`` into ``spec.predictor`` (KServe then keeps the canary's Deployment
+as the primary, without a restart) and removes ``spec.canary``, and the restore after a
+rollback removes ``spec.canary`` (the primary never stopped serving the previous version).
 """
 
 from __future__ import annotations
@@ -14,14 +22,17 @@ from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap
 
-from controller.errors import GitConflict
+from controller.deployment_mode import deployment_mode
+from controller.errors import GitConflict, ManifestInvalid
 from controller.manifest import (
     ANNOTATION_PREFIX,
     ReleasePin,
     apply_release,
+    canary_entry,
     dump_pin,
     load_pin,
     read_release,
+    remove_canary,
 )
 
 __all__ = ["ROLLBACK_REASON", "promote_edit", "restore_edit", "weight_edit"]
@@ -62,12 +73,28 @@ def _annotations(document: CommentedMap) -> CommentedMap:
     return annotations
 
 
+def _canary(document: CommentedMap, path: str, version: int) -> CommentedMap:
+    """The RawDeployment canary entry; without one there is no earlier version beside v{version}
+    to move traffic to (KServe removed the previous primary's Deployment when it promoted)."""
+    entry = canary_entry(document)
+    if entry is None:
+        raise ManifestInvalid(
+            f"{path} has no spec.canary: in RawDeployment mode v{version} is the primary and no "
+            "earlier version runs beside it to take its traffic; propose the version to serve "
+            "instead (sluice propose MODEL --env ENV --version N)"
+        )
+    return entry
+
+
 def weight_edit(path: str, version: int, percent: int, *, reason: str | None = None) -> PinEdit:
-    """Set ``canaryTrafficPercent`` (0 starts a rollback and records ``reason``)."""
+    """Set the canary's weight (0 starts a rollback and records ``reason``): Serverless
+    ``canaryTrafficPercent``, RawDeployment ``spec.canary[0].trafficPercent``."""
 
     def change(document: CommentedMap) -> None:
         predictor = _predictor(document)
-        if "canaryTrafficPercent" in predictor:
+        if deployment_mode(document) == "RawDeployment":
+            _canary(document, path, version)["trafficPercent"] = percent
+        elif "canaryTrafficPercent" in predictor:
             predictor["canaryTrafficPercent"] = percent
         else:
             predictor.insert(0, "canaryTrafficPercent", percent)
@@ -81,16 +108,33 @@ def weight_edit(path: str, version: int, percent: int, *, reason: str | None = N
 
 
 def promote_edit(path: str, version: int) -> PinEdit:
-    """Remove ``canaryTrafficPercent``: the latest ready revision takes all traffic."""
+    """Serverless: remove ``canaryTrafficPercent``, the latest ready revision takes all traffic.
+    RawDeployment: the canary's predictor becomes ``spec.predictor`` and ``spec.canary`` goes."""
 
     def change(document: CommentedMap) -> None:
-        _predictor(document).pop("canaryTrafficPercent", None)
+        predictor = _predictor(document)
+        if deployment_mode(document) != "RawDeployment":
+            predictor.pop("canaryTrafficPercent", None)
+            return
+        entry = canary_entry(document)
+        if entry is None:
+            return  # promoted already: the edit is idempotent
+        canary = entry.get("predictor") or {}
+        name = canary.get("name")
+        if name and "name" in predictor:
+            predictor["name"] = name
+        elif name:
+            predictor.insert(0, "name", name)
+        storage = (canary.get("model") or {}).get("storageUri")
+        predictor.setdefault("model", CommentedMap())["storageUri"] = storage
+        remove_canary(document["spec"])
 
     return _edit(path, version, change)
 
 
 def restore_edit(path: str, version: int, pin: ReleasePin) -> PinEdit:
-    """Pin the previous version again (no canary field, no rollback reason)."""
+    """Pin the previous version again (no canary field or ``spec.canary``, no rollback
+    reason)."""
 
     def change(document: CommentedMap) -> None:
         apply_release(document, pin, source=path)

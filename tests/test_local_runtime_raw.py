@@ -1,0 +1,177 @@
+"""The local runtime in RawDeployment mode: spec.canary[] splits traffic between two servers.
+
+One runtime process serves one RawDeployment InferenceService for the whole module, and the
+tests walk a canary in order (the primary alone, a 10 % canary, 0 %, promotion), each asserting
+what a client of the router sees. Two model servers start in all, so the module takes about
+half a minute; helpers are those of ``test_local_runtime.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+from support.crd import status_errors
+from support.gitops_repo import commit_to_remote
+from support.gitrepo import create_git_remote
+from support.registry import register_version
+from test_local_runtime import (
+    ISVC,
+    KUSTOMIZATION,
+    OVERLAY,
+    Background,
+    Client,
+    Loop,
+    predictor,
+    split,
+    within_binomial,
+)
+
+from controller.local.services import MlflowService
+
+pytestmark = pytest.mark.slow
+
+R1, R2 = (f"{ISVC}-predictor-0000{k}" for k in (1, 2))
+STATUSES: list[dict[str, Any]] = []  # every status seen, checked against the CRD at the end
+
+
+class RawLoop(Loop):
+    """The runtime loop of ``test_local_runtime``, pushing RawDeployment manifests."""
+
+    def isvc(self, name: str = ISVC) -> dict[str, Any]:
+        entry = super().isvc(name)
+        status = entry.get("object", {}).get("status")
+        if status and status not in STATUSES:
+            STATUSES.append(copy.deepcopy(status))
+        return entry
+
+    def push_raw(
+        self, message: str, primary: str, *, name: str = "", canary: tuple[str, int] | None = None
+    ) -> str:
+        """Commit ``fraud`` serving ``primary`` (named ``name``) and the canary (uri, percent)."""
+        model = {"modelFormat": {"name": "mlflow"}, "storageUri": primary}
+        spec: dict[str, Any] = {"predictor": {"model": model} | ({"name": name} if name else {})}
+        if canary is not None:
+            uri, percent = canary
+            canary_model = {"name": "kserve-container", **model, "storageUri": uri}
+            spec["canary"] = [
+                {"trafficPercent": percent, "predictor": {"name": "v2", "model": canary_model}}
+            ]
+        document = {
+            "apiVersion": "serving.kserve.io/v1beta1",
+            "kind": "InferenceService",
+            "metadata": {
+                "name": ISVC,
+                "annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"},
+            },
+            "spec": spec,
+        }
+
+        def change(tree: Path) -> None:
+            overlay = tree / OVERLAY
+            overlay.mkdir(parents=True, exist_ok=True)
+            (overlay / f"{ISVC}.yaml").write_text(json.dumps(document, indent=2))
+            (overlay / "kustomization.yaml").write_text(f"{KUSTOMIZATION}  - {ISVC}.yaml\n")
+
+        return commit_to_remote(self.remote, self.workdir, message, change)
+
+
+@pytest.fixture(scope="module")
+def loop(
+    mlflow_server: MlflowService, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RawLoop]:
+    """A runtime syncing a remote whose RawDeployment overlay serves version 1."""
+    root = tmp_path_factory.mktemp("local-runtime-raw")
+    name = f"raw-{uuid.uuid4().hex[:8]}"
+    client = MlflowClient(mlflow_server.tracking_uri)
+    uris = []
+    for _ in range(2):
+        version = register_version(mlflow_server.tracking_uri, name, alias=None)
+        uris.append(str(client.get_model_version_download_uri(name, str(version))))
+    loop = RawLoop(
+        create_git_remote(root), root / "state", root / "work", uris, mlflow_server.tracking_uri
+    )
+    loop.push_raw("Serve version 1", uris[0])
+    loop.start()
+    loop.wait(lambda e: split(e) == {R1: 100}, f"{R1} at 100 %")
+    try:
+        yield loop
+    finally:
+        if loop.process is not None:
+            loop.process.stop()
+
+
+def test_primary_alone_serves_everything(loop: RawLoop) -> None:
+    """Without spec.canary the primary's revision serves every request, Healthy."""
+    entry = loop.wait(lambda e: e["health"]["status"] == "Healthy", "a Healthy InferenceService")
+    assert entry["object"]["status"]["deploymentMode"] == "RawDeployment"
+    assert Client(loop.url).sample(50) == {(200, R1): 50}
+
+
+def test_canary_gets_its_percent_within_binomial_bounds(loop: RawLoop) -> None:
+    """A 10 % canary beside the primary serves 10 % of 400 requests within 4 sigma."""
+    loop.push_raw("Canary version 2 at 10%", loop.uris[0], canary=(loop.uris[1], 10))
+    entry = loop.wait(lambda e: split(e) == {R2: 10, R1: 90}, f"{R2} at 10 %")
+    assert (predictor(entry)["latestCreatedRevision"], predictor(entry)["latestReadyRevision"]) == (
+        R2,
+        R2,
+    )
+    (canary,) = entry["object"]["status"]["canaryStatuses"]
+    assert (canary["name"], canary["ready"], canary["trafficPercent"]) == ("v2", True, 10)
+    seen = Client(loop.url).sample(400)
+    assert set(seen) == {(200, R1), (200, R2)}
+    assert within_binomial(seen[(200, R2)], 400, 0.1), seen
+
+
+def test_tag_routes_reach_the_canary_and_the_primary_alone(loop: RawLoop) -> None:
+    """/_tag/latest reaches the canary's server and /_tag/prev the primary's, every time."""
+    client = Client(loop.url)
+    for tag, revision in (("latest", R2), ("prev", R1)):
+        path = f"/_tag/{tag}/v1/models/{ISVC}:predict"
+        for _ in range(20):
+            client.connection.request("POST", path, json.dumps({"instances": [[42.0, 3]]}))
+            response = client.connection.getresponse()
+            response.read()
+            assert (response.status, response.getheader("X-Sluice-Revision")) == (200, revision)
+
+
+def test_zero_percent_sends_everything_to_the_primary(loop: RawLoop) -> None:
+    """trafficPercent 0 routes every request to the primary; the canary keeps its server."""
+    servers = loop.state()["servers"]
+    loop.push_raw("Canary version 2 at 0%", loop.uris[0], canary=(loop.uris[1], 0))
+    loop.wait(lambda e: split(e) == {R1: 100}, f"{R1} back at 100 %")
+    assert Client(loop.url).sample(200) == {(200, R1): 200}
+    assert loop.state()["servers"] == servers  # no new revision, no restart
+
+
+def test_promotion_moves_all_traffic_to_the_canarys_server(loop: RawLoop) -> None:
+    """Promotion keeps the canary's revision and server, retires the primary, fails nothing."""
+    canary_server = loop.state()["servers"][R2]
+    with Background(loop.url) as load:
+        loop.push_raw("Canary version 2 at 50%", loop.uris[0], canary=(loop.uris[1], 50))
+        loop.wait(lambda e: split(e) == {R2: 50, R1: 50}, f"{R2} at 50 %")
+        loop.push_raw("Promote version 2", loop.uris[1], name="v2")
+        entry = loop.wait(
+            lambda e: split(e) == {R2: 100} and R1 not in loop.state()["servers"],
+            f"{R2} promoted and {R1} retired",
+        )
+        time.sleep(0.5)
+    assert {status for status, _ in load.seen} == {200}, load.seen
+    assert loop.state()["servers"] == {R2: canary_server}
+    assert "canaryStatuses" not in entry["object"]["status"]
+    assert Client(loop.url).sample(100) == {(200, R2): 100}
+
+
+def test_every_status_seen_fits_the_crd(loop: RawLoop) -> None:
+    """Every RawDeployment status the runtime wrote validates against KServe's CRD."""
+    assert len(STATUSES) > 4
+    for status in STATUSES:
+        errors = status_errors(status)
+        assert not errors, errors
