@@ -348,3 +348,16 @@ def test_raw_overlay_that_keeps_the_serverless_mode_is_refused(
     text = canary_pin.replace("    serving.kserve.io/deploymentMode: RawDeployment\n", "")
     with pytest.raises(ManifestInvalid, match=r"needs RawDeployment mode.*KServe would refuse it"):
         validate_rendered(raw_overlay(tmp_path, text))
+
+
+def test_an_edit_decided_at_another_weight_is_refused(canary_pin: str, tmp_path: Path) -> None:
+    """A second controller's stale step (decided at 10%) cannot overwrite a canary now at 50%."""
+    from controller.errors import GitConflict
+
+    stepped = edited(canary_pin, weight_edit(PATH, 7, 50, expect=10), tmp_path)
+    with pytest.raises(GitConflict, match="at 50%"):
+        edited(stepped, promote_edit(PATH, 7, expect=10), tmp_path)
+    with pytest.raises(GitConflict, match="at 50%"):
+        edited(stepped, weight_edit(PATH, 7, 0, reason="late", expect=10), tmp_path)
+    # A rerun of the same step after a lost push answer finds its own result: no conflict.
+    assert edited(stepped, weight_edit(PATH, 7, 50, expect=10), tmp_path) == stepped

@@ -132,7 +132,9 @@ class Actuator:
     def _step(self, action: SetWeight, obs: ReleaseObservation) -> ActResult:
         version = _version(obs)
         result = self._commit(
-            weight_edit(self.ref.pin_path, version, action.to_percent),
+            weight_edit(
+                self.ref.pin_path, version, action.to_percent, expect=obs.pin.canary_percent
+            ),
             RolloutCommit(
                 model=obs.model,
                 version=version,
@@ -153,7 +155,7 @@ class Actuator:
     def _promote(self, action: Promote, obs: ReleaseObservation) -> ActResult:
         version = _version(obs)
         result = self._commit(
-            promote_edit(self.ref.pin_path, version),
+            promote_edit(self.ref.pin_path, version, expect=obs.pin.canary_percent),
             RolloutCommit(
                 model=obs.model,
                 version=version,
@@ -179,7 +181,13 @@ class Actuator:
         previous = obs.pin.previous_version
         back_to = f"v{previous}" if previous else "the previous revision"
         result = self._commit(
-            weight_edit(self.ref.pin_path, version, 0, reason=action.reason),
+            weight_edit(
+                self.ref.pin_path,
+                version,
+                0,
+                reason=action.reason,
+                expect=obs.pin.canary_percent,
+            ),
             RolloutCommit(
                 model=obs.model,
                 version=version,

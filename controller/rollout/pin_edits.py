@@ -17,7 +17,8 @@ rollback removes ``spec.canary`` (the primary never stopped serving the previous
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import enum
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap
@@ -35,7 +36,17 @@ from controller.manifest import (
     remove_canary,
 )
 
-__all__ = ["ROLLBACK_REASON", "promote_edit", "restore_edit", "weight_edit"]
+__all__ = ["ANY", "ROLLBACK_REASON", "promote_edit", "restore_edit", "weight_edit"]
+
+
+class _Any(enum.Enum):
+    """No expectation on the canary weight (edits by hand, tests)."""
+
+    ANY = "any"
+
+
+#: Pass as ``expect`` to skip the weight check.
+ANY = _Any.ANY
 
 ROLLBACK_REASON = f"{ANNOTATION_PREFIX}rollback-reason"
 _REASON_LIMIT = 250
@@ -43,14 +54,30 @@ _REASON_LIMIT = 250
 PinEdit = Callable[[Path], None]
 
 
-def _edit(path: str, version: int, change: Callable[[CommentedMap], None]) -> PinEdit:
+def _edit(
+    path: str,
+    version: int,
+    change: Callable[[CommentedMap], None],
+    percents: Collection[int | None] | None = None,
+) -> PinEdit:
+    """An edit that refuses unless the pin names ``version`` and, when ``percents`` is given,
+    its canary weight is one of them (the weight decided from, or the one this edit writes,
+    so that a rerun after a lost push answer is a no-op rather than a conflict)."""
+
     def edit(worktree: Path) -> None:
         file = worktree / path
         document = load_pin(file.read_text(encoding="utf-8"), source=path)
-        pinned = read_release(document).version
-        if pinned != version:
+        pinned = read_release(document)
+        if pinned.version != version:
             raise GitConflict(
-                f"{path} now pins v{pinned}, not v{version}; the rollout decides again next pass"
+                f"{path} now pins v{pinned.version}, not v{version}; "
+                "the rollout decides again next pass"
+            )
+        if percents is not None and pinned.canary_percent not in percents:
+            # Another controller moved this canary since this one observed it.
+            raise GitConflict(
+                f"{path} now has v{version} at {pinned.canary_percent}%, not the weight this "
+                "decision was made at; the rollout decides again next pass"
             )
         change(document)
         file.write_text(dump_pin(document), encoding="utf-8")
@@ -86,7 +113,14 @@ def _canary(document: CommentedMap, path: str, version: int) -> CommentedMap:
     return entry
 
 
-def weight_edit(path: str, version: int, percent: int, *, reason: str | None = None) -> PinEdit:
+def weight_edit(
+    path: str,
+    version: int,
+    percent: int,
+    *,
+    reason: str | None = None,
+    expect: int | _Any | None = ANY,
+) -> PinEdit:
     """Set the canary's weight (0 starts a rollback and records ``reason``): Serverless
     ``canaryTrafficPercent``, RawDeployment ``spec.canary[0].trafficPercent``."""
 
@@ -104,10 +138,10 @@ def weight_edit(path: str, version: int, percent: int, *, reason: str | None = N
                 text = text[: _REASON_LIMIT - 1] + "…"
             _annotations(document)[ROLLBACK_REASON] = text
 
-    return _edit(path, version, change)
+    return _edit(path, version, change, None if expect is ANY else (expect, percent))
 
 
-def promote_edit(path: str, version: int) -> PinEdit:
+def promote_edit(path: str, version: int, *, expect: int | _Any | None = ANY) -> PinEdit:
     """Serverless: remove ``canaryTrafficPercent``, the latest ready revision takes all traffic.
     RawDeployment: the canary's predictor becomes ``spec.predictor`` and ``spec.canary`` goes."""
 
@@ -129,7 +163,7 @@ def promote_edit(path: str, version: int) -> PinEdit:
         predictor.setdefault("model", CommentedMap())["storageUri"] = storage
         remove_canary(document["spec"])
 
-    return _edit(path, version, change)
+    return _edit(path, version, change, None if expect is ANY else (expect, None))
 
 
 def restore_edit(path: str, version: int, pin: ReleasePin) -> PinEdit:
