@@ -42,6 +42,7 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
         "fraud-detector v2: canary 50% → 100%, promoted (local)",
         "rollback fraud-detector v4: all traffic back to v2 (local)",
         "rollback fraud-detector v4: restore v2 (local)",
+        "rollback fraud-detector v4: v2 serves alone again (local)",
     ):
         assert subject in history
     registry = out[out.index("Registry state") :]

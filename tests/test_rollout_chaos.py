@@ -432,6 +432,7 @@ def expected_commits(world: World, s: Scenario) -> list[tuple[str, str]]:
     return [
         ("rollback", rf"rollback {m} v{c}: all traffic back to v{s.serving} \({ENV}"),
         ("restore", rf"rollback {m} v{c}: restore v{s.serving} \({ENV}"),
+        ("restore", rf"rollback {m} v{c}: v{s.serving} serves alone again \({ENV}"),
     ]
 
 

@@ -12,6 +12,7 @@ from controller.manifest import PinnedRelease
 from controller.rollout.actions import (
     Analyze,
     Finish,
+    FinishRestore,
     Hold,
     Outcome,
     Promote,
@@ -325,3 +326,20 @@ def test_decide_never_promotes_or_steps_without_an_analysis(
     action = decide(observation(canary, target, champion=champion), POLICY, now)
     assert not isinstance(action, (SetWeight, Promote))
     assert action == decide(observation(canary, target, champion=champion), POLICY, now)
+
+
+def test_restored_pin_waits_for_its_revision_then_drops_the_weight() -> None:
+    """After the restore commit, the weight stays 0 until the restored revision is ready."""
+    restored = "fd-predictor-00003"
+    loading = replace(
+        canary_target(0),
+        latest_created=restored,
+        latest_ready=NEW,
+        traffic=(TrafficEntry(NEW, 0, True, "latest"), TrafficEntry(OLD, 100, False, "prev")),
+    )
+    obs = replace(observation(0, loading, version=1, previous=None), restored_from=2)
+    waiting = decide(obs, POLICY, 1001.0)
+    assert isinstance(waiting, Wait)
+    ready = replace(loading, latest_ready=restored)
+    action = decide(replace(obs, target=ready), POLICY, 1002.0)
+    assert action == FinishRestore(1, 2)

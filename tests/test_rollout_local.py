@@ -219,9 +219,11 @@ def faulty(loop: Loop, *, error_rate: float, latency_ms: float) -> int:
 
 def assert_rolled_back(loop: Loop, version: int) -> None:
     subjects = loop.subjects()
-    assert subjects[0] == f"rollback fraud-detector v{version}: restore v2 (local)"
-    assert subjects[1] == f"rollback fraud-detector v{version}: all traffic back to v2 (local)"
-    assert not any(f"v{version}: canary" in s for s in subjects[:2])
+    assert subjects[:3] == [
+        f"rollback fraud-detector v{version}: v2 serves alone again (local)",
+        f"rollback fraud-detector v{version}: restore v2 (local)",
+        f"rollback fraud-detector v{version}: all traffic back to v2 (local)",
+    ]
     assert loop.pin() == (2, None)
     tags = MlflowClient(loop.tracking_uri).get_model_version(MODEL, str(version)).tags
     assert "sluice.quarantined" in tags
@@ -245,7 +247,7 @@ def test_slow_version_is_rolled_back_on_latency(loop: Loop) -> None:
     done = loop.rollout()
     assert done.returncode == 1, done.stdout + done.stderr
     assert_rolled_back(loop, version)
-    reason = git("log", "-1", "--format=%B", "main~1", cwd=loop.remote.path)
+    reason = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
     assert "latency" in reason
 
 
@@ -285,6 +287,6 @@ def test_prometheus_outage_past_the_limit_rolls_back(loop: Loop) -> None:
     finally:
         loop.start_prometheus()
     assert done.returncode == 1, done.stdout + done.stderr
-    body = git("log", "-1", "--format=%B", "main~1", cwd=loop.remote.path)
+    body = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
     assert "no answer from 4 analyses in a row" in body
     assert loop.pin() == (serving, None)

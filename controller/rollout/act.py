@@ -20,6 +20,7 @@ from controller.ports import Forge, Notifier, RolloutRegistry
 from controller.render import validate_rendered
 from controller.rollout.actions import (
     Action,
+    FinishRestore,
     Hold,
     Promote,
     Quarantine,
@@ -35,7 +36,13 @@ from controller.rollout.messages import (
 )
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import QUARANTINE_TAG, ReleaseRef
-from controller.rollout.pin_edits import PinEdit, promote_edit, restore_edit, weight_edit
+from controller.rollout.pin_edits import (
+    PinEdit,
+    finish_restore_edit,
+    promote_edit,
+    restore_edit,
+    weight_edit,
+)
 from controller.rollout.record import analysis_tag
 from controller.rollout.telemetry import RolloutMetrics
 from controller.storage_uri import map_storage_uri
@@ -79,6 +86,8 @@ class Actuator:
                 return self._start_rollback(action, obs)
             case RestorePrevious():
                 return self._restore(action, obs)
+            case FinishRestore():
+                return self._finish_restore(action, obs)
             case Quarantine():
                 self._quarantine(action, now)
             case SetChampion():
@@ -234,6 +243,24 @@ class Actuator:
                     f"reaches v{action.previous}. Its pin is restored so that Git says what "
                     f"serves, and v{action.version} is quarantined: proposals skip it unless "
                     "forced."
+                ),
+            ),
+        )
+
+    def _finish_restore(self, action: FinishRestore, obs: ReleaseObservation) -> ActResult:
+        return self._commit(
+            finish_restore_edit(self.ref.pin_path, action.version, action.restored_from),
+            RolloutCommit(
+                model=obs.model,
+                version=action.restored_from,
+                environment=obs.environment,
+                action="restore",
+                headline=f"v{action.version} serves alone again",
+                summary=(
+                    f"The restored v{action.version} is ready, so canaryTrafficPercent is "
+                    f"removed: it takes all traffic. Until now v{action.version}'s previous "
+                    "rollout served everything, so the rolled-back revision never took traffic "
+                    "while the restored one loaded."
                 ),
             ),
         )

@@ -16,6 +16,7 @@ __all__ = [
     "Action",
     "Analyze",
     "Finish",
+    "FinishRestore",
     "Hold",
     "Outcome",
     "Promote",
@@ -113,6 +114,14 @@ class RestorePrevious:
 
 
 @dataclass(frozen=True)
+class FinishRestore:
+    """The restored revision is ready: commit the pin without the weight, it takes everything."""
+
+    version: int
+    restored_from: int
+
+
+@dataclass(frozen=True)
 class Finish:
     """Nothing left to do: the rollout ended (or there is none)."""
 
@@ -130,5 +139,6 @@ Action = (
     | StartRollback
     | Quarantine
     | RestorePrevious
+    | FinishRestore
     | Finish
 )

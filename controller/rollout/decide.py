@@ -23,6 +23,7 @@ from controller.rollout.actions import (
     Action,
     Analyze,
     Finish,
+    FinishRestore,
     Hold,
     Outcome,
     Promote,
@@ -49,6 +50,8 @@ def decide(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action
     if pin.version is None or pin.storage_uri is None:
         return Finish(Outcome.IDLE, f"no version of {obs.model} is pinned in {obs.environment}")
     canary = pin.canary_percent
+    if canary == 0 and obs.restored_from is not None:
+        return _finishing_restore(obs)
     if canary == 0:
         return _rolling_back(obs)
     if obs.quarantined is not None and pin.previous_version is not None:
@@ -181,3 +184,21 @@ def _rolling_back(obs: ReleaseObservation) -> Action:
     if target.percent_of(target.latest_created) > 0 or not target.traffic:
         return Wait("traffic is moving back to the previous revision", "rolling_back")
     return RestorePrevious(pin.version, pin.previous_version, reason)
+
+
+def _finishing_restore(obs: ReleaseObservation) -> Action:
+    """The previous version's spec is back at weight 0: let its new revision become ready."""
+    pin, target = obs.pin, obs.target
+    assert pin.version is not None
+    assert obs.restored_from is not None
+    if not obs.synced:
+        return Wait(f"waiting for {obs.environment} to sync the restore", "rolling_back")
+    if target.failure and target.latest_created != target.latest_ready:
+        return Finish(
+            Outcome.FAILED,
+            f"the restored v{pin.version} failed to load ({target.failure}); the previous "
+            "rollout keeps serving, fix the pin by hand",
+        )
+    if target.latest_created is None or target.latest_ready != target.latest_created:
+        return Wait(f"restored v{pin.version} is loading", "rolling_back")
+    return FinishRestore(pin.version, obs.restored_from)

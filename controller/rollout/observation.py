@@ -34,6 +34,9 @@ class ReleaseObservation:
     analysis: AnalysisRecord | None = None
     #: The sluice.dev/rollback-reason annotation of the pin (set by the first rollback commit).
     rollback_reason: str | None = None
+    #: The sluice.dev/restored-from annotation: the bad version a Serverless restore replaced,
+    #: set until the restored revision is ready and takes all traffic.
+    restored_from: int | None = None
     #: The ``Sluice-Action`` trailer of ``pin_commit`` (propose, step, promote, rollback, restore).
     pin_action: str | None = None
 

@@ -20,7 +20,7 @@ from controller.errors import ConfigError, ManifestInvalid, ModelNotFound
 from controller.manifest import load_pin, read_release
 from controller.ports import RolloutRegistry, Target
 from controller.rollout.observation import ReleaseObservation
-from controller.rollout.pin_edits import ROLLBACK_REASON
+from controller.rollout.pin_edits import RESTORED_FROM, ROLLBACK_REASON
 from controller.rollout.record import AnalysisRecord, analysis_tag
 
 __all__ = [
@@ -119,6 +119,7 @@ def observe(
         quarantined=quarantined,
         analysis=analysis,
         rollback_reason=annotations.get(ROLLBACK_REASON),
+        restored_from=_int(annotations.get(RESTORED_FROM)),
     )
 
 
@@ -126,4 +127,11 @@ def _alias_version(registry: RolloutRegistry, model: str, alias: str) -> int | N
     try:
         return registry.resolve(model, alias=alias).version
     except ModelNotFound:
+        return None
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value)) if value not in (None, "") else None
+    except ValueError:
         return None

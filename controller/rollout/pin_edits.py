@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from controller.deployment_mode import deployment_mode
 from controller.errors import GitConflict, ManifestInvalid
@@ -36,7 +37,15 @@ from controller.manifest import (
     remove_canary,
 )
 
-__all__ = ["ANY", "ROLLBACK_REASON", "promote_edit", "restore_edit", "weight_edit"]
+__all__ = [
+    "ANY",
+    "RESTORED_FROM",
+    "ROLLBACK_REASON",
+    "finish_restore_edit",
+    "promote_edit",
+    "restore_edit",
+    "weight_edit",
+]
 
 
 class _Any(enum.Enum):
@@ -49,6 +58,7 @@ class _Any(enum.Enum):
 ANY = _Any.ANY
 
 ROLLBACK_REASON = f"{ANNOTATION_PREFIX}rollback-reason"
+RESTORED_FROM = f"{ANNOTATION_PREFIX}restored-from"
 _REASON_LIMIT = 250
 
 PinEdit = Callable[[Path], None]
@@ -167,11 +177,35 @@ def promote_edit(path: str, version: int, *, expect: int | _Any | None = ANY) ->
 
 
 def restore_edit(path: str, version: int, pin: ReleasePin) -> PinEdit:
-    """Pin the previous version again (no canary field or ``spec.canary``, no rollback
-    reason)."""
+    """Pin the previous version again, without the rollback reason.
+
+    RawDeployment: ``spec.canary`` goes and the untouched primary keeps serving. Serverless:
+    the restored spec is a new revision, and a field-less pin would send every request to the
+    latest *ready* revision, the bad one, until it loads; so the weight stays at 0 (all traffic
+    on the previous rollout) and ``sluice.dev/restored-from`` marks the pin until
+    :func:`finish_restore_edit` removes both once the restored revision is ready.
+    """
 
     def change(document: CommentedMap) -> None:
+        serverless = deployment_mode(document) != "RawDeployment"
         apply_release(document, pin, source=path)
-        _annotations(document).pop(ROLLBACK_REASON, None)
+        annotations = _annotations(document)
+        annotations.pop(ROLLBACK_REASON, None)
+        if serverless:
+            _predictor(document).insert(0, "canaryTrafficPercent", 0)
+            annotations[RESTORED_FROM] = DoubleQuotedScalarString(str(version))
+
+    return _edit(path, version, change)
+
+
+def finish_restore_edit(path: str, version: int, restored_from: int) -> PinEdit:
+    """The restored revision is ready: drop the weight and the marker, it takes all traffic."""
+
+    def change(document: CommentedMap) -> None:
+        marker = _annotations(document).get(RESTORED_FROM)
+        if str(marker) != str(restored_from):
+            raise GitConflict(f"{path} no longer restores v{version} from v{restored_from}")
+        _predictor(document).pop("canaryTrafficPercent", None)
+        _annotations(document).pop(RESTORED_FROM, None)
 
     return _edit(path, version, change)

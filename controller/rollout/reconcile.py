@@ -21,6 +21,7 @@ from controller.rollout.actions import (
     Action,
     Analyze,
     Finish,
+    FinishRestore,
     Hold,
     Outcome,
     Promote,
@@ -90,7 +91,7 @@ def phase_of(action: Action) -> str:
             return "progressing"
         case Promote() | SetChampion():
             return "promoting"
-        case StartRollback() | Quarantine() | RestorePrevious():
+        case StartRollback() | Quarantine() | RestorePrevious() | FinishRestore():
             return "rolling_back"
         case Finish():
             return {
@@ -120,6 +121,8 @@ def _detail(action: Action) -> str:
             return f"quarantined v{action.version}: {action.reason}"
         case RestorePrevious():
             return f"restored v{action.previous}"
+        case FinishRestore():
+            return f"v{action.version} serves alone again"
         case Finish():
             return action.reason
         case Analyze():
