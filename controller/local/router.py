@@ -17,6 +17,12 @@ proxy does all three, so a canary analysis runs the same PromQL against either:
   labels ``namespace_name``, ``configuration_name``, ``revision_name``, ``response_code`` and
   ``response_code_class``. A revision that cannot be reached answers 502, counted as such.
 
+A shadow revision (``set_shadow(ShadowTarget(revision, upstream, percent))``) gets a copy of
+the main route's requests that no client waits for (:mod:`controller.local.mirror`); every
+answer of the main route, primary or shadow, goes to the ``prediction_sink``. Each request
+carries an id to the revisions and back to the client in ``X-Request-Id`` (the client's own,
+when it sends one of at most 128 visible characters), the id both answers are logged under.
+
 Every response names the revision that served it in ``X-Sluice-Revision``. The proxy runs
 on an event loop thread of its own (uvloop when installed) and speaks HTTP/1.1 through
 :mod:`controller.local.serving.http1`, with keep-alive connections pooled per revision: about
@@ -33,7 +39,7 @@ import json
 import random
 import threading
 import time
-import urllib.parse
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Self
@@ -42,6 +48,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 
 from controller.errors import ConfigError
+from controller.local.mirror import Mirror, ShadowTarget, parse_upstream
 from controller.local.processes import free_port
 from controller.local.serving.http1 import (
     ClientConnection,
@@ -50,13 +57,25 @@ from controller.local.serving.http1 import (
     encode_request,
     encode_response,
 )
+from controller.prediction_log import DiscardPredictions, PredictionSink
 
-__all__ = ["LATENCY_BUCKETS_MS", "TAG_HEADER", "RevisionMetrics", "Router", "TrafficTarget"]
+__all__ = [
+    "LATENCY_BUCKETS_MS",
+    "REQUEST_ID_HEADER",
+    "TAG_HEADER",
+    "RevisionMetrics",
+    "Router",
+    "ShadowTarget",
+    "TrafficTarget",
+]
 
 TAG_HEADER = "X-Sluice-Revision-Tag"
+REQUEST_ID_HEADER = "X-Request-Id"
 REVISION_HEADER = b"X-Sluice-Revision"
 TAG_PREFIX = b"/_tag/"
 _TAG = TAG_HEADER.lower().encode()
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
+_REQUEST_ID_MAX = 128
 # Knative queue-proxy's buckets for revision_app_request_latencies, in milliseconds.
 LATENCY_BUCKETS_MS: tuple[float, ...] = (
     5, 10, 20, 40, 60, 80, 100, 150, 200, 250, 300, 350, 400, 450, 500,
@@ -76,6 +95,8 @@ class TrafficTarget:
     upstream: str  # http://127.0.0.1:PORT
     percent: int
     tag: str = ""
+    #: The model version the revision serves, for the prediction log.
+    version: str = ""
 
 
 class _RouteTable:
@@ -85,10 +106,12 @@ class _RouteTable:
         weights: dict[str, int] = {}
         self.upstreams: dict[str, tuple[str, int, bytes]] = {}  # host, port, path prefix
         self.by_tag: dict[str, str] = {}
+        self.versions: dict[str, str] = {}
         for target in targets:
             if not 0 <= target.percent <= 100:
                 raise ConfigError(f"traffic percent {target.percent} of {target.revision}")
-            upstream = _parse_upstream(target.upstream)
+            upstream = parse_upstream(target.upstream)
+            self.versions[target.revision] = target.version
             if self.upstreams.setdefault(target.revision, upstream) != upstream:
                 raise ConfigError(f"revision {target.revision} has two upstreams")
             weights[target.revision] = weights.get(target.revision, 0) + target.percent
@@ -181,6 +204,9 @@ class Router:
         port: int | None = None,
         seed: int | None = None,
         upstream_timeout: float = 300.0,
+        prediction_sink: PredictionSink | None = None,
+        shadow_timeout: float = 10.0,
+        max_shadow_in_flight: int = 64,
     ) -> None:
         self.isvc = isvc
         self.host = host
@@ -191,6 +217,14 @@ class Router:
         self._random = random.Random(seed)  # noqa: S311 (traffic splitting, not secrets)
         self._table = _RouteTable([])
         self._pool = UpstreamPool(upstream_timeout)
+        self.mirror = Mirror(
+            model=isvc,
+            sink=prediction_sink or DiscardPredictions(),
+            registry=self.registry,
+            timeout=shadow_timeout,
+            max_in_flight=max_shadow_in_flight,
+            seed=None if seed is None else seed + 1,
+        )
         self._clients: set[asyncio.Transport] = set()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -206,6 +240,10 @@ class Router:
     def set_routes(self, traffic: Sequence[TrafficTarget]) -> None:
         """Replace the split; percents must add up to 100 (an empty list answers 503)."""
         self._table = _RouteTable(traffic)
+
+    def set_shadow(self, shadow: ShadowTarget | None) -> None:
+        """Copy main-route requests to ``shadow`` from the next request on (None: stop)."""
+        self.mirror.set_target(shadow)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -267,6 +305,7 @@ class Router:
         for transport in list(self._clients):
             transport.close()
         self._pool.close()
+        await self.mirror.close()
         await server.wait_closed()
 
     # -- requests ----------------------------------------------------------------------------
@@ -292,38 +331,76 @@ class Router:
             revision = table.pick(self._random.random())
             if revision is None:
                 return _error(503, f"no revision of {self.isvc} is ready to take requests")
+        request_id, headers = _with_request_id(request.headers)
         started = time.perf_counter()
-        status, response = await self._forward(request, path, revision, table)
-        self.metrics.observe(revision, status, (time.perf_counter() - started) * 1000)
+        status, body, response = await self._forward(request, path, revision, table, headers)
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.metrics.observe(revision, status, latency_ms)
+        if tag is None:  # tag routes carry load tests: neither logged nor copied
+            self.mirror.answered(
+                request, path, headers, request_id=request_id, revision=revision,
+                version=table.versions[revision], status=status, output=body,
+                latency_ms=latency_ms,
+            )  # fmt: skip
         return response
 
     async def _forward(
-        self, request: Request, path: bytes, revision: str, table: _RouteTable
-    ) -> tuple[int, bytes]:
+        self,
+        request: Request,
+        path: bytes,
+        revision: str,
+        table: _RouteTable,
+        headers: list[tuple[bytes, bytes]],
+    ) -> tuple[int, bytes, bytes]:
+        """The status, the body and the encoded response of ``revision``'s answer."""
         host, port, prefix = table.upstreams[revision]
-        headers = [(k, v) for k, v in request.headers if k.lower() != _TAG]
         payload = encode_request(request.method, prefix + path, host, port, headers, request.body)
+        request_id = headers[-1]  # put last by _with_request_id
         try:
             reply = await self._pool.exchange(host, port, payload)
         except TimeoutError:
-            return 504, _error(504, f"revision {revision} did not answer in time", revision)
+            message = f"revision {revision} did not answer in time"
+            return 504, b"", _error(504, message, revision, request_id)
         except OSError as exc:  # ConnectionError is one
-            return 502, _error(502, f"revision {revision} is unreachable: {exc}", revision)
-        served = [*reply.headers, (REVISION_HEADER, revision.encode())]
-        return reply.status, encode_response(reply.status, served, reply.body)
+            message = f"revision {revision} is unreachable: {exc}"
+            return 502, b"", _error(502, message, revision, request_id)
+        served = [(k, v) for k, v in reply.headers if k.lower() != _REQUEST_ID]
+        served += [(REVISION_HEADER, revision.encode()), request_id]
+        return reply.status, reply.body, encode_response(reply.status, served, reply.body)
 
 
-def _parse_upstream(url: str) -> tuple[str, int, bytes]:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ConfigError(f"upstream {url!r} must be http://HOST:PORT[/PATH]")
-    return parts.hostname, parts.port or 80, parts.path.rstrip("/").encode()
+def _with_request_id(
+    received: list[tuple[bytes, bytes]],
+) -> tuple[str, list[tuple[bytes, bytes]]]:
+    """The request's id (the client's if usable, else a new UUID) and the headers to send
+    upstream: the client's minus the tag header, the id last."""
+    request_id = ""
+    headers = []
+    for name, value in received:
+        lowered = name.lower()
+        if lowered == _REQUEST_ID:
+            candidate = value.decode("latin-1")
+            if 0 < len(candidate) <= _REQUEST_ID_MAX and _visible_ascii(candidate):
+                request_id = candidate
+        elif lowered != _TAG:
+            headers.append((name, value))
+    request_id = request_id or str(uuid.uuid4())
+    headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+    return request_id, headers
 
 
-def _error(status: int, message: str, revision: str = "") -> bytes:
+def _visible_ascii(text: str) -> bool:
+    return text.isascii() and text.isprintable() and " " not in text
+
+
+def _error(
+    status: int, message: str, revision: str = "", request_id: tuple[bytes, bytes] | None = None
+) -> bytes:
     headers = [(b"Content-Type", b"application/json")]
     if revision:
         headers.append((REVISION_HEADER, revision.encode()))
+    if request_id is not None:
+        headers.append(request_id)
     return encode_response(status, headers, json.dumps({"error": message}).encode())
 
 

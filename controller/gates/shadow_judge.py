@@ -1,0 +1,376 @@
+"""The shadow judge: may a challenger that answered mirrored traffic take client traffic?
+
+A canary judge sees what clients saw (errors, latency); it cannot see a model that answers
+fast and wrong. In shadow, the challenger answers copies of the champion's live requests, and
+both answers are logged (:mod:`controller.prediction_log`), so it is judged on what it
+predicts, before any client depends on it:
+
+- **errors**: the share of copies the challenger failed to answer with a score;
+- **score shift**: PSI (over the champion's score deciles) and the KS statistic between the
+  two models' scores, with :mod:`controller.drift.statistics`. Both are effect sizes, not
+  tests: the samples are paired, so a two-sample p-value would mean nothing;
+- **agreement**: the share of requests both models decide alike at the serving threshold;
+- **latency**: the challenger's latency percentile against the champion's, both timed by the
+  router on the same requests (at a mirror percentage below 100 the challenger is less
+  loaded than the champion, which flatters it);
+- **task metric**, on requests whose label has arrived: PR AUC, or recall at the operating
+  false-positive rate, of challenger minus champion, with a seeded, stratified paired
+  bootstrap (:mod:`controller.gates.shadow_statistics`). Non-inferiority: the one-sided
+  ``1 - alpha`` lower bound must be above ``-nonInferiorityMargin``;
+- **McNemar** on the labelled decisions at the threshold: a harm test, failing when the
+  challenger is wrong significantly more often (one-sided exact binomial p <= alpha).
+
+Its input, :class:`~controller.gates.shadow_samples.ShadowSamples`, is read from the
+prediction log's pairs or built from plain observations.
+
+A check without enough data is inconclusive: every check below ``minSamples`` scored pairs,
+the labelled checks below ``minLabelled`` labels or ``minPositives`` of either class. The
+verdict is FAIL when any check fails, else INCONCLUSIVE when any is inconclusive, else PASS:
+too few samples never pass (the errors check can fail early, since a challenger that answers
+nothing has no scores to count).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from controller.analysis_types import GateResult, Verdict
+from controller.drift.statistics import bin_counts, ks_2samp, psi, quantile_bin_edges
+from controller.gates.shadow_samples import ShadowSamples
+from controller.gates.shadow_statistics import TaskMetric, mcnemar, paired_bootstrap
+
+__all__ = [
+    "GATE_PREFIX",
+    "ShadowJudgement",
+    "ShadowPolicy",
+    "judge_shadow",
+    "shadow_report_markdown",
+]
+
+GATE_PREFIX = "shadow"
+FloatArray = npt.NDArray[np.float64]
+
+
+class ShadowPolicy(BaseModel):
+    """What a challenger must show on mirrored traffic before it may take client traffic."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    min_samples: int = Field(
+        default=500,
+        ge=1,
+        alias="minSamples",
+        description="Requests both models answered with a score before any check may pass.",
+    )
+    min_labelled: int = Field(
+        default=200,
+        ge=1,
+        alias="minLabelled",
+        description="Of those, requests whose label has arrived before the task metric and "
+        "McNemar's test may pass.",
+    )
+    min_positives: int = Field(
+        default=10,
+        ge=1,
+        alias="minPositives",
+        description="Labelled requests of each class (positive and negative) the task "
+        "metric needs; rare fraud makes this bind before minLabelled does.",
+    )
+    psi_bins: int = Field(
+        default=10,
+        ge=2,
+        le=100,
+        alias="psiBins",
+        description="Quantile bins of the champion's scores over which PSI is computed.",
+    )
+    max_score_psi: float = Field(
+        default=0.2,
+        gt=0,
+        alias="maxScorePsi",
+        description="Largest population stability index of the challenger's scores against "
+        "the champion's (0.1: minor shift, 0.25: major).",
+    )
+    max_score_ks: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        alias="maxScoreKs",
+        description="Largest Kolmogorov-Smirnov statistic (greatest gap between the two "
+        "score distributions' CDFs).",
+    )
+    threshold: float = Field(
+        default=0.5,
+        description="The serving threshold: a score at or above it is a positive decision.",
+    )
+    min_agreement: float = Field(
+        default=0.95,
+        ge=0,
+        le=1,
+        alias="minAgreement",
+        description="Smallest share of requests both models decide alike at the threshold.",
+    )
+    max_latency_increase: float = Field(
+        default=0.5,
+        ge=0,
+        alias="maxLatencyIncrease",
+        description="Largest relative increase of the challenger's latency percentile over "
+        "the champion's: 0.5 allows 50% slower.",
+    )
+    latency_percentile: float = Field(
+        default=95,
+        gt=0,
+        lt=100,
+        alias="latencyPercentile",
+        description="The latency percentile compared.",
+    )
+    max_error_rate: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        alias="maxErrorRate",
+        description="Largest share of mirrored requests the challenger may fail to answer "
+        "with a score (errors, timeouts, unreadable answers).",
+    )
+    task_metric: TaskMetric = Field(
+        default="pr_auc",
+        alias="taskMetric",
+        description="The metric on labelled requests: pr_auc (average precision) or "
+        "recall_at_fpr (recall at operatingFpr).",
+    )
+    operating_fpr: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        alias="operatingFpr",
+        description="The false-positive rate at which recall_at_fpr is read.",
+    )
+    non_inferiority_margin: float = Field(
+        default=0.02,
+        ge=0,
+        lt=1,
+        alias="nonInferiorityMargin",
+        description="How much worse the challenger's task metric may be (absolute): it "
+        "passes when the bootstrap lower bound of challenger - champion is above -margin.",
+    )
+    alpha: float = Field(
+        default=0.05,
+        gt=0,
+        lt=0.5,
+        description="One-sided level of the bootstrap bound and of McNemar's harm test.",
+    )
+    bootstrap_resamples: int = Field(
+        default=2000,
+        ge=100,
+        le=100_000,
+        alias="bootstrapResamples",
+        description="Paired bootstrap resamples of the labelled requests.",
+    )
+    seed: int = Field(
+        default=0,
+        ge=0,
+        description="Seed of the bootstrap, so that a verdict can be reproduced exactly.",
+    )
+
+
+@dataclass(frozen=True)
+class ShadowJudgement:
+    """The verdict on a challenger, with one result per check."""
+
+    verdict: Verdict
+    reason: str
+    results: tuple[GateResult, ...]
+    samples: int
+    labelled: int
+
+
+def _result(check: str, verdict: Verdict, summary: str, **values: float) -> GateResult:
+    name = f"{GATE_PREFIX}/{check}"
+    return GateResult(name, verdict, f"{name}: {summary} — {verdict}", values)
+
+
+def _decide(enough: bool, ok: bool) -> Verdict:
+    if not enough:
+        return Verdict.INCONCLUSIVE
+    return Verdict.PASS if ok else Verdict.FAIL
+
+
+def _errors(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
+    total = samples.size + samples.shadow_failures
+    rate = samples.shadow_failures / total if total else 0.0
+    verdict = _decide(total >= policy.min_samples, rate <= policy.max_error_rate)
+    summary = (
+        f"{rate:.2%} of copies failed ({samples.shadow_failures}/{total}, "
+        f"max {policy.max_error_rate:.2%})"
+    )
+    return _result("errors", verdict, summary, error_rate=rate, copies=float(total))
+
+
+def _too_few(samples: ShadowSamples, policy: ShadowPolicy) -> str:
+    n = samples.size
+    return f", n={n} below minSamples {policy.min_samples}" if n < policy.min_samples else ""
+
+
+def _score_shift(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
+    if samples.size == 0:
+        return _result("score-shift", Verdict.INCONCLUSIVE, "no scored pairs")
+    edges = quantile_bin_edges(samples.primary, policy.psi_bins)
+    index = psi(bin_counts(samples.primary, edges), bin_counts(samples.shadow, edges))
+    with warnings.catch_warnings():  # scipy may fall back from its exact p-value, unused here
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ks = ks_2samp(samples.primary, samples.shadow).statistic
+    ok = index <= policy.max_score_psi and ks <= policy.max_score_ks
+    summary = (
+        f"PSI {index:.3f} (max {policy.max_score_psi:g}), KS {ks:.3f} "
+        f"(max {policy.max_score_ks:g}){_too_few(samples, policy)}"
+    )
+    verdict = _decide(samples.size >= policy.min_samples, ok)
+    return _result("score-shift", verdict, summary, psi=index, ks=ks, n=float(samples.size))
+
+
+def _agreement(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
+    if samples.size == 0:
+        return _result("agreement", Verdict.INCONCLUSIVE, "no scored pairs")
+    primary, shadow = samples.primary >= policy.threshold, samples.shadow >= policy.threshold
+    agreement = float(np.mean(primary == shadow))
+    flagged_p, flagged_s = float(np.mean(primary)), float(np.mean(shadow))
+    summary = (
+        f"{agreement:.2%} of decisions agree at threshold {policy.threshold:g} "
+        f"(min {policy.min_agreement:.0%}); flagged {flagged_s:.2%} vs {flagged_p:.2%}"
+        f"{_too_few(samples, policy)}"
+    )
+    verdict = _decide(samples.size >= policy.min_samples, agreement >= policy.min_agreement)
+    values = {"agreement": agreement, "shadow_flagged": flagged_s, "primary_flagged": flagged_p}
+    return _result("agreement", verdict, summary, **values)
+
+
+def _latency(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
+    if samples.size == 0:
+        return _result("latency", Verdict.INCONCLUSIVE, "no scored pairs")
+    q = policy.latency_percentile
+    primary = float(np.percentile(samples.primary_latency_ms, q))
+    shadow = float(np.percentile(samples.shadow_latency_ms, q))
+    increase = shadow / primary - 1 if primary > 0 else (0.0 if shadow == 0 else math.inf)
+    summary = (
+        f"p{q:g} {shadow:.1f} ms vs {primary:.1f} ms ({increase:+.0%}, "
+        f"max +{policy.max_latency_increase:.0%}){_too_few(samples, policy)}"
+    )
+    verdict = _decide(samples.size >= policy.min_samples, increase <= policy.max_latency_increase)
+    values = {"shadow_ms": shadow, "primary_ms": primary, "increase": increase}
+    return _result("latency", verdict, summary, **values)
+
+
+def _labelled(samples: ShadowSamples) -> tuple[FloatArray, FloatArray, FloatArray]:
+    known = ~np.isnan(samples.labels)
+    return samples.primary[known], samples.shadow[known], samples.labels[known]
+
+
+def _label_shortfall(samples: ShadowSamples, policy: ShadowPolicy, labels: FloatArray) -> str:
+    positives = int(labels.sum())
+    negatives = labels.size - positives
+    if samples.size < policy.min_samples:
+        return f"n={samples.size} below minSamples {policy.min_samples}"
+    if labels.size < policy.min_labelled:
+        return f"{labels.size} labelled, below minLabelled {policy.min_labelled}"
+    if min(positives, negatives) < policy.min_positives:
+        return (
+            f"{positives} positive and {negatives} negative labels, "
+            f"below minPositives {policy.min_positives}"
+        )
+    return ""
+
+
+def _task_metric(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
+    primary, shadow, labels = _labelled(samples)
+    name = "PR AUC" if policy.task_metric == "pr_auc" else f"recall@{policy.operating_fpr:g} FPR"
+    if shortfall := _label_shortfall(samples, policy, labels):
+        return _result("task-metric", Verdict.INCONCLUSIVE, f"{name}: {shortfall}")
+    result = paired_bootstrap(
+        primary, shadow, labels, metric=policy.task_metric,
+        margin=policy.non_inferiority_margin, alpha=policy.alpha,
+        resamples=policy.bootstrap_resamples, seed=policy.seed, max_fpr=policy.operating_fpr,
+    )  # fmt: skip
+    margin = policy.non_inferiority_margin
+    ok = result.lower > -margin
+    summary = (
+        f"{name} {result.shadow:.3f} vs {result.primary:.3f} ({result.difference:+.3f}; "
+        f"{1 - policy.alpha:.0%} lower bound {result.lower:+.3f} "
+        f"{'>' if ok else '<='} -{margin:g} margin, "
+        f"{result.resamples} paired resamples, seed {policy.seed}), "
+        f"{labels.size} labelled ({int(labels.sum())} positive)"
+    )
+    if not ok and result.difference > -margin:
+        # Not shown worse, only not shown close enough: say what would settle it.
+        summary += "; the interval is wider than the margin: more labels would narrow it"
+    values = {
+        "shadow": result.shadow, "primary": result.primary, "difference": result.difference,
+        "lower_bound": result.lower, "upper_bound": result.upper,
+        "p_inferior": result.p_inferior, "labelled": float(labels.size),
+    }  # fmt: skip
+    return _result("task-metric", Verdict.PASS if ok else Verdict.FAIL, summary, **values)
+
+
+def _mcnemar(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
+    primary, shadow, labels = _labelled(samples)
+    if shortfall := _label_shortfall(samples, policy, labels):
+        return _result("mcnemar", Verdict.INCONCLUSIVE, shortfall)
+    truth = labels == 1
+    primary_right = (primary >= policy.threshold) == truth
+    shadow_right = (shadow >= policy.threshold) == truth
+    test = mcnemar(
+        int(np.sum(primary_right & ~shadow_right)), int(np.sum(~primary_right & shadow_right))
+    )
+    worse = test.p_worse <= policy.alpha
+    summary = (
+        f"only the champion right on {test.b}, only the challenger on {test.c} "
+        f"(p={test.p_worse:.2g} that the challenger errs more, alpha {policy.alpha:g}; "
+        f"two-sided p={test.pvalue:.2g}{', exact' if test.exact else ''})"
+    )
+    values = {"b": float(test.b), "c": float(test.c), "p_worse": test.p_worse, "p": test.pvalue}
+    return _result("mcnemar", Verdict.FAIL if worse else Verdict.PASS, summary, **values)
+
+
+def judge_shadow(samples: ShadowSamples, policy: ShadowPolicy) -> ShadowJudgement:
+    """Judge the challenger's answers against the champion's on the same requests."""
+    checks = (_errors, _score_shift, _agreement, _latency, _task_metric, _mcnemar)
+    results = tuple(check(samples, policy) for check in checks)
+    failed = [r.gate for r in results if r.verdict is Verdict.FAIL]
+    pending = [r.gate for r in results if r.verdict is Verdict.INCONCLUSIVE]
+    if failed:
+        verdict, reason = Verdict.FAIL, f"failed: {', '.join(failed)}"
+    elif pending:
+        verdict, reason = Verdict.INCONCLUSIVE, f"not enough data for {', '.join(pending)}"
+    else:
+        verdict, reason = Verdict.PASS, "every check passed"
+    labelled = int(np.count_nonzero(~np.isnan(samples.labels)))
+    return ShadowJudgement(verdict, reason, results, samples.size, labelled)
+
+
+def shadow_report_markdown(
+    judgement: ShadowJudgement, *, model: str, champion: str, challenger: str
+) -> str:
+    """A compact Markdown report for a pull request comment or a commit body."""
+    lines = [
+        f"### Shadow evaluation of {model}: {challenger} vs {champion} — "
+        f"**{judgement.verdict.upper()}**",
+        "",
+        f"{judgement.samples} mirrored requests scored by both, {judgement.labelled} labelled; "
+        f"{judgement.reason}.",
+        "",
+        "| check | verdict | measured |",
+        "|---|---|---|",
+    ]
+    for result in judgement.results:
+        check = result.gate.removeprefix(f"{GATE_PREFIX}/")
+        measured = result.summary.split(": ", 1)[-1].rsplit(" — ", 1)[0]
+        lines.append(f"| {check} | {result.verdict} | {_cell(measured)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,484 @@
+"""Every answer a model gave, primary or shadow, kept long enough to judge a challenger.
+
+A shadow evaluation compares what the champion and the challenger answered to the same
+requests, and, once fraud is confirmed days later, which of them was right. Metrics cannot
+do that (they aggregate away the request), so the router hands each answer to a
+:class:`PredictionSink`, and the answers of one request share its request id.
+
+The sink is called on the router's event loop, in front of every client request, so it must
+return at once: :class:`SqlitePredictionLog` only puts the answer on a bounded queue (full:
+the answer is dropped and counted, a client never waits for the log) and a writer thread
+digests, serialises and inserts them in batches. Its file stays bounded: at most ``max_rows``
+predictions (the oldest deleted in the transaction that adds new ones; SQLite reuses the
+freed pages, so the file stops growing; the write-ahead log is cut back to 8 MiB after each
+checkpoint) and outputs over ``max_output_bytes`` are not kept.
+WAL journaling with one transaction per batch makes it safe across restarts: a killed process
+loses at most the answers still on the queue, never the file; reopening resumes.
+
+Labels arrive late and out of band (``record_feedback``); readers join them to the pairs of a
+request's primary and shadow answers. A client that reuses an ``X-Request-Id`` keeps only its
+latest request in the log (one row per request id and role), and a pair needs both answers
+to the same inputs (equal digests), so a reused id never pairs two different requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol, Self
+
+from controller.errors import ConfigError, InputError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DiscardPredictions",
+    "LoggedPrediction",
+    "Prediction",
+    "PredictionPair",
+    "PredictionSink",
+    "PredictionStore",
+    "Role",
+    "SqlitePredictionLog",
+    "inputs_digest",
+]
+
+_log = logging.getLogger("sluice.prediction_log")
+
+Role = Literal["primary", "shadow"]
+#: ``PRAGMA user_version`` of the log's schema; another version is refused, never migrated.
+SCHEMA_VERSION = 1
+_WAL_LIMIT_BYTES = 8 << 20
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('primary', 'shadow')),
+    inputs_digest TEXT NOT NULL,
+    output TEXT,
+    latency_ms REAL NOT NULL,
+    status INTEGER NOT NULL,
+    UNIQUE (request_id, role)
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL UNIQUE,
+    label REAL NOT NULL,
+    time REAL NOT NULL
+);
+"""
+_INSERT = (
+    "INSERT OR REPLACE INTO predictions (request_id, time, model, version, revision, role,"
+    " inputs_digest, output, latency_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_ROTATE = {
+    table: f"DELETE FROM {table} WHERE seq <= (SELECT max(seq) FROM {table}) - ?"  # noqa: S608
+    for table in ("predictions", "feedback")
+}
+#: The columns of each side of a pair, in the order :func:`_logged` reads them.
+_WIDTH = 8
+_PAIRS = """
+SELECT s.request_id, f.label,
+       p.time, p.model, p.version, p.revision, p.inputs_digest, p.output, p.latency_ms, p.status,
+       s.time, s.model, s.version, s.revision, s.inputs_digest, s.output, s.latency_ms, s.status
+FROM predictions AS s
+JOIN predictions AS p
+  ON p.request_id = s.request_id AND p.role = 'primary' AND p.inputs_digest = s.inputs_digest
+LEFT JOIN feedback AS f ON f.request_id = s.request_id
+WHERE s.role = 'shadow'
+  AND (:model IS NULL OR s.model = :model)
+  AND (:revision IS NULL OR s.revision = :revision)
+  AND (:since IS NULL OR p.time >= :since)
+  AND (:labelled = 0 OR f.label IS NOT NULL)
+ORDER BY p.seq
+LIMIT :limit
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One answer as the router saw it, handed to a sink before anything is serialised."""
+
+    request_id: str
+    #: Seconds since the epoch when the request was sent to the revision.
+    time: float
+    model: str
+    version: str
+    revision: str
+    role: Role
+    #: The request body as received: the sink digests it, off the request path.
+    body: bytes
+    #: The HTTP status; 502 when the revision was unreachable, 504 when it did not answer.
+    status: int
+    #: The response body (empty when there was none).
+    output: bytes
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedPrediction:
+    """One answer as the log kept it."""
+
+    request_id: str
+    time: float
+    model: str
+    version: str
+    revision: str
+    role: Role
+    #: SHA-256 of the canonical JSON request body (of the raw body if it is not JSON).
+    inputs_digest: str
+    #: The parsed JSON response; None when there was none, or it was not JSON or too large.
+    output: object
+    latency_ms: float
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionPair:
+    """What the primary and the shadow answered to one request, and its label if known."""
+
+    request_id: str
+    primary: LoggedPrediction
+    shadow: LoggedPrediction
+    label: float | None
+
+
+class PredictionSink(Protocol):
+    """Where the router hands every answer (belongs in :mod:`controller.ports`)."""
+
+    def record(self, prediction: Prediction) -> None:
+        """Accept one answer. Called on the router's event loop: return at once, never block
+        on I/O, never raise (drop the answer instead)."""
+        ...
+
+
+class PredictionStore(Protocol):
+    """Where a shadow judge reads paired answers and labels arrive (a production log's port)."""
+
+    def record_feedback(self, request_id: str, label: float) -> None:
+        """Store the ground truth of one request (the latest label of a request wins)."""
+        ...
+
+    def pairs(
+        self,
+        *,
+        model: str | None = None,
+        shadow_revision: str | None = None,
+        since: float | None = None,
+        labelled: bool = False,
+        limit: int | None = None,
+    ) -> list[PredictionPair]:
+        """Requests both answered, oldest first, with their labels."""
+        ...
+
+
+class DiscardPredictions:
+    """The sink of a router that keeps no prediction log (a null object)."""
+
+    def record(self, prediction: Prediction) -> None:
+        """Forget the answer."""
+
+
+def inputs_digest(body: bytes) -> str:
+    """SHA-256 of the body as canonical JSON (sorted keys, no spaces), so that two clients
+    sending the same inputs formatted differently get one digest; of the raw bytes otherwise."""
+    try:
+        canonical = json.dumps(
+            json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+    except (ValueError, RecursionError):
+        canonical = body
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _output_text(output: bytes, limit: int) -> str | None:
+    if not output or len(output) > limit:
+        return None
+    try:
+        return json.dumps(json.loads(output), separators=(",", ":"), ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return None
+
+
+class _Flush:
+    """A marker on the queue: everything before it is committed when ``done`` is set."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+_STOP = object()
+
+
+class SqlitePredictionLog:
+    """The default prediction log: one SQLite file, written by a thread of its own.
+
+    ``start()`` (or ``with``) opens the file and starts the writer; answers recorded before
+    are kept on the queue until then. ``close()`` writes what is queued and stops.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_rows: int = 1_000_000,
+        max_output_bytes: int = 4096,
+        queue_size: int = 10_000,
+        batch_size: int = 512,
+        flush_interval: float = 0.05,
+    ) -> None:
+        if max_rows < 1 or queue_size < 1 or batch_size < 1:
+            raise ConfigError("prediction log: max_rows, queue_size and batch_size must be >= 1")
+        self.path = path
+        self.max_rows = max_rows
+        self.max_output_bytes = max_output_bytes
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._queue: queue.Queue[object] = queue.Queue(queue_size)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._schema_ready = False
+        #: Answers not logged because the queue was full, or their batch failed to commit.
+        self.dropped = 0
+        #: Answers committed since start.
+        self.written = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Create or reopen the file (:class:`ConfigError` if it is not a log of this schema)
+        and start the writer. Readers and feedback need no writer."""
+        if self._thread is not None:
+            return self
+        self._ensure_schema()
+        self._thread = threading.Thread(target=self._write_loop, name="prediction-log", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commit what is queued, then stop the writer (idempotent)."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._queue.put(_STOP)
+        thread.join(timeout)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(self._connect()) as connection:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise ConfigError(
+                    f"{self.path} is a prediction log of schema {version}, not {SCHEMA_VERSION}:"
+                    " move it aside or choose another path"
+                )
+            connection.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+        self._schema_ready = True
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")  # durable across a process crash
+            # After each checkpoint the write-ahead log is cut back to this, so it stays bounded.
+            connection.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT_BYTES}")
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the prediction log {self.path}: {exc}") from exc
+        return connection
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def record(self, prediction: Prediction) -> None:
+        """Queue one answer; when the queue is full it is dropped and counted."""
+        try:
+            self._queue.put_nowait(prediction)
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything recorded before this call is committed; False on timeout."""
+        if self._thread is None:
+            return False
+        marker = _Flush()
+        try:
+            self._queue.put(marker, timeout=timeout)
+        except queue.Full:
+            return False
+        return marker.done.wait(timeout)
+
+    def _batches(self) -> Iterator[tuple[list[Prediction], list[_Flush], bool]]:
+        """Answers gathered for up to ``flush_interval`` after the first, markers, stop."""
+        while True:
+            items = [self._queue.get()]
+            deadline = time.monotonic() + self._flush_interval
+            # A flush or a stop ends the batch at once; otherwise wait for company briefly.
+            while len(items) < self._batch_size and isinstance(items[-1], Prediction):
+                try:
+                    items.append(self._queue.get(timeout=max(deadline - time.monotonic(), 0)))
+                except queue.Empty:
+                    break
+            predictions = [item for item in items if isinstance(item, Prediction)]
+            markers = [item for item in items if isinstance(item, _Flush)]
+            stop = any(item is _STOP for item in items)
+            yield predictions, markers, stop
+            if stop:
+                return
+
+    def _write_loop(self) -> None:
+        with contextlib.closing(self._connect()) as connection:
+            for predictions, markers, stop in self._batches():
+                if predictions:
+                    self._commit(connection, predictions)
+                for marker in markers:
+                    marker.done.set()
+                if stop:
+                    self._drain(connection)
+
+    def _drain(self, connection: sqlite3.Connection) -> None:
+        rest: list[Prediction] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                item = self._queue.get_nowait()
+                if isinstance(item, Prediction):
+                    rest.append(item)
+                elif isinstance(item, _Flush):
+                    item.done.set()
+        if rest:
+            self._commit(connection, rest)
+
+    def _commit(self, connection: sqlite3.Connection, predictions: list[Prediction]) -> None:
+        digests: dict[bytes, str] = {}  # a request's primary and shadow share its body
+        try:
+            rows = [
+                (
+                    p.request_id, p.time, p.model, p.version, p.revision, p.role,
+                    digests.get(p.body) or digests.setdefault(p.body, inputs_digest(p.body)),
+                    _output_text(p.output, self.max_output_bytes), p.latency_ms, p.status,
+                )
+                for p in predictions
+            ]  # fmt: skip
+            with connection:  # one transaction: the batch and the rotation land together
+                connection.execute("BEGIN IMMEDIATE")
+                connection.executemany(_INSERT, rows)
+                connection.execute(_ROTATE["predictions"], (self.max_rows,))
+        except Exception as exc:  # the writer must outlive any batch, or the queue fills up
+            _log.warning(
+                "prediction log %s: %d answers not written: %s", self.path, len(predictions), exc
+            )
+            with self._lock:
+                self.dropped += len(predictions)
+            return
+        with self._lock:
+            self.written += len(predictions)
+
+    # -- feedback and reading ----------------------------------------------------------------
+
+    def record_feedback(self, request_id: str, label: float) -> None:
+        """Store the ground truth of one request (the latest label of a request wins)."""
+        self.record_feedback_batch([(request_id, label)])
+
+    def record_feedback_batch(self, labels: Iterable[tuple[str, float]]) -> int:
+        """Store many ``(request_id, label)`` in one transaction; returns how many."""
+        now = time.time()
+        rows = []
+        for request_id, label in labels:
+            value = float(label)
+            if not request_id or not math.isfinite(value):
+                raise InputError(f"feedback ({request_id!r}, {label!r}) needs an id and a number")
+            rows.append((request_id, value, now))
+        self._ensure_schema()
+        with contextlib.closing(self._connect()) as connection, connection:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany(
+                "INSERT OR REPLACE INTO feedback (request_id, label, time) VALUES (?, ?, ?)", rows
+            )
+            connection.execute(_ROTATE["feedback"], (self.max_rows,))
+        return len(rows)
+
+    def pairs(
+        self,
+        *,
+        model: str | None = None,
+        shadow_revision: str | None = None,
+        since: float | None = None,
+        labelled: bool = False,
+        limit: int | None = None,
+    ) -> list[PredictionPair]:
+        """Requests both answered, oldest first, with their labels (committed rows only)."""
+        arguments = {
+            "model": model,
+            "revision": shadow_revision,
+            "since": since,
+            "labelled": int(labelled),
+            "limit": -1 if limit is None else limit,
+        }
+        self._ensure_schema()
+        with contextlib.closing(self._connect()) as connection:
+            rows = connection.execute(_PAIRS, arguments).fetchall()
+        return [_pair(row) for row in rows]
+
+    def labelled_pairs(
+        self,
+        *,
+        model: str | None = None,
+        shadow_revision: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[PredictionPair]:
+        """Pairs whose label has arrived."""
+        return self.pairs(
+            model=model, shadow_revision=shadow_revision, since=since, labelled=True, limit=limit
+        )
+
+    def row_count(self) -> int:
+        """Predictions in the file now (both roles)."""
+        self._ensure_schema()
+        with contextlib.closing(self._connect()) as connection:
+            count: int = connection.execute("SELECT count(*) FROM predictions").fetchone()[0]
+        return count
+
+
+def _logged(request_id: str, role: Role, columns: tuple[Any, ...]) -> LoggedPrediction:
+    when, model, version, revision, digest, output, latency, status = columns
+    return LoggedPrediction(
+        request_id=request_id,
+        time=float(when),
+        model=model,
+        version=version,
+        revision=revision,
+        role=role,
+        inputs_digest=digest,
+        output=None if output is None else json.loads(output),
+        latency_ms=float(latency),
+        status=int(status),
+    )
+
+
+def _pair(row: tuple[Any, ...]) -> PredictionPair:
+    request_id, label = str(row[0]), row[1]
+    primary = _logged(request_id, "primary", row[2 : 2 + _WIDTH])
+    shadow = _logged(request_id, "shadow", row[2 + _WIDTH :])
+    return PredictionPair(request_id, primary, shadow, None if label is None else float(label))

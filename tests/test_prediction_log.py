@@ -1,0 +1,255 @@
+"""The prediction log: bounded, safe across restarts, answers paired and joined to late labels."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from controller.errors import ConfigError, InputError
+from controller.prediction_log import (
+    Prediction,
+    SqlitePredictionLog,
+    inputs_digest,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def answer(
+    request_id: str,
+    role: str = "primary",
+    *,
+    score: float = 0.5,
+    body: bytes = b'{"instances": [[1, 2]]}',
+    model: str = "fraud",
+    revision: str = "",
+    when: float = 1000.0,
+) -> Prediction:
+    revision = revision or ("r1" if role == "primary" else "r2")
+    output = json.dumps({"predictions": [score]}).encode()
+    return Prediction(
+        request_id, when, model, "1" if role == "primary" else "2", revision, role,  # type: ignore[arg-type]
+        body, 200, output, 3.0,
+    )  # fmt: skip
+
+
+def stored_ids(path: Path) -> list[str]:
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute("SELECT request_id FROM predictions ORDER BY seq").fetchall()
+    return [row[0] for row in rows]
+
+
+def test_rows_stay_within_max_rows_and_the_oldest_go_first(tmp_path: Path) -> None:
+    """With max_rows 100, 1000 answers leave the newest 100 in the file."""
+    path = tmp_path / "log.db"
+    with SqlitePredictionLog(path, max_rows=100, batch_size=64) as log:
+        for i in range(1000):
+            log.record(answer(f"id-{i}"))
+        assert log.flush()
+        assert log.row_count() == 100
+    assert stored_ids(path) == [f"id-{i}" for i in range(900, 1000)]
+
+
+@pytest.mark.slow
+def test_file_size_stops_growing_once_rotation_starts(tmp_path: Path) -> None:
+    """The file with its write-ahead log is no larger after 40,000 answers than after 4,000."""
+    path = tmp_path / "log.db"
+
+    def size() -> int:
+        return sum(p.stat().st_size for p in tmp_path.iterdir())
+
+    with SqlitePredictionLog(path, max_rows=2000) as log:
+        for i in range(4000):
+            log.record(answer(f"early-{i}"))
+        assert log.flush()
+        early = size()
+        for i in range(36000):
+            log.record(answer(f"late-{i}"))
+            if i % 5000 == 0:
+                assert log.flush()
+        assert log.flush()
+        assert log.row_count() == 2000
+        assert log.dropped == 0
+    assert size() <= early * 1.1, (early, size())
+
+
+def test_answers_pair_by_request_id_and_join_their_labels(tmp_path: Path) -> None:
+    """Pairs join primary and shadow answers of a request; labels join whenever they arrive."""
+    with SqlitePredictionLog(tmp_path / "log.db") as log:
+        log.record_feedback("id-0", 1)  # a label may arrive before its answers are written
+        for i in range(6):
+            log.record(answer(f"id-{i}", "primary", score=i / 10))
+            if i != 5:  # the copy of id-5 was dropped: no pair
+                log.record(answer(f"id-{i}", "shadow", score=i / 5))
+        assert log.flush()
+        log.record_feedback("id-2", 1)
+        log.record_feedback_batch([("id-3", 1), ("id-3", 0), ("id-5", 1)])  # the latest wins
+        pairs = log.pairs()
+        labelled = log.labelled_pairs()
+    assert [p.request_id for p in pairs] == [f"id-{i}" for i in range(5)]
+    assert [(p.request_id, p.label) for p in labelled] == [("id-0", 1), ("id-2", 1), ("id-3", 0)]
+    third = pairs[3]
+    assert third.primary.output == {"predictions": [0.3]}
+    assert third.shadow.output == {"predictions": [0.6]}
+    assert (third.primary.role, third.shadow.role) == ("primary", "shadow")
+    assert (third.primary.revision, third.shadow.revision) == ("r1", "r2")
+    assert third.primary.inputs_digest == third.shadow.inputs_digest
+    assert pairs[1].label is None
+
+
+def test_pairs_filter_by_model_revision_time_and_limit(tmp_path: Path) -> None:
+    """model, shadow_revision, since and limit narrow the pairs."""
+    with SqlitePredictionLog(tmp_path / "log.db") as log:
+        for i, (model, revision) in enumerate([("fraud", "r2"), ("fraud", "r3"), ("churn", "r2")]):
+            for j in range(3):
+                rid, when = f"{i}-{j}", 100.0 * i + j
+                log.record(answer(rid, model=model, when=when))
+                log.record(answer(rid, "shadow", model=model, revision=revision, when=when))
+        assert log.flush()
+        assert len(log.pairs(model="fraud")) == 6
+        assert [p.request_id for p in log.pairs(model="fraud", shadow_revision="r3")] == [
+            "1-0", "1-1", "1-2"
+        ]  # fmt: skip
+        assert [p.request_id for p in log.pairs(since=101.0)] == ["1-1", "1-2", "2-0", "2-1", "2-2"]
+        assert len(log.pairs(limit=2)) == 2
+
+
+def test_a_reused_request_id_never_pairs_different_inputs(tmp_path: Path) -> None:
+    """When a client reuses an id, only answers to the same inputs pair up; the latest is kept."""
+    with SqlitePredictionLog(tmp_path / "log.db") as log:
+        log.record(answer("same", body=b'{"instances": [[1]]}', score=0.1))
+        log.record(answer("same", "shadow", body=b'{"instances": [[1]]}', score=0.2))
+        log.record(answer("same", body=b'{"instances": [[2]]}', score=0.3))  # copy dropped
+        assert log.flush()
+        assert log.row_count() == 2
+        assert log.pairs() == []
+
+
+def test_restart_keeps_committed_answers_and_appends(tmp_path: Path) -> None:
+    """Closing and reopening the log keeps what was written; new answers join it."""
+    path = tmp_path / "log.db"
+    with SqlitePredictionLog(path) as log:
+        log.record(answer("before"))
+        log.record(answer("before", "shadow"))
+    with SqlitePredictionLog(path) as log:
+        log.record(answer("after"))
+        log.record(answer("after", "shadow"))
+        assert log.flush()
+        log.record_feedback("before", 1)
+        assert [(p.request_id, p.label) for p in log.pairs()] == [("before", 1), ("after", None)]
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from controller.prediction_log import Prediction, SqlitePredictionLog
+
+log = SqlitePredictionLog(Path(sys.argv[1]), max_rows=500, batch_size=50).start()
+i = 0
+while True:
+    for role in ("primary", "shadow"):
+        log.record(Prediction(str(i), time.time(), "fraud", "1", "r1", role, b"{}", 200,
+                              b'{"predictions": [0.5]}', 1.0))
+    i += 1
+    if i == 300:
+        log.flush()
+        print("flushed", flush=True)
+    if i % 50 == 0:
+        time.sleep(0.001)
+"""
+
+
+def test_a_killed_writer_leaves_a_sound_log(tmp_path: Path) -> None:
+    """SIGKILL in the middle of writing leaves a file that passes integrity_check and reopens."""
+    path = tmp_path / "log.db"
+    process = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "flushed"
+    time.sleep(0.3)  # well into later batches
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with SqlitePredictionLog(path, max_rows=500) as log:
+        assert 300 <= log.row_count() <= 500
+        log.record(answer("resumed"))
+        log.record(answer("resumed", "shadow"))
+        assert log.flush()
+        assert log.pairs()[-1].request_id == "resumed"
+
+
+def test_a_full_queue_drops_answers_without_waiting(tmp_path: Path) -> None:
+    """record never blocks: beyond queue_size unwritten answers, answers are dropped and counted."""
+    log = SqlitePredictionLog(tmp_path / "log.db", queue_size=10)
+    started = time.perf_counter()
+    for i in range(100):
+        log.record(answer(str(i)))
+    assert time.perf_counter() - started < 0.1
+    assert log.dropped == 90
+    with log:
+        assert log.flush()
+        assert log.row_count() == 10
+
+
+def test_the_writer_outlives_a_batch_it_cannot_write(tmp_path: Path) -> None:
+    """A batch holding an answer that cannot be stored is dropped and counted; later ones land."""
+    with SqlitePredictionLog(tmp_path / "log.db") as log:
+        log.record(answer("bad", body=None))  # type: ignore[arg-type]
+        assert log.flush()
+        log.record(answer("good"))
+        assert log.flush()
+        assert (log.dropped, log.written, log.row_count()) == (1, 1, 1)
+
+
+def test_inputs_digest_is_of_canonical_json() -> None:
+    """Key order and spacing do not change the digest; other inputs do; non-JSON is hashed raw."""
+    a = inputs_digest(b'{"instances": [[1, 2]], "id": "x"}')
+    assert a == inputs_digest(b'{"id":"x","instances":[[1,2]]}')
+    assert a == hashlib.sha256(b'{"id":"x","instances":[[1,2]]}').hexdigest()
+    assert a != inputs_digest(b'{"id":"x","instances":[[1,3]]}')
+    assert inputs_digest(b"\x00raw") == hashlib.sha256(b"\x00raw").hexdigest()
+
+
+def test_outputs_that_are_not_json_or_too_large_are_not_kept(tmp_path: Path) -> None:
+    """An answer whose body is not JSON, or over max_output_bytes, is logged without output."""
+    with SqlitePredictionLog(tmp_path / "log.db", max_output_bytes=64) as log:
+        for rid, output in (("text", b"oops"), ("large", b'{"predictions": [%s]}' % b"1," * 40)):
+            for role in ("primary", "shadow"):
+                log.record(
+                    Prediction(rid, 1.0, "m", "1", role, role, b"{}", 500, output, 1.0)  # type: ignore[arg-type]
+                )
+        assert log.flush()
+        assert [(p.primary.output, p.shadow.status) for p in log.pairs()] == [(None, 500)] * 2
+
+
+def test_a_log_of_another_schema_is_refused(tmp_path: Path) -> None:
+    """A file whose user_version is another schema's is not written to."""
+    path = tmp_path / "log.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA user_version = 7")
+    with pytest.raises(ConfigError, match="schema 7"):
+        SqlitePredictionLog(path).start()
+
+
+def test_feedback_needs_an_id_and_a_finite_label(tmp_path: Path) -> None:
+    """An empty request id or a NaN label is rejected, and nothing of the batch is stored."""
+    log = SqlitePredictionLog(tmp_path / "log.db")
+    with pytest.raises(InputError):
+        log.record_feedback_batch([("a", 1), ("b", float("nan"))])
+    with pytest.raises(InputError):
+        log.record_feedback("", 1)
+    assert log.labelled_pairs() == []
