@@ -25,8 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.local.router import Router, ShadowTarget, TrafficTarget
-from controller.prediction_log import DiscardPredictions, Prediction, SqlitePredictionLog
+from controller.predictions import DiscardPredictions, Prediction
 
 SERVER = """
 import http.server, json, sys, time

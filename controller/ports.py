@@ -12,6 +12,7 @@ from typing import Protocol
 
 from controller.analysis_types import LoadPlan, LoadReport, MetricSample
 from controller.domain import ChangeRequest, ModelVersion, PullRequest, RunSummary
+from controller.predictions import Prediction, PredictionPair
 from controller.target_types import TargetObservation
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "ModelRegistry",
     "ModelTagStore",
     "Notifier",
+    "PredictionSink",
+    "PredictionStore",
     "RetrainStarter",
     "RolloutRegistry",
     "Target",
@@ -138,4 +141,33 @@ class RetrainStarter(Protocol):
 
     def start(self, model: str, environment: str, features: tuple[str, ...]) -> str:
         """Start it without waiting for it; returns one line saying what was started."""
+        ...
+
+
+class PredictionSink(Protocol):
+    """Where the router hands every answer ."""
+
+    def record(self, prediction: Prediction) -> None:
+        """Accept one answer. Called on the router's event loop: return at once, never block
+        on I/O, never raise (drop the answer instead)."""
+        ...
+
+
+class PredictionStore(Protocol):
+    """Where a shadow judge reads paired answers and labels arrive (a production log's port)."""
+
+    def record_feedback(self, request_id: str, label: float) -> None:
+        """Store the ground truth of one request (the latest label of a request wins)."""
+        ...
+
+    def pairs(
+        self,
+        *,
+        model: str | None = None,
+        shadow_revision: str | None = None,
+        since: float | None = None,
+        labelled: bool = False,
+        limit: int | None = None,
+    ) -> list[PredictionPair]:
+        """Requests both answered, oldest first, with their labels."""
         ...

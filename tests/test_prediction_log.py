@@ -14,12 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.errors import ConfigError, InputError
-from controller.prediction_log import (
-    Prediction,
-    SqlitePredictionLog,
-    inputs_digest,
-)
+from controller.predictions import Prediction, inputs_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,7 +148,8 @@ def test_restart_keeps_committed_answers_and_appends(tmp_path: Path) -> None:
 WRITER = """
 import sys, time
 from pathlib import Path
-from controller.prediction_log import Prediction, SqlitePredictionLog
+from controller.backends.sqlite_prediction_log import SqlitePredictionLog
+from controller.predictions import Prediction
 
 log = SqlitePredictionLog(Path(sys.argv[1]), max_rows=500, batch_size=50).start()
 i = 0

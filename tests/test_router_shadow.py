@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.local.processes import free_port
 from controller.local.router import Router, ShadowTarget, TrafficTarget
-from controller.prediction_log import Prediction, SqlitePredictionLog
+from controller.predictions import Prediction
 
 
 class Model(http.server.ThreadingHTTPServer):

@@ -25,7 +25,7 @@ from controller.gates.shadow_statistics import (
     recall_at_fpr,
     stratified_resample_counts,
 )
-from controller.prediction_log import LoggedPrediction, PredictionPair
+from controller.predictions import LoggedPrediction, PredictionPair
 
 FAST = {"bootstrapResamples": 300}
 #: Limits no score distribution can break, so that only the labelled checks decide.

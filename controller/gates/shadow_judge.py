@@ -2,7 +2,7 @@
 
 A canary judge sees what clients saw (errors, latency); it cannot see a model that answers
 fast and wrong. In shadow, the challenger answers copies of the champion's live requests, and
-both answers are logged (:mod:`controller.prediction_log`), so it is judged on what it
+both answers are logged (:class:`~controller.ports.PredictionStore`), so it is judged on what it
 predicts, before any client depends on it:
 
 - **errors**: the share of copies the challenger failed to answer with a score;

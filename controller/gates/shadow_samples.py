@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from controller.errors import InputError
-from controller.prediction_log import PredictionPair
+from controller.predictions import PredictionPair
 
 __all__ = ["ShadowObservation", "ShadowSamples", "score_of"]
 

@@ -12,7 +12,7 @@ any (:mod:`controller.gates.shadow_judge`). Locally the router does it with this
   sent (``dropped``), so a slow shadow costs a bounded amount of memory and sockets;
 - only requests of the main route are copied (tag routes carry load tests), and each with
   probability ``percent``/100, as Istio's ``mirrorPercentage``;
-- both answers go to the :class:`~controller.prediction_log.PredictionSink` with the
+- both answers go to the :class:`~controller.ports.PredictionSink` with the
   request's id; copies are counted in ``sluice_shadow_requests_total{revision, result}``
   (``ok``: the shadow answered below 500; ``error``: 5xx or unreachable; ``timeout``;
   ``dropped``), never in the revisions' Knative request metrics, which stay client traffic.
@@ -32,7 +32,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from controller.errors import ConfigError
 from controller.local.serving.http1 import Request, UpstreamPool, encode_request
-from controller.prediction_log import Prediction, PredictionSink
+from controller.ports import PredictionSink
+from controller.predictions import Prediction
 
 __all__ = ["MIRROR_RESULTS", "Mirror", "ShadowTarget"]
 

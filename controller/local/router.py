@@ -57,7 +57,8 @@ from controller.local.serving.http1 import (
     encode_request,
     encode_response,
 )
-from controller.prediction_log import DiscardPredictions, PredictionSink
+from controller.ports import PredictionSink
+from controller.predictions import DiscardPredictions
 
 __all__ = [
     "LATENCY_BUCKETS_MS",

@@ -3,7 +3,7 @@
 A shadow evaluation compares what the champion and the challenger answered to the same
 requests, and, once fraud is confirmed days later, which of them was right. Metrics cannot
 do that (they aggregate away the request), so the router hands each answer to a
-:class:`PredictionSink`, and the answers of one request share its request id.
+:class:`~controller.ports.PredictionSink`, and the answers of one request share its request id.
 
 The sink is called on the router's event loop, in front of every client request, so it must
 return at once: :class:`SqlitePredictionLog` only puts the answer on a bounded queue (full:
@@ -24,7 +24,6 @@ to the same inputs (equal digests), so a reused id never pairs two different req
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -33,28 +32,22 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Self
 
 from controller.errors import ConfigError, InputError
+from controller.predictions import (
+    LoggedPrediction,
+    Prediction,
+    PredictionPair,
+    Role,
+    inputs_digest,
+)
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "DiscardPredictions",
-    "LoggedPrediction",
-    "Prediction",
-    "PredictionPair",
-    "PredictionSink",
-    "PredictionStore",
-    "Role",
-    "SqlitePredictionLog",
-    "inputs_digest",
-]
+__all__ = ["SCHEMA_VERSION", "SqlitePredictionLog"]
 
 _log = logging.getLogger("sluice.prediction_log")
 
-Role = Literal["primary", "shadow"]
 #: ``PRAGMA user_version`` of the log's schema; another version is refused, never migrated.
 SCHEMA_VERSION = 1
 _WAL_LIMIT_BYTES = 8 << 20
@@ -107,102 +100,6 @@ WHERE s.role = 'shadow'
 ORDER BY p.seq
 LIMIT :limit
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """One answer as the router saw it, handed to a sink before anything is serialised."""
-
-    request_id: str
-    #: Seconds since the epoch when the request was sent to the revision.
-    time: float
-    model: str
-    version: str
-    revision: str
-    role: Role
-    #: The request body as received: the sink digests it, off the request path.
-    body: bytes
-    #: The HTTP status; 502 when the revision was unreachable, 504 when it did not answer.
-    status: int
-    #: The response body (empty when there was none).
-    output: bytes
-    latency_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class LoggedPrediction:
-    """One answer as the log kept it."""
-
-    request_id: str
-    time: float
-    model: str
-    version: str
-    revision: str
-    role: Role
-    #: SHA-256 of the canonical JSON request body (of the raw body if it is not JSON).
-    inputs_digest: str
-    #: The parsed JSON response; None when there was none, or it was not JSON or too large.
-    output: object
-    latency_ms: float
-    status: int
-
-
-@dataclass(frozen=True, slots=True)
-class PredictionPair:
-    """What the primary and the shadow answered to one request, and its label if known."""
-
-    request_id: str
-    primary: LoggedPrediction
-    shadow: LoggedPrediction
-    label: float | None
-
-
-class PredictionSink(Protocol):
-    """Where the router hands every answer (belongs in :mod:`controller.ports`)."""
-
-    def record(self, prediction: Prediction) -> None:
-        """Accept one answer. Called on the router's event loop: return at once, never block
-        on I/O, never raise (drop the answer instead)."""
-        ...
-
-
-class PredictionStore(Protocol):
-    """Where a shadow judge reads paired answers and labels arrive (a production log's port)."""
-
-    def record_feedback(self, request_id: str, label: float) -> None:
-        """Store the ground truth of one request (the latest label of a request wins)."""
-        ...
-
-    def pairs(
-        self,
-        *,
-        model: str | None = None,
-        shadow_revision: str | None = None,
-        since: float | None = None,
-        labelled: bool = False,
-        limit: int | None = None,
-    ) -> list[PredictionPair]:
-        """Requests both answered, oldest first, with their labels."""
-        ...
-
-
-class DiscardPredictions:
-    """The sink of a router that keeps no prediction log (a null object)."""
-
-    def record(self, prediction: Prediction) -> None:
-        """Forget the answer."""
-
-
-def inputs_digest(body: bytes) -> str:
-    """SHA-256 of the body as canonical JSON (sorted keys, no spaces), so that two clients
-    sending the same inputs formatted differently get one digest; of the raw bytes otherwise."""
-    try:
-        canonical = json.dumps(
-            json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        ).encode()
-    except (ValueError, RecursionError):
-        canonical = body
-    return hashlib.sha256(canonical).hexdigest()
 
 
 def _output_text(output: bytes, limit: int) -> str | None:
