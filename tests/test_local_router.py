@@ -310,6 +310,9 @@ def test_prometheus_reads_success_rate_per_revision(
     assert success["r2"] == pytest.approx(seen[("flaky", 200)] / client_totals["r2"], abs=0.03)
 
 
+CLIENT_OVERHEAD_MS = 3.0
+
+
 def knative_bucket(latency_ms: float) -> tuple[float, float]:
     """The bounds (lower, upper] of the Knative latency bucket that holds ``latency_ms``."""
     i = bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)
@@ -362,9 +365,12 @@ def test_prometheus_p99_latency_per_revision_lies_in_the_clients_bucket(
     p99 = query(prometheus, P99_LATENCY)
     for revision, server in (("r1", "fast"), ("r2", "slow")):
         client_p99 = nearest_rank(latencies[server], 0.99)
-        lower, upper = knative_bucket(client_p99)
+        # The router times a request from its arrival to its answer; the client adds its own
+        # few milliseconds on a loaded machine, so the router's p99 lies in the bucket of the
+        # client's p99 or of that p99 less the client's overhead.
+        buckets = {knative_bucket(client_p99), knative_bucket(client_p99 - CLIENT_OVERHEAD_MS)}
         print(f"{revision}: client p99 {client_p99:.2f} ms, Prometheus {p99[revision]:.2f} ms")
-        assert lower <= p99[revision] <= upper, (revision, client_p99, p99[revision])
+        assert any(lo <= p99[revision] <= hi for lo, hi in buckets), (revision, client_p99, p99)
     assert knative_bucket(nearest_rank(latencies["fast"], 0.99)) != knative_bucket(
         nearest_rank(latencies["slow"], 0.99)
     )
