@@ -44,7 +44,7 @@ services:
 # scrapes, load tests), so two files in parallel halve the wall time on 2 cores.
 PYTEST_WORKERS ?= 2
 test: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/sluice demo
