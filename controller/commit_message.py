@@ -46,6 +46,8 @@ class ProposalMessage:
     run_id: str | None
     run_url: str | None
     metrics: Mapping[str, float]
+    #: The share of live requests mirrored to the version while it is in shadow (weight 0).
+    shadow_percent: float | None = None
 
 
 def proposal_branch(environment: str, model: str, version: int) -> str:
@@ -56,6 +58,8 @@ def proposal_branch(environment: str, model: str, version: int) -> str:
 def _subject(message: ProposalMessage) -> str:
     if message.previous_version is None:
         how = "first deploy"
+    elif message.shadow_percent is not None:
+        how = "shadow"
     elif message.canary_percent is None:
         how = f"replaces v{message.previous_version}"
     else:
@@ -89,6 +93,13 @@ def render_proposal_message(message: ProposalMessage) -> str:
         summary = (
             f"First deploy of {message.model} to {message.environment}: "
             f"v{message.version} takes all traffic."
+        )
+    elif message.shadow_percent is not None:
+        summary = (
+            f"Shadow v{message.version} beside v{message.previous_version} in "
+            f"{message.environment}: it answers a mirrored copy of {message.shadow_percent:g}% "
+            "of the live requests and no client sees its answers. Sluice starts the canary "
+            "only once the shadow judge passes."
         )
     elif message.canary_percent is None:
         summary = (

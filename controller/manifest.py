@@ -44,6 +44,9 @@ from controller.errors import ManifestInvalid
 
 __all__ = [
     "ANNOTATION_PREFIX",
+    "MIRROR_PERCENT_ANNOTATION",
+    "PHASE_ANNOTATION",
+    "SHADOW_PHASE",
     "PinnedRelease",
     "ReleasePin",
     "apply_release",
@@ -53,9 +56,15 @@ __all__ = [
     "load_pin",
     "read_release",
     "remove_canary",
+    "set_shadow_annotations",
 ]
 
 ANNOTATION_PREFIX = "sluice.dev/"
+#: ``shadow`` while the pinned version answers mirrored traffic only (at weight 0).
+PHASE_ANNOTATION = f"{ANNOTATION_PREFIX}phase"
+SHADOW_PHASE = "shadow"
+#: The share of live requests mirrored to the version in its shadow phase (0-100].
+MIRROR_PERCENT_ANNOTATION = f"{ANNOTATION_PREFIX}mirror-percent"
 
 
 @dataclass(frozen=True)
@@ -317,6 +326,20 @@ def _set_or_remove(mapping: CommentedMap, key: str, value: str | None) -> None:
         mapping.pop(key, None)
     else:
         mapping[key] = value
+
+
+def set_shadow_annotations(document: CommentedMap, percent: float | None) -> None:
+    """Mark the pin as in its shadow phase mirroring ``percent`` % (None: clear the marks)."""
+    metadata = document.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, CommentedMap) else None
+    if percent is None:
+        if isinstance(annotations, CommentedMap):
+            annotations.pop(PHASE_ANNOTATION, None)
+            annotations.pop(MIRROR_PERCENT_ANNOTATION, None)
+        return
+    annotations = _mapping(_mapping(document, "metadata", "pin"), "annotations", "pin")
+    annotations[PHASE_ANNOTATION] = SHADOW_PHASE
+    annotations[MIRROR_PERCENT_ANNOTATION] = DoubleQuotedScalarString(f"{percent:g}")
 
 
 def dump_pin(document: CommentedMap) -> str:

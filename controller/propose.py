@@ -29,6 +29,7 @@ from controller.manifest import (
     dump_pin,
     load_pin,
     read_release,
+    set_shadow_annotations,
 )
 from controller.model_card import ModelCard, render_model_card
 from controller.ports import Forge
@@ -100,13 +101,18 @@ def _pinned(workspace: GitWorkspace, base: str, pin_path: str) -> PinnedRelease:
 
 
 def _edit(
-    pin_path: str, overlay: str, pin: ReleasePin, mode: DeploymentMode
+    pin_path: str,
+    overlay: str,
+    pin: ReleasePin,
+    mode: DeploymentMode,
+    shadow_percent: float | None = None,
 ) -> Callable[[Path], None]:
     def edit(worktree: Path) -> None:
         path = worktree / pin_path
         document = load_pin(path.read_text(encoding="utf-8"), source=pin_path)
         # The environment says how KServe canaries there (spec.canary in RawDeployment).
         apply_release(document, pin, source=pin_path, mode=mode)
+        set_shadow_annotations(document, shadow_percent)
         path.write_text(dump_pin(document), encoding="utf-8")
         # Validate what Argo CD would apply, before anything is committed.
         validate_rendered(worktree / overlay)
@@ -159,13 +165,17 @@ def _plan(request: ProposalRequest, registry: MlflowRegistry, workspace: GitWork
         previous, canary = current.previous_version, current.canary_percent
     elif config.deployment_mode == "RawDeployment" and current.canary_percent is not None:
         previous, canary = _replace_raw_canary(current, version.version, first_step)
+    shadow_percent = None
+    if config.rollout.shadow is not None and canary is not None and not same_version:
+        # Weight 0: the new revision exists and gets a mirrored copy of the live requests.
+        canary, shadow_percent = 0, config.rollout.shadow.mirror_percent
     run = registry.run_summary(version.run_id) if version.run_id else None
     message = render_proposal_message(
         ProposalMessage(
             model=request.model, version=version.version, environment=config.name,
             previous_version=previous, canary_percent=canary, storage_uri=storage_uri,
             run_id=version.run_id, run_url=run.url if run else None,
-            metrics=run.metrics if run else {},
+            metrics=run.metrics if run else {}, shadow_percent=shadow_percent,
         )
     )  # fmt: skip
     pin = ReleasePin(
@@ -181,7 +191,7 @@ def _plan(request: ProposalRequest, registry: MlflowRegistry, workspace: GitWork
     )  # fmt: skip
     if not (same_version and current.storage_uri == storage_uri):
         draft = replace(draft, status="proposed")
-    edit = _edit(pin_path, overlay, pin, config.deployment_mode)
+    edit = _edit(pin_path, overlay, pin, config.deployment_mode, shadow_percent)
     return _Plan(config, version, run, pin_path, edit, message, draft)
 
 

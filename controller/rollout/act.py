@@ -20,6 +20,7 @@ from controller.ports import Forge, Notifier, RolloutRegistry
 from controller.render import validate_rendered
 from controller.rollout.actions import (
     Action,
+    EndShadow,
     FinishRestore,
     Hold,
     Promote,
@@ -43,7 +44,7 @@ from controller.rollout.pin_edits import (
     restore_edit,
     weight_edit,
 )
-from controller.rollout.record import analysis_tag
+from controller.rollout.record import analysis_tag, shadow_tag
 from controller.rollout.telemetry import RolloutMetrics
 from controller.storage_uri import map_storage_uri
 
@@ -80,10 +81,12 @@ class Actuator:
         match action:
             case SetWeight():
                 return self._step(action, obs)
+            case EndShadow():
+                return self._end_shadow(action, obs, now)
             case Promote():
                 return self._promote(action, obs)
             case StartRollback():
-                return self._start_rollback(action, obs)
+                return self._start_rollback(action, obs, now)
             case RestorePrevious():
                 return self._restore(action, obs)
             case FinishRestore():
@@ -161,6 +164,39 @@ class Actuator:
         self.metrics.set_weight(obs.model, obs.environment, action.to_percent)
         return result
 
+    def _end_shadow(self, action: EndShadow, obs: ReleaseObservation, now: float) -> ActResult:
+        version = _version(obs)
+        previous = f"v{obs.pin.previous_version}" if obs.pin.previous_version else "the primary"
+        result = self._commit(
+            weight_edit(self.ref.pin_path, version, action.to_percent, expect=0),
+            RolloutCommit(
+                model=obs.model,
+                version=version,
+                environment=obs.environment,
+                action="step",
+                headline=f"shadow passed, canary {action.to_percent}%",
+                summary=(
+                    f"The shadow judge passed v{version} on the requests mirrored from "
+                    f"{previous}: it now takes {action.to_percent}% of {obs.environment}'s "
+                    "client traffic, and the canary's gates take over."
+                ),
+                results=action.results,
+                report=action.report,
+            ),
+        )
+        self._shadow_verdict(version, "pass", "every check passed", now)
+        self.metrics.set_weight(obs.model, obs.environment, action.to_percent)
+        return result
+
+    def _shadow_verdict(self, version: int, verdict: str, reason: str, now: float) -> None:
+        """The shadow verdict on the version, for ``sluice status`` and MLflow's UI."""
+        tag = shadow_tag(self.ref.environment.name)
+        self.registry.set_version_tags(
+            self.ref.release.model,
+            version,
+            {tag: f"{verdict}: {reason}"[:500], f"{tag}.at": _now_iso(now)},
+        )
+
     def _promote(self, action: Promote, obs: ReleaseObservation) -> ActResult:
         version = _version(obs)
         result = self._commit(
@@ -185,10 +221,26 @@ class Actuator:
         )
         return result
 
-    def _start_rollback(self, action: StartRollback, obs: ReleaseObservation) -> ActResult:
+    def _start_rollback(
+        self, action: StartRollback, obs: ReleaseObservation, now: float
+    ) -> ActResult:
         version = _version(obs)
         previous = obs.pin.previous_version
         back_to = f"v{previous}" if previous else "the previous revision"
+        if obs.shadow_percent is not None:
+            headline = f"stopped in shadow, {back_to} serves"
+            summary = (
+                f"Stopped in shadow: {action.reason}.\n\nv{version} never took client "
+                f"traffic; the next commit restores {back_to}'s pin."
+            )
+            self._shadow_verdict(version, "fail", action.reason, now)
+        else:
+            headline = f"all traffic back to {back_to}"
+            summary = (
+                f"Rolled back: {action.reason}.\n\n{_weight_zero(obs)} sends every "
+                f"request to the previous version at once; the next commit "
+                f"restores {back_to}'s pin once this one is synced."
+            )
         result = self._commit(
             weight_edit(
                 self.ref.pin_path,
@@ -202,12 +254,8 @@ class Actuator:
                 version=version,
                 environment=obs.environment,
                 action="rollback",
-                headline=f"all traffic back to {back_to}",
-                summary=(
-                    f"Rolled back: {action.reason}.\n\n{_weight_zero(obs)} sends every "
-                    f"request to the previous version at once; the next commit "
-                    f"restores {back_to}'s pin once this one is synced."
-                ),
+                headline=headline,
+                summary=summary,
                 results=action.results,
             ),
         )

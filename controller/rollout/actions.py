@@ -15,6 +15,8 @@ from controller.rollout.record import AnalysisRecord
 __all__ = [
     "Action",
     "Analyze",
+    "AnalyzeShadow",
+    "EndShadow",
     "Finish",
     "FinishRestore",
     "Hold",
@@ -53,6 +55,26 @@ class Analyze:
     step: int
     look: int
     record: AnalysisRecord
+
+
+@dataclass(frozen=True)
+class AnalyzeShadow:
+    """Judge the challenger's answers to the mirrored requests against the champion's."""
+
+    look: int
+    record: AnalysisRecord
+
+
+@dataclass(frozen=True)
+class EndShadow:
+    """The shadow judge passed: commit the first canary step, without the shadow annotations.
+
+    ``report`` is the judge's Markdown report, for the commit body and the pull request.
+    """
+
+    to_percent: int
+    results: tuple[GateResult, ...]
+    report: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,6 +154,8 @@ class Finish:
 Action = (
     Wait
     | Analyze
+    | AnalyzeShadow
+    | EndShadow
     | Hold
     | SetWeight
     | Promote

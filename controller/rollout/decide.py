@@ -11,7 +11,10 @@ with plain values and with hypothesis:
   back at once;
 - rollback is two commits, KServe's own way: ``canaryTrafficPercent: 0`` sends all traffic
   to the previous rolled-out revision at once; once that is synced, the previous version's
-  pin is restored so that Git says what serves.
+  pin is restored so that Git says what serves;
+- a pin in its shadow phase (weight 0 with ``sluice.dev/phase: shadow``) takes no client
+  traffic: only a PASS of the shadow judge starts the first canary step; a FAIL, or no
+  verdict within ``shadow.maxDuration``, rolls back.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from controller.analysis_types import GateResult, Verdict
+from controller.gates.shadow_judge import ShadowJudgement, shadow_report_markdown
 from controller.rollout.actions import (
     Action,
     Analyze,
+    AnalyzeShadow,
+    EndShadow,
     Finish,
     FinishRestore,
     Hold,
@@ -35,10 +41,10 @@ from controller.rollout.actions import (
     Wait,
 )
 from controller.rollout.observation import ReleaseObservation
-from controller.rollout.policy import RolloutPolicy, next_step
+from controller.rollout.policy import RolloutPolicy, ShadowPhase, next_step
 from controller.rollout.record import AnalysisRecord, tally
 
-__all__ = ["conclude", "decide", "failing_summary"]
+__all__ = ["conclude", "conclude_shadow", "decide", "failing_summary"]
 
 #: ``Sluice-Action`` trailer of the commit that restores the previous version.
 RESTORE_ACTION = "restore"
@@ -50,6 +56,10 @@ def decide(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action
     if pin.version is None or pin.storage_uri is None:
         return Finish(Outcome.IDLE, f"no version of {obs.model} is pinned in {obs.environment}")
     canary = pin.canary_percent
+    if canary == 0 and obs.shadow_percent is not None:
+        if obs.quarantined is not None:
+            return StartRollback(f"v{pin.version} is quarantined ({obs.quarantined})")
+        return _shadowing(obs, policy, now)
     if canary == 0 and obs.restored_from is not None:
         return _finishing_restore(obs)
     if canary == 0:
@@ -84,6 +94,35 @@ def conclude(
             return Promote(analysis.step, tuple(results))
         return SetWeight(analysis.step, following, tuple(results))
     return Hold(record, failing_summary(results) if results else "no gate ran")
+
+
+def conclude_shadow(
+    obs: ReleaseObservation,
+    policy: RolloutPolicy,
+    analysis: AnalyzeShadow,
+    judgement: ShadowJudgement,
+    now: float,
+) -> Action:
+    """What a shadow judgement leads to: the first canary step, a rollback, or more waiting."""
+    phase = policy.shadow or ShadowPhase()
+    results = judgement.results
+    record = tally(analysis.record, results, now)
+    if judgement.verdict is Verdict.FAIL and record.failures >= policy.failure_limit:
+        return StartRollback(f"shadow: {failing_summary(results)}", results)
+    if judgement.verdict is Verdict.PASS:
+        report = shadow_report_markdown(
+            judgement,
+            model=obs.model,
+            champion=f"v{obs.pin.previous_version}" if obs.pin.previous_version else "champion",
+            challenger=f"v{obs.pin.version}",
+        )
+        return EndShadow(policy.steps[0], results, report)
+    if now - obs.pin_changed_at >= phase.max_duration_seconds:
+        return StartRollback(
+            f"shadow: no verdict within {phase.max_duration_seconds:g} s ({judgement.reason})",
+            results,
+        )
+    return Hold(record, f"shadow: {judgement.reason}")
 
 
 def failing_summary(results: Sequence[GateResult]) -> str:
@@ -164,6 +203,36 @@ def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, ste
     if now < due:
         return Wait(f"canary {step}%: next analysis in {due - now:.0f} s", "analysing")
     return Analyze(step=step, look=record.looks + 1, record=record)
+
+
+def _shadowing(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action:
+    """Weight 0 in the shadow phase: wait for the challenger's revision, then judge it."""
+    target = obs.target
+    if not obs.synced:
+        if _deadline_passed(obs, policy, now):
+            return StartRollback(
+                f"{obs.environment} did not sync {obs.head[:12]} within "
+                f"{policy.progress_deadline_seconds:g} s"
+            )
+        return Wait(f"waiting for {obs.environment} to sync {obs.head[:12]}", "shadowing")
+    challenger = target.latest_created
+    if target.failure and challenger != target.latest_ready:
+        return StartRollback(f"challenger revision {challenger} failed: {target.failure}")
+    if challenger is None or target.latest_ready != challenger:
+        if _deadline_passed(obs, policy, now):
+            return StartRollback(
+                f"challenger revision {challenger} was not ready within "
+                f"{policy.progress_deadline_seconds:g} s"
+            )
+        return Wait(f"challenger revision {challenger} is loading", "shadowing")
+    record = obs.analysis
+    if record is None or record.commit != obs.pin_commit:
+        record = AnalysisRecord(commit=obs.pin_commit, step=0)
+    start = record.last_at if record.last_at is not None else obs.pin_changed_at
+    due = start + policy.interval_seconds
+    if now < due:
+        return Wait(f"shadow: next judgement in {due - now:.0f} s", "shadowing")
+    return AnalyzeShadow(look=record.looks + 1, record=record)
 
 
 def _rolling_back(obs: ReleaseObservation) -> Action:

@@ -32,6 +32,8 @@ class RolloutCommit:
     #: Headline numbers ("success 99.9%, p99 41 ms vs 39 ms"), added to the subject if they fit.
     evidence: str = ""
     results: tuple[GateResult, ...] = ()
+    #: A Markdown report (the shadow judge's) shown in the pull request instead of the table.
+    report: str = ""
 
 
 def _subject(commit: RolloutCommit) -> str:
@@ -78,7 +80,9 @@ def render_rollout_comment(commit: RolloutCommit, sha: str) -> str:
         "",
         f"Commit: `{sha[:12]}`",
     ]
-    if commit.results:
+    if commit.report:
+        lines += ["", commit.report.rstrip()]
+    elif commit.results:
         lines += ["", "| gate | verdict | result |", "|---|---|---|"]
         lines += [
             f"| {r.gate} | {_MARK[r.verdict]} | {r.summary.replace('|', '/')} |"

@@ -37,6 +37,9 @@ class ReleaseObservation:
     #: The sluice.dev/restored-from annotation: the bad version a Serverless restore replaced,
     #: set until the restored revision is ready and takes all traffic.
     restored_from: int | None = None
+    #: The share of live requests mirrored to the challenger while the pin is in its shadow
+    #: phase (``sluice.dev/phase: shadow`` at weight 0); None outside it.
+    shadow_percent: float | None = None
     #: The ``Sluice-Action`` trailer of ``pin_commit`` (propose, step, promote, rollback, restore).
     pin_action: str | None = None
 

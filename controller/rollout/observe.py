@@ -7,6 +7,7 @@ the observation is one consistent snapshot of Git.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.backends.git_repo import GitWorkspace
@@ -17,7 +18,13 @@ from controller.environment import (
     parse_environment,
 )
 from controller.errors import ConfigError, ManifestInvalid, ModelNotFound
-from controller.manifest import load_pin, read_release
+from controller.manifest import (
+    MIRROR_PERCENT_ANNOTATION,
+    PHASE_ANNOTATION,
+    SHADOW_PHASE,
+    load_pin,
+    read_release,
+)
 from controller.ports import RolloutRegistry, Target
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.pin_edits import RESTORED_FROM, ROLLBACK_REASON
@@ -120,6 +127,7 @@ def observe(
         analysis=analysis,
         rollback_reason=annotations.get(ROLLBACK_REASON),
         restored_from=_int(annotations.get(RESTORED_FROM)),
+        shadow_percent=_shadow_percent(annotations, pin.canary_percent),
     )
 
 
@@ -128,6 +136,20 @@ def _alias_version(registry: RolloutRegistry, model: str, alias: str) -> int | N
         return registry.resolve(model, alias=alias).version
     except ModelNotFound:
         return None
+
+
+def _shadow_percent(annotations: Mapping[str, object], canary: int | None) -> float | None:
+    """The mirrored share while the pin is in its shadow phase (weight 0), else None.
+
+    A missing or unreadable percentage mirrors everything, as the phase's default does.
+    """
+    if canary != 0 or annotations.get(PHASE_ANNOTATION) != SHADOW_PHASE:
+        return None
+    try:
+        percent = float(str(annotations.get(MIRROR_PERCENT_ANNOTATION, "100")))
+    except ValueError:
+        return 100.0
+    return percent if 0 < percent <= 100 else 100.0
 
 
 def _int(value: object) -> int | None:

@@ -35,6 +35,7 @@ from controller.manifest import (
     load_pin,
     read_release,
     remove_canary,
+    set_shadow_annotations,
 )
 
 __all__ = [
@@ -132,9 +133,11 @@ def weight_edit(
     expect: int | _Any | None = ANY,
 ) -> PinEdit:
     """Set the canary's weight (0 starts a rollback and records ``reason``): Serverless
-    ``canaryTrafficPercent``, RawDeployment ``spec.canary[0].trafficPercent``."""
+    ``canaryTrafficPercent``, RawDeployment ``spec.canary[0].trafficPercent``. Either ends a
+    shadow phase: the shadow annotations go."""
 
     def change(document: CommentedMap) -> None:
+        set_shadow_annotations(document, None)
         predictor = _predictor(document)
         if deployment_mode(document) == "RawDeployment":
             _canary(document, path, version)["trafficPercent"] = percent

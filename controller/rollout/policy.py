@@ -14,9 +14,44 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from controller.gates.shadow_judge import ShadowPolicy
 from controller.rollout.gates_config import GatesConfig
 
-__all__ = ["RolloutPolicy", "next_step"]
+__all__ = ["RolloutPolicy", "ShadowPhase", "next_step"]
+
+
+class ShadowPhase(BaseModel):
+    """The optional shadow phase before the first canary step.
+
+    The challenger's revision is created at 0 % (``canaryTrafficPercent: 0``) and receives a
+    mirrored copy of the primary's live requests; clients only ever get the primary's answers.
+    Every ``interval`` the shadow judge compares the two models' answers on the same requests;
+    only a PASS lets the first canary step begin, a FAIL rolls back (the challenger never took
+    client traffic), and a challenger without a verdict after ``maxDuration`` is rolled back
+    too: too few samples never pass.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    mirror_percent: float = Field(
+        default=100.0,
+        alias="mirrorPercent",
+        gt=0,
+        le=100,
+        description="Share of the primary's requests copied to the challenger (Istio's "
+        "mirrorPercentage).",
+    )
+    max_duration_seconds: float = Field(
+        default=3600.0,
+        alias="maxDuration",
+        gt=0,
+        description="Seconds the shadow phase may last without a verdict before the challenger "
+        "is rolled back (labels arrive late: leave room for them).",
+    )
+    judge: ShadowPolicy = Field(
+        default_factory=ShadowPolicy,
+        description="What the challenger must show on the mirrored traffic.",
+    )
 
 
 class RolloutPolicy(BaseModel):
@@ -57,6 +92,11 @@ class RolloutPolicy(BaseModel):
     )
     gates: GatesConfig = Field(
         default_factory=GatesConfig, description="What each analysis checks."
+    )
+    shadow: ShadowPhase | None = Field(
+        default=None,
+        description="A shadow phase before the first canary step (off when absent): the "
+        "challenger answers mirrored traffic and must pass the shadow judge first.",
     )
 
     @field_validator("steps")

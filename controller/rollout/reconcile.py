@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from controller.analysis_types import GateResult
 from controller.backends.git_repo import GitWorkspace
 from controller.notify import NullNotifier
-from controller.ports import Forge, Notifier, RolloutRegistry, Target
+from controller.ports import Forge, Notifier, PredictionStore, RolloutRegistry, Target
 from controller.rollout.act import Actuator
 from controller.rollout.actions import (
     Action,
     Analyze,
+    AnalyzeShadow,
+    EndShadow,
     Finish,
     FinishRestore,
     Hold,
@@ -33,9 +35,11 @@ from controller.rollout.actions import (
     Wait,
 )
 from controller.rollout.analysis import Analyzer
-from controller.rollout.decide import conclude, decide
+from controller.rollout.decide import conclude, conclude_shadow, decide
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import load_release, observe
+from controller.rollout.policy import ShadowPhase
+from controller.rollout.shadow_analysis import judge_mirrored
 from controller.rollout.telemetry import RolloutMetrics
 
 __all__ = ["PassReport", "Reconciler", "phase_of"]
@@ -85,9 +89,11 @@ def phase_of(action: Action) -> str:
     match action:
         case Wait():
             return action.phase
+        case AnalyzeShadow():
+            return "shadowing"
         case Analyze() | Hold():
             return "analysing"
-        case SetWeight():
+        case SetWeight() | EndShadow():
             return "progressing"
         case Promote() | SetChampion():
             return "promoting"
@@ -111,6 +117,10 @@ def _detail(action: Action) -> str:
             return f"holding: {action.reason}"
         case SetWeight():
             return f"canary {action.from_percent}% → {action.to_percent}%"
+        case EndShadow():
+            return f"shadow passed → canary {action.to_percent}%"
+        case AnalyzeShadow():
+            return "judging the challenger's mirrored answers"
         case Promote():
             return f"canary {action.from_percent}% → 100%: promoted"
         case SetChampion():
@@ -142,6 +152,8 @@ class Reconciler:
     metrics: RolloutMetrics = field(default_factory=RolloutMetrics)
     forge: Forge | None = None
     clock: Callable[[], float] = time.time
+    #: Where the shadow phase reads the mirrored answers (None: shadows stay inconclusive).
+    predictions: PredictionStore | None = None
 
     def observe(self, environment: str, model: str) -> ReleaseObservation:
         """Fetch and observe one release without acting (``sluice status``)."""
@@ -164,6 +176,12 @@ class Reconciler:
             self.metrics.count_gates(results)
             now = self.clock()
             action = conclude(obs, policy, action, results, now)
+        elif isinstance(action, AnalyzeShadow):
+            judgement = judge_mirrored(self.predictions, obs, policy.shadow or ShadowPhase())
+            results = judgement.results
+            self.metrics.count_gates(results)
+            now = self.clock()
+            action = conclude_shadow(obs, policy, action, judgement, now)
         actuator = Actuator(
             ref, self.workspace, self.registry, self.notifier, self.metrics, self.forge
         )

@@ -15,12 +15,17 @@ from typing import Any
 
 from controller.analysis_types import GateResult, Verdict
 
-__all__ = ["AnalysisRecord", "analysis_tag", "tally"]
+__all__ = ["AnalysisRecord", "analysis_tag", "shadow_tag", "tally"]
 
 
 def analysis_tag(environment: str) -> str:
     """The version tag holding the record for one environment."""
     return f"sluice.analysis.{environment}"
+
+
+def shadow_tag(environment: str) -> str:
+    """The version tag holding the shadow judge's verdict in one environment."""
+    return f"sluice.shadow.{environment}"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ __all__ = ["PHASES", "RolloutMetrics"]
 
 PHASES = (
     "idle",
+    "shadowing",
     "progressing",
     "analysing",
     "promoting",

@@ -1,0 +1,243 @@
+"""The shadow phase of a rollout: decisions over plain values, and the pin edits they commit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.analysis_types import GateResult, Verdict
+from controller.gates.shadow_judge import ShadowJudgement, judge_shadow
+from controller.gates.shadow_samples import ShadowObservation, ShadowSamples
+from controller.manifest import (
+    MIRROR_PERCENT_ANNOTATION,
+    PHASE_ANNOTATION,
+    PinnedRelease,
+    dump_pin,
+    load_pin,
+    set_shadow_annotations,
+)
+from controller.rollout.actions import (
+    AnalyzeShadow,
+    EndShadow,
+    Hold,
+    Quarantine,
+    StartRollback,
+    Wait,
+)
+from controller.rollout.decide import conclude_shadow, decide
+from controller.rollout.messages import RolloutCommit, render_rollout_comment
+from controller.rollout.observation import ReleaseObservation
+from controller.rollout.pin_edits import weight_edit
+from controller.rollout.policy import RolloutPolicy
+from controller.rollout.record import AnalysisRecord
+from controller.target_types import TargetObservation, TrafficEntry
+
+HEAD = "c" * 40
+OLD, NEW = "fd-predictor-00001", "fd-predictor-00002"
+POLICY = RolloutPolicy.model_validate(
+    {
+        "steps": [10, 50, 100],
+        "interval": 30,
+        "failureLimit": 1,
+        "shadow": {"maxDuration": 600, "judge": {"minSamples": 200, "minLabelled": 100}},
+    }
+)
+
+assert POLICY.shadow is not None
+JUDGE = POLICY.shadow.judge
+
+
+def shadow_target(*, ready: bool = True, failure: str | None = None) -> TargetObservation:
+    """KServe at canaryTrafficPercent 0: the new revision at 0 % (tag latest), the old at 100 %."""
+    return TargetObservation(
+        exists=True,
+        synced_revision=HEAD,
+        sync_status="Synced",
+        configuration="fd-predictor",
+        latest_created=NEW,
+        latest_ready=NEW if ready else OLD,
+        latest_rolledout=OLD,
+        traffic=(
+            TrafficEntry(NEW if ready else OLD, 0, True, "latest", "http://r/_tag/latest"),
+            TrafficEntry(OLD, 100, False, "prev", "http://r/_tag/prev"),
+        ),
+        failure=failure,
+    )
+
+
+def in_shadow(
+    target: TargetObservation | None = None,
+    *,
+    analysis: AnalysisRecord | None = None,
+    quarantined: str | None = None,
+    changed_at: float = 1000.0,
+) -> ReleaseObservation:
+    return ReleaseObservation(
+        model="fd",
+        environment="staging",
+        inference_service="fd",
+        pin=PinnedRelease("fd", 2, "s3://m/2", "run", 1, 0),
+        head=HEAD,
+        pin_commit=HEAD,
+        pin_changed_at=changed_at,
+        target=target or shadow_target(),
+        champion=1,
+        quarantined=quarantined,
+        analysis=analysis,
+        shadow_percent=100.0,
+    )
+
+
+def samples(n: int, *, shift: float = 0.0, labelled: int = 0, seed: int = 1) -> ShadowSamples:
+    """``n`` requests; the challenger's scores ``shift`` above the champion's."""
+    rng = np.random.default_rng(seed)
+    labels = rng.random(n) < 0.3
+    primary = np.clip(np.where(labels, 0.7, 0.2) + rng.normal(0, 0.1, n), 0, 1)
+    shadow = np.clip(primary + shift + rng.normal(0, 0.01, n), 0, 1)
+    return ShadowSamples.from_observations(
+        ShadowObservation(float(p), float(s), 20.0, 21.0, (float(y) if i < labelled else None))
+        for i, (p, s, y) in enumerate(zip(primary, shadow, labels, strict=True))
+    )
+
+
+def analyse(obs: ReleaseObservation, now: float) -> AnalyzeShadow:
+    action = decide(obs, POLICY, now)
+    assert isinstance(action, AnalyzeShadow), action
+    return action
+
+
+def test_shadow_waits_for_the_challenger_revision() -> None:
+    action = decide(in_shadow(shadow_target(ready=False)), POLICY, 1010.0)
+    assert isinstance(action, Wait)
+    assert action.phase == "shadowing"
+
+
+def test_shadow_challenger_that_fails_to_load_rolls_back() -> None:
+    action = decide(in_shadow(shadow_target(ready=False, failure="OOMKilled")), POLICY, 1010.0)
+    assert isinstance(action, StartRollback)
+    assert "OOMKilled" in action.reason
+
+
+def test_shadow_is_judged_every_interval() -> None:
+    assert isinstance(decide(in_shadow(), POLICY, 1010.0), Wait)
+    action = analyse(in_shadow(), 1031.0)
+    assert action.look == 1
+    assert action.record.step == 0
+
+
+def test_shadow_at_weight_zero_is_not_a_rollback() -> None:
+    """Weight 0 without the shadow mark is a rollback; with it the challenger is judged."""
+    rollback = decide(replace(in_shadow(), shadow_percent=None), POLICY, 1031.0)
+    assert isinstance(rollback, Quarantine)
+    assert isinstance(decide(in_shadow(), POLICY, 1031.0), AnalyzeShadow)
+
+
+def test_quarantined_challenger_in_shadow_rolls_back() -> None:
+    action = decide(in_shadow(quarantined="by hand"), POLICY, 1031.0)
+    assert isinstance(action, StartRollback)
+
+
+def test_a_passing_shadow_starts_the_first_canary_step_with_a_report() -> None:
+    obs = in_shadow()
+    judgement = judge_shadow(samples(400, labelled=300), JUDGE)
+    assert judgement.verdict is Verdict.PASS, judgement.reason
+    action = conclude_shadow(obs, POLICY, analyse(obs, 1031.0), judgement, 1032.0)
+    assert isinstance(action, EndShadow)
+    assert action.to_percent == 10
+    assert "v2 vs v1" in action.report
+    assert "400 mirrored requests" in action.report
+
+
+def test_shifted_scores_roll_back_with_numbers() -> None:
+    obs = in_shadow()
+    judgement = judge_shadow(samples(400, shift=0.3, labelled=300), JUDGE)
+    action = conclude_shadow(obs, POLICY, analyse(obs, 1031.0), judgement, 1032.0)
+    assert isinstance(action, StartRollback)
+    assert action.reason.startswith("shadow: ")
+    assert any(ch.isdigit() for ch in action.reason)
+
+
+def test_too_few_samples_hold_then_roll_back_after_max_duration() -> None:
+    obs = in_shadow()
+    judgement = judge_shadow(samples(50), JUDGE)
+    assert judgement.verdict is Verdict.INCONCLUSIVE
+    held = conclude_shadow(obs, POLICY, analyse(obs, 1031.0), judgement, 1032.0)
+    assert isinstance(held, Hold)
+    late = conclude_shadow(obs, POLICY, analyse(obs, 1031.0), judgement, 1000.0 + 600)
+    assert isinstance(late, StartRollback)
+    assert "no verdict within 600 s" in late.reason
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(min_value=0, max_value=199),
+    shift=st.floats(min_value=-0.05, max_value=0.05),
+    labelled=st.integers(min_value=0, max_value=199),
+    now=st.floats(min_value=1031.0, max_value=1599.0),
+)
+def test_shadow_never_passes_below_the_minimum_sample_size(
+    n: int, shift: float, labelled: int, now: float
+) -> None:
+    obs = in_shadow()
+    judgement = judge_shadow(
+        samples(n, shift=shift, labelled=min(n, labelled)),
+        JUDGE,
+    )
+    action = conclude_shadow(obs, POLICY, analyse(obs, 1031.0), judgement, now)
+    assert not isinstance(action, EndShadow)
+
+
+def test_a_store_result_never_decides_without_results() -> None:
+    """An inconclusive judgement with one 'no log' result holds, never steps."""
+    result = GateResult("shadow/prediction-log", Verdict.INCONCLUSIVE, "no log")
+    judgement = ShadowJudgement(Verdict.INCONCLUSIVE, "no log", (result,), 0, 0)
+    obs = in_shadow()
+    assert isinstance(conclude_shadow(obs, POLICY, analyse(obs, 1031.0), judgement, 1040.0), Hold)
+
+
+PIN = """\
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: fd
+  annotations:
+    sluice.dev/model-version: "2"  # the challenger
+spec:
+  predictor:
+    canaryTrafficPercent: 0
+    model:
+      storageUri: s3://m/2
+"""
+
+
+def test_shadow_marks_round_trip_and_any_weight_edit_clears_them(tmp_path: Path) -> None:
+    document = load_pin(PIN, source="pin")
+    set_shadow_annotations(document, 25.0)
+    marked = dump_pin(document)
+    assert f'{MIRROR_PERCENT_ANNOTATION}: "25"' in marked
+    assert f"{PHASE_ANNOTATION}: shadow" in marked
+    assert "# the challenger" in marked
+    (tmp_path / "pin.yaml").write_text(marked)
+    weight_edit("pin.yaml", 2, 10, expect=0)(tmp_path)
+    stepped = (tmp_path / "pin.yaml").read_text()
+    assert PHASE_ANNOTATION not in stepped
+    assert MIRROR_PERCENT_ANNOTATION not in stepped
+    assert "canaryTrafficPercent: 10" in stepped
+    assert stepped == PIN.replace("canaryTrafficPercent: 0", "canaryTrafficPercent: 10")
+
+
+def test_the_pull_request_comment_carries_the_shadow_report() -> None:
+    comment = render_rollout_comment(
+        RolloutCommit(
+            model="fd", version=2, environment="staging", action="step",
+            headline="shadow passed, canary 10%", summary="ok",
+            results=(GateResult("shadow/errors", Verdict.PASS, "0 of 400"),),
+            report="### Shadow evaluation of fd: v2 vs v1 — **PASS**\n",
+        ),
+        "a" * 40,
+    )  # fmt: skip
+    assert "Shadow evaluation of fd: v2 vs v1" in comment
