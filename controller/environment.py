@@ -134,4 +134,10 @@ def parse_environment(text: str, *, source: str, environment: str) -> Environmen
     config = validate_yaml_model(EnvironmentConfig, parse_yaml(text, label=source), label=source)
     if config.name != environment:
         raise ConfigError(f"{source}: name is {config.name!r} but the overlay is {environment!r}")
+    if config.rollout.shadow is not None and config.deployment_mode == "RawDeployment":
+        # The mirror needs a revision at weight 0 beside the primary: Serverless revisions.
+        raise ConfigError(
+            f"{source}: rollout.shadow needs deploymentMode Serverless (a RawDeployment canary "
+            "has no revision at weight 0 to mirror to); remove rollout.shadow or use Serverless"
+        )
     return config

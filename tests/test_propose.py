@@ -21,7 +21,7 @@ from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
-from controller.propose import ProposalRequest, propose
+from controller.propose import ProposalRequest, ProposalResult, propose
 from controller.render import validate_rendered
 
 PIN = "manifests/overlays/staging/fraud-detector.yaml"
@@ -409,3 +409,42 @@ def test_concurrent_identical_proposals_land_once(
     branch = results["a"].branch
     assert git("rev-list", "--count", f"main..{branch}", cwd=remote.path) == "1"
     assert sorted(w.edits for w in workspaces.values()) == [1, 2]
+
+
+@pytest.mark.slow
+def test_with_a_shadow_phase_the_next_version_starts_in_shadow(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
+) -> None:
+    """rollout.shadow in sluice.yaml: v2 is pinned at weight 0 with the shadow marks, so its
+    revision exists and answers mirrored requests only; the subject says so."""
+    tracking_uri = mlflow_server.tracking_uri
+    register_version(tracking_uri, model)
+    registry = MlflowRegistry(tracking_uri)
+
+    def run(version: int | None = None) -> ProposalResult:
+        workspace = GitWorkspace(remote.url, tmp_path / "cache")
+        request = ProposalRequest(model=model, environment="staging", version=version)
+        return propose(request, registry=registry, workspace=workspace, forge=None)
+
+    first = run()
+    config = "manifests/overlays/staging/sluice.yaml"
+
+    def merge_and_enable_shadow(tree: Path) -> None:
+        git("merge", "--quiet", "--no-ff", f"origin/{first.branch}", "-m", "m", cwd=tree)
+        path = tree / config
+        text = path.read_text()
+        shadow = "rollout:\n  shadow:\n    mirrorPercent: 50\n"
+        path.write_text(text.replace("rollout:\n", shadow, 1))
+
+    commit_to_remote(remote, tmp_path / "merge", "Merge v1", merge_and_enable_shadow)
+    version = register_version(tracking_uri, model)
+    second = run()
+    pin = YAML(typ="safe").load(show(remote, second.branch))
+    assert pin["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    annotations = pin["metadata"]["annotations"]
+    assert annotations["sluice.dev/phase"] == "shadow"
+    assert annotations["sluice.dev/mirror-percent"] == "50"
+    assert annotations["sluice.dev/previous-version"] == "1"
+    assert second.subject == f"{model} v{version} → staging (shadow)"
+    body = git("log", "-1", "--format=%b", second.branch, cwd=remote.path)
+    assert "mirrored copy of 50% of the live requests" in body

@@ -6,10 +6,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.analysis_types import GateResult, Verdict
+from controller.environment import parse_environment
+from controller.errors import ConfigError
 from controller.gates.shadow_judge import ShadowJudgement, judge_shadow
 from controller.gates.shadow_samples import ShadowObservation, ShadowSamples
 from controller.manifest import (
@@ -241,3 +244,12 @@ def test_the_pull_request_comment_carries_the_shadow_report() -> None:
         "a" * 40,
     )  # fmt: skip
     assert "Shadow evaluation of fd: v2 vs v1" in comment
+
+
+def test_a_shadow_phase_needs_serverless_revisions() -> None:
+    text = (Path(__file__).parent.parent / "manifests/overlays/staging/sluice.yaml").read_text()
+    text = text.replace("rollout:\n", "rollout:\n  shadow: {}\n", 1)
+    assert parse_environment(text, source="s.yaml", environment="staging").rollout.shadow
+    raw = text.replace("deploymentMode: Serverless", "deploymentMode: RawDeployment")
+    with pytest.raises(ConfigError, match="rollout.shadow needs deploymentMode Serverless"):
+        parse_environment(raw, source="s.yaml", environment="staging")
