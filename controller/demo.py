@@ -5,7 +5,8 @@ It runs what a user and CI run, as they run them: the local stack of ``sluice lo
 training step as ``python -m models.fraud_detector.train`` in a subprocess, exactly as the
 workflow calls it, and ``sluice propose`` against a GitOps remote of the demo's own. Later
 chapters walk a better version through its canary steps to champion, and roll a faulty one
-back; drift joins when it lands.
+back, and the last one sends a later week's transactions until the drift alert retrains the
+model through ``sluice serve`` and a new version is proposed.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,9 +33,11 @@ from rich.table import Table
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands_rollout import run_status
+from controller.demo_drift import DRIFT_WEEK, SluiceServe, run_drift_chapter
 from controller.demo_gitops import merge_branch, seed_gitops_remote
 from controller.demo_rollout import ClientTraffic, rows_for_clients, run_rollout
 from controller.errors import ConfigError, GateFailed
+from controller.local.processes import free_port
 from controller.local.stack import StackRequest, down, up
 from controller.local.state import read_json
 from controller.propose import ProposalRequest, ProposalResult, propose
@@ -127,10 +132,10 @@ def _sample_rows(repository: Path) -> Any:
     return data.generate_transactions(week=0, rows=5, seed=99).drop(columns=[data.LABEL])
 
 
-def _client_rows(repository: Path) -> list[dict[str, object]]:
-    """Transactions of week 1 for the demo's clients."""
+def _client_rows(repository: Path, *, week: int = 1, rows: int = 200) -> list[dict[str, object]]:
+    """Transactions of ``week`` for the demo's clients."""
     data = importlib.import_module("models.fraud_detector.data")
-    frame = data.generate_transactions(week=1, rows=200, seed=7).drop(columns=[data.LABEL])
+    frame = data.generate_transactions(week=week, rows=rows, seed=7).drop(columns=[data.LABEL])
     return rows_for_clients(frame.to_json(orient="records"))
 
 
@@ -186,13 +191,23 @@ def run_demo(*, workdir: Path, console: Console) -> None:
     )
     started = time.monotonic()
     configure_mlflow_http(retries=2, timeout_seconds=30)
+    # `sluice serve` of the drift chapter: Alertmanager posts to it with this token.
+    hook = _Hook(port=free_port(), token=secrets.token_urlsafe(24))
     try:
-        stack = up(StackRequest(root=root, remote=str(remote), env="local", poll_interval=1.0))
+        stack = up(
+            StackRequest(
+                root=root, remote=str(remote), env="local", poll_interval=1.0,
+                webhook_url=f"http://127.0.0.1:{hook.port}/hooks/alertmanager",
+                webhook_token=hook.token,
+                # The cluster's rules, but firing after 15 s of drift instead of 10 minutes.
+                alert_for="15s", rule_interval="1s",
+            )
+        )  # fmt: skip
         tracking_uri = str(stack["mlflow"]["url"])
         console.print(
             f"Stack ready in {time.monotonic() - started:.1f} s; MLflow at {tracking_uri}"
         )
-        _chapters(console, tracking_uri, remote, root, repository)
+        _chapters(console, tracking_uri, remote, root, repository, hook)
     finally:
         stopped = down(root)
         console.print(
@@ -200,8 +215,16 @@ def run_demo(*, workdir: Path, console: Console) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Hook:
+    """Where the drift chapter's ``sluice serve`` listens, and Alertmanager's bearer token."""
+
+    port: int
+    token: str
+
+
 def _chapters(
-    console: Console, tracking_uri: str, remote: Path, root: Path, repository: Path
+    console: Console, tracking_uri: str, remote: Path, root: Path, repository: Path, hook: _Hook
 ) -> None:
     console.print(Rule("1. Week 0: train, validate, register"))
     _train(console, tracking_uri, ["--week", "0"], expect_gate_pass=True)
@@ -241,7 +264,23 @@ def _chapters(
         merge_branch(remote, third.branch)
         rollout(expect=Outcome.ROLLED_BACK)
         console.print(f"Clients saw {clients.summary()} over chapters 6 and 7.")
-    console.print(Rule("8. What Git says happened"))
+    console.print(Rule(f"8. Week {DRIFT_WEEK}: the inputs drift, the alert retrains, a proposal"))
+    console.print(
+        "The model server scores its window of live inputs against the training profile; the "
+        "local Prometheus evaluates the cluster's alert rules and Alertmanager posts the alert "
+        "to `sluice serve`, which retrains once (a cool-down turns repeats away)."
+    )
+    serve = SluiceServe(
+        repository=repository, state_dir=root / "serve", remote=remote,
+        tracking_uri=tracking_uri, port=hook.port, token=hook.token, week=DRIFT_WEEK,
+    )  # fmt: skip
+    with serve:
+        run_drift_chapter(
+            console, url=url, model=MODEL, prometheus_url=prometheus_url,
+            tracking_uri=tracking_uri, remote=remote, serve=serve,
+            rows=_client_rows(repository, week=DRIFT_WEEK, rows=2000),
+        )  # fmt: skip
+    console.print(Rule("9. What Git says happened"))
     log = _git_log(remote)
     console.print(log)
     console.print(Rule("sluice status"))

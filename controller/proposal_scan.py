@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
-from controller.errors import ManifestInvalid
+from controller.errors import ConfigError, ManifestInvalid
 from controller.manifest import load_pin, read_release
 from controller.propose import ProposalRequest
 
@@ -55,14 +55,36 @@ def due_proposals(
 def _environments(
     workspace: GitWorkspace, branch: str, only: Sequence[str] | None
 ) -> list[EnvironmentConfig]:
-    names = list(only) if only else workspace.list_dir(branch, "manifests/overlays")
-    paths = [f"manifests/overlays/{name}/{ENVIRONMENT_FILE}" for name in names]
-    texts = workspace.read_many(branch, paths)
+    """Every environment declared on ``branch``, or only those named (each must be declared)."""
+    names = list(dict.fromkeys(only)) if only else _overlays(workspace, branch)
+    texts = _environment_texts(workspace, branch, names)
+    if only and len(texts) < len(names):
+        # An overlay without an environment file is no environment; when one was asked for
+        # by name, list what is declared (read only here: the usual pass reads no more).
+        declared = _environment_texts(workspace, branch, _overlays(workspace, branch))
+        unknown = ", ".join(repr(name) for name in names if name not in texts)
+        raise ConfigError(
+            f"no environment {unknown} in Git (manifests/overlays/ENV/{ENVIRONMENT_FILE}); "
+            f"the environments are: {', '.join(declared) or 'none'}"
+        )
     return [
-        parse_environment(text, source=path, environment=name)
-        for name, path in zip(names, paths, strict=True)
-        if (text := texts[path]) is not None
+        parse_environment(text, source=_environment_path(name), environment=name)
+        for name, text in texts.items()
     ]
+
+
+def _overlays(workspace: GitWorkspace, branch: str) -> list[str]:
+    return workspace.list_dir(branch, "manifests/overlays")
+
+
+def _environment_path(name: str) -> str:
+    return f"manifests/overlays/{name}/{ENVIRONMENT_FILE}"
+
+
+def _environment_texts(workspace: GitWorkspace, branch: str, names: list[str]) -> dict[str, str]:
+    """The environment file of each of ``names`` that has one, by name, in ``names``' order."""
+    texts = workspace.read_many(branch, [_environment_path(name) for name in names])
+    return {name: text for name in names if (text := texts[_environment_path(name)]) is not None}
 
 
 def _read_state(
@@ -137,8 +159,14 @@ class ReleaseSnapshot:
         with self._lock:
             self._taken = None
 
+    @property
+    def environments(self) -> tuple[str, ...] | None:
+        """The environments watched; None for every environment declared in Git."""
+        return tuple(self._environments) if self._environments else None
+
     def watched(self) -> list[Watched]:
-        """Every release of every environment, as Git says now."""
+        """Every release of the watched environments, as Git says now (:class:`ConfigError`
+        when one of them is not declared)."""
         self._fresh()
         return list(self._watched)
 

@@ -20,6 +20,13 @@ in one process ends in a RecursionError from gevent's monkey-patching.
 ``SLUICE_LOAD_TIMEOUT_SECONDS``
     Optional per-request timeout (10 by default); a request that takes longer is a failure.
 
+Every request also carries ``X-Sluice-Synthetic: load-test``, whatever
+``SLUICE_LOAD_HEADERS`` says: the model server answers it as any other, and the router counts
+it in the metrics the canary gates read, but the server's drift monitor leaves it out of its
+window, where a few example rows repeated thousands of times would read as drift. The name is
+:data:`SYNTHETIC_HEADER` here and ``controller.synthetic_traffic.SYNTHETIC_HEADER`` in the
+controller, which this file must not import; a test checks that the two agree.
+
 A request fails unless it is answered with a 2xx status. Users send back to back (no wait
 time), so the load is closed-loop: ``-u`` requests in flight at any time.
 
@@ -46,7 +53,18 @@ import locust.stats
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 
-__all__ = ["LoadConfig", "ModelUser", "bucket_response_time_up", "config_from_env"]
+__all__ = [
+    "SYNTHETIC_HEADER",
+    "SYNTHETIC_VALUE",
+    "LoadConfig",
+    "ModelUser",
+    "bucket_response_time_up",
+    "config_from_env",
+]
+
+#: Marks every request as synthetic, so the model server keeps it out of its drift window.
+SYNTHETIC_HEADER = "X-Sluice-Synthetic"
+SYNTHETIC_VALUE = "load-test"
 
 _JSON = {"Content-Type": "application/json", "Accept": "application/json"}
 _V2_TYPES = ((bool, "BOOL"), (int, "INT64"), (float, "FP64"), (str, "BYTES"))
@@ -78,7 +96,7 @@ def config_from_env(environ: Mapping[str, str]) -> LoadConfig:
     return LoadConfig(
         path=path,
         bodies=tuple(json.dumps(encode(row)) for row in rows),
-        headers={**_JSON, **_read_headers(environ.get("SLUICE_LOAD_HEADERS", ""))},
+        headers=_with_synthetic(_read_headers(environ.get("SLUICE_LOAD_HEADERS", ""))),
         timeout_seconds=_read_timeout(environ.get("SLUICE_LOAD_TIMEOUT_SECONDS", "10")),
     )
 
@@ -114,6 +132,14 @@ def _read_headers(text: str) -> dict[str, str]:
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         _exit('SLUICE_LOAD_HEADERS must be a JSON object of strings, e.g. {"X-Tag": "canary"}')
     return headers
+
+
+def _with_synthetic(extra: Mapping[str, str]) -> dict[str, str]:
+    """JSON headers, then ``extra``, then the synthetic marker, which no spelling in ``extra``
+    can replace or duplicate."""
+    marker = SYNTHETIC_HEADER.lower()
+    kept = {name: value for name, value in extra.items() if name.lower() != marker}
+    return {**_JSON, **kept, SYNTHETIC_HEADER: SYNTHETIC_VALUE}
 
 
 def _read_timeout(text: str) -> float:

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     """The demo serves v1, refuses a weak model, walks v2 through its canary steps to champion,
-    rolls a faulty v4 back, prints Git's history and the registry, and leaves no process."""
+    rolls a faulty v4 back, lets week-6 traffic raise the drift alert that retrains and proposes
+    v5, prints Git's history and the registry, and leaves no process."""
     result = subprocess.run(
         [str(Path(sys.executable).with_name("sluice")), "demo", "--workdir", str(tmp_path)],
         cwd=ROOT,
@@ -36,6 +37,13 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert out.count("fraud score") == 5
     assert "fraud-detector v2 → local (canary 10%)" in out
     assert "Stopped runtime, prometheus, alertmanager, mlflow" in " ".join(out.split())
+    chapter = out[out.index("the inputs drift") : out.index("What Git says happened")]
+    drift = " ".join(chapter.split())
+    assert "SluiceFeatureDrift firing" in drift
+    assert "retrain fraud-detector in local" in drift
+    assert "the retraining registered fraud-detector v5" in drift
+    assert "proposed it: fraud-detector v5 → local" in drift
+    assert "sluice/local/fraud-detector/v5" in drift
     history = out[out.index("What Git says happened") :]
     for subject in (
         "fraud-detector v2: canary 10% → 50% (local)",
@@ -48,7 +56,7 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     registry = out[out.index("Registry state") :]
     rows = [line for line in registry.splitlines() if line.startswith("│ ") and line[2:3].isdigit()]
     aliases = [row.split("│")[2].strip() for row in rows]
-    assert aliases == ["-", "challenger, champion", "-", "-"]
+    assert aliases == ["-", "champion", "-", "-", "challenger"]
     stack = json.loads((tmp_path / "local" / "stack.json").read_text())
     for component in stack.values():
         if component.get("pid"):

@@ -2,10 +2,12 @@
 
 Everything is the real thing except GitHub (the local REST server): a fraud-detector version is
 trained and registered, served by the model server that a revision runs, sent a shifted week
-of traffic; Prometheus scrapes its drift gauges and evaluates the drift alerts of
-manifests/monitoring/prometheus-rules.yaml (with `for:` shortened from 10 minutes to 1 s),
-Alertmanager posts them with its bearer token to `sluice serve`'s /hooks/alertmanager, and
-exactly one repository_dispatch reaches GitHub although Alertmanager repeats the alert.
+of traffic; Prometheus scrapes its drift gauges, labelled as `sluice local up` labels a
+revision's server, and evaluates the rules of manifests/monitoring/prometheus-rules.yaml as
+`sluice local up` writes them (with `for:` shortened from 10 minutes to 1 s); Alertmanager,
+configured as `sluice local up` configures it, posts the drift alert with its bearer token to
+`sluice serve`'s /hooks/alertmanager, and exactly one repository_dispatch reaches GitHub
+although Alertmanager repeats the alert.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from mlflow import MlflowClient
 from support.github_api import GitHubApiServer
 from support.github_state import Dispatch
@@ -33,6 +34,8 @@ from controller.commands_propose import build_forge
 from controller.commands_retrain import build_alertmanager_hook
 from controller.drift import detect_drift_from_profile
 from controller.local.configs import StaticConfig
+from controller.local.rules import write_local_rules
+from controller.local.scrape import MODEL_SERVER_JOB, ModelServerTarget
 from controller.local.services import AlertmanagerService, MlflowService, PrometheusService
 from controller.local.serving.launcher import start_model_server
 from controller.server import ServeMetrics, SluiceServer, sluice_routes
@@ -45,16 +48,6 @@ TOKEN = "alertmanager-e2e-token-0123456789"
 GITHUB_TOKEN = "ghp_driftE2eToken0123456789abcdefABCDEF"
 REPO = "acme/gitops"
 WAIT = 45.0  # an upper bound for the alert's path, never a duration being asserted
-
-
-def drift_rules(path: Path) -> Path:
-    """The drift alerts as the cluster runs them, with `for: 10m` cut to 1 s."""
-    document = yaml.safe_load(RULES.read_text(encoding="utf-8"))
-    group = next(g for g in document["spec"]["groups"] if g["name"] == "sluice-drift.alerts")
-    for rule in group["rules"]:
-        rule["for"] = "1s"
-    path.write_text(json.dumps({"groups": [group]}), encoding="utf-8")
-    return path
 
 
 def train(mlflow_server: MlflowService, name: str) -> str:
@@ -136,13 +129,15 @@ def test_shifted_traffic_starts_exactly_one_retraining(
                 bearer_token=TOKEN,
                 repeat_interval="2s",
             )
-            pod = {"namespace": "models-staging", "pod": f"{name}-predictor-00001-deployment-1"}
+            # The labels the local runtime gives revision 1's model server in models-staging.
+            revision = ModelServerTarget(
+                f"{name}-predictor-00001", name, "models-staging", model_server.port
+            )
+            target = StaticConfig((f"127.0.0.1:{model_server.port}",), revision.labels)
             prometheus_server(
-                scrape_targets={
-                    "kserve-model-servers": [StaticConfig((f"127.0.0.1:{model_server.port}",), pod)]
-                },
+                scrape_targets={MODEL_SERVER_JOB: [target]},
                 alertmanager_url=alertmanager.url,
-                rule_files=[drift_rules(tmp_path / "drift-rules.yml")],
+                rule_files=[write_local_rules(tmp_path / "rules.yml", RULES, alert_for="1s")],
             )
             rows = json.loads(traffic.to_json(orient="values"))
             for start in range(0, len(rows), 100):

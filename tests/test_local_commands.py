@@ -133,7 +133,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
 
     commit_to_remote(remote, root / "work", "Serve a tiny model", change)
     cli = Cli(root / "state", remote.url)
-    cli("up", "--env", "local", "--repo", remote.url)
+    cli("up", "--env", "local", "--repo", remote.url, "--alert-for", "20s", "--rule-interval", "1s")
     try:
         yield cli
     finally:
@@ -197,6 +197,26 @@ def test_prometheus_scrapes_the_router_and_the_served_model_server(cli: Cli) -> 
     [series] = prometheus_get(cli, "/api/v1/query", query=selector)["result"]
     first = float(series["values"][0][0]) - config.stat().st_mtime
     print(f"\nfirst model-server sample {first:.1f}s after the scrape config named it")
+
+
+def drift_alert(cli: Cli) -> tuple[int, float, float]:
+    """Prometheus's pid, and `for:` and group interval of its SluiceFeatureDrift in seconds."""
+    prometheus = (read_json(cli.state_dir / "local" / "stack.json") or {})["prometheus"]
+    url = f"{prometheus['url']}/api/v1/rules"
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (http://127.0.0.1)
+        groups = json.loads(response.read())["data"]["groups"]
+    rules = [(g, r) for g in groups for r in g["rules"] if r["name"] == "SluiceFeatureDrift"]
+    [(group, rule)] = rules
+    return prometheus["pid"], rule["duration"], group["interval"]
+
+
+def test_prometheus_loads_the_cluster_rules_and_reloads_them_on_up(cli: Cli) -> None:
+    """The rules of manifests/monitoring/ are loaded with `--alert-for` and `--rule-interval`;
+    `up` again with another `--alert-for` reloads the running Prometheus."""
+    pid, *timing = drift_alert(cli)
+    assert timing == [20, 1]
+    cli("up", "--env", "local", "--repo", cli.remote, "--alert-for", "30s", "--rule-interval", "1s")
+    assert drift_alert(cli) == (pid, 30, 1)
 
 
 def test_down_leaves_no_process_or_port(cli: Cli) -> None:

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from controller.local.processes import free_port
 from controller.local.router import LATENCY_BUCKETS_MS, TAG_HEADER, Router, TrafficTarget
 from controller.local.services import PrometheusService
+from controller.synthetic_traffic import LOAD_TEST, SYNTHETIC_HEADER
 
 SIGMAS = 4
 
@@ -40,6 +41,7 @@ class Upstream(http.server.ThreadingHTTPServer):
         self.fail_every = fail_every
         self.delay = delay
         self.seen = 0
+        self.headers: list[Any] = []  # each request's headers, as received
         self.lock = threading.Lock()
 
     @property
@@ -59,6 +61,7 @@ class _UpstreamHandler(http.server.BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         with self.server.lock:
             self.server.seen += 1
+            self.server.headers.append(self.headers)
             fail = self.server.fail_every and self.server.seen % self.server.fail_every == 0
         body = json.dumps({"server": self.server.name, "path": self.path}).encode()
         if self.server.delay:
@@ -168,6 +171,22 @@ def test_tag_header_reaches_only_the_tagged_revision(router: Router, upstreams: 
     client = Client(router)
     served = Counter(client.send(**{TAG_HEADER: "prev"})[1]["server"] for _ in range(50))
     assert served == {"old": 50}
+
+
+def test_synthetic_header_reaches_the_revision_and_is_counted(
+    router: Router, upstreams: Any
+) -> None:
+    """X-Sluice-Synthetic is forwarded to the model server, and the request counts as any other."""
+    old, new = upstreams("old"), upstreams("new")
+    router.set_routes(
+        [TrafficTarget("r1", old.url, 100, "prev"), TrafficTarget("r2", new.url, 0, "latest")]
+    )
+    client = Client(router)
+    for _ in range(3):
+        client.send("/_tag/latest/v1/models/fraud:predict", **{SYNTHETIC_HEADER: LOAD_TEST})
+    assert [headers.get_all(SYNTHETIC_HEADER) for headers in new.headers] == [[LOAD_TEST]] * 3
+    counts = metric_samples(router)["revision_app_request_count"]
+    assert [(s.labels["revision_name"], s.value) for s in counts] == [("r2", 3)]
 
 
 def test_unknown_tag_is_not_found(router: Router, upstreams: Any) -> None:

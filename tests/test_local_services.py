@@ -297,7 +297,7 @@ def test_alertmanager_delivers_an_alert_with_the_bearer_token(
         webhook_url=f"http://127.0.0.1:{webhook.server_port}/alerts",
         bearer_token="sluice-test-token",
     )
-    alert = [{"labels": {"alertname": "SluiceCanaryFailing", "model": "fraud-detector"}}]
+    alert = [{"labels": {"alertname": "SluiceFeatureDrift", "model": "fraud-detector"}}]
     request = urllib.request.Request(  # noqa: S310 (http://127.0.0.1)
         f"{alertmanager.url}/api/v2/alerts",
         data=json.dumps(alert).encode(),
@@ -384,6 +384,45 @@ def test_written_configs_pass_promtool_and_amtool(tmp_path: Path) -> None:
         {"targets": ["127.0.0.1:8082"]},
         {"targets": ["127.0.0.1:8081"], "labels": {"revision_name": "fraud-predictor-00001"}},
     ]
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["alertname=SluiceFeatureDrift", "model=fraud", "environment=staging"], "sluice"),
+        (["alertname=SluicePredictionDrift"], "sluice"),
+        (["alertname=SluiceCanaryFailed", "model=fraud", "environment=staging"], "drop"),
+        (["alertname=SluiceControllerDown"], "drop"),
+        (["alertname=SluiceFeatureDriftTest"], "drop"),  # the matcher is anchored
+    ],
+)
+def test_only_the_retrain_alerts_reach_the_webhook(
+    tmp_path: Path, labels: list[str], receiver: str
+) -> None:
+    """Alertmanager routes the drift alerts to the webhook and every other alert to nobody."""
+    config = write_alertmanager_config(
+        tmp_path / "alertmanager.yml", webhook_url="http://127.0.0.1:8000/hook", bearer_token=None
+    )
+    argv = ["amtool", "config", "routes", "test", f"--config.file={config}", *labels]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, receiver), done.stderr
+    (sluice,) = json.loads(config.read_text())["route"]["routes"]
+    assert sluice["group_by"] == ["alertname", "model", "environment"]
+
+
+@pytest.mark.parametrize("alertnames", [(), ("SluiceFeatureDrift", "a|b")])
+def test_alert_names_that_cannot_be_routed_are_a_config_error(
+    tmp_path: Path, alertnames: tuple[str, ...]
+) -> None:
+    """No alert name, or one that is not a plain name, fails before any file is written."""
+    with pytest.raises(ConfigError, match="alert name"):
+        write_alertmanager_config(
+            tmp_path / "alertmanager.yml",
+            webhook_url="http://127.0.0.1:8000/hook",
+            bearer_token=None,
+            alertnames=alertnames,
+        )
+    assert not (tmp_path / "alertmanager.yml").exists()
 
 
 @pytest.mark.parametrize("label", ["revision-name", "__address__", "1st"])

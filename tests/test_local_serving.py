@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -25,9 +26,14 @@ import psutil
 import pytest
 from mlflow import MlflowClient
 
+from controller.data_profile import build_profile
+from controller.drift.online_reference import OnlineReference
 from controller.local.services import MlflowService
 from controller.local.serving.launcher import ModelLoadFailed, ModelServerHandle, start_model_server
+from controller.local.serving.monitor import DriftMonitor, MonitoredVersion
 from controller.local.serving.pyfunc_model import PayloadError, PyfuncServable, Tensor
+from controller.local.serving.server import build_kserve_model
+from controller.synthetic_traffic import LOAD_TEST, SYNTHETIC_HEADER
 from models.fraud_detector.data import FEATURES, generate_transactions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,3 +245,43 @@ def test_row_of_the_wrong_length_is_a_payload_error(servable: PyfuncServable) ->
     """A row with a value missing is refused before the model sees it."""
     with pytest.raises(PayloadError, match="2 values"):
         servable.frame_from_instances([[1.5]])
+
+
+# -- the kserve model and its drift monitor, without a server ------------------------------------
+
+
+def monitored_model(servable: PyfuncServable) -> tuple[Any, DriftMonitor]:
+    """The kserve model the server builds, with a drift monitor over the tiny model's inputs."""
+    frame = pd.DataFrame({"amount": [1.0, 5.0, 9.0, 2.0], "hour": [1, 2, 3, 4]})
+    profile = build_profile(frame, numeric=["amount", "hour"], categorical=[])
+    version = MonitoredVersion("tiny", "1", OnlineReference.from_profile(profile))
+    monitor = DriftMonitor(version)
+    return build_kserve_model("tiny", servable, monitor=monitor), monitor
+
+
+def window_rows(monitor: DriftMonitor) -> int:
+    """Rows in the monitor's window once it has taken in what the requests queued."""
+    verdict = monitor.evaluate_now()
+    return 0 if verdict is None else verdict.rows
+
+
+@pytest.mark.parametrize("name", [SYNTHETIC_HEADER.lower(), SYNTHETIC_HEADER])
+def test_synthetic_request_is_answered_but_not_monitored(
+    servable: PyfuncServable, name: str
+) -> None:
+    """A request marked synthetic (kserve passes names lower-cased) is answered, not recorded."""
+    model, monitor = monitored_model(servable)
+    payload = {"instances": [[1.5, 3], [8.0, 2]]}
+    answer = asyncio.run(model.predict(payload, headers={name: LOAD_TEST}))
+    assert len(answer["predictions"]) == 2
+    assert window_rows(monitor) == 0
+
+
+def test_live_request_is_monitored(servable: PyfuncServable) -> None:
+    """A request without the synthetic header is answered and its rows enter the window."""
+    model, monitor = monitored_model(servable)
+    payload = {"instances": [[1.5, 3], [8.0, 2]]}
+    headers = {"content-type": "application/json", "x-request-id": "r-1"}
+    answer = asyncio.run(model.predict(payload, headers=headers))
+    assert len(answer["predictions"]) == 2
+    assert window_rows(monitor) == 2

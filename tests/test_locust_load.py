@@ -34,6 +34,7 @@ from controller.errors import ConfigError, InputError, TransientError
 from controller.gates.load_test import LoadTestConfig, evaluate_load
 from controller.local.router import LATENCY_BUCKETS_MS as ROUTER_BUCKETS_MS
 from controller.local.serving.launcher import ModelServerHandle
+from controller.synthetic_traffic import LOAD_TEST, SYNTHETIC_HEADER
 from models.fraud_detector.data import FEATURES, generate_transactions
 
 ROW = {"amount": 12.5, "hour": 3, "merchant_category": "grocery", "country": "DE"}
@@ -62,7 +63,8 @@ class Recorder(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         server: Any = self.server
-        server.seen.append((self.path, dict(self.headers), json.loads(body)))
+        # The message itself, not a dict: a dict would hide a header sent twice.
+        server.seen.append((self.path, self.headers, json.loads(body)))
         answer = b'{"error": "injected"}' if server.status >= 400 else b'{"outputs": []}'
         self.send_response(server.status)
         self.send_header("Content-Type", "application/json")
@@ -182,6 +184,41 @@ def test_v2_requests_carry_one_tensor_per_feature_and_the_headers(
             {"name": "flagged", "datatype": "BOOL", "shape": [1], "data": [True]},
         ]
     }
+
+
+def test_every_request_is_marked_synthetic(echo_server: tuple[str, list[Any]]) -> None:
+    """Each request carries X-Sluice-Synthetic: load-test once, beside the plan's headers,
+    even when the plan's headers try to set it otherwise."""
+    url, seen = echo_server
+    plan = LoadPlan(
+        url,
+        "fraud",
+        "v1",
+        (ROW,),
+        users=1,
+        spawn_rate=1,
+        duration_seconds=1,
+        headers={"X-Sluice-Revision-Tag": "canary", SYNTHETIC_HEADER.lower(): "live"},
+    )
+    report = LocustLoadGenerator().run(plan)
+    assert report.requests == len(seen) > 0
+    assert {tuple(headers.get_all(SYNTHETIC_HEADER)) for _, headers, _ in seen} == {(LOAD_TEST,)}
+    assert {headers["X-Sluice-Revision-Tag"] for _, headers, _ in seen} == {"canary"}
+
+
+def test_locustfile_names_the_controllers_synthetic_header() -> None:
+    """The locustfile's copy of the header and value is the one the model server looks for."""
+    script = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import locustfile; "
+        "print(json.dumps([locustfile.SYNTHETIC_HEADER, locustfile.SYNTHETIC_VALUE]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(DEFAULT_LOCUSTFILE.parent)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(result.stdout) == [SYNTHETIC_HEADER, LOAD_TEST]
 
 
 # -- failures to run --------------------------------------------------------------------------

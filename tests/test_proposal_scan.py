@@ -12,6 +12,7 @@ from support.registry import register_version
 
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
+from controller.errors import ConfigError
 from controller.local.services import MlflowService
 from controller.proposal_scan import ReleaseSnapshot, Watched, due_proposals, scan
 from controller.propose import ProposalRequest, propose
@@ -73,3 +74,42 @@ def test_scan_reads_git_and_registry_and_settles_after_proposal(
     snapshot = ReleaseSnapshot(workspace, registry)
     assert snapshot.pinned_version("staging", model) == version
     assert snapshot.alias_version(model, "challenger") == version
+
+
+class NoAliases:
+    """A registry in which no alias is set: what a pass asks of it, answered offline."""
+
+    def all_aliases(self) -> dict[str, dict[str, int]]:
+        return {}
+
+
+def test_snapshot_watches_only_the_named_environments(
+    git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """With environments named, only their releases are watched; without, every environment's."""
+    seed_manifests(git_remote, tmp_path / "seed", model="m")
+    workspace = GitWorkspace(git_remote.url, tmp_path / "cache")
+    every = ReleaseSnapshot(workspace, NoAliases())
+    named = ReleaseSnapshot(
+        workspace, NoAliases(), environments=["staging", "production", "staging"]
+    )
+    assert sorted(w.environment for w in every.watched()) == ["local", "production", "staging"]
+    assert named.watched() == [
+        Watched("staging", "m", "challenger", "manifests/overlays/staging/fraud-detector.yaml"),
+        Watched("production", "m", "champion", "manifests/overlays/production/fraud-detector.yaml"),
+    ]
+
+
+def test_unknown_environment_is_a_config_error_naming_the_environments(
+    git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """An environment Git does not declare is one line naming those it does."""
+    seed_manifests(git_remote, tmp_path / "seed", model="m")
+    workspace = GitWorkspace(git_remote.url, tmp_path / "cache")
+    snapshot = ReleaseSnapshot(workspace, NoAliases(), environments=["staging", "prod"])
+    with pytest.raises(ConfigError) as info:
+        snapshot.watched()
+    assert str(info.value) == (
+        "no environment 'prod' in Git (manifests/overlays/ENV/sluice.yaml); "
+        "the environments are: local, production, staging"
+    )

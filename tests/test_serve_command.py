@@ -18,8 +18,13 @@ from support.gitops_repo import seed_manifests
 from support.gitrepo import GitRemote, git
 from support.registry import register_version
 
+from controller.backends.git_repo import GitWorkspace
+from controller.commands_serve import build_watcher
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
+from controller.proposal_scan import ReleaseSnapshot
+from controller.propose import ProposalRequest
+from controller.server import ServeMetrics
 
 
 def wait_for(check, timeout: float = 60.0):
@@ -110,3 +115,53 @@ def test_mlflow_webhook_proposes_long_before_the_next_poll(
         wait_for(lambda: branch in branches(git_remote), timeout=30)
         metrics = requests.get(f"{url}/metrics", timeout=5).text
         assert 'sluice_webhook_deliveries_total{result="queued",source="mlflow"}' in metrics
+
+
+# -- --env: one environment's releases only ------------------------------------------------------
+
+
+class MovedAliases:
+    """A registry in which every alias of ``model`` names version 5."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def all_aliases(self) -> dict[str, dict[str, int]]:
+        return {self.model: {"challenger": 5, "champion": 5}}
+
+
+def test_watcher_of_one_environment_proposes_only_there(
+    git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """With --env staging, a moved alias is proposed to staging, not to local or production."""
+    seed_manifests(git_remote, tmp_path / "seed", model="m")
+    workspace = GitWorkspace(git_remote.url, tmp_path / "cache")
+    snapshot = ReleaseSnapshot(workspace, MovedAliases("m"), environments=["staging"])
+    proposed: list[ProposalRequest] = []
+    watcher = build_watcher(snapshot, proposed.append, interval_seconds=60, metrics=ServeMetrics())
+    watcher.run_once()
+    assert proposed == [ProposalRequest(model="m", environment="staging", version=5)]
+
+
+def test_serve_with_an_unknown_env_exits_2_naming_the_environments(
+    git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """`sluice serve --env prod` in a repository without it exits 2 before listening."""
+    seed_manifests(git_remote, tmp_path / "seed", model="m")
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("sluice")), "serve", "--port", "0", "--env", "prod"],
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",  # never reached
+            "SLUICE_GIT_REMOTE": git_remote.url,
+            "SLUICE_STATE_DIR": str(tmp_path / "state"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "sluice: error: no environment 'prod' in Git (manifests/overlays/ENV/sluice.yaml); "
+        "the environments are: local, production, staging\n"
+    )

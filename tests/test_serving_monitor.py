@@ -131,7 +131,11 @@ def test_background_thread_evaluates(profile: DataProfile) -> None:
     try:
         send(monitor, week=6, rows=100, per_request=5)
         deadline = time.monotonic() + WAIT
-        while value(registry, "sluice_drift_window_rows") != 100:
+        # The rows gauge reads the window before its first verdict is stored: wait for both.
+        while (
+            value(registry, "sluice_drift_window_rows") != 100
+            or value(registry, "sluice_feature_drift", feature="amount", stat="drifted") is None
+        ):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         assert value(registry, "sluice_feature_drift", feature="amount", stat="drifted") == 1

@@ -1,4 +1,4 @@
-"""Write the Prometheus and Alertmanager config files the local services run with.
+"""Write the Prometheus config, rule and Alertmanager config files the local services run with.
 
 Generating configs is separate from starting servers: a config is rewritten (and the server
 reloaded) while the server runs, and writing one needs no running process. Files are JSON,
@@ -18,10 +18,18 @@ from typing import Any
 
 from controller.errors import ConfigError
 
-__all__ = ["StaticConfig", "write_alertmanager_config", "write_prometheus_config"]
+__all__ = [
+    "RETRAIN_ALERTS",
+    "StaticConfig",
+    "write_alertmanager_config",
+    "write_prometheus_config",
+    "write_rule_file",
+]
 
 # Prometheus's label name syntax; names starting with "__" are reserved for its own use.
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+#: The alerts ``sluice serve``'s /hooks/alertmanager acts on (its ``retrain_alerts`` default).
+RETRAIN_ALERTS = ("SluiceFeatureDrift", "SluicePredictionDrift")
 
 
 @dataclass(frozen=True)
@@ -92,31 +100,54 @@ def _static_configs(job: str, targets: Sequence[str | StaticConfig]) -> list[dic
     return out
 
 
+def write_rule_file(path: Path, groups: Sequence[Mapping[str, Any]]) -> Path:
+    """Write a Prometheus rule file (``groups:``) that Prometheus's ``rule_files`` can name."""
+    _write_file(path, json.dumps({"groups": list(groups)}, indent=2) + "\n", mode=0o644)
+    return path
+
+
 def write_alertmanager_config(
     path: Path,
     *,
     webhook_url: str,
     bearer_token: str | None,
+    alertnames: Sequence[str] = RETRAIN_ALERTS,
     group_wait: str = "1s",
     group_interval: str = "1s",
     repeat_interval: str = "1h",
 ) -> Path:
-    """Write an Alertmanager config that sends every alert to one webhook, at once.
+    """Write an Alertmanager config that sends the ``alertnames`` alerts to one webhook, at once.
 
-    The file may hold the bearer token, so only its owner can read it.
+    Only those reach the webhook (``sluice serve``'s retrain hook), one notification per alert,
+    model and environment; every other alert (a failed canary, a controller down) goes to the
+    receiver ``drop``, which has no configs and so notifies nobody. The file may hold the
+    bearer token, so only its owner can read it.
     """
+    if not alertnames:
+        raise ConfigError("the Alertmanager config needs at least one alert name to route")
+    for name in alertnames:
+        # A label-name-like name needs no escaping inside the matcher's regex.
+        if not _LABEL_NAME.fullmatch(name):
+            raise ConfigError(f"alert name {name!r} must match {_LABEL_NAME.pattern}")
     webhook: dict[str, Any] = {"url": webhook_url, "send_resolved": True}
     if bearer_token is not None:
         webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": bearer_token}}
     config = {
         "route": {
-            "receiver": "sluice",
+            "receiver": "drop",
             "group_by": ["alertname"],
             "group_wait": group_wait,
             "group_interval": group_interval,
             "repeat_interval": repeat_interval,
+            "routes": [
+                {
+                    "receiver": "sluice",
+                    "matchers": [f'alertname=~"{"|".join(alertnames)}"'],
+                    "group_by": ["alertname", "model", "environment"],
+                }
+            ],
         },
-        "receivers": [{"name": "sluice", "webhook_configs": [webhook]}],
+        "receivers": [{"name": "drop"}, {"name": "sluice", "webhook_configs": [webhook]}],
     }
     _write_file(path, json.dumps(config, indent=2) + "\n", mode=0o600)
     return path

@@ -14,13 +14,16 @@ per server labelled ``revision_name``, ``configuration_name`` and ``namespace_na
 routers label their series, so a query can join the two per revision. Prometheus applies new
 targets on its 5 s discovery tick, so a new target's first sample comes about 6 s after it
 appears here.
+
+Every rewrite keeps the rule files it was given (the cluster's alert rules, written by
+:mod:`controller.local.rules`): a config rewritten for a new target must not drop the alerts.
 """
 
 from __future__ import annotations
 
 import logging
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -94,8 +97,14 @@ class ScrapeTargets:
         return cls.of((int(port) for port in data.get("routers") or []), servers)
 
 
-def write_scrape_config(path: Path, targets: ScrapeTargets, alertmanager_url: str | None) -> None:
-    """Prometheus scrapes every router and every model server once a second."""
+def write_scrape_config(
+    path: Path,
+    targets: ScrapeTargets,
+    alertmanager_url: str | None,
+    *,
+    rule_files: Sequence[Path],
+) -> None:
+    """Prometheus scrapes every router and every model server once a second, with the rules."""
     jobs: dict[str, list[str | StaticConfig]] = {
         ROUTER_JOB: [f"127.0.0.1:{port}" for port in targets.routers],
         MODEL_SERVER_JOB: [
@@ -107,7 +116,7 @@ def write_scrape_config(path: Path, targets: ScrapeTargets, alertmanager_url: st
         path,
         scrape_targets={job: group for job, group in jobs.items() if group},
         alertmanager_url=alertmanager_url,
-        rule_files=[],
+        rule_files=list(rule_files),
     )
 
 
@@ -126,15 +135,22 @@ class PrometheusScrapeConfig:
     """The config file Prometheus reads, rewritten (and reloaded) when the targets change.
 
     Without a ``path`` it only remembers the targets, for a runtime that runs without
-    Prometheus; without a ``prometheus_url`` it writes the file but reloads nothing.
+    Prometheus; without a ``prometheus_url`` it writes the file but reloads nothing. Every
+    file it writes names ``rule_files``.
     """
 
     def __init__(
-        self, path: Path | None, prometheus_url: str | None, alertmanager_url: str | None
+        self,
+        path: Path | None,
+        prometheus_url: str | None,
+        alertmanager_url: str | None,
+        *,
+        rule_files: Sequence[Path] = (),
     ) -> None:
         self.path = path
         self.prometheus_url = prometheus_url
         self.alertmanager_url = alertmanager_url
+        self.rule_files = tuple(rule_files)
         self.targets: ScrapeTargets | None = None  # what the file says; None before the first
 
     def update(self, targets: ScrapeTargets) -> bool:
@@ -144,7 +160,7 @@ class PrometheusScrapeConfig:
         self.targets = targets
         if self.path is None:
             return True
-        write_scrape_config(self.path, targets, self.alertmanager_url)
+        write_scrape_config(self.path, targets, self.alertmanager_url, rule_files=self.rule_files)
         _log.info(
             "scraping %d router(s) and %d model server(s)",
             len(targets.routers),

@@ -5,6 +5,10 @@ the state directory: each component's pid, port, URL and the markers its command
 carry for the pid to still be ours. ``up`` reuses a component that still runs and restarts
 one that crashed (same port), ``down`` stops exactly what the file names and nothing else, and
 ``status`` reports each component as running, crashed or stopped.
+
+Prometheus loads the cluster's rules (:mod:`controller.local.rules` writes the PrometheusRule's
+groups to ``prometheus/rules.yml``) and sends alerts to Alertmanager, which posts the retrain
+alerts to ``sluice serve``'s hook, so a drift alert takes the path it takes on a cluster.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.errors import SluiceError
-from controller.local.configs import write_alertmanager_config
+from controller.errors import ConfigError, SluiceError
+from controller.local.configs import RETRAIN_ALERTS, write_alertmanager_config
 from controller.local.processes import ManagedProcess, free_port
+from controller.local.rules import RULES_MANIFEST, default_rules_manifest, write_local_rules
 from controller.local.scrape import ScrapeTargets, reload_prometheus, write_scrape_config
 from controller.local.services import (
     LocalService,
@@ -36,6 +41,7 @@ __all__ = [
     "down",
     "reload_prometheus",  # defined in controller.local.scrape, kept here for callers
     "up",
+    "write_rules",
     "write_scrape_config",  # likewise
 ]
 
@@ -59,6 +65,17 @@ class StackRequest:
     #: Bearer token Alertmanager sends with each notification (``sluice serve``'s
     #: ``alertmanager_token``); None sends none, and ``sluice serve`` then serves no hook.
     webhook_token: str | None = None
+    #: The PrometheusRule whose groups Prometheus loads. None looks for
+    #: manifests/monitoring/prometheus-rules.yaml in the working directory, then in the Sluice
+    #: checkout this package runs from, and loads no rules when neither has one.
+    rules_manifest: Path | None = None
+    #: Replaces the ``for:`` of every alert that has one (``"20s"``; the cluster waits 10m).
+    alert_for: str | None = None
+    #: Replaces every rule group's evaluation ``interval`` (``"1s"``).
+    rule_interval: str | None = None
+    #: The alerts Alertmanager posts to the webhook (``sluice serve``'s ``retrain_alerts``);
+    #: any other alert notifies nobody.
+    retrain_alerts: tuple[str, ...] = RETRAIN_ALERTS
 
 
 def component_states(root: Path) -> dict[str, dict[str, Any]]:
@@ -81,6 +98,7 @@ def component_states(root: Path) -> dict[str, dict[str, Any]]:
 def up(request: StackRequest) -> dict[str, dict[str, Any]]:
     """Start what is not running (reusing ports), wait until all of it answers."""
     root = request.root
+    rule_files = write_rules(request)  # a bad manifest fails before anything starts
     stack: dict[str, Any] = read_json(root / STACK_FILE) or {}
 
     def port(name: str, offset: int) -> int:
@@ -119,7 +137,10 @@ def up(request: StackRequest) -> dict[str, dict[str, Any]]:
     am_markers = [f"--config.file={am_config}"]
     am_running = pid_matches((stack.get("alertmanager") or {}).get("pid"), *am_markers)
     write_alertmanager_config(
-        am_config, webhook_url=request.webhook_url, bearer_token=request.webhook_token
+        am_config,
+        webhook_url=request.webhook_url,
+        bearer_token=request.webhook_token,
+        alertnames=request.retrain_alerts,
     )
     ensure(
         "alertmanager",
@@ -137,14 +158,18 @@ def up(request: StackRequest) -> dict[str, dict[str, Any]]:
     runtime_state = read_json(root / "runtime.json") or {}
     routers_only = {"routers": list((runtime_state.get("ports") or {}).values())}  # older files
     targets = ScrapeTargets.from_dict(runtime_state.get("scrapeTargets") or routers_only)
-    write_scrape_config(prom_config, targets, alertmanager_url)
+    write_scrape_config(prom_config, targets, alertmanager_url, rule_files=rule_files)
+    prom_markers = [f"--config.file={prom_config}"]
+    prom_running = pid_matches((stack.get("prometheus") or {}).get("pid"), *prom_markers)
     ensure(
         "prometheus",
-        [f"--config.file={prom_config}"],
+        prom_markers,
         lambda p: start_prometheus(
             config_file=prom_config, data_dir=prom_dir / "data", port=p, log_dir=prom_dir
         ),
     )
+    if prom_running:  # a reused Prometheus loads the rewritten rules on reload
+        reload_prometheus(stack["prometheus"]["url"])
     argv = [
         *(sys.executable, "-m", "controller.local.runtime", "--state-dir", str(root)),
         *("--remote", request.remote, "--env", request.env, "--branch", request.branch),
@@ -152,6 +177,7 @@ def up(request: StackRequest) -> dict[str, dict[str, Any]]:
         *("--mlflow-tracking-uri", stack["mlflow"]["url"]),
         *("--prometheus-url", stack["prometheus"]["url"]),
         *("--prometheus-config", str(prom_config), "--alertmanager-url", alertmanager_url),
+        *(arg for rules in rule_files for arg in ("--prometheus-rules", str(rules))),
     ]
     if request.port_base is not None:
         argv += ["--port-base", str(request.port_base + _ROUTER_OFFSET)]
@@ -171,6 +197,28 @@ def up(request: StackRequest) -> dict[str, dict[str, Any]]:
         }
         write_json(root / STACK_FILE, stack)
     return component_states(root)
+
+
+def write_rules(request: StackRequest) -> list[Path]:
+    """Write ``root/prometheus/rules.yml`` from the request's rules: the rule files to load.
+
+    [] when no manifest is given or found (a stale file is removed); overrides without rules
+    to apply them to are a :class:`ConfigError`.
+    """
+    rules = request.root / "prometheus" / "rules.yml"
+    manifest = request.rules_manifest or default_rules_manifest()
+    if manifest is None:
+        if request.alert_for is not None or request.rule_interval is not None:
+            raise ConfigError(
+                f"alert_for and rule_interval have no rules to apply to: no {RULES_MANIFEST} in "
+                "the working directory or the Sluice checkout; pass --rules-manifest PATH"
+            )
+        rules.unlink(missing_ok=True)
+        return []
+    write_local_rules(
+        rules, manifest, alert_for=request.alert_for, rule_interval=request.rule_interval
+    )
+    return [rules.resolve()]
 
 
 def _runtime_saved(root: Path, pid: int) -> bool:

@@ -18,6 +18,12 @@ monitor as a collector. Series (gauges):
 - ``sluice_drift_window_rows{model,version}``: rows in the window (alerts want enough of them);
 - ``sluice_drift_evaluation_seconds{model,version}``: what the last evaluation cost.
 
+Only live traffic enters the window. A request with the header ``X-Sluice-Synthetic`` (any
+non-empty value; :mod:`controller.synthetic_traffic`) is answered but never recorded: the load
+test Sluice runs before each canary step sends it (``X-Sluice-Synthetic: load-test``), because
+its few example rows, repeated thousands of times, would read as drift; a team's own synthetic
+probes can send it too. The model server makes that choice before calling :meth:`record`.
+
 The reference is the ``reference_profile.json`` artifact of the run that logged the model
 (``run_id`` in its MLmodel file), read from the tracking server in ``MLFLOW_TRACKING_URI``; the
 version is the registered version made from that run. A model without a run, a tracking server
@@ -120,7 +126,11 @@ class DriftMonitor:
     # -- request path ---------------------------------------------------------------------------
 
     def record(self, frame: pd.DataFrame, result: Any) -> None:
-        """Queue one request's inputs and output (no copy, no computation)."""
+        """Queue one request's inputs and output (no copy, no computation).
+
+        The caller leaves synthetic requests (``X-Sluice-Synthetic``) out: whatever is recorded
+        counts as live traffic.
+        """
         self._pending.append((frame, result))
 
     # -- background -----------------------------------------------------------------------------

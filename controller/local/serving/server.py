@@ -16,8 +16,9 @@ the local target starts per revision, so it speaks KServe's V1 and V2 protocols 
 The model is loaded before the server starts: a model that cannot load exits with status 1
 and one line on stderr, so the HTTP port opens only when predictions will succeed. With the
 model comes its drift monitor (:mod:`.monitor`), when the version has a reference profile:
-each prediction queues its inputs and output for it, and its gauges join kserve's own metrics
-on ``/metrics``.
+each prediction queues its inputs and output for it (unless the request carries
+``X-Sluice-Synthetic``, as the canary's load test does), and its gauges join kserve's own
+metrics on ``/metrics``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from controller.local.serving.pyfunc_model import (
     Tensor,
     v2_datatype,
 )
+from controller.synthetic_traffic import is_synthetic
 
 __all__ = ["build_kserve_model", "main", "parse_args"]
 
@@ -118,7 +120,9 @@ def build_kserve_model(
 ) -> Any:
     """A loaded ``kserve.Model`` named ``name`` that answers with ``servable``.
 
-    With a ``monitor``, every successful prediction queues its frame and output for it.
+    With a ``monitor``, every successful prediction queues its frame and output for it,
+    except a request with the ``X-Sluice-Synthetic`` header
+    (:mod:`controller.synthetic_traffic`), which is answered but left out of the drift window.
 
     The class is defined here, not at module level, because subclassing ``kserve.Model``
     needs ``import kserve`` (see the module docstring).
@@ -160,7 +164,9 @@ def build_kserve_model(
             # Off the event loop: a slow model must not stall requests to other revisions.
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(None, servable.predict, frame)
-            if monitor is not None:
+            # Synthetic requests (the canary's load test) are answered, not monitored: a few
+            # repeated rows would read as drift.
+            if monitor is not None and not is_synthetic(headers):
                 monitor.record(frame, result)  # a deque append: the work is off this path
             if not v2:
                 return {"predictions": servable.predictions(result)}
