@@ -189,10 +189,18 @@ def serve(
             "(local, kubernetes) or not at all (off).",
         ),
     ] = "off",
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env",
+            help="Watch and roll out only this environment (manifests/overlays/ENV); "
+            "repeat for several (default: every environment in Git).",
+        ),
+    ] = None,
 ) -> None:
-    """Watch every release in Git and propose when its alias moves, and (--rollouts) walk
-    merged versions through their canaries; serve /healthz, /metrics, /hooks/mlflow and
-    /hooks/alertmanager (drift alerts start retraining)."""
+    """Watch every release in Git (with --env, of those environments only) and propose when its
+    alias moves, and (--rollouts) walk merged versions through their canaries; serve /healthz,
+    /metrics, /hooks/mlflow and /hooks/alertmanager (drift alerts start retraining)."""
     from controller.commands_propose import build_forge, default_remote
     from controller.commands_serve import run_serve
 
@@ -210,6 +218,7 @@ def serve(
         forge=build_forge(settings, forge.value),
         remote=repo or settings.git_remote or default_remote(),
         rollouts=_rollout_target(rollouts),
+        environments=env or None,
     )
 
 
@@ -264,6 +273,27 @@ def drift(
 
 
 @app.command()
+def feedback(
+    file: Annotated[
+        Path, typer.Argument(help="CSV or Parquet file with columns request_id and label.")
+    ],
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="Send to a running `sluice serve` at http://HOST:PORT (token: "
+            "SLUICE_FEEDBACK_TOKEN) instead of writing the prediction log.",
+        ),
+    ] = None,
+) -> None:
+    """Store late ground-truth labels for logged requests, so shadow evaluation can judge
+    champion and challenger on them."""
+    from controller.commands_feedback import run_feedback
+
+    run_feedback(current_settings(), file, url=url, console=Console())
+
+
+@app.command()
 def demo(
     workdir: Annotated[
         Path, typer.Option(help="Where the demo keeps its MLflow data and logs.")
@@ -298,6 +328,20 @@ def local_up(
             help="Ports from N: MLflow N, Alertmanager N+1, Prometheus N+2, routers N+10+."
         ),
     ] = None,
+    rules_manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="PrometheusRule whose rules Prometheus loads (default: "
+            "manifests/monitoring/prometheus-rules.yaml here, else in the Sluice checkout)."
+        ),
+    ] = None,
+    alert_for: Annotated[
+        str | None,
+        typer.Option(help="Replace the `for:` of each alert that has one (20s; drift says 10m)."),
+    ] = None,
+    rule_interval: Annotated[
+        str | None, typer.Option(help="Replace each rule group's evaluation interval (e.g. 1s).")
+    ] = None,
 ) -> None:
     """Start (or reuse) the local stack and sync ENV from Git; returns when it is ready."""
     from controller.commands_local import run_up
@@ -305,7 +349,16 @@ def local_up(
 
     settings = current_settings()
     remote = repo or settings.git_remote or default_remote()
-    run_up(settings, env=env, remote=remote, port_base=port_base, console=Console())
+    run_up(
+        settings,
+        env=env,
+        remote=remote,
+        port_base=port_base,
+        console=Console(),
+        rules_manifest=rules_manifest,
+        alert_for=alert_for,
+        rule_interval=rule_interval,
+    )
 
 
 @local_app.command("status")

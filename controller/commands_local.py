@@ -29,9 +29,22 @@ def local_root(settings: Settings) -> Path:
 
 
 def run_up(
-    settings: Settings, *, env: str, remote: str, port_base: int | None, console: Console
+    settings: Settings,
+    *,
+    env: str,
+    remote: str,
+    port_base: int | None,
+    console: Console,
+    rules_manifest: Path | None = None,
+    alert_for: str | None = None,
+    rule_interval: str | None = None,
 ) -> None:
-    """Start (or reuse) the stack and print where everything is."""
+    """Start (or reuse) the stack and print where everything is.
+
+    Prometheus loads the rules of ``rules_manifest`` (by default the repository's
+    manifests/monitoring/prometheus-rules.yaml) with the ``alert_for`` and ``rule_interval``
+    overrides; Alertmanager posts the ``retrain_alerts`` of ``settings`` to ``sluice serve``.
+    """
     if Path(remote).exists():
         remote = str(Path(remote).resolve())
     request = StackRequest(
@@ -43,6 +56,10 @@ def run_up(
         webhook_token=(
             settings.alertmanager_token.get_secret_value() if settings.alertmanager_token else None
         ),
+        rules_manifest=rules_manifest.resolve() if rules_manifest is not None else None,
+        alert_for=alert_for,
+        rule_interval=rule_interval,
+        retrain_alerts=tuple(settings.retrain_alerts),
     )
     for name, entry in up(request).items():
         where = entry.get("url", entry.get("log", ""))
@@ -83,6 +100,8 @@ def _isvc_table(name: str, entry: dict[str, Any], env: str, app: dict[str, Any])
         f"{t.get('revisionName', '?')} {t['percent']}%" + (f" ({t['tag']})" if t.get("tag") else "")
         for t in predictor.get("traffic", [])
     )
+    shadow = entry.get("shadow") or {}
+    mirrored = f"{shadow.get('percent', 100):g}% of {shadow.get('primary') or '?'}'s requests"
     table = Table("field", "value", title=f"InferenceService {name}", show_header=False)
     rows = {
         "environment": env,
@@ -93,6 +112,7 @@ def _isvc_table(name: str, entry: dict[str, Any], env: str, app: dict[str, Any])
         "latestRolledout": predictor.get("latestRolledoutRevision", "-"),
         "previousRolledout": predictor.get("previousRolledoutRevision", "-"),
         "traffic": traffic or "-",
+        "shadow": f"{shadow['revision']} ({mirrored})" if shadow.get("revision") else "-",
         "url": entry.get("url", "-"),
     }
     for key, value in rows.items():

@@ -18,7 +18,7 @@ from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands_propose import default_remote
 from controller.errors import ConfigError, InputError, SluiceError
-from controller.ports import Forge, MetricsSource, Notifier, Target
+from controller.ports import Forge, MetricsSource, Notifier, PredictionStore, Target
 from controller.rollout.actions import Outcome, StartRollback
 from controller.rollout.analysis import Analyzer
 from controller.rollout.decide import decide
@@ -119,7 +119,18 @@ def build_reconciler(
         analyzer=analyzer,
         notifier=_notifier(settings),
         forge=forge,
+        predictions=_prediction_log(settings, target),
     )
+
+
+def _prediction_log(settings: Settings, target: TargetKind) -> PredictionStore | None:
+    """Where shadow phases read mirrored answers: the configured log, or the local router's."""
+    from controller.backends.sqlite_prediction_log import SqlitePredictionLog
+    from controller.commands_feedback import prediction_log_path
+
+    if settings.prediction_log_path is None and target != "local":
+        return None
+    return SqlitePredictionLog(prediction_log_path(settings))
 
 
 def _print_pass(report: PassReport, console: Console) -> None:

@@ -5,7 +5,8 @@ alias moves away from its pin (polling every interval; an MLflow webhook only wa
 early), and serves ``/healthz``, ``/metrics``, ``/hooks/mlflow`` and, with an Alertmanager
 token, ``/hooks/alertmanager``, where drift alerts start retraining
 (:mod:`controller.commands_retrain`). With ``--rollouts TARGET`` a second thread runs the
-rollout reconcile for every release each interval, reporting into the same ``/metrics``.
+rollout reconcile for every watched release each interval, reporting into the same
+``/metrics``. ``--env`` restricts both loops to the named environments.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
+from controller.commands_feedback import build_feedback_route
 from controller.commands_retrain import build_alertmanager_hook
 from controller.commands_rollout import build_reconciler
 from controller.errors import ConfigError
@@ -43,11 +45,13 @@ def build_watcher(
     interval_seconds: float,
     metrics: ServeMetrics,
 ) -> Watcher:
-    """A watcher over the releases Git declares, answering from one batched snapshot a pass."""
+    """A watcher over the releases Git declares in the snapshot's environments, answering from
+    one batched snapshot a pass; :class:`ConfigError` when there is nothing to watch."""
     watched = [WatchedModel(w.model, w.alias, w.environment) for w in snapshot.watched()]
     if not watched:
+        where = f" in {', '.join(snapshot.environments)}" if snapshot.environments else ""
         raise ConfigError(
-            "no releases to watch: add releases to manifests/overlays/ENV/sluice.yaml"
+            f"no releases to watch{where}: add releases to manifests/overlays/ENV/sluice.yaml"
         )
 
     def on_change(release: WatchedModel, version: int) -> None:
@@ -94,8 +98,13 @@ def run_serve(
     forge: Forge | None,
     remote: str,
     rollouts: Literal["local", "kubernetes"] | None = None,
+    environments: Sequence[str] | None = None,
 ) -> None:
-    """Run until SIGINT or SIGTERM; with ``rollouts``, reconcile every release's rollout too."""
+    """Run until SIGINT or SIGTERM; with ``rollouts``, reconcile every release's rollout too.
+
+    ``environments`` restricts both loops to those environments (default: all in Git); one
+    that Git does not declare is a :class:`ConfigError` before the server starts.
+    """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -109,7 +118,7 @@ def run_serve(
         settings.state_dir / "git",
         identity=Identity(settings.git_author_name, settings.git_author_email),
     )
-    snapshot = ReleaseSnapshot(workspace, registry)
+    snapshot = ReleaseSnapshot(workspace, registry, environments=environments)
     metrics = ServeMetrics()
 
     def propose_version(request: ProposalRequest) -> object:
@@ -137,6 +146,7 @@ def run_serve(
         alertmanager_hook=build_alertmanager_hook(
             settings, forge=forge, registry=registry, metrics=metrics
         ),
+        feedback=build_feedback_route(settings, metrics=metrics),
     )
     stop = threading.Event()
     loop = _rollout_loop(settings, rollouts, remote, snapshot, metrics, forge)
@@ -153,8 +163,9 @@ def run_serve(
     signal.signal(signal.SIGINT, shutdown)
     with SluiceServer(routes, host=settings.serve_host, port=settings.serve_port) as server:
         log.info(
-            "listening on %s, watching %d releases",
+            "listening on %s, watching %d releases of %s",
             server.url,
             len(snapshot.watched()),
+            ", ".join(snapshot.environments or ("every environment",)),
         )
         watcher.run_forever(stop)

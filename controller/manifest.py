@@ -41,12 +41,10 @@ from controller.deployment_mode import (
     deployment_mode,
 )
 from controller.errors import ManifestInvalid
+from controller.shadow_phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION, SHADOW_PHASE
 
 __all__ = [
     "ANNOTATION_PREFIX",
-    "MIRROR_PERCENT_ANNOTATION",
-    "PHASE_ANNOTATION",
-    "SHADOW_PHASE",
     "PinnedRelease",
     "ReleasePin",
     "apply_release",
@@ -60,11 +58,6 @@ __all__ = [
 ]
 
 ANNOTATION_PREFIX = "sluice.dev/"
-#: ``shadow`` while the pinned version answers mirrored traffic only (at weight 0).
-PHASE_ANNOTATION = f"{ANNOTATION_PREFIX}phase"
-SHADOW_PHASE = "shadow"
-#: The share of live requests mirrored to the version in its shadow phase (0-100].
-MIRROR_PERCENT_ANNOTATION = f"{ANNOTATION_PREFIX}mirror-percent"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ on these, never on MLflow, PyGithub or GitPython directly, so it is tested with 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from controller.analysis_types import LoadPlan, LoadReport, MetricSample
@@ -158,6 +158,14 @@ class PredictionStore(Protocol):
 
     def record_feedback(self, request_id: str, label: float) -> None:
         """Store the ground truth of one request (the latest label of a request wins)."""
+        ...
+
+    def record_feedback_batch(self, labels: Iterable[tuple[str, float]]) -> int:
+        """Store many ``(request_id, label)`` at once, all or none; returns how many."""
+        ...
+
+    def count_logged(self, request_ids: Iterable[str]) -> int:
+        """How many of these distinct request ids have an answer in the log."""
         ...
 
     def pairs(

@@ -239,10 +239,12 @@ def sluice_routes(
     clock: Callable[[], float] = time.time,
     max_age_seconds: float = 300.0,
     alertmanager_hook: Handler | None = None,
+    feedback: Handler | None = None,
 ) -> dict[Route, Handler]:
     """Every route of ``sluice serve``; ``POST /hooks/mlflow`` only when a secret is set,
-    ``POST /hooks/alertmanager`` only when its handler is given
-    (:func:`controller.alertmanager_hook.alertmanager_hook_route`)."""
+    ``POST /hooks/alertmanager`` and ``POST /v1/feedback`` only when their handlers are given
+    (:func:`controller.alertmanager_hook.alertmanager_hook_route`,
+    :func:`controller.feedback.feedback_route`)."""
     routes: dict[Route, Handler] = {
         ("GET", "/healthz"): health_route(status),
         ("GET", "/metrics"): metrics_route(metrics),
@@ -257,6 +259,8 @@ def sluice_routes(
         )
     if alertmanager_hook is not None:
         routes["POST", "/hooks/alertmanager"] = alertmanager_hook
+    if feedback is not None:
+        routes["POST", "/v1/feedback"] = feedback
     return routes
 
 

@@ -121,6 +121,14 @@ class Settings(BaseSettings):
             "without it the route is not served and drift alerts start no retraining."
         ),
     )
+    feedback_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token of POST /v1/feedback, where late ground-truth labels arrive "
+            "(SLUICE_FEEDBACK_TOKEN; `sluice feedback --url` sends it); without it the route "
+            "is not served. Never logged or printed."
+        ),
+    )
     retrain_alerts: list[str] = Field(
         default_factory=lambda: ["SluiceFeatureDrift", "SluicePredictionDrift"],
         description="Alert names that start a retraining when they fire.",
@@ -176,6 +184,14 @@ class Settings(BaseSettings):
     state_dir: Path = Field(
         default=Path(".sluice"),
         description="Where local runs keep pid files, logs and service data.",
+    )
+    prediction_log_path: Path | None = Field(
+        default=None,
+        description=(
+            "SQLite prediction log that POST /v1/feedback and `sluice feedback` write labels to "
+            "(default: <state_dir>/local/predictions.sqlite, where the local runtime's router "
+            "logs every primary and shadow answer)."
+        ),
     )
 
 

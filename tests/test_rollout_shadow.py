@@ -15,14 +15,7 @@ from controller.environment import parse_environment
 from controller.errors import ConfigError
 from controller.gates.shadow_judge import ShadowJudgement, judge_shadow
 from controller.gates.shadow_samples import ShadowObservation, ShadowSamples
-from controller.manifest import (
-    MIRROR_PERCENT_ANNOTATION,
-    PHASE_ANNOTATION,
-    PinnedRelease,
-    dump_pin,
-    load_pin,
-    set_shadow_annotations,
-)
+from controller.manifest import PinnedRelease, dump_pin, load_pin, set_shadow_annotations
 from controller.rollout.actions import (
     AnalyzeShadow,
     EndShadow,
@@ -37,6 +30,7 @@ from controller.rollout.observation import ReleaseObservation
 from controller.rollout.pin_edits import weight_edit
 from controller.rollout.policy import RolloutPolicy
 from controller.rollout.record import AnalysisRecord
+from controller.shadow_phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION
 from controller.target_types import TargetObservation, TrafficEntry
 
 HEAD = "c" * 40
@@ -251,5 +245,5 @@ def test_a_shadow_phase_needs_serverless_revisions() -> None:
     text = text.replace("rollout:\n", "rollout:\n  shadow: {}\n", 1)
     assert parse_environment(text, source="s.yaml", environment="staging").rollout.shadow
     raw = text.replace("deploymentMode: Serverless", "deploymentMode: RawDeployment")
-    with pytest.raises(ConfigError, match="rollout.shadow needs deploymentMode Serverless"):
+    with pytest.raises(ConfigError, match=r"rollout\.shadow needs deploymentMode Serverless"):
         parse_environment(raw, source="s.yaml", environment="staging")

@@ -51,6 +51,7 @@ _log = logging.getLogger("sluice.prediction_log")
 #: ``PRAGMA user_version`` of the log's schema; another version is refused, never migrated.
 SCHEMA_VERSION = 1
 _WAL_LIMIT_BYTES = 8 << 20
+_ID_CHUNK = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -314,6 +315,23 @@ class SqlitePredictionLog:
             )
             connection.execute(_ROTATE["feedback"], (self.max_rows,))
         return len(rows)
+
+    def count_logged(self, request_ids: Iterable[str]) -> int:
+        """How many of these distinct request ids have an answer (either role) in the file."""
+        unique = list(dict.fromkeys(request_ids))
+        self._ensure_schema()
+        count = 0
+        with contextlib.closing(self._connect()) as connection:
+            # In chunks: SQLite caps the parameters of one statement (999 before 3.32).
+            for start in range(0, len(unique), _ID_CHUNK):
+                chunk = unique[start : start + _ID_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                query = (
+                    "SELECT count(DISTINCT request_id) FROM predictions"  # noqa: S608 (only ?s)
+                    f" WHERE request_id IN ({marks})"
+                )
+                count += connection.execute(query, chunk).fetchone()[0]
+        return count
 
     def pairs(
         self,

@@ -15,7 +15,10 @@ logic sees the same commits, revisions, traffic splits and ``status`` a cluster 
   :mod:`controller.local.raw_status`), points the InferenceService's router at the resolved
   traffic, tells Prometheus when a router or server came or went
   (:mod:`controller.local.scrape`), and saves everything to ``runtime.json``, from which a
-  restarted runtime resumes: same revisions, same router ports, same status.
+  restarted runtime resumes: same revisions, same router ports, same status;
+- while an InferenceService asks for a shadow phase (:mod:`controller.shadow_phase`) and its
+  0 % latest revision answers, its router copies the primary's requests there; every router
+  logs its main route's answers, primary and shadow, to ``predictions.sqlite``.
 
 Run it as ``python -m controller.local.runtime --state-dir DIR --remote URL --env ENV``;
 ``sluice local up`` does.
@@ -35,20 +38,28 @@ from pathlib import Path
 from typing import Any
 
 from controller.backends.git_repo import GitWorkspace
+from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.errors import SluiceError
 from controller.local import sync
 from controller.local.applied import InferenceServiceRuntime
 from controller.local.kserve_status import IsvcStatus, Revision, RevisionState
+from controller.local.mirror import ShadowTarget
 from controller.local.processes import free_port
 from controller.local.revisions import ModelServers, RevisionPlan, RevisionRecord, plan_revisions
 from controller.local.router import Router
 from controller.local.router import TrafficTarget as Route
 from controller.local.scrape import ModelServerTarget, PrometheusScrapeConfig, ScrapeTargets
 from controller.local.state import read_json, stop_pid, utc_now, write_json
+from controller.shadow_phase import shadow_request, shadow_revisions
 
-__all__ = ["RUNTIME_FILE", "LocalRuntime", "RuntimeConfig", "main"]
+__all__ = ["PREDICTION_LOG_FILE", "RUNTIME_FILE", "LocalRuntime", "RuntimeConfig", "main"]
 
 RUNTIME_FILE = "runtime.json"
+PREDICTION_LOG_FILE = "predictions.sqlite"
+# About 265 bytes a row: some 50 MB on disk, 100,000 requests with both answers.
+_PREDICTION_LOG_ROWS = 200_000
+# Written by `sluice propose` (controller.manifest): the version the pinned storageUri holds.
+_VERSION_ANNOTATION = "sluice.dev/model-version"
 _BUSY_PASS_SECONDS = 0.5
 _log = logging.getLogger("sluice.local.runtime")
 
@@ -68,6 +79,8 @@ class RuntimeConfig:
     prometheus_url: str | None = None
     prometheus_config: Path | None = None
     alertmanager_url: str | None = None
+    #: Rule files every rewrite of ``prometheus_config`` names (the cluster's alert rules).
+    prometheus_rules: tuple[Path, ...] = ()
 
     @property
     def overlay(self) -> str:
@@ -93,14 +106,23 @@ class LocalRuntime:
         )
         self.isvcs: dict[str, InferenceServiceRuntime] = {}
         self.ports: dict[str, int] = {}
+        # Every router logs its main route's answers, primary and shadow, for the shadow judge.
+        self.predictions = SqlitePredictionLog(
+            config.state_dir / PREDICTION_LOG_FILE, max_rows=_PREDICTION_LOG_ROWS
+        )
+        self.shadows: dict[str, ShadowTarget] = {}  # by InferenceService, while it mirrors
         self.scrape = PrometheusScrapeConfig(
-            config.prometheus_config, config.prometheus_url, config.alertmanager_url
+            config.prometheus_config,
+            config.prometheus_url,
+            config.alertmanager_url,
+            rule_files=config.prometheus_rules,
         )
 
     # -- the loop ------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Resume from the state file, then pass until ``stop`` is set; stop what it started."""
+        self.predictions.start()
         self.resume()
         next_poll = 0.0
         try:
@@ -148,6 +170,11 @@ class LocalRuntime:
             sync.operation_failed(app, sha, utc_now(), exc.message)
             return
         names = [self.apply(document, plan) for document, plan in plans]
+        for document in documents:
+            try:
+                shadow_request(document)
+            except SluiceError as exc:  # KServe takes any annotation: only the mirror stops
+                _log.warning("%s; nothing is mirrored", exc.message)
         for name in set(self.isvcs) - set(names):  # pruned from Git
             self.remove(name)
         _log.info("synced %s: %s", sha[:12], ", ".join(names) or "nothing")
@@ -181,6 +208,7 @@ class LocalRuntime:
             result = isvc.reconcile(revisions)
             isvc.status = result.status
             self._route(isvc, result, revisions)
+            self._mirror(isvc, result, revisions)
             self._retire(isvc, result)
             health = inferenceservice_health(isvc.to_object())
             isvc.health = {"status": health.status, "message": health.message}
@@ -208,6 +236,45 @@ class LocalRuntime:
             split = ", ".join(f"{r.revision} {r.percent}%" for r in routes)
             _log.info("%s: traffic %s", isvc.name, split)
 
+    def _mirror(
+        self, isvc: InferenceServiceRuntime, result: IsvcStatus, revisions: list[Revision]
+    ) -> None:
+        """Copy the primary's requests to the latest revision while Git asks for a shadow."""
+        target = self._shadow_target(isvc, result, revisions)
+        if target == self.shadows.get(isvc.name):
+            return
+        isvc.router.set_shadow(target)
+        if target is None:
+            del self.shadows[isvc.name]
+            _log.info("%s: mirroring stopped", isvc.name)
+            return
+        self.shadows[isvc.name] = target
+        _log.info(
+            "%s: mirroring %g%% of %s's requests to %s",
+            *(isvc.name, target.percent, target.primary, target.revision),
+        )
+
+    def _shadow_target(
+        self, isvc: InferenceServiceRuntime, result: IsvcStatus, revisions: list[Revision]
+    ) -> ShadowTarget | None:
+        """The shadow Git asks for, once its revision answers beside the one serving 100 %."""
+        try:
+            request = shadow_request(isvc.document)
+        except SluiceError:  # logged when the document was synced
+            return None
+        pair = shadow_revisions(result.status) if request is not None else None
+        if request is None or pair is None:
+            return None
+        upstream = self.servers.url(pair.shadow)
+        ready = any(r.name == pair.shadow and r.state is RevisionState.READY for r in revisions)
+        if not ready or upstream is None:
+            return None
+        # The annotation names the model of the manifest's template, the newest revision's.
+        annotations = isvc.document.get("metadata", {}).get("annotations") or {}
+        newest = pair.shadow == isvc.records[-1].name
+        version = str(annotations.get(_VERSION_ANNOTATION, "")) if newest else ""
+        return ShadowTarget(pair.shadow, upstream, request.percent, version, pair.primary)
+
     def _retire(self, isvc: InferenceServiceRuntime, result: IsvcStatus) -> None:
         """Stop the servers of revisions the status no longer mentions."""
         keep = isvc.live(result)
@@ -225,7 +292,8 @@ class LocalRuntime:
             port = base + len(self.ports) if base is not None else free_port()
             self.ports[name] = port
         # Metrics carry the InferenceService's namespace, as Knative's queue-proxy labels do.
-        return Router(isvc=name, namespace=namespace, port=port).start()
+        router = Router(isvc=name, namespace=namespace, port=port, prediction_sink=self.predictions)
+        return router.start()
 
     def scrape_targets(self) -> ScrapeTargets:
         """The routers and model servers that run now, for Prometheus to scrape."""
@@ -244,6 +312,7 @@ class LocalRuntime:
         for record in isvc.records:
             self.servers.stop(record.name)
         isvc.router.stop()
+        self.shadows.pop(name, None)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -267,6 +336,7 @@ class LocalRuntime:
                         "counter": isvc.counter,
                         "revisions": [r.to_dict() for r in isvc.records],
                         "url": isvc.router.url,
+                        "shadow": _shadow_dict(self.shadows.get(name)),
                     }
                     for name, isvc in self.isvcs.items()
                 },
@@ -311,8 +381,18 @@ class LocalRuntime:
         """Stop every router and model server, and say so in the state file."""
         for isvc in self.isvcs.values():
             isvc.router.stop()
+        self.shadows.clear()
         self.servers.stop_all()
+        self.predictions.close()  # after the routers: it commits every answer they logged
         self.save()
+
+
+def _shadow_dict(target: ShadowTarget | None) -> dict[str, Any] | None:
+    """The shadow as ``runtime.json`` and ``sluice local status`` show it."""
+    if target is None:
+        return None
+    keys = ("revision", "percent", "primary", "version")
+    return {key: getattr(target, key) for key in keys}
 
 
 def _namespace(document: dict[str, Any]) -> str:
@@ -333,8 +413,16 @@ def _parse(argv: list[str] | None) -> RuntimeConfig:
     parser.add_argument("--prometheus-url")
     parser.add_argument("--prometheus-config", type=Path)
     parser.add_argument("--alertmanager-url")
+    parser.add_argument(
+        "--prometheus-rules",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a rule file the Prometheus config names (repeatable)",
+    )
     args = parser.parse_args(argv)
-    return RuntimeConfig(**vars(args))
+    return RuntimeConfig(**{**vars(args), "prometheus_rules": tuple(args.prometheus_rules)})
 
 
 def main(argv: list[str] | None = None) -> int:

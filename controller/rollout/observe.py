@@ -18,17 +18,12 @@ from controller.environment import (
     parse_environment,
 )
 from controller.errors import ConfigError, ManifestInvalid, ModelNotFound
-from controller.manifest import (
-    MIRROR_PERCENT_ANNOTATION,
-    PHASE_ANNOTATION,
-    SHADOW_PHASE,
-    load_pin,
-    read_release,
-)
+from controller.manifest import load_pin, read_release
 from controller.ports import RolloutRegistry, Target
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.pin_edits import RESTORED_FROM, ROLLBACK_REASON
 from controller.rollout.record import AnalysisRecord, analysis_tag
+from controller.shadow_phase import shadow_request
 
 __all__ = [
     "QUARANTINE_TAG",
@@ -127,7 +122,7 @@ def observe(
         analysis=analysis,
         rollback_reason=annotations.get(ROLLBACK_REASON),
         restored_from=_int(annotations.get(RESTORED_FROM)),
-        shadow_percent=_shadow_percent(annotations, pin.canary_percent),
+        shadow_percent=_shadow_percent(document),
     )
 
 
@@ -138,18 +133,11 @@ def _alias_version(registry: RolloutRegistry, model: str, alias: str) -> int | N
         return None
 
 
-def _shadow_percent(annotations: Mapping[str, object], canary: int | None) -> float | None:
-    """The mirrored share while the pin is in its shadow phase (weight 0), else None.
-
-    A missing or unreadable percentage mirrors everything, as the phase's default does.
-    """
-    if canary != 0 or annotations.get(PHASE_ANNOTATION) != SHADOW_PHASE:
-        return None
-    try:
-        percent = float(str(annotations.get(MIRROR_PERCENT_ANNOTATION, "100")))
-    except ValueError:
-        return 100.0
-    return percent if 0 < percent <= 100 else 100.0
+def _shadow_percent(document: Mapping[str, object]) -> float | None:
+    """The mirrored share while the pin is in its shadow phase (weight 0), else None; a bad
+    ``sluice.dev/mirror-percent`` is a :class:`ConfigError` naming the fix."""
+    request = shadow_request(document)
+    return request.percent if request is not None else None
 
 
 def _int(value: object) -> int | None:

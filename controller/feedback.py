@@ -1,0 +1,155 @@
+"""``POST /v1/feedback``: ground truth that arrives days after the answers it judges.
+
+A shadow evaluation can only say which of champion and challenger was *right* once labels
+exist, and for fraud they exist when a chargeback or an analyst confirms it, long after the
+router logged both answers under the request's ``X-Request-Id``. This route is where those
+labels come in: a bearer-authenticated JSON batch
+``{"labels": [{"request_id": "...", "label": 1}, ...]}`` stored in one transaction through a
+:class:`~controller.ports.PredictionStore`, which joins them to the logged pairs.
+
+Parsing is the pure :func:`parse_feedback`, so every malformed body is tested without a
+socket. The answer is 200 ``{"stored": N, "not_in_log": M}`` (M request ids the log has no
+answer for, yet: a label may arrive before its answers are written), 400 with a one-line
+reason, 401 with ``WWW-Authenticate: Bearer``, 413 over the size limit, and 503 when the store
+failed, which the sender may retry (the latest label of a request wins, so a retry is safe).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+from controller.alertmanager_hook import verify_bearer
+from controller.ports import PredictionStore
+from controller.redact import redact
+from controller.server import Handler, Request, Response, ServeMetrics
+from controller.webhooks import WebhookRejected
+
+__all__ = [
+    "FEEDBACK_PATH",
+    "MAX_BODY_BYTES",
+    "MAX_LABELS",
+    "MAX_REQUEST_ID_CHARS",
+    "feedback_route",
+    "is_request_id",
+    "parse_feedback",
+]
+
+log = logging.getLogger("sluice.server")
+
+#: Where ``sluice serve`` takes labels.
+FEEDBACK_PATH = "/v1/feedback"
+#: Labels in one request; more are sent in batches (``sluice feedback --url`` sends 5,000).
+MAX_LABELS = 10_000
+#: Largest body accepted, as ``sluice serve``'s own limit (10,000 labels with UUIDs: 0.6 MiB).
+MAX_BODY_BYTES = 1 << 20
+#: Longest request id accepted, as the router's ``X-Request-Id``.
+MAX_REQUEST_ID_CHARS = 200
+_SOURCE = "feedback"
+
+
+def is_request_id(value: object) -> bool:
+    """A request id: a printable string of 1 to :data:`MAX_REQUEST_ID_CHARS` characters."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_REQUEST_ID_CHARS
+        and value.isprintable()
+        and value.strip() == value
+    )
+
+
+def _label(value: object) -> float | None:
+    # bool is an int in Python, but `true` is not a label a sender meant to give.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def parse_feedback(body: bytes) -> list[tuple[str, float]]:
+    """``(request_id, label)`` of each item, in order; :class:`WebhookRejected` (400) with a
+    one-line reason when the body is not a batch of labels."""
+    try:
+        payload = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise WebhookRejected(400, "body is not JSON (NaN and Infinity are not labels)") from None
+    if not isinstance(payload, dict):
+        raise WebhookRejected(400, "body is not a JSON object")
+    items = payload.get("labels")
+    if not isinstance(items, list):
+        raise WebhookRejected(400, 'body has no "labels" list')
+    if len(items) > MAX_LABELS:
+        raise WebhookRejected(
+            400, f"{len(items):,} labels in one request; send at most {MAX_LABELS:,} per request"
+        )
+    labels: list[tuple[str, float]] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise WebhookRejected(400, f"labels[{index}] is not an object")
+        request_id = item.get("request_id")
+        if not is_request_id(request_id):
+            raise WebhookRejected(
+                400,
+                f"labels[{index}].request_id is not a printable string of 1 to "
+                f"{MAX_REQUEST_ID_CHARS} characters",
+            )
+        label = _label(item.get("label"))
+        if label is None:
+            raise WebhookRejected(400, f"labels[{index}].label is not a finite number")
+        assert isinstance(request_id, str)  # for mypy: is_request_id checked it
+        labels.append((request_id, label))
+    return labels
+
+
+def _rejection(metrics: ServeMetrics, rejected: WebhookRejected) -> Response:
+    metrics.webhook_delivery(_SOURCE, "unauthorized" if rejected.status == 401 else "malformed")
+    log.warning("POST %s: %s", FEEDBACK_PATH, rejected.message)
+    headers = {"WWW-Authenticate": "Bearer"} if rejected.status == 401 else {}
+    body = json.dumps({"error": rejected.reason}).encode()
+    return Response(rejected.status, body, "application/json", headers)
+
+
+def feedback_route(
+    *,
+    token: str,
+    store: PredictionStore,
+    metrics: ServeMetrics,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> Handler:
+    """``POST /v1/feedback``, authenticated by ``token`` (see the module notes)."""
+    if not token:
+        raise ValueError("the feedback route needs a bearer token")
+
+    def receive(request: Request) -> Response:
+        try:
+            verify_bearer(request.headers, token)
+            if len(request.body) > max_body_bytes:
+                raise WebhookRejected(413, f"body over {max_body_bytes:,} bytes; send batches")
+            labels = parse_feedback(request.body)
+        except WebhookRejected as rejected:
+            return _rejection(metrics, rejected)
+        try:
+            stored = store.record_feedback_batch(labels)
+            missing = len({request_id for request_id, _ in labels}) - store.count_logged(
+                request_id for request_id, _ in labels
+            )
+        except Exception as exc:  # any store failure: the sender keeps the labels and retries
+            metrics.webhook_delivery(_SOURCE, "error")
+            line = redact(" ".join(f"{type(exc).__name__}: {exc}".split()))
+            log.error("POST %s: %d labels not stored: %s", FEEDBACK_PATH, len(labels), line)
+            return Response.json(503, {"error": "the prediction log could not store the labels"})
+        metrics.webhook_delivery(_SOURCE, "stored")
+        log.info(
+            "POST %s: stored %d labels (%d request ids not in the log)",
+            FEEDBACK_PATH,
+            stored,
+            missing,
+        )
+        return Response.json(200, {"stored": stored, "not_in_log": missing})
+
+    return receive

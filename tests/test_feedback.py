@@ -1,0 +1,450 @@
+"""Late labels: `POST /v1/feedback`, `sluice feedback FILE [--url]`, the demo's delayed labels."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+
+from controller.backends.sqlite_prediction_log import SqlitePredictionLog
+from controller.cli import main
+from controller.commands_feedback import build_feedback_route, label_batches, read_labels
+from controller.feedback import MAX_LABELS, feedback_route, parse_feedback
+from controller.predictions import Prediction
+from controller.server import Request, ServeMetrics, SluiceServer, sluice_routes
+from controller.settings import Settings
+from controller.webhooks import WebhookRejected
+from models.fraud_detector.data import LABEL, generate_transactions
+from models.fraud_detector.feedback import delayed_labels, write_delayed_labels
+
+TOKEN = "feedback-token-0123456789abcdef"
+WAIT = 10.0
+SENT_AT = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
+
+
+def answer(request_id: str, role: str, score: float) -> Prediction:
+    revision, version = ("r1", "1") if role == "primary" else ("r2", "2")
+    body, output = b'{"instances": [[1, 2]]}', json.dumps({"predictions": [score]}).encode()
+    return Prediction(
+        request_id, 1000.0, "fraud-detector", version, revision, role,  # type: ignore[arg-type]
+        body, 200, output, 3.0,
+    )  # fmt: skip
+
+
+def logged(path: Path, *request_ids: str) -> Path:
+    """A prediction log at ``path`` where champion and challenger answered each request."""
+    with SqlitePredictionLog(path) as log:
+        for request_id in request_ids:
+            log.record(answer(request_id, "primary", 0.2))
+            log.record(answer(request_id, "shadow", 0.7))
+        assert log.flush()
+    return path
+
+
+def labelled(path: Path) -> list[tuple[str, float | None]]:
+    return [(p.request_id, p.label) for p in SqlitePredictionLog(path).pairs(labelled=True)]
+
+
+def feedback_rows(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        count: int = connection.execute("SELECT count(*) FROM feedback").fetchone()[0]
+    return count
+
+
+def body(*labels: tuple[object, object]) -> bytes:
+    return json.dumps({"labels": [{"request_id": r, "label": v} for r, v in labels]}).encode()
+
+
+# -- parse_feedback ------------------------------------------------------------------------------
+
+
+def test_parse_feedback_keeps_order_and_reads_integers_and_floats() -> None:
+    """Each item becomes (request_id, label) as a float, in the order sent; extra keys are fine."""
+    raw = (
+        b'{"labels": [{"request_id": "a", "label": 1}, {"request_id": "b", "label": 0.5, "x": 1}]}'
+    )
+    assert parse_feedback(raw) == [("a", 1.0), ("b", 0.5)]
+    assert parse_feedback(b'{"labels": []}') == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"label": 1}', 'no "labels" list'),
+        (b'{"labels": {"a": 1}}', 'no "labels" list'),
+        (b'{"labels": ["a"]}', "labels[0] is not an object"),
+        (body(("", 1)), "labels[0].request_id"),
+        (body(("ok", 1), (7, 1)), "labels[1].request_id"),
+        (body(("x" * 201, 1)), "labels[0].request_id"),
+        (body(("a\nb", 1)), "labels[0].request_id"),
+        (body((" padded", 1)), "labels[0].request_id"),
+        (b'{"labels": [{"request_id": "a"}]}', "labels[0].label is not a finite number"),
+        (body(("a", "1")), "labels[0].label is not a finite number"),
+        (body(("a", True)), "labels[0].label is not a finite number"),
+        (b'{"labels": [{"request_id": "a", "label": NaN}]}', "not JSON"),
+        (b'{"labels": [{"request_id": "a", "label": Infinity}]}', "not JSON"),
+        (b'{"labels": [{"request_id": "a", "label": 1e999}]}', "not a finite number"),
+        (body(*[(f"id-{i}", 1) for i in range(MAX_LABELS + 1)]), "at most 10,000"),
+    ],
+)
+def test_parse_feedback_refuses_malformed_bodies_with_one_line(raw: bytes, reason: str) -> None:
+    """A body that is not a batch of finite labels for printable ids is 400 with one line."""
+    with pytest.raises(WebhookRejected) as rejected:
+        parse_feedback(raw)
+    assert rejected.value.status == 400
+    assert reason in rejected.value.reason
+    assert "\n" not in rejected.value.reason
+
+
+# -- POST /v1/feedback ---------------------------------------------------------------------------
+
+
+@dataclass
+class FeedbackServer:
+    url: str
+    log: Path
+    metrics: ServeMetrics
+
+    def post(self, data: bytes, token: str | None = TOKEN) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return requests.post(f"{self.url}/v1/feedback", data=data, headers=headers, timeout=WAIT)
+
+    def deliveries(self, result: str) -> float:
+        labels = {"source": "feedback", "result": result}
+        value = self.metrics.registry.get_sample_value("sluice_webhook_deliveries_total", labels)
+        return value or 0.0
+
+
+@contextmanager
+def serve_feedback(log: Path) -> Iterator[FeedbackServer]:
+    """`sluice serve`'s routes with the feedback route into ``log``, on a free port."""
+    metrics = ServeMetrics()
+    routes = sluice_routes(
+        metrics=metrics,
+        status=dict,
+        mlflow_trigger=lambda model, alias: False,
+        mlflow_webhook_secret=None,
+        feedback=feedback_route(token=TOKEN, store=SqlitePredictionLog(log), metrics=metrics),
+    )
+    with SluiceServer(routes) as server:
+        yield FeedbackServer(server.url, log, metrics)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[FeedbackServer]:
+    with serve_feedback(logged(tmp_path / "predictions.sqlite", "tx-1", "tx-2", "tx-3")) as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong-token"}, {"Authorization": f"Basic {TOKEN}"}],
+)
+def test_anything_but_the_bearer_token_is_401(
+    served: FeedbackServer, headers: dict[str, str]
+) -> None:
+    """Without the right bearer token the answer is 401 with WWW-Authenticate, nothing stored."""
+    response = requests.post(
+        f"{served.url}/v1/feedback", data=body(("tx-1", 1)), headers=headers, timeout=WAIT
+    )
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert feedback_rows(served.log) == 0
+    assert served.deliveries("unauthorized") == 1
+
+
+def test_a_refused_token_appears_in_no_log_line(
+    served: FeedbackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rejection is logged in one line holding neither the sent nor the expected token."""
+    with caplog.at_level(logging.DEBUG):
+        served.post(body(("tx-1", 1)), token="guessed-token-abcdef")
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("bearer token does not match" in line for line in lines)
+    assert not any("guessed-token" in line or TOKEN in line for line in lines)
+
+
+def test_a_malformed_body_is_400_and_stores_nothing(served: FeedbackServer) -> None:
+    """One bad label refuses the whole batch with its reason."""
+    response = served.post(body(("tx-1", 1), ("tx-2", "fraud")))
+    assert response.status_code == 400
+    assert response.json() == {"error": "labels[1].label is not a finite number"}
+    assert feedback_rows(served.log) == 0
+    assert served.deliveries("malformed") == 1
+
+
+def test_labels_are_stored_and_joined_to_the_logged_pairs(served: FeedbackServer) -> None:
+    """200 says how many were stored and how many ids have no answer; the judge sees the labels."""
+    response = served.post(body(("tx-1", 1), ("tx-3", 0), ("tx-unknown", 1)))
+    assert (response.status_code, response.json()) == (200, {"stored": 3, "not_in_log": 1})
+    assert labelled(served.log) == [("tx-1", 1.0), ("tx-3", 0.0)]
+    assert served.deliveries("stored") == 1
+
+
+def test_a_store_that_fails_answers_503(tmp_path: Path) -> None:
+    """A log the route cannot write (here: another schema) is 503, so the sender retries."""
+    path = tmp_path / "predictions.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA user_version = 99")
+    with serve_feedback(path) as server:
+        response = server.post(body(("tx-1", 1)))
+    assert response.status_code == 503
+    assert response.json() == {"error": "the prediction log could not store the labels"}
+    assert server.deliveries("error") == 1
+
+
+def test_a_body_over_the_limit_is_413(tmp_path: Path) -> None:
+    """The route has a size limit of its own, whatever the server's."""
+    route = feedback_route(
+        token=TOKEN, store=SqlitePredictionLog(tmp_path / "log.db"), metrics=ServeMetrics(),
+        max_body_bytes=64,
+    )  # fmt: skip
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    response = route(Request("POST", "/v1/feedback", headers, body(("x" * 80, 1))))
+    assert response.status == 413
+
+
+def test_without_a_token_the_route_is_not_served(tmp_path: Path) -> None:
+    """No feedback_token, no route: sluice serve answers 404."""
+    assert build_feedback_route(Settings(state_dir=tmp_path), metrics=ServeMetrics()) is None
+    routes = sluice_routes(
+        metrics=ServeMetrics(), status=dict, mlflow_trigger=lambda m, a: False,
+        mlflow_webhook_secret=None,
+        feedback=build_feedback_route(Settings(state_dir=tmp_path), metrics=ServeMetrics()),
+    )  # fmt: skip
+    with SluiceServer(routes) as server:
+        response = requests.post(f"{server.url}/v1/feedback", data=b"{}", timeout=WAIT)
+    assert response.status_code == 404
+
+
+def test_serve_writes_to_the_local_stacks_prediction_log_by_default(tmp_path: Path) -> None:
+    """With a token, the route's log is <state_dir>/local/predictions.sqlite, opened at start."""
+    settings = Settings(state_dir=tmp_path / "state", feedback_token=TOKEN)
+    assert build_feedback_route(settings, metrics=ServeMetrics()) is not None
+    assert (tmp_path / "state" / "local" / "predictions.sqlite").is_file()
+
+
+# -- sluice feedback -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory without sluice.yaml, the log path set and no feedback token."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("SLUICE_CONFIG", "SLUICE_FEEDBACK_TOKEN", "SLUICE_STATE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    log = tmp_path / "predictions.sqlite"
+    monkeypatch.setenv("SLUICE_PREDICTION_LOG_PATH", str(log))
+    return log
+
+
+def sluice(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["feedback", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.csv", None, "does not exist"),
+        ("empty.csv", "", "is empty"),
+        ("blank.csv", "\n\n", "is empty"),
+        ("header.csv", "request_id,label\n", "has no rows"),
+        ("columns.csv", "request_id,score\ntx-1,1\n", "lacks the column label"),
+        ("words.csv", "request_id,label\ntx-1,1\ntx-2,fraud\n", "line 3, 'fraud'"),
+        ("gaps.csv", "request_id,label\ntx-1,\n", "label is not a number in 1 of 1 rows"),
+        ("ids.csv", "request_id,label\ntx-1,1\n,0\n", "request_id at line 3"),
+        ("labels.txt", "request_id,label\ntx-1,1\n", "give a .csv or .parquet file"),
+    ],
+)
+def test_a_bad_file_is_one_line_and_exit_2(
+    cli_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    content: str | None,
+    message: str,
+) -> None:
+    """A missing, empty or malformed file is refused before the log is touched."""
+    logged(cli_env, "tx-1", "tx-2")
+    path = cli_env.parent / name
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    code, out, err = sluice(capsys, str(path))
+    assert code == 2
+    assert err.startswith("sluice: error: ")
+    assert err.count("\n") == 1
+    assert message in err
+    assert out == ""
+    assert feedback_rows(cli_env) == 0
+
+
+def test_labels_go_straight_into_the_prediction_log(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --url the file's labels are written to the log, the last of a repeated id wins."""
+    logged(cli_env, "tx-1", "tx-2", "tx-3")
+    path = cli_env.parent / "labels.csv"
+    path.write_text(
+        "request_id,label,confirmed_at\ntx-1,0,a\ntx-2,0,b\ntx-9,1,c\ntx-1,1,d\n", encoding="utf-8"
+    )
+    code, out, err = sluice(capsys, str(path))
+    assert (code, err) == (0, "")
+    assert out == "stored 3 labels (1 request ids not in the log)\n"
+    assert labelled(cli_env) == [("tx-1", 1.0), ("tx-2", 0.0)]
+
+
+def test_parquet_labels_reach_the_default_log_under_state_dir(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Parquet file works too, and the default log is <state_dir>/local/predictions.sqlite."""
+    monkeypatch.delenv("SLUICE_PREDICTION_LOG_PATH")
+    monkeypatch.setenv("SLUICE_STATE_DIR", str(cli_env.parent / "state"))
+    log = logged(cli_env.parent / "state" / "local" / "predictions.sqlite", "7", "8")
+    path = cli_env.parent / "labels.parquet"
+    pd.DataFrame({"request_id": [7, 8], "label": [True, False]}).to_parquet(path)
+    code, out, _ = sluice(capsys, str(path))
+    assert code == 0
+    assert out == "stored 2 labels (0 request ids not in the log)\n"
+    assert labelled(log) == [("7", 1.0), ("8", 0.0)]
+
+
+def test_no_prediction_log_is_exit_2(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Writing directly needs an existing log; the message names it and the alternatives."""
+    path = cli_env.parent / "labels.csv"
+    path.write_text("request_id,label\ntx-1,1\n", encoding="utf-8")
+    code, _, err = sluice(capsys, str(path))
+    assert code == 2
+    assert f"no prediction log at {cli_env}" in err
+    assert not cli_env.exists()
+
+
+def test_url_mode_posts_batches_to_a_running_serve(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --url the labels travel through POST /v1/feedback in batches of 5,000."""
+    log = logged(cli_env.parent / "served.sqlite", *(f"tx-{i}" for i in range(0, 5003, 1000)))
+    path = cli_env.parent / "labels.csv"
+    frame = pd.DataFrame({"request_id": [f"tx-{i}" for i in range(5003)], "label": 1})
+    frame.to_csv(path, index=False)
+    monkeypatch.setenv("SLUICE_FEEDBACK_TOKEN", TOKEN)
+    with serve_feedback(log) as server:
+        code, out, err = sluice(capsys, str(path), "--url", server.url)
+    assert (code, err) == (0, "")
+    assert out == "stored 5003 labels (4997 request ids not in the log)\n"
+    assert server.deliveries("stored") == 2
+    assert [request_id for request_id, _ in labelled(log)] == [
+        f"tx-{i}" for i in range(0, 5003, 1000)
+    ]
+    assert feedback_rows(log) == 5003
+    assert not cli_env.exists()  # the local log was not touched
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [(None, "--url needs SLUICE_FEEDBACK_TOKEN"), ("wrong-token-abcdef", "refused the token")],
+)
+def test_url_mode_without_the_right_token_is_exit_2(
+    cli_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    token: str | None,
+    message: str,
+) -> None:
+    """No token, or one the server refuses, is one line and exit 2; the token is never shown."""
+    log = logged(cli_env.parent / "served.sqlite", "tx-1")
+    path = cli_env.parent / "labels.csv"
+    path.write_text("request_id,label\ntx-1,1\n", encoding="utf-8")
+    if token is not None:
+        monkeypatch.setenv("SLUICE_FEEDBACK_TOKEN", token)
+    with serve_feedback(log) as server:
+        code, _, err = sluice(capsys, str(path), "--url", server.url)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1
+    assert "wrong-token" not in err
+    assert feedback_rows(log) == 0
+
+
+def test_url_mode_with_nothing_listening_is_exit_3(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unreachable server is a transient failure: exit 3 with one line."""
+    server = SluiceServer({}).start()
+    url = server.url
+    server.stop()
+    path = cli_env.parent / "labels.csv"
+    path.write_text("request_id,label\ntx-1,1\n", encoding="utf-8")
+    monkeypatch.setenv("SLUICE_FEEDBACK_TOKEN", TOKEN)
+    code, _, err = sluice(capsys, str(path), "--url", url)
+    assert code == 3
+    assert f"cannot reach sluice serve at {url}/v1/feedback" in err
+    assert err.count("\n") == 1
+
+
+def test_label_batches_stay_under_count_and_size_limits() -> None:
+    """Batches are consecutive, at most max_labels long, and long ids make them shorter."""
+    labels = [(f"id-{i}", 1.0) for i in range(12)]
+    assert [len(b) for b in label_batches(labels, max_labels=5)] == [5, 5, 2]
+    long_ids = [("x" * 200, 0.0)] * 10
+    batches = list(label_batches(long_ids, max_bytes=1000))
+    assert [len(b) for b in batches] == [3, 3, 3, 1]
+    assert [item for b in batches for item in b] == long_ids
+
+
+# -- the demo's delayed labels -------------------------------------------------------------------
+
+
+def test_delayed_labels_are_the_true_labels_confirmed_within_the_window() -> None:
+    """Each confirmed label is the sent row's is_fraud, confirmed within after_days, in order."""
+    sent = generate_transactions(week=1, rows=2000, seed=3)
+    ids = [f"req-{i}" for i in range(len(sent))]
+    labels = delayed_labels(ids, sent, sent_at=SENT_AT, after_days=2)
+    truth = dict(zip(ids, sent[LABEL], strict=True))
+    assert list(labels.columns) == ["request_id", "label", "confirmed_at"]
+    pairs = zip(labels["request_id"], labels["label"], strict=True)
+    assert all(truth[request_id] == label for request_id, label in pairs)
+    times = [datetime.fromisoformat(t) for t in labels["confirmed_at"]]
+    assert times == sorted(times)
+    assert times[0] >= SENT_AT
+    assert times[-1] <= SENT_AT + timedelta(days=2)
+    # Mean delay 3 days: about 1 - exp(-2/3) = 49 % are confirmed after two days.
+    assert 0.44 < len(labels) / len(sent) < 0.54
+
+
+def test_more_labels_are_confirmed_as_days_pass_and_the_same_seed_repeats() -> None:
+    """Later cut-offs confirm a superset; the same seed gives the same file."""
+    sent = generate_transactions(rows=500)
+    ids = [f"req-{i}" for i in range(len(sent))]
+    early = delayed_labels(ids, sent, sent_at=SENT_AT, after_days=1)
+    late = delayed_labels(ids, sent, sent_at=SENT_AT, after_days=10)
+    assert set(early["request_id"]) < set(late["request_id"])
+    pd.testing.assert_frame_equal(early, delayed_labels(ids, sent, sent_at=SENT_AT, after_days=1))
+    assert delayed_labels(ids, sent, sent_at=SENT_AT, after_days=0).empty
+    with pytest.raises(ValueError, match="request ids"):
+        delayed_labels(ids[:-1], sent, sent_at=SENT_AT, after_days=1)
+
+
+def test_the_demo_file_is_what_sluice_feedback_reads(tmp_path: Path) -> None:
+    """The CSV written for the demo reads back as the same labels."""
+    sent = generate_transactions(rows=300)
+    ids = [f"req-{i}" for i in range(len(sent))]
+    path = tmp_path / "confirmed.csv"
+    count = write_delayed_labels(path, ids, sent, sent_at=SENT_AT, after_days=5)
+    expected = delayed_labels(ids, sent, sent_at=SENT_AT, after_days=5)
+    assert count == len(expected) > 0
+    assert read_labels(path) == [
+        (r, float(label))
+        for r, label in zip(expected["request_id"], expected["label"], strict=True)
+    ]
