@@ -18,12 +18,20 @@ from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands_propose import default_remote
 from controller.errors import ConfigError, InputError, SluiceError
-from controller.ports import Forge, MetricsSource, Notifier, PredictionStore, Target
+from controller.ports import (
+    Forge,
+    MetricsSource,
+    Notifier,
+    PredictionStore,
+    RolloutRegistry,
+    Target,
+)
 from controller.rollout.actions import Outcome, StartRollback
 from controller.rollout.analysis import Analyzer
 from controller.rollout.decide import decide
 from controller.rollout.observe import load_environment_config, load_release
 from controller.rollout.reconcile import PassReport, Reconciler, phase_of
+from controller.rollout.record import shadow_tag
 from controller.settings import Settings
 from controller.target_types import TargetObservation
 
@@ -259,17 +267,39 @@ def run_status(
         console.print_json(json.dumps({"releases": rows}))
         return
     table = Table(
-        "environment", "model", "serving", "canary", "phase", "in phase", "last gates",
+        "environment", "model", "serving", "canary", "champion / challenger", "phase",
+        "in phase", "last gates",
         title="sluice status",
     )  # fmt: skip
     for row in rows:
         canary = f"v{row['version']} {row['canaryPercent']}%" if row["canaryPercent"] else "-"
+        if row["shadowPercent"] is not None:
+            canary = f"v{row['version']} shadow ({row['shadowPercent']:g}% mirrored)"
         gates = "\n".join(f"{g['verdict']}: {g['summary']}" for g in row["gates"]) or "-"
         table.add_row(
             str(row["environment"]), str(row["model"]), str(row["serving"] or "-"), canary,
-            str(row["phase"]), f"{row['secondsInPhase']:.0f} s", gates,
+            _pair(row), str(row["phase"]), f"{row['secondsInPhase']:.0f} s", gates,
         )  # fmt: skip
     console.print(table)
+
+
+def _pair(row: dict[str, Any]) -> str:
+    """``v2 / v5 (shadow pass)``: the champion, the challenger and its shadow verdict."""
+    champion = f"v{row['champion']}" if row["champion"] else "-"
+    challenger = f"v{row['challenger']}" if row["challenger"] else "-"
+    verdict = str(row["shadowVerdict"] or "").split(":", 1)[0]
+    return f"{champion} / {challenger}" + (f" (shadow {verdict})" if verdict else "")
+
+
+def _challenger(
+    registry: RolloutRegistry, model: str, alias: str, environment: str
+) -> tuple[int | None, str | None]:
+    """The version the release's alias names and its shadow verdict in ``environment``."""
+    try:
+        version = registry.resolve(model, alias=alias)
+    except SluiceError:
+        return None, None
+    return version.version, version.tags.get(shadow_tag(environment))
 
 
 def _status_row(
@@ -292,12 +322,16 @@ def _status_row(
     canary = obs.pin.canary_percent
     serving = obs.pin.previous_version if canary not in (None, 100) else obs.pin.version
     record = obs.analysis if obs.analysis and obs.analysis.commit == obs.pin_commit else None
+    challenger, verdict = _challenger(reconciler.registry, model, ref.release.alias, environment)
     return {
         "environment": environment,
         "model": model,
         "version": obs.pin.version,
         "serving": f"v{serving}" if serving else None,
         "champion": obs.champion,
+        "challenger": challenger,
+        "shadowVerdict": verdict,
+        "shadowPercent": obs.shadow_percent,
         "canaryPercent": canary if canary not in (None, 100) else None,
         "phase": phase_of(action),
         "secondsInPhase": max(0.0, now - obs.pin_changed_at),

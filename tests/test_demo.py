@@ -53,6 +53,8 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
         "rollback fraud-detector v4: v2 serves alone again (local)",
     ):
         assert subject in history
+    status = out[out.index("sluice status") : out.index("Registry state")]
+    assert "v2 / v5" in status  # the champion and the retrained challenger
     registry = out[out.index("Registry state") :]
     rows = [line for line in registry.splitlines() if line.startswith("│ ") and line[2:3].isdigit()]
     aliases = [row.split("│")[2].strip() for row in rows]
