@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,11 +23,12 @@ import requests
 from rich.console import Console
 
 from controller.backends.mlflow_registry import MlflowRegistry
+from controller.demo_rollout import ClientTraffic
 from controller.errors import GateFailed
 from controller.local.processes import ManagedProcess
 from controller.retrain import cooldown_tag
 
-__all__ = ["DRIFT_WEEK", "DriftTraffic", "SluiceServe", "retrain_command", "run_drift_chapter"]
+__all__ = ["DRIFT_WEEK", "SluiceServe", "retrain_command", "run_drift_chapter"]
 
 #: The week the drift chapter's clients come from: 4 of the 6 features drift against week 1.
 DRIFT_WEEK = 6
@@ -91,42 +91,6 @@ class SluiceServe:
         except FileNotFoundError:
             return []
         return [line for line in text.splitlines() if needle in line]
-
-
-class DriftTraffic:
-    """Clients posting batches of ``rows`` to ``url`` until stopped, as a busy application."""
-
-    def __init__(self, url: str, model: str, rows: list[dict[str, object]], batch: int = 20):
-        self.url = f"{url}/v1/models/{model}:predict"
-        self.rows = rows
-        self.batch = batch
-        self.sent = 0
-        self.failed = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="demo-drift-clients")
-
-    def __enter__(self) -> DriftTraffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-    def _run(self) -> None:
-        session = requests.Session()
-        start = 0
-        while not self._stop.is_set():
-            chunk = [self.rows[(start + i) % len(self.rows)] for i in range(self.batch)]
-            start += self.batch
-            try:
-                answer = session.post(self.url, json={"instances": chunk}, timeout=10)
-                ok = answer.status_code < 500
-            except requests.RequestException:
-                ok = False
-            self.sent += len(chunk)
-            self.failed += 0 if ok else len(chunk)
-            self._stop.wait(0.1)
 
 
 def _wait(what: str, probe: Callable[[], Any], timeout: float = _WAIT_SECONDS) -> Any:
@@ -215,7 +179,7 @@ def run_drift_chapter(
         f"[dim]$ sluice serve --forge local --env local --repo {remote}[/] "
         f"(listening on {serve.url}, retrain_command trains on week {DRIFT_WEEK})"
     )
-    with DriftTraffic(url, model, rows) as clients:
+    with ClientTraffic(url, model, rows, batch=20, pause_seconds=0.1) as clients:
         console.print(f"{clock()} clients send week-{DRIFT_WEEK} transactions to {url}")
         _wait(
             "the drift alert turning pending",
@@ -233,7 +197,7 @@ def run_drift_chapter(
         )
         for line in lines:
             console.print(f"{clock()} sluice serve: {line.split(': ', 1)[-1]}")
-        console.print(f"{clock()} clients sent {clients.sent:,} rows, {clients.failed} failed")
+        console.print(f"{clock()} clients sent {clients.rows_sent:,} rows: {clients.summary()}")
     tag = registry.registered_model_tags(model).get(cooldown_tag("local"), "")
     console.print(
         f"{clock()} the cool-down tag {cooldown_tag('local')}={tag} keeps further alerts from "

@@ -31,11 +31,21 @@ __all__ = ["ClientTraffic", "run_rollout"]
 
 
 class ClientTraffic:
-    """Clients posting one transaction at a time to ``url``, counting answers by status."""
+    """Clients posting ``batch`` transactions at a time to ``url``, counting answers by status."""
 
-    def __init__(self, url: str, model: str, rows: list[dict[str, object]]) -> None:
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        rows: list[dict[str, object]],
+        *,
+        batch: int = 1,
+        pause_seconds: float = 0.03,
+    ) -> None:
         self.url = f"{url}/v1/models/{model}:predict"
         self.rows = rows
+        self.batch = batch
+        self.pause_seconds = pause_seconds
         self.answers: Counter[int] = Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="demo-clients")
@@ -50,16 +60,21 @@ class ClientTraffic:
 
     def _run(self) -> None:
         session = requests.Session()
-        i = 0
+        start = 0
         while not self._stop.is_set():
-            row = self.rows[i % len(self.rows)]
-            i += 1
+            chunk = [self.rows[(start + i) % len(self.rows)] for i in range(self.batch)]
+            start += self.batch
             try:
-                answer = session.post(self.url, json={"instances": [row]}, timeout=10)
+                answer = session.post(self.url, json={"instances": chunk}, timeout=10)
                 self.answers[answer.status_code] += 1
             except requests.RequestException:
                 self.answers[0] += 1
-            self._stop.wait(0.03)
+            self._stop.wait(self.pause_seconds)
+
+    @property
+    def rows_sent(self) -> int:
+        """Rows posted so far (requests times the batch)."""
+        return sum(self.answers.values()) * self.batch
 
     def summary(self) -> str:
         """ "1,234 requests, 3 failed (0.24%)"."""

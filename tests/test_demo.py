@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # the demo is several minutes of real rollouts on a loaded machine
 def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     """The demo serves v1, refuses a weak model, walks v2 through its canary steps to champion,
     rolls a faulty v4 back, lets week-6 traffic raise the drift alert that retrains and proposes

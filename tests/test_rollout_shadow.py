@@ -25,7 +25,11 @@ from controller.rollout.actions import (
     Wait,
 )
 from controller.rollout.decide import conclude_shadow, decide
-from controller.rollout.messages import RolloutCommit, render_rollout_comment
+from controller.rollout.messages import (
+    RolloutCommit,
+    render_rollout_comment,
+    render_rollout_message,
+)
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.pin_edits import weight_edit
 from controller.rollout.policy import RolloutPolicy
@@ -154,7 +158,7 @@ def test_shifted_scores_roll_back_with_numbers() -> None:
     judgement = judge_shadow(samples(400, shift=0.3, labelled=300), JUDGE)
     action = conclude_shadow(obs, POLICY, analyse(obs, 1031.0), judgement, 1032.0)
     assert isinstance(action, StartRollback)
-    assert action.reason.startswith("shadow: ")
+    assert action.reason.startswith("shadow/")
     assert any(ch.isdigit() for ch in action.reason)
 
 
@@ -166,7 +170,7 @@ def test_too_few_samples_hold_then_roll_back_after_max_duration() -> None:
     assert isinstance(held, Hold)
     late = conclude_shadow(obs, POLICY, analyse(obs, 1031.0), judgement, 1000.0 + 600)
     assert isinstance(late, StartRollback)
-    assert "no verdict within 600 s" in late.reason
+    assert "no shadow verdict within 600 s" in late.reason
 
 
 @settings(max_examples=60, deadline=None)
@@ -247,3 +251,19 @@ def test_a_shadow_phase_needs_serverless_revisions() -> None:
     raw = text.replace("deploymentMode: Serverless", "deploymentMode: RawDeployment")
     with pytest.raises(ConfigError, match=r"rollout\.shadow needs deploymentMode Serverless"):
         parse_environment(raw, source="s.yaml", environment="staging")
+
+
+def test_commit_bodies_name_each_gate_once() -> None:
+    """Summaries that already start with the gate's name were printed after it again."""
+    message = render_rollout_message(
+        RolloutCommit(
+            model="fd", version=2, environment="staging", action="rollback",
+            headline="stopped in shadow, v1 serves", summary="Stopped in shadow.",
+            results=(
+                GateResult("shadow/latency", Verdict.FAIL, "shadow/latency: p95 +80% — fail"),
+                GateResult("locust", Verdict.PASS, "88 requests"),
+            ),
+        )
+    )  # fmt: skip
+    assert "- [FAIL] shadow/latency: p95 +80% — fail" in message
+    assert "- [pass] locust: 88 requests" in message

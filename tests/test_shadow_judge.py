@@ -274,11 +274,12 @@ def test_slow_or_failing_challengers_fail() -> None:
     assert verdicts(failing)["shadow/errors"] is Verdict.FAIL
 
 
-def test_an_interval_wider_than_the_margin_fails_and_says_so() -> None:
-    """A challenger not shown worse, but not shown within the margin either, fails with a hint."""
+def test_an_interval_wider_than_the_margin_is_inconclusive_and_says_so() -> None:
+    """A challenger not shown worse, but not shown within the margin either, has no verdict
+    yet (it failed before, so a better challenger short of labels was stopped in shadow)."""
     judgement = judge_shadow(samples(8000), ShadowPolicy.model_validate(FAST))
     result = next(r for r in judgement.results if r.gate == "shadow/task-metric")
-    assert result.verdict is Verdict.FAIL
+    assert result.verdict is Verdict.INCONCLUSIVE
     assert result.values["difference"] > -0.02 >= result.values["lower_bound"]
     assert "more labels would narrow it" in result.summary
 

@@ -297,6 +297,9 @@ def _task_metric(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
     )  # fmt: skip
     margin = policy.non_inferiority_margin
     ok = result.lower > -margin
+    # A failure needs evidence: significantly worse (the upper bound below 0) and by more than
+    # the margin. An interval merely wider than the margin is a lack of labels, not a verdict.
+    worse = result.upper < 0 and result.difference <= -margin
     summary = (
         f"{name} {result.shadow:.3f} vs {result.primary:.3f} ({result.difference:+.3f}; "
         f"{1 - policy.alpha:.0%} lower bound {result.lower:+.3f} "
@@ -304,7 +307,7 @@ def _task_metric(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
         f"{result.resamples} paired resamples, seed {policy.seed}), "
         f"{labels.size} labelled ({int(labels.sum())} positive)"
     )
-    if not ok and result.difference > -margin:
+    if not ok and not worse:
         # Not shown worse, only not shown close enough: say what would settle it.
         summary += "; the interval is wider than the margin: more labels would narrow it"
     values = {
@@ -312,7 +315,8 @@ def _task_metric(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
         "lower_bound": result.lower, "upper_bound": result.upper,
         "p_inferior": result.p_inferior, "labelled": float(labels.size),
     }  # fmt: skip
-    return _result("task-metric", Verdict.PASS if ok else Verdict.FAIL, summary, **values)
+    verdict = Verdict.PASS if ok else Verdict.FAIL if worse else Verdict.INCONCLUSIVE
+    return _result("task-metric", verdict, summary, **values)
 
 
 def _mcnemar(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:

@@ -108,7 +108,7 @@ def conclude_shadow(
     results = judgement.results
     record = tally(analysis.record, results, now)
     if judgement.verdict is Verdict.FAIL and record.failures >= policy.failure_limit:
-        return StartRollback(f"shadow: {failing_summary(results)}", results)
+        return StartRollback(failing_summary(results), results)
     if judgement.verdict is Verdict.PASS:
         report = shadow_report_markdown(
             judgement,
@@ -119,10 +119,10 @@ def conclude_shadow(
         return EndShadow(policy.steps[0], results, report)
     if now - obs.pin_changed_at >= phase.max_duration_seconds:
         return StartRollback(
-            f"shadow: no verdict within {phase.max_duration_seconds:g} s ({judgement.reason})",
+            f"no shadow verdict within {phase.max_duration_seconds:g} s ({judgement.reason})",
             results,
         )
-    return Hold(record, f"shadow: {judgement.reason}")
+    return Hold(record, f"shadow {judgement.reason}")
 
 
 def failing_summary(results: Sequence[GateResult]) -> str:
@@ -136,6 +136,16 @@ def failing_summary(results: Sequence[GateResult]) -> str:
 
 def _deadline_passed(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> bool:
     return now - obs.pin_changed_at > policy.progress_deadline_seconds
+
+
+def _unsynced(obs: ReleaseObservation, policy: RolloutPolicy, now: float, phase: str) -> Action:
+    """The branch tip is not applied yet: wait, or roll back once the deadline passed."""
+    if _deadline_passed(obs, policy, now):
+        return StartRollback(
+            f"{obs.environment} did not sync {obs.head[:12]} within "
+            f"{policy.progress_deadline_seconds:g} s"
+        )
+    return Wait(f"waiting for {obs.environment} to sync {obs.head[:12]}", phase)
 
 
 def _full_rollout(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action:
@@ -170,12 +180,7 @@ def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, ste
     """``canaryTrafficPercent: step``: wait for the split, then analyse it every interval."""
     target = obs.target
     if not obs.synced:
-        if _deadline_passed(obs, policy, now):
-            return StartRollback(
-                f"{obs.environment} did not sync {obs.head[:12]} within "
-                f"{policy.progress_deadline_seconds:g} s"
-            )
-        return Wait(f"waiting for {obs.environment} to sync {obs.head[:12]}", "progressing")
+        return _unsynced(obs, policy, now, "progressing")
     if target.failure and target.latest_created != target.latest_ready:
         return StartRollback(f"canary revision {target.latest_created} failed: {target.failure}")
     latest = next((t for t in target.traffic if t.latest), None)
@@ -209,12 +214,7 @@ def _shadowing(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Ac
     """Weight 0 in the shadow phase: wait for the challenger's revision, then judge it."""
     target = obs.target
     if not obs.synced:
-        if _deadline_passed(obs, policy, now):
-            return StartRollback(
-                f"{obs.environment} did not sync {obs.head[:12]} within "
-                f"{policy.progress_deadline_seconds:g} s"
-            )
-        return Wait(f"waiting for {obs.environment} to sync {obs.head[:12]}", "shadowing")
+        return _unsynced(obs, policy, now, "shadowing")
     challenger = target.latest_created
     if target.failure and challenger != target.latest_ready:
         return StartRollback(f"challenger revision {challenger} failed: {target.failure}")

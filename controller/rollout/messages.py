@@ -51,12 +51,19 @@ def _subject(commit: RolloutCommit) -> str:
     return subject
 
 
+def _named(result: GateResult) -> str:
+    """The summary, led by the gate's name once (most summaries already start with it)."""
+    if result.summary.startswith(result.gate):
+        return result.summary
+    return f"{result.gate}: {result.summary}"
+
+
 def render_rollout_message(commit: RolloutCommit) -> str:
     """Subject, the why, one line per gate, and the trailers."""
     lines = [_subject(commit), "", commit.summary]
     if commit.results:
         lines += ["", "Gates:"]
-        lines += [f"- [{_MARK[r.verdict]}] {r.gate}: {r.summary}" for r in commit.results]
+        lines += [f"- [{_MARK[r.verdict]}] {_named(r)}" for r in commit.results]
     lines += [
         "",
         f"Sluice-Model: {commit.model}",
