@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -178,6 +179,10 @@ def _predict(console: Console, url: str, repository: Path) -> None:
         )
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_demo(*, workdir: Path, console: Console) -> None:
     """Train, register, propose, merge and serve on a fresh local stack under ``workdir``."""
     repository = _require_repository_root()
@@ -193,6 +198,9 @@ def run_demo(*, workdir: Path, console: Console) -> None:
     configure_mlflow_http(retries=2, timeout_seconds=30)
     # `sluice serve` of the drift chapter: Alertmanager posts to it with this token.
     hook = _Hook(port=free_port(), token=secrets.token_urlsafe(24))
+    # The stack's processes outlive this one by design (`sluice local up`); a demo stopped with
+    # SIGTERM must still stop them, so SIGTERM unwinds like Ctrl-C, through the finally below.
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         stack = up(
             StackRequest(
@@ -210,6 +218,7 @@ def run_demo(*, workdir: Path, console: Console) -> None:
         _chapters(console, tracking_uri, remote, root, repository, hook)
     finally:
         stopped = down(root)
+        signal.signal(signal.SIGTERM, previous)
         console.print(
             f"Stopped {', '.join(stopped) or 'nothing'}; the demo's data stays in {workdir}."
         )

@@ -26,6 +26,29 @@ from controller.local.services import (
     start_prometheus,
 )
 
+#: Test files that take minutes, longest first. They are collected first, so `make test`'s two
+#: workers (`--dist loadfile` hands out files in collection order) start them at once and end
+#: together, instead of one worker starting the demo alone near the end (CI measured that).
+_LONGEST_FIRST = (
+    "test_rollout_local.py",
+    "test_demo.py",
+    "test_propose.py",
+    "test_train.py",
+    "test_rollout_chaos.py",
+    "test_local_commands.py",
+    "test_local_runtime.py",
+    "test_serve_command.py",
+    "test_local_shadow.py",
+    "test_workflow_runs.py",
+    "test_drift_alert_e2e.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the longest files first; every other file keeps its place after them."""
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowService]:
