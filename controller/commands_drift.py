@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from controller.drift.report_html import render_report
 from controller.drift.table import drift_table, verdict_line
 from controller.errors import InputError
 from controller.settings import Settings
+from controller.tables import read_table
 from controller.yaml_config import load_yaml_file, validate_yaml_model
 
 __all__ = [
@@ -54,12 +54,6 @@ __all__ = [
 
 #: The alias drift is measured for by default: the version that serves production.
 DEFAULT_ALIAS = "champion"
-
-_READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
-    ".csv": pd.read_csv,
-    ".parquet": pd.read_parquet,
-    ".pq": pd.read_parquet,
-}
 
 
 @dataclass(frozen=True)
@@ -77,21 +71,7 @@ class DriftRequest:
 
 def read_current(path: Path) -> pd.DataFrame:
     """The current data as a frame; an unreadable, empty or unknown file is an InputError."""
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
-        raise InputError(
-            f"current data {path}: unknown file type {path.suffix or '(no suffix)'!r}; "
-            "give a .csv or .parquet file"
-        )
-    try:
-        if path.stat().st_size == 0:
-            raise InputError(f"current data {path} is empty; fix --current")
-        frame = reader(path)
-    except FileNotFoundError:
-        raise InputError(f"current data {path} does not exist; fix --current") from None
-    except (OSError, ValueError) as exc:  # pandas' and pyarrow's parse errors are ValueErrors
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"current data {path} cannot be read ({first}); fix --current") from None
+    frame = read_table(path, name="current data", fix="fix --current")
     if frame.empty:
         raise InputError(f"current data {path} has no rows; fix --current")
     return frame

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +32,15 @@ from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.commands_local import local_root
 from controller.errors import ConfigError, InputError, TransientError
 from controller.feedback import FEEDBACK_PATH, feedback_route, is_request_id
+from controller.local.runtime import PREDICTION_LOG_FILE
 from controller.redact import register_secret
 from controller.server import Handler, ServeMetrics
 from controller.settings import Settings
+from controller.tables import read_table
 
 __all__ = [
     "BATCH_BYTES",
     "BATCH_LABELS",
-    "PREDICTION_LOG_FILE",
     "build_feedback_route",
     "label_batches",
     "prediction_log_path",
@@ -47,8 +48,6 @@ __all__ = [
     "run_feedback",
 ]
 
-#: The prediction log's file name under the local stack's root, where its router writes it.
-PREDICTION_LOG_FILE = "predictions.sqlite"
 #: Labels per ``POST /v1/feedback`` (the route takes up to 10,000) ...
 BATCH_LABELS = 5_000
 #: ... and bytes per request, half of the route's limit, whatever the ids' length.
@@ -57,48 +56,23 @@ _COLUMNS = ("request_id", "label")
 _TIMEOUT_SECONDS = 30.0
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    # Ids stay text as written ("007", "NA"); labels are checked as numbers below.
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
-
-
-_READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
-    ".csv": _read_csv,
-    ".parquet": pd.read_parquet,
-    ".pq": pd.read_parquet,
-}
-
-
 def prediction_log_path(settings: Settings) -> Path:
     """``prediction_log_path``, by default ``<state_dir>/local/predictions.sqlite``."""
     return settings.prediction_log_path or local_root(settings) / PREDICTION_LOG_FILE
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
-        raise InputError(
-            f"feedback file {path}: unknown file type {path.suffix or '(no suffix)'!r}; "
-            "give a .csv or .parquet file"
-        )
-    empty = f"feedback file {path} is empty; give a file with columns request_id and label"
-    try:
-        if path.stat().st_size == 0:
-            raise InputError(empty)
-        return reader(path)
-    except FileNotFoundError:
-        raise InputError(f"feedback file {path} does not exist; fix the path") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(empty) from None
-    except (OSError, ValueError) as exc:  # pandas' and pyarrow's parse errors are ValueErrors
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"feedback file {path} cannot be read ({first}); fix the file") from None
-
-
 def read_labels(path: Path) -> list[tuple[str, float]]:
     """``(request_id, label)`` of every row, the last label of a repeated id winning; an
     unreadable file, missing columns, a bad id or label, or no rows is an InputError."""
-    frame = _read_frame(path)
+    # Ids stay text as written ("007", "NA"); labels are checked as numbers below.
+    frame = read_table(
+        path,
+        name="feedback file",
+        fix="fix the file",
+        fix_missing="fix the path",
+        fix_empty="give a file with columns request_id and label",
+        csv_as_text=True,
+    )
     missing = [name for name in _COLUMNS if name not in frame.columns]
     if missing:
         found = ", ".join(repr(str(name)) for name in list(frame.columns)[:10]) or "none"
