@@ -581,7 +581,8 @@ def test_revision_traffic_matches_what_clients_saw(scenario: Scenario) -> None:
             seen.statuses[500] / seen.requests, abs=0.03
         )
         assert measured.latency is not None
-        assert measured.latency.total == pytest.approx(measured.requests, abs=2)
+        # Two series, each extrapolated by increase() from its own samples: counts agree to ~1%.
+        assert measured.latency.total == pytest.approx(measured.requests, rel=0.02)
     slow = traffic[SLOW]
     assert slow is not None
     assert slow.latency is not None
