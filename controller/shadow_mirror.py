@@ -3,8 +3,9 @@
 Before the first canary step a challenger is judged on a mirrored copy of the primary's
 requests (issue #8). The local router copies requests itself (:mod:`controller.local.mirror`);
 on a cluster Sluice writes the copy into Git as an Istio ``VirtualService`` in the
-environment's overlay, where Argo CD applies it, and removes it again before the first step.
-This module builds that document, validates it, and adds it to or removes it from an overlay.
+environment's overlay, where Argo CD applies it, and removes it again with the first step or
+the rollback (:mod:`controller.rollout.act` makes those commits). This module builds that
+document, validates it, adds it to or removes it from an overlay, and reads it back.
 
 What the document says (KServe Serverless with Istio as Knative's ingress):
 
@@ -59,12 +60,14 @@ from controller.errors import InputError, ManifestInvalid
 __all__ = [
     "CHALLENGER_ANNOTATION",
     "DEFAULT_GATEWAYS",
+    "KUSTOMIZATION_FILES",
     "PHASE_ANNOTATION",
     "REVISION_PORT",
     "SHADOW_FILE",
     "VIRTUALSERVICE_SCHEMA",
     "ShadowMirror",
     "mirror_virtual_service",
+    "parse_shadow_mirror",
     "predictor_host",
     "private_revision_host",
     "read_shadow_mirror",
@@ -86,7 +89,8 @@ REVISION_PORT = 80
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_MAX = 63
 _PRIVATE_SUFFIX = "-private"
-_KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+#: The names kustomize looks for in an overlay, in its order.
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _HEADER = (
     "# Shadow evaluation: a copy of the primary's traffic for the challenger, written by Sluice\n"
     "# and removed by it before the first canary step. Do not edit; see README.md,\n"
@@ -259,11 +263,7 @@ class _Kustomization:
         self.path.write_text(_dump(self.yaml, self.document), encoding="utf-8")
 
 
-def _load_kustomization(overlay: Path) -> _Kustomization:
-    path = next((overlay / name for name in _KUSTOMIZATIONS if (overlay / name).is_file()), None)
-    if path is None:
-        raise ManifestInvalid(f"{overlay}: no kustomization.yaml; pass an overlay directory")
-    text = path.read_text(encoding="utf-8")
+def _parse_kustomization(text: str, source: str) -> tuple[CommentedMap, YAML]:
     try:
         # Keep the file's own indentation, so that only the changed line differs.
         _, indent, block_seq_indent = load_yaml_guess_indent(text)
@@ -271,12 +271,22 @@ def _load_kustomization(overlay: Path) -> _Kustomization:
         yaml.explicit_start = text.lstrip().startswith("---")
         document = yaml.load(text)
     except YAMLError:
-        raise ManifestInvalid(f"{path}: malformed YAML; fix the syntax") from None
+        raise ManifestInvalid(f"{source}: malformed YAML; fix the syntax") from None
     if not isinstance(document, CommentedMap):
-        raise ManifestInvalid(f"{path}: not a Kustomization; fix the file")
+        raise ManifestInvalid(f"{source}: not a Kustomization; fix the file")
     resources = document.get("resources")
     if resources is not None and not isinstance(resources, CommentedSeq):
-        raise ManifestInvalid(f"{path}: resources must be a list; fix the file")
+        raise ManifestInvalid(f"{source}: resources must be a list; fix the file")
+    return document, yaml
+
+
+def _load_kustomization(overlay: Path) -> _Kustomization:
+    path = next(
+        (overlay / name for name in KUSTOMIZATION_FILES if (overlay / name).is_file()), None
+    )
+    if path is None:
+        raise ManifestInvalid(f"{overlay}: no kustomization.yaml; pass an overlay directory")
+    document, yaml = _parse_kustomization(path.read_text(encoding="utf-8"), str(path))
     return _Kustomization(path, document, yaml)
 
 
@@ -388,13 +398,29 @@ def read_shadow_mirror(overlay: Path) -> ShadowMirror | None:
     resources = _load_kustomization(overlay).document.get("resources") or []
     if SHADOW_FILE not in resources or not path.exists():
         return None
+    return _mirror_of(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_shadow_mirror(
+    kustomization: str, virtual_service: str | None, *, overlay: str
+) -> ShadowMirror | None:
+    """:func:`read_shadow_mirror` over file contents (as read from a Git revision): the texts of
+    the overlay's kustomization and of its ``shadow-virtualservice.yaml`` (None if absent).
+    ``overlay`` names the overlay in error messages."""
+    document, _ = _parse_kustomization(kustomization, f"{overlay} (kustomization)")
+    if SHADOW_FILE not in (document.get("resources") or []) or virtual_service is None:
+        return None
+    return _mirror_of(virtual_service, f"{overlay}/{SHADOW_FILE}")
+
+
+def _mirror_of(text: str, path: str) -> ShadowMirror:
     try:
-        document = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+        document = YAML(typ="safe").load(text)
     except YAMLError:
         raise ManifestInvalid(f"{path}: malformed YAML; fix or remove the file") from None
     if not isinstance(document, dict):
         raise ManifestInvalid(f"{path}: not a VirtualService; fix or remove the file")
-    validate_virtual_service(document, source=str(path))
+    validate_virtual_service(document, source=path)
     annotations = document["metadata"].get("annotations") or {}
     challenger = annotations.get(CHALLENGER_ANNOTATION)
     routes = document["spec"]["http"]

@@ -4,7 +4,9 @@ The rollout trusts the target for two facts only: whether the environment has sy
 commit that Git says should serve (Argo CD's ``status.sync``), and which revisions are ready
 and take traffic (KServe's ``status.components.predictor``). Both the local target and a
 cluster (Kubernetes API + Argo CD REST API) are read into these values, so the rollout
-decision is the same pure function on either.
+decision is the same pure function on either. One difference stays visible in them: the local
+router mirrors a shadow phase's requests by itself, while a cluster needs Sluice to write the
+mirror into Git (``mirrors_shadow``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class TargetObservation:
     failure: str | None = None
     #: Annotations of the applied object (``sluice.dev/*``), to tell which version a revision is.
     annotations: dict[str, str] = field(default_factory=dict)
+    #: The target copies a shadow phase's requests to the challenger by itself (the local
+    #: router does). KServe on a cluster does not: there the copy is Sluice's Istio
+    #: VirtualService, which the rollout commits into the environment's overlay.
+    mirrors_shadow: bool = False
 
     def percent_of(self, revision: str | None) -> int:
         """Total traffic percent ``revision`` takes (0 when it takes none)."""

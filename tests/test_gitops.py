@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ from schemas import ROOT, render, schema_errors
 
 from controller.commit_message import ProposalMessage, render_proposal_message
 from controller.environment import load_environment
+from controller.render import render_overlay
 from controller.settings import Settings
+from controller.shadow_mirror import mirror_virtual_service, write_shadow_mirror
 
 #: Environments the ApplicationSet deploys; local is the embedded target of `sluice local up`.
 CLUSTER_ENVIRONMENTS = ("staging", "production")
@@ -116,6 +119,19 @@ def produced(path: str, destination_namespace: str) -> tuple[set[tuple[str, str]
     return namespaced, cluster, namespaces
 
 
+def produced_in_shadow(path: str, destination_namespace: str, tmp: Path) -> set[tuple[str, str]]:
+    """Kinds ``path`` renders to while a shadow phase's mirror is in it, as the rollout writes
+    it (into a copy of manifests/)."""
+    shutil.copytree(ROOT / "manifests", tmp / "manifests")
+    overlay = tmp / path
+    for name in by_kind(render(path), "InferenceService"):
+        mirror = mirror_virtual_service(
+            name, destination_namespace, f"{name}-predictor-00001", f"{name}-predictor-00002", 100
+        )
+        write_shadow_mirror(overlay, mirror)
+    return {group_kind(document) for document in render_overlay(overlay)}
+
+
 def allowed(project: dict[str, Any], key: str) -> set[tuple[str, str]]:
     return {(entry["group"], entry["kind"]) for entry in project["spec"].get(key, [])}
 
@@ -173,19 +189,20 @@ def test_staging_prunes_and_heals_production_heals_without_pruning(
 
 
 def test_models_project_permits_exactly_what_the_overlays_produce(
-    gitops: list[dict[str, Any]], model_applications: dict[str, dict[str, Any]]
+    gitops: list[dict[str, Any]], model_applications: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
-    """The kinds and namespaces the overlays render to are all the project allows."""
+    """The kinds and namespaces the overlays render to, with or without the shadow phase's
+    mirror in them, are all the project allows."""
     project = by_kind(gitops, "AppProject")["sluice-models"]
     kinds: set[tuple[str, str]] = set()
     namespaces: set[str] = set()
-    for application in model_applications.values():
+    for name, application in model_applications.items():
         assert application["spec"]["project"] == "sluice-models"
-        namespaced, cluster, used = produced(
-            application["spec"]["source"]["path"], application["spec"]["destination"]["namespace"]
-        )
+        path = application["spec"]["source"]["path"]
+        namespace = application["spec"]["destination"]["namespace"]
+        namespaced, cluster, used = produced(path, namespace)
         assert cluster == set()
-        kinds |= namespaced
+        kinds |= namespaced | produced_in_shadow(path, namespace, tmp_path / name)
         namespaces |= used
     assert allowed(project, "namespaceResourceWhitelist") == kinds
     assert allowed(project, "clusterResourceWhitelist") == set()

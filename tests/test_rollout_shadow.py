@@ -53,7 +53,9 @@ JUDGE = POLICY.shadow.judge
 
 
 def shadow_target(*, ready: bool = True, failure: str | None = None) -> TargetObservation:
-    """KServe at canaryTrafficPercent 0: the new revision at 0 % (tag latest), the old at 100 %."""
+    """KServe at canaryTrafficPercent 0: the new revision at 0 % (tag latest), the old at 100 %,
+    on the local target, whose router mirrors by itself (tests/test_rollout_mirror.py has the
+    cluster's mirror in Git)."""
     return TargetObservation(
         exists=True,
         synced_revision=HEAD,
@@ -67,6 +69,7 @@ def shadow_target(*, ready: bool = True, failure: str | None = None) -> TargetOb
             TrafficEntry(OLD, 100, False, "prev", "http://r/_tag/prev"),
         ),
         failure=failure,
+        mirrors_shadow=True,
     )
 
 

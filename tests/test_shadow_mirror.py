@@ -20,6 +20,7 @@ from controller.shadow_mirror import (
     VIRTUALSERVICE_SCHEMA,
     ShadowMirror,
     mirror_virtual_service,
+    parse_shadow_mirror,
     read_shadow_mirror,
     remove_shadow_mirror,
     validate_virtual_service,
@@ -211,6 +212,20 @@ def test_written_file_is_read_back(tmp_path: Path) -> None:
     remove_shadow_mirror(overlay)
     assert read_shadow_mirror(overlay) is None
     assert not (overlay / SHADOW_FILE).exists()
+
+
+def test_file_contents_read_as_the_files_do(tmp_path: Path) -> None:
+    """From a Git revision's texts the mirror reads as from the overlay; unlisted, it is none."""
+    overlay = overlay_copy(tmp_path, "staging")
+    unlisted = (overlay / "kustomization.yaml").read_text()
+    write_shadow_mirror(overlay, document(percent=25))
+    listed, text = (overlay / "kustomization.yaml").read_text(), (overlay / SHADOW_FILE).read_text()
+    parsed = parse_shadow_mirror(listed, text, overlay="staging@main")
+    assert parsed == read_shadow_mirror(overlay) == ShadowMirror(CHALLENGER, 25.0)
+    assert parse_shadow_mirror(unlisted, text, overlay="staging@main") is None
+    assert parse_shadow_mirror(listed, None, overlay="staging@main") is None
+    with pytest.raises(ManifestInvalid, match=rf"staging@main/{SHADOW_FILE}: not Sluice's"):
+        parse_shadow_mirror(listed, text.replace("sluice.dev/phase", "x/y"), overlay="staging@main")
 
 
 def test_namespace_must_match_the_overlay(tmp_path: Path) -> None:

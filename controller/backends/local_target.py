@@ -4,8 +4,9 @@ The local runtime (:mod:`controller.local.runtime`) plays Argo CD, KServe and Kn
 environment and saves, on every pass, an Argo CD-shaped Application and each
 InferenceService as the Kubernetes API would return it. Reading that file, and mapping it with
 the cluster target's :func:`~controller.backends.kubernetes_target.observation_from`, gives the
-rollout the same observation on a laptop as on a cluster; only the tag routes differ, since
-the local router answers a tag at ``<router>/_tag/<tag>`` instead of Knative's tag hosts.
+rollout the same observation on a laptop as on a cluster, with two differences: the local
+router answers a tag at ``<router>/_tag/<tag>`` instead of Knative's tag hosts, and it mirrors
+a shadow phase's requests by itself (``mirrors_shadow``), so no VirtualService goes into Git.
 
 A file whose runtime has exited would show a frozen past as the present, so the runtime's pid
 must still run *our* runtime (its command line carries the module and this state directory,
@@ -67,14 +68,17 @@ class LocalTarget:
             )
         entry = (saved.get("inferenceServices") or {}).get(inference_service)
         if not entry or not isinstance(entry.get("object"), dict):
-            return TargetObservation(exists=False)
+            return TargetObservation(exists=False, mirrors_shadow=True)
         saved_health = entry.get("health") or {}
         health = (
             HealthStatus(str(saved_health["status"]), str(saved_health.get("message") or ""))
             if saved_health.get("status")
             else None  # not reconciled yet: Argo CD's check runs on the object instead
         )
-        observed = observation_from(entry["object"], saved.get("application"), health=health)
+        observed = replace(
+            observation_from(entry["object"], saved.get("application"), health=health),
+            mirrors_shadow=True,
+        )
         router = entry.get("url")
         if not router:
             return observed

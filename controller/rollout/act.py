@@ -1,8 +1,10 @@
 """Carry out one rollout action: a commit to the environment's branch or a registry change.
 
 Traffic only ever moves through Git: a step, a promotion and both halves of a rollback are
-commits that Argo CD syncs, each saying why in its body. The registry records what Git cannot:
-the champion alias, the quarantine of a rolled-back version and the analysis record.
+commits that Argo CD syncs, each saying why in its body, and so is a shadow phase's mirror on a
+cluster (an Istio VirtualService beside the pin, removed by the commit that ends the phase).
+The registry records what Git cannot: the champion alias, the quarantine of a rolled-back
+version and the analysis record.
 """
 
 from __future__ import annotations
@@ -28,12 +30,20 @@ from controller.rollout.actions import (
     RestorePrevious,
     SetChampion,
     SetWeight,
+    StartMirror,
     StartRollback,
+    StopMirror,
 )
 from controller.rollout.messages import (
     RolloutCommit,
     render_rollout_comment,
     render_rollout_message,
+)
+from controller.rollout.mirror_commits import (
+    mirrored_from,
+    start_mirror,
+    stop_mirror,
+    unmirrored,
 )
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import QUARANTINE_TAG, ReleaseRef
@@ -43,9 +53,11 @@ from controller.rollout.pin_edits import (
     promote_edit,
     restore_edit,
     weight_edit,
+    without_mirror,
 )
 from controller.rollout.record import analysis_tag, shadow_tag
 from controller.rollout.telemetry import RolloutMetrics
+from controller.shadow_mirror import validate_virtual_service
 from controller.storage_uri import map_storage_uri
 
 __all__ = ["ActResult", "Actuator"]
@@ -81,6 +93,10 @@ class Actuator:
         match action:
             case SetWeight():
                 return self._step(action, obs)
+            case StartMirror():
+                return self._commit(*start_mirror(self.ref, obs, action))
+            case StopMirror():
+                return self._commit(*stop_mirror(self.ref, obs, action))
             case EndShadow():
                 return self._end_shadow(action, obs, now)
             case Promote():
@@ -108,7 +124,9 @@ class Actuator:
 
         def edit_and_validate(worktree: Path) -> None:
             edit(worktree)
-            validate_rendered(worktree / overlay)
+            for document in validate_rendered(worktree / overlay):
+                if document.get("kind") == "VirtualService":
+                    validate_virtual_service(document, source=f"{overlay} (rendered)")
 
         message = render_rollout_message(commit)
         outcome = self.workspace.commit_and_push(
@@ -166,9 +184,12 @@ class Actuator:
 
     def _end_shadow(self, action: EndShadow, obs: ReleaseObservation, now: float) -> ActResult:
         version = _version(obs)
-        previous = f"v{obs.pin.previous_version}" if obs.pin.previous_version else "the primary"
+        previous = mirrored_from(obs)
         result = self._commit(
-            weight_edit(self.ref.pin_path, version, action.to_percent, expect=0),
+            without_mirror(
+                weight_edit(self.ref.pin_path, version, action.to_percent, expect=0),
+                self.ref.overlay,
+            ),
             RolloutCommit(
                 model=obs.model,
                 version=version,
@@ -178,7 +199,7 @@ class Actuator:
                 summary=(
                     f"The shadow judge passed v{version} on the requests mirrored from "
                     f"{previous}: it now takes {action.to_percent}% of {obs.environment}'s "
-                    "client traffic, and the canary's gates take over."
+                    f"client traffic, and the canary's gates take over.{unmirrored(obs)}"
                 ),
                 results=action.results,
                 report=action.report,
@@ -231,7 +252,7 @@ class Actuator:
             headline = f"stopped in shadow, {back_to} serves"
             summary = (
                 f"Stopped in shadow: {action.reason}.\n\nv{version} never took client "
-                f"traffic; the next commit restores {back_to}'s pin."
+                f"traffic; the next commit restores {back_to}'s pin.{unmirrored(obs)}"
             )
             self._shadow_verdict(version, "fail", action.reason, now)
         else:
@@ -242,12 +263,15 @@ class Actuator:
                 f"restores {back_to}'s pin once this one is synced."
             )
         result = self._commit(
-            weight_edit(
-                self.ref.pin_path,
-                version,
-                0,
-                reason=action.reason,
-                expect=obs.pin.canary_percent,
+            without_mirror(
+                weight_edit(
+                    self.ref.pin_path,
+                    version,
+                    0,
+                    reason=action.reason,
+                    expect=obs.pin.canary_percent,
+                ),
+                self.ref.overlay,
             ),
             RolloutCommit(
                 model=obs.model,

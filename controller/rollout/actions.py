@@ -26,7 +26,9 @@ __all__ = [
     "RestorePrevious",
     "SetChampion",
     "SetWeight",
+    "StartMirror",
     "StartRollback",
+    "StopMirror",
     "Wait",
 ]
 
@@ -63,6 +65,24 @@ class AnalyzeShadow:
 
     look: int
     record: AnalysisRecord
+
+
+@dataclass(frozen=True)
+class StartMirror:
+    """Commit Sluice's Istio VirtualService into the overlay: ``percent`` % of the requests to
+    the ``primary`` revision are copied to the ``challenger`` revision (a cluster target; the
+    local router mirrors by itself)."""
+
+    primary: str
+    challenger: str
+    percent: float
+
+
+@dataclass(frozen=True)
+class StopMirror:
+    """Git holds Sluice's shadow VirtualService outside a shadow phase: commit its removal."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -155,6 +175,8 @@ Action = (
     Wait
     | Analyze
     | AnalyzeShadow
+    | StartMirror
+    | StopMirror
     | EndShadow
     | Hold
     | SetWeight

@@ -14,7 +14,11 @@ with plain values and with hypothesis:
   pin is restored so that Git says what serves;
 - a pin in its shadow phase (weight 0 with ``sluice.dev/phase: shadow``) takes no client
   traffic: only a PASS of the shadow judge starts the first canary step; a FAIL, or no
-  verdict within ``shadow.maxDuration``, rolls back.
+  verdict within ``shadow.maxDuration``, rolls back;
+- on a target that does not mirror by itself (a cluster), the shadow phase's mirror is an
+  Istio VirtualService in Git: it is committed once the challenger's revision is ready, before
+  the first judgement, and exists only during the shadow phase (the first canary step and the
+  rollback remove it in their own commit; one found outside a shadow phase is removed).
 """
 
 from __future__ import annotations
@@ -37,12 +41,16 @@ from controller.rollout.actions import (
     RestorePrevious,
     SetChampion,
     SetWeight,
+    StartMirror,
     StartRollback,
+    StopMirror,
     Wait,
 )
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import RolloutPolicy, ShadowPhase, next_step
 from controller.rollout.record import AnalysisRecord, tally
+from controller.shadow_mirror import ShadowMirror
+from controller.target_types import TargetObservation
 
 __all__ = ["conclude", "conclude_shadow", "decide", "failing_summary"]
 
@@ -56,6 +64,8 @@ def decide(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action
     if pin.version is None or pin.storage_uri is None:
         return Finish(Outcome.IDLE, f"no version of {obs.model} is pinned in {obs.environment}")
     canary = pin.canary_percent
+    if obs.shadow_mirror is not None and obs.shadow_percent is None:
+        return StopMirror(f"v{pin.version} is not in a shadow phase")
     if canary == 0 and obs.shadow_percent is not None:
         if obs.quarantined is not None:
             return StartRollback(f"v{pin.version} is quarantined ({obs.quarantined})")
@@ -134,13 +144,23 @@ def failing_summary(results: Sequence[GateResult]) -> str:
     return "; ".join(r.summary for r in bad) or "all gates passed"
 
 
-def _deadline_passed(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> bool:
-    return now - obs.pin_changed_at > policy.progress_deadline_seconds
+def _deadline_passed(
+    obs: ReleaseObservation, policy: RolloutPolicy, now: float, since: float | None = None
+) -> bool:
+    start = obs.pin_changed_at if since is None else since
+    return now - start > policy.progress_deadline_seconds
 
 
-def _unsynced(obs: ReleaseObservation, policy: RolloutPolicy, now: float, phase: str) -> Action:
-    """The branch tip is not applied yet: wait, or roll back once the deadline passed."""
-    if _deadline_passed(obs, policy, now):
+def _unsynced(
+    obs: ReleaseObservation,
+    policy: RolloutPolicy,
+    now: float,
+    phase: str,
+    since: float | None = None,
+) -> Action:
+    """The branch tip is not applied yet: wait, or roll back once the deadline passed (counted
+    from ``since``, by default the pin's last change)."""
+    if _deadline_passed(obs, policy, now, since):
         return StartRollback(
             f"{obs.environment} did not sync {obs.head[:12]} within "
             f"{policy.progress_deadline_seconds:g} s"
@@ -214,7 +234,9 @@ def _shadowing(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Ac
     """Weight 0 in the shadow phase: wait for the challenger's revision, then judge it."""
     target = obs.target
     if not obs.synced:
-        return _unsynced(obs, policy, now, "shadowing")
+        # The mirror's own commit, made once the challenger was ready, waits for its own sync.
+        since = max(obs.pin_changed_at, obs.shadow_mirror_changed_at or 0.0)
+        return _unsynced(obs, policy, now, "shadowing", since)
     challenger = target.latest_created
     if target.failure and challenger != target.latest_ready:
         return StartRollback(f"challenger revision {challenger} failed: {target.failure}")
@@ -225,6 +247,10 @@ def _shadowing(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Ac
                 f"{policy.progress_deadline_seconds:g} s"
             )
         return Wait(f"challenger revision {challenger} is loading", "shadowing")
+    if not target.mirrors_shadow:
+        mirroring = _mirroring(obs, policy, now, challenger)
+        if mirroring is not None:
+            return mirroring
     record = obs.analysis
     if record is None or record.commit != obs.pin_commit:
         record = AnalysisRecord(commit=obs.pin_commit, step=0)
@@ -233,6 +259,37 @@ def _shadowing(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Ac
     if now < due:
         return Wait(f"shadow: next judgement in {due - now:.0f} s", "shadowing")
     return AnalyzeShadow(look=record.looks + 1, record=record)
+
+
+def _mirroring(
+    obs: ReleaseObservation, policy: RolloutPolicy, now: float, challenger: str
+) -> Action | None:
+    """The mirror in Git for a ready challenger: None once Git holds it for this revision and
+    share, else commit it (or wait for KServe to put the challenger at 0 % beside a primary)."""
+    percent = obs.shadow_percent
+    assert percent is not None
+    if obs.shadow_mirror == ShadowMirror(challenger, percent):
+        return None
+    primary = _primary_beside(obs.target, challenger)
+    if primary is None:
+        if _deadline_passed(obs, policy, now):
+            return StartRollback(
+                f"challenger revision {challenger} was not at 0% beside a primary at 100% "
+                f"within {policy.progress_deadline_seconds:g} s"
+            )
+        return Wait(f"waiting for {challenger} at 0% beside a primary at 100%", "shadowing")
+    return StartMirror(primary, challenger, percent)
+
+
+def _primary_beside(target: TargetObservation, challenger: str) -> str | None:
+    """The revision whose requests a shadow phase copies, as
+    :func:`~controller.shadow_phase.shadow_revisions` reads KServe's status: another revision
+    takes 100 % while the challenger, the latest one, takes 0 %."""
+    latest = next((t for t in target.traffic if t.latest and not t.percent), None)
+    if latest is None or latest.revision != challenger:
+        return None
+    others = {t.revision for t in target.traffic if t.revision and t.revision != challenger}
+    return next((r for r in sorted(others) if target.percent_of(r) == 100), None)
 
 
 def _rolling_back(obs: ReleaseObservation) -> Action:

@@ -25,7 +25,7 @@ class RolloutCommit:
     model: str
     version: int
     environment: str
-    #: step, promote, rollback or restore (the ``Sluice-Action`` trailer).
+    #: step, promote, rollback, restore or mirror (the ``Sluice-Action`` trailer).
     action: str
     headline: str
     summary: str
@@ -74,7 +74,7 @@ def render_rollout_message(commit: RolloutCommit) -> str:
     return "\n".join(lines) + "\n"
 
 
-_ICON = {"step": "⏩", "promote": "✅", "rollback": "⏪", "restore": "⏪"}
+_ICON = {"step": "⏩", "promote": "✅", "rollback": "⏪", "restore": "⏪", "mirror": "🪞"}
 
 
 def render_rollout_comment(commit: RolloutCommit, sha: str) -> str:

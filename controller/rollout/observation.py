@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from controller.manifest import PinnedRelease
 from controller.rollout.record import AnalysisRecord
+from controller.shadow_mirror import ShadowMirror
 from controller.target_types import TargetObservation
 
 __all__ = ["ReleaseObservation"]
@@ -42,6 +43,11 @@ class ReleaseObservation:
     shadow_percent: float | None = None
     #: The ``Sluice-Action`` trailer of ``pin_commit`` (propose, step, promote, rollback, restore).
     pin_action: str | None = None
+    #: Sluice's shadow VirtualService in the environment's overlay at ``head`` (the challenger
+    #: revision it copies requests to, and how many); None when Git holds none.
+    shadow_mirror: ShadowMirror | None = None
+    #: The commit time of the last change to that VirtualService (None without one).
+    shadow_mirror_changed_at: float | None = None
 
     @property
     def synced(self) -> bool:

@@ -23,6 +23,12 @@ from controller.ports import RolloutRegistry, Target
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.pin_edits import RESTORED_FROM, ROLLBACK_REASON
 from controller.rollout.record import AnalysisRecord, analysis_tag
+from controller.shadow_mirror import (
+    KUSTOMIZATION_FILES,
+    SHADOW_FILE,
+    ShadowMirror,
+    parse_shadow_mirror,
+)
 from controller.shadow_phase import shadow_request
 
 __all__ = [
@@ -107,6 +113,10 @@ def observe(
                 version.tags.get(analysis_tag(ref.environment.name))
             )
     champion = _alias_version(registry, release.model, release.champion_alias)
+    mirror = _shadow_mirror(ref, workspace)
+    mirror_change = (
+        workspace.last_change(branch, f"{ref.overlay}/{SHADOW_FILE}") if mirror else None
+    )
     return ReleaseObservation(
         model=release.model,
         environment=ref.environment.name,
@@ -123,6 +133,8 @@ def observe(
         rollback_reason=annotations.get(ROLLBACK_REASON),
         restored_from=_int(annotations.get(RESTORED_FROM)),
         shadow_percent=_shadow_percent(document),
+        shadow_mirror=mirror,
+        shadow_mirror_changed_at=mirror_change.time if mirror_change else None,
     )
 
 
@@ -131,6 +143,19 @@ def _alias_version(registry: RolloutRegistry, model: str, alias: str) -> int | N
         return registry.resolve(model, alias=alias).version
     except ModelNotFound:
         return None
+
+
+def _shadow_mirror(ref: ReleaseRef, workspace: GitWorkspace) -> ShadowMirror | None:
+    """Sluice's shadow VirtualService in the overlay on the branch, read in one round trip."""
+    paths = [f"{ref.overlay}/{name}" for name in (*KUSTOMIZATION_FILES, SHADOW_FILE)]
+    texts = workspace.read_many(ref.branch, paths)
+    kustomization = next((texts[p] for p in paths[:-1] if texts[p] is not None), None)
+    virtual_service = texts[paths[-1]]
+    if kustomization is None:
+        return None  # no overlay to hold one (rendering it fails the next commit, not this read)
+    return parse_shadow_mirror(
+        kustomization, virtual_service, overlay=f"{ref.overlay}@{ref.branch}"
+    )
 
 
 def _shadow_percent(document: Mapping[str, object]) -> float | None:

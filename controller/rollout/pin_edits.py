@@ -13,13 +13,19 @@ so a rollout commits the same steps in both: in Serverless mode the weight is
 ``storageUri`` and ``name`` into ``spec.predictor`` (KServe then keeps the canary's Deployment
 as the primary, without a restart) and removes ``spec.canary``, and the restore after a
 rollback removes ``spec.canary`` (the primary never stopped serving the previous version).
+
+The shadow phase's mirror on a cluster (:mod:`controller.shadow_mirror`) lives beside the pin
+in the overlay: :func:`mirror_edit` writes it only while the pin names the version in its
+shadow phase, :func:`without_mirror` removes it in the same commit as the pin edit that ends
+the phase, and :func:`unmirror_edit` removes one found outside a shadow phase.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
+from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
@@ -37,15 +43,20 @@ from controller.manifest import (
     remove_canary,
     set_shadow_annotations,
 )
+from controller.shadow_mirror import read_shadow_mirror, remove_shadow_mirror, write_shadow_mirror
+from controller.shadow_phase import shadow_request
 
 __all__ = [
     "ANY",
     "RESTORED_FROM",
     "ROLLBACK_REASON",
     "finish_restore_edit",
+    "mirror_edit",
     "promote_edit",
     "restore_edit",
+    "unmirror_edit",
     "weight_edit",
+    "without_mirror",
 ]
 
 
@@ -212,3 +223,64 @@ def finish_restore_edit(path: str, version: int, restored_from: int) -> PinEdit:
         _annotations(document).pop(RESTORED_FROM, None)
 
     return _edit(path, version, change)
+
+
+def _in_shadow(worktree: Path, path: str, version: int) -> bool:
+    """Whether the pin names ``version`` in its shadow phase; a :class:`GitConflict` when it
+    names another version."""
+    document = load_pin((worktree / path).read_text(encoding="utf-8"), source=path)
+    pinned = read_release(document)
+    if pinned.version != version:
+        raise GitConflict(
+            f"{path} now pins v{pinned.version}, not v{version}; "
+            "the rollout decides again next pass"
+        )
+    return shadow_request(document) is not None
+
+
+def mirror_edit(path: str, version: int, overlay: str, document: Mapping[str, Any]) -> PinEdit:
+    """Write the shadow VirtualService ``document`` into ``overlay`` and list it there, while
+    the pin still names ``version`` in its shadow phase (a stale decision never mirrors after
+    the phase ended). Writing the same document again changes nothing."""
+
+    def edit(worktree: Path) -> None:
+        if not _in_shadow(worktree, path, version):
+            raise GitConflict(
+                f"{path} no longer has v{version} in its shadow phase; "
+                "the rollout decides again next pass"
+            )
+        write_shadow_mirror(worktree / overlay, document)
+
+    return edit
+
+
+def _remove_mirror(directory: Path) -> None:
+    """Remove Sluice's shadow VirtualService, if the overlay lists one (else change nothing)."""
+    if read_shadow_mirror(directory) is not None:
+        remove_shadow_mirror(directory)
+
+
+def without_mirror(edit: PinEdit, overlay: str) -> PinEdit:
+    """``edit``, and Sluice's shadow VirtualService removed from ``overlay`` in the same commit,
+    so that Git never holds a mirror outside a shadow phase (without one: just ``edit``)."""
+
+    def edit_and_unmirror(worktree: Path) -> None:
+        edit(worktree)
+        _remove_mirror(worktree / overlay)
+
+    return edit_and_unmirror
+
+
+def unmirror_edit(path: str, version: int, overlay: str) -> PinEdit:
+    """Remove the shadow VirtualService from ``overlay`` while the pin names ``version`` outside
+    a shadow phase (a pin back in one keeps its mirror)."""
+
+    def edit(worktree: Path) -> None:
+        if _in_shadow(worktree, path, version):
+            raise GitConflict(
+                f"{path} has v{version} in its shadow phase again; "
+                "the rollout decides again next pass"
+            )
+        _remove_mirror(worktree / overlay)
+
+    return edit

@@ -31,7 +31,9 @@ from controller.rollout.actions import (
     RestorePrevious,
     SetChampion,
     SetWeight,
+    StartMirror,
     StartRollback,
+    StopMirror,
     Wait,
 )
 from controller.rollout.analysis import Analyzer
@@ -89,11 +91,11 @@ def phase_of(action: Action) -> str:
     match action:
         case Wait():
             return action.phase
-        case AnalyzeShadow():
+        case AnalyzeShadow() | StartMirror():
             return "shadowing"
         case Analyze() | Hold():
             return "analysing"
-        case SetWeight() | EndShadow():
+        case SetWeight() | EndShadow() | StopMirror():
             return "progressing"
         case Promote() | SetChampion():
             return "promoting"
@@ -121,6 +123,13 @@ def _detail(action: Action) -> str:
             return f"shadow passed → canary {action.to_percent}%"
         case AnalyzeShadow():
             return "judging the challenger's mirrored answers"
+        case StartMirror():
+            return (
+                f"mirroring {action.percent:g}% of {action.primary}'s requests to "
+                f"{action.challenger}"
+            )
+        case StopMirror():
+            return f"removing the shadow mirror: {action.reason}"
         case Promote():
             return f"canary {action.from_percent}% → 100%: promoted"
         case SetChampion():
