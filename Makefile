@@ -41,10 +41,12 @@ services:
 	status=$$?; if [ -n "$$made_policy" ]; then rm -f $$policy; fi; exit $$status
 
 # Two workers, one test file each at a time: most of the suite waits on real services (syncs,
-# scrapes, load tests), so two files in parallel halve the wall time on 2 cores.
+# scrapes, load tests), so two files in parallel halve the wall time on 2 cores. Files go out in
+# collection order, which tests/conftest.py sets longest first (xdist would otherwise order them
+# by test count and start the demo last, alone).
 PYTEST_WORKERS ?= 2
 test: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/sluice demo

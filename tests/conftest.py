@@ -27,20 +27,26 @@ from controller.local.services import (
 )
 
 #: Test files that take minutes, longest first. They are collected first, so `make test`'s two
-#: workers (`--dist loadfile` hands out files in collection order) start them at once and end
-#: together, instead of one worker starting the demo alone near the end (CI measured that).
+#: workers (`--dist loadfile --no-loadscope-reorder` hands out files in collection order) start
+#: the demo at once instead of last and alone (xdist orders files by test count otherwise; CI
+#: measured the demo starting 19 minutes in). After the demo come files that mostly wait on
+#: subprocesses, so the demo's canary is not judged while another file runs load tests.
 _LONGEST_FIRST = (
-    "test_rollout_local.py",
     "test_demo.py",
     "test_propose.py",
     "test_train.py",
-    "test_rollout_chaos.py",
+    "test_rollout_local.py",
     "test_local_commands.py",
-    "test_local_runtime.py",
-    "test_serve_command.py",
+    "test_rollout_shadow_local.py",
     "test_local_shadow.py",
-    "test_workflow_runs.py",
+    "test_rollout_chaos.py",
+    "test_local_runtime.py",
+    "test_local_runtime_raw.py",
+    "test_drift_command.py",
+    "test_local_serving.py",
     "test_drift_alert_e2e.py",
+    "test_serve_command.py",
+    "test_workflow_runs.py",
 )
 
 

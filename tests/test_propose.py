@@ -248,6 +248,26 @@ def test_bad_input_is_one_line_and_changes_nothing(
 
 
 @pytest.mark.slow
+def test_quarantined_version_is_refused_until_forced(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
+) -> None:
+    """A version a rollback quarantined is not proposed again by mistake: one line naming the
+    reason and --force, nothing pushed."""
+    version = register_version(mlflow_server.tracking_uri, model)
+    MlflowClient(mlflow_server.tracking_uri).set_model_version_tag(
+        model, str(version), "sluice.quarantined", "rolled back in staging: 20% of requests failed"
+    )
+    refs = snapshot(remote)
+    args = ("propose", model, "--env", "staging", "--version", str(version))
+    result = sluice(tmp_path, mlflow_server.tracking_uri, remote, *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"v{version} is quarantined (rolled back in staging: 20% of requests failed)" in line
+    assert "--force" in line
+    assert snapshot(remote) == refs
+
+
+@pytest.mark.slow
 def test_unreachable_registry_exits_3(remote: GitRemote, model: str, tmp_path: Path) -> None:
     """No registry at the tracking URI: exit 3, one line, nothing pushed."""
     refs = snapshot(remote)
