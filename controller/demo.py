@@ -5,8 +5,9 @@ It runs what a user and CI run, as they run them: the local stack of ``sluice lo
 training step as ``python -m models.fraud_detector.train`` in a subprocess, exactly as the
 workflow calls it, and ``sluice propose`` against a GitOps remote of the demo's own. Later
 chapters walk a better version through its canary steps to champion, and roll a faulty one
-back, and the last one sends a later week's transactions until the drift alert retrains the
-model through ``sluice serve`` and a new version is proposed.
+back; then a commit asks for a shadow phase, a later week's transactions raise the drift alert
+that retrains the model through ``sluice serve``, and the retrained version answers copies of
+live requests until the shadow judge, with late labels, lets it take its first canary step.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,17 @@ from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow
 from controller.commands_rollout import run_status
 from controller.demo_drift import DRIFT_WEEK, SluiceServe, run_drift_chapter
 from controller.demo_gitops import merge_branch, seed_gitops_remote
-from controller.demo_rollout import ClientTraffic, rows_for_clients, run_rollout
+from controller.demo_rollout import ClientTraffic, RolloutRun, rows_for_clients
+from controller.demo_shadow import ShadowChapter, commit_shadow_policy, run_shadow_chapter
 from controller.errors import ConfigError, GateFailed
 from controller.local.processes import free_port
+from controller.local.runtime import PREDICTION_LOG_FILE
 from controller.local.stack import StackRequest, down, up
 from controller.local.state import read_json
 from controller.propose import ProposalRequest, ProposalResult, propose
 from controller.rollout.actions import Outcome
+from controller.rollout.observe import QUARANTINE_TAG
+from controller.rollout.record import shadow_tag
 from controller.settings import Settings
 
 __all__ = ["run_demo"]
@@ -77,7 +82,7 @@ def _train(console: Console, tracking_uri: str, args: list[str], *, expect_gate_
 
 def _show_registry(console: Console, tracking_uri: str) -> None:
     table = Table(title=f"MLflow registry: {MODEL} ({tracking_uri})")
-    for column in ("version", "aliases", "quality gate", "trained on", "source"):
+    for column in ("version", "aliases", "quality gate", "trained on", "in local", "source"):
         table.add_column(column)
     for ref in MlflowRegistry(tracking_uri).versions(MODEL):
         table.add_row(
@@ -85,9 +90,20 @@ def _show_registry(console: Console, tracking_uri: str) -> None:
             ", ".join(ref.aliases) or "-",
             ref.tags.get("sluice.gate", "?"),
             ref.tags.get("sluice.data", "?"),
+            _rollout_note(ref.tags),
             ref.source,
         )
     console.print(table)
+
+
+def _rollout_note(tags: Mapping[str, str]) -> str:
+    """What the local rollouts left on a version: ``quarantined``, ``shadow pass``, or ``-``."""
+    notes = []
+    if QUARANTINE_TAG in tags and tags.get(f"{QUARANTINE_TAG}.environment") == "local":
+        notes.append("quarantined")
+    if verdict := tags.get(shadow_tag("local"), ""):
+        notes.append(f"shadow {verdict.split(':', 1)[0]}")
+    return ", ".join(notes) or "-"
 
 
 def _propose(
@@ -157,7 +173,7 @@ def _register_faulty(console: Console, tracking_uri: str, *, base_version: int |
 
 def _git_log(remote: Path) -> str:
     done = subprocess.run(
-        ["git", "log", "--format=%h %s", "-12", "main"],
+        ["git", "log", "--format=%h %s", "-16", "main"],
         cwd=remote, capture_output=True, text=True, check=True,
     )  # fmt: skip
     return done.stdout.rstrip()
@@ -196,8 +212,11 @@ def run_demo(*, workdir: Path, console: Console) -> None:
     )
     started = time.monotonic()
     configure_mlflow_http(retries=2, timeout_seconds=30)
-    # `sluice serve` of the drift chapter: Alertmanager posts to it with this token.
-    hook = _Hook(port=free_port(), token=secrets.token_urlsafe(24))
+    # `sluice serve` of the drift and shadow chapters: Alertmanager posts to it with one token,
+    # the case system's labels come with the other.
+    hook = _Hook(
+        port=free_port(), token=secrets.token_urlsafe(24), feedback=secrets.token_urlsafe(24)
+    )
     # The stack's processes outlive this one by design (`sluice local up`); a demo stopped with
     # SIGTERM must still stop them, so SIGTERM unwinds like Ctrl-C, through the finally below.
     previous = signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -226,10 +245,12 @@ def run_demo(*, workdir: Path, console: Console) -> None:
 
 @dataclass(frozen=True)
 class _Hook:
-    """Where the drift chapter's ``sluice serve`` listens, and Alertmanager's bearer token."""
+    """Where the demo's ``sluice serve`` listens, and the bearer tokens of Alertmanager's
+    alerts and of the case system's labels."""
 
     port: int
     token: str
+    feedback: str
 
 
 def _chapters(
@@ -253,8 +274,8 @@ def _chapters(
     second = _propose(console, tracking_uri, remote, root / "demo-git")
     rows = _client_rows(repository)
     prometheus_url = str((read_json(root / "stack.json") or {})["prometheus"]["url"])
-    rollout = partial(
-        run_rollout, console, root=root, remote=remote, tracking_uri=tracking_uri,
+    rollout = RolloutRun(
+        console, root=root, remote=remote, tracking_uri=tracking_uri,
         prometheus_url=prometheus_url, model=MODEL,
     )  # fmt: skip
     rollout(expect=Outcome.PROMOTED)  # v1 serves everything: it becomes the champion
@@ -273,7 +294,13 @@ def _chapters(
         merge_branch(remote, third.branch)
         rollout(expect=Outcome.ROLLED_BACK)
         console.print(f"Clients saw {clients.summary()} over chapters 6 and 7.")
-    console.print(Rule(f"8. Week {DRIFT_WEEK}: the inputs drift, the alert retrains, a proposal"))
+    console.print(Rule("8. Before the next challenger takes traffic, it answers in shadow"))
+    console.print(
+        "Gates on client traffic see errors and latency, not a model that answers quickly and "
+        "wrongly. The team asks for a shadow phase in the local environment's policy:"
+    )
+    commit_shadow_policy(console, remote)
+    console.print(Rule(f"9. Week {DRIFT_WEEK}: the inputs drift, the alert retrains, a proposal"))
     console.print(
         "The model server scores its window of live inputs against the training profile; the "
         "local Prometheus evaluates the cluster's alert rules and Alertmanager posts the alert "
@@ -282,14 +309,23 @@ def _chapters(
     serve = SluiceServe(
         repository=repository, state_dir=root / "serve", remote=remote,
         tracking_uri=tracking_uri, port=hook.port, token=hook.token, week=DRIFT_WEEK,
+        feedback_token=hook.feedback, prediction_log=root / PREDICTION_LOG_FILE,
     )  # fmt: skip
     with serve:
-        run_drift_chapter(
+        retrained = run_drift_chapter(
             console, url=url, model=MODEL, prometheus_url=prometheus_url,
             tracking_uri=tracking_uri, remote=remote, serve=serve,
             rows=_client_rows(repository, week=DRIFT_WEEK, rows=2000),
         )  # fmt: skip
-    console.print(Rule("9. What Git says happened"))
+        console.print(
+            Rule(f"10. v{retrained} in shadow: judged on copies of live requests, with late labels")
+        )
+        run_shadow_chapter(
+            console,
+            ShadowChapter(root, remote, repository, serve, rollout, MODEL, second.version),
+            version=retrained, url=url, token=hook.feedback,
+        )  # fmt: skip
+    console.print(Rule("11. What Git says happened"))
     log = _git_log(remote)
     console.print(log)
     console.print(Rule("sluice status"))

@@ -41,7 +41,9 @@ def retrain_command(week: int) -> list[str]:
 
 
 class SluiceServe:
-    """``sluice serve --forge local --env local`` as a process, as a team runs it."""
+    """``sluice serve --forge local --env local`` as a process, as a team runs it: Alertmanager
+    posts drift alerts to it, and the case system posts late labels to its ``/v1/feedback``,
+    which it writes to the router's prediction log."""
 
     def __init__(
         self,
@@ -53,6 +55,8 @@ class SluiceServe:
         port: int,
         token: str,
         week: int,
+        feedback_token: str,
+        prediction_log: Path,
     ) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = state_dir / "serve.log"
@@ -65,6 +69,8 @@ class SluiceServe:
             "MLFLOW_TRACKING_URI": tracking_uri,
             "SLUICE_ALERTMANAGER_TOKEN": token,
             "SLUICE_RETRAIN_COMMAND": json.dumps(retrain_command(week)),
+            "SLUICE_FEEDBACK_TOKEN": feedback_token,
+            "SLUICE_PREDICTION_LOG_PATH": str(prediction_log),
         }
         self.process = ManagedProcess(
             argv, log_path=self.log_path, name="sluice serve", cwd=repository, env=env

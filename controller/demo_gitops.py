@@ -1,8 +1,8 @@
 """The demo's Git side: a GitOps remote seeded from this checkout, and a merge as a person does it.
 
 The demo must not touch the user's own repository or remote, so it seeds a bare repository of
-its own with this checkout's ``manifests/`` and merges proposals there with plain git, the way
-a reviewer's merge button would.
+its own with this checkout's ``manifests/``, merges proposals there with plain git, the way
+a reviewer's merge button would, and commits a policy change the way a team member would.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["merge_branch", "seed_gitops_remote"]
+__all__ = ["commit_to_main", "merge_branch", "seed_gitops_remote"]
 
 _IDENTITY = ["-c", "user.name=Sluice demo", "-c", "user.email=demo@sluice.invalid"]
 
@@ -46,3 +47,16 @@ def merge_branch(remote: Path, branch: str) -> str:
         _git(*_IDENTITY, "merge", "--quiet", "--no-ff", f"origin/{branch}", "-m", message, cwd=work)
         _git("push", "--quiet", "origin", "main", cwd=work)
         return _git("rev-parse", "HEAD", cwd=work)
+
+
+def commit_to_main(remote: Path, subject: str, edit: Callable[[Path], None]) -> tuple[str, str]:
+    """Apply ``edit`` to a clone of ``main``, commit everything it changed, push; return the new
+    commit and its diff."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "work"
+        _git("clone", "--quiet", "--branch", "main", str(remote), str(work), cwd=Path(tmp))
+        edit(work)
+        _git("add", "--all", cwd=work)
+        _git(*_IDENTITY, "commit", "--quiet", "-m", subject, cwd=work)
+        _git("push", "--quiet", "origin", "main", cwd=work)
+        return _git("rev-parse", "HEAD", cwd=work), _git("show", "--format=", "HEAD", cwd=work)

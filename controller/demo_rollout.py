@@ -11,6 +11,8 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -21,13 +23,15 @@ from controller.backends.local_target import LocalTarget
 from controller.backends.locust_load import LocustLoadGenerator
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.backends.prometheus import PrometheusSource
+from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.errors import GateFailed
+from controller.local.runtime import PREDICTION_LOG_FILE
 from controller.notify import NullNotifier
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer
 from controller.rollout.reconcile import PassReport, Reconciler
 
-__all__ = ["ClientTraffic", "run_rollout"]
+__all__ = ["ClientTraffic", "RolloutRun", "rows_for_clients"]
 
 
 class ClientTraffic:
@@ -89,53 +93,81 @@ def rows_for_clients(frame_json: str) -> list[dict[str, object]]:
     return list(json.loads(frame_json))
 
 
-def run_rollout(
-    console: Console,
-    *,
-    root: Path,
-    remote: Path,
-    tracking_uri: str,
-    prometheus_url: str,
-    model: str,
-    expect: Outcome,
-) -> PassReport:
+@dataclass(frozen=True)
+class RolloutRun:
     """``sluice rollout MODEL --env local`` in-process, printing each pass as a timeline."""
-    registry = MlflowRegistry(tracking_uri)
-    reconciler = Reconciler(
-        workspace=GitWorkspace(str(remote), root / "rollout-git"),
-        registry=registry,
-        target=LocalTarget(root),
-        analyzer=Analyzer(
-            registry=registry,
-            metrics=PrometheusSource(prometheus_url),
-            load=LocustLoadGenerator(),
-            report_dir=root / "reports",
-        ),
-        notifier=NullNotifier(),
-    )
-    console.print(f"[dim]$ sluice rollout {model} --env local[/]")
-    started = time.monotonic()
-    last = ("", "")
 
-    def narrate(report: PassReport) -> None:
-        nonlocal last
-        # A wait is printed once per phase, not once a second.
+    console: Console
+    root: Path
+    remote: Path
+    tracking_uri: str
+    prometheus_url: str
+    model: str
+
+    def _reconciler(self) -> Reconciler:
+        registry = MlflowRegistry(self.tracking_uri)
+        return Reconciler(
+            workspace=GitWorkspace(str(self.remote), self.root / "rollout-git"),
+            registry=registry,
+            target=LocalTarget(self.root),
+            analyzer=Analyzer(
+                registry=registry,
+                metrics=PrometheusSource(self.prometheus_url),
+                load=LocustLoadGenerator(),
+                report_dir=self.root / "reports",
+            ),
+            notifier=NullNotifier(),
+            # Where a shadow phase finds the router's mirrored answers, as `sluice rollout` does.
+            predictions=SqlitePredictionLog(self.root / PREDICTION_LOG_FILE),
+        )
+
+    def __call__(
+        self,
+        *,
+        expect: Outcome | None = None,
+        until: Callable[[PassReport], bool] = lambda report: report.finished,
+        on_pass: Callable[[PassReport], None] = lambda report: None,
+    ) -> PassReport:
+        """Pass until ``until`` accepts a report (by default: the rollout ended) and return it;
+        ``on_pass`` sees every report after it is printed. With ``expect``, the rollout must
+        end with that outcome."""
+        reconciler = self._reconciler()
+        self.console.print(f"[dim]$ sluice rollout {self.model} --env local[/]")
+        narrate = _Timeline(self.console)
+        while True:
+            report = reconciler.reconcile("local", self.model)
+            narrate(report)
+            on_pass(report)
+            if until(report) or report.finished:
+                break
+            if report.commit is None:
+                time.sleep(1.0)
+        if expect is not None and report.outcome is not expect:
+            raise GateFailed(
+                f"demo: the rollout ended {report.outcome}, expected {expect}; "
+                "see the timeline above"
+            )
+        return report
+
+
+class _Timeline:
+    """Prints each pass with the seconds since the rollout started; a wait once per phase."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.monotonic()
+        self.last = ("", "")
+
+    def __call__(self, report: PassReport) -> None:
         seen = (report.action, report.phase)
-        if report.action == "Wait" and seen == last:
+        if report.action == "Wait" and seen == self.last:
             return
-        last = seen
-        clock = f"{time.monotonic() - started:5.0f} s"
+        self.last = seen
+        clock = f"{time.monotonic() - self.started:5.0f} s"
         weight = f" {report.canary_percent}%" if report.canary_percent is not None else ""
-        console.print(
+        self.console.print(
             f"[dim]{clock}[/] v{report.version}{weight} [bold]{report.phase}[/] {report.detail}"
         )
         for result in report.results:
             colour = {"pass": "green", "fail": "red"}.get(result.verdict.value, "yellow")
-            console.print(f"        [{colour}]{result.verdict.value:<12}[/] {result.summary}")
-
-    report = reconciler.run("local", model, poll_seconds=1.0, on_pass=narrate)
-    if report.outcome is not expect:
-        raise GateFailed(
-            f"demo: the rollout ended {report.outcome}, expected {expect}; see the timeline above"
-        )
-    return report
+            self.console.print(f"        [{colour}]{result.verdict.value:<12}[/] {result.summary}")

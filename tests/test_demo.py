@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +12,30 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SHADOW_CHECKS = ("errors", "score-shift", "agreement", "latency", "task-metric", "mcnemar")
+
+
+def _body(remote: Path, subject: str) -> str:
+    """The message body of the newest commit on the GitOps remote's main with this subject."""
+    log = subprocess.run(
+        ["git", "log", "--format=%H %s", "main"],
+        cwd=remote, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    sha = next(line.split(" ", 1)[0] for line in log if line.split(" ", 1)[1] == subject)
+    return subprocess.run(
+        ["git", "log", "-1", "--format=%b", sha],
+        cwd=remote, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)  # the demo is several minutes of real rollouts on a loaded machine
+@pytest.mark.timeout(660)  # the demo is several minutes of real rollouts on a loaded machine
 def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     """The demo serves v1, refuses a weak model, walks v2 through its canary steps to champion,
-    rolls a faulty v4 back, lets week-6 traffic raise the drift alert that retrains and proposes
-    v5, prints Git's history and the registry, and leaves no process."""
+    rolls a faulty v4 back, commits a shadow phase to the policy, lets week-6 traffic raise the
+    drift alert that retrains and proposes v5 in shadow, judges v5 on mirrored requests and late
+    labels until it passes into a 10% canary, prints Git's history, the status and the
+    registry, and leaves no process."""
     demo = subprocess.Popen(
         [str(Path(sys.executable).with_name("sluice")), "demo", "--workdir", str(tmp_path)],
         cwd=ROOT,
@@ -28,12 +45,12 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
         env={"PATH": "/usr/bin:/bin", "COLUMNS": "160", "HOME": str(tmp_path)},
     )
     try:
-        stdout, stderr = demo.communicate(timeout=540)
+        stdout, stderr = demo.communicate(timeout=600)
     except subprocess.TimeoutExpired:
         # SIGTERM, not SIGKILL: the demo then stops the stack it started (it leaked before).
         demo.terminate()
         stdout, stderr = demo.communicate(timeout=60)
-        pytest.fail("the demo took over 9 minutes: " + stdout[-2000:] + stderr[-2000:])
+        pytest.fail("the demo took over 10 minutes: " + stdout[-2000:] + stderr[-2000:])
     result = subprocess.CompletedProcess(demo.args, demo.returncode, stdout, stderr)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
@@ -45,13 +62,51 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert out.count("fraud score") == 5
     assert "fraud-detector v2 → local (canary 10%)" in out
     assert "Stopped runtime, prometheus, alertmanager, mlflow" in " ".join(out.split())
-    chapter = out[out.index("the inputs drift") : out.index("What Git says happened")]
+    policy = out[out.index("it answers in shadow") : out.index("the inputs drift")]
+    assert "+  shadow:" in policy  # the commit's diff, as the team pushed it
+    chapter = out[out.index("the inputs drift") : out.index("in shadow: judged on copies")]
     drift = " ".join(chapter.split())
     assert "SluiceFeatureDrift firing" in drift
     assert "retrain fraud-detector in local" in drift
     assert "the retraining registered fraud-detector v5" in drift
-    assert "proposed it: fraud-detector v5 → local" in drift
+    assert "proposed it: fraud-detector v5 → local (shadow)" in drift
     assert "sluice/local/fraud-detector/v5" in drift
+    shadow = " ".join(out[out.index("in shadow: judged on copies") :].split())
+    shadow = shadow[: shadow.index("What Git says happened")]
+    assert "+ sluice.dev/phase: shadow" in shadow
+    mirror = re.search(
+        r"Router: (\S+) answers every client; a copy of 100% of its requests goes to (\S+) \(v5\)",
+        shadow,
+    )
+    assert mirror, shadow
+    champion, challenger = mirror.groups()
+    assert champion != challenger
+    # Clients got every answer from the champion's revision, none from the challenger's.
+    answers = re.search(
+        r"Clients sent 400 week-6 transactions in .* and got (.*?) Prediction log", shadow
+    )
+    assert answers, shadow
+    assert answers.group(1) == f"400 answers from {champion}"
+    assert "400 requests answered by both v2 and v5, none labelled yet" in shadow
+    first_look = shadow[: shadow.index("The judge waits")]
+    assert (
+        "inconclusive shadow/task-metric: PR AUC: 0 labelled, below minLabelled 150" in first_look
+    )
+    # Traffic, labels and the bootstrap are seeded: the same counts on every run.
+    assert "confirmed 252 of the 400 transactions (13 fraud)" in shadow
+    assert "stored 252 labels" in shadow
+    assert "Committed: fraud-detector v5: shadow passed, canary 10% (local)" in shadow
+    report = shadow[shadow.index("the verdict report in its body") :]
+    assert "[pass] shadow/task-metric: PR AUC" in report
+    assert "252 labelled (13 positive) — pass" in report
+    assert re.search(rf"At 10 %, 100 more client requests got .*answers from {challenger}", shadow)
+    remote = tmp_path / "gitops.git"
+    verdict = _body(remote, "fraud-detector v5: shadow passed, canary 10% (local)")
+    for check in SHADOW_CHECKS:
+        assert re.search(rf"- \[pass\] shadow/{check}: .*\d", verdict), (check, verdict)
+    promoted = _body(remote, "fraud-detector v2: canary 50% → 100%, promoted (local)")
+    assert "Gates:" in promoted
+    assert "[pass] locust" in promoted
     history = out[out.index("What Git says happened") :]
     for subject in (
         "fraud-detector v2: canary 10% → 50% (local)",
@@ -59,14 +114,20 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
         "rollback fraud-detector v4: all traffic back to v2 (local)",
         "rollback fraud-detector v4: restore v2 (local)",
         "rollback fraud-detector v4: v2 serves alone again (local)",
+        "local: a shadow phase before the first canary step",
+        "fraud-detector v5 → local (shadow)",
+        "fraud-detector v5: shadow passed, canary 10% (local)",
     ):
         assert subject in history
     status = out[out.index("sluice status") : out.index("Registry state")]
-    assert "v2 / v5" in status  # the champion and the retrained challenger
+    assert "v2 / v5 (shadow pass)" in status  # the champion, the challenger and its verdict
+    assert "v5 10%" in status
     registry = out[out.index("Registry state") :]
     rows = [line for line in registry.splitlines() if line.startswith("│ ") and line[2:3].isdigit()]
     aliases = [row.split("│")[2].strip() for row in rows]
     assert aliases == ["-", "champion", "-", "-", "challenger"]
+    in_local = [row.split("│")[5].strip() for row in rows]
+    assert in_local == ["-", "-", "-", "quarantined", "shadow pass"]
     stack = json.loads((tmp_path / "local" / "stack.json").read_text())
     for component in stack.values():
         if component.get("pid"):

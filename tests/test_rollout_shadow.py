@@ -33,6 +33,7 @@ from controller.rollout.messages import (
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.pin_edits import weight_edit
 from controller.rollout.policy import RolloutPolicy
+from controller.rollout.reconcile import phase_of
 from controller.rollout.record import AnalysisRecord
 from controller.shadow_phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION
 from controller.target_types import TargetObservation, TrafficEntry
@@ -171,6 +172,8 @@ def test_too_few_samples_hold_then_roll_back_after_max_duration() -> None:
     assert judgement.verdict is Verdict.INCONCLUSIVE
     held = conclude_shadow(obs, POLICY, analyse(obs, 1031.0), judgement, 1032.0)
     assert isinstance(held, Hold)
+    # `sluice rollout`'s timeline and sluice_rollout_phase say shadowing, not analysing.
+    assert phase_of(held) == "shadowing"
     late = conclude_shadow(obs, POLICY, analyse(obs, 1031.0), judgement, 1000.0 + 600)
     assert isinstance(late, StartRollback)
     assert "no shadow verdict within 600 s" in late.reason

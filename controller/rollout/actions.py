@@ -103,6 +103,8 @@ class Hold:
 
     record: AnalysisRecord
     reason: str
+    #: ``sluice_rollout_phase`` while holding: a shadow phase holds while it waits for data.
+    phase: str = "analysing"
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ def conclude_shadow(
             f"no shadow verdict within {phase.max_duration_seconds:g} s ({judgement.reason})",
             results,
         )
-    return Hold(record, f"shadow {judgement.reason}")
+    return Hold(record, f"shadow {judgement.reason}", phase="shadowing")
 
 
 def failing_summary(results: Sequence[GateResult]) -> str:

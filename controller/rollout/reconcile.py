@@ -89,11 +89,11 @@ class PassReport:
 def phase_of(action: Action) -> str:
     """The rollout phase an action belongs to (the ``sluice_rollout_phase`` label)."""
     match action:
-        case Wait():
+        case Wait() | Hold():
             return action.phase
         case AnalyzeShadow() | StartMirror():
             return "shadowing"
-        case Analyze() | Hold():
+        case Analyze():
             return "analysing"
         case SetWeight() | EndShadow() | StopMirror():
             return "progressing"
