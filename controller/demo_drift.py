@@ -28,7 +28,7 @@ from controller.errors import GateFailed
 from controller.local.processes import ManagedProcess
 from controller.retrain import cooldown_tag
 
-__all__ = ["DRIFT_WEEK", "SluiceServe", "retrain_command", "run_drift_chapter"]
+__all__ = ["DRIFT_WEEK", "SluiceServe", "retrain_command", "run_drift_chapter", "wait_until"]
 
 #: The week the drift chapter's clients come from: 4 of the 6 features drift against week 1.
 DRIFT_WEEK = 6
@@ -99,7 +99,8 @@ class SluiceServe:
         return [line for line in text.splitlines() if needle in line]
 
 
-def _wait(what: str, probe: Callable[[], Any], timeout: float = _WAIT_SECONDS) -> Any:
+def wait_until(what: str, probe: Callable[[], Any], timeout: float = _WAIT_SECONDS) -> Any:
+    """``probe()``'s first truthy value; a one-line error naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = probe()
@@ -187,18 +188,18 @@ def run_drift_chapter(
     )
     with ClientTraffic(url, model, rows, batch=20, pause_seconds=0.1) as clients:
         console.print(f"{clock()} clients send week-{DRIFT_WEEK} transactions to {url}")
-        _wait(
+        wait_until(
             "the drift alert turning pending",
             lambda: _alert_state(prometheus_url, "SluiceFeatureDrift", model),
         )
         gauges = _drift_gauges(prometheus_url, model)
         console.print(f"{clock()} Prometheus: SluiceFeatureDrift pending; {gauges}")
-        _wait(
+        wait_until(
             "the drift alert firing",
             lambda: _alert_state(prometheus_url, "SluiceFeatureDrift", model) == "firing",
         )
         console.print(f"{clock()} Prometheus: SluiceFeatureDrift [bold]firing[/] → Alertmanager")
-        lines = _wait(
+        lines = wait_until(
             "sluice serve receiving the alert", lambda: serve.log_lines("POST /hooks/alertmanager")
         )
         for line in lines:
@@ -210,14 +211,14 @@ def run_drift_chapter(
         "starting another retraining"
     )
     version = int(
-        _wait(
+        wait_until(
             "the retrained version registering",
             lambda: _newest_version(registry, model, above=known),
         )
     )
     console.print(f"{clock()} the retraining registered {model} v{version} (week {DRIFT_WEEK})")
     branch = f"sluice/local/{model}/v{version}"
-    _wait(f"the proposal of v{version}", lambda: _remote_branch(remote, branch))
+    wait_until(f"the proposal of v{version}", lambda: _remote_branch(remote, branch))
     subject = subprocess.run(
         ["git", "log", "-1", "--format=%s", branch],
         cwd=remote, capture_output=True, text=True, check=True,

@@ -35,7 +35,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
-from controller.demo_drift import SluiceServe
+from controller.demo_drift import SluiceServe, wait_until
 from controller.demo_gitops import commit_to_main, merge_branch
 from controller.demo_rollout import RolloutRun, rows_for_clients
 from controller.errors import ConfigError, GateFailed
@@ -90,7 +90,6 @@ _LABELS_AFTER_DAYS = 3.0
 # Clients pause between requests, as a service's clients do: in a tight loop the copy of
 # request N runs against the champion's request N+1 on the same 2 cores and is timed slower.
 _PAUSE_SECONDS = 0.02
-_WAIT_SECONDS = 120.0
 
 
 def add_shadow_policy(text: str) -> str:
@@ -161,16 +160,6 @@ class ShadowTraffic:
         return ", ".join(f"{n:,} answers from {name}" for name, n in by_revision.most_common())
 
 
-def _wait(what: str, probe: Callable[[], Any], timeout: float = _WAIT_SECONDS) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise GateFailed(f"demo: {what} did not happen within {timeout:g} s")
-
-
 def _isvc(root: Path, model: str) -> dict[str, Any]:
     services = (read_json(root / "runtime.json") or {}).get("inferenceServices") or {}
     return dict(services.get(model) or {})
@@ -223,7 +212,7 @@ def _merge_shadow_pin(console: Console, chapter: ShadowChapter, version: int) ->
         f"Merged into main at {merged[:12]}; the runtime loads v{version} beside "
         f"v{chapter.champion} …"
     )
-    mirror = _wait(
+    mirror = wait_until(
         f"the router mirroring to v{version}",
         lambda: _isvc(chapter.root, chapter.model).get("shadow"),
         timeout=180.0,
@@ -332,7 +321,7 @@ def _show_canary(
     console: Console, chapter: ShadowChapter, mirror: dict[str, Any], url: str
 ) -> None:
     """Wait for the 10 % split, then show clients getting the challenger's answers on a share."""
-    _wait(
+    wait_until(
         f"{mirror['revision']} taking 10%",
         lambda: _traffic(chapter.root, chapter.model).get(mirror["revision"]) == 10,
     )
