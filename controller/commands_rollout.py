@@ -29,7 +29,7 @@ from controller.ports import (
 from controller.rollout.actions import Outcome, StartRollback
 from controller.rollout.analysis import Analyzer
 from controller.rollout.decide import decide
-from controller.rollout.observe import load_environment_config, load_release
+from controller.rollout.observe import load_environment_config, load_release, observe
 from controller.rollout.reconcile import PassReport, Reconciler, phase_of
 from controller.rollout.record import shadow_tag
 from controller.settings import Settings
@@ -302,6 +302,13 @@ def _challenger(
     return version.version, version.tags.get(shadow_tag(environment))
 
 
+class _TargetUnknown:
+    """A target that could not be asked (unreachable, no credentials): nothing observed."""
+
+    def observe(self, environment: str, inference_service: str) -> TargetObservation:
+        return TargetObservation(exists=False)
+
+
 def _status_row(
     reconciler: Reconciler, environment: str, model: str, now: float
 ) -> dict[str, object]:
@@ -310,13 +317,8 @@ def _status_row(
         obs = reconciler.observe(environment, model)
         note = ""
     except SluiceError as exc:
-        from controller.rollout.observe import observe as observe_release
-
-        class _Unreachable:
-            def observe(self, environment: str, inference_service: str) -> TargetObservation:
-                return TargetObservation(exists=False)
-
-        obs = observe_release(ref, reconciler.workspace, reconciler.registry, _Unreachable())
+        # Git and the registry still say what is pinned and why; the target's error is shown.
+        obs = observe(ref, reconciler.workspace, reconciler.registry, _TargetUnknown())
         note = exc.message
     action = decide(obs, ref.environment.rollout, now)
     canary = obs.pin.canary_percent
