@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from mlflow import MlflowClient
 from support.gitops_repo import ROOT, seed_manifests
 from support.gitrepo import GitRemote, create_git_remote, git
+from test_rollout_shadow import in_shadow as shadow_observation
 
 from controller.backends.git_repo import CommitOutcome, GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
@@ -88,19 +89,8 @@ def cluster_target(*, ready: bool = True, mirrors: bool = False) -> TargetObserv
 def in_shadow(
     target: TargetObservation | None = None, *, mirror: ShadowMirror | None = None
 ) -> ReleaseObservation:
-    return ReleaseObservation(
-        model="fd",
-        environment="staging",
-        inference_service="fd",
-        pin=PinnedRelease("fd", 2, "s3://m/2", "run", 1, 0),
-        head=HEAD,
-        pin_commit=HEAD,
-        pin_changed_at=1000.0,
-        target=target or cluster_target(),
-        champion=1,
-        shadow_percent=100.0,
-        shadow_mirror=mirror,
-    )
+    """v2 in its shadow phase on a cluster (by default), with ``mirror`` in Git."""
+    return shadow_observation(target or cluster_target(), mirror=mirror)
 
 
 # -- the decision ----------------------------------------------------------------------------------

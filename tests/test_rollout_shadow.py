@@ -35,6 +35,7 @@ from controller.rollout.pin_edits import weight_edit
 from controller.rollout.policy import RolloutPolicy
 from controller.rollout.reconcile import phase_of
 from controller.rollout.record import AnalysisRecord
+from controller.shadow_mirror import ShadowMirror
 from controller.shadow_phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION
 from controller.target_types import TargetObservation, TrafficEntry
 
@@ -80,7 +81,9 @@ def in_shadow(
     analysis: AnalysisRecord | None = None,
     quarantined: str | None = None,
     changed_at: float = 1000.0,
+    mirror: ShadowMirror | None = None,
 ) -> ReleaseObservation:
+    """v2 pinned in its shadow phase beside v1, as observed on ``target``."""
     return ReleaseObservation(
         model="fd",
         environment="staging",
@@ -94,6 +97,7 @@ def in_shadow(
         quarantined=quarantined,
         analysis=analysis,
         shadow_percent=100.0,
+        shadow_mirror=mirror,
     )
 
 
