@@ -61,6 +61,9 @@ class TargetObservation:
     #: router does). KServe on a cluster does not: there the copy is Sluice's Istio
     #: VirtualService, which the rollout commits into the environment's overlay.
     mirrors_shadow: bool = False
+    #: ``Kind/name`` of objects Git no longer holds that still run (Argo CD's
+    #: ``requiresPruning``): an Application that does not prune leaves them live.
+    requires_pruning: tuple[str, ...] = ()
 
     def percent_of(self, revision: str | None) -> int:
         """Total traffic percent ``revision`` takes (0 when it takes none)."""

@@ -20,6 +20,7 @@ from support.gitrepo import GitRemote, create_git_remote, git
 from test_rollout_shadow import in_shadow as shadow_observation
 
 from controller.backends.git_repo import CommitOutcome, GitWorkspace
+from controller.backends.kubernetes_target import observation_from
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.environment import load_environment
 from controller.errors import GitConflict
@@ -164,6 +165,54 @@ def test_a_mirror_outside_a_shadow_phase_is_removed() -> None:
     action = decide(obs, POLICY, 1031.0)
     assert isinstance(action, StopMirror)
     assert "not in a shadow phase" in action.reason
+
+
+def at_first_step(*, requires_pruning: tuple[str, ...] = ()) -> ReleaseObservation:
+    """v2 serving its first 10 % after the shadow phase, the Application reporting what it
+    has not pruned."""
+    target = replace(
+        cluster_target(),
+        traffic=(TrafficEntry(NEW, 10, True, "latest"), TrafficEntry(OLD, 90, False, "prev")),
+        requires_pruning=requires_pruning,
+    )
+    return replace(
+        in_shadow(target),
+        pin=PinnedRelease("fd", 2, "s3://m/2", "run", 1, 10),
+        shadow_percent=None,
+    )
+
+
+def test_a_mirror_the_cluster_still_runs_holds_the_canary_then_rolls_back() -> None:
+    """Production's Application does not prune: the removed mirror stays live and sends every
+    request to the primary, so the canary is not judged (its clients would never reach it);
+    after the progress deadline it is rolled back, the reason naming the object and the fix."""
+    obs = at_first_step(requires_pruning=("ConfigMap/other", "VirtualService/fd-shadow"))
+    held = decide(obs, POLICY, 1031.0)
+    assert isinstance(held, Wait)
+    assert held.reason.startswith("VirtualService/fd-shadow left Git but is still live")
+    assert "with prune" in held.reason
+    late = decide(obs, POLICY, 1000.0 + POLICY.progress_deadline_seconds + 1)
+    assert isinstance(late, StartRollback)
+    assert "VirtualService/fd-shadow" in late.reason
+    # Another object Argo CD has not pruned is not the rollout's business.
+    other = decide(at_first_step(requires_pruning=("ConfigMap/other",)), POLICY, 1031.0)
+    assert not isinstance(other, Wait | StartRollback)
+
+
+def test_the_cluster_target_reports_what_argo_cd_has_not_pruned() -> None:
+    """Argo CD lists live objects that Git no longer holds with ``requiresPruning``."""
+    application = {
+        "status": {
+            "sync": {"status": "OutOfSync", "revision": HEAD},
+            "resources": [
+                {"kind": "InferenceService", "name": "fd", "status": "Synced"},
+                {"kind": "VirtualService", "name": "fd-shadow", "requiresPruning": True},
+            ],
+        }
+    }
+    isvc = {"metadata": {"name": "fd", "namespace": "models-production"}, "status": {}}
+    observed = observation_from(isvc, application)
+    assert observed.requires_pruning == ("VirtualService/fd-shadow",)
 
 
 @settings(max_examples=200, deadline=None)

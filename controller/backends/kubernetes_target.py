@@ -229,6 +229,11 @@ def observation_from(
         traffic=tuple(_traffic_entry(entry) for entry in predictor.get("traffic") or ()),
         failure=_failure(status),
         annotations={str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()},
+        requires_pruning=tuple(
+            f"{resource.get('kind')}/{resource.get('name')}"
+            for resource in app_status.get("resources") or ()
+            if resource.get("requiresPruning")
+        ),
     )
 
 

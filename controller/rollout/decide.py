@@ -18,7 +18,9 @@ with plain values and with hypothesis:
 - on a target that does not mirror by itself (a cluster), the shadow phase's mirror is an
   Istio VirtualService in Git: it is committed once the challenger's revision is ready, before
   the first judgement, and exists only during the shadow phase (the first canary step and the
-  rollback remove it in their own commit; one found outside a shadow phase is removed).
+  rollback remove it in their own commit; one found outside a shadow phase is removed); a
+  canary step waits while the cluster still runs the removed mirror (an Application that does
+  not prune), and rolls back after the progress deadline.
 """
 
 from __future__ import annotations
@@ -203,6 +205,18 @@ def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, ste
         return _unsynced(obs, policy, now, "progressing")
     if target.failure and target.latest_created != target.latest_ready:
         return StartRollback(f"canary revision {target.latest_created} failed: {target.failure}")
+    leftover = f"VirtualService/{obs.inference_service}-shadow"
+    if leftover in target.requires_pruning:
+        # The shadow phase's mirror left Git with the first step, but an Application that does
+        # not prune keeps it live, routing every request to the primary: the canary would be
+        # judged on Locust alone and promoted while clients stay on the old revision.
+        why = (
+            f"{leftover} left Git but is still live and routes every request to the primary; "
+            "sync the environment's Argo CD Application with prune"
+        )
+        if _deadline_passed(obs, policy, now):
+            return StartRollback(why)
+        return Wait(why, "progressing")
     latest = next((t for t in target.traffic if t.latest), None)
     serving = (
         target.latest_created is not None
