@@ -66,6 +66,7 @@ __all__ = [
     "SHADOW_FILE",
     "VIRTUALSERVICE_SCHEMA",
     "ShadowMirror",
+    "mirror_name",
     "mirror_virtual_service",
     "parse_shadow_mirror",
     "predictor_host",
@@ -134,6 +135,11 @@ def private_revision_host(revision: str, namespace: str) -> str:
     return f"{revision}{_PRIVATE_SUFFIX}.{namespace}.svc.cluster.local"
 
 
+def mirror_name(isvc_name: str) -> str:
+    """The VirtualService's name: one mirror per InferenceService."""
+    return f"{isvc_name}-shadow"
+
+
 def predictor_host(isvc_name: str, namespace: str) -> str:
     """The cluster-local name of an InferenceService's predictor (Knative's route)."""
     return f"{isvc_name}-predictor.{namespace}.svc.cluster.local"
@@ -172,7 +178,7 @@ def mirror_virtual_service(
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",
         "metadata": {
-            "name": f"{isvc_name}-shadow",
+            "name": mirror_name(isvc_name),
             "namespace": namespace,
             "labels": {"app.kubernetes.io/managed-by": "sluice"},
             "annotations": {PHASE_ANNOTATION: "shadow", CHALLENGER_ANNOTATION: shadow_revision},

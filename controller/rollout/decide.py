@@ -51,7 +51,7 @@ from controller.rollout.actions import (
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import RolloutPolicy, ShadowPhase, next_step
 from controller.rollout.record import AnalysisRecord, tally
-from controller.shadow_mirror import ShadowMirror
+from controller.shadow_mirror import ShadowMirror, mirror_name
 from controller.target_types import TargetObservation
 
 __all__ = ["conclude", "conclude_shadow", "decide", "failing_summary"]
@@ -205,7 +205,7 @@ def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, ste
         return _unsynced(obs, policy, now, "progressing")
     if target.failure and target.latest_created != target.latest_ready:
         return StartRollback(f"canary revision {target.latest_created} failed: {target.failure}")
-    leftover = f"VirtualService/{obs.inference_service}-shadow"
+    leftover = f"VirtualService/{mirror_name(obs.inference_service)}"
     if leftover in target.requires_pruning:
         # The shadow phase's mirror left Git with the first step, but an Application that does
         # not prune keeps it live, routing every request to the primary: the canary would be
