@@ -28,6 +28,18 @@ def _body(remote: Path, subject: str) -> str:
     ).stdout  # fmt: skip
 
 
+def start_demo(workdir: Path, *, stderr: int) -> subprocess.Popen[str]:
+    """`sluice demo` as a user starts it from the checkout, with a bare environment."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("sluice")), "demo", "--workdir", str(workdir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "160", "HOME": str(workdir)},
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(660)  # the demo is several minutes of real rollouts on a loaded machine
 def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
@@ -36,14 +48,7 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     drift alert that retrains and proposes v5 in shadow, judges v5 on mirrored requests and late
     labels until it passes into a 10% canary, prints Git's history, the status and the
     registry, and leaves no process."""
-    demo = subprocess.Popen(
-        [str(Path(sys.executable).with_name("sluice")), "demo", "--workdir", str(tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "160", "HOME": str(tmp_path)},
-    )
+    demo = start_demo(tmp_path, stderr=subprocess.PIPE)
     try:
         stdout, stderr = demo.communicate(timeout=600)
     except subprocess.TimeoutExpired:
@@ -140,14 +145,7 @@ def test_a_terminated_demo_stops_the_stack_it_started(tmp_path: Path) -> None:
     """SIGTERM (a CI timeout, `kill`) stops the demo's MLflow, Prometheus, Alertmanager and
     runtime too: they are started in sessions of their own, and a killed demo left them
     running."""
-    demo = subprocess.Popen(
-        [str(Path(sys.executable).with_name("sluice")), "demo", "--workdir", str(tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "160", "HOME": str(tmp_path)},
-    )
+    demo = start_demo(tmp_path, stderr=subprocess.STDOUT)
     assert demo.stdout is not None
     try:
         for line in demo.stdout:
