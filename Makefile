@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 LINT_PATHS := $(wildcard controller tests models benchmarks)
 
-.PHONY: setup services test demo lint format typecheck bench clean
+.PHONY: setup services test demo lint format typecheck bench clean upstream-check upstream-refresh
 
 setup: $(STAMP) services
 
@@ -68,8 +68,22 @@ lint-workflows: setup
 
 # Every kustomization (overlays, gitops/, monitoring/, serving-runtime/, controller/) rendered
 # with kubectl kustomize and validated, and the alert rules checked and unit-tested by promtool.
-validate-manifests: setup
+# The upstream CRDs they are validated against are checked first.
+validate-manifests: setup upstream-check
 	$(BIN)/pytest tests/test_gitops.py tests/test_monitoring_manifests.py
+
+# Upstream files vendored in tests/upstream (KServe's and Argo CD's CRDs, Argo CD's
+# InferenceService health check), each listed in tests/upstream/SOURCES.md with its repository,
+# commit and SHA-256. upstream-check verifies the hashes offline (tests/test_upstream.py does in
+# make test too); upstream-refresh downloads every file again from GitHub at its commit and
+# writes them only if all match (after changing a commit there: UPSTREAM_ARGS=--rehash).
+# Standard library only, so neither needs setup.
+UPSTREAM_ARGS ?=
+upstream-check:
+	$(PYTHON) tests/upstream/sources.py check
+
+upstream-refresh:
+	$(PYTHON) tests/upstream/sources.py refresh $(UPSTREAM_ARGS)
 
 format: setup
 	$(BIN)/ruff format $(LINT_PATHS)

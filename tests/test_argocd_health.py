@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from upstream.sources import UPSTREAM
 
 from controller.local.health import HealthStatus, LuaHealthCheck, inferenceservice_health
 from controller.local.kserve_status import (
@@ -17,51 +19,34 @@ from controller.local.kserve_status import (
     reconcile_status,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-UPSTREAM = (
-    ROOT.parent
-    / "shared/upstream/argo-cd/resource_customizations/serving.kserve.io/InferenceService"
-)
+#: Argo CD's check and its test data, vendored (tests/upstream/SOURCES.md).
+ARGO_CD = UPSTREAM / "argo-cd/resource_customizations/serving.kserve.io/InferenceService"
 HEADER_LINES = 7  # Sluice's provenance comment above the verbatim script
-
-needs_upstream = pytest.mark.skipif(
-    not (UPSTREAM / "health_test.yaml").is_file(),
-    reason=f"Argo CD's health check and test data not found at {UPSTREAM}",
-)
 
 
 def argo_cases() -> list[Any]:
-    if not (UPSTREAM / "health_test.yaml").is_file():
-        return []
-    import yaml
-
-    tests = yaml.safe_load((UPSTREAM / "health_test.yaml").read_text(encoding="utf-8"))["tests"]
+    tests = yaml.safe_load((ARGO_CD / "health_test.yaml").read_text(encoding="utf-8"))["tests"]
     return [pytest.param(t, id=Path(t["inputPath"]).stem) for t in tests]
 
 
-@needs_upstream
 def test_argo_cd_test_data_cover_every_file() -> None:
     """Argo CD's health_test.yaml has an expectation for each of its test data files."""
     listed = {Path(case.values[0]["inputPath"]).name for case in argo_cases()}
-    assert listed == {path.name for path in (UPSTREAM / "testdata").glob("*.yaml")}
+    assert listed == {path.name for path in (ARGO_CD / "testdata").glob("*.yaml")}
 
 
-@needs_upstream
 @pytest.mark.parametrize("case", argo_cases())
 def test_health_matches_argo_cd_expectation(case: dict[str, Any]) -> None:
     """Each Argo CD test resource gets exactly the status and message Argo CD expects."""
-    import yaml
-
-    obj = yaml.safe_load((UPSTREAM / case["inputPath"]).read_text(encoding="utf-8"))
+    obj = yaml.safe_load((ARGO_CD / case["inputPath"]).read_text(encoding="utf-8"))
     expected = case["healthStatus"]
     assert inferenceservice_health(obj) == HealthStatus(expected["status"], expected["message"])
 
 
-@needs_upstream
 def test_vendored_script_is_argo_cds() -> None:
     """The packaged health.lua is Argo CD's, unchanged below its provenance header."""
     packaged = resources.files("controller.local").joinpath("argocd_health.lua").read_text("utf-8")
-    upstream = (UPSTREAM / "health.lua").read_text(encoding="utf-8")
+    upstream = (ARGO_CD / "health.lua").read_text(encoding="utf-8")
     assert packaged.splitlines(keepends=True)[HEADER_LINES:] == upstream.splitlines(keepends=True)
 
 

@@ -38,6 +38,7 @@ import pytest
 import yaml
 from kubernetes import client
 from support.crd import status_errors, strict
+from upstream.sources import UPSTREAM
 
 from controller.backends.kubernetes_target import KubernetesTarget
 from controller.errors import ConfigError, RemoteUnavailable, SluiceError
@@ -45,9 +46,8 @@ from controller.local.health import inferenceservice_health
 from controller.schemas import inferenceservice_schema
 from controller.target_types import TrafficEntry
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cluster"
-APPLICATION_CRD = ROOT.parent / "shared/upstream/argo-cd/manifests/crds/application-crd.yaml"
+APPLICATION_CRD = UPSTREAM / "argo-cd/manifests/crds/application-crd.yaml"
 
 KUBE_TOKEN = "kube-sa-token-0123456789abcdef"
 ARGOCD_TOKEN = "argocd-api-token-9f8e7d6c5b4a3210"
@@ -62,11 +62,6 @@ ISVC_PATH = re.compile(
     r"^/apis/serving\.kserve\.io/v1beta1/namespaces/([^/]+)/inferenceservices/([^/]+)$"
 )
 APP_PATH = re.compile(r"^/api/v1/applications/([^/]+)$")
-
-needs_crd = pytest.mark.skipif(
-    not APPLICATION_CRD.is_file(),
-    reason=f"Argo CD's Application CRD not found at {APPLICATION_CRD}",
-)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -221,7 +216,6 @@ def application_validator() -> jsonschema.Draft7Validator:
 ISVC_VALIDATOR = jsonschema.Draft7Validator(strict(inferenceservice_schema()))
 
 
-@needs_crd
 @pytest.mark.parametrize("name", fixture_names("application"))
 def test_application_fixture_matches_crd(
     name: str, application_validator: jsonschema.Draft7Validator
@@ -242,7 +236,6 @@ def test_inferenceservice_fixture_matches_crd(name: str) -> None:
     assert errors + status_errors(document["status"]) == []
 
 
-@needs_crd
 def test_strict_schemas_refuse_misspelt_fields(
     application_validator: jsonschema.Draft7Validator,
 ) -> None:

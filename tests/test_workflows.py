@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 import yaml
-from schemas import ROOT, shared_file
+from schemas import ROOT
 
 from controller.propose import ProposalResult
 from models.fraud_detector.train import TrainingResult
 
 WORKFLOWS = ROOT / ".github/workflows"
+#: The release tags and commit SHAs the workflows may pin actions to.
+PINS = ROOT / ".github/actions-pins.md"
 BIN = Path(sys.executable).parent
 #: Commands the workflows call that are being written in parallel; each is checked like the
 #: others as soon as `sluice --help` lists it. rollout: `sluice rollout MODEL --env ENV
@@ -99,9 +101,9 @@ def test_workflows_match_the_schema(schema: str) -> None:
 
 
 def test_every_action_is_pinned_to_a_listed_commit() -> None:
-    """Each `uses:` names a full commit SHA from ACTIONS_PINS.md, with its release tag beside it."""
+    """Each `uses:` names a full commit SHA of .github/actions-pins.md, with its tag beside it."""
     pins = {}
-    for line in shared_file("ACTIONS_PINS.md").read_text(encoding="utf-8").splitlines():
+    for line in PINS.read_text(encoding="utf-8").splitlines():
         if match := _PIN_ROW.match(line.strip()):
             action, tag, sha = match.groups()
             pins[(action, sha)] = tag

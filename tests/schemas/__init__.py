@@ -1,8 +1,8 @@
 """Schemas the manifest tests validate rendered objects against, and the rendering itself.
 
-Upstream CRDs come from ``../shared/upstream`` (beside the checkout, where CI puts them too); a
-missing file fails the test with the path, never skips it. Kinds without an upstream CRD and
-Kubernetes' built-in kinds use the handwritten subsets in this directory (README.md here).
+Upstream CRDs are the ones vendored in ``tests/upstream`` (its SOURCES.md lists their commits and
+SHA-256). Kinds without an upstream CRD and Kubernetes' built-in kinds use the handwritten
+subsets in this directory (README.md here).
 """
 
 from __future__ import annotations
@@ -15,17 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 import yaml
 from support.crd import strict
+from upstream.sources import UPSTREAM
 
 from controller.render import render_overlay
 
-__all__ = ["ROOT", "UPSTREAM", "render", "schema_errors", "shared_file"]
+__all__ = ["ROOT", "UPSTREAM", "render", "schema_errors"]
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
-UPSTREAM = SHARED / "upstream"
 HERE = Path(__file__).resolve().parent
 
 _UPSTREAM_CRDS = {
@@ -50,23 +48,10 @@ _LOCAL_SCHEMAS = {
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
-def shared_file(relative: str) -> Path:
-    """A file of ``../shared``; fails the calling test, naming the path, when it is missing."""
-    path = SHARED / relative
-    if not path.is_file():
-        pytest.fail(
-            f"{path} not found: the manifest tests validate against files in ../shared, which "
-            "CI places beside the checkout (.github/workflows/ci.yml fetches the upstream CRDs "
-            "at the commits of shared/upstream/SOURCES.md); put them there",
-            pytrace=False,
-        )
-    return path
-
-
 @cache
 def _crd_validator(kind: str, api_version: str) -> jsonschema.Draft7Validator:
     crd = yaml.load(
-        shared_file(f"upstream/{_UPSTREAM_CRDS[kind]}").read_text(encoding="utf-8"),
+        (UPSTREAM / _UPSTREAM_CRDS[kind]).read_text(encoding="utf-8"),
         # The safe loader, in C when libyaml is there: the CRDs are megabytes.
         Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader),  # noqa: S506
     )

@@ -1,0 +1,1 @@
+"""Upstream files vendored verbatim (SOURCES.md), and their checker (:mod:`upstream.sources`)."""
