@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.error import URLError
 
 import pytest
 from upstream.sources import SOURCES_MD, UPSTREAM, check, download, load_sources, refresh
@@ -111,6 +112,22 @@ def test_refresh_writes_files_only_when_every_hash_matches(tmp_path: Path) -> No
     assert refresh(tmp_path, fetch=fetch, sources_md=table) == []
     assert (tmp_path / "kserve/LICENSE").read_bytes() == b"licence"
     assert (tmp_path / "argo-cd/a/b.yaml").read_bytes() == b"kind: X\n"
+
+
+def test_refresh_reports_a_failed_download_and_writes_nothing(tmp_path: Path) -> None:
+    """No network (or a 404): one line naming the file and the address, no traceback."""
+    table = tmp_path / "SOURCES.md"
+    table.write_text(ROW.format(commit=COMMIT, sha256="1" * 64, other="2" * 64))
+
+    def fetch(url: str) -> bytes:
+        raise URLError("Name or service not known")
+
+    (problem,) = refresh(tmp_path, fetch=fetch, sources_md=table)
+    assert problem == (
+        f"kserve/LICENSE: cannot download https://raw.githubusercontent.com/kserve/kserve/{COMMIT}"
+        "/LICENSE: <urlopen error Name or service not known>"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["SOURCES.md"]
 
 
 def test_refresh_rehash_takes_new_contents_and_records_their_hashes(tmp_path: Path) -> None:

@@ -136,10 +136,15 @@ def refresh(
 
     Nothing is written unless every download matches its SHA-256; with ``rehash`` the downloads
     are written whatever their hash, and the new hashes replace the old ones in ``sources_md``.
-    Returns the problems (mismatches), empty when the files were written.
+    Returns the problems (a failed download, mismatches), empty when the files were written.
     """
     sources = load_sources(sources_md.read_text(encoding="utf-8")) if sources is None else sources
-    bodies = {source: fetch(source.url) for source in sources}
+    bodies: dict[Source, bytes] = {}
+    for source in sources:
+        try:
+            bodies[source] = fetch(source.url)
+        except OSError as error:  # urllib's URLError and HTTPError are OSErrors
+            return [f"{source.local}: cannot download {source.url}: {error}"]
     changed = {s: _sha256(body) for s, body in bodies.items() if _sha256(body) != s.sha256}
     if changed and not rehash:
         return [
