@@ -48,6 +48,7 @@ from typing import Any
 from controller.analysis_types import LatencyHistogram, LoadPlan, LoadReport, MetricSample
 from controller.backends.kubernetes_target import observation_from
 from controller.errors import MetricsUnavailable, SluiceError
+from controller.gates.metrics_profile import KNATIVE_OTEL, MetricsProfile
 from controller.local import sync
 from controller.local.kserve_status import (
     PredictorSpec,
@@ -438,7 +439,9 @@ class ScriptedMetrics:
     A revision in its service's traffic answered ``requests`` requests in any window, with the
     error ratio and latencies of its version's :class:`Behaviour`; one outside the traffic
     answered none (empty results). A query of another shape (a custom check) has no data. Set
-    :attr:`outage` to make every query fail as an unreachable Prometheus does.
+    :attr:`outage` to make every query fail as an unreachable Prometheus does. Series are
+    named as ``profile`` names them (current Knative's by default); a query for other names
+    has no data, as on a cluster whose Knative exports the other shape.
     """
 
     def __init__(
@@ -447,8 +450,10 @@ class ScriptedMetrics:
         *,
         behaviours: Behaviours | None = None,
         requests: int = 2000,
+        profile: MetricsProfile = KNATIVE_OTEL,
     ) -> None:
         self.cluster = cluster
+        self.profile = profile
         self.behaviours = behaviours or cluster.behaviours
         self.requests = requests
         self.outage = False
@@ -460,28 +465,32 @@ class ScriptedMetrics:
         self.queries.append(promql)
         if self.outage:
             raise MetricsUnavailable("Prometheus at http://prometheus.fake is unreachable")
+        profile = self.profile
         labels = {k: v for k, op, v in _LABEL.findall(promql) if op == "="}
         uri = self.cluster.serving(
-            labels.get("namespace_name", ""),
-            labels.get("configuration_name", ""),
-            labels.get("revision_name", ""),
+            labels.get(profile.namespace_label, ""),
+            labels.get(profile.configuration_label, ""),
+            labels.get(profile.revision_label, ""),
         )
         if uri is None:
             return []
         behaviour = self.behaviours.of(uri)
         errors = round(self.requests * behaviour.error_ratio)
         quantile = _QUANTILE.match(promql)
-        if quantile and "rate(revision_app_request_latencies_bucket" in promql:
+        buckets, requests = f"{profile.latency}_bucket{{", f"{profile.requests}{{"
+        if quantile and f"rate({buckets}" in promql:
+            # The builtin query scales a histogram in seconds to milliseconds itself.
             return [MetricSample({}, behaviour.latency_quantile(float(quantile.group(1))))]
-        if "increase(revision_app_request_latencies_bucket" in promql:
+        if f"increase({buckets}" in promql:
+            scale = profile.milliseconds_per_unit
             return [
-                MetricSample({"le": "+Inf" if math.isinf(b) else f"{b:g}"}, float(count))
+                MetricSample({"le": "+Inf" if math.isinf(b) else f"{b / scale:g}"}, float(count))
                 for b, count in behaviour.cumulative_counts(self.requests)
             ]
-        if "or vector(0)" in promql and "rate(revision_app_request_count" in promql:
+        if "or vector(0)" in promql and f"rate({requests}" in promql:
             return [MetricSample({}, 100.0 * (self.requests - errors) / self.requests)]
-        if promql.startswith("sum(increase(revision_app_request_count{"):
-            five_xx = 'response_code_class="5xx"' in promql
+        if promql.startswith(f"sum(increase({requests}"):
+            five_xx = profile.errors_matcher() in promql
             return [MetricSample({}, float(errors if five_xx else self.requests))]
         return []
 

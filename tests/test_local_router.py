@@ -18,8 +18,14 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller.gates.metrics_profile import KNATIVE_OPENCENSUS
 from controller.local.processes import free_port
-from controller.local.router import LATENCY_BUCKETS_MS, TAG_HEADER, Router, TrafficTarget
+from controller.local.router import (
+    OTEL_BUCKETS_SECONDS,
+    TAG_HEADER,
+    Router,
+    TrafficTarget,
+)
 from controller.local.services import PrometheusService
 from controller.synthetic_traffic import LOAD_TEST, SYNTHETIC_HEADER
 
@@ -124,6 +130,15 @@ def metric_samples(router: Router) -> dict[str, list[Any]]:
     return {family.name: family.samples for family in text_string_to_metric_families(text)}
 
 
+OTEL_DURATION = "kn_serving_invocation_duration_seconds"
+
+
+def request_counts(router: Router) -> list[Any]:
+    """The request counts of the default profile: the OTel histogram's _count samples."""
+    samples = metric_samples(router)[OTEL_DURATION]
+    return [s for s in samples if s.name == f"{OTEL_DURATION}_count"]
+
+
 def test_weights_split_requests_within_binomial_bounds(router: Router, upstreams: Any) -> None:
     """At 90/10, 2000 requests land on each revision within 4 sigma of 1800/200."""
     old, new = upstreams("old"), upstreams("new")
@@ -185,8 +200,8 @@ def test_synthetic_header_reaches_the_revision_and_is_counted(
     for _ in range(3):
         client.send("/_tag/latest/v1/models/fraud:predict", **{SYNTHETIC_HEADER: LOAD_TEST})
     assert [headers.get_all(SYNTHETIC_HEADER) for headers in new.headers] == [[LOAD_TEST]] * 3
-    counts = metric_samples(router)["revision_app_request_count"]
-    assert [(s.labels["revision_name"], s.value) for s in counts] == [("r2", 3)]
+    counts = request_counts(router)
+    assert [(s.labels["kn_revision_name"], s.value) for s in counts] == [("r2", 3)]
 
 
 def test_unknown_tag_is_not_found(router: Router, upstreams: Any) -> None:
@@ -203,7 +218,9 @@ def test_without_routes_the_router_answers_unavailable(router: Router) -> None:
 
 
 def test_metrics_count_requests_by_revision_and_code(router: Router, upstreams: Any) -> None:
-    """revision_app_request_count counts per revision and response code, as clients saw."""
+    """By default the router exports current Knative's OTel histogram: its _count per
+    revision and status code is what clients saw, labelled as a Prometheus that promotes
+    the OTel resource attributes stores it."""
     good, flaky = upstreams("good"), upstreams("flaky", fail_every=4)
     router.set_routes([TrafficTarget("r1", good.url, 50), TrafficTarget("r2", flaky.url, 50)])
     client = Client(router)
@@ -213,44 +230,82 @@ def test_metrics_count_requests_by_revision_and_code(router: Router, upstreams: 
         seen[(answer["server"], status)] += 1
     counts = {
         (
-            s.labels["revision_name"],
-            s.labels["response_code"],
-            s.labels["response_code_class"],
+            s.labels["k8s_namespace_name"],
+            s.labels["kn_configuration_name"],
+            s.labels["kn_revision_name"],
+            s.labels["http_response_status_code"],
         ): s.value
-        for s in metric_samples(router)["revision_app_request_count"]
+        for s in request_counts(router)
     }
     assert counts == {
-        ("r1", "200", "2xx"): seen[("good", 200)],
-        ("r2", "200", "2xx"): seen[("flaky", 200)],
-        ("r2", "500", "5xx"): seen[("flaky", 500)],
+        ("default", "fraud-predictor", "r1", "200"): seen[("good", 200)],
+        ("default", "fraud-predictor", "r2", "200"): seen[("flaky", 200)],
+        ("default", "fraud-predictor", "r2", "500"): seen[("flaky", 500)],
     }
     assert seen[("flaky", 500)] > 0
+    assert "revision_app_request_count" not in metric_samples(router)
+
+
+def test_opencensus_profile_exports_knative_118_metrics(upstreams: Any) -> None:
+    """Under knative-opencensus the router exports Knative 1.18's counter, with the code's
+    class, and its millisecond histogram; switching profiles starts the series again."""
+    good, flaky = upstreams("good"), upstreams("flaky", fail_every=2)
+    with Router(isvc="fraud", seed=7, metrics_profile=KNATIVE_OPENCENSUS) as router:
+        router.set_routes([TrafficTarget("r1", good.url, 50), TrafficTarget("r2", flaky.url, 50)])
+        client = Client(router)
+        seen = Counter()
+        for _ in range(100):
+            status, answer = client.send()
+            seen[(answer["server"], status)] += 1
+        samples = metric_samples(router)
+        counts = {
+            (
+                s.labels["namespace_name"],
+                s.labels["revision_name"],
+                s.labels["response_code_class"],
+            ): s.value
+            for s in samples["revision_app_request_count"]
+        }
+        assert counts == {
+            ("default", "r1", "2xx"): seen[("good", 200)],
+            ("default", "r2", "2xx"): seen[("flaky", 200)],
+            ("default", "r2", "5xx"): seen[("flaky", 500)],
+        }
+        bounds = {
+            s.labels["le"] for s in samples["revision_app_request_latencies"] if "le" in s.labels
+        }
+        assert {"5", "100000", "+Inf"} <= bounds
+        assert OTEL_DURATION not in samples
+        router.metrics.set_profile(KNATIVE_OPENCENSUS.model_copy(update={"latency": "x"}))
+        assert metric_samples(router)["revision_app_request_count"] == []
 
 
 def test_latency_histogram_counts_every_request(router: Router, upstreams: Any) -> None:
-    """The latency histogram's count per revision equals its requests, and +Inf holds them all."""
+    """The latency histogram's count per revision equals its requests, and +Inf holds them all;
+    its buckets are current Knative's, in seconds."""
     old = upstreams("old")
     router.set_routes([TrafficTarget("r1", old.url, 100)])
     client = Client(router)
     for _ in range(120):
         client.send()
-    samples = metric_samples(router)["revision_app_request_latencies"]
+    samples = metric_samples(router)[OTEL_DURATION]
     count = next(s.value for s in samples if s.name.endswith("_count"))
     infinite = next(s.value for s in samples if s.labels.get("le") == "+Inf")
     buckets = sorted(float(s.labels["le"]) for s in samples if s.name.endswith("_bucket"))
     assert count == infinite == 120
-    assert buckets[:3] == [5.0, 10.0, 20.0]
-    assert buckets[-2:] == [100000.0, math.inf]
+    assert buckets == [*OTEL_BUCKETS_SECONDS, math.inf]
+    total = next(s.value for s in samples if s.name.endswith("_sum"))
+    assert 0 < total < 120 * 1.0  # seconds: 120 local requests take well under a second each
 
 
 def test_unreachable_revision_answers_502_and_is_counted(router: Router) -> None:
-    """A revision whose server is down answers 502, counted with response_code 502."""
+    """A revision whose server is down answers 502, counted with status code 502."""
     router.set_routes([TrafficTarget("r1", f"http://127.0.0.1:{free_port()}", 100)])
     client = Client(router)
     statuses = Counter(client.send()[0] for _ in range(3))
     assert statuses == {502: 3}
-    counts = metric_samples(router)["revision_app_request_count"]
-    assert [(s.labels["response_code"], s.value) for s in counts] == [("502", 3)]
+    counts = request_counts(router)
+    assert [(s.labels["http_response_status_code"], s.value) for s in counts] == [("502", 3)]
 
 
 def test_routes_change_without_dropping_connections(router: Router, upstreams: Any) -> None:
@@ -267,23 +322,25 @@ def test_routes_change_without_dropping_connections(router: Router, upstreams: A
 
 
 SUCCESS_RATE = (
-    "sum by (revision_name)"
-    '(rate(revision_app_request_count{response_code_class="2xx"}[1m]))'
-    " / sum by (revision_name)(rate(revision_app_request_count[1m]))"
+    "sum by (kn_revision_name)"
+    f'(rate({OTEL_DURATION}_count{{http_response_status_code=~"2.."}}[1m]))'
+    f" / sum by (kn_revision_name)(rate({OTEL_DURATION}_count[1m]))"
 )
 
+# In milliseconds, as the gates read it.
 P99_LATENCY = (
-    "histogram_quantile(0.99, sum by (revision_name, le)"
-    "(rate(revision_app_request_latencies_bucket[1m])))"
+    "histogram_quantile(0.99, sum by (kn_revision_name, le)"
+    f"(rate({OTEL_DURATION}_bucket[1m]))) * 1000"
 )
+TOTALS = f"sum by (kn_revision_name)({OTEL_DURATION}_count)"
 
 
 def query(prometheus: PrometheusService, promql: str) -> dict[str, float]:
-    """Instant query; {revision_name: value}."""
+    """Instant query; {kn_revision_name: value}."""
     url = f"{prometheus.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
         result = json.loads(response.read())["data"]["result"]
-    return {r["metric"].get("revision_name", ""): float(r["value"][1]) for r in result}
+    return {r["metric"].get("kn_revision_name", ""): float(r["value"][1]) for r in result}
 
 
 def poll(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -321,7 +378,7 @@ def test_prometheus_reads_success_rate_per_revision(
     finally:
         stop.set()
         loader.join()
-    totals = "sum by (revision_name)(revision_app_request_count)"
+    totals = TOTALS
     client_totals = {"r1": seen[("good", 200)], "r2": seen[("flaky", 200)] + seen[("flaky", 500)]}
     poll(lambda: query(prometheus, totals) == client_totals, f"the client's totals {client_totals}")
     success = query(prometheus, SUCCESS_RATE)
@@ -329,14 +386,17 @@ def test_prometheus_reads_success_rate_per_revision(
     assert success["r2"] == pytest.approx(seen[("flaky", 200)] / client_totals["r2"], abs=0.03)
 
 
-DELAYS_MS = {"fast": 22.0, "slow": 105.0}
+DELAYS_MS = {"fast": 12.0, "slow": 105.0}
+
+
+BUCKETS_MS = [bound * 1000 for bound in OTEL_BUCKETS_SECONDS]
 
 
 def knative_bucket(latency_ms: float) -> tuple[float, float]:
-    """The bounds (lower, upper] of the Knative latency bucket that holds ``latency_ms``."""
-    i = bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)
-    lower = LATENCY_BUCKETS_MS[i - 1] if i else 0.0
-    return lower, LATENCY_BUCKETS_MS[i] if i < len(LATENCY_BUCKETS_MS) else math.inf
+    """The bounds (lower, upper] in ms of the Knative latency bucket that holds ``latency_ms``."""
+    i = bisect.bisect_left(BUCKETS_MS, latency_ms)
+    lower = BUCKETS_MS[i - 1] if i else 0.0
+    return lower, BUCKETS_MS[i] if i < len(BUCKETS_MS) else math.inf
 
 
 def nearest_rank(values: list[float], q: float) -> float:
@@ -380,7 +440,7 @@ def test_prometheus_p99_latency_per_revision_lies_in_the_clients_bucket(
         for loader in loaders:
             loader.join()
     client_totals = {"r1": len(latencies["fast"]), "r2": len(latencies["slow"])}
-    totals = "sum by (revision_name)(revision_app_request_count)"
+    totals = TOTALS
     poll(lambda: query(prometheus, totals) == client_totals, f"the client's totals {client_totals}")
     p99 = query(prometheus, P99_LATENCY)
     for revision, server in (("r1", "fast"), ("r2", "slow")):

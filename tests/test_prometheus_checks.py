@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from controller.analysis_types import MetricSample, Verdict
 from controller.backends.prometheus import PrometheusSource
 from controller.errors import ConfigError
+from controller.gates.metrics_profile import KNATIVE_OPENCENSUS, KNATIVE_OTEL, MetricsProfile
 from controller.gates.prometheus_checks import (
     MetricCheck,
     builtin_query,
@@ -140,17 +141,66 @@ def test_every_config_field_is_documented() -> None:
 
 
 def test_builtin_queries_are_the_documented_promql() -> None:
-    """The builtins are Knative's per-revision success percentage and latency percentile."""
-    where = f'namespace_name="default", configuration_name="{CONFIGURATION}", revision_name="r-1"'
+    """By default the builtins read current Knative's OpenTelemetry histogram: the success
+    percentage from its _count, the latency percentile from seconds scaled to milliseconds."""
+    where = (
+        f'k8s_namespace_name="default", kn_configuration_name="{CONFIGURATION}", '
+        'kn_revision_name="r-1"'
+    )
     names = {"namespace": NAMESPACE, "configuration": CONFIGURATION, "revision": "r-1"}
+    count = "kn_serving_invocation_duration_seconds_count"
     assert builtin_query("request-success-rate", interval="2m", **names) == (
-        f'(sum(rate(revision_app_request_count{{{where}, response_code_class!="5xx"}}[2m]))'
-        f" or vector(0)) / sum(rate(revision_app_request_count{{{where}}}[2m])) * 100"
+        f'(sum(rate({count}{{{where}, http_response_status_code!~"5.."}}[2m]))'
+        f" or vector(0)) / sum(rate({count}{{{where}}}[2m])) * 100"
     )
     assert builtin_query("request-latency", interval="1m", percentile=99.9, **names) == (
-        "histogram_quantile(0.999, "
+        "histogram_quantile(0.999, sum by (le)"
+        f"(rate(kn_serving_invocation_duration_seconds_bucket{{{where}}}[1m]))) * 1000"
+    )
+
+
+def test_opencensus_profile_queries_knative_118_names() -> None:
+    """Under knative-opencensus the builtins read Knative 1.18's counter and ms histogram."""
+    where = f'namespace_name="default", configuration_name="{CONFIGURATION}", revision_name="r-1"'
+    names = {"namespace": NAMESPACE, "configuration": CONFIGURATION, "revision": "r-1"}
+    profile = KNATIVE_OPENCENSUS
+    assert builtin_query("request-success-rate", interval="2m", profile=profile, **names) == (
+        f'(sum(rate(revision_app_request_count{{{where}, response_code_class!~"5xx"}}[2m]))'
+        f" or vector(0)) / sum(rate(revision_app_request_count{{{where}}}[2m])) * 100"
+    )
+    assert builtin_query("request-latency", interval="1m", profile=profile, **names) == (
+        "histogram_quantile(0.99, "
         f"sum by (le)(rate(revision_app_request_latencies_bucket{{{where}}}[1m])))"
     )
+
+
+def test_custom_profile_names_every_series_and_label() -> None:
+    """A custom profile (Knative 1.19.0-1.19.7's metric, say) is used as written."""
+    profile = MetricsProfile.model_validate(
+        {
+            "requests": "kn_queueproxy_app_duration_seconds_count",
+            "latency": "kn_queueproxy_app_duration_seconds",
+            "latencyUnit": "seconds",
+            "namespaceLabel": "namespace",
+            "configurationLabel": "configuration",
+            "revisionLabel": "revision",
+            "statusLabel": "code",
+            "errorMatcher": "5[0-9]{2}",
+        }
+    )
+    names = {"namespace": NAMESPACE, "configuration": CONFIGURATION, "revision": "r-1"}
+    query = builtin_query("request-success-rate", interval="1m", profile=profile, **names)
+    assert 'kn_queueproxy_app_duration_seconds_count{namespace="default"' in query
+    assert 'revision="r-1", code!~"5[0-9]{2}"' in query
+
+
+def test_profile_refuses_names_promql_cannot_hold() -> None:
+    """A metric or label name Prometheus would not accept is refused when the policy loads."""
+    fields = KNATIVE_OTEL.model_dump(by_alias=True)
+    with pytest.raises(ValidationError, match="revisionLabel"):
+        MetricsProfile.model_validate(fields | {"revisionLabel": 'kn"revision'})
+    with pytest.raises(ValidationError, match="errorMatcher"):
+        MetricsProfile.model_validate(fields | {"errorMatcher": "5(.."})
 
 
 def test_names_that_would_break_promql_are_refused() -> None:
@@ -270,16 +320,41 @@ def test_histogram_is_differenced_and_kept_monotonic() -> None:
         def query(self, promql: str) -> list[MetricSample]:
             if "by (le)" in promql:
                 return [MetricSample({"le": le}, value) for le, value in buckets.items()]
-            return [MetricSample({}, 2.4 if "5xx" in promql else 31.2)]
+            return [MetricSample({}, 2.4 if '=~"5xx"' in promql else 31.2)]
 
     traffic = revision_traffic(
-        Source(), revision=FLAKY, namespace=NAMESPACE, configuration=CONFIGURATION, interval="1m"
+        Source(),
+        revision=FLAKY,
+        namespace=NAMESPACE,
+        configuration=CONFIGURATION,
+        interval="1m",
+        profile=KNATIVE_OPENCENSUS,
     )
     assert traffic is not None
     assert (traffic.requests, traffic.errors) == (31, 2)
     assert traffic.latency is not None
     assert traffic.latency.bounds == (5.0, 10.0, 20.0, math.inf)
     assert traffic.latency.counts == (10, 0, 21, 0)
+
+
+def test_histogram_in_seconds_is_judged_in_milliseconds() -> None:
+    """The OTel histogram's le bounds are seconds; the judge gets milliseconds."""
+    buckets = {"0.005": 3.0, "0.05": 9.0, "10": 10.0, "+Inf": 10.0}
+
+    class Source:
+        def query(self, promql: str) -> list[MetricSample]:
+            if "kn_serving_invocation_duration_seconds_bucket" in promql:
+                return [MetricSample({"le": le}, value) for le, value in buckets.items()]
+            return [MetricSample({}, 1.0 if 'status_code=~"5.."' in promql else 10.0)]
+
+    traffic = revision_traffic(
+        Source(), revision=FLAKY, namespace=NAMESPACE, configuration=CONFIGURATION, interval="1m"
+    )
+    assert traffic is not None
+    assert (traffic.requests, traffic.errors) == (10, 1)
+    assert traffic.latency is not None
+    assert traffic.latency.bounds == (5.0, 50.0, 10000.0, math.inf)
+    assert traffic.latency.counts == (3, 6, 1, 0)
 
 
 def test_unreachable_prometheus_is_inconclusive() -> None:
@@ -400,8 +475,8 @@ def _has_rate(source: PrometheusSource, revision: str) -> bool:
 
 
 def _totals(source: PrometheusSource) -> dict[str, float]:
-    totals = source.query("sum by (revision_name)(revision_app_request_count)")
-    return {sample.labels["revision_name"]: sample.value for sample in totals}
+    totals = source.query("sum by (kn_revision_name)(kn_serving_invocation_duration_seconds_count)")
+    return {sample.labels["kn_revision_name"]: sample.value for sample in totals}
 
 
 def _client_totals(seen: Mapping[str, Seen]) -> dict[str, float]:
@@ -519,9 +594,11 @@ def test_relative_thresholds_compare_with_the_primary(scenario: Scenario) -> Non
 def test_user_query_template_is_rendered_and_judged(scenario: Scenario) -> None:
     """A 5xx-ratio template with {{ revision }} fails the flaky canary against its primary."""
     query = (
-        "(sum(rate(revision_app_request_count{namespace_name='{{ namespace }}', "
-        "revision_name='{{ revision }}', response_code_class='5xx'}[{{ interval }}])) or vector(0))"
-        " / sum(rate(revision_app_request_count{revision_name='{{ revision }}'}[{{ interval }}]))"
+        "(sum(rate(kn_serving_invocation_duration_seconds_count{"
+        "k8s_namespace_name='{{ namespace }}', kn_revision_name='{{ revision }}', "
+        "http_response_status_code=~'5..'}[{{ interval }}])) or vector(0))"
+        " / sum(rate(kn_serving_invocation_duration_seconds_count{"
+        "kn_revision_name='{{ revision }}'}[{{ interval }}]))"
     )
     check = MetricCheck(name="error-ratio", query=query, max=0.05)
     [result] = _evaluate(scenario.source, check, canary=FLAKY)

@@ -1,28 +1,29 @@
 """Metric checks of a canary analysis: PromQL comparing the canary revision with the primary.
 
 At each traffic step Sluice asks Prometheus how the canary revision behaves, using the
-metrics Knative's queue-proxy exports per revision (and the local router exports too):
-``revision_app_request_count`` and the millisecond histogram ``revision_app_request_latencies``.
-Two checks are built in, as in Flagger:
+request metrics Knative's queue-proxy exports per revision (the local router exports the
+same). Their names depend on the Knative version: the environment's metrics profile
+(:mod:`controller.gates.metrics_profile`) names the request counter, the latency histogram,
+the revision's labels and how a server error is told. Two checks are built in, as in Flagger;
+with the default ``knative-otel`` profile they read::
 
-``request-success-rate``
-    the percentage (0-100) of the revision's requests that did not answer 5xx::
+    request-success-rate: the percentage (0-100) of the revision's requests that did not
+    answer 5xx
 
-        (sum(rate(revision_app_request_count{<revision>, response_code_class!="5xx"}[1m]))
-           or vector(0))
-          / sum(rate(revision_app_request_count{<revision>}[1m])) * 100
+        (sum(rate(kn_serving_invocation_duration_seconds_count{<revision>,
+                  http_response_status_code!~"5.."}[1m])) or vector(0))
+          / sum(rate(kn_serving_invocation_duration_seconds_count{<revision>}[1m])) * 100
 
-    4xx answers count as successes: they are the client's fault, not the model's. The
-    ``or vector(0)`` keeps a revision that only failed at 0 % rather than "no data"; dividing
-    before scaling keeps a perfect revision at exactly 100.
+    request-latency: the ``percentile``-th latency in milliseconds
 
-``request-latency``
-    the ``percentile``-th latency in milliseconds::
+        histogram_quantile(0.99, sum by (le)(
+            rate(kn_serving_invocation_duration_seconds_bucket{<revision>}[1m]))) * 1000
 
-        histogram_quantile(0.99,
-            sum by (le)(rate(revision_app_request_latencies_bucket{<revision>}[1m])))
-
-where ``<revision>`` is ``namespace_name="…", configuration_name="…", revision_name="…"``.
+where ``<revision>`` is ``k8s_namespace_name="…", kn_configuration_name="…",
+kn_revision_name="…"``. 4xx answers count as successes: they are the client's fault, not the
+model's. The ``or vector(0)`` keeps a revision that only failed at 0 % rather than "no data";
+dividing before scaling keeps a perfect revision at exactly 100. A histogram in seconds is
+scaled to milliseconds, so thresholds read the same under every profile.
 
 A check may instead carry a PromQL template of its own, rendered strictly: ``{{ revision }}``
 and the other :data:`TEMPLATE_VARIABLES` are substituted, and an unknown or missing variable
@@ -52,6 +53,7 @@ from controller.analysis_types import (
     Verdict,
 )
 from controller.errors import ConfigError, MetricsUnavailable
+from controller.gates.metrics_profile import DEFAULT_PROFILE, MetricsProfile, resolve_profile
 from controller.ports import MetricsSource
 
 __all__ = [
@@ -79,8 +81,7 @@ _VARIABLE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*$")
 _DURATION = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
 # Kubernetes object names: safe inside a PromQL string without escaping.
 _OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_REQUESTS = "revision_app_request_count"
-_LATENCY_BUCKETS = "revision_app_request_latencies_bucket"
+_DEFAULT = resolve_profile(DEFAULT_PROFILE)
 
 
 class MetricCheck(BaseModel):
@@ -229,18 +230,22 @@ def builtin_query(
     revision: str,
     interval: str,
     percentile: float = 99.0,
+    profile: MetricsProfile = _DEFAULT,
 ) -> str:
     """The PromQL of a builtin check for one revision (see the module docstring)."""
-    selector = _selector(namespace, configuration, revision)
+    selector = _selector(profile, namespace, configuration, revision)
+    requests = profile.requests
     if builtin == "request-success-rate":
-        succeeded = f'{_REQUESTS}{{{selector}, response_code_class!="5xx"}}'
+        succeeded = f"{requests}{{{selector}, {profile.successes_matcher()}}}"
         return (
             f"(sum(rate({succeeded}[{interval}])) or vector(0))"
-            f" / sum(rate({_REQUESTS}{{{selector}}}[{interval}])) * 100"
+            f" / sum(rate({requests}{{{selector}}}[{interval}])) * 100"
         )
     if builtin == "request-latency":
-        buckets = f"sum by (le)(rate({_LATENCY_BUCKETS}{{{selector}}}[{interval}]))"
-        return f"histogram_quantile({percentile / 100:g}, {buckets})"
+        buckets = f"sum by (le)(rate({profile.latency}_bucket{{{selector}}}[{interval}]))"
+        quantile = f"histogram_quantile({percentile / 100:g}, {buckets})"
+        scale = profile.milliseconds_per_unit
+        return quantile if scale == 1 else f"{quantile} * {scale:g}"
     raise ConfigError(f"unknown builtin check {builtin!r}; use request-success-rate or ...-latency")
 
 
@@ -254,12 +259,9 @@ def _require_object_names(**names: str) -> None:
             )
 
 
-def _selector(namespace: str, configuration: str, revision: str) -> str:
+def _selector(profile: MetricsProfile, namespace: str, configuration: str, revision: str) -> str:
     _require_object_names(namespace=namespace, configuration=configuration, revision=revision)
-    return (
-        f'namespace_name="{namespace}", configuration_name="{configuration}", '
-        f'revision_name="{revision}"'
-    )
+    return profile.revision_selector(namespace, configuration, revision)
 
 
 # -- evaluation -------------------------------------------------------------------------------
@@ -274,6 +276,7 @@ def evaluate_checks(
     namespace: str,
     configuration: str,
     inference_service: str,
+    profile: MetricsProfile = _DEFAULT,
 ) -> list[GateResult]:
     """One :class:`GateResult` per check, named ``prometheus/<check name>``, in order.
 
@@ -293,13 +296,18 @@ def evaluate_checks(
         "primary_revision": primary_revision,
     }
     _require_object_names(**context)
-    return [_evaluate(source, check, context) for check in checks]
+    return [_evaluate(source, check, context, profile) for check in checks]
 
 
-def _evaluate(source: MetricsSource, check: MetricCheck, context: Mapping[str, str]) -> GateResult:
+def _evaluate(
+    source: MetricsSource,
+    check: MetricCheck,
+    context: Mapping[str, str],
+    profile: MetricsProfile,
+) -> GateResult:
     gate = f"prometheus/{check.name}"
     try:
-        canary = _measure(source, check, context, context["canary_revision"])
+        canary = _measure(source, check, context, context["canary_revision"], profile)
     except MetricsUnavailable as exc:
         canary = exc.message
     if isinstance(canary, str):
@@ -307,7 +315,7 @@ def _evaluate(source: MetricsSource, check: MetricCheck, context: Mapping[str, s
     # The primary's value is shown for every check (a reader compares anyway), but only a
     # relative threshold needs it: for an absolute one, a primary without data is left out.
     try:
-        measured = _measure(source, check, context, context["primary_revision"])
+        measured = _measure(source, check, context, context["primary_revision"], profile)
     except MetricsUnavailable as exc:
         measured = exc.message
     if isinstance(measured, str) and check.is_relative:
@@ -329,12 +337,16 @@ def _evaluate(source: MetricsSource, check: MetricCheck, context: Mapping[str, s
 
 
 def _measure(
-    source: MetricsSource, check: MetricCheck, context: Mapping[str, str], revision: str
+    source: MetricsSource,
+    check: MetricCheck,
+    context: Mapping[str, str],
+    revision: str,
+    profile: MetricsProfile,
 ) -> float | str:
     """The check's value for ``revision``, or why there is none (a one-line reason)."""
     where = f"{revision} over {check.interval}"
     if check.min_requests is not None:
-        requests = _request_count(source, revision, context, check.interval)
+        requests = _request_count(source, profile, revision, context, check.interval)
         if requests is None or round(requests) < check.min_requests:
             count = 0 if requests is None else round(requests)
             return f"only {count} requests to {where} (minRequests {check.min_requests})"
@@ -350,6 +362,7 @@ def _measure(
             revision=revision,
             interval=check.interval,
             percentile=check.percentile,
+            profile=profile,
         )
     samples = source.query(promql)
     if not samples:
@@ -415,34 +428,44 @@ def _percent(fraction: float) -> str:
 
 
 def revision_traffic(
-    source: MetricsSource, *, revision: str, namespace: str, configuration: str, interval: str
+    source: MetricsSource,
+    *,
+    revision: str,
+    namespace: str,
+    configuration: str,
+    interval: str,
+    profile: MetricsProfile = _DEFAULT,
 ) -> RevisionTraffic | None:
     """Requests, 5xx errors and the latency histogram of ``revision`` over ``interval``.
 
     Counts come from ``increase()``, which extrapolates to the window's edges, so they are
     rounded estimates (about 5 % high for a 15 s series scraped every second, in the tests);
     requests counted before a series' first scrape are not seen. None when
-    the revision answered no requests in the window. May raise :class:`MetricsUnavailable`.
+    the revision answered no requests in the window. The histogram's bounds are in
+    milliseconds whatever the profile's unit. May raise :class:`MetricsUnavailable`.
     """
     context = {"namespace": namespace, "configuration": configuration}
     if not re.match(_DURATION, interval):
         raise ConfigError(f"interval {interval!r} is not a Prometheus duration such as 1m")
-    requests = _request_count(source, revision, context, interval)
+    requests = _request_count(source, profile, revision, context, interval)
     if requests is None or round(requests) <= 0:
         return None
-    errors = _request_count(source, revision, context, interval, errors_only=True)
-    selector = _selector(namespace, configuration, revision)
-    buckets = source.query(f"sum by (le)(increase({_LATENCY_BUCKETS}{{{selector}}}[{interval}]))")
+    errors = _request_count(source, profile, revision, context, interval, errors_only=True)
+    selector = _selector(profile, namespace, configuration, revision)
+    buckets = source.query(
+        f"sum by (le)(increase({profile.latency}_bucket{{{selector}}}[{interval}]))"
+    )
     return RevisionTraffic(
         revision=revision,
         requests=round(requests),
         errors=min(round(errors or 0.0), round(requests)),
-        latency=_histogram(buckets),
+        latency=_histogram(buckets, scale=profile.milliseconds_per_unit),
     )
 
 
 def _request_count(
     source: MetricsSource,
+    profile: MetricsProfile,
     revision: str,
     context: Mapping[str, str],
     interval: str,
@@ -450,19 +473,20 @@ def _request_count(
     errors_only: bool = False,
 ) -> float | None:
     """Requests (or 5xx answers) of ``revision`` over ``interval``; None for no data or NaN."""
-    selector = _selector(context["namespace"], context["configuration"], revision)
+    selector = _selector(profile, context["namespace"], context["configuration"], revision)
     if errors_only:
-        selector += ', response_code_class="5xx"'
-    samples = source.query(f"sum(increase({_REQUESTS}{{{selector}}}[{interval}]))")
+        selector += f", {profile.errors_matcher()}"
+    samples = source.query(f"sum(increase({profile.requests}{{{selector}}}[{interval}]))")
     if not samples or not math.isfinite(samples[0].value):
         return None
     return samples[0].value
 
 
-def _histogram(samples: Sequence[MetricSample]) -> LatencyHistogram | None:
-    """Per-bucket counts from cumulative ``le`` buckets, kept monotonic after rounding."""
+def _histogram(samples: Sequence[MetricSample], *, scale: float) -> LatencyHistogram | None:
+    """Per-bucket counts from cumulative ``le`` buckets (bounds times ``scale``), kept
+    monotonic after rounding."""
     cumulative = sorted(
-        (float(sample.labels["le"]), sample.value)
+        (float(sample.labels["le"]) * scale, sample.value)
         for sample in samples
         if "le" in sample.labels and math.isfinite(sample.value)
     )

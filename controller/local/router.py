@@ -11,11 +11,15 @@ proxy does all three, so a canary analysis runs the same PromQL against either:
 - a tagged revision answers at ``/_tag/<tag>/<path>`` (the prefix is removed) or on any path
   with the header ``X-Sluice-Revision-Tag: <tag>``, the local form of Knative's tag hosts;
   a revision reached through its tag is counted like any other request to it;
-- ``GET /metrics`` exports, in its own registry, Knative queue-proxy's
-  ``revision_app_request_count`` (a counter, named without ``_total`` as Knative's is) and
-  ``revision_app_request_latencies`` (a histogram in milliseconds, Knative's buckets) with
-  labels ``namespace_name``, ``configuration_name``, ``revision_name``, ``response_code`` and
-  ``response_code_class``. A revision that cannot be reached answers 502, counted as such.
+- ``GET /metrics`` exports, in its own registry, the request metrics a queue-proxy exports
+  under the environment's metrics profile (:mod:`controller.gates.metrics_profile`): by
+  default current Knative's OpenTelemetry histogram ``kn_serving_invocation_duration_seconds``
+  (seconds, its buckets) labelled ``k8s_namespace_name``, ``kn_configuration_name``,
+  ``kn_revision_name`` and ``http_response_status_code``, as a Prometheus that promotes the
+  OTel resource attributes stores it; under ``knative-opencensus`` Knative 1.18's
+  ``revision_app_request_count`` counter and ``revision_app_request_latencies`` histogram in
+  milliseconds with ``response_code_class``. A revision that cannot be reached answers 502,
+  counted as such.
 
 A shadow revision (``set_shadow(ShadowTarget(revision, upstream, percent))``) gets a copy of
 the main route's requests that no client waits for (:mod:`controller.local.mirror`); every
@@ -48,6 +52,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 
 from controller.errors import ConfigError
+from controller.gates.metrics_profile import DEFAULT_PROFILE, MetricsProfile, resolve_profile
 from controller.local.mirror import Mirror, ShadowTarget, parse_upstream
 from controller.local.processes import free_port
 from controller.local.serving.http1 import (
@@ -62,6 +67,7 @@ from controller.predictions import DiscardPredictions
 
 __all__ = [
     "LATENCY_BUCKETS_MS",
+    "OTEL_BUCKETS_SECONDS",
     "REQUEST_ID_HEADER",
     "TAG_HEADER",
     "RevisionMetrics",
@@ -77,14 +83,15 @@ TAG_PREFIX = b"/_tag/"
 _TAG = TAG_HEADER.lower().encode()
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _REQUEST_ID_MAX = 128
-# Knative queue-proxy's buckets for revision_app_request_latencies, in milliseconds.
+# Knative 1.18 queue-proxy's buckets for revision_app_request_latencies, in milliseconds.
 LATENCY_BUCKETS_MS: tuple[float, ...] = (
     5, 10, 20, 40, 60, 80, 100, 150, 200, 250, 300, 350, 400, 450, 500,
     600, 700, 800, 900, 1000, 2000, 5000, 10000, 20000, 50000, 100000,
 )  # fmt: skip
-_LABELS = (
-    "namespace_name", "configuration_name", "revision_name", "response_code",
-    "response_code_class",
+# Current Knative's buckets for kn.serving.invocation.duration, in seconds (OpenTelemetry's
+# advice for HTTP server durations).
+OTEL_BUCKETS_SECONDS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
 )  # fmt: skip
 
 
@@ -134,62 +141,116 @@ class _RouteTable:
 class RevisionMetrics:
     """Request counts and latency histograms per revision and response code.
 
-    The histogram is a ``prometheus_client`` collector; the counter is written by hand
-    because ``prometheus_client`` names every counter ``..._total``, where Knative (and the
-    queries written for it) say ``revision_app_request_count``.
+    Exported under a metrics profile's names: the histogram in the profile's unit, with
+    Knative's buckets for that unit, and a separate counter only where the profile counts
+    requests with one (Knative 1.18's ``revision_app_request_count``, written by hand because
+    ``prometheus_client`` names every counter ``..._total``). The status label holds the code
+    (``503``) where the profile's error matcher matches codes, else its class (``5xx``).
     """
 
-    def __init__(self, namespace: str, configuration: str) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        configuration: str,
+        profile: MetricsProfile | None = None,
+    ) -> None:
         self._prefix = (namespace, configuration)
         self._lock = threading.Lock()
         # (revision, code) -> [count, sum_ms, per-bucket counts...]
         self._series: dict[tuple[str, int], list[float]] = {}
+        self._profile = resolve_profile(DEFAULT_PROFILE)
+        self._bounds_ms: tuple[float, ...] = ()
+        self.set_profile(profile or self._profile)
+
+    @property
+    def profile(self) -> MetricsProfile:
+        """The profile whose names ``/metrics`` exports."""
+        return self._profile
+
+    def set_profile(self, profile: MetricsProfile) -> None:
+        """Export under ``profile`` from now on; a change starts every series again (a
+        Prometheus reads the new names as new series, as after a queue-proxy upgrade)."""
+        seconds = profile.latency_unit == "seconds"
+        bounds_ms = tuple(b * 1000 for b in OTEL_BUCKETS_SECONDS) if seconds else LATENCY_BUCKETS_MS
+        with self._lock:
+            if profile == self._profile and self._bounds_ms:
+                return
+            self._profile, self._bounds_ms = profile, bounds_ms
+            self._series.clear()
 
     def observe(self, revision: str, code: int, latency_ms: float) -> None:
         """Count one request to ``revision`` that answered ``code`` after ``latency_ms``."""
-        bucket = bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)
         with self._lock:
+            bucket = bisect.bisect_left(self._bounds_ms, latency_ms)
             series = self._series.get((revision, code))
             if series is None:
-                series = self._series[(revision, code)] = [0.0] * (len(LATENCY_BUCKETS_MS) + 3)
+                series = self._series[(revision, code)] = [0.0] * (len(self._bounds_ms) + 3)
             series[0] += 1
             series[1] += latency_ms
             series[2 + bucket] += 1
 
-    def _snapshot(self) -> list[tuple[tuple[str, ...], list[float]]]:
+    def _snapshot(
+        self,
+    ) -> tuple[MetricsProfile, tuple[float, ...], list[tuple[str, int, list[float]]]]:
         with self._lock:
             items = sorted((key, list(values)) for key, values in self._series.items())
-        return [
-            ((*self._prefix, revision, str(code), f"{code // 100}xx"), values)
-            for (revision, code), values in items
-        ]
+            return (
+                self._profile,
+                self._bounds_ms,
+                [(revision, code, values) for (revision, code), values in items],
+            )
 
     def counts(self) -> dict[tuple[str, int], int]:
         """Requests so far by (revision, response code)."""
-        return {(labels[2], int(labels[3])): int(values[0]) for labels, values in self._snapshot()}
+        _, _, series = self._snapshot()
+        return {(revision, code): int(values[0]) for revision, code, values in series}
+
+    @staticmethod
+    def _labels(
+        profile: MetricsProfile, prefix: tuple[str, str], revision: str, code: int
+    ) -> dict[str, str]:
+        status = str(code) if profile.is_error("500") else f"{code // 100}xx"
+        return {
+            profile.namespace_label: prefix[0],
+            profile.configuration_label: prefix[1],
+            profile.revision_label: revision,
+            profile.status_label: status,
+        }
 
     def collect(self) -> Iterator[Metric]:
         """The latency histogram (the ``prometheus_client`` collector protocol)."""
-        latencies = HistogramMetricFamily(
-            "revision_app_request_latencies", "The response time in millisecond", labels=_LABELS
-        )
-        for labels, values in self._snapshot():
+        profile, bounds_ms, series = self._snapshot()
+        scale = 1 / profile.milliseconds_per_unit
+        names: list[str] | None = None
+        family: HistogramMetricFamily | None = None
+        for revision, code, values in series:
+            labels = self._labels(profile, self._prefix, revision, code)
+            if family is None:
+                names = list(labels)
+                family = HistogramMetricFamily(
+                    profile.latency, f"Request latency in {profile.latency_unit}", labels=names
+                )
             cumulative, buckets = 0.0, []
-            for bound, count in zip((*LATENCY_BUCKETS_MS, "+Inf"), values[2:], strict=True):
+            for bound, count in zip((*bounds_ms, None), values[2:], strict=True):
                 cumulative += count
-                buckets.append((f"{bound:g}" if bound != "+Inf" else bound, cumulative))
-            latencies.add_metric(labels, buckets, values[1])
-        yield latencies
+                le = "+Inf" if bound is None else f"{bound * scale:g}"
+                buckets.append((le, cumulative))
+            family.add_metric([labels[n] for n in names or ()], buckets, values[1] * scale)
+        if family is not None:
+            yield family
 
     def exposition(self, registry: CollectorRegistry) -> bytes:
-        """Prometheus text for ``/metrics``: the counter, written here, then ``registry``."""
-        lines = [
-            "# HELP revision_app_request_count The number of requests\n",
-            "# TYPE revision_app_request_count counter\n",
-        ]
-        for labels, values in self._snapshot():
-            pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(_LABELS, labels, strict=True))
-            lines.append(f"revision_app_request_count{{{pairs}}} {values[0]:.1f}\n")
+        """Prometheus text for ``/metrics``: the counter (when the profile has its own),
+        then ``registry``."""
+        profile, _, series = self._snapshot()
+        lines: list[str] = []
+        if profile.requests != f"{profile.latency}_count":
+            name = profile.requests
+            lines += [f"# HELP {name} The number of requests\n", f"# TYPE {name} counter\n"]
+            for revision, code, values in series:
+                labels = self._labels(profile, self._prefix, revision, code)
+                pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+                lines.append(f"{name}{{{pairs}}} {values[0]:.1f}\n")
         return "".join(lines).encode() + generate_latest(registry)
 
 
@@ -208,12 +269,13 @@ class Router:
         prediction_sink: PredictionSink | None = None,
         shadow_timeout: float = 10.0,
         max_shadow_in_flight: int = 64,
+        metrics_profile: MetricsProfile | None = None,
     ) -> None:
         self.isvc = isvc
         self.host = host
         self.port = port or free_port()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.metrics = RevisionMetrics(namespace, f"{isvc}-predictor")
+        self.metrics = RevisionMetrics(namespace, f"{isvc}-predictor", metrics_profile)
         self.registry.register(self.metrics)
         self._random = random.Random(seed)  # noqa: S311 (traffic splitting, not secrets)
         self._table = _RouteTable([])

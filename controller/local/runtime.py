@@ -37,9 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from git.exc import GitCommandError
+
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
+from controller.environment import ENVIRONMENT_FILE, parse_environment
 from controller.errors import SluiceError
+from controller.gates.metrics_profile import DEFAULT_PROFILE, resolve_profile
 from controller.local import sync
 from controller.local.applied import InferenceServiceRuntime
 from controller.local.kserve_status import IsvcStatus, Revision, RevisionState
@@ -113,6 +117,9 @@ class LocalRuntime:
             config.state_dir / PREDICTION_LOG_FILE, max_rows=_PREDICTION_LOG_ROWS
         )
         self.shadows: dict[str, ShadowTarget] = {}  # by InferenceService, while it mirrors
+        # The environment policy's metrics profile at the synced commit (what routers export).
+        self.metrics_profile = resolve_profile(DEFAULT_PROFILE)
+        self._profile_sha: str | None = None
         self.scrape = PrometheusScrapeConfig(
             config.prometheus_config,
             config.prometheus_url,
@@ -157,6 +164,8 @@ class LocalRuntime:
         synced = operation.get("syncResult", {}).get("revision")
         if head in (synced, tried) and operation.get("phase") != "Running":
             sync.set_comparison(app, head)
+            if self._profile_sha != head:  # a restarted runtime resumes what it synced
+                self._load_metrics_profile(head)
             return
         self.sync_to(head)
 
@@ -171,6 +180,7 @@ class LocalRuntime:
             _log.warning("sync of %s failed: %s", sha[:12], exc.message)
             sync.operation_failed(app, sha, utc_now(), exc.message)
             return
+        self._load_metrics_profile(sha)
         names = [self.apply(document, plan) for document, plan in plans]
         for document in documents:
             try:
@@ -181,6 +191,27 @@ class LocalRuntime:
             self.remove(name)
         _log.info("synced %s: %s", sha[:12], ", ".join(names) or "nothing")
         sync.operation_succeeded(app, sha, utc_now(), names)
+
+    def _load_metrics_profile(self, sha: str) -> None:
+        """Export request metrics under the profile of the environment's policy at ``sha``,
+        as the queue-proxies of a cluster of that Knative version would."""
+        path = f"{self.config.overlay}/{ENVIRONMENT_FILE}"
+        self._profile_sha = sha
+        try:
+            text = self.workspace.repo.git.show(f"{sha}:{path}")
+            config = parse_environment(text, source=path, environment=self.config.env)
+        except GitCommandError:
+            profile = resolve_profile(DEFAULT_PROFILE)  # no policy: the defaults
+        except SluiceError as exc:
+            _log.warning("%s; request metrics keep their names", exc.message)
+            return
+        else:
+            profile = config.rollout.gates.profile
+        if profile != self.metrics_profile:
+            _log.info("request metrics: %s", profile.latency)
+        self.metrics_profile = profile
+        for isvc in self.isvcs.values():
+            isvc.router.metrics.set_profile(profile)
 
     def apply(self, document: dict[str, Any], plan: RevisionPlan) -> str:
         """Apply one InferenceService; a predictor template not running yet is a new revision."""
@@ -294,7 +325,13 @@ class LocalRuntime:
             port = base + len(self.ports) if base is not None else free_port()
             self.ports[name] = port
         # Metrics carry the InferenceService's namespace, as Knative's queue-proxy labels do.
-        router = Router(isvc=name, namespace=namespace, port=port, prediction_sink=self.predictions)
+        router = Router(
+            isvc=name,
+            namespace=namespace,
+            port=port,
+            prediction_sink=self.predictions,
+            metrics_profile=self.metrics_profile,
+        )
         return router.start()
 
     def scrape_targets(self) -> ScrapeTargets:

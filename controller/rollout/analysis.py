@@ -139,6 +139,7 @@ class Analyzer:
             namespace=obs.target.namespace,
             configuration=obs.target.configuration,
             inference_service=obs.inference_service,
+            profile=gates.profile,
         )
 
     def _judge(
@@ -158,6 +159,7 @@ class Analyzer:
                     namespace=obs.target.namespace,
                     configuration=obs.target.configuration,
                     interval=window,
+                    profile=gates.profile,
                 )
                 for revision in (canary, primary)
             ]

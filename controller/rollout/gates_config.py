@@ -12,6 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.gates.judge import JudgeConfig
 from controller.gates.load_test import LoadTestConfig
+from controller.gates.metrics_profile import (
+    DEFAULT_PROFILE,
+    MetricsProfile,
+    ProfileName,
+    resolve_profile,
+)
 from controller.gates.prometheus_checks import MetricCheck
 
 __all__ = ["DEFAULT_METRIC_CHECKS", "GatesConfig"]
@@ -46,6 +52,16 @@ class GatesConfig(BaseModel):
         default=DEFAULT_METRIC_CHECKS,
         description="Prometheus checks comparing the canary revision with the primary.",
     )
+    metrics_profile: ProfileName | MetricsProfile = Field(
+        default=DEFAULT_PROFILE,
+        alias="metricsProfile",
+        description="Which request metrics the cluster's queue-proxies export: knative-otel "
+        "(Knative Serving 1.19.8+/1.20.1+/1.21+, OpenTelemetry, seconds), knative-opencensus "
+        "(Knative 1.18 and older, milliseconds), or an object naming the series and labels "
+        "(requests, latency, latencyUnit, namespaceLabel, configurationLabel, revisionLabel, "
+        "statusLabel, errorMatcher). The builtin checks and the judge query these names; the "
+        "local target exports them.",
+    )
     judge: JudgeConfig = Field(
         default_factory=JudgeConfig,
         description="Two-proportion and Mann-Whitney tests of canary against primary, sequential.",
@@ -59,3 +75,8 @@ class GatesConfig(BaseModel):
         ge=0,
         description="Seconds to wait after the load test so Prometheus has scraped its requests.",
     )
+
+    @property
+    def profile(self) -> MetricsProfile:
+        """The metrics profile, resolved from its name when it is a builtin one."""
+        return resolve_profile(self.metrics_profile)

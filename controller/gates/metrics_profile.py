@@ -1,0 +1,156 @@
+"""Which request metrics a cluster exports per revision: the names the canary checks query.
+
+Knative's queue-proxy counts every request to a revision, but what it exports depends on the
+Knative version:
+
+``knative-otel`` (the default: Knative Serving 1.19.8+, 1.20.1+, 1.21 and later)
+    OpenTelemetry's histogram ``kn_serving_invocation_duration_seconds`` (seconds, buckets
+    0.005 to 10); its ``_count`` counts requests, ``http_response_status_code`` carries the
+    answer's code, and the revision is named by ``k8s_namespace_name``,
+    ``kn_configuration_name`` and ``kn_revision_name`` (promoted from the OTel resource by an
+    OTLP receiver, or relabelled from the pod's labels by a PodMonitor).
+
+``knative-opencensus`` (Knative Serving 1.18 and older)
+    the counter ``revision_app_request_count`` and the histogram
+    ``revision_app_request_latencies`` in milliseconds, labelled ``namespace_name``,
+    ``configuration_name``, ``revision_name`` and ``response_code_class``.
+
+Anything else (Knative 1.19.0-1.19.7 and 1.20.0's ``kn_queueproxy_app_duration_seconds``, a
+runtime's own metrics) is a custom profile: a :class:`MetricsProfile` with every name given.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "BUILTIN_PROFILES",
+    "DEFAULT_PROFILE",
+    "KNATIVE_OPENCENSUS",
+    "KNATIVE_OTEL",
+    "MetricsProfile",
+    "ProfileName",
+    "resolve_profile",
+]
+
+_METRIC = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+_LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+
+
+class MetricsProfile(BaseModel):
+    """The series and labels that count a revision's requests and time them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    requests: str = Field(
+        pattern=_METRIC,
+        description="Counter of requests per revision (a histogram's _count works).",
+    )
+    latency: str = Field(
+        pattern=_METRIC,
+        description="Latency histogram per revision, without the _bucket suffix.",
+    )
+    latency_unit: Literal["seconds", "milliseconds"] = Field(
+        alias="latencyUnit",
+        description="Unit of the latency histogram's le bounds; checks report milliseconds.",
+    )
+    namespace_label: str = Field(
+        alias="namespaceLabel", pattern=_LABEL, description="Label naming the namespace."
+    )
+    configuration_label: str = Field(
+        alias="configurationLabel",
+        pattern=_LABEL,
+        description="Label naming the Knative configuration (<isvc>-predictor).",
+    )
+    revision_label: str = Field(
+        alias="revisionLabel", pattern=_LABEL, description="Label naming the revision."
+    )
+    status_label: str = Field(
+        alias="statusLabel",
+        pattern=_LABEL,
+        description="Label carrying the answer's status code or class.",
+    )
+    error_matcher: str = Field(
+        alias="errorMatcher",
+        min_length=1,
+        description="Regular expression (PromQL =~) matching statusLabel values of server "
+        'errors: "5.." for codes, "5xx" for classes.',
+    )
+
+    @field_validator("error_matcher")
+    @classmethod
+    def _is_a_regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
+        if '"' in value or "\\" in value:
+            raise ValueError("write the matcher without quotes or backslashes")
+        return value
+
+    def revision_selector(self, namespace: str, configuration: str, revision: str) -> str:
+        """The label matchers of one revision (names must be Kubernetes object names)."""
+        return (
+            f'{self.namespace_label}="{namespace}", '
+            f'{self.configuration_label}="{configuration}", '
+            f'{self.revision_label}="{revision}"'
+        )
+
+    def errors_matcher(self) -> str:
+        """The matcher of server-error answers."""
+        return f'{self.status_label}=~"{self.error_matcher}"'
+
+    def successes_matcher(self) -> str:
+        """The matcher of every answer that is not a server error."""
+        return f'{self.status_label}!~"{self.error_matcher}"'
+
+    @property
+    def milliseconds_per_unit(self) -> float:
+        """What one unit of the latency histogram is in milliseconds."""
+        return 1000.0 if self.latency_unit == "seconds" else 1.0
+
+    def is_error(self, status: str) -> bool:
+        """Whether a status label value counts as a server error (PromQL anchors =~)."""
+        return re.fullmatch(self.error_matcher, status) is not None
+
+
+KNATIVE_OTEL = MetricsProfile.model_validate(
+    {
+        "requests": "kn_serving_invocation_duration_seconds_count",
+        "latency": "kn_serving_invocation_duration_seconds",
+        "latencyUnit": "seconds",
+        "namespaceLabel": "k8s_namespace_name",
+        "configurationLabel": "kn_configuration_name",
+        "revisionLabel": "kn_revision_name",
+        "statusLabel": "http_response_status_code",
+        "errorMatcher": "5..",
+    }
+)
+KNATIVE_OPENCENSUS = MetricsProfile.model_validate(
+    {
+        "requests": "revision_app_request_count",
+        "latency": "revision_app_request_latencies",
+        "latencyUnit": "milliseconds",
+        "namespaceLabel": "namespace_name",
+        "configurationLabel": "configuration_name",
+        "revisionLabel": "revision_name",
+        "statusLabel": "response_code_class",
+        "errorMatcher": "5xx",
+    }
+)
+ProfileName = Literal["knative-otel", "knative-opencensus"]
+BUILTIN_PROFILES: dict[str, MetricsProfile] = {
+    "knative-otel": KNATIVE_OTEL,
+    "knative-opencensus": KNATIVE_OPENCENSUS,
+}
+DEFAULT_PROFILE: ProfileName = "knative-otel"
+
+
+def resolve_profile(profile: str | MetricsProfile) -> MetricsProfile:
+    """A builtin profile by name, or a custom one as it is."""
+    if isinstance(profile, MetricsProfile):
+        return profile
+    return BUILTIN_PROFILES[profile]
