@@ -17,12 +17,20 @@ from schemas import ROOT, render, schema_errors
 from controller.local.serving.server import parse_args as serving_args
 from controller.settings import load_settings
 
-PLATFORM = ("manifests/serving-runtime", "manifests/controller", "manifests/monitoring")
+PLATFORM = (
+    "manifests/serving-runtime", "manifests/controller", "manifests/monitoring",
+    "manifests/monitoring/knative",
+)  # fmt: skip
 UNIT_TESTS = ROOT / "tests/promtool/sluice-rules.test.yaml"
+#: Knative's queue-proxy request metrics: OpenCensus (Knative <= 1.18), then OpenTelemetry
+#: (Knative >= 1.19.8, 1.20.1, 1.21). Only the canary recording rules read them.
+QUEUE_PROXY_METRICS = {
+    "revision_app_request_count", "revision_app_request_latencies_bucket",
+    "kn_serving_invocation_duration_seconds_count", "kn_serving_invocation_duration_seconds_bucket",
+}  # fmt: skip
 #: Metrics the dashboard and rules may read: Knative's queue-proxy, the serving wrapper's drift
 #: metrics, the controller's (`sluice serve` and the rollout), and Prometheus' own `up`.
-KNOWN_METRICS = {
-    "revision_app_request_count", "revision_app_request_latencies_bucket",
+KNOWN_METRICS = QUEUE_PROXY_METRICS | {
     "sluice_feature_drift", "sluice_prediction_drift", "sluice_drift_window_rows",
     "sluice_dataset_drift_share",
     "sluice_rollout_phase", "sluice_canary_weight", "sluice_gate_results_total",
@@ -31,6 +39,11 @@ KNOWN_METRICS = {
     "sluice_poll_runs_total", "sluice_proposals_triggered_total", "sluice_webhook_deliveries_total",
     "sluice_watch_errors_total",
     "up",
+}  # fmt: skip
+#: The classic-histogram buckets (seconds) of Knative's kn.serving.invocation.duration.
+OTEL_BUCKETS = {
+    "0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25", "0.5", "0.75", "1", "2.5", "5",
+    "7.5", "10", "+Inf",
 }  # fmt: skip
 #: A metric selector as the rules and the dashboard write them: always with braces.
 _SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
@@ -65,6 +78,11 @@ def controller() -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def monitoring() -> list[dict[str, Any]]:
     return render("manifests/monitoring")
+
+
+@pytest.fixture(scope="module")
+def knative() -> list[dict[str, Any]]:
+    return render("manifests/monitoring/knative")
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +246,49 @@ def test_monitors_scrape_the_model_servers_and_the_controller(
     }
 
 
+def test_queue_proxy_series_name_their_revision_on_every_knative_version(
+    monitoring: list[dict[str, Any]], rule_groups: list[dict[str, Any]]
+) -> None:
+    """Knative >= 1.19 puts the revision in OTel resource attributes, which a scrape sees only in
+    target_info: the queue-proxy endpoint relabels the pod's namespace, revision and
+    configuration onto the names promotion gives them (which the canary records read), never
+    onto Knative <= 1.18's names, which its series carry already."""
+    endpoints = {e["port"]: e for e in one(monitoring, "PodMonitor")["spec"]["podMetricsEndpoints"]}
+    relabelings = endpoints["http-usermetric"]["relabelings"]
+    assert all(r.get("action", "replace") == "replace" for r in relabelings)
+    assert {r["targetLabel"]: r["sourceLabels"] for r in relabelings} == {
+        "k8s_namespace_name": ["__meta_kubernetes_namespace"],
+        "kn_revision_name": ["__meta_kubernetes_pod_label_serving_knative_dev_revision"],
+        "kn_configuration_name": ["__meta_kubernetes_pod_label_serving_knative_dev_configuration"],
+    }
+    (canary,) = [g for g in rule_groups if g["name"] == "sluice-canary.rules"]
+    expressions = " ".join(r["expr"] for r in canary["rules"])
+    for source, target in (
+        ("k8s_namespace_name", "namespace_name"),
+        ("kn_revision_name", "revision_name"),
+        ("kn_configuration_name", "configuration_name"),
+    ):
+        assert f'"{target}", "$1", "{source}", "(.+)"' in expressions
+
+
+def test_knative_is_told_to_export_queue_proxy_request_metrics(
+    knative: list[dict[str, Any]], monitoring: list[dict[str, Any]]
+) -> None:
+    """manifests/monitoring/knative patches one key of Knative's config-observability in
+    knative-serving (request metrics are off by default since Knative 1.19), server-side and
+    never pruned or deleted by Argo CD; the sluice-system kustomization does not render it."""
+    (config,) = knative
+    metadata = config["metadata"]
+    assert (config["kind"], metadata["name"], metadata["namespace"]) == (
+        "ConfigMap", "config-observability", "knative-serving",
+    )  # fmt: skip
+    assert config["data"] == {"request-metrics-protocol": "prometheus"}
+    options = metadata["annotations"]["argocd.argoproj.io/sync-options"].split(",")
+    assert {o.strip() for o in options} >= {"ServerSideApply=true", "Prune=false", "Delete=false"}
+    assert "labels" not in metadata
+    assert "config-observability" not in {d["metadata"]["name"] for d in monitoring}
+
+
 def test_rules_pass_promtool_check_and_unit_tests(
     rule_groups: list[dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -282,6 +343,64 @@ def test_canary_recording_rules_are_per_revision(rule_groups: list[dict[str, Any
         assert "by (namespace_name, configuration_name, revision_name" in records[name]
 
 
+def test_rules_read_only_known_series(rule_groups: list[dict[str, Any]]) -> None:
+    """Every metric a rule reads is exported by something Sluice runs on, or recorded."""
+    recorded = {r["record"] for g in rule_groups for r in g["rules"] if "record" in r}
+    read = {name for g in rule_groups for r in g["rules"] for name in _SELECTOR.findall(r["expr"])}
+    assert read <= KNOWN_METRICS | recorded
+
+
+def test_canary_records_read_both_queue_proxy_shapes(rule_groups: list[dict[str, Any]]) -> None:
+    """Each canary record reads Knative <= 1.18's OpenCensus series and Knative >= 1.19.8's
+    OpenTelemetry ones: 5xx by response_code_class or by http_response_status_code, latencies in
+    milliseconds from the seconds histogram; the share is computed from the request record."""
+    (canary,) = [g for g in rule_groups if g["name"] == "sluice-canary.rules"]
+    for rule in canary["rules"]:
+        name, expr = rule["record"], rule["expr"]
+        read = set(_SELECTOR.findall(expr))
+        if name == "revision:revision_app_request_share:ratio_rate1m":
+            assert read == {"revision:revision_app_request_count:rate1m"}
+        elif ":revision_app_request_latencies:" in name:
+            assert read == {
+                "revision_app_request_latencies_bucket",
+                "kn_serving_invocation_duration_seconds_bucket",
+            }, name
+            assert "1000 * histogram_quantile(0.99," in expr, name
+        else:
+            assert read == {
+                "revision_app_request_count", "kn_serving_invocation_duration_seconds_count",
+            }, name  # fmt: skip
+        if ":revision_app_request_success:" in name:
+            assert 'response_code_class!="5xx"' in expr, name
+            assert 'http_response_status_code!~"5.."' in expr, name
+
+
+def test_every_canary_record_is_unit_tested_on_each_shape(
+    rule_groups: list[dict[str, Any]],
+) -> None:
+    """The promtool tests check every canary record on OpenCensus series alone and on
+    OpenTelemetry series alone, the latter with the queue-proxy's bucket layout in seconds."""
+    (canary,) = [g for g in rule_groups if g["name"] == "sluice-canary.rules"]
+    records = {r["record"] for r in canary["rules"]}
+    shapes = {"revision_app_request": "OpenCensus", "kn_serving_invocation_duration": "OTel"}
+    covered: dict[str, set[str]] = {shape: set() for shape in shapes.values()}
+    otel_buckets: set[str] = set()
+    for test in yaml.safe_load(UNIT_TESTS.read_text(encoding="utf-8"))["tests"]:
+        series = [s["series"] for s in test.get("input_series", [])]
+        used = {v for prefix, v in shapes.items() for s in series if s.startswith(prefix)}
+        if len(used) != 1:
+            continue
+        (shape,) = used
+        for case in test.get("promql_expr_test", []):
+            covered[shape] |= {r for r in records if re.search(rf"{re.escape(r)}\b", case["expr"])}
+        if shape == "OTel":
+            otel_buckets |= {
+                m for s in series if "_bucket{" in s for m in re.findall(r'le="([^"]+)"', s)
+            }
+    assert covered == dict.fromkeys(shapes.values(), records)
+    assert otel_buckets == OTEL_BUCKETS
+
+
 def test_dashboard_is_loaded_by_grafana_and_queries_only_known_series(
     monitoring: list[dict[str, Any]], rule_groups: list[dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -299,6 +418,15 @@ def test_dashboard_is_loaded_by_grafana_and_queries_only_known_series(
     recorded = {r["record"] for g in rule_groups for r in g["rules"] if "record" in r}
     used = {name for e in expressions for name in _SELECTOR.findall(e)}
     assert used <= KNOWN_METRICS | recorded
+    # Knative's request metrics differ between versions; the records are the same on all of them.
+    variables_read = {
+        name
+        for v in dashboard["templating"]["list"]
+        if v["type"] == "query"
+        for name in re.findall(r"label_values\(([a-zA-Z_:][a-zA-Z0-9_:]*)", v["query"]["query"])
+    }
+    assert variables_read
+    assert (used | variables_read) <= (KNOWN_METRICS - QUEUE_PROXY_METRICS) | recorded
     for needle in (
         "sluice_canary_weight", "revision:revision_app_request_share:ratio_rate1m",
         "revision:revision_app_request_success:ratio_rate1m",
