@@ -10,11 +10,12 @@ schema generated from these models.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from controller.errors import ConfigError
+from controller.gates.metrics_profile import RAW_DEPLOYMENT_PROFILE
 from controller.rollout.policy import RolloutPolicy
 from controller.yaml_config import parse_yaml, validate_yaml_model
 
@@ -92,6 +93,23 @@ class EnvironmentConfig(BaseModel):
     storage: StorageConfig
     releases: tuple[ReleaseConfig, ...]
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _raw_deployments_read_the_wrapper(cls, data: Any) -> Any:
+        """RawDeployment has no queue-proxy: unless the policy names a metrics profile, the
+        gates read the serving wrapper's request metrics."""
+        if not isinstance(data, dict):
+            return data
+        mode = data.get("deploymentMode", data.get("deployment_mode"))
+        rollout = data.get("rollout", {})
+        gates = rollout.get("gates", {}) if isinstance(rollout, dict) else None
+        if mode != "RawDeployment" or not isinstance(gates, dict):
+            return data
+        if gates.get("metricsProfile", gates.get("metrics_profile")) is not None:
+            return data
+        gates = {**gates, "metricsProfile": RAW_DEPLOYMENT_PROFILE}
+        return {**data, "rollout": {**rollout, "gates": gates}}
 
     def release(self, model: str) -> ReleaseConfig:
         """The release of ``model``; :class:`ConfigError` naming the known ones otherwise."""

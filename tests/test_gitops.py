@@ -216,6 +216,7 @@ def test_platform_project_permits_exactly_what_the_platform_renders(
     project = by_kind(gitops, "AppProject")["sluice-platform"]
     assert {a["spec"]["source"]["path"] for a in platform_applications.values()} == {
         "manifests/serving-runtime", "manifests/controller", "manifests/monitoring",
+        "manifests/monitoring/knative",
     }  # fmt: skip
     namespaced: set[tuple[str, str]] = set()
     cluster: set[tuple[str, str]] = set()
@@ -281,8 +282,9 @@ def test_sync_waves_put_projects_first_and_the_runtime_before_the_models(
 def test_namespaces_are_created_by_the_bootstrap_not_by_a_project(
     gitops: list[dict[str, Any]],
 ) -> None:
-    """Every destination namespace is a Namespace of gitops/, and neither project may create one."""
-    created = set(by_kind(gitops, "Namespace"))
+    """Every destination namespace is a Namespace of gitops/ (or Knative's own, which its
+    installer creates), and neither project may create one."""
+    created = set(by_kind(gitops, "Namespace")) | {"knative-serving"}
     for project in by_kind(gitops, "AppProject").values():
         assert {d["namespace"] for d in project["spec"]["destinations"]} <= created
         assert ("", "Namespace") not in allowed(project, "clusterResourceWhitelist")

@@ -5,6 +5,11 @@ traffic say what happened. A version that answers 300 ms slower is rolled back a
 step and quarantined; a good one is held while Prometheus is down and promoted step by step
 once it is back, or rolled back if it never comes back. `make demo` (tests/test_demo.py) walks
 a good version to champion and rolls back one failing a fifth of its requests.
+
+The demo runs the default metrics profile (current Knative's OpenTelemetry names); this module
+runs the other builtin one, ``knative-opencensus`` (Knative 1.18's), so a good canary is
+promoted and a bad one rolled back under each: the local router exports what the policy in
+Git names, and the gates query the same.
 """
 
 from __future__ import annotations
@@ -123,10 +128,12 @@ class Loop:
 
 
 def quick_policy(tree: Path) -> None:
-    """The local overlay's policy with shorter intervals and load tests, to keep the suite fast."""
+    """The local overlay's policy with shorter intervals and load tests, to keep the suite fast,
+    and Knative 1.18's metric names."""
     path = tree / "manifests" / "overlays" / "local" / "sluice.yaml"
     text = path.read_text()
     for old, new in (
+        ("  gates:\n", "  gates:\n    metricsProfile: knative-opencensus\n"),
         ("interval: 8", "interval: 4"),
         ("duration: 5", "duration: 3"),
         ("minRequests: 50", "minRequests: 30"),
@@ -261,6 +268,9 @@ def test_prometheus_outage_holds_the_canary_then_it_proceeds(loop: Loop) -> None
     body = git("log", "-1", "--format=%B", "main~1", cwd=loop.remote.path)
     assert "Gates:" in body
     assert "[pass] locust" in body
+    # Measured, not just "no data": the checks found Knative 1.18's series.
+    assert "[pass] prometheus/request-success-rate" in body
+    assert "[pass] prometheus/request-latency" in body
 
 
 def test_prometheus_outage_past_the_limit_rolls_back(loop: Loop) -> None:

@@ -360,7 +360,7 @@ def test_in_flight_bound_drops_and_counts_copies(models: Any) -> None:
 
 
 def test_copies_are_not_client_traffic_in_knative_metrics(models: Any) -> None:
-    """revision_app_request_count counts the clients' requests only; copies have their counter."""
+    """The request counter counts the clients' requests only; copies have their counter."""
     primary, shadow = models(), models()
     with Router(isvc="fraud", seed=7) as router:
         router.set_routes([TrafficTarget("r1", primary.url, 100)])

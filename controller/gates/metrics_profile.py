@@ -15,6 +15,13 @@ Knative version:
     ``revision_app_request_latencies`` in milliseconds, labelled ``namespace_name``,
     ``configuration_name``, ``revision_name`` and ``response_code_class``.
 
+``sluice-wrapper`` (the default of RawDeployment environments, which have no queue-proxy)
+    the histogram ``sluice_request_duration_seconds`` that Sluice's serving wrapper exports
+    from the model server itself, labelled ``code``; the PodMonitor puts the pod's namespace
+    and revision (the ``app`` label of KServe's Deployment, ``<isvc>-predictor`` for the
+    primary, ``<isvc>-<canary>-predictor`` for a ``spec.canary`` entry) on
+    ``namespace_name``, ``configuration_name`` and ``revision_name``.
+
 Anything else (Knative 1.19.0-1.19.7 and 1.20.0's ``kn_queueproxy_app_duration_seconds``, a
 runtime's own metrics) is a custom profile: a :class:`MetricsProfile` with every name given.
 """
@@ -31,6 +38,8 @@ __all__ = [
     "DEFAULT_PROFILE",
     "KNATIVE_OPENCENSUS",
     "KNATIVE_OTEL",
+    "RAW_DEPLOYMENT_PROFILE",
+    "SLUICE_WRAPPER",
     "MetricsProfile",
     "ProfileName",
     "resolve_profile",
@@ -78,6 +87,13 @@ class MetricsProfile(BaseModel):
         min_length=1,
         description="Regular expression (PromQL =~) matching statusLabel values of server "
         'errors: "5.." for codes, "5xx" for classes.',
+    )
+    exported_by: Literal["queue-proxy", "model-server"] = Field(
+        default="queue-proxy",
+        alias="exportedBy",
+        description="Who exports these series on a cluster: the queue-proxy sidecar in front "
+        "of each revision (the local router stands in for it) or the model server itself "
+        "(the local model servers export them).",
     )
 
     @field_validator("error_matcher")
@@ -141,16 +157,32 @@ KNATIVE_OPENCENSUS = MetricsProfile.model_validate(
         "errorMatcher": "5xx",
     }
 )
-ProfileName = Literal["knative-otel", "knative-opencensus"]
+SLUICE_WRAPPER = MetricsProfile.model_validate(
+    {
+        "requests": "sluice_request_duration_seconds_count",
+        "latency": "sluice_request_duration_seconds",
+        "latencyUnit": "seconds",
+        "namespaceLabel": "namespace_name",
+        "configurationLabel": "configuration_name",
+        "revisionLabel": "revision_name",
+        "statusLabel": "code",
+        "errorMatcher": "5..",
+        "exportedBy": "model-server",
+    }
+)
+ProfileName = Literal["knative-otel", "knative-opencensus", "sluice-wrapper"]
 BUILTIN_PROFILES: dict[str, MetricsProfile] = {
     "knative-otel": KNATIVE_OTEL,
     "knative-opencensus": KNATIVE_OPENCENSUS,
+    "sluice-wrapper": SLUICE_WRAPPER,
 }
 DEFAULT_PROFILE: ProfileName = "knative-otel"
+#: The default of a RawDeployment environment: no queue-proxy counts its requests.
+RAW_DEPLOYMENT_PROFILE: ProfileName = "sluice-wrapper"
 
 
-def resolve_profile(profile: str | MetricsProfile) -> MetricsProfile:
-    """A builtin profile by name, or a custom one as it is."""
+def resolve_profile(profile: str | MetricsProfile | None) -> MetricsProfile:
+    """A builtin profile by name, or a custom one as it is (None: the default)."""
     if isinstance(profile, MetricsProfile):
         return profile
-    return BUILTIN_PROFILES[profile]
+    return BUILTIN_PROFILES[profile or DEFAULT_PROFILE]

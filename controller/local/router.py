@@ -146,6 +146,8 @@ class RevisionMetrics:
     requests with one (Knative 1.18's ``revision_app_request_count``, written by hand because
     ``prometheus_client`` names every counter ``..._total``). The status label holds the code
     (``503``) where the profile's error matcher matches codes, else its class (``5xx``).
+    A profile whose series come from the model server itself (``exportedBy: model-server``)
+    gets none from the router, as no queue-proxy exports them on a cluster.
     """
 
     def __init__(
@@ -220,6 +222,8 @@ class RevisionMetrics:
     def collect(self) -> Iterator[Metric]:
         """The latency histogram (the ``prometheus_client`` collector protocol)."""
         profile, bounds_ms, series = self._snapshot()
+        if profile.exported_by != "queue-proxy":
+            return  # the model servers export these series themselves
         scale = 1 / profile.milliseconds_per_unit
         names: list[str] | None = None
         family: HistogramMetricFamily | None = None
@@ -244,7 +248,8 @@ class RevisionMetrics:
         then ``registry``."""
         profile, _, series = self._snapshot()
         lines: list[str] = []
-        if profile.requests != f"{profile.latency}_count":
+        own_counter = profile.requests != f"{profile.latency}_count"
+        if own_counter and profile.exported_by == "queue-proxy":
             name = profile.requests
             lines += [f"# HELP {name} The number of requests\n", f"# TYPE {name} counter\n"]
             for revision, code, values in series:

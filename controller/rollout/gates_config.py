@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from controller.gates.judge import JudgeConfig
 from controller.gates.load_test import LoadTestConfig
 from controller.gates.metrics_profile import (
-    DEFAULT_PROFILE,
     MetricsProfile,
     ProfileName,
     resolve_profile,
@@ -52,15 +51,16 @@ class GatesConfig(BaseModel):
         default=DEFAULT_METRIC_CHECKS,
         description="Prometheus checks comparing the canary revision with the primary.",
     )
-    metrics_profile: ProfileName | MetricsProfile = Field(
-        default=DEFAULT_PROFILE,
+    metrics_profile: ProfileName | MetricsProfile | None = Field(
+        default=None,
         alias="metricsProfile",
-        description="Which request metrics the cluster's queue-proxies export: knative-otel "
-        "(Knative Serving 1.19.8+/1.20.1+/1.21+, OpenTelemetry, seconds), knative-opencensus "
-        "(Knative 1.18 and older, milliseconds), or an object naming the series and labels "
-        "(requests, latency, latencyUnit, namespaceLabel, configurationLabel, revisionLabel, "
-        "statusLabel, errorMatcher). The builtin checks and the judge query these names; the "
-        "local target exports them.",
+        description="Which request metrics count and time each revision's requests: "
+        "knative-otel (Knative Serving 1.19.8+/1.20.1+/1.21+, OpenTelemetry, seconds; the "
+        "default), knative-opencensus (Knative 1.18 and older, milliseconds), sluice-wrapper "
+        "(Sluice's serving wrapper, the default in RawDeployment environments), or an object "
+        "naming the series and labels (requests, latency, latencyUnit, namespaceLabel, "
+        "configurationLabel, revisionLabel, statusLabel, errorMatcher, exportedBy). The "
+        "builtin checks and the judge query these names; the local target exports them.",
     )
     judge: JudgeConfig = Field(
         default_factory=JudgeConfig,
@@ -78,5 +78,6 @@ class GatesConfig(BaseModel):
 
     @property
     def profile(self) -> MetricsProfile:
-        """The metrics profile, resolved from its name when it is a builtin one."""
+        """The metrics profile, resolved from its name when it is a builtin one (none set:
+        knative-otel; a RawDeployment environment sets sluice-wrapper when it loads)."""
         return resolve_profile(self.metrics_profile)
