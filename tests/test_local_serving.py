@@ -164,6 +164,35 @@ def test_server_listens_on_loopback_only(server: Any) -> None:
     assert listening == {("127.0.0.1", server.port)}
 
 
+def request_counts(url: str) -> dict[str, float]:
+    """``sluice_request_duration_seconds_count`` by code, from the server's /metrics."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    prefix = 'sluice_request_duration_seconds_count{code="'
+    return {
+        line[len(prefix) :].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
+
+
+@pytest.mark.slow
+def test_server_counts_its_inference_requests_by_code(server: Any, rows: Any) -> None:
+    """/metrics counts each V1 and V2 inference request by its status code, answers of
+    kserve's error handlers included, and not the readiness and metadata calls."""
+    before = request_counts(server.url)
+    instance = {"instances": values(rows.head(1))}
+    assert post(f"{server.url}/v1/models/fraud:predict", instance)[0] == 200
+    assert post(f"{server.url}/v1/models/fraud:predict", {"instances": [[1.0]]})[0] == 400
+    assert post(f"{server.url}/v1/models/other:predict", instance)[0] == 404
+    for path in ("/v2/models/fraud/ready", "/v2/models/fraud", "/v2/health/live"):
+        with urllib.request.urlopen(f"{server.url}{path}", timeout=10):  # noqa: S310
+            pass
+    after = request_counts(server.url)
+    grown = {code: n - before.get(code, 0.0) for code, n in after.items()}
+    assert {code: n for code, n in grown.items() if n} == {"200": 1.0, "400": 1.0, "404": 1.0}
+
+
 @pytest.mark.slow
 def test_missing_model_fails_readiness_with_a_clear_error(tmp_path: Path) -> None:
     """A storage URI with no model behind it stops the server with 'not loadable' in the error."""
@@ -194,8 +223,11 @@ def test_faulty_version_fails_about_its_error_rate(
     instance = {"instances": values(rows.head(1))}
     with serve(faulty, tmp_path) as handle:
         answers = [post(f"{handle.url}/v1/models/fraud:predict", instance) for _ in range(n)]
+        counted = request_counts(handle.url)
     failures = [answer for status, answer in answers if status == 500]
     assert abs(len(failures) - n * p) <= 4 * math.sqrt(n * p * (1 - p)), len(failures)
+    # The model's own failures are the 500s its request metrics count (what a gate reads).
+    assert counted == {"200": n - len(failures), "500": len(failures)}
     assert "injected failure" in failures[0]["error"]
     good = next(answer for status, answer in answers if status == 200)
     np.testing.assert_allclose(good["predictions"], reference(fraud_model, rows.head(1)))

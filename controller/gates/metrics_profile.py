@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_PROFILE",
     "KNATIVE_OPENCENSUS",
     "KNATIVE_OTEL",
+    "OTEL_BUCKETS_SECONDS",
     "RAW_DEPLOYMENT_PROFILE",
     "SLUICE_WRAPPER",
     "MetricsProfile",
@@ -45,6 +46,11 @@ __all__ = [
     "resolve_profile",
 ]
 
+#: OpenTelemetry's advised buckets for HTTP server durations, in seconds: current Knative's
+#: queue-proxy histogram (kn.serving.invocation.duration) and Sluice's serving wrapper use them.
+OTEL_BUCKETS_SECONDS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+)  # fmt: skip
 _METRIC = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 _LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 

@@ -18,7 +18,9 @@ and one line on stderr, so the HTTP port opens only when predictions will succee
 model comes its drift monitor (:mod:`.monitor`), when the version has a reference profile:
 each prediction queues its inputs and output for it (unless the request carries
 ``X-Sluice-Synthetic``, as the canary's load test does), and its gauges join kserve's own
-metrics on ``/metrics``.
+metrics on ``/metrics``. Every inference request is also counted and timed by its status code
+(``sluice_request_duration_seconds{code}``, :mod:`.request_metrics`), the request metrics of a
+revision that has no Knative queue-proxy in front of it (KServe's RawDeployment mode).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from controller.local.serving.pyfunc_model import (
     Tensor,
     v2_datatype,
 )
+from controller.local.serving.request_metrics import RequestMetrics, request_histogram
 from controller.synthetic_traffic import is_synthetic
 
 __all__ = ["build_kserve_model", "main", "parse_args"]
@@ -182,7 +185,7 @@ def build_kserve_model(
 
 
 def _serve(model: Any, args: argparse.Namespace) -> None:
-    from kserve import ModelServer
+    from kserve import ModelServer, model_server
 
     host: str = args.host
 
@@ -196,6 +199,9 @@ def _serve(model: Any, args: argparse.Namespace) -> None:
             config.host = host
             super().setup_event_loop()
 
+    # kserve serves the module-level FastAPI app ``kserve.model_server:app``; a middleware added
+    # before the server starts wraps every route, inside Starlette's outermost error handler.
+    model_server.app.add_middleware(RequestMetrics, histogram=request_histogram())
     server = BoundModelServer(
         http_port=args.http_port,
         grpc_port=args.grpc_port or 8081,
