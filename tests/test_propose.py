@@ -468,3 +468,42 @@ def test_with_a_shadow_phase_the_next_version_starts_in_shadow(
     assert second.subject == f"{model} v{version} → staging (shadow)"
     body = git("log", "-1", "--format=%b", second.branch, cwd=remote.path)
     assert "mirrored copy of 50% of the live requests" in body
+
+
+@pytest.mark.slow
+def test_a_release_may_name_one_of_kserves_own_runtimes(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
+) -> None:
+    """A team serving with KServe's kserve-sklearnserver (modelFormat sklearn) gets the same
+    proposals: Sluice writes only the pin, leaves the runtime alone, and the overlay validates."""
+    base = "manifests/base/fraud-detector.yaml"
+    runtime = "runtime: kserve-sklearnserver"
+
+    def sklearn_runtime(tree: Path) -> None:
+        for path, edits in (
+            (tree / base, {"name: mlflow": "name: sklearn", "runtime: sluice-mlflow": runtime}),
+            (tree / PIN, {"name: mlflow": "name: sklearn"}),
+        ):
+            text = path.read_text()
+            for old, new in edits.items():
+                assert old in text, old
+                text = text.replace(old, new)
+            path.write_text(text)
+
+    commit_to_remote(
+        remote, tmp_path / "runtime", "Serve with KServe's sklearn runtime", sklearn_runtime
+    )
+    register_version(mlflow_server.tracking_uri, model)
+    result = sluice(
+        tmp_path, mlflow_server.tracking_uri, remote, "propose", model, "--env", "staging", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    branch = json.loads(result.stdout)["branch"]
+    assert show(remote, branch, base) == show(remote, "main", base)
+    checkout = remote.clone(tmp_path / "check")
+    git("checkout", "--quiet", branch, cwd=checkout)
+    (rendered,) = validate_rendered(checkout / "manifests/overlays/staging")
+    model_spec = rendered["spec"]["predictor"]["model"]
+    assert model_spec["runtime"] == "kserve-sklearnserver"
+    assert model_spec["modelFormat"] == {"name": "sklearn"}
+    assert model_spec["storageUri"].startswith("s3://sluice-models/")
