@@ -7,18 +7,26 @@ the manifest diff, and what merging will set in motion. It is rendered from temp
 a variable without a value, or a value without a variable, is an error rather than a card with
 a hole in it. The output is deterministic, so an unchanged proposal leaves the pull request
 body unchanged and the forge does not write it again.
+
+A card never exceeds GitHub's 65,536-character body limit (:mod:`controller.forge_limits`).
+A card over it loses, in this order until it fits: the end of the manifest diff (the whole
+change is on the pull request's Files changed tab), then the diff and the training-data
+profile altogether with the metrics table cut to its first rows, then the metrics table. A
+trimmed card says so under its links, with a link to the MLflow run for the full content; the
+headline, the comparison line, the gate's verdict and the hidden marker always stay.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from string import Template
 
 from controller.classification_metrics import LOWER_IS_BETTER
 from controller.data_profile import CategoricalProfile, DataProfile, NumericProfile
 from controller.domain import ModelVersion, RunSummary
+from controller.forge_limits import BODY_LIMIT, fit_body, trimmed_note
 from controller.redact import redact
 
 __all__ = [
@@ -35,12 +43,17 @@ KEY_METRICS = ("roc_auc", "pr_auc", "recall_at_1pct_fpr", "calibration_error")
 CARD_MARKER = Template("<!-- sluice:model-card model=$model env=$environment version=$version -->")
 #: Features listed in the profile table; the rest are counted, to keep the card skimmable.
 MAX_PROFILE_FEATURES = 12
+#: Metric rows a trimmed card keeps (the key metrics come first).
+MAX_TRIMMED_METRICS = 12
+#: A diff excerpt shorter than this is not worth showing: the card drops the diff instead.
+_MIN_DIFF_EXCERPT = 1_000
+_FILES_CHANGED = "this pull request's Files changed tab"
 _CHAMPION_PREFIX = "champion_"
 
 _CARD = Template(
     """## $model v$version → $environment
 
-$links
+$links$notice
 
 ### Holdout metrics
 
@@ -116,23 +129,79 @@ def fill_template(template: Template, values: Mapping[str, object]) -> str:
     return template.substitute(values)
 
 
-def render_model_card(card: ModelCard) -> str:
-    """The card as GitHub Markdown, ending with the hidden ``sluice:model-card`` marker."""
+def render_model_card(card: ModelCard, *, limit: int = BODY_LIMIT) -> str:
+    """The card as GitHub Markdown, ending with the hidden ``sluice:model-card`` marker, at
+    most ``limit`` characters (trimmed as the module docstring says)."""
+    profile = _profile(card.profile) if card.profile is not None else ""
+    full = _render(card, _fenced("diff", card.diff), profile, _metrics(card), notice="")
+    if len(full) <= limit:
+        return full
+    run = _run_reference(card)
+    # 1. The end of the diff: the rest of the card as it is, the diff cut to the room left.
+    notice = trimmed_note(
+        "the manifest diff is cut", f"The full change is on {_FILES_CHANGED}; the run: {run}."
+    )
+    rest = _render(card, "", profile, _metrics(card), notice=notice)
+    excerpt = _diff_excerpt(card.diff, limit - len(rest))
+    if excerpt is not None:
+        return _render(card, excerpt, profile, _metrics(card), notice=notice)
+    # 2. No diff or profile, the first metric rows; 3. no metrics table either.
+    lines = len(card.diff.splitlines())
+    no_diff = f"*The diff ({lines:,} lines) is too long for this card: see {_FILES_CHANGED}.*"
+    left_out = "the manifest diff and the training-data profile are left out"
+    cut: str | None = None
+    for metrics, what in (
+        (_metrics(card, keep=MAX_TRIMMED_METRICS), f"{left_out}, and the metrics table is cut"),
+        (_comparison(card), f"{left_out}, and so is the metrics table"),
+    ):
+        notice = trimmed_note(what, f"Everything is on {run}; the change on {_FILES_CHANGED}.")
+        cut = _render(card, no_diff, "", metrics, notice=notice)
+        if len(cut) <= limit:
+            return cut
+    assert cut is not None
+    return fit_body(cut, note=notice, limit=limit)
+
+
+def _render(card: ModelCard, diff_block: str, profile: str, metrics: str, *, notice: str) -> str:
     identity = {"model": card.model, "environment": card.environment, "version": _version(card)}
     return fill_template(
         _CARD,
         {
             **identity,
             "links": _links(card),
-            "metrics": _metrics(card),
+            "notice": f"\n\n{notice}" if notice else "",
+            "metrics": metrics,
             "gate": _one_line(card.version.tags.get("sluice.gate_summary", "not recorded")),
             "data": _training_data(card.run.params),
-            "profile": _profile(card.profile) if card.profile is not None else "",
-            "diff_block": _fenced("diff", card.diff),
+            "profile": profile,
+            "diff_block": diff_block,
             "rollout": _rollout(card),
             "marker": fill_template(CARD_MARKER, identity),
         },
     )
+
+
+def _diff_excerpt(diff: str, room: int) -> str | None:
+    """The diff's first lines, fenced, with a line counting the rest, in ``room`` characters;
+    None when less than :data:`_MIN_DIFF_EXCERPT` of it would fit."""
+    lines = diff.rstrip("\n").split("\n")
+    fence_overhead = len(_fenced("diff", diff)) - len(diff.rstrip("\n"))
+    budget = room - fence_overhead - len(_more_lines(len(lines)))
+    if budget < _MIN_DIFF_EXCERPT:
+        return None
+    kept, used = 0, 0
+    for line in lines:
+        if used + len(line) + 1 > budget:
+            break
+        kept, used = kept + 1, used + len(line) + 1
+    if kept == 0:
+        return None
+    block = _fenced("diff", "\n".join(lines[:kept])) + _more_lines(len(lines) - kept)
+    return block if len(block) <= room else None
+
+
+def _more_lines(count: int) -> str:
+    return f"\n\n*… {count:,} more lines of the diff are on {_FILES_CHANGED}.*"
 
 
 # -- sections ----------------------------------------------------------------------------------
@@ -143,18 +212,21 @@ def _version(card: ModelCard) -> int:
 
 
 def _links(card: ModelCard) -> str:
-    run_id = card.run.run_id
-    run = (
-        f"[MLflow run `{run_id[:12]}`]({_link_target(card.run.url)})"
-        if _is_web_url(card.run.url)
-        else "No MLflow run recorded"
-    )
+    run = _run_reference(card) if _is_web_url(card.run.url) else "No MLflow run recorded"
     registry = (
         f"[registry: {card.model} v{_version(card)}]({_link_target(card.registry_url)})"
         if _is_web_url(card.registry_url)
         else f"registry: {card.model} v{_version(card)}"
     )
     return f"{run} · {registry} · artifacts `{redact(card.storage_uri)}`"
+
+
+def _run_reference(card: ModelCard) -> str:
+    """The MLflow run as a link (its id when the registry gave no web URL)."""
+    run_id = card.run.run_id
+    if _is_web_url(card.run.url):
+        return f"[MLflow run `{run_id[:12]}`]({_link_target(card.run.url)})"
+    return f"MLflow run `{run_id}`"
 
 
 def _training_data(params: Mapping[str, str]) -> str:
@@ -200,8 +272,8 @@ def _comparison(card: ModelCard) -> str:
     return line
 
 
-def _metrics(card: ModelCard) -> str:
-    table = _metrics_table(card)
+def _metrics(card: ModelCard, *, keep: int | None = None) -> str:
+    table = _metrics_table(card, keep=keep)
     return f"{_comparison(card)}\n\n{table}" if table else _comparison(card)
 
 
@@ -210,11 +282,15 @@ def _metric_names(metrics: Mapping[str, float]) -> list[str]:
     return [name for name in KEY_METRICS if name in own] + sorted(own - set(KEY_METRICS))
 
 
-def _metrics_table(card: ModelCard) -> str:
+def _metrics_table(card: ModelCard, *, keep: int | None = None) -> str:
+    """The metrics table; with ``keep``, its first ``keep`` rows and a row counting the rest."""
     metrics = card.run.metrics
     names = _metric_names(metrics)
     if not names:
         return ""
+    if keep is not None and len(names) > keep:
+        more = f"| … | {len(names) - keep:,} more metrics on the MLflow run |"
+        return _metrics_table(replace(card, run=_only(card.run, names[:keep]))) + f"\n{more}"
     version = _version(card)
     if not _has_champion_metrics(card):
         rows = [f"| metric | v{version} |", "|---|---:|"]
@@ -237,6 +313,12 @@ def _metrics_table(card: ModelCard) -> str:
 
 
 _ALIGN = "|---|---:|---:|---:|---|"
+
+
+def _only(run: RunSummary, names: list[str]) -> RunSummary:
+    """``run`` with only the metrics ``names`` (and their champion counterparts)."""
+    wanted = set(names) | {f"{_CHAMPION_PREFIX}{name}" for name in names}
+    return replace(run, metrics={k: v for k, v in run.metrics.items() if k in wanted})
 
 
 def _metric_label(name: str) -> str:

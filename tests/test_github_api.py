@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from github import Auth, BadCredentialsException, Github, GithubException, UnknownObjectException
+from github import (
+    Auth,
+    BadCredentialsException,
+    Github,
+    GithubException,
+    RateLimitExceededException,
+    UnknownObjectException,
+)
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 from support.github_api import Dispatch, GitHubApiServer
+from support.github_git import BareRepo
 from support.gitrepo import git
 from support.working_remote import WorkingRemote as Remote
 from support.working_remote import copy_remote, make_template
@@ -241,6 +250,33 @@ def test_merge_with_stale_sha_is_refused(remote: Remote, repo: Repository) -> No
     assert not repo.get_pull(pr.number).merged
 
 
+def test_merge_when_base_moved_answers_405(
+    remote: Remote, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push to the base between computing a merge and moving the branch answers 405 "Base
+    branch was modified" (GitHub's merge endpoint: 405 when it cannot merge, 409 only for a stale
+    `sha`), and the pushed commit stays the tip of main."""
+    pr = open_pull(remote, repo)
+    merge_tree = BareRepo.merge_tree
+    pushed: list[str] = []
+
+    def racing(self: BareRepo, base: str, head: str) -> str | None:
+        tree = merge_tree(self, base, head)
+        if not pushed:  # the first merge computed: someone pushes to main before it lands
+            pushed.append(remote.commit("main", "racer.yaml", "pushed during the merge\n"))
+        return tree
+
+    monkeypatch.setattr(BareRepo, "merge_tree", racing)
+    with pytest.raises(GithubException) as caught:
+        pr.merge()
+    assert caught.value.status == 405
+    assert caught.value.data["message"] == (
+        "Base branch was modified. Review and try the merge again."
+    )
+    assert remote.log("main", "%H") == pushed[0]
+    assert not repo.get_pull(pr.number).merged
+
+
 def test_deleting_head_branch_closes_pull_request(remote: Remote, repo: Repository) -> None:
     """Like GitHub, deleting an open pull request's head branch closes it."""
     pr = open_pull(remote, repo)
@@ -300,3 +336,102 @@ def test_token_never_recorded(
         connect(token=TOKEN + "x").get_repo(REPO)
     assert server.requests
     assert TOKEN not in repr(server.requests)
+
+
+# -- GitHub's limits ----------------------------------------------------------------------------
+
+
+def test_secondary_rate_limit_answers_429_with_retry_after(
+    remote: Remote, server: GitHubApiServer, repo: Repository
+) -> None:
+    """rate_limit_next(retry_after=...) answers the next N calls of the endpoint with 429 and
+    Retry-After, changes nothing, and leaves other endpoints and later calls alone."""
+    remote.commit("feature", "model.yaml", "v: 1\n")
+    server.rate_limit_next(f"/repos/{REPO}/pulls", count=2, method="POST", retry_after=30)
+    assert list(repo.get_pulls()) == []  # GET of the same path is not limited
+    for _ in range(2):
+        with pytest.raises(GithubException) as caught:
+            repo.create_pull(base="main", head="feature", title="Promote")
+        assert caught.value.status == 429
+        assert caught.value.headers["retry-after"] == "30"
+        assert "secondary rate limit" in caught.value.data["message"]
+    assert list(repo.get_pulls()) == []
+    assert repo.create_pull(base="main", head="feature", title="Promote").number == 1
+
+
+def test_primary_rate_limit_answers_403_with_reset(
+    remote: Remote, server: GitHubApiServer, repo: Repository
+) -> None:
+    """rate_limit_next(reset_in=...) answers 403 "API rate limit exceeded for ..." with
+    X-RateLimit-Remaining 0 and the reset in epoch seconds, which PyGithub recognises."""
+    pr = open_pull(remote, repo)
+    server.rate_limit_next(f"/repos/{REPO}/issues/{pr.number}/comments", reset_in=120)
+    with pytest.raises(RateLimitExceededException) as caught:
+        pr.create_issue_comment("hello")
+    headers = caught.value.headers
+    assert caught.value.status == 403
+    assert caught.value.data["message"].startswith("API rate limit exceeded for ")
+    assert headers["x-ratelimit-remaining"] == "0"
+    assert abs(int(headers["x-ratelimit-reset"]) - (time.time() + 120)) < 5
+    assert pr.get_issue_comments().totalCount == 0
+    pr.create_issue_comment("hello")
+    assert pr.get_issue_comments().totalCount == 1
+
+
+def test_forbidden_endpoint_answers_resource_not_accessible(
+    remote: Remote, server: GitHubApiServer, repo: Repository
+) -> None:
+    """forbid() answers 403 "Resource not accessible by integration" on that endpoint alone,
+    until allow()."""
+    remote.commit("feature", "model.yaml", "v: 1\n")
+    server.forbid(f"/repos/{REPO}/pulls", method="POST")
+    for _ in range(2):
+        with pytest.raises(GithubException) as caught:
+            repo.create_pull(base="main", head="feature", title="Promote")
+        assert caught.value.status == 403
+        assert caught.value.data["message"] == "Resource not accessible by integration"
+    assert list(repo.get_pulls()) == []
+    server.allow()
+    assert repo.create_pull(base="main", head="feature", title="Promote").number == 1
+
+
+def test_bodies_over_65536_characters_are_refused(remote: Remote, repo: Repository) -> None:
+    """Pull request and comment bodies over 65,536 characters answer 422 as on GitHub; a body
+    of exactly 65,536 is accepted."""
+    remote.commit("feature", "model.yaml", "v: 1\n")
+    too_long = "x" * 65537
+    message = "body is too long (maximum is 65536 characters)"
+    with pytest.raises(GithubException) as caught:
+        repo.create_pull(base="main", head="feature", title="Promote", body=too_long)
+    assert (caught.value.status, caught.value.data["message"]) == (422, "Validation Failed")
+    assert caught.value.data["errors"][0]["message"] == message
+    assert list(repo.get_pulls()) == []
+    pr = repo.create_pull(base="main", head="feature", title="Promote", body="x" * 65536)
+    for write in (
+        lambda: pr.edit(body=too_long),
+        lambda: pr.create_issue_comment(too_long),
+        lambda: pr.create_issue_comment("short").edit(too_long),
+    ):
+        with pytest.raises(GithubException) as caught:
+            write()
+        assert caught.value.status == 422
+        assert caught.value.data["errors"][0]["message"] == message
+    assert len(repo.get_pull(pr.number).body) == 65536
+    assert [c.body for c in pr.get_issue_comments()] == ["short"]
+
+
+def test_status_description_over_140_characters_is_refused(
+    remote: Remote, repo: Repository
+) -> None:
+    """A commit status description over 140 characters answers 422; 140 is accepted."""
+    sha = remote.commit("feature", "model.yaml", "v: 1\n")
+    commit = repo.get_commit(sha)
+    with pytest.raises(GithubException) as caught:
+        commit.create_status("success", description="d" * 141, context="ci")
+    assert caught.value.status == 422
+    assert caught.value.data["errors"][0]["message"] == (
+        "description is too long (maximum is 140 characters)"
+    )
+    assert commit.get_statuses().totalCount == 0
+    commit.create_status("success", description="d" * 140, context="ci")
+    assert commit.get_statuses().totalCount == 1

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,8 +17,11 @@ from support.gitrepo import git
 from support.working_remote import WorkingRemote, copy_remote, make_template
 
 from controller.backends.github_forge import GitHubForge
-from controller.domain import ChangeRequest
+from controller.data_profile import DataProfile, NumericProfile
+from controller.domain import ChangeRequest, ModelVersion, RunSummary
 from controller.errors import ConfigError, ForgeUnavailable, PermanentError
+from controller.forge_limits import BODY_LIMIT
+from controller.model_card import ModelCard, render_model_card
 
 TOKEN = "ghp_sluiceForgeToken0123456789abcdefABCDEF"
 REPO = "acme/gitops"
@@ -64,10 +70,17 @@ def server(remote: Remote) -> Iterator[GitHubApiServer]:
         yield running
 
 
-def make_forge(server: GitHubApiServer, **overrides: str) -> GitHubForge:
+def make_forge(
+    server: GitHubApiServer, *, max_rate_limit_wait_seconds: float = 60, **overrides: str
+) -> GitHubForge:
     """A forge on the server, without backoff sleeps."""
     settings = {"api_url": server.api_url, "token": TOKEN, "repository": REPO, **overrides}
-    return GitHubForge(**settings, retries=2, backoff_seconds=0)
+    return GitHubForge(
+        **settings,
+        retries=2,
+        backoff_seconds=0,
+        max_rate_limit_wait_seconds=max_rate_limit_wait_seconds,
+    )
 
 
 @pytest.fixture
@@ -359,3 +372,234 @@ def test_repr_names_repository_not_token(forge: GitHubForge) -> None:
     """The forge's repr shows the API URL and repository and never the token."""
     assert "acme/gitops" in repr(forge)
     assert TOKEN not in repr(forge)
+
+
+# -- GitHub's limits: rate limits, permissions, body and description sizes ---------------------
+
+
+def test_secondary_rate_limit_is_waited_out(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge, github: Repository
+) -> None:
+    """Two 429s with Retry-After: 1 on pull request creation: Sluice waits as asked each time
+    (PyGithub does not also retry), then opens the pull request once."""
+    change = remote.propose()
+    server.rate_limit_next(f"/repos/{REPO}/pulls", count=2, method="POST", retry_after=1)
+    started = time.monotonic()
+    result = forge.open_or_update(change)
+    assert time.monotonic() - started >= 2
+    assert result.created
+    assert [r.status for r in server.requests_to("POST", f"/repos/{REPO}/pulls")] == [429, 429, 201]
+    assert [pr.number for pr in github.get_pulls(state="all")] == [result.number]
+
+
+def test_primary_rate_limit_waits_until_the_reset(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge, github: Repository
+) -> None:
+    """A 403 "API rate limit exceeded" with X-RateLimit-Remaining 0 waits until
+    X-RateLimit-Reset, then the comment is posted once."""
+    number = forge.open_or_update(remote.propose()).number
+    server.rate_limit_next(f"/repos/{REPO}/issues/{number}/comments", method="POST", reset_in=1)
+    started = time.monotonic()
+    forge.comment(number, "Canary at 10%")
+    assert time.monotonic() - started >= 1
+    assert [c.body for c in github.get_pull(number).get_issue_comments()] == ["Canary at 10%"]
+
+
+def test_rate_limited_dispatch_is_sent_after_the_wait(server: GitHubApiServer) -> None:
+    """A dispatch is not retried after errors, but a rate-limited one changed nothing on
+    GitHub: it is sent again after the wait, and arrives once."""
+    forge = make_forge(server)
+    server.rate_limit_next(f"/repos/{REPO}/dispatches", retry_after=1)
+    forge.dispatch("sluice-rollback", {"model": "fraud-detector"})
+    assert [d.event_type for d in server.dispatches] == ["sluice-rollback"]
+
+
+def test_rate_limit_beyond_the_maximum_wait_fails_at_once(
+    remote: Remote, server: GitHubApiServer
+) -> None:
+    """A reset an hour away is not waited for: one line names the endpoint, when the limit
+    resets and the maximum wait, without the token; nothing is created."""
+    forge = make_forge(server, max_rate_limit_wait_seconds=5)
+    change = remote.propose()
+    server.rate_limit_next(f"/repos/{REPO}/pulls", method="POST", reset_in=3600)
+    started = time.monotonic()
+    with pytest.raises(ForgeUnavailable) as caught:
+        forge.open_or_update(change)
+    assert time.monotonic() - started < 5
+    message = caught.value.message
+    reset = datetime.fromtimestamp(time.time() + 3601, UTC)
+    assert f"GitHub is rate-limiting POST /repos/{REPO}/pulls" in message
+    assert "403 API rate limit exceeded for user ID" in message
+    assert re.search(rf"resets at {reset:%Y-%m-%dT%H}:\d\d:\d\dZ \(in 36\d\d s\)", message)
+    assert "beyond the 5 s Sluice waits" in message
+    assert TOKEN not in message
+    assert "\n" not in message
+    assert server.requests_to("POST", f"/repos/{REPO}/pulls")[-1].status == 403
+    assert not any(r.status == 201 for r in server.requests)
+
+
+def test_repeated_rate_limits_stop_at_the_maximum_wait(
+    remote: Remote, server: GitHubApiServer
+) -> None:
+    """The maximum wait bounds one operation's waits in all, not each wait."""
+    forge = make_forge(server, max_rate_limit_wait_seconds=2.5)
+    server.rate_limit_next(f"/repos/{REPO}/pulls", count=10, method="POST", retry_after=1)
+    with pytest.raises(ForgeUnavailable) as caught:
+        forge.open_or_update(remote.propose())
+    assert "429 You have exceeded a secondary rate limit" in caught.value.message
+    assert "2 s already waited" in caught.value.message
+    assert len(server.requests_to("POST", f"/repos/{REPO}/pulls")) == 3
+
+
+CallForge = Callable[[GitHubForge, Remote], object]
+
+
+def _open(forge: GitHubForge, remote: Remote) -> object:
+    return forge.open_or_update(remote.propose())
+
+
+def _status(forge: GitHubForge, remote: Remote) -> object:
+    sha = remote.propose().head_sha
+    return forge.report_status(sha, context="sluice/validate", state="success", description="ok")
+
+
+def _comment(forge: GitHubForge, remote: Remote) -> object:
+    return forge.comment(1, "Canary at 10%")
+
+
+def _dispatch(forge: GitHubForge, remote: Remote) -> object:
+    return forge.dispatch("sluice-rollback", {"model": "fraud-detector"})
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "call", "permission"),
+    [
+        ("POST", "/pulls", _open, "pull_requests: write"),
+        ("POST", "/issues/1/labels", _open, "pull_requests: write (or issues: write)"),
+        ("POST", "/issues/1/comments", _comment, "pull_requests: write (or issues: write)"),
+        ("POST", "/statuses/[0-9a-f]+", _status, "statuses: write"),
+        ("POST", "/dispatches", _dispatch, "contents: write"),
+        ("GET", "/pulls", _open, "pull_requests: read"),
+    ],
+)
+def test_missing_permission_names_it(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge,
+    method: str, path: str, call: CallForge, permission: str,
+) -> None:  # fmt: skip
+    """A 403 "Resource not accessible by integration" is one ConfigError line naming the
+    endpoint and the permission it needs, without the token, and is not retried."""
+    if call is _comment:
+        forge.open_or_update(remote.propose())
+    server.forbid(f"/repos/{REPO}{path}", method=method)
+    with pytest.raises(ConfigError) as caught:
+        call(forge, remote)
+    message = caught.value.message
+    refused = [r for r in server.requests if r.status == 403]
+    assert len(refused) == 1
+    assert f"GitHub refused {method} {refused[0].path} while " in message
+    assert "403 Resource not accessible by integration" in message
+    assert f"the token needs {permission} on {REPO}" in message
+    assert TOKEN not in message
+    assert "\n" not in message
+
+
+def test_oversized_bodies_are_cut_before_sending(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge, github: Repository
+) -> None:
+    """A pull request body or comment over 65,536 characters is cut to fit, says so and keeps
+    its hidden marker; GitHub never answers 422, and a rerun writes nothing."""
+    marker = "<!-- sluice:rollout -->"
+    body = "## Rollout\n\n```\n" + "line of log output\n" * 10_000 + "```\n\n" + marker + "\n"
+    change = remote.propose(body=body)
+    number = forge.open_or_update(change).number
+    forge.comment(number, body)
+    pr = github.get_pull(number)
+    [comment] = pr.get_issue_comments()
+    for text in (pr.body, comment.body):
+        assert len(text) <= BODY_LIMIT
+        assert text.startswith("## Rollout\n\n```\nline of log output\n")
+        assert text.count("```") == 2  # the cut code block is closed
+        assert "Trimmed** to fit GitHub's 65,536-character limit" in text
+        assert text.rstrip().endswith(marker)
+    assert not any(r.status == 422 for r in server.requests)
+    before = writes(server)
+    forge.open_or_update(change)
+    assert writes(server) == before
+
+
+def test_long_status_description_never_reaches_github(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge
+) -> None:
+    """GitHub refuses descriptions over 140 characters; Sluice cuts them first, on one line."""
+    sha = remote.propose().head_sha
+    description = "Rendered overlay validates\n" + "and so on " * 40
+    forge.report_status(sha, context="sluice/validate", state="success", description=description)
+    [sent] = server.requests_to("POST", f"/repos/{REPO}/statuses/{sha}")
+    assert sent.status == 201
+    assert len(sent.body["description"]) == 140
+    assert sent.body["description"].startswith("Rendered overlay validates and so on")
+
+
+RUN_ID = "4f1c2a9e8b7d6c5b4a39281706f5e4d3"
+RUN_URL = f"http://127.0.0.1:5000/#/experiments/1/runs/{RUN_ID}"
+
+
+def enormous_card(*, diff_lines: int, metrics: int, feature_name: int) -> ModelCard:
+    """A card whose diff, metrics table and profile table are as large as asked."""
+    diff = "\n".join(f"+  annotation-{i}: {'x' * 60}" for i in range(diff_lines))
+    logged = {f"metric_{i:05d}": 0.5 for i in range(metrics)}
+    logged |= {f"champion_{name}": 0.4 for name in logged} | {"roc_auc": 0.93}
+    feature = NumericProfile(
+        count=100, nulls=0, minimum=0, maximum=1, mean=0.5, std=0.1,
+        bin_edges=[0.5], bin_counts=[50, 50], sample=[0, 0.5, 1],
+    )  # fmt: skip
+    features = {f"feature_{i}_{'f' * feature_name}": feature for i in range(20)}
+    return ModelCard(
+        model="fraud-detector", environment="staging",
+        version=ModelVersion(
+            name="fraud-detector", version=3, run_id=RUN_ID, source="models:/m-abc",
+            artifact_uri="mlflow-artifacts:/1/models/m-abc/artifacts",
+            tags={"sluice.gate_summary": "passed"},
+        ),
+        previous_version=2,
+        run=RunSummary(run_id=RUN_ID, url=RUN_URL, metrics=logged, params={"data": "s3://d"}),
+        registry_url="http://127.0.0.1:5000/#/models/fraud-detector/versions/3",
+        storage_uri="s3://sluice-models/fraud-detector/3", champion_version=2,
+        canary_steps=(10, 50), gates=("request-success-rate",), diff=diff,
+        profile=DataProfile(rows=1000, features=features, label_rate=0.02),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("size", "kept"),
+    [
+        # A long diff alone: its start stays, the rest is counted.
+        ({"diff_lines": 3_000, "metrics": 5, "feature_name": 10}, ["```diff", "more lines"]),
+        # An enormous diff, metrics table and profile: the diff and profile go, the metrics
+        # table keeps its first rows.
+        ({"diff_lines": 20_000, "metrics": 4_000, "feature_name": 4_000}, ["| roc_auc |"]),
+    ],
+)
+def test_enormous_model_card_opens_a_pull_request_that_fits(
+    remote: Remote, server: GitHubApiServer, forge: GitHubForge, github: Repository,
+    size: dict[str, int], kept: list[str],
+) -> None:  # fmt: skip
+    """A card far over GitHub's limit still opens its pull request: the body is at most 65,536
+    characters and keeps the headline, the run link, the gate and the marker."""
+    card = enormous_card(**size)
+    body = render_model_card(card)
+    assert render_model_card(card) == body  # deterministic: a rerun does not rewrite it
+    number = forge.open_or_update(remote.propose(version=3, body=body)).number
+    text = github.get_pull(number).body
+    assert text == body
+    assert len(text) <= BODY_LIMIT
+    assert text.startswith("## fraud-detector v3 → staging\n")
+    assert f"[MLflow run `{RUN_ID[:12]}`]({RUN_URL})" in text
+    assert "Trimmed** to fit GitHub's 65,536-character limit" in text
+    assert "- **Quality gate:** passed" in text
+    assert text.rstrip().endswith(
+        "<!-- sluice:model-card model=fraud-detector env=staging version=3 -->"
+    )
+    for fragment in kept:
+        assert fragment in text
+    assert not any(r.status == 422 for r in server.requests)

@@ -12,14 +12,30 @@ a lost answer finds the pull request or comment the previous attempt made, and a
 the last attempt is one deterministic :class:`~controller.errors.ForgeUnavailable`. Everything
 PyGithub and ``requests`` raise is translated into :mod:`controller.errors` here, with the token
 redacted from every message.
+
+Rate limits are waited out here too, never by PyGithub (``retry=None`` turns its
+``GithubRetry`` off, which would otherwise wait on its own inside urllib3, so the two never
+wait twice). GitHub answers a rate-limited request with 429 or 403 and changes nothing, so the
+same operation is simply tried again after the wait GitHub asks for: ``Retry-After`` seconds,
+else until ``X-RateLimit-Reset`` when ``X-RateLimit-Remaining`` is 0, else (a secondary limit
+naming no time) a minute, doubling. One operation waits at most ``max_rate_limit_wait_seconds``
+in all (:data:`DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS`); a longer wait fails at once with one
+:class:`~controller.errors.ForgeUnavailable` line naming the endpoint and when the limit resets.
+A 403 that is not a rate limit is a missing permission: one
+:class:`~controller.errors.ConfigError` line names the endpoint and the permission it needs
+(:data:`PERMISSIONS`). Bodies and status descriptions are cut to GitHub's limits before they are
+sent (:mod:`controller.forge_limits`): GitHub would refuse them whole.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from github import Auth, Github, GithubException, RateLimitExceededException
@@ -28,12 +44,39 @@ from github.Repository import Repository
 
 from controller.domain import ChangeRequest, PullRequest
 from controller.errors import ConfigError, ForgeUnavailable, PermanentError, SluiceError
+from controller.forge_limits import STATUS_DESCRIPTION_LIMIT, fit_body, fit_status_description
 from controller.redact import redact, register_secret
 
-__all__ = ["STATUS_DESCRIPTION_LIMIT", "GitHubForge"]
+__all__ = [
+    "DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS",
+    "PERMISSIONS",
+    "STATUS_DESCRIPTION_LIMIT",
+    "GitHubForge",
+]
 
-#: GitHub refuses commit status descriptions longer than this.
-STATUS_DESCRIPTION_LIMIT = 140
+#: The longest one forge operation waits for GitHub's rate limits, in all, by default.
+DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS = 60.0
+#: The wait for a secondary rate limit that names no time (GitHub: "at least one minute").
+_SECONDARY_WAIT_SECONDS = 60.0
+#: What a GitHub App or fine-grained token needs for each endpoint Sluice calls: (method, path
+#: under /repos/{owner}/{repo}, permission). Classic tokens need the ``repo`` scope for all.
+PERMISSIONS: tuple[tuple[str, str, str], ...] = (
+    ("GET", "", "metadata: read"),
+    ("GET", "/pulls", "pull_requests: read"),
+    ("POST", "/pulls", "pull_requests: write"),
+    ("PATCH", "/pulls/{number}", "pull_requests: write"),
+    ("GET", "/issues/{number}/comments", "pull_requests: read (or issues: read)"),
+    ("POST", "/issues/{number}/comments", "pull_requests: write (or issues: write)"),
+    ("POST", "/issues/{number}/labels", "pull_requests: write (or issues: write)"),
+    ("POST", "/statuses/{sha}", "statuses: write"),
+    ("POST", "/dispatches", "contents: write"),
+)
+_PERMISSION_PATTERNS = tuple(
+    (method, re.compile(re.sub(r"\{\w+\}", "[^/]+", path)), permission)
+    for method, path, permission in PERMISSIONS
+)
+_REPO_PATH = re.compile(r"/repos/[^/]+/[^/]+(?P<rest>/.*)?")
+_PERMISSION_FIX = "grant it to the GitHub App or fine-grained token in SLUICE_GITHUB_TOKEN"
 _CREDENTIALS_FIX = "set SLUICE_GITHUB_TOKEN (or GITHUB_TOKEN) to a token with pull-requests: write"
 _REPOSITORY_FIX = "set SLUICE_GITHUB_REPOSITORY (or GITHUB_REPOSITORY) to owner/name"
 _ALREADY_EXISTS = "a pull request already exists"
@@ -51,6 +94,18 @@ class _Attempts:
 
     number: int = 0
     tried_create: bool = False
+    #: Seconds spent waiting for rate limits, and how many times.
+    rate_limit_waited: float = 0.0
+    rate_limited: int = 0
+
+
+@dataclass(frozen=True)
+class _RateLimit:
+    """A rate-limited answer: how long GitHub asks to wait, and when its limit resets."""
+
+    wait: float
+    resets_at: float | None
+    answer: GithubException
 
 
 class GitHubForge:
@@ -65,6 +120,7 @@ class GitHubForge:
         retries: int = 2,
         backoff_seconds: float = 1.0,
         timeout_seconds: int = 15,
+        max_rate_limit_wait_seconds: float = DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS,
     ) -> None:
         register_secret(token)
         owner, _, name = repository.partition("/")
@@ -79,6 +135,7 @@ class GitHubForge:
         self._owner = owner
         self._retries = max(0, retries)
         self._backoff_seconds = backoff_seconds
+        self._max_rate_limit_wait = max(0.0, max_rate_limit_wait_seconds)
         # retry=None: operations are retried here, after re-reading GitHub (module docstring).
         # lazy=True: get_issue/get_commit build objects from their URL instead of a GET each.
         self._github = Github(
@@ -92,6 +149,9 @@ class GitHubForge:
             lazy=True,
         )
         self._repo: Repository | None = None
+        self._api_path = urlsplit(self.api_url).path
+        self._last_request: tuple[str, str] | None = None
+        self._record_requests()
 
     def __repr__(self) -> str:
         return f"GitHubForge(api_url={redact(self.api_url)!r}, repository={self.repository!r})"
@@ -113,15 +173,17 @@ class GitHubForge:
         Rerunning it converges: an up-to-date pull request is not written to, and a proposal
         already closed as superseded is neither commented on nor closed again.
         """
+        # Cut to GitHub's limit here, so the comparison with the open pull request's body
+        # compares what would be sent. A model card fits already (controller.model_card).
+        fitted = replace(change, body=fit_body(change.body))
         return self._attempt(
             f"opening a pull request for {change.branch}",
-            lambda attempts: self._open_or_update(change, attempts),
+            lambda attempts: self._open_or_update(fitted, attempts),
         )
 
     def report_status(self, sha: str, *, context: str, state: str, description: str) -> None:
         """Set a commit status on ``sha``; the description is cut to GitHub's 140 characters."""
-        if len(description) > STATUS_DESCRIPTION_LIMIT:
-            description = description[: STATUS_DESCRIPTION_LIMIT - 1] + "…"
+        description = fit_status_description(description, STATUS_DESCRIPTION_LIMIT)
 
         def create(_attempts: _Attempts) -> None:
             # Statuses are idempotent for a reader: the latest per context wins.
@@ -131,7 +193,8 @@ class GitHubForge:
         self._attempt(f"setting status {context!r} on {sha[:12]}", create)
 
     def comment(self, number: int, body: str) -> None:
-        """Add a comment to pull request ``number``."""
+        """Add a comment to pull request ``number``, cut to GitHub's 65,536 characters."""
+        body = fit_body(body)
 
         def create(attempts: _Attempts) -> None:
             issue = self._repository().get_issue(number)
@@ -162,7 +225,9 @@ class GitHubForge:
 
         Tried once, unlike the other operations: GitHub keeps no record of a dispatch that a
         retry could look up, so a retry after a lost answer would start the workflow twice. A
-        failure is reported instead, and the caller's caller (Alertmanager) delivers again.
+        failure is reported instead, and the caller's caller (Alertmanager) delivers again. A
+        rate-limited dispatch is the exception: GitHub refused it unseen, so it is sent again
+        after the wait.
         """
 
         def send(_attempts: _Attempts) -> None:
@@ -279,19 +344,93 @@ class GitHubForge:
     def _attempt(
         self, what: str, action: Callable[[_Attempts], T], *, retries: int | None = None
     ) -> T:
-        """Run ``action`` up to 1 + retries times while it fails transiently."""
+        """Run ``action`` up to 1 + retries times while it fails transiently, and again after
+        each rate-limit wait (within the maximum wait; see the module docstring)."""
         attempts = _Attempts()
         limit = self._retries if retries is None else retries
         while True:
+            self._last_request = None
             try:
                 return action(attempts)
             except SluiceError:
                 raise
             except (GithubException, requests.RequestException, _Transient) as exc:
+                rate_limit = _rate_limit(exc, attempts.rate_limited)
+                if rate_limit is not None:
+                    # GitHub refused the request and changed nothing: the same attempt again.
+                    self._wait_out(rate_limit, what, attempts)
+                    continue
                 if not _is_transient(exc) or attempts.number >= limit:
                     raise self._translate(exc, what, attempts.number + 1) from None
             time.sleep(self._backoff_seconds * 2**attempts.number)
             attempts.number += 1
+
+    def _wait_out(self, limit: _RateLimit, what: str, attempts: _Attempts) -> None:
+        """Sleep as long as GitHub asks, or fail now if that is beyond the maximum wait."""
+        budget = self._max_rate_limit_wait - attempts.rate_limit_waited
+        if limit.wait > budget:
+            raise self._rate_limited(what, limit, attempts) from None
+        time.sleep(limit.wait)
+        attempts.rate_limit_waited += limit.wait
+        attempts.rate_limited += 1
+
+    def _record_requests(self) -> None:
+        """Remember the method and URL of each request, so an error can name its endpoint.
+
+        Every request PyGithub makes for this forge (reads, writes, pages, lazy completion) goes
+        through its requester's ``requestJsonAndCheck``, which this wraps on this instance only.
+        """
+        requester = self._github.requester
+        send = requester.requestJsonAndCheck
+
+        def recorded(verb: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            self._last_request = (verb, url)
+            return send(verb, url, *args, **kwargs)
+
+        setattr(requester, "requestJsonAndCheck", recorded)  # noqa: B010
+
+    def _endpoint(self) -> tuple[str, str] | None:
+        """The last request's method and its path under the API URL ("/repos/o/r/pulls")."""
+        if self._last_request is None:
+            return None
+        verb, url = self._last_request
+        path = urlsplit(url).path
+        if path.startswith(self._api_path):
+            path = path[len(self._api_path) :] or "/"
+        return verb, redact(path)
+
+    def _endpoint_name(self) -> str:
+        endpoint = self._endpoint()
+        return f"{endpoint[0]} {endpoint[1]}" if endpoint else "a GitHub API request"
+
+    def _permission(self) -> str | None:
+        """The permission the last request's endpoint needs (:data:`PERMISSIONS`)."""
+        endpoint = self._endpoint()
+        match = _REPO_PATH.fullmatch(endpoint[1]) if endpoint else None
+        if endpoint is None or match is None:
+            return None
+        rest = match.group("rest") or ""
+        for method, pattern, permission in _PERMISSION_PATTERNS:
+            if method == endpoint[0] and pattern.fullmatch(rest):
+                return permission
+        return None
+
+    def _rate_limited(self, what: str, limit: _RateLimit, attempts: _Attempts) -> ForgeUnavailable:
+        answer = limit.answer
+        detail = redact(f"{answer.status} {_github_message(answer)}")
+        if limit.resets_at is not None:
+            at = datetime.fromtimestamp(limit.resets_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            resets = f"the limit resets at {at} (in {limit.wait:.0f} s)"
+        else:
+            resets = f"GitHub asks to wait {limit.wait:.0f} s"
+        waited = (
+            f", {attempts.rate_limit_waited:.0f} s already waited" if attempts.rate_limited else ""
+        )
+        return ForgeUnavailable(
+            f"GitHub is rate-limiting {self._endpoint_name()} ({detail}) while {what} in "
+            f"{self.repository}: {resets}, beyond the {self._max_rate_limit_wait:.0f} s Sluice "
+            f"waits{waited}; run again after that"
+        )
 
     def _translate(self, exc: Exception, what: str, tries: int) -> SluiceError:
         where = redact(self.api_url)
@@ -314,12 +453,17 @@ class GitHubForge:
         where = redact(self.api_url)
         status = exc.status
         detail = redact(f"{status} {_github_message(exc)}")
-        if isinstance(exc, RateLimitExceededException) or status == 429:
-            return ForgeUnavailable(
-                f"GitHub at {where} is rate-limiting requests ({detail}) while {what}; "
-                "try again after the limit resets"
+        if status == 403:  # rate limits never get here: _attempt waits them out or fails
+            permission = self._permission()
+            needs = (
+                f"the token needs {permission} on {self.repository}; {_PERMISSION_FIX}"
+                if permission is not None
+                else f"the token lacks a permission this needs: {_CREDENTIALS_FIX}"
             )
-        if status in (401, 403):
+            return ConfigError(
+                f"GitHub refused {self._endpoint_name()} while {what} ({detail}): {needs}"
+            )
+        if status == 401:
             return ConfigError(
                 f"GitHub rejected the token for {self.repository} ({detail}): {_CREDENTIALS_FIX}"
             )
@@ -335,6 +479,36 @@ def _find(pulls: Iterable[GithubPullRequest], change: ChangeRequest) -> GithubPu
         if pr.head.ref == change.branch and pr.base.ref == change.base:
             return pr
     return None
+
+
+def _rate_limit(exc: Exception, earlier: int) -> _RateLimit | None:
+    """How long a rate-limited answer asks to wait (GitHub's documented order), or None if
+    ``exc`` is not one; ``earlier`` rate-limited answers in this operation double the default."""
+    if not isinstance(exc, GithubException) or exc.status not in (403, 429):
+        return None
+    headers = exc.headers or {}
+    remaining = headers.get("x-ratelimit-remaining")
+    if not (exc.status == 429 or isinstance(exc, RateLimitExceededException) or remaining == "0"):
+        return None
+    retry_after = _seconds(headers.get("retry-after"))
+    reset = _seconds(headers.get("x-ratelimit-reset"))
+    now = time.time()
+    if retry_after is not None:
+        wait = retry_after
+        resets_at: float | None = now + retry_after
+    elif remaining == "0" and reset is not None:
+        wait = reset - now + 1  # the reset is a whole second: wait into the next one
+        resets_at = reset
+    else:
+        wait, resets_at = _SECONDARY_WAIT_SECONDS * 2**earlier, None
+    return _RateLimit(max(wait, 1.0), resets_at, exc)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:  # Retry-After may be an HTTP date; GitHub sends seconds
+        return None
 
 
 def _is_transient(exc: Exception) -> bool:

@@ -22,6 +22,14 @@ GET and POST .../issues/{n}/comments; PATCH .../issues/comments/{id}; GET, POST 
 GET .../statuses/{ref} and .../commits/{ref}/statuses; GET .../commits/{ref}/status;
 GET .../commits/{ref}; POST .../dispatches.
 
+GitHub's limits are enforced as GitHub enforces them: pull request and issue comment bodies
+over 65,536 characters and commit status descriptions over 140 answer 422 "Validation Failed",
+and a merge whose base branch moved under it answers 405. The limits a test cannot reach by
+itself are switched on per endpoint: `rate_limit_next` answers 429 with `Retry-After` (a secondary
+rate limit) or 403 with `X-RateLimit-Remaining: 0` and `X-RateLimit-Reset` (the primary limit),
+and `forbid` answers 403 "Resource not accessible by integration" (a token without the
+permission the endpoint needs).
+
 The token is only ever compared: it is never logged, and `requests` records no headers.
 PyGithub throttles by default (0.25 s between requests, 1 s between writes); pass
 `seconds_between_requests=None, seconds_between_writes=None` to keep tests fast.
@@ -36,7 +44,7 @@ import socketserver
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,13 +74,26 @@ class RecordedRequest:
     status: int
 
 
+#: GitHub's message for a token without the permission an endpoint needs.
+NOT_ACCESSIBLE = "Resource not accessible by integration"
+RATE_LIMIT_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+
+
 @dataclass
 class _Fault:
     status: int
-    remaining: int
+    remaining: int | None  # None: every matching request, until lifted
     pattern: re.Pattern[str] | None
     message: str
     after_effect: bool
+    method: str | None = None
+    headers: Callable[[], dict[str, str]] | None = None
+    documentation_url: str | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method is not None and self.method != method:
+            return False
+        return self.pattern is None or self.pattern.fullmatch(path) is not None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -222,6 +243,69 @@ class GitHubApiServer:
         with self._lock:
             self._faults.append(_Fault(status, count, pattern, text, after_effect))
 
+    def rate_limit_next(
+        self,
+        path_regex: str,
+        count: int = 1,
+        *,
+        method: str | None = None,
+        retry_after: int | None = None,
+        reset_in: int | None = None,
+        status: int | None = None,
+    ) -> None:
+        """Answer the next `count` requests to an endpoint as a rate-limited GitHub does.
+
+        With `retry_after` (seconds): a secondary rate limit, 429 with a `Retry-After` header.
+        With `reset_in` (seconds from each answer): the primary limit, 403 with
+        `X-RateLimit-Remaining: 0`, `X-RateLimit-Reset` (epoch seconds) and "API rate limit
+        exceeded for ...". GitHub documents both statuses for both limits; `status` overrides.
+        A rate-limited request changes nothing. `method` narrows the endpoint to one verb.
+        """
+        if (retry_after is None) == (reset_in is None):
+            raise ValueError("give exactly one of retry_after (secondary) or reset_in (primary)")
+        user_id = self._state.render.user(self.login)["id"]
+
+        def headers() -> dict[str, str]:
+            if retry_after is not None:
+                return {"Retry-After": str(retry_after)}
+            assert reset_in is not None
+            return {
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(int(time.time()) + reset_in),
+            }
+
+        if retry_after is not None:
+            message = (
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you "
+                "try again. If you reach out to GitHub Support for help, please include the "
+                "request ID 0000:0000:0000000:0000000:00000000."
+            )
+            default_status = 429
+        else:
+            message = f"API rate limit exceeded for user ID {user_id}."
+            default_status = 403
+        fault = _Fault(
+            status or default_status, count, re.compile(path_regex), message, False,
+            method=method, headers=headers, documentation_url=RATE_LIMIT_DOCS,
+        )  # fmt: skip
+        with self._lock:
+            self._faults.append(fault)
+
+    def forbid(
+        self, path_regex: str, *, method: str | None = None, count: int | None = None
+    ) -> None:
+        """Answer requests to an endpoint with 403 "Resource not accessible by integration", as
+        GitHub answers a GitHub App or fine-grained token that lacks the endpoint's permission:
+        every matching request until `allow` (or only the next `count`). Nothing changes."""
+        fault = _Fault(403, count, re.compile(path_regex), NOT_ACCESSIBLE, False, method=method)
+        with self._lock:
+            self._faults.append(fault)
+
+    def allow(self) -> None:
+        """Lift every fault, rate limit and `forbid` still pending."""
+        with self._lock:
+            self._faults.clear()
+
     # -- answering -------------------------------------------------------------------------------
 
     def answer(self, method: str, target: str, raw_body: bytes, authorization: str | None) -> Reply:
@@ -242,15 +326,16 @@ class GitHubApiServer:
         if reply.body is not None:
             reply.headers.setdefault("Content-Type", "application/json; charset=utf-8")
         reply.headers.update(self._standard_headers())
+        reply.headers.update(reply.overrides)  # a rate limit's own X-RateLimit-* win
         return reply
 
     def _answer_locked(
         self, method: str, path: str, query: dict[str, str], body: Any, authorization: str | None
     ) -> Reply:
         route_path = path.removeprefix(API_PREFIX)
-        fault = self._take_fault(route_path)
+        fault = self._take_fault(method, route_path)
         if fault is not None and not fault.after_effect:
-            return self._error(ApiError(fault.status, fault.message))
+            return self._fault_reply(fault)
         if not authorization:
             reply = self._error(ApiError(401, "Requires authentication"))
         elif not self._token_matches(authorization):
@@ -266,17 +351,26 @@ class GitHubApiServer:
             except Exception as error:  # a bug in this server: answer it, do not drop the line
                 reply = self._error(ApiError(500, f"GitHubApiServer failed: {error!r}"))
         if fault is not None:
-            return self._error(ApiError(fault.status, fault.message))
+            return self._fault_reply(fault)
         return reply
 
-    def _take_fault(self, path: str) -> _Fault | None:
+    def _take_fault(self, method: str, path: str) -> _Fault | None:
         for fault in self._faults:
-            if fault.pattern is None or fault.pattern.fullmatch(path):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults.remove(fault)
+            if fault.matches(method, path):
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
                 return fault
         return None
+
+    def _fault_reply(self, fault: _Fault) -> Reply:
+        reply = self._error(ApiError(fault.status, fault.message))
+        if fault.documentation_url is not None:
+            reply.body["documentation_url"] = fault.documentation_url
+        if fault.headers is not None:
+            reply.overrides = fault.headers()
+        return reply
 
     def _token_matches(self, authorization: str) -> bool:
         scheme, _, credential = authorization.partition(" ")

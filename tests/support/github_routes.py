@@ -1,8 +1,10 @@
 """REST semantics of the local GitHub API server: one handler per endpoint Sluice calls.
 
-Handlers validate like GitHub (422 "Validation Failed" with an `errors` list, 404 "Not Found",
-405 for a pull request that cannot be merged, 409 when a branch moved under a merge) and read
-branches and commits from the real bare repository every time.
+Handlers validate like GitHub (422 "Validation Failed" with an `errors` list, including GitHub's
+length caps on bodies and status descriptions; 404 "Not Found"; 405 for a pull request that
+cannot be merged, including "Base branch was modified" when the base moved under a merge; 409
+only when the merge's `sha` is no longer the head) and read branches and commits from the real
+bare repository every time.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from urllib.parse import unquote
 
 from .github_git import GITHUB_COMMITTER, Identity
 from .github_state import (
+    BODY_LIMIT,
+    STATUS_DESCRIPTION_LIMIT,
     ApiError,
     Call,
     Comment,
@@ -131,7 +135,7 @@ def create_pull(state: GitHubState, call: Call) -> Reply:
         id=state.ids.take(),
         issue_id=state.ids.take(),
         title=title,
-        body=call.text("body", "PullRequest"),
+        body=call.limited("body", "PullRequest", BODY_LIMIT),
         head=head,
         base=base,
         draft=call.get("draft") is True,
@@ -156,7 +160,7 @@ def get_pull(state: GitHubState, call: Call) -> Reply:
 def edit_pull(state: GitHubState, call: Call) -> Reply:
     repo, pr = state.pull(call)
     title = call.text("title", "PullRequest")
-    body = call.text("body", "PullRequest")
+    body = call.limited("body", "PullRequest", BODY_LIMIT)
     new_state = call.text("state", "PullRequest") or pr.state
     base = call.text("base", "PullRequest") or pr.base
     if new_state not in ("open", "closed"):
@@ -226,7 +230,8 @@ def merge_pull(state: GitHubState, call: Call) -> Reply:
     full_message = f"{title}\n\n{message}" if message else title
     sha = repo.git.commit_tree(tree, parents, full_message, author, GITHUB_COMMITTER)
     if not repo.git.move_branch(pr.base, sha, pr.base_sha, f"merge pull request #{pr.number}"):
-        raise ApiError(409, "Base branch was modified. Review and try the merge again.")
+        # GitHub's merge endpoint: 405 when it cannot merge (this included), 409 only for `sha`.
+        raise ApiError(405, "Base branch was modified. Review and try the merge again.")
     pr.state = "closed"
     pr.merged_at = pr.closed_at = pr.updated_at = now()
     pr.merged_by = state.login
@@ -253,7 +258,7 @@ def list_comments(state: GitHubState, call: Call) -> Reply:
 @route("POST", "/repos/{owner}/{repo}/issues/{number}/comments")
 def create_comment(state: GitHubState, call: Call) -> Reply:
     repo, pr = state.pull(call)
-    body = call.text("body", "IssueComment", required=True) or ""
+    body = call.limited("body", "IssueComment", BODY_LIMIT, required=True) or ""
     created = now()
     comment = Comment(state.ids.take(), pr.number, body, state.login, created, created)
     repo.comments[comment.id] = comment
@@ -270,7 +275,7 @@ def edit_comment(state: GitHubState, call: Call) -> Reply:
     comment = repo.comments.get(int(comment_id)) if comment_id.isdigit() else None
     if comment is None:
         raise not_found()
-    comment.body = call.text("body", "IssueComment", required=True) or ""
+    comment.body = call.limited("body", "IssueComment", BODY_LIMIT, required=True) or ""
     comment.updated_at = now()
     return Reply(200, state.render.comment(repo, comment))
 
@@ -336,7 +341,7 @@ def create_status(state: GitHubState, call: Call) -> Reply:
         sha=sha,
         state=status_state,
         target_url=call.text("target_url", "Status"),
-        description=call.text("description", "Status"),
+        description=call.limited("description", "Status", STATUS_DESCRIPTION_LIMIT),
         context=call.text("context", "Status") or "default",
         creator=state.login,
         created_at=now(),

@@ -133,6 +133,10 @@ class Ids:
 
 
 DOCS = "https://docs.github.com/rest"
+#: GitHub's cap on pull request, issue and comment bodies, in characters.
+BODY_LIMIT = 65536
+#: GitHub's cap on a commit status description, in characters.
+STATUS_DESCRIPTION_LIMIT = 140
 
 
 class ApiError(Exception):
@@ -184,6 +188,19 @@ class Call:
             raise validation_failed({"resource": resource, "code": "invalid", "field": name})
         return value
 
+    def limited(
+        self, name: str, resource: str, limit: int, *, required: bool = False
+    ) -> str | None:
+        """A string field GitHub caps at `limit` characters: longer answers 422 as GitHub does
+        ("body is too long (maximum is 65536 characters)")."""
+        value = self.text(name, resource, required=required)
+        if value is not None and len(value) > limit:
+            message = f"{name} is too long (maximum is {limit} characters)"
+            raise validation_failed(
+                {"resource": resource, "code": "custom", "field": name, "message": message}
+            )
+        return value
+
 
 @dataclass
 class Reply:
@@ -192,6 +209,8 @@ class Reply:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: Headers that replace the standard ones (a rate-limited answer's X-RateLimit-*).
+    overrides: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
