@@ -14,6 +14,7 @@ import pytest
 import yaml
 from schemas import ROOT, render, schema_errors
 
+from controller.gates.metrics_profile import SLUICE_WRAPPER
 from controller.local.serving.server import parse_args as serving_args
 from controller.settings import load_settings
 
@@ -234,7 +235,12 @@ def test_monitors_scrape_the_model_servers_and_the_controller(
     ServiceMonitor selects the controller's Service by a label and a port it has."""
     pods = one(monitoring, "PodMonitor")["spec"]
     assert set(pods["namespaceSelector"]["matchNames"]) == model_namespaces
-    assert {e["port"] for e in pods["podMetricsEndpoints"]} == {"http-usermetric", "user-port"}
+    assert {e["port"] for e in pods["podMetricsEndpoints"]} == {
+        "http-usermetric", "user-port", "http1",
+    }  # fmt: skip
+    # RawDeployment pods keep the runtime's port name, which Knative renames user-port.
+    (container,) = one(runtime, "ClusterServingRuntime")["spec"]["containers"]
+    assert [p["name"] for p in container["ports"]] == ["http1"]
     annotations = one(runtime, "ClusterServingRuntime")["spec"]["annotations"]
     assert annotations["prometheus.kserve.io/path"] == "/metrics"
     services = one(monitoring, "ServiceMonitor")["spec"]
@@ -269,6 +275,92 @@ def test_queue_proxy_series_name_their_revision_on_every_knative_version(
         ("kn_configuration_name", "configuration_name"),
     ):
         assert f'"{target}", "$1", "{source}", "(.+)"' in expressions
+
+
+def relabel(relabelings: list[dict[str, Any]], labels: dict[str, str]) -> dict[str, str] | None:
+    """Prometheus' relabelling (replace, keep, drop) of a target's labels; None: dropped."""
+    labels = dict(labels)
+    for rule in relabelings:
+        value = rule.get("separator", ";").join(labels.get(s, "") for s in rule["sourceLabels"])
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)  # Prometheus anchors its RE2
+        action = rule.get("action", "replace")
+        if action in ("keep", "drop"):
+            if (match is None) == (action == "keep"):
+                return None
+        elif action == "replace" and match is not None:
+            template = re.sub(r"\$\{?(\d+)\}?", r"\\g<\1>", rule.get("replacement", "$1"))
+            labels[rule["targetLabel"]] = match.expand(template)
+    return {k: v for k, v in labels.items() if not k.startswith("__")}
+
+
+def pod_target(namespace: str, **pod_labels: str) -> dict[str, str]:
+    """The meta labels Prometheus' pod discovery gives a target (label names sanitised)."""
+    labels = {"__meta_kubernetes_namespace": namespace}
+    for name, value in pod_labels.items():
+        labels[f"__meta_kubernetes_pod_label_{re.sub(r'[^a-zA-Z0-9_]', '_', name)}"] = value
+    return labels
+
+
+#: Pod labels KServe puts on RawDeployment predictor pods (kserve/kserve pkg/constants
+#: GetRawServiceLabel: app is "isvc." + the Deployment's name; kserve#5672: a canary's
+#: Deployment is <isvc>-<name>-predictor) and Knative's on a Serverless revision's pods.
+RAW_PRIMARY = {"app": "isvc.fraud-detector-predictor", "component": "predictor"}
+RAW_CANARY = {"app": "isvc.fraud-detector-v8-predictor", "component": "predictor"}
+KNATIVE_POD = {
+    "serving.knative.dev/revision": "fraud-detector-predictor-00004",
+    "serving.knative.dev/configuration": "fraud-detector-predictor",
+    "app": "fraud-detector-predictor-00004",
+}
+
+
+@pytest.mark.parametrize(
+    ("pod", "revision"),
+    [
+        (RAW_PRIMARY, "fraud-detector-predictor"),
+        (RAW_CANARY, "fraud-detector-v8-predictor"),
+        # A KServe whose app label has no prefix (the value is the Deployment's name as is).
+        ({"app": "fraud-detector-v8-predictor"}, "fraud-detector-v8-predictor"),
+    ],
+)
+def test_raw_deployment_model_servers_are_labelled_by_their_deployment(
+    monitoring: list[dict[str, Any]], pod: dict[str, str], revision: str
+) -> None:
+    """A RawDeployment pod (no Knative labels) is scraped on http1 with revision_name from its
+    app label (isvc. stripped), configuration_name <isvc>-predictor and its namespace, the
+    names the sluice-wrapper profile's gates select a revision by."""
+    endpoints = {e["port"]: e for e in one(monitoring, "PodMonitor")["spec"]["podMetricsEndpoints"]}
+    raw = endpoints["http1"]
+    assert (raw["path"], raw["interval"]) == ("/metrics", "15s")
+    target = pod_target(
+        "models-staging", **pod, **{"serving.kserve.io/inferenceservice": "fraud-detector"}
+    )
+    labelled = relabel(raw["relabelings"], target)
+    assert labelled == {
+        "namespace_name": "models-staging",
+        "configuration_name": "fraud-detector-predictor",
+        "revision_name": revision,
+    }
+    assert set(labelled) == {
+        SLUICE_WRAPPER.namespace_label, SLUICE_WRAPPER.configuration_label,
+        SLUICE_WRAPPER.revision_label,
+    }  # fmt: skip
+
+
+def test_serverless_model_servers_keep_knatives_labels_and_are_scraped_once(
+    monitoring: list[dict[str, Any]],
+) -> None:
+    """A Knative pod is labelled from serving.knative.dev/* on user-port as before; the http1
+    endpoint drops it, so no series of it is scraped twice under other names."""
+    endpoints = {e["port"]: e for e in one(monitoring, "PodMonitor")["spec"]["podMetricsEndpoints"]}
+    target = pod_target(
+        "models-staging", **KNATIVE_POD, **{"serving.kserve.io/inferenceservice": "fraud-detector"}
+    )
+    assert relabel(endpoints["user-port"]["relabelings"], target) == {
+        "namespace_name": "models-staging",
+        "configuration_name": "fraud-detector-predictor",
+        "revision_name": "fraud-detector-predictor-00004",
+    }
+    assert relabel(endpoints["http1"]["relabelings"], target) is None
 
 
 def test_knative_is_told_to_export_queue_proxy_request_metrics(
