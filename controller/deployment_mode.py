@@ -28,6 +28,7 @@ from typing import Any, Literal
 __all__ = [
     "DEFAULT_CONTAINER",
     "DEPLOYMENT_MODE_ANNOTATION",
+    "LOCAL_REVISIONS_ANNOTATION",
     "RAW_DEPLOYMENT_MODES",
     "DeploymentMode",
     "canary_admission_errors",
@@ -40,6 +41,11 @@ DeploymentMode = Literal["Serverless", "RawDeployment"]
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 #: The name KServe gives a predictor's model container when the spec names none.
 DEFAULT_CONTAINER = "kserve-container"
+#: Set in ``status.annotations`` by the local target's RawDeployment emulation
+#: (:mod:`controller.local.raw_status`), whose ``components.predictor`` carries the local
+#: revisions in Knative's fields; on a cluster those fields are empty in RawDeployment mode and
+#: the cluster target reads the Deployments from spec and ``canaryStatuses`` instead.
+LOCAL_REVISIONS_ANNOTATION = "sluice.dev/local-revisions"
 #: The annotation values that mean RawDeployment (``Standard`` is KServe 0.15's new name).
 RAW_DEPLOYMENT_MODES = frozenset({"RawDeployment", "Standard"})
 # Kubernetes names (a Deployment, its Service) are DNS labels.

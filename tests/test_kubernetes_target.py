@@ -13,6 +13,18 @@ InferenceService ``fraud-detector`` in ``models-staging``) at four moments:
   (``RevisionFailed``, ``BlockedByFailedLoad``), traffic still on 00002; the Application in
   Argo CD 3's ``appTree`` shape with no per-resource health, so the target runs the check.
 
+``isvc-raw-canary-*`` are the same InferenceService in KServe's RawDeployment mode (0.20's
+``spec.canary[]``, kserve#5672) canarying v5 (a Deployment and Service
+``fraud-detector-v5-predictor``) beside the primary v4 (``fraud-detector-predictor``):
+``loading`` (canary not ready, so routed nothing, kserve#5984), ``10`` and ``50`` (ready, its
+``canaryStatuses`` entry reporting the weight it gets), ``promoted`` (``spec.predictor.name:
+v5``, the canary's Deployment now the primary, no ``spec.canary``), ``failed`` (the canary's
+model cannot load), ``rolled-back`` (``trafficPercent: 0``) and ``restored`` (v4 alone again).
+KServe leaves ``status.components.predictor`` empty in this mode; the statuses were made by
+:mod:`controller.local.raw_status` with its local additions removed. Assumed where KServe's
+documentation is silent: ``status.url`` and ``address`` forms, and the condition names of
+the canary (the local emulation's).
+
 The statuses were produced by :mod:`controller.local.kserve_status` with cluster URL forms and
 frozen. The tests check every document against the InferenceService and Application CRD
 schemas (made strict) and the recorded resource health against Argo CD's own check, so the
@@ -43,8 +55,21 @@ from upstream.sources import UPSTREAM
 from controller.backends.kubernetes_target import KubernetesTarget
 from controller.errors import ConfigError, RemoteUnavailable, SluiceError
 from controller.local.health import inferenceservice_health
+from controller.manifest import PinnedRelease
+from controller.rollout.actions import (
+    Analyze,
+    Finish,
+    Outcome,
+    RestorePrevious,
+    SetChampion,
+    StartRollback,
+    Wait,
+)
+from controller.rollout.decide import RESTORE_ACTION, decide
+from controller.rollout.observation import ReleaseObservation
+from controller.rollout.policy import RolloutPolicy
 from controller.schemas import inferenceservice_schema
-from controller.target_types import TrafficEntry
+from controller.target_types import TargetObservation, TrafficEntry
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cluster"
 APPLICATION_CRD = UPSTREAM / "argo-cd/manifests/crds/application-crd.yaml"
@@ -508,3 +533,160 @@ def test_repr_hides_the_token() -> None:
     shown = repr(KubernetesTarget("http://127.0.0.1:1", ARGOCD_TOKEN))
     assert ARGOCD_TOKEN not in shown
     assert "127.0.0.1:1" in shown
+
+
+# -- RawDeployment: spec.canary[] walked through the cluster target -------------------------------
+
+PRIMARY, CANARY = "fraud-detector-predictor", "fraud-detector-v5-predictor"
+SERVICE_URL = "http://{}.models-staging.svc.cluster.local"
+POLICY = RolloutPolicy.model_validate({"steps": [10, 50, 100], "interval": 30})
+RAW_URI = "s3://sluice-models/mlflow-artifacts/1/{}/artifacts/model"
+V4_URI, V5_URI = (
+    RAW_URI.format(run)
+    for run in ("e4d3c2b1a0f94e8d7c6b5a4f3e2d1c0b", "9a8b7c6d5e4f30211f0e9d8c7b6a5948")
+)
+
+
+def synced_at(head: str, application: str = "application-synced-healthy") -> dict[str, Any]:
+    """The recorded Application, synced at ``head``."""
+    document = load(application)
+    document["status"]["sync"] |= {"status": "Synced", "revision": head}
+    return document
+
+
+def observe_raw(
+    cluster: ClusterApi, target: KubernetesTarget, isvc: str, head: str, **application: str
+) -> TargetObservation:
+    cluster.serve(f"isvc-raw-canary-{isvc}", synced_at(head, **application))
+    return target.observe("staging", ISVC)
+
+
+def released(
+    observed: TargetObservation,
+    head: str,
+    *,
+    version: int = 5,
+    canary: int | None = 10,
+    changed_at: float = 1000.0,
+    **fields: Any,
+) -> ReleaseObservation:
+    """What the rollout sees of fraud-detector in staging: the pin at ``head`` (v5 at
+    ``canary`` percent beside v4, in RawDeployment mode) and the cluster's observation."""
+    uri, previous = (V5_URI, 4) if version == 5 else (V4_URI, None)
+    pin = PinnedRelease(
+        "fraud-detector", version, uri, "run", previous, canary,
+        primary_storage_uri=V4_URI if canary is not None else uri, mode="RawDeployment",
+    )  # fmt: skip
+    return ReleaseObservation(
+        model="fraud-detector", environment="staging", inference_service=ISVC, pin=pin,
+        head=head, pin_commit=head, pin_changed_at=changed_at, target=observed, **fields,
+    )  # fmt: skip
+
+
+def test_raw_canary_step_by_step(cluster: ClusterApi, target: KubernetesTarget) -> None:
+    """A RawDeployment canary read from spec.canary and canaryStatuses walks as a Serverless
+    one: held while it loads, analysed at 10 % and 50 % against the primary through each
+    Deployment's Service, and, promoted, the champion."""
+    loading = observe_raw(cluster, target, "loading", SHA_A)
+    assert (loading.latest_created, loading.latest_ready) == (CANARY, PRIMARY)
+    assert (loading.latest_rolledout, loading.configuration) == (PRIMARY, f"{ISVC}-predictor")
+    assert loading.traffic == (
+        TrafficEntry(PRIMARY, 100, False, "prev", SERVICE_URL.format(PRIMARY)),
+    )
+    assert (loading.health, loading.failure) == ("Healthy", None)
+    held = decide(released(loading, SHA_A), POLICY, 1031.0)
+    assert isinstance(held, Wait)
+    assert held.reason == f"canary revision {CANARY} is not serving 10% yet"
+
+    at_10 = observe_raw(cluster, target, "10", SHA_A)
+    assert (at_10.latest_created, at_10.latest_ready, at_10.latest_rolledout) == (
+        CANARY, CANARY, PRIMARY,
+    )  # fmt: skip
+    assert at_10.traffic == (
+        TrafficEntry(CANARY, 10, True, "latest", SERVICE_URL.format(CANARY)),
+        TrafficEntry(PRIMARY, 90, False, "prev", SERVICE_URL.format(PRIMARY)),
+    )
+    analyse = decide(released(at_10, SHA_A), POLICY, 1031.0)
+    assert isinstance(analyse, Analyze)
+    assert (analyse.step, analyse.look) == (10, 1)
+
+    at_50 = observe_raw(cluster, target, "50", SHA_C)
+    assert (at_50.percent_of(CANARY), at_50.percent_of(PRIMARY)) == (50, 50)
+    analyse = decide(released(at_50, SHA_C, canary=50, changed_at=1100.0), POLICY, 1131.0)
+    assert isinstance(analyse, Analyze)
+    assert (analyse.step, analyse.look) == (50, 1)
+
+    promoted = observe_raw(cluster, target, "promoted", SHA_0)
+    # Promotion names the primary v5: KServe keeps the canary's Deployment as the primary.
+    assert (promoted.latest_created, promoted.latest_ready, promoted.latest_rolledout) == (
+        CANARY, CANARY, CANARY,
+    )  # fmt: skip
+    assert promoted.traffic == (TrafficEntry(CANARY, 100, True),)
+    assert promoted.tagged("prev") is None
+    done = decide(released(promoted, SHA_0, canary=None, champion=4), POLICY, 1200.0)
+    assert done == SetChampion(5, 4)
+
+
+def test_raw_canary_that_cannot_load_is_rolled_back(
+    cluster: ClusterApi, target: KubernetesTarget
+) -> None:
+    """The canary's failed load (its canaryStatuses model status) is the failure the rollout
+    rolls back on, while the primary keeps every request."""
+    failed = observe_raw(
+        cluster, target, "failed", SHA_C, application="application-synced-degraded"
+    )
+    assert failed.failure is not None
+    assert "not loadable" in failed.failure
+    assert (failed.latest_created, failed.latest_ready) == (CANARY, PRIMARY)
+    assert (failed.percent_of(CANARY), failed.percent_of(PRIMARY)) == (0, 100)
+    assert failed.health == "Degraded"
+    action = decide(released(failed, SHA_C), POLICY, 1031.0)
+    assert isinstance(action, StartRollback)
+    assert action.reason.startswith(f"canary revision {CANARY} failed: Container failed")
+
+
+def test_raw_rollback_moves_traffic_then_restores(
+    cluster: ClusterApi, target: KubernetesTarget
+) -> None:
+    """trafficPercent 0 leaves the canary's Deployment at 0 %: the restore follows; once
+    spec.canary is gone the primary serves alone and the rollback is finished."""
+    rolled_back = observe_raw(cluster, target, "rolled-back", SHA_C)
+    assert rolled_back.traffic == (
+        TrafficEntry(CANARY, 0, True, "latest", SERVICE_URL.format(CANARY)),
+        TrafficEntry(PRIMARY, 100, False, "prev", SERVICE_URL.format(PRIMARY)),
+    )
+    reason = "prometheus/request-success-rate: 91.2% below 99%"
+    obs = released(rolled_back, SHA_C, canary=0, rollback_reason=reason, quarantined=reason)
+    action = decide(obs, POLICY, 1040.0)
+    assert isinstance(action, RestorePrevious)
+    restored = observe_raw(cluster, target, "restored", SHA_0)
+    assert (restored.latest_created, restored.latest_ready) == (PRIMARY, PRIMARY)
+    assert restored.traffic == (TrafficEntry(PRIMARY, 100, True),)
+    finished = decide(
+        released(restored, SHA_0, version=4, canary=None, champion=4, pin_action=RESTORE_ACTION),
+        POLICY,
+        1100.0,
+    )
+    assert finished == Finish(Outcome.ROLLED_BACK, "rolled back to v4")
+
+
+def test_raw_mode_is_read_from_the_manifest_when_kserve_does_not_report_it(
+    cluster: ClusterApi, target: KubernetesTarget
+) -> None:
+    """Without status.deploymentMode (an older KServe), the annotation or spec.canary decides;
+    a Knative-shaped revision number KServe may write there is not taken for a revision."""
+    document = load("isvc-raw-canary-10")
+    del document["status"]["deploymentMode"]
+    document["status"]["components"]["predictor"] = {"latestCreatedRevision": "2"}
+    cluster.isvcs[(NS, ISVC)] = document
+    cluster.applications[APP] = synced_at(SHA_A)
+    observed = target.observe("staging", ISVC)
+    assert (observed.latest_created, observed.percent_of(CANARY)) == (CANARY, 10)
+
+
+def test_serverless_fixtures_do_not_read_as_raw() -> None:
+    """Every Serverless fixture keeps Knative's fields (the raw mapping never applies)."""
+    for name in [*fixture_names("isvc-canary"), "isvc-promoted"]:
+        assert load(name)["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == (
+            "Serverless"
+        )

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from schemas import ROOT, render, schema_errors
 
+from controller.backends.kubernetes_target import observation_from
 from controller.gates.metrics_profile import SLUICE_WRAPPER
 from controller.local.serving.server import parse_args as serving_args
 from controller.settings import load_settings
@@ -344,6 +345,30 @@ def test_raw_deployment_model_servers_are_labelled_by_their_deployment(
         SLUICE_WRAPPER.namespace_label, SLUICE_WRAPPER.configuration_label,
         SLUICE_WRAPPER.revision_label,
     }  # fmt: skip
+
+
+def test_raw_revision_names_are_the_ones_the_cluster_target_reports(
+    monitoring: list[dict[str, Any]],
+) -> None:
+    """The gates query the revisions --target kubernetes reports for a RawDeployment canary
+    (tests/fixtures/cluster/isvc-raw-canary-10.json); the labels on the two Deployments' pods
+    relabel to exactly those names, in the configuration the target reports."""
+    isvc = json.loads((ROOT / "tests/fixtures/cluster/isvc-raw-canary-10.json").read_text())
+    observed = observation_from(isvc, None)
+    (canary,) = isvc["spec"]["canary"]
+    endpoints = {e["port"]: e for e in one(monitoring, "PodMonitor")["spec"]["podMetricsEndpoints"]}
+    scraped = set()
+    for deployment in (
+        "fraud-detector-predictor",
+        f"fraud-detector-{canary['predictor']['name']}-predictor",
+    ):
+        pod = {"app": f"isvc.{deployment}", "serving.kserve.io/inferenceservice": "fraud-detector"}
+        labels = relabel(endpoints["http1"]["relabelings"], pod_target(observed.namespace, **pod))
+        assert labels is not None
+        assert labels["configuration_name"] == observed.configuration
+        scraped.add(labels["revision_name"])
+    assert {t.revision for t in observed.traffic} == scraped
+    assert observed.latest_created in scraped
 
 
 def test_serverless_model_servers_keep_knatives_labels_and_are_scraped_once(

@@ -12,8 +12,12 @@ answer is still the one Argo CD's UI shows.
 
 Turning the two documents into a :class:`~controller.target_types.TargetObservation` is the
 pure :func:`observation_from`, which the local target shares: its runtime writes the same
-shapes. Library and HTTP failures become :mod:`controller.errors` here, in one line that
-names the URL (credentials redacted) and the fix; the Argo CD token never reaches a message.
+shapes. In KServe's RawDeployment (``Standard``) mode there is no Knative, and KServe leaves
+the revision and traffic fields of ``status.components.predictor`` empty; the same observation
+is then read from ``spec.canary[]``, ``status.canaryStatuses[]`` and the conditions
+(:func:`raw_predictor_fields`), each Deployment standing for a revision. Library and HTTP
+failures become :mod:`controller.errors` here, in one line that names the URL (credentials
+redacted) and the fix; the Argo CD token never reaches a message.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ from typing import TYPE_CHECKING, Any
 import requests
 from urllib3.exceptions import HTTPError
 
+from controller.deployment_mode import (
+    LOCAL_REVISIONS_ANNOTATION,
+    RAW_DEPLOYMENT_MODES,
+    canary_deployment_name,
+    deployment_mode,
+)
 from controller.errors import ConfigError, RemoteUnavailable, SluiceError
 from controller.local.health import HealthStatus, inferenceservice_health
 from controller.redact import redact, register_secret
@@ -41,6 +51,7 @@ __all__ = [
     "KubernetesTarget",
     "Naming",
     "observation_from",
+    "raw_predictor_fields",
     "resource_health",
     "synced_revision",
 ]
@@ -208,6 +219,8 @@ def observation_from(
     namespace = str(metadata.get("namespace") or "default")
     status = inference_service.get("status") or {}
     predictor = (status.get("components") or {}).get("predictor") or {}
+    if _reads_deployments(inference_service, status):
+        predictor = raw_predictor_fields(inference_service)
     app_status = (application or {}).get("status") or {}
     if health is None:
         health = resource_health(app_status, name, namespace) or inferenceservice_health(
@@ -227,7 +240,7 @@ def observation_from(
         latest_rolledout=predictor.get("latestRolledoutRevision") or None,
         previous_rolledout=predictor.get("previousRolledoutRevision") or None,
         traffic=tuple(_traffic_entry(entry) for entry in predictor.get("traffic") or ()),
-        failure=_failure(status),
+        failure=_failure(status) or _canary_failure(status),
         annotations={str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()},
         requires_pruning=tuple(
             f"{resource.get('kind')}/{resource.get('name')}"
@@ -235,6 +248,101 @@ def observation_from(
             if resource.get("requiresPruning")
         ),
     )
+
+
+def _reads_deployments(inference_service: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """RawDeployment on a cluster: the mode KServe reports, else the one the manifest asks for
+    (its annotation, or ``spec.canary``). The local target's RawDeployment status carries its
+    own revisions in the Knative fields and says so (``LOCAL_REVISIONS_ANNOTATION``)."""
+    if (status.get("annotations") or {}).get(LOCAL_REVISIONS_ANNOTATION):
+        return False
+    reported = status.get("deploymentMode")
+    if reported:
+        return reported in RAW_DEPLOYMENT_MODES
+    return deployment_mode(inference_service) == "RawDeployment"
+
+
+def raw_predictor_fields(inference_service: Mapping[str, Any]) -> dict[str, Any]:
+    """Knative's ``components.predictor`` fields for a RawDeployment InferenceService, from
+    its spec and what KServe reports, so the rollout reads one shape in both modes.
+
+    Each predictor is a Deployment with a Service of the same name (kserve#5672):
+    ``<isvc>-predictor`` for ``spec.predictor`` (``<isvc>-<name>-predictor`` once it has a
+    ``name``, as after a promotion, kserve#5912), ``<isvc>-<name>-predictor`` for each
+    ``spec.canary`` entry. That name is the revision: the PodMonitor labels the model
+    server's series with it (``revision_name``, from the pod label ``app: isvc.<Deployment>``,
+    ``manifests/monitoring/podmonitor-model-servers.yaml``), so the gates find both.
+
+    - ``latestCreatedRevision``: the first canary's Deployment while ``spec.canary`` has one,
+      else the primary's; ``latestReadyRevision``: the canary's once its
+      ``status.canaryStatuses[]`` entry is ``ready``, else the primary's once ``PredictorReady``
+      is True; ``latestRolledoutRevision``: the primary's while it is ready.
+    - ``traffic``: nothing while the primary is not ready; the primary alone at 100 % without
+      a canary; with one, the canary tagged ``latest`` at the ``trafficPercent`` its status
+      reports (0 until ready: KServe routes a canary only once ready, kserve#5984) once it is
+      ready, and the primary tagged ``prev`` with the rest.
+    - tag URLs: each Deployment's own Service, ``http://<Deployment>.<ns>.svc.cluster.local``
+      (port 80), which reaches that Deployment alone from inside the cluster (a Locust run by
+      the controller's pod). Assumed where KServe's documentation is silent: the Service
+      listens on port 80 and a RawDeployment gets no per-tag hostnames (KServe's tag routing
+      is Knative's).
+
+    Sluice writes one canary; further ``spec.canary`` entries are not read.
+    """
+    metadata = inference_service.get("metadata") or {}
+    name = str(metadata.get("name") or "")
+    namespace = str(metadata.get("namespace") or "default")
+    spec = inference_service.get("spec") or {}
+    status = inference_service.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or ()}
+    primary_name = str((spec.get("predictor") or {}).get("name") or "")
+    primary = canary_deployment_name(name, primary_name) if primary_name else f"{name}-predictor"
+    primary_ready = (conditions.get("PredictorReady") or {}).get("status") == "True"
+    canaries = spec.get("canary") or []
+    canary_name = str(((canaries[0] if canaries else {}).get("predictor") or {}).get("name") or "")
+    canary = canary_deployment_name(name, canary_name) if canary_name else ""
+    reported: Mapping[str, Any] = next(
+        (s for s in status.get("canaryStatuses") or () if canary and s.get("name") == canary_name),
+        {},
+    )
+    canary_ready = bool(reported.get("ready"))
+
+    def service_url(deployment: str) -> str:
+        return f"http://{deployment}.{namespace}.svc.cluster.local"
+
+    traffic: list[dict[str, Any]] = []
+    if primary_ready and not canary:
+        traffic = [{"revisionName": primary, "percent": 100, "latestRevision": True}]
+    elif primary_ready:
+        percent = int(reported.get("trafficPercent") or 0) if canary_ready else 0
+        if canary_ready:
+            traffic.append(
+                {"revisionName": canary, "percent": percent, "latestRevision": True,
+                 "tag": "latest", "url": service_url(canary)}
+            )  # fmt: skip
+        traffic.append(
+            {"revisionName": primary, "percent": 100 - percent, "latestRevision": False,
+             "tag": "prev", "url": service_url(primary)}
+        )  # fmt: skip
+    latest_ready = canary if canary_ready else (primary if primary_ready else "")
+    return {
+        "latestCreatedRevision": canary or primary,
+        "latestReadyRevision": latest_ready,
+        "latestRolledoutRevision": primary if primary_ready else "",
+        "url": service_url(primary) if primary_ready else "",
+        "traffic": traffic,
+    }
+
+
+def _canary_failure(status: Mapping[str, Any]) -> str | None:
+    """A RawDeployment canary whose model cannot load (its ``canaryStatuses[]`` entry's
+    ``modelStatus``), when the top-level model status does not already say so."""
+    for canary in status.get("canaryStatuses") or ():
+        model = canary.get("modelStatus") or {}
+        if model.get("transitionStatus") == "BlockedByFailedLoad":
+            info = model.get("lastFailureInfo") or {}
+            return str(info.get("message") or info.get("reason") or "BlockedByFailedLoad")
+    return None
 
 
 def synced_revision(app_status: Mapping[str, Any]) -> str | None:

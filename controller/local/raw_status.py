@@ -23,7 +23,10 @@ them empty in this mode): ``components.predictor`` carries Knative's ``latestCre
 (the canary's revision while there is one), ``latestReadyRevision``, ``latestRolledoutRevision``
 (the revision the primary serves from) and ``traffic``: the canary's entry is
 ``latestRevision: true`` and tagged ``latest``, the primary's tagged ``prev``, so a load test
-reaches each alone (on a cluster each Deployment has a Service of its own).
+reaches each alone (on a cluster each Deployment has a Service of its own). The status says so
+in ``status.annotations`` (``sluice.dev/local-revisions``), so the shared mapping
+(:func:`controller.backends.kubernetes_target.observation_from`) reads these fields rather than
+deriving Deployment names from the spec, as it does for a cluster's RawDeployment status.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controller.deployment_mode import canary_deployment_name
+from controller.deployment_mode import LOCAL_REVISIONS_ANNOTATION, canary_deployment_name
 from controller.local.kserve_status import (
     Condition,
     IsvcStatus,
@@ -165,6 +168,7 @@ def reconcile_raw_status(
     }
     newest = states[latest_created]
     status: dict[str, Any] = {
+        "annotations": {LOCAL_REVISIONS_ANNOTATION: "true"},
         "conditions": [c.to_dict() for c in conditions],
         "components": {"predictor": {key: value for key, value in fields.items() if value}},
         "deploymentMode": "RawDeployment",
