@@ -4,12 +4,22 @@ One runtime process serves one RawDeployment InferenceService for the whole modu
 tests walk a canary in order (the primary alone, a 10 % canary, 0 %, promotion), each asserting
 what a client of the router sees. Two model servers start in all, so the module takes about
 half a minute; helpers are those of ``test_local_runtime.py``.
+
+The last two tests run ``sluice rollout`` on a local stack (``sluice local up``: MLflow,
+Prometheus, the runtime) whose environment is in RawDeployment mode, so its gates read the
+``sluice-wrapper`` metrics profile: the model servers' own ``sluice_request_duration_seconds``,
+labelled per revision by the local Prometheus' scrape config. A good canary is promoted on
+measured values and a canary failing 30 % of its requests is rolled back on them. The policy
+is one 50 % step, 4 s intervals, 3 s load tests and no judge, to keep the stack's minute short;
+helpers are those of ``test_rollout_local.py``.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,8 +29,8 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 from support.crd import status_errors
-from support.gitops_repo import commit_to_remote
-from support.gitrepo import create_git_remote
+from support.gitops_repo import commit_to_remote, seed_manifests
+from support.gitrepo import create_git_remote, git
 from support.registry import register_version
 from test_local_runtime import (
     ISVC,
@@ -33,8 +43,12 @@ from test_local_runtime import (
     split,
     within_binomial,
 )
+from test_rollout_local import Loop as RolloutLoop
+from test_rollout_local import Traffic, faulty, wait_for
 
 from controller.local.services import MlflowService
+from controller.local.stack import StackRequest, down, up
+from controller.local.state import read_json
 
 pytestmark = pytest.mark.slow
 
@@ -175,3 +189,108 @@ def test_every_status_seen_fits_the_crd(loop: RawLoop) -> None:
     for status in STATUSES:
         errors = status_errors(status)
         assert not errors, errors
+
+
+# -- sluice rollout, judged on the serving wrapper's metrics ---------------------------------------
+
+MODEL = "fraud-detector"
+
+
+def raw_policy(tree: Path) -> None:
+    """The local environment in RawDeployment mode (so the sluice-wrapper profile), with one
+    50 % step, short intervals and load tests, and no judge."""
+    path = tree / "manifests" / "overlays" / "local" / "sluice.yaml"
+    text = path.read_text()
+    for old, new in (
+        ("deploymentMode: Serverless", "deploymentMode: RawDeployment"),
+        ("steps: [10, 50, 100]", "steps: [50, 100]"),
+        ("interval: 8", "interval: 4"),
+        ("  gates:\n", "  gates:\n    judgeEnabled: false\n"),
+        ("duration: 5", "duration: 3"),
+        ("minRequests: 50", "minRequests: 30"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RolloutLoop]:
+    """A local stack serving v1 in RawDeployment mode, with clients sending it traffic."""
+    root = tmp_path_factory.mktemp("rollout-raw")
+    remote = create_git_remote(root)
+    seed_manifests(remote, root / "seed", model=MODEL)
+    commit_to_remote(remote, root / "policy", "RawDeployment and a quick policy", raw_policy)
+    local = root / "state" / "local"
+    request = StackRequest(root=local, remote=remote.url, env="local", poll_interval=1.0)
+    started = up(request)
+    traffic: Traffic | None = None
+    try:
+        tracking_uri = str(started["mlflow"]["url"])
+        register_version(tracking_uri, MODEL, input_example=True)
+        loop = RolloutLoop(root, remote, tracking_uri, Traffic(""), request)
+        loop.propose_and_merge(1)
+
+        def router_url() -> str | None:
+            isvcs = (read_json(local / "runtime.json") or {}).get("inferenceServices") or {}
+            status = (isvcs.get(MODEL) or {}).get("object", {}).get("status", {})
+            ready = status.get("components", {}).get("predictor", {}).get("latestReadyRevision")
+            return str(isvcs[MODEL]["url"]) if ready else None
+
+        wait_for("v1 to serve", router_url)
+        traffic = loop.traffic = Traffic(str(router_url()))
+        threading.Thread(target=traffic.run, daemon=True).start()
+        done = loop.rollout()
+        assert done.returncode == 0, done.stdout + done.stderr  # v1 alone: the champion
+        yield loop
+    finally:
+        if traffic is not None:
+            traffic.stop.set()
+        down(local)
+
+
+def gate_line(body: str, gate: str) -> str:
+    (line,) = [line for line in body.splitlines() if f"] {gate}" in line]
+    return line
+
+
+def test_raw_canary_is_promoted_on_the_wrappers_measured_metrics(stack: RolloutLoop) -> None:
+    """v2 canaries at 50 % beside v1 and is promoted; the promotion commit lists both
+    Prometheus checks passing with the values measured from the model servers' series."""
+    version = register_version(stack.tracking_uri, MODEL, input_example=True)
+    stack.propose_and_merge(version)
+    assert stack.pin() == (version, 50)
+    done = stack.rollout()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert stack.pin() == (version, None)
+    assert stack.subjects()[0].startswith(f"fraud-detector v{version}: canary 50% → 100%, promoted")
+    body = git("log", "-1", "--format=%B", "main", cwd=stack.remote.path)
+    for gate in ("prometheus/request-success-rate", "prometheus/request-latency"):
+        line = gate_line(body, gate)
+        assert line.startswith("- [pass]"), body
+        assert "no data" not in line, line
+        assert re.search(r"\d", line), line
+    assert "100" in gate_line(body, "prometheus/request-success-rate")
+    assert stack.traffic.failures() == 0
+
+
+def test_failing_raw_canary_is_rolled_back_on_the_wrappers_metrics(stack: RolloutLoop) -> None:
+    """A version failing 30 % of its requests is rolled back at its step: its success rate,
+    measured from its own model server's 5xx count, is below the 99 % the check asks."""
+    serving = stack.pin()[0]
+    version = faulty(stack, error_rate=0.3, latency_ms=0)  # type: ignore[arg-type]
+    stack.propose_and_merge(version)
+    done = stack.rollout()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert stack.pin() == (serving, None)
+    subjects = stack.subjects()
+    assert subjects[0] == f"rollback fraud-detector v{version}: restore v{serving} (local)"
+    assert (
+        subjects[1] == f"rollback fraud-detector v{version}: all traffic back to v{serving} (local)"
+    )
+    body = git("log", "-1", "--format=%B", "main~1", cwd=stack.remote.path)
+    line = gate_line(body, "prometheus/request-success-rate")
+    assert line.startswith("- [FAIL]"), body
+    measured = re.search(r"(\d+(?:\.\d+)?)\s*%", line)
+    assert measured is not None, line
+    assert float(measured.group(1)) < 99, line
