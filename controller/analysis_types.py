@@ -28,13 +28,25 @@ __all__ = [
 class Verdict(enum.StrEnum):
     """What one gate concluded at one analysis.
 
-    ``inconclusive`` is its own outcome, never folded into pass or fail: a query error, an
-    empty result, NaN or too few samples holds the rollout and is retried (Flagger treats "no
-    data" as a failure or, with some providers, as a pass; both hurt users).
+    Four outcomes, kept apart as Argo Rollouts keeps ``Failed``, ``Error`` and
+    ``Inconclusive`` apart (Flagger treats "no data" as a failure or, with some providers, as a
+    pass; both hurt users):
+
+    - ``fail``: the model was measured and found worse (a threshold crossed with data behind
+      it, a significant difference); only this condemns a version;
+    - ``error``: the gate's tool did not work (Locust crashed or could not start, a Prometheus
+      query errored or Prometheus was unreachable): nothing was learnt about the model;
+    - ``inconclusive``: the tool worked but the evidence is not there yet (no data, NaN, too
+      few samples, a sequential test that has not decided);
+    - ``pass``.
+
+    Errors and inconclusive analyses hold the step and are retried; past their limits the
+    rollout is aborted, never quarantined.
     """
 
     PASS = "pass"  # noqa: S105 (a verdict, not a password)
     FAIL = "fail"
+    ERROR = "error"
     INCONCLUSIVE = "inconclusive"
 
 

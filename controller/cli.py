@@ -8,7 +8,10 @@ traceback for the cases where one line is not enough.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
+import time
 import traceback
 from enum import StrEnum
 from pathlib import Path
@@ -18,9 +21,11 @@ import typer
 from rich.console import Console
 
 from controller import __version__
-from controller.cli_rollout import rollout_app
-from controller.errors import ExitCode, SluiceError
+from controller.cli_quarantine import quarantine_app
+from controller.cli_rollout import ForgeKind, rollout_app
+from controller.errors import ExitCode, InputError, SluiceError
 from controller.redact import redact
+from controller.ref_names import validate_environment_name, validate_model_name
 from controller.settings import Settings, load_settings
 
 __all__ = ["app", "main"]
@@ -32,13 +37,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-class ForgeKind(StrEnum):
-    """Where a proposal goes."""
-
-    local = "local"
-    github = "github"
 
 
 config_app = typer.Typer(help="Inspect Sluice's configuration.", no_args_is_help=True)
@@ -85,13 +83,15 @@ def _root(
     _state["overrides"] = {"mlflow_tracking_uri": mlflow_tracking_uri}
 
 
-def current_settings() -> Settings:
-    """Settings from flags, ``--config`` (if given), the environment and the defaults."""
+def current_settings(**flags: object) -> Settings:
+    """Settings from flags (the root's and a command's ``flags``), ``--config`` (if given),
+    the environment and the defaults, validated together."""
     config = _state["config"]
     overrides = _state["overrides"]
     return load_settings(
         config if isinstance(config, Path) else None,
         **(overrides if isinstance(overrides, dict) else {}),
+        **flags,
     )
 
 
@@ -147,7 +147,13 @@ def propose(
         bool, typer.Option("--dry-run", help="Print the diff and message; change nothing.")
     ] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Propose even a quarantined version.")
+        bool,
+        typer.Option(
+            "--force",
+            hidden=True,
+            help="No longer proposes a quarantined version: lift its quarantine instead "
+            "(sluice quarantine lift), which records why.",
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -157,11 +163,19 @@ def propose(
 
     if version is not None and alias is not None:
         raise typer.BadParameter("give --version or --alias, not both")
+    if force:
+        raise InputError(
+            "--force no longer proposes a quarantined version (the rollout would roll it "
+            "straight back): lift its quarantine with `sluice quarantine lift MODEL VERSION "
+            "--reason TEXT`, which records why"
+        )
+    validate_model_name(model)
+    validate_environment_name(env)
     run_propose(
         current_settings(),
         ProposalRequest(
             model=model, environment=env, version=version, alias=alias,
-            dry_run=dry_run, force=force,
+            dry_run=dry_run,
         ),
         forge=forge.value,
         remote=repo,
@@ -204,15 +218,12 @@ def serve(
     from controller.commands_propose import build_forge, default_remote
     from controller.commands_serve import run_serve
 
-    settings = current_settings().model_copy(
-        update={
-            key: value
-            for key, value in {
-                "serve_host": host, "serve_port": port, "poll_interval_seconds": poll_interval,
-            }.items()
-            if value is not None
-        }
-    )  # fmt: skip
+    for name in env or ():
+        validate_environment_name(name)
+    # Through validation like every other value: `--poll-interval -1` is refused, not used.
+    settings = current_settings(
+        serve_host=host, serve_port=port, poll_interval_seconds=poll_interval
+    )
     run_serve(
         settings,
         forge=build_forge(settings, forge.value),
@@ -306,6 +317,7 @@ def demo(
 
 
 app.add_typer(rollout_app)
+app.add_typer(quarantine_app, name="quarantine")
 
 local_app = typer.Typer(
     help="The embedded local target: MLflow, Prometheus and a KServe-like runtime.",
@@ -397,7 +409,45 @@ def main(argv: list[str] | None = None) -> int:
         if code is None:
             return int(ExitCode.OK)
         return code if isinstance(code, int) else int(ExitCode.BAD_INPUT)
+    except KeyboardInterrupt:
+        sys.stderr.write("sluice: interrupted\n")
+        return 130
+    except Exception as exc:  # the one place a bug becomes an exit code
+        return _crash(exc)
     return int(ExitCode.OK)
+
+
+def _crash_dir() -> Path:
+    """The state directory if the settings load, else the system's temporary directory."""
+    try:
+        return current_settings().state_dir
+    except Exception:  # the crash log must be written somewhere
+        return Path(tempfile.gettempdir())
+
+
+def _crash(exc: BaseException) -> int:
+    """An unanticipated exception: the traceback goes to a crash log (and with ``--verbose``
+    to stderr), one line names the exception and the log; exit 70, never 1 ("gate failed")."""
+    text = "".join(traceback.format_exception(exc))
+    if _state["verbose"]:
+        sys.stderr.write(redact(text))
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    where = "not written"
+    for directory in (_crash_dir(), Path(tempfile.gettempdir())):
+        path = directory / f"crash-{stamp}-{os.getpid()}.log"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"sluice {__version__} {sys.argv!r}\n{redact(text)}", encoding="utf-8")
+        except OSError:
+            continue
+        where = str(path)
+        break
+    what = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+    sys.stderr.write(
+        f"sluice: internal error: {redact(what)} (a bug; traceback in {where}, "
+        "--verbose shows it)\n"
+    )
+    return int(ExitCode.INTERNAL_ERROR)
 
 
 if __name__ == "__main__":  # pragma: no cover

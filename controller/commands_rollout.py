@@ -338,6 +338,7 @@ def _status_row(
         "phase": phase_of(action),
         "secondsInPhase": max(0.0, now - obs.pin_changed_at),
         "quarantined": obs.quarantined,
+        "aborted": obs.aborted,
         "target": note or ("synced" if obs.synced else "not synced"),
         "gates": [
             {"gate": r.gate, "verdict": r.verdict.value, "summary": r.summary}

@@ -46,7 +46,7 @@ from controller.local.stack import StackRequest, down, up
 from controller.local.state import read_json
 from controller.propose import ProposalRequest, ProposalResult, propose
 from controller.rollout.actions import Outcome
-from controller.rollout.observe import QUARANTINE_TAG
+from controller.rollout.observe import QUARANTINE_TAG, rollout_tag
 from controller.rollout.record import shadow_tag
 from controller.settings import Settings
 
@@ -97,10 +97,13 @@ def _show_registry(console: Console, tracking_uri: str) -> None:
 
 
 def _rollout_note(tags: Mapping[str, str]) -> str:
-    """What the local rollouts left on a version: ``quarantined``, ``shadow pass``, or ``-``."""
+    """What the local rollouts left on a version: ``quarantined``, ``aborted``, ``shadow pass``,
+    or ``-``."""
     notes = []
     if QUARANTINE_TAG in tags and tags.get(f"{QUARANTINE_TAG}.environment") == "local":
         notes.append("quarantined")
+    if tags.get(rollout_tag("local")) == "aborted":
+        notes.append("aborted")
     if verdict := tags.get(shadow_tag("local"), ""):
         notes.append(f"shadow {verdict.split(':', 1)[0]}")
     return ", ".join(notes) or "-"

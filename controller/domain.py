@@ -33,7 +33,7 @@ class ModelVersion:
 
     @property
     def quarantined(self) -> bool:
-        """Rolled back before: proposals skip it unless forced."""
+        """Judged worse by a rollout: proposals refuse it until its quarantine is lifted."""
         return "sluice.quarantined" in self.tags
 
 

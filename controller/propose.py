@@ -50,7 +50,6 @@ class ProposalRequest:
     version: int | None = None
     alias: str | None = None
     dry_run: bool = False
-    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,11 +124,13 @@ def _resolve(registry: MlflowRegistry, request: ProposalRequest, alias: str) -> 
         version = registry.resolve(request.model, version=request.version)
     else:
         version = registry.resolve(request.model, alias=request.alias or alias)
-    if version.quarantined and not request.force:
+    if version.quarantined:
+        # --force does not override this: the rollout would roll the version straight back.
         reason = version.tags.get("sluice.quarantined", "")
         raise InputError(
-            f"{request.model} v{version.version} is quarantined ({reason}); "
-            "pass --force to propose it anyway"
+            f"{request.model} v{version.version} is quarantined ({reason}); if it should roll "
+            f"out after all, lift the quarantine first: sluice quarantine lift {request.model} "
+            f"{version.version} --reason '...'"
         )
     return version
 

@@ -357,12 +357,13 @@ def test_histogram_in_seconds_is_judged_in_milliseconds() -> None:
     assert traffic.latency.counts == (3, 6, 1, 0)
 
 
-def test_unreachable_prometheus_is_inconclusive() -> None:
-    """A stopped Prometheus makes every check inconclusive, naming where it should run."""
+def test_unreachable_prometheus_is_an_error_not_a_judgement() -> None:
+    """A stopped Prometheus makes every check an error (the tool did not work, nothing was
+    learnt about the model), naming where it should run."""
     url = f"http://127.0.0.1:{free_port()}"
     latency = MetricCheck(name="latency", builtin="request-latency", max=100)
     results = _evaluate(PrometheusSource(url), SUCCESS, latency)
-    assert [r.verdict for r in results] == [Verdict.INCONCLUSIVE] * 2
+    assert [r.verdict for r in results] == [Verdict.ERROR] * 2
     assert results[1].summary == (
         f"latency: Prometheus at {url} is unreachable (connection refused); "
         f"check that Prometheus runs at {url}"
@@ -627,11 +628,12 @@ def test_too_few_requests_is_inconclusive(scenario: Scenario) -> None:
 
 
 @pytest.mark.slow
-def test_query_error_is_inconclusive_with_prometheus_message(scenario: Scenario) -> None:
-    """A template that does not parse is inconclusive, quoting Prometheus's parse error."""
+def test_query_error_is_an_error_with_prometheus_message(scenario: Scenario) -> None:
+    """A template that does not parse is an error (not a judgement of the model), quoting
+    Prometheus's parse error."""
     check = MetricCheck(name="broken", query="sum(rate(x{r='{{ revision }}'}[1m])", max=1)
     [result] = _evaluate(scenario.source, check)
-    assert result.verdict == Verdict.INCONCLUSIVE
+    assert result.verdict == Verdict.ERROR
     assert "fix the query: " in result.summary
     assert "unclosed left parenthesis" in result.summary
 

@@ -248,23 +248,69 @@ def test_bad_input_is_one_line_and_changes_nothing(
 
 
 @pytest.mark.slow
-def test_quarantined_version_is_refused_until_forced(
+def test_quarantine_is_refused_listed_and_lifted_with_a_reason(
     mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
 ) -> None:
-    """A version a rollback quarantined is not proposed again by mistake: one line naming the
-    reason and --force, nothing pushed."""
-    version = register_version(mlflow_server.tracking_uri, model)
-    MlflowClient(mlflow_server.tracking_uri).set_model_version_tag(
-        model, str(version), "sluice.quarantined", "rolled back in staging: 20% of requests failed"
-    )
+    """A version a rollout judged worse is never proposed by mistake, not even with --force:
+    one line naming the reason and `sluice quarantine lift`. `quarantine list` shows it; a
+    lift needs a reason and records who, why and when; then the version is proposed as any."""
+    uri = mlflow_server.tracking_uri
+    version = register_version(uri, model)
+    client = MlflowClient(uri)
+    why = "rolled back in staging: 20% of requests failed"
+    client.set_model_version_tag(model, str(version), "sluice.quarantined", why)
+    client.set_model_version_tag(model, str(version), "sluice.quarantined.environment", "staging")
     refs = snapshot(remote)
     args = ("propose", model, "--env", "staging", "--version", str(version))
-    result = sluice(tmp_path, mlflow_server.tracking_uri, remote, *args)
-    assert result.returncode == 2, result.stdout + result.stderr
-    (line,) = result.stderr.strip().splitlines()
-    assert f"v{version} is quarantined (rolled back in staging: 20% of requests failed)" in line
-    assert "--force" in line
+    refused = sluice(tmp_path, uri, remote, *args)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"v{version} is quarantined ({why}); if it should roll out after all, lift the " in (
+        line_of(refused.stderr)
+    )
+    forced = sluice(tmp_path, uri, remote, *args, "--force")
+    assert forced.returncode == 2, forced.stdout + forced.stderr
+    assert "sluice quarantine lift" in line_of(forced.stderr)
     assert snapshot(remote) == refs
+
+    listed = sluice(tmp_path, uri, remote, "quarantine", "list", model, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == [
+        {"model": model, "version": version, "reason": why, "environment": "staging", "since": ""}
+    ]
+    no_reason = sluice(tmp_path, uri, remote, "quarantine", "lift", model, str(version))
+    assert no_reason.returncode == 2
+    blank = sluice(
+        tmp_path, uri, remote, "quarantine", "lift", model, str(version), "--reason", " "
+    )
+    assert blank.returncode == 2
+    assert "--reason must say why" in line_of(blank.stderr)
+    wrong = sluice(tmp_path, uri, remote, "quarantine", "lift", model, "99", "--reason", "x")
+    assert wrong.returncode == 2
+    assert f"quarantined versions of {model}: v{version}" in line_of(wrong.stderr)
+    assert "sluice.quarantined" in client.get_model_version(model, str(version)).tags
+
+    lifted = sluice(
+        tmp_path, uri, remote, "quarantine", "lift", model, str(version),
+        "--reason", "the failures came from a broken feature store, fixed in #42", "--by", "ana",
+    )  # fmt: skip
+    assert lifted.returncode == 0, lifted.stderr
+    tags = client.get_model_version(model, str(version)).tags
+    assert "sluice.quarantined" not in tags
+    assert tags["sluice.quarantine.lifted"].startswith("the failures came from a broken")
+    assert tags["sluice.quarantine.lifted.by"] == "ana"
+    assert tags["sluice.quarantine.lifted.was"] == why
+    assert tags["sluice.quarantine.lifted.at"].endswith("+00:00")
+    empty = sluice(tmp_path, uri, remote, "quarantine", "list", model, "--json")
+    assert json.loads(empty.stdout) == []
+    proposed = sluice(tmp_path, uri, remote, *args, "--json")
+    assert proposed.returncode == 0, proposed.stderr
+    assert json.loads(proposed.stdout)["status"] == "proposed"
+
+
+def line_of(stderr: str) -> str:
+    """The one line an error prints."""
+    (line,) = stderr.strip().splitlines()
+    return line
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from controller.analysis_types import GateResult, Verdict
 from controller.manifest import PinnedRelease
 from controller.rollout.actions import (
+    Abort,
     Analyze,
     Finish,
     FinishRestore,
@@ -121,6 +122,7 @@ def test_unsynced_past_the_deadline_rolls_back() -> None:
     action = decide(obs, POLICY, 1000.0 + 601)
     assert isinstance(action, StartRollback)
     assert "did not sync" in action.reason
+    assert action.verdict == "aborted"  # the cluster never synced: nothing judged the model
 
 
 def test_canary_waits_for_its_first_interval() -> None:
@@ -187,6 +189,88 @@ def test_inconclusive_holds_then_rolls_back_at_the_limit() -> None:
     action = conclude(obs, POLICY, Analyze(10, 3, record), no_data, 1120.0)
     assert isinstance(action, StartRollback)
     assert "no answer from 3 analyses" in action.reason
+    assert action.verdict == "aborted"
+
+
+def test_a_broken_tool_holds_then_aborts_without_condemning_the_model() -> None:
+    """A Locust that cannot start is an error: it holds, and after errorLimit analyses in a
+    row the rollout is aborted, not failed, so the version is never quarantined."""
+    policy = POLICY.model_copy(update={"error_limit": 2})
+    obs = observation(10, canary_target(10))
+    broken = [
+        GateResult("locust", Verdict.ERROR, "locust: could not start"),
+        GateResult("judge", Verdict.PASS, "ok"),
+    ]
+    first = conclude(obs, policy, Analyze(10, 1, AnalysisRecord(HEAD, 10)), broken, 1040.0)
+    assert isinstance(first, Hold)
+    assert (first.record.errors, first.record.failures, first.record.inconclusive) == (1, 0, 0)
+    second = conclude(obs, policy, Analyze(10, 2, first.record), broken, 1080.0)
+    assert isinstance(second, StartRollback)
+    assert second.verdict == "aborted"
+    assert second.reason.startswith("a gate could not run in 2 analyses in a row (locust:")
+
+
+def test_evidence_against_the_model_outweighs_a_broken_tool() -> None:
+    """A failing check with data behind it fails the canary even when another gate errored."""
+    obs = observation(10, canary_target(10))
+    results = [
+        GateResult("locust", Verdict.ERROR, "locust: crashed"),
+        GateResult("prometheus/success", Verdict.FAIL, "success 80% (min 99%)"),
+    ]
+    action = conclude(obs, POLICY, Analyze(10, 1, AnalysisRecord(HEAD, 10)), results, 1040.0)
+    assert isinstance(action, StartRollback)
+    assert action.verdict == "failed"
+    assert action.reason == "success 80% (min 99%); locust: crashed"
+
+
+def test_an_answer_ends_the_error_streak() -> None:
+    """Errors count in a row: an analysis that answers (inconclusive or pass) resets them."""
+    record = AnalysisRecord(HEAD, 10, looks=2, errors=2)
+    obs = observation(10, canary_target(10))
+    no_data = [GateResult("judge", Verdict.INCONCLUSIVE, "judge: too few samples")]
+    action = conclude(obs, POLICY, Analyze(10, 3, record), no_data, 1100.0)
+    assert isinstance(action, Hold)
+    assert (action.record.errors, action.record.inconclusive) == (0, 1)
+
+
+def test_record_keeps_the_error_streak_across_a_restart() -> None:
+    """The error count survives the registry tag's JSON, as the other counts do."""
+    record = AnalysisRecord(HEAD, 10, looks=3, failures=0, inconclusive=1, errors=2)
+    assert AnalysisRecord.from_json(record.to_json()) == record
+
+
+def test_aborted_rollback_records_the_abort_instead_of_quarantining() -> None:
+    """A weight-0 pin marked aborted tags the rollout as aborted (keyed by the rollback
+    commit), never quarantines, and then restores the previous version as a rollback does."""
+    target = replace(
+        canary_target(0),
+        traffic=(TrafficEntry(NEW, 0, True, "latest"), TrafficEntry(OLD, 100, False, "prev")),
+    )
+    obs = replace(
+        observation(0, target), rollback_verdict="aborted", rollback_reason="Prometheus down"
+    )
+    assert decide(obs, POLICY, 1001.0) == Abort(2, "Prometheus down")
+    recorded = replace(obs, aborted_commit=HEAD)
+    assert decide(recorded, POLICY, 1001.0) == RestorePrevious(2, 1, "Prometheus down", "aborted")
+    # An abort recorded for an earlier rollback of the same version does not count.
+    stale = replace(obs, aborted_commit="e" * 40)
+    assert isinstance(decide(stale, POLICY, 1001.0), Abort)
+
+
+def test_canary_not_serving_by_the_deadline_is_aborted() -> None:
+    """A canary the cluster never serves (capacity, a stuck rollout) is aborted, not failed."""
+    obs = observation(10, canary_target(10, ready=False))
+    action = decide(obs, POLICY, 1000.0 + 601)
+    assert isinstance(action, StartRollback)
+    assert action.verdict == "aborted"
+
+
+def test_canary_that_fails_to_load_is_failed() -> None:
+    """A revision whose model cannot load is judged: the rollback quarantines it."""
+    target = canary_target(10, ready=False, failure="boom")
+    action = decide(observation(10, target), POLICY, 1001.0)
+    assert isinstance(action, StartRollback)
+    assert action.verdict == "failed"
 
 
 def test_held_step_is_analysed_again_after_an_interval() -> None:

@@ -273,8 +273,10 @@ def test_prometheus_outage_holds_the_canary_then_it_proceeds(loop: Loop) -> None
     assert "[pass] prometheus/request-latency" in body
 
 
-def test_prometheus_outage_past_the_limit_rolls_back(loop: Loop) -> None:
-    """A canary that never gets an answer is rolled back after inconclusiveLimit analyses."""
+def test_prometheus_outage_past_the_limit_aborts_without_quarantine(loop: Loop) -> None:
+    """A canary whose Prometheus never answers is aborted after errorLimit analyses: traffic
+    goes back, but a broken tool condemns no model, so the version is not quarantined, the
+    registry says the rollout was aborted, and it may be proposed again."""
     version = register_version(loop.tracking_uri, MODEL, input_example=True)
     serving = loop.pin()[0]
     loop.propose_and_merge(version)
@@ -285,5 +287,12 @@ def test_prometheus_outage_past_the_limit_rolls_back(loop: Loop) -> None:
         loop.start_prometheus()
     assert done.returncode == 1, done.stdout + done.stderr
     body = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
-    assert "no answer from 4 analyses in a row" in body
+    assert body.startswith(f"rollback fraud-detector v{version}: aborted, all traffic back to")
+    assert "a gate could not run in 4 analyses in a row" in body
+    assert "[ERROR] prometheus/request-success-rate" in body
+    assert f"v{version} is not quarantined" in body
     assert loop.pin() == (serving, None)
+    tags = MlflowClient(loop.tracking_uri).get_model_version(MODEL, str(version)).tags
+    assert "sluice.quarantined" not in tags
+    assert tags["sluice.rollout.local"] == "aborted"
+    assert "could not run" in tags["sluice.rollout.local.reason"]

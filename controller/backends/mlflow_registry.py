@@ -364,6 +364,18 @@ class MlflowRegistry:
             for key, value in tags.items():
                 self._client.set_model_version_tag(name, str(version), key, value)
 
+    def delete_version_tags(self, name: str, version: int, keys: tuple[str, ...]) -> None:
+        """Remove tags from one version; tags it does not have are skipped."""
+        with registry_errors(self.tracking_uri, f"version {version} of model {name!r}"):
+            present = self._client.get_model_version(name, str(version)).tags or {}
+            for key in keys:
+                if key in present:
+                    self._client.delete_model_version_tag(name, str(version), key)
+
+    def model_names(self) -> list[str]:
+        """Every registered model's name."""
+        return sorted(self.all_aliases())
+
 
 def _example_rows(data: object) -> list[dict[str, object]]:
     """Rows of an MLflow input example (pandas ``split`` orient, or a list of records)."""

@@ -32,8 +32,9 @@ same reason: a query that silently matches nothing looks like a healthy canary).
 
 Thresholds are absolute (``min``, ``max``) or relative to the primary revision, evaluated with
 the same query (``maxIncrease``, ``maxDecrease``); the primary's value is shown beside every
-check, as a reviewer compares anyway. A gate fails only on a number; no data, NaN, ±Inf or an
-unreachable Prometheus is *inconclusive* and the summary says which.
+check, as a reviewer compares anyway. A gate fails only on a number; no data, NaN or ±Inf is
+*inconclusive*, and an unreachable Prometheus or a query it refuses is an *error* (the tool
+did not work): neither ever fails a model, and the summary says which.
 """
 
 from __future__ import annotations
@@ -280,9 +281,10 @@ def evaluate_checks(
 ) -> list[GateResult]:
     """One :class:`GateResult` per check, named ``prometheus/<check name>``, in order.
 
-    A check fails only on a measured value past a threshold; an unreachable Prometheus, no
-    data, NaN or ±Inf (for the canary, or the primary when a threshold is relative) is
-    inconclusive. Duplicate check names and malformed object names are a :class:`ConfigError`.
+    A check fails only on a measured value past a threshold; no data, NaN or ±Inf (for the
+    canary, or the primary when a threshold is relative) is inconclusive, and an unreachable
+    Prometheus or a refused query is an error. Duplicate check names and malformed object
+    names are a :class:`ConfigError`.
     """
     names = [check.name for check in checks]
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -309,18 +311,19 @@ def _evaluate(
     try:
         canary = _measure(source, check, context, context["canary_revision"], profile)
     except MetricsUnavailable as exc:
-        canary = exc.message
+        return GateResult(gate, Verdict.ERROR, f"{check.name}: {exc.message}")
     if isinstance(canary, str):
         return GateResult(gate, Verdict.INCONCLUSIVE, f"{check.name}: {canary}")
     # The primary's value is shown for every check (a reader compares anyway), but only a
     # relative threshold needs it: for an absolute one, a primary without data is left out.
+    broken_tool = False
     try:
         measured = _measure(source, check, context, context["primary_revision"], profile)
     except MetricsUnavailable as exc:
-        measured = exc.message
+        measured, broken_tool = exc.message, True
     if isinstance(measured, str) and check.is_relative:
         reason = f"{check.name}: {measured} (the primary revision)"
-        return GateResult(gate, Verdict.INCONCLUSIVE, reason)
+        return GateResult(gate, Verdict.ERROR if broken_tool else Verdict.INCONCLUSIVE, reason)
     primary = None if isinstance(measured, str) else measured
     values = {"canary": canary} | ({} if primary is None else {"primary": primary})
     broken = _broken_thresholds(check, canary, primary)

@@ -3,8 +3,9 @@
 Traffic only ever moves through Git: a step, a promotion and both halves of a rollback are
 commits that Argo CD syncs, each saying why in its body, and so is a shadow phase's mirror on a
 cluster (an Istio VirtualService beside the pin, removed by the commit that ends the phase).
-The registry records what Git cannot: the champion alias, the quarantine of a rolled-back
-version and the analysis record.
+The registry records what Git cannot: the champion alias, the quarantine of a version judged
+worse (or the abort of a rollout that reached no verdict, which quarantines nothing) and the
+analysis record.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from controller.manifest import ReleasePin
 from controller.ports import Forge, Notifier, RolloutRegistry
 from controller.render import validate_rendered
 from controller.rollout.actions import (
+    Abort,
     Action,
     EndShadow,
     FinishRestore,
@@ -46,7 +48,7 @@ from controller.rollout.mirror_commits import (
     unmirrored,
 )
 from controller.rollout.observation import ReleaseObservation
-from controller.rollout.observe import QUARANTINE_TAG, ReleaseRef
+from controller.rollout.observe import QUARANTINE_TAG, ReleaseRef, rollout_tag
 from controller.rollout.pin_edits import (
     PinEdit,
     finish_restore_edit,
@@ -109,6 +111,8 @@ class Actuator:
                 return self._finish_restore(action, obs)
             case Quarantine():
                 self._quarantine(action, now)
+            case Abort():
+                self._abort(action, obs, now)
             case SetChampion():
                 self._set_champion(action, now)
             case Hold():
@@ -248,19 +252,28 @@ class Actuator:
         version = _version(obs)
         previous = obs.pin.previous_version
         back_to = f"v{previous}" if previous else "the previous revision"
+        aborted = action.verdict == "aborted"
+        fate = (
+            f"v{version} is not quarantined: nothing judged the model, so it may be proposed "
+            "again once the cause is fixed."
+            if aborted
+            else f"v{version} is quarantined: proposals skip it until "
+            f"`sluice quarantine lift {obs.model} {version}`."
+        )
         if obs.shadow_percent is not None:
-            headline = f"stopped in shadow, {back_to} serves"
+            headline = f"{'aborted' if aborted else 'stopped'} in shadow, {back_to} serves"
             summary = (
-                f"Stopped in shadow: {action.reason}.\n\nv{version} never took client "
-                f"traffic; the next commit restores {back_to}'s pin.{unmirrored(obs)}"
+                f"{'Aborted' if aborted else 'Stopped'} in shadow: {action.reason}.\n\n"
+                f"v{version} never took client traffic; the next commit restores {back_to}'s "
+                f"pin.{unmirrored(obs)} {fate}"
             )
-            self._shadow_verdict(version, "fail", action.reason, now)
+            self._shadow_verdict(version, "aborted" if aborted else "fail", action.reason, now)
         else:
-            headline = f"all traffic back to {back_to}"
+            headline = f"{'aborted, ' if aborted else ''}all traffic back to {back_to}"
             summary = (
-                f"Rolled back: {action.reason}.\n\n{_weight_zero(obs)} sends every "
-                f"request to the previous version at once; the next commit "
-                f"restores {back_to}'s pin once this one is synced."
+                f"{'Aborted' if aborted else 'Rolled back'}: {action.reason}.\n\n"
+                f"{_weight_zero(obs)} sends every request to the previous version at once; "
+                f"the next commit restores {back_to}'s pin once this one is synced. {fate}"
             )
         result = self._commit(
             without_mirror(
@@ -269,6 +282,7 @@ class Actuator:
                     version,
                     0,
                     reason=action.reason,
+                    verdict=action.verdict,
                     expect=obs.pin.canary_percent,
                 ),
                 self.ref.overlay,
@@ -285,7 +299,8 @@ class Actuator:
         )
         self.metrics.set_weight(obs.model, obs.environment, 0)
         self.notifier.notify(
-            f"{obs.model} v{version} rolled back in {obs.environment}",
+            f"{obs.model} v{version} {'aborted' if aborted else 'rolled back'} in "
+            f"{obs.environment}",
             action.reason,
             severity="error",
         )
@@ -311,10 +326,15 @@ class Actuator:
                 action="restore",
                 headline=f"restore v{action.previous}",
                 summary=(
-                    f"v{action.version} was rolled back ({action.reason}); traffic already "
-                    f"reaches v{action.previous}. Its pin is restored so that Git says what "
-                    f"serves, and v{action.version} is quarantined: proposals skip it unless "
-                    "forced."
+                    f"v{action.version} was {_ended(action.verdict)} ({action.reason}); "
+                    f"traffic already reaches v{action.previous}. Its pin is restored so that "
+                    "Git says what serves, and "
+                    + (
+                        f"v{action.version} is not quarantined: it may be proposed again."
+                        if action.verdict == "aborted"
+                        else f"v{action.version} is quarantined: proposals skip it until "
+                        f"`sluice quarantine lift {obs.model} {action.version}`."
+                    )
                 ),
             ),
         )
@@ -350,6 +370,21 @@ class Actuator:
             },
         )
 
+    def _abort(self, action: Abort, obs: ReleaseObservation, now: float) -> None:
+        """The rollout ended without a verdict: say so on the version, keyed by the rollback
+        commit so that the next rollout of the same version starts clean."""
+        tag = rollout_tag(self.ref.environment.name)
+        self.registry.set_version_tags(
+            self.ref.release.model,
+            action.version,
+            {
+                tag: "aborted",
+                f"{tag}.reason": action.reason[:500],
+                f"{tag}.at": _now_iso(now),
+                f"{tag}.commit": obs.pin_commit,
+            },
+        )
+
     def _set_champion(self, action: SetChampion, now: float) -> None:
         model, alias = self.ref.release.model, self.ref.release.champion_alias
         tags = {f"sluice.promoted.{self.ref.environment.name}": _now_iso(now)}
@@ -367,6 +402,10 @@ class Actuator:
 def _version(obs: ReleaseObservation) -> int:
     assert obs.pin.version is not None
     return obs.pin.version
+
+
+def _ended(verdict: str) -> str:
+    return "aborted" if verdict == "aborted" else "rolled back"
 
 
 def _field_removed(obs: ReleaseObservation) -> str:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Literal
 
 from controller.analysis_types import GateResult
 from controller.rollout.record import AnalysisRecord
 
 __all__ = [
+    "Abort",
     "Action",
     "Analyze",
     "AnalyzeShadow",
@@ -24,6 +26,7 @@ __all__ = [
     "Promote",
     "Quarantine",
     "RestorePrevious",
+    "RollbackVerdict",
     "SetChampion",
     "SetWeight",
     "StartMirror",
@@ -132,17 +135,33 @@ class SetChampion:
     previous: int | None
 
 
+#: Why traffic goes back: ``failed`` (the model was judged worse: it is quarantined) or
+#: ``aborted`` (no verdict: a tool did not work, evidence never came, a deadline passed; the
+#: version is not quarantined and may be proposed again).
+RollbackVerdict = Literal["failed", "aborted"]
+
+
 @dataclass(frozen=True)
 class StartRollback:
     """Commit ``canaryTrafficPercent: 0``: all traffic back to the previous rollout at once."""
 
     reason: str
     results: tuple[GateResult, ...] = ()
+    verdict: RollbackVerdict = "failed"
 
 
 @dataclass(frozen=True)
 class Quarantine:
     """Tag the rolled-back version so proposals skip it."""
+
+    version: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Abort:
+    """Record on the version that its rollout in this environment was aborted, and why (the
+    registry's ``sluice.rollout.ENV`` tag), instead of quarantining it."""
 
     version: int
     reason: str
@@ -155,6 +174,7 @@ class RestorePrevious:
     version: int
     previous: int
     reason: str
+    verdict: RollbackVerdict = "failed"
 
 
 @dataclass(frozen=True)
@@ -186,6 +206,7 @@ Action = (
     | SetChampion
     | StartRollback
     | Quarantine
+    | Abort
     | RestorePrevious
     | FinishRestore
     | Finish

@@ -110,8 +110,8 @@ class Analyzer:
                 pool.submit(self.load.run, replace(plan, url=baseline.url, report_dir=base_dir))
             try:
                 report = canary_run.result()
-            except SluiceError as exc:
-                return GateResult("locust", Verdict.INCONCLUSIVE, f"locust: {exc.message}")
+            except SluiceError as exc:  # Locust did not run: nothing learnt about the model
+                return GateResult("locust", Verdict.ERROR, f"locust: {exc.message}")
         return evaluate_load(report, config)
 
     def _rows(self, model: str, version: int) -> list[dict[str, object]]:
@@ -125,9 +125,11 @@ class Analyzer:
             return []
         revisions = self._revisions(obs)
         if self.metrics is None or revisions is None:
+            # No Prometheus is a broken tool (error); no primary yet is missing evidence.
+            verdict = Verdict.ERROR if self.metrics is None else Verdict.INCONCLUSIVE
             why = "no Prometheus configured" if self.metrics is None else "no primary revision"
             return [
-                GateResult(f"prometheus/{c.name}", Verdict.INCONCLUSIVE, f"{c.name}: {why}")
+                GateResult(f"prometheus/{c.name}", verdict, f"{c.name}: {why}")
                 for c in gates.metrics
             ]
         canary, primary = revisions
@@ -163,8 +165,8 @@ class Analyzer:
                 )
                 for revision in (canary, primary)
             ]
-        except SluiceError as exc:
-            return GateResult("judge", Verdict.INCONCLUSIVE, f"judge: {exc.message}")
+        except SluiceError as exc:  # the metrics could not be read: a tool error
+            return GateResult("judge", Verdict.ERROR, f"judge: {exc.message}")
         canary_traffic, primary_traffic = traffic
         if canary_traffic is None or primary_traffic is None:
             who = canary if canary_traffic is None else primary

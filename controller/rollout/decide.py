@@ -5,10 +5,14 @@ with plain values and with hypothesis:
 
 - a step advances, and a canary is promoted, only on an analysis where every gate passed;
 - steps are never skipped: the next weight is always the next step of the policy, or 0;
-- failing evidence rolls back after ``failureLimit`` analyses; missing evidence (no data,
-  errors, too few samples) holds, and rolls back only after ``inconclusiveLimit`` in a row;
-- a canary revision that fails to load, or is not serving by the progress deadline, rolls
-  back at once;
+- failing evidence rolls back after ``failureLimit`` analyses and quarantines the version;
+  missing evidence (no data, too few samples) holds, as does a gate whose tool did not work
+  (``error``), and they abort the rollout only after ``inconclusiveLimit`` and ``errorLimit``
+  analyses in a row: traffic goes back as in a rollback, but the version is not quarantined
+  (a broken tool never condemns a model);
+- a canary revision that fails to load rolls back at once and is quarantined (the model
+  cannot serve); one that is not serving by the progress deadline, or a sync that never
+  happens, aborts (the cluster, not the model, may be at fault);
 - rollback is two commits, KServe's own way: ``canaryTrafficPercent: 0`` sends all traffic
   to the previous rolled-out revision at once; once that is synced, the previous version's
   pin is restored so that Git says what serves;
@@ -30,6 +34,7 @@ from collections.abc import Sequence
 from controller.analysis_types import GateResult, Verdict
 from controller.gates.shadow_judge import ShadowJudgement, shadow_report_markdown
 from controller.rollout.actions import (
+    Abort,
     Action,
     Analyze,
     AnalyzeShadow,
@@ -95,10 +100,19 @@ def conclude(
     verdicts = [r.verdict for r in results]
     if Verdict.FAIL in verdicts and record.failures >= policy.failure_limit:
         return StartRollback(failing_summary(results), tuple(results))
+    if Verdict.FAIL not in verdicts and record.errors >= policy.error_limit:
+        return StartRollback(
+            f"a gate could not run in {record.errors} analyses in a row "
+            f"({failing_summary(results)})",
+            tuple(results),
+            verdict="aborted",
+        )
     if record.inconclusive >= policy.inconclusive_limit:
         why = failing_summary(results) if results else "no gate ran"
         return StartRollback(
-            f"no answer from {record.inconclusive} analyses in a row ({why})", tuple(results)
+            f"no answer from {record.inconclusive} analyses in a row ({why})",
+            tuple(results),
+            verdict="aborted",
         )
     if results and all(v is Verdict.PASS for v in verdicts):
         following = next_step(policy.steps, analysis.step)
@@ -121,6 +135,13 @@ def conclude_shadow(
     record = tally(analysis.record, results, now)
     if judgement.verdict is Verdict.FAIL and record.failures >= policy.failure_limit:
         return StartRollback(failing_summary(results), results)
+    if judgement.verdict is Verdict.ERROR and record.errors >= policy.error_limit:
+        return StartRollback(
+            f"the shadow judge could not run in {record.errors} judgements in a row "
+            f"({judgement.reason})",
+            results,
+            verdict="aborted",
+        )
     if judgement.verdict is Verdict.PASS:
         report = shadow_report_markdown(
             judgement,
@@ -133,13 +154,14 @@ def conclude_shadow(
         return StartRollback(
             f"no shadow verdict within {phase.max_duration_seconds:g} s ({judgement.reason})",
             results,
+            verdict="aborted",
         )
     return Hold(record, f"shadow {judgement.reason}", phase="shadowing")
 
 
 def failing_summary(results: Sequence[GateResult]) -> str:
     """The summaries of the gates that did not pass, failures first, in one line."""
-    order = {Verdict.FAIL: 0, Verdict.INCONCLUSIVE: 1, Verdict.PASS: 2}
+    order = {Verdict.FAIL: 0, Verdict.ERROR: 1, Verdict.INCONCLUSIVE: 2, Verdict.PASS: 3}
     bad = sorted(
         (r for r in results if r.verdict is not Verdict.PASS), key=lambda r: order[r.verdict]
     )
@@ -165,7 +187,8 @@ def _unsynced(
     if _deadline_passed(obs, policy, now, since):
         return StartRollback(
             f"{obs.environment} did not sync {obs.head[:12]} within "
-            f"{policy.progress_deadline_seconds:g} s"
+            f"{policy.progress_deadline_seconds:g} s",
+            verdict="aborted",
         )
     return Wait(f"waiting for {obs.environment} to sync {obs.head[:12]}", phase)
 
@@ -188,7 +211,8 @@ def _full_rollout(obs: ReleaseObservation, policy: RolloutPolicy, now: float) ->
     if not serving:
         if _deadline_passed(obs, policy, now) and pin.previous_version is not None:
             return StartRollback(
-                f"v{pin.version} was not serving within {policy.progress_deadline_seconds:g} s"
+                f"v{pin.version} was not serving within {policy.progress_deadline_seconds:g} s",
+                verdict="aborted",
             )
         return Wait(f"v{pin.version} is rolling out in {obs.environment}", "progressing")
     if obs.champion != pin.version and obs.quarantined is None:
@@ -215,7 +239,7 @@ def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, ste
             "sync the environment's Argo CD Application with prune"
         )
         if _deadline_passed(obs, policy, now):
-            return StartRollback(why)
+            return StartRollback(why, verdict="aborted")
         return Wait(why, "progressing")
     latest = next((t for t in target.traffic if t.latest), None)
     serving = (
@@ -229,7 +253,8 @@ def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, ste
         if _deadline_passed(obs, policy, now):
             return StartRollback(
                 f"canary revision {target.latest_created} was not serving {step}% within "
-                f"{policy.progress_deadline_seconds:g} s"
+                f"{policy.progress_deadline_seconds:g} s",
+                verdict="aborted",
             )
         return Wait(
             f"canary revision {target.latest_created} is not serving {step}% yet", "progressing"
@@ -258,7 +283,8 @@ def _shadowing(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Ac
         if _deadline_passed(obs, policy, now):
             return StartRollback(
                 f"challenger revision {challenger} was not ready within "
-                f"{policy.progress_deadline_seconds:g} s"
+                f"{policy.progress_deadline_seconds:g} s",
+                verdict="aborted",
             )
         return Wait(f"challenger revision {challenger} is loading", "shadowing")
     if not target.mirrors_shadow:
@@ -289,7 +315,8 @@ def _mirroring(
         if _deadline_passed(obs, policy, now):
             return StartRollback(
                 f"challenger revision {challenger} was not at 0% beside a primary at 100% "
-                f"within {policy.progress_deadline_seconds:g} s"
+                f"within {policy.progress_deadline_seconds:g} s",
+                verdict="aborted",
             )
         return Wait(f"waiting for {challenger} at 0% beside a primary at 100%", "shadowing")
     return StartMirror(primary, challenger, percent)
@@ -307,11 +334,15 @@ def _primary_beside(target: TargetObservation, challenger: str) -> str | None:
 
 
 def _rolling_back(obs: ReleaseObservation) -> Action:
-    """``canaryTrafficPercent: 0``: quarantine, wait for the traffic to move, restore the pin."""
+    """``canaryTrafficPercent: 0``: quarantine a failed version (or record an aborted rollout),
+    wait for the traffic to move, restore the pin."""
     pin, target = obs.pin, obs.target
     assert pin.version is not None
     reason = obs.rollback_reason or "canaryTrafficPercent set to 0 in Git"
-    if obs.quarantined is None:
+    aborted = obs.rollback_verdict == "aborted"
+    if aborted and obs.aborted_commit != obs.pin_commit:
+        return Abort(pin.version, reason)
+    if not aborted and obs.quarantined is None:
         return Quarantine(pin.version, reason)
     if pin.previous_version is None:
         return Finish(
@@ -323,7 +354,9 @@ def _rolling_back(obs: ReleaseObservation) -> Action:
         return Wait(f"waiting for {obs.environment} to sync the rollback", "rolling_back")
     if target.percent_of(target.latest_created) > 0 or not target.traffic:
         return Wait("traffic is moving back to the previous revision", "rolling_back")
-    return RestorePrevious(pin.version, pin.previous_version, reason)
+    return RestorePrevious(
+        pin.version, pin.previous_version, reason, "aborted" if aborted else "failed"
+    )
 
 
 def _finishing_restore(obs: ReleaseObservation) -> Action:

@@ -15,7 +15,12 @@ from controller.commit_message import SUBJECT_LIMIT
 
 __all__ = ["RolloutCommit", "render_rollout_comment", "render_rollout_message"]
 
-_MARK = {Verdict.PASS: "pass", Verdict.FAIL: "FAIL", Verdict.INCONCLUSIVE: "inconclusive"}
+_MARK = {
+    Verdict.PASS: "pass",
+    Verdict.FAIL: "FAIL",
+    Verdict.ERROR: "ERROR",
+    Verdict.INCONCLUSIVE: "inconclusive",
+}
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,13 @@ class ReleaseObservation:
     analysis: AnalysisRecord | None = None
     #: The sluice.dev/rollback-reason annotation of the pin (set by the first rollback commit).
     rollback_reason: str | None = None
+    #: Its sluice.dev/rollback-verdict: ``aborted`` when no gate judged the model (a pin
+    #: rolled back before the annotation existed reads as ``failed``).
+    rollback_verdict: str | None = None
+    #: The rollback commit whose abort the registry recorded (``sluice.rollout.ENV.commit``).
+    aborted_commit: str | None = None
+    #: Why the version's last rollout here was aborted (``sluice.rollout.ENV.reason``), if it was.
+    aborted: str | None = None
     #: The sluice.dev/restored-from annotation: the bad version a Serverless restore replaced,
     #: set until the restored revision is ready and takes all traffic.
     restored_from: int | None = None

@@ -21,7 +21,7 @@ from controller.errors import ConfigError, ManifestInvalid, ModelNotFound
 from controller.manifest import load_pin, read_release
 from controller.ports import RolloutRegistry, Target
 from controller.rollout.observation import ReleaseObservation
-from controller.rollout.pin_edits import RESTORED_FROM, ROLLBACK_REASON
+from controller.rollout.pin_edits import RESTORED_FROM, ROLLBACK_REASON, ROLLBACK_VERDICT
 from controller.rollout.record import AnalysisRecord, analysis_tag
 from controller.shadow_mirror import (
     KUSTOMIZATION_FILES,
@@ -37,9 +37,16 @@ __all__ = [
     "load_environment_config",
     "load_release",
     "observe",
+    "rollout_tag",
 ]
 
 QUARANTINE_TAG = "sluice.quarantined"
+
+
+def rollout_tag(environment: str) -> str:
+    """The version tag saying how its last rollout in ``environment`` ended when it did not
+    end in a verdict on the model (``aborted``, with ``.reason``, ``.at``, ``.commit``)."""
+    return f"sluice.rollout.{environment}"
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,8 @@ def observe(
     annotations = (document.get("metadata") or {}).get("annotations") or {}
     change = workspace.last_change(branch, ref.pin_path)
     quarantined: str | None = None
+    aborted_commit: str | None = None
+    aborted: str | None = None
     analysis: AnalysisRecord | None = None
     if pin.version is not None:
         try:
@@ -109,6 +118,10 @@ def observe(
             version = None
         if version is not None:
             quarantined = version.tags.get(QUARANTINE_TAG)
+            rollout = rollout_tag(ref.environment.name)
+            if version.tags.get(rollout) == "aborted":
+                aborted_commit = version.tags.get(f"{rollout}.commit")
+                aborted = version.tags.get(f"{rollout}.reason") or "aborted"
             analysis = AnalysisRecord.from_json(
                 version.tags.get(analysis_tag(ref.environment.name))
             )
@@ -131,6 +144,9 @@ def observe(
         quarantined=quarantined,
         analysis=analysis,
         rollback_reason=annotations.get(ROLLBACK_REASON),
+        rollback_verdict=annotations.get(ROLLBACK_VERDICT),
+        aborted_commit=aborted_commit,
+        aborted=aborted,
         restored_from=_int(annotations.get(RESTORED_FROM)),
         shadow_percent=_shadow_percent(document),
         shadow_mirror=mirror,

@@ -50,6 +50,7 @@ __all__ = [
     "ANY",
     "RESTORED_FROM",
     "ROLLBACK_REASON",
+    "ROLLBACK_VERDICT",
     "finish_restore_edit",
     "mirror_edit",
     "promote_edit",
@@ -70,6 +71,8 @@ class _Any(enum.Enum):
 ANY = _Any.ANY
 
 ROLLBACK_REASON = f"{ANNOTATION_PREFIX}rollback-reason"
+#: ``failed`` (the version was judged worse) or ``aborted`` (no verdict), beside the reason.
+ROLLBACK_VERDICT = f"{ANNOTATION_PREFIX}rollback-verdict"
 RESTORED_FROM = f"{ANNOTATION_PREFIX}restored-from"
 _REASON_LIMIT = 250
 
@@ -141,9 +144,11 @@ def weight_edit(
     percent: int,
     *,
     reason: str | None = None,
+    verdict: str | None = None,
     expect: int | _Any | None = ANY,
 ) -> PinEdit:
-    """Set the canary's weight (0 starts a rollback and records ``reason``): Serverless
+    """Set the canary's weight (0 starts a rollback and records ``reason`` and ``verdict``,
+    ``failed`` or ``aborted``, as annotations Argo CD shows): Serverless
     ``canaryTrafficPercent``, RawDeployment ``spec.canary[0].trafficPercent``. Either ends a
     shadow phase: the shadow annotations go."""
 
@@ -161,6 +166,8 @@ def weight_edit(
             if len(text) > _REASON_LIMIT:
                 text = text[: _REASON_LIMIT - 1] + "…"
             _annotations(document)[ROLLBACK_REASON] = text
+        if verdict is not None:
+            _annotations(document)[ROLLBACK_VERDICT] = verdict
 
     return _edit(path, version, change, None if expect is ANY else (expect, percent))
 
@@ -205,6 +212,7 @@ def restore_edit(path: str, version: int, pin: ReleasePin) -> PinEdit:
         apply_release(document, pin, source=path)
         annotations = _annotations(document)
         annotations.pop(ROLLBACK_REASON, None)
+        annotations.pop(ROLLBACK_VERDICT, None)
         if serverless:
             _predictor(document).insert(0, "canaryTrafficPercent", 0)
             annotations[RESTORED_FROM] = DoubleQuotedScalarString(str(version))

@@ -7,7 +7,9 @@ schema printed by ``sluice config schema environment`` documents every field.
 Defaults favour a fast, safe rollback (see ``benchmarks/rollback_latency.py``): one failing
 analysis rolls back, because a gate only fails on evidence (a threshold crossed with enough
 requests, or a statistically significant difference); missing data is inconclusive and only
-rolls back after ``inconclusiveLimit`` analyses in a row.
+aborts after ``inconclusiveLimit`` analyses in a row, and a gate whose tool did not work
+(``error``) after ``errorLimit``. An aborted rollout moves traffic back exactly as a rollback
+does, but only a failed one quarantines the version: a broken tool never condemns a model.
 """
 
 from __future__ import annotations
@@ -80,8 +82,18 @@ class RolloutPolicy(BaseModel):
         default=5,
         alias="inconclusiveLimit",
         ge=1,
-        description="Analyses in a row without an answer (no data, query errors, too few "
-        "samples) before rolling back.",
+        description="Analyses in a row without an answer (no data, too few samples, an "
+        "undecided judge) before the rollout is aborted: traffic goes back to the previous "
+        "version, which is not quarantined.",
+    )
+    error_limit: int = Field(
+        default=4,
+        alias="errorLimit",
+        ge=1,
+        description="Analyses in a row where a gate's tool did not work (Locust crashed or "
+        "could not start, a Prometheus query errored, Prometheus was unreachable) before the "
+        "rollout is aborted: traffic goes back, the version is not quarantined and may be "
+        "proposed again (Argo Rollouts' consecutiveErrorLimit defaults to 4 too).",
     )
     progress_deadline_seconds: float = Field(
         default=600.0,

@@ -18,6 +18,7 @@ from controller.notify import NullNotifier
 from controller.ports import Forge, Notifier, PredictionStore, RolloutRegistry, Target
 from controller.rollout.act import Actuator
 from controller.rollout.actions import (
+    Abort,
     Action,
     Analyze,
     AnalyzeShadow,
@@ -99,7 +100,7 @@ def phase_of(action: Action) -> str:
             return "progressing"
         case Promote() | SetChampion():
             return "promoting"
-        case StartRollback() | Quarantine() | RestorePrevious() | FinishRestore():
+        case StartRollback() | Quarantine() | Abort() | RestorePrevious() | FinishRestore():
             return "rolling_back"
         case Finish():
             return {
@@ -134,10 +135,14 @@ def _detail(action: Action) -> str:
             return f"canary {action.from_percent}% → 100%: promoted"
         case SetChampion():
             return f"champion alias → v{action.version}"
+        case StartRollback() if action.verdict == "aborted":
+            return f"aborting: {action.reason}"
         case StartRollback():
             return f"rolling back: {action.reason}"
         case Quarantine():
             return f"quarantined v{action.version}: {action.reason}"
+        case Abort():
+            return f"aborted v{action.version}'s rollout (not quarantined): {action.reason}"
         case RestorePrevious():
             return f"restored v{action.previous}"
         case FinishRestore():

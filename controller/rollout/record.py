@@ -38,6 +38,8 @@ class AnalysisRecord:
     looks: int = 0
     failures: int = 0
     inconclusive: int = 0
+    #: Analyses in a row where a gate's tool did not work (and none failed).
+    errors: int = 0
     #: When the last analysis finished (seconds since the epoch), for pacing.
     last_at: float | None = None
     results: tuple[GateResult, ...] = ()
@@ -50,6 +52,7 @@ class AnalysisRecord:
             "looks": self.looks,
             "failures": self.failures,
             "inconclusive": self.inconclusive,
+            "errors": self.errors,
             "lastAt": self.last_at,
             "results": [
                 {"gate": r.gate, "verdict": r.verdict.value, "summary": r.summary[:300]}
@@ -71,6 +74,7 @@ class AnalysisRecord:
                 looks=int(data.get("looks", 0)),
                 failures=int(data.get("failures", 0)),
                 inconclusive=int(data.get("inconclusive", 0)),
+                errors=int(data.get("errors", 0)),
                 last_at=float(data["lastAt"]) if data.get("lastAt") is not None else None,
                 results=tuple(
                     GateResult(str(r["gate"]), Verdict(r["verdict"]), str(r.get("summary", "")))
@@ -84,23 +88,29 @@ class AnalysisRecord:
 def tally(record: AnalysisRecord, results: Sequence[GateResult], now: float) -> AnalysisRecord:
     """The record after one more analysis with ``results``.
 
-    A failing gate counts a failure; otherwise any inconclusive gate (or no gate at all)
-    counts an inconclusive analysis. A fully passing analysis resets the inconclusive streak,
-    since the limit is on consecutive analyses without an answer.
+    A failing gate counts a failure (evidence against the model wins over a broken tool);
+    otherwise a gate whose tool did not work counts an error analysis, and any inconclusive
+    gate (or no gate at all) an inconclusive one. The error and inconclusive counts are streaks:
+    their limits are on consecutive analyses without an answer, so an analysis that answers
+    resets them.
     """
     verdicts = {r.verdict for r in results}
-    failures, inconclusive = record.failures, record.inconclusive
+    failures, inconclusive, errors = record.failures, record.inconclusive, record.errors
     if Verdict.FAIL in verdicts:
         failures += 1
+    elif Verdict.ERROR in verdicts:
+        errors += 1
     elif Verdict.INCONCLUSIVE in verdicts or not results:
         inconclusive += 1
+        errors = 0
     else:
-        inconclusive = 0
+        inconclusive = errors = 0
     return replace(
         record,
         looks=record.looks + 1,
         failures=failures,
         inconclusive=inconclusive,
+        errors=errors,
         last_at=now,
         results=tuple(results),
     )

@@ -22,9 +22,9 @@ __all__ = ["judge_mirrored"]
 _log = logging.getLogger("sluice.rollout")
 
 
-def _without_evidence(reason: str) -> ShadowJudgement:
-    result = GateResult(f"{GATE_PREFIX}/prediction-log", Verdict.INCONCLUSIVE, reason)
-    return ShadowJudgement(Verdict.INCONCLUSIVE, reason, (result,), 0, 0)
+def _without_evidence(reason: str, verdict: Verdict = Verdict.INCONCLUSIVE) -> ShadowJudgement:
+    result = GateResult(f"{GATE_PREFIX}/prediction-log", verdict, reason)
+    return ShadowJudgement(verdict, reason, (result,), 0, 0)
 
 
 def judge_mirrored(
@@ -38,7 +38,9 @@ def judge_mirrored(
         return _without_evidence("the challenger's revision is not known yet")
     try:
         pairs = store.pairs(shadow_revision=revision, since=obs.pin_changed_at)
-    except Exception as exc:  # any store failure is missing evidence, never a pass
+    except Exception as exc:  # any store failure is a tool error, never a pass or a fail
         _log.warning("reading the prediction log failed: %s", exc)
-        return _without_evidence(f"the prediction log could not be read ({type(exc).__name__})")
+        return _without_evidence(
+            f"the prediction log could not be read ({type(exc).__name__})", Verdict.ERROR
+        )
     return judge_shadow(ShadowSamples.from_pairs(pairs), phase.judge)
