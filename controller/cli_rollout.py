@@ -12,9 +12,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-__all__ = ["TargetChoice", "rollout_app"]
+from controller.ref_names import validate_environment_name, validate_model_name
+
+__all__ = ["ForgeKind", "TargetChoice", "rollout_app"]
 
 rollout_app = typer.Typer()
+
+
+class ForgeKind(StrEnum):
+    """Where proposals go and rollouts report: every command offers the same choices."""
+
+    local = "local"
+    github = "github"
 
 
 class TargetChoice(StrEnum):
@@ -30,7 +39,8 @@ _TARGET = Annotated[
     typer.Option(help="local: the `sluice local up` stack; kubernetes: a cluster with Argo CD."),
 ]
 _FORGE = Annotated[
-    str, typer.Option(help="github: comment on the proposal's pull request and set statuses.")
+    ForgeKind,
+    typer.Option(help="github: comment on the proposal's pull request and set statuses."),
 ]
 _REPO = Annotated[
     str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
@@ -46,7 +56,7 @@ def rollout(
     ] = False,
     target: _TARGET = TargetChoice.local,
     repo: _REPO = None,
-    forge: _FORGE = "local",
+    forge: _FORGE = ForgeKind.local,
     as_json: Annotated[bool, typer.Option("--json", help="Print the passes as JSON.")] = False,
 ) -> None:
     """Walk the merged version through its canary steps; exit 0 promoted, 1 rolled back."""
@@ -54,10 +64,12 @@ def rollout(
     from controller.commands_propose import build_forge
     from controller.commands_rollout import run_rollout
 
+    validate_model_name(model)
+    validate_environment_name(env)
     settings = current_settings()
     code = run_rollout(
         settings, model=model, environment=env, once=once, target=target.value, remote=repo,
-        as_json=as_json, console=Console(), forge=build_forge(settings, forge),
+        as_json=as_json, console=Console(), forge=build_forge(settings, forge.value),
     )  # fmt: skip
     if code:
         raise typer.Exit(code)
@@ -70,7 +82,7 @@ def rollback(
     reason: Annotated[str, typer.Option("--reason", help="Why: goes into the commit.")],
     target: _TARGET = TargetChoice.local,
     repo: _REPO = None,
-    forge: _FORGE = "local",
+    forge: _FORGE = ForgeKind.local,
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="See the rollback through to the restore.")
     ] = True,
@@ -80,10 +92,12 @@ def rollback(
     from controller.commands_propose import build_forge
     from controller.commands_rollout import run_rollback
 
+    validate_model_name(model)
+    validate_environment_name(env)
     settings = current_settings()
     code = run_rollback(
         settings, model=model, environment=env, reason=reason, target=target.value,
-        remote=repo, wait=wait, console=Console(), forge=build_forge(settings, forge),
+        remote=repo, wait=wait, console=Console(), forge=build_forge(settings, forge.value),
     )  # fmt: skip
     if code:
         raise typer.Exit(code)
@@ -102,6 +116,8 @@ def status(
     from controller.cli import current_settings
     from controller.commands_rollout import run_status
 
+    if env is not None:
+        validate_environment_name(env)
     run_status(
         current_settings(), environment=env, target=target.value, remote=repo,
         as_json=as_json, console=Console(),

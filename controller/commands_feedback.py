@@ -32,6 +32,7 @@ from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.commands_local import local_root
 from controller.errors import ConfigError, InputError, TransientError
 from controller.feedback import FEEDBACK_PATH, feedback_route, is_request_id
+from controller.limits import FEEDBACK_FILE_MAX_BYTES
 from controller.local.runtime import PREDICTION_LOG_FILE
 from controller.redact import register_secret
 from controller.server import Handler, ServeMetrics
@@ -72,6 +73,7 @@ def read_labels(path: Path) -> list[tuple[str, float]]:
         fix_missing="fix the path",
         fix_empty="give a file with columns request_id and label",
         csv_as_text=True,
+        max_bytes=FEEDBACK_FILE_MAX_BYTES,
     )
     missing = [name for name in _COLUMNS if name not in frame.columns]
     if missing:

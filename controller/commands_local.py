@@ -9,18 +9,74 @@ CD-shaped JSON for scripts.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from controller.errors import ConfigError
 from controller.local.runtime import RUNTIME_FILE
 from controller.local.stack import StackRequest, component_states, down, up
 from controller.local.state import read_json
+from controller.ref_names import validate_environment_name
 from controller.settings import Settings
 
-__all__ = ["local_root", "run_down", "run_status", "run_up"]
+__all__ = [
+    "PORT_BASE_MAX",
+    "PORT_BASE_MIN",
+    "PORT_SPAN",
+    "local_root",
+    "run_down",
+    "run_status",
+    "run_up",
+]
+
+#: ``--port-base N`` reserves N .. N+99: MLflow N, Alertmanager N+1, Prometheus N+2 and one
+#: router per InferenceService from N+10 (up to 90 of them).
+PORT_SPAN = 100
+#: Ports below 1024 need root; the stack never runs as root on purpose.
+PORT_BASE_MIN = 1024
+PORT_BASE_MAX = 65535 - (PORT_SPAN - 1)
+
+
+def check_port_base(port_base: int | None) -> None:
+    """Refuse a ``--port-base`` whose reserved range is not all unprivileged, valid ports."""
+    if port_base is not None and not PORT_BASE_MIN <= port_base <= PORT_BASE_MAX:
+        raise ConfigError(
+            f"--port-base {port_base} is out of range: the stack uses ports N to "
+            f"N+{PORT_SPAN - 1}, so N must be between {PORT_BASE_MIN} and {PORT_BASE_MAX}"
+        )
+
+
+def _is_local_path(remote: str) -> bool:
+    # Git reads "host:path" (no "/" before the first ":") as scp-like SSH, anything with "://"
+    # as a URL, and everything else as a path.
+    return "://" not in remote and re.match(r"^[^/]+:", remote) is None
+
+
+def check_remote(remote: str) -> str:
+    """A local ``--repo`` must be a repository Git can read; it is returned absolute."""
+    if not _is_local_path(remote):
+        return remote
+    path = Path(remote)
+    if not path.exists():
+        raise ConfigError(
+            f"--repo {remote} does not exist; give the path of a Git repository or a remote URL"
+        )
+    probe = subprocess.run(
+        ["git", "ls-remote", "--heads", str(path.resolve())],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if probe.returncode != 0:
+        said = next(iter(probe.stderr.strip().splitlines()), "no output")
+        raise ConfigError(f"--repo {remote} is not a Git repository Git can read ({said})")
+    return str(path.resolve())
 
 
 def local_root(settings: Settings) -> Path:
@@ -45,8 +101,9 @@ def run_up(
     manifests/monitoring/prometheus-rules.yaml) with the ``alert_for`` and ``rule_interval``
     overrides; Alertmanager posts the ``retrain_alerts`` of ``settings`` to ``sluice serve``.
     """
-    if Path(remote).exists():
-        remote = str(Path(remote).resolve())
+    validate_environment_name(env)
+    check_port_base(port_base)
+    remote = check_remote(remote)
     request = StackRequest(
         root=local_root(settings),
         remote=remote,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from controller.errors import ConfigError
 from controller.gates.metrics_profile import RAW_DEPLOYMENT_PROFILE
+from controller.limits import ENVIRONMENT_FILE_MAX_BYTES
 from controller.rollout.policy import RolloutPolicy
 from controller.yaml_config import parse_yaml, validate_yaml_model
 
@@ -149,7 +150,8 @@ def load_environment(repo_root: Path, environment: str) -> EnvironmentConfig:
 
 def parse_environment(text: str, *, source: str, environment: str) -> EnvironmentConfig:
     """Validate an environment file's text (read from a checkout or a Git revision)."""
-    config = validate_yaml_model(EnvironmentConfig, parse_yaml(text, label=source), label=source)
+    data = parse_yaml(text, label=source, limit=ENVIRONMENT_FILE_MAX_BYTES, kind="environment file")
+    config = validate_yaml_model(EnvironmentConfig, data, label=source)
     if config.name != environment:
         raise ConfigError(f"{source}: name is {config.name!r} but the overlay is {environment!r}")
     if config.rollout.shadow is not None and config.deployment_mode == "RawDeployment":

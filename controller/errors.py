@@ -20,6 +20,9 @@
           +-- ModelLoadFailed        a model server could not fetch or load its model (exit 2)
           +-- GateFailed             a quality gate or analysis said no              (exit 1)
 
+Any other exception is a bug: ``sluice`` exits 70 (``ExitCode.INTERNAL_ERROR``, sysexits'
+EX_SOFTWARE), prints one line naming it and writes the traceback to a crash log.
+
 Backends translate library exceptions (``MlflowException`` error codes, ``GithubException``,
 git's non-fast-forward) into this tree at the boundary, so the core never sees a library type.
 Every message is one line that names the thing and the fix; secrets are redacted before an
@@ -57,6 +60,8 @@ class ExitCode(IntEnum):
     GATE_FAILED = 1
     BAD_INPUT = 2
     UNAVAILABLE = 3
+    #: A bug: an exception Sluice did not anticipate (BSD sysexits' EX_SOFTWARE).
+    INTERNAL_ERROR = 70
 
 
 class SluiceError(Exception):

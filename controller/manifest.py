@@ -41,7 +41,9 @@ from controller.deployment_mode import (
     deployment_mode,
 )
 from controller.errors import ManifestInvalid
+from controller.limits import PIN_FILE_MAX_BYTES
 from controller.shadow_phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION, SHADOW_PHASE
+from controller.yaml_config import check_yaml_text
 
 __all__ = [
     "ANNOTATION_PREFIX",
@@ -100,7 +102,11 @@ def _yaml() -> YAML:
 
 
 def load_pin(text: str, *, source: str) -> CommentedMap:
-    """Parse a pin file, keeping comments; :class:`ManifestInvalid` if it is not one."""
+    """Parse a pin file, keeping comments; :class:`ManifestInvalid` if it is not one, is over
+    :data:`~controller.limits.PIN_FILE_MAX_BYTES` or uses YAML anchors or aliases."""
+    check_yaml_text(
+        text, label=source, limit=PIN_FILE_MAX_BYTES, kind="pin file", error=ManifestInvalid
+    )
     try:
         document = _yaml().load(text)
     except YAMLError as exc:

@@ -10,6 +10,7 @@ committed.
 
 from __future__ import annotations
 
+import resource
 import shutil
 import subprocess
 from functools import cache
@@ -22,11 +23,50 @@ from ruamel.yaml.error import YAMLError
 
 from controller.deployment_mode import canary_admission_errors
 from controller.errors import ConfigError, ManifestInvalid
+from controller.limits import (
+    KUSTOMIZE_MEMORY_BYTES,
+    KUSTOMIZE_TIMEOUT_SECONDS,
+    PIN_FILE_MAX_BYTES,
+    check_size,
+    human_bytes,
+)
 from controller.schemas import inferenceservice_schema
+from controller.yaml_config import check_yaml_text
 
-__all__ = ["render_overlay", "validate_inferenceservice", "validate_rendered"]
+__all__ = [
+    "check_overlay_files",
+    "render_overlay",
+    "validate_inferenceservice",
+    "validate_rendered",
+]
 
-_KUSTOMIZE_TIMEOUT_SECONDS = 60
+_YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def check_overlay_files(directory: Path) -> None:
+    """Refuse an overlay whose YAML files are too large or use anchors or aliases, before
+    kustomize (which expands aliases) ever sees them."""
+    if not directory.is_dir():
+        return
+    for path in sorted(directory.iterdir()):
+        if path.suffix not in _YAML_SUFFIXES or not path.is_file():
+            continue
+        label = str(path)
+        try:
+            check_size(
+                path.stat().st_size, PIN_FILE_MAX_BYTES, label=label, kind="pin file",
+                error=ManifestInvalid,
+            )  # fmt: skip
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise ManifestInvalid(f"{label} cannot be read ({exc.strerror})") from None
+        check_yaml_text(
+            text, label=label, limit=PIN_FILE_MAX_BYTES, kind="pin file", error=ManifestInvalid
+        )
+
+
+def _limit_child() -> None:  # pragma: no cover - runs in the child between fork and exec
+    resource.setrlimit(resource.RLIMIT_AS, (KUSTOMIZE_MEMORY_BYTES, KUSTOMIZE_MEMORY_BYTES))
 
 
 def render_overlay(directory: Path) -> list[dict[str, Any]]:
@@ -37,20 +77,45 @@ def render_overlay(directory: Path) -> list[dict[str, Any]]:
             "kubectl not found on PATH: install it (Sluice uses `kubectl kustomize` to render "
             "overlays; no cluster is needed)"
         )
-    result = subprocess.run(
-        [kubectl, "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=_KUSTOMIZE_TIMEOUT_SECONDS,
-        check=False,
-    )
+    check_overlay_files(directory)
+    try:
+        result = subprocess.run(
+            [kubectl, "kustomize", str(directory)],
+            capture_output=True,
+            text=True,
+            timeout=KUSTOMIZE_TIMEOUT_SECONDS,
+            check=False,
+            # Only setrlimit runs between fork and exec: no lock is taken, so threads are safe.
+            preexec_fn=_limit_child,
+        )
+    except subprocess.TimeoutExpired:
+        raise ManifestInvalid(
+            f"kubectl kustomize {directory} did not finish within {KUSTOMIZE_TIMEOUT_SECONDS} s; "
+            "simplify the overlay"
+        ) from None
     if result.returncode != 0:
-        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ManifestInvalid(f"kubectl kustomize {directory} failed: {detail}")
+        raise ManifestInvalid(f"kubectl kustomize {directory} failed: {_failure(result)}")
     try:
         return [doc for doc in YAML(typ="safe").load_all(result.stdout) if doc]
     except YAMLError:
         raise ManifestInvalid(f"kubectl kustomize {directory} produced unreadable YAML") from None
+
+
+def _failure(result: subprocess.CompletedProcess[str]) -> str:
+    """What kustomize said, in one line: a crash of Go's runtime (out of memory under the
+    address-space limit, a signal) is named as such, not by the last line of its stack dump."""
+    stderr = result.stderr or ""
+    if "out of memory" in stderr or "cannot allocate memory" in stderr:
+        return (
+            f"it ran out of its {human_bytes(KUSTOMIZE_MEMORY_BYTES)} memory limit; "
+            "simplify the overlay"
+        )
+    if result.returncode < 0:
+        return f"killed by signal {-result.returncode}"
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if lines and lines[0].startswith(("fatal error:", "panic:")):
+        return lines[0]
+    return (lines or ["no output"])[-1]
 
 
 @cache

@@ -10,13 +10,15 @@ so the documentation cannot drift from the code.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
 from controller.errors import ConfigError
+from controller.limits import SETTINGS_FILE_MAX_BYTES
 from controller.yaml_config import load_yaml_file
 
 __all__ = ["DEFAULT_CONFIG_FILE", "Settings", "load_settings"]
@@ -194,9 +196,25 @@ class Settings(BaseSettings):
         ),
     )
 
+    @field_validator("state_dir", "prediction_log_path", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """Every path is absolute from here on, against the working directory at load time:
+        a child process started with another ``cwd`` (Locust, a model server) would resolve
+        a relative one against its own, and find nothing."""
+        if value is None:
+            return None
+        return value.expanduser().resolve()
+
 
 def _read_config_file(path: Path) -> dict[str, Any]:
-    data = load_yaml_file(path, label=f"config file {path}", fix="fix the path or omit --config")
+    data = load_yaml_file(
+        path,
+        label=f"config file {path}",
+        fix="fix the path or omit --config",
+        limit=SETTINGS_FILE_MAX_BYTES,
+        kind="settings file",
+    )
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -216,8 +234,18 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     flags = {key: value for key, value in overrides.items() if value is not None}
 
     try:
+        environment = _environment_values()
+    except SettingsError as exc:
+        # pydantic-settings parses list and dict fields as JSON, and fails with a traceback.
+        found = re.search(r'field "([^"]+)"', str(exc))
+        name = f"SLUICE_{found.group(1).upper()}" if found else "a SLUICE_* variable"
+        raise ConfigError(
+            f"environment variable {name} is not valid JSON; give a JSON list, e.g. "
+            f'{name}=\'["a", "b"]\', and run again'
+        ) from None
+    try:
         # Later keys win: flags beat the environment, which beats the file.
-        return Settings.model_validate({**from_file, **_environment_values(), **flags})
+        return Settings.model_validate({**from_file, **environment, **flags})
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "settings"

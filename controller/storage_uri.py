@@ -14,7 +14,26 @@ from urllib.parse import urlsplit
 from controller.environment import StorageConfig
 from controller.errors import InputError
 
-__all__ = ["map_storage_uri", "uri_scheme"]
+__all__ = ["check_uri_characters", "map_storage_uri", "uri_scheme"]
+
+
+def check_uri_characters(uri: str, *, environment: str) -> None:
+    """Refuse (never quote) a URI with whitespace or control characters: a storage URI is
+    written into a pin verbatim, and a newline in it would be a second line of YAML."""
+    for index, char in enumerate(uri):
+        if char.isspace() or ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 or char in "\u2028\u2029":
+            what = "a space" if char == " " else f"the character {char!r}"
+            raise InputError(
+                f"storage URI {uri!r} contains {what} at position {index}; KServe and Sluice "
+                f"take no spaces or control characters in a URI (environment {environment!r}): "
+                "register the model under a location without them"
+            )
+    try:
+        urlsplit(uri)
+    except ValueError as exc:
+        raise InputError(
+            f"storage URI {uri!r} is not a valid URI ({exc}) in environment {environment!r}"
+        ) from None
 
 
 def uri_scheme(uri: str) -> str:
@@ -31,11 +50,13 @@ def map_storage_uri(artifact_uri: str, storage: StorageConfig, *, environment: s
 
     Raises :class:`InputError` naming the URI, the environment and the allowed schemes.
     """
+    check_uri_characters(artifact_uri, environment=environment)
     uri = artifact_uri
     for rule in storage.rewrites:
         if uri.startswith(rule.prefix):
             uri = rule.replacement + uri[len(rule.prefix) :]
             break
+    check_uri_characters(uri, environment=environment)
     if uri.startswith("/"):
         uri = Path(uri).as_uri()
     scheme = uri_scheme(uri)

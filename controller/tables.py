@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from controller.errors import InputError
+from controller.limits import check_size
 
 __all__ = ["read_table"]
 
@@ -33,13 +34,15 @@ def read_table(
     fix_missing: str | None = None,
     fix_empty: str | None = None,
     csv_as_text: bool = False,
+    max_bytes: int | None = None,
 ) -> pd.DataFrame:
     """The table in ``path`` (``.csv``, ``.parquet`` or ``.pq``); an InputError otherwise.
 
     Messages call the file ``name`` ("current data") and end with ``fix`` ("fix --current"),
     or with ``fix_missing`` / ``fix_empty`` when the file does not exist / has no content.
     ``csv_as_text`` keeps every CSV cell a string, for callers that check the values themselves.
-    A frame without rows is returned: whether that is an error is the caller's to say.
+    A frame without rows is returned: whether that is an error is the caller's to say. A file
+    over ``max_bytes`` is refused before it is read.
     """
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -53,8 +56,11 @@ def read_table(
         )
     empty = f"{name} {path} is empty; {fix_empty or fix}"
     try:
-        if path.stat().st_size == 0:
+        size = path.stat().st_size
+        if size == 0:
             raise InputError(empty)
+        if max_bytes is not None:
+            check_size(size, max_bytes, label=f"{name} {path}", kind=name, error=InputError)
         frame: pd.DataFrame = reader(path)
     except FileNotFoundError:
         raise InputError(f"{name} {path} does not exist; {fix_missing or fix}") from None

@@ -61,10 +61,35 @@ class CommitOutcome:
     attempts: int
 
 
+_DETAIL_LIMIT = 1000
+
+
+def _unwrap(text: object, stream: str) -> str:
+    """GitPython's ``"\n  stderr: '...'"`` wrapper removed: what git itself printed."""
+    value = str(text or "").strip()
+    prefix = f"{stream}: '"
+    if value.startswith(prefix):
+        value = value[len(prefix) :]
+        value = value.removesuffix("'")
+    return value
+
+
 def _detail(exc: GitCommandError) -> str:
-    text = str(exc.stderr or exc.stdout or exc).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return redact(lines[-1] if lines else str(exc.status))
+    """Everything git said about the failure, on one line: every line of stderr (a hook's
+    ``remote:`` reason included) and the refused refs of ``--porcelain`` output, not just the
+    last line (which is often a lone quote of GitPython's wrapper)."""
+    lines = [
+        line.strip()
+        for line in _unwrap(exc.stderr, "stderr").splitlines()
+        if line.strip() and not line.lstrip().startswith("hint:")
+    ]
+    for line in _unwrap(exc.stdout, "stdout").splitlines():
+        if line.startswith("!") or "rejected]" in line:
+            lines.append(" ".join(line.lstrip("!").split()))
+    text = "; ".join(lines) or f"git exited with {exc.status}"
+    if len(text) > _DETAIL_LIMIT:
+        text = text[: _DETAIL_LIMIT - 1] + "…"
+    return redact(text)
 
 
 def _cat_file_batch(git_dir: Path, request: bytes) -> list[str | None]:

@@ -100,6 +100,8 @@ class LocustLoadGenerator:
             return self._run_in(plan, Path(work), keep=False)
 
     def _run_in(self, plan: LoadPlan, work: Path, *, keep: bool) -> LoadReport:
+        # The child runs in ``work``: a relative path handed to it would resolve from there.
+        work = work.resolve()
         payloads = work / "payloads.json"
         payloads.write_text(_payloads_json(plan.payloads), encoding="utf-8")
         log_path = work / "locust.log"
