@@ -26,9 +26,9 @@ from controller.ports import (
     RolloutRegistry,
     Target,
 )
-from controller.rollout.actions import Outcome, StartRollback
+from controller.rollout.actions import Outcome, Quarantine, RestorePrevious, StartRollback, Wait
 from controller.rollout.analysis import Analyzer
-from controller.rollout.decide import decide
+from controller.rollout.decide import decide, manual_rollback
 from controller.rollout.observe import load_environment_config, load_release, observe
 from controller.rollout.reconcile import PassReport, Reconciler, phase_of
 from controller.rollout.record import shadow_tag
@@ -205,14 +205,12 @@ def run_rollback(
         raise InputError("--reason must say why (it goes into the commit and the quarantine tag)")
     reconciler = build_reconciler(settings, target=target, remote=remote, forge=forge)
     obs = reconciler.observe(environment, model)
-    if obs.pin.version is None:
-        raise InputError(f"nothing to roll back: no version of {model} is pinned in {environment}")
-    if obs.pin.canary_percent != 0:
-        if obs.pin.previous_version is None:
-            raise InputError(
-                f"{model} v{obs.pin.version} in {environment} has no previous version to roll "
-                "back to; propose the version to serve instead"
-            )
+    previous_champion = None
+    if obs.pin.version is not None:
+        tags = reconciler.registry.resolve(model, version=obs.pin.version).tags
+        previous_champion = _int_or_none(tags.get("sluice.previous_champion"))
+    action = manual_rollback(obs, " ".join(reason.split()), previous_champion)
+    if not isinstance(action, Wait):
         from controller.rollout.act import Actuator
 
         ref = load_release(reconciler.workspace, environment, model)
@@ -224,8 +222,14 @@ def run_rollback(
             reconciler.metrics,
             reconciler.forge,
         )
-        done = actuator.act(StartRollback(f"manual: {reason.strip()}"), obs, time.time())
-        console.print(f"rollback of {model} v{obs.pin.version} committed: {done.commit}")
+        now = time.time()
+        if isinstance(action, RestorePrevious):
+            # Undoing a promotion: a person judged the version, so it is quarantined first
+            # (a crash after this line leaves it quarantined and the pin unchanged: rerun).
+            actuator.act(Quarantine(action.version, action.reason), obs, now)
+        done = actuator.act(action, obs, now)
+        what = "rollback" if isinstance(action, StartRollback) else f"restore of v{action.previous}"
+        console.print(f"{what} of {model} v{obs.pin.version} committed: {done.commit}")
     if not wait:
         return 0
     last = reconciler.run(
@@ -345,3 +349,10 @@ def _status_row(
             for r in (record.results if record else ())
         ],
     }
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None

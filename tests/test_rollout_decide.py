@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.analysis_types import GateResult, Verdict
+from controller.errors import InputError
 from controller.manifest import PinnedRelease
 from controller.rollout.actions import (
     Abort,
@@ -24,7 +26,7 @@ from controller.rollout.actions import (
     StartRollback,
     Wait,
 )
-from controller.rollout.decide import conclude, decide
+from controller.rollout.decide import conclude, decide, manual_rollback
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import RolloutPolicy
 from controller.rollout.record import AnalysisRecord
@@ -427,3 +429,24 @@ def test_restored_pin_waits_for_its_revision_then_drops_the_weight() -> None:
     ready = replace(loading, latest_ready=restored)
     action = decide(replace(obs, target=ready), POLICY, 1002.0)
     assert action == FinishRestore(1, 2)
+
+
+def test_manual_rollback_aborts_a_canary_and_undoes_a_promotion() -> None:
+    """`sluice rollback` sends a canary back as a failed gate would; on a promoted version
+    whose pin still names the one it replaced, weight 0 (KServe's own rollback); on a restored
+    pin, which names no previous version, it pins the champion it replaced again."""
+    canary = observation(10, canary_target(10))
+    assert manual_rollback(canary, "bad scores", None) == StartRollback("manual: bad scores")
+    promoted = observation(None, full_target(), previous=1)
+    assert manual_rollback(promoted, "bad scores", 1) == StartRollback("manual: bad scores")
+    restored = observation(None, full_target(), previous=None, version=2)
+    assert manual_rollback(restored, "bad scores", 1) == RestorePrevious(2, 1, "manual: bad scores")
+    rolling = observation(0, canary_target(0))
+    assert isinstance(manual_rollback(rolling, "x", 1), Wait)
+
+
+def test_manual_rollback_of_the_first_version_names_the_fix() -> None:
+    """Nothing was promoted before the version: one line saying to propose the one to serve."""
+    first = observation(None, full_target(), previous=None, champion=2)
+    with pytest.raises(InputError, match="propose the version to serve instead"):
+        manual_rollback(first, "x", None)

@@ -231,7 +231,7 @@ def test_slow_version_is_rolled_back_on_latency(loop: Loop) -> None:
 
 
 def test_prometheus_outage_holds_the_canary_then_it_proceeds(loop: Loop) -> None:
-    """With Prometheus down the canary holds as inconclusive; when it is back, the good version
+    """With Prometheus down the canary holds on a tool error; when it is back, the good version
     goes 10% → 50% → 100%, one commit per step listing its gates, and becomes the champion
     without a client seeing an error."""
     version = register_version(loop.tracking_uri, MODEL, input_example=True)
@@ -245,8 +245,8 @@ def test_prometheus_outage_holds_the_canary_then_it_proceeds(loop: Loop) -> None
     )  # fmt: skip
     try:
         wait_for(
-            "an inconclusive analysis",
-            lambda: int(str(loop.analysis(version).get("inconclusive", 0))) >= 1,
+            "an analysis whose Prometheus gates errored",
+            lambda: int(str(loop.analysis(version).get("errors", 0))) >= 1,
         )
         assert loop.pin() == (version, 10)
         assert rollout.poll() is None
@@ -296,3 +296,26 @@ def test_prometheus_outage_past_the_limit_aborts_without_quarantine(loop: Loop) 
     assert "sluice.quarantined" not in tags
     assert tags["sluice.rollout.local"] == "aborted"
     assert "could not run" in tags["sluice.rollout.local.reason"]
+
+
+def test_rollback_after_a_restore_undoes_the_last_promotion(loop: Loop) -> None:
+    """`sluice rollback` on a version that serves alone after a restore (its pin names no
+    previous version) undoes its promotion: the champion it replaced is pinned again, the
+    version is quarantined by the person who asked, and the champion alias moves back."""
+    serving, _ = loop.pin()
+    assert serving is not None
+    assert serving != 1
+    client = MlflowClient(loop.tracking_uri)
+    assert client.get_model_version(MODEL, str(serving)).tags["sluice.previous_champion"] == "1"
+    command = [*loop.rollout_command(), "--reason", "conversion dropped in the shop"]
+    command[command.index("rollout")] = "rollback"
+    done = subprocess.run(
+        command, env=loop.rollout_env(), capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert loop.pin() == (1, None)
+    subjects = loop.subjects()
+    assert f"rollback fraud-detector v{serving}: restore v1 (local)" in subjects[:3]
+    tags = client.get_model_version(MODEL, str(serving)).tags
+    assert tags["sluice.quarantined"] == "manual: conversion dropped in the shop"
+    assert client.get_model_version_by_alias(MODEL, "champion").version == "1"

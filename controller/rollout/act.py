@@ -317,6 +317,25 @@ class Actuator:
             previous_version=None,
             canary_percent=None,
         )
+        fate = (
+            f"v{action.version} is not quarantined: it may be proposed again."
+            if action.verdict == "aborted"
+            else f"v{action.version} is quarantined: proposals skip it until "
+            f"`sluice quarantine lift {obs.model} {action.version}`."
+        )
+        if obs.pin.canary_percent != 0:  # undoing a promotion: nothing has moved yet
+            summary = (
+                f"The promotion of v{action.version} is undone ({action.reason}): "
+                f"v{action.previous}, the champion it replaced, is pinned again. "
+                f"v{action.version} keeps serving until v{action.previous}'s revision is ready, "
+                f"then v{action.previous} takes all traffic. {fate}"
+            )
+        else:
+            summary = (
+                f"v{action.version} was {_ended(action.verdict)} ({action.reason}); traffic "
+                f"already reaches v{action.previous}. Its pin is restored so that Git says what "
+                f"serves, and {fate}"
+            )
         return self._commit(
             restore_edit(self.ref.pin_path, action.version, pin),
             RolloutCommit(
@@ -325,17 +344,7 @@ class Actuator:
                 environment=obs.environment,
                 action="restore",
                 headline=f"restore v{action.previous}",
-                summary=(
-                    f"v{action.version} was {_ended(action.verdict)} ({action.reason}); "
-                    f"traffic already reaches v{action.previous}. Its pin is restored so that "
-                    "Git says what serves, and "
-                    + (
-                        f"v{action.version} is not quarantined: it may be proposed again."
-                        if action.verdict == "aborted"
-                        else f"v{action.version} is quarantined: proposals skip it until "
-                        f"`sluice quarantine lift {obs.model} {action.version}`."
-                    )
-                ),
+                summary=summary,
             ),
         )
 

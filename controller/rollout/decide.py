@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from controller.analysis_types import GateResult, Verdict
+from controller.errors import InputError
 from controller.gates.shadow_judge import ShadowJudgement, shadow_report_markdown
 from controller.rollout.actions import (
     Abort,
@@ -59,7 +60,7 @@ from controller.rollout.record import AnalysisRecord, tally
 from controller.shadow_mirror import ShadowMirror, mirror_name
 from controller.target_types import TargetObservation
 
-__all__ = ["conclude", "conclude_shadow", "decide", "failing_summary"]
+__all__ = ["conclude", "conclude_shadow", "decide", "failing_summary", "manual_rollback"]
 
 #: ``Sluice-Action`` trailer of the commit that restores the previous version.
 RESTORE_ACTION = "restore"
@@ -86,6 +87,39 @@ def decide(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action
     if canary is None or canary >= 100:
         return _full_rollout(obs, policy, now)
     return _canary_step(obs, policy, now, canary)
+
+
+def manual_rollback(
+    obs: ReleaseObservation, reason: str, previous_champion: int | None
+) -> StartRollback | RestorePrevious | Wait:
+    """What ``sluice rollback`` commits: abort a canary, or undo the last promotion.
+
+    A canary (or a shadow phase) goes back the way a failed gate sends it: weight 0, then the
+    restore. A version that serves alone was promoted: in Serverless mode, with the pin still
+    naming the version it replaced, weight 0 sends traffic to that rollout at once (KServe's
+    own rollback); otherwise (a restored pin, a RawDeployment primary) the version it replaced
+    as champion (``previous_champion``, from the registry) is pinned again, safely, as a
+    restore. :class:`InputError` when there is nothing earlier to go back to.
+    """
+    pin = obs.pin
+    why = f"manual: {reason}"
+    if pin.version is None:
+        raise InputError(
+            f"nothing to roll back: no version of {obs.model} is pinned in {obs.environment}"
+        )
+    if pin.canary_percent == 0:
+        return Wait(f"v{pin.version} is already rolling back", "rolling_back")
+    if pin.canary_percent is not None and pin.canary_percent < 100:
+        return StartRollback(why)
+    if pin.mode == "Serverless" and pin.previous_version is not None:
+        return StartRollback(why)
+    if previous_champion is None or previous_champion == pin.version:
+        raise InputError(
+            f"{obs.model} v{pin.version} serves {obs.environment} and no earlier version was "
+            f"promoted before it; propose the version to serve instead (sluice propose "
+            f"{obs.model} --env {obs.environment} --version N)"
+        )
+    return RestorePrevious(pin.version, previous_champion, why)
 
 
 def conclude(
