@@ -337,7 +337,8 @@ def local_up(
     port_base: Annotated[
         int | None,
         typer.Option(
-            help="Ports from N: MLflow N, Alertmanager N+1, Prometheus N+2, routers N+10+."
+            help="Ports from N (1024-65436): MLflow N, Alertmanager N+1, Prometheus N+2, "
+            "routers N+10+."
         ),
     ] = None,
     rules_manifest: Annotated[
