@@ -45,6 +45,19 @@ _FORGE = Annotated[
 _REPO = Annotated[
     str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
 ]
+_POLL = Annotated[
+    float | None,
+    typer.Option(
+        "--poll-interval",
+        metavar="SECONDS",
+        help="How often to look again while waiting for a sync or a revision (default 2; "
+        "SLUICE_ROLLOUT_POLL_INTERVAL_SECONDS). Analyses follow the policy's interval.",
+    ),
+]
+
+
+def _flags(poll_interval: float | None) -> dict[str, object]:
+    return {} if poll_interval is None else {"rollout_poll_interval_seconds": poll_interval}
 
 
 @rollout_app.command()
@@ -58,6 +71,7 @@ def rollout(
     repo: _REPO = None,
     forge: _FORGE = ForgeKind.local,
     as_json: Annotated[bool, typer.Option("--json", help="Print the passes as JSON.")] = False,
+    poll_interval: _POLL = None,
 ) -> None:
     """Walk the merged version through its canary steps; exit 0 promoted, 1 rolled back."""
     from controller.cli import current_settings
@@ -66,7 +80,7 @@ def rollout(
 
     validate_model_name(model)
     validate_environment_name(env)
-    settings = current_settings()
+    settings = current_settings(**_flags(poll_interval))
     code = run_rollout(
         settings, model=model, environment=env, once=once, target=target.value, remote=repo,
         as_json=as_json, console=Console(), forge=build_forge(settings, forge.value),
@@ -86,6 +100,7 @@ def rollback(
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="See the rollback through to the restore.")
     ] = True,
+    poll_interval: _POLL = None,
 ) -> None:
     """Abort a rollout (or undo a promotion) through Git, as a failed gate would."""
     from controller.cli import current_settings
@@ -94,7 +109,7 @@ def rollback(
 
     validate_model_name(model)
     validate_environment_name(env)
-    settings = current_settings()
+    settings = current_settings(**_flags(poll_interval))
     code = run_rollback(
         settings, model=model, environment=env, reason=reason, target=target.value,
         remote=repo, wait=wait, console=Console(), forge=build_forge(settings, forge.value),

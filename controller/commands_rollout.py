@@ -180,7 +180,7 @@ def run_rollout(
         on_pass(reconciler.reconcile(environment, model))
     else:
         reconciler.run(
-            environment, model, poll_seconds=settings.poll_interval_seconds, on_pass=on_pass
+            environment, model, poll_seconds=settings.rollout_poll_interval_seconds, on_pass=on_pass
         )
     last = reports[-1]
     if as_json:
@@ -235,7 +235,7 @@ def run_rollback(
     last = reconciler.run(
         environment,
         model,
-        poll_seconds=settings.poll_interval_seconds,
+        poll_seconds=settings.rollout_poll_interval_seconds,
         on_pass=lambda report: _print_pass(report, console),
     )
     return 0 if last.outcome is Outcome.ROLLED_BACK else exit_code(last)

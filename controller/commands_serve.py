@@ -88,6 +88,7 @@ def _rollout_loop(
         reconciler,
         lambda: [(w.environment, w.model) for w in snapshot.watched()],
         settings.poll_interval_seconds,
+        poll_seconds=settings.rollout_poll_interval_seconds,
         on_error=metrics.watch_error,
     )
 

@@ -98,6 +98,15 @@ class Settings(BaseSettings):
         ge=1.0,
         description="How often `sluice serve` compares registry aliases with the pins in Git.",
     )
+    rollout_poll_interval_seconds: float = Field(
+        default=2.0,
+        ge=0.1,
+        le=600.0,
+        description="How often a rollout looks again while it waits for something with no "
+        "known end (Argo CD to sync, a revision to become ready); analyses run at the "
+        "policy's interval, and after a commit the next pass comes at once "
+        "(`sluice rollout --poll-interval`).",
+    )
     webhook_secret: SecretStr | None = Field(
         default=None,
         description=(

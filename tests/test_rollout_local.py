@@ -105,7 +105,6 @@ class Loop:
             **os.environ,
             "SLUICE_STATE_DIR": str(self.root / "state"),
             "MLFLOW_TRACKING_URI": self.tracking_uri,
-            "SLUICE_POLL_INTERVAL_SECONDS": "1",
         }
 
     def rollout_command(self) -> list[str]:

@@ -47,10 +47,16 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Wait:
-    """Nothing to do until the world moves (a sync, a revision loading, the next interval)."""
+    """Nothing to do until the world moves (a sync, a revision loading, the next interval).
+
+    ``retry_after`` is set when the wait has a known end (the next analysis is due in that
+    many seconds); without it the world moves on its own (a sync, a revision loading), and
+    the caller polls.
+    """
 
     reason: str
     phase: str
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)

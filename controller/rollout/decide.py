@@ -299,7 +299,7 @@ def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, ste
     start = record.last_at if record.last_at is not None else obs.pin_changed_at
     due = start + policy.interval_seconds
     if now < due:
-        return Wait(f"canary {step}%: next analysis in {due - now:.0f} s", "analysing")
+        return Wait(f"canary {step}%: next analysis in {due - now:.0f} s", "analysing", due - now)
     return Analyze(step=step, look=record.looks + 1, record=record)
 
 
@@ -331,7 +331,7 @@ def _shadowing(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Ac
     start = record.last_at if record.last_at is not None else obs.pin_changed_at
     due = start + policy.interval_seconds
     if now < due:
-        return Wait(f"shadow: next judgement in {due - now:.0f} s", "shadowing")
+        return Wait(f"shadow: next judgement in {due - now:.0f} s", "shadowing", due - now)
     return AnalyzeShadow(look=record.looks + 1, record=record)
 
 

@@ -22,7 +22,9 @@ _log = logging.getLogger("sluice.rollout")
 
 
 class RolloutLoop:
-    """Reconciles ``releases()`` (environment, model) pairs every ``interval_seconds``."""
+    """Reconciles ``releases()`` (environment, model) pairs at least every
+    ``interval_seconds``, and sooner while a rollout has something due: at once after a
+    commit, when the next analysis is due, every ``poll_seconds`` while it waits for a sync."""
 
     def __init__(
         self,
@@ -30,11 +32,13 @@ class RolloutLoop:
         releases: Callable[[], Sequence[tuple[str, str]]],
         interval_seconds: float,
         *,
+        poll_seconds: float = 2.0,
         on_error: Callable[[str, str], None] = lambda model, stage: None,
     ) -> None:
         self.reconciler = reconciler
         self.releases = releases
         self.interval_seconds = interval_seconds
+        self.poll_seconds = poll_seconds
         self.on_error = on_error
         self.last: dict[tuple[str, str], PassReport] = {}
 
@@ -68,7 +72,17 @@ class RolloutLoop:
         """Pass until ``stop`` is set."""
         while not stop.is_set():
             self.run_once()
-            stop.wait(self.interval_seconds)
+            stop.wait(self.next_pass_in())
+
+    def next_pass_in(self) -> float:
+        """Seconds until the next pass: the soonest any running rollout has something due,
+        at most ``interval_seconds`` (a rollout that ended waits for the next proposal)."""
+        due = [
+            self.poll_seconds if report.wake_in is None else report.wake_in
+            for report in self.last.values()
+            if not report.finished
+        ]
+        return max(0.05, min([self.interval_seconds, *due]))
 
     def status(self) -> dict[str, object]:
         """The last pass of each release, for ``/healthz``."""

@@ -62,6 +62,10 @@ class PassReport:
     results: tuple[GateResult, ...] = ()
     commit: str | None = None
     outcome: Outcome | None = None
+    #: Seconds until the next pass has something to do: 0 after a commit, the time to the
+    #: next analysis while one is scheduled, the policy interval after a hold; None when the
+    #: world has to move first (a sync, a revision loading) or the rollout ended.
+    wake_in: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -216,6 +220,7 @@ class Reconciler:
             results=results,
             commit=done.commit,
             outcome=action.outcome if isinstance(action, Finish) else None,
+            wake_in=_wake_in(action, done.commit, policy.interval_seconds),
         )
 
     def run(
@@ -227,11 +232,30 @@ class Reconciler:
         on_pass: Callable[[PassReport], None] = lambda _: None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> PassReport:
-        """Pass until the rollout ends; returns the last report."""
+        """Pass until the rollout ends; returns the last report.
+
+        The pace is the policy's, not the poll's: after a commit the next pass comes at once,
+        while an analysis is scheduled the loop sleeps until it is due, and only waits with
+        no known end (a sync, a revision loading) poll every ``poll_seconds``.
+        """
         while True:
             report = self.reconcile(environment, model)
             on_pass(report)
             if report.finished:
                 return report
-            if report.commit is None:
-                sleep(poll_seconds)
+            pause = poll_seconds if report.wake_in is None else report.wake_in
+            if pause > 0:
+                sleep(pause)
+
+
+def _wake_in(action: Action, commit: str | None, interval: float) -> float | None:
+    """When the next pass has something to do (see :attr:`PassReport.wake_in`)."""
+    if isinstance(action, Finish):
+        return None
+    if commit is not None:
+        return 0.0
+    if isinstance(action, Wait):
+        return None if action.retry_after is None else max(0.0, action.retry_after)
+    if isinstance(action, Hold):
+        return interval
+    return 0.0 if isinstance(action, (Quarantine, Abort, SetChampion)) else None

@@ -1,0 +1,90 @@
+"""Plain values of a rollout (observations, targets, a policy) for the decision tests."""
+
+from __future__ import annotations
+
+from controller.analysis_types import GateResult, Verdict
+from controller.manifest import PinnedRelease
+from controller.rollout.observation import ReleaseObservation
+from controller.rollout.policy import RolloutPolicy
+from controller.rollout.record import AnalysisRecord
+from controller.target_types import TargetObservation, TrafficEntry
+
+__all__ = [
+    "HEAD",
+    "NEW",
+    "OLD",
+    "POLICY",
+    "canary_target",
+    "full_target",
+    "observation",
+    "passing",
+]
+
+HEAD = "c" * 40
+POLICY = RolloutPolicy.model_validate(
+    {"steps": [10, 50, 100], "interval": 30, "failureLimit": 1, "inconclusiveLimit": 3}
+)
+OLD, NEW = "fd-predictor-00001", "fd-predictor-00002"
+
+
+def canary_target(
+    percent: int, *, ready: bool = True, failure: str | None = None
+) -> TargetObservation:
+    return TargetObservation(
+        exists=True,
+        synced_revision=HEAD,
+        sync_status="Synced",
+        configuration="fd-predictor",
+        latest_created=NEW,
+        latest_ready=NEW if ready else OLD,
+        latest_rolledout=OLD,
+        traffic=(
+            TrafficEntry(NEW if ready else OLD, percent, True, "latest", "http://r/_tag/latest"),
+            TrafficEntry(OLD, 100 - percent, False, "prev", "http://r/_tag/prev"),
+        ),
+        failure=failure,
+    )
+
+
+def full_target(revision: str = NEW) -> TargetObservation:
+    return TargetObservation(
+        exists=True,
+        synced_revision=HEAD,
+        sync_status="Synced",
+        latest_created=revision,
+        latest_ready=revision,
+        latest_rolledout=revision,
+        traffic=(TrafficEntry(revision, 100, True),),
+    )
+
+
+def observation(
+    canary: int | None,
+    target: TargetObservation,
+    *,
+    version: int = 2,
+    previous: int | None = 1,
+    champion: int | None = 1,
+    analysis: AnalysisRecord | None = None,
+    quarantined: str | None = None,
+    changed_at: float = 1000.0,
+    action: str | None = None,
+) -> ReleaseObservation:
+    return ReleaseObservation(
+        model="fd",
+        environment="staging",
+        inference_service="fd",
+        pin=PinnedRelease("fd", version, "s3://m/2", "run", previous, canary),
+        head=HEAD,
+        pin_commit=HEAD,
+        pin_changed_at=changed_at,
+        target=target,
+        champion=champion,
+        quarantined=quarantined,
+        analysis=analysis,
+        pin_action=action,
+    )
+
+
+def passing() -> list[GateResult]:
+    return [GateResult("locust", Verdict.PASS, "ok"), GateResult("judge", Verdict.PASS, "ok")]
