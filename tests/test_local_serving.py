@@ -317,3 +317,18 @@ def test_live_request_is_monitored(servable: PyfuncServable) -> None:
     answer = asyncio.run(model.predict(payload, headers=headers))
     assert len(answer["predictions"]) == 2
     assert window_rows(monitor) == 2
+
+
+def test_warm_up_predicts_on_the_input_example_before_ready(servable: PyfuncServable) -> None:
+    """The server warms the model on its own input example before the port opens (as a
+    readiness probe with a warm-up request would), so a fresh canary's first client requests
+    are not its slowest; a model that fails its warm-up still serves (the gates judge it)."""
+    assert servable.warm_up() == 3
+
+    class Failing(PyfuncServable):
+        def predict(self, frame: Any) -> Any:
+            raise RuntimeError("boom")
+
+    failing = Failing(servable.storage_uri)
+    failing.__dict__.update({k: v for k, v in servable.__dict__.items() if k != "storage_uri"})
+    assert failing.warm_up() == 0

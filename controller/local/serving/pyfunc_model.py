@@ -105,6 +105,7 @@ class PyfuncServable:
         self.storage_uri = storage_uri
         self._download_dir = download_dir
         self._model: Any = None
+        self._path: Path | None = None
         self.columns: list[tuple[str, str]] = []  # (name, MLflow type) from the signature
         self.inputs: list[TensorMetadata] = []
         self.outputs: list[TensorMetadata] = []
@@ -116,6 +117,7 @@ class PyfuncServable:
         path = resolve_storage_uri(self.storage_uri, download_dir)
         import mlflow.pyfunc  # after the cheap checks: importing MLflow takes seconds
 
+        self._path = path
         try:
             self._model = mlflow.pyfunc.load_model(str(path))
         except Exception as exc:  # a broken MLmodel, a missing flavour, an unpickling error
@@ -198,6 +200,42 @@ class PyfuncServable:
                 except (TypeError, ValueError) as exc:
                     raise PayloadError(f"column {name!r} must be {kind}: {exc}") from None
         return frame
+
+    def warm_up(self, calls: int = 3) -> int:
+        """Predict a few times on the model's own input example (or a row of zeros shaped by
+        its signature) before the server reports ready, as a readiness probe with a warm-up
+        request does on a cluster: the first client request then pays for no lazy import,
+        cache or JIT. Returns the predictions that succeeded; a failing one never stops the
+        server (a model that errors is the gates' business, not the warm-up's)."""
+        frame = self._warm_up_frame()
+        done = 0
+        for _ in range(calls if frame is not None else 0):
+            try:
+                self.predict(frame)
+            except Exception:  # noqa: S112 (any model error: warming is best effort)
+                continue
+            done += 1
+        return done
+
+    def _warm_up_frame(self) -> pd.DataFrame | None:
+        example: Any = None
+        metadata = getattr(self._model, "metadata", None)
+        if metadata is not None and self._path is not None:
+            try:
+                example = metadata.load_input_example(str(self._path))
+            except Exception:
+                example = None
+        try:
+            if isinstance(example, pd.DataFrame) and not example.empty:
+                return self._typed(example.head(8))
+            if isinstance(example, dict):
+                return self._typed(pd.DataFrame([example]))
+            if self.columns:
+                zeros = {name: ["" if kind == "string" else 0] for name, kind in self.columns}
+                return self._typed(pd.DataFrame(zeros))
+        except PayloadError:
+            return None
+        return None
 
     def predict(self, frame: pd.DataFrame) -> Any:
         """The pyfunc's prediction (errors propagate: the server answers 500)."""

@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadFailed as exc:
         print(f"model {args.model_name!r} not loadable: {exc}", file=sys.stderr, flush=True)
         return 1
+    # Before the port opens (so before Ready): a fresh revision's first requests would
+    # otherwise pay for lazy imports and caches, and a canary judged against a warm primary
+    # on a loaded machine looked slower than it is.
+    log.info("warm-up: %d prediction(s) on the input example", servable.warm_up())
     monitor = None
     if not args.no_drift_monitor:
         try:
