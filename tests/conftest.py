@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.gitops_repo import seed_manifests
 from support.gitrepo import GitRemote, create_git_remote
 
 from controller.local.configs import write_alertmanager_config, write_prometheus_config
@@ -165,3 +167,16 @@ def alertmanager_server(tmp_path: Path) -> Iterator[Callable[..., AlertmanagerSe
 def git_remote(tmp_path: Path) -> GitRemote:
     """A bare repository at ``tmp_path/remote.git`` with one commit on ``main``."""
     return create_git_remote(tmp_path)
+
+
+@pytest.fixture
+def model() -> str:
+    """A registered model name of the test's own: the session shares one MLflow server."""
+    return f"fraud-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def remote(git_remote: GitRemote, tmp_path: Path, model: str) -> GitRemote:
+    """The bare GitOps remote seeded with this repository's manifests, serving ``model``."""
+    seed_manifests(git_remote, tmp_path / "seed", model=model)
+    return git_remote

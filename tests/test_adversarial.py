@@ -109,17 +109,6 @@ def register_source(tracking_uri: str, model: str, source: str) -> int:
 
 
 @pytest.fixture
-def model() -> str:
-    return f"fraud-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def remote(git_remote: GitRemote, tmp_path: Path, model: str) -> GitRemote:
-    seed_manifests(git_remote, tmp_path / "seed", model=model)
-    return git_remote
-
-
-@pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A working directory that is neither the repository nor the state directory's parent."""
     path = tmp_path / "elsewhere"

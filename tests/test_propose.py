@@ -7,13 +7,12 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 from ruamel.yaml import YAML
-from support.gitops_repo import commit_to_remote, seed_manifests, snapshot
+from support.gitops_repo import commit_to_remote, snapshot
 from support.gitrepo import GitRemote, git
 from support.registry import register_version
 
@@ -25,17 +24,6 @@ from controller.propose import ProposalRequest, ProposalResult, propose
 from controller.render import validate_rendered
 
 PIN = "manifests/overlays/staging/fraud-detector.yaml"
-
-
-@pytest.fixture
-def model() -> str:
-    return f"fraud-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def remote(git_remote: GitRemote, tmp_path: Path, model: str) -> GitRemote:
-    seed_manifests(git_remote, tmp_path / "seed", model=model)
-    return git_remote
 
 
 def sluice(tmp_path: Path, tracking_uri: str, remote: GitRemote, *args: str, **env: str):

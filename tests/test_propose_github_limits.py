@@ -7,13 +7,12 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.github_api import GitHubApiServer
-from support.gitops_repo import seed_manifests, snapshot
+from support.gitops_repo import snapshot
 from support.gitrepo import GitRemote, git
 from support.registry import register_version
 
@@ -21,17 +20,6 @@ from controller.local.services import MlflowService
 
 TOKEN = "ghp_secretProposeLimits0123456789abcdefAB"
 REPO = "acme/models"
-
-
-@pytest.fixture
-def model() -> str:
-    return f"fraud-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def remote(git_remote: GitRemote, tmp_path: Path, model: str) -> GitRemote:
-    seed_manifests(git_remote, tmp_path / "seed", model=model)
-    return git_remote
 
 
 @pytest.fixture
