@@ -21,7 +21,7 @@ from controller.data_profile import DataProfile
 from controller.deployment_mode import DeploymentMode
 from controller.domain import ChangeRequest, ModelVersion, RunSummary
 from controller.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
-from controller.errors import ConfigError, InputError, ManifestInvalid
+from controller.errors import ConfigError, GitConflict, InputError, ManifestInvalid
 from controller.manifest import (
     PinnedRelease,
     ReleasePin,
@@ -252,6 +252,23 @@ def _open_pull_request(
     )
 
 
+def _check_landed(workspace: GitWorkspace, draft: ProposalResult, pin_path: str) -> None:
+    """Success is only ever reported for a branch that is on the remote with the change: fetch
+    again and read the pin there (a :class:`GitConflict` otherwise, and nothing is reported)."""
+    workspace.sync()
+    text = workspace.read(draft.branch, pin_path)
+    pinned = None if text is None else read_release(load_pin(text, source=pin_path))
+    if pinned is None or (pinned.version, pinned.storage_uri) != (
+        draft.version,
+        draft.storage_uri,
+    ):
+        found = "does not exist" if pinned is None else f"pins v{pinned.version}"
+        raise GitConflict(
+            f"after the push, {draft.branch} on the remote {found}, not v{draft.version} at "
+            f"{draft.storage_uri}; another writer moved it: run again"
+        )
+
+
 def propose(
     request: ProposalRequest,
     *,
@@ -259,28 +276,34 @@ def propose(
     workspace: GitWorkspace,
     forge: Forge | None,
 ) -> ProposalResult:
-    """Run the proposal steps; see the module docstring for their order and guarantees."""
-    workspace.sync()
-    plan = _plan(request, registry, workspace)
-    draft = plan.draft
-    if draft.status == "already-serving":
-        return replace(draft, commit=workspace.remote_sha(draft.base))
-    if request.dry_run:
-        diff = workspace.preview(
-            branch=draft.branch, base=draft.base, edit=plan.edit, path=plan.pin_path
+    """Run the proposal steps; see the module docstring for their order and guarantees.
+
+    The Git half (fetch, read, edit, commit, push, check) holds the workspace's lock, so that
+    processes sharing a state directory never edit each other's work tree.
+    """
+    with workspace.locked():
+        workspace.sync()
+        plan = _plan(request, registry, workspace)
+        draft = plan.draft
+        if draft.status == "already-serving":
+            return replace(draft, commit=workspace.remote_sha(draft.base))
+        if request.dry_run:
+            diff = workspace.preview(
+                branch=draft.branch, base=draft.base, edit=plan.edit, path=plan.pin_path
+            )
+            return replace(draft, status="dry-run", diff=diff)
+        if forge is not None:
+            forge.check_access()
+        outcome = workspace.commit_and_push(
+            branch=draft.branch, base=draft.base, edit=plan.edit, message=plan.message
         )
-        return replace(draft, status="dry-run", diff=diff)
-    if forge is not None:
-        forge.check_access()
-    outcome = workspace.commit_and_push(
-        branch=draft.branch, base=draft.base, edit=plan.edit, message=plan.message
-    )
-    result = replace(
-        draft,
-        status="proposed" if outcome.committed else "unchanged",
-        commit=outcome.sha,
-        diff=workspace.diff(f"refs/remotes/origin/{draft.base}", outcome.sha, plan.pin_path),
-    )
+        _check_landed(workspace, draft, plan.pin_path)
+        result = replace(
+            draft,
+            status="proposed" if outcome.committed else "unchanged",
+            commit=outcome.sha,
+            diff=workspace.diff(f"refs/remotes/origin/{draft.base}", outcome.sha, plan.pin_path),
+        )
     if forge is None:
         return replace(
             result,

@@ -4,15 +4,26 @@ Git is Sluice's database, so writes follow a database's rules: every change is r
 the remote's current tip (fetch, reset, re-apply the edit), an edit that changes nothing makes
 no commit, and a push that loses a race (non-fast-forward) is retried from the new tip with
 backoff, a bounded number of times. Nothing is ever force-pushed.
+
+Processes that share a state directory share its clone (``repo-<sha(url)>``), so every
+operation that moves the clone's work tree or refs (clone and fetch, checkout-edit-commit-push,
+a preview) holds an exclusive ``fcntl.flock`` on ``repo-<sha(url)>.lock`` beside it; a caller
+wraps a whole operation (fetch, read, edit, push) in :meth:`GitWorkspace.locked` so that no
+other process or thread moves the work tree in between. The lock is reentrant within one
+workspace object and released by the kernel if the process dies.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import os
 import random
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +73,8 @@ class CommitOutcome:
 
 
 _DETAIL_LIMIT = 1000
+#: How long an operation waits for another process's hold on the clone before giving up.
+LOCK_TIMEOUT_SECONDS = 600.0
 
 
 def _unwrap(text: object, stream: str) -> str:
@@ -132,16 +145,63 @@ class GitWorkspace:
         self.remote_url = remote_url
         digest = hashlib.sha256(remote_url.encode()).hexdigest()[:12]
         self.path = cache_dir / f"repo-{digest}"
+        self.lock_path = cache_dir / f"repo-{digest}.lock"
         self.identity = identity or Identity()
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self._sleep = sleep
         self._repo: Repo | None = None
+        self._mutex = threading.RLock()
+        self._depth = 0
+        self._lock_fd: int | None = None
+
+    # -- the lock ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self, timeout_seconds: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
+        """Hold the clone exclusively: other processes (and other workspace objects on the same
+        clone) wait. Reentrant; a holder that dies releases it with its file descriptor."""
+        with self._mutex:
+            if self._depth == 0:
+                self._lock_fd = self._acquire(timeout_seconds)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+
+    def _acquire(self, timeout_seconds: float) -> int:
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise GitConflict(
+                        f"the Git workspace {self.path} stayed locked by another Sluice process "
+                        f"for {timeout_seconds:.0f} s ({self.lock_path}); run again"
+                    ) from None
+                time.sleep(0.02)
+            except BaseException:
+                os.close(fd)
+                raise
 
     # -- reading -------------------------------------------------------------------------
 
     def sync(self) -> None:
         """Clone on first use, then fetch (one network round trip per call)."""
+        with self.locked():
+            self._sync()
+
+    def _sync(self) -> None:
         try:
             if self._repo is None and (self.path / ".git").is_dir():
                 self._repo = Repo(self.path)
@@ -245,6 +305,10 @@ class GitWorkspace:
 
     def preview(self, *, branch: str, base: str, edit: Callable[[Path], None], path: str) -> str:
         """What :meth:`commit_and_push` would change in ``path``, without committing."""
+        with self.locked():
+            return self._preview(branch=branch, base=base, edit=edit, path=path)
+
+    def _preview(self, *, branch: str, base: str, edit: Callable[[Path], None], path: str) -> str:
         start = self.remote_sha(branch) or self.remote_sha(base)
         if start is None:
             raise PermanentError(f"branch {base!r} does not exist on {redact(self.remote_url)}")
@@ -273,6 +337,12 @@ class GitWorkspace:
         ``edit`` receives the work tree and must be idempotent: on a lost push race it runs
         again on the remote's new tip. An edit that changes nothing makes no commit.
         """
+        with self.locked():
+            return self._commit_and_push(branch=branch, base=base, edit=edit, message=message)
+
+    def _commit_and_push(
+        self, *, branch: str, base: str, edit: Callable[[Path], None], message: str
+    ) -> CommitOutcome:
         for attempt in range(1, self.max_attempts + 1):
             if attempt > 1:
                 self.sync()
