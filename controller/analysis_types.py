@@ -117,6 +117,8 @@ class LoadPlan:
     headers: Mapping[str, str] = field(default_factory=dict)
     #: Where the Locust report (``--json`` output, logs) is kept as an artifact.
     report_dir: Path | None = None
+    #: Stop once this many requests were sent (a smoke); ``duration_seconds`` still bounds it.
+    max_requests: int | None = None
 
 
 @dataclass(frozen=True)

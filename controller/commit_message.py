@@ -48,6 +48,8 @@ class ProposalMessage:
     metrics: Mapping[str, float]
     #: The share of live requests mirrored to the version while it is in shadow (weight 0).
     shadow_percent: float | None = None
+    #: Pinned at weight 0 for the pre-traffic smoke, before ``smoke_then`` % (the first step).
+    smoke_then: int | None = None
 
 
 def proposal_branch(environment: str, model: str, version: int) -> str:
@@ -60,6 +62,8 @@ def _subject(message: ProposalMessage) -> str:
         how = "first deploy"
     elif message.shadow_percent is not None:
         how = "shadow"
+    elif message.smoke_then is not None:
+        how = f"smoke, canary {message.smoke_then}%"
     elif message.canary_percent is None:
         how = f"replaces v{message.previous_version}"
     else:
@@ -100,6 +104,13 @@ def render_proposal_message(message: ProposalMessage) -> str:
             f"{message.environment}: it answers a mirrored copy of {message.shadow_percent:g}% "
             "of the live requests and no client sees its answers. Sluice starts the canary "
             "only once the shadow judge passes."
+        )
+    elif message.smoke_then is not None:
+        summary = (
+            f"Canary v{message.version} beside v{message.previous_version} in "
+            f"{message.environment}, smoke-tested first: its revision starts at 0% of the "
+            f"traffic and takes {message.smoke_then}% only once it answered the smoke test's "
+            "requests; Sluice steps it up after each passing gate."
         )
     elif message.canary_percent is None:
         summary = (

@@ -42,7 +42,12 @@ from controller.deployment_mode import (
 )
 from controller.errors import ManifestInvalid
 from controller.limits import PIN_FILE_MAX_BYTES
-from controller.shadow_phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION, SHADOW_PHASE
+from controller.shadow_phase import (
+    MIRROR_PERCENT_ANNOTATION,
+    PHASE_ANNOTATION,
+    SHADOW_PHASE,
+    SMOKE_PHASE,
+)
 from controller.yaml_config import check_yaml_text
 
 __all__ = [
@@ -57,6 +62,7 @@ __all__ = [
     "read_release",
     "remove_canary",
     "set_shadow_annotations",
+    "set_smoke_annotation",
 ]
 
 ANNOTATION_PREFIX = "sluice.dev/"
@@ -339,6 +345,13 @@ def set_shadow_annotations(document: CommentedMap, percent: float | None) -> Non
     annotations = _mapping(_mapping(document, "metadata", "pin"), "annotations", "pin")
     annotations[PHASE_ANNOTATION] = SHADOW_PHASE
     annotations[MIRROR_PERCENT_ANNOTATION] = DoubleQuotedScalarString(f"{percent:g}")
+
+
+def set_smoke_annotation(document: CommentedMap) -> None:
+    """Mark the pin (at weight 0) as in its pre-traffic smoke phase; any weight edit clears it
+    with :func:`set_shadow_annotations` (the phase annotation is one)."""
+    annotations = _mapping(_mapping(document, "metadata", "pin"), "annotations", "pin")
+    annotations[PHASE_ANNOTATION] = SMOKE_PHASE
 
 
 def dump_pin(document: CommentedMap) -> str:

@@ -30,6 +30,7 @@ from controller.manifest import (
     load_pin,
     read_release,
     set_shadow_annotations,
+    set_smoke_annotation,
 )
 from controller.model_card import ModelCard, render_model_card
 from controller.ports import Forge
@@ -105,6 +106,7 @@ def _edit(
     pin: ReleasePin,
     mode: DeploymentMode,
     shadow_percent: float | None = None,
+    smoke: bool = False,
 ) -> Callable[[Path], None]:
     def edit(worktree: Path) -> None:
         path = worktree / pin_path
@@ -112,6 +114,8 @@ def _edit(
         # The environment says how KServe canaries there (spec.canary in RawDeployment).
         apply_release(document, pin, source=pin_path, mode=mode)
         set_shadow_annotations(document, shadow_percent)
+        if smoke:
+            set_smoke_annotation(document)
         path.write_text(dump_pin(document), encoding="utf-8")
         # Validate what Argo CD would apply, before anything is committed.
         validate_rendered(worktree / overlay)
@@ -170,6 +174,11 @@ def _plan(request: ProposalRequest, registry: MlflowRegistry, workspace: GitWork
     if config.rollout.shadow is not None and canary is not None and not same_version:
         # Weight 0: the new revision exists and gets a mirrored copy of the live requests.
         canary, shadow_percent = 0, config.rollout.shadow.mirror_percent
+    smoke_then = None
+    if config.rollout.smoke.enabled and shadow_percent is None and canary and not same_version:
+        # Weight 0 first: KServe gives a ready revision its share at once, and the smoke must
+        # come before any client request (the shadow phase runs it at its own start).
+        canary, smoke_then = 0, canary
     run = registry.run_summary(version.run_id) if version.run_id else None
     message = render_proposal_message(
         ProposalMessage(
@@ -177,6 +186,7 @@ def _plan(request: ProposalRequest, registry: MlflowRegistry, workspace: GitWork
             previous_version=previous, canary_percent=canary, storage_uri=storage_uri,
             run_id=version.run_id, run_url=run.url if run else None,
             metrics=run.metrics if run else {}, shadow_percent=shadow_percent,
+            smoke_then=smoke_then,
         )
     )  # fmt: skip
     pin = ReleasePin(
@@ -192,7 +202,9 @@ def _plan(request: ProposalRequest, registry: MlflowRegistry, workspace: GitWork
     )  # fmt: skip
     if not (same_version and current.storage_uri == storage_uri):
         draft = replace(draft, status="proposed")
-    edit = _edit(pin_path, overlay, pin, config.deployment_mode, shadow_percent)
+    edit = _edit(
+        pin_path, overlay, pin, config.deployment_mode, shadow_percent, smoke_then is not None
+    )
     return _Plan(config, version, run, pin_path, edit, message, draft)
 
 

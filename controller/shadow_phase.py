@@ -10,9 +10,12 @@ Git says it in two places of the InferenceService (Serverless mode):
   (the share of requests copied, ``"100"`` by default).
 
 A rollback also writes ``canaryTrafficPercent: 0``, but without the annotation: only the
-annotation means "mirror". Whoever mirrors (the local router, a mesh on a cluster) asks
-:func:`shadow_request` whether to, and :func:`shadow_revisions` which revision gets the copies
-of which one's requests, from KServe's status; this module does no I/O.
+annotation means "mirror". The same annotation with the value ``smoke`` (:data:`SMOKE_PHASE`)
+marks the pre-traffic smoke (:mod:`controller.gates.smoke`): weight 0, nothing mirrored, the
+new revision only answers the smoke on its tag route. Whoever mirrors (the local router, a
+mesh on a cluster) asks :func:`shadow_request` whether to, and :func:`shadow_revisions` which
+revision gets the copies of which one's requests, from KServe's status; this module does no
+I/O.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ __all__ = [
     "MIRROR_PERCENT_ANNOTATION",
     "PHASE_ANNOTATION",
     "SHADOW_PHASE",
+    "SMOKE_PHASE",
     "ShadowRequest",
     "ShadowRevisions",
     "shadow_request",
@@ -36,6 +40,7 @@ __all__ = [
 
 PHASE_ANNOTATION = "sluice.dev/phase"
 SHADOW_PHASE = "shadow"
+SMOKE_PHASE = "smoke"
 MIRROR_PERCENT_ANNOTATION = "sluice.dev/mirror-percent"
 _DEFAULT_PERCENT = 100.0
 

@@ -19,6 +19,9 @@ in one process ends in a RecursionError from gevent's monkey-patching.
     ``{"X-Sluice-Revision-Tag": "canary"}``.
 ``SLUICE_LOAD_TIMEOUT_SECONDS``
     Optional per-request timeout (10 by default); a request that takes longer is a failure.
+``SLUICE_LOAD_MAX_REQUESTS``
+    Optional: send this many requests in all, then stop (a smoke test); ``-t`` still bounds
+    the run.
 
 Every request also carries ``X-Sluice-Synthetic: load-test``, whatever
 ``SLUICE_LOAD_HEADERS`` says: the model server answers it as any other, and the router counts
@@ -49,9 +52,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import gevent
 import locust.stats
 from locust import FastHttpUser, events, task
 from locust.env import Environment
+from locust.exception import StopUser
 
 __all__ = [
     "SYNTHETIC_HEADER",
@@ -78,6 +83,7 @@ class LoadConfig:
     bodies: tuple[str, ...]
     headers: Mapping[str, str]
     timeout_seconds: float
+    max_requests: int | None = None
 
 
 def config_from_env(environ: Mapping[str, str]) -> LoadConfig:
@@ -98,6 +104,7 @@ def config_from_env(environ: Mapping[str, str]) -> LoadConfig:
         bodies=tuple(json.dumps(encode(row)) for row in rows),
         headers=_with_synthetic(_read_headers(environ.get("SLUICE_LOAD_HEADERS", ""))),
         timeout_seconds=_read_timeout(environ.get("SLUICE_LOAD_TIMEOUT_SECONDS", "10")),
+        max_requests=_read_max_requests(environ.get("SLUICE_LOAD_MAX_REQUESTS", "")),
     )
 
 
@@ -152,6 +159,18 @@ def _read_timeout(text: str) -> float:
     return seconds
 
 
+def _read_max_requests(text: str) -> int | None:
+    if not text.strip():
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        _exit(f"SLUICE_LOAD_MAX_REQUESTS must be a positive whole number, not {text!r}")
+    return count
+
+
 def _v1_body(row: Mapping[str, Any]) -> dict[str, Any]:
     return {"instances": [dict(row)]}
 
@@ -176,6 +195,9 @@ def _exit(message: str) -> NoReturn:
 
 
 _config: LoadConfig | None = None
+#: Requests started so far, against ``max_requests`` (greenlets switch only on I/O).
+_started = 0
+_quitting = False
 
 
 @events.init.add_listener
@@ -194,6 +216,8 @@ class ModelUser(FastHttpUser):
     def predict(self) -> None:
         """One prediction; any status outside 2xx (0 for a connection error) is a failure."""
         assert _config is not None, "the init event configures the locustfile"
+        if _config.max_requests is not None:
+            self._take_ticket(_config.max_requests)
         with self.client.post(
             _config.path,
             data=random.choice(_config.bodies),  # noqa: S311 (sampling, not secrecy)
@@ -206,3 +230,15 @@ class ModelUser(FastHttpUser):
             else:
                 detail = (response.text or str(response.error or ""))[:160]
                 response.failure(f"HTTP {response.status_code}: {' '.join(detail.split())}")
+
+    def _take_ticket(self, limit: int) -> None:
+        """Let this request go while fewer than ``limit`` were started; past it, stop this
+        user and end the run (gracefully: requests in flight are answered and counted)."""
+        global _started, _quitting
+        if _started < limit:
+            _started += 1
+            return
+        if not _quitting and self.environment.runner is not None:
+            _quitting = True
+            gevent.spawn(self.environment.runner.quit)
+        raise StopUser

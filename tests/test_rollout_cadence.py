@@ -13,7 +13,8 @@ from pathlib import Path
 
 from support.rollout_values import POLICY, canary_target, observation
 
-from controller.rollout.actions import Hold, SetWeight, Wait
+from controller.gates.sequential_watch import WatchConfig
+from controller.rollout.actions import Hold, SetWeight, Wait, Watch
 from controller.rollout.decide import decide
 from controller.rollout.loop import RolloutLoop
 from controller.rollout.reconcile import PassReport, Reconciler, _wake_in
@@ -37,11 +38,19 @@ def report(wake_in: float | None, *, finished: bool = False) -> PassReport:
 
 
 def test_a_scheduled_analysis_says_when_it_is_due() -> None:
-    """Waiting for the next analysis, the pass knows to the second when to come back."""
-    action = decide(observation(10, canary_target(10), changed_at=1000.0), POLICY, 1012.0)
-    assert isinstance(action, Wait)
+    """Waiting for the next analysis, the pass knows to the second when to come back; with the
+    watch on (the default) it comes back every watch period until then."""
+    unwatched = POLICY.model_copy(update={"watch": WatchConfig(enabled=False)})
+    action = decide(observation(10, canary_target(10), changed_at=1000.0), unwatched, 1012.0)
+    assert type(action) is Wait
     assert action.retry_after == 18.0
     assert _wake_in(action, None, POLICY.interval_seconds) == 18.0
+    watched = decide(observation(10, canary_target(10), changed_at=1000.0), POLICY, 1012.0)
+    assert isinstance(watched, Watch)
+    assert (watched.retry_after, watched.since, watched.period) == (18.0, 1000.0, 1.0)
+    assert _wake_in(watched, None, POLICY.interval_seconds) == 1.0
+    # Never past the analysis: half a second before it is due, the pass comes then.
+    assert _wake_in(decide(observation(10, canary_target(10)), POLICY, 1029.5), None, 30.0) == 0.5
 
 
 def test_after_a_commit_the_next_pass_comes_at_once_and_a_hold_waits_an_interval() -> None:

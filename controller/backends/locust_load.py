@@ -224,6 +224,8 @@ def histogram_from_response_times(
 def _check_plan(plan: LoadPlan) -> None:
     if plan.protocol not in ("v1", "v2"):
         raise ConfigError(f"load test protocol must be v1 or v2, not {plan.protocol!r}")
+    if plan.max_requests is not None and plan.max_requests < 1:
+        raise ConfigError(f"load test max requests must be >= 1, not {plan.max_requests}")
     if plan.users < 1 or plan.spawn_rate <= 0 or plan.duration_seconds <= 0:
         raise ConfigError(
             f"load test needs users >= 1, a positive spawn rate and duration, not "
@@ -266,6 +268,8 @@ def _child_env(plan: LoadPlan, payloads: Path, request_timeout: int) -> dict[str
         SLUICE_LOAD_HEADERS=json.dumps(dict(plan.headers)),
         SLUICE_LOAD_TIMEOUT_SECONDS=str(request_timeout),
     )
+    if plan.max_requests is not None:
+        env["SLUICE_LOAD_MAX_REQUESTS"] = str(plan.max_requests)
     return env
 
 

@@ -63,6 +63,7 @@ __all__ = [
     "builtin_query",
     "evaluate_checks",
     "render_query",
+    "revision_request_counts",
     "revision_traffic",
     "template_variables",
 ]
@@ -464,6 +465,29 @@ def revision_traffic(
         errors=min(round(errors or 0.0), round(requests)),
         latency=_histogram(buckets, scale=profile.milliseconds_per_unit),
     )
+
+
+def revision_request_counts(
+    source: MetricsSource,
+    *,
+    revision: str,
+    namespace: str,
+    configuration: str,
+    interval: str,
+    profile: MetricsProfile = _DEFAULT,
+) -> tuple[int, int]:
+    """(requests, 5xx errors) of ``revision`` over ``interval``, as :func:`revision_traffic`
+    counts them but without the latency histogram: two queries, cheap enough to run every
+    second (the sequential watch). (0, 0) when the revision answered nothing in the window.
+    May raise :class:`MetricsUnavailable`."""
+    context = {"namespace": namespace, "configuration": configuration}
+    if not re.match(_DURATION, interval):
+        raise ConfigError(f"interval {interval!r} is not a Prometheus duration such as 1m")
+    requests = round(_request_count(source, profile, revision, context, interval) or 0.0)
+    if requests <= 0:
+        return 0, 0
+    errors = _request_count(source, profile, revision, context, interval, errors_only=True)
+    return requests, min(max(round(errors or 0.0), 0), requests)
 
 
 def _request_count(

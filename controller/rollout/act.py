@@ -25,6 +25,7 @@ from controller.rollout.actions import (
     Abort,
     Action,
     EndShadow,
+    EndSmoke,
     FinishRestore,
     Hold,
     Promote,
@@ -101,6 +102,8 @@ class Actuator:
                 return self._commit(*stop_mirror(self.ref, obs, action))
             case EndShadow():
                 return self._end_shadow(action, obs, now)
+            case EndSmoke():
+                return self._end_smoke(action, obs)
             case Promote():
                 return self._promote(action, obs)
             case StartRollback():
@@ -213,6 +216,27 @@ class Actuator:
         self.metrics.set_weight(obs.model, obs.environment, action.to_percent)
         return result
 
+    def _end_smoke(self, action: EndSmoke, obs: ReleaseObservation) -> ActResult:
+        version = _version(obs)
+        result = self._commit(
+            weight_edit(self.ref.pin_path, version, action.to_percent, expect=0),
+            RolloutCommit(
+                model=obs.model,
+                version=version,
+                environment=obs.environment,
+                action="step",
+                headline=f"smoke passed, canary {action.to_percent}%",
+                summary=(
+                    f"v{version} answered the smoke test at 0% of the traffic: it now takes "
+                    f"{action.to_percent}% of {obs.environment}'s client traffic, and the "
+                    "canary's gates take over."
+                ),
+                results=action.results,
+            ),
+        )
+        self.metrics.set_weight(obs.model, obs.environment, action.to_percent)
+        return result
+
     def _shadow_verdict(self, version: int, verdict: str, reason: str, now: float) -> None:
         """The shadow verdict on the version, for ``sluice status`` and MLflow's UI."""
         tag = shadow_tag(self.ref.environment.name)
@@ -268,6 +292,13 @@ class Actuator:
                 f"pin.{unmirrored(obs)} {fate}"
             )
             self._shadow_verdict(version, "aborted" if aborted else "fail", action.reason, now)
+        elif obs.smoke:
+            headline = f"{'aborted' if aborted else 'stopped'} in smoke test, {back_to} serves"
+            summary = (
+                f"{'Aborted' if aborted else 'Stopped'} before any client traffic: "
+                f"{action.reason}.\n\nv{version} was at 0% and never took a client request; "
+                f"the next commit restores {back_to}'s pin. {fate}"
+            )
         else:
             headline = f"{'aborted, ' if aborted else ''}all traffic back to {back_to}"
             summary = (

@@ -19,6 +19,7 @@ __all__ = [
     "Analyze",
     "AnalyzeShadow",
     "EndShadow",
+    "EndSmoke",
     "Finish",
     "FinishRestore",
     "Hold",
@@ -29,10 +30,12 @@ __all__ = [
     "RollbackVerdict",
     "SetChampion",
     "SetWeight",
+    "Smoke",
     "StartMirror",
     "StartRollback",
     "StopMirror",
     "Wait",
+    "Watch",
 ]
 
 
@@ -57,6 +60,36 @@ class Wait:
     reason: str
     phase: str
     retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Watch(Wait):
+    """A step takes client traffic and its next analysis is not due: read the canary's own
+    request counters since ``since`` (the step's commit) and run the sequential test
+    (:mod:`controller.gates.sequential_watch`). Unless the evidence is conclusive it is the
+    :class:`Wait` it extends, and the next pass comes after ``period`` seconds."""
+
+    step: int = 0
+    since: float = 0.0
+    period: float = 1.0
+
+
+@dataclass(frozen=True)
+class Smoke:
+    """The new revision is ready at weight 0: send it the smoke (:mod:`controller.gates.smoke`)
+    on its tag route; a pass leads to ``to_percent`` (or, in a shadow phase, to the judge)."""
+
+    to_percent: int
+    #: The shadow phase's record, when the smoke runs at its start (None in a smoke phase).
+    record: AnalysisRecord | None = None
+
+
+@dataclass(frozen=True)
+class EndSmoke:
+    """The smoke passed: commit the first canary step, without the smoke annotation."""
+
+    to_percent: int
+    results: tuple[GateResult, ...]
 
 
 @dataclass(frozen=True)
@@ -201,6 +234,9 @@ class Finish:
 
 Action = (
     Wait
+    | Watch
+    | Smoke
+    | EndSmoke
     | Analyze
     | AnalyzeShadow
     | StartMirror

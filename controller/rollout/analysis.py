@@ -20,9 +20,16 @@ from controller.analysis_types import GateResult, LoadPlan, Verdict
 from controller.errors import SluiceError
 from controller.gates.judge import judge
 from controller.gates.load_test import evaluate_load
-from controller.gates.prometheus_checks import evaluate_checks, revision_traffic
+from controller.gates.prometheus_checks import (
+    evaluate_checks,
+    revision_request_counts,
+    revision_traffic,
+)
+from controller.gates.sequential_watch import WatchConfig, WatchCounts, watch_verdict
+from controller.gates.smoke import GATE as SMOKE_GATE
+from controller.gates.smoke import SmokeConfig, evaluate_smoke
 from controller.ports import LoadGenerator, MetricsSource, RolloutRegistry
-from controller.rollout.actions import Analyze
+from controller.rollout.actions import Analyze, Smoke, Watch
 from controller.rollout.gates_config import GatesConfig
 from controller.rollout.observation import ReleaseObservation
 
@@ -56,6 +63,76 @@ class Analyzer:
         if gates.judge_enabled:
             results.append(self._judge(obs, analysis, gates, now))
         return results
+
+    def watch(
+        self, obs: ReleaseObservation, action: Watch, config: WatchConfig, gates: GatesConfig,
+        now: float,
+    ) -> GateResult | None:  # fmt: skip
+        """The sequential watch's verdict on the counters since the step's commit; None when
+        they could not be read (no Prometheus, no primary, a query error): the watch is then
+        skipped, since a broken tool is the analyses' business."""
+        revisions = self._revisions(obs)
+        if self.metrics is None or revisions is None:
+            return None
+        window = f"{max(1, math.ceil(now - action.since))}s"
+        canary, primary = revisions
+        try:
+            counts = [
+                revision_request_counts(
+                    self.metrics,
+                    revision=revision,
+                    namespace=obs.target.namespace,
+                    configuration=obs.target.configuration,
+                    interval=window,
+                    profile=gates.profile,
+                )
+                for revision in (canary, primary)
+            ]
+        except SluiceError as exc:
+            _log.info("watch of %s skipped: %s", canary, exc.message)
+            return None
+        (n, e), (pn, pe) = counts
+        return watch_verdict(WatchCounts(n, e, pn, pe), config, margin=gates.judge.error_margin)
+
+    def smoke(
+        self, obs: ReleaseObservation, action: Smoke, config: SmokeConfig, gates: GatesConfig
+    ) -> GateResult:
+        """Send the smoke to the new revision's tag route (weight 0) and judge what it saw."""
+        route = obs.target.tagged("latest")
+        if self.load is None or route is None or route.url is None:
+            why = "no load generator" if self.load is None else "the new revision has no tag route"
+            return GateResult(SMOKE_GATE, Verdict.ERROR, f"{SMOKE_GATE}: not run ({why})")
+        assert obs.pin.version is not None
+        rows = self._rows(obs.model, obs.pin.version)
+        if not rows and obs.pin.previous_version is not None:
+            rows = self._rows(obs.model, obs.pin.previous_version)
+        if not rows:
+            return GateResult(
+                SMOKE_GATE,
+                Verdict.INCONCLUSIVE,
+                f"{SMOKE_GATE}: v{obs.pin.version} logged no input example to send",
+            )
+        report_dir = None
+        if self.report_dir is not None:
+            name = f"{obs.environment}-{obs.model}-v{obs.pin.version}-smoke"
+            report_dir = self.report_dir / name
+        load = gates.load_test
+        plan = LoadPlan(
+            url=route.url,
+            model_name=obs.inference_service,
+            protocol=load.protocol,
+            payloads=tuple(rows),
+            users=min(load.users, config.requests),
+            spawn_rate=float(min(load.users, config.requests)),
+            duration_seconds=config.timeout_seconds,
+            report_dir=report_dir,
+            max_requests=config.requests,
+        )
+        try:
+            report = self.load.run(plan)
+        except SluiceError as exc:  # Locust did not run: nothing learnt about the model
+            return GateResult(SMOKE_GATE, Verdict.ERROR, f"{SMOKE_GATE}: {exc.message}")
+        return evaluate_smoke(report, config)
 
     def _revisions(self, obs: ReleaseObservation) -> tuple[str, str] | None:
         canary = obs.target.latest_created

@@ -24,12 +24,21 @@ with plain values and with hypothesis:
   the first judgement, and exists only during the shadow phase (the first canary step and the
   rollback remove it in their own commit; one found outside a shadow phase is removed); a
   canary step waits while the cluster still runs the removed mirror (an Application that does
-  not prune), and rolls back after the progress deadline.
+  not prune), and rolls back after the progress deadline;
+- a pin in its smoke phase (weight 0 with ``sluice.dev/phase: smoke``) takes no client traffic
+  either: once the new revision is ready at 0 % its tag route gets the smoke; a pass commits
+  the first step, a failure rolls back and quarantines, a smoke that could not run aborts. A
+  shadow phase runs the smoke at its start, before its first judgement;
+- between analyses of a step that takes client traffic, the watch (an SPRT on the canary's
+  error rate since the step's commit) rolls back and quarantines as soon as its evidence is
+  conclusive; it never advances a step, and a watch that could not read the counters changes
+  nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import InputError
@@ -40,6 +49,7 @@ from controller.rollout.actions import (
     Analyze,
     AnalyzeShadow,
     EndShadow,
+    EndSmoke,
     Finish,
     FinishRestore,
     Hold,
@@ -49,10 +59,12 @@ from controller.rollout.actions import (
     RestorePrevious,
     SetChampion,
     SetWeight,
+    Smoke,
     StartMirror,
     StartRollback,
     StopMirror,
     Wait,
+    Watch,
 )
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import RolloutPolicy, ShadowPhase, next_step
@@ -60,7 +72,15 @@ from controller.rollout.record import AnalysisRecord, tally
 from controller.shadow_mirror import ShadowMirror, mirror_name
 from controller.target_types import TargetObservation
 
-__all__ = ["conclude", "conclude_shadow", "decide", "failing_summary", "manual_rollback"]
+__all__ = [
+    "conclude",
+    "conclude_shadow",
+    "conclude_smoke",
+    "conclude_watch",
+    "decide",
+    "failing_summary",
+    "manual_rollback",
+]
 
 #: ``Sluice-Action`` trailer of the commit that restores the previous version.
 RESTORE_ACTION = "restore"
@@ -78,6 +98,10 @@ def decide(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action
         if obs.quarantined is not None:
             return StartRollback(f"v{pin.version} is quarantined ({obs.quarantined})")
         return _shadowing(obs, policy, now)
+    if canary == 0 and obs.smoke:
+        if obs.quarantined is not None:
+            return StartRollback(f"v{pin.version} is quarantined ({obs.quarantined})")
+        return _smoking(obs, policy, now)
     if canary == 0 and obs.restored_from is not None:
         return _finishing_restore(obs)
     if canary == 0:
@@ -193,6 +217,33 @@ def conclude_shadow(
     return Hold(record, f"shadow {judgement.reason}", phase="shadowing")
 
 
+def conclude_smoke(
+    obs: ReleaseObservation, policy: RolloutPolicy, smoke: Smoke, result: GateResult
+) -> Action:
+    """What the pre-traffic smoke leads to: the first step (or, at the start of a shadow phase,
+    the shadow judge), a rollback that quarantines (it failed: evidence), or an abort (it could
+    not run, or too few requests were answered: nothing was learnt about the model)."""
+    if result.verdict is Verdict.FAIL:
+        return StartRollback(result.summary, (result,))
+    if result.verdict is not Verdict.PASS:
+        return StartRollback(
+            f"the smoke could not run ({result.summary})", (result,), verdict="aborted"
+        )
+    if smoke.record is not None:
+        return Hold(replace(smoke.record, smoke=result.summary), result.summary, "shadowing")
+    return EndSmoke(smoke.to_percent, (result,))
+
+
+def conclude_watch(watch: Watch, result: GateResult | None) -> Action:
+    """A conclusive watch rolls back (failed: the canary's own requests are evidence); anything
+    else, a query that errored included, is the wait the watch was."""
+    if result is None:
+        return watch
+    if result.verdict is Verdict.FAIL:
+        return StartRollback(result.summary, (result,))
+    return replace(watch, reason=f"{watch.reason}; {result.summary}")
+
+
 def failing_summary(results: Sequence[GateResult]) -> str:
     """The summaries of the gates that did not pass, failures first, in one line."""
     order = {Verdict.FAIL: 0, Verdict.ERROR: 1, Verdict.INCONCLUSIVE: 2, Verdict.PASS: 3}
@@ -299,7 +350,11 @@ def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, ste
     start = record.last_at if record.last_at is not None else obs.pin_changed_at
     due = start + policy.interval_seconds
     if now < due:
-        return Wait(f"canary {step}%: next analysis in {due - now:.0f} s", "analysing", due - now)
+        why = f"canary {step}%: next analysis in {due - now:.0f} s"
+        if policy.watch.enabled:
+            period = policy.watch.period_seconds
+            return Watch(why, "analysing", due - now, step, obs.pin_changed_at, period)
+        return Wait(why, "analysing", due - now)
     return Analyze(step=step, look=record.looks + 1, record=record)
 
 
@@ -321,18 +376,48 @@ def _shadowing(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Ac
                 verdict="aborted",
             )
         return Wait(f"challenger revision {challenger} is loading", "shadowing")
+    record = obs.analysis
+    if record is None or record.commit != obs.pin_commit:
+        record = AnalysisRecord(commit=obs.pin_commit, step=0)
+    if policy.smoke.enabled and record.smoke is None:
+        # The smoke first: a challenger that errors is stopped before anything is mirrored
+        # to it or judged.
+        return Smoke(policy.steps[0], record)
     if not target.mirrors_shadow:
         mirroring = _mirroring(obs, policy, now, challenger)
         if mirroring is not None:
             return mirroring
-    record = obs.analysis
-    if record is None or record.commit != obs.pin_commit:
-        record = AnalysisRecord(commit=obs.pin_commit, step=0)
     start = record.last_at if record.last_at is not None else obs.pin_changed_at
     due = start + policy.interval_seconds
     if now < due:
         return Wait(f"shadow: next judgement in {due - now:.0f} s", "shadowing", due - now)
     return AnalyzeShadow(look=record.looks + 1, record=record)
+
+
+def _smoking(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action:
+    """Weight 0 in the smoke phase: wait for the new revision on its tag route, then smoke it."""
+    target = obs.target
+    if not obs.synced:
+        return _unsynced(obs, policy, now, "smoke_testing")
+    revision = target.latest_created
+    if target.failure and revision != target.latest_ready:
+        return StartRollback(f"new revision {revision} failed: {target.failure}")
+    if revision is None or target.latest_ready != revision or not _smoke_route(target, revision):
+        if _deadline_passed(obs, policy, now):
+            return StartRollback(
+                f"new revision {revision} was not ready on its tag route within "
+                f"{policy.progress_deadline_seconds:g} s",
+                verdict="aborted",
+            )
+        return Wait(f"new revision {revision} is loading at 0%", "smoke_testing")
+    return Smoke(policy.steps[0])
+
+
+def _smoke_route(target: TargetObservation, revision: str) -> bool:
+    """The ``latest`` tag route reaches ``revision`` (KServe lists it at 0 % beside the
+    primary once it is ready; RawDeployment's HTTPRoute the same)."""
+    route = target.tagged("latest")
+    return route is not None and route.revision == revision and route.url is not None
 
 
 def _mirroring(

@@ -48,6 +48,9 @@ class ReleaseObservation:
     #: The share of live requests mirrored to the challenger while the pin is in its shadow
     #: phase (``sluice.dev/phase: shadow`` at weight 0); None outside it.
     shadow_percent: float | None = None
+    #: The pin is in its smoke phase (weight 0 with ``sluice.dev/phase: smoke``): the new
+    #: revision takes no client traffic until the smoke passed.
+    smoke: bool = False
     #: The ``Sluice-Action`` trailer of ``pin_commit`` (propose, step, promote, rollback, restore).
     pin_action: str | None = None
     #: Sluice's shadow VirtualService in the environment's overlay at ``head`` (the challenger

@@ -29,7 +29,7 @@ from controller.shadow_mirror import (
     ShadowMirror,
     parse_shadow_mirror,
 )
-from controller.shadow_phase import shadow_request
+from controller.shadow_phase import PHASE_ANNOTATION, SMOKE_PHASE, shadow_request
 
 __all__ = [
     "QUARANTINE_TAG",
@@ -149,6 +149,7 @@ def observe(
         aborted=aborted,
         restored_from=_int(annotations.get(RESTORED_FROM)),
         shadow_percent=_shadow_percent(document),
+        smoke=annotations.get(PHASE_ANNOTATION) == SMOKE_PHASE and pin.canary_percent == 0,
         shadow_mirror=mirror,
         shadow_mirror_changed_at=mirror_change.time if mirror_change else None,
     )

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from controller.gates.sequential_watch import WatchConfig
 from controller.gates.shadow_judge import ShadowPolicy
+from controller.gates.smoke import SmokeConfig
 from controller.rollout.gates_config import GatesConfig
 
 __all__ = ["RolloutPolicy", "ShadowPhase", "next_step"]
@@ -104,6 +106,19 @@ class RolloutPolicy(BaseModel):
     )
     gates: GatesConfig = Field(
         default_factory=GatesConfig, description="What each analysis checks."
+    )
+    watch: WatchConfig = Field(
+        default_factory=WatchConfig,
+        description="Between analyses, an SPRT on the canary's own error rate every period "
+        "(Wald: H0 p <= the primary's rate + gates.judge.errorMargin, H1 p >= that + "
+        "minDetectableErrorRate; alpha = beta = 0.01): conclusive evidence rolls back and "
+        "quarantines at once; it never promotes, and a query that errors is ignored.",
+    )
+    smoke: SmokeConfig = Field(
+        default_factory=SmokeConfig,
+        description="A pre-traffic smoke: the new version is pinned at weight 0 (sluice.dev/"
+        "phase: smoke) and, once ready, must answer the load test's payloads on its tag route "
+        "before the first step takes client traffic.",
     )
     shadow: ShadowPhase | None = Field(
         default=None,

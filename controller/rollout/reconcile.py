@@ -4,6 +4,11 @@ A pass holds no state between calls: it fetches Git, reads the registry and the 
 derives everything from them. Killing the process at any line and running the pass again
 therefore reaches the same end, and two passes never push the same commit twice (the pin
 edits compare-and-swap on the version they expect).
+
+With a :class:`~controller.lease.LeaseKeeper`, only the holder of a release's lease analyses and
+acts: another controller's pass observes, reports who holds the lease and the commits it sees
+land, and waits (see :mod:`controller.lease`). A push that loses a race to a change it cannot
+build on (:class:`~controller.errors.GitConflict`) ends the pass, and the next decides again.
 """
 
 from __future__ import annotations
@@ -12,17 +17,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from controller.analysis_types import GateResult
+from controller.analysis_types import GateResult, Verdict
 from controller.backends.git_repo import GitWorkspace
+from controller.errors import GitConflict
+from controller.lease import LeaseKeeper, lease_name
 from controller.notify import NullNotifier
 from controller.ports import Forge, Notifier, PredictionStore, RolloutRegistry, Target
-from controller.rollout.act import Actuator
+from controller.rollout.act import ActResult, Actuator
 from controller.rollout.actions import (
     Abort,
     Action,
     Analyze,
     AnalyzeShadow,
     EndShadow,
+    EndSmoke,
     Finish,
     FinishRestore,
     Hold,
@@ -32,15 +40,23 @@ from controller.rollout.actions import (
     RestorePrevious,
     SetChampion,
     SetWeight,
+    Smoke,
     StartMirror,
     StartRollback,
     StopMirror,
     Wait,
+    Watch,
 )
 from controller.rollout.analysis import Analyzer
-from controller.rollout.decide import conclude, conclude_shadow, decide
+from controller.rollout.decide import (
+    conclude,
+    conclude_shadow,
+    conclude_smoke,
+    conclude_watch,
+    decide,
+)
 from controller.rollout.observation import ReleaseObservation
-from controller.rollout.observe import load_release, observe
+from controller.rollout.observe import ReleaseRef, load_release, observe
 from controller.rollout.policy import ShadowPhase
 from controller.rollout.shadow_analysis import judge_mirrored
 from controller.rollout.telemetry import RolloutMetrics
@@ -63,9 +79,13 @@ class PassReport:
     commit: str | None = None
     outcome: Outcome | None = None
     #: Seconds until the next pass has something to do: 0 after a commit, the time to the
-    #: next analysis while one is scheduled, the policy interval after a hold; None when the
-    #: world has to move first (a sync, a revision loading) or the rollout ended.
+    #: next analysis while one is scheduled (the watch period, at most, while the canary is
+    #: watched), the policy interval after a hold; None when the world has to move first (a
+    #: sync, a revision loading) or the rollout ended.
     wake_in: float | None = None
+    #: The controller that holds the release's lease, when it is another one (this pass only
+    #: followed it).
+    holder: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -84,6 +104,7 @@ class PassReport:
             "canaryPercent": self.canary_percent,
             "commit": self.commit,
             "outcome": self.outcome.value if self.outcome else None,
+            "leaseHolder": self.holder,
             "gates": [
                 {"gate": r.gate, "verdict": r.verdict.value, "summary": r.summary}
                 for r in self.results
@@ -98,9 +119,13 @@ def phase_of(action: Action) -> str:
             return action.phase
         case AnalyzeShadow() | StartMirror():
             return "shadowing"
+        case Smoke(record=None):
+            return "smoke_testing"
+        case Smoke():
+            return "shadowing"
         case Analyze():
             return "analysing"
-        case SetWeight() | EndShadow() | StopMirror():
+        case SetWeight() | EndShadow() | EndSmoke() | StopMirror():
             return "progressing"
         case Promote() | SetChampion():
             return "promoting"
@@ -126,6 +151,10 @@ def _detail(action: Action) -> str:
             return f"canary {action.from_percent}% → {action.to_percent}%"
         case EndShadow():
             return f"shadow passed → canary {action.to_percent}%"
+        case EndSmoke():
+            return f"smoke passed → canary {action.to_percent}%"
+        case Smoke():
+            return "smoke-testing the new revision at 0%"
         case AnalyzeShadow():
             return "judging the challenger's mirrored answers"
         case StartMirror():
@@ -172,6 +201,11 @@ class Reconciler:
     clock: Callable[[], float] = time.time
     #: Where the shadow phase reads the mirrored answers (None: shadows stay inconclusive).
     predictions: PredictionStore | None = None
+    #: Who may act on a release (None: this controller always acts, alone by assumption).
+    lease: LeaseKeeper | None = None
+    _seen: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _landed: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
+    _following: set[str] = field(default_factory=set, init=False, repr=False)
 
     def observe(self, environment: str, model: str) -> ReleaseObservation:
         """Fetch and observe one release without acting (``sluice status``)."""
@@ -188,22 +222,43 @@ class Reconciler:
         policy = ref.environment.rollout
         now = self.clock()
         action = decide(obs, policy, now)
+        following = self._follow(ref, obs, action, now, first=True)
+        if following is not None:
+            return following
         results: tuple[GateResult, ...] = ()
         if isinstance(action, Analyze):
             results = tuple(self.analyzer.run(obs, action, policy.gates, now))
             self.metrics.count_gates(results)
             now = self.clock()
             action = conclude(obs, policy, action, results, now)
+        elif isinstance(action, Watch):
+            watched = self.analyzer.watch(obs, action, policy.watch, policy.gates, now)
+            if watched is not None and watched.verdict is Verdict.FAIL:
+                results = (watched,)
+                self.metrics.count_gates(results)
+            action = conclude_watch(action, watched)
+        elif isinstance(action, Smoke):
+            smoked = self.analyzer.smoke(obs, action, policy.smoke, policy.gates)
+            results = (smoked,)
+            self.metrics.count_gates(results)
+            now = self.clock()
+            action = conclude_smoke(obs, policy, action, smoked)
         elif isinstance(action, AnalyzeShadow):
             judgement = judge_mirrored(self.predictions, obs, policy.shadow or ShadowPhase())
             results = judgement.results
             self.metrics.count_gates(results)
             now = self.clock()
             action = conclude_shadow(obs, policy, action, judgement, now)
+        following = self._follow(ref, obs, action, now, first=False)
+        if following is not None:
+            return following  # the lease was lost while analysing: the holder acts
         actuator = Actuator(
             ref, self.workspace, self.registry, self.notifier, self.metrics, self.forge
         )
-        done = actuator.act(action, obs, now)
+        try:
+            done = actuator.act(action, obs, now)
+        except GitConflict as conflict:
+            return _lost_race(obs, action, conflict)
         phase = phase_of(action)
         self.metrics.set_phase(model, environment, phase)
         if obs.pin.canary_percent is not None and not isinstance(action, Finish):
@@ -214,7 +269,7 @@ class Reconciler:
             environment=environment,
             phase=phase,
             action=type(action).__name__,
-            detail=_detail(action),
+            detail=_detail(action) + _done_note(done),
             version=obs.pin.version,
             canary_percent=obs.pin.canary_percent,
             results=results,
@@ -222,6 +277,59 @@ class Reconciler:
             outcome=action.outcome if isinstance(action, Finish) else None,
             wake_in=_wake_in(action, done.commit, policy.interval_seconds),
         )
+
+    def _follow(
+        self, ref: ReleaseRef, obs: ReleaseObservation, action: Action, now: float, *, first: bool
+    ) -> PassReport | None:
+        """None when this controller may analyse and act on the release; otherwise the report
+        of a pass that follows the lease's holder. The end needs no lease (its holder releases
+        it), nor does a plain wait of a controller that neither holds nor follows (its holder
+        renews it while it waits)."""
+        if self.lease is None:
+            return None
+        name = lease_name(ref.environment.name, ref.release.model)
+        if first:
+            self._landed[name] = [*self._landed.get(name, []), *self._commits_seen(ref, obs, name)]
+        if isinstance(action, Finish):
+            self.lease.release(name)
+            self._following.discard(name)
+            return None
+        idle = type(action) is Wait and name not in self._following
+        if idle and not self.lease.holding(name):
+            return None
+        held = self.lease.hold(name)
+        if held.holder == self.lease.holder:
+            self._following.discard(name)
+            self._landed.pop(name, None)
+            return None
+        self._following.add(name)
+        landed = self._landed.pop(name, [])
+        expires = time.strftime("%H:%M:%S", time.localtime(held.expires_at))
+        detail = (
+            f"{held.holder} holds this rollout's lease (until {expires} unless renewed): "
+            "it analyses and acts, this controller follows"
+        )
+        if landed:
+            detail += f"; it committed {' | '.join(landed)}"
+        return PassReport(
+            model=obs.model,
+            environment=obs.environment,
+            phase=phase_of(action),
+            action="Follow",
+            detail=detail,
+            version=obs.pin.version,
+            canary_percent=obs.pin.canary_percent,
+            holder=held.holder,
+        )
+
+    def _commits_seen(self, ref: ReleaseRef, obs: ReleaseObservation, name: str) -> list[str]:
+        """Commits to the pin since this controller's previous pass (the last one, at first)."""
+        before = self._seen.get(name)
+        self._seen[name] = obs.pin_commit
+        if not obs.pin_commit or before == obs.pin_commit:
+            return []
+        since = before or f"{obs.pin_commit}~1"
+        return self.workspace.log_subjects(ref.branch, since, obs.pin_commit, ref.pin_path)
 
     def run(
         self,
@@ -248,12 +356,31 @@ class Reconciler:
                 sleep(pause)
 
 
+def _done_note(done: ActResult) -> str:
+    return " (done already: nothing committed)" if done.already_done else ""
+
+
+def _lost_race(obs: ReleaseObservation, action: Action, conflict: GitConflict) -> PassReport:
+    """A push lost to a change it cannot build on: nothing was done, the next pass decides."""
+    return PassReport(
+        model=obs.model,
+        environment=obs.environment,
+        phase=phase_of(action),
+        action="Wait",
+        detail=f"lost a race, deciding again: {conflict.message}",
+        version=obs.pin.version,
+        canary_percent=obs.pin.canary_percent,
+    )
+
+
 def _wake_in(action: Action, commit: str | None, interval: float) -> float | None:
     """When the next pass has something to do (see :attr:`PassReport.wake_in`)."""
     if isinstance(action, Finish):
         return None
     if commit is not None:
         return 0.0
+    if isinstance(action, Watch):
+        return max(0.0, min(action.period, action.retry_after or action.period))
     if isinstance(action, Wait):
         return None if action.retry_after is None else max(0.0, action.retry_after)
     if isinstance(action, Hold):

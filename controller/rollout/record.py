@@ -43,6 +43,8 @@ class AnalysisRecord:
     #: When the last analysis finished (seconds since the epoch), for pacing.
     last_at: float | None = None
     results: tuple[GateResult, ...] = ()
+    #: The summary of the smoke that passed at the start of this (shadow) phase, if one did.
+    smoke: str | None = None
 
     def to_json(self) -> str:
         """Compact JSON for the registry tag (MLflow tag values hold up to 5,000 characters)."""
@@ -54,6 +56,7 @@ class AnalysisRecord:
             "inconclusive": self.inconclusive,
             "errors": self.errors,
             "lastAt": self.last_at,
+            **({"smoke": self.smoke[:300]} if self.smoke is not None else {}),
             "results": [
                 {"gate": r.gate, "verdict": r.verdict.value, "summary": r.summary[:300]}
                 for r in self.results
@@ -76,6 +79,7 @@ class AnalysisRecord:
                 inconclusive=int(data.get("inconclusive", 0)),
                 errors=int(data.get("errors", 0)),
                 last_at=float(data["lastAt"]) if data.get("lastAt") is not None else None,
+                smoke=str(data["smoke"]) if data.get("smoke") is not None else None,
                 results=tuple(
                     GateResult(str(r["gate"]), Verdict(r["verdict"]), str(r.get("summary", "")))
                     for r in data.get("results", [])

@@ -21,6 +21,7 @@ __all__ = ["PHASES", "RolloutMetrics"]
 PHASES = (
     "idle",
     "shadowing",
+    "smoke_testing",
     "progressing",
     "analysing",
     "promoting",
