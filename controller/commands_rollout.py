@@ -14,10 +14,12 @@ from typing import Any, Literal
 from rich.console import Console
 from rich.table import Table
 
+from controller.backends.git_lease import GitLeaseStore
 from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands_propose import default_remote
 from controller.errors import ConfigError, InputError, SluiceError
+from controller.lease import LeaseKeeper
 from controller.ports import (
     Forge,
     MetricsSource,
@@ -128,6 +130,9 @@ def build_reconciler(
         notifier=_notifier(settings),
         forge=forge,
         predictions=_prediction_log(settings, target),
+        lease=LeaseKeeper(
+            GitLeaseStore(workspace), duration_seconds=settings.rollout_lease_seconds
+        ),
     )
 
 
@@ -176,12 +181,19 @@ def run_rollout(
         if not as_json:
             _print_pass(report, console)
 
-    if once:
-        on_pass(reconciler.reconcile(environment, model))
-    else:
-        reconciler.run(
-            environment, model, poll_seconds=settings.rollout_poll_interval_seconds, on_pass=on_pass
-        )
+    try:
+        if once:
+            on_pass(reconciler.reconcile(environment, model))
+        else:
+            reconciler.run(
+                environment,
+                model,
+                poll_seconds=settings.rollout_poll_interval_seconds,
+                on_pass=on_pass,
+            )
+    finally:
+        if reconciler.lease is not None:
+            reconciler.lease.release_all()
     last = reports[-1]
     if as_json:
         console.print_json(json.dumps({"passes": [r.as_dict() for r in reports]}))
@@ -232,12 +244,16 @@ def run_rollback(
         console.print(f"{what} of {model} v{obs.pin.version} committed: {done.commit}")
     if not wait:
         return 0
-    last = reconciler.run(
-        environment,
-        model,
-        poll_seconds=settings.rollout_poll_interval_seconds,
-        on_pass=lambda report: _print_pass(report, console),
-    )
+    try:
+        last = reconciler.run(
+            environment,
+            model,
+            poll_seconds=settings.rollout_poll_interval_seconds,
+            on_pass=lambda report: _print_pass(report, console),
+        )
+    finally:
+        if reconciler.lease is not None:
+            reconciler.lease.release_all()
     return 0 if last.outcome is Outcome.ROLLED_BACK else exit_code(last)
 
 

@@ -12,11 +12,13 @@ from typing import Protocol
 
 from controller.analysis_types import LoadPlan, LoadReport, MetricSample
 from controller.domain import ChangeRequest, ModelVersion, PullRequest, RunSummary
+from controller.lease import Lease
 from controller.predictions import Prediction, PredictionPair
 from controller.target_types import TargetObservation
 
 __all__ = [
     "Forge",
+    "LeaseStore",
     "LoadGenerator",
     "MetricsSource",
     "ModelRegistry",
@@ -178,4 +180,20 @@ class PredictionStore(Protocol):
         limit: int | None = None,
     ) -> list[PredictionPair]:
         """Requests both answered, oldest first, with their labels."""
+        ...
+
+
+class LeaseStore(Protocol):
+    """Where the lease of each release is kept (:mod:`controller.lease`): a compare-and-swap
+    register per name. A ref in the GitOps remote (:mod:`controller.backends.git_lease`); on a
+    cluster a ``coordination.k8s.io/v1`` Lease would serve as well."""
+
+    def read(self, name: str) -> tuple[Lease, str] | None:
+        """The lease recorded for ``name`` and the version token to swap it from; None when
+        there is none."""
+        ...
+
+    def swap(self, name: str, expected: str | None, lease: Lease | None) -> bool:
+        """Record ``lease`` (None: remove it) if the record's version is still ``expected``
+        (None: there is no record); False when another writer changed it first."""
         ...

@@ -107,6 +107,15 @@ class Settings(BaseSettings):
         "policy's interval, and after a commit the next pass comes at once "
         "(`sluice rollout --poll-interval`).",
     )
+    rollout_lease_seconds: float = Field(
+        default=30.0,
+        ge=3.0,
+        le=3600.0,
+        description="How long a controller's lease on a release lasts unrenewed "
+        "(refs/sluice/leases/ENV/MODEL in the GitOps remote): only its holder analyses and "
+        "acts, renewing it every third of this; another controller takes a rollout over this "
+        "long after its holder stopped renewing. Keep it above the longest analysis.",
+    )
     webhook_secret: SecretStr | None = Field(
         default=None,
         description=(

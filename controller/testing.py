@@ -20,7 +20,8 @@ deterministically, and from the same pure logic the local target runs:
   Locust-shaped reports; both derive the numbers from the :class:`Behaviour` of the version a
   revision serves, so the real gates and the real judge decide on them.
 - :class:`RecordingNotifier` keeps the events it is sent; :class:`ManualClock` is a clock a
-  test moves.
+  test moves; :class:`MemoryLeaseStore` (:class:`~controller.ports.LeaseStore`) keeps leases
+  in a dict, with the compare-and-swap the Git one gets from the remote.
 
 What they are not: a replacement for the real services. The backends (MLflow, Git, the local
 target's model servers, Prometheus, Locust, Argo CD and a cluster) are exercised for real by
@@ -49,6 +50,7 @@ from controller.analysis_types import LatencyHistogram, LoadPlan, LoadReport, Me
 from controller.backends.kubernetes_target import observation_from
 from controller.errors import MetricsUnavailable, SluiceError
 from controller.gates.metrics_profile import KNATIVE_OTEL, MetricsProfile
+from controller.lease import Lease
 from controller.local import sync
 from controller.local.kserve_status import (
     PredictorSpec,
@@ -72,6 +74,7 @@ __all__ = [
     "Behaviours",
     "InstantCluster",
     "ManualClock",
+    "MemoryLeaseStore",
     "Notification",
     "RecordingNotifier",
     "ScriptedLoad",
@@ -598,3 +601,31 @@ class ManualClock:
     def sleep(self, seconds: float) -> None:
         """Sleep as ``time.sleep`` would, without waiting."""
         self.advance(seconds)
+
+
+class MemoryLeaseStore:
+    """A :class:`~controller.ports.LeaseStore` in memory, shared by the controllers of a test
+    (thread-safe); every swap is recorded, in order, as (name, holder or None)."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, tuple[Lease, str]] = {}
+        self._versions = 0
+        self._lock = threading.Lock()
+        self.swaps: list[tuple[str, str | None]] = []
+
+    def read(self, name: str) -> tuple[Lease, str] | None:
+        with self._lock:
+            return self._records.get(name)
+
+    def swap(self, name: str, expected: str | None, lease: Lease | None) -> bool:
+        with self._lock:
+            current = self._records.get(name)
+            if (current[1] if current else None) != expected:
+                return False
+            if lease is None:
+                self._records.pop(name, None)
+            else:
+                self._versions += 1
+                self._records[name] = (lease, str(self._versions))
+            self.swaps.append((name, lease.holder if lease else None))
+            return True

@@ -11,19 +11,50 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
+import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from mlflow import MlflowClient
-from support.gitops_repo import seed_manifests
-from support.gitrepo import GitRemote, git
+from support.gitops_repo import ROOT, commit_to_remote, seed_manifests
+from support.gitrepo import GitRemote, create_git_remote, git
+from support.registry import register_version
 
+from controller.backends.git_lease import GitLeaseStore
 from controller.backends.git_repo import GitWorkspace
+from controller.backends.mlflow_registry import MlflowRegistry
+from controller.demo_gitops import merge_branch
+from controller.lease import LeaseKeeper
 from controller.local.services import MlflowService
-from controller.manifest import load_pin, read_release
+from controller.manifest import ReleasePin, apply_release, dump_pin, load_pin, read_release
+from controller.ports import LoadGenerator, RolloutRegistry
+from controller.propose import ProposalRequest, propose
+from controller.rollout.actions import Outcome
+from controller.rollout.analysis import Analyzer
+from controller.rollout.observe import QUARANTINE_TAG
+from controller.rollout.pin_edits import (
+    ROLLBACK_REASON,
+    finish_restore_edit,
+    restore_edit,
+    weight_edit,
+)
+from controller.rollout.reconcile import PassReport, Reconciler
+from controller.testing import (
+    FAILING,
+    Behaviours,
+    InstantCluster,
+    RecordingNotifier,
+    ScriptedLoad,
+    ScriptedMetrics,
+)
 
 STAGING_PIN = "manifests/overlays/staging/fraud-detector.yaml"
 
@@ -83,3 +114,321 @@ def test_parallel_proposals_sharing_the_default_state_dir_each_land_their_branch
         )
         assert pinned.version == version, (branch, pinned)
         assert git("rev-list", "--count", f"main..{branch}", cwd=git_remote.path) == "1"
+
+
+# -- 2. a lost push race to the same decision -----------------------------------------------------
+
+LOCAL_PIN = "manifests/overlays/local/fraud-detector.yaml"
+
+
+def _canary_at_10(tree: Path) -> None:
+    """v2 takes 10 % beside v1, as a merged proposal leaves the local pin."""
+    file = tree / LOCAL_PIN
+    document = load_pin(file.read_text(), source=LOCAL_PIN)
+    pin = ReleasePin(
+        model="fraud-detector", version=2, storage_uri="file:///models/v2", run_id=None,
+        previous_version=1, canary_percent=10,
+    )  # fmt: skip
+    apply_release(document, pin, source=LOCAL_PIN)
+    file.write_text(dump_pin(document))
+
+
+def test_a_controller_losing_the_race_to_the_same_rollback_commits_nothing(
+    git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """Two controllers observed v2 at 10 % and both decided to roll back, each with its own
+    reason. The first commit wins; the loser's retry on the new tip finds the weight at 0
+    already and commits nothing (it used to re-apply its edit, because 0 was a weight it
+    accepted, and push a second "all traffic back" with its own annotation)."""
+    seed_manifests(git_remote, tmp_path / "seed")
+    commit_to_remote(git_remote, tmp_path / "merge", "v2 at 10%", _canary_at_10)
+    first = GitWorkspace(git_remote.url, tmp_path / "a")
+    second = GitWorkspace(git_remote.url, tmp_path / "b", backoff_seconds=0.0)
+    first.sync()
+    second.sync()  # both decided at 10 %
+
+    def rollback(reason: str) -> Callable[[Path], None]:
+        return weight_edit(LOCAL_PIN, 2, 0, reason=reason, verdict="failed", expect=10)
+
+    won = first.commit_and_push(
+        branch="main", base="main", edit=rollback("errors 20%"), message="rollback: errors"
+    )
+    lost = second.commit_and_push(
+        branch="main", base="main", edit=rollback("p99 900 ms"), message="rollback: latency"
+    )
+    assert won.committed
+    assert (lost.committed, lost.attempts, lost.sha) == (False, 2, won.sha)
+    assert git("log", "--format=%s", "-2", "main", cwd=git_remote.path).splitlines() == [
+        "rollback: errors",
+        "v2 at 10%",
+    ]
+    pin = load_pin(git("show", f"main:{LOCAL_PIN}", cwd=git_remote.path), source=LOCAL_PIN)
+    assert pin["metadata"]["annotations"][ROLLBACK_REASON] == "errors 20%"
+
+
+def test_restores_done_already_change_nothing(tmp_path: Path) -> None:
+    """The restore and its finish, applied to a pin another controller restored (or finished),
+    change nothing instead of refusing, so the action reports itself done without a commit."""
+    tree = tmp_path / "tree"
+    (tree / Path(LOCAL_PIN).parent).mkdir(parents=True)
+    (tree / LOCAL_PIN).write_text((ROOT / LOCAL_PIN).read_text())
+    _canary_at_10(tree)
+    previous = ReleasePin(
+        model="fraud-detector", version=1, storage_uri="file:///models/v1", run_id=None,
+        previous_version=None, canary_percent=None,
+    )  # fmt: skip
+    weight_edit(LOCAL_PIN, 2, 0, reason="bad", verdict="failed", expect=10)(tree)
+    restore_edit(LOCAL_PIN, 2, previous)(tree)
+    restored = (tree / LOCAL_PIN).read_text()
+    restore_edit(LOCAL_PIN, 2, previous)(tree)
+    assert (tree / LOCAL_PIN).read_text() == restored
+    finish_restore_edit(LOCAL_PIN, 1, restored_from=2)(tree)
+    finished = (tree / LOCAL_PIN).read_text()
+    assert "canaryTrafficPercent" not in finished
+    finish_restore_edit(LOCAL_PIN, 1, restored_from=2)(tree)
+    restore_edit(LOCAL_PIN, 2, previous)(tree)
+    assert (tree / LOCAL_PIN).read_text() == finished
+
+
+# -- 3. two controllers and a person on one environment -------------------------------------------
+
+ENV = "local"
+
+
+#: What an analyzer does, each only for the lease's holder: analyse, smoke-test, watch.
+ANALYSES = ("run", "smoke", "watch")
+
+
+class Counting:
+    """Forwards every call to ``inner`` and records the calls of ``methods`` as (who, method,
+    args); ``load`` stands for the load generator's ``run``."""
+
+    def __init__(self, inner: Any, who: str, methods: tuple[str, ...], calls: list[Any]) -> None:
+        self._inner, self._who, self._methods, self._calls = inner, who, methods, calls
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self._inner, attr)
+        name = "load" if self._methods == ("load",) else attr
+        if name not in self._methods:
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._calls.append((self._who, name, args))
+            return value(*args, **kwargs)
+
+        return call
+
+
+@dataclass
+class Stage:
+    """One GitOps remote and registry, the fakes both controllers share, and what they did."""
+
+    root: Path
+    remote: GitRemote
+    tracking_uri: str
+    model: str
+    cluster: InstantCluster
+    load: ScriptedLoad
+    notifier: RecordingNotifier = field(default_factory=RecordingNotifier)
+    calls: list[Any] = field(default_factory=list)
+
+    def controller(self, name: str) -> Reconciler:
+        workspace = GitWorkspace(self.remote.url, self.root / name)
+        registry = cast(
+            RolloutRegistry,
+            Counting(
+                MlflowRegistry(self.tracking_uri),
+                name,
+                ("set_alias", "set_version_tags"),
+                self.calls,
+            ),
+        )
+        analyzer = Analyzer(
+            registry=registry,
+            metrics=ScriptedMetrics(self.cluster),
+            load=cast(LoadGenerator, Counting(self.load, name, ("load",), self.calls)),
+            sleep=lambda _: None,
+        )
+        return Reconciler(
+            workspace=workspace,
+            registry=registry,
+            target=self.cluster,
+            analyzer=cast(Analyzer, Counting(analyzer, name, ANALYSES, self.calls)),
+            notifier=self.notifier,
+            lease=LeaseKeeper(GitLeaseStore(workspace), name, duration_seconds=10),
+        )
+
+    def propose_and_merge(self, version: int) -> str:
+        base = self.remote.head()
+        result = propose(
+            ProposalRequest(model=self.model, environment=ENV, version=version),
+            registry=MlflowRegistry(self.tracking_uri),
+            workspace=GitWorkspace(self.remote.url, self.root / "proposer"),
+            forge=None,
+        )
+        merge_branch(self.remote.path, result.branch)
+        return base
+
+    def history(self, base: str) -> list[tuple[str, str]]:
+        """(Sluice-Action or author, subject) of each commit on main after ``base``."""
+        fmt = "%an%x1f%(trailers:key=Sluice-Action,valueonly,separator=)%x1f%s%x1e"
+        out = git("log", "--first-parent", "--reverse", f"--format={fmt}", f"{base}..main",
+                  cwd=self.remote.path)  # fmt: skip
+        rows = [c.strip().split("\x1f") for c in out.split("\x1e") if c.strip()]
+        return [(action or author, subject) for author, action, subject in rows]
+
+    def roll_out(self, controllers: dict[str, Reconciler], *, human: bool) -> dict[str, Any]:
+        """Both controllers run to the end at once; with ``human``, a person pushes an unrelated
+        change to the environment's branch as soon as the first rollout commit lands."""
+        start = threading.Barrier(len(controllers) + 1, timeout=60)
+        reports: dict[str, list[PassReport]] = {name: [] for name in controllers}
+        errors: list[BaseException] = []
+
+        def run(name: str, reconciler: Reconciler) -> None:
+            try:
+                start.wait()
+                reconciler.run(ENV, self.model, poll_seconds=0.05, on_pass=reports[name].append)
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+            finally:
+                assert reconciler.lease is not None
+                reconciler.lease.release_all()
+
+        threads = [
+            threading.Thread(target=run, args=item, daemon=True) for item in controllers.items()
+        ]
+        for thread in threads:
+            thread.start()
+        head = self.remote.head()
+        start.wait()
+        if human:
+            deadline = time.monotonic() + 60
+            while self.remote.head() == head and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.push_by_hand()
+        for thread in threads:
+            thread.join(120)
+        assert not errors, errors
+        assert not any(thread.is_alive() for thread in threads)
+        return reports
+
+    def push_by_hand(self) -> None:
+        """A person's commit beside the pin, pushed after a rebase if a controller was first."""
+        work = self.root / f"person-{uuid.uuid4().hex[:6]}"
+        self.remote.clone(work)
+        (work / "manifests/overlays/local/NOTES.md").write_text("on call: ada\n")
+        git("add", "--all", cwd=work)
+        git("commit", "--quiet", "-m", "Notes for the on-call person", cwd=work)
+        for _ in range(20):
+            try:
+                git("push", "--quiet", "origin", "main", cwd=work)
+                return
+            except AssertionError:
+                git("pull", "--quiet", "--rebase", "origin", "main", cwd=work)
+        raise AssertionError("the person's push never landed")
+
+
+@pytest.fixture
+def stage(mlflow_server: MlflowService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Stage:
+    """v1 and v2 real and good (their input examples feed the load tests), v3 failing a fifth
+    of its requests (it borrows v2's example); the local overlay's policy at a 1 s interval,
+    the cluster syncing at once."""
+    for variable in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = mlflow_server.tracking_uri
+    model = f"duo-{uuid.uuid4().hex[:8]}"
+    register_version(uri, model, input_example=True)
+    register_version(uri, model, input_example=True)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(model)
+    assert experiment is not None
+    run = client.create_run(experiment.experiment_id).info
+    client.create_model_version(model, f"{run.artifact_uri}/bad-model", run.run_id)
+    remote = create_git_remote(tmp_path)
+    seed_manifests(remote, tmp_path / "seed", model=model)
+
+    def fast_policy(tree: Path) -> None:
+        config = tree / "manifests/overlays/local/sluice.yaml"
+        config.write_text(config.read_text().replace("interval: 8", "interval: 1"))
+
+    commit_to_remote(remote, tmp_path / "policy", "A fast policy for the test", fast_policy)
+    cluster = InstantCluster(
+        remote.path,
+        behaviours=Behaviours({"/bad-model": FAILING}),
+        sync_after=0,
+        ready_after=0,
+    )
+    return Stage(tmp_path, remote, uri, model, cluster, ScriptedLoad(cluster))
+
+
+@pytest.mark.slow
+def test_two_controllers_and_a_person_make_each_commit_once(stage: Stage) -> None:
+    """Two controllers run every rollout of one release at once, while a person pushes to the
+    environment's branch: a good canary is promoted and a faulty one rolled back, each intended
+    commit lands exactly once, each analysis runs one load test (by the lease's holder), and
+    there is one verdict: one notification, one champion alias move, one quarantine."""
+    controllers = {name: stage.controller(name) for name in ("ctl-a", "ctl-b")}
+    m = re.escape(stage.model)
+    stage.propose_and_merge(1)
+    first = stage.roll_out(controllers, human=False)
+    assert {reports[-1].outcome for reports in first.values()} == {Outcome.PROMOTED}
+    del stage.calls[:]
+
+    for version, human, outcome, intended in (
+        (2, True, Outcome.PROMOTED, [
+            ("step", rf"{m} v2: canary 10% → 50% \({ENV}"),
+            ("promote", rf"{m} v2: canary 50% → 100%, promoted \({ENV}"),
+        ]),
+        (3, False, Outcome.ROLLED_BACK, [
+            ("rollback", rf"rollback {m} v3: all traffic back to v2 \({ENV}"),
+            ("restore", rf"rollback {m} v3: restore v2 \({ENV}"),
+            ("restore", rf"rollback {m} v3: v2 serves alone again \({ENV}"),
+        ]),
+    ):  # fmt: skip
+        plans, events = len(stage.load.plans), len(stage.notifier.events)
+        base = stage.propose_and_merge(version)
+        reports = stage.roll_out(controllers, human=human)
+        context = {name: [f"{r.action}: {r.detail}" for r in rs] for name, rs in reports.items()}
+        assert {rs[-1].outcome for rs in reports.values()} == {outcome}, context
+        history = stage.history(base)
+        own = [(action, subject) for action, subject in history if action != "Sluice Test"]
+        assert own[0] == ("Sluice demo", f"Merge sluice/{ENV}/{stage.model}/v{version}")
+        own = own[1:]
+        # Each intended commit exactly once, in order, and nothing else of Sluice's.
+        assert len(own) == len(intended), (own, context)
+        for (action, subject), (want, pattern) in zip(own, intended, strict=True):
+            assert action == want, (subject, context)
+            assert re.match(pattern, subject), (subject, context)
+        assert [s for a, s in history if a == "Sluice Test"] == (
+            ["Notes for the on-call person"] if human else []
+        )
+        # One load test per analysis (canary and primary at once; a smoke test's own), every
+        # analysis, smoke test, watch and load test by one controller: the lease's holder.
+        analysing = [call for call in stage.calls if call[1] in (*ANALYSES, "load")]
+        assert len({who for who, _, _ in analysing}) == 1, analysing
+        holder = analysing[0][0]
+        runs = sum(call[1] == "run" for call in analysing)
+        smokes = sum(call[1] == "smoke" for call in analysing)
+        loads = len(stage.load.plans) - plans
+        assert loads == sum(call[1] == "load" for call in analysing)
+        assert 2 * runs <= loads <= 2 * runs + 2 * smokes, analysing
+        assert runs >= (2 if outcome is Outcome.PROMOTED else 0), context
+        follower = next(name for name in controllers if name != holder)
+        # One verdict: one notification, one alias move (promotion) or quarantine (rollback).
+        announced = stage.notifier.events[events:]
+        assert len(announced) == 1, announced
+        aliases = [call for call in stage.calls if call[1] == "set_alias"]
+        quarantines = [
+            call for call in stage.calls
+            if call[1] == "set_version_tags" and QUARANTINE_TAG in call[2][2]
+        ]  # fmt: skip
+        assert (len(aliases), len(quarantines)) == (
+            (1, 0) if outcome is Outcome.PROMOTED else (0, 1)
+        ), stage.calls
+        # The follower said who acted and what it committed.
+        followed = [r for r in reports[follower] if r.action == "Follow"]
+        assert followed, context
+        assert all(r.holder == holder for r in followed), context
+        assert any("it committed" in r.detail for r in followed), context
+        del stage.calls[:]

@@ -297,6 +297,72 @@ class GitWorkspace:
                 parsed[key.strip()] = value.strip()
         return ChangeInfo(sha=sha, time=float(when), trailers=parsed)
 
+    def log_subjects(self, branch: str, since: str, until: str, path: str) -> list[str]:
+        """``<short sha> <subject>`` of each first-parent commit of the remote branch after
+        ``since`` up to ``until`` that changed ``path``, oldest first."""
+        try:
+            out = str(
+                self.repo.git.log(
+                    "--first-parent", "--reverse", "--format=%h %s", f"{since}..{until}", "--", path
+                )
+            )
+        except GitCommandError:
+            return []
+        return [line for line in out.splitlines() if line]
+
+    # -- refs outside the branches (leases) ------------------------------------------------
+
+    def fetch_ref(self, ref: str) -> tuple[str, str] | None:
+        """The remote's ``ref`` (outside ``refs/heads``): its commit and message, or None if
+        the remote has no such ref. One round trip."""
+        seen = "refs/sluice-seen/" + ref.removeprefix("refs/")
+        with self.locked():
+            repo = self.repo
+            try:
+                repo.git.fetch("--quiet", "--no-tags", "origin", f"+{ref}:{seen}")
+            except GitCommandError as exc:
+                if "couldn't find remote ref" in f"{exc.stderr}".lower():
+                    return None
+                raise RemoteUnavailable(
+                    f"git remote {redact(self.remote_url)} cannot be read ({_detail(exc)}); "
+                    "check the URL and credentials"
+                ) from None
+            sha = str(repo.git.rev_parse("--verify", seen))
+            return sha, str(repo.git.log("-1", "--format=%B", sha))
+
+    def swap_ref(self, ref: str, expected: str | None, message: str | None) -> bool:
+        """Point the remote's ``ref`` at a new parentless commit with ``message`` and an empty
+        tree (None: delete it) if it still points at ``expected`` (None: does not exist),
+        with ``--force-with-lease``; False when another writer moved it first."""
+        with self.locked():
+            repo = self.repo
+            if message is None:
+                source = ""
+            else:
+                with Path(os.devnull).open("rb") as empty:
+                    tree = str(repo.git.hash_object("-t", "tree", "-w", "--stdin", istream=empty))
+                source = str(repo.git.commit_tree(tree, "-m", message))
+            try:
+                repo.git.push(
+                    "--porcelain",
+                    f"--force-with-lease={ref}:{expected or ''}",
+                    "origin",
+                    f"{source}:{ref}",
+                )
+            except GitCommandError as exc:
+                text = f"{exc.stdout}\n{exc.stderr}".lower()
+                if any(marker in text for marker in _REJECTED):
+                    return False
+                if any(marker in text for marker in _UNREACHABLE):
+                    raise RemoteUnavailable(
+                        f"git push to {redact(self.remote_url)} failed ({_detail(exc)}); "
+                        "check the remote and its credentials"
+                    ) from None
+                raise PermanentError(
+                    f"git push of {ref} to {redact(self.remote_url)} was refused: {_detail(exc)}"
+                ) from None
+            return True
+
     def diff(self, old: str, new: str, path: str) -> str:
         """Unified diff of ``path`` between two commits."""
         return str(self.repo.git.diff(old, new, "--", path))

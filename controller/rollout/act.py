@@ -70,10 +70,13 @@ _log = logging.getLogger("sluice.rollout")
 
 @dataclass(frozen=True)
 class ActResult:
-    """What an action changed: the commit it pushed, if any."""
+    """What an action changed: the commit it pushed, if any; ``already_done`` when its edit
+    found the pin in the intended state (another controller, or this one's lost push answer,
+    did it) and nothing was committed, announced or commented."""
 
     commit: str | None = None
     message: str | None = None
+    already_done: bool = False
 
 
 def _now_iso(now: float) -> str:
@@ -141,9 +144,10 @@ class Actuator:
         )
         if outcome.attempts > 1:
             self.metrics.push_retries.inc(outcome.attempts - 1)
-        if outcome.committed:
-            self._report(commit, outcome.sha)
-        return ActResult(commit=outcome.sha if outcome.committed else None, message=message)
+        if not outcome.committed:
+            return ActResult(message=message, already_done=True)
+        self._report(commit, outcome.sha)
+        return ActResult(commit=outcome.sha, message=message)
 
     def _report(self, commit: RolloutCommit, sha: str) -> None:
         """Tell the proposal's pull request: a comment with the gates and a commit status.
@@ -264,10 +268,11 @@ class Actuator:
             ),
         )
         self.metrics.set_weight(obs.model, obs.environment, 0)
-        self.notifier.notify(
-            f"{obs.model} v{version} promoted in {obs.environment}",
-            "Every gate passed at every canary step.",
-        )
+        if result.commit is not None:
+            self.notifier.notify(
+                f"{obs.model} v{version} promoted in {obs.environment}",
+                "Every gate passed at every canary step.",
+            )
         return result
 
     def _start_rollback(
@@ -329,12 +334,13 @@ class Actuator:
             ),
         )
         self.metrics.set_weight(obs.model, obs.environment, 0)
-        self.notifier.notify(
-            f"{obs.model} v{version} {'aborted' if aborted else 'rolled back'} in "
-            f"{obs.environment}",
-            action.reason,
-            severity="error",
-        )
+        if result.commit is not None:
+            self.notifier.notify(
+                f"{obs.model} v{version} {'aborted' if aborted else 'rolled back'} in "
+                f"{obs.environment}",
+                action.reason,
+                severity="error",
+            )
         return result
 
     def _restore(self, action: RestorePrevious, obs: ReleaseObservation) -> ActResult:

@@ -1,10 +1,15 @@
 """The pin edits of a rollout, each a compare-and-swap on the version it expects.
 
 A rollout commit is pushed straight to the environment's branch. If someone else pushed in
-between (a new proposal merged, a person edited the pin), :meth:`GitWorkspace.commit_and_push`
-re-runs the edit on the new tip; the edit then checks that the pin still names the version
-the decision was about and refuses otherwise, so a stale decision never overwrites a newer
-one. The next pass decides again from what Git now says.
+between (a new proposal merged, a person edited the pin, another controller made the same
+decision), :meth:`GitWorkspace.commit_and_push` re-runs the edit on the new tip; the edit then
+compares the whole state it was decided from and the whole state it writes with what the pin
+now says. A pin already in the intended state (the weight this edit writes, the restored
+version, the finished restore) is left alone, so that the edit changes nothing and nothing is
+committed: the action was done already, by this controller's lost push answer or by another
+controller, and its reason and annotations stay those of the commit that did it. A pin in any
+other state than the one decided from is refused, so a stale decision never overwrites a
+newer one. The next pass decides again from what Git now says.
 
 Each edit works in the pin's own KServe mode (:func:`~controller.deployment_mode.deployment_mode`),
 so a rollout commits the same steps in both: in Serverless mode the weight is
@@ -23,7 +28,7 @@ the phase, and :func:`unmirror_edit` removes one found outside a shadow phase.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,27 +88,40 @@ def _edit(
     path: str,
     version: int,
     change: Callable[[CommentedMap], None],
-    percents: Collection[int | None] | None = None,
+    *,
+    expect: int | _Any | None = ANY,
+    target: int | None = None,
+    done: Callable[[CommentedMap], bool] | None = None,
 ) -> PinEdit:
-    """An edit that refuses unless the pin names ``version`` and, when ``percents`` is given,
-    its canary weight is one of them (the weight decided from, or the one this edit writes,
-    so that a rerun after a lost push answer is a no-op rather than a conflict)."""
+    """A compare-and-swap edit of the pin.
+
+    It changes nothing when the pin is already in the state it writes (``done``, or the
+    canary weight at ``target`` when ``expect`` is given): a rerun after a lost push
+    answer, or the same decision made by another controller, commits nothing and leaves the
+    first commit's annotations alone. Otherwise it refuses unless the pin names
+    ``version`` and, with ``expect``, its canary weight is the one decided from.
+    """
 
     def edit(worktree: Path) -> None:
         file = worktree / path
         document = load_pin(file.read_text(encoding="utf-8"), source=path)
+        if done is not None and done(document):
+            return
         pinned = read_release(document)
         if pinned.version != version:
             raise GitConflict(
                 f"{path} now pins v{pinned.version}, not v{version}; "
                 "the rollout decides again next pass"
             )
-        if percents is not None and pinned.canary_percent not in percents:
-            # Another controller moved this canary since this one observed it.
-            raise GitConflict(
-                f"{path} now has v{version} at {pinned.canary_percent}%, not the weight this "
-                "decision was made at; the rollout decides again next pass"
-            )
+        if expect is not ANY:
+            if pinned.canary_percent == target and target != expect:
+                return  # done already: the weight this edit writes is there
+            if pinned.canary_percent != expect:
+                # Another controller moved this canary since this one observed it.
+                raise GitConflict(
+                    f"{path} now has v{version} at {pinned.canary_percent}%, not the weight "
+                    "this decision was made at; the rollout decides again next pass"
+                )
         change(document)
         file.write_text(dump_pin(document), encoding="utf-8")
 
@@ -169,7 +187,7 @@ def weight_edit(
         if verdict is not None:
             _annotations(document)[ROLLBACK_VERDICT] = verdict
 
-    return _edit(path, version, change, None if expect is ANY else (expect, percent))
+    return _edit(path, version, change, expect=expect, target=percent)
 
 
 def promote_edit(path: str, version: int, *, expect: int | _Any | None = ANY) -> PinEdit:
@@ -194,7 +212,7 @@ def promote_edit(path: str, version: int, *, expect: int | _Any | None = ANY) ->
         predictor.setdefault("model", CommentedMap())["storageUri"] = storage
         remove_canary(document["spec"])
 
-    return _edit(path, version, change, None if expect is ANY else (expect, None))
+    return _edit(path, version, change, expect=expect, target=None)
 
 
 def restore_edit(path: str, version: int, pin: ReleasePin) -> PinEdit:
@@ -217,7 +235,11 @@ def restore_edit(path: str, version: int, pin: ReleasePin) -> PinEdit:
             _predictor(document).insert(0, "canaryTrafficPercent", 0)
             annotations[RESTORED_FROM] = DoubleQuotedScalarString(str(version))
 
-    return _edit(path, version, change)
+    def restored(document: CommentedMap) -> bool:
+        pinned = read_release(document)
+        return (pinned.version, pinned.storage_uri) == (pin.version, pin.storage_uri)
+
+    return _edit(path, version, change, done=restored)
 
 
 def finish_restore_edit(path: str, version: int, restored_from: int) -> PinEdit:
@@ -230,7 +252,12 @@ def finish_restore_edit(path: str, version: int, restored_from: int) -> PinEdit:
         _predictor(document).pop("canaryTrafficPercent", None)
         _annotations(document).pop(RESTORED_FROM, None)
 
-    return _edit(path, version, change)
+    def finished(document: CommentedMap) -> bool:
+        pinned = read_release(document)
+        marker = ((document.get("metadata") or {}).get("annotations") or {}).get(RESTORED_FROM)
+        return pinned.version == version and marker is None and pinned.canary_percent is None
+
+    return _edit(path, version, change, done=finished)
 
 
 def _in_shadow(worktree: Path, path: str, version: int) -> bool:

@@ -1,0 +1,166 @@
+"""One controller acts per release: a lease, taken and renewed by compare-and-swap.
+
+Two controllers on one environment (two ``sluice rollout`` runs, or one beside ``sluice serve
+--rollouts``) would otherwise each run the analyses and each commit the same step. Before a
+pass analyses or acts, its controller holds the release's lease, as controller-runtime's
+leader election holds a ``coordination.k8s.io/v1`` Lease: a record naming the holder and when
+it expires, replaced only by a compare-and-swap on the version last read. A controller takes a
+lease that is absent, expired or its own; it renews its own at most every ``renew_every``
+seconds (a third of the duration by default), so the renewal stays off the hot path; a lease
+another holder let expire (it crashed, or was cut off) is taken over once its duration has
+passed: 30 s by default, three times the renewal interval. The loser of a race does not act:
+it follows, reporting who holds the lease and the commits it sees land, until the rollout ends.
+
+Where the lease is kept is a :class:`~controller.ports.LeaseStore`: a ref in the GitOps remote
+(:mod:`controller.backends.git_lease`), which every controller that can push a rollout can
+also push, or an in-memory one in tests (:class:`controller.testing.MemoryLeaseStore`). Expiry
+is a time written by the holder, so the controllers' clocks must agree to within a few
+seconds (NTP), as they must for Kubernetes Leases.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from controller.errors import ConfigError
+
+if TYPE_CHECKING:
+    from controller.ports import LeaseStore
+
+__all__ = ["DEFAULT_LEASE_SECONDS", "Lease", "LeaseKeeper", "default_holder", "lease_name"]
+
+#: How long a lease lasts unrenewed: a dead holder's rollout is taken over after this long.
+DEFAULT_LEASE_SECONDS = 30.0
+_SWAP_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who acts on a release, since when, and until when unless renewed (epoch seconds)."""
+
+    holder: str
+    acquired_at: float
+    renewed_at: float
+    duration_seconds: float
+
+    @property
+    def expires_at(self) -> float:
+        return self.renewed_at + self.duration_seconds
+
+    def live(self, now: float) -> bool:
+        """Whether the lease still binds others at ``now``."""
+        return now < self.expires_at
+
+    def to_text(self, name: str) -> str:
+        """The lease as a commit message: a subject and ``Sluice-Lease-*`` trailers."""
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.expires_at))
+        return (
+            f"sluice lease {name}: {self.holder} until {expires}\n\n"
+            f"Sluice-Lease-Holder: {self.holder}\n"
+            f"Sluice-Lease-Acquired: {self.acquired_at:.3f}\n"
+            f"Sluice-Lease-Renewed: {self.renewed_at:.3f}\n"
+            f"Sluice-Lease-Duration: {self.duration_seconds:g}\n"
+        )
+
+    @classmethod
+    def from_text(cls, text: str) -> Lease | None:
+        """The lease a :meth:`to_text` message records; None for anything else (which any
+        controller may then replace)."""
+        fields = {}
+        for line in text.splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.startswith("Sluice-Lease-"):
+                fields[key.removeprefix("Sluice-Lease-")] = value.strip()
+        try:
+            return cls(
+                holder=fields["Holder"],
+                acquired_at=float(fields["Acquired"]),
+                renewed_at=float(fields["Renewed"]),
+                duration_seconds=float(fields["Duration"]),
+            )
+        except (KeyError, ValueError):
+            return None
+
+
+def default_holder() -> str:
+    """This process's holder id: host, pid and a random part (a restarted process is another
+    holder, and waits for its predecessor's lease to expire unless it was released)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def lease_name(environment: str, model: str) -> str:
+    """The lease of one release (``refs/sluice/leases/<environment>/<model>`` in Git)."""
+    return f"{environment}/{model}"
+
+
+class LeaseKeeper:
+    """Takes, renews and releases leases in ``store`` for one holder."""
+
+    def __init__(
+        self,
+        store: LeaseStore,
+        holder: str | None = None,
+        *,
+        duration_seconds: float = DEFAULT_LEASE_SECONDS,
+        renew_every: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if duration_seconds <= 0:
+            raise ConfigError("the lease duration must be positive")
+        self.store = store
+        self.holder = holder or default_holder()
+        self.duration_seconds = duration_seconds
+        self.renew_every = duration_seconds / 3 if renew_every is None else renew_every
+        self._clock = clock
+        self._held: dict[str, Lease] = {}
+
+    def holding(self, name: str) -> bool:
+        """Whether this holder took ``name`` and has not seen it lost or released it."""
+        lease = self._held.get(name)
+        return lease is not None and lease.live(self._clock())
+
+    def hold(self, name: str) -> Lease:
+        """The lease in force on ``name``: this holder's (taken or renewed now, or renewed less
+        than ``renew_every`` ago, without asking the store), or another holder's live one."""
+        now = self._clock()
+        mine = self._held.get(name)
+        if mine is not None and mine.live(now) and now - mine.renewed_at < self.renew_every:
+            return mine
+        current: Lease | None = None
+        for _ in range(_SWAP_ATTEMPTS):
+            found = self.store.read(name)
+            current, token = found if found is not None else (None, None)
+            if current is not None and current.holder != self.holder and current.live(now):
+                self._held.pop(name, None)
+                return current
+            since = current.acquired_at if current and current.holder == self.holder else now
+            lease = Lease(self.holder, since, now, self.duration_seconds)
+            if self.store.swap(name, token, lease):
+                self._held[name] = lease
+                return lease
+            now = self._clock()
+        self._held.pop(name, None)
+        found = self.store.read(name)
+        if found is not None:
+            return found[0]
+        # Swapped away three times and now released: nobody holds it; try again next pass.
+        return Lease("nobody", now, now, 0.0)
+
+    def release(self, name: str) -> None:
+        """Give ``name`` up (another controller may act at once), if this holder has it."""
+        if self._held.pop(name, None) is None:
+            return
+        found = self.store.read(name)
+        if found is not None and found[0].holder == self.holder:
+            self.store.swap(name, found[1], None)
+
+    def release_all(self) -> None:
+        """Give up every lease this holder has (on exit)."""
+        for name in list(self._held):
+            self.release(name)
