@@ -1,0 +1,158 @@
+"""The watch between analyses and the pre-traffic smoke, as decisions over plain values."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import given
+from hypothesis import strategies as st
+from support.rollout_values import HEAD, POLICY, canary_target, observation
+
+from controller.analysis_types import GateResult, LoadReport, Verdict
+from controller.commit_message import ProposalMessage, render_proposal_message
+from controller.gates.sequential_watch import WatchConfig, WatchCounts, watch_verdict
+from controller.gates.smoke import SmokeConfig, evaluate_smoke
+from controller.rollout.actions import (
+    EndSmoke,
+    Hold,
+    Smoke,
+    StartMirror,
+    StartRollback,
+    Wait,
+    Watch,
+)
+from controller.rollout.decide import conclude_smoke, conclude_watch, decide
+from controller.rollout.observation import ReleaseObservation
+from controller.rollout.policy import ShadowPhase
+from controller.rollout.record import AnalysisRecord
+
+SMOKED = POLICY.model_copy(update={"smoke": SmokeConfig(enabled=True)})
+
+
+def smoking(*, quarantined: str | None = None) -> ReleaseObservation:
+    return replace(observation(0, canary_target(0), quarantined=quarantined), smoke=True)
+
+
+# -- the watch ---------------------------------------------------------------------------------
+
+
+def test_a_canary_taking_traffic_is_watched_until_its_analysis_is_due() -> None:
+    action = decide(observation(10, canary_target(10), changed_at=1000.0), POLICY, 1003.0)
+    assert isinstance(action, Watch)
+    assert (action.step, action.since, action.period) == (10, 1000.0, 1.0)
+    assert action.phase == "analysing"
+    unwatched = POLICY.model_copy(update={"watch": WatchConfig(enabled=False)})
+    assert type(decide(observation(10, canary_target(10)), unwatched, 1003.0)) is Wait
+
+
+def test_a_conclusive_watch_rolls_back_as_a_failure() -> None:
+    """Evidence from the canary's own requests: failed, so the version is quarantined."""
+    watch = Watch("canary 10%: next analysis in 5 s", "analysing", 5.0, 10, 1000.0, 1.0)
+    result = watch_verdict(WatchCounts(14, 4, 130, 0), WatchConfig(), margin=0.02)
+    action = conclude_watch(watch, result)
+    assert isinstance(action, StartRollback)
+    assert action.verdict == "failed"
+    assert action.reason.startswith("watch: canary 4 errors in 14 requests since the step")
+    assert action.results == (result,)
+
+
+def test_a_watch_that_could_not_read_or_has_no_answer_only_waits() -> None:
+    watch = Watch("canary 10%: next analysis in 5 s", "analysing", 5.0, 10, 1000.0, 1.0)
+    assert conclude_watch(watch, None) == watch
+    pending = conclude_watch(watch, watch_verdict(WatchCounts(5, 1), WatchConfig(), margin=0.01))
+    assert isinstance(pending, Watch)
+    assert "fewer than the 10 needed" in pending.reason
+    assert pending.retry_after == 5.0
+
+
+@given(
+    st.integers(0, 10_000),
+    st.integers(0, 10_000),
+    st.integers(0, 10_000),
+    st.integers(0, 10_000),
+)
+def test_the_watch_never_moves_a_step_forward(n: int, e: int, pn: int, pe: int) -> None:
+    """Whatever it reads, the watch rolls back or waits: only analyses advance or promote."""
+    watch = Watch("w", "analysing", 5.0, 10, 1000.0, 1.0)
+    result = watch_verdict(WatchCounts(n, e, pn, pe), WatchConfig(), margin=0.01)
+    action = conclude_watch(watch, result)
+    assert isinstance(action, StartRollback | Watch)
+    if e == 0:
+        assert isinstance(action, Watch)
+
+
+# -- the smoke ---------------------------------------------------------------------------------
+
+
+def test_a_pin_in_its_smoke_phase_is_smoked_once_the_revision_is_ready_at_zero() -> None:
+    action = decide(smoking(), POLICY, 1005.0)
+    assert action == Smoke(10)
+    loading = replace(smoking(), target=canary_target(0, ready=False))
+    waiting = decide(loading, POLICY, 1005.0)
+    assert isinstance(waiting, Wait)
+    assert waiting.phase == "smoke_testing"
+    late = decide(loading, POLICY, 1000.0 + 601)
+    assert isinstance(late, StartRollback)
+    assert late.verdict == "aborted"
+    broken = replace(smoking(), target=canary_target(0, ready=False, failure="no model"))
+    assert decide(broken, POLICY, 1005.0) == StartRollback(
+        "new revision fd-predictor-00002 failed: no model"
+    )
+
+
+def test_the_smoke_leads_to_the_first_step_a_quarantine_or_an_abort() -> None:
+    smoke = Smoke(10)
+    config = SmokeConfig(enabled=True)
+    passed = evaluate_smoke(LoadReport(50, 0, 1.2, 5.0, 9.0, 12.0), config)
+    failed = evaluate_smoke(LoadReport(50, 11, 1.2, 5.0, 9.0, 12.0), config)
+    few = evaluate_smoke(LoadReport(20, 0, 60.0, 5.0, 9.0, 12.0), config)
+    error = GateResult("smoke", Verdict.ERROR, "smoke: locust could not start")
+    assert conclude_smoke(smoking(), SMOKED, smoke, passed) == EndSmoke(10, (passed,))
+    rollback = conclude_smoke(smoking(), SMOKED, smoke, failed)
+    assert isinstance(rollback, StartRollback)
+    assert rollback.verdict == "failed"
+    assert rollback.reason == (
+        "smoke: 11 of 50 requests to the new revision failed (22.0%, max 0%) before any client "
+        "request"
+    )
+    for result in (few, error):
+        aborted = conclude_smoke(smoking(), SMOKED, smoke, result)
+        assert isinstance(aborted, StartRollback)
+        assert aborted.verdict == "aborted"
+        assert aborted.reason.startswith("the smoke could not run")
+
+
+def test_a_quarantined_version_in_its_smoke_phase_rolls_back() -> None:
+    action = decide(smoking(quarantined="bad"), POLICY, 1005.0)
+    assert isinstance(action, StartRollback)
+
+
+def test_a_shadow_phase_runs_the_smoke_first_and_then_judges() -> None:
+    """With a shadow phase the smoke runs at its start, then the shadow judge as before."""
+    policy = SMOKED.model_copy(update={"shadow": ShadowPhase()})
+    obs = replace(observation(0, canary_target(0)), shadow_percent=100.0)
+    action = decide(obs, policy, 1040.0)
+    assert isinstance(action, Smoke)
+    assert action.record == AnalysisRecord(commit=HEAD, step=0)
+    passed = GateResult("smoke", Verdict.PASS, "smoke: 0 of 50 requests failed")
+    held = conclude_smoke(obs, policy, action, passed)
+    assert isinstance(held, Hold)
+    assert held.phase == "shadowing"
+    assert held.record.smoke == "smoke: 0 of 50 requests failed"
+    assert held.record.looks == 0  # the smoke is not a look of the shadow judge
+    after = replace(obs, analysis=held.record)
+    judged = decide(after, policy, 1040.0)
+    assert isinstance(judged, StartMirror)  # a cluster's mirror, then the judge, as before
+    assert AnalysisRecord.from_json(held.record.to_json()) == replace(held.record, results=())
+
+
+def test_the_proposal_says_the_smoke_comes_first() -> None:
+    text = render_proposal_message(
+        ProposalMessage(
+            model="fraud-detector", version=5, environment="staging", previous_version=4,
+            canary_percent=0, storage_uri="s3://m/5", run_id=None, run_url=None, metrics={},
+            smoke_then=10,
+        )
+    )  # fmt: skip
+    assert text.splitlines()[0] == "fraud-detector v5 → staging (smoke, canary 10%)"
+    assert "starts at 0% of the traffic and takes 10% only once it answered" in text
