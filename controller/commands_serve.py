@@ -144,6 +144,7 @@ def run_serve(
         mlflow_trigger=lambda model, alias: _invalidate_then(snapshot, watcher, model, alias),
         mlflow_webhook_secret=secret,
         max_age_seconds=settings.webhook_max_age_seconds,
+        replay_file=settings.state_dir / "webhooks" / "mlflow-deliveries.json",
         alertmanager_hook=build_alertmanager_hook(
             settings, forge=forge, registry=registry, metrics=metrics
         ),

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Self, cast
 
@@ -193,7 +194,8 @@ def mlflow_hook_route(
     """
     if not secret:
         raise ConfigError("the MLflow webhook route needs a secret: set SLUICE_WEBHOOK_SECRET")
-    replays = guard or ReplayGuard(max_age_seconds=max_age_seconds)
+    # Not `guard or ...`: an empty guard is falsy (it has a length).
+    replays = guard if guard is not None else ReplayGuard(max_age_seconds=max_age_seconds)
 
     def receive(request: Request) -> Response:
         now = clock()
@@ -240,11 +242,13 @@ def sluice_routes(
     max_age_seconds: float = 300.0,
     alertmanager_hook: Handler | None = None,
     feedback: Handler | None = None,
+    replay_file: Path | None = None,
 ) -> dict[Route, Handler]:
     """Every route of ``sluice serve``; ``POST /hooks/mlflow`` only when a secret is set,
     ``POST /hooks/alertmanager`` and ``POST /v1/feedback`` only when their handlers are given
     (:func:`controller.alertmanager_hook.alertmanager_hook_route`,
-    :func:`controller.feedback.feedback_route`)."""
+    :func:`controller.feedback.feedback_route`). ``replay_file`` keeps the MLflow deliveries
+    already received across restarts (:class:`~controller.webhooks.ReplayGuard`)."""
     routes: dict[Route, Handler] = {
         ("GET", "/healthz"): health_route(status),
         ("GET", "/metrics"): metrics_route(metrics),
@@ -256,6 +260,7 @@ def sluice_routes(
             metrics=metrics,
             clock=clock,
             max_age_seconds=max_age_seconds,
+            guard=ReplayGuard(max_age_seconds=max_age_seconds, path=replay_file),
         )
     if alertmanager_hook is not None:
         routes["POST", "/hooks/alertmanager"] = alertmanager_hook

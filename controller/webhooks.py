@@ -13,7 +13,9 @@ that never parses an unauthenticated body:
 4. the body is the JSON MLflow sends (else 400),
 
 and :class:`ReplayGuard` refuses a delivery id it has accepted before (409). The timestamp
-window bounds how long the guard must remember an id. Nothing here does I/O or reads a clock:
+window bounds how long the guard must remember an id; given a file, the guard keeps the ids it
+remembers there too (rewritten atomically, bounded like the memory), so that a delivery
+captured before ``sluice serve`` restarted is still refused after. Nothing here reads a clock:
 the caller passes ``now``, so every rule is tested with plain values.
 """
 
@@ -23,11 +25,15 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
+import os
 import re
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from controller.errors import InputError
 
@@ -52,6 +58,7 @@ _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _MAX_DELIVERY_ID_CHARS = 200
 # Payloads of these entities name a registered model version, so they must carry all three.
 _ALIAS_ENTITY = "model_version_alias"
+_log = logging.getLogger("sluice.webhooks")
 
 
 class WebhookRejected(InputError):
@@ -216,15 +223,29 @@ class ReplayGuard:
     from the oldest end once expired, or once more than ``max_entries`` are held (a bound on
     memory; reaching it needs that many *signed* deliveries within the window, because only
     verified deliveries are admitted). Safe to share between request threads.
+
+    With ``path``, the ids survive a restart: they are read from it at start (a missing or
+    unreadable file is an empty memory, logged) and written to it, whole and atomically
+    (a temporary file renamed over it), after every change; the file holds no more ids than
+    the memory, at most ``max_entries``, each at most 200 characters.
     """
 
-    def __init__(self, *, max_age_seconds: float = 300, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        max_age_seconds: float = 300,
+        max_entries: int = 10_000,
+        path: Path | None = None,
+    ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_age_seconds = max_age_seconds
         self.max_entries = max_entries
+        self.path = path
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+        if path is not None:
+            self._load(path)
 
     def admit(self, delivery_id: str, timestamp: float, *, now: float) -> None:
         """Remember ``delivery_id``; raise :class:`WebhookRejected` (409) if it was seen."""
@@ -235,11 +256,13 @@ class ReplayGuard:
             self._seen[delivery_id] = timestamp
             while len(self._seen) > self.max_entries:
                 self._seen.popitem(last=False)
+            self._save()
 
     def forget(self, delivery_id: str) -> None:
         """Drop an id, so that a redelivery is accepted (after our side failed to act on it)."""
         with self._lock:
-            self._seen.pop(delivery_id, None)
+            if self._seen.pop(delivery_id, None) is not None:
+                self._save()
 
     def __len__(self) -> int:
         with self._lock:
@@ -248,6 +271,32 @@ class ReplayGuard:
     def __contains__(self, delivery_id: object) -> bool:
         with self._lock:
             return delivery_id in self._seen
+
+    def _load(self, path: Path) -> None:
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))["deliveries"]
+            for delivery_id, timestamp in entries[-self.max_entries :]:
+                if isinstance(delivery_id, str) and len(delivery_id) <= _MAX_DELIVERY_ID_CHARS:
+                    self._seen[delivery_id] = float(timestamp)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            _log.warning("ignoring the webhook replay memory %s: %s", path, exc)
+
+    def _save(self) -> None:
+        """Write every remembered id to :attr:`path`, atomically (under the lock)."""
+        if self.path is None:
+            return
+        text = json.dumps({"deliveries": [[key, when] for key, when in self._seen.items()]})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".deliveries-")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                file.write(text)
+            Path(temporary).replace(self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
     def _forget_expired(self, now: float) -> None:
         while self._seen:

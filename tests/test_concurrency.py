@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import requests
 from mlflow import MlflowClient
 from support.gitops_repo import ROOT, commit_to_remote, seed_manifests
 from support.gitrepo import GitRemote, create_git_remote, git
@@ -47,6 +48,7 @@ from controller.rollout.pin_edits import (
     weight_edit,
 )
 from controller.rollout.reconcile import PassReport, Reconciler
+from controller.server import ServeMetrics, SluiceServer, sluice_routes
 from controller.testing import (
     FAILING,
     Behaviours,
@@ -55,6 +57,7 @@ from controller.testing import (
     ScriptedLoad,
     ScriptedMetrics,
 )
+from controller.webhooks import ReplayGuard, WebhookRejected, sign_mlflow_delivery
 
 STAGING_PIN = "manifests/overlays/staging/fraud-detector.yaml"
 
@@ -432,3 +435,78 @@ def test_two_controllers_and_a_person_make_each_commit_once(stage: Stage) -> Non
         assert all(r.holder == holder for r in followed), context
         assert any("it committed" in r.detail for r in followed), context
         del stage.calls[:]
+
+
+# -- 4. webhook replays across a restart ----------------------------------------------------------
+
+SECRET = "whsec-test-concurrency"
+
+
+def signed_delivery(model: str) -> tuple[dict[str, str], bytes]:
+    body = json.dumps(
+        {
+            "entity": "model_version_alias",
+            "action": "created",
+            "data": {"name": model, "alias": "champion", "version": "1"},
+        }
+    ).encode()
+    delivery_id, timestamp = str(uuid.uuid4()), str(int(time.time()))
+    return {
+        "Content-Type": "application/json",
+        "X-MLflow-Delivery-Id": delivery_id,
+        "X-MLflow-Timestamp": timestamp,
+        "X-MLflow-Signature": sign_mlflow_delivery(SECRET, delivery_id, timestamp, body),
+    }, body
+
+
+def test_a_delivery_replayed_after_sluice_serve_restarts_is_refused(tmp_path: Path) -> None:
+    """The routes of `sluice serve`, started twice on one state directory: a delivery accepted
+    by the first is refused (409) by the second, and triggers nothing (the ids lived in the
+    process's memory, so a restart reopened the timestamp window to replays)."""
+    memory = tmp_path / "state" / "webhooks" / "mlflow-deliveries.json"
+    triggered: list[tuple[str, str]] = []
+
+    def trigger(model: str, alias: str) -> bool:
+        triggered.append((model, alias))
+        return True
+
+    def server() -> SluiceServer:
+        routes = sluice_routes(
+            metrics=ServeMetrics(),
+            status=dict,
+            mlflow_trigger=trigger,
+            mlflow_webhook_secret=SECRET,
+            replay_file=memory,
+        )
+        return SluiceServer(routes)
+
+    headers, body = signed_delivery("fraud-detector")
+    with server() as first:
+        accepted = requests.post(
+            f"{first.url}/hooks/mlflow", data=body, headers=headers, timeout=10
+        )
+    with server() as restarted:
+        replayed = requests.post(
+            f"{restarted.url}/hooks/mlflow", data=body, headers=headers, timeout=10
+        )
+    assert accepted.status_code == 200, accepted.text
+    assert (replayed.status_code, replayed.json()) == (409, {"error": "delivery already received"})
+    assert triggered == [("fraud-detector", "champion")]
+
+
+def test_the_replay_memory_is_bounded_expires_and_survives_a_bad_file(tmp_path: Path) -> None:
+    """The file holds at most ``max_entries`` ids, an id whose timestamp left the window is
+    admitted again after a restart, and an unreadable file starts an empty memory."""
+    path = tmp_path / "deliveries.json"
+    now = 1_700_000_000.0
+    guard = ReplayGuard(max_age_seconds=300, max_entries=2, path=path)
+    for number in range(3):
+        guard.admit(f"d-{number}", now, now=now)
+    assert [key for key, _ in json.loads(path.read_text())["deliveries"]] == ["d-1", "d-2"]
+    restarted = ReplayGuard(max_age_seconds=300, max_entries=2, path=path)
+    with pytest.raises(WebhookRejected, match="409"):
+        restarted.admit("d-2", now, now=now + 10)
+    restarted.admit("d-1", now + 400, now=now + 400)  # d-1's first delivery left the window
+    assert "d-2" not in restarted
+    path.write_text("{not json")
+    assert len(ReplayGuard(path=path)) == 0
