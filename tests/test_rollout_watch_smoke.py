@@ -21,7 +21,7 @@ from controller.rollout.actions import (
     Wait,
     Watch,
 )
-from controller.rollout.decide import conclude_smoke, conclude_watch, decide
+from controller.rollout.decide import conclude_smoke, conclude_watch, decide, manual_rollback
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import ShadowPhase
 from controller.rollout.record import AnalysisRecord
@@ -156,3 +156,13 @@ def test_the_proposal_says_the_smoke_comes_first() -> None:
     )  # fmt: skip
     assert text.splitlines()[0] == "fraud-detector v5 → staging (smoke, canary 10%)"
     assert "starts at 0% of the traffic and takes 10% only once it answered" in text
+
+
+def test_a_manual_rollback_stops_a_smoke_or_shadow_phase() -> None:
+    """Weight 0 before any client traffic is not a rollback under way: `sluice rollback`
+    commits one (the challenger never served a client)."""
+    assert manual_rollback(smoking(), "not today", 1) == StartRollback("manual: not today")
+    shadowing = replace(observation(0, canary_target(0)), shadow_percent=100.0)
+    assert manual_rollback(shadowing, "not today", 1) == StartRollback("manual: not today")
+    rolling = observation(0, canary_target(0))
+    assert isinstance(manual_rollback(rolling, "x", 1), Wait)

@@ -131,8 +131,11 @@ def manual_rollback(
         raise InputError(
             f"nothing to roll back: no version of {obs.model} is pinned in {obs.environment}"
         )
-    if pin.canary_percent == 0:
+    before_traffic = obs.smoke or obs.shadow_percent is not None
+    if pin.canary_percent == 0 and not before_traffic:
         return Wait(f"v{pin.version} is already rolling back", "rolling_back")
+    if before_traffic:
+        return StartRollback(why)
     if pin.canary_percent is not None and pin.canary_percent < 100:
         return StartRollback(why)
     if pin.mode == "Serverless" and pin.previous_version is not None:
