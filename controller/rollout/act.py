@@ -298,7 +298,7 @@ class Actuator:
             )
             self._shadow_verdict(version, "aborted" if aborted else "fail", action.reason, now)
         elif obs.smoke:
-            headline = f"{'aborted' if aborted else 'stopped'} in smoke test, {back_to} serves"
+            headline = f"smoke {'aborted' if aborted else 'failed'}, {back_to} serves"
             summary = (
                 f"{'Aborted' if aborted else 'Stopped'} before any client traffic: "
                 f"{action.reason}.\n\nv{version} was at 0% and never took a client request; "
