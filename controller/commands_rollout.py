@@ -241,7 +241,10 @@ def run_rollback(
             actuator.act(Quarantine(action.version, action.reason), obs, now)
         done = actuator.act(action, obs, now)
         what = "rollback" if isinstance(action, StartRollback) else f"restore of v{action.previous}"
-        console.print(f"{what} of {model} v{obs.pin.version} committed: {done.commit}")
+        if done.commit is None:
+            console.print(f"{what} of {model} v{obs.pin.version}: done already, nothing committed")
+        else:
+            console.print(f"{what} of {model} v{obs.pin.version} committed: {done.commit}")
     if not wait:
         return 0
     try:

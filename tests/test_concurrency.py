@@ -33,7 +33,7 @@ from controller.backends.git_lease import GitLeaseStore
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.demo_gitops import merge_branch
-from controller.lease import LeaseKeeper
+from controller.lease import Lease, LeaseKeeper
 from controller.local.services import MlflowService
 from controller.manifest import ReleasePin, apply_release, dump_pin, load_pin, read_release
 from controller.ports import LoadGenerator, RolloutRegistry
@@ -53,6 +53,8 @@ from controller.testing import (
     FAILING,
     Behaviours,
     InstantCluster,
+    ManualClock,
+    MemoryLeaseStore,
     RecordingNotifier,
     ScriptedLoad,
     ScriptedMetrics,
@@ -510,3 +512,57 @@ def test_the_replay_memory_is_bounded_expires_and_survives_a_bad_file(tmp_path: 
     assert "d-2" not in restarted
     path.write_text("{not json")
     assert len(ReplayGuard(path=path)) == 0
+
+
+# -- the lease itself ------------------------------------------------------------------------------
+
+
+def test_a_lease_is_renewed_at_most_every_third_and_taken_over_once_it_expires() -> None:
+    """The holder renews no more often than every 10 s of a 30 s lease; another controller
+    follows while it is live, takes it over once it expired, and at once once released."""
+    clock = ManualClock(1_000.0)
+    store = MemoryLeaseStore()
+    a = LeaseKeeper(store, "a", duration_seconds=30, clock=clock)
+    b = LeaseKeeper(store, "b", duration_seconds=30, clock=clock)
+    name = "local/fraud-detector"
+    assert a.hold(name).holder == "a"
+    clock.advance(9)
+    assert a.hold(name).holder == "a"
+    assert b.hold(name).holder == "a"
+    assert store.swaps == [(name, "a")]  # nothing renewed within 10 s, nothing taken
+    clock.advance(2)
+    assert a.hold(name).renewed_at == 1_011.0
+    clock.advance(29)
+    assert b.hold(name).holder == "a"  # 29 s after the renewal: still live
+    clock.advance(1)
+    assert b.hold(name).holder == "b"  # a stopped renewing 30 s ago: taken over
+    assert a.hold(name).holder == "b"
+    assert not a.holding(name)
+    b.release(name)
+    assert a.hold(name).holder == "a"
+    assert store.swaps == [(name, "a"), (name, "a"), (name, "b"), (name, None), (name, "a")]
+
+
+def test_the_git_lease_is_a_compare_and_swap_on_a_ref_of_the_remote(
+    git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """Two controllers' stores: creating, replacing and deleting the ref each succeed only
+    from the value last read; the branches are untouched."""
+    first = GitLeaseStore(GitWorkspace(git_remote.url, tmp_path / "a"))
+    second = GitLeaseStore(GitWorkspace(git_remote.url, tmp_path / "b"))
+    name, heads = "staging/fraud-detector", git_remote.head()
+    assert first.read(name) is None
+    assert first.swap(name, None, Lease("a", 1.0, 1.0, 30.0))
+    assert not second.swap(name, None, Lease("b", 2.0, 2.0, 30.0))
+    found = second.read(name)
+    assert found is not None
+    assert found[0] == Lease("a", 1.0, 1.0, 30.0)
+    assert second.swap(name, found[1], Lease("b", 3.0, 3.0, 30.0))
+    assert not first.swap(name, found[1], Lease("a", 4.0, 4.0, 30.0))  # stale: b moved it
+    taken = first.read(name)
+    assert taken is not None
+    assert taken[0].holder == "b"
+    assert second.swap(name, taken[1], None)
+    assert first.read(name) is None
+    assert git_remote.head() == heads
+    assert "refs/sluice" not in git("for-each-ref", cwd=git_remote.path)
