@@ -318,3 +318,97 @@ def test_rollback_after_a_restore_undoes_the_last_promotion(loop: Loop) -> None:
     tags = client.get_model_version(MODEL, str(serving)).tags
     assert tags["sluice.quarantined"] == "manual: conversion dropped in the shop"
     assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
+
+
+def set_policy(loop: Loop, name: str, **fields: str) -> None:
+    """Replace top-level ``rollout:`` fields of the local policy (``interval``, ``smoke``...)."""
+
+    def change(tree: Path) -> None:
+        path = tree / "manifests" / "overlays" / "local" / "sluice.yaml"
+        lines = path.read_text().splitlines()
+        start = lines.index("rollout:") + 1
+        for key, value in fields.items():
+            kept = [i for i, line in enumerate(lines) if line.startswith(f"  {key}:")]
+            for index in reversed(kept):
+                del lines[index]
+                while index < len(lines) and lines[index].startswith("    "):
+                    del lines[index]  # the old value's block
+            lines.insert(start, f"  {key}: {value}")
+        path.write_text("\n".join(lines) + "\n")
+
+    commit_to_remote(loop.remote, loop.root / f"policy-{name}", f"Policy for {name}", change)
+
+
+def latest_created(loop: Loop) -> str:
+    entry = (read_json(loop.stack.root / "runtime.json") or {})["inferenceServices"][MODEL]
+    return str(entry["object"]["status"]["components"]["predictor"]["latestCreatedRevision"])
+
+
+def next_revision(name: str) -> str:
+    prefix, number = name.rsplit("-", 1)
+    return f"{prefix}-{int(number) + 1:0{len(number)}d}"
+
+
+def test_watch_rolls_back_a_failing_canary_before_its_first_analysis(loop: Loop) -> None:
+    """With analyses a minute apart, the watch's SPRT on the canary's own requests stops a
+    version failing 30 % of them within seconds of its first client request: the rollback
+    commit names the watch and its numbers, the version is quarantined, and only a handful of
+    client requests failed."""
+    set_policy(loop, "watch", interval="60")
+    try:
+        version = faulty(loop, error_rate=0.3, latency_ms=0)
+        before = loop.traffic.failures()
+        loop.propose_and_merge(version)
+        started = time.monotonic()
+        done = loop.rollout()
+        took = time.monotonic() - started
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert_rolled_back(loop, version)
+        body = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
+    finally:
+        set_policy(loop, "after-watch", interval="4")
+    assert "Rolled back: watch: canary " in body, body
+    assert "[FAIL] watch: canary" in body
+    assert "SPRT p0 2% vs p1 12%" in body
+    assert f"v{version} is quarantined" in body
+    failed = loop.traffic.failures() - before
+    print(f"watch: rolled back in {took:.1f} s, {failed} failed client requests")
+    assert took < 60, "the watch, not the first analysis a minute later, rolled it back"
+    assert 1 <= failed <= 12, failed  # ~2.5 canary rps at 10 %: a few seconds of 30 % errors
+
+
+def test_smoke_stops_an_erroring_version_before_any_client_request(loop: Loop) -> None:
+    """With rollout.smoke on, a version that fails a fifth of its requests is pinned at
+    weight 0, fails the smoke on its tag route and is rolled back and quarantined without a
+    single client request reaching it."""
+    set_policy(loop, "smoke", smoke="{enabled: true, requests: 50}")
+    try:
+        version = faulty(loop, error_rate=0.2, latency_ms=0)
+        before = loop.traffic.failures()
+        canary = next_revision(latest_created(loop))
+        loop.propose_and_merge(version)
+        assert loop.pin() == (version, 0)
+        proposal = git("log", "-1", "--format=%s", "main^2", cwd=loop.remote.path)
+        assert proposal == f"{MODEL} v{version} → local (smoke, canary 10%)"
+        done = loop.rollout()
+        subjects = loop.subjects()
+        body = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
+    finally:
+        set_policy(loop, "after-smoke", smoke="{enabled: false}")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert subjects[:3] == [
+        f"rollback fraud-detector v{version}: v1 serves alone again (local)",
+        f"rollback fraud-detector v{version}: restore v1 (local)",
+        f"rollback fraud-detector v{version}: smoke failed, v1 serves (local)",
+    ], subjects[:4]
+    assert not any("smoke passed" in s for s in subjects[:4])
+    assert "Stopped before any client traffic: smoke: " in body, body
+    assert "requests to the new revision failed" in body
+    assert "[FAIL] smoke:" in body
+    assert f"v{version} was at 0% and never took a client request" in body
+    tags = MlflowClient(loop.tracking_uri).get_model_version(MODEL, str(version)).tags
+    assert tags["sluice.quarantined"].startswith("smoke: ")
+    assert loop.traffic.failures() == before
+    reached = sum(n for (revision, _), n in loop.traffic.seen.items() if revision == canary)
+    assert reached == 0, (canary, loop.traffic.seen)
+    assert loop.pin() == (1, None)
