@@ -335,21 +335,21 @@ class Stage:
 
 @pytest.fixture
 def stage(mlflow_server: MlflowService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Stage:
-    """v1 and v2 real and good (their input examples feed the load tests), v3 failing a fifth
-    of its requests (it borrows v2's example); the local overlay's policy at a 1 s interval,
-    the cluster syncing at once."""
+    """v1 real and good (its input example feeds every load test: the others borrow the
+    primary's), v2 failing a fifth of its requests, v3 good; the local overlay's policy at a
+    1 s interval, the cluster syncing at once."""
     for variable in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = mlflow_server.tracking_uri
     model = f"duo-{uuid.uuid4().hex[:8]}"
     register_version(uri, model, input_example=True)
-    register_version(uri, model, input_example=True)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(model)
     assert experiment is not None
     run = client.create_run(experiment.experiment_id).info
-    client.create_model_version(model, f"{run.artifact_uri}/bad-model", run.run_id)
+    for kind in ("bad-model", "good-model"):
+        client.create_model_version(model, f"{run.artifact_uri}/{kind}", run.run_id)
     remote = create_git_remote(tmp_path)
     seed_manifests(remote, tmp_path / "seed", model=model)
 
@@ -381,14 +381,14 @@ def test_two_controllers_and_a_person_make_each_commit_once(stage: Stage) -> Non
     del stage.calls[:]
 
     for version, human, outcome, intended in (
-        (2, True, Outcome.PROMOTED, [
-            ("step", rf"{m} v2: canary 10% → 50% \({ENV}"),
-            ("promote", rf"{m} v2: canary 50% → 100%, promoted \({ENV}"),
+        (2, False, Outcome.ROLLED_BACK, [
+            ("rollback", rf"rollback {m} v2: all traffic back to v1 \({ENV}"),
+            ("restore", rf"rollback {m} v2: restore v1 \({ENV}"),
+            ("restore", rf"rollback {m} v2: v1 serves alone again \({ENV}"),
         ]),
-        (3, False, Outcome.ROLLED_BACK, [
-            ("rollback", rf"rollback {m} v3: all traffic back to v2 \({ENV}"),
-            ("restore", rf"rollback {m} v3: restore v2 \({ENV}"),
-            ("restore", rf"rollback {m} v3: v2 serves alone again \({ENV}"),
+        (3, True, Outcome.PROMOTED, [
+            ("step", rf"{m} v3: canary 10% → 50% \({ENV}"),
+            ("promote", rf"{m} v3: canary 50% → 100%, promoted \({ENV}"),
         ]),
     ):  # fmt: skip
         plans, events = len(stage.load.plans), len(stage.notifier.events)
