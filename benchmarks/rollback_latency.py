@@ -8,7 +8,9 @@ connections (an open schedule: request *i* is sent at ``i / rps`` whatever the a
 it took, so the rate does not sag while Locust loads the same cores). v1 serves; then, one after
 another, a faulty version failing ``--error-rate`` of its requests is proposed, merged and rolled
 out by ``sluice rollout`` under three policies, each committed to the environment's
-``sluice.yaml`` before its run and each actually run on the same stack:
+``sluice.yaml`` before its run and each actually run on the same stack (each faulty version
+draws its failures from its own seed, ``--seed`` and up, and the share of its client answers
+that failed is printed):
 
 - **Sluice, watch**: the local policy (8 s analyses) with the sequential watch between them
   (an SPRT on the canary's error rate every second), smoke off;
@@ -142,6 +144,7 @@ class Run:
     exposure_s: float
     canary_answers: int
     failed: int
+    canary_failed: int
     requests: int
     seconds: float
     detail: str
@@ -155,11 +158,11 @@ def train(tracking_uri: str, *args: str) -> None:
     )  # fmt: skip
 
 
-def register_faulty(tracking_uri: str, error_rate: float) -> int:
+def register_faulty(tracking_uri: str, error_rate: float, seed: int) -> int:
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
     done = subprocess.run(
         [sys.executable, "-m", "models.faulty.register", "--base-model", MODEL,
-         "--base-version", "1", "--error-rate", str(error_rate)],
+         "--base-version", "1", "--error-rate", str(error_rate), "--seed", str(seed)],
         cwd=ROOT, env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
     return int(done.stdout.strip().splitlines()[-1])
@@ -225,6 +228,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8, help="parallel client connections")
     parser.add_argument("--error-rate", type=float, default=0.2, help="the bad canary's")
     parser.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="seed of the first faulty version's failure draws (+1 for each next run); seed 0's "
+        "first 25 draws hold no failure at 20 %%, which measures the generator, not the policy",
+    )
+    parser.add_argument(
         "--skip-flagger", action="store_true", help="skip the 5-minute Flagger-equivalent run"
     )
     args = parser.parse_args()
@@ -250,7 +260,7 @@ def main() -> None:
             sluice.run("local", MODEL, poll_seconds=1.0)  # v1 becomes champion
 
             def run(policy: str) -> None:
-                bad = register_faulty(tracking_uri, args.error_rate)
+                bad = register_faulty(tracking_uri, args.error_rate, args.seed + len(runs))
                 canary = next_revision(str(predictor_status(root)["latestCreatedRevision"]))
                 workspace = GitWorkspace(str(remote), cache)
                 second = propose(
@@ -266,12 +276,13 @@ def main() -> None:
                 bad_answers = [a for a in window if a[1] == canary]
                 exposure = bad_answers[-1][0] - bad_answers[0][0] if bad_answers else 0.0
                 failed = sum(1 for _, _, code in window if code == 0 or code >= 500)
+                canary_failed = sum(1 for _, _, code in bad_answers if code == 0 or code >= 500)
                 outcome = report.outcome.value if report.outcome else "?"
                 if report.outcome is not Outcome.ROLLED_BACK:
                     raise SystemExit(f"{policy}: v{bad} was not rolled back: {report.detail}")
                 runs.append(
-                    Run(policy, outcome, exposure, len(bad_answers), failed, len(window),
-                        ended - started, report.detail)
+                    Run(policy, outcome, exposure, len(bad_answers), failed, canary_failed,
+                        len(window), ended - started, report.detail)
                 )  # fmt: skip
                 print(f"{policy}: {runs[-1]}", flush=True)
 
@@ -296,11 +307,12 @@ def summarize(runs: list[Run], args: argparse.Namespace, held: float, late: int)
         f"held ({late} requests sent late); faulty version fails {args.error_rate:.0%}"
     )
     print("")
-    print(f"{'policy':<30}{'exposure':>10}{'to canary':>11}{'failed':>8}{'rollout':>10}")
+    print(f"{'policy':<30}{'exposure':>10}{'answered by canary':>20}{'failed':>8}{'rollout':>10}")
     for r in runs:
+        rate = f" ({r.canary_failed / r.canary_answers:.0%} failed)" if r.canary_answers else ""
         print(
-            f"{r.policy:<30}{r.exposure_s:>8.1f} s{r.canary_answers:>11}{r.failed:>8}"
-            f"{r.seconds:>8.0f} s"
+            f"{r.policy:<30}{r.exposure_s:>8.1f} s{f'{r.canary_answers}{rate}':>20}"
+            f"{r.failed:>8}{r.seconds:>8.0f} s"
         )
     watch = next(r for r in runs if r.policy.startswith("Sluice, watch"))
     smoke = next(r for r in runs if r.policy.startswith("Sluice, smoke"))
