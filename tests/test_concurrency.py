@@ -435,7 +435,9 @@ def test_two_controllers_and_a_person_make_each_commit_once(stage: Stage) -> Non
         followed = [r for r in reports[follower] if r.action == "Follow"]
         assert followed, context
         assert all(r.holder == holder for r in followed), context
-        assert any("it committed" in r.detail for r in followed), context
+        assert any("landed: " in r.detail for r in followed), context
+        # ... up to the holder's last commit, by the end.
+        assert any(own[-1][1] in r.detail for r in reports[follower]), context
         del stage.calls[:]
 
 

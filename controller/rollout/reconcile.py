@@ -292,8 +292,20 @@ class Reconciler:
             self._landed[name] = [*self._landed.get(name, []), *self._commits_seen(ref, obs, name)]
         if isinstance(action, Finish):
             self.lease.release(name)
+            if name not in self._following:
+                return None
+            # The end of a rollout another controller carried out: what landed last.
             self._following.discard(name)
-            return None
+            return PassReport(
+                model=obs.model,
+                environment=obs.environment,
+                phase=phase_of(action),
+                action="Finish",
+                detail=_detail(action) + _landed_note(self._landed.pop(name, [])),
+                version=obs.pin.version,
+                canary_percent=obs.pin.canary_percent,
+                outcome=action.outcome,
+            )
         idle = type(action) is Wait and name not in self._following
         if idle and not self.lease.holding(name):
             return None
@@ -303,14 +315,11 @@ class Reconciler:
             self._landed.pop(name, None)
             return None
         self._following.add(name)
-        landed = self._landed.pop(name, [])
         expires = time.strftime("%H:%M:%S", time.localtime(held.expires_at))
         detail = (
             f"{held.holder} holds this rollout's lease (until {expires} unless renewed): "
             "it analyses and acts, this controller follows"
-        )
-        if landed:
-            detail += f"; it committed {' | '.join(landed)}"
+        ) + _landed_note(self._landed.pop(name, []))
         return PassReport(
             model=obs.model,
             environment=obs.environment,
@@ -354,6 +363,11 @@ class Reconciler:
             pause = poll_seconds if report.wake_in is None else report.wake_in
             if pause > 0:
                 sleep(pause)
+
+
+def _landed_note(landed: list[str]) -> str:
+    """The commits to the pin a follower saw land since its last report."""
+    return f"; landed: {' | '.join(landed)}" if landed else ""
 
 
 def _done_note(done: ActResult) -> str:
