@@ -429,8 +429,10 @@ def expected_commits(world: World, s: Scenario) -> list[tuple[str, str]]:
             ("step", rf"{m} v{c}: canary 10% → 50% \({ENV}"),
             ("promote", rf"{m} v{c}: canary 50% → 100%, promoted \({ENV}"),
         ]
+    # Prometheus never answering is a broken tool, not a verdict: the rollout is aborted.
+    first = "aborted, " if s.outage else ""
     return [
-        ("rollback", rf"rollback {m} v{c}: all traffic back to v{s.serving} \({ENV}"),
+        ("rollback", rf"rollback {m} v{c}: {first}all traffic back to v{s.serving}\b"),
         ("restore", rf"rollback {m} v{c}: restore v{s.serving} \({ENV}"),
         ("restore", rf"rollback {m} v{c}: v{s.serving} serves alone again \({ENV}"),
     ]
@@ -473,6 +475,11 @@ def check(
         assert world.pin()[:2] == (s.candidate, None)
         assert world.champion() == s.candidate
         assert QUARANTINE_TAG not in world.tags(s.candidate)
+    elif s.outage:  # aborted: traffic went back, but nothing condemned the model
+        assert world.pin() == (s.serving, None, None)
+        assert world.champion() == s.serving
+        assert QUARANTINE_TAG not in world.tags(s.candidate)
+        assert world.tags(s.candidate)[f"sluice.rollout.{ENV}"] == "aborted"
     else:
         assert world.pin() == (s.serving, None, None)
         assert world.champion() == s.serving
