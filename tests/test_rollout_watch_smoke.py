@@ -166,3 +166,45 @@ def test_a_manual_rollback_stops_a_smoke_or_shadow_phase() -> None:
     assert manual_rollback(shadowing, "not today", 1) == StartRollback("manual: not today")
     rolling = observation(0, canary_target(0))
     assert isinstance(manual_rollback(rolling, "x", 1), Wait)
+
+
+def test_the_watch_keeps_looking_while_an_analysis_load_test_runs() -> None:
+    """The load test's requests reach the canary too: a watch that fails during it ends the
+    analysis at once, and the rollback does not wait for failureLimit."""
+    import threading
+
+    from controller.analysis_types import LoadPlan
+    from controller.rollout.actions import Analyze
+    from controller.rollout.analysis import Analyzer
+    from controller.rollout.decide import conclude
+
+    release = threading.Event()
+
+    class SlowLoad:
+        def run(self, plan: LoadPlan) -> LoadReport:
+            release.wait(10)
+            return LoadReport(100, 0, 5.0, 5.0, 9.0, 12.0)
+
+    class Rows:
+        def input_rows(self, model: str, version: int, limit: int) -> list[dict[str, object]]:
+            return [{"amount": 1.0}]
+
+    failing = GateResult("watch", Verdict.FAIL, "watch: canary 6 errors in 20 requests")
+    looks: list[int] = []
+
+    def watch() -> GateResult | None:
+        looks.append(1)
+        return failing if len(looks) >= 2 else None
+
+    analyzer = Analyzer(Rows(), None, SlowLoad(), sleep=lambda _: None)  # type: ignore[arg-type]
+    analysis = Analyze(step=10, look=1, record=AnalysisRecord(HEAD, 10))
+    obs = observation(10, canary_target(10))
+    try:
+        results = analyzer.run(obs, analysis, POLICY.gates, 1040.0, watch=watch, watch_period=0.01)
+    finally:
+        release.set()
+    assert results == [failing]
+    assert len(looks) == 2
+    patient = POLICY.model_copy(update={"failure_limit": 3})
+    action = conclude(obs, patient, analysis, results, 1041.0)
+    assert action == StartRollback("watch: canary 6 errors in 20 requests", (failing,))

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from controller.gates.prometheus_checks import (
     revision_request_counts,
     revision_traffic,
 )
+from controller.gates.sequential_watch import GATE as WATCH_GATE
 from controller.gates.sequential_watch import WatchConfig, WatchCounts, watch_verdict
 from controller.gates.smoke import GATE as SMOKE_GATE
 from controller.gates.smoke import SmokeConfig, evaluate_smoke
@@ -52,12 +53,27 @@ class Analyzer:
     _payloads: dict[tuple[str, int], list[dict[str, object]]] = field(default_factory=dict)
 
     def run(
-        self, obs: ReleaseObservation, analysis: Analyze, gates: GatesConfig, now: float
+        self,
+        obs: ReleaseObservation,
+        analysis: Analyze,
+        gates: GatesConfig,
+        now: float,
+        *,
+        watch: Callable[[], GateResult | None] | None = None,
+        watch_period: float = 1.0,
     ) -> list[GateResult]:
-        """Every configured gate's result for this look at the step."""
+        """Every configured gate's result for this look at the step.
+
+        With ``watch``, the sequential watch keeps looking every ``watch_period`` while the
+        load test runs (its requests reach the canary too): a watch that fails ends the
+        analysis at once with that one result, and the load test is left to finish unread.
+        """
         results: list[GateResult] = []
         if gates.load_test.enabled:
-            results.append(self._load_test(obs, analysis, gates))
+            load = self._load_test(obs, analysis, gates, watch, watch_period)
+            if load.gate == WATCH_GATE:
+                return [load]
+            results.append(load)
             self.sleep(gates.scrape_wait_seconds)
         results += self._metric_checks(obs, gates)
         if gates.judge_enabled:
@@ -142,7 +158,12 @@ class Analyzer:
         return (canary, primary) if canary and primary else None
 
     def _load_test(
-        self, obs: ReleaseObservation, analysis: Analyze, gates: GatesConfig
+        self,
+        obs: ReleaseObservation,
+        analysis: Analyze,
+        gates: GatesConfig,
+        watch: Callable[[], GateResult | None] | None = None,
+        watch_period: float = 1.0,
     ) -> GateResult:
         config = gates.load_test
         route = obs.target.tagged("latest")
@@ -177,7 +198,9 @@ class Analyzer:
             report_dir=report_dir,
         )
         baseline = obs.target.tagged("prev")
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        pool = ThreadPoolExecutor(max_workers=2)
+        stopped = False
+        try:
             canary_run = pool.submit(self.load.run, plan)
             if baseline is not None and baseline.url is not None:
                 # The same load on the primary, at the same time: the metric checks and the
@@ -185,10 +208,21 @@ class Analyzer:
                 # with an idle primary.
                 base_dir = None if report_dir is None else report_dir / "primary"
                 pool.submit(self.load.run, replace(plan, url=baseline.url, report_dir=base_dir))
+            while watch is not None and not canary_run.done():
+                wait([canary_run], timeout=watch_period)
+                if not canary_run.done():
+                    looked = watch()
+                    if looked is not None and looked.verdict is Verdict.FAIL:
+                        stopped = True
+                        return looked
             try:
                 report = canary_run.result()
             except SluiceError as exc:  # Locust did not run: nothing learnt about the model
                 return GateResult("locust", Verdict.ERROR, f"locust: {exc.message}")
+        finally:
+            # Normally both runs end before the metrics are read; a canary the watch stopped
+            # is rolled back at once, and its load test ends on its own.
+            pool.shutdown(wait=not stopped)
         return evaluate_load(report, config)
 
     def _rows(self, model: str, version: int) -> list[dict[str, object]]:

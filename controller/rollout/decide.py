@@ -42,6 +42,7 @@ from dataclasses import replace
 
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import InputError
+from controller.gates.sequential_watch import GATE as WATCH_GATE
 from controller.gates.shadow_judge import ShadowJudgement, shadow_report_markdown
 from controller.rollout.actions import (
     Abort,
@@ -157,6 +158,10 @@ def conclude(
     now: float,
 ) -> Action:
     """What an analysis at ``analysis.step`` with ``results`` leads to."""
+    watched = next((r for r in results if r.gate == WATCH_GATE), None)
+    if watched is not None and watched.verdict is Verdict.FAIL:
+        # The watch stopped the analysis: conclusive on its own, as between analyses.
+        return StartRollback(watched.summary, tuple(results))
     record = tally(analysis.record, results, now)
     verdicts = [r.verdict for r in results]
     if Verdict.FAIL in verdicts and record.failures >= policy.failure_limit:

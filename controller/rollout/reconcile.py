@@ -57,7 +57,7 @@ from controller.rollout.decide import (
 )
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import ReleaseRef, load_release, observe
-from controller.rollout.policy import ShadowPhase
+from controller.rollout.policy import RolloutPolicy, ShadowPhase
 from controller.rollout.shadow_analysis import judge_mirrored
 from controller.rollout.telemetry import RolloutMetrics
 
@@ -227,7 +227,16 @@ class Reconciler:
             return following
         results: tuple[GateResult, ...] = ()
         if isinstance(action, Analyze):
-            results = tuple(self.analyzer.run(obs, action, policy.gates, now))
+            results = tuple(
+                self.analyzer.run(
+                    obs,
+                    action,
+                    policy.gates,
+                    now,
+                    watch=self._watcher(obs, action, policy) if policy.watch.enabled else None,
+                    watch_period=policy.watch.period_seconds,
+                )
+            )
             self.metrics.count_gates(results)
             now = self.clock()
             action = conclude(obs, policy, action, results, now)
@@ -277,6 +286,17 @@ class Reconciler:
             outcome=action.outcome if isinstance(action, Finish) else None,
             wake_in=_wake_in(action, done.commit, policy.interval_seconds),
         )
+
+    def _watcher(
+        self, obs: ReleaseObservation, analysis: Analyze, policy: RolloutPolicy
+    ) -> Callable[[], GateResult | None]:
+        """The watch, looking while an analysis' load test runs."""
+        looking = Watch("", "analysing", None, analysis.step, obs.pin_changed_at, 1.0)
+
+        def watch() -> GateResult | None:
+            return self.analyzer.watch(obs, looking, policy.watch, policy.gates, self.clock())
+
+        return watch
 
     def _follow(
         self, ref: ReleaseRef, obs: ReleaseObservation, action: Action, now: float, *, first: bool
