@@ -177,6 +177,17 @@ def request_counts(url: str) -> dict[str, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_ready_only_after_warming_up_over_http(fraud_model: Registered, tmp_path: Path) -> None:
+    """A fresh server reports ready only once its own warm-up requests went through kserve's
+    HTTP stack (as a readiness probe with a warm-up request would): a canary's first client
+    requests are then not its slowest. The warm-up is counted as no client request."""
+    with serve(fraud_model, tmp_path) as fresh:
+        log = (tmp_path / "model-server.log").read_text()
+        assert "warm-up over HTTP: 3 of 3 requests answered; ready" in log
+        assert request_counts(fresh.url) == {}
+
+
 def test_server_counts_its_inference_requests_by_code(server: Any, rows: Any) -> None:
     """/metrics counts each V1 and V2 inference request by its status code, answers of
     kserve's error handlers included, and not the readiness and metadata calls."""

@@ -101,21 +101,26 @@ class Loop:
         merge_branch(self.remote.path, result.branch)
 
     def rollout_env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "SLUICE_STATE_DIR": str(self.root / "state"),
-            "MLFLOW_TRACKING_URI": self.tracking_uri,
-        }
+        """The user's environment: no SLUICE_STATE_DIR, so the default, relative `.sluice` of
+        the working directory (``root``, see :meth:`run`) holds the state (a good model was
+        once rolled back because only tests set an absolute state dir)."""
+        environment = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri}
+        environment.pop("SLUICE_STATE_DIR", None)
+        return environment
+
+    def run(self, command: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
+        """``command`` as a user runs it: from ``root``, with :meth:`rollout_env`."""
+        return subprocess.run(
+            command, env=self.rollout_env(), cwd=self.root, capture_output=True, text=True,
+            timeout=timeout, check=False,
+        )  # fmt: skip
 
     def rollout_command(self) -> list[str]:
         return [sys.executable, "-m", "controller", "rollout", MODEL, "--env", "local",
                 "--target", "local", "--repo", self.remote.url]  # fmt: skip
 
     def rollout(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.rollout_command(), env=self.rollout_env(),
-            capture_output=True, text=True, timeout=400, check=False,
-        )  # fmt: skip
+        return self.run(self.rollout_command(), timeout=400)
 
     def subjects(self) -> list[str]:
         return git("log", "--format=%s", "main", cwd=self.remote.path).splitlines()
@@ -159,7 +164,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     remote = create_git_remote(root)
     seed_manifests(remote, root / "seed", model=MODEL)
     commit_to_remote(remote, root / "policy", "A quicker rollout policy for tests", quick_policy)
-    local = root / "state" / "local"
+    local = root / ".sluice" / "local"  # where `sluice local up` run in root puts the stack
     request = StackRequest(root=local, remote=remote.url, env="local", poll_interval=1.0)
     stack = up(request)
     traffic: Traffic | None = None
@@ -239,7 +244,7 @@ def test_prometheus_outage_holds_the_canary_then_it_proceeds(loop: Loop) -> None
     before = loop.traffic.failures()
     loop.stop_prometheus()
     rollout = subprocess.Popen(
-        loop.rollout_command(), env=loop.rollout_env(), stdout=subprocess.PIPE,
+        loop.rollout_command(), env=loop.rollout_env(), cwd=loop.root, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -308,9 +313,7 @@ def test_rollback_after_a_restore_undoes_the_last_promotion(loop: Loop) -> None:
     assert client.get_model_version(MODEL, str(serving)).tags["sluice.previous_champion"] == "1"
     command = [*loop.rollout_command(), "--reason", "conversion dropped in the shop"]
     command[command.index("rollout")] = "rollback"
-    done = subprocess.run(
-        command, env=loop.rollout_env(), capture_output=True, text=True, timeout=300, check=False
-    )
+    done = loop.run(command, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert loop.pin() == (1, None)
     subjects = loop.subjects()

@@ -217,6 +217,14 @@ class PyfuncServable:
             done += 1
         return done
 
+    def warm_up_rows(self) -> list[dict[str, Any]] | None:
+        """The warm-up rows as V1 ``instances`` objects (None when there are none)."""
+        frame = self._warm_up_frame()
+        if frame is None:
+            return None
+        rows: list[dict[str, Any]] = frame.to_dict(orient="records")
+        return rows
+
     def _warm_up_frame(self) -> pd.DataFrame | None:
         example: Any = None
         metadata = getattr(self._model, "metadata", None)

@@ -35,6 +35,7 @@ the answer had started) counts as 500, since the client got no complete answer.
 
 from __future__ import annotations
 
+import contextvars
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -44,7 +45,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
 from controller.gates.metrics_profile import OTEL_BUCKETS_SECONDS, SLUICE_WRAPPER
 
-__all__ = ["INFERENCE_PATH", "RequestMetrics", "request_histogram"]
+__all__ = ["INFERENCE_PATH", "WARMING_UP", "WARM_UP_HEADER", "RequestMetrics", "request_histogram"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -74,8 +75,17 @@ def request_histogram(registry: CollectorRegistry | None = REGISTRY) -> Histogra
     )
 
 
+#: Marks the model server's own warm-up requests (:mod:`.server`): answered, never counted.
+WARM_UP_HEADER = "X-Sluice-Warm-Up"
+_WARM_UP = WARM_UP_HEADER.lower().encode()
+#: True while the current request is the server's own warm-up (set by :class:`RequestMetrics`,
+#: read by the model's readiness, which lets only these through before it is warm).
+WARMING_UP: contextvars.ContextVar[bool] = contextvars.ContextVar("warming_up", default=False)
+
+
 class RequestMetrics:
-    """ASGI middleware observing each inference request in ``histogram`` by its status code."""
+    """ASGI middleware observing each inference request in ``histogram`` by its status code
+    (the server's own warm-up requests excepted: no client sent them)."""
 
     def __init__(
         self,
@@ -91,6 +101,13 @@ class RequestMetrics:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http" or not INFERENCE_PATH.match(str(scope.get("path", ""))):
             await self.app(scope, receive, send)
+            return
+        if any(name == _WARM_UP for name, _ in scope.get("headers", ())):
+            token = WARMING_UP.set(True)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                WARMING_UP.reset(token)
             return
         start = self._clock()
         status = 500  # until the app starts an answer; an escaping exception leaves it so

@@ -27,14 +27,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
+import threading
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 from controller.errors import ConfigError
+from controller.local.processes import http_ok
 from controller.local.serving.monitor import DriftMonitor, start_drift_monitor
 from controller.local.serving.pyfunc_model import (
     ModelLoadFailed,
@@ -43,8 +48,13 @@ from controller.local.serving.pyfunc_model import (
     Tensor,
     v2_datatype,
 )
-from controller.local.serving.request_metrics import RequestMetrics, request_histogram
-from controller.synthetic_traffic import is_synthetic
+from controller.local.serving.request_metrics import (
+    WARM_UP_HEADER,
+    WARMING_UP,
+    RequestMetrics,
+    request_histogram,
+)
+from controller.synthetic_traffic import SYNTHETIC_HEADER, is_synthetic
 
 __all__ = ["build_kserve_model", "main", "parse_args"]
 
@@ -101,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     # Before the port opens (so before Ready): a fresh revision's first requests would
     # otherwise pay for lazy imports and caches, and a canary judged against a warm primary
     # on a loaded machine looked slower than it is.
-    log.info("warm-up: %d prediction(s) on the input example", servable.warm_up())
+    warmed = servable.warm_up()
+    print(f"warm-up: {warmed} prediction(s) on the input example", file=sys.stderr, flush=True)
+    warm_up_rows = servable.warm_up_rows()
     monitor = None
     if not args.no_drift_monitor:
         try:
@@ -118,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"drift monitor of {args.model_name!r}: {exc}", file=sys.stderr, flush=True)
             return 2
     model = build_kserve_model(args.model_name, servable, monitor=monitor)
-    _serve(model, args)
+    _serve(model, args, warm_up_rows)
     return 0
 
 
@@ -144,6 +156,11 @@ def build_kserve_model(
         def load(self) -> bool:
             self.ready = True
             return True
+
+        async def healthy(self) -> bool:
+            # Ready (the probes' answer) only once the HTTP warm-up is done; the warm-up's
+            # own requests pass (kserve refuses predictions to a model that is not ready).
+            return bool(self.ready) and (warmed.is_set() or WARMING_UP.get())
 
         def get_input_types(self) -> list[dict[str, Any]]:
             return [t.to_dict() for t in servable.inputs]
@@ -183,12 +200,15 @@ def build_kserve_model(
             ]
             return InferResponse(payload.id or str(uuid.uuid4()), self.name, outputs)
 
+    warmed = threading.Event()
+    warmed.set()  # until _serve arms the HTTP warm-up
     model = MlflowPyfuncModel(name)
+    model.warmed = warmed
     model.load()
     return model
 
 
-def _serve(model: Any, args: argparse.Namespace) -> None:
+def _serve(model: Any, args: argparse.Namespace, warm_up: list[dict[str, Any]] | None) -> None:
     from kserve import ModelServer, model_server
 
     host: str = args.host
@@ -216,4 +236,48 @@ def _serve(model: Any, args: argparse.Namespace) -> None:
     log.info(
         "serving model %s from %s on %s:%d", model.name, args.storage_uri, host, args.http_port
     )
+    if warm_up is not None:
+        model.warmed.clear()
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{args.http_port}"  # noqa: S104
+        threading.Thread(
+            target=warm_up_over_http,
+            args=(url, model.name, warm_up, model.warmed),
+            name="warm-up",
+            daemon=True,
+        ).start()
     server.start([model])
+
+
+def warm_up_over_http(
+    url: str, name: str, rows: list[dict[str, Any]], done: threading.Event, calls: int = 3
+) -> None:
+    """Send ``calls`` V1 predictions of ``rows`` to the server's own port once it is live,
+    then set ``done``: the first requests through kserve's HTTP stack (connection handling,
+    request parsing, response encoding) are the slow ones, and a readiness probe with a
+    warm-up request keeps clients away from them on a cluster. Best effort: whatever the
+    answers, ``done`` is set, after at most a minute."""
+    body = json.dumps({"instances": rows}, default=_json_value).encode()
+    headers = {"Content-Type": "application/json", WARM_UP_HEADER: "1", SYNTHETIC_HEADER: "warm-up"}
+    deadline = time.monotonic() + 60.0
+    answered = 0
+    try:
+        while time.monotonic() < deadline and not http_ok(f"{url}/v2/health/live", timeout=1):
+            time.sleep(0.05)
+        for _ in range(calls):
+            request = urllib.request.Request(  # noqa: S310 (our own loopback port)
+                f"{url}/v1/models/{name}:predict", data=body, headers=headers, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+                    answer.read()
+            except OSError:  # an erroring model still serves: the gates judge it
+                continue
+            answered += 1
+    finally:
+        message = f"warm-up over HTTP: {answered} of {calls} requests answered; ready"
+        print(message, file=sys.stderr, flush=True)
+        done.set()
+
+
+def _json_value(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)
