@@ -221,7 +221,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RolloutLoop]:
     remote = create_git_remote(root)
     seed_manifests(remote, root / "seed", model=MODEL)
     commit_to_remote(remote, root / "policy", "RawDeployment and a quick policy", raw_policy)
-    local = root / "state" / "local"
+    # Where `sluice local up` run in root puts the stack: the rollouts run from root with the
+    # default state dir, as a user runs them (RolloutLoop.run).
+    local = root / ".sluice" / "local"
     request = StackRequest(root=local, remote=remote.url, env="local", poll_interval=1.0)
     started = up(request)
     traffic: Traffic | None = None
