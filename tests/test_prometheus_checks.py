@@ -689,3 +689,30 @@ def test_revision_traffic_without_traffic_is_none(scenario: Scenario) -> None:
 def test_a_new_revision_has_a_rate_within_seconds(scenario: Scenario) -> None:
     """Scraping every second, a new revision has a rate within 3 s of its first requests."""
     assert scenario.seconds_to_series + scenario.seconds_to_rate < 3
+
+
+def test_a_young_step_compares_both_revisions_over_its_own_life() -> None:
+    """A step 25 s old is judged on the same 25 s for canary and primary, not a minute of the
+    primary against the canary's few seconds (a transient would weigh on the canary alone)."""
+    seen: list[str] = []
+
+    class Recording:
+        def query(self, promql: str) -> list[MetricSample]:
+            seen.append(promql)
+            return [MetricSample({}, 40.0)]
+
+    latency = MetricCheck(name="latency", builtin="request-latency", max=500, max_increase=0.5)
+    common = {
+        "canary_revision": FLAKY,
+        "primary_revision": SLOW,
+        "namespace": NAMESPACE,
+        "configuration": CONFIGURATION,
+        "inference_service": ISVC,
+    }
+    [young] = evaluate_checks(Recording(), [latency], max_window_seconds=25.7, **common)
+    assert young.verdict == Verdict.PASS
+    assert len(seen) == 2
+    assert all("[25s]" in promql for promql in seen), seen
+    seen.clear()
+    evaluate_checks(Recording(), [latency], max_window_seconds=600, **common)
+    assert all("[1m]" in promql for promql in seen), seen

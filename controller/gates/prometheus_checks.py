@@ -279,8 +279,15 @@ def evaluate_checks(
     configuration: str,
     inference_service: str,
     profile: MetricsProfile = _DEFAULT,
+    max_window_seconds: float | None = None,
 ) -> list[GateResult]:
     """One :class:`GateResult` per check, named ``prometheus/<check name>``, in order.
+
+    ``max_window_seconds`` (the age of the canary's step) shortens every check's interval to
+    at most that: canary and primary are then measured over the same stretch of time, the
+    canary's whole life at this step, instead of a minute of the primary against the few
+    seconds the canary has existed (a transient on the machine would otherwise weigh on the
+    canary alone).
 
     A check fails only on a measured value past a threshold; no data, NaN or ±Inf (for the
     canary, or the primary when a threshold is relative) is inconclusive, and an unreachable
@@ -299,7 +306,28 @@ def evaluate_checks(
         "primary_revision": primary_revision,
     }
     _require_object_names(**context)
-    return [_evaluate(source, check, context, profile) for check in checks]
+    return [
+        _evaluate(source, _within(check, max_window_seconds), context, profile) for check in checks
+    ]
+
+
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def duration_seconds(duration: str) -> float:
+    """A Prometheus duration (``1m30s``) in seconds."""
+    return sum(int(n) * _SECONDS[unit] for n, unit in _DURATION_PART.findall(duration))
+
+
+def _within(check: MetricCheck, max_window_seconds: float | None) -> MetricCheck:
+    """``check`` with its interval cut to ``max_window_seconds`` (whole seconds, at least 1)."""
+    if max_window_seconds is None:
+        return check
+    window = max(1, math.floor(max_window_seconds))
+    if duration_seconds(check.interval) <= window:
+        return check
+    return check.model_copy(update={"interval": f"{window}s"})
 
 
 def _evaluate(

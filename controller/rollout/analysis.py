@@ -75,7 +75,7 @@ class Analyzer:
                 return [load]
             results.append(load)
             self.sleep(gates.scrape_wait_seconds)
-        results += self._metric_checks(obs, gates)
+        results += self._metric_checks(obs, gates, now)
         if gates.judge_enabled:
             results.append(self._judge(obs, analysis, gates, now))
         return results
@@ -231,7 +231,9 @@ class Analyzer:
             self._payloads[key] = self.registry.input_rows(model, version, _PAYLOAD_ROWS)
         return self._payloads[key]
 
-    def _metric_checks(self, obs: ReleaseObservation, gates: GatesConfig) -> list[GateResult]:
+    def _metric_checks(
+        self, obs: ReleaseObservation, gates: GatesConfig, now: float
+    ) -> list[GateResult]:
         if not gates.metrics:
             return []
         revisions = self._revisions(obs)
@@ -253,6 +255,8 @@ class Analyzer:
             configuration=obs.target.configuration,
             inference_service=obs.inference_service,
             profile=gates.profile,
+            # Both revisions over the step's life so far: the same stretch of time.
+            max_window_seconds=max(1.0, now - obs.pin_changed_at),
         )
 
     def _judge(
