@@ -476,21 +476,24 @@ def revision_traffic(
     the revision answered no requests in the window. The histogram's bounds are in
     milliseconds whatever the profile's unit. May raise :class:`MetricsUnavailable`.
     """
-    context = {"namespace": namespace, "configuration": configuration}
-    if not re.match(_DURATION, interval):
-        raise ConfigError(f"interval {interval!r} is not a Prometheus duration such as 1m")
-    requests = _request_count(source, profile, revision, context, interval)
-    if requests is None or round(requests) <= 0:
+    requests, errors = revision_request_counts(
+        source,
+        revision=revision,
+        namespace=namespace,
+        configuration=configuration,
+        interval=interval,
+        profile=profile,
+    )
+    if requests <= 0:
         return None
-    errors = _request_count(source, profile, revision, context, interval, errors_only=True)
     selector = _selector(profile, namespace, configuration, revision)
     buckets = source.query(
         f"sum by (le)(increase({profile.latency}_bucket{{{selector}}}[{interval}]))"
     )
     return RevisionTraffic(
         revision=revision,
-        requests=round(requests),
-        errors=min(round(errors or 0.0), round(requests)),
+        requests=requests,
+        errors=errors,
         latency=_histogram(buckets, scale=profile.milliseconds_per_unit),
     )
 
