@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
@@ -24,6 +24,7 @@ from controller.yaml_config import load_yaml_file
 __all__ = ["DEFAULT_CONFIG_FILE", "Settings", "load_settings"]
 
 DEFAULT_CONFIG_FILE = Path("sluice.yaml")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 class Settings(BaseSettings):
@@ -115,6 +116,17 @@ class Settings(BaseSettings):
         "(refs/sluice/leases/ENV/MODEL in the GitOps remote): only its holder analyses and "
         "acts, renewing it every third of this; another controller takes a rollout over this "
         "long after its holder stopped renewing. Keep it above the longest analysis.",
+    )
+    rollout_lease_store: Literal["git", "kubernetes"] = Field(
+        default="git",
+        description="Where the rollout leases are kept: git (a ref refs/sluice/leases/ENV/MODEL "
+        "in the GitOps remote) or kubernetes (a coordination.k8s.io/v1 Lease per release in "
+        "rollout_lease_namespace, through the pod's service account or the kubeconfig).",
+    )
+    rollout_lease_namespace: str | None = Field(
+        default=None,
+        description="Namespace of the Kubernetes Leases (rollout_lease_store: kubernetes); "
+        "default: the namespace the controller's pod runs in, else sluice.",
     )
     webhook_secret: SecretStr | None = Field(
         default=None,
@@ -213,6 +225,18 @@ class Settings(BaseSettings):
             "logs every primary and shadow answer)."
         ),
     )
+
+    @field_validator("rollout_lease_namespace", mode="after")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        """A Kubernetes namespace name (DNS-1123 label), checked now rather than at the first
+        lease."""
+        if value is not None and not _DNS_LABEL.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a Kubernetes namespace name (lowercase letters, digits and "
+                "'-', at most 63, starting and ending with a letter or digit)"
+            )
+        return value
 
     @field_validator("state_dir", "prediction_log_path", mode="after")
     @classmethod
