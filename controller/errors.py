@@ -9,6 +9,7 @@
      |    +-- MetricsUnavailable     Prometheus
      |    +-- ForgeUnavailable       GitHub (or GitHub Enterprise)
      |    +-- GitConflict            a push lost a race; fetch, re-apply, push again
+     |    +-- LeaseHeld              another controller kept a release's lease: run again later
      +-- PermanentError           retrying will not help: stop and report
           +-- ConfigError            bad flag, environment variable or config file   (exit 2)
           +-- InputError             bad input data or arguments                     (exit 2)
@@ -41,6 +42,7 @@ __all__ = [
     "GateFailed",
     "GitConflict",
     "InputError",
+    "LeaseHeld",
     "ManifestInvalid",
     "MetricsUnavailable",
     "ModelLoadFailed",
@@ -103,6 +105,10 @@ class ForgeUnavailable(TransientError):
 
 class GitConflict(TransientError):
     """A push was rejected because the remote moved; fetch, re-apply and push again."""
+
+
+class LeaseHeld(TransientError):
+    """Another controller kept a release's lease for longer than Sluice would wait."""
 
 
 class PermanentError(SluiceError):

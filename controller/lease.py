@@ -11,9 +11,18 @@ another holder let expire (it crashed, or was cut off) is taken over once its du
 passed: 30 s by default, three times the renewal interval. The loser of a race does not act:
 it follows, reporting who holds the lease and the commits it sees land, until the rollout ends.
 
+A person's ``sluice rollback`` takes the lease too (:meth:`LeaseKeeper.acquire`), so it never
+commits beside a controller that is mid-step. It asks a live holder for the lease by writing
+its own id into the record (``requested_by``); the holder, at its next renewal, hands the lease
+over instead of renewing it (one compare-and-swap that names the asker as holder), then
+follows. A holder that cannot renew meanwhile (in a long analysis) lets it expire instead, so
+the wait is at most one lease duration.
+
 Where the lease is kept is a :class:`~controller.ports.LeaseStore`: a ref in the GitOps remote
 (:mod:`controller.backends.git_lease`), which every controller that can push a rollout can
-also push, or an in-memory one in tests (:class:`controller.testing.MemoryLeaseStore`). Expiry
+also push, a ``coordination.k8s.io/v1`` Lease on a cluster
+(:mod:`controller.backends.kubernetes_lease`), or an in-memory one in tests
+(:class:`controller.testing.MemoryLeaseStore`). Expiry
 is a time written by the holder, so the controllers' clocks must agree to within a few
 seconds (NTP), as they must for Kubernetes Leases.
 """
@@ -25,10 +34,10 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from controller.errors import ConfigError
+from controller.errors import ConfigError, LeaseHeld
 
 if TYPE_CHECKING:
     from controller.ports import LeaseStore
@@ -48,6 +57,9 @@ class Lease:
     acquired_at: float
     renewed_at: float
     duration_seconds: float
+    #: Another holder that asked for the lease (``sluice rollback``): the holder hands it over
+    #: at its next renewal instead of renewing it.
+    requested_by: str | None = None
 
     @property
     def expires_at(self) -> float:
@@ -66,6 +78,7 @@ class Lease:
             f"Sluice-Lease-Acquired: {self.acquired_at:.3f}\n"
             f"Sluice-Lease-Renewed: {self.renewed_at:.3f}\n"
             f"Sluice-Lease-Duration: {self.duration_seconds:g}\n"
+            + (f"Sluice-Lease-Requested-By: {self.requested_by}\n" if self.requested_by else "")
         )
 
     @classmethod
@@ -83,6 +96,7 @@ class Lease:
                 acquired_at=float(fields["Acquired"]),
                 renewed_at=float(fields["Renewed"]),
                 duration_seconds=float(fields["Duration"]),
+                requested_by=fields.get("Requested-By") or None,
             )
         except (KeyError, ValueError):
             return None
@@ -139,6 +153,15 @@ class LeaseKeeper:
             if current is not None and current.holder != self.holder and current.live(now):
                 self._held.pop(name, None)
                 return current
+            asker = current.requested_by if current is not None else None
+            if current is not None and asker is not None and asker != self.holder:
+                # Asked for it (`sluice rollback`): hand it over rather than renew it.
+                handed = Lease(asker, now, now, current.duration_seconds)
+                if self.store.swap(name, token, handed):
+                    self._held.pop(name, None)
+                    return handed
+                now = self._clock()
+                continue
             since = current.acquired_at if current and current.holder == self.holder else now
             lease = Lease(self.holder, since, now, self.duration_seconds)
             if self.store.swap(name, token, lease):
@@ -151,6 +174,47 @@ class LeaseKeeper:
             return found[0]
         # Swapped away three times and now released: nobody holds it; try again next pass.
         return Lease("nobody", now, now, 0.0)
+
+    def acquire(
+        self,
+        name: str,
+        *,
+        wait_seconds: float,
+        on_wait: Callable[[Lease], None] = lambda lease: None,
+        sleep: Callable[[float], None] = time.sleep,
+        poll_seconds: float = 0.5,
+    ) -> Lease:
+        """Take ``name``, asking a live holder to hand it over (see the module) and waiting up
+        to ``wait_seconds`` for it to do so or to let the lease expire; ``on_wait`` is called
+        with the lease in force before each wait. :class:`~controller.errors.LeaseHeld` when
+        another holder still has it then."""
+        deadline = self._clock() + wait_seconds
+        while True:
+            held = self.hold(name)
+            if held.holder == self.holder:
+                return held
+            now = self._clock()
+            if held.live(now) and held.requested_by != self.holder:
+                self._ask(name)
+            if now >= deadline:
+                raise LeaseHeld(
+                    f"{held.holder} still holds the lease on {name} after {wait_seconds:g} s "
+                    "and did not hand it over; stop that controller (it releases its leases "
+                    "when it stops) or wait for its rollout to end, then run again"
+                )
+            on_wait(held)
+            sleep(max(0.0, min(poll_seconds, deadline - now)))
+
+    def _ask(self, name: str) -> None:
+        """Write this holder's request into another holder's live lease (a lost swap is fine:
+        the next look asks again)."""
+        found = self.store.read(name)
+        if found is None:
+            return
+        current, token = found
+        now = self._clock()
+        if current.holder != self.holder and current.live(now) and current.requested_by is None:
+            self.store.swap(name, token, replace(current, requested_by=self.holder))
 
     def release(self, name: str) -> None:
         """Give ``name`` up (another controller may act at once), if this holder has it."""

@@ -33,6 +33,7 @@ from controller.backends.git_lease import GitLeaseStore
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.demo_gitops import merge_branch
+from controller.errors import LeaseHeld
 from controller.lease import Lease, LeaseKeeper
 from controller.local.services import MlflowService
 from controller.manifest import ReleasePin, apply_release, dump_pin, load_pin, read_release
@@ -568,3 +569,68 @@ def test_the_git_lease_is_a_compare_and_swap_on_a_ref_of_the_remote(
     assert first.read(name) is None
     assert git_remote.head() == heads
     assert "refs/sluice" not in git("for-each-ref", cwd=git_remote.path)
+
+
+def test_a_rollback_asks_for_the_lease_and_the_holder_hands_it_over_at_its_next_renewal() -> None:
+    """`sluice rollback` (keeper r) finds a's live lease: it writes its request into the record
+    and waits; a, at its next renewal, names r the holder instead of renewing, and follows. A
+    request survives the Git record's text."""
+    clock = ManualClock(1_000.0)
+    store = MemoryLeaseStore()
+    a = LeaseKeeper(store, "a", duration_seconds=30, clock=clock)
+    r = LeaseKeeper(store, "rollback", duration_seconds=30, clock=clock)
+    name = "staging/fraud-detector"
+    assert a.hold(name).holder == "a"
+    waits: list[Lease] = []
+
+    def a_passes(seconds: float) -> None:
+        """a's controller passes meanwhile, once a second (renewing every 10 s)."""
+        clock.advance(seconds)
+        a.hold(name)
+
+    taken = r.acquire(name, wait_seconds=30, on_wait=waits.append, sleep=a_passes, poll_seconds=1)
+    assert taken.holder == "rollback"
+    assert waits[0].holder == "a"
+    assert 1 <= len(waits) <= 11  # handed over at a's next renewal, within 10 s
+    assert clock() <= 1_011.0
+    assert a.hold(name).holder == "rollback"  # a follows now
+    assert not a.holding(name)
+    recorded = store.read(name)
+    assert recorded is not None
+    assert recorded[0].requested_by is None
+    asked = Lease("a", 1.0, 2.0, 30.0, requested_by="rollback")
+    assert Lease.from_text(asked.to_text(name)) == asked
+    assert Lease.from_text(Lease("a", 1.0, 2.0, 30.0).to_text(name)) == Lease("a", 1.0, 2.0, 30.0)
+
+
+def test_a_rollback_outwaits_a_busy_holder_and_gives_up_on_one_that_never_yields() -> None:
+    """A holder busy in a long analysis renews nothing: its lease expires and the rollback
+    takes it, at most one lease duration later. One that keeps renewing without handing over
+    (a Sluice that knows no requests) is an error naming it, exit 3, after the wait."""
+    clock = ManualClock(1_000.0)
+    store = MemoryLeaseStore()
+    busy = LeaseKeeper(store, "busy", duration_seconds=30, clock=clock)
+    r = LeaseKeeper(store, "rollback", duration_seconds=30, clock=clock)
+    name = "staging/fraud-detector"
+    busy.hold(name)
+    taken = r.acquire(name, wait_seconds=35, sleep=clock.advance, poll_seconds=1)
+    assert (taken.holder, clock()) == ("rollback", 1_030.0)
+    r.release(name)
+
+    class Stubborn(MemoryLeaseStore):
+        """Renews over any request, as an older controller would."""
+
+        def read(self, name: str) -> tuple[Lease, str] | None:
+            found = super().read(name)
+            if found is None:
+                return None
+            return Lease(found[0].holder, found[0].acquired_at, clock(), 30.0), found[1]
+
+    stubborn = Stubborn()
+    LeaseKeeper(stubborn, "old", duration_seconds=30, clock=clock).hold(name)
+    late = LeaseKeeper(stubborn, "rollback", duration_seconds=30, clock=clock)
+    with pytest.raises(
+        LeaseHeld, match=r"old still holds the lease on staging/fraud-detector after 5 s"
+    ):
+        late.acquire(name, wait_seconds=5, sleep=clock.advance, poll_seconds=1)
+    assert LeaseHeld("x").exit_code == 3
