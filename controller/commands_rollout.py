@@ -22,6 +22,8 @@ from controller.errors import ConfigError, InputError, SluiceError
 from controller.lease import LeaseKeeper
 from controller.ports import (
     Forge,
+    LeaseStore,
+    LiveRequestCounts,
     MetricsSource,
     Notifier,
     PredictionStore,
@@ -116,24 +118,39 @@ def build_reconciler(
     )
     from controller.backends.locust_load import LocustLoadGenerator
 
+    deployed_to = _target(settings, target)
     analyzer = Analyzer(
         registry=registry,
         metrics=_metrics(settings, target),
         load=LocustLoadGenerator(),
         report_dir=settings.state_dir / "reports",
+        # The local router counts each revision's answers live; a cluster's come from Prometheus.
+        counters=deployed_to if isinstance(deployed_to, LiveRequestCounts) else None,
     )
     return Reconciler(
         workspace=workspace,
         registry=registry,
-        target=_target(settings, target),
+        target=deployed_to,
         analyzer=analyzer,
         notifier=_notifier(settings),
         forge=forge,
         predictions=_prediction_log(settings, target),
         lease=LeaseKeeper(
-            GitLeaseStore(workspace), duration_seconds=settings.rollout_lease_seconds
+            _lease_store(settings, workspace), duration_seconds=settings.rollout_lease_seconds
         ),
     )
+
+
+def _lease_store(settings: Settings, workspace: GitWorkspace) -> LeaseStore:
+    """Where the rollout leases are kept: a ref in the GitOps remote, or a cluster's Leases."""
+    if settings.rollout_lease_store == "git":
+        return GitLeaseStore(workspace)
+    from controller.backends.kubernetes_lease import (
+        KubernetesLeaseStore,
+        default_lease_namespace,
+    )
+
+    return KubernetesLeaseStore(settings.rollout_lease_namespace or default_lease_namespace())
 
 
 def _prediction_log(settings: Settings, target: TargetKind) -> PredictionStore | None:

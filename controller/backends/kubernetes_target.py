@@ -23,7 +23,6 @@ redacted) and the fix; the Argo CD token never reaches a message.
 from __future__ import annotations
 
 import json
-import os
 import string
 import threading
 import urllib.parse
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 from urllib3.exceptions import HTTPError
 
+from controller.backends.kubernetes_client import load_api_client
 from controller.deployment_mode import (
     LOCAL_REVISIONS_ANNOTATION,
     RAW_DEPLOYMENT_MODES,
@@ -58,9 +58,6 @@ __all__ = [
 
 _GROUP, _VERSION, _PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 _ARGOCD_AUTH_FIX = "set ARGOCD_AUTH_TOKEN to a valid Argo CD API token"
-_KUBE_CREDENTIALS_FIX = (
-    "run Sluice in the cluster with a service account, or point KUBECONFIG at a kubeconfig"
-)
 # Where KServe reports that the latest created revision failed, most specific first.
 _FAILURE_CONDITIONS = ("PredictorConfigurationReady", "PredictorReady")
 
@@ -138,7 +135,7 @@ class KubernetesTarget:
 
                 api_client = self._api_client
                 if api_client is None:
-                    api_client = self._built_client = _load_api_client()
+                    api_client = self._built_client = load_api_client()
                 self._custom_objects = client.CustomObjectsApi(api_client)
             return self._custom_objects
 
@@ -431,28 +428,6 @@ def _naming(value: Naming, what: str) -> Callable[[str], str]:
             "only {environment} is available"
         )
     return lambda environment: template.format(environment=environment)
-
-
-def _load_api_client() -> Any:
-    """The pod's service account, else the kubeconfig (``KUBECONFIG``, ``~/.kube/config``)."""
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException:
-        try:
-            # KUBECONFIG is read now: the library reads it once, when it is first imported.
-            config.load_kube_config(
-                config_file=os.environ.get("KUBECONFIG") or None,
-                client_configuration=configuration,
-            )
-        except (config.ConfigException, OSError, ValueError, TypeError) as exc:
-            raise ConfigError(
-                f"no Kubernetes credentials ({redact(' '.join(str(exc).split()))[:200]}); "
-                f"{_KUBE_CREDENTIALS_FIX}"
-            ) from None
-    return client.ApiClient(configuration)
 
 
 def _names_object(body: Any, name: str) -> bool:
