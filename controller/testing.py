@@ -505,8 +505,9 @@ class ScriptedLoad:
     """A :class:`~controller.ports.LoadGenerator` whose reports follow the routed version.
 
     A run sends ``requests_per_second`` for the plan's duration to the revision behind the
-    plan's tag route, failing and taking as long as its :class:`Behaviour` says; a route no
-    revision answers fails every request, as Locust against a dead URL does. Thread-safe: the
+    plan's tag route (up to the plan's ``max_requests``, where Locust stops a smoke), failing
+    and taking as long as its :class:`Behaviour` says; a route no revision answers fails every
+    request, as Locust against a dead URL does. Thread-safe: the
     analyzer runs the canary's and the primary's load at the same time.
     """
 
@@ -530,7 +531,11 @@ class ScriptedLoad:
 
     def run(self, plan: LoadPlan) -> LoadReport:
         """What Locust would have measured on ``plan``'s route."""
-        requests = max(1, round(self.requests_per_second * math.ceil(plan.duration_seconds)))
+        seconds = float(math.ceil(plan.duration_seconds))
+        requests = max(1, round(self.requests_per_second * seconds))
+        if plan.max_requests is not None and plan.max_requests < requests:
+            requests = plan.max_requests
+            seconds = float(math.ceil(requests / self.requests_per_second))
         routed = self.cluster.route(plan.url)
         with self._lock:
             self.plans.append(plan)
@@ -544,7 +549,7 @@ class ScriptedLoad:
         return LoadReport(
             requests=requests,
             failures=round(requests * behaviour.error_ratio),
-            duration_seconds=float(math.ceil(plan.duration_seconds)),
+            duration_seconds=seconds,
             p50_ms=behaviour.latency_quantile(0.50),
             p95_ms=behaviour.latency_quantile(0.95),
             p99_ms=behaviour.latency_quantile(0.99),

@@ -382,12 +382,14 @@ def test_two_controllers_and_a_person_make_each_commit_once(stage: Stage) -> Non
     del stage.calls[:]
 
     for version, human, outcome, intended in (
+        # The smoke (on by default) stops the faulty v2 at weight 0, before any client request.
         (2, False, Outcome.ROLLED_BACK, [
-            ("rollback", rf"rollback {m} v2: all traffic back to v1 \({ENV}"),
+            ("rollback", rf"rollback {m} v2: smoke failed, v1 serves \({ENV}"),
             ("restore", rf"rollback {m} v2: restore v1 \({ENV}"),
             ("restore", rf"rollback {m} v2: v1 serves alone again \({ENV}"),
         ]),
         (3, True, Outcome.PROMOTED, [
+            ("step", rf"{m} v3: smoke passed, canary 10% \({ENV}"),
             ("step", rf"{m} v3: canary 10% → 50% \({ENV}"),
             ("promote", rf"{m} v3: canary 50% → 100%, promoted \({ENV}"),
         ]),
@@ -418,6 +420,7 @@ def test_two_controllers_and_a_person_make_each_commit_once(stage: Stage) -> Non
         smokes = sum(call[1] == "smoke" for call in analysing)
         loads = len(stage.load.plans) - plans
         assert loads == sum(call[1] == "load" for call in analysing)
+        assert smokes == 1, analysing  # one smoke per rollout, by the holder
         assert 2 * runs <= loads <= 2 * runs + 2 * smokes, analysing
         assert runs >= (2 if outcome is Outcome.PROMOTED else 0), context
         follower = next(name for name in controllers if name != holder)

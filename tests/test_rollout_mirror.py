@@ -3,6 +3,7 @@ removed by the commit that ends the phase, and never written for the local targe
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from controller.rollout.actions import (
     Action,
     AnalyzeShadow,
     EndShadow,
+    Smoke,
     StartMirror,
     StartRollback,
     StopMirror,
@@ -61,10 +63,12 @@ from controller.shadow_mirror import (
     validate_virtual_service,
 )
 from controller.target_types import TargetObservation, TrafficEntry
-from controller.testing import InstantCluster, ManualClock, RecordingNotifier
+from controller.testing import InstantCluster, ManualClock, RecordingNotifier, ScriptedLoad
 
 HEAD = "c" * 40
 OLD, NEW = "fd-predictor-00001", "fd-predictor-00002"
+#: KServe's tag routes with serving.kserve.io/enable-tag-routing (manifests/base does).
+TAG_URL = "http://fd-predictor.models-staging.svc.cluster.local/_tag"
 POLICY = RolloutPolicy.model_validate({"steps": [10, 50, 100], "interval": 30, "shadow": {}})
 
 
@@ -80,21 +84,37 @@ def cluster_target(*, ready: bool = True, mirrors: bool = False) -> TargetObserv
         latest_ready=NEW if ready else OLD,
         latest_rolledout=OLD,
         traffic=(
-            TrafficEntry(NEW if ready else OLD, 0, True, "latest"),
-            TrafficEntry(OLD, 100, False, "prev"),
+            TrafficEntry(NEW if ready else OLD, 0, True, "latest", f"{TAG_URL}/latest"),
+            TrafficEntry(OLD, 100, False, "prev", f"{TAG_URL}/prev"),
         ),
         mirrors_shadow=mirrors,
     )
 
 
 def in_shadow(
-    target: TargetObservation | None = None, *, mirror: ShadowMirror | None = None
+    target: TargetObservation | None = None,
+    *,
+    mirror: ShadowMirror | None = None,
+    smoked: bool = True,
 ) -> ReleaseObservation:
-    """v2 in its shadow phase on a cluster (by default), with ``mirror`` in Git."""
-    return shadow_observation(target or cluster_target(), mirror=mirror)
+    """v2 in its shadow phase on a cluster (by default), with ``mirror`` in Git, after the smoke
+    at the phase's start passed (``smoked=False``: before it)."""
+    target = target or cluster_target()
+    if smoked:
+        return shadow_observation(target, mirror=mirror)
+    return shadow_observation(target, mirror=mirror, analysis=None)
 
 
 # -- the decision ----------------------------------------------------------------------------------
+
+
+def test_the_default_smoke_comes_before_the_mirror() -> None:
+    """The smoke (on by default) runs first, on the challenger's tag route: a challenger that
+    errors is stopped before anything is mirrored to it, and its mirror is not committed."""
+    action = decide(in_shadow(smoked=False), POLICY, 1005.0)
+    assert isinstance(action, Smoke)
+    assert action.record is not None
+    assert action.record.smoke is None
 
 
 def test_a_ready_challenger_on_a_cluster_gets_its_mirror_before_any_judgement() -> None:
@@ -388,7 +408,11 @@ class World:
             workspace=workspace,
             registry=self.registry,
             target=SelfMirroring(self.cluster) if local else self.cluster,
-            analyzer=Analyzer(self.registry, None, None, sleep=self.clock.sleep),
+            # Locust played by the fake: the smoke at the phase's start (on by default) sends
+            # the versions' input examples to the challenger's tag route.
+            analyzer=Analyzer(
+                self.registry, None, ScriptedLoad(self.cluster), sleep=self.clock.sleep
+            ),
             notifier=RecordingNotifier(),
             clock=self.clock,
         )
@@ -458,7 +482,10 @@ def world(mlflow_server: MlflowService, tmp_path: Path, monkeypatch: pytest.Monk
     client = MlflowClient(mlflow_server.tracking_uri)
     client.create_registered_model(model)
     run = client.create_run(client.create_experiment(model)).info
+    example = {"columns": ["amount", "hour"], "data": [[12.5, 3], [80.0, 22]]}
     for version in (1, 2):
+        # An input example, which the smoke sends, but no model: nothing here loads one.
+        client.log_text(run.run_id, json.dumps(example), f"model-{version}/input_example.json")
         client.create_model_version(model, f"{run.artifact_uri}/model-{version}", run.run_id)
     remote = create_git_remote(tmp_path)
     seed_manifests(remote, tmp_path / "seed", model=model)
@@ -489,16 +516,27 @@ def world(mlflow_server: MlflowService, tmp_path: Path, monkeypatch: pytest.Monk
     return world
 
 
+def judged(report: PassReport) -> bool:
+    """The shadow judge looked (a Hold after the smoke is the smoke's, not a judgement)."""
+    smoke = any(r.gate == "smoke" for r in report.results)
+    return report.action == "AnalyzeShadow" or (report.action == "Hold" and not smoke)
+
+
 def mirrored(world: World) -> list[PassReport]:
-    """Passes until the mirror is in Git, synced, and the challenger judged once."""
-    return world.run(world.reconciler(), lambda r: r.action in ("Hold", "AnalyzeShadow"))
+    """Passes until the smoke passed, the mirror is in Git, synced, and the challenger judged
+    once."""
+    return world.run(world.reconciler(), judged)
 
 
 @pytest.mark.slow
 def test_a_cluster_gets_the_mirror_in_one_commit_and_never_again(world: World) -> None:
-    """One commit writes the VirtualService for v2's revision; later passes only judge."""
+    """The smoke passes on v2's tag route first (nothing mirrored to it yet), then one commit
+    writes the VirtualService for v2's revision; later passes only judge."""
     reports = mirrored(world)
     assert [r.action for r in reports if r.commit] == ["StartMirror"]
+    steps = [(r.action, [g.gate for g in r.results]) for r in reports if r.action != "Wait"]
+    assert steps[:2] == [("Hold", ["smoke"]), ("StartMirror", [])], steps
+    assert reports[[r.action for r in reports].index("Hold")].results[0].verdict.value == "pass"
     more = [world.reconciler().reconcile(ENV, world.model) for _ in range(3)]
     assert all(r.commit is None for r in more)
     assert world.commits() == [
@@ -525,7 +563,7 @@ def test_the_overlay_with_the_mirror_renders_and_validates(world: World, tmp_pat
 @pytest.mark.slow
 def test_the_local_target_never_gets_a_mirror_in_git(world: World) -> None:
     """With a target that mirrors by itself, the challenger is judged and Git is untouched."""
-    world.run(world.reconciler(local=True), lambda r: r.action in ("Hold", "AnalyzeShadow"))
+    world.run(world.reconciler(local=True), judged)
     assert world.commits() == []
 
 

@@ -21,6 +21,7 @@ from controller.rollout.actions import (
     EndShadow,
     Hold,
     Quarantine,
+    Smoke,
     StartRollback,
     Wait,
 )
@@ -75,15 +76,23 @@ def shadow_target(*, ready: bool = True, failure: str | None = None) -> TargetOb
     )
 
 
+#: The phase's record once the smoke (on by default) passed at its start: the shadow judge
+#: takes over from there (tests/test_rollout_watch_smoke.py has the smoke itself).
+SMOKED = AnalysisRecord(
+    commit=HEAD, step=0, smoke="smoke: 0 of 50 requests to the new revision failed (0.0%)"
+)
+
+
 def in_shadow(
     target: TargetObservation | None = None,
     *,
-    analysis: AnalysisRecord | None = None,
+    analysis: AnalysisRecord | None = SMOKED,
     quarantined: str | None = None,
     changed_at: float = 1000.0,
     mirror: ShadowMirror | None = None,
 ) -> ReleaseObservation:
-    """v2 pinned in its shadow phase beside v1, as observed on ``target``."""
+    """v2 pinned in its shadow phase beside v1, as observed on ``target``, its smoke passed
+    (``analysis=None``: just merged, before the smoke)."""
     return ReleaseObservation(
         model="fd",
         environment="staging",
@@ -131,11 +140,23 @@ def test_shadow_challenger_that_fails_to_load_rolls_back() -> None:
     assert "OOMKilled" in action.reason
 
 
+def test_the_default_smoke_comes_first_then_the_shadow_judge() -> None:
+    """A policy that does not mention the smoke smokes the challenger at the phase's start,
+    once it is ready; the judge's first look comes after that, an interval after the pin."""
+    assert POLICY.smoke.enabled
+    fresh = in_shadow(analysis=None)
+    assert decide(fresh, POLICY, 1005.0) == Smoke(10, AnalysisRecord(commit=HEAD, step=0))
+    assert decide(in_shadow(), POLICY, 1005.0) == Wait(
+        "shadow: next judgement in 25 s", "shadowing", 25.0
+    )
+
+
 def test_shadow_is_judged_every_interval() -> None:
     assert isinstance(decide(in_shadow(), POLICY, 1010.0), Wait)
     action = analyse(in_shadow(), 1031.0)
     assert action.look == 1
     assert action.record.step == 0
+    assert action.record.smoke == SMOKED.smoke  # the smoke is not a look
 
 
 def test_shadow_at_weight_zero_is_not_a_rollback() -> None:

@@ -23,10 +23,8 @@ from controller.rollout.actions import (
 )
 from controller.rollout.decide import conclude_smoke, conclude_watch, decide, manual_rollback
 from controller.rollout.observation import ReleaseObservation
-from controller.rollout.policy import ShadowPhase
+from controller.rollout.policy import RolloutPolicy, ShadowPhase
 from controller.rollout.record import AnalysisRecord
-
-SMOKED = POLICY.model_copy(update={"smoke": SmokeConfig(enabled=True)})
 
 
 def smoking(*, quarantined: str | None = None) -> ReleaseObservation:
@@ -48,7 +46,7 @@ def test_a_canary_taking_traffic_is_watched_until_its_analysis_is_due() -> None:
 def test_a_conclusive_watch_rolls_back_as_a_failure() -> None:
     """Evidence from the canary's own requests: failed, so the version is quarantined."""
     watch = Watch("canary 10%: next analysis in 5 s", "analysing", 5.0, 10, 1000.0, 1.0)
-    result = watch_verdict(WatchCounts(14, 4, 130, 0), WatchConfig(), margin=0.02)
+    result = watch_verdict(WatchCounts(14, 4, 130, 0), WatchConfig(errorMargin=0.02))
     action = conclude_watch(watch, result)
     assert isinstance(action, StartRollback)
     assert action.verdict == "failed"
@@ -59,7 +57,7 @@ def test_a_conclusive_watch_rolls_back_as_a_failure() -> None:
 def test_a_watch_that_could_not_read_or_has_no_answer_only_waits() -> None:
     watch = Watch("canary 10%: next analysis in 5 s", "analysing", 5.0, 10, 1000.0, 1.0)
     assert conclude_watch(watch, None) == watch
-    pending = conclude_watch(watch, watch_verdict(WatchCounts(5, 1), WatchConfig(), margin=0.01))
+    pending = conclude_watch(watch, watch_verdict(WatchCounts(5, 1), WatchConfig()))
     assert isinstance(pending, Watch)
     assert "fewer than the 10 needed" in pending.reason
     assert pending.retry_after == 5.0
@@ -74,7 +72,7 @@ def test_a_watch_that_could_not_read_or_has_no_answer_only_waits() -> None:
 def test_the_watch_never_moves_a_step_forward(n: int, e: int, pn: int, pe: int) -> None:
     """Whatever it reads, the watch rolls back or waits: only analyses advance or promote."""
     watch = Watch("w", "analysing", 5.0, 10, 1000.0, 1.0)
-    result = watch_verdict(WatchCounts(n, e, pn, pe), WatchConfig(), margin=0.01)
+    result = watch_verdict(WatchCounts(n, e, pn, pe), WatchConfig())
     action = conclude_watch(watch, result)
     assert isinstance(action, StartRollback | Watch)
     if e == 0:
@@ -82,6 +80,17 @@ def test_the_watch_never_moves_a_step_forward(n: int, e: int, pn: int, pe: int) 
 
 
 # -- the smoke ---------------------------------------------------------------------------------
+
+
+def test_the_smoke_is_on_by_default_and_turned_off_per_environment() -> None:
+    """Defaults are the product: an environment that says nothing about the smoke gets it;
+    ``rollout.smoke.enabled: false`` turns it off."""
+    assert RolloutPolicy().smoke.enabled
+    assert RolloutPolicy.model_validate({"steps": [10, 100]}).smoke == SmokeConfig()
+    assert SmokeConfig().enabled
+    off = RolloutPolicy.model_validate({"smoke": {"enabled": False}})
+    assert not off.smoke.enabled
+    assert decide(smoking(), off, 1005.0) == Smoke(10)  # a pin already smoking still is
 
 
 def test_a_pin_in_its_smoke_phase_is_smoked_once_the_revision_is_ready_at_zero() -> None:
@@ -102,13 +111,13 @@ def test_a_pin_in_its_smoke_phase_is_smoked_once_the_revision_is_ready_at_zero()
 
 def test_the_smoke_leads_to_the_first_step_a_quarantine_or_an_abort() -> None:
     smoke = Smoke(10)
-    config = SmokeConfig(enabled=True)
+    config = SmokeConfig()
     passed = evaluate_smoke(LoadReport(50, 0, 1.2, 5.0, 9.0, 12.0), config)
     failed = evaluate_smoke(LoadReport(50, 11, 1.2, 5.0, 9.0, 12.0), config)
     few = evaluate_smoke(LoadReport(20, 0, 60.0, 5.0, 9.0, 12.0), config)
     error = GateResult("smoke", Verdict.ERROR, "smoke: locust could not start")
-    assert conclude_smoke(smoking(), SMOKED, smoke, passed) == EndSmoke(10, (passed,))
-    rollback = conclude_smoke(smoking(), SMOKED, smoke, failed)
+    assert conclude_smoke(smoking(), POLICY, smoke, passed) == EndSmoke(10, (passed,))
+    rollback = conclude_smoke(smoking(), POLICY, smoke, failed)
     assert isinstance(rollback, StartRollback)
     assert rollback.verdict == "failed"
     assert rollback.reason == (
@@ -116,7 +125,7 @@ def test_the_smoke_leads_to_the_first_step_a_quarantine_or_an_abort() -> None:
         "request"
     )
     for result in (few, error):
-        aborted = conclude_smoke(smoking(), SMOKED, smoke, result)
+        aborted = conclude_smoke(smoking(), POLICY, smoke, result)
         assert isinstance(aborted, StartRollback)
         assert aborted.verdict == "aborted"
         assert aborted.reason.startswith("the smoke could not run")
@@ -129,7 +138,7 @@ def test_a_quarantined_version_in_its_smoke_phase_rolls_back() -> None:
 
 def test_a_shadow_phase_runs_the_smoke_first_and_then_judges() -> None:
     """With a shadow phase the smoke runs at its start, then the shadow judge as before."""
-    policy = SMOKED.model_copy(update={"shadow": ShadowPhase()})
+    policy = POLICY.model_copy(update={"shadow": ShadowPhase()})
     obs = replace(observation(0, canary_target(0)), shadow_percent=100.0)
     action = decide(obs, policy, 1040.0)
     assert isinstance(action, Smoke)
@@ -144,6 +153,26 @@ def test_a_shadow_phase_runs_the_smoke_first_and_then_judges() -> None:
     judged = decide(after, policy, 1040.0)
     assert isinstance(judged, StartMirror)  # a cluster's mirror, then the judge, as before
     assert AnalysisRecord.from_json(held.record.to_json()) == replace(held.record, results=())
+
+
+def test_a_shadow_phase_smokes_only_once_the_challenger_has_its_tag_route() -> None:
+    """KServe may report the challenger ready before its route has the tag's URL: the smoke
+    waits for it, as in a smoke phase, instead of running without a route (an ERROR, which
+    aborted the rollout at once), and aborts only after the progress deadline."""
+    policy = POLICY.model_copy(update={"shadow": ShadowPhase()})
+    target = canary_target(0)
+    routeless = replace(
+        target, traffic=tuple(replace(t, url=None) if t.latest else t for t in target.traffic)
+    )
+    obs = replace(observation(0, routeless), shadow_percent=100.0)
+    waiting = decide(obs, policy, 1040.0)
+    assert isinstance(waiting, Wait), waiting
+    assert waiting.phase == "shadowing"
+    late = decide(obs, policy, 1000.0 + policy.progress_deadline_seconds + 1)
+    assert isinstance(late, StartRollback)
+    assert late.verdict == "aborted"
+    routed = replace(obs, target=target)
+    assert decide(routed, policy, 1040.0) == Smoke(10, AnalysisRecord(commit=HEAD, step=0))
 
 
 def test_the_proposal_says_the_smoke_comes_first() -> None:

@@ -35,9 +35,10 @@ class SmokeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     enabled: bool = Field(
-        default=False,
-        description="Pin a new version at weight 0 (sluice.dev/phase: smoke) and smoke-test "
-        "its tag route before it takes client traffic (with a shadow phase: at its start).",
+        default=True,
+        description="On by default: pin a new version at weight 0 (sluice.dev/phase: smoke) "
+        "and smoke-test its tag route before it takes client traffic (with a shadow phase: at "
+        "its start); false starts the canary at the first step in the proposal's commit.",
     )
     requests: int = Field(
         default=50,

@@ -389,7 +389,17 @@ def _shadowing(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Ac
         record = AnalysisRecord(commit=obs.pin_commit, step=0)
     if policy.smoke.enabled and record.smoke is None:
         # The smoke first: a challenger that errors is stopped before anything is mirrored
-        # to it or judged.
+        # to it or judged. As in a smoke phase, it waits for the challenger's tag route: a
+        # revision KServe reports ready before its route has a URL would otherwise get a smoke
+        # that cannot run, which aborts the rollout.
+        if not _smoke_route(target, challenger):
+            if _deadline_passed(obs, policy, now):
+                return StartRollback(
+                    f"challenger revision {challenger} was not ready on its tag route within "
+                    f"{policy.progress_deadline_seconds:g} s",
+                    verdict="aborted",
+                )
+            return Wait(f"challenger revision {challenger} has no tag route yet", "shadowing")
         return Smoke(policy.steps[0], record)
     if not target.mirrors_shadow:
         mirroring = _mirroring(obs, policy, now, challenger)

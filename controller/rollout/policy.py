@@ -118,7 +118,8 @@ class RolloutPolicy(BaseModel):
         default_factory=SmokeConfig,
         description="A pre-traffic smoke: the new version is pinned at weight 0 (sluice.dev/"
         "phase: smoke) and, once ready, must answer the load test's payloads on its tag route "
-        "before the first step takes client traffic.",
+        "before the first step takes client traffic. On by default; enabled: false starts the "
+        "canary at the first step in the proposal's own commit.",
     )
     shadow: ShadowPhase | None = Field(
         default=None,
