@@ -6,7 +6,9 @@ early), and serves ``/healthz``, ``/metrics``, ``/hooks/mlflow`` and, with an Al
 token, ``/hooks/alertmanager``, where drift alerts start retraining
 (:mod:`controller.commands_retrain`). With ``--rollouts TARGET`` a second thread runs the
 rollout reconcile for every watched release each interval, reporting into the same
-``/metrics``. ``--env`` restricts both loops to the named environments.
+``/metrics``. ``--env`` restricts both loops to the named environments. On SIGTERM or SIGINT
+the rollout loop ends its pass and releases its leases, so another controller takes over its
+rollouts at once.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from controller.watch import WatchedModel, Watcher
 __all__ = ["build_watcher", "run_serve"]
 
 log = logging.getLogger("sluice.serve")
+#: How long a stop waits for the rollout loop's pass to end and its leases to be released
+#: (within Kubernetes' default 30 s termination grace period).
+_STOP_GRACE_SECONDS = 20.0
 
 
 def build_watcher(
@@ -152,10 +157,12 @@ def run_serve(
     )
     stop = threading.Event()
     loop = _rollout_loop(settings, rollouts, remote, snapshot, metrics, forge)
+    rollout_thread = None
     if loop is not None:
-        threading.Thread(
+        rollout_thread = threading.Thread(
             target=loop.run_forever, args=(stop,), name="sluice-rollouts", daemon=True
-        ).start()
+        )
+        rollout_thread.start()
 
     def shutdown(_signum: int, _frame: object) -> None:
         stop.set()
@@ -171,3 +178,8 @@ def run_serve(
             ", ".join(snapshot.environments or ("every environment",)),
         )
         watcher.run_forever(stop)
+    if rollout_thread is not None:
+        # The loop finishes its pass and releases its leases; a pass stuck past the grace
+        # period is cut off with the process, and its leases expire on their own.
+        log.info("stopping: releasing the rollout leases")
+        rollout_thread.join(_STOP_GRACE_SECONDS)
