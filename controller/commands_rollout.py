@@ -7,6 +7,7 @@ The composition root of the rollout commands: the only place their concrete back
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands_propose import default_remote
 from controller.errors import ConfigError, InputError, SluiceError
-from controller.lease import LeaseKeeper
+from controller.lease import Lease, LeaseKeeper, lease_name
 from controller.ports import (
     Forge,
     LeaseStore,
@@ -42,6 +43,8 @@ from controller.target_types import TargetObservation
 __all__ = ["TargetKind", "build_reconciler", "run_rollback", "run_rollout", "run_status"]
 
 TargetKind = Literal["local", "kubernetes"]
+#: How much longer than a lease's duration ``sluice rollback`` waits for it (polling, clocks).
+_LEASE_WAIT_SLACK_SECONDS = 5.0
 
 
 def _local_root(settings: Settings) -> Path:
@@ -229,42 +232,22 @@ def run_rollback(
     console: Console,
     forge: Forge | None = None,
 ) -> int:
-    """Start a rollback by hand (the same commit a failed gate makes), then see it through."""
+    """Start a rollback by hand (the same commit a failed gate makes), then see it through.
+
+    It first takes the release's lease, as a controller does: a controller walking the
+    rollout hands it over at its next renewal, and then follows (see :mod:`controller.lease`),
+    so the rollback is decided on what that controller last did and never commits beside it.
+    """
     if not reason.strip():
         raise InputError("--reason must say why (it goes into the commit and the quarantine tag)")
     reconciler = build_reconciler(settings, target=target, remote=remote, forge=forge)
-    obs = reconciler.observe(environment, model)
-    previous_champion = None
-    if obs.pin.version is not None:
-        tags = reconciler.registry.resolve(model, version=obs.pin.version).tags
-        previous_champion = _int_or_none(tags.get("sluice.previous_champion"))
-    action = manual_rollback(obs, " ".join(reason.split()), previous_champion)
-    if not isinstance(action, Wait):
-        from controller.rollout.act import Actuator
-
-        ref = load_release(reconciler.workspace, environment, model)
-        actuator = Actuator(
-            ref,
-            reconciler.workspace,
-            reconciler.registry,
-            reconciler.notifier,
-            reconciler.metrics,
-            reconciler.forge,
-        )
-        now = time.time()
-        if isinstance(action, RestorePrevious):
-            # Undoing a promotion: a person judged the version, so it is quarantined first
-            # (a crash after this line leaves it quarantined and the pin unchanged: rerun).
-            actuator.act(Quarantine(action.version, action.reason), obs, now)
-        done = actuator.act(action, obs, now)
-        what = "rollback" if isinstance(action, StartRollback) else f"restore of v{action.previous}"
-        if done.commit is None:
-            console.print(f"{what} of {model} v{obs.pin.version}: done already, nothing committed")
-        else:
-            console.print(f"{what} of {model} v{obs.pin.version} committed: {done.commit}")
-    if not wait:
-        return 0
     try:
+        if reconciler.lease is not None:
+            reconciler.lease.holder = f"sluice-rollback:{reconciler.lease.holder}"
+            _take_lease(reconciler.lease, lease_name(environment, model), console)
+        _roll_back(reconciler, model, environment, reason, console)
+        if not wait:
+            return 0
         last = reconciler.run(
             environment,
             model,
@@ -277,6 +260,64 @@ def run_rollback(
     return 0 if last.outcome is Outcome.ROLLED_BACK else exit_code(last)
 
 
+def _take_lease(keeper: LeaseKeeper, name: str, console: Console) -> None:
+    """Hold ``name``, waiting for its holder to hand it over or let it expire (at most one
+    lease duration, and a little for the polling)."""
+    announced: set[str] = set()
+
+    def waiting(held: Lease) -> None:
+        if held.holder in announced:
+            return
+        announced.add(held.holder)
+        left = max(0, math.ceil(held.expires_at - time.time()))
+        console.print(
+            f"waiting for {held.holder}'s lease on {name} (expires in {left} s; asked it to "
+            "hand the lease over at its next renewal)"
+        )
+
+    keeper.acquire(
+        name, wait_seconds=keeper.duration_seconds + _LEASE_WAIT_SLACK_SECONDS, on_wait=waiting
+    )
+    if announced:
+        console.print(f"took the lease on {name}: no other controller acts on it now")
+
+
+def _roll_back(
+    reconciler: Reconciler, model: str, environment: str, reason: str, console: Console
+) -> None:
+    """Commit the rollback ``manual_rollback`` decides on the release as it is now."""
+    obs = reconciler.observe(environment, model)
+    previous_champion = None
+    if obs.pin.version is not None:
+        tags = reconciler.registry.resolve(model, version=obs.pin.version).tags
+        previous_champion = _int_or_none(tags.get("sluice.previous_champion"))
+    action = manual_rollback(obs, " ".join(reason.split()), previous_champion)
+    if isinstance(action, Wait):
+        return
+    from controller.rollout.act import Actuator
+
+    ref = load_release(reconciler.workspace, environment, model)
+    actuator = Actuator(
+        ref,
+        reconciler.workspace,
+        reconciler.registry,
+        reconciler.notifier,
+        reconciler.metrics,
+        reconciler.forge,
+    )
+    now = time.time()
+    if isinstance(action, RestorePrevious):
+        # Undoing a promotion: a person judged the version, so it is quarantined first
+        # (a crash after this line leaves it quarantined and the pin unchanged: rerun).
+        actuator.act(Quarantine(action.version, action.reason), obs, now)
+    done = actuator.act(action, obs, now)
+    what = "rollback" if isinstance(action, StartRollback) else f"restore of v{action.previous}"
+    if done.commit is None:
+        console.print(f"{what} of {model} v{obs.pin.version}: done already, nothing committed")
+    else:
+        console.print(f"{what} of {model} v{obs.pin.version} committed: {done.commit}")
+
+
 def run_status(
     settings: Settings,
     *,
@@ -286,7 +327,8 @@ def run_status(
     as_json: bool,
     console: Console,
 ) -> None:
-    """Per model and environment: what serves, the canary, the phase and the last gates."""
+    """Per model and environment: what serves, the canary (or its smoke test), the phase, the
+    controller that holds the release's lease and the last gates."""
     reconciler = build_reconciler(settings, target=target, remote=remote)
     workspace = reconciler.workspace
     workspace.sync()
@@ -308,19 +350,58 @@ def run_status(
         return
     table = Table(
         "environment", "model", "serving", "canary", "champion / challenger", "phase",
-        "in phase", "last gates",
+        "in phase", "controller", "last gates",
         title="sluice status",
     )  # fmt: skip
     for row in rows:
         canary = f"v{row['version']} {row['canaryPercent']}%" if row["canaryPercent"] else "-"
         if row["shadowPercent"] is not None:
             canary = f"v{row['version']} shadow ({row['shadowPercent']:g}% mirrored)"
+        elif row["smoke"]:
+            canary = f"v{row['version']} smoke test at 0%"
         gates = "\n".join(f"{g['verdict']}: {g['summary']}" for g in row["gates"]) or "-"
         table.add_row(
             str(row["environment"]), str(row["model"]), str(row["serving"] or "-"), canary,
-            _pair(row), str(row["phase"]), f"{row['secondsInPhase']:.0f} s", gates,
+            _pair(row), str(row["phase"]), f"{row['secondsInPhase']:.0f} s",
+            _holder(row["lease"]), gates,
         )  # fmt: skip
     console.print(table)
+
+
+def _holder(lease: dict[str, Any] | None) -> str:
+    """Who acts on the release and until when, unless renewed."""
+    if lease is None:
+        return "no controller holds it"
+    if "error" in lease:
+        return f"unknown: {lease['error']}"
+    until = time.strftime("%H:%M:%S", time.localtime(lease["expiresAtEpoch"]))
+    return f"{lease['holder']} until {until}"
+
+
+def _lease_row(reconciler: Reconciler, environment: str, model: str, now: float) -> object:
+    """The live lease of the release, JSON-ready (None: no controller holds it)."""
+    if reconciler.lease is None:
+        return None
+    try:
+        found = reconciler.lease.store.read(lease_name(environment, model))
+    except SluiceError as exc:
+        return {"error": exc.message}
+    if found is None or not found[0].live(now):
+        return None
+    lease = found[0]
+    return {
+        "holder": lease.holder,
+        "acquiredAt": _iso(lease.acquired_at),
+        "renewedAt": _iso(lease.renewed_at),
+        "expiresAt": _iso(lease.expires_at),
+        "expiresAtEpoch": lease.expires_at,
+        "expiresInSeconds": round(lease.expires_at - now, 1),
+        "requestedBy": lease.requested_by,
+    }
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _pair(row: dict[str, Any]) -> str:
@@ -375,7 +456,9 @@ def _status_row(
         "shadowVerdict": verdict,
         "shadowPercent": obs.shadow_percent,
         "canaryPercent": canary if canary not in (None, 100) else None,
+        "smoke": obs.smoke,
         "phase": phase_of(action),
+        "lease": _lease_row(reconciler, environment, model, now),
         "secondsInPhase": max(0.0, now - obs.pin_changed_at),
         "quarantined": obs.quarantined,
         "aborted": obs.aborted,
