@@ -90,6 +90,15 @@ _CANARY = Template(
 3. Each step waits for every gate to pass: $gates.
 4. A failing, erroring or silent gate rolls back to v$previous with a commit that says why."""
 )
+_SMOKE_FIRST = Template(
+    """1. Argo CD syncs the merge to **$environment**.
+2. Smoke: v$version's revision starts at 0% of the traffic, and Locust sends it $requests of its
+   logged input examples on its tag route; a failed request rolls it back before any client
+   request reached it, and only a passing smoke starts the canary.
+3. Canary: v$version takes $steps of the traffic, v$previous serves the rest.
+4. Each step waits for every gate to pass: $gates.
+5. A failing, erroring or silent gate rolls back to v$previous with a commit that says why."""
+)
 _FIRST_DEPLOY = Template(
     """1. Argo CD syncs the merge to **$environment**.
 2. First deploy: straight to 100%, no previous version to canary against."""
@@ -114,6 +123,9 @@ class ModelCard:
     gates: tuple[str, ...]
     diff: str
     profile: DataProfile | None
+    #: Requests of the pre-traffic smoke before the first step (rollout.smoke, on by default);
+    #: None when the proposal starts the canary at once (the smoke off, a shadow phase).
+    smoke_requests: int | None = None
 
 
 def fill_template(template: Template, values: Mapping[str, object]) -> str:
@@ -375,16 +387,16 @@ def _rollout(card: ModelCard) -> str:
         return fill_template(_FIRST_DEPLOY, {"environment": card.environment})
     steps = " → ".join(f"{step}%" for step in card.canary_steps) or "100%"
     gates = ", ".join(f"`{gate}`" for gate in card.gates) or "none configured"
-    return fill_template(
-        _CANARY,
-        {
-            "environment": card.environment,
-            "version": _version(card),
-            "previous": card.previous_version,
-            "steps": steps,
-            "gates": gates,
-        },
-    )
+    values: dict[str, object] = {
+        "environment": card.environment,
+        "version": _version(card),
+        "previous": card.previous_version,
+        "steps": steps,
+        "gates": gates,
+    }
+    if card.smoke_requests is not None:
+        return fill_template(_SMOKE_FIRST, {**values, "requests": card.smoke_requests})
+    return fill_template(_CANARY, values)
 
 
 # -- Markdown ----------------------------------------------------------------------------------

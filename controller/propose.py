@@ -150,6 +150,8 @@ class _Plan:
     edit: Callable[[Path], None]
     message: str
     draft: ProposalResult
+    #: The pre-traffic smoke's requests when the pin starts in the smoke phase, else None.
+    smoke_requests: int | None = None
 
 
 def _plan(request: ProposalRequest, registry: MlflowRegistry, workspace: GitWorkspace) -> _Plan:
@@ -205,7 +207,8 @@ def _plan(request: ProposalRequest, registry: MlflowRegistry, workspace: GitWork
     edit = _edit(
         pin_path, overlay, pin, config.deployment_mode, shadow_percent, smoke_then is not None
     )
-    return _Plan(config, version, run, pin_path, edit, message, draft)
+    smoke_requests = config.rollout.smoke.requests if smoke_then is not None else None
+    return _Plan(config, version, run, pin_path, edit, message, draft, smoke_requests)
 
 
 def _replace_raw_canary(
@@ -243,7 +246,7 @@ def _open_pull_request(
         storage_uri=result.storage_uri, champion_version=champion.version if champion else None,
         canary_steps=plan.config.rollout.steps,
         gates=("request-success-rate", "request-latency", "load-test"), diff=result.diff,
-        profile=_profile(registry, plan.version.run_id),
+        profile=_profile(registry, plan.version.run_id), smoke_requests=plan.smoke_requests,
     )  # fmt: skip
     assert result.commit is not None
     pull = forge.open_or_update(

@@ -192,6 +192,18 @@ def test_canary_steps_and_gates_describe_the_rollout() -> None:
     assert "rolls back to v2" in card
 
 
+def test_the_smoke_comes_first_in_what_happens_on_merge() -> None:
+    """With the pre-traffic smoke (on by default) the reviewer reads that the new version starts
+    at 0% and answers the smoke on its tag route before the canary's first step."""
+    card = render_model_card(make_card(smoke_requests=50))
+    rollout = card[card.index("### What happens on merge") :]
+    assert "2. Smoke: v3's revision starts at 0% of the traffic" in rollout
+    assert "sends it 50 of its\n   logged input examples on its tag route" in rollout
+    assert "3. Canary: v3 takes 10% → 50% → 100% of the traffic, v2 serves the rest." in rollout
+    assert "5. A failing, erroring or silent gate rolls back to v2" in rollout
+    assert "Smoke" not in render_model_card(make_card())
+
+
 def test_first_deploy_goes_straight_to_full_traffic() -> None:
     """Without a previous version the card says the deploy goes straight to 100%."""
     card = render_model_card(first_version_card())

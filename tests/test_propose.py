@@ -116,7 +116,9 @@ def test_running_again_changes_nothing(
 def test_next_version_starts_a_canary_beside_the_serving_one(
     mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
 ) -> None:
-    """Once v1 serves, proposing v2 sets the first canary step and records v1 as previous."""
+    """Once v1 serves, proposing v2 records v1 as previous and, with the pre-traffic smoke on
+    by default, pins v2 at weight 0 in the smoke phase: the subject and the body say the
+    first canary step follows the smoke."""
     register_version(mlflow_server.tracking_uri, model)
     first = sluice(
         tmp_path, mlflow_server.tracking_uri, remote, "propose", model, "--env", "staging", "--json"
@@ -138,9 +140,13 @@ def test_next_version_starts_a_canary_beside_the_serving_one(
     assert second.returncode == 0, second.stderr
     output = json.loads(second.stdout)
     pin = YAML(typ="safe").load(show(remote, output["branch"]))
-    assert pin["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert pin["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert pin["metadata"]["annotations"]["sluice.dev/phase"] == "smoke"
     assert pin["metadata"]["annotations"]["sluice.dev/previous-version"] == "1"
-    assert output["subject"] == f"{model} v{version} → staging (canary 10%)"
+    assert output["canary_percent"] == 0
+    assert output["subject"] == f"{model} v{version} → staging (smoke, canary 10%)"
+    body = git("log", "-1", "--format=%b", output["branch"], cwd=remote.path)
+    assert "starts at 0% of the traffic and takes 10% only once it answered" in body
     assert output["merge_command"].startswith("git fetch origin")
 
 
