@@ -202,7 +202,9 @@ def test_controller_probes_and_service_use_the_served_routes(
 def test_controller_may_only_read_inferenceservices_in_the_model_namespaces(
     controller: list[dict[str, Any]], model_namespaces: set[str]
 ) -> None:
-    """One rule (get, list, watch on InferenceServices), bound in each model namespace only."""
+    """One rule (get, list, watch on InferenceServices), bound in each model namespace only;
+    and the rollout leases in the controller's own namespace: get, create, update and delete
+    on Leases there, and nothing else."""
     role = one(controller, "ClusterRole")
     assert role["rules"] == [
         {
@@ -214,13 +216,28 @@ def test_controller_may_only_read_inferenceservices_in_the_model_namespaces(
     account = one(controller, "ServiceAccount")["metadata"]
     deployment = one(controller, "Deployment")
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["name"]
+    subjects = [
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
+    ]
     bindings = [d for d in controller if d["kind"] == "RoleBinding"]
-    assert {b["metadata"]["namespace"] for b in bindings} == model_namespaces
-    for binding in bindings:
+    readers = [b for b in bindings if b["roleRef"]["kind"] == "ClusterRole"]
+    assert {b["metadata"]["namespace"] for b in readers} == model_namespaces
+    for binding in readers:
         assert binding["roleRef"]["name"] == role["metadata"]["name"]
-        assert binding["subjects"] == [
-            {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
-        ]
+        assert binding["subjects"] == subjects
+    leases = one(controller, "Role")
+    assert leases["metadata"]["namespace"] == account["namespace"]
+    assert leases["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update", "delete"],
+        }
+    ]
+    (holder,) = [b for b in bindings if b["roleRef"]["kind"] == "Role"]
+    assert holder["metadata"]["namespace"] == account["namespace"]
+    assert holder["roleRef"]["name"] == leases["metadata"]["name"]
+    assert holder["subjects"] == subjects
 
 
 # Monitoring ------------------------------------------------------------------------------------

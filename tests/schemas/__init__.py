@@ -43,6 +43,7 @@ _LOCAL_SCHEMAS = {
     "ConfigMap": "configmap.json",
     "Namespace": "namespace.json",
     "ClusterRole": "clusterrole.json",
+    "Role": "role.json",
     "RoleBinding": "rolebinding.json",
 }
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
