@@ -106,15 +106,17 @@ class RolloutRun:
 
     def _reconciler(self) -> Reconciler:
         registry = MlflowRegistry(self.tracking_uri)
+        target = LocalTarget(self.root)
         return Reconciler(
             workspace=GitWorkspace(str(self.remote), self.root / "rollout-git"),
             registry=registry,
-            target=LocalTarget(self.root),
+            target=target,
             analyzer=Analyzer(
                 registry=registry,
                 metrics=PrometheusSource(self.prometheus_url),
                 load=LocustLoadGenerator(),
                 report_dir=self.root / "reports",
+                counters=target,  # the watch reads the router's counts live, as `sluice rollout`
             ),
             notifier=NullNotifier(),
             # Where a shadow phase finds the router's mirrored answers, as `sluice rollout` does.

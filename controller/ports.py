@@ -8,7 +8,7 @@ on these, never on MLflow, PyGithub or GitPython directly, so it is tested with 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from controller.analysis_types import LoadPlan, LoadReport, MetricSample
 from controller.domain import ChangeRequest, ModelVersion, PullRequest, RunSummary
@@ -19,6 +19,7 @@ from controller.target_types import TargetObservation
 __all__ = [
     "Forge",
     "LeaseStore",
+    "LiveRequestCounts",
     "LoadGenerator",
     "MetricsSource",
     "ModelRegistry",
@@ -28,6 +29,7 @@ __all__ = [
     "PredictionStore",
     "RetrainStarter",
     "RolloutRegistry",
+    "SyncTrigger",
     "Target",
 ]
 
@@ -114,6 +116,31 @@ class Target(Protocol):
 
     def observe(self, environment: str, inference_service: str) -> TargetObservation:
         """The InferenceService's status and the environment's sync state, now."""
+        ...
+
+
+@runtime_checkable
+class SyncTrigger(Protocol):
+    """A target that can be told to sync now, as a Git webhook tells Argo CD to refresh: the
+    rollout asks after each commit it pushes, so a rollback does not wait for the next poll."""
+
+    def request_sync(self, environment: str) -> None:
+        """Ask for a sync of ``environment``'s branch; best-effort: a failure is logged by
+        the caller and the target's own poll syncs the commit later."""
+        ...
+
+
+@runtime_checkable
+class LiveRequestCounts(Protocol):
+    """Each revision's answers as they are counted, with no scrape in between: the local
+    router's counters (:meth:`controller.backends.local_target.LocalTarget.request_counts`).
+    Where there is none (a cluster), the sequential watch reads Prometheus instead."""
+
+    def request_counts(
+        self, environment: str, inference_service: str, since: float
+    ) -> Mapping[str, Mapping[int, int]]:
+        """Answers per revision and HTTP status code since ``since`` (epoch seconds);
+        :class:`~controller.errors.RemoteUnavailable` when they cannot be read."""
         ...
 
 

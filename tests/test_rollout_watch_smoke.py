@@ -57,9 +57,9 @@ def test_a_conclusive_watch_rolls_back_as_a_failure() -> None:
 def test_a_watch_that_could_not_read_or_has_no_answer_only_waits() -> None:
     watch = Watch("canary 10%: next analysis in 5 s", "analysing", 5.0, 10, 1000.0, 1.0)
     assert conclude_watch(watch, None) == watch
-    pending = conclude_watch(watch, watch_verdict(WatchCounts(5, 1), WatchConfig()))
+    pending = conclude_watch(watch, watch_verdict(WatchCounts(4, 1), WatchConfig()))
     assert isinstance(pending, Watch)
-    assert "fewer than the 10 needed" in pending.reason
+    assert "fewer than the 5 needed" in pending.reason
     assert pending.retry_after == 5.0
 
 

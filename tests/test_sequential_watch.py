@@ -18,8 +18,9 @@ from controller.gates.sequential_watch import (
     watch_verdict,
 )
 
-CONFIG = WatchConfig()
-MARGIN = 0.01  # the judge's default errorMargin: p0 = 1 %, p1 = 11 % with an error-free primary
+# p0 = 1 %, p1 = 11 % with an error-free primary, ten requests at least.
+CONFIG = WatchConfig(minDetectableErrorRate=0.1, minSamples=10)
+MARGIN = CONFIG.error_margin
 
 
 def test_wald_boundaries_by_hand() -> None:
@@ -58,13 +59,40 @@ def test_llr_by_hand() -> None:
     ],
 )
 def test_boundaries_at_the_default_policy(requests: int, errors: int, verdict: Verdict) -> None:
-    result = watch_verdict(WatchCounts(requests, errors), CONFIG, margin=MARGIN)
+    result = watch_verdict(WatchCounts(requests, errors), CONFIG)
     assert result.verdict is verdict, result.summary
     assert result.gate == "watch"
 
 
+@pytest.mark.parametrize(
+    ("requests", "errors", "verdict"),
+    [
+        (4, 4, Verdict.INCONCLUSIVE),  # below the default minSamples, 5
+        (5, 1, Verdict.INCONCLUSIVE),  # LLR 2.14: ln(20) = 2.9957 per error, -0.21309 per success
+        (5, 2, Verdict.FAIL),  # 5.35
+        (8, 2, Verdict.FAIL),  # 4.71: two errors in the first eight conclude
+        (9, 2, Verdict.INCONCLUSIVE),  # 4.50
+        (23, 3, Verdict.FAIL),  # 4.73: or three in 23
+        (24, 3, Verdict.INCONCLUSIVE),  # 4.51
+        (21, 0, Verdict.INCONCLUSIVE),  # -4.47
+        (22, 0, Verdict.PASS),  # -4.69
+    ],
+)
+def test_the_defaults_tell_one_percent_from_twenty(
+    requests: int, errors: int, verdict: Verdict
+) -> None:
+    """The issue's example as the default: p0 1 %, p1 20 %, alpha = beta = 1 %."""
+    config = WatchConfig()
+    assert hypotheses(
+        WatchCounts(0, 0), margin=config.error_margin, min_detectable=0.19
+    ) == pytest.approx((0.01, 0.2))
+    assert watch_verdict(WatchCounts(requests, errors), config).verdict is verdict
+
+
 def test_a_fail_names_its_numbers() -> None:
-    result = watch_verdict(WatchCounts(14, 4, 130, 0), CONFIG, margin=0.02)
+    result = watch_verdict(
+        WatchCounts(14, 4, 130, 0), CONFIG.model_copy(update={"error_margin": 0.02})
+    )
     assert result.verdict is Verdict.FAIL
     assert "canary 4 errors in 14 requests since the step (28.6%)" in result.summary
     assert "SPRT p0 2% vs p1 12%" in result.summary
@@ -85,43 +113,40 @@ configs = st.builds(
     alpha=st.floats(0.001, 0.2),
     beta=st.floats(0.001, 0.2),
     minSamples=st.integers(1, 200),
+    errorMargin=st.floats(0.0, 0.2),
 )
 
 
-@given(counts, configs, st.floats(0.0, 0.2))
-def test_never_fails_on_zero_errors(c: WatchCounts, config: WatchConfig, margin: float) -> None:
+@given(counts, configs)
+def test_never_fails_on_zero_errors(c: WatchCounts, config: WatchConfig) -> None:
     zero = WatchCounts(c.canary_requests, 0, c.primary_requests, c.primary_errors)
-    assert watch_verdict(zero, config, margin=margin).verdict is not Verdict.FAIL
+    assert watch_verdict(zero, config).verdict is not Verdict.FAIL
 
 
-@given(counts, configs, st.floats(0.0, 0.2))
-def test_never_fails_before_the_minimum_sample(
-    c: WatchCounts, config: WatchConfig, margin: float
-) -> None:
+@given(counts, configs)
+def test_never_fails_before_the_minimum_sample(c: WatchCounts, config: WatchConfig) -> None:
     if c.canary_requests < config.min_samples:
-        assert watch_verdict(c, config, margin=margin).verdict is Verdict.INCONCLUSIVE
+        assert watch_verdict(c, config).verdict is Verdict.INCONCLUSIVE
 
 
-@given(st.integers(1, 2000), st.integers(0, 2000), configs, st.floats(0.0, 0.2))
-def test_more_errors_never_weaken_the_evidence(
-    n: int, e: int, config: WatchConfig, margin: float
-) -> None:
+@given(st.integers(1, 2000), st.integers(0, 2000), configs)
+def test_more_errors_never_weaken_the_evidence(n: int, e: int, config: WatchConfig) -> None:
     """Monotone in errors: if e errors fail the canary, e + 1 do too."""
     e = min(e, n - 1)
-    first = watch_verdict(WatchCounts(n, e), config, margin=margin)
-    second = watch_verdict(WatchCounts(n, e + 1), config, margin=margin)
+    first = watch_verdict(WatchCounts(n, e), config)
+    second = watch_verdict(WatchCounts(n, e + 1), config)
     if first.verdict is Verdict.FAIL:
         assert second.verdict is Verdict.FAIL
     assert second.values["llr"] > first.values["llr"]
 
 
-@given(counts, configs, st.floats(0.0, 0.2))
-def test_fail_exactly_at_the_upper_boundary(
-    c: WatchCounts, config: WatchConfig, margin: float
-) -> None:
-    result = watch_verdict(c, config, margin=margin)
+@given(counts, configs)
+def test_fail_exactly_at_the_upper_boundary(c: WatchCounts, config: WatchConfig) -> None:
+    result = watch_verdict(c, config)
     n = c.canary_requests
-    p0, p1 = hypotheses(c, margin=margin, min_detectable=config.min_detectable_error_rate)
+    p0, p1 = hypotheses(
+        c, margin=config.error_margin, min_detectable=config.min_detectable_error_rate
+    )
     llr = log_likelihood_ratio(n, min(c.canary_errors, n), p0, p1)
     conclusive = n >= config.min_samples and llr >= math.log((1 - config.beta) / config.alpha)
     assert (result.verdict is Verdict.FAIL) == (conclusive and min(c.canary_errors, n) > 0)

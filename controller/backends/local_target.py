@@ -8,6 +8,10 @@ rollout the same observation on a laptop as on a cluster, with two differences: 
 router answers a tag at ``<router>/_tag/<tag>`` instead of Knative's tag hosts, and it mirrors
 a shadow phase's requests by itself (``mirrors_shadow``), so no VirtualService goes into Git.
 
+Between analyses the sequential watch reads each revision's requests from the router itself
+(:meth:`LocalTarget.request_counts`, the router's ``/_sluice/requests``), as they are counted,
+where a cluster's watch reads Prometheus.
+
 A file whose runtime has exited would show a frozen past as the present, so the runtime's pid
 must still run *our* runtime (its command line carries the module and this state directory,
 as :mod:`controller.local.state` checks before trusting any pid).
@@ -15,8 +19,13 @@ as :mod:`controller.local.state` checks before trusting any pid).
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import requests
 
 from controller.backends.kubernetes_target import observation_from
 from controller.errors import ConfigError, RemoteUnavailable
@@ -33,6 +42,8 @@ NOT_RUNNING = "the local target is not running; start it with `sluice local up`"
 RUNTIME_FILE = "runtime.json"
 # The markers `sluice local up` starts the runtime with (controller.local.stack).
 _RUNTIME_MODULE = "controller.local.runtime"
+# Seconds the watch waits for a router's counts: a look that takes longer is skipped.
+_COUNTS_TIMEOUT = 2.0
 
 
 class LocalTarget:
@@ -52,20 +63,7 @@ class LocalTarget:
         state directory; :class:`~controller.errors.ConfigError` when it runs another
         environment.
         """
-        saved = read_json(self.state_file)
-        if saved is None:
-            raise RemoteUnavailable(NOT_RUNNING)
-        pid = saved.get("pid")
-        if not isinstance(pid, int):
-            raise RemoteUnavailable(NOT_RUNNING)
-        if not pid_matches(pid, _RUNTIME_MODULE, str(self.state_dir)):
-            raise RemoteUnavailable(f"{NOT_RUNNING} (its runtime, pid {pid}, has exited)")
-        running = saved.get("env")
-        if running and running != environment:
-            raise ConfigError(
-                f"the local target runs environment {running!r}, not {environment!r}; "
-                f"restart it with `sluice local up --env {environment}`"
-            )
+        saved = self._saved(environment)
         entry = (saved.get("inferenceServices") or {}).get(inference_service)
         if not entry or not isinstance(entry.get("object"), dict):
             return TargetObservation(exists=False, mirrors_shadow=True)
@@ -86,3 +84,62 @@ class LocalTarget:
             replace(t, url=f"{router}/_tag/{t.tag}") if t.tag else t for t in observed.traffic
         )
         return replace(observed, url=observed.url or router, traffic=traffic)
+
+    def request_sync(self, environment: str) -> None:
+        """Make the runtime fetch the branch now (``SIGUSR1``) rather than at its next poll;
+        :class:`~controller.errors.RemoteUnavailable` when it is not running."""
+        saved = self._saved(environment)
+        pid = saved["pid"]
+        if saved.get("refreshSignal") != "SIGUSR1":
+            return  # a runtime from before the signal existed: its poll syncs the commit
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except OSError as exc:
+            raise RemoteUnavailable(f"{NOT_RUNNING} (pid {pid}: {exc.strerror})") from exc
+
+    def request_counts(
+        self, environment: str, inference_service: str, since: float
+    ) -> dict[str, dict[int, int]]:
+        """Answers per revision and response code since ``since`` (epoch seconds), as the
+        InferenceService's router counted them: live, with no scrape in between.
+
+        :class:`~controller.errors.RemoteUnavailable` when the runtime or its router does not
+        answer (the watch then skips a look).
+        """
+        entry = (self._saved(environment).get("inferenceServices") or {}).get(inference_service)
+        router = (entry or {}).get("url")
+        if not router:
+            raise RemoteUnavailable(f"{inference_service} has no router on the local target yet")
+        url = f"{router}/_sluice/requests"
+        try:
+            answer = requests.get(url, params={"since": f"{since:.3f}"}, timeout=_COUNTS_TIMEOUT)
+            answer.raise_for_status()
+            revisions = answer.json()["revisions"]
+            return {
+                str(revision): {int(code): int(n) for code, n in codes.items()}
+                for revision, codes in revisions.items()
+            }
+        except (requests.RequestException, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise RemoteUnavailable(
+                f"the router of {inference_service} at {url} did not give its request counts "
+                f"({type(e).__name__}); check `sluice local status`"
+            ) from e
+
+    def _saved(self, environment: str) -> dict[str, Any]:
+        """What the runtime of this state directory saved, checked to be live and to run
+        ``environment``."""
+        saved = read_json(self.state_file)
+        if saved is None:
+            raise RemoteUnavailable(NOT_RUNNING)
+        pid = saved.get("pid")
+        if not isinstance(pid, int):
+            raise RemoteUnavailable(NOT_RUNNING)
+        if not pid_matches(pid, _RUNTIME_MODULE, str(self.state_dir)):
+            raise RemoteUnavailable(f"{NOT_RUNNING} (its runtime, pid {pid}, has exited)")
+        running = saved.get("env")
+        if running and running != environment:
+            raise ConfigError(
+                f"the local target runs environment {running!r}, not {environment!r}; "
+                f"restart it with `sluice local up --env {environment}`"
+            )
+        return saved

@@ -5,9 +5,12 @@ keep failing clients until then. Between analyses the rollout reads the canary r
 request counters (and the primary's, for its error rate) every ``watch.period`` and asks one
 question of them: is the canary's error rate p at most p0, or at least p1?
 
-- p0 = the primary's error rate over the same window + the judge's ``errorMargin`` (the
-  non-inferiority margin the analyses use: a canary inside it is acceptable);
-- p1 = p0 + ``minDetectableErrorRate`` (0.1 by default): the error rate worth stopping for;
+- p0 = the primary's error rate over the same window + the watch's ``errorMargin`` (0.01 by
+  default, the judge's default non-inferiority margin, but the watch's own: an environment
+  that loosens its judge's margin for a noisy laptop does not slow its watch down);
+- p1 = p0 + ``minDetectableErrorRate`` (0.19 by default, so 1 % against 20 % next to an
+  error-free primary): the error rate worth stopping for. The watch is for faults that show
+  at once; a canary a few points worse is the analyses' to find, with more data;
 - with n canary requests and e errors since the step's commit, the log-likelihood ratio is
   ``LLR = e ln(p1/p0) + (n - e) ln((1 - p1)/(1 - p0))``;
 - H1 ("the canary is worse") is accepted once ``LLR >= ln((1 - beta)/alpha)`` (Wald's upper
@@ -16,7 +19,8 @@ question of them: is the canary's error rate p at most p0, or at least p1?
 
 Wald's approximation bounds the false alarm rate by about ``alpha`` and the missed-detection
 rate by about ``beta`` (both 0.01 by default); to tell 1 % from 20 % errors at those levels
-takes about 11 requests on average, ~3 s at 4 canary requests per second. The lower boundary
+takes about 11 requests on average, ~3 s at 4 canary requests per second: two errors in the
+first eight requests conclude, or three in 23. The lower boundary
 ``ln(beta/(1 - alpha))`` accepts H0, but the watch never promotes: only analyses move a step
 forward, so accepting H0 only means "nothing to stop for yet" and the watch goes on. The counts
 are cumulative from the step's commit, so a good canary's LLR drifts down and a fault that
@@ -70,13 +74,21 @@ class WatchConfig(BaseModel):
         le=3600,
         description="Seconds between two looks of the watch.",
     )
+    error_margin: float = Field(
+        default=0.01,
+        alias="errorMargin",
+        ge=0,
+        lt=0.5,
+        description="p0 - the primary's error rate: how much more often than the primary the "
+        "canary may fail and still be acceptable to the watch (absolute).",
+    )
     min_detectable_error_rate: float = Field(
-        default=0.1,
+        default=0.19,
         alias="minDetectableErrorRate",
         gt=0,
         le=0.9,
         description="p1 - p0: how much worse than acceptable (the primary's error rate plus "
-        "the judge's errorMargin) an error rate must be for the watch to stop the canary.",
+        "errorMargin) an error rate must be for the watch to stop the canary.",
     )
     alpha: float = Field(
         default=0.01,
@@ -91,7 +103,7 @@ class WatchConfig(BaseModel):
         description="Probability of not stopping a canary at p1 (Wald's lower boundary).",
     )
     min_samples: int = Field(
-        default=10,
+        default=5,
         alias="minSamples",
         ge=1,
         description="Canary requests since the step's commit before the watch may conclude.",
@@ -140,14 +152,16 @@ def log_likelihood_ratio(requests: int, errors: int, p0: float, p1: float) -> fl
     return errors * math.log(p1 / p0) + (requests - errors) * math.log((1 - p1) / (1 - p0))
 
 
-def watch_verdict(counts: WatchCounts, config: WatchConfig, *, margin: float) -> GateResult:
+def watch_verdict(counts: WatchCounts, config: WatchConfig) -> GateResult:
     """FAIL once the evidence that the canary is worse is conclusive; otherwise INCONCLUSIVE
     (too few requests, or not conclusive yet) or PASS (H0 accepted so far: nothing to stop
     for). The watch never promotes: a PASS here only means "keep serving until the analysis".
     """
     n, e = max(counts.canary_requests, 0), max(counts.canary_errors, 0)
     e = min(e, n)
-    p0, p1 = hypotheses(counts, margin=margin, min_detectable=config.min_detectable_error_rate)
+    p0, p1 = hypotheses(
+        counts, margin=config.error_margin, min_detectable=config.min_detectable_error_rate
+    )
     sprt = bounds(p0, p1, alpha=config.alpha, beta=config.beta)
     llr = log_likelihood_ratio(n, e, p0, p1)
     primary_n = max(counts.primary_requests, 0)

@@ -19,7 +19,10 @@ proxy does all three, so a canary analysis runs the same PromQL against either:
   OTel resource attributes stores it; under ``knative-opencensus`` Knative 1.18's
   ``revision_app_request_count`` counter and ``revision_app_request_latencies`` histogram in
   milliseconds with ``response_code_class``. A revision that cannot be reached answers 502,
-  counted as such.
+  counted as such;
+- ``GET /_sluice/requests?since=T`` answers the same counts live, per revision and response
+  code since the epoch second ``T`` (:mod:`controller.local.request_window`): what the
+  sequential watch reads between analyses, with no scrape in between.
 
 A shadow revision (``set_shadow(ShadowTarget(revision, upstream, percent))``) gets a copy of
 the main route's requests that no client waits for (:mod:`controller.local.mirror`); every
@@ -40,9 +43,11 @@ import bisect
 import contextlib
 import itertools
 import json
+import math
 import random
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -60,6 +65,7 @@ from controller.gates.metrics_profile import (
 )
 from controller.local.mirror import Mirror, ShadowTarget, parse_upstream
 from controller.local.processes import free_port
+from controller.local.request_window import RequestWindow
 from controller.local.serving.http1 import (
     ClientConnection,
     Request,
@@ -73,6 +79,7 @@ from controller.predictions import DiscardPredictions
 __all__ = [
     "LATENCY_BUCKETS_MS",
     "OTEL_BUCKETS_SECONDS",
+    "REQUESTS_PATH",
     "REQUEST_ID_HEADER",
     "TAG_HEADER",
     "RevisionMetrics",
@@ -85,6 +92,8 @@ TAG_HEADER = "X-Sluice-Revision-Tag"
 REQUEST_ID_HEADER = "X-Request-Id"
 REVISION_HEADER = b"X-Sluice-Revision"
 TAG_PREFIX = b"/_tag/"
+#: Where the router answers its live request counts (``?since=<epoch seconds>``).
+REQUESTS_PATH = b"/_sluice/requests"
 _TAG = TAG_HEADER.lower().encode()
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _REQUEST_ID_MAX = 128
@@ -285,6 +294,7 @@ class Router:
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = RevisionMetrics(namespace, f"{isvc}-predictor", metrics_profile)
         self.registry.register(self.metrics)
+        self.window = RequestWindow()
         self._random = random.Random(seed)  # noqa: S311 (traffic splitting, not secrets)
         self._table = _RouteTable([])
         self._pool = UpstreamPool(upstream_timeout)
@@ -385,6 +395,8 @@ class Router:
         if request.url == b"/metrics" or request.url.startswith(b"/metrics?"):
             body = self.metrics.exposition(self.registry)
             return encode_response(200, [(b"Content-Type", CONTENT_TYPE_LATEST.encode())], body)
+        if request.url == REQUESTS_PATH or request.url.startswith(REQUESTS_PATH + b"?"):
+            return self._requests(request.url)
         if request.method == b"HEAD":  # a reply with a length but no body: not relayed
             return encode_response(405, [(b"Allow", b"GET, POST")], b"")
         table = self._table
@@ -407,6 +419,7 @@ class Router:
         status, body, response = await self._forward(request, path, revision, table, headers)
         latency_ms = (time.perf_counter() - started) * 1000
         self.metrics.observe(revision, status, latency_ms)
+        self.window.observe(revision, status)
         if tag is None:  # tag routes carry load tests: neither logged nor copied
             self.mirror.answered(
                 request, path, headers, request_id=request_id, revision=revision,
@@ -414,6 +427,23 @@ class Router:
                 latency_ms=latency_ms,
             )  # fmt: skip
         return response
+
+    def _requests(self, url: bytes) -> bytes:
+        """``{"since": T, "revisions": {revision: {code: count}}}`` from the second of T on."""
+        query = urllib.parse.parse_qs(url.partition(b"?")[2].decode("latin-1"))
+        try:
+            since = float(query.get("since", ["0"])[0])
+        except ValueError:
+            return _error(400, "since must be epoch seconds, e.g. ?since=1764885600")
+        if not math.isfinite(since):
+            return _error(400, "since must be epoch seconds, e.g. ?since=1764885600")
+        counts = self.window.since(since)
+        body = {
+            "since": since,
+            "revisions": {r: {str(c): n for c, n in codes.items()} for r, codes in counts.items()},
+        }
+        headers = [(b"Content-Type", b"application/json")]
+        return encode_response(200, headers, json.dumps(body).encode())
 
     async def _forward(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +20,7 @@ from controller.analysis_types import GateResult, LoadPlan, Verdict
 from controller.errors import SluiceError
 from controller.gates.judge import judge
 from controller.gates.load_test import evaluate_load
+from controller.gates.metrics_profile import MetricsProfile
 from controller.gates.prometheus_checks import (
     evaluate_checks,
     revision_request_counts,
@@ -29,7 +30,7 @@ from controller.gates.sequential_watch import GATE as WATCH_GATE
 from controller.gates.sequential_watch import WatchConfig, WatchCounts, watch_verdict
 from controller.gates.smoke import GATE as SMOKE_GATE
 from controller.gates.smoke import SmokeConfig, evaluate_smoke
-from controller.ports import LoadGenerator, MetricsSource, RolloutRegistry
+from controller.ports import LiveRequestCounts, LoadGenerator, MetricsSource, RolloutRegistry
 from controller.rollout.actions import Analyze, Smoke, Watch
 from controller.rollout.gates_config import GatesConfig
 from controller.rollout.observation import ReleaseObservation
@@ -50,6 +51,9 @@ class Analyzer:
     load: LoadGenerator | None
     report_dir: Path | None = None
     sleep: Callable[[float], None] = time.sleep
+    #: Where the watch reads each revision's answers live (the local router); None: from
+    #: Prometheus, a scrape behind.
+    counters: LiveRequestCounts | None = None
     _payloads: dict[tuple[str, int], list[dict[str, object]]] = field(default_factory=dict)
 
     def run(
@@ -85,13 +89,26 @@ class Analyzer:
         now: float,
     ) -> GateResult | None:  # fmt: skip
         """The sequential watch's verdict on the counters since the step's commit; None when
-        they could not be read (no Prometheus, no primary, a query error): the watch is then
-        skipped, since a broken tool is the analyses' business."""
+        they could not be read (no counters, no primary, a query error): the watch is then
+        skipped, since a broken tool is the analyses' business. The live counters are read
+        when there are some, else Prometheus."""
         revisions = self._revisions(obs)
-        if self.metrics is None or revisions is None:
+        if revisions is None:
+            return None
+        canary, primary = revisions
+        if self.counters is not None:
+            try:
+                live = self.counters.request_counts(
+                    obs.environment, obs.inference_service, action.since
+                )
+            except SluiceError as exc:
+                _log.info("watch of %s skipped: %s", canary, exc.message)
+                return None
+            (n, e), (pn, pe) = (_answers(live.get(r, {}), gates.profile) for r in revisions)
+            return watch_verdict(WatchCounts(n, e, pn, pe), config)
+        if self.metrics is None:
             return None
         window = f"{max(1, math.ceil(now - action.since))}s"
-        canary, primary = revisions
         try:
             counts = [
                 revision_request_counts(
@@ -108,7 +125,7 @@ class Analyzer:
             _log.info("watch of %s skipped: %s", canary, exc.message)
             return None
         (n, e), (pn, pe) = counts
-        return watch_verdict(WatchCounts(n, e, pn, pe), config, margin=gates.judge.error_margin)
+        return watch_verdict(WatchCounts(n, e, pn, pe), config)
 
     def smoke(
         self, obs: ReleaseObservation, action: Smoke, config: SmokeConfig, gates: GatesConfig
@@ -287,3 +304,15 @@ class Analyzer:
             who = canary if canary_traffic is None else primary
             return GateResult("judge", Verdict.INCONCLUSIVE, f"judge: no requests to {who} yet")
         return judge(canary_traffic, primary_traffic, look=analysis.look, config=gates.judge)
+
+
+def _answers(by_code: Mapping[int, int], profile: MetricsProfile) -> tuple[int, int]:
+    """(requests, errors) of one revision's answers by code: an error is what the profile's
+    error matcher matches, on the code where it matches codes, else on its class (5xx)."""
+    by_code_label = profile.is_error("500")
+    requests = errors = 0
+    for code, count in by_code.items():
+        requests += count
+        if profile.is_error(str(code) if by_code_label else f"{code // 100}xx"):
+            errors += count
+    return requests, errors

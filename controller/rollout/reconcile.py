@@ -13,16 +13,24 @@ build on (:class:`~controller.errors.GitConflict`) ends the pass, and the next d
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controller.analysis_types import GateResult, Verdict
 from controller.backends.git_repo import GitWorkspace
-from controller.errors import GitConflict
+from controller.errors import GitConflict, SluiceError
 from controller.lease import LeaseKeeper, lease_name
 from controller.notify import NullNotifier
-from controller.ports import Forge, Notifier, PredictionStore, RolloutRegistry, Target
+from controller.ports import (
+    Forge,
+    Notifier,
+    PredictionStore,
+    RolloutRegistry,
+    SyncTrigger,
+    Target,
+)
 from controller.rollout.act import ActResult, Actuator
 from controller.rollout.actions import (
     Abort,
@@ -62,6 +70,8 @@ from controller.rollout.shadow_analysis import judge_mirrored
 from controller.rollout.telemetry import RolloutMetrics
 
 __all__ = ["PassReport", "Reconciler", "phase_of"]
+
+_log = logging.getLogger("sluice.rollout")
 
 
 @dataclass(frozen=True)
@@ -268,6 +278,8 @@ class Reconciler:
             done = actuator.act(action, obs, now)
         except GitConflict as conflict:
             return _lost_race(obs, action, conflict)
+        if done.commit is not None:
+            self._request_sync(environment)
         phase = phase_of(action)
         self.metrics.set_phase(model, environment, phase)
         if obs.pin.canary_percent is not None and not isinstance(action, Finish):
@@ -286,6 +298,15 @@ class Reconciler:
             outcome=action.outcome if isinstance(action, Finish) else None,
             wake_in=_wake_in(action, done.commit, policy.interval_seconds),
         )
+
+    def _request_sync(self, environment: str) -> None:
+        """Tell the target a commit landed, so it syncs now rather than at its next poll."""
+        if not isinstance(self.target, SyncTrigger):
+            return
+        try:
+            self.target.request_sync(environment)
+        except SluiceError as exc:  # its poll still finds the commit
+            _log.info("could not ask %s to sync now: %s", environment, exc.message)
 
     def _watcher(
         self, obs: ReleaseObservation, analysis: Analyze, policy: RolloutPolicy
