@@ -507,8 +507,10 @@ class ScriptedLoad:
     A run sends ``requests_per_second`` for the plan's duration to the revision behind the
     plan's tag route (up to the plan's ``max_requests``, where Locust stops a smoke), failing
     and taking as long as its :class:`Behaviour` says; a route no revision answers fails every
-    request, as Locust against a dead URL does. Thread-safe: the
-    analyzer runs the canary's and the primary's load at the same time.
+    request, as Locust against a dead URL does. A cold revision answers ``COLD_REQUESTS`` in
+    each of its first ``cold_runs`` load tests bounded by their duration; a smoke, bounded by
+    its request count within a long timeout, gets its requests and leaves it as cold.
+    Thread-safe: the analyzer runs the canary's and the primary's load at the same time.
     """
 
     #: Requests a cold revision answers in one test.
@@ -542,9 +544,10 @@ class ScriptedLoad:
             if routed is None:
                 return LoadReport(requests, requests, plan.duration_seconds, None, None, None)
             revision, uri = routed
-            runs = self._runs[revision] = self._runs.get(revision, 0) + 1
+            runs = self._runs.get(revision, 0) + (plan.max_requests is None)
+            self._runs[revision] = runs
         behaviour = self.behaviours.of(uri)
-        if runs <= behaviour.cold_runs:
+        if plan.max_requests is None and runs <= behaviour.cold_runs:
             requests = self.COLD_REQUESTS
         return LoadReport(
             requests=requests,

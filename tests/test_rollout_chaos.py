@@ -13,6 +13,7 @@ of its commits exactly once.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import re
 import uuid
@@ -257,10 +258,11 @@ class Versions:
 def versions(mlflow_server: MlflowService) -> Versions:
     """Two good versions (the second cold at first), one failing, one that never loads.
 
-    v1 is a real model with an input example: the load tests send its rows (a canary that
-    logged none borrows the primary's). Nothing here loads a model, so the others need no
-    artifacts and are registered, in a fraction of the time, from paths of a run whose names
-    say what they do; the fakes' default markers read ``bad`` and ``unloadable``.
+    v1 is a real model with an input example: the load tests send its rows. Nothing here loads
+    a model, so the others need no model artifacts (only the input example each logs, which
+    the smoke and the load tests send) and are registered, in a fraction of the time, from
+    paths of a run whose names say what they do; the fakes' default markers read ``bad`` and
+    ``unloadable``.
     """
     uri = mlflow_server.tracking_uri
     model = f"chaos-{uuid.uuid4().hex[:8]}"
@@ -269,6 +271,10 @@ def versions(mlflow_server: MlflowService) -> Versions:
     experiment = client.get_experiment_by_name(model)
     assert experiment is not None
     run = client.create_run(experiment.experiment_id).info
+    example = {"columns": ["amount", "hour"], "data": [[12.5, 3], [80.0, 22]]}
+    for kind in ("cold-model", "bad-model", "unloadable-model"):
+        # The input example each version logs, which its smoke sends (nothing loads a model).
+        client.log_text(run.run_id, json.dumps(example), f"{kind}/input_example.json")
     second, failing, unloadable = (
         int(client.create_model_version(model, f"{run.artifact_uri}/{kind}", run.run_id).version)
         for kind in ("cold-model", "bad-model", "unloadable-model")
@@ -424,18 +430,24 @@ def expected_commits(world: World, s: Scenario) -> list[tuple[str, str]]:
     m, c = re.escape(world.model), s.candidate
     if s.kind == "first":
         return []
-    if s.promoted:
-        return [
-            ("step", rf"{m} v{c}: canary 10% → 50% \({ENV}"),
-            ("promote", rf"{m} v{c}: canary 50% → 100%, promoted \({ENV}"),
-        ]
-    # Prometheus never answering is a broken tool, not a verdict: the rollout is aborted.
-    first = "aborted, " if s.outage else ""
-    return [
-        ("rollback", rf"rollback {m} v{c}: {first}all traffic back to v{s.serving}\b"),
+    # The smoke (on by default) runs first: a version that answers it (Prometheus plays no
+    # part) takes its first step in one commit; one that fails it, or cannot load, never does.
+    smoked = ("step", rf"{m} v{c}: smoke passed, canary 10% \({ENV}")
+    restores = [
         ("restore", rf"rollback {m} v{c}: restore v{s.serving} \({ENV}"),
         ("restore", rf"rollback {m} v{c}: v{s.serving} serves alone again \({ENV}"),
     ]
+    if s.promoted:
+        return [
+            smoked,
+            ("step", rf"{m} v{c}: canary 10% → 50% \({ENV}"),
+            ("promote", rf"{m} v{c}: canary 50% → 100%, promoted \({ENV}"),
+        ]
+    if s.outage:
+        # Prometheus never answering is a broken tool, not a verdict: the rollout is aborted.
+        rollback = rf"rollback {m} v{c}: aborted, all traffic back to v{s.serving}\b"
+        return [smoked, ("rollback", rollback), *restores]
+    return [("rollback", rf"rollback {m} v{c}: smoke failed, v{s.serving} serves\b"), *restores]
 
 
 def scenarios(rng: random.Random, versions: Versions) -> Iterator[Scenario]:
