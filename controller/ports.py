@@ -212,8 +212,8 @@ class PredictionStore(Protocol):
 
 class LeaseStore(Protocol):
     """Where the lease of each release is kept (:mod:`controller.lease`): a compare-and-swap
-    register per name. A ref in the GitOps remote (:mod:`controller.backends.git_lease`); on a
-    cluster a ``coordination.k8s.io/v1`` Lease would serve as well."""
+    register per name: a ref in the GitOps remote (:mod:`controller.backends.git_lease`), or a
+    ``coordination.k8s.io/v1`` Lease (:mod:`controller.backends.kubernetes_lease`)."""
 
     def read(self, name: str) -> tuple[Lease, str] | None:
         """The lease recorded for ``name`` and the version token to swap it from; None when

@@ -9,6 +9,7 @@ import json
 import math
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
@@ -456,3 +457,42 @@ def test_prometheus_p99_latency_per_revision_lies_in_the_clients_bucket(
     assert knative_bucket(nearest_rank(latencies["fast"], 0.99)) != knative_bucket(
         nearest_rank(latencies["slow"], 0.99)
     )
+
+
+def live_counts(router: Router, since: float) -> tuple[int, Any]:
+    url = f"{router.url}/_sluice/requests?since={since}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_live_counts_answer_each_revisions_codes_with_no_scrape_between(
+    router: Router, upstreams: Any
+) -> None:
+    """What the watch reads between analyses: every answer since a time, per revision and
+    code, tag routes included, the moment it was sent."""
+    good, flaky = upstreams("good"), upstreams("flaky", fail_every=4)
+    router.set_routes(
+        [TrafficTarget("r1", good.url, 50), TrafficTarget("r2", flaky.url, 50, tag="latest")]
+    )
+    since = time.time()
+    client = Client(router)
+    seen: Counter[tuple[str, int]] = Counter()
+    for _ in range(100):
+        status, answer = client.send()
+        seen[(answer["server"], status)] += 1
+    for _ in range(8):
+        status, answer = client.send("/_tag/latest/v1/models/fraud:predict")
+        seen[(answer["server"], status)] += 1
+    status, body = live_counts(router, since)
+    assert status == 200
+    expected = {
+        "r1": {"200": seen[("good", 200)]},
+        "r2": {"200": seen[("flaky", 200)], "500": seen[("flaky", 500)]},
+    }
+    assert body["revisions"] == expected
+    assert live_counts(router, time.time() + 5)[1]["revisions"] == {}
+    assert live_counts(router, float("nan"))[0] == 400
+    assert live_counts(router, "yesterday")[0] == 400  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ from support.gitops_repo import commit_to_remote
 from support.gitrepo import GitRemote, create_git_remote
 from support.registry import register_version
 
+from controller.backends.local_target import LocalTarget
 from controller.local.processes import ManagedProcess
 from controller.local.services import MlflowService
 from controller.local.state import pid_matches, read_json
@@ -63,11 +64,11 @@ class Loop:
     process: ManagedProcess | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
-    def start(self) -> None:
+    def start(self, poll_interval: float = 1.0) -> None:
         argv = [
             *(sys.executable, "-m", "controller.local.runtime"),
             *("--state-dir", str(self.state_dir), "--remote", self.remote.url, "--env", "local"),
-            *("--poll-interval", "1", "--mlflow-tracking-uri", self.tracking_uri),
+            *("--poll-interval", f"{poll_interval:g}", "--mlflow-tracking-uri", self.tracking_uri),
             *("--prometheus-config", str(self.scrape_config)),  # written, no Prometheus to reload
         ]
         self.process = ManagedProcess(
@@ -315,6 +316,16 @@ def test_canary_gets_its_percent_within_binomial_bounds(loop: Loop) -> None:
     assert within_binomial(seen[(200, R2)], 400, 0.1), seen
 
 
+def test_the_router_counts_each_revisions_answers_live(loop: Loop) -> None:
+    """What the sequential watch reads through the local target: every answer of each revision
+    since a time, by code, as the router counted it (no Prometheus scrape in between)."""
+    since = math.ceil(time.time())
+    time.sleep(since - time.time())  # counts start at a whole second: none of the last test's
+    seen = Client(loop.url).sample(200)
+    counts = LocalTarget(loop.state_dir).request_counts("local", ISVC, since)
+    assert counts == {revision: {200: n} for (_, revision), n in seen.items()}
+
+
 def test_canary_at_zero_sends_everything_back(loop: Loop) -> None:
     """canaryTrafficPercent 0 routes every request to the rolled-out revision again."""
     pushed = time.monotonic()
@@ -375,6 +386,24 @@ def test_killed_runtime_resumes_serving_the_synced_revision(loop: Loop) -> None:
     for revision, info in old_servers.items():
         marker = str(loop.state_dir / "revisions" / revision)
         assert not pid_matches(info["pid"], marker), f"{revision}'s old server still runs"
+
+
+def test_a_sync_request_syncs_a_new_commit_without_waiting_for_the_poll(loop: Loop) -> None:
+    """The controller asks the runtime to sync after each commit it pushes (SIGUSR1, as a Git
+    webhook makes Argo CD refresh): with an hour between polls, the commit still syncs."""
+    assert loop.process is not None
+    loop.process.stop()
+    loop.start(poll_interval=3600)
+    loop.wait(lambda e: loop.state().get("pid") == loop.process.pid, "the restarted runtime")  # type: ignore[union-attr]
+    head = loop.push("Canary version 2 again, at 0%", loop.uris[1], canary=0)
+    time.sleep(1)  # a poll would have come by now, had one been due
+    assert loop.state()["application"]["status"]["sync"]["revision"] != head
+    LocalTarget(loop.state_dir).request_sync("local")
+    loop.wait(
+        lambda _: loop.state()["application"]["status"]["sync"]["revision"] == head,
+        "the pushed commit synced",
+    )
+    assert loop.process.alive
 
 
 def test_every_status_seen_fits_the_crd(loop: Loop) -> None:
