@@ -48,7 +48,7 @@ from typing import Any
 
 from controller.analysis_types import LatencyHistogram, LoadPlan, LoadReport, MetricSample
 from controller.backends.kubernetes_target import observation_from
-from controller.errors import MetricsUnavailable, SluiceError
+from controller.errors import MetricsUnavailable, RemoteUnavailable, SluiceError
 from controller.gates.metrics_profile import KNATIVE_OTEL, MetricsProfile
 from controller.lease import Lease
 from controller.local import sync
@@ -75,6 +75,7 @@ __all__ = [
     "InstantCluster",
     "ManualClock",
     "MemoryLeaseStore",
+    "MemoryRequestCounts",
     "Notification",
     "RecordingNotifier",
     "ScriptedLoad",
@@ -262,6 +263,8 @@ class InstantCluster:
         self._lock = threading.Lock()
         #: Every sync applied, as (environment, commit), for assertions.
         self.synced: list[tuple[str, str]] = []
+        #: Every environment a sync was asked for (:meth:`request_sync`), in order.
+        self.sync_requests: list[str] = []
 
     def __repr__(self) -> str:
         return f"InstantCluster(git_dir={str(self.git_dir)!r}, branch={self.branch!r})"
@@ -278,6 +281,12 @@ class InstantCluster:
                 return TargetObservation(exists=False)
             self._reconcile(service)
             return observation_from(service.to_object(), env.application)
+
+    def request_sync(self, environment: str) -> None:
+        """Record the request (a :class:`~controller.ports.SyncTrigger`); every :meth:`observe`
+        polls Git anyway."""
+        with self._lock:
+            self.sync_requests.append(environment)
 
     # -- what the other fakes ask --------------------------------------------------------------
 
@@ -609,6 +618,25 @@ class ManualClock:
     def sleep(self, seconds: float) -> None:
         """Sleep as ``time.sleep`` would, without waiting."""
         self.advance(seconds)
+
+
+class MemoryRequestCounts:
+    """A :class:`~controller.ports.LiveRequestCounts` whose answers the test sets:
+    ``counts[revision] = {code: n}``; with :attr:`outage` set it fails as a router that does
+    not answer. Every question is recorded as (environment, inference service, since)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[int, int]] = {}
+        self.outage = False
+        self.asked: list[tuple[str, str, float]] = []
+
+    def request_counts(
+        self, environment: str, inference_service: str, since: float
+    ) -> dict[str, dict[int, int]]:
+        self.asked.append((environment, inference_service, since))
+        if self.outage:
+            raise RemoteUnavailable("the router at http://router.fake did not give its counts")
+        return {revision: dict(codes) for revision, codes in self.counts.items()}
 
 
 class MemoryLeaseStore:

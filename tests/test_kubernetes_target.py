@@ -56,6 +56,7 @@ from controller.backends.kubernetes_target import KubernetesTarget
 from controller.errors import ConfigError, RemoteUnavailable, SluiceError
 from controller.local.health import inferenceservice_health
 from controller.manifest import PinnedRelease
+from controller.ports import SyncTrigger
 from controller.rollout.actions import (
     Analyze,
     Finish,
@@ -132,9 +133,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.paths.append(self.path)
         authorization = self.headers.get("Authorization")
-        if match := ISVC_PATH.match(self.path):
+        path = self.path.partition("?")[0]
+        if match := ISVC_PATH.match(path):
             self._kubernetes(authorization, match.group(1), match.group(2))
-        elif match := APP_PATH.match(self.path):
+        elif match := APP_PATH.match(path):
             self._argocd(authorization, match.group(1))
         else:
             self._reply(404, "404 page not found", content_type="text/plain")
@@ -380,6 +382,22 @@ def test_names_come_from_templates(cluster: ClusterApi, target: KubernetesTarget
         f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices/{ISVC}",
         f"/api/v1/applications/{APP}",
     ]
+
+
+def test_a_sync_request_asks_argo_cd_to_refresh_the_application(
+    cluster: ClusterApi, target: KubernetesTarget
+) -> None:
+    """After each commit the rollout asks Argo CD to refresh (``argocd app get --refresh``),
+    so the automated sync applies it now rather than at Argo CD's next poll of Git; a refused
+    request is the one-line error the reconciler logs before going on."""
+    cluster.serve("isvc-canary-10", "application-synced-healthy")
+    assert isinstance(target, SyncTrigger)
+    target.request_sync("staging")
+    assert cluster.paths == [f"/api/v1/applications/{APP}?refresh=normal"]
+    cluster.argocd_failure = 500
+    with pytest.raises(SluiceError) as failed:
+        target.request_sync("staging")
+    assert ARGOCD_TOKEN not in failed.value.message
 
 
 def test_application_for_may_be_a_function(cluster: ClusterApi) -> None:

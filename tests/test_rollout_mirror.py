@@ -534,6 +534,7 @@ def test_a_cluster_gets_the_mirror_in_one_commit_and_never_again(world: World) -
     writes the VirtualService for v2's revision; later passes only judge."""
     reports = mirrored(world)
     assert [r.action for r in reports if r.commit] == ["StartMirror"]
+    assert world.cluster.sync_requests == [ENV]  # the commit pushed, Argo CD is asked to sync
     steps = [(r.action, [g.gate for g in r.results]) for r in reports if r.action != "Wait"]
     assert steps[:2] == [("Hold", ["smoke"]), ("StartMirror", [])], steps
     assert reports[[r.action for r in reports].index("Hold")].results[0].verdict.value == "pass"
