@@ -51,10 +51,13 @@ test: setup
 demo: setup
 	$(BIN)/sluice demo
 
+# ruff, mypy --strict, and import-linter's contracts: the layers written in pyproject.toml
+# ([tool.importlinter]).
 lint: setup lint-workflows
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy --strict controller
+	$(BIN)/lint-imports --no-logo --no-cache
 
 # GitHub Actions workflows: actionlint (with shellcheck when it is on PATH), zizmor's security
 # audits (offline: no GitHub API calls) and the workflow JSON schema, plus timeout-minutes on
@@ -97,4 +100,4 @@ bench: setup
 	@set -e; for script in $(wildcard benchmarks/*.py); do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .import_linter_cache build *.egg-info

@@ -39,6 +39,13 @@ def test_mypy_strict_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_import_contracts_are_kept() -> None:
+    """`lint-imports` keeps every contract in pyproject.toml: the layers, and who may import
+    the command line, the emulator and the storage and cluster libraries."""
+    result = run(str(BIN / "lint-imports"), "--no-logo", "--no-cache")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def _modules() -> list[str]:
     return [
         info.name
