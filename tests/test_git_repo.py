@@ -100,6 +100,32 @@ def test_gives_up_after_bounded_attempts(git_remote: GitRemote, tmp_path: Path) 
     assert "mine.txt" not in git("ls-tree", "--name-only", "main", cwd=git_remote.path)
 
 
+def test_lost_races_back_off_exponentially_with_jitter(
+    git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """Each lost race waits backoff * 2**(n - 1) times a jitter in [0.5, 1.5) through the
+    injected sleep before trying again; giving up after the last attempt waits no more."""
+    other = git_remote.clone(tmp_path / "other")
+    counter = iter(range(100))
+
+    def edit_and_race(tree: Path) -> None:
+        (tree / "mine.txt").write_text("mine")
+        (other / "theirs.txt").write_text(str(next(counter)))
+        git("add", "theirs.txt", cwd=other)
+        git("commit", "--quiet", "-m", "theirs", cwd=other)
+        git("push", "--quiet", "origin", "main", cwd=other)
+
+    slept: list[float] = []
+    workspace = GitWorkspace(
+        git_remote.url, tmp_path / "cache", max_attempts=4, backoff_seconds=0.1, sleep=slept.append
+    )
+    with pytest.raises(GitConflict, match="lost the race 4 times"):
+        workspace.commit_and_push(branch="main", base="main", edit=edit_and_race, message="mine")
+    assert len(slept) == 3
+    for n, delay in enumerate(slept, start=1):
+        assert 0.05 * 2 ** (n - 1) <= delay < 0.15 * 2 ** (n - 1)
+
+
 def test_unreachable_remote_is_a_transient_error(tmp_path: Path) -> None:
     """A remote that does not exist is reported as unreachable, naming it."""
     workspace = GitWorkspace(str(tmp_path / "missing.git"), tmp_path / "cache")

@@ -277,6 +277,26 @@ def test_persistent_502_is_forge_unavailable(
     assert len(server.requests_to("GET", f"/repos/{REPO}/pulls")) == 3
 
 
+def test_backoff_doubles_and_rate_limit_waits_go_through_the_injected_sleep(
+    remote: Remote, server: GitHubApiServer
+) -> None:
+    """Transient failures wait backoff_seconds, doubling (1 s, 2 s), before the retries; a
+    rate-limited answer waits what GitHub asks and does not use up a retry."""
+    slept: list[float] = []
+    forge = GitHubForge(
+        api_url=server.api_url, token=TOKEN, repository=REPO, retries=2, backoff_seconds=1,
+        sleep=slept.append,
+    )  # fmt: skip
+    change = remote.propose()
+    server.fail_next(502, count=2, path_regex=f"/repos/{REPO}/pulls")
+    server.rate_limit_next(f"/repos/{REPO}/pulls", method="POST", retry_after=7)
+    result = forge.open_or_update(change)
+    forge.close()
+    assert result.created
+    assert slept == [1, 2, 7]
+    assert [r.status for r in server.requests_to("POST", f"/repos/{REPO}/pulls")] == [429, 201]
+
+
 def test_single_502_is_retried(
     remote: Remote, server: GitHubApiServer, forge: GitHubForge, github: Repository
 ) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import os
 import random
 import subprocess
@@ -28,6 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from git import GitCommandError, Repo
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
 
 from controller.errors import GitConflict, PermanentError, RemoteUnavailable
 from controller.redact import redact
@@ -44,6 +52,10 @@ _UNREACHABLE = (
     "repository not found",
     "not found",
 )
+
+
+class _LostRace(Exception):
+    """Internal: the push was refused because the remote moved; retried from its new tip."""
 
 
 @dataclass(frozen=True)
@@ -409,40 +421,66 @@ class GitWorkspace:
     def _commit_and_push(
         self, *, branch: str, base: str, edit: Callable[[Path], None], message: str
     ) -> CommitOutcome:
-        for attempt in range(1, self.max_attempts + 1):
-            if attempt > 1:
+        tries = itertools.count(1)
+
+        def attempt() -> CommitOutcome:
+            number = next(tries)
+            if number > 1:
                 self.sync()
-            start = self.remote_sha(branch) or self.remote_sha(base)
-            if start is None:
-                raise PermanentError(
-                    f"branch {base!r} does not exist on {redact(self.remote_url)}; "
-                    "create it or fix the environment's branch"
-                )
-            self._checkout(branch, start)
-            edit(Path(self.repo.working_tree_dir or self.path))
-            self.repo.git.add("--all")
-            if not self.repo.is_dirty(index=True, working_tree=False, untracked_files=False):
-                return CommitOutcome(sha=start, committed=False, attempts=attempt)
-            self.repo.git.commit("--quiet", "--no-verify", "-m", message)
-            sha = str(self.repo.head.commit.hexsha)
-            try:
-                self.repo.git.push("origin", f"{branch}:refs/heads/{branch}", "--porcelain")
-                return CommitOutcome(sha=sha, committed=True, attempts=attempt)
-            except GitCommandError as exc:
-                text = f"{exc.stdout}\n{exc.stderr}".lower()
-                if any(marker in text for marker in _REJECTED):
-                    delay = self.backoff_seconds * (2 ** (attempt - 1)) * (0.5 + random.random())  # noqa: S311 - jitter
-                    self._sleep(delay)
-                    continue
-                if any(marker in text for marker in _UNREACHABLE):
-                    raise RemoteUnavailable(
-                        f"git push to {redact(self.remote_url)} failed ({_detail(exc)}); "
-                        "check the remote and its credentials"
-                    ) from None
-                raise PermanentError(
-                    f"git push of {branch} to {redact(self.remote_url)} was refused: {_detail(exc)}"
-                ) from None
-        raise GitConflict(
-            f"git push of {branch} to {redact(self.remote_url)} lost the race {self.max_attempts} "
-            "times (the remote keeps moving); run again"
+            return self._push_once(
+                branch=branch, base=base, edit=edit, message=message, attempt=number
+            )
+
+        # A lost race is tried again from the new tip, after a jittered exponential backoff;
+        # every other failure ends the write at once.
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._backoff,
+            retry=retry_if_exception_type(_LostRace),
+            sleep=self._sleep,
         )
+        try:
+            return retrying(attempt)
+        except RetryError:
+            raise GitConflict(
+                f"git push of {branch} to {redact(self.remote_url)} lost the race "
+                f"{self.max_attempts} times (the remote keeps moving); run again"
+            ) from None
+
+    def _backoff(self, state: RetryCallState) -> float:
+        """``backoff_seconds`` doubled per lost race, times a jitter in [0.5, 1.5)."""
+        jitter = 0.5 + random.random()  # noqa: S311 - jitter, not crypto
+        return float(self.backoff_seconds * (2 ** (state.attempt_number - 1)) * jitter)
+
+    def _push_once(
+        self, *, branch: str, base: str, edit: Callable[[Path], None], message: str, attempt: int
+    ) -> CommitOutcome:
+        """One attempt from the remote's current tip; :class:`_LostRace` if the push lost."""
+        start = self.remote_sha(branch) or self.remote_sha(base)
+        if start is None:
+            raise PermanentError(
+                f"branch {base!r} does not exist on {redact(self.remote_url)}; "
+                "create it or fix the environment's branch"
+            )
+        self._checkout(branch, start)
+        edit(Path(self.repo.working_tree_dir or self.path))
+        self.repo.git.add("--all")
+        if not self.repo.is_dirty(index=True, working_tree=False, untracked_files=False):
+            return CommitOutcome(sha=start, committed=False, attempts=attempt)
+        self.repo.git.commit("--quiet", "--no-verify", "-m", message)
+        sha = str(self.repo.head.commit.hexsha)
+        try:
+            self.repo.git.push("origin", f"{branch}:refs/heads/{branch}", "--porcelain")
+        except GitCommandError as exc:
+            text = f"{exc.stdout}\n{exc.stderr}".lower()
+            if any(marker in text for marker in _REJECTED):
+                raise _LostRace from None
+            if any(marker in text for marker in _UNREACHABLE):
+                raise RemoteUnavailable(
+                    f"git push to {redact(self.remote_url)} failed ({_detail(exc)}); "
+                    "check the remote and its credentials"
+                ) from None
+            raise PermanentError(
+                f"git push of {branch} to {redact(self.remote_url)} was refused: {_detail(exc)}"
+            ) from None
+        return CommitOutcome(sha=sha, committed=True, attempts=attempt)

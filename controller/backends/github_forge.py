@@ -41,6 +41,14 @@ import requests
 from github import Auth, Github, GithubException, RateLimitExceededException
 from github.PullRequest import PullRequest as GithubPullRequest
 from github.Repository import Repository
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from controller.domain import ChangeRequest, PullRequest
 from controller.errors import ConfigError, ForgeUnavailable, PermanentError, SluiceError
@@ -97,6 +105,8 @@ class _Attempts:
     #: Seconds spent waiting for rate limits, and how many times.
     rate_limit_waited: float = 0.0
     rate_limited: int = 0
+    #: The last rate-limited answer's wait, while it is being waited out (or refused).
+    rate_limit: _RateLimit | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,7 @@ class GitHubForge:
         backoff_seconds: float = 1.0,
         timeout_seconds: int = 15,
         max_rate_limit_wait_seconds: float = DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         register_secret(token)
         owner, _, name = repository.partition("/")
@@ -136,6 +147,7 @@ class GitHubForge:
         self._retries = max(0, retries)
         self._backoff_seconds = backoff_seconds
         self._max_rate_limit_wait = max(0.0, max_rate_limit_wait_seconds)
+        self._sleep = sleep
         # retry=None: operations are retried here, after re-reading GitHub (module docstring).
         # lazy=True: get_issue/get_commit build objects from their URL instead of a GET each.
         self._github = Github(
@@ -344,35 +356,71 @@ class GitHubForge:
     def _attempt(
         self, what: str, action: Callable[[_Attempts], T], *, retries: int | None = None
     ) -> T:
-        """Run ``action`` up to 1 + retries times while it fails transiently, and again after
-        each rate-limit wait (within the maximum wait; see the module docstring)."""
+        """Run ``action`` up to 1 + retries times while it fails transiently, ``backoff_seconds``
+        doubling between attempts, and again after each rate-limit wait (within the maximum
+        wait; see the module docstring)."""
         attempts = _Attempts()
         limit = self._retries if retries is None else retries
-        while True:
-            self._last_request = None
-            try:
-                return action(attempts)
-            except SluiceError:
-                raise
-            except (GithubException, requests.RequestException, _Transient) as exc:
-                rate_limit = _rate_limit(exc, attempts.rate_limited)
-                if rate_limit is not None:
-                    # GitHub refused the request and changed nothing: the same attempt again.
-                    self._wait_out(rate_limit, what, attempts)
-                    continue
-                if not _is_transient(exc) or attempts.number >= limit:
-                    raise self._translate(exc, what, attempts.number + 1) from None
-            time.sleep(self._backoff_seconds * 2**attempts.number)
+
+        def count(_state: RetryCallState) -> None:
             attempts.number += 1
 
-    def _wait_out(self, limit: _RateLimit, what: str, attempts: _Attempts) -> None:
-        """Sleep as long as GitHub asks, or fail now if that is beyond the maximum wait."""
-        budget = self._max_rate_limit_wait - attempts.rate_limit_waited
-        if limit.wait > budget:
-            raise self._rate_limited(what, limit, attempts) from None
-        time.sleep(limit.wait)
-        attempts.rate_limit_waited += limit.wait
-        attempts.rate_limited += 1
+        def attempt() -> T:
+            return self._waiting_out_rate_limits(what, action, attempts)
+
+        transient = Retrying(
+            stop=stop_after_attempt(limit + 1),
+            wait=wait_exponential(multiplier=self._backoff_seconds),
+            retry=retry_if_exception(_is_transient),
+            before_sleep=count,
+            sleep=self._sleep,
+        )
+        try:
+            return transient(attempt)
+        except RetryError as exhausted:
+            last = exhausted.last_attempt.exception()
+            assert isinstance(last, Exception)  # only transient exceptions are retried
+            raise self._translate(last, what, attempts.number + 1) from None
+        except (GithubException, requests.RequestException, _Transient) as exc:
+            raise self._translate(exc, what, attempts.number + 1) from None
+
+    def _waiting_out_rate_limits(
+        self, what: str, action: Callable[[_Attempts], T], attempts: _Attempts
+    ) -> T:
+        """One attempt of ``action``, made again after each rate-limited answer (GitHub refused
+        it and changed nothing) for as long as GitHub asks, or failing at once when that is
+        beyond what is left of the maximum wait."""
+
+        def asked(state: RetryCallState) -> float:
+            answer = state.outcome.exception() if state.outcome else None
+            assert isinstance(answer, Exception)  # only rate-limited answers are retried
+            attempts.rate_limit = _rate_limit(answer, attempts.rate_limited)
+            assert attempts.rate_limit is not None
+            return attempts.rate_limit.wait
+
+        def beyond_budget(state: RetryCallState) -> bool:
+            return state.upcoming_sleep > self._max_rate_limit_wait - attempts.rate_limit_waited
+
+        def count(state: RetryCallState) -> None:
+            attempts.rate_limit_waited += state.upcoming_sleep
+            attempts.rate_limited += 1
+
+        def once() -> T:
+            self._last_request = None
+            return action(attempts)
+
+        waits = Retrying(
+            stop=beyond_budget,
+            wait=asked,
+            retry=retry_if_exception(_is_rate_limited),
+            before_sleep=count,
+            sleep=self._sleep,
+        )
+        try:
+            return waits(once)
+        except RetryError:
+            assert attempts.rate_limit is not None
+            raise self._rate_limited(what, attempts.rate_limit, attempts) from None
 
     def _record_requests(self) -> None:
         """Remember the method and URL of each request, so an error can name its endpoint.
@@ -481,15 +529,22 @@ def _find(pulls: Iterable[GithubPullRequest], change: ChangeRequest) -> GithubPu
     return None
 
 
+def _is_rate_limited(exc: BaseException) -> bool:
+    """Whether ``exc`` is GitHub refusing a request for its rate limits (429, or 403 with the
+    limit exhausted), which changed nothing."""
+    if not isinstance(exc, GithubException) or exc.status not in (403, 429):
+        return False
+    remaining = (exc.headers or {}).get("x-ratelimit-remaining")
+    return exc.status == 429 or isinstance(exc, RateLimitExceededException) or remaining == "0"
+
+
 def _rate_limit(exc: Exception, earlier: int) -> _RateLimit | None:
     """How long a rate-limited answer asks to wait (GitHub's documented order), or None if
     ``exc`` is not one; ``earlier`` rate-limited answers in this operation double the default."""
-    if not isinstance(exc, GithubException) or exc.status not in (403, 429):
+    if not isinstance(exc, GithubException) or not _is_rate_limited(exc):
         return None
     headers = exc.headers or {}
     remaining = headers.get("x-ratelimit-remaining")
-    if not (exc.status == 429 or isinstance(exc, RateLimitExceededException) or remaining == "0"):
-        return None
     retry_after = _seconds(headers.get("retry-after"))
     reset = _seconds(headers.get("x-ratelimit-reset"))
     now = time.time()
@@ -511,7 +566,7 @@ def _seconds(value: str | None) -> float | None:
         return None
 
 
-def _is_transient(exc: Exception) -> bool:
+def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, _Transient):
         return True
     if isinstance(exc, GithubException):
