@@ -21,12 +21,13 @@ import typer
 from rich.console import Console
 
 from controller import __version__
+from controller.cli_options import current_settings, set_root_options, verbose_requested
 from controller.cli_quarantine import quarantine_app
 from controller.cli_rollout import ForgeKind, rollout_app
 from controller.errors import ExitCode, InputError, SluiceError
 from controller.redact import redact
 from controller.ref_names import validate_environment_name, validate_model_name
-from controller.settings import Settings, load_settings
+from controller.settings import Settings
 
 __all__ = ["app", "main"]
 
@@ -41,8 +42,6 @@ app = typer.Typer(
 
 config_app = typer.Typer(help="Inspect Sluice's configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-
-_state: dict[str, object] = {"verbose": False, "config": None, "overrides": {}}
 
 
 def _version_callback(value: bool) -> None:
@@ -78,21 +77,7 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    _state["verbose"] = verbose
-    _state["config"] = config
-    _state["overrides"] = {"mlflow_tracking_uri": mlflow_tracking_uri}
-
-
-def current_settings(**flags: object) -> Settings:
-    """Settings from flags (the root's and a command's ``flags``), ``--config`` (if given),
-    the environment and the defaults, validated together."""
-    config = _state["config"]
-    overrides = _state["overrides"]
-    return load_settings(
-        config if isinstance(config, Path) else None,
-        **(overrides if isinstance(overrides, dict) else {}),
-        **flags,
-    )
+    set_root_options(verbose=verbose, config=config, mlflow_tracking_uri=mlflow_tracking_uri)
 
 
 class SchemaKind(StrEnum):
@@ -401,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         # Standalone mode keeps click's own handling of usage errors (exit 2, usage shown).
         command.main(args=argv, prog_name="sluice", standalone_mode=True)
     except SluiceError as exc:
-        if _state["verbose"]:
+        if verbose_requested():
             traceback.print_exc()
         sys.stderr.write(f"sluice: error: {redact(exc.message)}\n")
         return int(exc.exit_code)
@@ -430,7 +415,7 @@ def _crash(exc: BaseException) -> int:
     """An unanticipated exception: the traceback goes to a crash log (and with ``--verbose``
     to stderr), one line names the exception and the log; exit 70, never 1 ("gate failed")."""
     text = "".join(traceback.format_exception(exc))
-    if _state["verbose"]:
+    if verbose_requested():
         sys.stderr.write(redact(text))
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     where = "not written"

@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from controller.cli_options import current_settings
+
 if TYPE_CHECKING:
     from controller.backends.mlflow_registry import MlflowRegistry
 
@@ -28,7 +30,6 @@ quarantine_app = typer.Typer(
 
 def _registry() -> MlflowRegistry:
     from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
-    from controller.cli import current_settings
 
     settings = current_settings()
     configure_mlflow_http(

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from controller.cli_options import current_settings
 from controller.ref_names import validate_environment_name, validate_model_name
 
 __all__ = ["ForgeKind", "TargetChoice", "rollout_app"]
@@ -74,7 +75,6 @@ def rollout(
     poll_interval: _POLL = None,
 ) -> None:
     """Walk the merged version through its canary steps; exit 0 promoted, 1 rolled back."""
-    from controller.cli import current_settings
     from controller.commands_propose import build_forge
     from controller.commands_rollout import run_rollout
 
@@ -103,7 +103,6 @@ def rollback(
     poll_interval: _POLL = None,
 ) -> None:
     """Abort a rollout (or undo a promotion) through Git, as a failed gate would."""
-    from controller.cli import current_settings
     from controller.commands_propose import build_forge
     from controller.commands_rollout import run_rollback
 
@@ -128,7 +127,6 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Per model and environment: what serves, the canary and its weight, phase, last gates."""
-    from controller.cli import current_settings
     from controller.commands_rollout import run_status
 
     if env is not None:

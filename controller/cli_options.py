@@ -1,0 +1,43 @@
+"""The ``sluice`` command's root options, as its callback saw them, and the settings they load.
+
+:mod:`controller.cli` records ``--verbose``, ``--config`` and ``--mlflow-tracking-uri`` here in
+its root callback; the command tables it includes (:mod:`controller.cli_rollout`,
+:mod:`controller.cli_quarantine`) load settings through :func:`current_settings`, so none of
+them imports the app that includes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.settings import Settings, load_settings
+
+__all__ = ["current_settings", "set_root_options", "verbose_requested"]
+
+_state: dict[str, object] = {"verbose": False, "config": None, "overrides": {}}
+
+
+def set_root_options(
+    *, verbose: bool, config: Path | None, mlflow_tracking_uri: str | None
+) -> None:
+    """Record the root options of this invocation (the root callback calls it once)."""
+    _state["verbose"] = verbose
+    _state["config"] = config
+    _state["overrides"] = {"mlflow_tracking_uri": mlflow_tracking_uri}
+
+
+def verbose_requested() -> bool:
+    """Whether ``--verbose`` was given: errors then show their tracebacks."""
+    return bool(_state["verbose"])
+
+
+def current_settings(**flags: object) -> Settings:
+    """Settings from flags (the root's and a command's ``flags``), ``--config`` (if given),
+    the environment and the defaults, validated together."""
+    config = _state["config"]
+    overrides = _state["overrides"]
+    return load_settings(
+        config if isinstance(config, Path) else None,
+        **(overrides if isinstance(overrides, dict) else {}),
+        **flags,
+    )
