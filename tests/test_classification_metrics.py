@@ -23,6 +23,16 @@ def test_recall_at_fpr_on_a_hand_computed_case() -> None:
     assert recall_at_fpr(labels, scores, 0.0) == pytest.approx(0.5)
 
 
+def test_recall_at_fpr_takes_labels_first_as_scikit_learn() -> None:
+    """Labels, then scores (sklearn's y_true, y_score): scores in the labels' place are an input
+    error, not a number, and the bound defaults to a 1% false-positive rate."""
+    labels = np.array([1, 1, 1, 1] + [0] * 100)
+    scores = np.array([0.99, 0.98, 0.9, 0.1] + [0.9] + [0.5] * 99)
+    with pytest.raises(InputError):
+        recall_at_fpr(scores, labels)
+    assert recall_at_fpr(labels, scores) == recall_at_fpr(labels, scores, 0.01)
+
+
 def test_calibration_error_is_zero_for_calibrated_bins() -> None:
     """Scores equal to the observed positive rate of their bin have no calibration error."""
     labels = np.array([1, 0, 0, 0, 1, 1, 1, 0])

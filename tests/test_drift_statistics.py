@@ -117,6 +117,15 @@ def test_chi_square_of_a_category_new_in_current_is_certain_drift() -> None:
     assert result.pvalue == 0.0
 
 
+def test_chi_square_bin_empty_on_both_sides_adds_nothing_but_keeps_its_freedom() -> None:
+    """A bin neither side has adds 0 to the statistic (scipy alone would make it NaN); the
+    p-value still has one degree of freedom per bin less one."""
+    result = chi_square([50, 0, 50], [40, 0, 60])
+    statistic = stats.chisquare([40, 60], [50, 50]).statistic
+    assert result.statistic == pytest.approx(statistic, abs=TOL)
+    assert result.pvalue == pytest.approx(stats.chi2.sf(statistic, 2), abs=TOL)
+
+
 def test_z_test_squared_is_the_uncorrected_two_by_two_chi_square() -> None:
     """The pooled two-proportion z-test equals Pearson's chi-square on the 2x2 table."""
     result = z_test_proportions(30, 100, 50, 120)

@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 from sklearn.metrics import average_precision_score
 
 from controller.analysis_types import Verdict
-from controller.classification_metrics import recall_at_fpr as holdout_recall_at_fpr
+from controller.classification_metrics import recall_at_fpr
 from controller.drift.statistics import bin_counts, psi, quantile_bin_edges
 from controller.errors import InputError
 from controller.gates.shadow_judge import ShadowPolicy, judge_shadow, shadow_report_markdown
@@ -22,7 +22,6 @@ from controller.gates.shadow_statistics import (
     average_precision,
     mcnemar,
     paired_bootstrap,
-    recall_at_fpr,
     stratified_resample_counts,
 )
 from controller.predictions import LoggedPrediction, PredictionPair
@@ -97,15 +96,20 @@ def test_average_precision_equals_sklearn_with_ties_and_weights() -> None:
     )
 
 
-def test_recall_at_fpr_equals_the_holdout_metric() -> None:
-    """Recall at an FPR bound equals controller.classification_metrics.recall_at_fpr."""
+def test_bootstrap_recall_at_fpr_equals_the_holdout_metric() -> None:
+    """The bootstrap's recall at an FPR bound, on the requests as they are, equals
+    controller.classification_metrics.recall_at_fpr (tied scores included)."""
     rng = np.random.default_rng(4)
     labels = (rng.random(2000) < 0.05).astype(int)
     scores = np.round(rng.random(2000) * 0.6 + 0.3 * labels, 2)
+    other = np.round(rng.random(2000), 2)
     for bound in (0.0, 0.001, 0.01, 0.05, 0.3):
-        assert recall_at_fpr(scores, labels, bound) == pytest.approx(
-            holdout_recall_at_fpr(labels, scores, bound), abs=1e-12
-        )
+        result = paired_bootstrap(
+            scores, other, labels, metric="recall_at_fpr", margin=0.02, alpha=0.05,
+            resamples=1, seed=0, max_fpr=bound,
+        )  # fmt: skip
+        assert result.primary == pytest.approx(recall_at_fpr(labels, scores, bound), abs=1e-12)
+        assert result.shadow == pytest.approx(recall_at_fpr(labels, other, bound), abs=1e-12)
 
 
 def test_stratified_resamples_keep_each_class_count() -> None:

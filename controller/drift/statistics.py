@@ -6,7 +6,8 @@ column twice through pandas objects, where these functions sort each column once
 whole arrays (no Python loop over rows).
 
 Definitions (each checked against scipy and, where it differs, against Evidently's source,
-``evidently/legacy/calculations/stattests/``, version 0.7.23):
+``evidently/legacy/calculations/stattests/``, version 0.7.23); Jensen-Shannon and chi-square
+are scipy's own functions, called with Evidently's arguments:
 
 - **KS**: two-sided two-sample Kolmogorov-Smirnov, statistic and p-value exactly as
   ``scipy.stats.ks_2samp(method="auto")``: the exact distribution when both samples have at most
@@ -37,8 +38,8 @@ from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 from scipy import stats as scipy_stats
+from scipy.spatial import distance
 
 from controller.errors import InputError
 
@@ -178,13 +179,7 @@ def jensen_shannon(
     q = _counts(current_counts, "current")
     if p.shape != q.shape:
         raise InputError(f"histograms differ in length: {p.size} and {q.size} bins")
-    p = p / p.sum()
-    q = q / q.sum()
-    middle = (p + q) / 2.0
-    divergence = float(np.sum(special.rel_entr(p, middle)) + np.sum(special.rel_entr(q, middle)))
-    if base is not None:
-        divergence /= float(np.log(base))
-    return float(np.sqrt(divergence / 2.0))
+    return float(distance.jensenshannon(p, q, base=base))
 
 
 def chi_square(
@@ -209,10 +204,14 @@ def chi_square(
     if reference.shape != observed.shape:
         raise InputError(f"histograms differ in length: {reference.size} and {observed.size} bins")
     expected = reference * (observed.sum() / reference.sum())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(observed == expected, 0.0, (observed - expected) ** 2 / expected)
-    statistic = float(np.sum(terms))
-    return SignificanceResult(statistic, float(scipy_stats.chi2.sf(statistic, observed.size - 1)))
+    # A bin empty on both sides is left out of the sum (scipy would add 0/0) but keeps its
+    # degree of freedom: ddof is minus the number of such bins.
+    seen = (observed > 0) | (expected > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a new category: inf, p = 0
+        result = scipy_stats.chisquare(
+            observed[seen], expected[seen], ddof=-int(seen.size - np.count_nonzero(seen))
+        )
+    return SignificanceResult(float(result.statistic), float(result.pvalue))
 
 
 def z_test_proportions(

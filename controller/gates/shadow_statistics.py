@@ -13,7 +13,8 @@ pairing:
   every metric is computed for a whole block of resamples at once from one sort of the
   scores: cumulative weighted true and false positives at the end of each run of tied scores
   (the thresholds sklearn uses). With unit weights the metrics equal sklearn's
-  ``average_precision_score`` and :func:`controller.classification_metrics.recall_at_fpr`.
+  ``average_precision_score`` and :func:`controller.classification_metrics.recall_at_fpr`,
+  the one public recall at an FPR bound (these block kernels are private to the bootstrap).
 - **McNemar's test** on the decisions at the serving threshold: only requests where exactly
   one model is right carry information. Exact (binomial) below 25 discordant pairs, else the
   chi-square statistic with continuity correction (Edwards), as commonly taught.
@@ -38,7 +39,6 @@ __all__ = [
     "average_precision",
     "mcnemar",
     "paired_bootstrap",
-    "recall_at_fpr",
     "stratified_resample_counts",
 ]
 
@@ -126,17 +126,6 @@ def average_precision(
     (with ``sample_weight=weights``)."""
     s, y = _checked(scores, labels)
     return float(_average_precision(s, y, _weights(weights, s.size))[0])
-
-
-def recall_at_fpr(
-    scores: npt.ArrayLike,
-    labels: npt.ArrayLike,
-    max_fpr: float,
-    weights: npt.ArrayLike | None = None,
-) -> float:
-    """Highest recall of a threshold whose false-positive rate is at most ``max_fpr``."""
-    s, y = _checked(scores, labels)
-    return float(_recall_at_fpr(s, y, _weights(weights, s.size), max_fpr)[0])
 
 
 def stratified_resample_counts(
