@@ -1,9 +1,12 @@
 """Rollouts end to end on the local target: real MLflow, Git, model servers, Prometheus, Locust.
 
 A user's view: a proposal is merged, `sluice rollout` runs, and Git, the registry and the
-traffic say what happened. A version that answers 300 ms slower is rolled back at its first
-step and quarantined; a good one is held while Prometheus is down and promoted step by step
-once it is back, or rolled back if it never comes back. `make demo` (tests/test_demo.py) walks
+traffic say what happened. The shipped local policy leaves the pre-traffic smoke at its default,
+on: every proposal pins the new version at weight 0 and `sluice rollout` smokes its tag route
+before a client sees it. A version that answers 300 ms slower passes the smoke and is rolled
+back at its first step and quarantined; a good one passes the smoke, is held while Prometheus
+is down and promoted step by step once it is back, or rolled back if it never comes back; one
+that fails a fifth of its requests never gets past the smoke. `make demo` (tests/test_demo.py) walks
 a good version to champion and rolls back one failing a fifth of its requests.
 
 The demo runs the default metrics profile (current Knative's OpenTelemetry names); this module
@@ -53,6 +56,8 @@ class Traffic:
     url: str
     seen: Counter[tuple[str, int]] = field(default_factory=Counter)
     stop: threading.Event = field(default_factory=threading.Event)
+    #: When (epoch seconds) each revision first answered a client.
+    first: dict[str, float] = field(default_factory=dict)
 
     def run(self) -> None:
         session = requests.Session()
@@ -62,7 +67,9 @@ class Traffic:
                 answer = session.post(
                     f"{self.url}/v1/models/{MODEL}:predict", json=payload, timeout=10
                 )
-                self.seen[(answer.headers.get("X-Sluice-Revision", "?"), answer.status_code)] += 1
+                revision = answer.headers.get("X-Sluice-Revision", "?")
+                self.first.setdefault(revision, time.time())
+                self.seen[(revision, answer.status_code)] += 1
             except requests.RequestException:
                 self.seen[("?", 0)] += 1
             time.sleep(0.03)
@@ -124,6 +131,17 @@ class Loop:
 
     def subjects(self) -> list[str]:
         return git("log", "--format=%s", "main", cwd=self.remote.path).splitlines()
+
+    def committed_at(self, subject: str) -> int:
+        """When the newest commit on main with ``subject`` was made (epoch seconds)."""
+        log = git("log", "--format=%ct %s", "main", cwd=self.remote.path).splitlines()
+        return next(int(line.split(" ", 1)[0]) for line in log if line.split(" ", 1)[1] == subject)
+
+    def smoke_report(self, version: int) -> list[dict[str, object]]:
+        """Locust's statistics of the smoke of ``version``, kept where `sluice rollout` keeps
+        its reports (the default state directory of the working directory)."""
+        path = self.root / ".sluice" / "reports" / f"local-{MODEL}-v{version}-smoke" / "locust.json"
+        return list(json.loads(path.read_text()))
 
     def pin(self) -> tuple[int | None, int | None]:
         text = git("show", f"main:{PIN}", cwd=self.remote.path)
@@ -224,23 +242,32 @@ def assert_rolled_back(loop: Loop, version: int) -> None:
 
 
 def test_slow_version_is_rolled_back_on_latency(loop: Loop) -> None:
-    """A version 300 ms slower than the primary is rolled back at its first step."""
+    """A version 300 ms slower than the primary answers every request of the smoke (it judges
+    errors, not latency), so it takes its first step, and is rolled back there."""
     version = faulty(loop, error_rate=0.0, latency_ms=300)
     loop.propose_and_merge(version)
     done = loop.rollout()
     assert done.returncode == 1, done.stdout + done.stderr
     assert_rolled_back(loop, version)
+    assert loop.subjects()[3] == f"fraud-detector v{version}: smoke passed, canary 10% (local)"
     reason = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
     assert "latency" in reason
 
 
 def test_prometheus_outage_holds_the_canary_then_it_proceeds(loop: Loop) -> None:
-    """With Prometheus down the canary holds on a tool error; when it is back, the good version
-    goes 10% → 50% → 100%, one commit per step listing its gates, and becomes the champion
-    without a client seeing an error."""
+    """The default smoke, through the CLI and the shipped local policy: the proposal pins the
+    good version at weight 0 in the smoke phase, `sluice rollout` sends the smoke to its tag
+    route (Prometheus is not needed) before any client request reaches it, and one commit
+    starts the canary. With Prometheus down the canary then holds on a tool error; when it is
+    back, the version goes 10% → 50% → 100%, one commit per step listing its gates, and becomes
+    the champion without a client seeing an error."""
     version = register_version(loop.tracking_uri, MODEL, input_example=True)
+    canary = next_revision(latest_created(loop))
     loop.propose_and_merge(version)
-    assert loop.pin() == (version, 10)
+    assert loop.pin() == (version, 0)
+    proposal = git("log", "-1", "--format=%s", "main^2", cwd=loop.remote.path)
+    assert proposal == f"{MODEL} v{version} → local (smoke, canary 10%)"
+    assert "sluice.dev/phase: smoke" in git("show", f"main:{PIN}", cwd=loop.remote.path)
     before = loop.traffic.failures()
     loop.stop_prometheus()
     rollout = subprocess.Popen(
@@ -262,9 +289,26 @@ def test_prometheus_outage_holds_the_canary_then_it_proceeds(loop: Loop) -> None
     assert loop.pin() == (version, None)
     assert "no data" in output or "unreachable" in output
     subjects = loop.subjects()
-    assert f"fraud-detector v{version}: canary 10% → 50% (local)" in subjects[:3]
-    promoted = f"fraud-detector v{version}: canary 50% → 100%, promoted"
-    assert any(s.startswith(promoted) for s in subjects[:2]), subjects[:3]
+    smoked = f"fraud-detector v{version}: smoke passed, canary 10% (local)"
+    assert subjects[:3] == [
+        f"fraud-detector v{version}: canary 50% → 100%, promoted (local)",
+        f"fraud-detector v{version}: canary 10% → 50% (local)",
+        smoked,
+    ], subjects[:4]
+    assert subjects.count(smoked) == 1  # one smoke per rollout
+    smoke = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
+    assert "[pass] smoke: 0 of 50 requests to the new revision failed" in smoke, smoke
+    assert "before any client request" in smoke
+    # The smoke went to the new revision's tag route before any client request reached it:
+    # Locust's report of it ends before the first client answer from that revision, which
+    # came only after the commit that gave it 10%.
+    stats = loop.smoke_report(version)
+    assert sum(int(str(e["num_requests"])) for e in stats) == 50
+    assert sum(int(str(e["num_failures"])) for e in stats) == 0
+    smoke_ended = max(float(str(e["last_request_timestamp"])) for e in stats)
+    assert canary in loop.traffic.first, (canary, loop.traffic.seen)
+    assert smoke_ended < loop.traffic.first[canary]
+    assert loop.committed_at(smoked) <= loop.traffic.first[canary]
     assert MlflowClient(loop.tracking_uri).get_model_version_by_alias(
         MODEL, "champion"
     ).version == str(version)
@@ -323,8 +367,9 @@ def test_rollback_after_a_restore_undoes_the_last_promotion(loop: Loop) -> None:
     assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
 
 
-def set_policy(loop: Loop, name: str, **fields: str) -> None:
-    """Replace top-level ``rollout:`` fields of the local policy (``interval``, ``smoke``...)."""
+def set_policy(loop: Loop, name: str, **fields: str | None) -> None:
+    """Replace top-level ``rollout:`` fields of the local policy (``interval``, ``smoke``...);
+    None removes the field, so its default applies again."""
 
     def change(tree: Path) -> None:
         path = tree / "manifests" / "overlays" / "local" / "sluice.yaml"
@@ -336,7 +381,8 @@ def set_policy(loop: Loop, name: str, **fields: str) -> None:
                 del lines[index]
                 while index < len(lines) and lines[index].startswith("    "):
                     del lines[index]  # the old value's block
-            lines.insert(start, f"  {key}: {value}")
+            if value is not None:
+                lines.insert(start, f"  {key}: {value}")
         path.write_text("\n".join(lines) + "\n")
 
     commit_to_remote(loop.remote, loop.root / f"policy-{name}", f"Policy for {name}", change)
@@ -357,7 +403,9 @@ def test_watch_rolls_back_a_failing_canary_before_its_first_analysis(loop: Loop)
     version failing 30 % of them within seconds of its first client request: the rollback
     commit names the watch and its numbers, the version is quarantined, and only a handful of
     client requests failed."""
-    set_policy(loop, "watch", interval="60")
+    # The smoke (on by default) would stop this version before any client request, as the
+    # last test shows; the watch is about a version that got past it, so it is off here.
+    set_policy(loop, "watch", interval="60", smoke="{enabled: false}")
     try:
         version = faulty(loop, error_rate=0.3, latency_ms=0)
         before = loop.traffic.failures()
@@ -369,10 +417,10 @@ def test_watch_rolls_back_a_failing_canary_before_its_first_analysis(loop: Loop)
         assert_rolled_back(loop, version)
         body = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
     finally:
-        set_policy(loop, "after-watch", interval="4")
+        set_policy(loop, "after-watch", interval="4", smoke=None)
     assert "Rolled back: watch: canary " in body, body
     assert "[FAIL] watch: canary" in body
-    assert "SPRT p0 2% vs p1 12%" in body
+    assert "SPRT p0 1% vs p1 20%" in body
     assert f"v{version} is quarantined" in body
     failed = loop.traffic.failures() - before
     print(f"watch: rolled back in {took:.1f} s, {failed} failed client requests")
@@ -381,23 +429,19 @@ def test_watch_rolls_back_a_failing_canary_before_its_first_analysis(loop: Loop)
 
 
 def test_smoke_stops_an_erroring_version_before_any_client_request(loop: Loop) -> None:
-    """With rollout.smoke on, a version that fails a fifth of its requests is pinned at
+    """With the default policy, a version that fails a fifth of its requests is pinned at
     weight 0, fails the smoke on its tag route and is rolled back and quarantined without a
     single client request reaching it."""
-    set_policy(loop, "smoke", smoke="{enabled: true, requests: 50}")
-    try:
-        version = faulty(loop, error_rate=0.2, latency_ms=0)
-        before = loop.traffic.failures()
-        canary = next_revision(latest_created(loop))
-        loop.propose_and_merge(version)
-        assert loop.pin() == (version, 0)
-        proposal = git("log", "-1", "--format=%s", "main^2", cwd=loop.remote.path)
-        assert proposal == f"{MODEL} v{version} → local (smoke, canary 10%)"
-        done = loop.rollout()
-        subjects = loop.subjects()
-        body = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
-    finally:
-        set_policy(loop, "after-smoke", smoke="{enabled: false}")
+    version = faulty(loop, error_rate=0.2, latency_ms=0)
+    before = loop.traffic.failures()
+    canary = next_revision(latest_created(loop))
+    loop.propose_and_merge(version)
+    assert loop.pin() == (version, 0)
+    proposal = git("log", "-1", "--format=%s", "main^2", cwd=loop.remote.path)
+    assert proposal == f"{MODEL} v{version} → local (smoke, canary 10%)"
+    done = loop.rollout()
+    subjects = loop.subjects()
+    body = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
     assert done.returncode == 1, done.stdout + done.stderr
     assert subjects[:3] == [
         f"rollback fraud-detector v{version}: v1 serves alone again (local)",
