@@ -22,10 +22,8 @@ What counts as input that cannot be compared (exit 2, one line):
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from rich.console import Console
@@ -34,23 +32,17 @@ from rich.text import Text
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.data_profile import DataProfile
 from controller.domain import ModelVersion
-from controller.drift import DatasetDrift, DriftConfig, detect_drift_from_profile
+from controller.drift import DatasetDrift, detect_drift_from_profile
+from controller.drift.columns import check_columns
 from controller.drift.report_html import render_report
+from controller.drift.report_json import report_dict
 from controller.drift.table import drift_table, verdict_line
+from controller.drift.thresholds import load_drift_config
 from controller.errors import InputError
 from controller.settings import Settings
 from controller.tables import read_table
-from controller.yaml_config import load_yaml_file, validate_yaml_model
 
-__all__ = [
-    "DEFAULT_ALIAS",
-    "DriftRequest",
-    "check_columns",
-    "load_drift_config",
-    "read_current",
-    "report_dict",
-    "run_drift",
-]
+__all__ = ["DEFAULT_ALIAS", "DriftRequest", "read_current", "run_drift"]
 
 #: The alias drift is measured for by default: the version that serves production.
 DEFAULT_ALIAS = "champion"
@@ -77,52 +69,6 @@ def read_current(path: Path) -> pd.DataFrame:
     return frame
 
 
-def load_drift_config(path: Path | None) -> DriftConfig:
-    """Thresholds from YAML (the fields of :class:`DriftConfig`), or Evidently's defaults."""
-    if path is None:
-        return DriftConfig()
-    label = f"drift thresholds {path}"
-    data = load_yaml_file(path, label=label, fix="fix --threshold-config")
-    return validate_yaml_model(DriftConfig, data, label=label)
-
-
-def _check_numeric(column: pd.Series, *, name: str, source: str) -> None:
-    if pd.api.types.is_numeric_dtype(column.dtype):
-        return
-    present = column.dropna()
-    bad = present[pd.to_numeric(present, errors="coerce").isna()]
-    found = (
-        f"non-numeric values in {bad.size:,} of {column.size:,} rows (first: {bad.iloc[0]!r})"
-        if bad.size
-        else f"a column of type {column.dtype}"
-    )
-    raise InputError(
-        f"feature '{name}' is numeric in the reference profile but {source} has {found}; "
-        "fix the data"
-    )
-
-
-def check_columns(profile: DataProfile, frame: pd.DataFrame, *, source: str, owner: str) -> None:
-    """Refuse a frame the profile cannot be compared with: missing features or wrong types.
-
-    ``owner`` names the version ("fraud-detector v3") and ``source`` the file, for the message.
-    """
-    expected = list(profile.features)
-    missing = [name for name in expected if name not in frame.columns]
-    if missing:
-        shared = len(expected) - len(missing)
-        if shared * 2 < len(expected):
-            raise InputError(
-                f"{source} has only {shared} of the {len(expected)} features of {owner}'s "
-                f"reference profile (missing columns: {', '.join(missing)}): is it data for "
-                "another model?"
-            )
-        raise InputError(f"{source} lacks feature columns of {owner}: {', '.join(missing)}")
-    for name, feature in profile.features.items():
-        if feature.kind == "numeric":
-            _check_numeric(frame[name], name=name, source=source)
-
-
 def _resolve(registry: MlflowRegistry, request: DriftRequest) -> ModelVersion:
     if request.version is not None:
         return registry.resolve(request.model, version=request.version)
@@ -137,49 +83,6 @@ def _reference_profile(registry: MlflowRegistry, version: ModelVersion) -> DataP
             "trained by a Sluice-aware training step"
         )
     return profile
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def report_dict(
-    version: ModelVersion,
-    request: DriftRequest,
-    profile: DataProfile,
-    current_rows: int,
-    result: DatasetDrift,
-) -> dict[str, Any]:
-    """The result as JSON-ready data with a fixed set of keys; non-finite values become null."""
-    return {
-        "model": version.name,
-        "version": version.version,
-        "alias": None if request.version is not None else request.alias or DEFAULT_ALIAS,
-        "run_id": version.run_id,
-        "reference_rows": profile.rows,
-        "current": {"path": str(request.current), "rows": current_rows},
-        "drifted": result.drifted,
-        "drift_share": result.drift_share,
-        "drifted_share": result.drifted_share,
-        "drifted_features": list(result.drifted_features),
-        "features": [
-            {
-                "feature": feature.feature,
-                "kind": feature.kind,
-                "method": feature.method,
-                "statistic": feature.statistic,
-                "value": _finite_or_none(feature.value),
-                "threshold": feature.threshold,
-                "drifted": feature.drifted,
-                "reference_rows": feature.reference_rows,
-                "current_rows": feature.current_rows,
-                "approximate": feature.approximate,
-            }
-            for feature in result.features
-        ],
-        "summary": verdict_line(result),
-        "html": str(request.html) if request.html is not None else None,
-    }
 
 
 def _write_html(
@@ -248,7 +151,12 @@ def run_drift(settings: Settings, request: DriftRequest, *, console: Console) ->
     if request.html is not None:
         _write_html(request.html, version, request, profile, current, result)
     if request.as_json:
-        console.print_json(json.dumps(report_dict(version, request, profile, len(current), result)))
+        alias = None if request.version is not None else request.alias or DEFAULT_ALIAS
+        report = report_dict(
+            version, profile, result, alias=alias, current=request.current,
+            current_rows=len(current), html=request.html,
+        )  # fmt: skip
+        console.print_json(json.dumps(report))
     else:
         _print(console, version, request, profile, len(current), result)
     return result

@@ -300,7 +300,7 @@ def start_drift_monitor(
     """Find the version's profile, then monitor it into ``registry``; None without a profile."""
     config = None
     if config_file is not None:
-        from controller.commands_drift import load_drift_config
+        from controller.drift.thresholds import load_drift_config
 
         config = load_drift_config(config_file)
     found = find_monitored_version(
