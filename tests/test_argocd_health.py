@@ -10,7 +10,7 @@ import pytest
 import yaml
 from upstream.sources import UPSTREAM
 
-from controller.local.health import HealthStatus, LuaHealthCheck, inferenceservice_health
+from controller.backends.argocd_health import HealthStatus, LuaHealthCheck, inferenceservice_health
 from controller.local.kserve_status import (
     PredictorSpec,
     PreviousStatus,
@@ -45,7 +45,9 @@ def test_health_matches_argo_cd_expectation(case: dict[str, Any]) -> None:
 
 def test_vendored_script_is_argo_cds() -> None:
     """The packaged health.lua is Argo CD's, unchanged below its provenance header."""
-    packaged = resources.files("controller.local").joinpath("argocd_health.lua").read_text("utf-8")
+    packaged = (
+        resources.files("controller.backends").joinpath("argocd_health.lua").read_text("utf-8")
+    )
     upstream = (ARGO_CD / "health.lua").read_text(encoding="utf-8")
     assert packaged.splitlines(keepends=True)[HEADER_LINES:] == upstream.splitlines(keepends=True)
 

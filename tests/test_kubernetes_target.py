@@ -52,9 +52,9 @@ from kubernetes import client
 from support.crd import status_errors, strict
 from upstream.sources import UPSTREAM
 
+from controller.backends.argocd_health import inferenceservice_health
 from controller.backends.kubernetes_target import KubernetesTarget
 from controller.errors import ConfigError, RemoteUnavailable, SluiceError
-from controller.local.health import inferenceservice_health
 from controller.manifest import PinnedRelease
 from controller.ports import SyncTrigger
 from controller.rollout.actions import (

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from controller.backends.argocd_health import inferenceservice_health
 from controller.backends.local_target import NOT_RUNNING, RUNTIME_FILE, LocalTarget
 from controller.errors import ConfigError, RemoteUnavailable
-from controller.local.health import inferenceservice_health
 from controller.local.kserve_status import (
     PredictorSpec,
     PreviousStatus,

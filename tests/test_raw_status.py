@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from support.crd import status_errors
 
+from controller.backends.argocd_health import inferenceservice_health
 from controller.backends.kubernetes_target import observation_from
 from controller.errors import ManifestInvalid
 from controller.local.applied import InferenceServiceRuntime
-from controller.local.health import inferenceservice_health
 from controller.local.kserve_status import IsvcStatus, PreviousStatus, Revision, RevisionState
 from controller.local.raw_status import RawSpec, reconcile_raw_status
 from controller.local.revisions import plan_revisions

@@ -7,8 +7,8 @@ through Argo CD's REST API rather than as a custom resource because Argo CD 3 no
 per-resource health in the Application object (``status.resourceHealthSource: appTree``): its
 API server puts ``status.resources[].health`` back from its resource-tree cache on a plain
 ``GET /api/v1/applications/{name}``. When that cache has nothing for the InferenceService,
-Argo CD's own Lua health check is run on the object (:mod:`controller.local.health`), so the
-answer is still the one Argo CD's UI shows.
+Argo CD's own Lua health check is run on the object
+(:mod:`controller.backends.argocd_health`), so the answer is still the one Argo CD's UI shows.
 
 Turning the two documents into a :class:`~controller.target_types.TargetObservation` is the
 pure :func:`observation_from`, which the local target shares: its runtime writes the same
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 from urllib3.exceptions import HTTPError
 
+from controller.backends.argocd_health import HealthStatus, inferenceservice_health
 from controller.backends.kubernetes_client import load_api_client
 from controller.deployment_mode import (
     LOCAL_REVISIONS_ANNOTATION,
@@ -40,7 +41,6 @@ from controller.deployment_mode import (
     deployment_mode,
 )
 from controller.errors import ConfigError, RemoteUnavailable, SluiceError
-from controller.local.health import HealthStatus, inferenceservice_health
 from controller.redact import redact, register_secret
 from controller.target_types import TargetObservation, TrafficEntry
 

@@ -27,9 +27,9 @@ from typing import Any
 
 import requests
 
+from controller.backends.argocd_health import HealthStatus
 from controller.backends.kubernetes_target import observation_from
 from controller.errors import ConfigError, RemoteUnavailable
-from controller.local.health import HealthStatus
 from controller.local.state import pid_matches, read_json
 from controller.target_types import TargetObservation
 

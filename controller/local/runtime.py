@@ -239,7 +239,7 @@ class LocalRuntime:
 
     def reconcile(self) -> bool:
         """One KServe pass over every InferenceService; True while a revision loads."""
-        from controller.local.health import inferenceservice_health  # imports lupa
+        from controller.backends.argocd_health import inferenceservice_health  # imports lupa
 
         busy, healths = False, {}
         for isvc in self.isvcs.values():

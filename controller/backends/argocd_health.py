@@ -3,7 +3,8 @@
 Argo CD decides Healthy / Progressing / Degraded / Suspended for a KServe InferenceService with
 a Lua script shipped in its repository. Re-implementing its rules would drift (it counts
 Unknown conditions as Progressing, builds its message from condition indexes, and so on), so
-the local target runs the script itself: a copy in ``argocd_health.lua`` (package data, with
+Sluice runs the script itself (the local target always; the cluster target when the Application
+does not list the resource's health): a copy in ``argocd_health.lua`` (package data, with
 its source commit in its header), in Lua 5.1 as Argo CD's gopher-lua is, with the
 InferenceService converted to a Lua table named ``obj`` exactly as Argo CD converts the JSON.
 """
@@ -63,7 +64,7 @@ def inferenceservice_health(obj: Mapping[str, Any]) -> HealthStatus:
     global _default
     with _default_lock:
         if _default is None:
-            script = resources.files("controller.local").joinpath(_SCRIPT).read_text("utf-8")
+            script = resources.files("controller.backends").joinpath(_SCRIPT).read_text("utf-8")
             _default = LuaHealthCheck(script)
     return _default(obj)
 

@@ -3,7 +3,7 @@
 -- at commit 37ee0097cf851bc2dd7665fc081bbce61a7e836e (2026-08-22).
 -- Copyright The Argo Authors. Licensed under the Apache License, Version 2.0:
 -- http://www.apache.org/licenses/LICENSE-2.0
--- Sluice runs it unchanged (controller/local/health.py) so the local target reports the health
+-- Sluice runs it unchanged (controller/backends/argocd_health.py) so its targets report the health
 -- Argo CD would show; tests/test_argocd_health.py checks that the body still matches upstream.
 local health_status = {}
 
