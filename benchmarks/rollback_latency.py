@@ -52,13 +52,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from controller.backends.git_repo import GitWorkspace  # noqa: E402
-from controller.backends.local_target import LocalTarget  # noqa: E402
 from controller.backends.locust_load import LocustLoadGenerator  # noqa: E402
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http  # noqa: E402
 from controller.backends.prometheus import PrometheusSource  # noqa: E402
 from controller.demo_gitops import commit_to_main, merge_branch, seed_gitops_remote  # noqa: E402
 from controller.local.stack import StackRequest, down, up  # noqa: E402
 from controller.local.state import read_json  # noqa: E402
+from controller.local.target import LocalTarget  # noqa: E402
 from controller.propose import ProposalRequest, propose  # noqa: E402
 from controller.rollout.actions import Outcome  # noqa: E402
 from controller.rollout.analysis import Analyzer  # noqa: E402

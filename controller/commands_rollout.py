@@ -62,7 +62,7 @@ def _local_stack_url(settings: Settings, component: str) -> str | None:
 
 def _target(settings: Settings, kind: TargetKind) -> Target:
     if kind == "local":
-        from controller.backends.local_target import LocalTarget
+        from controller.local.target import LocalTarget
 
         return LocalTarget(_local_root(settings))
     if not settings.argocd_url:

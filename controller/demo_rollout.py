@@ -19,13 +19,13 @@ import requests
 from rich.console import Console
 
 from controller.backends.git_repo import GitWorkspace
-from controller.backends.local_target import LocalTarget
 from controller.backends.locust_load import LocustLoadGenerator
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.backends.prometheus import PrometheusSource
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.errors import GateFailed
 from controller.local.runtime import PREDICTION_LOG_FILE
+from controller.local.target import LocalTarget
 from controller.notify import NullNotifier
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer

@@ -133,7 +133,7 @@ class SyncTrigger(Protocol):
 @runtime_checkable
 class LiveRequestCounts(Protocol):
     """Each revision's answers as they are counted, with no scrape in between: the local
-    router's counters (:meth:`controller.backends.local_target.LocalTarget.request_counts`).
+    router's counters (:meth:`controller.local.target.LocalTarget.request_counts`).
     Where there is none (a cluster), the sequential watch reads Prometheus instead."""
 
     def request_counts(

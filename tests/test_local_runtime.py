@@ -31,10 +31,10 @@ from support.gitops_repo import commit_to_remote
 from support.gitrepo import GitRemote, create_git_remote
 from support.registry import register_version
 
-from controller.backends.local_target import LocalTarget
 from controller.local.processes import ManagedProcess
 from controller.local.services import MlflowService
 from controller.local.state import pid_matches, read_json
+from controller.local.target import LocalTarget
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from controller.backends.argocd_health import inferenceservice_health
-from controller.backends.local_target import NOT_RUNNING, RUNTIME_FILE, LocalTarget
 from controller.errors import ConfigError, RemoteUnavailable
 from controller.local.kserve_status import (
     PredictorSpec,
@@ -38,6 +37,7 @@ from controller.local.sync import (
     operation_succeeded,
     set_comparison,
 )
+from controller.local.target import NOT_RUNNING, RUNTIME_FILE, LocalTarget
 from controller.target_types import TrafficEntry
 
 ISVC, ENV = "fraud", "local"

@@ -41,13 +41,13 @@ from test_rollout_local import MODEL, PIN, Loop, Traffic, quick_policy, wait_for
 
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.github_forge import GitHubForge
-from controller.backends.local_target import LocalTarget
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.demo_gitops import merge_branch
 from controller.local.runtime import PREDICTION_LOG_FILE
 from controller.local.stack import StackRequest, down, up
 from controller.local.state import read_json
+from controller.local.target import LocalTarget
 from controller.propose import ProposalRequest, propose
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer

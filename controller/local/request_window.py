@@ -6,7 +6,7 @@ request the canary answered before that first scrape: at 4 canary requests per s
 1 s scrape, the first few of the requests that matter most. The local router therefore also
 keeps what it counted in one-second buckets and answers ``GET /_sluice/requests?since=T``
 with the counts of every bucket from ``T`` on, which the sequential watch reads between
-analyses (:meth:`controller.backends.local_target.LocalTarget.request_counts`). A bucket is a
+analyses (:meth:`controller.local.target.LocalTarget.request_counts`). A bucket is a
 whole second, so a ``since`` inside one counts all of it: at most a second early, never late.
 
 Buckets older than ``retention_seconds`` (an hour: a step longer than that is watched over its

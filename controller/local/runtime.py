@@ -8,7 +8,7 @@ logic sees the same commits, revisions, traffic splits and ``status`` a cluster 
 - every ``poll_interval`` seconds it fetches the branch; a new tip is rendered
   (:mod:`controller.local.sync`) and its InferenceServices applied. ``SIGUSR1`` makes it
   fetch at once, as a Git webhook makes Argo CD refresh: the controller sends it after each
-  commit it pushes (:meth:`controller.backends.local_target.LocalTarget.request_sync`), so a
+  commit it pushes (:meth:`controller.local.target.LocalTarget.request_sync`), so a
   rollback takes effect in a fraction of a second rather than up to a poll later;
 - a changed predictor template is a new revision with its own model server
   (:mod:`controller.local.revisions`); in RawDeployment mode ``spec.predictor`` and its
