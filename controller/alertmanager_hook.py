@@ -26,12 +26,15 @@ import json
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import Field, JsonValue
 
 from controller.errors import ModelNotFound, SluiceError
 from controller.redact import redact
 from controller.retrain import NAME_PATTERN, Retrainer, RetrainRequest
 from controller.server import Handler, Request, Response, ServeMetrics
-from controller.webhooks import WebhookRejected
+from controller.webhooks import StrictBody, WebhookRejected, read_json_object, validate_body
 
 __all__ = [
     "DEFAULT_RETRAIN_ALERTS",
@@ -90,47 +93,49 @@ def verify_bearer(headers: Mapping[str, str], token: str) -> None:
         raise WebhookRejected(401, "bearer token does not match")
 
 
-def _text_map(value: object, what: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise WebhookRejected(400, f"{what} is not an object of strings")
-    return dict(value)
+class _AlertBody(StrictBody):
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    # Informational, read as text whatever was sent (as Alertmanager sends it: a string).
+    fingerprint: JsonValue = None
+
+
+class _NotificationBody(StrictBody):
+    version: Literal["4"]
+    alerts: list[_AlertBody]
+    status: JsonValue = None
+    receiver: JsonValue = None
+    group_key: JsonValue = Field(default=None, alias="groupKey")
+
+
+_REASONS = {
+    "version": "not an Alertmanager notification of version 4",
+    "alerts": "alerts is not a list of objects",
+    "alerts[]": "{field} is not an object",
+    "alerts[].status": "{field} is neither firing nor resolved",
+    "alerts[].labels": "{field} is not an object of strings",
+    "alerts[].annotations": "{field} is not an object of strings",
+}
 
 
 def parse_notification(body: bytes) -> AlertNotification:
-    """Parse a notification; :class:`WebhookRejected` (400) when it is not one."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        raise WebhookRejected(400, "body is not JSON") from None
-    if not isinstance(payload, dict):
-        raise WebhookRejected(400, "body is not a JSON object")
-    if payload.get("version") != "4":
-        raise WebhookRejected(400, "not an Alertmanager notification of version 4")
-    alerts = payload.get("alerts")
-    if not isinstance(alerts, list) or not all(isinstance(alert, dict) for alert in alerts):
-        raise WebhookRejected(400, "alerts is not a list of objects")
-    parsed = []
-    for alert in alerts:
-        status = alert.get("status")
-        if status not in ("firing", "resolved"):
-            raise WebhookRejected(400, "an alert's status is neither firing nor resolved")
-        parsed.append(
-            Alert(
-                status=status,
-                labels=_text_map(alert.get("labels"), "an alert's labels"),
-                annotations=_text_map(alert.get("annotations"), "an alert's annotations"),
-                fingerprint=str(alert.get("fingerprint") or ""),
-            )
-        )
+    """Parse a notification; :class:`WebhookRejected` (400), naming the field, when it is not
+    one."""
+    parsed = validate_body(_NotificationBody, read_json_object(body), _REASONS)
     return AlertNotification(
-        status=str(payload.get("status") or ""),
-        receiver=str(payload.get("receiver") or ""),
-        group_key=str(payload.get("groupKey") or ""),
-        alerts=tuple(parsed),
+        status=str(parsed.status or ""),
+        receiver=str(parsed.receiver or ""),
+        group_key=str(parsed.group_key or ""),
+        alerts=tuple(
+            Alert(
+                status=alert.status,
+                labels=alert.labels or {},
+                annotations=alert.annotations or {},
+                fingerprint=str(alert.fingerprint or ""),
+            )
+            for alert in parsed.alerts
+        ),
     )
 
 

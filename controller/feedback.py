@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import json
 import logging
-import math
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 from controller.alertmanager_hook import verify_bearer
 from controller.ports import PredictionStore
 from controller.redact import redact
 from controller.server import Handler, Request, Response, ServeMetrics
-from controller.webhooks import WebhookRejected
+from controller.webhooks import StrictBody, WebhookRejected, read_json_object, validate_body
 
 __all__ = [
     "FEEDBACK_PATH",
@@ -59,51 +61,49 @@ def is_request_id(value: object) -> bool:
     )
 
 
-def _label(value: object) -> float | None:
-    # bool is an int in Python, but `true` is not a label a sender meant to give.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+def _request_id(value: str) -> str:
+    if not is_request_id(value):
+        raise ValueError("not a request id")
+    return value
 
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
 
 
+class _Label(StrictBody):
+    request_id: Annotated[str, AfterValidator(_request_id)]
+    # Strict: an integer is a number, `true` and "1" are not labels a sender meant to give.
+    label: Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _Feedback(StrictBody):
+    labels: Annotated[list[_Label], Field(max_length=MAX_LABELS)]
+
+
+_REASONS = {
+    "labels": 'body has no "labels" list',
+    "labels:too_long": (
+        "{actual_length:,} labels in one request; send at most {max_length:,} per request"
+    ),
+    "labels[]": "{field} is not an object",
+    "labels[].request_id": (
+        f"{{field}} is not a printable string of 1 to {MAX_REQUEST_ID_CHARS} characters"
+    ),
+    "labels[].label": "{field} is not a finite number",
+}
+
+
 def parse_feedback(body: bytes) -> list[tuple[str, float]]:
     """``(request_id, label)`` of each item, in order; :class:`WebhookRejected` (400) with a
     one-line reason when the body is not a batch of labels."""
-    try:
-        payload = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise WebhookRejected(400, "body is not JSON (NaN and Infinity are not labels)") from None
-    if not isinstance(payload, dict):
-        raise WebhookRejected(400, "body is not a JSON object")
-    items = payload.get("labels")
-    if not isinstance(items, list):
-        raise WebhookRejected(400, 'body has no "labels" list')
-    if len(items) > MAX_LABELS:
-        raise WebhookRejected(
-            400, f"{len(items):,} labels in one request; send at most {MAX_LABELS:,} per request"
-        )
-    labels: list[tuple[str, float]] = []
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise WebhookRejected(400, f"labels[{index}] is not an object")
-        request_id = item.get("request_id")
-        if not is_request_id(request_id):
-            raise WebhookRejected(
-                400,
-                f"labels[{index}].request_id is not a printable string of 1 to "
-                f"{MAX_REQUEST_ID_CHARS} characters",
-            )
-        label = _label(item.get("label"))
-        if label is None:
-            raise WebhookRejected(400, f"labels[{index}].label is not a finite number")
-        assert isinstance(request_id, str)  # for mypy: is_request_id checked it
-        labels.append((request_id, label))
-    return labels
+    payload = read_json_object(
+        body,
+        not_json="body is not JSON (NaN and Infinity are not labels)",
+        parse_constant=_reject_constant,
+    )
+    parsed = validate_body(_Feedback, payload, _REASONS)
+    return [(item.request_id, item.label) for item in parsed.labels]
 
 
 def _rejection(metrics: ServeMetrics, rejected: WebhookRejected) -> Response:

@@ -31,9 +31,13 @@ import re
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from controller.errors import InputError
 
@@ -43,8 +47,11 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "MlflowDelivery",
     "ReplayGuard",
+    "StrictBody",
     "WebhookRejected",
+    "read_json_object",
     "sign_mlflow_delivery",
+    "validate_body",
     "verify_mlflow_delivery",
 ]
 
@@ -164,54 +171,118 @@ def _signature_matches(header: str, expected: str) -> bool:
     return matched
 
 
-def _parse(delivery_id: str, timestamp: int, body: bytes) -> MlflowDelivery:
+# -- request bodies: JSON read into strict models, one-line reasons -------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictBody(BaseModel):
+    """A JSON request body's shape: no coercion (``"1"`` is not a number, ``true`` not a
+    label), unknown keys ignored (senders add fields), immutable once read."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+def read_json_object(
+    body: bytes,
+    *,
+    not_json: str = "body is not JSON",
+    parse_constant: Callable[[str], Any] | None = None,
+) -> dict[str, Any]:
+    """``body`` parsed as a JSON object; :class:`WebhookRejected` (400) otherwise."""
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_constant=parse_constant)
     except (ValueError, RecursionError):
-        raise WebhookRejected(400, "body is not JSON") from None
+        raise WebhookRejected(400, not_json) from None
     if not isinstance(payload, dict):
         raise WebhookRejected(400, "body is not a JSON object")
-    entity, action, data = payload.get("entity"), payload.get("action"), payload.get("data")
-    if not isinstance(entity, str) or not isinstance(action, str):
-        raise WebhookRejected(400, "payload lacks entity or action")
-    if not isinstance(data, dict):
-        raise WebhookRejected(400, "payload lacks a data object")
-    model = _optional_text(data, "name")
-    alias = _optional_text(data, "alias")
-    version = _optional_version(data)
-    if entity == _ALIAS_ENTITY and (model is None or alias is None or version is None):
+    return payload
+
+
+def validate_body(model: type[M], payload: Mapping[str, Any], reasons: Mapping[str, str]) -> M:
+    """``payload`` as ``model``, or :class:`WebhookRejected` (400) with a one-line reason for
+    the first field that does not fit.
+
+    ``reasons`` maps a field's path, list indices written ``[]`` (``labels[].label``), or a path
+    and pydantic's error type (``labels:too_long``), to a reason; ``{field}`` in it becomes the
+    path with its indices (``labels[3].label``), and the error's context (``{max_length}``) is
+    there too. A value inside a field (a key of an object of strings) takes its field's reason.
+    """
+    try:
+        return model.model_validate(payload)
+    except ValidationError as invalid:
+        raise WebhookRejected(400, _reason(invalid.errors()[0], reasons)) from None
+
+
+def _reason(error: ErrorDetails, reasons: Mapping[str, str]) -> str:
+    loc = error["loc"]
+    for end in range(len(loc), 0, -1):
+        pattern = "".join(
+            "[]" if isinstance(part, int) else f".{part}" for part in loc[:end]
+        ).lstrip(".")
+        reason = reasons.get(f"{pattern}:{error['type']}", reasons.get(pattern))
+        if reason is not None:
+            return reason.format(field=_path(loc[:end]), **error.get("ctx", {}))
+    return f"{_path(loc) or 'body'}: {error['msg']}"
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    return " ".join(text.lstrip(".").split())[:200]
+
+
+# -- the MLflow delivery's body -----------------------------------------------------------------
+
+
+def _digits_as_number(value: object) -> object:
+    # MLflow sends the version as a string ("3"); a JSON number is accepted too.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return value
+
+
+_Text = Annotated[str, Field(min_length=1)]
+_Version = Annotated[int, BeforeValidator(_digits_as_number), Field(gt=0)]
+
+
+class _MlflowData(StrictBody):
+    name: _Text | None = None
+    alias: _Text | None = None
+    version: _Version | None = None
+
+
+class _MlflowPayload(StrictBody):
+    entity: str
+    action: str
+    data: _MlflowData
+
+
+_MLFLOW_REASONS = {
+    "entity": "payload lacks entity or action",
+    "action": "payload lacks entity or action",
+    "data": "payload lacks a data object",
+    "data.name": "{field} is not a non-empty string",
+    "data.alias": "{field} is not a non-empty string",
+    "data.version": "{field} is not a positive integer",
+}
+
+
+def _parse(delivery_id: str, timestamp: int, body: bytes) -> MlflowDelivery:
+    payload = read_json_object(body)
+    parsed = validate_body(_MlflowPayload, payload, _MLFLOW_REASONS)
+    data = parsed.data
+    if parsed.entity == _ALIAS_ENTITY and None in (data.name, data.alias, data.version):
         raise WebhookRejected(400, "alias event lacks data.name, data.alias or data.version")
     return MlflowDelivery(
         delivery_id=delivery_id,
         timestamp=timestamp,
-        entity=entity,
-        action=action,
-        model=model,
-        alias=alias,
-        version=version,
+        entity=parsed.entity,
+        action=parsed.action,
+        model=data.name,
+        alias=data.alias,
+        version=data.version,
         payload=payload,
     )
-
-
-def _optional_text(data: Mapping[str, object], key: str) -> str | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise WebhookRejected(400, f"data.{key} is not a non-empty string")
-    return value
-
-
-def _optional_version(data: Mapping[str, object]) -> int | None:
-    value = data.get("version")
-    if value is None:
-        return None
-    # MLflow sends the version as a string ("3"); accept a JSON number too.
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit() and int(value) > 0:
-        return int(value)
-    raise WebhookRejected(400, "data.version is not a positive integer")
 
 
 class ReplayGuard:

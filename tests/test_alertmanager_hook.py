@@ -285,6 +285,54 @@ def test_alert_without_valid_names_is_skipped(hook: Hook) -> None:
     assert skipped == ["SluiceFeatureDrift has no valid model and environment labels"]
 
 
+def malformed(change: dict[str, Any]) -> bytes:
+    """A notification with two good alerts, changed by ``change`` (``None`` removes a key)."""
+    payload = json.loads(notification(alert(), alert("SluicePredictionDrift")))
+    for path, value in change.items():
+        *parents, key = path.split(".")
+        target = payload
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        if value is None:
+            del target[int(key) if key.isdigit() else key]
+        else:
+            target[int(key) if key.isdigit() else key] = value
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"version": 4}, "not an Alertmanager notification of version 4"),
+        ({"alerts": None}, "alerts is not a list of objects"),
+        ({"alerts": {"0": {}}}, "alerts is not a list of objects"),
+        ({"alerts.1": "firing"}, "alerts[1] is not an object"),
+        ({"alerts.1.status": "pending"}, "alerts[1].status is neither firing nor resolved"),
+        ({"alerts.0.status": None}, "alerts[0].status is neither firing nor resolved"),
+        ({"alerts.1.labels.version": 8}, "alerts[1].labels is not an object of strings"),
+        ({"alerts.0.annotations": ["amount"]}, "alerts[0].annotations is not an object of strings"),
+    ],
+)
+def test_a_malformed_notification_names_the_bad_field(change: dict[str, Any], reason: str) -> None:
+    """Each malformed part of a notification is a 400 whose one-line reason names the field
+    and, for an alert, its index (they used to say "an alert's status/labels/annotations" or
+    "alerts is not a list of objects" without saying which)."""
+    with pytest.raises(WebhookRejected) as raised:
+        parse_notification(malformed(change))
+    assert (raised.value.status, raised.value.reason) == (400, reason)
+
+
+def test_informational_fields_are_read_as_text_whatever_their_type() -> None:
+    """receiver, groupKey, status and an alert's fingerprint decide nothing: any JSON value
+    is kept as text, missing labels and annotations are empty, unknown keys are ignored."""
+    body = malformed({"receiver": 3, "groupKey": None, "alerts.0.fingerprint": 12})
+    parsed = parse_notification(body)
+    assert (parsed.receiver, parsed.group_key, parsed.status) == ("3", "", "firing")
+    assert parsed.alerts[0].fingerprint == "12"
+    bare = parse_notification(b'{"version": "4", "alerts": [{"status": "resolved", "x": 1}]}')
+    assert (bare.alerts[0].labels, bare.alerts[0].annotations, bare.alerts[0].name) == ({}, {}, "")
+
+
 # -- cool-down -----------------------------------------------------------------------------------
 
 

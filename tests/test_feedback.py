@@ -95,6 +95,9 @@ def test_parse_feedback_keeps_order_and_reads_integers_and_floats() -> None:
         (b'{"labels": [{"request_id": "a", "label": NaN}]}', "not JSON"),
         (b'{"labels": [{"request_id": "a", "label": Infinity}]}', "not JSON"),
         (b'{"labels": [{"request_id": "a", "label": 1e999}]}', "not a finite number"),
+        # An integer beyond float's range was an OverflowError (500) before the strict model.
+        (b'{"labels": [{"request_id": "a", "label": 1' + b"0" * 400 + b"}]}", "finite number"),
+        (b'{"labels": [{"request_id": "a", "label": 1}, "b"]}', "labels[1] is not an object"),
         (body(*[(f"id-{i}", 1) for i in range(MAX_LABELS + 1)]), "at most 10,000"),
     ],
 )

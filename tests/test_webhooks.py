@@ -175,6 +175,52 @@ def test_alias_event_without_a_version_is_rejected_with_400() -> None:
     assert rejected.status == 400
 
 
+def signed(payload: object) -> tuple[dict[str, str], bytes]:
+    """Headers signing an arbitrary JSON payload, as MLflow would sign it."""
+    body = json.dumps(payload)
+    headers = {
+        "X-MLflow-Delivery-Id": "d-3",
+        "X-MLflow-Timestamp": str(NOW),
+        "X-MLflow-Signature": _generate_hmac_signature(SECRET, "d-3", str(NOW), body),
+    }
+    return headers, body.encode()
+
+
+EVENT = {"entity": "model_version", "action": "created"}
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ([1], "body is not a JSON object"),
+        ({"action": "set", "data": {}}, "payload lacks entity or action"),
+        ({"entity": "model_version", "action": 1, "data": {}}, "payload lacks entity or action"),
+        ({"entity": "model_version", "action": "created"}, "payload lacks a data object"),
+        ({**EVENT, "data": []}, "payload lacks a data object"),
+        ({**EVENT, "data": {"name": ""}}, "data.name is not a non-empty string"),
+        ({**EVENT, "data": {"alias": 3}}, "data.alias is not a non-empty string"),
+        ({**EVENT, "data": {"version": "0"}}, "data.version is not a positive integer"),
+        ({**EVENT, "data": {"version": True}}, "data.version is not a positive integer"),
+        ({**EVENT, "data": {"version": 2.0}}, "data.version is not a positive integer"),
+    ],
+)  # fmt: skip
+def test_a_signed_payload_of_the_wrong_shape_is_400_naming_the_field(
+    payload: object, reason: str
+) -> None:
+    """A signed body whose fields have the wrong types is 400 with a one-line reason."""
+    rejected = rejection(*signed(payload))
+    assert (rejected.status, rejected.reason) == (400, reason)
+
+
+def test_a_version_may_be_a_string_or_a_number_and_extra_keys_are_ignored() -> None:
+    """MLflow's "7" and a JSON 7 are both version 7; fields Sluice does not read are kept in
+    the payload and do not fail the delivery."""
+    for version in ("7", 7):
+        data = {"name": "m", "alias": "champion", "version": version, "run_id": "r"}
+        delivery = verify(*signed({"entity": "model_version_alias", "action": "set", "data": data}))
+        assert (delivery.version, delivery.payload["data"]) == (7, data)
+
+
 def test_other_events_parse_without_an_alias() -> None:
     """A model_version.created delivery carries name and version but no alias."""
     headers, body = mlflow_delivery(
