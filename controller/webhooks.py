@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails
 
 from controller.errors import InputError
 
@@ -214,7 +213,7 @@ def validate_body(model: type[M], payload: Mapping[str, Any], reasons: Mapping[s
         raise WebhookRejected(400, _reason(invalid.errors()[0], reasons)) from None
 
 
-def _reason(error: ErrorDetails, reasons: Mapping[str, str]) -> str:
+def _reason(error: Mapping[str, Any], reasons: Mapping[str, str]) -> str:
     loc = error["loc"]
     for end in range(len(loc), 0, -1):
         pattern = "".join(
