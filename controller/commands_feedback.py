@@ -18,7 +18,6 @@ opens the log ``sluice serve`` hands the labels to.
 from __future__ import annotations
 
 import json
-import sqlite3
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -150,13 +149,8 @@ def _write_log(path: Path, labels: list[tuple[str, float]]) -> tuple[int, int]:
             "set SLUICE_PREDICTION_LOG_PATH, or send the labels to sluice serve with --url"
         )
     store = SqlitePredictionLog(path)
-    try:
-        logged = store.count_logged(request_id for request_id, _ in labels)
-        stored = store.record_feedback_batch(labels)
-    except sqlite3.Error as exc:
-        raise TransientError(
-            f"cannot write labels to the prediction log {path} ({exc}); try again"
-        ) from None
+    logged = store.count_logged(request_id for request_id, _ in labels)
+    stored = store.record_feedback_batch(labels)
     return stored, len(labels) - logged
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
-from controller.errors import ConfigError, InputError
+from controller.cli import main
+from controller.errors import ConfigError, InputError, TransientError
 from controller.predictions import Prediction, inputs_digest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,3 +252,68 @@ def test_feedback_needs_an_id_and_a_finite_label(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         log.record_feedback("", 1)
     assert log.labelled_pairs() == []
+
+
+def damaged(path: Path) -> Path:
+    """A log with answers whose pages after the first (the header and the schema) are garbage:
+    SQLite opens it and reads its schema, then finds it malformed at the first query."""
+    with SqlitePredictionLog(path) as log:
+        for i in range(300):
+            log.record(answer(f"id-{i}"))
+        assert log.flush()
+    data = path.read_bytes()
+    page = 4096
+    assert len(data) > 2 * page
+    path.write_bytes(data[:page] + b"\xa5" * (len(data) - page))
+    return path
+
+
+def test_a_damaged_log_is_a_one_line_config_error(tmp_path: Path) -> None:
+    """Every reader and writer turns SQLite's "malformed" into a ConfigError naming the file and
+    what to do, never a sqlite3 exception."""
+    log = SqlitePredictionLog(damaged(tmp_path / "log.db"))
+    for call in (
+        log.row_count,
+        log.pairs,
+        lambda: log.count_logged(["id-1"]),
+        lambda: log.record_feedback("id-1", 1.0),
+    ):
+        with pytest.raises(ConfigError, match="malformed") as raised:
+            call()
+        assert str(tmp_path / "log.db") in raised.value.message
+        assert "move it aside" in raised.value.message
+        assert "\n" not in raised.value.message
+
+
+def test_a_locked_log_is_a_transient_error_naming_the_file(tmp_path: Path) -> None:
+    """Another process holding the write lock past the busy timeout is worth a retry."""
+    path = tmp_path / "log.db"
+    SqlitePredictionLog(path).row_count()
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(TransientError, match="locked") as raised:
+            SqlitePredictionLog(path, busy_timeout=0.05).record_feedback("id-1", 1.0)
+        assert str(path) in raised.value.message
+    finally:
+        holder.close()
+
+
+def test_sluice_feedback_into_a_damaged_log_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the command line: one line on stderr that names the log and the fix, exit 2 (a
+    retry would not help), no traceback."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("SLUICE_CONFIG", "SLUICE_FEEDBACK_TOKEN", "SLUICE_STATE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    log = damaged(tmp_path / "predictions.sqlite")
+    monkeypatch.setenv("SLUICE_PREDICTION_LOG_PATH", str(log))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,label\nid-1,1\n", encoding="utf-8")
+    code = main(["feedback", str(labels)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"sluice: error: the prediction log {log} cannot be used")
+    assert "move it aside" in err
+    assert err.count("\n") == 1

@@ -15,6 +15,10 @@ checkpoint) and outputs over ``max_output_bytes`` are not kept.
 WAL journaling with one transaction per batch makes it safe across restarts: a killed process
 loses at most the answers still on the queue, never the file; reopening resumes.
 
+No ``sqlite3`` exception leaves this module: a file another process holds locked past the busy
+timeout is a :class:`TransientError`, a damaged or foreign one a :class:`ConfigError`, each one
+line naming the file and what to do.
+
 Labels arrive late and out of band (``record_feedback``); readers join them to the pairs of a
 request's primary and shadow answers. A client that reuses an ``X-Request-Id`` keeps only its
 latest request in the log (one row per request id and role), and a pair needs both answers
@@ -35,7 +39,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
-from controller.errors import ConfigError, InputError
+from controller.errors import ConfigError, InputError, TransientError
 from controller.predictions import (
     LoggedPrediction,
     Prediction,
@@ -51,6 +55,8 @@ _log = logging.getLogger("sluice.prediction_log")
 #: ``PRAGMA user_version`` of the log's schema; another version is refused, never migrated.
 SCHEMA_VERSION = 1
 _WAL_LIMIT_BYTES = 8 << 20
+#: SQLite's primary result codes for a file another connection holds.
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _ID_CHUNK = 500
 
 _SCHEMA = """
@@ -112,6 +118,23 @@ def _output_text(output: bytes, limit: int) -> str | None:
         return None
 
 
+@contextlib.contextmanager
+def _log_errors(path: Path) -> Iterator[None]:
+    """``sqlite3`` errors as Sluice's: a busy file is transient, any other needs a person."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if (exc.sqlite_errorcode & 0xFF) in _BUSY_CODES:  # the primary code of an extended one
+            raise TransientError(
+                f"the prediction log {path} is locked by another process ({exc}); "
+                "try again when it is free"
+            ) from exc
+        raise ConfigError(
+            f"the prediction log {path} cannot be used ({exc}): move it aside (a new one is "
+            "created) or set SLUICE_PREDICTION_LOG_PATH to another file"
+        ) from exc
+
+
 class _Flush:
     """A marker on the queue: everything before it is committed when ``done`` is set."""
 
@@ -138,6 +161,7 @@ class SqlitePredictionLog:
         queue_size: int = 10_000,
         batch_size: int = 512,
         flush_interval: float = 0.05,
+        busy_timeout: float = 10.0,
     ) -> None:
         if max_rows < 1 or queue_size < 1 or batch_size < 1:
             raise ConfigError("prediction log: max_rows, queue_size and batch_size must be >= 1")
@@ -146,6 +170,8 @@ class SqlitePredictionLog:
         self.max_output_bytes = max_output_bytes
         self._batch_size = batch_size
         self._flush_interval = flush_interval
+        #: Seconds a statement waits for another process's lock before giving up.
+        self._busy_timeout = busy_timeout
         self._queue: queue.Queue[object] = queue.Queue(queue_size)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -185,7 +211,7 @@ class SqlitePredictionLog:
         if self._schema_ready:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.closing(self._connect()) as connection:
+        with _log_errors(self.path), contextlib.closing(self._connect()) as connection:
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise ConfigError(
@@ -196,14 +222,18 @@ class SqlitePredictionLog:
         self._schema_ready = True
 
     def _connect(self) -> sqlite3.Connection:
-        try:
-            connection = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")  # durable across a process crash
-            # After each checkpoint the write-ahead log is cut back to this, so it stays bounded.
-            connection.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT_BYTES}")
-        except sqlite3.Error as exc:
-            raise ConfigError(f"cannot open the prediction log {self.path}: {exc}") from exc
+        with _log_errors(self.path):
+            connection = sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None
+            )
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute("PRAGMA synchronous = NORMAL")  # durable across a process crash
+                # After each checkpoint the write-ahead log is cut back to this: it stays bounded.
+                connection.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT_BYTES}")
+            except sqlite3.Error:
+                connection.close()
+                raise
         return connection
 
     # -- writing -----------------------------------------------------------------------------
@@ -308,7 +338,7 @@ class SqlitePredictionLog:
                 raise InputError(f"feedback ({request_id!r}, {label!r}) needs an id and a number")
             rows.append((request_id, value, now))
         self._ensure_schema()
-        with contextlib.closing(self._connect()) as connection, connection:
+        with _log_errors(self.path), contextlib.closing(self._connect()) as connection, connection:
             connection.execute("BEGIN IMMEDIATE")
             connection.executemany(
                 "INSERT OR REPLACE INTO feedback (request_id, label, time) VALUES (?, ?, ?)", rows
@@ -321,7 +351,7 @@ class SqlitePredictionLog:
         unique = list(dict.fromkeys(request_ids))
         self._ensure_schema()
         count = 0
-        with contextlib.closing(self._connect()) as connection:
+        with _log_errors(self.path), contextlib.closing(self._connect()) as connection:
             # In chunks: SQLite caps the parameters of one statement (999 before 3.32).
             for start in range(0, len(unique), _ID_CHUNK):
                 chunk = unique[start : start + _ID_CHUNK]
@@ -351,7 +381,7 @@ class SqlitePredictionLog:
             "limit": -1 if limit is None else limit,
         }
         self._ensure_schema()
-        with contextlib.closing(self._connect()) as connection:
+        with _log_errors(self.path), contextlib.closing(self._connect()) as connection:
             rows = connection.execute(_PAIRS, arguments).fetchall()
         return [_pair(row) for row in rows]
 
@@ -371,7 +401,7 @@ class SqlitePredictionLog:
     def row_count(self) -> int:
         """Predictions in the file now (both roles)."""
         self._ensure_schema()
-        with contextlib.closing(self._connect()) as connection:
+        with _log_errors(self.path), contextlib.closing(self._connect()) as connection:
             count: int = connection.execute("SELECT count(*) FROM predictions").fetchone()[0]
         return count
 
