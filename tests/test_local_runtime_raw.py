@@ -43,8 +43,8 @@ from test_local_runtime import (
     split,
     within_binomial,
 )
+from test_rollout_local import PIN, Traffic, faulty, set_policy, wait_for
 from test_rollout_local import Loop as RolloutLoop
-from test_rollout_local import Traffic, faulty, wait_for
 
 from controller.local.services import MlflowService
 from controller.local.stack import StackRequest, down, up
@@ -257,15 +257,25 @@ def gate_line(body: str, gate: str) -> str:
 
 
 def test_raw_canary_is_promoted_on_the_wrappers_measured_metrics(stack: RolloutLoop) -> None:
-    """v2 canaries at 50 % beside v1 and is promoted; the promotion commit lists both
-    Prometheus checks passing with the values measured from the model servers' series."""
+    """v2 is proposed as spec.canary at trafficPercent 0 for the smoke (on by default), passes
+    it on the canary Deployment's tag route, canaries at 50 % beside v1 and is promoted; the
+    promotion commit lists both Prometheus checks passing with the values measured from the
+    model servers' series."""
     version = register_version(stack.tracking_uri, MODEL, input_example=True)
     stack.propose_and_merge(version)
-    assert stack.pin() == (version, 50)
+    assert stack.pin() == (version, 0)
+    pin = git("show", f"main:{PIN}", cwd=stack.remote.path)
+    assert "sluice.dev/phase: smoke" in pin
+    assert "  canary:\n    - trafficPercent: 0\n" in pin, pin
+    assert "canaryTrafficPercent" not in pin
     done = stack.rollout()
     assert done.returncode == 0, done.stdout + done.stderr
     assert stack.pin() == (version, None)
-    assert stack.subjects()[0].startswith(f"fraud-detector v{version}: canary 50% → 100%, promoted")
+    subjects = stack.subjects()
+    assert subjects[0].startswith(f"fraud-detector v{version}: canary 50% → 100%, promoted")
+    assert subjects[1] == f"fraud-detector v{version}: smoke passed, canary 50% (local)"
+    smoke = git("log", "-1", "--format=%B", "main~1", cwd=stack.remote.path)
+    assert "- [pass] smoke: 0 of 50 requests to the new revision failed" in smoke, smoke
     body = git("log", "-1", "--format=%B", "main", cwd=stack.remote.path)
     for gate in ("prometheus/request-success-rate", "prometheus/request-latency"):
         line = gate_line(body, gate)
@@ -281,8 +291,12 @@ def test_failing_raw_canary_is_rolled_back_on_the_wrappers_metrics(stack: Rollou
     server's 5xx count: by the sequential watch between analyses (usually first) or by the
     success-rate check, each reading the wrapper's per-revision series."""
     serving = stack.pin()[0]
+    # The smoke (on by default) would stop this version at 0 %, before the wrapper's series
+    # count a client request; this test is about those series, so it is off here.
+    set_policy(stack, "no-smoke", smoke="{enabled: false}")
     version = faulty(stack, error_rate=0.3, latency_ms=0)  # type: ignore[arg-type]
     stack.propose_and_merge(version)
+    assert stack.pin() == (version, 50)
     done = stack.rollout()
     assert done.returncode == 1, done.stdout + done.stderr
     assert stack.pin() == (serving, None)
