@@ -273,7 +273,9 @@ def _chapters(
     _train(
         console, tracking_uri, ["--week", "1", "--train-fraction", "0.02"], expect_gate_pass=False
     )
-    console.print(Rule("5. Propose the new challenger: a canary beside v1"))
+    console.print(
+        Rule("5. Propose the new challenger: at 0% for its smoke, then a canary beside v1")
+    )
     second = _propose(console, tracking_uri, remote, root / "demo-git")
     rows = _client_rows(repository)
     prometheus_url = str((read_json(root / "stack.json") or {})["prometheus"]["url"])
@@ -283,19 +285,22 @@ def _chapters(
     )  # fmt: skip
     rollout(expect=Outcome.PROMOTED)  # v1 serves everything: it becomes the champion
     with ClientTraffic(url, MODEL, rows) as clients:
-        console.print(Rule("6. Merge: the canary steps 10% → 50% → 100%, gated at each step"))
+        console.print(Rule("6. Merge: the smoke at 0%, then the canary 10% → 50% → 100%"))
         console.print(
-            "Clients keep sending transactions. At each step Locust loads the canary and the "
-            "primary through their tag routes, then Prometheus and the statistical judge "
-            "compare the two revisions."
+            "Clients keep sending transactions. Before v2 takes any of them, Locust sends its "
+            "new revision the smoke on its tag route; once it passes, at each step Locust loads "
+            "the canary and the primary through their tag routes, then Prometheus and the "
+            "statistical judge compare the two revisions."
         )
         merge_branch(remote, second.branch)
         rollout(expect=Outcome.PROMOTED)
-        console.print(Rule("7. A faulty version (fails 20% of requests): canary, gates, rollback"))
+        console.print(Rule("7. A faulty version (fails 20% of requests): stopped by the smoke"))
         faulty = _register_faulty(console, tracking_uri, base_version=second.version)
         third = _propose(console, tracking_uri, remote, root / "demo-git", version=faulty)
         merge_branch(remote, third.branch)
         rollout(expect=Outcome.ROLLED_BACK)
+        if f"rollback {MODEL} v{faulty}: smoke failed" in _git_log(remote):
+            console.print(f"v{faulty} failed the smoke at 0%: no client request reached it.")
         console.print(f"Clients saw {clients.summary()} over chapters 6 and 7.")
     console.print(Rule("8. Before the next challenger takes traffic, it answers in shadow"))
     console.print(

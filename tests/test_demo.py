@@ -43,11 +43,12 @@ def start_demo(workdir: Path, *, stderr: int) -> subprocess.Popen[str]:
 @pytest.mark.slow
 @pytest.mark.timeout(660)  # the demo is several minutes of real rollouts on a loaded machine
 def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
-    """The demo serves v1, refuses a weak model, walks v2 through its canary steps to champion,
-    rolls a faulty v4 back, commits a shadow phase to the policy, lets week-6 traffic raise the
-    drift alert that retrains and proposes v5 in shadow, judges v5 on mirrored requests and late
-    labels until it passes into a 10% canary, prints Git's history, the status and the
-    registry, and leaves no process."""
+    """The demo serves v1, refuses a weak model, smoke-tests v2 at 0% (the default) and walks it
+    through its canary steps to champion, stops a faulty v4 with the smoke before any client
+    request reaches it and rolls it back, commits a shadow phase to the policy, lets week-6
+    traffic raise the drift alert that retrains and proposes v5 in shadow, judges v5 on
+    mirrored requests and late labels until it passes into a 10% canary, prints Git's history,
+    the status and the registry, and leaves no process."""
     demo = start_demo(tmp_path, stderr=subprocess.PIPE)
     try:
         stdout, stderr = demo.communicate(timeout=600)
@@ -65,7 +66,14 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert "fraud-detector v1 → local (first deploy)" in out
     assert "served by fraud-detector-predictor-00001" in " ".join(out.split())
     assert out.count("fraud score") == 5
-    assert "fraud-detector v2 → local (canary 10%)" in out
+    assert "fraud-detector v2 → local (smoke, canary 10%)" in out
+    canary = " ".join(out[out.index("6. Merge") : out.index("8. Before the next")].split())
+    # One smoke per rollout: v2's passes and starts the canary, v4's fails at 0%.
+    assert canary.count("smoke passed → canary 10%") == 1, canary
+    assert canary.count("pass smoke: 0 of 50 requests to the new revision failed") == 1, canary
+    assert canary.count("fail smoke: ") == 1, canary
+    assert "v4 failed the smoke at 0%: no client request reached it." in canary
+    assert re.search(r"Clients saw [\d,]+ client requests, 0 failed \(0\.00%\)", canary), canary
     assert "Stopped runtime, prometheus, alertmanager, mlflow" in " ".join(out.split())
     policy = out[out.index("it answers in shadow") : out.index("the inputs drift")]
     assert "+  shadow:" in policy  # the commit's diff, as the team pushed it
@@ -112,11 +120,17 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     promoted = _body(remote, "fraud-detector v2: canary 50% → 100%, promoted (local)")
     assert "Gates:" in promoted
     assert "[pass] locust" in promoted
+    smoked = _body(remote, "fraud-detector v2: smoke passed, canary 10% (local)")
+    assert "- [pass] smoke: 0 of 50 requests to the new revision failed" in smoked
+    stopped = _body(remote, "rollback fraud-detector v4: smoke failed, v2 serves (local)")
+    assert "Stopped before any client traffic: smoke: " in stopped
+    assert "v4 was at 0% and never took a client request" in stopped
     history = out[out.index("What Git says happened") :]
     for subject in (
+        "fraud-detector v2: smoke passed, canary 10% (local)",
         "fraud-detector v2: canary 10% → 50% (local)",
         "fraud-detector v2: canary 50% → 100%, promoted (local)",
-        "rollback fraud-detector v4: all traffic back to v2 (local)",
+        "rollback fraud-detector v4: smoke failed, v2 serves (local)",
         "rollback fraud-detector v4: restore v2 (local)",
         "rollback fraud-detector v4: v2 serves alone again (local)",
         "local: a shadow phase before the first canary step",
