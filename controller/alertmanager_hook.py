@@ -13,10 +13,13 @@ The route checks, in an order that never parses an unauthenticated body:
 2. the body is a version 4 notification (else 400);
 
 then takes the *firing* alerts whose ``alertname`` asks for retraining, merges them per
-(model, environment) with the union of their features, and hands each pair to
-:class:`~controller.retrain.Retrainer` (one start per cool-down). The answer is 200 when every
-pair was started or is cooling down, and 503 when the registry or the forge failed, so that
-Alertmanager delivers again; pairs already started are then in their cool-down.
+(model, environment) with the union of their features, the earliest ``startsAt`` (the
+retraining's ``since``), the drifted ``version`` and the alert names, and hands each pair to
+:class:`~controller.retrain.Retrainer`, which groups the pair's alerts of the next
+``retrain_group_seconds`` into the same retraining and starts one per cool-down. The answer is
+200 when every pair was grouped, started or is cooling down, and 503 when the registry or the
+forge failed, so that Alertmanager delivers again; pairs already started are then in their
+cool-down.
 """
 
 from __future__ import annotations
@@ -24,15 +27,22 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import Field, JsonValue
 
 from controller.errors import ModelNotFound, SluiceError
 from controller.redact import redact
-from controller.retrain import NAME_PATTERN, Retrainer, RetrainRequest
+from controller.retrain import (
+    NAME_PATTERN,
+    Retrainer,
+    RetrainOutcome,
+    RetrainRequest,
+    merge_requests,
+)
 from controller.server import Handler, Request, Response, ServeMetrics
 from controller.webhooks import StrictBody, WebhookRejected, read_json_object, validate_body
 
@@ -42,6 +52,7 @@ __all__ = [
     "AlertNotification",
     "alertmanager_hook_route",
     "parse_notification",
+    "retrain_observer",
     "retrain_requests",
     "verify_bearer",
 ]
@@ -63,6 +74,8 @@ class Alert:
     labels: Mapping[str, str]
     annotations: Mapping[str, str] = field(default_factory=dict)
     fingerprint: str = ""
+    #: When the alert started firing (ISO 8601, as Alertmanager sends it; empty: unknown).
+    starts_at: str = ""
 
     @property
     def name(self) -> str:
@@ -99,6 +112,7 @@ class _AlertBody(StrictBody):
     annotations: dict[str, str] | None = None
     # Informational, read as text whatever was sent (as Alertmanager sends it: a string).
     fingerprint: JsonValue = None
+    starts_at: JsonValue = Field(default=None, alias="startsAt")
 
 
 class _NotificationBody(StrictBody):
@@ -133,10 +147,26 @@ def parse_notification(body: bytes) -> AlertNotification:
                 labels=alert.labels or {},
                 annotations=alert.annotations or {},
                 fingerprint=str(alert.fingerprint or ""),
+                starts_at=_since(alert.starts_at),
             )
             for alert in parsed.alerts
         ),
     )
+
+
+def _since(value: JsonValue) -> str:
+    """``startsAt`` as an ISO 8601 UTC time to the second; empty when it is none (Alertmanager's
+    zero time, ``0001-01-01…``, included)."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return ""
+    if when.year < 2000:
+        return ""
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _features(alert: Alert) -> list[str]:
@@ -153,8 +183,9 @@ def retrain_requests(
     notification: AlertNotification, alertnames: Collection[str]
 ) -> tuple[list[RetrainRequest], list[str]]:
     """One request per (model, environment) among the firing alerts named in ``alertnames``,
-    with the union of their features in first-seen order; and why other alerts were skipped."""
-    features: dict[tuple[str, str], dict[str, None]] = {}
+    with the union of their features in first-seen order (:func:`merge_requests`); and why
+    other alerts were skipped."""
+    merged: dict[tuple[str, str], RetrainRequest] = {}
     skipped: list[str] = []
     for alert in notification.alerts:
         if alert.status != "firing" or alert.name not in alertnames:
@@ -163,11 +194,19 @@ def retrain_requests(
         if not NAME_PATTERN.fullmatch(model) or not NAME_PATTERN.fullmatch(environment):
             skipped.append(f"{alert.name} has no valid model and environment labels")
             continue
-        names = features.setdefault((model, environment), {})
-        names.update(dict.fromkeys(_features(alert)))
+        version = alert.labels.get("version", "")
+        request = RetrainRequest(
+            model,
+            environment,
+            tuple(_features(alert)),
+            since=alert.starts_at,
+            drifted_version=version if version.isdigit() and len(version) < 10 else "",
+            alerts=(alert.name,),
+        )
+        key = (model, environment)
+        merged[key] = merge_requests(merged[key], request) if key in merged else request
     requests = [
-        RetrainRequest(model, environment, tuple(list(names)[:_MAX_FEATURES]))
-        for (model, environment), names in features.items()
+        replace(request, features=request.features[:_MAX_FEATURES]) for request in merged.values()
     ]
     return requests, skipped
 
@@ -211,7 +250,6 @@ def alertmanager_hook_route(
 def _retrain(
     retrainer: Retrainer, metrics: ServeMetrics, request: RetrainRequest
 ) -> dict[str, str]:
-    where = f"{request.model} in {request.environment}"
     result: str
     try:
         outcome = retrainer.request(request)
@@ -222,14 +260,31 @@ def _retrain(
         result, detail = "failed", exc.message
     except Exception as exc:  # a starter's bug must still answer, and Alertmanager retries
         result, detail = "failed", f"{type(exc).__name__}: {exc}"
-    detail = redact(detail)
-    metrics.retrain(request.model, request.environment, result)
-    features = ", ".join(request.features) or "none named"
-    line = f"POST /hooks/alertmanager: retrain {where} (drifted: {features}): {result}: {detail}"
-    (log.error if result == "failed" else log.info)("%s", line)
+    detail = _report(metrics, request, result, detail)
     return {
         "model": request.model,
         "environment": request.environment,
         "result": result,
         "detail": detail,
     }
+
+
+def _report(metrics: ServeMetrics, request: RetrainRequest, result: str, detail: str) -> str:
+    """Count and log what became of a request; returns the redacted detail."""
+    detail = redact(detail)
+    metrics.retrain(request.model, request.environment, result)
+    where = f"{request.model} in {request.environment}"
+    features = ", ".join(request.features) or "none named"
+    line = f"POST /hooks/alertmanager: retrain {where} (drifted: {features}): {result}: {detail}"
+    (log.error if result == "failed" else log.info)("%s", line)
+    return detail
+
+
+def retrain_observer(metrics: ServeMetrics) -> Callable[[RetrainOutcome], None]:
+    """What a grouped retraining reports when its window closes: counted and logged as the
+    route reports what it decides at once (``started`` or ``failed``)."""
+
+    def observe(outcome: RetrainOutcome) -> None:
+        _report(metrics, outcome.request, outcome.result, outcome.detail)
+
+    return observe

@@ -31,6 +31,12 @@ from controller.ports import (
     RolloutRegistry,
     Target,
 )
+from controller.retrain import (
+    RetrainRecord,
+    describe_retraining,
+    last_retrain_tag,
+    turned_away_tag,
+)
 from controller.rollout.actions import Outcome, Quarantine, RestorePrevious, StartRollback, Wait
 from controller.rollout.analysis import Analyzer
 from controller.rollout.decide import decide, manual_rollback
@@ -366,6 +372,12 @@ def run_status(
             _holder(row["lease"]), gates,
         )  # fmt: skip
     console.print(table)
+    for row in rows:
+        retraining = row.get("retraining")
+        if isinstance(retraining, dict):
+            release = f"{row['model']} in {row['environment']}"
+            line = f"{release}: last retraining {retraining['summary']}"
+            console.print(line, soft_wrap=True, markup=False)
 
 
 def _holder(lease: dict[str, Any] | None) -> str:
@@ -467,6 +479,29 @@ def _status_row(
             {"gate": r.gate, "verdict": r.verdict.value, "summary": r.summary}
             for r in (record.results if record else ())
         ],
+        "retraining": _retraining_row(reconciler.registry, environment, model, now),
+    }
+
+
+def _retraining_row(
+    registry: RolloutRegistry, environment: str, model: str, now: float
+) -> dict[str, Any] | None:
+    """The release's last retraining and the last drift alert turned away, from the registered
+    model's ``sluice.retrain.ENV.*`` tags (None: never asked for, or no registry to ask)."""
+    if not isinstance(registry, MlflowRegistry):
+        return None
+    try:
+        tags = registry.registered_model_tags(model)
+    except SluiceError as exc:
+        return {"summary": f"unknown: {exc.message}", "error": exc.message}
+    last = RetrainRecord.decode(tags.get(last_retrain_tag(environment)))
+    turned_away = RetrainRecord.decode(tags.get(turned_away_tag(environment)))
+    if last is None and turned_away is None:
+        return None
+    return {
+        **(last.to_json() if last else {}),
+        "turnedAway": turned_away.to_json() if turned_away else None,
+        "summary": describe_retraining(last, turned_away, now),
     }
 
 

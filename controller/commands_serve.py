@@ -151,7 +151,7 @@ def run_serve(
         max_age_seconds=settings.webhook_max_age_seconds,
         replay_file=settings.state_dir / "webhooks" / "mlflow-deliveries.json",
         alertmanager_hook=build_alertmanager_hook(
-            settings, forge=forge, registry=registry, metrics=metrics
+            settings, forge=forge, registry=registry, metrics=metrics, models=registry
         ),
         feedback=build_feedback_route(settings, metrics=metrics),
     )

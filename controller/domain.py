@@ -13,6 +13,7 @@ __all__ = [
     "ChangeRequest",
     "ModelVersion",
     "PullRequest",
+    "RetrainRequest",
     "RunSummary",
 ]
 
@@ -74,3 +75,20 @@ class PullRequest:
     state: str
     created: bool
     superseded: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    """Retrain ``model`` for ``environment`` because its live inputs drifted.
+
+    ``features`` are the drifted features (union of the alerts'), ``since`` when the drift was
+    first seen (ISO 8601, the earliest ``startsAt`` of the alerts; empty: unknown),
+    ``drifted_version`` the version whose inputs drifted and ``alerts`` the alert names.
+    """
+
+    model: str
+    environment: str
+    features: tuple[str, ...] = ()
+    since: str = ""
+    drifted_version: str = ""
+    alerts: tuple[str, ...] = ()

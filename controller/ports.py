@@ -11,7 +11,13 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 from controller.analysis_types import LoadPlan, LoadReport, MetricSample
-from controller.domain import ChangeRequest, ModelVersion, PullRequest, RunSummary
+from controller.domain import (
+    ChangeRequest,
+    ModelVersion,
+    PullRequest,
+    RetrainRequest,
+    RunSummary,
+)
 from controller.lease import Lease
 from controller.predictions import Prediction, PredictionPair
 from controller.target_types import TargetObservation
@@ -168,7 +174,7 @@ class RetrainStarter(Protocol):
     """What starts a retraining: a ``repository_dispatch`` to the train workflow, or a local
     process running the training module."""
 
-    def start(self, model: str, environment: str, features: tuple[str, ...]) -> str:
+    def start(self, request: RetrainRequest) -> str:
         """Start it without waiting for it; returns one line saying what was started."""
         ...
 

@@ -24,6 +24,8 @@ from controller.yaml_config import load_yaml_file
 __all__ = ["DEFAULT_CONFIG_FILE", "Settings", "load_settings"]
 
 DEFAULT_CONFIG_FILE = Path("sluice.yaml")
+#: The model's training module, as the default retrain command runs it.
+_RETRAIN_MODULE = ("{python}", "-m", "{module}")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
@@ -165,6 +167,16 @@ class Settings(BaseSettings):
         default_factory=lambda: ["SluiceFeatureDrift", "SluicePredictionDrift"],
         description="Alert names that start a retraining when they fire.",
     )
+    retrain_group_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description=(
+            "Drift alerts of one model and environment that arrive within this many seconds "
+            "of the first are one retraining, which names every drifted feature (as "
+            "Alertmanager's group_wait); 0 starts a retraining on the first alert."
+        ),
+    )
     retrain_cooldown_seconds: float = Field(
         default=3600.0,
         ge=0,
@@ -175,12 +187,15 @@ class Settings(BaseSettings):
         ),
     )
     retrain_command: list[str] = Field(
-        default_factory=lambda: ["{python}", "-m", "{module}", "--model-name", "{model}"],
+        default_factory=lambda: [*_RETRAIN_MODULE, "--model-name", "{model}", "--since", "{since}"],
         description=(
             "With --forge local: the command a drift alert runs, one word per item, with "
-            "{python}, {module} (models.<model with - as _>.train), {model}, {environment} and "
-            '{features} filled in; e.g. add "--week", "3" to train the example on week 3. '
-            "With --forge github the train workflow runs instead (repository_dispatch retrain)."
+            "{python}, {module} (models.<model with - as _>.train), {model}, {environment}, "
+            "{features} (comma-separated), {since} (when the drift alert started, ISO 8601 "
+            "UTC) and {drifted_version} filled in; the same values are in its environment "
+            "(SLUICE_RETRAIN_SINCE, SLUICE_DRIFTED_FEATURES, ...). The default trains the "
+            "example on its newest data. With --forge github the train workflow runs instead "
+            "(repository_dispatch retrain)."
         ),
     )
     prometheus_url: str | None = Field(

@@ -50,6 +50,7 @@ TOKEN = "am-token-0123456789abcdef"
 GITHUB_TOKEN = "ghp_alertHookToken0123456789abcdefABCDEF"
 REPO = "acme/gitops"
 HOUR = 3600.0
+SINCE = "2025-11-22T07:00:00+00:00"
 
 
 # -- fakes ---------------------------------------------------------------------------------------
@@ -60,13 +61,15 @@ class RecordingStarter:
 
     def __init__(self) -> None:
         self.starts: list[tuple[str, str, tuple[str, ...]]] = []
+        self.requests: list[RetrainRequest] = []
         self.failures: list[Exception] = []
 
-    def start(self, model: str, environment: str, features: tuple[str, ...]) -> str:
+    def start(self, request: RetrainRequest) -> str:
         if self.failures:
             raise self.failures.pop(0)
-        self.starts.append((model, environment, features))
-        return f"started {model} {environment}"
+        self.requests.append(request)
+        self.starts.append((request.model, request.environment, request.features))
+        return f"started {request.model} {request.environment}"
 
 
 class MemoryTags:
@@ -262,9 +265,12 @@ def test_alerts_of_one_model_and_environment_merge(hook: Hook) -> None:
     )
     parsed = parse_notification(body)
     requests_, skipped = retrain_requests(parsed, {"SluiceFeatureDrift", "SluicePredictionDrift"})
+    two = ("SluiceFeatureDrift", "SluicePredictionDrift")
     assert requests_ == [
-        RetrainRequest("fraud-detector", "staging", ("amount", "country", "hour")),
-        RetrainRequest("fraud-detector", "production", ("amount",)),
+        RetrainRequest("fraud-detector", "staging", ("amount", "country", "hour"), SINCE, "8", two),
+        RetrainRequest(
+            "fraud-detector", "production", ("amount",), SINCE, "8", ("SluiceFeatureDrift",)
+        ),
     ]
     assert skipped == []
 
@@ -451,14 +457,10 @@ def test_dispatch_reaches_github_with_the_workflows_payload(github: GitHubApiSer
     forge = GitHubForge(
         api_url=github.api_url, token=GITHUB_TOKEN, repository=REPO, backoff_seconds=0
     )
-    detail = ForgeRetrain(forge).start("fraud-detector", "staging", ("amount", "hour"))
-    assert github.dispatches == [
-        Dispatch(
-            REPO,
-            "retrain",
-            {"model": "fraud-detector", "environment": "staging", "features": ["amount", "hour"]},
-        )
-    ]
+    request = RetrainRequest("fraud-detector", "staging", ("amount", "hour"), SINCE)
+    detail = ForgeRetrain(forge).start(request)
+    payload = {"model": "fraud-detector", "environment": "staging", "features": ["amount", "hour"]}
+    assert github.dispatches == [Dispatch(REPO, "retrain", {**payload, "since": SINCE})]
     assert "repository_dispatch retrain" in detail
 
 
@@ -479,12 +481,15 @@ def test_local_retrain_runs_the_command_template(tmp_path: Path) -> None:
     marker = tmp_path / "argv.json"
     script = f"import json, sys; open({str(marker)!r}, 'w').write(json.dumps(sys.argv[1:]))"
     template = ["{python}", "-c", script, "{module}", "--model-name", "{model}"]
-    starter = LocalRetrain([*template, "{environment}", "{features}"], log_dir=tmp_path / "logs")
-    detail = starter.start("fraud-detector", "local", ("amount", "hour"))
+    starter = LocalRetrain(
+        [*template, "{environment}", "{features}", "{since}"], log_dir=tmp_path / "logs"
+    )
+    detail = starter.start(RetrainRequest("fraud-detector", "local", ("amount", "hour"), SINCE))
     (process,) = starter.started
     assert process.wait(timeout=30) == 0
     assert json.loads(marker.read_text()) == [
-        "models.fraud_detector.train", "--model-name", "fraud-detector", "local", "amount,hour"
+        "models.fraud_detector.train", "--model-name", "fraud-detector", "local", "amount,hour",
+        SINCE,
     ]  # fmt: skip
     assert f"pid {process.pid}" in detail
     assert len(list((tmp_path / "logs").glob("retrain-fraud-detector-local-*.log"))) == 1
@@ -496,10 +501,13 @@ def test_retrain_command_with_an_unknown_placeholder_is_refused(tmp_path: Path) 
         LocalRetrain(["{python}", "-m", "{module}", "--week", "{week}"], log_dir=tmp_path)
 
 
-def test_default_command_runs_the_models_training_module() -> None:
-    """The default is `python -m models.MODEL.train --model-name MODEL`, as the workflow runs."""
-    assert render_command(Settings().retrain_command, RetrainRequest("fraud-detector", "x")) == [
-        sys.executable, "-m", "models.fraud_detector.train", "--model-name", "fraud-detector"
+def test_default_command_trains_the_models_module_on_recent_data() -> None:
+    """The default is `python -m models.MODEL.train --model-name MODEL --since TIME`: the newest
+    data since the drift alert started, not the module's default (week 0 of the example)."""
+    request = RetrainRequest("fraud-detector", "x", ("amount",), SINCE)
+    assert render_command(Settings().retrain_command, request) == [
+        sys.executable, "-m", "models.fraud_detector.train", "--model-name", "fraud-detector",
+        "--since", SINCE,
     ]  # fmt: skip
 
 
@@ -526,6 +534,7 @@ def test_route_is_served_over_http_with_the_token(tmp_path: Path) -> None:
         alertmanager_token=TOKEN,
         state_dir=tmp_path,
         retrain_command=["{python}", "-c", "pass"],
+        retrain_group_seconds=0.2,
     )
     metrics = ServeMetrics()
     hook = build_alertmanager_hook(
@@ -550,7 +559,7 @@ def test_route_is_served_over_http_with_the_token(tmp_path: Path) -> None:
             timeout=10,
         )
     assert good.status_code == 200
-    assert good.json()["retrains"][0]["result"] == "started"
+    assert good.json()["retrains"][0]["result"] == "grouped"
     deadline = time.monotonic() + 30
     while not list((tmp_path / "retrain").glob("*.log")):
         assert time.monotonic() < deadline

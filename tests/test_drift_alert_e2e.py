@@ -20,6 +20,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,7 @@ def test_shifted_traffic_starts_exactly_one_retraining(
             github_api_url=github.api_url,
             github_repository=REPO,
             retrain_alerts=["SluiceFeatureDrift"],  # its features make the payload
+            retrain_group_seconds=2,  # the default's 30 s is the README's loop test's
         )
         metrics = ServeMetrics()
         hook = build_alertmanager_hook(
@@ -151,9 +153,14 @@ def test_shifted_traffic_starts_exactly_one_retraining(
                 time.sleep(0.2)
 
     assert count(metrics, "sluice_retrains_total", **labels, result="started") == 1
+    (dispatch,) = github.dispatches
+    since = str(dispatch.client_payload["since"])
     payload = {
         "model": name,
         "environment": "staging",
         "features": sorted(expected.drifted_features),
+        "since": since,
     }
-    assert github.dispatches == [Dispatch(REPO, "retrain", payload)]
+    assert dispatch == Dispatch(REPO, "retrain", payload)
+    # When Alertmanager says the alert started firing: after the traffic, before the dispatch.
+    assert time.time() - 120 < datetime.fromisoformat(since).timestamp() <= time.time()

@@ -4,10 +4,12 @@ With ``--forge local`` there is no GitHub workflow to dispatch to, so ``sluice s
 the workflow would: the model's training module (``python -m models.MODEL.train``), which
 trains, validates and registers a version with the ``challenger`` alias, and the watch loop
 proposes it like any other. The command is a template (setting ``retrain_command``), so a team
-points it at its own entry point and data. The process is not waited for: it runs detached
-(its own session, so a ``sluice serve`` stopped with Ctrl-C does not kill a training half
-done), writes its output to a log file per run, and a daemon thread reaps it and logs its exit
-status.
+points it at its own entry point and data; what to retrain on is in its environment as well
+(``SLUICE_RETRAIN_SINCE``, ``SLUICE_DRIFTED_FEATURES``…, :func:`controller.retrain.
+retrain_environment`). The process is not waited for: it runs detached (its own session, so a
+``sluice serve`` stopped with Ctrl-C does not kill a training half done), writes its output to a
+log file per run, and a daemon thread reaps it, logs its exit status and hands it to
+``on_exit`` (:meth:`controller.retrain.Retrainer.finished` records and announces it).
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from controller.errors import ConfigError
-from controller.retrain import RetrainRequest, render_command
+from controller.retrain import RetrainRequest, render_command, retrain_environment
+
+#: Called when a retraining's process ended: the request, its exit status, its log file.
+ExitHandler = Callable[[RetrainRequest, int, Path], None]
 
 __all__ = ["LocalRetrain"]
 
@@ -38,17 +43,20 @@ class LocalRetrain:
         log_dir: Path,
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
+        on_exit: ExitHandler | None = None,
     ) -> None:
         render_command(command, RetrainRequest("model", "environment"))  # fail at start, not later
         self.command = list(command)
         self.log_dir = log_dir
         self.cwd = cwd
         self.env = dict(env or {})
+        self.on_exit = on_exit
         self.started: list[subprocess.Popen[bytes]] = []
 
-    def start(self, model: str, environment: str, features: tuple[str, ...]) -> str:
-        """Start the command for ``model``; returns what runs and where it logs."""
-        argv = render_command(self.command, RetrainRequest(model, environment, features))
+    def start(self, request: RetrainRequest) -> str:
+        """Start the command for ``request``; returns what runs and where it logs."""
+        model, environment = request.model, request.environment
+        argv = render_command(self.command, request)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         log_path = self.log_dir / f"retrain-{model}-{environment}-{stamp}.log"
@@ -57,7 +65,7 @@ class LocalRetrain:
                 process = subprocess.Popen(
                     argv,
                     cwd=self.cwd,
-                    env={**os.environ, **self.env},
+                    env={**os.environ, **self.env, **retrain_environment(request)},
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,
@@ -70,13 +78,19 @@ class LocalRetrain:
                 ) from None
         self.started.append(process)
         threading.Thread(
-            target=_reap, args=(process, model, environment, log_path), daemon=True
+            target=_reap, args=(process, request, log_path, self.on_exit), daemon=True
         ).start()
         return f"started {' '.join(argv)} (pid {process.pid}), log {log_path}"
 
 
-def _reap(process: subprocess.Popen[bytes], model: str, environment: str, log_path: Path) -> None:
+def _reap(
+    process: subprocess.Popen[bytes],
+    request: RetrainRequest,
+    log_path: Path,
+    on_exit: ExitHandler | None,
+) -> None:
     code = process.wait()
+    model, environment = request.model, request.environment
     if code == 0:
         log.info("retraining of %s for %s finished", model, environment)
     else:
@@ -87,3 +101,8 @@ def _reap(process: subprocess.Popen[bytes], model: str, environment: str, log_pa
             code,
             log_path,
         )
+    if on_exit is not None:
+        try:
+            on_exit(request, code, log_path)
+        except Exception:  # a daemon thread: say so rather than die silently
+            log.exception("recording the end of the retraining of %s failed", model)

@@ -5,6 +5,11 @@ generator is deterministic from ``(week, seed)`` and moves the way card traffic 
 inflate and spread, activity creeps later into the night, fraudsters move to new merchant
 categories (``crypto`` from week 2, ``gift_cards`` grows), so a model trained on an old week
 loses recall on a new one and a retrained model wins it back.
+
+The generator plays the data a team's warehouse would hold: weeks ``0`` to :data:`NEWEST_WEEK`
+have "happened", and :data:`NEWEST_WEEK` is the current one, the week live traffic comes from in
+the README and the demo. "The newest data", which a retraining after drift trains on, is that
+week (``train --since TIME`` or ``--week newest``).
 """
 
 from __future__ import annotations
@@ -17,10 +22,14 @@ __all__ = [
     "COUNTRIES",
     "FEATURES",
     "LABEL",
+    "NEWEST_WEEK",
     "NUMERIC_FEATURES",
     "generate_transactions",
     "merchant_categories",
 ]
+
+#: The current week of the example's data: the newest a training run can reach.
+NEWEST_WEEK = 6
 
 NUMERIC_FEATURES = ["amount", "hour", "card_age_days", "tx_velocity_24h"]
 CATEGORICAL_FEATURES = ["merchant_category", "country"]

@@ -1,6 +1,14 @@
 """Train, validate and register a fraud-detector version: the CI step of Sluice's loop.
 
-``python -m models.fraud_detector.train [--week N] [--seed S] [--register/--no-register]``
+``python -m models.fraud_detector.train [--week N | --since TIME] [--seed S] [--[no-]register]``
+
+``--since TIME`` trains on the newest data, from TIME up to now: what a retraining after drift
+asks for (Sluice's default ``retrain_command`` passes when the drift alert started). The
+synthetic generator's newest data is its current week, :data:`~models.fraud_detector.data.
+NEWEST_WEEK`; ``--week newest`` names it too. Sluice also puts why it retrains in the
+environment (``SLUICE_RETRAIN_SINCE``, ``SLUICE_DRIFTED_FEATURES``, ``SLUICE_RETRAIN_REASON``,
+``SLUICE_DRIFTED_VERSION``); the run's params and the version's ``sluice.retrain.*`` tags
+keep them, so the registry says why a version exists.
 
 Order matters: the data contract is checked before MLflow sees anything (bad data leaves no run
 and no version); the candidate and the current champion are scored on the same holdout rows;
@@ -15,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +43,7 @@ from models.fraud_detector.contract import CONTRACT
 from models.fraud_detector.data import (
     CATEGORICAL_FEATURES,
     LABEL,
+    NEWEST_WEEK,
     NUMERIC_FEATURES,
     generate_transactions,
 )
@@ -73,7 +84,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m models.fraud_detector.train",
         description="Train, validate and register a fraud-detector model version.",
     )
-    parser.add_argument("--week", type=int, default=0, help="synthetic data week (default 0)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--week", type=_week, metavar="N|newest",
+        help=f"synthetic data week (default 0; newest: {NEWEST_WEEK})",
+    )  # fmt: skip
+    which.add_argument(
+        "--since", type=_since, metavar="TIME",
+        help="train on the newest data, from TIME (ISO 8601) up to now: what a retraining "
+        "after drift asks for",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=7, help="data and model seed (default 7)")
     parser.add_argument("--rows", type=int, default=20_000, help="synthetic rows (default 20000)")
     parser.add_argument("--data", type=Path, help="train on this CSV or Parquet file instead")
@@ -95,7 +115,42 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 0.0 < args.train_fraction <= 1.0:
         parser.error("--train-fraction must be in (0, 1]")
+    if args.week is None:
+        args.week = NEWEST_WEEK if args.since is not None else 0
     return args
+
+
+def _week(text: str) -> int:
+    if text == "newest":
+        return NEWEST_WEEK
+    try:
+        week = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a week number nor newest") from None
+    if week < 0:
+        raise argparse.ArgumentTypeError("a week is >= 0")
+    return week
+
+
+def _since(text: str) -> str:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (2025-06-15T15:06:40+00:00)"
+        ) from None
+    return text
+
+
+def _retrain_tags() -> dict[str, str]:
+    """Why Sluice retrains, from the environment it gives the retrain command."""
+    names = {
+        "SLUICE_RETRAIN_REASON": "sluice.retrain.reason",
+        "SLUICE_DRIFTED_FEATURES": "sluice.retrain.features",
+        "SLUICE_RETRAIN_SINCE": "sluice.retrain.since",
+        "SLUICE_DRIFTED_VERSION": "sluice.retrain.drifted_version",
+    }
+    return {tag: os.environ[name][:500] for name, tag in names.items() if os.environ.get(name)}
 
 
 def _load_frame(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
@@ -146,6 +201,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
         digest = frame_digest(holdout)
         params = {
             "week": args.week if args.data is None else "file",
+            "since": args.since or "",
             "seed": args.seed,
             "data": source,
             "train_rows": len(train_rows),
@@ -176,6 +232,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
                     "sluice.gate_summary": verdict.summary()[:500],
                     "sluice.holdout_digest": digest,
                     "sluice.data": source,
+                    **_retrain_tags(),
                 },
             )
             if verdict.passed:
