@@ -35,12 +35,18 @@ from controller.errors import (
 )
 from controller.local.services import MlflowService
 from controller.retrain import (
+    RETRAIN_ENVIRONMENT_VARIABLES,
     ForgeRetrain,
     RegistryCooldown,
     Retrainer,
+    RetrainOutcome,
+    RetrainRecord,
     RetrainRequest,
     cooldown_tag,
+    describe_retraining,
+    last_retrain_tag,
     render_command,
+    turned_away_tag,
 )
 from controller.server import Request, Response, ServeMetrics, SluiceServer, sluice_routes
 from controller.settings import Settings
@@ -51,6 +57,7 @@ GITHUB_TOKEN = "ghp_alertHookToken0123456789abcdefABCDEF"
 REPO = "acme/gitops"
 HOUR = 3600.0
 SINCE = "2025-11-22T07:00:00+00:00"
+LABELS = {"model": "fraud-detector", "environment": "staging"}
 
 
 # -- fakes ---------------------------------------------------------------------------------------
@@ -575,3 +582,208 @@ def test_webhook_rejected_reason_never_holds_the_token() -> None:
             verify_bearer(header, TOKEN)
         assert TOKEN not in raised.value.reason
         assert TOKEN not in raised.value.message
+
+
+# -- grouping, recent data, outcomes -------------------------------------------------------------
+
+
+class RecordingNotifier:
+    def __init__(self) -> None:
+        self.notices: list[tuple[str, str, str]] = []
+
+    def notify(self, title: str, text: str, *, severity: str = "info") -> None:
+        self.notices.append((title, text, severity))
+
+
+class GroupedHook(Hook):
+    """The route with a grouping window whose timers the test fires by hand."""
+
+    def __init__(self, *, group: float = 30.0, cooldown: float = HOUR) -> None:
+        super().__init__(cooldown=cooldown)
+        self.notifier = RecordingNotifier()
+        self.timers: list[tuple[float, Any]] = []
+        self.observed: list[RetrainOutcome] = []
+        self.retrainer = Retrainer(
+            self.starter,
+            RegistryCooldown(self.tags),
+            cooldown_seconds=cooldown,
+            group_seconds=group,
+            notifier=self.notifier,
+            observer=self.observed.append,
+            challenger=lambda model: 7,
+            clock=self.clock,
+            schedule=lambda delay, action: self.timers.append((delay, action)),
+        )
+        self.route = alertmanager_hook_route(
+            token=TOKEN, retrainer=self.retrainer, metrics=self.metrics
+        )
+
+    def fire_timers(self) -> None:
+        timers, self.timers = self.timers, []
+        for _, action in timers:
+            action()
+
+    def record(self, tag: str) -> RetrainRecord:
+        found = RetrainRecord.decode(self.tags.tags["fraud-detector"].get(tag))
+        assert found is not None
+        return found
+
+
+def test_prediction_and_feature_alerts_within_the_window_are_one_retraining() -> None:
+    """The prediction alert (no features) first, the feature alert 12 s later: one retraining
+    naming the features, started when the window closes; neither alert is turned away."""
+    hook = GroupedHook()
+    first = post(hook.route, notification(alert("SluicePredictionDrift", features=None)))
+    assert [r["result"] for r in answer(first)["retrains"]] == ["grouped"]
+    assert hook.starter.starts == []
+    assert hook.record(last_retrain_tag("staging")).outcome == "grouping"
+    hook.clock.now += 12
+    second = post(hook.route, notification(alert(features="amount,hour")))
+    assert [r["result"] for r in answer(second)["retrains"]] == ["grouped"]
+    assert [delay for delay, _ in hook.timers] == [30.0]
+    hook.clock.now += 18
+    hook.fire_timers()
+    (request,) = hook.starter.requests
+    assert request.features == ("amount", "hour")
+    assert request.alerts == ("SluicePredictionDrift", "SluiceFeatureDrift")
+    assert request.since == SINCE
+    assert [o.result for o in hook.observed] == ["started"]
+    record = hook.record(last_retrain_tag("staging"))
+    assert (record.outcome, record.features) == ("started", ("amount", "hour"))
+    assert hook.count("sluice_retrains_total", **LABELS, result="cooldown") == 0
+    # The cool-down applies to retrainings: the next alert, after the start, is turned away.
+    hook.clock.now += 60
+    again = post(hook.route, notification(alert()))
+    assert [r["result"] for r in answer(again)["retrains"]] == ["cooldown"]
+    assert len(hook.starter.starts) == 1
+
+
+def test_turned_away_alert_is_recorded_and_announced_once_per_cooldown() -> None:
+    """A repeat inside the cool-down is a registry record and one warning, not a log line."""
+    hook = GroupedHook(group=0)
+    post(hook.route, notification(alert()))
+    for _ in range(3):
+        hook.clock.now += 120
+        post(hook.route, notification(alert("SluicePredictionDrift", features=None)))
+    turned = hook.record(turned_away_tag("staging"))
+    assert turned.outcome == "turned-away"
+    assert turned.alerts == ("SluicePredictionDrift",)
+    assert "next may start in 3240 s" in turned.detail
+    warnings = [n for n in hook.notifier.notices if n[2] == "warning"]
+    assert len(warnings) == 1
+    assert "turned away" in warnings[0][0]
+    assert "drifted: no feature named" in warnings[0][1]
+    assert hook.record(last_retrain_tag("staging")).outcome == "started"  # not overwritten
+
+
+def test_group_that_fails_to_start_is_recorded_and_leaves_no_cooldown() -> None:
+    """No request is left to answer 503: the record, the notice and the metric say it."""
+    hook = GroupedHook()
+    hook.starter.failures.append(ForgeUnavailable("GitHub answered 502"))
+    post(hook.route, notification(alert()))
+    hook.clock.now += 30
+    hook.fire_timers()
+    assert [(o.result, o.detail) for o in hook.observed] == [("failed", "GitHub answered 502")]
+    record = hook.record(last_retrain_tag("staging"))
+    assert (record.outcome, record.detail) == ("failed", "GitHub answered 502")
+    assert hook.notifier.notices[-1][2] == "error"
+    assert cooldown_tag("staging") not in hook.tags.tags["fraud-detector"]
+    post(hook.route, notification(alert()))  # Alertmanager's repeat opens a new group
+    hook.clock.now += 30
+    hook.fire_timers()
+    assert len(hook.starter.starts) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome", "version", "severity"),
+    [
+        (0, "succeeded", 7, "success"),
+        (1, "gate-failed", None, "warning"),
+        (2, "failed", None, "error"),
+    ],
+)
+def test_finished_retraining_records_its_outcome(
+    code: int, outcome: str, version: int | None, severity: str
+) -> None:
+    """The training's exit status becomes the record's outcome, with the new challenger."""
+    hook = GroupedHook(group=0)
+    post(hook.route, notification(alert()))
+    (request,) = hook.starter.requests
+    hook.clock.now += 300
+    hook.retrainer.finished(request, code, "log /tmp/x.log")
+    record = hook.record(last_retrain_tag("staging"))
+    assert (record.outcome, record.new_version) == (outcome, version)
+    assert record.finished_at == "2025-06-15T15:11:40+00:00"
+    assert record.features == ("amount", "hour")
+    assert hook.notifier.notices[-1][2] == severity
+    line = describe_retraining(record, None, hook.clock.now + 60)
+    assert line.startswith(f"{outcome}{f' → v{version}' if version else ''} (6 min ago; ")
+    assert "SluiceFeatureDrift: amount, hour; data since 2025-11-22T07:00:00+00:00" in line
+
+
+def test_local_retrain_tells_the_command_what_drifted_and_reports_its_exit(
+    tmp_path: Path,
+) -> None:
+    """The command's environment has the request; none of the names is a setting's variable
+    (the training module loads the settings); the exit status reaches on_exit."""
+    marker = tmp_path / "env.json"
+    script = (  # no braces: the command is a template
+        "import json, os; "
+        f"open({str(marker)!r}, 'w').write(json.dumps(dict((k, v) for k, v in "
+        "os.environ.items() if k.startswith('SLUICE_'))))"
+    )
+    exits: list[tuple[RetrainRequest, int]] = []
+    starter = LocalRetrain(
+        ["{python}", "-c", script + "; raise SystemExit(1)"],
+        log_dir=tmp_path,
+        on_exit=lambda request, code, log: exits.append((request, code)),
+    )
+    request = RetrainRequest("fraud-detector", "local", ("amount", "hour"), SINCE, "3", ("A",))
+    starter.start(request)
+    deadline = time.monotonic() + 30
+    while not exits:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert exits == [(request, 1)]
+    env = json.loads(marker.read_text())
+    assert {name: env[name] for name in RETRAIN_ENVIRONMENT_VARIABLES} == {
+        "SLUICE_RETRAIN_MODEL": "fraud-detector",
+        "SLUICE_RETRAIN_ENVIRONMENT": "local",
+        "SLUICE_RETRAIN_SINCE": SINCE,
+        "SLUICE_DRIFTED_FEATURES": "amount,hour",
+        "SLUICE_DRIFTED_VERSION": "3",
+        "SLUICE_RETRAIN_REASON": "A",
+    }
+    settings_variables = {f"SLUICE_{name.upper()}" for name in Settings.model_fields}
+    assert settings_variables.isdisjoint(RETRAIN_ENVIRONMENT_VARIABLES)
+
+
+@pytest.mark.parametrize(
+    ("starts_at", "since"),
+    [
+        ("2025-11-22T07:00:00.123456789Z", "2025-11-22T07:00:00+00:00"),
+        ("2025-11-22T08:00:00+01:00", "2025-11-22T07:00:00+00:00"),
+        ("0001-01-01T00:00:00Z", ""),
+        ("yesterday", ""),
+    ],
+)
+def test_the_alerts_start_is_the_retrainings_since(starts_at: str, since: str) -> None:
+    """Alertmanager's startsAt (nanoseconds, any offset) in UTC; its zero time is unknown."""
+    body = notification({**alert(), "startsAt": starts_at})
+    (request,), _ = retrain_requests(parse_notification(body), {"SluiceFeatureDrift"})
+    assert request.since == since
+
+
+def test_training_since_a_time_trains_on_the_newest_week() -> None:
+    """`--since` (the default retrain command's) is the example's newest week; no flag is
+    week 0 as before, and --week and --since exclude each other."""
+    from models.fraud_detector.data import NEWEST_WEEK
+    from models.fraud_detector.train import _parse_args
+
+    assert _parse_args(["--since", SINCE]).week == NEWEST_WEEK
+    assert _parse_args([]).week == 0
+    assert _parse_args(["--week", "newest"]).week == NEWEST_WEEK
+    with pytest.raises(SystemExit):
+        _parse_args(["--week", "1", "--since", SINCE])
+    with pytest.raises(SystemExit):
+        _parse_args(["--since", "last tuesday"])
