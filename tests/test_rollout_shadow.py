@@ -145,7 +145,9 @@ def test_the_default_smoke_comes_first_then_the_shadow_judge() -> None:
     once it is ready; the judge's first look comes after that, an interval after the pin."""
     assert POLICY.smoke.enabled
     fresh = in_shadow(analysis=None)
-    assert decide(fresh, POLICY, 1005.0) == Smoke(10, AnalysisRecord(commit=HEAD, step=0))
+    assert decide(fresh, POLICY, 1005.0) == Smoke(
+        10, AnalysisRecord(commit=HEAD, step=0), shadow=True
+    )
     assert decide(in_shadow(), POLICY, 1005.0) == Wait(
         "shadow: next judgement in 25 s", "shadowing", 25.0
     )

@@ -41,6 +41,7 @@ from test_rollout_local import MODEL, PIN, Loop, Traffic, quick_policy, wait_for
 
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.github_forge import GitHubForge
+from controller.backends.locust_load import LocustLoadGenerator
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.demo_gitops import merge_branch
@@ -263,8 +264,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShadowStack]:
             workspace=GitWorkspace(remote.url, root / "controller-git"),
             registry=registry,
             target=LocalTarget(local),
-            # No canary step is analysed here: the tests end at the first one.
-            analyzer=Analyzer(registry=registry, metrics=None, load=None),
+            # No canary step is analysed here (the tests end at the first one), but the smoke,
+            # on by default, runs at the start of each shadow phase: Locust is real.
+            analyzer=Analyzer(registry=registry, metrics=None, load=LocustLoadGenerator()),
             predictions=SqlitePredictionLog(local / PREDICTION_LOG_FILE),
             forge=forge,
         )

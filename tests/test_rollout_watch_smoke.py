@@ -116,8 +116,8 @@ def test_the_smoke_leads_to_the_first_step_a_quarantine_or_an_abort() -> None:
     failed = evaluate_smoke(LoadReport(50, 11, 1.2, 5.0, 9.0, 12.0), config)
     few = evaluate_smoke(LoadReport(20, 0, 60.0, 5.0, 9.0, 12.0), config)
     error = GateResult("smoke", Verdict.ERROR, "smoke: locust could not start")
-    assert conclude_smoke(smoking(), POLICY, smoke, passed) == EndSmoke(10, (passed,))
-    rollback = conclude_smoke(smoking(), POLICY, smoke, failed)
+    assert conclude_smoke(smoking(), POLICY, smoke, passed, 1010.0) == EndSmoke(10, (passed,))
+    rollback = conclude_smoke(smoking(), POLICY, smoke, failed, 1010.0)
     assert isinstance(rollback, StartRollback)
     assert rollback.verdict == "failed"
     assert rollback.reason == (
@@ -125,10 +125,46 @@ def test_the_smoke_leads_to_the_first_step_a_quarantine_or_an_abort() -> None:
         "request"
     )
     for result in (few, error):
-        aborted = conclude_smoke(smoking(), POLICY, smoke, result)
-        assert isinstance(aborted, StartRollback)
-        assert aborted.verdict == "aborted"
-        assert aborted.reason.startswith("the smoke could not run")
+        held = conclude_smoke(smoking(), POLICY, smoke, result, 1010.0)
+        assert isinstance(held, Hold), held
+        assert held.phase == "smoke_testing"
+        assert held.reason.endswith("the smoke runs again in 30 s")
+
+
+def test_a_smoke_that_could_not_run_is_tried_again_then_aborts_at_the_limit() -> None:
+    """A broken tool never condemns a model, nor does one hiccup end a rollout: a smoke whose
+    Locust did not start is tried again an interval later, as an analysis holds; only
+    ``errorLimit`` such tries in a row abort it (no quarantine), and an answer resets them."""
+    error = GateResult("smoke", Verdict.ERROR, "smoke: locust could not start")
+    obs, now = smoking(), 1005.0
+    for attempt in range(1, POLICY.error_limit + 1):
+        action = decide(obs, POLICY, now)
+        assert isinstance(action, Smoke), action
+        concluded = conclude_smoke(obs, POLICY, action, error, now)
+        if attempt < POLICY.error_limit:
+            assert isinstance(concluded, Hold)
+            assert concluded.record.errors == attempt
+            obs = replace(obs, analysis=concluded.record)
+            waiting = decide(obs, POLICY, now + 1)
+            assert isinstance(waiting, Wait)
+            assert waiting.reason == f"smoke: next try in {POLICY.interval_seconds - 1:.0f} s"
+            assert waiting.phase == "smoke_testing"
+            now += POLICY.interval_seconds
+    assert isinstance(concluded, StartRollback)
+    assert concluded.verdict == "aborted"
+    assert concluded.reason == (
+        f"the smoke could not run in {POLICY.error_limit} tries in a row "
+        "(smoke: locust could not start)"
+    )
+    few = GateResult("smoke", Verdict.INCONCLUSIVE, "smoke: v2 logged no input example to send")
+    for _ in range(POLICY.inconclusive_limit - 1):
+        held = conclude_smoke(obs, POLICY, Smoke(10, obs.analysis), few, now)
+        assert isinstance(held, Hold)
+        assert held.record.errors == 0  # an answer of another kind ends the error streak
+        obs = replace(obs, analysis=held.record)
+    aborted = conclude_smoke(obs, POLICY, Smoke(10, obs.analysis), few, now)
+    assert isinstance(aborted, StartRollback)
+    assert aborted.reason.startswith(f"the smoke had no answer in {POLICY.inconclusive_limit}")
 
 
 def test_a_quarantined_version_in_its_smoke_phase_rolls_back() -> None:
@@ -144,7 +180,7 @@ def test_a_shadow_phase_runs_the_smoke_first_and_then_judges() -> None:
     assert isinstance(action, Smoke)
     assert action.record == AnalysisRecord(commit=HEAD, step=0)
     passed = GateResult("smoke", Verdict.PASS, "smoke: 0 of 50 requests failed")
-    held = conclude_smoke(obs, policy, action, passed)
+    held = conclude_smoke(obs, policy, action, passed, 1041.0)
     assert isinstance(held, Hold)
     assert held.phase == "shadowing"
     assert held.record.smoke == "smoke: 0 of 50 requests failed"
@@ -172,7 +208,9 @@ def test_a_shadow_phase_smokes_only_once_the_challenger_has_its_tag_route() -> N
     assert isinstance(late, StartRollback)
     assert late.verdict == "aborted"
     routed = replace(obs, target=target)
-    assert decide(routed, policy, 1040.0) == Smoke(10, AnalysisRecord(commit=HEAD, step=0))
+    assert decide(routed, policy, 1040.0) == Smoke(
+        10, AnalysisRecord(commit=HEAD, step=0), shadow=True
+    )
 
 
 def test_the_proposal_says_the_smoke_comes_first() -> None:

@@ -80,8 +80,11 @@ class Smoke:
     on its tag route; a pass leads to ``to_percent`` (or, in a shadow phase, to the judge)."""
 
     to_percent: int
-    #: The shadow phase's record, when the smoke runs at its start (None in a smoke phase).
+    #: The smokes tried so far at this pin (the shadow phase's record when it runs at its
+    #: start); None: the first try.
     record: AnalysisRecord | None = None
+    #: Whether the smoke runs at the start of a shadow phase (else in a smoke phase).
+    shadow: bool = False
 
 
 @dataclass(frozen=True)

@@ -226,20 +226,41 @@ def conclude_shadow(
 
 
 def conclude_smoke(
-    obs: ReleaseObservation, policy: RolloutPolicy, smoke: Smoke, result: GateResult
+    obs: ReleaseObservation,
+    policy: RolloutPolicy,
+    smoke: Smoke,
+    result: GateResult,
+    now: float,
 ) -> Action:
     """What the pre-traffic smoke leads to: the first step (or, at the start of a shadow phase,
-    the shadow judge), a rollback that quarantines (it failed: evidence), or an abort (it could
-    not run, or too few requests were answered: nothing was learnt about the model)."""
+    the shadow judge), a rollback that quarantines (it failed: evidence), or, when it could
+    not run or too few requests were answered (nothing learnt about the model), another try
+    an ``interval`` later, as an analysis holds: past ``errorLimit`` tries in a row whose tool
+    failed, or ``inconclusiveLimit`` without an answer, the rollout is aborted."""
     if result.verdict is Verdict.FAIL:
         return StartRollback(result.summary, (result,))
-    if result.verdict is not Verdict.PASS:
+    record = smoke.record or AnalysisRecord(commit=obs.pin_commit, step=0)
+    if result.verdict is Verdict.PASS:
+        if smoke.shadow:
+            return Hold(replace(record, smoke=result.summary), result.summary, "shadowing")
+        return EndSmoke(smoke.to_percent, (result,))
+    record = tally(record, (result,), now)
+    if result.verdict is Verdict.ERROR and record.errors >= policy.error_limit:
         return StartRollback(
-            f"the smoke could not run ({result.summary})", (result,), verdict="aborted"
+            f"the smoke could not run in {record.errors} tries in a row ({result.summary})",
+            (result,),
+            verdict="aborted",
         )
-    if smoke.record is not None:
-        return Hold(replace(smoke.record, smoke=result.summary), result.summary, "shadowing")
-    return EndSmoke(smoke.to_percent, (result,))
+    if result.verdict is Verdict.INCONCLUSIVE and record.inconclusive >= policy.inconclusive_limit:
+        return StartRollback(
+            f"the smoke had no answer in {record.inconclusive} tries in a row ({result.summary})",
+            (result,),
+            verdict="aborted",
+        )
+    phase = "shadowing" if smoke.shadow else "smoke_testing"
+    return Hold(
+        record, f"{result.summary}; the smoke runs again in {policy.interval_seconds:g} s", phase
+    )
 
 
 def conclude_watch(watch: Watch, result: GateResult | None) -> Action:
@@ -391,7 +412,7 @@ def _shadowing(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Ac
         # The smoke first: a challenger that errors is stopped before anything is mirrored
         # to it or judged. As in a smoke phase, it waits for the challenger's tag route: a
         # revision KServe reports ready before its route has a URL would otherwise get a smoke
-        # that cannot run, which aborts the rollout.
+        # that cannot run. A smoke that could not run is tried again an interval later.
         if not _smoke_route(target, challenger):
             if _deadline_passed(obs, policy, now):
                 return StartRollback(
@@ -400,7 +421,8 @@ def _shadowing(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Ac
                     verdict="aborted",
                 )
             return Wait(f"challenger revision {challenger} has no tag route yet", "shadowing")
-        return Smoke(policy.steps[0], record)
+        retry = _smoke_retry(record, policy, now, "shadowing")
+        return retry or Smoke(policy.steps[0], record, shadow=True)
     if not target.mirrors_shadow:
         mirroring = _mirroring(obs, policy, now, challenger)
         if mirroring is not None:
@@ -428,7 +450,22 @@ def _smoking(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Acti
                 verdict="aborted",
             )
         return Wait(f"new revision {revision} is loading at 0%", "smoke_testing")
-    return Smoke(policy.steps[0])
+    record = obs.analysis
+    if record is None or record.commit != obs.pin_commit:
+        return Smoke(policy.steps[0])
+    return _smoke_retry(record, policy, now, "smoke_testing") or Smoke(policy.steps[0], record)
+
+
+def _smoke_retry(
+    record: AnalysisRecord, policy: RolloutPolicy, now: float, phase: str
+) -> Wait | None:
+    """The wait before the next try of a smoke that could not run, or None when it is due."""
+    if record.last_at is None:
+        return None
+    due = record.last_at + policy.interval_seconds
+    if now >= due:
+        return None
+    return Wait(f"smoke: next try in {due - now:.0f} s", phase, due - now)
 
 
 def _smoke_route(target: TargetObservation, revision: str) -> bool:

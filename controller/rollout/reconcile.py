@@ -129,7 +129,7 @@ def phase_of(action: Action) -> str:
             return action.phase
         case AnalyzeShadow() | StartMirror():
             return "shadowing"
-        case Smoke(record=None):
+        case Smoke(shadow=False):
             return "smoke_testing"
         case Smoke():
             return "shadowing"
@@ -261,7 +261,7 @@ class Reconciler:
             results = (smoked,)
             self.metrics.count_gates(results)
             now = self.clock()
-            action = conclude_smoke(obs, policy, action, smoked)
+            action = conclude_smoke(obs, policy, action, smoked, now)
         elif isinstance(action, AnalyzeShadow):
             judgement = judge_mirrored(self.predictions, obs, policy.shadow or ShadowPhase())
             results = judgement.results
