@@ -20,6 +20,7 @@ __all__ = [
     "LoadPlan",
     "LoadReport",
     "MetricSample",
+    "MetricSeries",
     "RevisionTraffic",
     "Verdict",
 ]
@@ -68,6 +69,14 @@ class MetricSample:
 
     labels: Mapping[str, str]
     value: float
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    """One series of a Prometheus range query: its labels and (epoch seconds, value) points."""
+
+    labels: Mapping[str, str]
+    points: tuple[tuple[float, float], ...]
 
 
 @dataclass(frozen=True)

@@ -125,13 +125,30 @@ def status(
     target: _TARGET = TargetChoice.local,
     repo: _REPO = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Keep watching until Ctrl-C: redraw in a terminal, one line per change when "
+            "piped.",
+        ),
+    ] = False,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval", metavar="SECONDS", min=0.2, help="How often --watch looks again."
+        ),
+    ] = 2.0,
 ) -> None:
-    """Per model and environment: what serves, the canary and its weight, phase, last gates."""
+    """Per model and environment: what serves, the canary and its weight, phase, time in phase,
+    next analysis, last gates, rolled-back and quarantined versions, and what to run next."""
     from controller.commands_rollout import run_status
 
     if env is not None:
         validate_environment_name(env)
+    if watch and as_json:
+        raise typer.BadParameter("--watch prints a table or lines, not JSON: drop one")
     run_status(
         current_settings(), environment=env, target=target.value, remote=repo,
-        as_json=as_json, console=Console(),
+        as_json=as_json, console=Console(), watch=watch, interval_seconds=interval,
     )  # fmt: skip

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rich.console import Console
-from rich.table import Table
 
 from controller.backends.git_lease import GitLeaseStore
 from controller.backends.git_repo import GitWorkspace, Identity
@@ -37,16 +36,44 @@ from controller.retrain import (
     last_retrain_tag,
     turned_away_tag,
 )
-from controller.rollout.actions import Outcome, Quarantine, RestorePrevious, StartRollback, Wait
+from controller.rollout.actions import (
+    Action,
+    Analyze,
+    AnalyzeShadow,
+    Hold,
+    Outcome,
+    Quarantine,
+    RestorePrevious,
+    Smoke,
+    StartRollback,
+    Wait,
+)
 from controller.rollout.analysis import Analyzer
 from controller.rollout.decide import decide, manual_rollback
-from controller.rollout.observe import load_environment_config, load_release, observe
+from controller.rollout.messages import gates_in_message
+from controller.rollout.observation import ReleaseObservation
+from controller.rollout.observe import (
+    QUARANTINE_TAG,
+    ReleaseRef,
+    load_environment_config,
+    load_release,
+    observe,
+    rollout_tag,
+)
 from controller.rollout.reconcile import PassReport, Reconciler, phase_of
 from controller.rollout.record import shadow_tag
 from controller.settings import Settings
+from controller.status_view import next_step, status_notes, status_table
 from controller.target_types import TargetObservation
 
-__all__ = ["TargetKind", "build_reconciler", "run_rollback", "run_rollout", "run_status"]
+__all__ = [
+    "TargetKind",
+    "build_reconciler",
+    "run_rollback",
+    "run_rollout",
+    "run_status",
+    "status_rows",
+]
 
 TargetKind = Literal["local", "kubernetes"]
 #: How much longer than a lease's duration ``sluice rollback`` waits for it (polling, clocks).
@@ -332,10 +359,43 @@ def run_status(
     remote: str | None,
     as_json: bool,
     console: Console,
+    watch: bool = False,
+    interval_seconds: float = 2.0,
 ) -> None:
     """Per model and environment: what serves, the canary (or its smoke test), the phase, the
-    controller that holds the release's lease and the last gates."""
+    controller that holds the release's lease, the last gates, the time in phase and the next
+    analysis; with ``watch``, again every ``interval_seconds`` until interrupted."""
     reconciler = build_reconciler(settings, target=target, remote=remote)
+    if watch:
+        from controller.commands_status import watch_status
+
+        watch_status(
+            lambda: status_rows(reconciler, environment, target=target),
+            console=console,
+            interval_seconds=interval_seconds,
+        )
+        return
+    rows = status_rows(reconciler, environment, target=target)
+    if as_json:
+        console.print_json(json.dumps({"releases": rows}))
+        return
+    console.print(status_table(rows, width=console.width, now=time.time()))
+    for row in rows:
+        for note in status_notes(row):
+            console.print(f"{row['model']} in {row['environment']}: {note}", soft_wrap=True)
+    for row in rows:
+        retraining = row.get("retraining")
+        if isinstance(retraining, dict):
+            release = f"{row['model']} in {row['environment']}"
+            line = f"{release}: last retraining {retraining['summary']}"
+            console.print(line, soft_wrap=True, markup=False)
+
+
+def status_rows(
+    reconciler: Reconciler, environment: str | None, *, target: TargetKind = "local"
+) -> list[dict[str, Any]]:
+    """The status of every release in ``environment`` (default: every environment in Git),
+    JSON-ready, as ``sluice status --json`` prints it."""
     workspace = reconciler.workspace
     workspace.sync()
     default = workspace.default_branch()
@@ -350,44 +410,10 @@ def run_status(
                 raise
             continue
         for model in models:
-            rows.append(_status_row(reconciler, name, model, now))
-    if as_json:
-        console.print_json(json.dumps({"releases": rows}))
-        return
-    table = Table(
-        "environment", "model", "serving", "canary", "champion / challenger", "phase",
-        "in phase", "controller", "last gates",
-        title="sluice status",
-    )  # fmt: skip
-    for row in rows:
-        canary = f"v{row['version']} {row['canaryPercent']}%" if row["canaryPercent"] else "-"
-        if row["shadowPercent"] is not None:
-            canary = f"v{row['version']} shadow ({row['shadowPercent']:g}% mirrored)"
-        elif row["smoke"]:
-            canary = f"v{row['version']} smoke test at 0%"
-        gates = "\n".join(f"{g['verdict']}: {g['summary']}" for g in row["gates"]) or "-"
-        table.add_row(
-            str(row["environment"]), str(row["model"]), str(row["serving"] or "-"), canary,
-            _pair(row), str(row["phase"]), f"{row['secondsInPhase']:.0f} s",
-            _holder(row["lease"]), gates,
-        )  # fmt: skip
-    console.print(table)
-    for row in rows:
-        retraining = row.get("retraining")
-        if isinstance(retraining, dict):
-            release = f"{row['model']} in {row['environment']}"
-            line = f"{release}: last retraining {retraining['summary']}"
-            console.print(line, soft_wrap=True, markup=False)
-
-
-def _holder(lease: dict[str, Any] | None) -> str:
-    """Who acts on the release and until when, unless renewed."""
-    if lease is None:
-        return "no controller holds it"
-    if "error" in lease:
-        return f"unknown: {lease['error']}"
-    until = time.strftime("%H:%M:%S", time.localtime(lease["expiresAtEpoch"]))
-    return f"{lease['holder']} until {until}"
+            row = _status_row(reconciler, name, model, now)
+            row["hint"] = next_step(row, target=target)
+            rows.append(row)
+    return rows
 
 
 def _lease_row(reconciler: Reconciler, environment: str, model: str, now: float) -> object:
@@ -414,14 +440,6 @@ def _lease_row(reconciler: Reconciler, environment: str, model: str, now: float)
 
 def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def _pair(row: dict[str, Any]) -> str:
-    """``v2 / v5 (shadow pass)``: the champion, the challenger and its shadow verdict."""
-    champion = f"v{row['champion']}" if row["champion"] else "-"
-    challenger = f"v{row['challenger']}" if row["challenger"] else "-"
-    verdict = str(row["shadowVerdict"] or "").split(":", 1)[0]
-    return f"{champion} / {challenger}" + (f" (shadow {verdict})" if verdict else "")
 
 
 def _challenger(
@@ -456,7 +474,6 @@ def _status_row(
     action = decide(obs, ref.environment.rollout, now)
     canary = obs.pin.canary_percent
     serving = obs.pin.previous_version if canary not in (None, 100) else obs.pin.version
-    record = obs.analysis if obs.analysis and obs.analysis.commit == obs.pin_commit else None
     challenger, verdict = _challenger(reconciler.registry, model, ref.release.alias, environment)
     return {
         "environment": environment,
@@ -475,10 +492,7 @@ def _status_row(
         "quarantined": obs.quarantined,
         "aborted": obs.aborted,
         "target": note or ("synced" if obs.synced else "not synced"),
-        "gates": [
-            {"gate": r.gate, "verdict": r.verdict.value, "summary": r.summary}
-            for r in (record.results if record else ())
-        ],
+        **_watch_fields(reconciler, ref, obs, action, now),
         "retraining": _retraining_row(reconciler.registry, environment, model, now),
     }
 
@@ -503,6 +517,84 @@ def _retraining_row(
         "turnedAway": turned_away.to_json() if turned_away else None,
         "summary": describe_retraining(last, turned_away, now),
     }
+
+
+def _watch_fields(
+    reconciler: Reconciler, ref: ReleaseRef, obs: ReleaseObservation, action: Action, now: float
+) -> dict[str, Any]:
+    """What ``status --watch`` and the page add: the last gates (this step's analysis record,
+    else the gates in the body of the commit that started the step), when the phase began and
+    the next analysis is due, the pinned version's rollback, the versions quarantined or
+    aborted here, and the revisions a chart compares."""
+    record = obs.analysis if obs.analysis and obs.analysis.commit == obs.pin_commit else None
+    results: tuple[Any, ...] = record.results if record else ()
+    source = f"analysis {record.looks} of this step" if record and results else None
+    if not results and obs.pin_commit:
+        message = reconciler.workspace.message(obs.pin_commit) or ""
+        results = gates_in_message(message)
+        source = f"commit {obs.pin_commit[:12]}" if results else None
+    due: float | None = None
+    if isinstance(action, Analyze | AnalyzeShadow | Smoke):
+        due = now
+    elif isinstance(action, Hold):
+        due = now + ref.environment.rollout.interval_seconds
+    elif isinstance(action, Wait) and action.retry_after is not None:
+        due = now + action.retry_after
+    rolled_back = None
+    if obs.rollback_reason and obs.pin.canary_percent == 0 and not obs.smoke:
+        verdict = obs.rollback_verdict or "failed"
+        rolled_back = {"reason": obs.rollback_reason, "verdict": f"rolled back ({verdict})"}
+    canary = obs.target.latest_created
+    primary = next(
+        (t.revision for t in obs.target.traffic if not t.latest and t.revision != canary), None
+    )
+    return {
+        "gates": [
+            {"gate": r.gate, "verdict": r.verdict.value, "summary": r.summary} for r in results
+        ],
+        "gatesFrom": source,
+        "phaseSince": obs.pin_changed_at or None,
+        "nextAnalysisAt": due,
+        "rolledBack": rolled_back,
+        "versions": _judged_versions(reconciler.registry, ref, obs.pin.version),
+        "revisions": (
+            {
+                "namespace": obs.target.namespace,
+                "configuration": obs.target.configuration,
+                "canary": canary,
+                "primary": primary,
+            }
+            if canary and primary
+            else None
+        ),
+    }
+
+
+def _judged_versions(
+    registry: RolloutRegistry, ref: ReleaseRef, pinned: int | None
+) -> list[dict[str, Any]]:
+    """The model's versions quarantined, or whose rollout here was aborted (newest first, the
+    pinned one left to the row itself); empty when the registry cannot list versions."""
+    if not isinstance(registry, MlflowRegistry):
+        return []
+    try:
+        versions = registry.versions(ref.release.model)
+    except SluiceError:
+        return []
+    judged = []
+    aborted_tag = rollout_tag(ref.environment.name)
+    for version in reversed(versions):
+        if version.version == pinned:
+            continue
+        if QUARANTINE_TAG in version.tags:
+            state, reason = "quarantined", version.tags[QUARANTINE_TAG]
+        elif version.tags.get(aborted_tag) == "aborted":
+            state = "aborted"
+            reason = version.tags.get(f"{aborted_tag}.reason") or "aborted"
+        else:
+            continue
+        judged.append({"version": version.version, "state": state, "reason": reason})
+    return judged
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -2,7 +2,8 @@
 
 It watches every release that the environments in Git declare, proposes when a release's
 alias moves away from its pin (polling every interval; an MLflow webhook only wakes the loop
-early), and serves ``/healthz``, ``/metrics``, ``/hooks/mlflow`` and, with an Alertmanager
+early), and serves the read-only status page at ``/`` (:mod:`controller.commands_status`),
+``/healthz``, ``/metrics``, ``/hooks/mlflow`` and, with an Alertmanager
 token, ``/hooks/alertmanager``, where drift alerts start retraining
 (:mod:`controller.commands_retrain`). With ``--rollouts TARGET`` a second thread runs the
 rollout reconcile for every watched release each interval, reporting into the same
@@ -24,6 +25,7 @@ from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow
 from controller.commands_feedback import build_feedback_route
 from controller.commands_retrain import build_alertmanager_hook
 from controller.commands_rollout import build_reconciler
+from controller.commands_status import build_status_page
 from controller.errors import ConfigError
 from controller.ports import Forge
 from controller.proposal_scan import ReleaseSnapshot
@@ -154,6 +156,13 @@ def run_serve(
             settings, forge=forge, registry=registry, metrics=metrics, models=registry
         ),
         feedback=build_feedback_route(settings, metrics=metrics),
+        # The page reads the target the rollouts run on, else the cluster when Argo CD is set.
+        page=build_status_page(
+            settings,
+            remote=remote,
+            target=rollouts or ("kubernetes" if settings.argocd_url else "local"),
+            environments=environments,
+        ),
     )
     stop = threading.Event()
     loop = _rollout_loop(settings, rollouts, remote, snapshot, metrics, forge)

@@ -48,6 +48,7 @@ __all__ = [
     "health_route",
     "metrics_route",
     "mlflow_hook_route",
+    "page_route",
     "sluice_routes",
 ]
 
@@ -176,6 +177,15 @@ def metrics_route(metrics: ServeMetrics) -> Handler:
     return exposition
 
 
+def page_route(render: Callable[[], str]) -> Handler:
+    """``GET /``: the read-only status page ``render()`` writes (HTML)."""
+
+    def page(request: Request) -> Response:
+        return Response(200, render().encode("utf-8"), "text/html; charset=utf-8")
+
+    return page
+
+
 def mlflow_hook_route(
     *,
     secret: str,
@@ -243,12 +253,14 @@ def sluice_routes(
     alertmanager_hook: Handler | None = None,
     feedback: Handler | None = None,
     replay_file: Path | None = None,
+    page: Callable[[], str] | None = None,
 ) -> dict[Route, Handler]:
     """Every route of ``sluice serve``; ``POST /hooks/mlflow`` only when a secret is set,
     ``POST /hooks/alertmanager`` and ``POST /v1/feedback`` only when their handlers are given
     (:func:`controller.alertmanager_hook.alertmanager_hook_route`,
-    :func:`controller.feedback.feedback_route`). ``replay_file`` keeps the MLflow deliveries
-    already received across restarts (:class:`~controller.webhooks.ReplayGuard`)."""
+    :func:`controller.feedback.feedback_route`), and ``GET /`` when ``page`` renders it.
+    ``replay_file`` keeps the MLflow deliveries already received across restarts
+    (:class:`~controller.webhooks.ReplayGuard`)."""
     routes: dict[Route, Handler] = {
         ("GET", "/healthz"): health_route(status),
         ("GET", "/metrics"): metrics_route(metrics),
@@ -266,6 +278,8 @@ def sluice_routes(
         routes["POST", "/hooks/alertmanager"] = alertmanager_hook
     if feedback is not None:
         routes["POST", "/v1/feedback"] = feedback
+    if page is not None:
+        routes["GET", "/"] = page_route(page)
     return routes
 
 

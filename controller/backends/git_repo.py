@@ -322,6 +322,43 @@ class GitWorkspace:
             return []
         return [line for line in out.splitlines() if line]
 
+    def changes(self, branch: str, path: str, limit: int = 30) -> list[ChangeInfo]:
+        """The last ``limit`` first-parent commits of the remote branch that changed ``path``,
+        newest first, as :meth:`last_change` reads one (as of the last sync)."""
+        fmt = "%H%x1f%ct%x1f%(trailers:only,unfold,separator=%x1e)%x1d"
+        try:
+            out = str(
+                self.repo.git.log(
+                    f"-{limit}",
+                    "--first-parent",
+                    f"--format={fmt}",
+                    f"refs/remotes/origin/{branch}",
+                    "--",
+                    path,
+                )
+            )
+        except GitCommandError:
+            return []
+        found = []
+        for entry in out.split("\x1d"):
+            if not entry.strip():
+                continue
+            sha, when, trailers = [*entry.strip().split("\x1f"), "", ""][:3]
+            parsed = {}
+            for line in trailers.split("\x1e"):
+                key, sep, value = line.partition(":")
+                if sep:
+                    parsed[key.strip()] = value.strip()
+            found.append(ChangeInfo(sha=sha, time=float(when), trailers=parsed))
+        return found
+
+    def message(self, sha: str) -> str | None:
+        """The full message of commit ``sha`` (None when the clone does not have it)."""
+        try:
+            return str(self.repo.git.show("-s", "--format=%B", sha))
+        except GitCommandError:
+            return None
+
     # -- refs outside the branches (leases) ------------------------------------------------
 
     def fetch_ref(self, ref: str) -> tuple[str, str] | None:

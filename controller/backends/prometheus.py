@@ -23,7 +23,7 @@ from typing import Any, Self
 
 import requests
 
-from controller.analysis_types import MetricSample
+from controller.analysis_types import MetricSample, MetricSeries
 from controller.errors import ConfigError, MetricsUnavailable
 from controller.redact import redact, register_secret
 
@@ -90,6 +90,38 @@ class PrometheusSource:
         if response.status_code >= 300 or body.get("status") != "success":
             raise self._error_from(response, body)
         return _samples(body.get("data"), where=self._where, promql=promql)
+
+    def query_range(
+        self, promql: str, *, start: float, end: float, step: float
+    ) -> list[MetricSeries]:
+        """Evaluate ``promql`` every ``step`` seconds from ``start`` to ``end`` (epoch seconds),
+        as the charts of the status page do: one :class:`MetricSeries` per series, values as
+        Prometheus computed them (NaN kept). Failures are :class:`MetricsUnavailable`, as for
+        :meth:`query`."""
+        if not (end >= start and step > 0):
+            raise ConfigError(f"range query from {start} to {end} every {step} s is empty")
+        form = {
+            "query": promql,
+            "start": f"{start:.3f}",
+            "end": f"{end:.3f}",
+            "step": f"{step:g}",
+            "timeout": f"{self.timeout_seconds:g}s",
+        }
+        response = self._send("POST", "/api/v1/query_range", data=form)
+        body = self._json(response)
+        if response.status_code >= 300 or body.get("status") != "success":
+            raise self._error_from(response, body)
+        data = body.get("data")
+        if not isinstance(data, dict) or data.get("resultType") != "matrix":
+            raise MetricsUnavailable(f"{self._where} answered a range query without a matrix")
+        return [
+            MetricSeries(
+                labels={str(k): str(v) for k, v in element.get("metric", {}).items()},
+                points=tuple((float(t), _float(v)) for t, v in element.get("values", [])),
+            )
+            for element in data.get("result") or []
+            if isinstance(element, dict)
+        ]
 
     # -- lifecycle -----------------------------------------------------------------------------
 

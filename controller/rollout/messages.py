@@ -8,12 +8,18 @@ a rollback with ``git log --format='%(trailers:key=Sluice-Action,valueonly)'``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from controller.analysis_types import GateResult, Verdict
 from controller.commit_message import SUBJECT_LIMIT
 
-__all__ = ["RolloutCommit", "render_rollout_comment", "render_rollout_message"]
+__all__ = [
+    "RolloutCommit",
+    "gates_in_message",
+    "render_rollout_comment",
+    "render_rollout_message",
+]
 
 _MARK = {
     Verdict.PASS: "pass",
@@ -77,6 +83,31 @@ def render_rollout_message(commit: RolloutCommit) -> str:
         f"Sluice-Action: {commit.action}",
     ]
     return "\n".join(lines) + "\n"
+
+
+_GATE_LINE = re.compile(r"^- \[(pass|FAIL|ERROR|inconclusive)\] (.*)$")
+_GATE_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._/-]*): (.*)$")
+
+
+def gates_in_message(message: str) -> tuple[GateResult, ...]:
+    """The gates a rollout commit's body lists (:func:`render_rollout_message`), read back:
+    ``sluice status`` shows them as the last gates of the step the commit started."""
+    verdicts = {mark: verdict for verdict, mark in _MARK.items()}
+    lines = message.splitlines()
+    if "Gates:" not in lines:
+        return ()
+    results = []
+    for line in lines[lines.index("Gates:") + 1 :]:
+        match = _GATE_LINE.match(line)
+        if match is None:
+            break
+        text = match.group(2)
+        named = _GATE_NAME.match(text)
+        gate, summary = (named.group(1), named.group(2)) if named else (text.split(" ")[0], text)
+        if not summary.startswith(gate.rsplit("/", 1)[-1]):
+            summary = text  # "locust: 0 of 50 failed" was the summary as written
+        results.append(GateResult(gate, verdicts[match.group(1)], summary))
+    return tuple(results)
 
 
 _ICON = {"step": "⏩", "promote": "✅", "rollback": "⏪", "restore": "⏪", "mirror": "🪞"}

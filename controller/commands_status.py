@@ -1,0 +1,241 @@
+"""Watching releases: ``sluice status --watch``, the live view of ``sluice rollout``, and the
+page at ``/`` of ``sluice serve``.
+
+The rows are :func:`controller.commands_rollout.status_rows`; what is drawn from them is pure
+(:mod:`controller.status_view`, :mod:`controller.status_page`). In a terminal the watch redraws
+one table in place (Rich Live); piped, it prints one line per release whenever something but
+the clocks changed, so a log or ``grep`` sees each change once. The page's charts are range
+queries through the Prometheus backend, the same builtin queries the canary gates run
+(:func:`controller.gates.prometheus_checks.builtin_query`), per revision, over the rollout.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from controller.backends.git_repo import GitWorkspace
+from controller.backends.prometheus import PrometheusSource
+from controller.commands_rollout import TargetKind, build_reconciler, status_rows
+from controller.errors import ConfigError, MetricsUnavailable, SluiceError
+from controller.gates.prometheus_checks import builtin_query
+from controller.rollout.observe import load_release
+from controller.rollout.reconcile import Reconciler
+from controller.settings import Settings
+from controller.status_page import CanaryChart, Series, render_status_page
+from controller.status_view import change_key, status_line, status_notes, status_table
+
+__all__ = ["build_status_page", "canary_charts", "rollout_start", "watch_status"]
+
+_log = logging.getLogger("sluice.status")
+
+Rows = list[dict[str, Any]]
+#: The longest stretch a chart covers (a rollout stuck for days shows its last day).
+_CHART_MAX_SECONDS = 24 * 3600.0
+#: The shortest: a rollout a few seconds old still gets a readable minute.
+_CHART_MIN_SECONDS = 120.0
+_CHART_POINTS = 180
+
+
+def watch_status(
+    fetch: Callable[[], Rows],
+    *,
+    console: Console,
+    interval_seconds: float,
+    clock: Callable[[], float] = time.time,
+    stop: threading.Event | None = None,
+) -> None:
+    """Show ``fetch()`` every ``interval_seconds`` until Ctrl-C (or ``stop`` is set)."""
+    stop = stop or threading.Event()
+    try:
+        if console.is_terminal:
+            _watch_live(fetch, console, interval_seconds, clock, stop)
+        else:
+            _watch_lines(fetch, console, interval_seconds, clock, stop)
+    except KeyboardInterrupt:
+        return
+
+
+def _fetch(fetch: Callable[[], Rows]) -> tuple[Rows | None, str | None]:
+    try:
+        return fetch(), None
+    except SluiceError as exc:  # Git or the registry away for a moment: say so, keep watching
+        return None, exc.message
+
+
+def _watch_live(
+    fetch: Callable[[], Rows],
+    console: Console,
+    interval: float,
+    clock: Callable[[], float],
+    stop: threading.Event,
+) -> None:
+    rows: Rows = []
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+        while not stop.is_set():
+            fetched, error = _fetch(fetch)
+            rows = fetched if fetched is not None else rows
+            now = clock()
+            notes = [
+                Text(f"{row['model']} in {row['environment']}: {note}")
+                for row in rows
+                for note in status_notes(row)
+            ]
+            footer = f"every {interval:g} s; Ctrl-C to stop"
+            if error:
+                notes.append(Text(f"could not refresh: {error}", style="red"))
+            view = Group(status_table(rows, width=console.width, now=now), *notes, Text(footer))
+            live.update(view, refresh=True)
+            stop.wait(interval)
+
+
+def _watch_lines(
+    fetch: Callable[[], Rows],
+    console: Console,
+    interval: float,
+    clock: Callable[[], float],
+    stop: threading.Event,
+) -> None:
+    shown: dict[tuple[str, str], tuple[object, ...]] = {}
+    last_error: str | None = None
+    while not stop.is_set():
+        fetched, error = _fetch(fetch)
+        now = clock()
+        if error and error != last_error:
+            console.print(f"could not refresh: {error}", soft_wrap=True, markup=False)
+        last_error = error
+        for row in fetched or ():
+            key = change_key(row)
+            release = (str(row["environment"]), str(row["model"]))
+            if shown.get(release) != key:
+                shown[release] = key
+                console.print(status_line(row, now), soft_wrap=True, markup=False)
+        console.file.flush()
+        stop.wait(interval)
+
+
+# -- the page ---------------------------------------------------------------------------------
+
+
+def rollout_start(workspace: GitWorkspace, branch: str, pin_path: str, version: int) -> float:
+    """When the pinned ``version``'s rollout began: the oldest of the newest commits to the pin
+    that are that version's (its ``Sluice-Version`` trailer, or a merge without trailers)."""
+    start: float | None = None
+    for change in workspace.changes(branch, pin_path):
+        named = change.trailers.get("Sluice-Version")
+        if named is not None and named != str(version):
+            break
+        start = change.time
+    return start if start is not None else time.time()
+
+
+def canary_charts(
+    source: PrometheusSource | None,
+    reconciler: Reconciler,
+    row: dict[str, Any],
+    now: float,
+) -> list[CanaryChart]:
+    """Success rate and p99 of the canary against the primary since the rollout began; empty
+    when the release has no canary (nothing to compare)."""
+    revisions = row.get("revisions")
+    has_canary = row.get("canaryPercent") or row.get("smoke") or row.get("shadowPercent")
+    if not revisions or not has_canary or row.get("version") is None:
+        return []
+    ref = load_release(reconciler.workspace, str(row["environment"]), str(row["model"]))
+    began = rollout_start(reconciler.workspace, ref.branch, ref.pin_path, int(row["version"]))
+    start = max(min(began, now - _CHART_MIN_SECONDS), now - _CHART_MAX_SECONDS)
+    step = max(1.0, math.ceil((now - start) / _CHART_POINTS))
+    gates = ref.environment.rollout.gates
+    interval = next(
+        (c.interval for c in gates.metrics if c.builtin == "request-success-rate"), "1m"
+    )
+    charts = []
+    for metric, title, builtin, unit in (
+        ("success-rate", "success rate", "request-success-rate", "%"),
+        ("p99", "p99 latency", "request-latency", " ms"),
+    ):
+        series: list[Series] = []
+        note = ""
+        if source is None:
+            note = "no Prometheus configured (SLUICE_PROMETHEUS_URL)"
+        else:
+            try:
+                for role in ("canary", "primary"):
+                    promql = builtin_query(
+                        builtin,
+                        namespace=revisions["namespace"],
+                        configuration=revisions["configuration"],
+                        revision=revisions[role],
+                        interval=interval,
+                        profile=gates.profile,
+                    )
+                    found = source.query_range(promql, start=start, end=now, step=step)
+                    points = found[0].points if found else ()
+                    series.append(Series(role, f"{role} {revisions[role]}", points))
+            except (MetricsUnavailable, ConfigError) as exc:
+                series, note = [], exc.message
+        if series and not any(math.isfinite(v) for s in series for _, v in s.points):
+            note = "no requests yet"
+        charts.append(
+            CanaryChart(
+                metric=metric,
+                title=f"{title}, canary vs primary (rate over {interval})",
+                unit=unit,
+                start=start,
+                end=now,
+                series=tuple(series),
+                note=note,
+            )
+        )
+    return charts
+
+
+def build_status_page(
+    settings: Settings,
+    *,
+    remote: str | None,
+    target: TargetKind,
+    environments: Sequence[str] | None = None,
+    refresh_seconds: int = 5,
+) -> Callable[[], str]:
+    """The page's renderer: each call reads Git, the registry, the target and Prometheus
+    afresh. The backends are built at the first call, so a server starts without them."""
+    lock = threading.Lock()
+    built: list[Reconciler] = []
+
+    def render() -> str:
+        with lock:  # one clone, one reader at a time
+            if not built:
+                built.append(build_reconciler(settings, target=target, remote=remote))
+            reconciler = built[0]
+            metrics = reconciler.analyzer.metrics
+            source = metrics if isinstance(metrics, PrometheusSource) else None
+            rows: Rows = []
+            errors: list[str] = []
+            for environment in environments or (None,):
+                try:
+                    rows += status_rows(reconciler, environment, target=target)
+                except SluiceError as exc:
+                    errors.append(exc.message)
+            now = time.time()
+            charts = {}
+            for row in rows:
+                try:
+                    charts[row["environment"], row["model"]] = canary_charts(
+                        source, reconciler, row, now
+                    )
+                except SluiceError as exc:
+                    errors.append(f"{row['model']} in {row['environment']}: {exc.message}")
+        return render_status_page(
+            rows, charts, now=now, refresh_seconds=refresh_seconds, errors=errors
+        )
+
+    return render
