@@ -21,7 +21,12 @@ import typer
 from rich.console import Console
 
 from controller import __version__
-from controller.cli_options import current_settings, set_root_options, verbose_requested
+from controller.cli_options import (
+    current_settings,
+    current_sources,
+    set_root_options,
+    verbose_requested,
+)
 from controller.cli_quarantine import quarantine_app
 from controller.cli_rollout import ForgeKind, rollout_app
 from controller.errors import ExitCode, InputError, SluiceError
@@ -104,10 +109,21 @@ def config_schema(
 
 
 @config_app.command("show")
-def config_show() -> None:
-    """Print the settings in effect, secrets masked."""
+def config_show(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the values only, as JSON.")
+    ] = False,
+) -> None:
+    """Print the settings in effect, secrets masked, and where each came from (flag, env,
+    config file, local stack, default)."""
     settings = current_settings()
-    typer.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
+    values = settings.model_dump(mode="json")
+    if as_json:
+        typer.echo(json.dumps(values, indent=2))
+        return
+    sources = current_sources(settings)
+    for name, value in values.items():
+        typer.echo(f"{name:<34} {json.dumps(value)}  ({sources[name]})")
 
 
 @app.command()
@@ -317,7 +333,11 @@ def local_up(
         "local"
     ),
     repo: Annotated[
-        str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
+        str | None,
+        typer.Option(
+            help="GitOps remote to sync (default: SLUICE_GIT_REMOTE, else "
+            ".sluice/local/gitops.git, seeded from ./manifests); commands run here then use it."
+        ),
     ] = None,
     port_base: Annotated[
         int | None,
@@ -342,17 +362,16 @@ def local_up(
     ] = None,
 ) -> None:
     """Start (or reuse) the local stack and sync ENV from Git; returns when it is ready."""
-    from controller.commands_local import run_up
-    from controller.commands_propose import default_remote
+    from controller.commands_local import run_up, up_remote
 
     settings = current_settings()
-    remote = repo or settings.git_remote or default_remote()
+    console = Console()
     run_up(
         settings,
         env=env,
-        remote=remote,
+        remote=up_remote(settings, repo, console),
         port_base=port_base,
-        console=Console(),
+        console=console,
         rules_manifest=rules_manifest,
         alert_for=alert_for,
         rule_interval=rule_interval,
@@ -377,6 +396,50 @@ def local_down() -> None:
     from controller.commands_local import run_down
 
     run_down(current_settings(), console=Console())
+
+
+@local_app.command("env")
+def local_env() -> None:
+    """Print export lines for the running stack: eval "$(sluice local env)"."""
+    from controller.commands_local import run_env
+
+    run_env(current_settings(), console=Console())
+
+
+@local_app.command("url")
+def local_url(
+    name: Annotated[
+        str, typer.Argument(help="mlflow, prometheus, alertmanager, or an InferenceService.")
+    ],
+) -> None:
+    """Print the URL of a component, or of an InferenceService's router."""
+    from controller.commands_local import run_url
+
+    run_url(current_settings(), name, console=Console())
+
+
+@local_app.command("merge")
+def local_merge(
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    env: Annotated[str, typer.Option("--env", help="Environment (manifests/overlays/ENV).")],
+    forge: Annotated[
+        ForgeKind,
+        typer.Option(help="local: merge with git; github: through the pull request's merge."),
+    ] = ForgeKind.local,
+    repo: Annotated[
+        str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
+    ] = None,
+) -> None:
+    """Merge MODEL's open proposal in ENV as a pull request would; print the merge commit.
+
+    A merge commit, the proposal branch kept; with --forge github, GitHub's merge endpoint."""
+    from controller.commands_local import run_merge
+
+    validate_model_name(model)
+    validate_environment_name(env)
+    run_merge(
+        current_settings(), model=model, env=env, forge=forge.value, remote=repo, console=Console()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

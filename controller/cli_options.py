@@ -12,7 +12,7 @@ from pathlib import Path
 
 from controller.settings import Settings, load_settings
 
-__all__ = ["current_settings", "set_root_options", "verbose_requested"]
+__all__ = ["current_settings", "current_sources", "set_root_options", "verbose_requested"]
 
 _state: dict[str, object] = {"verbose": False, "config": None, "overrides": {}}
 
@@ -33,11 +33,29 @@ def verbose_requested() -> bool:
 
 def current_settings(**flags: object) -> Settings:
     """Settings from flags (the root's and a command's ``flags``), ``--config`` (if given),
-    the environment and the defaults, validated together."""
+    the environment, the running local stack of this checkout and the defaults, validated
+    together (the local stack only fills what nothing else gave)."""
+    from controller.local.effective_settings import apply_local_stack
+
     config = _state["config"]
     overrides = _state["overrides"]
-    return load_settings(
-        config if isinstance(config, Path) else None,
-        **(overrides if isinstance(overrides, dict) else {}),
-        **flags,
+    return apply_local_stack(
+        load_settings(
+            config if isinstance(config, Path) else None,
+            **(overrides if isinstance(overrides, dict) else {}),
+            **flags,
+        )
+    )
+
+
+def current_sources(settings: Settings) -> dict[str, str]:
+    """Where each of ``settings`` came from (flag, env, config file, local stack, default)."""
+    from controller.local.effective_settings import setting_sources
+
+    config = _state["config"]
+    overrides = _state["overrides"]
+    return setting_sources(
+        settings,
+        config=config if isinstance(config, Path) else None,
+        flags=dict(overrides) if isinstance(overrides, dict) else {},
     )

@@ -10,16 +10,28 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
 
-from controller.errors import ConfigError
+from controller.demo_gitops import seed_gitops_remote
+from controller.environment import ENVIRONMENT_FILE, EnvironmentConfig, load_environment
+from controller.errors import ConfigError, InputError
 from controller.local.runtime import RUNTIME_FILE
-from controller.local.stack import StackRequest, component_states, down, up
+from controller.local.stack import (
+    StackRequest,
+    component_states,
+    down,
+    recorded_remote,
+    router_urls,
+    running_urls,
+    up,
+)
 from controller.local.state import read_json
 from controller.ref_names import validate_environment_name
 from controller.settings import Settings
@@ -28,11 +40,19 @@ __all__ = [
     "PORT_BASE_MAX",
     "PORT_BASE_MIN",
     "PORT_SPAN",
+    "SEEDED_REMOTE",
     "local_root",
     "run_down",
+    "run_env",
+    "run_merge",
     "run_status",
     "run_up",
+    "run_url",
+    "up_remote",
 ]
+
+#: The GitOps remote ``sluice local up`` seeds from the checkout, under ``<state_dir>/local``.
+SEEDED_REMOTE = "gitops.git"
 
 #: ``--port-base N`` reserves N .. N+99: MLflow N, Alertmanager N+1, Prometheus N+2 and one
 #: router per InferenceService from N+10 (up to 90 of them).
@@ -84,6 +104,28 @@ def local_root(settings: Settings) -> Path:
     return (settings.state_dir / "local").resolve()
 
 
+def up_remote(settings: Settings, repo: str | None, console: Console) -> str:
+    """The GitOps remote ``local up`` syncs from: ``--repo``, else the configured or recorded
+    remote, else ``<state_dir>/local/gitops.git``, created and seeded with the checkout's
+    ``manifests/`` (as ``make demo`` seeds its own) the first time."""
+    seeded = local_root(settings) / SEEDED_REMOTE
+    remote = repo or settings.git_remote
+    if remote is not None and (repo is not None or Path(remote) != seeded):
+        return remote
+    if not (seeded / "HEAD").is_file():
+        manifests = Path.cwd() / "manifests"
+        if not manifests.is_dir():
+            raise ConfigError(
+                f"no manifests/ in {Path.cwd()} to seed a GitOps remote from: run `sluice local "
+                "up` in a checkout of your GitOps repository, or pass --repo REMOTE"
+            )
+        seed_gitops_remote(Path.cwd(), seeded)
+        console.print(
+            f"Seeded the GitOps remote {seeded} with {manifests}", highlight=False, soft_wrap=True
+        )
+    return str(seeded)
+
+
 def run_up(
     settings: Settings,
     *,
@@ -95,7 +137,8 @@ def run_up(
     alert_for: str | None = None,
     rule_interval: str | None = None,
 ) -> None:
-    """Start (or reuse) the stack and print where everything is.
+    """Start (or reuse) the stack, printing a line as each component starts, then where
+    everything is and what to type next.
 
     Prometheus loads the rules of ``rules_manifest`` (by default the repository's
     manifests/monitoring/prometheus-rules.yaml) with the ``alert_for`` and ``rule_interval``
@@ -104,6 +147,7 @@ def run_up(
     validate_environment_name(env)
     check_port_base(port_base)
     remote = check_remote(remote)
+    started = time.monotonic()
     request = StackRequest(
         root=local_root(settings),
         remote=remote,
@@ -118,9 +162,94 @@ def run_up(
         rule_interval=rule_interval,
         retrain_alerts=tuple(settings.retrain_alerts),
     )
-    for name, entry in up(request).items():
-        where = entry.get("url", entry.get("log", ""))
-        console.print(f"{name:<13} {entry['state']:<8} pid {entry['pid']:<8} {where}")
+    up(request, progress=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    root = request.root
+    urls = running_urls(root)
+    console.print(
+        f"Local stack ready in {time.monotonic() - started:.1f} s: environment {env}, "
+        f"GitOps remote {remote}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    routers = router_urls(root)
+    rows = {
+        "MLflow": urls.get("mlflow", "-"),
+        "Router": ", ".join(f"{url} ({name})" for name, url in sorted(routers.items()))
+        or "none yet: one per InferenceService once a version is merged "
+        "(`sluice local url NAME` prints it)",
+        "Prometheus UI": urls.get("prometheus", "-"),
+        "Alertmanager": urls.get("alertmanager", "-"),
+    }
+    for label, value in rows.items():
+        console.print(f"  {label:<14} {value}", highlight=False, soft_wrap=True)
+    console.print("Next:", highlight=False)
+    for command in _next_commands(env):
+        console.print(f"  {command}", highlight=False, soft_wrap=True)
+
+
+def _next_commands(env: str) -> list[str]:
+    """What to type after ``up``: the exports, then train, propose, merge and roll out the
+    environment's first release (its training module when the checkout has one)."""
+    model = "MODEL"
+    try:
+        config: EnvironmentConfig | None = load_environment(Path.cwd(), env)
+    except ConfigError:
+        config = None
+    if config is not None and config.releases:
+        model = config.releases[0].model
+    module = f"models.{model.replace('-', '_')}.train"
+    train = (
+        f"python -m {module} --week 0"
+        if (Path.cwd() / module.replace(".", "/")).with_suffix(".py").is_file()
+        else f"(train and register {model} in MLflow)"
+    )
+    return [
+        'eval "$(sluice local env)"',
+        train,
+        f"sluice propose {model} --env {env}",
+        f"sluice local merge {model} --env {env}",
+        f"sluice rollout {model} --env {env}",
+    ]
+
+
+def _running_root(settings: Settings) -> Path:
+    root = local_root(settings)
+    if "mlflow" not in running_urls(root):
+        raise ConfigError(
+            f"the local stack is not running in {root}: start it with `sluice local up` "
+            "(in the checkout you started it from, or with the same SLUICE_STATE_DIR)"
+        )
+    return root
+
+
+def run_env(settings: Settings, *, console: Console) -> None:
+    """Print the ``export`` lines of the running stack, for ``eval "$(sluice local env)"``."""
+    root = _running_root(settings)
+    values = {
+        "MLFLOW_TRACKING_URI": running_urls(root)["mlflow"],
+        "SLUICE_GIT_REMOTE": recorded_remote(root),
+        # Absolute: a command run from another directory still finds this stack.
+        "SLUICE_STATE_DIR": str(settings.state_dir),
+    }
+    for name, value in values.items():
+        if value:
+            console.print(
+                f"export {name}={shlex.quote(value)}", highlight=False, soft_wrap=True, markup=False
+            )
+
+
+def run_url(settings: Settings, name: str, *, console: Console) -> None:
+    """Print the URL of a component (mlflow, prometheus, alertmanager) or of an
+    InferenceService's router."""
+    root = _running_root(settings)
+    known = {**running_urls(root), **router_urls(root)}
+    if name not in known:
+        raise InputError(
+            f"no component or InferenceService {name!r} in the local stack (known: "
+            f"{', '.join(sorted(known))}); an InferenceService has a router once a version "
+            "of it is merged and synced"
+        )
+    console.print(known[name], highlight=False, soft_wrap=True, markup=False)
 
 
 def run_status(settings: Settings, *, as_json: bool, console: Console) -> None:
@@ -181,3 +310,75 @@ def run_down(settings: Settings, *, console: Console) -> None:
     """Stop what ``up`` started."""
     stopped = down(local_root(settings))
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+def run_merge(
+    settings: Settings,
+    *,
+    model: str,
+    env: str,
+    forge: Literal["local", "github"],
+    remote: str | None,
+    console: Console,
+) -> str:
+    """Merge the open proposal of ``model`` in ``env`` into the environment's branch as a pull
+    request's merge button does (a merge commit, the branch kept); return the merge commit.
+
+    ``local``: the newest proposal branch ``sluice/ENV/MODEL/vN`` not yet on the branch, merged
+    with git and pushed. ``github``: that branch's open pull request, merged through GitHub's
+    merge endpoint, so the by-hand path and the pull-request path are one.
+    """
+    from controller.backends.git_repo import GitWorkspace, Identity
+    from controller.commands_propose import build_forge, default_remote
+    from controller.commit_message import proposal_branch
+    from controller.environment import parse_environment
+
+    workspace = GitWorkspace(
+        remote or settings.git_remote or default_remote(),
+        settings.state_dir / "git",
+        identity=Identity(settings.git_author_name, settings.git_author_email),
+    )
+    github = build_forge(settings, forge)  # a missing token fails before Git is touched
+    with workspace.locked():
+        workspace.sync()
+        default = workspace.default_branch()
+        path = f"manifests/overlays/{env}/{ENVIRONMENT_FILE}"
+        text = workspace.read(default, path)
+        if text is None:
+            raise ConfigError(
+                f"unknown environment {env!r}: {path} is not on {default} of "
+                f"{workspace.remote_url}; give an environment it has (--env)"
+            )
+        config = parse_environment(text, source=f"{path}@{default}", environment=env)
+        config.release(model)  # names the models it serves when it does not serve this one
+        prefix = proposal_branch(env, model, 0).removesuffix("v0")
+        open_branches = {
+            branch: sha
+            for branch, sha in workspace.branches(prefix).items()
+            if re.fullmatch(r"v\d+", branch.removeprefix(prefix))
+            and not workspace.is_merged(sha, config.branch)
+        }
+        if not open_branches:
+            raise InputError(
+                f"no open proposal for {model} in {env}: no branch {prefix}vN that is not "
+                f"merged into {config.branch}; propose one with `sluice propose {model} "
+                f"--env {env}`"
+            )
+        # The newest version wins; older open branches are superseded proposals.
+        branch = max(open_branches, key=lambda b: int(b.removeprefix(prefix + "v")))
+        head = open_branches[branch]
+        subject = str(workspace.repo.git.log("-1", "--format=%s", head))
+        if github is None:
+            sha = workspace.merge(
+                branch=branch, base=config.branch, message=f"Merge {branch}\n\n{subject}"
+            )
+            where = f"{branch} into {config.branch}"
+        else:
+            from controller.backends.github_forge import GitHubForge
+
+            assert isinstance(github, GitHubForge)
+            number, sha = github.merge_pull_request(branch, head_sha=head)
+            where = f"pull request #{number} ({branch}) into {config.branch}"
+    console.print(f"Merged {where}: {subject}", highlight=False, soft_wrap=True, markup=False)
+    console.print(sha, highlight=False, soft_wrap=True)
+    return sha

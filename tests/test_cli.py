@@ -58,7 +58,7 @@ def test_settings_precedence_is_env_over_file(
         "mlflow_tracking_uri: http://from-file:5000\ngithub_api_url: http://ghe/api/v3\n"
     )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
-    assert main(["--config", str(config), "config", "show"]) == 0
+    assert main(["--config", str(config), "config", "show", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["mlflow_tracking_uri"] == "http://from-env:5000"
     assert shown["github_api_url"] == "http://ghe/api/v3"
@@ -95,7 +95,7 @@ def test_unknown_setting_is_refused(tmp_path: Path) -> None:
 def test_token_is_never_shown(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """`config show` masks the GitHub token."""
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_supersecretvalue123")
-    assert main(["config", "show"]) == 0
+    assert main(["config", "show", "--json"]) == 0
     out = capsys.readouterr().out
     assert "ghp_supersecretvalue123" not in out
     assert json.loads(out)["github_token"] == "**********"
@@ -121,5 +121,5 @@ def test_demo_outside_a_checkout_says_where_to_run_it(tmp_path: Path) -> None:
 def test_flag_overrides_environment(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """A command-line flag beats the environment."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
-    assert main(["--mlflow-tracking-uri", "http://from-flag:5000", "config", "show"]) == 0
+    assert main(["--mlflow-tracking-uri", "http://from-flag:5000", "config", "show", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["mlflow_tracking_uri"] == "http://from-flag:5000"

@@ -484,6 +484,87 @@ class GitWorkspace:
                 f"{self.max_attempts} times (the remote keeps moving); run again"
             ) from None
 
+    def branches(self, prefix: str) -> dict[str, str]:
+        """The remote's branches under ``prefix`` (as of the last sync) and their tips."""
+        out = str(
+            self.repo.git.for_each_ref(
+                "--format=%(refname:lstrip=3) %(objectname)", f"refs/remotes/origin/{prefix}"
+            )
+        )
+        return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+    def is_merged(self, commit: str, base: str) -> bool:
+        """Whether ``commit`` is already on the remote's ``base`` (as of the last sync)."""
+        try:
+            self.repo.git.merge_base("--is-ancestor", commit, f"refs/remotes/origin/{base}")
+        except GitCommandError:
+            return False
+        return True
+
+    def merge(self, *, branch: str, base: str, message: str) -> str:
+        """Merge the remote's ``branch`` into ``base`` as a pull request's merge button does:
+        a merge commit (never a fast-forward), pushed to ``base``, the branch kept. Returns the
+        merge commit. A conflict changes nothing and is a :class:`PermanentError` naming both; a
+        push that loses a race is merged again from the new tip, like every other write."""
+        with self.locked():
+            tries = itertools.count(1)
+
+            def attempt() -> str:
+                if next(tries) > 1:
+                    self.sync()
+                return self._merge_once(branch=branch, base=base, message=message)
+
+            retrying = Retrying(
+                stop=stop_after_attempt(self.max_attempts),
+                wait=self._backoff,
+                retry=retry_if_exception_type(_LostRace),
+                sleep=self._sleep,
+            )
+            try:
+                return retrying(attempt)
+            except RetryError:
+                raise GitConflict(
+                    f"git push of the merge of {branch} into {base} to "
+                    f"{redact(self.remote_url)} lost the race {self.max_attempts} times; run again"
+                ) from None
+
+    def _merge_once(self, *, branch: str, base: str, message: str) -> str:
+        start, head = self.remote_sha(base), self.remote_sha(branch)
+        if start is None or head is None:
+            missing = base if start is None else branch
+            raise PermanentError(
+                f"branch {missing!r} does not exist on {redact(self.remote_url)}; "
+                "propose again (sluice propose) or fix the environment's branch"
+            )
+        self._checkout(base, start)
+        try:
+            self.repo.git.merge("--no-ff", "--no-edit", "--quiet", "-m", message, head)
+        except GitCommandError:
+            with contextlib.suppress(GitCommandError):
+                self.repo.git.merge("--abort")
+            self._checkout(base, start)
+            raise PermanentError(
+                f"{branch} conflicts with {base} (both changed the same lines); nothing was "
+                f"merged: merge {base} into the branch and resolve it, or delete the branch "
+                f"(git push origin --delete {branch}) and propose again"
+            ) from None
+        sha = str(self.repo.head.commit.hexsha)
+        try:
+            self.repo.git.push("origin", f"{sha}:refs/heads/{base}", "--porcelain")
+        except GitCommandError as exc:
+            text = f"{exc.stdout}\n{exc.stderr}".lower()
+            if any(marker in text for marker in _REJECTED):
+                raise _LostRace from None
+            if any(marker in text for marker in _UNREACHABLE):
+                raise RemoteUnavailable(
+                    f"git push to {redact(self.remote_url)} failed ({_detail(exc)}); "
+                    "check the remote and its credentials"
+                ) from None
+            raise PermanentError(
+                f"git push of {base} to {redact(self.remote_url)} was refused: {_detail(exc)}"
+            ) from None
+        return sha
+
     def _backoff(self, state: RetryCallState) -> float:
         """``backoff_seconds`` doubled per lost race, times a jitter in [0.5, 1.5)."""
         jitter = 0.5 + random.random()  # noqa: S311 - jitter, not crypto

@@ -254,6 +254,45 @@ class GitHubForge:
 
         self._attempt(f"sending repository_dispatch {event_type!r}", send, retries=0)
 
+    def merge_pull_request(self, branch: str, *, head_sha: str) -> tuple[int, str]:
+        """Merge the open pull request from ``branch`` with a merge commit (GitHub's merge
+        button, ``PUT .../pulls/N/merge``, only if its head is still ``head_sha``); the branch
+        is kept. Returns the pull request's number and the merge commit.
+
+        A retry after a lost answer finds the pull request merged and returns its merge commit.
+        No open pull request, or one GitHub cannot merge (a conflict, a moved head), is a
+        :class:`PermanentError` naming it and the fix.
+        """
+
+        def merge(attempts: _Attempts) -> tuple[int, str]:
+            repo = self._repository()
+            owner = repo.owner.login
+            pulls = list(repo.get_pulls(state="all", head=f"{owner}:{branch}", sort="created"))
+            pulls = [pr for pr in pulls if pr.head.ref == branch]
+            if attempts.number > 0:
+                done = [pr for pr in pulls if pr.merged and pr.head.sha == head_sha]
+                if done:
+                    return done[-1].number, str(done[-1].merge_commit_sha)
+            open_pulls = [pr for pr in pulls if pr.state == "open"]
+            if not open_pulls:
+                raise PermanentError(
+                    f"no open pull request from {branch} in {self.repository}: open it with "
+                    "`sluice propose MODEL --env ENV --forge github`"
+                )
+            pr = open_pulls[-1]
+            try:
+                status = pr.merge(merge_method="merge", sha=head_sha)
+            except GithubException as exc:
+                if exc.status not in (405, 409):
+                    raise
+                raise PermanentError(
+                    f"GitHub cannot merge pull request #{pr.number} ({branch}): "
+                    f"{redact(_github_message(exc))}; resolve it on GitHub, or propose again"
+                ) from None
+            return pr.number, str(status.sha)
+
+        return self._attempt(f"merging the pull request of {branch}", merge)
+
     # -- one attempt of open_or_update ---------------------------------------------------------
 
     def _open_or_update(self, change: ChangeRequest, attempts: _Attempts) -> PullRequest:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,10 @@ __all__ = [
     "StackRequest",
     "component_states",
     "down",
+    "recorded_remote",
     "reload_prometheus",  # defined in controller.local.scrape, kept here for callers
+    "router_urls",
+    "running_urls",
     "up",
     "write_rules",
     "write_scrape_config",  # likewise
@@ -95,11 +99,46 @@ def component_states(root: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def up(request: StackRequest) -> dict[str, dict[str, Any]]:
-    """Start what is not running (reusing ports), wait until all of it answers."""
+def running_urls(root: Path) -> dict[str, str]:
+    """The URL of each component of ``stack.json`` that runs now (mlflow, alertmanager,
+    prometheus); a stopped or crashed one is left out."""
+    return {
+        name: str(entry["url"])
+        for name, entry in component_states(root).items()
+        if entry["state"] == "running" and entry.get("url")
+    }
+
+
+def recorded_remote(root: Path) -> str | None:
+    """The GitOps remote the last ``up`` synced from (kept after ``down``), if any."""
+    remote = (read_json(root / STACK_FILE) or {}).get("remote")
+    return str(remote) if remote else None
+
+
+def router_urls(root: Path) -> dict[str, str]:
+    """Each InferenceService's router URL, as the runtime last saved it."""
+    services = (read_json(root / "runtime.json") or {}).get("inferenceServices") or {}
+    return {str(name): str(entry["url"]) for name, entry in services.items() if entry.get("url")}
+
+
+def _quiet(_line: str) -> None:
+    return None
+
+
+def up(
+    request: StackRequest, progress: Callable[[str], None] = _quiet
+) -> dict[str, dict[str, Any]]:
+    """Start what is not running (reusing ports), wait until all of it answers.
+
+    ``progress`` gets one line as each component starts and one when it answers (or that it
+    already runs), so a person sees the ~25 s of a cold start go by.
+    """
     root = request.root
     rule_files = write_rules(request)  # a bad manifest fails before anything starts
     stack: dict[str, Any] = read_json(root / STACK_FILE) or {}
+    # Commands run in this checkout take it as their default remote (`sluice local env`).
+    stack["remote"], stack["env"] = request.remote, request.env
+    write_json(root / STACK_FILE, stack)
 
     def port(name: str, offset: int) -> int:
         remembered = (stack.get(name) or {}).get("port")
@@ -110,8 +149,13 @@ def up(request: StackRequest) -> dict[str, dict[str, Any]]:
     def ensure(name: str, markers: list[str], start: Callable[[int], LocalService]) -> None:
         entry = stack.get(name) or {}
         if pid_matches(entry.get("pid"), *markers) and entry.get("markers") == markers:
+            progress(f"{name:<13} already running at {entry.get('url', '?')}")
             return
-        service = start(port(name, COMPONENTS.index(name)))
+        chosen = port(name, COMPONENTS.index(name))
+        progress(f"{name:<13} starting on 127.0.0.1:{chosen} …")
+        started = time.monotonic()
+        service = start(chosen)
+        progress(f"{name:<13} ready in {time.monotonic() - started:.1f} s")
         stack[name] = {
             "pid": service.pid,
             "port": service.port,
@@ -186,9 +230,12 @@ def up(request: StackRequest) -> dict[str, dict[str, Any]]:
         stop_pid(runtime.get("pid"), *runtime.get("markers", []))
     markers = ["controller.local.runtime", str(root)]
     if not pid_matches(runtime.get("pid"), *markers) or runtime.get("argv") != argv:
+        progress(f"{'runtime':<13} starting: syncs {request.env} from {request.remote} …")
+        started = time.monotonic()
         process = ManagedProcess(argv, log_path=root / "runtime.log", name="local runtime")
         process.start()
         process.wait_ready(lambda: _runtime_saved(root, process.pid), _RUNTIME_READY_SECONDS)
+        progress(f"{'runtime':<13} ready in {time.monotonic() - started:.1f} s (first sync done)")
         stack["runtime"] = {
             "pid": process.pid,
             "markers": markers,
@@ -196,6 +243,8 @@ def up(request: StackRequest) -> dict[str, dict[str, Any]]:
             "log": str(process.log_path),
         }
         write_json(root / STACK_FILE, stack)
+    else:
+        progress(f"{'runtime':<13} already running: syncs {request.env} from {request.remote}")
     return component_states(root)
 
 
