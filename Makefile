@@ -101,3 +101,22 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .import_linter_cache build *.egg-info
+
+# `make help`: every target and what it does.
+.PHONY: help
+help:
+	@echo 'Targets (each runs setup first when it needs it):'
+	@echo '  demo                the whole loop on a local stack, narrated (about six minutes)'
+	@echo '  test                the test suite (PYTEST_ARGS=..., PYTEST_WORKERS=2)'
+	@echo '  setup               .venv with Sluice and its dev extra, and the services below'
+	@echo '  services            install Prometheus, Alertmanager, PostgreSQL from Debian if missing'
+	@echo '  lint                ruff, ruff format --check, mypy --strict, import contracts, workflows'
+	@echo '  lint-workflows      actionlint, zizmor and the workflow schema on .github/workflows'
+	@echo '  format              ruff format and ruff check --fix'
+	@echo '  typecheck           mypy --strict controller'
+	@echo '  validate-manifests  render every kustomization and validate it; promtool on the rules'
+	@echo '  upstream-check      check the vendored upstream files against their SHA-256'
+	@echo '  upstream-refresh    download the vendored upstream files again (UPSTREAM_ARGS=--rehash)'
+	@echo '  bench               the benchmarks in benchmarks/'
+	@echo '  clean               remove .venv and the caches'
+	@echo '  help                this list'

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -265,3 +266,44 @@ def test_local_up_seeds_a_remote_from_the_checkout(checkout: Path) -> None:
     assert PIN in files
     assert up_remote(settings.model_copy(update={"git_remote": seeded}), None, console) == seeded
     assert up_remote(settings, "/elsewhere.git", console) == "/elsewhere.git"
+
+
+def test_make_help_lists_every_target() -> None:
+    """`make help` names every target the Makefile defines."""
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, flags=re.MULTILINE))
+    shown = subprocess.run(
+        ["make", "--no-print-directory", "help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    listed = {line.split()[0] for line in shown.splitlines()[1:] if line.strip()}
+    assert listed == targets
+
+
+def test_data_writes_a_week_for_drift_feedback_and_the_router(checkout: Path) -> None:
+    """`python -m models.fraud_detector.data` writes a table with request ids and labels, the
+    labels file `sluice feedback` reads, and V1 and V2 request bodies."""
+    run = [sys.executable, "-m", "models.fraud_detector.data", "--week", "6", "--rows", "4"]
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    subprocess.run([*run, "--out", "w.csv", "--labels", "l.csv"], env=env, check=True)
+    subprocess.run([*run, "--out", "v1.json"], env=env, check=True)
+    subprocess.run([*run, "--out", "v2.json", "--format", "v2"], env=env, check=True)
+    table = (checkout / "w.csv").read_text().splitlines()
+    assert table[0].startswith("request_id,amount,")
+    assert table[0].endswith(",is_fraud")
+    assert len(table) == 5
+    labels = (checkout / "l.csv").read_text().splitlines()
+    assert labels[0] == "request_id,label"
+    assert [row.split(",")[0] for row in labels[1:]] == [row.split(",")[0] for row in table[1:]]
+    assert len(json.loads((checkout / "v1.json").read_text())["instances"]) == 4
+    inputs = json.loads((checkout / "v2.json").read_text())["inputs"]
+    assert [(i["name"], i["datatype"], i["shape"]) for i in inputs][:2] == [
+        ("amount", "FP64", [4]),
+        ("hour", "INT64", [4]),
+    ]
+    bad = subprocess.run([*run, "--out", "/nonexistent/x.csv"], env=env, capture_output=True)
+    assert bad.returncode == 2
+    assert b"give a writable --out" in bad.stderr

@@ -14,6 +14,11 @@ week (``train --since TIME`` or ``--week newest``).
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -25,7 +30,9 @@ __all__ = [
     "NEWEST_WEEK",
     "NUMERIC_FEATURES",
     "generate_transactions",
+    "main",
     "merchant_categories",
+    "write_week",
 ]
 
 #: The current week of the example's data: the newest a training run can reach.
@@ -119,3 +126,100 @@ def generate_transactions(week: int = 0, rows: int = 20_000, seed: int = 7) -> p
             LABEL: fraud.astype(np.int64),
         }
     )
+
+
+#: What ``--format`` writes: a table, or a request body for the router.
+FORMATS = ("csv", "parquet", "v1", "v2")
+
+
+def _request_ids(week: int, seed: int, rows: int) -> list[str]:
+    return [f"w{week}-s{seed}-{i:06d}" for i in range(rows)]
+
+
+def _v2_body(features: pd.DataFrame) -> dict[str, object]:
+    """An Open Inference Protocol (V2) request: one input per column, as the model's signature
+    names and types them."""
+    inputs = []
+    for column in FEATURES:
+        values = features[column]
+        numeric = pd.api.types.is_integer_dtype(values)
+        datatype = "INT64" if numeric else "FP64" if column in NUMERIC_FEATURES else "BYTES"
+        inputs.append(
+            {"name": column, "datatype": datatype, "shape": [len(values)], "data": values.tolist()}
+        )
+    return {"inputs": inputs}
+
+
+def write_week(
+    out: Path, *, week: int, rows: int, seed: int, fmt: str, labels: Path | None = None
+) -> None:
+    """Write ``rows`` transactions of ``week`` to ``out``.
+
+    ``csv``/``parquet``: a table with a ``request_id`` per row, the features and the label
+    (``sluice drift --current`` ignores the extra columns). ``v1``/``v2``: the features as a
+    request body for the router (``curl -d @FILE``). ``labels``: ``request_id,label`` of the
+    same rows, for ``sluice feedback`` once they were sent with ``X-Request-Id: <request_id>``.
+    """
+    frame = generate_transactions(week=week, rows=rows, seed=seed)
+    frame.insert(0, "request_id", _request_ids(week, seed, rows))
+    features = frame[FEATURES]
+    if fmt == "csv":
+        frame.to_csv(out, index=False)
+    elif fmt == "parquet":
+        frame.to_parquet(out, index=False)
+    elif fmt == "v1":
+        instances = json.loads(features.to_json(orient="records"))
+        out.write_text(json.dumps({"instances": instances}) + "\n", encoding="utf-8")
+    else:
+        out.write_text(json.dumps(_v2_body(features)) + "\n", encoding="utf-8")
+    if labels is not None:
+        frame[["request_id", LABEL]].rename(columns={LABEL: "label"}).to_csv(labels, index=False)
+
+
+def _format(out: Path, given: str | None) -> str:
+    if given is not None:
+        return given
+    return {".parquet": "parquet", ".json": "v1"}.get(out.suffix.lower(), "csv")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m models.fraud_detector.data --week N --rows R --out FILE``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m models.fraud_detector.data",
+        description="Write a week of synthetic transactions: a table for `sluice drift`, a "
+        "request body for the router, and labels for `sluice feedback`.",
+    )
+    parser.add_argument("--week", type=int, default=0, metavar="N", help="week (default 0)")
+    parser.add_argument("--rows", type=int, default=1000, metavar="R", help="rows (default 1000)")
+    parser.add_argument(
+        "--seed", type=int, default=11, help="seed (default 11; training uses 7, so these rows "
+        "are new to the model)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write")
+    parser.add_argument(
+        "--format", choices=FORMATS, dest="fmt",
+        help="csv or parquet (a table), v1 or v2 (a request body); default from FILE's suffix: "
+        ".parquet, .json (v1), else csv",
+    )  # fmt: skip
+    parser.add_argument(
+        "--labels", type=Path, metavar="FILE",
+        help="also write request_id,label of the same rows (for `sluice feedback`)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.week < 0 or args.rows < 1:
+        parser.error("--week must be >= 0 and --rows >= 1")
+    try:
+        write_week(
+            args.out, week=args.week, rows=args.rows, seed=args.seed,
+            fmt=_format(args.out, args.fmt), labels=args.labels,
+        )  # fmt: skip
+    except OSError as exc:
+        print(
+            f"cannot write {exc.filename}: {exc.strerror}; give a writable --out", file=sys.stderr
+        )
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
