@@ -126,14 +126,17 @@ def _watch_lines(
 
 
 def rollout_start(workspace: GitWorkspace, branch: str, pin_path: str, version: int) -> float:
-    """When the pinned ``version``'s rollout began: the oldest of the newest commits to the pin
-    that are that version's (its ``Sluice-Version`` trailer, or a merge without trailers)."""
+    """When the pinned ``version``'s rollout began: walking back the commits to the pin, the
+    last of that version's rollout commits (``Sluice-Version`` trailer), or the commit without
+    trailers before them that brought it in (the proposal's merge)."""
     start: float | None = None
     for change in workspace.changes(branch, pin_path):
         named = change.trailers.get("Sluice-Version")
         if named is not None and named != str(version):
             break
         start = change.time
+        if named is None:
+            break
     return start if start is not None else time.time()
 
 
@@ -179,7 +182,8 @@ def canary_charts(
                     )
                     found = source.query_range(promql, start=start, end=now, step=step)
                     points = found[0].points if found else ()
-                    series.append(Series(role, f"{role} {revisions[role]}", points))
+                    suffix = str(revisions[role]).rsplit("-", 1)[-1]  # 00002 of NAME-00002
+                    series.append(Series(role, f"{role} {suffix}", points))
             except (MetricsUnavailable, ConfigError) as exc:
                 series, note = [], exc.message
         if series and not any(math.isfinite(v) for s in series for _, v in s.points):

@@ -82,7 +82,7 @@ def _bounds(values: Sequence[float], metric: str) -> tuple[float, float]:
 
 def svg_chart(chart: CanaryChart, *, width: int = 560, height: int = 220) -> str:
     """An inline SVG line chart of the chart's series over ``[start, end]``."""
-    left, right, top, bottom = 56, 12, 28, 34
+    left, right, top, bottom = 64, 12, 44, 34
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for s in chart.series for _, v in s.points if math.isfinite(v)]
     parts = [
@@ -127,7 +127,7 @@ def svg_chart(chart: CanaryChart, *, width: int = 560, height: int = 220) -> str
     def y_of(v: float) -> float:
         return top + plot_h * (1 - (v - low) / (high - low))
 
-    legend_x = left + plot_w
+    legend_x = float(left)
     for series in chart.series:
         color = _COLORS.get(series.role, "#495057")
         segment: list[str] = []
@@ -147,12 +147,12 @@ def svg_chart(chart: CanaryChart, *, width: int = 560, height: int = 220) -> str
                     f'<polyline class="series" data-role="{_e(series.role)}" fill="none" '
                     f'stroke="{color}" stroke-width="2" points="{" ".join(points)}"/>'
                 )
-        label = f"{series.label}"
         parts.append(
-            f'<text x="{legend_x}" y="16" text-anchor="end" fill="{color}" class="legend">'
-            f"{_e(label)}</text>"
+            f'<rect x="{legend_x:.1f}" y="27" width="10" height="3" fill="{color}"/>'
+            f'<text x="{legend_x + 14:.1f}" y="33" fill="{color}" class="legend">'
+            f"{_e(series.label)}</text>"
         )
-        legend_x -= 8 + 7 * len(label)
+        legend_x += 30 + 6.5 * len(series.label)
     parts.append("</svg>")
     return "".join(parts)
 

@@ -221,7 +221,7 @@ _COLUMNS = (
 #: Per column: one space of padding each side and a border; plus the closing border.
 _COLUMN_OVERHEAD = 3
 #: The narrowest a wrapping column is given before it is dropped instead.
-_WRAP_MIN = 16
+_WRAP_MIN = 24
 
 
 def _narrowest(column: _Column, cells: Sequence[str]) -> int:

@@ -83,9 +83,11 @@ def cluster_release(
     canary: int = 10,
     smoke: bool = False,
     extra_env: dict[str, str] | None = None,
+    message: str | None = None,
 ) -> ClusterRelease:
     """v2 of a new model pinned in staging at ``canary`` % beside v1 (``smoke``: in its smoke
-    phase at 0 %), the cluster serving it and Argo CD synced to it."""
+    phase at 0 %), the cluster serving it and Argo CD synced to it. ``message`` is the pin
+    commit's message (a rollout step's, with its gates, say)."""
     model = f"lease-{uuid.uuid4().hex[:8]}"
     client = MlflowClient(tracking_uri)
     client.create_registered_model(model)
@@ -108,7 +110,8 @@ def cluster_release(
         policy = tree / POLICY
         policy.write_text(policy.read_text() + "  interval: 3600\n")
 
-    head = _commit_now(remote, root / "pin", f"{model} v2 at {canary}%", pin_canary)
+    subject = message or f"{model} v2 at {canary}%"
+    head = _commit_now(remote, root / "pin", subject, pin_canary)
     api.isvcs[("models-staging", "fraud-detector")] = _fixture("isvc-canary-10")
     application = _fixture("application-synced-healthy")
     application["status"]["sync"]["revision"] = head

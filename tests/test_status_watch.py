@@ -1,0 +1,330 @@
+"""Watching a rollout as a user does: `sluice status` (once, piped at 80 columns, `--watch`)
+and the page `sluice serve` shows at `/`, opened in a real headless Chromium.
+
+The release is v2 of a fresh model at a 10 % canary beside v1 on a pretend cluster
+(:mod:`support.cluster_release`), pinned by a rollout step commit whose body carries its gates;
+Prometheus is a small stand-in serving the range query API with made-up canary and primary
+series, read through the real Prometheus backend. The page's screenshot is kept in
+tests/artifacts/status-page.png (gitignored).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import requests
+from mlflow import MlflowClient
+from support.cluster_release import ClusterRelease, cluster_release
+from support.gitrepo import GitRemote
+from support.kube_api import kube_api
+
+from controller.analysis_types import GateResult, Verdict
+from controller.backends.git_lease import GitLeaseStore
+from controller.backends.git_repo import GitWorkspace
+from controller.lease import LeaseKeeper, lease_name
+from controller.local.processes import free_port
+from controller.local.services import MlflowService
+from controller.rollout.messages import RolloutCommit, render_rollout_message
+
+SLUICE = str(Path(sys.executable).with_name("sluice"))
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+GATES = (
+    GateResult(
+        "prometheus/request-success-rate",
+        Verdict.PASS,
+        "request-success-rate 99.95% (min 99%) vs primary 99.91%",
+    ),
+    GateResult(
+        "prometheus/request-latency",
+        Verdict.PASS,
+        "request-latency p99 41.2 ms (max 500 ms) vs primary 39.8 ms",
+    ),
+)
+
+
+def _release(tracking_uri: str, remote: GitRemote, api: Any, root: Path, **env: str) -> Any:
+    """v2 at 10 %, pinned by a step commit that lists its gates; v3 quarantined."""
+    step = RolloutCommit(
+        model="fraud-detector", version=2, environment="staging", action="step",
+        headline="canary 5% → 10%", summary="Every gate passed at 5%.", results=GATES,
+    )  # fmt: skip
+    release = cluster_release(
+        tracking_uri, remote, api, root, message=render_rollout_message(step), extra_env=env
+    )
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(client.create_experiment(f"{release.model}-v3")).info
+    client.create_model_version(release.model, f"{run.artifact_uri}/m3", run.run_id)
+    client.set_model_version_tag(release.model, "3", "sluice.quarantined", "smoke failed: 50 of 50")
+    return release
+
+
+def sluice(release: ClusterRelease, *args: str, cwd: Path, columns: int = 300) -> Any:
+    return subprocess.run(
+        [SLUICE, *args],
+        env={**release.env, "COLUMNS": str(columns)},
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=180,
+        check=False,
+    )
+
+
+STATUS = ("status", "--env", "staging", "--target", "kubernetes")
+
+
+@pytest.mark.slow
+def test_status_shows_the_last_gates_time_in_phase_next_analysis_and_what_to_run(
+    mlflow_server: MlflowService, git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """Before, "last gates" was always "-": a step that passed wrote no analysis record, and its
+    gates lived only in the commit body. Now they are read from there, with their numbers; the
+    row says when the next analysis is due (the policy's hour), that no controller drives the
+    rollout and the command that would, and which version is quarantined. Piped at 80 columns
+    the table still fits and the hint is one unwrapped line."""
+    with kube_api() as api:
+        release = _release(mlflow_server.tracking_uri, git_remote, api, tmp_path)
+        shown = sluice(release, *STATUS, "--json", cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        (row,) = [r for r in json.loads(shown.stdout)["releases"] if r["model"] == release.model]
+        assert [(g["gate"], g["verdict"]) for g in row["gates"]] == [
+            ("prometheus/request-success-rate", "pass"),
+            ("prometheus/request-latency", "pass"),
+        ]
+        assert "99.95%" in row["gates"][0]["summary"]
+        assert row["gatesFrom"].startswith("commit ")
+        assert row["phase"] == "analysing"
+        assert 3000 < row["nextAnalysisAt"] - time.time() <= 3600
+        command = f"sluice rollout {release.model} --env staging --target kubernetes"
+        assert row["hint"] == f"no controller drives it: run `{command}`"
+        assert row["versions"] == [
+            {"version": 3, "state": "quarantined", "reason": "smoke failed: 50 of 50"}
+        ]
+        assert row["revisions"]["canary"] == "fraud-detector-predictor-00002"
+
+        table = sluice(release, *STATUS, cwd=tmp_path, columns=80)
+        assert table.returncode == 0, table.stderr
+        lines = table.stdout.splitlines()
+        width = max(len(line) for line in lines if "│" in line or "┃" in line)
+        assert width <= 80, table.stdout
+        flat = " ".join(table.stdout.replace("│", " ").split())
+        assert "analysing" in flat
+        assert "pass: request-success-rate 99.95%" in flat
+        assert "41.2 ms" in flat
+        assert "…" not in table.stdout
+        assert f"{release.model} in staging: next: no controller drives it: run `{command}`" in (
+            lines
+        )
+        assert f"{release.model} in staging: v3 quarantined: smoke failed: 50 of 50" in lines
+
+
+def _lines(process: subprocess.Popen[str]) -> queue.Queue[str]:
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+@pytest.mark.slow
+def test_status_watch_piped_prints_one_line_per_change_and_stops_on_ctrl_c(
+    mlflow_server: MlflowService, git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """`sluice status --watch | ...` prints the release's line once, nothing while only the
+    clocks move (several looks), a new line when a controller takes the release's lease, and
+    exits 0 on Ctrl-C."""
+    with kube_api() as api:
+        release = _release(mlflow_server.tracking_uri, git_remote, api, tmp_path)
+        watch = subprocess.Popen(
+            [SLUICE, *STATUS, "--watch", "--interval", "0.5"],
+            env={**release.env, "COLUMNS": "80"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        try:
+            lines = _lines(watch)
+            first = lines.get(timeout=60)
+            assert f"staging/{release.model} [analysing] serving v1 canary v2 10%" in first
+            assert "in phase " in first
+            assert "next analysis in 59m" in first or "next analysis in 1h 00m" in first
+            assert "gates: pass: request-success-rate 99.95%" in first
+            assert "no controller drives it" in first
+            time.sleep(4)  # several looks at the same state
+            assert lines.empty(), lines.get()
+            keeper = LeaseKeeper(
+                GitLeaseStore(GitWorkspace(git_remote.url, tmp_path / "ctl-a")), "ctl-a:1:ab"
+            )
+            keeper.hold(lease_name("staging", release.model))
+            second = lines.get(timeout=60)
+            assert "controller ctl-a:1:ab until " in second
+            assert "no controller drives it" not in second
+            watch.send_signal(signal.SIGINT)
+            assert watch.wait(timeout=30) == 0
+            keeper.release_all()
+        finally:
+            watch.kill()
+            watch.wait()
+
+
+class _Prometheus(BaseHTTPRequestHandler):
+    """The range query API with made-up series: the canary's success rate dips, its p99 is
+    15 ms above the primary's. Records the queries it answered."""
+
+    queries: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self._send(200, b"Prometheus is Ready.\n", "text/plain")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+        query = form["query"][0]
+        type(self).queries.append(query)
+        if self.path == "/api/v1/query_range":
+            start, end, step = (float(form[k][0]) for k in ("start", "end", "step"))
+            canary = "00002" in query
+            values = []
+            t = start
+            while t <= end:
+                wave = math.sin((t - start) / 20)
+                if "histogram_quantile" in query:
+                    value = 40 + (15 if canary else 0) + 3 * wave
+                else:
+                    value = 99.9 - (0.6 * (1 + wave) if canary else 0.05)
+                values.append([t, f"{value:.4f}"])
+                t += step
+            data: dict[str, Any] = {
+                "resultType": "matrix",
+                "result": [{"metric": {}, "values": values}],
+            }
+        else:
+            data = {"resultType": "vector", "result": []}
+        body = json.dumps({"status": "success", "data": data}).encode()
+        self._send(200, body, "application/json")
+
+    def _send(self, status: int, body: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _prometheus() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Prometheus)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _chromium(*args: str) -> str:
+    assert Path(CHROMIUM).exists(), "Chromium is missing: run `make services` (as root)"
+    with tempfile.TemporaryDirectory() as profile:
+        done = subprocess.run(
+            [
+                CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+                *args,
+            ],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_the_status_page_of_sluice_serve_in_a_real_browser(
+    mlflow_server: MlflowService, git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """`sluice serve` with Argo CD set shows the cluster's releases at `/`: Chromium sees the
+    release, its phase, the gates with their numbers, and one chart each of success rate and
+    p99 with a canary and a primary line, drawn from range queries of each revision. The
+    screenshot goes to tests/artifacts/status-page.png."""
+    _Prometheus.queries = []
+    port = free_port()
+    with kube_api() as api, _prometheus() as prometheus_url:
+        release = _release(
+            mlflow_server.tracking_uri, git_remote, api, tmp_path,
+            SLUICE_PROMETHEUS_URL=prometheus_url, SLUICE_SERVE_PORT=str(port),
+        )  # fmt: skip
+        serve = subprocess.Popen(
+            [SLUICE, "serve", "--env", "staging"],
+            env=release.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    page = requests.get(url, timeout=30)
+                    break
+                except requests.ConnectionError:
+                    assert serve.poll() is None, serve.communicate()[1][-3000:]
+                    assert time.monotonic() < deadline, "sluice serve did not listen"
+                    time.sleep(0.5)
+            assert page.status_code == 200, page.text
+            assert page.headers["Content-Type"].startswith("text/html")
+            dom = _chromium("--dump-dom", url)
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / "status-page.png"
+            shot.unlink(missing_ok=True)
+            _chromium(f"--screenshot={shot}", "--window-size=1280,900", url)
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            try:
+                serve.wait(timeout=30)
+            finally:
+                serve.kill()
+    print(f"screenshot: {shot}")
+    assert f'data-model="{release.model}"' in dom
+    assert 'data-phase="analysing"' in dom
+    assert f"{release.model} in staging" in dom
+    assert "request-success-rate 99.95%" in dom
+    assert "v3 quarantined: smoke failed: 50 of 50" in dom
+    for metric in ("success-rate", "p99"):
+        assert f'class="chart" data-metric="{metric}"' in dom
+    assert dom.count('data-role="canary"') == 2
+    assert dom.count('data-role="primary"') == 2
+    assert "no data yet" not in dom
+    revisions = ("fraud-detector-predictor-00002", "fraud-detector-predictor-00001")
+    for revision in revisions:
+        assert any(revision in q and "histogram_quantile" in q for q in _Prometheus.queries)
+    assert shot.stat().st_size > 10_000
+    assert os.access(shot, os.R_OK)
