@@ -21,15 +21,17 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Prometheus and Alertmanager (the local loop and the tests) and PostgreSQL (the registry's
-# production backend, tested too) come from Debian's packages. No systemd: Sluice starts the
-# binaries itself with its own configuration, and policy-rc.d keeps the packages from starting
-# system-wide services while they install.
+# production backend, tested too) come from Debian's packages, and so does Chromium, which
+# opens the status page of `sluice serve` headless in tests/test_status_watch.py. No systemd:
+# Sluice starts the binaries itself with its own configuration, and policy-rc.d keeps the
+# packages from starting system-wide services while they install.
 
 services:
 	@missing=; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
 		echo "Sluice needs$$missing: run 'sudo apt-get install -y$$missing' (or put the binaries on PATH) and run make again" >&2; exit 2; \
