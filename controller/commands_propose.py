@@ -88,7 +88,13 @@ def _print(result: ProposalResult, console: Console) -> None:
     for number in result.superseded:
         console.print(f"Closed superseded pull request #{number}")
     if result.merge_command:
-        console.print(f"To deploy, merge it:\n  {result.merge_command}")
+        console.print(
+            "To deploy, merge it as a pull request would:\n"
+            f"  sluice local merge {result.model} --env {result.environment}\n"
+            f"or with git, in a clone of the remote:\n  {result.merge_command}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def run_propose(

@@ -1,0 +1,129 @@
+"""The README's "By hand" section, run as written in a fresh clone: the local loop promotes v2.
+
+The commands are read from the README's first console block under "## By hand", so the
+section and this test cannot drift apart; each runs through the installed CLI in a subprocess
+of its own, in a clone of the committed repository, with the defaults and nothing exported but
+what ``eval "$(sluice local env)"`` exports (parsed here as the shell would).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+EVAL_ENV = 'eval "$(sluice local env)"'
+#: The loop the section must keep, in order (other commands may sit between these).
+LOOP = [
+    "sluice local up",
+    EVAL_ENV,
+    "python -m models.fraud_detector.train --week 0",
+    "sluice propose fraud-detector --env local",
+    "sluice local merge fraud-detector --env local",
+    "sluice rollout fraud-detector --env local",
+    "python -m models.fraud_detector.train --week 1",
+    "sluice propose fraud-detector --env local",
+    "sluice local merge fraud-detector --env local",
+    "sluice rollout fraud-detector --env local",
+    "sluice local down",
+]
+
+
+def by_hand_commands(readme: str) -> list[str]:
+    """The ``$`` lines of the first console block of the "By hand" section."""
+    section = readme.split("\n## By hand", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```console\n(.*?)```", section, flags=re.DOTALL)
+    assert block is not None, "the By hand section has no console block"
+    return [line[2:] for line in block.group(1).splitlines() if line.startswith("$ ")]
+
+
+def test_the_section_keeps_the_loop() -> None:
+    """The README's sequence is the loop, in order: up, env, train, propose, merge, roll out,
+    twice, down."""
+    commands = iter(by_hand_commands((ROOT / "README.md").read_text(encoding="utf-8")))
+    missing = [step for step in LOOP if not any(command == step for command in commands)]
+    assert not missing, f"the README's By hand block lost {missing}"
+
+
+def exports(text: str) -> dict[str, str]:
+    """``export NAME=VALUE`` lines, unquoted as the shell would."""
+    found = {}
+    for line in text.splitlines():
+        words = shlex.split(line)
+        assert words[0] == "export", line
+        name, _, value = words[1].partition("=")
+        found[name] = value
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(480)
+def test_by_hand_sequence_promotes_v2(tmp_path: Path) -> None:
+    """Every command of the section exits 0 in a fresh clone; both curl predictions answer;
+    each merge prints the merge commit now on main; the second rollout promotes v2; `local down`
+    leaves nothing running."""
+    checkout = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(checkout)], check=True)
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "120"}
+    commands = by_hand_commands((ROOT / "README.md").read_text(encoding="utf-8"))
+    outputs: list[tuple[str, str, float]] = []
+    started = time.monotonic()
+    try:
+        for command in commands:
+            begun = time.monotonic()
+            shell = "sluice local env" if command == EVAL_ENV else command
+            done = subprocess.run(
+                ["bash", "-c", shell], cwd=checkout, env=env,
+                capture_output=True, text=True, timeout=300, check=False,
+            )  # fmt: skip
+            outputs.append((command, done.stdout, time.monotonic() - begun))
+            assert done.returncode == 0, (
+                f"$ {command}\nexit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
+            if command == EVAL_ENV:
+                env.update(exports(done.stdout))
+    finally:
+        # Always: a second `down` stops nothing, and a failed run leaves no stack behind.
+        subprocess.run(
+            [str(BIN / "sluice"), "local", "down"], cwd=checkout, env=env,
+            capture_output=True, check=False, timeout=120,
+        )  # fmt: skip
+        timings = ", ".join(
+            f"{command.split(' --')[0]} {took:.1f}s" for command, _, took in outputs
+        )
+        print(f"\nby hand: {time.monotonic() - started:.1f} s in all: {timings}")
+
+    out = {command: stdout for command, stdout, _ in outputs}  # the last of repeated commands
+    ran = [command for command, _, _ in outputs]
+    assert "MLflow         http://127.0.0.1:" in outputs[0][1]
+    assert "Prometheus UI  http://127.0.0.1:" in outputs[0][1]
+    assert "Alertmanager   http://127.0.0.1:" in outputs[0][1]
+    assert set(env) >= {"MLFLOW_TRACKING_URI", "SLUICE_GIT_REMOTE", "SLUICE_STATE_DIR"}
+    remote = Path(env["SLUICE_GIT_REMOTE"])
+    assert remote == (checkout / ".sluice" / "local" / "gitops.git").resolve()
+    merges = [stdout.split()[-1] for command, stdout, _ in outputs if "local merge" in command]
+    assert len(merges) == 2
+    log = subprocess.run(
+        ["git", "log", "--first-parent", "--format=%H %P", "main"],
+        cwd=remote, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    for sha in merges:  # a merge commit (two parents) on main's first-parent line
+        line = next(row for row in log.splitlines() if row.startswith(sha))
+        assert len(line.split()) == 3, line
+    predictions = [stdout for command, stdout, _ in outputs if command.startswith("curl")]
+    assert len(json.loads(predictions[0])["predictions"]) == 3
+    assert json.loads(predictions[1])["outputs"][0]["shape"] == [3, 2]
+    rollouts = [stdout for command, stdout, _ in outputs if command.startswith("sluice rollout")]
+    assert "v1 serves 100% of local" in rollouts[0]
+    assert "champion alias → v2" in rollouts[1]
+    assert "v2 serves 100% of local" in rollouts[1]
+    assert ran[-1] == "sluice local down"
+    assert "stopped: runtime, prometheus, alertmanager, mlflow" in out["sluice local down"]
