@@ -21,7 +21,7 @@ from controller.cli import main
 from controller.domain import ChangeRequest
 from controller.errors import ConfigError
 from controller.local.effective_settings import setting_sources
-from controller.local.stack import STACK_FILE
+from controller.local.stack import REMOTE_FILE, STACK_FILE
 from controller.local.state import write_json
 from controller.settings import Settings
 
@@ -183,11 +183,10 @@ def _fake_stack(state_dir: Path, remote: str) -> subprocess.Popen[bytes]:
     root = state_dir / "local"
     marker = str(root / "mlflow" / "artifacts")
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", marker])
+    write_json(root / REMOTE_FILE, {"remote": remote, "env": "local"})
     write_json(
         root / STACK_FILE,
         {
-            "remote": remote,
-            "env": "local",
             "mlflow": {
                 "pid": process.pid, "port": 5999, "url": "http://127.0.0.1:5999",
                 "markers": [sys.executable, marker],

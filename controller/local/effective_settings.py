@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import AliasChoices
 
-from controller.local.stack import STACK_FILE, recorded_remote, running_urls
+from controller.local.stack import REMOTE_FILE, STACK_FILE, recorded_remote, running_urls
 from controller.settings import DEFAULT_CONFIG_FILE, Settings
 from controller.yaml_config import load_yaml_file
 
@@ -29,7 +29,7 @@ def local_stack_values(settings: Settings) -> dict[str, str]:
     """What the local stack under ``settings.state_dir`` offers: ``mlflow_tracking_uri`` while
     its MLflow runs, ``git_remote`` once ``up`` recorded one."""
     root = (settings.state_dir / "local").resolve()
-    if not (root / STACK_FILE).is_file():
+    if not (root / STACK_FILE).is_file() and not (root / REMOTE_FILE).is_file():
         return {}
     values = {}
     if mlflow := running_urls(root).get("mlflow"):

@@ -36,6 +36,7 @@ from controller.local.state import pid_matches, read_json, stop_pid, write_json
 
 __all__ = [
     "COMPONENTS",
+    "REMOTE_FILE",
     "STACK_FILE",
     "StackRequest",
     "component_states",
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 STACK_FILE = "stack.json"
+#: The GitOps remote and environment the last ``up`` synced, kept after ``down``.
+REMOTE_FILE = "remote.json"
 COMPONENTS = ("mlflow", "alertmanager", "prometheus", "runtime")
 _ROUTER_OFFSET = 10  # routers listen on port_base + 10 + i, clear of the services
 _RUNTIME_READY_SECONDS = 60.0
@@ -111,7 +114,7 @@ def running_urls(root: Path) -> dict[str, str]:
 
 def recorded_remote(root: Path) -> str | None:
     """The GitOps remote the last ``up`` synced from (kept after ``down``), if any."""
-    remote = (read_json(root / STACK_FILE) or {}).get("remote")
+    remote = (read_json(root / REMOTE_FILE) or {}).get("remote")
     return str(remote) if remote else None
 
 
@@ -137,8 +140,7 @@ def up(
     rule_files = write_rules(request)  # a bad manifest fails before anything starts
     stack: dict[str, Any] = read_json(root / STACK_FILE) or {}
     # Commands run in this checkout take it as their default remote (`sluice local env`).
-    stack["remote"], stack["env"] = request.remote, request.env
-    write_json(root / STACK_FILE, stack)
+    write_json(root / REMOTE_FILE, {"remote": request.remote, "env": request.env})
 
     def port(name: str, offset: int) -> int:
         remembered = (stack.get(name) or {}).get("port")
