@@ -362,16 +362,14 @@ def local_up(
     ] = None,
 ) -> None:
     """Start (or reuse) the local stack and sync ENV from Git; returns when it is ready."""
-    from controller.commands_local import run_up, up_remote
+    from controller.commands_local import run_up
 
-    settings = current_settings()
-    console = Console()
     run_up(
-        settings,
+        current_settings(),
         env=env,
-        remote=up_remote(settings, repo, console),
+        remote=repo,
         port_base=port_base,
-        console=console,
+        console=Console(),
         rules_manifest=rules_manifest,
         alert_for=alert_for,
         rule_interval=rule_interval,

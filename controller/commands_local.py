@@ -130,7 +130,7 @@ def run_up(
     settings: Settings,
     *,
     env: str,
-    remote: str,
+    remote: str | None,
     port_base: int | None,
     console: Console,
     rules_manifest: Path | None = None,
@@ -138,7 +138,7 @@ def run_up(
     rule_interval: str | None = None,
 ) -> None:
     """Start (or reuse) the stack, printing a line as each component starts, then where
-    everything is and what to type next.
+    everything is and what to type next. ``remote`` None: :func:`up_remote`'s.
 
     Prometheus loads the rules of ``rules_manifest`` (by default the repository's
     manifests/monitoring/prometheus-rules.yaml) with the ``alert_for`` and ``rule_interval``
@@ -146,7 +146,9 @@ def run_up(
     """
     validate_environment_name(env)
     check_port_base(port_base)
-    remote = check_remote(remote)
+    # Checked before anything is created: a bad flag leaves no seeded remote behind.
+    remote = check_remote(remote) if remote is not None else None
+    remote = remote or check_remote(up_remote(settings, None, console))
     started = time.monotonic()
     request = StackRequest(
         root=local_root(settings),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -306,3 +307,13 @@ def test_data_writes_a_week_for_drift_feedback_and_the_router(checkout: Path) ->
     bad = subprocess.run([*run, "--out", "/nonexistent/x.csv"], env=env, capture_output=True)
     assert bad.returncode == 2
     assert b"give a writable --out" in bad.stderr
+
+
+def test_local_up_checks_its_flags_before_seeding(
+    checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad flag is refused before the remote is seeded: the checkout stays as it was."""
+    shutil.copytree(ROOT / "manifests", checkout / "manifests")
+    assert main(["local", "up", "--port-base", "80"]) == 2
+    assert "--port-base 80 is out of range" in capsys.readouterr().err
+    assert not (checkout / ".sluice").exists()
