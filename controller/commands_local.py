@@ -14,15 +14,13 @@ import shlex
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
 from rich.table import Table
 
 from controller.demo_gitops import seed_gitops_remote
-from controller.environment import ENVIRONMENT_FILE, EnvironmentConfig, load_environment
 from controller.errors import ConfigError, InputError
-from controller.local.runtime import RUNTIME_FILE
 from controller.local.stack import (
     StackRequest,
     component_states,
@@ -35,6 +33,9 @@ from controller.local.stack import (
 from controller.local.state import read_json
 from controller.ref_names import validate_environment_name
 from controller.settings import Settings
+
+if TYPE_CHECKING:  # both import the rollout policy and its statistics (scipy): seconds
+    from controller.environment import EnvironmentConfig
 
 __all__ = [
     "PORT_BASE_MAX",
@@ -192,6 +193,8 @@ def run_up(
 def _next_commands(env: str) -> list[str]:
     """What to type after ``up``: the exports, then train, propose, merge and roll out the
     environment's first release (its training module when the checkout has one)."""
+    from controller.environment import load_environment
+
     model = "MODEL"
     try:
         config: EnvironmentConfig | None = load_environment(Path.cwd(), env)
@@ -256,6 +259,8 @@ def run_url(settings: Settings, name: str, *, console: Console) -> None:
 
 def run_status(settings: Settings, *, as_json: bool, console: Console) -> None:
     """Print each InferenceService, the Application and component liveness."""
+    from controller.local.runtime import RUNTIME_FILE
+
     root = local_root(settings)
     runtime = read_json(root / RUNTIME_FILE) or {}
     components = component_states(root)
@@ -333,7 +338,7 @@ def run_merge(
     from controller.backends.git_repo import GitWorkspace, Identity
     from controller.commands_propose import build_forge, default_remote
     from controller.commit_message import proposal_branch
-    from controller.environment import parse_environment
+    from controller.environment import ENVIRONMENT_FILE, parse_environment
 
     workspace = GitWorkspace(
         remote or settings.git_remote or default_remote(),
