@@ -86,5 +86,8 @@ def quarantine_lift(
     )
     Console().print(
         f"lifted the quarantine of {model} v{version} (was: {lifted.reason}); "
-        f"propose it with `sluice propose {model} --env ENV --version {version}`"
+        f"propose it with `sluice propose {model} --env ENV --version {version}`",
+        soft_wrap=True,  # the command stays one copyable line when piped
+        markup=False,
+        highlight=False,
     )

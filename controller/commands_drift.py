@@ -129,7 +129,7 @@ def _print(
     style = "bold red" if result.drifted else "bold green"
     console.print(Text(verdict_line(result), style=style), soft_wrap=True)
     if request.html is not None:
-        console.print(f"HTML report: {request.html}", highlight=False)
+        console.print(f"HTML report: {request.html}", highlight=False, soft_wrap=True, markup=False)
 
 
 def run_drift(settings: Settings, request: DriftRequest, *, console: Console) -> DatasetDrift:

@@ -12,6 +12,7 @@ from typing import Literal
 
 from rich.console import Console
 from rich.syntax import Syntax
+from rich.text import Text
 
 from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
@@ -60,11 +61,20 @@ def build_forge(settings: Settings, kind: str) -> Forge | None:
     )
 
 
+def _say(console: Console, text: str) -> None:
+    """One line as written: never wrapped, no markup (a subject or a path may hold ``[``)."""
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
 def _print(result: ProposalResult, console: Console) -> None:
+    """The result for a person. The diff and the commands are printed as they are, never
+    wrapped: piped (``| less``, a CI log, a file) at any width they stay copyable, and a
+    terminal only colours the diff."""
     if result.status == "already-serving":
-        console.print(
+        _say(
+            console,
             f"{result.model} v{result.version} already serves in {result.environment}: "
-            "nothing to propose"
+            "nothing to propose",
         )
         return
     verb = {
@@ -72,28 +82,30 @@ def _print(result: ProposalResult, console: Console) -> None:
         "unchanged": "Already proposed (no new commit)",
         "dry-run": "Would propose (dry run, nothing changed)",
     }[result.status]
-    console.print(f"[bold]{verb}[/]: {result.subject}")
-    console.print(
+    console.print(Text.assemble((verb, "bold"), f": {result.subject}"), soft_wrap=True)
+    _say(
+        console,
         f"branch {result.branch} → {result.base}"
-        + (f" at {result.commit[:12]}" if result.commit else "")
+        + (f" at {result.commit[:12]}" if result.commit else ""),
     )
-    if result.diff:
+    if result.diff and console.is_terminal:
         console.print(
             Syntax(
                 result.diff, "diff", theme="ansi_dark", background_color="default", word_wrap=True
             )
         )
+    elif result.diff:
+        _say(console, result.diff.rstrip("\n"))
     if result.pull_request_url:
-        console.print(f"Pull request #{result.pull_request}: {result.pull_request_url}")
+        _say(console, f"Pull request #{result.pull_request}: {result.pull_request_url}")
     for number in result.superseded:
-        console.print(f"Closed superseded pull request #{number}")
+        _say(console, f"Closed superseded pull request #{number}")
     if result.merge_command:
-        console.print(
+        _say(
+            console,
             "To deploy, merge it as a pull request would:\n"
             f"  sluice local merge {result.model} --env {result.environment}\n"
             f"or with git, in a clone of the remote:\n  {result.merge_command}",
-            highlight=False,
-            soft_wrap=True,
         )
 
 

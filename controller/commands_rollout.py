@@ -203,9 +203,11 @@ def _print_pass(report: PassReport, console: Console) -> None:
     stamp = time.strftime("%H:%M:%S")
     weight = f" at {report.canary_percent}%" if report.canary_percent is not None else ""
     version = f"v{report.version}{weight}" if report.version is not None else "-"
-    console.print(f"{stamp} {report.model} {version} [{report.phase}] {report.detail}")
-    for result in report.results:
-        console.print(f"         {result.verdict.value:<12} {result.summary}")
+    lines = [f"{stamp} {report.model} {version} [{report.phase}] {report.detail}"]
+    lines += [f"         {result.verdict.value:<12} {result.summary}" for result in report.results]
+    for line in lines:
+        # Plain text, never wrapped: "[analysing]" is no Rich markup, and a log keeps it whole.
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 def exit_code(report: PassReport) -> int:
@@ -382,7 +384,8 @@ def run_status(
     console.print(status_table(rows, width=console.width, now=time.time()))
     for row in rows:
         for note in status_notes(row):
-            console.print(f"{row['model']} in {row['environment']}: {note}", soft_wrap=True)
+            line = f"{row['model']} in {row['environment']}: {note}"
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
     for row in rows:
         retraining = row.get("retraining")
         if isinstance(retraining, dict):

@@ -547,3 +547,28 @@ def test_a_release_may_name_one_of_kserves_own_runtimes(
     assert model_spec["runtime"] == "kserve-sklearnserver"
     assert model_spec["modelFormat"] == {"name": "sklearn"}
     assert model_spec["storageUri"].startswith("s3://sluice-models/")
+
+
+@pytest.mark.slow
+def test_piped_at_80_columns_the_diff_and_the_merge_command_are_never_wrapped(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
+) -> None:
+    """`sluice propose ... | cat` at 80 columns: each line of the diff and the merge command is
+    printed whole (copyable), not cut at column 80, and carries no colour codes."""
+    register_version(mlflow_server.tracking_uri, model)
+    args = ("propose", model, "--env", "staging")
+    result = sluice(tmp_path, mlflow_server.tracking_uri, remote, *args, COLUMNS="80")
+    assert result.returncode == 0, result.stderr
+    again = sluice(tmp_path, mlflow_server.tracking_uri, remote, *args, "--json")
+    assert again.returncode == 0, again.stderr
+    output = json.loads(again.stdout)
+    lines = result.stdout.splitlines()
+    long = [line for line in output["diff"].splitlines() if len(line) > 80]
+    assert long, "the test needs a diff line longer than 80 columns"
+    for line in output["diff"].splitlines():
+        assert line in lines, (line, result.stdout)
+    assert len(output["merge_command"]) > 80
+    assert f"  {output['merge_command']}" in lines
+    assert f"  sluice local merge {model} --env staging" in lines
+    assert lines[0] == f"Proposed: {output['subject']}"
+    assert "\x1b[" not in result.stdout
