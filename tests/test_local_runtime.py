@@ -8,205 +8,45 @@ client of the router sees.
 
 from __future__ import annotations
 
-import copy
-import http.client
 import json
 import math
 import os
 import signal
-import sys
-import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mlflow import MlflowClient
 from support.crd import status_errors
-from support.gitops_repo import commit_to_remote
-from support.gitrepo import GitRemote, create_git_remote
-from support.registry import register_version
+from support.gitrepo import create_git_remote
+from support.runtime_loop import (
+    DEADLINE,
+    ISVC,
+    Background,
+    Client,
+    Loop,
+    predictor,
+    register_uris,
+    split,
+    within_binomial,
+)
 
-from controller.local.processes import ManagedProcess
 from controller.local.services import MlflowService
-from controller.local.state import pid_matches, read_json
+from controller.local.state import pid_matches
 from controller.local.target import LocalTarget
 
 pytestmark = pytest.mark.slow
 
-ISVC = "fraud"
 R1, R2, R3 = (f"{ISVC}-predictor-0000{k}" for k in (1, 2, 3))
 OTHER = "scorer"  # a second InferenceService, added and then pruned
-SIGMAS = 4
-DEADLINE = 90.0
-OVERLAY = "manifests/overlays/local"
-KUSTOMIZATION = """apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-namespace: models-local
-resources:
-"""
-STATUSES: list[dict[str, Any]] = []  # every status seen, checked against the CRD at the end
-
-
-@dataclass
-class Loop:
-    """The remote, the runtime process and where its state lives."""
-
-    remote: GitRemote
-    state_dir: Path
-    workdir: Path
-    uris: list[str]
-    tracking_uri: str
-    process: ManagedProcess | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def start(self, poll_interval: float = 1.0) -> None:
-        argv = [
-            *(sys.executable, "-m", "controller.local.runtime"),
-            *("--state-dir", str(self.state_dir), "--remote", self.remote.url, "--env", "local"),
-            *("--poll-interval", f"{poll_interval:g}", "--mlflow-tracking-uri", self.tracking_uri),
-            *("--prometheus-config", str(self.scrape_config)),  # written, no Prometheus to reload
-        ]
-        self.process = ManagedProcess(
-            argv, log_path=self.state_dir / "runtime.log", name="local runtime"
-        ).start()
-
-    @property
-    def scrape_config(self) -> Path:
-        return self.state_dir / "prometheus.yml"
-
-    def state(self) -> dict[str, Any]:
-        return read_json(self.state_dir / "runtime.json") or {}
-
-    def isvc(self, name: str = ISVC) -> dict[str, Any]:
-        entry = self.state().get("inferenceServices", {}).get(name, {})
-        status = entry.get("object", {}).get("status")
-        if name == ISVC and status and status not in STATUSES:
-            STATUSES.append(copy.deepcopy(status))
-        return dict(entry)
-
-    def push(
-        self,
-        message: str,
-        uri: str,
-        canary: int | None = None,
-        others: dict[str, str] | None = None,
-    ) -> str:
-        """Commit an overlay of ``fraud`` (at ``uri``) and of ``others`` (name: storageUri)."""
-
-        def change(tree: Path) -> None:
-            overlay = tree / OVERLAY
-            overlay.mkdir(parents=True, exist_ok=True)
-            for old in overlay.glob("*.yaml"):
-                old.unlink()
-            isvcs = {ISVC: (uri, canary), **{n: (u, None) for n, u in (others or {}).items()}}
-            for name, (storage_uri, percent) in isvcs.items():
-                predictor: dict[str, Any] = {
-                    "model": {"modelFormat": {"name": "mlflow"}, "storageUri": storage_uri}
-                }
-                if percent is not None:
-                    predictor["canaryTrafficPercent"] = percent
-                document = {
-                    "apiVersion": "serving.kserve.io/v1beta1",
-                    "kind": "InferenceService",
-                    "metadata": {"name": name},
-                    "spec": {"predictor": predictor},
-                }
-                (overlay / f"{name}.yaml").write_text(json.dumps(document, indent=2))
-            resources = "".join(f"  - {name}.yaml\n" for name in isvcs)
-            (overlay / "kustomization.yaml").write_text(KUSTOMIZATION + resources)
-
-        return commit_to_remote(self.remote, self.workdir, message, change)
-
-    def wait(
-        self, check: Callable[[dict[str, Any]], bool], what: str, name: str = ISVC
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            entry = self.isvc(name)
-            if entry and check(entry):
-                return entry
-            if self.process is not None and not self.process.alive:
-                pytest.fail(f"the runtime exited: {self.process.log_tail()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the runtime never showed {what}: {json.dumps(entry)[:2000]}")
-            time.sleep(0.2)
-
-    @property
-    def url(self) -> str:
-        return str(self.isvc()["url"])
-
-
-def predictor(entry: dict[str, Any]) -> dict[str, Any]:
-    return dict(entry["object"]["status"].get("components", {}).get("predictor", {}))
-
-
-def split(entry: dict[str, Any]) -> dict[str, int]:
-    """Percent per revision in the status traffic (0 % left out)."""
-    out: Counter[str] = Counter()
-    for target in predictor(entry).get("traffic", []):
-        out[target.get("revisionName", "")] += target["percent"]
-    return {name: pct for name, pct in out.items() if pct}
-
-
-class Client:
-    """A keep-alive client of the router that records who served each request."""
-
-    def __init__(self, url: str, model: str = ISVC) -> None:
-        host, port = url.removeprefix("http://").split(":")
-        self.connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        self.model = model
-
-    def send(self) -> tuple[int, str]:
-        body = json.dumps({"instances": [[42.0, 3]]})
-        self.connection.request("POST", f"/v1/models/{self.model}:predict", body)
-        response = self.connection.getresponse()
-        response.read()
-        return response.status, response.getheader("X-Sluice-Revision", "")
-
-    def sample(self, n: int) -> Counter[tuple[int, str]]:
-        return Counter(self.send() for _ in range(n))
-
-
-class Background:
-    """Requests sent without pause on another thread while a rollout moves."""
-
-    def __init__(self, url: str) -> None:
-        self.seen: Counter[tuple[int, str]] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(Client(url),), daemon=True)
-
-    def _run(self, client: Client) -> None:
-        while not self._stop.is_set():
-            self.seen[client.send()] += 1
-
-    def __enter__(self) -> Background:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-
-def within_binomial(count: int, n: int, p: float) -> bool:
-    return abs(count - n * p) <= SIGMAS * math.sqrt(n * p * (1 - p))
 
 
 @pytest.fixture(scope="module")
 def loop(mlflow_server: MlflowService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     """A runtime syncing a remote whose local overlay pins version 1 of a fresh model."""
     root = tmp_path_factory.mktemp("local-runtime")
-    name = f"runtime-{uuid.uuid4().hex[:8]}"
-    client = MlflowClient(mlflow_server.tracking_uri)
-    uris = []
-    for _ in range(2):
-        version = register_version(mlflow_server.tracking_uri, name, alias=None)
-        uris.append(str(client.get_model_version_download_uri(name, str(version))))
+    uris = register_uris(mlflow_server.tracking_uri, f"runtime-{uuid.uuid4().hex[:8]}")
     loop = Loop(
         create_git_remote(root), root / "state", root / "work", uris, mlflow_server.tracking_uri
     )
@@ -408,7 +248,7 @@ def test_a_sync_request_syncs_a_new_commit_without_waiting_for_the_poll(loop: Lo
 
 def test_every_status_seen_fits_the_crd(loop: Loop) -> None:
     """Every InferenceService status the runtime wrote validates against KServe's CRD."""
-    assert len(STATUSES) > 5
-    for status in STATUSES:
+    assert len(loop.statuses) > 5
+    for status in loop.statuses:
         errors = status_errors(status)
         assert not errors, errors

@@ -5,7 +5,7 @@ shadow phase in order (version 2 mirrored at 0 %, its server killed, a 10 % cana
 rollback at 0 % without the annotation), each asserting what a client of the router sees and
 what ``predictions.sqlite`` holds. Three model server starts in all (version 1, version 2,
 version 2 again after the kill), so the module takes about 40 s; helpers are those of
-``test_local_runtime.py``.
+``support/runtime_loop.py``, shared with ``test_local_runtime.py``.
 """
 
 from __future__ import annotations
@@ -21,13 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from support.gitops_repo import commit_to_remote
 from support.gitrepo import create_git_remote
-from support.registry import register_version
-from test_local_runtime import ISVC, KUSTOMIZATION, OVERLAY, Background, Client, Loop, split
+from support.runtime_loop import (
+    ISVC,
+    KUSTOMIZATION,
+    OVERLAY,
+    Background,
+    Client,
+    Loop,
+    register_uris,
+    split,
+)
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.commands_local import run_status
@@ -45,7 +52,7 @@ DEADLINE = 60.0
 
 
 class ShadowLoop(Loop):
-    """The runtime loop of ``test_local_runtime``, pushing annotated Serverless manifests."""
+    """The runtime loop of ``support/runtime_loop.py``, pushing annotated Serverless manifests."""
 
     def push_annotated(
         self, message: str, uri: str, canary: int | None, annotations: dict[str, str]
@@ -131,12 +138,7 @@ def loop(
 ) -> Iterator[ShadowLoop]:
     """A runtime whose remote serves version 1; its state is where ``sluice local`` looks."""
     root = tmp_path_factory.mktemp("local-shadow")
-    name = f"shadow-{uuid.uuid4().hex[:8]}"
-    client = MlflowClient(mlflow_server.tracking_uri)
-    uris = []
-    for _ in range(2):
-        version = register_version(mlflow_server.tracking_uri, name, alias=None)
-        uris.append(str(client.get_model_version_download_uri(name, str(version))))
+    uris = register_uris(mlflow_server.tracking_uri, f"shadow-{uuid.uuid4().hex[:8]}")
     loop = ShadowLoop(
         create_git_remote(root),
         root / "sluice" / "local",
