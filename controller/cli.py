@@ -24,11 +24,14 @@ from controller import __version__
 from controller.cli_options import (
     current_settings,
     current_sources,
+    forge_name,
+    forge_option,
+    plain_flags,
     set_root_options,
     verbose_requested,
 )
 from controller.cli_quarantine import quarantine_app
-from controller.cli_rollout import ForgeKind, rollout_app
+from controller.cli_rollout import rollout_app
 from controller.errors import ExitCode, InputError, SluiceError
 from controller.redact import redact
 from controller.ref_names import validate_environment_name, validate_model_name
@@ -138,9 +141,8 @@ def propose(
         typer.Option(help="Registry alias to resolve (default: the environment's, challenger)."),
     ] = None,
     forge: Annotated[
-        ForgeKind,
-        typer.Option(help="local: push a branch and print the merge; github: open a PR too."),
-    ] = ForgeKind.local,
+        str, forge_option("local: push a branch and print the merge; github: open a PR too.")
+    ] = "local",
     repo: Annotated[
         str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
     ] = None,
@@ -178,7 +180,7 @@ def propose(
             model=model, environment=env, version=version, alias=alias,
             dry_run=dry_run,
         ),
-        forge=forge.value,
+        forge=forge_name(forge),
         remote=repo,
         as_json=as_json,
         console=Console(),
@@ -192,7 +194,7 @@ def serve(
     poll_interval: Annotated[
         float | None, typer.Option(help="Seconds between passes (default 60).")
     ] = None,
-    forge: Annotated[ForgeKind, typer.Option(help="Where proposals go.")] = ForgeKind.local,
+    forge: Annotated[str, forge_option("Where proposals go.")] = "local",
     repo: Annotated[
         str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
     ] = None,
@@ -200,6 +202,7 @@ def serve(
         str,
         typer.Option(
             "--rollouts",
+            metavar="[local|kubernetes|off]",
             help="Also walk merged versions through their canaries on this target "
             "(local, kubernetes) or not at all (off).",
         ),
@@ -208,6 +211,7 @@ def serve(
         list[str] | None,
         typer.Option(
             "--env",
+            metavar="ENV",
             help="Watch and roll out only this environment (manifests/overlays/ENV); "
             "repeat for several (default: every environment in Git).",
         ),
@@ -227,7 +231,7 @@ def serve(
     )
     run_serve(
         settings,
-        forge=build_forge(settings, forge.value),
+        forge=build_forge(settings, forge_name(forge)),
         remote=repo or settings.git_remote or default_remote(),
         rollouts=_rollout_target(rollouts),
         environments=env or None,
@@ -421,9 +425,8 @@ def local_merge(
     model: Annotated[str, typer.Argument(help="Registered model name.")],
     env: Annotated[str, typer.Option("--env", help="Environment (manifests/overlays/ENV).")],
     forge: Annotated[
-        ForgeKind,
-        typer.Option(help="local: merge with git; github: through the pull request's merge."),
-    ] = ForgeKind.local,
+        str, forge_option("local: merge with git; github: through the pull request's merge.")
+    ] = "local",
     repo: Annotated[
         str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
     ] = None,
@@ -436,13 +439,19 @@ def local_merge(
     validate_model_name(model)
     validate_environment_name(env)
     run_merge(
-        current_settings(), model=model, env=env, forge=forge.value, remote=repo, console=Console()
+        current_settings(),
+        model=model,
+        env=env,
+        forge=forge_name(forge),
+        remote=repo,
+        console=Console(),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; :class:`SluiceError` becomes one line on stderr."""
     command = typer.main.get_command(app)
+    plain_flags(command)  # `--dry-run`, not `--dry-run <bool>`
     try:
         # Standalone mode keeps click's own handling of usage errors (exit 2, usage shown).
         command.main(args=argv, prog_name="sluice", standalone_mode=True)

@@ -1,4 +1,5 @@
-"""The ``sluice`` command's root options, as its callback saw them, and the settings they load.
+"""The ``sluice`` command's root options, as its callback saw them, and the settings they load;
+the options every command table shares (``--forge``) and how help shows them.
 
 :mod:`controller.cli` records ``--verbose``, ``--config`` and ``--mlflow-tracking-uri`` here in
 its root callback; the command tables it includes (:mod:`controller.cli_rollout`,
@@ -9,10 +10,28 @@ them imports the app that includes it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
+import typer
+
+from controller.errors import InputError
 from controller.settings import Settings, load_settings
 
-__all__ = ["current_settings", "current_sources", "set_root_options", "verbose_requested"]
+__all__ = [
+    "FORGES",
+    "ForgeName",
+    "current_settings",
+    "current_sources",
+    "forge_name",
+    "forge_option",
+    "plain_flags",
+    "set_root_options",
+    "verbose_requested",
+]
+
+ForgeName = Literal["local", "github"]
+#: Where proposals go and rollouts report: every command with ``--forge`` offers these.
+FORGES: tuple[ForgeName, ...] = ("local", "github")
 
 _state: dict[str, object] = {"verbose": False, "config": None, "overrides": {}}
 
@@ -59,3 +78,39 @@ def current_sources(settings: Settings) -> dict[str, str]:
         config=config if isinstance(config, Path) else None,
         flags=dict(overrides) if isinstance(overrides, dict) else {},
     )
+
+
+def forge_name(value: str) -> ForgeName:
+    """``--forge``'s value, checked the same way on every command: anything else is one line
+    on stderr and exit 2 (an :class:`InputError`), not a usage box."""
+    for name in FORGES:
+        if value == name:
+            return name
+    choices = ", ".join(repr(name) for name in FORGES)
+    raise InputError(f"--forge: {value!r} is not one of {choices}")
+
+
+def forge_option(help_text: str) -> Any:
+    """``--forge [local|github]`` (default local) with a command's own ``help_text``: the
+    choices, metavar and check of :func:`forge_name` on every command that has it."""
+    return typer.Option(
+        "--forge",
+        metavar=f"[{'|'.join(FORGES)}]",
+        callback=forge_name,
+        show_default=True,
+        help=help_text,
+    )
+
+
+def plain_flags(command: Any) -> None:
+    """Show flags as flags in every help text of ``command`` and its subcommands.
+
+    Typer's rich help prints a type beside every option, ``<bool>`` beside ``--dry-run``,
+    ``--wait/--no-wait`` and ``--help`` included; a flag takes no value, so it gets none (an
+    empty metavar)."""
+    for param in [*command.params, command.get_help_option(typer.Context(command))]:
+        flag = getattr(param, "is_flag", False) and not getattr(param, "count", False)
+        if flag and param.metavar is None:
+            param.metavar = ""
+    for sub in (getattr(command, "commands", None) or {}).values():
+        plain_flags(sub)

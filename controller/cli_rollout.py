@@ -12,19 +12,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from controller.cli_options import current_settings
+from controller.cli_options import current_settings, forge_name, forge_option
 from controller.ref_names import validate_environment_name, validate_model_name
 
-__all__ = ["ForgeKind", "TargetChoice", "rollout_app"]
+__all__ = ["TargetChoice", "rollout_app"]
 
 rollout_app = typer.Typer()
-
-
-class ForgeKind(StrEnum):
-    """Where proposals go and rollouts report: every command offers the same choices."""
-
-    local = "local"
-    github = "github"
 
 
 class TargetChoice(StrEnum):
@@ -37,11 +30,13 @@ class TargetChoice(StrEnum):
 _ENV = Annotated[str, typer.Option("--env", help="Environment (manifests/overlays/ENV).")]
 _TARGET = Annotated[
     TargetChoice,
-    typer.Option(help="local: the `sluice local up` stack; kubernetes: a cluster with Argo CD."),
+    typer.Option(
+        metavar="[local|kubernetes]",
+        help="local: the `sluice local up` stack; kubernetes: a cluster with Argo CD.",
+    ),
 ]
 _FORGE = Annotated[
-    ForgeKind,
-    typer.Option(help="github: comment on the proposal's pull request and set statuses."),
+    str, forge_option("github: comment on the proposal's pull request and set statuses.")
 ]
 _REPO = Annotated[
     str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
@@ -70,7 +65,7 @@ def rollout(
     ] = False,
     target: _TARGET = TargetChoice.local,
     repo: _REPO = None,
-    forge: _FORGE = ForgeKind.local,
+    forge: _FORGE = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print the passes as JSON.")] = False,
     poll_interval: _POLL = None,
 ) -> None:
@@ -83,7 +78,7 @@ def rollout(
     settings = current_settings(**_flags(poll_interval))
     code = run_rollout(
         settings, model=model, environment=env, once=once, target=target.value, remote=repo,
-        as_json=as_json, console=Console(), forge=build_forge(settings, forge.value),
+        as_json=as_json, console=Console(), forge=build_forge(settings, forge_name(forge)),
     )  # fmt: skip
     if code:
         raise typer.Exit(code)
@@ -96,7 +91,7 @@ def rollback(
     reason: Annotated[str, typer.Option("--reason", help="Why: goes into the commit.")],
     target: _TARGET = TargetChoice.local,
     repo: _REPO = None,
-    forge: _FORGE = ForgeKind.local,
+    forge: _FORGE = "local",
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="See the rollback through to the restore.")
     ] = True,
@@ -111,7 +106,7 @@ def rollback(
     settings = current_settings(**_flags(poll_interval))
     code = run_rollback(
         settings, model=model, environment=env, reason=reason, target=target.value,
-        remote=repo, wait=wait, console=Console(), forge=build_forge(settings, forge.value),
+        remote=repo, wait=wait, console=Console(), forge=build_forge(settings, forge_name(forge)),
     )  # fmt: skip
     if code:
         raise typer.Exit(code)

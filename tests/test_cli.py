@@ -123,3 +123,65 @@ def test_flag_overrides_environment(monkeypatch: pytest.MonkeyPatch, capsys) -> 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
     assert main(["--mlflow-tracking-uri", "http://from-flag:5000", "config", "show", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["mlflow_tracking_uri"] == "http://from-flag:5000"
+
+
+def _command_paths(command, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and group of the CLI, as the words a user types after `sluice`."""
+    paths = [prefix]
+    for name, sub in sorted((getattr(command, "commands", None) or {}).items()):
+        paths += _command_paths(sub, (*prefix, name))
+    return paths
+
+
+#: The commands that talk to a forge: each offers the same choices, checked the same way.
+FORGE_COMMANDS = [
+    ("propose", "fraud-detector", "--env", "local"),
+    ("serve",),
+    ("rollout", "fraud-detector", "--env", "local"),
+    ("rollback", "fraud-detector", "--env", "local", "--reason", "x"),
+    ("local", "merge", "fraud-detector", "--env", "local"),
+]
+
+
+def test_help_texts_show_flags_as_flags_and_one_forge_choice_list(
+    monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`sluice --help` and every subcommand's `--help`: no `<bool>` beside a flag (`--dry-run`,
+    `--wait/--no-wait`, `--help`), and wherever `--forge` appears it reads `[local|github]`,
+    default local."""
+    import typer
+
+    from controller.cli import app
+
+    monkeypatch.setenv("COLUMNS", "200")  # one row per option: nothing folds mid-metavar
+    paths = _command_paths(typer.main.get_command(app))
+    assert {("propose",), ("local", "merge"), ("status",), ("config", "show")} <= set(paths)
+    with_forge = []
+    for path in paths:
+        assert main([*path, "--help"]) == 0, path
+        text = capsys.readouterr().out
+        assert "<bool>" not in text, (path, text)
+        rows = [line.strip("│ ").removeprefix("* ").split() for line in text.splitlines()]
+        forge = [row for row in rows if row[:1] == ["--forge"]]
+        if forge:
+            with_forge.append(path[: 2 if path[0] == "local" else 1])
+            (line,) = forge
+            assert line[1] == "[local|github]", (path, line)
+            assert "[default: local]" in text, path
+    assert sorted(with_forge) == sorted(c[: 2 if c[0] == "local" else 1] for c in FORGE_COMMANDS)
+    assert "--dry-run   " in next(
+        line for line in sluice("propose", "--help").stdout.splitlines() if "--dry-run" in line
+    )
+
+
+@pytest.mark.parametrize("args", FORGE_COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_an_unknown_forge_is_one_line_and_exit_2_on_every_command(
+    args: tuple[str, ...], tmp_path: Path
+) -> None:
+    """`--forge gitlab` is refused before anything runs: one line naming the choices, exit 2."""
+    result = sluice(*args, "--forge", "gitlab", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "sluice: error: --forge: 'gitlab' is not one of 'local', 'github'\n"
+    ), result.stderr
+    assert result.stdout == ""
