@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from mlflow import MlflowClient
 from support.gitops_repo import ROOT, seed_manifests
 from support.gitrepo import GitRemote, create_git_remote, git
-from test_rollout_shadow import in_shadow as shadow_observation
+from support.rollout_values import in_shadow as shadow_observation
 
 from controller.backends.git_repo import CommitOutcome, GitWorkspace
 from controller.backends.kubernetes_target import observation_from

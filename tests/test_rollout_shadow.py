@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.rollout_values import HEAD, SMOKED, in_shadow, shadow_target
 
 from controller.analysis_types import GateResult, Verdict
 from controller.environment import parse_environment
 from controller.errors import ConfigError
 from controller.gates.shadow_judge import ShadowJudgement, judge_shadow
 from controller.gates.shadow_samples import ShadowObservation, ShadowSamples
-from controller.manifest import PinnedRelease, dump_pin, load_pin, set_shadow_annotations
+from controller.manifest import dump_pin, load_pin, set_shadow_annotations
 from controller.rollout.actions import (
     AnalyzeShadow,
     EndShadow,
@@ -36,12 +37,8 @@ from controller.rollout.pin_edits import weight_edit
 from controller.rollout.policy import RolloutPolicy
 from controller.rollout.reconcile import phase_of
 from controller.rollout.record import AnalysisRecord
-from controller.shadow_mirror import ShadowMirror
 from controller.shadow_phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION
-from controller.target_types import TargetObservation, TrafficEntry
 
-HEAD = "c" * 40
-OLD, NEW = "fd-predictor-00001", "fd-predictor-00002"
 POLICY = RolloutPolicy.model_validate(
     {
         "steps": [10, 50, 100],
@@ -53,61 +50,6 @@ POLICY = RolloutPolicy.model_validate(
 
 assert POLICY.shadow is not None
 JUDGE = POLICY.shadow.judge
-
-
-def shadow_target(*, ready: bool = True, failure: str | None = None) -> TargetObservation:
-    """KServe at canaryTrafficPercent 0: the new revision at 0 % (tag latest), the old at 100 %,
-    on the local target, whose router mirrors by itself (tests/test_rollout_mirror.py has the
-    cluster's mirror in Git)."""
-    return TargetObservation(
-        exists=True,
-        synced_revision=HEAD,
-        sync_status="Synced",
-        configuration="fd-predictor",
-        latest_created=NEW,
-        latest_ready=NEW if ready else OLD,
-        latest_rolledout=OLD,
-        traffic=(
-            TrafficEntry(NEW if ready else OLD, 0, True, "latest", "http://r/_tag/latest"),
-            TrafficEntry(OLD, 100, False, "prev", "http://r/_tag/prev"),
-        ),
-        failure=failure,
-        mirrors_shadow=True,
-    )
-
-
-#: The phase's record once the smoke (on by default) passed at its start: the shadow judge
-#: takes over from there (tests/test_rollout_watch_smoke.py has the smoke itself).
-SMOKED = AnalysisRecord(
-    commit=HEAD, step=0, smoke="smoke: 0 of 50 requests to the new revision failed (0.0%)"
-)
-
-
-def in_shadow(
-    target: TargetObservation | None = None,
-    *,
-    analysis: AnalysisRecord | None = SMOKED,
-    quarantined: str | None = None,
-    changed_at: float = 1000.0,
-    mirror: ShadowMirror | None = None,
-) -> ReleaseObservation:
-    """v2 pinned in its shadow phase beside v1, as observed on ``target``, its smoke passed
-    (``analysis=None``: just merged, before the smoke)."""
-    return ReleaseObservation(
-        model="fd",
-        environment="staging",
-        inference_service="fd",
-        pin=PinnedRelease("fd", 2, "s3://m/2", "run", 1, 0),
-        head=HEAD,
-        pin_commit=HEAD,
-        pin_changed_at=changed_at,
-        target=target or shadow_target(),
-        champion=1,
-        quarantined=quarantined,
-        analysis=analysis,
-        shadow_percent=100.0,
-        shadow_mirror=mirror,
-    )
 
 
 def samples(n: int, *, shift: float = 0.0, labelled: int = 0, seed: int = 1) -> ShadowSamples:
