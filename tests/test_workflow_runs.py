@@ -20,7 +20,10 @@ from support.gitops_repo import ROOT, seed_manifests
 from support.gitrepo import GitRemote, create_git_remote, git
 from support.workflow_runner import JobRun, base_environ, run_job
 
+from controller.domain import RetrainRequest
 from controller.local.services import MlflowService
+from controller.retrain import dispatch_payload
+from models.fraud_detector.data import NEWEST_WEEK
 
 pytestmark = pytest.mark.slow
 
@@ -74,15 +77,18 @@ def failure(run: JobRun) -> str:
 
 
 def test_a_drift_dispatch_trains_registers_and_opens_a_pull_request(runner: Runner) -> None:
-    """repository_dispatch `retrain` trains, registers, proposes to staging and summarises."""
-    event = {
-        "action": "retrain",
-        "client_payload": {"model": MODEL, "environment": "staging", "week": "1",
-                           "features": ["amount", "hour"]},
-    }  # fmt: skip
-    run = runner.run("train.yml", "train", event, "train")
+    """repository_dispatch `retrain`, with the payload `sluice serve` sends, trains on the data
+    since the drift began (the example's newest week, not week 0), registers, proposes to
+    staging and summarises."""
+    payload = dispatch_payload(
+        RetrainRequest(MODEL, "staging", ("amount", "hour"), "2025-06-15T15:06:40Z")
+    )
+    run = runner.run(
+        "train.yml", "train", {"action": "retrain", "client_payload": payload}, "train"
+    )
     assert run.failed_step is None, failure(run)
     assert f"## {MODEL} v1: quality gate passed" in run.summary
+    assert f"Trained on synthetic week {NEWEST_WEEK}" in run.summary
     assert "Retraining asked for by a drift alert on: amount, hour" in run.summary
     assert f"## Proposal: {MODEL} v1 → staging" in run.summary
     assert "Pull request: [#1](" in run.summary
@@ -103,10 +109,21 @@ def test_promote_proposes_the_champion_to_production(runner: Runner) -> None:
     assert "storageUri: s3://sluice-models/mlflow-artifacts/" in pin
 
 
-def test_an_unsafe_dispatch_payload_stops_before_anything_runs(runner: Runner) -> None:
-    """A dispatch whose model is not a plain name fails the first step and runs nothing else."""
-    event = {"client_payload": {"model": "x; touch /tmp/pwned", "environment": "staging"}}
-    run = runner.run("train.yml", "train", event, "unsafe")
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"model": "x; touch /tmp/pwned", "environment": "staging"},
+        {"model": MODEL, "environment": "staging", "since": "$(touch /tmp/pwned)"},
+    ],
+    ids=["model", "since"],
+)
+def test_an_unsafe_dispatch_payload_stops_before_anything_runs(
+    runner: Runner, payload: dict[str, str]
+) -> None:
+    """A dispatch whose model is not a plain name, or whose since is not a time, fails the
+    first step and runs nothing else."""
+    event = {"client_payload": payload}
+    run = runner.run("train.yml", "train", event, f"unsafe-{len(payload)}")
     assert run.failed_step == "Check the request"
     assert run.codes["Check the request"] == 2
     assert list(run.codes) == ["Check the request"]

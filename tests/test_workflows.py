@@ -199,13 +199,35 @@ def test_training_flags_exist() -> None:
     """The flags train.yml passes to the training module are the module's own."""
     (script,) = [s for where, s in scripts() if where.endswith("Train, validate, register")]
     flags = set(re.findall(r"(--[a-z][\w-]*)", script))
-    assert flags == {"--model-name", "--week", "--json"}
+    assert flags == {"--model-name", "--week", "--since", "--json"}
     result = subprocess.run(
         [sys.executable, "-m", "models.fraud_detector.train", "--help"], cwd=ROOT,
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     for flag in flags:
         assert flag in result.stdout
+
+
+def test_a_drift_dispatch_trains_on_the_data_since_the_drift_began() -> None:
+    """Every key of the `retrain` dispatch Sluice sends is read by train.yml; `since` is
+    checked in the first step and becomes the training module's `--since` (the newest data),
+    in place of `--week` (which, without a week in the payload, was week 0)."""
+    from controller.domain import RetrainRequest
+    from controller.retrain import dispatch_payload
+
+    text = (WORKFLOWS / "train.yml").read_text(encoding="utf-8")
+    payload = dispatch_payload(RetrainRequest("fraud-detector", "staging", ("amount",), "x"))
+    for key in payload:
+        assert f"github.event.client_payload.{key}" in text, key
+    env = workflows()["train.yml"]["jobs"]["train"]["env"]
+    assert env["SINCE"] == "${{ github.event.client_payload.since }}"
+    check = step_script("train.yml", "Check the request")
+    assert '"$SINCE" =~ ^[0-9]{4}-' in check
+    train = step_script("train.yml", "Train, validate, register")
+    assert 'if [ -n "$SINCE" ]; then data=(--since "$SINCE"); else data=(--week "$WEEK"); fi' in (
+        train
+    )
+    assert '--model-name "$MODEL" "${data[@]}" --json' in train
 
 
 def test_triggers() -> None:
