@@ -357,22 +357,27 @@ def run_merge(
                 f"{workspace.remote_url}; give an environment it has (--env)"
             )
         config = parse_environment(text, source=f"{path}@{default}", environment=env)
-        config.release(model)  # names the models it serves when it does not serve this one
         prefix = proposal_branch(env, model, 0).removesuffix("v0")
         open_branches = {
             branch: sha
             for branch, sha in workspace.branches(prefix).items()
-            if re.fullmatch(r"v\d+", branch.removeprefix(prefix))
+            if re.fullmatch(r"v\d+|init", branch.removeprefix(prefix))
             and not workspace.is_merged(sha, config.branch)
         }
+        if prefix + "init" not in open_branches:  # `sluice init` adds the release itself
+            config.release(model)  # names the models it serves when it does not serve this one
         if not open_branches:
             raise InputError(
-                f"no open proposal for {model} in {env}: no branch {prefix}vN that is not "
-                f"merged into {config.branch}; propose one with `sluice propose {model} "
-                f"--env {env}`"
+                f"no open proposal for {model} in {env}: no branch {prefix}vN (or init) "
+                f"that is not merged into {config.branch}; propose one with `sluice propose "
+                f"{model} --env {env}`"
             )
-        # The newest version wins; older open branches are superseded proposals.
-        branch = max(open_branches, key=lambda b: int(b.removeprefix(prefix + "v")))
+        # An open `sluice init` goes first (a proposal needs its release); then the newest
+        # version wins, and older open branches are superseded proposals.
+        branch = max(
+            open_branches,
+            key=lambda b: 1 << 62 if b.endswith("/init") else int(b.removeprefix(prefix + "v")),
+        )
         head = open_branches[branch]
         subject = str(workspace.repo.git.log("-1", "--format=%s", head))
         if github is None:

@@ -32,6 +32,7 @@ from controller.errors import (
     PermanentError,
     RegistryUnavailable,
 )
+from controller.payloads import example_rows, signature_columns, signature_rows
 from controller.redact import redact
 
 __all__ = [
@@ -328,24 +329,57 @@ class MlflowRegistry:
         with registry_errors(self.tracking_uri, f"alias {alias!r} of model {name!r}"):
             self._client.set_registered_model_alias(name, alias, str(version))
 
+    def mlmodel(self, name: str, version: int) -> dict[str, Any]:
+        """The version's ``MLmodel`` file, parsed (flavours, signature, input example info)."""
+        from ruamel.yaml import YAML
+
+        with registry_errors(self.tracking_uri, f"version {version} of model {name!r}"):
+            text = self._artifact_text(name, version, "MLmodel")
+        if text is None:
+            raise ModelNotFound(
+                f"version {version} of model {name!r} has no MLmodel file: it was not logged "
+                "with an MLflow flavour (mlflow.<flavour>.log_model); log it with one"
+            )
+        document = YAML(typ="safe").load(text)
+        return dict(document) if isinstance(document, dict) else {}
+
     def input_rows(self, name: str, version: int, limit: int = 100) -> list[dict[str, object]]:
-        """Up to ``limit`` rows of the version's logged input example (empty when it has none).
+        """Up to ``limit`` rows of the version's logged input example, else placeholder rows
+        shaped by its column signature (empty when it has neither).
 
         A load test sends these, so its requests look like the model's real inputs.
         """
         with registry_errors(self.tracking_uri, f"version {version} of model {name!r}"):
-            base = self._client.get_model_version_download_uri(name, str(version))
-            with tempfile.TemporaryDirectory() as tmp:
-                try:
-                    path = mlflow.artifacts.download_artifacts(
-                        artifact_uri=f"{str(base).rstrip('/')}/input_example.json",
-                        dst_path=tmp,
-                        tracking_uri=self.tracking_uri,
-                    )
-                except (MlflowException, OSError):
-                    return []
-                data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return _example_rows(data)[:limit]
+            text = self._artifact_text(name, version, "MLmodel")
+            mlmodel: dict[str, Any] = {}
+            if text is not None:
+                from ruamel.yaml import YAML
+
+                loaded = YAML(typ="safe").load(text)
+                mlmodel = dict(loaded) if isinstance(loaded, dict) else {}
+            info = mlmodel.get("saved_input_example_info") or {}
+            example_path = str(info.get("artifact_path") or "input_example.json")
+            example = self._artifact_text(name, version, example_path)
+        columns = signature_columns(mlmodel)
+        names = [column for column, _ in columns] if columns else None
+        rows = example_rows(json.loads(example), names) if example is not None else []
+        if not rows and columns:
+            rows = signature_rows(columns)
+        return rows[:limit]
+
+    def _artifact_text(self, name: str, version: int, path: str) -> str | None:
+        """One file of the version's model directory, or None when it has no such file."""
+        base = self._client.get_model_version_download_uri(name, str(version))
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"{str(base).rstrip('/')}/{path}",
+                    dst_path=tmp,
+                    tracking_uri=self.tracking_uri,
+                )
+            except (MlflowException, OSError):
+                return None
+            return Path(local).read_text(encoding="utf-8")
 
     def registered_model_tags(self, name: str) -> dict[str, str]:
         """The registered model's own tags; :class:`ModelNotFound` when there is no such model."""
@@ -375,13 +409,3 @@ class MlflowRegistry:
     def model_names(self) -> list[str]:
         """Every registered model's name."""
         return sorted(self.all_aliases())
-
-
-def _example_rows(data: object) -> list[dict[str, object]]:
-    """Rows of an MLflow input example (pandas ``split`` orient, or a list of records)."""
-    if isinstance(data, dict) and "columns" in data and "data" in data:
-        columns = [str(c) for c in data["columns"]]
-        return [dict(zip(columns, row, strict=False)) for row in data["data"]]
-    if isinstance(data, list):
-        return [dict(row) for row in data if isinstance(row, dict)]
-    return []
