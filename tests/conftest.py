@@ -12,6 +12,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from support.gitops_repo import seed_manifests
@@ -27,6 +28,9 @@ from controller.local.services import (
     start_mlflow,
     start_prometheus,
 )
+
+if TYPE_CHECKING:
+    from support.fraud_model import Registered
 
 #: Test files that take minutes, longest first. They are collected first, so `make test`'s two
 #: workers (`--dist loadfile --no-loadscope-reorder` hands out files in collection order) start
@@ -110,6 +114,17 @@ def mlflow_postgres_server(
         log_dir=root,
     ) as service:
         yield service
+
+
+@pytest.fixture(scope="module")
+def fraud_model(mlflow_server: MlflowService) -> Registered:
+    """A fraud-detector version trained on 4,000 rows and registered in the session's MLflow,
+    one per module that asks for it (tests/support/fraud_model.py serves it)."""
+    # Imported here: the model server's launcher and MLflow's client take a second to import,
+    # which the many files that never ask for a model should not pay.
+    from support.fraud_model import register_fraud_model
+
+    return register_fraud_model(mlflow_server)
 
 
 @pytest.fixture

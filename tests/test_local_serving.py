@@ -5,15 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-import uuid
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,58 +20,20 @@ import pandas as pd
 import psutil
 import pytest
 from mlflow import MlflowClient
+from support.fraud_model import Registered, register, serve
 
 from controller.data_profile import build_profile
 from controller.drift.online_reference import OnlineReference
 from controller.local.services import MlflowService
-from controller.local.serving.launcher import ModelLoadFailed, ModelServerHandle, start_model_server
+from controller.local.serving.launcher import ModelLoadFailed, start_model_server
 from controller.local.serving.monitor import DriftMonitor, MonitoredVersion
 from controller.local.serving.pyfunc_model import PayloadError, PyfuncServable, Tensor
 from controller.local.serving.server import build_kserve_model
 from controller.synthetic_traffic import LOAD_TEST, SYNTHETIC_HEADER
 from models.fraud_detector.data import FEATURES, generate_transactions
 
-ROOT = Path(__file__).resolve().parent.parent
 V2_TYPES = {"amount": "FP64", "hour": "INT64", "card_age_days": "INT64", "tx_velocity_24h": "INT64"}
 V2_TYPES |= {"merchant_category": "BYTES", "country": "BYTES"}
-
-
-@dataclass(frozen=True)
-class Registered:
-    name: str
-    version: int
-    uri: str  # mlflow-artifacts:/...
-    tracking_uri: str
-
-
-def register(mlflow_server: MlflowService, *command: str) -> str:
-    """Run a registering entry point as CI does; returns its stdout."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.tracking_uri}
-    result = subprocess.run(
-        [sys.executable, "-m", *command], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    assert result.returncode in (0, 1), result.stderr  # 1: registered, gate failed
-    return result.stdout
-
-
-@pytest.fixture(scope="module")
-def fraud_model(mlflow_server: MlflowService) -> Registered:
-    """A fraud-detector version registered in the session's MLflow."""
-    name = f"fraud-{uuid.uuid4().hex[:8]}"
-    register(mlflow_server, "models.fraud_detector.train", "--rows", "4000", "--model-name", name)
-    client = MlflowClient(mlflow_server.tracking_uri)
-    uri = str(client.get_model_version_download_uri(name, "1"))
-    assert uri.startswith("mlflow-artifacts:/")
-    return Registered(name, 1, uri, mlflow_server.tracking_uri)
-
-
-def serve(model: Registered, log_dir: Path) -> ModelServerHandle:
-    return start_model_server(
-        name="fraud",
-        storage_uri=model.uri,
-        log_dir=log_dir,
-        env={"MLFLOW_TRACKING_URI": model.tracking_uri},
-    )
 
 
 @pytest.fixture(scope="module")

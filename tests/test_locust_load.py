@@ -14,11 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_local_serving import (  # noqa: F401 (fraud_model is a fixture used by name)
-    Registered,
-    fraud_model,
-    serve,
-)
+from support.fraud_model import Registered, serve
 
 from controller.analysis_types import LoadPlan, Verdict
 from controller.backends.locust_load import (
@@ -42,7 +38,7 @@ ROW = {"amount": 12.5, "hour": 3, "merchant_category": "grocery", "country": "DE
 
 @pytest.fixture(scope="module")
 def model_server(
-    fraud_model: Registered,  # noqa: F811 (the fixture imported above)
+    fraud_model: Registered,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ModelServerHandle]:
     """The fraud model served as the local target serves a revision."""
