@@ -165,7 +165,6 @@ def _signature_matches(header: str, expected: str) -> bool:
     for candidate in header.split():
         version, _, _ = candidate.partition(",")
         if version == _SIGNATURE_VERSION:
-            # hmac.compare_digest, looked up at call time, so a test can watch it being used.
             matched |= hmac.compare_digest(candidate.encode("utf-8", "replace"), wanted)
     return matched
 

@@ -162,6 +162,8 @@ while True:
     if i == 300:
         log.flush()
         print("flushed", flush=True)
+    if i == 400:
+        print("writing", flush=True)
     if i % 50 == 0:
         time.sleep(0.001)
 """
@@ -178,7 +180,7 @@ def test_a_killed_writer_leaves_a_sound_log(tmp_path: Path) -> None:
     )
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "flushed"
-    time.sleep(0.3)  # well into later batches
+    assert process.stdout.readline().strip() == "writing"  # later batches are being written
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     with sqlite3.connect(path) as connection:
