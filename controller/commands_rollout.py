@@ -210,6 +210,11 @@ def _print_pass(report: PassReport, console: Console) -> None:
         console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
+def _pass_key(report: PassReport) -> tuple[object, ...]:
+    """What a pass printed, but its time: a pass with the same key says nothing new."""
+    return (report.model, report.version, report.canary_percent, report.phase, report.detail)
+
+
 def exit_code(report: PassReport) -> int:
     """0 promoted or nothing to do, 1 rolled back or failed, 0 while still running (--once)."""
     return 1 if report.outcome in (Outcome.ROLLED_BACK, Outcome.FAILED) else 0
@@ -227,18 +232,49 @@ def run_rollout(
     console: Console,
     forge: Forge | None = None,
 ) -> int:
-    """One pass (``--once``) or passes until the rollout ends; returns the exit code."""
+    """One pass (``--once``) or passes until the rollout ends; returns the exit code.
+
+    Each pass prints its lines (piped, a pass that only repeats the one before prints nothing:
+    one line per change); in a terminal, the release's status is redrawn under them, as
+    ``sluice status --watch`` draws it, until the rollout ends."""
     reconciler = build_reconciler(settings, target=target, remote=remote, forge=forge)
     reports: list[PassReport] = []
+    printed: list[tuple[object, ...]] = []
+
+    def print_changed(report: PassReport, out: Console) -> None:
+        key = _pass_key(report)
+        if printed and printed[-1] == key and not report.results and report.commit is None:
+            return
+        printed.append(key)
+        _print_pass(report, out)
 
     def on_pass(report: PassReport) -> None:
         reports.append(report)
         if not as_json:
-            _print_pass(report, console)
+            print_changed(report, console)
 
     try:
         if once:
             on_pass(reconciler.reconcile(environment, model))
+        elif console.is_terminal and not as_json:
+            from controller.commands_status import RolloutLive
+
+            def row() -> dict[str, Any]:
+                return dict(_status_row(reconciler, environment, model, time.time()))
+
+            with RolloutLive(console, row, print_changed) as live:
+
+                def on_live_pass(report: PassReport) -> None:
+                    reports.append(report)
+                    live.on_pass(report)
+
+                reconciler.run(
+                    environment,
+                    model,
+                    poll_seconds=settings.rollout_poll_interval_seconds,
+                    on_pass=on_live_pass,
+                    sleep=live.sleep,
+                )
         else:
             reconciler.run(
                 environment,

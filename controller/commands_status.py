@@ -28,12 +28,18 @@ from controller.commands_rollout import TargetKind, build_reconciler, status_row
 from controller.errors import ConfigError, MetricsUnavailable, SluiceError
 from controller.gates.prometheus_checks import builtin_query
 from controller.rollout.observe import load_release
-from controller.rollout.reconcile import Reconciler
+from controller.rollout.reconcile import PassReport, Reconciler
 from controller.settings import Settings
 from controller.status_page import CanaryChart, Series, render_status_page
-from controller.status_view import change_key, status_line, status_notes, status_table
+from controller.status_view import (
+    change_key,
+    format_duration,
+    status_line,
+    status_notes,
+    status_table,
+)
 
-__all__ = ["build_status_page", "canary_charts", "rollout_start", "watch_status"]
+__all__ = ["RolloutLive", "build_status_page", "canary_charts", "rollout_start", "watch_status"]
 
 _log = logging.getLogger("sluice.status")
 
@@ -120,6 +126,85 @@ def _watch_lines(
                 console.print(status_line(row, now), soft_wrap=True, markup=False)
         console.file.flush()
         stop.wait(interval)
+
+
+# -- sluice rollout in a terminal -------------------------------------------------------------
+
+
+class RolloutLive:
+    """``sluice rollout`` in a terminal: each pass's lines scroll by as they do piped, and under
+    them one release's status (what ``sluice status --watch`` draws: phase, weight, last gates,
+    time in phase, next analysis, controller) is redrawn every ``tick_seconds`` while the
+    rollout waits, so the clocks move between passes.
+
+    Use it as a context manager around :meth:`Reconciler.run`, passing :meth:`on_pass` and
+    :meth:`sleep`. ``fetch_row`` reads the release's status row (once per pass, on the
+    rollout's own thread and clone); ``print_pass`` prints a pass's lines.
+    """
+
+    def __init__(
+        self,
+        console: Console,
+        fetch_row: Callable[[], dict[str, Any]],
+        print_pass: Callable[[PassReport, Console], None],
+        *,
+        clock: Callable[[], float] = time.time,
+        tick_seconds: float = 1.0,
+    ) -> None:
+        self.console = console
+        self._fetch_row = fetch_row
+        self._print_pass = print_pass
+        self._clock = clock
+        self._tick = tick_seconds
+        self._row: dict[str, Any] | None = None
+        self._error: str | None = None
+        self._next_pass_at: float | None = None
+        self._live = Live(console=console, auto_refresh=False, transient=False)
+
+    def __enter__(self) -> RolloutLive:
+        self._live.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._live.stop()
+
+    def on_pass(self, report: PassReport) -> None:
+        """Print the pass above the view, read the release's row again and redraw."""
+        self._print_pass(report, self.console)
+        self._next_pass_at = None
+        rows, self._error = _fetch(lambda: [self._fetch_row()])
+        if rows:
+            self._row = rows[0]
+        self._draw()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` as the rollout asks, redrawing every tick."""
+        end = time.monotonic() + seconds
+        self._next_pass_at = self._clock() + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(self._tick, left))
+            self._draw()
+
+    def _draw(self) -> None:
+        now = self._clock()
+        parts: list[Any] = []
+        if self._row is not None:
+            row = self._row
+            parts.append(status_table([row], width=self.console.width, now=now))
+            parts += [Text(note) for note in status_notes(row)]
+        if self._error:
+            parts.append(Text(f"could not refresh: {self._error}", style="red"))
+        left = (
+            ""
+            if self._next_pass_at is None
+            else f"next pass in {_seconds(self._next_pass_at - now)}; "
+        )
+        parts.append(Text(f"{left}Ctrl-C stops this command (the rollout's state is in Git)"))
+        self._live.update(Group(*parts), refresh=True)
+
+
+def _seconds(left: float) -> str:
+    return format_duration(math.ceil(max(0.0, left)))
 
 
 # -- the page ---------------------------------------------------------------------------------

@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import pty
 import queue
+import re
+import select
 import shutil
 import signal
 import subprocess
@@ -188,6 +191,101 @@ def test_status_watch_piped_prints_one_line_per_change_and_stops_on_ctrl_c(
         finally:
             watch.kill()
             watch.wait()
+
+
+ROLLOUT = ("rollout", "--env", "staging", "--target", "kubernetes")
+
+
+@pytest.mark.slow
+def test_rollout_piped_prints_one_line_per_change(
+    mlflow_server: MlflowService, git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """`sluice rollout | ...` on a release watched between hourly analyses: the pass line once,
+    whole and with its phase in brackets (Rich used to eat "[analysing]" as markup), no table
+    and no colour codes; nothing more while the rollout only waits (several passes); Ctrl-C
+    stops it and releases the lease."""
+    with kube_api() as api:
+        release = _release(mlflow_server.tracking_uri, git_remote, api, tmp_path)
+        rollout = subprocess.Popen(
+            [SLUICE, ROLLOUT[0], release.model, *ROLLOUT[1:], "--poll-interval", "0.5"],
+            env={**release.env, "COLUMNS": "80"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        try:
+            lines = _lines(rollout)
+            first = lines.get(timeout=90)
+            assert re.fullmatch(
+                rf"\d\d:\d\d:\d\d {release.model} v2 at 10% \[analysing\] .+", first
+            ), first
+            assert len(first) > 80  # one line, not wrapped at the 80 columns of COLUMNS
+            while release.lease_commit() is None:  # the rollout holds the release now
+                time.sleep(0.2)
+            time.sleep(6)  # more passes of the same watch
+            rest = []
+            while not lines.empty():
+                rest.append(lines.get())
+            assert first not in rest, rest
+            assert len(rest) == len(set(rest)), rest
+            assert not any("│" in line or "\x1b[" in line for line in [first, *rest]), rest
+            rollout.send_signal(signal.SIGINT)
+            assert rollout.wait(timeout=30) == 130
+        finally:
+            rollout.kill()
+            rollout.wait()
+
+
+@pytest.mark.slow
+def test_rollout_in_a_terminal_redraws_the_release_under_its_passes(
+    mlflow_server: MlflowService, git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """`sluice rollout` in a terminal (a pseudo-terminal here) draws what `sluice status
+    --watch` draws for the release under the pass lines: its phase, weight, last gates with
+    their numbers, time in phase, the next analysis and this rollout as its controller (the
+    lease holder), and when the next pass comes."""
+    with kube_api() as api:
+        release = _release(mlflow_server.tracking_uri, git_remote, api, tmp_path)
+        leader, follower = pty.openpty()
+        rollout = subprocess.Popen(
+            [SLUICE, ROLLOUT[0], release.model, *ROLLOUT[1:]],
+            env={**release.env, "COLUMNS": "200", "LINES": "50", "TERM": "xterm"},
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            cwd=tmp_path,
+        )
+        os.close(follower)
+        seen = b""
+        try:
+            deadline = time.monotonic() + 90
+            holder = f":{rollout.pid}:".encode()  # this rollout's lease: HOST:PID:NONCE
+            while b"next pass in" not in seen or holder not in seen:
+                assert time.monotonic() < deadline, seen.decode(errors="replace")[-3000:]
+                ready, _, _ = select.select([leader], [], [], 1.0)
+                if ready:
+                    seen += os.read(leader, 65536)
+            time.sleep(2.5)  # the clocks tick between passes
+            while select.select([leader], [], [], 0.5)[0]:
+                seen += os.read(leader, 65536)
+        finally:
+            rollout.send_signal(signal.SIGINT)
+            try:
+                rollout.wait(timeout=30)
+            finally:
+                rollout.kill()
+                os.close(leader)
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))
+        assert f"{release.model} v2 at 10% [analysing]" in text
+        assert "sluice status" in text  # the table's title
+        flat = " ".join(text.replace("│", " ").split())
+        assert "v2 10%" in flat
+        assert "pass: request-success-rate 99.95%" in flat
+        assert "in 59m" in flat or "in 1h 00m" in flat  # the next analysis, an hour out
+        assert re.search(rf"\S+:{rollout.pid}:\S+ until \d\d:\d\d:\d\d", flat)  # its lease
+        assert "Ctrl-C stops this command" in flat
+        assert rollout.returncode == 130
 
 
 class _Prometheus(BaseHTTPRequestHandler):
