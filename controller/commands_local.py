@@ -182,12 +182,27 @@ def run_up(
         "(`sluice local url NAME` prints it)",
         "Prometheus UI": urls.get("prometheus", "-"),
         "Alertmanager": urls.get("alertmanager", "-"),
+        "Status page": f"{_status_page_url(settings)} while `{_serve_command(env)}` runs "
+        "(in another terminal)",
     }
     for label, value in rows.items():
-        console.print(f"  {label:<14} {value}", highlight=False, soft_wrap=True)
+        console.print(f"  {label:<14} {value}", highlight=False, soft_wrap=True, markup=False)
     console.print("Next:", highlight=False)
     for command in _next_commands(env):
-        console.print(f"  {command}", highlight=False, soft_wrap=True)
+        console.print(f"  {command}", highlight=False, soft_wrap=True, markup=False)
+
+
+def _serve_command(env: str) -> str:
+    """The status page and the drift hook beside the stack: ``sluice serve`` watching ENV.
+
+    Not started by ``up``, and without ``--rollouts``: the rollouts of the by-hand loop are
+    ``sluice rollout``'s, and two controllers would only hand the lease to and fro."""
+    return f"sluice serve --env {env}"
+
+
+def _status_page_url(settings: Settings) -> str:
+    """Where ``sluice serve`` shows its page (``serve_host`` and ``serve_port``)."""
+    return f"http://{settings.serve_host}:{settings.serve_port or 'PORT'}/"
 
 
 def _next_commands(env: str) -> list[str]:

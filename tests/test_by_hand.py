@@ -106,6 +106,8 @@ def test_by_hand_sequence_promotes_v2(tmp_path: Path) -> None:
     assert "MLflow         http://127.0.0.1:" in outputs[0][1]
     assert "Prometheus UI  http://127.0.0.1:" in outputs[0][1]
     assert "Alertmanager   http://127.0.0.1:" in outputs[0][1]
+    page = "Status page    http://127.0.0.1:8686/ while `sluice serve --env local` runs"
+    assert page in outputs[0][1]  # the README's sample output shows the same row
     assert set(env) >= {"MLFLOW_TRACKING_URI", "SLUICE_GIT_REMOTE", "SLUICE_STATE_DIR"}
     remote = Path(env["SLUICE_GIT_REMOTE"])
     assert remote == (checkout / ".sluice" / "local" / "gitops.git").resolve()
