@@ -3,7 +3,7 @@
 One runtime process serves one RawDeployment InferenceService for the whole module, and the
 tests walk a canary in order (the primary alone, a 10 % canary, 0 %, promotion), each asserting
 what a client of the router sees. Two model servers start in all, so the module takes about
-half a minute; helpers are those of ``test_local_runtime.py``.
+half a minute; helpers are those of ``support/runtime_loop.py``.
 
 The last two tests run ``sluice rollout`` on a local stack (``sluice local up``: MLflow,
 Prometheus, the runtime) whose environment is in RawDeployment mode, so its gates read the
@@ -11,15 +11,13 @@ Prometheus, the runtime) whose environment is in RawDeployment mode, so its gate
 labelled per revision by the local Prometheus' scrape config. A good canary is promoted on
 measured values and a canary failing 30 % of its requests is rolled back on them. The policy
 is one 50 % step, 4 s intervals, 3 s load tests and no judge, to keep the stack's minute short;
-helpers are those of ``test_rollout_local.py``.
+helpers are those of ``support/rollout_stack.py``, shared with ``test_rollout_local.py``.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlflow import MlflowClient
 from support.crd import status_errors
-from support.gitops_repo import commit_to_remote, seed_manifests
+from support.gitops_repo import commit_to_remote
 from support.gitrepo import create_git_remote, git
 from support.registry import register_version
-from test_local_runtime import (
+from support.rollout_stack import MODEL, PIN, faulty, serving_stack, set_policy
+from support.rollout_stack import Loop as RolloutLoop
+from support.runtime_loop import (
     ISVC,
     KUSTOMIZATION,
     OVERLAY,
@@ -40,31 +39,21 @@ from test_local_runtime import (
     Client,
     Loop,
     predictor,
+    register_uris,
     split,
     within_binomial,
 )
-from test_rollout_local import PIN, Traffic, faulty, set_policy, wait_for
-from test_rollout_local import Loop as RolloutLoop
 
 from controller.local.services import MlflowService
-from controller.local.stack import StackRequest, down, up
-from controller.local.state import read_json
 
 pytestmark = pytest.mark.slow
 
 R1, R2 = (f"{ISVC}-predictor-0000{k}" for k in (1, 2))
-STATUSES: list[dict[str, Any]] = []  # every status seen, checked against the CRD at the end
 
 
 class RawLoop(Loop):
-    """The runtime loop of ``test_local_runtime``, pushing RawDeployment manifests."""
-
-    def isvc(self, name: str = ISVC) -> dict[str, Any]:
-        entry = super().isvc(name)
-        status = entry.get("object", {}).get("status")
-        if status and status not in STATUSES:
-            STATUSES.append(copy.deepcopy(status))
-        return entry
+    """The runtime loop of ``support/runtime_loop.py``, pushing RawDeployment manifests; it
+    keeps every status it reads in ``statuses``, checked against the CRD at the end."""
 
     def push_raw(
         self, message: str, primary: str, *, name: str = "", canary: tuple[str, int] | None = None
@@ -103,12 +92,7 @@ def loop(
 ) -> Iterator[RawLoop]:
     """A runtime syncing a remote whose RawDeployment overlay serves version 1."""
     root = tmp_path_factory.mktemp("local-runtime-raw")
-    name = f"raw-{uuid.uuid4().hex[:8]}"
-    client = MlflowClient(mlflow_server.tracking_uri)
-    uris = []
-    for _ in range(2):
-        version = register_version(mlflow_server.tracking_uri, name, alias=None)
-        uris.append(str(client.get_model_version_download_uri(name, str(version))))
+    uris = register_uris(mlflow_server.tracking_uri, f"raw-{uuid.uuid4().hex[:8]}")
     loop = RawLoop(
         create_git_remote(root), root / "state", root / "work", uris, mlflow_server.tracking_uri
     )
@@ -185,15 +169,13 @@ def test_promotion_moves_all_traffic_to_the_canarys_server(loop: RawLoop) -> Non
 
 def test_every_status_seen_fits_the_crd(loop: RawLoop) -> None:
     """Every RawDeployment status the runtime wrote validates against KServe's CRD."""
-    assert len(STATUSES) > 4
-    for status in STATUSES:
+    assert len(loop.statuses) > 4
+    for status in loop.statuses:
         errors = status_errors(status)
         assert not errors, errors
 
 
 # -- sluice rollout, judged on the serving wrapper's metrics ---------------------------------------
-
-MODEL = "fraud-detector"
 
 
 def raw_policy(tree: Path) -> None:
@@ -218,37 +200,10 @@ def raw_policy(tree: Path) -> None:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RolloutLoop]:
     """A local stack serving v1 in RawDeployment mode, with clients sending it traffic."""
     root = tmp_path_factory.mktemp("rollout-raw")
-    remote = create_git_remote(root)
-    seed_manifests(remote, root / "seed", model=MODEL)
-    commit_to_remote(remote, root / "policy", "RawDeployment and a quick policy", raw_policy)
-    # Where `sluice local up` run in root puts the stack: the rollouts run from root with the
-    # default state dir, as a user runs them (RolloutLoop.run).
-    local = root / ".sluice" / "local"
-    request = StackRequest(root=local, remote=remote.url, env="local", poll_interval=1.0)
-    started = up(request)
-    traffic: Traffic | None = None
-    try:
-        tracking_uri = str(started["mlflow"]["url"])
-        register_version(tracking_uri, MODEL, input_example=True)
-        loop = RolloutLoop(root, remote, tracking_uri, Traffic(""), request)
-        loop.propose_and_merge(1)
-
-        def router_url() -> str | None:
-            isvcs = (read_json(local / "runtime.json") or {}).get("inferenceServices") or {}
-            status = (isvcs.get(MODEL) or {}).get("object", {}).get("status", {})
-            ready = status.get("components", {}).get("predictor", {}).get("latestReadyRevision")
-            return str(isvcs[MODEL]["url"]) if ready else None
-
-        wait_for("v1 to serve", router_url)
-        traffic = loop.traffic = Traffic(str(router_url()))
-        threading.Thread(target=traffic.run, daemon=True).start()
+    with serving_stack(root, raw_policy, "RawDeployment and a quick policy") as loop:
         done = loop.rollout()
         assert done.returncode == 0, done.stdout + done.stderr  # v1 alone: the champion
         yield loop
-    finally:
-        if traffic is not None:
-            traffic.stop.set()
-        down(local)
 
 
 def gate_line(body: str, gate: str) -> str:

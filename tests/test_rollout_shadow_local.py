@@ -34,10 +34,10 @@ import pytest
 import requests
 from mlflow import MlflowClient
 from support.github_api import GitHubApiServer
-from support.gitops_repo import ROOT, commit_to_remote, seed_manifests
-from support.gitrepo import create_git_remote, git
-from test_local_runtime import split
-from test_rollout_local import MODEL, PIN, Loop, Traffic, quick_policy, wait_for
+from support.gitops_repo import ROOT
+from support.gitrepo import git
+from support.rollout_stack import MODEL, PIN, Loop, quick_policy, started_stack, wait_for
+from support.runtime_loop import split
 
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.github_forge import GitHubForge
@@ -46,7 +46,6 @@ from controller.backends.mlflow_registry import MlflowRegistry
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.demo_gitops import merge_branch
 from controller.local.runtime import PREDICTION_LOG_FILE
-from controller.local.stack import StackRequest, down, up
 from controller.local.state import read_json
 from controller.local.target import LocalTarget
 from controller.propose import ProposalRequest, propose
@@ -91,7 +90,8 @@ SHADOW_POLICY = """\
 
 
 def shadow_policy(tree: Path) -> None:
-    """The quick policy of ``test_rollout_local`` with a shadow phase before the first step."""
+    """The quick policy of ``test_rollout_local`` (``support.rollout_stack.quick_policy``)
+    with a shadow phase before the first step."""
     quick_policy(tree)
     path = tree / "manifests" / "overlays" / "local" / "sluice.yaml"
     text = path.read_text()
@@ -247,48 +247,44 @@ class ShadowStack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShadowStack]:
     """The local stack with a shadow-phase policy, serving v1 (week 0) as the champion."""
     root = tmp_path_factory.mktemp("rollout-shadow")
-    remote = create_git_remote(root)
-    seed_manifests(remote, root / "seed", model=MODEL)
-    commit_to_remote(remote, root / "policy", "A quick rollout policy with a shadow", shadow_policy)
-    local = root / "state" / "local"
-    request = StackRequest(root=local, remote=remote.url, env="local", poll_interval=1.0)
-    services = up(request)
-    training: ThreadPoolExecutor | None = None
-    github = GitHubApiServer("ghp_shadow_e2e", {"acme/models": remote.path})
-    github.__enter__()
-    try:
-        tracking_uri = str(services["mlflow"]["url"])
-        registry = MlflowRegistry(tracking_uri)
-        forge = GitHubForge(api_url=github.api_url, token=github.token, repository="acme/models")
-        reconciler = Reconciler(
-            workspace=GitWorkspace(remote.url, root / "controller-git"),
-            registry=registry,
-            target=LocalTarget(local),
-            # No canary step is analysed here (the tests end at the first one), but the smoke,
-            # on by default, runs at the start of each shadow phase: Locust is real.
-            analyzer=Analyzer(registry=registry, metrics=None, load=LocustLoadGenerator()),
-            predictions=SqlitePredictionLog(local / PREDICTION_LOG_FILE),
-            forge=forge,
-        )
-        loop = Loop(root, remote, tracking_uri, Traffic(""), request)
-        stack = ShadowStack(loop, local, reconciler, github)
-        v1 = stack.train("--week", "0")
-        # A training takes 15-25 s on 2 shared cores: one worker trains the challengers in
-        # order (so their versions are 2 and 3) while v1 rolls out and the first test runs.
-        training = ThreadPoolExecutor(max_workers=1)
-        for name, args in (("worse", ("--shuffle-labels",)), ("better", ())):
-            stack.challengers[name] = training.submit(stack.train, "--week", "1", *args)
-        loop.propose_and_merge(v1)
-        assert loop.pin() == (v1, None)  # the first version has nothing to shadow
-        first = reconciler.run("local", MODEL, poll_seconds=0.5)
-        assert first.outcome is Outcome.PROMOTED, first
-        stack.url = str(stack.isvc()["url"])
-        yield stack
-    finally:
-        if training is not None:
-            training.shutdown(cancel_futures=True)
-        github.__exit__(None, None, None)
-        down(local)
+    policy = "A quick rollout policy with a shadow"
+    with started_stack(root, shadow_policy, policy, local=root / "state" / "local") as loop:
+        local = loop.stack.root
+        training: ThreadPoolExecutor | None = None
+        github = GitHubApiServer("ghp_shadow_e2e", {"acme/models": loop.remote.path})
+        github.__enter__()
+        try:
+            registry = MlflowRegistry(loop.tracking_uri)
+            forge = GitHubForge(
+                api_url=github.api_url, token=github.token, repository="acme/models"
+            )
+            reconciler = Reconciler(
+                workspace=GitWorkspace(loop.remote.url, root / "controller-git"),
+                registry=registry,
+                target=LocalTarget(local),
+                # No canary step is analysed here (the tests end at the first one), but the
+                # smoke, on by default, runs at the start of each shadow phase: Locust is real.
+                analyzer=Analyzer(registry=registry, metrics=None, load=LocustLoadGenerator()),
+                predictions=SqlitePredictionLog(local / PREDICTION_LOG_FILE),
+                forge=forge,
+            )
+            stack = ShadowStack(loop, local, reconciler, github)
+            v1 = stack.train("--week", "0")
+            # A training takes 15-25 s on 2 shared cores: one worker trains the challengers in
+            # order (so their versions are 2 and 3) while v1 rolls out and the first test runs.
+            training = ThreadPoolExecutor(max_workers=1)
+            for name, args in (("worse", ("--shuffle-labels",)), ("better", ())):
+                stack.challengers[name] = training.submit(stack.train, "--week", "1", *args)
+            loop.propose_and_merge(v1)
+            assert loop.pin() == (v1, None)  # the first version has nothing to shadow
+            first = reconciler.run("local", MODEL, poll_seconds=0.5)
+            assert first.outcome is Outcome.PROMOTED, first
+            stack.url = str(stack.isvc()["url"])
+            yield stack
+        finally:
+            if training is not None:
+                training.shutdown(cancel_futures=True)
+            github.__exit__(None, None, None)
 
 
 # The worse challenger runs first and the better one last: the rollback returns the stack to
