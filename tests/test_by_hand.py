@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from support.local_env import EVAL_ENV, exports
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-EVAL_ENV = 'eval "$(sluice local env)"'
 #: The loop the section must keep, in order (other commands may sit between these).
 LOOP = [
     "sluice local up",
@@ -51,17 +50,6 @@ def test_the_section_keeps_the_loop() -> None:
     commands = iter(by_hand_commands((ROOT / "README.md").read_text(encoding="utf-8")))
     missing = [step for step in LOOP if not any(command == step for command in commands)]
     assert not missing, f"the README's By hand block lost {missing}"
-
-
-def exports(text: str) -> dict[str, str]:
-    """``export NAME=VALUE`` lines, unquoted as the shell would."""
-    found = {}
-    for line in text.splitlines():
-        words = shlex.split(line)
-        assert words[0] == "export", line
-        name, _, value = words[1].partition("=")
-        found[name] = value
-    return found
 
 
 @pytest.mark.slow

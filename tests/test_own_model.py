@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_by_hand import EVAL_ENV, exports
+from support.local_env import EVAL_ENV, exports
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
