@@ -12,8 +12,9 @@ out by ``sluice rollout`` under three policies, each committed to the environmen
 draws its failures from its own seed, ``--seed`` and up, and the share of its client answers
 that failed is printed):
 
-- **Sluice, watch**: the local policy (8 s analyses) with the sequential watch between them
-  (an SPRT on the canary's error rate every second), smoke off;
+- **Sluice, watch**, ``--watch-runs`` versions (3): the local policy (8 s analyses) with the
+  sequential watch between them (an SPRT on the canary's error rate every second, on the
+  router's live counts), smoke off; the goal is judged on their median;
 - **Sluice, smoke**: the same with ``rollout.smoke`` on: the version is pinned at weight 0 and
   must answer 50 requests on its tag route before taking client traffic;
 - **Flagger-equivalent**: Flagger's defaults approximated as a Sluice policy: an analysis every
@@ -25,7 +26,9 @@ that failed is printed):
 Measured from the clients' side, per run: the exposure (first to last client answer from the
 faulty revision, 0 when none reached it) and the failed client requests (5xx or no answer)
 between the merge and the end of the rollout. The last line says whether the goal is met:
-exposure ≤ 4 s and ≤ 3 failed client requests for the watch, 0 failed with the smoke.
+median exposure ≤ 4 s and ≤ 3 failed client requests for the watch, 0 failed with the smoke.
+The stack runs with ``sluice local up``'s defaults (the runtime polls Git every 3 s; the
+controller asks it to sync after each commit).
 """
 
 from __future__ import annotations
