@@ -43,6 +43,7 @@ _LONGEST_FIRST = (
     "test_train.py",
     "test_rollout_local.py",
     "test_by_hand.py",
+    "test_own_model.py",
     "test_local_commands.py",
     "test_rollout_shadow_local.py",
     "test_local_shadow.py",
