@@ -36,6 +36,7 @@ from controller.onboard import (
 )
 from controller.redact import redact
 from controller.render import validate_rendered
+from controller.scaffold import environment_file, serving_runtime_files
 from controller.settings import Settings
 
 __all__ = ["InitResult", "init_branch", "run_init_model", "run_init_repo"]
@@ -259,20 +260,16 @@ def _print(result: InitResult, console: Console) -> None:
 
 # -- sluice init --repo DIR --------------------------------------------------------------------
 
-#: Where this installation's own manifests are (the serving runtime and example overlays).
-_SOURCE = Path(__file__).resolve().parent.parent / "manifests"
-
 
 def _environment_file(env: str) -> str:
     """The environment's sluice.yaml: this project's own for local/staging/production with no
     release, else a staging-like one."""
-    source = _SOURCE / "overlays" / env / ENVIRONMENT_FILE
-    if not source.is_file():
-        source = _SOURCE / "overlays" / "staging" / ENVIRONMENT_FILE
+    text = environment_file(env) or environment_file("staging")
+    assert text is not None, "the package ships the staging environment"
     yaml = YAML()
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096
-    document = yaml.load(source.read_text(encoding="utf-8"))
+    document = yaml.load(text)
     document["name"] = env
     document["releases"] = CommentedSeq()
     document.yaml_set_comment_before_after_key(
@@ -293,14 +290,8 @@ def _repo_files(envs: list[str], repo_url: str) -> dict[str, str]:
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n"
         ),
     }
-    runtime = _SOURCE / "serving-runtime"
-    if not runtime.is_dir():
-        raise ConfigError(
-            f"{runtime} is missing: run `sluice init --repo` from an installation of Sluice's "
-            "repository (pip install -e), which carries the serving runtime it copies"
-        )
-    for path in sorted(runtime.glob("*.yaml")):
-        files[f"manifests/serving-runtime/{path.name}"] = path.read_text(encoding="utf-8")
+    for name, text in serving_runtime_files().items():
+        files[f"manifests/serving-runtime/{name}"] = text
     for env in envs:
         files[f"manifests/overlays/{env}/kustomization.yaml"] = (
             f"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"

@@ -247,3 +247,20 @@ def test_init_repo_makes_an_empty_directory_a_gitops_repository(
     again = sluice(tmp_path, mlflow_tracking_uri, str(repo), "init", "--repo", str(repo))
     assert again.returncode == 2
     assert "is not an empty directory" in again.stderr
+
+
+def test_the_packaged_scaffold_is_the_repositorys_own() -> None:
+    """`sluice init --repo` writes what the package ships (an installed Sluice has no source
+    tree): the serving runtime and the environments' sluice.yaml, identical to manifests/."""
+    from controller.scaffold import environment_file, serving_runtime_files
+
+    root = Path(__file__).resolve().parents[1] / "manifests"
+    runtime = {
+        p.name: p.read_text(encoding="utf-8") for p in (root / "serving-runtime").glob("*.yaml")
+    }
+    assert serving_runtime_files() == runtime
+    for overlay in (root / "overlays").iterdir():
+        if (overlay / "sluice.yaml").is_file():
+            assert environment_file(overlay.name) == (overlay / "sluice.yaml").read_text(
+                encoding="utf-8"
+            ), f"controller/scaffold/environments/{overlay.name}.yaml differs from {overlay}"
