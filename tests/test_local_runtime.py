@@ -105,7 +105,11 @@ def test_scrape_config_names_router_and_server_and_idle_passes_keep_it(loop: Loo
         ],
     }
     before = loop.scrape_config.stat()
-    time.sleep(2.5)  # two polls and their passes, with nothing to change
+    passes, deadline = {loop.state()["heartbeat"]}, time.monotonic() + DEADLINE
+    while len(passes) < 3:  # two more passes (each saves a new heartbeat), nothing to change
+        assert time.monotonic() < deadline, "the runtime stopped passing"
+        time.sleep(0.2)
+        passes.add(loop.state()["heartbeat"])
     after = loop.scrape_config.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
@@ -235,9 +239,8 @@ def test_a_sync_request_syncs_a_new_commit_without_waiting_for_the_poll(loop: Lo
     loop.process.stop()
     loop.start(poll_interval=3600)
     loop.wait(lambda e: loop.state().get("pid") == loop.process.pid, "the restarted runtime")  # type: ignore[union-attr]
+    # The restarted runtime polled once, before the push; its next poll is an hour away.
     head = loop.push("Canary version 2 again, at 0%", loop.uris[1], canary=0)
-    time.sleep(1)  # a poll would have come by now, had one been due
-    assert loop.state()["application"]["status"]["sync"]["revision"] != head
     LocalTarget(loop.state_dir).request_sync("local")
     loop.wait(
         lambda _: loop.state()["application"]["status"]["sync"]["revision"] == head,
