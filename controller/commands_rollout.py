@@ -423,11 +423,14 @@ def run_status(
             line = f"{row['model']} in {row['environment']}: {note}"
             console.print(line, soft_wrap=True, markup=False, highlight=False)
     for row in rows:
+        release = f"{row['model']} in {row['environment']}"
         retraining = row.get("retraining")
         if isinstance(retraining, dict):
-            release = f"{row['model']} in {row['environment']}"
             line = f"{release}: last retraining {retraining['summary']}"
             console.print(line, soft_wrap=True, markup=False)
+        drift = row.get("drift")
+        if isinstance(drift, dict) and drift.get("on") is not True:
+            console.print(f"{release}: drift {drift['summary']}", soft_wrap=True, markup=False)
 
 
 def status_rows(
@@ -533,6 +536,27 @@ def _status_row(
         "target": note or ("synced" if obs.synced else "not synced"),
         **_watch_fields(reconciler, ref, obs, action, now),
         "retraining": _retraining_row(reconciler.registry, environment, model, now),
+        "drift": _drift_row(reconciler.registry, obs.pin.version, obs.pin.run_id),
+    }
+
+
+def _drift_row(
+    registry: RolloutRegistry, version: int | None, run_id: str | None
+) -> dict[str, Any] | None:
+    """Whether drift is watched for the pinned version: only when its training run logged a
+    reference profile (None: nothing pinned, or no registry to ask)."""
+    if not isinstance(registry, MlflowRegistry) or version is None or run_id is None:
+        return None
+    try:
+        logged = registry.has_reference_profile(run_id)
+    except SluiceError as exc:
+        return {"on": None, "summary": f"unknown: {exc.message}"}
+    if logged:
+        return {"on": True, "summary": f"on: v{version}'s training profile"}
+    return {
+        "on": False,
+        "summary": f"off: v{version} logged no reference_profile.json (its training can log one "
+        "with controller.training.log_reference_profile)",
     }
 
 

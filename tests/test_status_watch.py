@@ -426,3 +426,26 @@ def test_the_status_page_of_sluice_serve_in_a_real_browser(
         assert any(revision in q and "histogram_quantile" in q for q in _Prometheus.queries)
     assert shot.stat().st_size > 10_000
     assert os.access(shot, os.R_OK)
+
+
+def test_status_says_when_drift_is_off_for_the_pinned_version(
+    mlflow_server: MlflowService,
+) -> None:
+    """A model whose training logged no reference profile still rolls out; `sluice status`
+    says drift is off for it and how to turn it on, and says nothing for one that logged it."""
+    from controller.backends.mlflow_registry import PROFILE_ARTIFACT, MlflowRegistry
+    from controller.commands_rollout import _drift_row
+
+    client = MlflowClient(mlflow_server.tracking_uri)
+    experiment = client.create_experiment(f"drift-row-{time.time_ns()}")
+    bare = client.create_run(experiment).info.run_id
+    profiled = client.create_run(experiment).info.run_id
+    client.log_text(profiled, "{}", PROFILE_ARTIFACT)
+    registry = MlflowRegistry(mlflow_server.tracking_uri)
+    off = _drift_row(registry, 3, bare)
+    assert off is not None
+    assert off["on"] is False
+    assert off["summary"].startswith("off: v3 logged no reference_profile.json")
+    assert "controller.training.log_reference_profile" in off["summary"]
+    assert _drift_row(registry, 4, profiled) == {"on": True, "summary": "on: v4's training profile"}
+    assert _drift_row(registry, None, None) is None

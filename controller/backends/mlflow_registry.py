@@ -252,6 +252,11 @@ class MlflowRegistry:
             tags={str(k): str(v) for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
         )
 
+    def has_reference_profile(self, run_id: str) -> bool:
+        """Whether the run logged a training data profile (a listing, no download)."""
+        with registry_errors(self.tracking_uri, f"run {run_id!r}"):
+            return PROFILE_ARTIFACT in {a.path for a in self._client.list_artifacts(run_id)}
+
     def reference_profile(self, run_id: str) -> DataProfile | None:
         """The training data profile logged with a run, or None if it has none.
 
