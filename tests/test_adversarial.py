@@ -126,7 +126,7 @@ def propose_env(tracking_uri: str, remote: GitRemote) -> dict[str, str]:
 def test_default_state_dir_is_shown_absolute(workdir: Path) -> None:
     """With no SLUICE_STATE_DIR and no config file, `config show` prints an absolute state
     directory under the working directory, not the relative `.sluice`."""
-    result = sluice("config", "show", cwd=workdir)
+    result = sluice("config", "show", "--json", cwd=workdir)
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert shown["state_dir"] == str(workdir.resolve() / ".sluice")
@@ -135,7 +135,7 @@ def test_default_state_dir_is_shown_absolute(workdir: Path) -> None:
 def test_relative_paths_in_a_config_file_are_resolved_at_load(workdir: Path) -> None:
     """A relative path from the config file means the working directory at load time."""
     (workdir / "sluice.yaml").write_text("state_dir: state\nprediction_log_path: p.sqlite\n")
-    shown = json.loads(sluice("config", "show", cwd=workdir).stdout)
+    shown = json.loads(sluice("config", "show", "--json", cwd=workdir).stdout)
     assert shown["state_dir"] == str(workdir.resolve() / "state")
     assert shown["prediction_log_path"] == str(workdir.resolve() / "p.sqlite")
 

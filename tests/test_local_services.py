@@ -454,3 +454,30 @@ def test_git_remote_serves_a_deterministic_main(git_remote: GitRemote, tmp_path:
     git("commit", "-m", "Bump model", cwd=work)
     git("push", "origin", "main", cwd=work)
     assert git_remote.head() == git("rev-parse", "HEAD", cwd=work) != git_remote.initial_commit
+
+
+def test_stopping_an_exited_server_never_signals_the_process_that_took_its_pid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that exited on its own leaves its pid to the kernel, which hands it out again
+    (32,768 pids go by in minutes of a test suite). Stopping it later must not signal the
+    group of whatever holds the number now: once a session MLflow server of another test."""
+    from controller.local import processes
+
+    server = ManagedProcess(["true"], log_path=tmp_path / "true.log", name="short-lived").start()
+    while server.alive:
+        time.sleep(0.05)
+    pid = server.pid
+    real_kill = os.kill
+    signalled: list[tuple[int, int]] = []
+
+    def kill(target: int, sig: int) -> None:  # the number now belongs to a live process
+        if target == pid and sig == 0:
+            return
+        real_kill(target, sig)
+
+    monkeypatch.setattr(processes.os, "kill", kill)
+    monkeypatch.setattr(processes.os, "killpg", lambda group, sig: signalled.append((group, sig)))
+    monkeypatch.setattr(processes, "_group_running", lambda group: group == pid)
+    server.stop(timeout=0.2)
+    assert signalled == []

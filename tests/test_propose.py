@@ -16,7 +16,7 @@ from support.gitops_repo import commit_to_remote, snapshot
 from support.gitrepo import GitRemote, git
 from support.registry import register_version
 
-from controller.backends.git_repo import GitWorkspace
+from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
@@ -430,7 +430,10 @@ class _RacingWorkspace(GitWorkspace):
     """A real workspace whose first edit waits until the other racer has edited too."""
 
     def __init__(self, url: str, cache: Path, barrier: threading.Barrier) -> None:
-        super().__init__(url, cache, backoff_seconds=0.01)
+        # Two controllers of one team, each with its own committer: their commits differ even
+        # when both land in the same second (identical commits would both "win" the push).
+        identity = Identity(f"Sluice {cache.name}", f"sluice-{cache.name}@example.com")
+        super().__init__(url, cache, identity=identity, backoff_seconds=0.01)
         self._barrier = barrier
         self.edits = 0
 

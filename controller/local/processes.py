@@ -4,6 +4,13 @@ Servers such as ``mlflow server`` fork workers, and PostgreSQL forks a process p
 so a process is started in its own session and stopped as a group: nothing it forked survives
 :meth:`ManagedProcess.stop`. A start that fails says why in one line, with the end of the
 process's log, instead of a bare timeout.
+
+The group is named by the leader's pid, and pids are reused (32,768 of them on many machines,
+a few minutes' worth while a test suite runs). Once the leader is reaped and the kernel hands
+its number to a new process, the number is no longer this group's: the kernel keeps a pid
+that still names a live group, so a live process holding it means the group is gone. Such a
+group is neither waited for nor signalled, so stopping a server that already exited never
+kills an unrelated one that happens to hold the old number.
 """
 
 from __future__ import annotations
@@ -221,7 +228,10 @@ class ManagedProcess:
         return self._popen
 
     def _signal(self, sig: signal.Signals, *, group: bool) -> None:
-        pid = self._require_started().pid
+        popen = self._require_started()
+        pid = popen.pid
+        if _recycled(popen):
+            return  # the leader was reaped and its number given to another process
         try:
             if group:
                 os.killpg(pid, sig)
@@ -234,7 +244,7 @@ class ManagedProcess:
         """Wait until the leader is reaped and no member of its group is left running."""
         deadline = time.monotonic() + timeout
         while True:
-            if popen.poll() is not None and not _group_running(popen.pid):
+            if popen.poll() is not None and (_recycled(popen) or not _group_running(popen.pid)):
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -246,6 +256,20 @@ def _primary_group(user: str) -> int:
         return pwd.getpwnam(user).pw_gid
     except KeyError:
         raise ConfigError(f"there is no OS user {user!r} to run a server as: create it") from None
+
+
+def _recycled(popen: subprocess.Popen[bytes]) -> bool:
+    """Whether the leader was reaped and another process now has its pid (then the group is
+    gone: a pid naming a live group is never reused)."""
+    if popen.poll() is None:
+        return False
+    try:
+        os.kill(popen.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _group_running(pgid: int) -> bool:

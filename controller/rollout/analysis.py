@@ -273,7 +273,7 @@ class Analyzer:
             inference_service=obs.inference_service,
             profile=gates.profile,
             # Both revisions over the step's life so far: the same stretch of time.
-            max_window_seconds=max(1.0, now - obs.pin_changed_at),
+            max_window_seconds=_step_window(obs, now),
         )
 
     def _judge(
@@ -283,7 +283,7 @@ class Analyzer:
         if self.metrics is None or revisions is None:
             return GateResult("judge", Verdict.INCONCLUSIVE, "judge: no metrics to compare")
         # Every look judges all the step's data so far: the sequential boundaries assume it.
-        window = f"{max(1, math.ceil(now - obs.pin_changed_at))}s"
+        window = f"{_step_window(obs, now):.0f}s"
         canary, primary = revisions
         try:
             traffic = [
@@ -316,3 +316,11 @@ def _answers(by_code: Mapping[int, int], profile: MetricsProfile) -> tuple[int, 
         if profile.is_error(str(code) if by_code_label else f"{code // 100}xx"):
             errors += count
     return requests, errors
+
+
+def _step_window(obs: ReleaseObservation, now: float) -> float:
+    """Whole seconds of the step's life that surely follow its commit. A commit's time is
+    recorded in whole seconds, so the commit may have come up to a second after it: a window
+    reaching back to the recorded second would take in what the revision answered just before
+    the step (the smoke's first, cold requests to a new canary, or the last step's load)."""
+    return float(max(1, math.floor(now - obs.pin_changed_at - 1.0)))
