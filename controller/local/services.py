@@ -121,19 +121,17 @@ def start_mlflow(
     log_dir: Path,
     timeout: float = 120.0,
 ) -> MlflowService:
-    """Start MLflow's tracking server from this Python environment: one process, one worker.
+    """Start ``mlflow server`` from this Python environment with one worker.
 
-    What ``mlflow server`` serves, started by :mod:`controller.local.mlflow_app` without the
-    CLI's launcher process (which imports MLflow only to start a second Python that imports it
-    again). The job runner is off: by default ``mlflow server`` starts four workers and a job
-    runner, about 2.5 GB and 20-30 s.
+    The job runner is off: by default the server starts four workers and a job runner, about
+    2.5 GB and 20-30 s; with one worker and no jobs it is about 0.5 GB and 10 s.
     """
     port = port or free_port()
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        *(sys.executable, "-m", "controller.local.mlflow_app"),
-        *("--host", "127.0.0.1", "--port", str(port)),
+        *(sys.executable, "-m", "mlflow", "server"),
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
         *("--backend-store-uri", backend_store_uri),
         *("--artifacts-destination", str(artifacts_dir.resolve())),
     ]
