@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from git import GitCommandError, Repo
 from tenacity import (
@@ -52,6 +53,9 @@ _UNREACHABLE = (
     "repository not found",
     "not found",
 )
+
+
+_T = TypeVar("_T")
 
 
 class _LostRace(Exception):
@@ -392,24 +396,9 @@ class GitWorkspace:
                     tree = str(repo.git.hash_object("-t", "tree", "-w", "--stdin", istream=empty))
                 source = str(repo.git.commit_tree(tree, "-m", message))
             try:
-                repo.git.push(
-                    "--porcelain",
-                    f"--force-with-lease={ref}:{expected or ''}",
-                    "origin",
-                    f"{source}:{ref}",
-                )
-            except GitCommandError as exc:
-                text = f"{exc.stdout}\n{exc.stderr}".lower()
-                if any(marker in text for marker in _REJECTED):
-                    return False
-                if any(marker in text for marker in _UNREACHABLE):
-                    raise RemoteUnavailable(
-                        f"git push to {redact(self.remote_url)} failed ({_detail(exc)}); "
-                        "check the remote and its credentials"
-                    ) from None
-                raise PermanentError(
-                    f"git push of {ref} to {redact(self.remote_url)} was refused: {_detail(exc)}"
-                ) from None
+                self._push(ref, f"{source}:{ref}", lease=f"{ref}:{expected or ''}")
+            except _LostRace:
+                return False
             return True
 
     def diff(self, old: str, new: str, path: str) -> str:
@@ -458,18 +447,26 @@ class GitWorkspace:
     def _commit_and_push(
         self, *, branch: str, base: str, edit: Callable[[Path], None], message: str
     ) -> CommitOutcome:
+        return self._retrying_races(
+            lambda number: self._push_once(
+                branch=branch, base=base, edit=edit, message=message, attempt=number
+            ),
+            f"git push of {branch} to {redact(self.remote_url)} lost the race "
+            f"{self.max_attempts} times (the remote keeps moving); run again",
+        )
+
+    def _retrying_races(self, attempt: Callable[[int], _T], lost: str) -> _T:
+        """``attempt(number)`` until it does not lose a push race (:class:`_LostRace`): each
+        retry syncs first and comes after a jittered exponential backoff; every other failure
+        ends the write at once. :class:`GitConflict` with ``lost`` after ``max_attempts``."""
         tries = itertools.count(1)
 
-        def attempt() -> CommitOutcome:
+        def once() -> _T:
             number = next(tries)
             if number > 1:
                 self.sync()
-            return self._push_once(
-                branch=branch, base=base, edit=edit, message=message, attempt=number
-            )
+            return attempt(number)
 
-        # A lost race is tried again from the new tip, after a jittered exponential backoff;
-        # every other failure ends the write at once.
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=self._backoff,
@@ -477,11 +474,28 @@ class GitWorkspace:
             sleep=self._sleep,
         )
         try:
-            return retrying(attempt)
+            return retrying(once)
         except RetryError:
-            raise GitConflict(
-                f"git push of {branch} to {redact(self.remote_url)} lost the race "
-                f"{self.max_attempts} times (the remote keeps moving); run again"
+            raise GitConflict(lost) from None
+
+    def _push(self, name: str, refspec: str, *, lease: str | None = None) -> None:
+        """Push ``refspec`` to origin (with ``--force-with-lease=<lease>`` when given):
+        :class:`_LostRace` when the remote moved first, :class:`RemoteUnavailable` when it
+        cannot be reached, :class:`PermanentError` naming ``name`` for any other refusal."""
+        options = [f"--force-with-lease={lease}"] if lease is not None else []
+        try:
+            self.repo.git.push("--porcelain", *options, "origin", refspec)
+        except GitCommandError as exc:
+            text = f"{exc.stdout}\n{exc.stderr}".lower()
+            if any(marker in text for marker in _REJECTED):
+                raise _LostRace from None
+            if any(marker in text for marker in _UNREACHABLE):
+                raise RemoteUnavailable(
+                    f"git push to {redact(self.remote_url)} failed ({_detail(exc)}); "
+                    "check the remote and its credentials"
+                ) from None
+            raise PermanentError(
+                f"git push of {name} to {redact(self.remote_url)} was refused: {_detail(exc)}"
             ) from None
 
     def branches(self, prefix: str) -> dict[str, str]:
@@ -507,26 +521,11 @@ class GitWorkspace:
         merge commit. A conflict changes nothing and is a :class:`PermanentError` naming both; a
         push that loses a race is merged again from the new tip, like every other write."""
         with self.locked():
-            tries = itertools.count(1)
-
-            def attempt() -> str:
-                if next(tries) > 1:
-                    self.sync()
-                return self._merge_once(branch=branch, base=base, message=message)
-
-            retrying = Retrying(
-                stop=stop_after_attempt(self.max_attempts),
-                wait=self._backoff,
-                retry=retry_if_exception_type(_LostRace),
-                sleep=self._sleep,
+            return self._retrying_races(
+                lambda _: self._merge_once(branch=branch, base=base, message=message),
+                f"git push of the merge of {branch} into {base} to "
+                f"{redact(self.remote_url)} lost the race {self.max_attempts} times; run again",
             )
-            try:
-                return retrying(attempt)
-            except RetryError:
-                raise GitConflict(
-                    f"git push of the merge of {branch} into {base} to "
-                    f"{redact(self.remote_url)} lost the race {self.max_attempts} times; run again"
-                ) from None
 
     def _merge_once(self, *, branch: str, base: str, message: str) -> str:
         start, head = self.remote_sha(base), self.remote_sha(branch)
@@ -549,20 +548,7 @@ class GitWorkspace:
                 f"(git push origin --delete {branch}) and propose again"
             ) from None
         sha = str(self.repo.head.commit.hexsha)
-        try:
-            self.repo.git.push("origin", f"{sha}:refs/heads/{base}", "--porcelain")
-        except GitCommandError as exc:
-            text = f"{exc.stdout}\n{exc.stderr}".lower()
-            if any(marker in text for marker in _REJECTED):
-                raise _LostRace from None
-            if any(marker in text for marker in _UNREACHABLE):
-                raise RemoteUnavailable(
-                    f"git push to {redact(self.remote_url)} failed ({_detail(exc)}); "
-                    "check the remote and its credentials"
-                ) from None
-            raise PermanentError(
-                f"git push of {base} to {redact(self.remote_url)} was refused: {_detail(exc)}"
-            ) from None
+        self._push(base, f"{sha}:refs/heads/{base}")
         return sha
 
     def _backoff(self, state: RetryCallState) -> float:
@@ -587,18 +573,5 @@ class GitWorkspace:
             return CommitOutcome(sha=start, committed=False, attempts=attempt)
         self.repo.git.commit("--quiet", "--no-verify", "-m", message)
         sha = str(self.repo.head.commit.hexsha)
-        try:
-            self.repo.git.push("origin", f"{branch}:refs/heads/{branch}", "--porcelain")
-        except GitCommandError as exc:
-            text = f"{exc.stdout}\n{exc.stderr}".lower()
-            if any(marker in text for marker in _REJECTED):
-                raise _LostRace from None
-            if any(marker in text for marker in _UNREACHABLE):
-                raise RemoteUnavailable(
-                    f"git push to {redact(self.remote_url)} failed ({_detail(exc)}); "
-                    "check the remote and its credentials"
-                ) from None
-            raise PermanentError(
-                f"git push of {branch} to {redact(self.remote_url)} was refused: {_detail(exc)}"
-            ) from None
+        self._push(branch, f"{branch}:refs/heads/{branch}")
         return CommitOutcome(sha=sha, committed=True, attempts=attempt)
