@@ -9,7 +9,8 @@ them imports the app that includes it.
 
 from __future__ import annotations
 
-from pathlib import Path
+import typing
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 import typer
@@ -24,6 +25,7 @@ __all__ = [
     "current_sources",
     "forge_name",
     "forge_option",
+    "metavar_for",
     "plain_flags",
     "set_root_options",
     "verbose_requested",
@@ -102,15 +104,37 @@ def forge_option(help_text: str) -> Any:
     )
 
 
-def plain_flags(command: Any) -> None:
-    """Show flags as flags in every help text of ``command`` and its subcommands.
+def metavar_for(param: Any) -> str:
+    """What help shows for ``param``'s value: nothing for a flag, ``FILE``/``DIR`` for a path,
+    else the parameter's name in capitals (``--port-base PORT-BASE``, ``MODEL``)."""
+    if getattr(param, "is_flag", False) and not getattr(param, "count", False):
+        return ""
+    name = str(param.name or "value")
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    kinds = typing.get_args(annotation) or (annotation,)
+    if any(isinstance(kind, type) and issubclass(kind, PurePath) for kind in kinds):
+        return "DIR" if name.endswith("dir") else "FILE"
+    return name.upper().replace("_", "-")
 
-    Typer's rich help prints a type beside every option, ``<bool>`` beside ``--dry-run``,
-    ``--wait/--no-wait`` and ``--help`` included; a flag takes no value, so it gets none (an
-    empty metavar)."""
+
+def _no_type(ctx: Any) -> None:
+    return None
+
+
+def plain_flags(command: Any) -> None:
+    """Show real metavars in every help text of ``command`` and its subcommands.
+
+    Typer's rich help prints a Python type beside every parameter without a metavar:
+    ``<bool>`` beside ``--dry-run``, ``--wait/--no-wait`` and ``--help``, ``<str>`` beside
+    ``--env``. A flag takes no value, so it gets none (an empty metavar); a value gets a name
+    (:func:`metavar_for`) unless the command gave it one."""
     for param in [*command.params, command.get_help_option(typer.Context(command))]:
-        flag = getattr(param, "is_flag", False) and not getattr(param, "count", False)
-        if flag and param.metavar is None:
-            param.metavar = ""
+        if getattr(param, "param_type_name", "") == "argument":
+            # Its name is its metavar (MODEL, FILE): no Python type in the column beside it.
+            param.display_type_rich = _no_type
+            if param.metavar is None:
+                param.metavar = str(param.name).upper()
+        elif param is not None and param.metavar is None:
+            param.metavar = metavar_for(param)
     for sub in (getattr(command, "commands", None) or {}).values():
         plain_flags(sub)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -147,8 +148,9 @@ def test_help_texts_show_flags_as_flags_and_one_forge_choice_list(
     monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     """`sluice --help` and every subcommand's `--help`: no `<bool>` beside a flag (`--dry-run`,
-    `--wait/--no-wait`, `--help`), and wherever `--forge` appears it reads `[local|github]`,
-    default local."""
+    `--wait/--no-wait`, `--help`) and no Python type beside any value (`--env ENV`, not
+    `--env <str>`; `--current FILE`, not `<path>`), and wherever `--forge` appears it reads
+    `[local|github]`, default local."""
     import typer
 
     from controller.cli import app
@@ -160,7 +162,7 @@ def test_help_texts_show_flags_as_flags_and_one_forge_choice_list(
     for path in paths:
         assert main([*path, "--help"]) == 0, path
         text = capsys.readouterr().out
-        assert "<bool>" not in text, (path, text)
+        assert not re.search(r"<(bool|str|int|float|path)>", text), (path, text)
         rows = [line.strip("│ ").removeprefix("* ").split() for line in text.splitlines()]
         forge = [row for row in rows if row[:1] == ["--forge"]]
         if forge:
@@ -172,6 +174,12 @@ def test_help_texts_show_flags_as_flags_and_one_forge_choice_list(
     assert "--dry-run   " in next(
         line for line in sluice("propose", "--help").stdout.splitlines() if "--dry-run" in line
     )
+    drift = sluice("drift", "--help").stdout.splitlines()
+    assert next(line for line in drift if "--current" in line).split()[2:4] == ["--current", "FILE"]
+    assert next(line for line in drift if "--version" in line).split()[1:3] == [
+        "--version",
+        "VERSION",
+    ]
 
 
 @pytest.mark.parametrize("args", FORGE_COMMANDS, ids=lambda a: " ".join(a[:2]))
