@@ -413,7 +413,7 @@ def local_up(
         int | None,
         typer.Option(
             help="Ports from N (1024-65436): MLflow N, Alertmanager N+1, Prometheus N+2, "
-            "routers N+10+."
+            "status page N+3, routers N+10+."
         ),
     ] = None,
     rules_manifest: Annotated[
@@ -466,6 +466,23 @@ def local_down() -> None:
     run_down(current_settings(), console=Console())
 
 
+@local_app.command("serve-page", hidden=True)
+def local_serve_page(
+    state_dir: Annotated[Path, typer.Option(help="The stack's state directory.")],
+    env: Annotated[str, typer.Option("--env", help="Environment the stack syncs.")],
+    repo: Annotated[str, typer.Option(help="The stack's GitOps remote.")],
+    prometheus_url: Annotated[str, typer.Option(help="The stack's Prometheus.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")],
+) -> None:
+    """Serve the read-only status page of a local stack (`sluice local up` starts it, with
+    the stack's MLflow in the root option --mlflow-tracking-uri)."""
+    from controller.commands_local import run_status_page
+
+    validate_environment_name(env)
+    settings = current_settings(state_dir=state_dir, git_remote=repo, prometheus_url=prometheus_url)
+    run_status_page(settings, env=env, host="127.0.0.1", port=port)
+
+
 @local_app.command("env")
 def local_env() -> None:
     """Print export lines for the running stack: eval "$(sluice local env)"."""
@@ -477,7 +494,10 @@ def local_env() -> None:
 @local_app.command("url")
 def local_url(
     name: Annotated[
-        str, typer.Argument(help="mlflow, prometheus, alertmanager, or an InferenceService.")
+        str,
+        typer.Argument(
+            help="mlflow, prometheus, alertmanager, status-page, or an InferenceService."
+        ),
     ],
 ) -> None:
     """Print the URL of a component, or of an InferenceService's router."""

@@ -3,16 +3,21 @@
 The commands are thin: :mod:`controller.local.stack` starts and stops the components,
 :mod:`controller.local.runtime` writes the Argo CD Application and the InferenceServices to
 its state file, and this module prints them, as a table for people or as KServe- and Argo
-CD-shaped JSON for scripts.
+CD-shaped JSON for scripts. It also runs the stack's status page component (the hidden
+``sluice local serve-page``): ``sluice serve``'s page, read-only, and nothing else.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shlex
+import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,6 +27,7 @@ from rich.table import Table
 from controller.demo_gitops import seed_gitops_remote
 from controller.errors import ConfigError, InputError
 from controller.local.stack import (
+    STATUS_PAGE,
     StackRequest,
     component_states,
     down,
@@ -47,6 +53,7 @@ __all__ = [
     "run_env",
     "run_merge",
     "run_status",
+    "run_status_page",
     "run_up",
     "run_url",
     "up_remote",
@@ -55,8 +62,8 @@ __all__ = [
 #: The GitOps remote ``sluice local up`` seeds from the checkout, under ``<state_dir>/local``.
 SEEDED_REMOTE = "gitops.git"
 
-#: ``--port-base N`` reserves N .. N+99: MLflow N, Alertmanager N+1, Prometheus N+2 and one
-#: router per InferenceService from N+10 (up to 90 of them).
+#: ``--port-base N`` reserves N .. N+99: MLflow N, Alertmanager N+1, Prometheus N+2, the status
+#: page N+3 and one router per InferenceService from N+10 (up to 90 of them).
 PORT_SPAN = 100
 #: Ports below 1024 need root; the stack never runs as root on purpose.
 PORT_BASE_MIN = 1024
@@ -144,6 +151,7 @@ def run_up(
     Prometheus loads the rules of ``rules_manifest`` (by default the repository's
     manifests/monitoring/prometheus-rules.yaml) with the ``alert_for`` and ``rule_interval``
     overrides; Alertmanager posts the ``retrain_alerts`` of ``settings`` to ``sluice serve``.
+    The status page (:func:`run_status_page`) is one of the components.
     """
     validate_environment_name(env)
     check_port_base(port_base)
@@ -164,6 +172,7 @@ def run_up(
         alert_for=alert_for,
         rule_interval=rule_interval,
         retrain_alerts=tuple(settings.retrain_alerts),
+        status_page=True,
     )
     up(request, progress=lambda line: console.print(line, highlight=False, soft_wrap=True))
     root = request.root
@@ -181,9 +190,9 @@ def run_up(
         or "none yet: one per InferenceService once a version is merged "
         "(`sluice local url NAME` prints it)",
         "Prometheus UI": urls.get("prometheus", "-"),
-        "Alertmanager": urls.get("alertmanager", "-"),
-        "Status page": f"{_status_page_url(settings)} while `{_serve_command(env)}` runs "
-        "(in another terminal)",
+        "Alertmanager": f"{urls.get('alertmanager', '-')} (drift alerts go to "
+        f"`{_serve_command(env)}`: {request.webhook_url})",
+        "Status page": f"{urls[STATUS_PAGE]}/" if STATUS_PAGE in urls else "-",
     }
     for label, value in rows.items():
         console.print(f"  {label:<14} {value}", highlight=False, soft_wrap=True, markup=False)
@@ -193,16 +202,11 @@ def run_up(
 
 
 def _serve_command(env: str) -> str:
-    """The status page and the drift hook beside the stack: ``sluice serve`` watching ENV.
+    """What takes the drift alerts beside the stack: ``sluice serve`` watching ENV.
 
-    Not started by ``up``, and without ``--rollouts``: the rollouts of the by-hand loop are
-    ``sluice rollout``'s, and two controllers would only hand the lease to and fro."""
+    Not started by ``up``: it proposes by itself when an alias moves, which is the by-hand
+    loop's ``sluice propose`` to do (the stack's own status page needs no ``sluice serve``)."""
     return f"sluice serve --env {env}"
-
-
-def _status_page_url(settings: Settings) -> str:
-    """Where ``sluice serve`` shows its page (``serve_host`` and ``serve_port``)."""
-    return f"http://{settings.serve_host}:{settings.serve_port or 'PORT'}/"
 
 
 def _next_commands(env: str) -> list[str]:
@@ -304,6 +308,9 @@ def _isvc_table(name: str, entry: dict[str, Any], env: str, app: dict[str, Any])
     status = entry["object"].get("status", {})
     predictor = status.get("components", {}).get("predictor", {})
     sync = app.get("sync", {})
+    # Argo CD's own sync status of this resource: another one's refusal leaves it Synced.
+    resources: list[dict[str, Any]] = app.get("resources") or []
+    resource = next((r for r in resources if r.get("name") == name), {})
     traffic = ", ".join(
         f"{t.get('revisionName', '?')} {t['percent']}%" + (f" ({t['tag']})" if t.get("tag") else "")
         for t in predictor.get("traffic", [])
@@ -313,8 +320,10 @@ def _isvc_table(name: str, entry: dict[str, Any], env: str, app: dict[str, Any])
     table = Table("field", "value", title=f"InferenceService {name}", show_header=False)
     rows = {
         "environment": env,
-        "sync": f"{sync.get('status', 'Unknown')} {str(sync.get('revision', ''))[:7]}",
+        "sync": f"{resource.get('status') or sync.get('status', 'Unknown')} "
+        f"{str(sync.get('revision', ''))[:7]}",
         "health": entry.get("health", {}).get("status", "Unknown"),
+        "message": entry.get("message") or "-",
         "latestCreated": predictor.get("latestCreatedRevision", "-"),
         "latestReady": predictor.get("latestReadyRevision", "-"),
         "latestRolledout": predictor.get("latestRolledoutRevision", "-"),
@@ -326,6 +335,59 @@ def _isvc_table(name: str, entry: dict[str, Any], env: str, app: dict[str, Any])
     for key, value in rows.items():
         table.add_row(key, value)
     return table
+
+
+def run_status_page(settings: Settings, *, env: str, host: str, port: int) -> None:
+    """Serve the status page of ``sluice serve`` for ``env`` on ``host:port`` until SIGTERM or
+    SIGINT: ``GET /`` and ``GET /healthz``, nothing else (no watcher, proposal, rollout or hook).
+
+    ``sluice local up`` runs it (``sluice local serve-page``) with the stack's remote, MLflow and
+    Prometheus in ``settings``. It answers ``/healthz`` at once and draws a first page in the
+    background, since the page's code (the rollout's, with scipy) takes seconds to import.
+    """
+    from controller.server import Handler, Route, SluiceServer, health_route, page_route
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    log = logging.getLogger("sluice.status_page")
+    lock = threading.Lock()
+    built: list[Callable[[], str]] = []
+    drawn = threading.Event()
+
+    def render() -> str:
+        with lock:
+            if not built:
+                from controller.commands_status import build_status_page
+
+                built.append(
+                    build_status_page(
+                        settings, remote=settings.git_remote, target="local", environments=[env]
+                    )
+                )
+        page = built[0]()
+        drawn.set()
+        return page
+
+    def warm() -> None:
+        try:
+            render()
+        except Exception as exc:  # the page shows it again at its first request
+            log.warning("the first page failed: %s", " ".join(str(exc).split()))
+
+    routes: dict[Route, Handler] = {
+        ("GET", "/"): page_route(render),
+        ("GET", "/healthz"): health_route(
+            lambda: {"environment": env, "page": "drawn" if drawn.is_set() else "not drawn yet"}
+        ),
+    }
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    with SluiceServer(routes, host=host, port=port) as server:
+        log.info("status page of %s: %s/ (GitOps remote %s)", env, server.url, settings.git_remote)
+        threading.Thread(target=warm, name="sluice-page-warmup", daemon=True).start()
+        stop.wait()
 
 
 def run_down(settings: Settings, *, console: Console) -> None:

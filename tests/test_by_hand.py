@@ -13,6 +13,8 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,22 @@ def by_hand_commands(readme: str) -> list[str]:
     return [line[2:] for line in block.group(1).splitlines() if line.startswith("$ ")]
 
 
+def fetch(url: str) -> str:
+    """GET the page as a browser would, straight to 127.0.0.1 (no proxy); its HTML."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=60) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/html")
+        return str(response.read().decode())
+
+
+def release_row(page: str, env: str, model: str) -> list[str]:
+    """The cells of the release's row in the page's summary table, as a user reads them."""
+    link = f'<a href="#{env}-{model}">{model}</a>'
+    row = next(r for r in re.findall(r"<tr>(.*?)</tr>", page) if link in r)
+    return [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<td>(.*?)</td>", row)]
+
+
 def test_the_section_keeps_the_loop() -> None:
     """The README's sequence is the loop, in order: up, env, train, propose, merge, roll out,
     twice, down."""
@@ -56,13 +74,16 @@ def test_the_section_keeps_the_loop() -> None:
 @pytest.mark.timeout(480)
 def test_by_hand_sequence_promotes_v2(tmp_path: Path) -> None:
     """Every command of the section exits 0 in a fresh clone; both curl predictions answer;
-    each merge prints the merge commit now on main; the second rollout promotes v2; `local down`
-    leaves nothing running."""
+    each merge prints the merge commit now on main; the second rollout promotes v2; the status
+    page `local up` prints shows the release before v1 and with v2 serving after the rollout;
+    `local down` leaves nothing running, the page included."""
     checkout = tmp_path / "checkout"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(checkout)], check=True)
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "120"}
     commands = by_hand_commands((ROOT / "README.md").read_text(encoding="utf-8"))
     outputs: list[tuple[str, str, float]] = []
+    pages: list[tuple[str, str]] = []  # (after which command, the page's HTML)
+    page_url = ""
     started = time.monotonic()
     try:
         for command in commands:
@@ -78,6 +99,12 @@ def test_by_hand_sequence_promotes_v2(tmp_path: Path) -> None:
             )
             if command == EVAL_ENV:
                 env.update(exports(done.stdout))
+            if command == "sluice local up":
+                found = re.search(r"^  Status page +(http://127\.0\.0\.1:\d+/)$", done.stdout, re.M)
+                assert found, done.stdout
+                page_url = found.group(1)
+            if command == "sluice local up" or command.startswith("sluice rollout"):
+                pages.append((command, fetch(page_url)))
     finally:
         # Always: a second `down` stops nothing, and a failed run leaves no stack behind.
         subprocess.run(
@@ -94,8 +121,15 @@ def test_by_hand_sequence_promotes_v2(tmp_path: Path) -> None:
     assert "MLflow         http://127.0.0.1:" in outputs[0][1]
     assert "Prometheus UI  http://127.0.0.1:" in outputs[0][1]
     assert "Alertmanager   http://127.0.0.1:" in outputs[0][1]
-    page = "Status page    http://127.0.0.1:8686/ while `sluice serve --env local` runs"
-    assert page in outputs[0][1]  # the README's sample output shows the same row
+    # The README's sample output shows the same rows: the page is the stack's own, and
+    # Alertmanager still posts drift alerts to `sluice serve`'s hook.
+    assert (
+        "(drift alerts go to `sluice serve --env local`: http://127.0.0.1:8686/hooks/alertmanager)"
+        in outputs[0][1]
+    )
+    assert re.search(
+        r"^status-page   ready in [\d.]+ s: " + re.escape(page_url) + "$", outputs[0][1], re.M
+    )
     assert set(env) >= {"MLFLOW_TRACKING_URI", "SLUICE_GIT_REMOTE", "SLUICE_STATE_DIR"}
     remote = Path(env["SLUICE_GIT_REMOTE"])
     assert remote == (checkout / ".sluice" / "local" / "gitops.git").resolve()
@@ -116,4 +150,20 @@ def test_by_hand_sequence_promotes_v2(tmp_path: Path) -> None:
     assert "champion alias → v2" in rollouts[1]
     assert "v2 serves 100% of local" in rollouts[1]
     assert ran[-1] == "sluice local down"
-    assert "stopped: runtime, prometheus, alertmanager, mlflow" in out["sluice local down"]
+    stopped = "stopped: status-page, runtime, prometheus, alertmanager, mlflow"
+    assert stopped in out["sluice local down"]
+    with pytest.raises(urllib.error.URLError):  # refused: nothing listens there any more
+        fetch(page_url)
+    # What a user sees on the page: the release before anything is pinned, then each rollout.
+    assert [command for command, _ in pages] == [
+        "sluice local up", "sluice rollout fraud-detector --env local",
+        "sluice rollout fraud-detector --env local",
+    ]  # fmt: skip
+    (_, before), (_, first), (_, second) = pages
+    assert "<h1>sluice status</h1>" in before
+    assert release_row(before, "local", "fraud-detector")[:3] == ["local", "fraud-detector", "-"]
+    assert "nothing is pinned: run `sluice propose fraud-detector --env local`" in before
+    assert release_row(first, "local", "fraud-detector")[:3] == ["local", "fraud-detector", "v1"]
+    row = release_row(second, "local", "fraud-detector")
+    assert row[:4] == ["local", "fraud-detector", "v2", "-"], row  # serving v2, no canary left
+    assert 'data-model="fraud-detector" data-environment="local"' in second

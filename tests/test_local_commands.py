@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -51,7 +53,12 @@ class Cli:
         self.env = {**os.environ, "SLUICE_STATE_DIR": str(state_dir)}
 
     def __call__(self, *args: str) -> str:
-        done = subprocess.run(
+        done = self.run(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, "-m", "controller", "local", *args],
             env=self.env,
             capture_output=True,
@@ -59,8 +66,6 @@ class Cli:
             timeout=180,
             check=False,
         )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
 
     def status(self) -> dict[str, Any]:
         return dict(json.loads(self("status", "--json")))
@@ -146,7 +151,8 @@ def test_status_reports_running_components_and_served_revision(cli: Cli) -> None
     """`status --json` lists every component running and the InferenceService at 100 %."""
     status = wait_serving(cli)
     states = {name: entry["state"] for name, entry in status["components"].items()}
-    assert states == dict.fromkeys(("mlflow", "alertmanager", "prometheus", "runtime"), "running")
+    names = ("mlflow", "alertmanager", "prometheus", "runtime", "status-page")
+    assert states == dict.fromkeys(names, "running")
     (obj,) = status["inferenceServices"]
     assert (obj["apiVersion"], obj["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
     assert obj["status"]["components"]["predictor"]["traffic"][0]["percent"] == 100
@@ -219,18 +225,63 @@ def test_prometheus_loads_the_cluster_rules_and_reloads_them_on_up(cli: Cli) -> 
     assert drift_alert(cli) == (pid, 30, 1)
 
 
+def get(url: str) -> tuple[int, str]:
+    """GET ``url`` straight (no proxy): status and body."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=60) as response:
+        return response.status, response.read().decode()
+
+
+def test_status_page_is_read_only_and_restarted_when_dead(cli: Cli) -> None:
+    """The stack's status page (`local url status-page`) serves `/` and `/healthz`, and no
+    hook or metrics; killed, it shows as crashed, and `up` starts it again on its port."""
+    url = cli("url", "status-page").strip()
+    assert get(f"{url}/healthz")[0] == 200
+    status, page = get(f"{url}/")
+    assert status == 200
+    assert "<h1>sluice status</h1>" in page
+    for path in ("/metrics", "/hooks/alertmanager"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            get(f"{url}{path}")
+        assert refused.value.code == 404
+    entry = cli.status()["components"]["status-page"]
+    os.kill(entry["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while cli.status()["components"]["status-page"]["state"] != "crashed":
+        assert time.monotonic() < deadline, "the killed page still shows as running"
+        time.sleep(0.2)
+    out = cli("up", "--env", "local", "--repo", cli.remote)
+    assert "mlflow        already running" in out
+    assert "status-page   ready in " in out
+    after = cli.status()["components"]["status-page"]
+    assert (after["state"], after["port"]) == ("running", entry["port"])
+    assert get(f"{url}/")[0] == 200
+
+
 def test_down_leaves_no_process_or_port(cli: Cli) -> None:
     """`down` stops every recorded pid and frees every recorded port."""
     recorded = cli.recorded()
-    assert len(recorded) >= 6  # 4 components, a model server, a router port
+    assert len(recorded) >= 7  # 5 components, a model server, a router port
     cli("down")
     assert_all_gone(recorded)
     assert {e["state"] for e in cli.status()["components"].values()} == {"stopped"}
 
 
 def test_up_again_reuses_ports_and_serves(cli: Cli) -> None:
-    """A second `up` after `down` starts everything again on the same ports and serves."""
+    """A second `up` after `down` starts everything again on the same ports and serves; while
+    another process holds the status page's port, `up` says so in one line and exits 2."""
     ports = {name: e.get("port") for name, e in cli.status()["components"].items()}
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+        squatter.bind(("127.0.0.1", ports["status-page"]))
+        squatter.listen()
+        refused = cli.run("up", "--env", "local", "--repo", cli.remote)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(
+        f"sluice: error: the status page cannot start: port {ports['status-page']} on "
+        "127.0.0.1 is taken by another process; stop what listens there"
+    ), refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
     cli("up", "--env", "local", "--repo", cli.remote)
     wait_serving(cli)
     after = cli.status()["components"]

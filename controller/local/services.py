@@ -1,4 +1,4 @@
-"""Start MLflow, Prometheus and Alertmanager on 127.0.0.1, each ready to use.
+"""Start MLflow, Prometheus, Alertmanager and the status page on 127.0.0.1, each ready to use.
 
 One launcher per service turns the facts of that server (its flags, its ready endpoint, how it
 wants to be stopped) into a :class:`ManagedProcess`, and returns a small handle with the URLs a
@@ -31,6 +31,7 @@ __all__ = [
     "start_alertmanager",
     "start_mlflow",
     "start_prometheus",
+    "start_status_page",
 ]
 
 _INSTALL_HINT = "run 'make setup' (installs it from Debian's packages) or apt-get install -y"
@@ -211,6 +212,21 @@ def start_alertmanager(
     process = ManagedProcess(argv, log_path=log_dir / "alertmanager.log", name="Alertmanager")
     service = AlertmanagerService(process.start(), port, config_file)
     ready = functools.partial(http_ok, f"{service.url}/-/ready")
+    process.wait_ready(ready, timeout, error=TransientError)
+    return service
+
+
+# -- the status page ----------------------------------------------------------------------------
+
+
+def start_status_page(
+    *, argv: list[str], port: int, log_dir: Path, timeout: float = 60.0
+) -> LocalService:
+    """Start the read-only status page (``argv``, which listens on ``port``); ready once its
+    ``/healthz`` answers, before the first page is drawn (that imports the rollout code)."""
+    process = ManagedProcess(argv, log_path=log_dir / "status-page.log", name="status page")
+    service = LocalService(process.start(), port)
+    ready = functools.partial(http_ok, f"http://127.0.0.1:{port}/healthz")
     process.wait_ready(ready, timeout, error=TransientError)
     return service
 

@@ -9,11 +9,17 @@ one that crashed (same port), ``down`` stops exactly what the file names and not
 Prometheus loads the cluster's rules (:mod:`controller.local.rules` writes the PrometheusRule's
 groups to ``prometheus/rules.yml``) and sends alerts to Alertmanager, which posts the retrain
 alerts to ``sluice serve``'s hook, so a drift alert takes the path it takes on a cluster.
+
+With :attr:`StackRequest.status_page` (``sluice local up`` asks for it) the stack also serves
+the read-only status page of ``sluice serve``: ``sluice local serve-page``, a hidden command that
+serves only ``/`` and ``/healthz`` from the stack's GitOps remote, MLflow and Prometheus. It
+watches nothing and proposes nothing, so the by-hand loop stays the user's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +37,7 @@ from controller.local.services import (
     start_alertmanager,
     start_mlflow,
     start_prometheus,
+    start_status_page,
 )
 from controller.local.state import pid_matches, read_json, stop_pid, write_json
 
@@ -38,6 +45,8 @@ __all__ = [
     "COMPONENTS",
     "REMOTE_FILE",
     "STACK_FILE",
+    "STATUS_PAGE",
+    "STATUS_PAGE_OFFSET",
     "StackRequest",
     "component_states",
     "down",
@@ -53,8 +62,21 @@ __all__ = [
 STACK_FILE = "stack.json"
 #: The GitOps remote and environment the last ``up`` synced, kept after ``down``.
 REMOTE_FILE = "remote.json"
-COMPONENTS = ("mlflow", "alertmanager", "prometheus", "runtime")
-_ROUTER_OFFSET = 10  # routers listen on port_base + 10 + i, clear of the services
+#: The read-only status page (``sluice local serve-page``), started when asked for.
+STATUS_PAGE = "status-page"
+#: In start order; ``down`` stops them in reverse.
+COMPONENTS = ("mlflow", "alertmanager", "prometheus", "runtime", STATUS_PAGE)
+#: The status page listens on port_base + 3 (the runtime, fourth, has no port of its own).
+STATUS_PAGE_OFFSET = 3
+#: Where each component listens, from port_base; routers from port_base + 10, clear of them.
+_PORT_OFFSETS = {"mlflow": 0, "alertmanager": 1, "prometheus": 2, STATUS_PAGE: STATUS_PAGE_OFFSET}
+_ROUTER_OFFSET = 10
+_LABELS = {
+    "mlflow": "MLflow",
+    "alertmanager": "Alertmanager",
+    "prometheus": "Prometheus",
+    STATUS_PAGE: "the status page",
+}
 _RUNTIME_READY_SECONDS = 60.0
 
 
@@ -83,6 +105,10 @@ class StackRequest:
     #: The alerts Alertmanager posts to the webhook (``sluice serve``'s ``retrain_alerts``);
     #: any other alert notifies nobody.
     retrain_alerts: tuple[str, ...] = RETRAIN_ALERTS
+    #: Also serve the read-only status page (``sluice local serve-page``); ``root`` must then
+    #: be ``<state_dir>/local``, as ``sluice local up`` makes it, for the page finds the stack
+    #: (its runtime's InferenceServices, the prediction log) from the state directory.
+    status_page: bool = False
 
 
 def component_states(root: Path) -> dict[str, dict[str, Any]]:
@@ -104,7 +130,7 @@ def component_states(root: Path) -> dict[str, dict[str, Any]]:
 
 def running_urls(root: Path) -> dict[str, str]:
     """The URL of each component of ``stack.json`` that runs now (mlflow, alertmanager,
-    prometheus); a stopped or crashed one is left out."""
+    prometheus, status-page); a stopped or crashed one is left out."""
     return {
         name: str(entry["url"])
         for name, entry in component_states(root).items()
@@ -148,16 +174,23 @@ def up(
             return int(remembered)
         return request.port_base + offset if request.port_base is not None else free_port()
 
-    def ensure(name: str, markers: list[str], start: Callable[[int], LocalService]) -> None:
+    def ensure(
+        name: str, markers: list[str], start: Callable[[int], LocalService], path: str = ""
+    ) -> None:
         entry = stack.get(name) or {}
         if pid_matches(entry.get("pid"), *markers) and entry.get("markers") == markers:
-            progress(f"{name:<13} already running at {entry.get('url', '?')}")
+            progress(f"{name:<13} already running at {entry.get('url', '?')}{path}")
             return
-        chosen = port(name, COMPONENTS.index(name))
+        how = "remembered" if entry.get("port") else "free"
+        how = "port-base" if how == "free" and request.port_base is not None else how
+        chosen = port(name, _PORT_OFFSETS[name])
+        _check_port_free(name, chosen, root, how=how)
         progress(f"{name:<13} starting on 127.0.0.1:{chosen} …")
         started = time.monotonic()
         service = start(chosen)
-        progress(f"{name:<13} ready in {time.monotonic() - started:.1f} s")
+        took = f"{time.monotonic() - started:.1f} s"
+        where = f": http://127.0.0.1:{service.port}{path}" if path else ""
+        progress(f"{name:<13} ready in {took}{where}")
         stack[name] = {
             "pid": service.pid,
             "port": service.port,
@@ -247,6 +280,30 @@ def up(
         write_json(root / STACK_FILE, stack)
     else:
         progress(f"{'runtime':<13} already running: syncs {request.env} from {request.remote}")
+    if request.status_page:
+        # `--name=value`, one argument each: every one is a marker, so a page started with
+        # another remote, environment or MLflow is told apart (and replaced) by its pid's
+        # command line alone.
+        page_args = [
+            f"--mlflow-tracking-uri={stack['mlflow']['url']}",  # the root option
+            "local",
+            "serve-page",
+            f"--state-dir={root.parent}",
+            f"--env={request.env}",
+            f"--repo={request.remote}",
+            f"--prometheus-url={stack['prometheus']['url']}",
+        ]
+        page_markers = [arg for arg in page_args if arg != "local"]
+        page = stack.get(STATUS_PAGE) or {}
+        if page.get("markers") != page_markers:
+            stop_pid(page.get("pid"), *page.get("markers", []))
+        page_argv = [sys.executable, "-m", "controller", *page_args]
+        ensure(
+            STATUS_PAGE,
+            page_markers,
+            lambda p: start_status_page(argv=[*page_argv, f"--port={p}"], port=p, log_dir=root),
+            path="/",
+        )
     return component_states(root)
 
 
@@ -270,6 +327,30 @@ def write_rules(request: StackRequest) -> list[Path]:
         rules, manifest, alert_for=request.alert_for, rule_interval=request.rule_interval
     )
     return [rules.resolve()]
+
+
+def _check_port_free(name: str, port: int, root: Path, *, how: str) -> None:
+    """Refuse to start ``name`` on a port another process listens on, in one line naming the
+    port and the fix (the server itself would exit with a bind error deep in its log).
+    ``how`` says where the port came from: ``remembered``, ``port-base`` or ``free``."""
+    with socket.socket() as probe:
+        # As a server binds: a connection of a stopped server in TIME_WAIT does not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            pass
+        else:
+            return
+    fix = {
+        "remembered": "stop what listens there (the stack keeps the ports it first started on; "
+        f"for new ones run `sluice local down` and delete {root / STACK_FILE})",
+        "port-base": "stop what listens there, or give `sluice local up` another --port-base N",
+    }.get(how, "stop what listens there, or run `sluice local up` again for another free port")
+    label = _LABELS.get(name, name)
+    raise ConfigError(
+        f"{label} cannot start: port {port} on 127.0.0.1 is taken by another process; {fix}"
+    )
 
 
 def _runtime_saved(root: Path, pid: int) -> bool:
