@@ -12,13 +12,27 @@ LINT_PATHS := $(wildcard controller tests models benchmarks)
 
 setup: $(STAMP) services
 
-$(STAMP): pyproject.toml
+# The controller with its local and dev extras, every package at the version of
+# requirements.lock (pyproject.toml pins the direct dependencies; `make lock` resolves the rest).
+$(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Sluice needs Python 3.11 or newer: install it and run make again (or PYTHON=python3.11 make)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --constraint requirements.lock -e '.[dev,local]'
 	$(BIN)/pip check
 	@touch $(STAMP)
+
+# Resolve pyproject.toml's pins afresh in a scratch environment and write what they pull in.
+.PHONY: lock
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet '.[dev,local]'
+	{ echo '# Every package `make setup` installs, at the version it installs (`make lock` writes this'; \
+	  echo '# from pyproject.toml; the Dockerfile installs from it too). Do not edit by hand.'; \
+	  .lock-venv/bin/pip freeze --all --exclude-editable | grep -v -i -E '^(sluice|pip|setuptools|wheel)( @ |==)'; } > requirements.lock
+	rm -rf .lock-venv
 
 # Prometheus and Alertmanager (the local loop and the tests) and PostgreSQL (the registry's
 # production backend, tested too) come from Debian's packages, and so does Chromium, which
@@ -110,8 +124,9 @@ help:
 	@echo 'Targets (each runs setup first when it needs it):'
 	@echo '  demo                the whole loop on a local stack, narrated (about six minutes)'
 	@echo '  test                the test suite (PYTEST_ARGS=..., PYTEST_WORKERS=2)'
-	@echo '  setup               .venv with Sluice and its dev extra, and the services below'
-	@echo '  services            install Prometheus, Alertmanager, PostgreSQL from Debian if missing'
+	@echo '  setup               .venv with Sluice and its local and dev extras (from requirements.lock), and the services below'
+	@echo '  services            install Prometheus, Alertmanager, PostgreSQL, Chromium from Debian if missing'
+	@echo '  lock                resolve pyproject.toml afresh and rewrite requirements.lock'
 	@echo '  lint                ruff, ruff format --check, mypy --strict, import contracts, workflows'
 	@echo '  lint-workflows      actionlint, zizmor and the workflow schema on .github/workflows'
 	@echo '  format              ruff format and ruff check --fix'

@@ -383,7 +383,9 @@ def demo(
 ) -> None:
     """Run the loop on the embedded local stack and narrate it."""
     from controller.demo import run_demo
+    from controller.local.extra import require_local_extra
 
+    require_local_extra("sluice demo")
     run_demo(workdir=workdir, console=Console())
 
 
@@ -433,7 +435,9 @@ def local_up(
 ) -> None:
     """Start (or reuse) the local stack and sync ENV from Git; returns when it is ready."""
     from controller.commands_local import run_up
+    from controller.local.extra import require_local_extra
 
+    require_local_extra("sluice local up")
     run_up(
         current_settings(),
         env=env,

@@ -32,7 +32,7 @@ from controller.commands_local import local_root
 from controller.errors import ConfigError, InputError, TransientError
 from controller.feedback import FEEDBACK_PATH, feedback_route, is_request_id
 from controller.limits import FEEDBACK_FILE_MAX_BYTES
-from controller.local.runtime import PREDICTION_LOG_FILE
+from controller.local.state import PREDICTION_LOG_FILE
 from controller.redact import register_secret
 from controller.server import Handler, ServeMetrics
 from controller.settings import Settings

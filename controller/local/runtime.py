@@ -56,15 +56,12 @@ from controller.local.revisions import ModelServers, RevisionPlan, RevisionRecor
 from controller.local.router import Router
 from controller.local.router import TrafficTarget as Route
 from controller.local.scrape import ModelServerTarget, PrometheusScrapeConfig, ScrapeTargets
-from controller.local.state import read_json, stop_pid, utc_now, write_json
+from controller.local.state import PREDICTION_LOG_FILE, read_json, stop_pid, utc_now, write_json
 from controller.shadow_phase import shadow_request, shadow_revisions
 
 __all__ = ["PREDICTION_LOG_FILE", "RUNTIME_FILE", "LocalRuntime", "RuntimeConfig", "main"]
 
 RUNTIME_FILE = "runtime.json"
-#: The prediction log's file name under the state directory, where every router writes it
-#: (the one definition: the commands that read the log by default look for this name).
-PREDICTION_LOG_FILE = "predictions.sqlite"
 # About 265 bytes a row: some 50 MB on disk, 100,000 requests with both answers.
 _PREDICTION_LOG_ROWS = 200_000
 # Written by `sluice propose` (controller.manifest): the version the pinned storageUri holds.

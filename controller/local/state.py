@@ -17,7 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["pid_matches", "read_json", "stop_pid", "utc_now", "write_json"]
+__all__ = ["PREDICTION_LOG_FILE", "pid_matches", "read_json", "stop_pid", "utc_now", "write_json"]
+
+#: The prediction log's file name under the stack's state directory, where every router writes
+#: it (the one definition: the commands that read the log by default look for this name; here,
+#: not in the runtime, so that ``sluice serve`` finds it without the local extra).
+PREDICTION_LOG_FILE = "predictions.sqlite"
 
 
 def utc_now() -> str:
