@@ -346,13 +346,20 @@ def init(
         str | None,
         typer.Option(help="With --repo DIR: the URL Argo CD clones (default: the directory)."),
     ] = None,
+    forge: Annotated[
+        str,
+        forge_option(
+            "With MODEL: local: push the init branch and print the merge; github: open its "
+            "pull request too."
+        ),
+    ] = "local",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the diff; write nothing.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Onboard a registered model into an environment (a branch to merge), or create a GitOps
-    repository with the layout Sluice expects (--repo DIR)."""
+    """Onboard a registered model into an environment (a branch to merge; --forge github: a
+    pull request), or create a GitOps repository with the layout Sluice expects (--repo DIR)."""
     from controller.commands_init import run_init_model, run_init_repo
 
     envs = list(env or [])
@@ -361,6 +368,11 @@ def init(
     if model is None:
         if repo is None:
             raise InputError("give MODEL (with --env) to onboard, or --repo DIR to create a repo")
+        if forge_name(forge) != "local":
+            raise InputError(
+                "--forge opens the pull request of an onboarding: give MODEL --env ENV with it, "
+                "or drop --forge with --repo DIR"
+            )
         run_init_repo(
             current_settings(), directory=Path(repo), console=Console(),
             envs=envs or ["local", "staging", "production"], repo_url=repo_url,
@@ -371,7 +383,7 @@ def init(
         raise InputError(f"give one environment to onboard {model} into (--env ENV)")
     run_init_model(
         current_settings(), model=model, env=envs[0], version=version, remote=repo,
-        dry_run=dry_run, as_json=as_json, console=Console(),
+        dry_run=dry_run, as_json=as_json, console=Console(), forge=forge_name(forge),
     )  # fmt: skip
 
 

@@ -3,7 +3,9 @@
 ``sluice init MODEL --env ENV`` writes the release (:mod:`controller.onboard`) on the branch
 ``sluice/ENV/MODEL/init`` of the GitOps remote, validated as Argo CD would render it, and prints
 the merge to run: onboarding is a reviewed change like every proposal, and ``sluice local
-merge`` (or a pull request) lands it before the first version is proposed. ``sluice init --repo
+merge`` (or a pull request) lands it before the first version is proposed. With a forge
+(``--forge github``) it opens that pull request, or updates the open one, as ``sluice propose``
+does for a version: the same branch, the same merge. ``sluice init --repo
 DIR`` turns an empty directory into a repository with the layout Sluice expects.
 """
 
@@ -15,6 +17,7 @@ import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from rich.console import Console
 from rich.syntax import Syntax
@@ -23,9 +26,11 @@ from ruamel.yaml.comments import CommentedSeq
 
 from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
-from controller.commands_propose import default_remote
+from controller.commands_propose import build_forge, default_remote
+from controller.domain import ChangeRequest
 from controller.environment import ENVIRONMENT_FILE, parse_environment
 from controller.errors import ConfigError, InputError, ModelNotFound
+from controller.forge_limits import fit_body
 from controller.onboard import (
     RUNTIME_DIR,
     Onboarding,
@@ -34,12 +39,19 @@ from controller.onboard import (
     runtimes_in,
     scaffold_release,
 )
+from controller.ports import Forge
 from controller.redact import redact
 from controller.render import validate_rendered
 from controller.scaffold import environment_file, serving_runtime_files
 from controller.settings import Settings
 
-__all__ = ["InitResult", "init_branch", "run_init_model", "run_init_repo"]
+__all__ = [
+    "InitResult",
+    "init_branch",
+    "init_pull_request_body",
+    "run_init_model",
+    "run_init_repo",
+]
 
 
 def init_branch(environment: str, model: str) -> str:
@@ -64,6 +76,10 @@ class InitResult:
     commit: str | None
     files: list[str] = field(default_factory=list)
     diff: str = ""
+    flavours: list[str] = field(default_factory=list)
+    #: The pull request of the init branch (``--forge github``), opened or updated.
+    pull_request: int | None = None
+    pull_request_url: str | None = None
 
 
 def _version(registry: MlflowRegistry, model: str, version: int | None) -> int:
@@ -101,6 +117,63 @@ def _intent_to_add(worktree: Path) -> None:
     )
 
 
+def _subject(model: str, env: str, model_format: str, version: int) -> str:
+    """The init commit's subject, and its pull request's title."""
+    return f"sluice init: serve {model} in {env} ({model_format}, from v{version})"
+
+
+def init_pull_request_body(result: InitResult) -> str:
+    """The init pull request's body: what the onboarding adds and from which version, the
+    files, the diff, and the next step (a hidden marker names model, environment, version)."""
+    files = "\n".join(f"- `{path}`" for path in result.files)
+    flavours = ", ".join(result.flavours) or "none"
+    return fit_body(
+        f"<!-- sluice:init model={result.model} env={result.environment} "
+        f"version={result.version} -->\n"
+        f"## Onboard {result.model} into {result.environment}\n\n"
+        f"Adds the `{result.model}` release to `{result.environment}` (branch "
+        f"`{result.base}`), read from the registry's **v{result.version}**:\n\n"
+        f"| | |\n|---|---|\n"
+        f"| model | `{result.model}` |\n"
+        f"| environment | `{result.environment}` |\n"
+        f"| version read | v{result.version} |\n"
+        f"| MLflow flavours | {flavours} |\n"
+        f"| modelFormat, runtime | `{result.model_format}`, `{result.runtime}` |\n"
+        f"| smoke and load-test rows | {result.payload_rows}, from its {result.payload_from} |\n"
+        "\nThe release serves no version yet: once this is merged, propose one with "
+        f"`sluice propose {result.model} --env {result.environment}`. The rendered overlay "
+        "validates against KServe's InferenceService schema (status `sluice/validate`).\n\n"
+        f"### Files\n\n{files}\n\n"
+        f"### Diff\n\n```diff\n{result.diff.rstrip()}\n```\n"
+    )
+
+
+def _open_pull_request(forge: Forge, result: InitResult) -> InitResult:
+    """Open the init branch's pull request, or update the open one (never a second)."""
+    assert result.commit is not None
+    pull = forge.open_or_update(
+        ChangeRequest(
+            branch=result.branch,
+            base=result.base,
+            title=_subject(result.model, result.environment, result.model_format, result.version),
+            body=init_pull_request_body(result),
+            labels=("sluice", f"model:{result.model}", f"env:{result.environment}"),
+            head_sha=result.commit,
+            # An onboarding supersedes nothing (an empty prefix closes no pull request).
+            supersedes_prefix="",
+        )
+    )
+    forge.report_status(
+        result.commit,
+        context="sluice/validate",
+        state="success",
+        description="Rendered overlay validates against KServe's InferenceService schema",
+    )
+    return InitResult(
+        **{**asdict(result), "pull_request": pull.number, "pull_request_url": pull.url}
+    )
+
+
 def run_init_model(
     settings: Settings,
     *,
@@ -111,8 +184,11 @@ def run_init_model(
     dry_run: bool,
     as_json: bool,
     console: Console,
+    forge: Literal["local", "github"] = "local",
 ) -> InitResult:
-    """Scaffold ``model``'s release in ``env`` on its init branch; print what was written."""
+    """Scaffold ``model``'s release in ``env`` on its init branch and, with ``forge``
+    ``github``, open (or update) its pull request; print what was written."""
+    github = build_forge(settings, forge)  # a missing token fails before anything is read
     configure_mlflow_http(
         retries=settings.registry_request_retries,
         timeout_seconds=settings.registry_request_timeout_seconds,
@@ -183,6 +259,7 @@ def run_init_model(
             branch=branch,
             base=base,
             commit=workspace.remote_sha(base),
+            flavours=list(plan.flavours),
         )
         if written and dry_run:
             diff = workspace.preview(
@@ -196,12 +273,14 @@ def run_init_model(
             )
         elif written:
             files = list(written)
+            if github is not None:
+                github.check_access()  # a bad token or repository fails before the push
             outcome = workspace.commit_and_push(
                 branch=branch,
                 base=base,
                 edit=edit,
                 message=(
-                    f"sluice init: serve {model} in {env} ({model_format}, from v{number})\n\n"
+                    f"{_subject(model, env, model_format, number)}\n\n"
                     f"Adds the {model} release: base InferenceService (modelFormat "
                     f"{model_format}, runtime {runtime.name}, from the MLmodel's flavours "
                     f"{', '.join(plan.flavours)}), the {env} pin and patch, the release in "
@@ -218,6 +297,8 @@ def run_init_model(
                     "diff": workspace.diff(f"refs/remotes/origin/{base}", outcome.sha, "manifests"),
                 }
             )
+    if github is not None and result.status in ("initialized", "already-proposed"):
+        result = _open_pull_request(github, result)
     if as_json:
         console.print_json(json.dumps(asdict(result)))
     else:
@@ -250,7 +331,15 @@ def _print(result: InitResult, console: Console) -> None:
             Syntax(result.diff, "diff", theme="ansi_dark", background_color="default"),
             soft_wrap=True,
         )
-    if result.status != "dry-run":
+    if result.pull_request_url:
+        say(f"Pull request #{result.pull_request}: {result.pull_request_url}")
+        say(
+            "Next: review and merge the pull request (or, on the local stack, "
+            f"`sluice local merge {result.model} --env {result.environment} --forge github`), "
+            "then propose a version:\n"
+            f"  sluice propose {result.model} --env {result.environment} --forge github"
+        )
+    elif result.status != "dry-run":
         say(
             "Next: merge it as a pull request would, then propose a version:\n"
             f"  sluice local merge {result.model} --env {result.environment}\n"
