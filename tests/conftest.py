@@ -64,6 +64,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
+#: The session's MLflow servers, so a failing test's report can say when one has died.
+_SESSION_SERVERS: list[MlflowService] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries the log tail of any session MLflow server that has
+    exited: CI saw the session server vanish mid-suite three times, and the tests that failed
+    next said only "connection refused"."""
+    report = yield
+    if getattr(report, "failed", False):
+        for service in _SESSION_SERVERS:
+            code = service.process.returncode
+            if code is not None:
+                log = service.process.log_path
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+                title = f"session MLflow server (pid {service.pid}) exited with {code}"
+                report.sections.append((title, f"{log}:\n{tail}"))
+    return report
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowService]:
     """One MLflow server on SQLite with proxied artifacts for the whole session."""
@@ -73,7 +94,9 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
         artifacts_dir=root / "artifacts",
         log_dir=root,
     ) as service:
+        _SESSION_SERVERS.append(service)
         yield service
+        _SESSION_SERVERS.remove(service)
 
 
 @pytest.fixture
