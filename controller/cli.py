@@ -405,7 +405,7 @@ app.add_typer(rollout_app)
 app.add_typer(quarantine_app, name="quarantine")
 
 local_app = typer.Typer(
-    help="The embedded local target: MLflow, Prometheus and a KServe-like runtime.",
+    help="The embedded local target: MLflow, Prometheus, a KServe-like runtime and a status page.",
     no_args_is_help=True,
 )
 app.add_typer(local_app, name="local")
