@@ -22,11 +22,11 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from controller.backends.git_repo import GitWorkspace
 from controller.backends.prometheus import PrometheusSource
 from controller.commands_rollout import TargetKind, build_reconciler, status_rows
 from controller.errors import ConfigError, MetricsUnavailable, SluiceError
 from controller.gates.prometheus_checks import builtin_query
+from controller.ports import ReleaseRepository
 from controller.rollout.observe import load_release
 from controller.rollout.reconcile import PassReport, Reconciler
 from controller.settings import Settings
@@ -210,7 +210,7 @@ def _seconds(left: float) -> str:
 # -- the page ---------------------------------------------------------------------------------
 
 
-def rollout_start(workspace: GitWorkspace, branch: str, pin_path: str, version: int) -> float:
+def rollout_start(workspace: ReleaseRepository, branch: str, pin_path: str, version: int) -> float:
     """When the pinned ``version``'s rollout began: walking back the commits to the pin, the
     last of that version's rollout commits (``Sluice-Version`` trailer), or the commit without
     trailers before them that brought it in (the proposal's merge)."""

@@ -7,8 +7,11 @@ on these, never on MLflow, PyGithub or GitPython directly, so it is tested with 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from controller.analysis_types import LoadPlan, LoadReport, MetricSample
 from controller.domain import (
@@ -22,7 +25,13 @@ from controller.lease import Lease
 from controller.predictions import Prediction, PredictionPair
 from controller.target_types import TargetObservation
 
+if TYPE_CHECKING:  # pandas and numpy load with it; only a proposal's model card reads one
+    from controller.data_profile import DataProfile
+
 __all__ = [
+    "AliasIndex",
+    "ChangeInfo",
+    "CommitOutcome",
     "Forge",
     "LeaseStore",
     "LiveRequestCounts",
@@ -33,10 +42,13 @@ __all__ = [
     "Notifier",
     "PredictionSink",
     "PredictionStore",
+    "ProposalRegistry",
+    "ReleaseRepository",
     "RetrainStarter",
     "RolloutRegistry",
     "SyncTrigger",
     "Target",
+    "VersionNumber",
 ]
 
 
@@ -67,6 +79,141 @@ class RolloutRegistry(ModelRegistry, Protocol):
 
     def input_rows(self, name: str, version: int, limit: int) -> list[dict[str, object]]:
         """Up to ``limit`` example inputs of a version (its logged input example)."""
+        ...
+
+
+class VersionNumber(Protocol):
+    """Anything that names one registered version by its number."""
+
+    @property
+    def version(self) -> int: ...
+
+
+class ProposalRegistry(ModelRegistry, Protocol):
+    """The registry as a proposal reads it: the version to pin, and what its pull request's
+    model card shows (the champion, the version's page, its training data profile)."""
+
+    def version_by_alias(self, name: str, alias: str) -> VersionNumber | None:
+        """The version ``alias`` points at; None when the model or the alias does not exist."""
+        ...
+
+    def version_url(self, name: str, version: int) -> str:
+        """Link to the version in the registry's UI."""
+        ...
+
+    def reference_profile(self, run_id: str) -> DataProfile | None:
+        """The training data profile logged with a run (None: it has none);
+        :class:`~controller.errors.InputError` for one this Sluice cannot read."""
+        ...
+
+
+class AliasIndex(Protocol):
+    """Every alias of every registered model in one batched read: what a ``sluice serve``
+    pass compares with the pins (:mod:`controller.proposal_scan`)."""
+
+    def all_aliases(self) -> dict[str, dict[str, int]]:
+        """model -> alias -> version, for every registered model."""
+        ...
+
+
+@dataclass(frozen=True)
+class ChangeInfo:
+    """A commit that changed a file: its sha, commit time (whole epoch seconds, as Git keeps
+    them) and the trailers of its message (``Sluice-Action: step``)."""
+
+    sha: str
+    time: float
+    trailers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CommitOutcome:
+    """What a write did: the branch tip afterwards, whether a commit was made, push attempts."""
+
+    sha: str
+    committed: bool
+    attempts: int
+
+
+class ReleaseRepository(Protocol):
+    """The Git repository that holds the desired state, as the services read and write it.
+
+    Reads answer from the remote's branches as of the last :meth:`sync` (one consistent
+    snapshot per pass), never from a local branch. Writes are compare-and-swap on the remote:
+    :meth:`commit_and_push` applies an edit to the tip it last saw, and a push that finds the
+    branch moved (a lost race) is recomputed from the new tip, a bounded number of times;
+    nothing is ever force-pushed. Errors are the :mod:`controller.errors` tree:
+    :class:`~controller.errors.RemoteUnavailable` when the remote cannot be reached,
+    :class:`~controller.errors.GitConflict` when every attempt lost its race,
+    :class:`~controller.errors.PermanentError` when a push is refused for another reason.
+    Implemented by :class:`controller.backends.git_repo.GitWorkspace` and, in memory, by
+    :class:`controller.testing.MemoryReleaseRepository`.
+    """
+
+    def locked(self) -> AbstractContextManager[None]:
+        """Hold the repository exclusively for a read-edit-push sequence (reentrant)."""
+        ...
+
+    def sync(self) -> None:
+        """Fetch the remote's branches (one round trip): later reads see them."""
+        ...
+
+    def default_branch(self) -> str:
+        """The remote's default branch, where the environments are declared."""
+        ...
+
+    def remote_sha(self, branch: str) -> str | None:
+        """The branch's tip as of the last sync (None: no such branch)."""
+        ...
+
+    def read(self, branch: str, path: str) -> str | None:
+        """A file on the branch as of the last sync (None: absent)."""
+        ...
+
+    def read_many(self, branch: str, paths: list[str]) -> dict[str, str | None]:
+        """Many files of the branch in one read, by path (None: absent)."""
+        ...
+
+    def list_dir(self, branch: str, path: str) -> list[str]:
+        """Names directly under the directory ``path`` on the branch (empty if absent)."""
+        ...
+
+    def last_change(self, branch: str, path: str) -> ChangeInfo | None:
+        """The last commit on the branch's first-parent history that changed ``path`` (a
+        merged proposal's merge commit, not the proposal's own); None if none did."""
+        ...
+
+    def changes(self, branch: str, path: str, limit: int = 30) -> list[ChangeInfo]:
+        """The last ``limit`` commits that changed ``path``, as :meth:`last_change` finds
+        them, newest first (``sluice status`` walks them back to a rollout's start)."""
+        ...
+
+    def message(self, sha: str) -> str | None:
+        """The full message of a commit (None: not known here)."""
+        ...
+
+    def log_subjects(self, branch: str, since: str | None, until: str, path: str) -> list[str]:
+        """``<short sha> <subject>`` of each first-parent commit after ``since`` up to
+        ``until`` that changed ``path``, oldest first; ``since`` None: ``until``'s own (none
+        for a root commit). Empty when a commit is unknown."""
+        ...
+
+    def diff(self, old: str, new: str, path: str) -> str:
+        """Unified diff (``git diff``'s) of ``path`` between two commits."""
+        ...
+
+    def preview(self, *, branch: str, base: str, edit: Callable[[Path], None], path: str) -> str:
+        """What :meth:`commit_and_push` would change in ``path``, without committing."""
+        ...
+
+    def commit_and_push(
+        self, *, branch: str, base: str, edit: Callable[[Path], None], message: str
+    ) -> CommitOutcome:
+        """Apply ``edit`` to a work tree of ``branch``'s tip (``base``'s when the branch does
+        not exist), commit with ``message`` and push, expecting the remote branch to be where
+        it was seen; on a lost race, sync and run ``edit`` again on the new tip (so it must
+        be idempotent, and it may raise to refuse a tip it does not expect). An edit that
+        changes nothing makes no commit."""
         ...
 
 

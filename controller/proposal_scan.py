@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from controller.backends.git_repo import GitWorkspace
-from controller.backends.mlflow_registry import MlflowRegistry
 from controller.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
 from controller.errors import ConfigError, ManifestInvalid
 from controller.manifest import load_pin, read_release
+from controller.ports import AliasIndex, ReleaseRepository
 from controller.propose import ProposalRequest
 
 __all__ = ["ReleaseSnapshot", "Watched", "due_proposals", "scan"]
@@ -53,7 +52,7 @@ def due_proposals(
 
 
 def _environments(
-    workspace: GitWorkspace, branch: str, only: Sequence[str] | None
+    workspace: ReleaseRepository, branch: str, only: Sequence[str] | None
 ) -> list[EnvironmentConfig]:
     """Every environment declared on ``branch``, or only those named (each must be declared)."""
     names = list(dict.fromkeys(only)) if only else _overlays(workspace, branch)
@@ -73,7 +72,7 @@ def _environments(
     ]
 
 
-def _overlays(workspace: GitWorkspace, branch: str) -> list[str]:
+def _overlays(workspace: ReleaseRepository, branch: str) -> list[str]:
     return workspace.list_dir(branch, "manifests/overlays")
 
 
@@ -81,14 +80,16 @@ def _environment_path(name: str) -> str:
     return f"manifests/overlays/{name}/{ENVIRONMENT_FILE}"
 
 
-def _environment_texts(workspace: GitWorkspace, branch: str, names: list[str]) -> dict[str, str]:
+def _environment_texts(
+    workspace: ReleaseRepository, branch: str, names: list[str]
+) -> dict[str, str]:
     """The environment file of each of ``names`` that has one, by name, in ``names``' order."""
     texts = workspace.read_many(branch, [_environment_path(name) for name in names])
     return {name: text for name in names if (text := texts[_environment_path(name)]) is not None}
 
 
 def _read_state(
-    workspace: GitWorkspace, registry: MlflowRegistry, environments: Sequence[str] | None
+    workspace: ReleaseRepository, registry: AliasIndex, environments: Sequence[str] | None
 ) -> tuple[list[Watched], dict[str, int | None], dict[str, dict[str, int]]]:
     workspace.sync()
     default = workspace.default_branch()
@@ -110,7 +111,7 @@ def _read_state(
 
 
 def scan(
-    workspace: GitWorkspace, registry: MlflowRegistry, *, environments: Sequence[str] | None = None
+    workspace: ReleaseRepository, registry: AliasIndex, *, environments: Sequence[str] | None = None
 ) -> list[ProposalRequest]:
     """Fetch once, read every pin and every alias in batches, and return the proposals due."""
     return due_proposals(*_read_state(workspace, registry, environments))
@@ -126,8 +127,8 @@ class ReleaseSnapshot:
 
     def __init__(
         self,
-        workspace: GitWorkspace,
-        registry: MlflowRegistry,
+        workspace: ReleaseRepository,
+        registry: AliasIndex,
         *,
         environments: Sequence[str] | None = None,
         max_age_seconds: float = 1.0,

@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from controller.backends.git_repo import GitWorkspace
-from controller.backends.mlflow_registry import MlflowRegistry
 from controller.commit_message import ProposalMessage, proposal_branch, render_proposal_message
 from controller.data_profile import DataProfile
 from controller.deployment_mode import DeploymentMode
@@ -33,7 +31,7 @@ from controller.manifest import (
     set_smoke_annotation,
 )
 from controller.model_card import ModelCard, render_model_card
-from controller.ports import Forge
+from controller.ports import Forge, ProposalRegistry, ReleaseRepository
 from controller.render import validate_rendered
 from controller.storage_uri import map_storage_uri
 
@@ -78,7 +76,7 @@ class ProposalResult:
         return asdict(self)
 
 
-def _environment(workspace: GitWorkspace, name: str) -> EnvironmentConfig:
+def _environment(workspace: ReleaseRepository, name: str) -> EnvironmentConfig:
     default = workspace.default_branch()
     path = f"manifests/overlays/{name}/{ENVIRONMENT_FILE}"
     text = workspace.read(default, path)
@@ -91,7 +89,7 @@ def _environment(workspace: GitWorkspace, name: str) -> EnvironmentConfig:
     return parse_environment(text, source=f"{path}@{default}", environment=name)
 
 
-def _pinned(workspace: GitWorkspace, base: str, pin_path: str) -> PinnedRelease:
+def _pinned(workspace: ReleaseRepository, base: str, pin_path: str) -> PinnedRelease:
     text = workspace.read(base, pin_path)
     if text is None:
         raise ManifestInvalid(
@@ -123,7 +121,7 @@ def _edit(
     return edit
 
 
-def _resolve(registry: MlflowRegistry, request: ProposalRequest, alias: str) -> ModelVersion:
+def _resolve(registry: ProposalRegistry, request: ProposalRequest, alias: str) -> ModelVersion:
     if request.version is not None:
         version = registry.resolve(request.model, version=request.version)
     else:
@@ -154,7 +152,9 @@ class _Plan:
     smoke_requests: int | None = None
 
 
-def _plan(request: ProposalRequest, registry: MlflowRegistry, workspace: GitWorkspace) -> _Plan:
+def _plan(
+    request: ProposalRequest, registry: ProposalRegistry, workspace: ReleaseRepository
+) -> _Plan:
     config = _environment(workspace, request.environment)
     release = config.release(request.model)
     version = _resolve(registry, request, release.alias)
@@ -225,7 +225,7 @@ def _replace_raw_canary(
     return primary, first_step if first_step < 100 else None
 
 
-def _profile(registry: MlflowRegistry, run_id: str | None) -> DataProfile | None:
+def _profile(registry: ProposalRegistry, run_id: str | None) -> DataProfile | None:
     """The card shows the profile when there is one it can read, and leaves it out otherwise."""
     if run_id is None:
         return None
@@ -236,7 +236,7 @@ def _profile(registry: MlflowRegistry, run_id: str | None) -> DataProfile | None
 
 
 def _open_pull_request(
-    plan: _Plan, result: ProposalResult, registry: MlflowRegistry, forge: Forge
+    plan: _Plan, result: ProposalResult, registry: ProposalRegistry, forge: Forge
 ) -> ProposalResult:
     champion = registry.version_by_alias(result.model, "champion")
     card = ModelCard(
@@ -267,7 +267,7 @@ def _open_pull_request(
     )
 
 
-def _check_landed(workspace: GitWorkspace, draft: ProposalResult, pin_path: str) -> None:
+def _check_landed(workspace: ReleaseRepository, draft: ProposalResult, pin_path: str) -> None:
     """Success is only ever reported for a branch that is on the remote with the change: fetch
     again and read the pin there (a :class:`GitConflict` otherwise, and nothing is reported)."""
     workspace.sync()
@@ -284,11 +284,19 @@ def _check_landed(workspace: GitWorkspace, draft: ProposalResult, pin_path: str)
         )
 
 
+def _tip(workspace: ReleaseRepository, branch: str) -> str:
+    """The branch's tip as of the last sync (after a push, the base the diff is shown from)."""
+    sha = workspace.remote_sha(branch)
+    if sha is None:
+        raise GitConflict(f"{branch} no longer exists on the remote; another writer deleted it")
+    return sha
+
+
 def propose(
     request: ProposalRequest,
     *,
-    registry: MlflowRegistry,
-    workspace: GitWorkspace,
+    registry: ProposalRegistry,
+    workspace: ReleaseRepository,
     forge: Forge | None,
 ) -> ProposalResult:
     """Run the proposal steps; see the module docstring for their order and guarantees.
@@ -317,7 +325,7 @@ def propose(
             draft,
             status="proposed" if outcome.committed else "unchanged",
             commit=outcome.sha,
-            diff=workspace.diff(f"refs/remotes/origin/{draft.base}", outcome.sha, plan.pin_path),
+            diff=workspace.diff(_tip(workspace, draft.base), outcome.sha, plan.pin_path),
         )
     if forge is None:
         return replace(

@@ -39,6 +39,7 @@ from tenacity import (
 )
 
 from controller.errors import GitConflict, PermanentError, RemoteUnavailable
+from controller.ports import ChangeInfo, CommitOutcome
 from controller.redact import redact
 
 __all__ = ["ChangeInfo", "CommitOutcome", "GitWorkspace", "Identity"]
@@ -68,24 +69,6 @@ class Identity:
 
     name: str = "Sluice"
     email: str = "sluice@users.noreply.github.com"
-
-
-@dataclass(frozen=True)
-class ChangeInfo:
-    """A commit that changed a file: its sha, commit time (epoch seconds) and trailers."""
-
-    sha: str
-    time: float
-    trailers: dict[str, str]
-
-
-@dataclass(frozen=True)
-class CommitOutcome:
-    """What a write did: the branch tip afterwards, whether a commit was made, push attempts."""
-
-    sha: str
-    committed: bool
-    attempts: int
 
 
 _DETAIL_LIMIT = 1000
@@ -146,7 +129,8 @@ def _cat_file_batch(git_dir: Path, request: bytes) -> list[str | None]:
 
 
 class GitWorkspace:
-    """A working clone of one remote, kept under ``cache_dir`` and reused between passes."""
+    """A working clone of one remote, kept under ``cache_dir`` and reused between passes: the
+    :class:`~controller.ports.ReleaseRepository` on a real Git remote."""
 
     def __init__(
         self,
@@ -313,9 +297,11 @@ class GitWorkspace:
                 parsed[key.strip()] = value.strip()
         return ChangeInfo(sha=sha, time=float(when), trailers=parsed)
 
-    def log_subjects(self, branch: str, since: str, until: str, path: str) -> list[str]:
+    def log_subjects(self, branch: str, since: str | None, until: str, path: str) -> list[str]:
         """``<short sha> <subject>`` of each first-parent commit of the remote branch after
-        ``since`` up to ``until`` that changed ``path``, oldest first."""
+        ``since`` up to ``until`` that changed ``path``, oldest first (``since`` None:
+        ``until``'s own, none for a root commit)."""
+        since = since or f"{until}~1"
         try:
             out = str(
                 self.repo.git.log(

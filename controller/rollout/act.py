@@ -15,11 +15,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.backends.git_repo import GitWorkspace
 from controller.commit_message import proposal_branch
 from controller.errors import SluiceError
 from controller.manifest import ReleasePin
-from controller.ports import Forge, Notifier, RolloutRegistry
+from controller.ports import Forge, Notifier, ReleaseRepository, RolloutRegistry
 from controller.render import validate_rendered
 from controller.rollout.actions import (
     Abort,
@@ -88,7 +87,7 @@ class Actuator:
     """Performs actions for one release against Git and the registry."""
 
     ref: ReleaseRef
-    workspace: GitWorkspace
+    workspace: ReleaseRepository
     registry: RolloutRegistry
     notifier: Notifier
     metrics: RolloutMetrics

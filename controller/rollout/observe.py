@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from controller.backends.git_repo import GitWorkspace
 from controller.environment import (
     ENVIRONMENT_FILE,
     EnvironmentConfig,
@@ -19,7 +18,7 @@ from controller.environment import (
 )
 from controller.errors import ConfigError, ManifestInvalid, ModelNotFound
 from controller.manifest import load_pin, read_release
-from controller.ports import RolloutRegistry, Target
+from controller.ports import ReleaseRepository, RolloutRegistry, Target
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.pin_edits import RESTORED_FROM, ROLLBACK_REASON, ROLLBACK_VERDICT
 from controller.rollout.record import AnalysisRecord, analysis_tag
@@ -72,13 +71,13 @@ class ReleaseRef:
         return self.environment.branch
 
 
-def load_release(workspace: GitWorkspace, environment: str, model: str) -> ReleaseRef:
+def load_release(workspace: ReleaseRepository, environment: str, model: str) -> ReleaseRef:
     """The environment's configuration (from the default branch) and the model's release."""
     config = load_environment_config(workspace, environment)
     return ReleaseRef(config, config.release(model))
 
 
-def load_environment_config(workspace: GitWorkspace, environment: str) -> EnvironmentConfig:
+def load_environment_config(workspace: ReleaseRepository, environment: str) -> EnvironmentConfig:
     """An environment's ``sluice.yaml`` as of the last fetch of the default branch."""
     default = workspace.default_branch()
     path = f"manifests/overlays/{environment}/{ENVIRONMENT_FILE}"
@@ -93,7 +92,7 @@ def load_environment_config(workspace: GitWorkspace, environment: str) -> Enviro
 
 
 def observe(
-    ref: ReleaseRef, workspace: GitWorkspace, registry: RolloutRegistry, target: Target
+    ref: ReleaseRef, workspace: ReleaseRepository, registry: RolloutRegistry, target: Target
 ) -> ReleaseObservation:
     """Git, registry and target, now (``workspace`` must have been synced by the caller)."""
     release, branch = ref.release, ref.branch
@@ -162,7 +161,7 @@ def _alias_version(registry: RolloutRegistry, model: str, alias: str) -> int | N
         return None
 
 
-def _shadow_mirror(ref: ReleaseRef, workspace: GitWorkspace) -> ShadowMirror | None:
+def _shadow_mirror(ref: ReleaseRef, workspace: ReleaseRepository) -> ShadowMirror | None:
     """Sluice's shadow VirtualService in the overlay on the branch, read in one round trip."""
     paths = [f"{ref.overlay}/{name}" for name in (*KUSTOMIZATION_FILES, SHADOW_FILE)]
     texts = workspace.read_many(ref.branch, paths)

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controller.analysis_types import GateResult, Verdict
-from controller.backends.git_repo import GitWorkspace
 from controller.errors import GitConflict, SluiceError
 from controller.lease import LeaseKeeper, lease_name
 from controller.notify import NullNotifier
@@ -27,6 +26,7 @@ from controller.ports import (
     Forge,
     Notifier,
     PredictionStore,
+    ReleaseRepository,
     RolloutRegistry,
     SyncTrigger,
     Target,
@@ -201,7 +201,7 @@ def _detail(action: Action) -> str:
 class Reconciler:
     """Runs passes for releases against one Git remote, registry and target."""
 
-    workspace: GitWorkspace
+    workspace: ReleaseRepository
     registry: RolloutRegistry
     target: Target
     analyzer: Analyzer
@@ -378,8 +378,7 @@ class Reconciler:
         self._seen[name] = obs.pin_commit
         if not obs.pin_commit or before == obs.pin_commit:
             return []
-        since = before or f"{obs.pin_commit}~1"
-        return self.workspace.log_subjects(ref.branch, since, obs.pin_commit, ref.pin_path)
+        return self.workspace.log_subjects(ref.branch, before, obs.pin_commit, ref.pin_path)
 
     def run(
         self,
