@@ -127,19 +127,26 @@ def _propose(
     return result
 
 
-def _wait_for_revision(console: Console, root: Path, revision: str, timeout: float = 180.0) -> str:
-    """Wait until the runtime serves ``revision`` with all traffic; return the router URL."""
+def _wait_for_version(console: Console, root: Path, version: int, timeout: float = 180.0) -> str:
+    """Wait until the runtime serves ``version`` (the manifest's newest revision) with all
+    traffic; return the router URL. (Its revision is not the first: the unpinned manifest the
+    stack started with made one, which failed for want of a model, as on a cluster.)"""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         entry = ((read_json(root / "runtime.json") or {}).get("inferenceServices") or {}).get(MODEL)
         if entry:
-            status = entry["object"].get("status") or {}
-            traffic = (status.get("components") or {}).get("predictor", {}).get("traffic") or []
-            if any(t.get("revisionName") == revision and t.get("percent") == 100 for t in traffic):
+            obj = entry["object"]
+            annotations = obj.get("metadata", {}).get("annotations") or {}
+            predictor = (obj.get("status") or {}).get("components", {}).get("predictor", {})
+            newest = predictor.get("latestCreatedRevision")
+            if annotations.get("sluice.dev/model-version") == str(version) and any(
+                t.get("revisionName") == newest and t.get("percent") == 100
+                for t in predictor.get("traffic") or []
+            ):
                 return str(entry["url"])
         time.sleep(0.5)
     raise GateFailed(
-        f"demo: {revision} did not take all traffic within {timeout:g} s; see {root}/runtime.log"
+        f"demo: v{version} did not take all traffic within {timeout:g} s; see {root}/runtime.log"
     )
 
 
@@ -265,7 +272,7 @@ def _chapters(
     first = _propose(console, tracking_uri, remote, root / "demo-git")
     merged = merge_branch(remote, first.branch)
     console.print(f"Merged into main at {merged[:12]}; the runtime syncs it …")
-    url = _wait_for_revision(console, root, f"{MODEL}-predictor-00001")
+    url = _wait_for_version(console, root, first.version)
     _predict(console, url, repository)
     console.print(Rule("3. Week 1: transactions have shifted; train again"))
     _train(console, tracking_uri, ["--week", "1"], expect_gate_pass=True)

@@ -64,7 +64,7 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert "Registered fraud-detector version 2: quality gate passed" in out
     assert "Registered fraud-detector version 3 without alias" in out
     assert "fraud-detector v1 → local (first deploy)" in out
-    assert "served by fraud-detector-predictor-00001" in " ".join(out.split())
+    assert "served by fraud-detector-predictor-00002" in " ".join(out.split())  # 00001: unpinned
     assert out.count("fraud score") == 5
     assert "fraud-detector v2 → local (smoke, canary 10%)" in out
     canary = " ".join(out[out.index("6. Merge") : out.index("8. Before the next")].split())

@@ -235,7 +235,7 @@ def observation_from(
         )
     return TargetObservation(
         exists=True,
-        synced_revision=synced_revision(app_status),
+        synced_revision=synced_revision(app_status, name, namespace),
         sync_status=str((app_status.get("sync") or {}).get("status") or "Unknown"),
         health=health.status,
         health_message=health.message,
@@ -352,17 +352,25 @@ def _canary_failure(status: Mapping[str, Any]) -> str | None:
     return None
 
 
-def synced_revision(app_status: Mapping[str, Any]) -> str | None:
-    """The commit the environment last synced.
+def synced_revision(
+    app_status: Mapping[str, Any], name: str | None = None, namespace: str = "default"
+) -> str | None:
+    """The commit the environment last synced, as far as InferenceService ``name`` goes.
 
     Argo CD's ``status.sync.revision`` is the commit it *compared* against (the branch tip),
-    so it names what runs only while ``status.sync.status`` is Synced. Otherwise the last
-    successful sync is the newest ``status.history`` entry (appended only on success).
+    so it names what runs while ``status.sync.status`` is Synced, or while the Application is
+    OutOfSync because of other resources: ``status.resources`` then lists ``name`` as Synced,
+    its live object being the one that commit renders (another InferenceService refused by
+    KServe's webhook must not hold back this one's rollout). Otherwise the last successful
+    sync is the newest ``status.history`` entry (appended only on success).
     """
     sync = app_status.get("sync") or {}
-    if sync.get("status") == "Synced":
-        revision = sync.get("revision") or _first(sync.get("revisions"))
-        if revision:
+    revision = sync.get("revision") or _first(sync.get("revisions"))
+    if revision and sync.get("status") == "Synced":
+        return str(revision)
+    if revision and name and sync.get("status") == "OutOfSync":
+        resource = _resource(app_status, name, namespace)
+        if resource is not None and resource.get("status") == "Synced":
             return str(revision)
     history = app_status.get("history") or []
     if history:
@@ -380,6 +388,14 @@ def resource_health(
     None when the Application does not list it or lists it without health (Argo CD's resource
     tree cache had nothing for it).
     """
+    health = (_resource(app_status, name, namespace) or {}).get("health") or {}
+    if health.get("status"):
+        return HealthStatus(str(health["status"]), str(health.get("message") or ""))
+    return None
+
+
+def _resource(app_status: Mapping[str, Any], name: str, namespace: str) -> Mapping[str, Any] | None:
+    """InferenceService ``namespace/name``'s entry in the Application's ``status.resources``."""
     for resource in app_status.get("resources") or ():
         if (
             resource.get("kind") == "InferenceService"
@@ -387,9 +403,7 @@ def resource_health(
             and resource.get("name") == name
             and resource.get("namespace", namespace) == namespace
         ):
-            health = resource.get("health") or {}
-            if health.get("status"):
-                return HealthStatus(str(health["status"]), str(health.get("message") or ""))
+            return dict(resource)
     return None
 
 

@@ -46,6 +46,9 @@ class InferenceServiceRuntime:
     #: After a restart: the revisions the saved traffic named, which must answer again before
     #: the status is recomputed (a cluster's pods outlive its controllers; ours restart).
     resuming: set[str] = field(default_factory=set)
+    #: Why the API server refused the manifest of the last sync ("" once one is applied): the
+    #: InferenceService keeps running what it ran before, as on a cluster.
+    refused: str = ""
 
     @property
     def name(self) -> str:
@@ -62,6 +65,19 @@ class InferenceServiceRuntime:
         """What the applied manifest asks KServe to run (it validated when it was applied)."""
         return plan_revisions(self.document)
 
+    @property
+    def problem(self) -> str:
+        """Why it does not serve what Git asks, in one line naming the fix ("" when nothing
+        is wrong): a refused manifest, or the failure of its newest revision."""
+        if self.refused:
+            return f"not applied: {self.refused}"
+        latest = self.records[-1] if self.records else None
+        if latest is None or not latest.failure:
+            return ""
+        if not latest.storage_uri:
+            return latest.failure  # it names the InferenceService and the command to run
+        return f"revision {latest.name} failed: {latest.failure}"
+
     def to_object(self) -> dict[str, Any]:
         """The InferenceService as the Kubernetes API would return it."""
         metadata = dict(self.document.get("metadata", {}), generation=self.generation)
@@ -73,22 +89,27 @@ class InferenceServiceRuntime:
             "status": self.status,
         }
 
-    def apply(self, document: dict[str, Any], plan: RevisionPlan) -> list[RevisionRecord]:
+    def apply(
+        self, document: dict[str, Any], plan: RevisionPlan, *, unpinned: str = ""
+    ) -> list[RevisionRecord]:
         """Take ``document`` as the applied manifest; returns the revisions it created.
 
         Serverless: a template other than the latest revision's is a new revision (even a
         revert). RawDeployment: a template no running revision has is a new one; one that runs
         keeps its revision, so a promoted canary goes on serving from the same server.
+        A predictor without a ``storageUri`` is a revision too, failed from the start with the
+        message ``unpinned`` (its model server would have nothing to load).
         """
         if self.generation == 0 or self.document.get("spec") != document.get("spec"):
             self.generation += 1
         self.document = document
+        self.refused = ""
         if plan.mode == "Serverless":
             (wanted,) = plan.predictors
             if self.records and self.records[-1].fingerprint == wanted.fingerprint:
                 return []
-            return [self._create(wanted)]
-        return [self._create(p) for p in plan.predictors if self._record(p) is None]
+            return [self._create(wanted, unpinned)]
+        return [self._create(p, unpinned) for p in plan.predictors if self._record(p) is None]
 
     def reconcile(self, revisions: list[Revision]) -> IsvcStatus:
         """One KServe pass over the revisions' states now (oldest first, as in ``records``)."""
@@ -129,9 +150,11 @@ class InferenceServiceRuntime:
         running = (r for r in reversed(self.records) if r.fingerprint == planned.fingerprint)
         return next(running, None)
 
-    def _create(self, planned: PlannedPredictor) -> RevisionRecord:
+    def _create(self, planned: PlannedPredictor, unpinned: str) -> RevisionRecord:
         self.counter += 1
         name = f"{self.name}-predictor-{self.counter:05d}"
         record = RevisionRecord(name, planned.fingerprint, planned.storage_uri, utc_now())
+        if not planned.storage_uri:
+            record.failure = unpinned or f"InferenceService {self.name} has no storageUri"
         self.records.append(record)
         return record

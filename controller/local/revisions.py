@@ -13,6 +13,12 @@ fields laid over it. Each pod template is a revision here too, named the same wa
 request metrics and queries look alike in both modes: a canary whose predictor becomes the
 primary on promotion keeps its revision (and its server), as KServe keeps the canary's
 Deployment; ``trafficPercent`` and replica counts only move traffic.
+
+What the API server does with each rendered InferenceService is decided here too, one at a
+time (:func:`admit`): a manifest KServe's webhook (or the CRD) refuses is not applied, and only
+its own sync fails; a predictor without a ``storageUri`` is accepted, as KServe accepts it, and
+its revision fails at once, as a model server with no model to load does (its message names the
+fix, :func:`unpinned_message`), while the other InferenceServices of the commit run normally.
 """
 
 from __future__ import annotations
@@ -38,18 +44,24 @@ from controller.local.kserve_status import PredictorSpec, Revision, RevisionStat
 from controller.local.serving.launcher import ModelServerHandle, start_model_server
 
 __all__ = [
+    "Admission",
     "ModelServers",
     "PlannedPredictor",
     "RevisionPlan",
     "RevisionRecord",
+    "admit",
+    "pinned_storage_uri",
     "plan_revisions",
     "predictor_fingerprint",
     "predictor_spec",
     "storage_uri",
+    "unpinned_message",
 ]
 
 _log = logging.getLogger(__name__)
 _TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
+# Written by `sluice init` and `sluice propose` (controller.manifest): the registered model.
+_MODEL_NAME_ANNOTATION = "sluice.dev/model-name"
 # Not part of a Deployment's pod template: changing them scales, it makes no new revision.
 _SCALING_KEYS = (
     "canaryTrafficPercent", "minReplicas", "maxReplicas", "scaleTarget", "scaleMetric",
@@ -81,17 +93,37 @@ def predictor_spec(isvc: Mapping[str, Any]) -> PredictorSpec:
     return PredictorSpec(None if percent is None else int(percent), tags)
 
 
-def storage_uri(isvc: Mapping[str, Any]) -> str:
-    """``spec.predictor.model.storageUri`` (or the older ``spec.predictor.<framework>`` form)."""
+def pinned_storage_uri(isvc: Mapping[str, Any]) -> str:
+    """``spec.predictor.model.storageUri`` (or the older ``spec.predictor.<framework>`` form);
+    "" when the manifest pins no model yet."""
     predictor = _predictor(isvc)
     for key in ("model", *sorted(predictor)):
         part = predictor.get(key)
         if isinstance(part, dict) and part.get("storageUri"):
             return str(part["storageUri"])
+    return ""
+
+
+def storage_uri(isvc: Mapping[str, Any]) -> str:
+    """:func:`pinned_storage_uri`, or :class:`ManifestInvalid` when there is none."""
+    uri = pinned_storage_uri(isvc)
+    if uri:
+        return uri
     name = (isvc.get("metadata") or {}).get("name", "?")
     raise ManifestInvalid(
         f"InferenceService {name} has no spec.predictor.model.storageUri; "
         "pin a model version (sluice propose) before it can be served"
+    )
+
+
+def unpinned_message(isvc: Mapping[str, Any], env: str) -> str:
+    """Why a revision with no ``storageUri`` cannot serve, and the command that pins one."""
+    metadata = isvc.get("metadata") or {}
+    name = str(metadata.get("name") or "?")
+    model = str((metadata.get("annotations") or {}).get(_MODEL_NAME_ANNOTATION) or name)
+    return (
+        f"InferenceService {name} has no storageUri: propose a version "
+        f"(sluice propose {model} --env {env})"
     )
 
 
@@ -100,6 +132,7 @@ class PlannedPredictor:
     """A predictor the manifest asks KServe to run: its template's digest and its model."""
 
     fingerprint: str
+    #: "" when the manifest pins no model: KServe runs it anyway, and it fails to load.
     storage_uri: str
     #: The ``spec.canary`` predictor's name; "" for ``spec.predictor``.
     canary: str = ""
@@ -145,12 +178,16 @@ def _template_fingerprint(predictor: Mapping[str, Any]) -> str:
 
 
 def plan_revisions(isvc: Mapping[str, Any]) -> RevisionPlan:
-    """The predictors ``isvc`` runs; :class:`ManifestInvalid` if KServe would refuse it."""
+    """The predictors ``isvc`` runs; :class:`ManifestInvalid` if KServe would refuse it.
+
+    A predictor without a ``storageUri`` is planned (with ``storage_uri`` "") and not refused:
+    KServe's webhook accepts it, and only its model server fails.
+    """
     name = (isvc.get("metadata") or {}).get("name", "?")
     refused = canary_admission_errors(isvc)
     if refused:
         raise ManifestInvalid(f"InferenceService {name}: {refused[0]}; fix the manifest")
-    uri = storage_uri(isvc)
+    uri = pinned_storage_uri(isvc)
     if deployment_mode(isvc) == "Serverless":
         return RevisionPlan("Serverless", (PlannedPredictor(predictor_fingerprint(isvc), uri),))
     predictor = _predictor(isvc)
@@ -168,11 +205,43 @@ def plan_revisions(isvc: Mapping[str, Any]) -> RevisionPlan:
     merged = _overlay(predictor, entry.get("predictor") or {})
     canary = PlannedPredictor(
         _template_fingerprint(merged),
-        storage_uri({"metadata": isvc.get("metadata"), "spec": {"predictor": merged}}),
+        pinned_storage_uri({"metadata": isvc.get("metadata"), "spec": {"predictor": merged}}),
         canary=str(merged["name"]),
     )
     percent = int(entry.get("trafficPercent") or 0)
     return RevisionPlan("RawDeployment", (primary, canary), percent, primary_name)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """One rendered InferenceService and what the API server made of it: its plan, or why it
+    was refused (``refused``, one line naming it and the fix; ``plan`` is then None)."""
+
+    document: dict[str, Any]
+    plan: RevisionPlan | None
+    refused: str = ""
+
+    @property
+    def name(self) -> str:
+        """``metadata.name``."""
+        return str((self.document.get("metadata") or {}).get("name") or "?")
+
+    @property
+    def namespace(self) -> str:
+        """``metadata.namespace`` (``default`` when the overlay sets none)."""
+        return str((self.document.get("metadata") or {}).get("namespace") or "default")
+
+
+def admit(documents: list[dict[str, Any]]) -> list[Admission]:
+    """Each InferenceService of a sync on its own, as the API server takes one object at a
+    time: a refused one does not keep the others from being applied."""
+    admissions = []
+    for document in documents:
+        try:
+            admissions.append(Admission(document, plan_revisions(document)))
+        except ManifestInvalid as exc:
+            admissions.append(Admission(document, None, exc.message))
+    return admissions
 
 
 @dataclass

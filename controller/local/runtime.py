@@ -52,7 +52,14 @@ from controller.local.applied import InferenceServiceRuntime
 from controller.local.kserve_status import IsvcStatus, Revision, RevisionState
 from controller.local.mirror import ShadowTarget
 from controller.local.processes import free_port
-from controller.local.revisions import ModelServers, RevisionPlan, RevisionRecord, plan_revisions
+from controller.local.revisions import (
+    Admission,
+    ModelServers,
+    RevisionPlan,
+    RevisionRecord,
+    admit,
+    unpinned_message,
+)
 from controller.local.router import Router
 from controller.local.router import TrafficTarget as Route
 from controller.local.scrape import ModelServerTarget, PrometheusScrapeConfig, ScrapeTargets
@@ -66,6 +73,7 @@ RUNTIME_FILE = "runtime.json"
 _PREDICTION_LOG_ROWS = 200_000
 # Written by `sluice propose` (controller.manifest): the version the pinned storageUri holds.
 _VERSION_ANNOTATION = "sluice.dev/model-version"
+_GROUP = "serving.kserve.io"
 _BUSY_PASS_SECONDS = 0.5
 _log = logging.getLogger("sluice.local.runtime")
 
@@ -180,27 +188,48 @@ class LocalRuntime:
         self.sync_to(head)
 
     def sync_to(self, sha: str) -> None:
-        """Render the overlay at ``sha`` and apply its InferenceServices (all or nothing)."""
+        """Render the overlay at ``sha`` and apply each InferenceService the API server admits.
+
+        A render that fails applies nothing. One InferenceService refused (KServe's webhook)
+        fails only its own sync: the others are applied, and it keeps what it ran before.
+        """
         app = self.application
         sync.operation_started(app, sha, utc_now())
         try:
             documents = sync.render_at(Path(self.workspace.repo.git_dir), sha, self.config.overlay)
-            plans = [(d, plan_revisions(d)) for d in documents]
         except SluiceError as exc:
             _log.warning("sync of %s failed: %s", sha[:12], exc.message)
             sync.operation_failed(app, sha, utc_now(), exc.message)
             return
         self._load_metrics_profile(sha)
-        names = [self.apply(document, plan) for document, plan in plans]
-        for document in documents:
+        results = [self._apply_admitted(admission) for admission in admit(documents)]
+        for result in results:
+            if result.refused:
+                _log.warning("sync of %s: %s", sha[:12], result.message)
+                continue
             try:
-                shadow_request(document)
+                shadow_request(self.isvcs[result.name].document)
             except SluiceError as exc:  # KServe takes any annotation: only the mirror stops
                 _log.warning("%s; nothing is mirrored", exc.message)
-        for name in set(self.isvcs) - set(names):  # pruned from Git
+        for name in set(self.isvcs) - {r.name for r in results}:  # pruned from Git
             self.remove(name)
-        _log.info("synced %s: %s", sha[:12], ", ".join(names) or "nothing")
-        sync.operation_succeeded(app, sha, utc_now(), names)
+        applied = [r.name for r in results if not r.refused]
+        _log.info("synced %s: %s", sha[:12], ", ".join(applied) or "nothing")
+        sync.operation_finished(app, sha, utc_now(), results)
+
+    def _apply_admitted(self, admission: Admission) -> sync.ResourceResult:
+        """Apply one InferenceService of a sync, or say why the API server refused it."""
+        name, namespace = admission.name, admission.namespace
+        if admission.plan is None:
+            if name in self.isvcs:
+                self.isvcs[name].refused = admission.refused
+            return sync.ResourceResult(name, namespace, admission.refused, refused=True)
+        before = self.isvcs.get(name)
+        verb = "created" if before is None else "configured"
+        if before is not None and before.document == admission.document:
+            verb = "unchanged"
+        self.apply(admission.document, admission.plan)
+        return sync.ResourceResult(name, namespace, f"inferenceservice.{_GROUP}/{name} {verb}")
 
     def _load_metrics_profile(self, sha: str) -> None:
         """Export request metrics under the profile of the environment's policy at ``sha``,
@@ -230,8 +259,12 @@ class LocalRuntime:
         if isvc is None:
             router = self._router(name, _namespace(document))
             isvc = self.isvcs[name] = InferenceServiceRuntime(document, router)
-        for record in isvc.apply(document, plan):
-            _log.info("%s: new revision %s (%s)", name, record.name, record.storage_uri)
+        unpinned = unpinned_message(document, self.config.env)
+        for record in isvc.apply(document, plan, unpinned=unpinned):
+            if record.failure:
+                _log.warning("%s: new revision %s: %s", name, record.name, record.failure)
+            else:
+                _log.info("%s: new revision %s (%s)", name, record.name, record.storage_uri)
         return name
 
     def reconcile(self) -> bool:
@@ -257,7 +290,7 @@ class LocalRuntime:
             isvc.health = {"status": health.status, "message": health.message}
             healths[isvc.name] = (health.status, health.message)
             busy |= any(r.state is RevisionState.LOADING for r in revisions)
-        sync.application_health(self.application, healths)
+        sync.application_health(self.application, healths, live=self.isvcs)
         return busy
 
     # -- pieces of a pass ------------------------------------------------------------------
@@ -384,9 +417,14 @@ class LocalRuntime:
                     name: {
                         "object": isvc.to_object(),
                         "health": isvc.health,
+                        # One line for `sluice local status`: why it does not serve, and the fix.
+                        "message": isvc.problem,
+                        "refused": isvc.refused,
                         "counter": isvc.counter,
                         "revisions": [r.to_dict() for r in isvc.records],
-                        "url": isvc.router.url,
+                        # Its address once it has served (KServe sets status.url then): an
+                        # InferenceService with no model yet has nothing to offer there.
+                        "url": isvc.router.url if isvc.status.get("url") else None,
                         "shadow": _shadow_dict(self.shadows.get(name)),
                     }
                     for name, isvc in self.isvcs.items()
@@ -417,6 +455,7 @@ class LocalRuntime:
                 counter=int(entry.get("counter", len(records))),
                 generation=int(obj.get("metadata", {}).get("generation", 1)),
                 status=obj.get("status") or {},
+                refused=str(entry.get("refused") or ""),
                 resuming={
                     str(t.get("revisionName"))
                     for t in (obj.get("status") or {})

@@ -6,6 +6,13 @@ with kustomize, applies the result and records the outcome on its Application: `
 or Failed with a message) and ``history`` (one entry per successful sync, the last ten kept).
 A render that fails leaves the cluster as it was. The Application is a plain dict here so
 that ``sluice local status --json`` prints what Argo CD's API would.
+
+Argo CD applies each resource of a sync on its own (``kubectl apply`` per object, all of one
+wave together): one the API server refuses is ``SyncFailed`` in ``syncResult.resources`` and
+``OutOfSync`` in ``status.resources``, the others are applied and ``Synced``, the operation is
+``Failed`` ("one or more objects failed to apply, reason: ...") and no history entry is added.
+Each resource also carries its health; the Application's is the worst of them (a resource that
+was never created is ``Missing`` and, having no built-in Go health check, does not count).
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ import io
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +31,11 @@ from controller.render import render_overlay
 
 __all__ = [
     "HISTORY_LIMIT",
+    "ResourceResult",
     "application_health",
     "new_application",
     "operation_failed",
+    "operation_finished",
     "operation_started",
     "operation_succeeded",
     "render_at",
@@ -34,6 +44,32 @@ __all__ = [
 ]
 
 HISTORY_LIMIT = 10  # Argo CD's default revisionHistoryLimit
+_GROUP, _VERSION, _KIND = "serving.kserve.io", "v1beta1", "InferenceService"
+
+
+@dataclass(frozen=True)
+class ResourceResult:
+    """What applying one InferenceService gave: ``kubectl apply``'s line, or why the API
+    server refused it (``refused``)."""
+
+    name: str
+    namespace: str
+    message: str
+    refused: bool = False
+
+    def to_dict(self) -> dict[str, str]:
+        """The entry of ``operationState.syncResult.resources``."""
+        return {
+            **_resource_ref(self.name, self.namespace),
+            "status": "SyncFailed" if self.refused else "Synced",
+            "message": self.message,
+            "syncPhase": "Sync",
+        }
+
+
+def _resource_ref(name: str, namespace: str) -> dict[str, str]:
+    return {"group": _GROUP, "version": _VERSION, "kind": _KIND, "namespace": namespace,
+            "name": name}  # fmt: skip
 
 
 def render_at(git_dir: Path, sha: str, overlay: str) -> list[dict[str, Any]]:
@@ -90,7 +126,8 @@ def set_comparison(app: dict[str, Any], head: str | None, error: str = "") -> No
     target = status["sync"]
     target["comparedTo"] = {"source": app["spec"]["source"], "revision": head}
     target["revision"] = synced or head
-    target["status"] = "Synced" if synced == head else "OutOfSync"
+    every = all(r.get("status") == "Synced" for r in status.get("resources") or ())
+    target["status"] = "Synced" if synced == head and every else "OutOfSync"
 
 
 def operation_started(app: dict[str, Any], sha: str, now: str) -> None:
@@ -130,6 +167,35 @@ def operation_succeeded(app: dict[str, Any], sha: str, now: str, applied: list[s
     set_comparison(app, sha)
 
 
+def operation_finished(
+    app: dict[str, Any], sha: str, now: str, results: list[ResourceResult]
+) -> None:
+    """Record the sync of ``sha`` that applied each of ``results``: Succeeded when none was
+    refused; else Failed, naming each refusal, with the applied ones Synced all the same."""
+    status = app["status"]
+    health = {r["name"]: r["health"] for r in status.get("resources") or () if r.get("health")}
+    status["resources"] = [
+        {
+            **_resource_ref(r.name, r.namespace),
+            "status": "OutOfSync" if r.refused else "Synced",
+            **({"health": health[r.name]} if r.name in health else {}),
+        }
+        for r in sorted(results, key=lambda r: (r.namespace, r.name))
+    ]
+    refused = [r.message for r in results if r.refused]
+    if not refused:
+        operation_succeeded(app, sha, now, [r.name for r in results])
+    else:
+        status["operationState"].update(
+            phase="Failed",
+            message=f"one or more objects failed to apply, reason: {'; '.join(refused)}",
+            syncResult={"revision": sha, "source": app["spec"]["source"]},
+            finishedAt=now,
+        )
+        set_comparison(app, sha)
+    status["operationState"]["syncResult"]["resources"] = [r.to_dict() for r in results]
+
+
 def operation_failed(app: dict[str, Any], sha: str, now: str, message: str) -> None:
     """Record a failed sync of ``sha``; what was synced before stays synced (and served)."""
     operation = app["status"]["operationState"]
@@ -143,8 +209,24 @@ def worst_health(statuses: list[str]) -> str:
     return max(statuses, key=order.index, default="Healthy")
 
 
-def application_health(app: dict[str, Any], healths: Mapping[str, tuple[str, str]]) -> None:
-    """Set ``health`` from each InferenceService's (status, message)."""
+def application_health(
+    app: dict[str, Any],
+    healths: Mapping[str, tuple[str, str]],
+    live: Collection[str] | None = None,
+) -> None:
+    """Set ``health`` from each InferenceService's (status, message), and each resource's.
+
+    ``live`` names the InferenceServices that exist: a resource of the Application that is not
+    among them (refused before it was ever created) is Missing, which Argo CD leaves out of the
+    Application's health for a kind without a built-in Go health check.
+    """
+    for resource in app["status"].get("resources") or ():
+        name = resource.get("name")
+        if name in healths:
+            status, message = healths[name]
+            resource["health"] = {"status": status, "message": message}
+        elif live is not None and name not in live:
+            resource["health"] = {"status": "Missing", "message": ""}
     worst = worst_health([status for status, _ in healths.values()])
     messages = [f"{name}: {msg}" for name, (st, msg) in sorted(healths.items()) if st == worst]
     app["status"]["health"] = {"status": worst, "message": "; ".join(messages)[:500]}
