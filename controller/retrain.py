@@ -25,7 +25,10 @@ What "start" means is a :class:`~controller.ports.RetrainStarter`: :class:`Forge
 sends the GitHub ``repository_dispatch`` of type ``retrain`` that the train workflow listens
 for; :class:`~controller.backends.local_retrain.LocalRetrain` runs the training command with
 the request in its environment (:func:`retrain_environment`) and reports its exit status to
-:meth:`Retrainer.finished`.
+:meth:`Retrainer.finished`. The workflow reports its own outcome back with ``sluice retrain
+report`` (:func:`report_outcome`): the dispatch carries ``requested_at``, the ``at`` of the
+record it started, so the report finishes that record and no other, and the record and the
+notice are those :meth:`Retrainer.finished` makes.
 """
 
 from __future__ import annotations
@@ -39,23 +42,27 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from controller.domain import RetrainRequest
-from controller.errors import ConfigError
+from controller.errors import ConfigError, InputError
 from controller.notify import NullNotifier
 from controller.ports import Forge, ModelTagStore, Notifier, RetrainStarter
 
 __all__ = [
     "DISPATCH_EVENT",
+    "FINISHED_OUTCOMES",
     "NAME_PATTERN",
     "RETRAIN_ENVIRONMENT_VARIABLES",
     "ForgeRetrain",
     "RegistryCooldown",
     "RetrainOutcome",
     "RetrainRecord",
+    "RetrainReport",
     "RetrainRequest",
     "Retrainer",
+    "StampedStarter",
+    "announce_outcome",
     "cooldown_remaining",
     "cooldown_tag",
     "describe_retraining",
@@ -64,6 +71,7 @@ __all__ = [
     "last_retrain_tag",
     "merge_requests",
     "render_command",
+    "report_outcome",
     "retrain_environment",
     "turned_away_tag",
 ]
@@ -87,6 +95,8 @@ _RECORD_MAX_CHARS = 4000  # MLflow keeps at most 5,000 characters of a tag's val
 _DETAIL_MAX_CHARS = 600
 
 Outcome = Literal["grouping", "started", "succeeded", "gate-failed", "failed"]
+#: The outcomes of a retraining that ran: what ``sluice retrain report --outcome`` accepts.
+FINISHED_OUTCOMES: tuple[Outcome, ...] = ("succeeded", "gate-failed", "failed")
 
 
 @dataclass(frozen=True)
@@ -146,14 +156,19 @@ def retrain_environment(request: RetrainRequest) -> dict[str, str]:
     )
 
 
-def dispatch_payload(request: RetrainRequest) -> dict[str, object]:
-    """The ``client_payload`` the train workflow reads: model, environment, features, since."""
-    return {
+def dispatch_payload(request: RetrainRequest, requested_at: str = "") -> dict[str, object]:
+    """The ``client_payload`` the train workflow reads: model, environment, features, since,
+    and (from :class:`Retrainer`) ``requested_at``, the ``at`` of the record the workflow's
+    ``sluice retrain report`` finishes."""
+    payload: dict[str, object] = {
         "model": request.model,
         "environment": request.environment,
         "features": list(request.features),
         "since": request.since,
     }
+    if requested_at:
+        payload["requested_at"] = requested_at
+    return payload
 
 
 def cooldown_remaining(last_started: float | None, now: float, cooldown_seconds: float) -> float:
@@ -191,6 +206,8 @@ class RetrainRecord:
     drifted_version: str = ""
     new_version: int | None = None
     finished_at: str = ""
+    #: Where the retraining ran: the training command's log, the workflow run's URL.
+    where: str = ""
 
     @classmethod
     def of(cls, request: RetrainRequest, at: float, outcome: str, detail: str) -> RetrainRecord:
@@ -217,6 +234,7 @@ class RetrainRecord:
             "driftedVersion": self.drifted_version,
             "newVersion": self.new_version,
             "finishedAt": self.finished_at,
+            "where": self.where,
         }
 
     def encode(self) -> str:
@@ -250,6 +268,7 @@ class RetrainRecord:
                 drifted_version=str(data.get("driftedVersion", "")),
                 new_version=int(version) if version is not None else None,
                 finished_at=str(data.get("finishedAt", "")),
+                where=str(data.get("where", "")),
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             log.warning("ignoring an unreadable retraining record: %.200s", text)
@@ -471,7 +490,10 @@ class Retrainer:
         key = (request.model, request.environment)
         request = replace(request, since=request.since or _iso(now))
         try:
-            detail = self.starter.start(request)
+            if isinstance(self.starter, StampedStarter):
+                detail = self.starter.start_requested_at(request, _iso(now))
+            else:
+                detail = self.starter.start(request)
         except Exception as exc:
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             self._save(request, RetrainRecord.of(request, now, "failed", str(message)))
@@ -503,8 +525,6 @@ class Retrainer:
                 version = self._challenger(request.model)
             except Exception as exc:
                 log.warning("cannot read %s's challenger: %s", request.model, exc)
-        if where:
-            detail = f"{detail}; {where}"
         with self._lock:
             now = self._clock()
             try:
@@ -513,21 +533,9 @@ class Retrainer:
                 log.warning("cannot read the retraining record of %s: %s", request.model, exc)
                 previous = None
             base = previous or RetrainRecord.of(request, now, outcome, detail)
-            record = replace(
-                base,
-                outcome=outcome,
-                detail=detail[:_DETAIL_MAX_CHARS],
-                new_version=version,
-                finished_at=_iso(now),
-            )
+            record = _finish(base, outcome, detail, version=version, where=where, now=now)
             self._save(request, record)
-        severity = {"succeeded": "success", "gate-failed": "warning"}.get(outcome, "error")
-        result = f"v{version} is the challenger" if version is not None else detail
-        self.notifier.notify(
-            f"{request.model}: retraining for {request.environment} {outcome}",
-            f"{_why(request)}. {result}",
-            severity=severity,
-        )
+        announce_outcome(self.notifier, request.model, request.environment, record)
         return record
 
     def _turn_away(
@@ -564,9 +572,145 @@ class Retrainer:
 
 
 def _why(request: RetrainRequest) -> str:
-    alerts = ", ".join(request.alerts) or "a drift alert"
-    features = ", ".join(request.features) or "no feature named"
-    return f"{alerts} (drifted: {features})"
+    return _why_of(request.alerts, request.features)
+
+
+def _why_of(alerts: Sequence[str], features: Sequence[str]) -> str:
+    drifted = ", ".join(features) or "no feature named"
+    return f"{', '.join(alerts) or 'a drift alert'} (drifted: {drifted})"
+
+
+def _finish(
+    base: RetrainRecord,
+    outcome: Outcome,
+    detail: str,
+    *,
+    version: int | None,
+    where: str,
+    now: float,
+) -> RetrainRecord:
+    """``base`` (the record the start wrote) finished with ``outcome``: the detail names
+    where it ran, as the local path's names its log."""
+    text = f"{detail}; {where}" if where else detail
+    return replace(
+        base,
+        outcome=outcome,
+        detail=text[:_DETAIL_MAX_CHARS],
+        new_version=version,
+        finished_at=_iso(now),
+        where=where,
+    )
+
+
+def announce_outcome(
+    notifier: Notifier, model: str, environment: str, record: RetrainRecord
+) -> None:
+    """The notice of a finished retraining (the same from the local path and the workflow)."""
+    severity = {"succeeded": "success", "gate-failed": "warning"}.get(record.outcome, "error")
+    if record.new_version is not None:
+        result = f"v{record.new_version} is the challenger"
+        if record.where:
+            result += f"; {record.where}"
+    else:
+        result = record.detail
+    notifier.notify(
+        f"{model}: retraining for {environment} {record.outcome}",
+        f"{_why_of(record.alerts, record.features)}. {result}",
+        severity=severity,
+    )
+
+
+@dataclass(frozen=True)
+class RetrainReport:
+    """What a retraining that ran elsewhere (the train workflow) reports back.
+
+    ``where`` is the workflow run's URL; ``requested_at`` the dispatch's ``requested_at`` (the
+    ``at`` of the record it started; empty: the record in progress, whichever it is)."""
+
+    model: str
+    environment: str
+    outcome: Outcome
+    detail: str
+    version: int | None = None
+    where: str = ""
+    requested_at: str = ""
+
+
+def report_outcome(
+    cooldown: RegistryCooldown, notifier: Notifier, report: RetrainReport, *, now: float
+) -> tuple[RetrainRecord, bool]:
+    """Finish the pair's retraining in progress with ``report``'s outcome and announce it, as
+    :meth:`Retrainer.finished` does for a local one. Returns the record and whether it changed.
+
+    Idempotent: the same report again (a re-run of the workflow's step, or of its job: one run
+    URL) changes nothing and announces nothing; a re-run with another outcome updates the
+    record. No record in progress, or one that is not the report's (``requested_at``), is an
+    :class:`InputError` naming it and the fix, and nothing is written.
+    """
+    if report.outcome not in FINISHED_OUTCOMES:
+        raise InputError(
+            f"retraining outcome {report.outcome!r} is not one of {', '.join(FINISHED_OUTCOMES)}; "
+            "give one of them (--outcome), or the training command's exit status (--exit-code)"
+        )
+    model, environment = report.model, report.environment
+    tag = last_retrain_tag(environment)
+    previous = cooldown.last_record(model, environment)
+    if previous is None:
+        raise InputError(
+            f"no retraining of {model} for {environment} to report: its registered model has no "
+            f"{tag} tag (sluice serve writes it when a drift alert starts one); report only a "
+            "run that sluice serve's retrain dispatch started"
+        )
+    if report.requested_at:
+        asked = _epoch(report.requested_at)
+        if asked is None:
+            raise InputError(
+                f"--requested-at {report.requested_at!r} is not an ISO 8601 time; pass the "
+                "dispatch's client_payload.requested_at"
+            )
+        if asked != _epoch(previous.at):
+            raise InputError(
+                f"the retraining of {model} for {environment} requested at "
+                f"{report.requested_at} is not the last one ({previous.outcome}, requested at "
+                f"{previous.at}, in {tag}): a later retraining replaced it, so nothing is "
+                "recorded"
+            )
+    rerun = bool(report.where) and previous.where == report.where
+    if previous.outcome != "started" and not (previous.outcome in FINISHED_OUTCOMES and rerun):
+        raise InputError(
+            f"the last retraining of {model} for {environment} is not in progress: it is "
+            f"{previous.outcome} since {previous.finished_at or previous.at} ({tag}); report "
+            "only a run that sluice serve's retrain dispatch started, once"
+        )
+    record = _finish(
+        previous, report.outcome, report.detail, version=report.version, where=report.where,
+        now=now,
+    )  # fmt: skip
+    if rerun and _same_result(previous, record):
+        return previous, False
+    cooldown.save(model, environment, record)
+    announce_outcome(notifier, model, environment, record)
+    return record, True
+
+
+def _same_result(first: RetrainRecord, second: RetrainRecord) -> bool:
+    return (first.outcome, first.detail, first.new_version, first.where) == (
+        second.outcome,
+        second.detail,
+        second.new_version,
+        second.where,
+    )
+
+
+@runtime_checkable
+class StampedStarter(Protocol):
+    """A starter whose retraining reports back on its own (the train workflow): it is told the
+    ``at`` of the record :class:`Retrainer` keeps for the start, to pass along."""
+
+    def start_requested_at(self, request: RetrainRequest, requested_at: str) -> str:
+        """Start ``request`` as :meth:`~controller.ports.RetrainStarter.start` does, carrying
+        ``requested_at`` (ISO 8601) to where the outcome is reported from."""
+        ...
 
 
 class ForgeRetrain:
@@ -577,7 +721,12 @@ class ForgeRetrain:
 
     def start(self, request: RetrainRequest) -> str:
         """Send the dispatch; the workflow trains, registers and proposes."""
-        payload = dispatch_payload(request)
+        return self.start_requested_at(request, "")
+
+    def start_requested_at(self, request: RetrainRequest, requested_at: str) -> str:
+        """Send the dispatch with ``requested_at``, which the workflow's ``sluice retrain
+        report`` passes back, so its outcome lands on this retraining's record."""
+        payload = dispatch_payload(request, requested_at)
         self.forge.dispatch(DISPATCH_EVENT, payload)
         return f"sent repository_dispatch {DISPATCH_EVENT} {payload}"
 

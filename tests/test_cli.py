@@ -141,6 +141,7 @@ FORGE_COMMANDS = [
     ("rollout", "fraud-detector", "--env", "local"),
     ("rollback", "fraud-detector", "--env", "local", "--reason", "x"),
     ("local", "merge", "fraud-detector", "--env", "local"),
+    ("init", "fraud-detector", "--env", "local"),
 ]
 
 

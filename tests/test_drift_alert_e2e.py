@@ -39,6 +39,7 @@ from controller.local.rules import write_local_rules
 from controller.local.scrape import MODEL_SERVER_JOB, ModelServerTarget
 from controller.local.services import AlertmanagerService, MlflowService, PrometheusService
 from controller.local.serving.launcher import start_model_server
+from controller.retrain import RetrainRecord, last_retrain_tag
 from controller.server import ServeMetrics, SluiceServer, sluice_routes
 from controller.settings import Settings
 from models.fraud_detector.data import FEATURES, generate_transactions
@@ -155,11 +156,20 @@ def test_shifted_traffic_starts_exactly_one_retraining(
     assert count(metrics, "sluice_retrains_total", **labels, result="started") == 1
     (dispatch,) = github.dispatches
     since = str(dispatch.client_payload["since"])
+    # When the retrainer recorded the start: the train workflow reports back to that record.
+    last = RetrainRecord.decode(
+        MlflowRegistry(mlflow_server.tracking_uri)
+        .registered_model_tags(name)
+        .get(last_retrain_tag("staging"))
+    )
+    assert last is not None
+    assert last.outcome == "started"
     payload = {
         "model": name,
         "environment": "staging",
         "features": sorted(expected.drifted_features),
         "since": since,
+        "requested_at": last.at,
     }
     assert dispatch == Dispatch(REPO, "retrain", payload)
     # When Alertmanager says the alert started firing: after the traffic, before the dispatch.

@@ -149,14 +149,19 @@ def test_no_expression_is_expanded_inside_a_script() -> None:
         assert "${{" not in script, where
 
 
-def test_secrets_are_only_the_documented_four() -> None:
-    """The workflows read MLFLOW_TRACKING_URI, MLFLOW_TRACKING_TOKEN, SLUICE_GITHUB_TOKEN and
-    ARGOCD_AUTH_TOKEN, and no other secret."""
+def test_secrets_are_only_the_documented_ones() -> None:
+    """The workflows read MLFLOW_TRACKING_URI, MLFLOW_TRACKING_TOKEN, SLUICE_GITHUB_TOKEN,
+    ARGOCD_AUTH_TOKEN and the optional SLUICE_NOTIFY_WEBHOOK_URL (the retraining report's
+    notice), and no other secret; each is in the README's table."""
     text = "".join(p.read_text(encoding="utf-8") for p in WORKFLOWS.glob("*.yml"))
     used = set(re.findall(r"secrets\.(\w+)", text))
     assert used == {
         "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "SLUICE_GITHUB_TOKEN", "ARGOCD_AUTH_TOKEN",
+        "SLUICE_NOTIFY_WEBHOOK_URL",
     }  # fmt: skip
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for secret in used:
+        assert f"| `{secret}` |" in readme, secret
 
 
 def test_every_make_target_exists() -> None:
@@ -183,7 +188,7 @@ def test_every_sluice_command_and_flag_exists() -> None:
     calls = [
         (where, cmd, rest) for where, script in scripts() for cmd, rest in _SLUICE.findall(script)
     ]
-    assert {cmd for _, cmd, _ in calls} == {"propose", "rollout"}
+    assert {cmd for _, cmd, _ in calls} == {"propose", "rollout", "retrain"}
     commands = set(re.findall(r"^│\s+([a-z][\w-]*)\s", sluice_help(), flags=re.MULTILINE))
     assert "propose" in commands
     for where, command, rest in calls:
@@ -191,6 +196,11 @@ def test_every_sluice_command_and_flag_exists() -> None:
             assert command in PENDING_COMMANDS, f"{where}: sluice has no command {command!r}"
             continue
         help_text = sluice_help(command)
+        # A command group (`sluice retrain report`): the flags are its subcommand's.
+        sub = re.match(r"\s+([a-z][\w-]*)\b", rest)
+        listed = set(re.findall(r"^│\s+([a-z][\w-]*)\s", help_text, flags=re.MULTILINE))
+        if sub and sub.group(1) in listed:
+            help_text = sluice_help(command, sub.group(1))
         for flag in re.findall(r"(--[a-z][\w-]*)", rest):
             assert re.search(rf"{flag}\b", help_text), f"{where}: sluice {command} has no {flag}"
 
@@ -228,6 +238,58 @@ def test_a_drift_dispatch_trains_on_the_data_since_the_drift_began() -> None:
         train
     )
     assert '--model-name "$MODEL" "${data[@]}" --json' in train
+
+
+def test_a_drift_retraining_reports_its_outcome_on_success_and_on_failure() -> None:
+    """train.yml's last step runs `sluice retrain report` whatever happened before it
+    (`always()`), only for a `retrain` dispatch that passed the request check and carries
+    `requested_at` (the record sluice serve started), with every value from the environment
+    and only flags the command has; the first step checks `requested_at` like `since`."""
+    from support.workflow_runner import should_run
+
+    job = workflows()["train.yml"]["jobs"]["train"]
+    step = job["steps"][-1]
+    assert step["name"] == "Report the retraining's outcome"
+    condition = step["if"]
+    assert condition.startswith("always() && ")
+    assert "github.event_name == 'repository_dispatch'" in condition
+    assert "steps.request.outputs.report == 'true'" in condition
+    assert job["env"]["REQUESTED_AT"] == "${{ github.event.client_payload.requested_at }}"
+    assert step["env"]["STATUS"] == "${{ steps.train.outputs.status }}"
+    assert step["env"]["VERSION"] == "${{ steps.train.outputs.version }}"
+    assert step["env"]["PROPOSED"] == "${{ steps.propose.outcome }}"
+    assert [s.get("id") for s in job["steps"] if s.get("name") == "Propose the version"] == [
+        "propose"
+    ]
+    script = step["run"]
+    assert '.venv/bin/sluice retrain report "$MODEL" --env "$ENVIRONMENT" "${report[@]}"' in (
+        script
+    )
+    assert '--run-url "$GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID"' in (
+        script
+    )
+    assert '--exit-code "$STATUS"' in script
+    help_text = sluice_help("retrain", "report")
+    for flag in set(re.findall(r"(--[a-z][\w-]*)", script)):
+        assert re.search(rf"{flag}\b", help_text), flag
+    check = step_script("train.yml", "Check the request")
+    assert '"$REQUESTED_AT" =~ ^[0-9]{4}-' in check
+    assert 'if [ -n "$REQUESTED_AT" ]; then echo "report=true" >> "$GITHUB_OUTPUT"; fi' in check
+
+    def runs(event_name: str, report: str | None, failed: bool) -> bool:
+        outputs = {"report": report} if report else {}
+        context = {
+            "github": {"event_name": event_name},
+            "steps": {"request": {"outputs": outputs}},
+            "job": {"failed": failed},
+        }
+        return should_run(condition, context)
+
+    assert runs("repository_dispatch", "true", failed=False)
+    assert runs("repository_dispatch", "true", failed=True)
+    assert not runs("repository_dispatch", None, failed=True)  # no requested_at, or a bad one
+    assert not runs("workflow_dispatch", "true", failed=False)
+    assert not runs("schedule", None, failed=True)
 
 
 def test_triggers() -> None:

@@ -3,10 +3,13 @@
 GitHub Actions cannot run here, so the tests run what the workflows run: every `run:` script
 of a job, in order, with bash, in the repository's checkout, with the step's and the job's
 `env:` after evaluating the `${{ }}` expressions the workflows use (contexts `github.event`,
-`inputs`, `steps.*.outputs`, `secrets`; `||`, `==`, `!=`, `join()`), and the files GitHub
-provides (`$GITHUB_OUTPUT`, `$GITHUB_STEP_SUMMARY`, `$RUNNER_TEMP`). `uses:` steps are what
-the test environment already is (a checkout with Python); `sudo` steps install system
-packages, which the test machine has.
+`github.event_name`, `inputs`, `steps.*.outputs`, `steps.*.outcome`, `secrets`; `||`, `&&`,
+`==`, `!=`, `join()`, and the status functions `always()`, `success()`, `failure()`), and the
+files GitHub provides (`$GITHUB_OUTPUT`, `$GITHUB_STEP_SUMMARY`, `$RUNNER_TEMP`). As on GitHub,
+once a step fails the job runs only the steps whose `if:` calls a status function that lets
+them (`always()`, `failure()`); a condition without one means `success() && ...`. `uses:`
+steps are what the test environment already is (a checkout with Python); `sudo` steps install
+system packages, which the test machine has.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from typing import Any
 
 import yaml
 
-__all__ = ["JobRun", "base_environ", "evaluate", "run_job"]
+__all__ = ["JobRun", "base_environ", "evaluate", "run_job", "should_run"]
 
 _EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+_STATUS_FUNCTION = re.compile(r"\b(always|success|failure|cancelled)\(\)")
 
 
 @dataclass
@@ -34,6 +38,7 @@ class JobRun:
     codes: dict[str, int] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
     summary: str = ""
+    #: The first step that failed (the job failed); later `if: always()` steps still ran.
     failed_step: str | None = None
 
 
@@ -48,6 +53,10 @@ def _lookup(path: str, context: Mapping[str, Any]) -> Any:
 
 def _term(text: str, context: Mapping[str, Any]) -> Any:
     text = text.strip()
+    status = _STATUS_FUNCTION.fullmatch(text)
+    if status:
+        failed = bool(context.get("job", {}).get("failed"))
+        return {"always": True, "success": not failed, "failure": failed}.get(status.group(1))
     if text.startswith("'") and text.endswith("'"):
         return text[1:-1]
     match = re.fullmatch(r"join\((.+?),\s*'(.*)'\)", text)
@@ -57,19 +66,39 @@ def _term(text: str, context: Mapping[str, Any]) -> Any:
     return _lookup(text, context)
 
 
+def _comparison(text: str, context: Mapping[str, Any]) -> Any:
+    match = re.fullmatch(r"(.+?)\s*(==|!=)\s*(.+)", text.strip())
+    if match:
+        left, right = _term(match.group(1), context), _term(match.group(3), context)
+        # GitHub compares a missing value (null) equal to '' (both coerce to 0).
+        left, right = ("" if left is None else left), ("" if right is None else right)
+        return (str(left) == str(right)) == (match.group(2) == "==")
+    return _term(text, context)
+
+
 def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
-    """A GitHub expression of the shapes the workflows use."""
+    """A GitHub expression of the shapes the workflows use (no parentheses: `&&` binds
+    tighter than `||`, as in GitHub's grammar)."""
+    value: Any = None
     for alternative in expression.split("||"):
-        alternative = alternative.strip()
-        match = re.fullmatch(r"(.+?)\s*(==|!=)\s*(.+)", alternative)
-        if match:
-            left, right = _term(match.group(1), context), _term(match.group(3), context)
-            value: Any = (str(left) == str(right)) == (match.group(2) == "==")
-        else:
-            value = _term(alternative, context)
+        for operand in alternative.split("&&"):
+            value = _comparison(operand, context)
+            if not value:
+                break
         if value:
             return value
     return value
+
+
+def should_run(condition: str | None, context: Mapping[str, Any]) -> bool:
+    """Whether a step with ``if: condition`` runs: with no status function in it, only while
+    no step has failed (GitHub's implicit ``success() &&``)."""
+    failed = bool(context.get("job", {}).get("failed"))
+    if not condition:
+        return not failed
+    if not _STATUS_FUNCTION.search(condition) and failed:
+        return False
+    return bool(evaluate(condition, context))
 
 
 def _render(text: str, context: Mapping[str, Any]) -> str:
@@ -98,14 +127,26 @@ def run_job(
     cwd: Path,
     workdir: Path,
     environ: Mapping[str, str],
+    event_name: str | None = None,
 ) -> JobRun:
-    """Run ``job`` of ``workflow`` for ``event``, stopping at the first failing step."""
+    """Run ``job`` of ``workflow`` for ``event`` (named ``event_name``; by default the one its
+    shape says: ``client_payload`` a repository_dispatch, ``inputs`` a workflow_dispatch);
+    after a failing step only the steps whose condition asks for it run."""
+    if event_name is None:
+        event_name = (
+            "repository_dispatch"
+            if "client_payload" in event
+            else "workflow_dispatch"
+            if "inputs" in event
+            else "push"
+        )
     spec = yaml.safe_load(workflow.read_text())["jobs"][job]
     run = JobRun()
     summary = workdir / "summary.md"
     summary.write_text("")
     context: dict[str, Any] = {
-        "github": {"event": event},
+        "github": {"event": event, "event_name": event_name},
+        "job": {"failed": False},
         "inputs": event.get("inputs", {}),
         "secrets": dict(secrets),
         "steps": {},
@@ -115,7 +156,9 @@ def run_job(
         name = step.get("name", f"step {index}")
         script = step.get("run")
         condition = step.get("if")
-        if condition and not evaluate(condition, context):
+        if not should_run(condition, context):
+            if "id" in step:
+                context["steps"][step["id"]] = {"outputs": {}, "outcome": "skipped"}
             continue
         if script is None or str(script).startswith("sudo "):
             continue
@@ -138,10 +181,11 @@ def run_job(
         outputs = _read_outputs(output)
         run.outputs[name] = outputs
         if "id" in step:
-            context["steps"][step["id"]] = {"outputs": outputs}
-        if done.returncode != 0:
+            outcome = "success" if done.returncode == 0 else "failure"
+            context["steps"][step["id"]] = {"outputs": outputs, "outcome": outcome}
+        if done.returncode != 0 and run.failed_step is None:
             run.failed_step = name
-            break
+            context["job"]["failed"] = True
     run.summary = summary.read_text()
     return run
 
