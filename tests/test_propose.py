@@ -12,16 +12,17 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 from ruamel.yaml import YAML
-from support.gitops_repo import commit_to_remote, snapshot
+from support.gitops_repo import commit_to_remote, manifest_files, snapshot
 from support.gitrepo import GitRemote, git
 from support.registry import register_version
 
-from controller.backends.git_repo import GitWorkspace, Identity
+from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
 from controller.propose import ProposalRequest, ProposalResult, propose
 from controller.render import validate_rendered
+from controller.testing import MemoryReleaseRepository, MemoryRemote
 
 PIN = "manifests/overlays/staging/fraud-detector.yaml"
 
@@ -426,41 +427,29 @@ def test_rejected_token_never_appears_in_output(
     assert snapshot(remote) == refs
 
 
-class _RacingWorkspace(GitWorkspace):
-    """A real workspace whose first edit waits until the other racer has edited too."""
-
-    def __init__(self, url: str, cache: Path, barrier: threading.Barrier) -> None:
-        # Two controllers of one team, each with its own committer: their commits differ even
-        # when both land in the same second (identical commits would both "win" the push).
-        identity = Identity(f"Sluice {cache.name}", f"sluice-{cache.name}@example.com")
-        super().__init__(url, cache, identity=identity, backoff_seconds=0.01)
-        self._barrier = barrier
-        self.edits = 0
-
-    def commit_and_push(self, *, branch, base, edit, message):  # type: ignore[no-untyped-def]
-        def racing(tree: Path) -> None:
-            edit(tree)
-            self.edits += 1
-            if self.edits == 1:
-                self._barrier.wait()
-
-        return super().commit_and_push(branch=branch, base=base, edit=racing, message=message)
-
-
 @pytest.mark.slow
-def test_concurrent_identical_proposals_land_once(
-    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
-) -> None:
+def test_concurrent_identical_proposals_land_once(mlflow_server: MlflowService, model: str) -> None:
     """Two racing proposals of one version both succeed; the loser rebases onto one commit."""
     register_version(mlflow_server.tracking_uri, model)
     barrier = threading.Barrier(2, timeout=60)
     registry = MlflowRegistry(mlflow_server.tracking_uri)
     request = ProposalRequest(model=model, environment="staging")
+    remote = MemoryRemote(manifest_files(model))
     results, workspaces = {}, {}
 
     def run(name: str) -> None:
-        workspaces[name] = _RacingWorkspace(remote.url, tmp_path / name, barrier)
-        results[name] = propose(request, registry=registry, workspace=workspaces[name], forge=None)
+        # Two controllers of one team, each with its own committer: their commits differ even
+        # when both land in the same second (identical commits would both "win" the push).
+        workspace = workspaces[name] = MemoryReleaseRepository(remote=remote, author=name)
+        pushes: list[str] = []
+
+        def first_waits_for_the_other(branch: str) -> None:
+            pushes.append(branch)
+            if len(pushes) == 1:  # both have edited the same tip before either pushes
+                barrier.wait()
+
+        workspace.before_push = first_waits_for_the_other
+        results[name] = propose(request, registry=registry, workspace=workspace, forge=None)
 
     threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
     for thread in threads:
@@ -469,8 +458,8 @@ def test_concurrent_identical_proposals_land_once(
         thread.join(120)
     assert sorted(r.status for r in results.values()) == ["proposed", "unchanged"]
     assert len({r.commit for r in results.values()}) == 1
-    branch = results["a"].branch
-    assert git("rev-list", "--count", f"main..{branch}", cwd=remote.path) == "1"
+    branch = remote.log(results["a"].branch)
+    assert branch[1].sha == remote.tip("main")  # one commit on main's tip
     assert sorted(w.edits for w in workspaces.values()) == [1, 2]
 
 

@@ -16,11 +16,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlflow import MlflowClient
-from support.gitops_repo import ROOT, seed_manifests
-from support.gitrepo import GitRemote, create_git_remote, git
+from support.gitops_repo import ROOT, manifest_files
 from support.rollout_values import in_shadow as shadow_observation
 
-from controller.backends.git_repo import CommitOutcome, GitWorkspace
 from controller.backends.kubernetes_target import observation_from
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.environment import load_environment
@@ -63,7 +61,14 @@ from controller.shadow_mirror import (
     validate_virtual_service,
 )
 from controller.target_types import TargetObservation, TrafficEntry
-from controller.testing import InstantCluster, ManualClock, RecordingNotifier, ScriptedLoad
+from controller.testing import (
+    InstantCluster,
+    ManualClock,
+    MemoryReleaseRepository,
+    MemoryRemote,
+    RecordingNotifier,
+    ScriptedLoad,
+)
 
 HEAD = "c" * 40
 OLD, NEW = "fd-predictor-00001", "fd-predictor-00002"
@@ -354,28 +359,18 @@ class Crash(BaseException):
     """The controller's process dies here (nothing in Sluice may catch it)."""
 
 
-class DyingWorkspace(GitWorkspace):
-    """A workspace whose next commit kills the controller, before its push or after it."""
+def dying_workspace(remote: MemoryRemote, when: str | None) -> MemoryReleaseRepository:
+    """A controller's workspace whose next commit kills it, before its push or after it."""
+    workspace = MemoryReleaseRepository(remote=remote)
 
-    die: str | None = None
+    def die(*_: str) -> None:
+        raise Crash(str(when))
 
-    def commit_and_push(
-        self, *, branch: str, base: str, edit: Callable[[Path], None], message: str
-    ) -> CommitOutcome:
-        when, self.die = self.die, None
-        if when == "before push":
-
-            def edit_then_die(worktree: Path) -> None:
-                edit(worktree)
-                raise Crash(when)
-
-            return super().commit_and_push(
-                branch=branch, base=base, edit=edit_then_die, message=message
-            )
-        outcome = super().commit_and_push(branch=branch, base=base, edit=edit, message=message)
-        if when == "after push":
-            raise Crash(when)
-        return outcome
+    if when == "before push":
+        workspace.before_push = die
+    elif when == "after push":
+        workspace.after_push = die
+    return workspace
 
 
 class SelfMirroring:
@@ -393,7 +388,7 @@ class World:
     """A GitOps remote where v1 serves staging and v2 was just pinned in its shadow phase."""
 
     root: Path
-    remote: GitRemote
+    remote: MemoryRemote
     model: str
     registry: MlflowRegistry
     clock: ManualClock
@@ -401,11 +396,9 @@ class World:
     base: str = ""
 
     def reconciler(self, *, local: bool = False, dying: str | None = None) -> Reconciler:
-        """A freshly started controller on the same disk (its clone survives a crash)."""
-        workspace = DyingWorkspace(self.remote.url, self.root / "controller")
-        workspace.die = dying
+        """A freshly started controller (a new clone of the remote)."""
         return Reconciler(
-            workspace=workspace,
+            workspace=dying_workspace(self.remote, dying),
             registry=self.registry,
             target=SelfMirroring(self.cluster) if local else self.cluster,
             # Locust played by the fake: the smoke at the phase's start (on by default) sends
@@ -441,17 +434,23 @@ class World:
 
     def commits(self) -> list[tuple[str, str]]:
         """(subject, Sluice-Action) of every commit since the shadow pin, oldest first."""
-        fmt = "%s%x1f%(trailers:key=Sluice-Action,valueonly,separator=)%x1e"
-        out = git("log", "--reverse", f"--format={fmt}", f"{self.base}..main", cwd=self.remote.path)
-        rows = [c.strip().split("\x1f") for c in out.split("\x1e") if c.strip()]
-        return [(subject, action.strip()) for subject, action in rows]
+        log = self.remote.log("main")
+        since = log[: [c.sha for c in log].index(self.base)]
+        return [(c.subject, c.trailers.get("Sluice-Action", "")) for c in reversed(since)]
 
-    def show(self, path: str) -> str:
-        return git("show", f"main:{path}", cwd=self.remote.path)
+    def show(self, path: str, sha: str | None = None) -> str:
+        """A file of main's tip (or of commit ``sha``)."""
+        return self.remote.commits[sha or self.remote.branches["main"]].files[path]
 
     def changed(self) -> list[str]:
         """``status<TAB>path`` of each file the branch tip's commit changed."""
-        return git("show", "--name-status", "--format=", "main", cwd=self.remote.path).splitlines()
+        tip = self.remote.log("main")[0]
+        before = self.remote.commits[tip.parents[0]].files
+        return [
+            f"{'A' if path not in before else 'D' if path not in tip.files else 'M'}\t{path}"
+            for path in sorted({*before, *tip.files})
+            if before.get(path) != tip.files.get(path)
+        ]
 
 
 def pin_edit(
@@ -470,13 +469,8 @@ def pin_edit(
 
 
 @pytest.fixture
-def world(mlflow_server: MlflowService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+def world(mlflow_server: MlflowService, tmp_path: Path) -> World:
     """v1 serving staging on the fake cluster, then v2 pinned in its shadow phase."""
-
-    def git_dates(now: float) -> None:
-        # Commits are dated by the fake clock, so the rollout's deadlines and intervals agree.
-        for variable in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE"):
-            monkeypatch.setenv(variable, f"@{int(now)} +0000")
 
     model = f"mirror-{uuid.uuid4().hex[:8]}"
     client = MlflowClient(mlflow_server.tracking_uri)
@@ -487,14 +481,14 @@ def world(mlflow_server: MlflowService, tmp_path: Path, monkeypatch: pytest.Monk
         # An input example, which the smoke sends, but no model: nothing here loads one.
         client.log_text(run.run_id, json.dumps(example), f"model-{version}/input_example.json")
         client.create_model_version(model, f"{run.artifact_uri}/model-{version}", run.run_id)
-    remote = create_git_remote(tmp_path)
-    seed_manifests(remote, tmp_path / "seed", model=model)
-    clock = ManualClock(1_750_000_000.0, on_change=git_dates)
-    cluster = InstantCluster(remote.path, ready_after=1, clock=clock)
+    clock = ManualClock(1_750_000_000.0)
+    # Commits are dated by the fake clock, so the rollout's deadlines and intervals agree.
+    remote = MemoryRemote(manifest_files(model), clock=clock)
+    cluster = InstantCluster(remote, ready_after=1, clock=clock)
     world = World(
         tmp_path, remote, model, MlflowRegistry(mlflow_server.tracking_uri), clock, cluster
     )
-    author = GitWorkspace(remote.url, tmp_path / "author")
+    author = MemoryReleaseRepository(remote=remote, author="a person")
     author.sync()
 
     def serve_v1_with_a_shadow_policy(tree: Path) -> None:
@@ -554,7 +548,10 @@ def test_a_cluster_gets_the_mirror_in_one_commit_and_never_again(world: World) -
 def test_the_overlay_with_the_mirror_renders_and_validates(world: World, tmp_path: Path) -> None:
     """`kubectl kustomize` of the committed overlay gives a valid InferenceService and mirror."""
     mirrored(world)
-    clone = world.remote.clone(tmp_path / "check")
+    clone = tmp_path / "check"
+    for path, text in world.remote.files("main").items():
+        (clone / path).parent.mkdir(parents=True, exist_ok=True)
+        (clone / path).write_text(text)
     rendered = {d["kind"]: d for d in validate_rendered(clone / OVERLAY)}
     assert set(rendered) == {"InferenceService", "VirtualService"}
     validate_virtual_service(rendered["VirtualService"], source="rendered")
@@ -578,7 +575,7 @@ def test_the_commit_that_ends_the_shadow_removes_the_mirror(
 ) -> None:
     """The first canary step and the rollback each remove the mirror in their own commit."""
     mirrored(world)
-    kustomization = git("show", f"{world.base}:{OVERLAY}/kustomization.yaml", cwd=world.remote.path)
+    kustomization = world.show(f"{OVERLAY}/kustomization.yaml", world.base)
     world.act(action)
     assert [a for _, a in world.commits()] == ["mirror", kind]
     assert sorted(world.changed()) == [
@@ -588,7 +585,7 @@ def test_the_commit_that_ends_the_shadow_removes_the_mirror(
     ]
     assert world.show(f"{OVERLAY}/kustomization.yaml") == kustomization
     assert "sluice.dev/phase" not in world.show(PIN)
-    body = git("log", "-1", "--format=%b", "main", cwd=world.remote.path)
+    body = world.remote.log("main")[0].message
     assert f"The mirror ({SHADOW_FILE}) is removed in this commit." in body
     report = world.reconciler().reconcile(ENV, world.model)
     assert report.action != "StopMirror"

@@ -9,17 +9,19 @@ It reads the environment's branch from a real Git repository, renders the overla
 from __future__ import annotations
 
 import copy
+import hashlib
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from controller.backends.kubernetes_target import observation_from
-from controller.errors import SluiceError
+from controller.errors import ManifestInvalid, SluiceError
 from controller.local import sync
 from controller.local.kserve_status import (
     PredictorSpec,
@@ -31,8 +33,10 @@ from controller.local.kserve_status import (
     reconcile_status,
 )
 from controller.local.revisions import predictor_fingerprint, predictor_spec, storage_uri
+from controller.render import render_overlay
 from controller.target_types import TargetObservation
 from controller.testing.behaviours import Behaviour, Behaviours
+from controller.testing.memory_remote import MemoryRemote
 
 __all__ = ["InstantCluster"]
 
@@ -106,6 +110,7 @@ class InstantCluster:
     """A :class:`~controller.ports.Target` that syncs and serves in :meth:`observe` calls.
 
     ``git_dir`` is the git directory of the repository Argo CD would watch (a bare remote, or
+    a clone's ``.git``), or the :class:`~controller.testing.MemoryRemote` it would watch
     a clone's ``.git``). Serverless mode only: revisions are Knative's. Each
     :meth:`observe` is one Argo CD poll and one KServe reconcile: a new tip of ``branch`` is
     synced after ``sync_after`` further calls (0: at once), and a new revision is ready after
@@ -116,7 +121,7 @@ class InstantCluster:
 
     def __init__(
         self,
-        git_dir: Path,
+        git_dir: Path | MemoryRemote,
         *,
         branch: str = "main",
         behaviours: Behaviours | None = None,
@@ -124,7 +129,8 @@ class InstantCluster:
         ready_after: int = 1,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.git_dir = Path(git_dir)
+        self.memory = git_dir if isinstance(git_dir, MemoryRemote) else None
+        self.git_dir = Path(git_dir) if not isinstance(git_dir, MemoryRemote) else Path()
         self.branch = branch
         self.behaviours = behaviours or Behaviours()
         self.sync_after = sync_after
@@ -138,7 +144,8 @@ class InstantCluster:
         self.sync_requests: list[str] = []
 
     def __repr__(self) -> str:
-        return f"InstantCluster(git_dir={str(self.git_dir)!r}, branch={self.branch!r})"
+        source = self.memory.url if self.memory else str(self.git_dir)
+        return f"InstantCluster(git_dir={source!r}, branch={self.branch!r})"
 
     # -- the Target protocol -------------------------------------------------------------------
 
@@ -201,7 +208,8 @@ class InstantCluster:
         env = self._environments.get(name)
         if env is None:
             overlay = f"manifests/overlays/{name}"
-            app = sync.new_application(name, str(self.git_dir), self.branch, overlay)
+            url = self.memory.url if self.memory else str(self.git_dir)
+            app = sync.new_application(name, url, self.branch, overlay)
             env = self._environments[name] = _Environment(app)
         return env
 
@@ -217,7 +225,10 @@ class InstantCluster:
 
     def _poll(self, name: str, env: _Environment) -> None:
         app = env.application
-        tip = self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{self.branch}")
+        if self.memory is not None:
+            tip = self.memory.tip(self.branch)
+        else:
+            tip = self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{self.branch}")
         if tip is None:
             sync.set_comparison(app, None, f"branch {self.branch} does not exist")
             return
@@ -252,13 +263,21 @@ class InstantCluster:
         sync.operation_succeeded(app, sha, now, names)
 
     def _render(self, sha: str, overlay: str) -> list[dict[str, Any]]:
-        tree = self._git("rev-parse", f"{sha}^{{tree}}")
+        render: Callable[[], list[dict[str, Any]]]
+        if self.memory is not None:
+            files = self.memory.commits[sha].files
+            content = repr(sorted(files.items())).encode()
+            tree: str | None = "memory:" + hashlib.sha1(content, usedforsecurity=False).hexdigest()
+            render = lambda: _render_files(files, sha, overlay)  # noqa: E731
+        else:
+            tree = self._git("rev-parse", f"{sha}^{{tree}}")
+            render = lambda: sync.render_at(self.git_dir, sha, overlay)  # noqa: E731
         if tree is None:
-            return sync.render_at(self.git_dir, sha, overlay)
+            return render()
         with _RENDERED_LOCK:
             rendered = _RENDERED.get((tree, overlay))
         if rendered is None:
-            rendered = sync.render_at(self.git_dir, sha, overlay)
+            rendered = render()
             with _RENDERED_LOCK:
                 _RENDERED[(tree, overlay)] = rendered
         return copy.deepcopy(rendered)
@@ -308,3 +327,18 @@ class InstantCluster:
 
     def _now(self) -> str:
         return datetime.fromtimestamp(self._clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _render_files(files: Mapping[str, str], sha: str, overlay: str) -> list[dict[str, Any]]:
+    """What :func:`controller.local.sync.render_at` renders, from a MemoryRemote's tree."""
+    with tempfile.TemporaryDirectory(prefix="sluice-sync-") as tmp:
+        for name, text in files.items():
+            (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
+        directory = Path(tmp) / overlay
+        if not directory.is_dir():
+            raise ManifestInvalid(
+                f"{overlay} does not exist at {sha[:12]}; create the overlay or fix --env"
+            )
+        documents = render_overlay(directory)
+    return [d for d in documents if d.get("kind") == "InferenceService"]

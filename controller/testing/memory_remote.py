@@ -9,6 +9,7 @@ fast-forward; commits are named by their content, so two identical commits are o
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Commit", "MemoryRemote", "files_under", "make_commit"]
+
+_TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)\s*:\s*(.*)$")
 
 
 def files_under(root: Path, prefix: str = "") -> dict[str, str]:
@@ -45,6 +48,11 @@ class Commit:
     def subject(self) -> str:
         return self.message.split("\n", 1)[0]
 
+    @property
+    def trailers(self) -> dict[str, str]:
+        """The trailers of the message as ``%(trailers:only,unfold)`` reads them."""
+        return _trailers(self.message)
+
 
 def make_commit(
     parents: tuple[str, ...], files: Mapping[str, str], message: str, author: str, when: float
@@ -54,6 +62,24 @@ def make_commit(
     content = repr((parents, sorted(files.items()), message, author, when))
     sha = hashlib.sha1(content.encode(), usedforsecurity=False).hexdigest()
     return Commit(sha, parents, dict(files), message, author, when)
+
+
+def _trailers(message: str) -> dict[str, str]:
+    """The trailers of a message as ``%(trailers:only,unfold)`` reads them: its last
+    paragraph (never the subject's) when every line of it is ``Key: value``."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", message.strip()) if p.strip()]
+    if len(paragraphs) < 2:
+        return {}
+    lines: list[str] = []
+    for line in paragraphs[-1].splitlines():
+        if line[:1].isspace() and lines:
+            lines[-1] += " " + line.strip()  # a folded value continues the line above
+        else:
+            lines.append(line)
+    matches = [_TRAILER.match(line) for line in lines]
+    if not all(matches):
+        return {}
+    return {m.group(1): m.group(2).strip() for m in matches if m}
 
 
 class MemoryRemote:

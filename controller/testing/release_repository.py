@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import re
 import tempfile
 import threading
 import time
@@ -46,26 +45,6 @@ from controller.ports import ChangeInfo, CommitOutcome
 from controller.testing.memory_remote import Commit, MemoryRemote, files_under, make_commit
 
 __all__ = ["MemoryReleaseRepository"]
-
-_TRAILER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)\s*:\s*(.*)$")
-
-
-def _trailers(message: str) -> dict[str, str]:
-    """The trailers of a message as ``%(trailers:only,unfold)`` reads them: its last
-    paragraph (never the subject's) when every line of it is ``Key: value``."""
-    paragraphs = [p for p in re.split(r"\n\s*\n", message.strip()) if p.strip()]
-    if len(paragraphs) < 2:
-        return {}
-    lines: list[str] = []
-    for line in paragraphs[-1].splitlines():
-        if line[:1].isspace() and lines:
-            lines[-1] += " " + line.strip()  # a folded value continues the line above
-        else:
-            lines.append(line)
-    matches = [_TRAILER.match(line) for line in lines]
-    if not all(matches):
-        return {}
-    return {m.group(1): m.group(2).strip() for m in matches if m}
 
 
 def _at(files: Mapping[str, str], path: str) -> object:
@@ -193,7 +172,7 @@ class MemoryReleaseRepository:
             if len(found) == limit:
                 break
             if self._changed(commit, path):
-                found.append(ChangeInfo(commit.sha, commit.time, _trailers(commit.message)))
+                found.append(ChangeInfo(commit.sha, commit.time, commit.trailers))
         return found
 
     def last_change(self, branch: str, path: str) -> ChangeInfo | None:

@@ -6,9 +6,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from support.gitrepo import GitRemote, git
+from support.gitrepo import README, GitRemote, git
 
-__all__ = ["ROOT", "commit_to_remote", "seed_manifests", "snapshot"]
+__all__ = ["ROOT", "commit_to_remote", "manifest_files", "seed_manifests", "snapshot"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,14 +38,28 @@ def seed_manifests(remote: GitRemote, workdir: Path, *, model: str = "fraud-dete
     def copy(tree: Path) -> None:
         shutil.copytree(ROOT / "manifests", tree / "manifests")
         for path in (tree / "manifests" / "overlays").glob("*/*.yaml"):
-            text = path.read_text()
-            text = text.replace("model: fraud-detector", f"model: {model}")
-            text = text.replace(
-                "sluice.dev/model-name: fraud-detector", f"sluice.dev/model-name: {model}"
-            )
-            path.write_text(text)
+            path.write_text(_serving(path.read_text(), model))
 
     return commit_to_remote(remote, workdir, "Add manifests", copy)
+
+
+def manifest_files(model: str = "fraud-detector") -> dict[str, str]:
+    """What :func:`seed_manifests` commits, as files by path: the README of a new remote and
+    the repository's manifests/ serving ``model`` (to seed a MemoryRemote with)."""
+    files = {"README.md": README}
+    for path in sorted((ROOT / "manifests").rglob("*")):
+        if path.is_file():
+            name = path.relative_to(ROOT).as_posix()
+            overlay = name.startswith("manifests/overlays/") and name.count("/") == 3
+            text = path.read_text()
+            files[name] = _serving(text, model) if overlay and name.endswith(".yaml") else text
+    return files
+
+
+def _serving(text: str, model: str) -> str:
+    """An overlay file renamed to serve ``model`` (its release entry, its pin's annotation)."""
+    text = text.replace("model: fraud-detector", f"model: {model}")
+    return text.replace("sluice.dev/model-name: fraud-detector", f"sluice.dev/model-name: {model}")
 
 
 def snapshot(remote: GitRemote) -> str:

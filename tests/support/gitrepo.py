@@ -14,9 +14,19 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["GIT_ENV", "TEST_EMAIL", "TEST_NAME", "GitRemote", "create_git_remote", "git"]
+__all__ = [
+    "GIT_ENV",
+    "README",
+    "TEST_EMAIL",
+    "TEST_NAME",
+    "GitRemote",
+    "create_git_remote",
+    "git",
+]
 
 TEST_NAME = "Sluice Test"
+#: What the seed commit's README.md says.
+README = "# GitOps repository for Sluice tests\n"
 TEST_EMAIL = "sluice-test@example.invalid"
 
 #: Environment for git commands run by the test support code: fixed identity and dates, no
@@ -81,7 +91,7 @@ def create_git_remote(root: Path, *, branch: str = "main") -> GitRemote:
     git("init", "--quiet", "--bare", f"--initial-branch={branch}", bare)
     git("clone", "--quiet", str(bare), seed)
     git("symbolic-ref", "HEAD", f"refs/heads/{branch}", cwd=seed)
-    (seed / "README.md").write_text("# GitOps repository for Sluice tests\n")
+    (seed / "README.md").write_text(README)
     git("add", "README.md", cwd=seed)
     git("commit", "--quiet", "-m", "Initial commit", cwd=seed)
     git("push", "--quiet", "origin", branch, cwd=seed)

@@ -20,11 +20,9 @@ from typing import Protocol
 from controller.backends.git_repo import GitWorkspace
 from controller.ports import ReleaseRepository
 from controller.testing import MemoryReleaseRepository
-from support.gitrepo import create_git_remote, git
+from support.gitrepo import README, create_git_remote, git
 
 __all__ = ["README", "GitHarness", "Harness", "MemoryHarness"]
-
-README = "# GitOps repository for Sluice tests\n"
 
 
 class Harness(Protocol):
