@@ -3,15 +3,9 @@
 Routes are plain functions from a :class:`Request` to a :class:`Response`, kept in a table keyed
 by method and path, so each is tested without sockets and later routes (``POST
 /hooks/alertmanager``, built in :mod:`controller.alertmanager_hook`) are one more entry in
-:func:`sluice_routes`.
-
-The transport is the standard library's ``ThreadingHTTPServer``, not FastAPI and uvicorn: a
-handful of small JSON and text routes need no framework, the raw body that a webhook signature
-covers is at hand without middleware, and a server started on port 0 in a thread stops with
-one ``shutdown()`` call, which keeps tests in-process. It binds 127.0.0.1 unless told
-otherwise; it is meant to sit behind a Kubernetes Service or an ingress that terminates TLS.
-Bodies must declare their length and stay under ``max_body_bytes``, and a client that stalls
-is dropped after ``request_timeout_seconds``.
+:func:`sluice_routes`. Those types and :class:`SluiceServer`, which serves a table with
+Starlette and uvicorn from a thread, live in :mod:`controller.http_transport` and are
+re-exported here, where the routes' modules and commands import them.
 
 Metrics live in a ``CollectorRegistry`` owned by :class:`ServeMetrics`, never the global one,
 so two servers in one process (as in the tests) count separately.
@@ -19,22 +13,15 @@ so two servers in one process (as in the tests) count separately.
 
 from __future__ import annotations
 
-import json
 import logging
-import socket
-import socketserver
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Self, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from controller.errors import ConfigError
+from controller.http_transport import Handler, Request, Response, Route, SluiceServer
 from controller.redact import redact
 from controller.webhooks import ReplayGuard, WebhookRejected, verify_mlflow_delivery
 
@@ -57,37 +44,6 @@ _log = logging.getLogger("sluice.server")
 #: Alias events wake the loop; their payload names the model and alias (MLflow 3).
 _ALIAS_ENTITY = "model_version_alias"
 _REJECTION_RESULTS = {400: "malformed", 401: "unauthorized", 409: "replayed"}
-
-
-@dataclass(frozen=True)
-class Request:
-    """One HTTP request, read in full. Header names are lower-case."""
-
-    method: str
-    path: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    query: str = ""
-
-
-@dataclass(frozen=True)
-class Response:
-    """What a route answers."""
-
-    status: int
-    body: bytes = b""
-    content_type: str = "text/plain; charset=utf-8"
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def json(cls, status: int, value: object) -> Response:
-        """A JSON response."""
-        return cls(status, json.dumps(value).encode("utf-8"), "application/json")
-
-
-Handler = Callable[[Request], Response]
-#: (method, path), e.g. ``("POST", "/hooks/mlflow")``.
-Route = tuple[str, str]
 
 
 class ServeMetrics:
@@ -281,177 +237,6 @@ def sluice_routes(
     if page is not None:
         routes["GET", "/"] = page_route(page)
     return routes
-
-
-# -- transport ----------------------------------------------------------------------------------
-
-
-class SluiceServer:
-    """Serves a route table on ``host:port`` from a background thread.
-
-    ``port=0`` picks a free port (see :attr:`port` once started). Use as a context manager, or
-    call :meth:`start` and :meth:`stop`.
-    """
-
-    def __init__(
-        self,
-        routes: Mapping[Route, Handler],
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        max_body_bytes: int = 1 << 20,
-        request_timeout_seconds: float = 10.0,
-    ) -> None:
-        self.routes = dict(routes)
-        self.host = host
-        self.max_body_bytes = max_body_bytes
-        self.request_timeout_seconds = request_timeout_seconds
-        self._requested_port = port
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        """The port listened on (the one picked, when started with port 0)."""
-        if self._httpd is None:
-            return self._requested_port
-        return int(self._httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """Base URL of the server, e.g. ``http://127.0.0.1:8089``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def start(self) -> Self:
-        """Bind and serve; :class:`ConfigError` if the address cannot be bound."""
-        if self._httpd is not None:
-            return self
-        server_class = _HTTPServer6 if ":" in self.host else _HTTPServer
-        try:
-            httpd = server_class((self.host, self._requested_port), _RequestHandler)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot listen on {self.host}:{self._requested_port} ({exc.strerror}); "
-                "choose another host or port, or stop what listens there"
-            ) from None
-        httpd.app = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="sluice-http"
-        )
-        self._thread.daemon = True
-        self._thread.start()
-        _log.info("listening on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and free the port (idempotent)."""
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if thread is not None:
-            thread.join()
-        self._httpd, self._thread = None, None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def handle(self, request: Request) -> Response:
-        """Answer one request from the route table (404, 405 and 500 included)."""
-        methods = {method for method, path in self.routes if path == request.path}
-        if not methods:
-            return Response.json(404, {"error": "not found"})
-        handler = self.routes.get((request.method, request.path))
-        if handler is None:
-            allow = ", ".join(sorted(methods))
-            return Response(405, b"", headers={"Allow": allow})
-        try:
-            return handler(request)
-        except Exception as exc:
-            _log.error("%s %s failed: %s", request.method, request.path, _one_line(exc))
-            return Response.json(500, {"error": "internal error"})
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    app: SluiceServer
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN, a DNS lookup nothing here needs.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-
-
-class _HTTPServer6(_HTTPServer):
-    address_family = socket.AF_INET6
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    # One request per connection: no idle keep-alive connections holding threads.
-    protocol_version = "HTTP/1.0"
-    server_version = "sluice"
-    sys_version = ""
-
-    @property
-    def app(self) -> SluiceServer:
-        return cast(_HTTPServer, self.server).app
-
-    def setup(self) -> None:
-        super().setup()
-        # A client that stalls mid-request is dropped instead of holding a thread.
-        self.connection.settimeout(self.app.request_timeout_seconds)
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        path, _, query = self.path.partition("?")
-        headers = {name.lower(): value for name, value in self.headers.items()}
-        body = b""
-        if self.command == "POST":
-            length = headers.get("content-length")
-            if length is None:
-                self._send(Response.json(411, {"error": "Content-Length required"}))
-                return
-            if not length.isascii() or not length.isdigit():
-                self._send(Response.json(400, {"error": "malformed Content-Length"}))
-                return
-            if int(length) > self.app.max_body_bytes:
-                self._send(Response.json(413, {"error": "body too large"}))
-                return
-            body = self.rfile.read(int(length))
-        request = Request(self.command, path, headers, body, query)
-        self._send(self.app.handle(request))
-
-    def _send(self, response: Response) -> None:
-        try:
-            self.send_response(response.status)
-            self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
-            self.send_header("Cache-Control", "no-store")
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(response.body)
-        except (BrokenPipeError, ConnectionResetError):
-            _log.debug("client went away before the response was sent")
-
-    def log_message(self, format: str, *args: object) -> None:
-        _log.debug("%s %s", self.address_string(), redact(format % args))
 
 
 def _one_line(exc: BaseException) -> str:

@@ -16,6 +16,7 @@ import prometheus_client
 import pytest
 import requests
 from mlflow import MlflowClient
+from starlette.testclient import TestClient
 
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.errors import ConfigError, ForgeUnavailable, RegistryUnavailable
@@ -110,7 +111,8 @@ class Exchange:
 
 @dataclass
 class Receiver:
-    """A running server whose webhook triggers go to the attached watchers, all recorded."""
+    """A server whose webhook triggers go to the attached watchers, all recorded; ``client``
+    talks to its application in-process, ``hook_url`` to the running server."""
 
     server: SluiceServer
     metrics: ServeMetrics
@@ -153,9 +155,15 @@ class Receiver:
     def hook_url(self) -> str:
         return f"{self.server.url}/hooks/mlflow"
 
+    @property
+    def client(self) -> TestClient:
+        return TestClient(self.server.app)
 
-@contextmanager
-def receiver_server(**server_options: int) -> Iterator[Receiver]:
+
+def new_receiver(
+    *, max_body_bytes: int = 1 << 20, request_timeout_seconds: float = 10.0
+) -> Receiver:
+    """A receiver whose server is not started."""
     metrics = ServeMetrics()
     receiver = Receiver(SluiceServer({}), metrics)
     routes = sluice_routes(
@@ -165,16 +173,28 @@ def receiver_server(**server_options: int) -> Iterator[Receiver]:
         mlflow_webhook_secret=SECRET,
     )
     routes["POST", "/hooks/mlflow"] = receiver.recording(routes["POST", "/hooks/mlflow"])
-    with SluiceServer(routes, **server_options) as server:
-        receiver.server = server
+    receiver.server = SluiceServer(
+        routes, max_body_bytes=max_body_bytes, request_timeout_seconds=request_timeout_seconds
+    )
+    return receiver
+
+
+@contextmanager
+def receiver_server(*, request_timeout_seconds: float = 10.0) -> Iterator[Receiver]:
+    """A receiver listening on a free port."""
+    receiver = new_receiver(request_timeout_seconds=request_timeout_seconds)
+    with receiver.server:
         yield receiver
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A receiver of its own for one test."""
-    with receiver_server() as started:
-        yield started
+def receiver() -> Receiver:
+    """A receiver of its own for one test, reached through ``client``."""
+    return new_receiver()
+
+
+def client_of(routes: dict[tuple[str, str], Handler]) -> TestClient:
+    return TestClient(SluiceServer(routes).app)
 
 
 def crafted_delivery(
@@ -371,9 +391,9 @@ def test_healthz_answers_ok_with_the_last_poll() -> None:
         mlflow_trigger=watcher.trigger,
         mlflow_webhook_secret=None,
     )
-    with SluiceServer(routes) as server:
-        response = http.get(f"{server.url}/healthz", timeout=WAIT)
+    response = client_of(routes).get("/healthz")
     assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
     health = response.json()
     assert health["status"] == "ok"
     assert health["last_poll"]["result"] == "ok"
@@ -383,9 +403,8 @@ def test_healthz_answers_ok_with_the_last_poll() -> None:
 def test_metrics_come_from_each_servers_own_registry(receiver: Receiver) -> None:
     """GET /metrics is Prometheus text of this server's counters, not the global registry's."""
     receiver.metrics.poll_finished("ok")
-    with receiver_server() as other:
-        other_text = http.get(f"{other.server.url}/metrics", timeout=WAIT).text
-    response = http.get(f"{receiver.server.url}/metrics", timeout=WAIT)
+    other_text = new_receiver().client.get("/metrics").text
+    response = receiver.client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain; version=")
     assert 'sluice_poll_runs_total{result="ok"} 1.0' in response.text
@@ -394,14 +413,24 @@ def test_metrics_come_from_each_servers_own_registry(receiver: Receiver) -> None
     assert b"sluice_" not in prometheus_client.generate_latest(prometheus_client.REGISTRY)
 
 
-def test_server_listens_on_loopback_and_stop_frees_the_port() -> None:
-    """By default only 127.0.0.1 is bound; after stop the port refuses connections."""
-    server = SluiceServer({}).start()
+def test_the_server_answers_http_on_a_free_port_and_stop_frees_it() -> None:
+    """Started on port 0, the server binds 127.0.0.1 only, reports the port it got, answers
+    GET and a signed POST over HTTP with one request per connection, and after stop (twice)
+    the port refuses connections."""
+    receiver = new_receiver()
+    server = receiver.server.start()
     port = server.port
+    assert port != 0
     assert server.url == f"http://127.0.0.1:{port}"
-    socket.create_connection(("127.0.0.1", port), timeout=WAIT).close()
+    health = http.get(f"{server.url}/healthz", timeout=WAIT)
+    headers, body = crafted_delivery("fraud-detector", "challenger")
+    hook = http.post(receiver.hook_url, data=body, headers=headers, timeout=WAIT)
     server.stop()
     server.stop()
+    assert (health.status_code, health.json()) == (200, {"status": "ok", "watchers": 0})
+    assert health.headers["Connection"] == "close"
+    assert (hook.status_code, hook.json()["result"]) == (200, "ignored")
+    assert receiver.triggers == [("fraud-detector", "challenger", False)]
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=WAIT)
 
@@ -413,19 +442,57 @@ def test_a_port_in_use_is_a_config_error() -> None:
 
 
 def test_unknown_paths_are_404_and_wrong_methods_405(receiver: Receiver) -> None:
-    """Only the routes in the table answer."""
-    assert http.get(f"{receiver.server.url}/nope", timeout=WAIT).status_code == 404
-    wrong = http.get(receiver.hook_url, timeout=WAIT)
-    assert (wrong.status_code, wrong.headers["Allow"]) == (405, "POST")
+    """Only the routes in the table answer: no redirect to a path with or without a slash."""
+    for path in ("/nope", "/healthz/"):
+        missing = receiver.client.get(path, follow_redirects=False)
+        assert (missing.status_code, missing.json()) == (404, {"error": "not found"})
+    wrong = receiver.client.get("/hooks/mlflow")
+    assert (wrong.status_code, wrong.headers["Allow"], wrong.content) == (405, "POST", b"")
+    assert receiver.client.put("/healthz").headers["Allow"] == "GET, HEAD"
+
+
+def test_a_route_that_raises_is_500_in_one_redacted_line(caplog: pytest.LogCaptureFixture) -> None:
+    """The route's exception is logged without credentials; the client gets a generic 500."""
+
+    def broken(request: Request) -> Response:
+        raise RuntimeError("GET https://bob:hunter2-token@mlflow.example\nfailed")
+
+    with caplog.at_level(logging.ERROR, logger="sluice.server"):
+        response = client_of({("GET", "/broken"): broken}).get("/broken")
+    assert (response.status_code, response.json()) == (500, {"error": "internal error"})
+    (record,) = caplog.records
+    assert "hunter2-token" not in record.getMessage()
+    assert "\n" not in record.getMessage()
 
 
 def test_bodies_need_a_length_under_the_limit() -> None:
     """A chunked body is 411 and one over max_body_bytes is 413, before any route runs."""
-    with receiver_server(max_body_bytes=64) as small:
-        chunked = http.post(small.hook_url, data=iter([b"{}"]), timeout=WAIT)
-        large = http.post(small.hook_url, data=b"x" * 65, timeout=WAIT)
-        assert (chunked.status_code, large.status_code) == (411, 413)
-        assert small.exchanges == []
+    small = new_receiver(max_body_bytes=64)
+    chunked = small.client.post("/hooks/mlflow", content=iter([b"{}"]))
+    large = small.client.post("/hooks/mlflow", content=b"x" * 65)
+    assert (chunked.status_code, chunked.json()) == (411, {"error": "Content-Length required"})
+    assert (large.status_code, large.json()) == (413, {"error": "body too large"})
+    assert small.exchanges == []
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"POST /hooks/mlflow HTTP/1.1\r\nHost: sluice\r\nContent-Le",
+        b"POST /hooks/mlflow HTTP/1.1\r\nHost: sluice\r\nContent-Length: 64\r\n\r\n{}",
+    ],
+    ids=["headers", "body"],
+)
+def test_a_client_that_stalls_is_dropped(sent: bytes) -> None:
+    """A client that stops halfway through its headers or its body is disconnected after
+    request_timeout_seconds, and the route never runs."""
+    with receiver_server(request_timeout_seconds=0.2) as receiver:
+        with socket.create_connection(("127.0.0.1", receiver.server.port), timeout=WAIT) as conn:
+            conn.sendall(sent)
+            assert conn.recv(1024) == b""  # closed by the server, long before WAIT
+        answered = http.get(f"{receiver.server.url}/healthz", timeout=WAIT)
+    assert answered.status_code == 200
+    assert receiver.exchanges == []
 
 
 def test_without_a_secret_there_is_no_webhook_route() -> None:
@@ -436,15 +503,14 @@ def test_without_a_secret_there_is_no_webhook_route() -> None:
         mlflow_trigger=lambda m, a: True,
         mlflow_webhook_secret=None,
     )
-    with SluiceServer(routes) as server:
-        assert http.post(f"{server.url}/hooks/mlflow", data=b"{}", timeout=WAIT).status_code == 404
+    assert client_of(routes).post("/hooks/mlflow", content=b"{}").status_code == 404
 
 
 def test_wrong_secret_is_401_and_triggers_nothing(receiver: Receiver) -> None:
     """A delivery signed with another secret is refused with a short reason, and queues nothing."""
     receiver.watchers.append(Watcher(FakeRegistry().lookup, Changes(), [STAGING], 60))
     headers, body = crafted_delivery("fraud-detector", "challenger", secret="not-the-secret")
-    response = http.post(receiver.hook_url, data=body, headers=headers, timeout=WAIT)
+    response = receiver.client.post("/hooks/mlflow", content=body, headers=headers)
     assert response.status_code == 401
     assert response.json() == {"error": "signature does not match"}
     assert SECRET not in response.text
@@ -466,12 +532,12 @@ def test_a_forged_delivery_does_not_use_up_a_delivery_id(receiver: Receiver) -> 
     forged_headers, body = crafted_delivery("fraud-detector", "challenger", secret="forger")
     delivery_id = forged_headers["X-MLflow-Delivery-Id"]
     headers, body = crafted_delivery("fraud-detector", "challenger", delivery_id=delivery_id)
-    forged = http.post(receiver.hook_url, data=body, headers=forged_headers, timeout=WAIT)
-    real = http.post(receiver.hook_url, data=body, headers=headers, timeout=WAIT)
+    forged = receiver.client.post("/hooks/mlflow", content=body, headers=forged_headers)
+    real = receiver.client.post("/hooks/mlflow", content=body, headers=headers)
     assert (forged.status_code, real.status_code) == (401, 200)
 
 
-def test_a_failed_trigger_is_500_and_the_redelivery_is_accepted(receiver: Receiver) -> None:
+def test_a_failed_trigger_is_500_and_the_redelivery_is_accepted() -> None:
     """When queueing fails, MLflow's retry with the same delivery id is not called a replay."""
     calls: list[str] = []
 
@@ -485,9 +551,9 @@ def test_a_failed_trigger_is_500_and_the_redelivery_is_accepted(receiver: Receiv
         metrics=ServeMetrics(), status=dict, mlflow_trigger=flaky, mlflow_webhook_secret=SECRET
     )
     headers, body = crafted_delivery("fraud-detector", "challenger")
-    with SluiceServer(routes) as server:
-        first = http.post(f"{server.url}/hooks/mlflow", data=body, headers=headers, timeout=WAIT)
-        again = http.post(f"{server.url}/hooks/mlflow", data=body, headers=headers, timeout=WAIT)
+    client = client_of(routes)
+    first = client.post("/hooks/mlflow", content=body, headers=headers)
+    again = client.post("/hooks/mlflow", content=body, headers=headers)
     assert (first.status_code, again.status_code) == (500, 200)
     assert again.json()["result"] == "queued"
 
