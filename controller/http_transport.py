@@ -8,15 +8,16 @@ uvicorn from a background thread, on a socket it binds itself, so port 0 works, 
 port is known as soon as :meth:`SluiceServer.start` returns, and a taken port is a
 :class:`~controller.errors.ConfigError` there rather than a log line in the thread.
 
-Routes run in Starlette's thread pool (anyio's, 40 threads): they block (a registry call, a file write) without
-holding up the event loop. The limits are the ones of the standard-library server this
-replaced (issue #15): a body must declare its length (a POST without ``Content-Length`` is
-411) and stay under ``max_body_bytes`` (413), both before any route runs; a client that has
-not sent its whole request within ``request_timeout_seconds`` is dropped (uvicorn alone only
-times out idle keep-alive connections); and every response closes its connection, so nothing
-waits on an idle client. It binds 127.0.0.1 unless told otherwise: it is meant to sit behind
-a Kubernetes Service or an ingress that terminates TLS. uvicorn speaks HTTP/1.1 through h11
-on the asyncio loop whatever else is installed, as in the controller's image.
+Routes run in Starlette's thread pool (anyio's, 40 threads): they block (a registry call, a
+file write) without holding up the event loop. The limits are the ones of the standard-library
+server this replaced (issue #15): a body must declare its length (a POST without
+``Content-Length`` is 411) and stay under ``max_body_bytes`` (413), both before any route
+runs; a client that has not sent its whole request within ``request_timeout_seconds`` is
+dropped (uvicorn alone only times out idle keep-alive connections); and every response closes
+its connection, so nothing waits on an idle client. It binds 127.0.0.1 unless told otherwise:
+it is meant to sit behind a Kubernetes Service or an ingress that terminates TLS. uvicorn
+speaks HTTP/1.1 through h11 on the asyncio loop whatever else is installed, as in the
+controller's image.
 
 Why Starlette and not the standard library's ``ThreadingHTTPServer`` it replaced:
 ``benchmarks/serve_http.py`` (2 shared cores, each server in a process of its own, a new
