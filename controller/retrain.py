@@ -675,19 +675,21 @@ def report_outcome(
                 f"{previous.at}, in {tag}): a later retraining replaced it, so nothing is "
                 "recorded"
             )
-    rerun = bool(report.where) and previous.where == report.where
-    if previous.outcome != "started" and not (previous.outcome in FINISHED_OUTCOMES and rerun):
+    record = _finish(
+        previous, report.outcome, report.detail, version=report.version, where=report.where,
+        now=now,
+    )  # fmt: skip
+    # A finished record takes a report again only from the run that finished it (a re-run of
+    # the step, or of the job: one run URL); the same result again changes nothing.
+    same_run = previous.outcome in FINISHED_OUTCOMES and previous.where == report.where
+    if same_run and _same_result(previous, record):
+        return previous, False
+    if previous.outcome != "started" and not (same_run and report.where):
         raise InputError(
             f"the last retraining of {model} for {environment} is not in progress: it is "
             f"{previous.outcome} since {previous.finished_at or previous.at} ({tag}); report "
             "only a run that sluice serve's retrain dispatch started, once"
         )
-    record = _finish(
-        previous, report.outcome, report.detail, version=report.version, where=report.where,
-        now=now,
-    )  # fmt: skip
-    if rerun and _same_result(previous, record):
-        return previous, False
     cooldown.save(model, environment, record)
     announce_outcome(notifier, model, environment, record)
     return record, True
