@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support.gitops_repo import seed_manifests
+from support.gitops_repo import manifest_files, seed_manifests
 from support.gitrepo import GitRemote
 from support.registry import register_version
 
@@ -16,6 +16,7 @@ from controller.errors import ConfigError
 from controller.local.services import MlflowService
 from controller.proposal_scan import ReleaseSnapshot, Watched, due_proposals, scan
 from controller.propose import ProposalRequest, propose
+from controller.testing import MemoryRegistry, MemoryReleaseRepository
 
 STAGING = Watched("staging", "m", "challenger", "manifests/overlays/staging/m.yaml")
 PRODUCTION = Watched("production", "m", "champion", "manifests/overlays/production/m.yaml")
@@ -37,6 +38,26 @@ def test_missing_alias_is_not_due() -> None:
     assert due_proposals([STAGING, PRODUCTION], {}, {"m": {"challenger": 1}}) == [
         ProposalRequest(model="m", environment="staging", version=1)
     ]
+
+
+def test_scan_settles_once_the_proposals_are_merged() -> None:
+    """In memory: a new challenger is due where the environments follow that alias, and once
+    proposed and merged, nothing is."""
+    registry = MemoryRegistry()
+    workspace = MemoryReleaseRepository(manifest_files("m"))
+    assert scan(workspace, registry) == []
+    version = registry.register("m", alias="challenger")
+    due = scan(workspace, registry)
+    assert sorted(due, key=lambda r: r.environment) == [
+        ProposalRequest(model="m", environment="local", version=version),
+        ProposalRequest(model="m", environment="staging", version=version),
+    ]
+    for request in due:
+        result = propose(request, registry=registry, workspace=workspace, forge=None)
+        assert result.status == "proposed"
+        workspace.remote.merge(result.branch, "main", f"Merge {result.branch}")
+    assert scan(workspace, registry) == []
+    assert ReleaseSnapshot(workspace, registry).pinned_version("staging", "m") == version
 
 
 @pytest.mark.slow
@@ -76,22 +97,12 @@ def test_scan_reads_git_and_registry_and_settles_after_proposal(
     assert snapshot.alias_version(model, "challenger") == version
 
 
-class NoAliases:
-    """A registry in which no alias is set: what a pass asks of it, answered offline."""
-
-    def all_aliases(self) -> dict[str, dict[str, int]]:
-        return {}
-
-
-def test_snapshot_watches_only_the_named_environments(
-    git_remote: GitRemote, tmp_path: Path
-) -> None:
+def test_snapshot_watches_only_the_named_environments() -> None:
     """With environments named, only their releases are watched; without, every environment's."""
-    seed_manifests(git_remote, tmp_path / "seed", model="m")
-    workspace = GitWorkspace(git_remote.url, tmp_path / "cache")
-    every = ReleaseSnapshot(workspace, NoAliases())
+    workspace = MemoryReleaseRepository(manifest_files("m"))
+    every = ReleaseSnapshot(workspace, MemoryRegistry())
     named = ReleaseSnapshot(
-        workspace, NoAliases(), environments=["staging", "production", "staging"]
+        workspace, MemoryRegistry(), environments=["staging", "production", "staging"]
     )
     assert sorted(w.environment for w in every.watched()) == ["local", "production", "staging"]
     assert named.watched() == [
@@ -100,13 +111,10 @@ def test_snapshot_watches_only_the_named_environments(
     ]
 
 
-def test_unknown_environment_is_a_config_error_naming_the_environments(
-    git_remote: GitRemote, tmp_path: Path
-) -> None:
+def test_unknown_environment_is_a_config_error_naming_the_environments() -> None:
     """An environment Git does not declare is one line naming those it does."""
-    seed_manifests(git_remote, tmp_path / "seed", model="m")
-    workspace = GitWorkspace(git_remote.url, tmp_path / "cache")
-    snapshot = ReleaseSnapshot(workspace, NoAliases(), environments=["staging", "prod"])
+    workspace = MemoryReleaseRepository(manifest_files("m"))
+    snapshot = ReleaseSnapshot(workspace, MemoryRegistry(), environments=["staging", "prod"])
     with pytest.raises(ConfigError) as info:
         snapshot.watched()
     assert str(info.value) == (

@@ -26,6 +26,10 @@ deterministically, and from the same pure logic the local target runs. One modul
   (unreachable, refused, lost races, a death on either side of a push) raising what
   :class:`~controller.backends.git_repo.GitWorkspace` raises; the contract tests hold both to
   the same behaviour.
+- :class:`MemoryRegistry` (:mod:`.registry`) is MLflow's registry in dicts: the
+  :class:`~controller.ports.RolloutRegistry`, :class:`~controller.ports.ProposalRegistry`,
+  :class:`~controller.ports.AliasIndex` and :class:`~controller.ports.ModelTagStore`, held to
+  :class:`~controller.backends.mlflow_registry.MlflowRegistry`'s behaviour by contract tests.
 - :class:`RecordingNotifier` (:mod:`.notifier`) keeps the events it is sent;
   :class:`ManualClock` (:mod:`.clock`) is a clock a test moves; :class:`MemoryLeaseStore`
   (:mod:`.lease_store`, a :class:`~controller.ports.LeaseStore`) keeps leases in a dict, with
@@ -58,6 +62,7 @@ from controller.testing.load import ScriptedLoad
 from controller.testing.memory_remote import Commit, MemoryRemote, files_under
 from controller.testing.metrics import ScriptedMetrics
 from controller.testing.notifier import Notification, RecordingNotifier
+from controller.testing.registry import MemoryRegistry
 from controller.testing.release_repository import MemoryReleaseRepository
 from controller.testing.request_counts import MemoryRequestCounts
 
@@ -73,6 +78,7 @@ __all__ = [
     "InstantCluster",
     "ManualClock",
     "MemoryLeaseStore",
+    "MemoryRegistry",
     "MemoryReleaseRepository",
     "MemoryRemote",
     "MemoryRequestCounts",

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from controller.errors import GitConflict, PermanentError, RemoteUnavailable
-from controller.ports import ChangeInfo, CommitOutcome
+from controller.ports import ChangeInfo, CommitOutcome, ReleaseRepository
 from controller.testing.memory_remote import Commit, MemoryRemote, files_under, make_commit
 
 __all__ = ["MemoryReleaseRepository"]
@@ -312,3 +312,6 @@ def _unified(before: Mapping[str, str], after: Mapping[str, str], path: str) -> 
             *hunks,
         ]
     return "\n".join(out)
+
+
+_port: type[ReleaseRepository] = MemoryReleaseRepository  # mypy holds the fake to its port
