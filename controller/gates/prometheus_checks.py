@@ -40,21 +40,29 @@ did not work): neither ever fails a model, and the summary says which.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from controller.analysis_types import (
-    GateResult,
-    LatencyHistogram,
-    MetricSample,
-    RevisionTraffic,
-    Verdict,
-)
+from controller.analysis_types import GateResult, Verdict
 from controller.errors import ConfigError, MetricsUnavailable
-from controller.gates.metrics_profile import DEFAULT_PROFILE, MetricsProfile, resolve_profile
+from controller.gates.metrics_profile import MetricsProfile
+from controller.gates.promql_queries import (
+    DEFAULT_METRICS_PROFILE,
+    DURATION_PATTERN,
+    TEMPLATE_VARIABLES,
+    builtin_query,
+    duration_seconds,
+    render_query,
+    require_object_names,
+    template_variables,
+)
+from controller.gates.revision_traffic import (
+    request_count,
+    revision_request_counts,
+    revision_traffic,
+)
 from controller.ports import MetricsSource
 
 __all__ = [
@@ -67,23 +75,6 @@ __all__ = [
     "revision_traffic",
     "template_variables",
 ]
-
-#: The variables a check's ``query`` template may use, as ``{{ name }}``.
-TEMPLATE_VARIABLES = (
-    "namespace",
-    "configuration",
-    "inference_service",
-    "canary_revision",
-    "primary_revision",
-    "revision",
-    "interval",
-)
-_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-_VARIABLE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*$")
-_DURATION = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
-# Kubernetes object names: safe inside a PromQL string without escaping.
-_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_DEFAULT = resolve_profile(DEFAULT_PROFILE)
 
 
 class MetricCheck(BaseModel):
@@ -137,7 +128,7 @@ class MetricCheck(BaseModel):
     )
     interval: str = Field(
         default="1m",
-        pattern=_DURATION,
+        pattern=DURATION_PATTERN,
         description="The window the rate is taken over, a Prometheus duration; at least four "
         "scrape intervals.",
     )
@@ -185,87 +176,6 @@ class MetricCheck(BaseModel):
         return self.max_increase is not None or self.max_decrease is not None
 
 
-# -- templates --------------------------------------------------------------------------------
-
-
-def template_variables(template: str, *, check: str) -> set[str]:
-    """The variables ``template`` uses; :class:`ConfigError` for anything else in ``{{ }}``."""
-    used = set()
-    for match in _PLACEHOLDER.finditer(template):
-        variable = _VARIABLE.match(match.group(1))
-        if variable is None:
-            raise ConfigError(
-                f"check {check}: {match.group(0)!r} in its query is not a variable; "
-                f"write {{{{ name }}}} with one of {', '.join(TEMPLATE_VARIABLES)}"
-            )
-        name = variable.group(1)
-        if name not in TEMPLATE_VARIABLES:
-            raise ConfigError(
-                f"check {check}: unknown variable {name!r} in its query; "
-                f"use one of {', '.join(TEMPLATE_VARIABLES)}"
-            )
-        used.add(name)
-    if "{{" in _PLACEHOLDER.sub("", template):
-        raise ConfigError(f"check {check}: its query opens '{{{{' without closing it; add '}}}}'")
-    return used
-
-
-def render_query(template: str, variables: Mapping[str, str], *, check: str) -> str:
-    """``template`` with every ``{{ name }}`` replaced from ``variables``.
-
-    An unknown variable, or a known one without a value in ``variables``, is a
-    :class:`ConfigError` naming ``check`` and the variable; nothing is left unrendered.
-    """
-    for name in sorted(template_variables(template, check=check)):
-        if name not in variables:
-            raise ConfigError(
-                f"check {check}: its query uses {{{{ {name} }}}}, which has no value here"
-            )
-    return _PLACEHOLDER.sub(lambda m: variables[m.group(1).strip()], template)
-
-
-def builtin_query(
-    builtin: str,
-    *,
-    namespace: str,
-    configuration: str,
-    revision: str,
-    interval: str,
-    percentile: float = 99.0,
-    profile: MetricsProfile = _DEFAULT,
-) -> str:
-    """The PromQL of a builtin check for one revision (see the module docstring)."""
-    selector = _selector(profile, namespace, configuration, revision)
-    requests = profile.requests
-    if builtin == "request-success-rate":
-        succeeded = f"{requests}{{{selector}, {profile.successes_matcher()}}}"
-        return (
-            f"(sum(rate({succeeded}[{interval}])) or vector(0))"
-            f" / sum(rate({requests}{{{selector}}}[{interval}])) * 100"
-        )
-    if builtin == "request-latency":
-        buckets = f"sum by (le)(rate({profile.latency}_bucket{{{selector}}}[{interval}]))"
-        quantile = f"histogram_quantile({percentile / 100:g}, {buckets})"
-        scale = profile.milliseconds_per_unit
-        return quantile if scale == 1 else f"{quantile} * {scale:g}"
-    raise ConfigError(f"unknown builtin check {builtin!r}; use request-success-rate or ...-latency")
-
-
-def _require_object_names(**names: str) -> None:
-    """Kubernetes names need no escaping inside PromQL strings; anything else is refused."""
-    for what, value in names.items():
-        if not _OBJECT_NAME.match(value):
-            raise ConfigError(
-                f"{what} {value!r} is not a Kubernetes object name "
-                f"(lowercase letters, digits, '-' and '.')"
-            )
-
-
-def _selector(profile: MetricsProfile, namespace: str, configuration: str, revision: str) -> str:
-    _require_object_names(namespace=namespace, configuration=configuration, revision=revision)
-    return profile.revision_selector(namespace, configuration, revision)
-
-
 # -- evaluation -------------------------------------------------------------------------------
 
 
@@ -278,7 +188,7 @@ def evaluate_checks(
     namespace: str,
     configuration: str,
     inference_service: str,
-    profile: MetricsProfile = _DEFAULT,
+    profile: MetricsProfile = DEFAULT_METRICS_PROFILE,
     max_window_seconds: float | None = None,
 ) -> list[GateResult]:
     """One :class:`GateResult` per check, named ``prometheus/<check name>``, in order.
@@ -305,19 +215,10 @@ def evaluate_checks(
         "canary_revision": canary_revision,
         "primary_revision": primary_revision,
     }
-    _require_object_names(**context)
+    require_object_names(**context)
     return [
         _evaluate(source, _within(check, max_window_seconds), context, profile) for check in checks
     ]
-
-
-_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
-_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-
-
-def duration_seconds(duration: str) -> float:
-    """A Prometheus duration (``1m30s``) in seconds."""
-    return sum(int(n) * _SECONDS[unit] for n, unit in _DURATION_PART.findall(duration))
 
 
 def _within(check: MetricCheck, max_window_seconds: float | None) -> MetricCheck:
@@ -378,7 +279,7 @@ def _measure(
     """The check's value for ``revision``, or why there is none (a one-line reason)."""
     where = f"{revision} over {check.interval}"
     if check.min_requests is not None:
-        requests = _request_count(source, profile, revision, context, check.interval)
+        requests = request_count(source, profile, revision, context, check.interval)
         if requests is None or round(requests) < check.min_requests:
             count = 0 if requests is None else round(requests)
             return f"only {count} requests to {where} (minRequests {check.min_requests})"
@@ -454,106 +355,3 @@ def _percent(fraction: float) -> str:
         return "∞%"
     percent = fraction * 100
     return f"{percent:.3g}%" if abs(percent) < 100 else f"{percent:.0f}%"
-
-
-# -- traffic for the statistical judge --------------------------------------------------------
-
-
-def revision_traffic(
-    source: MetricsSource,
-    *,
-    revision: str,
-    namespace: str,
-    configuration: str,
-    interval: str,
-    profile: MetricsProfile = _DEFAULT,
-) -> RevisionTraffic | None:
-    """Requests, 5xx errors and the latency histogram of ``revision`` over ``interval``.
-
-    Counts come from ``increase()``, which extrapolates to the window's edges, so they are
-    rounded estimates (about 5 % high for a 15 s series scraped every second, in the tests);
-    requests counted before a series' first scrape are not seen. None when
-    the revision answered no requests in the window. The histogram's bounds are in
-    milliseconds whatever the profile's unit. May raise :class:`MetricsUnavailable`.
-    """
-    requests, errors = revision_request_counts(
-        source,
-        revision=revision,
-        namespace=namespace,
-        configuration=configuration,
-        interval=interval,
-        profile=profile,
-    )
-    if requests <= 0:
-        return None
-    selector = _selector(profile, namespace, configuration, revision)
-    buckets = source.query(
-        f"sum by (le)(increase({profile.latency}_bucket{{{selector}}}[{interval}]))"
-    )
-    return RevisionTraffic(
-        revision=revision,
-        requests=requests,
-        errors=errors,
-        latency=_histogram(buckets, scale=profile.milliseconds_per_unit),
-    )
-
-
-def revision_request_counts(
-    source: MetricsSource,
-    *,
-    revision: str,
-    namespace: str,
-    configuration: str,
-    interval: str,
-    profile: MetricsProfile = _DEFAULT,
-) -> tuple[int, int]:
-    """(requests, 5xx errors) of ``revision`` over ``interval``, as :func:`revision_traffic`
-    counts them but without the latency histogram: two queries, cheap enough to run every
-    second (the sequential watch). (0, 0) when the revision answered nothing in the window.
-    May raise :class:`MetricsUnavailable`."""
-    context = {"namespace": namespace, "configuration": configuration}
-    if not re.match(_DURATION, interval):
-        raise ConfigError(f"interval {interval!r} is not a Prometheus duration such as 1m")
-    requests = round(_request_count(source, profile, revision, context, interval) or 0.0)
-    if requests <= 0:
-        return 0, 0
-    errors = _request_count(source, profile, revision, context, interval, errors_only=True)
-    return requests, min(max(round(errors or 0.0), 0), requests)
-
-
-def _request_count(
-    source: MetricsSource,
-    profile: MetricsProfile,
-    revision: str,
-    context: Mapping[str, str],
-    interval: str,
-    *,
-    errors_only: bool = False,
-) -> float | None:
-    """Requests (or 5xx answers) of ``revision`` over ``interval``; None for no data or NaN."""
-    selector = _selector(profile, context["namespace"], context["configuration"], revision)
-    if errors_only:
-        selector += f", {profile.errors_matcher()}"
-    samples = source.query(f"sum(increase({profile.requests}{{{selector}}}[{interval}]))")
-    if not samples or not math.isfinite(samples[0].value):
-        return None
-    return samples[0].value
-
-
-def _histogram(samples: Sequence[MetricSample], *, scale: float) -> LatencyHistogram | None:
-    """Per-bucket counts from cumulative ``le`` buckets (bounds times ``scale``), kept
-    monotonic after rounding."""
-    cumulative = sorted(
-        (float(sample.labels["le"]) * scale, sample.value)
-        for sample in samples
-        if "le" in sample.labels and math.isfinite(sample.value)
-    )
-    if not cumulative or round(cumulative[-1][1]) <= 0:
-        return None
-    counts, previous = [], 0
-    for _, value in cumulative:
-        # increase() extrapolates each bucket on its own, so rounding can dip; never count < 0.
-        running = max(previous, round(value))
-        counts.append(running - previous)
-        previous = running
-    return LatencyHistogram(tuple(bound for bound, _ in cumulative), tuple(counts))
