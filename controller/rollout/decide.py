@@ -37,41 +37,35 @@ with plain values and with hypothesis:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
-
-from controller.analysis_types import GateResult, Verdict
 from controller.errors import InputError
-from controller.gates.sequential_watch import GATE as WATCH_GATE
-from controller.gates.shadow_judge import ShadowJudgement, shadow_report_markdown
 from controller.rollout.actions import (
     Abort,
     Action,
     Analyze,
-    AnalyzeShadow,
-    EndShadow,
-    EndSmoke,
     Finish,
     FinishRestore,
-    Hold,
     Outcome,
-    Promote,
     Quarantine,
     RestorePrevious,
     SetChampion,
-    SetWeight,
-    Smoke,
-    StartMirror,
     StartRollback,
     StopMirror,
     Wait,
     Watch,
 )
+from controller.rollout.conclusions import (
+    conclude,
+    conclude_shadow,
+    conclude_smoke,
+    conclude_watch,
+    failing_summary,
+)
+from controller.rollout.deadlines import deadline_passed, unsynced_or_abort
 from controller.rollout.observation import ReleaseObservation
-from controller.rollout.policy import RolloutPolicy, ShadowPhase, next_step
-from controller.rollout.record import AnalysisRecord, tally
-from controller.shadow_mirror import ShadowMirror, mirror_name
-from controller.target_types import TargetObservation
+from controller.rollout.policy import RolloutPolicy
+from controller.rollout.pre_traffic_phases import shadowing, smoking
+from controller.rollout.record import AnalysisRecord
+from controller.shadow_mirror import mirror_name
 
 __all__ = [
     "conclude",
@@ -98,11 +92,11 @@ def decide(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action
     if canary == 0 and obs.shadow_percent is not None:
         if obs.quarantined is not None:
             return StartRollback(f"v{pin.version} is quarantined ({obs.quarantined})")
-        return _shadowing(obs, policy, now)
+        return shadowing(obs, policy, now)
     if canary == 0 and obs.smoke:
         if obs.quarantined is not None:
             return StartRollback(f"v{pin.version} is quarantined ({obs.quarantined})")
-        return _smoking(obs, policy, now)
+        return smoking(obs, policy, now)
     if canary == 0 and obs.restored_from is not None:
         return _finishing_restore(obs)
     if canary == 0:
@@ -150,163 +144,6 @@ def manual_rollback(
     return RestorePrevious(pin.version, previous_champion, why)
 
 
-def conclude(
-    obs: ReleaseObservation,
-    policy: RolloutPolicy,
-    analysis: Analyze,
-    results: Sequence[GateResult],
-    now: float,
-) -> Action:
-    """What an analysis at ``analysis.step`` with ``results`` leads to."""
-    watched = next((r for r in results if r.gate == WATCH_GATE), None)
-    if watched is not None and watched.verdict is Verdict.FAIL:
-        # The watch stopped the analysis: conclusive on its own, as between analyses.
-        return StartRollback(watched.summary, tuple(results))
-    record = tally(analysis.record, results, now)
-    verdicts = [r.verdict for r in results]
-    if Verdict.FAIL in verdicts and record.failures >= policy.failure_limit:
-        return StartRollback(failing_summary(results), tuple(results))
-    if Verdict.FAIL not in verdicts and record.errors >= policy.error_limit:
-        return StartRollback(
-            f"a gate could not run in {record.errors} analyses in a row "
-            f"({failing_summary(results)})",
-            tuple(results),
-            verdict="aborted",
-        )
-    if record.inconclusive >= policy.inconclusive_limit:
-        why = failing_summary(results) if results else "no gate ran"
-        return StartRollback(
-            f"no answer from {record.inconclusive} analyses in a row ({why})",
-            tuple(results),
-            verdict="aborted",
-        )
-    if results and all(v is Verdict.PASS for v in verdicts):
-        following = next_step(policy.steps, analysis.step)
-        if following >= 100:
-            return Promote(analysis.step, tuple(results))
-        return SetWeight(analysis.step, following, tuple(results))
-    return Hold(record, failing_summary(results) if results else "no gate ran")
-
-
-def conclude_shadow(
-    obs: ReleaseObservation,
-    policy: RolloutPolicy,
-    analysis: AnalyzeShadow,
-    judgement: ShadowJudgement,
-    now: float,
-) -> Action:
-    """What a shadow judgement leads to: the first canary step, a rollback, or more waiting."""
-    phase = policy.shadow or ShadowPhase()
-    results = judgement.results
-    record = tally(analysis.record, results, now)
-    if judgement.verdict is Verdict.FAIL and record.failures >= policy.failure_limit:
-        return StartRollback(failing_summary(results), results)
-    if judgement.verdict is Verdict.ERROR and record.errors >= policy.error_limit:
-        return StartRollback(
-            f"the shadow judge could not run in {record.errors} judgements in a row "
-            f"({judgement.reason})",
-            results,
-            verdict="aborted",
-        )
-    if judgement.verdict is Verdict.PASS:
-        report = shadow_report_markdown(
-            judgement,
-            model=obs.model,
-            champion=f"v{obs.pin.previous_version}" if obs.pin.previous_version else "champion",
-            challenger=f"v{obs.pin.version}",
-        )
-        return EndShadow(policy.steps[0], results, report)
-    if now - obs.pin_changed_at >= phase.max_duration_seconds:
-        return StartRollback(
-            f"no shadow verdict within {phase.max_duration_seconds:g} s ({judgement.reason})",
-            results,
-            verdict="aborted",
-        )
-    return Hold(record, f"shadow {judgement.reason}", phase="shadowing")
-
-
-def conclude_smoke(
-    obs: ReleaseObservation,
-    policy: RolloutPolicy,
-    smoke: Smoke,
-    result: GateResult,
-    now: float,
-) -> Action:
-    """What the pre-traffic smoke leads to: the first step (or, at the start of a shadow phase,
-    the shadow judge), a rollback that quarantines (it failed: evidence), or, when it could
-    not run or too few requests were answered (nothing learnt about the model), another try
-    an ``interval`` later, as an analysis holds: past ``errorLimit`` tries in a row whose tool
-    failed, or ``inconclusiveLimit`` without an answer, the rollout is aborted."""
-    if result.verdict is Verdict.FAIL:
-        return StartRollback(result.summary, (result,))
-    record = smoke.record or AnalysisRecord(commit=obs.pin_commit, step=0)
-    if result.verdict is Verdict.PASS:
-        if smoke.shadow:
-            return Hold(replace(record, smoke=result.summary), result.summary, "shadowing")
-        return EndSmoke(smoke.to_percent, (result,))
-    record = tally(record, (result,), now)
-    if result.verdict is Verdict.ERROR and record.errors >= policy.error_limit:
-        return StartRollback(
-            f"the smoke could not run in {record.errors} tries in a row ({result.summary})",
-            (result,),
-            verdict="aborted",
-        )
-    if result.verdict is Verdict.INCONCLUSIVE and record.inconclusive >= policy.inconclusive_limit:
-        return StartRollback(
-            f"the smoke had no answer in {record.inconclusive} tries in a row ({result.summary})",
-            (result,),
-            verdict="aborted",
-        )
-    phase = "shadowing" if smoke.shadow else "smoke_testing"
-    return Hold(
-        record, f"{result.summary}; the smoke runs again in {policy.interval_seconds:g} s", phase
-    )
-
-
-def conclude_watch(watch: Watch, result: GateResult | None) -> Action:
-    """A conclusive watch rolls back (failed: the canary's own requests are evidence); anything
-    else, a query that errored included, is the wait the watch was."""
-    if result is None:
-        return watch
-    if result.verdict is Verdict.FAIL:
-        return StartRollback(result.summary, (result,))
-    return replace(watch, reason=f"{watch.reason}; {result.summary}")
-
-
-def failing_summary(results: Sequence[GateResult]) -> str:
-    """The summaries of the gates that did not pass, failures first, in one line."""
-    order = {Verdict.FAIL: 0, Verdict.ERROR: 1, Verdict.INCONCLUSIVE: 2, Verdict.PASS: 3}
-    bad = sorted(
-        (r for r in results if r.verdict is not Verdict.PASS), key=lambda r: order[r.verdict]
-    )
-    return "; ".join(r.summary for r in bad) or "all gates passed"
-
-
-def _deadline_passed(
-    obs: ReleaseObservation, policy: RolloutPolicy, now: float, since: float | None = None
-) -> bool:
-    start = obs.pin_changed_at if since is None else since
-    return now - start > policy.progress_deadline_seconds
-
-
-def _unsynced(
-    obs: ReleaseObservation,
-    policy: RolloutPolicy,
-    now: float,
-    phase: str,
-    since: float | None = None,
-) -> Action:
-    """The branch tip is not applied yet: wait, or roll back once the deadline passed (counted
-    from ``since``, by default the pin's last change)."""
-    if _deadline_passed(obs, policy, now, since):
-        return StartRollback(
-            f"{obs.environment} did not sync {obs.head[:12]} within "
-            f"{policy.progress_deadline_seconds:g} s",
-            verdict="aborted",
-        )
-    return Wait(f"waiting for {obs.environment} to sync {obs.head[:12]}", phase)
-
-
 def _full_rollout(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action:
     """No canary field: the pinned version should take all traffic once it is ready."""
     pin, target = obs.pin, obs.target
@@ -323,7 +160,7 @@ def _full_rollout(obs: ReleaseObservation, policy: RolloutPolicy, now: float) ->
         and target.percent_of(target.latest_created) == 100
     )
     if not serving:
-        if _deadline_passed(obs, policy, now) and pin.previous_version is not None:
+        if deadline_passed(obs, policy, now) and pin.previous_version is not None:
             return StartRollback(
                 f"v{pin.version} was not serving within {policy.progress_deadline_seconds:g} s",
                 verdict="aborted",
@@ -340,7 +177,7 @@ def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, ste
     """``canaryTrafficPercent: step``: wait for the split, then analyse it every interval."""
     target = obs.target
     if not obs.synced:
-        return _unsynced(obs, policy, now, "progressing")
+        return unsynced_or_abort(obs, policy, now, "progressing")
     if target.failure and target.latest_created != target.latest_ready:
         return StartRollback(f"canary revision {target.latest_created} failed: {target.failure}")
     leftover = f"VirtualService/{mirror_name(obs.inference_service)}"
@@ -352,7 +189,7 @@ def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, ste
             f"{leftover} left Git but is still live and routes every request to the primary; "
             "sync the environment's Argo CD Application with prune"
         )
-        if _deadline_passed(obs, policy, now):
+        if deadline_passed(obs, policy, now):
             return StartRollback(why, verdict="aborted")
         return Wait(why, "progressing")
     latest = next((t for t in target.traffic if t.latest), None)
@@ -364,7 +201,7 @@ def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, ste
         and latest.percent == step
     )
     if not serving:
-        if _deadline_passed(obs, policy, now):
+        if deadline_passed(obs, policy, now):
             return StartRollback(
                 f"canary revision {target.latest_created} was not serving {step}% within "
                 f"{policy.progress_deadline_seconds:g} s",
@@ -385,126 +222,6 @@ def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, ste
             return Watch(why, "analysing", due - now, step, obs.pin_changed_at, period)
         return Wait(why, "analysing", due - now)
     return Analyze(step=step, look=record.looks + 1, record=record)
-
-
-def _shadowing(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action:
-    """Weight 0 in the shadow phase: wait for the challenger's revision, then judge it."""
-    target = obs.target
-    if not obs.synced:
-        # The mirror's own commit, made once the challenger was ready, waits for its own sync.
-        since = max(obs.pin_changed_at, obs.shadow_mirror_changed_at or 0.0)
-        return _unsynced(obs, policy, now, "shadowing", since)
-    challenger = target.latest_created
-    if target.failure and challenger != target.latest_ready:
-        return StartRollback(f"challenger revision {challenger} failed: {target.failure}")
-    if challenger is None or target.latest_ready != challenger:
-        if _deadline_passed(obs, policy, now):
-            return StartRollback(
-                f"challenger revision {challenger} was not ready within "
-                f"{policy.progress_deadline_seconds:g} s",
-                verdict="aborted",
-            )
-        return Wait(f"challenger revision {challenger} is loading", "shadowing")
-    record = obs.analysis
-    if record is None or record.commit != obs.pin_commit:
-        record = AnalysisRecord(commit=obs.pin_commit, step=0)
-    if policy.smoke.enabled and record.smoke is None:
-        # The smoke first: a challenger that errors is stopped before anything is mirrored
-        # to it or judged. As in a smoke phase, it waits for the challenger's tag route: a
-        # revision KServe reports ready before its route has a URL would otherwise get a smoke
-        # that cannot run. A smoke that could not run is tried again an interval later.
-        if not _smoke_route(target, challenger):
-            if _deadline_passed(obs, policy, now):
-                return StartRollback(
-                    f"challenger revision {challenger} was not ready on its tag route within "
-                    f"{policy.progress_deadline_seconds:g} s",
-                    verdict="aborted",
-                )
-            return Wait(f"challenger revision {challenger} has no tag route yet", "shadowing")
-        retry = _smoke_retry(record, policy, now, "shadowing")
-        return retry or Smoke(policy.steps[0], record, shadow=True)
-    if not target.mirrors_shadow:
-        mirroring = _mirroring(obs, policy, now, challenger)
-        if mirroring is not None:
-            return mirroring
-    start = record.last_at if record.last_at is not None else obs.pin_changed_at
-    due = start + policy.interval_seconds
-    if now < due:
-        return Wait(f"shadow: next judgement in {due - now:.0f} s", "shadowing", due - now)
-    return AnalyzeShadow(look=record.looks + 1, record=record)
-
-
-def _smoking(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action:
-    """Weight 0 in the smoke phase: wait for the new revision on its tag route, then smoke it."""
-    target = obs.target
-    if not obs.synced:
-        return _unsynced(obs, policy, now, "smoke_testing")
-    revision = target.latest_created
-    if target.failure and revision != target.latest_ready:
-        return StartRollback(f"new revision {revision} failed: {target.failure}")
-    if revision is None or target.latest_ready != revision or not _smoke_route(target, revision):
-        if _deadline_passed(obs, policy, now):
-            return StartRollback(
-                f"new revision {revision} was not ready on its tag route within "
-                f"{policy.progress_deadline_seconds:g} s",
-                verdict="aborted",
-            )
-        return Wait(f"new revision {revision} is loading at 0%", "smoke_testing")
-    record = obs.analysis
-    if record is None or record.commit != obs.pin_commit:
-        return Smoke(policy.steps[0])
-    return _smoke_retry(record, policy, now, "smoke_testing") or Smoke(policy.steps[0], record)
-
-
-def _smoke_retry(
-    record: AnalysisRecord, policy: RolloutPolicy, now: float, phase: str
-) -> Wait | None:
-    """The wait before the next try of a smoke that could not run, or None when it is due."""
-    if record.last_at is None:
-        return None
-    due = record.last_at + policy.interval_seconds
-    if now >= due:
-        return None
-    return Wait(f"smoke: next try in {due - now:.0f} s", phase, due - now)
-
-
-def _smoke_route(target: TargetObservation, revision: str) -> bool:
-    """The ``latest`` tag route reaches ``revision`` (KServe lists it at 0 % beside the
-    primary once it is ready; RawDeployment's HTTPRoute the same)."""
-    route = target.tagged("latest")
-    return route is not None and route.revision == revision and route.url is not None
-
-
-def _mirroring(
-    obs: ReleaseObservation, policy: RolloutPolicy, now: float, challenger: str
-) -> Action | None:
-    """The mirror in Git for a ready challenger: None once Git holds it for this revision and
-    share, else commit it (or wait for KServe to put the challenger at 0 % beside a primary)."""
-    percent = obs.shadow_percent
-    assert percent is not None
-    if obs.shadow_mirror == ShadowMirror(challenger, percent):
-        return None
-    primary = _primary_beside(obs.target, challenger)
-    if primary is None:
-        if _deadline_passed(obs, policy, now):
-            return StartRollback(
-                f"challenger revision {challenger} was not at 0% beside a primary at 100% "
-                f"within {policy.progress_deadline_seconds:g} s",
-                verdict="aborted",
-            )
-        return Wait(f"waiting for {challenger} at 0% beside a primary at 100%", "shadowing")
-    return StartMirror(primary, challenger, percent)
-
-
-def _primary_beside(target: TargetObservation, challenger: str) -> str | None:
-    """The revision whose requests a shadow phase copies, as
-    :func:`~controller.shadow_phase.shadow_revisions` reads KServe's status: another revision
-    takes 100 % while the challenger, the latest one, takes 0 %."""
-    latest = next((t for t in target.traffic if t.latest and not t.percent), None)
-    if latest is None or latest.revision != challenger:
-        return None
-    others = {t.revision for t in target.traffic if t.revision and t.revision != challenger}
-    return next((r for r in sorted(others) if target.percent_of(r) == 100), None)
 
 
 def _rolling_back(obs: ReleaseObservation) -> Action:

@@ -1,0 +1,37 @@
+"""The progress deadline of a rollout: how long a pin may wait for its sync or its revision
+before the wait becomes an abort. Pure: ``now`` is an argument."""
+
+from __future__ import annotations
+
+from controller.rollout.actions import Action, StartRollback, Wait
+from controller.rollout.observation import ReleaseObservation
+from controller.rollout.policy import RolloutPolicy
+
+__all__ = ["deadline_passed", "unsynced_or_abort"]
+
+
+def deadline_passed(
+    obs: ReleaseObservation, policy: RolloutPolicy, now: float, since: float | None = None
+) -> bool:
+    """Whether the progress deadline, counted from ``since`` (by default the pin's last
+    change), is behind ``now``."""
+    start = obs.pin_changed_at if since is None else since
+    return now - start > policy.progress_deadline_seconds
+
+
+def unsynced_or_abort(
+    obs: ReleaseObservation,
+    policy: RolloutPolicy,
+    now: float,
+    phase: str,
+    since: float | None = None,
+) -> Action:
+    """The branch tip is not applied yet: wait, or roll back once the deadline passed (counted
+    from ``since``, by default the pin's last change)."""
+    if deadline_passed(obs, policy, now, since):
+        return StartRollback(
+            f"{obs.environment} did not sync {obs.head[:12]} within "
+            f"{policy.progress_deadline_seconds:g} s",
+            verdict="aborted",
+        )
+    return Wait(f"waiting for {obs.environment} to sync {obs.head[:12]}", phase)
