@@ -29,17 +29,14 @@ sent (:mod:`controller.forge_limits`): GitHub would refuse them whole.
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-from github import Auth, Github, GithubException, RateLimitExceededException
-from github.PullRequest import PullRequest as GithubPullRequest
+from github import Auth, Github, GithubException
 from github.Repository import Repository
 from tenacity import (
     RetryCallState,
@@ -50,8 +47,25 @@ from tenacity import (
     wait_exponential,
 )
 
+from controller.backends.github_errors import (
+    CREDENTIALS_FIX,
+    PERMISSIONS,
+    REPOSITORY_FIX,
+    RetryableFailure,
+    github_message,
+    is_transient,
+    rate_limit_error,
+    translate_error,
+)
+from controller.backends.github_pull_requests import open_or_update
+from controller.backends.github_rate_limits import (
+    DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS,
+    Attempts,
+    is_rate_limited,
+    rate_limit_of,
+)
 from controller.domain import ChangeRequest, PullRequest
-from controller.errors import ConfigError, ForgeUnavailable, PermanentError, SluiceError
+from controller.errors import ConfigError, PermanentError, SluiceError
 from controller.forge_limits import STATUS_DESCRIPTION_LIMIT, fit_body, fit_status_description
 from controller.redact import redact, register_secret
 
@@ -62,60 +76,7 @@ __all__ = [
     "GitHubForge",
 ]
 
-#: The longest one forge operation waits for GitHub's rate limits, in all, by default.
-DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS = 60.0
-#: The wait for a secondary rate limit that names no time (GitHub: "at least one minute").
-_SECONDARY_WAIT_SECONDS = 60.0
-#: What a GitHub App or fine-grained token needs for each endpoint Sluice calls: (method, path
-#: under /repos/{owner}/{repo}, permission). Classic tokens need the ``repo`` scope for all.
-PERMISSIONS: tuple[tuple[str, str, str], ...] = (
-    ("GET", "", "metadata: read"),
-    ("GET", "/pulls", "pull_requests: read"),
-    ("POST", "/pulls", "pull_requests: write"),
-    ("PATCH", "/pulls/{number}", "pull_requests: write"),
-    ("GET", "/issues/{number}/comments", "pull_requests: read (or issues: read)"),
-    ("POST", "/issues/{number}/comments", "pull_requests: write (or issues: write)"),
-    ("POST", "/issues/{number}/labels", "pull_requests: write (or issues: write)"),
-    ("POST", "/statuses/{sha}", "statuses: write"),
-    ("POST", "/dispatches", "contents: write"),
-)
-_PERMISSION_PATTERNS = tuple(
-    (method, re.compile(re.sub(r"\{\w+\}", "[^/]+", path)), permission)
-    for method, path, permission in PERMISSIONS
-)
-_REPO_PATH = re.compile(r"/repos/[^/]+/[^/]+(?P<rest>/.*)?")
-_PERMISSION_FIX = "grant it to the GitHub App or fine-grained token in SLUICE_GITHUB_TOKEN"
-_CREDENTIALS_FIX = "set SLUICE_GITHUB_TOKEN (or GITHUB_TOKEN) to a token with pull-requests: write"
-_REPOSITORY_FIX = "set SLUICE_GITHUB_REPOSITORY (or GITHUB_REPOSITORY) to owner/name"
-_ALREADY_EXISTS = "a pull request already exists"
-
 T = TypeVar("T")
-
-
-class _Transient(Exception):
-    """Internal: an attempt failed in a way the next attempt may not."""
-
-
-@dataclass
-class _Attempts:
-    """What earlier attempts of one call did, so a retry can tell its own effects apart."""
-
-    number: int = 0
-    tried_create: bool = False
-    #: Seconds spent waiting for rate limits, and how many times.
-    rate_limit_waited: float = 0.0
-    rate_limited: int = 0
-    #: The last rate-limited answer's wait, while it is being waited out (or refused).
-    rate_limit: _RateLimit | None = None
-
-
-@dataclass(frozen=True)
-class _RateLimit:
-    """A rate-limited answer: how long GitHub asks to wait, and when its limit resets."""
-
-    wait: float
-    resets_at: float | None
-    answer: GithubException
 
 
 class GitHubForge:
@@ -137,10 +98,10 @@ class GitHubForge:
         owner, _, name = repository.partition("/")
         if not owner or not name or "/" in name:
             raise ConfigError(
-                f"GitHub repository {repository!r} is not owner/name: {_REPOSITORY_FIX}"
+                f"GitHub repository {repository!r} is not owner/name: {REPOSITORY_FIX}"
             )
         if not token:
-            raise ConfigError(f"no GitHub token for {repository}: {_CREDENTIALS_FIX}")
+            raise ConfigError(f"no GitHub token for {repository}: {CREDENTIALS_FIX}")
         self.api_url = api_url.rstrip("/")
         self.repository = repository
         self._owner = owner
@@ -190,14 +151,14 @@ class GitHubForge:
         fitted = replace(change, body=fit_body(change.body))
         return self._attempt(
             f"opening a pull request for {change.branch}",
-            lambda attempts: self._open_or_update(fitted, attempts),
+            lambda attempts: open_or_update(self._repository(), self._owner, fitted, attempts),
         )
 
     def report_status(self, sha: str, *, context: str, state: str, description: str) -> None:
         """Set a commit status on ``sha``; the description is cut to GitHub's 140 characters."""
         description = fit_status_description(description, STATUS_DESCRIPTION_LIMIT)
 
-        def create(_attempts: _Attempts) -> None:
+        def create(_attempts: Attempts) -> None:
             # Statuses are idempotent for a reader: the latest per context wins.
             commit = self._repository().get_commit(sha)
             commit.create_status(state, context=context, description=description)
@@ -208,7 +169,7 @@ class GitHubForge:
         """Add a comment to pull request ``number``, cut to GitHub's 65,536 characters."""
         body = fit_body(body)
 
-        def create(attempts: _Attempts) -> None:
+        def create(attempts: Attempts) -> None:
             issue = self._repository().get_issue(number)
             if attempts.number > 0:
                 # The answer to the previous POST may have been lost after GitHub acted on it.
@@ -222,7 +183,7 @@ class GitHubForge:
     def find_pull_request(self, branch: str) -> int | None:
         """The newest pull request (open, closed or merged) from ``branch``, if any."""
 
-        def find(_attempts: _Attempts) -> int | None:
+        def find(_attempts: Attempts) -> int | None:
             repo = self._repository()
             owner = repo.owner.login
             pulls = repo.get_pulls(state="all", head=f"{owner}:{branch}", sort="created")
@@ -242,7 +203,7 @@ class GitHubForge:
         after the wait.
         """
 
-        def send(_attempts: _Attempts) -> None:
+        def send(_attempts: Attempts) -> None:
             repo = self._repository()
             # Not repo.create_repository_dispatch: it returns False on any error status,
             # where this raises GithubException with the status, translated like the rest.
@@ -264,7 +225,7 @@ class GitHubForge:
         :class:`PermanentError` naming it and the fix.
         """
 
-        def merge(attempts: _Attempts) -> tuple[int, str]:
+        def merge(attempts: Attempts) -> tuple[int, str]:
             repo = self._repository()
             owner = repo.owner.login
             pulls = list(repo.get_pulls(state="all", head=f"{owner}:{branch}", sort="created"))
@@ -287,92 +248,11 @@ class GitHubForge:
                     raise
                 raise PermanentError(
                     f"GitHub cannot merge pull request #{pr.number} ({branch}): "
-                    f"{redact(_github_message(exc))}; resolve it on GitHub, or propose again"
+                    f"{redact(github_message(exc))}; resolve it on GitHub, or propose again"
                 ) from None
             return pr.number, str(status.sha)
 
         return self._attempt(f"merging the pull request of {branch}", merge)
-
-    # -- one attempt of open_or_update ---------------------------------------------------------
-
-    def _open_or_update(self, change: ChangeRequest, attempts: _Attempts) -> PullRequest:
-        repo = self._repository()
-        # One listing of the open pull requests serves both the lookup and the supersede scan.
-        # Only pull requests from this repository count: a fork's branch is not ours to close.
-        open_pulls = [pr for pr in repo.get_pulls(state="open") if self._is_own_head(pr)]
-        own = _find(open_pulls, change)
-        if own is None:
-            attempts.tried_create = True
-            own = self._create(repo, change)
-            created = True
-        else:
-            # A previous attempt of this call may have created it and lost the answer.
-            created = attempts.tried_create
-            self._update(own, change)
-        self._ensure_labels(own, change.labels)
-        superseded = self._supersede(open_pulls, change, own.number)
-        return PullRequest(
-            number=own.number,
-            url=own.html_url,
-            branch=change.branch,
-            state="open",
-            created=created,
-            superseded=superseded,
-        )
-
-    def _is_own_head(self, pr: GithubPullRequest) -> bool:
-        owner, _, _branch = pr.head.label.partition(":")
-        return owner.lower() == self._owner.lower()
-
-    def _create(self, repo: Repository, change: ChangeRequest) -> GithubPullRequest:
-        try:
-            return repo.create_pull(
-                base=change.base, head=change.branch, title=change.title, body=change.body
-            )
-        except GithubException as exc:
-            if exc.status != 422 or _ALREADY_EXISTS not in _github_message(exc).lower():
-                raise
-        # Another run opened it between our listing and our create: adopt it.
-        listed = repo.get_pulls(state="open", base=change.base)
-        again = _find((pr for pr in listed if self._is_own_head(pr)), change)
-        if again is None:
-            raise _Transient("did not list the pull request it reported as existing")
-        self._update(again, change)
-        return again
-
-    @staticmethod
-    def _update(pr: GithubPullRequest, change: ChangeRequest) -> None:
-        if (pr.title, pr.body or "") != (change.title, change.body):
-            pr.edit(title=change.title, body=change.body)
-
-    @staticmethod
-    def _ensure_labels(pr: GithubPullRequest, labels: Iterable[str]) -> None:
-        present = {label.name.lower() for label in pr.labels}
-        missing = [label for label in dict.fromkeys(labels) if label.lower() not in present]
-        if missing:
-            pr.add_to_labels(*missing)
-
-    @staticmethod
-    def _supersede(
-        open_pulls: list[GithubPullRequest], change: ChangeRequest, number: int
-    ) -> tuple[int, ...]:
-        if not change.supersedes_prefix:  # an empty prefix would match every pull request
-            return ()
-        note = f"Superseded by #{number} ({change.title})"
-        closed = []
-        for pr in open_pulls:
-            branch = pr.head.ref
-            if pr.number == number or branch == change.branch:
-                continue
-            if not branch.startswith(change.supersedes_prefix):
-                continue
-            # Comment first, then close: a rerun after a failed close finds the comment and
-            # does not repeat it; closing first could lose the comment for good.
-            if not any(comment.body == note for comment in pr.get_issue_comments()):
-                pr.create_issue_comment(note)
-            pr.edit(state="closed")
-            closed.append(pr.number)
-        return tuple(sorted(closed))
 
     # -- retries and errors --------------------------------------------------------------------
 
@@ -386,19 +266,19 @@ class GitHubForge:
                 if exc.status == 404:
                     raise ConfigError(
                         f"GitHub repository {self.repository} not found at "
-                        f"{redact(self.api_url)}, or the token cannot see it: {_REPOSITORY_FIX}"
+                        f"{redact(self.api_url)}, or the token cannot see it: {REPOSITORY_FIX}"
                     ) from None
                 raise
             self._repo = repo
         return self._repo
 
     def _attempt(
-        self, what: str, action: Callable[[_Attempts], T], *, retries: int | None = None
+        self, what: str, action: Callable[[Attempts], T], *, retries: int | None = None
     ) -> T:
         """Run ``action`` up to 1 + retries times while it fails transiently, ``backoff_seconds``
         doubling between attempts, and again after each rate-limit wait (within the maximum
         wait; see the module docstring)."""
-        attempts = _Attempts()
+        attempts = Attempts()
         limit = self._retries if retries is None else retries
 
         def count(_state: RetryCallState) -> None:
@@ -410,7 +290,7 @@ class GitHubForge:
         transient = Retrying(
             stop=stop_after_attempt(limit + 1),
             wait=wait_exponential(multiplier=self._backoff_seconds),
-            retry=retry_if_exception(_is_transient),
+            retry=retry_if_exception(is_transient),
             before_sleep=count,
             sleep=self._sleep,
         )
@@ -420,11 +300,11 @@ class GitHubForge:
             last = exhausted.last_attempt.exception()
             assert isinstance(last, Exception)  # only transient exceptions are retried
             raise self._translate(last, what, attempts.number + 1) from None
-        except (GithubException, requests.RequestException, _Transient) as exc:
+        except (GithubException, requests.RequestException, RetryableFailure) as exc:
             raise self._translate(exc, what, attempts.number + 1) from None
 
     def _waiting_out_rate_limits(
-        self, what: str, action: Callable[[_Attempts], T], attempts: _Attempts
+        self, what: str, action: Callable[[Attempts], T], attempts: Attempts
     ) -> T:
         """One attempt of ``action``, made again after each rate-limited answer (GitHub refused
         it and changed nothing) for as long as GitHub asks, or failing at once when that is
@@ -433,7 +313,7 @@ class GitHubForge:
         def asked(state: RetryCallState) -> float:
             answer = state.outcome.exception() if state.outcome else None
             assert isinstance(answer, Exception)  # only rate-limited answers are retried
-            attempts.rate_limit = _rate_limit(answer, attempts.rate_limited)
+            attempts.rate_limit = rate_limit_of(answer, attempts.rate_limited)
             assert attempts.rate_limit is not None
             return attempts.rate_limit.wait
 
@@ -451,7 +331,7 @@ class GitHubForge:
         waits = Retrying(
             stop=beyond_budget,
             wait=asked,
-            retry=retry_if_exception(_is_rate_limited),
+            retry=retry_if_exception(is_rate_limited),
             before_sleep=count,
             sleep=self._sleep,
         )
@@ -459,7 +339,14 @@ class GitHubForge:
             return waits(once)
         except RetryError:
             assert attempts.rate_limit is not None
-            raise self._rate_limited(what, attempts.rate_limit, attempts) from None
+            raise rate_limit_error(
+                what,
+                attempts.rate_limit,
+                attempts,
+                repository=self.repository,
+                endpoint=self._endpoint(),
+                max_wait=self._max_rate_limit_wait,
+            ) from None
 
     def _record_requests(self) -> None:
         """Remember the method and URL of each request, so an error can name its endpoint.
@@ -486,153 +373,12 @@ class GitHubForge:
             path = path[len(self._api_path) :] or "/"
         return verb, redact(path)
 
-    def _endpoint_name(self) -> str:
-        endpoint = self._endpoint()
-        return f"{endpoint[0]} {endpoint[1]}" if endpoint else "a GitHub API request"
-
-    def _permission(self) -> str | None:
-        """The permission the last request's endpoint needs (:data:`PERMISSIONS`)."""
-        endpoint = self._endpoint()
-        match = _REPO_PATH.fullmatch(endpoint[1]) if endpoint else None
-        if endpoint is None or match is None:
-            return None
-        rest = match.group("rest") or ""
-        for method, pattern, permission in _PERMISSION_PATTERNS:
-            if method == endpoint[0] and pattern.fullmatch(rest):
-                return permission
-        return None
-
-    def _rate_limited(self, what: str, limit: _RateLimit, attempts: _Attempts) -> ForgeUnavailable:
-        answer = limit.answer
-        detail = redact(f"{answer.status} {_github_message(answer)}")
-        if limit.resets_at is not None:
-            at = datetime.fromtimestamp(limit.resets_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            resets = f"the limit resets at {at} (in {limit.wait:.0f} s)"
-        else:
-            resets = f"GitHub asks to wait {limit.wait:.0f} s"
-        waited = (
-            f", {attempts.rate_limit_waited:.0f} s already waited" if attempts.rate_limited else ""
-        )
-        return ForgeUnavailable(
-            f"GitHub is rate-limiting {self._endpoint_name()} ({detail}) while {what} in "
-            f"{self.repository}: {resets}, beyond the {self._max_rate_limit_wait:.0f} s Sluice "
-            f"waits{waited}; run again after that"
-        )
-
     def _translate(self, exc: Exception, what: str, tries: int) -> SluiceError:
-        where = redact(self.api_url)
-        if isinstance(exc, GithubException):
-            return self._translate_answer(exc, what, tries)
-        if isinstance(exc, _Transient):
-            return ForgeUnavailable(f"GitHub at {where} {exc} while {what} ({_times(tries)})")
-        reason = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        if not _is_transient(exc):  # a malformed URL, an unsupported scheme
-            return ConfigError(
-                f"GitHub API URL {where} cannot be used ({reason}): set SLUICE_GITHUB_API_URL "
-                "to https://api.github.com or https://HOST/api/v3"
-            )
-        return ForgeUnavailable(
-            f"GitHub at {where} is unreachable while {what}: {reason} ({_times(tries)}); "
-            "check SLUICE_GITHUB_API_URL and the network"
+        return translate_error(
+            exc,
+            what,
+            tries,
+            api_url=self.api_url,
+            repository=self.repository,
+            endpoint=self._endpoint(),
         )
-
-    def _translate_answer(self, exc: GithubException, what: str, tries: int) -> SluiceError:
-        where = redact(self.api_url)
-        status = exc.status
-        detail = redact(f"{status} {_github_message(exc)}")
-        if status == 403:  # rate limits never get here: _attempt waits them out or fails
-            permission = self._permission()
-            needs = (
-                f"the token needs {permission} on {self.repository}; {_PERMISSION_FIX}"
-                if permission is not None
-                else f"the token lacks a permission this needs: {_CREDENTIALS_FIX}"
-            )
-            return ConfigError(
-                f"GitHub refused {self._endpoint_name()} while {what} ({detail}): {needs}"
-            )
-        if status == 401:
-            return ConfigError(
-                f"GitHub rejected the token for {self.repository} ({detail}): {_CREDENTIALS_FIX}"
-            )
-        if status >= 500:
-            return ForgeUnavailable(
-                f"GitHub at {where} answered {detail} while {what} ({_times(tries)})"
-            )
-        return PermanentError(f"GitHub answered {detail} while {what} in {self.repository}")
-
-
-def _find(pulls: Iterable[GithubPullRequest], change: ChangeRequest) -> GithubPullRequest | None:
-    for pr in pulls:
-        if pr.head.ref == change.branch and pr.base.ref == change.base:
-            return pr
-    return None
-
-
-def _is_rate_limited(exc: BaseException) -> bool:
-    """Whether ``exc`` is GitHub refusing a request for its rate limits (429, or 403 with the
-    limit exhausted), which changed nothing."""
-    if not isinstance(exc, GithubException) or exc.status not in (403, 429):
-        return False
-    remaining = (exc.headers or {}).get("x-ratelimit-remaining")
-    return exc.status == 429 or isinstance(exc, RateLimitExceededException) or remaining == "0"
-
-
-def _rate_limit(exc: Exception, earlier: int) -> _RateLimit | None:
-    """How long a rate-limited answer asks to wait (GitHub's documented order), or None if
-    ``exc`` is not one; ``earlier`` rate-limited answers in this operation double the default."""
-    if not isinstance(exc, GithubException) or not _is_rate_limited(exc):
-        return None
-    headers = exc.headers or {}
-    remaining = headers.get("x-ratelimit-remaining")
-    retry_after = _seconds(headers.get("retry-after"))
-    reset = _seconds(headers.get("x-ratelimit-reset"))
-    now = time.time()
-    if retry_after is not None:
-        wait = retry_after
-        resets_at: float | None = now + retry_after
-    elif remaining == "0" and reset is not None:
-        wait = reset - now + 1  # the reset is a whole second: wait into the next one
-        resets_at = reset
-    else:
-        wait, resets_at = _SECONDARY_WAIT_SECONDS * 2**earlier, None
-    return _RateLimit(max(wait, 1.0), resets_at, exc)
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:  # Retry-After may be an HTTP date; GitHub sends seconds
-        return None
-
-
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, _Transient):
-        return True
-    if isinstance(exc, GithubException):
-        # Not 429 or rate limits: waiting for a reset can take an hour; say so instead.
-        return exc.status >= 500
-    # ConnectTimeout is both; RetryError cannot happen with retry=None but means the same.
-    transport = (
-        requests.ConnectionError,
-        requests.Timeout,
-        requests.exceptions.ChunkedEncodingError,
-    )
-    return isinstance(exc, (*transport, requests.exceptions.RetryError))
-
-
-def _github_message(exc: GithubException) -> str:
-    """GitHub's message and, for a 422, what each validation error says."""
-    data = exc.data if isinstance(exc.data, dict) else {}
-    message = str(data.get("message") or exc.message or "no message")
-    details = []
-    for error in data.get("errors") or []:
-        if isinstance(error, dict):
-            field = ".".join(str(error[key]) for key in ("resource", "field") if key in error)
-            details.append(str(error.get("message") or f"{field} {error.get('code', 'invalid')}"))
-        else:
-            details.append(str(error))
-    return f"{message}: {'; '.join(details)}" if details else message
-
-
-def _times(tries: int) -> str:
-    return "tried once" if tries == 1 else f"tried {tries} times"
