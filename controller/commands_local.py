@@ -330,7 +330,7 @@ def _isvc_table(name: str, entry: dict[str, Any], env: str, app: dict[str, Any])
         "previousRolledout": predictor.get("previousRolledoutRevision", "-"),
         "traffic": traffic or "-",
         "shadow": f"{shadow['revision']} ({mirrored})" if shadow.get("revision") else "-",
-        "url": entry.get("url", "-"),
+        "url": entry.get("url") or "-",  # none until it has served
     }
     for key, value in rows.items():
         table.add_row(key, value)

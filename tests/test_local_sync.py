@@ -314,7 +314,8 @@ def test_cluster_reads_a_synced_resource_of_an_out_of_sync_application() -> None
 def test_the_runtime_applies_every_inference_service_it_can(tmp_path: Path) -> None:
     """A commit with an unpinned fraud-detector and a refused scorer: fraud-detector is applied
     and Degraded with the fix in its message, scorer's refusal fails the operation and names
-    it; a commit that fixes scorer syncs in full."""
+    it; a commit that fixes scorer syncs in full; one that breaks fraud-detector leaves it
+    running its last applied manifest, saying why, while scorer reads synced at the new tip."""
     remote = create_git_remote(tmp_path)
 
     def overlay(*documents: dict[str, Any]) -> Any:
@@ -367,5 +368,21 @@ def test_the_runtime_applies_every_inference_service_it_can(tmp_path: Path) -> N
         assert [entry["revision"] for entry in app["history"]] == [fixed]
         assert set(runtime.isvcs) == {"fraud-detector", "scorer"}
         assert runtime.isvcs["fraud-detector"].counter == 1  # the same manifest: no new revision
+
+        # A refused change to one that runs: it keeps its applied manifest and says why.
+        broken = commit_to_remote(
+            remote, tmp_path / "work", "Break fraud-detector",
+            overlay(refused_manifest("fraud-detector"), manifest("scorer")),
+        )  # fmt: skip
+        runtime.poll()
+        runtime.reconcile()
+        fraud = runtime.isvcs["fraud-detector"]
+        assert fraud.document == manifest("fraud-detector")
+        assert fraud.problem.startswith("not applied: InferenceService fraud-detector: spec.canary")
+        app = runtime.application
+        assert app["status"]["operationState"]["phase"] == "Failed"
+        scorer = {**manifest("scorer"), "status": {}}
+        assert observation_from(scorer, app).synced_revision == broken
+        assert observation_from(fraud.to_object(), app).synced_revision == fixed
     finally:
         runtime.shutdown()
