@@ -2,9 +2,9 @@
 
 A rollout commit is pushed straight to the environment's branch. If someone else pushed in
 between (a new proposal merged, a person edited the pin, another controller made the same
-decision), :meth:`GitWorkspace.commit_and_push` re-runs the edit on the new tip; the edit then
-compares the whole state it was decided from and the whole state it writes with what the pin
-now says. A pin already in the intended state (the weight this edit writes, the restored
+decision), :meth:`ReleaseRepository.commit_and_push` re-runs the edit on the new tip; the edit
+then compares the whole state it was decided from and the whole state it writes with what the
+pin now says. A pin already in the intended state (the weight this edit writes, the restored
 version, the finished restore) is left alone, so that the edit changes nothing and nothing is
 committed: the action was done already, by this controller's lost push answer or by another
 controller, and its reason and annotations stay those of the commit that did it. A pin in any
