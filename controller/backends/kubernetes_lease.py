@@ -23,19 +23,24 @@ URL (credentials redacted) and the fix; the token never reaches a message.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from urllib3.exceptions import HTTPError
 
-from controller.backends.kubernetes_client import load_api_client
-from controller.errors import ConfigError, RemoteUnavailable, SluiceError
+from controller.backends.kubernetes_client import (
+    CustomObjects,
+    KubernetesRequest,
+    api_error,
+    api_host,
+    no_object_error,
+    status_details,
+    unreachable_error,
+)
+from controller.errors import ConfigError, SluiceError
 from controller.lease import Lease
-from controller.redact import redact
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # type: ignore[import-untyped]
@@ -174,11 +179,8 @@ class KubernetesLeaseStore:
         timeout_seconds: float = 10.0,
     ) -> None:
         self.namespace = namespace
-        self._api_client = api_client
-        self._built_client: Any = None
-        self._custom_objects: Any = None
+        self._custom_objects = CustomObjects(api_client)
         self._timeout = timeout_seconds
-        self._lock = threading.Lock()
         #: The object last read or written per release name, to replace it from.
         self._seen: dict[str, dict[str, Any]] = {}
 
@@ -187,8 +189,7 @@ class KubernetesLeaseStore:
 
     def close(self) -> None:
         """Close the Kubernetes client this store built."""
-        if self._built_client is not None:
-            self._built_client.close()
+        self._custom_objects.close()
 
     # -- the LeaseStore protocol -------------------------------------------------------------------
 
@@ -253,17 +254,6 @@ class KubernetesLeaseStore:
         self._seen[name] = document
         return True
 
-    def _api(self) -> Any:
-        with self._lock:
-            if self._custom_objects is None:
-                from kubernetes import client  # type: ignore[import-untyped]
-
-                api_client = self._api_client
-                if api_client is None:
-                    api_client = self._built_client = load_api_client()
-                self._custom_objects = client.CustomObjectsApi(api_client)
-            return self._custom_objects
-
     def _call(
         self, verb: str, name: str, method: str, *, body: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
@@ -271,10 +261,21 @@ class KubernetesLeaseStore:
         otherwise; every other failure is a :class:`~controller.errors.SluiceError`."""
         from kubernetes.client.exceptions import ApiException  # type: ignore[import-untyped]
 
-        api = self._api()
-        host = redact(str(api.api_client.configuration.host))
+        api = self._custom_objects.api()
         obj = lease_object_name(name)
         what = f"Lease {self.namespace}/{obj}"
+        request = KubernetesRequest(
+            host=api_host(api),
+            what=what,
+            doing=f"({verb} {what})",
+            forbidden=f"Sluice to {verb} {what}",
+            grant=f"grant its service account get, create, update and delete on "
+            f"{_PLURAL}.{_GROUP} in namespace {self.namespace} (manifests/controller/rbac.yaml)",
+            resource=f"{_GROUP}/{_VERSION} {_PLURAL}",
+            not_served_fix="is it a Kubernetes API server (1.14 or later)?",
+            unreachable_fix="check the cluster and the kubeconfig, or set "
+            "SLUICE_ROLLOUT_LEASE_STORE=git",
+        )
         args: list[Any] = [_GROUP, _VERSION, self.namespace, _PLURAL]
         if verb != "create":
             args.append(obj)
@@ -287,17 +288,13 @@ class KubernetesLeaseStore:
             status = int(exc.status or 0)
             if status == 409 or (status == 404 and _names_object(exc.body, obj)):
                 return None
-            raise _api_error(status, str(exc.reason), exc.body, host, verb, what) from None
+            raise _lease_api_error(request, status, str(exc.reason), exc.body) from None
         except HTTPError as exc:
-            raise RemoteUnavailable(
-                f"the Kubernetes API at {host} is unreachable ({type(exc).__name__}) "
-                f"({verb} {what}); check the cluster and the kubeconfig, or set "
-                "SLUICE_ROLLOUT_LEASE_STORE=git"
-            ) from None
+            raise unreachable_error(request, exc) from None
         if not isinstance(answer, dict):
             if verb == "delete":
                 return {}
-            raise RemoteUnavailable(f"the Kubernetes API at {host} answered {what} with no object")
+            raise no_object_error(request)
         return answer
 
 
@@ -305,44 +302,21 @@ def _version(document: dict[str, Any]) -> str:
     return str((document.get("metadata") or {}).get("resourceVersion") or "")
 
 
-def _status_details(body: Any) -> dict[str, Any]:
-    try:
-        status = json.loads(body) if body else {}
-    except (TypeError, ValueError):
-        return {}
-    details = status.get("details") if isinstance(status, dict) else None
-    return details if isinstance(details, dict) else {}
-
-
 def _names_object(body: Any, name: str) -> bool:
     """Whether a 404's Status is about the Lease, not its namespace or a missing API."""
-    details = _status_details(body)
+    details = status_details(body)
     return details.get("name") == name and details.get("kind") in (None, _PLURAL, "Lease")
 
 
-def _api_error(status: int, reason: str, body: Any, host: str, verb: str, what: str) -> SluiceError:
-    namespace = what.removeprefix("Lease ").split("/", 1)[0]
-    if status == 401:
+def _lease_api_error(
+    request: KubernetesRequest, status: int, reason: str, body: Any
+) -> SluiceError:
+    """As :func:`~controller.backends.kubernetes_client.api_error`, and a 404 of the namespace
+    names the namespace."""
+    if status == 404 and status_details(body).get("kind") == "namespaces":
+        namespace = request.what.removeprefix("Lease ").split("/", 1)[0]
         return ConfigError(
-            f"the Kubernetes API at {host} rejected Sluice's credentials (401) ({verb} {what}); "
-            "renew the service account token or the kubeconfig's"
+            f"the Kubernetes API at {request.host} has no namespace {namespace} (404) "
+            f"{request.doing}; create it or set SLUICE_ROLLOUT_LEASE_NAMESPACE"
         )
-    if status == 403:
-        return ConfigError(
-            f"the Kubernetes API at {host} forbids Sluice to {verb} {what} (403); grant its "
-            f"service account get, create, update and delete on {_PLURAL}.{_GROUP} in "
-            f"namespace {namespace} (manifests/controller/rbac.yaml)"
-        )
-    if status == 404 and _status_details(body).get("kind") == "namespaces":
-        return ConfigError(
-            f"the Kubernetes API at {host} has no namespace {namespace} (404) ({verb} {what}); "
-            "create it or set SLUICE_ROLLOUT_LEASE_NAMESPACE"
-        )
-    if status == 404:
-        return ConfigError(
-            f"the Kubernetes API at {host} does not serve {_GROUP}/{_VERSION} {_PLURAL} (404); "
-            "is it a Kubernetes API server (1.14 or later)?"
-        )
-    return RemoteUnavailable(
-        f"the Kubernetes API at {host} answered {status} {reason} ({verb} {what}); retry later"
-    )
+    return api_error(request, status, reason)
