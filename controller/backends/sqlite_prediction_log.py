@@ -28,7 +28,6 @@ to the same inputs (equal digests), so a reused id never pairs two different req
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import queue
@@ -37,102 +36,24 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
-from controller.errors import ConfigError, InputError, TransientError
-from controller.predictions import (
-    LoggedPrediction,
-    Prediction,
-    PredictionPair,
-    Role,
-    inputs_digest,
+from controller.backends.prediction_log_queries import count_logged, read_pairs
+from controller.backends.prediction_log_schema import (
+    INSERT_PREDICTION,
+    ROTATE,
+    SCHEMA_VERSION,
+    connect,
+    ensure_schema,
+    output_text,
+    sqlite_errors,
 )
+from controller.errors import ConfigError, InputError
+from controller.predictions import Prediction, PredictionPair, inputs_digest
 
 __all__ = ["SCHEMA_VERSION", "SqlitePredictionLog"]
 
 _log = logging.getLogger("sluice.prediction_log")
-
-#: ``PRAGMA user_version`` of the log's schema; another version is refused, never migrated.
-SCHEMA_VERSION = 1
-_WAL_LIMIT_BYTES = 8 << 20
-#: SQLite's primary result codes for a file another connection holds.
-_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-_ID_CHUNK = 500
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id TEXT NOT NULL,
-    time REAL NOT NULL,
-    model TEXT NOT NULL,
-    version TEXT NOT NULL,
-    revision TEXT NOT NULL,
-    role TEXT NOT NULL CHECK (role IN ('primary', 'shadow')),
-    inputs_digest TEXT NOT NULL,
-    output TEXT,
-    latency_ms REAL NOT NULL,
-    status INTEGER NOT NULL,
-    UNIQUE (request_id, role)
-);
-CREATE TABLE IF NOT EXISTS feedback (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id TEXT NOT NULL UNIQUE,
-    label REAL NOT NULL,
-    time REAL NOT NULL
-);
-"""
-_INSERT = (
-    "INSERT OR REPLACE INTO predictions (request_id, time, model, version, revision, role,"
-    " inputs_digest, output, latency_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_ROTATE = {
-    table: f"DELETE FROM {table} WHERE seq <= (SELECT max(seq) FROM {table}) - ?"  # noqa: S608
-    for table in ("predictions", "feedback")
-}
-#: The columns of each side of a pair, in the order :func:`_logged` reads them.
-_WIDTH = 8
-_PAIRS = """
-SELECT s.request_id, f.label,
-       p.time, p.model, p.version, p.revision, p.inputs_digest, p.output, p.latency_ms, p.status,
-       s.time, s.model, s.version, s.revision, s.inputs_digest, s.output, s.latency_ms, s.status
-FROM predictions AS s
-JOIN predictions AS p
-  ON p.request_id = s.request_id AND p.role = 'primary' AND p.inputs_digest = s.inputs_digest
-LEFT JOIN feedback AS f ON f.request_id = s.request_id
-WHERE s.role = 'shadow'
-  AND (:model IS NULL OR s.model = :model)
-  AND (:revision IS NULL OR s.revision = :revision)
-  AND (:since IS NULL OR p.time >= :since)
-  AND (:labelled = 0 OR f.label IS NOT NULL)
-ORDER BY p.seq
-LIMIT :limit
-"""
-
-
-def _output_text(output: bytes, limit: int) -> str | None:
-    if not output or len(output) > limit:
-        return None
-    try:
-        return json.dumps(json.loads(output), separators=(",", ":"), ensure_ascii=False)
-    except (ValueError, RecursionError):
-        return None
-
-
-@contextlib.contextmanager
-def _log_errors(path: Path) -> Iterator[None]:
-    """``sqlite3`` errors as Sluice's: a busy file is transient, any other needs a person."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        if (exc.sqlite_errorcode & 0xFF) in _BUSY_CODES:  # the primary code of an extended one
-            raise TransientError(
-                f"the prediction log {path} is locked by another process ({exc}); "
-                "try again when it is free"
-            ) from exc
-        raise ConfigError(
-            f"the prediction log {path} cannot be used ({exc}): move it aside (a new one is "
-            "created) or set SLUICE_PREDICTION_LOG_PATH to another file"
-        ) from exc
 
 
 class _Flush:
@@ -210,31 +131,11 @@ class SqlitePredictionLog:
     def _ensure_schema(self) -> None:
         if self._schema_ready:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _log_errors(self.path), contextlib.closing(self._connect()) as connection:
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                raise ConfigError(
-                    f"{self.path} is a prediction log of schema {version}, not {SCHEMA_VERSION}:"
-                    " move it aside or choose another path"
-                )
-            connection.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+        ensure_schema(self.path, self._busy_timeout)
         self._schema_ready = True
 
     def _connect(self) -> sqlite3.Connection:
-        with _log_errors(self.path):
-            connection = sqlite3.connect(
-                self.path, timeout=self._busy_timeout, isolation_level=None
-            )
-            try:
-                connection.execute("PRAGMA journal_mode = WAL")
-                connection.execute("PRAGMA synchronous = NORMAL")  # durable across a process crash
-                # After each checkpoint the write-ahead log is cut back to this: it stays bounded.
-                connection.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT_BYTES}")
-            except sqlite3.Error:
-                connection.close()
-                raise
-        return connection
+        return connect(self.path, self._busy_timeout)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -304,14 +205,14 @@ class SqlitePredictionLog:
                 (
                     p.request_id, p.time, p.model, p.version, p.revision, p.role,
                     digests.get(p.body) or digests.setdefault(p.body, inputs_digest(p.body)),
-                    _output_text(p.output, self.max_output_bytes), p.latency_ms, p.status,
+                    output_text(p.output, self.max_output_bytes), p.latency_ms, p.status,
                 )
                 for p in predictions
             ]  # fmt: skip
             with connection:  # one transaction: the batch and the rotation land together
                 connection.execute("BEGIN IMMEDIATE")
-                connection.executemany(_INSERT, rows)
-                connection.execute(_ROTATE["predictions"], (self.max_rows,))
+                connection.executemany(INSERT_PREDICTION, rows)
+                connection.execute(ROTATE["predictions"], (self.max_rows,))
         except Exception as exc:  # the writer must outlive any batch, or the queue fills up
             _log.warning(
                 "prediction log %s: %d answers not written: %s", self.path, len(predictions), exc
@@ -338,30 +239,24 @@ class SqlitePredictionLog:
                 raise InputError(f"feedback ({request_id!r}, {label!r}) needs an id and a number")
             rows.append((request_id, value, now))
         self._ensure_schema()
-        with _log_errors(self.path), contextlib.closing(self._connect()) as connection, connection:
+        with (
+            sqlite_errors(self.path),
+            contextlib.closing(self._connect()) as connection,
+            connection,
+        ):
             connection.execute("BEGIN IMMEDIATE")
             connection.executemany(
                 "INSERT OR REPLACE INTO feedback (request_id, label, time) VALUES (?, ?, ?)", rows
             )
-            connection.execute(_ROTATE["feedback"], (self.max_rows,))
+            connection.execute(ROTATE["feedback"], (self.max_rows,))
         return len(rows)
 
     def count_logged(self, request_ids: Iterable[str]) -> int:
         """How many of these distinct request ids have an answer (either role) in the file."""
         unique = list(dict.fromkeys(request_ids))
         self._ensure_schema()
-        count = 0
-        with _log_errors(self.path), contextlib.closing(self._connect()) as connection:
-            # In chunks: SQLite caps the parameters of one statement (999 before 3.32).
-            for start in range(0, len(unique), _ID_CHUNK):
-                chunk = unique[start : start + _ID_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                query = (
-                    "SELECT count(DISTINCT request_id) FROM predictions"  # noqa: S608 (only ?s)
-                    f" WHERE request_id IN ({marks})"
-                )
-                count += connection.execute(query, chunk).fetchone()[0]
-        return count
+        with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:
+            return count_logged(connection, unique)
 
     def pairs(
         self,
@@ -381,9 +276,8 @@ class SqlitePredictionLog:
             "limit": -1 if limit is None else limit,
         }
         self._ensure_schema()
-        with _log_errors(self.path), contextlib.closing(self._connect()) as connection:
-            rows = connection.execute(_PAIRS, arguments).fetchall()
-        return [_pair(row) for row in rows]
+        with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:
+            return read_pairs(connection, arguments)
 
     def labelled_pairs(
         self,
@@ -401,29 +295,6 @@ class SqlitePredictionLog:
     def row_count(self) -> int:
         """Predictions in the file now (both roles)."""
         self._ensure_schema()
-        with _log_errors(self.path), contextlib.closing(self._connect()) as connection:
+        with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:
             count: int = connection.execute("SELECT count(*) FROM predictions").fetchone()[0]
         return count
-
-
-def _logged(request_id: str, role: Role, columns: tuple[Any, ...]) -> LoggedPrediction:
-    when, model, version, revision, digest, output, latency, status = columns
-    return LoggedPrediction(
-        request_id=request_id,
-        time=float(when),
-        model=model,
-        version=version,
-        revision=revision,
-        role=role,
-        inputs_digest=digest,
-        output=None if output is None else json.loads(output),
-        latency_ms=float(latency),
-        status=int(status),
-    )
-
-
-def _pair(row: tuple[Any, ...]) -> PredictionPair:
-    request_id, label = str(row[0]), row[1]
-    primary = _logged(request_id, "primary", row[2 : 2 + _WIDTH])
-    shadow = _logged(request_id, "shadow", row[2 + _WIDTH :])
-    return PredictionPair(request_id, primary, shadow, None if label is None else float(label))

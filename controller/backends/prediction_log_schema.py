@@ -1,0 +1,118 @@
+"""The prediction log's SQLite file: its schema (checked, never migrated), how a connection is
+opened (WAL, a bounded write-ahead log, a busy timeout), the statements that write it, and the
+translation of every ``sqlite3`` error into a Sluice error that names the file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from controller.errors import ConfigError, TransientError
+
+__all__ = [
+    "INSERT_PREDICTION",
+    "ROTATE",
+    "SCHEMA_VERSION",
+    "connect",
+    "ensure_schema",
+    "output_text",
+    "sqlite_errors",
+]
+
+#: ``PRAGMA user_version`` of the log's schema; another version is refused, never migrated.
+SCHEMA_VERSION = 1
+_WAL_LIMIT_BYTES = 8 << 20
+#: SQLite's primary result codes for a file another connection holds.
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('primary', 'shadow')),
+    inputs_digest TEXT NOT NULL,
+    output TEXT,
+    latency_ms REAL NOT NULL,
+    status INTEGER NOT NULL,
+    UNIQUE (request_id, role)
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL UNIQUE,
+    label REAL NOT NULL,
+    time REAL NOT NULL
+);
+"""
+INSERT_PREDICTION = (
+    "INSERT OR REPLACE INTO predictions (request_id, time, model, version, revision, role,"
+    " inputs_digest, output, latency_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+#: Deletes all but the newest ``?`` rows of each table.
+ROTATE = {
+    table: f"DELETE FROM {table} WHERE seq <= (SELECT max(seq) FROM {table}) - ?"  # noqa: S608
+    for table in ("predictions", "feedback")
+}
+
+
+def output_text(output: bytes, limit: int) -> str | None:
+    """A model's answer as compact JSON to keep, or None when it is empty, over ``limit``
+    bytes or not JSON."""
+    if not output or len(output) > limit:
+        return None
+    try:
+        return json.dumps(json.loads(output), separators=(",", ":"), ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return None
+
+
+@contextlib.contextmanager
+def sqlite_errors(path: Path) -> Iterator[None]:
+    """``sqlite3`` errors as Sluice's: a busy file is transient, any other needs a person."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if (exc.sqlite_errorcode & 0xFF) in _BUSY_CODES:  # the primary code of an extended one
+            raise TransientError(
+                f"the prediction log {path} is locked by another process ({exc}); "
+                "try again when it is free"
+            ) from exc
+        raise ConfigError(
+            f"the prediction log {path} cannot be used ({exc}): move it aside (a new one is "
+            "created) or set SLUICE_PREDICTION_LOG_PATH to another file"
+        ) from exc
+
+
+def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A connection to the log at ``path`` in autocommit mode, WAL journaling on; a statement
+    waits ``busy_timeout`` seconds for another process's lock."""
+    with sqlite_errors(path):
+        connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")  # durable across a process crash
+            # After each checkpoint the write-ahead log is cut back to this: it stays bounded.
+            connection.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT_BYTES}")
+        except sqlite3.Error:
+            connection.close()
+            raise
+    return connection
+
+
+def ensure_schema(path: Path, busy_timeout: float) -> None:
+    """Create the file and its tables, or check an existing one is a log of this schema."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite_errors(path), contextlib.closing(connect(path, busy_timeout)) as connection:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise ConfigError(
+                f"{path} is a prediction log of schema {version}, not {SCHEMA_VERSION}:"
+                " move it aside or choose another path"
+            )
+        connection.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
