@@ -1,37 +1,32 @@
-"""The MLflow model registry, seen through Sluice's error tree.
-
-MLflow raises one ``MlflowException`` for everything, distinguished by error code and, for
-transport failures, only by its message; and by default it retries a dead server for minutes.
-This module bounds the retries, and maps what it raises onto :mod:`controller.errors` so that
-an unknown model says "unknown model" and an unreachable server says "unreachable", each in one
-line with the fix.
+"""The MLflow model registry, seen through Sluice's error tree: versions, aliases, runs and
+the artifacts the proposal and the rollout read, every call inside
+:func:`~controller.backends.mlflow_errors.registry_errors` (which, with
+:func:`~controller.backends.mlflow_errors.configure_mlflow_http`, is importable from here too).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import mlflow.artifacts
-import requests
 from mlflow.entities.webhook import WebhookEvent
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 
+from controller.backends.mlflow_errors import (
+    NOT_FOUND_CODES,
+    configure_mlflow_http,
+    is_missing_alias,
+    registry_errors,
+)
 from controller.data_profile import PROFILE_SCHEMA_VERSION, DataProfile
 from controller.domain import ModelVersion, RunSummary
-from controller.errors import (
-    InputError,
-    ModelNotFound,
-    PermanentError,
-    RegistryUnavailable,
-)
+from controller.errors import InputError, ModelNotFound
 from controller.payloads import example_rows, signature_columns, signature_rows
 from controller.redact import redact
 
@@ -45,80 +40,6 @@ __all__ = [
 
 #: The artifact the training step logs the reference data profile as.
 PROFILE_ARTIFACT = "reference_profile.json"
-
-_UNAVAILABLE_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
-_NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
-_BAD_INPUT_CODES = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "RESOURCE_ALREADY_EXISTS"}
-
-
-def configure_mlflow_http(*, retries: int, timeout_seconds: float) -> None:
-    """Bound MLflow's HTTP retries and timeout unless the user set them explicitly.
-
-    MLflow reads these variables at request time; its defaults (7 retries, 120 s timeout) turn
-    an unreachable registry into minutes of silence.
-    """
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(timeout_seconds))))
-    # A progress bar per artifact download is noise in a controller's output.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
-def _is_transport_failure(exc: MlflowException) -> bool:
-    text = str(exc.message)
-    return text.startswith("API request to") and (
-        "failed with exception" in text or "failed with timeout exception" in text
-    )
-
-
-def _is_missing_alias(exc: RestException) -> bool:
-    """A missing model is RESOURCE_DOES_NOT_EXIST; a missing alias on an existing model is
-    INVALID_PARAMETER_VALUE "Registered model alias X not found" (MLflow 3)."""
-    code = str(exc.error_code)
-    return code in _NOT_FOUND_CODES or (
-        code == "INVALID_PARAMETER_VALUE"
-        and "alias" in str(exc.message)
-        and "not found" in str(exc.message)
-    )
-
-
-@contextmanager
-def registry_errors(tracking_uri: str, what: str) -> Iterator[None]:
-    """Translate MLflow and transport exceptions raised inside the block into Sluice errors.
-
-    ``what`` names the object being worked on ("model 'fraud-detector'") for the message.
-    """
-    where = redact(tracking_uri)
-    try:
-        yield
-    except RestException as exc:
-        code = str(exc.error_code)
-        detail = redact(str(exc.message)).split("\n", 1)[0]
-        if code in _NOT_FOUND_CODES:
-            raise ModelNotFound(
-                f"{what} not found in the registry at {where}: {detail}; check the name, "
-                "version or alias"
-            ) from None
-        if code in _BAD_INPUT_CODES:
-            raise InputError(f"registry at {where} refused {what}: {detail}") from None
-        if code in _UNAVAILABLE_CODES:
-            raise RegistryUnavailable(
-                f"registry at {where} failed on {what} ({code}); retry, or check the server's log"
-            ) from None
-        raise PermanentError(f"registry at {where} refused {what} ({code}): {detail}") from None
-    except MlflowException as exc:
-        if _is_transport_failure(exc) or str(exc.error_code) in _UNAVAILABLE_CODES:
-            raise RegistryUnavailable(
-                f"MLflow registry at {where} is unreachable; start it or set "
-                "MLFLOW_TRACKING_URI to a running tracking server"
-            ) from None
-        detail = redact(str(exc.message)).split("\n", 1)[0]
-        raise PermanentError(f"registry at {where} failed on {what}: {detail}") from None
-    except (requests.exceptions.RequestException, ConnectionError) as exc:
-        raise RegistryUnavailable(
-            f"MLflow registry at {where} is unreachable ({type(exc).__name__}); start it or set "
-            "MLFLOW_TRACKING_URI to a running tracking server"
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -156,7 +77,7 @@ class MlflowRegistry:
             try:
                 version = self._client.get_model_version_by_alias(name, alias)
             except RestException as exc:
-                if _is_missing_alias(exc):
+                if is_missing_alias(exc):
                     return None
                 raise
         return self._ref(version)
@@ -317,7 +238,7 @@ class MlflowRegistry:
             try:
                 self._client.get_registered_model(name)
             except RestException as exc:
-                if str(exc.error_code) not in _NOT_FOUND_CODES:
+                if str(exc.error_code) not in NOT_FOUND_CODES:
                     raise
                 self._client.create_registered_model(name)
             # MLflow 3 logs models as `models:/m-<id>`; the server wants that id spelled out.
