@@ -39,9 +39,7 @@ on an event loop thread of its own (uvloop when installed) and speaks HTTP/1.1 t
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
-import itertools
 import json
 import math
 import random
@@ -49,23 +47,18 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Self
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from controller.errors import ConfigError
-from controller.gates.metrics_profile import (
-    DEFAULT_PROFILE,
-    OTEL_BUCKETS_SECONDS,
-    MetricsProfile,
-    resolve_profile,
-)
-from controller.local.mirror import Mirror, ShadowTarget, parse_upstream
+from controller.gates.metrics_profile import OTEL_BUCKETS_SECONDS, MetricsProfile
+from controller.local.mirror import Mirror, ShadowTarget
 from controller.local.processes import free_port
 from controller.local.request_window import RequestWindow
+from controller.local.revision_metrics import LATENCY_BUCKETS_MS, RevisionMetrics
+from controller.local.route_table import RouteTable, TrafficTarget
 from controller.local.serving.http1 import (
     ClientConnection,
     Request,
@@ -97,178 +90,6 @@ REQUESTS_PATH = b"/_sluice/requests"
 _TAG = TAG_HEADER.lower().encode()
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _REQUEST_ID_MAX = 128
-# Knative 1.18 queue-proxy's buckets for revision_app_request_latencies, in milliseconds.
-LATENCY_BUCKETS_MS: tuple[float, ...] = (
-    5, 10, 20, 40, 60, 80, 100, 150, 200, 250, 300, 350, 400, 450, 500,
-    600, 700, 800, 900, 1000, 2000, 5000, 10000, 20000, 50000, 100000,
-)  # fmt: skip
-# OTEL_BUCKETS_SECONDS (imported above and exported from here as before) are current Knative's
-# buckets for kn.serving.invocation.duration, in seconds; the serving wrapper's request
-# histogram shares them, so the constant lives with the metrics profiles.
-
-
-@dataclass(frozen=True)
-class TrafficTarget:
-    """A revision, where its model server listens, its share of requests and its tag."""
-
-    revision: str
-    upstream: str  # http://127.0.0.1:PORT
-    percent: int
-    tag: str = ""
-    #: The model version the revision serves, for the prediction log.
-    version: str = ""
-
-
-class _RouteTable:
-    """An immutable routing decision: swapped whole by ``set_routes``, read per request."""
-
-    def __init__(self, targets: Sequence[TrafficTarget]) -> None:
-        weights: dict[str, int] = {}
-        self.upstreams: dict[str, tuple[str, int, bytes]] = {}  # host, port, path prefix
-        self.by_tag: dict[str, str] = {}
-        self.versions: dict[str, str] = {}
-        for target in targets:
-            if not 0 <= target.percent <= 100:
-                raise ConfigError(f"traffic percent {target.percent} of {target.revision}")
-            upstream = parse_upstream(target.upstream)
-            self.versions[target.revision] = target.version
-            if self.upstreams.setdefault(target.revision, upstream) != upstream:
-                raise ConfigError(f"revision {target.revision} has two upstreams")
-            weights[target.revision] = weights.get(target.revision, 0) + target.percent
-            if target.tag:
-                self.by_tag[target.tag] = target.revision
-        total = sum(weights.values())
-        if targets and total != 100:
-            raise ConfigError(f"traffic percents add up to {total}, not 100")
-        self.revisions = [name for name, weight in weights.items() if weight > 0]
-        self.cumulative = list(itertools.accumulate(weights[name] for name in self.revisions))
-
-    def pick(self, draw: float) -> str | None:
-        """The revision for a uniform ``draw`` in [0, 1); None when nothing takes traffic."""
-        if not self.revisions:
-            return None
-        return self.revisions[bisect.bisect_right(self.cumulative, draw * self.cumulative[-1])]
-
-
-class RevisionMetrics:
-    """Request counts and latency histograms per revision and response code.
-
-    Exported under a metrics profile's names: the histogram in the profile's unit, with
-    Knative's buckets for that unit, and a separate counter only where the profile counts
-    requests with one (Knative 1.18's ``revision_app_request_count``, written by hand because
-    ``prometheus_client`` names every counter ``..._total``). The status label holds the code
-    (``503``) where the profile's error matcher matches codes, else its class (``5xx``).
-    A profile whose series come from the model server itself (``exportedBy: model-server``)
-    gets none from the router, as no queue-proxy exports them on a cluster.
-    """
-
-    def __init__(
-        self,
-        namespace: str,
-        configuration: str,
-        profile: MetricsProfile | None = None,
-    ) -> None:
-        self._prefix = (namespace, configuration)
-        self._lock = threading.Lock()
-        # (revision, code) -> [count, sum_ms, per-bucket counts...]
-        self._series: dict[tuple[str, int], list[float]] = {}
-        self._profile = resolve_profile(DEFAULT_PROFILE)
-        self._bounds_ms: tuple[float, ...] = ()
-        self.set_profile(profile or self._profile)
-
-    @property
-    def profile(self) -> MetricsProfile:
-        """The profile whose names ``/metrics`` exports."""
-        return self._profile
-
-    def set_profile(self, profile: MetricsProfile) -> None:
-        """Export under ``profile`` from now on; a change starts every series again (a
-        Prometheus reads the new names as new series, as after a queue-proxy upgrade)."""
-        seconds = profile.latency_unit == "seconds"
-        bounds_ms = tuple(b * 1000 for b in OTEL_BUCKETS_SECONDS) if seconds else LATENCY_BUCKETS_MS
-        with self._lock:
-            if profile == self._profile and self._bounds_ms:
-                return
-            self._profile, self._bounds_ms = profile, bounds_ms
-            self._series.clear()
-
-    def observe(self, revision: str, code: int, latency_ms: float) -> None:
-        """Count one request to ``revision`` that answered ``code`` after ``latency_ms``."""
-        with self._lock:
-            bucket = bisect.bisect_left(self._bounds_ms, latency_ms)
-            series = self._series.get((revision, code))
-            if series is None:
-                series = self._series[(revision, code)] = [0.0] * (len(self._bounds_ms) + 3)
-            series[0] += 1
-            series[1] += latency_ms
-            series[2 + bucket] += 1
-
-    def _snapshot(
-        self,
-    ) -> tuple[MetricsProfile, tuple[float, ...], list[tuple[str, int, list[float]]]]:
-        with self._lock:
-            items = sorted((key, list(values)) for key, values in self._series.items())
-            return (
-                self._profile,
-                self._bounds_ms,
-                [(revision, code, values) for (revision, code), values in items],
-            )
-
-    def counts(self) -> dict[tuple[str, int], int]:
-        """Requests so far by (revision, response code)."""
-        _, _, series = self._snapshot()
-        return {(revision, code): int(values[0]) for revision, code, values in series}
-
-    @staticmethod
-    def _labels(
-        profile: MetricsProfile, prefix: tuple[str, str], revision: str, code: int
-    ) -> dict[str, str]:
-        status = str(code) if profile.is_error("500") else f"{code // 100}xx"
-        return {
-            profile.namespace_label: prefix[0],
-            profile.configuration_label: prefix[1],
-            profile.revision_label: revision,
-            profile.status_label: status,
-        }
-
-    def collect(self) -> Iterator[Metric]:
-        """The latency histogram (the ``prometheus_client`` collector protocol)."""
-        profile, bounds_ms, series = self._snapshot()
-        if profile.exported_by != "queue-proxy":
-            return  # the model servers export these series themselves
-        scale = 1 / profile.milliseconds_per_unit
-        names: list[str] | None = None
-        family: HistogramMetricFamily | None = None
-        for revision, code, values in series:
-            labels = self._labels(profile, self._prefix, revision, code)
-            if family is None:
-                names = list(labels)
-                family = HistogramMetricFamily(
-                    profile.latency, f"Request latency in {profile.latency_unit}", labels=names
-                )
-            cumulative, buckets = 0.0, []
-            for bound, count in zip((*bounds_ms, None), values[2:], strict=True):
-                cumulative += count
-                le = "+Inf" if bound is None else f"{bound * scale:g}"
-                buckets.append((le, cumulative))
-            family.add_metric([labels[n] for n in names or ()], buckets, values[1] * scale)
-        if family is not None:
-            yield family
-
-    def exposition(self, registry: CollectorRegistry) -> bytes:
-        """Prometheus text for ``/metrics``: the counter (when the profile has its own),
-        then ``registry``."""
-        profile, _, series = self._snapshot()
-        lines: list[str] = []
-        own_counter = profile.requests != f"{profile.latency}_count"
-        if own_counter and profile.exported_by == "queue-proxy":
-            name = profile.requests
-            lines += [f"# HELP {name} The number of requests\n", f"# TYPE {name} counter\n"]
-            for revision, code, values in series:
-                labels = self._labels(profile, self._prefix, revision, code)
-                pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-                lines.append(f"{name}{{{pairs}}} {values[0]:.1f}\n")
-        return "".join(lines).encode() + generate_latest(registry)
 
 
 class Router:
@@ -296,7 +117,7 @@ class Router:
         self.registry.register(self.metrics)
         self.window = RequestWindow()
         self._random = random.Random(seed)  # noqa: S311 (traffic splitting, not secrets)
-        self._table = _RouteTable([])
+        self._table = RouteTable([])
         self._pool = UpstreamPool(upstream_timeout)
         self.mirror = Mirror(
             model=isvc,
@@ -320,7 +141,7 @@ class Router:
 
     def set_routes(self, traffic: Sequence[TrafficTarget]) -> None:
         """Replace the split; percents must add up to 100 (an empty list answers 503)."""
-        self._table = _RouteTable(traffic)
+        self._table = RouteTable(traffic)
 
     def set_shadow(self, shadow: ShadowTarget | None) -> None:
         """Copy main-route requests to ``shadow`` from the next request on (None: stop)."""
@@ -450,7 +271,7 @@ class Router:
         request: Request,
         path: bytes,
         revision: str,
-        table: _RouteTable,
+        table: RouteTable,
         headers: list[tuple[bytes, bytes]],
     ) -> tuple[int, bytes, bytes]:
         """The status, the body and the encoded response of ``revision``'s answer."""
@@ -503,7 +324,3 @@ def _error(
     if request_id is not None:
         headers.append(request_id)
     return encode_response(status, headers, json.dumps({"error": message}).encode())
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
