@@ -23,10 +23,28 @@ has converged on the spec KServe just wrote; the clock is an argument.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import astuple, dataclass, replace
-from enum import StrEnum
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
+
+from controller.local.kserve_conditions import (
+    configuration_ready,
+    isvc_conditions,
+    stamp_conditions,
+)
+from controller.local.kserve_status_values import (
+    FALSE,
+    TRUE,
+    UNKNOWN,
+    Condition,
+    IsvcStatus,
+    PredictorSpec,
+    PreviousStatus,
+    Revision,
+    RevisionState,
+    Rollout,
+    TrafficTarget,
+)
 
 __all__ = [
     "Condition",
@@ -46,139 +64,6 @@ __all__ = [
     "resolve_traffic",
     "stamp_conditions",
 ]
-
-TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
-# KServe's InferenceService condition set: Ready is happy when these are (Serverless mode).
-_ISVC_DEPENDENTS = ("PredictorReady", "IngressReady")
-# Knative's Service condition set.
-_KSVC_DEPENDENTS = ("ConfigurationsReady", "RoutesReady")
-_NO_INGRESS = "Predictor ingress not created"
-_TARGET_KEYS = ("revisionName", "tag", "url")
-_CONDITION_KEYS = ("type", "status", "reason", "message", "severity", "lastTransitionTime")
-
-
-class RevisionState(StrEnum):
-    """Where a revision's model server is: starting and loading, serving, or given up."""
-
-    LOADING = "loading"
-    READY = "ready"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class Revision:
-    """One revision (``<isvc>-predictor-0000K``); ``message`` says why it failed, as Knative's
-    revision condition would (``Container failed with: ...``)."""
-
-    name: str
-    state: RevisionState
-    message: str = ""
-    exit_code: int | None = None
-
-
-@dataclass(frozen=True)
-class PredictorSpec:
-    """The parts of ``spec.predictor`` and the annotations that decide the traffic."""
-
-    canary_traffic_percent: int | None = None
-    enable_tag_routing: bool = False  # annotation serving.kserve.io/enable-tag-routing: "true"
-
-
-@dataclass(frozen=True)
-class TrafficTarget:
-    """A Knative traffic target, as in the route spec (revision unresolved) or status."""
-
-    percent: int
-    latest_revision: bool
-    revision_name: str = ""
-    tag: str = ""
-    url: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The target as it appears in ``status.components.predictor.traffic``."""
-        out: dict[str, Any] = {"latestRevision": self.latest_revision, "percent": self.percent}
-        extra = {"revisionName": self.revision_name, "tag": self.tag, "url": self.url}
-        return out | {key: value for key, value in extra.items() if value}
-
-    @classmethod
-    def from_dict(cls, entry: Mapping[str, Any]) -> TrafficTarget:
-        """Read a status traffic entry back."""
-        get = entry.get
-        return cls(
-            get("percent", 0), get("latestRevision", False), *(get(k, "") for k in _TARGET_KEYS)
-        )
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """``latestRolledoutRevision`` and ``previousRolledoutRevision`` ("" when unset)."""
-
-    latest: str = ""
-    previous: str = ""
-
-
-@dataclass(frozen=True)
-class Condition:
-    """A Knative condition; ``severity`` is "Info" for conditions Ready does not depend on."""
-
-    type: str
-    status: str
-    reason: str = ""
-    message: str = ""
-    severity: str = ""
-    last_transition_time: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        """The condition as in ``status.conditions`` (empty fields left out)."""
-        fields = zip(_CONDITION_KEYS, astuple(self), strict=True)
-        return {key: value for key, value in fields if value}
-
-
-@dataclass(frozen=True)
-class PreviousStatus:
-    """What the next pass needs from the last ``status`` (KServe keeps it on the object)."""
-
-    rollout: Rollout = Rollout()
-    traffic: tuple[TrafficTarget, ...] = ()
-    conditions: tuple[Condition, ...] = ()
-    last_failure_info: Mapping[str, Any] | None = None
-    active_model_state: str = ""
-    predictor_url: str = ""
-
-    @classmethod
-    def from_dict(cls, status: Mapping[str, Any] | None) -> PreviousStatus:
-        """Parse a ``status`` dict written by :func:`reconcile_status` (or by KServe)."""
-        if not status:
-            return cls()
-        predictor = status.get("components", {}).get("predictor", {})
-        model = status.get("modelStatus", {})
-        return cls(
-            rollout=Rollout(
-                predictor.get("latestRolledoutRevision", ""),
-                predictor.get("previousRolledoutRevision", ""),
-            ),
-            traffic=tuple(TrafficTarget.from_dict(t) for t in predictor.get("traffic", [])),
-            conditions=tuple(
-                Condition(*(c.get(key, "") for key in _CONDITION_KEYS))
-                for c in status.get("conditions", [])
-            ),
-            last_failure_info=model.get("lastFailureInfo"),
-            active_model_state=model.get("states", {}).get("activeModelState", ""),
-            predictor_url=predictor.get("url", ""),
-        )
-
-
-@dataclass(frozen=True)
-class IsvcStatus:
-    """The outcome of one pass: the KServe-shaped ``status`` and what the router needs."""
-
-    status: dict[str, Any]
-    traffic: tuple[TrafficTarget, ...]
-    split: dict[str, int]
-    rollout: Rollout
-    latest_created: str
-    latest_ready: str
-    ready: bool
 
 
 # -- the traffic ---------------------------------------------------------------------------------
@@ -281,86 +166,9 @@ def next_rollout(
     return rollout
 
 
-# -- conditions ----------------------------------------------------------------------------------
-
-
-class _ConditionSet:
-    """knative/pkg's living condition set: the happy condition follows its dependents."""
-
-    def __init__(self, happy: str, dependents: tuple[str, ...]) -> None:
-        self.happy = happy
-        self.dependents = dependents
-        self.conditions = {t: Condition(t, UNKNOWN) for t in (happy, *dependents)}
-
-    def _set(self, t: str, status: str, reason: str = "", message: str = "") -> None:
-        severity = "" if t == self.happy or t in self.dependents else "Info"
-        self.conditions[t] = Condition(t, status, reason, message, severity)
-
-    def mark(self, c: Condition, type_: str | None = None) -> None:
-        """KServe's ``SetCondition``: copy ``c``'s status (and reason) onto ``type_``."""
-        t = type_ or c.type
-        if c.status == TRUE:
-            self._set(t, TRUE)
-            if all(self.conditions[d].status == TRUE for d in self.dependents):
-                self._set(self.happy, TRUE)
-        elif c.status == FALSE:
-            self._set(t, FALSE, c.reason, c.message)
-            if t in self.dependents:
-                self._set(self.happy, FALSE, c.reason, c.message)
-        else:
-            self._set(t, UNKNOWN, c.reason, c.message)
-            if any(self.conditions[d].status == FALSE for d in self.dependents):
-                if self.conditions[self.happy].status != FALSE:
-                    self._set(self.happy, FALSE, c.reason, c.message)
-            elif t in self.dependents:
-                self._set(self.happy, UNKNOWN, c.reason, c.message)
-
-
 def _configuration(revisions: list[Revision]) -> str:
     """Knative configuration name: the revision name without its ``-0000K`` suffix."""
     return revisions[-1].name.rsplit("-", 1)[0] if revisions else ""
-
-
-def _configuration_ready(revisions: list[Revision]) -> Condition:
-    latest = revisions[-1]
-    if latest.state is RevisionState.READY:
-        return Condition("ConfigurationsReady", TRUE)
-    if latest.state is RevisionState.FAILED:
-        message = f'Revision "{latest.name}" failed with message: {latest.message}.'
-        return Condition("ConfigurationsReady", FALSE, "RevisionFailed", message)
-    return Condition("ConfigurationsReady", UNKNOWN)
-
-
-def _isvc_conditions(config: Condition, route: Condition) -> dict[str, Condition]:
-    """Knative's service Ready, then KServe's propagation onto the InferenceService."""
-    ksvc = _ConditionSet("Ready", _KSVC_DEPENDENTS)
-    ksvc.mark(config)
-    ksvc.mark(route)
-    isvc = _ConditionSet("Ready", _ISVC_DEPENDENTS)
-    isvc.mark(ksvc.conditions["Ready"], "PredictorReady")
-    isvc.mark(route, "PredictorRouteReady")
-    isvc.mark(config, "PredictorConfigurationReady")
-    for cross, part in (
-        ("RoutesReady", "PredictorRouteReady"),
-        ("LatestDeploymentReady", "PredictorConfigurationReady"),
-    ):
-        status = isvc.conditions[part].status
-        isvc.mark(Condition(cross, status, "" if status == TRUE else f"{part} not ready"))
-    predictor = isvc.conditions["PredictorReady"].status
-    ingress = TRUE if predictor == TRUE else predictor
-    isvc.mark(Condition("IngressReady", ingress, "" if ingress == TRUE else _NO_INGRESS))
-    return isvc.conditions
-
-
-def stamp_conditions(
-    conditions: dict[str, Condition], previous: tuple[Condition, ...], now: str
-) -> tuple[Condition, ...]:
-    """Sort by type (as Knative does) and keep a transition time while a condition holds."""
-    held = {replace(c, last_transition_time=""): c.last_transition_time for c in previous}
-    return tuple(
-        replace(c, last_transition_time=held.get(c, now))
-        for c in sorted(conditions.values(), key=lambda c: c.type)
-    )
 
 
 # -- the whole status ----------------------------------------------------------------------------
@@ -426,7 +234,7 @@ def reconcile_status(
     rollout = next_rollout(
         previous.rollout, traffic, latest_ready=latest_ready, latest_created=latest_created
     )
-    merged = _isvc_conditions(_configuration_ready(revisions), route)
+    merged = isvc_conditions(configuration_ready(revisions), route)
     conditions = stamp_conditions(merged, previous.conditions, now)
     ready = merged["Ready"].status == TRUE
     predictor_ready = merged["PredictorReady"].status == TRUE

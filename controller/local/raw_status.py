@@ -36,7 +36,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.deployment_mode import LOCAL_REVISIONS_ANNOTATION, canary_deployment_name
-from controller.local.kserve_status import (
+from controller.local.kserve_conditions import NO_INGRESS, stamp_conditions
+from controller.local.kserve_status import effective_split, model_status
+from controller.local.kserve_status_values import (
+    FALSE,
+    TRUE,
+    UNKNOWN,
     Condition,
     IsvcStatus,
     PreviousStatus,
@@ -44,16 +49,11 @@ from controller.local.kserve_status import (
     RevisionState,
     Rollout,
     TrafficTarget,
-    effective_split,
-    model_status,
-    stamp_conditions,
 )
 
 __all__ = ["RawSpec", "reconcile_raw_status"]
 
-TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 _UNAVAILABLE = ("MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
-_NO_INGRESS = "Predictor ingress not created"
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def _conditions(stable: str, spec: RawSpec, canary: Revision | None) -> dict[str
     status = TRUE if stable else FALSE
     conditions = {
         "PredictorReady": Condition("PredictorReady", status, reason, message),
-        "IngressReady": Condition("IngressReady", status, "" if stable else _NO_INGRESS),
+        "IngressReady": Condition("IngressReady", status, "" if stable else NO_INGRESS),
         "Ready": Condition("Ready", status, reason, message),
     }
     if canary is not None:
