@@ -38,7 +38,6 @@ Validation is against a checked-in subset of Istio's CRD schema
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
@@ -50,12 +49,18 @@ from typing import Any
 
 from jsonschema import Draft7Validator
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import CommentMark, YAMLError
-from ruamel.yaml.tokens import CommentToken
-from ruamel.yaml.util import load_yaml_guess_indent
+from ruamel.yaml.comments import CommentedSeq
+from ruamel.yaml.error import YAMLError
 
 from controller.errors import InputError, ManifestInvalid
+from controller.kustomization_file import (
+    KUSTOMIZATION_FILES,
+    dump_yaml,
+    load_kustomization,
+    move_trailing_lines,
+    parse_kustomization,
+    round_trip_yaml,
+)
 
 __all__ = [
     "CHALLENGER_ANNOTATION",
@@ -90,8 +95,6 @@ REVISION_PORT = 80
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_MAX = 63
 _PRIVATE_SUFFIX = "-private"
-#: The names kustomize looks for in an overlay, in its order.
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _HEADER = (
     "# Shadow evaluation: a copy of the primary's traffic for the challenger, written by Sluice\n"
     "# and removed by it before the first canary step. Do not edit; see README.md,\n"
@@ -241,83 +244,8 @@ def validate_virtual_service(
 # -- the overlay: the file and its entry in kustomization.yaml ----------------------------------
 
 
-def _yaml(*, mapping: int = 2, sequence: int = 4, offset: int = 2) -> YAML:
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
-    return yaml
-
-
-def _dump(yaml: YAML, document: Any) -> str:
-    stream = io.StringIO()
-    yaml.dump(document, stream)
-    return stream.getvalue()
-
-
 def _render(document: Mapping[str, Any]) -> str:
-    return _HEADER + _dump(_yaml(), document)
-
-
-@dataclass
-class _Kustomization:
-    path: Path
-    document: CommentedMap
-    yaml: YAML
-
-    def save(self) -> None:
-        self.path.write_text(_dump(self.yaml, self.document), encoding="utf-8")
-
-
-def _parse_kustomization(text: str, source: str) -> tuple[CommentedMap, YAML]:
-    try:
-        # Keep the file's own indentation, so that only the changed line differs.
-        _, indent, block_seq_indent = load_yaml_guess_indent(text)
-        yaml = _yaml(mapping=indent, sequence=indent, offset=block_seq_indent or 0)
-        yaml.explicit_start = text.lstrip().startswith("---")
-        document = yaml.load(text)
-    except YAMLError:
-        raise ManifestInvalid(f"{source}: malformed YAML; fix the syntax") from None
-    if not isinstance(document, CommentedMap):
-        raise ManifestInvalid(f"{source}: not a Kustomization; fix the file")
-    resources = document.get("resources")
-    if resources is not None and not isinstance(resources, CommentedSeq):
-        raise ManifestInvalid(f"{source}: resources must be a list; fix the file")
-    return document, yaml
-
-
-def _load_kustomization(overlay: Path) -> _Kustomization:
-    path = next(
-        (overlay / name for name in KUSTOMIZATION_FILES if (overlay / name).is_file()), None
-    )
-    if path is None:
-        raise ManifestInvalid(f"{overlay}: no kustomization.yaml; pass an overlay directory")
-    document, yaml = _parse_kustomization(path.read_text(encoding="utf-8"), str(path))
-    return _Kustomization(path, document, yaml)
-
-
-def _move_trailing_lines(seq: CommentedSeq, source: int, target: int) -> None:
-    """Move the comment lines ruamel.yaml hangs after item ``source`` to item ``target``.
-
-    ruamel.yaml attaches the comments that follow a list to its last item, so an item appended
-    after it would print below them, and removing that item again must hand them back.
-    """
-    comments = seq.ca.items.get(source)
-    token = comments[0] if comments else None
-    if not isinstance(token, CommentToken) or "\n" not in token.value:
-        return
-    head, tail = token.value.split("\n", 1)
-    if not tail:
-        return
-    if head:
-        token.value = head + "\n"
-    else:
-        del seq.ca.items[source]
-    existing = seq.ca.items.setdefault(target, [None, None, None, None])
-    if isinstance(existing[0], CommentToken):
-        existing[0].value = existing[0].value.rstrip("\n") + "\n" + tail
-    else:
-        existing[0] = CommentToken("\n" + tail, CommentMark(0))
+    return _HEADER + dump_yaml(round_trip_yaml(), document)
 
 
 def _is_ours(text: str) -> bool:
@@ -342,7 +270,7 @@ def write_shadow_mirror(overlay: Path, document: Mapping[str, Any]) -> bool:
     ``resources``; True if a file changed. Comments and order of the kustomization are kept."""
     path = overlay / SHADOW_FILE
     validate_virtual_service(document, source=str(path))
-    kustomization = _load_kustomization(overlay)
+    kustomization = load_kustomization(overlay)
     expected = kustomization.document.get("namespace")
     namespace = (document.get("metadata") or {}).get("namespace")
     if expected is not None and namespace != expected:
@@ -366,7 +294,7 @@ def write_shadow_mirror(overlay: Path, document: Mapping[str, Any]) -> bool:
     if SHADOW_FILE not in resources:
         resources.append(SHADOW_FILE)
         if len(resources) > 1:
-            _move_trailing_lines(resources, len(resources) - 2, len(resources) - 1)
+            move_trailing_lines(resources, len(resources) - 2, len(resources) - 1)
         kustomization.save()
         changed = True
     return changed
@@ -378,13 +306,13 @@ def remove_shadow_mirror(overlay: Path) -> bool:
     path = overlay / SHADOW_FILE
     if path.exists():
         _check_ours(path)
-    kustomization = _load_kustomization(overlay)
+    kustomization = load_kustomization(overlay)
     changed = False
     resources = kustomization.document.get("resources")
     if resources is not None and SHADOW_FILE in resources:
         index = resources.index(SHADOW_FILE)
         if index == len(resources) - 1 and index > 0:
-            _move_trailing_lines(resources, index, index - 1)
+            move_trailing_lines(resources, index, index - 1)
         del resources[index]
         if not resources:
             del kustomization.document["resources"]
@@ -401,7 +329,7 @@ def remove_shadow_mirror(overlay: Path) -> bool:
 def read_shadow_mirror(overlay: Path) -> ShadowMirror | None:
     """The overlay's shadow VirtualService, if it has one listed (None: no shadow phase)."""
     path = overlay / SHADOW_FILE
-    resources = _load_kustomization(overlay).document.get("resources") or []
+    resources = load_kustomization(overlay).document.get("resources") or []
     if SHADOW_FILE not in resources or not path.exists():
         return None
     return _mirror_of(path.read_text(encoding="utf-8"), str(path))
@@ -413,7 +341,7 @@ def parse_shadow_mirror(
     """:func:`read_shadow_mirror` over file contents (as read from a Git revision): the texts of
     the overlay's kustomization and of its ``shadow-virtualservice.yaml`` (None if absent).
     ``overlay`` names the overlay in error messages."""
-    document, _ = _parse_kustomization(kustomization, f"{overlay} (kustomization)")
+    document, _ = parse_kustomization(kustomization, f"{overlay} (kustomization)")
     if SHADOW_FILE not in (document.get("resources") or []) or virtual_service is None:
         return None
     return _mirror_of(virtual_service, f"{overlay}/{SHADOW_FILE}")
