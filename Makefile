@@ -62,7 +62,7 @@ services:
 # by test count and start the demo last, alone).
 PYTEST_WORKERS ?= 2
 test: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/sluice demo
