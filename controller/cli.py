@@ -161,9 +161,6 @@ def propose(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Propose a registry version for an environment: a branch and (GitHub) a pull request."""
-    from controller.commands_propose import run_propose
-    from controller.propose import ProposalRequest
-
     if version is not None and alias is not None:
         raise typer.BadParameter("give --version or --alias, not both")
     if force:
@@ -174,8 +171,13 @@ def propose(
         )
     validate_model_name(model)
     validate_environment_name(env)
+    settings = current_settings()
+    # Imported once the input is checked: bad input is refused in a fraction of a second.
+    from controller.commands_propose import run_propose
+    from controller.propose import ProposalRequest
+
     run_propose(
-        current_settings(),
+        settings,
         ProposalRequest(
             model=model, environment=env, version=version, alias=alias,
             dry_run=dry_run,
@@ -220,20 +222,22 @@ def serve(
     """Watch every release in Git (with --env, of those environments only) and propose when its
     alias moves, and (--rollouts) walk merged versions through their canaries; serve /healthz,
     /metrics, /hooks/mlflow and /hooks/alertmanager (drift alerts start retraining)."""
-    from controller.commands_propose import build_forge, default_remote
-    from controller.commands_serve import run_serve
-
     for name in env or ():
         validate_environment_name(name)
     # Through validation like every other value: `--poll-interval -1` is refused, not used.
     settings = current_settings(
         serve_host=host, serve_port=port, poll_interval_seconds=poll_interval
     )
+    target = _rollout_target(rollouts)
+    # Imported once the input is checked: bad input is refused in a fraction of a second.
+    from controller.commands_propose import build_forge, default_remote
+    from controller.commands_serve import run_serve
+
     run_serve(
         settings,
         forge=build_forge(settings, forge_name(forge)),
         remote=repo or settings.git_remote or default_remote(),
-        rollouts=_rollout_target(rollouts),
+        rollouts=target,
         environments=env or None,
     )
 

@@ -70,12 +70,13 @@ def rollout(
     poll_interval: _POLL = None,
 ) -> None:
     """Walk the merged version through its canary steps; exit 0 promoted, 1 rolled back."""
-    from controller.commands_propose import build_forge
-    from controller.commands_rollout import run_rollout
-
     validate_model_name(model)
     validate_environment_name(env)
     settings = current_settings(**_flags(poll_interval))
+    # Imported once the input is checked: bad input is refused in a fraction of a second.
+    from controller.commands_propose import build_forge
+    from controller.commands_rollout import run_rollout
+
     code = run_rollout(
         settings, model=model, environment=env, once=once, target=target.value, remote=repo,
         as_json=as_json, console=Console(), forge=build_forge(settings, forge_name(forge)),
@@ -98,12 +99,13 @@ def rollback(
     poll_interval: _POLL = None,
 ) -> None:
     """Abort a rollout (or undo a promotion) through Git, as a failed gate would."""
-    from controller.commands_propose import build_forge
-    from controller.commands_rollout import run_rollback
-
     validate_model_name(model)
     validate_environment_name(env)
     settings = current_settings(**_flags(poll_interval))
+    # Imported once the input is checked: bad input is refused in a fraction of a second.
+    from controller.commands_propose import build_forge
+    from controller.commands_rollout import run_rollback
+
     code = run_rollback(
         settings, model=model, environment=env, reason=reason, target=target.value,
         remote=repo, wait=wait, console=Console(), forge=build_forge(settings, forge_name(forge)),
@@ -137,13 +139,15 @@ def status(
 ) -> None:
     """Per model and environment: what serves, the canary and its weight, phase, time in phase,
     next analysis, last gates, rolled-back and quarantined versions, and what to run next."""
-    from controller.commands_rollout import run_status
-
     if env is not None:
         validate_environment_name(env)
     if watch and as_json:
         raise typer.BadParameter("--watch prints a table or lines, not JSON: drop one")
+    settings = current_settings()
+    # Imported once the input is checked: bad input is refused in a fraction of a second.
+    from controller.commands_rollout import run_status
+
     run_status(
-        current_settings(), environment=env, target=target.value, remote=repo,
+        settings, environment=env, target=target.value, remote=repo,
         as_json=as_json, console=Console(), watch=watch, interval_seconds=interval,
     )  # fmt: skip

@@ -194,3 +194,29 @@ def test_an_unknown_forge_is_one_line_and_exit_2_on_every_command(
         "sluice: error: --forge: 'gitlab' is not one of 'local', 'github'\n"
     ), result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["propose", "fd x", "--env", "local"],
+        ["serve", "--poll-interval", "-1"],
+        ["rollout", "fraud-detector", "--env", "a b"],
+        ["rollback", "fraud-detector", "--env", "a b", "--reason", "x"],
+        ["status", "--env", "a b"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_bad_input_is_refused_before_the_registry_client_loads(args: list[str]) -> None:
+    """A command checks its names and settings before it imports MLflow and the rollout
+    machinery (about two seconds of imports), so a typo is answered at once."""
+    code = (
+        "import sys\n"
+        "from controller.cli import main\n"
+        f"status = main({args!r})\n"
+        "heavy = ('mlflow', 'controller.commands_rollout')\n"
+        "loaded = sorted(m for m in heavy if m in sys.modules)\n"
+        "print(status, loaded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == "2 []", (done.stdout, done.stderr)
