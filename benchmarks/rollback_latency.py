@@ -58,7 +58,7 @@ from controller.backends.git_repo import GitWorkspace  # noqa: E402
 from controller.backends.locust_load import LocustLoadGenerator  # noqa: E402
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http  # noqa: E402
 from controller.backends.prometheus import PrometheusSource  # noqa: E402
-from controller.demo_gitops import commit_to_main, merge_branch, seed_gitops_remote  # noqa: E402
+from controller.demo.gitops_remote import commit_to_main, merge_branch, seed_gitops_remote  # noqa: E402
 from controller.local.stack import StackRequest, down, up  # noqa: E402
 from controller.local.state import read_json  # noqa: E402
 from controller.local.target import LocalTarget  # noqa: E402

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from rich.console import Console
 from rich.table import Table
 
-from controller.demo_gitops import seed_gitops_remote
+from controller.demo.gitops_remote import seed_gitops_remote
 from controller.errors import ConfigError, InputError
 from controller.local.stack import (
     STATUS_PAGE,

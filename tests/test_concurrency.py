@@ -32,7 +32,7 @@ from support.registry import register_version
 from controller.backends.git_lease import GitLeaseStore
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
-from controller.demo_gitops import merge_branch
+from controller.demo.gitops_remote import merge_branch
 from controller.errors import LeaseHeld
 from controller.lease import Lease, LeaseKeeper
 from controller.local.services import MlflowService

@@ -31,7 +31,7 @@ from support.registry import register_version
 
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
-from controller.demo_gitops import merge_branch
+from controller.demo.gitops_remote import merge_branch
 from controller.local.services import MlflowService
 from controller.manifest import PinnedRelease, load_pin, read_release
 from controller.ports import RolloutRegistry, Target

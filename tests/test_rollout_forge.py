@@ -16,7 +16,7 @@ from controller.analysis_types import GateResult, Verdict
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.github_forge import GitHubForge
 from controller.backends.mlflow_registry import MlflowRegistry
-from controller.demo_gitops import merge_branch
+from controller.demo.gitops_remote import merge_branch
 from controller.local.services import MlflowService
 from controller.manifest import load_pin, read_release
 from controller.notify import NullNotifier

@@ -44,7 +44,7 @@ from controller.backends.github_forge import GitHubForge
 from controller.backends.locust_load import LocustLoadGenerator
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
-from controller.demo_gitops import merge_branch
+from controller.demo.gitops_remote import merge_branch
 from controller.local.runtime import PREDICTION_LOG_FILE
 from controller.local.state import read_json
 from controller.local.target import LocalTarget

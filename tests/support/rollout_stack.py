@@ -27,7 +27,7 @@ from mlflow import MlflowClient
 
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
-from controller.demo_gitops import merge_branch
+from controller.demo.gitops_remote import merge_branch
 from controller.local.stack import StackRequest, down, up
 from controller.local.state import read_json, stop_pid
 from controller.manifest import load_pin, read_release

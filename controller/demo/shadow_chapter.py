@@ -35,9 +35,9 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
-from controller.demo_drift import SluiceServe, wait_until
-from controller.demo_gitops import commit_to_main, merge_branch
-from controller.demo_rollout import RolloutRun, rows_for_clients
+from controller.demo.drift_chapter import SluiceServe, wait_until
+from controller.demo.gitops_remote import commit_to_main, merge_branch
+from controller.demo.rollout_chapter import RolloutRun, rows_for_clients
 from controller.errors import ConfigError, GateFailed
 from controller.gates.shadow_judge import GATE_PREFIX
 from controller.local.runtime import PREDICTION_LOG_FILE

@@ -23,7 +23,7 @@ import requests
 from rich.console import Console
 
 from controller.backends.mlflow_registry import MlflowRegistry
-from controller.demo_rollout import ClientTraffic
+from controller.demo.rollout_chapter import ClientTraffic
 from controller.errors import GateFailed
 from controller.local.processes import ManagedProcess
 from controller.retrain import cooldown_tag

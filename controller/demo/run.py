@@ -35,10 +35,10 @@ from rich.table import Table
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands_rollout import run_status
-from controller.demo_drift import DRIFT_WEEK, SluiceServe, run_drift_chapter
-from controller.demo_gitops import merge_branch, seed_gitops_remote
-from controller.demo_rollout import ClientTraffic, RolloutRun, rows_for_clients
-from controller.demo_shadow import ShadowChapter, commit_shadow_policy, run_shadow_chapter
+from controller.demo.drift_chapter import DRIFT_WEEK, SluiceServe, run_drift_chapter
+from controller.demo.gitops_remote import merge_branch, seed_gitops_remote
+from controller.demo.rollout_chapter import ClientTraffic, RolloutRun, rows_for_clients
+from controller.demo.shadow_chapter import ShadowChapter, commit_shadow_policy, run_shadow_chapter
 from controller.errors import ConfigError, GateFailed
 from controller.local.processes import free_port
 from controller.local.runtime import PREDICTION_LOG_FILE
