@@ -35,6 +35,11 @@ deterministically, and from the same pure logic the local target runs. One modul
   (:mod:`.lease_store`, a :class:`~controller.ports.LeaseStore`) keeps leases in a dict, with
   the compare-and-swap the Git one gets from the remote; :class:`MemoryRequestCounts`
   (:mod:`.request_counts`) is the local router's live counts as a test sets them.
+- :class:`MemoryPredictionStore` (:mod:`.prediction_store`, a
+  :class:`~controller.ports.PredictionStore` and :class:`~controller.ports.PredictionSink`) is
+  the prediction log in dicts: answers paired by request, late labels joined, rotation and a
+  locked file, held to :class:`~controller.backends.sqlite_prediction_log.SqlitePredictionLog`
+  by contract tests.
 
 What they are not: a replacement for the real services. The backends (MLflow, Git, the local
 target's model servers, Prometheus, Locust, Argo CD and a cluster) are exercised for real by
@@ -62,6 +67,7 @@ from controller.testing.load import ScriptedLoad
 from controller.testing.memory_remote import Commit, MemoryRemote, files_under
 from controller.testing.metrics import ScriptedMetrics
 from controller.testing.notifier import Notification, RecordingNotifier
+from controller.testing.prediction_store import MemoryPredictionStore
 from controller.testing.registry import MemoryRegistry
 from controller.testing.release_repository import MemoryReleaseRepository
 from controller.testing.request_counts import MemoryRequestCounts
@@ -78,6 +84,7 @@ __all__ = [
     "InstantCluster",
     "ManualClock",
     "MemoryLeaseStore",
+    "MemoryPredictionStore",
     "MemoryRegistry",
     "MemoryReleaseRepository",
     "MemoryRemote",

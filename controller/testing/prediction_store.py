@@ -1,0 +1,193 @@
+"""The prediction log in dicts: answers paired by request, late labels joined, as SQLite keeps them.
+
+Why it exists: the shadow judge, ``sluice feedback`` and the shadow phase of a rollout read
+paired answers and write labels through :class:`~controller.ports.PredictionStore`; a test of
+them should not need a file, a writer thread and a flush. :class:`MemoryPredictionStore` is
+that port and the router's :class:`~controller.ports.PredictionSink`, with the rules of
+:class:`~controller.backends.sqlite_prediction_log.SqlitePredictionLog`:
+
+- one answer per request id and role, the latest kept; a pair needs the primary's and the
+  shadow's answers to the same inputs (equal :func:`~controller.predictions.inputs_digest`);
+- pairs come oldest first by when the primary's answer was logged, filtered by the shadow's
+  model and revision, the primary's time (``since``), a label, and a ``limit``;
+- outputs are kept as parsed JSON, None when empty, not JSON or over ``max_output_bytes``;
+- at most ``max_rows`` answers and ``max_rows`` labels (the oldest go first);
+- a label needs a request id and a finite number (:class:`~controller.errors.InputError`,
+  nothing stored), and the latest label of a request wins.
+
+``tests/test_prediction_store_contract.py`` holds the two to the same behaviour. Fault: with
+:attr:`~MemoryPredictionStore.locked` set, writes of labels fail as a log another process holds
+locked (:class:`~controller.errors.TransientError`); reads go on, as SQLite's write-ahead log
+lets them.
+
+What it is not: a queue. :meth:`~MemoryPredictionStore.record` stores at once (the real log
+commits from a writer thread; its tests wait with ``flush``), so nothing is ever dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeVar
+
+from controller.errors import InputError, TransientError
+from controller.predictions import LoggedPrediction, Prediction, PredictionPair, inputs_digest
+
+if TYPE_CHECKING:
+    from controller.ports import PredictionSink, PredictionStore
+
+__all__ = ["MemoryPredictionStore"]
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _output(output: bytes, limit: int) -> object:
+    """What the log keeps of a model's answer: its JSON, or None (empty, too large, not JSON)."""
+    if not output or len(output) > limit:
+        return None
+    try:
+        return json.loads(output)
+    except (ValueError, RecursionError):
+        return None
+
+
+class MemoryPredictionStore:
+    """A prediction log in memory (thread-safe); ``path`` names it in error messages."""
+
+    def __init__(
+        self,
+        *,
+        max_rows: int = 1_000_000,
+        max_output_bytes: int = 4096,
+        path: str = "memory://predictions",
+    ) -> None:
+        self.max_rows = max_rows
+        self.max_output_bytes = max_output_bytes
+        self.path = path
+        # Each table numbers its rows, as SQLite's AUTOINCREMENT does; a replaced row is new.
+        self._answer_seq = itertools.count(1)
+        self._label_seq = itertools.count(1)
+        self._answers: dict[tuple[str, str], tuple[int, LoggedPrediction]] = {}
+        self._labels: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+        #: Label writes fail as a log another process holds locked past the busy timeout.
+        self.locked = False
+
+    # -- the sink ----------------------------------------------------------------------------
+
+    def record(self, prediction: Prediction) -> None:
+        """Keep one answer (replacing an earlier answer of its request id and role)."""
+        p = prediction
+        logged = LoggedPrediction(
+            request_id=p.request_id, time=p.time, model=p.model, version=p.version,
+            revision=p.revision, role=p.role, inputs_digest=inputs_digest(p.body),
+            output=_output(p.output, self.max_output_bytes), latency_ms=p.latency_ms,
+            status=p.status,
+        )  # fmt: skip
+        with self._lock:
+            self._answers.pop((p.request_id, p.role), None)
+            self._answers[(p.request_id, p.role)] = (next(self._answer_seq), logged)
+            _rotate(self._answers, self.max_rows)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Everything recorded is kept already (the real log's writer may lag)."""
+        return True
+
+    def row_count(self) -> int:
+        """Answers kept now (both roles)."""
+        with self._lock:
+            return len(self._answers)
+
+    # -- the store ---------------------------------------------------------------------------
+
+    def record_feedback(self, request_id: str, label: float) -> None:
+        self.record_feedback_batch([(request_id, label)])
+
+    def record_feedback_batch(self, labels: Iterable[tuple[str, float]]) -> int:
+        rows = []
+        for request_id, label in labels:
+            value = float(label)
+            if not request_id or not math.isfinite(value):
+                raise InputError(f"feedback ({request_id!r}, {label!r}) needs an id and a number")
+            rows.append((request_id, value))
+        with self._lock:
+            if self.locked:
+                raise TransientError(
+                    f"the prediction log {self.path} is locked by another process (database "
+                    "is locked); try again when it is free"
+                )
+            for request_id, value in rows:
+                self._labels.pop(request_id, None)  # a replaced label is the newest
+                self._labels[request_id] = (next(self._label_seq), value)
+            _rotate(self._labels, self.max_rows)
+        return len(rows)
+
+    def count_logged(self, request_ids: Iterable[str]) -> int:
+        with self._lock:
+            ids = {request_id for request_id, _role in self._answers}
+        return sum(1 for request_id in dict.fromkeys(request_ids) if request_id in ids)
+
+    def pairs(
+        self,
+        *,
+        model: str | None = None,
+        shadow_revision: str | None = None,
+        since: float | None = None,
+        labelled: bool = False,
+        limit: int | None = None,
+    ) -> list[PredictionPair]:
+        with self._lock:
+            answers = dict(self._answers)
+            labels = {request_id: label for request_id, (_seq, label) in self._labels.items()}
+        found: list[tuple[int, PredictionPair]] = []
+        for (request_id, role), (_seq, shadow) in answers.items():
+            primary_row = answers.get((request_id, "primary"))
+            if role != "shadow" or primary_row is None:
+                continue
+            seq, primary = primary_row
+            label = labels.get(request_id)
+            if (
+                primary.inputs_digest != shadow.inputs_digest
+                or (model is not None and shadow.model != model)
+                or (shadow_revision is not None and shadow.revision != shadow_revision)
+                or (since is not None and primary.time < since)
+                or (labelled and label is None)
+            ):
+                continue
+            found.append((seq, PredictionPair(request_id, primary, shadow, label)))
+        found.sort(key=lambda item: item[0])
+        chosen = found if limit is None or limit < 0 else found[:limit]
+        return [pair for _seq, pair in chosen]
+
+    def labelled_pairs(
+        self,
+        *,
+        model: str | None = None,
+        shadow_revision: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[PredictionPair]:
+        """Pairs whose label has arrived."""
+        return self.pairs(
+            model=model, shadow_revision=shadow_revision, since=since, labelled=True, limit=limit
+        )
+
+
+def _rotate(rows: dict[_K, tuple[int, _V]], max_rows: int) -> None:
+    """Drop what the log's rotation drops: every row more than ``max_rows`` behind the newest."""
+    if not rows:
+        return
+    newest = max(seq for seq, _ in rows.values())
+    for key in [key for key, (seq, _) in rows.items() if seq <= newest - max_rows]:
+        del rows[key]
+
+
+if TYPE_CHECKING:  # mypy holds the fake to both ports it stands in for
+    _ports: tuple[type[PredictionStore], type[PredictionSink]] = (
+        MemoryPredictionStore,
+        MemoryPredictionStore,
+    )
