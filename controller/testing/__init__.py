@@ -40,6 +40,11 @@ deterministically, and from the same pure logic the local target runs. One modul
   the prediction log in dicts: answers paired by request, late labels joined, rotation and a
   locked file, held to :class:`~controller.backends.sqlite_prediction_log.SqlitePredictionLog`
   by contract tests.
+- :class:`MemoryForge` (:mod:`.forge`, a :class:`~controller.ports.Forge`) keeps pull requests
+  by branch (opened once, updated, superseded, merged or closed by a reviewer's hand), their
+  comments and labels, commit statuses and dispatches, and fails as GitHub does when it is
+  unreachable, rate-limited or refuses a permission, held to
+  :class:`~controller.backends.github_forge.GitHubForge` by contract tests.
 
 What they are not: a replacement for the real services. The backends (MLflow, Git, the local
 target's model servers, Prometheus, Locust, Argo CD and a cluster) are exercised for real by
@@ -62,6 +67,7 @@ from controller.testing.behaviours import (
 )
 from controller.testing.clock import ManualClock
 from controller.testing.cluster import InstantCluster
+from controller.testing.forge import MemoryForge, MemoryPull, Status
 from controller.testing.lease_store import MemoryLeaseStore
 from controller.testing.load import ScriptedLoad
 from controller.testing.memory_remote import Commit, MemoryRemote, files_under
@@ -83,8 +89,10 @@ __all__ = [
     "Commit",
     "InstantCluster",
     "ManualClock",
+    "MemoryForge",
     "MemoryLeaseStore",
     "MemoryPredictionStore",
+    "MemoryPull",
     "MemoryRegistry",
     "MemoryReleaseRepository",
     "MemoryRemote",
@@ -93,5 +101,6 @@ __all__ = [
     "RecordingNotifier",
     "ScriptedLoad",
     "ScriptedMetrics",
+    "Status",
     "files_under",
 ]
