@@ -42,7 +42,7 @@ from controller.deployment_mode import (
 )
 from controller.errors import ManifestInvalid
 from controller.limits import PIN_FILE_MAX_BYTES
-from controller.shadow_phase import (
+from controller.shadow.phase import (
     MIRROR_PERCENT_ANNOTATION,
     PHASE_ANNOTATION,
     SHADOW_PHASE,

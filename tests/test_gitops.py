@@ -17,7 +17,7 @@ from controller.commit_message import ProposalMessage, render_proposal_message
 from controller.environment import load_environment
 from controller.render import render_overlay
 from controller.settings import Settings
-from controller.shadow_mirror import mirror_virtual_service, write_shadow_mirror
+from controller.shadow.mirror import mirror_virtual_service, write_shadow_mirror
 
 #: Environments the ApplicationSet deploys; local is the embedded target of `sluice local up`.
 CLUSTER_ENVIRONMENTS = ("staging", "production")

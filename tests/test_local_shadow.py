@@ -42,7 +42,7 @@ from controller.local.services import MlflowService
 from controller.local.state import pid_matches
 from controller.predictions import PredictionPair
 from controller.settings import Settings
-from controller.shadow_phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION, SHADOW_PHASE
+from controller.shadow.phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION, SHADOW_PHASE
 
 pytestmark = pytest.mark.slow
 

@@ -47,19 +47,19 @@ from controller.rollout.actions import (
 from controller.rollout.analysis import Analyzer
 from controller.rollout.decide import decide
 from controller.rollout.messages import render_rollout_message
-from controller.rollout.mirror_commits import start_mirror
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import ReleaseRef, load_release
 from controller.rollout.pin_edits import mirror_edit, weight_edit, without_mirror
 from controller.rollout.policy import RolloutPolicy
 from controller.rollout.reconcile import PassReport, Reconciler
 from controller.rollout.telemetry import RolloutMetrics
-from controller.shadow_mirror import (
+from controller.shadow.mirror import (
     SHADOW_FILE,
     ShadowMirror,
     mirror_virtual_service,
     validate_virtual_service,
 )
+from controller.shadow.mirror_commits import start_mirror
 from controller.target_types import TargetObservation, TrafficEntry
 from controller.testing import (
     InstantCluster,

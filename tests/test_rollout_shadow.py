@@ -14,8 +14,6 @@ from support.rollout_values import HEAD, SMOKED, in_shadow, shadow_target
 from controller.analysis_types import GateResult, Verdict
 from controller.environment import parse_environment
 from controller.errors import ConfigError
-from controller.gates.shadow_judge import ShadowJudgement, judge_shadow
-from controller.gates.shadow_samples import ShadowObservation, ShadowSamples
 from controller.manifest import dump_pin, load_pin, set_shadow_annotations
 from controller.rollout.actions import (
     AnalyzeShadow,
@@ -37,7 +35,9 @@ from controller.rollout.pin_edits import weight_edit
 from controller.rollout.policy import RolloutPolicy
 from controller.rollout.reconcile import phase_of
 from controller.rollout.record import AnalysisRecord
-from controller.shadow_phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION
+from controller.shadow.judge import ShadowJudgement, judge_shadow
+from controller.shadow.phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION
+from controller.shadow.samples import ShadowObservation, ShadowSamples
 
 POLICY = RolloutPolicy.model_validate(
     {

@@ -53,7 +53,7 @@ from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer
 from controller.rollout.observe import QUARANTINE_TAG
 from controller.rollout.reconcile import PassReport, Reconciler
-from controller.shadow_phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION
+from controller.shadow.phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION
 from models.fraud_detector.data import LABEL, generate_transactions
 
 pytestmark = pytest.mark.slow

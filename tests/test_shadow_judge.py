@@ -16,15 +16,15 @@ from controller.analysis_types import Verdict
 from controller.classification_metrics import recall_at_fpr
 from controller.drift.statistics import bin_counts, psi, quantile_bin_edges
 from controller.errors import InputError
-from controller.gates.shadow_judge import ShadowPolicy, judge_shadow, shadow_report_markdown
-from controller.gates.shadow_samples import ShadowObservation, ShadowSamples, score_of
-from controller.gates.shadow_statistics import (
+from controller.predictions import LoggedPrediction, PredictionPair
+from controller.shadow.judge import ShadowPolicy, judge_shadow, shadow_report_markdown
+from controller.shadow.samples import ShadowObservation, ShadowSamples, score_of
+from controller.shadow.statistics import (
     average_precision,
     mcnemar,
     paired_bootstrap,
     stratified_resample_counts,
 )
-from controller.predictions import LoggedPrediction, PredictionPair
 
 FAST = {"bootstrapResamples": 300}
 #: Limits no score distribution can break, so that only the labelled checks decide.

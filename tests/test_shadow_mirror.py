@@ -13,7 +13,7 @@ import pytest
 
 from controller.errors import InputError, ManifestInvalid
 from controller.render import render_overlay
-from controller.shadow_mirror import (
+from controller.shadow.mirror import (
     CHALLENGER_ANNOTATION,
     PHASE_ANNOTATION,
     SHADOW_FILE,

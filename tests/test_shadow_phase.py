@@ -1,4 +1,4 @@
-"""Reading a shadow phase from an InferenceService manifest (controller.shadow_phase)."""
+"""Reading a shadow phase from an InferenceService manifest (controller.shadow.phase)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.errors import ConfigError
-from controller.shadow_phase import (
+from controller.shadow.phase import (
     MIRROR_PERCENT_ANNOTATION,
     PHASE_ANNOTATION,
     SHADOW_PHASE,

@@ -2,7 +2,7 @@
 
 Istio's ``mirror`` sends a copy of each request to another service and drops its answer;
 Sluice keeps the answer, so a challenger can be judged on production traffic before it takes
-any (:mod:`controller.gates.shadow_judge`). Locally the router does it with this class:
+any (:mod:`controller.shadow.judge`). Locally the router does it with this class:
 
 - the copy is sent by a task of its own on the router's event loop, created after the
   primary has answered and before the client's answer is written, so the client's latency

@@ -19,7 +19,7 @@ logic sees the same commits, revisions, traffic splits and ``status`` a cluster 
   traffic, tells Prometheus when a router or server came or went
   (:mod:`controller.local.scrape`), and saves everything to ``runtime.json``, from which a
   restarted runtime resumes: same revisions, same router ports, same status;
-- while an InferenceService asks for a shadow phase (:mod:`controller.shadow_phase`) and its
+- while an InferenceService asks for a shadow phase (:mod:`controller.shadow.phase`) and its
   0 % latest revision answers, its router copies the primary's requests there; every router
   logs its main route's answers, primary and shadow, to ``predictions.sqlite``.
 
@@ -64,7 +64,7 @@ from controller.local.router import Router
 from controller.local.router import TrafficTarget as Route
 from controller.local.scrape import ModelServerTarget, PrometheusScrapeConfig, ScrapeTargets
 from controller.local.state import PREDICTION_LOG_FILE, read_json, stop_pid, utc_now, write_json
-from controller.shadow_phase import shadow_request, shadow_revisions
+from controller.shadow.phase import shadow_request, shadow_revisions
 
 __all__ = ["PREDICTION_LOG_FILE", "RUNTIME_FILE", "LocalRuntime", "RuntimeConfig", "main"]
 

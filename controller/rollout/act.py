@@ -41,12 +41,6 @@ from controller.rollout.messages import (
     render_rollout_comment,
     render_rollout_message,
 )
-from controller.rollout.mirror_commits import (
-    mirrored_from,
-    start_mirror,
-    stop_mirror,
-    unmirrored,
-)
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import QUARANTINE_TAG, ReleaseRef, rollout_tag
 from controller.rollout.pin_edits import (
@@ -59,7 +53,13 @@ from controller.rollout.pin_edits import (
 )
 from controller.rollout.record import analysis_tag, shadow_tag
 from controller.rollout.telemetry import RolloutMetrics
-from controller.shadow_mirror import validate_virtual_service
+from controller.shadow.mirror import validate_virtual_service
+from controller.shadow.mirror_commits import (
+    mirrored_from,
+    start_mirror,
+    stop_mirror,
+    unmirrored,
+)
 from controller.storage_uri import map_storage_uri
 
 __all__ = ["ActResult", "Actuator"]

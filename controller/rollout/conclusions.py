@@ -9,7 +9,6 @@ from dataclasses import replace
 
 from controller.analysis_types import GateResult, Verdict
 from controller.gates.sequential_watch import GATE as WATCH_GATE
-from controller.gates.shadow_judge import ShadowJudgement, shadow_report_markdown
 from controller.rollout.actions import (
     Action,
     Analyze,
@@ -26,6 +25,7 @@ from controller.rollout.actions import (
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import RolloutPolicy, ShadowPhase, next_step
 from controller.rollout.record import AnalysisRecord, tally
+from controller.shadow.judge import ShadowJudgement, shadow_report_markdown
 
 __all__ = ["conclude", "conclude_shadow", "conclude_smoke", "conclude_watch", "failing_summary"]
 

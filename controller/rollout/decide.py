@@ -65,7 +65,7 @@ from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import RolloutPolicy
 from controller.rollout.pre_traffic_phases import shadowing, smoking
 from controller.rollout.record import AnalysisRecord
-from controller.shadow_mirror import mirror_name
+from controller.shadow.mirror import mirror_name
 
 __all__ = [
     "conclude",

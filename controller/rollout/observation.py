@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from controller.manifest import PinnedRelease
 from controller.rollout.record import AnalysisRecord
-from controller.shadow_mirror import ShadowMirror
+from controller.shadow.mirror import ShadowMirror
 from controller.target_types import TargetObservation
 
 __all__ = ["ReleaseObservation"]

@@ -22,13 +22,13 @@ from controller.ports import ReleaseRepository, RolloutRegistry, Target
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.pin_edits import RESTORED_FROM, ROLLBACK_REASON, ROLLBACK_VERDICT
 from controller.rollout.record import AnalysisRecord, analysis_tag
-from controller.shadow_mirror import (
+from controller.shadow.mirror import (
     KUSTOMIZATION_FILES,
     SHADOW_FILE,
     ShadowMirror,
     parse_shadow_mirror,
 )
-from controller.shadow_phase import PHASE_ANNOTATION, SMOKE_PHASE, shadow_request
+from controller.shadow.phase import PHASE_ANNOTATION, SMOKE_PHASE, shadow_request
 
 __all__ = [
     "QUARANTINE_TAG",

@@ -19,7 +19,7 @@ so a rollout commits the same steps in both: in Serverless mode the weight is
 as the primary, without a restart) and removes ``spec.canary``, and the restore after a
 rollback removes ``spec.canary`` (the primary never stopped serving the previous version).
 
-The shadow phase's mirror on a cluster (:mod:`controller.shadow_mirror`) lives beside the pin
+The shadow phase's mirror on a cluster (:mod:`controller.shadow.mirror`) lives beside the pin
 in the overlay: :func:`mirror_edit` writes it only while the pin names the version in its
 shadow phase, :func:`without_mirror` removes it in the same commit as the pin edit that ends
 the phase, and :func:`unmirror_edit` removes one found outside a shadow phase.
@@ -48,8 +48,8 @@ from controller.manifest import (
     remove_canary,
     set_shadow_annotations,
 )
-from controller.shadow_mirror import read_shadow_mirror, remove_shadow_mirror, write_shadow_mirror
-from controller.shadow_phase import shadow_request
+from controller.shadow.mirror import read_shadow_mirror, remove_shadow_mirror, write_shadow_mirror
+from controller.shadow.phase import shadow_request
 
 __all__ = [
     "ANY",

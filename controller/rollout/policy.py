@@ -17,9 +17,9 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controller.gates.sequential_watch import WatchConfig
-from controller.gates.shadow_judge import ShadowPolicy
 from controller.gates.smoke import SmokeConfig
 from controller.rollout.gates_config import GatesConfig
+from controller.shadow.judge import ShadowPolicy
 
 __all__ = ["RolloutPolicy", "ShadowPhase", "next_step"]
 

@@ -17,7 +17,7 @@ from controller.rollout.deadlines import deadline_passed, unsynced_or_abort
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import RolloutPolicy
 from controller.rollout.record import AnalysisRecord
-from controller.shadow_mirror import ShadowMirror
+from controller.shadow.mirror import ShadowMirror
 from controller.target_types import TargetObservation
 
 __all__ = ["shadowing", "smoking"]
@@ -134,7 +134,7 @@ def _mirroring(
 
 def _primary_beside(target: TargetObservation, challenger: str) -> str | None:
     """The revision whose requests a shadow phase copies, as
-    :func:`~controller.shadow_phase.shadow_revisions` reads KServe's status: another revision
+    :func:`~controller.shadow.phase.shadow_revisions` reads KServe's status: another revision
     takes 100 % while the challenger, the latest one, takes 0 %."""
     latest = next((t for t in target.traffic if t.latest and not t.percent), None)
     if latest is None or latest.revision != challenger:

@@ -66,8 +66,8 @@ from controller.rollout.decide import (
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import ReleaseRef, load_release, observe
 from controller.rollout.policy import RolloutPolicy, ShadowPhase
-from controller.rollout.shadow_analysis import judge_mirrored
 from controller.rollout.telemetry import RolloutMetrics
+from controller.shadow.analysis import judge_mirrored
 
 __all__ = ["PassReport", "Reconciler", "phase_of"]
 

@@ -12,7 +12,7 @@ from controller.manifest import PinnedRelease
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import RolloutPolicy
 from controller.rollout.record import AnalysisRecord
-from controller.shadow_mirror import ShadowMirror
+from controller.shadow.mirror import ShadowMirror
 from controller.target_types import TargetObservation, TrafficEntry
 
 __all__ = [

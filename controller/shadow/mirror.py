@@ -86,7 +86,7 @@ __all__ = [
 SHADOW_FILE = "shadow-virtualservice.yaml"
 PHASE_ANNOTATION = "sluice.dev/phase"
 CHALLENGER_ANNOTATION = "sluice.dev/challenger"
-VIRTUALSERVICE_SCHEMA = Path(__file__).with_name("schemas") / "istio-virtualservice-subset.json"
+VIRTUALSERVICE_SCHEMA = Path(__file__).parents[1] / "schemas" / "istio-virtualservice-subset.json"
 #: Knative's local gateway (KServe's top-level route forwards to it) and the sidecars.
 DEFAULT_GATEWAYS = ("knative-serving/knative-local-gateway", "mesh")
 #: The HTTP/1 port of a Knative revision's Services (public and private).

@@ -15,12 +15,12 @@ predicts, before any client depends on it:
   loaded than the champion, which flatters it);
 - **task metric**, on requests whose label has arrived: PR AUC, or recall at the operating
   false-positive rate, of challenger minus champion, with a seeded, stratified paired
-  bootstrap (:mod:`controller.gates.shadow_statistics`). Non-inferiority: the one-sided
+  bootstrap (:mod:`controller.shadow.statistics`). Non-inferiority: the one-sided
   ``1 - alpha`` lower bound must be above ``-nonInferiorityMargin``;
 - **McNemar** on the labelled decisions at the threshold: a harm test, failing when the
   challenger is wrong significantly more often (one-sided exact binomial p <= alpha).
 
-Its input, :class:`~controller.gates.shadow_samples.ShadowSamples`, is read from the
+Its input, :class:`~controller.shadow.samples.ShadowSamples`, is read from the
 prediction log's pairs or built from plain observations.
 
 A check without enough data is inconclusive: every check below ``minSamples`` scored pairs,
@@ -42,8 +42,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.analysis_types import GateResult, Verdict
 from controller.drift.statistics import bin_counts, ks_2samp, psi, quantile_bin_edges
-from controller.gates.shadow_samples import ShadowSamples
-from controller.gates.shadow_statistics import TaskMetric, mcnemar, paired_bootstrap
+from controller.markdown_text import table_cell
+from controller.shadow.samples import ShadowSamples
+from controller.shadow.statistics import TaskMetric, mcnemar, paired_bootstrap
 
 __all__ = [
     "GATE_PREFIX",
@@ -372,9 +373,5 @@ def shadow_report_markdown(
     for result in judgement.results:
         check = result.gate.removeprefix(f"{GATE_PREFIX}/")
         measured = result.summary.split(": ", 1)[-1].rsplit(" — ", 1)[0]
-        lines.append(f"| {check} | {result.verdict} | {_cell(measured)} |")
+        lines.append(f"| {check} | {result.verdict} | {table_cell(measured)} |")
     return "\n".join(lines) + "\n"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")

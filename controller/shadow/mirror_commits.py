@@ -1,7 +1,7 @@
 """The commits of a shadow phase's mirror on a cluster: what each edits and what it says.
 
 On a cluster the copy of the primary's requests is Sluice's Istio VirtualService in the
-environment's overlay (:mod:`controller.shadow_mirror`); the local router mirrors by itself and
+environment's overlay (:mod:`controller.shadow.mirror`); the local router mirrors by itself and
 needs none. Adding the mirror is a commit of its own, once the challenger's revision is ready.
 Removing it rides on the commit that ends the shadow phase (the first canary step or the
 rollback, through :func:`~controller.rollout.pin_edits.without_mirror`), so Git never holds a
@@ -16,7 +16,7 @@ from controller.rollout.messages import RolloutCommit
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import ReleaseRef
 from controller.rollout.pin_edits import PinEdit, mirror_edit, unmirror_edit
-from controller.shadow_mirror import SHADOW_FILE, mirror_virtual_service
+from controller.shadow.mirror import SHADOW_FILE, mirror_virtual_service
 
 __all__ = ["MIRROR_ACTION", "mirrored_from", "start_mirror", "stop_mirror", "unmirrored"]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 
 from controller.analysis_types import GateResult, Verdict
-from controller.gates.shadow_judge import GATE_PREFIX, ShadowJudgement, judge_shadow
-from controller.gates.shadow_samples import ShadowSamples
 from controller.ports import PredictionStore
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import ShadowPhase
+from controller.shadow.judge import GATE_PREFIX, ShadowJudgement, judge_shadow
+from controller.shadow.samples import ShadowSamples
 
 __all__ = ["judge_mirrored"]
 
