@@ -24,6 +24,7 @@ from controller.backends.mlflow_registry import (
 from controller.errors import SluiceError
 from controller.redact import redact
 from controller.settings import load_settings
+from models.pinned_requirements import pinned
 
 __all__ = ["main", "register_faulty"]
 
@@ -75,6 +76,8 @@ def register_faulty(
                 artifacts={"base_model": base_uri},
                 model_config=config,
                 signature=signature,
+                # Declared, not inferred: inferring loads the model in a subprocess (~4 s).
+                pip_requirements=pinned(),
             )
     return registry.register(model_name, str(info.model_uri), run.info.run_id, tags).version
 

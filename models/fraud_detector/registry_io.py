@@ -27,6 +27,7 @@ from controller.backends.mlflow_registry import (
     registry_errors,
 )
 from controller.settings import Settings
+from models.pinned_requirements import pinned
 
 __all__ = ["MlflowTraining"]
 
@@ -111,6 +112,8 @@ class MlflowTraining:
                 serialization_format="cloudpickle",
                 # Serve fraud probabilities, not hard labels.
                 pyfunc_predict_fn="predict_proba",
+                # Declared, not inferred: inferring loads the model in a subprocess (~4 s).
+                pip_requirements=pinned(),
             )
             with tempfile.TemporaryDirectory() as tmp:
                 for name, document in (

@@ -15,6 +15,8 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from sklearn.linear_model import LogisticRegression
 
+from models.pinned_requirements import pinned
+
 __all__ = ["register_version"]
 
 
@@ -43,6 +45,7 @@ def register_version(
             serialization_format="cloudpickle",
             pyfunc_predict_fn="predict_proba",
             input_example=frame.head(10) if input_example else None,
+            pip_requirements=pinned(),
         )
     client = MlflowClient(tracking_uri)
     try:
