@@ -1,15 +1,17 @@
 """The ``sluice`` command's root options, as its callback saw them, and the settings they load;
-the options every command table shares (``--forge``) and how help shows them.
+the options every verb shares (``--forge``) and how help shows them.
 
-:mod:`controller.cli` records ``--verbose``, ``--config`` and ``--mlflow-tracking-uri`` here in
-its root callback; the command tables it includes (:mod:`controller.cli_rollout`,
-:mod:`controller.cli_quarantine`) load settings through :func:`current_settings`, so none of
-them imports the app that includes it.
+:func:`controller.cli.entry_point.main` gives each invocation a :class:`RootOptions` as the click
+context's object; the root callback (:mod:`controller.cli.app`) fills it from ``--verbose``,
+``--config`` and ``--mlflow-tracking-uri``, every verb reads it through its context
+(:func:`current_settings`), and ``main`` reads it again to report an error. Nothing is kept in
+the module between invocations, and no verb imports the app that includes it.
 """
 
 from __future__ import annotations
 
 import typing
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
@@ -21,65 +23,63 @@ from controller.settings import Settings, load_settings
 __all__ = [
     "FORGES",
     "ForgeName",
+    "RootOptions",
     "current_settings",
     "current_sources",
     "forge_name",
     "forge_option",
     "metavar_for",
     "plain_flags",
-    "set_root_options",
-    "verbose_requested",
+    "root_options",
 ]
 
 ForgeName = Literal["local", "github"]
 #: Where proposals go and rollouts report: every command with ``--forge`` offers these.
 FORGES: tuple[ForgeName, ...] = ("local", "github")
 
-_state: dict[str, object] = {"verbose": False, "config": None, "overrides": {}}
+
+@dataclass
+class RootOptions:
+    """The root options of one invocation. Filled by the root callback once it has parsed them,
+    so until then (``sluice --help``, a usage error) they are the defaults."""
+
+    verbose: bool = False
+    config: Path | None = None
+    mlflow_tracking_uri: str | None = None
+
+    def _flags(self) -> dict[str, object]:
+        return {"mlflow_tracking_uri": self.mlflow_tracking_uri}
+
+    def settings(self, **flags: object) -> Settings:
+        """Settings from flags (the root's and a command's ``flags``), ``--config`` (if
+        given), the environment, the running local stack of this checkout and the defaults,
+        validated together (the local stack only fills what nothing else gave)."""
+        from controller.local.effective_settings import apply_local_stack
+
+        return apply_local_stack(load_settings(self.config, **self._flags(), **flags))
+
+    def sources(self, settings: Settings) -> dict[str, str]:
+        """Where each of ``settings`` came from (flag, env, config file, local stack,
+        default)."""
+        from controller.local.effective_settings import setting_sources
+
+        return setting_sources(settings, config=self.config, flags=self._flags())
 
 
-def set_root_options(
-    *, verbose: bool, config: Path | None, mlflow_tracking_uri: str | None
-) -> None:
-    """Record the root options of this invocation (the root callback calls it once)."""
-    _state["verbose"] = verbose
-    _state["config"] = config
-    _state["overrides"] = {"mlflow_tracking_uri": mlflow_tracking_uri}
+def root_options(ctx: typer.Context) -> RootOptions:
+    """The root options of ``ctx``'s invocation (the defaults if none were recorded)."""
+    options = ctx.find_object(RootOptions)
+    return options if options is not None else RootOptions()
 
 
-def verbose_requested() -> bool:
-    """Whether ``--verbose`` was given: errors then show their tracebacks."""
-    return bool(_state["verbose"])
+def current_settings(ctx: typer.Context, **flags: object) -> Settings:
+    """:meth:`RootOptions.settings` of ``ctx``'s invocation, with a command's ``flags``."""
+    return root_options(ctx).settings(**flags)
 
 
-def current_settings(**flags: object) -> Settings:
-    """Settings from flags (the root's and a command's ``flags``), ``--config`` (if given),
-    the environment, the running local stack of this checkout and the defaults, validated
-    together (the local stack only fills what nothing else gave)."""
-    from controller.local.effective_settings import apply_local_stack
-
-    config = _state["config"]
-    overrides = _state["overrides"]
-    return apply_local_stack(
-        load_settings(
-            config if isinstance(config, Path) else None,
-            **(overrides if isinstance(overrides, dict) else {}),
-            **flags,
-        )
-    )
-
-
-def current_sources(settings: Settings) -> dict[str, str]:
-    """Where each of ``settings`` came from (flag, env, config file, local stack, default)."""
-    from controller.local.effective_settings import setting_sources
-
-    config = _state["config"]
-    overrides = _state["overrides"]
-    return setting_sources(
-        settings,
-        config=config if isinstance(config, Path) else None,
-        flags=dict(overrides) if isinstance(overrides, dict) else {},
-    )
+def current_sources(ctx: typer.Context, settings: Settings) -> dict[str, str]:
+    """:meth:`RootOptions.sources` of ``ctx``'s invocation."""
+    return root_options(ctx).sources(settings)
 
 
 def forge_name(value: str) -> ForgeName:

@@ -1,6 +1,6 @@
 """``sluice quarantine list`` and ``lift``: the versions proposals refuse, and letting one go.
 
-A table of commands only, merged into :data:`controller.cli.app` as the ``quarantine`` group;
+A table of commands only, merged into :data:`controller.cli.app.app` as the ``quarantine`` group;
 the rules live in :mod:`controller.quarantine`.
 """
 
@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from controller.cli_options import current_settings
+from controller.cli.options import current_settings
 
 if TYPE_CHECKING:
     from controller.backends.mlflow_registry import MlflowRegistry
@@ -28,10 +28,10 @@ quarantine_app = typer.Typer(
 )
 
 
-def _registry() -> MlflowRegistry:
+def _registry(ctx: typer.Context) -> MlflowRegistry:
     from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 
-    settings = current_settings()
+    settings = current_settings(ctx)
     configure_mlflow_http(
         retries=settings.registry_request_retries,
         timeout_seconds=settings.registry_request_timeout_seconds,
@@ -41,13 +41,14 @@ def _registry() -> MlflowRegistry:
 
 @quarantine_app.command("list")
 def quarantine_list(
+    ctx: typer.Context,
     model: Annotated[str | None, typer.Argument(help="Registered model (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The quarantined versions, with the reason, environment and time of each."""
     from controller.quarantine import quarantined_versions
 
-    found = quarantined_versions(_registry(), model)
+    found = quarantined_versions(_registry(ctx), model)
     console = Console()
     if as_json:
         console.print_json(json.dumps([q.to_dict() for q in found]))
@@ -63,6 +64,7 @@ def quarantine_list(
 
 @quarantine_app.command("lift")
 def quarantine_lift(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Registered model.")],
     version: Annotated[int, typer.Argument(help="Version whose quarantine to lift.", min=1)],
     reason: Annotated[
@@ -77,7 +79,7 @@ def quarantine_lift(
     from controller.quarantine import lift
 
     lifted = lift(
-        _registry(),
+        _registry(ctx),
         model,
         version,
         reason=reason,

@@ -1,6 +1,6 @@
 """The rollout commands of the ``sluice`` CLI: ``rollout``, ``rollback`` and ``status``.
 
-A table of commands only, merged into :data:`controller.cli.app`; the work happens in
+A table of commands only, merged into :data:`controller.cli.app.app`; the work happens in
 :mod:`controller.commands_rollout`.
 """
 
@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from controller.cli_options import current_settings, forge_name, forge_option
+from controller.cli.options import current_settings, forge_name, forge_option
 from controller.ref_names import validate_environment_name, validate_model_name
 
 __all__ = ["TargetChoice", "rollout_app"]
@@ -58,6 +58,7 @@ def _flags(poll_interval: float | None) -> dict[str, object]:
 
 @rollout_app.command()
 def rollout(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Registered model name.")],
     env: _ENV,
     once: Annotated[
@@ -72,7 +73,7 @@ def rollout(
     """Walk the merged version through its canary steps; exit 0 promoted, 1 rolled back."""
     validate_model_name(model)
     validate_environment_name(env)
-    settings = current_settings(**_flags(poll_interval))
+    settings = current_settings(ctx, **_flags(poll_interval))
     # Imported once the input is checked: bad input is refused in a fraction of a second.
     from controller.commands_propose import build_forge
     from controller.commands_rollout import run_rollout
@@ -87,6 +88,7 @@ def rollout(
 
 @rollout_app.command()
 def rollback(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Registered model name.")],
     env: _ENV,
     reason: Annotated[str, typer.Option("--reason", help="Why: goes into the commit.")],
@@ -101,7 +103,7 @@ def rollback(
     """Abort a rollout (or undo a promotion) through Git, as a failed gate would."""
     validate_model_name(model)
     validate_environment_name(env)
-    settings = current_settings(**_flags(poll_interval))
+    settings = current_settings(ctx, **_flags(poll_interval))
     # Imported once the input is checked: bad input is refused in a fraction of a second.
     from controller.commands_propose import build_forge
     from controller.commands_rollout import run_rollback
@@ -116,6 +118,7 @@ def rollback(
 
 @rollout_app.command()
 def status(
+    ctx: typer.Context,
     env: Annotated[
         str | None, typer.Option("--env", help="One environment (default: all).")
     ] = None,
@@ -143,7 +146,7 @@ def status(
         validate_environment_name(env)
     if watch and as_json:
         raise typer.BadParameter("--watch prints a table or lines, not JSON: drop one")
-    settings = current_settings()
+    settings = current_settings(ctx)
     # Imported once the input is checked: bad input is refused in a fraction of a second.
     from controller.commands_rollout import run_status
 

@@ -1,0 +1,77 @@
+"""``sluice propose``: a registry version proposed for an environment, as a branch and a PR.
+
+The work happens in :mod:`controller.commands_propose`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from controller.cli.options import current_settings, forge_name, forge_option
+from controller.errors import InputError
+from controller.ref_names import validate_environment_name, validate_model_name
+
+__all__ = ["propose"]
+
+
+def propose(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Registered model name.")],
+    env: Annotated[str, typer.Option("--env", help="Environment (manifests/overlays/ENV).")],
+    version: Annotated[
+        int | None, typer.Option(help="Registry version to propose (default: follow --alias).")
+    ] = None,
+    alias: Annotated[
+        str | None,
+        typer.Option(help="Registry alias to resolve (default: the environment's, challenger)."),
+    ] = None,
+    forge: Annotated[
+        str, forge_option("local: push a branch and print the merge; github: open a PR too.")
+    ] = "local",
+    repo: Annotated[
+        str | None, typer.Option(help="Git remote (default: SLUICE_GIT_REMOTE, else origin).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the diff and message; change nothing.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            hidden=True,
+            help="No longer proposes a quarantined version: lift its quarantine instead "
+            "(sluice quarantine lift), which records why.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Propose a registry version for an environment: a branch and (GitHub) a pull request."""
+    if version is not None and alias is not None:
+        raise typer.BadParameter("give --version or --alias, not both")
+    if force:
+        raise InputError(
+            "--force no longer proposes a quarantined version (the rollout would roll it "
+            "straight back): lift its quarantine with `sluice quarantine lift MODEL VERSION "
+            "--reason TEXT`, which records why"
+        )
+    validate_model_name(model)
+    validate_environment_name(env)
+    settings = current_settings(ctx)
+    # Imported once the input is checked: bad input is refused in a fraction of a second.
+    from controller.commands_propose import run_propose
+    from controller.propose import ProposalRequest
+
+    run_propose(
+        settings,
+        ProposalRequest(
+            model=model, environment=env, version=version, alias=alias,
+            dry_run=dry_run,
+        ),
+        forge=forge_name(forge),
+        remote=repo,
+        as_json=as_json,
+        console=Console(),
+    )  # fmt: skip
