@@ -29,11 +29,13 @@ from typing import Any
 
 from controller.errors import ConfigError, SluiceError
 from controller.local.configs import RETRAIN_ALERTS, write_alertmanager_config
+from controller.local.mlflow_store import cache_dir, save_template, seed_from_template
 from controller.local.processes import ManagedProcess, free_port
 from controller.local.rules import RULES_MANIFEST, default_rules_manifest, write_local_rules
 from controller.local.scrape import ScrapeTargets, reload_prometheus, write_scrape_config
 from controller.local.services import (
     LocalService,
+    MlflowService,
     start_alertmanager,
     start_mlflow,
     start_prometheus,
@@ -202,16 +204,23 @@ def up(
 
     mlflow_dir, am_dir, prom_dir = root / "mlflow", root / "alertmanager", root / "prometheus"
     artifacts = (mlflow_dir / "artifacts").resolve()
-    ensure(
-        "mlflow",
-        ["mlflow", str(artifacts)],
-        lambda p: start_mlflow(
-            backend_store_uri=f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+
+    def start_tracking_server(port: int) -> MlflowService:
+        # A fresh database starts from the migrated copy of an earlier stack, if any.
+        database, cache = mlflow_dir / "mlflow.db", cache_dir()
+        fresh = not database.exists()
+        seeded = fresh and seed_from_template(database, cache)
+        service = start_mlflow(
+            backend_store_uri=f"sqlite:///{database}",
             artifacts_dir=artifacts,
-            port=p,
+            port=port,
             log_dir=mlflow_dir,
-        ),
-    )
+        )
+        if fresh and not seeded:  # migrated just now and still empty: keep it for the next
+            save_template(database, cache)
+        return service
+
+    ensure("mlflow", ["mlflow", str(artifacts)], start_tracking_server)
     am_config = am_dir / "alertmanager.yml"
     am_markers = [f"--config.file={am_config}"]
     am_running = pid_matches((stack.get("alertmanager") or {}).get("pid"), *am_markers)
