@@ -273,8 +273,7 @@ def run_init_model(
             )
         elif written:
             files = list(written)
-            if github is not None:
-                github.check_access()  # a bad token or repository fails before the push
+            github.check_access()  # a bad token or repository fails before the push
             outcome = workspace.commit_and_push(
                 branch=branch,
                 base=base,
@@ -297,7 +296,7 @@ def run_init_model(
                     "diff": workspace.diff(f"refs/remotes/origin/{base}", outcome.sha, "manifests"),
                 }
             )
-    if github is not None and result.status in ("initialized", "already-proposed"):
+    if github.opens_pull_requests and result.status in ("initialized", "already-proposed"):
         result = _open_pull_request(github, result)
     if as_json:
         console.print_json(json.dumps(asdict(result)))

@@ -457,7 +457,7 @@ def run_merge(
         )
         head = open_branches[branch]
         subject = str(workspace.repo.git.log("-1", "--format=%s", head))
-        if github is None:
+        if not github.opens_pull_requests:
             sha = workspace.merge(
                 branch=branch, base=config.branch, message=f"Merge {branch}\n\n{subject}"
             )

@@ -17,6 +17,7 @@ from rich.text import Text
 from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.errors import ConfigError
+from controller.null_ports import NoForge
 from controller.ports import Forge
 from controller.propose import ProposalRequest, ProposalResult, propose
 from controller.settings import Settings
@@ -42,10 +43,10 @@ def default_remote() -> str:
     return out.stdout.strip()
 
 
-def build_forge(settings: Settings, kind: str) -> Forge | None:
-    """The forge proposals go to: None for ``local``, GitHub otherwise."""
+def build_forge(settings: Settings, kind: str) -> Forge:
+    """The forge proposals go to: none (:class:`NoForge`) for ``local``, GitHub otherwise."""
     if kind == "local":
-        return None
+        return NoForge()
     if settings.github_token is None:
         raise ConfigError("--forge github needs a token: set SLUICE_GITHUB_TOKEN or GITHUB_TOKEN")
     if not settings.github_repository:

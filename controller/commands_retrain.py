@@ -60,13 +60,14 @@ CHALLENGER_ALIAS = "challenger"
 
 def build_retrain_starter(
     settings: Settings,
-    forge: Forge | None,
+    forge: Forge,
     *,
     cwd: Path | None = None,
     on_exit: ExitHandler | None = None,
 ) -> RetrainStarter:
-    """The GitHub ``retrain`` dispatch with a forge; the local training command without one."""
-    if forge is not None:
+    """The GitHub ``retrain`` dispatch with a forge that opens pull requests (the train
+    workflow proposes what it trains); the local training command otherwise."""
+    if forge.opens_pull_requests:
         return ForgeRetrain(forge)
     return LocalRetrain(
         settings.retrain_command,
@@ -101,7 +102,7 @@ def _challenger(models: ModelRegistry, alias: str) -> Callable[[str], int | None
 def build_alertmanager_hook(
     settings: Settings,
     *,
-    forge: Forge | None,
+    forge: Forge,
     registry: ModelTagStore,
     metrics: ServeMetrics,
     models: ModelRegistry | None = None,

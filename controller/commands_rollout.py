@@ -20,6 +20,7 @@ from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow
 from controller.commands_propose import default_remote
 from controller.errors import ConfigError, InputError, SluiceError
 from controller.lease import Lease, LeaseKeeper, lease_name
+from controller.null_ports import NO_FORGE
 from controller.ports import (
     Forge,
     LeaseStore,
@@ -135,7 +136,7 @@ def _notifier(settings: Settings) -> Notifier:
 
 
 def build_reconciler(
-    settings: Settings, *, target: TargetKind, remote: str | None, forge: Forge | None = None
+    settings: Settings, *, target: TargetKind, remote: str | None, forge: Forge = NO_FORGE
 ) -> Reconciler:
     """Every backend of a rollout, from the settings."""
     configure_mlflow_http(
@@ -230,7 +231,7 @@ def run_rollout(
     remote: str | None,
     as_json: bool,
     console: Console,
-    forge: Forge | None = None,
+    forge: Forge = NO_FORGE,
 ) -> int:
     """One pass (``--once``) or passes until the rollout ends; returns the exit code.
 
@@ -301,7 +302,7 @@ def run_rollback(
     remote: str | None,
     wait: bool,
     console: Console,
-    forge: Forge | None = None,
+    forge: Forge = NO_FORGE,
 ) -> int:
     """Start a rollback by hand (the same commit a failed gate makes), then see it through.
 

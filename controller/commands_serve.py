@@ -84,7 +84,7 @@ def _rollout_loop(
     remote: str,
     snapshot: ReleaseSnapshot,
     metrics: ServeMetrics,
-    forge: Forge | None,
+    forge: Forge,
 ) -> RolloutLoop | None:
     """The rollout loop on ``target``, reporting into the same ``/metrics``; None when off."""
     if target is None:
@@ -103,7 +103,7 @@ def _rollout_loop(
 def run_serve(
     settings: Settings,
     *,
-    forge: Forge | None,
+    forge: Forge,
     remote: str,
     rollouts: Literal["local", "kubernetes"] | None = None,
     environments: Sequence[str] | None = None,

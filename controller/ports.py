@@ -218,7 +218,14 @@ class ReleaseRepository(Protocol):
 
 
 class Forge(Protocol):
-    """Where proposals become reviewable pull requests (GitHub, or none for ``--forge local``)."""
+    """Where proposals become reviewable pull requests: GitHub, or for ``--forge local`` the
+    null :class:`~controller.null_ports.NoForge` (no pull requests, reports go nowhere)."""
+
+    @property
+    def opens_pull_requests(self) -> bool:
+        """Whether proposals become pull requests here and retrainings dispatched workflows;
+        False: a person merges a proposal branch with git and a retraining runs locally."""
+        ...
 
     def check_access(self) -> None:
         """Fail now (bad token, unknown repository) rather than after a branch is pushed."""

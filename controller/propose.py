@@ -297,7 +297,7 @@ def propose(
     *,
     registry: ProposalRegistry,
     workspace: ReleaseRepository,
-    forge: Forge | None,
+    forge: Forge,
 ) -> ProposalResult:
     """Run the proposal steps; see the module docstring for their order and guarantees.
 
@@ -315,8 +315,7 @@ def propose(
                 branch=draft.branch, base=draft.base, edit=plan.edit, path=plan.pin_path
             )
             return replace(draft, status="dry-run", diff=diff)
-        if forge is not None:
-            forge.check_access()
+        forge.check_access()
         outcome = workspace.commit_and_push(
             branch=draft.branch, base=draft.base, edit=plan.edit, message=plan.message
         )
@@ -327,7 +326,7 @@ def propose(
             commit=outcome.sha,
             diff=workspace.diff(_tip(workspace, draft.base), outcome.sha, plan.pin_path),
         )
-    if forge is None:
+    if not forge.opens_pull_requests:  # the model card's registry reads would be for nothing
         return replace(
             result,
             merge_command=(

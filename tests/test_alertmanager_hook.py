@@ -34,6 +34,7 @@ from controller.errors import (
     RegistryUnavailable,
 )
 from controller.local.services import MlflowService
+from controller.null_ports import NoForge
 from controller.retrain import (
     RETRAIN_ENVIRONMENT_VARIABLES,
     ForgeRetrain,
@@ -524,7 +525,7 @@ def test_default_command_trains_the_models_module_on_recent_data() -> None:
 def test_no_token_no_route() -> None:
     """Without alertmanager_token, POST /hooks/alertmanager is not served."""
     built = build_alertmanager_hook(
-        Settings(), forge=None, registry=MemoryTags(), metrics=ServeMetrics()
+        Settings(), forge=NoForge(), registry=MemoryTags(), metrics=ServeMetrics()
     )
     assert built is None
 
@@ -532,7 +533,7 @@ def test_no_token_no_route() -> None:
 def test_local_forge_retrains_with_the_training_module(tmp_path: Path) -> None:
     """`--forge local` composes the local command; a forge composes the dispatch."""
     settings = Settings(state_dir=tmp_path)
-    assert isinstance(build_retrain_starter(settings, None), LocalRetrain)
+    assert isinstance(build_retrain_starter(settings, NoForge()), LocalRetrain)
 
 
 def test_route_is_served_over_http_with_the_token(tmp_path: Path) -> None:
@@ -545,7 +546,7 @@ def test_route_is_served_over_http_with_the_token(tmp_path: Path) -> None:
     )
     metrics = ServeMetrics()
     hook = build_alertmanager_hook(
-        settings, forge=None, registry=MemoryTags("fraud-detector"), metrics=metrics
+        settings, forge=NoForge(), registry=MemoryTags("fraud-detector"), metrics=metrics
     )
     routes = sluice_routes(
         metrics=metrics,

@@ -37,6 +37,7 @@ from controller.errors import LeaseHeld
 from controller.lease import Lease, LeaseKeeper
 from controller.local.services import MlflowService
 from controller.manifest import ReleasePin, apply_release, dump_pin, load_pin, read_release
+from controller.null_ports import NoForge
 from controller.ports import LoadGenerator, RolloutRegistry
 from controller.propose import ProposalRequest, propose
 from controller.rollout.actions import Outcome
@@ -270,7 +271,7 @@ class Stage:
             ProposalRequest(model=self.model, environment=ENV, version=version),
             registry=MlflowRegistry(self.tracking_uri),
             workspace=GitWorkspace(self.remote.url, self.root / "proposer"),
-            forge=None,
+            forge=NoForge(),
         )
         merge_branch(self.remote.path, result.branch)
         return base

@@ -35,6 +35,7 @@ from controller.local.rules import write_local_rules
 from controller.local.scrape import MODEL_SERVER_JOB, ModelServerTarget
 from controller.local.services import AlertmanagerService, MlflowService, PrometheusService
 from controller.local.serving.launcher import start_model_server
+from controller.null_ports import NoForge
 from controller.retrain import RetrainRecord, cooldown_tag, last_retrain_tag
 from controller.server import ServeMetrics, SluiceServer, sluice_routes
 from controller.settings import Settings
@@ -110,7 +111,7 @@ def test_drifted_traffic_retrains_once_on_recent_data_and_status_shows_it(
     metrics = ServeMetrics()
     hook = build_alertmanager_hook(
         settings,
-        forge=None,
+        forge=NoForge(),
         registry=registry,
         metrics=metrics,
         models=registry,

@@ -14,6 +14,7 @@ from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.errors import ConfigError
 from controller.local.services import MlflowService
+from controller.null_ports import NoForge
 from controller.proposal_scan import ReleaseSnapshot, Watched, due_proposals, scan
 from controller.propose import ProposalRequest, propose
 from controller.testing import MemoryRegistry, MemoryReleaseRepository
@@ -53,7 +54,7 @@ def test_scan_settles_once_the_proposals_are_merged() -> None:
         ProposalRequest(model="m", environment="staging", version=version),
     ]
     for request in due:
-        result = propose(request, registry=registry, workspace=workspace, forge=None)
+        result = propose(request, registry=registry, workspace=workspace, forge=NoForge())
         assert result.status == "proposed"
         workspace.remote.merge(result.branch, "main", f"Merge {result.branch}")
     assert scan(workspace, registry) == []
@@ -80,8 +81,8 @@ def test_scan_reads_git_and_registry_and_settles_after_proposal(
     ]
     staging = next(r for r in due if r.environment == "staging")
     local = next(r for r in due if r.environment == "local")
-    result = propose(staging, registry=registry, workspace=workspace, forge=None)
-    merged = propose(local, registry=registry, workspace=workspace, forge=None)
+    result = propose(staging, registry=registry, workspace=workspace, forge=NoForge())
+    merged = propose(local, registry=registry, workspace=workspace, forge=NoForge())
     from support.gitops_repo import commit_to_remote
     from support.gitrepo import git
 

@@ -20,6 +20,7 @@ from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
+from controller.null_ports import NoForge
 from controller.propose import ProposalRequest, ProposalResult, propose
 from controller.render import validate_rendered
 from controller.testing import MemoryReleaseRepository, MemoryRemote
@@ -449,7 +450,7 @@ def test_concurrent_identical_proposals_land_once(mlflow_server: MlflowService, 
                 barrier.wait()
 
         workspace.before_push = first_waits_for_the_other
-        results[name] = propose(request, registry=registry, workspace=workspace, forge=None)
+        results[name] = propose(request, registry=registry, workspace=workspace, forge=NoForge())
 
     threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
     for thread in threads:
@@ -476,7 +477,7 @@ def test_with_a_shadow_phase_the_next_version_starts_in_shadow(
     def run(version: int | None = None) -> ProposalResult:
         workspace = GitWorkspace(remote.url, tmp_path / "cache")
         request = ProposalRequest(model=model, environment="staging", version=version)
-        return propose(request, registry=registry, workspace=workspace, forge=None)
+        return propose(request, registry=registry, workspace=workspace, forge=NoForge())
 
     first = run()
     config = "manifests/overlays/staging/sluice.yaml"

@@ -34,6 +34,7 @@ from controller.backends.mlflow_registry import MlflowRegistry
 from controller.demo.gitops_remote import merge_branch
 from controller.local.services import MlflowService
 from controller.manifest import PinnedRelease, load_pin, read_release
+from controller.null_ports import NoForge
 from controller.ports import RolloutRegistry, Target
 from controller.propose import ProposalRequest, propose
 from controller.rollout.actions import Outcome
@@ -356,7 +357,7 @@ class World:
             ProposalRequest(model=self.model, environment=ENV, version=version),
             registry=MlflowRegistry(self.versions.tracking_uri),
             workspace=GitWorkspace(self.remote.url, self.root / "proposer"),
-            forge=None,
+            forge=NoForge(),
         )
         merge_branch(self.remote.path, result.branch)
         git("update-ref", "-d", f"refs/heads/{result.branch}", cwd=self.remote.path)

@@ -82,6 +82,9 @@ T = TypeVar("T")
 class GitHubForge:
     """The :class:`~controller.ports.Forge` for GitHub and GitHub Enterprise (REST v3)."""
 
+    #: Proposals become pull requests, retrainings the train workflow's dispatches.
+    opens_pull_requests = True
+
     def __init__(
         self,
         *,

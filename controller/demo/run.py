@@ -44,6 +44,7 @@ from controller.local.processes import free_port
 from controller.local.runtime import PREDICTION_LOG_FILE
 from controller.local.stack import StackRequest, down, up
 from controller.local.state import read_json
+from controller.null_ports import NoForge
 from controller.propose import ProposalRequest, ProposalResult, propose
 from controller.rollout.actions import Outcome
 from controller.rollout.observe import QUARANTINE_TAG, rollout_tag
@@ -118,7 +119,7 @@ def _propose(
         ProposalRequest(model=MODEL, environment="local", version=version),
         registry=MlflowRegistry(tracking_uri),
         workspace=GitWorkspace(str(remote), cache),
-        forge=None,
+        forge=NoForge(),
     )
     console.print(f"Proposed: [bold]{result.subject}[/] on branch {result.branch}")
     console.print(

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.commit_message import proposal_branch
 from controller.errors import SluiceError
 from controller.manifest import ReleasePin
+from controller.null_ports import NoForge
 from controller.ports import Forge, Notifier, ReleaseRepository, RolloutRegistry
 from controller.render import validate_rendered
 from controller.rollout.actions import (
@@ -91,7 +92,7 @@ class Actuator:
     registry: RolloutRegistry
     notifier: Notifier
     metrics: RolloutMetrics
-    forge: Forge | None = None
+    forge: Forge = field(default_factory=NoForge)
 
     def act(self, action: Action, obs: ReleaseObservation, now: float) -> ActResult:
         """Carry out ``action``; actions that change nothing return an empty result."""
@@ -154,8 +155,6 @@ class Actuator:
         Best effort: the commit has landed and is what matters; a forge outage is logged and
         never holds a rollout back (a lost comment is not re-sent on the next pass).
         """
-        if self.forge is None:
-            return
         state = {"rollback": "failure", "restore": "failure", "promote": "success"}.get(
             commit.action, "pending"
         )

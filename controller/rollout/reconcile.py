@@ -22,6 +22,7 @@ from controller.analysis_types import GateResult, Verdict
 from controller.errors import GitConflict, SluiceError
 from controller.lease import LeaseKeeper, lease_name
 from controller.notify import NullNotifier
+from controller.null_ports import NoForge
 from controller.ports import (
     Forge,
     Notifier,
@@ -207,7 +208,7 @@ class Reconciler:
     analyzer: Analyzer
     notifier: Notifier = field(default_factory=NullNotifier)
     metrics: RolloutMetrics = field(default_factory=RolloutMetrics)
-    forge: Forge | None = None
+    forge: Forge = field(default_factory=NoForge)
     clock: Callable[[], float] = time.time
     #: Where the shadow phase reads the mirrored answers (None: shadows stay inconclusive).
     predictions: PredictionStore | None = None

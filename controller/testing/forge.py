@@ -80,6 +80,8 @@ class Status:
 class MemoryForge:
     """A forge in memory for ``repository`` (thread-safe); ``api_url`` names it in errors."""
 
+    opens_pull_requests = True
+
     def __init__(
         self,
         *,

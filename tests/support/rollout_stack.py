@@ -31,6 +31,7 @@ from controller.demo.gitops_remote import merge_branch
 from controller.local.stack import StackRequest, down, up
 from controller.local.state import read_json, stop_pid
 from controller.manifest import load_pin, read_release
+from controller.null_ports import NoForge
 from controller.propose import ProposalRequest, propose
 from support.gitops_repo import commit_to_remote, seed_manifests
 from support.gitrepo import GitRemote, create_git_remote, git
@@ -107,7 +108,7 @@ class Loop:
             ProposalRequest(model=MODEL, environment="local", version=version),
             registry=MlflowRegistry(self.tracking_uri),
             workspace=GitWorkspace(self.remote.url, self.root / "propose-git"),
-            forge=None,
+            forge=NoForge(),
         )
         merge_branch(self.remote.path, result.branch)
 
