@@ -51,6 +51,7 @@ from controller.retrain import (
 )
 from controller.server import Request, Response, ServeMetrics, SluiceServer, sluice_routes
 from controller.settings import Settings
+from controller.testing import ManualClock
 from controller.webhooks import WebhookRejected
 
 TOKEN = "am-token-0123456789abcdef"
@@ -98,14 +99,6 @@ class MemoryTags:
         if self.failures:
             raise self.failures.pop(0)
         self.tags[name][key] = value
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_750_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -180,7 +173,7 @@ class Hook:
     def __init__(self, *models: str, cooldown: float = HOUR) -> None:
         self.starter = RecordingStarter()
         self.tags = MemoryTags(*(models or ("fraud-detector",)))
-        self.clock = Clock()
+        self.clock = ManualClock(1_750_000_000.0)
         self.metrics = ServeMetrics()
         self.retrainer = Retrainer(
             self.starter, RegistryCooldown(self.tags), cooldown_seconds=cooldown, clock=self.clock
@@ -353,11 +346,11 @@ def test_informational_fields_are_read_as_text_whatever_their_type() -> None:
 def test_second_alert_inside_the_cooldown_starts_none(hook: Hook) -> None:
     """A repeat 59 minutes later is turned away; one after the hour starts again."""
     assert answer(post(hook.route, notification(alert())))["retrains"][0]["result"] == "started"
-    hook.clock.now += HOUR - 60
+    hook.clock.advance(HOUR - 60)
     again = answer(post(hook.route, notification(alert(), alert("SluicePredictionDrift"))))
     assert [r["result"] for r in again["retrains"]] == ["cooldown"]
     assert len(hook.starter.starts) == 1
-    hook.clock.now += 61
+    hook.clock.advance(61)
     assert answer(post(hook.route, notification(alert())))["retrains"][0]["result"] == "started"
     assert len(hook.starter.starts) == 2
 
@@ -379,7 +372,7 @@ def test_cooldown_survives_a_restart(hook: Hook) -> None:
         hook.starter, RegistryCooldown(hook.tags), cooldown_seconds=HOUR, clock=hook.clock
     )
     route = alertmanager_hook_route(token=TOKEN, retrainer=restarted, metrics=ServeMetrics())
-    hook.clock.now += 600
+    hook.clock.advance(600)
     assert answer(post(route, notification(alert())))["retrains"][0]["result"] == "cooldown"
     assert len(hook.starter.starts) == 1
 
@@ -433,7 +426,7 @@ def test_cooldown_lives_in_the_mlflow_registry(
     """With MLflow, the start is a tag on the registered model that a restart reads back."""
     name = f"fraud-{uuid.uuid4().hex[:8]}"
     MlflowClient(mlflow_tracking_uri).create_registered_model(name)
-    starter, clock = RecordingStarter(), Clock()
+    starter, clock = RecordingStarter(), ManualClock(1_750_000_000.0)
     registry = MlflowRegistry(mlflow_tracking_uri)
 
     def retrainer() -> Retrainer:
@@ -444,7 +437,7 @@ def test_cooldown_lives_in_the_mlflow_registry(
     assert retrainer().request(request).result == "started"
     tags = MlflowClient(mlflow_tracking_uri).get_registered_model(name).tags
     assert tags[cooldown_tag("staging")] == "2025-06-15T15:06:40+00:00"
-    clock.now += 60
+    clock.advance(60)
     assert retrainer().request(request).result == "cooldown"  # a new process: memory is empty
     assert len(starter.starts) == 1
     with pytest.raises(ModelNotFound):
@@ -638,11 +631,11 @@ def test_prediction_and_feature_alerts_within_the_window_are_one_retraining() ->
     assert [r["result"] for r in answer(first)["retrains"]] == ["grouped"]
     assert hook.starter.starts == []
     assert hook.record(last_retrain_tag("staging")).outcome == "grouping"
-    hook.clock.now += 12
+    hook.clock.advance(12)
     second = post(hook.route, notification(alert(features="amount,hour")))
     assert [r["result"] for r in answer(second)["retrains"]] == ["grouped"]
     assert [delay for delay, _ in hook.timers] == [30.0]
-    hook.clock.now += 18
+    hook.clock.advance(18)
     hook.fire_timers()
     (request,) = hook.starter.requests
     assert request.features == ("amount", "hour")
@@ -653,7 +646,7 @@ def test_prediction_and_feature_alerts_within_the_window_are_one_retraining() ->
     assert (record.outcome, record.features) == ("started", ("amount", "hour"))
     assert hook.count("sluice_retrains_total", **LABELS, result="cooldown") == 0
     # The cool-down applies to retrainings: the next alert, after the start, is turned away.
-    hook.clock.now += 60
+    hook.clock.advance(60)
     again = post(hook.route, notification(alert()))
     assert [r["result"] for r in answer(again)["retrains"]] == ["cooldown"]
     assert len(hook.starter.starts) == 1
@@ -664,7 +657,7 @@ def test_turned_away_alert_is_recorded_and_announced_once_per_cooldown() -> None
     hook = GroupedHook(group=0)
     post(hook.route, notification(alert()))
     for _ in range(3):
-        hook.clock.now += 120
+        hook.clock.advance(120)
         post(hook.route, notification(alert("SluicePredictionDrift", features=None)))
     turned = hook.record(turned_away_tag("staging"))
     assert turned.outcome == "turned-away"
@@ -682,7 +675,7 @@ def test_group_that_fails_to_start_is_recorded_and_leaves_no_cooldown() -> None:
     hook = GroupedHook()
     hook.starter.failures.append(ForgeUnavailable("GitHub answered 502"))
     post(hook.route, notification(alert()))
-    hook.clock.now += 30
+    hook.clock.advance(30)
     hook.fire_timers()
     assert [(o.result, o.detail) for o in hook.observed] == [("failed", "GitHub answered 502")]
     record = hook.record(last_retrain_tag("staging"))
@@ -690,7 +683,7 @@ def test_group_that_fails_to_start_is_recorded_and_leaves_no_cooldown() -> None:
     assert hook.notifier.notices[-1][2] == "error"
     assert cooldown_tag("staging") not in hook.tags.tags["fraud-detector"]
     post(hook.route, notification(alert()))  # Alertmanager's repeat opens a new group
-    hook.clock.now += 30
+    hook.clock.advance(30)
     hook.fire_timers()
     assert len(hook.starter.starts) == 1
 
@@ -710,7 +703,7 @@ def test_finished_retraining_records_its_outcome(
     hook = GroupedHook(group=0)
     post(hook.route, notification(alert()))
     (request,) = hook.starter.requests
-    hook.clock.now += 300
+    hook.clock.advance(300)
     hook.retrainer.finished(request, code, "log /tmp/x.log")
     record = hook.record(last_retrain_tag("staging"))
     assert (record.outcome, record.new_version) == (outcome, version)

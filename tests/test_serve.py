@@ -22,6 +22,7 @@ from controller.backends.mlflow_registry import MlflowRegistry
 from controller.errors import ConfigError, ForgeUnavailable, RegistryUnavailable
 from controller.local.services import MlflowService
 from controller.server import Handler, Request, Response, ServeMetrics, SluiceServer, sluice_routes
+from controller.testing import ManualClock
 from controller.watch import WatchedModel, Watcher
 from controller.webhooks import sign_mlflow_delivery
 
@@ -68,14 +69,6 @@ class Changes:
     def wait_for(self, count: int) -> bool:
         with self._changed:
             return self._changed.wait_for(lambda: len(self.calls) >= count, WAIT)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def sample(metrics: ServeMetrics, name: str, **labels: str) -> float:
@@ -250,14 +243,14 @@ def test_polling_notices_an_alias_move_within_one_interval() -> None:
     registry, changes, clock = (
         FakeRegistry(**{"fraud-detector@challenger": 1}),
         Changes(),
-        FakeClock(),
+        ManualClock(1000.0),
     )
     watcher = Watcher(registry.lookup, changes, [STAGING], 30, clock=clock)
     watcher.run_due()
     registry.aliases["fraud-detector", "challenger"] = 2
-    clock.now += 29.9
+    clock.advance(29.9)
     assert watcher.run_due() is None
-    clock.now += 0.1
+    clock.advance(0.1)
     report = watcher.run_due()
     assert report is not None
     assert report.changed == ((STAGING, 2),)

@@ -28,6 +28,7 @@ from controller.local.services import MlflowService
 from controller.proposal_scan import ReleaseSnapshot
 from controller.propose import ProposalRequest
 from controller.server import ServeMetrics
+from controller.testing import MemoryRegistry
 
 
 def wait_for(check, timeout: float = 60.0):
@@ -123,23 +124,17 @@ def test_mlflow_webhook_proposes_long_before_the_next_poll(
 # -- --env: one environment's releases only ------------------------------------------------------
 
 
-class MovedAliases:
-    """A registry in which every alias of ``model`` names version 5."""
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-
-    def all_aliases(self) -> dict[str, dict[str, int]]:
-        return {self.model: {"challenger": 5, "champion": 5}}
-
-
 def test_watcher_of_one_environment_proposes_only_there(
     git_remote: GitRemote, tmp_path: Path
 ) -> None:
     """With --env staging, a moved alias is proposed to staging, not to local or production."""
     seed_manifests(git_remote, tmp_path / "seed", model="m")
     workspace = GitWorkspace(git_remote.url, tmp_path / "cache")
-    snapshot = ReleaseSnapshot(workspace, MovedAliases("m"), environments=["staging"])
+    registry = MemoryRegistry()
+    for _ in range(5):
+        registry.register("m")  # the challenger alias moves to each new version: v5 at last
+    registry.set_alias("m", "champion", 5)
+    snapshot = ReleaseSnapshot(workspace, registry, environments=["staging"])
     proposed: list[ProposalRequest] = []
     watcher = build_watcher(snapshot, proposed.append, interval_seconds=60, metrics=ServeMetrics())
     watcher.run_once()

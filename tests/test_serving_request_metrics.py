@@ -23,23 +23,13 @@ from controller.local.serving.request_metrics import (
     RequestMetrics,
     request_histogram,
 )
+from controller.testing import ManualClock
 
 NAME = "sluice_request_duration_seconds"
 
 
 class InvalidInput(Exception):
     """Stands in for kserve.errors.InvalidInput, which kserve answers with 400."""
-
-
-class Clock:
-    """A clock that advances 30 ms per reading: every request lasts 30 ms."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        self.now += 0.03
-        return self.now
 
 
 def kserve_like_app() -> fastapi.FastAPI:
@@ -93,7 +83,9 @@ def registry() -> CollectorRegistry:
 @pytest.fixture
 def client(registry: CollectorRegistry) -> httpx.AsyncClient:
     app = kserve_like_app()
-    app.add_middleware(RequestMetrics, histogram=request_histogram(registry), clock=Clock())
+    app.add_middleware(
+        RequestMetrics, histogram=request_histogram(registry), clock=ManualClock(0.0, tick=0.03)
+    )
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://model")
 

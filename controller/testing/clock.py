@@ -14,16 +14,20 @@ class ManualClock:
 
     ``on_change`` is called with the new time after every move, for whatever must follow the
     clock (a test points git's commit dates at it, so commit times and the clock agree).
+    ``tick`` moves it that much at every reading (a request timed by two readings lasts one).
     """
 
     now: float
     on_change: Callable[[float], None] = lambda _: None
+    tick: float = 0.0
 
     def __post_init__(self) -> None:
         self.on_change(self.now)
 
     def __call__(self) -> float:
-        """The current time, in seconds since the epoch."""
+        """The current time, in seconds since the epoch (after ``tick`` more)."""
+        if self.tick:
+            self.advance(self.tick)
         return self.now
 
     def advance(self, seconds: float) -> None:
