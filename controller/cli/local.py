@@ -37,6 +37,7 @@ def local_up(
     port_base: Annotated[
         int | None,
         typer.Option(
+            metavar="N",
             help="Ports from N (1024-65436): MLflow N, Alertmanager N+1, Prometheus N+2, "
             "status page N+3, routers N+10+."
         ),
