@@ -7,7 +7,7 @@ on these, never on MLflow, PyGithub or GitPython directly, so it is tested with 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,11 +108,12 @@ class ProposalRegistry(ModelRegistry, Protocol):
 
 
 class AliasIndex(Protocol):
-    """Every alias of every registered model in one batched read: what a ``sluice serve``
+    """The aliases of the watched models in a few batched reads: what a ``sluice serve``
     pass compares with the pins (:mod:`controller.proposal_scan`)."""
 
-    def all_aliases(self) -> dict[str, dict[str, int]]:
-        """model -> alias -> version, for every registered model."""
+    def aliases_of(self, models: Collection[str]) -> dict[str, dict[str, int]]:
+        """model -> alias -> version for each of ``models`` that is registered (its cost
+        follows ``models``, not the size of the registry)."""
         ...
 
 
@@ -172,6 +173,12 @@ class ReleaseRepository(Protocol):
 
     def read_many(self, branch: str, paths: list[str]) -> dict[str, str | None]:
         """Many files of the branch in one read, by path (None: absent)."""
+        ...
+
+    def blob_ids(self, branch: str, paths: list[str]) -> dict[str, str | None]:
+        """Git's object id of each file (``sha1("blob <size>\\0" + bytes)``) on the branch,
+        by path, listed without reading the files (None: absent, or a directory): a file
+        whose id a caller has seen needs no new read or parse."""
         ...
 
     def list_dir(self, branch: str, path: str) -> list[str]:

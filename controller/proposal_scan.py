@@ -1,14 +1,19 @@
 """One ``sluice serve`` pass: which releases have an alias that moved away from their pin?
 
 The scan is the cheap part of the loop, run every interval for every watched model, so it is
-batched: one git fetch, one ``git cat-file --batch`` for every pin, one paged registry search
-for every alias. Only releases whose alias points at a version other than the pinned one go on
-to :func:`controller.propose.propose`, which is idempotent (an already-proposed version makes
-no commit and no new pull request).
+batched and remembers what it parsed: one git fetch, one ``git ls-tree`` listing every pin's
+blob id (only pins whose content was never seen are read and parsed, so a pass in which
+nothing changed parses no YAML), and the aliases of the watched models only, a few names a
+registry request (its cost follows the watched set, not the size of the registry). Only
+releases whose alias points at a version other than the pinned one go on to
+:func:`controller.propose.propose`, which is idempotent (an already-proposed version makes no
+commit and no new pull request).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -101,13 +106,48 @@ def _read_state(
             by_branch.setdefault(config.branch, []).append(watch)
     pinned: dict[str, int | None] = {}
     for branch, watched in by_branch.items():  # pins are read where each environment syncs from
-        for path, text in workspace.read_many(branch, [w.pin_path for w in watched]).items():
-            try:
-                pinned[path] = read_release(load_pin(text, source=path)).version if text else None
-            except ManifestInvalid:
-                pinned[path] = None  # propose reports the broken pin with its own error
+        pinned.update(_pinned_versions(workspace, branch, [w.pin_path for w in watched]))
     every = [watch for watched in by_branch.values() for watch in watched]
-    return every, pinned, registry.all_aliases()
+    return every, pinned, registry.aliases_of(sorted({watch.model for watch in every}))
+
+
+#: The version each pin names, by the pin's blob id: a pin is parsed once per content, so a
+#: pass over pins that did not change lists their ids and reads and parses nothing.
+_VERSION_BY_BLOB: dict[str, int | None] = {}
+_VERSION_CACHE_LIMIT = 100_000
+_UNSEEN = -1  # no version number is negative
+
+
+def _blob_id(text: str) -> str:
+    """Git's id of a blob holding ``text`` (what :meth:`ReleaseRepository.blob_ids` lists)."""
+    data = text.encode("utf-8")
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def _pinned_versions(
+    workspace: ReleaseRepository, branch: str, paths: list[str]
+) -> dict[str, int | None]:
+    """The version each pin on ``branch`` names (None: absent or broken; propose reports a
+    broken pin with its own error), reading and parsing only pins not seen before."""
+    versions: dict[str, int | None] = {}
+    unseen: list[str] = []
+    for path, blob in workspace.blob_ids(branch, paths).items():
+        known = _VERSION_BY_BLOB.get(blob, _UNSEEN) if blob is not None else None
+        if known == _UNSEEN:
+            unseen.append(path)
+        else:
+            versions[path] = known
+    if len(_VERSION_BY_BLOB) + len(unseen) > _VERSION_CACHE_LIMIT:
+        _VERSION_BY_BLOB.clear()
+    for path, text in workspace.read_many(branch, unseen).items():
+        version = None
+        if text is not None:  # None: gone since it was listed (a sync in between)
+            with contextlib.suppress(ManifestInvalid):
+                version = read_release(load_pin(text, source=path)).version
+            # Keyed by what was read, not by the listing: a sync in between cannot mislabel it.
+            _VERSION_BY_BLOB[_blob_id(text)] = version
+        versions[path] = version
+    return {path: versions[path] for path in paths}
 
 
 def scan(
@@ -122,7 +162,7 @@ class ReleaseSnapshot:
 
     :class:`controller.watch.Watcher` asks about one model at a time; answering each from a
     snapshot at most ``max_age_seconds`` old turns a pass over N models into one fetch and a
-    few registry pages instead of N round trips.
+    few registry requests instead of N round trips.
     """
 
     def __init__(

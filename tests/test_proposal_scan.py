@@ -10,6 +10,7 @@ from support.gitops_repo import manifest_files, seed_manifests
 from support.gitrepo import GitRemote
 from support.registry import register_version
 
+from controller import proposal_scan
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.errors import ConfigError
@@ -122,3 +123,39 @@ def test_unknown_environment_is_a_config_error_naming_the_environments() -> None
         "no environment 'prod' in Git (manifests/overlays/ENV/sluice.yaml); "
         "the environments are: local, production, staging"
     )
+
+
+def test_an_idle_pass_reads_and_parses_no_pin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pins are parsed once per content (by Git blob id): a pass over pins that did not change
+    reads none of them; a pin that changed is read again and the version it names counts."""
+    monkeypatch.setattr(proposal_scan, "_VERSION_BY_BLOB", {})
+    registry = MemoryRegistry()
+    workspace = MemoryReleaseRepository(manifest_files("m"))
+    read: list[str] = []
+    read_many = workspace.read_many
+
+    def counting(branch: str, paths: list[str]) -> dict[str, str | None]:
+        read.extend(path for path in paths if not path.endswith("/sluice.yaml"))
+        return read_many(branch, paths)
+
+    monkeypatch.setattr(workspace, "read_many", counting)
+    version = registry.register("m", alias="challenger")
+    assert len(scan(workspace, registry)) == 2
+    assert len(read) == 3  # every pin, once
+    read.clear()
+    assert len(scan(workspace, registry)) == 2
+    assert read == []
+    pin = "manifests/overlays/staging/fraud-detector.yaml"
+    text = read_many("main", [pin])[pin]
+    assert text is not None
+    moved = text.replace(
+        "    sluice.dev/model-name: m\n",
+        f'    sluice.dev/model-name: m\n    sluice.dev/model-version: "{version}"\n',
+    ).replace(
+        "        name: mlflow\n", f"        name: mlflow\n      storageUri: s3://b/{version}\n"
+    )
+    workspace.remote.commit("main", {pin: moved}, "pin staging")
+    assert scan(workspace, registry) == [
+        ProposalRequest(model="m", environment="local", version=version)
+    ]
+    assert read == [pin]

@@ -81,11 +81,16 @@ def test_exactly_one_of_version_and_alias(registry: Registry, name: str) -> None
 
 
 def test_aliases_move_and_are_listed_in_one_read(registry: Registry, name: str) -> None:
-    """set_alias moves an alias; all_aliases has every model's, version_by_alias follows."""
+    """set_alias moves an alias; aliases_of has the named models' (and only those registered),
+    all_aliases every model's; version_by_alias follows."""
     first = registry.register(name, "challenger")
     second = registry.register(name, "challenger")
     registry.under_test.set_alias(name, "champion", first)
     assert registry.under_test.all_aliases()[name] == {"challenger": second, "champion": first}
+    assert registry.under_test.aliases_of([name, f"{name}-unregistered"]) == {
+        name: {"challenger": second, "champion": first}
+    }
+    assert registry.under_test.aliases_of([]) == {}
     registry.under_test.set_alias(name, "champion", second)
     champion = registry.under_test.version_by_alias(name, "champion")
     assert champion is not None

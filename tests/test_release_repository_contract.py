@@ -4,6 +4,7 @@ learns what the real one would do (httpx's MockTransport, Kargo's gitprovider fa
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -73,6 +74,34 @@ def test_read_many_answers_every_path(harness: Harness) -> None:
     assert repo.read_many("gone", ["d/x.yaml"]) == {"d/x.yaml": None}
     assert repo.read("gone", "README.md") is None
     assert repo.remote_sha("gone") is None
+
+
+def test_blob_ids_are_gits_object_ids_listed_without_reading(harness: Harness) -> None:
+    """Each file's id is ``git hash-object``'s (equal contents, equal ids), a directory or an
+    absent path has none, and the ids are as of the last sync, as every read is."""
+    harness.push("main", {"d/x.yaml": "x: 1\n", "d/y.yaml": "x: 1\n", "z": "é\n"}, "add d")
+    repo = harness.workspace()
+    assert repo.blob_ids("main", ["d/x.yaml", "z", "d", "nope"]) == {
+        "d/x.yaml": git_blob_id("x: 1\n"),
+        "z": git_blob_id("é\n"),
+        "d": None,
+        "nope": None,
+    }
+    assert repo.blob_ids("main", ["d/y.yaml"]) == {"d/y.yaml": git_blob_id("x: 1\n")}
+    assert repo.blob_ids("main", []) == {}
+    assert repo.blob_ids("gone", ["d/x.yaml"]) == {"d/x.yaml": None}
+    harness.push("main", {"d/x.yaml": "x: 2\n"}, "change x")
+    assert repo.blob_ids("main", ["d/x.yaml"]) == {"d/x.yaml": git_blob_id("x: 1\n")}
+    repo.sync()
+    assert repo.blob_ids("main", ["d/x.yaml"]) == {"d/x.yaml": git_blob_id("x: 2\n")}
+
+
+def git_blob_id(text: str) -> str:
+    """What ``git hash-object --stdin`` prints for ``text``."""
+    done = subprocess.run(
+        ["git", "hash-object", "--stdin"], input=text.encode(), capture_output=True, check=True
+    )
+    return done.stdout.decode().strip()
 
 
 def test_list_dir_names_what_is_directly_under_a_directory(harness: Harness) -> None:

@@ -57,6 +57,8 @@ _UNREACHABLE = (
 
 
 _T = TypeVar("_T")
+#: Paths per ``git ls-tree`` call (its command line stays far below the kernel's limit).
+_LS_TREE_PATHS = 2000
 
 
 class _LostRace(Exception):
@@ -250,6 +252,27 @@ class GitWorkspace:
         request = "".join(f"refs/remotes/origin/{branch}:{path}\n" for path in paths).encode()
         contents = _cat_file_batch(Path(self.repo.git_dir), request)
         return dict(zip(paths, contents, strict=True))
+
+    def blob_ids(self, branch: str, paths: list[str]) -> dict[str, str | None]:
+        """Each file's blob id on a remote branch from ``git ls-tree`` (the tree, not the
+        files: a 1,000-pin listing takes a few ms where reading them takes 100+)."""
+        found: dict[str, str | None] = dict.fromkeys(paths)
+        for start in range(0, len(paths), _LS_TREE_PATHS):
+            chunk = paths[start : start + _LS_TREE_PATHS]
+            done = subprocess.run(
+                ["git", f"--git-dir={self.repo.git_dir}", "ls-tree", "-z", "--full-tree",
+                 f"refs/remotes/origin/{branch}", "--", *chunk],
+                capture_output=True, check=False, timeout=120,
+            )  # fmt: skip
+            if done.returncode != 0:
+                return dict.fromkeys(paths)  # no such branch
+            for entry in done.stdout.split(b"\0"):
+                info, tab, name = entry.partition(b"\t")
+                fields = info.split()
+                path = name.decode("utf-8")
+                if tab and len(fields) == 3 and fields[1] == b"blob" and path in found:
+                    found[path] = fields[2].decode("ascii")
+        return found
 
     def default_branch(self) -> str:
         """The remote's default branch (what ``origin/HEAD`` points at), else ``main``."""

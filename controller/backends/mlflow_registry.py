@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,17 @@ class ModelVersionRef:
     source: str
     aliases: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=dict)
+
+
+#: Model names per ``search_registered_models`` request of :meth:`MlflowRegistry.aliases_of`
+#: (the filter travels in a GET's query string).
+ALIAS_BATCH = 100
+
+
+def _aliases(model: object) -> dict[str, int]:
+    """alias -> version of one registered model entity."""
+    found = getattr(model, "aliases", None) or {}
+    return {str(alias): int(version) for alias, version in found.items()}
 
 
 class MlflowRegistry:
@@ -131,6 +142,36 @@ class MlflowRegistry:
                 token = page.token
                 if not token:
                     return aliases
+
+    def aliases_of(self, models: Collection[str]) -> dict[str, dict[str, int]]:
+        """The aliases of ``models`` that are registered, :data:`ALIAS_BATCH` names a search
+        (``name IN (...)``): a pass's cost follows the watched models, not the registry's
+        size. A name a filter cannot quote is asked for on its own."""
+        names = sorted(set(models))
+        quotable = [name for name in names if "'" not in name and "\\" not in name]
+        aliases: dict[str, dict[str, int]] = {}
+        with registry_errors(self.tracking_uri, "registered models"):
+            for start in range(0, len(quotable), ALIAS_BATCH):
+                batch = quotable[start : start + ALIAS_BATCH]
+                listed = ", ".join(f"'{name}'" for name in batch)
+                token: str | None = None
+                while True:
+                    page = self._client.search_registered_models(
+                        filter_string=f"name IN ({listed})", max_results=1000, page_token=token
+                    )
+                    aliases.update((str(m.name), _aliases(m)) for m in page)
+                    token = page.token
+                    if not token:
+                        break
+            for name in names:
+                if name in quotable:
+                    continue
+                try:
+                    aliases[name] = _aliases(self._client.get_registered_model(name))
+                except MlflowException as exc:
+                    if exc.error_code not in NOT_FOUND_CODES:
+                        raise
+        return aliases
 
     def resolve(
         self, name: str, *, version: int | None = None, alias: str | None = None

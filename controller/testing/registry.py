@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -157,6 +157,13 @@ class MemoryRegistry:
             if self.outage:
                 self._model("")
             return {name: dict(model.aliases) for name, model in self._models.items()}
+
+    def aliases_of(self, models: Collection[str]) -> dict[str, dict[str, int]]:
+        with self._lock:
+            if self.outage:
+                self._model("")
+            found = {name: self._models.get(name) for name in models}
+            return {name: dict(model.aliases) for name, model in found.items() if model}
 
     def input_rows(self, name: str, version: int, limit: int = 100) -> list[dict[str, object]]:
         with self._lock:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import tempfile
 import threading
 import time
@@ -144,6 +145,10 @@ class MemoryReleaseRepository:
     def read_many(self, branch: str, paths: list[str]) -> dict[str, str | None]:
         files = self._files(branch) or {}
         return {path: files.get(path) for path in paths}
+
+    def blob_ids(self, branch: str, paths: list[str]) -> dict[str, str | None]:
+        files = self._files(branch) or {}
+        return {path: _blob_id(files[path]) if path in files else None for path in paths}
 
     def list_dir(self, branch: str, path: str) -> list[str]:
         lead = path.rstrip("/") + "/"
@@ -287,6 +292,12 @@ class MemoryReleaseRepository:
             )  # fmt: skip
             remote.commits[other.sha] = other
             remote.branches[branch] = other.sha
+
+
+def _blob_id(text: str) -> str:
+    """Git's object id of a blob holding ``text``, as ``git hash-object`` computes it."""
+    data = text.encode("utf-8")
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
 def _unified(before: Mapping[str, str], after: Mapping[str, str], path: str) -> str:
