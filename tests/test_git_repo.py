@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support.gitrepo import GitRemote, git
 
-from controller.backends.git_repo import GitWorkspace
+from controller.backends.git_repo import GitWorkspace, Identity
 from controller.errors import GitConflict, RemoteUnavailable
 
 
@@ -141,3 +141,34 @@ def test_credentials_in_remote_url_never_reach_errors(tmp_path: Path) -> None:
     with pytest.raises(RemoteUnavailable) as caught:
         workspace.sync()
     assert "ghs_SECRET123" not in str(caught.value)
+
+
+def test_commits_are_built_as_git_commit_makes_them(git_remote: GitRemote, tmp_path: Path) -> None:
+    """The commit (built with write-tree and commit-tree, no checkout) has the identity as
+    author and committer, the start as its only parent and the message as ``git commit -m``
+    records it; what a failed edit left in the work tree never reaches a later commit."""
+    workspace = GitWorkspace(
+        git_remote.url, tmp_path / "cache", identity=Identity("Sluice Bot", "bot@example.com")
+    )
+
+    def broken(tree: Path) -> None:
+        (tree / "README.md").write_text("half-written\n")
+        (tree / "stray.txt").write_text("stray\n")
+        raise GitConflict("the edit refused the tip")
+
+    with pytest.raises(GitConflict):
+        workspace.commit_and_push(branch="main", base="main", edit=broken, message="x")
+    message = "\n\nfraud v3 → staging  \n\n\n\nWhy.\t\n\nSluice-Action: step\n\n"
+    outcome = workspace.commit_and_push(
+        branch="topic", base="main", edit=write("a.txt", "1\n"), message=message
+    )
+    shown = git("show", "-s", "--format=%an <%ae>|%cn <%ce>|%P", outcome.sha, cwd=git_remote.path)
+    assert (
+        shown
+        == f"Sluice Bot <bot@example.com>|Sluice Bot <bot@example.com>|{git_remote.initial_commit}"
+    )
+    body = git("cat-file", "commit", outcome.sha, cwd=git_remote.path).split("\n\n", 1)[1]
+    assert body == "fraud v3 → staging\n\nWhy.\n\nSluice-Action: step"  # the helper strips
+    files = git("ls-tree", "-r", "--name-only", outcome.sha, cwd=git_remote.path).splitlines()
+    assert "stray.txt" not in files
+    assert git("show", f"{outcome.sha}:README.md", cwd=git_remote.path) != "half-written"

@@ -106,6 +106,19 @@ def _detail(exc: GitCommandError) -> str:
     return redact(text)
 
 
+def _commit_message(message: str) -> str:
+    """``message`` as ``git commit -m`` records it (its ``whitespace`` cleanup): trailing
+    whitespace, leading and trailing blank lines and repeated blank lines removed."""
+    lines: list[str] = []
+    for line in message.split("\n"):
+        line = line.rstrip(" \t\r")
+        if line or (lines and lines[-1]):
+            lines.append(line)
+    while lines and not lines[-1]:
+        lines.pop()
+    return "".join(f"{line}\n" for line in lines)
+
+
 def _cat_file_batch(git_dir: Path, request: bytes) -> list[str | None]:
     """Parse ``git cat-file --batch`` output: one object (or ``missing``) per request line."""
     result = subprocess.run(
@@ -575,12 +588,22 @@ class GitWorkspace:
                 f"branch {base!r} does not exist on {redact(self.remote_url)}; "
                 "create it or fix the environment's branch"
             )
-        self._checkout(branch, start)
-        edit(Path(self.repo.working_tree_dir or self.path))
-        self.repo.git.add("--all")
-        if not self.repo.is_dirty(index=True, working_tree=False, untracked_files=False):
+        # Plumbing, not porcelain: the work tree is reset to ``start`` in place (only files
+        # that differ are rewritten; no branch is checked out), the commit is built from the
+        # index's tree with commit-tree and pushed by its sha.
+        repo = self.repo
+        repo.git.reset("--hard", "--quiet", start)
+        repo.git.clean("-fdxq")
+        edit(Path(repo.working_tree_dir or self.path))
+        repo.git.add("--all")
+        tree = str(repo.git.write_tree())
+        if tree == str(repo.commit(start).tree.hexsha):
             return CommitOutcome(sha=start, committed=False, attempts=attempt)
-        self.repo.git.commit("--quiet", "--no-verify", "-m", message)
-        sha = str(self.repo.head.commit.hexsha)
-        self._push(branch, f"{branch}:refs/heads/{branch}")
+        made = subprocess.run(
+            ["git", f"--git-dir={repo.git_dir}", "commit-tree", tree, "-p", start],
+            input=_commit_message(message).encode("utf-8"),
+            capture_output=True, check=True, timeout=120,
+        )  # fmt: skip
+        sha = made.stdout.decode("ascii").strip()
+        self._push(branch, f"{sha}:refs/heads/{branch}")
         return CommitOutcome(sha=sha, committed=True, attempts=attempt)
