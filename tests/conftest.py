@@ -101,9 +101,16 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
 
 @pytest.fixture
 def mlflow_tracking_uri(mlflow_server: MlflowService, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Point ``MLFLOW_TRACKING_URI`` at the session's MLflow server for one test."""
+    """Point ``MLFLOW_TRACKING_URI`` at the session's MLflow server for one test, and MLflow's
+    process-wide URIs too: an earlier test's in-process ``mlflow.set_tracking_uri`` (a stack
+    since stopped) outranks the variable, and CI saw training in-process then talk to a dead
+    server."""
+    import mlflow
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.tracking_uri)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    mlflow.set_tracking_uri(mlflow_server.tracking_uri)
+    mlflow.set_registry_uri(mlflow_server.tracking_uri)
     return mlflow_server.tracking_uri
 
 

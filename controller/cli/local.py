@@ -39,7 +39,7 @@ def local_up(
         typer.Option(
             metavar="N",
             help="Ports from N (1024-65436): MLflow N, Alertmanager N+1, Prometheus N+2, "
-            "status page N+3, routers N+10+."
+            "status page N+3, routers N+10+.",
         ),
     ] = None,
     rules_manifest: Annotated[
