@@ -236,8 +236,8 @@ def test_the_readme_init_with_a_pull_request_runs_as_written(
         "sluice propose diabetes-regressor --env staging --forge github",
     ]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", own_mlflow.tracking_uri)
-    mlflow.set_tracking_uri(own_mlflow.tracking_uri)  # an earlier test's URI outranks the variable
-    mlflow.set_registry_uri(own_mlflow.tracking_uri)
+    # An earlier test's process-wide tracking URI outranks the variable: this one's, restored after.
+    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", None)
     mlflow.set_tracking_uri(own_mlflow.tracking_uri)
     assert diabetes.main([]) == 0  # python -m models.diabetes_regressor.train
     remote = create_git_remote(tmp_path / "gitops")
