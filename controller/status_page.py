@@ -3,7 +3,7 @@
 Server-rendered HTML with inline SVG charts drawn here: no script, no stylesheet or font from
 elsewhere, so it works on a machine without network and in any browser. Everything here is
 pure: rows (the JSON of ``sluice status --json``) and chart series in, one HTML document out.
-The series come from Prometheus range queries (:mod:`controller.commands_status`).
+The series come from Prometheus range queries (:mod:`controller.commands.status`).
 """
 
 from __future__ import annotations

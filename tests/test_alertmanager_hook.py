@@ -26,7 +26,7 @@ from controller.alertmanager_hook import (
 from controller.backends.github_forge import GitHubForge
 from controller.backends.local_retrain import LocalRetrain
 from controller.backends.mlflow_registry import MlflowRegistry
-from controller.commands_retrain import build_alertmanager_hook, build_retrain_starter
+from controller.commands.retrain import build_alertmanager_hook, build_retrain_starter
 from controller.errors import (
     ConfigError,
     ForgeUnavailable,

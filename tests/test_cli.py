@@ -214,7 +214,7 @@ def test_bad_input_is_refused_before_the_registry_client_loads(args: list[str]) 
         "import sys\n"
         "from controller.cli import main\n"
         f"status = main({args!r})\n"
-        "heavy = ('mlflow', 'controller.commands_rollout')\n"
+        "heavy = ('mlflow', 'controller.commands.rollout')\n"
         "loaded = sorted(m for m in heavy if m in sys.modules)\n"
         "print(status, loaded)\n"
     )

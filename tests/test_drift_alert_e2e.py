@@ -31,8 +31,8 @@ from support.github_state import Dispatch
 from support.gitrepo import GitRemote
 
 from controller.backends.mlflow_registry import MlflowRegistry
-from controller.commands_propose import build_forge
-from controller.commands_retrain import build_alertmanager_hook
+from controller.commands.propose import build_forge
+from controller.commands.retrain import build_alertmanager_hook
 from controller.drift import detect_drift_from_profile
 from controller.local.configs import StaticConfig
 from controller.local.rules import write_local_rules

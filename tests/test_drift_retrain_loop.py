@@ -28,7 +28,7 @@ from support.gitops_repo import seed_manifests
 from support.gitrepo import GitRemote
 
 from controller.backends.mlflow_registry import MlflowRegistry
-from controller.commands_retrain import build_alertmanager_hook
+from controller.commands.retrain import build_alertmanager_hook
 from controller.drift import detect_drift_from_profile
 from controller.local.configs import StaticConfig
 from controller.local.rules import write_local_rules

@@ -17,7 +17,7 @@ import requests
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.cli import main
-from controller.commands_feedback import build_feedback_route, label_batches, read_labels
+from controller.commands.feedback import build_feedback_route, label_batches, read_labels
 from controller.feedback import MAX_LABELS, feedback_route, parse_feedback
 from controller.predictions import Prediction
 from controller.server import Request, ServeMetrics, SluiceServer, sluice_routes

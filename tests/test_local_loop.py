@@ -253,7 +253,7 @@ def test_local_up_seeds_a_remote_from_the_checkout(checkout: Path) -> None:
     checkout's manifests/; --repo wins; no manifests/ is one line naming the fix."""
     from rich.console import Console
 
-    from controller.commands_local import up_remote
+    from controller.commands.local import up_remote
 
     settings = Settings(state_dir=checkout / ".sluice")
     console = Console(file=io.StringIO())

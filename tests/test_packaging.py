@@ -85,8 +85,8 @@ def test_the_controller_runs_without_the_local_extra() -> None:
         "        if name.split('.')[0] in ('kserve', 'uvloop', 'httptools', 'psycopg2'):\n"
         "            raise ImportError(name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import controller.commands_serve, controller.commands_rollout\n"
-        "import controller.commands_propose, controller.commands_status\n"
+        "import controller.commands.serve, controller.commands.rollout\n"
+        "import controller.commands.propose, controller.commands.status\n"
         "from controller.cli import main\n"
         "sys.exit(main(['--help']))\n"
     )

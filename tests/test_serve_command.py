@@ -22,7 +22,7 @@ from support.kube_api import kube_api
 from support.registry import register_version
 
 from controller.backends.git_repo import GitWorkspace
-from controller.commands_serve import build_watcher
+from controller.commands.serve import build_watcher
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
 from controller.proposal_scan import ReleaseSnapshot

@@ -4,8 +4,9 @@
 ``main`` the console script (:mod:`controller.cli.entry_point`: errors become exit codes). Each
 verb or group of verbs has a module (``propose``, ``serve``, ``rollout`` with ``rollback`` and
 ``status``, ``quarantine``, ``local``, ``init``, ``drift``, ``feedback``, ``retrain``,
-``config``, ``demo``) that checks its input and leaves the work to its ``commands_*`` module;
-``options`` holds what they share: the root options, ``--forge`` and how help shows a value.
+``config``, ``demo``) that checks its input and leaves the work to its module in
+:mod:`controller.commands`; ``options`` holds what they share: the root options, ``--forge``
+and how help shows a value.
 """
 
 from controller.cli.app import app

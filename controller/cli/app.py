@@ -1,8 +1,8 @@
 """The ``sluice`` Typer app: its root options, and every verb in the order help lists them.
 
 Each verb lives in a module of its own (:mod:`controller.cli.propose`, :mod:`controller.cli.local`,
-...) and leaves the work to its ``commands_*`` module; this one names them all. The root
-callback records the root options in the click context's object
+...) and leaves the work to its module in :mod:`controller.commands`; this one names them all.
+The root callback records the root options in the click context's object
 (:class:`~controller.cli.options.RootOptions`), where every verb reads them.
 """
 

@@ -1,6 +1,6 @@
 """``sluice drift``: current data against a version's training profile.
 
-The work happens in :mod:`controller.commands_drift`.
+The work happens in :mod:`controller.commands.drift`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def drift(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Compare current data with a version's training profile; exit 1 when the dataset drifts."""
-    from controller.commands_drift import DriftRequest, run_drift
+    from controller.commands.drift import DriftRequest, run_drift
 
     if version is not None and alias is not None:
         raise typer.BadParameter("give --version or --alias, not both")

@@ -1,6 +1,6 @@
 """``sluice feedback``: late ground-truth labels for logged requests.
 
-The work happens in :mod:`controller.commands_feedback`.
+The work happens in :mod:`controller.commands.feedback`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,6 @@ def feedback(
 ) -> None:
     """Store late ground-truth labels for logged requests, so shadow evaluation can judge
     champion and challenger on them."""
-    from controller.commands_feedback import run_feedback
+    from controller.commands.feedback import run_feedback
 
     run_feedback(current_settings(ctx), file, url=url, console=Console())

@@ -1,6 +1,6 @@
 """``sluice init``: onboard a registered model into an environment, or create a GitOps repository.
 
-The work happens in :mod:`controller.commands_init`.
+The work happens in :mod:`controller.commands.init`.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def init(
 ) -> None:
     """Onboard a registered model into an environment (a branch to merge; --forge github: a
     pull request), or create a GitOps repository with the layout Sluice expects (--repo DIR)."""
-    from controller.commands_init import run_init_model, run_init_repo
+    from controller.commands.init import run_init_model, run_init_repo
 
     envs = list(env or [])
     for name in envs:

@@ -1,5 +1,5 @@
 """``sluice local``: the embedded local target (``up``, ``status``, ``down``, ``env``, ``url``,
-``merge`` and the hidden ``serve-page``). The work happens in :mod:`controller.commands_local`.
+``merge`` and the hidden ``serve-page``). The work happens in :mod:`controller.commands.local`.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def local_up(
     ] = None,
 ) -> None:
     """Start (or reuse) the local stack and sync ENV from Git; returns when it is ready."""
-    from controller.commands_local import run_up
+    from controller.commands.local import run_up
     from controller.local.extra import require_local_extra
 
     require_local_extra("sluice local up")
@@ -82,7 +82,7 @@ def local_status(
     ] = False,
 ) -> None:
     """Show sync, health, revisions and traffic of each InferenceService, and the components."""
-    from controller.commands_local import run_status
+    from controller.commands.local import run_status
 
     run_status(current_settings(ctx), as_json=as_json, console=Console())
 
@@ -90,7 +90,7 @@ def local_status(
 @local_app.command("down")
 def local_down(ctx: typer.Context) -> None:
     """Stop everything `sluice local up` started, and nothing else."""
-    from controller.commands_local import run_down
+    from controller.commands.local import run_down
 
     run_down(current_settings(ctx), console=Console())
 
@@ -106,7 +106,7 @@ def local_serve_page(
 ) -> None:
     """Serve the read-only status page of a local stack (`sluice local up` starts it, with
     the stack's MLflow in the root option --mlflow-tracking-uri)."""
-    from controller.commands_local import run_status_page
+    from controller.commands.local import run_status_page
 
     validate_environment_name(env)
     settings = current_settings(
@@ -118,7 +118,7 @@ def local_serve_page(
 @local_app.command("env")
 def local_env(ctx: typer.Context) -> None:
     """Print export lines for the running stack: eval "$(sluice local env)"."""
-    from controller.commands_local import run_env
+    from controller.commands.local import run_env
 
     run_env(current_settings(ctx), console=Console())
 
@@ -134,7 +134,7 @@ def local_url(
     ],
 ) -> None:
     """Print the URL of a component, or of an InferenceService's router."""
-    from controller.commands_local import run_url
+    from controller.commands.local import run_url
 
     run_url(current_settings(ctx), name, console=Console())
 
@@ -154,7 +154,7 @@ def local_merge(
     """Merge MODEL's open proposal in ENV as a pull request would; print the merge commit.
 
     A merge commit, the proposal branch kept; with --forge github, GitHub's merge endpoint."""
-    from controller.commands_local import run_merge
+    from controller.commands.local import run_merge
 
     validate_model_name(model)
     validate_environment_name(env)

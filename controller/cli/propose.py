@@ -1,6 +1,6 @@
 """``sluice propose``: a registry version proposed for an environment, as a branch and a PR.
 
-The work happens in :mod:`controller.commands_propose`.
+The work happens in :mod:`controller.commands.propose`.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def propose(
     validate_environment_name(env)
     settings = current_settings(ctx)
     # Imported once the input is checked: bad input is refused in a fraction of a second.
-    from controller.commands_propose import run_propose
+    from controller.commands.propose import run_propose
     from controller.propose import ProposalRequest
 
     run_propose(

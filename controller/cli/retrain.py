@@ -1,6 +1,6 @@
 """``sluice retrain report``: how a retraining started through the forge ended.
 
-The work happens in :mod:`controller.commands_retrain`.
+The work happens in :mod:`controller.commands.retrain`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def retrain_report(
 ) -> None:
     """Record how a retraining started through the forge ended (the train workflow's last
     step) and announce it, as a local retraining is when its process ends."""
-    from controller.commands_retrain import run_report
+    from controller.commands.retrain import run_report
 
     validate_model_name(model)
     validate_environment_name(env)

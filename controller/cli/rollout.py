@@ -1,7 +1,7 @@
 """The rollout commands of the ``sluice`` CLI: ``rollout``, ``rollback`` and ``status``.
 
 A table of commands only, merged into :data:`controller.cli.app.app`; the work happens in
-:mod:`controller.commands_rollout`.
+:mod:`controller.commands.rollout`.
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ def rollout(
     validate_environment_name(env)
     settings = current_settings(ctx, **_flags(poll_interval))
     # Imported once the input is checked: bad input is refused in a fraction of a second.
-    from controller.commands_propose import build_forge
-    from controller.commands_rollout import run_rollout
+    from controller.commands.propose import build_forge
+    from controller.commands.rollout import run_rollout
 
     code = run_rollout(
         settings, model=model, environment=env, once=once, target=target.value, remote=repo,
@@ -105,8 +105,8 @@ def rollback(
     validate_environment_name(env)
     settings = current_settings(ctx, **_flags(poll_interval))
     # Imported once the input is checked: bad input is refused in a fraction of a second.
-    from controller.commands_propose import build_forge
-    from controller.commands_rollout import run_rollback
+    from controller.commands.propose import build_forge
+    from controller.commands.rollout import run_rollback
 
     code = run_rollback(
         settings, model=model, environment=env, reason=reason, target=target.value,
@@ -148,7 +148,7 @@ def status(
         raise typer.BadParameter("--watch prints a table or lines, not JSON: drop one")
     settings = current_settings(ctx)
     # Imported once the input is checked: bad input is refused in a fraction of a second.
-    from controller.commands_rollout import run_status
+    from controller.commands.rollout import run_status
 
     run_status(
         settings, environment=env, target=target.value, remote=repo,

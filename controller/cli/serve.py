@@ -1,5 +1,5 @@
 """``sluice serve``: watch the releases in Git, propose when an alias moves, and (``--rollouts``)
-walk merged versions through their canaries. The work happens in :mod:`controller.commands_serve`.
+walk merged versions through their canaries. The work happens in :mod:`controller.commands.serve`.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def serve(
     )
     target = _rollout_target(rollouts)
     # Imported once the input is checked: bad input is refused in a fraction of a second.
-    from controller.commands_propose import build_forge, default_remote
-    from controller.commands_serve import run_serve
+    from controller.commands.propose import build_forge, default_remote
+    from controller.commands.serve import run_serve
 
     run_serve(
         settings,

@@ -34,7 +34,7 @@ from rich.table import Table
 
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
-from controller.commands_rollout import run_status
+from controller.commands.rollout import run_status
 from controller.demo.drift_chapter import DRIFT_WEEK, SluiceServe, run_drift_chapter
 from controller.demo.gitops_remote import merge_branch, seed_gitops_remote
 from controller.demo.rollout_chapter import ClientTraffic, RolloutRun, rows_for_clients

@@ -26,7 +26,7 @@ from ruamel.yaml.comments import CommentedSeq
 
 from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
-from controller.commands_propose import build_forge, default_remote
+from controller.commands.propose import build_forge, default_remote
 from controller.domain import ChangeRequest
 from controller.environment import ENVIRONMENT_FILE, parse_environment
 from controller.errors import ConfigError, InputError, ModelNotFound

@@ -28,7 +28,7 @@ import requests
 from rich.console import Console
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
-from controller.commands_local import local_root
+from controller.commands.local import local_root
 from controller.errors import ConfigError, InputError, TransientError
 from controller.feedback import FEEDBACK_PATH, feedback_route, is_request_id
 from controller.limits import FEEDBACK_FILE_MAX_BYTES

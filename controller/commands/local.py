@@ -358,7 +358,7 @@ def run_status_page(settings: Settings, *, env: str, host: str, port: int) -> No
     def render() -> str:
         with lock:
             if not built:
-                from controller.commands_status import build_status_page
+                from controller.commands.status import build_status_page
 
                 built.append(
                     build_status_page(
@@ -413,7 +413,7 @@ def run_merge(
     merge endpoint, so the by-hand path and the pull-request path are one.
     """
     from controller.backends.git_repo import GitWorkspace, Identity
-    from controller.commands_propose import build_forge, default_remote
+    from controller.commands.propose import build_forge, default_remote
     from controller.commit_message import proposal_branch
     from controller.environment import ENVIRONMENT_FILE, parse_environment
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from controller.backends.git_lease import GitLeaseStore
 from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
-from controller.commands_propose import default_remote
+from controller.commands.propose import default_remote
 from controller.errors import ConfigError, InputError, SluiceError
 from controller.lease import Lease, LeaseKeeper, lease_name
 from controller.null_ports import NO_FORGE
@@ -193,7 +193,7 @@ def _lease_store(settings: Settings, workspace: GitWorkspace) -> LeaseStore:
 def _prediction_log(settings: Settings, target: TargetKind) -> PredictionStore | None:
     """Where shadow phases read mirrored answers: the configured log, or the local router's."""
     from controller.backends.sqlite_prediction_log import SqlitePredictionLog
-    from controller.commands_feedback import prediction_log_path
+    from controller.commands.feedback import prediction_log_path
 
     if settings.prediction_log_path is None and target != "local":
         return None
@@ -258,7 +258,7 @@ def run_rollout(
         if once:
             on_pass(reconciler.reconcile(environment, model))
         elif console.is_terminal and not as_json:
-            from controller.commands_status import RolloutLive
+            from controller.commands.status import RolloutLive
 
             def row() -> dict[str, Any]:
                 return dict(_status_row(reconciler, environment, model, time.time()))
@@ -406,7 +406,7 @@ def run_status(
     analysis; with ``watch``, again every ``interval_seconds`` until interrupted."""
     reconciler = build_reconciler(settings, target=target, remote=remote)
     if watch:
-        from controller.commands_status import watch_status
+        from controller.commands.status import watch_status
 
         watch_status(
             lambda: status_rows(reconciler, environment, target=target),

@@ -1,6 +1,6 @@
 """The alert → retrain path of ``sluice serve``, composed from its parts.
 
-Kept apart from :mod:`controller.commands_serve` so the path can be built, and tested, without
+Kept apart from :mod:`controller.commands.serve` so the path can be built, and tested, without
 a Git remote or a watch loop: given the settings, the forge and the registry, it names the
 concrete starter (the GitHub dispatch with a forge, the training module as a local process
 without one) and returns the ``POST /hooks/alertmanager`` handler, or None when no token is

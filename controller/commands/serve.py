@@ -2,10 +2,10 @@
 
 It watches every release that the environments in Git declare, proposes when a release's
 alias moves away from its pin (polling every interval; an MLflow webhook only wakes the loop
-early), and serves the read-only status page at ``/`` (:mod:`controller.commands_status`),
+early), and serves the read-only status page at ``/`` (:mod:`controller.commands.status`),
 ``/healthz``, ``/metrics``, ``/hooks/mlflow`` and, with an Alertmanager
 token, ``/hooks/alertmanager``, where drift alerts start retraining
-(:mod:`controller.commands_retrain`). With ``--rollouts TARGET`` a second thread runs the
+(:mod:`controller.commands.retrain`). With ``--rollouts TARGET`` a second thread runs the
 rollout reconcile for every watched release each interval, reporting into the same
 ``/metrics``. ``--env`` restricts both loops to the named environments. On SIGTERM or SIGINT
 the rollout loop ends its pass and releases its leases, so another controller takes over its
@@ -22,10 +22,10 @@ from typing import Literal
 
 from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
-from controller.commands_feedback import build_feedback_route
-from controller.commands_retrain import build_alertmanager_hook
-from controller.commands_rollout import build_reconciler
-from controller.commands_status import build_status_page
+from controller.commands.feedback import build_feedback_route
+from controller.commands.retrain import build_alertmanager_hook
+from controller.commands.rollout import build_reconciler
+from controller.commands.status import build_status_page
 from controller.errors import ConfigError
 from controller.ports import Forge
 from controller.proposal_scan import ReleaseSnapshot

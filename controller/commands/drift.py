@@ -5,7 +5,7 @@ deployed version carries is the profile its training step logged (``reference_pr
 so this command resolves the version, fetches that profile, checks the current file can be
 compared with it at all, and runs :func:`controller.drift.detect_drift_from_profile`.
 
-Like :mod:`controller.commands_propose`, this is the composition root of one command: the only
+Like :mod:`controller.commands.propose`, this is the composition root of one command: the only
 place its concrete backend is named. The local input (the data file and the threshold file) is
 checked before the registry is asked anything, so a typo fails fast and offline.
 
