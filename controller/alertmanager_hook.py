@@ -15,7 +15,7 @@ The route checks, in an order that never parses an unauthenticated body:
 then takes the *firing* alerts whose ``alertname`` asks for retraining, merges them per
 (model, environment) with the union of their features, the earliest ``startsAt`` (the
 retraining's ``since``), the drifted ``version`` and the alert names, and hands each pair to
-:class:`~controller.retrain.Retrainer`, which groups the pair's alerts of the next
+:class:`~controller.retrain.retrainer.Retrainer`, which groups the pair's alerts of the next
 ``retrain_group_seconds`` into the same retraining and starts one per cool-down. The answer is
 200 when every pair was grouped, started or is cooling down, and 503 when the registry or the
 forge failed, so that Alertmanager delivers again; pairs already started are then in their
@@ -34,15 +34,12 @@ from typing import Literal
 
 from pydantic import Field, JsonValue
 
+from controller.domain import RetrainRequest
 from controller.errors import ModelNotFound, SluiceError
 from controller.redact import redact
-from controller.retrain import (
-    NAME_PATTERN,
-    Retrainer,
-    RetrainOutcome,
-    RetrainRequest,
-    merge_requests,
-)
+from controller.retrain.forge_dispatch import NAME_PATTERN
+from controller.retrain.grouping import merge_requests
+from controller.retrain.retrainer import Retrainer, RetrainOutcome
 from controller.server import Handler, Request, Response, ServeMetrics
 from controller.webhooks import StrictBody, WebhookRejected, read_json_object, validate_body
 

@@ -27,6 +27,7 @@ from controller.backends.github_forge import GitHubForge
 from controller.backends.local_retrain import LocalRetrain
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.commands.retrain import build_alertmanager_hook, build_retrain_starter
+from controller.domain import RetrainRequest
 from controller.errors import (
     ConfigError,
     ForgeUnavailable,
@@ -35,20 +36,17 @@ from controller.errors import (
 )
 from controller.local.services import MlflowService
 from controller.null_ports import NoForge
-from controller.retrain import (
-    RETRAIN_ENVIRONMENT_VARIABLES,
-    ForgeRetrain,
-    RegistryCooldown,
-    Retrainer,
-    RetrainOutcome,
+from controller.retrain.command import RETRAIN_ENVIRONMENT_VARIABLES, render_command
+from controller.retrain.forge_dispatch import ForgeRetrain
+from controller.retrain.record import (
     RetrainRecord,
-    RetrainRequest,
     cooldown_tag,
     describe_retraining,
     last_retrain_tag,
-    render_command,
     turned_away_tag,
 )
+from controller.retrain.registry_state import RegistryCooldown
+from controller.retrain.retrainer import Retrainer, RetrainOutcome
 from controller.server import Request, Response, ServeMetrics, SluiceServer, sluice_routes
 from controller.settings import Settings
 from controller.testing import ManualClock

@@ -36,7 +36,7 @@ from controller.local.scrape import MODEL_SERVER_JOB, ModelServerTarget
 from controller.local.services import AlertmanagerService, MlflowService, PrometheusService
 from controller.local.serving.launcher import start_model_server
 from controller.null_ports import NoForge
-from controller.retrain import RetrainRecord, cooldown_tag, last_retrain_tag
+from controller.retrain.record import RetrainRecord, cooldown_tag, last_retrain_tag
 from controller.server import ServeMetrics, SluiceServer, sluice_routes
 from controller.settings import Settings
 from models.fraud_detector.data import FEATURES, NEWEST_WEEK, generate_transactions

@@ -31,15 +31,11 @@ from controller.backends.mlflow_registry import MlflowRegistry
 from controller.domain import RetrainRequest
 from controller.errors import InputError
 from controller.local.services import MlflowService, start_mlflow
-from controller.retrain import (
-    ForgeRetrain,
-    RegistryCooldown,
-    Retrainer,
-    RetrainRecord,
-    RetrainReport,
-    last_retrain_tag,
-    report_outcome,
-)
+from controller.retrain.forge_dispatch import ForgeRetrain
+from controller.retrain.record import RetrainRecord, last_retrain_tag
+from controller.retrain.registry_state import RegistryCooldown
+from controller.retrain.report import RetrainReport, report_outcome
+from controller.retrain.retrainer import Retrainer
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

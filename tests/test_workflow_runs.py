@@ -25,13 +25,10 @@ from controller.backends.github_forge import GitHubForge
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.domain import RetrainRequest
 from controller.local.services import MlflowService
-from controller.retrain import (
-    ForgeRetrain,
-    RegistryCooldown,
-    Retrainer,
-    RetrainRecord,
-    dispatch_payload,
-)
+from controller.retrain.forge_dispatch import ForgeRetrain, dispatch_payload
+from controller.retrain.record import RetrainRecord
+from controller.retrain.registry_state import RegistryCooldown
+from controller.retrain.retrainer import Retrainer
 from models.fraud_detector.data import NEWEST_WEEK
 
 pytestmark = pytest.mark.slow

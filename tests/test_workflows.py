@@ -223,7 +223,7 @@ def test_a_drift_dispatch_trains_on_the_data_since_the_drift_began() -> None:
     checked in the first step and becomes the training module's `--since` (the newest data),
     in place of `--week` (which, without a week in the payload, was week 0)."""
     from controller.domain import RetrainRequest
-    from controller.retrain import dispatch_payload
+    from controller.retrain.forge_dispatch import dispatch_payload
 
     text = (WORKFLOWS / "train.yml").read_text(encoding="utf-8")
     payload = dispatch_payload(RetrainRequest("fraud-detector", "staging", ("amount",), "x"))

@@ -1,15 +1,15 @@
 """Retraining on this machine: the training module as a process, when there is no forge.
 
-With ``--forge local`` there is no GitHub workflow to dispatch to, so ``sluice serve`` runs what
-the workflow would: the model's training module (``python -m models.MODEL.train``), which
-trains, validates and registers a version with the ``challenger`` alias, and the watch loop
-proposes it like any other. The command is a template (setting ``retrain_command``), so a team
-points it at its own entry point and data; what to retrain on is in its environment as well
-(``SLUICE_RETRAIN_SINCE``, ``SLUICE_DRIFTED_FEATURES``…, :func:`controller.retrain.
-retrain_environment`). The process is not waited for: it runs detached (its own session, so a
-``sluice serve`` stopped with Ctrl-C does not kill a training half done), writes its output to a
-log file per run, and a daemon thread reaps it, logs its exit status and hands it to
-``on_exit`` (:meth:`controller.retrain.Retrainer.finished` records and announces it).
+With ``--forge local`` there is no GitHub workflow to dispatch to, so ``sluice serve`` runs what the
+workflow would: the model's training module (``python -m models.MODEL.train``), which trains,
+validates and registers a version with the ``challenger`` alias, and the watch loop proposes it like
+any other. The command is a template (setting ``retrain_command``), so a team points it at its own
+entry point and data; what to retrain on is in its environment as well (``SLUICE_RETRAIN_SINCE``,
+``SLUICE_DRIFTED_FEATURES``…, :func:`controller.retrain.command.retrain_environment`). The process
+is not waited for: it runs detached (its own session, so a ``sluice serve`` stopped with Ctrl-C does
+not kill a training half done), writes its output to a log file per run, and a daemon thread reaps
+it, logs its exit status and hands it to ``on_exit``
+(:meth:`controller.retrain.retrainer.Retrainer.finished` records and announces it).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from controller.domain import RetrainRequest
 from controller.errors import ConfigError
-from controller.retrain import RetrainRequest, render_command, retrain_environment
+from controller.retrain.command import render_command, retrain_environment
 
 #: Called when a retraining's process ended: the request, its exit status, its log file.
 ExitHandler = Callable[[RetrainRequest, int, Path], None]

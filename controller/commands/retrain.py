@@ -27,22 +27,21 @@ from rich.console import Console
 
 from controller.alertmanager_hook import alertmanager_hook_route, retrain_observer
 from controller.backends.local_retrain import ExitHandler, LocalRetrain
+from controller.domain import RetrainRequest
 from controller.errors import InputError, SluiceError
 from controller.ports import Forge, ModelRegistry, ModelTagStore, Notifier, RetrainStarter
 from controller.redact import redact, register_secret
-from controller.retrain import (
+from controller.retrain.forge_dispatch import ForgeRetrain
+from controller.retrain.record import (
     FINISHED_OUTCOMES,
-    ForgeRetrain,
     Outcome,
-    RegistryCooldown,
-    Retrainer,
     RetrainRecord,
-    RetrainReport,
-    RetrainRequest,
     describe_retraining,
     exit_outcome,
-    report_outcome,
 )
+from controller.retrain.registry_state import RegistryCooldown
+from controller.retrain.report import RetrainReport, report_outcome
+from controller.retrain.retrainer import Retrainer
 from controller.server import Handler, ServeMetrics
 from controller.settings import Settings
 

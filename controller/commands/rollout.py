@@ -31,7 +31,7 @@ from controller.ports import (
     RolloutRegistry,
     Target,
 )
-from controller.retrain import (
+from controller.retrain.record import (
     RetrainRecord,
     describe_retraining,
     last_retrain_tag,

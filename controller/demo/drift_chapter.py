@@ -26,7 +26,7 @@ from controller.backends.mlflow_registry import MlflowRegistry
 from controller.demo.rollout_chapter import ClientTraffic
 from controller.errors import GateFailed
 from controller.local.processes import ManagedProcess
-from controller.retrain import cooldown_tag
+from controller.retrain.record import cooldown_tag
 
 __all__ = ["DRIFT_WEEK", "SluiceServe", "retrain_command", "run_drift_chapter", "wait_until"]
 
