@@ -45,8 +45,7 @@ from controller.backends.locust_load import LocustLoadGenerator
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.demo.gitops_remote import merge_branch
-from controller.local.runtime import PREDICTION_LOG_FILE
-from controller.local.state import read_json
+from controller.local.state import PREDICTION_LOG_FILE, read_json
 from controller.local.target import LocalTarget
 from controller.propose import ProposalRequest, propose
 from controller.rollout.actions import Outcome

@@ -24,7 +24,7 @@ from controller.backends.mlflow_registry import MlflowRegistry
 from controller.backends.prometheus import PrometheusSource
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.errors import GateFailed
-from controller.local.runtime import PREDICTION_LOG_FILE
+from controller.local.state import PREDICTION_LOG_FILE
 from controller.local.target import LocalTarget
 from controller.notify import NullNotifier
 from controller.rollout.actions import Outcome

@@ -41,9 +41,8 @@ from controller.demo.rollout_chapter import ClientTraffic, RolloutRun, rows_for_
 from controller.demo.shadow_chapter import ShadowChapter, commit_shadow_policy, run_shadow_chapter
 from controller.errors import ConfigError, GateFailed
 from controller.local.processes import free_port
-from controller.local.runtime import PREDICTION_LOG_FILE
 from controller.local.stack import StackRequest, down, up
-from controller.local.state import read_json
+from controller.local.state import PREDICTION_LOG_FILE, read_json
 from controller.null_ports import NoForge
 from controller.propose import ProposalRequest, ProposalResult, propose
 from controller.rollout.actions import Outcome

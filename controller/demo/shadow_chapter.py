@@ -39,8 +39,7 @@ from controller.demo.drift_chapter import SluiceServe, wait_until
 from controller.demo.gitops_remote import commit_to_main, merge_branch
 from controller.demo.rollout_chapter import RolloutRun, rows_for_clients
 from controller.errors import ConfigError, GateFailed
-from controller.local.runtime import PREDICTION_LOG_FILE
-from controller.local.state import read_json
+from controller.local.state import PREDICTION_LOG_FILE, read_json
 from controller.rollout.reconcile import PassReport
 from controller.shadow.judge import GATE_PREFIX
 

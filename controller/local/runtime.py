@@ -23,6 +23,10 @@ logic sees the same commits, revisions, traffic splits and ``status`` a cluster 
   0 % latest revision answers, its router copies the primary's requests there; every router
   logs its main route's answers, primary and shadow, to ``predictions.sqlite``.
 
+This module is the Argo CD half and the loop: it polls and syncs Git, applies what the sync
+admits, and saves and resumes ``runtime.json``; the KServe and Knative half (revisions, their
+servers, routers and mirrors) is :class:`~controller.local.kserve_plane.KServePlane`.
+
 Run it as ``python -m controller.local.runtime --state-dir DIR --remote URL --env ENV``;
 ``sluice local up`` does.
 """
@@ -43,36 +47,21 @@ from typing import Any
 from git.exc import GitCommandError
 
 from controller.backends.git_repo import GitWorkspace
-from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.environment import ENVIRONMENT_FILE, parse_environment
 from controller.errors import SluiceError
 from controller.gates.metrics_profile import DEFAULT_PROFILE, resolve_profile
 from controller.local import sync
 from controller.local.applied import InferenceServiceRuntime
-from controller.local.kserve_status import IsvcStatus, Revision, RevisionState
+from controller.local.kserve_plane import KServePlane, namespace_of
 from controller.local.mirror import ShadowTarget
-from controller.local.processes import free_port
-from controller.local.revisions import (
-    Admission,
-    ModelServers,
-    RevisionPlan,
-    RevisionRecord,
-    admit,
-    unpinned_message,
-)
-from controller.local.router import Router
-from controller.local.router import TrafficTarget as Route
-from controller.local.scrape import ModelServerTarget, PrometheusScrapeConfig, ScrapeTargets
-from controller.local.state import PREDICTION_LOG_FILE, read_json, stop_pid, utc_now, write_json
-from controller.shadow.phase import shadow_request, shadow_revisions
+from controller.local.revisions import Admission, RevisionRecord, admit
+from controller.local.scrape import PrometheusScrapeConfig
+from controller.local.state import read_json, stop_pid, utc_now, write_json
+from controller.shadow.phase import shadow_request
 
-__all__ = ["PREDICTION_LOG_FILE", "RUNTIME_FILE", "LocalRuntime", "RuntimeConfig", "main"]
+__all__ = ["RUNTIME_FILE", "LocalRuntime", "RuntimeConfig", "main"]
 
 RUNTIME_FILE = "runtime.json"
-# About 265 bytes a row: some 50 MB on disk, 100,000 requests with both answers.
-_PREDICTION_LOG_ROWS = 200_000
-# Written by `sluice propose` (controller.manifest): the version the pinned storageUri holds.
-_VERSION_ANNOTATION = "sluice.dev/model-version"
 _GROUP = "serving.kserve.io"
 _BUSY_PASS_SECONDS = 0.5
 _log = logging.getLogger("sluice.local.runtime")
@@ -110,26 +99,19 @@ class LocalRuntime:
         self.state_file = config.state_dir / RUNTIME_FILE
         self.workspace = GitWorkspace(config.remote, config.state_dir / "git")
         env = {"MLFLOW_TRACKING_URI": config.mlflow_tracking_uri or ""}
-        self.servers = ModelServers(
-            config.state_dir / "revisions",
-            env={k: v for k, v in env.items() if v},
+        self.plane = KServePlane(
+            config.state_dir,
+            env=config.env,
+            port_base=config.port_base,
             progress_deadline=config.progress_deadline,
+            server_env={k: v for k, v in env.items() if v},
         )
         self.application = sync.new_application(
             config.env, config.remote, config.branch, config.overlay
         )
-        self.isvcs: dict[str, InferenceServiceRuntime] = {}
         # Set to cut a wait short: a refresh was asked for (SIGUSR1), or the runtime stops.
         self.wake = threading.Event()
         self._refresh_asked = False
-        self.ports: dict[str, int] = {}
-        # Every router logs its main route's answers, primary and shadow, for the shadow judge.
-        self.predictions = SqlitePredictionLog(
-            config.state_dir / PREDICTION_LOG_FILE, max_rows=_PREDICTION_LOG_ROWS
-        )
-        self.shadows: dict[str, ShadowTarget] = {}  # by InferenceService, while it mirrors
-        # The environment policy's metrics profile at the synced commit (what routers export).
-        self.metrics_profile = resolve_profile(DEFAULT_PROFILE)
         self._profile_sha: str | None = None
         self.scrape = PrometheusScrapeConfig(
             config.prometheus_config,
@@ -138,11 +120,16 @@ class LocalRuntime:
             rule_files=config.prometheus_rules,
         )
 
+    @property
+    def isvcs(self) -> dict[str, InferenceServiceRuntime]:
+        """The applied InferenceServices, by name."""
+        return self.plane.isvcs
+
     # -- the loop ------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Resume from the state file, then pass until ``stop`` is set; stop what it started."""
-        self.predictions.start()
+        self.plane.predictions.start()
         self.resume()
         next_poll = 0.0
         try:
@@ -152,7 +139,7 @@ class LocalRuntime:
                     self.poll()
                     next_poll = time.monotonic() + self.config.poll_interval
                 busy = self.reconcile()
-                self.scrape.update(self.scrape_targets())
+                self.scrape.update(self.plane.scrape_targets())
                 self.save()
                 idle = max(0.05, next_poll - time.monotonic())
                 self.wake.wait(min(_BUSY_PASS_SECONDS, idle) if busy else idle)
@@ -212,7 +199,7 @@ class LocalRuntime:
             except SluiceError as exc:  # KServe takes any annotation: only the mirror stops
                 _log.warning("%s; nothing is mirrored", exc.message)
         for name in set(self.isvcs) - {r.name for r in results}:  # pruned from Git
-            self.remove(name)
+            self.plane.remove(name)
         applied = [r.name for r in results if not r.refused]
         _log.info("synced %s: %s", sha[:12], ", ".join(applied) or "nothing")
         sync.operation_finished(app, sha, utc_now(), results)
@@ -228,7 +215,7 @@ class LocalRuntime:
         verb = "created" if before is None else "configured"
         if before is not None and before.document == admission.document:
             verb = "unchanged"
-        self.apply(admission.document, admission.plan)
+        self.plane.apply(admission.document, admission.plan)
         return sync.ResourceResult(name, namespace, f"inferenceservice.{_GROUP}/{name} {verb}")
 
     def _load_metrics_profile(self, sha: str) -> None:
@@ -246,155 +233,15 @@ class LocalRuntime:
             return
         else:
             profile = config.rollout.gates.profile
-        if profile != self.metrics_profile:
+        if profile != self.plane.metrics_profile:
             _log.info("request metrics: %s", profile.latency)
-        self.metrics_profile = profile
-        for isvc in self.isvcs.values():
-            isvc.router.metrics.set_profile(profile)
-
-    def apply(self, document: dict[str, Any], plan: RevisionPlan) -> str:
-        """Apply one InferenceService; a predictor template not running yet is a new revision."""
-        name = str(document["metadata"]["name"])
-        isvc = self.isvcs.get(name)
-        if isvc is None:
-            router = self._router(name, _namespace(document))
-            isvc = self.isvcs[name] = InferenceServiceRuntime(document, router)
-        unpinned = unpinned_message(document, self.config.env)
-        for record in isvc.apply(document, plan, unpinned=unpinned):
-            if record.failure:
-                _log.warning("%s: new revision %s: %s", name, record.name, record.failure)
-            else:
-                _log.info("%s: new revision %s (%s)", name, record.name, record.storage_uri)
-        return name
+        self.plane.set_metrics_profile(profile)
 
     def reconcile(self) -> bool:
         """One KServe pass over every InferenceService; True while a revision loads."""
-        from controller.backends.argocd_health import inferenceservice_health  # imports lupa
-
-        busy, healths = False, {}
-        for isvc in self.isvcs.values():
-            if not isvc.records:
-                continue
-            revisions = [self.servers.observe(r, isvc.name) for r in isvc.records]
-            ready = {r.name for r in revisions if r.state is RevisionState.READY}
-            if isvc.resuming - ready and any(r.state is RevisionState.LOADING for r in revisions):
-                busy = True  # keep the saved status and route nothing until they answer
-                continue
-            isvc.resuming = set()
-            result = isvc.reconcile(revisions)
-            isvc.status = result.status
-            self._route(isvc, result, revisions)
-            self._mirror(isvc, result, revisions)
-            self._retire(isvc, result)
-            health = inferenceservice_health(isvc.to_object())
-            isvc.health = {"status": health.status, "message": health.message}
-            healths[isvc.name] = (health.status, health.message)
-            busy |= any(r.state is RevisionState.LOADING for r in revisions)
+        busy, healths = self.plane.reconcile()
         sync.application_health(self.application, healths, live=self.isvcs)
         return busy
-
-    # -- pieces of a pass ------------------------------------------------------------------
-
-    def _route(
-        self, isvc: InferenceServiceRuntime, result: IsvcStatus, revisions: list[Revision]
-    ) -> None:
-        """Point the router at the resolved traffic once every revision in it answers."""
-        ready = {r.name for r in revisions if r.state is RevisionState.READY}
-        routes = []
-        for target in result.traffic:
-            url = self.servers.url(target.revision_name)
-            if target.revision_name not in ready or url is None:
-                return  # keep the routes that work until the new ones do
-            routes.append(Route(target.revision_name, url, target.percent, target.tag))
-        if routes != isvc.routes:
-            isvc.router.set_routes(routes)
-            isvc.routes = routes
-            split = ", ".join(f"{r.revision} {r.percent}%" for r in routes)
-            _log.info("%s: traffic %s", isvc.name, split)
-
-    def _mirror(
-        self, isvc: InferenceServiceRuntime, result: IsvcStatus, revisions: list[Revision]
-    ) -> None:
-        """Copy the primary's requests to the latest revision while Git asks for a shadow."""
-        target = self._shadow_target(isvc, result, revisions)
-        if target == self.shadows.get(isvc.name):
-            return
-        isvc.router.set_shadow(target)
-        if target is None:
-            del self.shadows[isvc.name]
-            _log.info("%s: mirroring stopped", isvc.name)
-            return
-        self.shadows[isvc.name] = target
-        _log.info(
-            "%s: mirroring %g%% of %s's requests to %s",
-            *(isvc.name, target.percent, target.primary, target.revision),
-        )
-
-    def _shadow_target(
-        self, isvc: InferenceServiceRuntime, result: IsvcStatus, revisions: list[Revision]
-    ) -> ShadowTarget | None:
-        """The shadow Git asks for, once its revision answers beside the one serving 100 %."""
-        try:
-            request = shadow_request(isvc.document)
-        except SluiceError:  # logged when the document was synced
-            return None
-        pair = shadow_revisions(result.status) if request is not None else None
-        if request is None or pair is None:
-            return None
-        upstream = self.servers.url(pair.shadow)
-        ready = any(r.name == pair.shadow and r.state is RevisionState.READY for r in revisions)
-        if not ready or upstream is None:
-            return None
-        # The annotation names the model of the manifest's template, the newest revision's.
-        annotations = isvc.document.get("metadata", {}).get("annotations") or {}
-        newest = pair.shadow == isvc.records[-1].name
-        version = str(annotations.get(_VERSION_ANNOTATION, "")) if newest else ""
-        return ShadowTarget(pair.shadow, upstream, request.percent, version, pair.primary)
-
-    def _retire(self, isvc: InferenceServiceRuntime, result: IsvcStatus) -> None:
-        """Stop the servers of revisions the status no longer mentions."""
-        keep = isvc.live(result)
-        for record in isvc.records:
-            if record.name not in keep:
-                _log.info("%s: retiring %s", isvc.name, record.name)
-                self.servers.stop(record.name)
-        isvc.records = [r for r in isvc.records if r.name in keep]
-
-    def _router(self, name: str, namespace: str) -> Router:
-        """A router on the port this InferenceService had before (or a new stable one)."""
-        port = self.ports.get(name)
-        if port is None:
-            base = self.config.port_base
-            port = base + len(self.ports) if base is not None else free_port()
-            self.ports[name] = port
-        # Metrics carry the InferenceService's namespace, as Knative's queue-proxy labels do.
-        router = Router(
-            isvc=name,
-            namespace=namespace,
-            port=port,
-            prediction_sink=self.predictions,
-            metrics_profile=self.metrics_profile,
-        )
-        return router.start()
-
-    def scrape_targets(self) -> ScrapeTargets:
-        """The routers and model servers that run now, for Prometheus to scrape."""
-        running = self.servers.running()
-        servers = [
-            ModelServerTarget(r.name, isvc.name, isvc.namespace, running[r.name]["port"])
-            for isvc in self.isvcs.values()
-            for r in isvc.records
-            if r.name in running
-        ]
-        return ScrapeTargets.of((i.router.port for i in self.isvcs.values()), servers)
-
-    def remove(self, name: str) -> None:
-        """Delete an InferenceService that left Git: its servers and router stop."""
-        isvc = self.isvcs.pop(name)
-        for record in isvc.records:
-            self.servers.stop(record.name)
-        isvc.router.stop()
-        self.shadows.pop(name, None)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -410,9 +257,9 @@ class LocalRuntime:
                 "remote": self.config.remote,
                 "env": self.config.env,
                 "application": self.application,
-                "ports": self.ports,
-                "servers": self.servers.running(),
-                "scrapeTargets": self.scrape_targets().to_dict(),
+                "ports": self.plane.ports,
+                "servers": self.plane.servers.running(),
+                "scrapeTargets": self.plane.scrape_targets().to_dict(),
                 "inferenceServices": {
                     name: {
                         "object": isvc.to_object(),
@@ -425,7 +272,7 @@ class LocalRuntime:
                         # Its address once it has served (KServe sets status.url then): an
                         # InferenceService with no model yet has nothing to offer there.
                         "url": isvc.router.url if isvc.status.get("url") else None,
-                        "shadow": _shadow_dict(self.shadows.get(name)),
+                        "shadow": _shadow_dict(self.plane.shadows.get(name)),
                     }
                     for name, isvc in self.isvcs.items()
                 },
@@ -438,10 +285,10 @@ class LocalRuntime:
         if not saved:
             return
         for revision, info in (saved.get("servers") or {}).items():
-            if stop_pid(info.get("pid"), self.servers.marker(revision)):
+            if stop_pid(info.get("pid"), self.plane.servers.marker(revision)):
                 _log.info("stopped the orphaned server of %s", revision)
         self.application = saved.get("application") or self.application
-        self.ports = {k: int(v) for k, v in (saved.get("ports") or {}).items()}
+        self.plane.ports = {k: int(v) for k, v in (saved.get("ports") or {}).items()}
         for name, entry in (saved.get("inferenceServices") or {}).items():
             obj = entry["object"]
             document = {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj}
@@ -450,7 +297,7 @@ class LocalRuntime:
                 record.was_ready = False  # it must load again to count as ready
             self.isvcs[name] = InferenceServiceRuntime(
                 document,
-                self._router(name, _namespace(document)),
+                self.plane.router(name, namespace_of(document)),
                 records,
                 counter=int(entry.get("counter", len(records))),
                 generation=int(obj.get("metadata", {}).get("generation", 1)),
@@ -469,11 +316,7 @@ class LocalRuntime:
 
     def shutdown(self) -> None:
         """Stop every router and model server, and say so in the state file."""
-        for isvc in self.isvcs.values():
-            isvc.router.stop()
-        self.shadows.clear()
-        self.servers.stop_all()
-        self.predictions.close()  # after the routers: it commits every answer they logged
+        self.plane.shutdown()
         self.save()
 
 
@@ -483,11 +326,6 @@ def _shadow_dict(target: ShadowTarget | None) -> dict[str, Any] | None:
         return None
     keys = ("revision", "percent", "primary", "version")
     return {key: getattr(target, key) for key in keys}
-
-
-def _namespace(document: dict[str, Any]) -> str:
-    """``metadata.namespace`` of an applied object (``default`` when the overlay sets none)."""
-    return str((document.get("metadata") or {}).get("namespace") or "default")
 
 
 def _parse(argv: list[str] | None) -> RuntimeConfig:
