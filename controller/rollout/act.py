@@ -6,6 +6,10 @@ cluster (an Istio VirtualService beside the pin, removed by the commit that ends
 The registry records what Git cannot: the champion alias, the quarantine of a version judged
 worse (or the abort of a rollout that reached no verdict, which quarantines nothing) and the
 analysis record.
+
+What each commit edits and says is :mod:`controller.rollout.traffic_commits` (and
+:mod:`controller.shadow.mirror_commits`); this module commits it, reports it to the proposal's
+pull request, and makes the registry changes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from controller.manifest import ReleasePin
 from controller.null_ports import NoForge
 from controller.ports import Forge, Notifier, ReleaseRepository, RolloutRegistry
 from controller.render import validate_rendered
+from controller.rollout import traffic_commits
 from controller.rollout.actions import (
     Abort,
     Action,
@@ -44,23 +49,12 @@ from controller.rollout.messages import (
 )
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import QUARANTINE_TAG, ReleaseRef, rollout_tag
-from controller.rollout.pin_edits import (
-    PinEdit,
-    finish_restore_edit,
-    promote_edit,
-    restore_edit,
-    weight_edit,
-    without_mirror,
-)
+from controller.rollout.pin_edits import PinEdit
 from controller.rollout.record import analysis_tag, shadow_tag
 from controller.rollout.telemetry import RolloutMetrics
+from controller.rollout.traffic_commits import pinned_version
 from controller.shadow.mirror import validate_virtual_service
-from controller.shadow.mirror_commits import (
-    mirrored_from,
-    start_mirror,
-    stop_mirror,
-    unmirrored,
-)
+from controller.shadow.mirror_commits import start_mirror, stop_mirror
 from controller.storage_uri import map_storage_uri
 
 __all__ = ["ActResult", "Actuator"]
@@ -169,73 +163,18 @@ class Actuator:
             _log.warning("could not report %s to the forge: %s", commit.headline, exc.message)
 
     def _step(self, action: SetWeight, obs: ReleaseObservation) -> ActResult:
-        version = _version(obs)
-        result = self._commit(
-            weight_edit(
-                self.ref.pin_path, version, action.to_percent, expect=obs.pin.canary_percent
-            ),
-            RolloutCommit(
-                model=obs.model,
-                version=version,
-                environment=obs.environment,
-                action="step",
-                headline=f"canary {action.from_percent}% → {action.to_percent}%",
-                summary=(
-                    f"Every gate passed at {action.from_percent}%: v{version} now takes "
-                    f"{action.to_percent}% of {obs.environment}'s traffic"
-                    + (f" beside v{obs.pin.previous_version}." if obs.pin.previous_version else ".")
-                ),
-                results=action.results,
-            ),
-        )
+        result = self._commit(*traffic_commits.step(self.ref, action, obs))
         self.metrics.set_weight(obs.model, obs.environment, action.to_percent)
         return result
 
     def _end_shadow(self, action: EndShadow, obs: ReleaseObservation, now: float) -> ActResult:
-        version = _version(obs)
-        previous = mirrored_from(obs)
-        result = self._commit(
-            without_mirror(
-                weight_edit(self.ref.pin_path, version, action.to_percent, expect=0),
-                self.ref.overlay,
-            ),
-            RolloutCommit(
-                model=obs.model,
-                version=version,
-                environment=obs.environment,
-                action="step",
-                headline=f"shadow passed, canary {action.to_percent}%",
-                summary=(
-                    f"The shadow judge passed v{version} on the requests mirrored from "
-                    f"{previous}: it now takes {action.to_percent}% of {obs.environment}'s "
-                    f"client traffic, and the canary's gates take over.{unmirrored(obs)}"
-                ),
-                results=action.results,
-                report=action.report,
-            ),
-        )
-        self._shadow_verdict(version, "pass", "every check passed", now)
+        result = self._commit(*traffic_commits.end_shadow(self.ref, action, obs))
+        self._shadow_verdict(pinned_version(obs), "pass", "every check passed", now)
         self.metrics.set_weight(obs.model, obs.environment, action.to_percent)
         return result
 
     def _end_smoke(self, action: EndSmoke, obs: ReleaseObservation) -> ActResult:
-        version = _version(obs)
-        result = self._commit(
-            weight_edit(self.ref.pin_path, version, action.to_percent, expect=0),
-            RolloutCommit(
-                model=obs.model,
-                version=version,
-                environment=obs.environment,
-                action="step",
-                headline=f"smoke passed, canary {action.to_percent}%",
-                summary=(
-                    f"v{version} answered the smoke test at 0% of the traffic: it now takes "
-                    f"{action.to_percent}% of {obs.environment}'s client traffic, and the "
-                    "canary's gates take over."
-                ),
-                results=action.results,
-            ),
-        )
+        result = self._commit(*traffic_commits.end_smoke(self.ref, action, obs))
         self.metrics.set_weight(obs.model, obs.environment, action.to_percent)
         return result
 
@@ -249,22 +188,8 @@ class Actuator:
         )
 
     def _promote(self, action: Promote, obs: ReleaseObservation) -> ActResult:
-        version = _version(obs)
-        result = self._commit(
-            promote_edit(self.ref.pin_path, version, expect=obs.pin.canary_percent),
-            RolloutCommit(
-                model=obs.model,
-                version=version,
-                environment=obs.environment,
-                action="promote",
-                headline=f"canary {action.from_percent}% → 100%, promoted",
-                summary=(
-                    f"Every gate passed at every step: v{version} takes all of "
-                    f"{obs.environment}'s traffic; {_field_removed(obs)}."
-                ),
-                results=action.results,
-            ),
-        )
+        version = pinned_version(obs)
+        result = self._commit(*traffic_commits.promote(self.ref, action, obs))
         self.metrics.set_weight(obs.model, obs.environment, 0)
         if result.commit is not None:
             self.notifier.notify(
@@ -276,61 +201,11 @@ class Actuator:
     def _start_rollback(
         self, action: StartRollback, obs: ReleaseObservation, now: float
     ) -> ActResult:
-        version = _version(obs)
-        previous = obs.pin.previous_version
-        back_to = f"v{previous}" if previous else "the previous revision"
+        version = pinned_version(obs)
         aborted = action.verdict == "aborted"
-        fate = (
-            f"v{version} is not quarantined: nothing judged the model, so it may be proposed "
-            "again once the cause is fixed."
-            if aborted
-            else f"v{version} is quarantined: proposals skip it until "
-            f"`sluice quarantine lift {obs.model} {version}`."
-        )
         if obs.shadow_percent is not None:
-            headline = f"{'aborted' if aborted else 'stopped'} in shadow, {back_to} serves"
-            summary = (
-                f"{'Aborted' if aborted else 'Stopped'} in shadow: {action.reason}.\n\n"
-                f"v{version} never took client traffic; the next commit restores {back_to}'s "
-                f"pin.{unmirrored(obs)} {fate}"
-            )
             self._shadow_verdict(version, "aborted" if aborted else "fail", action.reason, now)
-        elif obs.smoke:
-            headline = f"smoke {'aborted' if aborted else 'failed'}, {back_to} serves"
-            summary = (
-                f"{'Aborted' if aborted else 'Stopped'} before any client traffic: "
-                f"{action.reason}.\n\nv{version} was at 0% and never took a client request; "
-                f"the next commit restores {back_to}'s pin. {fate}"
-            )
-        else:
-            headline = f"{'aborted, ' if aborted else ''}all traffic back to {back_to}"
-            summary = (
-                f"{'Aborted' if aborted else 'Rolled back'}: {action.reason}.\n\n"
-                f"{_weight_zero(obs)} sends every request to the previous version at once; "
-                f"the next commit restores {back_to}'s pin once this one is synced. {fate}"
-            )
-        result = self._commit(
-            without_mirror(
-                weight_edit(
-                    self.ref.pin_path,
-                    version,
-                    0,
-                    reason=action.reason,
-                    verdict=action.verdict,
-                    expect=obs.pin.canary_percent,
-                ),
-                self.ref.overlay,
-            ),
-            RolloutCommit(
-                model=obs.model,
-                version=version,
-                environment=obs.environment,
-                action="rollback",
-                headline=headline,
-                summary=summary,
-                results=action.results,
-            ),
-        )
+        result = self._commit(*traffic_commits.start_rollback(self.ref, action, obs))
         self.metrics.set_weight(obs.model, obs.environment, 0)
         if result.commit is not None:
             self.notifier.notify(
@@ -352,54 +227,10 @@ class Actuator:
             previous_version=None,
             canary_percent=None,
         )
-        fate = (
-            f"v{action.version} is not quarantined: it may be proposed again."
-            if action.verdict == "aborted"
-            else f"v{action.version} is quarantined: proposals skip it until "
-            f"`sluice quarantine lift {obs.model} {action.version}`."
-        )
-        if obs.pin.canary_percent != 0:  # undoing a promotion: nothing has moved yet
-            summary = (
-                f"The promotion of v{action.version} is undone ({action.reason}): "
-                f"v{action.previous}, the champion it replaced, is pinned again. "
-                f"v{action.version} keeps serving until v{action.previous}'s revision is ready, "
-                f"then v{action.previous} takes all traffic. {fate}"
-            )
-        else:
-            summary = (
-                f"v{action.version} was {_ended(action.verdict)} ({action.reason}); traffic "
-                f"already reaches v{action.previous}. Its pin is restored so that Git says what "
-                f"serves, and {fate}"
-            )
-        return self._commit(
-            restore_edit(self.ref.pin_path, action.version, pin),
-            RolloutCommit(
-                model=obs.model,
-                version=action.version,
-                environment=obs.environment,
-                action="restore",
-                headline=f"restore v{action.previous}",
-                summary=summary,
-            ),
-        )
+        return self._commit(*traffic_commits.restore_previous(self.ref, action, obs, pin))
 
     def _finish_restore(self, action: FinishRestore, obs: ReleaseObservation) -> ActResult:
-        return self._commit(
-            finish_restore_edit(self.ref.pin_path, action.version, action.restored_from),
-            RolloutCommit(
-                model=obs.model,
-                version=action.restored_from,
-                environment=obs.environment,
-                action="restore",
-                headline=f"v{action.version} serves alone again",
-                summary=(
-                    f"The restored v{action.version} is ready, so canaryTrafficPercent is "
-                    f"removed: it takes all traffic. Until now v{action.version}'s previous "
-                    "rollout served everything, so the rolled-back revision never took traffic "
-                    "while the restored one loaded."
-                ),
-            ),
-        )
+        return self._commit(*traffic_commits.finish_restore(self.ref, action, obs))
 
     # -- registry ------------------------------------------------------------------------
 
@@ -439,26 +270,5 @@ class Actuator:
 
     def _record(self, obs: ReleaseObservation, action: Hold) -> None:
         self.registry.set_version_tags(
-            obs.model, _version(obs), {analysis_tag(obs.environment): action.record.to_json()}
+            obs.model, pinned_version(obs), {analysis_tag(obs.environment): action.record.to_json()}
         )
-
-
-def _version(obs: ReleaseObservation) -> int:
-    assert obs.pin.version is not None
-    return obs.pin.version
-
-
-def _ended(verdict: str) -> str:
-    return "aborted" if verdict == "aborted" else "rolled back"
-
-
-def _field_removed(obs: ReleaseObservation) -> str:
-    if obs.pin.mode == "RawDeployment":
-        return "the canary becomes spec.predictor and spec.canary is removed"
-    return "canaryTrafficPercent is removed"
-
-
-def _weight_zero(obs: ReleaseObservation) -> str:
-    if obs.pin.mode == "RawDeployment":
-        return "The canary's trafficPercent 0"
-    return "canaryTrafficPercent 0"
