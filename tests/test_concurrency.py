@@ -43,13 +43,14 @@ from controller.propose import ProposalRequest, propose
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer
 from controller.rollout.observe import QUARANTINE_TAG
+from controller.rollout.pass_report import PassReport
 from controller.rollout.pin_edits import (
     ROLLBACK_REASON,
     finish_restore_edit,
     restore_edit,
     weight_edit,
 )
-from controller.rollout.reconcile import PassReport, Reconciler
+from controller.rollout.reconcile import Reconciler
 from controller.server import ServeMetrics, SluiceServer, sluice_routes
 from controller.testing import (
     FAILING,

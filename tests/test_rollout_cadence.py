@@ -17,7 +17,8 @@ from controller.gates.sequential_watch import WatchConfig
 from controller.rollout.actions import Hold, SetWeight, Wait, Watch
 from controller.rollout.decide import decide
 from controller.rollout.loop import RolloutLoop
-from controller.rollout.reconcile import PassReport, Reconciler, _wake_in
+from controller.rollout.pass_report import PassReport, wake_in
+from controller.rollout.reconcile import Reconciler
 from controller.rollout.record import AnalysisRecord
 
 
@@ -44,22 +45,22 @@ def test_a_scheduled_analysis_says_when_it_is_due() -> None:
     action = decide(observation(10, canary_target(10), changed_at=1000.0), unwatched, 1012.0)
     assert type(action) is Wait
     assert action.retry_after == 18.0
-    assert _wake_in(action, None, POLICY.interval_seconds) == 18.0
+    assert wake_in(action, None, POLICY.interval_seconds) == 18.0
     watched = decide(observation(10, canary_target(10), changed_at=1000.0), POLICY, 1012.0)
     assert isinstance(watched, Watch)
     assert (watched.retry_after, watched.since, watched.period) == (18.0, 1000.0, 1.0)
-    assert _wake_in(watched, None, POLICY.interval_seconds) == 1.0
+    assert wake_in(watched, None, POLICY.interval_seconds) == 1.0
     # Never past the analysis: half a second before it is due, the pass comes then.
-    assert _wake_in(decide(observation(10, canary_target(10)), POLICY, 1029.5), None, 30.0) == 0.5
+    assert wake_in(decide(observation(10, canary_target(10)), POLICY, 1029.5), None, 30.0) == 0.5
 
 
 def test_after_a_commit_the_next_pass_comes_at_once_and_a_hold_waits_an_interval() -> None:
     """A commit is followed at once (to watch its sync); a held step waits the policy interval;
     a sync has no known end, so it is polled."""
     step = SetWeight(10, 50, ())
-    assert _wake_in(step, "a" * 40, 30.0) == 0.0
-    assert _wake_in(Hold(AnalysisRecord("c" * 40, 10), "no data"), None, 30.0) == 30.0
-    assert _wake_in(Wait("waiting for staging to sync", "progressing"), None, 30.0) is None
+    assert wake_in(step, "a" * 40, 30.0) == 0.0
+    assert wake_in(Hold(AnalysisRecord("c" * 40, 10), "no data"), None, 30.0) == 30.0
+    assert wake_in(Wait("waiting for staging to sync", "progressing"), None, 30.0) is None
 
 
 def test_run_sleeps_until_the_analysis_is_due_not_the_registry_poll() -> None:

@@ -40,7 +40,8 @@ from controller.propose import ProposalRequest, propose
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer
 from controller.rollout.observe import QUARANTINE_TAG
-from controller.rollout.reconcile import PassReport, Reconciler
+from controller.rollout.pass_report import PassReport
+from controller.rollout.reconcile import Reconciler
 from controller.testing import (
     Behaviour,
     Behaviours,

@@ -49,9 +49,10 @@ from controller.rollout.decide import decide
 from controller.rollout.messages import render_rollout_message
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import ReleaseRef, load_release
+from controller.rollout.pass_report import PassReport
 from controller.rollout.pin_edits import mirror_edit, weight_edit, without_mirror
 from controller.rollout.policy import RolloutPolicy
-from controller.rollout.reconcile import PassReport, Reconciler
+from controller.rollout.reconcile import Reconciler
 from controller.rollout.telemetry import RolloutMetrics
 from controller.shadow.mirror import (
     SHADOW_FILE,

@@ -31,9 +31,9 @@ from controller.rollout.messages import (
     render_rollout_message,
 )
 from controller.rollout.observation import ReleaseObservation
+from controller.rollout.pass_report import phase_of
 from controller.rollout.pin_edits import weight_edit
 from controller.rollout.policy import RolloutPolicy
-from controller.rollout.reconcile import phase_of
 from controller.rollout.record import AnalysisRecord
 from controller.shadow.judge import ShadowJudgement, judge_shadow
 from controller.shadow.phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION

@@ -51,7 +51,8 @@ from controller.propose import ProposalRequest, propose
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer
 from controller.rollout.observe import QUARANTINE_TAG
-from controller.rollout.reconcile import PassReport, Reconciler
+from controller.rollout.pass_report import PassReport
+from controller.rollout.reconcile import Reconciler
 from controller.shadow.phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION
 from models.fraud_detector.data import LABEL, generate_transactions
 

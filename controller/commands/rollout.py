@@ -61,7 +61,8 @@ from controller.rollout.observe import (
     observe,
     rollout_tag,
 )
-from controller.rollout.reconcile import PassReport, Reconciler, phase_of
+from controller.rollout.pass_report import PassReport, phase_of
+from controller.rollout.reconcile import Reconciler
 from controller.rollout.record import shadow_tag
 from controller.settings import Settings
 from controller.status_view import next_step, status_notes, status_table

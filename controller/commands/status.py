@@ -28,7 +28,8 @@ from controller.errors import ConfigError, MetricsUnavailable, SluiceError
 from controller.gates.prometheus_checks import builtin_query
 from controller.ports import ReleaseRepository
 from controller.rollout.observe import load_release
-from controller.rollout.reconcile import PassReport, Reconciler
+from controller.rollout.pass_report import PassReport
+from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
 from controller.status_page import CanaryChart, Series, render_status_page
 from controller.status_view import (

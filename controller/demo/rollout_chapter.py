@@ -29,7 +29,8 @@ from controller.local.target import LocalTarget
 from controller.notify import NullNotifier
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer
-from controller.rollout.reconcile import PassReport, Reconciler
+from controller.rollout.pass_report import PassReport
+from controller.rollout.reconcile import Reconciler
 
 __all__ = ["ClientTraffic", "RolloutRun", "rows_for_clients"]
 

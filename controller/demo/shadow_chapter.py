@@ -40,7 +40,7 @@ from controller.demo.gitops_remote import commit_to_main, merge_branch
 from controller.demo.rollout_chapter import RolloutRun, rows_for_clients
 from controller.errors import ConfigError, GateFailed
 from controller.local.state import PREDICTION_LOG_FILE, read_json
-from controller.rollout.reconcile import PassReport
+from controller.rollout.pass_report import PassReport
 from controller.shadow.judge import GATE_PREFIX
 
 __all__ = [

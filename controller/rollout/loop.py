@@ -14,7 +14,8 @@ import threading
 from collections.abc import Callable, Sequence
 
 from controller.errors import SluiceError
-from controller.rollout.reconcile import PassReport, Reconciler
+from controller.rollout.pass_report import PassReport
+from controller.rollout.reconcile import Reconciler
 
 __all__ = ["RolloutLoop"]
 

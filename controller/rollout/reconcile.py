@@ -34,25 +34,11 @@ from controller.ports import (
 )
 from controller.rollout.act import ActResult, Actuator
 from controller.rollout.actions import (
-    Abort,
     Action,
     Analyze,
     AnalyzeShadow,
-    EndShadow,
-    EndSmoke,
     Finish,
-    FinishRestore,
-    Hold,
-    Outcome,
-    Promote,
-    Quarantine,
-    RestorePrevious,
-    SetChampion,
-    SetWeight,
     Smoke,
-    StartMirror,
-    StartRollback,
-    StopMirror,
     Wait,
     Watch,
 )
@@ -66,136 +52,20 @@ from controller.rollout.decide import (
 )
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import ReleaseRef, load_release, observe
+from controller.rollout.pass_report import (
+    PassReport,
+    describe_action,
+    lost_race,
+    phase_of,
+    wake_in,
+)
 from controller.rollout.policy import RolloutPolicy, ShadowPhase
 from controller.rollout.telemetry import RolloutMetrics
 from controller.shadow.analysis import judge_mirrored
 
-__all__ = ["PassReport", "Reconciler", "phase_of"]
+__all__ = ["Reconciler"]
 
 _log = logging.getLogger("sluice.rollout")
-
-
-@dataclass(frozen=True)
-class PassReport:
-    """What one pass saw and did, for the CLI, ``sluice status`` and the logs."""
-
-    model: str
-    environment: str
-    phase: str
-    action: str
-    detail: str
-    version: int | None
-    canary_percent: int | None
-    results: tuple[GateResult, ...] = ()
-    commit: str | None = None
-    outcome: Outcome | None = None
-    #: Seconds until the next pass has something to do: 0 after a commit, the time to the
-    #: next analysis while one is scheduled (the watch period, at most, while the canary is
-    #: watched), the policy interval after a hold; None when the world has to move first (a
-    #: sync, a revision loading) or the rollout ended.
-    wake_in: float | None = None
-    #: The controller that holds the release's lease, when it is another one (this pass only
-    #: followed it).
-    holder: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        """The rollout ended (promoted, rolled back, failed) or there is none."""
-        return self.outcome is not None
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON-ready."""
-        return {
-            "model": self.model,
-            "environment": self.environment,
-            "phase": self.phase,
-            "action": self.action,
-            "detail": self.detail,
-            "version": self.version,
-            "canaryPercent": self.canary_percent,
-            "commit": self.commit,
-            "outcome": self.outcome.value if self.outcome else None,
-            "leaseHolder": self.holder,
-            "gates": [
-                {"gate": r.gate, "verdict": r.verdict.value, "summary": r.summary}
-                for r in self.results
-            ],
-        }
-
-
-def phase_of(action: Action) -> str:
-    """The rollout phase an action belongs to (the ``sluice_rollout_phase`` label)."""
-    match action:
-        case Wait() | Hold():
-            return action.phase
-        case AnalyzeShadow() | StartMirror():
-            return "shadowing"
-        case Smoke(shadow=False):
-            return "smoke_testing"
-        case Smoke():
-            return "shadowing"
-        case Analyze():
-            return "analysing"
-        case SetWeight() | EndShadow() | EndSmoke() | StopMirror():
-            return "progressing"
-        case Promote() | SetChampion():
-            return "promoting"
-        case StartRollback() | Quarantine() | Abort() | RestorePrevious() | FinishRestore():
-            return "rolling_back"
-        case Finish():
-            return {
-                Outcome.PROMOTED: "succeeded",
-                Outcome.ROLLED_BACK: "rolled_back",
-                Outcome.IDLE: "idle",
-                Outcome.FAILED: "failed",
-            }[action.outcome]
-    return "progressing"
-
-
-def _detail(action: Action) -> str:
-    match action:
-        case Wait():
-            return action.reason
-        case Hold():
-            return f"holding: {action.reason}"
-        case SetWeight():
-            return f"canary {action.from_percent}% → {action.to_percent}%"
-        case EndShadow():
-            return f"shadow passed → canary {action.to_percent}%"
-        case EndSmoke():
-            return f"smoke passed → canary {action.to_percent}%"
-        case Smoke():
-            return "smoke-testing the new revision at 0%"
-        case AnalyzeShadow():
-            return "judging the challenger's mirrored answers"
-        case StartMirror():
-            return (
-                f"mirroring {action.percent:g}% of {action.primary}'s requests to "
-                f"{action.challenger}"
-            )
-        case StopMirror():
-            return f"removing the shadow mirror: {action.reason}"
-        case Promote():
-            return f"canary {action.from_percent}% → 100%: promoted"
-        case SetChampion():
-            return f"champion alias → v{action.version}"
-        case StartRollback() if action.verdict == "aborted":
-            return f"aborting: {action.reason}"
-        case StartRollback():
-            return f"rolling back: {action.reason}"
-        case Quarantine():
-            return f"quarantined v{action.version}: {action.reason}"
-        case Abort():
-            return f"aborted v{action.version}'s rollout (not quarantined): {action.reason}"
-        case RestorePrevious():
-            return f"restored v{action.previous}"
-        case FinishRestore():
-            return f"v{action.version} serves alone again"
-        case Finish():
-            return action.reason
-        case Analyze():
-            return f"analysing canary at {action.step}%"
-    return ""
 
 
 @dataclass
@@ -278,7 +148,7 @@ class Reconciler:
         try:
             done = actuator.act(action, obs, now)
         except GitConflict as conflict:
-            return _lost_race(obs, action, conflict)
+            return lost_race(obs, action, conflict)
         if done.commit is not None:
             self._request_sync(environment)
         phase = phase_of(action)
@@ -291,13 +161,13 @@ class Reconciler:
             environment=environment,
             phase=phase,
             action=type(action).__name__,
-            detail=_detail(action) + _done_note(done),
+            detail=describe_action(action) + _done_note(done),
             version=obs.pin.version,
             canary_percent=obs.pin.canary_percent,
             results=results,
             commit=done.commit,
             outcome=action.outcome if isinstance(action, Finish) else None,
-            wake_in=_wake_in(action, done.commit, policy.interval_seconds),
+            wake_in=wake_in(action, done.commit, policy.interval_seconds),
         )
 
     def _request_sync(self, environment: str) -> None:
@@ -343,7 +213,7 @@ class Reconciler:
                 environment=obs.environment,
                 phase=phase_of(action),
                 action="Finish",
-                detail=_detail(action) + _landed_note(self._landed.pop(name, [])),
+                detail=describe_action(action) + _landed_note(self._landed.pop(name, [])),
                 version=obs.pin.version,
                 canary_percent=obs.pin.canary_percent,
                 outcome=action.outcome,
@@ -413,31 +283,3 @@ def _landed_note(landed: list[str]) -> str:
 
 def _done_note(done: ActResult) -> str:
     return " (done already: nothing committed)" if done.already_done else ""
-
-
-def _lost_race(obs: ReleaseObservation, action: Action, conflict: GitConflict) -> PassReport:
-    """A push lost to a change it cannot build on: nothing was done, the next pass decides."""
-    return PassReport(
-        model=obs.model,
-        environment=obs.environment,
-        phase=phase_of(action),
-        action="Wait",
-        detail=f"lost a race, deciding again: {conflict.message}",
-        version=obs.pin.version,
-        canary_percent=obs.pin.canary_percent,
-    )
-
-
-def _wake_in(action: Action, commit: str | None, interval: float) -> float | None:
-    """When the next pass has something to do (see :attr:`PassReport.wake_in`)."""
-    if isinstance(action, Finish):
-        return None
-    if commit is not None:
-        return 0.0
-    if isinstance(action, Watch):
-        return max(0.0, min(action.period, action.retry_after or action.period))
-    if isinstance(action, Wait):
-        return None if action.retry_after is None else max(0.0, action.retry_after)
-    if isinstance(action, Hold):
-        return interval
-    return 0.0 if isinstance(action, (Quarantine, Abort, SetChampion)) else None
