@@ -3,7 +3,7 @@
 A status row is the JSON ``sluice status --json`` prints for one release (a ``dict``): this
 module only reads it. Everything here is pure: the table for a terminal of a given width, one
 line per release for a pipe, the next command a user would type, and durations a person reads
-(``2m 05s``, ``12d 12h``). The commands gather the rows (:mod:`controller.commands.rollout`)
+(``2m 05s``, ``12d 12h``). The commands gather the rows (:mod:`controller.commands.status_rows`)
 and decide where they go.
 
 A table never truncates every cell to fit: columns are dropped, least useful first, until the

@@ -434,7 +434,7 @@ def test_status_says_when_drift_is_off_for_the_pinned_version(
     """A model whose training logged no reference profile still rolls out; `sluice status`
     says drift is off for it and how to turn it on, and says nothing for one that logged it."""
     from controller.backends.mlflow_registry import PROFILE_ARTIFACT, MlflowRegistry
-    from controller.commands.rollout import _drift_row
+    from controller.commands.status_rows import _drift_row
 
     client = MlflowClient(mlflow_server.tracking_uri)
     experiment = client.create_experiment(f"drift-row-{time.time_ns()}")

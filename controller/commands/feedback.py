@@ -28,11 +28,10 @@ import requests
 from rich.console import Console
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
-from controller.commands.local import local_root
+from controller.commands.local_state import prediction_log_path
 from controller.errors import ConfigError, InputError, TransientError
 from controller.feedback import FEEDBACK_PATH, feedback_route, is_request_id
 from controller.limits import FEEDBACK_FILE_MAX_BYTES
-from controller.local.state import PREDICTION_LOG_FILE
 from controller.redact import register_secret
 from controller.server import Handler, ServeMetrics
 from controller.settings import Settings
@@ -43,7 +42,6 @@ __all__ = [
     "BATCH_LABELS",
     "build_feedback_route",
     "label_batches",
-    "prediction_log_path",
     "read_labels",
     "run_feedback",
 ]
@@ -54,11 +52,6 @@ BATCH_LABELS = 5_000
 BATCH_BYTES = 512 << 10
 _COLUMNS = ("request_id", "label")
 _TIMEOUT_SECONDS = 30.0
-
-
-def prediction_log_path(settings: Settings) -> Path:
-    """``prediction_log_path``, by default ``<state_dir>/local/predictions.sqlite``."""
-    return settings.prediction_log_path or local_root(settings) / PREDICTION_LOG_FILE
 
 
 def read_labels(path: Path) -> list[tuple[str, float]]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from rich.console import Console
 from rich.table import Table
 
+from controller.commands.local_state import local_root
 from controller.demo.gitops_remote import seed_gitops_remote
 from controller.errors import ConfigError, InputError
 from controller.local.stack import (
@@ -48,7 +49,6 @@ __all__ = [
     "PORT_BASE_MIN",
     "PORT_SPAN",
     "SEEDED_REMOTE",
-    "local_root",
     "run_down",
     "run_env",
     "run_merge",
@@ -105,11 +105,6 @@ def check_remote(remote: str) -> str:
         said = next(iter(probe.stderr.strip().splitlines()), "no output")
         raise ConfigError(f"--repo {remote} is not a Git repository Git can read ({said})")
     return str(path.resolve())
-
-
-def local_root(settings: Settings) -> Path:
-    """Where the local target keeps its state: ``<state_dir>/local``."""
-    return (settings.state_dir / "local").resolve()
 
 
 def up_remote(settings: Settings, repo: str | None, console: Console) -> str:

@@ -24,7 +24,7 @@ from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.feedback import build_feedback_route
 from controller.commands.retrain import build_alertmanager_hook
-from controller.commands.rollout import build_reconciler
+from controller.commands.rollout_backends import build_reconciler
 from controller.commands.status import build_status_page
 from controller.errors import ConfigError
 from controller.ports import Forge

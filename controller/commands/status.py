@@ -1,7 +1,7 @@
 """Watching releases: ``sluice status --watch``, the live view of ``sluice rollout``, and the
 page at ``/`` of ``sluice serve``.
 
-The rows are :func:`controller.commands.rollout.status_rows`; what is drawn from them is pure
+The rows are :func:`controller.commands.status_rows.status_rows`; what is drawn from them is pure
 (:mod:`controller.status_view`, :mod:`controller.status_page`). In a terminal the watch redraws
 one table in place (Rich Live); piped, it prints one line per release whenever something but
 the clocks changed, so a log or ``grep`` sees each change once. The page's charts are range
@@ -23,7 +23,8 @@ from rich.live import Live
 from rich.text import Text
 
 from controller.backends.prometheus import PrometheusSource
-from controller.commands.rollout import TargetKind, build_reconciler, status_rows
+from controller.commands.rollout_backends import TargetKind, build_reconciler
+from controller.commands.status_rows import status_rows
 from controller.errors import ConfigError, MetricsUnavailable, SluiceError
 from controller.gates.prometheus_checks import builtin_query
 from controller.ports import ReleaseRepository

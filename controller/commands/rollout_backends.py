@@ -1,0 +1,140 @@
+"""The backends a rollout pass runs on, from the settings: the composition root of the rollout.
+
+:func:`build_reconciler` names every concrete backend of ``sluice rollout``, ``rollback``,
+``status`` and ``serve --rollouts``: MLflow, Git, Prometheus, Locust, the local target or a
+cluster (Argo CD and Kubernetes), the notifier, the lease store and the prediction log.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from controller.backends.git_lease import GitLeaseStore
+from controller.backends.git_repo import GitWorkspace, Identity
+from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
+from controller.commands.local_state import local_root, local_stack_url, prediction_log_path
+from controller.commands.propose import default_remote
+from controller.errors import ConfigError
+from controller.lease import LeaseKeeper
+from controller.null_ports import NO_FORGE
+from controller.ports import (
+    Forge,
+    LeaseStore,
+    LiveRequestCounts,
+    MetricsSource,
+    Notifier,
+    PredictionStore,
+    Target,
+)
+from controller.rollout.analysis import Analyzer
+from controller.rollout.reconcile import Reconciler
+from controller.settings import Settings
+
+__all__ = ["TargetKind", "build_reconciler"]
+
+TargetKind = Literal["local", "kubernetes"]
+
+
+def _target(settings: Settings, kind: TargetKind) -> Target:
+    if kind == "local":
+        from controller.local.target import LocalTarget
+
+        return LocalTarget(local_root(settings))
+    if not settings.argocd_url:
+        raise ConfigError("--target kubernetes needs Argo CD: set SLUICE_ARGOCD_URL")
+    if settings.argocd_auth_token is None:
+        raise ConfigError("--target kubernetes needs an Argo CD token: set ARGOCD_AUTH_TOKEN")
+    from controller.backends.kubernetes_target import KubernetesTarget
+
+    return KubernetesTarget(
+        settings.argocd_url,
+        settings.argocd_auth_token.get_secret_value(),
+        application_for=settings.argocd_application,
+        namespace=settings.kubernetes_namespace,
+    )
+
+
+def _metrics(settings: Settings, kind: TargetKind) -> MetricsSource | None:
+    url = settings.prometheus_url
+    if url is None and kind == "local":
+        url = local_stack_url(settings, "prometheus")
+    if url is None:
+        return None
+    from controller.backends.prometheus import PrometheusSource
+
+    token = settings.prometheus_bearer_token
+    return PrometheusSource(url, bearer_token=token.get_secret_value() if token else None)
+
+
+def _notifier(settings: Settings) -> Notifier:
+    if settings.notify_webhook_url is None:
+        from controller.notify import LogNotifier
+
+        return LogNotifier()
+    from controller.backends.slack_notifier import SlackWebhookNotifier
+
+    return SlackWebhookNotifier(settings.notify_webhook_url.get_secret_value())
+
+
+def build_reconciler(
+    settings: Settings, *, target: TargetKind, remote: str | None, forge: Forge = NO_FORGE
+) -> Reconciler:
+    """Every backend of a rollout, from the settings."""
+    configure_mlflow_http(
+        retries=settings.registry_request_retries,
+        timeout_seconds=settings.registry_request_timeout_seconds,
+    )
+    tracking_uri = settings.mlflow_tracking_uri
+    if target == "local" and "mlflow_tracking_uri" not in settings.model_fields_set:
+        # The local stack's MLflow, unless one was given explicitly.
+        tracking_uri = local_stack_url(settings, "mlflow") or tracking_uri
+    registry = MlflowRegistry(tracking_uri)
+    workspace = GitWorkspace(
+        remote or settings.git_remote or default_remote(),
+        settings.state_dir / "git",
+        identity=Identity(settings.git_author_name, settings.git_author_email),
+    )
+    from controller.backends.locust_load import LocustLoadGenerator
+
+    deployed_to = _target(settings, target)
+    analyzer = Analyzer(
+        registry=registry,
+        metrics=_metrics(settings, target),
+        load=LocustLoadGenerator(),
+        report_dir=settings.state_dir / "reports",
+        # The local router counts each revision's answers live; a cluster's come from Prometheus.
+        counters=deployed_to if isinstance(deployed_to, LiveRequestCounts) else None,
+    )
+    return Reconciler(
+        workspace=workspace,
+        registry=registry,
+        target=deployed_to,
+        analyzer=analyzer,
+        notifier=_notifier(settings),
+        forge=forge,
+        predictions=_prediction_log(settings, target),
+        lease=LeaseKeeper(
+            _lease_store(settings, workspace), duration_seconds=settings.rollout_lease_seconds
+        ),
+    )
+
+
+def _lease_store(settings: Settings, workspace: GitWorkspace) -> LeaseStore:
+    """Where the rollout leases are kept: a ref in the GitOps remote, or a cluster's Leases."""
+    if settings.rollout_lease_store == "git":
+        return GitLeaseStore(workspace)
+    from controller.backends.kubernetes_lease import (
+        KubernetesLeaseStore,
+        default_lease_namespace,
+    )
+
+    return KubernetesLeaseStore(settings.rollout_lease_namespace or default_lease_namespace())
+
+
+def _prediction_log(settings: Settings, target: TargetKind) -> PredictionStore | None:
+    """Where shadow phases read mirrored answers: the configured log, or the local router's."""
+    from controller.backends.sqlite_prediction_log import SqlitePredictionLog
+
+    if settings.prediction_log_path is None and target != "local":
+        return None
+    return SqlitePredictionLog(prediction_log_path(settings))
