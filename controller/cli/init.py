@@ -1,6 +1,7 @@
 """``sluice init``: onboard a registered model into an environment, or create a GitOps repository.
 
-The work happens in :mod:`controller.commands.init`.
+The work happens in :mod:`controller.commands.init` (a model) and
+:mod:`controller.commands.init_repo` (a repository).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def init(
 ) -> None:
     """Onboard a registered model into an environment (a branch to merge; --forge github: a
     pull request), or create a GitOps repository with the layout Sluice expects (--repo DIR)."""
-    from controller.commands.init import run_init_model, run_init_repo
+    from controller.commands.init import run_init_model
+    from controller.commands.init_repo import run_init_repo
 
     envs = list(env or [])
     for name in envs:
