@@ -37,7 +37,7 @@ from support.runtime_loop import (
 )
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
-from controller.commands.local import run_status
+from controller.commands.local_status import run_status
 from controller.local.services import MlflowService
 from controller.local.state import pid_matches
 from controller.predictions import PredictionPair

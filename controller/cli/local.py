@@ -1,5 +1,6 @@
 """``sluice local``: the embedded local target (``up``, ``status``, ``down``, ``env``, ``url``,
-``merge`` and the hidden ``serve-page``). The work happens in :mod:`controller.commands.local`.
+``merge`` and the hidden ``serve-page``). The work happens in :mod:`controller.commands.local`,
+and for ``status`` and ``serve-page`` in :mod:`controller.commands.local_status`.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def local_status(
     ] = False,
 ) -> None:
     """Show sync, health, revisions and traffic of each InferenceService, and the components."""
-    from controller.commands.local import run_status
+    from controller.commands.local_status import run_status
 
     run_status(current_settings(ctx), as_json=as_json, console=Console())
 
@@ -106,7 +107,7 @@ def local_serve_page(
 ) -> None:
     """Serve the read-only status page of a local stack (`sluice local up` starts it, with
     the stack's MLflow in the root option --mlflow-tracking-uri)."""
-    from controller.commands.local import run_status_page
+    from controller.commands.local_status import run_status_page
 
     validate_environment_name(env)
     settings = current_settings(

@@ -1,28 +1,21 @@
 """``sluice local up``, ``status`` and ``down``: the embedded local target, from the shell.
 
-The commands are thin: :mod:`controller.local.stack` starts and stops the components,
-:mod:`controller.local.runtime` writes the Argo CD Application and the InferenceServices to
-its state file, and this module prints them, as a table for people or as KServe- and Argo
-CD-shaped JSON for scripts. It also runs the stack's status page component (the hidden
-``sluice local serve-page``): ``sluice serve``'s page, read-only, and nothing else.
+The commands are thin: :mod:`controller.local.stack` starts and stops the components, and
+this module says where they run (``env``, ``url``) and merges a proposal as a forge would
+(``merge``). ``sluice local status`` and the stack's status page are
+:mod:`controller.commands.local_status`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 import shlex
-import signal
 import subprocess
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from rich.console import Console
-from rich.table import Table
 
 from controller.commands.local_state import local_root
 from controller.demo.gitops_remote import seed_gitops_remote
@@ -30,14 +23,12 @@ from controller.errors import ConfigError, InputError
 from controller.local.stack import (
     STATUS_PAGE,
     StackRequest,
-    component_states,
     down,
     recorded_remote,
     router_urls,
     running_urls,
     up,
 )
-from controller.local.state import read_json
 from controller.ref_names import validate_environment_name
 from controller.settings import Settings
 
@@ -52,8 +43,6 @@ __all__ = [
     "run_down",
     "run_env",
     "run_merge",
-    "run_status",
-    "run_status_page",
     "run_up",
     "run_url",
     "up_remote",
@@ -269,120 +258,6 @@ def run_url(settings: Settings, name: str, *, console: Console) -> None:
             "of it is merged and synced"
         )
     console.print(known[name], highlight=False, soft_wrap=True, markup=False)
-
-
-def run_status(settings: Settings, *, as_json: bool, console: Console) -> None:
-    """Print each InferenceService, the Application and component liveness."""
-    from controller.local.runtime import RUNTIME_FILE
-
-    root = local_root(settings)
-    runtime = read_json(root / RUNTIME_FILE) or {}
-    components = component_states(root)
-    entries = runtime.get("inferenceServices") or {}
-    app = runtime.get("application")
-    if as_json:
-        document = {
-            "components": components,
-            "applications": [app] if app else [],
-            "inferenceServices": [entry["object"] for entry in entries.values()],
-        }
-        console.print_json(json.dumps(document))
-        return
-    app_status = (app or {}).get("status", {})
-    for name, entry in sorted(entries.items()):
-        console.print(_isvc_table(name, entry, runtime.get("env", "?"), app_status))
-    if app_status.get("operationState", {}).get("phase") == "Failed":
-        console.print(f"last sync failed: {app_status['operationState'].get('message', '')}")
-    table = Table("component", "state", "pid", "url", title="local stack")
-    for name, entry in components.items():
-        table.add_row(name, entry["state"], str(entry.get("pid") or "-"), entry.get("url", ""))
-    console.print(table)
-
-
-def _isvc_table(name: str, entry: dict[str, Any], env: str, app: dict[str, Any]) -> Table:
-    status = entry["object"].get("status", {})
-    predictor = status.get("components", {}).get("predictor", {})
-    sync = app.get("sync", {})
-    # Argo CD's own sync status of this resource: another one's refusal leaves it Synced.
-    resources: list[dict[str, Any]] = app.get("resources") or []
-    resource = next((r for r in resources if r.get("name") == name), {})
-    traffic = ", ".join(
-        f"{t.get('revisionName', '?')} {t['percent']}%" + (f" ({t['tag']})" if t.get("tag") else "")
-        for t in predictor.get("traffic", [])
-    )
-    shadow = entry.get("shadow") or {}
-    mirrored = f"{shadow.get('percent', 100):g}% of {shadow.get('primary') or '?'}'s requests"
-    table = Table("field", "value", title=f"InferenceService {name}", show_header=False)
-    rows = {
-        "environment": env,
-        "sync": f"{resource.get('status') or sync.get('status', 'Unknown')} "
-        f"{str(sync.get('revision', ''))[:7]}",
-        "health": entry.get("health", {}).get("status", "Unknown"),
-        "message": entry.get("message") or "-",
-        "latestCreated": predictor.get("latestCreatedRevision", "-"),
-        "latestReady": predictor.get("latestReadyRevision", "-"),
-        "latestRolledout": predictor.get("latestRolledoutRevision", "-"),
-        "previousRolledout": predictor.get("previousRolledoutRevision", "-"),
-        "traffic": traffic or "-",
-        "shadow": f"{shadow['revision']} ({mirrored})" if shadow.get("revision") else "-",
-        "url": entry.get("url") or "-",  # none until it has served
-    }
-    for key, value in rows.items():
-        table.add_row(key, value)
-    return table
-
-
-def run_status_page(settings: Settings, *, env: str, host: str, port: int) -> None:
-    """Serve the status page of ``sluice serve`` for ``env`` on ``host:port`` until SIGTERM or
-    SIGINT: ``GET /`` and ``GET /healthz``, nothing else (no watcher, proposal, rollout or hook).
-
-    ``sluice local up`` runs it (``sluice local serve-page``) with the stack's remote, MLflow and
-    Prometheus in ``settings``. It answers ``/healthz`` at once and draws a first page in the
-    background, since the page's code (the rollout's, with scipy) takes seconds to import.
-    """
-    from controller.server import Handler, Route, SluiceServer, health_route, page_route
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    log = logging.getLogger("sluice.status_page")
-    lock = threading.Lock()
-    built: list[Callable[[], str]] = []
-    drawn = threading.Event()
-
-    def render() -> str:
-        with lock:
-            if not built:
-                from controller.commands.status import build_status_page
-
-                built.append(
-                    build_status_page(
-                        settings, remote=settings.git_remote, target="local", environments=[env]
-                    )
-                )
-        page = built[0]()
-        drawn.set()
-        return page
-
-    def warm() -> None:
-        try:
-            render()
-        except Exception as exc:  # the page shows it again at its first request
-            log.warning("the first page failed: %s", " ".join(str(exc).split()))
-
-    routes: dict[Route, Handler] = {
-        ("GET", "/"): page_route(render),
-        ("GET", "/healthz"): health_route(
-            lambda: {"environment": env, "page": "drawn" if drawn.is_set() else "not drawn yet"}
-        ),
-    }
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda _signum, _frame: stop.set())
-    with SluiceServer(routes, host=host, port=port) as server:
-        log.info("status page of %s: %s/ (GitOps remote %s)", env, server.url, settings.git_remote)
-        threading.Thread(target=warm, name="sluice-page-warmup", daemon=True).start()
-        stop.wait()
 
 
 def run_down(settings: Settings, *, console: Console) -> None:
