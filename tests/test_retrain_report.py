@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 from support.github_api import GitHubApiServer
 from support.gitrepo import GitRemote
+from support.readme_blocks import console_commands
 from support.registry import register_version
 
 from controller.backends.github_forge import GitHubForge
@@ -41,7 +41,6 @@ from controller.retrain import (
     report_outcome,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 REPO = "acme/models"
 TOKEN = "ghp_retrain_report_token"
@@ -255,15 +254,6 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 # -- the README, as written ----------------------------------------------------------------------
 
 
-def readme_report_commands() -> list[str]:
-    """The ``$`` lines of the retraining section's console block that reports back."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n### From a drift alert to a retraining", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```console\n(.*?)```", section, flags=re.DOTALL)
-    (block,) = [b for b in blocks if "sluice retrain report" in b]
-    return [line[2:] for line in block.splitlines() if line.startswith("$ ")]
-
-
 @pytest.fixture(scope="module")
 def own_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowService]:
     """An MLflow server of this module's own: the README's model is fraud-detector."""
@@ -282,7 +272,10 @@ def test_the_readme_report_runs_as_written(
     """The README's command, as written, with default settings (no notifier: the notice is
     printed on stderr), finishes the retraining `sluice serve` started for fraud-detector, and
     prints the line `sluice status` shows."""
-    (command,) = readme_report_commands()
+    # The retraining section's console block that reports back.
+    (command,) = console_commands(
+        "### From a drift alert to a retraining", containing="sluice retrain report"
+    )
     assert command == (
         f"sluice retrain report fraud-detector --env staging --exit-code 0 --run-url {RUN_URL}"
     )
