@@ -23,7 +23,7 @@ from support.gitops_repo import seed_manifests, snapshot
 from support.gitrepo import GitRemote, create_git_remote, git
 from support.readme_blocks import console_commands
 
-from controller.local.services import MlflowService, start_mlflow
+from controller.local.services import MlflowService
 from models.diabetes_regressor import train as diabetes
 
 BIN = Path(sys.executable).parent
@@ -197,19 +197,6 @@ def test_a_refused_token_fails_before_the_branch_is_pushed(
 
 
 # -- the README, as written ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def own_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowService]:
-    """An MLflow server of this module's own: the README names the model diabetes-regressor,
-    which no other test may share the session's server with."""
-    root = tmp_path_factory.mktemp("mlflow-init-forge")
-    with start_mlflow(
-        backend_store_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifacts_dir=root / "artifacts",
-        log_dir=root,
-    ) as service:
-        yield service
 
 
 def test_the_readme_init_with_a_pull_request_runs_as_written(

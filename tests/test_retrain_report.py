@@ -30,7 +30,7 @@ from controller.backends.github_forge import GitHubForge
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.domain import RetrainRequest
 from controller.errors import InputError
-from controller.local.services import MlflowService, start_mlflow
+from controller.local.services import MlflowService
 from controller.retrain import (
     ForgeRetrain,
     RegistryCooldown,
@@ -252,18 +252,6 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 
 
 # -- the README, as written ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def own_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowService]:
-    """An MLflow server of this module's own: the README's model is fraud-detector."""
-    root = tmp_path_factory.mktemp("mlflow-retrain-report")
-    with start_mlflow(
-        backend_store_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifacts_dir=root / "artifacts",
-        log_dir=root,
-    ) as service:
-        yield service
 
 
 def test_the_readme_report_runs_as_written(
