@@ -9,17 +9,25 @@ router, the judge and the ports depend on them and not on a storage backend.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+from controller.errors import InputError
 
 __all__ = [
     "DiscardPredictions",
     "LoggedPrediction",
+    "PairQuery",
+    "PairReader",
     "Prediction",
     "PredictionPair",
     "Role",
+    "checked_labels",
     "inputs_digest",
 ]
 
@@ -72,6 +80,83 @@ class PredictionPair:
     primary: LoggedPrediction
     shadow: LoggedPrediction
     label: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PairQuery:
+    """Which pairs a reader asks a prediction log for: the arguments of
+    :meth:`PairReader.pairs` (and of :meth:`controller.ports.PredictionStore.pairs`) as one
+    value."""
+
+    #: Only pairs whose shadow answer came from this model.
+    model: str | None = None
+    #: Only pairs whose shadow answer came from this revision.
+    shadow_revision: str | None = None
+    #: Only pairs whose primary answer was logged at or after this time.
+    since: float | None = None
+    #: Only pairs whose label has arrived.
+    labelled: bool = False
+    #: At most this many pairs, the oldest; None or negative: all.
+    limit: int | None = None
+
+    def admits(
+        self, primary: LoggedPrediction, shadow: LoggedPrediction, label: float | None
+    ) -> bool:
+        """Whether one request's primary and shadow answers, with its label, are a pair this
+        query selects: both answered the same inputs (equal digests), and the filters hold.
+        SQLite's log says the same in SQL
+        (:mod:`controller.backends.prediction_log_queries`)."""
+        return (
+            primary.inputs_digest == shadow.inputs_digest
+            and (self.model is None or shadow.model == self.model)
+            and (self.shadow_revision is None or shadow.revision == self.shadow_revision)
+            and (self.since is None or primary.time >= self.since)
+            and (not self.labelled or label is not None)
+        )
+
+
+class PairReader(abc.ABC):
+    """The reading side of a prediction log: ``pairs`` and ``labelled_pairs`` both come down to
+    one :class:`PairQuery` its :meth:`select_pairs` answers."""
+
+    def pairs(
+        self,
+        *,
+        model: str | None = None,
+        shadow_revision: str | None = None,
+        since: float | None = None,
+        labelled: bool = False,
+        limit: int | None = None,
+    ) -> list[PredictionPair]:
+        """Requests both answered, oldest first, with their labels."""
+        return self.select_pairs(PairQuery(model, shadow_revision, since, labelled, limit))
+
+    def labelled_pairs(
+        self,
+        *,
+        model: str | None = None,
+        shadow_revision: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[PredictionPair]:
+        """Pairs whose label has arrived."""
+        return self.select_pairs(PairQuery(model, shadow_revision, since, True, limit))
+
+    @abc.abstractmethod
+    def select_pairs(self, query: PairQuery) -> list[PredictionPair]:
+        """The pairs ``query`` selects, oldest first by when the primary's answer was logged."""
+
+
+def checked_labels(labels: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+    """``(request_id, label)`` as a log stores them; :class:`InputError`, before anything is
+    stored, for a label without a request id or that is not a finite number."""
+    rows = []
+    for request_id, label in labels:
+        value = float(label)
+        if not request_id or not math.isfinite(value):
+            raise InputError(f"feedback ({request_id!r}, {label!r}) needs an id and a number")
+        rows.append((request_id, value))
+    return rows
 
 
 class DiscardPredictions:

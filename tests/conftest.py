@@ -85,18 +85,31 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowService]:
-    """One MLflow server on SQLite with proxied artifacts for the whole session."""
-    root = tmp_path_factory.mktemp("mlflow")
-    with start_mlflow(
+def _sqlite_mlflow(root: Path) -> MlflowService:
+    """An MLflow server on SQLite with proxied artifacts, all under ``root``."""
+    return start_mlflow(
         backend_store_uri=f"sqlite:///{root / 'mlflow.db'}",
         artifacts_dir=root / "artifacts",
         log_dir=root,
-    ) as service:
+    )
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowService]:
+    """One MLflow server on SQLite with proxied artifacts for the whole session."""
+    with _sqlite_mlflow(tmp_path_factory.mktemp("mlflow")) as service:
         _SESSION_SERVERS.append(service)
         yield service
         _SESSION_SERVERS.remove(service)
+
+
+@pytest.fixture(scope="module")
+def own_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowService]:
+    """An MLflow server of the requesting module's own, for tests that run the README's
+    commands as written: those name their models (diabetes-regressor, fraud-detector), and no
+    other test may share the session's server with them."""
+    with _sqlite_mlflow(tmp_path_factory.mktemp("mlflow-own")) as service:
+        yield service
 
 
 @pytest.fixture

@@ -11,17 +11,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from support.local_env import EVAL_ENV, exports
+from support.local_env import EVAL_ENV
+from support.readme_blocks import ConsoleSession, console_commands
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 #: The loop the section must keep, in order (other commands may sit between these).
 LOOP = [
     "sluice local up",
@@ -36,14 +33,6 @@ LOOP = [
     "sluice rollout fraud-detector --env local",
     "sluice local down",
 ]
-
-
-def by_hand_commands(readme: str) -> list[str]:
-    """The ``$`` lines of the first console block of the "By hand" section."""
-    section = readme.split("\n## By hand", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```console\n(.*?)```", section, flags=re.DOTALL)
-    assert block is not None, "the By hand section has no console block"
-    return [line[2:] for line in block.group(1).splitlines() if line.startswith("$ ")]
 
 
 def fetch(url: str) -> str:
@@ -65,7 +54,7 @@ def release_row(page: str, env: str, model: str) -> list[str]:
 def test_the_section_keeps_the_loop() -> None:
     """The README's sequence is the loop, in order: up, env, train, propose, merge, roll out,
     twice, down."""
-    commands = iter(by_hand_commands((ROOT / "README.md").read_text(encoding="utf-8")))
+    commands = iter(console_commands("## By hand"))
     missing = [step for step in LOOP if not any(command == step for command in commands)]
     assert not missing, f"the README's By hand block lost {missing}"
 
@@ -77,44 +66,18 @@ def test_by_hand_sequence_promotes_v2(tmp_path: Path) -> None:
     each merge prints the merge commit now on main; the second rollout promotes v2; the status
     page `local up` prints shows the release before v1 and with v2 serving after the rollout;
     `local down` leaves nothing running, the page included."""
-    checkout = tmp_path / "checkout"
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(checkout)], check=True)
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "120"}
-    commands = by_hand_commands((ROOT / "README.md").read_text(encoding="utf-8"))
-    outputs: list[tuple[str, str, float]] = []
+    commands = console_commands("## By hand")
     pages: list[tuple[str, str]] = []  # (after which command, the page's HTML)
     page_url = ""
-    started = time.monotonic()
-    try:
-        for command in commands:
-            begun = time.monotonic()
-            shell = "sluice local env" if command == EVAL_ENV else command
-            done = subprocess.run(
-                ["bash", "-c", shell], cwd=checkout, env=env,
-                capture_output=True, text=True, timeout=300, check=False,
-            )  # fmt: skip
-            outputs.append((command, done.stdout, time.monotonic() - begun))
-            assert done.returncode == 0, (
-                f"$ {command}\nexit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-            )
-            if command == EVAL_ENV:
-                env.update(exports(done.stdout))
+    with ConsoleSession(tmp_path, "by hand") as session:
+        for command, stdout in session.run(commands):
             if command == "sluice local up":
-                found = re.search(r"^  Status page +(http://127\.0\.0\.1:\d+/)$", done.stdout, re.M)
-                assert found, done.stdout
+                found = re.search(r"^  Status page +(http://127\.0\.0\.1:\d+/)$", stdout, re.M)
+                assert found, stdout
                 page_url = found.group(1)
             if command == "sluice local up" or command.startswith("sluice rollout fraud"):
                 pages.append((command, fetch(page_url)))
-    finally:
-        # Always: a second `down` stops nothing, and a failed run leaves no stack behind.
-        subprocess.run(
-            [str(BIN / "sluice"), "local", "down"], cwd=checkout, env=env,
-            capture_output=True, check=False, timeout=120,
-        )  # fmt: skip
-        timings = ", ".join(
-            f"{command.split(' --')[0]} {took:.1f}s" for command, _, took in outputs
-        )
-        print(f"\nby hand: {time.monotonic() - started:.1f} s in all: {timings}")
+    checkout, env, outputs = session.checkout, session.env, session.outputs
 
     out = {command: stdout for command, stdout, _ in outputs}  # the last of repeated commands
     ran = [command for command, _, _ in outputs]

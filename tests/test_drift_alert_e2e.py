@@ -12,40 +12,32 @@ although Alertmanager repeats the alert.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mlflow import MlflowClient
+from support.drift_stack import DriftAlertPath, count, drift_of_version_1
 from support.github_api import GitHubApiServer
 from support.github_state import Dispatch
+from support.gitops_repo import ROOT
 from support.gitrepo import GitRemote
 
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.commands.propose import build_forge
 from controller.commands.retrain import build_alertmanager_hook
-from controller.drift import detect_drift_from_profile
-from controller.local.configs import StaticConfig
-from controller.local.rules import write_local_rules
-from controller.local.scrape import MODEL_SERVER_JOB, ModelServerTarget
 from controller.local.services import AlertmanagerService, MlflowService, PrometheusService
-from controller.local.serving.launcher import start_model_server
 from controller.retrain.record import RetrainRecord, last_retrain_tag
-from controller.server import ServeMetrics, SluiceServer, sluice_routes
+from controller.server import ServeMetrics
 from controller.settings import Settings
 from models.fraud_detector.data import FEATURES, generate_transactions
 
-ROOT = Path(__file__).resolve().parent.parent
-RULES = ROOT / "manifests" / "monitoring" / "prometheus-rules.yaml"
 TOKEN = "alertmanager-e2e-token-0123456789"
 GITHUB_TOKEN = "ghp_driftE2eToken0123456789abcdefABCDEF"
 REPO = "acme/gitops"
@@ -64,18 +56,6 @@ def train(mlflow_server: MlflowService, name: str) -> str:
     return str(client.get_model_version_download_uri(name, "1"))
 
 
-def predict(url: str, rows: list[list[Any]]) -> None:
-    request = urllib.request.Request(  # noqa: S310 (our own http:// URL)
-        url, json.dumps({"instances": rows}).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-        assert response.status == 200
-
-
-def count(metrics: ServeMetrics, name: str, **labels: str) -> float:
-    return metrics.registry.get_sample_value(name, labels) or 0.0
-
-
 @pytest.mark.slow
 def test_shifted_traffic_starts_exactly_one_retraining(
     mlflow_server: MlflowService,
@@ -89,11 +69,7 @@ def test_shifted_traffic_starts_exactly_one_retraining(
     uri = train(mlflow_server, name)
     registry = MlflowRegistry(mlflow_server.tracking_uri)
     traffic = generate_transactions(week=6, rows=600, seed=21)[FEATURES]
-    run_id = registry.get_version(name, 1).run_id
-    assert run_id is not None
-    profile = registry.reference_profile(run_id)
-    assert profile is not None
-    expected = detect_drift_from_profile(profile, traffic)
+    expected = drift_of_version_1(registry, name, traffic)
     assert expected.drifted  # the scenario: at least half of the features move
 
     with GitHubApiServer(token=GITHUB_TOKEN, repositories={REPO: git_remote.path}) as github:
@@ -110,42 +86,10 @@ def test_shifted_traffic_starts_exactly_one_retraining(
         hook = build_alertmanager_hook(
             settings, forge=build_forge(settings, "github"), registry=registry, metrics=metrics
         )
-        routes = sluice_routes(
-            metrics=metrics,
-            status=dict,
-            mlflow_trigger=lambda model, alias: False,
-            mlflow_webhook_secret=None,
-            alertmanager_hook=hook,
-        )
-        with (
-            SluiceServer(routes) as serve,
-            start_model_server(
-                name=name,
-                storage_uri=uri,
-                log_dir=tmp_path / "model-server",
-                env={"MLFLOW_TRACKING_URI": mlflow_server.tracking_uri},
-                extra_args=["--drift-interval-seconds", "0.5"],
-            ) as model_server,
+        path = DriftAlertPath(mlflow_server, prometheus_server, alertmanager_server, tmp_path)
+        with path.shifted_traffic(
+            name, uri, traffic, metrics=metrics, hook=hook, token=TOKEN, repeat_interval="2s"
         ):
-            alertmanager = alertmanager_server(
-                webhook_url=f"{serve.url}/hooks/alertmanager",
-                bearer_token=TOKEN,
-                repeat_interval="2s",
-            )
-            # The labels the local runtime gives revision 1's model server in models-staging.
-            revision = ModelServerTarget(
-                f"{name}-predictor-00001", name, "models-staging", model_server.port
-            )
-            target = StaticConfig((f"127.0.0.1:{model_server.port}",), revision.labels)
-            prometheus_server(
-                scrape_targets={MODEL_SERVER_JOB: [target]},
-                alertmanager_url=alertmanager.url,
-                rule_files=[write_local_rules(tmp_path / "rules.yml", RULES, alert_for="1s")],
-            )
-            rows = json.loads(traffic.to_json(orient="values"))
-            for start in range(0, len(rows), 100):
-                predict(f"{model_server.url}/v1/models/{name}:predict", rows[start : start + 100])
-
             started = time.monotonic()
             labels = {"model": name, "environment": "staging"}
             # Done once Alertmanager has repeated the alert into the cool-down.

@@ -16,33 +16,25 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from mlflow import MlflowClient
-from support.gitops_repo import seed_manifests
+from support.drift_stack import DriftAlertPath, count, drift_of_version_1
+from support.gitops_repo import ROOT, seed_manifests
 from support.gitrepo import GitRemote
 
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.commands.retrain import build_alertmanager_hook
-from controller.drift import detect_drift_from_profile
-from controller.local.configs import StaticConfig
-from controller.local.rules import write_local_rules
-from controller.local.scrape import MODEL_SERVER_JOB, ModelServerTarget
 from controller.local.services import AlertmanagerService, MlflowService, PrometheusService
-from controller.local.serving.launcher import start_model_server
 from controller.null_ports import NoForge
 from controller.retrain.record import RetrainRecord, cooldown_tag, last_retrain_tag
-from controller.server import ServeMetrics, SluiceServer, sluice_routes
+from controller.server import ServeMetrics
 from controller.settings import Settings
 from models.fraud_detector.data import FEATURES, NEWEST_WEEK, generate_transactions
 
-ROOT = Path(__file__).resolve().parent.parent
-RULES = ROOT / "manifests" / "monitoring" / "prometheus-rules.yaml"
 TOKEN = "alertmanager-loop-token-0123456789"
 WAIT = 240.0  # an upper bound for alerts, the 30 s window and a training run on 2 cores
 
@@ -60,18 +52,6 @@ def training_module(root: Path, name: str) -> Path:
         "import sys\n\nfrom models.fraud_detector.train import main\n\nsys.exit(main())\n"
     )
     return root
-
-
-def predict(url: str, rows: list[list[Any]]) -> None:
-    request = urllib.request.Request(  # noqa: S310 (our own http:// URL)
-        url, json.dumps({"instances": rows}).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-        assert response.status == 200
-
-
-def count(metrics: ServeMetrics, name: str, **labels: str) -> float:
-    return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 @pytest.mark.slow
@@ -95,11 +75,7 @@ def test_drifted_traffic_retrains_once_on_recent_data_and_status_shows_it(
     uri = str(client.get_model_version_download_uri(name, "1"))
     registry = MlflowRegistry(mlflow_server.tracking_uri)
     traffic = generate_transactions(week=NEWEST_WEEK, rows=700, seed=21)[FEATURES]
-    run_id = registry.get_version(name, 1).run_id
-    assert run_id is not None
-    profile = registry.reference_profile(run_id)
-    assert profile is not None
-    drifted = detect_drift_from_profile(profile, traffic).drifted_features
+    drifted = drift_of_version_1(registry, name, traffic).drifted_features
     assert len(drifted) >= 3
 
     # Every retraining setting at its default: group window, cool-down, command.
@@ -117,40 +93,9 @@ def test_drifted_traffic_retrains_once_on_recent_data_and_status_shows_it(
         models=registry,
         cwd=training_module(tmp_path / "checkout", name),
     )
-    routes = sluice_routes(
-        metrics=metrics,
-        status=dict,
-        mlflow_trigger=lambda model, alias: False,
-        mlflow_webhook_secret=None,
-        alertmanager_hook=hook,
-    )
     labels = {"model": name, "environment": "staging"}
-    with (
-        SluiceServer(routes) as serve,
-        start_model_server(
-            name=name,
-            storage_uri=uri,
-            log_dir=tmp_path / "model-server",
-            env={"MLFLOW_TRACKING_URI": mlflow_server.tracking_uri},
-            extra_args=["--drift-interval-seconds", "0.5"],
-        ) as model_server,
-    ):
-        alertmanager = alertmanager_server(
-            webhook_url=f"{serve.url}/hooks/alertmanager", bearer_token=TOKEN
-        )
-        revision = ModelServerTarget(
-            f"{name}-predictor-00001", name, "models-staging", model_server.port
-        )
-        target = StaticConfig((f"127.0.0.1:{model_server.port}",), revision.labels)
-        prometheus_server(
-            scrape_targets={MODEL_SERVER_JOB: [target]},
-            alertmanager_url=alertmanager.url,
-            rule_files=[write_local_rules(tmp_path / "rules.yml", RULES, alert_for="1s")],
-        )
-        rows = json.loads(traffic.to_json(orient="values"))
-        for start in range(0, len(rows), 100):
-            predict(f"{model_server.url}/v1/models/{name}:predict", rows[start : start + 100])
-
+    path = DriftAlertPath(mlflow_server, prometheus_server, alertmanager_server, tmp_path)
+    with path.shifted_traffic(name, uri, traffic, metrics=metrics, hook=hook, token=TOKEN):
         started = time.monotonic()
         record: RetrainRecord | None = None
         while record is None or record.outcome in ("grouping", "started"):

@@ -14,12 +14,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import requests
+from support.prediction_answers import answer
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.cli import main
 from controller.commands.feedback import build_feedback_route, label_batches, read_labels
 from controller.feedback import MAX_LABELS, feedback_route, parse_feedback
-from controller.predictions import Prediction
 from controller.server import Request, ServeMetrics, SluiceServer, sluice_routes
 from controller.settings import Settings
 from controller.webhooks import WebhookRejected
@@ -31,21 +31,12 @@ WAIT = 10.0
 SENT_AT = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 
 
-def answer(request_id: str, role: str, score: float) -> Prediction:
-    revision, version = ("r1", "1") if role == "primary" else ("r2", "2")
-    body, output = b'{"instances": [[1, 2]]}', json.dumps({"predictions": [score]}).encode()
-    return Prediction(
-        request_id, 1000.0, "fraud-detector", version, revision, role,  # type: ignore[arg-type]
-        body, 200, output, 3.0,
-    )  # fmt: skip
-
-
 def logged(path: Path, *request_ids: str) -> Path:
     """A prediction log at ``path`` where champion and challenger answered each request."""
     with SqlitePredictionLog(path) as log:
         for request_id in request_ids:
-            log.record(answer(request_id, "primary", 0.2))
-            log.record(answer(request_id, "shadow", 0.7))
+            log.record(answer(request_id, "primary", score=0.2, model="fraud-detector"))
+            log.record(answer(request_id, "shadow", score=0.7, model="fraud-detector"))
         assert log.flush()
     return path
 

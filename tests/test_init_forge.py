@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,11 +21,11 @@ from github import Auth, Github
 from support.github_api import GitHubApiServer
 from support.gitops_repo import seed_manifests, snapshot
 from support.gitrepo import GitRemote, create_git_remote, git
+from support.readme_blocks import console_commands
 
-from controller.local.services import MlflowService, start_mlflow
+from controller.local.services import MlflowService
 from models.diabetes_regressor import train as diabetes
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 REPO = "acme/models-gitops"
 TOKEN = "ghp_init_forge_token_never_printed"
@@ -200,28 +199,6 @@ def test_a_refused_token_fails_before_the_branch_is_pushed(
 # -- the README, as written ----------------------------------------------------------------------
 
 
-def readme_init_forge_commands() -> list[str]:
-    """The ``$`` lines of the "Your own model" section's console block that uses --forge."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Your own model", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```console\n(.*?)```", section, flags=re.DOTALL)
-    (block,) = [b for b in blocks if "--forge github" in b]
-    return [line[2:] for line in block.splitlines() if line.startswith("$ ")]
-
-
-@pytest.fixture(scope="module")
-def own_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowService]:
-    """An MLflow server of this module's own: the README names the model diabetes-regressor,
-    which no other test may share the session's server with."""
-    root = tmp_path_factory.mktemp("mlflow-init-forge")
-    with start_mlflow(
-        backend_store_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifacts_dir=root / "artifacts",
-        log_dir=root,
-    ) as service:
-        yield service
-
-
 def test_the_readme_init_with_a_pull_request_runs_as_written(
     own_mlflow: MlflowService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -229,7 +206,8 @@ def test_the_readme_init_with_a_pull_request_runs_as_written(
     working directory) and the GitHub forge's variables set as that section says: init opens
     the pull request and prints its URL, local merge merges it through GitHub, and the proposal
     that follows opens its own."""
-    commands = readme_init_forge_commands()
+    # The "Your own model" section's console block that uses --forge.
+    commands = console_commands("## Your own model", containing="--forge github")
     assert commands == [
         "sluice init diabetes-regressor --env staging --forge github",
         "sluice local merge diabetes-regressor --env staging --forge github",

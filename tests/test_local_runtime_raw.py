@@ -19,27 +19,25 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.crd import status_errors
-from support.gitops_repo import commit_to_remote
-from support.gitrepo import create_git_remote, git
+from support.gitrepo import git
 from support.registry import register_version
 from support.rollout_stack import MODEL, PIN, faulty, serving_stack, set_policy
 from support.rollout_stack import Loop as RolloutLoop
 from support.runtime_loop import (
     ISVC,
-    KUSTOMIZATION,
-    OVERLAY,
+    R1,
+    R2,
     Background,
     Client,
     Loop,
     predictor,
-    register_uris,
+    running,
     split,
     within_binomial,
 )
@@ -47,8 +45,6 @@ from support.runtime_loop import (
 from controller.local.services import MlflowService
 
 pytestmark = pytest.mark.slow
-
-R1, R2 = (f"{ISVC}-predictor-0000{k}" for k in (1, 2))
 
 
 class RawLoop(Loop):
@@ -76,14 +72,7 @@ class RawLoop(Loop):
             },
             "spec": spec,
         }
-
-        def change(tree: Path) -> None:
-            overlay = tree / OVERLAY
-            overlay.mkdir(parents=True, exist_ok=True)
-            (overlay / f"{ISVC}.yaml").write_text(json.dumps(document, indent=2))
-            (overlay / "kustomization.yaml").write_text(f"{KUSTOMIZATION}  - {ISVC}.yaml\n")
-
-        return commit_to_remote(self.remote, self.workdir, message, change)
+        return self.push_document(message, document)
 
 
 @pytest.fixture(scope="module")
@@ -92,18 +81,10 @@ def loop(
 ) -> Iterator[RawLoop]:
     """A runtime syncing a remote whose RawDeployment overlay serves version 1."""
     root = tmp_path_factory.mktemp("local-runtime-raw")
-    uris = register_uris(mlflow_server.tracking_uri, f"raw-{uuid.uuid4().hex[:8]}")
-    loop = RawLoop(
-        create_git_remote(root), root / "state", root / "work", uris, mlflow_server.tracking_uri
-    )
-    loop.push_raw("Serve version 1", uris[0])
-    loop.start()
-    loop.wait(lambda e: split(e) == {R1: 100}, f"{R1} at 100 %")
-    try:
+    loop = RawLoop.on_new_remote(root, mlflow_server.tracking_uri, "raw")
+    loop.push_raw("Serve version 1", loop.uris[0])
+    with running(loop):
         yield loop
-    finally:
-        if loop.process is not None:
-            loop.process.stop()
 
 
 def test_primary_alone_serves_everything(loop: RawLoop) -> None:

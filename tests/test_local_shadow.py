@@ -17,22 +17,20 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
-from support.gitops_repo import commit_to_remote
-from support.gitrepo import create_git_remote
 from support.runtime_loop import (
     ISVC,
-    KUSTOMIZATION,
-    OVERLAY,
+    R1,
+    R2,
     Background,
     Client,
     Loop,
-    register_uris,
+    running,
+    serverless_manifest,
     split,
 )
 
@@ -46,7 +44,6 @@ from controller.shadow.phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION,
 
 pytestmark = pytest.mark.slow
 
-R1, R2 = (f"{ISVC}-predictor-0000{k}" for k in (1, 2))
 SHADOW = {PHASE_ANNOTATION: SHADOW_PHASE, "sluice.dev/model-version": "2"}
 DEADLINE = 60.0
 
@@ -58,25 +55,7 @@ class ShadowLoop(Loop):
         self, message: str, uri: str, canary: int | None, annotations: dict[str, str]
     ) -> str:
         """Commit ``fraud`` serving ``uri`` at ``canary`` % with ``annotations``."""
-        predictor: dict[str, Any] = {
-            "model": {"modelFormat": {"name": "mlflow"}, "storageUri": uri}
-        }
-        if canary is not None:
-            predictor["canaryTrafficPercent"] = canary
-        document = {
-            "apiVersion": "serving.kserve.io/v1beta1",
-            "kind": "InferenceService",
-            "metadata": {"name": ISVC, "annotations": annotations},
-            "spec": {"predictor": predictor},
-        }
-
-        def change(tree: Path) -> None:
-            overlay = tree / OVERLAY
-            overlay.mkdir(parents=True, exist_ok=True)
-            (overlay / f"{ISVC}.yaml").write_text(json.dumps(document, indent=2))
-            (overlay / "kustomization.yaml").write_text(f"{KUSTOMIZATION}  - {ISVC}.yaml\n")
-
-        return commit_to_remote(self.remote, self.workdir, message, change)
+        return self.push_document(message, serverless_manifest(ISVC, uri, canary, annotations))
 
     @property
     def log(self) -> SqlitePredictionLog:
@@ -138,22 +117,12 @@ def loop(
 ) -> Iterator[ShadowLoop]:
     """A runtime whose remote serves version 1; its state is where ``sluice local`` looks."""
     root = tmp_path_factory.mktemp("local-shadow")
-    uris = register_uris(mlflow_server.tracking_uri, f"shadow-{uuid.uuid4().hex[:8]}")
-    loop = ShadowLoop(
-        create_git_remote(root),
-        root / "sluice" / "local",
-        root / "work",
-        uris,
-        mlflow_server.tracking_uri,
+    loop = ShadowLoop.on_new_remote(
+        root, mlflow_server.tracking_uri, "shadow", state_dir=root / "sluice" / "local"
     )
-    loop.push_annotated("Serve version 1", uris[0], None, {})
-    loop.start()
-    loop.wait(lambda e: split(e) == {R1: 100}, f"{R1} at 100 %")
-    try:
+    loop.push_annotated("Serve version 1", loop.uris[0], None, {})
+    with running(loop):
         yield loop
-    finally:
-        if loop.process is not None:
-            loop.process.stop()
 
 
 def test_shadow_annotation_mirrors_requests_and_logs_pairs(loop: ShadowLoop) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import sqlite3
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.prediction_answers import answer
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.cli import main
@@ -20,24 +20,6 @@ from controller.errors import ConfigError, InputError, TransientError
 from controller.predictions import Prediction, inputs_digest
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def answer(
-    request_id: str,
-    role: str = "primary",
-    *,
-    score: float = 0.5,
-    body: bytes = b'{"instances": [[1, 2]]}',
-    model: str = "fraud",
-    revision: str = "",
-    when: float = 1000.0,
-) -> Prediction:
-    revision = revision or ("r1" if role == "primary" else "r2")
-    output = json.dumps({"predictions": [score]}).encode()
-    return Prediction(
-        request_id, when, model, "1" if role == "primary" else "2", revision, role,  # type: ignore[arg-type]
-        body, 200, output, 3.0,
-    )  # fmt: skip
 
 
 def stored_ids(path: Path) -> list[str]:
@@ -78,58 +60,6 @@ def test_file_size_stops_growing_once_rotation_starts(tmp_path: Path) -> None:
         assert log.row_count() == 2000
         assert log.dropped == 0
     assert size() <= early * 1.1, (early, size())
-
-
-def test_answers_pair_by_request_id_and_join_their_labels(tmp_path: Path) -> None:
-    """Pairs join primary and shadow answers of a request; labels join whenever they arrive."""
-    with SqlitePredictionLog(tmp_path / "log.db") as log:
-        log.record_feedback("id-0", 1)  # a label may arrive before its answers are written
-        for i in range(6):
-            log.record(answer(f"id-{i}", "primary", score=i / 10))
-            if i != 5:  # the copy of id-5 was dropped: no pair
-                log.record(answer(f"id-{i}", "shadow", score=i / 5))
-        assert log.flush()
-        log.record_feedback("id-2", 1)
-        log.record_feedback_batch([("id-3", 1), ("id-3", 0), ("id-5", 1)])  # the latest wins
-        pairs = log.pairs()
-        labelled = log.labelled_pairs()
-    assert [p.request_id for p in pairs] == [f"id-{i}" for i in range(5)]
-    assert [(p.request_id, p.label) for p in labelled] == [("id-0", 1), ("id-2", 1), ("id-3", 0)]
-    third = pairs[3]
-    assert third.primary.output == {"predictions": [0.3]}
-    assert third.shadow.output == {"predictions": [0.6]}
-    assert (third.primary.role, third.shadow.role) == ("primary", "shadow")
-    assert (third.primary.revision, third.shadow.revision) == ("r1", "r2")
-    assert third.primary.inputs_digest == third.shadow.inputs_digest
-    assert pairs[1].label is None
-
-
-def test_pairs_filter_by_model_revision_time_and_limit(tmp_path: Path) -> None:
-    """model, shadow_revision, since and limit narrow the pairs."""
-    with SqlitePredictionLog(tmp_path / "log.db") as log:
-        for i, (model, revision) in enumerate([("fraud", "r2"), ("fraud", "r3"), ("churn", "r2")]):
-            for j in range(3):
-                rid, when = f"{i}-{j}", 100.0 * i + j
-                log.record(answer(rid, model=model, when=when))
-                log.record(answer(rid, "shadow", model=model, revision=revision, when=when))
-        assert log.flush()
-        assert len(log.pairs(model="fraud")) == 6
-        assert [p.request_id for p in log.pairs(model="fraud", shadow_revision="r3")] == [
-            "1-0", "1-1", "1-2"
-        ]  # fmt: skip
-        assert [p.request_id for p in log.pairs(since=101.0)] == ["1-1", "1-2", "2-0", "2-1", "2-2"]
-        assert len(log.pairs(limit=2)) == 2
-
-
-def test_a_reused_request_id_never_pairs_different_inputs(tmp_path: Path) -> None:
-    """When a client reuses an id, only answers to the same inputs pair up; the latest is kept."""
-    with SqlitePredictionLog(tmp_path / "log.db") as log:
-        log.record(answer("same", body=b'{"instances": [[1]]}', score=0.1))
-        log.record(answer("same", "shadow", body=b'{"instances": [[1]]}', score=0.2))
-        log.record(answer("same", body=b'{"instances": [[2]]}', score=0.3))  # copy dropped
-        assert log.flush()
-        assert log.row_count() == 2
-        assert log.pairs() == []
 
 
 def test_restart_keeps_committed_answers_and_appends(tmp_path: Path) -> None:

@@ -4,18 +4,18 @@ from the fake learns what the real log would answer."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 import pytest
+from support.prediction_answers import answer, both
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.errors import InputError, TransientError
 from controller.ports import PredictionSink, PredictionStore
-from controller.predictions import Prediction
+from controller.predictions import PredictionPair
 from controller.testing import MemoryPredictionStore
 
 
@@ -26,6 +26,8 @@ class Log(PredictionStore, PredictionSink, Protocol):
 
     def row_count(self) -> int: ...
 
+    def labelled_pairs(self) -> list[PredictionPair]: ...
+
 
 @pytest.fixture(params=["sqlite", "memory"])
 def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Log]:
@@ -35,32 +37,6 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Log]:
         return
     with SqlitePredictionLog(tmp_path / "log.db", max_rows=20, max_output_bytes=64) as sqlite:
         yield sqlite
-
-
-def answer(
-    request_id: str,
-    role: str = "primary",
-    *,
-    score: float = 0.5,
-    body: bytes = b'{"instances": [[1, 2]]}',
-    model: str = "fraud",
-    revision: str = "",
-    when: float = 1000.0,
-    output: bytes | None = None,
-) -> Prediction:
-    revision = revision or ("r1" if role == "primary" else "r2")
-    if output is None:
-        output = json.dumps({"predictions": [score]}).encode()
-    return Prediction(
-        request_id, when, model, "1" if role == "primary" else "2", revision, role,  # type: ignore[arg-type]
-        body, 200, output, 3.0,
-    )  # fmt: skip
-
-
-def both(log: Log, request_id: str, **fields: object) -> None:
-    """Log the primary's and the shadow's answers to one request."""
-    log.record(answer(request_id, **fields))  # type: ignore[arg-type]
-    log.record(answer(request_id, "shadow", **fields))  # type: ignore[arg-type]
 
 
 def test_answers_pair_by_request_and_labels_join_whenever_they_arrive(log: Log) -> None:
@@ -76,6 +52,7 @@ def test_answers_pair_by_request_and_labels_join_whenever_they_arrive(log: Log) 
     pairs = log.pairs()
     assert [(p.request_id, p.label) for p in pairs] == [("id-0", 1), ("id-1", None), ("id-2", 0)]
     assert [p.request_id for p in log.pairs(labelled=True)] == ["id-0", "id-2"]
+    assert log.labelled_pairs() == log.pairs(labelled=True)
     second = pairs[1]
     assert second.primary.output == {"predictions": [0.1]}
     assert second.shadow.output == {"predictions": [0.2]}

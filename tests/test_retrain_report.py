@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -24,20 +23,20 @@ from typing import Any
 import pytest
 from support.github_api import GitHubApiServer
 from support.gitrepo import GitRemote
+from support.readme_blocks import console_commands
 from support.registry import register_version
 
 from controller.backends.github_forge import GitHubForge
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.domain import RetrainRequest
 from controller.errors import InputError
-from controller.local.services import MlflowService, start_mlflow
+from controller.local.services import MlflowService
 from controller.retrain.forge_dispatch import ForgeRetrain
 from controller.retrain.record import RetrainRecord, last_retrain_tag
 from controller.retrain.registry_state import RegistryCooldown
 from controller.retrain.report import RetrainReport, report_outcome
 from controller.retrain.retrainer import Retrainer
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 REPO = "acme/models"
 TOKEN = "ghp_retrain_report_token"
@@ -251,34 +250,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 # -- the README, as written ----------------------------------------------------------------------
 
 
-def readme_report_commands() -> list[str]:
-    """The ``$`` lines of the retraining section's console block that reports back."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n### From a drift alert to a retraining", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```console\n(.*?)```", section, flags=re.DOTALL)
-    (block,) = [b for b in blocks if "sluice retrain report" in b]
-    return [line[2:] for line in block.splitlines() if line.startswith("$ ")]
-
-
-@pytest.fixture(scope="module")
-def own_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowService]:
-    """An MLflow server of this module's own: the README's model is fraud-detector."""
-    root = tmp_path_factory.mktemp("mlflow-retrain-report")
-    with start_mlflow(
-        backend_store_uri=f"sqlite:///{root / 'mlflow.db'}",
-        artifacts_dir=root / "artifacts",
-        log_dir=root,
-    ) as service:
-        yield service
-
-
 def test_the_readme_report_runs_as_written(
     own_mlflow: MlflowService, github: GitHubApiServer, tmp_path: Path
 ) -> None:
     """The README's command, as written, with default settings (no notifier: the notice is
     printed on stderr), finishes the retraining `sluice serve` started for fraud-detector, and
     prints the line `sluice status` shows."""
-    (command,) = readme_report_commands()
+    # The retraining section's console block that reports back.
+    (command,) = console_commands(
+        "### From a drift alert to a retraining", containing="sluice retrain report"
+    )
     assert command == (
         f"sluice retrain report fraud-detector --env staging --exit-code 0 --run-url {RUN_URL}"
     )

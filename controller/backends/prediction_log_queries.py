@@ -38,7 +38,8 @@ def read_pairs(
     connection: sqlite3.Connection, arguments: Mapping[str, object]
 ) -> list[PredictionPair]:
     """The pairs the ``:model``, ``:revision``, ``:since``, ``:labelled`` and ``:limit``
-    ``arguments`` select, oldest first."""
+    ``arguments`` select, oldest first: :meth:`controller.predictions.PairQuery.admits` in
+    SQL, so that the join runs in SQLite, over its indexes."""
     return [_pair(row) for row in connection.execute(_PAIRS, arguments).fetchall()]
 
 

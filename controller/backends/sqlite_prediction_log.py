@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import queue
 import sqlite3
 import threading
@@ -48,8 +47,15 @@ from controller.backends.prediction_log_schema import (
     output_text,
     sqlite_errors,
 )
-from controller.errors import ConfigError, InputError
-from controller.predictions import Prediction, PredictionPair, inputs_digest
+from controller.errors import ConfigError
+from controller.predictions import (
+    PairQuery,
+    PairReader,
+    Prediction,
+    PredictionPair,
+    checked_labels,
+    inputs_digest,
+)
 
 __all__ = ["SCHEMA_VERSION", "SqlitePredictionLog"]
 
@@ -66,7 +72,7 @@ class _Flush:
 _STOP = object()
 
 
-class SqlitePredictionLog:
+class SqlitePredictionLog(PairReader):
     """The default prediction log: one SQLite file, written by a thread of its own.
 
     ``start()`` (or ``with``) opens the file and starts the writer; answers recorded before
@@ -232,12 +238,7 @@ class SqlitePredictionLog:
     def record_feedback_batch(self, labels: Iterable[tuple[str, float]]) -> int:
         """Store many ``(request_id, label)`` in one transaction; returns how many."""
         now = time.time()
-        rows = []
-        for request_id, label in labels:
-            value = float(label)
-            if not request_id or not math.isfinite(value):
-                raise InputError(f"feedback ({request_id!r}, {label!r}) needs an id and a number")
-            rows.append((request_id, value, now))
+        rows = [(request_id, value, now) for request_id, value in checked_labels(labels)]
         self._ensure_schema()
         with (
             sqlite_errors(self.path),
@@ -258,39 +259,18 @@ class SqlitePredictionLog:
         with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:
             return count_logged(connection, unique)
 
-    def pairs(
-        self,
-        *,
-        model: str | None = None,
-        shadow_revision: str | None = None,
-        since: float | None = None,
-        labelled: bool = False,
-        limit: int | None = None,
-    ) -> list[PredictionPair]:
-        """Requests both answered, oldest first, with their labels (committed rows only)."""
+    def select_pairs(self, query: PairQuery) -> list[PredictionPair]:
+        """The pairs ``query`` selects, oldest first, with their labels (committed rows only)."""
         arguments = {
-            "model": model,
-            "revision": shadow_revision,
-            "since": since,
-            "labelled": int(labelled),
-            "limit": -1 if limit is None else limit,
+            "model": query.model,
+            "revision": query.shadow_revision,
+            "since": query.since,
+            "labelled": int(query.labelled),
+            "limit": -1 if query.limit is None else query.limit,
         }
         self._ensure_schema()
         with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:
             return read_pairs(connection, arguments)
-
-    def labelled_pairs(
-        self,
-        *,
-        model: str | None = None,
-        shadow_revision: str | None = None,
-        since: float | None = None,
-        limit: int | None = None,
-    ) -> list[PredictionPair]:
-        """Pairs whose label has arrived."""
-        return self.pairs(
-            model=model, shadow_revision=shadow_revision, since=since, labelled=True, limit=limit
-        )
 
     def row_count(self) -> int:
         """Predictions in the file now (both roles)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.local.isvc_object import AppliedInferenceService
 from controller.local.kserve_status import IsvcStatus, PreviousStatus, Revision, reconcile_status
 from controller.local.raw_status import RawSpec, reconcile_raw_status
 from controller.local.revisions import (
@@ -32,7 +33,7 @@ __all__ = ["InferenceServiceRuntime"]
 
 
 @dataclass
-class InferenceServiceRuntime:
+class InferenceServiceRuntime(AppliedInferenceService):
     """One applied InferenceService: its manifest, revisions, router and last status."""
 
     document: dict[str, Any]
@@ -51,16 +52,6 @@ class InferenceServiceRuntime:
     refused: str = ""
 
     @property
-    def name(self) -> str:
-        """``metadata.name``."""
-        return str(self.document["metadata"]["name"])
-
-    @property
-    def namespace(self) -> str:
-        """``metadata.namespace`` (``default`` when the overlay sets none)."""
-        return str(self.document["metadata"].get("namespace") or "default")
-
-    @property
     def plan(self) -> RevisionPlan:
         """What the applied manifest asks KServe to run (it validated when it was applied)."""
         return plan_revisions(self.document)
@@ -77,17 +68,6 @@ class InferenceServiceRuntime:
         if not latest.storage_uri:
             return latest.failure  # it names the InferenceService and the command to run
         return f"revision {latest.name} failed: {latest.failure}"
-
-    def to_object(self) -> dict[str, Any]:
-        """The InferenceService as the Kubernetes API would return it."""
-        metadata = dict(self.document.get("metadata", {}), generation=self.generation)
-        return {
-            "apiVersion": self.document.get("apiVersion", "serving.kserve.io/v1beta1"),
-            "kind": "InferenceService",
-            "metadata": metadata,
-            "spec": self.document.get("spec", {}),
-            "status": self.status,
-        }
 
     def apply(
         self, document: dict[str, Any], plan: RevisionPlan, *, unpinned: str = ""

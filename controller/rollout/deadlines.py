@@ -7,7 +7,7 @@ from controller.rollout.actions import Action, StartRollback, Wait
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import RolloutPolicy
 
-__all__ = ["deadline_passed", "unsynced_or_abort"]
+__all__ = ["deadline_passed", "unsynced_or_abort", "wait_or_abort"]
 
 
 def deadline_passed(
@@ -19,6 +19,25 @@ def deadline_passed(
     return now - start > policy.progress_deadline_seconds
 
 
+def wait_or_abort(
+    obs: ReleaseObservation,
+    policy: RolloutPolicy,
+    now: float,
+    *,
+    late: str,
+    waiting: str,
+    phase: str,
+    since: float | None = None,
+) -> Action:
+    """Something the rollout waits for has not happened: wait (``waiting``), or roll back once
+    the deadline counted from ``since`` passed, saying ``late`` and the deadline."""
+    if deadline_passed(obs, policy, now, since):
+        return StartRollback(
+            f"{late} within {policy.progress_deadline_seconds:g} s", verdict="aborted"
+        )
+    return Wait(waiting, phase)
+
+
 def unsynced_or_abort(
     obs: ReleaseObservation,
     policy: RolloutPolicy,
@@ -28,10 +47,12 @@ def unsynced_or_abort(
 ) -> Action:
     """The branch tip is not applied yet: wait, or roll back once the deadline passed (counted
     from ``since``, by default the pin's last change)."""
-    if deadline_passed(obs, policy, now, since):
-        return StartRollback(
-            f"{obs.environment} did not sync {obs.head[:12]} within "
-            f"{policy.progress_deadline_seconds:g} s",
-            verdict="aborted",
-        )
-    return Wait(f"waiting for {obs.environment} to sync {obs.head[:12]}", phase)
+    return wait_or_abort(
+        obs,
+        policy,
+        now,
+        late=f"{obs.environment} did not sync {obs.head[:12]}",
+        waiting=f"waiting for {obs.environment} to sync {obs.head[:12]}",
+        phase=phase,
+        since=since,
+    )

@@ -60,7 +60,7 @@ from controller.rollout.conclusions import (
     conclude_watch,
     failing_summary,
 )
-from controller.rollout.deadlines import deadline_passed, unsynced_or_abort
+from controller.rollout.deadlines import deadline_passed, unsynced_or_abort, wait_or_abort
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import RolloutPolicy
 from controller.rollout.pre_traffic_phases import shadowing, smoking
@@ -201,14 +201,13 @@ def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, ste
         and latest.percent == step
     )
     if not serving:
-        if deadline_passed(obs, policy, now):
-            return StartRollback(
-                f"canary revision {target.latest_created} was not serving {step}% within "
-                f"{policy.progress_deadline_seconds:g} s",
-                verdict="aborted",
-            )
-        return Wait(
-            f"canary revision {target.latest_created} is not serving {step}% yet", "progressing"
+        return wait_or_abort(
+            obs,
+            policy,
+            now,
+            late=f"canary revision {target.latest_created} was not serving {step}%",
+            waiting=f"canary revision {target.latest_created} is not serving {step}% yet",
+            phase="progressing",
         )
     record = obs.analysis
     if record is None or record.commit != obs.pin_commit:

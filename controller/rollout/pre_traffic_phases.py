@@ -13,7 +13,7 @@ from controller.rollout.actions import (
     StartRollback,
     Wait,
 )
-from controller.rollout.deadlines import deadline_passed, unsynced_or_abort
+from controller.rollout.deadlines import unsynced_or_abort, wait_or_abort
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import RolloutPolicy
 from controller.rollout.record import AnalysisRecord
@@ -34,13 +34,14 @@ def shadowing(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Act
     if target.failure and challenger != target.latest_ready:
         return StartRollback(f"challenger revision {challenger} failed: {target.failure}")
     if challenger is None or target.latest_ready != challenger:
-        if deadline_passed(obs, policy, now):
-            return StartRollback(
-                f"challenger revision {challenger} was not ready within "
-                f"{policy.progress_deadline_seconds:g} s",
-                verdict="aborted",
-            )
-        return Wait(f"challenger revision {challenger} is loading", "shadowing")
+        return wait_or_abort(
+            obs,
+            policy,
+            now,
+            late=f"challenger revision {challenger} was not ready",
+            waiting=f"challenger revision {challenger} is loading",
+            phase="shadowing",
+        )
     record = obs.analysis
     if record is None or record.commit != obs.pin_commit:
         record = AnalysisRecord(commit=obs.pin_commit, step=0)
@@ -50,13 +51,14 @@ def shadowing(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Act
         # revision KServe reports ready before its route has a URL would otherwise get a smoke
         # that cannot run. A smoke that could not run is tried again an interval later.
         if not _smoke_route(target, challenger):
-            if deadline_passed(obs, policy, now):
-                return StartRollback(
-                    f"challenger revision {challenger} was not ready on its tag route within "
-                    f"{policy.progress_deadline_seconds:g} s",
-                    verdict="aborted",
-                )
-            return Wait(f"challenger revision {challenger} has no tag route yet", "shadowing")
+            return wait_or_abort(
+                obs,
+                policy,
+                now,
+                late=f"challenger revision {challenger} was not ready on its tag route",
+                waiting=f"challenger revision {challenger} has no tag route yet",
+                phase="shadowing",
+            )
         retry = _smoke_retry(record, policy, now, "shadowing")
         return retry or Smoke(policy.steps[0], record, shadow=True)
     if not target.mirrors_shadow:
@@ -79,13 +81,14 @@ def smoking(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Actio
     if target.failure and revision != target.latest_ready:
         return StartRollback(f"new revision {revision} failed: {target.failure}")
     if revision is None or target.latest_ready != revision or not _smoke_route(target, revision):
-        if deadline_passed(obs, policy, now):
-            return StartRollback(
-                f"new revision {revision} was not ready on its tag route within "
-                f"{policy.progress_deadline_seconds:g} s",
-                verdict="aborted",
-            )
-        return Wait(f"new revision {revision} is loading at 0%", "smoke_testing")
+        return wait_or_abort(
+            obs,
+            policy,
+            now,
+            late=f"new revision {revision} was not ready on its tag route",
+            waiting=f"new revision {revision} is loading at 0%",
+            phase="smoke_testing",
+        )
     record = obs.analysis
     if record is None or record.commit != obs.pin_commit:
         return Smoke(policy.steps[0])
@@ -122,13 +125,14 @@ def _mirroring(
         return None
     primary = _primary_beside(obs.target, challenger)
     if primary is None:
-        if deadline_passed(obs, policy, now):
-            return StartRollback(
-                f"challenger revision {challenger} was not at 0% beside a primary at 100% "
-                f"within {policy.progress_deadline_seconds:g} s",
-                verdict="aborted",
-            )
-        return Wait(f"waiting for {challenger} at 0% beside a primary at 100%", "shadowing")
+        return wait_or_abort(
+            obs,
+            policy,
+            now,
+            late=f"challenger revision {challenger} was not at 0% beside a primary at 100%",
+            waiting=f"waiting for {challenger} at 0% beside a primary at 100%",
+            phase="shadowing",
+        )
     return StartMirror(primary, challenger, percent)
 
 

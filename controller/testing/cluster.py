@@ -23,6 +23,7 @@ from typing import Any
 from controller.backends.kubernetes_target import observation_from
 from controller.errors import ManifestInvalid, SluiceError
 from controller.local import sync
+from controller.local.isvc_object import AppliedInferenceService
 from controller.local.kserve_status import (
     PredictorSpec,
     PreviousStatus,
@@ -62,31 +63,13 @@ class _RevisionRecord:
 
 
 @dataclass
-class _Service:
+class _Service(AppliedInferenceService):
     document: dict[str, Any]
     records: list[_RevisionRecord] = field(default_factory=list)
     counter: int = 0
     generation: int = 0
     status: dict[str, Any] = field(default_factory=dict)
     traffic: tuple[TrafficTarget, ...] = ()
-
-    @property
-    def name(self) -> str:
-        return str(self.document["metadata"]["name"])
-
-    @property
-    def namespace(self) -> str:
-        return str(self.document["metadata"].get("namespace") or "default")
-
-    def to_object(self) -> dict[str, Any]:
-        metadata = dict(self.document.get("metadata", {}), generation=self.generation)
-        return {
-            "apiVersion": self.document.get("apiVersion", "serving.kserve.io/v1beta1"),
-            "kind": "InferenceService",
-            "metadata": metadata,
-            "spec": self.document.get("spec", {}),
-            "status": self.status,
-        }
 
 
 @dataclass

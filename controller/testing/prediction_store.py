@@ -9,11 +9,12 @@ that port and the router's :class:`~controller.ports.PredictionSink`, with the r
 - one answer per request id and role, the latest kept; a pair needs the primary's and the
   shadow's answers to the same inputs (equal :func:`~controller.predictions.inputs_digest`);
 - pairs come oldest first by when the primary's answer was logged, filtered by the shadow's
-  model and revision, the primary's time (``since``), a label, and a ``limit``;
+  model and revision, the primary's time (``since``), a label, and a ``limit``
+  (:meth:`~controller.predictions.PairQuery.admits`, which SQLite's query says in SQL);
 - outputs are kept as parsed JSON, None when empty, not JSON or over ``max_output_bytes``;
 - at most ``max_rows`` answers and ``max_rows`` labels (the oldest go first);
-- a label needs a request id and a finite number (:class:`~controller.errors.InputError`,
-  nothing stored), and the latest label of a request wins.
+- a label needs a request id and a finite number (:func:`~controller.predictions.checked_labels`,
+  shared with SQLite's log), and the latest label of a request wins.
 
 ``tests/test_prediction_store_contract.py`` holds the two to the same behaviour. Fault: with
 :attr:`~MemoryPredictionStore.locked` set, writes of labels fail as a log another process holds
@@ -28,13 +29,20 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, TypeVar
 
-from controller.errors import InputError, TransientError
-from controller.predictions import LoggedPrediction, Prediction, PredictionPair, inputs_digest
+from controller.errors import TransientError
+from controller.predictions import (
+    LoggedPrediction,
+    PairQuery,
+    PairReader,
+    Prediction,
+    PredictionPair,
+    checked_labels,
+    inputs_digest,
+)
 
 if TYPE_CHECKING:
     from controller.ports import PredictionSink, PredictionStore
@@ -55,7 +63,7 @@ def _output(output: bytes, limit: int) -> object:
         return None
 
 
-class MemoryPredictionStore:
+class MemoryPredictionStore(PairReader):
     """A prediction log in memory (thread-safe); ``path`` names it in error messages."""
 
     def __init__(
@@ -108,12 +116,7 @@ class MemoryPredictionStore:
         self.record_feedback_batch([(request_id, label)])
 
     def record_feedback_batch(self, labels: Iterable[tuple[str, float]]) -> int:
-        rows = []
-        for request_id, label in labels:
-            value = float(label)
-            if not request_id or not math.isfinite(value):
-                raise InputError(f"feedback ({request_id!r}, {label!r}) needs an id and a number")
-            rows.append((request_id, value))
+        rows = checked_labels(labels)
         with self._lock:
             if self.locked:
                 raise TransientError(
@@ -131,15 +134,7 @@ class MemoryPredictionStore:
             ids = {request_id for request_id, _role in self._answers}
         return sum(1 for request_id in dict.fromkeys(request_ids) if request_id in ids)
 
-    def pairs(
-        self,
-        *,
-        model: str | None = None,
-        shadow_revision: str | None = None,
-        since: float | None = None,
-        labelled: bool = False,
-        limit: int | None = None,
-    ) -> list[PredictionPair]:
+    def select_pairs(self, query: PairQuery) -> list[PredictionPair]:
         with self._lock:
             answers = dict(self._answers)
             labels = {request_id: label for request_id, (_seq, label) in self._labels.items()}
@@ -150,31 +145,12 @@ class MemoryPredictionStore:
                 continue
             seq, primary = primary_row
             label = labels.get(request_id)
-            if (
-                primary.inputs_digest != shadow.inputs_digest
-                or (model is not None and shadow.model != model)
-                or (shadow_revision is not None and shadow.revision != shadow_revision)
-                or (since is not None and primary.time < since)
-                or (labelled and label is None)
-            ):
-                continue
-            found.append((seq, PredictionPair(request_id, primary, shadow, label)))
+            if query.admits(primary, shadow, label):
+                found.append((seq, PredictionPair(request_id, primary, shadow, label)))
         found.sort(key=lambda item: item[0])
+        limit = query.limit
         chosen = found if limit is None or limit < 0 else found[:limit]
         return [pair for _seq, pair in chosen]
-
-    def labelled_pairs(
-        self,
-        *,
-        model: str | None = None,
-        shadow_revision: str | None = None,
-        since: float | None = None,
-        limit: int | None = None,
-    ) -> list[PredictionPair]:
-        """Pairs whose label has arrived."""
-        return self.pairs(
-            model=model, shadow_revision=shadow_revision, since=since, labelled=True, limit=limit
-        )
 
 
 def _rotate(rows: dict[_K, tuple[int, _V]], max_rows: int) -> None:

@@ -16,11 +16,13 @@ import math
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, TypeVar
 
 import pytest
 from mlflow import MlflowClient
@@ -28,7 +30,7 @@ from mlflow import MlflowClient
 from controller.local.processes import ManagedProcess
 from controller.local.state import read_json
 from support.gitops_repo import commit_to_remote
-from support.gitrepo import GitRemote
+from support.gitrepo import GitRemote, create_git_remote
 from support.registry import register_version
 
 __all__ = [
@@ -36,12 +38,16 @@ __all__ = [
     "ISVC",
     "KUSTOMIZATION",
     "OVERLAY",
+    "R1",
+    "R2",
     "SIGMAS",
     "Background",
     "Client",
     "Loop",
     "predictor",
     "register_uris",
+    "running",
+    "serverless_manifest",
     "split",
     "within_binomial",
 ]
@@ -55,6 +61,8 @@ kind: Kustomization
 namespace: models-local
 resources:
 """
+#: The revisions of ``ISVC``'s first two predictor templates.
+R1, R2 = (f"{ISVC}-predictor-0000{k}" for k in (1, 2))
 
 
 @dataclass
@@ -70,6 +78,17 @@ class Loop:
     timings: dict[str, float] = field(default_factory=dict)
     #: Every status of ``ISVC`` this loop read, once each, for a check against the CRD.
     statuses: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def on_new_remote(
+        cls, root: Path, tracking_uri: str, model: str, *, state_dir: Path | None = None
+    ) -> Self:
+        """A loop on a new bare remote under ``root`` (the runtime's state in ``root/state``
+        unless ``state_dir`` says), with two versions of a fresh model ``model-<random>``
+        registered in ``tracking_uri``."""
+        uris = register_uris(tracking_uri, f"{model}-{uuid.uuid4().hex[:8]}")
+        state = root / "state" if state_dir is None else state_dir
+        return cls(create_git_remote(root), state, root / "work", uris, tracking_uri)
 
     def start(self, poll_interval: float = 1.0) -> None:
         argv = [
@@ -112,20 +131,21 @@ class Loop:
                 old.unlink()
             isvcs = {ISVC: (uri, canary), **{n: (u, None) for n, u in (others or {}).items()}}
             for name, (storage_uri, percent) in isvcs.items():
-                predictor: dict[str, Any] = {
-                    "model": {"modelFormat": {"name": "mlflow"}, "storageUri": storage_uri}
-                }
-                if percent is not None:
-                    predictor["canaryTrafficPercent"] = percent
-                document = {
-                    "apiVersion": "serving.kserve.io/v1beta1",
-                    "kind": "InferenceService",
-                    "metadata": {"name": name},
-                    "spec": {"predictor": predictor},
-                }
+                document = serverless_manifest(name, storage_uri, percent)
                 (overlay / f"{name}.yaml").write_text(json.dumps(document, indent=2))
             resources = "".join(f"  - {name}.yaml\n" for name in isvcs)
             (overlay / "kustomization.yaml").write_text(KUSTOMIZATION + resources)
+
+        return commit_to_remote(self.remote, self.workdir, message, change)
+
+    def push_document(self, message: str, document: dict[str, Any]) -> str:
+        """Commit an overlay holding ``document`` as ``ISVC``'s manifest (other files stay)."""
+
+        def change(tree: Path) -> None:
+            overlay = tree / OVERLAY
+            overlay.mkdir(parents=True, exist_ok=True)
+            (overlay / f"{ISVC}.yaml").write_text(json.dumps(document, indent=2))
+            (overlay / "kustomization.yaml").write_text(f"{KUSTOMIZATION}  - {ISVC}.yaml\n")
 
         return commit_to_remote(self.remote, self.workdir, message, change)
 
@@ -146,6 +166,46 @@ class Loop:
     @property
     def url(self) -> str:
         return str(self.isvc()["url"])
+
+
+_L = TypeVar("_L", bound=Loop)
+
+
+@contextmanager
+def running(loop: _L) -> Iterator[_L]:
+    """``loop``'s runtime started on its remote, whose overlay serves version 1, once revision 1
+    takes all the traffic; stopped on leaving."""
+    loop.start()
+    loop.wait(lambda e: split(e) == {R1: 100}, f"{R1} at 100 %")
+    try:
+        yield loop
+    finally:
+        if loop.process is not None:
+            loop.process.stop()
+
+
+def serverless_manifest(
+    name: str,
+    storage_uri: str,
+    canary: int | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Serverless InferenceService ``name`` serving ``storage_uri``, at ``canary`` % when it
+    is not None, with ``annotations`` when they are not None."""
+    predictor: dict[str, Any] = {
+        "model": {"modelFormat": {"name": "mlflow"}, "storageUri": storage_uri}
+    }
+    if canary is not None:
+        predictor["canaryTrafficPercent"] = canary
+    metadata: dict[str, Any] = {"name": name}
+    if annotations is not None:
+        metadata["annotations"] = annotations
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": metadata,
+        "spec": {"predictor": predictor},
+    }
 
 
 def register_uris(tracking_uri: str, name: str, count: int = 2) -> list[str]:
