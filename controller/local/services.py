@@ -122,16 +122,18 @@ def start_mlflow(
     log_dir: Path,
     timeout: float = 120.0,
 ) -> MlflowService:
-    """Start ``mlflow server`` from this Python environment with one worker.
+    """Start ``mlflow server`` from this Python environment with one worker, in one process.
 
     The job runner is off: by default the server starts four workers and a job runner, about
-    2.5 GB and 20-30 s; with one worker and no jobs it is about 0.5 GB and 10 s.
+    2.5 GB and 20-30 s; with one worker and no jobs it is about 0.5 GB and 10 s. Its uvicorn
+    runs in the command's own process (:mod:`controller.local.mlflow_server`), not in a second
+    Python process that imports MLflow again.
     """
     port = port or free_port()
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        *(sys.executable, "-m", "mlflow", "server"),
+        *(sys.executable, "-m", "controller.local.mlflow_server"),
         *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
         *("--backend-store-uri", backend_store_uri),
         *("--artifacts-destination", str(artifacts_dir.resolve())),
