@@ -209,18 +209,34 @@ class ReleaseRepository(Protocol):
         """Unified diff (``git diff``'s) of ``path`` between two commits."""
         ...
 
-    def preview(self, *, branch: str, base: str, edit: Callable[[Path], None], path: str) -> str:
+    def preview(
+        self,
+        *,
+        branch: str,
+        base: str,
+        edit: Callable[[Path], None],
+        path: str,
+        restart_merged: bool = False,
+    ) -> str:
         """What :meth:`commit_and_push` would change in ``path``, without committing."""
         ...
 
     def commit_and_push(
-        self, *, branch: str, base: str, edit: Callable[[Path], None], message: str
+        self,
+        *,
+        branch: str,
+        base: str,
+        edit: Callable[[Path], None],
+        message: str,
+        restart_merged: bool = False,
     ) -> CommitOutcome:
         """Apply ``edit`` to a work tree of ``branch``'s tip (``base``'s when the branch does
         not exist), commit with ``message`` and push, expecting the remote branch to be where
         it was seen; on a lost race, sync and run ``edit`` again on the new tip (so it must
         be idempotent, and it may raise to refuse a tip it does not expect). An edit that
-        changes nothing makes no commit."""
+        changes nothing makes no commit. With ``restart_merged``, a branch whose tip the base
+        already holds (a proposal merged, then undone on the base) starts again from the
+        base's tip, replacing the old tip (``--force-with-lease``)."""
         ...
 
 

@@ -49,6 +49,11 @@ class ProposalRequest:
     version: int | None = None
     alias: str | None = None
     dry_run: bool = False
+    #: Propose again a version whose earlier proposal branch was merged and then undone (a
+    #: rollback or an aborted rollout): the branch starts again from the base. A person's
+    #: ``sluice propose`` asks for this; the ``sluice serve`` loop does not, so an alias that
+    #: still names a rolled-back version is not proposed on every pass.
+    restart_merged: bool = False
 
 
 @dataclass(frozen=True)
@@ -312,13 +317,15 @@ def propose(
             return replace(draft, commit=workspace.remote_sha(draft.base))
         if request.dry_run:
             diff = workspace.preview(
-                branch=draft.branch, base=draft.base, edit=plan.edit, path=plan.pin_path
-            )
+                branch=draft.branch, base=draft.base, edit=plan.edit, path=plan.pin_path,
+                restart_merged=request.restart_merged,
+            )  # fmt: skip
             return replace(draft, status="dry-run", diff=diff)
         forge.check_access()
         outcome = workspace.commit_and_push(
-            branch=draft.branch, base=draft.base, edit=plan.edit, message=plan.message
-        )
+            branch=draft.branch, base=draft.base, edit=plan.edit, message=plan.message,
+            restart_merged=request.restart_merged,
+        )  # fmt: skip
         _check_landed(workspace, draft, plan.pin_path)
         result = replace(
             draft,

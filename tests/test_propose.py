@@ -18,6 +18,7 @@ from support.registry import register_version
 
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
+from controller.demo.gitops_remote import merge_branch
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
 from controller.null_ports import NoForge
@@ -112,6 +113,45 @@ def test_running_again_changes_nothing(
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["status"] == "unchanged"
     assert snapshot(remote) == refs
+
+
+@pytest.mark.slow
+def test_a_version_proposed_merged_and_rolled_back_can_be_proposed_again(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
+) -> None:
+    """After its proposal was merged and a rollback put the old pin back on main (an aborted
+    rollout leaves the version unquarantined, "it may be proposed again"), `sluice propose`
+    of the same version makes a new proposal on its branch, remade from main, which merges
+    and pins the version again. The `sluice serve` loop does not: an alias still naming the
+    rolled-back version is left alone (the proposal is "unchanged")."""
+    version = register_version(mlflow_server.tracking_uri, model)
+    first = sluice(tmp_path, mlflow_server.tracking_uri, remote, "propose", model,
+                   "--env", "staging", "--version", str(version))  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    branch = f"sluice/staging/{model}/v{version}"
+    before = show(remote, "main")
+    merge_branch(remote.path, branch)
+    commit_to_remote(remote, tmp_path / "rollback", f"rollback {model} v{version}: aborted",
+                     lambda tree: (tree / PIN).write_text(before + "\n"))  # fmt: skip
+    assert show(remote, "main") == before
+
+    loop = propose(
+        ProposalRequest(model=model, environment="staging", version=version),
+        registry=MlflowRegistry(mlflow_server.tracking_uri),
+        workspace=GitWorkspace(remote.url, tmp_path / "serve-git"),
+        forge=NoForge(),
+    )
+    assert loop.status == "unchanged"
+
+    again = sluice(tmp_path, mlflow_server.tracking_uri, remote, "propose", model,
+                   "--env", "staging", "--version", str(version), "--json")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["status"] == "proposed"
+    assert git("merge-base", "main", branch, cwd=remote.path) == git(
+        "rev-parse", "main", cwd=remote.path
+    )  # remade from main's tip, not stacked on the merged one
+    merge_branch(remote.path, branch)
+    assert f'sluice.dev/model-version: "{version}"' in show(remote, "main")
 
 
 @pytest.mark.slow

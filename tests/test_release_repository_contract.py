@@ -14,6 +14,7 @@ import pytest
 from support.release_repositories import README, GitHarness, Harness, MemoryHarness
 
 from controller.errors import GitConflict, PermanentError, RemoteUnavailable
+from controller.ports import CommitOutcome, ReleaseRepository
 from controller.testing import MemoryReleaseRepository
 
 TRAILERS = "Sluice-Action: step\nSluice-Version: 3"
@@ -242,6 +243,73 @@ def test_a_new_branch_starts_from_the_base(harness: Harness) -> None:
     assert harness.tip("main") == main
     assert harness.files("topic") == {"README.md": README, "b.txt": "b\n"}
     assert repo.log_subjects("topic", main, outcome.sha, "b.txt") == [f"{outcome.sha[:7]} b"]
+
+
+def _merged_then_undone(harness: Harness) -> tuple[ReleaseRepository, CommitOutcome]:
+    """A proposal of v3, merged into main, then undone there by a rollback commit."""
+    repo = harness.workspace()
+    proposed = repo.commit_and_push(
+        branch="proposal", base="main", edit=write("pin.yaml", "v: 3\n"), message="propose v3"
+    )
+    harness.merge("proposal", "main", "Merge proposal")
+    harness.push("main", {"pin.yaml": "v: 1\n"}, "rollback v3: aborted, v1 serves again")
+    repo.sync()
+    return repo, proposed
+
+
+def test_a_branch_already_merged_into_the_base_starts_again_from_the_base_when_asked(
+    harness: Harness,
+) -> None:
+    """A proposal branch whose work the base already holds (merged, then rolled back on the
+    base) is done: proposed again with ``restart_merged``, it is remade from the base's tip,
+    so the edit lands as a new commit to merge, not as "unchanged" on the old tip; the
+    preview shows that change too."""
+    repo, proposed = _merged_then_undone(harness)
+    preview = repo.preview(
+        branch="proposal", base="main", edit=write("pin.yaml", "v: 3\n"), path="pin.yaml",
+        restart_merged=True,
+    )  # fmt: skip
+    assert "-v: 1" in preview
+    assert "+v: 3" in preview
+    again = repo.commit_and_push(
+        branch="proposal", base="main", edit=write("pin.yaml", "v: 3\n"), message="propose v3",
+        restart_merged=True,
+    )  # fmt: skip
+    assert again.committed
+    assert again.sha != proposed.sha
+    assert harness.tip("proposal") == again.sha
+    assert harness.files("proposal")["pin.yaml"] == "v: 3\n"
+    main = harness.tip("main")
+    assert main is not None
+    assert repo.log_subjects("proposal", main, again.sha, "pin.yaml") == [
+        f"{again.sha[:7]} propose v3"
+    ]
+
+
+def test_by_default_a_merged_branch_is_left_as_it_is(harness: Harness) -> None:
+    """Without ``restart_merged`` the edit runs on the branch's own tip, where it changes
+    nothing: an alias that still names a rolled-back version is not proposed again by every
+    pass of `sluice serve`."""
+    repo, proposed = _merged_then_undone(harness)
+    again = repo.commit_and_push(
+        branch="proposal", base="main", edit=write("pin.yaml", "v: 3\n"), message="propose v3"
+    )
+    assert not again.committed
+    assert again.sha == proposed.sha == harness.tip("proposal")
+
+
+def test_an_unmerged_branch_keeps_its_commits(harness: Harness) -> None:
+    """A branch with work the base does not hold yet is edited on its own tip."""
+    repo = harness.workspace()
+    first = repo.commit_and_push(
+        branch="proposal", base="main", edit=write("a.txt", "a\n"), message="a"
+    )
+    second = repo.commit_and_push(
+        branch="proposal", base="main", edit=write("b.txt", "b\n"), message="b"
+    )
+    assert second.committed
+    assert harness.files("proposal") == {"README.md": README, "a.txt": "a\n", "b.txt": "b\n"}
+    assert first.sha != second.sha
 
 
 def test_a_missing_base_is_permanent(harness: Harness) -> None:

@@ -5,7 +5,8 @@ traffic say what happened. The shipped local policy leaves the pre-traffic smoke
 on: every proposal pins the new version at weight 0 and `sluice rollout` smokes its tag route
 before a client sees it. A version that answers 300 ms slower passes the smoke and is rolled
 back at its first step and quarantined; a good one passes the smoke, is held while Prometheus
-is down and promoted step by step once it is back, or rolled back if it never comes back; one
+is down and aborted (not quarantined) when it stays down, then promoted step by step when
+proposed again with Prometheus back; one
 that fails a fifth of its requests never gets past the smoke. `make demo` (tests/test_demo.py) walks
 a good version to champion and rolls back one failing a fifth of its requests.
 
@@ -83,15 +84,21 @@ def test_slow_version_is_rolled_back_on_latency(loop: Loop) -> None:
     assert "latency" in reason
 
 
-def test_prometheus_outage_holds_the_canary_then_it_proceeds(loop: Loop) -> None:
-    """The default smoke, through the CLI and the shipped local policy: the proposal pins the
-    good version at weight 0 in the smoke phase, `sluice rollout` sends the smoke to its tag
-    route (Prometheus is not needed) before any client request reaches it, and one commit
-    starts the canary. With Prometheus down the canary then holds on a tool error; when it is
-    back, the version goes 10% → 50% → 100%, one commit per step listing its gates, and becomes
-    the champion without a client seeing an error."""
+def test_prometheus_outage_holds_then_aborts_and_the_version_proceeds_when_proposed_again(
+    loop: Loop,
+) -> None:
+    """The default smoke, through the CLI and the shipped local policy, around a Prometheus
+    outage. The proposal pins the good version at weight 0 in the smoke phase; `sluice rollout`
+    smokes its tag route (Prometheus is not needed) and one commit starts the canary. With
+    Prometheus down the canary holds at 10 % on a tool error, and after errorLimit analyses the
+    rollout is aborted: traffic goes back, but a broken tool condemns no model, so the version
+    is not quarantined and the registry says the rollout was aborted. Proposed again with
+    Prometheus back (`sluice local up` restarts it), the same version is smoked before any
+    client request reaches it and goes 10% → 50% → 100%, one commit per step listing its
+    gates, and becomes the champion without a client seeing an error. (One rollout for both
+    outcomes: the outage's hold and abort, then the same version's promotion.)"""
     version = register_version(loop.tracking_uri, MODEL, input_example=True)
-    canary = next_revision(latest_created(loop))
+    serving = loop.pin()[0]
     loop.propose_and_merge(version)
     assert loop.pin() == (version, 0)
     proposal = git("log", "-1", "--format=%s", "main^2", cwd=loop.remote.path)
@@ -99,24 +106,42 @@ def test_prometheus_outage_holds_the_canary_then_it_proceeds(loop: Loop) -> None
     assert "sluice.dev/phase: smoke" in git("show", f"main:{PIN}", cwd=loop.remote.path)
     before = loop.traffic.failures()
     loop.stop_prometheus()
-    rollout = subprocess.Popen(
-        loop.rollout_command(), env=loop.rollout_env(), cwd=loop.root, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
     try:
-        wait_for(
-            "an analysis whose Prometheus gates errored",
-            lambda: int(str(loop.analysis(version).get("errors", 0))) >= 1,
-        )
-        assert loop.pin() == (version, 10)
-        assert rollout.poll() is None
-        loop.start_prometheus()
-        output, _ = rollout.communicate(timeout=300)
+        rollout = subprocess.Popen(
+            loop.rollout_command(), env=loop.rollout_env(), cwd=loop.root,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            wait_for(
+                "an analysis whose Prometheus gates errored",
+                lambda: int(str(loop.analysis(version).get("errors", 0))) >= 1,
+            )
+            assert loop.pin() == (version, 10)  # held, not rolled back, on the first error
+            assert rollout.poll() is None
+            output, _ = rollout.communicate(timeout=300)
+        finally:
+            rollout.kill()
     finally:
-        rollout.kill()
-    assert rollout.returncode == 0, output
-    assert loop.pin() == (version, None)
+        loop.start_prometheus()
+    assert rollout.returncode == 1, output
     assert "no data" in output or "unreachable" in output
+    body = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
+    assert body.startswith(f"rollback fraud-detector v{version}: aborted, all traffic back to")
+    assert "a gate could not run in 4 analyses in a row" in body
+    assert "[ERROR] prometheus/request-success-rate" in body
+    assert f"v{version} is not quarantined" in body
+    assert loop.pin() == (serving, None)
+    tags = MlflowClient(loop.tracking_uri).get_model_version(MODEL, str(version)).tags
+    assert "sluice.quarantined" not in tags
+    assert tags["sluice.rollout.local"] == "aborted"
+    assert "could not run" in tags["sluice.rollout.local.reason"]
+
+    canary = next_revision(latest_created(loop))
+    loop.propose_and_merge(version)
+    assert loop.pin() == (version, 0)
+    done = loop.rollout()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert loop.pin() == (version, None)
     subjects = loop.subjects()
     smoked = f"fraud-detector v{version}: smoke passed, canary 10% (local)"
     assert subjects[:3] == [
@@ -124,7 +149,7 @@ def test_prometheus_outage_holds_the_canary_then_it_proceeds(loop: Loop) -> None
         f"fraud-detector v{version}: canary 10% → 50% (local)",
         smoked,
     ], subjects[:4]
-    assert subjects.count(smoked) == 1  # one smoke per rollout
+    assert subjects.count(smoked) == 2  # one smoke per rollout: the aborted one, this one
     smoke = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
     assert "[pass] smoke: 0 of 50 requests to the new revision failed" in smoke, smoke
     assert "before any client request" in smoke
@@ -148,31 +173,6 @@ def test_prometheus_outage_holds_the_canary_then_it_proceeds(loop: Loop) -> None
     # Measured, not just "no data": the checks found Knative 1.18's series.
     assert "[pass] prometheus/request-success-rate" in body
     assert "[pass] prometheus/request-latency" in body
-
-
-def test_prometheus_outage_past_the_limit_aborts_without_quarantine(loop: Loop) -> None:
-    """A canary whose Prometheus never answers is aborted after errorLimit analyses: traffic
-    goes back, but a broken tool condemns no model, so the version is not quarantined, the
-    registry says the rollout was aborted, and it may be proposed again."""
-    version = register_version(loop.tracking_uri, MODEL, input_example=True)
-    serving = loop.pin()[0]
-    loop.propose_and_merge(version)
-    loop.stop_prometheus()
-    try:
-        done = loop.rollout()
-    finally:
-        loop.start_prometheus()
-    assert done.returncode == 1, done.stdout + done.stderr
-    body = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
-    assert body.startswith(f"rollback fraud-detector v{version}: aborted, all traffic back to")
-    assert "a gate could not run in 4 analyses in a row" in body
-    assert "[ERROR] prometheus/request-success-rate" in body
-    assert f"v{version} is not quarantined" in body
-    assert loop.pin() == (serving, None)
-    tags = MlflowClient(loop.tracking_uri).get_model_version(MODEL, str(version)).tags
-    assert "sluice.quarantined" not in tags
-    assert tags["sluice.rollout.local"] == "aborted"
-    assert "could not run" in tags["sluice.rollout.local.reason"]
 
 
 def test_rollback_after_a_restore_undoes_the_last_promotion(loop: Loop) -> None:

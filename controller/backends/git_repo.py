@@ -229,13 +229,35 @@ class GitWorkspace:
 
     # -- writing -------------------------------------------------------------------------
 
-    def preview(self, *, branch: str, base: str, edit: Callable[[Path], None], path: str) -> str:
+    def preview(
+        self,
+        *,
+        branch: str,
+        base: str,
+        edit: Callable[[Path], None],
+        path: str,
+        restart_merged: bool = False,
+    ) -> str:
         """What :meth:`commit_and_push` would change in ``path``, without committing."""
         with self.locked():
-            return self._preview(branch=branch, base=base, edit=edit, path=path)
+            start, _ = self._start(branch, base, restart_merged=restart_merged)
+            return self._preview(branch=branch, base=base, start=start, edit=edit, path=path)
 
-    def _preview(self, *, branch: str, base: str, edit: Callable[[Path], None], path: str) -> str:
-        start = self.remote_sha(branch) or self.remote_sha(base)
+    def _start(
+        self, branch: str, base: str, *, restart_merged: bool
+    ) -> tuple[str | None, str | None]:
+        """Where an edit of ``branch`` starts, and the tip it replaces (None: a fast-forward):
+        the branch's tip, the base's when it does not exist, and with ``restart_merged`` also
+        when the base already holds the branch's tip (a proposal merged, then undone)."""
+        tip, base_tip = self.remote_sha(branch), self.remote_sha(base)
+        restart = restart_merged and tip is not None and base_tip is not None and branch != base
+        if restart and tip is not None and self.is_merged(tip, base):
+            return base_tip, tip
+        return tip or base_tip, None
+
+    def _preview(
+        self, *, branch: str, base: str, start: str | None, edit: Callable[[Path], None], path: str
+    ) -> str:
         if start is None:
             raise PermanentError(f"branch {base!r} does not exist on {redact(self.remote_url)}")
         self._checkout(branch, start)
@@ -257,25 +279,27 @@ class GitWorkspace:
         base: str,
         edit: Callable[[Path], None],
         message: str,
+        restart_merged: bool = False,
     ) -> CommitOutcome:
-        """Apply ``edit`` to ``branch`` (created from ``base`` if absent), commit, push.
+        """Apply ``edit`` to ``branch`` (created from ``base`` if absent; with
+        ``restart_merged``, remade from ``base`` if the base holds its tip), commit, push.
 
         ``edit`` receives the work tree and must be idempotent: on a lost push race it runs
         again on the remote's new tip. An edit that changes nothing makes no commit.
         """
         with self.locked():
-            return self._commit_and_push(branch=branch, base=base, edit=edit, message=message)
-
-    def _commit_and_push(
-        self, *, branch: str, base: str, edit: Callable[[Path], None], message: str
-    ) -> CommitOutcome:
-        return self._retrying_races(
-            lambda number: self._push_once(
-                branch=branch, base=base, edit=edit, message=message, attempt=number
-            ),
-            f"git push of {branch} to {redact(self.remote_url)} lost the race "
-            f"{self.max_attempts} times (the remote keeps moving); run again",
-        )
+            return self._retrying_races(
+                lambda number: self._push_once(
+                    branch=branch,
+                    base=base,
+                    edit=edit,
+                    message=message,
+                    attempt=number,
+                    restart_merged=restart_merged,
+                ),
+                f"git push of {branch} to {redact(self.remote_url)} lost the race "
+                f"{self.max_attempts} times (the remote keeps moving); run again",
+            )
 
     def _retrying_races(self, attempt: Callable[[int], _T], lost: str) -> _T:
         """``attempt(number)`` until it does not lose a push race, syncing before each retry
@@ -346,12 +370,19 @@ class GitWorkspace:
         return sha
 
     def _push_once(
-        self, *, branch: str, base: str, edit: Callable[[Path], None], message: str, attempt: int
+        self,
+        *,
+        branch: str,
+        base: str,
+        edit: Callable[[Path], None],
+        message: str,
+        attempt: int,
+        restart_merged: bool,
     ) -> CommitOutcome:
         """One attempt from the remote's current tip (plumbing:
         :func:`~controller.backends.git_commit_writer.commit_edit`);
         :class:`~controller.backends.git_push.LostRace` if the push lost."""
-        start = self.remote_sha(branch) or self.remote_sha(base)
+        start, lease = self._start(branch, base, restart_merged=restart_merged)
         if start is None:
             raise PermanentError(
                 f"branch {base!r} does not exist on {redact(self.remote_url)}; "
@@ -361,5 +392,6 @@ class GitWorkspace:
         sha = commit_edit(repo, Path(repo.working_tree_dir or self.path), start, edit, message)
         if sha is None:
             return CommitOutcome(sha=start, committed=False, attempts=attempt)
-        self._push(branch, f"{sha}:refs/heads/{branch}")
+        expected = f"refs/heads/{branch}:{lease}" if lease is not None else None
+        self._push(branch, f"{sha}:refs/heads/{branch}", lease=expected)
         return CommitOutcome(sha=sha, committed=True, attempts=attempt)

@@ -68,7 +68,7 @@ def propose(
         settings,
         ProposalRequest(
             model=model, environment=env, version=version, alias=alias,
-            dry_run=dry_run,
+            dry_run=dry_run, restart_merged=True,
         ),
         forge=forge_name(forge),
         remote=repo,

@@ -200,12 +200,16 @@ class MemoryRemote:
                 yield current
                 queue.extend(self.commits[current].parents)
 
-    def push(self, branch: str, made: Commit) -> bool:
-        """Move ``branch`` to ``made`` if that is a fast-forward (or creates it); False when
-        the branch moved to something else first (a lost race)."""
+    def push(self, branch: str, made: Commit, *, lease: str | None = None) -> bool:
+        """Move ``branch`` to ``made`` if that is a fast-forward (or creates it), or, with a
+        ``lease``, if the branch is still at that sha (``--force-with-lease``); False when the
+        branch moved to something else first (a lost race)."""
         with self.lock:
             current = self.branches.get(branch)
-            if current is not None and current not in self._ancestors_with(made):
+            if lease is not None:
+                if current != lease:
+                    return False
+            elif current is not None and current not in self._ancestors_with(made):
                 return False
             self.commits[made.sha] = made
             self.branches[branch] = made.sha

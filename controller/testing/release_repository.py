@@ -206,9 +206,17 @@ class MemoryReleaseRepository:
 
     # -- writing -------------------------------------------------------------------------
 
-    def preview(self, *, branch: str, base: str, edit: Callable[[Path], None], path: str) -> str:
+    def preview(
+        self,
+        *,
+        branch: str,
+        base: str,
+        edit: Callable[[Path], None],
+        path: str,
+        restart_merged: bool = False,
+    ) -> str:
         with self.locked():
-            start = self._start(branch, base, hint="")
+            start, _ = self._start_or_restart(branch, base, restart_merged, hint="")
             files = self.remote.commits[start].files
             edited = self._edited(files, edit)
             # As ``git diff <start> -- path``: the files the start commit tracks.
@@ -216,26 +224,45 @@ class MemoryReleaseRepository:
             return _unified(files, tracked, path)
 
     def commit_and_push(
-        self, *, branch: str, base: str, edit: Callable[[Path], None], message: str
+        self,
+        *,
+        branch: str,
+        base: str,
+        edit: Callable[[Path], None],
+        message: str,
+        restart_merged: bool = False,
     ) -> CommitOutcome:
         with self.locked():
             for attempt in range(1, self.max_attempts + 1):
                 if attempt > 1:
                     self.sync()
-                start = self._start(
-                    branch, base, hint="; create it or fix the environment's branch"
+                start, lease = self._start_or_restart(
+                    branch, base, restart_merged, hint="; create it or fix the environment's branch"
                 )
                 files = self.remote.commits[start].files
                 edited = self._edited(files, edit)
                 if edited == dict(files):
                     return CommitOutcome(sha=start, committed=False, attempts=attempt)
                 made = make_commit((start,), edited, message, self.author, self.remote.now())
-                if self._push(branch, made):
+                if self._push(branch, made, lease=lease):
                     return CommitOutcome(sha=made.sha, committed=True, attempts=attempt)
             raise GitConflict(
                 f"git push of {branch} to {self.remote.url} lost the race {self.max_attempts} "
                 "times (the remote keeps moving); run again"
             )
+
+    def _start_or_restart(
+        self, branch: str, base: str, restart_merged: bool, *, hint: str
+    ) -> tuple[str, str | None]:
+        """Where an edit of ``branch`` starts, and the tip it replaces (None: a fast-forward);
+        with ``restart_merged``, a branch the base already holds starts again from the base,
+        as GitWorkspace's does."""
+        seen = self._branches()
+        tip, base_tip = seen.get(branch), seen.get(base)
+        restart = restart_merged and tip is not None and base_tip is not None and branch != base
+        if restart and base_tip is not None and tip in self.remote.ancestors(base_tip):
+            return base_tip, tip
+        return self._start(branch, base, hint=hint), None
 
     def _start(self, branch: str, base: str, *, hint: str) -> str:
         seen = self._branches()
@@ -255,8 +282,9 @@ class MemoryReleaseRepository:
             edit(tree)
             return files_under(tree)
 
-    def _push(self, branch: str, made: Commit) -> bool:
-        """Push ``made`` to ``branch``: False on a lost race, the remote's errors otherwise."""
+    def _push(self, branch: str, made: Commit, *, lease: str | None = None) -> bool:
+        """Push ``made`` to ``branch`` (replacing the tip ``lease`` when given, as
+        ``--force-with-lease`` does): False on a lost race, the remote's errors otherwise."""
         if self.before_push is not None:
             self.before_push(branch)
         if self.outage:
@@ -271,7 +299,7 @@ class MemoryReleaseRepository:
         if self.races > 0:
             self.races -= 1
             self._another_writer(branch, made.parents[0])
-        if not self.remote.push(branch, made):
+        if not self.remote.push(branch, made, lease=lease):
             return False
         assert self._seen is not None
         self._seen[branch] = made.sha  # a push moves the remote-tracking branch, as git's does

@@ -104,8 +104,8 @@ class Loop:
         return dict(json.loads(tags.get("sluice.analysis.local", "{}")))
 
     def propose_and_merge(self, version: int) -> None:
-        result = propose(
-            ProposalRequest(model=MODEL, environment="local", version=version),
+        result = propose(  # as `sluice propose` does: a rolled-back version may come again
+            ProposalRequest(model=MODEL, environment="local", version=version, restart_merged=True),
             registry=MlflowRegistry(self.tracking_uri),
             workspace=GitWorkspace(self.remote.url, self.root / "propose-git"),
             forge=NoForge(),
