@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy.spatial import distance
 
 from controller.drift.detector import is_drift
 from controller.drift.features import DriftMethod
@@ -284,6 +283,8 @@ class DriftWindow:
         values: dict[int, float] = {}
         if self._js.size:
             # A feature with no rows in the window is NaN here (0/0) and skipped below.
+            from scipy.spatial import distance  # on use: ~0.4 s to import
+
             with np.errstate(divide="ignore", invalid="ignore"):
                 js = distance.jensenshannon(self._js_reference, current[self._js], axis=1)
             values.update(zip(self._js.tolist(), js.tolist(), strict=True))

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import special
-from scipy import stats as scipy_stats
 
 from controller.analysis_types import LatencyHistogram
 from controller.errors import InputError
@@ -63,8 +61,20 @@ class LatencyComparison:
     p_inferior: float
 
 
+# scipy is imported where it is used: the policy's models import this module, and every
+# command that reads an environment (propose, status, rollout) would pay scipy.special and
+# scipy.stats (about 1 s of CPU) to parse a config.
+
+
+def _ndtr(z: float) -> float:
+    """The standard normal CDF at ``z``."""
+    from scipy import special
+
+    return float(special.ndtr(z))
+
+
 def _norm_sf(z: float) -> float:
-    return float(special.ndtr(-z))
+    return _ndtr(-z)
 
 
 def _restricted_rates(e1: int, n1: int, e2: int, n2: int, margin: float) -> tuple[float, float]:
@@ -105,13 +115,15 @@ def compare_error_rates(
     exact = expected < _MIN_EXPECTED
     if exact:
         # P(X >= e1), X the canary's share of all errors under "same rate": hypergeometric.
+        from scipy import stats as scipy_stats
+
         p_worse = float(scipy_stats.hypergeom.sf(e1 - 1, n1 + n2, e1 + e2, n1))
     else:
         p_worse = _norm_sf(z)
     q1, q2 = _restricted_rates(e1, n1, e2, n2, margin)
     se = math.sqrt(q1 * (1 - q1) / n1 + q2 * (1 - q2) / n2)
     z_inferior = (p1 - p2 - margin) / se
-    return ErrorRateComparison(p1, p2, z, p_worse, exact, float(special.ndtr(z_inferior)))
+    return ErrorRateComparison(p1, p2, z, p_worse, exact, _ndtr(z_inferior))
 
 
 def compare_latency(
@@ -146,9 +158,7 @@ def compare_latency(
         z_inferior = distance / math.sqrt(variance)
     else:  # every request of each revision in one bucket: the buckets say it all
         z_inferior = math.copysign(math.inf, distance) if distance else 0.0
-    return LatencyComparison(
-        int(n1), int(n2), u, z, _norm_sf(z), theta, float(special.ndtr(z_inferior))
-    )
+    return LatencyComparison(int(n1), int(n2), u, z, _norm_sf(z), theta, _ndtr(z_inferior))
 
 
 def alpha_spent(fraction: float, *, alpha: float, spending: Spending) -> float:
@@ -158,6 +168,8 @@ def alpha_spent(fraction: float, *, alpha: float, spending: Spending) -> float:
         return 0.0
     if spending == "pocock":
         return alpha * math.log1p((math.e - 1) * t)
+    from scipy import special
+
     z = float(special.ndtri(1 - alpha / 2))
     return 2 * _norm_sf(z / math.sqrt(t))
 
