@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from controller.errors import InputError
 
@@ -49,6 +48,8 @@ def recall_at_fpr(
 ) -> float:
     """Highest recall of any threshold whose false-positive rate is at most the bound."""
     y, s = _as_arrays(labels, scores)
+    from sklearn.metrics import roc_curve  # on use: the model card imports this module
+
     fpr, tpr, _ = roc_curve(y, s)
     allowed = fpr <= max_false_positive_rate
     return float(tpr[allowed].max()) if allowed.any() else 0.0
@@ -74,6 +75,8 @@ def binary_classification_metrics(
 ) -> dict[str, float]:
     """ROC AUC, PR AUC (average precision), recall at the FPR bound and calibration error."""
     y, s = _as_arrays(labels, scores)
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     return {
         "roc_auc": float(roc_auc_score(y, s)),
         "pr_auc": float(average_precision_score(y, s)),
