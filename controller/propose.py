@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from controller.commit_message import ProposalMessage, proposal_branch, render_proposal_message
 from controller.data_profile import DataProfile
 from controller.deployment_mode import DeploymentMode
 from controller.domain import ChangeRequest, ModelVersion, RunSummary
@@ -34,6 +33,7 @@ from controller.model_card import ModelCard, render_model_card
 from controller.ports import Forge, ProposalRegistry, ReleaseRepository
 from controller.render import validate_rendered
 from controller.storage_uri import map_storage_uri
+from controller.text.commit_message import ProposalMessage, proposal_branch, render_proposal_message
 
 __all__ = ["ProposalRequest", "ProposalResult", "propose"]
 

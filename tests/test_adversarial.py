@@ -32,13 +32,13 @@ from controller.backends.locust_load import LocustLoadGenerator
 from controller.errors import InputError, ManifestInvalid
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
-from controller.ref_names import (
+from controller.render import render_overlay
+from controller.settings import load_settings
+from controller.text.ref_names import (
     is_valid_branch_name,
     validate_environment_name,
     validate_model_name,
 )
-from controller.render import render_overlay
-from controller.settings import load_settings
 
 SLUICE = Path(sys.executable).with_name("sluice")
 ROOT = Path(__file__).resolve().parents[1]

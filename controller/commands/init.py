@@ -26,7 +26,6 @@ from controller.commands.propose import build_forge, default_remote
 from controller.domain import ChangeRequest
 from controller.environment import ENVIRONMENT_FILE, parse_environment
 from controller.errors import ConfigError, InputError, ModelNotFound
-from controller.forge_limits import fit_body
 from controller.onboard import (
     RUNTIME_DIR,
     Onboarding,
@@ -39,6 +38,7 @@ from controller.ports import Forge
 from controller.redact import redact
 from controller.render import validate_rendered
 from controller.settings import Settings
+from controller.text.forge_limits import fit_body
 
 __all__ = [
     "InitResult",

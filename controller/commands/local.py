@@ -29,8 +29,8 @@ from controller.local.stack import (
     running_urls,
     up,
 )
-from controller.ref_names import validate_environment_name
 from controller.settings import Settings
+from controller.text.ref_names import validate_environment_name
 
 if TYPE_CHECKING:  # both import the rollout policy and its statistics (scipy): seconds
     from controller.environment import EnvironmentConfig
@@ -284,8 +284,8 @@ def run_merge(
     """
     from controller.backends.git_repo import GitWorkspace, Identity
     from controller.commands.propose import build_forge, default_remote
-    from controller.commit_message import proposal_branch
     from controller.environment import ENVIRONMENT_FILE, parse_environment
+    from controller.text.commit_message import proposal_branch
 
     workspace = GitWorkspace(
         remote or settings.git_remote or default_remote(),

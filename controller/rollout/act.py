@@ -19,7 +19,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.commit_message import proposal_branch
 from controller.errors import SluiceError
 from controller.manifest import ReleasePin
 from controller.null_ports import NoForge
@@ -56,6 +55,7 @@ from controller.rollout.traffic_commits import pinned_version
 from controller.shadow.mirror import validate_virtual_service
 from controller.shadow.mirror_commits import start_mirror, stop_mirror
 from controller.storage_uri import map_storage_uri
+from controller.text.commit_message import proposal_branch
 
 __all__ = ["ActResult", "Actuator"]
 
