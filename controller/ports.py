@@ -109,7 +109,7 @@ class ProposalRegistry(ModelRegistry, Protocol):
 
 class AliasIndex(Protocol):
     """The aliases of the watched models in a few batched reads: what a ``sluice serve``
-    pass compares with the pins (:mod:`controller.proposal_scan`)."""
+    pass compares with the pins (:mod:`controller.proposals.proposal_scan`)."""
 
     def aliases_of(self, models: Collection[str]) -> dict[str, dict[str, int]]:
         """model -> alias -> version for each of ``models`` that is registered (its cost

@@ -39,7 +39,7 @@ from controller.local.services import MlflowService
 from controller.manifest import ReleasePin, apply_release, dump_pin, load_pin, read_release
 from controller.null_ports import NoForge
 from controller.ports import LoadGenerator, RolloutRegistry
-from controller.propose import ProposalRequest, propose
+from controller.proposals.propose import ProposalRequest, propose
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer
 from controller.rollout.observe import QUARANTINE_TAG

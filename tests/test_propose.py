@@ -22,7 +22,7 @@ from controller.demo.gitops_remote import merge_branch
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
 from controller.null_ports import NoForge
-from controller.propose import ProposalRequest, ProposalResult, propose
+from controller.proposals.propose import ProposalRequest, ProposalResult, propose
 from controller.render import validate_rendered
 from controller.testing import MemoryReleaseRepository, MemoryRemote
 

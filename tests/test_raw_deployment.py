@@ -23,7 +23,7 @@ from controller.manifest import (
     load_pin,
     read_release,
 )
-from controller.propose import _replace_raw_canary
+from controller.proposals.propose import _replace_raw_canary
 from controller.render import validate_rendered
 from controller.rollout.pin_edits import promote_edit, restore_edit, weight_edit
 

@@ -20,7 +20,7 @@ from controller.demo.gitops_remote import merge_branch
 from controller.local.services import MlflowService
 from controller.manifest import load_pin, read_release
 from controller.notify import NullNotifier
-from controller.propose import ProposalRequest, propose
+from controller.proposals.propose import ProposalRequest, propose
 from controller.rollout.act import Actuator
 from controller.rollout.actions import SetWeight, StartRollback
 from controller.rollout.observation import ReleaseObservation

@@ -150,7 +150,7 @@ class GitHubForge:
         already closed as superseded is neither commented on nor closed again.
         """
         # Cut to GitHub's limit here, so the comparison with the open pull request's body
-        # compares what would be sent. A model card fits already (controller.model_card).
+        # compares what would be sent. A model card fits already (controller.proposals.model_card).
         fitted = replace(change, body=fit_body(change.body))
         return self._attempt(
             f"opening a pull request for {change.branch}",

@@ -62,7 +62,7 @@ def propose(
     settings = current_settings(ctx)
     # Imported once the input is checked: bad input is refused in a fraction of a second.
     from controller.commands.propose import run_propose
-    from controller.propose import ProposalRequest
+    from controller.proposals.propose import ProposalRequest
 
     run_propose(
         settings,

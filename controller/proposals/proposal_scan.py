@@ -6,8 +6,8 @@ blob id (only pins whose content was never seen are read and parsed, so a pass i
 nothing changed parses no YAML), and the aliases of the watched models only, a few names a
 registry request (its cost follows the watched set, not the size of the registry). Only
 releases whose alias points at a version other than the pinned one go on to
-:func:`controller.propose.propose`, which is idempotent (an already-proposed version makes no
-commit and no new pull request).
+:func:`controller.proposals.propose.propose`, which is idempotent (an already-proposed version
+makes no commit and no new pull request).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from controller.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_en
 from controller.errors import ConfigError, ManifestInvalid
 from controller.manifest import load_pin, read_release
 from controller.ports import AliasIndex, ReleaseRepository
-from controller.propose import ProposalRequest
+from controller.proposals.propose import ProposalRequest
 
 __all__ = ["ReleaseSnapshot", "Watched", "due_proposals", "scan"]
 

@@ -24,7 +24,7 @@ from string import Template
 
 from controller.data_profile import DataProfile
 from controller.domain import ModelVersion, RunSummary
-from controller.model_card_sections import (
+from controller.proposals.model_card_sections import (
     KEY_METRICS,
     comparison_line,
     metrics_section,

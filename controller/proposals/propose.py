@@ -29,8 +29,8 @@ from controller.manifest import (
     set_shadow_annotations,
     set_smoke_annotation,
 )
-from controller.model_card import ModelCard, render_model_card
 from controller.ports import Forge, ProposalRegistry, ReleaseRepository
+from controller.proposals.model_card import ModelCard, render_model_card
 from controller.render import validate_rendered
 from controller.storage_uri import map_storage_uri
 from controller.text.commit_message import ProposalMessage, proposal_branch, render_proposal_message
