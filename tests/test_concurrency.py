@@ -36,7 +36,13 @@ from controller.demo.gitops_remote import merge_branch
 from controller.errors import LeaseHeld
 from controller.lease import Lease, LeaseKeeper
 from controller.local.services import MlflowService
-from controller.manifest import ReleasePin, apply_release, dump_pin, load_pin, read_release
+from controller.manifests.manifest import (
+    ReleasePin,
+    apply_release,
+    dump_pin,
+    load_pin,
+    read_release,
+)
 from controller.null_ports import NoForge
 from controller.ports import LoadGenerator, RolloutRegistry
 from controller.proposals.propose import ProposalRequest, propose

@@ -33,7 +33,7 @@ from controller.settings import Settings
 from controller.text.ref_names import validate_environment_name
 
 if TYPE_CHECKING:  # both import the rollout policy and its statistics (scipy): seconds
-    from controller.environment import EnvironmentConfig
+    from controller.manifests.environment import EnvironmentConfig
 
 __all__ = [
     "PORT_BASE_MAX",
@@ -196,7 +196,7 @@ def _serve_command(env: str) -> str:
 def _next_commands(env: str) -> list[str]:
     """What to type after ``up``: the exports, then train, propose, merge and roll out the
     environment's first release (its training module when the checkout has one)."""
-    from controller.environment import load_environment
+    from controller.manifests.environment import load_environment
 
     model = "MODEL"
     try:
@@ -284,7 +284,7 @@ def run_merge(
     """
     from controller.backends.git_repo import GitWorkspace, Identity
     from controller.commands.propose import build_forge, default_remote
-    from controller.environment import ENVIRONMENT_FILE, parse_environment
+    from controller.manifests.environment import ENVIRONMENT_FILE, parse_environment
     from controller.text.commit_message import proposal_branch
 
     workspace = GitWorkspace(

@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from controller.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
 from controller.errors import ConfigError, ManifestInvalid
-from controller.manifest import load_pin, read_release
+from controller.manifests.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
+from controller.manifests.manifest import load_pin, read_release
 from controller.ports import AliasIndex, ReleaseRepository
 from controller.proposals.propose import ProposalRequest
 

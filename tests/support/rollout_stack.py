@@ -30,7 +30,7 @@ from controller.backends.mlflow_registry import MlflowRegistry
 from controller.demo.gitops_remote import merge_branch
 from controller.local.stack import StackRequest, down, up
 from controller.local.state import read_json, stop_pid
-from controller.manifest import load_pin, read_release
+from controller.manifests.manifest import load_pin, read_release
 from controller.null_ports import NoForge
 from controller.proposals.propose import ProposalRequest, propose
 from support.gitops_repo import commit_to_remote, seed_manifests
