@@ -26,7 +26,7 @@ from controller.predictions import Prediction, PredictionPair
 from controller.target_types import TargetObservation
 
 if TYPE_CHECKING:  # pandas and numpy load with it; only a proposal's model card reads one
-    from controller.data_profile import DataProfile
+    from controller.quality.data_profile import DataProfile
 
 __all__ = [
     "AliasIndex",

@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from string import Template
 
-from controller.data_profile import DataProfile
 from controller.domain import ModelVersion, RunSummary
 from controller.proposals.model_card_sections import (
     KEY_METRICS,
@@ -30,6 +29,7 @@ from controller.proposals.model_card_sections import (
     metrics_section,
     profile_section,
 )
+from controller.quality.data_profile import DataProfile
 from controller.redact import redact
 from controller.text.forge_limits import BODY_LIMIT, fit_body, trimmed_note
 from controller.text.markdown_text import fenced_block, is_web_url, link_target, one_line

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from controller.data_profile import DataProfile
 from controller.domain import ChangeRequest, ModelVersion, RunSummary
 from controller.errors import ConfigError, GitConflict, InputError, ManifestInvalid
 from controller.manifests.deployment_mode import DeploymentMode
@@ -33,6 +32,7 @@ from controller.manifests.render import validate_rendered
 from controller.manifests.storage_uri import map_storage_uri
 from controller.ports import Forge, ProposalRegistry, ReleaseRepository
 from controller.proposals.model_card import ModelCard, render_model_card
+from controller.quality.data_profile import DataProfile
 from controller.text.commit_message import ProposalMessage, proposal_branch, render_proposal_message
 
 __all__ = ["ProposalRequest", "ProposalResult", "propose"]
