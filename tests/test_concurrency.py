@@ -57,7 +57,8 @@ from controller.rollout.pin_edits import (
     weight_edit,
 )
 from controller.rollout.reconcile import Reconciler
-from controller.server import ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.server import ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.webhooks import ReplayGuard, WebhookRejected, sign_mlflow_delivery
 from controller.testing import (
     FAILING,
     Behaviours,
@@ -68,7 +69,6 @@ from controller.testing import (
     ScriptedLoad,
     ScriptedMetrics,
 )
-from controller.webhooks import ReplayGuard, WebhookRejected, sign_mlflow_delivery
 
 STAGING_PIN = "manifests/overlays/staging/fraud-detector.yaml"
 

@@ -27,7 +27,7 @@ from controller.local.processes import free_port
 from controller.local.services import MlflowService
 from controller.proposals.proposal_scan import ReleaseSnapshot
 from controller.proposals.propose import ProposalRequest
-from controller.server import ServeMetrics
+from controller.serve.server import ServeMetrics
 from controller.testing import MemoryRegistry
 
 

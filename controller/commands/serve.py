@@ -33,9 +33,9 @@ from controller.proposals.propose import ProposalRequest, propose
 from controller.redact import register_secret
 from controller.rollout.loop import RolloutLoop
 from controller.rollout.telemetry import RolloutMetrics
-from controller.server import ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.server import ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.watch import WatchedModel, Watcher
 from controller.settings import Settings
-from controller.watch import WatchedModel, Watcher
 
 __all__ = ["build_watcher", "run_serve"]
 

@@ -160,7 +160,7 @@ def scan(
 class ReleaseSnapshot:
     """The state one pass compares, read in batches and shared by every lookup in the pass.
 
-    :class:`controller.watch.Watcher` asks about one model at a time; answering each from a
+    :class:`controller.serve.watch.Watcher` asks about one model at a time; answering each from a
     snapshot at most ``max_age_seconds`` old turns a pass over N models into one fetch and a
     few registry requests instead of N round trips.
     """
