@@ -29,11 +29,16 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from controller.data_profile import CategoricalProfile, DataProfile, NumericProfile, build_profile
 from controller.drift import DriftConfig, FeatureDriftConfig, detect_drift_from_profile
 from controller.drift.online import DriftWindow
 from controller.drift.online_reference import OnlineReference
 from controller.local.serving.monitor import DriftMonitor, MonitoredVersion
+from controller.quality.data_profile import (
+    CategoricalProfile,
+    DataProfile,
+    NumericProfile,
+    build_profile,
+)
 
 
 def frames(features: int, rows: int, *, shift: float, seed: int) -> pd.DataFrame:

@@ -39,22 +39,22 @@ from typing import TypeVar
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from controller import environment, render  # noqa: E402
 from controller.backends.git_repo import GitWorkspace  # noqa: E402
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http  # noqa: E402
 from controller.errors import ManifestInvalid  # noqa: E402
 from controller.local.services import start_mlflow  # noqa: E402
-from controller.manifest import load_pin, read_release  # noqa: E402
+from controller.manifests import environment, render  # noqa: E402
+from controller.manifests.manifest import load_pin, read_release  # noqa: E402
 from controller.null_ports import NoForge  # noqa: E402
 from controller.ports import CommitOutcome  # noqa: E402
-from controller.proposal_scan import (  # noqa: E402
+from controller.proposals.proposal_scan import (  # noqa: E402
     _VERSION_BY_BLOB,
     Watched,
     _environments,
     due_proposals,
     scan,
 )
-from controller.propose import ProposalRequest, propose  # noqa: E402
+from controller.proposals.propose import ProposalRequest, propose  # noqa: E402
 
 PIN = """\
 apiVersion: serving.kserve.io/v1beta1

@@ -62,7 +62,7 @@ from controller.demo.gitops_remote import commit_to_main, merge_branch, seed_git
 from controller.local.stack import StackRequest, down, up  # noqa: E402
 from controller.local.state import read_json  # noqa: E402
 from controller.local.target import LocalTarget  # noqa: E402
-from controller.propose import ProposalRequest, propose  # noqa: E402
+from controller.proposals.propose import ProposalRequest, propose  # noqa: E402
 from controller.rollout.actions import Outcome  # noqa: E402
 from controller.rollout.analysis import Analyzer  # noqa: E402
 from controller.rollout.reconcile import Reconciler  # noqa: E402

@@ -4,7 +4,7 @@ server (the baseline, the transport before issue #15) and on Starlette (the one 
 ``python benchmarks/serve_http.py [--requests N] [--clients C] [--rounds R]``
 
 Each server runs in a process of its own with the routes of ``sluice serve``
-(:func:`controller.server.sluice_routes`, with a webhook secret and a trigger that queues at
+(:func:`controller.serve.server.sluice_routes`, with a webhook secret and a trigger that queues at
 once), so the client's threads do not share its interpreter. Two routes: ``GET /healthz`` and
 a signed ``POST /hooks/mlflow`` alias delivery (each request has its own delivery id, signed
 before the clock starts, so the replay guard admits it and the trigger runs). Per route and
@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import cast
 
-from controller.server import (
+from controller.serve.server import (
     Handler,
     Request,
     Response,
@@ -43,14 +43,14 @@ from controller.server import (
     SluiceServer,
     sluice_routes,
 )
-from controller.webhooks import sign_mlflow_delivery
+from controller.serve.webhooks import sign_mlflow_delivery
 
 SECRET = "whsec-bench"  # noqa: S105 (signs the benchmark's own deliveries)
 SERVERS = ("stdlib", "starlette")
 #: What Sluice's routes see in production: a few deliveries and page loads a second.
 SLUICE_LOAD_RPS = 5.0
 
-# -- the baseline: the standard-library transport of controller/server.py before issue #15 ------
+# -- the baseline: the standard-library transport of controller/serve/server.py before issue #15
 
 
 class StdlibServer:

@@ -14,7 +14,7 @@
           +-- ConfigError            bad flag, environment variable or config file   (exit 2)
           +-- InputError             bad input data or arguments                     (exit 2)
           |    +-- DataValidationError   a dataset broke its schema, ranges or null rates
-          |    +-- WebhookRejected       (controller.webhooks) a delivery failed verification:
+          |    +-- WebhookRejected       (controller.serve.webhooks) a delivery failed verification:
           |                              HTTP 400/401/409 to the sender, never an exit code
           +-- ModelNotFound          unknown model, alias or version                 (exit 2)
           +-- ManifestInvalid        a manifest that would not validate              (exit 2)

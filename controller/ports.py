@@ -26,7 +26,7 @@ from controller.predictions import Prediction, PredictionPair
 from controller.target_types import TargetObservation
 
 if TYPE_CHECKING:  # pandas and numpy load with it; only a proposal's model card reads one
-    from controller.data_profile import DataProfile
+    from controller.quality.data_profile import DataProfile
 
 __all__ = [
     "AliasIndex",
@@ -109,7 +109,7 @@ class ProposalRegistry(ModelRegistry, Protocol):
 
 class AliasIndex(Protocol):
     """The aliases of the watched models in a few batched reads: what a ``sluice serve``
-    pass compares with the pins (:mod:`controller.proposal_scan`)."""
+    pass compares with the pins (:mod:`controller.proposals.proposal_scan`)."""
 
     def aliases_of(self, models: Collection[str]) -> dict[str, dict[str, int]]:
         """model -> alias -> version for each of ``models`` that is registered (its cost

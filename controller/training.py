@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from controller.data_profile import build_profile
-from controller.quality_gate import GateVerdict, QualityGate, evaluate_gate
+from controller.quality.data_profile import build_profile
+from controller.quality.quality_gate import GateVerdict, QualityGate, evaluate_gate
 
 __all__ = ["CHALLENGER_ALIAS", "log_reference_profile", "record_gate"]
 

@@ -32,13 +32,13 @@ from controller.backends.locust_load import LocustLoadGenerator
 from controller.errors import InputError, ManifestInvalid
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
-from controller.ref_names import (
+from controller.manifests.render import render_overlay
+from controller.settings import load_settings
+from controller.text.ref_names import (
     is_valid_branch_name,
     validate_environment_name,
     validate_model_name,
 )
-from controller.render import render_overlay
-from controller.settings import load_settings
 
 SLUICE = Path(sys.executable).with_name("sluice")
 ROOT = Path(__file__).resolve().parents[1]
@@ -322,14 +322,14 @@ def test_environment_file_with_an_alias_is_refused(
 
 def test_kustomize_over_its_memory_limit_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     """The child's address space is bounded; a render that exceeds it is ManifestInvalid."""
-    monkeypatch.setattr("controller.render.KUSTOMIZE_MEMORY_BYTES", 32 * 1024 * 1024)
+    monkeypatch.setattr("controller.manifests.render.KUSTOMIZE_MEMORY_BYTES", 32 * 1024 * 1024)
     with pytest.raises(ManifestInvalid, match=r"kubectl kustomize .*staging failed: ") as caught:
         render_overlay(ROOT / "manifests" / "overlays" / "staging")
     assert "\n" not in str(caught.value)
 
 
 def test_kustomize_over_its_time_limit_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("controller.render.KUSTOMIZE_TIMEOUT_SECONDS", 0.001)
+    monkeypatch.setattr("controller.manifests.render.KUSTOMIZE_TIMEOUT_SECONDS", 0.001)
     with pytest.raises(ManifestInvalid, match=r"staging did not finish within"):
         render_overlay(ROOT / "manifests" / "overlays" / "staging")
 

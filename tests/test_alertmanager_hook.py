@@ -18,11 +18,6 @@ from support.github_api import GitHubApiServer
 from support.github_state import Dispatch
 from support.gitrepo import GitRemote
 
-from controller.alertmanager_hook import (
-    alertmanager_hook_route,
-    parse_notification,
-    retrain_requests,
-)
 from controller.backends.github_forge import GitHubForge
 from controller.backends.local_retrain import LocalRetrain
 from controller.backends.mlflow_registry import MlflowRegistry
@@ -47,10 +42,15 @@ from controller.retrain.record import (
 )
 from controller.retrain.registry_state import RegistryCooldown
 from controller.retrain.retrainer import Retrainer, RetrainOutcome
-from controller.server import Request, Response, ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.alertmanager_hook import (
+    alertmanager_hook_route,
+    parse_notification,
+    retrain_requests,
+)
+from controller.serve.server import Request, Response, ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.webhooks import WebhookRejected
 from controller.settings import Settings
 from controller.testing import ManualClock
-from controller.webhooks import WebhookRejected
 
 TOKEN = "am-token-0123456789abcdef"
 GITHUB_TOKEN = "ghp_alertHookToken0123456789abcdefABCDEF"
@@ -567,7 +567,7 @@ def test_route_is_served_over_http_with_the_token(tmp_path: Path) -> None:
 
 def test_webhook_rejected_reason_never_holds_the_token() -> None:
     """The 401 reasons are fixed phrases."""
-    from controller.alertmanager_hook import verify_bearer
+    from controller.serve.alertmanager_hook import verify_bearer
 
     for header in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Token {TOKEN}"}):
         with pytest.raises(WebhookRejected) as raised:

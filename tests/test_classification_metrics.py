@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from controller.classification_metrics import (
+from controller.errors import InputError
+from controller.quality.classification_metrics import (
     binary_classification_metrics,
     expected_calibration_error,
     recall_at_fpr,
 )
-from controller.errors import InputError
 
 
 def test_recall_at_fpr_on_a_hand_computed_case() -> None:

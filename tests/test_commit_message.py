@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.commit_message import (
+from controller.text.commit_message import (
     SUBJECT_LIMIT,
     ProposalMessage,
     proposal_branch,

@@ -36,10 +36,16 @@ from controller.demo.gitops_remote import merge_branch
 from controller.errors import LeaseHeld
 from controller.lease import Lease, LeaseKeeper
 from controller.local.services import MlflowService
-from controller.manifest import ReleasePin, apply_release, dump_pin, load_pin, read_release
+from controller.manifests.manifest import (
+    ReleasePin,
+    apply_release,
+    dump_pin,
+    load_pin,
+    read_release,
+)
 from controller.null_ports import NoForge
 from controller.ports import LoadGenerator, RolloutRegistry
-from controller.propose import ProposalRequest, propose
+from controller.proposals.propose import ProposalRequest, propose
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer
 from controller.rollout.observe import QUARANTINE_TAG
@@ -51,7 +57,8 @@ from controller.rollout.pin_edits import (
     weight_edit,
 )
 from controller.rollout.reconcile import Reconciler
-from controller.server import ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.server import ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.webhooks import ReplayGuard, WebhookRejected, sign_mlflow_delivery
 from controller.testing import (
     FAILING,
     Behaviours,
@@ -62,7 +69,6 @@ from controller.testing import (
     ScriptedLoad,
     ScriptedMetrics,
 )
-from controller.webhooks import ReplayGuard, WebhookRejected, sign_mlflow_delivery
 
 STAGING_PIN = "manifests/overlays/staging/fraud-detector.yaml"
 

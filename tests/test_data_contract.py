@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from controller.data_contract import validate_frame
 from controller.errors import DataValidationError
+from controller.quality.data_contract import validate_frame
 from models.fraud_detector.contract import CONTRACT
 from models.fraud_detector.data import generate_transactions
 

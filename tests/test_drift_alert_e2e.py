@@ -34,7 +34,7 @@ from controller.commands.propose import build_forge
 from controller.commands.retrain import build_alertmanager_hook
 from controller.local.services import AlertmanagerService, MlflowService, PrometheusService
 from controller.retrain.record import RetrainRecord, last_retrain_tag
-from controller.server import ServeMetrics
+from controller.serve.server import ServeMetrics
 from controller.settings import Settings
 from models.fraud_detector.data import FEATURES, generate_transactions
 

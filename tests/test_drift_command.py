@@ -16,11 +16,11 @@ import pytest
 from mlflow import MlflowClient
 from support.registry import register_version
 
-from controller.data_profile import build_profile
 from controller.drift import detect_drift_from_profile
 from controller.drift.report_html import render_report
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
+from controller.quality.data_profile import build_profile
 from models.fraud_detector.data import FEATURES, generate_transactions
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from controller.data_profile import build_profile
 from controller.drift import (
     DriftConfig,
     FeatureDriftConfig,
@@ -19,6 +18,7 @@ from controller.drift import (
     detect_drift_from_profile,
 )
 from controller.errors import ConfigError, InputError
+from controller.quality.data_profile import build_profile
 from models.fraud_detector.data import (
     CATEGORICAL_FEATURES,
     NUMERIC_FEATURES,

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from controller.data_profile import DataProfile, build_profile
 from controller.drift import DriftConfig, FeatureDriftConfig, detect_drift_from_profile
 from controller.drift.online import DriftWindow, WindowDrift
 from controller.drift.online_reference import OnlineReference
 from controller.errors import ConfigError
+from controller.quality.data_profile import DataProfile, build_profile
 from models.fraud_detector.data import (
     CATEGORICAL_FEATURES,
     NUMERIC_FEATURES,

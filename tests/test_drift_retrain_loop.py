@@ -31,7 +31,7 @@ from controller.commands.retrain import build_alertmanager_hook
 from controller.local.services import AlertmanagerService, MlflowService, PrometheusService
 from controller.null_ports import NoForge
 from controller.retrain.record import RetrainRecord, cooldown_tag, last_retrain_tag
-from controller.server import ServeMetrics
+from controller.serve.server import ServeMetrics
 from controller.settings import Settings
 from models.fraud_detector.data import FEATURES, NEWEST_WEEK, generate_transactions
 

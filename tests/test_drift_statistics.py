@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from controller.data_profile import profile_numeric
 from controller.drift.statistics import (
     KS_EXACT_MAX_SIZE,
     bin_counts,
@@ -26,6 +25,7 @@ from controller.drift.statistics import (
     z_test_proportions,
 )
 from controller.errors import InputError
+from controller.quality.data_profile import profile_numeric
 
 TOL = 1e-9
 RNG = np.random.default_rng(20240601)

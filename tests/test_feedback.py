@@ -19,10 +19,10 @@ from support.prediction_answers import answer
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.cli import main
 from controller.commands.feedback import build_feedback_route, label_batches, read_labels
-from controller.feedback import MAX_LABELS, feedback_route, parse_feedback
-from controller.server import Request, ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.feedback import MAX_LABELS, feedback_route, parse_feedback
+from controller.serve.server import Request, ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.webhooks import WebhookRejected
 from controller.settings import Settings
-from controller.webhooks import WebhookRejected
 from models.fraud_detector.data import LABEL, generate_transactions
 from models.fraud_detector.feedback import delayed_labels, write_delayed_labels
 

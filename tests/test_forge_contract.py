@@ -20,9 +20,9 @@ from support.working_remote import WorkingRemote, copy_remote, make_template
 from controller.backends.github_forge import GitHubForge
 from controller.domain import ChangeRequest
 from controller.errors import ConfigError, ForgeUnavailable, PermanentError
-from controller.forge_limits import BODY_LIMIT
 from controller.ports import Forge
 from controller.testing import MemoryForge
+from controller.text.forge_limits import BODY_LIMIT
 
 TOKEN = "ghp_sluiceForgeContract0123456789abcdefAB"
 REPO = "acme/gitops"

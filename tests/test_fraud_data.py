@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from controller.data_profile import build_profile
+from controller.quality.data_profile import build_profile
 from models.fraud_detector.data import (
     CATEGORICAL_FEATURES,
     LABEL,

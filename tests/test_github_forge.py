@@ -17,11 +17,11 @@ from support.gitrepo import git
 from support.working_remote import WorkingRemote, copy_remote, make_template
 
 from controller.backends.github_forge import GitHubForge
-from controller.data_profile import DataProfile, NumericProfile
 from controller.domain import ChangeRequest, ModelVersion, RunSummary
 from controller.errors import ConfigError, ForgeUnavailable, PermanentError
-from controller.forge_limits import BODY_LIMIT
-from controller.model_card import ModelCard, render_model_card
+from controller.proposals.model_card import ModelCard, render_model_card
+from controller.quality.data_profile import DataProfile, NumericProfile
+from controller.text.forge_limits import BODY_LIMIT
 
 TOKEN = "ghp_sluiceForgeToken0123456789abcdefABCDEF"
 REPO = "acme/gitops"

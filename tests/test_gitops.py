@@ -13,11 +13,11 @@ import pytest
 import yaml
 from schemas import ROOT, render, schema_errors
 
-from controller.commit_message import ProposalMessage, render_proposal_message
-from controller.environment import load_environment
-from controller.render import render_overlay
+from controller.manifests.environment import load_environment
+from controller.manifests.render import render_overlay
 from controller.settings import Settings
 from controller.shadow.mirror import mirror_virtual_service, write_shadow_mirror
+from controller.text.commit_message import ProposalMessage, render_proposal_message
 
 #: Environments the ApplicationSet deploys; local is the embedded target of `sluice local up`.
 CLUSTER_ENVIRONMENTS = ("staging", "production")

@@ -22,7 +22,7 @@ from support.gitrepo import GitRemote, git
 
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.local.serving.pyfunc_model import PyfuncServable, Tensor
-from controller.render import render_overlay, validate_rendered
+from controller.manifests.render import render_overlay, validate_rendered
 from models.diabetes_regressor import train as diabetes
 
 BRANCH = "sluice/local/{model}/init"

@@ -55,7 +55,7 @@ from upstream.sources import UPSTREAM
 from controller.backends.argocd_health import inferenceservice_health
 from controller.backends.kubernetes_target import KubernetesTarget
 from controller.errors import ConfigError, RemoteUnavailable, SluiceError
-from controller.manifest import PinnedRelease
+from controller.manifests.manifest import PinnedRelease
 from controller.ports import SyncTrigger
 from controller.rollout.actions import (
     Analyze,

@@ -22,13 +22,13 @@ import pytest
 from mlflow import MlflowClient
 from support.fraud_model import Registered, register, serve
 
-from controller.data_profile import build_profile
 from controller.drift.online_reference import OnlineReference
 from controller.local.services import MlflowService
 from controller.local.serving.launcher import ModelLoadFailed, start_model_server
 from controller.local.serving.monitor import DriftMonitor, MonitoredVersion
 from controller.local.serving.pyfunc_model import PayloadError, PyfuncServable, Tensor
 from controller.local.serving.server import build_kserve_model
+from controller.quality.data_profile import build_profile
 from controller.synthetic_traffic import LOAD_TEST, SYNTHETIC_HEADER
 from models.fraud_detector.data import FEATURES, generate_transactions
 

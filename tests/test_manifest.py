@@ -7,7 +7,13 @@ import difflib
 import pytest
 
 from controller.errors import ManifestInvalid
-from controller.manifest import ReleasePin, apply_release, dump_pin, load_pin, read_release
+from controller.manifests.manifest import (
+    ReleasePin,
+    apply_release,
+    dump_pin,
+    load_pin,
+    read_release,
+)
 
 PIN = """\
 # Reviewed file: keep this comment.

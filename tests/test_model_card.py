@@ -7,9 +7,9 @@ from string import Template
 
 import pytest
 
-from controller.data_profile import CategoricalProfile, DataProfile, NumericProfile
 from controller.domain import ModelVersion, RunSummary
-from controller.model_card import ModelCard, fill_template, render_model_card
+from controller.proposals.model_card import ModelCard, fill_template, render_model_card
+from controller.quality.data_profile import CategoricalProfile, DataProfile, NumericProfile
 
 RUN_ID = "4f1c2a9e8b7d6c5b4a39281706f5e4d3"
 DIFF = """\

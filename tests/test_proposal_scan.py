@@ -10,14 +10,14 @@ from support.gitops_repo import manifest_files, seed_manifests
 from support.gitrepo import GitRemote
 from support.registry import register_version
 
-from controller import proposal_scan
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.errors import ConfigError
 from controller.local.services import MlflowService
 from controller.null_ports import NoForge
-from controller.proposal_scan import ReleaseSnapshot, Watched, due_proposals, scan
-from controller.propose import ProposalRequest, propose
+from controller.proposals import proposal_scan
+from controller.proposals.proposal_scan import ReleaseSnapshot, Watched, due_proposals, scan
+from controller.proposals.propose import ProposalRequest, propose
 from controller.testing import MemoryRegistry, MemoryReleaseRepository
 
 STAGING = Watched("staging", "m", "challenger", "manifests/overlays/staging/m.yaml")

@@ -21,9 +21,9 @@ from controller.backends.mlflow_registry import MlflowRegistry
 from controller.demo.gitops_remote import merge_branch
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
+from controller.manifests.render import validate_rendered
 from controller.null_ports import NoForge
-from controller.propose import ProposalRequest, ProposalResult, propose
-from controller.render import validate_rendered
+from controller.proposals.propose import ProposalRequest, ProposalResult, propose
 from controller.testing import MemoryReleaseRepository, MemoryRemote
 
 PIN = "manifests/overlays/staging/fraud-detector.yaml"

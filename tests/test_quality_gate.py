@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.errors import ConfigError
-from controller.quality_gate import QualityGate, evaluate_gate, load_quality_gate
+from controller.quality.quality_gate import QualityGate, evaluate_gate, load_quality_gate
 
 GATE = QualityGate(
     minimum={"roc_auc": 0.8},

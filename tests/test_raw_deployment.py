@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.deployment_mode import canary_admission_errors, deployment_mode
-from controller.environment import parse_environment
 from controller.errors import GitConflict, ManifestInvalid
-from controller.manifest import (
+from controller.manifests.deployment_mode import canary_admission_errors, deployment_mode
+from controller.manifests.environment import parse_environment
+from controller.manifests.manifest import (
     PinnedRelease,
     ReleasePin,
     apply_release,
@@ -23,8 +23,8 @@ from controller.manifest import (
     load_pin,
     read_release,
 )
-from controller.propose import _replace_raw_canary
-from controller.render import validate_rendered
+from controller.manifests.render import validate_rendered
+from controller.proposals.propose import _replace_raw_canary
 from controller.rollout.pin_edits import promote_edit, restore_edit, weight_edit
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from upstream.sources import UPSTREAM
 
-from controller.environment import load_environment
 from controller.errors import ConfigError, ManifestInvalid
-from controller.render import validate_inferenceservice, validate_rendered
+from controller.manifests.environment import load_environment
+from controller.manifests.render import validate_inferenceservice, validate_rendered
 from controller.schemas import INFERENCESERVICE_SCHEMA, extract_openapi_schema
 
 ROOT = Path(__file__).resolve().parent.parent

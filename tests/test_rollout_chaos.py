@@ -33,10 +33,10 @@ from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.demo.gitops_remote import merge_branch
 from controller.local.services import MlflowService
-from controller.manifest import PinnedRelease, load_pin, read_release
+from controller.manifests.manifest import PinnedRelease, load_pin, read_release
 from controller.null_ports import NoForge
 from controller.ports import RolloutRegistry, Target
-from controller.propose import ProposalRequest, propose
+from controller.proposals.propose import ProposalRequest, propose
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer
 from controller.rollout.observe import QUARANTINE_TAG

@@ -20,7 +20,7 @@ from support.rollout_values import (
 
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import InputError
-from controller.manifest import PinnedRelease
+from controller.manifests.manifest import PinnedRelease
 from controller.rollout.actions import (
     Abort,
     Analyze,

@@ -21,7 +21,7 @@ from controller.backends.git_repo import GitWorkspace
 from controller.backends.kubernetes_lease import KubernetesLeaseStore
 from controller.lease import LeaseKeeper, lease_name
 from controller.local.services import MlflowService
-from controller.manifest import load_pin, read_release
+from controller.manifests.manifest import load_pin, read_release
 
 SLUICE = str(Path(sys.executable).with_name("sluice"))
 

@@ -21,10 +21,10 @@ from support.rollout_values import in_shadow as shadow_observation
 
 from controller.backends.kubernetes_target import observation_from
 from controller.backends.mlflow_registry import MlflowRegistry
-from controller.environment import load_environment
 from controller.errors import GitConflict
 from controller.local.services import MlflowService
-from controller.manifest import (
+from controller.manifests.environment import load_environment
+from controller.manifests.manifest import (
     PinnedRelease,
     ReleasePin,
     apply_release,
@@ -32,7 +32,7 @@ from controller.manifest import (
     load_pin,
     set_shadow_annotations,
 )
-from controller.render import validate_rendered
+from controller.manifests.render import validate_rendered
 from controller.rollout.act import Actuator
 from controller.rollout.actions import (
     Action,

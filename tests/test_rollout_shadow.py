@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from support.rollout_values import HEAD, SMOKED, in_shadow, shadow_target
 
 from controller.analysis_types import GateResult, Verdict
-from controller.environment import parse_environment
 from controller.errors import ConfigError
-from controller.manifest import dump_pin, load_pin, set_shadow_annotations
+from controller.manifests.environment import parse_environment
+from controller.manifests.manifest import dump_pin, load_pin, set_shadow_annotations
 from controller.rollout.actions import (
     AnalyzeShadow,
     EndShadow,

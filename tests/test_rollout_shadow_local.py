@@ -47,7 +47,7 @@ from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.demo.gitops_remote import merge_branch
 from controller.local.state import PREDICTION_LOG_FILE, read_json
 from controller.local.target import LocalTarget
-from controller.propose import ProposalRequest, propose
+from controller.proposals.propose import ProposalRequest, propose
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer
 from controller.rollout.observe import QUARANTINE_TAG

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from support.rollout_values import HEAD, POLICY, canary_target, observation
 
 from controller.analysis_types import GateResult, LoadReport, Verdict
-from controller.commit_message import ProposalMessage, render_proposal_message
 from controller.gates.sequential_watch import WatchConfig, WatchCounts, watch_verdict
 from controller.gates.smoke import SmokeConfig, evaluate_smoke
 from controller.rollout.actions import (
@@ -25,6 +24,7 @@ from controller.rollout.decide import conclude_smoke, conclude_watch, decide, ma
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import RolloutPolicy, ShadowPhase
 from controller.rollout.record import AnalysisRecord
+from controller.text.commit_message import ProposalMessage, render_proposal_message
 
 
 def smoking(*, quarantined: str | None = None) -> ReleaseObservation:

@@ -21,10 +21,17 @@ from starlette.testclient import TestClient
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.errors import ConfigError, ForgeUnavailable, RegistryUnavailable
 from controller.local.services import MlflowService
-from controller.server import Handler, Request, Response, ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.server import (
+    Handler,
+    Request,
+    Response,
+    ServeMetrics,
+    SluiceServer,
+    sluice_routes,
+)
+from controller.serve.watch import WatchedModel, Watcher
+from controller.serve.webhooks import sign_mlflow_delivery
 from controller.testing import ManualClock
-from controller.watch import WatchedModel, Watcher
-from controller.webhooks import sign_mlflow_delivery
 
 SECRET = "whsec-serve-tests"
 WAIT = 30.0  # upper bound for anything asynchronous; never a duration being asserted

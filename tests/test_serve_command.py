@@ -25,9 +25,9 @@ from controller.backends.git_repo import GitWorkspace
 from controller.commands.serve import build_watcher
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
-from controller.proposal_scan import ReleaseSnapshot
-from controller.propose import ProposalRequest
-from controller.server import ServeMetrics
+from controller.proposals.proposal_scan import ReleaseSnapshot
+from controller.proposals.propose import ProposalRequest
+from controller.serve.server import ServeMetrics
 from controller.testing import MemoryRegistry
 
 

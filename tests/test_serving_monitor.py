@@ -13,7 +13,6 @@ import pytest
 from mlflow import MlflowClient
 from prometheus_client import CollectorRegistry, generate_latest
 
-from controller.data_profile import DataProfile, build_profile
 from controller.drift import detect_drift_from_profile
 from controller.drift.online_reference import OnlineReference
 from controller.local.services import MlflowService
@@ -24,6 +23,7 @@ from controller.local.serving.monitor import (
     prediction_scores,
     start_drift_monitor,
 )
+from controller.quality.data_profile import DataProfile, build_profile
 from models.fraud_detector.data import (
     CATEGORICAL_FEATURES,
     FEATURES,

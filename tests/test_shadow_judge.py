@@ -13,10 +13,10 @@ from scipy import stats as scipy_stats
 from sklearn.metrics import average_precision_score
 
 from controller.analysis_types import Verdict
-from controller.classification_metrics import recall_at_fpr
 from controller.drift.statistics import bin_counts, psi, quantile_bin_edges
 from controller.errors import InputError
 from controller.predictions import LoggedPrediction, PredictionPair
+from controller.quality.classification_metrics import recall_at_fpr
 from controller.shadow.judge import ShadowPolicy, judge_shadow, shadow_report_markdown
 from controller.shadow.samples import ShadowObservation, ShadowSamples, score_of
 from controller.shadow.statistics import (
@@ -98,7 +98,7 @@ def test_average_precision_equals_sklearn_with_ties_and_weights() -> None:
 
 def test_bootstrap_recall_at_fpr_equals_the_holdout_metric() -> None:
     """The bootstrap's recall at an FPR bound, on the requests as they are, equals
-    controller.classification_metrics.recall_at_fpr (tied scores included)."""
+    controller.quality.classification_metrics.recall_at_fpr (tied scores included)."""
     rng = np.random.default_rng(4)
     labels = (rng.random(2000) < 0.05).astype(int)
     scores = np.round(rng.random(2000) * 0.6 + 0.3 * labels, 2)

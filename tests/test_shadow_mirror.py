@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from controller.errors import InputError, ManifestInvalid
-from controller.render import render_overlay
+from controller.manifests.render import render_overlay
 from controller.shadow.mirror import (
     CHALLENGER_ANNOTATION,
     PHASE_ANNOTATION,

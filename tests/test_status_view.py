@@ -13,8 +13,8 @@ from rich.console import Console
 
 from controller.analysis_types import GateResult, Verdict
 from controller.rollout.messages import RolloutCommit, gates_in_message, render_rollout_message
-from controller.status_page import CanaryChart, Series, render_status_page, svg_chart
-from controller.status_view import (
+from controller.status.status_page import CanaryChart, Series, render_status_page, svg_chart
+from controller.status.status_view import (
     change_key,
     format_duration,
     next_step,

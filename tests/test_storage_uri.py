@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from controller.environment import StorageConfig
 from controller.errors import InputError
-from controller.storage_uri import map_storage_uri
+from controller.manifests.environment import StorageConfig
+from controller.manifests.storage_uri import map_storage_uri
 
 STAGING = StorageConfig.model_validate(
     {

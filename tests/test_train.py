@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from controller.classification_metrics import binary_classification_metrics
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
+from controller.quality.classification_metrics import binary_classification_metrics
 from models.fraud_detector.data import LABEL, generate_transactions
 from models.fraud_detector.pipeline import score, split_holdout
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
-from controller.webhooks import (
+from controller.serve.webhooks import (
     MlflowDelivery,
     ReplayGuard,
     WebhookRejected,

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from schemas import ROOT
 
-from controller.propose import ProposalResult
+from controller.proposals.propose import ProposalResult
 from models.fraud_detector.train import TrainingResult
 
 WORKFLOWS = ROOT / ".github/workflows"

@@ -24,7 +24,7 @@ in all (:data:`DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS`); a longer wait fails at onc
 A 403 that is not a rate limit is a missing permission: one
 :class:`~controller.errors.ConfigError` line names the endpoint and the permission it needs
 (:data:`PERMISSIONS`). Bodies and status descriptions are cut to GitHub's limits before they are
-sent (:mod:`controller.forge_limits`): GitHub would refuse them whole.
+sent (:mod:`controller.text.forge_limits`): GitHub would refuse them whole.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ from controller.backends.github_rate_limits import (
 )
 from controller.domain import ChangeRequest, PullRequest
 from controller.errors import ConfigError, PermanentError, SluiceError
-from controller.forge_limits import STATUS_DESCRIPTION_LIMIT, fit_body, fit_status_description
 from controller.redact import redact, register_secret
+from controller.text.forge_limits import STATUS_DESCRIPTION_LIMIT, fit_body, fit_status_description
 
 __all__ = [
     "DEFAULT_MAX_RATE_LIMIT_WAIT_SECONDS",
@@ -150,7 +150,7 @@ class GitHubForge:
         already closed as superseded is neither commented on nor closed again.
         """
         # Cut to GitHub's limit here, so the comparison with the open pull request's body
-        # compares what would be sent. A model card fits already (controller.model_card).
+        # compares what would be sent. A model card fits already (controller.proposals.model_card).
         fitted = replace(change, body=fit_body(change.body))
         return self._attempt(
             f"opening a pull request for {change.branch}",

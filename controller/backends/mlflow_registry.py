@@ -24,10 +24,10 @@ from controller.backends.mlflow_errors import (
     is_missing_alias,
     registry_errors,
 )
-from controller.data_profile import PROFILE_SCHEMA_VERSION, DataProfile
 from controller.domain import ModelVersion, RunSummary
 from controller.errors import InputError, ModelNotFound
 from controller.payloads import example_rows, signature_columns, signature_rows
+from controller.quality.data_profile import PROFILE_SCHEMA_VERSION, DataProfile
 from controller.redact import redact
 
 __all__ = [

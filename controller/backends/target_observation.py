@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.backends.argocd_health import HealthStatus, inferenceservice_health
-from controller.deployment_mode import (
+from controller.manifests.deployment_mode import (
     LOCAL_REVISIONS_ANNOTATION,
     RAW_DEPLOYMENT_MODES,
     canary_deployment_name,

@@ -32,7 +32,7 @@ def config_schema(
 ) -> None:
     """Print a JSON schema: every option, its type, default and meaning."""
     if kind is SchemaKind.environment:
-        from controller.environment import EnvironmentConfig
+        from controller.manifests.environment import EnvironmentConfig
 
         typer.echo(json.dumps(EnvironmentConfig.model_json_schema(by_alias=True), indent=2))
         return

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from controller.cli.options import current_settings, forge_name, forge_option
 from controller.errors import InputError
-from controller.ref_names import validate_environment_name, validate_model_name
+from controller.text.ref_names import validate_environment_name, validate_model_name
 
 __all__ = ["init"]
 

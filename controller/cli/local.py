@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from controller.cli.options import current_settings, forge_name, forge_option
-from controller.ref_names import validate_environment_name, validate_model_name
+from controller.text.ref_names import validate_environment_name, validate_model_name
 
 __all__ = ["local_app"]
 

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from controller.cli.options import current_settings, forge_name, forge_option
 from controller.errors import InputError
-from controller.ref_names import validate_environment_name, validate_model_name
+from controller.text.ref_names import validate_environment_name, validate_model_name
 
 __all__ = ["propose"]
 
@@ -62,7 +62,7 @@ def propose(
     settings = current_settings(ctx)
     # Imported once the input is checked: bad input is refused in a fraction of a second.
     from controller.commands.propose import run_propose
-    from controller.propose import ProposalRequest
+    from controller.proposals.propose import ProposalRequest
 
     run_propose(
         settings,

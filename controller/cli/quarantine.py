@@ -1,7 +1,7 @@
 """``sluice quarantine list`` and ``lift``: the versions proposals refuse, and letting one go.
 
 A table of commands only, merged into :data:`controller.cli.app.app` as the ``quarantine`` group;
-the rules live in :mod:`controller.quarantine`.
+the rules live in :mod:`controller.proposals.quarantine`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def quarantine_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The quarantined versions, with the reason, environment and time of each."""
-    from controller.quarantine import quarantined_versions
+    from controller.proposals.quarantine import quarantined_versions
 
     found = quarantined_versions(_registry(ctx), model)
     console = Console()
@@ -76,7 +76,7 @@ def quarantine_lift(
     ] = None,
 ) -> None:
     """Lift a version's quarantine: it may be proposed and rolled out like any other."""
-    from controller.quarantine import lift
+    from controller.proposals.quarantine import lift
 
     lifted = lift(
         _registry(ctx),

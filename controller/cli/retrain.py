@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from controller.cli.options import current_settings
-from controller.ref_names import validate_environment_name, validate_model_name
+from controller.text.ref_names import validate_environment_name, validate_model_name
 
 __all__ = ["retrain_app"]
 

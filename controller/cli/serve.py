@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from controller.cli.options import current_settings, forge_name, forge_option
-from controller.ref_names import validate_environment_name
+from controller.text.ref_names import validate_environment_name
 
 __all__ = ["serve"]
 

@@ -30,7 +30,6 @@ from rich.console import Console
 from rich.text import Text
 
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
-from controller.data_profile import DataProfile
 from controller.domain import ModelVersion
 from controller.drift import DatasetDrift, detect_drift_from_profile
 from controller.drift.columns import check_columns
@@ -39,6 +38,7 @@ from controller.drift.report_json import report_dict
 from controller.drift.table import drift_table, verdict_line
 from controller.drift.thresholds import load_drift_config
 from controller.errors import InputError
+from controller.quality.data_profile import DataProfile
 from controller.settings import Settings
 from controller.tables import read_table
 

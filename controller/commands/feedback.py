@@ -6,8 +6,8 @@ a CSV or Parquet file with the ``request_id`` the router logged (``X-Request-Id`
 columns, a label that is not a number or an empty file is one line and exit 2, before anything
 is written), then stores the labels either straight into the SQLite prediction log at
 ``prediction_log_path`` or, with ``--url``, through ``POST /v1/feedback`` of a running
-``sluice serve`` (:mod:`controller.feedback`), in batches the route accepts. It prints how many
-labels were stored and how many of their request ids the log has no answer for, yet: those are
+``sluice serve`` (:mod:`controller.serve.feedback`), in batches the route accepts. It prints how
+many labels were stored and how many of their request ids the log has no answer for, yet: those are
 kept and join their answers when they arrive.
 
 A request id given twice keeps its last label, as the log itself does, so sending a file again
@@ -30,10 +30,10 @@ from rich.console import Console
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.commands.local_state import prediction_log_path
 from controller.errors import ConfigError, InputError, TransientError
-from controller.feedback import FEEDBACK_PATH, feedback_route, is_request_id
 from controller.limits import FEEDBACK_FILE_MAX_BYTES
 from controller.redact import register_secret
-from controller.server import Handler, ServeMetrics
+from controller.serve.feedback import FEEDBACK_PATH, feedback_route, is_request_id
+from controller.serve.server import Handler, ServeMetrics
 from controller.settings import Settings
 from controller.tables import read_table
 

@@ -1,8 +1,8 @@
 """``sluice init``: onboard a registered model into an environment, or start a GitOps repository.
 
-``sluice init MODEL --env ENV`` writes the release (:mod:`controller.onboard`) on the branch
-``sluice/ENV/MODEL/init`` of the GitOps remote, validated as Argo CD would render it, and prints
-the merge to run: onboarding is a reviewed change like every proposal, and ``sluice local
+``sluice init MODEL --env ENV`` writes the release (:mod:`controller.manifests.onboard`) on the
+branch ``sluice/ENV/MODEL/init`` of the GitOps remote, validated as Argo CD would render it, and
+prints the merge to run: onboarding is a reviewed change like every proposal, and ``sluice local
 merge`` (or a pull request) lands it before the first version is proposed. With a forge
 (``--forge github``) it opens that pull request, or updates the open one, as ``sluice propose``
 does for a version: the same branch, the same merge. ``sluice init --repo DIR`` turns an empty
@@ -24,10 +24,9 @@ from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.propose import build_forge, default_remote
 from controller.domain import ChangeRequest
-from controller.environment import ENVIRONMENT_FILE, parse_environment
 from controller.errors import ConfigError, InputError, ModelNotFound
-from controller.forge_limits import fit_body
-from controller.onboard import (
+from controller.manifests.environment import ENVIRONMENT_FILE, parse_environment
+from controller.manifests.onboard import (
     RUNTIME_DIR,
     Onboarding,
     choose_format,
@@ -35,10 +34,11 @@ from controller.onboard import (
     runtimes_in,
     scaffold_release,
 )
+from controller.manifests.render import validate_rendered
 from controller.ports import Forge
 from controller.redact import redact
-from controller.render import validate_rendered
 from controller.settings import Settings
+from controller.text.forge_limits import fit_body
 
 __all__ = [
     "InitResult",

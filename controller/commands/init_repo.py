@@ -17,9 +17,9 @@ from rich.console import Console
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 
-from controller.environment import ENVIRONMENT_FILE
 from controller.errors import ConfigError, InputError
-from controller.render import validate_rendered
+from controller.manifests.environment import ENVIRONMENT_FILE
+from controller.manifests.render import validate_rendered
 from controller.scaffold import environment_file, serving_runtime_files
 from controller.settings import Settings
 

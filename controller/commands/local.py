@@ -29,11 +29,11 @@ from controller.local.stack import (
     running_urls,
     up,
 )
-from controller.ref_names import validate_environment_name
 from controller.settings import Settings
+from controller.text.ref_names import validate_environment_name
 
 if TYPE_CHECKING:  # both import the rollout policy and its statistics (scipy): seconds
-    from controller.environment import EnvironmentConfig
+    from controller.manifests.environment import EnvironmentConfig
 
 __all__ = [
     "PORT_BASE_MAX",
@@ -196,7 +196,7 @@ def _serve_command(env: str) -> str:
 def _next_commands(env: str) -> list[str]:
     """What to type after ``up``: the exports, then train, propose, merge and roll out the
     environment's first release (its training module when the checkout has one)."""
-    from controller.environment import load_environment
+    from controller.manifests.environment import load_environment
 
     model = "MODEL"
     try:
@@ -284,8 +284,8 @@ def run_merge(
     """
     from controller.backends.git_repo import GitWorkspace, Identity
     from controller.commands.propose import build_forge, default_remote
-    from controller.commit_message import proposal_branch
-    from controller.environment import ENVIRONMENT_FILE, parse_environment
+    from controller.manifests.environment import ENVIRONMENT_FILE, parse_environment
+    from controller.text.commit_message import proposal_branch
 
     workspace = GitWorkspace(
         remote or settings.git_remote or default_remote(),

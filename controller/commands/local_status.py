@@ -100,7 +100,7 @@ def run_status_page(settings: Settings, *, env: str, host: str, port: int) -> No
     Prometheus in ``settings``. It answers ``/healthz`` at once and draws a first page in the
     background, since the page's code (the rollout's, with scipy) takes seconds to import.
     """
-    from controller.server import Handler, Route, SluiceServer, health_route, page_route
+    from controller.serve.server import Handler, Route, SluiceServer, health_route, page_route
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

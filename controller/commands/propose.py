@@ -1,4 +1,5 @@
-"""``sluice propose``: wire the real backends to :func:`controller.propose.propose` and report.
+"""``sluice propose``: wire the real backends to :func:`controller.proposals.propose.propose`
+and report.
 
 Kept out of :mod:`controller.cli` so the CLI module stays a thin table of commands; this is
 the composition root of one command (the only place its concrete backends are named).
@@ -19,7 +20,7 @@ from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow
 from controller.errors import ConfigError
 from controller.null_ports import NoForge
 from controller.ports import Forge
-from controller.propose import ProposalRequest, ProposalResult, propose
+from controller.proposals.propose import ProposalRequest, ProposalResult, propose
 from controller.settings import Settings
 
 __all__ = ["build_forge", "default_remote", "run_propose"]

@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 from rich.console import Console
 
-from controller.alertmanager_hook import alertmanager_hook_route, retrain_observer
 from controller.backends.local_retrain import ExitHandler, LocalRetrain
 from controller.domain import RetrainRequest
 from controller.errors import InputError, SluiceError
@@ -42,7 +41,8 @@ from controller.retrain.record import (
 from controller.retrain.registry_state import RegistryCooldown
 from controller.retrain.report import RetrainReport, report_outcome
 from controller.retrain.retrainer import Retrainer
-from controller.server import Handler, ServeMetrics
+from controller.serve.alertmanager_hook import alertmanager_hook_route, retrain_observer
+from controller.serve.server import Handler, ServeMetrics
 from controller.settings import Settings
 
 __all__ = [

@@ -35,7 +35,7 @@ from controller.rollout.observe import (
 from controller.rollout.pass_report import PassReport
 from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
-from controller.status_view import status_notes, status_table
+from controller.status.status_view import status_notes, status_table
 
 __all__ = ["exit_code", "run_rollback", "run_rollout", "run_status"]
 

@@ -28,14 +28,14 @@ from controller.commands.rollout_backends import build_reconciler
 from controller.commands.status import build_status_page
 from controller.errors import ConfigError
 from controller.ports import Forge
-from controller.proposal_scan import ReleaseSnapshot
-from controller.propose import ProposalRequest, propose
+from controller.proposals.proposal_scan import ReleaseSnapshot
+from controller.proposals.propose import ProposalRequest, propose
 from controller.redact import register_secret
 from controller.rollout.loop import RolloutLoop
 from controller.rollout.telemetry import RolloutMetrics
-from controller.server import ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.server import ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.watch import WatchedModel, Watcher
 from controller.settings import Settings
-from controller.watch import WatchedModel, Watcher
 
 __all__ = ["build_watcher", "run_serve"]
 

@@ -2,10 +2,10 @@
 page at ``/`` of ``sluice serve``.
 
 The rows are :func:`controller.commands.status_rows.status_rows`; what is drawn from them is pure
-(:mod:`controller.status_view`, :mod:`controller.status_page`). In a terminal the watch redraws
-one table in place (Rich Live); piped, it prints one line per release whenever something but
-the clocks changed, so a log or ``grep`` sees each change once. The page's charts are range
-queries through the Prometheus backend, the same builtin queries the canary gates run
+(:mod:`controller.status.status_view`, :mod:`controller.status.status_page`). In a terminal the
+watch redraws one table in place (Rich Live); piped, it prints one line per release whenever
+something but the clocks changed, so a log or ``grep`` sees each change once. The page's charts are
+range queries through the Prometheus backend, the same builtin queries the canary gates run
 (:func:`controller.gates.prometheus_checks.builtin_query`), per revision, over the rollout.
 """
 
@@ -32,8 +32,8 @@ from controller.rollout.observe import load_release
 from controller.rollout.pass_report import PassReport
 from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
-from controller.status_page import CanaryChart, Series, render_status_page
-from controller.status_view import (
+from controller.status.status_page import CanaryChart, Series, render_status_page
+from controller.status.status_view import (
     change_key,
     format_duration,
     status_line,

@@ -3,7 +3,7 @@
 :func:`status_rows` observes each release through a :class:`~controller.rollout.reconcile.
 Reconciler` without acting, and adds what the registry keeps beside it (the lease holder, the
 shadow verdict, drift and the last retraining). The table, its notes and the live views are
-drawn from the rows by :mod:`controller.status_view` and :mod:`controller.commands.status`.
+drawn from the rows by :mod:`controller.status.status_view` and :mod:`controller.commands.status`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from controller.rollout.observe import (
 from controller.rollout.pass_report import phase_of
 from controller.rollout.reconcile import Reconciler
 from controller.rollout.record import shadow_tag
-from controller.status_view import next_step
+from controller.status.status_view import next_step
 from controller.target_types import TargetObservation
 
 __all__ = ["status_row", "status_rows"]

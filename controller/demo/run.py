@@ -44,7 +44,7 @@ from controller.local.processes import free_port
 from controller.local.stack import StackRequest, down, up
 from controller.local.state import PREDICTION_LOG_FILE, read_json
 from controller.null_ports import NoForge
-from controller.propose import ProposalRequest, ProposalResult, propose
+from controller.proposals.propose import ProposalRequest, ProposalResult, propose
 from controller.rollout.actions import Outcome
 from controller.rollout.observe import QUARANTINE_TAG, rollout_tag
 from controller.rollout.record import shadow_tag

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from controller.data_profile import DataProfile
 from controller.errors import InputError
+from controller.quality.data_profile import DataProfile
 
 __all__ = ["check_columns"]
 

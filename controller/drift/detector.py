@@ -23,9 +23,9 @@ model notices; a distance measures how far the data moved, whatever the sample s
 
 Two entry points: :func:`detect_drift` compares two raw frames, exactly as Evidently does;
 :func:`detect_drift_from_profile` compares a current frame with the
-:class:`~controller.data_profile.DataProfile` logged at training, the only reference a deployed
-model carries. From a profile, categorical methods and PSI (on the profile's own bins, 10 by
-default) are exact; KS and Wasserstein use the profile's sorted sample of 1,000 evenly spaced
+:class:`~controller.quality.data_profile.DataProfile` logged at training, the only reference a
+deployed model carries. From a profile, categorical methods and PSI (on the profile's own bins, 10
+by default) are exact; KS and Wasserstein use the profile's sorted sample of 1,000 evenly spaced
 order statistics in place of the reference, with the profile's exact standard deviation as the
 norm. That is exact when the reference had at most 1,000 rows (the sample is then the data, so
 the KS branch is always exact); above, Wasserstein is off by at most the distance between the
@@ -43,7 +43,6 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.data_profile import PROFILE_SCHEMA_VERSION, DataProfile, NumericProfile
 from controller.drift.features import (
     CategoricalReference,
     DriftMethod,
@@ -56,6 +55,7 @@ from controller.drift.features import (
     numeric_score,
 )
 from controller.errors import ConfigError, InputError
+from controller.quality.data_profile import PROFILE_SCHEMA_VERSION, DataProfile, NumericProfile
 
 __all__ = [
     "DEFAULT_THRESHOLDS",

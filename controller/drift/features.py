@@ -1,8 +1,9 @@
 """One feature's drift: its reference and current values in the shape the statistics need.
 
 The detector compares a reference that is either a raw training frame or a
-:class:`~controller.data_profile.DataProfile` logged at training. Both are reduced here to the same
-two shapes, so the method choice and the statistics do not care where the reference came from:
+:class:`~controller.quality.data_profile.DataProfile` logged at training. Both are reduced here to
+the same two shapes, so the method choice and the statistics do not care where the reference came
+from:
 
 - :class:`NumericReference`: sorted finite values (all of them, or the profile's evenly spaced
   sample of order statistics), the true row count and standard deviation, and, from a profile,

@@ -28,11 +28,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from controller.data_profile import PROFILE_SCHEMA_VERSION, DataProfile, NumericProfile
 from controller.drift.detector import DEFAULT_THRESHOLDS, DriftConfig, FeatureDriftConfig
 from controller.drift.features import PER_VALUE_MAX_DISTINCT, DriftMethod, choose_method
 from controller.drift.statistics import quantile_bin_edges
 from controller.errors import ConfigError, InputError
+from controller.quality.data_profile import PROFILE_SCHEMA_VERSION, DataProfile, NumericProfile
 
 __all__ = [
     "PREDICTION",

@@ -21,10 +21,10 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
-from controller.data_profile import CategoricalProfile, DataProfile, NumericProfile
 from controller.drift.detector import DatasetDrift, FeatureDrift
 from controller.drift.statistics import bin_counts
 from controller.drift.table import format_threshold, format_value, verdict_line
+from controller.quality.data_profile import CategoricalProfile, DataProfile, NumericProfile
 
 __all__ = [
     "Histogram",

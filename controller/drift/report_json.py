@@ -10,10 +10,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from controller.data_profile import DataProfile
 from controller.domain import ModelVersion
 from controller.drift.detector import DatasetDrift
 from controller.drift.table import verdict_line
+from controller.quality.data_profile import DataProfile
 
 __all__ = ["report_dict"]
 

@@ -163,7 +163,7 @@ def wasserstein_normed(
     """Wasserstein distance in units of the reference's standard deviation, as Evidently.
 
     ``reference_std`` lets a caller pass the standard deviation of the full reference when
-    ``reference`` is only a sample of it (a :class:`~controller.data_profile.DataProfile`).
+    ``reference`` is only a sample of it (a :class:`~controller.quality.data_profile.DataProfile`).
     """
     ref = _sample(reference, "reference", assume_sorted=assume_sorted)
     std = float(np.std(ref)) if reference_std is None else reference_std
@@ -272,7 +272,7 @@ def psi(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike) -> float
 def quantile_bin_edges(reference: npt.ArrayLike, bins: int) -> FloatArray:
     """Interior edges of ``bins`` reference quantile bins, duplicates merged.
 
-    The same convention as :func:`controller.data_profile.profile_numeric`: bins are
+    The same convention as :func:`controller.quality.data_profile.profile_numeric`: bins are
     ``(-inf, e0], (e0, e1], ..., (e_last, +inf)``, so values outside the reference's range
     still land in the outer bins.
     """

@@ -32,7 +32,8 @@ __all__ = ["KServePlane", "namespace_of"]
 
 # About 265 bytes a row: some 50 MB on disk, 100,000 requests with both answers.
 _PREDICTION_LOG_ROWS = 200_000
-# Written by `sluice propose` (controller.manifest): the version the pinned storageUri holds.
+# Written by `sluice propose` (controller.manifests.manifest): the version the pinned storageUri
+# holds.
 _VERSION_ANNOTATION = "sluice.dev/model-version"
 _log = logging.getLogger("sluice.local.runtime")
 

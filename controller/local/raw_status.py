@@ -35,7 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controller.deployment_mode import LOCAL_REVISIONS_ANNOTATION, canary_deployment_name
 from controller.local.kserve_conditions import NO_INGRESS, stamp_conditions
 from controller.local.kserve_status import effective_split, model_status
 from controller.local.kserve_status_values import (
@@ -50,6 +49,7 @@ from controller.local.kserve_status_values import (
     Rollout,
     TrafficTarget,
 )
+from controller.manifests.deployment_mode import LOCAL_REVISIONS_ANNOTATION, canary_deployment_name
 
 __all__ = ["RawSpec", "reconcile_raw_status"]
 

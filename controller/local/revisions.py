@@ -33,15 +33,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.deployment_mode import (
+from controller.errors import ManifestInvalid
+from controller.local.kserve_status import PredictorSpec, Revision, RevisionState
+from controller.local.serving.launcher import ModelServerHandle, start_model_server
+from controller.manifests.deployment_mode import (
     DEFAULT_CONTAINER,
     DeploymentMode,
     canary_admission_errors,
     deployment_mode,
 )
-from controller.errors import ManifestInvalid
-from controller.local.kserve_status import PredictorSpec, Revision, RevisionState
-from controller.local.serving.launcher import ModelServerHandle, start_model_server
 
 __all__ = [
     "Admission",
@@ -60,7 +60,8 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
-# Written by `sluice init` and `sluice propose` (controller.manifest): the registered model.
+# Written by `sluice init` and `sluice propose` (controller.manifests.manifest): the registered
+# model.
 _MODEL_NAME_ANNOTATION = "sluice.dev/model-name"
 # Not part of a Deployment's pod template: changing them scales, it makes no new revision.
 _SCALING_KEYS = (

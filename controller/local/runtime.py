@@ -47,7 +47,6 @@ from typing import Any
 from git.exc import GitCommandError
 
 from controller.backends.git_repo import GitWorkspace
-from controller.environment import ENVIRONMENT_FILE, parse_environment
 from controller.errors import SluiceError
 from controller.gates.metrics_profile import DEFAULT_PROFILE, resolve_profile
 from controller.local import sync
@@ -57,6 +56,7 @@ from controller.local.mirror import ShadowTarget
 from controller.local.revisions import Admission, RevisionRecord, admit
 from controller.local.scrape import PrometheusScrapeConfig
 from controller.local.state import read_json, stop_pid, utc_now, write_json
+from controller.manifests.environment import ENVIRONMENT_FILE, parse_environment
 from controller.shadow.phase import shadow_request
 
 __all__ = ["RUNTIME_FILE", "LocalRuntime", "RuntimeConfig", "main"]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.errors import ManifestInvalid
-from controller.render import render_overlay
+from controller.manifests.render import render_overlay
 
 __all__ = [
     "HISTORY_LIMIT",

@@ -19,12 +19,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.commit_message import proposal_branch
 from controller.errors import SluiceError
-from controller.manifest import ReleasePin
+from controller.manifests.manifest import ReleasePin
+from controller.manifests.render import validate_rendered
+from controller.manifests.storage_uri import map_storage_uri
 from controller.null_ports import NoForge
 from controller.ports import Forge, Notifier, ReleaseRepository, RolloutRegistry
-from controller.render import validate_rendered
 from controller.rollout import traffic_commits
 from controller.rollout.actions import (
     Abort,
@@ -55,7 +55,7 @@ from controller.rollout.telemetry import RolloutMetrics
 from controller.rollout.traffic_commits import pinned_version
 from controller.shadow.mirror import validate_virtual_service
 from controller.shadow.mirror_commits import start_mirror, stop_mirror
-from controller.storage_uri import map_storage_uri
+from controller.text.commit_message import proposal_branch
 
 __all__ = ["ActResult", "Actuator"]
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from controller.analysis_types import GateResult, Verdict
-from controller.commit_message import SUBJECT_LIMIT
+from controller.text.commit_message import SUBJECT_LIMIT
 
 __all__ = [
     "RolloutCommit",

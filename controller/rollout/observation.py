@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.manifest import PinnedRelease
+from controller.manifests.manifest import PinnedRelease
 from controller.rollout.record import AnalysisRecord
 from controller.shadow.mirror import ShadowMirror
 from controller.target_types import TargetObservation

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from controller.environment import (
+from controller.errors import ConfigError, ManifestInvalid, ModelNotFound
+from controller.manifests.environment import (
     ENVIRONMENT_FILE,
     EnvironmentConfig,
     ReleaseConfig,
     parse_environment,
 )
-from controller.errors import ConfigError, ManifestInvalid, ModelNotFound
-from controller.manifest import load_pin, read_release
+from controller.manifests.manifest import load_pin, read_release
 from controller.ports import ReleaseRepository, RolloutRegistry, Target
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.pin_edits import RESTORED_FROM, ROLLBACK_REASON, ROLLBACK_VERDICT

@@ -11,10 +11,10 @@ controller, and its reason and annotations stay those of the commit that did it.
 other state than the one decided from is refused, so a stale decision never overwrites a
 newer one. The next pass decides again from what Git now says.
 
-Each edit works in the pin's own KServe mode (:func:`~controller.deployment_mode.deployment_mode`),
-so a rollout commits the same steps in both: in Serverless mode the weight is
-``spec.predictor.canaryTrafficPercent``; in RawDeployment mode it is the
-``trafficPercent`` of the one ``spec.canary`` entry, promotion moves the canary's
+Each edit works in the pin's own KServe mode
+(:func:`~controller.manifests.deployment_mode.deployment_mode`), so a rollout commits the same steps
+in both: in Serverless mode the weight is ``spec.predictor.canaryTrafficPercent``; in RawDeployment
+mode it is the ``trafficPercent`` of the one ``spec.canary`` entry, promotion moves the canary's
 ``storageUri`` and ``name`` into ``spec.predictor`` (KServe then keeps the canary's Deployment
 as the primary, without a restart) and removes ``spec.canary``, and the restore after a
 rollback removes ``spec.canary`` (the primary never stopped serving the previous version).
@@ -35,9 +35,9 @@ from typing import Any
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from controller.deployment_mode import deployment_mode
 from controller.errors import GitConflict, ManifestInvalid
-from controller.manifest import (
+from controller.manifests.deployment_mode import deployment_mode
+from controller.manifests.manifest import (
     ANNOTATION_PREFIX,
     ReleasePin,
     apply_release,

@@ -9,7 +9,7 @@ them; the shadow phase's mirror commits are :mod:`controller.shadow.mirror_commi
 
 from __future__ import annotations
 
-from controller.manifest import ReleasePin
+from controller.manifests.manifest import ReleasePin
 from controller.rollout.actions import (
     EndShadow,
     EndSmoke,

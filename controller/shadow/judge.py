@@ -42,9 +42,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.analysis_types import GateResult, Verdict
 from controller.drift.statistics import bin_counts, ks_2samp, psi, quantile_bin_edges
-from controller.markdown_text import table_cell
 from controller.shadow.samples import ShadowSamples
 from controller.shadow.statistics import TaskMetric, mcnemar, paired_bootstrap
+from controller.text.markdown_text import table_cell
 
 __all__ = [
     "GATE_PREFIX",

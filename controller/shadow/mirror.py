@@ -53,7 +53,7 @@ from ruamel.yaml.comments import CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from controller.errors import InputError, ManifestInvalid
-from controller.kustomization_file import (
+from controller.manifests.kustomization_file import (
     KUSTOMIZATION_FILES,
     dump_yaml,
     load_kustomization,

@@ -13,7 +13,7 @@ pairing:
   every metric is computed for a whole block of resamples at once from one sort of the
   scores: cumulative weighted true and false positives at the end of each run of tied scores
   (the thresholds sklearn uses). With unit weights the metrics equal sklearn's
-  ``average_precision_score`` and :func:`controller.classification_metrics.recall_at_fpr`,
+  ``average_precision_score`` and :func:`controller.quality.classification_metrics.recall_at_fpr`,
   the one public recall at an FPR bound (these block kernels are private to the bootstrap).
 - **McNemar's test** on the decisions at the serving threshold: only requests where exactly
   one model is right carry information. Exact (binomial) below 25 discordant pairs, else the

@@ -34,7 +34,7 @@ from controller.local.kserve_status import (
     reconcile_status,
 )
 from controller.local.revisions import predictor_fingerprint, predictor_spec, storage_uri
-from controller.render import render_overlay
+from controller.manifests.render import render_overlay
 from controller.target_types import TargetObservation
 from controller.testing.behaviours import Behaviour, Behaviours
 from controller.testing.memory_remote import MemoryRemote

@@ -11,7 +11,7 @@ its rules:
 - older open proposals under ``supersedes_prefix`` are commented on (once) and closed, and
   their numbers returned sorted; an empty prefix supersedes nothing;
 - bodies and comments are cut to GitHub's 65,536 characters, status descriptions to 140
-  (:mod:`controller.forge_limits`), as the real one cuts them before sending;
+  (:mod:`controller.text.forge_limits`), as the real one cuts them before sending;
 - a comment on a pull request that does not exist is a
   :class:`~controller.errors.PermanentError` naming it (GitHub's 404);
 - :meth:`~MemoryForge.find_pull_request` finds the newest pull request of a branch in any state.
@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from controller.domain import ChangeRequest, PullRequest
 from controller.errors import ConfigError, ForgeUnavailable, PermanentError
-from controller.forge_limits import fit_body, fit_status_description
+from controller.text.forge_limits import fit_body, fit_status_description
 
 if TYPE_CHECKING:
     from controller.ports import Forge

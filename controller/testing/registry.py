@@ -24,8 +24,8 @@ from controller.domain import ModelVersion, RunSummary
 from controller.errors import InputError, ModelNotFound, RegistryUnavailable
 
 if TYPE_CHECKING:
-    from controller.data_profile import DataProfile  # pandas and numpy load with it
     from controller.ports import AliasIndex, ModelTagStore, ProposalRegistry, RolloutRegistry
+    from controller.quality.data_profile import DataProfile  # pandas and numpy load with it
 
 __all__ = ["MemoryRegistry"]
 

@@ -7,7 +7,7 @@ that nulls a column, a label feed that stopped.
 
 from __future__ import annotations
 
-from controller.data_contract import ColumnSpec, DataContract
+from controller.quality.data_contract import ColumnSpec, DataContract
 from models.fraud_detector.data import LABEL
 
 __all__ = ["CONTRACT"]

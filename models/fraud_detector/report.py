@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from controller.classification_metrics import LOWER_IS_BETTER
+from controller.quality.classification_metrics import LOWER_IS_BETTER
 
 if TYPE_CHECKING:
     from models.fraud_detector.train import TrainingResult

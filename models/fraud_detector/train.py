@@ -32,11 +32,11 @@ from typing import Any
 
 import pandas as pd
 
-from controller.classification_metrics import binary_classification_metrics
-from controller.data_contract import validate_frame
-from controller.data_profile import build_profile
 from controller.errors import ExitCode, InputError, SluiceError
-from controller.quality_gate import GateVerdict, evaluate_gate, load_quality_gate
+from controller.quality.classification_metrics import binary_classification_metrics
+from controller.quality.data_contract import validate_frame
+from controller.quality.data_profile import build_profile
+from controller.quality.quality_gate import GateVerdict, evaluate_gate, load_quality_gate
 from controller.redact import redact
 from controller.settings import load_settings
 from models.fraud_detector.contract import CONTRACT

@@ -19,7 +19,7 @@ import yaml
 from support.crd import strict
 from upstream.sources import UPSTREAM
 
-from controller.render import render_overlay
+from controller.manifests.render import render_overlay
 
 __all__ = ["ROOT", "UPSTREAM", "render", "schema_errors"]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from mlflow import MlflowClient
 
-from controller.manifest import ReleasePin, apply_release, dump_pin, load_pin
+from controller.manifests.manifest import ReleasePin, apply_release, dump_pin, load_pin
 from controller.shadow.phase import PHASE_ANNOTATION, SMOKE_PHASE
 from support.gitops_repo import seed_manifests
 from support.gitrepo import GIT_ENV, GitRemote, git

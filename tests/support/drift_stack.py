@@ -19,13 +19,13 @@ import pandas as pd
 
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.drift import DatasetDrift, detect_drift_from_profile
-from controller.http_transport import Handler
 from controller.local.configs import StaticConfig
 from controller.local.rules import write_local_rules
 from controller.local.scrape import MODEL_SERVER_JOB, ModelServerTarget
 from controller.local.services import AlertmanagerService, MlflowService, PrometheusService
 from controller.local.serving.launcher import start_model_server
-from controller.server import ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.http_transport import Handler
+from controller.serve.server import ServeMetrics, SluiceServer, sluice_routes
 from support.gitops_repo import ROOT
 
 __all__ = ["RULES", "DriftAlertPath", "count", "drift_of_version_1"]

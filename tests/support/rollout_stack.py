@@ -30,9 +30,9 @@ from controller.backends.mlflow_registry import MlflowRegistry
 from controller.demo.gitops_remote import merge_branch
 from controller.local.stack import StackRequest, down, up
 from controller.local.state import read_json, stop_pid
-from controller.manifest import load_pin, read_release
+from controller.manifests.manifest import load_pin, read_release
 from controller.null_ports import NoForge
-from controller.propose import ProposalRequest, propose
+from controller.proposals.propose import ProposalRequest, propose
 from support.gitops_repo import commit_to_remote, seed_manifests
 from support.gitrepo import GitRemote, create_git_remote, git
 from support.registry import register_version

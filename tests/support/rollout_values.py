@@ -8,7 +8,7 @@ cluster, whose mirror is in Git).
 from __future__ import annotations
 
 from controller.analysis_types import GateResult, Verdict
-from controller.manifest import PinnedRelease
+from controller.manifests.manifest import PinnedRelease
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.policy import RolloutPolicy
 from controller.rollout.record import AnalysisRecord

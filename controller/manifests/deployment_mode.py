@@ -1,8 +1,8 @@
 """KServe's two ways to canary, how a manifest says which one it uses, and what KServe refuses.
 
-Why a module of its own: the pin editor (:mod:`controller.manifest`), the render check
-(:mod:`controller.render`) and the local target (:mod:`controller.local`) must agree on the
-mode of an InferenceService and on what KServe's admission webhook would refuse, or Sluice
+Why a module of its own: the pin editor (:mod:`controller.manifests.manifest`), the render check
+(:mod:`controller.manifests.render`) and the local target (:mod:`controller.local`) must agree on
+the mode of an InferenceService and on what KServe's admission webhook would refuse, or Sluice
 would commit a pin that the cluster rejects in the middle of a sync.
 
 - **Serverless** (Knative): one ``spec.predictor``; ``canaryTrafficPercent: N`` sends N % to

@@ -6,8 +6,8 @@ blob id (only pins whose content was never seen are read and parsed, so a pass i
 nothing changed parses no YAML), and the aliases of the watched models only, a few names a
 registry request (its cost follows the watched set, not the size of the registry). Only
 releases whose alias points at a version other than the pinned one go on to
-:func:`controller.propose.propose`, which is idempotent (an already-proposed version makes no
-commit and no new pull request).
+:func:`controller.proposals.propose.propose`, which is idempotent (an already-proposed version
+makes no commit and no new pull request).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from controller.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
 from controller.errors import ConfigError, ManifestInvalid
-from controller.manifest import load_pin, read_release
+from controller.manifests.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
+from controller.manifests.manifest import load_pin, read_release
 from controller.ports import AliasIndex, ReleaseRepository
-from controller.propose import ProposalRequest
+from controller.proposals.propose import ProposalRequest
 
 __all__ = ["ReleaseSnapshot", "Watched", "due_proposals", "scan"]
 
@@ -160,7 +160,7 @@ def scan(
 class ReleaseSnapshot:
     """The state one pass compares, read in batches and shared by every lookup in the pass.
 
-    :class:`controller.watch.Watcher` asks about one model at a time; answering each from a
+    :class:`controller.serve.watch.Watcher` asks about one model at a time; answering each from a
     snapshot at most ``max_age_seconds`` old turns a pass over N models into one fetch and a
     few registry requests instead of N round trips.
     """

@@ -40,8 +40,8 @@ from controller.redact import redact
 from controller.retrain.forge_dispatch import NAME_PATTERN
 from controller.retrain.grouping import merge_requests
 from controller.retrain.retrainer import Retrainer, RetrainOutcome
-from controller.server import Handler, Request, Response, ServeMetrics
-from controller.webhooks import StrictBody, WebhookRejected, read_json_object, validate_body
+from controller.serve.server import Handler, Request, Response, ServeMetrics
+from controller.serve.webhooks import StrictBody, WebhookRejected, read_json_object, validate_body
 
 __all__ = [
     "DEFAULT_RETRAIN_ALERTS",

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controller.status_view import (
+from controller.status.status_view import (
     format_duration,
     in_phase_text,
     next_analysis_text,

@@ -22,11 +22,11 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from controller.alertmanager_hook import verify_bearer
 from controller.ports import PredictionStore
 from controller.redact import redact
-from controller.server import Handler, Request, Response, ServeMetrics
-from controller.webhooks import StrictBody, WebhookRejected, read_json_object, validate_body
+from controller.serve.alertmanager_hook import verify_bearer
+from controller.serve.server import Handler, Request, Response, ServeMetrics
+from controller.serve.webhooks import StrictBody, WebhookRejected, read_json_object, validate_body
 
 __all__ = [
     "FEEDBACK_PATH",

@@ -2,9 +2,9 @@
 
 Routes are plain functions from a :class:`Request` to a :class:`Response`, kept in a table keyed
 by method and path, so each is tested without sockets and later routes (``POST
-/hooks/alertmanager``, built in :mod:`controller.alertmanager_hook`) are one more entry in
+/hooks/alertmanager``, built in :mod:`controller.serve.alertmanager_hook`) are one more entry in
 :func:`sluice_routes`. Those types and :class:`SluiceServer`, which serves a table with
-Starlette and uvicorn from a thread, live in :mod:`controller.http_transport` and are
+Starlette and uvicorn from a thread, live in :mod:`controller.serve.http_transport` and are
 re-exported here, where the routes' modules and commands import them.
 
 Metrics live in a ``CollectorRegistry`` owned by :class:`ServeMetrics`, never the global one,
@@ -21,9 +21,9 @@ from pathlib import Path
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from controller.errors import ConfigError
-from controller.http_transport import Handler, Request, Response, Route, SluiceServer
 from controller.redact import redact
-from controller.webhooks import ReplayGuard, WebhookRejected, verify_mlflow_delivery
+from controller.serve.http_transport import Handler, Request, Response, Route, SluiceServer
+from controller.serve.webhooks import ReplayGuard, WebhookRejected, verify_mlflow_delivery
 
 __all__ = [
     "Handler",
@@ -49,8 +49,8 @@ _REJECTION_RESULTS = {400: "malformed", 401: "unauthorized", 409: "replayed"}
 class ServeMetrics:
     """The counters of ``sluice serve``, in a registry of their own.
 
-    It is also the :class:`~controller.watch.WatchObserver` of the watcher, so the loop and the
-    HTTP side report into one ``/metrics``.
+    It is also the :class:`~controller.serve.watch.WatchObserver` of the watcher, so the loop and
+    the HTTP side report into one ``/metrics``.
     """
 
     def __init__(self) -> None:
@@ -213,10 +213,10 @@ def sluice_routes(
 ) -> dict[Route, Handler]:
     """Every route of ``sluice serve``; ``POST /hooks/mlflow`` only when a secret is set,
     ``POST /hooks/alertmanager`` and ``POST /v1/feedback`` only when their handlers are given
-    (:func:`controller.alertmanager_hook.alertmanager_hook_route`,
-    :func:`controller.feedback.feedback_route`), and ``GET /`` when ``page`` renders it.
+    (:func:`controller.serve.alertmanager_hook.alertmanager_hook_route`,
+    :func:`controller.serve.feedback.feedback_route`), and ``GET /`` when ``page`` renders it.
     ``replay_file`` keeps the MLflow deliveries already received across restarts
-    (:class:`~controller.webhooks.ReplayGuard`)."""
+    (:class:`~controller.serve.webhooks.ReplayGuard`)."""
     routes: dict[Route, Handler] = {
         ("GET", "/healthz"): health_route(status),
         ("GET", "/metrics"): metrics_route(metrics),

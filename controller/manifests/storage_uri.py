@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from controller.environment import StorageConfig
 from controller.errors import InputError
+from controller.manifests.environment import StorageConfig
 
 __all__ = ["check_uri_characters", "map_storage_uri", "uri_scheme"]
 

@@ -4,7 +4,7 @@ The pin is a reviewed file: its comments, key order and quoting must survive, an
 request must change exactly the lines that move the version. ruamel.yaml's round trip keeps
 all of that; the width is raised so a long ``storageUri`` is never folded onto two lines.
 
-A pin canaries the way its KServe mode does (:mod:`controller.deployment_mode`):
+A pin canaries the way its KServe mode does (:mod:`controller.manifests.deployment_mode`):
 
 - **Serverless**: ``spec.predictor.canaryTrafficPercent`` beside the candidate's ``storageUri``
   (KServe remembers which revision served before). These pins are read and written exactly as
@@ -33,15 +33,15 @@ from ruamel.yaml.error import CommentMark, YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
-from controller.deployment_mode import (
+from controller.errors import ManifestInvalid
+from controller.limits import PIN_FILE_MAX_BYTES
+from controller.manifests.deployment_mode import (
     DEFAULT_CONTAINER,
     DEPLOYMENT_MODE_ANNOTATION,
     RAW_DEPLOYMENT_MODES,
     DeploymentMode,
     deployment_mode,
 )
-from controller.errors import ManifestInvalid
-from controller.limits import PIN_FILE_MAX_BYTES
 from controller.shadow.phase import (
     MIRROR_PERCENT_ANNOTATION,
     PHASE_ANNOTATION,
@@ -196,7 +196,7 @@ def apply_release(
     """Write ``pin`` into the document in place, touching only the keys it owns.
 
     ``mode`` is the environment's ``deploymentMode``; None takes the pin's own
-    (:func:`~controller.deployment_mode.deployment_mode`).
+    (:func:`~controller.manifests.deployment_mode.deployment_mode`).
     """
     metadata = _mapping(document, "metadata", source)
     annotations = _mapping(metadata, "annotations", source)

@@ -8,7 +8,7 @@ a variable without a value, or a value without a variable, is an error rather th
 a hole in it. The output is deterministic, so an unchanged proposal leaves the pull request
 body unchanged and the forge does not write it again.
 
-A card never exceeds GitHub's 65,536-character body limit (:mod:`controller.forge_limits`).
+A card never exceeds GitHub's 65,536-character body limit (:mod:`controller.text.forge_limits`).
 A card over it loses, in this order until it fits: the end of the manifest diff (the whole
 change is on the pull request's Files changed tab), then the diff and the training-data
 profile altogether with the metrics table cut to its first rows, then the metrics table. A
@@ -22,18 +22,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from string import Template
 
-from controller.data_profile import DataProfile
 from controller.domain import ModelVersion, RunSummary
-from controller.forge_limits import BODY_LIMIT, fit_body, trimmed_note
-from controller.markdown_text import fenced_block, is_web_url, link_target, one_line
-from controller.model_card_sections import (
+from controller.proposals.model_card_sections import (
     KEY_METRICS,
     comparison_line,
     metrics_section,
     profile_section,
 )
+from controller.quality.data_profile import DataProfile
 from controller.redact import redact
-from controller.strict_template import fill_template
+from controller.text.forge_limits import BODY_LIMIT, fit_body, trimmed_note
+from controller.text.markdown_text import fenced_block, is_web_url, link_target, one_line
+from controller.text.strict_template import fill_template
 
 __all__ = [
     "CARD_MARKER",

@@ -25,8 +25,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from controller.environment import ENVIRONMENT_FILE, parse_environment
 from controller.errors import ConfigError, InputError, ManifestInvalid
+from controller.manifests.environment import ENVIRONMENT_FILE, parse_environment
 
 __all__ = [
     "FLAVOUR_FORMATS",

@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.classification_metrics import LOWER_IS_BETTER
 from controller.errors import ConfigError
+from controller.quality.classification_metrics import LOWER_IS_BETTER
 from controller.yaml_config import load_yaml_file, validate_yaml_model
 
 __all__ = ["GateCheck", "GateVerdict", "QualityGate", "evaluate_gate", "load_quality_gate"]

@@ -14,13 +14,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from controller.commit_message import ProposalMessage, proposal_branch, render_proposal_message
-from controller.data_profile import DataProfile
-from controller.deployment_mode import DeploymentMode
 from controller.domain import ChangeRequest, ModelVersion, RunSummary
-from controller.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
 from controller.errors import ConfigError, GitConflict, InputError, ManifestInvalid
-from controller.manifest import (
+from controller.manifests.deployment_mode import DeploymentMode
+from controller.manifests.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
+from controller.manifests.manifest import (
     PinnedRelease,
     ReleasePin,
     apply_release,
@@ -30,10 +28,12 @@ from controller.manifest import (
     set_shadow_annotations,
     set_smoke_annotation,
 )
-from controller.model_card import ModelCard, render_model_card
+from controller.manifests.render import validate_rendered
+from controller.manifests.storage_uri import map_storage_uri
 from controller.ports import Forge, ProposalRegistry, ReleaseRepository
-from controller.render import validate_rendered
-from controller.storage_uri import map_storage_uri
+from controller.proposals.model_card import ModelCard, render_model_card
+from controller.quality.data_profile import DataProfile
+from controller.text.commit_message import ProposalMessage, proposal_branch, render_proposal_message
 
 __all__ = ["ProposalRequest", "ProposalResult", "propose"]
 

@@ -2,10 +2,10 @@
 
 GitHub refuses a pull request or issue comment body longer than 65,536 characters and a commit
 status description longer than 140 with 422 "Validation Failed", and nothing is written. Sluice
-never sends either: the model card trims its own sections first (:mod:`controller.model_card`),
-and :func:`fit_body` is the last resort for any body, keeping its start, closing an open code
-fence, saying that it was trimmed and keeping the hidden ``<!-- sluice:... -->`` marker that
-ends Sluice's cards and comments (tools find them by it).
+never sends either: the model card trims its own sections first
+(:mod:`controller.proposals.model_card`), and :func:`fit_body` is the last resort for any body,
+keeping its start, closing an open code fence, saying that it was trimmed and keeping the hidden
+``<!-- sluice:... -->`` marker that ends Sluice's cards and comments (tools find them by it).
 """
 
 from __future__ import annotations

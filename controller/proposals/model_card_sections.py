@@ -8,11 +8,11 @@ from dataclasses import replace
 from string import Template
 from typing import Protocol
 
-from controller.classification_metrics import LOWER_IS_BETTER
-from controller.data_profile import CategoricalProfile, DataProfile, NumericProfile
 from controller.domain import ModelVersion, RunSummary
-from controller.markdown_text import table_cell
-from controller.strict_template import fill_template
+from controller.quality.classification_metrics import LOWER_IS_BETTER
+from controller.quality.data_profile import CategoricalProfile, DataProfile, NumericProfile
+from controller.text.markdown_text import table_cell
+from controller.text.strict_template import fill_template
 
 __all__ = [
     "KEY_METRICS",

@@ -4,8 +4,8 @@ Argo CD renders each overlay with kustomize and applies the result; KServe's adm
 then rejects a malformed InferenceService, after the merge, in the middle of a sync. Sluice
 renders the same way (``kubectl kustomize``) and validates every InferenceService against the
 CRD's own schema first, and against the admission rules of a RawDeployment ``spec.canary``
-that the schema cannot express (:mod:`controller.deployment_mode`), so an invalid pin is never
-committed.
+that the schema cannot express (:mod:`controller.manifests.deployment_mode`), so an invalid pin is
+never committed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from jsonschema import Draft7Validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from controller.deployment_mode import canary_admission_errors
 from controller.errors import ConfigError, ManifestInvalid
 from controller.limits import (
     KUSTOMIZE_MEMORY_BYTES,
@@ -33,6 +32,7 @@ from controller.limits import (
     check_size,
     human_bytes,
 )
+from controller.manifests.deployment_mode import canary_admission_errors
 from controller.schemas import inferenceservice_schema
 from controller.yaml_config import check_yaml_text
 

@@ -1,0 +1,4 @@
+"""What people see of their releases, from the same plain status rows: the text of ``sluice
+status`` and ``sluice rollout``, and the read-only HTML page at ``/`` of ``sluice serve``."""
+
+__all__: list[str] = []
