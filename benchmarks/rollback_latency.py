@@ -62,6 +62,7 @@ from controller.demo.gitops_remote import commit_to_main, merge_branch, seed_git
 from controller.local.stack import StackRequest, down, up  # noqa: E402
 from controller.local.state import read_json  # noqa: E402
 from controller.local.target import LocalTarget  # noqa: E402
+from controller.null_ports import NoForge  # noqa: E402
 from controller.proposals.propose import ProposalRequest, propose  # noqa: E402
 from controller.rollout.actions import Outcome  # noqa: E402
 from controller.rollout.analysis import Analyzer  # noqa: E402
@@ -267,8 +268,10 @@ def main() -> None:
             registry = MlflowRegistry(tracking_uri)
             cache = workdir / "propose-git"
             train(tracking_uri, "--week", "0")
-            first = propose(ProposalRequest(MODEL, "local", version=1), registry=registry,
-                            workspace=GitWorkspace(str(remote), cache), forge=None)  # fmt: skip
+            first = propose(
+                ProposalRequest(MODEL, "local", version=1), registry=registry,
+                workspace=GitWorkspace(str(remote), cache), forge=NoForge(),
+            )  # fmt: skip
             merge_branch(remote, first.branch)
             url = router_url(root)
             sample = registry.input_rows(MODEL, 1, 50)
@@ -285,7 +288,7 @@ def main() -> None:
                 workspace = GitWorkspace(str(remote), cache)
                 second = propose(
                     ProposalRequest(MODEL, "local", version=bad),
-                    registry=registry, workspace=workspace, forge=None,
+                    registry=registry, workspace=workspace, forge=NoForge(),
                 )  # fmt: skip
                 started = time.monotonic()
                 merge_branch(remote, second.branch)
