@@ -90,15 +90,17 @@ def test_prometheus_outage_holds_then_aborts_and_the_version_proceeds_when_propo
     """The default smoke, through the CLI and the shipped local policy, around a Prometheus
     outage. The proposal pins the good version at weight 0 in the smoke phase; `sluice rollout`
     smokes its tag route (Prometheus is not needed) and one commit starts the canary. With
-    Prometheus down the canary holds at 10 % on a tool error, and after errorLimit analyses the
-    rollout is aborted: traffic goes back, but a broken tool condemns no model, so the version
-    is not quarantined and the registry says the rollout was aborted. Proposed again with
-    Prometheus back (`sluice local up` restarts it), the same version is smoked before any
-    client request reaches it and goes 10% → 50% → 100%, one commit per step listing its
-    gates, and becomes the champion without a client seeing an error. (One rollout for both
-    outcomes: the outage's hold and abort, then the same version's promotion.)"""
+    Prometheus down the canary holds at 10 % on a tool error, and after errorLimit analyses (2
+    here, to spend fewer load tests on a known outcome) the rollout is aborted: traffic goes
+    back, but a broken tool condemns no model, so the version is not quarantined and the
+    registry says the rollout was aborted. Proposed again with Prometheus back (`sluice local
+    up` restarts it), the same version is smoked before any client request reaches it and goes
+    10% → 50% → 100%, one commit per step listing its gates, and becomes the champion without a
+    client seeing an error. (One rollout for both outcomes: the outage's hold and abort, then
+    the same version's promotion.)"""
     version = register_version(loop.tracking_uri, MODEL, input_example=True)
     serving = loop.pin()[0]
+    set_policy(loop, "outage", errorLimit="2")
     loop.propose_and_merge(version)
     assert loop.pin() == (version, 0)
     proposal = git("log", "-1", "--format=%s", "main^2", cwd=loop.remote.path)
@@ -127,7 +129,7 @@ def test_prometheus_outage_holds_then_aborts_and_the_version_proceeds_when_propo
     assert "no data" in output or "unreachable" in output
     body = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
     assert body.startswith(f"rollback fraud-detector v{version}: aborted, all traffic back to")
-    assert "a gate could not run in 4 analyses in a row" in body
+    assert "a gate could not run in 2 analyses in a row" in body
     assert "[ERROR] prometheus/request-success-rate" in body
     assert f"v{version} is not quarantined" in body
     assert loop.pin() == (serving, None)
