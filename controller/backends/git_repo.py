@@ -250,8 +250,7 @@ class GitWorkspace:
         the branch's tip, the base's when it does not exist, and with ``restart_merged`` also
         when the base already holds the branch's tip (a proposal merged, then undone)."""
         tip, base_tip = self.remote_sha(branch), self.remote_sha(base)
-        restart = restart_merged and tip is not None and base_tip is not None and branch != base
-        if restart and tip is not None and self.is_merged(tip, base):
+        if restart_merged and tip and base_tip and branch != base and self.is_merged(tip, base):
             return base_tip, tip
         return tip or base_tip, None
 

@@ -259,8 +259,8 @@ class MemoryReleaseRepository:
         as GitWorkspace's does."""
         seen = self._branches()
         tip, base_tip = seen.get(branch), seen.get(base)
-        restart = restart_merged and tip is not None and base_tip is not None and branch != base
-        if restart and base_tip is not None and tip in self.remote.ancestors(base_tip):
+        restart = restart_merged and branch != base
+        if restart and tip and base_tip and tip in self.remote.ancestors(base_tip):
             return base_tip, tip
         return self._start(branch, base, hint=hint), None
 
