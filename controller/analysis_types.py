@@ -128,6 +128,8 @@ class LoadPlan:
     report_dir: Path | None = None
     #: Stop once this many requests were sent (a smoke); ``duration_seconds`` still bounds it.
     max_requests: int | None = None
+    #: Requests per second in all, each user paced to ``rps / users``; None: back to back.
+    rps: float | None = None
 
 
 @dataclass(frozen=True)

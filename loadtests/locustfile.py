@@ -30,8 +30,10 @@ window, where a few example rows repeated thousands of times would read as drift
 :data:`SYNTHETIC_HEADER` here and ``controller.synthetic_traffic.SYNTHETIC_HEADER`` in the
 controller, which this file must not import; a test checks that the two agree.
 
-A request fails unless it is answered with a 2xx status. Users send back to back (no wait
-time), so the load is closed-loop: ``-u`` requests in flight at any time.
+A request fails unless it is answered with a 2xx status. Without ``SLUICE_LOAD_USER_RPS``
+users send back to back (no wait time), so the load is closed-loop: ``-u`` requests in flight
+at any time, as many per second as the server answers. With it, each user waits out the rest
+of its ``1 / rate`` seconds after each answer, which bounds the load to a known rate.
 
 Response times are rounded up, not to the nearest value, onto Locust's grid of about two
 significant digits: a request of 40.2 ms is kept as 41 ms, never as 40 ms. Every bucket bound
@@ -54,7 +56,7 @@ from typing import Any, NoReturn
 
 import gevent
 import locust.stats
-from locust import FastHttpUser, events, task
+from locust import FastHttpUser, constant_throughput, events, task
 from locust.env import Environment
 from locust.exception import StopUser
 
@@ -84,6 +86,8 @@ class LoadConfig:
     headers: Mapping[str, str]
     timeout_seconds: float
     max_requests: int | None = None
+    #: Requests per second per user; None: back to back.
+    user_rps: float | None = None
 
 
 def config_from_env(environ: Mapping[str, str]) -> LoadConfig:
@@ -105,6 +109,7 @@ def config_from_env(environ: Mapping[str, str]) -> LoadConfig:
         headers=_with_synthetic(_read_headers(environ.get("SLUICE_LOAD_HEADERS", ""))),
         timeout_seconds=_read_timeout(environ.get("SLUICE_LOAD_TIMEOUT_SECONDS", "10")),
         max_requests=_read_max_requests(environ.get("SLUICE_LOAD_MAX_REQUESTS", "")),
+        user_rps=_read_user_rps(environ.get("SLUICE_LOAD_USER_RPS", "")),
     )
 
 
@@ -171,6 +176,18 @@ def _read_max_requests(text: str) -> int | None:
     return count
 
 
+def _read_user_rps(text: str) -> float | None:
+    if not text.strip():
+        return None
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not math.isfinite(rate) or rate <= 0:
+        _exit(f"SLUICE_LOAD_USER_RPS must be a positive number (requests a second), not {text!r}")
+    return rate
+
+
 def _v1_body(row: Mapping[str, Any]) -> dict[str, Any]:
     return {"instances": [dict(row)]}
 
@@ -206,11 +223,13 @@ def _configure(environment: Environment, **_: Any) -> None:
     global _config
     _config = config_from_env(os.environ)
     ModelUser.network_timeout = ModelUser.connection_timeout = _config.timeout_seconds
+    if _config.user_rps is not None:
+        ModelUser.wait_time = constant_throughput(_config.user_rps)
     locust.stats.bucket_response_time = bucket_response_time_up
 
 
 class ModelUser(FastHttpUser):
-    """Posts one randomly sampled row per request to the model, back to back."""
+    """Posts one randomly sampled row per request to the model, back to back unless paced."""
 
     @task
     def predict(self) -> None:

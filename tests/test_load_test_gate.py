@@ -111,6 +111,15 @@ def test_config_refuses_unknown_keys() -> None:
         LoadTestConfig.model_validate({"maxP99": 250})
 
 
+def test_a_paced_test_carries_its_rate_and_refuses_a_min_rps_it_could_not_reach() -> None:
+    """rps paces the plan (unset: back to back); minRps above it could never pass."""
+    config = LoadTestConfig.model_validate({"users": 4, "rps": 40})
+    assert config.load_plan(url="http://h", model_name="m", payloads=[{"a": 1}]).rps == 40
+    assert LoadTestConfig().load_plan(url="http://h", model_name="m", payloads=[]).rps is None
+    with pytest.raises(ValidationError, match="minRps 50 is above rps 40"):
+        LoadTestConfig.model_validate({"rps": 40, "minRps": 50})
+
+
 def test_every_field_of_the_schema_is_described() -> None:
     """The JSON schema documents each camelCase field."""
     schema = LoadTestConfig.model_json_schema(by_alias=True)

@@ -151,6 +151,17 @@ def test_server_answering_500_fails_the_gate(failing_server: tuple[str, list[Any
     assert "100.0% failed, above 1%" in result.summary
 
 
+def test_a_paced_test_sends_about_its_rate_and_no_more(echo_server: tuple[str, list[Any]]) -> None:
+    """rps 20 over 3 s from 2 users: about 60 requests, where back to back sends thousands."""
+    url, seen = echo_server
+    plan = LoadPlan(url, "fraud", "v1", (ROW,), users=2, spawn_rate=2, duration_seconds=3, rps=20)
+    report = LocustLoadGenerator().run(plan)
+    assert report.failures == 0
+    # Each user sends at once, then one request every 0.1 s: at most 2 + 2 * 30.
+    assert 30 <= report.requests <= 62, report
+    assert len(seen) == report.requests
+
+
 def test_v2_requests_carry_one_tensor_per_feature_and_the_headers(
     echo_server: tuple[str, list[Any]],
 ) -> None:

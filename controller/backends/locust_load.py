@@ -224,6 +224,8 @@ def histogram_from_response_times(
 def _check_plan(plan: LoadPlan) -> None:
     if plan.protocol not in ("v1", "v2"):
         raise ConfigError(f"load test protocol must be v1 or v2, not {plan.protocol!r}")
+    if plan.rps is not None and plan.rps <= 0:
+        raise ConfigError(f"load test rps must be positive, not {plan.rps}")
     if plan.max_requests is not None and plan.max_requests < 1:
         raise ConfigError(f"load test max requests must be >= 1, not {plan.max_requests}")
     if plan.users < 1 or plan.spawn_rate <= 0 or plan.duration_seconds <= 0:
@@ -270,6 +272,8 @@ def _child_env(plan: LoadPlan, payloads: Path, request_timeout: int) -> dict[str
     )
     if plan.max_requests is not None:
         env["SLUICE_LOAD_MAX_REQUESTS"] = str(plan.max_requests)
+    if plan.rps is not None:
+        env["SLUICE_LOAD_USER_RPS"] = f"{plan.rps / plan.users:g}"
     return env
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller.analysis_types import GateResult, LoadPlan, LoadReport, Verdict
 
@@ -39,7 +39,14 @@ class LoadTestConfig(BaseModel):
         ge=1,
         le=1000,
         description="Concurrent simulated users; each sends its next request as soon as the "
-        "last is answered.",
+        "last is answered, or paced by rps.",
+    )
+    rps: float | None = Field(
+        default=None,
+        gt=0,
+        description="Requests per second to send in all (each user paces itself to rps/users, "
+        "as Locust's constant_throughput does); a revision that answers slower gets fewer. "
+        "Unset: back to back, as many as the revision answers (closed loop).",
     )
     spawn_rate: float | None = Field(
         default=None,
@@ -92,6 +99,15 @@ class LoadTestConfig(BaseModel):
         description="Fewer requests than this make the test inconclusive: too few to judge.",
     )
 
+    @model_validator(mode="after")
+    def _reachable_min_rps(self) -> LoadTestConfig:
+        if self.rps is not None and self.min_rps is not None and self.min_rps > self.rps:
+            raise ValueError(
+                f"minRps {self.min_rps:g} is above rps {self.rps:g}: a test paced at rps could "
+                "never pass; lower minRps or raise rps"
+            )
+        return self
+
     def load_plan(
         self,
         *,
@@ -110,6 +126,7 @@ class LoadTestConfig(BaseModel):
             users=self.users,
             spawn_rate=self.spawn_rate or float(self.users),
             duration_seconds=self.duration_seconds,
+            rps=self.rps,
             headers=dict(headers or {}),
             report_dir=report_dir,
         )
