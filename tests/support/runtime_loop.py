@@ -250,7 +250,11 @@ class Client:
 
 
 class Background:
-    """Requests sent without pause on another thread while a rollout moves."""
+    """Requests sent on another thread while a rollout moves, one every :data:`PAUSE` seconds
+    at most (about 100 a second: every routing change is crossed by dozens, and the client
+    leaves the router and the model servers their share of the cores)."""
+
+    PAUSE = 0.01
 
     def __init__(self, url: str) -> None:
         self.seen: Counter[tuple[int, str]] = Counter()
@@ -258,7 +262,7 @@ class Background:
         self._thread = threading.Thread(target=self._run, args=(Client(url),), daemon=True)
 
     def _run(self, client: Client) -> None:
-        while not self._stop.is_set():
+        while not self._stop.wait(self.PAUSE):
             self.seen[client.send()] += 1
 
     def __enter__(self) -> Background:
