@@ -5,7 +5,8 @@ then rejects a malformed InferenceService, after the merge, in the middle of a s
 renders the same way (``kubectl kustomize``) and validates every InferenceService against the
 CRD's own schema first, and against the admission rules of a RawDeployment ``spec.canary``
 that the schema cannot express (:mod:`controller.manifests.deployment_mode`), so an invalid pin is
-never committed.
+never committed. An InferenceGraph beside them is validated the same way, strictly
+(:mod:`controller.manifests.inference_graph`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from controller.limits import (
     human_bytes,
 )
 from controller.manifests.deployment_mode import canary_admission_errors
+from controller.manifests.inference_graph import validate_inferencegraph
 from controller.schemas import inferenceservice_schema
 from controller.yaml_config import check_yaml_text
 
@@ -173,10 +175,13 @@ def _check_inferenceservice(document: dict[str, Any], *, source: str) -> None:
 
 
 def validate_rendered(directory: Path) -> list[dict[str, Any]]:
-    """Render an overlay and validate every InferenceService in it; returns the documents."""
+    """Render an overlay and validate every InferenceService and InferenceGraph in it; returns
+    the documents."""
     documents = render_overlay(directory)
     for document in documents:
+        name = (document.get("metadata") or {}).get("name", "?")
         if document.get("kind") == "InferenceService":
-            name = (document.get("metadata") or {}).get("name", "?")
             validate_inferenceservice(document, source=f"{directory} ({name})")
+        elif document.get("kind") == "InferenceGraph":
+            validate_inferencegraph(document, source=f"{directory} ({name})")
     return documents

@@ -1,4 +1,5 @@
-"""``python -m controller.schemas CRD.yaml`` refreshes the packaged InferenceService schema."""
+"""``python -m controller.schemas CRD.yaml`` refreshes a packaged schema
+(InferenceService or InferenceGraph, told by the CRD's kind)."""
 
 import sys
 
