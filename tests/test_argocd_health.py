@@ -10,7 +10,13 @@ import pytest
 import yaml
 from upstream.sources import UPSTREAM
 
-from controller.backends.argocd_health import HealthStatus, LuaHealthCheck, inferenceservice_health
+from controller.backends.argocd_health import (
+    HealthStatus,
+    LuaHealthCheck,
+    inferencegraph_health,
+    inferenceservice_health,
+    resource_health,
+)
 from controller.local.kserve_status import (
     PredictorSpec,
     PreviousStatus,
@@ -66,6 +72,29 @@ def test_object_without_status_is_progressing() -> None:
     assert inferenceservice_health({"metadata": {"name": "fraud"}}) == HealthStatus(
         "Progressing", "Waiting for InferenceService to report status..."
     )
+
+
+def test_resource_health_picks_the_check_by_kind() -> None:
+    """InferenceService and InferenceGraph each get their own check; other kinds get none."""
+    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+    graph = {"kind": "InferenceGraph", "status": ready}
+    service = {"kind": "InferenceService", "status": ready}
+    assert resource_health(graph) == inferencegraph_health(graph)
+    assert resource_health(graph) == HealthStatus("Healthy", "InferenceGraph is ready.")
+    assert resource_health(service) == inferenceservice_health(service)
+    assert resource_health({"kind": "ConfigMap"}) is None
+
+
+def test_inferencegraph_check_reads_ready_not_other_conditions() -> None:
+    """A graph whose Ready is True is Healthy even with another condition False (its health
+    follows Ready alone, as KServe's readiness does)."""
+    status = {
+        "conditions": [
+            {"type": "RoutesReady", "status": "False"},
+            {"type": "Ready", "status": "True"},
+        ]
+    }
+    assert inferencegraph_health({"status": status}).status == "Healthy"
 
 
 # -- statuses produced by the local target -------------------------------------------------------

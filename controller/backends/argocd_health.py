@@ -7,6 +7,11 @@ Sluice runs the script itself (the local target always; the cluster target when 
 does not list the resource's health): a copy in ``argocd_health.lua`` (package data, with
 its source commit in its header), in Lua 5.1 as Argo CD's gopher-lua is, with the
 InferenceService converted to a Lua table named ``obj`` exactly as Argo CD converts the JSON.
+
+Argo CD has no check for KServe's InferenceGraph; Sluice ships one of its own
+(``argocd_health_inferencegraph.lua``, which a cluster's ``argocd-cm`` can carry) that follows
+the graph's ``Ready`` condition, and runs it the same way. :func:`resource_health` picks the
+check by the object's kind.
 """
 
 from __future__ import annotations
@@ -16,9 +21,20 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any, NamedTuple
 
-__all__ = ["HealthStatus", "LuaHealthCheck", "inferenceservice_health"]
+__all__ = [
+    "HEALTH_SCRIPTS",
+    "HealthStatus",
+    "LuaHealthCheck",
+    "inferencegraph_health",
+    "inferenceservice_health",
+    "resource_health",
+]
 
-_SCRIPT = "argocd_health.lua"
+#: The packaged health script of each kind Sluice deploys.
+HEALTH_SCRIPTS = {
+    "InferenceService": "argocd_health.lua",
+    "InferenceGraph": "argocd_health_inferencegraph.lua",
+}
 # Argo CD opens only safe libraries; nothing a health check needs touches files or processes.
 _UNSAFE_GLOBALS = ("io", "os", "require", "dofile", "loadfile", "load", "loadstring", "debug")
 
@@ -55,18 +71,33 @@ class LuaHealthCheck:
             return HealthStatus(str(result["status"]), str(result["message"] or ""))
 
 
-_default: LuaHealthCheck | None = None
-_default_lock = threading.Lock()
+_checks: dict[str, LuaHealthCheck] = {}
+_checks_lock = threading.Lock()
+
+
+def _check(kind: str) -> LuaHealthCheck:
+    with _checks_lock:
+        if kind not in _checks:
+            script = resources.files("controller.backends").joinpath(HEALTH_SCRIPTS[kind])
+            _checks[kind] = LuaHealthCheck(script.read_text("utf-8"))
+        return _checks[kind]
 
 
 def inferenceservice_health(obj: Mapping[str, Any]) -> HealthStatus:
     """Argo CD's health of an InferenceService (``apiVersion``, ``metadata``, ``status``...)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            script = resources.files("controller.backends").joinpath(_SCRIPT).read_text("utf-8")
-            _default = LuaHealthCheck(script)
-    return _default(obj)
+    return _check("InferenceService")(obj)
+
+
+def inferencegraph_health(obj: Mapping[str, Any]) -> HealthStatus:
+    """The health Argo CD shows for an InferenceGraph with Sluice's check installed."""
+    return _check("InferenceGraph")(obj)
+
+
+def resource_health(obj: Mapping[str, Any]) -> HealthStatus | None:
+    """The health of an object of a kind Sluice has a check for (by ``kind``), else None (Argo
+    CD shows no health for a kind without a check)."""
+    kind = str(obj.get("kind", ""))
+    return _check(kind)(obj) if kind in HEALTH_SCRIPTS else None
 
 
 def _plain(value: Any) -> Any:
