@@ -28,6 +28,7 @@ __all__ = [
     "parse_inference_graph",
 ]
 
+
 class GraphSpecError(ValueError):
     """The object is not an InferenceGraph the router can read."""
 
