@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Sluice needs Python 3.11 or newer: install it and run make again (or PYTHON=python3.11 make)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --constraint requirements.lock -e '.[dev,local]'
+	$(BIN)/pip install --quiet --constraint requirements.lock -e '.[dev,local,graph]'
 	$(BIN)/pip check
 	@touch $(STAMP)
 
@@ -28,7 +28,7 @@ lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet --upgrade pip
-	.lock-venv/bin/pip install --quiet '.[dev,local]'
+	.lock-venv/bin/pip install --quiet '.[dev,local,graph]'
 	{ echo '# Every package `make setup` installs, at the version it installs (`make lock` writes this'; \
 	  echo '# from pyproject.toml; the Dockerfile installs from it too). Do not edit by hand.'; \
 	  .lock-venv/bin/pip freeze --all --exclude-editable | grep -v -i -E '^(sluice|pip|setuptools|wheel)( @ |==)'; } > requirements.lock
