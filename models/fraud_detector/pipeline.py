@@ -6,7 +6,6 @@ the same function on the same rows.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from models.fraud_detector.data import CATEGORICAL_FEATURES, FEATURES, LABEL, NUMERIC_FEATURES
+from models.holdout_digest import frame_digest
 
 __all__ = ["HYPERPARAMETERS", "build_pipeline", "fit", "frame_digest", "score", "split_holdout"]
 
@@ -73,9 +73,3 @@ def fit(
 def score(model: Any, frame: pd.DataFrame) -> np.ndarray:
     """Fraud probability per row."""
     return np.asarray(model.predict_proba(frame[FEATURES])[:, 1], dtype=np.float64)
-
-
-def frame_digest(frame: pd.DataFrame) -> str:
-    """Content hash of a frame: equal digests mean the same rows in the same order."""
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]

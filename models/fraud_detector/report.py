@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from controller.quality.classification_metrics import LOWER_IS_BETTER
+from models.training_report import print_gate_and_registry
 
 if TYPE_CHECKING:
     from models.fraud_detector.train import TrainingResult
@@ -34,20 +35,11 @@ def print_result(result: TrainingResult, console: Console | None = None) -> None
         colour = "green" if better else ("red" if delta else "white")
         table.add_row(name, f"{value:.4f}", f"{reference:.4f}", f"[{colour}]{delta:+.4f}[/]")
     console.print(table)
-    for check in result.gate["checks"]:
-        mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
-        console.print(f"  {mark}  {check['reason']}")
-    verdict = "passed" if result.gate_passed else "failed"
-    console.print(f"Run: {result.run_url}")
-    if result.version is None:
-        console.print(f"Quality gate {verdict}; not registered (--no-register)")
-    elif result.alias:
-        console.print(
-            f"Registered {result.model} version {result.version}: quality gate passed, "
-            f"alias [bold]{result.alias}[/] set"
-        )
-    else:
-        console.print(
-            f"Registered {result.model} version {result.version} [red]without alias[/]: "
-            "quality gate failed (see FAIL above)"
-        )
+    print_gate_and_registry(
+        console,
+        gate=result.gate,
+        model=result.model,
+        run_url=result.run_url,
+        version=result.version,
+        alias=result.alias,
+    )

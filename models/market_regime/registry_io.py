@@ -1,0 +1,101 @@
+"""The market-regime models' own part of the training step's MLflow session.
+
+Each version is logged as a pyfunc from code (:mod:`models.market_regime.served_model`, stored
+with it) around its fitted scikit-learn estimator (MLflow's sklearn format, cloudpickle), with
+a ``model_config`` naming its kind: servable from its artifacts alone, and loaded back the same
+way, through the pyfunc loader, to score the champion. The rest (the champion's alias, the
+run's documents, registering, aliases, one-line registry errors) is
+:class:`models.registry_session.RegistrySession`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import mlflow.sklearn
+import pandas as pd
+from mlflow.models import infer_signature
+
+from models.pinned_requirements import pinned
+from models.registry_session import RegistrySession
+
+__all__ = ["MODEL_CODE", "RegimeTraining", "pyfunc_arguments"]
+
+MODEL_CODE = Path(__file__).with_name("served_model.py")
+
+
+def pyfunc_arguments(
+    workdir: Path,
+    *,
+    estimator: Any,
+    model_config: dict[str, Any],
+    input_example: pd.DataFrame,
+    output_example: pd.DataFrame,
+) -> dict[str, Any]:
+    """The arguments of ``mlflow.pyfunc.log_model`` (or ``save_model``) for one version: the
+    served code, the estimator saved under ``workdir`` (which must outlive the call), the
+    kind's config, and the signature of the candidate's own answers."""
+    estimator_dir = workdir / "estimator"
+    mlflow.sklearn.save_model(
+        estimator,
+        str(estimator_dir),
+        # cloudpickle writes model.pkl, which any MLflow loader reads; MLflow 3's default
+        # (skops) needs a trusted-types list.
+        serialization_format="cloudpickle",
+        # Declared, not inferred: inferring loads the model in a subprocess (~4 s).
+        pip_requirements=pinned(),
+    )
+    return {
+        "python_model": str(MODEL_CODE),
+        "artifacts": {"estimator": str(estimator_dir)},
+        "model_config": model_config,
+        "signature": infer_signature(input_example, output_example),
+        "input_example": input_example,
+        "pip_requirements": pinned(),
+    }
+
+
+class RegimeTraining(RegistrySession):
+    """One training run's MLflow session for one market-regime model."""
+
+    def load_pyfunc(self, version: int) -> Any:
+        """Load a registered version as it is served."""
+        return mlflow.pyfunc.load_model(f"models:/{self.model_name}/{version}")
+
+    def log_run(
+        self,
+        *,
+        estimator: Any,
+        model_config: dict[str, Any],
+        input_example: pd.DataFrame,
+        output_example: pd.DataFrame,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        champion: tuple[int, dict[str, float]] | None,
+        profile: dict[str, Any],
+        verdict: dict[str, Any],
+    ) -> tuple[str, str]:
+        """Log params, metrics, the model and the reports; returns the run id and the logged
+        model's URI (MLflow 3: ``models:/m-<id>``)."""
+        mlflow.set_experiment(self.model_name)
+        with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
+            if champion is not None:
+                version, champion_metrics = champion
+                mlflow.log_param("champion_version", version)
+                mlflow.log_metrics({f"champion/{k}": v for k, v in champion_metrics.items()})
+            arguments = pyfunc_arguments(
+                Path(tmp),
+                estimator=estimator,
+                model_config=model_config,
+                input_example=input_example,
+                output_example=output_example,
+            )
+            info = mlflow.pyfunc.log_model(name="model", **arguments)
+            self.log_documents({"reference_profile.json": profile, "quality_gate.json": verdict})
+            return str(run.info.run_id), str(info.model_uri)
