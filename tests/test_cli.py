@@ -6,12 +6,15 @@ import json
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+from support.registry import register_version
 
 from controller import __version__
 from controller.cli import main
+from controller.local.services import MlflowService
 
 
 def sluice(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
@@ -208,8 +211,8 @@ def test_an_unknown_forge_is_one_line_and_exit_2_on_every_command(
     ids=lambda a: a[0],
 )
 def test_bad_input_is_refused_before_the_registry_client_loads(args: list[str]) -> None:
-    """A command checks its names and settings before it imports MLflow and the rollout
-    machinery (about two seconds of imports), so a typo is answered at once."""
+    """A command checks its names and settings before it imports the registry client and the
+    rollout machinery, so a typo is answered at once."""
     code = (
         "import sys\n"
         "from controller.cli import main\n"
@@ -226,8 +229,7 @@ def test_the_commands_load_no_statistics_library_until_they_compute() -> None:
     """Every command that reads an environment (propose, status, rollout, init) parses its
     policy, and propose renders a model card; the statistics behind the gates and the card
     load scipy's statistics and scikit-learn only when they compute, so a command does not
-    pay their imports (about 0.7 s of CPU, 40 % of a `sluice status`) to parse a config.
-    (MLflow's client brings scipy.sparse along; that one is not Sluice's to spare.)"""
+    pay their imports (about 0.7 s of CPU, 40 % of a `sluice status`) to parse a config."""
     code = (
         "import sys\n"
         "import controller.commands.propose, controller.commands.status\n"
@@ -238,3 +240,38 @@ def test_the_commands_load_no_statistics_library_until_they_compute() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.stdout.strip() == "[]", (done.stdout, done.stderr)
+
+
+@pytest.mark.slow
+def test_a_command_that_reads_the_registry_imports_no_mlflow(
+    mlflow_server: MlflowService, tmp_path: Path
+) -> None:
+    """`sluice drift` resolves a version and lists its run's artifacts, and the registry adapter
+    reads the version's MLmodel, input example and run, all through the tracking server's REST
+    API: no `mlflow` module is loaded (importing MLflow's client cost every such command about
+    0.9 s of CPU)."""
+    uri = mlflow_server.tracking_uri
+    name = f"probe-{uuid.uuid4().hex[:8]}"
+    register_version(uri, name, alias="champion", input_example=True)
+    (tmp_path / "now.csv").write_text("amount,hour\n12.5,3\n30.0,14\n")
+    code = (
+        "import sys\n"
+        "from controller.cli import main\n"
+        f"status = main(['--mlflow-tracking-uri', {uri!r}, 'drift', {name!r}, '--current', "
+        "'now.csv'])\n"
+        "from controller.backends.mlflow_registry import MlflowRegistry\n"
+        f"registry = MlflowRegistry({uri!r})\n"
+        f"version = registry.resolve({name!r}, alias='champion')\n"
+        "rows = registry.input_rows(version.name, version.version, 2)\n"
+        "flavours = sorted(registry.mlmodel(version.name, version.version)['flavors'])\n"
+        "metrics = sorted(registry.run_summary(str(version.run_id)).metrics)\n"
+        "loaded = sorted(m for m in sys.modules if m.partition('.')[0] == 'mlflow')\n"
+        "print(status, len(rows), flavours, metrics, loaded)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert done.stdout.strip().splitlines()[-1:] == [
+        "2 2 ['python_function', 'sklearn'] ['pr_auc', 'roc_auc'] []"
+    ], (done.stdout, done.stderr)
+    assert "has no reference profile" in done.stderr

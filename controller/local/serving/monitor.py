@@ -264,7 +264,7 @@ def find_monitored_version(
     if not tracking_uri:
         log.info("drift monitor off: MLFLOW_TRACKING_URI is not set, so no profile can be read")
         return None
-    from controller.backends.mlflow_registry import MlflowRegistry  # imports MLflow
+    from controller.backends.mlflow_registry import MlflowRegistry
 
     registry = MlflowRegistry(tracking_uri)
     try:
