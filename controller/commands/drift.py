@@ -31,8 +31,8 @@ from rich.text import Text
 
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.domain import ModelVersion
-from controller.drift import DatasetDrift, detect_drift_from_profile
 from controller.drift.columns import check_columns
+from controller.drift.detector import DatasetDrift, detect_drift_from_profile
 from controller.drift.report_html import render_report
 from controller.drift.report_json import report_dict
 from controller.drift.table import drift_table, verdict_line

@@ -9,12 +9,14 @@ versioned so that a reader can refuse a profile it does not understand.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # profiles are read by commands that never build one: no pandas for them
+    import pandas as pd
 
 __all__ = [
     "PROFILE_SCHEMA_VERSION",
