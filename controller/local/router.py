@@ -31,36 +31,31 @@ carries an id to the revisions and back to the client in ``X-Request-Id`` (the c
 when it sends one of at most 128 visible characters), the id both answers are logged under.
 
 Every response names the revision that served it in ``X-Sluice-Revision``. The proxy runs
-on an event loop thread of its own (uvloop when installed) and speaks HTTP/1.1 through
-:mod:`controller.local.serving.http1`, with keep-alive connections pooled per revision: about
-0.2 ms per request on top of a model server (``benchmarks/router_overhead.py``).
+on an event loop thread of its own (:mod:`controller.local.loop_server`, uvloop when
+installed) and speaks HTTP/1.1 through :mod:`controller.local.serving.http1`, with keep-alive
+connections pooled per revision: about 0.2 ms per request on top of a model server
+(``benchmarks/router_overhead.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import math
 import random
-import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Self
+from collections.abc import Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
-from controller.errors import ConfigError
 from controller.gates.metrics_profile import OTEL_BUCKETS_SECONDS, MetricsProfile
+from controller.local.loop_server import LoopServer
 from controller.local.mirror import Mirror, ShadowTarget
-from controller.local.processes import free_port
 from controller.local.request_window import RequestWindow
 from controller.local.revision_metrics import LATENCY_BUCKETS_MS, RevisionMetrics
 from controller.local.route_table import RouteTable, TrafficTarget
 from controller.local.serving.http1 import (
-    ClientConnection,
     Request,
     UpstreamPool,
     encode_request,
@@ -92,7 +87,7 @@ _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _REQUEST_ID_MAX = 128
 
 
-class Router:
+class Router(LoopServer):
     """A reverse proxy for InferenceService ``isvc`` on ``host:port``, run on its own thread."""
 
     def __init__(
@@ -109,9 +104,8 @@ class Router:
         max_shadow_in_flight: int = 64,
         metrics_profile: MetricsProfile | None = None,
     ) -> None:
+        super().__init__(name=f"the router of {isvc}", host=host, port=port)
         self.isvc = isvc
-        self.host = host
-        self.port = port or free_port()
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = RevisionMetrics(namespace, f"{isvc}-predictor", metrics_profile)
         self.registry.register(self.metrics)
@@ -127,17 +121,6 @@ class Router:
             max_in_flight=max_shadow_in_flight,
             seed=None if seed is None else seed + 1,
         )
-        self._clients: set[asyncio.Transport] = set()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._error: OSError | None = None
-
-    @property
-    def url(self) -> str:
-        """Where clients send requests, e.g. ``{url}/v1/models/NAME:predict``."""
-        return f"http://{self.host}:{self.port}"
 
     def set_routes(self, traffic: Sequence[TrafficTarget]) -> None:
         """Replace the split; percents must add up to 100 (an empty list answers 503)."""
@@ -147,72 +130,14 @@ class Router:
         """Copy main-route requests to ``shadow`` from the next request on (None: stop)."""
         self.mirror.set_target(shadow)
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self, timeout: float = 10.0) -> Self:
-        """Listen on ``host:port``; :class:`ConfigError` when the port cannot be bound."""
-        if self._thread is not None:
-            raise RuntimeError(f"the router of {self.isvc} was already started")
-        self._thread = threading.Thread(target=self._run, name=f"router-{self.isvc}", daemon=True)
-        self._thread.start()
-        if not self._started.wait(timeout):
-            raise ConfigError(f"the router of {self.isvc} did not start within {timeout:g}s")
-        if self._error is not None:
-            raise ConfigError(
-                f"the router of {self.isvc} cannot listen on {self.host}:{self.port}: "
-                f"{self._error.strerror}; choose another port"
-            ) from self._error
-        return self
-
-    def stop(self) -> None:
-        """Stop listening, close every connection (idempotent)."""
-        loop, stop, thread = self._loop, self._stop, self._thread
-        if loop is not None and stop is not None and loop.is_running():
-            loop.call_soon_threadsafe(stop.set)
-        if thread is not None:
-            thread.join(10.0)
-
-    def __enter__(self) -> Self:
-        return self.start() if self._thread is None else self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-        with contextlib.suppress(ImportError):
-            import uvloop
-
-            factory = uvloop.new_event_loop
-        with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(self._serve())
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            server = await self._loop.create_server(
-                lambda: ClientConnection(self._handle, self._clients),
-                self.host,
-                self.port,
-                reuse_address=True,
-            )
-        except OSError as exc:
-            self._error = exc
-            self._started.set()
-            return
-        self._started.set()
-        await self._stop.wait()
-        server.close()
-        for transport in list(self._clients):
-            transport.close()
+    async def closing(self) -> None:
+        """Close the revisions' pooled connections and the shadow's copies."""
         self._pool.close()
         await self.mirror.close()
-        await server.wait_closed()
 
     # -- requests ----------------------------------------------------------------------------
 
-    async def _handle(self, request: Request) -> bytes:
+    async def handle(self, request: Request) -> bytes:
         if request.url == b"/metrics" or request.url.startswith(b"/metrics?"):
             body = self.metrics.exposition(self.registry)
             return encode_response(200, [(b"Content-Type", CONTENT_TYPE_LATEST.encode())], body)
