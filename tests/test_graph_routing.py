@@ -28,6 +28,7 @@ from controller.local.graph import (
     GraphAnswer,
     StepAnswer,
     StepCallFailed,
+    StepRef,
     answer_graph_request,
     parse_inference_graph,
 )
@@ -68,12 +69,14 @@ class FakeServices:
 
     handlers: dict[str, Handler]
     calls: list[tuple[str, bytes, Mapping[str, str]]] = field(default_factory=list)
+    steps: list[tuple[str, StepRef]] = field(default_factory=list)
 
     async def __call__(
-        self, target: StepTarget, body: bytes, headers: Mapping[str, str]
+        self, target: StepTarget, body: bytes, headers: Mapping[str, str], step: StepRef
     ) -> StepAnswer:
         key = target.service_name or target.service_url
         self.calls.append((key, body, dict(headers)))
+        self.steps.append((key, step))
         handler = self.handlers.get(key)
         if handler is None:
             raise StepCallFailed(f'Post "{key}": dial tcp: connection refused')
@@ -288,7 +291,7 @@ def test_ensemble_members_run_concurrently() -> None:
 
     class Barrier:
         async def __call__(
-            self, target: StepTarget, body: bytes, headers: Mapping[str, str]
+            self, target: StepTarget, body: bytes, headers: Mapping[str, str], step: StepRef
         ) -> StepAnswer:
             started.append(target.service_name)
             if len(started) == 2:
@@ -422,6 +425,19 @@ def test_issue_graph_blends_the_ensemble_for_a_volatile_regime() -> None:
     assert result.body == b'{"momentum":{"predictions":[0.2]},"tail-risk":{"predictions":[0.9]}}'
     assert services.bodies("tail-risk") == [{"regime": "volatile"}]
     assert [name for name, _, _ in services.calls][-1] == "blender"
+
+
+def test_each_call_names_its_node_and_step() -> None:
+    """The caller learns which node and step (name, else index) each call is for."""
+    services = market_services()
+    answer(MARKET_REGIME, {"instances": [[1.5]]}, services)
+    assert sorted(services.steps, key=lambda call: call[0]) == [
+        ("blender", StepRef("black-swan", 1)),
+        ("momentum", StepRef("tail-models", 1, "momentum")),
+        ("regime-classifier", StepRef("root", 0, "classify")),
+        ("tail-risk", StepRef("tail-models", 0, "tail-risk")),
+    ]
+    assert [StepRef("a", 2).key, StepRef("a", 2, "b").key] == ["2", "b"]
 
 
 def test_issue_graph_routes_a_calm_regime_to_one_model() -> None:

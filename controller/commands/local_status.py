@@ -1,9 +1,10 @@
 """``sluice local status`` and the stack's status page: what the local target runs, shown.
 
-:mod:`controller.local.runtime` writes the Argo CD Application and the InferenceServices to its
-state file; ``run_status`` prints them, as a table for people or as KServe- and Argo CD-shaped
-JSON for scripts. ``run_status_page`` is the stack's status page component (the hidden ``sluice
-local serve-page``): ``sluice serve``'s page, read-only, and nothing else.
+:mod:`controller.local.runtime` writes the Argo CD Application, the InferenceServices and the
+InferenceGraphs to its state file; ``run_status`` prints them, as a table for people or as
+KServe- and Argo CD-shaped JSON for scripts. ``run_status_page`` is the stack's status page
+component (the hidden ``sluice local serve-page``): ``sluice serve``'s page, read-only, and
+nothing else.
 """
 
 from __future__ import annotations
@@ -32,25 +33,30 @@ __all__ = ["run_status", "run_status_page"]
 
 
 def run_status(settings: Settings, *, as_json: bool, console: Console) -> None:
-    """Print each InferenceService, the Application and component liveness."""
+    """Print each InferenceService and InferenceGraph, the Application and component
+    liveness."""
     from controller.local.runtime import RUNTIME_FILE
 
     root = local_root(settings)
     runtime = read_json(root / RUNTIME_FILE) or {}
     components = component_states(root)
     entries = runtime.get("inferenceServices") or {}
+    graphs = runtime.get("inferenceGraphs") or {}
     app = runtime.get("application")
     if as_json:
         document = {
             "components": components,
             "applications": [app] if app else [],
             "inferenceServices": [entry["object"] for entry in entries.values()],
+            "inferenceGraphs": [entry["object"] for entry in graphs.values()],
         }
         console.print_json(json.dumps(document))
         return
     app_status = (app or {}).get("status", {})
     for name, entry in sorted(entries.items()):
         console.print(_isvc_table(name, entry, runtime.get("env", "?"), app_status))
+    for name, entry in sorted(graphs.items()):
+        console.print(_graph_table(name, entry, runtime.get("env", "?"), app_status))
     if app_status.get("operationState", {}).get("phase") == "Failed":
         console.print(f"last sync failed: {app_status['operationState'].get('message', '')}")
     table = Table("component", "state", "pid", "url", title="local stack")
@@ -59,13 +65,21 @@ def run_status(settings: Settings, *, as_json: bool, console: Console) -> None:
     console.print(table)
 
 
+def _sync_cell(kind: str, name: str, app: dict[str, Any]) -> str:
+    """Argo CD's own sync status of this resource (another one's refusal leaves it Synced)
+    and the synced commit."""
+    sync = app.get("sync", {})
+    resources: list[dict[str, Any]] = app.get("resources") or []
+    resource = next(
+        (r for r in resources if r.get("name") == name and r.get("kind", kind) == kind), {}
+    )
+    state = resource.get("status") or sync.get("status", "Unknown")
+    return f"{state} {str(sync.get('revision', ''))[:7]}"
+
+
 def _isvc_table(name: str, entry: dict[str, Any], env: str, app: dict[str, Any]) -> Table:
     status = entry["object"].get("status", {})
     predictor = status.get("components", {}).get("predictor", {})
-    sync = app.get("sync", {})
-    # Argo CD's own sync status of this resource: another one's refusal leaves it Synced.
-    resources: list[dict[str, Any]] = app.get("resources") or []
-    resource = next((r for r in resources if r.get("name") == name), {})
     traffic = ", ".join(
         f"{t.get('revisionName', '?')} {t['percent']}%" + (f" ({t['tag']})" if t.get("tag") else "")
         for t in predictor.get("traffic", [])
@@ -75,8 +89,7 @@ def _isvc_table(name: str, entry: dict[str, Any], env: str, app: dict[str, Any])
     table = Table("field", "value", title=f"InferenceService {name}", show_header=False)
     rows = {
         "environment": env,
-        "sync": f"{resource.get('status') or sync.get('status', 'Unknown')} "
-        f"{str(sync.get('revision', ''))[:7]}",
+        "sync": _sync_cell("InferenceService", name, app),
         "health": entry.get("health", {}).get("status", "Unknown"),
         "message": entry.get("message") or "-",
         "latestCreated": predictor.get("latestCreatedRevision", "-"),
@@ -86,6 +99,36 @@ def _isvc_table(name: str, entry: dict[str, Any], env: str, app: dict[str, Any])
         "traffic": traffic or "-",
         "shadow": f"{shadow['revision']} ({mirrored})" if shadow.get("revision") else "-",
         "url": entry.get("url") or "-",  # none until it has served
+    }
+    for key, value in rows.items():
+        table.add_row(key, value)
+    return table
+
+
+def _graph_table(name: str, entry: dict[str, Any], env: str, app: dict[str, Any]) -> Table:
+    obj = entry["object"]
+    nodes = (obj.get("spec") or {}).get("nodes") or {}
+    services = dict.fromkeys(
+        step["serviceName"]
+        for node in nodes.values()
+        for step in node.get("steps") or []
+        if step.get("serviceName")
+    )
+    ready = next(
+        (c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
+        {},
+    )
+    table = Table("field", "value", title=f"InferenceGraph {name}", show_header=False)
+    rows = {
+        "environment": env,
+        "sync": _sync_cell("InferenceGraph", name, app),
+        "health": entry.get("health", {}).get("status", "Unknown"),
+        "message": entry.get("message") or "-",
+        "ready": ready.get("status", "-"),
+        "nodes": ", ".join(f"{n} ({node.get('routerType', '?')})" for n, node in nodes.items())
+        or "-",
+        "services": ", ".join(services) or "-",
+        "url": entry.get("url") or "-",  # none until it is Ready
     }
     for key, value in rows.items():
         table.add_row(key, value)

@@ -11,6 +11,7 @@ Git holds and when it is applied is the runtime's side (:mod:`controller.local.r
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -179,13 +180,20 @@ class KServePlane:
                 self.servers.stop(record.name)
         isvc.records = [r for r in isvc.records if r.name in keep]
 
-    def router(self, name: str, namespace: str) -> Router:
-        """A router on the port this InferenceService had before (or a new stable one)."""
-        port = self.ports.get(name)
+    def port(self, key: str) -> int:
+        """The port of the router keyed ``key`` (an InferenceService's name; an
+        InferenceGraph's router asks for ``InferenceGraph/<name>``): the one it had before, or
+        a new stable one, all drawn from ``port_base`` in one sequence."""
+        port = self.ports.get(key)
         if port is None:
             base = self.port_base
             port = base + len(self.ports) if base is not None else free_port()
-            self.ports[name] = port
+            self.ports[key] = port
+        return port
+
+    def router(self, name: str, namespace: str) -> Router:
+        """A router on the port this InferenceService had before (or a new stable one)."""
+        port = self.port(name)
         # Metrics carry the InferenceService's namespace, as Knative's queue-proxy labels do.
         router = Router(
             isvc=name,
@@ -196,8 +204,9 @@ class KServePlane:
         )
         return router.start()
 
-    def scrape_targets(self) -> ScrapeTargets:
-        """The routers and model servers that run now, for Prometheus to scrape."""
+    def scrape_targets(self, other_routers: Iterable[int] = ()) -> ScrapeTargets:
+        """The routers (with ``other_routers``, the InferenceGraphs') and model servers that run
+        now, for Prometheus to scrape."""
         running = self.servers.running()
         servers = [
             ModelServerTarget(r.name, isvc.name, isvc.namespace, running[r.name]["port"])
@@ -205,7 +214,8 @@ class KServePlane:
             for r in isvc.records
             if r.name in running
         ]
-        return ScrapeTargets.of((i.router.port for i in self.isvcs.values()), servers)
+        routers = [*(i.router.port for i in self.isvcs.values()), *other_routers]
+        return ScrapeTargets.of(routers, servers)
 
     def remove(self, name: str) -> None:
         """Delete an InferenceService that left Git: its servers and router stop."""

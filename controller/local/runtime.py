@@ -21,11 +21,16 @@ logic sees the same commits, revisions, traffic splits and ``status`` a cluster 
   restarted runtime resumes: same revisions, same router ports, same status;
 - while an InferenceService asks for a shadow phase (:mod:`controller.shadow.phase`) and its
   0 % latest revision answers, its router copies the primary's requests there; every router
-  logs its main route's answers, primary and shadow, to ``predictions.sqlite``.
+  logs its main route's answers, primary and shadow, to ``predictions.sqlite``;
+- an InferenceGraph synced beside them gets a router of its own once every InferenceService it
+  names has an endpoint, and a ``status`` and health as KServe and Argo CD would give it
+  (:mod:`controller.local.graph_plane`).
 
 This module is the Argo CD half and the loop: it polls and syncs Git, applies what the sync
-admits, and saves and resumes ``runtime.json``; the KServe and Knative half (revisions, their
-servers, routers and mirrors) is :class:`~controller.local.kserve_plane.KServePlane`.
+admits, and saves and resumes ``runtime.json`` (:mod:`controller.local.runtime_state`); the
+KServe and Knative half is :class:`~controller.local.kserve_plane.KServePlane` (revisions,
+their servers, routers and mirrors) and :class:`~controller.local.graph_plane.GraphPlane`
+(InferenceGraphs).
 
 Run it as ``python -m controller.local.runtime --state-dir DIR --remote URL --env ENV``;
 ``sluice local up`` does.
@@ -35,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -51,9 +55,15 @@ from controller.errors import SluiceError
 from controller.gates.metrics_profile import DEFAULT_PROFILE, resolve_profile
 from controller.local import sync
 from controller.local.applied import InferenceServiceRuntime
+from controller.local.graph_plane import GraphPlane, graph_refusal
 from controller.local.kserve_plane import KServePlane, namespace_of
-from controller.local.mirror import ShadowTarget
-from controller.local.revisions import Admission, RevisionRecord, admit
+from controller.local.revisions import Admission, admit
+from controller.local.runtime_state import (
+    RUNTIME_FILE,
+    resume_graphs,
+    resume_inference_services,
+    runtime_document,
+)
 from controller.local.scrape import PrometheusScrapeConfig
 from controller.local.state import read_json, stop_pid, utc_now, write_json
 from controller.manifests.environment import ENVIRONMENT_FILE, parse_environment
@@ -61,8 +71,8 @@ from controller.shadow.phase import shadow_request
 
 __all__ = ["RUNTIME_FILE", "LocalRuntime", "RuntimeConfig", "main"]
 
-RUNTIME_FILE = "runtime.json"
 _GROUP = "serving.kserve.io"
+_ISVC, _GRAPH = "InferenceService", "InferenceGraph"
 _BUSY_PASS_SECONDS = 0.5
 _log = logging.getLogger("sluice.local.runtime")
 
@@ -106,6 +116,7 @@ class LocalRuntime:
             progress_deadline=config.progress_deadline,
             server_env={k: v for k, v in env.items() if v},
         )
+        self.graphs = GraphPlane(self.plane.port, self.plane.metrics_profile)
         self.application = sync.new_application(
             config.env, config.remote, config.branch, config.overlay
         )
@@ -139,7 +150,7 @@ class LocalRuntime:
                     self.poll()
                     next_poll = time.monotonic() + self.config.poll_interval
                 busy = self.reconcile()
-                self.scrape.update(self.plane.scrape_targets())
+                self.scrape.update(self.plane.scrape_targets(self.graphs.router_ports()))
                 self.save()
                 idle = max(0.05, next_poll - time.monotonic())
                 self.wake.wait(min(_BUSY_PASS_SECONDS, idle) if busy else idle)
@@ -175,21 +186,26 @@ class LocalRuntime:
         self.sync_to(head)
 
     def sync_to(self, sha: str) -> None:
-        """Render the overlay at ``sha`` and apply each InferenceService the API server admits.
+        """Render the overlay at ``sha`` and apply each InferenceService and InferenceGraph the
+        API server admits.
 
-        A render that fails applies nothing. One InferenceService refused (KServe's webhook)
-        fails only its own sync: the others are applied, and it keeps what it ran before.
+        A render that fails applies nothing. One object refused (the CRD's schema, KServe's
+        webhook) fails only its own sync: the others are applied, and it keeps what it ran
+        before.
         """
         app = self.application
         sync.operation_started(app, sha, utc_now())
         try:
-            documents = sync.render_at(Path(self.workspace.repo.git_dir), sha, self.config.overlay)
+            documents = sync.render_at(
+                Path(self.workspace.repo.git_dir), sha, self.config.overlay, (_ISVC, _GRAPH)
+            )
         except SluiceError as exc:
             _log.warning("sync of %s failed: %s", sha[:12], exc.message)
             sync.operation_failed(app, sha, utc_now(), exc.message)
             return
         self._load_metrics_profile(sha)
-        results = [self._apply_admitted(admission) for admission in admit(documents)]
+        isvcs = [d for d in documents if d.get("kind") == _ISVC]
+        results = [self._apply_admitted(admission) for admission in admit(isvcs)]
         for result in results:
             if result.refused:
                 _log.warning("sync of %s: %s", sha[:12], result.message)
@@ -198,8 +214,12 @@ class LocalRuntime:
                 shadow_request(self.isvcs[result.name].document)
             except SluiceError as exc:  # KServe takes any annotation: only the mirror stops
                 _log.warning("%s; nothing is mirrored", exc.message)
+        graphs = [self._apply_graph(d) for d in documents if d.get("kind") == _GRAPH]
         for name in set(self.isvcs) - {r.name for r in results}:  # pruned from Git
             self.plane.remove(name)
+        for name in set(self.graphs.graphs) - {r.name for r in graphs}:
+            self.graphs.remove(name)
+        results += graphs
         applied = [r.name for r in results if not r.refused]
         _log.info("synced %s: %s", sha[:12], ", ".join(applied) or "nothing")
         sync.operation_finished(app, sha, utc_now(), results)
@@ -217,6 +237,18 @@ class LocalRuntime:
             verb = "unchanged"
         self.plane.apply(admission.document, admission.plan)
         return sync.ResourceResult(name, namespace, f"inferenceservice.{_GROUP}/{name} {verb}")
+
+    def _apply_graph(self, document: dict[str, Any]) -> sync.ResourceResult:
+        """Apply one InferenceGraph of a sync, or say why the API server refused it."""
+        name, namespace = str(document["metadata"]["name"]), namespace_of(document)
+        refusal = graph_refusal(document)
+        if refusal:
+            _log.warning("%s", refusal)
+            self.graphs.refuse(name, refusal)
+            return sync.ResourceResult(name, namespace, refusal, refused=True, kind=_GRAPH)
+        verb = self.graphs.apply(document)
+        message = f"inferencegraph.{_GROUP}/{name} {verb}"
+        return sync.ResourceResult(name, namespace, message, kind=_GRAPH)
 
     def _load_metrics_profile(self, sha: str) -> None:
         """Export request metrics under the profile of the environment's policy at ``sha``,
@@ -236,48 +268,28 @@ class LocalRuntime:
         if profile != self.plane.metrics_profile:
             _log.info("request metrics: %s", profile.latency)
         self.plane.set_metrics_profile(profile)
+        self.graphs.set_metrics_profile(profile)
 
     def reconcile(self) -> bool:
-        """One KServe pass over every InferenceService; True while a revision loads."""
+        """One KServe pass over every InferenceService, then every InferenceGraph; True while
+        a revision loads."""
         busy, healths = self.plane.reconcile()
-        sync.application_health(self.application, healths, live=self.isvcs)
+        graphs = self.graphs.reconcile(isvc.to_object() for isvc in self.isvcs.values())
+        sync.application_health(
+            self.application, healths, live=self.isvcs, graphs=graphs,
+            live_graphs=self.graphs.graphs,
+        )  # fmt: skip
         return busy
 
     # -- state -------------------------------------------------------------------------------
 
     def save(self) -> None:
         """Write everything a restarted runtime or ``sluice local status`` needs."""
-        write_json(
-            self.state_file,
-            {
-                "pid": os.getpid(),
-                # What a controller may send to make it fetch at once (older runtimes: none).
-                "refreshSignal": "SIGUSR1",
-                "heartbeat": utc_now(),
-                "remote": self.config.remote,
-                "env": self.config.env,
-                "application": self.application,
-                "ports": self.plane.ports,
-                "servers": self.plane.servers.running(),
-                "scrapeTargets": self.plane.scrape_targets().to_dict(),
-                "inferenceServices": {
-                    name: {
-                        "object": isvc.to_object(),
-                        "health": isvc.health,
-                        # One line for `sluice local status`: why it does not serve, and the fix.
-                        "message": isvc.problem,
-                        "refused": isvc.refused,
-                        "counter": isvc.counter,
-                        "revisions": [r.to_dict() for r in isvc.records],
-                        # Its address once it has served (KServe sets status.url then): an
-                        # InferenceService with no model yet has nothing to offer there.
-                        "url": isvc.router.url if isvc.status.get("url") else None,
-                        "shadow": _shadow_dict(self.plane.shadows.get(name)),
-                    }
-                    for name, isvc in self.isvcs.items()
-                },
-            },
-        )
+        document = runtime_document(
+            remote=self.config.remote, env=self.config.env, application=self.application,
+            plane=self.plane, graphs=self.graphs,
+        )  # fmt: skip
+        write_json(self.state_file, document)
 
     def resume(self) -> None:
         """Load the last saved state: stop orphaned servers, reopen routers on their ports."""
@@ -289,43 +301,16 @@ class LocalRuntime:
                 _log.info("stopped the orphaned server of %s", revision)
         self.application = saved.get("application") or self.application
         self.plane.ports = {k: int(v) for k, v in (saved.get("ports") or {}).items()}
-        for name, entry in (saved.get("inferenceServices") or {}).items():
-            obj = entry["object"]
-            document = {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj}
-            records = [RevisionRecord.from_dict(r) for r in entry.get("revisions", [])]
-            for record in records:
-                record.was_ready = False  # it must load again to count as ready
-            self.isvcs[name] = InferenceServiceRuntime(
-                document,
-                self.plane.router(name, namespace_of(document)),
-                records,
-                counter=int(entry.get("counter", len(records))),
-                generation=int(obj.get("metadata", {}).get("generation", 1)),
-                status=obj.get("status") or {},
-                refused=str(entry.get("refused") or ""),
-                resuming={
-                    str(t.get("revisionName"))
-                    for t in (obj.get("status") or {})
-                    .get("components", {})
-                    .get("predictor", {})
-                    .get("traffic", [])
-                    if t.get("percent")
-                },
-            )
-        _log.info("resumed %s", ", ".join(self.isvcs) or "nothing")
+        resume_inference_services(self.plane, saved)
+        resume_graphs(self.graphs, saved)
+        resumed = [*self.isvcs, *(f"{_GRAPH} {name}" for name in self.graphs.graphs)]
+        _log.info("resumed %s", ", ".join(resumed) or "nothing")
 
     def shutdown(self) -> None:
         """Stop every router and model server, and say so in the state file."""
+        self.graphs.shutdown()
         self.plane.shutdown()
         self.save()
-
-
-def _shadow_dict(target: ShadowTarget | None) -> dict[str, Any] | None:
-    """The shadow as ``runtime.json`` and ``sluice local status`` show it."""
-    if target is None:
-        return None
-    keys = ("revision", "percent", "primary", "version")
-    return {key: getattr(target, key) for key in keys}
 
 
 def _parse(argv: list[str] | None) -> RuntimeConfig:

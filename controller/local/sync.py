@@ -31,6 +31,7 @@ from controller.manifests.render import render_overlay
 
 __all__ = [
     "HISTORY_LIMIT",
+    "KIND_VERSIONS",
     "ResourceResult",
     "application_health",
     "new_application",
@@ -44,36 +45,43 @@ __all__ = [
 ]
 
 HISTORY_LIMIT = 10  # Argo CD's default revisionHistoryLimit
-_GROUP, _VERSION, _KIND = "serving.kserve.io", "v1beta1", "InferenceService"
+_GROUP = "serving.kserve.io"
+#: The kinds the local target applies, with their API versions.
+KIND_VERSIONS = {"InferenceService": "v1beta1", "InferenceGraph": "v1alpha1"}
+_ISVC, _GRAPH = "InferenceService", "InferenceGraph"
 
 
 @dataclass(frozen=True)
 class ResourceResult:
-    """What applying one InferenceService gave: ``kubectl apply``'s line, or why the API
-    server refused it (``refused``)."""
+    """What applying one InferenceService (or InferenceGraph, ``kind``) gave: ``kubectl
+    apply``'s line, or why the API server refused it (``refused``)."""
 
     name: str
     namespace: str
     message: str
     refused: bool = False
+    kind: str = _ISVC
 
     def to_dict(self) -> dict[str, str]:
         """The entry of ``operationState.syncResult.resources``."""
         return {
-            **_resource_ref(self.name, self.namespace),
+            **_resource_ref(self.name, self.namespace, self.kind),
             "status": "SyncFailed" if self.refused else "Synced",
             "message": self.message,
             "syncPhase": "Sync",
         }
 
 
-def _resource_ref(name: str, namespace: str) -> dict[str, str]:
-    return {"group": _GROUP, "version": _VERSION, "kind": _KIND, "namespace": namespace,
-            "name": name}  # fmt: skip
+def _resource_ref(name: str, namespace: str, kind: str = _ISVC) -> dict[str, str]:
+    return {"group": _GROUP, "version": KIND_VERSIONS[kind], "kind": kind,
+            "namespace": namespace, "name": name}  # fmt: skip
 
 
-def render_at(git_dir: Path, sha: str, overlay: str) -> list[dict[str, Any]]:
-    """The InferenceServices ``kubectl kustomize OVERLAY`` renders from the tree at ``sha``.
+def render_at(
+    git_dir: Path, sha: str, overlay: str, kinds: Collection[str] = (_ISVC,)
+) -> list[dict[str, Any]]:
+    """The objects of ``kinds`` (InferenceServices unless it says) ``kubectl kustomize
+    OVERLAY`` renders from the tree at ``sha``, in the order rendered.
 
     The tree is exported with ``git archive`` into a temporary directory, so the workspace's
     own checkout is never touched.
@@ -96,7 +104,7 @@ def render_at(git_dir: Path, sha: str, overlay: str) -> list[dict[str, Any]]:
                 f"{overlay} does not exist at {sha[:12]}; create the overlay or fix --env"
             )
         documents = render_overlay(directory)
-    return [d for d in documents if d.get("kind") == "InferenceService"]
+    return [d for d in documents if d.get("kind") in kinds]
 
 
 def new_application(env: str, repo_url: str, branch: str, overlay: str) -> dict[str, Any]:
@@ -173,14 +181,18 @@ def operation_finished(
     """Record the sync of ``sha`` that applied each of ``results``: Succeeded when none was
     refused; else Failed, naming each refusal, with the applied ones Synced all the same."""
     status = app["status"]
-    health = {r["name"]: r["health"] for r in status.get("resources") or () if r.get("health")}
+    health = {
+        (r.get("kind"), r["name"]): r["health"]
+        for r in status.get("resources") or ()
+        if r.get("health")
+    }
     status["resources"] = [
         {
-            **_resource_ref(r.name, r.namespace),
+            **_resource_ref(r.name, r.namespace, r.kind),
             "status": "OutOfSync" if r.refused else "Synced",
-            **({"health": health[r.name]} if r.name in health else {}),
+            **({"health": health[(r.kind, r.name)]} if (r.kind, r.name) in health else {}),
         }
-        for r in sorted(results, key=lambda r: (r.namespace, r.name))
+        for r in sorted(results, key=lambda r: (r.kind, r.namespace, r.name))
     ]
     refused = [r.message for r in results if r.refused]
     if not refused:
@@ -213,20 +225,29 @@ def application_health(
     app: dict[str, Any],
     healths: Mapping[str, tuple[str, str]],
     live: Collection[str] | None = None,
+    *,
+    graphs: Mapping[str, tuple[str, str]] | None = None,
+    live_graphs: Collection[str] | None = None,
 ) -> None:
-    """Set ``health`` from each InferenceService's (status, message), and each resource's.
+    """Set ``health`` from each InferenceService's (status, message) and each InferenceGraph's
+    (``graphs``), and each resource's.
 
-    ``live`` names the InferenceServices that exist: a resource of the Application that is not
-    among them (refused before it was ever created) is Missing, which Argo CD leaves out of the
-    Application's health for a kind without a built-in Go health check.
+    ``live`` (``live_graphs``) names the InferenceServices (InferenceGraphs) that exist: a
+    resource of the Application that is not among them (refused before it was ever created) is
+    Missing, which Argo CD leaves out of the Application's health for a kind without a built-in
+    Go health check.
     """
+    by_kind = {_ISVC: (healths, live), _GRAPH: (graphs or {}, live_graphs)}
     for resource in app["status"].get("resources") or ():
         name = resource.get("name")
-        if name in healths:
-            status, message = healths[name]
+        known, existing = by_kind.get(resource.get("kind", _ISVC), ({}, None))
+        if name in known:
+            status, message = known[name]
             resource["health"] = {"status": status, "message": message}
-        elif live is not None and name not in live:
+        elif existing is not None and name not in existing:
             resource["health"] = {"status": "Missing", "message": ""}
-    worst = worst_health([status for status, _ in healths.values()])
-    messages = [f"{name}: {msg}" for name, (st, msg) in sorted(healths.items()) if st == worst]
+    every = [(f"{kind} {n}" if kind == _GRAPH else n, health)
+             for kind, (known, _) in by_kind.items() for n, health in known.items()]  # fmt: skip
+    worst = worst_health([status for _, (status, _) in every])
+    messages = [f"{name}: {msg}" for name, (st, msg) in sorted(every) if st == worst]
     app["status"]["health"] = {"status": worst, "message": "; ".join(messages)[:500]}

@@ -61,9 +61,12 @@ def _validator() -> Draft7Validator:
     return Draft7Validator(strict_schema(inferencegraph_schema()))
 
 
-def validate_inferencegraph(document: Mapping[str, Any], *, source: str) -> None:
-    """Check one InferenceGraph against KServe's CRD schema (strictly) and its webhook's rules;
-    :class:`ManifestInvalid` with the first problem, in one line."""
+def validate_inferencegraph(
+    document: Mapping[str, Any], *, source: str, sluice_rules: bool = True
+) -> None:
+    """Check one InferenceGraph against KServe's CRD schema (strictly) and its webhook's rules,
+    then Sluice's unless ``sluice_rules`` is False (the local target's API server admits what
+    a cluster's would); :class:`ManifestInvalid` with the first problem, in one line."""
     errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
@@ -72,7 +75,7 @@ def validate_inferencegraph(document: Mapping[str, Any], *, source: str) -> None
         raise ManifestInvalid(
             f"{source}: InferenceGraph {where}: {first.message}{more}; {_fix(first)}"
         )
-    refused = inferencegraph_admission_errors(document)
+    refused = inferencegraph_admission_errors(document, sluice_rules=sluice_rules)
     if refused:
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
         raise ManifestInvalid(f"{source}: InferenceGraph {refused[0]}{more}")
@@ -86,9 +89,11 @@ def _fix(error: Any) -> str:
     return "fix the manifest"
 
 
-def inferencegraph_admission_errors(document: Mapping[str, Any]) -> list[str]:
-    """KServe's webhook rules, then Sluice's, on a schema-valid InferenceGraph: one line each
-    (KServe's message, then what to do)."""
+def inferencegraph_admission_errors(
+    document: Mapping[str, Any], *, sluice_rules: bool = True
+) -> list[str]:
+    """KServe's webhook rules, then Sluice's (unless ``sluice_rules`` is False), on a
+    schema-valid InferenceGraph: one line each (KServe's message, then what to do)."""
     name = str((document.get("metadata") or {}).get("name", ""))
     nodes: Mapping[str, Any] = (document.get("spec") or {}).get("nodes") or {}
     kserve = " (KServe's webhook refuses it)"
@@ -108,7 +113,8 @@ def inferencegraph_admission_errors(document: Mapping[str, Any]) -> list[str]:
             f"spec.nodes.{node_name}.{problem}"
             for problem in _node_errors(name, node_name, node, kserve)
         ]
-    problems += _reference_errors(nodes)
+    if sluice_rules:
+        problems += _reference_errors(nodes)
     return problems
 
 

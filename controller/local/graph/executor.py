@@ -2,9 +2,10 @@
 
 The routing decisions are :mod:`controller.local.graph.routing`; this module runs them in
 KServe's order (``routeStep``) and does the I/O through a :class:`StepCaller`: given a step's
-target (a service name or URL), a body and headers, it returns a status and a body, or raises
-:class:`StepCallFailed` when no answer came (KServe's ``callService`` error). Tests give it an
-in-memory fake; the local runtime will give it its HTTP routing.
+target (a service name or URL), a body, headers and where the step sits (:class:`StepRef`, for
+the caller's metrics), it returns a status and a body, or raises :class:`StepCallFailed` when
+no answer came (KServe's ``callService`` error). Tests give it an in-memory fake; the local
+runtime gives it HTTP (:mod:`controller.local.graph_caller`).
 
 Semantics kept from KServe's router:
 
@@ -64,6 +65,7 @@ __all__ = [
     "StepAnswer",
     "StepCallFailed",
     "StepCaller",
+    "StepRef",
     "answer_graph_request",
     "error_body",
 ]
@@ -85,12 +87,26 @@ class StepCallFailed(Exception):
     the client sees."""
 
 
+@dataclass(frozen=True)
+class StepRef:
+    """Where a step sits in the graph: its node, its index there, and its name (or "")."""
+
+    node: str
+    index: int
+    name: str = ""
+
+    @property
+    def key(self) -> str:
+        """The step's name, else its index (how KServe keys an Ensemble's members)."""
+        return self.name or str(self.index)
+
+
 class StepCaller(Protocol):
     """Sends a step's request to its service (``target.service_name`` or ``service_url``;
-    never a node, which the executor routes itself)."""
+    never a node, which the executor routes itself); ``step`` says which step asks."""
 
     async def __call__(
-        self, target: StepTarget, body: bytes, headers: Mapping[str, str]
+        self, target: StepTarget, body: bytes, headers: Mapping[str, str], step: StepRef
     ) -> StepAnswer: ...
 
 
@@ -170,30 +186,34 @@ class _Router:
             step = pick_splitter_step(node.steps, self.draw())
             if step is None:
                 raise _RoutingError(NO_SPLITTER_ROUTE)
-            return await self.execute(step, body)
+            return await self.execute(node_name, node, step, body)
         if router_type == RouterType.SWITCH:
             step = pick_switch_step(node.steps, body)
             if step is None:
                 raise _RoutingError(NO_SWITCH_MATCH, 404)
-            return await self.execute(step, body)
+            return await self.execute(node_name, node, step, body)
         if router_type == RouterType.ENSEMBLE:
-            return await self.ensemble(node, body)
-        return await self.sequence(node, body)
+            return await self.ensemble(node_name, node, body)
+        return await self.sequence(node_name, node, body)
 
-    async def execute(self, step: Step, body: bytes) -> tuple[int, bytes]:
+    async def execute(
+        self, node_name: str, node: Node, step: Step, body: bytes
+    ) -> tuple[int, bytes]:
         """A step's answer; an error of a nested node comes back as 500 (KServe's callers
         return ``nil, 500, err``)."""
         try:
             if step.target.is_node:
                 return await self.route(step.target.node_name, body)
-            answer = await self.caller(step.target, body, self.headers)
+            index = next(i for i, s in enumerate(node.steps) if s is step)
+            where = StepRef(node_name, index, step.name)
+            answer = await self.caller(step.target, body, self.headers, where)
         except _RoutingError as exc:
             raise _RoutingError(str(exc)) from None
         except StepCallFailed as exc:
             raise _RoutingError(str(exc)) from None
         return answer.status, answer.body
 
-    async def sequence(self, node: Node, request: bytes) -> tuple[int, bytes]:
+    async def sequence(self, node_name: str, node: Node, request: bytes) -> tuple[int, bytes]:
         if not node.steps:
             raise _RoutingError("sequence node has no steps")
         status, response = 0, b""
@@ -205,13 +225,15 @@ class _Router:
                 raise _RoutingError(SEQUENCE_INVALID_RESPONSE)
             if verdict is SequenceVerdict.STOP:
                 return 200, response
-            status, response = await self.execute(step, body)
+            status, response = await self.execute(node_name, node, step, body)
             if step.hard and not is_success(status):
                 return status, response
         return status, response
 
-    async def ensemble(self, node: Node, body: bytes) -> tuple[int, bytes]:
-        tasks = [asyncio.create_task(self._member(step, body)) for step in node.steps]
+    async def ensemble(self, node_name: str, node: Node, body: bytes) -> tuple[int, bytes]:
+        tasks = [
+            asyncio.create_task(self._member(node_name, node, step, body)) for step in node.steps
+        ]
         try:
             return await self._merge(node.steps, tasks)
         finally:
@@ -219,10 +241,10 @@ class _Router:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _member(self, step: Step, body: bytes) -> EnsembleMember:
+    async def _member(self, node_name: str, node: Node, step: Step, body: bytes) -> EnsembleMember:
         """One member's answer, decoded as the merge takes it, in its own task (KServe
         decodes in the step's goroutine, so a bad body is an error like no answer)."""
-        status, answer = await self.execute(step, body)
+        status, answer = await self.execute(node_name, node, step, body)
         member = ensemble_member(status, answer)
         if member.error:
             raise _RoutingError(member.error)

@@ -1,0 +1,173 @@
+"""Request metrics of an InferenceGraph's steps: what the graph sent each member, and how it went.
+
+A member InferenceService of a graph counts the graph's requests among all its others (they
+pass through its route, :mod:`controller.local.router`), so its own revision series cannot
+tell which requests a graph routed to it, nor from which node. To judge a member on the
+traffic a graph gives it (a regime's specialist on that regime's rows), the local graph
+router also counts every step call it makes, in series of Sluice's own (KServe's router
+exports none) written the way the environment's request metrics are
+(:mod:`controller.gates.metrics_profile`): the same unit, buckets, status label (a code or a
+class) and namespace label, under names of their own so that no query of the revisions'
+series counts a request twice:
+
+- in seconds (``knative-otel``, ``sluice-wrapper``): the histogram
+  ``sluice_graph_step_duration_seconds``, whose ``_count`` counts the calls;
+- in milliseconds (``knative-opencensus``): the counter ``sluice_graph_step_request_count``
+  and the histogram ``sluice_graph_step_request_latencies``;
+
+labelled ``graph_name``, ``node_name``, ``step_name`` (the step's name, else its index),
+``service_name`` (the member InferenceService; empty for a ``serviceUrl`` step),
+``service_url`` (a ``serviceUrl`` step's URL; empty otherwise), the profile's revision label
+(the member's revision that answered, from its router's ``X-Sluice-Revision``; empty when none
+did) and its status label (a step that got no answer counts as 502, 504 when it timed out).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+
+from controller.gates.metrics_profile import (
+    DEFAULT_PROFILE,
+    OTEL_BUCKETS_SECONDS,
+    MetricsProfile,
+    resolve_profile,
+)
+from controller.local.revision_metrics import LATENCY_BUCKETS_MS
+
+__all__ = ["GraphStepMetrics", "StepCall", "StepMetricNames", "step_metric_names"]
+
+
+@dataclass(frozen=True)
+class StepMetricNames:
+    """The step series' names under a profile: the request counter and the histogram."""
+
+    requests: str
+    latency: str
+
+
+def step_metric_names(profile: MetricsProfile) -> StepMetricNames:
+    """What the step series are called in an environment of ``profile``."""
+    if profile.latency_unit == "seconds":
+        histogram = "sluice_graph_step_duration_seconds"
+        return StepMetricNames(f"{histogram}_count", histogram)
+    return StepMetricNames("sluice_graph_step_request_count", "sluice_graph_step_request_latencies")
+
+
+@dataclass(frozen=True, order=True)
+class StepCall:
+    """Which step called which member, and what answered: one series."""
+
+    node: str
+    step: str
+    service_name: str
+    service_url: str
+    revision: str
+    code: int
+
+
+class GraphStepMetrics:
+    """Counts and latency histograms of one graph's step calls (thread-safe: the router's
+    loop observes, ``/metrics`` may be read from anywhere)."""
+
+    def __init__(self, namespace: str, graph: str, profile: MetricsProfile | None = None) -> None:
+        self._namespace, self._graph = namespace, graph
+        self._lock = threading.Lock()
+        # call -> [count, sum_ms, per-bucket counts...]
+        self._series: dict[StepCall, list[float]] = {}
+        self._profile = resolve_profile(DEFAULT_PROFILE)
+        self._bounds_ms: tuple[float, ...] = ()
+        self.set_profile(profile or self._profile)
+
+    def set_profile(self, profile: MetricsProfile) -> None:
+        """Export under ``profile``'s conventions from now on; a change starts every series
+        again, as :class:`~controller.local.revision_metrics.RevisionMetrics` does."""
+        seconds = profile.latency_unit == "seconds"
+        bounds_ms = tuple(b * 1000 for b in OTEL_BUCKETS_SECONDS) if seconds else LATENCY_BUCKETS_MS
+        with self._lock:
+            if profile == self._profile and self._bounds_ms:
+                return
+            self._profile, self._bounds_ms = profile, bounds_ms
+            self._series.clear()
+
+    def observe(self, call: StepCall, latency_ms: float) -> None:
+        """Count one step call that ended as ``call`` says after ``latency_ms``."""
+        with self._lock:
+            series = self._series.get(call)
+            if series is None:
+                series = self._series[call] = [0.0] * (len(self._bounds_ms) + 3)
+            series[0] += 1
+            series[1] += latency_ms
+            series[2 + bisect.bisect_left(self._bounds_ms, latency_ms)] += 1
+
+    def counts(self) -> dict[StepCall, int]:
+        """Step calls so far, by series."""
+        with self._lock:
+            return {call: int(values[0]) for call, values in self._series.items()}
+
+    def _labels(self, profile: MetricsProfile, call: StepCall) -> dict[str, str]:
+        status = str(call.code) if profile.is_error("500") else f"{call.code // 100}xx"
+        return {
+            profile.namespace_label: self._namespace,
+            "graph_name": self._graph,
+            "node_name": call.node,
+            "step_name": call.step,
+            "service_name": call.service_name,
+            "service_url": call.service_url,
+            profile.revision_label: call.revision,
+            profile.status_label: status,
+        }
+
+    def _snapshot(
+        self,
+    ) -> tuple[MetricsProfile, tuple[float, ...], list[tuple[StepCall, list[float]]]]:
+        with self._lock:
+            series = sorted((call, list(values)) for call, values in self._series.items())
+            return self._profile, self._bounds_ms, series
+
+    def collect(self) -> Iterator[Metric]:
+        """The latency histogram (the ``prometheus_client`` collector protocol)."""
+        profile, bounds_ms, series = self._snapshot()
+        if not series:
+            return
+        names = step_metric_names(profile)
+        scale = 1 / profile.milliseconds_per_unit
+        label_names = list(self._labels(profile, series[0][0]))
+        family = HistogramMetricFamily(
+            names.latency,
+            f"Latency of an InferenceGraph's calls to its steps, in {profile.latency_unit}",
+            labels=label_names,
+        )
+        for call, values in series:
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*bounds_ms, None), values[2:], strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound is None else f"{bound * scale:g}", cumulative))
+            labels = self._labels(profile, call)
+            family.add_metric([labels[n] for n in label_names], buckets, values[1] * scale)
+        yield family
+
+    def counter_text(self) -> str:
+        """The request counter in Prometheus' text format, where the profile has a counter of
+        its own (Knative 1.18's style); "" where the histogram's ``_count`` counts."""
+        profile, _, series = self._snapshot()
+        names = step_metric_names(profile)
+        if names.requests == f"{names.latency}_count":
+            return ""
+        lines = [
+            f"# HELP {names.requests} The number of requests an InferenceGraph sent its steps\n",
+            f"# TYPE {names.requests} counter\n",
+        ]
+        for call, values in series:
+            pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in self._labels(profile, call).items())
+            lines.append(f"{names.requests}{{{pairs}}} {values[0]:.1f}\n")
+        return "".join(lines)
+
+
+def _escape(value: str) -> str:
+    """A label value as the Prometheus text format quotes it."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

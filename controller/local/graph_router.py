@@ -1,0 +1,144 @@
+"""One InferenceGraph's router on a stable local port: KServe's ``cmd/router`` plus its metrics.
+
+On a cluster KServe deploys a router for each InferenceGraph (a Knative Service named after
+the graph, in Serverless mode) that answers every request to the graph's own hostname
+(``http://<graph>.<namespace>.<domain>``, any path) by walking the graph from its ``root``
+node. Locally an InferenceService's hostname is its router's port, so a graph's is too: the
+graph answers on ``http://127.0.0.1:<port>`` (``status.url``), on any path but the two the
+local routers keep for themselves (``/metrics``, ``/_sluice/...``), for any method, as KServe's
+router does.
+
+Each request is answered by :func:`~controller.local.graph.executor.answer_graph_request`
+with the graph's step caller (:class:`~controller.local.graph_caller.HttpStepCaller`). The
+router serves what was last *deployed* (:meth:`GraphRouter.deploy`): the graph's spec and its
+resolved step URLs, which the runtime deploys only once every ``serviceName`` resolves, as
+KServe's controller does; until then (and while the graph is stopped) it answers 503.
+
+``GET /metrics`` exports, under the environment's metrics profile, what the queue-proxy in
+front of the graph's router would on a cluster (its requests, configuration ``<graph>``,
+revision ``<graph>-0000K``: a new one for each deployment, as a new ``--graph-json`` makes a
+new Knative revision) and the graph's step series (:mod:`controller.local.graph_metrics`).
+Every answer names the graph's revision in ``X-Sluice-Revision``, as the InferenceServices'
+routers do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+
+from controller.gates.metrics_profile import MetricsProfile
+from controller.local.graph.executor import StepCaller, answer_graph_request, error_body
+from controller.local.graph.spec import InferenceGraph
+from controller.local.graph_caller import HttpStepCaller
+from controller.local.graph_metrics import GraphStepMetrics
+from controller.local.loop_server import LoopServer
+from controller.local.revision_metrics import RevisionMetrics
+from controller.local.serving.http1 import Request, UpstreamPool, encode_response
+
+__all__ = ["GraphDeployment", "GraphRouter"]
+
+_REVISION_HEADER = b"X-Sluice-Revision"
+_JSON = (b"Content-Type", b"application/json")
+_RESERVED = (b"/metrics", b"/_sluice/")
+_log = logging.getLogger("sluice.local.graph")
+
+
+@dataclass(frozen=True)
+class GraphDeployment:
+    """What a graph's router runs: the graph, each ``serviceName``'s URL, its revision."""
+
+    graph: InferenceGraph
+    urls: Mapping[str, str]
+    revision: str
+    #: Seconds a step may take to answer (``routerTimeouts.serviceClient``).
+    timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class _Running:
+    deployment: GraphDeployment
+    caller: StepCaller
+
+
+class GraphRouter(LoopServer):
+    """The router of InferenceGraph ``graph`` on ``host:port``, run on its own thread."""
+
+    def __init__(
+        self,
+        *,
+        graph: str,
+        namespace: str = "default",
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        service_timeout: float = 300.0,
+        metrics_profile: MetricsProfile | None = None,
+    ) -> None:
+        super().__init__(name=f"the router of InferenceGraph {graph}", host=host, port=port)
+        self.graph = graph
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.metrics = RevisionMetrics(namespace, graph, metrics_profile)
+        self.steps = GraphStepMetrics(namespace, graph, metrics_profile)
+        self.registry.register(self.metrics)
+        self.registry.register(self.steps)
+        self._pool = UpstreamPool(service_timeout)
+        self._running: _Running | None = None
+        self._not_ready = f"InferenceGraph {graph} is not ready"
+
+    def set_metrics_profile(self, profile: MetricsProfile) -> None:
+        """Export both kinds of series under ``profile`` from now on."""
+        self.metrics.set_profile(profile)
+        self.steps.set_profile(profile)
+
+    def deploy(self, deployment: GraphDeployment | None, why_not: str = "") -> None:
+        """Answer with ``deployment`` from the next request on; None stops answering (503,
+        saying ``why_not``). Requests in flight finish with what they started with."""
+        if deployment is None:
+            self._running = None
+            self._not_ready = f"InferenceGraph {self.graph} is not ready" + (
+                f": {why_not}" if why_not else ""
+            )
+            return
+        self._pool.timeout = deployment.timeout
+        caller = HttpStepCaller(deployment.urls, self._pool, self.steps)
+        self._running = _Running(deployment, caller)
+
+    @property
+    def deployment(self) -> GraphDeployment | None:
+        """What the router answers with now."""
+        running = self._running
+        return running.deployment if running is not None else None
+
+    async def closing(self) -> None:
+        self._pool.close()
+
+    async def handle(self, request: Request) -> bytes:
+        if request.url == b"/metrics" or request.url.startswith(b"/metrics?"):
+            body = self.steps.counter_text().encode() + self.metrics.exposition(self.registry)
+            return encode_response(200, [(b"Content-Type", CONTENT_TYPE_LATEST.encode())], body)
+        if request.url.startswith(_RESERVED):
+            return encode_response(404, [_JSON], b'{"error":"not found"}')
+        running = self._running
+        if running is None:
+            return encode_response(503, [_JSON], error_body(self._not_ready))
+        revision = running.deployment.revision
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
+        started = time.perf_counter()
+        try:
+            answer = await answer_graph_request(
+                running.deployment.graph, request.body, headers, running.caller
+            )
+        except Exception as exc:  # a bug or a loop of nodes must not hang the client
+            _log.exception("InferenceGraph %s failed a request", self.graph)
+            status, body, content_type = 500, error_body(f"{type(exc).__name__}: {exc}"), True
+        else:
+            status, body = answer.status, answer.body
+            content_type = answer.content_type is not None
+        self.metrics.observe(revision, status, (time.perf_counter() - started) * 1000)
+        served = [_JSON] if content_type else []
+        served.append((_REVISION_HEADER, revision.encode()))
+        return encode_response(status, served, body)
