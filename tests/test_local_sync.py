@@ -278,6 +278,38 @@ def test_application_health_is_the_worst_and_a_missing_resource_does_not_count(
     assert {n: resources[n]["status"] for n in healths} == healths
 
 
+def test_a_graph_is_a_resource_of_its_own_kind_whose_health_counts() -> None:
+    """An InferenceGraph beside an InferenceService of the same name is its own resource
+    (serving.kserve.io/v1alpha1), with its own health; the worse one is the Application's."""
+    app = sync.new_application("local", "/srv/gitops.git", "main", "manifests/overlays/local")
+    sync.operation_started(app, SHA_0, NOW)
+    results = [
+        sync.ResourceResult("regime", NS, "created"),
+        sync.ResourceResult("regime", NS, "created", kind="InferenceGraph"),
+        sync.ResourceResult("gone", NS, "refused", refused=True, kind="InferenceGraph"),
+    ]
+    sync.operation_finished(app, SHA_0, NOW, results)
+    sync.application_health(
+        app,
+        {"regime": ("Healthy", "")},
+        {"regime"},
+        graphs={"regime": ("Progressing", "Waiting")},
+        live_graphs={"regime"},
+    )
+    resources = app["status"]["resources"]
+    assert [(r["kind"], r["version"], r["name"], r["health"]["status"]) for r in resources] == [
+        ("InferenceGraph", "v1alpha1", "gone", "Missing"),
+        ("InferenceGraph", "v1alpha1", "regime", "Progressing"),
+        ("InferenceService", "v1beta1", "regime", "Healthy"),
+    ]
+    assert app["status"]["health"] == {
+        "status": "Progressing",
+        "message": "InferenceGraph regime: Waiting",
+    }
+    refused = app["status"]["operationState"]["syncResult"]["resources"][2]
+    assert (refused["kind"], refused["status"]) == ("InferenceGraph", "SyncFailed")
+
+
 # -- the cluster target reads the same per-resource sync ------------------------------------------
 
 
