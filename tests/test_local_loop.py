@@ -217,7 +217,9 @@ def test_commands_find_the_running_stack_and_env_exports_it(
         assert main(["local", "url", "mlflow"]) == 0
         assert capsys.readouterr().out.strip() == "http://127.0.0.1:5999"
         assert main(["local", "url", "fraud-detector"]) == 2
-        assert "no component or InferenceService 'fraud-detector'" in capsys.readouterr().err
+        assert "no component, InferenceService or InferenceGraph 'fraud-detector'" in (
+            capsys.readouterr().err
+        )
         assert main(["config", "show"]) == 0
         shown = capsys.readouterr().out
         assert '"http://127.0.0.1:5999"  (local stack)' in shown

@@ -247,15 +247,18 @@ def run_env(settings: Settings, *, console: Console) -> None:
 
 
 def run_url(settings: Settings, name: str, *, console: Console) -> None:
-    """Print the URL of a component (mlflow, prometheus, alertmanager) or of an
-    InferenceService's router."""
+    """Print the URL of a component (mlflow, prometheus, alertmanager), of an
+    InferenceService's router or of an InferenceGraph's (an InferenceService wins a name
+    both have)."""
     root = _running_root(settings)
-    known = {**running_urls(root), **router_urls(root)}
+    graphs = router_urls(root, "inferenceGraphs")
+    known = {**running_urls(root), **graphs, **router_urls(root)}
     if name not in known:
         raise InputError(
-            f"no component or InferenceService {name!r} in the local stack (known: "
-            f"{', '.join(sorted(known))}); an InferenceService has a router once a version "
-            "of it is merged and synced"
+            f"no component, InferenceService or InferenceGraph {name!r} in the local stack "
+            f"(known: {', '.join(sorted(known))}); an InferenceService has a router once a "
+            "version of it is merged and synced, an InferenceGraph once its InferenceServices "
+            "serve"
         )
     console.print(known[name], highlight=False, soft_wrap=True, markup=False)
 

@@ -146,10 +146,11 @@ def recorded_remote(root: Path) -> str | None:
     return str(remote) if remote else None
 
 
-def router_urls(root: Path) -> dict[str, str]:
-    """Each InferenceService's router URL, as the runtime last saved it."""
-    services = (read_json(root / "runtime.json") or {}).get("inferenceServices") or {}
-    return {str(name): str(entry["url"]) for name, entry in services.items() if entry.get("url")}
+def router_urls(root: Path, kind: str = "inferenceServices") -> dict[str, str]:
+    """Each InferenceService's router URL (``kind="inferenceGraphs"``: each Ready
+    InferenceGraph's), as the runtime last saved it."""
+    entries = (read_json(root / "runtime.json") or {}).get(kind) or {}
+    return {str(name): str(entry["url"]) for name, entry in entries.items() if entry.get("url")}
 
 
 def _quiet(_line: str) -> None:
