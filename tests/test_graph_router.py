@@ -228,3 +228,13 @@ def test_step_urls_are_parsed_as_go_reads_them() -> None:
     assert parse_step_url("http://h") == ("h", 80, b"/")
     with pytest.raises(ValueError, match='unsupported protocol scheme "ftp"'):
         parse_step_url("ftp://h/x")
+
+
+def test_nodes_that_loop_answer_500_rather_than_hang(router: GraphRouter) -> None:
+    """A graph whose nodes reach themselves (KServe admits it; its router recurses until it
+    crashes) answers 500, and the router goes on answering."""
+    loop = graph("by-route", {"root": {"routerType": "Sequence", "steps": [{"nodeName": "root"}]}})
+    router.deploy(GraphDeployment(parse_inference_graph(loop), {}, "by-route-00001"))
+    status, body, _ = post(router, {})
+    assert (status, body["cause"]) == (500, "the graph's nodes form a loop")
+    assert post(router, {})[0] == 500

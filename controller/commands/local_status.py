@@ -114,10 +114,8 @@ def _graph_table(name: str, entry: dict[str, Any], env: str, app: dict[str, Any]
         for step in node.get("steps") or []
         if step.get("serviceName")
     )
-    ready = next(
-        (c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"),
-        {},
-    )
+    conditions: list[dict[str, Any]] = (obj.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == "Ready"), {})
     table = Table("field", "value", title=f"InferenceGraph {name}", show_header=False)
     rows = {
         "environment": env,

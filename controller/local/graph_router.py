@@ -132,7 +132,10 @@ class GraphRouter(LoopServer):
             answer = await answer_graph_request(
                 running.deployment.graph, request.body, headers, running.caller
             )
-        except Exception as exc:  # a bug or a loop of nodes must not hang the client
+        except RecursionError:  # nodes that reach themselves: KServe's router crashes
+            _log.warning("InferenceGraph %s: its nodes form a loop", self.graph)
+            status, body, content_type = 500, error_body("the graph's nodes form a loop"), True
+        except Exception as exc:  # a bug must not hang the client
             _log.exception("InferenceGraph %s failed a request", self.graph)
             status, body, content_type = 500, error_body(f"{type(exc).__name__}: {exc}"), True
         else:
