@@ -250,9 +250,9 @@ def test_reused_pid_is_not_trusted(tmp_path: Path) -> None:
 
 
 def test_state_file_is_the_runtimes() -> None:
-    """The target reads the file the runtime writes (read from its source: importing the
-    runtime imports the model servers, a second of pandas)."""
-    spec = importlib.util.find_spec("controller.local.runtime")
+    """The target reads the file the runtime writes (read from the source of the module that
+    names it: importing it imports the model servers, a second of pandas)."""
+    spec = importlib.util.find_spec("controller.local.runtime_state")
     assert spec is not None
     assert spec.origin is not None
     tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
