@@ -168,11 +168,17 @@ def run_up(
         soft_wrap=True,
     )
     routers = router_urls(root)
+    graphs = router_urls(root, "inferenceGraphs")
     rows = {
         "MLflow": urls.get("mlflow", "-"),
         "Router": ", ".join(f"{url} ({name})" for name, url in sorted(routers.items()))
         or "none yet: one per InferenceService once a version is merged "
         "(`sluice local url NAME` prints it)",
+        **(
+            {"Graph": ", ".join(f"{url} ({name})" for name, url in sorted(graphs.items()))}
+            if graphs
+            else {}
+        ),
         "Prometheus UI": urls.get("prometheus", "-"),
         "Alertmanager": f"{urls.get('alertmanager', '-')} (drift alerts go to "
         f"`{_serve_command(env)}`: {request.webhook_url})",

@@ -5,8 +5,8 @@ the graph, in Serverless mode) that answers every request to the graph's own hos
 (``http://<graph>.<namespace>.<domain>``, any path) by walking the graph from its ``root``
 node. Locally an InferenceService's hostname is its router's port, so a graph's is too: the
 graph answers on ``http://127.0.0.1:<port>`` (``status.url``), on any path but the two the
-local routers keep for themselves (``/metrics``, ``/_sluice/...``), for any method, as KServe's
-router does.
+local routers keep for themselves (``/metrics``, ``/_sluice/...``), for any method as KServe's
+router does (but ``HEAD``, which is 405 here, as on the InferenceServices' routers).
 
 Each request is answered by :func:`~controller.local.graph.executor.answer_graph_request`
 with the graph's step caller (:class:`~controller.local.graph_caller.HttpStepCaller`). The
@@ -122,6 +122,8 @@ class GraphRouter(LoopServer):
             return encode_response(200, [(b"Content-Type", CONTENT_TYPE_LATEST.encode())], body)
         if request.url.startswith(_RESERVED):
             return encode_response(404, [_JSON], b'{"error":"not found"}')
+        if request.method == b"HEAD":  # a reply with a length but no body: not answered
+            return encode_response(405, [(b"Allow", b"GET, POST")], b"")
         running = self._running
         if running is None:
             return encode_response(503, [_JSON], error_body(self._not_ready))
