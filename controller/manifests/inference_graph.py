@@ -25,6 +25,7 @@ from typing import Any
 from jsonschema import Draft7Validator
 
 from controller.errors import ManifestInvalid
+from controller.manifests.schema_problem import first_schema_problem
 from controller.schemas import inferencegraph_schema
 
 __all__ = [
@@ -67,14 +68,9 @@ def validate_inferencegraph(
     """Check one InferenceGraph against KServe's CRD schema (strictly) and its webhook's rules,
     then Sluice's unless ``sluice_rules`` is False (the local target's API server admits what
     a cluster's would); :class:`ManifestInvalid` with the first problem, in one line."""
-    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        where = ".".join(str(part) for part in first.absolute_path) or "(document)"
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ManifestInvalid(
-            f"{source}: InferenceGraph {where}: {first.message}{more}; {_fix(first)}"
-        )
+    problem = first_schema_problem(_validator(), document)
+    if problem is not None:
+        raise ManifestInvalid(f"{source}: {problem.line('InferenceGraph')}; {_fix(problem.error)}")
     refused = inferencegraph_admission_errors(document, sluice_rules=sluice_rules)
     if refused:
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""

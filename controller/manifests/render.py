@@ -35,6 +35,7 @@ from controller.limits import (
 )
 from controller.manifests.deployment_mode import canary_admission_errors
 from controller.manifests.inference_graph import validate_inferencegraph
+from controller.manifests.schema_problem import first_schema_problem
 from controller.schemas import inferenceservice_schema
 from controller.yaml_config import check_yaml_text
 
@@ -158,14 +159,9 @@ _VALID_LIMIT = 4096
 
 
 def _check_inferenceservice(document: dict[str, Any], *, source: str) -> None:
-    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        where = ".".join(str(part) for part in first.absolute_path) or "(document)"
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ManifestInvalid(
-            f"{source}: InferenceService {where}: {first.message}{more}; fix the manifest"
-        )
+    problem = first_schema_problem(_validator(), document)
+    if problem is not None:
+        raise ManifestInvalid(f"{source}: {problem.line('InferenceService')}; fix the manifest")
     refused = canary_admission_errors(document)
     if refused:
         more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""

@@ -61,6 +61,7 @@ from controller.manifests.kustomization_file import (
     parse_kustomization,
     round_trip_yaml,
 )
+from controller.manifests.schema_problem import first_schema_problem
 
 __all__ = [
     "CHALLENGER_ANNOTATION",
@@ -230,13 +231,10 @@ def validate_virtual_service(
 ) -> None:
     """Check a VirtualService against the checked-in subset of Istio's schema; the first error,
     in one line, as :class:`ManifestInvalid`."""
-    errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        where = ".".join(str(part) for part in first.absolute_path) or "(document)"
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    problem = first_schema_problem(_validator(), document)
+    if problem is not None:
         raise ManifestInvalid(
-            f"{source}: VirtualService {where}: {first.message}{more}; fix the document "
+            f"{source}: {problem.line('VirtualService')}; fix the document "
             f"(the schema is the subset in {VIRTUALSERVICE_SCHEMA.name})"
         )
 

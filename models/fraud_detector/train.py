@@ -22,22 +22,21 @@ Exit codes: 0 registered as challenger (or trained with --no-register and the ga
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from controller.errors import ExitCode, InputError, SluiceError
+from controller.errors import InputError
 from controller.quality.classification_metrics import binary_classification_metrics
 from controller.quality.data_contract import validate_frame
 from controller.quality.data_profile import build_profile
 from controller.quality.quality_gate import GateVerdict, evaluate_gate, load_quality_gate
-from controller.redact import redact
 from controller.settings import load_settings
 from models.fraud_detector.contract import CONTRACT
 from models.fraud_detector.data import (
@@ -48,6 +47,7 @@ from models.fraud_detector.data import (
     generate_transactions,
 )
 from models.fraud_detector.pipeline import fit, frame_digest, score, split_holdout
+from models.training_cli import finish
 
 __all__ = ["TrainingResult", "main", "train"]
 
@@ -258,18 +258,13 @@ def train(args: argparse.Namespace) -> TrainingResult:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; errors become one line on stderr and an exit code."""
     args = _parse_args(argv)
-    try:
-        result = train(args)
-    except SluiceError as exc:
-        sys.stderr.write(f"train: error: {redact(exc.message)}\n")
-        return int(exc.exit_code)
-    if args.json:
-        sys.stdout.write(json.dumps(asdict(result), indent=2) + "\n")
-    else:
+
+    def printer() -> Callable[[Any], None]:
         from models.fraud_detector.report import print_result
 
-        print_result(result)
-    return int(ExitCode.OK if result.gate_passed else ExitCode.GATE_FAILED)
+        return print_result
+
+    return finish(lambda: train(args), as_json=args.json, printer=printer)
 
 
 if __name__ == "__main__":

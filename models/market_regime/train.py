@@ -26,18 +26,16 @@ Exit codes: 0 registered as challenger (or trained with --no-register and the ga
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from controller.errors import ExitCode, SluiceError
 from controller.quality.data_profile import build_profile
 from controller.quality.quality_gate import GateVerdict
-from controller.redact import redact
 from controller.settings import load_settings
 from models.holdout_digest import frame_digest
 from models.market_regime.market import REGIME, REGIMES, market_frame
@@ -54,6 +52,7 @@ from models.market_regime.pipeline import (
 )
 from models.market_regime.regime_gate import evaluate_regime_gate, load_regime_gates
 from models.market_regime.regime_metrics import flatten, scope_rows
+from models.training_cli import finish
 
 __all__ = ["Candidate", "TrainingResult", "main", "prepare", "train"]
 
@@ -247,18 +246,13 @@ def train(args: argparse.Namespace) -> TrainingResult:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; errors become one line on stderr and an exit code."""
     args = _parse_args(argv)
-    try:
-        result = train(args)
-    except SluiceError as exc:
-        sys.stderr.write(f"train: error: {redact(exc.message)}\n")
-        return int(exc.exit_code)
-    if args.json:
-        sys.stdout.write(json.dumps(asdict(result), indent=2) + "\n")
-    else:
+
+    def printer() -> Callable[[Any], None]:
         from models.market_regime.report import print_result
 
-        print_result(result)
-    return int(ExitCode.OK if result.gate_passed else ExitCode.GATE_FAILED)
+        return print_result
+
+    return finish(lambda: train(args), as_json=args.json, printer=printer)
 
 
 if __name__ == "__main__":
