@@ -77,6 +77,20 @@ SLOW = Behaviour(median_ms=340.0)
 UNLOADABLE = Behaviour(loads=False)
 
 
+def _contains_word(text: str, marker: str) -> bool:
+    """Whether ``marker`` occurs in ``text`` with no letter or digit against an end of it that
+    is a letter or digit (``/cold-model`` may follow anything; ``bad`` may not follow ``2``)."""
+    start = text.find(marker)
+    while start >= 0:
+        end = start + len(marker)
+        before = text[start - 1] if start and marker[0].isalnum() else ""
+        after = text[end] if end < len(text) and marker[-1].isalnum() else ""
+        if not before.isalnum() and not after.isalnum():
+            return True
+        start = text.find(marker, start + 1)
+    return False
+
+
 def _default_markers() -> dict[str, Behaviour]:
     return {"unloadable": UNLOADABLE, "bad": FAILING, "slow": SLOW}
 
@@ -87,7 +101,9 @@ class Behaviours:
 
     The default markers make ``file:///models/bad-v3`` failing, ``…/slow…`` slow and
     ``…/unloadable…`` unloadable; a test with registry-made URIs names its own markers (a
-    distinctive part of each version's URI).
+    distinctive part of each version's URI). A marker counts only as a whole word: no letter or
+    digit may touch it on either side, so ``bad`` inside a registry's hex id (``m-3f2bad9…``,
+    about one model in 140) leaves that version healthy.
     """
 
     markers: Mapping[str, Behaviour] = field(default_factory=_default_markers)
@@ -95,7 +111,9 @@ class Behaviours:
 
     def of(self, uri: str) -> Behaviour:
         """The behaviour of the version served from ``uri``."""
-        return next((b for marker, b in self.markers.items() if marker in uri), self.default)
+        return next(
+            (b for marker, b in self.markers.items() if _contains_word(uri, marker)), self.default
+        )
 
     def with_marker(self, marker: str, behaviour: Behaviour) -> Behaviours:
         """These behaviours, and ``behaviour`` for URIs containing ``marker`` (checked first)."""
