@@ -4,6 +4,7 @@ model's own table, and the exit code says whether the quality gate passed."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -29,10 +30,10 @@ def finish(
     train: Callable[[], GatedResult],
     *,
     as_json: bool,
-    printer: Callable[[], Callable[[Any], None]],
+    report: str,
 ) -> int:
-    """Run ``train`` and report it; ``printer`` returns the table printer, imported only when
-    the table is wanted (rich and the report module stay out of a ``--json`` run)."""
+    """Run ``train`` and report it; ``report`` names the module whose ``print_result`` prints
+    the table, imported only when the table is wanted (rich stays out of a ``--json`` run)."""
     try:
         result = train()
     except SluiceError as exc:
@@ -41,5 +42,6 @@ def finish(
     if as_json:
         sys.stdout.write(json.dumps(asdict(result), indent=2) + "\n")
     else:
-        printer()(result)
+        print_result: Callable[[Any], None] = importlib.import_module(report).print_result
+        print_result(result)
     return int(ExitCode.OK if result.gate_passed else ExitCode.GATE_FAILED)

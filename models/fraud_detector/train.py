@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -258,13 +257,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; errors become one line on stderr and an exit code."""
     args = _parse_args(argv)
-
-    def printer() -> Callable[[Any], None]:
-        from models.fraud_detector.report import print_result
-
-        return print_result
-
-    return finish(lambda: train(args), as_json=args.json, printer=printer)
+    return finish(lambda: train(args), as_json=args.json, report="models.fraud_detector.report")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,13 +245,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; errors become one line on stderr and an exit code."""
     args = _parse_args(argv)
-
-    def printer() -> Callable[[Any], None]:
-        from models.market_regime.report import print_result
-
-        return print_result
-
-    return finish(lambda: train(args), as_json=args.json, printer=printer)
+    return finish(lambda: train(args), as_json=args.json, report="models.market_regime.report")
 
 
 if __name__ == "__main__":
