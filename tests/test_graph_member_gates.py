@@ -27,9 +27,10 @@ from controller.gates.prometheus_checks import (
     revision_traffic,
 )
 from controller.gates.promql_queries import request_series
+from controller.gates.sequential_watch import WatchConfig
 from controller.manifests.environment import ReleaseConfig
 from controller.ports import RolloutRegistry
-from controller.rollout.actions import Analyze
+from controller.rollout.actions import Analyze, Watch
 from controller.rollout.analysis import Analyzer
 from controller.rollout.gates_config import GatesConfig
 from controller.rollout.record import AnalysisRecord
@@ -182,6 +183,8 @@ class StepPrometheus:
         if "sluice_graph_step_" not in promql:
             return []
         n = next((float(v) for r, v in self.calls.items() if f'"{r}"' in promql), 0.0)
+        if "histogram_quantile" in promql:
+            return [MetricSample({}, 75.0)]
         if "_bucket" in promql:
             return [
                 MetricSample({"le": "0.05"}, n / 2),
@@ -192,8 +195,6 @@ class StepPrometheus:
             return [MetricSample({}, 0.0)]
         if "!~" in promql:  # the success rate's numerator over its denominator
             return [MetricSample({}, 100.0)]
-        if "histogram_quantile" in promql:
-            return [MetricSample({}, 75.0)]
         return [MetricSample({}, n)]
 
 
@@ -295,3 +296,34 @@ def test_a_member_the_graph_never_called_is_inconclusive_and_says_so() -> None:
     result = _judge_only(StepPrometheus({OLD: 4000}), VOLATILE)
     assert result.verdict is Verdict.INCONCLUSIVE
     assert f"no requests to {NEW} from graph market-regime" in result.summary
+
+
+class EveryRequestCounters:
+    """The local router's live counters: every request to a revision, the graph's or not."""
+
+    def __init__(self) -> None:
+        self.read = 0
+
+    def request_counts(
+        self, environment: str, inference_service: str, since: float
+    ) -> dict[str, dict[int, int]]:
+        self.read += 1
+        return {NEW: {200: 5000}, OLD: {200: 5000}}
+
+
+def test_a_members_watch_reads_the_graphs_calls_not_the_live_counters() -> None:
+    """The live counters cannot tell the graph's requests apart: a member's watch reads the
+    step series from Prometheus, as its analyses do."""
+    prometheus, counters = StepPrometheus({NEW: 30, OLD: 300}), EveryRequestCounters()
+    analyzer = Analyzer(cast(RolloutRegistry, None), prometheus, None, counters=counters)
+    obs = dataclasses.replace(observation(10, canary_target(10)), graph_traffic=VOLATILE)
+    gates = GatesConfig.model_validate({})
+    watch = Watch("", "watching", None, 10, 1000.0, 1.0)
+    analyzer.watch(obs, watch, WatchConfig(), gates, 1020.0)
+    assert counters.read == 0
+    assert prometheus.queries
+    assert all(f'{STEP}, service_name="fd"' in q for q in prometheus.queries)
+    analyzer.watch(
+        dataclasses.replace(obs, graph_traffic=None), watch, WatchConfig(), gates, 1020.0
+    )
+    assert counters.read == 1
