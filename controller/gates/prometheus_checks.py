@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import ConfigError, MetricsUnavailable
+from controller.gates.graph_traffic import GraphTraffic
 from controller.gates.metrics_profile import MetricsProfile
 from controller.gates.promql_queries import (
     DEFAULT_METRICS_PROFILE,
@@ -190,6 +191,7 @@ def evaluate_checks(
     inference_service: str,
     profile: MetricsProfile = DEFAULT_METRICS_PROFILE,
     max_window_seconds: float | None = None,
+    graph: GraphTraffic | None = None,
 ) -> list[GateResult]:
     """One :class:`GateResult` per check, named ``prometheus/<check name>``, in order.
 
@@ -203,6 +205,11 @@ def evaluate_checks(
     canary, or the primary when a threshold is relative) is inconclusive, and an unreachable
     Prometheus or a refused query is an error. Duplicate check names and malformed object
     names are a :class:`ConfigError`.
+
+    With ``graph`` (a graph member's release), the builtin checks and ``minRequests`` read the
+    graph's calls to ``inference_service`` that each revision answered
+    (:mod:`controller.gates.graph_traffic`); a check's own query (and its ``minRequests``) is
+    run as written.
     """
     names = [check.name for check in checks]
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -217,7 +224,8 @@ def evaluate_checks(
     }
     require_object_names(**context)
     return [
-        _evaluate(source, _within(check, max_window_seconds), context, profile) for check in checks
+        _evaluate(source, _within(check, max_window_seconds), context, profile, graph)
+        for check in checks
     ]
 
 
@@ -236,10 +244,11 @@ def _evaluate(
     check: MetricCheck,
     context: Mapping[str, str],
     profile: MetricsProfile,
+    graph: GraphTraffic | None = None,
 ) -> GateResult:
     gate = f"prometheus/{check.name}"
     try:
-        canary = _measure(source, check, context, context["canary_revision"], profile)
+        canary = _measure(source, check, context, context["canary_revision"], profile, graph)
     except MetricsUnavailable as exc:
         return GateResult(gate, Verdict.ERROR, f"{check.name}: {exc.message}")
     if isinstance(canary, str):
@@ -248,7 +257,7 @@ def _evaluate(
     # relative threshold needs it: for an absolute one, a primary without data is left out.
     broken_tool = False
     try:
-        measured = _measure(source, check, context, context["primary_revision"], profile)
+        measured = _measure(source, check, context, context["primary_revision"], profile, graph)
     except MetricsUnavailable as exc:
         measured, broken_tool = exc.message, True
     if isinstance(measured, str) and check.is_relative:
@@ -275,11 +284,16 @@ def _measure(
     context: Mapping[str, str],
     revision: str,
     profile: MetricsProfile,
+    graph: GraphTraffic | None = None,
 ) -> float | str:
     """The check's value for ``revision``, or why there is none (a one-line reason)."""
     where = f"{revision} over {check.interval}"
+    if check.query is not None:
+        graph = None  # a query of one's own is run as written, its minRequests as before
+    elif graph is not None:
+        where += f" on graph {graph.graph}'s calls"
     if check.min_requests is not None:
-        requests = request_count(source, profile, revision, context, check.interval)
+        requests = request_count(source, profile, revision, context, check.interval, graph=graph)
         if requests is None or round(requests) < check.min_requests:
             count = 0 if requests is None else round(requests)
             return f"only {count} requests to {where} (minRequests {check.min_requests})"
@@ -296,6 +310,8 @@ def _measure(
             interval=check.interval,
             percentile=check.percentile,
             profile=profile,
+            graph=graph,
+            inference_service=context["inference_service"],
         )
     samples = source.query(promql)
     if not samples:

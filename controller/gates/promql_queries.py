@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from controller.errors import ConfigError
+from controller.gates.graph_traffic import GraphTraffic, step_metric_names
 from controller.gates.metrics_profile import DEFAULT_PROFILE, MetricsProfile, resolve_profile
 
 __all__ = [
     "DEFAULT_METRICS_PROFILE",
     "DURATION_PATTERN",
     "TEMPLATE_VARIABLES",
+    "RequestSeries",
     "builtin_query",
     "duration_seconds",
     "render_query",
+    "request_series",
     "require_object_names",
     "revision_selector",
     "template_variables",
@@ -97,10 +101,20 @@ def builtin_query(
     interval: str,
     percentile: float = 99.0,
     profile: MetricsProfile = DEFAULT_METRICS_PROFILE,
+    graph: GraphTraffic | None = None,
+    inference_service: str = "",
 ) -> str:
-    """The PromQL of a builtin check for one revision (see the module docstring)."""
-    selector = revision_selector(profile, namespace, configuration, revision)
-    requests = profile.requests
+    """The PromQL of a builtin check for one revision (see the module docstring); with
+    ``graph``, of the revision's answers to the graph's calls to ``inference_service``."""
+    series = request_series(
+        profile,
+        namespace=namespace,
+        configuration=configuration,
+        revision=revision,
+        graph=graph,
+        inference_service=inference_service,
+    )
+    selector, requests = series.selector, series.requests
     if builtin == "request-success-rate":
         succeeded = f"{requests}{{{selector}, {profile.successes_matcher()}}}"
         return (
@@ -108,11 +122,47 @@ def builtin_query(
             f" / sum(rate({requests}{{{selector}}}[{interval}])) * 100"
         )
     if builtin == "request-latency":
-        buckets = f"sum by (le)(rate({profile.latency}_bucket{{{selector}}}[{interval}]))"
+        buckets = f"sum by (le)(rate({series.latency}_bucket{{{selector}}}[{interval}]))"
         quantile = f"histogram_quantile({percentile / 100:g}, {buckets})"
         scale = profile.milliseconds_per_unit
         return quantile if scale == 1 else f"{quantile} * {scale:g}"
     raise ConfigError(f"unknown builtin check {builtin!r}; use request-success-rate or ...-latency")
+
+
+@dataclass(frozen=True)
+class RequestSeries:
+    """Where one revision's requests are counted and timed: the request counter, the latency
+    histogram (without ``_bucket``) and the label matchers that pick the revision out."""
+
+    requests: str
+    latency: str
+    selector: str
+
+
+def request_series(
+    profile: MetricsProfile,
+    *,
+    namespace: str,
+    configuration: str,
+    revision: str,
+    graph: GraphTraffic | None = None,
+    inference_service: str = "",
+) -> RequestSeries:
+    """The series of ``revision``: its own (the profile's names and revision selector) or,
+    with ``graph``, the graph's step series of its calls to ``inference_service`` that
+    ``revision`` answered (:mod:`controller.gates.graph_traffic`). Names are checked first."""
+    if graph is None:
+        selector = revision_selector(profile, namespace, configuration, revision)
+        return RequestSeries(profile.requests, profile.latency, selector)
+    require_object_names(
+        namespace=namespace, inference_service=inference_service, revision=revision
+    )
+    names = step_metric_names(profile)
+    selector = (
+        f'{profile.namespace_label}="{namespace}", {graph.matchers(inference_service)}, '
+        f'{profile.revision_label}="{revision}"'
+    )
+    return RequestSeries(names.requests, names.latency, selector)
 
 
 def require_object_names(**names: str) -> None:

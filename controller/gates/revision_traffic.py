@@ -1,5 +1,8 @@
 """Request counts and latency histograms of one revision from Prometheus, the evidence the
-statistical judge and the sequential watch weigh (``increase()`` over a window)."""
+statistical judge and the sequential watch weigh (``increase()`` over a window).
+
+With a :class:`~controller.gates.graph_traffic.GraphTraffic`, of the revision's answers to an
+InferenceGraph's calls to its InferenceService only (the graph's step series)."""
 
 from __future__ import annotations
 
@@ -9,11 +12,12 @@ from collections.abc import Mapping, Sequence
 
 from controller.analysis_types import LatencyHistogram, MetricSample, RevisionTraffic
 from controller.errors import ConfigError
+from controller.gates.graph_traffic import GraphTraffic
 from controller.gates.metrics_profile import MetricsProfile
 from controller.gates.promql_queries import (
     DEFAULT_METRICS_PROFILE,
     DURATION_PATTERN,
-    revision_selector,
+    request_series,
 )
 from controller.ports import MetricsSource
 
@@ -28,6 +32,8 @@ def revision_traffic(
     configuration: str,
     interval: str,
     profile: MetricsProfile = DEFAULT_METRICS_PROFILE,
+    graph: GraphTraffic | None = None,
+    inference_service: str = "",
 ) -> RevisionTraffic | None:
     """Requests, 5xx errors and the latency histogram of ``revision`` over ``interval``.
 
@@ -44,12 +50,21 @@ def revision_traffic(
         configuration=configuration,
         interval=interval,
         profile=profile,
+        graph=graph,
+        inference_service=inference_service,
     )
     if requests <= 0:
         return None
-    selector = revision_selector(profile, namespace, configuration, revision)
+    series = request_series(
+        profile,
+        namespace=namespace,
+        configuration=configuration,
+        revision=revision,
+        graph=graph,
+        inference_service=inference_service,
+    )
     buckets = source.query(
-        f"sum by (le)(increase({profile.latency}_bucket{{{selector}}}[{interval}]))"
+        f"sum by (le)(increase({series.latency}_bucket{{{series.selector}}}[{interval}]))"
     )
     return RevisionTraffic(
         revision=revision,
@@ -67,18 +82,27 @@ def revision_request_counts(
     configuration: str,
     interval: str,
     profile: MetricsProfile = DEFAULT_METRICS_PROFILE,
+    graph: GraphTraffic | None = None,
+    inference_service: str = "",
 ) -> tuple[int, int]:
     """(requests, 5xx errors) of ``revision`` over ``interval``, as :func:`revision_traffic`
     counts them but without the latency histogram: two queries, cheap enough to run every
     second (the sequential watch). (0, 0) when the revision answered nothing in the window.
     May raise :class:`MetricsUnavailable`."""
-    context = {"namespace": namespace, "configuration": configuration}
+    context = {
+        "namespace": namespace,
+        "configuration": configuration,
+        "inference_service": inference_service,
+    }
     if not re.match(DURATION_PATTERN, interval):
         raise ConfigError(f"interval {interval!r} is not a Prometheus duration such as 1m")
-    requests = round(request_count(source, profile, revision, context, interval) or 0.0)
+    count = request_count(source, profile, revision, context, interval, graph=graph)
+    requests = round(count or 0.0)
     if requests <= 0:
         return 0, 0
-    errors = request_count(source, profile, revision, context, interval, errors_only=True)
+    errors = request_count(
+        source, profile, revision, context, interval, errors_only=True, graph=graph
+    )
     return requests, min(max(round(errors or 0.0), 0), requests)
 
 
@@ -90,12 +114,22 @@ def request_count(
     interval: str,
     *,
     errors_only: bool = False,
+    graph: GraphTraffic | None = None,
 ) -> float | None:
-    """Requests (or 5xx answers) of ``revision`` over ``interval``; None for no data or NaN."""
-    selector = revision_selector(profile, context["namespace"], context["configuration"], revision)
+    """Requests (or 5xx answers) of ``revision`` over ``interval``; None for no data or NaN.
+    With ``graph``, the graph's calls to ``context["inference_service"]`` it answered."""
+    series = request_series(
+        profile,
+        namespace=context["namespace"],
+        configuration=context["configuration"],
+        revision=revision,
+        graph=graph,
+        inference_service=context.get("inference_service", ""),
+    )
+    selector = series.selector
     if errors_only:
         selector += f", {profile.errors_matcher()}"
-    samples = source.query(f"sum(increase({profile.requests}{{{selector}}}[{interval}]))")
+    samples = source.query(f"sum(increase({series.requests}{{{selector}}}[{interval}]))")
     if not samples or not math.isfinite(samples[0].value):
         return None
     return samples[0].value

@@ -20,6 +20,8 @@ labelled ``graph_name``, ``node_name``, ``step_name`` (the step's name, else its
 ``service_url`` (a ``serviceUrl`` step's URL; empty otherwise), the profile's revision label
 (the member's revision that answered, from its router's ``X-Sluice-Revision``; empty when none
 did) and its status label (a step that got no answer counts as 502, 504 when it timed out).
+The names are :func:`~controller.gates.graph_traffic.step_metric_names`, which the gates of a
+graph member's release query.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 
+from controller.gates.graph_traffic import StepMetricNames, step_metric_names
 from controller.gates.metrics_profile import (
     DEFAULT_PROFILE,
     OTEL_BUCKETS_SECONDS,
@@ -40,22 +43,6 @@ from controller.gates.metrics_profile import (
 from controller.local.revision_metrics import LATENCY_BUCKETS_MS
 
 __all__ = ["GraphStepMetrics", "StepCall", "StepMetricNames", "step_metric_names"]
-
-
-@dataclass(frozen=True)
-class StepMetricNames:
-    """The step series' names under a profile: the request counter and the histogram."""
-
-    requests: str
-    latency: str
-
-
-def step_metric_names(profile: MetricsProfile) -> StepMetricNames:
-    """What the step series are called in an environment of ``profile``."""
-    if profile.latency_unit == "seconds":
-        histogram = "sluice_graph_step_duration_seconds"
-        return StepMetricNames(f"{histogram}_count", histogram)
-    return StepMetricNames("sluice_graph_step_request_count", "sluice_graph_step_request_latencies")
 
 
 @dataclass(frozen=True, order=True)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from controller.errors import ConfigError
+from controller.gates.graph_traffic import GraphTraffic
 from controller.gates.metrics_profile import RAW_DEPLOYMENT_PROFILE
 from controller.limits import ENVIRONMENT_FILE_MAX_BYTES
 from controller.rollout.policy import RolloutPolicy
@@ -70,6 +71,15 @@ class ReleaseConfig(BaseModel):
         default="champion",
         alias="championAlias",
         description="Registry alias a completed rollout moves to the version it promoted.",
+    )
+    graph_traffic: GraphTraffic | None = Field(
+        default=None,
+        alias="graphTraffic",
+        description="For a member of an InferenceGraph: judge its canary on the requests the "
+        "graph routed to it. The builtin metric checks and the judge then read the graph's "
+        "step series (sluice_graph_step_*) of this graph (and node and step, when given) "
+        "whose service_name is this release's InferenceService, canary revision against "
+        "primary; unset: the InferenceService's own revision series, all its requests.",
     )
 
     @field_validator("pin")

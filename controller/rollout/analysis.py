@@ -91,12 +91,15 @@ class Analyzer:
         """The sequential watch's verdict on the counters since the step's commit; None when
         they could not be read (no counters, no primary, a query error): the watch is then
         skipped, since a broken tool is the analyses' business. The live counters are read
-        when there are some, else Prometheus."""
+        when there are some (and the release is not judged on a graph's traffic), else
+        Prometheus."""
         revisions = self._revisions(obs)
         if revisions is None:
             return None
         canary, primary = revisions
-        if self.counters is not None:
+        # The live counters count every request to a revision; a graph member's watch reads
+        # the graph's calls to it from Prometheus, as its analyses do.
+        if self.counters is not None and obs.graph_traffic is None:
             try:
                 live = self.counters.request_counts(
                     obs.environment, obs.inference_service, action.since
@@ -118,6 +121,8 @@ class Analyzer:
                     configuration=obs.target.configuration,
                     interval=window,
                     profile=gates.profile,
+                    graph=obs.graph_traffic,
+                    inference_service=obs.inference_service,
                 )
                 for revision in (canary, primary)
             ]
@@ -274,6 +279,7 @@ class Analyzer:
             profile=gates.profile,
             # Both revisions over the step's life so far: the same stretch of time.
             max_window_seconds=_step_window(obs, now),
+            graph=obs.graph_traffic,
         )
 
     def _judge(
@@ -294,6 +300,8 @@ class Analyzer:
                     configuration=obs.target.configuration,
                     interval=window,
                     profile=gates.profile,
+                    graph=obs.graph_traffic,
+                    inference_service=obs.inference_service,
                 )
                 for revision in (canary, primary)
             ]
@@ -302,6 +310,8 @@ class Analyzer:
         canary_traffic, primary_traffic = traffic
         if canary_traffic is None or primary_traffic is None:
             who = canary if canary_traffic is None else primary
+            if obs.graph_traffic is not None:
+                who += f" from graph {obs.graph_traffic.graph}"
             return GateResult("judge", Verdict.INCONCLUSIVE, f"judge: no requests to {who} yet")
         return judge(canary_traffic, primary_traffic, look=analysis.look, config=gates.judge)
 

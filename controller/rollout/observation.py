@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from controller.gates.graph_traffic import GraphTraffic
 from controller.manifests.manifest import PinnedRelease
 from controller.rollout.record import AnalysisRecord
 from controller.shadow.mirror import ShadowMirror
@@ -58,6 +59,9 @@ class ReleaseObservation:
     shadow_mirror: ShadowMirror | None = None
     #: The commit time of the last change to that VirtualService (None without one).
     shadow_mirror_changed_at: float | None = None
+    #: The release's ``graphTraffic``: its gates read the graph's calls to it (None: its own
+    #: revision series).
+    graph_traffic: GraphTraffic | None = None
 
     @property
     def synced(self) -> bool:

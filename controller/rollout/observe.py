@@ -151,6 +151,7 @@ def observe(
         smoke=annotations.get(PHASE_ANNOTATION) == SMOKE_PHASE and pin.canary_percent == 0,
         shadow_mirror=mirror,
         shadow_mirror_changed_at=mirror_change.time if mirror_change else None,
+        graph_traffic=release.graph_traffic,
     )
 
 
