@@ -264,16 +264,42 @@ def test_an_unreachable_server_is_one_line_within_the_retry_bound() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (500, "failed on registered models (INTERNAL_ERROR); retry, or check the server's log"),
+        (429, "failed on registered models (REQUEST_LIMIT_EXCEEDED); retry"),
+        (502, "is unreachable; start it or set MLFLOW_TRACKING_URI"),
+        (504, "is unreachable; start it or set MLFLOW_TRACKING_URI"),
+    ],
+)
+def test_a_server_that_keeps_failing_is_told_from_one_that_never_answers(
+    canned: CannedServer, monkeypatch: pytest.MonkeyPatch, status: int, says: str
+) -> None:
+    """Retries spent on a server's own 500s or 429s say it failed (look at its log); spent on a
+    gateway's 502s or 504s, that the tracking server behind it is unreachable."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    canned.answer(status, {})
+    with pytest.raises(RegistryUnavailable) as failed:
+        MlflowRegistry(canned.url).all_aliases()
+    assert says in failed.value.message
+
+
 @pytest.mark.parametrize(("retries", "requests_sent"), [("0", 1), ("1", 2)])
 def test_retries_stop_at_the_bound(
     canned: CannedServer, monkeypatch: pytest.MonkeyPatch, retries: str, requests_sent: int
 ) -> None:
     """A 503 is retried MLFLOW_HTTP_REQUEST_MAX_RETRIES times, then the registry is
-    unavailable; a 4xx is answered at once."""
+    unavailable, in the server's own words (it answered: its log says why, it is not
+    unreachable); a 4xx is answered at once."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", retries)
     canned.answer(503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "busy"})
-    with pytest.raises(RegistryUnavailable, match="is unreachable"):
+    with pytest.raises(RegistryUnavailable) as busy:
         MlflowRegistry(canned.url).all_aliases()
+    assert busy.value.message == (
+        f"registry at {canned.url} failed on registered models (TEMPORARILY_UNAVAILABLE); "
+        "retry, or check the server's log"
+    )
     assert canned.requests == requests_sent
     canned.answer(400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "bad filter"})
     with pytest.raises(InputError):

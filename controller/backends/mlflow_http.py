@@ -214,6 +214,27 @@ def _error_document(text: str) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
+#: What a server that kept answering with one of these statuses is busy with, in MLflow's
+#: codes; a 502 or 504 comes from a gateway whose tracking server did not answer at all.
+_BUSY_CODES = {429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE"}
+
+
+def _exhausted(response: requests.Response, url: str) -> MlflowCallError:
+    """The error once every retry met a 429 or a 5xx: the server's own error document if it
+    sent one, its status as MLflow's code if it answered (it is up, and failing: "check its
+    log"), and unreachable only when a gateway answered for it (502, 504)."""
+    document = _error_document(response.text)
+    if document is not None and "error_code" in document:
+        return _server_error(document)
+    code = _BUSY_CODES.get(response.status_code)
+    if code is not None:
+        return MlflowServerError(code, f"HTTP {response.status_code} on every attempt")
+    return MlflowUnreachable(
+        f"API request to {redact(url)} failed with exception: too many "
+        f"{response.status_code} error responses"
+    )
+
+
 def _server_error(document: dict[str, Any]) -> MlflowServerError:
     """An error document as MLflow's RestException reads it: an HTTP status for a code is
     translated, and a code MLflow does not know is INTERNAL_ERROR."""
@@ -238,7 +259,8 @@ class MlflowHttp:
     def send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """One request with the environment's auth, TLS, timeout and retries.
 
-        :class:`MlflowUnreachable` when no answer came, or every attempt met a 429 or 5xx.
+        :class:`MlflowUnreachable` when no answer came or a gateway answered 502/504 every
+        time; :class:`MlflowServerError` when the server itself kept answering 429/500/503.
         """
         if os.getpid() != self._pid:  # a forked child must not share the parent's sockets
             self._session, self._pid = requests.Session(), os.getpid()
@@ -267,10 +289,7 @@ class MlflowHttp:
                 f"API request to {redact(url)} failed with exception {type(exc).__name__}"
             ) from exc
         if response.status_code in _RETRIED_STATUSES:
-            raise MlflowUnreachable(
-                f"API request to {redact(url)} failed with exception: too many "
-                f"{response.status_code} error responses"
-            )
+            raise _exhausted(response, url)
         return response
 
     def call(
