@@ -7,7 +7,9 @@ runs. A start that fails names the service's log file in the error.
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -110,6 +112,25 @@ def own_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServi
     other test may share the session's server with them."""
     with _sqlite_mlflow(tmp_path_factory.mktemp("mlflow-own")) as service:
         yield service
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_tracking_uri_stays_in_its_test() -> Iterator[None]:
+    """Unset MLflow's process-wide tracking URI after every test that set one (in-process
+    training, ``register_version``, ``mlflow.set_tracking_uri``): it outranks the
+    ``MLFLOW_TRACKING_URI`` a later test sets, and CI saw a later test's in-process model
+    download go to an earlier test's server (404). ``set_tracking_uri(None)`` also unsets the
+    variable, which is put back as it was before the test."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if utils is None or getattr(utils, "_tracking_uri", None) is None:
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  (None unsets it, as at start)
+    if before is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 @pytest.fixture

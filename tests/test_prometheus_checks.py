@@ -660,8 +660,9 @@ def test_revision_traffic_matches_what_clients_saw(scenario: Scenario) -> None:
             seen.statuses[500] / seen.requests, abs=0.03
         )
         assert measured.latency is not None
-        # Two series, each extrapolated by increase() from its own samples: counts agree to ~1%.
-        assert measured.latency.total == pytest.approx(measured.requests, rel=0.02)
+        # Two series, each extrapolated by increase() from its own samples and rounded on its
+        # own: counts agree to ~1 %, or to one request when there are few (CI: 50 against 49).
+        assert measured.latency.total == pytest.approx(measured.requests, rel=0.02, abs=1)
     slow = traffic[SLOW]
     assert slow is not None
     assert slow.latency is not None
