@@ -134,21 +134,17 @@ def _mlflow_tracking_uri_stays_in_its_test() -> Iterator[None]:
 
 
 @pytest.fixture
-def mlflow_tracking_uri(
-    mlflow_server: MlflowService, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
+def mlflow_tracking_uri(mlflow_server: MlflowService, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point ``MLFLOW_TRACKING_URI`` at the session's MLflow server for one test, and MLflow's
-    process-wide tracking URI too, unset again afterwards: an earlier test's in-process
-    ``mlflow.set_tracking_uri`` (a stack since stopped) outranks the variable, and CI saw
-    training in-process then talk to a dead server. The registry URI is left alone: set
-    process-wide, it outranks even a client's own ``tracking_uri`` in later tests."""
+    process-wide tracking URI too (the autouse fixture above unsets it afterwards). The
+    registry URI is left alone: set process-wide, it outranks even a client's own
+    ``tracking_uri`` in later tests."""
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.tracking_uri)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     mlflow.set_tracking_uri(mlflow_server.tracking_uri)
-    yield mlflow_server.tracking_uri
-    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  (None unsets it, as at start)
+    return mlflow_server.tracking_uri
 
 
 @pytest.fixture(scope="session")
