@@ -235,9 +235,9 @@ def test_the_blend_is_a_weighted_ensemble_set_by_the_probabilities(trained: Trai
     and passes its gate."""
     row = {"calm_p_up": 0.7, "volatile_p_up": 0.35}
     probabilities = [
-        {"p_calm": 1.0, "p_volatile": 0.0, "p_black_swan": 0.0},
-        {"p_calm": 0.0, "p_volatile": 1.0, "p_black_swan": 0.0},
-        {"p_calm": 0.5, "p_volatile": 0.5, "p_black_swan": 0.0},
+        {"classifier_p_calm": 1.0, "classifier_p_volatile": 0.0, "classifier_p_black_swan": 0.0},
+        {"classifier_p_calm": 0.0, "classifier_p_volatile": 1.0, "classifier_p_black_swan": 0.0},
+        {"classifier_p_calm": 0.5, "classifier_p_volatile": 0.5, "classifier_p_black_swan": 0.0},
     ]
     inputs = pd.DataFrame([{**p, **row} for p in probabilities])
     p_up = predict("blend", trained.blend, inputs)["p_up"].to_numpy()
@@ -388,7 +388,7 @@ def test_the_classifier_answers_with_the_regime_on_top_and_the_features(
 
     blend_inputs = model_inputs("blend", holdout, trained.members)
     blend = _save(tmp_path / "blend", "blend", trained.blend, blend_inputs)
-    row = {**{k: first[k] for k in ("p_calm", "p_volatile", "p_black_swan")}}
+    row = {f"classifier_{k}": first[k] for k in ("p_calm", "p_volatile", "p_black_swan")}
     row.update(calm_p_up=0.6, volatile_p_up=0.4)
     (answer,) = _v1(blend, [row])["predictions"]
     assert list(answer) == ["p_up"]

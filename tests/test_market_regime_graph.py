@@ -19,7 +19,6 @@ from ruamel.yaml import YAML
 from controller.local.graph import StepAnswer, StepRef, answer_graph_request
 from controller.local.graph.spec import StepTarget
 from controller.manifests.inference_graph import validate_inferencegraph
-from models.market_regime.market import REGIMES
 
 GRAPH_FILE = (
     Path(__file__).resolve().parents[1] / "models" / "market_regime" / "inference_graph.yaml"
@@ -54,22 +53,41 @@ def test_the_example_graph_passes_sluices_validation() -> None:
     validate_inferencegraph(example(), source=str(GRAPH_FILE))
 
 
-@pytest.mark.parametrize("regime", REGIMES)
-def test_each_regime_reaches_its_specialists_with_the_features_as_instances(regime: str) -> None:
-    """calm and volatile rows reach their specialist, a black swan both; each gets the
-    classifier's row under ``instances``, features included."""
+@pytest.mark.parametrize("regime", ["calm", "volatile"])
+def test_calm_and_volatile_rows_reach_their_specialist_with_the_features_as_instances(
+    regime: str,
+) -> None:
+    """A calm or volatile row reaches its own specialist alone, which gets the classifier's
+    row under ``instances``, features included; the answer is the specialist's."""
     models = Models(regime)
     answer = asyncio.run(
         answer_graph_request(example(), b'{"instances": [{"ret_1": 0.01}]}', {}, models)
     )
     assert answer.status == 200
-    wanted = {
-        "calm": {"market-regime-calm"},
-        "volatile": {"market-regime-volatile"},
-        "black_swan": {"market-regime-calm", "market-regime-volatile"},
-    }[regime]
-    assert set(models.sent) - {"market-regime-classifier"} == wanted
-    for service in wanted:
-        assert models.sent[service] == [
-            {"instances": [{"regime": regime, "p_calm": 0.1, **FEATURES}]}
-        ]
+    assert set(models.sent) == {"market-regime-classifier", f"market-regime-{regime}"}
+    assert models.sent[f"market-regime-{regime}"] == [
+        {"instances": [{"regime": regime, "p_calm": 0.1, **FEATURES}]}
+    ]
+    assert json.loads(answer.body) == {"predictions": [{"p_up": 0.6}]}
+
+
+def test_a_black_swan_reaches_the_blend_with_the_ensembles_answer() -> None:
+    """A black swan goes to the Ensemble of the classifier and both specialists, whose answer,
+    keyed by step name, is the blend's request; the graph answers with the blend's answer."""
+    models = Models("black_swan")
+    answer = asyncio.run(
+        answer_graph_request(example(), b'{"instances": [{"ret_1": 0.01}]}', {}, models)
+    )
+    assert answer.status == 200
+    row = {"regime": "black_swan", "p_calm": 0.1, **FEATURES}
+    for specialist in ("market-regime-calm", "market-regime-volatile"):
+        assert models.sent[specialist] == [{"instances": [row]}]
+    # The classifier twice: at the root, then in the Ensemble for its probabilities.
+    assert models.sent["market-regime-classifier"][1] == {"instances": [row]}
+    (sent,) = models.sent["market-regime-blend"]
+    assert sent == {
+        "classifier": {"predictions": [row]},
+        "calm": {"predictions": [{"p_up": 0.6}]},
+        "volatile": {"predictions": [{"p_up": 0.6}]},
+    }
+    assert json.loads(answer.body) == {"predictions": [{"p_up": 0.6}]}

@@ -28,6 +28,7 @@ from models.market_regime.market import FEATURES, NEXT_UP, REGIME, REGIMES, WARM
 from models.market_regime.regime_metrics import classifier_metrics, direction_metrics
 from models.market_regime.served_model import (
     blend_features,
+    gate_column,
     predict_frame,
     specialist_column,
 )
@@ -165,7 +166,9 @@ def model_inputs(kind: str, frame: pd.DataFrame, members: Members | None = None)
     if members is None:
         raise ValueError("the blend's inputs need the members' predictions")
     regimes = predict("classifier", members.classifier, features)
-    inputs = regimes[[f"p_{regime}" for regime in REGIMES]].copy()
+    inputs = pd.DataFrame(
+        {gate_column(regime): regimes[f"p_{regime}"].to_numpy() for regime in REGIMES}
+    )
     for name, specialist in members.specialists.items():
         inputs[specialist_column(name)] = predict(name, specialist, features)["p_up"].to_numpy()
     return inputs

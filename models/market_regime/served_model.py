@@ -13,8 +13,11 @@ JSON object per row and V2 outputs as one tensor per column:
   of a graph can be sent this response as its request.
 - ``specialist``: ``{"p_up": ..}``, the probability that the next period's return is positive.
 - ``blend``: ``{"p_up": ..}`` too, from the classifier's probabilities and the specialists'
-  ``p_up`` (inputs ``p_<regime>`` and ``<specialist>_p_up``): a weighted ensemble whose
-  weight on each specialist depends on the regime probabilities (:func:`blend_features`).
+  ``p_up`` (inputs ``classifier_p_<regime>`` and ``<specialist>_p_up``): a weighted ensemble
+  whose weight on each specialist depends on the regime probabilities (:func:`blend_features`).
+  The names are those of an InferenceGraph Ensemble's answer with steps named ``classifier``,
+  ``calm`` and ``volatile``, as Sluice's model server joins it into rows (``<step>_<field>``),
+  so the graph can feed the blend the Ensemble's answer as its request.
 
 The training step (:mod:`models.market_regime.pipeline`) calls the same functions on its
 candidate, so a version is judged on exactly what it will serve.
@@ -29,10 +32,26 @@ import pandas as pd
 from mlflow.models import set_model
 from mlflow.pyfunc.model import PythonModel
 
-__all__ = ["RegimeModel", "blend_features", "predict_frame", "specialist_column"]
+__all__ = [
+    "CLASSIFIER_STEP",
+    "RegimeModel",
+    "blend_features",
+    "gate_column",
+    "predict_frame",
+    "specialist_column",
+]
 
 #: Bounds on a specialist's ``p_up`` before its log-odds are taken.
 _CLIP = 1e-6
+
+
+#: The name of the classifier's step in the Ensemble that feeds the blend.
+CLASSIFIER_STEP = "classifier"
+
+
+def gate_column(regime: str) -> str:
+    """The blend's input column that carries the classifier's probability of ``regime``."""
+    return f"{CLASSIFIER_STEP}_p_{regime}"
 
 
 def specialist_column(specialist: str) -> str:
@@ -41,15 +60,15 @@ def specialist_column(specialist: str) -> str:
 
 
 def blend_features(frame: pd.DataFrame, regimes: list[str], specialists: list[str]) -> np.ndarray:
-    """The blend's design matrix: per regime ``r`` the gate ``p_r`` (an intercept that holds
-    in that regime) and ``p_r * logit(p_up of s)`` for each specialist ``s``.
+    """The blend's design matrix: per regime ``r`` the gate ``p_r`` (:func:`gate_column`, an
+    intercept that holds in that regime) and ``p_r * logit(p_up of s)`` for each specialist ``s``.
 
     A linear model over these gives the log-odds ``sum_r p_r * (b_r + sum_s w_rs * logit_s)``:
     each specialist's weight is ``sum_r p_r * w_rs``, set by the classifier's probabilities,
     with one learned weight per regime and specialist. A confident calm row takes the calm
     weights, an uncertain one a mixture.
     """
-    gates = frame[[f"p_{regime}" for regime in regimes]].to_numpy(dtype=np.float64)
+    gates = frame[[gate_column(regime) for regime in regimes]].to_numpy(dtype=np.float64)
     columns = [gates]
     for specialist in specialists:
         p_up = np.clip(frame[specialist_column(specialist)].to_numpy(dtype=np.float64), _CLIP, 1.0)

@@ -21,6 +21,10 @@ each prediction queues its inputs and output for it (unless the request carries
 metrics on ``/metrics``. Every inference request is also counted and timed by its status code
 (``sluice_request_duration_seconds{code}``, :mod:`.request_metrics`), the request metrics of a
 revision that has no Knative queue-proxy in front of it (KServe's RawDeployment mode).
+
+A V1 request without ``instances`` may be an InferenceGraph Ensemble's answer, passed on by a
+Sequence step with ``data: $response``: its steps' predictions are joined into rows
+(:mod:`.ensemble_answer`), so a model that combines the Ensemble's members takes it as is.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from typing import Any
 
 from controller.errors import ConfigError
 from controller.local.processes import http_ok
+from controller.local.serving.ensemble_answer import is_ensemble_answer, rows_from_ensemble_answer
 from controller.local.serving.monitor import DriftMonitor, start_drift_monitor
 from controller.local.serving.pyfunc_model import (
     ModelLoadFailed,
@@ -181,6 +186,12 @@ def build_kserve_model(
                         Tensor(i.name, i.datatype, list(i.shape), i.data) for i in payload.inputs
                     ]
                     frame = servable.frame_from_tensors(tensors)
+                elif is_ensemble_answer(payload):
+                    try:
+                        rows = rows_from_ensemble_answer(payload)
+                    except ValueError as exc:
+                        raise PayloadError(str(exc)) from exc
+                    frame = servable.frame_from_instances(rows)
                 else:
                     frame = servable.frame_from_instances(payload.get("instances"))
             except PayloadError as exc:
