@@ -483,6 +483,7 @@ def test_unknown_forge_is_a_usage_error_everywhere(args: list[str], workdir: Pat
         (["--port-base", "65530"], "--port-base 65530 is out of range"),
         (["--port-base", "80"], "must be between 1024 and 65436"),
         (["--repo", "does/not/exist"], "--repo does/not/exist does not exist"),
+        (["--propagate-header", "X-("], "--propagate-header 'X-(' is not a regular expression"),
     ],
 )
 def test_local_up_checks_its_flags_before_starting_anything(

@@ -62,9 +62,11 @@ def router() -> Iterator[GraphRouter]:
         yield started
 
 
-def post(router: GraphRouter, payload: Any, path: str = "/") -> tuple[int, Any, dict[str, str]]:
+def post(
+    router: GraphRouter, payload: Any, path: str = "/", headers: dict[str, str] | None = None
+) -> tuple[int, Any, dict[str, str]]:
     connection = http.client.HTTPConnection("127.0.0.1", router.port, timeout=10)
-    connection.request("POST", path, json.dumps(payload).encode())
+    connection.request("POST", path, json.dumps(payload).encode(), headers or {})
     response = connection.getresponse()
     body = response.read()
     connection.close()
@@ -93,6 +95,23 @@ def test_switch_routes_each_request_by_its_field_through_the_members_routers(
     ]
     assert team["alpha"].revision_counts() == {("alpha-predictor-00001", 200): 1}
     assert team["beta"].revision_counts() == {("beta-predictor-00001", 200): 1}
+
+
+def test_only_the_configured_headers_reach_the_members(team: dict[str, Member]) -> None:
+    """As KServe's router.headers.propagate: by default Authorization alone; a client's
+    X-Request-Id reaches the member, and so its revision, once the setting adds it."""
+    sent = {"Authorization": "Bearer t", "X-Request-Id": "req-1", "X-Other": "no"}
+    with GraphRouter(graph="by-route") as default:
+        deploy(default, SWITCH, team)
+        assert post(default, {"route": "a"}, headers=sent)[0] == 200
+    with GraphRouter(graph="by-route", propagate_headers=("Authorization", "X-Request-Id")) as ids:
+        deploy(ids, SWITCH, team)
+        assert post(ids, {"route": "a"}, headers=sent)[0] == 200
+    first, second = team["alpha"].server.headers_received
+    assert first["Authorization"] == second["Authorization"] == "Bearer t"
+    assert first["X-Request-Id"] != "req-1"  # the member's router made its own
+    assert second["X-Request-Id"] == "req-1"
+    assert "X-Other" not in {**first, **second}
 
 
 def test_no_matching_condition_answers_kserves_404(

@@ -57,6 +57,15 @@ def local_up(
     rule_interval: Annotated[
         str | None, typer.Option(help="Replace each rule group's evaluation interval (e.g. 1s).")
     ] = None,
+    propagate_header: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="PATTERN",
+            help="A request header (regular expression) the InferenceGraphs' routers pass on to "
+            "their steps, as KServe's router.headers.propagate (repeatable; default: "
+            "Authorization). X-Request-Id joins a graph's requests to its members' answers.",
+        ),
+    ] = None,
 ) -> None:
     """Start (or reuse) the local stack and sync ENV from Git; returns when it is ready."""
     from controller.commands.local import run_up
@@ -72,6 +81,7 @@ def local_up(
         rules_manifest=rules_manifest,
         alert_for=alert_for,
         rule_interval=rule_interval,
+        propagate_headers=tuple(propagate_header or ()),
     )
 
 

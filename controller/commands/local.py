@@ -118,6 +118,18 @@ def up_remote(settings: Settings, repo: str | None, console: Console) -> str:
     return str(seeded)
 
 
+def check_header_patterns(patterns: tuple[str, ...]) -> None:
+    """Each ``--propagate-header`` must be a regular expression, as KServe's router compiles it."""
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(
+                f"--propagate-header {pattern!r} is not a regular expression ({exc}); "
+                "give a header name such as X-Request-Id, or a pattern such as X-Trace-.*"
+            ) from None
+
+
 def run_up(
     settings: Settings,
     *,
@@ -128,6 +140,7 @@ def run_up(
     rules_manifest: Path | None = None,
     alert_for: str | None = None,
     rule_interval: str | None = None,
+    propagate_headers: tuple[str, ...] = (),
 ) -> None:
     """Start (or reuse) the stack, printing a line as each component starts, then where
     everything is and what to type next. ``remote`` None: :func:`up_remote`'s.
@@ -139,6 +152,7 @@ def run_up(
     """
     validate_environment_name(env)
     check_port_base(port_base)
+    check_header_patterns(propagate_headers)
     # Checked before anything is created: a bad flag leaves no seeded remote behind.
     remote = check_remote(remote) if remote is not None else None
     remote = remote or check_remote(up_remote(settings, None, console))
@@ -157,6 +171,7 @@ def run_up(
         rule_interval=rule_interval,
         retrain_alerts=tuple(settings.retrain_alerts),
         status_page=True,
+        propagate_headers=propagate_headers,
     )
     up(request, progress=lambda line: console.print(line, highlight=False, soft_wrap=True))
     root = request.root

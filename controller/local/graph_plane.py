@@ -24,13 +24,14 @@ import hashlib
 import importlib.util
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from controller.errors import ManifestInvalid
 from controller.gates.metrics_profile import DEFAULT_PROFILE, MetricsProfile, resolve_profile
 from controller.local.graph.endpoints import resolve_service_urls
+from controller.local.graph.headers import DEFAULT_PROPAGATED_HEADERS
 from controller.local.graph.spec import InferenceGraph, parse_inference_graph
 from controller.local.graph.status import STOP_ANNOTATION, graph_status, has_predictor_endpoint
 from controller.local.state import utc_now
@@ -116,9 +117,14 @@ class GraphPlane:
     """The InferenceGraphs of one environment, each with its router."""
 
     def __init__(
-        self, port: Callable[[str], int], metrics_profile: MetricsProfile | None = None
+        self,
+        port: Callable[[str], int],
+        metrics_profile: MetricsProfile | None = None,
+        propagate_headers: Sequence[str] = DEFAULT_PROPAGATED_HEADERS,
     ) -> None:
         self._port = port
+        #: What every graph's router passes on to its steps (KServe's ``headers.propagate``).
+        self.propagate_headers = tuple(propagate_headers)
         self.graphs: dict[str, AppliedGraph] = {}
         self.metrics_profile = metrics_profile or resolve_profile(DEFAULT_PROFILE)
 
@@ -215,6 +221,7 @@ class GraphPlane:
             namespace=str(metadata.get("namespace") or "default"),
             port=self._port(GRAPH_PORT_PREFIX + name),
             metrics_profile=self.metrics_profile,
+            propagate_headers=self.propagate_headers,
         )
         return router.start()
 

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from controller.gates.metrics_profile import MetricsProfile
 from controller.local.graph.executor import StepCaller, answer_graph_request, error_body
+from controller.local.graph.headers import DEFAULT_PROPAGATED_HEADERS
 from controller.local.graph.spec import InferenceGraph
 from controller.local.graph_caller import HttpStepCaller
 from controller.local.graph_metrics import GraphStepMetrics
@@ -77,9 +78,13 @@ class GraphRouter(LoopServer):
         port: int | None = None,
         service_timeout: float = 300.0,
         metrics_profile: MetricsProfile | None = None,
+        propagate_headers: Sequence[str] = DEFAULT_PROPAGATED_HEADERS,
     ) -> None:
         super().__init__(name=f"the router of InferenceGraph {graph}", host=host, port=port)
         self.graph = graph
+        #: Patterns of the request headers passed on to every step (KServe's
+        #: ``router.headers.propagate``).
+        self.propagate_headers = tuple(propagate_headers)
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = RevisionMetrics(namespace, graph, metrics_profile)
         self.steps = GraphStepMetrics(namespace, graph, metrics_profile)
@@ -132,7 +137,11 @@ class GraphRouter(LoopServer):
         started = time.perf_counter()
         try:
             answer = await answer_graph_request(
-                running.deployment.graph, request.body, headers, running.caller
+                running.deployment.graph,
+                request.body,
+                headers,
+                running.caller,
+                propagate=self.propagate_headers,
             )
         except RecursionError:  # nodes that reach themselves: KServe's router crashes
             _log.warning("InferenceGraph %s: its nodes form a loop", self.graph)

@@ -55,6 +55,7 @@ from controller.errors import SluiceError
 from controller.gates.metrics_profile import DEFAULT_PROFILE, resolve_profile
 from controller.local import sync
 from controller.local.applied import InferenceServiceRuntime
+from controller.local.graph.headers import DEFAULT_PROPAGATED_HEADERS
 from controller.local.graph_plane import GraphPlane, graph_refusal
 from controller.local.kserve_plane import KServePlane, namespace_of
 from controller.local.revisions import Admission, admit
@@ -94,6 +95,9 @@ class RuntimeConfig:
     alertmanager_url: str | None = None
     #: Rule files every rewrite of ``prometheus_config`` names (the cluster's alert rules).
     prometheus_rules: tuple[Path, ...] = ()
+    #: Header patterns the graphs' routers pass on to their steps: KServe's
+    #: ``router.headers.propagate`` (inferenceservice-config), whose default is Authorization.
+    propagate_headers: tuple[str, ...] = DEFAULT_PROPAGATED_HEADERS
 
     @property
     def overlay(self) -> str:
@@ -116,7 +120,9 @@ class LocalRuntime:
             progress_deadline=config.progress_deadline,
             server_env={k: v for k, v in env.items() if v},
         )
-        self.graphs = GraphPlane(self.plane.port, self.plane.metrics_profile)
+        self.graphs = GraphPlane(
+            self.plane.port, self.plane.metrics_profile, config.propagate_headers
+        )
         self.application = sync.new_application(
             config.env, config.remote, config.branch, config.overlay
         )
@@ -334,8 +340,18 @@ def _parse(argv: list[str] | None) -> RuntimeConfig:
         metavar="PATH",
         help="a rule file the Prometheus config names (repeatable)",
     )
+    parser.add_argument(
+        "--propagate-header",
+        dest="propagate_headers",
+        action="append",
+        metavar="PATTERN",
+        help="a header pattern the graphs' routers pass on to their steps (repeatable; "
+        "default: Authorization, as KServe's router.headers.propagate)",
+    )
     args = parser.parse_args(argv)
-    return RuntimeConfig(**{**vars(args), "prometheus_rules": tuple(args.prometheus_rules)})
+    values = {**vars(args), "prometheus_rules": tuple(args.prometheus_rules)}
+    values["propagate_headers"] = tuple(args.propagate_headers or DEFAULT_PROPAGATED_HEADERS)
+    return RuntimeConfig(**values)
 
 
 def main(argv: list[str] | None = None) -> int:

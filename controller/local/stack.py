@@ -111,6 +111,9 @@ class StackRequest:
     #: be ``<state_dir>/local``, as ``sluice local up`` makes it, for the page finds the stack
     #: (its runtime's InferenceServices, the prediction log) from the state directory.
     status_page: bool = False
+    #: Header patterns the graphs' routers pass on to their steps (KServe's
+    #: ``router.headers.propagate``; its default, ``Authorization``, when empty).
+    propagate_headers: tuple[str, ...] = ()
 
 
 def component_states(root: Path) -> dict[str, dict[str, Any]]:
@@ -267,6 +270,7 @@ def up(
         *("--prometheus-url", stack["prometheus"]["url"]),
         *("--prometheus-config", str(prom_config), "--alertmanager-url", alertmanager_url),
         *(arg for rules in rule_files for arg in ("--prometheus-rules", str(rules))),
+        *(arg for pattern in request.propagate_headers for arg in ("--propagate-header", pattern)),
     ]
     if request.port_base is not None:
         argv += ["--port-base", str(request.port_base + _ROUTER_OFFSET)]

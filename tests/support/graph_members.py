@@ -22,7 +22,7 @@ __all__ = ["Member", "StandInServer", "isvc_object", "members"]
 
 class StandInServer(http.server.ThreadingHTTPServer):
     """Answers every POST with ``answer`` (V1 ``predictions`` naming it, unless set) and
-    records each request's path and JSON body."""
+    records each request's path and JSON body (and, apart, its headers)."""
 
     daemon_threads = True
 
@@ -32,6 +32,7 @@ class StandInServer(http.server.ThreadingHTTPServer):
         self.answer = {"predictions": [{"member": name}]} if answer is None else answer
         self.status = status
         self.received: list[tuple[str, Any]] = []
+        self.headers_received: list[dict[str, str]] = []
         self.lock = threading.Lock()
 
     @property
@@ -48,6 +49,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         with self.server.lock:
             self.server.received.append((self.path, json.loads(raw) if raw else None))
+            self.server.headers_received.append(dict(self.headers.items()))
         body = json.dumps(self.server.answer).encode()
         self.send_response(self.server.status)
         self.send_header("Content-Type", "application/json")

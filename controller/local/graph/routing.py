@@ -18,15 +18,18 @@ The executor (:mod:`controller.local.graph.executor`) calls them in KServe's ord
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from functools import lru_cache
 from typing import Any
 
 from controller.local.graph import go_json
 from controller.local.graph.conditions import condition_exists
+from controller.local.graph.headers import (
+    DEFAULT_PROPAGATED_HEADERS,
+    canonical_header,
+    propagated_headers,
+)
 from controller.local.graph.spec import Step
 
 __all__ = [
@@ -52,7 +55,6 @@ NO_SWITCH_MATCH = "None of the routes matched with the switch condition"
 NO_SPLITTER_ROUTE = "no route was selected by the splitter"
 SEQUENCE_INVALID_RESPONSE = "invalid response"
 #: What KServe's default router configuration propagates (``headers.propagate``).
-DEFAULT_PROPAGATED_HEADERS = ("Authorization",)
 _MAP_TYPE = "map[string]interface {}"
 
 
@@ -170,32 +172,3 @@ def ensemble_member(status: int, body: bytes) -> EnsembleMember:
             status, error=f"json: cannot unmarshal {kind} into Go value of type {_MAP_TYPE}"
         )
     return EnsembleMember(status, value=document)
-
-
-def canonical_header(name: str) -> str:
-    """Go's ``CanonicalMIMEHeaderKey``: ``x-request-id`` becomes ``X-Request-Id``."""
-    if not name or any(not (c.isascii() and (c.isalnum() or c in "-!#$%&'*+.^_`|~")) for c in name):
-        return name
-    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
-
-
-@lru_cache(maxsize=64)
-def _compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
-    return tuple(re.compile(pattern) for pattern in patterns)
-
-
-def propagated_headers(
-    headers: Mapping[str, str] | Iterable[tuple[str, str]],
-    patterns: Sequence[str] = DEFAULT_PROPAGATED_HEADERS,
-) -> dict[str, str]:
-    """The headers a step receives: those whose canonical name a pattern matches anywhere
-    (Go's ``MatchString``), plus ``Content-Type: application/json`` unless one was matched."""
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    compiled = _compiled(tuple(patterns))
-    out: dict[str, str] = {}
-    for name, value in items:
-        canonical = canonical_header(name)
-        if any(pattern.search(canonical) for pattern in compiled):
-            out.setdefault(canonical, value)
-    out.setdefault("Content-Type", "application/json")
-    return out
