@@ -189,8 +189,10 @@ def test_mcnemar_chi_square_matches_a_hand_computation() -> None:
 
 
 def test_score_of_reads_one_row_of_v1_and_v2_answers() -> None:
-    """A number, a one-element row or the positive class of a two-class row; else None."""
+    """A number, a one-element row, the positive class of a two-class row or an object with
+    one field; else None."""
     assert score_of({"predictions": [0.25]}) == 0.25
+    assert score_of({"predictions": [{"p_up": 0.25}]}) == 0.25
     assert score_of({"predictions": [[0.25]]}) == 0.25
     assert score_of({"predictions": [[0.75, 0.25]]}) == 0.25
     assert score_of({"outputs": [{"name": "p", "shape": [1], "data": [0.25]}]}) == 0.25
@@ -198,6 +200,7 @@ def test_score_of_reads_one_row_of_v1_and_v2_answers() -> None:
     for unreadable in (
         {"predictions": [0.1, 0.2]}, {"predictions": [True]}, {"error": "x"}, None, [0.2],
         {"outputs": [{"shape": [2], "data": [0.1, 0.2]}]}, {"predictions": [float("nan")]},
+        {"predictions": [{"regime": "calm", "p_calm": 0.9}]}, {"predictions": [{"p": "x"}]},
     ):  # fmt: skip
         assert score_of(unreadable) is None, unreadable
 

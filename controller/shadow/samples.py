@@ -95,11 +95,14 @@ class ShadowSamples:
 
 
 def score_of(output: object) -> float | None:
-    """The score of a V1 or V2 answer to a one-row request: a number, a one-element row, or
-    the positive class of a two-class row; None for anything else (several rows, no JSON)."""
+    """The score of a V1 or V2 answer to a one-row request: a number, a one-element row, the
+    positive class of a two-class row, or an object with one field (a pyfunc's one-column
+    DataFrame, ``{"p_up": 0.61}``); None for anything else (several rows, no JSON)."""
     if not isinstance(output, dict):
         return None
     value = _v1_row(output.get("predictions")) if "predictions" in output else None
+    if isinstance(value, dict):
+        value = next(iter(value.values())) if len(value) == 1 else None
     if "outputs" in output:
         value = _v2_row(output["outputs"])
     if isinstance(value, list):
