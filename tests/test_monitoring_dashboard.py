@@ -21,7 +21,7 @@ from controller.local.revision_metrics import RevisionMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "manifests/monitoring/dashboards/market-regime.json"
-GRAPH = ROOT / "models/market_regime/inference_graph.yaml"
+GRAPH = ROOT / "models/market_regime/overlay/inference-graph.yaml"
 #: What Grafana's variables stand for when promtool parses a query.
 SAMPLES = {"namespace": "models-local", "graph": "market-regime", "__rate_interval": "1m"}
 _SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}")
