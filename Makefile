@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 LINT_PATHS := $(wildcard controller tests models benchmarks)
 
-.PHONY: setup services test demo lint format typecheck bench clean upstream-check upstream-refresh
+.PHONY: setup services test demo demo-ensemble lint format typecheck bench clean upstream-check upstream-refresh
 
 setup: $(STAMP) services
 
@@ -68,6 +68,11 @@ test: setup
 demo: setup
 	$(BIN)/sluice demo
 
+# The market-regime InferenceGraph: four models, routing per regime, a member's canary judged on
+# its regime's traffic, and a member worse only in its regime rolled back from shadow.
+demo-ensemble: setup
+	$(BIN)/sluice demo ensemble
+
 # ruff, mypy --strict, and import-linter's contracts: the layers written in pyproject.toml
 # ([tool.importlinter]).
 lint: setup lint-workflows
@@ -124,6 +129,7 @@ clean:
 help:
 	@echo 'Targets (each runs setup first when it needs it):'
 	@echo '  demo                the whole loop on a local stack, narrated (about six minutes)'
+	@echo '  demo-ensemble       a regime-aware InferenceGraph of four models, member by member'
 	@echo '  test                the test suite (PYTEST_ARGS=..., PYTEST_WORKERS=2)'
 	@echo '  setup               .venv with Sluice and its local and dev extras (from requirements.lock), and the services below'
 	@echo '  services            install Prometheus, Alertmanager, PostgreSQL, Chromium from Debian if missing'

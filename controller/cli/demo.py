@@ -1,7 +1,9 @@
-"""``sluice demo``: the loop on the embedded local stack, narrated (:mod:`controller.demo`)."""
+"""``sluice demo [STORY]``: the loop on the embedded local stack, narrated
+(:mod:`controller.demo`)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,14 +13,42 @@ from rich.console import Console
 __all__ = ["demo"]
 
 
+class Story(StrEnum):
+    """The demo's stories."""
+
+    #: The fraud detector through the whole loop (``make demo``).
+    FRAUD = "fraud"
+    #: The market-regime InferenceGraph and its members (``make demo-ensemble``).
+    ENSEMBLE = "ensemble"
+
+
 def demo(
+    story: Annotated[
+        Story,
+        typer.Argument(
+            help="fraud: one model through the whole loop; ensemble: a regime-aware "
+            "InferenceGraph whose members roll out on the traffic of their regime."
+        ),
+    ] = Story.FRAUD,
     workdir: Annotated[
-        Path, typer.Option(help="Where the demo keeps its MLflow data and logs.")
-    ] = Path(".sluice/demo"),
+        Path | None,
+        typer.Option(
+            help="Where the demo keeps its MLflow data and logs "
+            "(default: .sluice/demo, .sluice/demo-ensemble)."
+        ),
+    ] = None,
 ) -> None:
     """Run the loop on the embedded local stack and narrate it."""
-    from controller.demo import run_demo
     from controller.local.extra import require_local_extra
 
     require_local_extra("sluice demo")
-    run_demo(workdir=workdir, console=Console())
+    if story is Story.ENSEMBLE:
+        from controller.demo.ensemble import run_ensemble_demo
+        from controller.local.extra import require_graph_extra
+
+        require_graph_extra("sluice demo ensemble")
+        run_ensemble_demo(workdir=workdir or Path(".sluice/demo-ensemble"), console=Console())
+        return
+    from controller.demo import run_demo
+
+    run_demo(workdir=workdir or Path(".sluice/demo"), console=Console())

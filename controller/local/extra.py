@@ -13,7 +13,12 @@ import importlib.util
 
 from controller.errors import ConfigError
 
-__all__ = ["LOCAL_EXTRA_MODULES", "missing_local_extra", "require_local_extra"]
+__all__ = [
+    "LOCAL_EXTRA_MODULES",
+    "missing_local_extra",
+    "require_graph_extra",
+    "require_local_extra",
+]
 
 #: The modules of the ``local`` extra that every stack imports (psycopg2 only when MLflow keeps
 #: its registry in PostgreSQL).
@@ -33,4 +38,14 @@ def require_local_extra(command: str) -> None:
         raise ConfigError(
             f"{command} needs Sluice's local extra ({', '.join(missing)} not installed): "
             "pip install 'sluice[local]' (make setup installs it)"
+        )
+
+
+def require_graph_extra(command: str) -> None:
+    """:class:`ConfigError` naming ``command`` and the fix when gjson-py, with which the local
+    target routes InferenceGraphs (the ``graph`` extra), is not installed."""
+    if importlib.util.find_spec("gjson") is None:
+        raise ConfigError(
+            f"{command} needs Sluice's graph extra (gjson not installed): "
+            "pip install 'sluice[graph]' (make setup installs it)"
         )

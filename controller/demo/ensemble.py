@@ -1,0 +1,429 @@
+"""``sluice demo ensemble``: the market-regime graph on the embedded local stack.
+
+The regime-aware example of ``models/market_regime/`` told as chapters, each run as a user and
+CI would run it: the training step for each of the four models (``python -m
+models.market_regime.train --model KIND``), ``sluice propose`` for each member into an
+environment that serves ``models/market_regime/overlay/`` (the four InferenceServices and the
+InferenceGraph that routes between them by regime), merges, and ``sluice rollout`` per member.
+
+Then a seeded market moves calm → volatile → black swan through the graph, and the router's step
+series show where each regime went; a better volatile specialist walks through its canary judged
+on the volatile calls alone while calm traffic flows beside it; and, after a commit asks for a
+shadow phase, a volatile specialist that is worse only in volatile markets (and better over all
+rows) is judged on copies of the graph's volatile calls with the next day's direction as late
+labels, and rolled back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.rule import Rule
+from rich.syntax import Syntax
+from rich.table import Table
+
+from controller.backends.git_repo import GitWorkspace
+from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
+from controller.commands.rollout import run_status
+from controller.demo.drift_chapter import wait_until
+from controller.demo.ensemble_traffic import GraphClients, MarketRow, StepKey, step_calls
+from controller.demo.gitops_remote import commit_to_main, merge_branch, seed_gitops_remote
+from controller.demo.rollout_chapter import RolloutRun
+from controller.errors import ConfigError, GateFailed
+from controller.local.stack import StackRequest, down, up
+from controller.local.state import PREDICTION_LOG_FILE, read_json
+from controller.null_ports import NoForge
+from controller.proposals.propose import ProposalRequest, ProposalResult, propose
+from controller.rollout.actions import Outcome
+from controller.rollout.pass_report import PassReport
+from controller.settings import Settings
+from controller.shadow.judge import GATE_PREFIX
+
+__all__ = ["run_ensemble_demo"]
+
+GRAPH = "market-regime"
+KINDS = ("classifier", "calm", "volatile", "blend")
+MODELS = {kind: f"market-regime-{kind}" for kind in KINDS}
+OVERLAY = "manifests/overlays/local"
+#: The live market the clients send: a later stretch than any model trained on.
+LIVE_SEED = 99
+#: Rows of each regime the stream of chapter 3 sends, in this order.
+STREAM = {"calm": 120, "volatile": 120, "black_swan": 20}
+
+SHADOW_POLICY = """\
+  # The next specialist answers copies of the graph's calls to it before it takes any: its
+  # proposal is pinned at 0 % and the member's router mirrors each call. Labels (the next
+  # day's direction) arrive a day later, by request id: the graph's router passes the
+  # client's X-Request-Id on to the members.
+  shadow:
+    mirrorPercent: 100
+    maxDuration: 300
+    judge:
+      minSamples: 200
+      minLabelled: 150
+      minPositives: 20
+      maxLatencyIncrease: 3
+"""
+
+
+def _require_repository_root() -> Path:
+    root = Path.cwd()
+    if not (root / "models" / "market_regime" / "overlay" / "inference-graph.yaml").is_file():
+        raise ConfigError(
+            f"{root} is not a Sluice checkout (models/market_regime missing); "
+            "run `make demo-ensemble` from the repository root"
+        )
+    return root
+
+
+def _market(repository: Path) -> Any:
+    """The example's market module, from the checkout (the console script lacks it on
+    sys.path; the demo runs inside one)."""
+    if str(repository) not in sys.path:
+        sys.path.insert(0, str(repository))
+    return importlib.import_module("models.market_regime.market")
+
+
+def live_rows(repository: Path) -> dict[str, list[MarketRow]]:
+    """The live market's rows by true regime, in time order within each."""
+    market = _market(repository)
+    frame = market.market_frame(rows=4000, seed=LIVE_SEED)
+    rows: dict[str, list[MarketRow]] = {regime: [] for regime in market.REGIMES}
+    for record in frame.to_dict(orient="records"):
+        features = {name: float(record[name]) for name in market.FEATURES}
+        regime = str(record[market.REGIME])
+        rows[regime].append(MarketRow(features, regime, int(record[market.NEXT_UP])))
+    return rows
+
+
+def _install_overlay(console: Console, repository: Path, remote: Path) -> None:
+    """Replace the local overlay of the demo's GitOps remote with the market-regime one."""
+    source = repository / "models" / "market_regime" / "overlay"
+
+    def edit(worktree: Path) -> None:
+        target = worktree / OVERLAY
+        shutil.rmtree(target)
+        shutil.copytree(source, target)
+
+    subject = "local: serve the market-regime graph and its four members"
+    sha, _ = commit_to_main(remote, subject, edit)
+    console.print(f"Committed {sha[:12]} [bold]{subject}[/]: {OVERLAY} is now {source}:")
+    graph = (source / "inference-graph.yaml").read_text()
+    spec = graph[graph.index("apiVersion") :]
+    console.print(Syntax(spec, "yaml", theme="ansi_dark", background_color="default"))
+
+
+def _train(console: Console, tracking_uri: str, args: list[str], *, expect_exit: int) -> None:
+    command = [sys.executable, "-m", "models.market_regime.train", *args]
+    console.print(f"[dim]$ python -m models.market_regime.train {' '.join(args)}[/]")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "COLUMNS": str(console.width)}
+    started = time.monotonic()
+    result = subprocess.run(command, env=env, check=False)
+    console.print(f"[dim]({time.monotonic() - started:.1f} s, exit {result.returncode})[/]")
+    if result.returncode != expect_exit:
+        raise GateFailed(
+            f"demo: training {' '.join(args)} exited {result.returncode}, expected "
+            f"{expect_exit}; see its output above"
+        )
+
+
+def _propose(
+    console: Console, tracking_uri: str, remote: Path, cache: Path, model: str, version: int | None
+) -> ProposalResult:
+    flag = f" --version {version}" if version is not None else ""
+    console.print(f"[dim]$ sluice propose {model} --env local{flag}[/]")
+    result = propose(
+        ProposalRequest(model=model, environment="local", version=version),
+        registry=MlflowRegistry(tracking_uri),
+        workspace=GitWorkspace(str(remote), cache),
+        forge=NoForge(),
+    )
+    console.print(f"Proposed: [bold]{result.subject}[/] on branch {result.branch}")
+    return result
+
+
+def _graph_entry(root: Path) -> dict[str, Any]:
+    graphs = (read_json(root / "runtime.json") or {}).get("inferenceGraphs") or {}
+    return dict(graphs.get(GRAPH) or {})
+
+
+def _traffic(root: Path, model: str) -> dict[str, int]:
+    services = (read_json(root / "runtime.json") or {}).get("inferenceServices") or {}
+    status = (services.get(model) or {}).get("object", {}).get("status") or {}
+    traffic = (status.get("components") or {}).get("predictor", {}).get("traffic") or []
+    return {str(t.get("revisionName")): int(t.get("percent") or 0) for t in traffic}
+
+
+def _routing_table(
+    title: str, before: Counter[StepKey], after: Counter[StepKey], answers: str
+) -> Table:
+    table = Table(title=title, caption=answers)
+    for column in ("node", "step", "member", "calls"):
+        table.add_column(column, justify="right" if column == "calls" else "left")
+    for key in sorted(after):
+        if calls := after[key] - before.get(key, 0):
+            table.add_row(*key, f"{calls:,}")
+    return table
+
+
+class _Chapters:
+    """The chapters after the stack is up, sharing its addresses."""
+
+    def __init__(
+        self, console: Console, *, root: Path, remote: Path, repository: Path, stack: Any
+    ) -> None:
+        self.console = console
+        self.root = root
+        self.remote = remote
+        self.repository = repository
+        self.tracking_uri = str(stack["mlflow"]["url"])
+        self.prometheus_url = str(stack["prometheus"]["url"])
+        self.rows = live_rows(repository)
+        self.graph_url = ""
+
+    def rollout(self, model: str) -> RolloutRun:
+        return RolloutRun(
+            self.console, root=self.root, remote=self.remote, tracking_uri=self.tracking_uri,
+            prometheus_url=self.prometheus_url, model=model,
+        )  # fmt: skip
+
+    def propose(self, model: str, version: int | None = None) -> ProposalResult:
+        cache = self.root / "demo-git"
+        return _propose(self.console, self.tracking_uri, self.remote, cache, model, version)
+
+    def train(self, *args: str, expect_exit: int = 0) -> None:
+        _train(self.console, self.tracking_uri, list(args), expect_exit=expect_exit)
+
+    def newest_version(self, model: str) -> int:
+        return max(ref.version for ref in MlflowRegistry(self.tracking_uri).versions(model))
+
+    # -- 1-2 ----------------------------------------------------------------------------------
+
+    def train_and_deploy(self) -> None:
+        self.console.print(Rule("1. Train, judge per regime and register the four models"))
+        for kind in KINDS:
+            self.train("--model", kind)
+        self.console.print(Rule("2. Propose each member, merge, roll each out; the graph serves"))
+        for model in MODELS.values():
+            merge_branch(self.remote, self.propose(model).branch)
+        self.console.print("Merged the four proposals; the runtime syncs them as Argo CD would.")
+        for model in MODELS.values():
+            self.rollout(model)(expect=Outcome.PROMOTED)
+        entry = wait_until(
+            f"InferenceGraph {GRAPH} Healthy",
+            lambda: (
+                (e := _graph_entry(self.root)).get("health", {}).get("status") == "Healthy" and e
+            ),
+        )
+        self.graph_url = str(entry["url"])
+        self.console.print(f"InferenceGraph {GRAPH} is Ready at {self.graph_url}")
+
+    # -- 3 ------------------------------------------------------------------------------------
+
+    def stream_regimes(self) -> None:
+        self.console.print(Rule("3. The market moves calm → volatile → black swan"))
+        self.console.print(
+            "Clients post one day's features a request to the graph. The classifier decides the "
+            "regime; the Switch sends calm and volatile days to their specialist, and a black "
+            "swan to the blend, after an Ensemble asks the classifier and both specialists."
+        )
+        for regime, count in STREAM.items():
+            clients = GraphClients(self.graph_url)
+            before = step_calls(self.graph_url)
+            clients.send(self.rows[regime][:count], prefix=f"stream-{regime}")
+            after = step_calls(self.graph_url)
+            title = f"{count} {regime} days: the calls the graph made"
+            self.console.print(_routing_table(title, before, after, clients.summary()))
+            if clients.failed():
+                raise GateFailed(f"demo: the graph failed requests: {clients.answers}")
+
+    # -- 4 ------------------------------------------------------------------------------------
+
+    def better_volatile(self) -> None:
+        model = MODELS["volatile"]
+        self.console.print(
+            Rule("4. A better volatile specialist: a canary judged on volatile days")
+        )
+        self.train("--model", "volatile", "--rows", "40000")
+        proposal = self.propose(model)
+        clients = GraphClients(self.graph_url, pause_seconds=0.01)
+        pairs = zip(self.rows["calm"], self.rows["volatile"], strict=False)
+        mixed = [row for pair in pairs for row in pair]
+        clients.start(mixed, prefix="canary")
+        try:
+            merge_branch(self.remote, proposal.branch)
+            self.console.print(
+                f"Merged v{proposal.version}. Clients send calm and volatile days alike; the "
+                "release's graphTraffic (by-regime/volatile) makes the gates and the judge "
+                "compare the canary and the primary on the Switch's volatile calls alone."
+            )
+            self.rollout(model)(expect=Outcome.PROMOTED)
+        finally:
+            clients.stop()
+        self.console.print(f"Clients saw {clients.summary()} during the rollout.")
+
+    # -- 5-6 ----------------------------------------------------------------------------------
+
+    def commit_shadow_policy(self) -> None:
+        self.console.print(
+            Rule("5. Before the next specialist takes traffic, it answers in shadow")
+        )
+        subject = "local: a shadow phase before a member's first canary step"
+
+        def edit(worktree: Path) -> None:
+            path = worktree / OVERLAY / "sluice.yaml"
+            text = path.read_text().rstrip("\n") + "\n" + SHADOW_POLICY
+            if (yaml.safe_load(text).get("rollout") or {}).get("shadow") is None:
+                raise ConfigError(f"demo: the shadow block did not land under rollout in {path}")
+            path.write_text(text)
+
+        sha, diff = commit_to_main(self.remote, subject, edit)
+        self.console.print(
+            Syntax(diff, "diff", theme="ansi_dark", background_color="default", word_wrap=True)
+        )
+        self.console.print(f"Pushed {sha[:12]} to main.")
+
+    def worse_volatile(self) -> None:
+        model = MODELS["volatile"]
+        self.console.print(
+            Rule("6. A volatile specialist worse in volatile markets only: shadow, then rollback")
+        )
+        self.console.print(
+            "Its training target is corrupted on volatile days (the direction flipped): over all "
+            "holdout rows it looks better, and CI's gate fails it on volatile rows only. "
+            "Someone proposes it anyway."
+        )
+        self.train("--model", "volatile", "--worse-in", "volatile", expect_exit=1)
+        version = self.newest_version(model)
+        proposal = self.propose(model, version)
+        merge_branch(self.remote, proposal.branch)
+        shadow = wait_until(
+            f"{model}'s router mirroring to v{version}",
+            lambda: len(_traffic(self.root, model)) > 1 and _traffic(self.root, model),
+        )
+        self.console.print(f"Merged v{version}: pinned at 0 % beside {shadow}, mirrored.")
+        clients = GraphClients(self.graph_url)
+        ids = clients.send(self.rows["volatile"][:320], prefix="shadow")
+        self.console.print(
+            f"Clients sent {clients.summary()}, each with its own X-Request-Id; the graph's "
+            "volatile calls reached the champion, and a copy of each the challenger."
+        )
+        labels = self._labels_file(clients, set(ids))
+        posted = False
+
+        def labels_after_first_look(report: PassReport) -> None:
+            nonlocal posted
+            judged = any(r.gate.startswith(f"{GATE_PREFIX}/") for r in report.results)
+            if not posted and judged and not report.finished:
+                posted = True
+                self._post_labels(labels)
+
+        report = self.rollout(model)(on_pass=labels_after_first_look)
+        if report.outcome is not Outcome.ROLLED_BACK:
+            raise GateFailed(f"demo: the worse specialist ended {report.outcome}, not rolled back")
+        subject = self._git("log", "-1", "--format=%s", "main")
+        self.console.print(f"Committed: [bold]{subject}[/]")
+
+    def _labels_file(self, clients: GraphClients, ids: set[str]) -> Path:
+        path = self.root.parent / "labels" / "volatile-next-day.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = ["request_id,label"]
+        lines += [f"{rid},{up}" for rid, _, up in clients.sent if rid in ids]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def _post_labels(self, path: Path) -> None:
+        self.console.print(
+            "A day later each day's direction is known; the labels go to the prediction log "
+            f"({self.root / PREDICTION_LOG_FILE}) by request id:"
+        )
+        self.console.print(f"[dim]$ sluice feedback {path}[/]")
+        done = subprocess.run(
+            [sys.executable, "-m", "controller", "feedback", str(path)],
+            env={**os.environ, "SLUICE_STATE_DIR": str(self.root.parent)},
+            cwd=self.repository, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        self.console.print(done.stdout.strip(), markup=False, highlight=False)
+        if done.returncode != 0:
+            raise GateFailed(f"demo: sluice feedback exited {done.returncode}: {done.stderr}")
+
+    def _git(self, *args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=self.remote, capture_output=True, text=True, check=True
+        )  # fmt: skip
+        return done.stdout.strip()
+
+    # -- 7 ------------------------------------------------------------------------------------
+
+    def history(self) -> None:
+        self.console.print(Rule("7. What Git says happened"))
+        self.console.print(self._git("log", "--format=%h %s", "-24", "main"))
+        self.console.print(Rule("sluice status"))
+        run_status(
+            Settings(
+                state_dir=self.root.parent, mlflow_tracking_uri=self.tracking_uri,
+                git_remote=str(self.remote),
+            ),
+            environment="local", target="local", remote=str(self.remote), as_json=False,
+            console=self.console,
+        )  # fmt: skip
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_ensemble_demo(*, workdir: Path, console: Console) -> None:
+    """The market-regime graph on a fresh local stack under ``workdir``, told as chapters."""
+    repository = _require_repository_root()
+    shutil.rmtree(workdir, ignore_errors=True)
+    root = (workdir / "local").resolve()
+    remote = seed_gitops_remote(repository, (workdir / "gitops.git").resolve())
+    console.print(Rule("Sluice demo: a regime-aware ensemble"))
+    _install_overlay(console, repository, remote)
+    started = time.monotonic()
+    configure_mlflow_http(retries=2, timeout_seconds=30)
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        stack = up(
+            StackRequest(
+                root=root, remote=str(remote), env="local", poll_interval=1.0,
+                # The members log their answers under the client's id, which late labels use.
+                propagate_headers=("Authorization", "X-Request-Id"),
+            )
+        )  # fmt: skip
+        console.print(
+            f"Stack ready in {time.monotonic() - started:.1f} s; MLflow at {stack['mlflow']['url']}"
+        )
+        chapters = _Chapters(console, root=root, remote=remote, repository=repository, stack=stack)
+        _run(chapters)
+    finally:
+        stopped = down(root)
+        signal.signal(signal.SIGTERM, previous)
+        console.print(
+            f"Stopped {', '.join(stopped) or 'nothing'}; the demo's data stays in {workdir}."
+        )
+
+
+def _run(chapters: _Chapters, *, steps: tuple[Callable[[], None], ...] | None = None) -> None:
+    for step in steps or (
+        chapters.train_and_deploy,
+        chapters.stream_regimes,
+        chapters.better_volatile,
+        chapters.commit_shadow_policy,
+        chapters.worse_volatile,
+        chapters.history,
+    ):
+        step()
