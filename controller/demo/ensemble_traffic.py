@@ -44,7 +44,8 @@ class GraphClients:
     #: Request id, regime and next-day direction of every row sent, in order.
     sent: list[tuple[str, str, int]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(default_factory=list)
 
     def send(self, rows: Sequence[MarketRow], prefix: str) -> list[str]:
         """Post each row once, in order; return the request ids."""
@@ -70,31 +71,36 @@ class GraphClients:
             status = answer.status_code
         except requests.RequestException:
             status = 0
-        self.answers[(row.regime, status)] += 1
-        self.sent.append((request_id, row.regime, row.next_up))
+        with self._lock:
+            self.answers[(row.regime, status)] += 1
+            self.sent.append((request_id, row.regime, row.next_up))
 
-    def start(self, rows: Sequence[MarketRow], prefix: str) -> GraphClients:
-        """Cycle through ``rows`` in a background thread until :meth:`stop`."""
+    def start(self, rows: Sequence[MarketRow], prefix: str, *, threads: int = 1) -> GraphClients:
+        """Cycle through ``rows`` in ``threads`` background clients until :meth:`stop`."""
 
-        def loop() -> None:
+        def loop(offset: int) -> None:
             session = requests.Session()
-            index = 0
+            index = offset
             while not self._stop.is_set():
-                self._post(session, rows[index % len(rows)], f"{prefix}-{index:06d}")
-                index += 1
+                self._post(session, rows[index % len(rows)], f"{prefix}-{offset}-{index:06d}")
+                index += threads
                 self._stop.wait(self.pause_seconds)
 
         self._stop.clear()
-        self._thread = threading.Thread(target=loop, daemon=True, name="graph-clients")
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=loop, args=(n,), daemon=True, name=f"graph-clients-{n}")
+            for n in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         """Stop the background clients (a no-op when none run)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout=15)
+        self._threads = []
         self._stop.clear()
 
     def failed(self) -> int:
