@@ -17,7 +17,8 @@ KServe's controller does; until then (and while the graph is stopped) it answers
 ``GET /metrics`` exports, under the environment's metrics profile, what the queue-proxy in
 front of the graph's router would on a cluster (its requests, configuration ``<graph>``,
 revision ``<graph>-0000K``: a new one for each deployment, as a new ``--graph-json`` makes a
-new Knative revision) and the graph's step series (:mod:`controller.local.graph_metrics`).
+new Knative revision) and the graph's step series and Switch decisions
+(:mod:`controller.local.graph_metrics`).
 Every answer names the graph's revision in ``X-Sluice-Revision``, as the InferenceServices'
 routers do.
 """
@@ -132,7 +133,11 @@ class GraphRouter(LoopServer):
         started = time.perf_counter()
         try:
             answer = await answer_graph_request(
-                running.deployment.graph, request.body, headers, running.caller
+                running.deployment.graph,
+                request.body,
+                headers,
+                running.caller,
+                switched=self.steps.observe_switch,
             )
         except RecursionError:  # nodes that reach themselves: KServe's router crashes
             _log.warning("InferenceGraph %s: its nodes form a loop", self.graph)
