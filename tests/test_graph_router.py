@@ -139,6 +139,35 @@ def test_step_calls_are_counted_per_node_step_member_and_revision(
     assert router.metrics.counts() == {("by-route-00001", 200): 3, ("by-route-00001", 404): 1}
 
 
+def test_switch_decisions_are_counted_apart_from_a_members_404(router: GraphRouter) -> None:
+    """The Switch counter has a series per chosen step and one, step_name "", for requests no
+    condition matched: only those; a member's own 404 passing through counts as routed. It
+    carries the profile's namespace label and starts again when the profile changes."""
+    with members("alpha", "beta") as team:
+        team["beta"].server.status = 404
+        deploy(router, SWITCH, team)
+        statuses = [post(router, {"route": route})[0] for route in ("a", "a", "b", "c")]
+        assert statuses == [200, 200, 404, 404]
+        samples = scrape(router)["sluice_graph_switch_requests"]
+        assert {(s.name, s.labels["step_name"], s.value) for s in samples} == {
+            ("sluice_graph_switch_requests_total", "a", 2),
+            ("sluice_graph_switch_requests_total", "1", 1),
+            ("sluice_graph_switch_requests_total", "", 1),
+        }
+        assert {s.labels["k8s_namespace_name"] for s in samples} == {"models-local"}
+        assert {(s.labels["graph_name"], s.labels["node_name"]) for s in samples} == {
+            ("by-route", "root")
+        }
+        router.set_metrics_profile(KNATIVE_OPENCENSUS)
+        assert router.steps.switch_counts() == {}
+        post(router, {"route": "c"})
+        (unrouted,) = scrape(router)["sluice_graph_switch_requests"]
+        assert unrouted.labels == {
+            "namespace_name": "models-local", "graph_name": "by-route", "node_name": "root",
+            "step_name": "",
+        }  # fmt: skip
+
+
 def test_metrics_follow_the_environments_profile(
     router: GraphRouter, team: dict[str, Member]
 ) -> None:

@@ -176,6 +176,30 @@ def test_nested_switch_without_a_match_is_a_500_for_the_graph() -> None:
     assert (result.status, result.body) == (500, NO_MATCH)
 
 
+def test_every_switch_decision_is_reported_with_the_chosen_steps_key() -> None:
+    """`switched` hears each Switch's choice, by step name else index, and "" for no match,
+    at the root (a 404) or nested (a 500): the router's metrics count them, as neither status
+    tells a Switch without a branch from a member's own 404 or any other failure."""
+    members = {name: reply({"m": name}) for name in ("calm-model", "tail-risk", "momentum")}
+    services = FakeServices(
+        {"regime-classifier": lambda body: StepAnswer(200, body), **members, "blender": echo("b")}
+    )
+    heard: list[tuple[str, str]] = []
+
+    def run(obj: Mapping[str, Any], payload: Any, caller: FakeServices) -> int:
+        body = json.dumps(payload).encode()
+        done = answer_graph_request(obj, body, {}, caller, switched=lambda *d: heard.append(d))
+        return asyncio.run(done).status
+
+    statuses = [run(MARKET_REGIME, {"regime": r}, services) for r in ("calm", "volatile", "up")]
+    assert statuses == [200, 200, 500]
+    assert heard == [("by-regime", "1"), ("by-regime", "0"), ("by-regime", "")]
+    heard.clear()
+    sources = ("client", "nobody")
+    statuses = [run(SWITCH_SAMPLE, {"source": s}, FakeServices(dict(SINGLES))) for s in sources]
+    assert (statuses, heard) == ([200, 404], [("root", "0"), ("root", "")])
+
+
 # -- Splitter --------------------------------------------------------------------------------
 
 

@@ -12,10 +12,14 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from schemas import ROOT, render, schema_errors
 
 from controller.backends.kubernetes_target import observation_from
-from controller.gates.metrics_profile import SLUICE_WRAPPER
+from controller.gates.graph_traffic import step_metric_names
+from controller.gates.metrics_profile import BUILTIN_PROFILES, SLUICE_WRAPPER, MetricsProfile
+from controller.local.graph_metrics import SWITCH_REQUESTS, GraphStepMetrics, StepCall
 from controller.local.serving.server import parse_args as serving_args
 from controller.settings import load_settings
 
@@ -30,9 +34,16 @@ QUEUE_PROXY_METRICS = {
     "revision_app_request_count", "revision_app_request_latencies_bucket",
     "kn_serving_invocation_duration_seconds_count", "kn_serving_invocation_duration_seconds_bucket",
 }  # fmt: skip
+#: Sluice's graph router's step calls, in seconds and in milliseconds, and Switch decisions.
+GRAPH_METRICS = {
+    "sluice_graph_step_duration_seconds_count", "sluice_graph_step_duration_seconds_bucket",
+    "sluice_graph_step_request_count", "sluice_graph_step_request_latencies_bucket",
+    f"{SWITCH_REQUESTS}_total",
+}  # fmt: skip
 #: Metrics the dashboard and rules may read: Knative's queue-proxy, the serving wrapper's drift
-#: metrics, the controller's (`sluice serve` and the rollout), and Prometheus' own `up`.
-KNOWN_METRICS = QUEUE_PROXY_METRICS | {
+#: metrics, the graph router's, the controller's (`sluice serve` and the rollout), and
+#: Prometheus' own `up`.
+KNOWN_METRICS = QUEUE_PROXY_METRICS | GRAPH_METRICS | {
     "sluice_feature_drift", "sluice_prediction_drift", "sluice_drift_window_rows",
     "sluice_dataset_drift_share",
     "sluice_rollout_phase", "sluice_canary_weight", "sluice_gate_results_total",
@@ -533,6 +544,49 @@ def test_every_canary_record_is_unit_tested_on_each_shape(
             }
     assert covered == dict.fromkeys(shapes.values(), records)
     assert otel_buckets == OTEL_BUCKETS
+
+
+@pytest.mark.parametrize("profile", BUILTIN_PROFILES.values(), ids=list(BUILTIN_PROFILES))
+def test_graph_records_read_what_the_graph_router_exports(
+    rule_groups: list[dict[str, Any]], profile: MetricsProfile
+) -> None:
+    """Under every built-in profile, each series the local graph router exports (a failed step
+    call, a Switch without a match) is read by the graph records: errors by the profile's status
+    label and error matcher, the namespace copied to namespace_name where it is named else."""
+    steps = GraphStepMetrics("models-staging", "market-regime", profile)
+    steps.observe(StepCall("by-regime", "volatile", "market-regime-volatile", "", "", 503), 1500)
+    steps.observe_switch("by-regime", "")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(steps)
+    text = steps.counter_text() + generate_latest(registry).decode()
+    names = step_metric_names(profile)
+    # Not read: the latency sum, and the histogram's count where a counter of its own counts.
+    unread = {f"{names.latency}_sum", f"{names.latency}_count"} - {names.requests}
+    exported = set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{", text, re.MULTILINE)) - unread
+    (group,) = [g for g in rule_groups if g["name"] == "sluice-graph.rules"]
+    expressions = " ".join(r["expr"] for r in group["rules"])
+    recorded = {r["record"] for r in group["rules"]}
+    assert exported <= set(_SELECTOR.findall(expressions)) <= GRAPH_METRICS | recorded
+    for family in text_string_to_metric_families(text):
+        assert all(profile.namespace_label in sample.labels for sample in family.samples)
+    if profile.namespace_label != "namespace_name":
+        assert f'"namespace_name", "$1", "{profile.namespace_label}", "(.+)"' in expressions
+    errors = rf'{names.requests}\{{{profile.status_label}=~?"{re.escape(profile.error_matcher)}"\}}'
+    assert re.search(errors, expressions), errors
+
+
+def test_graph_alerts_need_a_minimum_request_rate(rule_groups: list[dict[str, Any]]) -> None:
+    """Every graph alert is sustained and needs 0.1 requests a second where it looks, so one
+    failure of two requests fires nothing; each names its graph and environment."""
+    (group,) = [g for g in rule_groups if g["name"] == "sluice-graph.alerts"]
+    assert {r["alert"] for r in group["rules"]} == {
+        "SluiceGraphStepErrors", "SluiceGraphNoRoute", "SluiceGraphStepSlow",
+    }  # fmt: skip
+    for rule in group["rules"]:
+        assert rule["for"] in ("5m", "10m"), rule["alert"]
+        assert re.search(r"\) >= 0\.1,|\{\} >= 0\.1,", rule["expr"]), rule["alert"]
+        assert '"environment", "$1", "namespace_name", "models-(.+)"' in rule["expr"]
+        assert "$labels.graph_name" in rule["annotations"]["summary"]
 
 
 def test_dashboard_is_loaded_by_grafana_and_queries_only_known_series(

@@ -22,6 +22,15 @@ labelled ``graph_name``, ``node_name``, ``step_name`` (the step's name, else its
 did) and its status label (a step that got no answer counts as 502, 504 when it timed out).
 The names are :func:`~controller.gates.graph_traffic.step_metric_names`, which the gates of a
 graph member's release query.
+
+Each Switch node's decisions are counted too, under every profile, in the counter
+``sluice_graph_switch_requests_total`` labelled with the profile's namespace label,
+``graph_name``, ``node_name`` (the Switch) and ``step_name`` (the step it chose: its name,
+else its index; "" when no condition matched). A Switch that found no branch is told apart
+nowhere else: the graph answers KServe's 404 only when the Switch is its root (nested, the
+enclosing node turns it into a 500), and a member's own 404 passes through a Switch unchanged.
+A step that routes to a node (a Switch step ``nodeName: both-specialists``) has no step call
+of its own, so this counter is also the only count of the requests that took it.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from controller.gates.graph_traffic import StepMetricNames, step_metric_names
 from controller.gates.metrics_profile import (
@@ -42,7 +51,16 @@ from controller.gates.metrics_profile import (
 )
 from controller.local.revision_metrics import LATENCY_BUCKETS_MS
 
-__all__ = ["GraphStepMetrics", "StepCall", "StepMetricNames", "step_metric_names"]
+__all__ = [
+    "SWITCH_REQUESTS",
+    "GraphStepMetrics",
+    "StepCall",
+    "StepMetricNames",
+    "step_metric_names",
+]
+
+#: The counter of Switch decisions (exported with ``_total``), per node and chosen step.
+SWITCH_REQUESTS = "sluice_graph_switch_requests"
 
 
 @dataclass(frozen=True, order=True)
@@ -66,6 +84,8 @@ class GraphStepMetrics:
         self._lock = threading.Lock()
         # call -> [count, sum_ms, per-bucket counts...]
         self._series: dict[StepCall, list[float]] = {}
+        # (Switch node, chosen step's key or "") -> requests
+        self._switched: dict[tuple[str, str], int] = {}
         self._profile = resolve_profile(DEFAULT_PROFILE)
         self._bounds_ms: tuple[float, ...] = ()
         self.set_profile(profile or self._profile)
@@ -80,6 +100,7 @@ class GraphStepMetrics:
                 return
             self._profile, self._bounds_ms = profile, bounds_ms
             self._series.clear()
+            self._switched.clear()
 
     def observe(self, call: StepCall, latency_ms: float) -> None:
         """Count one step call that ended as ``call`` says after ``latency_ms``."""
@@ -91,10 +112,20 @@ class GraphStepMetrics:
             series[1] += latency_ms
             series[2 + bisect.bisect_left(self._bounds_ms, latency_ms)] += 1
 
+    def observe_switch(self, node: str, step: str) -> None:
+        """Count one request Switch ``node`` sent to step ``step`` ("": to none)."""
+        with self._lock:
+            self._switched[(node, step)] = self._switched.get((node, step), 0) + 1
+
     def counts(self) -> dict[StepCall, int]:
         """Step calls so far, by series."""
         with self._lock:
             return {call: int(values[0]) for call, values in self._series.items()}
+
+    def switch_counts(self) -> dict[tuple[str, str], int]:
+        """Switch decisions so far, by node and chosen step ("" for none)."""
+        with self._lock:
+            return dict(self._switched)
 
     def _labels(self, profile: MetricsProfile, call: StepCall) -> dict[str, str]:
         status = str(call.code) if profile.is_error("500") else f"{call.code // 100}xx"
@@ -117,7 +148,9 @@ class GraphStepMetrics:
             return self._profile, self._bounds_ms, series
 
     def collect(self) -> Iterator[Metric]:
-        """The latency histogram (the ``prometheus_client`` collector protocol)."""
+        """The latency histogram and the Switch counter (the ``prometheus_client`` collector
+        protocol)."""
+        yield from self._switch_family()
         profile, bounds_ms, series = self._snapshot()
         if not series:
             return
@@ -136,6 +169,21 @@ class GraphStepMetrics:
                 buckets.append(("+Inf" if bound is None else f"{bound * scale:g}", cumulative))
             labels = self._labels(profile, call)
             family.add_metric([labels[n] for n in label_names], buckets, values[1] * scale)
+        yield family
+
+    def _switch_family(self) -> Iterator[Metric]:
+        with self._lock:
+            profile, switched = self._profile, sorted(self._switched.items())
+        if not switched:
+            return
+        labels = [profile.namespace_label, "graph_name", "node_name", "step_name"]
+        family = CounterMetricFamily(
+            SWITCH_REQUESTS,
+            'Requests an InferenceGraph\'s Switch node routed, by the step it chose ("": none)',
+            labels=labels,
+        )
+        for (node, step), count in switched:
+            family.add_metric([self._namespace, self._graph, node, step], count)
         yield family
 
     def counter_text(self) -> str:

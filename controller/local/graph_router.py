@@ -17,7 +17,8 @@ KServe's controller does; until then (and while the graph is stopped) it answers
 ``GET /metrics`` exports, under the environment's metrics profile, what the queue-proxy in
 front of the graph's router would on a cluster (its requests, configuration ``<graph>``,
 revision ``<graph>-0000K``: a new one for each deployment, as a new ``--graph-json`` makes a
-new Knative revision) and the graph's step series (:mod:`controller.local.graph_metrics`).
+new Knative revision) and the graph's step series and Switch decisions
+(:mod:`controller.local.graph_metrics`).
 Every answer names the graph's revision in ``X-Sluice-Revision``, as the InferenceServices'
 routers do.
 """
@@ -142,6 +143,7 @@ class GraphRouter(LoopServer):
                 headers,
                 running.caller,
                 propagate=self.propagate_headers,
+                switched=self.steps.observe_switch,
             )
         except RecursionError:  # nodes that reach themselves: KServe's router crashes
             _log.warning("InferenceGraph %s: its nodes form a loop", self.graph)

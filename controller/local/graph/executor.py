@@ -20,6 +20,11 @@ Semantics kept from KServe's router:
   leaves them running and drops their answers);
 - the response is ``application/json`` when its body is valid JSON.
 
+Every Switch decision is also reported to an optional ``switched`` callback, with the node and
+the chosen step's key (its name, else its index; "" when no condition matched): the only place
+a Switch that found no branch can be told apart from a member that answered 404, and, nested,
+from any other 500 (the router's metrics count it, :mod:`controller.local.graph_metrics`).
+
 A Sequence with no steps, which KServe's router cannot answer (it writes status 0 and the
 connection drops), answers 500 here.
 """
@@ -145,15 +150,17 @@ async def answer_graph_request(
     *,
     draw: Callable[[], int] = _draw,
     propagate: Sequence[str] = DEFAULT_PROPAGATED_HEADERS,
+    switched: Callable[[str, str], None] | None = None,
 ) -> GraphAnswer:
     """The answer of ``graph`` (an InferenceGraph object or its parsed form) to one request.
 
     ``draw`` returns a uniform integer in [0, 100) for each Splitter decision (inject a
     seeded one for repeatable tests); ``propagate`` are the header patterns KServe's router
-    configuration propagates to the steps (``headers.propagate``).
+    configuration propagates to the steps (``headers.propagate``); ``switched`` is called with
+    each Switch node's name and the key of the step it chose ("" when none matched).
     """
     parsed = graph if isinstance(graph, InferenceGraph) else parse_inference_graph(graph)
-    router = _Router(parsed, caller, draw, propagated_headers(headers, propagate))
+    router = _Router(parsed, caller, draw, propagated_headers(headers, propagate), switched)
     try:
         status, response = await router.route(ROOT_NODE, body)
     except _RoutingError as exc:
@@ -171,11 +178,13 @@ class _Router:
         caller: StepCaller,
         draw: Callable[[], int],
         headers: Mapping[str, str],
+        switched: Callable[[str, str], None] | None = None,
     ) -> None:
         self.graph = graph
         self.caller = caller
         self.draw = draw
         self.headers = headers
+        self.switched = switched
 
     async def route(self, node_name: str, body: bytes) -> tuple[int, bytes]:
         node = self.graph.nodes.get(node_name)
@@ -189,6 +198,8 @@ class _Router:
             return await self.execute(node_name, node, step, body)
         if router_type == RouterType.SWITCH:
             step = pick_switch_step(node.steps, body)
+            if self.switched is not None:
+                self.switched(node_name, _switch_key(node, step))
             if step is None:
                 raise _RoutingError(NO_SWITCH_MATCH, 404)
             return await self.execute(node_name, node, step, body)
@@ -269,6 +280,13 @@ class _Router:
                 return member.status, go_json.encode(member.value)
             merged[ensemble_key(step, index)] = member.value
         return 200, go_json.encode(merged)
+
+
+def _switch_key(node: Node, step: Step | None) -> str:
+    """The chosen step's name, else its index in the Switch; "" when none was chosen."""
+    if step is None:
+        return ""
+    return step.name or str(next(i for i, s in enumerate(node.steps) if s is step))
 
 
 def _first_failure(tasks: list[asyncio.Task[EnsembleMember]]) -> BaseException | None:
