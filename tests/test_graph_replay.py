@@ -33,12 +33,14 @@ from controller.gates.graph_replay import (
 from controller.gates.graph_traffic import GraphTraffic, judged_graph
 from controller.gates.load_test import LoadTestConfig, evaluate_load
 from controller.manifests.environment import ReleaseConfig, parse_environment
-from controller.ports import RolloutRegistry
+from controller.ports import RolloutRegistry, Target
 from controller.rollout.actions import Analyze
 from controller.rollout.analysis import Analyzer
 from controller.rollout.gates_config import GatesConfig
-from controller.rollout.observe import read_replay_payloads
+from controller.rollout.observe import load_release, observe, read_replay_payloads
 from controller.rollout.record import AnalysisRecord
+from controller.target_types import TargetObservation
+from controller.testing.registry import MemoryRegistry
 from controller.testing.release_repository import MemoryReleaseRepository
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,6 +232,37 @@ def test_a_file_missing_from_git_is_a_config_error_naming_it_and_the_fix() -> No
         f"{BLACK_SWAN_FILE} is not on main, but release market-regime-blend replays it "
         "(graphTraffic.replay.payloads, a path from the repository's root); commit the file "
         "of the regime's requests or fix the path"
+    )
+
+
+class NoTarget:
+    """A Target that has not applied anything yet."""
+
+    def observe(self, environment: str, inference_service: str) -> TargetObservation:
+        return TargetObservation(exists=False)
+
+
+def test_a_pass_observes_the_replays_rows_from_the_default_branch() -> None:
+    """observe: the release's rows, read with its sluice.yaml, reach the analysis."""
+    overlay = "manifests/overlays/staging"
+    pin = (
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n"
+        "  name: market-regime-blend\nspec:\n  predictor:\n    model:\n"
+        "      modelFormat: {name: mlflow}\n"
+    )
+    repository = MemoryReleaseRepository(
+        {
+            f"{overlay}/sluice.yaml": _environment(REPLAY),
+            f"{overlay}/market-regime-blend.yaml": pin,
+            BLACK_SWAN_FILE: '{"p_black_swan": 0.99}\n{"p_black_swan": 0.97}\n',
+        }
+    )
+    ref = load_release(repository, "staging", "market-regime-blend")
+    obs = observe(ref, repository, MemoryRegistry(), cast(Target, NoTarget()))
+    assert obs.graph_traffic is not None
+    assert obs.graph_traffic.replay == BLEND.replay
+    assert obs.replay == ReplayPayloads(
+        f"{BLACK_SWAN_FILE}@main", ({"p_black_swan": 0.99}, {"p_black_swan": 0.97})
     )
 
 
