@@ -130,6 +130,9 @@ class LoadPlan:
     max_requests: int | None = None
     #: Requests per second in all, each user paced to ``rps / users``; None: back to back.
     rps: float | None = None
+    #: ``random``: each request a row drawn at random; ``cycle``: the rows in order, round
+    #: again (a replay sends exactly its file's rows).
+    order: Literal["random", "cycle"] = "random"
 
 
 @dataclass(frozen=True)

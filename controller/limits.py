@@ -20,6 +20,7 @@ __all__ = [
     "KUSTOMIZE_TIMEOUT_SECONDS",
     "MIB",
     "PIN_FILE_MAX_BYTES",
+    "REPLAY_PAYLOADS_MAX_BYTES",
     "SETTINGS_FILE_MAX_BYTES",
     "check_file_size",
     "check_size",
@@ -36,6 +37,9 @@ ENVIRONMENT_FILE_MAX_BYTES = 1 * MIB
 #: A pin (an InferenceService manifest) and every other YAML file of an overlay that kustomize
 #: renders; KServe's largest real manifests are a few KiB.
 PIN_FILE_MAX_BYTES = 1 * MIB
+#: A graph member's replay file (``graphTraffic.replay.payloads``): rows of a few hundred bytes,
+#: so 16 MiB holds tens of thousands, far more than a replay cycles through.
+REPLAY_PAYLOADS_MAX_BYTES = 16 * MIB
 #: A feedback table (``sluice feedback FILE``): ``request_id,label`` rows of about 40 bytes as
 #: CSV, so 256 MiB holds some six million labels, far more than a day of late labels.
 FEEDBACK_FILE_MAX_BYTES = 256 * MIB

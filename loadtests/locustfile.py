@@ -1,4 +1,4 @@
-"""Load on one model server: one randomly sampled row per request, over KServe's V1 or V2.
+"""Load on one model server: one row per request (sampled, or cycled), over KServe's V1 or V2.
 
 Sluice runs this file headless against a canary's tag route before each canary step is
 judged (:mod:`controller.backends.locust_load`), and a person can run it by hand with the same
@@ -22,6 +22,11 @@ in one process ends in a RecursionError from gevent's monkey-patching.
 ``SLUICE_LOAD_MAX_REQUESTS``
     Optional: send this many requests in all, then stop (a smoke test); ``-t`` still bounds
     the run.
+``SLUICE_LOAD_USER_RPS``
+    Optional: requests per second per user (Locust's ``constant_throughput``).
+``SLUICE_LOAD_ORDER``
+    Optional: ``random`` (the default) samples a row for each request; ``cycle`` sends the
+    rows in the file's order and round again, so a replay sends exactly its rows.
 
 Every request also carries ``X-Sluice-Synthetic: load-test``, whatever
 ``SLUICE_LOAD_HEADERS`` says: the model server answers it as any other, and the router counts
@@ -88,6 +93,8 @@ class LoadConfig:
     max_requests: int | None = None
     #: Requests per second per user; None: back to back.
     user_rps: float | None = None
+    #: Rows in order, round again (a replay), rather than drawn at random.
+    cycle: bool = False
 
 
 def config_from_env(environ: Mapping[str, str]) -> LoadConfig:
@@ -110,6 +117,7 @@ def config_from_env(environ: Mapping[str, str]) -> LoadConfig:
         timeout_seconds=_read_timeout(environ.get("SLUICE_LOAD_TIMEOUT_SECONDS", "10")),
         max_requests=_read_max_requests(environ.get("SLUICE_LOAD_MAX_REQUESTS", "")),
         user_rps=_read_user_rps(environ.get("SLUICE_LOAD_USER_RPS", "")),
+        cycle=_read_order(environ.get("SLUICE_LOAD_ORDER", "")) == "cycle",
     )
 
 
@@ -188,6 +196,13 @@ def _read_user_rps(text: str) -> float | None:
     return rate
 
 
+def _read_order(text: str) -> str:
+    order = text.strip().lower() or "random"
+    if order not in ("random", "cycle"):
+        _exit(f"SLUICE_LOAD_ORDER must be random or cycle, not {text!r}")
+    return order
+
+
 def _v1_body(row: Mapping[str, Any]) -> dict[str, Any]:
     return {"instances": [dict(row)]}
 
@@ -214,6 +229,8 @@ def _exit(message: str) -> NoReturn:
 _config: LoadConfig | None = None
 #: Requests started so far, against ``max_requests`` (greenlets switch only on I/O).
 _started = 0
+#: The next row of a cycling run, shared by every user of the process.
+_next_row = 0
 _quitting = False
 
 
@@ -228,8 +245,19 @@ def _configure(environment: Environment, **_: Any) -> None:
     locust.stats.bucket_response_time = bucket_response_time_up
 
 
+def _next_body(config: LoadConfig) -> str:
+    """The next row's body: the file's next in order when cycling, else one at random."""
+    global _next_row
+    if not config.cycle:
+        return random.choice(config.bodies)  # noqa: S311 (sampling, not secrecy)
+    body = config.bodies[_next_row % len(config.bodies)]
+    _next_row += 1
+    return body
+
+
 class ModelUser(FastHttpUser):
-    """Posts one randomly sampled row per request to the model, back to back unless paced."""
+    """Posts one row per request to the model (sampled, or in order when cycling), back to
+    back unless paced."""
 
     @task
     def predict(self) -> None:
@@ -239,7 +267,7 @@ class ModelUser(FastHttpUser):
             self._take_ticket(_config.max_requests)
         with self.client.post(
             _config.path,
-            data=random.choice(_config.bodies),  # noqa: S311 (sampling, not secrecy)
+            data=_next_body(_config),
             headers=dict(_config.headers),
             name=_config.path,
             catch_response=True,

@@ -81,7 +81,7 @@ def test_graph_traffic_refuses_what_promql_could_not_hold(
 
 def test_every_field_is_documented() -> None:
     properties = GraphTraffic.model_json_schema(by_alias=True)["properties"]
-    assert set(properties) == {"graph", "node", "step"}
+    assert set(properties) == {"graph", "node", "step", "replay"}
     assert all(spec.get("description") for spec in properties.values())
     release = ReleaseConfig.model_json_schema(by_alias=True)["properties"]
     assert "graph" in release["graphTraffic"]["description"].lower()

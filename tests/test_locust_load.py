@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import math
@@ -27,6 +28,7 @@ from controller.backends.locust_load import (
     report_from_stats,
 )
 from controller.errors import ConfigError, InputError, TransientError
+from controller.gates.graph_replay import GraphReplay, parse_replay_payloads, replay_plan
 from controller.gates.load_test import LoadTestConfig, evaluate_load
 from controller.local.router import LATENCY_BUCKETS_MS as ROUTER_BUCKETS_MS
 from controller.local.serving.launcher import ModelServerHandle
@@ -160,6 +162,40 @@ def test_a_paced_test_sends_about_its_rate_and_no_more(echo_server: tuple[str, l
     # Each user sends at once, then one request every 0.1 s: at most 2 + 2 * 30.
     assert 30 <= report.requests <= 62, report
     assert len(seen) == report.requests
+
+
+def test_a_replay_sends_only_its_files_rows_in_order(echo_server: tuple[str, list[Any]]) -> None:
+    """The black-swan replay file, paced at 30 rps from 2 users for 2 s: every request is one
+    of its rows as a V1 body, and the rows go out in the file's order, round again."""
+    url, seen = echo_server
+    path = "loadtests/payloads/market-regime-black-swan.jsonl"
+    text = (DEFAULT_LOCUSTFILE.parents[1] / path).read_text()
+    payloads = parse_replay_payloads(text, source=f"{path}@main")
+    load = LoadTestConfig.model_validate({"users": 2, "protocol": "v1"})
+    replay = GraphReplay(payloads=path, rps=30, duration_seconds=2)
+    plan = replay_plan(load, replay, payloads, url=f"{url}/_tag/latest", model_name="blend")
+    report = LocustLoadGenerator().run(plan)
+    assert report.failures == 0
+    assert 20 <= report.requests == len(seen) <= 64, report
+    rows = [dict(row) for row in payloads.rows]
+    assert {path for path, _, _ in seen} == {"/_tag/latest/v1/models/blend:predict"}
+    sent = [body["instances"] for _, _, body in seen]
+    assert all(len(instances) == 1 and instances[0] in rows for instances in sent)
+    # Two users share one cursor; the server may record two concurrent requests swapped.
+    indices = sorted(rows.index(instances[0]) for instances in sent)
+    assert indices == list(range(len(sent))), indices
+
+
+def test_a_cycling_run_goes_round_its_rows_again(echo_server: tuple[str, list[Any]]) -> None:
+    """Three rows, one user at 20 rps for 1 s: the rows in order, then from the first again."""
+    url, seen = echo_server
+    rows = tuple(ROW | {"hour": hour} for hour in (1, 2, 3))
+    plan = LoadPlan(url, "m", "v1", rows, users=1, spawn_rate=1, duration_seconds=1, rps=20)
+    report = LocustLoadGenerator().run(dataclasses.replace(plan, order="cycle"))
+    assert report.requests == len(seen) >= 6, report
+    assert [body["instances"][0]["hour"] for _, _, body in seen] == [
+        1 + i % 3 for i in range(len(seen))
+    ]
 
 
 def test_v2_requests_carry_one_tensor_per_feature_and_the_headers(

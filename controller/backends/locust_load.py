@@ -224,6 +224,8 @@ def histogram_from_response_times(
 def _check_plan(plan: LoadPlan) -> None:
     if plan.protocol not in ("v1", "v2"):
         raise ConfigError(f"load test protocol must be v1 or v2, not {plan.protocol!r}")
+    if plan.order not in ("random", "cycle"):
+        raise ConfigError(f"load test order must be random or cycle, not {plan.order!r}")
     if plan.rps is not None and plan.rps <= 0:
         raise ConfigError(f"load test rps must be positive, not {plan.rps}")
     if plan.max_requests is not None and plan.max_requests < 1:
@@ -274,6 +276,8 @@ def _child_env(plan: LoadPlan, payloads: Path, request_timeout: int) -> dict[str
         env["SLUICE_LOAD_MAX_REQUESTS"] = str(plan.max_requests)
     if plan.rps is not None:
         env["SLUICE_LOAD_USER_RPS"] = f"{plan.rps / plan.users:g}"
+    if plan.order != "random":
+        env["SLUICE_LOAD_ORDER"] = plan.order
     return env
 
 

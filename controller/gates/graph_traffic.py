@@ -19,6 +19,10 @@ A release with :class:`GraphTraffic` set is judged on those series: its builtin 
 and the judge select the graph (and node and step, when given) and ``service_name`` = the
 release's InferenceService, and compare the canary revision with the primary by the revision
 label, so both are measured on the requests the graph routed to the member.
+
+With :class:`~controller.gates.graph_replay.GraphReplay` set (``replay``), a member the graph
+rarely calls is judged on a replay of its regime's requests instead: the load test sends them
+to both revisions and the gates read the member's own revision series (:func:`judged_graph`).
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.gates.graph_replay import GraphReplay
 from controller.gates.metrics_profile import MetricsProfile
 
-__all__ = ["GraphTraffic", "StepMetricNames", "step_metric_names"]
+__all__ = ["GraphTraffic", "StepMetricNames", "judged_graph", "step_metric_names"]
 
 # A Kubernetes object name (the graph), and a node or step name without anything a PromQL
 # string would need escaped (quotes, backslashes).
@@ -78,6 +83,14 @@ class GraphTraffic(BaseModel):
         description="Only the calls of steps of this name (e.g. volatile; a step without a "
         "name is named by its index); unset: every step that calls the InferenceService.",
     )
+    replay: GraphReplay | None = Field(
+        default=None,
+        description="For a member the graph rarely calls (too few requests for the judge's "
+        "minSamples): judge it on a replay of its regime's requests instead. At each analysis "
+        "the load test sends the rows of this file to the canary's and the primary's tag "
+        "routes, and the metric checks and the judge compare the two on the "
+        "InferenceService's own revision series; unset: on the graph's step series.",
+    )
 
     def matchers(self, inference_service: str) -> str:
         """The label matchers of the graph's calls to ``inference_service`` (no revision)."""
@@ -87,3 +100,11 @@ class GraphTraffic(BaseModel):
         if self.step is not None:
             matchers += f', step_name="{self.step}"'
         return matchers + f', service_name="{inference_service}"'
+
+
+def judged_graph(traffic: GraphTraffic | None) -> GraphTraffic | None:
+    """The graph whose step series a release's checks, judge and watch read: its
+    ``graphTraffic``, or None (the InferenceService's own revision series) when it has none or
+    replays its regime's requests, which reach the revisions through their tag routes, outside
+    the graph."""
+    return traffic if traffic is not None and traffic.replay is None else None

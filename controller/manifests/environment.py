@@ -10,6 +10,7 @@ schema generated from these models.
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,7 +80,8 @@ class ReleaseConfig(BaseModel):
         "graph routed to it. The builtin metric checks and the judge then read the graph's "
         "step series (sluice_graph_step_*) of this graph (and node and step, when given) "
         "whose service_name is this release's InferenceService, canary revision against "
-        "primary; unset: the InferenceService's own revision series, all its requests.",
+        "primary; unset: the InferenceService's own revision series, all its requests. With "
+        "replay, a replay of the regime's requests through the tag routes instead.",
     )
 
     @field_validator("pin")
@@ -179,4 +181,29 @@ def _parse_environment(text: str, source: str, environment: str) -> EnvironmentC
             f"{source}: rollout.shadow needs deploymentMode Serverless (a RawDeployment canary "
             "has no revision at weight 0 to mirror to); remove rollout.shadow or use Serverless"
         )
+    for release in config.releases:
+        _check_replay(release, config.rollout, source)
     return config
+
+
+def _check_replay(release: ReleaseConfig, policy: RolloutPolicy, source: str) -> None:
+    """A replay the load test's thresholds let pass: paced no slower than ``minRps``, and
+    sending at least ``minRequests`` a look when paced."""
+    replay = release.graph_traffic.replay if release.graph_traffic is not None else None
+    if replay is None:
+        return
+    load = policy.gates.load_test
+    rps = replay.rps if replay.rps is not None else load.rps
+    seconds = math.ceil(replay.duration_seconds or load.duration_seconds)
+    where = f"{source}: release {release.model}: graphTraffic.replay"
+    if rps is not None and load.min_rps is not None and load.min_rps > rps:
+        raise ConfigError(
+            f"{where} is paced at {rps:g} rps, below gates.loadTest.minRps {load.min_rps:g}: "
+            "it could never pass; raise replay.rps or lower minRps"
+        )
+    if rps is not None and rps * seconds < load.min_requests:
+        raise ConfigError(
+            f"{where} sends at most {rps * seconds:g} requests a look ({rps:g} rps for "
+            f"{seconds} s), fewer than gates.loadTest.minRequests {load.min_requests}: it could "
+            "never pass; raise replay.rps or replay.duration"
+        )

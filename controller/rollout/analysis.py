@@ -4,6 +4,11 @@ The order matters: the load test sends the canary requests through its tag route
 metric checks and the judge that follow see enough canary traffic even at a 10% step. Every
 gate returns a verdict, never raises for missing data: an unreachable Prometheus or a load
 test that could not start is *inconclusive*, and the decision holds instead of guessing.
+
+A graph member with ``graphTraffic.replay`` is load-tested with its regime's requests (the
+replay file's rows, in order), and its checks and judge then read its own revision series,
+which hold them, rather than the graph's step series
+(:func:`~controller.gates.graph_traffic.judged_graph`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from pathlib import Path
 
 from controller.analysis_types import GateResult, LoadPlan, Verdict
 from controller.errors import SluiceError
+from controller.gates.graph_replay import replay_plan, replay_result
+from controller.gates.graph_traffic import judged_graph
 from controller.gates.judge import judge
 from controller.gates.load_test import evaluate_load
 from controller.gates.metrics_profile import MetricsProfile
@@ -73,7 +80,9 @@ class Analyzer:
         analysis at once with that one result, and the load test is left to finish unread.
         """
         results: list[GateResult] = []
-        if gates.load_test.enabled:
+        # A member that replays its regime's requests is judged on them: the replay runs
+        # whether or not the environment's own load test is on.
+        if gates.load_test.enabled or _replays(obs):
             load = self._load_test(obs, analysis, gates, watch, watch_period)
             if load.gate == WATCH_GATE:
                 return [load]
@@ -97,9 +106,11 @@ class Analyzer:
         if revisions is None:
             return None
         canary, primary = revisions
+        graph = judged_graph(obs.graph_traffic)
         # The live counters count every request to a revision; a graph member's watch reads
-        # the graph's calls to it from Prometheus, as its analyses do.
-        if self.counters is not None and obs.graph_traffic is None:
+        # the graph's calls to it from Prometheus, as its analyses do (a replaying member is
+        # judged on its own revisions' answers, which the counters hold).
+        if self.counters is not None and graph is None:
             try:
                 live = self.counters.request_counts(
                     obs.environment, obs.inference_service, action.since
@@ -121,7 +132,7 @@ class Analyzer:
                     configuration=obs.target.configuration,
                     interval=window,
                     profile=gates.profile,
-                    graph=obs.graph_traffic,
+                    graph=graph,
                     inference_service=obs.inference_service,
                 )
                 for revision in (canary, primary)
@@ -193,32 +204,46 @@ class Analyzer:
             why = "no load generator" if self.load is None else "the canary has no tag route"
             return GateResult("locust", Verdict.INCONCLUSIVE, f"locust: not run ({why})")
         assert obs.pin.version is not None
-        rows = self._rows(obs.model, obs.pin.version)
-        if not rows and obs.pin.previous_version is not None:
-            # Same model, same inputs: the primary's example serves when the canary logged none.
-            rows = self._rows(obs.model, obs.pin.previous_version)
-        if not rows:
-            return GateResult(
-                "locust",
-                Verdict.INCONCLUSIVE,
-                f"locust: v{obs.pin.version} logged no input example",
-            )
         report_dir = None
         if self.report_dir is not None:
             name = (
                 f"{obs.environment}-{obs.model}-v{obs.pin.version}-{analysis.step}-{analysis.look}"
             )
             report_dir = self.report_dir / name
-        plan = LoadPlan(
-            url=route.url,
-            model_name=obs.inference_service,
-            protocol=config.protocol,
-            payloads=tuple(rows),
-            users=config.users,
-            spawn_rate=config.spawn_rate or float(config.users),
-            duration_seconds=config.duration_seconds,
-            report_dir=report_dir,
-        )
+        replay = obs.graph_traffic.replay if obs.graph_traffic is not None else None
+        if replay is not None:
+            if obs.replay is None:  # observe reads the file with the configuration
+                return GateResult("locust", Verdict.ERROR, "locust: replay payloads not read")
+            plan = replay_plan(
+                config,
+                replay,
+                obs.replay,
+                url=route.url,
+                model_name=obs.inference_service,
+                report_dir=report_dir,
+            )
+        else:
+            rows = self._rows(obs.model, obs.pin.version)
+            if not rows and obs.pin.previous_version is not None:
+                # Same model, same inputs: the primary's example serves when the canary
+                # logged none.
+                rows = self._rows(obs.model, obs.pin.previous_version)
+            if not rows:
+                return GateResult(
+                    "locust",
+                    Verdict.INCONCLUSIVE,
+                    f"locust: v{obs.pin.version} logged no input example",
+                )
+            plan = LoadPlan(
+                url=route.url,
+                model_name=obs.inference_service,
+                protocol=config.protocol,
+                payloads=tuple(rows),
+                users=config.users,
+                spawn_rate=config.spawn_rate or float(config.users),
+                duration_seconds=config.duration_seconds,
+                report_dir=report_dir,
+            )
         baseline = obs.target.tagged("prev")
         pool = ThreadPoolExecutor(max_workers=2)
         stopped = False
@@ -245,7 +270,10 @@ class Analyzer:
             # Normally both runs end before the metrics are read; a canary the watch stopped
             # is rolled back at once, and its load test ends on its own.
             pool.shutdown(wait=not stopped)
-        return evaluate_load(report, config)
+        result = evaluate_load(report, config)
+        if replay is not None and obs.replay is not None:
+            return replay_result(result, obs.replay)
+        return result
 
     def _rows(self, model: str, version: int) -> list[dict[str, object]]:
         key = (model, version)
@@ -279,7 +307,7 @@ class Analyzer:
             profile=gates.profile,
             # Both revisions over the step's life so far: the same stretch of time.
             max_window_seconds=_step_window(obs, now),
-            graph=obs.graph_traffic,
+            graph=judged_graph(obs.graph_traffic),
         )
 
     def _judge(
@@ -291,6 +319,7 @@ class Analyzer:
         # Every look judges all the step's data so far: the sequential boundaries assume it.
         window = f"{_step_window(obs, now):.0f}s"
         canary, primary = revisions
+        graph = judged_graph(obs.graph_traffic)
         try:
             traffic = [
                 revision_traffic(
@@ -300,7 +329,7 @@ class Analyzer:
                     configuration=obs.target.configuration,
                     interval=window,
                     profile=gates.profile,
-                    graph=obs.graph_traffic,
+                    graph=graph,
                     inference_service=obs.inference_service,
                 )
                 for revision in (canary, primary)
@@ -310,10 +339,15 @@ class Analyzer:
         canary_traffic, primary_traffic = traffic
         if canary_traffic is None or primary_traffic is None:
             who = canary if canary_traffic is None else primary
-            if obs.graph_traffic is not None:
-                who += f" from graph {obs.graph_traffic.graph}"
+            if graph is not None:
+                who += f" from graph {graph.graph}"
             return GateResult("judge", Verdict.INCONCLUSIVE, f"judge: no requests to {who} yet")
         return judge(canary_traffic, primary_traffic, look=analysis.look, config=gates.judge)
+
+
+def _replays(obs: ReleaseObservation) -> bool:
+    """The release is judged on a replay of its regime's requests (``graphTraffic.replay``)."""
+    return obs.graph_traffic is not None and obs.graph_traffic.replay is not None
 
 
 def _answers(by_code: Mapping[int, int], profile: MetricsProfile) -> tuple[int, int]:

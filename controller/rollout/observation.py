@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from controller.gates.graph_replay import ReplayPayloads
 from controller.gates.graph_traffic import GraphTraffic
 from controller.manifests.manifest import PinnedRelease
 from controller.rollout.record import AnalysisRecord
@@ -62,6 +63,9 @@ class ReleaseObservation:
     #: The release's ``graphTraffic``: its gates read the graph's calls to it (None: its own
     #: revision series).
     graph_traffic: GraphTraffic | None = None
+    #: The rows of ``graph_traffic.replay``'s file, read from Git with the environment's
+    #: configuration (None: the release replays nothing).
+    replay: ReplayPayloads | None = None
 
     @property
     def synced(self) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.errors import ConfigError, ManifestInvalid, ModelNotFound
+from controller.gates.graph_replay import ReplayPayloads, parse_replay_payloads
 from controller.manifests.environment import (
     ENVIRONMENT_FILE,
     EnvironmentConfig,
@@ -36,6 +37,7 @@ __all__ = [
     "load_environment_config",
     "load_release",
     "observe",
+    "read_replay_payloads",
     "rollout_tag",
 ]
 
@@ -152,7 +154,28 @@ def observe(
         shadow_mirror=mirror,
         shadow_mirror_changed_at=mirror_change.time if mirror_change else None,
         graph_traffic=release.graph_traffic,
+        replay=read_replay_payloads(release, workspace),
     )
+
+
+def read_replay_payloads(
+    release: ReleaseConfig, workspace: ReleaseRepository
+) -> ReplayPayloads | None:
+    """The rows of the release's replay file, read from the default branch as its
+    ``sluice.yaml`` is; a :class:`ConfigError` of one line naming the file and the fix when it
+    is missing or unreadable, since the release cannot be judged as configured."""
+    replay = release.graph_traffic.replay if release.graph_traffic is not None else None
+    if replay is None:
+        return None
+    default = workspace.default_branch()
+    text = workspace.read(default, replay.payloads)
+    if text is None:
+        raise ConfigError(
+            f"{replay.payloads} is not on {default}, but release {release.model} replays it "
+            "(graphTraffic.replay.payloads, a path from the repository's root); commit the "
+            "file of the regime's requests or fix the path"
+        )
+    return parse_replay_payloads(text, source=f"{replay.payloads}@{default}")
 
 
 def _alias_version(registry: RolloutRegistry, model: str, alias: str) -> int | None:
