@@ -57,6 +57,7 @@ GRAPH = "market-regime"
 KINDS = ("classifier", "calm", "volatile", "blend")
 MODELS = {kind: f"market-regime-{kind}" for kind in KINDS}
 OVERLAY = "manifests/overlays/local"
+REPLAY_FILE = "loadtests/payloads/market-regime-black-swan.jsonl"
 #: The live market the clients send: a later stretch than any model trained on.
 LIVE_SEED = 99
 #: Rows of each regime the stream of chapter 3 sends, in this order.
@@ -122,6 +123,10 @@ def _install_overlay(console: Console, repository: Path, remote: Path) -> None:
         target = worktree / OVERLAY
         shutil.rmtree(target)
         shutil.copytree(source, target)
+        # The blend's release replays these black swans (graphTraffic.replay).
+        replay = worktree / REPLAY_FILE
+        replay.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(repository / REPLAY_FILE, replay)
 
     subject = "local: serve the market-regime graph and its four members"
     sha, _ = commit_to_main(remote, subject, edit)
