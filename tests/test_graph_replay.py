@@ -475,3 +475,28 @@ def test_the_readmes_example_releases_read_as_documented() -> None:
     payloads = read_replay_payloads(config.release("market-regime-blend"), repository)
     assert payloads is not None
     assert f"replay of {len(payloads.rows)} rows from {payloads.source}" in readme
+
+
+class ExampleRows:
+    """The registry's input example of every version: one row."""
+
+    def input_rows(self, model: str, version: int, limit: int) -> list[dict[str, object]]:
+        return [{"x": 1.0}]
+
+
+def test_the_environments_own_load_test_is_paced_at_its_rps() -> None:
+    """Not a replay: a release judged on its own series gets the environment's load test, at
+    gates.loadTest.rps (analyses sent it back to back before, whatever the policy said)."""
+    gates = GatesConfig.model_validate(
+        {"loadTest": {"users": 4, "rps": 50, "duration": 5}, "metrics": [], "scrapeWait": 0}
+    )
+    load = RecordingLoad()
+    analyzer = Analyzer(
+        cast(RolloutRegistry, ExampleRows()),
+        cast(Any, TwoSeriesPrometheus({NEW: 400, OLD: 400}, {})),
+        load,
+        sleep=lambda _: None,
+    )
+    obs = observation(10, canary_target(10))
+    analyzer.run(obs, Analyze(step=10, look=1, record=AnalysisRecord(HEAD, 10)), gates, 1031.5)
+    assert [(plan.rps, plan.users, plan.order) for plan in load.plans] == [(50, 4, "random")] * 2

@@ -21,7 +21,11 @@ from controller.local.graph.spec import StepTarget
 from controller.manifests.inference_graph import validate_inferencegraph
 
 GRAPH_FILE = (
-    Path(__file__).resolve().parents[1] / "models" / "market_regime" / "overlay" / "inference-graph.yaml"
+    Path(__file__).resolve().parents[1]
+    / "models"
+    / "market_regime"
+    / "overlay"
+    / "inference-graph.yaml"
 )
 FEATURES = {"ret_1": 0.01, "vol_20": 0.02}
 

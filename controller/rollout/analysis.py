@@ -234,14 +234,10 @@ class Analyzer:
                     Verdict.INCONCLUSIVE,
                     f"locust: v{obs.pin.version} logged no input example",
                 )
-            plan = LoadPlan(
+            plan = config.load_plan(
                 url=route.url,
                 model_name=obs.inference_service,
-                protocol=config.protocol,
-                payloads=tuple(rows),
-                users=config.users,
-                spawn_rate=config.spawn_rate or float(config.users),
-                duration_seconds=config.duration_seconds,
+                payloads=rows,
                 report_dir=report_dir,
             )
         baseline = obs.target.tagged("prev")
