@@ -146,7 +146,8 @@ def test_the_minimum_keeps_unchanged_rows_from_drifting(market: Market) -> None:
 
 
 def test_values_are_sorted_as_values_and_missing_ones_come_last() -> None:
-    """Numbers sort as numbers (2 before 10), rows with no value are a slice of their own."""
+    """Numbers sort as numbers (2 before 10), rows with no value are a slice of their own (of
+    a categorical column too), and a category that never occurs is no slice."""
     frame = pd.DataFrame({"week": [10.0, 2.0, np.nan, 2.0, 10.0, 1.0], "x": range(6)})
     assert [(value, len(rows)) for value, rows in split_by(frame, "week")] == [
         (1.0, 1),
@@ -155,6 +156,12 @@ def test_values_are_sorted_as_values_and_missing_ones_come_last() -> None:
         (None, 1),
     ]
     assert list(split_by(frame, "week")[1][1]["x"]) == [1, 3]
+    tiers = pd.DataFrame({"tier": pd.Categorical(["b", None, "a"], categories=["a", "b", "z"])})
+    assert [(value, len(rows)) for value, rows in split_by(tiers, "tier")] == [
+        ("a", 1),
+        ("b", 1),
+        (None, 1),
+    ]
 
 
 def test_a_slice_with_no_values_of_a_feature_is_not_judged() -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from controller.drift.detector import (
@@ -164,10 +165,12 @@ def _order(values: list[SliceValue]) -> list[SliceValue]:
 def split_by(frame: pd.DataFrame, column: str) -> tuple[tuple[SliceValue, pd.DataFrame], ...]:
     """The rows of ``frame`` per value of ``column``, in :func:`_order`; rows with no value
     are one slice of their own (value None)."""
+    codes, uniques = pd.factorize(frame[column], sort=False)  # no value: code -1
     groups: dict[SliceValue, list[int]] = {}
-    grouped = frame.groupby(column, dropna=False, sort=False, observed=True).indices
-    for key, positions in grouped.items():
-        groups.setdefault(_plain(key), []).extend(int(p) for p in positions)
+    for code, key in [(-1, None), *enumerate(uniques)]:
+        positions = np.flatnonzero(codes == code)
+        if positions.size:
+            groups.setdefault(_plain(key), []).extend(positions.tolist())
     return tuple((value, frame.iloc[sorted(groups[value])]) for value in _order(list(groups)))
 
 

@@ -1,4 +1,5 @@
-"""The drift verdict as a terminal table: one row per feature, then the dataset's line.
+"""The drift verdict as a terminal table: one row per feature, then the dataset's line; with
+``--by``, a second table with one row per slice, then the slices' line.
 
 A person reading ``sluice drift`` wants to see, per feature, which statistic decided, how far it
 is from its threshold and which way the comparison goes (a p-value drifts *below* its threshold,
