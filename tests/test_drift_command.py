@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from support.readme_blocks import README, console_commands
 from support.registry import register_version
 
 from controller.drift import detect_drift_from_profile
@@ -22,6 +23,7 @@ from controller.local.processes import free_port
 from controller.local.services import MlflowService
 from controller.quality.data_profile import build_profile
 from models.fraud_detector.data import FEATURES, generate_transactions
+from models.market_regime.market import REGIME, market_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -283,3 +285,126 @@ def test_html_report_escapes_names_from_the_data() -> None:
     assert "&lt;b&gt;n&lt;/b&gt;" in text
     assert "&lt;script&gt;x&lt;/script&gt;" in text  # the category, in a bar's tooltip
     assert text.count("<svg") == 2
+
+
+# -- `--by COLUMN`: drift per slice ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def channels(data: Path) -> Path:
+    """3,000 transactions by channel: app and web from the training week, partner from four
+    weeks later; a third of the rows moved, which the whole file does not show."""
+    frame = pd.concat(
+        [
+            generate_transactions(week=0, rows=2_000, seed=5).assign(
+                channel=["app", "web"] * 1_000
+            ),
+            generate_transactions(week=4, rows=1_000, seed=5).assign(channel="partner"),
+        ],
+        ignore_index=True,
+    )
+    path = data / "channels.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.slow
+def test_by_channel_exits_1_when_only_a_slice_drifts(
+    mlflow_server: MlflowService, champion: str, channels: Path
+) -> None:
+    """The whole file does not drift, the partner channel does: exit 1, and the JSON's "by"
+    has a slice per channel, sorted, each with the whole file's per-feature report; the HTML
+    report has a section per channel."""
+    report = channels.with_name("channels.html")
+    result = sluice(
+        mlflow_server.tracking_uri, channels.parent, champion,
+        "--current", channels.name, "--by", "channel", "--json", "--html", str(report),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    output = json.loads(result.stdout)
+    assert output["drifted"] is False
+    by = output["by"]
+    assert (by["column"], by["min_rows"], by["drifted"]) == ("channel", 500, True)
+    assert by["drifted_values"] == ["partner"]
+    assert [(s["value"], s["rows"], s["drifted"]) for s in by["slices"]] == [
+        ("app", 1_000, False),
+        ("partner", 1_000, True),
+        ("web", 1_000, False),
+    ]
+    for part in by["slices"]:
+        assert [f["feature"] for f in part["features"]] == FEATURES
+        assert set(part["features"][0]) == set(output["features"][0])
+    assert by["summary"] == "SLICES DRIFT by channel: 1 of 3 judged slices drifted (partner)"
+
+    page = report.read_text(encoding="utf-8")
+    assert page.count("<section>") == 3
+    for value in ("app", "partner", "web"):
+        assert f"channel = {value} (1,000 rows)" in page
+    assert "<script" not in page
+
+
+@pytest.mark.slow
+def test_the_readme_drift_by_regime_block(own_mlflow: MlflowService, tmp_path: Path) -> None:
+    """The README's `--by regime` block, run as written: train the market-regime classifier
+    (it logs its training profile), write a market it did not learn from, and judge it per
+    regime. The profile pools every regime, so both judged regimes drift against it; the
+    black-swan days are too few to judge. Exit 1, a row per regime in order."""
+    *setup, drift = console_commands("## Monitoring drift", containing="--by regime")
+    assert drift == (
+        "sluice drift market-regime-classifier --alias challenger --current market.csv --by regime"
+    )
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "COLUMNS": "120",
+        "MLFLOW_TRACKING_URI": own_mlflow.tracking_uri,
+        "SLUICE_REGISTRY_REQUEST_RETRIES": "0",
+        "PYTHONPATH": str(ROOT),
+    }
+    for command in [*setup, drift]:
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=180, check=False,
+        )  # fmt: skip
+        assert done.returncode == (1 if command == drift else 0), (command, done.stderr)
+
+    rows = pd.read_csv(tmp_path / "market.csv")[REGIME].value_counts()
+    assert rows["black_swan"] < 500 <= rows["volatile"]
+    out = done.stdout
+    table = out[out.index("By regime: each slice against the whole training profile") :]
+    assert re.search(rf"│ black_swan +│ +{rows['black_swan']} │ +- │ too few rows \(< 500\)", table)
+    for regime in ("calm", "volatile"):
+        assert re.search(
+            rf"│ {regime} +│ +{rows[regime]:,} │ +8 / 8 │ ✗ DRIFT +│ realised_vol", table
+        )
+    assert table.index("black_swan") < table.index("calm") < table.index("volatile")
+    assert out.index("┃ feature ") < out.index("By regime")  # the whole file's table first
+    assert "DRIFT: 4 of 8 features drifted" in out  # as the README says, the whole file too
+    # The README shows the slice table and its line as printed, line for line.
+    readme = README.read_text(encoding="utf-8")
+    shown = readme.split("```text\nBy regime:", 1)[1].split("```", 1)[0]
+    printed = {line.rstrip() for line in out.splitlines()}
+    for line in ("By regime:" + shown).strip().splitlines():
+        assert line.rstrip() in printed, line
+
+
+def test_a_slicing_column_the_file_lacks_is_refused_with_its_columns(tmp_path: Path) -> None:
+    """--by a column the file does not have exits 2 before the registry, naming its columns."""
+    generate_transactions(week=0, rows=100).to_csv(tmp_path / "now.csv", index=False)
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    result = sluice(nowhere, tmp_path, "fraud-detector", "--current", "now.csv", "--by", "region")
+    assert result.returncode == 2
+    assert one_line(result) == (
+        "sluice: error: now.csv has no column 'region' to slice by (its columns: amount, hour, "
+        "card_age_days, tx_velocity_24h, merchant_category, country, is_fraud); fix --by"
+    )
+
+
+def test_a_slicing_column_of_many_values_is_refused(tmp_path: Path) -> None:
+    """--by an identifier-like column (more than 50 values) exits 2: use a categorical one."""
+    market_frame(200, seed=3).to_csv(tmp_path / "market.csv", index=False)
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    result = sluice(nowhere, tmp_path, "m", "--current", "market.csv", "--by", "day")
+    assert result.returncode == 2
+    assert "column 'day' of market.csv has 200 distinct values" in one_line(result)
+    assert "use a categorical column" in one_line(result)

@@ -41,17 +41,38 @@ def drift(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            metavar="COLUMN",
+            help="Also judge each value's rows of this categorical column of --current.",
+        ),
+    ] = None,
+    min_slice_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--min-slice-rows",
+            min=1,
+            help="With --by: slices with fewer rows are reported as too few rows, not judged "
+            "(default: 500).",
+        ),
+    ] = None,
 ) -> None:
-    """Compare current data with a version's training profile; exit 1 when the dataset drifts."""
+    """Compare current data with a version's training profile; exit 1 when the dataset drifts
+    (or, with --by, any slice does)."""
     from controller.commands.drift import DriftRequest, run_drift
 
     if version is not None and alias is not None:
         raise typer.BadParameter("give --version or --alias, not both")
+    if min_slice_rows is not None and by is None:
+        raise typer.BadParameter("--min-slice-rows sizes the slices of --by: give --by COLUMN")
     result = run_drift(
         current_settings(ctx),
         DriftRequest(
             model=model, current=current, version=version, alias=alias,
             html=html, threshold_config=threshold_config, as_json=as_json,
+            by=by, min_slice_rows=min_slice_rows,
         ),
         console=Console(),
     )  # fmt: skip

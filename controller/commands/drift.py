@@ -16,7 +16,13 @@ What counts as input that cannot be compared (exit 2, one line):
   that shares fewer than half of the profile's features is reported as probably belonging to
   another model; extra columns (labels, ids, scores) are ignored;
 - a numeric feature whose column is not numeric (text in a number column);
-- a version whose run logged no profile (not trained by a Sluice-aware training step).
+- a version whose run logged no profile (not trained by a Sluice-aware training step);
+- with ``--by COLUMN``: a file without that column (the message names the columns it has), or
+  a column with more than :data:`~controller.drift.slices.MAX_SLICE_VALUES` distinct values
+  (not a category). A column that is also a feature is allowed and stays a feature.
+
+With ``--by``, the exit code is 1 when the whole file drifts *or* any slice drifts: a part of
+the data that moved is what slicing asks about (see :mod:`controller.drift.slices`).
 """
 
 from __future__ import annotations
@@ -35,14 +41,20 @@ from controller.drift.columns import check_columns
 from controller.drift.detector import DatasetDrift, detect_drift_from_profile
 from controller.drift.report_html import render_report
 from controller.drift.report_json import report_dict
-from controller.drift.table import drift_table, verdict_line
+from controller.drift.slices import (
+    DEFAULT_MIN_SLICE_ROWS,
+    SlicedDrift,
+    check_slice_column,
+    detect_drift_by,
+)
+from controller.drift.table import drift_table, slice_table, slices_line, verdict_line
 from controller.drift.thresholds import load_drift_config
 from controller.errors import InputError
 from controller.quality.data_profile import DataProfile
 from controller.settings import Settings
 from controller.tables import read_table
 
-__all__ = ["DEFAULT_ALIAS", "DriftRequest", "read_current", "run_drift"]
+__all__ = ["DEFAULT_ALIAS", "DriftOutcome", "DriftRequest", "read_current", "run_drift"]
 
 #: The alias drift is measured for by default: the version that serves production.
 DEFAULT_ALIAS = "champion"
@@ -59,6 +71,21 @@ class DriftRequest:
     html: Path | None = None
     threshold_config: Path | None = None
     as_json: bool = False
+    by: str | None = None
+    min_slice_rows: int | None = None  # None: DEFAULT_MIN_SLICE_ROWS
+
+
+@dataclass(frozen=True)
+class DriftOutcome:
+    """The whole file's verdict and, with ``--by``, every slice's."""
+
+    whole: DatasetDrift
+    by: SlicedDrift | None = None
+
+    @property
+    def drifted(self) -> bool:
+        """What exit 1 means: the whole file drifts, or any slice does."""
+        return self.whole.drifted or (self.by is not None and self.by.drifted)
 
 
 def read_current(path: Path) -> pd.DataFrame:
@@ -91,7 +118,7 @@ def _write_html(
     request: DriftRequest,
     profile: DataProfile,
     current: pd.DataFrame,
-    result: DatasetDrift,
+    outcome: DriftOutcome,
 ) -> None:
     details = [
         ("model", f"{version.name} v{version.version}"),
@@ -99,8 +126,15 @@ def _write_html(
         ("reference", f"{profile.rows:,} training rows (profile)"),
         ("current", f"{request.current} ({len(current):,} rows)"),
     ]
+    if outcome.by is not None:
+        details.append(("sliced by", f"{outcome.by.column} ({len(outcome.by.slices)} values)"))
     text = render_report(
-        result, profile, current, title=f"Drift: {version.name} v{version.version}", details=details
+        outcome.whole,
+        profile,
+        current,
+        title=f"Drift: {version.name} v{version.version}",
+        details=details,
+        by=outcome.by,
     )
     try:
         path.write_text(text, encoding="utf-8")
@@ -116,7 +150,7 @@ def _print(
     request: DriftRequest,
     profile: DataProfile,
     rows: int,
-    result: DatasetDrift,
+    outcome: DriftOutcome,
 ) -> None:
     alias = "" if request.version is not None else f" ({request.alias or DEFAULT_ALIAS})"
     header = Text.assemble(
@@ -125,18 +159,28 @@ def _print(
         f"{rows:,} rows",
     )  # Text, not markup: a model name or path may contain "[".
     console.print(header, soft_wrap=True)
-    console.print(drift_table(result))
-    style = "bold red" if result.drifted else "bold green"
-    console.print(Text(verdict_line(result), style=style), soft_wrap=True)
+    console.print(drift_table(outcome.whole))
+    style = "bold red" if outcome.whole.drifted else "bold green"
+    console.print(Text(verdict_line(outcome.whole), style=style), soft_wrap=True)
+    if outcome.by is not None:
+        console.print(slice_table(outcome.by))
+        style = "bold red" if outcome.by.drifted else "bold green"
+        console.print(Text(slices_line(outcome.by), style=style), soft_wrap=True)
     if request.html is not None:
         console.print(f"HTML report: {request.html}", highlight=False, soft_wrap=True, markup=False)
 
 
-def run_drift(settings: Settings, request: DriftRequest, *, console: Console) -> DatasetDrift:
-    """Resolve the version, compare the current file with its profile, and report."""
+def run_drift(settings: Settings, request: DriftRequest, *, console: Console) -> DriftOutcome:
+    """Resolve the version, compare the current file (and each slice) with its profile, and
+    report."""
     if request.html is not None and not request.html.parent.is_dir():
         raise InputError(f"cannot write the HTML report {request.html}: no such directory")
+    min_rows = DEFAULT_MIN_SLICE_ROWS if request.min_slice_rows is None else request.min_slice_rows
+    if min_rows < 1:
+        raise InputError(f"--min-slice-rows must be at least 1, not {min_rows}; fix it")
     current = read_current(request.current)
+    if request.by is not None:
+        check_slice_column(current, request.by, source=str(request.current))
     config = load_drift_config(request.threshold_config)
     configure_mlflow_http(
         retries=settings.registry_request_retries,
@@ -147,16 +191,21 @@ def run_drift(settings: Settings, request: DriftRequest, *, console: Console) ->
     profile = _reference_profile(registry, version)
     owner = f"{version.name} v{version.version}"
     check_columns(profile, current, source=str(request.current), owner=owner)
-    result = detect_drift_from_profile(profile, current, config=config)
+    outcome = DriftOutcome(
+        whole=detect_drift_from_profile(profile, current, config=config),
+        by=detect_drift_by(profile, current, request.by, config=config, min_rows=min_rows)
+        if request.by is not None
+        else None,
+    )
     if request.html is not None:
-        _write_html(request.html, version, request, profile, current, result)
+        _write_html(request.html, version, request, profile, current, outcome)
     if request.as_json:
         alias = None if request.version is not None else request.alias or DEFAULT_ALIAS
         report = report_dict(
-            version, profile, result, alias=alias, current=request.current,
-            current_rows=len(current), html=request.html,
+            version, profile, outcome.whole, alias=alias, current=request.current,
+            current_rows=len(current), html=request.html, by=outcome.by,
         )  # fmt: skip
         console.print_json(json.dumps(report))
     else:
-        _print(console, version, request, profile, len(current), result)
-    return result
+        _print(console, version, request, profile, len(current), outcome)
+    return outcome

@@ -9,6 +9,9 @@ names, paths) is escaped.
 Numeric features are drawn on the reference profile's own quantile bins, one equal-width slot
 per bin: the training data fills each slot about equally, so a shift shows as current bars
 piling up at one end. Categorical features show the share of each category side by side.
+
+With ``sluice drift --by COLUMN`` the report adds a table of the slices and a section per slice
+(its verdict, its feature table and a plot per drifted feature, drawn from the slice's rows).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from controller.drift.detector import DatasetDrift, FeatureDrift
+from controller.drift.slices import SlicedDrift, slice_label, split_by, top_drifted
 from controller.drift.statistics import bin_counts
-from controller.drift.table import format_threshold, format_value, verdict_line
+from controller.drift.table import format_threshold, format_value, slices_line, verdict_line
 from controller.quality.data_profile import CategoricalProfile, DataProfile, NumericProfile
 
 __all__ = [
@@ -44,7 +48,7 @@ _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; }
 .verdict { font-weight: 600; padding: .5em .8em; border-radius: 4px; }
-.drift { background: #fde2e1; } .stable { background: #e3f4e1; }
+.drift { background: #fde2e1; } .stable { background: #e3f4e1; } .skipped { color: #777; }
 table { border-collapse: collapse; } th, td { padding: .25em .7em; border-bottom: 1px solid #ddd; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 dl { display: grid; grid-template-columns: max-content auto; gap: .1em 1em; }
@@ -209,19 +213,11 @@ def _feature_rows(result: DatasetDrift) -> str:
     return "\n".join(rows)
 
 
-def render_report(
-    result: DatasetDrift,
-    profile: DataProfile,
-    current: pd.DataFrame,
-    *,
-    title: str,
-    details: Sequence[tuple[str, str]] = (),
+def _result_section(
+    result: DatasetDrift, profile: DataProfile, current: pd.DataFrame, *, heading: str
 ) -> str:
-    """The whole report as one HTML document; ``details`` are (label, value) lines shown first."""
-    verdict_class = "drift" if result.drifted else "stable"
-    facts = "".join(
-        f"<dt>{html.escape(label)}</dt><dd>{html.escape(value)}</dd>" for label, value in details
-    )
+    """One dataset's feature table, then a plot per drifted feature; ``heading`` is the tag of
+    the plots' title (h2 for the whole file, h3 inside a slice)."""
     plots = "\n".join(
         plot
         for plot in (_feature_plot(f, profile, current) for f in result.features if f.drifted)
@@ -233,7 +229,9 @@ def render_report(
         "current</p>"
     )
     drifted_section = (
-        f"<h2>Drifted features</h2>\n{legend}\n{plots}" if plots else "<p>No feature drifted.</p>"
+        f"<{heading}>Drifted features</{heading}>\n{legend}\n{plots}"
+        if plots
+        else "<p>No feature drifted.</p>"
     )
     note = (
         "<p><small>≈ computed from the reference profile's sample, not every training "
@@ -241,6 +239,86 @@ def render_report(
         if any(feature.approximate for feature in result.features)
         else ""
     )
+    return f"""<table>
+<thead><tr><th>feature</th><th>kind</th><th>method</th><th>value</th><th>threshold</th>
+<th>drifted</th></tr></thead>
+<tbody>
+{_feature_rows(result)}
+</tbody>
+</table>
+{note}
+{drifted_section}"""
+
+
+def _slice_summary_rows(by: SlicedDrift) -> str:
+    rows = []
+    for part in by.slices:
+        label = html.escape(slice_label(part.value))
+        if part.drift is None:
+            cells = ("-", html.escape(part.skipped or ""), "-", "-")
+            css = "skipped"
+        else:
+            top = top_drifted(part.drift)
+            cells = (
+                f"{len(part.drift.drifted_features)} / {len(part.drift.features)}",
+                "✗ drift" if part.drift.drifted else "✓ no drift",
+                html.escape(top.feature) if top is not None else "-",
+                html.escape(format_value(top.value)) if top is not None else "-",
+            )
+            css = "drift" if part.drift.drifted else "stable"
+        rows.append(
+            f'<tr class="{css}"><td>{label}</td><td class=num>{part.rows:,}</td>'
+            f"<td class=num>{cells[0]}</td><td>{cells[1]}</td><td>{cells[2]}</td>"
+            f"<td class=num>{cells[3]}</td></tr>"
+        )
+    return "\n".join(rows)
+
+
+def _slices_section(by: SlicedDrift, profile: DataProfile, current: pd.DataFrame) -> str:
+    """A summary table of the slices, then a section per slice judged or not."""
+    column = html.escape(by.column)
+    verdict_class = "drift" if by.drifted else "stable"
+    parts = [
+        f"<h2>By {column}</h2>",
+        "<p>Each slice of the current data against the whole training profile; slices of "
+        f"fewer than {by.min_rows:,} rows are not judged.</p>",
+        f'<p class="verdict {verdict_class}">{html.escape(slices_line(by))}</p>',
+        f"<table>\n<thead><tr><th>{column}</th><th>rows</th><th>drifted</th><th>verdict</th>"
+        "<th>top drifted feature</th><th>score</th></tr></thead>\n<tbody>\n"
+        f"{_slice_summary_rows(by)}\n</tbody>\n</table>",
+    ]
+    rows_of = dict(split_by(current, by.column))
+    for part in by.slices:
+        title = html.escape(f"{by.column} = {slice_label(part.value)} ({part.rows:,} rows)")
+        parts.append(f"<section>\n<h2>{title}</h2>")
+        if part.drift is None:
+            parts.append(f"<p>Not judged: {html.escape(part.skipped or '')}.</p>")
+        else:
+            verdict = "drift" if part.drift.drifted else "stable"
+            parts.append(
+                f'<p class="verdict {verdict}">{html.escape(verdict_line(part.drift))}</p>'
+            )
+            parts.append(_result_section(part.drift, profile, rows_of[part.value], heading="h3"))
+        parts.append("</section>")
+    return "\n".join(parts)
+
+
+def render_report(
+    result: DatasetDrift,
+    profile: DataProfile,
+    current: pd.DataFrame,
+    *,
+    title: str,
+    details: Sequence[tuple[str, str]] = (),
+    by: SlicedDrift | None = None,
+) -> str:
+    """The whole report as one HTML document; ``details`` are (label, value) lines shown first,
+    and ``by`` (``--by``) adds a summary of the slices and a section per slice."""
+    verdict_class = "drift" if result.drifted else "stable"
+    facts = "".join(
+        f"<dt>{html.escape(label)}</dt><dd>{html.escape(value)}</dd>" for label, value in details
+    )
+    slices = _slices_section(by, profile, current) if by is not None else ""
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -255,15 +333,8 @@ def render_report(
 <h1>{html.escape(title)}</h1>
 <p class="verdict {verdict_class}">{html.escape(verdict_line(result))}</p>
 <dl>{facts}</dl>
-<table>
-<thead><tr><th>feature</th><th>kind</th><th>method</th><th>value</th><th>threshold</th>
-<th>drifted</th></tr></thead>
-<tbody>
-{_feature_rows(result)}
-</tbody>
-</table>
-{note}
-{drifted_section}
+{_result_section(result, profile, current, heading="h2")}
+{slices}
 </body>
 </html>
 """

@@ -1,7 +1,8 @@
 """The drift verdict as JSON-ready data (``sluice drift --json``), with a fixed set of keys.
 
 Non-finite values (a statistic that could not be computed) become null, so the output is
-strict JSON.
+strict JSON. With ``--by``, ``"by"`` holds a slice per value of the column, each with the same
+verdict keys as the whole file (``drifted`` and the shares null for a slice not judged).
 """
 
 from __future__ import annotations
@@ -12,35 +13,20 @@ from typing import Any
 
 from controller.domain import ModelVersion
 from controller.drift.detector import DatasetDrift
-from controller.drift.table import verdict_line
+from controller.drift.slices import SlicedDrift, SliceDrift, SliceValue
+from controller.drift.table import slices_line, verdict_line
 from controller.quality.data_profile import DataProfile
 
-__all__ = ["report_dict"]
+__all__ = ["drift_dict", "report_dict", "sliced_dict"]
 
 
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def report_dict(
-    version: ModelVersion,
-    profile: DataProfile,
-    result: DatasetDrift,
-    *,
-    alias: str | None,
-    current: Path,
-    current_rows: int,
-    html: Path | None,
-) -> dict[str, Any]:
-    """The result as JSON-ready data; ``alias`` is the one resolved (None for a version asked
-    for by number), ``current`` the compared file and ``html`` the HTML report, if written."""
+def drift_dict(result: DatasetDrift) -> dict[str, Any]:
+    """One dataset's verdict: the shares, the drifted features and every feature's row."""
     return {
-        "model": version.name,
-        "version": version.version,
-        "alias": alias,
-        "run_id": version.run_id,
-        "reference_rows": profile.rows,
-        "current": {"path": str(current), "rows": current_rows},
         "drifted": result.drifted,
         "drift_share": result.drift_share,
         "drifted_share": result.drifted_share,
@@ -61,5 +47,65 @@ def report_dict(
             for feature in result.features
         ],
         "summary": verdict_line(result),
+    }
+
+
+def _json_value(value: SliceValue) -> SliceValue:
+    """A slice value as strict JSON holds it: an infinite number as its text."""
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _slice_dict(part: SliceDrift) -> dict[str, Any]:
+    head = {"value": _json_value(part.value), "rows": part.rows}
+    if part.drift is None:
+        return {
+            **head,
+            "judged": False,
+            "reason": part.skipped,
+            "drifted": None,
+            "drift_share": None,
+            "drifted_share": None,
+            "drifted_features": [],
+            "features": [],
+            "summary": part.skipped,
+        }
+    return {**head, "judged": True, "reason": None, **drift_dict(part.drift)}
+
+
+def sliced_dict(sliced: SlicedDrift) -> dict[str, Any]:
+    """Every slice's verdict (``sluice drift --by``), and whether any slice drifts."""
+    return {
+        "column": sliced.column,
+        "min_rows": sliced.min_rows,
+        "drifted": sliced.drifted,
+        "drifted_values": [_json_value(value) for value in sliced.drifted_values],
+        "summary": slices_line(sliced),
+        "slices": [_slice_dict(part) for part in sliced.slices],
+    }
+
+
+def report_dict(
+    version: ModelVersion,
+    profile: DataProfile,
+    result: DatasetDrift,
+    *,
+    alias: str | None,
+    current: Path,
+    current_rows: int,
+    html: Path | None,
+    by: SlicedDrift | None = None,
+) -> dict[str, Any]:
+    """The result as JSON-ready data; ``alias`` is the one resolved (None for a version asked
+    for by number), ``current`` the compared file, ``html`` the HTML report, if written, and
+    ``by`` the slices of ``--by`` (null without it)."""
+    return {
+        "model": version.name,
+        "version": version.version,
+        "alias": alias,
+        "run_id": version.run_id,
+        "reference_rows": profile.rows,
+        "current": {"path": str(current), "rows": current_rows},
+        **drift_dict(result),
         "html": str(html) if html is not None else None,
+        "by": sliced_dict(by) if by is not None else None,
     }

@@ -1,4 +1,5 @@
-"""The drift verdict as a terminal table: one row per feature, then the dataset's line.
+"""The drift verdict as a terminal table: one row per feature, then the dataset's line; with
+``--by``, a second table with one row per slice, then the slices' line.
 
 A person reading ``sluice drift`` wants to see, per feature, which statistic decided, how far it
 is from its threshold and which way the comparison goes (a p-value drifts *below* its threshold,
@@ -14,12 +15,15 @@ from rich.table import Table
 from rich.text import Text
 
 from controller.drift.detector import DatasetDrift, DriftMethod, FeatureDrift
+from controller.drift.slices import SlicedDrift, slice_label, top_drifted
 
 __all__ = [
     "SHORT_STATISTIC_NAMES",
     "drift_table",
     "format_threshold",
     "format_value",
+    "slice_table",
+    "slices_line",
     "verdict_line",
 ]
 
@@ -90,4 +94,55 @@ def drift_table(result: DatasetDrift, *, title: str | None = None) -> Table:
     if any(feature.approximate for feature in result.features):
         table.caption = "≈ computed from the reference profile's sample, not every training row"
         table.caption_justify = "left"
+    return table
+
+
+def _score(feature: FeatureDrift) -> str:
+    value = format_value(feature.value)
+    return f"≈{value}" if feature.approximate else value
+
+
+def slices_line(sliced: SlicedDrift) -> str:
+    """One line: which slices drift, of how many judged, and how many were not judged."""
+    judged = [part for part in sliced.slices if part.drift is not None]
+    skipped = len(sliced.slices) - len(judged)
+    drifted = [slice_label(value) for value in sliced.drifted_values]
+    head = "SLICES DRIFT" if drifted else "NO SLICE DRIFTS"
+    names = f" ({', '.join(drifted)})" if drifted else ""
+    rest = f"; {skipped} not judged" if skipped else ""
+    return (
+        f"{head} by {sliced.column}: {len(drifted)} of {len(judged)} judged slices drifted"
+        f"{names}{rest}"
+    )
+
+
+def slice_table(sliced: SlicedDrift) -> Table:
+    """A Rich table with a row per slice: its rows, drifted features, verdict and the drifted
+    feature farthest past its threshold (``≈``: computed from the profile's sample)."""
+    table = Table(
+        title=f"By {sliced.column}: each slice against the whole training profile",
+        title_justify="left",
+    )
+    table.add_column(sliced.column)
+    table.add_column("rows", justify="right", no_wrap=True)
+    table.add_column("drifted", justify="right", no_wrap=True)
+    table.add_column("verdict")
+    table.add_column("top drifted feature")
+    table.add_column("score", justify="right", no_wrap=True)
+    for part in sliced.slices:
+        label, rows = slice_label(part.value), f"{part.rows:,}"
+        if part.drift is None:
+            table.add_row(label, rows, "-", Text(part.skipped or "", style="dim"), "-", "-")
+            continue
+        top = top_drifted(part.drift)
+        table.add_row(
+            label,
+            rows,
+            f"{len(part.drift.drifted_features)} / {len(part.drift.features)}",
+            Text("✗ DRIFT", style="bold red")
+            if part.drift.drifted
+            else Text("✓ no drift", style="green"),
+            top.feature if top is not None else "-",
+            _score(top) if top is not None else "-",
+        )
     return table
