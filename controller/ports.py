@@ -330,8 +330,8 @@ class LiveRequestCounts(Protocol):
 
 @runtime_checkable
 class GraphInventory(Protocol):
-    """A target that lists the InferenceGraphs an environment runs: the local target, from
-    its runtime's state (:meth:`controller.local.target.LocalTarget.inference_graphs`).
+    """A target that lists the InferenceGraphs an environment runs: the local target from its
+    runtime's state, a cluster from the Kubernetes API (the environment's namespace).
     ``sluice status`` shows each graph's members; a target without it shows no graphs and
     says so."""
 

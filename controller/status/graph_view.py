@@ -223,7 +223,10 @@ def graph_section(
     shares = traffic_shares(graph, calls) if calls is not None else None
     notes = [traffic_note] if traffic_note else []
     if shares is not None and not shares.requests:
-        notes.append(f"no requests routed in the last {WINDOW}: shares are -")
+        notes.append(
+            f"no step calls counted in the last {WINDOW} (only the local target's graph router "
+            "exports them; KServe's exports none): shares are -"
+        )
     rows = []
     for place in members:
         row = releases.get(place.service)
