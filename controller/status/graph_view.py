@@ -57,6 +57,8 @@ __all__ = [
 
 #: The window the shares are counted over: recent, and long enough for a quiet graph.
 WINDOW = "5m"
+#: The node KServe's router enters first (:data:`controller.manifests.inference_graph.ROOT_NODE`,
+#: not imported: that module loads the CRD's schema validator, which status has no use for).
 ROOT_NODE = "root"
 
 Row = Mapping[str, Any]
