@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from controller.analysis_types import LoadPlan, LoadReport, MetricSample
 from controller.domain import (
@@ -33,6 +33,7 @@ __all__ = [
     "ChangeInfo",
     "CommitOutcome",
     "Forge",
+    "GraphInventory",
     "LeaseStore",
     "LiveRequestCounts",
     "LoadGenerator",
@@ -324,6 +325,20 @@ class LiveRequestCounts(Protocol):
     ) -> Mapping[str, Mapping[int, int]]:
         """Answers per revision and HTTP status code since ``since`` (epoch seconds);
         :class:`~controller.errors.RemoteUnavailable` when they cannot be read."""
+        ...
+
+
+@runtime_checkable
+class GraphInventory(Protocol):
+    """A target that lists the InferenceGraphs an environment runs: the local target from its
+    runtime's state, a cluster from the Kubernetes API (the environment's namespace).
+    ``sluice status`` shows each graph's members; a target without it shows no graphs and
+    says so."""
+
+    def inference_graphs(self, environment: str) -> list[Mapping[str, Any]]:
+        """Each InferenceGraph of ``environment`` as the Kubernetes API returns it (``spec``,
+        and ``status`` once KServe wrote one); empty when it runs none.
+        :class:`~controller.errors.RemoteUnavailable` when the target cannot be asked."""
         ...
 
 

@@ -88,6 +88,7 @@ ISVC_PATH = re.compile(
     r"^/apis/serving\.kserve\.io/v1beta1/namespaces/([^/]+)/inferenceservices/([^/]+)$"
 )
 APP_PATH = re.compile(r"^/api/v1/applications/([^/]+)$")
+GRAPHS_PATH = re.compile(r"^/apis/serving\.kserve\.io/v1alpha1/namespaces/([^/]+)/inferencegraphs$")
 
 
 def load(name: str) -> dict[str, Any]:
@@ -112,8 +113,11 @@ class ClusterApi(ThreadingHTTPServer):
 
     def reset(self) -> None:
         self.isvcs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.graphs: dict[tuple[str, str], dict[str, Any]] = {}
         self.applications: dict[str, dict[str, Any]] = {}
         self.kserve_installed = True
+        #: Answer the list of InferenceGraphs 403, as a missing RBAC rule does.
+        self.graphs_forbidden = False
         self.argocd_failure: int | None = None
         self.paths: list[str] = []
 
@@ -136,6 +140,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.partition("?")[0]
         if match := ISVC_PATH.match(path):
             self._kubernetes(authorization, match.group(1), match.group(2))
+        elif match := GRAPHS_PATH.match(path):
+            self._graphs(authorization, match.group(1))
         elif match := APP_PATH.match(path):
             self._argocd(authorization, match.group(1))
         else:
@@ -152,6 +158,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, _status(404, "NotFound", message, details))
         else:
             self._reply(200, document)
+
+    def _graphs(self, authorization: str | None, namespace: str) -> None:
+        if authorization != f"Bearer {KUBE_TOKEN}":
+            self._reply(401, _status(401, "Unauthorized", "Unauthorized"))
+        elif not self.server.kserve_installed:
+            self._reply(404, "404 page not found", content_type="text/plain")
+        elif self.server.graphs_forbidden:
+            message = "inferencegraphs.serving.kserve.io is forbidden"
+            self._reply(403, _status(403, "Forbidden", message))
+        else:
+            items = [g for (ns, _), g in sorted(self.server.graphs.items()) if ns == namespace]
+            kind = {"apiVersion": "serving.kserve.io/v1alpha1", "kind": "InferenceGraphList"}
+            self._reply(200, kind | {"metadata": {"resourceVersion": "7"}, "items": items})
 
     def _argocd(self, authorization: str | None, name: str) -> None:
         if authorization != f"Bearer {ARGOCD_TOKEN}":
@@ -428,6 +447,42 @@ def test_kserve_not_installed(cluster: ClusterApi, target: KubernetesTarget) -> 
     cluster.kserve_installed = False
     with pytest.raises(ConfigError, match="install KServe") as caught:
         target.observe("staging", ISVC)
+    assert_one_line_without_secrets(caught.value, KUBE_TOKEN)
+
+
+def graph(name: str, namespace: str = NS) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "InferenceGraph",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceName": ISVC}]}}},
+    }
+
+
+def test_the_environments_inference_graphs_are_listed_from_its_namespace(
+    cluster: ClusterApi, target: KubernetesTarget
+) -> None:
+    """``sluice status``'s graphs: those of the environment's namespace only."""
+    cluster.graphs[(NS, "b")] = graph("b")
+    cluster.graphs[(NS, "a")] = graph("a")
+    cluster.graphs[("models-production", "c")] = graph("c", "models-production")
+    assert [g["metadata"]["name"] for g in target.inference_graphs("staging")] == ["a", "b"]
+    assert target.inference_graphs("dev") == []
+
+
+def test_no_inference_graph_api_is_no_graphs_and_a_missing_grant_says_which(
+    cluster: ClusterApi, target: KubernetesTarget
+) -> None:
+    cluster.kserve_installed = False
+    assert target.inference_graphs("staging") == []
+    cluster.kserve_installed = True
+    cluster.graphs_forbidden = True
+    with pytest.raises(ConfigError) as caught:
+        target.inference_graphs("staging")
+    assert str(caught.value).endswith(
+        "grant Sluice's identity list on inferencegraphs.serving.kserve.io"
+    )
+    assert "forbids listing InferenceGraphs in models-staging (403)" in str(caught.value)
     assert_one_line_without_secrets(caught.value, KUBE_TOKEN)
 
 

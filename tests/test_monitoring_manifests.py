@@ -210,17 +210,18 @@ def test_controller_probes_and_service_use_the_served_routes(
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
-def test_controller_may_only_read_inferenceservices_in_the_model_namespaces(
+def test_controller_may_only_read_inferenceservices_and_graphs_in_the_model_namespaces(
     controller: list[dict[str, Any]], model_namespaces: set[str]
 ) -> None:
-    """One rule (get, list, watch on InferenceServices), bound in each model namespace only;
+    """One rule (get, list, watch on InferenceServices and InferenceGraphs, which `sluice
+    status` lists), bound in each model namespace only;
     and the rollout leases in the controller's own namespace: get, create, update and delete
     on Leases there, and nothing else."""
     role = one(controller, "ClusterRole")
     assert role["rules"] == [
         {
             "apiGroups": ["serving.kserve.io"],
-            "resources": ["inferenceservices"],
+            "resources": ["inferenceservices", "inferencegraphs"],
             "verbs": ["get", "list", "watch"],
         }
     ]

@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 _GROUP, _VERSION, _PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+_GRAPH_VERSION, _GRAPHS = "v1alpha1", "inferencegraphs"
 
 #: How an environment's Application or namespace is named: a function, or a template over
 #: ``{environment}``.
@@ -128,10 +129,47 @@ class KubernetesTarget:
         Sluice just pushed instead of at its next poll of Git (three minutes by default)."""
         self._argocd.read(self._application_for(environment), refresh=True)
 
+    def inference_graphs(self, environment: str) -> list[dict[str, Any]]:
+        """The InferenceGraphs in the environment's namespace, as the API returns them
+        (:class:`~controller.ports.GraphInventory`); none where the cluster does not serve the
+        InferenceGraph API (a KServe without it runs no graphs).
+
+        :class:`~controller.errors.RemoteUnavailable` when the API cannot answer,
+        :class:`~controller.errors.ConfigError` when a credential or a grant is missing.
+        """
+        from kubernetes.client.exceptions import ApiException  # type: ignore[import-untyped]
+
+        namespace = self._namespace_for(environment)
+        api = self._custom_objects.api()
+        what = f"InferenceGraphs in {namespace}"
+        request = KubernetesRequest(
+            host=api_host(api),
+            what=what,
+            doing=f"listing {what}",
+            forbidden=f"listing {what}",
+            grant=f"grant Sluice's identity list on {_GRAPHS}.{_GROUP}",
+            resource=f"{_GROUP}/{_GRAPH_VERSION} {_GRAPHS}",
+            not_served_fix="install KServe's InferenceGraph CRD",
+        )
+        try:
+            listed = api.list_namespaced_custom_object(
+                _GROUP, _GRAPH_VERSION, namespace, _GRAPHS, _request_timeout=self._timeout
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return []  # the API is not served: no InferenceGraph can exist
+            raise api_error(request, int(exc.status or 0), str(exc.reason)) from None
+        except HTTPError as exc:
+            raise unreachable_error(request, exc) from None
+        items = listed.get("items") if isinstance(listed, dict) else None
+        if not isinstance(items, list):
+            raise no_object_error(request)
+        return [item for item in items if isinstance(item, dict)]
+
     # -- Kubernetes --------------------------------------------------------------------------------
 
     def _read_inference_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException  # type: ignore[import-untyped]
+        from kubernetes.client.exceptions import ApiException
 
         api = self._custom_objects.api()
         what = f"InferenceService {namespace}/{name}"

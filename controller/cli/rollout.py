@@ -141,7 +141,8 @@ def status(
     ] = 2.0,
 ) -> None:
     """Per model and environment: what serves, the canary and its weight, phase, time in phase,
-    next analysis, last gates, rolled-back and quarantined versions, and what to run next."""
+    next analysis, last gates, rolled-back and quarantined versions, and what to run next; then
+    each InferenceGraph's members with their version, phase and share of the graph's requests."""
     if env is not None:
         validate_environment_name(env)
     if watch and as_json:

@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 
 from controller.commands.rollout_backends import TargetKind, build_reconciler
+from controller.commands.status_graphs import graph_sections
 from controller.commands.status_rows import status_row, status_rows
 from controller.errors import InputError
 from controller.lease import Lease, LeaseKeeper, lease_name
@@ -35,6 +36,7 @@ from controller.rollout.observe import (
 from controller.rollout.pass_report import PassReport
 from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
+from controller.status.graph_view import graph_notes, graph_table
 from controller.status.status_view import status_notes, status_table
 
 __all__ = ["exit_code", "run_rollback", "run_rollout", "run_status"]
@@ -245,7 +247,9 @@ def run_status(
 ) -> None:
     """Per model and environment: what serves, the canary (or its smoke test), the phase, the
     controller that holds the release's lease, the last gates, the time in phase and the next
-    analysis; with ``watch``, again every ``interval_seconds`` until interrupted."""
+    analysis; then each InferenceGraph the target runs there, its members with their
+    releases' version and phase and their share of the graph's requests. With ``watch``, the
+    releases again every ``interval_seconds`` until interrupted."""
     reconciler = build_reconciler(settings, target=target, remote=remote)
     if watch:
         from controller.commands.status import watch_status
@@ -257,8 +261,17 @@ def run_status(
         )
         return
     rows = status_rows(reconciler, environment, target=target)
+    graphs, graphs_unknown = graph_sections(
+        reconciler.target,
+        reconciler.analyzer.metrics,
+        reconciler.workspace,
+        rows,
+        environment,
+        kind=target,
+    )
     if as_json:
-        console.print_json(json.dumps({"releases": rows}))
+        document = {"releases": rows, "graphs": graphs, "graphNotes": graphs_unknown}
+        console.print_json(json.dumps(document))
         return
     console.print(status_table(rows, width=console.width, now=time.time()))
     for row in rows:
@@ -274,6 +287,13 @@ def run_status(
         drift = row.get("drift")
         if isinstance(drift, dict) and drift.get("on") is not True:
             console.print(f"{release}: drift {drift['summary']}", soft_wrap=True, markup=False)
+    for section in graphs:
+        console.print(graph_table(section, width=console.width))
+        for note in graph_notes(section):
+            line = f"{section['name']} in {section['environment']}: {note}"
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
+    for line in graphs_unknown:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -85,6 +85,21 @@ class LocalTarget:
         )
         return replace(observed, url=observed.url or router, traffic=traffic)
 
+    def inference_graphs(self, environment: str) -> list[dict[str, Any]]:
+        """The InferenceGraphs the runtime last saved, as the Kubernetes API would return them
+        (:class:`~controller.ports.GraphInventory`); none for an environment it does not run.
+
+        :class:`~controller.errors.RemoteUnavailable` when no runtime is running for this
+        state directory.
+        """
+        try:
+            saved = self._saved(environment)
+        except ConfigError:
+            return []  # it runs another environment: none of this one's graphs
+        entries = (saved.get("inferenceGraphs") or {}).values()
+        objects = [e["object"] for e in entries if isinstance(e, dict)]
+        return [o for o in objects if isinstance(o, dict)]
+
     def request_sync(self, environment: str) -> None:
         """Make the runtime fetch the branch now (``SIGUSR1``) rather than at its next poll;
         :class:`~controller.errors.RemoteUnavailable` when it is not running."""
