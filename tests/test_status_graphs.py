@@ -31,8 +31,10 @@ from controller.status.graph_view import (
 from controller.target_types import TargetObservation
 from controller.testing.release_repository import MemoryReleaseRepository
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "models" / "market_regime" / "inference_graph.yaml"
-CLASSIFIER, CALM, VOLATILE = (f"market-regime-{m}" for m in ("classifier", "calm", "volatile"))
+EXAMPLE = Path(__file__).resolve().parents[1] / "models/market_regime/overlay/inference-graph.yaml"
+CLASSIFIER, CALM, VOLATILE, BLEND = (
+    f"market-regime-{m}" for m in ("classifier", "calm", "volatile", "blend")
+)
 
 
 def example() -> dict[str, Any]:
@@ -50,13 +52,16 @@ def samples(calls: dict[tuple[str, str, str], float]) -> list[MetricSample]:
     ]
 
 
-#: 200 requests in the window: 120 calm, 60 volatile, 20 black swans (both specialists).
+#: 200 requests in the window: 120 calm, 60 volatile, 20 black swans (the Ensemble of the
+#: classifier and both specialists, then the blend).
 CALLS = {
     ("root", "classify", CLASSIFIER): 200.0,
     ("by-regime", "calm", CALM): 120.0,
     ("by-regime", "volatile", VOLATILE): 60.0,
-    ("both-specialists", "calm", CALM): 20.0,
-    ("both-specialists", "volatile", VOLATILE): 20.0,
+    ("blend-inputs", "classifier", CLASSIFIER): 20.0,
+    ("blend-inputs", "calm", CALM): 20.0,
+    ("blend-inputs", "volatile", VOLATILE): 20.0,
+    ("blend", "blend", BLEND): 20.0,
 }
 
 
@@ -73,15 +78,18 @@ ROWS = {
 
 def test_the_walk_lists_each_member_where_it_sits_and_under_which_regime() -> None:
     """Recursively through nodeName steps, in step order; a member of two places is listed
-    at each; the Ensemble's members serve the black-swan regime."""
+    at each; the Ensemble's members and the blend after it serve the black-swan regime."""
+    black_swan = ("by-regime", "black-swan")
     assert graph_members(example()) == [
         MemberPlace(CLASSIFIER, "root", "classify", None),
         MemberPlace(CALM, "by-regime", "calm", ("by-regime", "calm")),
         MemberPlace(VOLATILE, "by-regime", "volatile", ("by-regime", "volatile")),
-        MemberPlace(CALM, "both-specialists", "calm", ("by-regime", "black-swan")),
-        MemberPlace(VOLATILE, "both-specialists", "volatile", ("by-regime", "black-swan")),
+        MemberPlace(CLASSIFIER, "blend-inputs", "classifier", black_swan),
+        MemberPlace(CALM, "blend-inputs", "calm", black_swan),
+        MemberPlace(VOLATILE, "blend-inputs", "volatile", black_swan),
+        MemberPlace(BLEND, "blend", "blend", black_swan),
     ]
-    assert [m.at for m in graph_members(example())][-1] == "both-specialists/volatile"
+    assert [m.at for m in graph_members(example())][-1] == "blend/blend"
 
 
 def test_an_unnamed_step_is_its_index_and_a_cycle_or_missing_node_ends_the_walk() -> None:
@@ -116,13 +124,15 @@ def test_the_query_counts_the_graphs_step_calls_under_the_environments_profile()
 
 def test_shares_per_member_and_per_regime_are_of_the_requests_that_entered_the_root() -> None:
     """The Sequence's requests are its first step's calls; the Switch's black-swan branch
-    counts the Ensemble's requests (each member is called once per request)."""
+    counts the blend Sequence's, whose first step is the Ensemble (each of its members is
+    called once per request)."""
     shares = traffic_shares(example(), step_calls(samples(CALLS)))
     assert shares.requests == 200
     assert shares.share("by-regime", "calm") == pytest.approx(0.6)
     assert shares.share("by-regime", "volatile") == pytest.approx(0.3)
     assert shares.share("by-regime", "black-swan") == pytest.approx(0.1)
-    assert shares.share("both-specialists", "volatile") == pytest.approx(0.1)
+    assert shares.share("blend-inputs", "volatile") == pytest.approx(0.1)
+    assert shares.share("blend", "blend") == pytest.approx(0.1)
     assert shares.share("root", "classify") == 1.0
 
 
@@ -184,15 +194,16 @@ def test_the_section_joins_members_with_their_releases_and_shows_shares_per_regi
     assert cells["by-regime/calm"] == [
         CALM, "by-regime/calm", "calm", "v2", "v3 10%", "analysing", "60%"
     ]  # fmt: skip
-    assert cells["both-specialists/volatile"] == [
-        VOLATILE, "both-specialists/volatile", "black-swan", "v4", "-", "promoted", "10%"
+    assert cells["blend-inputs/volatile"] == [
+        VOLATILE, "blend-inputs/volatile", "black-swan", "v4", "-", "promoted", "10%"
     ]  # fmt: skip
     assert cells["root/classify"] == [CLASSIFIER, "root/classify", "-", "-", "-", "-", "100%"]
     assert notes == [
         "regimes: by-regime/calm 60%, by-regime/volatile 30%, by-regime/black-swan 10%",
-        f"{CLASSIFIER}: no release of local serves it (its sluice.yaml): no version or phase",
+        f"{BLEND}, {CLASSIFIER}: no release of local serves them (its sluice.yaml): no version "
+        "or phase",
     ]
-    member = section["members"][3]
+    member = section["members"][4]
     assert member["regime"] == {"node": "by-regime", "step": "black-swan"}
     assert (member["model"], member["version"], member["phase"]) == (CALM, 3, "analysing")
     assert (member["calls"], member["share"]) == (20.0, pytest.approx(0.1))

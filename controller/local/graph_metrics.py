@@ -29,7 +29,7 @@ Each Switch node's decisions are counted too, under every profile, in the counte
 else its index; "" when no condition matched). A Switch that found no branch is told apart
 nowhere else: the graph answers KServe's 404 only when the Switch is its root (nested, the
 enclosing node turns it into a 500), and a member's own 404 passes through a Switch unchanged.
-A step that routes to a node (a Switch step ``nodeName: both-specialists``) has no step call
+A step that routes to a node (a Switch step ``nodeName: blend``) has no step call
 of its own, so this counter is also the only count of the requests that took it.
 """
 

@@ -6,7 +6,7 @@ Everything here is pure, over plain values:
 - :func:`graph_members` walks an InferenceGraph object (as the Kubernetes API returns it) from
   its ``root`` node through ``nodeName`` steps into one :class:`MemberPlace` per ``serviceName``
   step it reaches: the member InferenceService, the node and step it sits at
-  (``by-regime/volatile``, ``both-specialists/volatile``) and the Switch step above it, the
+  (``by-regime/volatile``, ``blend-inputs/volatile``) and the Switch step above it, the
   regime it serves (``by-regime/black-swan`` for the Ensemble's members);
 - :func:`step_calls_query` is the PromQL that counts the graph's step calls over
   :data:`WINDOW` (the router's ``sluice_graph_step_*`` series, named as the environment's
