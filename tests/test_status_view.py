@@ -137,6 +137,18 @@ def test_a_first_deploy_in_promoting_without_a_controller_says_to_run_sluice_rol
     )
 
 
+def test_after_a_rollback_the_hint_names_the_version_that_serves_again() -> None:
+    """A rollback restores the previous pin: the pinned version serves, and was not the one
+    rolled back (the hint said "v6 was rolled back" while v6 served)."""
+    restored = _row(phase="rolled_back", version=6, serving="v6", canaryPercent=None)
+    assert restored["hint"] == (
+        "rolled back to v6, which serves: register a fixed version, then "
+        "`sluice propose fraud-detector --env staging`"
+    )
+    nothing_serves = _row(phase="rolled_back", version=1, serving=None, canaryPercent=None)
+    assert str(nothing_serves["hint"]).startswith("v1 was rolled back: register a fixed version")
+
+
 def test_the_piped_line_changes_only_when_more_than_the_clocks_change() -> None:
     """The line has every fact on one line; a later look at the same state has the same key,
     a new weight or gate a new one."""

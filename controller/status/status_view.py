@@ -113,10 +113,11 @@ def next_step(row: Row, *, target: str = "local") -> str | None:
     if row.get("version") is None:
         return f"nothing is pinned: run `sluice propose {model} --env {environment}`"
     if phase in ("rolled_back", "failed"):
-        return (
-            f"v{row['version']} was rolled back: register a fixed version, then "
-            f"`sluice propose {model} --env {environment}`"
-        )
+        propose = f"register a fixed version, then `sluice propose {model} --env {environment}`"
+        if row.get("serving") == f"v{row['version']}":
+            # The pin is the version the rollback restored, not the one rolled back.
+            return f"rolled back to v{row['version']}, which serves: {propose}"
+        return f"v{row['version']} was rolled back: {propose}"
     return None
 
 
