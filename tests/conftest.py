@@ -43,6 +43,7 @@ _LONGEST_FIRST = (
     "test_demo.py",
     "test_propose.py",
     "test_train.py",
+    "test_demo_ensemble.py",
     "test_rollout_local.py",
     "test_by_hand.py",
     "test_own_model.py",
