@@ -141,16 +141,10 @@ class KubernetesTarget:
 
         namespace = self._namespace_for(environment)
         api = self._custom_objects.api()
-        what = f"InferenceGraphs in {namespace}"
-        request = KubernetesRequest(
-            host=api_host(api),
-            what=what,
-            doing=f"listing {what}",
-            forbidden=f"listing {what}",
-            grant=f"grant Sluice's identity list on {_GRAPHS}.{_GROUP}",
-            resource=f"{_GROUP}/{_GRAPH_VERSION} {_GRAPHS}",
-            not_served_fix="install KServe's InferenceGraph CRD",
-        )
+        request = _kserve_request(
+            api, f"InferenceGraphs in {namespace}", ("listing", "list"),
+            f"{_GRAPH_VERSION} {_GRAPHS}", "install KServe's InferenceGraph CRD",
+        )  # fmt: skip
         try:
             listed = api.list_namespaced_custom_object(
                 _GROUP, _GRAPH_VERSION, namespace, _GRAPHS, _request_timeout=self._timeout
@@ -173,14 +167,8 @@ class KubernetesTarget:
 
         api = self._custom_objects.api()
         what = f"InferenceService {namespace}/{name}"
-        request = KubernetesRequest(
-            host=api_host(api),
-            what=what,
-            doing=f"reading {what}",
-            forbidden=f"reading {what}",
-            grant=f"grant Sluice's identity get on {_PLURAL}.{_GROUP}",
-            resource=f"{_GROUP}/{_VERSION} {_PLURAL}",
-            not_served_fix="install KServe in the cluster",
+        request = _kserve_request(
+            api, what, ("reading", "get"), f"{_VERSION} {_PLURAL}", "install KServe in the cluster"
         )
         try:
             document = api.get_namespaced_custom_object(
@@ -214,3 +202,21 @@ def _naming(value: Naming, what: str) -> Callable[[str], str]:
             "only {environment} is available"
         )
     return lambda environment: template.format(environment=environment)
+
+
+def _kserve_request(
+    api: Any, what: str, verb: tuple[str, str], resource: str, not_served_fix: str
+) -> KubernetesRequest:
+    """A request to KServe's API group about ``what``: ``verb`` is what Sluice was doing and
+    the RBAC verb it needs (``("listing", "list")``), ``resource`` the version and plural."""
+    doing, permission = verb
+    version, plural = resource.split(" ")
+    return KubernetesRequest(
+        host=api_host(api),
+        what=what,
+        doing=f"{doing} {what}",
+        forbidden=f"{doing} {what}",
+        grant=f"grant Sluice's identity {permission} on {plural}.{_GROUP}",
+        resource=f"{_GROUP}/{version} {plural}",
+        not_served_fix=not_served_fix,
+    )

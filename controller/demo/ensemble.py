@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -34,18 +33,17 @@ from rich.rule import Rule
 from rich.syntax import Syntax
 from rich.table import Table
 
-from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.rollout import run_status
 from controller.demo.drift_chapter import wait_until
 from controller.demo.ensemble_traffic import GraphClients, MarketRow, StepKey, step_calls
 from controller.demo.gitops_remote import commit_to_main, merge_branch, seed_gitops_remote
+from controller.demo.narration import narrated_proposal, narrated_training, stopped_at_exit
 from controller.demo.rollout_chapter import RolloutRun
 from controller.errors import ConfigError, GateFailed
-from controller.local.stack import StackRequest, down, up
+from controller.local.stack import StackRequest, up
 from controller.local.state import PREDICTION_LOG_FILE, read_json
-from controller.null_ports import NoForge
-from controller.proposals.propose import ProposalRequest, ProposalResult, propose
+from controller.proposals.propose import ProposalRequest, ProposalResult
 from controller.rollout.actions import Outcome
 from controller.rollout.pass_report import PassReport
 from controller.settings import Settings
@@ -136,35 +134,6 @@ def _install_overlay(console: Console, repository: Path, remote: Path) -> None:
     console.print(Syntax(spec, "yaml", theme="ansi_dark", background_color="default"))
 
 
-def _train(console: Console, tracking_uri: str, args: list[str], *, expect_exit: int) -> None:
-    command = [sys.executable, "-m", "models.market_regime.train", *args]
-    console.print(f"[dim]$ python -m models.market_regime.train {' '.join(args)}[/]")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "COLUMNS": str(console.width)}
-    started = time.monotonic()
-    result = subprocess.run(command, env=env, check=False)
-    console.print(f"[dim]({time.monotonic() - started:.1f} s, exit {result.returncode})[/]")
-    if result.returncode != expect_exit:
-        raise GateFailed(
-            f"demo: training {' '.join(args)} exited {result.returncode}, expected "
-            f"{expect_exit}; see its output above"
-        )
-
-
-def _propose(
-    console: Console, tracking_uri: str, remote: Path, cache: Path, model: str, version: int | None
-) -> ProposalResult:
-    flag = f" --version {version}" if version is not None else ""
-    console.print(f"[dim]$ sluice propose {model} --env local{flag}[/]")
-    result = propose(
-        ProposalRequest(model=model, environment="local", version=version),
-        registry=MlflowRegistry(tracking_uri),
-        workspace=GitWorkspace(str(remote), cache),
-        forge=NoForge(),
-    )
-    console.print(f"Proposed: [bold]{result.subject}[/] on branch {result.branch}")
-    return result
-
-
 def _graph_entry(root: Path) -> dict[str, Any]:
     graphs = (read_json(root / "runtime.json") or {}).get("inferenceGraphs") or {}
     return dict(graphs.get(GRAPH) or {})
@@ -211,11 +180,17 @@ class _Chapters:
         )  # fmt: skip
 
     def propose(self, model: str, version: int | None = None) -> ProposalResult:
-        cache = self.root / "demo-git"
-        return _propose(self.console, self.tracking_uri, self.remote, cache, model, version)
+        request = ProposalRequest(model=model, environment="local", version=version)
+        return narrated_proposal(
+            self.console, self.tracking_uri, self.remote, self.root / "demo-git", request,
+            show_diff=False,
+        )  # fmt: skip
 
     def train(self, *args: str, expect_exit: int = 0) -> None:
-        _train(self.console, self.tracking_uri, list(args), expect_exit=expect_exit)
+        narrated_training(
+            self.console, self.tracking_uri, "models.market_regime.train", list(args),
+            expect_exit=expect_exit,
+        )  # fmt: skip
 
     def newest_version(self, model: str) -> int:
         return max(ref.version for ref in MlflowRegistry(self.tracking_uri).versions(model))
@@ -397,10 +372,6 @@ class _Chapters:
         )  # fmt: skip
 
 
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def run_ensemble_demo(*, workdir: Path, console: Console) -> None:
     """The market-regime graph on a fresh local stack under ``workdir``, told as chapters."""
     repository = _require_repository_root()
@@ -411,8 +382,7 @@ def run_ensemble_demo(*, workdir: Path, console: Console) -> None:
     _install_overlay(console, repository, remote)
     started = time.monotonic()
     configure_mlflow_http(retries=2, timeout_seconds=30)
-    previous = signal.signal(signal.SIGTERM, _exit_on_signal)
-    try:
+    with stopped_at_exit(console, root, workdir):
         stack = up(
             StackRequest(
                 root=root, remote=str(remote), env="local", poll_interval=1.0,
@@ -425,12 +395,6 @@ def run_ensemble_demo(*, workdir: Path, console: Console) -> None:
         )
         chapters = _Chapters(console, root=root, remote=remote, repository=repository, stack=stack)
         _run(chapters)
-    finally:
-        stopped = down(root)
-        signal.signal(signal.SIGTERM, previous)
-        console.print(
-            f"Stopped {', '.join(stopped) or 'nothing'}; the demo's data stays in {workdir}."
-        )
 
 
 def _run(chapters: _Chapters, *, steps: tuple[Callable[[], None], ...] | None = None) -> None:

@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -29,22 +28,20 @@ from typing import Any
 import requests
 from rich.console import Console
 from rich.rule import Rule
-from rich.syntax import Syntax
 from rich.table import Table
 
-from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.rollout import run_status
 from controller.demo.drift_chapter import DRIFT_WEEK, SluiceServe, run_drift_chapter
 from controller.demo.gitops_remote import merge_branch, seed_gitops_remote
+from controller.demo.narration import narrated_proposal, narrated_training, stopped_at_exit
 from controller.demo.rollout_chapter import ClientTraffic, RolloutRun, rows_for_clients
 from controller.demo.shadow_chapter import ShadowChapter, commit_shadow_policy, run_shadow_chapter
 from controller.errors import ConfigError, GateFailed
 from controller.local.processes import free_port
-from controller.local.stack import StackRequest, down, up
+from controller.local.stack import StackRequest, up
 from controller.local.state import PREDICTION_LOG_FILE, read_json
-from controller.null_ports import NoForge
-from controller.proposals.propose import ProposalRequest, ProposalResult, propose
+from controller.proposals.propose import ProposalRequest, ProposalResult
 from controller.rollout.actions import Outcome
 from controller.rollout.observe import QUARANTINE_TAG, rollout_tag
 from controller.rollout.record import shadow_tag
@@ -66,18 +63,10 @@ def _require_repository_root() -> Path:
 
 
 def _train(console: Console, tracking_uri: str, args: list[str], *, expect_gate_pass: bool) -> None:
-    command = [sys.executable, "-m", "models.fraud_detector.train", *args]
-    console.print(f"[dim]$ python -m models.fraud_detector.train {' '.join(args)}[/]")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "COLUMNS": str(console.width)}
-    started = time.monotonic()
-    result = subprocess.run(command, env=env, check=False)
-    console.print(f"[dim]({time.monotonic() - started:.1f} s, exit {result.returncode})[/]")
-    expected = 0 if expect_gate_pass else 1
-    if result.returncode != expected:
-        raise GateFailed(
-            f"demo: training {' '.join(args)} exited {result.returncode}, expected {expected}; "
-            "see its output above"
-        )
+    narrated_training(
+        console, tracking_uri, "models.fraud_detector.train", args,
+        expect_exit=0 if expect_gate_pass else 1,
+    )  # fmt: skip
 
 
 def _show_registry(console: Console, tracking_uri: str) -> None:
@@ -112,19 +101,8 @@ def _rollout_note(tags: Mapping[str, str]) -> str:
 def _propose(
     console: Console, tracking_uri: str, remote: Path, cache: Path, *, version: int | None = None
 ) -> ProposalResult:
-    flag = f" --version {version}" if version is not None else ""
-    console.print(f"[dim]$ sluice propose {MODEL} --env local{flag}[/]")
-    result = propose(
-        ProposalRequest(model=MODEL, environment="local", version=version),
-        registry=MlflowRegistry(tracking_uri),
-        workspace=GitWorkspace(str(remote), cache),
-        forge=NoForge(),
-    )
-    console.print(f"Proposed: [bold]{result.subject}[/] on branch {result.branch}")
-    console.print(
-        Syntax(result.diff, "diff", theme="ansi_dark", background_color="default", word_wrap=True)
-    )
-    return result
+    request = ProposalRequest(model=MODEL, environment="local", version=version)
+    return narrated_proposal(console, tracking_uri, remote, cache, request)
 
 
 def _wait_for_version(console: Console, root: Path, version: int, timeout: float = 180.0) -> str:
@@ -205,10 +183,6 @@ def _predict(console: Console, url: str, repository: Path) -> None:
         )
 
 
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def run_demo(*, workdir: Path, console: Console) -> None:
     """Train, register, propose, merge and serve on a fresh local stack under ``workdir``."""
     repository = _require_repository_root()
@@ -227,10 +201,7 @@ def run_demo(*, workdir: Path, console: Console) -> None:
     hook = _Hook(
         port=free_port(), token=secrets.token_urlsafe(24), feedback=secrets.token_urlsafe(24)
     )
-    # The stack's processes outlive this one by design (`sluice local up`); a demo stopped with
-    # SIGTERM must still stop them, so SIGTERM unwinds like Ctrl-C, through the finally below.
-    previous = signal.signal(signal.SIGTERM, _exit_on_signal)
-    try:
+    with stopped_at_exit(console, root, workdir):
         stack = up(
             StackRequest(
                 root=root, remote=str(remote), env="local", poll_interval=1.0,
@@ -245,12 +216,6 @@ def run_demo(*, workdir: Path, console: Console) -> None:
             f"Stack ready in {time.monotonic() - started:.1f} s; MLflow at {tracking_uri}"
         )
         _chapters(console, tracking_uri, remote, root, repository, hook)
-    finally:
-        stopped = down(root)
-        signal.signal(signal.SIGTERM, previous)
-        console.print(
-            f"Stopped {', '.join(stopped) or 'nothing'}; the demo's data stays in {workdir}."
-        )
 
 
 @dataclass(frozen=True)
