@@ -185,7 +185,8 @@ def test_the_market_thresholds_hold_on_other_markets(market: Market) -> None:
     regime's training rows, the volatile slice of the unchanged holdout drifts (on the slow
     trailing windows: 60-day volatility, 120-day drawdown). At the market's thresholds, 40
     unchanged markets of other seeds drift in no regime but one, and a regime whose returns
-    and volatilities are 1.5 times larger drifts in every one of them, alone."""
+    and volatilities are 1.5 times larger drifts in every one of them, the other regime's
+    verdict staying as it was."""
     default = detect_drift_by(
         market.profile, market.holdout, REGIME, slice_profiles=market.by_regime
     )
@@ -193,6 +194,7 @@ def test_the_market_thresholds_hold_on_other_markets(market: Market) -> None:
     volatile = default.slices[2].drift
     assert volatile is not None
     assert {"realised_vol_60d", "drawdown_120d"} <= set(volatile.drifted_features)
+    assert len(volatile.drifted_features) == 7  # as the README says
 
     config = load_drift_config(MARKET_THRESHOLDS)
     missed: dict[tuple[int, str | None], tuple[object, ...]] = {}
@@ -241,6 +243,13 @@ def test_a_value_training_did_not_have_is_compared_with_the_pooled_profile(
         ("calm", "slice", market.by_regime.profiles["calm"].rows),
         ("crash", "pooled", market.profile.rows),
     ]
+    page = render_report(
+        detect_drift_from_profile(market.profile, current), market.profile, current,
+        title="m", by=by,
+    )  # fmt: skip
+    assert "Each slice of the current data against the training profile of the same regime" in page
+    assert f"Against the {market.by_regime.profiles['calm'].rows:,} training rows of" in page
+    assert f"Against all {market.profile.rows:,} training rows: no profile of its own." in page
 
     rows = market.holdout.assign(desk=["a", "b"] * (len(market.holdout) // 2))
     other = detect_drift_by(market.profile, rows, "desk", slice_profiles=market.by_regime)
