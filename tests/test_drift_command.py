@@ -325,6 +325,9 @@ def test_by_channel_exits_1_when_only_a_slice_drifts(
     assert output["drifted"] is False
     by = output["by"]
     assert (by["column"], by["min_rows"], by["drifted"]) == ("channel", 500, True)
+    # The fraud detector logs no per-channel profiles: every slice against the pooled one.
+    assert (by["reference"], by["profiles_by"]) == ("pooled", None)
+    assert by["notes"][0].startswith("Note: each slice is compared with the whole (pooled)")
     assert by["drifted_values"] == ["partner"]
     assert [(s["value"], s["rows"], s["drifted"]) for s in by["slices"]] == [
         ("app", 1_000, False),
@@ -345,14 +348,18 @@ def test_by_channel_exits_1_when_only_a_slice_drifts(
 
 @pytest.mark.slow
 def test_the_readme_drift_by_regime_block(own_mlflow: MlflowService, tmp_path: Path) -> None:
-    """The README's `--by regime` block, run as written: train the market-regime classifier
-    (it logs its training profile), write a market it did not learn from, and judge it per
-    regime. The profile pools every regime, so both judged regimes drift against it; the
-    black-swan days are too few to judge. Exit 1, a row per regime in order."""
+    """The README's `--by regime` block, run as written from the repository's root: train the
+    market-regime classifier (it logs its training profile and one per regime), write a market
+    it did not learn from, and judge it per regime, each regime against its own training rows,
+    with the market's thresholds. Nothing changed, so nothing drifts: exit 0, a row per regime
+    in order, the black-swan days too few to judge. The same version with --json says
+    "per-slice"; sliced by another column, the slices are pooled and a note says so."""
     *setup, drift = console_commands("## Monitoring drift", containing="--by regime")
     assert drift == (
-        "sluice drift market-regime-classifier --alias challenger --current market.csv --by regime"
+        "sluice drift market-regime-classifier --alias challenger --current market.csv "
+        "--by regime --threshold-config models/market_regime/drift_thresholds.yaml"
     )
+    (tmp_path / "models").symlink_to(ROOT / "models")  # the paths of the repository's root
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
         "HOME": str(tmp_path),
@@ -361,31 +368,54 @@ def test_the_readme_drift_by_regime_block(own_mlflow: MlflowService, tmp_path: P
         "SLUICE_REGISTRY_REQUEST_RETRIES": "0",
         "PYTHONPATH": str(ROOT),
     }
-    for command in [*setup, drift]:
-        done = subprocess.run(
+
+    def run(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
             timeout=180, check=False,
         )  # fmt: skip
-        assert done.returncode == (1 if command == drift else 0), (command, done.stderr)
 
-    rows = pd.read_csv(tmp_path / "market.csv")[REGIME].value_counts()
+    for command in setup:
+        result = run(command)
+        assert result.returncode == 0, (command, result.stderr)
+    done = run(drift)
+    assert done.returncode == 0, done.stderr
+
+    market = pd.read_csv(tmp_path / "market.csv")
+    rows = market[REGIME].value_counts()
     assert rows["black_swan"] < 500 <= rows["volatile"]
     out = done.stdout
-    table = out[out.index("By regime: each slice against the whole training profile") :]
-    assert re.search(rf"│ black_swan +│ +{rows['black_swan']} │ +- │ too few rows \(< 500\)", table)
+    table = out[out.index("By regime: each slice against its own training profile") :]
+    assert re.search(
+        rf"│ black_swan +│ +{rows['black_swan']} │ +\d+ │ +- │ too few rows \(< 500\)", table
+    )
     for regime in ("calm", "volatile"):
-        assert re.search(
-            rf"│ {regime} +│ +{rows[regime]:,} │ +8 / 8 │ ✗ DRIFT +│ realised_vol", table
-        )
+        assert re.search(rf"│ {regime} +│ +{rows[regime]:,} │ +[\d,]+ │ +0 / 8 │ ✓ no drift", table)
     assert table.index("black_swan") < table.index("calm") < table.index("volatile")
+    assert "Note:" not in out  # every regime had a training profile of its own
     assert out.index("┃ feature ") < out.index("By regime")  # the whole file's table first
-    assert "DRIFT: 4 of 8 features drifted" in out  # as the README says, the whole file too
+    assert "NO DRIFT: 0 of 8 features drifted" in out  # as the README says, the whole file too
     # The README shows the slice table and its line as printed, line for line.
     readme = README.read_text(encoding="utf-8")
     shown = readme.split("```text\nBy regime:", 1)[1].split("```", 1)[0]
     printed = {line.rstrip() for line in out.splitlines()}
     for line in ("By regime:" + shown).strip().splitlines():
         assert line.rstrip() in printed, line
+
+    output = json.loads(run(f"{drift} --json").stdout)["by"]
+    assert (output["reference"], output["profiles_by"], output["notes"]) == (
+        "per-slice", "regime", [],
+    )  # fmt: skip
+    assert [(s["value"], s["reference"]) for s in output["slices"]] == [
+        ("black_swan", "slice"), ("calm", "slice"), ("volatile", "slice"),
+    ]  # fmt: skip
+    market.assign(desk=["a", "b"] * (len(market) // 2)).to_csv(tmp_path / "desks.csv", index=False)
+    pooled = run(drift.replace("market.csv --by regime", "desks.csv --by desk"))
+    assert "By desk: each slice against the whole training profile" in pooled.stdout
+    assert (
+        "Note: each slice is compared with the whole (pooled) training profile: the version's "
+        "per-value training profiles are by regime, not desk."
+    ) in pooled.stdout
 
 
 def test_a_slicing_column_the_file_lacks_is_refused_with_its_columns(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,9 +24,15 @@ from controller.drift.slices import (
     split_by,
     top_drifted,
 )
-from controller.drift.table import slice_table, slices_line
+from controller.drift.table import reference_notes, slice_table, slices_line
+from controller.drift.thresholds import load_drift_config
 from controller.errors import InputError
-from controller.quality.data_profile import DataProfile, build_profile
+from controller.quality.data_profile import (
+    DataProfile,
+    SliceProfiles,
+    build_profile,
+    build_slice_profiles,
+)
 from models.market_regime.market import FEATURES, REGIME, market_frame
 from models.market_regime.pipeline import split_holdout
 
@@ -34,20 +41,32 @@ from models.market_regime.pipeline import split_holdout
 VOL_FEATURES = [name for name in FEATURES if name.startswith(("return_", "realised_vol"))]
 
 
+#: The market's drift thresholds (its notes say how they were chosen), as the README uses them.
+MARKET_THRESHOLDS = (
+    Path(__file__).resolve().parent.parent / "models" / "market_regime" / "drift_thresholds.yaml"
+)
+
+
 @dataclass(frozen=True)
 class Market:
-    """The market-regime training rows, their profile (as the training step logs it: the
-    features, numeric) and the holdout after them."""
+    """The market-regime training rows, their profiles (as the training step logs them: the
+    features, numeric; pooled, and one per regime) and the holdout after them."""
 
     train: pd.DataFrame
     holdout: pd.DataFrame
     profile: DataProfile
+    by_regime: SliceProfiles
 
 
 @pytest.fixture(scope="module")
 def market() -> Market:
     train, holdout = split_holdout(market_frame(20_000, seed=7))
-    return Market(train, holdout, build_profile(train, numeric=FEATURES, categorical=[]))
+    return Market(
+        train,
+        holdout,
+        build_profile(train, numeric=FEATURES, categorical=[]),
+        build_slice_profiles(train, REGIME, numeric=FEATURES, categorical=[]),
+    )
 
 
 def scaled(frame: pd.DataFrame, rows: pd.Series, factor: float = 1.5) -> pd.DataFrame:
@@ -116,6 +135,153 @@ def test_a_regime_slice_is_judged_against_the_pooled_training_profile(market: Ma
             assert feature.value > before[feature.feature] + 0.1, feature.feature
         else:
             assert feature.value == before[feature.feature], feature.feature
+
+
+def test_against_its_own_regime_an_unchanged_market_drifts_in_no_slice(market: Market) -> None:
+    """With a profile per regime, each regime's holdout rows are compared with the same
+    regime's training rows: with the market's thresholds no slice of the unchanged holdout
+    drifts, and when only the volatile rows' returns and volatilities are 1.5 times larger,
+    the volatile slice drifts on them and the calm slice is judged as before. The black-swan
+    days are too few to judge (the same minimum as ever)."""
+    config = load_drift_config(MARKET_THRESHOLDS)
+    unchanged = detect_drift_by(
+        market.profile, market.holdout, REGIME, config=config, slice_profiles=market.by_regime
+    )
+    volatile_rows = market.holdout[REGIME] == "volatile"
+    shifted = detect_drift_by(
+        market.profile, scaled(market.holdout, volatile_rows), REGIME, config=config,
+        slice_profiles=market.by_regime,
+    )  # fmt: skip
+
+    assert (unchanged.reference, unchanged.profiled_values) == (
+        "per-slice",
+        ("black_swan", "calm", "volatile"),
+    )
+    trained = market.train[REGIME].value_counts()
+    assert [
+        (p.value, p.own_reference, p.reference and p.reference.rows) for p in unchanged.slices
+    ] == [(regime, True, trained[regime]) for regime in ("black_swan", "calm", "volatile")]
+    assert (unchanged.drifted, unchanged.fallback_values, reference_notes(unchanged)) == (
+        False, (), [],
+    )  # fmt: skip
+    assert slices_line(unchanged) == (
+        "NO SLICE DRIFTS by regime: 0 of 2 judged slices drifted; 1 not judged"
+    )
+    assert unchanged.slices[0].skipped == "too few rows (< 500)"
+
+    assert shifted.drifted_values == ("volatile",)
+    assert shifted.slices[1] == unchanged.slices[1]  # calm: the same rows, the same verdict
+    moved = shifted.slices[2].drift
+    assert moved is not None
+    assert set(moved.drifted_features) == set(VOL_FEATURES)
+    text = rendered(slice_table(shifted))
+    assert "By regime: each slice against its own training profile" in text
+    assert re.search(rf"│ calm +│ +3,476 │ +{trained['calm']:,} │ +0 / 8 │ ✓ no drift", text)
+    assert re.search(rf"│ volatile +│ +1,410 │ +{trained['volatile']:,} │ +6 / 8 │ ✗ DRIFT", text)
+
+
+def test_the_market_thresholds_hold_on_other_markets(market: Market) -> None:
+    """Why the market has thresholds of its own: at Evidently's 0.1, even against its own
+    regime's training rows, the volatile slice of the unchanged holdout drifts (on the slow
+    trailing windows: 60-day volatility, 120-day drawdown). At the market's thresholds, 40
+    unchanged markets of other seeds drift in no regime but one, and a regime whose returns
+    and volatilities are 1.5 times larger drifts in every one of them, the other regime's
+    verdict staying as it was."""
+    default = detect_drift_by(
+        market.profile, market.holdout, REGIME, slice_profiles=market.by_regime
+    )
+    assert default.drifted_values == ("volatile",)
+    volatile = default.slices[2].drift
+    assert volatile is not None
+    assert {"realised_vol_60d", "drawdown_120d"} <= set(volatile.drifted_features)
+    assert len(volatile.drifted_features) == 7  # as the README says
+
+    config = load_drift_config(MARKET_THRESHOLDS)
+    missed: dict[tuple[int, str | None], tuple[object, ...]] = {}
+    for seed in range(100, 140):
+        current = market_frame(5_000, seed=seed)
+        for moved in (None, "calm", "volatile"):
+            frame = current if moved is None else scaled(current, current[REGIME] == moved)
+            by = detect_drift_by(
+                market.profile, frame, REGIME, config=config, slice_profiles=market.by_regime
+            )
+            if by.drifted_values != (() if moved is None else (moved,)):
+                missed[seed, moved] = by.drifted_values
+    # One market in 40 has volatile spells unlike the training ones (the thresholds' notes).
+    assert missed == {(118, None): ("volatile",), (118, "calm"): ("calm", "volatile")}
+
+
+def test_a_value_training_did_not_have_is_compared_with_the_pooled_profile(
+    market: Market,
+) -> None:
+    """A regime with no training profile of its own (here volatile rows renamed "crash") is
+    compared with the pooled profile, and the table, the note and the JSON say so; per-slice
+    profiles by another column leave every slice pooled, with a note that says why."""
+    current = market.holdout.assign(regime=market.holdout[REGIME].replace("volatile", "crash"))
+    by = detect_drift_by(market.profile, current, REGIME, slice_profiles=market.by_regime)
+    assert [(p.value, p.own_reference) for p in by.slices] == [
+        ("black_swan", True),
+        ("calm", True),
+        ("crash", False),
+    ]
+    crash = by.slices[2]
+    assert crash.reference == market.profile
+    assert crash.drift is not None
+    assert len(crash.drift.drifted_features) == len(FEATURES)  # a regime against the mix
+    assert by.fallback_values == ("crash",)
+    assert reference_notes(by) == [
+        "Note: no training profile of its own, compared with the whole (pooled) training "
+        "profile: crash (the version's profiles by regime: black_swan, calm, volatile)."
+    ]
+    text = rendered(slice_table(by))
+    assert re.search(rf"│ crash +│ +1,410 │ +all {market.profile.rows:,} │ +8 / 8 │", text)
+    output = sliced_dict(by)
+    assert (output["reference"], output["profiles_by"]) == ("per-slice", "regime")
+    assert output["notes"] == reference_notes(by)
+    assert [(s["value"], s["reference"], s["reference_rows"]) for s in output["slices"]] == [
+        ("black_swan", "slice", market.by_regime.profiles["black_swan"].rows),
+        ("calm", "slice", market.by_regime.profiles["calm"].rows),
+        ("crash", "pooled", market.profile.rows),
+    ]
+    page = render_report(
+        detect_drift_from_profile(market.profile, current), market.profile, current,
+        title="m", by=by,
+    )  # fmt: skip
+    assert "Each slice of the current data against the training profile of the same regime" in page
+    assert f"Against the {market.by_regime.profiles['calm'].rows:,} training rows of" in page
+    assert f"Against all {market.profile.rows:,} training rows: no profile of its own." in page
+
+    rows = market.holdout.assign(desk=["a", "b"] * (len(market.holdout) // 2))
+    other = detect_drift_by(market.profile, rows, "desk", slice_profiles=market.by_regime)
+    assert (other.reference, other.profiles_by) == ("pooled", "regime")
+    assert all(not part.own_reference for part in other.slices)
+    assert reference_notes(other) == [
+        "Note: each slice is compared with the whole (pooled) training profile: the version's "
+        "per-value training profiles are by regime, not desk. A desk with a distribution of its "
+        "own differs from the training mix even when nothing changed."
+    ]
+    assert "each slice against the whole training profile" in rendered(slice_table(other))
+
+
+def test_slice_profiles_are_built_per_value_like_the_pooled_one() -> None:
+    """One profile per value, of that value's rows and scores; 2 and 2.0 are one value (a CSV
+    may give either), rows with no value are in none, and the document round-trips."""
+    frame = pd.DataFrame(
+        {"x": [1.0, 2.0, 3.0, 4.0, 5.0], "tier": [2, 2, 3, None, 3], "c": list("abaab")}
+    )
+    profiles = build_slice_profiles(
+        frame, "tier", numeric=["x"], categorical=["c"], predictions=[0.1, 0.2, 0.3, 0.4, 0.5]
+    )
+    assert profiles.column == "tier"
+    assert list(profiles.profiles) == ["2", "3"]  # the float column's 2.0 and 3.0
+    two = profiles.of(2)
+    assert two is not None
+    assert two == build_profile(
+        frame.iloc[:2], numeric=["x"], categorical=["c"], predictions=[0.1, 0.2]
+    )
+    assert profiles.of(3.0) == profiles.profiles["3"]
+    assert (profiles.of("4"), profiles.of(None), profiles.of(float("nan"))) == (None, None, None)
+    assert SliceProfiles.model_validate_json(profiles.model_dump_json()) == profiles
 
 
 def test_slices_under_the_minimum_are_not_judged(market: Market) -> None:
@@ -237,15 +403,26 @@ def test_the_slice_table_json_and_html_show_every_slice(market: Market) -> None:
     assert re.search(r"│ calm +│ +3,476 │ +8 / 8 │ ✗ DRIFT +│ realised_vol_5d +│ ≈0\.\d{4} │", text)
     assert text.index("black_swan") < text.index("calm") < text.index("volatile")
 
+    assert reference_notes(by) == [
+        "Note: each slice is compared with the whole (pooled) training profile: the version "
+        "logged no training profile per regime. A regime with a distribution of its own differs "
+        "from the training mix even when nothing changed."
+    ]
+
     output = sliced_dict(by)
     assert (output["column"], output["min_rows"], output["drifted"]) == ("regime", 500, True)
+    assert (output["reference"], output["profiles_by"]) == ("pooled", None)
+    assert output["notes"] == reference_notes(by)
     assert output["drifted_values"] == ["calm", "volatile"]
     swan, calm, _ = output["slices"]
     assert (swan["judged"], swan["drifted"], swan["features"]) == (False, None, [])
     assert (calm["judged"], calm["drifted"], calm["rows"]) == (True, True, 3_476)
     calm_drift = by.slices[1].drift
     assert calm_drift is not None
-    assert set(calm) - {"value", "rows", "judged", "reason"} == set(drift_dict(calm_drift))
+    assert set(calm) - {"value", "rows", "judged", "reason", "reference", "reference_rows"} == set(
+        drift_dict(calm_drift)
+    )
+    assert (calm["reference"], calm["reference_rows"]) == ("pooled", market.profile.rows)
     assert set(swan) == set(calm)
 
     current = market.holdout.assign(regime=market.holdout[REGIME].replace("calm", "<b>calm</b>"))

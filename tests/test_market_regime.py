@@ -304,6 +304,16 @@ def test_prepare_scores_the_candidate_it_would_register() -> None:
     profile = candidate.profile()
     assert set(profile["features"]) == set(FEATURES)
     assert profile["predictions"] is not None
+    # One profile per regime too, of that regime's training rows, built the same way.
+    by_regime = candidate.slice_profiles()
+    assert by_regime["column"] == "regime"
+    counts = candidate.train_rows["regime"].value_counts()
+    assert {value: part["rows"] for value, part in by_regime["profiles"].items()} == {
+        regime: counts[regime] for regime in ("black_swan", "calm", "volatile")
+    }
+    for part in by_regime["profiles"].values():
+        assert set(part["features"]) == set(FEATURES)
+        assert part["predictions"]["count"] == part["rows"]
 
 
 def test_the_gate_file_judges_every_model_and_rejects_what_it_cannot_judge(

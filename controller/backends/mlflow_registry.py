@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Collection, Mapping
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -41,10 +41,15 @@ from controller.payloads import example_rows, signature_columns, signature_rows
 from controller.redact import redact
 
 if TYPE_CHECKING:
-    from controller.quality.data_profile import DataProfile
+    from pydantic import BaseModel
+
+    from controller.quality.data_profile import DataProfile, SliceProfiles
+
+_Document = TypeVar("_Document", bound="BaseModel")
 
 __all__ = [
     "PROFILE_ARTIFACT",
+    "SLICE_PROFILES_ARTIFACT",
     "MlflowRegistry",
     "ModelVersionRef",
     "configure_mlflow_http",
@@ -53,6 +58,8 @@ __all__ = [
 
 #: The artifact the training step logs the reference data profile as.
 PROFILE_ARTIFACT = "reference_profile.json"
+#: The artifact a training step may log one profile per value of a column as (optional).
+SLICE_PROFILES_ARTIFACT = "reference_profiles_by.json"
 
 #: Model names per ``search_registered_models`` request of :meth:`MlflowRegistry.aliases_of`
 #: (the filter travels in a GET's query string).
@@ -217,28 +224,49 @@ class MlflowRegistry:
         A profile this Sluice cannot read (a newer schema version) is an :class:`InputError`
         that says so, not a missing profile.
         """
+        text = self._profile_text(run_id, PROFILE_ARTIFACT)
+        if text is None:
+            return None
+        # pandas comes with the profile's module: only a command that reads a profile pays it.
+        from controller.quality.data_profile import DataProfile
+
+        return self._validated(DataProfile, text, f"the reference profile of run {run_id}")
+
+    def slice_profiles(self, run_id: str) -> SliceProfiles | None:
+        """The per-value training profiles logged with a run (``reference_profiles_by.json``),
+        or None if it logged none; one this Sluice cannot read is an :class:`InputError`."""
+        text = self._profile_text(run_id, SLICE_PROFILES_ARTIFACT)
+        if text is None:
+            return None
+        from controller.quality.data_profile import SliceProfiles
+
+        return self._validated(SliceProfiles, text, f"the per-slice profiles of run {run_id}")
+
+    def _profile_text(self, run_id: str, name: str) -> str | None:
         with registry_errors(self.tracking_uri, f"run {run_id!r}"):
             root, names = self._run_artifacts(run_id)
-            if PROFILE_ARTIFACT not in names:
+            if name not in names:
                 return None
-            text = self._download_profile(run_id, root)
-        # pandas comes with the profile's module: only a command that reads a profile pays it.
-        from controller.quality.data_profile import PROFILE_SCHEMA_VERSION, DataProfile
+            return self._download_profile(run_id, root, name)
+
+    @staticmethod
+    def _validated(model: type[_Document], text: str, what: str) -> _Document:
+        from controller.quality.data_profile import PROFILE_SCHEMA_VERSION
 
         try:
-            return DataProfile.model_validate_json(text)
+            return model.model_validate_json(text)
         except ValueError:
             raise InputError(
-                f"the reference profile of run {run_id} is not one this Sluice reads "
-                f"(schema version {PROFILE_SCHEMA_VERSION}); upgrade Sluice"
+                f"{what} is not one this Sluice reads (schema version "
+                f"{PROFILE_SCHEMA_VERSION}); upgrade Sluice"
             ) from None
 
-    def _download_profile(self, run_id: str, root: str) -> str:
+    def _download_profile(self, run_id: str, root: str, name: str) -> str:
         if not _proxied(root):
             with tempfile.TemporaryDirectory() as tmp:
-                path = self._mlflow_client().download_artifacts(run_id, PROFILE_ARTIFACT, tmp)
+                path = self._mlflow_client().download_artifacts(run_id, name, tmp)
                 return Path(path).read_text(encoding="utf-8")
-        uri = f"{root.rstrip('/')}/{PROFILE_ARTIFACT}"
+        uri = f"{root.rstrip('/')}/{name}"
         try:
             return self._client.download_proxied(uri).decode("utf-8")
         except (MlflowCallError, requests.RequestException) as exc:

@@ -22,7 +22,10 @@ What counts as input that cannot be compared (exit 2, one line):
   (not a category). A column that is also a feature is allowed and stays a feature.
 
 With ``--by``, the exit code is 1 when the whole file drifts *or* any slice drifts: a part of
-the data that moved is what slicing asks about (see :mod:`controller.drift.slices`).
+the data that moved is what slicing asks about (see :mod:`controller.drift.slices`). When the
+version's run also logged per-value profiles of that column (``reference_profiles_by.json``,
+read through the same registry as the pooled profile), each slice is compared with its own
+value's profile; otherwise with the pooled one, and the output says so.
 """
 
 from __future__ import annotations
@@ -47,10 +50,16 @@ from controller.drift.slices import (
     check_slice_column,
     detect_drift_by,
 )
-from controller.drift.table import drift_table, slice_table, slices_line, verdict_line
+from controller.drift.table import (
+    drift_table,
+    reference_notes,
+    slice_table,
+    slices_line,
+    verdict_line,
+)
 from controller.drift.thresholds import load_drift_config
 from controller.errors import InputError
-from controller.quality.data_profile import DataProfile
+from controller.quality.data_profile import DataProfile, SliceProfiles
 from controller.settings import Settings
 from controller.tables import read_table
 
@@ -112,6 +121,11 @@ def _reference_profile(registry: MlflowRegistry, version: ModelVersion) -> DataP
     return profile
 
 
+def _slice_profiles(registry: MlflowRegistry, version: ModelVersion) -> SliceProfiles | None:
+    """The version's per-value training profiles, if its run logged any (optional)."""
+    return registry.slice_profiles(version.run_id) if version.run_id else None
+
+
 def _write_html(
     path: Path,
     version: ModelVersion,
@@ -128,6 +142,7 @@ def _write_html(
     ]
     if outcome.by is not None:
         details.append(("sliced by", f"{outcome.by.column} ({len(outcome.by.slices)} values)"))
+        details.append(("slices against", _against(outcome.by)))
     text = render_report(
         outcome.whole,
         profile,
@@ -142,6 +157,12 @@ def _write_html(
         raise InputError(
             f"cannot write the HTML report {path} ({exc.strerror}); fix --html"
         ) from None
+
+
+def _against(by: SlicedDrift) -> str:
+    if by.reference == "per-slice":
+        return f"the training profile of their own {by.column} (per-slice)"
+    return "the whole training profile (pooled)"
 
 
 def _print(
@@ -164,6 +185,8 @@ def _print(
     console.print(Text(verdict_line(outcome.whole), style=style), soft_wrap=True)
     if outcome.by is not None:
         console.print(slice_table(outcome.by))
+        for note in reference_notes(outcome.by):
+            console.print(Text(note, style="yellow"), soft_wrap=True)
         style = "bold red" if outcome.by.drifted else "bold green"
         console.print(Text(slices_line(outcome.by), style=style), soft_wrap=True)
     if request.html is not None:
@@ -191,12 +214,13 @@ def run_drift(settings: Settings, request: DriftRequest, *, console: Console) ->
     profile = _reference_profile(registry, version)
     owner = f"{version.name} v{version.version}"
     check_columns(profile, current, source=str(request.current), owner=owner)
-    outcome = DriftOutcome(
-        whole=detect_drift_from_profile(profile, current, config=config),
-        by=detect_drift_by(profile, current, request.by, config=config, min_rows=min_rows)
-        if request.by is not None
-        else None,
-    )
+    by = None
+    if request.by is not None:
+        by = detect_drift_by(
+            profile, current, request.by, config=config, min_rows=min_rows,
+            slice_profiles=_slice_profiles(registry, version),
+        )  # fmt: skip
+    outcome = DriftOutcome(whole=detect_drift_from_profile(profile, current, config=config), by=by)
     if request.html is not None:
         _write_html(request.html, version, request, profile, current, outcome)
     if request.as_json:

@@ -27,7 +27,13 @@ import pandas as pd
 from controller.drift.detector import DatasetDrift, FeatureDrift
 from controller.drift.slices import SlicedDrift, slice_label, split_by, top_drifted
 from controller.drift.statistics import bin_counts
-from controller.drift.table import format_threshold, format_value, slices_line, verdict_line
+from controller.drift.table import (
+    format_threshold,
+    format_value,
+    reference_notes,
+    slices_line,
+    verdict_line,
+)
 from controller.quality.data_profile import CategoricalProfile, DataProfile, NumericProfile
 
 __all__ = [
@@ -278,10 +284,16 @@ def _slices_section(by: SlicedDrift, profile: DataProfile, current: pd.DataFrame
     """A summary table of the slices, then a section per slice judged or not."""
     column = html.escape(by.column)
     verdict_class = "drift" if by.drifted else "stable"
+    against = (
+        f"the training profile of the same {column}"
+        if by.reference == "per-slice"
+        else "the whole training profile"
+    )
     parts = [
         f"<h2>By {column}</h2>",
-        "<p>Each slice of the current data against the whole training profile; slices of "
+        f"<p>Each slice of the current data against {against}; slices of "
         f"fewer than {by.min_rows:,} rows are not judged.</p>",
+        *(f"<p>{html.escape(note)}</p>" for note in reference_notes(by)),
         f'<p class="verdict {verdict_class}">{html.escape(slices_line(by))}</p>',
         f"<table>\n<thead><tr><th>{column}</th><th>rows</th><th>drifted</th><th>verdict</th>"
         "<th>top drifted feature</th><th>score</th></tr></thead>\n<tbody>\n"
@@ -291,6 +303,13 @@ def _slices_section(by: SlicedDrift, profile: DataProfile, current: pd.DataFrame
     for part in by.slices:
         title = html.escape(f"{by.column} = {slice_label(part.value)} ({part.rows:,} rows)")
         parts.append(f"<section>\n<h2>{title}</h2>")
+        if by.reference == "per-slice" and part.reference is not None:
+            rows = part.reference.rows
+            parts.append(
+                f"<p>Against the {rows:,} training rows of this {column}.</p>"
+                if part.own_reference
+                else f"<p>Against all {rows:,} training rows: no profile of its own.</p>"
+            )
         if part.drift is None:
             parts.append(f"<p>Not judged: {html.escape(part.skipped or '')}.</p>")
         else:
@@ -298,7 +317,8 @@ def _slices_section(by: SlicedDrift, profile: DataProfile, current: pd.DataFrame
             parts.append(
                 f'<p class="verdict {verdict}">{html.escape(verdict_line(part.drift))}</p>'
             )
-            parts.append(_result_section(part.drift, profile, rows_of[part.value], heading="h3"))
+            reference = part.reference or profile
+            parts.append(_result_section(part.drift, reference, rows_of[part.value], heading="h3"))
         parts.append("</section>")
     return "\n".join(parts)
 

@@ -2,7 +2,10 @@
 
 Non-finite values (a statistic that could not be computed) become null, so the output is
 strict JSON. With ``--by``, ``"by"`` holds a slice per value of the column, each with the same
-verdict keys as the whole file (``drifted`` and the shares null for a slice not judged).
+verdict keys as the whole file (``drifted`` and the shares null for a slice not judged), and
+says what the slices were compared with: ``"reference"`` is ``"per-slice"`` (each value's own
+training profile; a slice's ``"reference"`` is ``"pooled"`` when its value had none) or
+``"pooled"`` (the whole training profile for every slice).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 from controller.domain import ModelVersion
 from controller.drift.detector import DatasetDrift
 from controller.drift.slices import SlicedDrift, SliceDrift, SliceValue
-from controller.drift.table import slices_line, verdict_line
+from controller.drift.table import reference_notes, slices_line, verdict_line
 from controller.quality.data_profile import DataProfile
 
 __all__ = ["drift_dict", "report_dict", "sliced_dict"]
@@ -56,7 +59,12 @@ def _json_value(value: SliceValue) -> SliceValue:
 
 
 def _slice_dict(part: SliceDrift) -> dict[str, Any]:
-    head = {"value": _json_value(part.value), "rows": part.rows}
+    head = {
+        "value": _json_value(part.value),
+        "rows": part.rows,
+        "reference": "slice" if part.own_reference else "pooled",
+        "reference_rows": part.reference.rows if part.reference is not None else None,
+    }
     if part.drift is None:
         return {
             **head,
@@ -77,6 +85,9 @@ def sliced_dict(sliced: SlicedDrift) -> dict[str, Any]:
     return {
         "column": sliced.column,
         "min_rows": sliced.min_rows,
+        "reference": sliced.reference,
+        "profiles_by": sliced.profiles_by,
+        "notes": reference_notes(sliced),
         "drifted": sliced.drifted,
         "drifted_values": [_json_value(value) for value in sliced.drifted_values],
         "summary": slices_line(sliced),

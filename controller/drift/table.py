@@ -1,5 +1,6 @@
 """The drift verdict as a terminal table: one row per feature, then the dataset's line; with
-``--by``, a second table with one row per slice, then the slices' line.
+``--by``, a second table with one row per slice, notes on what the slices were compared with,
+then the slices' line.
 
 A person reading ``sluice drift`` wants to see, per feature, which statistic decided, how far it
 is from its threshold and which way the comparison goes (a p-value drifts *below* its threshold,
@@ -22,6 +23,7 @@ __all__ = [
     "drift_table",
     "format_threshold",
     "format_value",
+    "reference_notes",
     "slice_table",
     "slices_line",
     "verdict_line",
@@ -116,28 +118,59 @@ def slices_line(sliced: SlicedDrift) -> str:
     )
 
 
+def reference_notes(sliced: SlicedDrift) -> list[str]:
+    """What the slices were compared with, when a reader could take it for something else:
+    the pooled profile (no per-value profiles for the column), or, with per-value profiles,
+    the values that had none of their own."""
+    column = sliced.column
+    if sliced.reference == "pooled":
+        why = (
+            f"the version's per-value training profiles are by {sliced.profiles_by}, not {column}"
+            if sliced.profiles_by is not None
+            else f"the version logged no training profile per {column}"
+        )
+        return [
+            f"Note: each slice is compared with the whole (pooled) training profile: {why}. A "
+            f"{column} with a distribution of its own differs from the training mix even when "
+            "nothing changed."
+        ]
+    fallback = sliced.fallback_values
+    if not fallback:
+        return []
+    values = ", ".join(slice_label(value) for value in fallback)
+    return [
+        f"Note: no training profile of its own, compared with the whole (pooled) training "
+        f"profile: {values} (the version's profiles by {column}: "
+        f"{', '.join(sliced.profiled_values)})."
+    ]
+
+
 def slice_table(sliced: SlicedDrift) -> Table:
-    """A Rich table with a row per slice: its rows, drifted features, verdict and the drifted
-    feature farthest past its threshold (``≈``: computed from the profile's sample)."""
-    table = Table(
-        title=f"By {sliced.column}: each slice against the whole training profile",
-        title_justify="left",
-    )
+    """A Rich table with a row per slice: its rows, (with per-slice profiles) the training rows
+    it is compared with, drifted features, verdict and the drifted feature farthest past its
+    threshold (``≈``: computed from the profile's sample)."""
+    own = sliced.reference == "per-slice"
+    against = "its own training profile" if own else "the whole training profile"
+    table = Table(title=f"By {sliced.column}: each slice against {against}", title_justify="left")
     table.add_column(sliced.column)
     table.add_column("rows", justify="right", no_wrap=True)
+    if own:
+        table.add_column("trained on", justify="right", no_wrap=True)
     table.add_column("drifted", justify="right", no_wrap=True)
     table.add_column("verdict")
     table.add_column("top drifted feature")
     table.add_column("score", justify="right", no_wrap=True)
     for part in sliced.slices:
-        label, rows = slice_label(part.value), f"{part.rows:,}"
+        head = [slice_label(part.value), f"{part.rows:,}"]
+        if own:
+            trained = part.reference.rows if part.reference is not None else 0
+            head.append(f"{trained:,}" if part.own_reference else f"all {trained:,}")
         if part.drift is None:
-            table.add_row(label, rows, "-", Text(part.skipped or "", style="dim"), "-", "-")
+            table.add_row(*head, "-", Text(part.skipped or "", style="dim"), "-", "-")
             continue
         top = top_drifted(part.drift)
         table.add_row(
-            label,
-            rows,
+            *head,
             f"{len(part.drift.drifted_features)} / {len(part.drift.features)}",
             Text("✗ DRIFT", style="bold red")
             if part.drift.drifted

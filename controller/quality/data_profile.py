@@ -5,10 +5,17 @@ training set next to every version is too heavy, so training logs this profile i
 feature the quantile bins with their counts (for PSI), an evenly spaced sorted sample (for KS
 and Wasserstein), and category frequencies, plus the same for the model's scores. The schema is
 versioned so that a reader can refuse a profile it does not understand.
+
+A profile of the whole training set describes the training *mix*. When the data is made of
+sub-populations with distributions of their own (market regimes, customer tiers), training can
+also log one profile per value of such a column (:func:`build_slice_profiles`, the artifact
+``reference_profiles_by.json``), so that ``sluice drift --by COLUMN`` compares each value's
+current rows with the same value's training rows.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
@@ -23,8 +30,11 @@ __all__ = [
     "CategoricalProfile",
     "DataProfile",
     "NumericProfile",
+    "SliceProfiles",
     "build_profile",
+    "build_slice_profiles",
     "profile_numeric",
+    "slice_key",
 ]
 
 PROFILE_SCHEMA_VERSION = 1
@@ -74,6 +84,39 @@ class DataProfile(BaseModel):
     features: dict[str, Annotated[NumericProfile | CategoricalProfile, Field(discriminator="kind")]]
     predictions: NumericProfile | None = None
     label_rate: float | None = None
+
+
+class SliceProfiles(BaseModel):
+    """One profile per value of one column of the training data (``reference_profiles_by.json``):
+    ``profiles`` maps each value, as :func:`slice_key` writes it, to the profile of the training
+    rows with that value (built like the pooled profile: same columns, same scores)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = PROFILE_SCHEMA_VERSION
+    column: str
+    profiles: dict[str, DataProfile]
+
+    def of(self, value: object) -> DataProfile | None:
+        """The profile of the training rows with ``value``; None for a value training did not
+        have (or no value)."""
+        key = slice_key(value)
+        return None if key is None else self.profiles.get(key)
+
+
+def slice_key(value: object) -> str | None:
+    """A value of a slicing column as :class:`SliceProfiles` names it: its text, a whole number
+    without decimals (``2`` and ``2.0`` are one value: a CSV reader may give either); None for
+    no value (None or NaN; a frame's NA is None once its values are plain Python)."""
+    if value is None:
+        return None
+    item = value.item() if isinstance(value, np.generic) else value
+    if isinstance(item, float):
+        if math.isnan(item):
+            return None
+        if item.is_integer():
+            return str(int(item))
+    return str(item)
 
 
 def profile_numeric(
@@ -136,3 +179,38 @@ def build_profile(
         predictions=profile_numeric(predictions) if predictions is not None else None,
         label_rate=float(frame[label].mean()) if label is not None else None,
     )
+
+
+def build_slice_profiles(
+    frame: pd.DataFrame,
+    column: str,
+    *,
+    numeric: list[str],
+    categorical: list[str],
+    predictions: npt.ArrayLike | None = None,
+    label: str | None = None,
+) -> SliceProfiles:
+    """One :func:`build_profile` per value of ``column`` (the same ``numeric``, ``categorical``
+    and ``label``), from that value's rows; ``predictions`` are the scores of ``frame``'s rows,
+    in order, and each profile gets its rows' scores. Rows with no value are in no profile."""
+    missing = frame[column].isna().to_numpy()
+    keys = [
+        None if absent else slice_key(value)
+        for value, absent in zip(frame[column].tolist(), missing, strict=True)
+    ]
+    scores = None if predictions is None else np.asarray(predictions, dtype=np.float64)
+    positions: dict[str, list[int]] = {}
+    for position, key in enumerate(keys):
+        if key is not None:
+            positions.setdefault(key, []).append(position)
+    profiles = {
+        key: build_profile(
+            frame.iloc[rows],
+            numeric=numeric,
+            categorical=categorical,
+            label=label,
+            predictions=None if scores is None else scores[rows],
+        )
+        for key, rows in sorted(positions.items())
+    }
+    return SliceProfiles(column=column, profiles=profiles)

@@ -20,6 +20,7 @@ import mlflow.sklearn
 import pandas as pd
 from mlflow.models import infer_signature
 
+from controller.backends.mlflow_registry import PROFILE_ARTIFACT, SLICE_PROFILES_ARTIFACT
 from models.pinned_requirements import pinned
 from models.registry_session import RegistrySession
 
@@ -77,10 +78,12 @@ class RegimeTraining(RegistrySession):
         metrics: dict[str, float],
         champion: tuple[int, dict[str, float]] | None,
         profile: dict[str, Any],
+        slice_profiles: dict[str, Any],
         verdict: dict[str, Any],
     ) -> tuple[str, str]:
-        """Log params, metrics, the model and the reports; returns the run id and the logged
-        model's URI (MLflow 3: ``models:/m-<id>``)."""
+        """Log params, metrics, the model and the reports (the pooled training profile, one
+        profile per regime, the gate's verdict); returns the run id and the logged model's URI
+        (MLflow 3: ``models:/m-<id>``)."""
         mlflow.set_experiment(self.model_name)
         with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
             mlflow.log_params(params)
@@ -97,5 +100,11 @@ class RegimeTraining(RegistrySession):
                 output_example=output_example,
             )
             info = mlflow.pyfunc.log_model(name="model", **arguments)
-            self.log_documents({"reference_profile.json": profile, "quality_gate.json": verdict})
+            self.log_documents(
+                {
+                    PROFILE_ARTIFACT: profile,
+                    SLICE_PROFILES_ARTIFACT: slice_profiles,
+                    "quality_gate.json": verdict,
+                }
+            )
             return str(run.info.run_id), str(info.model_uri)

@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from controller.quality.data_profile import build_profile
+from controller.quality.data_profile import build_profile, build_slice_profiles
 from controller.quality.quality_gate import GateVerdict
 from controller.settings import load_settings
 from models.holdout_digest import frame_digest
@@ -98,14 +98,33 @@ class Candidate:
 
     def profile(self) -> dict[str, Any]:
         """The reference profile of the training inputs (and the served score, ``p_up``)."""
-        inputs = model_inputs(self.kind, self.train_rows, self.members)
-        scores = None
-        if self.kind != "classifier":
-            scores = predict(self.kind, self.estimator, inputs)["p_up"].to_numpy()
+        inputs, scores = self._profiled_inputs()
         profile = build_profile(
             inputs, numeric=list(inputs.columns), categorical=[], predictions=scores
         )
         return profile.model_dump(mode="json")
+
+    def slice_profiles(self) -> dict[str, Any]:
+        """One reference profile per regime, of that regime's training rows, built as
+        :meth:`profile` builds the pooled one (``reference_profiles_by.json``): what
+        ``sluice drift --by regime`` compares each regime's live inputs with."""
+        inputs, scores = self._profiled_inputs()
+        profiles = build_slice_profiles(
+            inputs.assign(**{REGIME: self.train_rows[REGIME].to_numpy()}),
+            REGIME,
+            numeric=list(inputs.columns),
+            categorical=[],
+            predictions=scores,
+        )
+        return profiles.model_dump(mode="json")
+
+    def _profiled_inputs(self) -> tuple[pd.DataFrame, Any]:
+        """The training rows as requests (in order) and, but for the classifier, its scores."""
+        inputs = model_inputs(self.kind, self.train_rows, self.members)
+        scores = None
+        if self.kind != "classifier":
+            scores = predict(self.kind, self.estimator, inputs)["p_up"].to_numpy()
+        return inputs, scores
 
 
 def prepare(kind: str, frame: pd.DataFrame, seed: int, *, worse_in: str | None = None) -> Candidate:
@@ -206,6 +225,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
             if champion is not None and champion_metrics is not None
             else None,
             profile=candidate.profile(),
+            slice_profiles=candidate.slice_profiles(),
             verdict=verdict.model_dump(mode="json"),
         )
         run_url = tracking.run_url(run_id)
