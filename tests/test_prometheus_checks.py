@@ -24,7 +24,12 @@ from pydantic import ValidationError
 from controller.analysis_types import MetricSample, Verdict
 from controller.backends.prometheus import PrometheusSource
 from controller.errors import ConfigError
-from controller.gates.metrics_profile import KNATIVE_OPENCENSUS, KNATIVE_OTEL, MetricsProfile
+from controller.gates.metrics_profile import (
+    KNATIVE_OPENCENSUS,
+    KNATIVE_OTEL,
+    OTEL_BUCKETS_SECONDS,
+    MetricsProfile,
+)
 from controller.gates.prometheus_checks import (
     MetricCheck,
     builtin_query,
@@ -576,8 +581,11 @@ def test_latency_matches_what_clients_saw(scenario: Scenario) -> None:
     [slow_canary] = _evaluate(scenario.source, check, canary=SLOW)
     assert fast_canary.verdict == _expected(flaky.p99_ms <= 40) == Verdict.PASS
     assert slow_canary.verdict == _expected(slow.p99_ms <= 40) == Verdict.FAIL
-    # Knative's buckets: 60 ms lands in (60, 80], histogram_quantile interpolates within it.
-    assert 60 < slow_canary.values["canary"] <= 80
+    # The router times each request within what its client timed, so the p99 lies at most at
+    # the top of the bucket (knative-otel's) that holds the slowest request a client saw: 75 ms
+    # when none took longer, more on a loaded machine (CI saw 88 ms against a bound of 80).
+    top = next(b * 1000 for b in OTEL_BUCKETS_SECONDS if b * 1000 >= max(slow.latencies_ms))
+    assert 60 < slow_canary.values["canary"] <= top
 
 
 @pytest.mark.slow
