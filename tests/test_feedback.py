@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 import requests
 from support.prediction_answers import answer
+from support.readme_blocks import README
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.cli import main
@@ -23,6 +25,7 @@ from controller.serve.feedback import MAX_LABELS, feedback_route, parse_feedback
 from controller.serve.server import Request, ServeMetrics, SluiceServer, sluice_routes
 from controller.serve.webhooks import WebhookRejected
 from controller.settings import Settings
+from controller.shadow.class_samples import ClassSamples
 from models.fraud_detector.data import LABEL, generate_transactions
 from models.fraud_detector.feedback import delayed_labels, write_delayed_labels
 
@@ -346,6 +349,39 @@ def test_parquet_labels_reach_the_default_log_under_state_dir(
     assert code == 0
     assert out == "stored 2 labels (0 request ids not in the log)\n"
     assert labelled(log) == [("7", 1.0), ("8", 0.0)]
+
+
+def test_class_name_labels_reach_the_log_and_the_multiclass_judge(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sluice feedback FILE` as the README's "Late labels" shows it for the market-regime
+    classifier: the regime each day really was, by request id; the judge reads them as
+    classes."""
+    section = README.read_text(encoding="utf-8").split("\n## Late labels", 1)[1]
+    (block,) = [
+        b for b in re.findall(r"```console\n(.*?)```", section, re.DOTALL) if "regimes" in b
+    ]
+    shown = block.split("$ cat regimes.csv\n", 1)[1]
+    content, rest = shown.split("$ ", 1)
+    command, printed = rest.split("\n", 1)
+    assert command == "sluice feedback regimes.csv"
+    (cli_env.parent / "regimes.csv").write_text(content, encoding="utf-8")
+    days = {"day-1": "volatile", "day-2": "calm", "day-3": "black_swan"}
+    with SqlitePredictionLog(cli_env) as log:
+        for request_id in days:
+            decided = {"predictions": [{"regime": "calm", "p_calm": 0.7, "p_volatile": 0.3}]}
+            for role in ("primary", "shadow"):
+                log.record(answer(request_id, role, output=json.dumps(decided).encode()))
+        assert log.flush()
+    code, out, err = sluice(capsys, *command.split()[2:])
+    assert (code, err) == (0, "")
+    assert out == printed
+    assert labelled(cli_env) == list(days.items())
+    samples = ClassSamples.from_pairs(
+        SqlitePredictionLog(cli_env).pairs(), ("calm", "volatile", "black_swan"),
+        decision_field="regime",
+    )  # fmt: skip
+    assert samples.labels.tolist() == [1, 0, 2]
 
 
 def test_no_prediction_log_is_exit_2(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
