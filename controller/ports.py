@@ -22,7 +22,7 @@ from controller.domain import (
     RunSummary,
 )
 from controller.lease import Lease
-from controller.predictions import Prediction, PredictionPair
+from controller.predictions import Label, Prediction, PredictionPair
 from controller.target_types import TargetObservation
 
 if TYPE_CHECKING:  # pandas and numpy load with it; only a proposal's model card reads one
@@ -383,11 +383,12 @@ class PredictionSink(Protocol):
 class PredictionStore(Protocol):
     """Where a shadow judge reads paired answers and labels arrive (a production log's port)."""
 
-    def record_feedback(self, request_id: str, label: float) -> None:
-        """Store the ground truth of one request (the latest label of a request wins)."""
+    def record_feedback(self, request_id: str, label: Label) -> None:
+        """Store the ground truth of one request, a number or a class name (the latest label
+        of a request wins)."""
         ...
 
-    def record_feedback_batch(self, labels: Iterable[tuple[str, float]]) -> int:
+    def record_feedback_batch(self, labels: Iterable[tuple[str, Label]]) -> int:
         """Store many ``(request_id, label)`` at once, all or none; returns how many."""
         ...
 

@@ -20,7 +20,9 @@ from typing import Literal
 from controller.errors import InputError
 
 __all__ = [
+    "MAX_CLASS_NAME_CHARS",
     "DiscardPredictions",
+    "Label",
     "LoggedPrediction",
     "PairQuery",
     "PairReader",
@@ -29,9 +31,14 @@ __all__ = [
     "Role",
     "checked_labels",
     "inputs_digest",
+    "is_class_name",
 ]
 
 Role = Literal["primary", "shadow"]
+#: A late label: a number (0 or 1 for a binary model) or a class name (``"volatile"``).
+Label = float | str
+#: Longest class name a label may be.
+MAX_CLASS_NAME_CHARS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +86,7 @@ class PredictionPair:
     request_id: str
     primary: LoggedPrediction
     shadow: LoggedPrediction
-    label: float | None
+    label: Label | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +107,7 @@ class PairQuery:
     limit: int | None = None
 
     def admits(
-        self, primary: LoggedPrediction, shadow: LoggedPrediction, label: float | None
+        self, primary: LoggedPrediction, shadow: LoggedPrediction, label: Label | None
     ) -> bool:
         """Whether one request's primary and shadow answers, with its label, are a pair this
         query selects: both answered the same inputs (equal digests), and the filters hold.
@@ -147,11 +154,38 @@ class PairReader(abc.ABC):
         """The pairs ``query`` selects, oldest first by when the primary's answer was logged."""
 
 
-def checked_labels(labels: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+def is_class_name(value: object) -> bool:
+    """A class name a label may be: printable text of 1 to :data:`MAX_CLASS_NAME_CHARS`
+    characters, without surrounding spaces, that does not read as a number (``"1"`` and
+    ``"nan"`` are numbers written as text, not names)."""
+    if not (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_CLASS_NAME_CHARS
+        and value.isprintable()
+        and value.strip() == value
+    ):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return True
+    return False
+
+
+def checked_labels(labels: Iterable[tuple[str, Label]]) -> list[tuple[str, Label]]:
     """``(request_id, label)`` as a log stores them; :class:`InputError`, before anything is
-    stored, for a label without a request id or that is not a finite number."""
-    rows = []
+    stored, for a label without a request id, or that is neither a finite number nor a class
+    name (:func:`is_class_name`)."""
+    rows: list[tuple[str, Label]] = []
     for request_id, label in labels:
+        if isinstance(label, str):
+            if not request_id or not is_class_name(label):
+                raise InputError(
+                    f"feedback ({request_id!r}, {label!r}) needs an id and a number or a class "
+                    "name (text that is not a number)"
+                )
+            rows.append((request_id, label))
+            continue
         value = float(label)
         if not request_id or not math.isfinite(value):
             raise InputError(f"feedback ({request_id!r}, {label!r}) needs an id and a number")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 import requests
 from support.prediction_answers import answer
+from support.readme_blocks import README
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.cli import main
@@ -23,6 +25,7 @@ from controller.serve.feedback import MAX_LABELS, feedback_route, parse_feedback
 from controller.serve.server import Request, ServeMetrics, SluiceServer, sluice_routes
 from controller.serve.webhooks import WebhookRejected
 from controller.settings import Settings
+from controller.shadow.class_samples import ClassSamples
 from models.fraud_detector.data import LABEL, generate_transactions
 from models.fraud_detector.feedback import delayed_labels, write_delayed_labels
 
@@ -41,7 +44,7 @@ def logged(path: Path, *request_ids: str) -> Path:
     return path
 
 
-def labelled(path: Path) -> list[tuple[str, float | None]]:
+def labelled(path: Path) -> list[tuple[str, float | str | None]]:
     return [(p.request_id, p.label) for p in SqlitePredictionLog(path).pairs(labelled=True)]
 
 
@@ -65,6 +68,21 @@ def test_parse_feedback_keeps_order_and_reads_integers_and_floats() -> None:
     )
     assert parse_feedback(raw) == [("a", 1.0), ("b", 0.5)]
     assert parse_feedback(b'{"labels": []}') == []
+
+
+def test_parse_feedback_reads_class_names_and_refuses_a_mix() -> None:
+    """A classifier's labels are class names (JSON strings); one batch is all numbers or all
+    names, and a number written as text is neither."""
+    assert parse_feedback(body(("a", "volatile"), ("b", "calm"))) == [
+        ("a", "volatile"),
+        ("b", "calm"),
+    ]
+    with pytest.raises(WebhookRejected) as rejected:
+        parse_feedback(body(("a", 1), ("b", "volatile")))
+    assert rejected.value.reason == (
+        "labels[1].label is a class name ('volatile') and labels[0].label a number: send "
+        "numbers such as 0 and 1, or class names such as volatile, not both in one request"
+    )
 
 
 @pytest.mark.parametrize(
@@ -171,9 +189,12 @@ def test_a_refused_token_appears_in_no_log_line(
 
 def test_a_malformed_body_is_400_and_stores_nothing(served: FeedbackServer) -> None:
     """One bad label refuses the whole batch with its reason."""
-    response = served.post(body(("tx-1", 1), ("tx-2", "fraud")))
+    response = served.post(body(("tx-1", 1), ("tx-2", "1")))
     assert response.status_code == 400
-    assert response.json() == {"error": "labels[1].label is not a finite number"}
+    assert response.json() == {
+        "error": "labels[1].label is not a finite number or a class name (text of 1 to 100 "
+        "characters that is not a number)"
+    }
     assert feedback_rows(served.log) == 0
     assert served.deliveries("malformed") == 1
 
@@ -184,6 +205,12 @@ def test_labels_are_stored_and_joined_to_the_logged_pairs(served: FeedbackServer
     assert (response.status_code, response.json()) == (200, {"stored": 3, "not_in_log": 1})
     assert labelled(served.log) == [("tx-1", 1.0), ("tx-3", 0.0)]
     assert served.deliveries("stored") == 1
+
+
+def test_class_names_are_stored_as_text(served: FeedbackServer) -> None:
+    response = served.post(body(("tx-1", "volatile"), ("tx-2", "calm")))
+    assert (response.status_code, response.json()) == (200, {"stored": 2, "not_in_log": 0})
+    assert labelled(served.log) == [("tx-1", "volatile"), ("tx-2", "calm")]
 
 
 def test_a_store_that_fails_answers_503(tmp_path: Path) -> None:
@@ -257,8 +284,18 @@ def sluice(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
         ("blank.csv", "\n\n", "is empty"),
         ("header.csv", "request_id,label\n", "has no rows"),
         ("columns.csv", "request_id,score\ntx-1,1\n", "lacks the column label"),
-        ("words.csv", "request_id,label\ntx-1,1\ntx-2,fraud\n", "line 3, 'fraud'"),
-        ("gaps.csv", "request_id,label\ntx-1,\n", "label is not a number in 1 of 1 rows"),
+        (
+            "words.csv",
+            "request_id,label\ntx-1,1\ntx-2,fraud\n",
+            "labels mix numbers and class names (first name: line 3, 'fraud'; first number: "
+            "line 2, '1')",
+        ),
+        (
+            "gaps.csv",
+            "request_id,label\ntx-1,\n",
+            "label is not a number or a class name in 1 of 1 rows (first: line 2, '')",
+        ),
+        ("spaces.csv", "request_id,label\ntx-1,calm\ntx-2, calm\n", "(first: line 3, ' calm')"),
         ("ids.csv", "request_id,label\ntx-1,1\n,0\n", "request_id at line 3"),
         ("labels.txt", "request_id,label\ntx-1,1\n", "give a .csv or .parquet file"),
     ],
@@ -312,6 +349,39 @@ def test_parquet_labels_reach_the_default_log_under_state_dir(
     assert code == 0
     assert out == "stored 2 labels (0 request ids not in the log)\n"
     assert labelled(log) == [("7", 1.0), ("8", 0.0)]
+
+
+def test_class_name_labels_reach_the_log_and_the_multiclass_judge(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sluice feedback FILE` as the README's "Late labels" shows it for the market-regime
+    classifier: the regime each day really was, by request id; the judge reads them as
+    classes."""
+    section = README.read_text(encoding="utf-8").split("\n## Late labels", 1)[1]
+    (block,) = [
+        b for b in re.findall(r"```console\n(.*?)```", section, re.DOTALL) if "regimes" in b
+    ]
+    shown = block.split("$ cat regimes.csv\n", 1)[1]
+    content, rest = shown.split("$ ", 1)
+    command, printed = rest.split("\n", 1)
+    assert command == "sluice feedback regimes.csv"
+    (cli_env.parent / "regimes.csv").write_text(content, encoding="utf-8")
+    days = {"day-1": "volatile", "day-2": "calm", "day-3": "black_swan"}
+    with SqlitePredictionLog(cli_env) as log:
+        for request_id in days:
+            decided = {"predictions": [{"regime": "calm", "p_calm": 0.7, "p_volatile": 0.3}]}
+            for role in ("primary", "shadow"):
+                log.record(answer(request_id, role, output=json.dumps(decided).encode()))
+        assert log.flush()
+    code, out, err = sluice(capsys, *command.split()[2:])
+    assert (code, err) == (0, "")
+    assert out == printed
+    assert labelled(cli_env) == list(days.items())
+    samples = ClassSamples.from_pairs(
+        SqlitePredictionLog(cli_env).pairs(), ("calm", "volatile", "black_swan"),
+        decision_field="regime",
+    )  # fmt: skip
+    assert samples.labels.tolist() == [1, 0, 2]
 
 
 def test_no_prediction_log_is_exit_2(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:

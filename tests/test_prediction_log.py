@@ -176,6 +176,33 @@ def test_a_log_of_another_schema_is_refused(tmp_path: Path) -> None:
         SqlitePredictionLog(path).start()
 
 
+def test_a_log_of_schema_1_is_migrated_and_keeps_its_labels(tmp_path: Path) -> None:
+    """A log written before class-name labels (schema 1: label REAL NOT NULL) is migrated once
+    when opened: its numeric labels, their order and its answers stay, class names fit."""
+    path = tmp_path / "log.db"
+    with SqlitePredictionLog(path) as log:
+        log.record(answer("tx-1"))
+        log.record(answer("tx-1", "shadow"))
+        assert log.flush()
+    with sqlite3.connect(path) as connection:  # as schema 1 left it
+        connection.executescript(
+            "DROP TABLE feedback; CREATE TABLE feedback (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " request_id TEXT NOT NULL UNIQUE, label REAL NOT NULL, time REAL NOT NULL);"
+            " INSERT INTO feedback (request_id, label, time) VALUES ('tx-0', 0.0, 1.0),"
+            " ('tx-1', 1.0, 2.0); PRAGMA user_version = 1;"
+        )
+    log = SqlitePredictionLog(path)
+    assert [(p.request_id, p.label) for p in log.pairs(labelled=True)] == [("tx-1", 1.0)]
+    log.record_feedback("day-1", "volatile")
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+        rows = connection.execute("SELECT seq, request_id, label FROM feedback ORDER BY seq")
+        assert rows.fetchall() == [(1, "tx-0", 0.0), (2, "tx-1", 1.0), (3, "day-1", "volatile")]
+        tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        assert "feedback_schema_1" not in {name for (name,) in tables}
+    SqlitePredictionLog(path).start().close()  # reopening a migrated log changes nothing
+
+
 def test_feedback_needs_an_id_and_a_finite_label(tmp_path: Path) -> None:
     """An empty request id or a NaN label is rejected, and nothing of the batch is stored."""
     log = SqlitePredictionLog(tmp_path / "log.db")

@@ -151,6 +151,30 @@ def test_a_label_needs_an_id_and_a_finite_number_and_nothing_is_stored(
     assert log.pairs(labelled=True) == []
 
 
+def test_class_names_are_labels_read_back_as_text_beside_numbers(log: Log) -> None:
+    """A classifier's label is its class's name: kept as text, read back as given, and the
+    latest label of a request wins whichever kind it is; numbers stay floats."""
+    for request_id in ("day-1", "day-2", "tx-1"):
+        both(log, request_id)
+    assert log.flush()
+    assert log.record_feedback_batch([("day-1", "volatile"), ("day-2", 1.0), ("tx-1", 0)]) == 3
+    log.record_feedback("day-2", "black_swan")
+    pairs = log.pairs(labelled=True)
+    assert [(p.request_id, p.label) for p in pairs] == [
+        ("day-1", "volatile"), ("day-2", "black_swan"), ("tx-1", 0.0)
+    ]  # fmt: skip
+    assert [type(p.label) for p in pairs] == [str, str, float]
+
+
+@pytest.mark.parametrize("bad", ["", " calm", "1", "nan", "x" * 101, "a\nb"])
+def test_a_class_name_is_printable_text_that_is_not_a_number(log: Log, bad: str) -> None:
+    both(log, "id-0")
+    assert log.flush()
+    with pytest.raises(InputError, match="a number or a class name"):
+        log.record_feedback_batch([("id-0", "calm"), ("id-0", bad)])
+    assert log.pairs(labelled=True) == []
+
+
 def test_a_locked_log_refuses_labels_as_transient_and_still_answers_reads(
     log: Log, tmp_path: Path
 ) -> None:

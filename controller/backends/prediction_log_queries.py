@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from controller.predictions import LoggedPrediction, PredictionPair, Role
+from controller.predictions import Label, LoggedPrediction, PredictionPair, Role
 
 __all__ = ["count_logged", "read_pairs"]
 
@@ -78,4 +78,12 @@ def _pair(row: tuple[Any, ...]) -> PredictionPair:
     request_id, label = str(row[0]), row[1]
     primary = _logged(request_id, "primary", row[2 : 2 + _WIDTH])
     shadow = _logged(request_id, "shadow", row[2 + _WIDTH :])
-    return PredictionPair(request_id, primary, shadow, None if label is None else float(label))
+    return PredictionPair(request_id, primary, shadow, _label(label))
+
+
+def _label(stored: str | float | None) -> Label | None:
+    """A label as it was given: a class name (TEXT) as text, a number (REAL; an INTEGER in a
+    log another tool wrote) as a float."""
+    if stored is None or isinstance(stored, str):
+        return stored
+    return float(stored)

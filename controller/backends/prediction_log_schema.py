@@ -1,6 +1,14 @@
-"""The prediction log's SQLite file: its schema (checked, never migrated), how a connection is
-opened (WAL, a bounded write-ahead log, a busy timeout), the statements that write it, and the
-translation of every ``sqlite3`` error into a Sluice error that names the file."""
+"""The prediction log's SQLite file: its schema (checked; a file of schema 1 is migrated to 2
+once, any other refused), how a connection is opened (WAL, a bounded write-ahead log, a busy
+timeout), the statements that write it, and the translation of every ``sqlite3`` error into a
+Sluice error that names the file.
+
+Schema 2 lets a label be a class name (``"volatile"``) as well as a number: the ``feedback``
+table's ``label`` column has no declared type, so SQLite keeps a REAL as a REAL and a TEXT as
+a TEXT (a ``REAL`` column would turn ``"1"`` into 1.0), and a CHECK admits only those two.
+Schema 1 declared it ``REAL NOT NULL``; SQLite cannot change a column's type in place, so the
+migration copies the table, its numeric labels unchanged, in one transaction.
+"""
 
 from __future__ import annotations
 
@@ -22,12 +30,20 @@ __all__ = [
     "sqlite_errors",
 ]
 
-#: ``PRAGMA user_version`` of the log's schema; another version is refused, never migrated.
-SCHEMA_VERSION = 1
+#: ``PRAGMA user_version`` of the log's schema; 1 is migrated to it, any other is refused.
+SCHEMA_VERSION = 2
 _WAL_LIMIT_BYTES = 8 << 20
 #: SQLite's primary result codes for a file another connection holds.
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
+_FEEDBACK = """
+CREATE TABLE {exists}feedback (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL UNIQUE,
+    label NOT NULL CHECK (typeof(label) IN ('real', 'text')),
+    time REAL NOT NULL
+);
+"""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -42,14 +58,17 @@ CREATE TABLE IF NOT EXISTS predictions (
     latency_ms REAL NOT NULL,
     status INTEGER NOT NULL,
     UNIQUE (request_id, role)
-);
-CREATE TABLE IF NOT EXISTS feedback (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id TEXT NOT NULL UNIQUE,
-    label REAL NOT NULL,
-    time REAL NOT NULL
-);
-"""
+);""" + _FEEDBACK.format(exists="IF NOT EXISTS ")
+#: Schema 1 to 2, in one transaction: the feedback table copied into one whose label may be a
+#: class name; its rows (numbers) and their order (``seq``, which rotation reads) unchanged.
+_MIGRATE_FROM_1 = (
+    "ALTER TABLE feedback RENAME TO feedback_schema_1",
+    _FEEDBACK.format(exists=""),
+    "INSERT INTO feedback (seq, request_id, label, time)"
+    " SELECT seq, request_id, label, time FROM feedback_schema_1",
+    "DROP TABLE feedback_schema_1",
+    "PRAGMA user_version = 2",
+)
 INSERT_PREDICTION = (
     "INSERT OR REPLACE INTO predictions (request_id, time, model, version, revision, role,"
     " inputs_digest, output, latency_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -106,13 +125,31 @@ def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
 
 
 def ensure_schema(path: Path, busy_timeout: float) -> None:
-    """Create the file and its tables, or check an existing one is a log of this schema."""
+    """Create the file and its tables, migrate a log of schema 1, or check an existing one is a
+    log of this schema."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite_errors(path), contextlib.closing(connect(path, busy_timeout)) as connection:
         version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version == 1:
+            _migrate_from_1(connection)
+            return
         if version not in (0, SCHEMA_VERSION):
             raise ConfigError(
                 f"{path} is a prediction log of schema {version}, not {SCHEMA_VERSION}:"
                 " move it aside or choose another path"
             )
         connection.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+
+
+def _migrate_from_1(connection: sqlite3.Connection) -> None:
+    """Schema 1 to 2 in one transaction; a process that migrated it meanwhile leaves nothing
+    to do (the version is read again under the write lock)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        if connection.execute("PRAGMA user_version").fetchone()[0] == 1:
+            for statement in _MIGRATE_FROM_1:
+                connection.execute(statement)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")

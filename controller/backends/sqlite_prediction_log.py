@@ -19,7 +19,8 @@ No ``sqlite3`` exception leaves this module: a file another process holds locked
 timeout is a :class:`TransientError`, a damaged or foreign one a :class:`ConfigError`, each one
 line naming the file and what to do.
 
-Labels arrive late and out of band (``record_feedback``); readers join them to the pairs of a
+Labels arrive late and out of band (``record_feedback``), a number (0 or 1 for a binary
+model) or a class name (``"volatile"``, for a classifier); readers join them to the pairs of a
 request's primary and shadow answers. A client that reuses an ``X-Request-Id`` keeps only its
 latest request in the log (one row per request id and role), and a pair needs both answers
 to the same inputs (equal digests), so a reused id never pairs two different requests.
@@ -49,6 +50,7 @@ from controller.backends.prediction_log_schema import (
 )
 from controller.errors import ConfigError
 from controller.predictions import (
+    Label,
     PairQuery,
     PairReader,
     Prediction,
@@ -231,12 +233,14 @@ class SqlitePredictionLog(PairReader):
 
     # -- feedback and reading ----------------------------------------------------------------
 
-    def record_feedback(self, request_id: str, label: float) -> None:
-        """Store the ground truth of one request (the latest label of a request wins)."""
+    def record_feedback(self, request_id: str, label: Label) -> None:
+        """Store the ground truth of one request, a number or a class name (the latest label
+        of a request wins)."""
         self.record_feedback_batch([(request_id, label)])
 
-    def record_feedback_batch(self, labels: Iterable[tuple[str, float]]) -> int:
-        """Store many ``(request_id, label)`` in one transaction; returns how many."""
+    def record_feedback_batch(self, labels: Iterable[tuple[str, Label]]) -> int:
+        """Store many ``(request_id, label)`` in one transaction; returns how many. A number
+        is kept as a REAL and a class name as TEXT, and each is read back as it was given."""
         now = time.time()
         rows = [(request_id, value, now) for request_id, value in checked_labels(labels)]
         self._ensure_schema()

@@ -2,13 +2,14 @@
 
 Fraud is confirmed days after the router answered, usually as an export from the case system:
 a CSV or Parquet file with the ``request_id`` the router logged (``X-Request-Id``) and the
-``label`` that was confirmed. This command checks the whole file first (a missing file, missing
-columns, a label that is not a number or an empty file is one line and exit 2, before anything
-is written), then stores the labels either straight into the SQLite prediction log at
-``prediction_log_path`` or, with ``--url``, through ``POST /v1/feedback`` of a running
-``sluice serve`` (:mod:`controller.serve.feedback`), in batches the route accepts. It prints how
-many labels were stored and how many of their request ids the log has no answer for, yet: those are
-kept and join their answers when they arrive.
+``label`` that was confirmed: a number (0 or 1 for a binary model) or, for a classifier, a class
+name (``volatile``). This command checks the whole file first (a missing file, missing
+columns, a label that is neither a number nor a class name, numbers and names mixed, or an
+empty file is one line and exit 2, before anything is written), then stores the labels either
+straight into the SQLite prediction log at ``prediction_log_path`` or, with ``--url``, through
+``POST /v1/feedback`` of a running ``sluice serve`` (:mod:`controller.serve.feedback`), in
+batches the route accepts. It prints how many labels were stored and how many of their request
+ids the log has no answer for, yet: those are kept and join their answers when they arrive.
 
 A request id given twice keeps its last label, as the log itself does, so sending a file again
 changes nothing. It is also the composition root of the route: :func:`build_feedback_route`
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.commands.local_state import prediction_log_path
 from controller.errors import ConfigError, InputError, TransientError
 from controller.limits import FEEDBACK_FILE_MAX_BYTES
+from controller.predictions import Label, is_class_name
 from controller.redact import register_secret
 from controller.serve.feedback import FEEDBACK_PATH, feedback_route, is_request_id
 from controller.serve.server import Handler, ServeMetrics
@@ -54,10 +56,10 @@ _COLUMNS = ("request_id", "label")
 _TIMEOUT_SECONDS = 30.0
 
 
-def read_labels(path: Path) -> list[tuple[str, float]]:
+def read_labels(path: Path) -> list[tuple[str, Label]]:
     """``(request_id, label)`` of every row, the last label of a repeated id winning; an
     unreadable file, missing columns, a bad id or label, or no rows is an InputError."""
-    # Ids stay text as written ("007", "NA"); labels are checked as numbers below.
+    # Ids stay text as written ("007", "NA"); labels are checked as numbers or names below.
     frame = read_table(
         path,
         name="feedback file",
@@ -80,39 +82,61 @@ def read_labels(path: Path) -> list[tuple[str, float]]:
     def row(index: int) -> str:
         return f"line {index + 2}" if path.suffix.lower() == ".csv" else f"row {index + 1}"
 
-    numbers = pd.to_numeric(frame["label"], errors="coerce").to_numpy(float, na_value=np.nan)
-    bad = np.flatnonzero(~np.isfinite(numbers))
-    if bad.size:
-        first = int(bad[0])
-        raise InputError(
-            f"feedback file {path}: label is not a number in {bad.size:,} of {len(frame):,} "
-            f"rows (first: {row(first)}, {frame['label'].iloc[first]!r}); labels are numbers "
-            "such as 0 and 1"
-        )
+    values = _label_values(path, frame["label"], row)
     ids = frame["request_id"].astype("string")
-    labels: dict[str, float] = {}
-    for index, (request_id, label) in enumerate(zip(ids, numbers, strict=True)):
+    labels: dict[str, Label] = {}
+    for index, (request_id, label) in enumerate(zip(ids, values, strict=True)):
         if not is_request_id(request_id):
             raise InputError(
                 f"feedback file {path}: request_id at {row(index)} is not a printable id of 1 "
                 "to 200 characters; fix the file"
             )
-        labels[request_id] = float(label)
+        labels[request_id] = label
     return list(labels.items())
 
 
+def _label_values(path: Path, column: pd.Series, row: Callable[[int], str]) -> list[Label]:
+    """The column's labels: all numbers, or all class names (a classifier's labels); anything
+    else, or a mix of the two, is an InputError naming the first row at fault."""
+    numbers = pd.to_numeric(column, errors="coerce").to_numpy(float, na_value=np.nan)
+    number = np.isfinite(numbers)
+    if number.all():
+        return [float(value) for value in numbers]
+    texts = column.astype("string")
+    name = np.array([is_class_name(text) for text in texts], dtype=bool)
+    kinds = "labels are numbers such as 0 and 1, or class names such as volatile"
+    bad = np.flatnonzero(~number & ~name)
+    if bad.size:
+        first = int(bad[0])
+        raise InputError(
+            f"feedback file {path}: label is not a number or a class name in {bad.size:,} of "
+            f"{len(column):,} rows (first: {row(first)}, {column.iloc[first]!r}); {kinds}"
+        )
+    if number.any():
+        named, numbered = int(np.flatnonzero(name)[0]), int(np.flatnonzero(number)[0])
+        raise InputError(
+            f"feedback file {path}: labels mix numbers and class names (first name: "
+            f"{row(named)}, {column.iloc[named]!r}; first number: {row(numbered)}, "
+            f"{column.iloc[numbered]!r}); {kinds}, not both"
+        )
+    return [str(text) for text in texts]
+
+
 def label_batches(
-    labels: Iterable[tuple[str, float]],
+    labels: Iterable[tuple[str, Label]],
     *,
     max_labels: int = BATCH_LABELS,
     max_bytes: int = BATCH_BYTES,
-) -> Iterator[list[tuple[str, float]]]:
+) -> Iterator[list[tuple[str, Label]]]:
     """Consecutive batches of at most ``max_labels`` labels and about ``max_bytes`` of JSON."""
-    batch: list[tuple[str, float]] = []
+    batch: list[tuple[str, Label]] = []
     size = 0
     for request_id, label in labels:
-        # {"request_id": ..., "label": ...}, around the id: 60 bytes at most with any float.
+        # {"request_id": ..., "label": ...}, around the id: 60 bytes at most with any float,
+        # a class name's own length more.
         item = len(json.dumps(request_id)) + 60
+        if isinstance(label, str):
+            item += len(json.dumps(label))
         if batch and (len(batch) >= max_labels or size + item > max_bytes):
             yield batch
             batch, size = [], 0
@@ -135,7 +159,7 @@ def build_feedback_route(settings: Settings, *, metrics: ServeMetrics) -> Handle
     return feedback_route(token=token, store=store, metrics=metrics)
 
 
-def _write_log(path: Path, labels: list[tuple[str, float]]) -> tuple[int, int]:
+def _write_log(path: Path, labels: list[tuple[str, Label]]) -> tuple[int, int]:
     if not path.is_file():
         raise InputError(
             f"there is no prediction log at {path}: start the local stack (sluice local up), "
@@ -188,7 +212,7 @@ def _counts(response: requests.Response, where: str, done: str) -> tuple[int, in
     raise TransientError(f"{where} answered {status} ({reason}){done}; send the file again")
 
 
-def _post(url: str, token: str, labels: list[tuple[str, float]]) -> tuple[int, int]:
+def _post(url: str, token: str, labels: list[tuple[str, Label]]) -> tuple[int, int]:
     endpoint = _endpoint(url)
     where = f"sluice serve at {endpoint}"
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

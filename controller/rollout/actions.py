@@ -134,12 +134,14 @@ class StopMirror:
 class EndShadow:
     """The shadow judge passed: commit the first canary step, without the shadow annotations.
 
-    ``report`` is the judge's Markdown report, for the commit body and the pull request.
+    ``report`` is the judge's Markdown report, for the pull request; ``details`` the Markdown
+    it adds after the checks (a multiclass judge's confusion matrices), for the commit body.
     """
 
     to_percent: int
     results: tuple[GateResult, ...]
     report: str = ""
+    details: str = ""
 
 
 @dataclass(frozen=True)
@@ -185,11 +187,15 @@ RollbackVerdict = Literal["failed", "aborted"]
 
 @dataclass(frozen=True)
 class StartRollback:
-    """Commit ``canaryTrafficPercent: 0``: all traffic back to the previous rollout at once."""
+    """Commit ``canaryTrafficPercent: 0``: all traffic back to the previous rollout at once.
+
+    ``details`` is Markdown the commit body adds after the gates (a multiclass shadow judge's
+    confusion matrices)."""
 
     reason: str
     results: tuple[GateResult, ...] = ()
     verdict: RollbackVerdict = "failed"
+    details: str = ""
 
 
 @dataclass(frozen=True)

@@ -78,15 +78,17 @@ def conclude_shadow(
     """What a shadow judgement leads to: the first canary step, a rollback, or more waiting."""
     phase = policy.shadow or ShadowPhase()
     results = judgement.results
+    details = judgement.details
     record = tally(analysis.record, results, now)
     if judgement.verdict is Verdict.FAIL and record.failures >= policy.failure_limit:
-        return StartRollback(failing_summary(results), results)
+        return StartRollback(failing_summary(results), results, details=details)
     if judgement.verdict is Verdict.ERROR and record.errors >= policy.error_limit:
         return StartRollback(
             f"the shadow judge could not run in {record.errors} judgements in a row "
             f"({judgement.reason})",
             results,
             verdict="aborted",
+            details=details,
         )
     if judgement.verdict is Verdict.PASS:
         report = shadow_report_markdown(
@@ -95,12 +97,13 @@ def conclude_shadow(
             champion=f"v{obs.pin.previous_version}" if obs.pin.previous_version else "champion",
             challenger=f"v{obs.pin.version}",
         )
-        return EndShadow(policy.steps[0], results, report)
+        return EndShadow(policy.steps[0], results, report, details)
     if now - obs.pin_changed_at >= phase.max_duration_seconds:
         return StartRollback(
             f"no shadow verdict within {phase.max_duration_seconds:g} s ({judgement.reason})",
             results,
             verdict="aborted",
+            details=details,
         )
     return Hold(record, f"shadow {judgement.reason}", phase="shadowing")
 

@@ -45,6 +45,9 @@ class RolloutCommit:
     results: tuple[GateResult, ...] = ()
     #: A Markdown report (the shadow judge's) shown in the pull request instead of the table.
     report: str = ""
+    #: Markdown after the gates in the body and the comment (a multiclass shadow judge's
+    #: confusion matrices); the report, when there is one, holds it already.
+    details: str = ""
 
 
 def _subject(commit: RolloutCommit) -> str:
@@ -70,11 +73,13 @@ def _named(result: GateResult) -> str:
 
 
 def render_rollout_message(commit: RolloutCommit) -> str:
-    """Subject, the why, one line per gate, and the trailers."""
+    """Subject, the why, one line per gate, any details (Markdown), and the trailers."""
     lines = [_subject(commit), "", commit.summary]
     if commit.results:
         lines += ["", "Gates:"]
         lines += [f"- [{_MARK[r.verdict]}] {_named(r)}" for r in commit.results]
+    if commit.details:
+        lines += ["", commit.details.rstrip()]
     lines += [
         "",
         f"Sluice-Model: {commit.model}",
@@ -86,7 +91,7 @@ def render_rollout_message(commit: RolloutCommit) -> str:
 
 
 _GATE_LINE = re.compile(r"^- \[(pass|FAIL|ERROR|inconclusive)\] (.*)$")
-_GATE_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._/-]*): (.*)$")
+_GATE_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_./-]*): (.*)$")
 
 
 def gates_in_message(message: str) -> tuple[GateResult, ...]:
@@ -131,5 +136,7 @@ def render_rollout_comment(commit: RolloutCommit, sha: str) -> str:
             f"| {r.gate} | {_MARK[r.verdict]} | {r.summary.replace('|', '/')} |"
             for r in commit.results
         ]
+        if commit.details:
+            lines += ["", commit.details.rstrip()]
     lines += ["", "<!-- sluice:rollout -->"]
     return "\n".join(lines) + "\n"

@@ -97,6 +97,7 @@ def end_shadow(
             ),
             results=action.results,
             report=action.report,
+            details=action.details,
         ),
     )
 
@@ -203,6 +204,7 @@ def start_rollback(
             headline=headline,
             summary=summary,
             results=action.results,
+            details=action.details,
         ),
     )
 

@@ -4,7 +4,8 @@ A shadow evaluation can only say which of champion and challenger was *right* on
 exist, and for fraud they exist when a chargeback or an analyst confirms it, long after the
 router logged both answers under the request's ``X-Request-Id``. This route is where those
 labels come in: a bearer-authenticated JSON batch
-``{"labels": [{"request_id": "...", "label": 1}, ...]}`` stored in one transaction through a
+``{"labels": [{"request_id": "...", "label": 1}, ...]}`` (a label is a number, or a class name
+such as ``"volatile"`` for a classifier) stored in one transaction through a
 :class:`~controller.ports.PredictionStore`, which joins them to the logged pairs.
 
 Parsing is the pure :func:`parse_feedback`, so every malformed body is tested without a
@@ -23,6 +24,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from controller.ports import PredictionStore
+from controller.predictions import MAX_CLASS_NAME_CHARS, Label, is_class_name
 from controller.redact import redact
 from controller.serve.alertmanager_hook import verify_bearer
 from controller.serve.server import Handler, Request, Response, ServeMetrics
@@ -71,10 +73,19 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
 
 
+def _class_name(value: str) -> str:
+    if not is_class_name(value):
+        raise ValueError("not a class name")
+    return value
+
+
 class _Label(StrictBody):
     request_id: Annotated[str, AfterValidator(_request_id)]
-    # Strict: an integer is a number, `true` and "1" are not labels a sender meant to give.
-    label: Annotated[float, Field(allow_inf_nan=False)]
+    # Strict: an integer is a number, a string a class name; `true` and "1" (a number written
+    # as text: which did the sender mean?) are not labels.
+    label: (
+        Annotated[float, Field(allow_inf_nan=False)] | Annotated[str, AfterValidator(_class_name)]
+    )
 
 
 class _Feedback(StrictBody):
@@ -90,20 +101,33 @@ _REASONS = {
     "labels[].request_id": (
         f"{{field}} is not a printable string of 1 to {MAX_REQUEST_ID_CHARS} characters"
     ),
-    "labels[].label": "{field} is not a finite number",
+    "labels[].label": (
+        "{field} is not a finite number or a class name (text of 1 to "
+        f"{MAX_CLASS_NAME_CHARS} characters that is not a number)"
+    ),
 }
 
 
-def parse_feedback(body: bytes) -> list[tuple[str, float]]:
+def parse_feedback(body: bytes) -> list[tuple[str, Label]]:
     """``(request_id, label)`` of each item, in order; :class:`WebhookRejected` (400) with a
-    one-line reason when the body is not a batch of labels."""
+    one-line reason when the body is not a batch of labels, all numbers or all class names."""
     payload = read_json_object(
         body,
         not_json="body is not JSON (NaN and Infinity are not labels)",
         parse_constant=_reject_constant,
     )
     parsed = validate_body(_Feedback, payload, _REASONS)
-    return [(item.request_id, item.label) for item in parsed.labels]
+    labels = [(item.request_id, item.label) for item in parsed.labels]
+    named = [i for i, (_, label) in enumerate(labels) if isinstance(label, str)]
+    if named and len(named) < len(labels):
+        number = next(i for i, (_, label) in enumerate(labels) if not isinstance(label, str))
+        raise WebhookRejected(
+            400,
+            f"labels[{named[0]}].label is a class name ({labels[named[0]][1]!r}) and "
+            f"labels[{number}].label a number: send numbers such as 0 and 1, or class names "
+            "such as volatile, not both in one request",
+        )
+    return labels
 
 
 def _rejection(metrics: ServeMetrics, rejected: WebhookRejected) -> Response:

@@ -23,6 +23,11 @@ predicts, before any client depends on it:
 Its input, :class:`~controller.shadow.samples.ShadowSamples`, is read from the
 prediction log's pairs or built from plain observations.
 
+With ``classes`` set the judge is multiclass (:mod:`controller.shadow.class_judge`): each answer
+is read as a decision among the classes, labels are class names, and it checks errors,
+agreement, latency, macro-F1, each class's recall and McNemar. Unset, this binary judge runs
+as it always has.
+
 A check without enough data is inconclusive: every check below ``minSamples`` scored pairs,
 the labelled checks below ``minLabelled`` labels or ``minPositives`` of either class. The
 verdict is FAIL when any check fails, else INCONCLUSIVE when any is inconclusive, else PASS:
@@ -35,10 +40,11 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller.analysis_types import GateResult, Verdict
 from controller.drift.statistics import bin_counts, ks_2samp, psi, quantile_bin_edges
@@ -48,10 +54,17 @@ from controller.text.markdown_text import table_cell
 
 __all__ = [
     "GATE_PREFIX",
+    "PairedAnswers",
     "ShadowJudgement",
     "ShadowPolicy",
+    "decide",
+    "errors_check",
     "judge_shadow",
+    "judgement_of",
+    "latency_check",
+    "result_of",
     "shadow_report_markdown",
+    "too_few",
 ]
 
 GATE_PREFIX = "shadow"
@@ -80,8 +93,26 @@ class ShadowPolicy(BaseModel):
         default=10,
         ge=1,
         alias="minPositives",
-        description="Labelled requests of each class (positive and negative) the task "
-        "metric needs; rare fraud makes this bind before minLabelled does.",
+        description="Labelled requests of each class (positive and negative; with classes, "
+        "each of them) the labelled checks need; rare fraud, or a rare regime, makes this "
+        "bind before minLabelled does.",
+    )
+    classes: tuple[str, ...] | None = Field(
+        default=None,
+        min_length=2,
+        description="Judge a classifier: the class names its answers decide among and its "
+        "labels are (e.g. [calm, volatile, black_swan]). Set, the judge checks errors, "
+        "agreement of the decisions, latency, macro-F1 (paired bootstrap, "
+        "nonInferiorityMargin), each class's recall and McNemar; the score shift, threshold "
+        "and taskMetric do not apply. Unset, the judge is binary.",
+    )
+    decision_field: str | None = Field(
+        default=None,
+        min_length=1,
+        alias="decisionField",
+        description="With classes: the field of an answer's row that holds the decided class "
+        "(e.g. regime). An answer without it, or without decisionField, is read as the class "
+        "of its largest p_<class> field.",
     )
     psi_bins: int = Field(
         default=10,
@@ -178,6 +209,23 @@ class ShadowPolicy(BaseModel):
         description="Seed of the bootstrap, so that a verdict can be reproduced exactly.",
     )
 
+    @model_validator(mode="after")
+    def _classes_are_names(self) -> ShadowPolicy:
+        if self.classes is None:
+            if self.decision_field is not None:
+                raise ValueError(
+                    "decisionField reads a classifier's decision: set classes too, e.g. "
+                    "classes: [calm, volatile, black_swan]"
+                )
+            return self
+        blank = [name for name in self.classes if not name.strip()]
+        if blank or len(set(self.classes)) != len(self.classes):
+            raise ValueError(
+                f"classes {list(self.classes)} must be distinct, non-empty names, "
+                "e.g. [calm, volatile, black_swan]"
+            )
+        return self
+
 
 @dataclass(frozen=True)
 class ShadowJudgement:
@@ -188,38 +236,61 @@ class ShadowJudgement:
     results: tuple[GateResult, ...]
     samples: int
     labelled: int
+    #: Markdown after the checks, for the commit body and the pull request (the multiclass
+    #: judge's confusion matrices); empty for the binary judge.
+    details: str = ""
 
 
-def _result(check: str, verdict: Verdict, summary: str, **values: float) -> GateResult:
+class PairedAnswers(Protocol):
+    """What the errors and latency checks read, the same for a binary and a multiclass judge."""
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def shadow_failures(self) -> int: ...
+
+    @property
+    def primary_latency_ms(self) -> FloatArray: ...
+
+    @property
+    def shadow_latency_ms(self) -> FloatArray: ...
+
+
+def result_of(check: str, verdict: Verdict, summary: str, **values: float) -> GateResult:
+    """The result of one check, named ``shadow/CHECK``, its summary led by the name."""
     name = f"{GATE_PREFIX}/{check}"
     return GateResult(name, verdict, f"{name}: {summary} — {verdict}", values)
 
 
-def _decide(enough: bool, ok: bool) -> Verdict:
+def decide(enough: bool, ok: bool) -> Verdict:
+    """Inconclusive without ``enough`` data, else pass when ``ok``."""
     if not enough:
         return Verdict.INCONCLUSIVE
     return Verdict.PASS if ok else Verdict.FAIL
 
 
-def _errors(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
+def errors_check(samples: PairedAnswers, policy: ShadowPolicy) -> GateResult:
+    """The share of mirrored copies the challenger failed to answer."""
     total = samples.size + samples.shadow_failures
     rate = samples.shadow_failures / total if total else 0.0
-    verdict = _decide(total >= policy.min_samples, rate <= policy.max_error_rate)
+    verdict = decide(total >= policy.min_samples, rate <= policy.max_error_rate)
     summary = (
         f"{rate:.2%} of copies failed ({samples.shadow_failures}/{total}, "
         f"max {policy.max_error_rate:.2%})"
     )
-    return _result("errors", verdict, summary, error_rate=rate, copies=float(total))
+    return result_of("errors", verdict, summary, error_rate=rate, copies=float(total))
 
 
-def _too_few(samples: ShadowSamples, policy: ShadowPolicy) -> str:
+def too_few(samples: PairedAnswers, policy: ShadowPolicy) -> str:
+    """``, n=… below minSamples …`` when there are too few pairs, else nothing."""
     n = samples.size
     return f", n={n} below minSamples {policy.min_samples}" if n < policy.min_samples else ""
 
 
 def _score_shift(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
     if samples.size == 0:
-        return _result("score-shift", Verdict.INCONCLUSIVE, "no scored pairs")
+        return result_of("score-shift", Verdict.INCONCLUSIVE, "no scored pairs")
     edges = quantile_bin_edges(samples.primary, policy.psi_bins)
     index = psi(bin_counts(samples.primary, edges), bin_counts(samples.shadow, edges))
     with warnings.catch_warnings():  # scipy may fall back from its exact p-value, unused here
@@ -228,42 +299,43 @@ def _score_shift(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
     ok = index <= policy.max_score_psi and ks <= policy.max_score_ks
     summary = (
         f"PSI {index:.3f} (max {policy.max_score_psi:g}), KS {ks:.3f} "
-        f"(max {policy.max_score_ks:g}){_too_few(samples, policy)}"
+        f"(max {policy.max_score_ks:g}){too_few(samples, policy)}"
     )
-    verdict = _decide(samples.size >= policy.min_samples, ok)
-    return _result("score-shift", verdict, summary, psi=index, ks=ks, n=float(samples.size))
+    verdict = decide(samples.size >= policy.min_samples, ok)
+    return result_of("score-shift", verdict, summary, psi=index, ks=ks, n=float(samples.size))
 
 
 def _agreement(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
     if samples.size == 0:
-        return _result("agreement", Verdict.INCONCLUSIVE, "no scored pairs")
+        return result_of("agreement", Verdict.INCONCLUSIVE, "no scored pairs")
     primary, shadow = samples.primary >= policy.threshold, samples.shadow >= policy.threshold
     agreement = float(np.mean(primary == shadow))
     flagged_p, flagged_s = float(np.mean(primary)), float(np.mean(shadow))
     summary = (
         f"{agreement:.2%} of decisions agree at threshold {policy.threshold:g} "
         f"(min {policy.min_agreement:.0%}); flagged {flagged_s:.2%} vs {flagged_p:.2%}"
-        f"{_too_few(samples, policy)}"
+        f"{too_few(samples, policy)}"
     )
-    verdict = _decide(samples.size >= policy.min_samples, agreement >= policy.min_agreement)
+    verdict = decide(samples.size >= policy.min_samples, agreement >= policy.min_agreement)
     values = {"agreement": agreement, "shadow_flagged": flagged_s, "primary_flagged": flagged_p}
-    return _result("agreement", verdict, summary, **values)
+    return result_of("agreement", verdict, summary, **values)
 
 
-def _latency(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
+def latency_check(samples: PairedAnswers, policy: ShadowPolicy) -> GateResult:
+    """The challenger's latency percentile against the champion's on the same requests."""
     if samples.size == 0:
-        return _result("latency", Verdict.INCONCLUSIVE, "no scored pairs")
+        return result_of("latency", Verdict.INCONCLUSIVE, "no scored pairs")
     q = policy.latency_percentile
     primary = float(np.percentile(samples.primary_latency_ms, q))
     shadow = float(np.percentile(samples.shadow_latency_ms, q))
     increase = shadow / primary - 1 if primary > 0 else (0.0 if shadow == 0 else math.inf)
     summary = (
         f"p{q:g} {shadow:.1f} ms vs {primary:.1f} ms ({increase:+.0%}, "
-        f"max +{policy.max_latency_increase:.0%}){_too_few(samples, policy)}"
+        f"max +{policy.max_latency_increase:.0%}){too_few(samples, policy)}"
     )
-    verdict = _decide(samples.size >= policy.min_samples, increase <= policy.max_latency_increase)
+    verdict = decide(samples.size >= policy.min_samples, increase <= policy.max_latency_increase)
     values = {"shadow_ms": shadow, "primary_ms": primary, "increase": increase}
-    return _result("latency", verdict, summary, **values)
+    return result_of("latency", verdict, summary, **values)
 
 
 def _labelled(samples: ShadowSamples) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -290,7 +362,7 @@ def _task_metric(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
     primary, shadow, labels = _labelled(samples)
     name = "PR AUC" if policy.task_metric == "pr_auc" else f"recall@{policy.operating_fpr:g} FPR"
     if shortfall := _label_shortfall(samples, policy, labels):
-        return _result("task-metric", Verdict.INCONCLUSIVE, f"{name}: {shortfall}")
+        return result_of("task-metric", Verdict.INCONCLUSIVE, f"{name}: {shortfall}")
     result = paired_bootstrap(
         primary, shadow, labels, metric=policy.task_metric,
         margin=policy.non_inferiority_margin, alpha=policy.alpha,
@@ -317,13 +389,13 @@ def _task_metric(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
         "p_inferior": result.p_inferior, "labelled": float(labels.size),
     }  # fmt: skip
     verdict = Verdict.PASS if ok else Verdict.FAIL if worse else Verdict.INCONCLUSIVE
-    return _result("task-metric", verdict, summary, **values)
+    return result_of("task-metric", verdict, summary, **values)
 
 
 def _mcnemar(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
     primary, shadow, labels = _labelled(samples)
     if shortfall := _label_shortfall(samples, policy, labels):
-        return _result("mcnemar", Verdict.INCONCLUSIVE, shortfall)
+        return result_of("mcnemar", Verdict.INCONCLUSIVE, shortfall)
     truth = labels == 1
     primary_right = (primary >= policy.threshold) == truth
     shadow_right = (shadow >= policy.threshold) == truth
@@ -337,13 +409,21 @@ def _mcnemar(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
         f"two-sided p={test.pvalue:.2g}{', exact' if test.exact else ''})"
     )
     values = {"b": float(test.b), "c": float(test.c), "p_worse": test.p_worse, "p": test.pvalue}
-    return _result("mcnemar", Verdict.FAIL if worse else Verdict.PASS, summary, **values)
+    return result_of("mcnemar", Verdict.FAIL if worse else Verdict.PASS, summary, **values)
 
 
 def judge_shadow(samples: ShadowSamples, policy: ShadowPolicy) -> ShadowJudgement:
     """Judge the challenger's answers against the champion's on the same requests."""
-    checks = (_errors, _score_shift, _agreement, _latency, _task_metric, _mcnemar)
+    checks = (errors_check, _score_shift, _agreement, latency_check, _task_metric, _mcnemar)
     results = tuple(check(samples, policy) for check in checks)
+    labelled = int(np.count_nonzero(~np.isnan(samples.labels)))
+    return judgement_of(results, samples.size, labelled)
+
+
+def judgement_of(
+    results: tuple[GateResult, ...], samples: int, labelled: int, details: str = ""
+) -> ShadowJudgement:
+    """FAIL when any check failed, else INCONCLUSIVE when any is, else PASS."""
     failed = [r.gate for r in results if r.verdict is Verdict.FAIL]
     pending = [r.gate for r in results if r.verdict is Verdict.INCONCLUSIVE]
     if failed:
@@ -352,8 +432,7 @@ def judge_shadow(samples: ShadowSamples, policy: ShadowPolicy) -> ShadowJudgemen
         verdict, reason = Verdict.INCONCLUSIVE, f"not enough data for {', '.join(pending)}"
     else:
         verdict, reason = Verdict.PASS, "every check passed"
-    labelled = int(np.count_nonzero(~np.isnan(samples.labels)))
-    return ShadowJudgement(verdict, reason, results, samples.size, labelled)
+    return ShadowJudgement(verdict, reason, results, samples, labelled, details)
 
 
 def shadow_report_markdown(
@@ -374,4 +453,6 @@ def shadow_report_markdown(
         check = result.gate.removeprefix(f"{GATE_PREFIX}/")
         measured = result.summary.split(": ", 1)[-1].rsplit(" — ", 1)[0]
         lines.append(f"| {check} | {result.verdict} | {table_cell(measured)} |")
+    if judgement.details:
+        lines += ["", judgement.details.rstrip()]
     return "\n".join(lines) + "\n"

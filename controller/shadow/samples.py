@@ -71,7 +71,8 @@ class ShadowSamples:
     @classmethod
     def from_pairs(cls, pairs: Iterable[PredictionPair]) -> ShadowSamples:
         """From the prediction log: requests the champion answered with a score (2xx), the
-        challenger's answer a score or, when it is not, a failure."""
+        challenger's answer a score or, when it is not, a failure; a class name as a label is
+        an :class:`InputError` naming the request."""
         observations, failures = [], 0
         for pair in pairs:
             primary = score_of(pair.primary.output)
@@ -81,6 +82,13 @@ class ShadowSamples:
             if not 200 <= pair.shadow.status < 300 or shadow is None:
                 failures += 1
                 continue
+            if isinstance(pair.label, str):
+                raise InputError(
+                    f"request {pair.request_id} has the label {pair.label!r}, a class name, but "
+                    "the shadow judge is binary (labels 0 or 1): set "
+                    "rollout.shadow.judge.classes to judge a classifier, or send its label "
+                    "again as 0 or 1 (the latest label wins)"
+                )
             observations.append(
                 ShadowObservation(
                     primary, shadow, pair.primary.latency_ms, pair.shadow.latency_ms, pair.label

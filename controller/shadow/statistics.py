@@ -15,13 +15,19 @@ pairing:
   (the thresholds sklearn uses). With unit weights the metrics equal sklearn's
   ``average_precision_score`` and :func:`controller.quality.classification_metrics.recall_at_fpr`,
   the one public recall at an FPR bound (these block kernels are private to the bootstrap).
-- **McNemar's test** on the decisions at the serving threshold: only requests where exactly
-  one model is right carry information. Exact (binomial) below 25 discordant pairs, else the
-  chi-square statistic with continuity correction (Edwards), as commonly taught.
+- **Macro-F1, paired bootstrap**, for a classifier: the same resamples, stratified by the
+  true class, each scoring both models' decisions by the mean over the classes of F1 from
+  weighted confusion counts (equal to sklearn's ``f1_score(average="macro")`` over all the
+  classes with unit weights).
+- **McNemar's test** on the decisions at the serving threshold (a classifier's decisions):
+  only requests where exactly one model is right carry information. Exact (binomial) below
+  25 discordant pairs, else the chi-square statistic with continuity correction (Edwards), as
+  commonly taught.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,12 +42,15 @@ __all__ = [
     "PairedBootstrap",
     "TaskMetric",
     "average_precision",
+    "macro_f1",
     "mcnemar",
     "paired_bootstrap",
+    "paired_bootstrap_macro_f1",
     "stratified_resample_counts",
 ]
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 TaskMetric = Literal["pr_auc", "recall_at_fpr"]
 #: Below this many discordant pairs McNemar's test is exact (binomial).
 MCNEMAR_EXACT_BELOW = 25
@@ -130,13 +139,13 @@ def average_precision(
 def stratified_resample_counts(
     labels: npt.ArrayLike, resamples: int, rng: np.random.Generator
 ) -> FloatArray:
-    """Multiplicities (resamples, n) of bootstrap resamples drawn within each label."""
+    """Multiplicities (resamples, n) of bootstrap resamples drawn within each label (0 and 1,
+    or each class), in ascending order of the labels."""
     y = np.asarray(labels)
     counts = np.zeros((resamples, y.size), dtype=np.float64)
     rows = np.arange(resamples)[:, None] * y.size
-    for members in (np.flatnonzero(y == 0), np.flatnonzero(y == 1)):
-        if members.size == 0:
-            continue
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
         drawn = members[rng.integers(0, members.size, size=(resamples, members.size))]
         counts += np.bincount((drawn + rows).ravel(), minlength=resamples * y.size).reshape(
             resamples, y.size
@@ -148,7 +157,7 @@ def stratified_resample_counts(
 class PairedBootstrap:
     """The shadow's metric minus the primary's, with a paired bootstrap's view of it."""
 
-    metric: TaskMetric
+    metric: TaskMetric | Literal["macro_f1"]
     primary: float
     shadow: float
     #: shadow - primary on the labelled requests as they are.
@@ -185,17 +194,105 @@ def paired_bootstrap(
     ones = np.ones((1, p.size))
     primary_value = float(_metric(metric, p, y, ones, max_fpr)[0])
     shadow_value = float(_metric(metric, s, y, ones, max_fpr)[0])
-    rng = np.random.default_rng(seed)
-    block = max(1, _BLOCK_CELLS // p.size)
-    differences = []
-    for start in range(0, resamples, block):
-        weights = stratified_resample_counts(y, min(block, resamples - start), rng)
-        differences.append(
-            _metric(metric, s, y, weights, max_fpr) - _metric(metric, p, y, weights, max_fpr)
-        )
-    d = np.concatenate(differences)
+    d = _resampled_differences(
+        y,
+        resamples,
+        seed,
+        lambda w: _metric(metric, s, y, w, max_fpr) - _metric(metric, p, y, w, max_fpr),
+    )
     return PairedBootstrap(
         metric=metric,
+        primary=primary_value,
+        shadow=shadow_value,
+        difference=shadow_value - primary_value,
+        lower=float(np.quantile(d, alpha)),
+        upper=float(np.quantile(d, 1 - alpha)),
+        p_inferior=float(np.mean(d <= -margin)),
+        resamples=resamples,
+    )
+
+
+def _resampled_differences(
+    labels: npt.NDArray[np.generic],
+    resamples: int,
+    seed: int,
+    difference: Callable[[FloatArray], FloatArray],
+) -> FloatArray:
+    """``difference`` of each of ``resamples`` stratified resamples' weights, in blocks."""
+    rng = np.random.default_rng(seed)
+    block = max(1, _BLOCK_CELLS // labels.size)
+    differences = []
+    for start in range(0, resamples, block):
+        weights = stratified_resample_counts(labels, min(block, resamples - start), rng)
+        differences.append(difference(weights))
+    return np.concatenate(differences)
+
+
+def _macro_f1(
+    predicted: IntArray, labels: IntArray, classes: int, weights: FloatArray
+) -> FloatArray:
+    """Macro-F1 over ``classes`` classes (0 to classes - 1) for each row of ``weights``; a
+    class nobody decided and nobody is counts 0, as sklearn's ``zero_division=0``."""
+    total = np.zeros(weights.shape[0])
+    for k in range(classes):
+        decided, actual = predicted == k, labels == k
+        hits = weights @ (decided & actual).astype(np.float64)
+        both = weights @ decided.astype(np.float64) + weights @ actual.astype(np.float64)
+        total += np.divide(2 * hits, both, out=np.zeros_like(hits), where=both > 0)
+    result: FloatArray = total / classes
+    return result
+
+
+def _checked_classes(
+    predicted: npt.ArrayLike, labels: npt.ArrayLike, classes: int
+) -> tuple[IntArray, IntArray]:
+    d = np.asarray(predicted)
+    y = np.asarray(labels)
+    if d.ndim != 1 or d.shape != y.shape or y.size == 0:
+        raise InputError(f"decisions {d.shape} and labels {y.shape} must be 1-D of equal length")
+    if classes < 2 or not all(
+        np.issubdtype(a.dtype, np.integer) and np.all((a >= 0) & (a < classes)) for a in (d, y)
+    ):
+        raise InputError(f"decisions and labels must be class indices 0 to {classes - 1}")
+    return d.astype(np.int64), y.astype(np.int64)
+
+
+def macro_f1(predicted: npt.ArrayLike, labels: npt.ArrayLike, classes: int) -> float:
+    """Macro-F1 of class indices ``predicted`` against ``labels`` over ``classes`` classes,
+    equal to ``sklearn.metrics.f1_score(labels, predicted, average="macro",
+    labels=range(classes), zero_division=0)``."""
+    d, y = _checked_classes(predicted, labels, classes)
+    return float(_macro_f1(d, y, classes, np.ones((1, d.size)))[0])
+
+
+def paired_bootstrap_macro_f1(
+    primary: npt.ArrayLike,
+    shadow: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    *,
+    classes: int,
+    margin: float,
+    alpha: float,
+    resamples: int,
+    seed: int,
+) -> PairedBootstrap:
+    """Compare two classifiers' decisions (class indices) for the same labelled requests by
+    macro-F1, resampling requests within each true class; deterministic for a seed."""
+    p, y = _checked_classes(primary, labels, classes)
+    s, _ = _checked_classes(shadow, labels, classes)
+    if resamples < 1 or not 0 < alpha < 1:
+        raise InputError(f"{resamples} resamples at alpha {alpha} is not a bootstrap")
+    ones = np.ones((1, p.size))
+    primary_value = float(_macro_f1(p, y, classes, ones)[0])
+    shadow_value = float(_macro_f1(s, y, classes, ones)[0])
+    d = _resampled_differences(
+        y,
+        resamples,
+        seed,
+        lambda w: _macro_f1(s, y, classes, w) - _macro_f1(p, y, classes, w),
+    )
+    return PairedBootstrap(
+        metric="macro_f1",
         primary=primary_value,
         shadow=shadow_value,
         difference=shadow_value - primary_value,

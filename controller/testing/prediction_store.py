@@ -13,8 +13,10 @@ that port and the router's :class:`~controller.ports.PredictionSink`, with the r
   (:meth:`~controller.predictions.PairQuery.admits`, which SQLite's query says in SQL);
 - outputs are kept as parsed JSON, None when empty, not JSON or over ``max_output_bytes``;
 - at most ``max_rows`` answers and ``max_rows`` labels (the oldest go first);
-- a label needs a request id and a finite number (:func:`~controller.predictions.checked_labels`,
-  shared with SQLite's log), and the latest label of a request wins.
+- a label needs a request id and a finite number or a class name
+  (:func:`~controller.predictions.checked_labels`, shared with SQLite's log), it is read back
+  as it was given (a number as a float, a class name as text), and the latest label of a
+  request wins.
 
 ``tests/test_prediction_store_contract.py`` holds the two to the same behaviour. Fault: with
 :attr:`~MemoryPredictionStore.locked` set, writes of labels fail as a log another process holds
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from controller.errors import TransientError
 from controller.predictions import (
+    Label,
     LoggedPrediction,
     PairQuery,
     PairReader,
@@ -80,7 +83,7 @@ class MemoryPredictionStore(PairReader):
         self._answer_seq = itertools.count(1)
         self._label_seq = itertools.count(1)
         self._answers: dict[tuple[str, str], tuple[int, LoggedPrediction]] = {}
-        self._labels: dict[str, tuple[int, float]] = {}
+        self._labels: dict[str, tuple[int, Label]] = {}
         self._lock = threading.Lock()
         #: Label writes fail as a log another process holds locked past the busy timeout.
         self.locked = False
@@ -112,10 +115,10 @@ class MemoryPredictionStore(PairReader):
 
     # -- the store ---------------------------------------------------------------------------
 
-    def record_feedback(self, request_id: str, label: float) -> None:
+    def record_feedback(self, request_id: str, label: Label) -> None:
         self.record_feedback_batch([(request_id, label)])
 
-    def record_feedback_batch(self, labels: Iterable[tuple[str, float]]) -> int:
+    def record_feedback_batch(self, labels: Iterable[tuple[str, Label]]) -> int:
         rows = checked_labels(labels)
         with self._lock:
             if self.locked:
