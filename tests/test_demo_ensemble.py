@@ -1,14 +1,16 @@
 """`make demo-ensemble` tells the regime-aware story end to end, as a user starts it.
 
-It runs from the checkout with the Makefile's own command and every default (its data under
-``.sluice/demo-ensemble``), and the test reads what the user reads: the narrated output, and
-the GitOps repository's history it prints.
+It runs the Makefile's command (`sluice demo ensemble`, once `make test` has set up) from the
+checkout with every default (its data under ``.sluice/demo-ensemble``), and the test reads what
+the user reads: the narrated output, and the GitOps repository's history it prints. Not `make`
+itself: with a stale stamp it would set up again, with whatever python3 the bare PATH finds.
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -34,7 +36,7 @@ def test_demo_ensemble_routes_by_regime_promotes_a_better_member_and_rolls_back_
     only on volatile days is judged in shadow on the next day's direction, rolled back and
     quarantined; and the stack is stopped."""
     demo = subprocess.Popen(
-        ["make", "--no-print-directory", "demo-ensemble"],
+        [str(Path(sys.executable).with_name("sluice")), "demo", "ensemble"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

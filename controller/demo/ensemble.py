@@ -245,14 +245,14 @@ class _Chapters:
         self.train("--model", "volatile", "--rows", "40000")
         proposal = self.propose(model)
         # A volatile market with calm days among the volatile ones: three volatile rows to one
-        # calm, from three clients, so the canary's half of the volatile calls gives the
-        # judge its samples in a few looks.
+        # calm, from two clients, so the canary's half of the volatile calls gives the judge
+        # its samples in two or three looks.
         volatile, calm = self.rows["volatile"], self.rows["calm"]
         market = [
             row for i, row in enumerate(volatile) for row in (row, calm[i])[: 2 - bool(i % 3)]
         ]
-        clients = GraphClients(self.graph_url, pause_seconds=0.01)
-        clients.start(market, prefix="canary", threads=3)
+        clients = GraphClients(self.graph_url, pause_seconds=0.02)
+        clients.start(market, prefix="canary", threads=2)
         try:
             merge_branch(self.remote, proposal.branch)
             self.console.print(
