@@ -199,6 +199,12 @@ def test_a_rollback_restores_the_old_graph_as_it_was(remote: GitRemote, tmp_path
     assert subject(remote) == f"rollback graph {GRAPH}: calm branch answers 5xx"
     assert show(remote, "main") == before  # comments, order and quoting too
 
+    again = propose(tmp_path, remote, "--weight", "10", "--json")  # fixed, proposed again
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["status"] == "proposed"  # a branch to merge again
+    merge_branch(remote.path, json.loads(again.stdout)["branch"])
+    assert load(show(remote, "main"))["metadata"]["annotations"]["sluice.dev/graph-canary"]
+
 
 def refusal(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 2, (result.stdout, result.stderr)

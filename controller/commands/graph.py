@@ -7,6 +7,7 @@ concrete backends are named); the work is :mod:`controller.proposals.graph_propo
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Literal
 
@@ -14,7 +15,9 @@ from rich.console import Console
 from rich.syntax import Syntax
 
 from controller.backends.git_repo import GitWorkspace, Identity
+from controller.commands.local_state import local_root
 from controller.commands.propose import build_forge, default_remote
+from controller.errors import SluiceError
 from controller.proposals.graph_propose import GraphProposal, GraphProposalResult, propose_graph
 from controller.proposals.graph_walk import GraphWalk, GraphWalkResult, walk_graph
 from controller.settings import Settings
@@ -81,6 +84,16 @@ def run_graph_propose(
     return result
 
 
+def _sync_local(settings: Settings, environment: str) -> None:
+    """Ask a local runtime of ``environment`` to fetch the commit now, as a rollout's commits
+    do; without one (a cluster's Argo CD polls Git, or its webhook refreshes), nothing."""
+    from controller.local.target import LocalTarget
+
+    # No local runtime of this environment: its poll, or Argo CD's, finds the commit.
+    with contextlib.suppress(SluiceError):
+        LocalTarget(local_root(settings)).request_sync(environment)
+
+
 def run_graph_walk(
     settings: Settings,
     request: GraphWalk,
@@ -91,6 +104,8 @@ def run_graph_walk(
 ) -> GraphWalkResult:
     """Commit the step, promotion or rollback and print what happened."""
     result = walk_graph(request, workspace=_workspace(settings, remote))
+    if result.status == "committed":
+        _sync_local(settings, result.environment)
     if as_json:
         console.print_json(json.dumps(result.as_dict()))
     elif result.status == "no-canary":

@@ -12,7 +12,8 @@ anything is committed. The pull request (``--forge github``), or the printed pro
 Everything that can be refused is refused before Git is touched: an unknown environment or
 graph, a file that is not a valid graph, one with another name, a graph already in canary form,
 a proposal that changes nothing. A rerun finds its branch (the digest is the proposed spec's)
-and commits nothing new.
+and commits nothing new; the same spec proposed again after its canary was merged and rolled
+back remakes the branch from the environment's branch, so that there is something to merge.
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ def propose_graph(
         path = source.path
         outcome = workspace.commit_and_push(
             branch=branch, base=source.branch, edit=_edit(source, proposed, weight, digest),
-            message=message,
+            message=message, restart_merged=True,
         )  # fmt: skip
         _check_landed(workspace, branch, path, digest)
     card = render_graph_card(GraphCard(commit, path, diff, VALIDATION))
