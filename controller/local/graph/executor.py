@@ -176,8 +176,8 @@ async def answer_graph_request(
     ``branched`` with each node step's answer, timed by ``clock`` (seconds).
     """
     parsed = graph if isinstance(graph, InferenceGraph) else parse_inference_graph(graph)
-    router = _Router(parsed, caller, draw, propagated_headers(headers, propagate), switched)
-    router.branched, router.clock = branched, clock
+    headers = propagated_headers(headers, propagate)
+    router = _Router(parsed, caller, draw, headers, switched, branched, clock)
     try:
         status, response = await router.route(ROOT_NODE, body)
     except _RoutingError as exc:
@@ -196,14 +196,16 @@ class _Router:
         draw: Callable[[], int],
         headers: Mapping[str, str],
         switched: Callable[[str, str], None] | None = None,
+        branched: BranchObserver | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.graph = graph
         self.caller = caller
         self.draw = draw
         self.headers = headers
         self.switched = switched
-        self.branched: BranchObserver | None = None
-        self.clock: Callable[[], float] = time.perf_counter
+        self.branched = branched
+        self.clock = clock
 
     async def route(self, node_name: str, body: bytes) -> tuple[int, bytes]:
         node = self.graph.nodes.get(node_name)
