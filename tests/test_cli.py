@@ -145,6 +145,7 @@ FORGE_COMMANDS = [
     ("rollback", "fraud-detector", "--env", "local", "--reason", "x"),
     ("local", "merge", "fraud-detector", "--env", "local"),
     ("init", "fraud-detector", "--env", "local"),
+    ("graph", "propose", "market-regime", "--env", "local", "--spec", "graph.yaml"),
 ]
 
 

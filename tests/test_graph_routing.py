@@ -230,6 +230,41 @@ def test_splitter_whose_weights_run_out_answers_500() -> None:
     )
 
 
+def test_every_node_step_is_reported_with_its_answer_and_time() -> None:
+    """`branched` hears each step that routes to a node, once the node answered: where the
+    step sits, the node, its status (500 when the node failed) and the clock's milliseconds.
+    A graph canary's root Splitter is how two graphs are compared."""
+    canary = graph(
+        "two",
+        {
+            "root": {
+                "routerType": "Splitter",
+                "steps": [
+                    {"name": "stable", "nodeName": "stable", "weight": 90},
+                    {"name": "canary", "nodeName": "canary", "weight": 10},
+                ],
+            },
+            "stable": {"routerType": "Sequence", "steps": [{"serviceName": "old"}]},
+            "canary": {"routerType": "Sequence", "steps": [{"serviceName": "new"}]},
+        },
+    )
+    services = FakeServices({"old": reply({"m": "old"}, 201)})  # "new" never answers
+    ticks = iter(range(100))
+    heard: list[tuple[str, str, str, int, float]] = []
+
+    def run(draw: int) -> int:
+        done = answer_graph_request(
+            canary, b"{}", {}, services, draw=lambda: draw, clock=lambda: next(ticks) / 10,
+            branched=lambda step, node, status, ms: heard.append(
+                (step.node, step.key, node, status, round(ms))
+            ),
+        )  # fmt: skip
+        return asyncio.run(done).status
+
+    assert [run(89), run(90)] == [201, 500]
+    assert heard == [("root", "stable", "stable", 201, 100), ("root", "canary", "canary", 500, 100)]
+
+
 # -- Ensemble --------------------------------------------------------------------------------
 
 

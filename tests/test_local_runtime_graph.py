@@ -5,8 +5,9 @@ small registered model) and three graphs: a Switch on a JSON field between them,
 Sequences that hand the first one's V1 answer to the second, with and without KServe's
 ``mapPredictionsToInstances``. The test walks what a user sees: the graph Progressing until
 its members serve, then Healthy with a URL; the Switch's routing, its 404, the per-member step
-metrics and the members' own revision counts; the V1 shape; and the graph gone with its
-router once it leaves Git.
+metrics and the members' own revision counts; the V1 shape; a change of the Switch committed
+in canary form (``sluice graph propose``'s), split by weight and counted per branch; and the
+graph gone with its router once it leaves Git.
 """
 
 from __future__ import annotations
@@ -24,9 +25,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.gitops_repo import commit_to_remote
 from support.gitrepo import create_git_remote
 from support.graph_samples import graph
-from support.runtime_loop import DEADLINE, KUSTOMIZATION, OVERLAY, Loop, register_uris
+from support.runtime_loop import (
+    DEADLINE,
+    KUSTOMIZATION,
+    OVERLAY,
+    Loop,
+    register_uris,
+    within_binomial,
+)
 
 from controller.local.services import MlflowService
+from controller.manifests.graph_canary import canary_form
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +65,20 @@ def chain(name: str, *, mapped: bool) -> dict[str, Any]:
 
 GRAPHS = {"by-route": SWITCH, "mapped": chain("mapped", mapped=True)}
 GRAPHS["unmapped"] = chain("unmapped", mapped=False)
+#: The Switch with its members swapped: route a reaches beta.
+SWAPPED = graph(
+    "by-route",
+    {
+        "root": {
+            "routerType": "Switch",
+            "steps": [
+                {"serviceName": "beta", "condition": '[@this].#(route=="a")'},
+                {"serviceName": "alpha", "condition": '[@this].#(route=="b")'},
+            ],
+        }
+    },
+)
+CANARY_REQUESTS = 100
 
 
 def isvc(name: str, uri: str) -> dict[str, Any]:
@@ -103,6 +126,44 @@ def scrape(url: str) -> list[Any]:
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:  # noqa: S310
         text = response.read().decode()
     return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def branch_counts(url: str) -> dict[str, float]:
+    """The root Splitter's answers per step, from the router's branch series."""
+    return {
+        s.labels["step_name"]: s.value
+        for s in scrape(url)
+        if s.name == "sluice_graph_branch_duration_seconds_count"
+        and s.labels["node_name"] == "root"
+    }
+
+
+def check_canary_form(loop: Loop, url: str) -> None:
+    """The graph's canary form, committed: served as a new revision, split by weight, each
+    branch counted in the branch series and its member's step calls."""
+    push(loop, "graph by-route -> local (canary 30%)", {**GRAPHS, "by-route": canary_form(
+        SWITCH, SWAPPED, 30
+    )})  # fmt: skip
+    deadline = time.monotonic() + DEADLINE
+    while not branch_counts(url):  # the Switch alone has no node step
+        assert time.monotonic() < deadline, "the canary form was never served"
+        assert post(url, {"route": "a", "instances": [[42.0, 3]]})[0] == 200
+        time.sleep(0.2)
+    before = branch_counts(url)
+    for _ in range(CANARY_REQUESTS):
+        assert post(url, {"route": "a", "instances": [[42.0, 3]]})[0] == 200
+    after = branch_counts(url)
+    stable = after.get("stable", 0) - before.get("stable", 0)
+    canary = after.get("canary", 0) - before.get("canary", 0)
+    assert stable + canary == CANARY_REQUESTS
+    assert within_binomial(int(canary), CANARY_REQUESTS, 0.3), canary
+    calls = {
+        (s.labels["node_name"], s.labels["service_name"]): s.value
+        for s in scrape(url)
+        if s.name == "sluice_graph_step_duration_seconds_count"
+    }
+    assert calls[("canary", "beta")] == after["canary"]  # the new graph sends route a to beta
+    assert calls[("stable", "alpha")] == after["stable"]
 
 
 def test_a_graph_in_git_is_served_routed_counted_and_removed(
@@ -171,6 +232,8 @@ def test_a_graph_in_git_is_served_routed_counted_and_removed(
             r["name"]: r["health"]["status"] for r in resources if r["kind"] == "InferenceGraph"
         }
         assert graphs == {"by-route": "Healthy", "mapped": "Healthy", "unmapped": "Healthy"}
+
+        check_canary_form(loop, url)
 
         push(loop, "Stop routing by field", {})
         deadline = time.monotonic() + DEADLINE

@@ -18,6 +18,7 @@ from controller.cli.config import config_app
 from controller.cli.demo import demo
 from controller.cli.drift import drift
 from controller.cli.feedback import feedback
+from controller.cli.graph import graph_app
 from controller.cli.init import init
 from controller.cli.local import local_app
 from controller.cli.options import RootOptions
@@ -86,5 +87,6 @@ for command in (propose, serve, drift, feedback, init, demo):
 app.add_typer(config_app, name="config")
 app.add_typer(rollout_app)  # rollout, rollback, status
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(graph_app, name="graph")
 app.add_typer(retrain_app, name="retrain")
 app.add_typer(local_app, name="local")

@@ -31,6 +31,16 @@ nowhere else: the graph answers KServe's 404 only when the Switch is its root (n
 enclosing node turns it into a 500), and a member's own 404 passes through a Switch unchanged.
 A step that routes to a node (a Switch step ``nodeName: blend``) has no step call
 of its own, so this counter is also the only count of the requests that took it.
+
+Each step that routes to a node is timed too, from the request entering the node to its answer:
+the **branch series**, which compare the two graphs of a graph canary (the root Splitter's
+``stable`` and ``canary`` steps, :mod:`controller.manifests.graph_canary`) on what clients got.
+The histogram :data:`BRANCH_SECONDS` (``knative-otel``, ``sluice-wrapper``; in milliseconds
+:data:`BRANCH_MILLISECONDS` under ``knative-opencensus``), whose ``_count`` counts, is labelled
+with the profile's namespace label, ``graph_name``, ``node_name`` (the node the step is in),
+``step_name`` (its name, else its index), ``target_node`` (the node it routes to), the profile's
+revision label (the graph's router revision, ``<graph>-0000K``: each commit of the graph, a
+weight step included, is a new one) and status label (the node's answer; 500 when it failed).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import bisect
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
@@ -52,7 +63,10 @@ from controller.gates.metrics_profile import (
 from controller.local.revision_metrics import LATENCY_BUCKETS_MS
 
 __all__ = [
+    "BRANCH_MILLISECONDS",
+    "BRANCH_SECONDS",
     "SWITCH_REQUESTS",
+    "BranchCall",
     "GraphStepMetrics",
     "StepCall",
     "StepMetricNames",
@@ -61,6 +75,9 @@ __all__ = [
 
 #: The counter of Switch decisions (exported with ``_total``), per node and chosen step.
 SWITCH_REQUESTS = "sluice_graph_switch_requests"
+#: The histogram of node steps' answers, in seconds and (``knative-opencensus``) milliseconds.
+BRANCH_SECONDS = "sluice_graph_branch_duration_seconds"
+BRANCH_MILLISECONDS = "sluice_graph_branch_request_latencies"
 
 
 @dataclass(frozen=True, order=True)
@@ -71,6 +88,17 @@ class StepCall:
     step: str
     service_name: str
     service_url: str
+    revision: str
+    code: int
+
+
+@dataclass(frozen=True, order=True)
+class BranchCall:
+    """Which node step routed to which node, under which router revision, and its answer."""
+
+    node: str
+    step: str
+    target: str
     revision: str
     code: int
 
@@ -86,6 +114,8 @@ class GraphStepMetrics:
         self._series: dict[StepCall, list[float]] = {}
         # (Switch node, chosen step's key or "") -> requests
         self._switched: dict[tuple[str, str], int] = {}
+        # branch -> [count, sum_ms, per-bucket counts...]
+        self._branches: dict[BranchCall, list[float]] = {}
         self._profile = resolve_profile(DEFAULT_PROFILE)
         self._bounds_ms: tuple[float, ...] = ()
         self.set_profile(profile or self._profile)
@@ -101,16 +131,30 @@ class GraphStepMetrics:
             self._profile, self._bounds_ms = profile, bounds_ms
             self._series.clear()
             self._switched.clear()
+            self._branches.clear()
 
     def observe(self, call: StepCall, latency_ms: float) -> None:
         """Count one step call that ended as ``call`` says after ``latency_ms``."""
         with self._lock:
-            series = self._series.get(call)
-            if series is None:
-                series = self._series[call] = [0.0] * (len(self._bounds_ms) + 3)
-            series[0] += 1
-            series[1] += latency_ms
-            series[2 + bisect.bisect_left(self._bounds_ms, latency_ms)] += 1
+            self._count(self._series, call, latency_ms)
+
+    def observe_branch(self, branch: BranchCall, latency_ms: float) -> None:
+        """Count one node step's answer, ``latency_ms`` after it entered the node."""
+        with self._lock:
+            self._count(self._branches, branch, latency_ms)
+
+    def _count(self, table: dict[Any, list[float]], key: Any, latency_ms: float) -> None:
+        series = table.get(key)
+        if series is None:
+            series = table[key] = [0.0] * (len(self._bounds_ms) + 3)
+        series[0] += 1
+        series[1] += latency_ms
+        series[2 + bisect.bisect_left(self._bounds_ms, latency_ms)] += 1
+
+    def branch_counts(self) -> dict[BranchCall, int]:
+        """Node steps' answers so far, by series."""
+        with self._lock:
+            return {branch: int(values[0]) for branch, values in self._branches.items()}
 
     def observe_switch(self, node: str, step: str) -> None:
         """Count one request Switch ``node`` sent to step ``step`` ("": to none)."""
@@ -151,6 +195,7 @@ class GraphStepMetrics:
         """The latency histogram and the Switch counter (the ``prometheus_client`` collector
         protocol)."""
         yield from self._switch_family()
+        yield from self._branch_family()
         profile, bounds_ms, series = self._snapshot()
         if not series:
             return
@@ -169,6 +214,40 @@ class GraphStepMetrics:
                 buckets.append(("+Inf" if bound is None else f"{bound * scale:g}", cumulative))
             labels = self._labels(profile, call)
             family.add_metric([labels[n] for n in label_names], buckets, values[1] * scale)
+        yield family
+
+    def _branch_family(self) -> Iterator[Metric]:
+        with self._lock:
+            profile, bounds_ms = self._profile, self._bounds_ms
+            branches = sorted((b, list(values)) for b, values in self._branches.items())
+        if not branches:
+            return
+        seconds = profile.latency_unit == "seconds"
+        scale = 1 / profile.milliseconds_per_unit
+        labels = [
+            profile.namespace_label, "graph_name", "node_name", "step_name", "target_node",
+            profile.revision_label, profile.status_label,
+        ]  # fmt: skip
+        family = HistogramMetricFamily(
+            BRANCH_SECONDS if seconds else BRANCH_MILLISECONDS,
+            "Latency of the answers of an InferenceGraph's steps that route to a node, "
+            f"in {profile.latency_unit}",
+            labels=labels,
+        )
+        for branch, values in branches:
+            status = str(branch.code) if profile.is_error("500") else f"{branch.code // 100}xx"
+            cumulative, buckets = 0.0, []
+            for bound, count in zip((*bounds_ms, None), values[2:], strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound is None else f"{bound * scale:g}", cumulative))
+            family.add_metric(
+                [
+                    self._namespace, self._graph, branch.node, branch.step, branch.target,
+                    branch.revision, status,
+                ],
+                buckets,
+                values[1] * scale,
+            )  # fmt: skip
         yield family
 
     def _switch_family(self) -> Iterator[Metric]:

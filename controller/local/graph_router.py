@@ -17,7 +17,8 @@ KServe's controller does; until then (and while the graph is stopped) it answers
 ``GET /metrics`` exports, under the environment's metrics profile, what the queue-proxy in
 front of the graph's router would on a cluster (its requests, configuration ``<graph>``,
 revision ``<graph>-0000K``: a new one for each deployment, as a new ``--graph-json`` makes a
-new Knative revision) and the graph's step series and Switch decisions
+new Knative revision) and the graph's step series, Switch decisions and branch series (each
+node step's answers, by router revision: how a graph canary's ``stable`` and ``canary`` compare)
 (:mod:`controller.local.graph_metrics`).
 Every answer names the graph's revision in ``X-Sluice-Revision``, as the InferenceServices'
 routers do.
@@ -33,11 +34,11 @@ from dataclasses import dataclass
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from controller.gates.metrics_profile import MetricsProfile
-from controller.local.graph.executor import StepCaller, answer_graph_request, error_body
+from controller.local.graph.executor import StepCaller, StepRef, answer_graph_request, error_body
 from controller.local.graph.headers import DEFAULT_PROPAGATED_HEADERS
 from controller.local.graph.spec import InferenceGraph
 from controller.local.graph_caller import HttpStepCaller
-from controller.local.graph_metrics import GraphStepMetrics
+from controller.local.graph_metrics import BranchCall, GraphStepMetrics
 from controller.local.loop_server import LoopServer
 from controller.local.revision_metrics import RevisionMetrics
 from controller.local.serving.http1 import Request, UpstreamPool, encode_response
@@ -136,6 +137,11 @@ class GraphRouter(LoopServer):
         revision = running.deployment.revision
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
         started = time.perf_counter()
+
+        def branched(step: StepRef, target: str, status: int, latency_ms: float) -> None:
+            branch = BranchCall(step.node, step.key, target, revision, status)
+            self.steps.observe_branch(branch, latency_ms)
+
         try:
             answer = await answer_graph_request(
                 running.deployment.graph,
@@ -144,6 +150,7 @@ class GraphRouter(LoopServer):
                 running.caller,
                 propagate=self.propagate_headers,
                 switched=self.steps.observe_switch,
+                branched=branched,
             )
         except RecursionError:  # nodes that reach themselves: KServe's router crashes
             _log.warning("InferenceGraph %s: its nodes form a loop", self.graph)

@@ -35,7 +35,7 @@ from controller.proposals.model_card import ModelCard, render_model_card
 from controller.quality.data_profile import DataProfile
 from controller.text.commit_message import ProposalMessage, proposal_branch, render_proposal_message
 
-__all__ = ["ProposalRequest", "ProposalResult", "propose"]
+__all__ = ["ProposalRequest", "ProposalResult", "propose", "read_environment"]
 
 Status = Literal["proposed", "unchanged", "already-serving", "dry-run"]
 
@@ -81,7 +81,9 @@ class ProposalResult:
         return asdict(self)
 
 
-def _environment(workspace: ReleaseRepository, name: str) -> EnvironmentConfig:
+def read_environment(workspace: ReleaseRepository, name: str) -> EnvironmentConfig:
+    """The environment ``name`` as the remote's default branch declares it (its
+    ``sluice.yaml``); :class:`ConfigError` naming the known ones when it declares none."""
     default = workspace.default_branch()
     path = f"manifests/overlays/{name}/{ENVIRONMENT_FILE}"
     text = workspace.read(default, path)
@@ -160,7 +162,7 @@ class _Plan:
 def _plan(
     request: ProposalRequest, registry: ProposalRegistry, workspace: ReleaseRepository
 ) -> _Plan:
-    config = _environment(workspace, request.environment)
+    config = read_environment(workspace, request.environment)
     release = config.release(request.model)
     version = _resolve(registry, request, release.alias)
     storage_uri = map_storage_uri(version.artifact_uri, config.storage, environment=config.name)

@@ -16,6 +16,7 @@ __all__ = [
     "branch_name_problem",
     "is_valid_branch_name",
     "validate_environment_name",
+    "validate_graph_name",
     "validate_model_name",
 ]
 
@@ -89,3 +90,9 @@ def validate_environment_name(name: str) -> str:
     """``name`` if it can be an environment (``manifests/overlays/<env>``, and the ``<env>`` of
     a proposal branch); an :class:`InputError` otherwise."""
     return _validate(name, "environment", "name an overlay under manifests/overlays/")
+
+
+def validate_graph_name(name: str) -> str:
+    """``name`` if an InferenceGraph so named can be the ``graph-<name>`` of a graph proposal's
+    branch (``sluice/<env>/graph-<name>/<digest>``); an :class:`InputError` otherwise."""
+    return _validate(name, "InferenceGraph name", "name the graph as its metadata.name does")

@@ -25,6 +25,13 @@ the chosen step's key (its name, else its index; "" when no condition matched): 
 a Switch that found no branch can be told apart from a member that answered 404, and, nested,
 from any other 500 (the router's metrics count it, :mod:`controller.local.graph_metrics`).
 
+Every step that routes to a node (a Splitter's ``stable`` and ``canary`` steps of a graph
+canary, a Switch step ``nodeName: blend``) is reported to an optional ``branched`` callback
+once the node has answered: where the step sits, the node it routed to, the status the node
+answered with (500 when it failed) and how long it took, in milliseconds. A node step makes no
+call of its own, so this is the only place its requests can be timed and told apart (the
+router's branch series, :mod:`controller.local.graph_metrics`).
+
 A Sequence with no steps, which KServe's router cannot answer (it writes status 0 and the
 connection drops), answers 500 here.
 """
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -66,6 +74,7 @@ from controller.local.graph.spec import (
 
 __all__ = [
     "ROUTING_FAILED",
+    "BranchObserver",
     "GraphAnswer",
     "StepAnswer",
     "StepCallFailed",
@@ -104,6 +113,10 @@ class StepRef:
     def key(self) -> str:
         """The step's name, else its index (how KServe keys an Ensemble's members)."""
         return self.name or str(self.index)
+
+
+#: ``branched(step, node, status, latency_ms)``: a node step's answer (see the module).
+BranchObserver = Callable[["StepRef", str, int, float], None]
 
 
 class StepCaller(Protocol):
@@ -151,16 +164,20 @@ async def answer_graph_request(
     draw: Callable[[], int] = _draw,
     propagate: Sequence[str] = DEFAULT_PROPAGATED_HEADERS,
     switched: Callable[[str, str], None] | None = None,
+    branched: BranchObserver | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> GraphAnswer:
     """The answer of ``graph`` (an InferenceGraph object or its parsed form) to one request.
 
     ``draw`` returns a uniform integer in [0, 100) for each Splitter decision (inject a
     seeded one for repeatable tests); ``propagate`` are the header patterns KServe's router
     configuration propagates to the steps (``headers.propagate``); ``switched`` is called with
-    each Switch node's name and the key of the step it chose ("" when none matched).
+    each Switch node's name and the key of the step it chose ("" when none matched);
+    ``branched`` with each node step's answer, timed by ``clock`` (seconds).
     """
     parsed = graph if isinstance(graph, InferenceGraph) else parse_inference_graph(graph)
-    router = _Router(parsed, caller, draw, propagated_headers(headers, propagate), switched)
+    headers = propagated_headers(headers, propagate)
+    router = _Router(parsed, caller, draw, headers, switched, branched, clock)
     try:
         status, response = await router.route(ROOT_NODE, body)
     except _RoutingError as exc:
@@ -179,12 +196,16 @@ class _Router:
         draw: Callable[[], int],
         headers: Mapping[str, str],
         switched: Callable[[str, str], None] | None = None,
+        branched: BranchObserver | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.graph = graph
         self.caller = caller
         self.draw = draw
         self.headers = headers
         self.switched = switched
+        self.branched = branched
+        self.clock = clock
 
     async def route(self, node_name: str, body: bytes) -> tuple[int, bytes]:
         node = self.graph.nodes.get(node_name)
@@ -212,17 +233,30 @@ class _Router:
     ) -> tuple[int, bytes]:
         """A step's answer; an error of a nested node comes back as 500 (KServe's callers
         return ``nil, 500, err``)."""
+        index = next(i for i, s in enumerate(node.steps) if s is step)
+        where = StepRef(node_name, index, step.name)
         try:
             if step.target.is_node:
-                return await self.route(step.target.node_name, body)
-            index = next(i for i, s in enumerate(node.steps) if s is step)
-            where = StepRef(node_name, index, step.name)
+                return await self.branch(where, step.target.node_name, body)
             answer = await self.caller(step.target, body, self.headers, where)
         except _RoutingError as exc:
             raise _RoutingError(str(exc)) from None
         except StepCallFailed as exc:
             raise _RoutingError(str(exc)) from None
         return answer.status, answer.body
+
+    async def branch(self, where: StepRef, target: str, body: bytes) -> tuple[int, bytes]:
+        """A node step's answer, reported to ``branched`` (status 500 when it failed)."""
+        if self.branched is None:
+            return await self.route(target, body)
+        started = self.clock()
+        try:
+            status, answer = await self.route(target, body)
+        except _RoutingError:
+            self.branched(where, target, 500, (self.clock() - started) * 1000)
+            raise
+        self.branched(where, target, status, (self.clock() - started) * 1000)
+        return status, answer
 
     async def sequence(self, node_name: str, node: Node, request: bytes) -> tuple[int, bytes]:
         if not node.steps:

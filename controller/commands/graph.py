@@ -1,0 +1,119 @@
+"""``sluice graph``: wire Git and the forge to a graph proposal and its walk, and report.
+
+The composition root of ``sluice graph propose|step|promote|rollback`` (the only place their
+concrete backends are named); the work is :mod:`controller.proposals.graph_propose` and
+:mod:`controller.proposals.graph_walk`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Literal
+
+from rich.console import Console
+from rich.syntax import Syntax
+
+from controller.backends.git_repo import GitWorkspace, Identity
+from controller.commands.local_state import local_root
+from controller.commands.propose import build_forge, default_remote
+from controller.errors import SluiceError
+from controller.proposals.graph_propose import GraphProposal, GraphProposalResult, propose_graph
+from controller.proposals.graph_walk import GraphWalk, GraphWalkResult, walk_graph
+from controller.settings import Settings
+
+__all__ = ["run_graph_propose", "run_graph_walk"]
+
+
+def _workspace(settings: Settings, remote: str | None) -> GitWorkspace:
+    return GitWorkspace(
+        remote or settings.git_remote or default_remote(),
+        settings.state_dir / "git",
+        identity=Identity(settings.git_author_name, settings.git_author_email),
+    )
+
+
+def _say(console: Console, text: str) -> None:
+    """As written: never wrapped, no markup (a subject or a condition may hold ``[``)."""
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+def _print_proposal(result: GraphProposalResult, console: Console) -> None:
+    verb = "Proposed" if result.status == "proposed" else "Already proposed (no new commit)"
+    _say(console, f"{verb}: {result.subject}")
+    _say(console, f"branch {result.branch} → {result.base} at {result.commit[:12]}")
+    _say(console, f"Graph diff ({result.path}, current spec → proposed spec):")
+    if console.is_terminal:
+        console.print(Syntax(result.diff, "diff", theme="ansi_dark", background_color="default"))
+    else:
+        _say(console, result.diff.rstrip("\n"))
+    _say(console, "Validation:")
+    for line in result.validation:
+        _say(console, f"- [pass] {line}")
+    if result.pull_request_url:
+        _say(console, f"Pull request #{result.pull_request}: {result.pull_request_url}")
+    for number in result.superseded:
+        _say(console, f"Closed superseded pull request #{number}")
+    if result.merge_command:
+        _say(
+            console,
+            "To deploy, merge it as a pull request would, in a clone of the remote:\n"
+            f"  {result.merge_command}\n"
+            f"then walk it: sluice graph step|promote|rollback {result.graph} "
+            f"--env {result.environment}",
+        )
+
+
+def run_graph_propose(
+    settings: Settings,
+    request: GraphProposal,
+    *,
+    forge: Literal["github", "local"],
+    remote: str | None,
+    as_json: bool,
+    console: Console,
+) -> GraphProposalResult:
+    """Propose the graph change and print the result."""
+    result = propose_graph(
+        request, workspace=_workspace(settings, remote), forge=build_forge(settings, forge)
+    )
+    if as_json:
+        console.print_json(json.dumps(result.as_dict()))
+    else:
+        _print_proposal(result, console)
+    return result
+
+
+def _sync_local(settings: Settings, environment: str) -> None:
+    """Ask a local runtime of ``environment`` to fetch the commit now, as a rollout's commits
+    do; without one (a cluster's Argo CD polls Git, or its webhook refreshes), nothing."""
+    from controller.local.target import LocalTarget
+
+    # No local runtime of this environment: its poll, or Argo CD's, finds the commit.
+    with contextlib.suppress(SluiceError):
+        LocalTarget(local_root(settings)).request_sync(environment)
+
+
+def run_graph_walk(
+    settings: Settings,
+    request: GraphWalk,
+    *,
+    remote: str | None,
+    as_json: bool,
+    console: Console,
+) -> GraphWalkResult:
+    """Commit the step, promotion or rollback and print what happened."""
+    result = walk_graph(request, workspace=_workspace(settings, remote))
+    if result.status == "committed":
+        _sync_local(settings, result.environment)
+    if as_json:
+        console.print_json(json.dumps(result.as_dict()))
+    elif result.status == "no-canary":
+        _say(console, result.subject)
+    elif result.status == "done-already":
+        _say(console, f"Done already (nothing committed): {result.subject}")
+    else:
+        assert result.commit is not None
+        _say(console, f"Committed: {result.subject}")
+        _say(console, f"{result.branch} at {result.commit[:12]} ({result.path})")
+    return result
