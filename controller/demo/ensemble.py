@@ -79,7 +79,10 @@ SHADOW_POLICY = """\
       minAgreement: 0
       maxScorePsi: 100
       maxScoreKs: 1
-      maxLatencyIncrease: 3
+      # A challenger started seconds ago on a laptop's shared cores answers its first copies
+      # several times slower than its warm champion (CI: p95 87 ms against 19 ms); the canary's
+      # latency checks judge it on client traffic once it takes any.
+      maxLatencyIncrease: 10
 """
 
 
