@@ -39,6 +39,7 @@ from controller.shadow.judge import (
     errors_check,
     judgement_of,
     latency_check,
+    mcnemar_check,
     result_of,
     too_few,
 )
@@ -196,18 +197,7 @@ def _mcnemar(samples: ClassSamples, policy: ShadowPolicy) -> GateResult:
     primary, shadow, labels = _labelled(samples)
     if shortfall := _label_shortfall(samples, policy, labels):
         return result_of("mcnemar", Verdict.INCONCLUSIVE, shortfall)
-    primary_right, shadow_right = primary == labels, shadow == labels
-    test = mcnemar(
-        int(np.sum(primary_right & ~shadow_right)), int(np.sum(~primary_right & shadow_right))
-    )
-    worse = test.p_worse <= policy.alpha
-    summary = (
-        f"only the champion right on {test.b}, only the challenger on {test.c} "
-        f"(p={test.p_worse:.2g} that the challenger errs more, alpha {policy.alpha:g}; "
-        f"two-sided p={test.pvalue:.2g}{', exact' if test.exact else ''})"
-    )
-    values = {"b": float(test.b), "c": float(test.c), "p_worse": test.p_worse, "p": test.pvalue}
-    return result_of("mcnemar", Verdict.FAIL if worse else Verdict.PASS, summary, **values)
+    return mcnemar_check(primary == labels, shadow == labels, policy.alpha)
 
 
 def judge_classes(samples: ClassSamples, policy: ShadowPolicy) -> ShadowJudgement:

@@ -62,6 +62,7 @@ __all__ = [
     "judge_shadow",
     "judgement_of",
     "latency_check",
+    "mcnemar_check",
     "result_of",
     "shadow_report_markdown",
     "too_few",
@@ -399,13 +400,21 @@ def _mcnemar(samples: ShadowSamples, policy: ShadowPolicy) -> GateResult:
     truth = labels == 1
     primary_right = (primary >= policy.threshold) == truth
     shadow_right = (shadow >= policy.threshold) == truth
+    return mcnemar_check(primary_right, shadow_right, policy.alpha)
+
+
+def mcnemar_check(
+    primary_right: npt.NDArray[np.bool_], shadow_right: npt.NDArray[np.bool_], alpha: float
+) -> GateResult:
+    """McNemar's harm test on which model was right per labelled request: FAIL when the
+    challenger errs significantly more often (one-sided ``p <= alpha``)."""
     test = mcnemar(
         int(np.sum(primary_right & ~shadow_right)), int(np.sum(~primary_right & shadow_right))
     )
-    worse = test.p_worse <= policy.alpha
+    worse = test.p_worse <= alpha
     summary = (
         f"only the champion right on {test.b}, only the challenger on {test.c} "
-        f"(p={test.p_worse:.2g} that the challenger errs more, alpha {policy.alpha:g}; "
+        f"(p={test.p_worse:.2g} that the challenger errs more, alpha {alpha:g}; "
         f"two-sided p={test.pvalue:.2g}{', exact' if test.exact else ''})"
     )
     values = {"b": float(test.b), "c": float(test.c), "p_worse": test.p_worse, "p": test.pvalue}
