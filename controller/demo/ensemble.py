@@ -37,12 +37,23 @@ from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow
 from controller.commands.rollout import run_status
 from controller.demo.drift_chapter import wait_until
 from controller.demo.ensemble_traffic import GraphClients, MarketRow, StepKey, step_calls
-from controller.demo.gitops_remote import commit_to_main, merge_branch, seed_gitops_remote
-from controller.demo.narration import narrated_proposal, narrated_training, stopped_at_exit
+from controller.demo.gitops_remote import (
+    commit_to_main,
+    git_output,
+    merge_branch,
+    seed_gitops_remote,
+)
+from controller.demo.narration import (
+    narrated_proposal,
+    narrated_training,
+    runtime_entry,
+    stopped_at_exit,
+    traffic_split,
+)
 from controller.demo.rollout_chapter import RolloutRun
 from controller.errors import ConfigError, GateFailed
 from controller.local.stack import StackRequest, up
-from controller.local.state import PREDICTION_LOG_FILE, read_json
+from controller.local.state import PREDICTION_LOG_FILE
 from controller.proposals.propose import ProposalRequest, ProposalResult
 from controller.rollout.actions import Outcome
 from controller.rollout.pass_report import PassReport
@@ -137,18 +148,6 @@ def _install_overlay(console: Console, repository: Path, remote: Path) -> None:
     console.print(Syntax(spec, "yaml", theme="ansi_dark", background_color="default"))
 
 
-def _graph_entry(root: Path) -> dict[str, Any]:
-    graphs = (read_json(root / "runtime.json") or {}).get("inferenceGraphs") or {}
-    return dict(graphs.get(GRAPH) or {})
-
-
-def _traffic(root: Path, model: str) -> dict[str, int]:
-    services = (read_json(root / "runtime.json") or {}).get("inferenceServices") or {}
-    status = (services.get(model) or {}).get("object", {}).get("status") or {}
-    traffic = (status.get("components") or {}).get("predictor", {}).get("traffic") or []
-    return {str(t.get("revisionName")): int(t.get("percent") or 0) for t in traffic}
-
-
 def _routing_table(
     title: str, before: Counter[StepKey], after: Counter[StepKey], answers: str
 ) -> Table:
@@ -210,12 +209,12 @@ class _Chapters:
         self.console.print("Merged the four proposals; the runtime syncs them as Argo CD would.")
         for model in MODELS.values():
             self.rollout(model)(expect=Outcome.PROMOTED)
-        entry = wait_until(
-            f"InferenceGraph {GRAPH} Healthy",
-            lambda: (
-                (e := _graph_entry(self.root)).get("health", {}).get("status") == "Healthy" and e
-            ),
-        )
+
+        def healthy_graph() -> dict[str, Any] | None:
+            entry = runtime_entry(self.root, "inferenceGraphs", GRAPH)
+            return entry if entry.get("health", {}).get("status") == "Healthy" else None
+
+        entry = wait_until(f"InferenceGraph {GRAPH} Healthy", healthy_graph)
         self.graph_url = str(entry["url"])
         self.console.print(f"InferenceGraph {GRAPH} is Ready at {self.graph_url}")
 
@@ -303,10 +302,12 @@ class _Chapters:
         version = self.newest_version(model)
         proposal = self.propose(model, version)
         merge_branch(self.remote, proposal.branch)
-        shadow = wait_until(
-            f"{model}'s router mirroring to v{version}",
-            lambda: len(_traffic(self.root, model)) > 1 and _traffic(self.root, model),
-        )
+
+        def beside_the_champion() -> dict[str, int] | None:
+            split = traffic_split(self.root, model)
+            return split if len(split) > 1 else None
+
+        shadow = wait_until(f"{model}'s router mirroring to v{version}", beside_the_champion)
         self.console.print(f"Merged v{version}: pinned at 0 % beside {shadow}, mirrored.")
         clients = GraphClients(self.graph_url)
         ids = clients.send(self.rows["volatile"][:320], prefix="shadow")
@@ -327,7 +328,7 @@ class _Chapters:
         report = self.rollout(model)(on_pass=labels_after_first_look)
         if report.outcome is not Outcome.ROLLED_BACK:
             raise GateFailed(f"demo: the worse specialist ended {report.outcome}, not rolled back")
-        subject = self._git("log", "-1", "--format=%s", "main")
+        subject = git_output(self.remote, "log", "-1", "--format=%s", "main")
         self.console.print(f"Committed: [bold]{subject}[/]")
 
     def _labels_file(self, clients: GraphClients, ids: set[str]) -> Path:
@@ -353,17 +354,11 @@ class _Chapters:
         if done.returncode != 0:
             raise GateFailed(f"demo: sluice feedback exited {done.returncode}: {done.stderr}")
 
-    def _git(self, *args: str) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=self.remote, capture_output=True, text=True, check=True
-        )  # fmt: skip
-        return done.stdout.strip()
-
     # -- 7 ------------------------------------------------------------------------------------
 
     def history(self) -> None:
         self.console.print(Rule("7. What Git says happened"))
-        self.console.print(self._git("log", "--format=%h %s", "-24", "main"))
+        self.console.print(git_output(self.remote, "log", "--format=%h %s", "-24", "main"))
         self.console.print(Rule("sluice status"))
         run_status(
             Settings(

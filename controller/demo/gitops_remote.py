@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["commit_to_main", "merge_branch", "seed_gitops_remote"]
+__all__ = ["commit_to_main", "git_output", "merge_branch", "seed_gitops_remote"]
 
 _IDENTITY = ["-c", "user.name=Sluice demo", "-c", "user.email=demo@sluice.invalid"]
 
@@ -21,6 +21,11 @@ _IDENTITY = ["-c", "user.name=Sluice demo", "-c", "user.email=demo@sluice.invali
 def _git(*args: str, cwd: Path) -> str:
     done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
     return done.stdout.strip()
+
+
+def git_output(remote: Path, *args: str) -> str:
+    """What ``git ARGS`` prints in the demo's remote (``log``, ``diff``, ...), stripped."""
+    return _git(*args, cwd=remote)
 
 
 def seed_gitops_remote(repository_root: Path, remote: Path) -> Path:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.syntax import Syntax
@@ -19,10 +20,17 @@ from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.errors import GateFailed
 from controller.local.stack import down
+from controller.local.state import read_json
 from controller.null_ports import NoForge
 from controller.proposals.propose import ProposalRequest, ProposalResult, propose
 
-__all__ = ["narrated_proposal", "narrated_training", "stopped_at_exit"]
+__all__ = [
+    "narrated_proposal",
+    "narrated_training",
+    "runtime_entry",
+    "stopped_at_exit",
+    "traffic_split",
+]
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
@@ -88,3 +96,17 @@ def narrated_proposal(
             )
         )
     return result
+
+
+def runtime_entry(root: Path, kind: str, name: str) -> dict[str, Any]:
+    """What the local runtime under ``root`` saved of one object (``kind``:
+    ``inferenceServices`` or ``inferenceGraphs``); empty while it has none."""
+    entries = (read_json(root / "runtime.json") or {}).get(kind) or {}
+    return dict(entries.get(name) or {})
+
+
+def traffic_split(root: Path, model: str) -> dict[str, int]:
+    """The InferenceService ``model``'s traffic per revision, as its status reports it."""
+    status = runtime_entry(root, "inferenceServices", model).get("object", {}).get("status") or {}
+    traffic = (status.get("components") or {}).get("predictor", {}).get("traffic") or []
+    return {str(t.get("revisionName")): int(t.get("percent") or 0) for t in traffic}

@@ -33,8 +33,13 @@ from rich.table import Table
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.rollout import run_status
 from controller.demo.drift_chapter import DRIFT_WEEK, SluiceServe, run_drift_chapter
-from controller.demo.gitops_remote import merge_branch, seed_gitops_remote
-from controller.demo.narration import narrated_proposal, narrated_training, stopped_at_exit
+from controller.demo.gitops_remote import git_output, merge_branch, seed_gitops_remote
+from controller.demo.narration import (
+    narrated_proposal,
+    narrated_training,
+    runtime_entry,
+    stopped_at_exit,
+)
 from controller.demo.rollout_chapter import ClientTraffic, RolloutRun, rows_for_clients
 from controller.demo.shadow_chapter import ShadowChapter, commit_shadow_policy, run_shadow_chapter
 from controller.errors import ConfigError, GateFailed
@@ -111,7 +116,7 @@ def _wait_for_version(console: Console, root: Path, version: int, timeout: float
     stack started with made one, which failed for want of a model, as on a cluster.)"""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        entry = ((read_json(root / "runtime.json") or {}).get("inferenceServices") or {}).get(MODEL)
+        entry = runtime_entry(root, "inferenceServices", MODEL)
         if entry:
             obj = entry["object"]
             annotations = obj.get("metadata", {}).get("annotations") or {}
@@ -160,11 +165,7 @@ def _register_faulty(console: Console, tracking_uri: str, *, base_version: int |
 
 
 def _git_log(remote: Path) -> str:
-    done = subprocess.run(
-        ["git", "log", "--format=%h %s", "-16", "main"],
-        cwd=remote, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return done.stdout.rstrip()
+    return git_output(remote, "log", "--format=%h %s", "-16", "main")
 
 
 def _predict(console: Console, url: str, repository: Path) -> None:

@@ -36,10 +36,11 @@ from rich.text import Text
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.demo.drift_chapter import SluiceServe, wait_until
-from controller.demo.gitops_remote import commit_to_main, merge_branch
+from controller.demo.gitops_remote import commit_to_main, git_output, merge_branch
+from controller.demo.narration import runtime_entry, traffic_split
 from controller.demo.rollout_chapter import RolloutRun, rows_for_clients
 from controller.errors import ConfigError, GateFailed
-from controller.local.state import PREDICTION_LOG_FILE, read_json
+from controller.local.state import PREDICTION_LOG_FILE
 from controller.rollout.pass_report import PassReport
 from controller.shadow.judge import GATE_PREFIX
 
@@ -159,24 +160,6 @@ class ShadowTraffic:
         return ", ".join(f"{n:,} answers from {name}" for name, n in by_revision.most_common())
 
 
-def _isvc(root: Path, model: str) -> dict[str, Any]:
-    services = (read_json(root / "runtime.json") or {}).get("inferenceServices") or {}
-    return dict(services.get(model) or {})
-
-
-def _traffic(root: Path, model: str) -> dict[str, int]:
-    status = _isvc(root, model).get("object", {}).get("status") or {}
-    traffic = (status.get("components") or {}).get("predictor", {}).get("traffic") or []
-    return {str(t.get("revisionName")): int(t.get("percent") or 0) for t in traffic}
-
-
-def _git(remote: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", *args], cwd=remote, capture_output=True, text=True, check=True
-    )  # fmt: skip
-    return done.stdout.strip()
-
-
 def _example_module(repository: Path, name: str) -> Any:
     """A module of the example model in the checkout (the console script lacks it on sys.path)."""
     if str(repository) not in sys.path:
@@ -201,7 +184,7 @@ class ShadowChapter:
 def _merge_shadow_pin(console: Console, chapter: ShadowChapter, version: int) -> dict[str, Any]:
     """Merge ``version``'s proposal, showing its pin; wait for the router's mirror."""
     branch = f"sluice/local/{chapter.model}/v{version}"
-    diff = _git(chapter.remote, "diff", f"main...{branch}")
+    diff = git_output(chapter.remote, "diff", f"main...{branch}")
     console.print(f"The proposal {branch} pins v{version} at 0 % in shadow:")
     console.print(
         Syntax(diff, "diff", theme="ansi_dark", background_color="default", word_wrap=True)
@@ -213,7 +196,7 @@ def _merge_shadow_pin(console: Console, chapter: ShadowChapter, version: int) ->
     )
     mirror = wait_until(
         f"the router mirroring to v{version}",
-        lambda: _isvc(chapter.root, chapter.model).get("shadow"),
+        lambda: runtime_entry(chapter.root, "inferenceServices", chapter.model).get("shadow"),
         timeout=180.0,
     )
     console.print(
@@ -308,9 +291,9 @@ def _judge(console: Console, chapter: ShadowChapter, post_labels: Callable[[], N
     )
     if report.action != "EndShadow":
         raise GateFailed(f"demo: the shadow phase ended {report.outcome}, expected a pass")
-    subject = _git(chapter.remote, "log", "-1", "--format=%s", "main")
+    subject = git_output(chapter.remote, "log", "-1", "--format=%s", "main")
     console.print(f"Committed: [bold]{subject}[/]; the verdict report in its body:")
-    body = _git(chapter.remote, "log", "-1", "--format=%b", "main")
+    body = git_output(chapter.remote, "log", "-1", "--format=%b", "main")
     for line in body.splitlines():
         console.print(Text(f"    {line}".rstrip(), style="dim"))
     return subject
@@ -322,7 +305,7 @@ def _show_canary(
     """Wait for the 10 % split, then show clients getting the challenger's answers on a share."""
     wait_until(
         f"{mirror['revision']} taking 10%",
-        lambda: _traffic(chapter.root, chapter.model).get(mirror["revision"]) == 10,
+        lambda: traffic_split(chapter.root, chapter.model).get(mirror["revision"]) == 10,
     )
     data = _example_module(chapter.repository, "data")
     more = data.generate_transactions(week=SHADOW_TRAFFIC["week"], rows=100, seed=61)
