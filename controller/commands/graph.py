@@ -14,9 +14,8 @@ from typing import Literal
 from rich.console import Console
 from rich.syntax import Syntax
 
-from controller.backends.git_repo import GitWorkspace, Identity
 from controller.commands.local_state import local_root
-from controller.commands.propose import build_forge, default_remote
+from controller.commands.propose import build_forge, gitops_workspace, say, say_pull_requests
 from controller.errors import SluiceError
 from controller.proposals.graph_propose import GraphProposal, GraphProposalResult, propose_graph
 from controller.proposals.graph_walk import GraphWalk, GraphWalkResult, walk_graph
@@ -25,37 +24,21 @@ from controller.settings import Settings
 __all__ = ["run_graph_propose", "run_graph_walk"]
 
 
-def _workspace(settings: Settings, remote: str | None) -> GitWorkspace:
-    return GitWorkspace(
-        remote or settings.git_remote or default_remote(),
-        settings.state_dir / "git",
-        identity=Identity(settings.git_author_name, settings.git_author_email),
-    )
-
-
-def _say(console: Console, text: str) -> None:
-    """As written: never wrapped, no markup (a subject or a condition may hold ``[``)."""
-    console.print(text, soft_wrap=True, markup=False, highlight=False)
-
-
 def _print_proposal(result: GraphProposalResult, console: Console) -> None:
     verb = "Proposed" if result.status == "proposed" else "Already proposed (no new commit)"
-    _say(console, f"{verb}: {result.subject}")
-    _say(console, f"branch {result.branch} → {result.base} at {result.commit[:12]}")
-    _say(console, f"Graph diff ({result.path}, current spec → proposed spec):")
+    say(console, f"{verb}: {result.subject}")
+    say(console, f"branch {result.branch} → {result.base} at {result.commit[:12]}")
+    say(console, f"Graph diff ({result.path}, current spec → proposed spec):")
     if console.is_terminal:
         console.print(Syntax(result.diff, "diff", theme="ansi_dark", background_color="default"))
     else:
-        _say(console, result.diff.rstrip("\n"))
-    _say(console, "Validation:")
+        say(console, result.diff.rstrip("\n"))
+    say(console, "Validation:")
     for line in result.validation:
-        _say(console, f"- [pass] {line}")
-    if result.pull_request_url:
-        _say(console, f"Pull request #{result.pull_request}: {result.pull_request_url}")
-    for number in result.superseded:
-        _say(console, f"Closed superseded pull request #{number}")
+        say(console, f"- [pass] {line}")
+    say_pull_requests(console, result.pull_request, result.pull_request_url, result.superseded)
     if result.merge_command:
-        _say(
+        say(
             console,
             "To deploy, merge it as a pull request would, in a clone of the remote:\n"
             f"  {result.merge_command}\n"
@@ -75,7 +58,7 @@ def run_graph_propose(
 ) -> GraphProposalResult:
     """Propose the graph change and print the result."""
     result = propose_graph(
-        request, workspace=_workspace(settings, remote), forge=build_forge(settings, forge)
+        request, workspace=gitops_workspace(settings, remote), forge=build_forge(settings, forge)
     )
     if as_json:
         console.print_json(json.dumps(result.as_dict()))
@@ -103,17 +86,17 @@ def run_graph_walk(
     console: Console,
 ) -> GraphWalkResult:
     """Commit the step, promotion or rollback and print what happened."""
-    result = walk_graph(request, workspace=_workspace(settings, remote))
+    result = walk_graph(request, workspace=gitops_workspace(settings, remote))
     if result.status == "committed":
         _sync_local(settings, result.environment)
     if as_json:
         console.print_json(json.dumps(result.as_dict()))
     elif result.status == "no-canary":
-        _say(console, result.subject)
+        say(console, result.subject)
     elif result.status == "done-already":
-        _say(console, f"Done already (nothing committed): {result.subject}")
+        say(console, f"Done already (nothing committed): {result.subject}")
     else:
         assert result.commit is not None
-        _say(console, f"Committed: {result.subject}")
-        _say(console, f"{result.branch} at {result.commit[:12]} ({result.path})")
+        say(console, f"Committed: {result.subject}")
+        say(console, f"{result.branch} at {result.commit[:12]} ({result.path})")
     return result

@@ -23,7 +23,14 @@ from controller.ports import Forge
 from controller.proposals.propose import ProposalRequest, ProposalResult, propose
 from controller.settings import Settings
 
-__all__ = ["build_forge", "default_remote", "run_propose"]
+__all__ = [
+    "build_forge",
+    "default_remote",
+    "gitops_workspace",
+    "run_propose",
+    "say",
+    "say_pull_requests",
+]
 
 
 def default_remote() -> str:
@@ -42,6 +49,16 @@ def default_remote() -> str:
             "SLUICE_GIT_REMOTE (or --repo)"
         ) from None
     return out.stdout.strip()
+
+
+def gitops_workspace(settings: Settings, remote: str | None) -> GitWorkspace:
+    """The GitOps remote (``remote``, else the configured one, else ``origin`` here) in the
+    state directory's clone, committing as the configured author."""
+    return GitWorkspace(
+        remote or settings.git_remote or default_remote(),
+        settings.state_dir / "git",
+        identity=Identity(settings.git_author_name, settings.git_author_email),
+    )
 
 
 def build_forge(settings: Settings, kind: str) -> Forge:
@@ -63,9 +80,19 @@ def build_forge(settings: Settings, kind: str) -> Forge:
     )
 
 
-def _say(console: Console, text: str) -> None:
+def say(console: Console, text: str) -> None:
     """One line as written: never wrapped, no markup (a subject or a path may hold ``[``)."""
     console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+def say_pull_requests(
+    console: Console, number: int | None, url: str | None, superseded: tuple[int, ...]
+) -> None:
+    """The pull request a proposal opened or found, and those it closed as superseded."""
+    if url:
+        say(console, f"Pull request #{number}: {url}")
+    for closed in superseded:
+        say(console, f"Closed superseded pull request #{closed}")
 
 
 def _print(result: ProposalResult, console: Console) -> None:
@@ -73,7 +100,7 @@ def _print(result: ProposalResult, console: Console) -> None:
     wrapped: piped (``| less``, a CI log, a file) at any width they stay copyable, and a
     terminal only colours the diff."""
     if result.status == "already-serving":
-        _say(
+        say(
             console,
             f"{result.model} v{result.version} already serves in {result.environment}: "
             "nothing to propose",
@@ -85,7 +112,7 @@ def _print(result: ProposalResult, console: Console) -> None:
         "dry-run": "Would propose (dry run, nothing changed)",
     }[result.status]
     console.print(Text.assemble((verb, "bold"), f": {result.subject}"), soft_wrap=True)
-    _say(
+    say(
         console,
         f"branch {result.branch} → {result.base}"
         + (f" at {result.commit[:12]}" if result.commit else ""),
@@ -97,13 +124,10 @@ def _print(result: ProposalResult, console: Console) -> None:
             )
         )
     elif result.diff:
-        _say(console, result.diff.rstrip("\n"))
-    if result.pull_request_url:
-        _say(console, f"Pull request #{result.pull_request}: {result.pull_request_url}")
-    for number in result.superseded:
-        _say(console, f"Closed superseded pull request #{number}")
+        say(console, result.diff.rstrip("\n"))
+    say_pull_requests(console, result.pull_request, result.pull_request_url, result.superseded)
     if result.merge_command:
-        _say(
+        say(
             console,
             "To deploy, merge it as a pull request would:\n"
             f"  sluice local merge {result.model} --env {result.environment}\n"
@@ -125,11 +149,7 @@ def run_propose(
         retries=settings.registry_request_retries,
         timeout_seconds=settings.registry_request_timeout_seconds,
     )
-    workspace = GitWorkspace(
-        remote or settings.git_remote or default_remote(),
-        settings.state_dir / "git",
-        identity=Identity(settings.git_author_name, settings.git_author_email),
-    )
+    workspace = gitops_workspace(settings, remote)
     result = propose(
         request,
         registry=MlflowRegistry(settings.mlflow_tracking_uri),

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Literal
 
 from controller.backends.git_lease import GitLeaseStore
-from controller.backends.git_repo import GitWorkspace, Identity
+from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.local_state import local_root, local_stack_url, prediction_log_path
-from controller.commands.propose import default_remote
+from controller.commands.propose import gitops_workspace
 from controller.errors import ConfigError
 from controller.lease import LeaseKeeper
 from controller.null_ports import NO_FORGE
@@ -89,11 +89,7 @@ def build_reconciler(
         # The local stack's MLflow, unless one was given explicitly.
         tracking_uri = local_stack_url(settings, "mlflow") or tracking_uri
     registry = MlflowRegistry(tracking_uri)
-    workspace = GitWorkspace(
-        remote or settings.git_remote or default_remote(),
-        settings.state_dir / "git",
-        identity=Identity(settings.git_author_name, settings.git_author_email),
-    )
+    workspace = gitops_workspace(settings, remote)
     from controller.backends.locust_load import LocustLoadGenerator
 
     deployed_to = _target(settings, target)
