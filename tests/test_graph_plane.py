@@ -14,23 +14,11 @@ from typing import Any
 
 import pytest
 from support.graph_members import Member, members
+from support.graph_samples import BY_ROUTE_SWITCH as SWITCH
 from support.graph_samples import graph
 
 from controller.local.graph_plane import AppliedGraph, GraphPlane, graph_refusal
 from controller.local.processes import free_port
-
-SWITCH = graph(
-    "by-route",
-    {
-        "root": {
-            "routerType": "Switch",
-            "steps": [
-                {"serviceName": "alpha", "condition": '[@this].#(route=="a")'},
-                {"serviceName": "beta", "condition": '[@this].#(route=="b")'},
-            ],
-        }
-    },
-)
 
 
 @pytest.fixture

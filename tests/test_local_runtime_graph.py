@@ -24,6 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.gitops_repo import commit_to_remote
 from support.gitrepo import create_git_remote
+from support.graph_samples import BY_ROUTE_SWITCH as SWITCH
 from support.graph_samples import graph
 from support.runtime_loop import (
     DEADLINE,
@@ -40,18 +41,6 @@ from controller.manifests.graph_canary import canary_form
 pytestmark = pytest.mark.slow
 
 MEMBERS = ("alpha", "beta")
-SWITCH = graph(
-    "by-route",
-    {
-        "root": {
-            "routerType": "Switch",
-            "steps": [
-                {"serviceName": "alpha", "condition": '[@this].#(route=="a")'},
-                {"serviceName": "beta", "condition": '[@this].#(route=="b")'},
-            ],
-        }
-    },
-)
 
 
 def chain(name: str, *, mapped: bool) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 __all__ = [
+    "BY_ROUTE_SWITCH",
     "ENSEMBLE_SAMPLE",
     "MARKET_REGIME",
     "SEQUENCE_SAMPLE",
@@ -141,5 +142,20 @@ MARKET_REGIME = graph(
                 {"serviceName": "momentum", "name": "momentum"},
             ],
         },
+    },
+)
+
+
+#: A Switch between two members, alpha and beta, on the request's ``route`` field.
+BY_ROUTE_SWITCH = graph(
+    "by-route",
+    {
+        "root": {
+            "routerType": "Switch",
+            "steps": [
+                {"serviceName": "alpha", "condition": '[@this].#(route=="a")'},
+                {"serviceName": "beta", "condition": '[@this].#(route=="b")'},
+            ],
+        }
     },
 )
