@@ -92,8 +92,9 @@ def step_calls(query: str) -> list[tuple[dict[str, str], float]]:
 
 
 def register(tracking_uri: str) -> dict[str, list[str]]:
-    """Each member's versions in the registry (its source per version), its alias on the
-    pinned one, as a training and `sluice propose` leave them."""
+    """Each member's versions in the registry (its source per version), its challenger alias on
+    the pinned one and its champion on the one that serves, as training, `sluice propose` and
+    the rollouts leave them."""
     client = MlflowClient(tracking_uri)
     sources: dict[str, list[str]] = {}
     for model, pinned in PINNED.items():
@@ -105,6 +106,9 @@ def register(tracking_uri: str) -> dict[str, list[str]]:
             client.create_model_version(model, source, run.run_id)
             sources[model].append(source)
         client.set_registered_model_alias(model, "challenger", str(pinned))
+        # A canary's model keeps its champion, the version it replaces, until promoted.
+        champion = pinned - 1 if model in CANARY else pinned
+        client.set_registered_model_alias(model, "champion", str(champion))
     return sources
 
 
@@ -242,6 +246,7 @@ def test_the_status_page_shows_the_graph_per_regime_in_a_real_browser(
             assert page.status_code == 200, page.text
             dom = chromium("--dump-dom", url)
             ARTIFACTS.mkdir(exist_ok=True)
+            (ARTIFACTS / "status-page-graph.html").write_text(dom)
             shot = ARTIFACTS / "status-page-graph.png"
             shot.unlink(missing_ok=True)
             chromium(f"--screenshot={shot}", f"--window-size={WINDOW_SIZE}", url)
