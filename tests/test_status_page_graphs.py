@@ -249,7 +249,9 @@ def test_the_status_page_shows_the_graph_per_regime_in_a_real_browser(
             (ARTIFACTS / "status-page-graph.html").write_text(dom)
             shot = ARTIFACTS / "status-page-graph.png"
             shot.unlink(missing_ok=True)
-            chromium(f"--screenshot={shot}", f"--window-size={WINDOW_SIZE}", url)
+            chromium(
+                f"--screenshot={shot}", f"--window-size={WINDOW_SIZE}", "--hide-scrollbars", url
+            )
         finally:
             serve.send_signal(signal.SIGTERM)
             try:
