@@ -13,23 +13,20 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.runtime_file import NOW, isvc_entry, standin_runtime
 
-from controller.backends.argocd_health import inferenceservice_health
 from controller.errors import ConfigError, RemoteUnavailable
 from controller.local.kserve_status import (
     PredictorSpec,
-    PreviousStatus,
     Revision,
     RevisionState,
-    reconcile_status,
 )
-from controller.local.state import pid_matches, write_json
+from controller.local.state import write_json
 from controller.local.sync import (
     application_health,
     new_application,
@@ -45,7 +42,6 @@ R1, R2 = f"{ISVC}-predictor-00001", f"{ISVC}-predictor-00002"
 ROUTER = "http://127.0.0.1:18210"
 SHA_1 = "1111111111111111111111111111111111111111"
 SHA_2 = "2222222222222222222222222222222222222222"
-NOW = "2026-11-23T10:00:00Z"
 REMOTE = "/srv/git/gitops.git"
 
 
@@ -53,21 +49,9 @@ REMOTE = "/srv/git/gitops.git"
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A state directory whose runtime pid is alive with the markers `sluice local up` uses."""
     root = tmp_path_factory.mktemp("local").resolve()
-    sleeper = subprocess.Popen(
-        [
-            *(sys.executable, "-S", "-c", "import time; time.sleep(300)"),
-            *("controller.local.runtime", "--state-dir", str(root)),
-        ]
-    )
-    (root / "pid").write_text(str(sleeper.pid))
-    # Until the child has exec'd, /proc/PID/cmdline is still pytest's: wait for the markers.
-    deadline = time.monotonic() + 30
-    while not pid_matches(sleeper.pid, "controller.local.runtime", str(root)):
-        assert time.monotonic() < deadline, "the stand-in runtime never started"
-        time.sleep(0.05)
-    yield root
-    sleeper.kill()
-    sleeper.wait()
+    with standin_runtime(root) as pid:
+        (root / "pid").write_text(str(pid))
+        yield root
 
 
 def runtime_pid(state_dir: Path) -> int:
@@ -81,39 +65,8 @@ def inference_service(
 
     The first pass sees only the first revision with no canary percent: the first rollout.
     """
-    status = reconcile_status(ISVC, PredictorSpec(), revisions[:1], PreviousStatus(), now=NOW)
-    for _ in range(passes - 1):
-        status = reconcile_status(
-            ISVC,
-            spec,
-            revisions,
-            PreviousStatus.from_dict(status.status),
-            now=NOW,
-            url=ROUTER,
-            namespace="models-local",
-            generation=2,
-        )
     annotations = {"sluice.dev/model-name": ISVC, "sluice.dev/model-version": "2"}
-    obj = {
-        "apiVersion": "serving.kserve.io/v1beta1",
-        "kind": "InferenceService",
-        "metadata": {
-            "name": ISVC,
-            "namespace": "models-local",
-            "annotations": annotations,
-            "generation": 2,
-        },
-        "spec": {"predictor": {"canaryTrafficPercent": spec.canary_traffic_percent}},
-        "status": status.status,
-    }
-    health = inferenceservice_health(obj)
-    return {
-        "object": obj,
-        "health": {"status": health.status, "message": health.message},
-        "counter": len(revisions),
-        "revisions": [],
-        "url": ROUTER,
-    }
+    return isvc_entry(ISVC, spec, revisions, url=ROUTER, annotations=annotations, passes=passes)
 
 
 def application(*synced: str, head: str | None = None) -> dict[str, Any]:

@@ -17,12 +17,14 @@ from controller.analysis_types import MetricSample
 from controller.commands.status_graphs import graph_sections
 from controller.errors import MetricsUnavailable, RemoteUnavailable
 from controller.gates.metrics_profile import KNATIVE_OPENCENSUS, KNATIVE_OTEL
+from controller.status.graph_page import graph_sections_html
 from controller.status.graph_view import (
     MemberPlace,
     graph_members,
     graph_notes,
     graph_section,
     graph_table,
+    router_state,
     share_text,
     step_calls,
     step_calls_query,
@@ -325,3 +327,54 @@ def test_a_target_that_cannot_list_graphs_or_answer_is_a_note_not_a_failure(
             "`sluice local up`"
         ],
     )
+
+
+def test_the_router_state_is_read_from_the_status_kserve_wrote() -> None:
+    """No status yet (a member without an endpoint) is Pending; then the Ready condition says,
+    but a stopped graph is Stopped whatever Ready says."""
+
+    def state(status: dict[str, Any] | None) -> dict[str, Any]:
+        return router_state(example() | ({"status": status} if status is not None else {}))
+
+    assert state(None) == {
+        "phase": "Pending", "ready": None, "reason": None, "message": None, "url": None
+    }  # fmt: skip
+    ready = {"conditions": [{"type": "Ready", "status": "True"}], "url": "http://g.example"}
+    assert state(ready) == {
+        "phase": "Ready", "ready": "True", "reason": None, "message": None,
+        "url": "http://g.example",
+    }  # fmt: skip
+    failing = {"type": "Ready", "status": "False", "reason": "RevisionFailed", "message": "OOM"}
+    assert state({"conditions": [failing]})["phase"] == "NotReady"
+    assert state({"conditions": [failing]})["message"] == "OOM"
+    stopped = [{"type": "Stopped", "status": "True"}, failing | {"reason": "Stopped"}]
+    assert state({"conditions": stopped})["phase"] == "Stopped"
+    assert graph_section(example(), environment="local", releases={}, calls=None)["router"] == (
+        state(None)
+    )
+
+
+def test_the_page_lays_out_a_section_per_regime_and_escapes_what_git_names() -> None:
+    """Rows per Switch step after the members no Switch chooses, the regime named once over its
+    members; a name from Git cannot inject markup; a regime with no member is a row of -."""
+    graph = example()
+    graph["metadata"]["name"] = "<b>regime</b>"
+    steps = graph["spec"]["nodes"]["by-regime"]["steps"]
+    steps.append({"name": "<i>outage</i>", "serviceUrl": "http://x", "condition": "x"})
+    section = graph_section(
+        graph, environment="local", releases=ROWS, calls=step_calls(samples(CALLS))
+    )
+    page = graph_sections_html([section], ["graphs of staging: <unreachable>"])
+    for markup in ("<b>", "<i>", "<unreachable>"):
+        assert markup not in page
+    assert "InferenceGraph &lt;b&gt;regime&lt;/b&gt; in local" in page
+    assert 'data-router="Pending"' in page
+    assert "200 requests routed in the last 5m" in page
+    order = [page.index(f'data-at="{at}"') for at in ("root/classify", "by-regime/calm")]
+    assert order == sorted(order)
+    assert page.count('<td class="regime" rowspan="4"') == 1  # black-swan over its 4 members
+    assert f'<a href="#local-{CALM}" title="release {CALM}">{CALM}</a>' in page
+    assert '<span class="canary">v3 10%</span>' in page
+    assert 'data-regime="&lt;i&gt;outage&lt;/i&gt;"' in page
+    assert page.endswith('<p class="graph-notes">graphs of staging: &lt;unreachable&gt;</p>')
+    assert graph_sections_html([], []) == ""

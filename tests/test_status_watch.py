@@ -11,32 +11,27 @@ tests/artifacts/status-page.png (gitignored).
 from __future__ import annotations
 
 import json
-import math
 import os
 import pty
 import queue
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import requests
 from mlflow import MlflowClient
+from support.chromium import chromium
 from support.cluster_release import ClusterRelease, cluster_release
 from support.gitrepo import GitRemote
 from support.kube_api import kube_api
+from support.prometheus_api import prometheus_api
 
 from controller.analysis_types import GateResult, Verdict
 from controller.backends.git_lease import GitLeaseStore
@@ -48,7 +43,6 @@ from controller.rollout.messages import RolloutCommit, render_rollout_message
 
 SLUICE = str(Path(sys.executable).with_name("sluice"))
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 GATES = (
     GateResult(
         "prometheus/request-success-rate",
@@ -288,81 +282,6 @@ def test_rollout_in_a_terminal_redraws_the_release_under_its_passes(
         assert rollout.returncode == 130
 
 
-class _Prometheus(BaseHTTPRequestHandler):
-    """The range query API with made-up series: the canary's success rate dips, its p99 is
-    15 ms above the primary's. Records the queries it answered."""
-
-    queries: ClassVar[list[str]] = []
-
-    def do_GET(self) -> None:
-        self._send(200, b"Prometheus is Ready.\n", "text/plain")
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
-        query = form["query"][0]
-        type(self).queries.append(query)
-        if self.path == "/api/v1/query_range":
-            start, end, step = (float(form[k][0]) for k in ("start", "end", "step"))
-            canary = "00002" in query
-            values = []
-            t = start
-            while t <= end:
-                wave = math.sin((t - start) / 20)
-                if "histogram_quantile" in query:
-                    value = 40 + (15 if canary else 0) + 3 * wave
-                else:
-                    value = 99.9 - (0.6 * (1 + wave) if canary else 0.05)
-                values.append([t, f"{value:.4f}"])
-                t += step
-            data: dict[str, Any] = {
-                "resultType": "matrix",
-                "result": [{"metric": {}, "values": values}],
-            }
-        else:
-            data = {"resultType": "vector", "result": []}
-        body = json.dumps({"status": "success", "data": data}).encode()
-        self._send(200, body, "application/json")
-
-    def _send(self, status: int, body: bytes, kind: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextmanager
-def _prometheus() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Prometheus)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _chromium(*args: str) -> str:
-    assert Path(CHROMIUM).exists(), "Chromium is missing: run `make services` (as root)"
-    with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run(
-            [
-                CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-                *args,
-            ],
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
-
-
 @pytest.mark.slow
 def test_the_status_page_of_sluice_serve_in_a_real_browser(
     mlflow_server: MlflowService, git_remote: GitRemote, tmp_path: Path
@@ -371,12 +290,11 @@ def test_the_status_page_of_sluice_serve_in_a_real_browser(
     release, its phase, the gates with their numbers, and one chart each of success rate and
     p99 with a canary and a primary line, drawn from range queries of each revision. The
     screenshot goes to tests/artifacts/status-page.png."""
-    _Prometheus.queries = []
     port = free_port()
-    with kube_api() as api, _prometheus() as prometheus_url:
+    with kube_api() as api, prometheus_api() as prometheus:
         release = _release(
             mlflow_server.tracking_uri, git_remote, api, tmp_path,
-            SLUICE_PROMETHEUS_URL=prometheus_url, SLUICE_SERVE_PORT=str(port),
+            SLUICE_PROMETHEUS_URL=prometheus.url, SLUICE_SERVE_PORT=str(port),
         )  # fmt: skip
         serve = subprocess.Popen(
             [SLUICE, "serve", "--env", "staging"],
@@ -399,11 +317,11 @@ def test_the_status_page_of_sluice_serve_in_a_real_browser(
                     time.sleep(0.5)
             assert page.status_code == 200, page.text
             assert page.headers["Content-Type"].startswith("text/html")
-            dom = _chromium("--dump-dom", url)
+            dom = chromium("--dump-dom", url)
             ARTIFACTS.mkdir(exist_ok=True)
             shot = ARTIFACTS / "status-page.png"
             shot.unlink(missing_ok=True)
-            _chromium(f"--screenshot={shot}", "--window-size=1280,900", url)
+            chromium(f"--screenshot={shot}", "--window-size=1280,900", url)
         finally:
             serve.send_signal(signal.SIGTERM)
             try:
@@ -423,7 +341,7 @@ def test_the_status_page_of_sluice_serve_in_a_real_browser(
     assert "no data yet" not in dom
     revisions = ("fraud-detector-predictor-00002", "fraud-detector-predictor-00001")
     for revision in revisions:
-        assert any(revision in q and "histogram_quantile" in q for q in _Prometheus.queries)
+        assert any(revision in q and "histogram_quantile" in q for q in prometheus.queries)
     assert shot.stat().st_size > 10_000
     assert os.access(shot, os.R_OK)
 

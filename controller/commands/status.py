@@ -6,7 +6,9 @@ The rows are :func:`controller.commands.status_rows.status_rows`; what is drawn 
 watch redraws one table in place (Rich Live); piped, it prints one line per release whenever
 something but the clocks changed, so a log or ``grep`` sees each change once. The page's charts are
 range queries through the Prometheus backend, the same builtin queries the canary gates run
-(:func:`controller.gates.prometheus_checks.builtin_query`), per revision, over the rollout.
+(:func:`controller.gates.prometheus_checks.builtin_query`), per revision, over the rollout. Its
+graphs are the sections ``sluice status`` prints
+(:func:`controller.commands.status_graphs.graph_sections`), read the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rich.text import Text
 
 from controller.backends.prometheus import PrometheusSource
 from controller.commands.rollout_backends import TargetKind, build_reconciler
+from controller.commands.status_graphs import graph_sections
 from controller.commands.status_rows import status_rows
 from controller.errors import ConfigError, MetricsUnavailable, SluiceError
 from controller.gates.prometheus_checks import builtin_query
@@ -298,7 +301,8 @@ def build_status_page(
     refresh_seconds: int = 5,
 ) -> Callable[[], str]:
     """The page's renderer: each call reads Git, the registry, the target and Prometheus
-    afresh. The backends are built at the first call, so a server starts without them."""
+    afresh, the releases' rows and the graphs' sections as ``sluice status`` does. The
+    backends are built at the first call, so a server starts without them."""
     lock = threading.Lock()
     built: list[Reconciler] = []
 
@@ -325,8 +329,17 @@ def build_status_page(
                     )
                 except SluiceError as exc:
                     errors.append(f"{row['model']} in {row['environment']}: {exc.message}")
+            graphs, graph_notes = graph_sections(
+                reconciler.target, metrics, reconciler.workspace, rows, None, kind=target
+            )
         return render_status_page(
-            rows, charts, now=now, refresh_seconds=refresh_seconds, errors=errors
+            rows,
+            charts,
+            now=now,
+            refresh_seconds=refresh_seconds,
+            errors=errors,
+            graphs=graphs,
+            graph_notes=graph_notes,
         )
 
     return render

@@ -12,9 +12,12 @@ Everything here is pure, over plain values:
   :data:`WINDOW` (the router's ``sluice_graph_step_*`` series, named as the environment's
   metrics profile names them), and :func:`traffic_shares` turns its samples into shares of
   the graph's requests: per member place and per Switch step;
+- :func:`router_state` reads the graph router's state from the ``status`` KServe writes on the
+  object (Ready, not ready, stopped, or no status yet);
 - :func:`graph_section` joins the members with the release rows of ``sluice status`` into the
-  JSON ``sluice status --json`` prints under ``graphs``; :func:`graph_table` and
-  :func:`graph_notes` draw it.
+  JSON ``sluice status --json`` prints under ``graphs`` (and the status page of ``sluice serve``
+  draws, :mod:`controller.status.graph_page`); :func:`graph_table` and :func:`graph_notes` draw
+  it for a terminal.
 
 The graph's requests are the requests that entered its ``root`` node, counted from the step
 series alone: the router counts only the calls it makes to services, so a node's requests
@@ -49,6 +52,8 @@ __all__ = [
     "graph_notes",
     "graph_section",
     "graph_table",
+    "requests_text",
+    "router_state",
     "share_text",
     "step_calls",
     "step_calls_query",
@@ -208,6 +213,39 @@ def traffic_shares(graph: Mapping[str, Any], calls: Mapping[StepKey, float]) -> 
     return TrafficShares(total, counted)
 
 
+def router_state(graph: Mapping[str, Any]) -> dict[str, Any]:
+    """The graph router's state from the object's ``status``, JSON-ready: ``phase`` is
+    ``Ready``, ``NotReady`` (its ``Ready`` condition False or Unknown, with the condition's
+    reason and message), ``Stopped`` (KServe's stop annotation) or ``Pending`` (no status yet:
+    KServe writes none until every member InferenceService has an endpoint); ``url`` is where
+    the graph answers while Ready."""
+    status = graph.get("status")
+    status = status if isinstance(status, Mapping) else {}
+    listed = status.get("conditions")
+    conditions = {
+        str(c.get("type")): c
+        for c in (listed if isinstance(listed, list) else ())
+        if isinstance(c, Mapping)
+    }
+    ready = conditions.get("Ready") or {}
+    stopped = (conditions.get("Stopped") or {}).get("status") == "True"
+    if not status:
+        phase = "Pending"
+    elif stopped:
+        phase = "Stopped"
+    elif ready.get("status") == "True":
+        phase = "Ready"
+    else:
+        phase = "NotReady"
+    return {
+        "phase": phase,
+        "ready": ready.get("status"),
+        "reason": ready.get("reason") or None,
+        "message": ready.get("message") or None,
+        "url": status.get("url") or None,
+    }
+
+
 def graph_section(
     graph: Mapping[str, Any],
     *,
@@ -216,9 +254,10 @@ def graph_section(
     calls: Mapping[StepKey, float] | None,
     traffic_note: str = "",
 ) -> dict[str, Any]:
-    """One graph of ``environment``, JSON-ready: its members with their releases' version and
-    phase (``releases``: the status rows by InferenceService name) and shares of the graph's
-    requests over :data:`WINDOW` (``calls`` None: not known, ``traffic_note`` says why)."""
+    """One graph of ``environment``, JSON-ready: its router's state (:func:`router_state`), its
+    members with their releases' version and phase (``releases``: the status rows by
+    InferenceService name) and shares of the graph's requests over :data:`WINDOW` (``calls``
+    None: not known, ``traffic_note`` says why)."""
     metadata = graph.get("metadata") or {}
     name = str(metadata.get("name", "?"))
     members = graph_members(graph)
@@ -266,6 +305,7 @@ def graph_section(
         "environment": environment,
         "name": name,
         "namespace": str(metadata.get("namespace") or "default"),
+        "router": router_state(graph),
         "window": WINDOW,
         "requests": shares.requests if shares else None,
         "members": rows,
@@ -296,7 +336,8 @@ def share_text(share: float | None) -> str:
     return f"{percent:.1f}%" if 0 < percent < 10 else f"{percent:.0f}%"
 
 
-def _requests_text(requests: float | None) -> str:
+def requests_text(requests: float | None) -> str:
+    """The graph's requests over the window, ``1,234`` or ``-`` (not known)."""
     return "-" if requests is None else f"{round(requests):,}"
 
 
@@ -329,7 +370,7 @@ def graph_table(section: Row, *, width: int = 120) -> Table:
     rest fit (``--json`` has them all), and past that member and at fold."""
     title = (
         f"InferenceGraph {section['name']} in {section['environment']}: "
-        f"{_requests_text(section.get('requests'))} requests routed in the last "
+        f"{requests_text(section.get('requests'))} requests routed in the last "
         f"{section['window']}"
     )
     cells = [_member_cells(member) for member in section["members"]]

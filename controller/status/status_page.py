@@ -1,20 +1,25 @@
-"""The read-only page at ``/`` of ``sluice serve``: releases, phases, gates and canary charts.
+"""The read-only page at ``/`` of ``sluice serve``: releases, phases, gates and canary charts,
+and each InferenceGraph's members by regime.
 
 Server-rendered HTML with inline SVG charts drawn here: no script, no stylesheet or font from
 elsewhere, so it works on a machine without network and in any browser. Everything here is
-pure: rows (the JSON of ``sluice status --json``) and chart series in, one HTML document out.
-The series come from Prometheus range queries (:mod:`controller.commands.status`).
+pure: rows and graph sections (the JSON of ``sluice status --json``) and chart series in, one
+HTML document out. The series come from Prometheus range queries
+(:mod:`controller.commands.status`); the graphs' sections are laid out by
+:mod:`controller.status.graph_page`.
 """
 
 from __future__ import annotations
 
-import html
 import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from controller.status.graph_page import GRAPH_STYLE, graph_sections_html
+from controller.status.html_parts import escape as _e
+from controller.status.html_parts import release_anchor
 from controller.status.status_view import (
     format_duration,
     in_phase_text,
@@ -57,10 +62,6 @@ class CanaryChart:
     series: tuple[Series, ...] = ()
     #: Why there is nothing to draw (Prometheus unreachable, no requests yet).
     note: str = ""
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _number(value: float) -> str:
@@ -196,7 +197,7 @@ def _summary_table(rows: Sequence[Row], now: float) -> str:
 
 
 def _anchor(row: Row) -> str:
-    return f"{row['environment']}-{row['model']}"
+    return release_anchor(row["environment"], row["model"])
 
 
 def _gates(row: Row) -> str:
@@ -256,9 +257,12 @@ def render_status_page(
     now: float,
     refresh_seconds: int = 5,
     errors: Sequence[str] = (),
+    graphs: Sequence[Row] = (),
+    graph_notes: Sequence[str] = (),
 ) -> str:
-    """The whole page; ``charts`` are keyed by (environment, model). It reloads itself every
-    ``refresh_seconds`` (0: never)."""
+    """The whole page; ``charts`` are keyed by (environment, model); ``graphs`` are the graph
+    sections of ``sluice status --json`` and ``graph_notes`` why some could not be listed,
+    shown under the summary table. It reloads itself every ``refresh_seconds`` (0: never)."""
     refresh = (
         f'<meta http-equiv="refresh" content="{refresh_seconds}">' if refresh_seconds > 0 else ""
     )
@@ -271,9 +275,10 @@ def render_status_page(
     return (
         "<!DOCTYPE html>"
         '<html lang="en"><head><meta charset="utf-8">'
-        f"{refresh}<title>sluice status</title><style>{_STYLE}</style></head><body>"
+        f"{refresh}<title>sluice status</title><style>{_STYLE}{GRAPH_STYLE}</style></head><body>"
         "<h1>sluice status</h1>"
         f'<p class="meta">read-only; as of {stamp}'
         + (f", reloads every {format_duration(refresh_seconds)}" if refresh_seconds > 0 else "")
-        + f"</p>{problems}{_summary_table(rows, now)}{empty}{sections}</body></html>"
+        + f"</p>{problems}{_summary_table(rows, now)}{empty}"
+        f"{graph_sections_html(graphs, graph_notes)}{sections}</body></html>"
     )

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +20,8 @@ from mlflow import MlflowClient
 
 from controller.manifests.manifest import ReleasePin, apply_release, dump_pin, load_pin
 from controller.shadow.phase import PHASE_ANNOTATION, SMOKE_PHASE
-from support.gitops_repo import seed_manifests
-from support.gitrepo import GIT_ENV, GitRemote, git
+from support.gitops_repo import commit_now, seed_manifests
+from support.gitrepo import GitRemote, git
 from support.kube_api import ARGOCD_TOKEN, KubeApi, write_kubeconfig
 
 __all__ = ["ClusterRelease", "cluster_release"]
@@ -57,21 +54,6 @@ class ClusterRelease:
 
 def _fixture(name: str) -> dict[str, Any]:
     return dict(json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8")))
-
-
-def _commit_now(
-    remote: GitRemote, workdir: Path, message: str, change: Callable[[Path], None]
-) -> str:
-    """As :func:`commit_to_remote`, dated now rather than the support code's fixed date: the
-    rollout counts the step's age from the pin's commit."""
-    remote.clone(workdir)
-    change(workdir)
-    now = datetime.now(tz=UTC).isoformat()
-    env = {**os.environ, **GIT_ENV, "GIT_AUTHOR_DATE": now, "GIT_COMMITTER_DATE": now}
-    for args in (["add", "--all"], ["commit", "--quiet", "-m", message]):
-        subprocess.run(["git", *args], cwd=workdir, env=env, check=True)
-    git("push", "--quiet", "origin", remote.branch, cwd=workdir)
-    return git("rev-parse", "HEAD", cwd=workdir)
 
 
 def cluster_release(
@@ -111,7 +93,7 @@ def cluster_release(
         policy.write_text(policy.read_text() + "  interval: 3600\n")
 
     subject = message or f"{model} v2 at {canary}%"
-    head = _commit_now(remote, root / "pin", subject, pin_canary)
+    head = commit_now(remote, root / "pin", subject, pin_canary)
     api.isvcs[("models-staging", "fraud-detector")] = _fixture("isvc-canary-10")
     application = _fixture("application-synced-healthy")
     application["status"]["sync"]["revision"] = head

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
-from support.gitrepo import README, GitRemote, git
+from support.gitrepo import GIT_ENV, README, GitRemote, git
 
-__all__ = ["ROOT", "commit_to_remote", "manifest_files", "seed_manifests", "snapshot"]
+__all__ = [
+    "ROOT",
+    "commit_now",
+    "commit_to_remote",
+    "manifest_files",
+    "seed_manifests",
+    "snapshot",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +34,22 @@ def commit_to_remote(
     git("add", "--all", cwd=workdir)
     if git("status", "--porcelain", cwd=workdir):  # a change that merged has committed itself
         git("commit", "--quiet", "-m", message, cwd=workdir)
+    git("push", "--quiet", "origin", remote.branch, cwd=workdir)
+    return git("rev-parse", "HEAD", cwd=workdir)
+
+
+def commit_now(
+    remote: GitRemote, workdir: Path, message: str, change: Callable[[Path], None]
+) -> str:
+    """As :func:`commit_to_remote`, dated now rather than the support code's fixed date: the
+    rollout counts a step's age (and the status page the time in phase) from the pin's
+    commit."""
+    remote.clone(workdir)
+    change(workdir)
+    now = datetime.now(tz=UTC).isoformat()
+    env = {**os.environ, **GIT_ENV, "GIT_AUTHOR_DATE": now, "GIT_COMMITTER_DATE": now}
+    for args in (["add", "--all"], ["commit", "--quiet", "-m", message]):
+        subprocess.run(["git", *args], cwd=workdir, env=env, check=True)
     git("push", "--quiet", "origin", remote.branch, cwd=workdir)
     return git("rev-parse", "HEAD", cwd=workdir)
 
