@@ -53,6 +53,7 @@ from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
+from controller.gates.graph_branches import BRANCH_MILLISECONDS, BRANCH_SECONDS
 from controller.gates.graph_traffic import StepMetricNames, step_metric_names
 from controller.gates.metrics_profile import (
     DEFAULT_PROFILE,
@@ -75,9 +76,6 @@ __all__ = [
 
 #: The counter of Switch decisions (exported with ``_total``), per node and chosen step.
 SWITCH_REQUESTS = "sluice_graph_switch_requests"
-#: The histogram of node steps' answers, in seconds and (``knative-opencensus``) milliseconds.
-BRANCH_SECONDS = "sluice_graph_branch_duration_seconds"
-BRANCH_MILLISECONDS = "sluice_graph_branch_request_latencies"
 
 
 @dataclass(frozen=True, order=True)

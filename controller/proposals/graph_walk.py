@@ -19,8 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from controller.analysis_types import GateResult
 from controller.errors import GitConflict, InputError
 from controller.manifests.graph_canary import (
+    GraphCanary,
     canary_state,
     check_weight,
     promoted,
@@ -49,6 +51,11 @@ class GraphWalk:
     action: WalkAction
     weight: int | None = None
     reason: str = ""
+    #: The analysis behind the action (``sluice graph rollout``'s), for the commit's body.
+    results: tuple[GateResult, ...] = ()
+    #: The canary the action was decided on (``sluice graph rollout``'s): a graph found in
+    #: another state (another canary, another weight) is a conflict, and nothing is committed.
+    expected: GraphCanary | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,13 @@ def walk_graph(request: GraphWalk, *, workspace: ReleaseRepository) -> GraphWalk
         source = read_graph(workspace, request.environment, request.graph)
         state = canary_state(source.document)
         name = source.config.name
+        if request.expected is not None and state != request.expected:
+            now = "no canary" if state is None else f"canary {state.digest} at {state.weight}%"
+            raise GitConflict(
+                f"InferenceGraph {request.graph} in {name} changed since it was judged (it was "
+                f"canary {request.expected.digest} at {request.expected.weight}%, it is {now} "
+                f"on {source.branch}); run again"
+            )
         if state is None:
             note = _no_canary(request, workspace, source)
             return GraphWalkResult(
@@ -147,7 +161,7 @@ def walk_graph(request: GraphWalk, *, workspace: ReleaseRepository) -> GraphWalk
         commit = GraphCommit(
             graph=request.graph, environment=name, action=request.action, digest=state.digest,
             weight=request.weight if request.action == "step" else None,
-            previous_weight=state.weight, reason=request.reason,
+            previous_weight=state.weight, reason=request.reason, results=request.results,
         )  # fmt: skip
         message = render_graph_message(commit)
         outcome = workspace.commit_and_push(
