@@ -263,4 +263,3 @@ def test_a_healthy_graph_change_is_promoted_and_a_failing_one_rolled_back_by_com
     finally:
         assert loop.process is not None
         loop.process.stop()
-
