@@ -19,7 +19,7 @@ import pytest
 from support.gitops_repo import ROOT, manifest_files
 
 from controller.analysis_types import GateResult, MetricSample, Verdict
-from controller.errors import ConfigError, GitConflict, MetricsUnavailable
+from controller.errors import ConfigError, GitConflict, MetricsUnavailable, RemoteUnavailable
 from controller.gates.metrics_profile import KNATIVE_OPENCENSUS, KNATIVE_OTEL
 from controller.gates.prometheus_checks import MetricCheck
 from controller.manifests.environment import parse_environment
@@ -320,6 +320,8 @@ class ServedGraphs:
     workspace: MemoryReleaseRepository
     serving: Mapping[str, Any] | None = None
     syncs: int = 0
+    #: It cannot be asked, as a runtime that is not running.
+    down: bool = False
 
     def __post_init__(self) -> None:
         self.request_sync("local")
@@ -333,6 +335,8 @@ class ServedGraphs:
         self.serving = document
 
     def inference_graphs(self, environment: str) -> list[Mapping[str, Any]]:
+        if self.down:
+            raise RemoteUnavailable("no local runtime is running; start it: sluice local up")
         return [self.serving] if self.serving is not None else []
 
 
@@ -479,3 +483,20 @@ def test_nothing_is_judged_before_the_target_serves_the_committed_step(walk: Wal
 def test_a_check_of_its_own_cannot_judge_branches() -> None:
     with pytest.raises(ValueError, match="builtin checks only"):
         GraphRolloutPolicy(metrics=(MetricCheck(name="mine", query="sum(x)", max=1),))
+
+
+def test_a_target_that_cannot_be_asked_is_retried_and_never_rolls_back(walk: Walk) -> None:
+    walk.target.down = True
+    walk.clock.advance(POLICY.progress_deadline_seconds + 60)  # long after the step's commit
+    with pytest.raises(RemoteUnavailable):
+        walk.rollout.reconcile("local", GRAPH)
+    reports = []
+
+    def back_up(report: Any) -> None:
+        reports.append(report)
+        walk.target.down = False
+
+    last = walk.rollout.run("local", GRAPH, poll_seconds=1, on_pass=back_up)
+    assert reports[0].action == "retry"
+    assert reports[0].detail.startswith("no local runtime is running")
+    assert last.outcome is Outcome.PROMOTED

@@ -41,6 +41,8 @@ with the profile's namespace label, ``graph_name``, ``node_name`` (the node the 
 ``step_name`` (its name, else its index), ``target_node`` (the node it routes to), the profile's
 revision label (the graph's router revision, ``<graph>-0000K``: each commit of the graph, a
 weight step included, is a new one) and status label (the node's answer; 500 when it failed).
+``sluice graph rollout`` judges a graph canary on them
+(:mod:`controller.gates.graph_branches` names and selects them).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Git says what should serve (the environment's branch: the graph's file, in canary form or not,
 and the commit that last changed it, first parent, so a merge is its own); the target says
 what does (:class:`~controller.ports.GraphInventory`: the graph as the runtime or the cluster
-has it, whose canary annotations and Splitter weights must be the committed ones, and Ready).
-Nothing is kept between passes: a restarted ``sluice graph rollout`` reads the same.
+has it, whose canary annotations and Splitter weights must be the committed ones, and Ready;
+a target that cannot be asked is an error of the pass, retried, not a graph that is not
+served). Nothing is kept between passes: a restarted ``sluice graph rollout`` reads the same.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.errors import SluiceError
 from controller.manifests.environment import EnvironmentConfig
 from controller.manifests.graph_canary import GraphCanary, canary_state
 from controller.ports import GraphInventory, ReleaseRepository
@@ -71,10 +71,9 @@ def _serving(
         return False, "", ""
     if target is None:
         return False, "the target does not list InferenceGraphs", ""
-    try:
-        objects = target.inference_graphs(environment)
-    except SluiceError as exc:
-        return False, f"the target cannot be asked ({exc.message})", ""
+    # A target that cannot be asked raises (RemoteUnavailable): a broken tool is retried, and
+    # never counts against the step's progress deadline.
+    objects = target.inference_graphs(environment)
     found = next((o for o in objects if _name(o) == graph), None)
     if found is None:
         return False, f"{environment} does not serve InferenceGraph {graph} yet", ""
