@@ -128,8 +128,8 @@ def run_graph_rollout(
     console: Console,
 ) -> int:
     """One pass (``once``) or passes until the graph canary is promoted or rolled back; the
-    exit code: 0 promoted (or nothing to walk, or still walking after ``once``), 1 rolled
-    back."""
+    exit code: 1 rolled back (by this pass, with ``once``), else 0 (promoted, nothing to walk,
+    or still walking after ``once``)."""
     deployed = build_target(settings, target)
     rollout = GraphRollout(
         workspace=gitops_workspace(settings, remote),
@@ -158,4 +158,5 @@ def run_graph_rollout(
         )  # fmt: skip
     if as_json:
         console.print_json(json.dumps({"passes": [r.as_dict() for r in reports]}))
-    return 1 if reports[-1].outcome is Outcome.ROLLED_BACK else 0
+    last = reports[-1]
+    return 1 if last.outcome is Outcome.ROLLED_BACK or last.action == "rollback" else 0

@@ -9,6 +9,11 @@ race, as a compare-and-swap: a graph already in the state it writes is left alon
 committed: the command ran already, or its push landed before a crash), and a graph changed
 in between is a conflict (run again). A promotion or rollback of a graph that has no canary any
 more changes nothing and says what the last change of its file was.
+
+``sluice graph rollout`` (:mod:`controller.rollout.graph_reconcile`) makes the same commits,
+with the analysis behind each in its body (``results``) and the canary it judged as the state
+the graph must still be in (``expected``): one stepped, promoted or rolled back meanwhile is a
+conflict, and nothing is committed.
 """
 
 from __future__ import annotations
