@@ -277,6 +277,17 @@ def test_graph_rollout_refuses_bad_input_in_one_line_and_commits_nothing(
     assert f"sluice graph propose {GRAPH} --env local --spec FILE" in idle.stdout
     assert snapshot(remote) == refs
 
+    done = propose(tmp_path, remote, "--json")
+    assert done.returncode == 0, done.stderr
+    merge_branch(remote.path, json.loads(done.stdout)["branch"])
+    refs = snapshot(remote)
+    unserved = rollout(GRAPH)  # no local target runs: nothing can be judged, nothing committed
+    assert unserved.returncode == 3, (unserved.stdout, unserved.stderr)
+    assert unserved.stderr.strip().splitlines() == [
+        "sluice: error: the local target is not running; start it with `sluice local up`"
+    ]
+    assert snapshot(remote) == refs
+
     def bad_policy(tree: Path) -> None:
         path = tree / OVERLAY / "sluice.yaml"
         path.write_text(path.read_text().replace("steps: [50]\n  interval: 5", "steps: [50, 100]"))
