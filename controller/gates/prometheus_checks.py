@@ -35,6 +35,11 @@ the same query (``maxIncrease``, ``maxDecrease``); the primary's value is shown 
 check, as a reviewer compares anyway. A gate fails only on a number; no data, NaN or ±Inf is
 *inconclusive*, and an unreachable Prometheus or a query it refuses is an *error* (the tool
 did not work): neither ever fails a model, and the summary says which.
+
+A graph canary is judged by the same checks on its branch series
+(:mod:`controller.gates.graph_branches`): its ``canary`` branch stands for the canary revision
+and its ``stable`` branch, named so in the summaries, for the primary, which must then have a
+value for every check (:class:`Baseline`), not only for a relative one.
 """
 
 from __future__ import annotations

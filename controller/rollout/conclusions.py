@@ -1,6 +1,7 @@
 """What a rollout's evidence leads to: the pure rules that turn an analysis, a shadow
 judgement, a smoke or a watch into the next action (advance, hold, roll back or abort), as
-:mod:`controller.rollout.decide` lays them out."""
+:mod:`controller.rollout.decide` lays them out. A graph canary's analyses end by the same
+rules (:func:`conclude_look`, :mod:`controller.rollout.graph_decide`)."""
 
 from __future__ import annotations
 
