@@ -257,3 +257,44 @@ def test_refusals_name_the_thing_and_the_fix_and_leave_git_untouched(
     too_much = sluice(tmp_path, remote, "graph", "step", GRAPH, "--env", "local", "--weight", "100")
     assert "must be 1 to 99, not 100; promote it for 100" in refusal(too_much)
     assert snapshot(remote) == refs
+
+
+def test_graph_rollout_refuses_bad_input_in_one_line_and_commits_nothing(
+    remote: GitRemote, tmp_path: Path
+) -> None:
+    """`sluice graph rollout`: an unknown graph, a bad name or a bad graphRollout policy is
+    exit 2 and one line, a graph without a canary says so and exits 0; Git is untouched."""
+    refs = snapshot(remote)
+
+    def rollout(graph: str) -> subprocess.CompletedProcess[str]:
+        return sluice(tmp_path, remote, "graph", "rollout", graph, "--env", "local", "--once")
+
+    assert "unknown InferenceGraph 'by-route' in local" in refusal(rollout("by-route"))
+    assert "Bad_Graph" in refusal(rollout("Bad_Graph"))
+    idle = rollout(GRAPH)
+    assert idle.returncode == 0, idle.stderr
+    assert f"graph {GRAPH} serves no canary in local" in idle.stdout
+    assert f"sluice graph propose {GRAPH} --env local --spec FILE" in idle.stdout
+    assert snapshot(remote) == refs
+
+    done = propose(tmp_path, remote, "--json")
+    assert done.returncode == 0, done.stderr
+    merge_branch(remote.path, json.loads(done.stdout)["branch"])
+    refs = snapshot(remote)
+    unserved = rollout(GRAPH)  # no local target runs: nothing can be judged, nothing committed
+    assert unserved.returncode == 3, (unserved.stdout, unserved.stderr)
+    assert unserved.stderr.strip().splitlines() == [
+        "sluice: error: the local target is not running; start it with `sluice local up`"
+    ]
+    assert snapshot(remote) == refs
+
+    def bad_policy(tree: Path) -> None:
+        path = tree / OVERLAY / "sluice.yaml"
+        path.write_text(path.read_text().replace("steps: [50]\n  interval: 5", "steps: [50, 100]"))
+
+    commit_to_remote(remote, tmp_path / "bad-policy", "A graph policy promoting at 100", bad_policy)
+    refs = snapshot(remote)
+    line = refusal(rollout(GRAPH))
+    assert "graphRollout.steps" in line
+    assert "strictly ascending weights in 1..99" in line
+    assert snapshot(remote) == refs

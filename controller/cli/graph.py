@@ -1,4 +1,5 @@
-"""``sluice graph propose|step|promote|rollback``: a change to an InferenceGraph, as a canary.
+"""``sluice graph propose|step|promote|rollback|rollout``: a change to an InferenceGraph, as a
+canary.
 
 A table of commands only, merged into :data:`controller.cli.app.app` as the ``graph`` group;
 the work happens in :mod:`controller.commands.graph`.
@@ -12,14 +13,21 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from controller.cli.options import current_settings, forge_name, forge_option
+from controller.cli.options import (
+    TARGET_OPTION_HELP,
+    TargetChoice,
+    current_settings,
+    forge_name,
+    forge_option,
+)
 from controller.errors import InputError
 from controller.text.ref_names import validate_environment_name, validate_graph_name
 
 __all__ = ["graph_app"]
 
 graph_app = typer.Typer(
-    help="Change an InferenceGraph as a canary: propose it, step it, promote or roll it back.",
+    help="Change an InferenceGraph as a canary: propose it, walk it automatically (rollout) "
+    "or by hand (step, promote, rollback).",
     no_args_is_help=True,
 )
 
@@ -135,3 +143,43 @@ def graph_rollback(
 ) -> None:
     """Serve the old graph alone again, as it was (one commit)."""
     _walk(ctx, graph, env, repo, as_json, action="rollback", reason=reason)
+
+
+@graph_app.command("rollout")
+def graph_rollout(
+    ctx: typer.Context,
+    graph: _GRAPH,
+    env: _ENV,
+    once: Annotated[
+        bool, typer.Option("--once", help="One pass (observe, decide, act), then exit.")
+    ] = False,
+    target: Annotated[
+        TargetChoice, typer.Option(metavar="[local|kubernetes]", help=TARGET_OPTION_HELP)
+    ] = TargetChoice.local,
+    repo: _REPO = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the passes as JSON.")] = False,
+    poll_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--poll-interval",
+            metavar="SECONDS",
+            help="How often to look again while waiting for a sync (default 2; "
+            "SLUICE_ROLLOUT_POLL_INTERVAL_SECONDS). Analyses follow graphRollout.interval.",
+        ),
+    ] = None,
+) -> None:
+    """Walk the merged graph canary through graphRollout's steps, judged on its branches;
+    exit 0 promoted, 1 rolled back."""
+    validate_graph_name(graph)
+    validate_environment_name(env)
+    flags = {} if poll_interval is None else {"rollout_poll_interval_seconds": poll_interval}
+    settings = current_settings(ctx, **flags)
+    # Imported once the input is checked: bad input is refused in a fraction of a second.
+    from controller.commands.graph import run_graph_rollout
+
+    code = run_graph_rollout(
+        settings, graph=graph, environment=env, once=once, target=target.value, remote=repo,
+        as_json=as_json, console=Console(),
+    )  # fmt: skip
+    if code:
+        raise typer.Exit(code)

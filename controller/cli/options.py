@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
@@ -22,8 +23,10 @@ from controller.settings import Settings, load_settings
 
 __all__ = [
     "FORGES",
+    "TARGET_OPTION_HELP",
     "ForgeName",
     "RootOptions",
+    "TargetChoice",
     "current_settings",
     "current_sources",
     "forge_name",
@@ -36,6 +39,16 @@ __all__ = [
 ForgeName = Literal["local", "github"]
 #: Where proposals go and rollouts report: every command with ``--forge`` offers these.
 FORGES: tuple[ForgeName, ...] = ("local", "github")
+
+
+class TargetChoice(StrEnum):
+    """Where the InferenceServices (and graphs) run: every command with ``--target``."""
+
+    local = "local"
+    kubernetes = "kubernetes"
+
+
+TARGET_OPTION_HELP = "local: the `sluice local up` stack; kubernetes: a cluster with Argo CD."
 
 
 @dataclass

@@ -6,13 +6,18 @@ A table of commands only, merged into :data:`controller.cli.app.app`; the work h
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from controller.cli.options import current_settings, forge_name, forge_option
+from controller.cli.options import (
+    TARGET_OPTION_HELP,
+    TargetChoice,
+    current_settings,
+    forge_name,
+    forge_option,
+)
 from controller.text.ref_names import validate_environment_name, validate_model_name
 
 __all__ = ["TargetChoice", "rollout_app"]
@@ -20,20 +25,10 @@ __all__ = ["TargetChoice", "rollout_app"]
 rollout_app = typer.Typer()
 
 
-class TargetChoice(StrEnum):
-    """Where the InferenceServices run."""
-
-    local = "local"
-    kubernetes = "kubernetes"
-
-
 _ENV = Annotated[str, typer.Option("--env", help="Environment (manifests/overlays/ENV).")]
 _TARGET = Annotated[
     TargetChoice,
-    typer.Option(
-        metavar="[local|kubernetes]",
-        help="local: the `sluice local up` stack; kubernetes: a cluster with Argo CD.",
-    ),
+    typer.Option(metavar="[local|kubernetes]", help=TARGET_OPTION_HELP),
 ]
 _FORGE = Annotated[
     str, forge_option("github: comment on the proposal's pull request and set statuses.")

@@ -1,14 +1,15 @@
 """``sluice graph``: wire Git and the forge to a graph proposal and its walk, and report.
 
-The composition root of ``sluice graph propose|step|promote|rollback`` (the only place their
-concrete backends are named); the work is :mod:`controller.proposals.graph_propose` and
-:mod:`controller.proposals.graph_walk`.
+The composition root of ``sluice graph propose|step|promote|rollback|rollout`` (the only place
+their concrete backends are named); the work is :mod:`controller.proposals.graph_propose`,
+:mod:`controller.proposals.graph_walk` and :mod:`controller.rollout.graph_reconcile`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import time
 from typing import Literal
 
 from rich.console import Console
@@ -16,12 +17,16 @@ from rich.syntax import Syntax
 
 from controller.commands.local_state import local_root
 from controller.commands.propose import build_forge, gitops_workspace, say, say_pull_requests
+from controller.commands.rollout_backends import TargetKind, build_metrics, build_target
 from controller.errors import SluiceError
+from controller.ports import GraphInventory
 from controller.proposals.graph_propose import GraphProposal, GraphProposalResult, propose_graph
 from controller.proposals.graph_walk import GraphWalk, GraphWalkResult, walk_graph
+from controller.rollout.actions import Outcome
+from controller.rollout.graph_reconcile import GraphPassReport, GraphRollout
 from controller.settings import Settings
 
-__all__ = ["run_graph_propose", "run_graph_walk"]
+__all__ = ["run_graph_propose", "run_graph_rollout", "run_graph_walk"]
 
 
 def _print_proposal(result: GraphProposalResult, console: Console) -> None:
@@ -42,8 +47,8 @@ def _print_proposal(result: GraphProposalResult, console: Console) -> None:
             console,
             "To deploy, merge it as a pull request would, in a clone of the remote:\n"
             f"  {result.merge_command}\n"
-            f"then walk it: sluice graph step|promote|rollback {result.graph} "
-            f"--env {result.environment}",
+            f"then walk it: sluice graph rollout {result.graph} --env {result.environment} "
+            "(or by hand: sluice graph step|promote|rollback)",
         )
 
 
@@ -100,3 +105,58 @@ def run_graph_walk(
         say(console, f"Committed: {result.subject}")
         say(console, f"{result.branch} at {result.commit[:12]} ({result.path})")
     return result
+
+
+def _print_pass(report: GraphPassReport, console: Console) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    weight = f" canary {report.weight}%" if report.weight is not None else ""
+    lines = [f"{stamp} graph {report.graph}{weight} [{report.phase}] {report.detail}"]
+    lines += [f"         {result.verdict.value:<12} {result.summary}" for result in report.results]
+    for line in lines:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+def run_graph_rollout(
+    settings: Settings,
+    *,
+    graph: str,
+    environment: str,
+    once: bool,
+    target: TargetKind,
+    remote: str | None,
+    as_json: bool,
+    console: Console,
+) -> int:
+    """One pass (``once``) or passes until the graph canary is promoted or rolled back; the
+    exit code: 1 rolled back (by this pass, with ``once``), else 0 (promoted, nothing to walk,
+    or still walking after ``once``)."""
+    deployed = build_target(settings, target)
+    rollout = GraphRollout(
+        workspace=gitops_workspace(settings, remote),
+        target=deployed if isinstance(deployed, GraphInventory) else None,
+        metrics=build_metrics(settings, target),
+    )
+    reports: list[GraphPassReport] = []
+    printed: list[tuple[object, ...]] = []
+
+    def on_pass(report: GraphPassReport) -> None:
+        reports.append(report)
+        if as_json:
+            return
+        key = (report.weight, report.phase, report.action, report.detail)
+        if printed and printed[-1] == key and not report.results and report.commit is None:
+            return  # piped, a pass that says nothing new prints nothing
+        printed.append(key)
+        _print_pass(report, console)
+
+    if once:
+        on_pass(rollout.reconcile(environment, graph))
+    else:
+        rollout.run(
+            environment, graph, poll_seconds=settings.rollout_poll_interval_seconds,
+            on_pass=on_pass,
+        )  # fmt: skip
+    if as_json:
+        console.print_json(json.dumps({"passes": [r.as_dict() for r in reports]}))
+    last = reports[-1]
+    return 1 if last.outcome is Outcome.ROLLED_BACK or last.action == "rollback" else 0

@@ -2,7 +2,9 @@
 
 :func:`build_reconciler` names every concrete backend of ``sluice rollout``, ``rollback``,
 ``status`` and ``serve --rollouts``: MLflow, Git, Prometheus, Locust, the local target or a
-cluster (Argo CD and Kubernetes), the notifier, the lease store and the prediction log.
+cluster (Argo CD and Kubernetes), the notifier, the lease store and the prediction log;
+``sluice graph rollout`` takes its target and Prometheus from :func:`build_target` and
+:func:`build_metrics`.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from controller.rollout.analysis import Analyzer
 from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
 
-__all__ = ["TargetKind", "build_reconciler"]
+__all__ = ["TargetKind", "build_metrics", "build_reconciler", "build_target"]
 
 TargetKind = Literal["local", "kubernetes"]
 
 
-def _target(settings: Settings, kind: TargetKind) -> Target:
+def build_target(settings: Settings, kind: TargetKind) -> Target:
+    """The local target, or a cluster through Argo CD and the Kubernetes API."""
     if kind == "local":
         from controller.local.target import LocalTarget
 
@@ -54,7 +57,8 @@ def _target(settings: Settings, kind: TargetKind) -> Target:
     )
 
 
-def _metrics(settings: Settings, kind: TargetKind) -> MetricsSource | None:
+def build_metrics(settings: Settings, kind: TargetKind) -> MetricsSource | None:
+    """Prometheus: the configured one, else the local stack's; None when there is none."""
     url = settings.prometheus_url
     if url is None and kind == "local":
         url = local_stack_url(settings, "prometheus")
@@ -92,10 +96,10 @@ def build_reconciler(
     workspace = gitops_workspace(settings, remote)
     from controller.backends.locust_load import LocustLoadGenerator
 
-    deployed_to = _target(settings, target)
+    deployed_to = build_target(settings, target)
     analyzer = Analyzer(
         registry=registry,
-        metrics=_metrics(settings, target),
+        metrics=build_metrics(settings, target),
         load=LocustLoadGenerator(),
         report_dir=settings.state_dir / "reports",
         # The local router counts each revision's answers live; a cluster's come from Prometheus.

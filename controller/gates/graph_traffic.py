@@ -92,6 +92,11 @@ class GraphTraffic(BaseModel):
         "InferenceService's own revision series; unset: on the graph's step series.",
     )
 
+    @property
+    def where(self) -> str:
+        """How a check's summary names what it read."""
+        return f"on graph {self.graph}'s calls"
+
     def matchers(self, inference_service: str) -> str:
         """The label matchers of the graph's calls to ``inference_service`` (no revision)."""
         matchers = f'graph_name="{self.graph}"'

@@ -35,18 +35,25 @@ the same query (``maxIncrease``, ``maxDecrease``); the primary's value is shown 
 check, as a reviewer compares anyway. A gate fails only on a number; no data, NaN or ±Inf is
 *inconclusive*, and an unreachable Prometheus or a query it refuses is an *error* (the tool
 did not work): neither ever fails a model, and the summary says which.
+
+A graph canary is judged by the same checks on its branch series
+(:mod:`controller.gates.graph_branches`): its ``canary`` branch stands for the canary revision
+and its ``stable`` branch, named so in the summaries, for the primary, which must then have a
+value for every check (:class:`Baseline`), not only for a relative one.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import ConfigError, MetricsUnavailable
+from controller.gates.graph_branches import GraphBranches
 from controller.gates.graph_traffic import GraphTraffic
 from controller.gates.metrics_profile import MetricsProfile
 from controller.gates.promql_queries import (
@@ -67,7 +74,9 @@ from controller.gates.revision_traffic import (
 from controller.ports import MetricsSource
 
 __all__ = [
+    "PRIMARY",
     "TEMPLATE_VARIABLES",
+    "Baseline",
     "MetricCheck",
     "builtin_query",
     "evaluate_checks",
@@ -180,6 +189,24 @@ class MetricCheck(BaseModel):
 # -- evaluation -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """What the canary is compared with, as the summaries name it, and whether it must have a
+    value for every check (else only for a relative threshold)."""
+
+    #: "vs primary 99.9%", "3% below primary".
+    name: str
+    #: "(the primary revision)" after why it has no value.
+    described: str
+    #: A baseline without a value (no data, too few requests) makes every check inconclusive,
+    #: not only the relative ones: a graph canary is judged only beside its stable branch.
+    required: bool = False
+
+
+#: A model's canary revision is compared with the primary revision.
+PRIMARY = Baseline("primary", "the primary revision")
+
+
 def evaluate_checks(
     source: MetricsSource,
     checks: Sequence[MetricCheck],
@@ -191,7 +218,8 @@ def evaluate_checks(
     inference_service: str,
     profile: MetricsProfile = DEFAULT_METRICS_PROFILE,
     max_window_seconds: float | None = None,
-    graph: GraphTraffic | None = None,
+    graph: GraphTraffic | GraphBranches | None = None,
+    baseline: Baseline = PRIMARY,
 ) -> list[GateResult]:
     """One :class:`GateResult` per check, named ``prometheus/<check name>``, in order.
 
@@ -209,7 +237,9 @@ def evaluate_checks(
     With ``graph`` (a graph member's release), the builtin checks and ``minRequests`` read the
     graph's calls to ``inference_service`` that each revision answered
     (:mod:`controller.gates.graph_traffic`); a check's own query (and its ``minRequests``) is
-    run as written.
+    run as written. With :class:`GraphBranches` (a graph canary), ``canary_revision`` and
+    ``primary_revision`` name the two branches of the graph's Splitter
+    (:mod:`controller.gates.graph_branches`), and ``baseline`` names the second in summaries.
     """
     names = [check.name for check in checks]
     duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -224,7 +254,7 @@ def evaluate_checks(
     }
     require_object_names(**context)
     return [
-        _evaluate(source, _within(check, max_window_seconds), context, profile, graph)
+        _evaluate(source, _within(check, max_window_seconds), context, profile, graph, baseline)
         for check in checks
     ]
 
@@ -244,7 +274,8 @@ def _evaluate(
     check: MetricCheck,
     context: Mapping[str, str],
     profile: MetricsProfile,
-    graph: GraphTraffic | None = None,
+    graph: GraphTraffic | GraphBranches | None = None,
+    baseline: Baseline = PRIMARY,
 ) -> GateResult:
     gate = f"prometheus/{check.name}"
     try:
@@ -260,19 +291,20 @@ def _evaluate(
         measured = _measure(source, check, context, context["primary_revision"], profile, graph)
     except MetricsUnavailable as exc:
         measured, broken_tool = exc.message, True
-    if isinstance(measured, str) and check.is_relative:
-        reason = f"{check.name}: {measured} (the primary revision)"
+    if isinstance(measured, str) and (check.is_relative or baseline.required):
+        reason = f"{check.name}: {measured} ({baseline.described})"
         return GateResult(gate, Verdict.ERROR if broken_tool else Verdict.INCONCLUSIVE, reason)
     primary = None if isinstance(measured, str) else measured
     values = {"canary": canary} | ({} if primary is None else {"primary": primary})
-    broken = _broken_thresholds(check, canary, primary)
+    broken = _broken_thresholds(check, canary, primary, baseline.name)
     unit = _unit(check)
     label = check.name
     if check.builtin == "request-latency":
         label += f" p{check.percentile:g}"
-    summary = f"{label} {_number(canary)}{unit} ({', '.join(_thresholds(check, unit))})"
+    thresholds = ", ".join(_thresholds(check, unit, baseline.name))
+    summary = f"{label} {_number(canary)}{unit} ({thresholds})"
     if primary is not None:
-        summary += f" vs primary {_number(primary)}{unit}"
+        summary += f" vs {baseline.name} {_number(primary)}{unit}"
     if broken:
         summary += ": " + "; ".join(broken)
     return GateResult(gate, Verdict.FAIL if broken else Verdict.PASS, summary, values)
@@ -284,14 +316,14 @@ def _measure(
     context: Mapping[str, str],
     revision: str,
     profile: MetricsProfile,
-    graph: GraphTraffic | None = None,
+    graph: GraphTraffic | GraphBranches | None = None,
 ) -> float | str:
     """The check's value for ``revision``, or why there is none (a one-line reason)."""
     where = f"{revision} over {check.interval}"
     if check.query is not None:
         graph = None  # a query of one's own is run as written, its minRequests as before
     elif graph is not None:
-        where += f" on graph {graph.graph}'s calls"
+        where += f" {graph.where}"
     if check.min_requests is not None:
         requests = request_count(source, profile, revision, context, check.interval, graph=graph)
         if requests is None or round(requests) < check.min_requests:
@@ -326,7 +358,9 @@ def _measure(
     return value
 
 
-def _broken_thresholds(check: MetricCheck, canary: float, primary: float | None) -> list[str]:
+def _broken_thresholds(
+    check: MetricCheck, canary: float, primary: float | None, baseline: str = PRIMARY.name
+) -> list[str]:
     """What the canary's value breaks, for the summary; empty when it passes."""
     unit, broken = _unit(check), []
     if check.min is not None and canary < check.min:
@@ -336,24 +370,26 @@ def _broken_thresholds(check: MetricCheck, canary: float, primary: float | None)
     if primary is not None and check.is_relative:
         change = (canary - primary) / abs(primary) if primary else math.copysign(math.inf, canary)
         if check.max_increase is not None and canary > primary + abs(primary) * check.max_increase:
-            broken.append(f"{_percent(change)} over primary (max +{_percent(check.max_increase)})")
+            broken.append(
+                f"{_percent(change)} over {baseline} (max +{_percent(check.max_increase)})"
+            )
         if check.max_decrease is not None and canary < primary - abs(primary) * check.max_decrease:
             broken.append(
-                f"{_percent(-change)} below primary (max −{_percent(check.max_decrease)})"
+                f"{_percent(-change)} below {baseline} (max −{_percent(check.max_decrease)})"
             )
     return broken
 
 
-def _thresholds(check: MetricCheck, unit: str) -> list[str]:
+def _thresholds(check: MetricCheck, unit: str, baseline: str = PRIMARY.name) -> list[str]:
     described = []
     if check.min is not None:
         described.append(f"min {_number(check.min)}{unit}")
     if check.max is not None:
         described.append(f"max {_number(check.max)}{unit}")
     if check.max_increase is not None:
-        described.append(f"max +{_percent(check.max_increase)} vs primary")
+        described.append(f"max +{_percent(check.max_increase)} vs {baseline}")
     if check.max_decrease is not None:
-        described.append(f"max −{_percent(check.max_decrease)} vs primary")
+        described.append(f"max −{_percent(check.max_decrease)} vs {baseline}")
     return described
 
 

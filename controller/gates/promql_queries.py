@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.errors import ConfigError
+from controller.gates.graph_branches import GraphBranches, branch_metric_names
 from controller.gates.graph_traffic import GraphTraffic, step_metric_names
 from controller.gates.metrics_profile import DEFAULT_PROFILE, MetricsProfile, resolve_profile
 
@@ -101,11 +102,12 @@ def builtin_query(
     interval: str,
     percentile: float = 99.0,
     profile: MetricsProfile = DEFAULT_METRICS_PROFILE,
-    graph: GraphTraffic | None = None,
+    graph: GraphTraffic | GraphBranches | None = None,
     inference_service: str = "",
 ) -> str:
     """The PromQL of a builtin check for one revision (see the module docstring); with
-    ``graph``, of the revision's answers to the graph's calls to ``inference_service``."""
+    ``graph``, of the revision's answers to the graph's calls to ``inference_service``; with
+    :class:`GraphBranches`, of one branch of a graph canary (``revision`` names it)."""
     series = request_series(
         profile,
         namespace=namespace,
@@ -145,12 +147,19 @@ def request_series(
     namespace: str,
     configuration: str,
     revision: str,
-    graph: GraphTraffic | None = None,
+    graph: GraphTraffic | GraphBranches | None = None,
     inference_service: str = "",
 ) -> RequestSeries:
     """The series of ``revision``: its own (the profile's names and revision selector) or,
     with ``graph``, the graph's step series of its calls to ``inference_service`` that
-    ``revision`` answered (:mod:`controller.gates.graph_traffic`). Names are checked first."""
+    ``revision`` answered (:mod:`controller.gates.graph_traffic`), or, with
+    :class:`GraphBranches`, the answers of the graph canary's branch ``revision`` (``canary``
+    or ``stable``, :mod:`controller.gates.graph_branches`). Names are checked first."""
+    if isinstance(graph, GraphBranches):
+        require_object_names(namespace=namespace)
+        branches = branch_metric_names(profile)
+        selector = f'{profile.namespace_label}="{namespace}", {graph.matchers(revision)}'
+        return RequestSeries(branches.requests, branches.latency, selector)
     if graph is None:
         selector = revision_selector(profile, namespace, configuration, revision)
         return RequestSeries(profile.requests, profile.latency, selector)

@@ -2,7 +2,9 @@
 statistical judge and the sequential watch weigh (``increase()`` over a window).
 
 With a :class:`~controller.gates.graph_traffic.GraphTraffic`, of the revision's answers to an
-InferenceGraph's calls to its InferenceService only (the graph's step series)."""
+InferenceGraph's calls to its InferenceService only (the graph's step series); with a
+:class:`~controller.gates.graph_branches.GraphBranches`, of one branch of a graph canary
+("revision" names the branch)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from controller.analysis_types import LatencyHistogram, MetricSample, RevisionTraffic
 from controller.errors import ConfigError
+from controller.gates.graph_branches import GraphBranches
 from controller.gates.graph_traffic import GraphTraffic
 from controller.gates.metrics_profile import MetricsProfile
 from controller.gates.promql_queries import (
@@ -32,7 +35,7 @@ def revision_traffic(
     configuration: str,
     interval: str,
     profile: MetricsProfile = DEFAULT_METRICS_PROFILE,
-    graph: GraphTraffic | None = None,
+    graph: GraphTraffic | GraphBranches | None = None,
     inference_service: str = "",
 ) -> RevisionTraffic | None:
     """Requests, 5xx errors and the latency histogram of ``revision`` over ``interval``.
@@ -82,7 +85,7 @@ def revision_request_counts(
     configuration: str,
     interval: str,
     profile: MetricsProfile = DEFAULT_METRICS_PROFILE,
-    graph: GraphTraffic | None = None,
+    graph: GraphTraffic | GraphBranches | None = None,
     inference_service: str = "",
 ) -> tuple[int, int]:
     """(requests, 5xx errors) of ``revision`` over ``interval``, as :func:`revision_traffic`
@@ -114,7 +117,7 @@ def request_count(
     interval: str,
     *,
     errors_only: bool = False,
-    graph: GraphTraffic | None = None,
+    graph: GraphTraffic | GraphBranches | None = None,
 ) -> float | None:
     """Requests (or 5xx answers) of ``revision`` over ``interval``; None for no data or NaN.
     With ``graph``, the graph's calls to ``context["inference_service"]`` it answered."""

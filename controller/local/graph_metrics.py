@@ -41,6 +41,8 @@ with the profile's namespace label, ``graph_name``, ``node_name`` (the node the 
 ``step_name`` (its name, else its index), ``target_node`` (the node it routes to), the profile's
 revision label (the graph's router revision, ``<graph>-0000K``: each commit of the graph, a
 weight step included, is a new one) and status label (the node's answer; 500 when it failed).
+``sluice graph rollout`` judges a graph canary on them
+(:mod:`controller.gates.graph_branches` names and selects them).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
+from controller.gates.graph_branches import BRANCH_MILLISECONDS, BRANCH_SECONDS
 from controller.gates.graph_traffic import StepMetricNames, step_metric_names
 from controller.gates.metrics_profile import (
     DEFAULT_PROFILE,
@@ -75,9 +78,6 @@ __all__ = [
 
 #: The counter of Switch decisions (exported with ``_total``), per node and chosen step.
 SWITCH_REQUESTS = "sluice_graph_switch_requests"
-#: The histogram of node steps' answers, in seconds and (``knative-opencensus``) milliseconds.
-BRANCH_SECONDS = "sluice_graph_branch_duration_seconds"
-BRANCH_MILLISECONDS = "sluice_graph_branch_request_latencies"
 
 
 @dataclass(frozen=True, order=True)

@@ -1,7 +1,8 @@
 """An environment's Sluice configuration, kept in Git next to its manifests.
 
 ``manifests/overlays/ENV/sluice.yaml`` says which models the environment serves, which file
-pins each one, how registry locations map to storage KServe can read, and how rollouts step.
+pins each one, how registry locations map to storage KServe can read, and how rollouts step
+(``rollout:`` for the models, ``graphRollout:`` for changes of its InferenceGraphs).
 It lives in Git for the same reason the manifests do: a change to how an environment is
 deployed is reviewed like any other change. ``sluice config schema environment`` prints the
 schema generated from these models.
@@ -20,12 +21,14 @@ from controller.errors import ConfigError
 from controller.gates.graph_traffic import GraphTraffic
 from controller.gates.metrics_profile import RAW_DEPLOYMENT_PROFILE
 from controller.limits import ENVIRONMENT_FILE_MAX_BYTES
+from controller.rollout.graph_policy import GraphRolloutPolicy
 from controller.rollout.policy import RolloutPolicy
 from controller.yaml_config import parse_yaml, validate_yaml_model
 
 __all__ = [
     "ENVIRONMENT_FILE",
     "EnvironmentConfig",
+    "GraphRolloutPolicy",
     "ReleaseConfig",
     "RolloutPolicy",
     "StorageConfig",
@@ -107,6 +110,16 @@ class EnvironmentConfig(BaseModel):
     storage: StorageConfig
     releases: tuple[ReleaseConfig, ...]
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    graph_rollout: GraphRolloutPolicy = Field(
+        default_factory=GraphRolloutPolicy,
+        alias="graphRollout",
+        description="How `sluice graph rollout` walks a merged change of one of the "
+        "environment's InferenceGraphs (its canary form): the canary graph's weights, the "
+        "interval between analyses, the checks comparing its branch with the stable graph's "
+        "on the graph router's branch series (by default rollout.gates.metrics' builtin "
+        "checks) and the limits; a failed check, or a hold past a limit, rolls the graph back "
+        "by a commit.",
+    )
 
     @model_validator(mode="before")
     @classmethod

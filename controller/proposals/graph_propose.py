@@ -102,13 +102,7 @@ class GraphProposalResult:
 def _weight(request: GraphProposal, source: GraphSource) -> int:
     if request.weight is not None:
         return check_weight(request.weight)
-    first = source.config.rollout.steps[0]
-    if not 1 <= first <= 99:
-        raise InputError(
-            f"the first rollout step of {source.config.name} is {first}%, which a graph canary "
-            "cannot take; give --weight (1 to 99)"
-        )
-    return first
+    return source.config.graph_rollout.steps[0]  # 1 to 99: the policy checks its steps
 
 
 def _proposed(request: GraphProposal, source: GraphSource) -> CommentedMap:

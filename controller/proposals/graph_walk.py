@@ -9,6 +9,11 @@ race, as a compare-and-swap: a graph already in the state it writes is left alon
 committed: the command ran already, or its push landed before a crash), and a graph changed
 in between is a conflict (run again). A promotion or rollback of a graph that has no canary any
 more changes nothing and says what the last change of its file was.
+
+``sluice graph rollout`` (:mod:`controller.rollout.graph_reconcile`) makes the same commits,
+with the analysis behind each in its body (``results``) and the canary it judged as the state
+the graph must still be in (``expected``): one stepped, promoted or rolled back meanwhile is a
+conflict, and nothing is committed.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from controller.analysis_types import GateResult
 from controller.errors import GitConflict, InputError
 from controller.manifests.graph_canary import (
+    GraphCanary,
     canary_state,
     check_weight,
     promoted,
@@ -49,6 +56,11 @@ class GraphWalk:
     action: WalkAction
     weight: int | None = None
     reason: str = ""
+    #: The analysis behind the action (``sluice graph rollout``'s), for the commit's body.
+    results: tuple[GateResult, ...] = ()
+    #: The canary the action was decided on (``sluice graph rollout``'s): a graph found in
+    #: another state (another canary, another weight) is a conflict, and nothing is committed.
+    expected: GraphCanary | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +150,13 @@ def walk_graph(request: GraphWalk, *, workspace: ReleaseRepository) -> GraphWalk
         source = read_graph(workspace, request.environment, request.graph)
         state = canary_state(source.document)
         name = source.config.name
+        if request.expected is not None and state != request.expected:
+            now = "no canary" if state is None else f"canary {state.digest} at {state.weight}%"
+            raise GitConflict(
+                f"InferenceGraph {request.graph} in {name} changed since it was judged (it was "
+                f"canary {request.expected.digest} at {request.expected.weight}%, it is {now} "
+                f"on {source.branch}); run again"
+            )
         if state is None:
             note = _no_canary(request, workspace, source)
             return GraphWalkResult(
@@ -147,7 +166,7 @@ def walk_graph(request: GraphWalk, *, workspace: ReleaseRepository) -> GraphWalk
         commit = GraphCommit(
             graph=request.graph, environment=name, action=request.action, digest=state.digest,
             weight=request.weight if request.action == "step" else None,
-            previous_weight=state.weight, reason=request.reason,
+            previous_weight=state.weight, reason=request.reason, results=request.results,
         )  # fmt: skip
         message = render_graph_message(commit)
         outcome = workspace.commit_and_push(

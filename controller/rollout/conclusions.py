@@ -1,11 +1,13 @@
 """What a rollout's evidence leads to: the pure rules that turn an analysis, a shadow
 judgement, a smoke or a watch into the next action (advance, hold, roll back or abort), as
-:mod:`controller.rollout.decide` lays them out."""
+:mod:`controller.rollout.decide` lays them out. A graph canary's analyses end by the same
+rules (:func:`conclude_look`, :mod:`controller.rollout.graph_decide`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Protocol
 
 from controller.analysis_types import GateResult, Verdict
 from controller.gates.sequential_watch import GATE as WATCH_GATE
@@ -27,7 +29,15 @@ from controller.rollout.policy import RolloutPolicy, ShadowPhase, next_step
 from controller.rollout.record import AnalysisRecord, tally
 from controller.shadow.judge import ShadowJudgement, shadow_report_markdown
 
-__all__ = ["conclude", "conclude_shadow", "conclude_smoke", "conclude_watch", "failing_summary"]
+__all__ = [
+    "AnalysisLimits",
+    "conclude",
+    "conclude_look",
+    "conclude_shadow",
+    "conclude_smoke",
+    "conclude_watch",
+    "failing_summary",
+]
 
 
 def conclude(
@@ -42,18 +52,48 @@ def conclude(
     if watched is not None and watched.verdict is Verdict.FAIL:
         # The watch stopped the analysis: conclusive on its own, as between analyses.
         return StartRollback(watched.summary, tuple(results))
+    following = next_step(policy.steps, analysis.step)
+    return conclude_look(analysis, results, policy, following=following, now=now)
+
+
+class AnalysisLimits(Protocol):
+    """How many failed, tool-error and inconclusive analyses a policy tolerates."""
+
+    @property
+    def failure_limit(self) -> int: ...
+
+    @property
+    def error_limit(self) -> int: ...
+
+    @property
+    def inconclusive_limit(self) -> int: ...
+
+
+def conclude_look(
+    analysis: Analyze,
+    results: Sequence[GateResult],
+    limits: AnalysisLimits,
+    *,
+    following: int,
+    now: float,
+) -> StartRollback | Promote | SetWeight | Hold:
+    """The rules every canary analysis ends by, a model's or a graph's: failing evidence rolls
+    back after ``failure_limit`` analyses (verdict ``failed``); a broken tool after
+    ``error_limit`` in a row, and missing evidence after ``inconclusive_limit`` in a row, roll
+    back as ``aborted``; only an analysis where every gate passed moves on, to ``following``
+    (100: the promotion); anything else holds the step and counts."""
     record = tally(analysis.record, results, now)
     verdicts = [r.verdict for r in results]
-    if Verdict.FAIL in verdicts and record.failures >= policy.failure_limit:
+    if Verdict.FAIL in verdicts and record.failures >= limits.failure_limit:
         return StartRollback(failing_summary(results), tuple(results))
-    if Verdict.FAIL not in verdicts and record.errors >= policy.error_limit:
+    if Verdict.FAIL not in verdicts and record.errors >= limits.error_limit:
         return StartRollback(
             f"a gate could not run in {record.errors} analyses in a row "
             f"({failing_summary(results)})",
             tuple(results),
             verdict="aborted",
         )
-    if record.inconclusive >= policy.inconclusive_limit:
+    if record.inconclusive >= limits.inconclusive_limit:
         why = failing_summary(results) if results else "no gate ran"
         return StartRollback(
             f"no answer from {record.inconclusive} analyses in a row ({why})",
@@ -61,7 +101,6 @@ def conclude(
             verdict="aborted",
         )
     if results and all(v is Verdict.PASS for v in verdicts):
-        following = next_step(policy.steps, analysis.step)
         if following >= 100:
             return Promote(analysis.step, tuple(results))
         return SetWeight(analysis.step, following, tuple(results))

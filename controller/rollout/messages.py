@@ -16,6 +16,7 @@ from controller.text.commit_message import SUBJECT_LIMIT
 
 __all__ = [
     "RolloutCommit",
+    "gate_lines",
     "gates_in_message",
     "render_rollout_comment",
     "render_rollout_message",
@@ -72,12 +73,19 @@ def _named(result: GateResult) -> str:
     return f"{result.gate}: {result.summary}"
 
 
+def gate_lines(results: tuple[GateResult, ...]) -> list[str]:
+    """A commit body's ``Gates:`` block, one line per gate (empty without results): what
+    :func:`gates_in_message` reads back."""
+    if not results:
+        return []
+    return ["Gates:", *(f"- [{_MARK[r.verdict]}] {_named(r)}" for r in results)]
+
+
 def render_rollout_message(commit: RolloutCommit) -> str:
     """Subject, the why, one line per gate, any details (Markdown), and the trailers."""
     lines = [_subject(commit), "", commit.summary]
     if commit.results:
-        lines += ["", "Gates:"]
-        lines += [f"- [{_MARK[r.verdict]}] {_named(r)}" for r in commit.results]
+        lines += ["", *gate_lines(commit.results)]
     if commit.details:
         lines += ["", commit.details.rstrip()]
     lines += [

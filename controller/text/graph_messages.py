@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from controller.analysis_types import GateResult
+from controller.rollout.messages import gate_lines
 from controller.text.commit_message import SUBJECT_LIMIT
 from controller.text.forge_limits import fit_body
 
@@ -63,6 +65,8 @@ class GraphCommit:
     reason: str = ""
     #: Which nodes the proposed graph changes, adds and removes (a proposal's).
     changes: Sequence[str] = ()
+    #: The analysis that led to the commit (``sluice graph rollout``'s): one line each.
+    results: tuple[GateResult, ...] = ()
 
 
 def _fit(subject: str, graph: str) -> str:
@@ -122,8 +126,9 @@ def _next(commit: GraphCommit) -> str:
     if commit.action not in ("propose", "step"):
         return ""
     return (
-        f"\n\nNext: compare the branches (sluice_graph_branch_duration_seconds, node root, "
-        f"steps stable and canary), then `sluice graph step {graph} --env {env} --weight N`, "
+        f"\n\nNext: `sluice graph rollout {graph} --env {env}` judges the canary branch against "
+        "the stable one (sluice_graph_branch_duration_seconds, node root) and steps, promotes "
+        f"or rolls back by itself; by hand: `sluice graph step {graph} --env {env} --weight N`, "
         f"`sluice graph promote {graph} --env {env}` or `sluice graph rollback {graph} "
         f"--env {env} --reason TEXT`."
     )
@@ -133,6 +138,8 @@ def render_graph_message(commit: GraphCommit) -> str:
     """The full commit message: subject, body, trailers."""
     changes = "\n".join(f"- {line}" for line in commit.changes)
     nodes = f"\n\nNodes:\n{changes}" if changes else ""
+    gates = "\n".join(gate_lines(commit.results))
+    nodes += f"\n\n{gates}" if gates else ""
     trailers = (
         f"Sluice-Graph: {commit.graph}\nSluice-Env: {commit.environment}\n"
         f"Sluice-Graph-Canary: {commit.digest}\nSluice-Action: graph-{commit.action}\n"
@@ -182,9 +189,11 @@ The file `{card.path}` holds both graphs after the merge: the current one's node
 
 ### After the merge
 
-Judged by hand for now: compare the two branches on the graph router's
+`sluice graph rollout {graph} --env {env}` walks the canary: at each step of the
+environment's `graphRollout` policy it compares the two branches on the graph router's
 `sluice_graph_branch_duration_seconds{{graph_name="{graph}", node_name="root"}}` (step
-`stable` against step `canary`: status and latency), then
+`canary` against step `stable`: success rate and latency), then commits the next weight, the
+promotion, or the rollback with the failed check's numbers. By hand:
 
 ```console
 $ sluice graph step {graph} --env {env} --weight 50

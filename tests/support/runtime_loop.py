@@ -28,6 +28,7 @@ import pytest
 from mlflow import MlflowClient
 
 from controller.local.processes import ManagedProcess
+from controller.local.services import PrometheusService
 from controller.local.state import read_json
 from support.gitops_repo import commit_to_remote
 from support.gitrepo import GitRemote, create_git_remote
@@ -90,13 +91,21 @@ class Loop:
         state = root / "state" if state_dir is None else state_dir
         return cls(create_git_remote(root), state, root / "work", uris, tracking_uri)
 
-    def start(self, poll_interval: float = 1.0) -> None:
+    def start(
+        self, poll_interval: float = 1.0, *, prometheus: PrometheusService | None = None
+    ) -> None:
+        """Start the runtime; with ``prometheus``, it keeps that Prometheus' config in step with
+        its routers and model servers (as `sluice local up` wires them), else it only writes
+        :attr:`scrape_config`."""
+        config = self.scrape_config if prometheus is None else prometheus.config_file
         argv = [
             *(sys.executable, "-m", "controller.local.runtime"),
             *("--state-dir", str(self.state_dir), "--remote", self.remote.url, "--env", "local"),
             *("--poll-interval", f"{poll_interval:g}", "--mlflow-tracking-uri", self.tracking_uri),
-            *("--prometheus-config", str(self.scrape_config)),  # written, no Prometheus to reload
+            *("--prometheus-config", str(config)),
         ]
+        if prometheus is not None:
+            argv += ["--prometheus-url", prometheus.url]
         self.process = ManagedProcess(
             argv, log_path=self.state_dir / "runtime.log", name="local runtime"
         ).start()
