@@ -13,7 +13,7 @@ runs as a user starts it, on its default target (the local one).
 The screenshot goes to tests/artifacts/status-page-graph.png and the DOM Chromium read beside
 it, status-page-graph.html (both gitignored). With
 ``SLUICE_README_IMAGE=1`` the test also writes it over
-manifests/monitoring/dashboards/market-regime-status.png, the README's image of the page.
+.github/images/market-regime-status.png, the README's image of the page.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ pytestmark = pytest.mark.slow
 
 SLUICE = str(Path(sys.executable).with_name("sluice"))
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-README_IMAGE = ROOT / "manifests" / "monitoring" / "dashboards" / "market-regime-status.png"
+README_IMAGE = ROOT / ".github" / "images" / "market-regime-status.png"
 #: The README's image: small enough to keep in Git, wide enough for the graph's table.
 WINDOW_SIZE = "1100,700"
 EXAMPLE = ROOT / "models" / "market_regime" / "overlay"
