@@ -27,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.rule import Rule
 from rich.syntax import Syntax
@@ -51,6 +50,7 @@ from controller.demo.narration import (
     traffic_split,
 )
 from controller.demo.rollout_chapter import RolloutRun
+from controller.demo.shadow_chapter import add_shadow_policy
 from controller.errors import ConfigError, GateFailed
 from controller.local.stack import StackRequest, up
 from controller.local.state import PREDICTION_LOG_FILE
@@ -277,10 +277,7 @@ class _Chapters:
 
         def edit(worktree: Path) -> None:
             path = worktree / OVERLAY / "sluice.yaml"
-            text = path.read_text().rstrip("\n") + "\n" + SHADOW_POLICY
-            if (yaml.safe_load(text).get("rollout") or {}).get("shadow") is None:
-                raise ConfigError(f"demo: the shadow block did not land under rollout in {path}")
-            path.write_text(text)
+            path.write_text(add_shadow_policy(path.read_text(), SHADOW_POLICY, where=str(path)))
 
         sha, diff = commit_to_main(self.remote, subject, edit)
         self.console.print(

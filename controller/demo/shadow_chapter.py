@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -92,17 +93,26 @@ _LABELS_AFTER_DAYS = 3.0
 _PAUSE_SECONDS = 0.02
 
 
-def add_shadow_policy(text: str) -> str:
-    """The local environment's ``sluice.yaml`` with :data:`SHADOW_POLICY` under ``rollout``."""
+def add_shadow_policy(text: str, block: str = SHADOW_POLICY, *, where: str = POLICY_PATH) -> str:
+    """An environment's ``sluice.yaml`` with ``block`` (indented two spaces) at the end of its
+    ``rollout`` mapping, wherever that mapping sits among the file's top-level keys: a comment
+    block just above the next top-level key stays with that key."""
     document = yaml.safe_load(text)
     rollout = document.get("rollout") if isinstance(document, dict) else None
-    if not isinstance(rollout, dict) or "shadow" in rollout or list(document)[-1] != "rollout":
-        raise ConfigError(
-            f"demo: {POLICY_PATH} must end with its rollout block, without a shadow phase"
-        )
-    changed = text.rstrip("\n") + "\n" + SHADOW_POLICY
-    if (yaml.safe_load(changed).get("rollout") or {}).get("shadow") is None:
-        raise ConfigError(f"demo: the shadow block did not land under rollout in {POLICY_PATH}")
+    if not isinstance(rollout, dict) or "shadow" in rollout:
+        raise ConfigError(f"demo: {where} must have a rollout block without a shadow phase")
+    lines = text.rstrip("\n").split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("rollout:"))
+    end = next(
+        (i for i in range(start + 1, len(lines)) if re.match(r"[^\s#]", lines[i])), len(lines)
+    )
+    while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].startswith("#")):
+        end -= 1
+    changed = "\n".join([*lines[:end], block.rstrip("\n"), *lines[end:]]) + "\n"
+    result = yaml.safe_load(changed)
+    shadow = (result.get("rollout") or {}).pop("shadow", None)
+    if shadow is None or result != document:
+        raise ConfigError(f"demo: the shadow block did not land under rollout in {where}")
     return changed
 
 
