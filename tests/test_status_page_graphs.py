@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from mlflow import MlflowClient
 from ruamel.yaml import YAML
 from support.chromium import chromium
@@ -44,6 +40,7 @@ from support.runtime_file import (
     standin_runtime,
     write_runtime,
 )
+from support.serve_page import serving_page
 
 from controller.local.kserve_status import PredictorSpec
 from controller.local.processes import free_port
@@ -225,25 +222,7 @@ def test_the_status_page_shows_the_graph_per_regime_in_a_real_browser(
             SLUICE_PROMETHEUS_URL=prometheus.url,
             SLUICE_SERVE_PORT=str(port),
         )
-        serve = subprocess.Popen(
-            [SLUICE, "serve", "--env", "local"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-        )
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    page = requests.get(url, timeout=60)
-                    break
-                except requests.ConnectionError:
-                    assert serve.poll() is None, serve.communicate()[1][-3000:]
-                    assert time.monotonic() < deadline, "sluice serve did not listen"
-                    time.sleep(0.3)
+        with serving_page(["--env", "local"], port=port, env=env, cwd=tmp_path) as (url, page):
             assert page.status_code == 200, page.text
             dom = chromium("--dump-dom", url)
             ARTIFACTS.mkdir(exist_ok=True)
@@ -253,12 +232,6 @@ def test_the_status_page_shows_the_graph_per_regime_in_a_real_browser(
             chromium(
                 f"--screenshot={shot}", f"--window-size={WINDOW_SIZE}", "--hide-scrollbars", url
             )
-        finally:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                serve.wait(timeout=30)
-            finally:
-                serve.kill()
     print(f"screenshot: {shot}")
     parsed = _Rows()
     parsed.feed(dom)

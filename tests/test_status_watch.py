@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from mlflow import MlflowClient
 from support.chromium import chromium
 from support.cluster_release import ClusterRelease, cluster_release
 from support.gitrepo import GitRemote
 from support.kube_api import kube_api
 from support.prometheus_api import prometheus_api
+from support.serve_page import serving_page
 
 from controller.analysis_types import GateResult, Verdict
 from controller.backends.git_lease import GitLeaseStore
@@ -296,25 +296,10 @@ def test_the_status_page_of_sluice_serve_in_a_real_browser(
             mlflow_server.tracking_uri, git_remote, api, tmp_path,
             SLUICE_PROMETHEUS_URL=prometheus.url, SLUICE_SERVE_PORT=str(port),
         )  # fmt: skip
-        serve = subprocess.Popen(
-            [SLUICE, "serve", "--env", "staging"],
-            env=release.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-        )
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    page = requests.get(url, timeout=30)
-                    break
-                except requests.ConnectionError:
-                    assert serve.poll() is None, serve.communicate()[1][-3000:]
-                    assert time.monotonic() < deadline, "sluice serve did not listen"
-                    time.sleep(0.5)
+        with serving_page(["--env", "staging"], port=port, env=release.env, cwd=tmp_path) as (
+            url,
+            page,
+        ):
             assert page.status_code == 200, page.text
             assert page.headers["Content-Type"].startswith("text/html")
             dom = chromium("--dump-dom", url)
@@ -322,12 +307,6 @@ def test_the_status_page_of_sluice_serve_in_a_real_browser(
             shot = ARTIFACTS / "status-page.png"
             shot.unlink(missing_ok=True)
             chromium(f"--screenshot={shot}", "--window-size=1280,900", url)
-        finally:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                serve.wait(timeout=30)
-            finally:
-                serve.kill()
     print(f"screenshot: {shot}")
     assert f'data-model="{release.model}"' in dom
     assert 'data-phase="analysing"' in dom
