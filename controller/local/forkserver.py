@@ -72,6 +72,7 @@ _log = logging.getLogger("sluice.local.forkserver")
 _lock = threading.Lock()
 _broken: str | None = None
 _configured = False
+_server_env: dict[str, str] | None = None
 
 
 class ForkServerUnavailable(Exception):
@@ -104,6 +105,8 @@ def start_forked(
     payload = pickle.dumps({}) + pickle.dumps(command)  # spawn's preparation data, then "process"
     with _lock:
         _configure()
+        if _interpreter_env(env) != _server_env:  # not `broken`: only this command starts cold
+            raise ForkServerUnavailable("its PYTHON* variables differ from the fork server's")
         try:
             status_r, data_w = forkserver.connect_to_new_process([])
         except OSError as exc:
@@ -191,12 +194,20 @@ def _executable() -> str:
 
 
 def _configure() -> None:
-    global _configured
+    global _configured, _server_env
     if not _configured:
+        # The fork server starts with this process's environment, and its sys.path and
+        # interpreter settings came from these: a command with other ones starts cold.
+        _server_env = _interpreter_env(os.environ)
         # Replaces multiprocessing's default ['__main__']: the fork server must not import the
         # starting program (pytest, the runtime), only what model servers need.
         forkserver.set_forkserver_preload([PRELOAD_MODULE])
         _configured = True
+
+
+def _interpreter_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables the interpreter reads at start-up (``PYTHONPATH`` and the like)."""
+    return {k: v for k, v in env.items() if k.startswith("PYTHON")}
 
 
 def _start_time(pid: int) -> int | None:

@@ -115,6 +115,8 @@ class ManagedProcess:
         #: Seconds from start until the ready check first passed; None until then.
         self.ready_seconds: float | None = None
         self._child: Child | None = None
+        #: Whether the process was forked from the fork server (see ``warm``).
+        self.started_warm = False
         self._started_at = 0.0
         self._stopped = False
 
@@ -136,6 +138,7 @@ class ManagedProcess:
             except forkserver.ForkServerUnavailable:
                 pass  # logged once; this and every later start is cold
             else:
+                self.started_warm = True
                 self._started_at = time.monotonic()
                 return self
         # Popen keeps root's group and supplementary groups unless told otherwise.
