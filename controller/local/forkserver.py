@@ -65,6 +65,18 @@ __all__ = [
 #: Set to 1 (or true, yes) to start every model server as a new process.
 COLD_START_ENV = "SLUICE_LOCAL_COLD_START"
 PRELOAD_MODULE = "controller.local.serving.preload"
+#: What the preload imports, in order, after setting up the fork server: what every model
+#: server imports before it loads a model (``mlflow.sklearn`` for the scikit-learn flavour).
+PRELOAD = (
+    "numpy",
+    "pandas",
+    "sklearn.ensemble",
+    "mlflow.pyfunc",
+    "mlflow.sklearn",
+    "kserve",
+    "controller.local.serving.server",
+    "controller.local.forkserver",
+)
 #: How long the first start may wait for the fork server's preload before starting cold.
 _PRELOAD_TIMEOUT_SECONDS = 120.0
 _SESSION_TIMEOUT_SECONDS = 10.0
@@ -200,8 +212,11 @@ def _configure() -> None:
         # interpreter settings came from these: a command with other ones starts cold.
         _server_env = _interpreter_env(os.environ)
         # Replaces multiprocessing's default ['__main__']: the fork server must not import the
-        # starting program (pytest, the runtime), only what model servers need.
-        forkserver.set_forkserver_preload([PRELOAD_MODULE])
+        # starting program (pytest, the runtime), only what model servers need. The preload
+        # module imports PRELOAD itself (names after it are already imported then); they are
+        # listed too because the list is on the fork server's command line, whose room its
+        # children's command lines take.
+        forkserver.set_forkserver_preload([PRELOAD_MODULE, *PRELOAD])
         _configured = True
 
 
@@ -246,6 +261,8 @@ class _Command:
         if self.cwd:
             os.chdir(self.cwd)
         if not _set_command_line(self.argv):
+            print("warm start: the command line does not fit; starting cold", file=sys.stderr)
+            sys.stderr.flush()
             os.execve(self.argv[0], self.argv, self.env)  # noqa: S606 (the cold start's argv)
         return _run_module(self.argv[2], self.argv[3:])
 

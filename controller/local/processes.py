@@ -11,10 +11,15 @@ its number to a new process, the number is no longer this group's: the kernel ke
 that still names a live group, so a live process holding it means the group is gone. Such a
 group is neither waited for nor signalled, so stopping a server that already exited never
 kills an unrelated one that happens to hold the old number.
+
+A model server may instead be forked from the local fork server (``warm``,
+:mod:`controller.local.forkserver`): the same process seen from outside, watched through the
+same two calls (:class:`Child`: ``pid`` and ``poll``), so all of the above holds for it alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import pwd
@@ -273,7 +278,9 @@ class ManagedProcess:
             else:
                 os.kill(pid, sig)
         except ProcessLookupError:
-            pass
+            if group and child.poll() is None:  # a fork not yet in a session of its own
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
 
     def _wait_gone(self, child: Child, timeout: float) -> bool:
         """Wait until the leader is reaped and no member of its group is left running."""

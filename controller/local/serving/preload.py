@@ -8,7 +8,8 @@ Importing this module is the preload, in this order:
 2. the environment the heavy modules read when they load (:data:`PRELOAD_ENV`), before any of
    them is imported: the model servers' one OpenMP/OpenBLAS thread, and no background thread
    for Arrow's jemalloc (pandas imports pyarrow, whose allocator starts one by default);
-3. the modules every model server imports before it can load a model (:data:`MODULES`); after
+3. the modules every model server imports before it can load a model
+   (:data:`controller.local.forkserver.PRELOAD`); after
    each, the process must still have one thread, or the preload fails naming the module, the
    fork server exits and model servers start cold: a fork copies only the calling thread.
 
@@ -23,20 +24,12 @@ import os
 import sys
 from pathlib import Path
 
+from controller.local.forkserver import PRELOAD  # standard library only
 from controller.local.serving.local_env import LOCAL_ENV
 
-__all__ = ["MODULES", "PRELOAD_ENV"]
+__all__ = ["PRELOAD_ENV"]
 
 PRELOAD_ENV = {**LOCAL_ENV, "JE_ARROW_MALLOC_CONF": "background_thread:false"}
-MODULES = (
-    "numpy",
-    "pandas",
-    "sklearn.ensemble",
-    "mlflow.pyfunc",
-    "kserve",
-    "controller.local.serving.server",
-    "controller.local.forkserver",
-)
 
 
 def _threads() -> list[str]:
@@ -60,7 +53,7 @@ def _preload() -> None:
     os.environ.update(PRELOAD_ENV)
     sys.path[:] = [p for p in sys.path if p not in ("", str(Path.cwd()))]
     sys.argv = sys.argv[:1]  # importing kserve parses sys.argv
-    for name in MODULES:
+    for name in PRELOAD:
         try:
             importlib.import_module(name)
         except ImportError as exc:  # the model server will say so when it needs it
