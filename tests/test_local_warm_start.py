@@ -26,7 +26,7 @@ from controller.local.serving.launcher import ModelLoadFailed, start_model_serve
 from controller.local.state import pid_matches
 
 # The model code below goes without type hints, which MLflow suggests when it loads it.
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Add type hints:UserWarning")]
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:.*Add type hints:UserWarning")]
 
 # A pyfunc model that answers with the values of the environment variables it is asked for.
 ENV_MODEL = """
@@ -113,6 +113,11 @@ def test_warm_server_is_its_own_group_and_stop_leaves_none_of_it(
         assert handle.process.started_warm
         assert os.getpgid(handle.pid) == handle.pid
         assert pid_matches(handle.pid, str(tmp_path / "model"))  # what `local down` checks
+        # Forked from a single-threaded fork server (a fork copies only the calling thread).
+        stat = Path(f"/proc/{handle.pid}/stat").read_text()
+        parent = int(stat[stat.rfind(")") + 2 :].split()[1])
+        assert pid_matches(parent, "multiprocessing.forkserver")
+        assert len(list(Path(f"/proc/{parent}/task").iterdir())) == 1
         assert predict(handle.url, "linear", [{"x": 0.0}, {"x": 5.0}]) == [0, 1]
     finally:
         handle.stop()
