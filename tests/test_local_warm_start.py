@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,19 @@ from controller.local.processes import _group_running
 from controller.local.serving.launcher import ModelLoadFailed, start_model_server
 from controller.local.state import pid_matches
 
-# The model code below goes without type hints, which MLflow suggests when it loads it.
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:.*Add type hints:UserWarning")]
+pytestmark = pytest.mark.slow
 
 # A pyfunc model that answers with the values of the environment variables it is asked for.
 ENV_MODEL = """
 import os
 
 import mlflow
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 
 class EnvModel(PythonModel):
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> list[str]:
         return [os.environ.get(name, "<unset>") for name in model_input["name"]]
 
 
@@ -52,14 +51,12 @@ def env_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     code.write_text(ENV_MODEL)
     path = root / "model"
     example = pd.DataFrame({"name": ["HOME"]})
-    with warnings.catch_warnings():  # about type hints the model code does without
-        warnings.simplefilter("ignore", UserWarning)
-        mlflow.pyfunc.save_model(
-            str(path),
-            python_model=str(code),
-            signature=infer_signature(example, ["value"]),
-            input_example=example,
-        )
+    mlflow.pyfunc.save_model(
+        str(path),
+        python_model=str(code),
+        signature=infer_signature(example, ["value"]),
+        input_example=example,
+    )
     return path
 
 
