@@ -1,6 +1,7 @@
-"""The fork server's preload (:mod:`controller.local.forkserver`): imported there, and only there.
+"""The fork server's preload (:mod:`controller.local.forkserver`).
 
-Importing this module is the preload, in this order:
+Imported by the fork server (and only there: another import does nothing), this module is the
+preload, in this order:
 
 1. a session of its own, so a signal to the starting process's group (``sluice local down``
    stopping the runtime) does not kill the fork server before the runtime has stopped the
@@ -68,4 +69,18 @@ def _preload() -> None:
     sys.stderr.flush()
 
 
-_preload()
+def _in_fork_server() -> bool:
+    """Whether this import is the fork server's preload (``multiprocessing.forkserver.main`` is
+    importing it), not some other import of the module (the tests import every module)."""
+    from multiprocessing import forkserver
+
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code is forkserver.main.__code__:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+if _in_fork_server():
+    _preload()
