@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ def test_warm_server_is_its_own_group_and_stop_leaves_none_of_it(
         assert predict(handle.url, "linear", [{"x": 0.0}, {"x": 5.0}]) == [0, 1]
     finally:
         handle.stop()
-    assert handle.process.returncode is not None
+    assert handle.process.returncode == 0  # kserve's clean shutdown on SIGTERM
     assert not _group_running(handle.pid)
     assert not handle.process.alive
 
@@ -152,7 +153,7 @@ def test_environment_is_the_one_a_new_process_would_get(
 
 def test_two_models_run_side_by_side(env_model: Path, sklearn_model: Path, tmp_path: Path) -> None:
     """Two revisions of different models, forked from the same fork server, each serve their
-    own model."""
+    own model, and one killed (its code: minus the signal) leaves the other serving."""
     env = start_model_server(
         name="env", storage_uri=str(env_model), log_dir=tmp_path / "env", env={}
     )
@@ -166,7 +167,13 @@ def test_two_models_run_side_by_side(env_model: Path, sklearn_model: Path, tmp_p
         assert predict(env.url, "env", [{"name": "OMP_NUM_THREADS"}]) == ["1"]
         assert predict(linear.url, "linear", [{"x": 5.0}, {"x": 0.0}]) == [1, 0]
         assert env.state() == linear.state() == "ready"
+        os.killpg(env.pid, signal.SIGKILL)  # one dies: the other keeps serving
+        env.stop()
+        assert env.process.returncode == -signal.SIGKILL
+        assert env.state() == "failed"
+        assert predict(linear.url, "linear", [{"x": 5.0}]) == [1]
+        assert linear.state() == "ready"
     finally:
         env.stop()
         linear.stop()
-    assert env.state() == linear.state() == "failed"  # stopped: as a cold server reads
+    assert linear.state() == "failed"  # stopped: as a cold server reads

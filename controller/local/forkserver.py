@@ -32,6 +32,20 @@ Arrow jemalloc background thread, so the fork server stays single-threaded: a fo
 the forking thread, and a lock another thread held would stay locked in every child). The
 preload refuses to finish when any thread is running, and then model servers start cold.
 
+The environment is set inside the fork server, by the preload's first step, rather than in
+the starting process before it launches the fork server (which inherits its ``os.environ`` at
+that moment): the runtime is multi-threaded, and changing its environment would race with its
+other threads and leak into everything else it starts.
+
+The children are not ``multiprocessing.Process`` objects, though the fork server is
+multiprocessing's: a Process child would first re-import the starting program's main module
+(Python 3.11's fork server does not preload it; the runtime's, or pytest's, would run in every
+model server), take the starting process's ``sys.argv``, ``sys.path`` and working directory,
+and be joined by multiprocessing's ``atexit`` handler, which would hold up the runtime's exit
+while a server runs (or, as a daemon, be terminated and barred from starting processes). The
+fork server is asked for a child directly (``connect_to_new_process``) and sent an empty
+preparation and a :class:`_Command`, which it runs as it would a Process.
+
 Only ``python -m`` commands of this interpreter, for the current user, on Linux, start warm;
 ``SLUICE_LOCAL_COLD_START=1`` starts every one cold.
 """
