@@ -61,6 +61,7 @@ import os
 import pickle
 import runpy
 import select
+import signal
 import sys
 import threading
 import time
@@ -146,7 +147,10 @@ def start_forked(
             raise TimeoutError("no answer from the fork server")
         pid = int(forkserver.read_signed(status_r))
     except (OSError, EOFError) as exc:
-        os.close(status_r)
+        if isinstance(exc, TimeoutError):  # it may still fork the child: then kill it
+            threading.Thread(target=_kill_late_child, args=(status_r,), daemon=True).start()
+        else:
+            os.close(status_r)
         _broken = f"the fork server did not start a model server ({exc}); see its log"
         _log.warning("%s: model servers start cold from now on", _broken)
         raise ForkServerUnavailable(_broken) from exc
@@ -232,6 +236,20 @@ def _configure() -> None:
         # children's command lines take.
         forkserver.set_forkserver_preload([PRELOAD_MODULE, *PRELOAD])
         _configured = True
+
+
+def _kill_late_child(status_fd: int) -> None:
+    """Kill the child of a start given up on, should the fork server fork it after all (its pid
+    stays its own until the fork server reaps it and says so on ``status_fd``)."""
+    try:
+        pid = int(forkserver.read_signed(status_fd))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        forkserver.read_signed(status_fd)  # its exit code: reaped
+    except (OSError, EOFError):
+        pass
+    finally:
+        os.close(status_fd)
 
 
 def _interpreter_env(env: Mapping[str, str]) -> dict[str, str]:
