@@ -142,8 +142,7 @@ def start_forked(
     try:
         with os.fdopen(data_w, "wb", closefd=True) as data:
             data.write(payload)
-        ready, _, _ = select.select([status_r], [], [], _PRELOAD_TIMEOUT_SECONDS)
-        if not ready:
+        if not _readable(status_r, _PRELOAD_TIMEOUT_SECONDS):
             raise TimeoutError("no answer from the fork server")
         pid = int(forkserver.read_signed(status_r))
     except (OSError, EOFError) as exc:
@@ -178,7 +177,7 @@ class ForkedChild:
             return self._orphan_poll()
         fd = self._status_fd
         assert fd is not None
-        if not select.select([fd], [], [], 0)[0]:
+        if not _readable(fd, 0):
             return None
         try:
             code = int(forkserver.read_signed(fd))
@@ -236,6 +235,13 @@ def _configure() -> None:
         # children's command lines take.
         forkserver.set_forkserver_preload([PRELOAD_MODULE, *PRELOAD])
         _configured = True
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` has data or EOF within ``timeout`` seconds (poll: any fd number)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
 
 
 def _kill_late_child(status_fd: int) -> None:
