@@ -11,10 +11,15 @@ its number to a new process, the number is no longer this group's: the kernel ke
 that still names a live group, so a live process holding it means the group is gone. Such a
 group is neither waited for nor signalled, so stopping a server that already exited never
 kills an unrelated one that happens to hold the old number.
+
+A model server may instead be forked from the local fork server (``warm``,
+:mod:`controller.local.forkserver`): the same process seen from outside, watched through the
+same two calls (:class:`Child`: ``pid`` and ``poll``), so all of the above holds for it alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import pwd
@@ -26,9 +31,10 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from controller.errors import ConfigError, SluiceError, TransientError
+from controller.local import forkserver
 from controller.redact import redact
 
 __all__ = ["ManagedProcess", "free_port", "http_ok"]
@@ -55,6 +61,16 @@ def free_port() -> int:
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+class Child(Protocol):
+    """A started process as :class:`ManagedProcess` watches it: ``subprocess.Popen``, or a
+    :class:`~controller.local.forkserver.ForkedChild` for a warm start."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+
 def http_ok(url: str, *, timeout: float = 1.0) -> bool:
     """Say whether ``GET url`` answers 200; any connection or HTTP error is a no."""
     try:
@@ -71,6 +87,12 @@ class ManagedProcess:
     server to shut down cleanly; it goes to the whole group unless ``signal_group`` is false
     (PostgreSQL wants it on the postmaster only). ``user`` runs the process as another OS
     user, which only root may do.
+
+    ``warm`` starts a ``python -m`` command as a fork of the local fork server
+    (:mod:`controller.local.forkserver`), which has already imported what model servers need;
+    nothing else about the process changes. Without a ``user``, on Linux, and unless
+    ``SLUICE_LOCAL_COLD_START`` is set; otherwise, or when the fork server fails, the command
+    starts as a new process.
     """
 
     def __init__(
@@ -84,6 +106,7 @@ class ManagedProcess:
         user: str | None = None,
         stop_signal: signal.Signals = signal.SIGTERM,
         signal_group: bool = True,
+        warm: bool = False,
     ) -> None:
         self.argv = list(argv)
         self.log_path = log_path
@@ -93,9 +116,12 @@ class ManagedProcess:
         self.user = user
         self.stop_signal = stop_signal
         self.signal_group = signal_group
+        self.warm = warm
         #: Seconds from start until the ready check first passed; None until then.
         self.ready_seconds: float | None = None
-        self._popen: subprocess.Popen[bytes] | None = None
+        self._child: Child | None = None
+        #: Whether the process was forked from the fork server (see ``warm``).
+        self.started_warm = False
         self._started_at = 0.0
         self._stopped = False
 
@@ -103,14 +129,28 @@ class ManagedProcess:
 
     def start(self) -> Self:
         """Start the process; its stdout and stderr are appended to ``log_path``."""
-        if self._popen is not None:
+        if self._child is not None:
             raise RuntimeError(f"{self.name} was already started")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.warm and forkserver.warm_start_possible(self.argv, user=self.user):
+            try:
+                self._child = forkserver.start_forked(
+                    self.argv,
+                    env={**os.environ, **self.env},
+                    cwd=self.cwd,
+                    log_path=self.log_path,
+                )
+            except forkserver.ForkServerUnavailable:
+                pass  # logged once; this and every later start is cold
+            else:
+                self.started_warm = True
+                self._started_at = time.monotonic()
+                return self
         # Popen keeps root's group and supplementary groups unless told otherwise.
         group = _primary_group(self.user) if self.user else None
         with self.log_path.open("ab") as log:
             try:
-                self._popen = subprocess.Popen(
+                self._child = subprocess.Popen(
                     self.argv,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
@@ -143,13 +183,13 @@ class ManagedProcess:
         A process that exits while we wait fails at once rather than at the timeout, and the
         message carries the end of its log, which is where the reason is.
         """
-        popen = self._require_started()
+        child = self._require_started()
         deadline = time.monotonic() + timeout
         while True:
             if check():
                 self.ready_seconds = time.monotonic() - self._started_at
                 return
-            code = popen.poll()
+            code = child.poll()
             if code is not None:
                 self.stop()
                 raise error(
@@ -169,18 +209,18 @@ class ManagedProcess:
 
         Calling it again, or on a process that was never started, does nothing.
         """
-        popen = self._popen
-        if popen is None or self._stopped:
+        child = self._child
+        if child is None or self._stopped:
             return
-        if popen.poll() is None:
+        if child.poll() is None:
             self._signal(self.stop_signal, group=self.signal_group)
-        if not self._wait_gone(popen, timeout):
+        if not self._wait_gone(child, timeout):
             self._signal(signal.SIGKILL, group=True)
-            self._wait_gone(popen, _KILL_GRACE_SECONDS)
+            self._wait_gone(child, _KILL_GRACE_SECONDS)
         self._stopped = True
 
     def __enter__(self) -> Self:
-        if self._popen is None:
+        if self._child is None:
             self.start()
         return self
 
@@ -202,12 +242,12 @@ class ManagedProcess:
     @property
     def alive(self) -> bool:
         """Whether the process has been started and has not exited."""
-        return self._popen is not None and self._popen.poll() is None
+        return self._child is not None and self._child.poll() is None
 
     @property
     def returncode(self) -> int | None:
         """The exit code once the process has exited (negative: killed by that signal)."""
-        return None if self._popen is None else self._popen.poll()
+        return None if self._child is None else self._child.poll()
 
     def log_tail(self, lines: int = 12) -> str:
         """The last non-empty lines of the log on one line, secrets masked."""
@@ -222,15 +262,15 @@ class ManagedProcess:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _require_started(self) -> subprocess.Popen[bytes]:
-        if self._popen is None:
+    def _require_started(self) -> Child:
+        if self._child is None:
             raise RuntimeError(f"{self.name} has not been started")
-        return self._popen
+        return self._child
 
     def _signal(self, sig: signal.Signals, *, group: bool) -> None:
-        popen = self._require_started()
-        pid = popen.pid
-        if _recycled(popen):
+        child = self._require_started()
+        pid = child.pid
+        if _recycled(child):
             return  # the leader was reaped and its number given to another process
         try:
             if group:
@@ -238,13 +278,15 @@ class ManagedProcess:
             else:
                 os.kill(pid, sig)
         except ProcessLookupError:
-            pass
+            if group and child.poll() is None:  # a fork not yet in a session of its own
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
 
-    def _wait_gone(self, popen: subprocess.Popen[bytes], timeout: float) -> bool:
+    def _wait_gone(self, child: Child, timeout: float) -> bool:
         """Wait until the leader is reaped and no member of its group is left running."""
         deadline = time.monotonic() + timeout
         while True:
-            if popen.poll() is not None and (_recycled(popen) or not _group_running(popen.pid)):
+            if child.poll() is not None and (_recycled(child) or not _group_running(child.pid)):
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -258,13 +300,13 @@ def _primary_group(user: str) -> int:
         raise ConfigError(f"there is no OS user {user!r} to run a server as: create it") from None
 
 
-def _recycled(popen: subprocess.Popen[bytes]) -> bool:
+def _recycled(child: Child) -> bool:
     """Whether the leader was reaped and another process now has its pid (then the group is
     gone: a pid naming a live group is never reused)."""
-    if popen.poll() is None:
+    if child.poll() is None:
         return False
     try:
-        os.kill(popen.pid, 0)
+        os.kill(child.pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:

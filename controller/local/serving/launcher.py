@@ -17,14 +17,12 @@ from pathlib import Path
 
 from controller.local.processes import ManagedProcess, free_port, http_ok
 from controller.local.services import LocalService
+from controller.local.serving.local_env import LOCAL_ENV
 from controller.local.serving.pyfunc_model import ModelLoadFailed
 
 __all__ = ["ModelLoadFailed", "ModelServerHandle", "start_model_server"]
 
 LOADING, READY, FAILED = "loading", "ready", "failed"
-# Several model servers share one machine: OpenMP's one-thread-per-core default (used by
-# scikit-learn's boosted trees) oversubscribes it and triples the latency of a prediction.
-_LOCAL_ENV = {"OMP_NUM_THREADS": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
 @dataclass
@@ -84,7 +82,10 @@ def start_model_server(
     ``mlflow-artifacts:/`` and ``models:/`` URIs). The log is ``log_dir/model-server.log`` and
     remote models are downloaded under ``log_dir``, so give each revision its own directory.
     ``extra_args`` are more flags of ``python -m controller.local.serving`` (the drift monitor's,
-    say). Start-up takes about 5 s, most of it importing MLflow and kserve.
+    say). A cold start takes about 2.5 s of CPU, most of it importing MLflow and kserve; the
+    process is forked warm from a fork server that has imported them
+    (:mod:`controller.local.forkserver`, the first start pays for it) unless
+    ``SLUICE_LOCAL_COLD_START=1``.
     """
     port = port or free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -98,9 +99,10 @@ def start_model_server(
     process = ManagedProcess(
         argv,
         log_path=log_dir / "model-server.log",
-        env={**_LOCAL_ENV, **env},
+        env={**LOCAL_ENV, **env},
         cwd=log_dir,
         name=f"model server {name}",
+        warm=True,
     )
     handle = ModelServerHandle(process.start(), port, name, storage_uri)
     if wait:
