@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 from mlflow.models import infer_signature
 from sklearn.linear_model import LogisticRegression
 
+from controller.local import forkserver
 from controller.local.forkserver import COLD_START_ENV
 from controller.local.processes import _group_running
 from controller.local.serving.launcher import ModelLoadFailed, start_model_server
@@ -177,3 +179,16 @@ def test_two_models_run_side_by_side(env_model: Path, sklearn_model: Path, tmp_p
         env.stop()
         linear.stop()
     assert linear.state() == "failed"  # stopped: as a cold server reads
+
+
+def test_an_untested_python_starts_cold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fork server's protocol is private to multiprocessing: on a Python it was not tested
+    against, a model server starts as a new process, never as a half-working fork."""
+    argv = [forkserver._executable(), "-m", "controller.local.serving"]
+    monkeypatch.delenv(forkserver.COLD_START_ENV, raising=False)
+    monkeypatch.setattr(forkserver, "_broken", None)
+    monkeypatch.setattr(forkserver, "WARM_PYTHONS", frozenset({(3, 11)}))
+    monkeypatch.setattr(sys, "version_info", (3, 11, 7, "final", 0))
+    assert forkserver.warm_start_possible(argv)
+    monkeypatch.setattr(sys, "version_info", (3, 13, 0, "final", 0))
+    assert not forkserver.warm_start_possible(argv)

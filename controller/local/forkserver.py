@@ -46,7 +46,8 @@ while a server runs (or, as a daemon, be terminated and barred from starting pro
 fork server is asked for a child directly (``connect_to_new_process``) and sent an empty
 preparation and a :class:`_Command`, which it runs as it would a Process.
 
-Only ``python -m`` commands of this interpreter, for the current user, on Linux, start warm;
+Only ``python -m`` commands of this interpreter, for the current user, on Linux and Python 3.11
+(:data:`WARM_PYTHONS`), start warm;
 ``SLUICE_LOCAL_COLD_START=1`` starts every one cold.
 """
 
@@ -77,6 +78,10 @@ __all__ = [
     "warm_start_possible",
 ]
 
+#: The Python versions whose :mod:`multiprocessing.forkserver` internals (the child protocol,
+#: ``connect_to_new_process``, the liveness pipe) this module was tested against; on any other
+#: every model server starts cold, which is slower but never wrong.
+WARM_PYTHONS = frozenset({(3, 11)})
 #: Set to 1 (or true, yes) to start every model server as a new process.
 COLD_START_ENV = "SLUICE_LOCAL_COLD_START"
 PRELOAD_MODULE = "controller.local.serving.preload"
@@ -113,6 +118,8 @@ def warm_start_possible(argv: Sequence[str], *, user: str | None = None) -> bool
         return False
     if _broken is not None or user is not None or sys.platform != "linux":
         return False
+    if sys.version_info[:2] not in WARM_PYTHONS:
+        return False  # the fork server's private protocol is only known for these
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return False
     return len(argv) >= 3 and argv[0] == _executable() and argv[1] == "-m"
