@@ -58,7 +58,7 @@ services:
 
 # Four workers, one test file each at a time: much of the suite waits on real services (syncs,
 # scrapes, rollout intervals), so four files in parallel keep 2 cores busy. Measured in clean
-# clones on 2 cores: 630 s of pytest with three workers, 580 s with four, once model servers
+# clones on 2 cores: 630 s of pytest with three workers, 580-606 s with four, once model servers
 # started warm (before that, when each cost 2.4 s of CPU to start, four were slower than three).
 # Files go out in collection order, which tests/conftest.py sets longest first (xdist would
 # otherwise order them by test count and start the demo last, alone).
