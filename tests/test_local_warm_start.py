@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,24 @@ def test_an_untested_python_starts_cold(monkeypatch: pytest.MonkeyPatch) -> None
     assert forkserver.warm_start_possible(argv)
     monkeypatch.setattr(sys, "version_info", (3, 13, 0, "final", 0))
     assert not forkserver.warm_start_possible(argv)
+
+
+def test_a_server_stopped_as_it_starts_ends_on_sigterm(sklearn_model: Path, tmp_path: Path) -> None:
+    """A runtime may stop a revision a moment after starting it (it shuts down, or the revision
+    is replaced). A warm server reaches kserve's start within a fraction of a second, and a
+    SIGTERM that came after kserve's handlers but before uvicorn's was lost: the server ran on
+    until SIGKILL, and a runtime stopping it past its own stop timeout leaked it. Stopped at
+    several moments of its start, every server now ends on the SIGTERM, never the SIGKILL."""
+    codes = []
+    for attempt in range(13):
+        handle = start_model_server(
+            name="linear",
+            storage_uri=str(sklearn_model),
+            log_dir=tmp_path / str(attempt),
+            env={},
+            wait=False,
+        )
+        time.sleep(0.1 * attempt)  # a different moment of the start each time
+        handle.stop()
+        codes.append(handle.process.returncode)
+    assert -signal.SIGKILL not in codes, codes

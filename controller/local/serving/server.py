@@ -34,6 +34,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -233,6 +234,21 @@ def _serve(model: Any, args: argparse.Namespace, warm_up: list[dict[str, Any]] |
                 raise RuntimeError("kserve's REST server changed: cannot set its listen address")
             config.host = host
             super().setup_event_loop()
+
+        def register_signal_handler(self) -> None:
+            """kserve's handlers, except that a stop asked for before uvicorn serves ends the
+            process at once. kserve's own handler stops only a multi-process REST server and
+            uvicorn's takes over only once it serves, so a SIGTERM in between was lost: a
+            server stopped right after a warm start (within 0.3 s) kept running until killed."""
+
+            def on_signal(sig: int, frame: object) -> None:
+                serving = getattr(getattr(self._rest_server, "_server", None), "started", False)
+                if not serving:
+                    raise SystemExit(128 + sig)
+                self.stop(sig)
+
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+                signal.signal(sig, on_signal)
 
     # kserve serves the module-level FastAPI app ``kserve.model_server:app``; a middleware added
     # before the server starts wraps every route, inside Starlette's outermost error handler.
