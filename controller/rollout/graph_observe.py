@@ -19,6 +19,7 @@ from controller.manifests.graph_canary import GraphCanary, canary_state
 from controller.ports import GraphInventory, ReleaseRepository
 from controller.proposals.graph_source import read_graph
 from controller.rollout.graph_decide import GraphObservation
+from controller.status.graph_view import router_state
 
 __all__ = ["GraphSnapshot", "observe_graph"]
 
@@ -83,18 +84,10 @@ def _serving(
         now = "no canary" if serving is None else f"canary {serving.digest} at {serving.weight}%"
         wanted = f"canary {canary.digest} at {canary.weight}%"
         return False, f"{environment} serves {now}, not {wanted} yet", namespace
-    if not _ready(found):
+    if str(router_state(found)["ready"]) != "True":  # its Ready condition, as status shows it
         return False, f"InferenceGraph {graph} at {canary.weight}% is not Ready yet", namespace
     return True, "", namespace
 
 
 def _name(document: Mapping[str, Any]) -> str:
     return str((document.get("metadata") or {}).get("name", ""))
-
-
-def _ready(document: Mapping[str, Any]) -> bool:
-    conditions = ((document.get("status") or {}).get("conditions")) or []
-    return any(
-        isinstance(c, Mapping) and c.get("type") == "Ready" and str(c.get("status")) == "True"
-        for c in conditions
-    )
