@@ -9,16 +9,21 @@ log is judged inconclusive *because* there is no log (:func:`controller.shadow.a
 judge_mirrored` says so before anything else); a store that answered no pairs would be judged
 on too few samples instead, and one that failed would be an error, so ``None`` keeps saying
 what it means there.
+
+:class:`NoGraphReplay` stands for a target whose InferenceGraphs run on KServe's router (a
+cluster): that router has no replay, so asking it what a graph would have answered is refused
+with the reason, rather than a caller checking for ``None``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from controller.domain import ChangeRequest, PullRequest
 from controller.errors import ConfigError, PermanentError
+from controller.target_types import ReplayedAnswer
 
-__all__ = ["NO_FORGE", "NoForge"]
+__all__ = ["NO_FORGE", "NO_GRAPH_REPLAY", "NoForge", "NoGraphReplay"]
 
 
 class NoForge:
@@ -67,3 +72,22 @@ class NoForge:
 
 #: The one :class:`NoForge` (it keeps no state), for defaults.
 NO_FORGE = NoForge()
+
+
+class NoGraphReplay:
+    """The :class:`~controller.ports.GraphReplay` of a target without Sluice's graph router (a
+    cluster): every replay is refused, with where replays run instead."""
+
+    def __repr__(self) -> str:
+        return "NoGraphReplay()"
+
+    def replay(self, graph: str, member: str, answers: Sequence[object]) -> list[ReplayedAnswer]:
+        """Refused: KServe's router cannot answer with a member's answer given."""
+        raise ConfigError(
+            f"InferenceGraph {graph} cannot replay {member}'s answers here: downstream replay "
+            "runs on the local target's graph router only (KServe's router has no replay)"
+        )
+
+
+#: The one :class:`NoGraphReplay` (it keeps no state), for defaults.
+NO_GRAPH_REPLAY = NoGraphReplay()

@@ -7,7 +7,7 @@ on these, never on MLflow, PyGithub or GitPython directly, so it is tested with 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,7 @@ from controller.domain import (
 )
 from controller.lease import Lease
 from controller.predictions import Label, Prediction, PredictionPair
-from controller.target_types import TargetObservation
+from controller.target_types import ReplayedAnswer, TargetObservation
 
 if TYPE_CHECKING:  # pandas and numpy load with it; only a proposal's model card reads one
     from controller.quality.data_profile import DataProfile
@@ -34,6 +34,7 @@ __all__ = [
     "CommitOutcome",
     "Forge",
     "GraphInventory",
+    "GraphReplay",
     "LeaseStore",
     "LiveRequestCounts",
     "LoadGenerator",
@@ -422,4 +423,20 @@ class LeaseStore(Protocol):
     def swap(self, name: str, expected: str | None, lease: Lease | None) -> bool:
         """Record ``lease`` (None: remove it) if the record's version is still ``expected``
         (None: there is no record); False when another writer changed it first."""
+        ...
+
+
+class GraphReplay(Protocol):
+    """What an InferenceGraph would have answered had one of its members answered as given:
+    the graph runs as deployed, with every step of ``member`` answering the given answer
+    instead of being called and every other step called as for a client (the local target's
+    graph router, :mod:`controller.local.graph_replay`; KServe's router has no such thing,
+    :class:`~controller.null_ports.NoGraphReplay`). How a shadow challenger of a graph's first
+    member is judged by what its decisions would have done downstream."""
+
+    def replay(self, graph: str, member: str, answers: Sequence[object]) -> list[ReplayedAnswer]:
+        """The graph's answer to each of ``answers`` (each the member's JSON answer as logged),
+        in order. :class:`~controller.errors.TransientError` when the graph cannot be asked now,
+        :class:`~controller.errors.ConfigError` when ``member`` is not the first step of the
+        graph's root Sequence, :class:`~controller.errors.InputError` for answers it refuses."""
         ...

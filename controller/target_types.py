@@ -7,13 +7,17 @@ cluster (Kubernetes API + Argo CD REST API) are read into these values, so the r
 decision is the same pure function on either. One difference stays visible in them: the local
 router mirrors a shadow phase's requests by itself, while a cluster needs Sluice to write the
 mirror into Git (``mirrors_shadow``).
+
+A target that runs an InferenceGraph's router of Sluice's also answers what the graph would
+have answered had one member answered otherwise (:class:`~controller.ports.GraphReplay`): one
+:class:`ReplayedAnswer` per given answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["TargetObservation", "TrafficEntry"]
+__all__ = ["ReplayedAnswer", "TargetObservation", "TrafficEntry"]
 
 
 @dataclass(frozen=True)
@@ -72,3 +76,12 @@ class TargetObservation:
     def tagged(self, tag: str) -> TrafficEntry | None:
         """The traffic entry carrying ``tag`` (``latest``, ``prev``), if any."""
         return next((t for t in self.traffic if t.tag == tag), None)
+
+
+@dataclass(frozen=True)
+class ReplayedAnswer:
+    """What a graph answered to one replayed member answer: its HTTP status and its body as
+    JSON (None when the body was not JSON)."""
+
+    status: int
+    output: object | None

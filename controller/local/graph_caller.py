@@ -11,7 +11,8 @@ step is called as written (``http://`` only: the local target has no TLS).
 Whatever answered, with any status, is the step's answer; no answer (refused, reset, timed out)
 is :class:`~controller.local.graph.executor.StepCallFailed`, with a cause worded as Go's HTTP
 client words it (``Post "<url>": ...``). Every call is counted per node, step and member in
-the graph's step metrics (:mod:`controller.local.graph_metrics`).
+the graph's step metrics (:mod:`controller.local.graph_metrics`), but by a caller made without
+them (``metrics=None``): the router's replays (``POST /_sluice/replay``) are not client traffic.
 """
 
 from __future__ import annotations
@@ -53,10 +54,11 @@ def parse_step_url(url: str) -> tuple[str, int, bytes]:
 
 class HttpStepCaller:
     """Calls a deployed graph's steps through ``pool``; ``urls`` are the resolved
-    ``serviceName`` endpoints (fixed for the deployment, as KServe bakes them in)."""
+    ``serviceName`` endpoints (fixed for the deployment, as KServe bakes them in); each call is
+    counted in ``metrics``, none when it is None."""
 
     def __init__(
-        self, urls: Mapping[str, str], pool: UpstreamPool, metrics: GraphStepMetrics
+        self, urls: Mapping[str, str], pool: UpstreamPool, metrics: GraphStepMetrics | None
     ) -> None:
         self.urls = dict(urls)
         self.pool = pool
@@ -95,6 +97,8 @@ class HttpStepCaller:
     def _observe(
         self, call: tuple[str, str, str, str], code: int, revision: str, started: float
     ) -> None:
+        if self.metrics is None:
+            return
         latency_ms = (time.perf_counter() - started) * 1000
         self.metrics.observe(StepCall(*call, revision, code), latency_ms)
 

@@ -5,7 +5,8 @@ the graph, in Serverless mode) that answers every request to the graph's own hos
 (``http://<graph>.<namespace>.<domain>``, any path) by walking the graph from its ``root``
 node. Locally an InferenceService's hostname is its router's port, so a graph's is too: the
 graph answers on ``http://127.0.0.1:<port>`` (``status.url``), on any path but the two the
-local routers keep for themselves (``/metrics``, ``/_sluice/...``), for any method as KServe's
+local routers keep for themselves (``/metrics``, ``/_sluice/...``: here ``/_sluice/replay``,
+below), for any method as KServe's
 router does (but ``HEAD``, which is 405 here, as on the InferenceServices' routers).
 
 Each request is answered by :func:`~controller.local.graph.executor.answer_graph_request`
@@ -22,10 +23,25 @@ node step's answers, by router revision: how a graph canary's ``stable`` and ``c
 (:mod:`controller.local.graph_metrics`).
 Every answer names the graph's revision in ``X-Sluice-Revision``, as the InferenceServices'
 routers do.
+
+``POST /_sluice/replay`` answers what the deployed graph would have answered had one member
+answered as given (:mod:`controller.local.graph.replay`), which KServe's router cannot: a
+shadow challenger of the graph's first member is judged by the graph's answers to its
+decisions. The body is ``{"member": "<InferenceService>", "answers": [<answer>, ...]}`` (at
+most 1,000 answers, each the member's JSON answer as logged); for each answer the graph runs
+with that answer as the request body, every step whose ``serviceName`` is the member answered
+200 with it (no call) and every other step called as for a client, a few answers at once. The
+reply is ``{"answers": [{"status": <graph's status>, "output": <its JSON body, or null>}, ...]}``
+in order. Replays are not client traffic: none is counted in the graph's request, step, Switch
+or branch series (the members' own routers still count the calls they get). 400 for a
+malformed body, 409 (``{"error": "replay needs <member> as the first step of the graph's root
+Sequence"}``) unless the root is a Sequence whose first step is the member (only then does the
+request body reach nothing but the member), 503 while no graph is deployed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -36,6 +52,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from controller.gates.metrics_profile import MetricsProfile
 from controller.local.graph.executor import StepCaller, StepRef, answer_graph_request, error_body
 from controller.local.graph.headers import DEFAULT_PROPAGATED_HEADERS
+from controller.local.graph.replay import (
+    ReplayRequestError,
+    parse_replay_request,
+    replay,
+    replay_refusal,
+)
 from controller.local.graph.spec import InferenceGraph
 from controller.local.graph_caller import HttpStepCaller
 from controller.local.graph_metrics import BranchCall, GraphStepMetrics
@@ -48,6 +70,8 @@ __all__ = ["GraphDeployment", "GraphRouter"]
 _REVISION_HEADER = b"X-Sluice-Revision"
 _JSON = (b"Content-Type", b"application/json")
 _RESERVED = (b"/metrics", b"/_sluice/")
+#: What the graph would have answered had one member answered as given (the module's doc).
+REPLAY_PATH = b"/_sluice/replay"
 _log = logging.getLogger("sluice.local.graph")
 
 
@@ -66,6 +90,8 @@ class GraphDeployment:
 class _Running:
     deployment: GraphDeployment
     caller: StepCaller
+    #: Calls the steps as ``caller`` does, counted nowhere: a replay's.
+    uncounted: StepCaller
 
 
 class GraphRouter(LoopServer):
@@ -112,7 +138,8 @@ class GraphRouter(LoopServer):
             return
         self._pool.timeout = deployment.timeout
         caller = HttpStepCaller(deployment.urls, self._pool, self.steps)
-        self._running = _Running(deployment, caller)
+        uncounted = HttpStepCaller(deployment.urls, self._pool, None)
+        self._running = _Running(deployment, caller, uncounted)
 
     @property
     def deployment(self) -> GraphDeployment | None:
@@ -127,6 +154,8 @@ class GraphRouter(LoopServer):
         if request.url == b"/metrics" or request.url.startswith(b"/metrics?"):
             body = self.steps.counter_text().encode() + self.metrics.exposition(self.registry)
             return encode_response(200, [(b"Content-Type", CONTENT_TYPE_LATEST.encode())], body)
+        if request.url == REPLAY_PATH or request.url.startswith(REPLAY_PATH + b"?"):
+            return await self._replay(request)
         if request.url.startswith(_RESERVED):
             return encode_response(404, [_JSON], b'{"error":"not found"}')
         if request.method == b"HEAD":  # a reply with a length but no body: not answered
@@ -165,3 +194,38 @@ class GraphRouter(LoopServer):
         served = [_JSON] if content_type else []
         served.append((_REVISION_HEADER, revision.encode()))
         return encode_response(status, served, body)
+
+    async def _replay(self, request: Request) -> bytes:
+        """``POST /_sluice/replay`` (the module's doc)."""
+        if request.method != b"POST":
+            return encode_response(405, [(b"Allow", b"POST"), _JSON], _error("use POST"))
+        try:
+            asked = parse_replay_request(request.body)
+        except ReplayRequestError as exc:
+            return encode_response(400, [_JSON], _error(str(exc)))
+        running = self._running
+        if running is None:
+            return encode_response(503, [_JSON], _error(self._not_ready))
+        graph = running.deployment.graph
+        refusal = replay_refusal(graph, asked.member)
+        if refusal is not None:
+            return encode_response(409, [_JSON], _error(refusal))
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
+        answers = await replay(
+            graph,
+            asked,
+            headers,
+            running.uncounted,
+            propagate=self.propagate_headers,
+            failed=lambda exc: _log.error(
+                "InferenceGraph %s failed a replay", self.graph, exc_info=exc
+            ),
+        )
+        body = {"answers": [{"status": status, "output": output} for status, output in answers]}
+        served = [_JSON, (_REVISION_HEADER, running.deployment.revision.encode())]
+        return encode_response(200, served, json.dumps(body, separators=(",", ":")).encode())
+
+
+def _error(message: str) -> bytes:
+    """A one-line ``{"error": ...}`` body."""
+    return json.dumps({"error": message}).encode()

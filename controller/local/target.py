@@ -12,6 +12,10 @@ Between analyses the sequential watch reads each revision's requests from the ro
 (:meth:`LocalTarget.request_counts`, the router's ``/_sluice/requests``), as they are counted,
 where a cluster's watch reads Prometheus.
 
+An InferenceGraph's router of the local target also answers what the graph would have
+answered had one member answered as given (:meth:`LocalTarget.graph_replay`, a
+:class:`~controller.ports.GraphReplay`); a cluster's KServe router cannot.
+
 A file whose runtime has exited would show a frozen past as the present, so the runtime's pid
 must still run *our* runtime (its command line carries the module and this state directory,
 as :mod:`controller.local.state` checks before trusting any pid).
@@ -30,6 +34,7 @@ import requests
 from controller.backends.argocd_health import HealthStatus
 from controller.backends.kubernetes_target import observation_from
 from controller.errors import ConfigError, RemoteUnavailable
+from controller.local.graph_replay import LocalGraphReplay
 from controller.local.state import pid_matches, read_json
 from controller.target_types import TargetObservation
 
@@ -42,6 +47,9 @@ NOT_RUNNING = "the local target is not running; start it with `sluice local up`"
 RUNTIME_FILE = "runtime.json"
 # The markers `sluice local up` starts the runtime with (controller.local.stack).
 _RUNTIME_MODULE = "controller.local.runtime"
+# The key of a graph's router port among the runtime's ports (controller.local.graph_plane's
+# GRAPH_PORT_PREFIX; its module is not imported for one string).
+_GRAPH_PORT_PREFIX = "InferenceGraph/"
 # Seconds the watch waits for a router's counts: a look that takes longer is skipped.
 _COUNTS_TIMEOUT = 2.0
 
@@ -139,6 +147,30 @@ class LocalTarget:
                 f"the router of {inference_service} at {url} did not give its request counts "
                 f"({type(e).__name__}); check `sluice local status`"
             ) from e
+
+    def graph_router_url(self, environment: str, graph: str) -> str:
+        """Where InferenceGraph ``graph``'s router listens: its ``url`` once Ready, else its
+        port (the router then says itself why it does not answer).
+
+        :class:`~controller.errors.RemoteUnavailable` when no runtime runs for this state
+        directory, or it has no router for the graph.
+        """
+        saved = self._saved(environment)
+        entry = (saved.get("inferenceGraphs") or {}).get(graph) or {}
+        if entry.get("url"):
+            return str(entry["url"])
+        port = (saved.get("ports") or {}).get(_GRAPH_PORT_PREFIX + graph)
+        if isinstance(port, int) and entry:
+            return f"http://127.0.0.1:{port}"
+        raise RemoteUnavailable(
+            f"InferenceGraph {graph} has no router on the local target of {environment} (yet); "
+            "check that the environment's overlay holds it, and `sluice local status`"
+        )
+
+    def graph_replay(self, environment: str) -> LocalGraphReplay:
+        """The :class:`~controller.ports.GraphReplay` of ``environment``'s graphs: each one's
+        router replays (:mod:`controller.local.graph_replay`)."""
+        return LocalGraphReplay(lambda graph: self.graph_router_url(environment, graph))
 
     def _saved(self, environment: str) -> dict[str, Any]:
         """What the runtime of this state directory saved, checked to be live and to run

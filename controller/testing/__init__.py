@@ -68,6 +68,7 @@ from controller.testing.behaviours import (
 from controller.testing.clock import ManualClock
 from controller.testing.cluster import InstantCluster
 from controller.testing.forge import MemoryForge, MemoryPull, Status
+from controller.testing.graph_replay import MemoryGraphReplay
 from controller.testing.lease_store import MemoryLeaseStore
 from controller.testing.load import ScriptedLoad
 from controller.testing.memory_remote import Commit, MemoryRemote, files_under
@@ -90,6 +91,7 @@ __all__ = [
     "InstantCluster",
     "ManualClock",
     "MemoryForge",
+    "MemoryGraphReplay",
     "MemoryLeaseStore",
     "MemoryPredictionStore",
     "MemoryPull",
