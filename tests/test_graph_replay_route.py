@@ -129,6 +129,8 @@ def test_a_replayed_regime_routes_to_its_specialist_whose_answer_is_the_graphs(
     assert received(team[CALM]) == [{"instances": classified("calm")["predictions"]}]
     assert received(team[VOLATILE]) == [{"instances": classified("volatile")["predictions"]}]
     assert received(team[BLEND]) == []
+    # Marked, so the member's own router (a real one) counts none of it as client traffic.
+    assert team[CALM].router.metrics.counts() == {}
 
 
 def test_a_black_swan_goes_through_the_ensemble_with_the_given_answer_as_the_classifiers(

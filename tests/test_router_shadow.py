@@ -422,3 +422,31 @@ def test_sqlite_log_pairs_the_answers_of_each_request(models: Any, tmp_path: Pat
     assert {(p.primary.version, p.shadow.version, p.shadow.status) for p in pairs} == {
         ("1", "2", 200)
     }
+
+
+def test_a_graph_replays_call_reaches_the_primary_alone_and_is_neither_counted_nor_logged(
+    models: Any,
+) -> None:
+    """A call marked X-Sluice-Replay (a graph router answering /_sluice/replay) is answered by
+    the revision with the largest share, even at 50/50 by the first listed, and moves no
+    canary series, no shadow copy and no prediction log: the controller asked, not a client."""
+    old, new, shadow = models(scale=0.1), models(scale=0.2), models()
+    sink = ListSink()
+    with Router(isvc="fraud", seed=7, prediction_sink=sink) as router:
+        router.set_routes(
+            [TrafficTarget("r1", old.url, 50, "prev"), TrafficTarget("r2", new.url, 50, "latest")]
+        )
+        router.set_shadow(ShadowTarget("r3", shadow.url))
+        client = Client(router)
+        for _ in range(30):
+            answer = client.send(**{"X-Sluice-Replay": "1"})
+            assert answer.status == 200
+            assert answer.getheader("X-Sluice-Revision") == "r1"
+            answer.read()
+        assert old.seen == 30 and new.seen == 0
+        assert knative_counts(router) == {}
+        client.send().read()  # a client's request is counted, copied and logged as always
+        wait_for(lambda: router.mirror.in_flight == 0, "copies finished")
+        assert sum(knative_counts(router).values()) == 1
+    assert shadow.seen == 1
+    assert len(sink.by_role("primary")) == 1

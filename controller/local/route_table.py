@@ -51,6 +51,15 @@ class RouteTable:
         self.revisions = [name for name, weight in weights.items() if weight > 0]
         self.cumulative = list(itertools.accumulate(weights[name] for name in self.revisions))
 
+    @property
+    def primary(self) -> str | None:
+        """The revision with the largest share (the first listed on a tie); None when nothing
+        takes traffic."""
+        if not self.revisions:
+            return None
+        shares = [b - a for a, b in zip([0, *self.cumulative], self.cumulative, strict=False)]
+        return self.revisions[shares.index(max(shares))]
+
     def pick(self, draw: float) -> str | None:
         """The revision for a uniform ``draw`` in [0, 1); None when nothing takes traffic."""
         if not self.revisions:

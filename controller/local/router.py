@@ -24,6 +24,11 @@ proxy does all three, so a canary analysis runs the same PromQL against either:
   code since the epoch second ``T`` (:mod:`controller.local.request_window`): what the
   sequential watch reads between analyses, with no scrape in between.
 
+A replay's call (header ``X-Sluice-Replay``, sent by a graph router answering
+``/_sluice/replay``: :mod:`controller.local.graph.replay`) goes to the primary revision (the
+one with the largest share, the first listed on a tie) and is neither counted, nor copied, nor
+logged: it is the controller asking what the graph would answer, not a client.
+
 A shadow revision (``set_shadow(ShadowTarget(revision, upstream, percent))``) gets a copy of
 the main route's requests that no client waits for (:mod:`controller.local.mirror`); every
 answer of the main route, primary or shadow, goes to the ``prediction_sink``. Each request
@@ -85,6 +90,7 @@ REQUESTS_PATH = b"/_sluice/requests"
 _TAG = TAG_HEADER.lower().encode()
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 _REQUEST_ID_MAX = 128
+_REPLAY = b"x-sluice-replay"
 
 
 class Router(LoopServer):
@@ -146,6 +152,8 @@ class Router(LoopServer):
         if request.method == b"HEAD":  # a reply with a length but no body: not relayed
             return encode_response(405, [(b"Allow", b"GET, POST")], b"")
         table = self._table
+        if any(k.lower() == _REPLAY for k, _ in request.headers):
+            return await self._replayed(request, table)
         path, tag = request.url, None
         if path.startswith(TAG_PREFIX):
             raw, _, rest = path[len(TAG_PREFIX) :].partition(b"/")
@@ -172,6 +180,16 @@ class Router(LoopServer):
                 version=table.versions[revision], status=status, output=body,
                 latency_ms=latency_ms,
             )  # fmt: skip
+        return response
+
+    async def _replayed(self, request: Request, table: RouteTable) -> bytes:
+        """A replay's call: the primary's answer, uncounted, uncopied, unlogged."""
+        revision = table.primary
+        if revision is None:
+            return _error(503, f"no revision of {self.isvc} is ready to take requests")
+        _, headers = _with_request_id(request.headers)
+        headers = [(k, v) for k, v in headers if k.lower() != _REPLAY]
+        _, _, response = await self._forward(request, request.url, revision, table, headers)
         return response
 
     def _requests(self, url: bytes) -> bytes:

@@ -15,6 +15,12 @@ reaches nothing but the member: when the root is a Sequence whose first step is 
 ``data: $request``, the body, which then *is* the answer). :func:`replay_refusal` checks that
 once per call. Every later step of the member (an Ensemble that asks it again) is answered
 with the same answer: the member's answer to a request is what was logged for it.
+
+Every call a replay makes carries ``X-Sluice-Replay: 1`` (:data:`REPLAY_HEADER`), whatever
+the graph's ``headers.propagate`` says: a member's local router then sends it to its primary
+revision only, and neither counts it in its revision series nor mirrors nor logs it
+(:mod:`controller.local.router`), so a replay moves no member's canary gates, shadow pairs or
+prediction log, and every replay of one judgement meets the same members.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from controller.local.graph.spec import ROOT_NODE, InferenceGraph, RouterType, S
 __all__ = [
     "MAX_REPLAY_ANSWERS",
     "REPLAY_CONCURRENCY",
+    "REPLAY_HEADER",
     "ReplayCaller",
     "ReplayRequest",
     "ReplayRequestError",
@@ -103,6 +110,10 @@ def replay_refusal(graph: InferenceGraph, member: str) -> str | None:
     return None
 
 
+#: The header a replay's step calls carry, which the members' local routers read.
+REPLAY_HEADER = "X-Sluice-Replay"
+
+
 class ReplayCaller:
     """Answers ``member``'s steps with ``answer`` (200, no call); the others go to ``calls``."""
 
@@ -116,7 +127,7 @@ class ReplayCaller:
     ) -> StepAnswer:
         if not target.service_url and target.service_name == self.member:
             return self.answer
-        return await self.calls(target, body, headers, step)
+        return await self.calls(target, body, {**headers, REPLAY_HEADER: "1"}, step)
 
 
 async def replay(
