@@ -7,12 +7,16 @@ steps. These tests read the example environment of that graph with overrides wri
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
 
 from controller.errors import ConfigError
 from controller.manifests.environment import EnvironmentConfig, parse_environment
+from controller.rollout.observe import ReleaseRef
 from controller.rollout.policy import deep_merge, merge_policy
 
 ROOT = Path(__file__).parent.parent
@@ -172,3 +176,37 @@ def test_a_replay_is_checked_against_its_releases_own_load_test() -> None:
     )
     with pytest.raises(ConfigError, match=r"fewer than gates\.loadTest\.minRequests 200"):
         environment(text)
+
+
+def test_the_readmes_example_reads_as_documented() -> None:
+    """README's classifier release: its shadow judge is multiclass, the rest of its shadow
+    phase is the environment's, and the specialist keeps the environment's binary judge."""
+    readme = (ROOT / "README.md").read_text()
+    (block,) = [
+        b
+        for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.DOTALL)
+        if "releases:" in b and "\n    rollout:\n" in b
+    ]
+    document = YAML(typ="safe").load(block) | {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Environment",
+        "name": "local",
+        "storage": {"allowedSchemes": ["s3"]},
+    }
+    config = environment(json.dumps(document))
+    classifier = config.policy_for(CLASSIFIER).shadow
+    assert classifier is not None
+    assert classifier.judge.classes == ("calm", "volatile", "black_swan")
+    assert classifier.max_duration_seconds == 604800
+    calm = config.policy_for("market-regime-calm")
+    assert calm is config.rollout
+    assert calm.shadow is not None
+    assert calm.shadow.judge.classes is None
+
+
+def test_a_rollout_reads_the_releases_policy() -> None:
+    """What the rollout, `sluice status` and the status page read: ReleaseRef.policy."""
+    config = environment(with_override("      steps: [25, 100]\n"))
+    assert ReleaseRef(config, config.release(CLASSIFIER)).policy.steps == (25, 100)
+    calm = ReleaseRef(config, config.release("market-regime-calm"))
+    assert calm.policy is config.rollout
