@@ -17,7 +17,7 @@ from ruamel.yaml import YAML
 from controller.errors import ConfigError
 from controller.manifests.environment import EnvironmentConfig, parse_environment
 from controller.rollout.observe import ReleaseRef
-from controller.rollout.policy import deep_merge, merge_policy
+from controller.rollout.policy import RolloutPolicy, deep_merge, merge_policy
 
 ROOT = Path(__file__).parent.parent
 MARKET = (ROOT / "models/market_regime/overlay/sluice.yaml").read_text()
@@ -210,3 +210,19 @@ def test_a_rollout_reads_the_releases_policy() -> None:
     assert ReleaseRef(config, config.release(CLASSIFIER)).policy.steps == (25, 100)
     calm = ReleaseRef(config, config.release("market-regime-calm"))
     assert calm.policy is config.rollout
+
+
+def test_an_environment_built_in_code_merges_over_its_policy_too() -> None:
+    config = EnvironmentConfig.model_validate(
+        {
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "Environment",
+            "name": "local",
+            "storage": {"allowedSchemes": ["s3"]},
+            "releases": [
+                {"model": "m", "inferenceService": "m", "pin": "m.yaml", "rollout": {"interval": 3}}
+            ],
+            "rollout": RolloutPolicy(steps=(20, 100)),
+        }
+    )
+    assert (config.policy_for("m").steps, config.policy_for("m").interval_seconds) == ((20, 100), 3)

@@ -230,6 +230,8 @@ def _release_policy(index: int, base: Any, override: Any) -> RolloutPolicy:
             "releases and graphs); set it in rollout.gates.metricsProfile",
             gates.get("metricsProfile", gates.get("metrics_profile")),
         )
+    if isinstance(base, RolloutPolicy):  # built in code rather than read from a file
+        base = base.model_dump(by_alias=True, exclude_unset=True)
     try:
         return merge_policy(base if isinstance(base, dict) else {}, override)
     except ValidationError as exc:
