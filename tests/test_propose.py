@@ -544,6 +544,71 @@ def test_with_a_shadow_phase_the_next_version_starts_in_shadow(
 
 
 @pytest.mark.slow
+def test_a_releases_own_steps_pin_its_canary_while_another_keeps_the_environments(
+    mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
+) -> None:
+    """Two releases of staging, each serving v1: the one whose `rollout:` overrides `steps:
+    [25, 100]` and turns its smoke off has v2 pinned at canaryTrafficPercent 25; the other
+    keeps the environment's policy (smoke first, then its first step, 10 %)."""
+    tracking_uri = mlflow_server.tracking_uri
+    other = f"{model}-other"
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(client.create_experiment(model)).info
+    for name in (model, other):  # v1 and v2 of each (a version's source needs no model here)
+        client.create_registered_model(name)
+        for number in (1, 2):
+            client.create_model_version(name, f"{run.artifact_uri}/{name}-{number}", run.run_id)
+        client.set_registered_model_alias(name, "challenger", "2")
+    overlay = "manifests/overlays/staging"
+
+    def two_releases_serving_v1(tree: Path) -> None:
+        base = (tree / "manifests/base/fraud-detector.yaml").read_text()
+        (tree / "manifests/base/other.yaml").write_text(base.replace("fraud-detector", "other"))
+        with (tree / "manifests/base/kustomization.yaml").open("a") as file:
+            file.write("  - other.yaml\n")
+        with (tree / overlay / "kustomization.yaml").open("a") as file:
+            file.write("  - path: other.yaml\n")
+        serving_v1 = (
+            'annotations:\n    sluice.dev/model-version: "1"\n',
+            "        name: mlflow\n      storageUri: s3://sluice-models/v1\n",
+        )
+        pin = (tree / PIN).read_text()
+        pin = pin.replace("annotations:\n", serving_v1[0]).replace(
+            "        name: mlflow\n", serving_v1[1]
+        )
+        (tree / PIN).write_text(pin)
+        other_pin = pin.replace("fraud-detector", "other").replace(model, other)
+        (tree / overlay / "other.yaml").write_text(other_pin)
+        config = (tree / overlay / "sluice.yaml").read_text()
+        release = "    alias: challenger\n"
+        config = config.replace(
+            release,
+            release + "    rollout:\n      steps: [25, 100]\n      smoke: {enabled: false}\n"
+            f"  - model: {other}\n    inferenceService: other\n    pin: other.yaml\n",
+        )  # fmt: skip
+        (tree / overlay / "sluice.yaml").write_text(config)
+
+    commit_to_remote(remote, tmp_path / "two", "Two releases serving v1", two_releases_serving_v1)
+    registry = MlflowRegistry(tracking_uri)
+    results = {
+        name: propose(
+            ProposalRequest(model=name, environment="staging"),
+            registry=registry, workspace=GitWorkspace(remote.url, tmp_path / "cache"),
+            forge=NoForge(),
+        )
+        for name in (model, other)
+    }  # fmt: skip
+    own = YAML(typ="safe").load(show(remote, results[model].branch))
+    assert own["spec"]["predictor"]["canaryTrafficPercent"] == 25
+    assert "sluice.dev/phase" not in own["metadata"]["annotations"]
+    assert results[model].subject == f"{model} v2 → staging (canary 25%)"
+    kept = YAML(typ="safe").load(show(remote, results[other].branch, f"{overlay}/other.yaml"))
+    assert kept["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert kept["metadata"]["annotations"]["sluice.dev/phase"] == "smoke"
+    assert results[other].subject == f"{other} v2 → staging (smoke, canary 10%)"
+
+
+@pytest.mark.slow
 def test_a_release_may_name_one_of_kserves_own_runtimes(
     mlflow_server: MlflowService, remote: GitRemote, model: str, tmp_path: Path
 ) -> None:

@@ -72,3 +72,7 @@ def test_environment_schema_is_printed() -> None:
     )  # fmt: skip
     schema = json.loads(result.stdout)
     assert {"releases", "storage", "rollout", "deploymentMode"} <= set(schema["properties"])
+    # A release's own policy: a partial RolloutPolicy, merged over the environment's.
+    release_rollout = schema["$defs"]["ReleaseConfig"]["properties"]["rollout"]
+    assert "deep-merged over the environment's rollout" in release_rollout["description"]
+    assert {"$ref": "#/$defs/RolloutPolicy"} in release_rollout["anyOf"]

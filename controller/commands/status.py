@@ -246,7 +246,7 @@ def canary_charts(
     began = rollout_start(reconciler.workspace, ref.branch, ref.pin_path, int(row["version"]))
     start = max(min(began, now - _CHART_MIN_SECONDS), now - _CHART_MAX_SECONDS)
     step = max(1.0, math.ceil((now - start) / _CHART_POINTS))
-    gates = ref.environment.rollout.gates
+    gates = ref.policy.gates
     interval = next(
         (c.interval for c in gates.metrics if c.builtin == "request-success-rate"), "1m"
     )

@@ -132,7 +132,7 @@ def status_row(
         # Git and the registry still say what is pinned and why; the target's error is shown.
         obs = observe(ref, reconciler.workspace, reconciler.registry, _TargetUnknown())
         note = exc.message
-    action = decide(obs, ref.environment.rollout, now)
+    action = decide(obs, ref.policy, now)
     canary = obs.pin.canary_percent
     serving = obs.pin.previous_version if canary not in (None, 100) else obs.pin.version
     challenger, verdict = _challenger(reconciler.registry, model, ref.release.alias, environment)
@@ -219,7 +219,7 @@ def _watch_fields(
     if isinstance(action, Analyze | AnalyzeShadow | Smoke):
         due = now
     elif isinstance(action, Hold):
-        due = now + ref.environment.rollout.interval_seconds
+        due = now + ref.policy.interval_seconds
     elif isinstance(action, Wait) and action.retry_after is not None:
         due = now + action.retry_after
     rolled_back = None

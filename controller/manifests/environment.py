@@ -2,7 +2,10 @@
 
 ``manifests/overlays/ENV/sluice.yaml`` says which models the environment serves, which file
 pins each one, how registry locations map to storage KServe can read, and how rollouts step
-(``rollout:`` for the models, ``graphRollout:`` for changes of its InferenceGraphs).
+(``rollout:`` for the models, ``graphRollout:`` for changes of its InferenceGraphs). A release
+may override part of ``rollout:`` for itself (``releases[].rollout``, deep-merged over it):
+the members of one graph are different models, judged differently. Whatever reads a release's
+policy reads :meth:`EnvironmentConfig.policy_for`.
 It lives in Git for the same reason the manifests do: a change to how an environment is
 deployed is reviewed like any other change. ``sluice config schema environment`` prints the
 schema generated from these models.
@@ -15,14 +18,23 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from controller.errors import ConfigError
 from controller.gates.graph_traffic import GraphTraffic
 from controller.gates.metrics_profile import RAW_DEPLOYMENT_PROFILE
 from controller.limits import ENVIRONMENT_FILE_MAX_BYTES
 from controller.rollout.graph_policy import GraphRolloutPolicy
-from controller.rollout.policy import RolloutPolicy
+from controller.rollout.policy import RolloutPolicy, merge_policy
 from controller.yaml_config import parse_yaml, validate_yaml_model
 
 __all__ = [
@@ -86,6 +98,16 @@ class ReleaseConfig(BaseModel):
         "primary; unset: the InferenceService's own revision series, all its requests. With "
         "replay, a replay of the regime's requests through the tag routes instead.",
     )
+    rollout: RolloutPolicy | None = Field(
+        default=None,
+        description="This release's own rollout policy, for a model the environment's does "
+        "not fit (a graph's classifier judged per class beside binary specialists, a rarely "
+        "called member needing other steps): only the fields it changes, deep-merged over "
+        "the environment's rollout (mappings merge key by key; lists and values replace; "
+        "shadow: null removes the environment's shadow phase), and the result validated as "
+        "a whole policy. gates.metricsProfile stays the environment's. Unset: the "
+        "environment's rollout.",
+    )
 
     @field_validator("pin")
     @classmethod
@@ -121,22 +143,41 @@ class EnvironmentConfig(BaseModel):
         "by a commit.",
     )
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _raw_deployments_read_the_wrapper(cls, data: Any) -> Any:
-        """RawDeployment has no queue-proxy: unless the policy names a metrics profile, the
-        gates read the serving wrapper's request metrics."""
-        if not isinstance(data, dict):
-            return data
-        mode = data.get("deploymentMode", data.get("deployment_mode"))
-        rollout = data.get("rollout", {})
-        gates = rollout.get("gates", {}) if isinstance(rollout, dict) else None
-        if mode != "RawDeployment" or not isinstance(gates, dict):
-            return data
-        if gates.get("metricsProfile", gates.get("metrics_profile")) is not None:
-            return data
-        gates = {**gates, "metricsProfile": RAW_DEPLOYMENT_PROFILE}
-        return {**data, "rollout": {**rollout, "gates": gates}}
+    def _releases_merge_their_policies(
+        cls, data: Any, handler: ModelWrapValidatorHandler[EnvironmentConfig]
+    ) -> EnvironmentConfig:
+        """Each ``releases[N].rollout`` as written is merged over ``rollout`` as written
+        (after the RawDeployment default below) and validated whole: the release then holds
+        its merged policy. The rest is validated first, so the environment's own mistakes are
+        named where they are."""
+        data = _raw_deployments_read_the_wrapper(data)
+        releases = data.get("releases") if isinstance(data, dict) else None
+        if not isinstance(releases, list):
+            return handler(data)
+        overrides = {
+            index: release["rollout"]
+            for index, release in enumerate(releases)
+            if isinstance(release, dict) and release.get("rollout") is not None
+        }
+        if not overrides:
+            return handler(data)
+        config = handler(
+            {
+                **data,
+                "releases": [
+                    {k: v for k, v in r.items() if k != "rollout"} if i in overrides else r
+                    for i, r in enumerate(releases)
+                ],
+            }
+        )
+        base = data.get("rollout") or {}
+        merged = list(config.releases)
+        for index, override in overrides.items():
+            policy = _release_policy(index, base, override)
+            merged[index] = merged[index].model_copy(update={"rollout": policy})
+        return config.model_copy(update={"releases": tuple(merged)})
 
     def release(self, model: str) -> ReleaseConfig:
         """The release of ``model``; :class:`ConfigError` naming the known ones otherwise."""
@@ -148,6 +189,64 @@ class EnvironmentConfig(BaseModel):
             f"environment {self.name!r} does not serve model {model!r} (it serves: {known}); "
             f"add it to releases in its {ENVIRONMENT_FILE}"
         )
+
+    def policy_for(self, model: str) -> RolloutPolicy:
+        """The rollout policy of ``model``'s release: its ``rollout`` merged over the
+        environment's when it has one, else the environment's (:class:`ConfigError` for a
+        model not served here)."""
+        release = self.release(model)
+        return release.rollout if release.rollout is not None else self.rollout
+
+
+def _raw_deployments_read_the_wrapper(data: Any) -> Any:
+    """RawDeployment has no queue-proxy: unless the policy names a metrics profile, the gates
+    read the serving wrapper's request metrics."""
+    if not isinstance(data, dict):
+        return data
+    mode = data.get("deploymentMode", data.get("deployment_mode"))
+    rollout = data.get("rollout", {})
+    gates = rollout.get("gates", {}) if isinstance(rollout, dict) else None
+    if mode != "RawDeployment" or not isinstance(gates, dict):
+        return data
+    if gates.get("metricsProfile", gates.get("metrics_profile")) is not None:
+        return data
+    gates = {**gates, "metricsProfile": RAW_DEPLOYMENT_PROFILE}
+    return {**data, "rollout": {**rollout, "gates": gates}}
+
+
+def _release_policy(index: int, base: Any, override: Any) -> RolloutPolicy:
+    """Release ``index``'s ``override`` merged over the environment's ``base``; a problem is
+    a validation error at ``releases[N].rollout.<field>`` (base was validated already)."""
+    where = (f"releases[{index}]", "rollout")
+    if not isinstance(override, dict):
+        raise _error(
+            where, "Input should be a mapping: the rollout fields this release changes", override
+        )
+    gates = override.get("gates")
+    if isinstance(gates, dict) and {"metricsProfile", "metrics_profile"} & gates.keys():
+        raise _error(
+            (*where, "gates", "metricsProfile"),
+            "the metrics profile is the environment's (its cluster's series, read for all its "
+            "releases and graphs); set it in rollout.gates.metricsProfile",
+            gates.get("metricsProfile", gates.get("metrics_profile")),
+        )
+    if isinstance(base, RolloutPolicy):  # built in code rather than read from a file
+        base = base.model_dump(by_alias=True, exclude_unset=True)
+    try:
+        return merge_policy(base if isinstance(base, dict) else {}, override)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise _error((*where, *first["loc"]), first["msg"], first["input"]) from None
+
+
+def _error(loc: tuple[str | int, ...], message: str, value: Any) -> ValidationError:
+    """A validation error at ``loc``, worded as ``message`` (no template: taken as is)."""
+    detail: InitErrorDetails = {
+        "type": PydanticCustomError("release_rollout", message),
+        "loc": loc,
+        "input": value,
+    }
+    return ValidationError.from_exception_data("EnvironmentConfig", [detail])
 
 
 def overlay_dir(repo_root: Path, environment: str) -> Path:
@@ -188,15 +287,29 @@ def _parse_environment(text: str, source: str, environment: str) -> EnvironmentC
     config = validate_yaml_model(EnvironmentConfig, data, label=source)
     if config.name != environment:
         raise ConfigError(f"{source}: name is {config.name!r} but the overlay is {environment!r}")
-    if config.rollout.shadow is not None and config.deployment_mode == "RawDeployment":
-        # The mirror needs a revision at weight 0 beside the primary: Serverless revisions.
-        raise ConfigError(
-            f"{source}: rollout.shadow needs deploymentMode Serverless (a RawDeployment canary "
-            "has no revision at weight 0 to mirror to); remove rollout.shadow or use Serverless"
-        )
+    if config.deployment_mode == "RawDeployment":
+        _refuse_shadow(config, source)
     for release in config.releases:
-        _check_replay(release, config.rollout, source)
+        _check_replay(release, config.policy_for(release.model), source)
     return config
+
+
+def _refuse_shadow(config: EnvironmentConfig, source: str) -> None:
+    """The mirror needs a revision at weight 0 beside the primary: Serverless revisions. The
+    environment's policy is checked first (a release that inherits its shadow phase is refused
+    there), then each release's own."""
+    policies = [("rollout", config.rollout)] + [
+        (f"releases[{index}].rollout", release.rollout)
+        for index, release in enumerate(config.releases)
+        if release.rollout is not None
+    ]
+    for field, policy in policies:
+        if policy.shadow is not None:
+            raise ConfigError(
+                f"{source}: {field}.shadow needs deploymentMode Serverless (a RawDeployment "
+                f"canary has no revision at weight 0 to mirror to); remove {field}.shadow or "
+                "use Serverless"
+            )
 
 
 def _check_replay(release: ReleaseConfig, policy: RolloutPolicy, source: str) -> None:

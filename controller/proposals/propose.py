@@ -163,7 +163,7 @@ def _plan(
     request: ProposalRequest, registry: ProposalRegistry, workspace: ReleaseRepository
 ) -> _Plan:
     config = read_environment(workspace, request.environment)
-    release = config.release(request.model)
+    release, policy = config.release(request.model), config.policy_for(request.model)
     version = _resolve(registry, request, release.alias)
     storage_uri = map_storage_uri(version.artifact_uri, config.storage, environment=config.name)
     overlay = f"manifests/overlays/{config.name}"
@@ -171,7 +171,7 @@ def _plan(
     current = _pinned(workspace, config.branch, pin_path)
     serving = current.storage_uri is not None and current.version is not None
     previous = current.version if serving else None
-    first_step = config.rollout.steps[0]
+    first_step = policy.steps[0]
     canary = first_step if previous is not None and first_step < 100 else None
     same_version = serving and current.version == version.version
     if same_version:
@@ -180,11 +180,11 @@ def _plan(
     elif config.deployment_mode == "RawDeployment" and current.canary_percent is not None:
         previous, canary = _replace_raw_canary(current, version.version, first_step)
     shadow_percent = None
-    if config.rollout.shadow is not None and canary is not None and not same_version:
+    if policy.shadow is not None and canary is not None and not same_version:
         # Weight 0: the new revision exists and gets a mirrored copy of the live requests.
-        canary, shadow_percent = 0, config.rollout.shadow.mirror_percent
+        canary, shadow_percent = 0, policy.shadow.mirror_percent
     smoke_then = None
-    if config.rollout.smoke.enabled and shadow_percent is None and canary and not same_version:
+    if policy.smoke.enabled and shadow_percent is None and canary and not same_version:
         # Weight 0 first: KServe gives a ready revision its share at once, and the smoke must
         # come before any client request (the shadow phase runs it at its own start).
         canary, smoke_then = 0, canary
@@ -214,7 +214,7 @@ def _plan(
     edit = _edit(
         pin_path, overlay, pin, config.deployment_mode, shadow_percent, smoke_then is not None
     )
-    smoke_requests = config.rollout.smoke.requests if smoke_then is not None else None
+    smoke_requests = policy.smoke.requests if smoke_then is not None else None
     return _Plan(config, version, run, pin_path, edit, message, draft, smoke_requests)
 
 
@@ -251,7 +251,7 @@ def _open_pull_request(
         previous_version=result.previous_version, run=plan.run or RunSummary(run_id="-", url="-"),
         registry_url=registry.version_url(result.model, result.version),
         storage_uri=result.storage_uri, champion_version=champion.version if champion else None,
-        canary_steps=plan.config.rollout.steps,
+        canary_steps=plan.config.policy_for(result.model).steps,
         gates=("request-success-rate", "request-latency", "load-test"), diff=result.diff,
         profile=_profile(registry, plan.version.run_id), smoke_requests=plan.smoke_requests,
     )  # fmt: skip

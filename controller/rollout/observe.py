@@ -22,6 +22,7 @@ from controller.manifests.manifest import load_pin, read_release
 from controller.ports import ReleaseRepository, RolloutRegistry, Target
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.pin_edits import RESTORED_FROM, ROLLBACK_REASON, ROLLBACK_VERDICT
+from controller.rollout.policy import RolloutPolicy
 from controller.rollout.record import AnalysisRecord, analysis_tag
 from controller.shadow.mirror import (
     KUSTOMIZATION_FILES,
@@ -71,6 +72,12 @@ class ReleaseRef:
     def branch(self) -> str:
         """The branch the environment syncs from."""
         return self.environment.branch
+
+    @property
+    def policy(self) -> RolloutPolicy:
+        """The release's rollout policy: its own ``rollout`` merged over the environment's,
+        or the environment's."""
+        return self.environment.policy_for(self.release.model)
 
 
 def load_release(workspace: ReleaseRepository, environment: str, model: str) -> ReleaseRef:

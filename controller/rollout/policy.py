@@ -1,7 +1,8 @@
 """The rollout policy: steps, pacing and limits, typed and kept in Git beside the manifests.
 
 It is the ``rollout:`` block of an environment's ``sluice.yaml``, so a change to how
-carefully a model reaches production is reviewed like the manifests it governs. The JSON
+carefully a model reaches production is reviewed like the manifests it governs; a release may
+override part of it (``releases[].rollout``, merged over it by :func:`merge_policy`). The JSON
 schema printed by ``sluice config schema environment`` documents every field.
 
 Defaults favour a fast, safe rollback (see ``benchmarks/rollback_latency.py``): one failing
@@ -14,6 +15,11 @@ does, but only a failed one quarantines the version: a broken tool never condemn
 
 from __future__ import annotations
 
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controller.gates.sequential_watch import WatchConfig
@@ -21,7 +27,7 @@ from controller.gates.smoke import SmokeConfig
 from controller.rollout.gates_config import GatesConfig
 from controller.shadow.judge import ShadowPolicy
 
-__all__ = ["RolloutPolicy", "ShadowPhase", "next_step"]
+__all__ = ["RolloutPolicy", "ShadowPhase", "deep_merge", "merge_policy", "next_step"]
 
 
 class ShadowPhase(BaseModel):
@@ -140,3 +146,55 @@ class RolloutPolicy(BaseModel):
 def next_step(steps: tuple[int, ...], current: int) -> int:
     """The step after ``current``: the first one above it (100 when none is)."""
     return next((step for step in steps if step > current), 100)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``: mappings merge key by key; anything else (a list, a scalar,
+    null) replaces what ``base`` had, so ``shadow: null`` removes a shadow phase."""
+    merged = dict(base)
+    for key, value in override.items():
+        below = merged.get(key)
+        if isinstance(below, Mapping) and isinstance(value, Mapping):
+            merged[key] = deep_merge(below, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def merge_policy(base: Mapping[str, Any], override: Mapping[str, Any]) -> RolloutPolicy:
+    """A release's policy: its partial ``override`` deep-merged over the environment's
+    ``base`` (both as the file writes them), then validated whole; a bad result raises
+    pydantic's ``ValidationError``, located in the merged policy.
+
+    Keys are merged under their aliases (``interval``, ``gates.loadTest``), so a release
+    writing ``interval`` replaces an environment's ``interval_seconds``."""
+    merged = deep_merge(_aliased(RolloutPolicy, base), _aliased(RolloutPolicy, override))
+    return RolloutPolicy.model_validate(merged)
+
+
+def _aliased(model: type[BaseModel], data: Any) -> Any:
+    """``data`` with each key of ``model``'s fields (and its nested models') under its alias."""
+    if not isinstance(data, Mapping):
+        return data
+    keys: dict[str, tuple[str, type[BaseModel] | None]] = {}
+    for name, field in model.model_fields.items():
+        keys[name] = keys[field.alias or name] = (field.alias or name, _model_in(field.annotation))
+    aliased: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or key not in keys:
+            aliased[key] = value  # refused by validation (extra="forbid"), as written
+            continue
+        alias, nested = keys[key]
+        aliased[alias] = _aliased(nested, value) if nested is not None else value
+    return aliased
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The one pydantic model a field's type holds as a mapping (``ShadowPhase | None``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is not typing.Union and origin is not types.UnionType:
+        return None  # a tuple of models is a list in the file: lists replace, whole
+    models = {m for m in map(_model_in, typing.get_args(annotation)) if m is not None}
+    return models.pop() if len(models) == 1 else None

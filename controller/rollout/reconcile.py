@@ -100,7 +100,7 @@ class Reconciler:
         self.workspace.sync()
         ref = load_release(self.workspace, environment, model)
         obs = observe(ref, self.workspace, self.registry, self.target)
-        policy = ref.environment.rollout
+        policy = ref.policy
         now = self.clock()
         action = decide(obs, policy, now)
         following = self._follow(ref, obs, action, now, first=True)
