@@ -62,11 +62,12 @@ def body(*labels: tuple[object, object]) -> bytes:
 
 
 def test_parse_feedback_keeps_order_and_reads_integers_and_floats() -> None:
-    """Each item becomes (request_id, label) as a float, in the order sent; extra keys are fine."""
+    """Each item becomes (request_id, outcome, label), label as a float and outcome label when
+    unnamed, in the order sent; extra keys are fine."""
     raw = (
         b'{"labels": [{"request_id": "a", "label": 1}, {"request_id": "b", "label": 0.5, "x": 1}]}'
     )
-    assert parse_feedback(raw) == [("a", 1.0), ("b", 0.5)]
+    assert parse_feedback(raw) == [("a", "label", 1.0), ("b", "label", 0.5)]
     assert parse_feedback(b'{"labels": []}') == []
 
 
@@ -74,8 +75,8 @@ def test_parse_feedback_reads_class_names_and_refuses_a_mix() -> None:
     """A classifier's labels are class names (JSON strings); one batch is all numbers or all
     names, and a number written as text is neither."""
     assert parse_feedback(body(("a", "volatile"), ("b", "calm"))) == [
-        ("a", "volatile"),
-        ("b", "calm"),
+        ("a", "label", "volatile"),
+        ("b", "label", "calm"),
     ]
     with pytest.raises(WebhookRejected) as rejected:
         parse_feedback(body(("a", 1), ("b", "volatile")))
@@ -283,17 +284,18 @@ def sluice(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
         ("empty.csv", "", "is empty"),
         ("blank.csv", "\n\n", "is empty"),
         ("header.csv", "request_id,label\n", "has no rows"),
-        ("columns.csv", "request_id,score\ntx-1,1\n", "lacks the column label"),
+        ("columns.csv", "request_id\ntx-1\n", "lacks the column an outcome column"),
+        ("no-id.csv", "id,label\ntx-1,1\n", "lacks the column request_id"),
         (
             "words.csv",
             "request_id,label\ntx-1,1\ntx-2,fraud\n",
-            "labels mix numbers and class names (first name: line 3, 'fraud'; first number: "
+            "label mixes numbers and class names (first name: line 3, 'fraud'; first number: "
             "line 2, '1')",
         ),
         (
             "gaps.csv",
             "request_id,label\ntx-1,\n",
-            "label is not a number or a class name in 1 of 1 rows (first: line 2, '')",
+            "has no values in label (every cell is empty)",
         ),
         ("spaces.csv", "request_id,label\ntx-1,calm\ntx-2, calm\n", "(first: line 3, ' calm')"),
         ("ids.csv", "request_id,label\ntx-1,1\n,0\n", "request_id at line 3"),
@@ -324,16 +326,18 @@ def test_a_bad_file_is_one_line_and_exit_2(
 def test_labels_go_straight_into_the_prediction_log(
     cli_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Without --url the file's labels are written to the log, the last of a repeated id wins."""
+    """Without --url the file's labels are written to the log, the last of a repeated id wins;
+    --outcome label reads that column alone (confirmed_at is not ground truth)."""
     logged(cli_env, "tx-1", "tx-2", "tx-3")
     path = cli_env.parent / "labels.csv"
     path.write_text(
         "request_id,label,confirmed_at\ntx-1,0,a\ntx-2,0,b\ntx-9,1,c\ntx-1,1,d\n", encoding="utf-8"
     )
-    code, out, err = sluice(capsys, str(path))
+    code, out, err = sluice(capsys, str(path), "--outcome", "label")
     assert (code, err) == (0, "")
     assert out == "stored 3 labels (1 request ids not in the log)\n"
     assert labelled(cli_env) == [("tx-1", 1.0), ("tx-2", 0.0)]
+    assert feedback_rows(cli_env) == 3
 
 
 def test_parquet_labels_reach_the_default_log_under_state_dir(
@@ -459,9 +463,9 @@ def test_url_mode_with_nothing_listening_is_exit_3(
 
 def test_label_batches_stay_under_count_and_size_limits() -> None:
     """Batches are consecutive, at most max_labels long, and long ids make them shorter."""
-    labels = [(f"id-{i}", 1.0) for i in range(12)]
+    labels = [(f"id-{i}", "label", 1.0) for i in range(12)]
     assert [len(b) for b in label_batches(labels, max_labels=5)] == [5, 5, 2]
-    long_ids = [("x" * 200, 0.0)] * 10
+    long_ids = [("x" * 200, "label", 0.0)] * 10
     batches = list(label_batches(long_ids, max_bytes=1000))
     assert [len(b) for b in batches] == [3, 3, 3, 1]
     assert [item for b in batches for item in b] == long_ids
