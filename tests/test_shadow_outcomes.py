@@ -82,6 +82,5 @@ def test_the_policy_documents_its_outcome_and_defaults_to_label() -> None:
     assert ShadowPolicy.model_validate({"outcome": "up"}).outcome == "up"
     schema = ShadowPolicy.model_json_schema(by_alias=True)["properties"]["outcome"]
     assert schema["default"] == "label"
-    assert "regime for a regime classifier and up for a direction specialist" in (
-        schema["description"]
-    )
+    description = schema["description"]
+    assert "regime for a regime classifier and up for a direction specialist" in description
