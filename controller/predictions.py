@@ -33,6 +33,7 @@ __all__ = [
     "PredictionPair",
     "Role",
     "checked_labels",
+    "checked_outcome",
     "checked_outcomes",
     "inputs_digest",
     "is_class_name",
@@ -122,10 +123,7 @@ class PairQuery:
     outcome: str = DEFAULT_OUTCOME
 
     def __post_init__(self) -> None:
-        if not is_outcome_name(self.outcome):
-            raise InputError(
-                f"outcome {self.outcome!r} is not an outcome name ({OUTCOME_NAME_RULE})"
-            )
+        checked_outcome(self.outcome)
 
     def admits(
         self, primary: LoggedPrediction, shadow: LoggedPrediction, label: Label | None
@@ -199,6 +197,14 @@ def is_outcome_name(value: object) -> bool:
     """A name an outcome may have (``label``, ``regime``, ``up``, ``click``): a lower-case
     letter, then up to 62 lower-case letters, digits or underscores."""
     return isinstance(value, str) and _OUTCOME_NAME.fullmatch(value) is not None
+
+
+def checked_outcome(outcome: str) -> str:
+    """``outcome`` when it is an outcome name (:func:`is_outcome_name`), else an
+    :class:`InputError` saying what one is."""
+    if not is_outcome_name(outcome):
+        raise InputError(f"outcome {outcome!r} is not an outcome name ({OUTCOME_NAME_RULE})")
+    return outcome
 
 
 def checked_labels(labels: Iterable[tuple[str, Label]]) -> list[tuple[str, Label]]:

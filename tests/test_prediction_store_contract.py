@@ -261,6 +261,8 @@ def test_a_batch_with_an_outcome_that_is_not_a_name_stores_nothing(log: Log, bad
         log.record_feedback_batch([("id-0", 1.0)], outcome=bad)
     with pytest.raises(InputError, match="is not an outcome name"):
         log.pairs(outcome=bad)
+    with pytest.raises(InputError, match="is not an outcome name"):
+        log.outcomes(["id-0"], bad)
     assert log.outcomes(["id-0"], "up") == {}
     assert log.pairs(outcome="up", labelled=True) == []
 

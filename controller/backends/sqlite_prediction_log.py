@@ -59,6 +59,7 @@ from controller.predictions import (
     PairReader,
     Prediction,
     PredictionPair,
+    checked_outcome,
     checked_outcomes,
     inputs_digest,
 )
@@ -270,6 +271,7 @@ class SqlitePredictionLog(PairReader):
 
     def outcomes(self, request_ids: Iterable[str], outcome: str) -> dict[str, Label]:
         """The value of ``outcome`` of those of ``request_ids`` that have one."""
+        checked_outcome(outcome)
         unique = list(dict.fromkeys(request_ids))
         self._ensure_schema()
         with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:

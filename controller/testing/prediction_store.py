@@ -45,6 +45,7 @@ from controller.predictions import (
     PairReader,
     Prediction,
     PredictionPair,
+    checked_outcome,
     checked_outcomes,
     inputs_digest,
 )
@@ -142,6 +143,7 @@ class MemoryPredictionStore(PairReader):
         return len(checked)
 
     def outcomes(self, request_ids: Iterable[str], outcome: str) -> dict[str, Label]:
+        checked_outcome(outcome)
         with self._lock:
             labels = dict(self._labels)
         found: dict[str, Label] = {}
