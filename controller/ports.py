@@ -22,7 +22,7 @@ from controller.domain import (
     RunSummary,
 )
 from controller.lease import Lease
-from controller.predictions import Label, Prediction, PredictionPair
+from controller.predictions import DEFAULT_OUTCOME, Label, Prediction, PredictionPair
 from controller.target_types import ReplayedAnswer, TargetObservation
 
 if TYPE_CHECKING:  # pandas and numpy load with it; only a proposal's model card reads one
@@ -384,13 +384,27 @@ class PredictionSink(Protocol):
 class PredictionStore(Protocol):
     """Where a shadow judge reads paired answers and labels arrive (a production log's port)."""
 
-    def record_feedback(self, request_id: str, label: Label) -> None:
-        """Store the ground truth of one request, a number or a class name (the latest label
-        of a request wins)."""
+    def record_feedback(
+        self, request_id: str, label: Label, outcome: str = DEFAULT_OUTCOME
+    ) -> None:
+        """Store the value of one request's ``outcome``, a number or a class name (the latest
+        value of a request's outcome wins)."""
         ...
 
-    def record_feedback_batch(self, labels: Iterable[tuple[str, Label]]) -> int:
-        """Store many ``(request_id, label)`` at once, all or none; returns how many."""
+    def record_feedback_batch(
+        self, labels: Iterable[tuple[str, Label]], outcome: str = DEFAULT_OUTCOME
+    ) -> int:
+        """Store many ``(request_id, label)`` of one ``outcome`` at once, all or none; returns
+        how many."""
+        ...
+
+    def record_outcomes(self, rows: Iterable[tuple[str, str, Label]]) -> int:
+        """Store many ``(request_id, outcome, value)`` at once, all or none; returns how many.
+        A request may have several named outcomes (a graph's ``regime`` and ``up``)."""
+        ...
+
+    def outcomes(self, request_ids: Iterable[str], outcome: str) -> dict[str, Label]:
+        """The value of ``outcome`` of those of ``request_ids`` that have one."""
         ...
 
     def count_logged(self, request_ids: Iterable[str]) -> int:
@@ -405,8 +419,10 @@ class PredictionStore(Protocol):
         since: float | None = None,
         labelled: bool = False,
         limit: int | None = None,
+        outcome: str = DEFAULT_OUTCOME,
     ) -> list[PredictionPair]:
-        """Requests both answered, oldest first, with their labels."""
+        """Requests both answered, oldest first, each with the value of ``outcome`` as its
+        label (None until it arrived; ``labelled``: only those where it did)."""
         ...
 
 

@@ -13,6 +13,7 @@ import abc
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -20,7 +21,9 @@ from typing import Literal
 from controller.errors import InputError
 
 __all__ = [
+    "DEFAULT_OUTCOME",
     "MAX_CLASS_NAME_CHARS",
+    "OUTCOME_NAME_RULE",
     "DiscardPredictions",
     "Label",
     "LoggedPrediction",
@@ -30,8 +33,11 @@ __all__ = [
     "PredictionPair",
     "Role",
     "checked_labels",
+    "checked_outcome",
+    "checked_outcomes",
     "inputs_digest",
     "is_class_name",
+    "is_outcome_name",
 ]
 
 Role = Literal["primary", "shadow"]
@@ -39,6 +45,12 @@ Role = Literal["primary", "shadow"]
 Label = float | str
 #: Longest class name a label may be.
 MAX_CLASS_NAME_CHARS = 100
+#: The outcome a label is when no other is named: what a request's one label was before
+#: outcomes had names, and what a judge reads unless its policy names another.
+DEFAULT_OUTCOME = "label"
+_OUTCOME_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+#: How :func:`is_outcome_name` reads, for messages that say what a name should be.
+OUTCOME_NAME_RULE = "a lower-case letter, then up to 62 lower-case letters, digits or _"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +98,8 @@ class PredictionPair:
     request_id: str
     primary: LoggedPrediction
     shadow: LoggedPrediction
+    #: The value of the query's outcome (``label`` unless it named another), None until it
+    #: arrived.
     label: Label | None
 
 
@@ -105,6 +119,11 @@ class PairQuery:
     labelled: bool = False
     #: At most this many pairs, the oldest; None or negative: all.
     limit: int | None = None
+    #: Which named outcome is the pair's label (and must have arrived for ``labelled``).
+    outcome: str = DEFAULT_OUTCOME
+
+    def __post_init__(self) -> None:
+        checked_outcome(self.outcome)
 
     def admits(
         self, primary: LoggedPrediction, shadow: LoggedPrediction, label: Label | None
@@ -134,9 +153,10 @@ class PairReader(abc.ABC):
         since: float | None = None,
         labelled: bool = False,
         limit: int | None = None,
+        outcome: str = DEFAULT_OUTCOME,
     ) -> list[PredictionPair]:
-        """Requests both answered, oldest first, with their labels."""
-        return self.select_pairs(PairQuery(model, shadow_revision, since, labelled, limit))
+        """Requests both answered, oldest first, with the value of ``outcome`` as label."""
+        return self.select_pairs(PairQuery(model, shadow_revision, since, labelled, limit, outcome))
 
     def labelled_pairs(
         self,
@@ -145,9 +165,10 @@ class PairReader(abc.ABC):
         shadow_revision: str | None = None,
         since: float | None = None,
         limit: int | None = None,
+        outcome: str = DEFAULT_OUTCOME,
     ) -> list[PredictionPair]:
-        """Pairs whose label has arrived."""
-        return self.select_pairs(PairQuery(model, shadow_revision, since, True, limit))
+        """Pairs whose ``outcome`` has arrived."""
+        return self.select_pairs(PairQuery(model, shadow_revision, since, True, limit, outcome))
 
     @abc.abstractmethod
     def select_pairs(self, query: PairQuery) -> list[PredictionPair]:
@@ -172,25 +193,52 @@ def is_class_name(value: object) -> bool:
     return False
 
 
+def is_outcome_name(value: object) -> bool:
+    """A name an outcome may have (``label``, ``regime``, ``up``, ``click``): a lower-case
+    letter, then up to 62 lower-case letters, digits or underscores."""
+    return isinstance(value, str) and _OUTCOME_NAME.fullmatch(value) is not None
+
+
+def checked_outcome(outcome: str) -> str:
+    """``outcome`` when it is an outcome name (:func:`is_outcome_name`), else an
+    :class:`InputError` saying what one is."""
+    if not is_outcome_name(outcome):
+        raise InputError(f"outcome {outcome!r} is not an outcome name ({OUTCOME_NAME_RULE})")
+    return outcome
+
+
 def checked_labels(labels: Iterable[tuple[str, Label]]) -> list[tuple[str, Label]]:
-    """``(request_id, label)`` as a log stores them; :class:`InputError`, before anything is
-    stored, for a label without a request id, or that is neither a finite number nor a class
-    name (:func:`is_class_name`)."""
-    rows: list[tuple[str, Label]] = []
-    for request_id, label in labels:
-        if isinstance(label, str):
-            if not request_id or not is_class_name(label):
+    """``(request_id, label)`` as a log stores them: :func:`checked_outcomes` of the
+    :data:`DEFAULT_OUTCOME`."""
+    rows = checked_outcomes((request_id, DEFAULT_OUTCOME, label) for request_id, label in labels)
+    return [(request_id, value) for request_id, _outcome, value in rows]
+
+
+def checked_outcomes(rows: Iterable[tuple[str, str, Label]]) -> list[tuple[str, str, Label]]:
+    """``(request_id, outcome, value)`` as a log stores them; :class:`InputError`, before
+    anything is stored, for a value without a request id, of an outcome whose name is not one
+    (:func:`is_outcome_name`), or that is neither a finite number nor a class name
+    (:func:`is_class_name`)."""
+    checked: list[tuple[str, str, Label]] = []
+    for request_id, outcome, value in rows:
+        if not is_outcome_name(outcome):
+            raise InputError(
+                f"feedback ({request_id!r}, {outcome!r}, {value!r}): {outcome!r} is not an "
+                f"outcome name ({OUTCOME_NAME_RULE})"
+            )
+        if isinstance(value, str):
+            if not request_id or not is_class_name(value):
                 raise InputError(
-                    f"feedback ({request_id!r}, {label!r}) needs an id and a number or a class "
+                    f"feedback ({request_id!r}, {value!r}) needs an id and a number or a class "
                     "name (text that is not a number)"
                 )
-            rows.append((request_id, label))
+            checked.append((request_id, outcome, value))
             continue
-        value = float(label)
-        if not request_id or not math.isfinite(value):
-            raise InputError(f"feedback ({request_id!r}, {label!r}) needs an id and a number")
-        rows.append((request_id, value))
-    return rows
+        number = float(value)
+        if not request_id or not math.isfinite(number):
+            raise InputError(f"feedback ({request_id!r}, {value!r}) needs an id and a number")
+        checked.append((request_id, outcome, number))
+    return checked
 
 
 class DiscardPredictions:

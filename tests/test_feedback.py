@@ -62,11 +62,12 @@ def body(*labels: tuple[object, object]) -> bytes:
 
 
 def test_parse_feedback_keeps_order_and_reads_integers_and_floats() -> None:
-    """Each item becomes (request_id, label) as a float, in the order sent; extra keys are fine."""
+    """Each item becomes (request_id, outcome, label), label as a float and outcome label when
+    unnamed, in the order sent; extra keys are fine."""
     raw = (
         b'{"labels": [{"request_id": "a", "label": 1}, {"request_id": "b", "label": 0.5, "x": 1}]}'
     )
-    assert parse_feedback(raw) == [("a", 1.0), ("b", 0.5)]
+    assert parse_feedback(raw) == [("a", "label", 1.0), ("b", "label", 0.5)]
     assert parse_feedback(b'{"labels": []}') == []
 
 
@@ -74,8 +75,8 @@ def test_parse_feedback_reads_class_names_and_refuses_a_mix() -> None:
     """A classifier's labels are class names (JSON strings); one batch is all numbers or all
     names, and a number written as text is neither."""
     assert parse_feedback(body(("a", "volatile"), ("b", "calm"))) == [
-        ("a", "volatile"),
-        ("b", "calm"),
+        ("a", "label", "volatile"),
+        ("b", "label", "calm"),
     ]
     with pytest.raises(WebhookRejected) as rejected:
         parse_feedback(body(("a", 1), ("b", "volatile")))
@@ -283,17 +284,18 @@ def sluice(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
         ("empty.csv", "", "is empty"),
         ("blank.csv", "\n\n", "is empty"),
         ("header.csv", "request_id,label\n", "has no rows"),
-        ("columns.csv", "request_id,score\ntx-1,1\n", "lacks the column label"),
+        ("columns.csv", "request_id\ntx-1\n", "lacks the column an outcome column"),
+        ("no-id.csv", "id,label\ntx-1,1\n", "lacks the column request_id"),
         (
             "words.csv",
             "request_id,label\ntx-1,1\ntx-2,fraud\n",
-            "labels mix numbers and class names (first name: line 3, 'fraud'; first number: "
+            "label mixes numbers and class names (first name: line 3, 'fraud'; first number: "
             "line 2, '1')",
         ),
         (
             "gaps.csv",
             "request_id,label\ntx-1,\n",
-            "label is not a number or a class name in 1 of 1 rows (first: line 2, '')",
+            "has no values in label (every cell is empty)",
         ),
         ("spaces.csv", "request_id,label\ntx-1,calm\ntx-2, calm\n", "(first: line 3, ' calm')"),
         ("ids.csv", "request_id,label\ntx-1,1\n,0\n", "request_id at line 3"),
@@ -324,16 +326,18 @@ def test_a_bad_file_is_one_line_and_exit_2(
 def test_labels_go_straight_into_the_prediction_log(
     cli_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Without --url the file's labels are written to the log, the last of a repeated id wins."""
+    """Without --url the file's labels are written to the log, the last of a repeated id wins;
+    --outcome label reads that column alone (confirmed_at is not ground truth)."""
     logged(cli_env, "tx-1", "tx-2", "tx-3")
     path = cli_env.parent / "labels.csv"
     path.write_text(
         "request_id,label,confirmed_at\ntx-1,0,a\ntx-2,0,b\ntx-9,1,c\ntx-1,1,d\n", encoding="utf-8"
     )
-    code, out, err = sluice(capsys, str(path))
+    code, out, err = sluice(capsys, str(path), "--outcome", "label")
     assert (code, err) == (0, "")
     assert out == "stored 3 labels (1 request ids not in the log)\n"
     assert labelled(cli_env) == [("tx-1", 1.0), ("tx-2", 0.0)]
+    assert feedback_rows(cli_env) == 3
 
 
 def test_parquet_labels_reach_the_default_log_under_state_dir(
@@ -459,9 +463,9 @@ def test_url_mode_with_nothing_listening_is_exit_3(
 
 def test_label_batches_stay_under_count_and_size_limits() -> None:
     """Batches are consecutive, at most max_labels long, and long ids make them shorter."""
-    labels = [(f"id-{i}", 1.0) for i in range(12)]
+    labels = [(f"id-{i}", "label", 1.0) for i in range(12)]
     assert [len(b) for b in label_batches(labels, max_labels=5)] == [5, 5, 2]
-    long_ids = [("x" * 200, 0.0)] * 10
+    long_ids = [("x" * 200, "label", 0.0)] * 10
     batches = list(label_batches(long_ids, max_bytes=1000))
     assert [len(b) for b in batches] == [3, 3, 3, 1]
     assert [item for b in batches for item in b] == long_ids
@@ -512,3 +516,208 @@ def test_the_demo_file_is_what_sluice_feedback_reads(tmp_path: Path) -> None:
         (r, float(label))
         for r, label in zip(expected["request_id"], expected["label"], strict=True)
     ]
+
+
+# -- named outcomes ------------------------------------------------------------------------------
+
+
+def items(*rows: dict[str, object]) -> bytes:
+    return json.dumps({"labels": list(rows)}).encode()
+
+
+def test_parse_feedback_reads_named_outcomes_and_refuses_a_mix_within_one() -> None:
+    """An item may name its outcome; one request may carry class names of one outcome and
+    numbers of another, but not both kinds in one outcome."""
+    raw = items(
+        {"request_id": "day-1", "outcome": "regime", "label": "volatile"},
+        {"request_id": "day-1", "outcome": "up", "label": 0},
+        {"request_id": "day-2", "label": 1},
+    )
+    assert parse_feedback(raw) == [
+        ("day-1", "regime", "volatile"), ("day-1", "up", 0.0), ("day-2", "label", 1.0)
+    ]  # fmt: skip
+    mixed = items(
+        {"request_id": "day-1", "outcome": "regime", "label": "calm"},
+        {"request_id": "day-2", "outcome": "regime", "label": 1},
+    )
+    with pytest.raises(WebhookRejected) as rejected:
+        parse_feedback(mixed)
+    assert rejected.value.reason.startswith(
+        "labels[0].label is a class name ('calm') and labels[1].label a number (outcome regime)"
+    )
+
+
+@pytest.mark.parametrize("bad", ["", "Up", "up day", "9lives", "x" * 64, 7, None])
+def test_an_item_whose_outcome_is_not_a_name_is_400_with_one_line(bad: object) -> None:
+    with pytest.raises(WebhookRejected) as rejected:
+        parse_feedback(
+            items({"request_id": "a", "label": 1}, {"request_id": "b", "outcome": bad, "label": 1})
+        )
+    assert rejected.value.status == 400
+    assert rejected.value.reason == (
+        "labels[1].outcome is not an outcome name (a lower-case letter, then up to 62 "
+        "lower-case letters, digits or _)"
+    )
+
+
+def test_named_outcomes_are_stored_through_the_route(served: FeedbackServer) -> None:
+    """The route stores each item under its outcome; label stays the default."""
+    response = served.post(
+        items(
+            {"request_id": "tx-1", "outcome": "regime", "label": "calm"},
+            {"request_id": "tx-1", "outcome": "up", "label": 1},
+            {"request_id": "tx-2", "label": 0},
+        )
+    )
+    assert (response.status_code, response.json()) == (200, {"stored": 3, "not_in_log": 0})
+    log = SqlitePredictionLog(served.log)
+    assert log.outcomes(["tx-1", "tx-2"], "regime") == {"tx-1": "calm"}
+    assert log.outcomes(["tx-1", "tx-2"], "up") == {"tx-1": 1.0}
+    assert labelled(served.log) == [("tx-2", 0.0)]
+    bad = served.post(items({"request_id": "tx-1", "outcome": "Up", "label": 1}))
+    assert bad.status_code == 400
+    assert "labels[0].outcome is not an outcome name" in bad.json()["error"]
+    assert served.deliveries("malformed") == 1
+
+
+def named_outcomes_block() -> tuple[str, str, str]:
+    """The README's file of named outcomes, its command and what it prints."""
+    section = README.read_text(encoding="utf-8").split("\n### Named outcomes", 1)[1]
+    (block,) = re.findall(r"```console\n(.*?)```", section, re.DOTALL)[:1]
+    shown = block.split("$ cat graph-truth.csv\n", 1)[1]
+    content, rest = shown.split("$ ", 1)
+    command, printed = rest.split("\n", 1)
+    return content, command, printed
+
+
+def test_the_readmes_graph_file_stores_each_outcome_and_skips_empty_cells(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`request_id,regime,up` as "Named outcomes" shows it: each column an outcome of the same
+    request ids, an empty cell not arrived (skipped), and each judge's pairs read its own."""
+    content, command, printed = named_outcomes_block()
+    assert command == "sluice feedback graph-truth.csv"
+    logged(cli_env, "day-1", "day-2", "day-3")
+    (cli_env.parent / "graph-truth.csv").write_text(content, encoding="utf-8")
+    code, out, err = sluice(capsys, str(cli_env.parent / "graph-truth.csv"))
+    assert (code, err) == (0, "")
+    assert out == printed
+    log = SqlitePredictionLog(cli_env)
+    days = ["day-1", "day-2", "day-3", "day-9"]
+    assert log.outcomes(days, "regime") == {
+        "day-1": "volatile", "day-2": "calm", "day-3": "black_swan"
+    }  # fmt: skip
+    assert log.outcomes(days, "up") == {"day-1": 0.0, "day-2": 1.0, "day-9": 1.0}
+    assert [(p.request_id, p.label) for p in log.pairs(outcome="up")] == [
+        ("day-1", 0.0), ("day-2", 1.0), ("day-3", None)
+    ]  # fmt: skip
+    assert labelled(cli_env) == []  # the default outcome, label, is not in the file
+    assert feedback_rows(cli_env) == 6
+
+
+def test_a_parquet_files_missing_values_are_skipped(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NaN and None in a Parquet file are outcomes not arrived yet."""
+    logged(cli_env, "a", "b")
+    path = cli_env.parent / "outcomes.parquet"
+    pd.DataFrame(
+        {"request_id": ["a", "b"], "click": [1.0, float("nan")], "regime": [None, "calm"]}
+    ).to_parquet(path)
+    code, out, err = sluice(capsys, str(path))
+    assert (code, err) == (0, "")
+    assert out == "stored 2 values: 1 click, 1 regime (0 request ids not in the log)\n"
+    log = SqlitePredictionLog(cli_env)
+    assert log.outcomes(["a", "b"], "click") == {"a": 1.0}
+    assert log.outcomes(["a", "b"], "regime") == {"b": "calm"}
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        (
+            "request_id,regime,Next Day Up\nday-1,calm,1\n",
+            (),
+            "column 'Next Day Up' is not an outcome name (a lower-case letter, then up to 62 "
+            "lower-case letters, digits or _); rename it to 'next_day_up', or name the columns "
+            "to read with --outcome",
+        ),
+        ("request_id,label,2nd\nday-1,1,0\n", (), "column '2nd' is not an outcome name"),
+        (
+            "request_id,regime,up\nday-1,calm,1\nday-2,1,0\n",
+            (),
+            "regime mixes numbers and class names (first name: line 2, 'calm'; first number: "
+            "line 3, '1')",
+        ),
+        (
+            "request_id,regime,up\nday-1,calm,nan\n",
+            (),
+            "up is not a number or a class name in 1 of 1 rows",
+        ),
+        ("request_id,regime\nday-1,calm\n", ("--outcome", "up"), "lacks the column up"),
+        ("request_id,regime,up\nday-1,,\n,calm,1\n", (), "request_id at line 3"),
+        ("request_id,regime,up\nday-1,,\n", (), "has no values in regime, up"),
+    ],
+)
+def test_a_bad_outcome_column_is_one_line_exit_2_and_nothing_is_written(
+    cli_env: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: str,
+    args: tuple[str, ...],
+    message: str,
+) -> None:
+    logged(cli_env, "day-1")
+    path = cli_env.parent / "truth.csv"
+    path.write_text(content, encoding="utf-8")
+    code, out, err = sluice(capsys, str(path), *args)
+    assert (code, out) == (2, "")
+    assert err.startswith("sluice: error: ")
+    assert err.count("\n") == 1
+    assert message in err
+    assert feedback_rows(cli_env) == 0
+
+
+def test_every_column_but_request_id_is_an_outcome_unless_outcome_picks(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An export's confirmed_at is a valid outcome name: without --outcome it is stored as
+    one; --outcome names the columns to read."""
+    logged(cli_env, "tx-1")
+    path = cli_env.parent / "export.csv"
+    path.write_text("request_id,label,confirmed_at\ntx-1,1,2025-03-01\n", encoding="utf-8")
+    code, out, _ = sluice(capsys, str(path))
+    assert (code, out) == (
+        0,
+        "stored 2 values: 1 label, 1 confirmed_at (0 request ids not in the log)\n",
+    )
+    assert SqlitePredictionLog(cli_env).outcomes(["tx-1"], "confirmed_at") == {"tx-1": "2025-03-01"}
+
+
+def test_url_mode_sends_each_items_outcome(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --url a named outcome travels with each item; label items stay as they were."""
+    log = logged(cli_env.parent / "served.sqlite", "day-1", "day-2")
+    path = cli_env.parent / "truth.csv"
+    path.write_text("request_id,label,regime,up\nday-1,1,calm,\nday-2,,volatile,0\n", "utf-8")
+    monkeypatch.setenv("SLUICE_FEEDBACK_TOKEN", TOKEN)
+    with serve_feedback(log) as server:
+        code, out, err = sluice(capsys, str(path), "--url", server.url)
+    assert (code, err) == (0, "")
+    assert out == "stored 4 values: 1 label, 2 regime, 1 up (0 request ids not in the log)\n"
+    store = SqlitePredictionLog(log)
+    assert store.outcomes(["day-1", "day-2"], "regime") == {"day-1": "calm", "day-2": "volatile"}
+    assert store.outcomes(["day-1", "day-2"], "up") == {"day-2": 0.0}
+    assert labelled(log) == [("day-1", 1.0)]
+    assert not cli_env.exists()
+
+
+def test_label_batches_count_a_named_outcomes_bytes() -> None:
+    """A named outcome adds its name to each item's size, so batches stay under max_bytes."""
+    named = [("x" * 200, "next_day_direction", 0.0)] * 10
+    batches = list(label_batches(named, max_bytes=1000))
+    assert max(len(b) for b in batches) == 3
+    sizes = [len(json.dumps({"labels": [
+        {"request_id": r, "outcome": o, "label": v} for r, o, v in batch
+    ]})) for batch in batches]  # fmt: skip
+    assert max(sizes) <= 1000

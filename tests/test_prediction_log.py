@@ -177,8 +177,9 @@ def test_a_log_of_another_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_log_of_schema_1_is_migrated_and_keeps_its_labels(tmp_path: Path) -> None:
-    """A log written before class-name labels (schema 1: label REAL NOT NULL) is migrated once
-    when opened: its numeric labels, their order and its answers stay, class names fit."""
+    """A log written before class-name labels (schema 1: label REAL NOT NULL) is migrated to
+    schema 3 once when opened: its numeric labels (outcome label), their order and its answers
+    stay, class names fit."""
     path = tmp_path / "log.db"
     with SqlitePredictionLog(path) as log:
         log.record(answer("tx-1"))
@@ -195,11 +196,15 @@ def test_a_log_of_schema_1_is_migrated_and_keeps_its_labels(tmp_path: Path) -> N
     assert [(p.request_id, p.label) for p in log.pairs(labelled=True)] == [("tx-1", 1.0)]
     log.record_feedback("day-1", "volatile")
     with sqlite3.connect(path) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
-        rows = connection.execute("SELECT seq, request_id, label FROM feedback ORDER BY seq")
-        assert rows.fetchall() == [(1, "tx-0", 0.0), (2, "tx-1", 1.0), (3, "day-1", "volatile")]
+        assert connection.execute("PRAGMA user_version").fetchone() == (3,)
+        rows = connection.execute(
+            "SELECT seq, request_id, outcome, value FROM feedback ORDER BY seq"
+        )
+        assert rows.fetchall() == [
+            (1, "tx-0", "label", 0.0), (2, "tx-1", "label", 1.0), (3, "day-1", "label", "volatile")
+        ]  # fmt: skip
         tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        assert "feedback_schema_1" not in {name for (name,) in tables}
+        assert "feedback_before_3" not in {name for (name,) in tables}
     SqlitePredictionLog(path).start().close()  # reopening a migrated log changes nothing
 
 

@@ -1,6 +1,7 @@
 """One contract, two implementations: SqlitePredictionLog on a file and the in-memory
 MemoryPredictionStore pass the same behavioural tests, so a test that reads paired answers
-from the fake learns what the real log would answer."""
+from the fake learns what the real log would answer. The tests at the end hold SQLite's file
+alone: its migration from schema 2 and the index its join reads."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Protocol
 import pytest
 from support.prediction_answers import answer, both
 
+from controller.backends.prediction_log_queries import _PAIRS
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
-from controller.errors import InputError, TransientError
+from controller.errors import ConfigError, InputError, TransientError
 from controller.ports import PredictionSink, PredictionStore
 from controller.predictions import PredictionPair
 from controller.testing import MemoryPredictionStore
@@ -198,3 +200,170 @@ def test_a_locked_log_refuses_labels_as_transient_and_still_answers_reads(
         if holder is not None:
             holder.execute("ROLLBACK")
             holder.close()
+
+
+# -- named outcomes ------------------------------------------------------------------------------
+
+
+def test_a_request_has_several_named_outcomes_and_pairs_read_one(log: Log) -> None:
+    """A graph's request id carries the regime classifier's truth (regime) and the specialist's
+    (up); pairs read the outcome asked for, label by default, and the latest value of a
+    request's outcome wins without touching its other outcomes."""
+    for request_id in ("day-1", "day-2", "day-3"):
+        both(log, request_id)
+    assert log.flush()
+    stored = log.record_outcomes(
+        [
+            ("day-1", "regime", "volatile"), ("day-1", "up", 1), ("day-2", "regime", "calm"),
+            ("day-3", "up", 0.0), ("day-2", "regime", "black_swan"),
+        ]
+    )  # fmt: skip
+    assert stored == 5
+    regime = log.pairs(outcome="regime")
+    assert [(p.request_id, p.label) for p in regime] == [
+        ("day-1", "volatile"), ("day-2", "black_swan"), ("day-3", None)
+    ]  # fmt: skip
+    up = log.pairs(outcome="up", labelled=True)
+    assert [(p.request_id, p.label) for p in up] == [("day-1", 1.0), ("day-3", 0.0)]
+    assert [type(p.label) for p in up] == [float, float]
+    assert log.pairs(labelled=True) == []  # nobody sent the default outcome
+    log.record_feedback("day-2", 1, outcome="up")
+    assert log.record_feedback_batch([("day-3", 1)], outcome="up") == 1
+    log.record_feedback("day-3", 0)  # outcome label
+    assert log.outcomes(["day-1", "day-2", "day-3", "day-9", "day-1"], "up") == {
+        "day-1": 1.0, "day-2": 1.0, "day-3": 1.0
+    }  # fmt: skip
+    assert log.outcomes(["day-1", "day-2", "day-3"], "regime") == {
+        "day-1": "volatile", "day-2": "black_swan"
+    }  # fmt: skip
+    assert log.outcomes(["day-3"], "label") == {"day-3": 0.0}
+    assert log.outcomes([], "up") == {}
+    assert log.outcomes(["day-1"], "click") == {}
+    assert [(p.request_id, p.label) for p in log.pairs(labelled=True)] == [("day-3", 0.0)]
+
+
+def test_outcomes_reads_ids_beyond_one_statements_limit(log: Log) -> None:
+    """Values of more ids than SQLite takes in one statement are read in chunks."""
+    assert log.record_outcomes((f"n-{i}", "click", float(i % 2)) for i in range(15)) == 15
+    ids = [f"n-{i}" for i in range(1200)]
+    assert log.outcomes(ids, "click") == {f"n-{i}": float(i % 2) for i in range(15)}
+
+
+@pytest.mark.parametrize("bad", ["", "Regime", "1up", "up-day", "x" * 64, "ré"])
+def test_a_batch_with_an_outcome_that_is_not_a_name_stores_nothing(log: Log, bad: str) -> None:
+    """Outcome names are a lower-case letter and up to 62 lower-case letters, digits or _;
+    one bad name refuses the whole batch."""
+    both(log, "id-0")
+    assert log.flush()
+    with pytest.raises(InputError, match="is not an outcome name"):
+        log.record_outcomes([("id-0", "up", 1.0), ("id-0", bad, 1.0)])
+    with pytest.raises(InputError, match="is not an outcome name"):
+        log.record_feedback_batch([("id-0", 1.0)], outcome=bad)
+    with pytest.raises(InputError, match="is not an outcome name"):
+        log.pairs(outcome=bad)
+    with pytest.raises(InputError, match="is not an outcome name"):
+        log.outcomes(["id-0"], bad)
+    assert log.outcomes(["id-0"], "up") == {}
+    assert log.pairs(outcome="up", labelled=True) == []
+
+
+def test_a_bad_value_of_any_outcome_refuses_the_whole_batch(log: Log) -> None:
+    both(log, "id-0")
+    assert log.flush()
+    with pytest.raises(InputError, match="a number or a class name"):
+        log.record_outcomes([("id-0", "regime", "calm"), ("id-0", "up", " 1")])
+    with pytest.raises(InputError, match="needs an id and a number"):
+        log.record_outcomes([("id-0", "regime", "calm"), ("", "up", 1.0)])
+    assert log.outcomes(["id-0"], "regime") == {}
+
+
+def test_rotation_counts_every_outcome_value(log: Log) -> None:
+    """max_rows (20) bounds the values kept, whichever outcome they are of: the oldest go."""
+    rows = [(f"id-{i:02}", outcome, 1.0) for i in range(15) for outcome in ("regime", "up")]
+    assert log.record_outcomes(rows) == 30
+    ids = [f"id-{i:02}" for i in range(15)]
+    assert sorted(log.outcomes(ids, "regime")) == ids[5:]
+    assert sorted(log.outcomes(ids, "up")) == ids[5:]
+
+
+# -- SQLite's file ---------------------------------------------------------------------------------
+
+#: The feedback table as schema 2 declared it (one label per request id).
+_SCHEMA_2_FEEDBACK = """
+DROP TABLE feedback;
+CREATE TABLE feedback (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL UNIQUE,
+    label NOT NULL CHECK (typeof(label) IN ('real', 'text')),
+    time REAL NOT NULL
+);
+INSERT INTO feedback (seq, request_id, label, time) VALUES
+    (4, 'day-1', 'volatile', 1.0), (7, 'tx-1', 1.0, 2.0), (9, 'tx-2', 0.0, 3.0);
+PRAGMA user_version = 2;
+"""
+
+
+def test_a_schema_2_log_is_migrated_with_its_labels_as_outcome_label(tmp_path: Path) -> None:
+    """A schema-2 file (one label per request) opens as schema 3: each label is outcome
+    label with its seq (rotation reads it), class names stay text, numbers floats, the answers
+    stay, new values number after the old, and a second opening changes nothing."""
+    path = tmp_path / "log.db"
+    with SqlitePredictionLog(path) as log:
+        for request_id in ("day-1", "tx-1", "tx-2"):
+            both(log, request_id)
+        assert log.flush()
+    with sqlite3.connect(path) as connection:
+        connection.executescript(_SCHEMA_2_FEEDBACK)
+    log = SqlitePredictionLog(path, max_rows=3)
+    labelled = [(p.request_id, p.label) for p in log.pairs(labelled=True)]
+    assert labelled == [("day-1", "volatile"), ("tx-1", 1.0), ("tx-2", 0.0)]
+    assert log.outcomes(["day-1", "tx-1"], "label") == {"day-1": "volatile", "tx-1": 1.0}
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (3,)
+        rows = connection.execute("SELECT seq, request_id, outcome, value, time FROM feedback")
+        assert sorted(rows.fetchall()) == [
+            (4, "day-1", "label", "volatile", 1.0), (7, "tx-1", "label", 1.0, 2.0),
+            (9, "tx-2", "label", 0.0, 3.0),
+        ]  # fmt: skip
+        tables = {n for (n,) in connection.execute("SELECT name FROM sqlite_master")}
+        assert "feedback_before_3" not in tables
+    # seq 10: rotation drops the rows more than max_rows (3) behind it, seq 4 and 7.
+    log.record_feedback("day-1", "calm", outcome="regime")
+    with sqlite3.connect(path) as connection:
+        seqs = connection.execute("SELECT seq, request_id, outcome FROM feedback ORDER BY seq")
+        assert seqs.fetchall() == [(9, "tx-2", "label"), (10, "day-1", "regime")]
+    SqlitePredictionLog(path).start().close()  # reopening a migrated log changes nothing
+    assert log.outcomes(["day-1"], "regime") == {"day-1": "calm"}
+    assert [(p.request_id, p.label) for p in log.pairs(labelled=True)] == [("tx-2", 0.0)]
+
+
+def test_a_failed_migration_leaves_the_schema_2_file_as_it_was(tmp_path: Path) -> None:
+    """The migration is one transaction: a file it cannot finish stays schema 2, labels
+    and all."""
+    path = tmp_path / "log.db"
+    SqlitePredictionLog(path).start().close()
+    with sqlite3.connect(path) as connection:
+        connection.executescript(_SCHEMA_2_FEEDBACK)
+        # A leftover of the name the migration renames to makes its first statement fail.
+        connection.execute("CREATE TABLE feedback_before_3 (x)")
+    with pytest.raises(ConfigError, match="cannot be used"):
+        SqlitePredictionLog(path).pairs()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone() == (2,)
+        assert connection.execute("SELECT count(*) FROM feedback").fetchone() == (3,)
+
+
+def test_the_judges_join_reads_feedback_through_its_index(tmp_path: Path) -> None:
+    """The pairs' join finds a request's outcome by the (request_id, outcome) index, not by
+    scanning the feedback table."""
+    log = SqlitePredictionLog(tmp_path / "log.db")
+    log.row_count()
+    arguments = {
+        "model": None, "revision": None, "since": None, "labelled": 1, "limit": -1,
+        "outcome": "up",
+    }  # fmt: skip
+    with sqlite3.connect(log.path) as connection:
+        plan = connection.execute("EXPLAIN QUERY PLAN " + _PAIRS, arguments).fetchall()
+    steps = " | ".join(str(row[-1]) for row in plan)
+    assert "f USING INDEX sqlite_autoindex_feedback_1 (request_id=? AND outcome=?)" in steps
+    assert "SCAN f" not in steps

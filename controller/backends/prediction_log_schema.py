@@ -1,5 +1,5 @@
-"""The prediction log's SQLite file: its schema (checked; a file of schema 1 is migrated to 2
-once, any other refused), how a connection is opened (WAL, a bounded write-ahead log, a busy
+"""The prediction log's SQLite file: its schema (checked; a file of schema 1 or 2 is migrated
+to 3 once, any other refused), how a connection is opened (WAL, a bounded write-ahead log, a busy
 timeout), the statements that write it, and the translation of every ``sqlite3`` error into a
 Sluice error that names the file.
 
@@ -8,6 +8,14 @@ table's ``label`` column has no declared type, so SQLite keeps a REAL as a REAL 
 a TEXT (a ``REAL`` column would turn ``"1"`` into 1.0), and a CHECK admits only those two.
 Schema 1 declared it ``REAL NOT NULL``; SQLite cannot change a column's type in place, so the
 migration copies the table, its numeric labels unchanged, in one transaction.
+
+Schema 3 names outcomes: one request may have several late values (a regime classifier's
+``regime`` and a direction specialist's ``up`` under one graph request id; a KPI's ``click``),
+so the ``feedback`` table is keyed by ``(request_id, outcome)`` and keeps each value in
+``value``. The UNIQUE constraint's index is the one the judge's join reads (``request_id`` and
+the outcome it asked for). Schemas 1 and 2 are migrated straight to 3 in one transaction: each
+label becomes outcome ``label`` (:data:`~controller.predictions.DEFAULT_OUTCOME`) with its
+``seq``, which rotation reads, unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from pathlib import Path
 from controller.errors import ConfigError, TransientError
 
 __all__ = [
+    "INSERT_FEEDBACK",
     "INSERT_PREDICTION",
     "ROTATE",
     "SCHEMA_VERSION",
@@ -30,8 +39,8 @@ __all__ = [
     "sqlite_errors",
 ]
 
-#: ``PRAGMA user_version`` of the log's schema; 1 is migrated to it, any other is refused.
-SCHEMA_VERSION = 2
+#: ``PRAGMA user_version`` of the log's schema; 1 and 2 are migrated to it, any other refused.
+SCHEMA_VERSION = 3
 _WAL_LIMIT_BYTES = 8 << 20
 #: SQLite's primary result codes for a file another connection holds.
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -39,9 +48,11 @@ _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _FEEDBACK = """
 CREATE TABLE {exists}feedback (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id TEXT NOT NULL UNIQUE,
-    label NOT NULL CHECK (typeof(label) IN ('real', 'text')),
-    time REAL NOT NULL
+    request_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    value NOT NULL CHECK (typeof(value) IN ('real', 'text')),
+    time REAL NOT NULL,
+    UNIQUE (request_id, outcome)
 );
 """
 _SCHEMA = """
@@ -59,15 +70,21 @@ CREATE TABLE IF NOT EXISTS predictions (
     status INTEGER NOT NULL,
     UNIQUE (request_id, role)
 );""" + _FEEDBACK.format(exists="IF NOT EXISTS ")
-#: Schema 1 to 2, in one transaction: the feedback table copied into one whose label may be a
-#: class name; its rows (numbers) and their order (``seq``, which rotation reads) unchanged.
-_MIGRATE_FROM_1 = (
-    "ALTER TABLE feedback RENAME TO feedback_schema_1",
+#: Schema 1 or 2 to 3, in one transaction: the feedback table (``seq``, ``request_id``,
+#: ``label``, ``time`` in both) copied into one keyed by request and outcome; each label
+#: becomes outcome ``label``, its value and its order (``seq``, which rotation reads) unchanged.
+_MIGRATE_TO_3 = (
+    "ALTER TABLE feedback RENAME TO feedback_before_3",
     _FEEDBACK.format(exists=""),
-    "INSERT INTO feedback (seq, request_id, label, time)"
-    " SELECT seq, request_id, label, time FROM feedback_schema_1",
-    "DROP TABLE feedback_schema_1",
-    "PRAGMA user_version = 2",
+    "INSERT INTO feedback (seq, request_id, outcome, value, time)"
+    " SELECT seq, request_id, 'label', label, time FROM feedback_before_3",
+    "DROP TABLE feedback_before_3",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
+#: The schemas :data:`_MIGRATE_TO_3` migrates.
+_MIGRATED = (1, 2)
+INSERT_FEEDBACK = (
+    "INSERT OR REPLACE INTO feedback (request_id, outcome, value, time) VALUES (?, ?, ?, ?)"
 )
 INSERT_PREDICTION = (
     "INSERT OR REPLACE INTO predictions (request_id, time, model, version, revision, role,"
@@ -125,13 +142,13 @@ def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
 
 
 def ensure_schema(path: Path, busy_timeout: float) -> None:
-    """Create the file and its tables, migrate a log of schema 1, or check an existing one is a
-    log of this schema."""
+    """Create the file and its tables, migrate a log of schema 1 or 2, or check an existing one
+    is a log of this schema."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite_errors(path), contextlib.closing(connect(path, busy_timeout)) as connection:
         version = connection.execute("PRAGMA user_version").fetchone()[0]
-        if version == 1:
-            _migrate_from_1(connection)
+        if version in _MIGRATED:
+            _migrate(connection)
             return
         if version not in (0, SCHEMA_VERSION):
             raise ConfigError(
@@ -141,13 +158,13 @@ def ensure_schema(path: Path, busy_timeout: float) -> None:
         connection.executescript(_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
 
 
-def _migrate_from_1(connection: sqlite3.Connection) -> None:
-    """Schema 1 to 2 in one transaction; a process that migrated it meanwhile leaves nothing
-    to do (the version is read again under the write lock)."""
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Schema 1 or 2 to 3 in one transaction; a process that migrated it meanwhile leaves
+    nothing to do (the version is read again under the write lock)."""
     connection.execute("BEGIN IMMEDIATE")
     try:
-        if connection.execute("PRAGMA user_version").fetchone()[0] == 1:
-            for statement in _MIGRATE_FROM_1:
+        if connection.execute("PRAGMA user_version").fetchone()[0] in _MIGRATED:
+            for statement in _MIGRATE_TO_3:
                 connection.execute(statement)
     except BaseException:
         connection.execute("ROLLBACK")

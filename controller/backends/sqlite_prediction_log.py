@@ -19,8 +19,10 @@ No ``sqlite3`` exception leaves this module: a file another process holds locked
 timeout is a :class:`TransientError`, a damaged or foreign one a :class:`ConfigError`, each one
 line naming the file and what to do.
 
-Labels arrive late and out of band (``record_feedback``), a number (0 or 1 for a binary
-model) or a class name (``"volatile"``, for a classifier); readers join them to the pairs of a
+Labels arrive late and out of band (``record_feedback``, ``record_outcomes``), each the value
+of a named outcome of a request (``label`` unless named: a graph's request may have a
+``regime`` and an ``up``), a number (0 or 1 for a binary model) or a class name
+(``"volatile"``, for a classifier); readers join one outcome's values to the pairs of a
 request's primary and shadow answers. A client that reuses an ``X-Request-Id`` keeps only its
 latest request in the log (one row per request id and role), and a pair needs both answers
 to the same inputs (equal digests), so a reused id never pairs two different requests.
@@ -38,8 +40,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Self
 
-from controller.backends.prediction_log_queries import count_logged, read_pairs
+from controller.backends.prediction_log_queries import count_logged, read_outcomes, read_pairs
 from controller.backends.prediction_log_schema import (
+    INSERT_FEEDBACK,
     INSERT_PREDICTION,
     ROTATE,
     SCHEMA_VERSION,
@@ -50,12 +53,14 @@ from controller.backends.prediction_log_schema import (
 )
 from controller.errors import ConfigError
 from controller.predictions import (
+    DEFAULT_OUTCOME,
     Label,
     PairQuery,
     PairReader,
     Prediction,
     PredictionPair,
-    checked_labels,
+    checked_outcome,
+    checked_outcomes,
     inputs_digest,
 )
 
@@ -233,16 +238,26 @@ class SqlitePredictionLog(PairReader):
 
     # -- feedback and reading ----------------------------------------------------------------
 
-    def record_feedback(self, request_id: str, label: Label) -> None:
-        """Store the ground truth of one request, a number or a class name (the latest label
-        of a request wins)."""
-        self.record_feedback_batch([(request_id, label)])
+    def record_feedback(
+        self, request_id: str, label: Label, outcome: str = DEFAULT_OUTCOME
+    ) -> None:
+        """Store the value of one request's ``outcome``, a number or a class name (the latest
+        value of a request's outcome wins)."""
+        self.record_outcomes([(request_id, outcome, label)])
 
-    def record_feedback_batch(self, labels: Iterable[tuple[str, Label]]) -> int:
-        """Store many ``(request_id, label)`` in one transaction; returns how many. A number
-        is kept as a REAL and a class name as TEXT, and each is read back as it was given."""
+    def record_feedback_batch(
+        self, labels: Iterable[tuple[str, Label]], outcome: str = DEFAULT_OUTCOME
+    ) -> int:
+        """Store many ``(request_id, label)`` of one ``outcome`` in one transaction; returns
+        how many."""
+        return self.record_outcomes((request_id, outcome, label) for request_id, label in labels)
+
+    def record_outcomes(self, rows: Iterable[tuple[str, str, Label]]) -> int:
+        """Store many ``(request_id, outcome, value)`` in one transaction, all or none; returns
+        how many. A number is kept as a REAL and a class name as TEXT, and each is read back
+        as it was given."""
         now = time.time()
-        rows = [(request_id, value, now) for request_id, value in checked_labels(labels)]
+        checked = [(*row, now) for row in checked_outcomes(rows)]
         self._ensure_schema()
         with (
             sqlite_errors(self.path),
@@ -250,11 +265,17 @@ class SqlitePredictionLog(PairReader):
             connection,
         ):
             connection.execute("BEGIN IMMEDIATE")
-            connection.executemany(
-                "INSERT OR REPLACE INTO feedback (request_id, label, time) VALUES (?, ?, ?)", rows
-            )
+            connection.executemany(INSERT_FEEDBACK, checked)
             connection.execute(ROTATE["feedback"], (self.max_rows,))
-        return len(rows)
+        return len(checked)
+
+    def outcomes(self, request_ids: Iterable[str], outcome: str) -> dict[str, Label]:
+        """The value of ``outcome`` of those of ``request_ids`` that have one."""
+        checked_outcome(outcome)
+        unique = list(dict.fromkeys(request_ids))
+        self._ensure_schema()
+        with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:
+            return read_outcomes(connection, unique, outcome)
 
     def count_logged(self, request_ids: Iterable[str]) -> int:
         """How many of these distinct request ids have an answer (either role) in the file."""
@@ -264,8 +285,10 @@ class SqlitePredictionLog(PairReader):
             return count_logged(connection, unique)
 
     def select_pairs(self, query: PairQuery) -> list[PredictionPair]:
-        """The pairs ``query`` selects, oldest first, with their labels (committed rows only)."""
+        """The pairs ``query`` selects, oldest first, with the value of its outcome (committed
+        rows only)."""
         arguments = {
+            "outcome": query.outcome,
             "model": query.model,
             "revision": query.shadow_revision,
             "since": query.since,

@@ -1,4 +1,4 @@
-"""``sluice feedback``: late ground-truth labels for logged requests.
+"""``sluice feedback``: late ground truth (labels and other named outcomes) for logged requests.
 
 The work happens in :mod:`controller.commands.feedback`.
 """
@@ -19,7 +19,12 @@ __all__ = ["feedback"]
 def feedback(
     ctx: typer.Context,
     file: Annotated[
-        Path, typer.Argument(help="CSV or Parquet file with columns request_id and label.")
+        Path,
+        typer.Argument(
+            help="CSV or Parquet file with request_id and one or more outcome columns: label "
+            "(the default outcome) and/or named ones such as regime or up; an empty cell is "
+            "an outcome not arrived yet."
+        ),
     ],
     url: Annotated[
         str | None,
@@ -29,9 +34,17 @@ def feedback(
             "SLUICE_FEEDBACK_TOKEN) instead of writing the prediction log.",
         ),
     ] = None,
+    outcome: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--outcome",
+            help="Read only this column as an outcome (repeat for more); the file's other "
+            "columns are ignored. Default: every column but request_id.",
+        ),
+    ] = None,
 ) -> None:
-    """Store late ground-truth labels for logged requests, so shadow evaluation can judge
-    champion and challenger on them."""
+    """Store late ground truth for logged requests (each outcome column's values), so shadow
+    evaluation can judge champion and challenger on them."""
     from controller.commands.feedback import run_feedback
 
-    run_feedback(current_settings(ctx), file, url=url, console=Console())
+    run_feedback(current_settings(ctx), file, url=url, console=Console(), outcomes=outcome)

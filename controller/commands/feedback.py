@@ -3,24 +3,33 @@
 Fraud is confirmed days after the router answered, usually as an export from the case system:
 a CSV or Parquet file with the ``request_id`` the router logged (``X-Request-Id``) and the
 ``label`` that was confirmed: a number (0 or 1 for a binary model) or, for a classifier, a class
-name (``volatile``). This command checks the whole file first (a missing file, missing
-columns, a label that is neither a number nor a class name, numbers and names mixed, or an
-empty file is one line and exit 2, before anything is written), then stores the labels either
-straight into the SQLite prediction log at ``prediction_log_path`` or, with ``--url``, through
-``POST /v1/feedback`` of a running ``sluice serve`` (:mod:`controller.serve.feedback`), in
-batches the route accepts. It prints how many labels were stored and how many of their request
+name (``volatile``). A request answered by several models (an InferenceGraph's regime
+classifier and its specialist share one request id) has a truth for each: every column but
+``request_id`` is a named outcome (``label`` the default one; ``regime``, ``up``, ``click``), and
+each judge reads the outcome its policy names; ``--outcome`` picks the columns to read when the
+file has others. An empty cell is an outcome that has not arrived for that row: skipped.
+
+This command checks the whole file first (a missing file, a missing ``request_id``, a column
+whose name is not an outcome name, a value that is neither a number nor a class name, numbers
+and names mixed in one column, or a file without values is one line and exit 2, before
+anything is written), then stores the values either straight into the SQLite prediction log at
+``prediction_log_path`` or, with ``--url``, through ``POST /v1/feedback`` of a running ``sluice
+serve`` (:mod:`controller.serve.feedback`), in batches the route accepts, each item naming its
+outcome. It prints how many values of each outcome were stored and how many of their request
 ids the log has no answer for, yet: those are kept and join their answers when they arrive.
 
-A request id given twice keeps its last label, as the log itself does, so sending a file again
-changes nothing. It is also the composition root of the route: :func:`build_feedback_route`
-opens the log ``sluice serve`` hands the labels to.
+A request id's outcome given twice keeps its last value, as the log itself does, so sending a
+file again changes nothing. It is also the composition root of the route:
+:func:`build_feedback_route` opens the log ``sluice serve`` hands the labels to.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +41,13 @@ from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.commands.local_state import prediction_log_path
 from controller.errors import ConfigError, InputError, TransientError
 from controller.limits import FEEDBACK_FILE_MAX_BYTES
-from controller.predictions import Label, is_class_name
+from controller.predictions import (
+    DEFAULT_OUTCOME,
+    OUTCOME_NAME_RULE,
+    Label,
+    is_class_name,
+    is_outcome_name,
+)
 from controller.redact import register_secret
 from controller.serve.feedback import FEEDBACK_PATH, feedback_route, is_request_id
 from controller.serve.server import Handler, ServeMetrics
@@ -45,6 +60,7 @@ __all__ = [
     "build_feedback_route",
     "label_batches",
     "read_labels",
+    "read_outcomes",
     "run_feedback",
 ]
 
@@ -52,14 +68,24 @@ __all__ = [
 BATCH_LABELS = 5_000
 #: ... and bytes per request, half of the route's limit, whatever the ids' length.
 BATCH_BYTES = 512 << 10
-_COLUMNS = ("request_id", "label")
+_ID = "request_id"
+#: One value of one outcome of one request, as a file row gives it.
+Row = tuple[str, str, Label]
 _TIMEOUT_SECONDS = 30.0
 
 
 def read_labels(path: Path) -> list[tuple[str, Label]]:
-    """``(request_id, label)`` of every row, the last label of a repeated id winning; an
-    unreadable file, missing columns, a bad id or label, or no rows is an InputError."""
-    # Ids stay text as written ("007", "NA"); labels are checked as numbers or names below.
+    """``(request_id, label)`` of every row with a ``label`` (the default outcome), the last
+    label of a repeated id winning; other columns are not read."""
+    return [(rid, value) for rid, _, value in read_outcomes(path, [DEFAULT_OUTCOME])]
+
+
+def read_outcomes(path: Path, outcomes: Sequence[str] | None = None) -> list[Row]:
+    """``(request_id, outcome, value)`` of every non-empty cell of the file's outcome columns
+    (``outcomes``, or every column but ``request_id``), the last value of a repeated id's
+    outcome winning; an unreadable file, a missing column, a column whose name is not an
+    outcome name, a bad id or value, or no values is an InputError."""
+    # Ids stay text as written ("007", "NA"); values are checked as numbers or names below.
     frame = read_table(
         path,
         name="feedback file",
@@ -69,81 +95,128 @@ def read_labels(path: Path) -> list[tuple[str, Label]]:
         csv_as_text=True,
         max_bytes=FEEDBACK_FILE_MAX_BYTES,
     )
-    missing = [name for name in _COLUMNS if name not in frame.columns]
-    if missing:
-        found = ", ".join(repr(str(name)) for name in list(frame.columns)[:10]) or "none"
+    columns = [str(name) for name in frame.columns]
+    wanted = [name for name in columns if name != _ID] if outcomes is None else list(outcomes)
+    missing = [name for name in [_ID, *wanted] if name not in columns]
+    if missing or not wanted:
+        found = ", ".join(repr(name) for name in columns[:10]) or "none"
+        lacks = " and ".join(missing or ["an outcome column"])
         raise InputError(
-            f"feedback file {path} lacks the column {' and '.join(missing)} "
-            f"(its columns: {found}); it needs request_id and label"
+            f"feedback file {path} lacks the column {lacks} (its columns: {found}); it needs "
+            "request_id and label, or outcome columns such as regime and up"
         )
+    for name in wanted:
+        if not is_outcome_name(name):
+            raise InputError(
+                f"feedback file {path}: column {name!r} is not an outcome name "
+                f"({OUTCOME_NAME_RULE}); rename it{_suggestion(name)}, or name the columns to "
+                "read with --outcome"
+            )
     if frame.empty:
         raise InputError(f"feedback file {path} has no rows; give at least one label")
 
     def row(index: int) -> str:
         return f"line {index + 2}" if path.suffix.lower() == ".csv" else f"row {index + 1}"
 
-    values = _label_values(path, frame["label"], row)
-    ids = frame["request_id"].astype("string")
-    labels: dict[str, Label] = {}
-    for index, (request_id, label) in enumerate(zip(ids, values, strict=True)):
+    ids = frame[_ID].astype("string")
+    for index, request_id in enumerate(ids):
         if not is_request_id(request_id):
             raise InputError(
                 f"feedback file {path}: request_id at {row(index)} is not a printable id of 1 "
                 "to 200 characters; fix the file"
             )
-        labels[request_id] = label
-    return list(labels.items())
+    values = {name: _label_values(path, name, frame[name], row) for name in wanted}
+    found_values: dict[tuple[str, str], Label] = {}
+    for index, request_id in enumerate(ids):
+        for name in wanted:
+            value = values[name][index]
+            if value is not None:
+                found_values[(str(request_id), name)] = value
+    if not found_values:
+        raise InputError(
+            f"feedback file {path} has no values in {', '.join(wanted)} (every cell is empty); "
+            "give at least one label"
+        )
+    return [(request_id, name, value) for (request_id, name), value in found_values.items()]
 
 
-def _label_values(path: Path, column: pd.Series, row: Callable[[int], str]) -> list[Label]:
-    """The column's labels: all numbers, or all class names (a classifier's labels); anything
-    else, or a mix of the two, is an InputError naming the first row at fault."""
+def _suggestion(name: str) -> str:
+    """`` to 'up_day'``, a name the column could have, or nothing when none is near."""
+    near = re.sub(r"[^a-z0-9_]+", "_", name.strip().lower()).strip("_")
+    return f" to {near!r}" if is_outcome_name(near) else ""
+
+
+def _is_empty(cell: object) -> bool:
+    return cell is None or cell is pd.NA or cell == "" or (isinstance(cell, float) and cell != cell)
+
+
+def _label_values(
+    path: Path, name: str, column: pd.Series, row: Callable[[int], str]
+) -> list[Label | None]:
+    """The column's values, None for an empty cell (not arrived): all numbers, or all class
+    names (a classifier's labels); anything else, or a mix of the two, is an InputError naming
+    the first row at fault."""
+    empty = np.array([_is_empty(cell) for cell in column], dtype=bool)
     numbers = pd.to_numeric(column, errors="coerce").to_numpy(float, na_value=np.nan)
-    number = np.isfinite(numbers)
-    if number.all():
-        return [float(value) for value in numbers]
+    number = np.isfinite(numbers) & ~empty
     texts = column.astype("string")
-    name = np.array([is_class_name(text) for text in texts], dtype=bool)
-    kinds = "labels are numbers such as 0 and 1, or class names such as volatile"
-    bad = np.flatnonzero(~number & ~name)
+    # A cell that reads as a number is one (a Parquet True is 1, not the name "True").
+    named = ~number & np.array(
+        [not blank and is_class_name(text) for blank, text in zip(empty, texts, strict=True)],
+        dtype=bool,
+    )
+    kinds = f"{name} values are numbers such as 0 and 1, or class names such as volatile"
+    bad = np.flatnonzero(~empty & ~number & ~named)
     if bad.size:
         first = int(bad[0])
         raise InputError(
-            f"feedback file {path}: label is not a number or a class name in {bad.size:,} of "
+            f"feedback file {path}: {name} is not a number or a class name in {bad.size:,} of "
             f"{len(column):,} rows (first: {row(first)}, {column.iloc[first]!r}); {kinds}"
         )
-    if number.any():
-        named, numbered = int(np.flatnonzero(name)[0]), int(np.flatnonzero(number)[0])
+    if number.any() and named.any():
+        first_name, first_number = int(np.flatnonzero(named)[0]), int(np.flatnonzero(number)[0])
         raise InputError(
-            f"feedback file {path}: labels mix numbers and class names (first name: "
-            f"{row(named)}, {column.iloc[named]!r}; first number: {row(numbered)}, "
-            f"{column.iloc[numbered]!r}); {kinds}, not both"
+            f"feedback file {path}: {name} mixes numbers and class names (first name: "
+            f"{row(first_name)}, {column.iloc[first_name]!r}; first number: "
+            f"{row(first_number)}, {column.iloc[first_number]!r}); {kinds}, not both"
         )
-    return [str(text) for text in texts]
+    if number.any():
+        return [None if blank else float(v) for blank, v in zip(empty, numbers, strict=True)]
+    return [None if blank else str(text) for blank, text in zip(empty, texts, strict=True)]
 
 
 def label_batches(
-    labels: Iterable[tuple[str, Label]],
+    labels: Iterable[Row],
     *,
     max_labels: int = BATCH_LABELS,
     max_bytes: int = BATCH_BYTES,
-) -> Iterator[list[tuple[str, Label]]]:
-    """Consecutive batches of at most ``max_labels`` labels and about ``max_bytes`` of JSON."""
-    batch: list[tuple[str, Label]] = []
+) -> Iterator[list[Row]]:
+    """Consecutive batches of at most ``max_labels`` values and about ``max_bytes`` of JSON."""
+    batch: list[Row] = []
     size = 0
-    for request_id, label in labels:
+    for request_id, outcome, label in labels:
         # {"request_id": ..., "label": ...}, around the id: 60 bytes at most with any float,
-        # a class name's own length more.
+        # a class name's own length more, and a named outcome's ("outcome": "...").
         item = len(json.dumps(request_id)) + 60
         if isinstance(label, str):
             item += len(json.dumps(label))
+        if outcome != DEFAULT_OUTCOME:
+            item += len(outcome) + 15
         if batch and (len(batch) >= max_labels or size + item > max_bytes):
             yield batch
             batch, size = [], 0
-        batch.append((request_id, label))
+        batch.append((request_id, outcome, label))
         size += item
     if batch:
         yield batch
+
+
+def _item(request_id: str, outcome: str, label: Label) -> dict[str, object]:
+    """One item of ``POST /v1/feedback``; the default outcome unnamed, as before outcomes."""
+    item: dict[str, object] = {"request_id": request_id, "label": label}
+    if outcome != DEFAULT_OUTCOME:
+        item["outcome"] = outcome
+    return item
 
 
 def build_feedback_route(settings: Settings, *, metrics: ServeMetrics) -> Handler | None:
@@ -159,16 +232,17 @@ def build_feedback_route(settings: Settings, *, metrics: ServeMetrics) -> Handle
     return feedback_route(token=token, store=store, metrics=metrics)
 
 
-def _write_log(path: Path, labels: list[tuple[str, Label]]) -> tuple[int, int]:
+def _write_log(path: Path, labels: list[Row]) -> tuple[int, int]:
     if not path.is_file():
         raise InputError(
             f"there is no prediction log at {path}: start the local stack (sluice local up), "
             "set SLUICE_PREDICTION_LOG_PATH, or send the labels to sluice serve with --url"
         )
     store = SqlitePredictionLog(path)
-    logged = store.count_logged(request_id for request_id, _ in labels)
-    stored = store.record_feedback_batch(labels)
-    return stored, len(labels) - logged
+    ids = {request_id for request_id, _, _ in labels}
+    logged = store.count_logged(ids)
+    stored = store.record_outcomes(labels)
+    return stored, len(ids) - logged
 
 
 def _endpoint(url: str) -> str:
@@ -212,7 +286,7 @@ def _counts(response: requests.Response, where: str, done: str) -> tuple[int, in
     raise TransientError(f"{where} answered {status} ({reason}){done}; send the file again")
 
 
-def _post(url: str, token: str, labels: list[tuple[str, Label]]) -> tuple[int, int]:
+def _post(url: str, token: str, labels: list[Row]) -> tuple[int, int]:
     endpoint = _endpoint(url)
     where = f"sluice serve at {endpoint}"
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -220,7 +294,7 @@ def _post(url: str, token: str, labels: list[tuple[str, Label]]) -> tuple[int, i
     with requests.Session() as session:
         for batch in label_batches(labels):
             done = f" after storing {stored} labels" if stored else ""
-            body = {"labels": [{"request_id": rid, "label": label} for rid, label in batch]}
+            body = {"labels": [_item(*item) for item in batch]}
             try:
                 response = session.post(
                     endpoint, data=json.dumps(body), headers=headers, timeout=_TIMEOUT_SECONDS
@@ -234,10 +308,17 @@ def _post(url: str, token: str, labels: list[tuple[str, Label]]) -> tuple[int, i
     return stored, missing
 
 
-def run_feedback(settings: Settings, path: Path, *, url: str | None, console: Console) -> int:
-    """Read ``path``, store its labels (in the log, or through ``url``), print the counts;
-    returns how many were stored."""
-    labels = read_labels(path)
+def run_feedback(
+    settings: Settings,
+    path: Path,
+    *,
+    url: str | None,
+    console: Console,
+    outcomes: Sequence[str] | None = None,
+) -> int:
+    """Read ``path`` (its ``outcomes`` columns, or all but request_id), store its values (in
+    the log, or through ``url``), print the counts per outcome; returns how many were stored."""
+    labels = read_outcomes(path, outcomes or None)
     if url is None:
         stored, missing = _write_log(prediction_log_path(settings), labels)
     else:
@@ -248,5 +329,16 @@ def run_feedback(settings: Settings, path: Path, *, url: str | None, console: Co
             )
         register_secret(token)
         stored, missing = _post(url, token, labels)
-    console.print(f"stored {stored} labels ({missing} request ids not in the log)", highlight=False)
+    console.print(
+        f"stored {_summary(stored, labels)} ({missing} request ids not in the log)", highlight=False
+    )
     return stored
+
+
+def _summary(stored: int, labels: list[Row]) -> str:
+    """``4812 labels`` for a file of labels only, ``7 values: 4 regime, 3 up`` otherwise."""
+    per_outcome = Counter(outcome for _, outcome, _ in labels)
+    if set(per_outcome) == {DEFAULT_OUTCOME}:
+        return f"{stored} labels"
+    counts = ", ".join(f"{count} {outcome}" for outcome, count in per_outcome.items())
+    return f"{stored} values: {counts}"

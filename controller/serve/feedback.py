@@ -6,7 +6,11 @@ router logged both answers under the request's ``X-Request-Id``. This route is w
 labels come in: a bearer-authenticated JSON batch
 ``{"labels": [{"request_id": "...", "label": 1}, ...]}`` (a label is a number, or a class name
 such as ``"volatile"`` for a classifier) stored in one transaction through a
-:class:`~controller.ports.PredictionStore`, which joins them to the logged pairs.
+:class:`~controller.ports.PredictionStore`, which joins them to the logged pairs. An item may
+name the outcome it is the value of, ``{"request_id": "...", "outcome": "up", "label": 1}``
+(``label`` when it names none): one request answered by several models (an InferenceGraph's
+regime classifier and specialist share its id) has a truth for each, and each judge reads its
+own.
 
 Parsing is the pure :func:`parse_feedback`, so every malformed body is tested without a
 socket. The answer is 200 ``{"stored": N, "not_in_log": M}`` (M request ids the log has no
@@ -24,7 +28,14 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from controller.ports import PredictionStore
-from controller.predictions import MAX_CLASS_NAME_CHARS, Label, is_class_name
+from controller.predictions import (
+    DEFAULT_OUTCOME,
+    MAX_CLASS_NAME_CHARS,
+    OUTCOME_NAME_RULE,
+    Label,
+    is_class_name,
+    is_outcome_name,
+)
 from controller.redact import redact
 from controller.serve.alertmanager_hook import verify_bearer
 from controller.serve.server import Handler, Request, Response, ServeMetrics
@@ -79,8 +90,15 @@ def _class_name(value: str) -> str:
     return value
 
 
+def _outcome(value: str) -> str:
+    if not is_outcome_name(value):
+        raise ValueError("not an outcome name")
+    return value
+
+
 class _Label(StrictBody):
     request_id: Annotated[str, AfterValidator(_request_id)]
+    outcome: Annotated[str, AfterValidator(_outcome)] = DEFAULT_OUTCOME
     # Strict: an integer is a number, a string a class name; `true` and "1" (a number written
     # as text: which did the sender mean?) are not labels.
     label: (
@@ -101,6 +119,7 @@ _REASONS = {
     "labels[].request_id": (
         f"{{field}} is not a printable string of 1 to {MAX_REQUEST_ID_CHARS} characters"
     ),
+    "labels[].outcome": f"{{field}} is not an outcome name ({OUTCOME_NAME_RULE})",
     "labels[].label": (
         "{field} is not a finite number or a class name (text of 1 to "
         f"{MAX_CLASS_NAME_CHARS} characters that is not a number)"
@@ -108,24 +127,31 @@ _REASONS = {
 }
 
 
-def parse_feedback(body: bytes) -> list[tuple[str, Label]]:
-    """``(request_id, label)`` of each item, in order; :class:`WebhookRejected` (400) with a
-    one-line reason when the body is not a batch of labels, all numbers or all class names."""
+def parse_feedback(body: bytes) -> list[tuple[str, str, Label]]:
+    """``(request_id, outcome, label)`` of each item, in order (``outcome`` is ``label`` when
+    the item names none); :class:`WebhookRejected` (400) with a one-line reason when the body
+    is not a batch of labels, each outcome's all numbers or all class names."""
     payload = read_json_object(
         body,
         not_json="body is not JSON (NaN and Infinity are not labels)",
         parse_constant=_reject_constant,
     )
     parsed = validate_body(_Feedback, payload, _REASONS)
-    labels = [(item.request_id, item.label) for item in parsed.labels]
-    named = [i for i, (_, label) in enumerate(labels) if isinstance(label, str)]
-    if named and len(named) < len(labels):
-        number = next(i for i, (_, label) in enumerate(labels) if not isinstance(label, str))
+    labels = [(item.request_id, item.outcome, item.label) for item in parsed.labels]
+    named: dict[str, int] = {}
+    numbered: dict[str, int] = {}
+    for i, (_, outcome, label) in enumerate(labels):
+        (named if isinstance(label, str) else numbered).setdefault(outcome, i)
+    for outcome, first_name in named.items():
+        number = numbered.get(outcome)
+        if number is None:
+            continue
+        of = "" if outcome == DEFAULT_OUTCOME else f" (outcome {outcome})"
         raise WebhookRejected(
             400,
-            f"labels[{named[0]}].label is a class name ({labels[named[0]][1]!r}) and "
-            f"labels[{number}].label a number: send numbers such as 0 and 1, or class names "
-            "such as volatile, not both in one request",
+            f"labels[{first_name}].label is a class name ({labels[first_name][2]!r}) and "
+            f"labels[{number}].label a number{of}: send numbers such as 0 and 1, or class "
+            "names such as volatile, not both in one request",
         )
     return labels
 
@@ -158,10 +184,9 @@ def feedback_route(
         except WebhookRejected as rejected:
             return _rejection(metrics, rejected)
         try:
-            stored = store.record_feedback_batch(labels)
-            missing = len({request_id for request_id, _ in labels}) - store.count_logged(
-                request_id for request_id, _ in labels
-            )
+            stored = store.record_outcomes(labels)
+            ids = {request_id for request_id, _, _ in labels}
+            missing = len(ids) - store.count_logged(ids)
         except Exception as exc:  # any store failure: the sender keeps the labels and retries
             metrics.webhook_delivery(_SOURCE, "error")
             line = redact(" ".join(f"{type(exc).__name__}: {exc}".split()))

@@ -7,7 +7,9 @@ the judgement is inconclusive, which never starts a canary. A label the judge ca
 class name for a binary judge, a class not in ``classes``) is an error naming the request:
 nothing was learnt about the model, and a corrected label (the latest wins) lets it judge.
 With ``classes`` in the policy the multiclass judge (:mod:`controller.shadow.class_judge`)
-judges the pairs, else the binary one.
+judges the pairs, else the binary one. A pair's label is the value of the policy's
+``outcome`` (``label`` unless it names another: a graph's classifier and specialist share
+request ids and each has its own truth).
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ def judge_mirrored(
     if revision is None:
         return _without_evidence("the challenger's revision is not known yet")
     try:
-        pairs = store.pairs(shadow_revision=revision, since=obs.pin_changed_at)
+        pairs = store.pairs(
+            shadow_revision=revision, since=obs.pin_changed_at, outcome=phase.judge.outcome
+        )
     except Exception as exc:  # any store failure is a tool error, never a pass or a fail
         _log.warning("reading the prediction log failed: %s", exc)
         return _without_evidence(

@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller.analysis_types import GateResult, Verdict
 from controller.drift.statistics import bin_counts, ks_2samp, psi, quantile_bin_edges
+from controller.predictions import DEFAULT_OUTCOME, OUTCOME_NAME_RULE, is_outcome_name
 from controller.shadow.samples import ShadowSamples
 from controller.shadow.statistics import TaskMetric, mcnemar, paired_bootstrap
 from controller.text.markdown_text import table_cell
@@ -106,6 +107,14 @@ class ShadowPolicy(BaseModel):
         "agreement of the decisions, latency, macro-F1 (paired bootstrap, "
         "nonInferiorityMargin), each class's recall and McNemar; the score shift, threshold "
         "and taskMetric do not apply. Unset, the judge is binary.",
+    )
+    outcome: str = Field(
+        default=DEFAULT_OUTCOME,
+        alias="outcome",
+        description="Which named outcome of a request is this judge's ground truth (sent "
+        "with `sluice feedback`, a column of that name): label unless set. Models that share "
+        "request ids each read their own, e.g. regime for a regime classifier and up for a "
+        "direction specialist answering the same InferenceGraph requests.",
     )
     decision_field: str | None = Field(
         default=None,
@@ -209,6 +218,15 @@ class ShadowPolicy(BaseModel):
         ge=0,
         description="Seed of the bootstrap, so that a verdict can be reproduced exactly.",
     )
+
+    @model_validator(mode="after")
+    def _outcome_is_a_name(self) -> ShadowPolicy:
+        if not is_outcome_name(self.outcome):
+            raise ValueError(
+                f"outcome {self.outcome!r} is not an outcome name ({OUTCOME_NAME_RULE}), "
+                "e.g. label, regime or up"
+            )
+        return self
 
     @model_validator(mode="after")
     def _classes_are_names(self) -> ShadowPolicy:

@@ -9,14 +9,15 @@ that port and the router's :class:`~controller.ports.PredictionSink`, with the r
 - one answer per request id and role, the latest kept; a pair needs the primary's and the
   shadow's answers to the same inputs (equal :func:`~controller.predictions.inputs_digest`);
 - pairs come oldest first by when the primary's answer was logged, filtered by the shadow's
-  model and revision, the primary's time (``since``), a label, and a ``limit``
+  model and revision, the primary's time (``since``), a label (the value of the query's
+  named outcome, ``label`` unless it names another), and a ``limit``
   (:meth:`~controller.predictions.PairQuery.admits`, which SQLite's query says in SQL);
 - outputs are kept as parsed JSON, None when empty, not JSON or over ``max_output_bytes``;
-- at most ``max_rows`` answers and ``max_rows`` labels (the oldest go first);
-- a label needs a request id and a finite number or a class name
-  (:func:`~controller.predictions.checked_labels`, shared with SQLite's log), it is read back
-  as it was given (a number as a float, a class name as text), and the latest label of a
-  request wins.
+- at most ``max_rows`` answers and ``max_rows`` outcome values (the oldest go first);
+- a value needs a request id, an outcome name and a finite number or a class name
+  (:func:`~controller.predictions.checked_outcomes`, shared with SQLite's log), a batch is
+  stored all or none, a value is read back as it was given (a number as a float, a class name
+  as text), and the latest value of a request's outcome wins.
 
 ``tests/test_prediction_store_contract.py`` holds the two to the same behaviour. Fault: with
 :attr:`~MemoryPredictionStore.locked` set, writes of labels fail as a log another process holds
@@ -37,13 +38,15 @@ from typing import TYPE_CHECKING, TypeVar
 
 from controller.errors import TransientError
 from controller.predictions import (
+    DEFAULT_OUTCOME,
     Label,
     LoggedPrediction,
     PairQuery,
     PairReader,
     Prediction,
     PredictionPair,
-    checked_labels,
+    checked_outcome,
+    checked_outcomes,
     inputs_digest,
 )
 
@@ -83,7 +86,7 @@ class MemoryPredictionStore(PairReader):
         self._answer_seq = itertools.count(1)
         self._label_seq = itertools.count(1)
         self._answers: dict[tuple[str, str], tuple[int, LoggedPrediction]] = {}
-        self._labels: dict[str, tuple[int, Label]] = {}
+        self._labels: dict[tuple[str, str], tuple[int, Label]] = {}
         self._lock = threading.Lock()
         #: Label writes fail as a log another process holds locked past the busy timeout.
         self.locked = False
@@ -115,22 +118,40 @@ class MemoryPredictionStore(PairReader):
 
     # -- the store ---------------------------------------------------------------------------
 
-    def record_feedback(self, request_id: str, label: Label) -> None:
-        self.record_feedback_batch([(request_id, label)])
+    def record_feedback(
+        self, request_id: str, label: Label, outcome: str = DEFAULT_OUTCOME
+    ) -> None:
+        self.record_outcomes([(request_id, outcome, label)])
 
-    def record_feedback_batch(self, labels: Iterable[tuple[str, Label]]) -> int:
-        rows = checked_labels(labels)
+    def record_feedback_batch(
+        self, labels: Iterable[tuple[str, Label]], outcome: str = DEFAULT_OUTCOME
+    ) -> int:
+        return self.record_outcomes((request_id, outcome, label) for request_id, label in labels)
+
+    def record_outcomes(self, rows: Iterable[tuple[str, str, Label]]) -> int:
+        checked = checked_outcomes(rows)
         with self._lock:
             if self.locked:
                 raise TransientError(
                     f"the prediction log {self.path} is locked by another process (database "
                     "is locked); try again when it is free"
                 )
-            for request_id, value in rows:
-                self._labels.pop(request_id, None)  # a replaced label is the newest
-                self._labels[request_id] = (next(self._label_seq), value)
+            for request_id, outcome, value in checked:
+                self._labels.pop((request_id, outcome), None)  # a replaced value is the newest
+                self._labels[(request_id, outcome)] = (next(self._label_seq), value)
             _rotate(self._labels, self.max_rows)
-        return len(rows)
+        return len(checked)
+
+    def outcomes(self, request_ids: Iterable[str], outcome: str) -> dict[str, Label]:
+        checked_outcome(outcome)
+        with self._lock:
+            labels = dict(self._labels)
+        found: dict[str, Label] = {}
+        for request_id in dict.fromkeys(request_ids):
+            row = labels.get((request_id, outcome))
+            if row is not None:
+                found[request_id] = row[1]
+        return found
 
     def count_logged(self, request_ids: Iterable[str]) -> int:
         with self._lock:
@@ -140,7 +161,11 @@ class MemoryPredictionStore(PairReader):
     def select_pairs(self, query: PairQuery) -> list[PredictionPair]:
         with self._lock:
             answers = dict(self._answers)
-            labels = {request_id: label for request_id, (_seq, label) in self._labels.items()}
+            labels = {
+                request_id: label
+                for (request_id, outcome), (_seq, label) in self._labels.items()
+                if outcome == query.outcome
+            }
         found: list[tuple[int, PredictionPair]] = []
         for (request_id, role), (_seq, shadow) in answers.items():
             primary_row = answers.get((request_id, "primary"))

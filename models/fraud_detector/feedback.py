@@ -22,7 +22,8 @@ from models.fraud_detector.data import LABEL
 
 __all__ = ["COLUMNS", "delayed_labels", "write_delayed_labels"]
 
-#: The columns of the file, as ``sluice feedback`` reads them (it ignores ``confirmed_at``).
+#: The columns of the file; ``sluice feedback FILE --outcome label`` reads the label alone
+#: (without ``--outcome`` every column but request_id is an outcome, ``confirmed_at`` too).
 COLUMNS = ["request_id", "label", "confirmed_at"]
 
 
