@@ -284,7 +284,7 @@ def sluice(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, st
         ("empty.csv", "", "is empty"),
         ("blank.csv", "\n\n", "is empty"),
         ("header.csv", "request_id,label\n", "has no rows"),
-        ("columns.csv", "request_id\ntx-1\n", "lacks the column an outcome column"),
+        ("columns.csv", "request_id\ntx-1\n", "lacks the column label"),
         ("no-id.csv", "id,label\ntx-1,1\n", "lacks the column request_id"),
         (
             "words.csv",
@@ -327,13 +327,13 @@ def test_labels_go_straight_into_the_prediction_log(
     cli_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Without --url the file's labels are written to the log, the last of a repeated id wins;
-    --outcome label reads that column alone (confirmed_at is not ground truth)."""
+    the label column alone is stored (an export's confirmed_at is not ground truth)."""
     logged(cli_env, "tx-1", "tx-2", "tx-3")
     path = cli_env.parent / "labels.csv"
     path.write_text(
         "request_id,label,confirmed_at\ntx-1,0,a\ntx-2,0,b\ntx-9,1,c\ntx-1,1,d\n", encoding="utf-8"
     )
-    code, out, err = sluice(capsys, str(path), "--outcome", "label")
+    code, out, err = sluice(capsys, str(path))
     assert (code, err) == (0, "")
     assert out == "stored 3 labels (1 request ids not in the log)\n"
     assert labelled(cli_env) == [("tx-1", 1.0), ("tx-2", 0.0)]
@@ -596,10 +596,10 @@ def test_the_readmes_graph_file_stores_each_outcome_and_skips_empty_cells(
     """`request_id,regime,up` as "Named outcomes" shows it: each column an outcome of the same
     request ids, an empty cell not arrived (skipped), and each judge's pairs read its own."""
     content, command, printed = named_outcomes_block()
-    assert command == "sluice feedback graph-truth.csv"
+    assert command == "sluice feedback graph-truth.csv --outcome regime --outcome up"
     logged(cli_env, "day-1", "day-2", "day-3")
     (cli_env.parent / "graph-truth.csv").write_text(content, encoding="utf-8")
-    code, out, err = sluice(capsys, str(cli_env.parent / "graph-truth.csv"))
+    code, out, err = sluice(capsys, str(cli_env.parent / "graph-truth.csv"), *command.split()[3:])
     assert (code, err) == (0, "")
     assert out == printed
     log = SqlitePredictionLog(cli_env)
@@ -624,7 +624,7 @@ def test_a_parquet_files_missing_values_are_skipped(
     pd.DataFrame(
         {"request_id": ["a", "b"], "click": [1.0, float("nan")], "regime": [None, "calm"]}
     ).to_parquet(path)
-    code, out, err = sluice(capsys, str(path))
+    code, out, err = sluice(capsys, str(path), "--outcome", "click", "--outcome", "regime")
     assert (code, err) == (0, "")
     assert out == "stored 2 values: 1 click, 1 regime (0 request ids not in the log)\n"
     log = SqlitePredictionLog(cli_env)
@@ -637,26 +637,30 @@ def test_a_parquet_files_missing_values_are_skipped(
     [
         (
             "request_id,regime,Next Day Up\nday-1,calm,1\n",
-            (),
-            "column 'Next Day Up' is not an outcome name (a lower-case letter, then up to 62 "
-            "lower-case letters, digits or _); rename it to 'next_day_up', or name the columns "
-            "to read with --outcome",
+            ("--outcome", "regime", "--outcome", "Next Day Up"),
+            "--outcome 'Next Day Up' is not an outcome name (a lower-case letter, then up to 62 "
+            "lower-case letters, digits or _); rename the column to 'next_day_up' and name it so",
         ),
-        ("request_id,label,2nd\nday-1,1,0\n", (), "column '2nd' is not an outcome name"),
+        ("request_id,label,2nd\nday-1,1,0\n", ("--outcome", "2nd"), "'2nd' is not an outcome name"),
+        ("request_id,regime,up\nday-1,calm,1\n", (), "lacks the column label"),
         (
             "request_id,regime,up\nday-1,calm,1\nday-2,1,0\n",
-            (),
+            ("--outcome", "regime", "--outcome", "up"),
             "regime mixes numbers and class names (first name: line 2, 'calm'; first number: "
             "line 3, '1')",
         ),
         (
             "request_id,regime,up\nday-1,calm,nan\n",
-            (),
+            ("--outcome", "regime", "--outcome", "up"),
             "up is not a number or a class name in 1 of 1 rows",
         ),
         ("request_id,regime\nday-1,calm\n", ("--outcome", "up"), "lacks the column up"),
-        ("request_id,regime,up\nday-1,,\n,calm,1\n", (), "request_id at line 3"),
-        ("request_id,regime,up\nday-1,,\n", (), "has no values in regime, up"),
+        ("request_id,regime,up\nday-1,,\n,calm,1\n", ("--outcome", "up"), "request_id at line 3"),
+        (
+            "request_id,regime,up\nday-1,,\n",
+            ("--outcome", "regime", "--outcome", "up"),
+            "has no values in regime, up",
+        ),
     ],
 )
 def test_a_bad_outcome_column_is_one_line_exit_2_and_nothing_is_written(
@@ -677,15 +681,18 @@ def test_a_bad_outcome_column_is_one_line_exit_2_and_nothing_is_written(
     assert feedback_rows(cli_env) == 0
 
 
-def test_every_column_but_request_id_is_an_outcome_unless_outcome_picks(
+def test_an_exports_other_columns_are_stored_only_when_named(
     cli_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An export's confirmed_at is a valid outcome name: without --outcome it is stored as
-    one; --outcome names the columns to read."""
+    """An export's confirmed_at is a valid outcome name, yet without --outcome only label is
+    stored; --outcome stores the columns it names."""
     logged(cli_env, "tx-1")
     path = cli_env.parent / "export.csv"
     path.write_text("request_id,label,confirmed_at\ntx-1,1,2025-03-01\n", encoding="utf-8")
     code, out, _ = sluice(capsys, str(path))
+    assert (code, out) == (0, "stored 1 labels (0 request ids not in the log)\n")
+    assert SqlitePredictionLog(cli_env).outcomes(["tx-1"], "confirmed_at") == {}
+    code, out, _ = sluice(capsys, str(path), "--outcome", "label", "--outcome", "confirmed_at")
     assert (code, out) == (
         0,
         "stored 2 values: 1 label, 1 confirmed_at (0 request ids not in the log)\n",
@@ -702,7 +709,10 @@ def test_url_mode_sends_each_items_outcome(
     path.write_text("request_id,label,regime,up\nday-1,1,calm,\nday-2,,volatile,0\n", "utf-8")
     monkeypatch.setenv("SLUICE_FEEDBACK_TOKEN", TOKEN)
     with serve_feedback(log) as server:
-        code, out, err = sluice(capsys, str(path), "--url", server.url)
+        code, out, err = sluice(
+            capsys, str(path), "--url", server.url,
+            *("--outcome", "label", "--outcome", "regime", "--outcome", "up"),
+        )  # fmt: skip
     assert (code, err) == (0, "")
     assert out == "stored 4 values: 1 label, 2 regime, 1 up (0 request ids not in the log)\n"
     store = SqlitePredictionLog(log)

@@ -21,9 +21,9 @@ def feedback(
     file: Annotated[
         Path,
         typer.Argument(
-            help="CSV or Parquet file with request_id and one or more outcome columns: label "
-            "(the default outcome) and/or named ones such as regime or up; an empty cell is "
-            "an outcome not arrived yet."
+            help="CSV or Parquet file with request_id and label (the default outcome), or "
+            "the outcome columns --outcome names (regime, up, ...); an empty cell is an "
+            "outcome not arrived yet."
         ),
     ],
     url: Annotated[
@@ -38,8 +38,9 @@ def feedback(
         list[str] | None,
         typer.Option(
             "--outcome",
-            help="Read only this column as an outcome (repeat for more); the file's other "
-            "columns are ignored. Default: every column but request_id.",
+            help="Store this column as the named outcome (repeat for more; label is the "
+            "judges' default outcome). Default: label alone; other columns are never "
+            "stored unless named.",
         ),
     ] = None,
 ) -> None:

@@ -4,13 +4,15 @@ Fraud is confirmed days after the router answered, usually as an export from the
 a CSV or Parquet file with the ``request_id`` the router logged (``X-Request-Id``) and the
 ``label`` that was confirmed: a number (0 or 1 for a binary model) or, for a classifier, a class
 name (``volatile``). A request answered by several models (an InferenceGraph's regime
-classifier and its specialist share one request id) has a truth for each: every column but
-``request_id`` is a named outcome (``label`` the default one; ``regime``, ``up``, ``click``), and
-each judge reads the outcome its policy names; ``--outcome`` picks the columns to read when the
-file has others. An empty cell is an outcome that has not arrived for that row: skipped.
+classifier and its specialist share one request id) has a truth for each, a named outcome
+(``label`` the default one; ``regime``, ``up``, ``click``), and each judge reads the outcome its
+policy names. By default the file's ``label`` column alone is stored (an export's other
+columns, such as ``confirmed_at``, never are); ``--outcome NAME`` (repeatable) stores the
+columns it names instead. An empty cell is an outcome that has not arrived for that row:
+skipped.
 
-This command checks the whole file first (a missing file, a missing ``request_id``, a column
-whose name is not an outcome name, a value that is neither a number nor a class name, numbers
+This command checks the whole file first (a missing file, a missing column, an ``--outcome``
+that is not an outcome name, a value that is neither a number nor a class name, numbers
 and names mixed in one column, or a file without values is one line and exit 2, before
 anything is written), then stores the values either straight into the SQLite prediction log at
 ``prediction_log_path`` or, with ``--url``, through ``POST /v1/feedback`` of a running ``sluice
@@ -82,9 +84,10 @@ def read_labels(path: Path) -> list[tuple[str, Label]]:
 
 def read_outcomes(path: Path, outcomes: Sequence[str] | None = None) -> list[Row]:
     """``(request_id, outcome, value)`` of every non-empty cell of the file's outcome columns
-    (``outcomes``, or every column but ``request_id``), the last value of a repeated id's
-    outcome winning; an unreadable file, a missing column, a column whose name is not an
-    outcome name, a bad id or value, or no values is an InputError."""
+    (``outcomes``, by default ``label`` alone: other columns of an export, such as
+    ``confirmed_at``, are never stored unless named), the last value of a repeated id's
+    outcome winning; an unreadable file, a missing column, a name that is not an outcome
+    name, a bad id or value, or no values is an InputError."""
     # Ids stay text as written ("007", "NA"); values are checked as numbers or names below.
     frame = read_table(
         path,
@@ -96,22 +99,25 @@ def read_outcomes(path: Path, outcomes: Sequence[str] | None = None) -> list[Row
         max_bytes=FEEDBACK_FILE_MAX_BYTES,
     )
     columns = [str(name) for name in frame.columns]
-    wanted = [name for name in columns if name != _ID] if outcomes is None else list(outcomes)
-    missing = [name for name in [_ID, *wanted] if name not in columns]
-    if missing or not wanted:
-        found = ", ".join(repr(name) for name in columns[:10]) or "none"
-        lacks = " and ".join(missing or ["an outcome column"])
-        raise InputError(
-            f"feedback file {path} lacks the column {lacks} (its columns: {found}); it needs "
-            "request_id and label, or outcome columns such as regime and up"
-        )
+    wanted = [DEFAULT_OUTCOME] if outcomes is None else list(dict.fromkeys(outcomes))
     for name in wanted:
         if not is_outcome_name(name):
             raise InputError(
-                f"feedback file {path}: column {name!r} is not an outcome name "
-                f"({OUTCOME_NAME_RULE}); rename it{_suggestion(name)}, or name the columns to "
-                "read with --outcome"
+                f"--outcome {name!r} is not an outcome name ({OUTCOME_NAME_RULE}); rename the "
+                f"column{_suggestion(name)} and name it so"
             )
+    missing = [name for name in [_ID, *wanted] if name not in columns]
+    if missing:
+        found = ", ".join(repr(name) for name in columns[:10]) or "none"
+        named = (
+            ""
+            if outcomes is not None
+            else ("; to store named outcomes, name their columns: --outcome regime --outcome up")
+        )
+        raise InputError(
+            f"feedback file {path} lacks the column {' and '.join(missing)} (its columns: "
+            f"{found}); it needs request_id and label{named}"
+        )
     if frame.empty:
         raise InputError(f"feedback file {path} has no rows; give at least one label")
 

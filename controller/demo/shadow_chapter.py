@@ -270,12 +270,11 @@ def _post_labels(
         f"{_LABELS_AFTER_DAYS:g} days later the case system has confirmed {len(confirmed)} of the "
         f"{len(ids)} transactions ({frauds} fraud): {path}"
     )
-    # --outcome label: the file's confirmed_at is when, not what, and is not sent.
-    console.print(f"[dim]$ sluice feedback {path} --url {chapter.serve.url} --outcome label[/]")
+    console.print(f"[dim]$ sluice feedback {path} --url {chapter.serve.url}[/]")
     done = subprocess.run(
         [
             sys.executable, "-m", "controller", "feedback", str(path),
-            "--url", chapter.serve.url, "--outcome", "label",
+            "--url", chapter.serve.url,
         ],
         env={**os.environ, "SLUICE_FEEDBACK_TOKEN": token},
         cwd=chapter.repository, capture_output=True, text=True, check=False,

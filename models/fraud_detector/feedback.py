@@ -22,8 +22,8 @@ from models.fraud_detector.data import LABEL
 
 __all__ = ["COLUMNS", "delayed_labels", "write_delayed_labels"]
 
-#: The columns of the file; ``sluice feedback FILE --outcome label`` reads the label alone
-#: (without ``--outcome`` every column but request_id is an outcome, ``confirmed_at`` too).
+#: The columns of the file; ``sluice feedback FILE`` stores the label alone (``confirmed_at``
+#: is when, not what).
 COLUMNS = ["request_id", "label", "confirmed_at"]
 
 
