@@ -4,11 +4,19 @@ regime."""
 
 from __future__ import annotations
 
+import json
+import zlib
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+from pydantic import ValidationError
+from support.prediction_answers import answer
 
 from controller.analysis_types import Verdict
-from controller.errors import InputError
+from controller.errors import InputError, TransientError
+from controller.rollout.policy import ShadowPhase
+from controller.shadow.analysis import judge_mirrored
 from controller.shadow.downstream import (
     DownstreamSamples,
     Routed,
@@ -16,6 +24,9 @@ from controller.shadow.downstream import (
     score_in,
 )
 from controller.shadow.downstream_policy import DownstreamPolicy
+from controller.shadow.judge import ShadowJudgement, ShadowPolicy
+from controller.target_types import ReplayedAnswer
+from controller.testing import MemoryGraphReplay, MemoryPredictionStore
 
 REGIMES = ("calm", "volatile", "black_swan")
 POLICY = DownstreamPolicy(graph="market-regime", outcome="up", scoreField="p_up")
@@ -110,3 +121,86 @@ def test_an_outcome_that_is_not_zero_or_one_names_the_request() -> None:
 )
 def test_the_score_is_read_from_the_named_field(output: object, expected: float | None) -> None:
     assert score_in(output, "p_up") == expected
+
+
+# -- the shadow phase's downstream judgement, through the ports' in-memory fakes -------------
+
+CLASSES = list(REGIMES)
+#: What judge_mirrored reads of an observation.
+OBS = SimpleNamespace(
+    canary_revision="r2", pin_changed_at=0.0, inference_service="market-regime-classifier"
+)
+JUDGE = {
+    "classes": CLASSES, "decisionField": "regime", "outcome": "regime",
+    "minSamples": 60, "minLabelled": 60, "minPositives": 15, "bootstrapResamples": 200,
+    "downstream": {"graph": "market-regime", "outcome": "up", "scoreField": "p_up"},
+}  # fmt: skip
+#: How often the graph's answer is right, by the regime a request is and the regime that
+#: routed it: a specialist is good in its own regime only.
+RIGHT = {("volatile", "volatile"): 0.9, ("volatile", "calm"): 0.2}
+
+
+def _graph(graph: str, member: str, answer: object) -> ReplayedAnswer:
+    """The market graph, as a test decides it: the routed specialist's p_up, right (the day
+    went up) with the chance RIGHT gives for the day's true regime and the route."""
+    assert (graph, member) == ("market-regime", "market-regime-classifier")
+    row = answer["predictions"][0]  # type: ignore[index]
+    chance = RIGHT.get((row["truth"], row["regime"]), 0.7)
+    right = (zlib.crc32(row["day"].encode()) % 100) / 100 < chance
+    return ReplayedAnswer(200, {"predictions": [{"p_up": 0.8 if right else 0.2}]})
+
+
+def _market_log(challenger_calls_volatile: str) -> MemoryPredictionStore:
+    """90 days (30 of each regime) the champion classified right and the challenger the same,
+    except volatile days, which it calls ``challenger_calls_volatile``; every day went up."""
+    store = MemoryPredictionStore()
+    for i, regime in enumerate(CLASSES * 30):
+        day = f"day-{i}"
+        decided = {"shadow": challenger_calls_volatile if regime == "volatile" else regime}
+        for role, revision in (("primary", "r1"), ("shadow", "r2")):
+            row = {"regime": decided.get(role, regime), "truth": regime, "day": day}
+            output = json.dumps({"predictions": [row]}).encode()
+            store.record(answer(day, role, output=output, revision=revision, model="classifier"))
+        store.record_outcomes([(day, "regime", regime), (day, "up", 1)])
+    return store
+
+
+def _judged(store: MemoryPredictionStore, replay: MemoryGraphReplay | None) -> ShadowJudgement:
+    phase = ShadowPhase.model_validate({"judge": JUDGE})
+    return judge_mirrored(store, OBS, phase, replay)  # type: ignore[arg-type]
+
+
+def test_a_challenger_that_routes_volatile_days_to_calm_fails_downstream_on_volatile() -> None:
+    replay = MemoryGraphReplay(_graph)
+    judged = _judged(_market_log("calm"), replay)
+    results = {r.gate: r for r in judged.results}
+    assert results["shadow/downstream/volatile"].verdict is Verdict.FAIL
+    assert results["shadow/downstream/calm"].verdict is Verdict.PASS
+    assert results["shadow/downstream"].verdict is Verdict.FAIL
+    assert "routed by the challenger" in results["shadow/downstream"].summary
+    assert judged.verdict is Verdict.FAIL
+    # Both arms replayed, the champion's answers first, all 90 requests with the outcome.
+    assert [len(answers) for _, _, answers in replay.calls] == [90, 90]
+
+
+def test_a_challenger_routing_as_the_champion_passes_downstream() -> None:
+    judged = _judged(_market_log("volatile"), MemoryGraphReplay(_graph))
+    results = {r.gate: r.verdict for r in judged.results}
+    assert results["shadow/downstream"] is Verdict.PASS
+    assert judged.verdict is Verdict.PASS, judged.reason
+
+
+def test_a_replay_that_fails_or_is_missing_is_an_error_never_a_pass() -> None:
+    replay = MemoryGraphReplay(_graph)
+    replay.failure = TransientError("graph router of market-regime is unreachable")
+    failed = {r.gate: r for r in _judged(_market_log("volatile"), replay).results}
+    assert failed["shadow/downstream"].verdict is Verdict.ERROR
+    assert "market-regime is unreachable" in failed["shadow/downstream"].summary
+    missing = {r.gate: r for r in _judged(_market_log("volatile"), None).results}
+    assert missing["shadow/downstream"].verdict is Verdict.ERROR
+    assert "no graph replay is configured" in missing["shadow/downstream"].summary
+
+
+def test_downstream_needs_classes() -> None:
+    with pytest.raises(ValidationError, match="downstream judges a classifier that routes a graph"):
+        ShadowPolicy.model_validate({"downstream": {"graph": "g", "outcome": "up"}})

@@ -9,6 +9,7 @@ cluster (Argo CD and Kubernetes), the notifier, the lease store and the predicti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from controller.backends.git_lease import GitLeaseStore
@@ -18,9 +19,10 @@ from controller.commands.local_state import local_root, local_stack_url, predict
 from controller.commands.propose import gitops_workspace
 from controller.errors import ConfigError
 from controller.lease import LeaseKeeper
-from controller.null_ports import NO_FORGE
+from controller.null_ports import NO_FORGE, NO_GRAPH_REPLAY
 from controller.ports import (
     Forge,
+    GraphReplay,
     LeaseStore,
     LiveRequestCounts,
     MetricsSource,
@@ -113,6 +115,7 @@ def build_reconciler(
         notifier=_notifier(settings),
         forge=forge,
         predictions=_prediction_log(settings, target),
+        graph_replay=_graph_replay(deployed_to),
         lease=LeaseKeeper(
             _lease_store(settings, workspace), duration_seconds=settings.rollout_lease_seconds
         ),
@@ -129,6 +132,16 @@ def _lease_store(settings: Settings, workspace: GitWorkspace) -> LeaseStore:
     )
 
     return KubernetesLeaseStore(settings.rollout_lease_namespace or default_lease_namespace())
+
+
+def _graph_replay(target: Target) -> Callable[[str], GraphReplay]:
+    """Where a classifier's downstream check replays an environment's graphs: the local
+    target's graph routers; a cluster has none (KServe's router cannot replay)."""
+    from controller.local.target import LocalTarget
+
+    if isinstance(target, LocalTarget):
+        return target.graph_replay
+    return lambda environment: NO_GRAPH_REPLAY
 
 
 def _prediction_log(settings: Settings, target: TargetKind) -> PredictionStore | None:

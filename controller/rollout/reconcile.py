@@ -25,6 +25,7 @@ from controller.notify import NullNotifier
 from controller.null_ports import NoForge
 from controller.ports import (
     Forge,
+    GraphReplay,
     Notifier,
     PredictionStore,
     ReleaseRepository,
@@ -82,6 +83,9 @@ class Reconciler:
     clock: Callable[[], float] = time.time
     #: Where the shadow phase reads the mirrored answers (None: shadows stay inconclusive).
     predictions: PredictionStore | None = None
+    #: Where a classifier's downstream check replays an environment's graphs (None: nowhere,
+    #: and a policy asking for it errs).
+    graph_replay: Callable[[str], GraphReplay] | None = None
     #: Who may act on a release (None: this controller always acts, alone by assumption).
     lease: LeaseKeeper | None = None
     _seen: dict[str, str] = field(default_factory=dict, init=False, repr=False)
@@ -134,7 +138,10 @@ class Reconciler:
             now = self.clock()
             action = conclude_smoke(obs, policy, action, smoked, now)
         elif isinstance(action, AnalyzeShadow):
-            judgement = judge_mirrored(self.predictions, obs, policy.shadow or ShadowPhase())
+            judgement = judge_mirrored(
+                self.predictions, obs, policy.shadow or ShadowPhase(),
+                self.graph_replay(environment) if self.graph_replay else None,
+            )  # fmt: skip
             results = judgement.results
             self.metrics.count_gates(results)
             now = self.clock()

@@ -200,8 +200,12 @@ def _mcnemar(samples: ClassSamples, policy: ShadowPolicy) -> GateResult:
     return mcnemar_check(primary == labels, shadow == labels, policy.alpha)
 
 
-def judge_classes(samples: ClassSamples, policy: ShadowPolicy) -> ShadowJudgement:
-    """Judge the challenger classifier's decisions against the champion's on the same requests."""
+def judge_classes(
+    samples: ClassSamples, policy: ShadowPolicy, downstream: tuple[GateResult, ...] = ()
+) -> ShadowJudgement:
+    """Judge the challenger classifier's decisions against the champion's on the same requests,
+    with the ``downstream`` checks of the graph it routes
+    (:mod:`controller.shadow.downstream`), when it routes one."""
     results = (
         errors_check(samples, policy),
         _agreement(samples, policy),
@@ -209,6 +213,7 @@ def judge_classes(samples: ClassSamples, policy: ShadowPolicy) -> ShadowJudgemen
         _macro_f1(samples, policy),
         *_recalls(samples, policy),
         _mcnemar(samples, policy),
+        *downstream,
     )
     primary, shadow, labels = _labelled(samples)
     k = len(samples.classes)

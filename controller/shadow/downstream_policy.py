@@ -3,7 +3,9 @@ InferenceGraph is judged by the graph's answers (:mod:`controller.shadow.downstr
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from controller.predictions import OUTCOME_NAME_RULE, is_outcome_name
 
 __all__ = ["DownstreamPolicy"]
 
@@ -22,7 +24,6 @@ class DownstreamPolicy(BaseModel):
     )
     outcome: str = Field(
         min_length=1,
-        pattern=r"^[a-z][a-z0-9_]{0,62}$",
         description="The named outcome the graph's answers are scored on, 0 or 1 per request "
         "(e.g. up: the next day's return rose), sent with `sluice feedback` as a column of "
         "that name.",
@@ -57,3 +58,10 @@ class DownstreamPolicy(BaseModel):
         description="Replay at most this many of the newest requests with the outcome each "
         "analysis (two graph calls each).",
     )
+
+    @field_validator("outcome")
+    @classmethod
+    def _outcome_is_a_name(cls, value: str) -> str:
+        if not is_outcome_name(value):
+            raise ValueError(f"{value!r} is not an outcome name ({OUTCOME_NAME_RULE}), e.g. up")
+        return value

@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from controller.analysis_types import GateResult, Verdict
 from controller.drift.statistics import bin_counts, ks_2samp, psi, quantile_bin_edges
 from controller.predictions import DEFAULT_OUTCOME, OUTCOME_NAME_RULE, is_outcome_name
+from controller.shadow.downstream_policy import DownstreamPolicy
 from controller.shadow.samples import ShadowSamples
 from controller.shadow.statistics import TaskMetric, mcnemar, paired_bootstrap
 from controller.text.markdown_text import table_cell
@@ -115,6 +116,15 @@ class ShadowPolicy(BaseModel):
         "with `sluice feedback`, a column of that name): label unless set. Models that share "
         "request ids each read their own, e.g. regime for a regime classifier and up for a "
         "direction specialist answering the same InferenceGraph requests.",
+    )
+    downstream: DownstreamPolicy | None = Field(
+        default=None,
+        description="With classes, for a classifier whose decisions route an InferenceGraph "
+        "(the first step of its root Sequence): also judge the graph's answers when the "
+        "challenger's decisions route them against when the champion's do, replayed through "
+        "the graph's router and scored on a named outcome, over all requests and per class "
+        "(shadow/downstream, shadow/downstream/CLASS). The local target's graph router "
+        "replays; elsewhere the check errs.",
     )
     decision_field: str | None = Field(
         default=None,
@@ -230,6 +240,11 @@ class ShadowPolicy(BaseModel):
 
     @model_validator(mode="after")
     def _classes_are_names(self) -> ShadowPolicy:
+        if self.classes is None and self.downstream is not None:
+            raise ValueError(
+                "downstream judges a classifier that routes a graph: set classes (the regimes "
+                "its decisions route by), or remove downstream"
+            )
         if self.classes is None:
             if self.decision_field is not None:
                 raise ValueError(
