@@ -133,7 +133,8 @@ class PairQuery:
         SQLite's log says the same in SQL
         (:mod:`controller.backends.prediction_log_queries`)."""
         return (
-            primary.inputs_digest == shadow.inputs_digest
+            primary.model == shadow.model
+            and primary.inputs_digest == shadow.inputs_digest
             and (self.model is None or shadow.model == self.model)
             and (self.shadow_revision is None or shadow.revision == self.shadow_revision)
             and (self.since is None or primary.time >= self.since)

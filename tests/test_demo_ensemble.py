@@ -34,7 +34,9 @@ def test_demo_ensemble_routes_by_regime_promotes_a_better_member_and_rolls_back_
     days reach their own members (the black swans the blend, through the Ensemble); a better
     volatile specialist is promoted through its canary, judged on the volatile calls; one worse
     only on volatile days is judged in shadow on the next day's direction, rolled back and
-    quarantined; and the stack is stopped."""
+    quarantined; a challenger classifier calling volatile days calm is judged in shadow per
+    regime and downstream (the graph's answers when its decisions route them) and rolled back;
+    and the stack is stopped."""
     demo = subprocess.Popen(
         [str(Path(sys.executable).with_name("sluice")), "demo", "ensemble"],
         cwd=ROOT,
@@ -72,17 +74,27 @@ def test_demo_ensemble_routes_by_regime_promotes_a_better_member_and_rolls_back_
         r"Clients saw [\d,]+ requests \(calm [\d,]+, volatile [\d,]+\), 0 failed", canary
     )
 
-    shadow = section(out, "6. A volatile specialist worse", "7. What Git says happened")
+    shadow = section(out, "6. A volatile specialist worse", "7. A challenger classifier")
     assert "exited 1" not in shadow  # the training step's exit 1 is expected, not an error
     assert "market-regime-volatile v3 → local (shadow)" in shadow
-    assert "stored 320 labels (0 request ids not in the log)" in shadow
+    assert "stored 320 values: 320 up (0 request ids not in the log)" in shadow
     # Decided on the labels: agreement and score shift are off in this policy.
     assert re.search(r"fail shadow/(task-metric|mcnemar): ", shadow), shadow
     assert "quarantined v3" in shadow
 
-    history = section(out, "7. What Git says happened", "sluice status")
+    # The classifier's own release asks for a shadow judged per regime and downstream.
+    classifier = section(out, "7. A challenger classifier", "8. What Git says happened")
+    assert "market-regime-classifier v2 → local (shadow)" in classifier
+    assert "stored 500 values: 250 regime, 250 up (0 request ids not in the log)" in classifier
+    assert re.search(r"fail shadow/(macro-f1|recall/volatile|mcnemar): ", classifier), classifier
+    assert re.search(r"shadow/downstream: graph accuracy on up [\d.]+ routed by", classifier)
+    assert "shadow/downstream/volatile" in classifier
+    assert "quarantined v2" in classifier
+
+    history = section(out, "8. What Git says happened", "sluice status")
     assert "market-regime-volatile v2: canary 50% → 100%, promoted (local)" in history
     assert "rollback market-regime-volatile v3: stopped in shadow, v2 serves" in history
+    assert "rollback market-regime-classifier v2: stopped in shadow, v1 serves" in history
     assert "Stopped runtime, prometheus, alertmanager, mlflow" in " ".join(out.split())
     assert (WORKDIR / "gitops.git").is_dir()
     leftovers = [

@@ -66,6 +66,25 @@ def test_answers_pair_by_request_and_labels_join_whenever_they_arrive(log: Log) 
     )  # fmt: skip
 
 
+def test_models_answering_one_request_id_each_keep_their_answers_and_pairs(log: Log) -> None:
+    """Through a graph one request id is answered by the classifier and then the specialist it
+    chose, each with a shadow: every model keeps its own answers and its own pair (keyed by
+    request and role alone, the specialist's answer replaced the classifier's)."""
+    for model in ("classifier", "specialist"):
+        log.record(answer("day-1", model=model, score=0.1))
+        log.record(answer("day-1", "shadow", model=model, score=0.2))
+    log.record(answer("day-2", model="classifier"))
+    log.record(answer("day-2", "shadow", model="specialist"))  # no pair: different models
+    assert log.flush()
+    log.record_feedback("day-1", "calm", outcome="regime")
+    pairs = log.pairs(outcome="regime")
+    assert [(p.request_id, p.primary.model, p.shadow.model) for p in pairs] == [
+        ("day-1", "classifier", "classifier"), ("day-1", "specialist", "specialist")
+    ]  # fmt: skip
+    assert [p.label for p in log.pairs(model="classifier", outcome="regime")] == ["calm"]
+    assert log.count_logged(["day-1", "day-2"]) == 2
+
+
 def test_pairs_filter_by_model_revision_time_and_limit(log: Log) -> None:
     """model and shadow_revision select the shadow's, since the primary's time; oldest first."""
     for i, (model, revision) in enumerate([("fraud", "r2"), ("fraud", "r3"), ("churn", "r2")]):
@@ -290,6 +309,23 @@ def test_rotation_counts_every_outcome_value(log: Log) -> None:
 
 #: The feedback table as schema 2 declared it (one label per request id).
 _SCHEMA_2_FEEDBACK = """
+ALTER TABLE predictions RENAME TO predictions_3;
+CREATE TABLE predictions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('primary', 'shadow')),
+    inputs_digest TEXT NOT NULL,
+    output TEXT,
+    latency_ms REAL NOT NULL,
+    status INTEGER NOT NULL,
+    UNIQUE (request_id, role)
+);
+INSERT INTO predictions SELECT * FROM predictions_3;
+DROP TABLE predictions_3;
 DROP TABLE feedback;
 CREATE TABLE feedback (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -326,7 +362,8 @@ def test_a_schema_2_log_is_migrated_with_its_labels_as_outcome_label(tmp_path: P
             (9, "tx-2", "label", 0.0, 3.0),
         ]  # fmt: skip
         tables = {n for (n,) in connection.execute("SELECT name FROM sqlite_master")}
-        assert "feedback_before_3" not in tables
+        assert not {"feedback_before_3", "predictions_before_3"} & tables
+        assert connection.execute("SELECT count(*) FROM predictions").fetchone() == (6,)
     # seq 10: rotation drops the rows more than max_rows (3) behind it, seq 4 and 7.
     log.record_feedback("day-1", "calm", outcome="regime")
     with sqlite3.connect(path) as connection:
@@ -335,6 +372,12 @@ def test_a_schema_2_log_is_migrated_with_its_labels_as_outcome_label(tmp_path: P
     SqlitePredictionLog(path).start().close()  # reopening a migrated log changes nothing
     assert log.outcomes(["day-1"], "regime") == {"day-1": "calm"}
     assert [(p.request_id, p.label) for p in log.pairs(labelled=True)] == [("tx-2", 0.0)]
+    # Answers are keyed by model now: another model's answers to tx-2 keep the first's.
+    with SqlitePredictionLog(path) as writer:
+        both(writer, "tx-2", model="regime")
+        assert writer.flush()
+        pairs = [p.primary.model for p in writer.pairs() if p.request_id == "tx-2"]
+    assert pairs == ["fraud", "regime"]
 
 
 def test_a_failed_migration_leaves_the_schema_2_file_as_it_was(tmp_path: Path) -> None:

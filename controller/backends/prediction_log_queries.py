@@ -23,7 +23,8 @@ SELECT s.request_id, f.value,
        s.time, s.model, s.version, s.revision, s.inputs_digest, s.output, s.latency_ms, s.status
 FROM predictions AS s
 JOIN predictions AS p
-  ON p.request_id = s.request_id AND p.role = 'primary' AND p.inputs_digest = s.inputs_digest
+  ON p.request_id = s.request_id AND p.model = s.model AND p.role = 'primary'
+  AND p.inputs_digest = s.inputs_digest
 LEFT JOIN feedback AS f ON f.request_id = s.request_id AND f.outcome = :outcome
 WHERE s.role = 'shadow'
   AND (:model IS NULL OR s.model = :model)

@@ -16,6 +16,14 @@ so the ``feedback`` table is keyed by ``(request_id, outcome)`` and keeps each v
 the outcome it asked for). Schemas 1 and 2 are migrated straight to 3 in one transaction: each
 label becomes outcome ``label`` (:data:`~controller.predictions.DEFAULT_OUTCOME`) with its
 ``seq``, which rotation reads, unchanged.
+
+Schema 3 also keys an answer by model: ``(request_id, model, role)``. Through a graph one
+request id is answered by several models (the classifier, then the specialist its decision
+chose), each primary and each with its own shadow; keyed by request and role alone, the
+specialist's answer replaced the classifier's, so a challenger classifier had no pairs. A
+pair joins a request's primary and shadow answers of the same model. The migration copies the
+``predictions`` table too (its rows were unique by request and role, so by request, model and
+role as well).
 """
 
 from __future__ import annotations
@@ -55,8 +63,8 @@ CREATE TABLE {exists}feedback (
     UNIQUE (request_id, outcome)
 );
 """
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
+_PREDICTIONS = """
+CREATE TABLE {exists}predictions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     request_id TEXT NOT NULL,
     time REAL NOT NULL,
@@ -68,12 +76,24 @@ CREATE TABLE IF NOT EXISTS predictions (
     output TEXT,
     latency_ms REAL NOT NULL,
     status INTEGER NOT NULL,
-    UNIQUE (request_id, role)
-);""" + _FEEDBACK.format(exists="IF NOT EXISTS ")
-#: Schema 1 or 2 to 3, in one transaction: the feedback table (``seq``, ``request_id``,
-#: ``label``, ``time`` in both) copied into one keyed by request and outcome; each label
+    UNIQUE (request_id, model, role)
+);
+"""
+_SCHEMA = _PREDICTIONS.format(exists="IF NOT EXISTS ") + _FEEDBACK.format(exists="IF NOT EXISTS ")
+_PREDICTION_COLUMNS = (
+    "seq, request_id, time, model, version, revision, role, inputs_digest, output, latency_ms,"
+    " status"
+)
+#: Schema 1 or 2 to 3, in one transaction: the predictions table copied into one keyed by
+#: request, model and role, and the feedback table (``seq``, ``request_id``, ``label``,
+#: ``time`` in both) copied into one keyed by request and outcome; each label
 #: becomes outcome ``label``, its value and its order (``seq``, which rotation reads) unchanged.
 _MIGRATE_TO_3 = (
+    "ALTER TABLE predictions RENAME TO predictions_before_3",
+    _PREDICTIONS.format(exists=""),
+    f"INSERT INTO predictions ({_PREDICTION_COLUMNS})"  # noqa: S608 (constant columns)
+    f" SELECT {_PREDICTION_COLUMNS} FROM predictions_before_3",
+    "DROP TABLE predictions_before_3",
     "ALTER TABLE feedback RENAME TO feedback_before_3",
     _FEEDBACK.format(exists=""),
     "INSERT INTO feedback (seq, request_id, outcome, value, time)"

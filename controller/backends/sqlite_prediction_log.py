@@ -24,7 +24,7 @@ of a named outcome of a request (``label`` unless named: a graph's request may h
 ``regime`` and an ``up``), a number (0 or 1 for a binary model) or a class name
 (``"volatile"``, for a classifier); readers join one outcome's values to the pairs of a
 request's primary and shadow answers. A client that reuses an ``X-Request-Id`` keeps only its
-latest request in the log (one row per request id and role), and a pair needs both answers
+latest request in the log (one row per request id, model and role), and a pair needs both answers
 to the same inputs (equal digests), so a reused id never pairs two different requests.
 """
 

@@ -11,7 +11,10 @@ series show where each regime went; a better volatile specialist walks through i
 on the volatile calls alone while calm traffic flows beside it; and, after a commit asks for a
 shadow phase, a volatile specialist that is worse only in volatile markets (and better over all
 rows) is judged on copies of the graph's volatile calls with the next day's direction as late
-labels, and rolled back.
+labels, and rolled back. Last, a challenger classifier that calls volatile days calm answers in
+shadow (the classifier's release asks for it in the overlay): judged per regime on the regimes
+that arrive late, and downstream, by the graph's answers when its decisions route the requests
+(replayed through the graph's router) scored on the next day's direction; it is rolled back.
 """
 
 from __future__ import annotations
@@ -71,6 +74,11 @@ REPLAY_FILE = "loadtests/payloads/market-regime-black-swan.jsonl"
 LIVE_SEED = 99
 #: Rows of each regime the stream of chapter 3 sends, in this order.
 STREAM = {"calm": 120, "volatile": 120, "black_swan": 20}
+#: Rows of each regime chapter 7 sends the challenger classifier's shadow: the judge needs
+#: minPositives (20) labelled requests of each class, black swans too.
+CLASSIFIER_STREAM = {"calm": 110, "volatile": 110, "black_swan": 30}
+#: The late truth chapter 7 posts: each day's regime and the next day's direction.
+TRUTH = ("regime", "up")
 
 SHADOW_POLICY = """\
   # The next specialist answers copies of the graph's calls to it before it takes any: its
@@ -81,6 +89,9 @@ SHADOW_POLICY = """\
     mirrorPercent: 100
     maxDuration: 300
     judge:
+      # The next day's direction, sent as the outcome "up" (the classifier, which answers the
+      # same request ids, reads "regime").
+      outcome: up
       minSamples: 200
       minLabelled: 150
       minPositives: 20
@@ -312,38 +323,53 @@ class _Chapters:
             f"Clients sent {clients.summary()}, each with its own X-Request-Id; the graph's "
             "volatile calls reached the champion, and a copy of each the challenger."
         )
-        labels = self._labels_file(clients, set(ids))
+        labels = self._outcomes_file(clients, set(ids), "volatile-next-day.csv", ("up",))
+        self._roll_back_from_shadow(model, labels, ("up",), "the worse specialist")
+
+    def _roll_back_from_shadow(
+        self, model: str, outcomes: Path, names: tuple[str, ...], who: str
+    ) -> None:
+        """Roll ``model`` out from its shadow phase, posting the ``outcomes`` file after the
+        judge's first look (they arrive a day later); it must end rolled back."""
         posted = False
 
-        def labels_after_first_look(report: PassReport) -> None:
+        def outcomes_after_first_look(report: PassReport) -> None:
             nonlocal posted
             judged = any(r.gate.startswith(f"{GATE_PREFIX}/") for r in report.results)
             if not posted and judged and not report.finished:
                 posted = True
-                self._post_labels(labels)
+                self._post_outcomes(outcomes, names)
 
-        report = self.rollout(model)(on_pass=labels_after_first_look)
+        report = self.rollout(model)(on_pass=outcomes_after_first_look)
         if report.outcome is not Outcome.ROLLED_BACK:
-            raise GateFailed(f"demo: the worse specialist ended {report.outcome}, not rolled back")
+            raise GateFailed(f"demo: {who} ended {report.outcome}, not rolled back")
         subject = git_output(self.remote, "log", "-1", "--format=%s", "main")
         self.console.print(f"Committed: [bold]{subject}[/]")
 
-    def _labels_file(self, clients: GraphClients, ids: set[str]) -> Path:
-        path = self.root.parent / "labels" / "volatile-next-day.csv"
+    def _outcomes_file(
+        self, clients: GraphClients, ids: set[str], name: str, columns: tuple[str, ...]
+    ) -> Path:
+        """The late truth of the rows sent: ``regime`` (the day's true regime) and/or ``up``
+        (the next day's direction), by request id."""
+        path = self.root.parent / "labels" / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        lines = ["request_id,label"]
-        lines += [f"{rid},{up}" for rid, _, up in clients.sent if rid in ids]
+        lines = [",".join(("request_id", *columns))]
+        for rid, regime, next_up in clients.sent:
+            if rid in ids:
+                truth = {"regime": regime, "up": str(next_up)}
+                lines.append(",".join((rid, *(truth[c] for c in columns))))
         path.write_text("\n".join(lines) + "\n")
         return path
 
-    def _post_labels(self, path: Path) -> None:
+    def _post_outcomes(self, path: Path, names: tuple[str, ...]) -> None:
         self.console.print(
-            "A day later each day's direction is known; the labels go to the prediction log "
+            "A day later each day's truth is known; it goes to the prediction log "
             f"({self.root / PREDICTION_LOG_FILE}) by request id:"
         )
-        self.console.print(f"[dim]$ sluice feedback {path}[/]")
+        named = [arg for name in names for arg in ("--outcome", name)]
+        self.console.print(f"[dim]$ sluice feedback {path} {' '.join(named)}[/]")
         done = subprocess.run(
-            [sys.executable, "-m", "controller", "feedback", str(path)],
+            [sys.executable, "-m", "controller", "feedback", str(path), *named],
             env={**os.environ, "SLUICE_STATE_DIR": str(self.root.parent)},
             cwd=self.repository, capture_output=True, text=True, check=False,
         )  # fmt: skip
@@ -353,8 +379,50 @@ class _Chapters:
 
     # -- 7 ------------------------------------------------------------------------------------
 
+    def worse_classifier(self) -> None:
+        model = MODELS["classifier"]
+        self.console.print(
+            Rule("7. A challenger classifier in shadow: judged per regime and by where it routes")
+        )
+        self.console.print(
+            "Its training labels call volatile days calm. In shadow it answers copies of the "
+            "graph's classifier calls; the judge compares its decisions with the champion's on "
+            "the regimes that arrive late, and replays each request through the graph with "
+            "each classifier's answer: what clients would get if it routed them, scored on the "
+            "next day's direction."
+        )
+        self.train("--model", "classifier", "--worse-in", "volatile", expect_exit=1)
+        version = self.newest_version(model)
+        merge_branch(self.remote, self.propose(model, version).branch)
+
+        def beside_the_champion() -> dict[str, int] | None:
+            split = traffic_split(self.root, model)
+            return split if len(split) > 1 else None
+
+        shadow = wait_until(f"{model}'s router mirroring to v{version}", beside_the_champion)
+        self.console.print(f"Merged v{version}: pinned at 0 % beside {shadow}, mirrored.")
+        clients = GraphClients(self.graph_url)
+        ids: list[str] = []
+        for regime, count in CLASSIFIER_STREAM.items():
+            rows = self.rows[regime][-count:]  # later days than chapter 3's
+            ids += clients.send(rows, prefix=f"classify-{regime}")
+        self.console.print(
+            f"Clients sent {clients.summary()}; the champion routed each, and the challenger "
+            "answered a copy of every classifier call."
+        )
+        outcomes = self._outcomes_file(clients, set(ids), "regimes-and-directions.csv", TRUTH)
+        self._roll_back_from_shadow(model, outcomes, TRUTH, "the worse classifier")
+        body = git_output(self.remote, "log", "-1", "--format=%B", "main~2")
+        downstream = [line for line in body.splitlines() if "shadow/downstream" in line]
+        if downstream:
+            self.console.print("Downstream, as the rollback commit records it:")
+            for line in downstream:
+                self.console.print(f"  {line.strip()}", markup=False, highlight=False)
+
+    # -- 8 ------------------------------------------------------------------------------------
+
     def history(self) -> None:
-        self.console.print(Rule("7. What Git says happened"))
+        self.console.print(Rule("8. What Git says happened"))
         self.console.print(git_output(self.remote, "log", "--format=%h %s", "-24", "main"))
         self.console.print(Rule("sluice status"))
         run_status(
@@ -399,6 +467,7 @@ def _run(chapters: _Chapters, *, steps: tuple[Callable[[], None], ...] | None = 
         chapters.better_volatile,
         chapters.commit_shadow_policy,
         chapters.worse_volatile,
+        chapters.worse_classifier,
         chapters.history,
     ):
         step()

@@ -122,6 +122,8 @@ class RolloutRun:
             notifier=NullNotifier(),
             # Where a shadow phase finds the router's mirrored answers, as `sluice rollout` does.
             predictions=SqlitePredictionLog(self.root / PREDICTION_LOG_FILE),
+            # Where a classifier's downstream check replays the graph, as `sluice rollout` does.
+            graph_replay=target.graph_replay,
         )
 
     def __call__(

@@ -6,8 +6,9 @@ them should not need a file, a writer thread and a flush. :class:`MemoryPredicti
 that port and the router's :class:`~controller.ports.PredictionSink`, with the rules of
 :class:`~controller.backends.sqlite_prediction_log.SqlitePredictionLog`:
 
-- one answer per request id and role, the latest kept; a pair needs the primary's and the
-  shadow's answers to the same inputs (equal :func:`~controller.predictions.inputs_digest`);
+- one answer per request id, model and role, the latest kept; a pair needs the primary's and
+  the shadow's answers of one model to the same inputs (equal
+  :func:`~controller.predictions.inputs_digest`);
 - pairs come oldest first by when the primary's answer was logged, filtered by the shadow's
   model and revision, the primary's time (``since``), a label (the value of the query's
   named outcome, ``label`` unless it names another), and a ``limit``
@@ -85,7 +86,8 @@ class MemoryPredictionStore(PairReader):
         # Each table numbers its rows, as SQLite's AUTOINCREMENT does; a replaced row is new.
         self._answer_seq = itertools.count(1)
         self._label_seq = itertools.count(1)
-        self._answers: dict[tuple[str, str], tuple[int, LoggedPrediction]] = {}
+        #: By request id, model and role.
+        self._answers: dict[tuple[str, str, str], tuple[int, LoggedPrediction]] = {}
         self._labels: dict[tuple[str, str], tuple[int, Label]] = {}
         self._lock = threading.Lock()
         #: Label writes fail as a log another process holds locked past the busy timeout.
@@ -94,7 +96,7 @@ class MemoryPredictionStore(PairReader):
     # -- the sink ----------------------------------------------------------------------------
 
     def record(self, prediction: Prediction) -> None:
-        """Keep one answer (replacing an earlier answer of its request id and role)."""
+        """Keep one answer (replacing an earlier answer of its request id, model and role)."""
         p = prediction
         logged = LoggedPrediction(
             request_id=p.request_id, time=p.time, model=p.model, version=p.version,
@@ -103,8 +105,8 @@ class MemoryPredictionStore(PairReader):
             status=p.status,
         )  # fmt: skip
         with self._lock:
-            self._answers.pop((p.request_id, p.role), None)
-            self._answers[(p.request_id, p.role)] = (next(self._answer_seq), logged)
+            self._answers.pop((p.request_id, p.model, p.role), None)
+            self._answers[(p.request_id, p.model, p.role)] = (next(self._answer_seq), logged)
             _rotate(self._answers, self.max_rows)
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -155,7 +157,7 @@ class MemoryPredictionStore(PairReader):
 
     def count_logged(self, request_ids: Iterable[str]) -> int:
         with self._lock:
-            ids = {request_id for request_id, _role in self._answers}
+            ids = {request_id for request_id, _model, _role in self._answers}
         return sum(1 for request_id in dict.fromkeys(request_ids) if request_id in ids)
 
     def select_pairs(self, query: PairQuery) -> list[PredictionPair]:
@@ -167,8 +169,8 @@ class MemoryPredictionStore(PairReader):
                 if outcome == query.outcome
             }
         found: list[tuple[int, PredictionPair]] = []
-        for (request_id, role), (_seq, shadow) in answers.items():
-            primary_row = answers.get((request_id, "primary"))
+        for (request_id, model, role), (_seq, shadow) in answers.items():
+            primary_row = answers.get((request_id, model, "primary"))
             if role != "shadow" or primary_row is None:
                 continue
             seq, primary = primary_row
