@@ -413,7 +413,7 @@ class _Chapters:
         outcomes = self._outcomes_file(clients, set(ids), "regimes-and-directions.csv", TRUTH)
         self._roll_back_from_shadow(model, outcomes, TRUTH, "the worse classifier")
         body = git_output(self.remote, "log", "-1", "--format=%B", "main~2")
-        downstream = [line for line in body.splitlines() if "shadow/downstream" in line]
+        downstream = [line for line in body.splitlines() if "] shadow/downstream" in line]
         if downstream:
             self.console.print("Downstream, as the rollback commit records it:")
             for line in downstream:

@@ -235,8 +235,9 @@ def _per_regime(
             f"graph accuracy {acc_s:.3f} routed by the challenger vs {acc_p:.3f} by the "
             f"champion on {n} {name} requests ({acc_s - acc_p:+.3f}, max drop "
             f"{policy.non_inferiority_margin:g}); only the champion's routing right on "
-            f"{test.b}, only the challenger's on {test.c} (p={test.p_worse:.2g}, alpha "
-            f"{level:.2g})"
+            f"{test.b}, only the challenger's on {test.c} (p={test.p_worse:.2g} that the "
+            f"challenger's routes err more, alpha {level:.2g}): "
+            f"{'worse' if worse else 'not shown worse'}"
         )
         values = {
             "shadow": acc_s, "primary": acc_p, "requests": float(n),
