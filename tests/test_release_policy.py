@@ -20,7 +20,21 @@ from controller.rollout.observe import ReleaseRef
 from controller.rollout.policy import RolloutPolicy, deep_merge, merge_policy
 
 ROOT = Path(__file__).parent.parent
-MARKET = (ROOT / "models/market_regime/overlay/sluice.yaml").read_text()
+OVERLAY = (ROOT / "models/market_regime/overlay/sluice.yaml").read_text()
+
+
+def _without_the_classifiers_policy(text: str) -> str:
+    """The overlay's environment with its classifier release's own ``rollout:`` (the
+    shadow judged downstream) taken out: the tests write their overrides in its place."""
+    start = text.index("    # A challenger classifier answers in shadow")
+    end = text.index("  - model: market-regime-calm")
+    block = text[start:end]
+    assert "    rollout:\n" in block, block
+    assert "downstream:" in block, block
+    return text[:start] + text[end:]
+
+
+MARKET = _without_the_classifiers_policy(OVERLAY)
 CLASSIFIER = "market-regime-classifier"
 CLASSIFIER_PIN = "    pin: market-regime-classifier.yaml\n"
 
@@ -185,7 +199,7 @@ def test_the_readmes_example_reads_as_documented() -> None:
     (block,) = [
         b
         for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.DOTALL)
-        if "releases:" in b and "\n    rollout:\n" in b
+        if "releases:" in b and "\n    rollout:\n" in b and "market-regime-calm" in b
     ]
     document = YAML(typ="safe").load(block) | {
         "apiVersion": "sluice.dev/v1alpha1",
@@ -226,3 +240,20 @@ def test_an_environment_built_in_code_merges_over_its_policy_too() -> None:
         }
     )
     assert (config.policy_for("m").steps, config.policy_for("m").interval_seconds) == ((20, 100), 3)
+
+
+def test_the_overlays_classifier_is_judged_per_regime_and_downstream_on_its_graph() -> None:
+    """The example overlay (what `make demo-ensemble` serves): the classifier's own shadow
+    reads the outcome regime and replays through market-regime; its members keep the
+    environment's policy (no shadow until the demo commits one)."""
+    config = environment(OVERLAY)
+    shadow = config.policy_for(CLASSIFIER).shadow
+    assert shadow is not None
+    assert (shadow.judge.outcome, shadow.judge.classes) == (
+        "regime", ("calm", "volatile", "black_swan")
+    )  # fmt: skip
+    assert shadow.judge.downstream is not None
+    assert (shadow.judge.downstream.graph, shadow.judge.downstream.outcome) == (
+        "market-regime", "up"
+    )  # fmt: skip
+    assert config.policy_for("market-regime-volatile").shadow is None
