@@ -1,6 +1,7 @@
 """Reading the prediction log: a request's primary and shadow answers joined into pairs with
-the late value of one named outcome, the values of an outcome for given requests, and the
-counts the feedback and status commands report. Each function
+the late value of one named outcome, the values of an outcome for given requests, a graph's
+members' answers with every outcome of their requests (the graph router's outcome series), and
+the counts the feedback and status commands report. Each function
 runs on a connection of :mod:`controller.backends.prediction_log_schema`."""
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+from controller.outcome_scores import OutcomeAnswer
 from controller.predictions import Label, LoggedPrediction, PredictionPair, Role
 
-__all__ = ["count_logged", "read_outcomes", "read_pairs"]
+__all__ = ["count_logged", "read_outcome_answers", "read_outcomes", "read_pairs"]
 
 _ID_CHUNK = 500
 #: The columns of each side of a pair, in the order :func:`_logged` reads them.
@@ -34,6 +36,59 @@ WHERE s.role = 'shadow'
 ORDER BY p.seq
 LIMIT :limit
 """
+
+#: Primary answers of some models since a time, newest first, each joined with every outcome of
+#: its request and the value of the segmenting outcome (NULL when it has not arrived). The
+#: answers are found by the (model, role, time) index, each request's outcomes by the
+#: (request_id, outcome) one; ``{marks}`` is one ``?`` per model.
+_OUTCOME_ANSWERS = """
+SELECT p.model, p.revision, p.output, f.outcome, f.value, g.value
+FROM predictions AS p
+JOIN feedback AS f ON f.request_id = p.request_id
+LEFT JOIN feedback AS g ON g.request_id = p.request_id AND g.outcome = ?
+WHERE p.model IN ({marks}) AND p.role = 'primary' AND p.time >= ?
+ORDER BY p.time DESC, p.seq DESC
+LIMIT ?
+"""
+
+
+def read_outcome_answers(
+    connection: sqlite3.Connection,
+    models: list[str],
+    since: float,
+    segment: str | None,
+    limit: int,
+) -> list[OutcomeAnswer]:
+    """The primary answers of these distinct ``models`` logged at or after ``since``, each once
+    per outcome that arrived for its request, with the value of outcome ``segment`` as text
+    ("" when it has not arrived, or ``segment`` is None); at most ``limit`` rows, the newest.
+    Answers without any outcome yet are not read."""
+    if not models:
+        return []
+    query = _OUTCOME_ANSWERS.format(marks=",".join("?" * len(models)))  # only ?s
+    rows = connection.execute(query, [segment or "", *models, since, limit]).fetchall()
+    found = []
+    for model, revision, output, outcome, value, segment_value in rows:
+        label = _label(value)
+        if label is None:
+            continue
+        found.append(
+            OutcomeAnswer(
+                model=str(model), revision=str(revision), output=output, outcome=str(outcome),
+                value=label, segment=_segment(segment_value),
+            )
+        )  # fmt: skip
+    return found
+
+
+def _segment(stored: str | float | None) -> str:
+    """A segmenting outcome's value as a label value: a class name as is, a number as it is
+    written (``1``, ``0.5``), none as ""."""
+    if stored is None:
+        return ""
+    if isinstance(stored, str):
+        return stored
+    return f"{float(stored):g}"
 
 
 def read_pairs(

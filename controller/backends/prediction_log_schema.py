@@ -79,7 +79,17 @@ CREATE TABLE {exists}predictions (
     UNIQUE (request_id, model, role)
 );
 """
-_SCHEMA = _PREDICTIONS.format(exists="IF NOT EXISTS ") + _FEEDBACK.format(exists="IF NOT EXISTS ")
+#: The index the outcome series' read walks (:func:`~controller.backends.prediction_log_queries.
+#: read_outcome_answers`): a graph's members' primary answers since a time. An index only, so a
+#: file of schema 3 gets it when next opened, without a migration.
+_OUTCOME_INDEX = (
+    "CREATE INDEX IF NOT EXISTS predictions_model_role_time ON predictions (model, role, time);"
+)
+_SCHEMA = (
+    _PREDICTIONS.format(exists="IF NOT EXISTS ")
+    + _FEEDBACK.format(exists="IF NOT EXISTS ")
+    + _OUTCOME_INDEX
+)
 _PREDICTION_COLUMNS = (
     "seq, request_id, time, model, version, revision, role, inputs_digest, output, latency_ms,"
     " status"
@@ -168,9 +178,8 @@ def ensure_schema(path: Path, busy_timeout: float) -> None:
     with sqlite_errors(path), contextlib.closing(connect(path, busy_timeout)) as connection:
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         if version in _MIGRATED:
-            _migrate(connection)
-            return
-        if version not in (0, SCHEMA_VERSION):
+            _migrate(connection)  # then the index, below
+        elif version not in (0, SCHEMA_VERSION):
             raise ConfigError(
                 f"{path} is a prediction log of schema {version}, not {SCHEMA_VERSION}:"
                 " move it aside or choose another path"

@@ -40,7 +40,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Self
 
-from controller.backends.prediction_log_queries import count_logged, read_outcomes, read_pairs
+from controller.backends.prediction_log_queries import (
+    count_logged,
+    read_outcome_answers,
+    read_outcomes,
+    read_pairs,
+)
 from controller.backends.prediction_log_schema import (
     INSERT_FEEDBACK,
     INSERT_PREDICTION,
@@ -52,6 +57,7 @@ from controller.backends.prediction_log_schema import (
     sqlite_errors,
 )
 from controller.errors import ConfigError
+from controller.outcome_scores import OutcomeAnswer
 from controller.predictions import (
     DEFAULT_OUTCOME,
     Label,
@@ -298,6 +304,27 @@ class SqlitePredictionLog(PairReader):
         self._ensure_schema()
         with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:
             return read_pairs(connection, arguments)
+
+    def outcome_answers(
+        self,
+        models: Iterable[str],
+        since: float,
+        *,
+        segment: str | None = None,
+        limit: int = 100_000,
+    ) -> list[OutcomeAnswer]:
+        """The primary answers of ``models`` logged at or after ``since`` (epoch seconds), one
+        row per outcome that arrived for their request, each with the value of outcome
+        ``segment`` of that request ("" until it arrives; always "" when ``segment`` is None):
+        at most ``limit`` rows, the newest. Read-only (committed rows), on a connection of its
+        own: call it off any event loop."""
+        unique = list(dict.fromkeys(models))
+        if segment is not None:
+            checked_outcome(segment)
+        self._ensure_schema()
+        with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:
+            connection.execute("PRAGMA query_only = ON")
+            return read_outcome_answers(connection, unique, since, segment, limit)
 
     def row_count(self) -> int:
         """Predictions in the file now (both roles)."""

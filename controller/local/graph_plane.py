@@ -39,6 +39,7 @@ from controller.manifests.deployment_mode import deployment_mode
 from controller.manifests.inference_graph import validate_inferencegraph
 
 if TYPE_CHECKING:
+    from controller.local.graph_outcomes import OutcomeReader
     from controller.local.graph_router import GraphRouter
 
 __all__ = ["GRAPH_PORT_PREFIX", "AppliedGraph", "GraphPlane", "graph_refusal"]
@@ -121,8 +122,11 @@ class GraphPlane:
         port: Callable[[str], int],
         metrics_profile: MetricsProfile | None = None,
         propagate_headers: Sequence[str] = DEFAULT_PROPAGATED_HEADERS,
+        prediction_log: OutcomeReader | None = None,
     ) -> None:
         self._port = port
+        #: The runtime's prediction log, which each router reads its outcome series from.
+        self.prediction_log = prediction_log
         #: What every graph's router passes on to its steps (KServe's ``headers.propagate``).
         self.propagate_headers = tuple(propagate_headers)
         self.graphs: dict[str, AppliedGraph] = {}
@@ -222,6 +226,7 @@ class GraphPlane:
             port=self._port(GRAPH_PORT_PREFIX + name),
             metrics_profile=self.metrics_profile,
             propagate_headers=self.propagate_headers,
+            prediction_log=self.prediction_log,
         )
         return router.start()
 

@@ -20,7 +20,10 @@ front of the graph's router would on a cluster (its requests, configuration ``<g
 revision ``<graph>-0000K``: a new one for each deployment, as a new ``--graph-json`` makes a
 new Knative revision) and the graph's step series, Switch decisions and branch series (each
 node step's answers, by router revision: how a graph canary's ``stable`` and ``canary`` compare)
-(:mod:`controller.local.graph_metrics`).
+(:mod:`controller.local.graph_metrics`), and, given the runtime's prediction log, how many of
+each member revision's answers were right about each outcome that arrived
+(``sluice_graph_outcome_answers``, :mod:`controller.local.graph_outcomes`: read from the log
+by a thread of its own every few seconds, never on the loop or in a scrape).
 Every answer names the graph's revision in ``X-Sluice-Revision``, as the InferenceServices'
 routers do.
 
@@ -46,6 +49,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Self
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
@@ -61,6 +65,7 @@ from controller.local.graph.replay import (
 from controller.local.graph.spec import InferenceGraph
 from controller.local.graph_caller import HttpStepCaller
 from controller.local.graph_metrics import BranchCall, GraphStepMetrics
+from controller.local.graph_outcomes import SEGMENT_ANNOTATION, GraphOutcomes, OutcomeReader
 from controller.local.loop_server import LoopServer
 from controller.local.revision_metrics import RevisionMetrics
 from controller.local.serving.http1 import Request, UpstreamPool, encode_response
@@ -107,6 +112,8 @@ class GraphRouter(LoopServer):
         service_timeout: float = 300.0,
         metrics_profile: MetricsProfile | None = None,
         propagate_headers: Sequence[str] = DEFAULT_PROPAGATED_HEADERS,
+        prediction_log: OutcomeReader | None = None,
+        outcome_refresh: float | None = None,
     ) -> None:
         super().__init__(name=f"the router of InferenceGraph {graph}", host=host, port=port)
         self.graph = graph
@@ -118,6 +125,13 @@ class GraphRouter(LoopServer):
         self.steps = GraphStepMetrics(namespace, graph, metrics_profile)
         self.registry.register(self.metrics)
         self.registry.register(self.steps)
+        #: The outcome series, read from ``prediction_log`` (None without one: no series).
+        self.outcomes: GraphOutcomes | None = None
+        if prediction_log is not None:
+            self.outcomes = GraphOutcomes(namespace, graph, prediction_log, metrics_profile)
+            if outcome_refresh is not None:
+                self.outcomes.interval = outcome_refresh
+            self.registry.register(self.outcomes)
         self._pool = UpstreamPool(service_timeout)
         self._running: _Running | None = None
         self._not_ready = f"InferenceGraph {graph} is not ready"
@@ -126,6 +140,21 @@ class GraphRouter(LoopServer):
         """Export both kinds of series under ``profile`` from now on."""
         self.metrics.set_profile(profile)
         self.steps.set_profile(profile)
+        if self.outcomes is not None:
+            self.outcomes.set_profile(profile)
+
+    def start(self, timeout: float = 10.0) -> Self:
+        """Listen (:meth:`LoopServer.start`), and refresh the outcome series from the log."""
+        super().start(timeout)
+        if self.outcomes is not None:
+            self.outcomes.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop refreshing the outcome series, then listening (idempotent)."""
+        if self.outcomes is not None:
+            self.outcomes.stop()
+        super().stop()
 
     def deploy(self, deployment: GraphDeployment | None, why_not: str = "") -> None:
         """Answer with ``deployment`` from the next request on; None stops answering (503,
@@ -140,6 +169,11 @@ class GraphRouter(LoopServer):
         caller = HttpStepCaller(deployment.urls, self._pool, self.steps)
         uncounted = HttpStepCaller(deployment.urls, self._pool, None)
         self._running = _Running(deployment, caller, uncounted)
+        if self.outcomes is not None:
+            graph = deployment.graph
+            self.outcomes.set_graph(
+                graph.service_names(), graph.annotations.get(SEGMENT_ANNOTATION, "")
+            )
 
     @property
     def deployment(self) -> GraphDeployment | None:

@@ -121,7 +121,10 @@ class LocalRuntime:
             server_env={k: v for k, v in env.items() if v},
         )
         self.graphs = GraphPlane(
-            self.plane.port, self.plane.metrics_profile, config.propagate_headers
+            self.plane.port,
+            self.plane.metrics_profile,
+            config.propagate_headers,
+            prediction_log=self.plane.predictions,
         )
         self.application = sync.new_application(
             config.env, config.remote, config.branch, config.overlay
