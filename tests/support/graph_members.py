@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.local.router import Router, TrafficTarget
+from controller.ports import PredictionSink
 
 __all__ = ["Member", "StandInServer", "isvc_object", "members"]
 
@@ -97,14 +98,19 @@ def isvc_object(name: str, url: str, namespace: str = "models-local") -> dict[st
 
 
 @contextmanager
-def members(*names: str, **answers: Any) -> Iterator[dict[str, Member]]:
-    """Members ``names`` (``answers[name]`` overrides one's answer), stopped on leaving."""
+def members(
+    *names: str, sink: PredictionSink | None = None, **answers: Any
+) -> Iterator[dict[str, Member]]:
+    """Members ``names`` (``answers[name]`` overrides one's answer), stopped on leaving; each
+    router logs its answers to ``sink`` when given."""
     started: dict[str, Member] = {}
     try:
         for name in names:
             server = StandInServer(name, answers.get(name.replace("-", "_")))
             threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-            router = Router(isvc=name, namespace="models-local", seed=0).start()
+            router = Router(
+                isvc=name, namespace="models-local", seed=0, prediction_sink=sink
+            ).start()
             member = Member(name, server, router)
             router.set_routes([TrafficTarget(member.revision, server.url, 100)])
             started[name] = member
