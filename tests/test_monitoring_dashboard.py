@@ -1,6 +1,7 @@
 """The market-regime dashboard (manifests/monitoring/dashboards/market-regime.json) is a Grafana
-dashboard with a row per regime of the example graph's Switch, and every query is PromQL that
-promtool accepts over series and labels Sluice's local graph router exports."""
+dashboard with a row per regime of the example graph's Switch (each with the members' task metric
+on that regime's days), and every query is PromQL that promtool accepts over series and labels
+Sluice's local graph router exports."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import yaml
 from controller.gates.graph_traffic import step_metric_names
 from controller.gates.metrics_profile import KNATIVE_OTEL
 from controller.local.graph_metrics import GraphStepMetrics, StepCall
+from controller.local.graph_outcomes import GraphOutcomes
 from controller.local.revision_metrics import RevisionMetrics
+from controller.outcome_scores import OutcomeAnswer
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "manifests/monitoring/dashboards/market-regime.json"
@@ -65,15 +68,27 @@ def substituted(expression: str) -> str:
     return re.sub(r"\$(\w+)", lambda m: SAMPLES[m[1]], expression)
 
 
+class _OneAnswer:
+    """A prediction log with one answer of the calm specialist, right about ``up``."""
+
+    def outcome_answers(self, *args: object, **kwargs: object) -> list[OutcomeAnswer]:
+        output = '{"predictions":[{"p_up":0.7}]}'
+        return [OutcomeAnswer("market-regime-calm", "r-00001", output, "up", 1.0, "calm")]
+
+
 def exported() -> dict[str, set[str]]:
     """The series (by name) and their labels that the graph router exports under knative-otel:
-    its step series and its own revision series (configuration = the graph)."""
+    its step series, its outcome series and its own revision series (configuration = the
+    graph)."""
     steps = GraphStepMetrics("models-local", "market-regime", KNATIVE_OTEL)
     steps.observe(StepCall("by-regime", "calm", "market-regime-calm", "", "r-00001", 200), 3.0)
     own = RevisionMetrics("models-local", "market-regime", KNATIVE_OTEL)
     own.observe("market-regime-00001", 200, 9.0)
+    outcomes = GraphOutcomes("models-local", "market-regime", _OneAnswer(), KNATIVE_OTEL)
+    outcomes.set_graph(["market-regime-calm"], "regime")
+    outcomes.refresh()
     series: dict[str, set[str]] = {}
-    for family in (*steps.collect(), *own.collect()):
+    for family in (*steps.collect(), *own.collect(), *outcomes.collect()):
         for sample in family.samples:
             series.setdefault(sample.name, set()).update(sample.labels)
     return series
@@ -113,7 +128,9 @@ def test_a_row_per_regime_of_the_switch(
     dashboard: dict[str, Any], switch_steps: list[dict[str, Any]]
 ) -> None:
     """One row per step of the example graph's Switch, titled with its regime and step, whose
-    panels (rate, errors, latency, share) all select that step's calls."""
+    panels (rate, errors, latency, share) all select that step's calls, and whose task metric
+    reads the members' answers about ``up`` on the days whose late regime was the row's; the
+    totals show the classifier's share right on ``regime``."""
     grouped = rows(dashboard)
     assert len(grouped) == len(switch_steps) + 1  # the graph's totals on top
     top_title = next(iter(grouped))
@@ -123,16 +140,24 @@ def test_a_row_per_regime_of_the_switch(
         panels = grouped[f"Regime {regime}: step {step['name']}"]
         assert [p["title"] for p in panels] == [
             "Requests per member revision", "Error ratio", "Latency",
-            "Share of the graph's traffic",
+            "Share of the graph's traffic", "Task metric (share right) per member revision",
         ]  # fmt: skip
+        *calls, task = panels
+        for expression in expressions([task]):
+            assert "sluice_graph_outcome_answers{" in expression
+            assert f'outcome="up", segment="{regime}"' in expression
+            assert 'result="right"' in expression
         if "serviceName" in step:
             matcher = f'node_name="by-regime", step_name="{step["name"]}"'
         else:  # a node's step: the calls of that node's own steps
             matcher = f'node_name="{step["nodeName"]}"'
-        for expression in expressions(panels):
+        for expression in expressions(calls):
             assert matcher in expression, expression
     (share,) = [p for p in grouped[top_title] if p["title"] == "Traffic share per regime"]
     assert len(share["targets"]) == len(switch_steps)
+    (classifier,) = [p for p in grouped[top_title] if p["title"].startswith("Classifier share")]
+    (expression,) = expressions([classifier])
+    assert 'outcome="regime", result="right"' in expression
 
 
 def test_every_query_passes_promtool_over_exported_series(
@@ -159,6 +184,7 @@ def test_every_query_passes_promtool_over_exported_series(
             labels = {label.strip() for label in grouping.split(",")}
             assert labels <= set.union(*series.values()), query
     assert any(names.latency in q for q in queries)
+    assert any("sluice_graph_outcome_answers" in q for q in queries)
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool not found on PATH (make setup installs it)", pytrace=False)
