@@ -74,6 +74,7 @@ def test_the_canary_form_splits_at_the_root_and_holds_both_graphs() -> None:
     assert nodes["canary-blend"]["steps"][0]["nodeName"] == "canary-blend-inputs"
     assert len(nodes["canary-blend-inputs"]["steps"]) == 4
     assert form["metadata"]["annotations"] == {
+        **old["metadata"].get("annotations", {}),  # the graph's own, kept
         CANARY_ANNOTATION: spec_digest(new),
         WEIGHT_ANNOTATION: "10",
     }

@@ -129,6 +129,7 @@ def test_a_proposal_is_a_branch_with_the_canary_form_and_prints_the_graph_diff(
     assert f"Sluice-Graph-Canary: {digest}" in trailers
     form = load(show(remote, branch))
     assert form["metadata"]["annotations"] == {
+        "sluice.dev/outcome-segment": "regime",  # the graph's own, kept
         "sluice.dev/graph-canary": digest,
         "sluice.dev/graph-canary-weight": "10",
     }
