@@ -29,7 +29,9 @@ from controller.gates.metrics_profile import KNATIVE_OPENCENSUS, KNATIVE_OTEL
 from controller.local.graph.endpoints import resolve_service_urls
 from controller.local.graph.spec import parse_inference_graph
 from controller.local.graph_outcomes import OUTCOME_ANSWERS, SEGMENT_ANNOTATION, GraphOutcomes
+from controller.local.graph_plane import GraphPlane
 from controller.local.graph_router import GraphDeployment, GraphRouter
+from controller.local.processes import free_port
 from controller.outcome_scores import OutcomeAnswer, OutcomeKey, Tally
 
 GRAPH = "market-regime"
@@ -281,3 +283,25 @@ def test_the_refresh_thread_survives_a_failing_log_and_stops_with_the_router(
     reads = reader.reads
     time.sleep(0.2)
     assert reader.reads == reads
+
+
+def test_the_graph_plane_gives_each_router_the_runtimes_log(
+    log: SqlitePredictionLog, team: dict[str, Member]
+) -> None:
+    """Where the runtime makes graph routers, they read the runtime's prediction log: the
+    segment and the members come from the deployed graph."""
+    ports: dict[str, int] = {}
+    plane = GraphPlane(lambda key: ports.setdefault(key, free_port()), prediction_log=log)
+    try:
+        plane.apply(example())
+        plane.reconcile([m.obj() for m in team.values()])
+        router = plane.graphs[GRAPH].router
+        assert router.deployment is not None
+        outcomes = router.outcomes
+        assert outcomes is not None
+        assert outcomes._reader is log
+        assert outcomes._segment == "regime"
+        assert set(outcomes._members) == {CLASSIFIER, CALM, VOLATILE, BLEND}
+    finally:
+        plane.shutdown()
+    assert outcomes._thread is None
