@@ -346,7 +346,7 @@ def test_the_readme_policy_judges_as_the_readme_shows() -> None:
     """The README's market-regime policy is a valid rollout policy, and the commit body it
     shows for a challenger that calls 40 % of the volatile days calm is what the judge writes."""
     section = README.read_text(encoding="utf-8").split("#### A classifier in shadow", 1)[1]
-    section = section.split("\n### ", 1)[0]
+    section = section.split("\n### ", 1)[0].split("\n#### ", 1)[0]
     (policy_block,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
     (shown,) = re.findall(r"```text\n(.*?)```", section, flags=re.DOTALL)
     policy = RolloutPolicy.model_validate(yaml.safe_load(policy_block)["rollout"])

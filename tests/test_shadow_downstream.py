@@ -5,17 +5,20 @@ regime."""
 from __future__ import annotations
 
 import json
+import re
 import zlib
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import yaml
 from pydantic import ValidationError
 from support.prediction_answers import answer
 
 from controller.analysis_types import Verdict
 from controller.errors import InputError, TransientError
-from controller.rollout.policy import ShadowPhase
+from controller.rollout.policy import RolloutPolicy, ShadowPhase
 from controller.shadow.analysis import judge_mirrored
 from controller.shadow.downstream import (
     DownstreamSamples,
@@ -204,3 +207,19 @@ def test_a_replay_that_fails_or_is_missing_is_an_error_never_a_pass() -> None:
 def test_downstream_needs_classes() -> None:
     with pytest.raises(ValidationError, match="downstream judges a classifier that routes a graph"):
         ShadowPolicy.model_validate({"downstream": {"graph": "g", "outcome": "up"}})
+
+
+def test_the_readmes_downstream_policy_is_what_a_release_may_write() -> None:
+    """README's classifier release (the downstream section) validates as a rollout policy, its
+    judge downstream on the market-regime graph's up outcome."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("#### A classifier that routes a graph", 1)[1].split("\n### ", 1)[0]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    (release,) = yaml.safe_load(block)["releases"]
+    policy = RolloutPolicy.model_validate(release["rollout"])
+    assert policy.shadow is not None
+    downstream = policy.shadow.judge.downstream
+    assert downstream is not None
+    assert (downstream.graph, downstream.outcome, downstream.score_field) == (
+        "market-regime", "up", "p_up"
+    )  # fmt: skip
