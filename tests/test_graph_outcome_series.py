@@ -22,15 +22,13 @@ from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
-from support.graph_members import Member, members
+from support.graph_members import Member, deploy, members
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.gates.metrics_profile import KNATIVE_OPENCENSUS, KNATIVE_OTEL
-from controller.local.graph.endpoints import resolve_service_urls
-from controller.local.graph.spec import parse_inference_graph
 from controller.local.graph_outcomes import OUTCOME_ANSWERS, SEGMENT_ANNOTATION, GraphOutcomes
 from controller.local.graph_plane import GraphPlane
-from controller.local.graph_router import GraphDeployment, GraphRouter
+from controller.local.graph_router import GraphRouter
 from controller.local.processes import free_port
 from controller.outcome_scores import OutcomeAnswer, OutcomeKey, Tally
 
@@ -78,12 +76,6 @@ def graph_router(log: SqlitePredictionLog | None, **kwargs: Any) -> GraphRouter:
         propagate_headers=("Authorization", "X-Request-Id"), prediction_log=log,
         outcome_refresh=0.05, **kwargs,
     )  # fmt: skip
-
-
-def deploy(router: GraphRouter, team: dict[str, Member], obj: dict[str, Any]) -> None:
-    parsed = parse_inference_graph(obj)
-    resolution = resolve_service_urls(parsed, {n: m.obj() for n, m in team.items()})
-    router.deploy(GraphDeployment(parsed, resolution.urls, f"{GRAPH}-00001"))
 
 
 def ask(router: GraphRouter, team: dict[str, Member], request_id: str, regime: str) -> None:
@@ -145,7 +137,7 @@ def test_each_member_revisions_answers_right_and_wrong_per_outcome_and_regime(
     obj = example()
     assert obj["metadata"]["annotations"][SEGMENT_ANNOTATION] == "regime"
     with graph_router(log) as router:
-        deploy(router, team, obj)
+        deploy(router, obj, team)
         for request_id, said, _, _ in DAYS:
             ask(router, team, request_id, said)
         assert log.flush()
@@ -200,7 +192,7 @@ def test_without_the_annotation_the_segment_is_empty(
     obj = example()
     del obj["metadata"]["annotations"]
     with graph_router(log) as router:
-        deploy(router, team, obj)
+        deploy(router, obj, team)
         ask(router, team, "d1", "calm")
         assert log.flush()
         log.record_outcomes([("d1", "up", 0.0), ("d1", "regime", "calm")])
@@ -216,7 +208,7 @@ def test_a_router_without_a_log_exports_no_outcome_series(
     log: SqlitePredictionLog, team: dict[str, Member]
 ) -> None:
     with graph_router(None) as router:
-        deploy(router, team, example())
+        deploy(router, example(), team)
         ask(router, team, "d1", "calm")
         assert log.flush()
         log.record_outcomes([("d1", "up", 1.0)])
@@ -274,7 +266,7 @@ def test_the_refresh_thread_survives_a_failing_log_and_stops_with_the_router(
     reader = CountedReader([])
     reader.failing = True
     with graph_router(reader) as router:  # type: ignore[arg-type]
-        deploy(router, team, example())
+        deploy(router, example(), team)
         deadline = time.monotonic() + 5
         while reader.reads < 3 and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -19,15 +19,13 @@ from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
-from support.graph_members import Member, members
+from support.graph_members import Member, deploy, members
 from support.graph_samples import graph
 from support.runtime_file import standin_runtime
 
 from controller.errors import ConfigError, InputError, RemoteUnavailable, TransientError
-from controller.local.graph.endpoints import resolve_service_urls
-from controller.local.graph.spec import parse_inference_graph
 from controller.local.graph_replay import LocalGraphReplay
-from controller.local.graph_router import GraphDeployment, GraphRouter
+from controller.local.graph_router import GraphRouter
 from controller.local.state import write_json
 from controller.local.target import RUNTIME_FILE, LocalTarget
 from controller.null_ports import NO_GRAPH_REPLAY
@@ -57,13 +55,6 @@ def example() -> dict[str, Any]:
     obj = YAML(typ="safe").load(EXAMPLE.read_text())
     obj["metadata"]["namespace"] = "models-local"
     return dict(obj)
-
-
-def deploy(router: GraphRouter, obj: dict[str, Any], team: dict[str, Member]) -> None:
-    parsed = parse_inference_graph(obj)
-    resolution = resolve_service_urls(parsed, {n: m.obj() for n, m in team.items()})
-    assert not resolution.problem
-    router.deploy(GraphDeployment(parsed, resolution.urls, f"{parsed.name}-00001"))
 
 
 @pytest.fixture

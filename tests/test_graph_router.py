@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support.graph_members import Member, members
+from support.graph_members import Member, deploy, members
 from support.graph_samples import graph
 
 from controller.gates.metrics_profile import KNATIVE_OPENCENSUS
-from controller.local.graph.endpoints import resolve_service_urls
 from controller.local.graph.spec import parse_inference_graph
 from controller.local.graph_caller import parse_step_url
 from controller.local.graph_metrics import StepCall
@@ -41,13 +40,6 @@ NO_MATCH = {
     "error": "Failed to process request",
     "cause": "None of the routes matched with the switch condition",
 }
-
-
-def deploy(router: GraphRouter, obj: dict[str, Any], team: dict[str, Member]) -> None:
-    parsed = parse_inference_graph(obj)
-    resolution = resolve_service_urls(parsed, {n: m.obj() for n, m in team.items()})
-    assert not resolution.problem
-    router.deploy(GraphDeployment(parsed, resolution.urls, f"{parsed.name}-00001"))
 
 
 @pytest.fixture

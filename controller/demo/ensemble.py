@@ -306,17 +306,7 @@ class _Chapters:
             "holdout rows it looks better, and CI's gate fails it on volatile rows only. "
             "Someone proposes it anyway."
         )
-        self.train("--model", "volatile", "--worse-in", "volatile", expect_exit=1)
-        version = self.newest_version(model)
-        proposal = self.propose(model, version)
-        merge_branch(self.remote, proposal.branch)
-
-        def beside_the_champion() -> dict[str, int] | None:
-            split = traffic_split(self.root, model)
-            return split if len(split) > 1 else None
-
-        shadow = wait_until(f"{model}'s router mirroring to v{version}", beside_the_champion)
-        self.console.print(f"Merged v{version}: pinned at 0 % beside {shadow}, mirrored.")
+        self.challenger_in_shadow("volatile")
         clients = GraphClients(self.graph_url)
         ids = clients.send(self.rows["volatile"][:320], prefix="shadow")
         self.console.print(
@@ -325,6 +315,21 @@ class _Chapters:
         )
         labels = self._outcomes_file(clients, set(ids), "volatile-next-day.csv", ("up",))
         self._roll_back_from_shadow(model, labels, ("up",), "the worse specialist")
+
+    def challenger_in_shadow(self, kind: str) -> None:
+        """Train ``kind`` worse on volatile days (its gate fails: exit 1), propose it anyway,
+        merge, and wait until its router mirrors to it at 0 % beside the champion."""
+        model = MODELS[kind]
+        self.train("--model", kind, "--worse-in", "volatile", expect_exit=1)
+        version = self.newest_version(model)
+        merge_branch(self.remote, self.propose(model, version).branch)
+
+        def beside_the_champion() -> dict[str, int] | None:
+            split = traffic_split(self.root, model)
+            return split if len(split) > 1 else None
+
+        shadow = wait_until(f"{model}'s router mirroring to v{version}", beside_the_champion)
+        self.console.print(f"Merged v{version}: pinned at 0 % beside {shadow}, mirrored.")
 
     def _roll_back_from_shadow(
         self, model: str, outcomes: Path, names: tuple[str, ...], who: str
@@ -391,16 +396,7 @@ class _Chapters:
             "each classifier's answer: what clients would get if it routed them, scored on the "
             "next day's direction."
         )
-        self.train("--model", "classifier", "--worse-in", "volatile", expect_exit=1)
-        version = self.newest_version(model)
-        merge_branch(self.remote, self.propose(model, version).branch)
-
-        def beside_the_champion() -> dict[str, int] | None:
-            split = traffic_split(self.root, model)
-            return split if len(split) > 1 else None
-
-        shadow = wait_until(f"{model}'s router mirroring to v{version}", beside_the_champion)
-        self.console.print(f"Merged v{version}: pinned at 0 % beside {shadow}, mirrored.")
+        self.challenger_in_shadow("classifier")
         clients = GraphClients(self.graph_url)
         ids: list[str] = []
         for regime, count in CLASSIFIER_STREAM.items():

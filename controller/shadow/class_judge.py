@@ -43,7 +43,7 @@ from controller.shadow.judge import (
     result_of,
     too_few,
 )
-from controller.shadow.statistics import mcnemar, paired_bootstrap_macro_f1
+from controller.shadow.statistics import paired_bootstrap_macro_f1, paired_drop
 
 __all__ = ["confusion_markdown", "confusion_matrix", "judge_classes"]
 
@@ -171,13 +171,11 @@ def _recalls(samples: ClassSamples, policy: ShadowPolicy) -> list[GateResult]:
         if shortfall:
             results.append(result_of(check, Verdict.INCONCLUSIVE, f"{n} labelled; {shortfall}"))
             continue
-        primary_right, shadow_right = primary[rows] == k, shadow[rows] == k
-        recall_p, recall_s = float(primary_right.mean()), float(shadow_right.mean())
-        test = mcnemar(
-            int(np.sum(primary_right & ~shadow_right)), int(np.sum(~primary_right & shadow_right))
-        )
-        drop = recall_p - recall_s
-        worse = drop > policy.non_inferiority_margin and test.p_worse <= level
+        drop = paired_drop(
+            primary[rows] == k, shadow[rows] == k,
+            margin=policy.non_inferiority_margin, alpha=level,
+        )  # fmt: skip
+        recall_p, recall_s, test, worse = drop.primary, drop.shadow, drop.test, drop.worse
         summary = (
             f"recall {recall_s:.3f} vs {recall_p:.3f} ({recall_s - recall_p:+.3f}, max drop "
             f"{policy.non_inferiority_margin:g}) on {n} labelled {name}; only the champion "

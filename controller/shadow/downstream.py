@@ -47,7 +47,7 @@ from controller.shadow.class_judge import _gate_part
 from controller.shadow.downstream_policy import DownstreamPolicy
 from controller.shadow.judge import result_of
 from controller.shadow.samples import _v1_row, _v2_row, score_of
-from controller.shadow.statistics import mcnemar
+from controller.shadow.statistics import paired_drop
 
 __all__ = [
     "DOWNSTREAM_CHECK",
@@ -227,10 +227,11 @@ def _per_regime(
         if shortfall := _shortfall(n, min_positives, f"labelled {name} requests"):
             results.append(result_of(check, Verdict.INCONCLUSIVE, f"{shortfall} (minPositives)"))
             continue
-        primary, shadow = samples.primary_right[rows], samples.shadow_right[rows]
-        acc_p, acc_s = float(primary.mean()), float(shadow.mean())
-        test = mcnemar(int(np.sum(primary & ~shadow)), int(np.sum(~primary & shadow)))
-        worse = acc_p - acc_s > policy.non_inferiority_margin and test.p_worse <= level
+        drop = paired_drop(
+            samples.primary_right[rows], samples.shadow_right[rows],
+            margin=policy.non_inferiority_margin, alpha=level,
+        )  # fmt: skip
+        acc_p, acc_s, test, worse = drop.primary, drop.shadow, drop.test, drop.worse
         summary = (
             f"graph accuracy {acc_s:.3f} routed by the challenger vs {acc_p:.3f} by the "
             f"champion on {n} {name} requests ({acc_s - acc_p:+.3f}, max drop "

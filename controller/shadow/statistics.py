@@ -336,3 +336,30 @@ def mcnemar(b: int, c: int, *, exact: bool | None = None) -> McNemarResult:
     statistic = max(abs(b - c) - 1.0, 0.0) ** 2 / n
     pvalue = float(scipy_stats.chi2.sf(statistic, 1))
     return McNemarResult(b, c, statistic, pvalue, p_worse, False)
+
+
+@dataclass(frozen=True)
+class PairedDrop:
+    """How much less often the shadow is right than the primary on the same requests, and
+    whether that is harm: a drop beyond the margin that McNemar's test confirms."""
+
+    primary: float
+    shadow: float
+    test: McNemarResult
+    worse: bool
+
+
+def paired_drop(
+    primary_right: npt.NDArray[np.bool_],
+    shadow_right: npt.NDArray[np.bool_],
+    *,
+    margin: float,
+    alpha: float,
+) -> PairedDrop:
+    """The two shares right, McNemar's test on the discordant requests, and ``worse``: the
+    shadow's share is lower by more than ``margin`` and ``p_worse <= alpha``."""
+    primary, shadow = float(primary_right.mean()), float(shadow_right.mean())
+    test = mcnemar(
+        int(np.sum(primary_right & ~shadow_right)), int(np.sum(~primary_right & shadow_right))
+    )
+    return PairedDrop(primary, shadow, test, primary - shadow > margin and test.p_worse <= alpha)

@@ -15,10 +15,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.local.graph.endpoints import resolve_service_urls
+from controller.local.graph.spec import parse_inference_graph
+from controller.local.graph_router import GraphDeployment, GraphRouter
 from controller.local.router import Router, TrafficTarget
 from controller.ports import PredictionSink
 
-__all__ = ["Member", "StandInServer", "isvc_object", "members"]
+__all__ = ["Member", "StandInServer", "deploy", "isvc_object", "members"]
 
 
 class StandInServer(http.server.ThreadingHTTPServer):
@@ -120,3 +123,12 @@ def members(
             member.router.stop()
             member.server.shutdown()
             member.server.server_close()
+
+
+def deploy(router: GraphRouter, obj: dict[str, Any], team: dict[str, Member]) -> None:
+    """Deploy the InferenceGraph ``obj`` on ``router``, its serviceName steps resolved to the
+    ``team``'s routers as KServe's controller resolves them (revision ``<graph>-00001``)."""
+    parsed = parse_inference_graph(obj)
+    resolution = resolve_service_urls(parsed, {n: m.obj() for n, m in team.items()})
+    assert not resolution.problem
+    router.deploy(GraphDeployment(parsed, resolution.urls, f"{parsed.name}-00001"))
