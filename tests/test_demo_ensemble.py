@@ -77,13 +77,13 @@ def test_demo_ensemble_routes_by_regime_promotes_a_better_member_and_rolls_back_
     shadow = section(out, "6. A volatile specialist worse", "7. A challenger classifier")
     assert "exited 1" not in shadow  # the training step's exit 1 is expected, not an error
     assert "market-regime-volatile v3 → local (shadow)" in shadow
-    assert "stored 320 values: 320 up (0 request ids not in the log)" in shadow
+    assert "stored 640 values: 320 regime, 320 up (0 request ids not in the log)" in shadow
     # Decided on the labels: agreement and score shift are off in this policy.
     assert re.search(r"fail shadow/(task-metric|mcnemar): ", shadow), shadow
     assert "quarantined v3" in shadow
 
     # The classifier's own release asks for a shadow judged per regime and downstream.
-    classifier = section(out, "7. A challenger classifier", "8. What Git says happened")
+    classifier = section(out, "7. A challenger classifier", "8. The task metric")
     assert "market-regime-classifier v2 → local (shadow)" in classifier
     assert "stored 500 values: 250 regime, 250 up (0 request ids not in the log)" in classifier
     assert re.search(r"fail shadow/(macro-f1|recall/volatile|mcnemar): ", classifier), classifier
@@ -91,7 +91,14 @@ def test_demo_ensemble_routes_by_regime_promotes_a_better_member_and_rolls_back_
     assert "shadow/downstream/volatile" in classifier
     assert "quarantined v2" in classifier
 
-    history = section(out, "8. What Git says happened", "sluice status")
+    # Per member revision and regime, from the graph router's outcome series in Prometheus.
+    task = section(out, "8. The task metric", "What Git says happened")
+    for member, regime in (("volatile", "volatile"), ("calm", "calm"), ("blend", "black_swan")):
+        name = f"market-regime-{member}"
+        row = rf"{name} +│ {name}-predictor-\d+ +│ {regime} +│ \d+/\d+"
+        assert re.search(row, task), task
+
+    history = section(out, "What Git says happened", "sluice status")
     assert "market-regime-volatile v2: canary 50% → 100%, promoted (local)" in history
     assert "rollback market-regime-volatile v3: stopped in shadow, v2 serves" in history
     assert "rollback market-regime-classifier v2: stopped in shadow, v1 ser" in history

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
 from rich.console import Console
 from rich.rule import Rule
 from rich.syntax import Syntax
@@ -313,8 +314,8 @@ class _Chapters:
             f"Clients sent {clients.summary()}, each with its own X-Request-Id; the graph's "
             "volatile calls reached the champion, and a copy of each the challenger."
         )
-        labels = self._outcomes_file(clients, set(ids), "volatile-next-day.csv", ("up",))
-        self._roll_back_from_shadow(model, labels, ("up",), "the worse specialist")
+        labels = self._outcomes_file(clients, set(ids), "volatile-next-day.csv", TRUTH)
+        self._roll_back_from_shadow(model, labels, TRUTH, "the worse specialist")
 
     def challenger_in_shadow(self, kind: str) -> None:
         """Train ``kind`` worse on volatile days (its gate fails: exit 1), propose it anyway,
@@ -417,8 +418,29 @@ class _Chapters:
 
     # -- 8 ------------------------------------------------------------------------------------
 
+    def _task_metric_table(self) -> Table | None:
+        """The members' share right per regime, once the outcome series carry both days'
+        truths (None before: the router reads the log every few seconds)."""
+        counts = _task_metric(self.prometheus_url)
+        if not any(segment == "black_swan" for _, _, segment in counts):
+            return None
+        table = Table(
+            title='sluice_graph_outcome_answers{outcome="up"}: share of answers right',
+            caption="Over the days whose next-day direction and regime have arrived.",
+        )
+        for column in ("member", "revision", "regime", "right", "share right"):
+            table.add_column(
+                column, justify="right" if column in ("right", "share right") else "left"
+            )
+        for (member, revision, segment), (right, scored) in sorted(counts.items()):
+            table.add_row(member, revision, segment, f"{right}/{scored}", f"{right / scored:.1%}")
+        return table
+
     def history(self) -> None:
-        self.console.print(Rule("8. What Git says happened"))
+        self.console.print(Rule("8. The task metric per member and regime, from Prometheus"))
+        table = wait_until("the graph's outcome series in Prometheus", self._task_metric_table)
+        self.console.print(table)
+        self.console.print(Rule("What Git says happened"))
         self.console.print(git_output(self.remote, "log", "--format=%h %s", "-24", "main"))
         self.console.print(Rule("sluice status"))
         run_status(
@@ -429,6 +451,30 @@ class _Chapters:
             environment="local", target="local", remote=str(self.remote), as_json=False,
             console=self.console,
         )  # fmt: skip
+
+
+#: Share of each member revision's answers right about the next day's direction, per regime:
+#: the graph router's outcome series, summed over its labels.
+TASK_METRIC = (
+    "sum by (service_name, kn_revision_name, segment) (sluice_graph_outcome_answers{{graph_name="
+    '"{graph}", outcome="up", result="{result}"}})'
+)
+
+
+def _task_metric(prometheus_url: str) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """``(member, revision, regime) -> (right, scored)`` as Prometheus has them now."""
+    counts: dict[tuple[str, str, str], list[int]] = {}
+    for result in ("right", "wrong"):
+        query = TASK_METRIC.format(graph=GRAPH, result=result)
+        answer = requests.get(f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
+        answer.raise_for_status()
+        for sample in answer.json()["data"]["result"]:
+            labels = sample["metric"]
+            key = (labels.get("service_name", ""), labels.get("kn_revision_name", ""),
+                   labels.get("segment", ""))  # fmt: skip
+            pair = counts.setdefault(key, [0, 0])
+            pair[0 if result == "right" else 1] += int(float(sample["value"][1]))
+    return {key: (right, right + wrong) for key, (right, wrong) in counts.items()}
 
 
 def run_ensemble_demo(*, workdir: Path, console: Console) -> None:
