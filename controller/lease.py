@@ -10,6 +10,8 @@ seconds (a third of the duration by default), so the renewal stays off the hot p
 another holder let expire (it crashed, or was cut off) is taken over once its duration has
 passed: 30 s by default, three times the renewal interval. The loser of a race does not act:
 it follows, reporting who holds the lease and the commits it sees land, until the rollout ends.
+``sluice graph rollout`` holds a lease per InferenceGraph the same way
+(:func:`graph_lease_name`), so two walkers of one graph never both commit its steps.
 
 A person's ``sluice rollback`` takes the lease too (:meth:`LeaseKeeper.acquire`), so it never
 commits beside a controller that is mid-step. It asks a live holder for the lease by writing
@@ -42,7 +44,14 @@ from controller.errors import ConfigError, LeaseHeld
 if TYPE_CHECKING:
     from controller.ports import LeaseStore
 
-__all__ = ["DEFAULT_LEASE_SECONDS", "Lease", "LeaseKeeper", "default_holder", "lease_name"]
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "Lease",
+    "LeaseKeeper",
+    "default_holder",
+    "graph_lease_name",
+    "lease_name",
+]
 
 #: How long a lease lasts unrenewed: a dead holder's rollout is taken over after this long.
 DEFAULT_LEASE_SECONDS = 30.0
@@ -111,6 +120,15 @@ def default_holder() -> str:
 def lease_name(environment: str, model: str) -> str:
     """The lease of one release (``refs/sluice/leases/<environment>/<model>`` in Git)."""
     return f"{environment}/{model}"
+
+
+def graph_lease_name(environment: str, graph: str) -> str:
+    """The lease of one InferenceGraph's walk (``sluice graph rollout``):
+    ``refs/sluice/leases/<environment>/-graph-<graph>`` in Git. No release's lease is so named,
+    nor is one a directory of it, whatever the graph and model are called: a model's name may
+    not begin with ``-`` (:func:`~controller.text.ref_names.validate_model_name`), which a ref
+    component may."""
+    return f"{environment}/-graph-{graph}"
 
 
 class LeaseKeeper:

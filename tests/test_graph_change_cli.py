@@ -5,11 +5,13 @@ canary on a branch, merged, stepped, promoted or rolled back by commits on main.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -299,3 +301,73 @@ def test_graph_rollout_refuses_bad_input_in_one_line_and_commits_nothing(
     assert "graphRollout.steps" in line
     assert "strictly ascending weights in 1..99" in line
     assert snapshot(remote) == refs
+
+
+class NothingServed:
+    """A target that serves no InferenceGraph (its runtime never synced the merge)."""
+
+    def inference_graphs(self, environment: str) -> list[Any]:
+        return []
+
+
+def test_graph_rollout_with_another_walkers_lease_says_who_and_commits_nothing(
+    remote: GitRemote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sluice graph rollout --once` in process, on the real remote and its Git lease store:
+    a canary long past its progress deadline is due for a rollback, but while another walker
+    holds the graph's lease the pass only says who, until when, and commits nothing; once that
+    lease is released, the pass commits the rollback and releases the lease it took."""
+    from rich.console import Console
+
+    from controller.backends.git_lease import GitLeaseStore
+    from controller.backends.git_repo import GitWorkspace
+    from controller.commands import graph as graph_command
+    from controller.lease import Lease, graph_lease_name
+    from controller.manifests.graph_canary import canary_form
+    from controller.manifests.graph_file import dump_graph, load_graph
+    from controller.settings import Settings
+
+    old = load_graph((EXAMPLE / "inference-graph.yaml").read_text(), source="example")
+    new = load_graph((EXAMPLE / "inference-graph.yaml").read_text(), source="example")
+    new["spec"]["nodes"]["blend-inputs"]["steps"].pop()
+
+    def merged(tree: Path) -> None:
+        (tree / GRAPH_FILE).write_text(dump_graph(canary_form(old, new, 10)))
+
+    commit_to_remote(remote, tmp_path / "merge", "Merge the graph change", merged)  # in 2024
+    monkeypatch.setattr(graph_command, "build_target", lambda settings, kind: NothingServed())
+    monkeypatch.setattr(graph_command, "build_metrics", lambda settings, kind: None)
+    settings = Settings(git_remote=remote.url, state_dir=tmp_path / "state")
+    other = GitLeaseStore(GitWorkspace(remote.url, tmp_path / "other"))
+    name = graph_lease_name("local", GRAPH)
+    now = float(int(time.time()))  # whole seconds: the expiry prints as the test computes it
+    assert other.swap(name, None, Lease("ci-7:4242:9f3a1c", now, now, 30.0))
+    refs = git("for-each-ref", "refs/heads", cwd=remote.path)
+
+    def rollout(*flags: str) -> tuple[int, str]:
+        out = io.StringIO()
+        code = graph_command.run_graph_rollout(
+            settings, graph=GRAPH, environment="local", once=True, target="local",
+            remote=None, as_json="--json" in flags, console=Console(file=out, width=300),
+        )  # fmt: skip
+        return code, out.getvalue()
+
+    code, printed = rollout()
+    assert code == 0
+    until = time.strftime("%H:%M:%S", time.localtime(now + 30))
+    assert f"graph {GRAPH} canary 10% [rolling_back] ci-7:4242:9f3a1c holds this graph's " in (
+        printed
+    )
+    assert f"lease (until {until} unless renewed): it analyses and commits" in printed
+    assert git("for-each-ref", "refs/heads", cwd=remote.path) == refs  # nothing committed
+    held = other.read(name)
+    assert held is not None
+    assert held[0].holder == "ci-7:4242:9f3a1c"  # and the holder's lease untouched
+
+    assert other.swap(name, held[1], None)  # the other walker stopped
+    code, printed = rollout("--json")
+    assert code == 1
+    (walked,) = json.loads(printed)["passes"]
+    assert (walked["action"], walked["holder"]) == ("rollback", None)
+    assert subject(remote).startswith(f"rollback graph {GRAPH}: the canary at 10% was not served")
+    assert other.read(name) is None  # released when --once returned

@@ -13,15 +13,26 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from support.gitops_repo import ROOT, manifest_files
+from support.gitrepo import GitRemote
 
 from controller.analysis_types import GateResult, MetricSample, Verdict
-from controller.errors import ConfigError, GitConflict, MetricsUnavailable, RemoteUnavailable
+from controller.backends.git_lease import GitLeaseStore
+from controller.backends.git_repo import GitWorkspace
+from controller.errors import (
+    ConfigError,
+    GitConflict,
+    InputError,
+    MetricsUnavailable,
+    RemoteUnavailable,
+)
 from controller.gates.metrics_profile import KNATIVE_OPENCENSUS, KNATIVE_OTEL
 from controller.gates.prometheus_checks import MetricCheck
+from controller.lease import Lease, LeaseKeeper, graph_lease_name, lease_name
 from controller.manifests.environment import parse_environment
 from controller.manifests.graph_canary import (
     GraphCanary,
@@ -46,7 +57,8 @@ from controller.rollout.graph_decide import GraphObservation, conclude_graph, de
 from controller.rollout.graph_policy import GraphRolloutPolicy, graph_checks, next_graph_step
 from controller.rollout.graph_reconcile import GraphRollout
 from controller.rollout.record import AnalysisRecord
-from controller.testing import ManualClock, MemoryReleaseRepository
+from controller.testing import ManualClock, MemoryLeaseStore, MemoryReleaseRepository
+from controller.text.ref_names import validate_model_name
 
 OVERLAY = "manifests/overlays/local"
 GRAPH_FILE = f"{OVERLAY}/inference-graph.yaml"
@@ -500,3 +512,140 @@ def test_a_target_that_cannot_be_asked_is_retried_and_never_rolls_back(walk: Wal
     assert reports[0].action == "retry"
     assert reports[0].detail.startswith("no local runtime is running")
     assert last.outcome is Outcome.PROMOTED
+
+
+# -- the lease: one walker acts per graph -----------------------------------------------------
+
+LEASE = graph_lease_name("local", GRAPH)
+
+
+def walker(walk: Walk, store: MemoryLeaseStore, holder: str) -> GraphRollout:
+    """A walker of its own process (its own clone), keeping its lease in the shared store:
+    30 s long, renewed every 10 s."""
+    rollout = walk.again()
+    rollout.lease = LeaseKeeper(store, holder, duration_seconds=30, clock=walk.clock)
+    return rollout
+
+
+def test_a_graphs_lease_is_named_apart_from_every_releases() -> None:
+    assert LEASE == "local/-graph-market-regime"
+    # A model named as the graph, or as its proposal branches, has a lease of its own ...
+    assert LEASE not in {lease_name("local", GRAPH), lease_name("local", "graph-" + GRAPH)}
+    # ... and none may be named as the graph's lease: a model's name cannot begin with '-'.
+    with pytest.raises(InputError, match="starts with '-'"):
+        validate_model_name("-graph-" + GRAPH)
+
+
+def test_two_walkers_of_one_graph_one_analyses_and_commits_the_other_says_who(
+    walk: Walk,
+) -> None:
+    store = MemoryLeaseStore()
+    a, b = walker(walk, store, "walker-a"), walker(walk, store, "walker-b")
+    # Before anything is due, neither needs the lease: both wait.
+    assert [a.reconcile("local", GRAPH).action, b.reconcile("local", GRAPH).action] == [
+        "wait",
+        "wait",
+    ]
+    assert store.swaps == []
+    walk.clock.advance(6)
+    stepped = a.reconcile("local", GRAPH)
+    assert stepped.action == "step"
+    queries = len(walk.metrics.queries)
+    walk.clock.advance(6)  # the 50 % step is due for its analysis, for either walker
+    followed = b.reconcile("local", GRAPH)
+    assert (followed.action, followed.phase, followed.weight) == ("follow", "analysing", 50)
+    assert followed.holder == "walker-a"
+    assert followed.lease_until == T0 + 6 + 30  # taken at the step, not renewed since
+    assert followed.detail.startswith("walker-a holds this graph's lease (until ")
+    assert followed.detail.endswith("unless renewed): it analyses and commits, this walker follows")
+    assert followed.as_dict()["holder"] == "walker-a"
+    assert (followed.commit, followed.finished) == (None, False)
+    assert len(walk.metrics.queries) == queries  # b analysed nothing
+    assert walk.subjects()[0] == "graph market-regime: canary 50% (local)"
+    # a renews it (more than 10 s since it took it) and promotes; b, following, sees the end.
+    walk.clock.advance(5)
+    assert a.reconcile("local", GRAPH).action == "promote"
+    assert store.swaps == [(LEASE, "walker-a"), (LEASE, "walker-a")]
+    assert b.reconcile("local", GRAPH).outcome is Outcome.PROMOTED
+    assert a.reconcile("local", GRAPH).outcome is Outcome.PROMOTED
+    assert store.read(LEASE) is None  # released at the end
+    assert store.swaps[-1] == (LEASE, None)
+    assert walk.subjects()[:3] == [
+        "graph market-regime: promoted (local)",
+        "graph market-regime: canary 50% (local)",
+        "Initial commit",
+    ]
+
+
+def test_a_lease_lost_while_analysing_leaves_the_commit_to_its_new_holder(walk: Walk) -> None:
+    """a's analysis outlasts its lease (nothing renews it meanwhile) and b takes the lease
+    over: a commits nothing and follows; b judges the step itself and walks it."""
+    store = MemoryLeaseStore()
+    a, b = walker(walk, store, "walker-a"), walker(walk, store, "walker-b")
+    taken_by_b = LeaseKeeper(store, "walker-b", duration_seconds=30, clock=walk.clock)
+
+    def a_long_analysis() -> None:
+        walk.metrics.on_query = lambda: None
+        walk.clock.advance(31)  # a's lease expired
+        assert taken_by_b.hold(LEASE).holder == "walker-b"  # b's pass took it over
+
+    walk.metrics.on_query = a_long_analysis
+    walk.clock.advance(6)
+    lost = a.reconcile("local", GRAPH)
+    assert (lost.action, lost.holder, lost.commit) == ("follow", "walker-b", None)
+    assert walk.subjects() == ["Initial commit"]  # a's passing analysis stepped nothing
+    assert not a.records  # nor is a's count of the step's analyses kept
+    last = b.run("local", GRAPH, poll_seconds=1)
+    assert last.outcome is Outcome.PROMOTED
+    assert walk.subjects()[1] == "graph market-regime: canary 50% (local)"
+    assert store.read(LEASE) is None
+
+
+def test_a_dead_walkers_lease_is_taken_over_once_it_expires(walk: Walk) -> None:
+    """a dies mid-walk holding the lease (no release): b follows while it is live, takes it
+    over once 30 s passed since a last renewed it, and walks the graph from Git to its end."""
+    store = MemoryLeaseStore()
+    a, b = walker(walk, store, "walker-a"), walker(walk, store, "walker-b")
+    walk.clock.advance(6)
+    assert a.reconcile("local", GRAPH).action == "step"
+    del a  # killed: its lease stays in the store until it expires
+    walk.clock.advance(29)
+    assert b.reconcile("local", GRAPH).holder == "walker-a"
+    walk.clock.advance(1)
+    reports: list[Any] = []
+    last = b.run("local", GRAPH, poll_seconds=1, on_pass=reports.append)
+    assert reports[0].action == "promote"  # the step's analysis was long due
+    assert last.outcome is Outcome.PROMOTED
+    assert store.swaps == [(LEASE, "walker-a"), (LEASE, "walker-b"), (LEASE, None)]
+
+
+def test_a_walker_that_stopped_after_one_pass_leaves_the_lease_to_the_next_at_once(
+    walk: Walk,
+) -> None:
+    """`--once` returns releasing the lease: the next walker needs no expiry to act."""
+    store = MemoryLeaseStore()
+    a, b = walker(walk, store, "walker-a"), walker(walk, store, "walker-b")
+    walk.clock.advance(6)
+    assert a.reconcile("local", GRAPH).action == "step"
+    assert a.lease is not None
+    a.lease.release_all()  # as `sluice graph rollout --once` does when its pass returns
+    assert store.read(LEASE) is None
+    walk.clock.advance(5)  # a's lease would still be live for 25 s
+    assert b.reconcile("local", GRAPH).action == "promote"
+    assert store.swaps == [(LEASE, "walker-a"), (LEASE, None), (LEASE, "walker-b")]
+
+
+def test_a_graph_lease_and_a_release_lease_of_one_name_are_two_refs_in_git(
+    git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """In the GitOps remote, a model named as the graph keeps its own lease beside the graph's."""
+    store = GitLeaseStore(GitWorkspace(git_remote.url, tmp_path / "clone"))
+    assert store.swap(lease_name("local", GRAPH), None, Lease("rollout", 1.0, 1.0, 30.0))
+    assert store.swap(LEASE, None, Lease("graph-walker", 1.0, 1.0, 30.0))
+    release, graph = store.read(lease_name("local", GRAPH)), store.read(LEASE)
+    assert release is not None
+    assert graph is not None
+    assert (release[0].holder, graph[0].holder) == ("rollout", "graph-walker")
+    assert store.swap(LEASE, graph[1], None)
+    assert store.read(LEASE) is None
+    assert store.read(lease_name("local", GRAPH)) is not None

@@ -17,7 +17,12 @@ from rich.syntax import Syntax
 
 from controller.commands.local_state import local_root
 from controller.commands.propose import build_forge, gitops_workspace, say, say_pull_requests
-from controller.commands.rollout_backends import TargetKind, build_metrics, build_target
+from controller.commands.rollout_backends import (
+    TargetKind,
+    build_lease,
+    build_metrics,
+    build_target,
+)
 from controller.errors import SluiceError
 from controller.ports import GraphInventory
 from controller.proposals.graph_propose import GraphProposal, GraphProposalResult, propose_graph
@@ -129,12 +134,17 @@ def run_graph_rollout(
 ) -> int:
     """One pass (``once``) or passes until the graph canary is promoted or rolled back; the
     exit code: 1 rolled back (by this pass, with ``once``), else 0 (promoted, nothing to walk,
-    or still walking after ``once``)."""
+    still walking after ``once``, or another walker holds the graph's lease).
+
+    Only the holder of the graph's lease analyses and commits (see
+    :mod:`controller.rollout.graph_reconcile`); it is released when this returns."""
     deployed = build_target(settings, target)
+    workspace = gitops_workspace(settings, remote)
     rollout = GraphRollout(
-        workspace=gitops_workspace(settings, remote),
+        workspace=workspace,
         target=deployed if isinstance(deployed, GraphInventory) else None,
         metrics=build_metrics(settings, target),
+        lease=build_lease(settings, workspace),
     )
     reports: list[GraphPassReport] = []
     printed: list[tuple[object, ...]] = []
@@ -149,13 +159,18 @@ def run_graph_rollout(
         printed.append(key)
         _print_pass(report, console)
 
-    if once:
-        on_pass(rollout.reconcile(environment, graph))
-    else:
-        rollout.run(
-            environment, graph, poll_seconds=settings.rollout_poll_interval_seconds,
-            on_pass=on_pass,
-        )  # fmt: skip
+    try:
+        if once:
+            on_pass(rollout.reconcile(environment, graph))
+        else:
+            rollout.run(
+                environment, graph, poll_seconds=settings.rollout_poll_interval_seconds,
+                on_pass=on_pass,
+            )  # fmt: skip
+    finally:
+        # Walked to its end, one pass done, or stopped: another walker may act at once.
+        if rollout.lease is not None:
+            rollout.lease.release_all()
     if as_json:
         console.print_json(json.dumps({"passes": [r.as_dict() for r in reports]}))
     last = reports[-1]

@@ -3,8 +3,8 @@
 :func:`build_reconciler` names every concrete backend of ``sluice rollout``, ``rollback``,
 ``status`` and ``serve --rollouts``: MLflow, Git, Prometheus, Locust, the local target or a
 cluster (Argo CD and Kubernetes), the notifier, the lease store and the prediction log;
-``sluice graph rollout`` takes its target and Prometheus from :func:`build_target` and
-:func:`build_metrics`.
+``sluice graph rollout`` takes its target, Prometheus and lease keeper from
+:func:`build_target`, :func:`build_metrics` and :func:`build_lease`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from controller.rollout.analysis import Analyzer
 from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
 
-__all__ = ["TargetKind", "build_metrics", "build_reconciler", "build_target"]
+__all__ = ["TargetKind", "build_lease", "build_metrics", "build_reconciler", "build_target"]
 
 TargetKind = Literal["local", "kubernetes"]
 
@@ -116,9 +116,15 @@ def build_reconciler(
         forge=forge,
         predictions=_prediction_log(settings, target),
         graph_replay=_graph_replay(deployed_to),
-        lease=LeaseKeeper(
-            _lease_store(settings, workspace), duration_seconds=settings.rollout_lease_seconds
-        ),
+        lease=build_lease(settings, workspace),
+    )
+
+
+def build_lease(settings: Settings, workspace: GitWorkspace) -> LeaseKeeper:
+    """This process's keeper of the rollout leases (of releases and of graph walks), in the
+    configured store, for the configured duration."""
+    return LeaseKeeper(
+        _lease_store(settings, workspace), duration_seconds=settings.rollout_lease_seconds
     )
 
 

@@ -9,6 +9,14 @@ decided on: the next weight, the promotion, or the rollback whose message names 
 check and its numbers. Git holds the state; only the count of held analyses of the current
 step lives in this process (a restart counts the step's holds again, so it may hold longer,
 never pass sooner).
+
+With a :class:`~controller.lease.LeaseKeeper`, only the holder of the graph's lease
+(:func:`~controller.lease.graph_lease_name`) analyses and commits, as in ``sluice rollout``
+(:mod:`controller.rollout.reconcile`): the lease is taken before an analysis or a commit,
+renewed by the passes, checked again after an analysis (lost meanwhile, the holder acts, and
+this pass commits nothing), and released when the walk ends. Another walker's pass observes
+and reports who holds the lease and until when; a dead walker's lease is taken over once it
+expires.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 from controller.analysis_types import GateResult
 from controller.errors import SluiceError, TransientError
+from controller.lease import LeaseKeeper, graph_lease_name
 from controller.ports import GraphInventory, MetricsSource, ReleaseRepository, SyncTrigger
 from controller.proposals.graph_walk import GraphWalk, walk_graph
 from controller.rollout.actions import (
@@ -33,7 +42,12 @@ from controller.rollout.actions import (
     Wait,
 )
 from controller.rollout.graph_analysis import analyse_graph, step_window
-from controller.rollout.graph_decide import GraphObservation, conclude_graph, decide_graph
+from controller.rollout.graph_decide import (
+    GraphAction,
+    GraphObservation,
+    conclude_graph,
+    decide_graph,
+)
 from controller.rollout.graph_observe import GraphSnapshot, observe_graph
 from controller.rollout.graph_policy import graph_checks
 from controller.rollout.record import AnalysisRecord
@@ -60,6 +74,10 @@ class GraphPassReport:
     outcome: Outcome | None = None
     #: Seconds until the next pass has something to do (None: poll).
     wake_in: float | None = None
+    #: Another walker that holds the graph's lease (action ``follow``), and until when it
+    #: binds unless renewed (epoch seconds).
+    holder: str | None = None
+    lease_until: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -85,6 +103,9 @@ class GraphRollout:
     sleep: Callable[[float], None] = time.sleep
     #: Held analyses of each graph's current step, by (environment, graph).
     records: dict[tuple[str, str], AnalysisRecord] = field(default_factory=dict)
+    #: Who may walk a graph (None: this walker always acts, alone by assumption).
+    lease: LeaseKeeper | None = None
+    _following: set[str] = field(default_factory=set, init=False, repr=False)
 
     def reconcile(self, environment: str, graph: str) -> GraphPassReport:
         """One pass: observe, decide, analyse if due, act."""
@@ -93,9 +114,15 @@ class GraphRollout:
         policy = config.graph_rollout
         key = (obs.environment, graph)
         action = decide_graph(obs, policy, self.clock(), self.records.get(key))
+        following = self._follow(obs, key, action)
+        if following is not None:
+            return following
         if isinstance(action, Analyze):
             results = self._analyse(snapshot)
             action = conclude_graph(policy, action, results, self.clock())
+            following = self._follow(obs, key, action)
+            if following is not None:
+                return following  # the lease was lost while analysing: the holder acts
         return self._act(snapshot, key, action)
 
     def run(
@@ -121,6 +148,38 @@ class GraphRollout:
                 return report
             self.sleep(poll_seconds if report.wake_in is None else max(0.0, report.wake_in))
 
+    def _follow(
+        self, obs: GraphObservation, key: tuple[str, str], action: GraphAction
+    ) -> GraphPassReport | None:
+        """None when this walker may analyse and commit; otherwise the report of a pass that
+        follows the lease's holder. The end needs no lease (it is released), nor does a plain
+        wait of a walker that neither holds nor follows (the holder renews it while it
+        waits)."""
+        if self.lease is None:
+            return None
+        name = graph_lease_name(obs.environment, obs.graph)
+        if isinstance(action, Finish):
+            self.lease.release(name)
+            self._following.discard(name)
+            return None
+        idle = isinstance(action, Wait) and name not in self._following
+        if idle and not self.lease.holding(name):
+            return None
+        held = self.lease.hold(name)
+        if held.holder == self.lease.holder:
+            self._following.discard(name)
+            return None
+        self._following.add(name)
+        # The holder counts the step's analyses; taken over, this walker counts anew.
+        self.records.pop(key, None)
+        until = time.strftime("%H:%M:%S", time.localtime(held.expires_at))
+        return _report(
+            obs, _phase(action), "follow",
+            f"{held.holder} holds this graph's lease (until {until} unless renewed): it "
+            "analyses and commits, this walker follows",
+            holder=held.holder, lease_until=held.expires_at,
+        )  # fmt: skip
+
     def _analyse(self, snapshot: GraphSnapshot) -> tuple[GateResult, ...]:
         obs, config = snapshot.observation, snapshot.config
         gates = config.rollout.gates
@@ -138,7 +197,7 @@ class GraphRollout:
         self,
         snapshot: GraphSnapshot,
         key: tuple[str, str],
-        action: Wait | Hold | SetWeight | Promote | StartRollback | Finish | Analyze,
+        action: GraphAction,
     ) -> GraphPassReport:
         obs = snapshot.observation
         if isinstance(action, Finish):
@@ -207,9 +266,24 @@ def _report(
     commit: str | None = None,
     outcome: Outcome | None = None,
     wake_in: float | None = None,
+    holder: str | None = None,
+    lease_until: float | None = None,
 ) -> GraphPassReport:
     weight = obs.canary.weight if obs.canary is not None else None
     return GraphPassReport(
         obs.graph, obs.environment, weight, phase, action, detail, results, commit, outcome,
-        wake_in,
+        wake_in, holder, lease_until,
     )  # fmt: skip
+
+
+def _phase(action: GraphAction) -> str:
+    """The phase a pass deciding ``action`` reports (what its holder is doing)."""
+    if isinstance(action, Wait):
+        return action.phase
+    if isinstance(action, SetWeight):
+        return "progressing"
+    if isinstance(action, Promote):
+        return "promoting"
+    if isinstance(action, StartRollback):
+        return "rolling_back"
+    return "analysing"  # an analysis, or a hold
