@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
+    "GRAPH_LEASE_PREFIX",
     "Lease",
     "LeaseKeeper",
     "default_holder",
@@ -122,13 +123,17 @@ def lease_name(environment: str, model: str) -> str:
     return f"{environment}/{model}"
 
 
+#: What a graph walk's lease name has after its environment, before the graph's name.
+GRAPH_LEASE_PREFIX = "-graph-"
+
+
 def graph_lease_name(environment: str, graph: str) -> str:
     """The lease of one InferenceGraph's walk (``sluice graph rollout``):
     ``refs/sluice/leases/<environment>/-graph-<graph>`` in Git. No release's lease is so named,
     nor is one a directory of it, whatever the graph and model are called: a model's name may
     not begin with ``-`` (:func:`~controller.text.ref_names.validate_model_name`), which a ref
     component may."""
-    return f"{environment}/-graph-{graph}"
+    return f"{environment}/{GRAPH_LEASE_PREFIX}{graph}"
 
 
 class LeaseKeeper:

@@ -22,10 +22,11 @@ from support.kube_api import KUBE_TOKEN, KubeApi, kube_api
 from controller.backends.kubernetes_lease import (
     KubernetesLeaseStore,
     default_lease_namespace,
+    lease_object,
     lease_object_name,
 )
 from controller.errors import ConfigError, RemoteUnavailable, SluiceError
-from controller.lease import Lease, LeaseKeeper, lease_name
+from controller.lease import Lease, LeaseKeeper, graph_lease_name, lease_name
 
 NAME = lease_name("staging", "fraud-detector")
 OBJECT = "sluice-staging-fraud-detector"
@@ -238,3 +239,13 @@ def test_an_unknown_lease_store_is_exit_2_on_one_line(tmp_path: Path) -> None:
         "sluice: error: setting rollout_lease_store: Input should be 'git' or 'kubernetes'; "
         "fix it and run again"
     )
+
+
+def test_a_graph_walks_lease_is_labelled_with_its_graph_not_a_model() -> None:
+    """`kubectl get leases -l sluice.dev/graph=market-regime` finds a graph walk's lease; no
+    model label claims a model named after the graph."""
+    lease = Lease("walker-1", 1000.0, 1000.0, 30.0)
+    obj = lease_object(graph_lease_name("prod", "market-regime"), lease, "models-prod")
+    labels = obj["metadata"]["labels"]
+    assert labels["sluice.dev/graph"] == "market-regime"
+    assert "sluice.dev/model" not in labels

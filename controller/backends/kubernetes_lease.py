@@ -40,7 +40,7 @@ from controller.backends.kubernetes_client import (
     unreachable_error,
 )
 from controller.errors import ConfigError, SluiceError
-from controller.lease import Lease
+from controller.lease import GRAPH_LEASE_PREFIX, Lease
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient  # type: ignore[import-untyped]
@@ -109,6 +109,7 @@ def lease_object(
     """The Lease object recording ``lease`` for release ``name``; from ``previous`` (the object
     it replaces) it keeps the resourceVersion and counts a change of holder."""
     environment, _, model = name.partition("/")
+    graph = model.removeprefix(GRAPH_LEASE_PREFIX) if model.startswith(GRAPH_LEASE_PREFIX) else None
     old_spec = (previous or {}).get("spec") or {}
     transitions = int(old_spec.get("leaseTransitions") or 0)
     old_holder = old_spec.get("holderIdentity")
@@ -123,7 +124,12 @@ def lease_object(
         "labels": {
             "app.kubernetes.io/managed-by": "sluice",
             "sluice.dev/environment": _label_value(environment),
-            "sluice.dev/model": _label_value(model),
+            # A graph walk's lease names its graph, a release's its model.
+            **(
+                {"sluice.dev/graph": _label_value(graph)}
+                if graph is not None
+                else {"sluice.dev/model": _label_value(model)}
+            ),
         },
         "annotations": annotations,
     }
