@@ -107,6 +107,7 @@ __all__ = [
     "READINESS_PATH",
     "KServeGraphRouter",
     "RouterSettings",
+    "RouterSetupError",
     "cluster_deployment",
     "main",
     "router_settings",
