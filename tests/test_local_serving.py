@@ -34,12 +34,15 @@ from models.fraud_detector.data import FEATURES, generate_transactions
 
 V2_TYPES = {"amount": "FP64", "hour": "INT64", "card_age_days": "INT64", "tx_velocity_24h": "INT64"}
 V2_TYPES |= {"merchant_category": "BYTES", "country": "BYTES"}
+KNATIVE_REVISION = "fraud-predictor-00002"
 
 
 @pytest.fixture(scope="module")
 def server(fraud_model: Registered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The fraud model served from its mlflow-artifacts:/ URI."""
-    with serve(fraud_model, tmp_path_factory.mktemp("model-server")) as handle:
+    """The fraud model served from its mlflow-artifacts:/ URI, in a Knative revision's
+    environment (``K_REVISION``)."""
+    revision = {"K_REVISION": KNATIVE_REVISION}
+    with serve(fraud_model, tmp_path_factory.mktemp("model-server"), revision) as handle:
         yield handle
 
 
@@ -143,6 +146,34 @@ def test_ready_only_after_warming_up_over_http(fraud_model: Registered, tmp_path
         log = (tmp_path / "model-server.log").read_text()
         assert "warm-up over HTTP: 3 of 3 requests answered; ready" in log
         assert request_counts(fresh.url) == {}
+
+
+def test_every_answer_names_the_knative_revision(server: Any, rows: Any) -> None:
+    """With K_REVISION set (Knative sets it in every revision's pod), predictions, kserve's
+    errors and probes name the revision in X-Sluice-Revision: a graph's router labels its step
+    series with it on a cluster."""
+    named = []
+    for path, document in (
+        ("/v1/models/fraud:predict", {"instances": values(rows.head(1))}),
+        ("/v1/models/fraud:predict", {"instances": [[1.0]]}),
+        ("/v1/models/other:predict", {"instances": values(rows.head(1))}),
+        ("/v2/health/ready", None),
+    ):
+        body = None if document is None else json.dumps(document).encode()
+        request = urllib.request.Request(  # noqa: S310 (our own http:// URL)
+            f"{server.url}{path}", body, {"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                named.append((response.status, response.headers.get_all("X-Sluice-Revision")))
+        except urllib.error.HTTPError as exc:
+            named.append((exc.code, exc.headers.get_all("X-Sluice-Revision")))
+    assert named == [
+        (200, [KNATIVE_REVISION]),
+        (400, [KNATIVE_REVISION]),
+        (404, [KNATIVE_REVISION]),
+        (200, [KNATIVE_REVISION]),
+    ]
 
 
 def test_server_counts_its_inference_requests_by_code(server: Any, rows: Any) -> None:

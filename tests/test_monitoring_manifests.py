@@ -67,6 +67,15 @@ def one(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return document
 
 
+def model_servers(monitoring: list[dict[str, Any]]) -> dict[str, Any]:
+    """The PodMonitor of the InferenceServices' pods."""
+    (document,) = [
+        d for d in monitoring
+        if d["kind"] == "PodMonitor" and d["metadata"]["name"] == "sluice-model-servers"
+    ]  # fmt: skip
+    return document
+
+
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
@@ -263,7 +272,7 @@ def test_monitors_scrape_the_model_servers_and_the_controller(
 ) -> None:
     """The PodMonitor covers every model namespace, queue-proxy and model server; the
     ServiceMonitor selects the controller's Service by a label and a port it has."""
-    pods = one(monitoring, "PodMonitor")["spec"]
+    pods = model_servers(monitoring)["spec"]
     assert set(pods["namespaceSelector"]["matchNames"]) == model_namespaces
     assert {e["port"] for e in pods["podMetricsEndpoints"]} == {
         "http-usermetric", "user-port", "http1",
@@ -289,7 +298,7 @@ def test_queue_proxy_series_name_their_revision_on_every_knative_version(
     target_info: the queue-proxy endpoint relabels the pod's namespace, revision and
     configuration onto the names promotion gives them (which the canary records read), never
     onto Knative <= 1.18's names, which its series carry already."""
-    endpoints = {e["port"]: e for e in one(monitoring, "PodMonitor")["spec"]["podMetricsEndpoints"]}
+    endpoints = {e["port"]: e for e in model_servers(monitoring)["spec"]["podMetricsEndpoints"]}
     relabelings = endpoints["http-usermetric"]["relabelings"]
     assert all(r.get("action", "replace") == "replace" for r in relabelings)
     assert {r["targetLabel"]: r["sourceLabels"] for r in relabelings} == {
@@ -307,8 +316,11 @@ def test_queue_proxy_series_name_their_revision_on_every_knative_version(
         assert f'"{target}", "$1", "{source}", "(.+)"' in expressions
 
 
-def relabel(relabelings: list[dict[str, Any]], labels: dict[str, str]) -> dict[str, str] | None:
-    """Prometheus' relabelling (replace, keep, drop) of a target's labels; None: dropped."""
+def relabel(
+    relabelings: list[dict[str, Any]], labels: dict[str, str], *, hidden: bool = False
+) -> dict[str, str] | None:
+    """Prometheus' relabelling (replace, keep, drop) of a target's labels; None: dropped.
+    ``hidden``: with the ``__`` labels (``__address__``) too."""
     labels = dict(labels)
     for rule in relabelings:
         value = rule.get("separator", ";").join(labels.get(s, "") for s in rule["sourceLabels"])
@@ -320,7 +332,7 @@ def relabel(relabelings: list[dict[str, Any]], labels: dict[str, str]) -> dict[s
         elif action == "replace" and match is not None:
             template = re.sub(r"\$\{?(\d+)\}?", r"\\g<\1>", rule.get("replacement", "$1"))
             labels[rule["targetLabel"]] = match.expand(template)
-    return {k: v for k, v in labels.items() if not k.startswith("__")}
+    return {k: v for k, v in labels.items() if hidden or not k.startswith("__")}
 
 
 def pod_target(namespace: str, **pod_labels: str) -> dict[str, str]:
@@ -358,7 +370,7 @@ def test_raw_deployment_model_servers_are_labelled_by_their_deployment(
     """A RawDeployment pod (no Knative labels) is scraped on http1 with revision_name from its
     app label (isvc. stripped), configuration_name <isvc>-predictor and its namespace, the
     names the sluice-wrapper profile's gates select a revision by."""
-    endpoints = {e["port"]: e for e in one(monitoring, "PodMonitor")["spec"]["podMetricsEndpoints"]}
+    endpoints = {e["port"]: e for e in model_servers(monitoring)["spec"]["podMetricsEndpoints"]}
     raw = endpoints["http1"]
     assert (raw["path"], raw["interval"]) == ("/metrics", "15s")
     target = pod_target(
@@ -385,7 +397,7 @@ def test_raw_revision_names_are_the_ones_the_cluster_target_reports(
     isvc = json.loads((ROOT / "tests/fixtures/cluster/isvc-raw-canary-10.json").read_text())
     observed = observation_from(isvc, None)
     (canary,) = isvc["spec"]["canary"]
-    endpoints = {e["port"]: e for e in one(monitoring, "PodMonitor")["spec"]["podMetricsEndpoints"]}
+    endpoints = {e["port"]: e for e in model_servers(monitoring)["spec"]["podMetricsEndpoints"]}
     scraped = set()
     for deployment in (
         "fraud-detector-predictor",
@@ -405,7 +417,7 @@ def test_serverless_model_servers_keep_knatives_labels_and_are_scraped_once(
 ) -> None:
     """A Knative pod is labelled from serving.knative.dev/* on user-port as before; the http1
     endpoint drops it, so no series of it is scraped twice under other names."""
-    endpoints = {e["port"]: e for e in one(monitoring, "PodMonitor")["spec"]["podMetricsEndpoints"]}
+    endpoints = {e["port"]: e for e in model_servers(monitoring)["spec"]["podMetricsEndpoints"]}
     target = pod_target(
         "models-staging", **KNATIVE_POD, **{"serving.kserve.io/inferenceservice": "fraud-detector"}
     )
@@ -415,6 +427,65 @@ def test_serverless_model_servers_keep_knatives_labels_and_are_scraped_once(
         "revision_name": "fraud-detector-predictor-00004",
     }
     assert relabel(endpoints["http1"]["relabelings"], target) is None
+
+
+def container_target(
+    container: str, port: int | None, *, init: bool = False, **pod_labels: str
+) -> dict[str, str]:
+    """What pod discovery gives one container port (``port`` None: a container without ports,
+    for which Prometheus makes a port-free target)."""
+    target = pod_target("models-staging", **pod_labels)
+    target |= {
+        "__meta_kubernetes_pod_ip": "10.1.2.3",
+        "__meta_kubernetes_pod_container_name": container,
+        "__meta_kubernetes_pod_container_init": str(init).lower(),
+        "__address__": "10.1.2.3" if port is None else f"10.1.2.3:{port}",
+    }
+    if port is not None:
+        target["__meta_kubernetes_pod_container_port_number"] = str(port)
+    return target
+
+
+def test_graph_routers_are_scraped_on_kserves_router_port(
+    monitoring: list[dict[str, Any]], model_namespaces: set[str]
+) -> None:
+    """The graph routers' PodMonitor selects KServe's router pods by their graph label in every
+    model namespace and scrapes each pod's router once on 8080: Knative's user-port in
+    Serverless mode, the port-free container in RawDeployment mode; never the queue-proxy, a
+    mesh sidecar or an init container. The model servers' PodMonitor selects no router pod."""
+    (routers,) = [
+        d for d in monitoring
+        if d["kind"] == "PodMonitor" and d["metadata"]["name"] == "sluice-graph-routers"
+    ]  # fmt: skip
+    spec = routers["spec"]
+    assert set(spec["namespaceSelector"]["matchNames"]) == model_namespaces
+    assert spec["selector"]["matchExpressions"] == [
+        {"key": "serving.kserve.io/inferencegraph", "operator": "Exists"}
+    ]
+    models = model_servers(monitoring)["spec"]["selector"]["matchExpressions"]
+    assert {e["key"] for e in models} == {"serving.kserve.io/inferenceservice"}
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert "port" not in endpoint
+    assert endpoint["path"] == "/metrics"
+    graph = {"serving.kserve.io/inferencegraph": "market-regime"}
+    scraped = {}
+    for container, port, init in (
+        ("user-container", 8080, False),  # Serverless: Knative's user-port
+        ("queue-proxy", 8012, False),
+        ("queue-proxy", 9091, False),
+        ("istio-proxy", 15090, False),
+        ("istio-proxy", None, False),
+        ("market-regime", None, False),  # RawDeployment: the router declares no port
+        ("istio-init", None, True),
+    ):
+        target = container_target(container, port, init=init, **graph)
+        labels = relabel(endpoint["relabelings"], target, hidden=True)
+        if labels is not None:
+            scraped[(container, port)] = labels["__address__"]
+    assert scraped == {
+        ("user-container", 8080): "10.1.2.3:8080",
+        ("market-regime", None): "10.1.2.3:8080",
+    }
 
 
 def test_knative_is_told_to_export_queue_proxy_request_metrics(

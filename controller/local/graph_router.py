@@ -51,7 +51,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Self
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from controller.gates.metrics_profile import MetricsProfile
 from controller.local.graph.executor import StepCaller, StepRef, answer_graph_request, error_body
@@ -114,6 +114,7 @@ class GraphRouter(LoopServer):
         propagate_headers: Sequence[str] = DEFAULT_PROPAGATED_HEADERS,
         prediction_log: OutcomeReader | None = None,
         outcome_refresh: float | None = None,
+        request_metrics: bool = True,
     ) -> None:
         super().__init__(name=f"the router of InferenceGraph {graph}", host=host, port=port)
         self.graph = graph
@@ -123,7 +124,11 @@ class GraphRouter(LoopServer):
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = RevisionMetrics(namespace, graph, metrics_profile)
         self.steps = GraphStepMetrics(namespace, graph, metrics_profile)
-        self.registry.register(self.metrics)
+        #: Whether ``/metrics`` exports the graph's request series too (what a queue-proxy
+        #: would); not on a cluster, where the queue-proxy in front of the router does.
+        self.request_metrics = request_metrics
+        if request_metrics:
+            self.registry.register(self.metrics)
         self.registry.register(self.steps)
         #: The outcome series, read from ``prediction_log`` (None without one: no series).
         self.outcomes: GraphOutcomes | None = None
@@ -186,7 +191,12 @@ class GraphRouter(LoopServer):
 
     async def handle(self, request: Request) -> bytes:
         if request.url == b"/metrics" or request.url.startswith(b"/metrics?"):
-            body = self.steps.counter_text().encode() + self.metrics.exposition(self.registry)
+            exported = (
+                self.metrics.exposition(self.registry)
+                if self.request_metrics
+                else generate_latest(self.registry)
+            )
+            body = self.steps.counter_text().encode() + exported
             return encode_response(200, [(b"Content-Type", CONTENT_TYPE_LATEST.encode())], body)
         if request.url == REPLAY_PATH or request.url.startswith(REPLAY_PATH + b"?"):
             return await self._replay(request)

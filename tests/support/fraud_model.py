@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,10 +52,12 @@ def register_fraud_model(mlflow_server: MlflowService) -> Registered:
     return Registered(name, 1, uri, mlflow_server.tracking_uri)
 
 
-def serve(model: Registered, log_dir: Path) -> ModelServerHandle:
+def serve(
+    model: Registered, log_dir: Path, env: Mapping[str, str] | None = None
+) -> ModelServerHandle:
     return start_model_server(
         name="fraud",
         storage_uri=model.uri,
         log_dir=log_dir,
-        env={"MLFLOW_TRACKING_URI": model.tracking_uri},
+        env={"MLFLOW_TRACKING_URI": model.tracking_uri, **(env or {})},
     )

@@ -25,6 +25,10 @@ revision that has no Knative queue-proxy in front of it (KServe's RawDeployment 
 A V1 request without ``instances`` may be an InferenceGraph Ensemble's answer, passed on by a
 Sequence step with ``data: $response``: its steps' predictions are joined into rows
 (:mod:`.ensemble_answer`), so a model that combines the Ensemble's members takes it as is.
+
+Where Knative sets ``K_REVISION`` (every Serverless revision's pod), every answer names the
+revision in ``X-Sluice-Revision`` (:mod:`.revision_header`), as the local routers' answers do:
+an InferenceGraph's router labels its step series with it.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from controller.local.serving.request_metrics import (
     RequestMetrics,
     request_histogram,
 )
+from controller.local.serving.revision_header import answer_with_revision
 from controller.synthetic_traffic import SYNTHETIC_HEADER, is_synthetic
 
 __all__ = ["build_kserve_model", "main", "parse_args"]
@@ -253,6 +258,9 @@ def _serve(model: Any, args: argparse.Namespace, warm_up: list[dict[str, Any]] |
     # kserve serves the module-level FastAPI app ``kserve.model_server:app``; a middleware added
     # before the server starts wraps every route, inside Starlette's outermost error handler.
     model_server.app.add_middleware(RequestMetrics, histogram=request_histogram())
+    # Knative sets K_REVISION in every revision's pod: a graph's router reads it from the
+    # answers to label its step series with the member revision that answered.
+    answer_with_revision(model_server.app, os.environ.get("K_REVISION"))
     server = BoundModelServer(
         http_port=args.http_port,
         grpc_port=args.grpc_port or 8081,
