@@ -40,6 +40,7 @@ __all__ = [
     "answer_field",
     "is_right",
     "is_right_text",
+    "number_field",
     "tally",
 ]
 
@@ -108,6 +109,15 @@ def answer_field(output: object, name: str) -> object:
     return None if isinstance(data, list | Mapping) else data
 
 
+def number_field(output: object, name: str) -> float | None:
+    """The finite number in field ``name`` of a one-row V1 or V2 answer (:func:`answer_field`);
+    None when it is missing or not a finite number (a bool is not one)."""
+    value = answer_field(output, name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def is_right(output: object, outcome: str, value: Label) -> bool | None:
     """Whether the parsed answer ``output`` was right about ``outcome`` = ``value`` by the
     module's convention; None when it is not scored."""
@@ -116,12 +126,8 @@ def is_right(output: object, outcome: str, value: Label) -> bool | None:
         return predicted == value if isinstance(predicted, str) else None
     if isinstance(value, bool) or value not in (0, 1):  # NaN and 0.5 are neither
         return None
-    probability = answer_field(output, f"p_{outcome}")
-    if (
-        isinstance(probability, bool)
-        or not isinstance(probability, int | float)
-        or not math.isfinite(probability)
-    ):
+    probability = number_field(output, f"p_{outcome}")
+    if probability is None:
         return None
     return (probability >= THRESHOLD) == (value == 1)
 

@@ -18,13 +18,13 @@ from support.prediction_answers import answer
 
 from controller.analysis_types import Verdict
 from controller.errors import InputError, TransientError
+from controller.outcome_scores import number_field
 from controller.rollout.policy import RolloutPolicy, ShadowPhase
 from controller.shadow.analysis import judge_mirrored
 from controller.shadow.downstream import (
     DownstreamSamples,
     Routed,
     judge_downstream,
-    score_in,
 )
 from controller.shadow.downstream_policy import DownstreamPolicy
 from controller.shadow.judge import ShadowJudgement, ShadowPolicy
@@ -123,7 +123,7 @@ def test_an_outcome_that_is_not_zero_or_one_names_the_request() -> None:
     ],
 )
 def test_the_score_is_read_from_the_named_field(output: object, expected: float | None) -> None:
-    assert score_in(output, "p_up") == expected
+    assert number_field(output, "p_up") == expected
 
 
 # -- the shadow phase's downstream judgement, through the ports' in-memory fakes -------------

@@ -42,11 +42,12 @@ import numpy.typing as npt
 
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import InputError
+from controller.outcome_scores import number_field
 from controller.predictions import Label
 from controller.shadow.class_judge import _gate_part
 from controller.shadow.downstream_policy import DownstreamPolicy
 from controller.shadow.judge import result_of
-from controller.shadow.samples import _v1_row, _v2_row, score_of
+from controller.shadow.samples import score_of
 from controller.shadow.statistics import paired_drop
 
 __all__ = [
@@ -54,7 +55,6 @@ __all__ = [
     "DownstreamSamples",
     "Routed",
     "judge_downstream",
-    "score_in",
 ]
 
 BoolArray = npt.NDArray[np.bool_]
@@ -144,25 +144,7 @@ def _score(routed: Routed, policy: DownstreamPolicy) -> float | None:
         return None
     if policy.score_field is None:
         return score_of(routed.output)
-    return score_in(routed.output, policy.score_field)
-
-
-def score_in(output: object, field: str) -> float | None:
-    """The number in ``field`` of a V1 answer's only row (or the V2 output tensor named
-    ``field`` of one row); None when there is none."""
-    if not isinstance(output, dict):
-        return None
-    value: object = None
-    if "predictions" in output:
-        row = _v1_row(output["predictions"])
-        value = row.get(field) if isinstance(row, dict) else None
-    elif isinstance(outputs := output.get("outputs"), list):
-        named = [o for o in outputs if isinstance(o, dict) and o.get("name") == field]
-        data = _v2_row(named) if len(named) == 1 else None
-        value = data[0] if isinstance(data, list) and len(data) == 1 else None
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    return number_field(routed.output, policy.score_field)
 
 
 def _interval(primary: BoolArray, shadow: BoolArray, alpha: float) -> tuple[float, float, float]:
