@@ -322,7 +322,7 @@ def run_feedback(
     console: Console,
     outcomes: Sequence[str] | None = None,
 ) -> int:
-    """Read ``path`` (its ``outcomes`` columns, or all but request_id), store its values (in
+    """Read ``path`` (its ``outcomes`` columns, or ``label`` alone), store its values (in
     the log, or through ``url``), print the counts per outcome; returns how many were stored."""
     labels = read_outcomes(path, outcomes or None)
     if url is None:

@@ -105,10 +105,13 @@ def _downstream(
         chosen = [p for p in pairs if p.request_id in arrived and 200 <= p.primary.status < 300][
             -policy.max_requests :
         ]
-        if chosen and replay is None:
-            raise ConfigError("no graph replay is configured for this target")
-        champion = _replayed(replay, policy.graph, member, [p.primary for p in chosen])
-        challenger = _replayed(replay, policy.graph, member, [p.shadow for p in chosen])
+        champion: list[Routed] = []
+        challenger: list[Routed] = []
+        if chosen:
+            if replay is None:
+                raise ConfigError("no graph replay is configured for this target")
+            champion = _replayed(replay, policy.graph, member, [p.primary for p in chosen])
+            challenger = _replayed(replay, policy.graph, member, [p.shadow for p in chosen])
         rows = [
             (pair.request_id, arrived[pair.request_id], _regime(pair, classes), ours, theirs)
             for pair, ours, theirs in zip(chosen, champion, challenger, strict=True)
@@ -125,13 +128,13 @@ def _downstream(
 
 
 def _replayed(
-    replay: GraphReplay | None, graph: str, member: str, answers: list[LoggedPrediction]
+    replay: GraphReplay, graph: str, member: str, answers: list[LoggedPrediction]
 ) -> list[Routed]:
     """The graph's answers with ``member`` answering each of ``answers``; an answer that was
     no answer (an error status, no JSON) is not replayed: the graph failed with it."""
     usable = [i for i, a in enumerate(answers) if 200 <= a.status < 300 and a.output is not None]
     routed = [Routed(a.status if a.status >= 300 else 502, None) for a in answers]
-    if usable and replay is not None:
+    if usable:
         outputs = replay.replay(graph, member, [answers[i].output for i in usable])
         for i, out in zip(usable, outputs, strict=True):
             routed[i] = Routed(out.status, out.output)
