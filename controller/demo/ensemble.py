@@ -58,6 +58,7 @@ from controller.demo.shadow_chapter import add_shadow_policy
 from controller.errors import ConfigError, GateFailed
 from controller.local.stack import StackRequest, up
 from controller.local.state import PREDICTION_LOG_FILE
+from controller.outcome_scores import Tally
 from controller.proposals.propose import ProposalRequest, ProposalResult
 from controller.rollout.actions import Outcome
 from controller.rollout.pass_report import PassReport
@@ -432,8 +433,12 @@ class _Chapters:
             table.add_column(
                 column, justify="right" if column in ("right", "share right") else "left"
             )
-        for (member, revision, segment), (right, scored) in sorted(counts.items()):
-            table.add_row(member, revision, segment, f"{right}/{scored}", f"{right / scored:.1%}")
+        for (member, revision, segment), answers in sorted(counts.items()):
+            scored = answers.right + answers.wrong
+            table.add_row(
+                member, revision, segment, f"{answers.right}/{scored}",
+                f"{answers.share_right or 0:.1%}",
+            )  # fmt: skip
         return table
 
     def history(self) -> None:
@@ -456,25 +461,26 @@ class _Chapters:
 #: Share of each member revision's answers right about the next day's direction, per regime:
 #: the graph router's outcome series, summed over its labels.
 TASK_METRIC = (
-    "sum by (service_name, kn_revision_name, segment) (sluice_graph_outcome_answers{{graph_name="
-    '"{graph}", outcome="up", result="{result}"}})'
+    "sum by (service_name, kn_revision_name, segment, result) "
+    '(sluice_graph_outcome_answers{{graph_name="{graph}", outcome="up"}})'
 )
 
 
-def _task_metric(prometheus_url: str) -> dict[tuple[str, str, str], tuple[int, int]]:
-    """``(member, revision, regime) -> (right, scored)`` as Prometheus has them now."""
-    counts: dict[tuple[str, str, str], list[int]] = {}
-    for result in ("right", "wrong"):
-        query = TASK_METRIC.format(graph=GRAPH, result=result)
-        answer = requests.get(f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
-        answer.raise_for_status()
-        for sample in answer.json()["data"]["result"]:
-            labels = sample["metric"]
-            key = (labels.get("service_name", ""), labels.get("kn_revision_name", ""),
-                   labels.get("segment", ""))  # fmt: skip
-            pair = counts.setdefault(key, [0, 0])
-            pair[0 if result == "right" else 1] += int(float(sample["value"][1]))
-    return {key: (right, right + wrong) for key, (right, wrong) in counts.items()}
+def _task_metric(prometheus_url: str) -> dict[tuple[str, str, str], Tally]:
+    """``(member, revision, regime) -> right and wrong`` as Prometheus has them now."""
+    counts: dict[tuple[str, str, str], Tally] = {}
+    query = TASK_METRIC.format(graph=GRAPH)
+    answer = requests.get(f"{prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
+    answer.raise_for_status()
+    for sample in answer.json()["data"]["result"]:
+        labels = sample["metric"]
+        key = (labels.get("service_name", ""), labels.get("kn_revision_name", ""),
+               labels.get("segment", ""))  # fmt: skip
+        n = int(float(sample["value"][1]))
+        was = counts.get(key, Tally())
+        right = labels.get("result") == "right"
+        counts[key] = Tally(was.right + n * right, was.wrong + n * (not right))
+    return counts
 
 
 def run_ensemble_demo(*, workdir: Path, console: Console) -> None:
