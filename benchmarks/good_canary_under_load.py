@@ -3,13 +3,15 @@
 ``python benchmarks/good_canary_under_load.py [--rounds 5] [--burners 2] [--limits cluster]``
 
 The local overlay's policy loosens two latency limits a cluster keeps: the judge's
-``latencyMargin`` (0.3 there, 0.1 by default) and the request-latency check (p95 up to +300 %
-there; p99 up to +50 % and at most 500 ms by default), because a freshly started revision
-measured P(slower) 0.6-0.75 against a warm primary on a loaded laptop. A model server now
-reports ready only after warm-up requests (as a readiness probe with a warm-up would on a
-cluster); this measures whether a cluster's limits then hold. Under two burners they did (0 of
-5 rolled back, P(slower) 0.44-0.55); in clean-clone CI runs, three test files on 2 cores, they
-did not (p99 +147 %, P(slower) 0.60), so the local overlay keeps the loose ones.
+``latencyMargin`` (0.3 there, 0.1 by default) and the request-latency check (p95 at most
+250 ms and no limit relative to the primary there; p99 up to +50 % and at most 500 ms by
+default). On a loaded laptop the load test's concurrent users queue on the canary's one process
+while the primary answers sequential clients, so a fresh canary measured P(slower) 0.6-0.75 and
+up to p95 +445 % against a warm primary. A model server reports ready only after warm-up
+requests (as a readiness probe with a warm-up would on a cluster); this measures whether a
+cluster's limits then hold. Under two burners they did (0 of 5 rolled back, P(slower)
+0.44-0.55); in clean-clone CI runs, three test files on 2 cores, they did not (p99 +147 %,
+P(slower) 0.60), so the local overlay keeps the loose ones.
 
 On the local target (real MLflow, git, model servers, router, Prometheus, Locust), v1 serves
 and becomes champion. Then, ``--rounds`` times for each set of limits (``cluster``, the
@@ -68,12 +70,11 @@ CLUSTER: dict[str, Any] = {
     "latencyMargin": 0.1,
 }  # fmt: skip
 
-#: The local overlay's former, looser limits, for comparison.
+#: The local overlay's looser limits, for comparison.
 LOOSE: dict[str, Any] = {
     "metrics": [
         {"name": "request-success-rate", "builtin": "request-success-rate", "min": 99},
-        {"name": "request-latency", "builtin": "request-latency", "percentile": 95,
-         "max": 1000, "maxIncrease": 3},
+        {"name": "request-latency", "builtin": "request-latency", "percentile": 95, "max": 250},
     ],
     "latencyMargin": 0.3,
 }  # fmt: skip
