@@ -32,10 +32,16 @@ an occasional large order pulling it up, so "canary lower" is claimed too often 
 revenue. The judge winsorizes: values are capped at the 0.5th and 99.5th percentiles of both
 revisions' values pooled (the same caps for both, so at equal distributions the capped means
 are equal too), which bounds them and lets the central limit theorem hold at a few thousand
-requests, then applies Welch's z-test (unequal variances: the canary's sample is far smaller).
-Winsorizing rather than Yuen's trimmed means, because the KPI is the mean: trimming 20 % would
-compare medians-ish and miss a canary that loses the large orders, while a cap at the 99.5th
-percentile changes the mean by a fraction of a percent. Non-inferiority is on the ratio: H0
+requests, then applies Welch's z-test (unequal variances: the canary's sample is far smaller),
+with one change: the canary's variance is the larger of its own and the primary's. Capping
+alone does not suffice: with 3 % of requests buying, a canary that drew few buyers has both a
+low mean and a low variance, so its own variance makes a low mean look significant too often.
+At equal distributions the primary's variance, estimated from twenty times the requests, is
+the canary's too, and the larger of the two keeps Welch's protection where the canary's spread
+really is larger. Winsorizing rather than Yuen's trimmed means, because the KPI is the mean:
+with 97 % of requests at 0 a 20 % trimmed mean is 0, and trimming less still drops the large
+orders a bad canary might lose, while a cap at the 99.5th percentile keeps them, counted at
+the cap. Non-inferiority is on the ratio: H0
 ``mean_canary <= (1 - margin) mean_primary`` (higher is better), tested by
 ``(m_c - (1 - margin) m_p) / sqrt(v_c + (1 - margin)^2 v_p)``. ``benchmarks/kpi_gate_power.py``
 measures its false rollbacks on log-normal and Pareto revenue.
@@ -170,7 +176,8 @@ def compare_means(
     canary: Sequence[float], primary: Sequence[float], *, margin: float, higher_is_better: bool
 ) -> KpiComparison:
     """Welch's z-tests of harm and of non-inferiority (``margin`` relative to the primary's
-    mean) on values winsorized at the pooled 0.5th and 99.5th percentiles."""
+    mean) on values winsorized at the pooled 0.5th and 99.5th percentiles, the canary's
+    variance at least the primary's."""
     c, p = np.asarray(canary, dtype=float), np.asarray(primary, dtype=float)
     if min(c.size, p.size) < 2:
         raise InputError(f"means need two requests per revision, got {c.size}/{p.size}")
@@ -179,7 +186,11 @@ def compare_means(
     low, high = np.percentile(np.concatenate([c, p]), [100 - WINSOR_PERCENTILE, WINSOR_PERCENTILE])
     c, p = np.clip(c, low, high), np.clip(p, low, high)
     mean_c, mean_p = float(c.mean()), float(p.mean())
-    var_c, var_p = float(c.var(ddof=1)) / c.size, float(p.var(ddof=1)) / p.size
+    spread_c, spread_p = float(c.var(ddof=1)), float(p.var(ddof=1))
+    # The canary's own variance falls with its mean (fewer large orders: a lower mean and a
+    # smaller spread), which would make "lower" look significant too often; at least the
+    # primary's variance breaks that link (module docstring).
+    var_c, var_p = max(spread_c, spread_p) / c.size, spread_p / p.size
     sign = 1.0 if higher_is_better else -1.0
     bound = 1 - sign * margin  # the primary's mean times this is the margin's edge
     p_worse = _norm_sf(_z(sign * (mean_p - mean_c), var_c + var_p))

@@ -79,22 +79,27 @@ def _trapezoid_weights(points: int, step: float) -> np.ndarray:
 
 
 def crossing_probability(
-    drift: float, boundaries: Sequence[float], fractions: Sequence[float]
+    drift: float,
+    boundaries: Sequence[float],
+    fractions: Sequence[float],
+    lower: Sequence[float] | None = None,
 ) -> float:
-    """Probability that ``Z_k = W(t_k) / sqrt(t_k)`` reaches ``boundaries[k]`` at some look,
+    """Probability that ``Z_k = W(t_k) / sqrt(t_k)`` reaches ``boundaries[k]`` at some look
+    before it falls to ``lower[k]`` (a path that does stops: the judge passed the canary),
     ``W`` a Brownian motion with drift ``drift`` and ``t_k = fractions[k]`` increasing.
 
     Looks at a fraction of 0 or below, or with an infinite boundary, cannot decide and are
-    passed over.
+    passed over; ``lower`` unset, no path stops below.
     """
     from scipy import special
 
-    if len(boundaries) != len(fractions):
+    floors = list(lower) if lower is not None else [-math.inf] * len(fractions)
+    if not len(boundaries) == len(fractions) == len(floors):
         raise InputError(f"{len(boundaries)} boundaries for {len(fractions)} looks")
     crossed, previous = 0.0, 0.0
     grid: np.ndarray | None = None
     density = np.empty(0)
-    for t, z in zip(fractions, boundaries, strict=True):
+    for t, z, floor in zip(fractions, boundaries, floors, strict=True):
         if t <= previous or not math.isfinite(z):
             continue
         upper = z * math.sqrt(t)  # the boundary on the W scale
@@ -106,11 +111,11 @@ def crossing_probability(
             weights = _trapezoid_weights(grid.size, float(grid[1] - grid[0])) * density
             tails = special.ndtr((grid + shift - upper) / step_sd)
             crossed += float(weights @ tails)
-        lower = drift * t - _TAIL_SDS * math.sqrt(t)
-        if upper <= lower:
-            return crossed  # every remaining path has crossed
-        points = min(_MAX_GRID, max(64, int((upper - lower) / step_sd * _POINTS_PER_SD)))
-        new_grid = np.linspace(lower, upper, points)
+        bottom = max(drift * t - _TAIL_SDS * math.sqrt(t), floor * math.sqrt(t))
+        if upper <= bottom:
+            return crossed  # every remaining path has crossed or stopped below
+        points = min(_MAX_GRID, max(64, int((upper - bottom) / step_sd * _POINTS_PER_SD)))
+        new_grid = np.linspace(bottom, upper, points)
         if grid is None:
             density = np.exp(-0.5 * ((new_grid - shift) / step_sd) ** 2)
         else:
@@ -178,7 +183,8 @@ def _look_plan(
 ) -> tuple[float, list[float], list[bool]]:
     counted = [rps * max(k * interval - delay, 0.0) for k in range(1, max_looks + 1)]
     decides = [total * min(share, 1 - share) >= min_samples for total in counted]
-    return counted[-1], [total / counted[-1] for total in counted], decides
+    last = counted[-1]
+    return last, [total / last if last > 0 else 0.0 for total in counted], decides
 
 
 def canary_duration(
@@ -193,17 +199,28 @@ def canary_duration(
     spending: Spending = "obrien-fleming",
     outcome_delay: float = 0.0,
     min_samples: int = 2,
+    margin: float | None = None,
 ) -> CanaryDuration:
     """The look interval and duration a canary at ``share`` of ``rps`` needs for the judge
     to fail it, with probability ``power``, when its rate is ``delta`` below the primary's
     ``p`` (a drop in a higher-is-better rate; the same holds for a rise in a lower-is-better
-    one), with requests counted ``outcome_delay`` seconds after they are served."""
+    one), with requests counted ``outcome_delay`` seconds after they are served.
+
+    With ``margin`` (the check's non-inferiority margin) a canary the judge passes at an
+    earlier look stops there, as a rollout promotes it, and is not caught later: the pass
+    test's variance is taken at the margin's rates, which Farrington-Manning's restricted
+    estimate approaches."""
     from scipy import optimize
 
     if rps <= 0 or outcome_delay < 0 or min_samples < 1:
         raise InputError(f"rps {rps}, outcome delay {outcome_delay} is not a traffic plan")
     sd0, sd1 = _unit_deviations(p, delta, share)
-    boundaries = [sd0 / sd1 * z for z in look_boundaries(alpha, max_looks, spending)]
+    critical = look_boundaries(alpha, max_looks, spending)
+    boundaries = [sd0 / sd1 * z for z in critical]
+    sd_margin = math.nan
+    if margin is not None:  # the drop's deviation with the canary at the margin's rate
+        canary = max(p - margin, 0.0)
+        sd_margin = math.sqrt(canary * (1 - canary) / share + p * (1 - p) / (1 - share))
 
     def reached(interval: float) -> float:
         total, fractions, decides = _look_plan(
@@ -218,7 +235,16 @@ def canary_duration(
             return 0.0
         drift = delta * math.sqrt(total) / sd1
         bounds = [b if ok else math.inf for b, ok in zip(boundaries, decides, strict=True)]
-        return crossing_probability(drift, bounds, fractions)
+        if margin is None:
+            return crossing_probability(drift, bounds, fractions)
+        # Pass at look k: the drop's estimate is below margin - z_k sd_margin_k; on the
+        # scale of Z_k (the estimate over sd1_k) that is the floor below.
+        at_margin = margin * math.sqrt(total) / sd1
+        floors = [
+            at_margin * math.sqrt(t) - z * sd_margin / sd1
+            for t, z in zip(fractions, critical, strict=True)
+        ]
+        return crossing_probability(drift, bounds, fractions, floors)
 
     low = outcome_delay / max_looks
     high = max(2 * low, 1.0)
