@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,3 +110,20 @@ def test_an_impossible_plan_is_an_input_error() -> None:
         canary_duration(0.04, 0.04, rps=100)
     with pytest.raises(InputError, match="not a traffic plan"):
         canary_duration(0.04, 0.005, rps=0)
+
+
+def test_the_benchmark_ends_with_its_summary_line() -> None:
+    """benchmarks/kpi_gate_power.py's last line is the one the issue asks for."""
+    script = Path(__file__).parent.parent / "benchmarks/kpi_gate_power.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--runs", "10", "--mean-runs", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"A/A false rollbacks \d+\.\d% of 10, A/B detected \d+\.\d% of 10, median decision \d+ s",
+        last,
+    ), last
