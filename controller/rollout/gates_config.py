@@ -8,9 +8,10 @@ Locust run against the canary's tag route, and the statistical judge.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from controller.gates.judge import JudgeConfig
+from controller.gates.kpi_policy import KPI_EXAMPLES, KpiCheck
 from controller.gates.load_test import LoadTestConfig
 from controller.gates.metrics_profile import (
     MetricsProfile,
@@ -66,6 +67,18 @@ class GatesConfig(BaseModel):
         default_factory=JudgeConfig,
         description="Two-proportion and Mann-Whitney tests of canary against primary, sequential.",
     )
+    kpis: tuple[KpiCheck, ...] = Field(
+        default=(),
+        description="Outcome metrics the canary must not be worse on than the primary, each "
+        "judged per revision that served the request on outcomes joined by request id (sent "
+        "with `sluice feedback`): kind rate (the share of requests whose outcome is 1, e.g. "
+        "CTR or a fraud catch rate) or mean (e.g. revenue per request, Welch's z on values "
+        "winsorized at the pooled 99.5th percentile), direction (which way is better), an "
+        "absolute (rate) or relative (mean) non-inferiority margin, minSamples per revision "
+        "and outcomeDelay, seconds before a request without an outcome counts as 0. "
+        "Sequential like the judge, whose alpha, maxLooks and spending they inherit.",
+        json_schema_extra={"examples": [[*KPI_EXAMPLES]]},
+    )
     judge_enabled: bool = Field(
         default=True, alias="judgeEnabled", description="Run the statistical judge."
     )
@@ -75,6 +88,14 @@ class GatesConfig(BaseModel):
         ge=0,
         description="Seconds to wait after the load test so Prometheus has scraped its requests.",
     )
+
+    @field_validator("kpis")
+    @classmethod
+    def _kpi_names_are_unique(cls, value: tuple[KpiCheck, ...]) -> tuple[KpiCheck, ...]:
+        names = [check.name for check in value]
+        if repeated := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"KPI names must be unique: {', '.join(repeated)} repeated")
+        return value
 
     @property
     def profile(self) -> MetricsProfile:

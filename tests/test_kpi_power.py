@@ -1,0 +1,129 @@
+"""How long a canary must run: the group-sequential power of the KPI judge's harm test."""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from controller.errors import InputError
+from controller.gates.kpi_power import (
+    canary_duration,
+    crossing_probability,
+    fixed_sample_total,
+    group_sequential_inflation,
+    look_boundaries,
+)
+
+
+def test_one_look_has_the_normal_power_in_closed_form() -> None:
+    """With one look, crossing z_alpha with drift theta has probability Phi(theta - z_alpha)."""
+    (z,) = look_boundaries(0.05, 1, "obrien-fleming")
+    assert z == pytest.approx(stats.norm.ppf(0.95))
+    assert crossing_probability(2.5, [z], [1.0]) == pytest.approx(stats.norm.cdf(2.5 - z))
+
+
+def test_equal_arms_give_the_textbook_sample_size() -> None:
+    """Two arms of equal size: n per arm = (z_a sqrt(2 pbar qbar) + z_b sqrt(p1 q1 + p2 q2))^2
+    / delta^2 (Fleiss), for 4 % against 3.5 %: 17,851 per arm."""
+    p1, p2, alpha, power = 0.035, 0.04, 0.05, 0.8
+    pbar = (p1 + p2) / 2
+    z_a, z_b = stats.norm.ppf(1 - alpha), stats.norm.ppf(power)
+    per_arm = (
+        z_a * math.sqrt(2 * pbar * (1 - pbar)) + z_b * math.sqrt(p1 * (1 - p1) + p2 * (1 - p2))
+    ) ** 2 / (p2 - p1) ** 2
+    total = fixed_sample_total(0.04, 0.005, share=0.5, alpha=alpha, power=power)
+    assert total / 2 == pytest.approx(per_arm, rel=1e-9)
+    assert round(per_arm) == 17_851
+
+
+def test_a_single_look_canary_needs_exactly_the_fixed_sample() -> None:
+    """One look, no delay: the duration's requests are the closed form's at a 5 % share."""
+    plan = canary_duration(0.04, 0.005, rps=100, share=0.05, max_looks=1)
+    total = fixed_sample_total(0.04, 0.005, share=0.05, alpha=0.05, power=0.8)
+    assert plan.duration_seconds * 100 == pytest.approx(total, rel=1e-4)
+    assert plan.canary_samples == pytest.approx(0.05 * total, abs=2)
+    assert plan.power == pytest.approx(0.8, abs=1e-4)
+
+
+def test_the_recursion_agrees_with_simulated_paths() -> None:
+    """Four O'Brien-Fleming looks: the integral matches 200,000 simulated Brownian paths, with
+    drift (power) and without (the false-alarm rate, below alpha)."""
+    bounds = look_boundaries(0.05, 4, "obrien-fleming")
+    fractions = np.arange(1, 5) / 4
+    rng = np.random.default_rng(3)
+    for drift in (0.0, 2.5):
+        steps = rng.normal(drift / 4, math.sqrt(1 / 4), size=(200_000, 4))
+        z = steps.cumsum(axis=1) / np.sqrt(fractions)
+        simulated = float((z >= np.asarray(bounds)).any(axis=1).mean())
+        computed = crossing_probability(drift, bounds, list(fractions))
+        assert computed == pytest.approx(simulated, abs=0.004)
+    assert crossing_probability(0.0, bounds, list(fractions)) < 0.05
+
+
+def test_a_floor_stops_paths_that_pass() -> None:
+    """Paths stopped by a pass boundary are not caught later: less power than without it."""
+    bounds = look_boundaries(0.05, 4, "pocock")
+    fractions = [0.25, 0.5, 0.75, 1.0]
+    free = crossing_probability(2.5, bounds, fractions)
+    floored = crossing_probability(2.5, bounds, fractions, [0.0, 0.0, 0.0, -math.inf])
+    assert floored < free
+    assert crossing_probability(2.5, bounds, fractions, [math.inf] * 4) == pytest.approx(
+        stats.norm.sf(bounds[0] - 2.5 * 0.5), abs=1e-9
+    )
+
+
+def test_more_looks_cost_more_requests_and_pocock_more_than_obrien_fleming() -> None:
+    """One look inflates nothing; spreading alpha over looks inflates the sample."""
+    assert group_sequential_inflation(0.05, 0.8, 1, "obrien-fleming") == pytest.approx(1.0)
+    obf = group_sequential_inflation(0.05, 0.8, 4, "obrien-fleming")
+    pocock = group_sequential_inflation(0.05, 0.8, 4, "pocock")
+    assert 1.0 < obf < pocock < 2.0
+
+
+def test_the_outcome_delay_and_traffic_set_the_duration() -> None:
+    """Four times the traffic needs a quarter of the counted time; the delay adds its wait."""
+    slow = canary_duration(0.04, 0.005, rps=100, max_looks=1)
+    fast = canary_duration(0.04, 0.005, rps=400, max_looks=1)
+    delayed = canary_duration(0.04, 0.005, rps=400, max_looks=1, outcome_delay=300)
+    assert fast.duration_seconds == pytest.approx(slow.duration_seconds / 4, rel=1e-3)
+    assert delayed.duration_seconds == pytest.approx(fast.duration_seconds + 300, rel=1e-3)
+
+
+def test_looks_below_min_samples_cannot_decide() -> None:
+    """A minSamples no early look reaches makes the plan as slow as waiting for the last."""
+    early = canary_duration(0.04, 0.01, rps=200, max_looks=4)
+    late = canary_duration(0.04, 0.01, rps=200, max_looks=4, min_samples=100_000)
+    assert late.canary_samples >= 100_000 > early.canary_samples
+    assert late.power >= 0.8
+
+
+def test_an_impossible_plan_is_an_input_error() -> None:
+    """A drop as large as the rate, or no traffic, is refused in one line."""
+    with pytest.raises(InputError, match="is not a plan"):
+        canary_duration(0.04, 0.04, rps=100)
+    with pytest.raises(InputError, match="not a traffic plan"):
+        canary_duration(0.04, 0.005, rps=0)
+
+
+def test_the_benchmark_ends_with_its_summary_line() -> None:
+    """benchmarks/kpi_gate_power.py's last line is the one the issue asks for."""
+    script = Path(__file__).parent.parent / "benchmarks/kpi_gate_power.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--runs", "10", "--mean-runs", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"A/A false rollbacks \d+\.\d% of 10, A/B detected \d+\.\d% of 10, median decision \d+ s",
+        last,
+    ), last
