@@ -22,7 +22,13 @@ from controller.domain import (
     RunSummary,
 )
 from controller.lease import Lease
-from controller.predictions import DEFAULT_OUTCOME, Label, Prediction, PredictionPair
+from controller.predictions import (
+    DEFAULT_OUTCOME,
+    Label,
+    Prediction,
+    PredictionPair,
+    ServedOutcome,
+)
 from controller.target_types import ReplayedAnswer, TargetObservation
 
 if TYPE_CHECKING:  # pandas and numpy load with it; only a proposal's model card reads one
@@ -48,6 +54,7 @@ __all__ = [
     "ReleaseRepository",
     "RetrainStarter",
     "RolloutRegistry",
+    "ServedOutcomes",
     "SyncTrigger",
     "Target",
     "VersionNumber",
@@ -423,6 +430,27 @@ class PredictionStore(Protocol):
     ) -> list[PredictionPair]:
         """Requests both answered, oldest first, each with the value of ``outcome`` as its
         label (None until it arrived; ``labelled``: only those where it did)."""
+        ...
+
+    def served_outcomes(
+        self, model: str, revisions: Sequence[str], outcome: str, since: float
+    ) -> list[ServedOutcome]:
+        """The primary answers of ``model`` by any of ``revisions`` sent at or after ``since``
+        (epoch seconds), oldest first, each with the value of ``outcome`` (None until it
+        arrived): :class:`ServedOutcomes`."""
+        ...
+
+
+class ServedOutcomes(Protocol):
+    """Where a KPI check reads each revision's requests and their late outcomes (the prediction
+    log; :class:`PredictionStore` is one)."""
+
+    def served_outcomes(
+        self, model: str, revisions: Sequence[str], outcome: str, since: float
+    ) -> list[ServedOutcome]:
+        """The primary answers of ``model`` by any of ``revisions`` sent at or after ``since``
+        (epoch seconds), oldest first, each with the value of ``outcome`` of its request (None
+        until it arrived)."""
         ...
 
 

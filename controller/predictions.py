@@ -32,6 +32,7 @@ __all__ = [
     "Prediction",
     "PredictionPair",
     "Role",
+    "ServedOutcome",
     "checked_labels",
     "checked_outcome",
     "checked_outcomes",
@@ -89,6 +90,20 @@ class LoggedPrediction:
     output: object
     latency_ms: float
     status: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServedOutcome:
+    """A client's request one revision of a model answered (the answer the client got, its
+    primary answer), and the value of one named outcome of that request if it has arrived: what
+    a KPI check counts per revision."""
+
+    request_id: str
+    revision: str
+    #: Seconds since the epoch when the request was sent to the revision.
+    time: float
+    #: The outcome's value; None until it arrives.
+    value: Label | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -410,3 +410,33 @@ def test_the_judges_join_reads_feedback_through_its_index(tmp_path: Path) -> Non
     steps = " | ".join(str(row[-1]) for row in plan)
     assert "f USING INDEX sqlite_autoindex_feedback_1 (request_id=? AND outcome=?)" in steps
     assert "SCAN f" not in steps
+
+
+def test_served_outcomes_are_one_models_client_answers_by_revision_with_one_outcome(
+    log: Log,
+) -> None:
+    """What a KPI check reads: the answers clients got (primary, not shadow copies) from the
+    named revisions of one model since a time, oldest first, each with the value of one
+    outcome or None until it arrives."""
+    log.record(answer("old", revision="r1", when=900.0))
+    log.record(answer("a", revision="r1", when=1001.0))
+    log.record(answer("b", revision="r9", when=1002.0))
+    log.record(answer("c", revision="r1", when=1000.0))
+    log.record(answer("a", "shadow", revision="r9", when=1001.0))
+    log.record(answer("d", model="other", revision="r1", when=1003.0))
+    log.record(answer("e", revision="r7", when=1004.0))
+    assert log.flush()
+    log.record_outcomes([("a", "click", 1), ("b", "click", 0), ("a", "revenue", 12.5)])
+    log.record_outcomes([("c", "label", 1), ("d", "click", 1)])
+    served = log.served_outcomes("fraud", ["r1", "r9"], "click", 1000.0)
+    assert [(s.request_id, s.revision, s.time, s.value) for s in served] == [
+        ("c", "r1", 1000.0, None),
+        ("a", "r1", 1001.0, 1),
+        ("b", "r9", 1002.0, 0),
+    ]
+    assert [s.value for s in log.served_outcomes("fraud", ["r1"], "revenue", 0)] == [
+        None, None, 12.5,
+    ]  # fmt: skip
+    assert log.served_outcomes("fraud", [], "click", 0) == []
+    with pytest.raises(InputError, match="not an outcome name"):
+        log.served_outcomes("fraud", ["r1"], "Click", 0)

@@ -12,9 +12,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.outcome_scores import OutcomeAnswer
-from controller.predictions import Label, LoggedPrediction, PredictionPair, Role
+from controller.predictions import Label, LoggedPrediction, PredictionPair, Role, ServedOutcome
 
-__all__ = ["count_logged", "read_outcome_answers", "read_outcomes", "read_pairs"]
+__all__ = [
+    "count_logged",
+    "read_outcome_answers",
+    "read_outcomes",
+    "read_pairs",
+    "read_served_outcomes",
+]
 
 _ID_CHUNK = 500
 #: The columns of each side of a pair, in the order :func:`_logged` reads them.
@@ -50,6 +56,37 @@ WHERE p.model IN ({marks}) AND p.role = 'primary' AND p.time >= ?
 ORDER BY p.time DESC, p.seq DESC
 LIMIT ?
 """
+
+
+#: A model's primary answers by some revisions since a time, oldest first, each with the value
+#: of one outcome (NULL until it arrives): found by the (model, role, time) index, the outcome
+#: by the (request_id, outcome) one; ``{marks}`` is one ``?`` per revision.
+_SERVED_OUTCOMES = """
+SELECT p.request_id, p.revision, p.time, f.value
+FROM predictions AS p
+LEFT JOIN feedback AS f ON f.request_id = p.request_id AND f.outcome = ?
+WHERE p.model = ? AND p.role = 'primary' AND p.time >= ? AND p.revision IN ({marks})
+ORDER BY p.time, p.seq
+"""
+
+
+def read_served_outcomes(
+    connection: sqlite3.Connection,
+    model: str,
+    revisions: list[str],
+    outcome: str,
+    since: float,
+) -> list[ServedOutcome]:
+    """The primary answers of ``model`` by these distinct ``revisions`` sent at or after
+    ``since``, oldest first, each with the value of ``outcome`` (None until it arrived)."""
+    if not revisions:
+        return []
+    query = _SERVED_OUTCOMES.format(marks=",".join("?" * len(revisions)))  # only ?s
+    rows = connection.execute(query, [outcome, model, since, *revisions])
+    return [
+        ServedOutcome(str(request_id), str(revision), float(sent), _label(value))
+        for request_id, revision, sent, value in rows
+    ]
 
 
 def read_outcome_answers(

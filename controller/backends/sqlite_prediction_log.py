@@ -36,7 +36,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -45,6 +45,7 @@ from controller.backends.prediction_log_queries import (
     read_outcome_answers,
     read_outcomes,
     read_pairs,
+    read_served_outcomes,
 )
 from controller.backends.prediction_log_schema import (
     INSERT_FEEDBACK,
@@ -65,6 +66,7 @@ from controller.predictions import (
     PairReader,
     Prediction,
     PredictionPair,
+    ServedOutcome,
     checked_outcome,
     checked_outcomes,
     inputs_digest,
@@ -304,6 +306,19 @@ class SqlitePredictionLog(PairReader):
         self._ensure_schema()
         with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:
             return read_pairs(connection, arguments)
+
+    def served_outcomes(
+        self, model: str, revisions: Sequence[str], outcome: str, since: float
+    ) -> list[ServedOutcome]:
+        """The primary answers of ``model`` by any of ``revisions`` sent at or after ``since``,
+        oldest first, each with the value of ``outcome`` (None until it arrived): what a KPI
+        check counts. Read-only (committed rows), on a connection of its own."""
+        checked_outcome(outcome)
+        unique = list(dict.fromkeys(revisions))
+        self._ensure_schema()
+        with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:
+            connection.execute("PRAGMA query_only = ON")
+            return read_served_outcomes(connection, model, unique, outcome, since)
 
     def outcome_answers(
         self,

@@ -99,6 +99,7 @@ def build_reconciler(
     from controller.backends.locust_load import LocustLoadGenerator
 
     deployed_to = build_target(settings, target)
+    predictions = _prediction_log(settings, target)
     analyzer = Analyzer(
         registry=registry,
         metrics=build_metrics(settings, target),
@@ -106,6 +107,8 @@ def build_reconciler(
         report_dir=settings.state_dir / "reports",
         # The local router counts each revision's answers live; a cluster's come from Prometheus.
         counters=deployed_to if isinstance(deployed_to, LiveRequestCounts) else None,
+        # KPI checks read the requests each revision served, and their outcomes, from the log.
+        outcomes=predictions,
     )
     return Reconciler(
         workspace=workspace,
@@ -114,7 +117,7 @@ def build_reconciler(
         analyzer=analyzer,
         notifier=_notifier(settings),
         forge=forge,
-        predictions=_prediction_log(settings, target),
+        predictions=predictions,
         graph_replay=_graph_replay(deployed_to),
         lease=build_lease(settings, workspace),
     )
@@ -151,7 +154,8 @@ def _graph_replay(target: Target) -> Callable[[str], GraphReplay]:
 
 
 def _prediction_log(settings: Settings, target: TargetKind) -> PredictionStore | None:
-    """Where shadow phases read mirrored answers: the configured log, or the local router's."""
+    """Where shadow phases read mirrored answers and KPI checks read outcomes: the configured
+    log, or the local router's."""
     from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 
     if settings.prediction_log_path is None and target != "local":

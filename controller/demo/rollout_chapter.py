@@ -108,6 +108,7 @@ class RolloutRun:
     def _reconciler(self) -> Reconciler:
         registry = MlflowRegistry(self.tracking_uri)
         target = LocalTarget(self.root)
+        predictions = SqlitePredictionLog(self.root / PREDICTION_LOG_FILE)
         return Reconciler(
             workspace=GitWorkspace(str(self.remote), self.root / "rollout-git"),
             registry=registry,
@@ -118,10 +119,11 @@ class RolloutRun:
                 load=LocustLoadGenerator(),
                 report_dir=self.root / "reports",
                 counters=target,  # the watch reads the router's counts live, as `sluice rollout`
+                outcomes=predictions,  # KPI checks read outcomes, as `sluice rollout` does
             ),
             notifier=NullNotifier(),
             # Where a shadow phase finds the router's mirrored answers, as `sluice rollout` does.
-            predictions=SqlitePredictionLog(self.root / PREDICTION_LOG_FILE),
+            predictions=predictions,
             # Where a classifier's downstream check replays the graph, as `sluice rollout` does.
             graph_replay=target.graph_replay,
         )

@@ -1,4 +1,5 @@
-"""Run one analysis of a canary step: load test, then Prometheus checks, then the judge.
+"""Run one analysis of a canary step: load test, then Prometheus checks, then the judge, then
+the KPI checks on the prediction log's outcomes.
 
 The order matters: the load test sends the canary requests through its tag route, so the
 metric checks and the judge that follow see enough canary traffic even at a 10% step. Every
@@ -26,6 +27,7 @@ from controller.errors import SluiceError
 from controller.gates.graph_replay import replay_plan, replay_result
 from controller.gates.graph_traffic import judged_graph
 from controller.gates.judge import judge
+from controller.gates.kpi_gates import evaluate_kpi, unjudged_kpis
 from controller.gates.load_test import evaluate_load
 from controller.gates.metrics_profile import MetricsProfile
 from controller.gates.prometheus_checks import (
@@ -37,7 +39,13 @@ from controller.gates.sequential_watch import GATE as WATCH_GATE
 from controller.gates.sequential_watch import WatchConfig, WatchCounts, watch_verdict
 from controller.gates.smoke import GATE as SMOKE_GATE
 from controller.gates.smoke import SmokeConfig, evaluate_smoke
-from controller.ports import LiveRequestCounts, LoadGenerator, MetricsSource, RolloutRegistry
+from controller.ports import (
+    LiveRequestCounts,
+    LoadGenerator,
+    MetricsSource,
+    RolloutRegistry,
+    ServedOutcomes,
+)
 from controller.rollout.actions import Analyze, Smoke, Watch
 from controller.rollout.gates_config import GatesConfig
 from controller.rollout.observation import ReleaseObservation
@@ -61,6 +69,9 @@ class Analyzer:
     #: Where the watch reads each revision's answers live (the local router); None: from
     #: Prometheus, a scrape behind.
     counters: LiveRequestCounts | None = None
+    #: Where the KPI checks read each revision's requests and outcomes (the prediction log);
+    #: None: KPI checks are inconclusive, so a canary with KPIs never passes without them.
+    outcomes: ServedOutcomes | None = None
     _payloads: dict[tuple[str, int], list[dict[str, object]]] = field(default_factory=dict)
 
     def run(
@@ -91,6 +102,7 @@ class Analyzer:
         results += self._metric_checks(obs, gates, now)
         if gates.judge_enabled:
             results.append(self._judge(obs, analysis, gates, now))
+        results += self._kpis(obs, analysis, gates, now)
         return results
 
     def watch(
@@ -339,6 +351,39 @@ class Analyzer:
                 who += f" from graph {graph.graph}"
             return GateResult("judge", Verdict.INCONCLUSIVE, f"judge: no requests to {who} yet")
         return judge(canary_traffic, primary_traffic, look=analysis.look, config=gates.judge)
+
+    def _kpis(
+        self, obs: ReleaseObservation, analysis: Analyze, gates: GatesConfig, now: float
+    ) -> list[GateResult]:
+        """Each KPI check on the requests the canary and the primary served since the step's
+        commit, with their outcomes so far (the same stretch of time for both)."""
+        if not gates.kpis:
+            return []
+        revisions = self._revisions(obs)
+        if self.outcomes is None or revisions is None:
+            return unjudged_kpis(gates.kpis, Verdict.INCONCLUSIVE, "no prediction log to read")
+        canary, primary = revisions
+        since = now - _step_window(obs, now)
+        served = {}
+        try:
+            for outcome in dict.fromkeys(check.outcome for check in gates.kpis):
+                served[outcome] = self.outcomes.served_outcomes(
+                    obs.model, (canary, primary), outcome, since
+                )
+        except SluiceError as exc:  # the log could not be read: a tool error, never a pass
+            return unjudged_kpis(gates.kpis, Verdict.ERROR, exc.message)
+        return [
+            evaluate_kpi(
+                check,
+                served[check.outcome],
+                canary_revision=canary,
+                primary_revision=primary,
+                now=now,
+                look=analysis.look,
+                judge=gates.judge,
+            )
+            for check in gates.kpis
+        ]
 
 
 def _replays(obs: ReleaseObservation) -> bool:

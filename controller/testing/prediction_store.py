@@ -34,7 +34,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from controller.errors import TransientError
@@ -46,6 +46,7 @@ from controller.predictions import (
     PairReader,
     Prediction,
     PredictionPair,
+    ServedOutcome,
     checked_outcome,
     checked_outcomes,
     inputs_digest,
@@ -159,6 +160,21 @@ class MemoryPredictionStore(PairReader):
         with self._lock:
             ids = {request_id for request_id, _model, _role in self._answers}
         return sum(1 for request_id in dict.fromkeys(request_ids) if request_id in ids)
+
+    def served_outcomes(
+        self, model: str, revisions: Sequence[str], outcome: str, since: float
+    ) -> list[ServedOutcome]:
+        checked_outcome(outcome)
+        wanted = set(revisions)
+        with self._lock:
+            answers = sorted(self._answers.values(), key=lambda row: (row[1].time, row[0]))
+            labels = {key: value for key, (_seq, value) in self._labels.items()}
+        return [
+            ServedOutcome(a.request_id, a.revision, a.time, labels.get((a.request_id, outcome)))
+            for _seq, a in answers
+            if a.model == model and a.role == "primary" and a.revision in wanted
+            and a.time >= since
+        ]  # fmt: skip
 
     def select_pairs(self, query: PairQuery) -> list[PredictionPair]:
         with self._lock:

@@ -1,0 +1,69 @@
+"""KPI checks as gates of a canary analysis: the requests each revision served, with their late
+outcomes, turned into samples and judged.
+
+The analysis reads the prediction log (:class:`~controller.ports.ServedOutcomes`) once per
+outcome the checks name, for the canary and the primary revision since the step's commit, and
+hands the rows here. Each check keeps the rows of its outcome, splits them by the revision that
+served them (the answer the client got: a revision's share of the traffic is what it is judged
+on, never its load test, which the router does not log), and judges them at the analysis's look
+(:func:`~controller.gates.kpi_judge.judge_kpi`). An outcome that is a class name, not a number,
+is the policy's mistake and an error, never a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from controller.analysis_types import GateResult, Verdict
+from controller.errors import InputError
+from controller.gates.judge import JudgeConfig
+from controller.gates.kpi_judge import GATE_PREFIX, judge_kpi
+from controller.gates.kpi_policy import KpiCheck
+from controller.gates.kpi_samples import OutcomeRequest, sample_of
+from controller.predictions import ServedOutcome
+
+__all__ = ["evaluate_kpi", "kpi_gate", "unjudged_kpis"]
+
+
+def kpi_gate(check: KpiCheck) -> str:
+    """The gate name of ``check`` in results and commit bodies: ``kpi/NAME``."""
+    return f"{GATE_PREFIX}/{check.name}"
+
+
+def unjudged_kpis(checks: Sequence[KpiCheck], verdict: Verdict, why: str) -> list[GateResult]:
+    """Every check with the same verdict and reason: no prediction log to read (inconclusive),
+    or one that could not be read (an error)."""
+    return [GateResult(kpi_gate(check), verdict, f"{check.name}: {why}") for check in checks]
+
+
+def evaluate_kpi(
+    check: KpiCheck,
+    served: Sequence[ServedOutcome],
+    *,
+    canary_revision: str,
+    primary_revision: str,
+    now: float,
+    look: int,
+    judge: JudgeConfig,
+) -> GateResult:
+    """``check`` judged at ``look`` on ``served`` (its outcome's rows, any revisions): the
+    canary's requests against the primary's, as counted at ``now`` (epoch seconds)."""
+    by_revision: Mapping[str, list[OutcomeRequest]] = {canary_revision: [], primary_revision: []}
+    for row in served:
+        requests = by_revision.get(row.revision)
+        if requests is None:
+            continue
+        if isinstance(row.value, str):
+            return GateResult(
+                kpi_gate(check),
+                Verdict.ERROR,
+                f"{check.name}: outcome {check.outcome} of request {row.request_id} is "
+                f"{row.value!r}, a class name: a KPI counts numbers (send 0/1 or a value)",
+            )
+        requests.append(OutcomeRequest(row.time, row.value))
+    try:
+        canary = sample_of(by_revision[canary_revision], now=now, check=check)
+        primary = sample_of(by_revision[primary_revision], now=now, check=check)
+    except InputError as exc:
+        return GateResult(kpi_gate(check), Verdict.ERROR, f"{check.name}: {exc.message}")
+    return judge_kpi(check, canary, primary, look=look, judge=judge).gate_result()
