@@ -34,6 +34,7 @@ import logging
 import math
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -104,8 +105,12 @@ def _metadata(value: object) -> dict[str, tuple[str, ...]]:
     """The ``metadata`` extension: a JSON object of header name to list of values."""
     if value is None or value == "":
         return {}
+    text = str(value)
+    if text.startswith("%7B") or text.startswith("%7b"):
+        # Percent-encoded as the HTTP binding asks (sdk-go, which KServe uses, does not).
+        text = urllib.parse.unquote(text)
     try:
-        parsed = json.loads(str(value))
+        parsed = json.loads(text)
     except (ValueError, RecursionError):
         parsed = None
     if not isinstance(parsed, dict) or not all(
