@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,11 +18,15 @@ from pathlib import Path
 
 import pytest
 import requests
+from support.gitops_repo import seed_manifests
+from support.gitrepo import GitRemote
 from support.kserve_logger import kserve_event
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.commands.events import build_events_route
 from controller.errors import ConfigError
+from controller.local.processes import free_port
+from controller.local.services import MlflowService
 from controller.predictions import inputs_digest
 from controller.serve.event_pairing import EventPairer
 from controller.serve.events import events_route, parse_event
@@ -371,3 +381,70 @@ def test_trusting_the_network_is_warned_about_at_start(
     built[1].close()
     assert any("without a credential" in r.getMessage() for r in caplog.records)
     assert (tmp_path / "local" / "predictions.sqlite").is_file()
+
+
+# -- sluice serve, as a user runs it ---------------------------------------------------------------
+
+
+def _ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+@pytest.mark.slow
+def test_sluice_serve_stores_what_kserves_logger_posts(
+    mlflow_server: MlflowService, git_remote: GitRemote, tmp_path: Path
+) -> None:
+    """`sluice serve` with SLUICE_EVENTS_TRUST_NETWORK takes the two binary-mode CloudEvents
+    KServe's agent posts for one request (built with the cloudevents SDK, headers and extensions
+    as pkg/logger/worker.go sets them), refuses a malformed one with a one-line 400, and on
+    SIGTERM has written the paired answer into the prediction log."""
+    model = f"events-{uuid.uuid4().hex[:8]}"
+    seed_manifests(git_remote, tmp_path / "seed", model=model)
+    log = tmp_path / "predictions.sqlite"
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("sluice")), "serve", "--port", str(port)],
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": mlflow_server.tracking_uri,
+            "SLUICE_GIT_REMOTE": git_remote.url,
+            "SLUICE_STATE_DIR": str(tmp_path / "state"),
+            "SLUICE_EVENTS_TRUST_NETWORK": "true",
+            "SLUICE_PREDICTION_LOG_PATH": str(log),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not _ok(f"{url}/healthz"):
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "sluice serve did not answer /healthz"
+            time.sleep(0.2)
+        results = []
+        for kind, data in (("response", RESPONSE), ("request", REQUEST)):
+            headers, body = kserve_event(kind, "5b1c-ce-id", data, model=model, metadata=REVISION)
+            sent = requests.post(f"{url}/v1/events", data=body, headers=headers, timeout=WAIT)
+            results.append((sent.status_code, sent.json()))
+        assert results == [(200, {"result": "waiting"}), (200, {"result": "paired"})]
+        headers, _ = kserve_event("request", "other", REQUEST, model=model)
+        bad = requests.post(f"{url}/v1/events", data=b"{", headers=headers, timeout=WAIT)
+        assert bad.status_code == 400
+        assert "\n" not in bad.json()["error"]
+        metrics = requests.get(f"{url}/metrics", timeout=WAIT).text
+        assert 'result="paired",source="kserve_logger"} 1.0' in metrics
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "accepts events without a credential" in output
+    [row] = logged(log)
+    assert (row["request_id"], row["model"], row["revision"], row["status"]) == (
+        "5b1c-ce-id", model, "iris-predictor-00002", 200,
+    )  # fmt: skip
+    assert row["inputs_digest"] == inputs_digest(REQUEST)
