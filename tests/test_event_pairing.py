@@ -41,8 +41,9 @@ def test_either_half_may_arrive_first(first: str) -> None:
     assert (pairing.dropped, len(pairer)) == ((), 0)
 
 
-def test_halves_of_other_requests_models_or_components_do_not_pair() -> None:
-    """The key is the id within one component of one InferenceService in one namespace."""
+def test_halves_of_other_requests_models_components_or_revisions_do_not_pair() -> None:
+    """The key is the id within one component of one InferenceService in one namespace, and
+    one revision when the halves name it (a mirror sends the client's Ce-Id to two)."""
     pairer = EventPairer()
     pairer.add(half("request"), now=0)
     for other in (
@@ -50,9 +51,10 @@ def test_halves_of_other_requests_models_or_components_do_not_pair() -> None:
         half("response", model="other"),
         half("response", component="transformer"),
         half("response", namespace="prod"),
+        half("response", metadata={"Knative-Serving-Revision": ("iris-predictor-00003",)}),
     ):
         assert pairer.add(other, now=0).pair is None
-    assert len(pairer) == 5
+    assert len(pairer) == 6
 
 
 def test_a_half_past_its_ttl_is_dropped_as_expired_and_never_pairs() -> None:

@@ -79,9 +79,12 @@ class InferenceEvent:
     status: int = 200
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        """What pairs two halves: the id within one component of one InferenceService."""
-        return (self.namespace, self.model, self.component, self.request_id)
+    def key(self) -> tuple[str, str, str, str, str]:
+        """What pairs two halves: the id within one component of one InferenceService, and
+        within one revision when the halves name it (a mirrored request reaches two revisions
+        with the client's ``Ce-Id``: each revision's halves pair with each other)."""
+        revision = revision_of(self.metadata)
+        return (self.namespace, self.model, self.component, revision, self.request_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +116,7 @@ class EventPairer:
             raise ValueError("an event pairer needs max_waiting >= 1 and ttl_seconds > 0")
         self.max_waiting = max_waiting
         self.ttl_seconds = ttl_seconds
-        self._waiting: OrderedDict[tuple[str, str, str, str], tuple[InferenceEvent, float]] = (
-            OrderedDict()
-        )
+        self._waiting: OrderedDict[tuple[str, ...], tuple[InferenceEvent, float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._waiting)
