@@ -137,12 +137,13 @@ class EnvironmentConfig(BaseModel):
         default=None,
         alias="eventsUrl",
         description="URL at which this environment's InferenceServices reach `sluice serve`'s "
-        "POST /v1/events, e.g. http://sluice.sluice.svc:8686/v1/events. `sluice propose` "
-        "writes it as the predictor's KServe inference logger (spec.predictor.logger: mode "
-        "all, metadataHeaders Knative-Serving-Revision) into the pins of releases whose policy "
-        "judges answers (a shadow phase), so the cluster's requests and answers reach the "
-        "prediction log. No credential in it (Git keeps it): guard the route with a "
-        "NetworkPolicy and SLUICE_EVENTS_TRUST_NETWORK. Unset: no logger is written.",
+        "POST /v1/events, e.g. http://sluice-controller.sluice-system.svc:8686/v1/events. "
+        "`sluice propose` writes it as the predictor's KServe inference logger "
+        "(spec.predictor.logger: mode all, metadataHeaders Knative-Serving-Revision) into the "
+        "pins of releases whose policy judges answers (a shadow phase), so the cluster's "
+        "requests and answers reach the prediction log. No credential in it (Git keeps it): "
+        "guard the route with a NetworkPolicy and SLUICE_EVENTS_TRUST_NETWORK. Unset: no "
+        "logger is written.",
     )
     graph_rollout: GraphRolloutPolicy = Field(
         default_factory=GraphRolloutPolicy,

@@ -37,7 +37,10 @@ def events_url_problem(url: str) -> str | None:
     URL of ``sluice serve``'s ``/v1/events``, without user, password or query (Git keeps it)."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "is not an http(s) URL such as http://sluice.sluice.svc:8686/v1/events"
+        return (
+            "is not an http(s) URL such as "
+            "http://sluice-controller.sluice-system.svc:8686/v1/events"
+        )
     if parts.username is not None or parts.password is not None or parts.query:
         return (
             "carries a credential or a query, which Git would keep: give the bare URL and "
