@@ -78,6 +78,20 @@ def test_a_full_buffer_evicts_its_oldest_half() -> None:
     assert pairer.add(half("response", "a"), now=3).pair is None
 
 
+def test_waiting_bodies_stay_under_their_byte_limit() -> None:
+    """Halves hold bodies of up to 1 MiB: past max_waiting_bytes the oldest go first."""
+    pairer = EventPairer(max_waiting_bytes=100)
+    pairer.add(half("request", "a", data=b"x" * 60), now=0)
+    pairer.add(half("request", "b", data=b"y" * 30), now=1)
+    pairing = pairer.add(half("request", "c", data=b"z" * 30), now=2)
+    assert [(d.event.request_id, d.reason) for d in pairing.dropped] == [("a", "evicted")]
+    assert pairer.waiting_bytes == 60
+    assert pairer.add(half("response", "b"), now=3).pair is not None
+    assert pairer.waiting_bytes == 30
+    assert [d.event.request_id for d in pairer.expire(now=100)] == ["c"]
+    assert pairer.waiting_bytes == 0
+
+
 def test_a_repeated_half_replaces_the_waiting_one() -> None:
     """A client that reuses its Ce-Id: the latest request is the one that pairs."""
     pairer = EventPairer()
@@ -93,6 +107,8 @@ def test_limits_must_be_positive() -> None:
         EventPairer(max_waiting=0)
     with pytest.raises(ValueError, match="ttl_seconds"):
         EventPairer(ttl_seconds=0)
+    with pytest.raises(ValueError, match="max_waiting_bytes"):
+        EventPairer(max_waiting_bytes=0)
 
 
 def test_a_pair_becomes_the_models_answer() -> None:

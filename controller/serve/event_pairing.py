@@ -105,17 +105,30 @@ class Pairing:
 
 
 class EventPairer:
-    """Halves waiting for their other half, at most ``max_waiting``, each ``ttl_seconds``.
+    """Halves waiting for their other half: at most ``max_waiting`` of them holding at most
+    ``max_waiting_bytes`` of bodies (a body is up to ``sluice serve``'s 1 MiB), each for
+    ``ttl_seconds``.
 
     A second half of the same kind and key replaces the waiting one (a client that reuses a
     ``Ce-Id``: the latest request wins, as in the prediction log).
     """
 
-    def __init__(self, *, max_waiting: int = 10_000, ttl_seconds: float = 60.0) -> None:
-        if max_waiting < 1 or ttl_seconds <= 0:
-            raise ValueError("an event pairer needs max_waiting >= 1 and ttl_seconds > 0")
+    def __init__(
+        self,
+        *,
+        max_waiting: int = 10_000,
+        max_waiting_bytes: int = 64 << 20,
+        ttl_seconds: float = 60.0,
+    ) -> None:
+        if max_waiting < 1 or max_waiting_bytes < 1 or ttl_seconds <= 0:
+            raise ValueError(
+                "an event pairer needs max_waiting >= 1, max_waiting_bytes >= 1 and ttl_seconds > 0"
+            )
         self.max_waiting = max_waiting
+        self.max_waiting_bytes = max_waiting_bytes
         self.ttl_seconds = ttl_seconds
+        #: The bodies of the waiting halves, in bytes.
+        self.waiting_bytes = 0
         self._waiting: OrderedDict[tuple[str, ...], tuple[InferenceEvent, float]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -126,26 +139,33 @@ class EventPairer:
         dropped = list(self.expire(now=now))
         waiting = self._waiting.get(event.key)
         if waiting is not None and waiting[0].kind != event.kind:
-            del self._waiting[event.key]
-            other = waiting[0]
+            other = self._take(event.key)
             pair = (other, event) if other.kind == "request" else (event, other)
             return Pairing(pair, tuple(dropped))
-        self._waiting.pop(event.key, None)
-        while len(self._waiting) >= self.max_waiting:
-            _, (oldest, _) = self._waiting.popitem(last=False)
-            dropped.append(Dropped(oldest, "evicted"))
+        if waiting is not None:
+            self._take(event.key)
+        while self._waiting and (
+            len(self._waiting) >= self.max_waiting
+            or self.waiting_bytes + len(event.data) > self.max_waiting_bytes
+        ):
+            dropped.append(Dropped(self._take(next(iter(self._waiting))), "evicted"))
         self._waiting[event.key] = (event, now)
+        self.waiting_bytes += len(event.data)
         return Pairing(None, tuple(dropped))
+
+    def _take(self, key: tuple[str, ...]) -> InferenceEvent:
+        event, _ = self._waiting.pop(key)
+        self.waiting_bytes -= len(event.data)
+        return event
 
     def expire(self, *, now: float) -> tuple[Dropped, ...]:
         """Drop the halves that have waited ``ttl_seconds`` or longer, oldest first."""
         dropped: list[Dropped] = []
         while self._waiting:
-            key, (event, since) = next(iter(self._waiting.items()))
+            key, (_, since) = next(iter(self._waiting.items()))
             if now - since < self.ttl_seconds:
                 break
-            del self._waiting[key]
-            dropped.append(Dropped(event, "expired"))
+            dropped.append(Dropped(self._take(key), "expired"))
         return tuple(dropped)
 
 
