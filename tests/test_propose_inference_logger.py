@@ -8,6 +8,7 @@ from ruamel.yaml import YAML
 from support.gitops_repo import manifest_files
 
 from controller.errors import ConfigError
+from controller.gates.kpi_policy import KPI_EXAMPLES
 from controller.manifests.environment import parse_environment
 from controller.manifests.inference_logger import events_url_problem, set_inference_logger
 from controller.manifests.manifest import dump_pin, load_pin
@@ -59,7 +60,7 @@ def test_without_an_events_url_nothing_is_written_and_the_result_says_why_once()
     result, _, after = proposed(events_url=None, shadow=True)
     assert "logger" not in YAML(typ="safe").load(after)["spec"]["predictor"]
     assert result.notes == (
-        f"{MODEL}'s policy in staging judges its answers (a shadow phase), but staging's "
+        f"{MODEL}'s policy in staging judges its answers (a shadow phase or KPIs), but staging's "
         "sluice.yaml sets no eventsUrl: the InferenceService gets no inference logger, so the "
         "cluster's answers do not reach sluice serve's prediction log; set eventsUrl to sluice "
         "serve's /v1/events",
@@ -72,9 +73,11 @@ def test_a_policy_that_judges_no_answers_gets_no_logger_and_no_note() -> None:
     assert result.notes == ()
 
 
-def test_needs_prediction_log_is_the_shadow_phase_for_now() -> None:
+def test_a_shadow_phase_or_kpis_need_the_prediction_log() -> None:
     assert not needs_prediction_log(RolloutPolicy())
     assert needs_prediction_log(RolloutPolicy(shadow=ShadowPhase()))
+    kpis = {"gates": {"kpis": [KPI_EXAMPLES[0]]}}
+    assert needs_prediction_log(RolloutPolicy.model_validate(kpis))
 
 
 PINNED = """\

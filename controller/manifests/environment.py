@@ -140,7 +140,8 @@ class EnvironmentConfig(BaseModel):
         "POST /v1/events, e.g. http://sluice-controller.sluice-system.svc:8686/v1/events. "
         "`sluice propose` writes it as the predictor's KServe inference logger "
         "(spec.predictor.logger: mode all, metadataHeaders Knative-Serving-Revision) into the "
-        "pins of releases whose policy judges answers (a shadow phase), so the cluster's "
+        "pins of releases whose policy judges answers (a shadow phase, gates.kpis), so the "
+        "cluster's "
         "requests and answers reach the prediction log. No credential in it (Git keeps it): "
         "guard the route with a NetworkPolicy and SLUICE_EVENTS_TRUST_NETWORK. Unset: no "
         "logger is written.",

@@ -1,6 +1,6 @@
 """KServe's inference logger in an InferenceService: where the cluster's answers reach Sluice.
 
-A policy that judges a model on its answers (a shadow phase now; KPIs over outcomes) needs
+A policy that judges a model on its answers (a shadow phase, KPIs over outcomes) needs
 the cluster's requests and responses in ``sluice serve``'s prediction log. KServe sends them
 when the predictor has a logger: ``spec.predictor.logger: {mode: all, url: ...}`` posts every
 request and every 200 response as a CloudEvent to the URL (``POST /v1/events``,

@@ -236,7 +236,7 @@ def _inference_logger(config: EnvironmentConfig, model: str) -> tuple[str | None
         return None, ()
     if config.events_url is None:
         return None, (
-            f"{model}'s policy in {config.name} judges its answers (a shadow phase), but "
+            f"{model}'s policy in {config.name} judges its answers (a shadow phase or KPIs), but "
             f"{config.name}'s {ENVIRONMENT_FILE} sets no eventsUrl: the InferenceService gets "
             "no inference logger, so the cluster's answers do not reach sluice serve's "
             "prediction log; set eventsUrl to sluice serve's /v1/events",

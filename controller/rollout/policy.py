@@ -153,8 +153,9 @@ class RolloutPolicy(BaseModel):
 def needs_prediction_log(policy: RolloutPolicy) -> bool:
     """Whether the policy judges the model on its answers, so that a cluster must send them to
     ``sluice serve``'s prediction log (KServe's inference logger, written by ``sluice
-    propose``): a shadow phase compares the two models' answers."""
-    return policy.shadow is not None
+    propose``): a shadow phase compares the two models' answers, and KPI checks
+    (``gates.kpis``) join outcomes to the answers of each revision."""
+    return policy.shadow is not None or bool(policy.gates.kpis)
 
 
 def next_step(steps: tuple[int, ...], current: int) -> int:
