@@ -163,6 +163,23 @@ class Settings(BaseSettings):
             "is not served. Never logged or printed."
         ),
     )
+    events_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token of POST /v1/events, where inference-logger CloudEvents arrive "
+            "(SLUICE_EVENTS_TOKEN), for senders that can set a header. KServe's logger cannot: "
+            "use events_trust_network for it. Without either the route is not served."
+        ),
+    )
+    events_trust_network: bool = Field(
+        default=False,
+        description=(
+            "Serve POST /v1/events without a credential (SLUICE_EVENTS_TRUST_NETWORK), for "
+            "KServe's inference logger, which sends no header: only behind a NetworkPolicy "
+            "or mesh policy that admits the model namespaces' pods alone. Not with "
+            "events_token."
+        ),
+    )
     retrain_alerts: list[str] = Field(
         default_factory=lambda: ["SluiceFeatureDrift", "SluicePredictionDrift"],
         description="Alert names that start a retraining when they fire.",

@@ -99,6 +99,8 @@ def _print(result: ProposalResult, console: Console) -> None:
     """The result for a person. The diff and the commands are printed as they are, never
     wrapped: piped (``| less``, a CI log, a file) at any width they stay copyable, and a
     terminal only colours the diff."""
+    for note in result.notes:
+        say(console, f"Note: {note}")
     if result.status == "already-serving":
         say(
             console,

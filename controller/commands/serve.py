@@ -5,7 +5,9 @@ alias moves away from its pin (polling every interval; an MLflow webhook only wa
 early), and serves the read-only status page at ``/`` (:mod:`controller.commands.status`),
 ``/healthz``, ``/metrics``, ``/hooks/mlflow`` and, with an Alertmanager
 token, ``/hooks/alertmanager``, where drift alerts start retraining
-(:mod:`controller.commands.retrain`). With ``--rollouts TARGET`` a second thread runs the
+(:mod:`controller.commands.retrain`), and, when configured, ``/v1/feedback`` and
+``/v1/events`` into the prediction log (:mod:`controller.commands.feedback`,
+:mod:`controller.commands.events`). With ``--rollouts TARGET`` a second thread runs the
 rollout reconcile for every watched release each interval, reporting into the same
 ``/metrics``. ``--env`` restricts both loops to the named environments. On SIGTERM or SIGINT
 the rollout loop ends its pass and releases its leases, so another controller takes over its
@@ -22,6 +24,7 @@ from typing import Literal
 
 from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
+from controller.commands.events import build_events_route
 from controller.commands.feedback import build_feedback_route
 from controller.commands.retrain import build_alertmanager_hook
 from controller.commands.rollout_backends import build_reconciler
@@ -145,6 +148,7 @@ def run_serve(
                 "SLUICE_MLFLOW_WEBHOOK_URL needs SLUICE_WEBHOOK_SECRET to sign deliveries"
             )
         registry.ensure_webhook("sluice", settings.mlflow_webhook_url, secret)
+    events = build_events_route(settings, metrics=metrics)
     routes = sluice_routes(
         metrics=metrics,
         status=watcher.status,
@@ -156,6 +160,7 @@ def run_serve(
             settings, forge=forge, registry=registry, metrics=metrics, models=registry
         ),
         feedback=build_feedback_route(settings, metrics=metrics),
+        events=events[0] if events is not None else None,
         # The page reads the target the rollouts run on, else the cluster when Argo CD is set.
         page=build_status_page(
             settings,
@@ -187,6 +192,8 @@ def run_serve(
             ", ".join(snapshot.environments or ("every environment",)),
         )
         watcher.run_forever(stop)
+    if events is not None:
+        events[1].close()  # writes the answers still queued
     if rollout_thread is not None:
         # The loop finishes its pass and releases its leases; a pass stuck past the grace
         # period is cut off with the process, and its leases expire on their own.

@@ -33,6 +33,7 @@ from controller.errors import ConfigError
 from controller.gates.graph_traffic import GraphTraffic
 from controller.gates.metrics_profile import RAW_DEPLOYMENT_PROFILE
 from controller.limits import ENVIRONMENT_FILE_MAX_BYTES
+from controller.manifests.inference_logger import events_url_problem
 from controller.rollout.graph_policy import GraphRolloutPolicy
 from controller.rollout.policy import RolloutPolicy, merge_policy
 from controller.yaml_config import parse_yaml, validate_yaml_model
@@ -132,6 +133,19 @@ class EnvironmentConfig(BaseModel):
     storage: StorageConfig
     releases: tuple[ReleaseConfig, ...]
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    events_url: str | None = Field(
+        default=None,
+        alias="eventsUrl",
+        description="URL at which this environment's InferenceServices reach `sluice serve`'s "
+        "POST /v1/events, e.g. http://sluice-controller.sluice-system.svc:8686/v1/events. "
+        "`sluice propose` writes it as the predictor's KServe inference logger "
+        "(spec.predictor.logger: mode all, metadataHeaders Knative-Serving-Revision) into the "
+        "pins of releases whose policy judges answers (a shadow phase, gates.kpis), so the "
+        "cluster's "
+        "requests and answers reach the prediction log. No credential in it (Git keeps it): "
+        "guard the route with a NetworkPolicy and SLUICE_EVENTS_TRUST_NETWORK. Unset: no "
+        "logger is written.",
+    )
     graph_rollout: GraphRolloutPolicy = Field(
         default_factory=GraphRolloutPolicy,
         alias="graphRollout",
@@ -178,6 +192,14 @@ class EnvironmentConfig(BaseModel):
             policy = _release_policy(index, base, override)
             merged[index] = merged[index].model_copy(update={"rollout": policy})
         return config.model_copy(update={"releases": tuple(merged)})
+
+    @field_validator("events_url")
+    @classmethod
+    def _events_url_is_bare(cls, value: str | None) -> str | None:
+        problem = None if value is None else events_url_problem(value)
+        if problem is not None:
+            raise ValueError(f"eventsUrl {problem}")
+        return value
 
     def release(self, model: str) -> ReleaseConfig:
         """The release of ``model``; :class:`ConfigError` naming the known ones otherwise."""

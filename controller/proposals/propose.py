@@ -18,6 +18,7 @@ from controller.domain import ChangeRequest, ModelVersion, RunSummary
 from controller.errors import ConfigError, GitConflict, InputError, ManifestInvalid
 from controller.manifests.deployment_mode import DeploymentMode
 from controller.manifests.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
+from controller.manifests.inference_logger import set_inference_logger
 from controller.manifests.manifest import (
     PinnedRelease,
     ReleasePin,
@@ -33,6 +34,7 @@ from controller.manifests.storage_uri import map_storage_uri
 from controller.ports import Forge, ProposalRegistry, ReleaseRepository
 from controller.proposals.model_card import ModelCard, render_model_card
 from controller.quality.data_profile import DataProfile
+from controller.rollout.policy import needs_prediction_log
 from controller.text.commit_message import ProposalMessage, proposal_branch, render_proposal_message
 
 __all__ = ["ProposalRequest", "ProposalResult", "propose", "read_environment"]
@@ -76,6 +78,8 @@ class ProposalResult:
     pull_request_url: str | None = None
     superseded: tuple[int, ...] = ()
     merge_command: str | None = None
+    #: What the proposal left out and why, said once (an inference logger without eventsUrl).
+    notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -112,6 +116,7 @@ def _edit(
     mode: DeploymentMode,
     shadow_percent: float | None = None,
     smoke: bool = False,
+    events_url: str | None = None,
 ) -> Callable[[Path], None]:
     def edit(worktree: Path) -> None:
         path = worktree / pin_path
@@ -121,6 +126,8 @@ def _edit(
         set_shadow_annotations(document, shadow_percent)
         if smoke:
             set_smoke_annotation(document)
+        if events_url is not None:
+            set_inference_logger(document, events_url, source=pin_path)
         path.write_text(dump_pin(document), encoding="utf-8")
         # Validate what Argo CD would apply, before anything is committed.
         validate_rendered(worktree / overlay)
@@ -211,11 +218,30 @@ def _plan(
     )  # fmt: skip
     if not (same_version and current.storage_uri == storage_uri):
         draft = replace(draft, status="proposed")
+    events_url, notes = _inference_logger(config, request.model)
+    draft = replace(draft, notes=notes)
     edit = _edit(
-        pin_path, overlay, pin, config.deployment_mode, shadow_percent, smoke_then is not None
-    )
+        pin_path, overlay, pin, config.deployment_mode, shadow_percent, smoke_then is not None,
+        events_url,
+    )  # fmt: skip
     smoke_requests = policy.smoke.requests if smoke_then is not None else None
     return _Plan(config, version, run, pin_path, edit, message, draft, smoke_requests)
+
+
+def _inference_logger(config: EnvironmentConfig, model: str) -> tuple[str | None, tuple[str, ...]]:
+    """The URL the pin's inference logger posts to when the release's policy judges its
+    answers (:func:`~controller.rollout.policy.needs_prediction_log`), and a note when it
+    would but the environment gives no ``eventsUrl``."""
+    if not needs_prediction_log(config.policy_for(model)):
+        return None, ()
+    if config.events_url is None:
+        return None, (
+            f"{model}'s policy in {config.name} judges its answers (a shadow phase or KPIs), but "
+            f"{config.name}'s {ENVIRONMENT_FILE} sets no eventsUrl: the InferenceService gets "
+            "no inference logger, so the cluster's answers do not reach sluice serve's "
+            "prediction log; set eventsUrl to sluice serve's /v1/events",
+        )
+    return config.events_url, ()
 
 
 def _replace_raw_canary(

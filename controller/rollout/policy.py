@@ -27,7 +27,14 @@ from controller.gates.smoke import SmokeConfig
 from controller.rollout.gates_config import GatesConfig
 from controller.shadow.judge import ShadowPolicy
 
-__all__ = ["RolloutPolicy", "ShadowPhase", "deep_merge", "merge_policy", "next_step"]
+__all__ = [
+    "RolloutPolicy",
+    "ShadowPhase",
+    "deep_merge",
+    "merge_policy",
+    "needs_prediction_log",
+    "next_step",
+]
 
 
 class ShadowPhase(BaseModel):
@@ -141,6 +148,14 @@ class RolloutPolicy(BaseModel):
         if any(not 0 < step <= 100 for step in value) or list(value) != sorted(set(value)):
             raise ValueError("steps must be strictly ascending percentages in 1..100")
         return value
+
+
+def needs_prediction_log(policy: RolloutPolicy) -> bool:
+    """Whether the policy judges the model on its answers, so that a cluster must send them to
+    ``sluice serve``'s prediction log (KServe's inference logger, written by ``sluice
+    propose``): a shadow phase compares the two models' answers, and KPI checks
+    (``gates.kpis``) join outcomes to the answers of each revision."""
+    return policy.shadow is not None or bool(policy.gates.kpis)
 
 
 def next_step(steps: tuple[int, ...], current: int) -> int:

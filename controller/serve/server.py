@@ -208,13 +208,15 @@ def sluice_routes(
     max_age_seconds: float = 300.0,
     alertmanager_hook: Handler | None = None,
     feedback: Handler | None = None,
+    events: Handler | None = None,
     replay_file: Path | None = None,
     page: Callable[[], str] | None = None,
 ) -> dict[Route, Handler]:
     """Every route of ``sluice serve``; ``POST /hooks/mlflow`` only when a secret is set,
-    ``POST /hooks/alertmanager`` and ``POST /v1/feedback`` only when their handlers are given
-    (:func:`controller.serve.alertmanager_hook.alertmanager_hook_route`,
-    :func:`controller.serve.feedback.feedback_route`), and ``GET /`` when ``page`` renders it.
+    ``POST /hooks/alertmanager``, ``POST /v1/feedback`` and ``POST /v1/events`` only when their
+    handlers are given (:func:`controller.serve.alertmanager_hook.alertmanager_hook_route`,
+    :func:`controller.serve.feedback.feedback_route`,
+    :func:`controller.serve.events.events_route`), and ``GET /`` when ``page`` renders it.
     ``replay_file`` keeps the MLflow deliveries already received across restarts
     (:class:`~controller.serve.webhooks.ReplayGuard`)."""
     routes: dict[Route, Handler] = {
@@ -234,6 +236,8 @@ def sluice_routes(
         routes["POST", "/hooks/alertmanager"] = alertmanager_hook
     if feedback is not None:
         routes["POST", "/v1/feedback"] = feedback
+    if events is not None:
+        routes["POST", "/v1/events"] = events
     if page is not None:
         routes["GET", "/"] = page_route(page)
     return routes
