@@ -261,7 +261,12 @@ def ensure_schema(connection: pg.connection, address: StoreAddress) -> None:
 
 def _version(cursor: pg.cursor) -> int | None:
     """The store's schema version; None when it has no schema yet (0 for an empty table)."""
-    cursor.execute("SELECT to_regclass('sluice_schema') IS NOT NULL")
+    # pg_tables under the statement's snapshot: to_regclass reads a cached catalog snapshot,
+    # which may not show a table another process created while we waited for the lock.
+    cursor.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_tables"
+        " WHERE schemaname = current_schema() AND tablename = 'sluice_schema')"
+    )
     found = cursor.fetchone()
     if not (found and found[0]):
         return None
