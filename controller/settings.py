@@ -238,7 +238,7 @@ class Settings(BaseSettings):
         description=(
             "SQLite prediction log that POST /v1/feedback and `sluice feedback` write labels to "
             "(default: <state_dir>/local/predictions.sqlite, where the local runtime's router "
-            "logs every primary and shadow answer)."
+            "logs every primary and shadow answer); not used when prediction_store_url is set."
         ),
     )
     prediction_store_url: SecretStr | None = Field(

@@ -20,20 +20,26 @@ from typing import Any
 
 import psycopg2
 import pytest
+import requests
 from support.prediction_answers import answer, both
 from support.readme_blocks import console_commands
 
 from controller.backends.postgres_prediction_log import PostgresPredictionLog
 from controller.cli import main
+from controller.commands.feedback import build_feedback_route
+from controller.commands.rollout_backends import _prediction_log
 from controller.errors import ConfigError, TransientError
 from controller.local.postgres import PostgresService
 from controller.local.processes import free_port
+from controller.serve.server import ServeMetrics, SluiceServer, sluice_routes
+from controller.settings import Settings
 
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "pg-secret-4711-do-not-show"
 DAY = 24 * 3600.0
+TOKEN = "feedback-token-0123456789abcdef"
 
 
 @pytest.fixture
@@ -332,3 +338,45 @@ def test_config_show_never_prints_the_password(
     out = capsys.readouterr().out
     assert "prediction_store_url" in out
     assert PASSWORD not in out
+
+
+def test_two_serve_replicas_take_labels_into_one_store(url: str, tmp_path: Path) -> None:
+    """`sluice serve`'s feedback route, built from the settings as `sluice serve` builds it, on
+    two servers sharing one store: labels posted to either are in it, the latest winning."""
+    with PostgresPredictionLog(url, retention=None) as log:
+        both(log, "tx-1")
+        assert log.flush()
+    settings = Settings(
+        state_dir=tmp_path / "state", feedback_token=TOKEN, prediction_store_url=url
+    )
+
+    def replica() -> SluiceServer:
+        metrics = ServeMetrics()
+        feedback = build_feedback_route(settings, metrics=metrics)
+        routes = sluice_routes(
+            metrics=metrics, status=dict, mlflow_trigger=lambda model, alias: False,
+            mlflow_webhook_secret=None, feedback=feedback,
+        )  # fmt: skip
+        return SluiceServer(routes)
+
+    with replica() as first, replica() as second:
+        for server, labels in ((first, [("tx-1", 0), ("tx-2", 1)]), (second, [("tx-1", 1)])):
+            body = {"labels": [{"request_id": rid, "label": value} for rid, value in labels]}
+            answered = requests.post(
+                f"{server.url}/v1/feedback", json=body,
+                headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30,
+            )  # fmt: skip
+            assert answered.status_code == 200, answered.text
+    assert answered.json() == {"stored": 1, "not_in_log": 0}
+    reader = PostgresPredictionLog(url, retention=None)
+    assert reader.outcomes(["tx-1", "tx-2"], "label") == {"tx-1": 1.0, "tx-2": 1.0}
+    assert not (tmp_path / "state").exists()  # no SQLite log was made
+
+
+def test_the_shadow_phase_reads_the_configured_store_on_any_target(url: str) -> None:
+    """With prediction_store_url set, a cluster target's shadow phase reads PostgreSQL (without
+    it, a cluster has no prediction log)."""
+    store = _prediction_log(Settings(prediction_store_url=url), "kubernetes")
+    assert isinstance(store, PostgresPredictionLog)
+    assert store.path == url.replace("postgres@", "")
+    assert _prediction_log(Settings(), "kubernetes") is None
