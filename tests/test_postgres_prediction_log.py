@@ -344,7 +344,7 @@ def test_two_serve_replicas_take_labels_into_one_store(url: str, tmp_path: Path)
     """`sluice serve`'s feedback route, built from the settings as `sluice serve` builds it, on
     two servers sharing one store: labels posted to either are in it, the latest winning."""
     with PostgresPredictionLog(url, retention=None) as log:
-        both(log, "tx-1")
+        both(log, "tx-1", when=time.time())  # within the retention the replicas run
         assert log.flush()
     settings = Settings(
         state_dir=tmp_path / "state", feedback_token=TOKEN, prediction_store_url=url
@@ -380,3 +380,22 @@ def test_the_shadow_phase_reads_the_configured_store_on_any_target(url: str) -> 
     assert isinstance(store, PostgresPredictionLog)
     assert store.path == url.replace("postgres@", "")
     assert _prediction_log(Settings(), "kubernetes") is None
+
+
+def test_serves_feedback_route_runs_the_retention(url: str, tmp_path: Path) -> None:
+    """`sluice serve` takes labels but writes no answers: opening its feedback route on the
+    store starts the retention, which deletes what is older than the setting's days."""
+    with PostgresPredictionLog(url, retention=None) as writer:
+        both(writer, "old", when=time.time() - 40 * DAY)
+        both(writer, "new", when=time.time() - DAY)
+        assert writer.flush()
+    settings = Settings(
+        state_dir=tmp_path / "state", feedback_token=TOKEN, prediction_store_url=url,
+        prediction_store_retention_days=30,
+    )  # fmt: skip
+    assert build_feedback_route(settings, metrics=ServeMetrics()) is not None
+    reader = PostgresPredictionLog(url, retention=None)
+    deadline = time.monotonic() + 30
+    while reader.count_logged(["old"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reader.count_logged(["old", "new"]) == 1

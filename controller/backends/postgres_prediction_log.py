@@ -15,7 +15,8 @@ and a class name as text. What differs is what PostgreSQL is for:
   The schema is created once under an advisory lock
   (:mod:`controller.backends.postgres_prediction_schema`).
 - **Retention by time.** Rows older than ``retention`` (30 days unless set; None keeps
-  everything) are deleted by a thread of the writer's process every ``retention_interval``, in
+  everything) are deleted by a thread of the writer's process (and of ``sluice serve``'s,
+  :meth:`PostgresPredictionLog.start_retention`) every ``retention_interval``, in
   batches of ``retention_batch`` rows, each its own short transaction that skips rows another
   writer holds, so retention never blocks the writers or holds a long lock. Answers are aged by
   the time the router sent the request, outcomes by the time they arrived. ``max_rows`` (None
@@ -181,6 +182,13 @@ class PostgresPredictionLog(QueuedPredictionWriter, PairReader):
 
     def _prepare(self) -> None:
         self._ensure_schema()
+        self.start_retention()
+
+    def start_retention(self) -> None:
+        """Delete expired rows now and every ``retention_interval`` in a thread of its own,
+        until :meth:`close` (idempotent; nothing without a ``retention``). ``start()`` runs it
+        with the writer; ``sluice serve``, which takes labels but writes no answers, runs it
+        alone."""
         if self.retention is not None and self._retention_thread is None:
             self._stop_retention.clear()
             self._retention_thread = threading.Thread(

@@ -40,6 +40,7 @@ import pandas as pd
 import requests
 from rich.console import Console
 
+from controller.backends.postgres_prediction_log import PostgresPredictionLog
 from controller.backends.prediction_stores import open_prediction_log
 from controller.commands.local_state import prediction_log_path
 from controller.errors import ConfigError, InputError, TransientError
@@ -236,6 +237,8 @@ def build_feedback_route(settings: Settings, *, metrics: ServeMetrics) -> Handle
     register_secret(token)
     store = open_prediction_log(settings, prediction_log_path(settings))
     store.row_count()  # open (or create) it now: a wrong path, URL or schema fails at start
+    if isinstance(store, PostgresPredictionLog):
+        store.start_retention()  # serve is the store's long-running process
     return feedback_route(token=token, store=store, metrics=metrics)
 
 
