@@ -92,6 +92,21 @@ _T = TypeVar("_T")
 _log = logging.getLogger("sluice.prediction_log")
 
 
+def _in_transaction(connection: pg.connection, work: Callable[[pg.cursor], _T]) -> _T:
+    """``work`` in one transaction, committed or rolled back, and again when it lost a race to
+    another writer (a deadlock or a serialization failure), up to :data:`_ATTEMPTS` times."""
+    import psycopg2
+
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with connection, connection.cursor() as cursor:
+                return work(cursor)
+        except psycopg2.Error as exc:
+            if exc.pgcode not in RETRYABLE or attempt == _ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class PostgresPredictionLog(QueuedPredictionWriter, PairReader):
     """The prediction log in the PostgreSQL database at ``url``
     (``postgresql://user:password@host:5432/sluice``).
@@ -155,21 +170,11 @@ class PostgresPredictionLog(QueuedPredictionWriter, PairReader):
         self._schema_ready = True
 
     def _transaction(self, work: Callable[[pg.cursor], _T]) -> _T:
-        """``work`` in one transaction on a connection of its own, retried when it lost a race
-        to another writer; errors of the tree."""
-        import psycopg2
-
+        """``work`` in one transaction on a connection of its own; errors of the tree."""
         self._ensure_schema()
         with postgres_errors(self.address), contextlib.closing(self._connect()) as connection:
             connection.autocommit = False
-            for attempt in range(1, _ATTEMPTS + 1):
-                try:
-                    with connection, connection.cursor() as cursor:  # commit, or roll back
-                        return work(cursor)
-                except psycopg2.Error as exc:
-                    if exc.pgcode not in RETRYABLE or attempt == _ATTEMPTS:
-                        raise
-        raise AssertionError("unreachable")  # pragma: no cover
+            return _in_transaction(connection, work)
 
     def _read(self, work: Callable[[pg.cursor], _T]) -> _T:
         self._ensure_schema()
@@ -222,19 +227,13 @@ class PostgresPredictionLog(QueuedPredictionWriter, PairReader):
                 connection.close()
 
     def _write_answers(self, connection: pg.connection, rows: list[AnswerRow]) -> None:
-        import psycopg2
+        def write(cursor: pg.cursor) -> None:
+            upsert_answers(cursor, rows, self._batch_size)
+            if self.max_rows is not None:
+                rotate(cursor, "sluice_predictions", self.max_rows)
 
         with postgres_errors(self.address):
-            for attempt in range(1, _ATTEMPTS + 1):
-                try:
-                    with connection, connection.cursor() as cursor:
-                        upsert_answers(cursor, rows, self._batch_size)
-                        if self.max_rows is not None:
-                            rotate(cursor, "sluice_predictions", self.max_rows)
-                    return
-                except psycopg2.Error as exc:
-                    if exc.pgcode not in RETRYABLE or attempt == _ATTEMPTS:
-                        raise
+            _in_transaction(connection, write)
 
     def close(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then stop the writer and the retention (idempotent)."""
