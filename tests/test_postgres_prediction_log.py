@@ -25,12 +25,14 @@ from support.prediction_answers import answer, both
 from support.readme_blocks import console_commands
 
 from controller.backends.postgres_prediction_log import PostgresPredictionLog
+from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.cli import main
 from controller.commands.feedback import build_feedback_route
 from controller.commands.rollout_backends import _prediction_log
 from controller.errors import ConfigError, TransientError
 from controller.local.postgres import PostgresService
 from controller.local.processes import free_port
+from controller.outcome_scores import OutcomeAnswer
 from controller.serve.server import ServeMetrics, SluiceServer, sluice_routes
 from controller.settings import Settings
 
@@ -197,6 +199,46 @@ def test_max_rows_bounds_the_store_by_count_as_well(url: str) -> None:
     assert [r for (r,) in query(url, "SELECT request_id FROM sluice_predictions ORDER BY seq")] == [
         f"id-{i:02}" for i in range(10, 20)
     ]
+
+
+# -- the graph's outcome series ----------------------------------------------------------------
+
+
+def test_outcome_answers_read_as_from_sqlite(url: str, tmp_path: Path) -> None:
+    """The graph router's read (a graph's members' primary answers since a time, each with
+    every outcome of its request and the segment's value) gives SQLite's rows, numbers as
+    numbers and class names as text, newest first up to the limit."""
+    logs = (
+        PostgresPredictionLog(url, retention=None), SqlitePredictionLog(tmp_path / "log.db")
+    )  # fmt: skip
+    for log in logs:
+        with log:
+            for i, (regime, when) in enumerate([("calm", 100.0), ("volatile", 1000.0)] * 3):
+                rid = f"d{i}"
+                decided = f'{{"predictions": [{{"regime": "{regime}"}}]}}'.encode()
+                log.record(answer(rid, model="clf", when=when + i, output=decided))
+                log.record(answer(rid, model=regime, when=when + i, score=i / 10))
+                log.record(answer(rid, "shadow", model="clf", when=when + i))
+            assert log.flush()
+        log.record_outcomes(
+            [("d0", "regime", "calm"), ("d1", "up", 1), ("d1", "regime", "black_swan"),
+             ("d3", "up", 0.0), ("d4", "bucket", 2.0), ("d5", "regime", "volatile")]
+        )  # fmt: skip
+
+    def read(log: Any, **arguments: Any) -> list[OutcomeAnswer]:
+        return log.outcome_answers(["clf", "calm", "volatile"], **arguments)  # type: ignore[no-any-return]
+
+    for arguments in ({"since": 0.0}, {"since": 500.0, "segment": "regime"},
+                      {"since": 0.0, "segment": "bucket"}):  # fmt: skip
+        postgres, sqlite = (read(log, **arguments) for log in logs)
+        assert postgres  # in either order within one answer's outcomes, as SQL leaves it
+        assert sorted(postgres, key=repr) == sorted(sqlite, key=repr), arguments
+    # The newest three: d5's two answers (one outcome each), then d3's newer answer.
+    newest = read(logs[0], since=0.0, limit=3)
+    assert newest == read(logs[1], since=0.0, limit=3)
+    assert [(a.model, a.outcome, a.value) for a in newest] == [
+        ("volatile", "regime", "volatile"), ("clf", "regime", "volatile"), ("volatile", "up", 0.0)
+    ]  # fmt: skip
 
 
 # -- indexes -------------------------------------------------------------------------------------
