@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
@@ -254,7 +255,24 @@ class Settings(BaseSettings):
         description=(
             "SQLite prediction log that POST /v1/feedback and `sluice feedback` write labels to "
             "(default: <state_dir>/local/predictions.sqlite, where the local runtime's router "
-            "logs every primary and shadow answer)."
+            "logs every primary and shadow answer); not used when prediction_store_url is set."
+        ),
+    )
+    prediction_store_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "PostgreSQL prediction store, postgresql://user:password@host:5432/DATABASE, that "
+            "POST /v1/feedback, `sluice feedback` and the shadow judge use instead of the SQLite "
+            "log at prediction_log_path (unset: the SQLite log). Several `sluice serve` replicas "
+            "may share it; the password is never printed."
+        ),
+    )
+    prediction_store_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "How long the PostgreSQL prediction store keeps answers (by the time the request "
+            "was sent) and outcomes (by the time they arrived) before deleting them."
         ),
     )
 
@@ -268,6 +286,23 @@ class Settings(BaseSettings):
                 f"{value!r} is not a Kubernetes namespace name (lowercase letters, digits and "
                 "'-', at most 63, starting and ending with a letter or digit)"
             )
+        return value
+
+    @field_validator("prediction_store_url", mode="after")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """A ``postgresql://`` URL with a host and a database; the message never repeats it
+        (it holds a password)."""
+        if value is None:
+            return None
+        parts = urllib.parse.urlsplit(value.get_secret_value())
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+            raise ValueError(
+                "not a URL such as postgresql://user:password@host:5432/sluice (value hidden: it "
+                "may hold a password)"
+            )
+        if not parts.path.lstrip("/"):
+            raise ValueError("the URL names no database: end it with /DATABASE, e.g. /sluice")
         return value
 
     @field_validator("state_dir", "prediction_log_path", mode="after")

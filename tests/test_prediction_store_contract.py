@@ -1,11 +1,14 @@
-"""One contract, two implementations: SqlitePredictionLog on a file and the in-memory
-MemoryPredictionStore pass the same behavioural tests, so a test that reads paired answers
-from the fake learns what the real log would answer. The tests at the end hold SQLite's file
-alone: its migration from schema 2 and the index its join reads."""
+"""One contract, three implementations: SqlitePredictionLog on a file, PostgresPredictionLog on
+a real PostgreSQL server and the in-memory MemoryPredictionStore pass the same behavioural
+tests, so a test that reads paired answers from the fake learns what either real log would
+answer, and the shadow judge, the KPI judge and `sluice feedback` work the same on both stores.
+The tests at the end hold SQLite's file alone: its migration from schema 2 and the index its
+join reads (PostgreSQL's own: tests/test_postgres_prediction_log.py)."""
 
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -13,6 +16,7 @@ from typing import Protocol
 import pytest
 from support.prediction_answers import answer, both
 
+from controller.backends.postgres_prediction_log import PostgresPredictionLog
 from controller.backends.prediction_log_queries import _PAIRS
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.errors import ConfigError, InputError, TransientError
@@ -31,11 +35,21 @@ class Log(PredictionStore, PredictionSink, Protocol):
     def labelled_pairs(self) -> list[PredictionPair]: ...
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", pytest.param("postgres", marks=pytest.mark.postgres)])
 def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Log]:
-    """An empty prediction log, a file or dicts."""
+    """An empty prediction log: a file, dicts, or a new database of the session's PostgreSQL
+    (bounded by count as the others are; its retention by time is off, as the answers here
+    are from 1970)."""
     if request.param == "memory":
         yield MemoryPredictionStore(max_rows=20, max_output_bytes=64)
+        return
+    if request.param == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        url = server.create_database(f"contract_{uuid.uuid4().hex[:12]}")
+        with PostgresPredictionLog(
+            url, max_rows=20, max_output_bytes=64, retention=None
+        ) as postgres:
+            yield postgres
         return
     with SqlitePredictionLog(tmp_path / "log.db", max_rows=20, max_output_bytes=64) as sqlite:
         yield sqlite
@@ -206,6 +220,12 @@ def test_a_locked_log_refuses_labels_as_transient_and_still_answers_reads(
     if isinstance(log, MemoryPredictionStore):
         log.locked = True
         locked: Log = log
+    elif isinstance(log, PostgresPredictionLog):
+        import psycopg2
+
+        locked = PostgresPredictionLog(log.address.url, lock_timeout=0.05, retention=None)
+        holder = psycopg2.connect(log.address.url)
+        holder.cursor().execute("LOCK TABLE sluice_feedback IN EXCLUSIVE MODE")
     else:
         locked = SqlitePredictionLog(tmp_path / "log.db", busy_timeout=0.05)
         holder = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
@@ -217,7 +237,7 @@ def test_a_locked_log_refuses_labels_as_transient_and_still_answers_reads(
         assert log.count_logged(["id-0"]) == 1
     finally:
         if holder is not None:
-            holder.execute("ROLLBACK")
+            holder.rollback()
             holder.close()
 
 

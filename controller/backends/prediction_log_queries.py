@@ -16,10 +16,12 @@ from controller.predictions import Label, LoggedPrediction, PredictionPair, Role
 
 __all__ = [
     "count_logged",
+    "pair_from_row",
     "read_outcome_answers",
     "read_outcomes",
     "read_pairs",
     "read_served_outcomes",
+    "segment_text",
 ]
 
 _ID_CHUNK = 500
@@ -112,13 +114,13 @@ def read_outcome_answers(
         found.append(
             OutcomeAnswer(
                 model=str(model), revision=str(revision), output=output, outcome=str(outcome),
-                value=label, segment=_segment(segment_value),
+                value=label, segment=segment_text(segment_value),
             )
         )  # fmt: skip
     return found
 
 
-def _segment(stored: str | float | None) -> str:
+def segment_text(stored: str | float | None) -> str:
     """A segmenting outcome's value as a label value: a class name as is, a number as it is
     written (``1``, ``0.5``), none as ""."""
     if stored is None:
@@ -135,7 +137,7 @@ def read_pairs(
     ``:outcome`` ``arguments`` select, oldest first, each with that outcome's value:
     :meth:`controller.predictions.PairQuery.admits` in SQL, so that the join runs in SQLite,
     over its indexes."""
-    return [_pair(row) for row in connection.execute(_PAIRS, arguments).fetchall()]
+    return [pair_from_row(row) for row in connection.execute(_PAIRS, arguments).fetchall()]
 
 
 def read_outcomes(
@@ -188,7 +190,9 @@ def _logged(request_id: str, role: Role, columns: tuple[Any, ...]) -> LoggedPred
     )
 
 
-def _pair(row: tuple[Any, ...]) -> PredictionPair:
+def pair_from_row(row: tuple[Any, ...]) -> PredictionPair:
+    """A pair from ``(request_id, stored label, 8 columns of the primary, 8 of the shadow)``
+    (the columns of :data:`_PAIRS`; PostgreSQL's store reads the same)."""
     request_id, label = str(row[0]), row[1]
     primary = _logged(request_id, "primary", row[2 : 2 + _WIDTH])
     shadow = _logged(request_id, "shadow", row[2 + _WIDTH :])

@@ -8,7 +8,8 @@ do that (they aggregate away the request), so the router hands each answer to a
 The sink is called on the router's event loop, in front of every client request, so it must
 return at once: :class:`SqlitePredictionLog` only puts the answer on a bounded queue (full:
 the answer is dropped and counted, a client never waits for the log) and a writer thread
-digests, serialises and inserts them in batches. Its file stays bounded: at most ``max_rows``
+digests, serialises and inserts them in batches (both shared with the PostgreSQL log:
+:mod:`controller.backends.prediction_log_writer`). Its file stays bounded: at most ``max_rows``
 predictions (the oldest deleted in the transaction that adds new ones; SQLite reuses the
 freed pages, so the file stops growing; the write-ahead log is cut back to 8 MiB after each
 checkpoint) and outputs over ``max_output_bytes`` are not kept.
@@ -31,14 +32,10 @@ to the same inputs (equal digests), so a reused id never pairs two different req
 from __future__ import annotations
 
 import contextlib
-import logging
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Self
 
 from controller.backends.prediction_log_queries import (
     count_logged,
@@ -54,8 +51,12 @@ from controller.backends.prediction_log_schema import (
     SCHEMA_VERSION,
     connect,
     ensure_schema,
-    output_text,
     sqlite_errors,
+)
+from controller.backends.prediction_log_writer import (
+    BatchWriter,
+    QueuedPredictionWriter,
+    answer_rows,
 )
 from controller.errors import ConfigError
 from controller.outcome_scores import OutcomeAnswer
@@ -69,25 +70,12 @@ from controller.predictions import (
     ServedOutcome,
     checked_outcome,
     checked_outcomes,
-    inputs_digest,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqlitePredictionLog"]
 
-_log = logging.getLogger("sluice.prediction_log")
 
-
-class _Flush:
-    """A marker on the queue: everything before it is committed when ``done`` is set."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-
-
-_STOP = object()
-
-
-class SqlitePredictionLog(PairReader):
+class SqlitePredictionLog(QueuedPredictionWriter, PairReader):
     """The default prediction log: one SQLite file, written by a thread of its own.
 
     ``start()`` (or ``with``) opens the file and starts the writer; answers recorded before
@@ -105,49 +93,38 @@ class SqlitePredictionLog(PairReader):
         flush_interval: float = 0.05,
         busy_timeout: float = 10.0,
     ) -> None:
-        if max_rows < 1 or queue_size < 1 or batch_size < 1:
+        if max_rows < 1:
             raise ConfigError("prediction log: max_rows, queue_size and batch_size must be >= 1")
+        super().__init__(
+            queue_size=queue_size, batch_size=batch_size, flush_interval=flush_interval
+        )
         self.path = path
         self.max_rows = max_rows
         self.max_output_bytes = max_output_bytes
-        self._batch_size = batch_size
-        self._flush_interval = flush_interval
         #: Seconds a statement waits for another process's lock before giving up.
         self._busy_timeout = busy_timeout
-        self._queue: queue.Queue[object] = queue.Queue(queue_size)
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
         self._schema_ready = False
-        #: Answers not logged because the queue was full, or their batch failed to commit.
-        self.dropped = 0
-        #: Answers committed since start.
-        self.written = 0
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- the writer ----------------------------------------------------------------------------
 
-    def start(self) -> Self:
-        """Create or reopen the file (:class:`ConfigError` if it is not a log of this schema)
-        and start the writer. Readers and feedback need no writer."""
-        if self._thread is not None:
-            return self
+    def _prepare(self) -> None:
         self._ensure_schema()
-        self._thread = threading.Thread(target=self._write_loop, name="prediction-log", daemon=True)
-        self._thread.start()
-        return self
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, then stop the writer (idempotent)."""
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._queue.put(_STOP)
-        thread.join(timeout)
+    def _describe(self) -> str:
+        return str(self.path)
 
-    def __enter__(self) -> Self:
-        return self.start()
+    @contextlib.contextmanager
+    def _batch_writer(self) -> Iterator[BatchWriter]:
+        with contextlib.closing(self._connect()) as connection:
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+            def write(predictions: list[Prediction]) -> None:
+                rows = answer_rows(predictions, self.max_output_bytes)
+                with connection:  # one transaction: the batch and the rotation land together
+                    connection.execute("BEGIN IMMEDIATE")
+                    connection.executemany(INSERT_PREDICTION, rows)
+                    connection.execute(ROTATE["predictions"], (self.max_rows,))
+
+            yield write
 
     def _ensure_schema(self) -> None:
         if self._schema_ready:
@@ -157,92 +134,6 @@ class SqlitePredictionLog(PairReader):
 
     def _connect(self) -> sqlite3.Connection:
         return connect(self.path, self._busy_timeout)
-
-    # -- writing -----------------------------------------------------------------------------
-
-    def record(self, prediction: Prediction) -> None:
-        """Queue one answer; when the queue is full it is dropped and counted."""
-        try:
-            self._queue.put_nowait(prediction)
-        except queue.Full:
-            with self._lock:
-                self.dropped += 1
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything recorded before this call is committed; False on timeout."""
-        if self._thread is None:
-            return False
-        marker = _Flush()
-        try:
-            self._queue.put(marker, timeout=timeout)
-        except queue.Full:
-            return False
-        return marker.done.wait(timeout)
-
-    def _batches(self) -> Iterator[tuple[list[Prediction], list[_Flush], bool]]:
-        """Answers gathered for up to ``flush_interval`` after the first, markers, stop."""
-        while True:
-            items = [self._queue.get()]
-            deadline = time.monotonic() + self._flush_interval
-            # A flush or a stop ends the batch at once; otherwise wait for company briefly.
-            while len(items) < self._batch_size and isinstance(items[-1], Prediction):
-                try:
-                    items.append(self._queue.get(timeout=max(deadline - time.monotonic(), 0)))
-                except queue.Empty:
-                    break
-            predictions = [item for item in items if isinstance(item, Prediction)]
-            markers = [item for item in items if isinstance(item, _Flush)]
-            stop = any(item is _STOP for item in items)
-            yield predictions, markers, stop
-            if stop:
-                return
-
-    def _write_loop(self) -> None:
-        with contextlib.closing(self._connect()) as connection:
-            for predictions, markers, stop in self._batches():
-                if predictions:
-                    self._commit(connection, predictions)
-                for marker in markers:
-                    marker.done.set()
-                if stop:
-                    self._drain(connection)
-
-    def _drain(self, connection: sqlite3.Connection) -> None:
-        rest: list[Prediction] = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                item = self._queue.get_nowait()
-                if isinstance(item, Prediction):
-                    rest.append(item)
-                elif isinstance(item, _Flush):
-                    item.done.set()
-        if rest:
-            self._commit(connection, rest)
-
-    def _commit(self, connection: sqlite3.Connection, predictions: list[Prediction]) -> None:
-        digests: dict[bytes, str] = {}  # a request's primary and shadow share its body
-        try:
-            rows = [
-                (
-                    p.request_id, p.time, p.model, p.version, p.revision, p.role,
-                    digests.get(p.body) or digests.setdefault(p.body, inputs_digest(p.body)),
-                    output_text(p.output, self.max_output_bytes), p.latency_ms, p.status,
-                )
-                for p in predictions
-            ]  # fmt: skip
-            with connection:  # one transaction: the batch and the rotation land together
-                connection.execute("BEGIN IMMEDIATE")
-                connection.executemany(INSERT_PREDICTION, rows)
-                connection.execute(ROTATE["predictions"], (self.max_rows,))
-        except Exception as exc:  # the writer must outlive any batch, or the queue fills up
-            _log.warning(
-                "prediction log %s: %d answers not written: %s", self.path, len(predictions), exc
-            )
-            with self._lock:
-                self.dropped += len(predictions)
-            return
-        with self._lock:
-            self.written += len(predictions)
 
     # -- feedback and reading ----------------------------------------------------------------
 

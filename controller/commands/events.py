@@ -4,8 +4,9 @@ log ``sluice serve`` keeps.
 The route (:mod:`controller.serve.events`) is served when ``SLUICE_EVENTS_TOKEN`` is set (a
 bearer token, for senders that can send a header) or ``SLUICE_EVENTS_TRUST_NETWORK`` is true
 (no credential: KServe's logger sends none, so a NetworkPolicy is the guard); both at once is a
-:class:`ConfigError`, as is an empty token. The answers go to the SQLite log at
-``prediction_log_path``, through its writer thread: :func:`build_events_route` starts it, and
+:class:`ConfigError`, as is an empty token. The answers go to the configured
+prediction log (PostgreSQL at ``prediction_store_url``, else the SQLite file at
+``prediction_log_path``), through its writer thread: :func:`build_events_route` starts it, and
 ``sluice serve`` closes it when it stops, so the answers still queued are written.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from controller.backends.sqlite_prediction_log import SqlitePredictionLog
+from controller.backends.prediction_stores import PredictionLog, open_prediction_log
 from controller.commands.local_state import prediction_log_path
 from controller.errors import ConfigError
 from controller.redact import register_secret
@@ -28,7 +29,7 @@ log = logging.getLogger("sluice.serve")
 
 def build_events_route(
     settings: Settings, *, metrics: ServeMetrics
-) -> tuple[Handler, SqlitePredictionLog] | None:
+) -> tuple[Handler, PredictionLog] | None:
     """``POST /v1/events`` and the started log it writes to (close it at the end); None when
     neither ``events_token`` nor ``events_trust_network`` is set."""
     token = settings.events_token.get_secret_value() if settings.events_token else None
@@ -42,8 +43,8 @@ def build_events_route(
     if not token and not settings.events_trust_network:
         return None
     register_secret(token)
-    store = SqlitePredictionLog(prediction_log_path(settings))
-    store.row_count()  # open (or create) it now: a wrong path or schema fails at start
+    store = open_prediction_log(settings, prediction_log_path(settings))
+    store.row_count()  # open (or create) it now: a wrong path, URL or schema fails at start
     if not token:
         log.warning(
             "%s accepts events without a credential (SLUICE_EVENTS_TRUST_NETWORK): keep it "

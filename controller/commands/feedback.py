@@ -14,8 +14,9 @@ skipped.
 This command checks the whole file first (a missing file, a missing column, an ``--outcome``
 that is not an outcome name, a value that is neither a number nor a class name, numbers
 and names mixed in one column, or a file without values is one line and exit 2, before
-anything is written), then stores the values either straight into the SQLite prediction log at
-``prediction_log_path`` or, with ``--url``, through ``POST /v1/feedback`` of a running ``sluice
+anything is written), then stores the values either straight into the prediction log (the
+PostgreSQL store at ``prediction_store_url`` when set, else the SQLite log at
+``prediction_log_path``) or, with ``--url``, through ``POST /v1/feedback`` of a running ``sluice
 serve`` (:mod:`controller.serve.feedback`), in batches the route accepts, each item naming its
 outcome. It prints how many values of each outcome were stored and how many of their request
 ids the log has no answer for, yet: those are kept and join their answers when they arrive.
@@ -39,7 +40,8 @@ import pandas as pd
 import requests
 from rich.console import Console
 
-from controller.backends.sqlite_prediction_log import SqlitePredictionLog
+from controller.backends.postgres_prediction_log import PostgresPredictionLog
+from controller.backends.prediction_stores import open_prediction_log
 from controller.commands.local_state import prediction_log_path
 from controller.errors import ConfigError, InputError, TransientError
 from controller.limits import FEEDBACK_FILE_MAX_BYTES
@@ -233,18 +235,22 @@ def build_feedback_route(settings: Settings, *, metrics: ServeMetrics) -> Handle
     if not token:
         raise ConfigError("SLUICE_FEEDBACK_TOKEN is empty; set a token or unset it")
     register_secret(token)
-    store = SqlitePredictionLog(prediction_log_path(settings))
-    store.row_count()  # open (or create) it now: a wrong path or schema fails at start
+    store = open_prediction_log(settings, prediction_log_path(settings))
+    store.row_count()  # open (or create) it now: a wrong path, URL or schema fails at start
+    if isinstance(store, PostgresPredictionLog):
+        store.start_retention()  # serve is the store's long-running process
     return feedback_route(token=token, store=store, metrics=metrics)
 
 
-def _write_log(path: Path, labels: list[Row]) -> tuple[int, int]:
-    if not path.is_file():
+def _write_log(settings: Settings, labels: list[Row]) -> tuple[int, int]:
+    path = prediction_log_path(settings)
+    if settings.prediction_store_url is None and not path.is_file():
         raise InputError(
             f"there is no prediction log at {path}: start the local stack (sluice local up), "
-            "set SLUICE_PREDICTION_LOG_PATH, or send the labels to sluice serve with --url"
+            "set SLUICE_PREDICTION_LOG_PATH or SLUICE_PREDICTION_STORE_URL, or send the labels "
+            "to sluice serve with --url"
         )
-    store = SqlitePredictionLog(path)
+    store = open_prediction_log(settings, path)
     ids = {request_id for request_id, _, _ in labels}
     logged = store.count_logged(ids)
     stored = store.record_outcomes(labels)
@@ -326,7 +332,7 @@ def run_feedback(
     the log, or through ``url``), print the counts per outcome; returns how many were stored."""
     labels = read_outcomes(path, outcomes or None)
     if url is None:
-        stored, missing = _write_log(prediction_log_path(settings), labels)
+        stored, missing = _write_log(settings, labels)
     else:
         token = settings.feedback_token.get_secret_value() if settings.feedback_token else ""
         if not token:

@@ -155,9 +155,10 @@ def _graph_replay(target: Target) -> Callable[[str], GraphReplay]:
 
 def _prediction_log(settings: Settings, target: TargetKind) -> PredictionStore | None:
     """Where shadow phases read mirrored answers and KPI checks read outcomes: the configured
-    log, or the local router's."""
-    from controller.backends.sqlite_prediction_log import SqlitePredictionLog
+    store (PostgreSQL or a SQLite file), or the local router's."""
+    from controller.backends.prediction_stores import open_prediction_log
 
-    if settings.prediction_log_path is None and target != "local":
+    configured = settings.prediction_store_url or settings.prediction_log_path
+    if configured is None and target != "local":
         return None
-    return SqlitePredictionLog(prediction_log_path(settings))
+    return open_prediction_log(settings, prediction_log_path(settings))

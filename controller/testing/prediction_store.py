@@ -20,10 +20,11 @@ that port and the router's :class:`~controller.ports.PredictionSink`, with the r
   stored all or none, a value is read back as it was given (a number as a float, a class name
   as text), and the latest value of a request's outcome wins.
 
-``tests/test_prediction_store_contract.py`` holds the two to the same behaviour. Fault: with
-:attr:`~MemoryPredictionStore.locked` set, writes of labels fail as a log another process holds
-locked (:class:`~controller.errors.TransientError`); reads go on, as SQLite's write-ahead log
-lets them.
+``tests/test_prediction_store_contract.py`` holds it, SQLite's log and PostgreSQL's store
+(:class:`~controller.backends.postgres_prediction_log.PostgresPredictionLog`) to the same
+behaviour. Fault: with :attr:`~MemoryPredictionStore.locked` set, writes of labels fail as a
+log another process holds locked (:class:`~controller.errors.TransientError`); reads go on, as
+SQLite's write-ahead log and PostgreSQL's row locks let them.
 
 What it is not: a queue. :meth:`~MemoryPredictionStore.record` stores at once (the real log
 commits from a writer thread; its tests wait with ``flush``), so nothing is ever dropped.
