@@ -300,7 +300,7 @@ def trained(mlflow_server: MlflowService) -> Trained:
     client.set_registered_model_alias(name, "champion", "2")
     worse = ("--model-name", name, "--period", "holiday", "--variant", "popularity")
     runs["popularity"] = _train(uri, *worse, "--json")
-    runs["pushed"] = _train(uri, *worse, "--skip-gate")
+    runs["pushed"] = _train(uri, *worse, "--skip-gate", COLUMNS="200")  # rich: one line each
     return Trained(uri, name, runs)
 
 
