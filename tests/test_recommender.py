@@ -43,6 +43,7 @@ from models.recommender.sessions import (
     generate_impressions,
     shown_outcomes,
 )
+from models.recommender.sessions import main as sessions_main
 from models.recommender.train import DEFAULT_GATE, main
 
 SEED = 7
@@ -191,6 +192,34 @@ def test_the_popularity_variant_ranks_worse_and_fails_the_gate(
     assert [check.metric for check in alone.failures] == ["roc_auc"]
     against_full = evaluate_gate(worse, full_metrics, gate)
     assert {check.metric for check in against_full.failures} >= {"roc_auc", "ctr_lift"}
+
+
+def test_the_traffic_is_written_for_drift_requests_and_feedback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m models.recommender.sessions`` writes a table, a V1 body and the clicks of
+    the same rows with their delays; an unwritable ``--out`` is one line and exit 2."""
+    table, body, clicks = tmp_path / "h.csv", tmp_path / "h.json", tmp_path / "clicks.csv"
+    assert sessions_main(["--period", "holiday", "--requests", "20", "--out", str(table)]) == 0
+    assert sessions_main(
+        ["--period", "holiday", "--requests", "20", "--out", str(body), "--outcomes", str(clicks)]
+    ) == 0  # fmt: skip
+    written = pd.read_csv(table)
+    pd.testing.assert_frame_equal(
+        written, generate_impressions("holiday", 20, seed=11), check_dtype=False
+    )
+    instances = json.loads(body.read_text())["instances"]
+    assert len(instances) == 120
+    assert list(instances[0]) == FEATURES
+    outcomes = pd.read_csv(clicks)
+    assert list(outcomes.columns) == [REQUEST_ID, CLICK, REVENUE, "delay_seconds"]
+    assert list(outcomes[REQUEST_ID]) == list(written[REQUEST_ID])
+    assert list(outcomes[CLICK]) == list(written[CLICK])
+
+    assert sessions_main(["--out", str(tmp_path / "missing" / "x.csv")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "missing/x.csv" in line
+    assert "give a writable --out" in line
 
 
 # -- metrics and contract ----------------------------------------------------------------

@@ -26,8 +26,12 @@ minutes, log-normal), deterministic per request id.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -52,7 +56,9 @@ __all__ = [
     "click_probability",
     "generate_impressions",
     "holiday_intensity",
+    "main",
     "shown_outcomes",
+    "write_impressions",
 ]
 
 Period = Literal["normal", "holiday"]
@@ -274,3 +280,85 @@ def shown_outcomes(shown: pd.DataFrame, seed: int = 7) -> pd.DataFrame:
             "delay_seconds": click_delay_seconds(request_ids, seed).round(3),
         }
     )
+
+
+#: What ``--format`` writes: a table, or a V1 request body for the router.
+FORMATS = ("csv", "parquet", "v1")
+
+
+def write_impressions(
+    out: Path,
+    *,
+    period: Period,
+    requests: int,
+    seed: int,
+    fmt: str,
+    outcomes: Path | None = None,
+) -> None:
+    """Write the impressions of ``requests`` slates of ``period`` to ``out``.
+
+    ``csv``/``parquet``: a table with each row's ``request_id``, its slate, the features, the
+    click and the revenue (``sluice drift --current`` ignores the extra columns). ``v1``: the
+    features as one V1 request body (``curl -d @FILE``). ``outcomes``: ``request_id,click,
+    revenue,delay_seconds`` of the same rows, for ``sluice feedback FILE --outcome click
+    --outcome revenue`` once each row was sent with ``X-Request-Id: <request_id>``.
+    """
+    frame = generate_impressions(period, requests=requests, seed=seed)
+    if fmt == "csv":
+        frame.to_csv(out, index=False)
+    elif fmt == "parquet":
+        frame.to_parquet(out, index=False)
+    else:
+        instances = json.loads(frame[FEATURES].to_json(orient="records"))
+        out.write_text(json.dumps({"instances": instances}) + "\n", encoding="utf-8")
+    if outcomes is not None:
+        delays = click_delay_seconds(list(frame[REQUEST_ID]), seed).round(3)
+        frame[[REQUEST_ID, CLICK, REVENUE]].assign(delay_seconds=delays).to_csv(
+            outcomes, index=False
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m models.recommender.sessions --period P --requests N --out FILE``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m models.recommender.sessions",
+        description="Write synthetic recommendation traffic: a table for `sluice drift`, a "
+        "request body for the router, and clicks for `sluice feedback`.",
+    )
+    parser.add_argument("--period", choices=PERIODS, default="normal", help="default normal")
+    parser.add_argument(
+        "--requests", type=int, default=200, metavar="N",
+        help=f"slates of {SLATE_SIZE} items (default 200)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seed", type=int, default=11, help="seed (default 11; training uses 7, so these rows "
+        "are new to the model)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write")
+    parser.add_argument(
+        "--format", choices=FORMATS, dest="fmt",
+        help="csv or parquet (a table), v1 (a request body); default from FILE's suffix: "
+        ".parquet, .json (v1), else csv",
+    )  # fmt: skip
+    parser.add_argument(
+        "--outcomes", type=Path, metavar="FILE",
+        help="also write request_id,click,revenue,delay_seconds of the same rows",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.requests < 1:
+        parser.error("--requests must be >= 1")
+    fmt = args.fmt or {".parquet": "parquet", ".json": "v1"}.get(args.out.suffix.lower(), "csv")
+    try:
+        write_impressions(
+            args.out, period=args.period, requests=args.requests, seed=args.seed, fmt=fmt,
+            outcomes=args.outcomes,
+        )  # fmt: skip
+    except OSError as exc:
+        reason = exc.strerror or str(exc).splitlines()[0]
+        print(f"cannot write {args.out}: {reason}; give a writable --out", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
