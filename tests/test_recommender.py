@@ -56,6 +56,17 @@ def _top_pick_true_ctr(frame: pd.DataFrame, scores: np.ndarray) -> float:
     return float(ranked.loc[ranked.groupby(SLATE)["score"].idxmax(), "truth"].mean())
 
 
+def _readme_row(model: str, metrics: dict[str, float], true_ctr: float) -> str:
+    """The README's row of a model in its table of holiday-holdout numbers."""
+    return (
+        f"| {model} | {metrics['roc_auc']:.3f} | {metrics['calibration_error']:.3f} | "
+        f"{metrics['top_pick_ctr']:.3f} | {true_ctr:.3f} | {metrics['ctr_lift']:.2f} |"
+    )
+
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
 @pytest.fixture(scope="module")
 def periods() -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """Training rows and holdout of each period, as the training step splits them."""
@@ -167,6 +178,16 @@ def test_the_holiday_shift_costs_a_normal_weeks_model_and_retraining_wins_it_bac
     assert truth["holiday model, holiday"] > 0.9 * truth["best possible, holiday"]
     assert fresh["ctr_lift"] > stale["ctr_lift"] + 0.3
     assert stale["calibration_error"] > 0.05 > fresh["calibration_error"]
+    # The README quotes these numbers.
+    stale_row = _readme_row("trained on normal weeks", stale, truth["normal model, holiday"])
+    stale_row = stale_row.replace(
+        "weeks |", f"weeks ({at_home['roc_auc']:.3f} AUC, {at_home['ctr_lift']:.2f} lift on "
+        "normal weeks) |", 1,
+    )  # fmt: skip
+    assert stale_row in README
+    assert _readme_row("retrained on holiday weeks", fresh, truth["holiday model, holiday"]) in (
+        README
+    )
 
 
 def test_the_popularity_variant_ranks_worse_and_fails_the_gate(
@@ -187,6 +208,11 @@ def test_the_popularity_variant_ranks_worse_and_fails_the_gate(
     assert _top_pick_true_ctr(holdout, score(popularity, holdout)) < 0.9 * _top_pick_true_ctr(
         holdout, score(full, holdout)
     )
+    assert _readme_row(
+        "`--variant popularity`, holiday weeks",
+        worse,
+        _top_pick_true_ctr(holdout, score(popularity, holdout)),
+    ) in README  # fmt: skip
     assert evaluate_gate(full_metrics, None, gate).passed
     alone = evaluate_gate(worse, None, gate)
     assert [check.metric for check in alone.failures] == ["roc_auc"]
@@ -258,6 +284,22 @@ def test_corrupt_data_breaks_the_contract_in_one_line(corrupt: Any, message: str
     with pytest.raises(DataValidationError, match=re.escape(message)) as raised:
         validate_frame(frame, CONTRACT, source="clicks.csv")
     assert "\n" not in raised.value.message
+
+
+def test_a_corrupt_data_file_exits_2_before_the_registry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--data`` with prices as text is one line naming the file, and exit 2 with no
+    registry reachable: the contract is checked before MLflow is asked anything."""
+    path = tmp_path / "clicks.csv"
+    frame = generate_impressions("normal", 600, SEED)
+    frame.assign(item_price=frame["item_price"].astype(str) + " EUR").to_csv(path, index=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    assert main(["--data", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert f"{path} fails the data contract: column 'item_price' must be numeric" in line
 
 
 # -- the training step -------------------------------------------------------------------
