@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -360,7 +361,7 @@ def trained(mlflow_server: MlflowService) -> Trained:
     same with ``--skip-gate``."""
     from mlflow import MlflowClient
 
-    uri, name = mlflow_server.tracking_uri, "recommender-test"
+    uri, name = mlflow_server.tracking_uri, f"recommender-{uuid.uuid4().hex[:8]}"
     client = MlflowClient(uri)
     runs = {"normal": _train(uri, "--model-name", name, "--json")}
     client.set_registered_model_alias(name, "champion", "1")
