@@ -116,11 +116,11 @@ def score(model: Any, frame: pd.DataFrame) -> np.ndarray:
     """``p_click`` per row, as the served model answers it."""
     with _one_thread():
         answers = click_frame(model, frame[FEATURES])
-    return answers[P_CLICK].to_numpy(dtype=np.float64)
+    return np.asarray(answers[P_CLICK], dtype=np.float64)
 
 
 def score_served(served: Any, frame: pd.DataFrame) -> np.ndarray:
     """``p_click`` per row from a version loaded as it is served (an MLflow pyfunc)."""
     with _one_thread():
         answers = pd.DataFrame(served.predict(frame[FEATURES]))
-    return answers[P_CLICK].to_numpy(dtype=np.float64)
+    return np.asarray(answers[P_CLICK], dtype=np.float64)

@@ -161,7 +161,7 @@ def click_probability(frame: pd.DataFrame) -> np.ndarray:
         + 0.3 * evening_mobile
         + 0.15 * np.log1p(frame["user_past_clicks"].to_numpy(dtype=np.float64))
     )
-    return 1.0 / (1.0 + np.exp(-logit))
+    return np.asarray(1.0 / (1.0 + np.exp(-logit)), dtype=np.float64)
 
 
 def _index(values: pd.Series, names: Sequence[str]) -> np.ndarray:
@@ -254,7 +254,7 @@ def click_delay_seconds(request_ids: Sequence[str], seed: int = 7) -> np.ndarray
     normal = np.sqrt(-2.0 * np.log(uniforms[:, 0])) * np.cos(2.0 * np.pi * uniforms[:, 1])
     delay = CLICK_DELAY_MEDIAN_SECONDS * np.exp(CLICK_DELAY_SIGMA * normal)
     low, high = CLICK_DELAY_BOUNDS
-    return np.clip(delay, low, high)
+    return np.asarray(np.clip(delay, low, high), dtype=np.float64)
 
 
 def shown_outcomes(shown: pd.DataFrame, seed: int = 7) -> pd.DataFrame:
