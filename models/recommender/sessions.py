@@ -14,10 +14,10 @@ the holiday.
 
 In the **normal** weeks (28 to 90 days to the holiday) clicks follow popularity, each
 segment's taste in categories, and price: bargain hunters click cheap, discounted items. In
-the **holiday** weeks (0 to 20 days) a growing holiday intensity shifts both item popularity
-(toys, electronics and books are gifts; groceries and home goods are not; last season's
-catalog popularity counts for less) and user intent (price stops deterring, gift-givers buy
-dearer). A model trained on normal weeks ranks holiday slates by the old taste and loses
+the **holiday** weeks (0 to 20 days) more of the users are new (gift shoppers), and a growing
+holiday intensity shifts both item popularity (toys, electronics and books are gifts;
+groceries and home goods are not; last season's catalog popularity counts for less) and user
+intent (price stops deterring, gift-givers buy dearer). A model trained on normal weeks ranks holiday slates by the old taste and loses
 click-through; a model retrained on holiday weeks wins it back.
 
 Clicks arrive late: :func:`click_delay_seconds` gives each request's delay (seconds to
@@ -95,7 +95,8 @@ _DAYS = {"normal": (28, 90), "holiday": (0, 20)}
 #: The holiday's intensity rises from 0 at this many days before it to 1 on the day.
 HOLIDAY_RAMP_DAYS = 24
 
-_SEGMENT_SHARE = np.array([0.4, 0.35, 0.25])
+#: Share of requests per segment; the holiday brings new customers (gift shoppers).
+_SEGMENT_SHARE = {"normal": np.array([0.4, 0.35, 0.25]), "holiday": np.array([0.3, 0.3, 0.4])}
 _DEVICE_SHARE = np.array([0.6, 0.3, 0.1])
 _CATEGORY_SHARE = np.array([0.15, 0.2, 0.15, 0.15, 0.2, 0.15])
 #: Median price per category.
@@ -196,7 +197,7 @@ def generate_impressions(
     rows = requests * SLATE_SIZE
 
     # One user and context per request, repeated over its slate.
-    segment = rng.choice(len(SEGMENTS), size=requests, p=_SEGMENT_SHARE)
+    segment = rng.choice(len(SEGMENTS), size=requests, p=_SEGMENT_SHARE[period])
     past_clicks = rng.poisson(np.array([4.0, 25.0, 0.3])[segment])
     hour = (rng.normal(15.0, 5.0, size=requests) % 24).astype(np.int64)
     device = rng.choice(len(DEVICES), size=requests, p=_DEVICE_SHARE)
