@@ -17,11 +17,14 @@ segment's taste in categories, and price: bargain hunters click cheap, discounte
 the **holiday** weeks (0 to 20 days) more of the users are new (gift shoppers), and a growing
 holiday intensity shifts both item popularity (toys, electronics and books are gifts;
 groceries and home goods are not; last season's catalog popularity counts for less) and user
-intent (price stops deterring, gift-givers buy dearer). A model trained on normal weeks ranks holiday slates by the old taste and loses
-click-through; a model retrained on holiday weeks wins it back.
+intent (price stops deterring, gift-givers buy dearer). A model trained on normal weeks ranks
+holiday slates by the old taste and loses click-through; a model retrained on holiday weeks
+wins it back.
 
 Clicks arrive late: :func:`click_delay_seconds` gives each request's delay (seconds to
-minutes, log-normal), deterministic per request id.
+minutes, log-normal), deterministic per request id. :func:`shown_outcomes` draws, per request
+id, the click, revenue and delay of the item a model chose to show, so live traffic rewards a
+better choice. ``python -m models.recommender.sessions`` writes a period's traffic to a file.
 """
 
 from __future__ import annotations
