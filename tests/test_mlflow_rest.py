@@ -362,3 +362,22 @@ def test_mlflows_own_exceptions_are_still_translated() -> None:
         raise RestException(missing)
     with pytest.raises(RegistryUnavailable, match="unreachable"), registry_errors(where, "x"):
         raise MlflowException(f"API request to {where}/api failed with exception boom")
+
+
+def test_a_transport_failure_in_mlflows_library_says_what_failed_and_where(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trainer's request that the server refused says so and names the call: a demo once
+    failed with "unreachable" while its tracking server was up and logging, and nothing said
+    which request had failed or how."""
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    uri = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(RegistryUnavailable) as unreachable, registry_errors(uri, "model 'x'"):
+        MlflowClient(uri).get_experiment_by_name("x")
+    assert unreachable.value.message == (
+        f"MLflow registry at {uri} is unreachable (Connection refused on "
+        "/api/2.0/mlflow/experiments/get-by-name); start it or set MLFLOW_TRACKING_URI to a "
+        "running tracking server"
+    )

@@ -17,6 +17,7 @@ dead server for minutes.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -131,10 +132,30 @@ def _translate(exc: MlflowCallError, where: str, what: str) -> SluiceError:
         return PermanentError(f"registry at {where} refused {what} ({code}): {detail}")
     if isinstance(exc, MlflowUnreachable) or code in _UNAVAILABLE_CODES:
         return RegistryUnavailable(
-            f"MLflow registry at {where} is unreachable; start it or set "
-            "MLFLOW_TRACKING_URI to a running tracking server"
+            f"MLflow registry at {where} is unreachable{_transport_cause(exc.message)}; start "
+            "it or set MLFLOW_TRACKING_URI to a running tracking server"
         )
     return PermanentError(f"registry at {where} failed on {what}: {detail}")
+
+
+#: What failed in a transport error MLflow's library reports: urllib3's path and the socket's
+#: own words ("[Errno 111] Connection refused"), or a timeout or a dropped connection.
+_FAILED_PATH = re.compile(r"url: (/[^\s?(]+)")
+_SOCKET_CAUSE = re.compile(
+    r"\[Errno -?\d+\] ([A-Za-z][A-Za-z ]+)|(Read timed out|RemoteDisconnected|Connection aborted)"
+)
+
+
+def _transport_cause(message: str) -> str:
+    """ " (Connection refused on /api/2.0/mlflow/runs/log-batch)" when MLflow's message says
+    what failed and where, else "": without it, a server that refused one request under load
+    reads like one that was never started."""
+    cause = _SOCKET_CAUSE.search(message)
+    if cause is None:
+        return ""
+    path = _FAILED_PATH.search(message)
+    where = f" on {path.group(1)}" if path else ""
+    return f" ({(cause.group(1) or cause.group(2)).strip()}{where})"
 
 
 @contextmanager
