@@ -18,6 +18,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 from models.fraud_detector.data import CATEGORICAL_FEATURES, FEATURES, LABEL, NUMERIC_FEATURES
 from models.holdout_digest import frame_digest
+from models.openmp_threads import one_openmp_thread
 
 __all__ = ["HYPERPARAMETERS", "build_pipeline", "fit", "frame_digest", "score", "split_holdout"]
 
@@ -67,9 +68,11 @@ def fit(
     labels = train[LABEL].to_numpy()
     if shuffle_labels:
         labels = np.random.default_rng(seed).permutation(labels)
-    return build_pipeline(seed).fit(train[FEATURES], labels)
+    with one_openmp_thread():
+        return build_pipeline(seed).fit(train[FEATURES], labels)
 
 
 def score(model: Any, frame: pd.DataFrame) -> np.ndarray:
     """Fraud probability per row."""
-    return np.asarray(model.predict_proba(frame[FEATURES])[:, 1], dtype=np.float64)
+    with one_openmp_thread():
+        return np.asarray(model.predict_proba(frame[FEATURES])[:, 1], dtype=np.float64)

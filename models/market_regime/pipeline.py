@@ -21,7 +21,6 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from controller.errors import InputError
 from models.market_regime.market import FEATURES, NEXT_UP, REGIME, REGIMES, WARM_UP_DAYS
@@ -32,6 +31,7 @@ from models.market_regime.served_model import (
     predict_frame,
     specialist_column,
 )
+from models.openmp_threads import one_openmp_thread
 
 __all__ = [
     "CLASSIFIER_HYPERPARAMETERS",
@@ -104,16 +104,9 @@ def model_config(kind: str) -> dict[str, Any]:
     return {"kind": served, "regimes": list(REGIMES), "specialists": list(SPECIALISTS)}
 
 
-def _one_thread() -> Any:
-    """OpenMP limited to one thread, for the boosted trees: they are small, and OpenMP's team
-    of a thread per core waits on cores another process holds (a fit took 2.5 times as long
-    on two shared cores), as Sluice's local model servers find too (``OMP_NUM_THREADS=1``)."""
-    return threadpool_limits(limits=1, user_api="openmp")
-
-
 def predict(kind: str, estimator: Any, inputs: pd.DataFrame) -> pd.DataFrame:
     """What a version of ``kind`` serves for ``inputs``: the served model's own code."""
-    with _one_thread():
+    with one_openmp_thread():
         result: pd.DataFrame = predict_frame(
             model_config(kind)["kind"], estimator, inputs, model_config(kind)
         )
@@ -137,7 +130,7 @@ def _worse_in_target(kind: str, rows: pd.DataFrame, worse_in: str | None) -> pd.
 def _fit_classifier(rows: pd.DataFrame, seed: int, worse_in: str | None = None) -> Any:
     weights = rows[REGIME].map(CLASS_WEIGHTS).to_numpy(dtype=np.float64)
     trees = HistGradientBoostingClassifier(random_state=seed, **CLASSIFIER_HYPERPARAMETERS)
-    with _one_thread():
+    with one_openmp_thread():
         return trees.fit(
             rows[FEATURES], _worse_in_target("classifier", rows, worse_in), sample_weight=weights
         )

@@ -23,8 +23,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+from models.openmp_threads import one_openmp_thread
 from models.recommender.served_model import P_CLICK, click_frame
 from models.recommender.sessions import (
     CATEGORICAL_FEATURES,
@@ -96,31 +96,23 @@ def split_holdout(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.Data
     )
 
 
-def _one_thread() -> Any:
-    """OpenMP limited to one thread, for the boosted trees: they are small, and OpenMP's team
-    of a thread per core waits on cores other processes hold (a fit took 0.2 s of CPU on one
-    thread and 0.6 to 4 s on two busy cores), as Sluice's local model servers find too
-    (``OMP_NUM_THREADS=1``)."""
-    return threadpool_limits(limits=1, user_api="openmp")
-
-
 def fit(variant: Variant, train: pd.DataFrame, seed: int) -> Pipeline:
     """Fit ``variant`` on the training rows."""
     pipeline = build_pipeline(variant, seed)
     columns = FEATURES if variant == "full" else ITEM_FEATURES
-    with _one_thread():
+    with one_openmp_thread():
         return pipeline.fit(train[columns], train[CLICK].to_numpy())
 
 
 def score(model: Any, frame: pd.DataFrame) -> np.ndarray:
     """``p_click`` per row, as the served model answers it."""
-    with _one_thread():
+    with one_openmp_thread():
         answers = click_frame(model, frame[FEATURES])
     return np.asarray(answers[P_CLICK], dtype=np.float64)
 
 
 def score_served(served: Any, frame: pd.DataFrame) -> np.ndarray:
     """``p_click`` per row from a version loaded as it is served (an MLflow pyfunc)."""
-    with _one_thread():
+    with one_openmp_thread():
         answers = pd.DataFrame(served.predict(frame[FEATURES]))
     return np.asarray(answers[P_CLICK], dtype=np.float64)
