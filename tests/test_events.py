@@ -233,6 +233,18 @@ def test_a_request_and_its_response_become_one_logged_answer(served: EventsServe
     assert (served.deliveries("waiting"), served.deliveries("paired")) == (1, 1)
 
 
+def test_the_load_tests_requests_are_answered_but_not_logged(served: EventsServer) -> None:
+    """A request the load test or the smoke sent carries X-Sluice-Synthetic, which the logger
+    copies into the events (Sluice writes it into metadataHeaders): no client sent it and none
+    will click it, so it is not logged, and a KPI never counts it against the canary."""
+    marked = REVISION | {"X-Sluice-Synthetic": ["load-test"]}
+    first, second = post_pair(served, "load-1", metadata=marked)
+    assert (first.json(), second.json()) == ({"result": "waiting"}, {"result": "synthetic"})
+    post_pair(served, "client-1", metadata=REVISION)
+    assert [row["request_id"] for row in served.answers()] == ["client-1"]
+    assert served.deliveries("synthetic") == 1
+
+
 def test_the_response_may_arrive_first(served: EventsServer) -> None:
     response = served.post(*kserve_event("response", "r-2", RESPONSE))
     request = served.post(*kserve_event("request", "r-2", REQUEST))

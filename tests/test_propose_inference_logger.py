@@ -51,7 +51,10 @@ def test_a_shadow_policy_with_an_events_url_gets_the_logger_written_and_validate
     result, before, after = proposed(events_url=URL, shadow=True)
     assert (result.status, result.notes) == ("proposed", ())
     logger = YAML(typ="safe").load(after)["spec"]["predictor"]["logger"]
-    assert logger == {"mode": "all", "url": URL, "metadataHeaders": ["Knative-Serving-Revision"]}
+    assert logger == {
+        "mode": "all", "url": URL,
+        "metadataHeaders": ["Knative-Serving-Revision", "X-Sluice-Synthetic"],
+    }  # fmt: skip
     assert [line for line in before.splitlines() if line not in after.splitlines()] == []
     assert after.splitlines()[0].startswith("# Model pin for staging")
 
@@ -107,7 +110,8 @@ def test_an_existing_logger_keeps_its_other_keys_and_a_second_write_changes_noth
     assert dump_pin(document) == once
     logger = YAML(typ="safe").load(once)["spec"]["predictor"]["logger"]
     assert logger == {
-        "mode": "all", "metadataHeaders": ["X-Tenant", "Knative-Serving-Revision"],
+        "mode": "all",
+        "metadataHeaders": ["X-Tenant", "Knative-Serving-Revision", "X-Sluice-Synthetic"],
         "storage": {"path": "/logs"}, "url": URL,
     }  # fmt: skip
     assert once.startswith("# a pin with a logger of its own\n")

@@ -6,10 +6,12 @@ when the predictor has a logger: ``spec.predictor.logger: {mode: all, url: ...}`
 request and every 200 response as a CloudEvent to the URL (``POST /v1/events``,
 :mod:`controller.serve.events`). :func:`set_inference_logger` writes that block into a pin,
 in place with ruamel (comments and key order kept), and only what it owns: ``mode``, ``url``
-and the ``Knative-Serving-Revision`` entry of ``metadataHeaders``, which copies the revision
+and two entries of ``metadataHeaders``: ``Knative-Serving-Revision``, which copies the revision
 Knative routed each request to into the events, so that canary and primary answers can be
-told apart. Other keys of an existing logger (``storage``, more ``metadataHeaders``) stay.
-Writing it twice changes nothing.
+told apart, and ``X-Sluice-Synthetic``, which marks the load test's and the smoke's requests
+(:mod:`controller.synthetic_traffic`), so that they are not counted as clients' (they never
+get a click: counted, they would lower a canary's CTR). Other keys of an existing logger
+(``storage``, more ``metadataHeaders``) stay. Writing it twice changes nothing.
 
 :func:`events_url_problem` checks the URL an environment gives (``eventsUrl``): it is written
 into Git, so it must carry no credential.
@@ -22,6 +24,7 @@ import urllib.parse
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from controller.errors import ManifestInvalid
+from controller.synthetic_traffic import SYNTHETIC_HEADER
 
 __all__ = ["EVENTS_PATH", "REVISION_HEADER", "events_url_problem", "set_inference_logger"]
 
@@ -73,5 +76,6 @@ def set_inference_logger(document: CommentedMap, url: str, *, source: str) -> No
         raise ManifestInvalid(
             f"{source}: spec.predictor.logger.metadataHeaders is not a list; fix the pin"
         )
-    if REVISION_HEADER not in headers:
-        headers.append(REVISION_HEADER)
+    for header in (REVISION_HEADER, SYNTHETIC_HEADER):
+        if header not in headers:
+            headers.append(header)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from controller.predictions import Prediction
+from controller.synthetic_traffic import is_synthetic
 
 __all__ = [
     "REQUEST_TYPE",
@@ -40,6 +41,7 @@ __all__ = [
     "EventPairer",
     "InferenceEvent",
     "Pairing",
+    "is_synthetic_event",
     "prediction_of",
     "revision_of",
     "version_of",
@@ -176,6 +178,14 @@ def revision_of(metadata: Mapping[str, tuple[str, ...]]) -> str:
         if name.lower() == REVISION_HEADER.lower() and values:
             return values[0]
     return ""
+
+
+def is_synthetic_event(event: InferenceEvent) -> bool:
+    """Whether the logger copied Sluice's synthetic marker (``X-Sluice-Synthetic``, sent by the
+    load test and the smoke) into the event: a request no client sent."""
+    return is_synthetic(
+        {name: values[0] for name, values in event.metadata.items() if values}
+    )
 
 
 def version_of(response: bytes) -> str:
