@@ -57,6 +57,13 @@ GATES = (
 )
 
 
+def interruptible() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ctrl-C's default in the child, as a terminal gives it: a suite started in the background
+    of a shell without job control (`make test &` in a script) runs with SIGINT ignored, which
+    every child would inherit, and Python leaves an inherited ignore in place."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _release(tracking_uri: str, remote: GitRemote, api: Any, root: Path, **env: str) -> Any:
     """v2 at 10 %, pinned by a step commit that lists its gates; v3 quarantined."""
     step = RolloutCommit(
@@ -156,6 +163,7 @@ def test_status_watch_piped_prints_one_line_per_change_and_stops_on_ctrl_c(
         release = _release(mlflow_server.tracking_uri, git_remote, api, tmp_path)
         watch = subprocess.Popen(
             [SLUICE, *STATUS, "--watch", "--interval", "0.5"],
+            preexec_fn=interruptible,
             env={**release.env, "COLUMNS": "80"},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -202,6 +210,7 @@ def test_rollout_piped_prints_one_line_per_change(
         release = _release(mlflow_server.tracking_uri, git_remote, api, tmp_path)
         rollout = subprocess.Popen(
             [SLUICE, ROLLOUT[0], release.model, *ROLLOUT[1:], "--poll-interval", "0.5"],
+            preexec_fn=interruptible,
             env={**release.env, "COLUMNS": "80"},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -244,6 +253,7 @@ def test_rollout_in_a_terminal_redraws_the_release_under_its_passes(
         leader, follower = pty.openpty()
         rollout = subprocess.Popen(
             [SLUICE, ROLLOUT[0], release.model, *ROLLOUT[1:]],
+            preexec_fn=interruptible,
             env={**release.env, "COLUMNS": "200", "LINES": "50", "TERM": "xterm"},
             stdin=follower,
             stdout=follower,

@@ -204,8 +204,15 @@ def _rotate(rows: dict[_K, tuple[int, _V]], max_rows: int) -> None:
     """Drop what the log's rotation drops: every row more than ``max_rows`` behind the newest."""
     if not rows:
         return
-    newest = max(seq for seq, _ in rows.values())
-    for key in [key for key, (seq, _) in rows.items() if seq <= newest - max_rows]:
+    # A row is (re)inserted with the next number, so the dict's order is the numbers' order:
+    # the newest is last, and what rotation drops is a run at the front (O(dropped), not O(n)).
+    newest = next(reversed(rows.values()))[0]
+    stale = []
+    for key, (seq, _) in rows.items():
+        if seq > newest - max_rows:
+            break
+        stale.append(key)
+    for key in stale:
         del rows[key]
 
 
