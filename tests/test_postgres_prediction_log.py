@@ -441,3 +441,56 @@ def test_serves_feedback_route_runs_the_retention(url: str, tmp_path: Path) -> N
     while reader.count_logged(["old"]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert reader.count_logged(["old", "new"]) == 1
+
+
+def test_kserves_logger_events_reach_postgres_and_the_kpi_read_joins_their_clicks(
+    url: str, tmp_path: Path
+) -> None:
+    """The cluster's data path end to end: `sluice serve`'s `/v1/events`, built from the settings
+    as `sluice serve` builds it with `SLUICE_PREDICTION_STORE_URL` set, takes the CloudEvents
+    KServe's logger posts (binary mode, built with the cloudevents SDK), pairs each request with
+    its answer into PostgreSQL under the revision Knative routed it to, leaves the load test's
+    out, and the KPI checks' read finds each client answer with its click posted later."""
+    from support.kserve_logger import kserve_event
+
+    from controller.commands.events import build_events_route
+
+    events_token = "events-token-0123456789abcdef"
+    settings = Settings(
+        state_dir=tmp_path / "state", events_token=events_token, prediction_store_url=url
+    )
+    metrics = ServeMetrics()
+    built = build_events_route(settings, metrics=metrics)
+    assert built is not None
+    route, store = built
+    routes = sluice_routes(
+        metrics=metrics, status=dict, mlflow_trigger=lambda model, alias: False,
+        mlflow_webhook_secret=None, events=route,
+    )  # fmt: skip
+    request, response = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}', b'{"predictions": [1]}'
+    sent = [
+        ("c-1", "iris-predictor-00001", False), ("c-2", "iris-predictor-00002", False),
+        ("load-1", "iris-predictor-00002", True),
+    ]  # fmt: skip
+    with SluiceServer(routes) as server:
+        for request_id, revision, synthetic in sent:
+            metadata = {"Knative-Serving-Revision": [revision]}
+            if synthetic:
+                metadata["X-Sluice-Synthetic"] = ["load-test"]
+            for kind, data in (("request", request), ("response", response)):
+                headers, body = kserve_event(kind, request_id, data, metadata=metadata)
+                answered = requests.post(
+                    f"{server.url}/v1/events", data=body,
+                    headers={**headers, "Authorization": f"Bearer {events_token}"}, timeout=30,
+                )  # fmt: skip
+                assert answered.status_code == 200, answered.text
+    store.close()  # writes what is queued, as `sluice serve` does when it stops
+    reader = PostgresPredictionLog(url, retention=None)
+    reader.record_outcomes([("c-2", "click", 1)])
+    served = reader.served_outcomes(
+        "iris", ["iris-predictor-00001", "iris-predictor-00002"], "click", 0
+    )
+    assert [(s.request_id, s.revision, s.value) for s in served] == [
+        ("c-1", "iris-predictor-00001", None), ("c-2", "iris-predictor-00002", 1.0),
+    ]  # fmt: skip
+    assert not (tmp_path / "state").exists()  # no SQLite log was made
