@@ -321,6 +321,9 @@ class Analyzer:
     def _judge(
         self, obs: ReleaseObservation, analysis: Analyze, gates: GatesConfig, now: float
     ) -> GateResult:
+        concluded = _judge_passed_before(analysis, gates)
+        if concluded is not None:
+            return concluded
         revisions = self._revisions(obs)
         if self.metrics is None or revisions is None:
             return GateResult("judge", Verdict.INCONCLUSIVE, "judge: no metrics to compare")
@@ -384,6 +387,24 @@ class Analyzer:
             )
             for check in gates.kpis
         ]
+
+
+#: Appended to a judge's pass carried to a look past ``maxLooks``.
+_CARRIED = " (concluded at an earlier look of this step)"
+
+
+def _judge_passed_before(analysis: Analyze, gates: GatesConfig) -> GateResult | None:
+    """The judge's pass at an earlier look of this step, for a look past ``maxLooks``: the
+    sequential test stopped there with its answer, and another gate held the step (a load test
+    one request short on a loaded machine). Judged again it could only say "all looks spent",
+    and a good canary was aborted for a question already answered. None otherwise."""
+    if analysis.look <= gates.judge.max_looks:
+        return None
+    for result in analysis.record.results:
+        if result.gate == "judge" and result.verdict is Verdict.PASS:
+            summary = result.summary.removesuffix(_CARRIED) + _CARRIED
+            return GateResult("judge", Verdict.PASS, summary, result.values)
+    return None
 
 
 def _replays(obs: ReleaseObservation) -> bool:

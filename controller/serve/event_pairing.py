@@ -183,9 +183,7 @@ def revision_of(metadata: Mapping[str, tuple[str, ...]]) -> str:
 def is_synthetic_event(event: InferenceEvent) -> bool:
     """Whether the logger copied Sluice's synthetic marker (``X-Sluice-Synthetic``, sent by the
     load test and the smoke) into the event: a request no client sent."""
-    return is_synthetic(
-        {name: values[0] for name, values in event.metadata.items() if values}
-    )
+    return is_synthetic({name: values[0] for name, values in event.metadata.items() if values})
 
 
 def version_of(response: bytes) -> str:
