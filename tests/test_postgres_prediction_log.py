@@ -494,3 +494,24 @@ def test_kserves_logger_events_reach_postgres_and_the_kpi_read_joins_their_click
         ("c-1", "iris-predictor-00001", None), ("c-2", "iris-predictor-00002", 1.0),
     ]  # fmt: skip
     assert not (tmp_path / "state").exists()  # no SQLite log was made
+
+
+def test_the_local_routers_log_into_the_store_the_environment_names(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`SLUICE_PREDICTION_STORE_URL=... sluice local up`: the runtime's routers log into that
+    store, where `sluice rollout` and `sluice feedback` read; unset, into the state's file."""
+    from controller.local.kserve_plane import routers_prediction_log
+
+    monkeypatch.delenv("SLUICE_PREDICTION_STORE_URL", raising=False)
+    local = routers_prediction_log(tmp_path)
+    assert isinstance(local, SqlitePredictionLog)
+    assert local.path == tmp_path / "predictions.sqlite"
+    monkeypatch.setenv("SLUICE_PREDICTION_STORE_URL", url)
+    store = routers_prediction_log(tmp_path)
+    assert isinstance(store, PostgresPredictionLog)
+    with store:
+        both(store, "tx-local", when=time.time())
+        assert store.flush()
+    assert PostgresPredictionLog(url, retention=None).count_logged(["tx-local"]) == 1
+    assert not (tmp_path / "predictions.sqlite").exists()

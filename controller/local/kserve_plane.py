@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from controller.backends.prediction_stores import PredictionLog, open_prediction_log
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.errors import SluiceError
 from controller.gates.metrics_profile import DEFAULT_PROFILE, MetricsProfile, resolve_profile
@@ -27,6 +28,7 @@ from controller.local.router import Router
 from controller.local.router import TrafficTarget as Route
 from controller.local.scrape import ModelServerTarget, ScrapeTargets
 from controller.local.state import PREDICTION_LOG_FILE
+from controller.settings import Settings
 from controller.shadow.phase import shadow_request, shadow_revisions
 
 __all__ = ["KServePlane", "namespace_of"]
@@ -37,6 +39,18 @@ _PREDICTION_LOG_ROWS = 200_000
 # holds.
 _VERSION_ANNOTATION = "sluice.dev/model-version"
 _log = logging.getLogger("sluice.local.runtime")
+
+
+def routers_prediction_log(state_dir: Path) -> PredictionLog:
+    """Where the routers log their answers: the PostgreSQL store when
+    ``SLUICE_PREDICTION_STORE_URL`` was set for ``sluice local up`` (the URL reaches this process
+    in its environment, never on a command line that ``ps`` shows), so that ``sluice rollout``,
+    ``sluice feedback`` and ``sluice serve``, which read the store the settings name, find them;
+    else the SQLite file in the state directory, bounded to the newest answers."""
+    settings = Settings()
+    if settings.prediction_store_url is not None:
+        return open_prediction_log(settings, state_dir / PREDICTION_LOG_FILE)
+    return SqlitePredictionLog(state_dir / PREDICTION_LOG_FILE, max_rows=_PREDICTION_LOG_ROWS)
 
 
 class KServePlane:
@@ -58,10 +72,9 @@ class KServePlane:
         )
         self.isvcs: dict[str, InferenceServiceRuntime] = {}
         self.ports: dict[str, int] = {}
-        # Every router logs its main route's answers, primary and shadow, for the shadow judge.
-        self.predictions = SqlitePredictionLog(
-            state_dir / PREDICTION_LOG_FILE, max_rows=_PREDICTION_LOG_ROWS
-        )
+        # Every router logs its main route's answers, primary and shadow, for the shadow judge
+        # and the KPI checks.
+        self.predictions = routers_prediction_log(state_dir)
         self.shadows: dict[str, ShadowTarget] = {}  # by InferenceService, while it mirrors
         # The environment policy's metrics profile at the synced commit (what routers export).
         self.metrics_profile = resolve_profile(DEFAULT_PROFILE)
