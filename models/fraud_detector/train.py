@@ -22,10 +22,8 @@ Exit codes: 0 registered as challenger (or trained with --no-register and the ga
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +44,7 @@ from models.fraud_detector.data import (
     generate_transactions,
 )
 from models.fraud_detector.pipeline import fit, frame_digest, score, split_holdout
+from models.retrain_request import retrain_tags, since_time
 from models.training_cli import finish
 
 __all__ = ["TrainingResult", "main", "train"]
@@ -89,7 +88,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"synthetic data week (default 0; newest: {NEWEST_WEEK})",
     )  # fmt: skip
     which.add_argument(
-        "--since", type=_since, metavar="TIME",
+        "--since", type=since_time, metavar="TIME",
         help="train on the newest data, from TIME (ISO 8601) up to now: what a retraining "
         "after drift asks for",
     )  # fmt: skip
@@ -129,27 +128,6 @@ def _week(text: str) -> int:
     if week < 0:
         raise argparse.ArgumentTypeError("a week is >= 0")
     return week
-
-
-def _since(text: str) -> str:
-    try:
-        datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time (2025-06-15T15:06:40+00:00)"
-        ) from None
-    return text
-
-
-def _retrain_tags() -> dict[str, str]:
-    """Why Sluice retrains, from the environment it gives the retrain command."""
-    names = {
-        "SLUICE_RETRAIN_REASON": "sluice.retrain.reason",
-        "SLUICE_DRIFTED_FEATURES": "sluice.retrain.features",
-        "SLUICE_RETRAIN_SINCE": "sluice.retrain.since",
-        "SLUICE_DRIFTED_VERSION": "sluice.retrain.drifted_version",
-    }
-    return {tag: os.environ[name][:500] for name, tag in names.items() if os.environ.get(name)}
 
 
 def _load_frame(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
@@ -231,7 +209,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
                     "sluice.gate_summary": verdict.summary()[:500],
                     "sluice.holdout_digest": digest,
                     "sluice.data": source,
-                    **_retrain_tags(),
+                    **retrain_tags(),
                 },
             )
             if verdict.passed:

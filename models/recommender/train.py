@@ -28,10 +28,8 @@ Exit codes: 0 registered as challenger (or trained with --no-register and the ga
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -55,6 +53,7 @@ from models.recommender.sessions import (
     SLATE,
     generate_impressions,
 )
+from models.retrain_request import retrain_tags, since_time
 from models.training_cli import finish
 
 __all__ = ["NEWEST_PERIOD", "TrainingResult", "main", "train"]
@@ -111,7 +110,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="synthetic traffic of normal weeks (default) or of the holiday weeks",
     )  # fmt: skip
     which.add_argument(
-        "--since", type=_since, metavar="TIME",
+        "--since", type=since_time, metavar="TIME",
         help="train on the newest data, from TIME (ISO 8601) up to now: what a retraining "
         f"after drift asks for (the {NEWEST_PERIOD} weeks)",
     )  # fmt: skip
@@ -148,27 +147,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.period is None:
         args.period = NEWEST_PERIOD if args.since is not None else "normal"
     return args
-
-
-def _since(text: str) -> str:
-    try:
-        datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO 8601 time (2025-06-15T15:06:40+00:00)"
-        ) from None
-    return text
-
-
-def _retrain_tags() -> dict[str, str]:
-    """Why Sluice retrains, from the environment it gives the retrain command."""
-    names = {
-        "SLUICE_RETRAIN_REASON": "sluice.retrain.reason",
-        "SLUICE_DRIFTED_FEATURES": "sluice.retrain.features",
-        "SLUICE_RETRAIN_SINCE": "sluice.retrain.since",
-        "SLUICE_DRIFTED_VERSION": "sluice.retrain.drifted_version",
-    }
-    return {tag: os.environ[name][:500] for name, tag in names.items() if os.environ.get(name)}
 
 
 def _load_frame(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
@@ -249,7 +227,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
                 "sluice.holdout_digest": digest,
                 "sluice.data": source,
                 "recommender.variant": args.variant,
-                **_retrain_tags(),
+                **retrain_tags(),
             }
             version = tracking.register(run_id, model_uri, tags=tags)
             if verdict.passed or args.skip_gate:
