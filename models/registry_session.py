@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import mlflow
+import mlflow.pyfunc
 
 from controller.backends.mlflow_registry import (
     MlflowRegistry,
@@ -77,6 +78,10 @@ class RegistrySession:
         if mlflow.active_run() is not None:
             mlflow.end_run("FAILED" if exc is not None else "FINISHED")
         return self._errors.__exit__(exc_type, exc, tb)
+
+    def load_pyfunc(self, version: int) -> Any:
+        """Load a registered version as it is served (through the pyfunc loader)."""
+        return mlflow.pyfunc.load_model(f"models:/{self.model_name}/{version}")
 
     def champion(self, alias: str = CHAMPION_ALIAS) -> ModelVersionRef | None:
         """The version the alias points at, or None before the first promotion."""

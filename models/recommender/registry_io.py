@@ -18,10 +18,9 @@ import mlflow
 import mlflow.pyfunc
 import mlflow.sklearn
 import pandas as pd
-from mlflow.models import infer_signature
 
 from controller.backends.mlflow_registry import PROFILE_ARTIFACT
-from models.pinned_requirements import pinned
+from models.code_model import code_model_arguments
 from models.recommender.served_model import click_frame
 from models.registry_session import RegistrySession
 
@@ -33,34 +32,17 @@ MODEL_CODE = Path(__file__).with_name("served_model.py")
 def pyfunc_arguments(
     workdir: Path, *, estimator: Any, input_example: pd.DataFrame
 ) -> dict[str, Any]:
-    """The arguments of ``mlflow.pyfunc.log_model`` (or ``save_model``) for one version: the
-    served code, the estimator saved under ``workdir`` (which must outlive the call), and the
-    signature of the candidate's own answers on ``input_example``."""
-    estimator_dir = workdir / "estimator"
-    mlflow.sklearn.save_model(
-        estimator,
-        str(estimator_dir),
-        # cloudpickle writes model.pkl, which any MLflow loader reads; MLflow 3's default
-        # (skops) needs a trusted-types list.
-        serialization_format="cloudpickle",
-        # Declared, not inferred: inferring loads the model in a subprocess (~4 s).
-        pip_requirements=pinned(),
-    )
-    return {
-        "python_model": str(MODEL_CODE),
-        "artifacts": {"estimator": str(estimator_dir)},
-        "signature": infer_signature(input_example, click_frame(estimator, input_example)),
-        "input_example": input_example,
-        "pip_requirements": pinned(),
-    }
+    """The arguments of ``mlflow.pyfunc.log_model`` for one version
+    (:func:`models.code_model.code_model_arguments`), its signature from the candidate's own
+    answers on ``input_example``."""
+    return code_model_arguments(
+        workdir, model_code=MODEL_CODE, estimator=estimator, input_example=input_example,
+        output_example=click_frame(estimator, input_example),
+    )  # fmt: skip
 
 
 class RecommenderTraining(RegistrySession):
     """One training run's MLflow session for the recommender."""
-
-    def load_pyfunc(self, version: int) -> Any:
-        """Load a registered version as it is served."""
-        return mlflow.pyfunc.load_model(f"models:/{self.model_name}/{version}")
 
     def log_run(
         self,
