@@ -214,18 +214,20 @@ def analyze(name: str, target: str) -> None:
             cursor.execute("ANALYZE sluice_predictions, sluice_feedback")
 
 
-def explain(url: str, since: float) -> None:
-    """PostgreSQL's plan of the KPI read, run: which index it walks, what it read."""
+def explain(url: str, now: float) -> None:
+    """PostgreSQL's plans of the KPI read over each window, run: which index it walks (or why
+    not: over most of the table a sequential scan is cheaper), what it read."""
     import psycopg2
 
     with contextlib.closing(psycopg2.connect(url)) as connection, connection.cursor() as cursor:
-        cursor.execute(
-            "EXPLAIN (ANALYZE, BUFFERS) " + _SERVED_OUTCOMES,
-            ("click", MODEL, [CANARY, PRIMARY], since),
-        )
-        print("  EXPLAIN (ANALYZE, BUFFERS) of the KPI read, 2 h:")
-        for (line,) in cursor.fetchall():
-            print(f"    {line}")
+        for window, seconds in WINDOWS.items():
+            cursor.execute(
+                "EXPLAIN (ANALYZE, BUFFERS) " + _SERVED_OUTCOMES,
+                ("click", MODEL, [CANARY, PRIMARY], now - seconds),
+            )
+            print(f"  EXPLAIN (ANALYZE, BUFFERS) of the KPI read, {window}:")
+            for (line,) in cursor.fetchall():
+                print(f"    {line}")
 
 
 def events_per_second(store: Store, pairs: int) -> float:
@@ -284,7 +286,7 @@ def load_and_measure(store: Store, name: str, target: str, args: argparse.Namesp
         analyze(name, target)
         run.timings += judge_reads(store, name, target, now, args.repeats, written, rng)
     if name == "postgres":
-        explain(target, start + written / RATE - 7200)
+        explain(target, start + written / RATE)
     run.events_per_second = events_per_second(store, args.event_pairs)
     print(f"{name}: /v1/events end to end: {run.events_per_second:,.0f} events/s")
     return run
