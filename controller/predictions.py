@@ -27,6 +27,7 @@ __all__ = [
     "DiscardPredictions",
     "Label",
     "LoggedPrediction",
+    "OutcomeRecorder",
     "PairQuery",
     "PairReader",
     "Prediction",
@@ -189,6 +190,30 @@ class PairReader(abc.ABC):
     @abc.abstractmethod
     def select_pairs(self, query: PairQuery) -> list[PredictionPair]:
         """The pairs ``query`` selects, oldest first by when the primary's answer was logged."""
+
+
+class OutcomeRecorder(abc.ABC):
+    """The writing side of a prediction log's late outcomes: one request's value and a batch
+    of one outcome's values both come down to the :meth:`record_outcomes` a log implements."""
+
+    def record_feedback(
+        self, request_id: str, label: Label, outcome: str = DEFAULT_OUTCOME
+    ) -> None:
+        """Store the value of one request's ``outcome``, a number or a class name (the latest
+        value of a request's outcome wins)."""
+        self.record_outcomes([(request_id, outcome, label)])
+
+    def record_feedback_batch(
+        self, labels: Iterable[tuple[str, Label]], outcome: str = DEFAULT_OUTCOME
+    ) -> int:
+        """Store many ``(request_id, label)`` of one ``outcome`` at once, all or none; returns
+        how many."""
+        return self.record_outcomes((request_id, outcome, label) for request_id, label in labels)
+
+    @abc.abstractmethod
+    def record_outcomes(self, rows: Iterable[tuple[str, str, Label]]) -> int:
+        """Store many ``(request_id, outcome, value)`` at once, all or none; returns how
+        many."""
 
 
 def is_class_name(value: object) -> bool:

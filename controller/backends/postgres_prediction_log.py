@@ -69,8 +69,8 @@ from controller.backends.prediction_log_writer import (
 from controller.errors import ConfigError, TransientError
 from controller.outcome_scores import OutcomeAnswer
 from controller.predictions import (
-    DEFAULT_OUTCOME,
     Label,
+    OutcomeRecorder,
     PairQuery,
     PairReader,
     Prediction,
@@ -109,7 +109,7 @@ def _in_transaction(connection: pg.connection, work: Callable[[pg.cursor], _T]) 
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-class PostgresPredictionLog(QueuedPredictionWriter, PairReader):
+class PostgresPredictionLog(QueuedPredictionWriter, PairReader, OutcomeRecorder):
     """The prediction log in the PostgreSQL database at ``url``
     (``postgresql://user:password@host:5432/sluice``).
 
@@ -279,20 +279,6 @@ class PostgresPredictionLog(QueuedPredictionWriter, PairReader):
             self._stop_retention.wait(self.retention_interval)
 
     # -- feedback and reading ------------------------------------------------------------------
-
-    def record_feedback(
-        self, request_id: str, label: Label, outcome: str = DEFAULT_OUTCOME
-    ) -> None:
-        """Store the value of one request's ``outcome``, a number or a class name (the latest
-        value of a request's outcome wins)."""
-        self.record_outcomes([(request_id, outcome, label)])
-
-    def record_feedback_batch(
-        self, labels: Iterable[tuple[str, Label]], outcome: str = DEFAULT_OUTCOME
-    ) -> int:
-        """Store many ``(request_id, label)`` of one ``outcome`` in one transaction; returns
-        how many."""
-        return self.record_outcomes((request_id, outcome, label) for request_id, label in labels)
 
     def record_outcomes(self, rows: Iterable[tuple[str, str, Label]]) -> int:
         """Store many ``(request_id, outcome, value)`` in one transaction, all or none; returns

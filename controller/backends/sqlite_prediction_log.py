@@ -61,8 +61,8 @@ from controller.backends.prediction_log_writer import (
 from controller.errors import ConfigError
 from controller.outcome_scores import OutcomeAnswer
 from controller.predictions import (
-    DEFAULT_OUTCOME,
     Label,
+    OutcomeRecorder,
     PairQuery,
     PairReader,
     Prediction,
@@ -75,7 +75,7 @@ from controller.predictions import (
 __all__ = ["SCHEMA_VERSION", "SqlitePredictionLog"]
 
 
-class SqlitePredictionLog(QueuedPredictionWriter, PairReader):
+class SqlitePredictionLog(QueuedPredictionWriter, PairReader, OutcomeRecorder):
     """The default prediction log: one SQLite file, written by a thread of its own.
 
     ``start()`` (or ``with``) opens the file and starts the writer; answers recorded before
@@ -136,20 +136,6 @@ class SqlitePredictionLog(QueuedPredictionWriter, PairReader):
         return connect(self.path, self._busy_timeout)
 
     # -- feedback and reading ----------------------------------------------------------------
-
-    def record_feedback(
-        self, request_id: str, label: Label, outcome: str = DEFAULT_OUTCOME
-    ) -> None:
-        """Store the value of one request's ``outcome``, a number or a class name (the latest
-        value of a request's outcome wins)."""
-        self.record_outcomes([(request_id, outcome, label)])
-
-    def record_feedback_batch(
-        self, labels: Iterable[tuple[str, Label]], outcome: str = DEFAULT_OUTCOME
-    ) -> int:
-        """Store many ``(request_id, label)`` of one ``outcome`` in one transaction; returns
-        how many."""
-        return self.record_outcomes((request_id, outcome, label) for request_id, label in labels)
 
     def record_outcomes(self, rows: Iterable[tuple[str, str, Label]]) -> int:
         """Store many ``(request_id, outcome, value)`` in one transaction, all or none; returns

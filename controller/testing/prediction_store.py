@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 from controller.errors import TransientError
 from controller.predictions import (
-    DEFAULT_OUTCOME,
     Label,
     LoggedPrediction,
+    OutcomeRecorder,
     PairQuery,
     PairReader,
     Prediction,
@@ -72,7 +72,7 @@ def _output(output: bytes, limit: int) -> object:
         return None
 
 
-class MemoryPredictionStore(PairReader):
+class MemoryPredictionStore(PairReader, OutcomeRecorder):
     """A prediction log in memory (thread-safe); ``path`` names it in error messages."""
 
     def __init__(
@@ -121,16 +121,6 @@ class MemoryPredictionStore(PairReader):
             return len(self._answers)
 
     # -- the store ---------------------------------------------------------------------------
-
-    def record_feedback(
-        self, request_id: str, label: Label, outcome: str = DEFAULT_OUTCOME
-    ) -> None:
-        self.record_outcomes([(request_id, outcome, label)])
-
-    def record_feedback_batch(
-        self, labels: Iterable[tuple[str, Label]], outcome: str = DEFAULT_OUTCOME
-    ) -> int:
-        return self.record_outcomes((request_id, outcome, label) for request_id, label in labels)
 
     def record_outcomes(self, rows: Iterable[tuple[str, str, Label]]) -> int:
         checked = checked_outcomes(rows)
