@@ -17,23 +17,18 @@ from collections.abc import Mapping, Sequence
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import InputError
 from controller.gates.judge import JudgeConfig
-from controller.gates.kpi_judge import GATE_PREFIX, judge_kpi
+from controller.gates.kpi_judge import judge_kpi, kpi_gate
 from controller.gates.kpi_policy import KpiCheck
 from controller.gates.kpi_samples import OutcomeRequest, sample_of
 from controller.predictions import ServedOutcome
 
-__all__ = ["evaluate_kpi", "kpi_gate", "unjudged_kpis"]
-
-
-def kpi_gate(check: KpiCheck) -> str:
-    """The gate name of ``check`` in results and commit bodies: ``kpi/NAME``."""
-    return f"{GATE_PREFIX}/{check.name}"
+__all__ = ["evaluate_kpi", "unjudged_kpis"]
 
 
 def unjudged_kpis(checks: Sequence[KpiCheck], verdict: Verdict, why: str) -> list[GateResult]:
     """Every check with the same verdict and reason: no prediction log to read (inconclusive),
     or one that could not be read (an error)."""
-    return [GateResult(kpi_gate(check), verdict, f"{check.name}: {why}") for check in checks]
+    return [GateResult(kpi_gate(check.name), verdict, f"{check.name}: {why}") for check in checks]
 
 
 def evaluate_kpi(
@@ -55,7 +50,7 @@ def evaluate_kpi(
             continue
         if isinstance(row.value, str):
             return GateResult(
-                kpi_gate(check),
+                kpi_gate(check.name),
                 Verdict.ERROR,
                 f"{check.name}: outcome {check.outcome} of request {row.request_id} is "
                 f"{row.value!r}, a class name: a KPI counts numbers (send 0/1 or a value)",
@@ -65,5 +60,5 @@ def evaluate_kpi(
         canary = sample_of(by_revision[canary_revision], now=now, check=check)
         primary = sample_of(by_revision[primary_revision], now=now, check=check)
     except InputError as exc:
-        return GateResult(kpi_gate(check), Verdict.ERROR, f"{check.name}: {exc.message}")
+        return GateResult(kpi_gate(check.name), Verdict.ERROR, f"{check.name}: {exc.message}")
     return judge_kpi(check, canary, primary, look=look, judge=judge).gate_result()

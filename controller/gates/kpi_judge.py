@@ -70,12 +70,18 @@ __all__ = [
     "compare_means",
     "compare_rates",
     "judge_kpi",
+    "kpi_gate",
 ]
 
 GATE_PREFIX = "kpi"
 #: Values of a mean are capped at this percentile of both revisions' values pooled (and at
 #: 100 minus it from below).
 WINSOR_PERCENTILE = 99.5
+
+
+def kpi_gate(name: str) -> str:
+    """The gate name of the KPI check ``name`` in results and commit bodies: ``kpi/NAME``."""
+    return f"{GATE_PREFIX}/{name}"
 
 
 @dataclass(frozen=True)
@@ -129,8 +135,7 @@ class KpiJudgement:
             }
             if math.isfinite(c.difference):
                 values["difference"] = c.difference
-        gate = f"{GATE_PREFIX}/{self.name}"
-        return GateResult(gate=gate, verdict=self.verdict, summary=self.summary, values=values)
+        return GateResult(kpi_gate(self.name), self.verdict, self.summary, values)
 
 
 def _norm_sf(z: float) -> float:
