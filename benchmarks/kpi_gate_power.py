@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from controller.analysis_types import Verdict
 from controller.gates.kpi_judge import judge_kpi
 from controller.gates.kpi_policy import KpiCheck
-from controller.gates.kpi_power import canary_duration
+from controller.gates.kpi_power import CanaryDuration, canary_duration
 from controller.gates.kpi_samples import MeanSample, RateSample
 
 
@@ -187,6 +187,24 @@ def share_line(count: int, runs: int) -> str:
     return f"{share:.1%} ± {math.sqrt(share * (1 - share) / runs) if runs else 0:.1%}"
 
 
+def planned(args: argparse.Namespace, *, drop: float, rps: float, margin: float) -> CanaryDuration:
+    """The plan ``kpi_power`` computes for a drop of ``drop`` at ``rps`` with ``margin``, the
+    rest (rate, share, alpha, power, looks, delay, minSamples) from the arguments."""
+    return canary_duration(
+        args.ctr,
+        drop,
+        rps=rps,
+        share=args.share,
+        alpha=args.alpha,
+        power=args.power,
+        max_looks=args.looks,
+        spending=args.spending,
+        outcome_delay=args.delay,
+        min_samples=args.min_samples,
+        margin=margin,
+    )
+
+
 def table(args: argparse.Namespace) -> None:
     """The README's table: canary durations by traffic and drop (margin = the drop, at
     least the policy's: a drop inside the margin is mostly passed, as it should be)."""
@@ -198,19 +216,7 @@ def table(args: argparse.Namespace) -> None:
     for rps in (50, 200, 1000, 5000):
         for drop in (0.01, 0.005, 0.0025):
             margin = min(drop, args.margin)
-            plan = canary_duration(
-                args.ctr,
-                drop,
-                rps=rps,
-                share=args.share,
-                alpha=args.alpha,
-                power=args.power,
-                max_looks=args.looks,
-                spending=args.spending,
-                outcome_delay=args.delay,
-                min_samples=args.min_samples,
-                margin=margin,
-            )
+            plan = planned(args, drop=drop, rps=rps, margin=margin)
             print(
                 f"| {rps:,} | {rps * args.share:g}/s | {args.ctr - drop:.2%} | "
                 f"{margin * 100:.2f} pts | {plan.interval_seconds / 60:.1f} min | "
@@ -229,19 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.perf_counter()
     check = ctr_check(args)
-    plan = canary_duration(
-        args.ctr,
-        args.drop,
-        rps=args.rps,
-        share=args.share,
-        alpha=args.alpha,
-        power=args.power,
-        max_looks=args.looks,
-        spending=args.spending,
-        outcome_delay=args.delay,
-        min_samples=args.min_samples,
-        margin=args.margin,
-    )
+    plan = planned(args, drop=args.drop, rps=args.rps, margin=args.margin)
     interval = args.interval if args.interval is not None else plan.interval_seconds
     print(
         f"plan: CTR {args.ctr:.2%} → {args.ctr - args.drop:.2%} at {args.share:.0%} of "
