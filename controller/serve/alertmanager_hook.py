@@ -25,7 +25,6 @@ cool-down.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
@@ -40,7 +39,7 @@ from controller.redact import redact
 from controller.retrain.forge_dispatch import NAME_PATTERN
 from controller.retrain.grouping import merge_requests
 from controller.retrain.retrainer import Retrainer, RetrainOutcome
-from controller.serve.server import Handler, Request, Response, ServeMetrics
+from controller.serve.server import Handler, Request, Response, ServeMetrics, bearer_rejection
 from controller.serve.webhooks import StrictBody, WebhookRejected, read_json_object, validate_body
 
 __all__ = [
@@ -224,12 +223,7 @@ def alertmanager_hook_route(
             verify_bearer(request.headers, token)
             notification = parse_notification(request.body)
         except WebhookRejected as rejected:
-            result = "unauthorized" if rejected.status == 401 else "malformed"
-            metrics.webhook_delivery(_SOURCE, result)
-            log.warning("POST /hooks/alertmanager: %s", rejected.message)
-            headers = {"WWW-Authenticate": "Bearer"} if rejected.status == 401 else {}
-            body = json.dumps({"error": rejected.reason}).encode()
-            return Response(rejected.status, body, "application/json", headers)
+            return bearer_rejection(metrics, rejected, source=_SOURCE, route="/hooks/alertmanager")
         requests, skipped = retrain_requests(notification, alertnames)
         for reason in skipped:
             log.warning("POST /hooks/alertmanager: skipped an alert: %s", reason)

@@ -54,7 +54,7 @@ from controller.serve.event_pairing import (
     prediction_of,
 )
 from controller.serve.feedback import MAX_REQUEST_ID_CHARS, is_request_id
-from controller.serve.server import Handler, Request, Response, ServeMetrics
+from controller.serve.server import Handler, Request, Response, ServeMetrics, bearer_rejection
 from controller.serve.webhooks import WebhookRejected
 
 __all__ = ["EVENTS_PATH", "MAX_EVENT_BYTES", "events_route", "parse_event"]
@@ -212,14 +212,6 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> InferenceEvent:
     )
 
 
-def _rejection(metrics: ServeMetrics, rejected: WebhookRejected) -> Response:
-    metrics.webhook_delivery(_SOURCE, "unauthorized" if rejected.status == 401 else "malformed")
-    log.warning("POST %s: %s", EVENTS_PATH, rejected.message)
-    headers = {"WWW-Authenticate": "Bearer"} if rejected.status == 401 else {}
-    body = json.dumps({"error": rejected.reason}).encode()
-    return Response(rejected.status, body, "application/json", headers)
-
-
 def events_route(
     *,
     sink: PredictionSink,
@@ -245,7 +237,7 @@ def events_route(
                 raise WebhookRejected(413, f"event over {max_body_bytes:,} bytes")
             event = parse_event(request.headers, request.body)
         except WebhookRejected as rejected:
-            return _rejection(metrics, rejected)
+            return bearer_rejection(metrics, rejected, source=_SOURCE, route=EVENTS_PATH)
         if event.component not in _MODEL_COMPONENTS:
             metrics.webhook_delivery(_SOURCE, "ignored")
             return Response.json(200, {"result": "ignored"})

@@ -21,7 +21,6 @@ failed, which the sender may retry (the latest label of a request wins, so a ret
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Annotated
 
@@ -38,7 +37,7 @@ from controller.predictions import (
 )
 from controller.redact import redact
 from controller.serve.alertmanager_hook import verify_bearer
-from controller.serve.server import Handler, Request, Response, ServeMetrics
+from controller.serve.server import Handler, Request, Response, ServeMetrics, bearer_rejection
 from controller.serve.webhooks import StrictBody, WebhookRejected, read_json_object, validate_body
 
 __all__ = [
@@ -156,14 +155,6 @@ def parse_feedback(body: bytes) -> list[tuple[str, str, Label]]:
     return labels
 
 
-def _rejection(metrics: ServeMetrics, rejected: WebhookRejected) -> Response:
-    metrics.webhook_delivery(_SOURCE, "unauthorized" if rejected.status == 401 else "malformed")
-    log.warning("POST %s: %s", FEEDBACK_PATH, rejected.message)
-    headers = {"WWW-Authenticate": "Bearer"} if rejected.status == 401 else {}
-    body = json.dumps({"error": rejected.reason}).encode()
-    return Response(rejected.status, body, "application/json", headers)
-
-
 def feedback_route(
     *,
     token: str,
@@ -182,7 +173,7 @@ def feedback_route(
                 raise WebhookRejected(413, f"body over {max_body_bytes:,} bytes; send batches")
             labels = parse_feedback(request.body)
         except WebhookRejected as rejected:
-            return _rejection(metrics, rejected)
+            return bearer_rejection(metrics, rejected, source=_SOURCE, route=FEEDBACK_PATH)
         try:
             stored = store.record_outcomes(labels)
             ids = {request_id for request_id, _, _ in labels}

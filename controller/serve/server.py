@@ -13,6 +13,7 @@ so two servers in one process (as in the tests) count separately.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +33,7 @@ __all__ = [
     "Route",
     "ServeMetrics",
     "SluiceServer",
+    "bearer_rejection",
     "health_route",
     "metrics_route",
     "mlflow_hook_route",
@@ -241,6 +243,21 @@ def sluice_routes(
     if page is not None:
         routes["GET", "/"] = page_route(page)
     return routes
+
+
+def bearer_rejection(
+    metrics: ServeMetrics, rejected: WebhookRejected, *, source: str, route: str
+) -> Response:
+    """The answer of a bearer-authenticated route (``POST /hooks/alertmanager``,
+    ``/v1/feedback``, ``/v1/events``) to a delivery it refused: counted as ``unauthorized``
+    (401, with ``WWW-Authenticate: Bearer``) or ``malformed``, logged in one line, and the reason
+    as ``{"error": ...}``."""
+    unauthorized = rejected.status == 401
+    metrics.webhook_delivery(source, "unauthorized" if unauthorized else "malformed")
+    _log.warning("POST %s: %s", route, rejected.message)
+    headers = {"WWW-Authenticate": "Bearer"} if unauthorized else {}
+    body = json.dumps({"error": rejected.reason}).encode()
+    return Response(rejected.status, body, "application/json", headers)
 
 
 def _one_line(exc: BaseException) -> str:
