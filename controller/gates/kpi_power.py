@@ -222,15 +222,14 @@ def canary_duration(
         canary = max(p - margin, 0.0)
         sd_margin = math.sqrt(canary * (1 - canary) / share + p * (1 - p) / (1 - share))
 
-    def reached(interval: float) -> float:
-        total, fractions, decides = _look_plan(
-            interval,
-            rps=rps,
-            share=share,
-            delay=outcome_delay,
-            max_looks=max_looks,
+    def looks(interval: float) -> tuple[float, list[float], list[bool]]:
+        return _look_plan(
+            interval, rps=rps, share=share, delay=outcome_delay, max_looks=max_looks,
             min_samples=min_samples,
-        )
+        )  # fmt: skip
+
+    def reached(interval: float) -> float:
+        total, fractions, decides = looks(interval)
         if total <= 0:
             return 0.0
         drift = delta * math.sqrt(total) / sd1
@@ -254,14 +253,7 @@ def canary_duration(
             raise InputError(f"a drop of {delta} from {p} is not detectable at {rps} rps")
     interval = float(optimize.brentq(lambda i: reached(i) - power, low, high, xtol=1e-3))
     interval = math.ceil(interval * 1000) / 1000  # the power is met, not just missed
-    total, _, _ = _look_plan(
-        interval,
-        rps=rps,
-        share=share,
-        delay=outcome_delay,
-        max_looks=max_looks,
-        min_samples=min_samples,
-    )
+    total, _, _ = looks(interval)
     return CanaryDuration(
         interval_seconds=interval,
         duration_seconds=interval * max_looks,
