@@ -152,6 +152,19 @@ def test_no_requests_and_nan_samples_leave_every_share_unknown() -> None:
     ]
 
 
+def test_a_measured_share_a_hair_under_ten_percent_reads_as_ten() -> None:
+    """A 4-worker suite saw the status table print "10.0%" for a branch sent exactly a tenth
+    of the calls: Prometheus's ratio came back as 0.0999..., formatted with the decimal kept
+    for shares under 10 %. The rounded value decides now, so 9.99 % and 10.01 % read alike."""
+    assert [share_text(s) for s in (0.09999999, 0.1, 0.10001, 0.0994, 0.0996)] == [
+        "10%",
+        "10%",
+        "10%",
+        "9.9%",
+        "10%",
+    ]
+
+
 def test_a_node_two_steps_name_has_no_share_for_either() -> None:
     """Its calls cannot say which step sent them."""
     graph = {

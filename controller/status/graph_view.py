@@ -333,7 +333,8 @@ def share_text(share: float | None) -> str:
     if share is None or not math.isfinite(share):
         return "-"
     percent = share * 100
-    return f"{percent:.1f}%" if 0 < percent < 10 else f"{percent:.0f}%"
+    # Decide on the rounded value: a measured 9.99 % is "10%", as 10.01 % is, not "10.0%".
+    return f"{percent:.1f}%" if 0 < round(percent, 1) < 10 else f"{percent:.0f}%"
 
 
 def requests_text(requests: float | None) -> str:
