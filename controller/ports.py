@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pandas and numpy load with it; only a proposal's model card
 
 __all__ = [
     "AliasIndex",
+    "AttestationStore",
     "ChangeInfo",
     "CommitOutcome",
     "Forge",
@@ -367,6 +368,20 @@ class ModelTagStore(Protocol):
 
     def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
         """Set one tag on the model."""
+        ...
+
+
+class AttestationStore(Protocol):
+    """Where a version's provenance attestation and its artifact's files are read (MLflow:
+    ``provenance.intoto.jsonl`` of the version's run, and the files the registry serves)."""
+
+    def attestation(self, name: str, version: int) -> bytes | None:
+        """The version's DSSE envelope as logged, or None when its run logged none."""
+        ...
+
+    def artifact_digests(self, name: str, version: int) -> dict[str, str]:
+        """The sha256 (hex) of every file of the version's model artifact as served now, by
+        its path inside the artifact."""
         ...
 
 

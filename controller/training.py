@@ -6,6 +6,7 @@ Two calls, inside the MLflow run that logged the model::
 
     training.log_reference_profile(X_train, predictions=model.predict(X_train))
     training.record_gate(info, {"r2": r2}, minimum={"r2": 0.3})
+    training.record_provenance(info, datasets=[training.dataset(X_train, name="train")])
 
 :func:`log_reference_profile` logs ``reference_profile.json`` (the training data profile the
 drift monitor and ``sluice drift`` compare live inputs with); without it a model still rolls
@@ -13,25 +14,59 @@ out, with drift monitoring off. :func:`record_gate` evaluates a quality gate on 
 metrics, logs ``quality_gate.json``, tags the registered version ``sluice.gate`` /
 ``sluice.gate_summary`` (shown in the proposal's model card), and points the ``challenger``
 alias at it when it passed, which is what ``sluice propose`` follows.
+:func:`record_provenance` records what the version was built from (its datasets' digests,
+the training commit, the builder, the gate's verdict) as a signed in-toto attestation,
+``provenance.intoto.jsonl``, and tags the version with its digest (see
+:mod:`controller.provenance`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
+import mlflow.artifacts
 import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from controller.provenance.dataset import DatasetRecord, dataset_record
+from controller.provenance.signing import (
+    KEY_ENV,
+    envelope_digest,
+    envelope_line,
+    load_signer,
+    sign_statement,
+)
+from controller.provenance.statement import (
+    ATTESTATION_ARTIFACT,
+    CodeSource,
+    build_statement,
+    builder_id,
+    code_source_from_env,
+    file_digests,
+)
+from controller.quality.data_contract import DataContract
 from controller.quality.data_profile import build_profile
 from controller.quality.quality_gate import GateVerdict, QualityGate, evaluate_gate
 
-__all__ = ["CHALLENGER_ALIAS", "log_reference_profile", "record_gate"]
+__all__ = [
+    "CHALLENGER_ALIAS",
+    "ProvenanceRecord",
+    "dataset",
+    "log_reference_profile",
+    "record_gate",
+    "record_provenance",
+]
 
 #: The alias ``sluice propose`` follows by default (a release's ``alias``).
 CHALLENGER_ALIAS = "challenger"
@@ -95,17 +130,7 @@ def record_gate(
     ``model`` is what ``mlflow.<flavour>.log_model(..., registered_model_name=NAME)`` returned
     (its ``registered_model_version``), or a ``(name, version)`` pair.
     """
-    if isinstance(model, tuple):
-        name, version = str(model[0]), int(model[1])
-    else:
-        version_value = getattr(model, "registered_model_version", None)
-        if version_value is None:
-            raise ValueError(
-                "the model was not registered: pass registered_model_name= to log_model, "
-                "or give (name, version)"
-            )
-        version = int(version_value)
-        name = str(_registered_name(model, version))
+    name, version = _name_version(model)
     gate = QualityGate.model_validate(
         {
             "minimum": dict(minimum or {}),
@@ -136,3 +161,154 @@ def _registered_name(info: Any, version: int) -> str:
         if int(candidate.version) == version:
             return str(candidate.name)
     raise ValueError(f"no registered version {version} of run {run_id}: give (name, version)")
+
+
+def dataset(
+    frame: pd.DataFrame,
+    *,
+    name: str,
+    source: str = "",
+    path: Path | None = None,
+    contract: DataContract | None = None,
+) -> DatasetRecord:
+    """The record of one dataset the model was trained or validated on (``name``: its role,
+    e.g. train or holdout): the canonical digest of exactly these rows, DVC's md5 and path
+    when ``path`` is tracked by DVC, and the data ``contract``'s result (it passed: training
+    checks it before anything is logged)."""
+    result: dict[str, Any] = {}
+    if contract is not None:
+        checks = [f"column {column}" for column in contract.columns]
+        checks += ["rows", f"label {contract.label} rate"]
+        result = {"passed": True, "rows": len(frame), "checks": checks}
+    return dataset_record(frame, name=name, source=source, path=path, contract=result)
+
+
+@dataclass(frozen=True)
+class ProvenanceRecord:
+    """What :func:`record_provenance` recorded: the tag's value and who signed it."""
+
+    tag: str  # sha256:<hex> of the envelope, or "unsigned"
+    keyid: str | None
+    builder: str
+    subjects: int
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _code_source(env: Mapping[str, str]) -> CodeSource | None:
+    """The training code's commit: GitHub Actions' checkout, else the working tree's HEAD."""
+    found = code_source_from_env(env)
+    if found is not None:
+        return found
+    commit = _git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    remote = _git("config", "--get", "remote.origin.url") or _git("rev-parse", "--show-toplevel")
+    return CodeSource(
+        repository=f"git+{_without_credentials(remote or 'unknown')}",
+        commit=commit,
+        dirty=bool(_git("status", "--porcelain", "--untracked-files=no")),
+    )
+
+
+def _entry_point() -> str:
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return str(getattr(spec, "name", None) or Path(sys.argv[0]).name)
+
+
+def record_provenance(
+    model: Any,
+    *,
+    datasets: Sequence[DatasetRecord],
+    gate: GateVerdict | Mapping[str, Any],
+    parameters: Mapping[str, Any] | None = None,
+    base_model: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ProvenanceRecord:
+    """Record a signed provenance attestation of a registered version.
+
+    Hashes every file of the version's artifact as the registry serves it, builds the
+    in-toto statement (:mod:`controller.provenance.statement`), signs it with
+    ``SLUICE_SIGNING_KEY`` when set, logs it to the version's run as
+    ``provenance.intoto.jsonl`` and tags the version ``sluice.provenance`` (the envelope's
+    sha256, or ``unsigned``), ``sluice.dataset_digest`` and ``sluice.training_commit``.
+    ``model`` is what ``log_model`` returned or a ``(name, version)`` pair; the run may have
+    ended. Without a key it says so on stderr and records the statement unsigned.
+    """
+    name, version = _name_version(model)
+    environ = os.environ if env is None else env
+    signer = load_signer(environ)  # a bad key fails before anything is written
+    client = MlflowClient()
+    run_id = str(client.get_model_version(name, str(version)).run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = client.get_model_version_download_uri(name, str(version))
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+        subjects = file_digests(Path(local))
+    verdict = gate.model_dump(mode="json") if isinstance(gate, GateVerdict) else dict(gate)
+    code = _code_source(environ)
+    builder = builder_id(environ)
+    statement = build_statement(
+        subjects=subjects,
+        model=name,
+        version=version,
+        run_id=run_id,
+        entry_point=_entry_point(),
+        parameters=dict(parameters or {}),
+        datasets=datasets,
+        code=code,
+        builder=builder,
+        gate=verdict,
+        base_model=base_model,
+    )
+    line = envelope_line(sign_statement(statement, signer))
+    client.log_text(run_id, line.decode("utf-8"), ATTESTATION_ARTIFACT)
+    tag = envelope_digest(line) if signer is not None else "unsigned"
+    tags = {
+        "sluice.provenance": tag,
+        "sluice.dataset_digest": ",".join(f"{d.name}={d.digest}" for d in datasets)[:5000],
+    }
+    if code is not None:
+        tags["sluice.training_commit"] = code.commit
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, value)
+    if signer is None:
+        sys.stderr.write(
+            f"provenance: {name} v{version} recorded unsigned ({KEY_ENV} is not set); "
+            "a production policy refuses it\n"
+        )
+    return ProvenanceRecord(
+        tag=tag,
+        keyid=signer.public_key.keyid if signer is not None else None,
+        builder=builder,
+        subjects=len(subjects),
+    )
+
+
+def _name_version(model: Any) -> tuple[str, int]:
+    if isinstance(model, tuple):
+        return str(model[0]), int(model[1])
+    version_value = getattr(model, "registered_model_version", None)
+    if version_value is None:
+        raise ValueError(
+            "the model was not registered: pass registered_model_name= to log_model, "
+            "or give (name, version)"
+        )
+    version = int(version_value)
+    return str(_registered_name(model, version)), version

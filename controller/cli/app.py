@@ -23,6 +23,7 @@ from controller.cli.init import init
 from controller.cli.local import local_app
 from controller.cli.options import RootOptions
 from controller.cli.propose import propose
+from controller.cli.provenance import provenance_app
 from controller.cli.quarantine import quarantine_app
 from controller.cli.retrain import retrain_app
 from controller.cli.rollout import rollout_app
@@ -87,6 +88,7 @@ for command in (propose, serve, drift, feedback, init, demo):
 app.add_typer(config_app, name="config")
 app.add_typer(rollout_app)  # rollout, rollback, status
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(provenance_app, name="provenance")
 app.add_typer(graph_app, name="graph")
 app.add_typer(retrain_app, name="retrain")
 app.add_typer(local_app, name="local")
