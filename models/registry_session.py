@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import mlflow
 import mlflow.pyfunc
@@ -32,6 +32,13 @@ from controller.backends.mlflow_registry import (
     registry_errors,
 )
 from controller.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from controller.quality.data_contract import DataContract
+    from controller.quality.quality_gate import GateVerdict
+    from controller.training import ProvenanceRecord
 
 __all__ = ["CHALLENGER_ALIAS", "CHAMPION_ALIAS", "RegistrySession"]
 
@@ -106,6 +113,31 @@ class RegistrySession:
     def register(self, run_id: str, model_uri: str, *, tags: dict[str, str]) -> int:
         """Register the logged model as a new version of the model; returns its number."""
         return self.registry.register(self.model_name, model_uri, run_id, tags).version
+
+    def attest(
+        self,
+        version: int,
+        *,
+        frames: Mapping[str, pd.DataFrame],
+        source: str,
+        verdict: GateVerdict,
+        params: Mapping[str, Any],
+        path: Path | None = None,
+        contract: DataContract | None = None,
+    ) -> ProvenanceRecord:
+        """Record the version's signed provenance (:func:`controller.training.
+        record_provenance`): ``frames`` are the rows it was trained and validated on by role
+        (train, holdout), read from ``path`` (a file DVC may track) and checked by
+        ``contract``."""
+        from controller import training
+
+        datasets = [
+            training.dataset(frame, name=role, source=source, path=path, contract=contract)
+            for role, frame in frames.items()
+        ]
+        return training.record_provenance(
+            (self.model_name, version), datasets=datasets, gate=verdict, parameters=params
+        )
 
     def set_alias(self, alias: str, version: int) -> None:
         """Point an alias at a version."""

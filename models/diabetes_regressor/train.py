@@ -1,6 +1,6 @@
 """Train a diabetes-progression regressor with plain MLflow, and give Sluice what it needs.
 
-Nothing here is Sluice's but the two calls of :mod:`controller.training`: the model is logged
+Nothing here is Sluice's but the three calls of :mod:`controller.training`: the model is logged
 and registered by MLflow's own ``log_model`` (scikit-learn flavour, MLflow's default format,
 an input example so the signature and the load test's rows come with it). Run it with
 ``MLFLOW_TRACKING_URI`` set (``eval "$(sluice local env)"``)::
@@ -42,6 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         # What Sluice reads: the drift reference, and the quality gate's verdict (challenger).
         training.log_reference_profile(X_train, predictions=model.predict(X_train))
         verdict = training.record_gate(info, {"r2": r2}, minimum={"r2": 0.3})
+        # And what it was built from, signed when SLUICE_SIGNING_KEY is set (provenance).
+        training.record_provenance(
+            info,
+            datasets=[
+                training.dataset(X_train.assign(target=y_train), name="train", source="sklearn"),
+                training.dataset(X_test.assign(target=y_test), name="holdout", source="sklearn"),
+            ],
+            gate=verdict,
+            parameters={"alpha": args.alpha},
+        )
     print(f"{args.model_name} v{info.registered_model_version}: r2 {r2:.3f}, {verdict.summary()}")
     return 0 if verdict.passed else 1
 

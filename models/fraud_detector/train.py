@@ -212,6 +212,10 @@ def train(args: argparse.Namespace) -> TrainingResult:
                     **retrain_tags(),
                 },
             )
+            tracking.attest(
+                version, frames={"train": train_rows, "holdout": holdout}, source=source,
+                verdict=verdict, params=params, path=args.data, contract=CONTRACT,
+            )  # fmt: skip
             if verdict.passed:
                 tracking.set_alias(CHALLENGER_ALIAS, version)
                 alias = CHALLENGER_ALIAS

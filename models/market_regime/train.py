@@ -241,6 +241,13 @@ def train(args: argparse.Namespace) -> TrainingResult:
             if args.worse_in:
                 tags["market_regime.worse_in"] = args.worse_in
             version = tracking.register(run_id, model_uri, tags=tags)
+            tracking.attest(
+                version,
+                frames={"train": candidate.train_rows, "holdout": candidate.holdout},
+                source=source,
+                verdict=verdict,
+                params=params,
+            )
             if verdict.passed:
                 tracking.set_alias(CHALLENGER_ALIAS, version)
                 alias = CHALLENGER_ALIAS

@@ -230,6 +230,10 @@ def train(args: argparse.Namespace) -> TrainingResult:
                 **retrain_tags(),
             }
             version = tracking.register(run_id, model_uri, tags=tags)
+            tracking.attest(
+                version, frames={"train": train_rows, "holdout": holdout}, source=source,
+                verdict=verdict, params=params, path=args.data, contract=CONTRACT,
+            )  # fmt: skip
             if verdict.passed or args.skip_gate:
                 tracking.set_alias(CHALLENGER_ALIAS, version)
                 alias = CHALLENGER_ALIAS
