@@ -10,3 +10,5 @@ digest (:mod:`~controller.provenance.dataset`), the statement
 signing`), and the verification a proposal or a person runs (:mod:`~controller.provenance.
 verify`).
 """
+
+__all__: list[str] = []
