@@ -151,13 +151,14 @@ def test_no_expression_is_expanded_inside_a_script() -> None:
 
 def test_secrets_are_only_the_documented_ones() -> None:
     """The workflows read MLFLOW_TRACKING_URI, MLFLOW_TRACKING_TOKEN, SLUICE_GITHUB_TOKEN,
-    ARGOCD_AUTH_TOKEN and the optional SLUICE_NOTIFY_WEBHOOK_URL (the retraining report's
-    notice), and no other secret; each is in the README's table."""
+    ARGOCD_AUTH_TOKEN, the optional SLUICE_NOTIFY_WEBHOOK_URL (the retraining report's
+    notice) and SLUICE_SIGNING_KEY (provenance), and no other secret; each is in the README's
+    table."""
     text = "".join(p.read_text(encoding="utf-8") for p in WORKFLOWS.glob("*.yml"))
     used = set(re.findall(r"secrets\.(\w+)", text))
     assert used == {
         "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "SLUICE_GITHUB_TOKEN", "ARGOCD_AUTH_TOKEN",
-        "SLUICE_NOTIFY_WEBHOOK_URL",
+        "SLUICE_NOTIFY_WEBHOOK_URL", "SLUICE_SIGNING_KEY",
     }  # fmt: skip
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for secret in used:
