@@ -254,7 +254,7 @@ def record_provenance(
     """
     name, version = _name_version(model)
     environ = os.environ if env is None else env
-    signer = load_signer(environ)  # a bad key fails before anything is written
+    signer = load_signer(environ)  # a bad key fails before the attestation is written
     client = MlflowClient()
     run_id = str(client.get_model_version(name, str(version)).run_id)
     with tempfile.TemporaryDirectory() as tmp:
@@ -290,8 +290,8 @@ def record_provenance(
         client.set_model_version_tag(name, str(version), key, value)
     if signer is None:
         sys.stderr.write(
-            f"provenance: {name} v{version} recorded unsigned ({KEY_ENV} is not set); "
-            "a production policy refuses it\n"
+            f"provenance: {name} v{version} recorded unsigned ({KEY_ENV} is not set): "
+            "sluice provenance verify fails it\n"
         )
     return ProvenanceRecord(
         tag=tag,
