@@ -296,3 +296,25 @@ def test_file_digests_are_every_file_by_relative_path(tmp_path: Path) -> None:
         "MLmodel": hashlib.sha256(b"a").hexdigest(),
         "sub/x.bin": hashlib.sha256(b"b").hexdigest(),
     }
+
+
+def test_training_dataset_records_the_contract_it_passed(tmp_path: Path) -> None:
+    """training.dataset: the digest of exactly these rows, the contract's checks and rows, and
+    DVC's entry of the file they were read from."""
+    from controller import training
+    from models.fraud_detector.contract import CONTRACT
+    from models.fraud_detector.data import generate_transactions
+
+    frame = generate_transactions(week=0, rows=500, seed=3)
+    (tmp_path / ".dvc").mkdir()
+    path = tmp_path / "t.csv"
+    path.write_text("x\n")
+    (tmp_path / "t.csv.dvc").write_text("outs:\n- md5: abc\n  path: t.csv\n")
+    record = training.dataset(frame, name="train", source="week 0", path=path, contract=CONTRACT)
+    assert record.digest == frame_sha256(frame)
+    assert record.rows == 500
+    assert record.dvc is not None
+    assert (record.dvc.path, record.dvc.md5) == ("t.csv", "abc")
+    assert record.contract["passed"] is True
+    assert record.contract["rows"] == 500
+    assert "column amount" in record.contract["checks"]
