@@ -31,6 +31,7 @@ from controller.backends.mlflow_registry import (
     configure_mlflow_http,
     registry_errors,
 )
+from controller.provenance.signing import load_signer
 from controller.settings import Settings
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class RegistrySession:
         self._errors = registry_errors(self.tracking_uri, f"model {model_name!r}")
 
     def __enter__(self) -> Self:
+        # A signing key that cannot be read stops training here, before any run or version.
+        load_signer(os.environ)
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         self._errors.__enter__()

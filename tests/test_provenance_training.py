@@ -218,3 +218,28 @@ def test_model_pkl_edited_in_the_artifact_store_fails_naming_it(
     (line,) = result.stderr.strip().splitlines()
     assert "provenance subjects check failed: model.pkl has sha256" in line
     assert "the artifact changed after it was signed" in line
+
+
+def test_unreadable_signing_key_stops_training_before_mlflow(
+    mlflow_server: MlflowService,
+) -> None:
+    """A bad SLUICE_SIGNING_KEY is one line and exit 2, naming the variable and never its
+    content, and leaves no run and no version."""
+    model = f"fraud-badkey-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": mlflow_server.tracking_uri,
+        "SLUICE_SIGNING_KEY": "-----BEGIN PRIVATE KEY-----\nSECRETBYTES\n-----END PRIVATE KEY-----",
+    }
+    trained = subprocess.run(
+        [sys.executable, "-m", "models.fraud_detector.train", "--rows", "2000", "--model-name",
+         model],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert trained.returncode == 2
+    (line,) = trained.stderr.strip().splitlines()
+    assert "SLUICE_SIGNING_KEY is not an unencrypted PEM private key" in line
+    assert "SECRETBYTES" not in trained.stdout + trained.stderr
+    client = MlflowClient(mlflow_server.tracking_uri)
+    assert client.search_model_versions(f"name = '{model}'") == []
+    assert client.get_experiment_by_name(model) is None
