@@ -318,3 +318,33 @@ def test_training_dataset_records_the_contract_it_passed(tmp_path: Path) -> None
     assert record.contract["passed"] is True
     assert record.contract["rows"] == 500
     assert "column amount" in record.contract["checks"]
+
+
+def test_local_training_code_is_head_with_origin_stripped_of_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside Actions the commit is the working tree's HEAD; a token in origin's URL never
+    reaches the statement; uncommitted changes to tracked files mark it dirty."""
+    import subprocess
+
+    from controller import training
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    git("init", "-q")
+    git("remote", "add", "origin", "https://x-access-token:ghp_SECRET@github.com/acme/models.git")
+    (tmp_path / "train.py").write_text("print(1)\n")
+    git("add", "train.py")
+    git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "train")
+    monkeypatch.chdir(tmp_path)
+    source = training._code_source({})
+    assert source is not None
+    assert source.repository == "git+https://github.com/acme/models.git"
+    assert (source.commit, source.dirty) == (git("rev-parse", "HEAD"), False)
+    (tmp_path / "train.py").write_text("print(2)\n")
+    dirty = training._code_source({})
+    assert dirty is not None
+    assert dirty.dirty is True
