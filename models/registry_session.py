@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
     from controller.quality.data_contract import DataContract
     from controller.quality.quality_gate import GateVerdict
-    from controller.training import ProvenanceRecord
 
 __all__ = ["CHALLENGER_ALIAS", "CHAMPION_ALIAS", "RegistrySession"]
 
@@ -127,11 +126,12 @@ class RegistrySession:
         params: Mapping[str, Any],
         path: Path | None = None,
         contract: DataContract | None = None,
-    ) -> ProvenanceRecord:
+    ) -> str:
         """Record the version's signed provenance (:func:`controller.training.
         record_provenance`): ``frames`` are the rows it was trained and validated on by role
         (train, holdout), read from ``path`` (a file DVC may track) and checked by
-        ``contract``."""
+        ``contract``. Returns the version's ``sluice.provenance`` tag (the envelope's digest, or
+        ``unsigned``)."""
         from controller import training
 
         datasets = [
@@ -140,7 +140,7 @@ class RegistrySession:
         ]
         return training.record_provenance(
             (self.model_name, version), datasets=datasets, gate=verdict, parameters=params
-        )
+        ).tag
 
     def set_alias(self, alias: str, version: int) -> None:
         """Point an alias at a version."""

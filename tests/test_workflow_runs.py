@@ -97,6 +97,8 @@ def test_a_drift_dispatch_trains_registers_and_opens_a_pull_request(runner: Runn
     assert run.failed_step is None, failure(run)
     assert f"## {MODEL} v1: quality gate passed" in run.summary
     assert f"Trained on synthetic week {NEWEST_WEEK}" in run.summary
+    # No SLUICE_SIGNING_KEY secret: the attestation is recorded, unsigned, and says so.
+    assert "provenance: unsigned;" in run.summary
     assert "Retraining asked for by a drift alert on: amount, hour" in run.summary
     assert f"## Proposal: {MODEL} v1 → staging" in run.summary
     assert "Pull request: [#1](" in run.summary

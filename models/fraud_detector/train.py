@@ -71,6 +71,8 @@ class TrainingResult:
     holdout_rows: int
     holdout_digest: str
     gate: dict[str, Any]
+    #: The version's ``sluice.provenance`` tag: its attestation's digest, or "unsigned".
+    provenance: str | None = None
 
     @property
     def gate_passed(self) -> bool:
@@ -199,7 +201,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
             verdict=verdict.model_dump(mode="json"),
         )
         run_url = tracking.run_url(run_id)
-        version = alias = None
+        version = alias = provenance = None
         if args.register:
             version = tracking.register(
                 run_id,
@@ -212,7 +214,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
                     **retrain_tags(),
                 },
             )
-            tracking.attest(
+            provenance = tracking.attest(
                 version, frames={"train": train_rows, "holdout": holdout}, source=source,
                 verdict=verdict, params=params, path=args.data, contract=CONTRACT,
             )  # fmt: skip
@@ -233,6 +235,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
         holdout_rows=len(holdout),
         holdout_digest=digest,
         gate=verdict.model_dump(mode="json"),
+        provenance=provenance,
     )
 
 

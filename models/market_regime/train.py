@@ -77,6 +77,8 @@ class TrainingResult:
     holdout_rows: dict[str, int]
     holdout_digest: str
     gate: dict[str, Any]
+    #: The version's ``sluice.provenance`` tag: its attestation's digest, or "unsigned".
+    provenance: str | None = None
 
     @property
     def gate_passed(self) -> bool:
@@ -229,7 +231,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
             verdict=verdict.model_dump(mode="json"),
         )
         run_url = tracking.run_url(run_id)
-        version = alias = None
+        version = alias = provenance = None
         if args.register:
             tags = {
                 "sluice.gate": "passed" if verdict.passed else "failed",
@@ -241,7 +243,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
             if args.worse_in:
                 tags["market_regime.worse_in"] = args.worse_in
             version = tracking.register(run_id, model_uri, tags=tags)
-            tracking.attest(
+            provenance = tracking.attest(
                 version,
                 frames={"train": candidate.train_rows, "holdout": candidate.holdout},
                 source=source,
@@ -266,6 +268,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
         holdout_rows=scope_rows(candidate.holdout[REGIME]),
         holdout_digest=digest,
         gate=verdict.model_dump(mode="json"),
+        provenance=provenance,
     )
 
 
