@@ -30,10 +30,11 @@ from dataclasses import dataclass
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from controller.errors import InputError, SluiceError
+from controller.errors import InputError
 from controller.gates.kpi_policy import KpiCheck
 from controller.gates.kpi_values import kpi_by_revision
 from controller.ports import ServedOutcomes
+from controller.refresher import Refresher
 
 __all__ = ["KPI_REQUESTS", "KPI_VALUE", "REFRESH_SECONDS", "KpiRelease", "KpiSeries"]
 
@@ -77,12 +78,17 @@ class KpiSeries:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._releases, self._log = releases, log
-        self.window, self.interval = window, interval
+        self.window = window
         self._clock = clock
         self._lock = threading.Lock()
         self._points: list[_Point] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._refresher = Refresher(
+            self.refresh,
+            interval=interval,
+            name="sluice-kpi-series",
+            failure="KPI series not refreshed",
+            log=_log,
+        )
         self._warned: set[str] = set()
         #: Set after each refresh that read the log (tests wait on it).
         self.refreshed = threading.Event()
@@ -122,33 +128,23 @@ class KpiSeries:
             self._warned.add(message)
             _log.warning("%s", message)
 
+    @property
+    def interval(self) -> float:
+        """Seconds between refreshes."""
+        return self._refresher.interval
+
+    @property
+    def running(self) -> bool:
+        """The refreshing thread is running (started and not stopped)."""
+        return self._refresher.running
+
     def start(self) -> None:
         """Refresh every ``interval`` seconds on a thread of its own, until :meth:`stop`."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="sluice-kpi-series", daemon=True)
-        self._thread.start()
+        self._refresher.start()
 
     def stop(self) -> None:
         """Stop refreshing (idempotent)."""
-        thread, self._thread = self._thread, None
-        self._stop.set()
-        if thread is not None:
-            thread.join(10.0)
-
-    def _run(self) -> None:
-        failing = False
-        while not self._stop.is_set():
-            try:
-                self.refresh()
-            except SluiceError as exc:  # Git or the log unreadable now: keep the last values
-                if not failing:
-                    _log.warning("KPI series not refreshed: %s", exc.message)
-                failing = True
-            else:
-                failing = False
-            self._stop.wait(self.interval)
+        self._refresher.stop()
 
     def collect(self) -> Iterator[Metric]:
         """The cached values: no log read here."""
