@@ -173,7 +173,7 @@ def run_serve(
     kpis = build_kpi_series(settings, snapshot, workspace)
     if kpis is not None:
         metrics.registry.register(kpis)
-        kpis.start()
+        kpis.refresher.start()
     stop = threading.Event()
     loop = _rollout_loop(settings, rollouts, remote, snapshot, metrics, forge)
     rollout_thread = None
@@ -198,7 +198,7 @@ def run_serve(
         )
         watcher.run_forever(stop)
     if kpis is not None:
-        kpis.stop()
+        kpis.refresher.stop()
     if events is not None:
         events[1].close()  # writes the answers still queued
     if rollout_thread is not None:

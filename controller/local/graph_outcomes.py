@@ -98,7 +98,8 @@ class GraphOutcomes:
         self._members: tuple[str, ...] = ()
         self._segment = ""
         self._tally: dict[OutcomeKey, Tally] = {}
-        self._refresher = Refresher(
+        #: The thread that calls :meth:`refresh` (start it, stop it, set its interval).
+        self.refresher = Refresher(
             self.refresh,
             interval=interval,
             name=f"outcomes-{graph}",
@@ -142,28 +143,6 @@ class GraphOutcomes:
             if (self._members, self._segment) == (members, segment):  # else a newer graph's
                 self._tally = counted
         self.refreshed.set()
-
-    @property
-    def interval(self) -> float:
-        """Seconds between refreshes."""
-        return self._refresher.interval
-
-    @interval.setter
-    def interval(self, seconds: float) -> None:
-        self._refresher.interval = seconds
-
-    @property
-    def running(self) -> bool:
-        """The refreshing thread is running (started and not stopped)."""
-        return self._refresher.running
-
-    def start(self) -> None:
-        """Refresh every ``interval`` seconds on a thread of its own, until :meth:`stop`."""
-        self._refresher.start()
-
-    def stop(self) -> None:
-        """Stop refreshing (idempotent)."""
-        self._refresher.stop()
 
     def counts(self) -> dict[OutcomeKey, Tally]:
         """The cached tally."""

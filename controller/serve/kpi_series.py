@@ -82,7 +82,8 @@ class KpiSeries:
         self._clock = clock
         self._lock = threading.Lock()
         self._points: list[_Point] = []
-        self._refresher = Refresher(
+        #: The thread that calls :meth:`refresh` (start it, stop it, set its interval).
+        self.refresher = Refresher(
             self.refresh,
             interval=interval,
             name="sluice-kpi-series",
@@ -127,24 +128,6 @@ class KpiSeries:
         if message not in self._warned:
             self._warned.add(message)
             _log.warning("%s", message)
-
-    @property
-    def interval(self) -> float:
-        """Seconds between refreshes."""
-        return self._refresher.interval
-
-    @property
-    def running(self) -> bool:
-        """The refreshing thread is running (started and not stopped)."""
-        return self._refresher.running
-
-    def start(self) -> None:
-        """Refresh every ``interval`` seconds on a thread of its own, until :meth:`stop`."""
-        self._refresher.start()
-
-    def stop(self) -> None:
-        """Stop refreshing (idempotent)."""
-        self._refresher.stop()
 
     def collect(self) -> Iterator[Metric]:
         """The cached values: no log read here."""
