@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -184,3 +186,29 @@ def test_the_benchmark_ends_with_its_summary_line() -> None:
         r"A/A false rollbacks \d+\.\d% of 10, A/B detected \d+\.\d% of 10, median decision \d+ s",
         last,
     ), last
+
+
+def benchmark_module() -> ModuleType:
+    """benchmarks/kpi_gate_power.py, imported from its file (benchmarks is not a package)."""
+    path = Path(__file__).parent.parent / "benchmarks/kpi_gate_power.py"
+    spec = importlib.util.spec_from_file_location("kpi_gate_power", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_counts_requests_to_the_fraction_of_a_second() -> None:
+    """At 5,000 rps a plan's last look comes 11.6 s after outcomeDelay: the primary's 4,750
+    requests a second over 11.6 s are counted, not over 11 s (whole seconds lost 5 % of the
+    requests, and 1.7 points of the simulated detection)."""
+    samples = benchmark_module().arm_samples(
+        np.random.default_rng(5), 4750.0, 0.04, interval=77.9, looks=4, delay=300.0,
+        click_delay=30.0,
+    )  # fmt: skip
+    expected = 4750.0 * (4 * 77.9 - 300.0)
+    assert [sample.n for sample in samples[:3]] == [0, 0, 0]
+    assert samples[3].n == pytest.approx(expected, abs=4 * math.sqrt(expected))
+    assert samples[3].successes == pytest.approx(0.04 * expected, abs=4 * math.sqrt(expected))
