@@ -151,6 +151,8 @@ def _slice_notes(
 ) -> list[str]:
     head = f"Note: no training {name} per {by}"
     if own is None:
+        if whole_reason is not None:  # no training value at all: the whole file's note says why
+            return []
         why = (
             f"the version's per-value training profiles are by {slice_profiles.column}, not {by}"
             if slice_profiles is not None

@@ -188,16 +188,21 @@ def slice_table(sliced: SlicedDrift) -> Table:
     return table
 
 
+def _number(value: float, sign: str = "") -> str:
+    """A mean for people: whole numbers from 1,000, two decimals from 1, else four."""
+    size = abs(value)
+    decimals = 0 if size >= 1_000 else 2 if size >= 1 else 4
+    return f"{value:{sign},.{decimals}f}"
+
+
 def format_outcome(kind: OutcomeKind, value: float | None) -> str:
-    """An outcome for people: a rate as a percentage, a mean with 4 significant digits (whole
-    numbers from 1,000), ``-`` when unknown."""
+    """An outcome for people: a rate as a percentage, a mean as :func:`_number`; ``-`` when
+    unknown."""
     if value is None:
         return "-"
     if not math.isfinite(value):
         return format_value(value)
-    if kind == "rate":
-        return f"{value:.1%}"
-    return f"{value:,.0f}" if abs(value) >= 1_000 else f"{value:.4g}"
+    return f"{value:.1%}" if kind == "rate" else _number(value)
 
 
 def format_outcome_change(kind: OutcomeKind, outcome: OutcomeValue) -> str:
@@ -210,7 +215,7 @@ def format_outcome_change(kind: OutcomeKind, outcome: OutcomeValue) -> str:
         return format_value(change)
     if kind == "rate":
         return f"{change * 100:+.1f} pp"
-    shown = f"{change:+,.0f}" if abs(change) >= 1_000 else f"{change:+.4g}"
+    shown = _number(change, "+")
     return f"{shown} ({change / outcome.training:+.0%})" if outcome.training else shown
 
 
