@@ -455,6 +455,11 @@ class PredictionStore(Protocol):
         arrived): :class:`ServedOutcomes`."""
         ...
 
+    def served_revisions(self, model: str, since: float) -> list[str]:
+        """The revisions of ``model`` whose primary answers were sent at or after ``since``,
+        each once, by their first answer then: :class:`ServedOutcomes`."""
+        ...
+
 
 class ServedOutcomes(Protocol):
     """Where a KPI check reads each revision's requests and their late outcomes (the prediction
@@ -466,6 +471,11 @@ class ServedOutcomes(Protocol):
         """The primary answers of ``model`` by any of ``revisions`` sent at or after ``since``
         (epoch seconds), oldest first, each with the value of ``outcome`` of its request (None
         until it arrived)."""
+        ...
+
+    def served_revisions(self, model: str, since: float) -> list[str]:
+        """The revisions of ``model`` whose primary answers were sent at or after ``since``,
+        each once, in the order of their first answer since then."""
         ...
 
 

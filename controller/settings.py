@@ -275,6 +275,16 @@ class Settings(BaseSettings):
             "was sent) and outcomes (by the time they arrived) before deleting them."
         ),
     )
+    kpi_series_window_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description=(
+            "The stretch of requests behind `sluice serve`'s KPI series (sluice_kpi on /metrics):"
+            " each release's KPI checks (rollout.gates.kpis) per revision, over the requests "
+            "answered in this many seconds before each check's outcomeDelay, counted as the "
+            "canary judge counts them."
+        ),
+    )
 
     @field_validator("rollout_lease_namespace", mode="after")
     @classmethod

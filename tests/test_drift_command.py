@@ -438,3 +438,93 @@ def test_a_slicing_column_of_many_values_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "column 'day' of market.csv has 200 distinct values" in one_line(result)
     assert "use a categorical column" in one_line(result)
+
+
+# -- `--outcome NAME`: the outcome beside drift ------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_outcome_is_reported_beside_drift_and_never_changes_the_exit_code(
+    mlflow_server: MlflowService, champion: str, data: Path
+) -> None:
+    """The training week's inputs with every transaction marked fraud: nothing drifts (exit
+    0) while the fraud rate is 100 % against training's, which the profile recorded under the
+    label's name (is_fraud), so the change is shown, as a line and in the JSON."""
+    frame = generate_transactions(week=0, seed=99).assign(is_fraud=1)
+    frame.to_csv(data / "all_fraud.csv", index=False)
+    args = ("--current", "all_fraud.csv", "--outcome", "is_fraud")
+    printed = sluice(mlflow_server.tracking_uri, data, champion, *args)
+    assert printed.returncode == 0, printed.stderr
+    result = sluice(mlflow_server.tracking_uri, data, champion, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["drifted"] is False
+    outcome = output["outcome"]
+    assert (outcome["name"], outcome["kind"], outcome["rows"], outcome["value"]) == (
+        "is_fraud", "rate", len(frame), 1.0,
+    )  # fmt: skip
+    assert (outcome["judged"], outcome["notes"], outcome["missing_rows"]) == (False, [], 0)
+    assert 0.0 < outcome["training"] < 0.2
+    assert outcome["change"] == pytest.approx(1.0 - outcome["training"])
+    assert outcome["summary"] == (
+        f"Outcome is_fraud, a rate (0/1), not judged: 100.0% over {len(frame):,} rows; "
+        f"training {outcome['training']:.1%}, {outcome['change'] * 100:+.1f} pp"
+    )
+    assert outcome["summary"] in printed.stdout
+    assert output["by"] is None
+
+
+@pytest.mark.slow
+def test_the_outcome_per_channel_has_no_training_value_without_profiles_per_channel(
+    mlflow_server: MlflowService, champion: str, channels: Path
+) -> None:
+    """By channel, each slice's fraud rate is reported with its rows; the fraud detector logs
+    no profiles per channel, so no slice gets a training value (not the pooled one) and one
+    note says why; the partner slice still drifts and the exit code is drift's (1)."""
+    result = sluice(
+        mlflow_server.tracking_uri, channels.parent, champion,
+        "--current", channels.name, "--by", "channel", "--outcome", "is_fraud", "--json",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    output = json.loads(result.stdout)
+    frame = pd.read_csv(channels)
+    for part in output["by"]["slices"]:
+        rows = frame[frame["channel"] == part["value"]]
+        assert part["outcome"] == {
+            "rows": len(rows), "value": pytest.approx(rows["is_fraud"].mean()),
+            "training": None, "change": None,
+        }  # fmt: skip
+    assert output["outcome"]["training"] is not None
+    assert output["outcome"]["notes"] == [
+        "Note: no training is_fraud per channel: the version logged no training profile per "
+        "channel."
+    ]
+    printed = sluice(
+        mlflow_server.tracking_uri, channels.parent, champion,
+        "--current", channels.name, "--by", "channel", "--outcome", "is_fraud",
+    )  # fmt: skip
+    assert printed.returncode == 1
+    assert "is_fraud rate by channel: reported, not judged" in printed.stdout
+    assert re.search(r"│ partner +│ +1,000 │ +[\d.]+% │ +- │ +- │", printed.stdout)
+
+
+def test_an_outcome_column_the_file_lacks_or_holding_text_is_refused(tmp_path: Path) -> None:
+    """--outcome a column the file does not have exits 2 before the registry, naming its
+    columns; a column of text exits 2 naming a value."""
+    generate_transactions(week=0, rows=100).to_csv(tmp_path / "now.csv", index=False)
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    result = sluice(nowhere, tmp_path, "fraud-detector", "--current", "now.csv", "--outcome", "x")
+    assert result.returncode == 2
+    assert one_line(result) == (
+        "sluice: error: now.csv has no column 'x' to report as the outcome (its columns: "
+        "amount, hour, card_age_days, tx_velocity_24h, merchant_category, country, is_fraud); "
+        "fix --outcome"
+    )
+    text = sluice(
+        nowhere, tmp_path, "fraud-detector", "--current", "now.csv", "--outcome", "country"
+    )
+    assert text.returncode == 2
+    assert one_line(text).startswith(
+        "sluice: error: outcome column 'country' of now.csv is not numeric (100 of 100 rows, "
+        "first: '"
+    )

@@ -183,7 +183,7 @@ def test_each_member_revisions_answers_right_and_wrong_per_outcome_and_regime(
         assert line.endswith(" 1.0")
         outcomes = router.outcomes
         assert outcomes is not None
-    assert outcomes._thread is None  # stopped with the router
+    assert not outcomes.refresher.running  # stopped with the router
 
 
 def test_without_the_annotation_the_segment_is_empty(
@@ -296,4 +296,4 @@ def test_the_graph_plane_gives_each_router_the_runtimes_log(
         assert set(outcomes._members) == {CLASSIFIER, CALM, VOLATILE, BLEND}
     finally:
         plane.shutdown()
-    assert outcomes._thread is None
+    assert not outcomes.refresher.running

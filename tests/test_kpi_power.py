@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from controller.analysis_types import Verdict
 from controller.errors import InputError
+from controller.gates.kpi_judge import judge_kpi
+from controller.gates.kpi_policy import KpiCheck
 from controller.gates.kpi_power import (
     canary_duration,
     crossing_probability,
@@ -20,6 +25,7 @@ from controller.gates.kpi_power import (
     group_sequential_inflation,
     look_boundaries,
 )
+from controller.gates.kpi_samples import RateSample
 
 
 def test_one_look_has_the_normal_power_in_closed_form() -> None:
@@ -104,6 +110,59 @@ def test_looks_below_min_samples_cannot_decide() -> None:
     assert late.power >= 0.8
 
 
+def simulated_detection(
+    check: KpiCheck, *, rps: float, drop: float, interval: float, runs: int, seed: int
+) -> float:
+    """Share of ``runs`` canaries at 5 % of ``rps`` (CTR 4 %, the canary's ``drop`` lower)
+    that the real judge fails at one of 4 looks ``interval`` apart: Poisson
+    requests, Bernoulli clicks, each counted once ``outcomeDelay`` has passed."""
+    rng = np.random.default_rng(seed)
+    caught = 0
+    for _ in range(runs):
+        canary_n = canary_clicks = primary_n = primary_clicks = 0
+        settled_before = 0.0
+        for look in range(1, 5):
+            settled = max(look * interval - check.outcome_delay_seconds, 0.0)
+            new_canary = int(rng.poisson(rps * 0.05 * (settled - settled_before)))
+            new_primary = int(rng.poisson(rps * 0.95 * (settled - settled_before)))
+            canary_n, primary_n, settled_before = (
+                canary_n + new_canary,
+                primary_n + new_primary,
+                settled,
+            )
+            canary_clicks += int(rng.binomial(new_canary, 0.04 - drop))
+            primary_clicks += int(rng.binomial(new_primary, 0.04))
+            verdict = judge_kpi(
+                check,
+                RateSample(canary_n, canary_clicks),
+                RateSample(primary_n, primary_clicks),
+                look=look,
+            ).verdict
+            if verdict is not Verdict.INCONCLUSIVE:
+                caught += verdict is Verdict.FAIL
+                break
+    return caught / runs
+
+
+def test_the_plan_counts_the_requests_that_come_not_the_ones_expected() -> None:
+    """minSamples 5,000 at 1,000 rps for a 1-point drop: only the last look can reach it. The
+    plan that decided by the expected count stopped where that look expects exactly 5,000
+    canary requests and promised 0.97; half the canaries then have fewer and cannot be judged
+    (2,000 simulated: 48 % caught). With the Poisson chance of reaching minSamples the plan
+    runs longer and the real judge catches what it promises."""
+    check = KpiCheck.model_validate(
+        {"name": "ctr", "outcome": "click", "kind": "rate", "direction": "higher",
+         "margin": 0.005, "minSamples": 5000, "outcomeDelay": 300, "maxLooks": 4}
+    )  # fmt: skip
+    plan = canary_duration(0.04, 0.01, rps=1000, outcome_delay=300, min_samples=5000, margin=0.005)
+    detected = simulated_detection(
+        check, rps=1000, drop=0.01, interval=plan.interval_seconds, runs=2000, seed=17
+    )
+    standard_error = math.sqrt(plan.power * (1 - plan.power) / 2000)
+    assert detected == pytest.approx(plan.power, abs=3.5 * standard_error)
+    assert plan.power == pytest.approx(0.8, abs=0.01)
+
+
 def test_an_impossible_plan_is_an_input_error() -> None:
     """A drop as large as the rate, or no traffic, is refused in one line."""
     with pytest.raises(InputError, match="is not a plan"):
@@ -127,3 +186,29 @@ def test_the_benchmark_ends_with_its_summary_line() -> None:
         r"A/A false rollbacks \d+\.\d% of 10, A/B detected \d+\.\d% of 10, median decision \d+ s",
         last,
     ), last
+
+
+def benchmark_module() -> ModuleType:
+    """benchmarks/kpi_gate_power.py, imported from its file (benchmarks is not a package)."""
+    path = Path(__file__).parent.parent / "benchmarks/kpi_gate_power.py"
+    spec = importlib.util.spec_from_file_location("kpi_gate_power", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_counts_requests_to_the_fraction_of_a_second() -> None:
+    """At 5,000 rps a plan's last look comes 11.6 s after outcomeDelay: the primary's 4,750
+    requests a second over 11.6 s are counted, not over 11 s (whole seconds lost 5 % of the
+    requests, and 1.7 points of the simulated detection)."""
+    samples = benchmark_module().arm_samples(
+        np.random.default_rng(5), 4750.0, 0.04, interval=77.9, looks=4, delay=300.0,
+        click_delay=30.0,
+    )  # fmt: skip
+    expected = 4750.0 * (4 * 77.9 - 300.0)
+    assert [sample.n for sample in samples[:3]] == [0, 0, 0]
+    assert samples[3].n == pytest.approx(expected, abs=4 * math.sqrt(expected))
+    assert samples[3].successes == pytest.approx(0.04 * expected, abs=4 * math.sqrt(expected))

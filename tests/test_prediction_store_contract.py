@@ -460,3 +460,20 @@ def test_served_outcomes_are_one_models_client_answers_by_revision_with_one_outc
     assert log.served_outcomes("fraud", [], "click", 0) == []
     with pytest.raises(InputError, match="not an outcome name"):
         log.served_outcomes("fraud", ["r1"], "Click", 0)
+
+
+def test_served_revisions_are_the_revisions_that_answered_clients_since_a_time(log: Log) -> None:
+    """What the KPI series read before the answers: every revision of one model that answered
+    clients since a time, once, by its first answer then (a shadow's copy answered no one)."""
+    log.record(answer("old", revision="r0", when=900.0))
+    log.record(answer("a", revision="r2", when=1003.0))
+    log.record(answer("b", revision="r1", when=1001.0))
+    log.record(answer("c", revision="r2", when=1002.0))
+    log.record(answer("d", revision="r1", when=1004.0))
+    log.record(answer("b", "shadow", revision="r9", when=1001.0))
+    log.record(answer("e", model="other", revision="r5", when=1005.0))
+    assert log.flush()
+    assert log.served_revisions("fraud", 1000.0) == ["r1", "r2"]
+    assert log.served_revisions("fraud", 0.0) == ["r0", "r1", "r2"]
+    assert log.served_revisions("fraud", 2000.0) == []
+    assert log.served_revisions("nobody", 0.0) == []

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import ndcg_score
 from support.gitops_repo import ROOT
+from support.readme_blocks import console_commands
 
 from controller.errors import DataValidationError
 from controller.local.services import MlflowService
@@ -461,3 +462,45 @@ def test_the_popularity_variant_is_refused_unless_the_gate_is_skipped(
     assert version.tags["sluice.gate"] == "skipped"
     assert version.tags["recommender.variant"] == "popularity"
     assert version.tags["sluice.gate_summary"].startswith("failed:")
+
+
+@pytest.mark.slow
+def test_the_readme_outcome_block_shows_the_click_rate_per_segment(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """The README's ``--outcome click`` block, against v1 (trained on normal weeks, as the
+    block's first command trains it; it logs a profile per user segment, with its click
+    label): the holiday's inputs drift neither as a whole nor per segment (exit 0), while the
+    bargain hunters' click rate falls against their own training rows. The printed lines are
+    the README's."""
+    _, write, drift = console_commands("## Monitoring drift", containing="--outcome click")
+    assert drift.startswith("sluice drift recommender --alias challenger --current holiday.csv")
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "COLUMNS": "120",
+        "MLFLOW_TRACKING_URI": trained.tracking_uri,
+        "SLUICE_REGISTRY_REQUEST_RETRIES": "0",
+        "PYTHONPATH": str(ROOT),
+    }
+
+    def run(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=180, check=False,
+        )  # fmt: skip
+
+    assert run(write).returncode == 0
+    v1 = drift.replace("recommender --alias challenger", f"{trained.name} --version 1")
+    done = run(v1)
+    assert done.returncode == 0, done.stderr
+    readme = README.split("```text\nNO DRIFT: 3 of 9", 1)[1].split("```", 1)[0]
+    printed = {line.rstrip() for line in done.stdout.splitlines()}
+    for line in ("NO DRIFT: 3 of 9" + readme).strip().splitlines():
+        assert line == "…" or line.rstrip() in printed, line
+
+    output = json.loads(run(f"{v1} --json").stdout)
+    assert output["by"]["reference"] == "per-slice"
+    assert output["outcome"]["notes"] == []
+    change = {part["value"]: part["outcome"]["change"] for part in output["by"]["slices"]}
+    assert change["bargain"] < -0.1 < 0.0 < change["loyal"]

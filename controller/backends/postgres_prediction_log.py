@@ -47,6 +47,7 @@ from controller.backends.postgres_prediction_queries import (
     read_outcomes,
     read_pairs,
     read_served_outcomes,
+    read_served_revisions,
     rotate,
     upsert_answers,
     upsert_outcomes,
@@ -324,6 +325,11 @@ class PostgresPredictionLog(QueuedPredictionWriter, PairReader, OutcomeRecorder)
         return self._read(
             lambda cursor: read_served_outcomes(cursor, model, unique, outcome, since)
         )
+
+    def served_revisions(self, model: str, since: float) -> list[str]:
+        """The revisions of ``model`` with primary answers sent at or after ``since``, each
+        once, by their first answer since then (as SQLite's log reads them)."""
+        return self._read(lambda cursor: read_served_revisions(cursor, model, since))
 
     def outcome_answers(
         self,

@@ -29,6 +29,7 @@ __all__ = [
     "read_outcomes",
     "read_pairs",
     "read_served_outcomes",
+    "read_served_revisions",
     "rotate",
     "upsert_answers",
     "upsert_outcomes",
@@ -87,6 +88,15 @@ FROM sluice_predictions AS p
 LEFT JOIN sluice_feedback AS f ON f.request_id = p.request_id AND f.outcome = %s
 WHERE p.model = %s AND p.role = 'primary' AND p.revision = ANY(%s) AND p.time >= %s
 ORDER BY p.time, p.seq
+"""
+
+#: The revisions of a model that answered clients since a time, by their first answer then.
+_SERVED_REVISIONS = """
+SELECT revision, min(time) AS first
+FROM sluice_predictions
+WHERE model = %s AND role = 'primary' AND time >= %s
+GROUP BY revision
+ORDER BY first, revision
 """
 
 
@@ -235,6 +245,13 @@ def read_outcome_answers(
             )
         )  # fmt: skip
     return found
+
+
+def read_served_revisions(cursor: pg.cursor, model: str, since: float) -> list[str]:
+    """The revisions of ``model`` with primary answers at or after ``since``, by their first
+    answer since then (as SQLite's log reads them)."""
+    cursor.execute(_SERVED_REVISIONS, (model, since))
+    return [str(revision) for revision, _ in cursor]
 
 
 def read_served_outcomes(

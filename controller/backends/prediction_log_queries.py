@@ -21,6 +21,7 @@ __all__ = [
     "read_outcomes",
     "read_pairs",
     "read_served_outcomes",
+    "read_served_revisions",
     "segment_text",
 ]
 
@@ -89,6 +90,23 @@ def read_served_outcomes(
         ServedOutcome(str(request_id), str(revision), float(sent), _label(value))
         for request_id, revision, sent, value in rows
     ]
+
+
+#: The revisions of a model that answered clients since a time, by their first answer then:
+#: found by the (model, role, time) index as the served outcomes are.
+_SERVED_REVISIONS = """
+SELECT revision, min(time) AS first
+FROM predictions
+WHERE model = ? AND role = 'primary' AND time >= ?
+GROUP BY revision
+ORDER BY first, revision
+"""
+
+
+def read_served_revisions(connection: sqlite3.Connection, model: str, since: float) -> list[str]:
+    """The revisions of ``model`` with primary answers sent at or after ``since``, each once,
+    by their first answer since then."""
+    return [str(revision) for revision, _ in connection.execute(_SERVED_REVISIONS, (model, since))]
 
 
 def read_outcome_answers(

@@ -43,6 +43,7 @@ from controller.backends.prediction_log_queries import (
     read_outcomes,
     read_pairs,
     read_served_outcomes,
+    read_served_revisions,
 )
 from controller.backends.prediction_log_schema import (
     INSERT_FEEDBACK,
@@ -196,6 +197,14 @@ class SqlitePredictionLog(QueuedPredictionWriter, PairReader, OutcomeRecorder):
         with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:
             connection.execute("PRAGMA query_only = ON")
             return read_served_outcomes(connection, model, unique, outcome, since)
+
+    def served_revisions(self, model: str, since: float) -> list[str]:
+        """The revisions of ``model`` with primary answers sent at or after ``since``, each
+        once, by their first answer since then (read-only, on a connection of its own)."""
+        self._ensure_schema()
+        with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:
+            connection.execute("PRAGMA query_only = ON")
+            return read_served_revisions(connection, model, since)
 
     def outcome_answers(
         self,

@@ -49,6 +49,15 @@ def drift(
             help="Also judge each value's rows of this categorical column of --current.",
         ),
     ] = None,
+    outcome: Annotated[
+        str | None,
+        typer.Option(
+            "--outcome",
+            metavar="NAME",
+            help="Also report this column of --current (0/1: a rate, else a mean) for the file "
+            "and each --by slice, beside the training value; reported, not judged.",
+        ),
+    ] = None,
     min_slice_rows: Annotated[
         int | None,
         typer.Option(
@@ -60,7 +69,7 @@ def drift(
     ] = None,
 ) -> None:
     """Compare current data with a version's training profile; exit 1 when the dataset drifts
-    (or, with --by, any slice does)."""
+    (or, with --by, any slice does). --outcome is reported and never changes the exit code."""
     from controller.commands.drift import DriftRequest, run_drift
 
     if version is not None and alias is not None:
@@ -72,7 +81,7 @@ def drift(
         DriftRequest(
             model=model, current=current, version=version, alias=alias,
             html=html, threshold_config=threshold_config, as_json=as_json,
-            by=by, min_slice_rows=min_slice_rows,
+            by=by, min_slice_rows=min_slice_rows, outcome=outcome,
         ),
         console=Console(),
     )  # fmt: skip

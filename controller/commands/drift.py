@@ -26,6 +26,12 @@ the data that moved is what slicing asks about (see :mod:`controller.drift.slice
 version's run also logged per-value profiles of that column (``reference_profiles_by.json``,
 read through the same registry as the pooled profile), each slice is compared with its own
 value's profile; otherwise with the pooled one, and the output says so.
+
+With ``--outcome NAME`` (a column of the file: 0/1 outcomes or numbers) the output adds the
+outcome of the whole file and, with ``--by``, of each slice, beside the training value where
+the profile recorded the same column (:mod:`controller.drift.outcomes`). The outcome is
+reported, not judged: the exit code stays drift's. A file without the column, or with text in
+it, is refused like a missing ``--by`` column, before the registry is asked.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow
 from controller.domain import ModelVersion
 from controller.drift.columns import check_columns
 from controller.drift.detector import DatasetDrift, detect_drift_from_profile
+from controller.drift.outcomes import OutcomeReport, outcome_column, report_outcome
 from controller.drift.report_html import render_report
 from controller.drift.report_json import report_dict
 from controller.drift.slices import (
@@ -52,6 +59,8 @@ from controller.drift.slices import (
 )
 from controller.drift.table import (
     drift_table,
+    outcome_line,
+    outcome_table,
     reference_notes,
     slice_table,
     slices_line,
@@ -82,14 +91,17 @@ class DriftRequest:
     as_json: bool = False
     by: str | None = None
     min_slice_rows: int | None = None  # None: DEFAULT_MIN_SLICE_ROWS
+    outcome: str | None = None  # a column of ``current`` reported beside drift
 
 
 @dataclass(frozen=True)
 class DriftOutcome:
-    """The whole file's verdict and, with ``--by``, every slice's."""
+    """The whole file's verdict and, with ``--by``, every slice's; with ``--outcome``, the
+    outcome column's report (never part of the verdict)."""
 
     whole: DatasetDrift
     by: SlicedDrift | None = None
+    outcome: OutcomeReport | None = None
 
     @property
     def drifted(self) -> bool:
@@ -150,6 +162,7 @@ def _write_html(
         title=f"Drift: {version.name} v{version.version}",
         details=details,
         by=outcome.by,
+        outcome=outcome.outcome,
     )
     try:
         path.write_text(text, encoding="utf-8")
@@ -183,12 +196,19 @@ def _print(
     console.print(drift_table(outcome.whole))
     style = "bold red" if outcome.whole.drifted else "bold green"
     console.print(Text(verdict_line(outcome.whole), style=style), soft_wrap=True)
+    if outcome.outcome is not None:
+        console.print(Text(outcome_line(outcome.outcome), style="bold"), soft_wrap=True)
     if outcome.by is not None:
         console.print(slice_table(outcome.by))
         for note in reference_notes(outcome.by):
             console.print(Text(note, style="yellow"), soft_wrap=True)
         style = "bold red" if outcome.by.drifted else "bold green"
         console.print(Text(slices_line(outcome.by), style=style), soft_wrap=True)
+    if outcome.outcome is not None:
+        if outcome.outcome.slices:
+            console.print(outcome_table(outcome.outcome))
+        for note in outcome.outcome.notes:
+            console.print(Text(note, style="yellow"), soft_wrap=True)
     if request.html is not None:
         console.print(f"HTML report: {request.html}", highlight=False, soft_wrap=True, markup=False)
 
@@ -204,6 +224,8 @@ def run_drift(settings: Settings, request: DriftRequest, *, console: Console) ->
     current = read_current(request.current)
     if request.by is not None:
         check_slice_column(current, request.by, source=str(request.current))
+    if request.outcome is not None:
+        outcome_column(current, request.outcome, source=str(request.current))
     config = load_drift_config(request.threshold_config)
     configure_mlflow_http(
         retries=settings.registry_request_retries,
@@ -214,13 +236,20 @@ def run_drift(settings: Settings, request: DriftRequest, *, console: Console) ->
     profile = _reference_profile(registry, version)
     owner = f"{version.name} v{version.version}"
     check_columns(profile, current, source=str(request.current), owner=owner)
-    by = None
+    by = kpi = None
+    slice_profiles = _slice_profiles(registry, version) if request.by is not None else None
     if request.by is not None:
         by = detect_drift_by(
             profile, current, request.by, config=config, min_rows=min_rows,
-            slice_profiles=_slice_profiles(registry, version),
+            slice_profiles=slice_profiles,
         )  # fmt: skip
-    outcome = DriftOutcome(whole=detect_drift_from_profile(profile, current, config=config), by=by)
+    if request.outcome is not None:
+        kpi = report_outcome(
+            current, request.outcome, source=str(request.current), profile=profile,
+            by=request.by, slice_profiles=slice_profiles,
+        )  # fmt: skip
+    whole = detect_drift_from_profile(profile, current, config=config)
+    outcome = DriftOutcome(whole=whole, by=by, outcome=kpi)
     if request.html is not None:
         _write_html(request.html, version, request, profile, current, outcome)
     if request.as_json:
@@ -228,6 +257,7 @@ def run_drift(settings: Settings, request: DriftRequest, *, console: Console) ->
         report = report_dict(
             version, profile, outcome.whole, alias=alias, current=request.current,
             current_rows=len(current), html=request.html, by=outcome.by,
+            outcome=outcome.outcome,
         )  # fmt: skip
         console.print_json(json.dumps(report))
     else:

@@ -26,6 +26,7 @@ from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.events import build_events_route
 from controller.commands.feedback import build_feedback_route
+from controller.commands.kpi_series import build_kpi_series
 from controller.commands.retrain import build_alertmanager_hook
 from controller.commands.rollout_backends import build_reconciler
 from controller.commands.status import build_status_page
@@ -169,6 +170,10 @@ def run_serve(
             environments=environments,
         ),
     )
+    kpis = build_kpi_series(settings, snapshot, workspace)
+    if kpis is not None:
+        metrics.registry.register(kpis)
+        kpis.refresher.start()
     stop = threading.Event()
     loop = _rollout_loop(settings, rollouts, remote, snapshot, metrics, forge)
     rollout_thread = None
@@ -192,6 +197,8 @@ def run_serve(
             ", ".join(snapshot.environments or ("every environment",)),
         )
         watcher.run_forever(stop)
+    if kpis is not None:
+        kpis.refresher.stop()
     if events is not None:
         events[1].close()  # writes the answers still queued
     if rollout_thread is not None:

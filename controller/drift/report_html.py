@@ -12,6 +12,7 @@ piling up at one end. Categorical features show the share of each category side 
 
 With ``sluice drift --by COLUMN`` the report adds a table of the slices and a section per slice
 (its verdict, its feature table and a plot per drifted feature, drawn from the slice's rows).
+With ``--outcome`` it adds the outcome's line, its table by slice (with ``--by``) and its notes.
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ import numpy as np
 import pandas as pd
 
 from controller.drift.detector import DatasetDrift, FeatureDrift
+from controller.drift.outcomes import OutcomeReport
 from controller.drift.slices import SlicedDrift, slice_label, split_by, top_drifted
 from controller.drift.statistics import bin_counts
 from controller.drift.table import (
+    format_outcome,
+    format_outcome_change,
     format_threshold,
     format_value,
+    outcome_line,
     reference_notes,
     slices_line,
     verdict_line,
@@ -323,6 +328,31 @@ def _slices_section(by: SlicedDrift, profile: DataProfile, current: pd.DataFrame
     return "\n".join(parts)
 
 
+def _outcome_section(report: OutcomeReport) -> str:
+    """The outcome's line, its notes and, by slice, a row per slice."""
+    parts = [
+        f"<h2>Outcome {html.escape(report.name)}</h2>",
+        f"<p>{html.escape(outcome_line(report))}</p>",
+        *(f"<p>{html.escape(note)}</p>" for note in report.notes),
+    ]
+    if report.slices:
+        rows = "\n".join(
+            f"<tr><td>{html.escape(slice_label(part.value))}</td>"
+            f"<td class=num>{part.outcome.rows:,}</td>"
+            f"<td class=num>{html.escape(format_outcome(report.kind, part.outcome.value))}</td>"
+            f"<td class=num>{html.escape(format_outcome(report.kind, part.outcome.training))}"
+            f"</td><td class=num>{html.escape(format_outcome_change(report.kind, part.outcome))}"
+            "</td></tr>"
+            for part in report.slices
+        )
+        parts.append(
+            f"<table>\n<thead><tr><th>{html.escape(report.by or '')}</th><th>rows</th>"
+            f"<th>{html.escape(report.name)} {report.kind}</th><th>training</th>"
+            f"<th>change</th></tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>"
+        )
+    return "\n".join(parts)
+
+
 def render_report(
     result: DatasetDrift,
     profile: DataProfile,
@@ -331,14 +361,17 @@ def render_report(
     title: str,
     details: Sequence[tuple[str, str]] = (),
     by: SlicedDrift | None = None,
+    outcome: OutcomeReport | None = None,
 ) -> str:
     """The whole report as one HTML document; ``details`` are (label, value) lines shown first,
-    and ``by`` (``--by``) adds a summary of the slices and a section per slice."""
+    ``by`` (``--by``) adds a summary of the slices and a section per slice, and ``outcome``
+    (``--outcome``) the outcome's section."""
     verdict_class = "drift" if result.drifted else "stable"
     facts = "".join(
         f"<dt>{html.escape(label)}</dt><dd>{html.escape(value)}</dd>" for label, value in details
     )
     slices = _slices_section(by, profile, current) if by is not None else ""
+    kpi = _outcome_section(outcome) if outcome is not None else ""
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -353,6 +386,7 @@ def render_report(
 <h1>{html.escape(title)}</h1>
 <p class="verdict {verdict_class}">{html.escape(verdict_line(result))}</p>
 <dl>{facts}</dl>
+{kpi}
 {_result_section(result, profile, current, heading="h2")}
 {slices}
 </body>

@@ -6,6 +6,11 @@ verdict keys as the whole file (``drifted`` and the shares null for a slice not 
 says what the slices were compared with: ``"reference"`` is ``"per-slice"`` (each value's own
 training profile; a slice's ``"reference"`` is ``"pooled"`` when its value had none) or
 ``"pooled"`` (the whole training profile for every slice).
+
+With ``--outcome``, ``"outcome"`` holds the outcome of the whole file (its ``kind``, ``rows``,
+``value``, the ``training`` value and the ``change``, null when unknown) and each slice of
+``"by"`` an ``"outcome"`` of its own; both are null without ``--outcome``. Nothing in them is
+part of the verdict.
 """
 
 from __future__ import annotations
@@ -16,15 +21,39 @@ from typing import Any
 
 from controller.domain import ModelVersion
 from controller.drift.detector import DatasetDrift
+from controller.drift.outcomes import OutcomeReport, OutcomeValue
 from controller.drift.slices import SlicedDrift, SliceDrift, SliceValue
-from controller.drift.table import reference_notes, slices_line, verdict_line
+from controller.drift.table import outcome_line, reference_notes, slices_line, verdict_line
 from controller.quality.data_profile import DataProfile
 
-__all__ = ["drift_dict", "report_dict", "sliced_dict"]
+__all__ = ["drift_dict", "outcome_dict", "report_dict", "sliced_dict"]
 
 
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _outcome_value(outcome: OutcomeValue) -> dict[str, Any]:
+    return {
+        "rows": outcome.rows,
+        "value": _finite_or_none(outcome.value),
+        "training": _finite_or_none(outcome.training),
+        "change": _finite_or_none(outcome.change),
+    }
+
+
+def outcome_dict(report: OutcomeReport) -> dict[str, Any]:
+    """The outcome of the whole file (``sluice drift --outcome``): what it is, its value
+    beside the training value, the rows without one and the notes printed with it."""
+    return {
+        "name": report.name,
+        "kind": report.kind,
+        **_outcome_value(report.whole),
+        "missing_rows": report.missing,
+        "judged": False,
+        "notes": list(report.notes),
+        "summary": outcome_line(report),
+    }
 
 
 def drift_dict(result: DatasetDrift) -> dict[str, Any]:
@@ -58,12 +87,13 @@ def _json_value(value: SliceValue) -> SliceValue:
     return str(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _slice_dict(part: SliceDrift) -> dict[str, Any]:
+def _slice_dict(part: SliceDrift, outcome: OutcomeValue | None) -> dict[str, Any]:
     head = {
         "value": _json_value(part.value),
         "rows": part.rows,
         "reference": "slice" if part.own_reference else "pooled",
         "reference_rows": part.reference.rows if part.reference is not None else None,
+        "outcome": _outcome_value(outcome) if outcome is not None else None,
     }
     if part.drift is None:
         return {
@@ -80,8 +110,10 @@ def _slice_dict(part: SliceDrift) -> dict[str, Any]:
     return {**head, "judged": True, "reason": None, **drift_dict(part.drift)}
 
 
-def sliced_dict(sliced: SlicedDrift) -> dict[str, Any]:
-    """Every slice's verdict (``sluice drift --by``), and whether any slice drifts."""
+def sliced_dict(sliced: SlicedDrift, outcome: OutcomeReport | None = None) -> dict[str, Any]:
+    """Every slice's verdict (``sluice drift --by``), and whether any slice drifts; with
+    ``outcome``, each slice's outcome too."""
+    outcomes = {part.value: part.outcome for part in outcome.slices} if outcome else {}
     return {
         "column": sliced.column,
         "min_rows": sliced.min_rows,
@@ -91,7 +123,7 @@ def sliced_dict(sliced: SlicedDrift) -> dict[str, Any]:
         "drifted": sliced.drifted,
         "drifted_values": [_json_value(value) for value in sliced.drifted_values],
         "summary": slices_line(sliced),
-        "slices": [_slice_dict(part) for part in sliced.slices],
+        "slices": [_slice_dict(part, outcomes.get(part.value)) for part in sliced.slices],
     }
 
 
@@ -105,10 +137,12 @@ def report_dict(
     current_rows: int,
     html: Path | None,
     by: SlicedDrift | None = None,
+    outcome: OutcomeReport | None = None,
 ) -> dict[str, Any]:
     """The result as JSON-ready data; ``alias`` is the one resolved (None for a version asked
-    for by number), ``current`` the compared file, ``html`` the HTML report, if written, and
-    ``by`` the slices of ``--by`` (null without it)."""
+    for by number), ``current`` the compared file, ``html`` the HTML report, if written,
+    ``by`` the slices of ``--by`` and ``outcome`` the report of ``--outcome`` (each null
+    without its flag)."""
     return {
         "model": version.name,
         "version": version.version,
@@ -118,5 +152,6 @@ def report_dict(
         "current": {"path": str(current), "rows": current_rows},
         **drift_dict(result),
         "html": str(html) if html is not None else None,
-        "by": sliced_dict(by) if by is not None else None,
+        "by": sliced_dict(by, outcome) if by is not None else None,
+        "outcome": outcome_dict(outcome) if outcome is not None else None,
     }

@@ -63,6 +63,7 @@ __all__ = [
     "SlicedDrift",
     "check_slice_column",
     "detect_drift_by",
+    "named_columns",
     "slice_label",
     "split_by",
     "top_drifted",
@@ -144,7 +145,8 @@ def slice_label(value: SliceValue) -> str:
     return "(no value)" if value is None else str(value)
 
 
-def _named_columns(frame: pd.DataFrame) -> str:
+def named_columns(frame: pd.DataFrame) -> str:
+    """The frame's column names for a message, the first 30 and how many more."""
     names = [str(name) for name in frame.columns]
     shown = ", ".join(names[:_COLUMNS_NAMED])
     more = len(names) - _COLUMNS_NAMED
@@ -161,7 +163,7 @@ def check_slice_column(
     if column not in frame.columns:
         raise InputError(
             f"{source} has no column '{column}' to slice by (its columns: "
-            f"{_named_columns(frame)}); fix --by"
+            f"{named_columns(frame)}); fix --by"
         )
     distinct = int(frame[column].nunique(dropna=True))
     if distinct > max_values:

@@ -1,6 +1,7 @@
 """The drift verdict as a terminal table: one row per feature, then the dataset's line; with
 ``--by``, a second table with one row per slice, notes on what the slices were compared with,
-then the slices' line.
+then the slices' line. With ``--outcome``, a line with the whole file's outcome and (with
+``--by``) a table of each slice's, beside the training values.
 
 A person reading ``sluice drift`` wants to see, per feature, which statistic decided, how far it
 is from its threshold and which way the comparison goes (a p-value drifts *below* its threshold,
@@ -16,13 +17,19 @@ from rich.table import Table
 from rich.text import Text
 
 from controller.drift.detector import DatasetDrift, DriftMethod, FeatureDrift
+from controller.drift.outcomes import OutcomeKind, OutcomeReport, OutcomeValue
 from controller.drift.slices import SlicedDrift, slice_label, top_drifted
 
 __all__ = [
     "SHORT_STATISTIC_NAMES",
     "drift_table",
+    "format_outcome",
+    "format_outcome_change",
     "format_threshold",
     "format_value",
+    "outcome_heading",
+    "outcome_line",
+    "outcome_table",
     "reference_notes",
     "slice_table",
     "slices_line",
@@ -177,5 +184,77 @@ def slice_table(sliced: SlicedDrift) -> Table:
             else Text("✓ no drift", style="green"),
             top.feature if top is not None else "-",
             _score(top) if top is not None else "-",
+        )
+    return table
+
+
+def _number(value: float, sign: str = "") -> str:
+    """A mean for people: whole numbers from 1,000, two decimals from 1, else four."""
+    size = abs(value)
+    decimals = 0 if size >= 1_000 else 2 if size >= 1 else 4
+    return f"{value:{sign},.{decimals}f}"
+
+
+def format_outcome(kind: OutcomeKind, value: float | None) -> str:
+    """An outcome for people: a rate as a percentage, a mean as :func:`_number`; ``-`` when
+    unknown."""
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return format_value(value)
+    return f"{value:.1%}" if kind == "rate" else _number(value)
+
+
+def format_outcome_change(kind: OutcomeKind, outcome: OutcomeValue) -> str:
+    """The change from training: percentage points for a rate, the difference (and its share
+    of the training value) for a mean; ``-`` when the training value is unknown."""
+    change = outcome.change
+    if change is None or outcome.training is None:
+        return "-"
+    if not math.isfinite(change):
+        return format_value(change)
+    if kind == "rate":
+        return f"{change * 100:+.1f} pp"
+    shown = _number(change, "+")
+    return f"{shown} ({change / outcome.training:+.0%})" if outcome.training else shown
+
+
+def outcome_heading(report: OutcomeReport) -> str:
+    """What the outcome is and that nothing is judged on it."""
+    kind = "a rate (0/1)" if report.kind == "rate" else "a mean"
+    return f"Outcome {report.name}, {kind}, not judged"
+
+
+def outcome_line(report: OutcomeReport) -> str:
+    """One line: the whole file's outcome, its rows and the training value with the change."""
+    whole = report.whole
+    line = (
+        f"{outcome_heading(report)}: {format_outcome(report.kind, whole.value)} over "
+        f"{whole.rows:,} rows; training {format_outcome(report.kind, whole.training)}"
+    )
+    change = format_outcome_change(report.kind, whole)
+    return line if change == "-" else f"{line}, {change}"
+
+
+def outcome_table(report: OutcomeReport) -> Table:
+    """A Rich table with a row per slice: the rows with the outcome, its rate or mean, the
+    training value of the slice's own training rows and the change (``--outcome`` with
+    ``--by``)."""
+    column = report.by or ""
+    title = f"{report.name} {report.kind} by {column}: reported, not judged"
+    table = Table(title=title, title_justify="left")
+    table.add_column(column)
+    table.add_column("rows", justify="right", no_wrap=True)
+    table.add_column(f"{report.name} {report.kind}", justify="right", no_wrap=True)
+    table.add_column("training", justify="right", no_wrap=True)
+    table.add_column("change", justify="right", no_wrap=True)
+    for part in report.slices:
+        outcome = part.outcome
+        table.add_row(
+            slice_label(part.value),
+            f"{outcome.rows:,}",
+            format_outcome(report.kind, outcome.value),
+            format_outcome(report.kind, outcome.training),
+            format_outcome_change(report.kind, outcome),
         )
     return table

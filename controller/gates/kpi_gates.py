@@ -12,14 +12,14 @@ is the policy's mistake and an error, never a pass.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import InputError
 from controller.gates.judge import JudgeConfig
 from controller.gates.kpi_judge import judge_kpi, kpi_gate
 from controller.gates.kpi_policy import KpiCheck
-from controller.gates.kpi_samples import OutcomeRequest, sample_of
+from controller.gates.kpi_samples import requests_by_revision, sample_of
 from controller.predictions import ServedOutcome
 
 __all__ = ["evaluate_kpi", "unjudged_kpis"]
@@ -43,22 +43,11 @@ def evaluate_kpi(
 ) -> GateResult:
     """``check`` judged at ``look`` on ``served`` (its outcome's rows, any revisions): the
     canary's requests against the primary's, as counted at ``now`` (epoch seconds)."""
-    by_revision: Mapping[str, list[OutcomeRequest]] = {canary_revision: [], primary_revision: []}
-    for row in served:
-        requests = by_revision.get(row.revision)
-        if requests is None:
-            continue
-        if isinstance(row.value, str):
-            return GateResult(
-                kpi_gate(check.name),
-                Verdict.ERROR,
-                f"{check.name}: outcome {check.outcome} of request {row.request_id} is "
-                f"{row.value!r}, a class name: a KPI counts numbers (send 0/1 or a value)",
-            )
-        requests.append(OutcomeRequest(row.time, row.value))
+    pair = (canary_revision, primary_revision)
     try:
-        canary = sample_of(by_revision[canary_revision], now=now, check=check)
-        primary = sample_of(by_revision[primary_revision], now=now, check=check)
+        by_revision = requests_by_revision(check, (row for row in served if row.revision in pair))
+        canary = sample_of(by_revision.get(canary_revision, ()), now=now, check=check)
+        primary = sample_of(by_revision.get(primary_revision, ()), now=now, check=check)
     except InputError as exc:
         return GateResult(kpi_gate(check.name), Verdict.ERROR, f"{check.name}: {exc.message}")
     return judge_kpi(check, canary, primary, look=look, judge=judge).gate_result()

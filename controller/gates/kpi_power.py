@@ -18,8 +18,16 @@ computes the duration instead of guessing it, for the test the judge runs (pure,
   the textbook sample size ``(z_alpha sd0 + z_power sd1)^2 / delta^2`` exactly.
 - Requests arrive at ``rps``, a share ``share`` to the canary; looks come every ``interval``
   seconds; a request counts ``outcomeDelay`` seconds after it was served, so look k counts
-  ``rps (k interval - delay)`` requests, and a look where the canary has fewer than
+  ``rps (k interval - delay)`` requests, and a look where either revision has fewer than
   ``minSamples`` cannot decide. The interval is solved so that the last look reaches the power.
+- Requests arrive as a Poisson process, so whether a look has ``minSamples`` is a probability,
+  not a yes or no: the judge counts the requests that came, not the ones expected. Counts only
+  grow, so the looks that decide are those from the first with ``minSamples`` in both
+  revisions on, and the power is the crossing probability from each possible first look,
+  weighted by the chance that it is the first. Deciding by the expected count instead put a
+  plan whose last look expects exactly ``minSamples`` (5,000 canary requests at 1,000 rps for
+  a 1-point drop) at its computed power of 0.97 when half of such canaries fall short of
+  ``minSamples`` and cannot be judged at all: the solver stops where the power jumps.
 """
 
 from __future__ import annotations
@@ -180,11 +188,23 @@ def fixed_sample_total(
 
 def _look_plan(
     interval: float, *, rps: float, share: float, delay: float, max_looks: int, min_samples: int
-) -> tuple[float, list[float], list[bool]]:
+) -> tuple[float, list[float], list[float]]:
+    """Requests counted at the last look, each look's share of them, and the probability that
+    each look has ``min_samples`` counted requests in both revisions (Poisson arrivals)."""
+    from scipy import special
+
     counted = [rps * max(k * interval - delay, 0.0) for k in range(1, max_looks + 1)]
-    decides = [total * min(share, 1 - share) >= min_samples for total in counted]
+    ready = [
+        float(special.pdtrc(min_samples - 1, total * share))
+        * float(special.pdtrc(min_samples - 1, total * (1 - share)))
+        for total in counted
+    ]
     last = counted[-1]
-    return last, [total / last if last > 0 else 0.0 for total in counted], decides
+    return last, [total / last if last > 0 else 0.0 for total in counted], ready
+
+
+#: A first deciding look less likely than this adds nothing to the power worth integrating.
+_NEGLIGIBLE = 1e-9
 
 
 def canary_duration(
@@ -222,28 +242,34 @@ def canary_duration(
         canary = max(p - margin, 0.0)
         sd_margin = math.sqrt(canary * (1 - canary) / share + p * (1 - p) / (1 - share))
 
-    def looks(interval: float) -> tuple[float, list[float], list[bool]]:
+    def looks(interval: float) -> tuple[float, list[float], list[float]]:
         return _look_plan(
             interval, rps=rps, share=share, delay=outcome_delay, max_looks=max_looks,
             min_samples=min_samples,
         )  # fmt: skip
 
     def reached(interval: float) -> float:
-        total, fractions, decides = looks(interval)
+        total, fractions, ready = looks(interval)
         if total <= 0:
             return 0.0
         drift = delta * math.sqrt(total) / sd1
-        bounds = [b if ok else math.inf for b, ok in zip(boundaries, decides, strict=True)]
-        if margin is None:
-            return crossing_probability(drift, bounds, fractions)
-        # Pass at look k: the drop's estimate is below margin - z_k sd_margin_k; on the
-        # scale of Z_k (the estimate over sd1_k) that is the floor below.
-        at_margin = margin * math.sqrt(total) / sd1
-        floors = [
-            at_margin * math.sqrt(t) - z * sd_margin / sd1
-            for t, z in zip(fractions, critical, strict=True)
-        ]
-        return crossing_probability(drift, bounds, fractions, floors)
+        floors: list[float] | None = None
+        if margin is not None:
+            # Pass at look k: the drop's estimate is below margin - z_k sd_margin_k; on the
+            # scale of Z_k (the estimate over sd1_k) that is the floor below.
+            at_margin = margin * math.sqrt(total) / sd1
+            floors = [
+                at_margin * math.sqrt(t) - z * sd_margin / sd1
+                for t, z in zip(fractions, critical, strict=True)
+            ]
+        power, before = 0.0, 0.0
+        for first, chance in enumerate(ready):  # the first look with minSamples is `first`
+            weight, before = chance - before, max(chance, before)
+            if weight < _NEGLIGIBLE:
+                continue
+            bounds = [b if k >= first else math.inf for k, b in enumerate(boundaries)]
+            power += weight * crossing_probability(drift, bounds, fractions, floors)
+        return power
 
     low = outcome_delay / max_looks
     high = max(2 * low, 1.0)

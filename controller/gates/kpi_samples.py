@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from controller.errors import InputError
 from controller.gates.kpi_policy import KpiCheck
+from controller.predictions import ServedOutcome
 
-__all__ = ["MeanSample", "OutcomeRequest", "RateSample", "sample_of"]
+__all__ = ["MeanSample", "OutcomeRequest", "RateSample", "requests_by_revision", "sample_of"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +92,20 @@ def sample_of(
             "or make it kind: mean"
         )
     return RateSample(len(values), int(sum(values)))
+
+
+def requests_by_revision(
+    check: KpiCheck, served: Iterable[ServedOutcome]
+) -> dict[str, list[OutcomeRequest]]:
+    """``served`` (rows of ``check``'s outcome) split by the revision that answered, in the
+    order the revisions first appear. A class-name outcome is the policy's mistake:
+    :class:`InputError` naming the request."""
+    by_revision: dict[str, list[OutcomeRequest]] = {}
+    for row in served:
+        if isinstance(row.value, str):
+            raise InputError(
+                f"outcome {check.outcome} of request {row.request_id} is {row.value!r}, a class "
+                "name: a KPI counts numbers (send 0/1 or a value)"
+            )
+        by_revision.setdefault(row.revision, []).append(OutcomeRequest(row.time, row.value))
+    return by_revision

@@ -40,6 +40,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from controller.gates.metrics_profile import DEFAULT_PROFILE, MetricsProfile, resolve_profile
 from controller.outcome_scores import OutcomeAnswer, OutcomeKey, Tally, tally
 from controller.predictions import is_outcome_name
+from controller.refresher import Refresher
 
 __all__ = [
     "OUTCOME_ANSWERS",
@@ -91,14 +92,20 @@ class GraphOutcomes:
     ) -> None:
         self._namespace, self._graph, self._reader = namespace, graph, reader
         self._profile = profile or resolve_profile(DEFAULT_PROFILE)
-        self.window, self.interval, self.limit = window, interval, limit
+        self.window, self.limit = window, limit
         self._clock = clock
         self._lock = threading.Lock()
         self._members: tuple[str, ...] = ()
         self._segment = ""
         self._tally: dict[OutcomeKey, Tally] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        #: The thread that calls :meth:`refresh` (start it, stop it, set its interval).
+        self.refresher = Refresher(
+            self.refresh,
+            interval=interval,
+            name=f"outcomes-{graph}",
+            failure=f"InferenceGraph {graph}: outcome series not refreshed",
+            log=_log,
+        )
         #: Set after each refresh that read the log (tests wait on it).
         self.refreshed = threading.Event()
 
@@ -136,38 +143,6 @@ class GraphOutcomes:
             if (self._members, self._segment) == (members, segment):  # else a newer graph's
                 self._tally = counted
         self.refreshed.set()
-
-    def start(self) -> None:
-        """Refresh every ``interval`` seconds on a thread of its own, until :meth:`stop`."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name=f"outcomes-{self._graph}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop refreshing (idempotent)."""
-        thread, self._thread = self._thread, None
-        self._stop.set()
-        if thread is not None:
-            thread.join(10.0)
-
-    def _run(self) -> None:
-        failing = False
-        while not self._stop.is_set():
-            try:
-                self.refresh()
-            except Exception as exc:  # the thread outlives a busy or missing file
-                if not failing:
-                    _log.warning(
-                        "InferenceGraph %s: outcome series not refreshed: %s", self._graph, exc
-                    )
-                failing = True
-            else:
-                failing = False
-            self._stop.wait(self.interval)
 
     def counts(self) -> dict[OutcomeKey, Tally]:
         """The cached tally."""

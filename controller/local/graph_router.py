@@ -135,7 +135,7 @@ class GraphRouter(LoopServer):
         if prediction_log is not None:
             self.outcomes = GraphOutcomes(namespace, graph, prediction_log, metrics_profile)
             if outcome_refresh is not None:
-                self.outcomes.interval = outcome_refresh
+                self.outcomes.refresher.interval = outcome_refresh
             self.registry.register(self.outcomes)
         self._pool = UpstreamPool(service_timeout)
         self._running: _Running | None = None
@@ -152,13 +152,13 @@ class GraphRouter(LoopServer):
         """Listen (:meth:`LoopServer.start`), and refresh the outcome series from the log."""
         super().start(timeout)
         if self.outcomes is not None:
-            self.outcomes.start()
+            self.outcomes.refresher.start()
         return self
 
     def stop(self) -> None:
         """Stop refreshing the outcome series, then listening (idempotent)."""
         if self.outcomes is not None:
-            self.outcomes.stop()
+            self.outcomes.refresher.stop()
         super().stop()
 
     def deploy(self, deployment: GraphDeployment | None, why_not: str = "") -> None:

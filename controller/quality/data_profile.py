@@ -4,7 +4,10 @@ Drift on live inputs is only measurable against what the model was trained on. K
 training set next to every version is too heavy, so training logs this profile instead: per
 feature the quantile bins with their counts (for PSI), an evenly spaced sorted sample (for KS
 and Wasserstein), and category frequencies, plus the same for the model's scores. The schema is
-versioned so that a reader can refuse a profile it does not understand.
+versioned so that a reader can refuse a profile it does not understand. ``label`` (the name of
+the column ``label_rate`` is the mean of) came later within version 1: it is written only when
+training named a label, so a profile without one reads as before everywhere, and a Sluice older
+than the field refuses a profile with one ("upgrade Sluice"), as it refuses any it cannot read.
 
 A profile of the whole training set describes the training *mix*. When the data is made of
 sub-populations with distributions of their own (market regimes, customer tiers), training can
@@ -83,7 +86,16 @@ class DataProfile(BaseModel):
     rows: int
     features: dict[str, Annotated[NumericProfile | CategoricalProfile, Field(discriminator="kind")]]
     predictions: NumericProfile | None = None
-    label_rate: float | None = None
+    label_rate: float | None = Field(
+        default=None,
+        description="Mean of the label column over the training rows: a rate for a 0/1 label.",
+    )
+    label: str | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="The label column label_rate is of; absent in profiles logged before "
+        "Sluice recorded it, whose label_rate cannot be matched to a column.",
+    )
 
 
 class SliceProfiles(BaseModel):
@@ -167,7 +179,8 @@ def build_profile(
     predictions: npt.ArrayLike | None = None,
     label: str | None = None,
 ) -> DataProfile:
-    """Profile the named columns of ``frame`` and, when given, the model's scores on it."""
+    """Profile the named columns of ``frame`` and, when given, the model's scores on it and the
+    mean of its ``label`` column (recorded with the column's name)."""
     features: dict[str, NumericProfile | CategoricalProfile] = {}
     for name in numeric:
         features[name] = profile_numeric(frame[name].to_numpy(dtype=np.float64, na_value=np.nan))
@@ -178,6 +191,7 @@ def build_profile(
         features=features,
         predictions=profile_numeric(predictions) if predictions is not None else None,
         label_rate=float(frame[label].mean()) if label is not None else None,
+        label=label,
     )
 
 

@@ -167,6 +167,16 @@ class MemoryPredictionStore(PairReader, OutcomeRecorder):
             and a.time >= since
         ]  # fmt: skip
 
+    def served_revisions(self, model: str, since: float) -> list[str]:
+        with self._lock:
+            answers = sorted(self._answers.values(), key=lambda row: (row[1].time, row[1].revision))
+        first = [
+            a.revision
+            for _seq, a in answers
+            if a.model == model and a.role == "primary" and a.time >= since
+        ]
+        return list(dict.fromkeys(first))
+
     def select_pairs(self, query: PairQuery) -> list[PredictionPair]:
         with self._lock:
             answers = dict(self._answers)

@@ -19,7 +19,7 @@ import mlflow.pyfunc
 import mlflow.sklearn
 import pandas as pd
 
-from controller.backends.mlflow_registry import PROFILE_ARTIFACT
+from controller.backends.mlflow_registry import PROFILE_ARTIFACT, SLICE_PROFILES_ARTIFACT
 from models.code_model import code_model_arguments
 from models.recommender.served_model import click_frame
 from models.registry_session import RegistrySession
@@ -53,10 +53,12 @@ class RecommenderTraining(RegistrySession):
         metrics: dict[str, float],
         champion: tuple[int, dict[str, float]] | None,
         profile: dict[str, Any],
+        slice_profiles: dict[str, Any],
         verdict: dict[str, Any],
     ) -> tuple[str, str]:
-        """Log params, metrics, the model and the reports (the training profile, the gate's
-        verdict); returns the run id and the logged model's URI (MLflow 3: ``models:/m-<id>``)."""
+        """Log params, metrics, the model and the reports (the training profile, one profile
+        per user segment, the gate's verdict); returns the run id and the logged model's URI
+        (MLflow 3: ``models:/m-<id>``)."""
         mlflow.set_experiment(self.model_name)
         with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
             mlflow.log_params(params)
@@ -69,5 +71,11 @@ class RecommenderTraining(RegistrySession):
                 Path(tmp), estimator=estimator, input_example=input_example
             )
             info = mlflow.pyfunc.log_model(name="model", **arguments)
-            self.log_documents({PROFILE_ARTIFACT: profile, "quality_gate.json": verdict})
+            self.log_documents(
+                {
+                    PROFILE_ARTIFACT: profile,
+                    SLICE_PROFILES_ARTIFACT: slice_profiles,
+                    "quality_gate.json": verdict,
+                }
+            )
             return str(run.info.run_id), str(info.model_uri)

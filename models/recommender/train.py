@@ -37,7 +37,7 @@ import pandas as pd
 
 from controller.errors import InputError
 from controller.quality.data_contract import validate_frame
-from controller.quality.data_profile import build_profile
+from controller.quality.data_profile import build_profile, build_slice_profiles
 from controller.quality.quality_gate import GateVerdict, evaluate_gate, load_quality_gate
 from controller.settings import load_settings
 from models.holdout_digest import frame_digest
@@ -191,9 +191,16 @@ def train(args: argparse.Namespace) -> TrainingResult:
             served = tracking.load_pyfunc(champion.version)
             champion_metrics = _holdout_metrics(holdout, score_served(served, holdout))
         verdict: GateVerdict = evaluate_gate(metrics, champion_metrics, gate)
+        train_scores = score(model, train_rows)
         profile = build_profile(
             train_rows, numeric=NUMERIC_FEATURES, categorical=CATEGORICAL_FEATURES,
-            predictions=score(model, train_rows), label=CLICK,
+            predictions=train_scores, label=CLICK,
+        )  # fmt: skip
+        # Per segment too: `sluice drift --by user_segment --outcome click` compares each
+        # segment's inputs and click rate with that segment's training rows.
+        by_segment = build_slice_profiles(
+            train_rows, "user_segment", numeric=NUMERIC_FEATURES,
+            categorical=CATEGORICAL_FEATURES, predictions=train_scores, label=CLICK,
         )  # fmt: skip
         params = {
             "period": args.period if args.data is None else "file",
@@ -215,6 +222,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
             if champion is not None and champion_metrics is not None
             else None,
             profile=profile.model_dump(mode="json"),
+            slice_profiles=by_segment.model_dump(mode="json"),
             verdict=verdict.model_dump(mode="json"),
         )
         run_url = tracking.run_url(run_id)

@@ -1,0 +1,40 @@
+"""Composition of ``sluice serve``'s KPI series: which releases have KPI checks (Git), and the
+prediction log their requests and outcomes are read from (see :mod:`controller.serve.kpi_series`).
+"""
+
+from __future__ import annotations
+
+from controller.backends.prediction_stores import open_prediction_log
+from controller.commands.local_state import prediction_log_path
+from controller.ports import ReleaseRepository
+from controller.proposals.proposal_scan import ReleaseSnapshot
+from controller.rollout.observe import load_environment_config
+from controller.serve.kpi_series import KpiRelease, KpiSeries
+from controller.settings import Settings
+
+__all__ = ["build_kpi_series"]
+
+
+def build_kpi_series(
+    settings: Settings, snapshot: ReleaseSnapshot, workspace: ReleaseRepository
+) -> KpiSeries | None:
+    """The KPI series over the configured prediction log; None when there is none to read
+    (no ``prediction_store_url``, and no SQLite log at ``prediction_log_path`` yet)."""
+    path = prediction_log_path(settings)
+    if settings.prediction_store_url is None and not path.is_file():
+        return None
+    log = open_prediction_log(settings, path)
+
+    def releases() -> list[KpiRelease]:
+        watched = snapshot.watched()
+        configs = {
+            environment: load_environment_config(workspace, environment)
+            for environment in dict.fromkeys(w.environment for w in watched)
+        }
+        found = []
+        for w in watched:
+            checks = configs[w.environment].policy_for(w.model).gates.kpis
+            found.append(KpiRelease(w.environment, w.model, checks))
+        return found
+
+    return KpiSeries(releases, log, window=settings.kpi_series_window_seconds)
