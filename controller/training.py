@@ -62,6 +62,7 @@ from controller.quality.quality_gate import GateVerdict, QualityGate, evaluate_g
 __all__ = [
     "CHALLENGER_ALIAS",
     "ProvenanceRecord",
+    "check_signing_key",
     "dataset",
     "log_reference_profile",
     "record_gate",
@@ -231,6 +232,15 @@ def _code_source(env: Mapping[str, str]) -> CodeSource | None:
 def _entry_point() -> str:
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     return str(getattr(spec, "name", None) or Path(sys.argv[0]).name)
+
+
+def check_signing_key(env: Mapping[str, str] | None = None) -> None:
+    """Fail now, before any run or version is written, when ``SLUICE_SIGNING_KEY`` (or
+    ``SLUICE_SIGNING_KEY_FILE``) is set but cannot be read: a
+    :class:`~controller.errors.ConfigError` naming the variable, never the key. Training
+    scripts call it first; :func:`record_provenance` would find the same key unreadable only
+    after the version is registered."""
+    load_signer(os.environ if env is None else env)
 
 
 def record_provenance(

@@ -220,20 +220,29 @@ def test_model_pkl_edited_in_the_artifact_store_fails_naming_it(
     assert "the artifact changed after it was signed" in line
 
 
+@pytest.mark.parametrize(
+    "trainer",
+    [
+        ["models.fraud_detector.train", "--rows", "2000"],
+        # The plain-MLflow example checks the key itself (training.check_signing_key): it
+        # used to find it unreadable only after registering, as a traceback.
+        ["models.diabetes_regressor.train"],
+    ],
+    ids=["fraud", "diabetes"],
+)
 def test_unreadable_signing_key_stops_training_before_mlflow(
-    mlflow_server: MlflowService,
+    mlflow_server: MlflowService, trainer: list[str]
 ) -> None:
     """A bad SLUICE_SIGNING_KEY is one line and exit 2, naming the variable and never its
     content, and leaves no run and no version."""
-    model = f"fraud-badkey-{uuid.uuid4().hex[:8]}"
+    model = f"badkey-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": mlflow_server.tracking_uri,
         "SLUICE_SIGNING_KEY": "-----BEGIN PRIVATE KEY-----\nSECRETBYTES\n-----END PRIVATE KEY-----",
     }
     trained = subprocess.run(
-        [sys.executable, "-m", "models.fraud_detector.train", "--rows", "2000", "--model-name",
-         model],
+        [sys.executable, "-m", *trainer, "--model-name", model],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     assert trained.returncode == 2

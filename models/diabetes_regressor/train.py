@@ -1,6 +1,6 @@
 """Train a diabetes-progression regressor with plain MLflow, and give Sluice what it needs.
 
-Nothing here is Sluice's but the three calls of :mod:`controller.training`: the model is logged
+Nothing here is Sluice's but the calls of :mod:`controller.training`: the model is logged
 and registered by MLflow's own ``log_model`` (scikit-learn flavour, MLflow's default format,
 an input example so the signature and the load test's rows come with it). Run it with
 ``MLFLOW_TRACKING_URI`` set (``eval "$(sluice local env)"``)::
@@ -11,6 +11,7 @@ an input example so the signature and the load test's rows come with it). Run it
 from __future__ import annotations
 
 import argparse
+import sys
 
 import mlflow
 import mlflow.sklearn
@@ -20,6 +21,7 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 
 from controller import training
+from controller.errors import SluiceError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=0.1, help="Ridge regularisation")
     parser.add_argument("--model-name", default="diabetes-regressor")
     args = parser.parse_args(argv)
+    try:  # an unreadable signing key stops here, before any run or version is written
+        training.check_signing_key()
+    except SluiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
 
     X, y = load_diabetes(return_X_y=True, as_frame=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
