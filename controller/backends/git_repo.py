@@ -80,7 +80,7 @@ class GitWorkspace:
         self._sleep = sleep
         self._repo: Repo | None = None
         self._lock = CloneLock(self.lock_path, self.path)
-        self._synced = SyncedReads(lambda: Path(self.repo.git_dir))
+        self._synced = SyncedReads(self.path / ".git")  # the clone's, not a cycle to self
 
     # -- the lock ------------------------------------------------------------------------
 

@@ -65,10 +65,11 @@ def read_remote_refs(git_dir: Path) -> RemoteRefs:
 
 
 class SyncedReads:
-    """One workspace's answers as of its last sync: refs until :meth:`forget_refs`, files
-    and histories by commit for good (at most ``kept`` of each, least recently used go)."""
+    """The answers of the clone at ``git_dir`` as of its last sync: refs until
+    :meth:`forget_refs`, files and histories by commit for good (at most ``kept`` of each,
+    least recently used go). The caller makes sure the clone exists before asking."""
 
-    def __init__(self, git_dir: Callable[[], Path], *, kept: int = _KEPT) -> None:
+    def __init__(self, git_dir: Path, *, kept: int = _KEPT) -> None:
         self._git_dir = git_dir
         self._kept = kept
         self._lock = threading.Lock()
@@ -93,7 +94,7 @@ class SyncedReads:
     def refs(self) -> RemoteRefs:
         with self._lock:
             if self._refs is None:
-                self._refs = read_remote_refs(self._git_dir())
+                self._refs = read_remote_refs(self._git_dir)
             return self._refs
 
     def default_branch(self, dangling: Callable[[], str]) -> str:
@@ -121,7 +122,7 @@ class SyncedReads:
             missing = [path for path in dict.fromkeys(paths) if path not in found]
             if missing:
                 if self._reader is None:
-                    self._reader = ObjectReader(self._git_dir())
+                    self._reader = ObjectReader(self._git_dir)
                 read = self._reader.read([f"{sha}:{path}" for path in missing])
                 for path, value in zip(missing, read, strict=True):
                     found[path] = value

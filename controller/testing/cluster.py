@@ -323,5 +323,5 @@ def _render_files(files: Mapping[str, str], sha: str, overlay: str) -> list[dict
             raise ManifestInvalid(
                 f"{overlay} does not exist at {sha[:12]}; create the overlay or fix --env"
             )
-        documents = render_overlay(directory)
+        documents = render_overlay(directory, tree=Path(tmp))
     return [d for d in documents if d.get("kind") == "InferenceService"]
