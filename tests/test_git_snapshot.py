@@ -20,6 +20,7 @@ from support.gitrepo import README, GitRemote, git
 
 from controller.backends.git_object_reader import ObjectReader
 from controller.backends.git_repo import GitWorkspace
+from controller.backends.git_snapshot import SyncedReads
 
 
 def push_from(clone: Path, files: dict[str, str | None], branch: str = "main") -> str:
@@ -181,3 +182,15 @@ def test_object_reader_outlives_its_git_process(git_remote: GitRemote, tmp_path:
         reader.read(["a\nb"])
     reader.close()
     assert process.poll() is not None
+
+
+def test_files_kept_are_bounded(git_remote: GitRemote, tmp_path: Path) -> None:
+    """The least recently used go first; what went is read again when asked for."""
+    clone = git_remote.clone(tmp_path / "clone")
+    head = git("rev-parse", "HEAD", cwd=clone)
+    synced = SyncedReads(clone / ".git", kept=2)
+    assert synced.objects(head, ["README.md", "a", "b"]) == [("blob", README.encode()), None, None]
+    assert list(synced._objects) == [(head, "a"), (head, "b")]
+    assert synced.objects(head, ["README.md"]) == [("blob", README.encode())]
+    assert list(synced._objects) == [(head, "b"), (head, "README.md")]
+    synced.close()

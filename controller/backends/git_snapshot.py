@@ -32,8 +32,10 @@ __all__ = ["RemoteRefs", "SyncedReads", "read_remote_refs"]
 
 _T = TypeVar("_T")
 
-#: Files and histories kept per workspace (a pass over 1,000 pins reads each once per tip).
+#: Files and histories kept per workspace (a pass over 1,000 pins reads each once per tip),
+#: and the bytes of the files at most.
 _KEPT = 8192
+_KEPT_BYTES = 64 * 1024 * 1024
 _ORIGIN = "refs/remotes/origin/"
 
 
@@ -66,8 +68,9 @@ def read_remote_refs(git_dir: Path) -> RemoteRefs:
 
 class SyncedReads:
     """The answers of the clone at ``git_dir`` as of its last sync: refs until
-    :meth:`forget_refs`, files and histories by commit for good (at most ``kept`` of each,
-    least recently used go). The caller makes sure the clone exists before asking."""
+    :meth:`forget_refs`, files and histories by commit for good (at most ``kept`` of each and
+    64 MiB of files; the least recently used go). The caller makes sure the clone exists
+    before asking."""
 
     def __init__(self, git_dir: Path, *, kept: int = _KEPT) -> None:
         self._git_dir = git_dir
@@ -76,6 +79,7 @@ class SyncedReads:
         self._refs: RemoteRefs | None = None
         self._head: str | None = None
         self._objects: OrderedDict[tuple[str, str], tuple[str, bytes] | None] = OrderedDict()
+        self._bytes = 0
         self._answers: OrderedDict[Hashable, object] = OrderedDict()
         self._reader: ObjectReader | None = None
 
@@ -127,8 +131,10 @@ class SyncedReads:
                 for path, value in zip(missing, read, strict=True):
                     found[path] = value
                     self._objects[(sha, path)] = value
-                while len(self._objects) > self._kept:
-                    self._objects.popitem(last=False)
+                    self._bytes += len(value[1]) if value else 0
+                while len(self._objects) > self._kept or self._bytes > _KEPT_BYTES:
+                    _, gone = self._objects.popitem(last=False)
+                    self._bytes -= len(gone[1]) if gone else 0
         return [found[path] for path in paths]
 
     def answer(self, key: Hashable, compute: Callable[[], _T]) -> _T:
