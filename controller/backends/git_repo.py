@@ -80,7 +80,7 @@ class GitWorkspace:
         self._sleep = sleep
         self._repo: Repo | None = None
         self._lock = CloneLock(self.lock_path, self.path)
-        self._synced = SyncedReads(self.path / ".git")  # the clone's, not a cycle to self
+        self._synced = SyncedReads(self.path.absolute() / ".git")  # not a cycle to self
 
     # -- the lock ------------------------------------------------------------------------
 
@@ -169,15 +169,7 @@ class GitWorkspace:
     def default_branch(self) -> str:
         """The remote's default branch (what ``origin/HEAD`` points at), else ``main``."""
         self.repo  # noqa: B018 - a first read clones
-        return self._synced.default_branch(self._symbolic_head)
-
-    def _symbolic_head(self) -> str:
-        """What ``origin/HEAD`` names when that branch is gone (or ``main``, with none)."""
-        try:
-            ref = str(self.repo.git.symbolic_ref("--quiet", "refs/remotes/origin/HEAD"))
-        except GitCommandError:
-            return "main"
-        return ref.removeprefix("refs/remotes/origin/")
+        return self._synced.default_branch()
 
     def list_dir(self, branch: str, path: str) -> list[str]:
         """Names directly under ``path`` on the remote branch (empty if absent)."""
@@ -211,9 +203,11 @@ class GitWorkspace:
         tip = self.remote_sha(branch)
         if tip is None:
             return []
-        return self._synced.answer(
-            ("changes", tip, path, limit),
-            lambda: git_history.changes(self.repo, tip, path, limit),
+        return list(
+            self._synced.answer(
+                ("changes", tip, path, limit),
+                lambda: git_history.changes(self.repo, tip, path, limit),
+            )
         )
 
     def message(self, sha: str) -> str | None:

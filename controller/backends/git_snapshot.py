@@ -101,19 +101,22 @@ class SyncedReads:
                 self._refs = read_remote_refs(self._git_dir)
             return self._refs
 
-    def default_branch(self, dangling: Callable[[], str]) -> str:
-        """The branch ``origin/HEAD`` names; ``dangling()`` asked once per sync when it names
-        none that exists (or there is no ``origin/HEAD``)."""
+    def default_branch(self) -> str:
+        """The branch ``origin/HEAD`` names, else ``main``; when it names none that exists
+        (or there is none), ``git symbolic-ref`` is asked, once per sync."""
         head = self.refs().head
         if head is not None:
             return head
         with self._lock:
-            known = self._head
-        if known is None:
-            known = dangling()
-            with self._lock:
-                self._head = known
-        return known
+            if self._head is None:
+                done = subprocess.run(
+                    ["git", f"--git-dir={self._git_dir}", "symbolic-ref", "--quiet",
+                     f"{_ORIGIN}HEAD"],
+                    capture_output=True, check=False, timeout=120,
+                )  # fmt: skip
+                named = done.stdout.decode("utf-8", "surrogateescape").strip()
+                self._head = named.removeprefix(_ORIGIN) if done.returncode == 0 else "main"
+            return self._head
 
     def objects(self, sha: str, paths: list[str]) -> list[tuple[str, bytes] | None]:
         """``(type, content)`` of each path in commit ``sha``'s tree (None: absent)."""
