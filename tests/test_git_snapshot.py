@@ -60,6 +60,7 @@ def test_another_clones_push_is_seen_after_the_next_sync(
     workspace = GitWorkspace(git_remote.url, tmp_path / "cache")
     first = workspace.remote_sha("main")
     assert workspace.read("main", "README.md") == README.removesuffix("\n")
+    assert workspace.read("main", "./README.md") == README.removesuffix("\n")
     assert workspace.last_change("main", "README.md") is not None
     other = git_remote.clone(tmp_path / "other")
     pushed = push_from(other, {"README.md": "# changed\n", "new.txt": "new\n"})

@@ -37,10 +37,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 class ObjectReader:
     """Objects of the repository at ``git_dir`` by name (``<commit>:<path>``, a sha), from one
-    ``git cat-file --batch`` process; safe to share between threads."""
+    ``git cat-file --batch`` process run in ``work_tree`` (where a ``<commit>:./path`` is
+    relative to, as for GitPython's commands); safe to share between threads."""
 
-    def __init__(self, git_dir: Path) -> None:
+    def __init__(self, git_dir: Path, work_tree: Path | None = None) -> None:
         self.git_dir = git_dir
+        self.work_tree = work_tree
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._pid = 0
@@ -79,6 +81,7 @@ class ObjectReader:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
+                cwd=self.work_tree,
             )
             self._process, self._pid = process, os.getpid()
             self._finalizer = weakref.finalize(self, _stop, process)

@@ -69,8 +69,8 @@ def read_remote_refs(git_dir: Path) -> RemoteRefs:
 class SyncedReads:
     """The answers of the clone at ``git_dir`` as of its last sync: refs until
     :meth:`forget_refs`, files and histories by commit for good (at most ``kept`` of each and
-    64 MiB of files; the least recently used go). The caller makes sure the clone exists
-    before asking."""
+    64 MiB of files; the least recently used go). ``git_dir`` is a clone's ``.git``, its
+    parent the work tree; the caller makes sure the clone exists before asking."""
 
     def __init__(self, git_dir: Path, *, kept: int = _KEPT) -> None:
         self._git_dir = git_dir
@@ -129,7 +129,7 @@ class SyncedReads:
             missing = [path for path in dict.fromkeys(paths) if path not in found]
             if missing:
                 if self._reader is None:
-                    self._reader = ObjectReader(self._git_dir)
+                    self._reader = ObjectReader(self._git_dir, self._git_dir.parent)
                 read = self._reader.read([f"{sha}:{path}" for path in missing])
                 for path, value in zip(missing, read, strict=True):
                     found[path] = value
