@@ -195,3 +195,14 @@ def test_files_kept_are_bounded(git_remote: GitRemote, tmp_path: Path) -> None:
     assert synced.objects(head, ["README.md"]) == [("blob", README.encode())]
     assert list(synced._objects) == [(head, "b"), (head, "README.md")]
     synced.close()
+
+
+def test_a_clone_git_cannot_read_answers_none_and_asks_again(tmp_path: Path) -> None:
+    """Where git fails (no repository at all), every branch is absent, as each failed
+    ``rev-parse`` and ``git show`` said before; nothing of it is kept."""
+    synced = SyncedReads(tmp_path / "nothing" / ".git")
+    assert synced.refs().tips == {}
+    assert synced._refs is None
+    assert synced.objects("0" * 40, ["a.txt"]) == [None]
+    assert not synced._objects
+    synced.close()

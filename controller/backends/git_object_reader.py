@@ -56,8 +56,15 @@ class ObjectReader:
         with self._lock:
             try:
                 return [self._read_one(name) for name in names]
+            except OSError:  # it died: once more, on a new one
+                self._discard()
             except BaseException:
                 self._discard()  # a half-read answer would be taken for the next one
+                raise
+            try:
+                return [self._read_one(name) for name in names]
+            except BaseException:
+                self._discard()
                 raise
 
     def close(self) -> None:
@@ -91,13 +98,8 @@ class ObjectReader:
 
     def _read_one(self, name: str) -> tuple[str, bytes] | None:
         stdin, stdout = self._running()
-        try:
-            stdin.write(name.encode("utf-8", "surrogateescape") + b"\n")
-            stdin.flush()
-        except BrokenPipeError:
-            stdin, stdout = self._restarted()
-            stdin.write(name.encode("utf-8", "surrogateescape") + b"\n")
-            stdin.flush()
+        stdin.write(name.encode("utf-8", "surrogateescape") + b"\n")
+        stdin.flush()
         header = stdout.readline()
         if not header:
             raise OSError(f"git cat-file in {self.git_dir} ended unexpectedly")
@@ -110,7 +112,3 @@ class ObjectReader:
         if len(content) != size:
             raise OSError(f"git cat-file in {self.git_dir} ended unexpectedly")
         return fields[1].decode("ascii"), content
-
-    def _restarted(self) -> tuple[IO[bytes], IO[bytes]]:
-        self._discard()
-        return self._running()

@@ -48,13 +48,16 @@ class RemoteRefs:
     head: str | None
 
 
-def read_remote_refs(git_dir: Path) -> RemoteRefs:
-    """Every remote-tracking ref of ``origin`` in one ``git for-each-ref``."""
+def read_remote_refs(git_dir: Path) -> RemoteRefs | None:
+    """Every remote-tracking ref of ``origin`` in one ``git for-each-ref`` (None: git failed,
+    as on a clone a killed ``git clone`` left half made)."""
     done = subprocess.run(
         ["git", f"--git-dir={git_dir}", "for-each-ref",
          "--format=%(refname)%00%(objectname)%00%(symref)", _ORIGIN],
-        capture_output=True, check=True, timeout=120,
+        capture_output=True, check=False, timeout=120,
     )  # fmt: skip
+    if done.returncode != 0:
+        return None
     tips: dict[str, str] = {}
     head = None
     for line in done.stdout.decode("utf-8", "surrogateescape").splitlines():
@@ -96,10 +99,12 @@ class SyncedReads:
             reader.close()
 
     def refs(self) -> RemoteRefs:
+        """The refs as of the last sync; none, and asked again next time, when git failed
+        (as each ``rev-parse`` of a branch found none before)."""
         with self._lock:
             if self._refs is None:
                 self._refs = read_remote_refs(self._git_dir)
-            return self._refs
+            return self._refs or RemoteRefs({}, None)
 
     def default_branch(self) -> str:
         """The branch ``origin/HEAD`` names, else ``main``; when it names none that exists
@@ -130,7 +135,10 @@ class SyncedReads:
             if missing:
                 if self._reader is None:
                     self._reader = ObjectReader(self._git_dir, self._git_dir.parent)
-                read = self._reader.read([f"{sha}:{path}" for path in missing])
+                try:
+                    read = self._reader.read([f"{sha}:{path}" for path in missing])
+                except OSError:  # git cannot run here: absent, as a failed git show was
+                    return [found.get(path) for path in paths]
                 for path, value in zip(missing, read, strict=True):
                     found[path] = value
                     self._objects[(sha, path)] = value
