@@ -109,6 +109,19 @@ def test_an_overlay_that_can_read_elsewhere_is_never_remembered(
     assert tree_key(tree, tmp_path / "outside", "kubectl") is None
 
 
+def test_a_flow_list_is_never_followed(tmp_path: Path) -> None:
+    """``resources: [../../base, github.com/...]`` is not read entry by entry: not kept."""
+    tree = checkout(tmp_path / "tree")
+    kustomization = tree / OVERLAY / "kustomization.yaml"
+    kustomization.write_text(
+        kustomization.read_text().replace(
+            "resources:\n  - ../../base\n", "resources: [../../base, github.com/o/r//b]\n"
+        )
+    )
+    assert "resources: [" in kustomization.read_text()
+    assert tree_key(tree, tree / OVERLAY, "kubectl") is None
+
+
 def test_a_symbolic_link_out_of_the_tree_is_never_remembered(tmp_path: Path) -> None:
     tree = checkout(tmp_path / "tree")
     (tmp_path / "elsewhere.yaml").write_text("a: 1\n")

@@ -9,10 +9,11 @@ that ran): any changed byte is a new key, and a new tree is always rendered and 
 
 Which files: the overlay's directory and every directory its kustomization names (``- ../../
 base``), transitively, each with everything under it (kustomize loads files only from within a
-kustomization's own directory). A render is not remembered when it could read anything else:
-a list entry that is not a file or directory inside the tree (a remote base such as
-``github.com/org/repo?ref=v1``, a path out of the tree, a ``KEY=value`` literal, to be safe), a
-``://`` anywhere in a kustomization, a symbolic link out of the tree, or more than
+kustomization's own directory), and every file they name. A render is not remembered when it
+could read anything else: a list entry that is not a file or directory inside the tree (a
+remote base such as ``github.com/org/repo?ref=v1``, a path out of the tree, a ``KEY=value``
+literal, to be safe), a list written inline (``[a, b]``), a ``://`` anywhere in a
+kustomization, a symbolic link out of the tree or to a directory, or more than
 :data:`MAX_FILES` files or :data:`MAX_BYTES` bytes to read.
 """
 
@@ -35,6 +36,7 @@ MAX_BYTES = 64 * 1024 * 1024
 _KEPT = 16
 _KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 #: A list entry that is a bare value (``- ../../base``), not a mapping (``- path: x``).
+_FLOW_LIST = re.compile(r"^[^#\n]*:\s*\[", re.MULTILINE)
 _PLAIN_ITEM = re.compile(r"^\s*-\s+(['\"]?)([^\s'\":#][^\s'\"#]*)\1\s*(?:#.*)?$", re.MULTILINE)
 
 _RENDERS: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
@@ -52,17 +54,19 @@ def tree_key(tree: Path, overlay: Path, kubectl: str) -> str | None:
         root = tree.resolve()
         start = overlay.resolve()
         start.relative_to(root)
-        directories = _reachable(root, start)
+        directories, named = _reachable(root, start)
         digest = hashlib.sha256(f"{kubectl}\0{start.relative_to(root)}\0".encode())
-        _digest_files(root, directories, digest)
+        _digest_files(root, directories, named, digest)
     except (_Unsafe, ValueError, OSError):
         return None
     return digest.hexdigest()
 
 
-def _reachable(root: Path, start: Path) -> list[Path]:
-    """The overlay's directory and those its kustomizations name, transitively."""
+def _reachable(root: Path, start: Path) -> tuple[list[Path], set[Path]]:
+    """The overlay's directory and those its kustomizations name, transitively, and the
+    files they name."""
     seen: list[Path] = []
+    named: set[Path] = set()
     pending = [start]
     while pending:
         directory = pending.pop()
@@ -74,21 +78,24 @@ def _reachable(root: Path, start: Path) -> list[Path]:
             if not file.is_file():
                 continue
             text = file.read_text(encoding="utf-8", errors="replace")
-            if "://" in text:
-                raise _Unsafe
+            if "://" in text or _FLOW_LIST.search(text):
+                raise _Unsafe  # a URL, or a list this reading does not follow
             for match in _PLAIN_ITEM.finditer(text):
                 target = (directory / match.group(2)).resolve()
                 target.relative_to(root)  # ValueError: out of the tree
                 if target.is_dir():
                     pending.append(target)
-                elif not target.is_file():
+                elif target.is_file():
+                    named.add(target)
+                else:
                     raise _Unsafe  # remote, or not a file at all
-    return seen
+    return seen, named
 
 
-def _digest_files(root: Path, directories: list[Path], digest: Any) -> None:
-    """Every file under each of ``directories`` (each once), path and bytes, into ``digest``."""
-    files: set[Path] = set()
+def _digest_files(root: Path, directories: list[Path], named: set[Path], digest: Any) -> None:
+    """Every file under each of ``directories`` and each of ``named`` (each once), path and
+    bytes, into ``digest``."""
+    files = set(named)
     for directory in directories:
         for parent, names, found in os.walk(directory):
             names[:] = [name for name in names if name != ".git"]
