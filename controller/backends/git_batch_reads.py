@@ -1,8 +1,9 @@
-"""Many files of a remote branch in one git call: their contents, or only their blob ids.
+"""Many files of a remote branch in one git call: only their blob ids.
 
-A reconcile pass over 1,000 pins cannot afford a ``git show`` per file: ``cat-file --batch``
-reads them all in one round trip, and ``ls-tree`` lists their blob ids from the tree alone (a
-few ms where reading them takes 100+), so unchanged files need not be read at all.
+A reconcile pass over 1,000 pins cannot afford to read every file each time: ``ls-tree``
+lists their blob ids from the tree alone (a few ms where reading them takes 100+), so
+unchanged files need not be read at all (the contents themselves are read through one
+long-lived ``cat-file --batch``: :mod:`~controller.backends.git_object_reader`).
 """
 
 from __future__ import annotations
@@ -10,34 +11,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-__all__ = ["blob_ids", "cat_file_batch"]
+__all__ = ["blob_ids"]
 
 #: Paths per ``git ls-tree`` call (its command line stays far below the kernel's limit).
 _LS_TREE_PATHS = 2000
-
-
-def cat_file_batch(git_dir: Path, request: bytes) -> list[str | None]:
-    """Parse ``git cat-file --batch`` output: one object (or ``missing``) per request line."""
-    result = subprocess.run(
-        ["git", f"--git-dir={git_dir}", "cat-file", "--batch"],
-        input=request,
-        capture_output=True,
-        check=True,
-        timeout=120,
-    )
-    out, position = result.stdout, 0
-    contents: list[str | None] = []
-    for _ in request.splitlines():
-        end = out.index(b"\n", position)
-        header = out[position:end].split()
-        position = end + 1
-        if header[-1] == b"missing" or len(header) < 3:
-            contents.append(None)
-            continue
-        size = int(header[2])
-        contents.append(out[position : position + size].decode("utf-8"))
-        position += size + 1
-    return contents
 
 
 def blob_ids(git_dir: Path, branch: str, paths: list[str]) -> dict[str, str | None]:

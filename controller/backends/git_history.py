@@ -1,5 +1,8 @@
 """A remote branch's history as of the last fetch: the commits that changed a path.
 
+Each function walks back from a commit the caller names by sha (the branch's tip as of the
+last fetch), so its answer never changes and the workspace keeps it.
+
 Each change is read with its ``Sluice-*`` trailers (:class:`~controller.ports.ChangeInfo`);
 ``--first-parent`` throughout, so on a merged proposal the merge commit (merge time) is the
 one that changed the pin.
@@ -27,8 +30,8 @@ def _change(entry: str) -> ChangeInfo:
     return ChangeInfo(sha=sha, time=float(when), trailers=parsed)
 
 
-def last_change(repo: Repo, branch: str, path: str) -> ChangeInfo | None:
-    """The last commit on the remote branch that changed ``path``: sha, commit time and its
+def last_change(repo: Repo, tip: str, path: str) -> ChangeInfo | None:
+    """The last commit up to ``tip`` that changed ``path``: sha, commit time and its
     ``Sluice-*`` trailers (None when no commit touched it)."""
     try:
         out = str(
@@ -36,7 +39,7 @@ def last_change(repo: Repo, branch: str, path: str) -> ChangeInfo | None:
                 "-1",
                 "--first-parent",
                 f"--format={_CHANGE_FORMAT}",
-                f"refs/remotes/origin/{branch}",
+                tip,
                 "--",
                 path,
             )
@@ -48,16 +51,16 @@ def last_change(repo: Repo, branch: str, path: str) -> ChangeInfo | None:
     return _change(out)
 
 
-def changes(repo: Repo, branch: str, path: str, limit: int = 30) -> list[ChangeInfo]:
-    """The last ``limit`` first-parent commits of the remote branch that changed ``path``,
-    newest first, as :func:`last_change` reads one."""
+def changes(repo: Repo, tip: str, path: str, limit: int = 30) -> list[ChangeInfo]:
+    """The last ``limit`` first-parent commits up to ``tip`` that changed ``path``, newest
+    first, as :func:`last_change` reads one."""
     try:
         out = str(
             repo.git.log(
                 f"-{limit}",
                 "--first-parent",
                 f"--format={_CHANGE_FORMAT}%x1d",
-                f"refs/remotes/origin/{branch}",
+                tip,
                 "--",
                 path,
             )

@@ -16,7 +16,9 @@ workspace object and released by the kernel if the process dies.
 (:mod:`~controller.backends.git_clone_lock`), the push and its lost-race retries
 (:mod:`~controller.backends.git_push`), the plumbing commit writer
 (:mod:`~controller.backends.git_commit_writer`) and the reads of many files or commits at once
-(:mod:`~controller.backends.git_batch_reads`, :mod:`~controller.backends.git_history`).
+(:mod:`~controller.backends.git_batch_reads`, :mod:`~controller.backends.git_history`), and
+what the last sync saw, read once (:mod:`~controller.backends.git_snapshot`: the refs until the
+next sync, fetch or push; files and histories by commit).
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from typing import TypeVar
 from git import GitCommandError, Repo
 
 from controller.backends import git_history
-from controller.backends.git_batch_reads import blob_ids, cat_file_batch
+from controller.backends.git_batch_reads import blob_ids
 from controller.backends.git_clone_lock import LOCK_TIMEOUT_SECONDS, CloneLock
 from controller.backends.git_commit_writer import commit_edit, empty_tree_commit
 from controller.backends.git_push import LostRace, git_failure, push, retry_lost_races
+from controller.backends.git_snapshot import SyncedReads
 from controller.errors import PermanentError, RemoteUnavailable
 from controller.ports import ChangeInfo, CommitOutcome
 from controller.redact import redact
@@ -77,6 +80,7 @@ class GitWorkspace:
         self._sleep = sleep
         self._repo: Repo | None = None
         self._lock = CloneLock(self.lock_path, self.path)
+        self._synced = SyncedReads(self.path.absolute() / ".git")  # not a cycle to self
 
     # -- the lock ------------------------------------------------------------------------
 
@@ -95,6 +99,7 @@ class GitWorkspace:
             self._sync()
 
     def _sync(self) -> None:
+        self._synced.forget_refs()
         try:
             if self._repo is None and (self.path / ".git").is_dir():
                 self._repo = Repo(self.path)
@@ -102,6 +107,7 @@ class GitWorkspace:
             if self._repo is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._repo = Repo.clone_from(self.remote_url, self.path, no_checkout=True)
+                self._synced.close()  # a new clone: nothing the reader has open is it
             else:
                 self._repo.git.fetch("origin", "--prune", "--quiet")
         except GitCommandError as exc:
@@ -121,28 +127,39 @@ class GitWorkspace:
         return self._repo
 
     def remote_sha(self, branch: str) -> str | None:
-        """The remote branch's tip as of the last :meth:`sync`, or None if it does not exist."""
-        try:
-            return str(
-                self.repo.git.rev_parse("--verify", "--quiet", f"refs/remotes/origin/{branch}")
-            )
-        except GitCommandError:
-            return None
+        """The remote branch's tip as of the last :meth:`sync`, or None if it does not exist
+        (the refs are read once per sync: :mod:`~controller.backends.git_snapshot`)."""
+        self.repo  # noqa: B018 - a first read clones
+        return self._synced.refs().tips.get(branch)
 
     def read(self, branch: str, path: str) -> str | None:
-        """A file's content on the remote branch as of the last sync, or None if absent."""
-        try:
-            return str(self.repo.git.show(f"refs/remotes/origin/{branch}:{path}"))
-        except GitCommandError:
+        """A file's content on the remote branch as of the last sync, or None if absent; as
+        ``git show`` prints it through GitPython (its last newline dropped)."""
+        sha = self.remote_sha(branch)
+        if sha is None:
             return None
+        (found,) = self._synced.objects(sha, [path])
+        if found is None:
+            return None
+        kind, content = found
+        if kind != "blob":  # a directory: git show's listing
+            try:
+                return str(self.repo.git.show(f"{sha}:{path}"))
+            except GitCommandError:
+                return None
+        return content.removesuffix(b"\n").decode("utf-8", "surrogateescape")
 
     def read_many(self, branch: str, paths: list[str]) -> dict[str, str | None]:
-        """Many files of a remote branch in one ``git cat-file --batch`` round trip."""
-        if not paths:
-            return {}
-        request = "".join(f"refs/remotes/origin/{branch}:{path}\n" for path in paths).encode()
-        contents = cat_file_batch(Path(self.repo.git_dir), request)
-        return dict(zip(paths, contents, strict=True))
+        """Many files of a remote branch, each read once per commit (one long-lived
+        ``git cat-file --batch``)."""
+        sha = self.remote_sha(branch) if paths else None
+        if sha is None:
+            return dict.fromkeys(paths)
+        found = self._synced.objects(sha, paths)
+        return {
+            path: None if value is None else value[1].decode("utf-8")
+            for path, value in zip(paths, found, strict=True)
+        }
 
     def blob_ids(self, branch: str, paths: list[str]) -> dict[str, str | None]:
         """Each file's blob id on a remote branch from ``git ls-tree`` (the tree, not the
@@ -151,11 +168,8 @@ class GitWorkspace:
 
     def default_branch(self) -> str:
         """The remote's default branch (what ``origin/HEAD`` points at), else ``main``."""
-        try:
-            ref = str(self.repo.git.symbolic_ref("--quiet", "refs/remotes/origin/HEAD"))
-        except GitCommandError:
-            return "main"
-        return ref.removeprefix("refs/remotes/origin/")
+        self.repo  # noqa: B018 - a first read clones
+        return self._synced.default_branch()
 
     def list_dir(self, branch: str, path: str) -> list[str]:
         """Names directly under ``path`` on the remote branch (empty if absent)."""
@@ -169,8 +183,13 @@ class GitWorkspace:
 
     def last_change(self, branch: str, path: str) -> ChangeInfo | None:
         """The last commit on the remote branch that changed ``path``: sha, commit time and its
-        ``Sluice-*`` trailers (None when no commit touched it)."""
-        return git_history.last_change(self.repo, branch, path)
+        ``Sluice-*`` trailers (None when no commit touched it); kept by the tip's sha."""
+        tip = self.remote_sha(branch)
+        if tip is None:
+            return None
+        return self._synced.answer(
+            ("last_change", tip, path), lambda: git_history.last_change(self.repo, tip, path)
+        )
 
     def log_subjects(self, branch: str, since: str | None, until: str, path: str) -> list[str]:
         """``<short sha> <subject>`` of each first-parent commit of the remote branch after
@@ -181,7 +200,15 @@ class GitWorkspace:
     def changes(self, branch: str, path: str, limit: int = 30) -> list[ChangeInfo]:
         """The last ``limit`` first-parent commits of the remote branch that changed ``path``,
         newest first, as :meth:`last_change` reads one (as of the last sync)."""
-        return git_history.changes(self.repo, branch, path, limit)
+        tip = self.remote_sha(branch)
+        if tip is None:
+            return []
+        return list(
+            self._synced.answer(
+                ("changes", tip, path, limit),
+                lambda: git_history.changes(self.repo, tip, path, limit),
+            )
+        )
 
     def message(self, sha: str) -> str | None:
         """The full message of commit ``sha`` (None when the clone does not have it)."""
@@ -207,6 +234,7 @@ class GitWorkspace:
                     f"git remote {redact(self.remote_url)} cannot be read ({git_failure(exc)}); "
                     "check the URL and credentials"
                 ) from None
+            self._synced.forget_refs()
             sha = str(repo.git.rev_parse("--verify", seen))
             return sha, str(repo.git.log("-1", "--format=%B", sha))
 
@@ -313,7 +341,11 @@ class GitWorkspace:
         )
 
     def _push(self, name: str, refspec: str, *, lease: str | None = None) -> None:
-        push(self.repo, self.remote_url, name, refspec, lease=lease)
+        """Push, then read the refs afresh (a push moves the remote-tracking branch)."""
+        try:
+            push(self.repo, self.remote_url, name, refspec, lease=lease)
+        finally:
+            self._synced.forget_refs()
 
     def branches(self, prefix: str) -> dict[str, str]:
         """The remote's branches under ``prefix`` (as of the last sync) and their tips."""

@@ -103,7 +103,7 @@ def render_at(
             raise ManifestInvalid(
                 f"{overlay} does not exist at {sha[:12]}; create the overlay or fix --env"
             )
-        documents = render_overlay(directory)
+        documents = render_overlay(directory, tree=Path(tmp))
     return [d for d in documents if d.get("kind") in kinds]
 
 

@@ -6,7 +6,9 @@ renders the same way (``kubectl kustomize``) and validates every InferenceServic
 CRD's own schema first, and against the admission rules of a RawDeployment ``spec.canary``
 that the schema cannot express (:mod:`controller.manifests.deployment_mode`), so an invalid pin is
 never committed. An InferenceGraph beside them is validated the same way, strictly
-(:mod:`controller.manifests.inference_graph`).
+(:mod:`controller.manifests.inference_graph`). A caller that names the tree an overlay is in
+has a render of the same files answered from memory (:mod:`controller.manifests.render_cache`);
+what it renders is validated every time.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from controller.limits import (
 )
 from controller.manifests.deployment_mode import canary_admission_errors
 from controller.manifests.inference_graph import validate_inferencegraph
+from controller.manifests.render_cache import remember, remembered, tree_key
 from controller.manifests.schema_problem import first_schema_problem
 from controller.schemas import inferenceservice_schema
 from controller.yaml_config import check_yaml_text
@@ -75,8 +78,10 @@ def _limit_child() -> None:  # pragma: no cover - runs in the child between fork
     resource.setrlimit(resource.RLIMIT_AS, (KUSTOMIZE_MEMORY_BYTES, KUSTOMIZE_MEMORY_BYTES))
 
 
-def render_overlay(directory: Path) -> list[dict[str, Any]]:
-    """``kubectl kustomize DIRECTORY``, parsed; :class:`ManifestInvalid` if it fails."""
+def render_overlay(directory: Path, *, tree: Path | None = None) -> list[dict[str, Any]]:
+    """``kubectl kustomize DIRECTORY``, parsed; :class:`ManifestInvalid` if it fails. With
+    ``tree``, the checkout ``directory`` is in, a render of files identical to an earlier
+    one's is not run again."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise ConfigError(
@@ -84,6 +89,10 @@ def render_overlay(directory: Path) -> list[dict[str, Any]]:
             "overlays; no cluster is needed)"
         )
     check_overlay_files(directory)
+    key = tree_key(tree, directory, kubectl) if tree is not None else None
+    known = remembered(key)
+    if known is not None:
+        return copy.deepcopy(known)
     try:
         result = subprocess.run(
             [kubectl, "kustomize", str(directory)],
@@ -105,7 +114,9 @@ def render_overlay(directory: Path) -> list[dict[str, Any]]:
         parsed = [_document(text) for text in _DOCUMENT_START.split(result.stdout)]
     except YAMLError:
         raise ManifestInvalid(f"kubectl kustomize {directory} produced unreadable YAML") from None
-    return [copy.deepcopy(doc) for doc in parsed if doc]
+    documents = [doc for doc in parsed if doc]
+    remember(key, documents)
+    return copy.deepcopy(documents)
 
 
 #: Where kustomize starts each document of its output (a ``---`` line of its own).
@@ -170,10 +181,10 @@ def _check_inferenceservice(document: dict[str, Any], *, source: str) -> None:
         )
 
 
-def validate_rendered(directory: Path) -> list[dict[str, Any]]:
-    """Render an overlay and validate every InferenceService and InferenceGraph in it; returns
-    the documents."""
-    documents = render_overlay(directory)
+def validate_rendered(directory: Path, *, tree: Path | None = None) -> list[dict[str, Any]]:
+    """Render an overlay (in ``tree``, when given: see :func:`render_overlay`) and validate
+    every InferenceService and InferenceGraph in it; returns the documents."""
+    documents = render_overlay(directory, tree=tree)
     for document in documents:
         name = (document.get("metadata") or {}).get("name", "?")
         if document.get("kind") == "InferenceService":

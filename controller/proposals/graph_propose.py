@@ -155,7 +155,7 @@ def _edit(
             changed = canary_form(document, proposed, weight)
         validate_inferencegraph(changed, source=f"{source.path} (canary form)")
         file.write_text(dump_graph(changed), encoding="utf-8")
-        validate_rendered(worktree / source.overlay)
+        validate_rendered(worktree / source.overlay, tree=worktree)
 
     return edit
 

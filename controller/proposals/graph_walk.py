@@ -115,7 +115,7 @@ def _edit(
         changed = change(document)
         validate_inferencegraph(changed, source=source.path)
         file.write_text(dump_graph(changed), encoding="utf-8")
-        validate_rendered(worktree / source.overlay)
+        validate_rendered(worktree / source.overlay, tree=worktree)
 
     return edit
 

@@ -130,7 +130,7 @@ def _edit(
             set_inference_logger(document, events_url, source=pin_path)
         path.write_text(dump_pin(document), encoding="utf-8")
         # Validate what Argo CD would apply, before anything is committed.
-        validate_rendered(worktree / overlay)
+        validate_rendered(worktree / overlay, tree=worktree)
 
     return edit
 

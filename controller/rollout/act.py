@@ -128,7 +128,7 @@ class Actuator:
 
         def edit_and_validate(worktree: Path) -> None:
             edit(worktree)
-            for document in validate_rendered(worktree / overlay):
+            for document in validate_rendered(worktree / overlay, tree=worktree):
                 if document.get("kind") == "VirtualService":
                     validate_virtual_service(document, source=f"{overlay} (rendered)")
 
