@@ -6,42 +6,22 @@ through the command line against a real MLflow server and Git remote."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-import pandas as pd
 import pytest
 from ruamel.yaml import YAML
+from support.envelopes import CI_PUBLIC, COMMIT, FILES, OTHER_PUBLIC, envelope
 from support.gitops_repo import manifest_files
 
 from controller.errors import ConfigError, ExitCode, GateFailed
 from controller.manifests.environment import parse_environment
 from controller.proposals.propose import ProposalRequest, propose
-from controller.provenance.dataset import dataset_record
-from controller.provenance.signing import (
-    KEY_ENV,
-    envelope_digest,
-    envelope_line,
-    generate_keypair,
-    load_signer,
-    sign_statement,
-)
-from controller.provenance.statement import build_statement, code_source_from_env
+from controller.provenance.signing import envelope_digest
 from controller.testing import MemoryRegistry, MemoryReleaseRepository
 from controller.testing.attestations import MemoryAttestations
 from controller.testing.forge import MemoryForge
 
 MODEL = "fraud-detector"
-RUN_URL = "https://github.com/acme/models/actions/runs/4242"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-CI = {
-    "GITHUB_ACTIONS": "true",
-    "GITHUB_SERVER_URL": "https://github.com",
-    "GITHUB_REPOSITORY": "acme/models",
-    "GITHUB_RUN_ID": "4242",
-    "GITHUB_SHA": COMMIT,
-}
-FILES = {"MLmodel": b"flavors: {}\n", "model.pkl": b"\x80\x04pickled", "conda.yaml": b"deps\n"}
 CONFIG = "manifests/overlays/{env}/sluice.yaml"
 PIN = "manifests/overlays/{env}/fraud-detector.yaml"
 POLICY = """
@@ -49,22 +29,12 @@ provenance:
   trustedKeys: [keys/ci.pub]
   builders: ["https://github.com/acme/models/actions/runs/*"]
 """
-CI_PUBLIC: bytes
-CI_PRIVATE: bytes
-CI_PRIVATE, CI_PUBLIC = generate_keypair()
-_, OTHER_PUBLIC = generate_keypair()
 
 
-def _envelope(*, signed: bool = True, builder: str = RUN_URL) -> bytes:
-    frame = pd.DataFrame({"amount": [1.0, 2.0], "fraud": [0, 1]})
-    statement = build_statement(
-        subjects={name: hashlib.sha256(content).hexdigest() for name, content in FILES.items()},
-        model=MODEL, version=1, run_id="r1", entry_point="models.fraud_detector.train",
-        parameters={}, datasets=[dataset_record(frame, name="train", source="week 0")],
-        code=code_source_from_env(CI), builder=builder, gate={"passed": True, "checks": []},
-    )  # fmt: skip
-    signer = load_signer({KEY_ENV: CI_PRIVATE.decode()}) if signed else None
-    return envelope_line(sign_statement(statement, signer))
+def _envelope(*, signed: bool = True, builder: str | None = None) -> bytes:
+    if builder is None:
+        return envelope(MODEL, signed=signed)
+    return envelope(MODEL, signed=signed, builder=builder)
 
 
 class Setup:
