@@ -150,6 +150,7 @@ def test_production_refuses_a_version_whose_model_pkl_was_edited_and_force_does_
     assert "the artifact changed after it was signed" in result.stderr
     forced = sluice(signed.tracking_uri, remote, *args, "--force")
     assert forced.returncode != 0
+    assert "a failed provenance check has no override" in forced.stderr
     assert "Proposed" not in forced.stdout
     assert snapshot(remote) == refs
     tag = _outcome_tag(signed.tracking_uri, signed.name, 1, "production")

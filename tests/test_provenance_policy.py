@@ -6,6 +6,7 @@ through the command line against a real MLflow server and Git remote."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from ruamel.yaml import YAML
 from support.envelopes import CI_PUBLIC, COMMIT, FILES, OTHER_PUBLIC, envelope
 from support.gitops_repo import manifest_files
 
+from controller.cli import main
 from controller.errors import ConfigError, ExitCode, GateFailed
 from controller.manifests.environment import parse_environment
 from controller.proposals.propose import ProposalRequest, propose
@@ -181,3 +183,21 @@ def test_required_false_checks_nothing() -> None:
     config = parse_environment(text, source="sluice.yaml", environment="production")
     assert config.provenance is not None
     assert config.provenance_check is None
+
+
+def test_the_environment_schema_documents_the_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    """`sluice config schema environment` shows provenance and each field's description."""
+    assert main(["config", "schema", "environment"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    policy = schema["$defs"]["ProvenancePolicy"]["properties"]
+    assert set(policy) == {"required", "trustedKeys", "builders", "mode"}
+    assert all(field.get("description") for field in policy.values())
+    assert policy["mode"]["enum"] == ["enforce", "warn"]
+    assert "Unset: no check" in schema["properties"]["provenance"]["description"]
+
+
+def test_the_shipped_production_overlay_parses_with_its_commented_policy() -> None:
+    text = manifest_files(MODEL)[CONFIG.format(env="production")]
+    assert "# provenance:\n#   trustedKeys: [keys/production.pub]" in text
+    config = parse_environment(text, source="sluice.yaml", environment="production")
+    assert config.provenance is None
