@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from controller.errors import ConfigError
 from controller.provenance.signing import load_public_key
@@ -51,7 +51,7 @@ class PolicyOutcome:
     environment: str
     what: str
     verification: Verification
-    mode: str
+    mode: Literal["enforce", "warn"]
 
     @property
     def refused(self) -> bool:
