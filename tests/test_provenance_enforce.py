@@ -149,7 +149,7 @@ def test_production_refuses_a_version_whose_model_pkl_was_edited_and_force_does_
     _refused(result, "subjects", "model.pkl has sha256")
     assert "the artifact changed after it was signed" in result.stderr
     forced = sluice(signed.tracking_uri, remote, *args, "--force")
-    assert forced.returncode != 0
+    assert forced.returncode == 2
     assert "a failed provenance check has no override" in forced.stderr
     assert "Proposed" not in forced.stdout
     assert snapshot(remote) == refs
