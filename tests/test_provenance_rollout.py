@@ -61,10 +61,10 @@ class World:
     """v1 serves staging, which requires provenance; v2 (signed) was merged at its first
     step, 10 %."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: str = POLICY) -> None:
         self.clock = ManualClock(1_750_000_000.0)
         files = manifest_files(MODEL)
-        files[f"manifests/overlays/{ENV}/sluice.yaml"] += POLICY
+        files[f"manifests/overlays/{ENV}/sluice.yaml"] += policy
         files["keys/ci.pub"] = CI_PUBLIC.decode()
         self.remote = MemoryRemote(files, clock=self.clock)
         self.cluster = InstantCluster(self.remote, ready_after=1, clock=self.clock)
@@ -133,6 +133,16 @@ def test_an_untouched_artifact_is_judged_as_usual() -> None:
     assert "locust" in [g.gate for g in reports[-1].results]  # judged
     assert "StartRollback" not in [r.action for r in reports]
     assert "sluice.quarantined" not in world.registry.resolve(MODEL, version=2).tags
+
+
+def test_under_warn_a_swapped_artifact_is_recorded_and_the_rollout_goes_on() -> None:
+    world = World(POLICY + "  mode: warn\n")
+    world.attestations.tamper(MODEL, 2, "model.pkl", b"another model")
+    reports = world.run(lambda r: bool(r.results) or r.finished)
+    assert "locust" in [g.gate for g in reports[-1].results]  # judged as usual
+    tags = world.registry.resolve(MODEL, version=2).tags
+    assert tags[f"sluice.provenance.{ENV}"].startswith("warned: model.pkl has sha256")
+    assert "sluice.quarantined" not in tags
 
 
 def _at_step(**changes: object) -> ReleaseObservation:
