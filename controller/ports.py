@@ -101,7 +101,12 @@ class VersionNumber(Protocol):
 
 class ProposalRegistry(ModelRegistry, Protocol):
     """The registry as a proposal reads it: the version to pin, and what its pull request's
-    model card shows (the champion, the version's page, its training data profile)."""
+    model card shows (the champion, the version's page, its training data profile), and the
+    tag recording its provenance check."""
+
+    def set_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
+        """Set tags on one version."""
+        ...
 
     def version_by_alias(self, name: str, alias: str) -> VersionNumber | None:
         """The version ``alias`` points at; None when the model or the alias does not exist."""

@@ -33,6 +33,7 @@ from controller.local.services import (
 
 if TYPE_CHECKING:
     from support.fraud_model import Registered
+    from support.signed_model import Signed
 
 #: Test files that take minutes, longest first. They are collected first, so `make test`'s two
 #: workers (`--dist loadfile --no-loadscope-reorder` hands out files in collection order) start
@@ -190,6 +191,15 @@ def fraud_model(mlflow_server: MlflowService) -> Registered:
     from support.fraud_model import register_fraud_model
 
     return register_fraud_model(mlflow_server)
+
+
+@pytest.fixture(scope="session")
+def signed(mlflow_server: MlflowService, tmp_path_factory: pytest.TempPathFactory) -> Signed:
+    """One fraud-detector version trained in a CI-shaped environment with a signing key, per
+    session (tests/support/signed_model.py); a test that edits its artifact restores it."""
+    from support.signed_model import train_signed
+
+    return train_signed(mlflow_server, tmp_path_factory.mktemp("keys"))
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """Training records a signed attestation, and ``sluice provenance verify`` checks it against
 the artifact the real MLflow server serves: the README's commands, run as written.
 
-One fraud-detector training run signs with a key ``sluice provenance keygen`` wrote, in a
-GitHub Actions-shaped environment; the module's ``fraud_model`` (trained without a key, as
-every other test trains) is the unsigned case.
+One fraud-detector training run (the session's ``signed``, tests/support/signed_model.py)
+signs with a key ``sluice provenance keygen`` wrote, in a GitHub Actions-shaped environment;
+the module's ``fraud_model`` (trained without a key, as every other test trains) is the
+unsigned case.
 """
 
 from __future__ import annotations
@@ -22,19 +23,12 @@ import pytest
 from in_toto.models.metadata import Envelope, Metadata
 from mlflow import MlflowClient
 from support.fraud_model import Registered
+from support.signed_model import BUILDERS, CI_ENV, Signed
 
 from controller.cli import main
 from controller.local.services import MlflowService
 
 ROOT = Path(__file__).resolve().parent.parent
-CI_ENV = {
-    "GITHUB_ACTIONS": "true",
-    "GITHUB_SERVER_URL": "https://github.com",
-    "GITHUB_REPOSITORY": "acme/models",
-    "GITHUB_RUN_ID": "4242",
-    "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
-}
-BUILDERS = "https://github.com/acme/models/actions/runs/*"
 
 pytestmark = pytest.mark.slow  # a real MLflow server and a training run
 
@@ -61,49 +55,6 @@ def sluice(
         return Result(code, captured.out, captured.err)
 
     return run
-
-
-@dataclass(frozen=True)
-class Signed:
-    name: str
-    keys: Path
-    tracking_uri: str
-
-
-@pytest.fixture(scope="module")
-def signed(mlflow_server: MlflowService, tmp_path_factory: pytest.TempPathFactory) -> Signed:
-    """One version trained in a CI-shaped environment with SLUICE_SIGNING_KEY set."""
-    keys = tmp_path_factory.mktemp("keys")
-    uri = mlflow_server.tracking_uri
-    for name in ("ci", "other"):
-        assert main(["provenance", "keygen", "--out", str(keys), "--name", name]) == 0
-    model = f"fraud-prov-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        **CI_ENV,
-        "MLFLOW_TRACKING_URI": uri,
-        "SLUICE_SIGNING_KEY": (keys / "ci.key").read_text(),
-    }
-    trained = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "models.fraud_detector.train",
-            "--rows",
-            "4000",
-            "--model-name",
-            model,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert trained.returncode == 0, trained.stderr
-    assert "BEGIN PRIVATE KEY" not in trained.stdout + trained.stderr
-    return Signed(model, keys, uri)
 
 
 def test_keygen_writes_a_private_key_only_its_owner_reads(

@@ -55,7 +55,7 @@ def propose(
         raise InputError(
             "--force no longer proposes a quarantined version (the rollout would roll it "
             "straight back): lift its quarantine with `sluice quarantine lift MODEL VERSION "
-            "--reason TEXT`, which records why"
+            "--reason TEXT`, which records why; a failed provenance check has no override"
         )
     validate_model_name(model)
     validate_environment_name(env)

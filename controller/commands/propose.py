@@ -16,6 +16,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from controller.backends.git_repo import GitWorkspace, Identity
+from controller.backends.mlflow_attestations import MlflowAttestations
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.errors import ConfigError
 from controller.null_ports import NoForge
@@ -101,6 +102,8 @@ def _print(result: ProposalResult, console: Console) -> None:
     terminal only colours the diff."""
     for note in result.notes:
         say(console, f"Note: {note}")
+    for warning in result.warnings:
+        say(console, f"Warning: {warning}")
     if result.status == "already-serving":
         say(
             console,
@@ -114,6 +117,8 @@ def _print(result: ProposalResult, console: Console) -> None:
         "dry-run": "Would propose (dry run, nothing changed)",
     }[result.status]
     console.print(Text.assemble((verb, "bold"), f": {result.subject}"), soft_wrap=True)
+    if result.provenance and not result.warnings:
+        say(console, result.provenance)
     say(
         console,
         f"branch {result.branch} → {result.base}"
@@ -157,6 +162,7 @@ def run_propose(
         registry=MlflowRegistry(settings.mlflow_tracking_uri),
         workspace=workspace,
         forge=build_forge(settings, forge),
+        attestations=MlflowAttestations(settings.mlflow_tracking_uri),
     )
     if as_json:
         console.print_json(json.dumps(result.as_dict()))

@@ -14,6 +14,7 @@ from typing import Literal
 
 from controller.backends.git_lease import GitLeaseStore
 from controller.backends.git_repo import GitWorkspace
+from controller.backends.mlflow_attestations import MlflowAttestations
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.local_state import local_root, local_stack_url, prediction_log_path
 from controller.commands.propose import gitops_workspace
@@ -120,6 +121,7 @@ def build_reconciler(
         predictions=predictions,
         graph_replay=_graph_replay(deployed_to),
         lease=build_lease(settings, workspace),
+        attestations=MlflowAttestations(tracking_uri),
     )
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from controller.backends.git_repo import GitWorkspace, Identity
+from controller.backends.mlflow_attestations import MlflowAttestations
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.events import build_events_route
 from controller.commands.feedback import build_feedback_route
@@ -132,9 +133,13 @@ def run_serve(
     )
     snapshot = ReleaseSnapshot(workspace, registry, environments=environments)
     metrics = ServeMetrics()
+    attestations = MlflowAttestations(settings.mlflow_tracking_uri)
 
     def propose_version(request: ProposalRequest) -> object:
-        result = propose(request, registry=registry, workspace=workspace, forge=forge)
+        result = propose(
+            request, registry=registry, workspace=workspace, forge=forge,
+            attestations=attestations,
+        )  # fmt: skip
         log.info("%s v%s → %s: %s", result.model, result.version, result.environment, result.status)
         return result
 

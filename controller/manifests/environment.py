@@ -42,6 +42,7 @@ __all__ = [
     "ENVIRONMENT_FILE",
     "EnvironmentConfig",
     "GraphRolloutPolicy",
+    "ProvenancePolicy",
     "ReleaseConfig",
     "RolloutPolicy",
     "StorageConfig",
@@ -73,6 +74,57 @@ class StorageConfig(BaseModel):
         description="URI schemes KServe may read here (file is for local targets only).",
     )
     rewrites: tuple[StorageRewrite, ...] = Field(default=(), description="First match wins.")
+
+
+class ProvenancePolicy(BaseModel):
+    """Which versions the environment accepts: signed by a trusted key, built by an allowed
+    builder, and still the bytes that were signed (:mod:`controller.provenance.verify`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    required: bool = Field(
+        default=True,
+        description="Verify each version's provenance attestation before it is proposed and "
+        "at each rollout step. false: no check (as when provenance is unset).",
+    )
+    trusted_keys: tuple[str, ...] = Field(
+        default=(),
+        alias="trustedKeys",
+        description="Ed25519 public keys (PEM, `sluice provenance keygen`) whose signature "
+        "is accepted: paths from the GitOps repository's root, read from its default branch "
+        "(a key on a proposal branch trusts nothing).",
+    )
+    builders: tuple[str, ...] = Field(
+        default=(),
+        description="Builder ids accepted (the CI workflow run's URL), exact or fnmatch "
+        "patterns such as https://github.com/ORG/REPO/actions/runs/*. Empty: any builder.",
+    )
+    mode: Literal["enforce", "warn"] = Field(
+        default="enforce",
+        description="enforce: a version that fails verification is refused (exit 1, nothing "
+        "written) and rolled back if it fails during a rollout. warn: it is proposed with the "
+        "failure in the output and the pull request (a staging environment's choice).",
+    )
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys_are_in_the_repository(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if Path(path).is_absolute() or ".." in Path(path).parts:
+                raise ValueError(
+                    f"trustedKeys entry {path!r} must be a path inside the GitOps repository, "
+                    "from its root (e.g. keys/production.pub)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _required_names_a_key(self) -> ProvenancePolicy:
+        if self.required and not self.trusted_keys:
+            raise ValueError(
+                "provenance.required needs at least one trustedKeys entry (a public key "
+                "committed to the repository; `sluice provenance keygen` writes one)"
+            )
+        return self
 
 
 class ReleaseConfig(BaseModel):
@@ -146,6 +198,11 @@ class EnvironmentConfig(BaseModel):
         "guard the route with a NetworkPolicy and SLUICE_EVENTS_TRUST_NETWORK. Unset: no "
         "logger is written.",
     )
+    provenance: ProvenancePolicy | None = Field(
+        default=None,
+        description="Require a valid, signed provenance attestation of each version proposed "
+        "here (see the README's Provenance and audits). Unset: no check.",
+    )
     graph_rollout: GraphRolloutPolicy = Field(
         default_factory=GraphRolloutPolicy,
         alias="graphRollout",
@@ -211,6 +268,12 @@ class EnvironmentConfig(BaseModel):
             f"environment {self.name!r} does not serve model {model!r} (it serves: {known}); "
             f"add it to releases in its {ENVIRONMENT_FILE}"
         )
+
+    @property
+    def provenance_check(self) -> ProvenancePolicy | None:
+        """The provenance policy when it requires a check, else None."""
+        policy = self.provenance
+        return policy if policy is not None and policy.required else None
 
     def policy_for(self, model: str) -> RolloutPolicy:
         """The rollout policy of ``model``'s release: its ``rollout`` merged over the

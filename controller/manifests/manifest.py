@@ -61,6 +61,7 @@ __all__ = [
     "load_pin",
     "read_release",
     "remove_canary",
+    "set_annotations",
     "set_shadow_annotations",
     "set_smoke_annotation",
 ]
@@ -345,6 +346,21 @@ def set_shadow_annotations(document: CommentedMap, percent: float | None) -> Non
     annotations = _mapping(_mapping(document, "metadata", "pin"), "annotations", "pin")
     annotations[PHASE_ANNOTATION] = SHADOW_PHASE
     annotations[MIRROR_PERCENT_ANNOTATION] = DoubleQuotedScalarString(f"{percent:g}")
+
+
+def set_annotations(document: CommentedMap, values: Mapping[str, str | None]) -> None:
+    """Set each annotation to its value, or remove it where the value is None (the version's
+    provenance annotations, which an older version's pin may still carry)."""
+    if all(value is None for value in values.values()):
+        metadata = document.get("metadata")
+        annotations = metadata.get("annotations") if isinstance(metadata, CommentedMap) else None
+        if isinstance(annotations, CommentedMap):
+            for key in values:
+                annotations.pop(key, None)
+        return
+    annotations = _mapping(_mapping(document, "metadata", "pin"), "annotations", "pin")
+    for key, value in values.items():
+        _set_or_remove(annotations, key, None if value is None else DoubleQuotedScalarString(value))
 
 
 def set_smoke_annotation(document: CommentedMap) -> None:

@@ -61,7 +61,7 @@ $links$notice
 $metrics
 
 - **Quality gate:** $gate
-- **Trained on:** $data
+- **Trained on:** $data$provenance
 $profile
 ### Manifest change
 
@@ -116,6 +116,9 @@ class ModelCard:
     #: Requests of the pre-traffic smoke before the first step (rollout.smoke, on by default);
     #: None when the proposal starts the canary at once (the smoke off, a shadow phase).
     smoke_requests: int | None = None
+    #: The proposal's provenance check, in words (verified, failed under warn, not checked);
+    #: None leaves the provenance line out when the version recorded no provenance either.
+    provenance: str | None = None
 
 
 def render_model_card(card: ModelCard, *, limit: int = BODY_LIMIT) -> str:
@@ -165,6 +168,7 @@ def _render(card: ModelCard, diff_block: str, profile: str, metrics: str, *, not
             "metrics": metrics,
             "gate": one_line(card.version.tags.get("sluice.gate_summary", "not recorded")),
             "data": _training_data(card.run.params),
+            "provenance": _provenance(card),
             "profile": profile,
             "diff_block": diff_block,
             "rollout": _rollout(card),
@@ -229,6 +233,25 @@ def _training_data(params: Mapping[str, str]) -> str:
     holdout = f"{int(rows):,}" if rows.isdigit() else rows
     digest = params.get("holdout_digest")
     return f"{data} · holdout {holdout} rows" + (f", digest `{digest}`" if digest else "")
+
+
+#: The chain a version's provenance tags record, as the card names each link.
+_CHAIN = (
+    ("attestation", "sluice.provenance"),
+    ("training commit", "sluice.training_commit"),
+    ("datasets", "sluice.dataset_digest"),
+)
+
+
+def _provenance(card: ModelCard) -> str:
+    """The provenance line and its chain (attestation, training commit, datasets), or nothing
+    for a version with neither a recorded attestation nor a check."""
+    tags = card.version.tags
+    links = [f"  - {name}: `{one_line(tags[tag])}`" for name, tag in _CHAIN if tag in tags]
+    if card.provenance is None and not links:
+        return ""
+    result = one_line(card.provenance) if card.provenance is not None else "not checked"
+    return "\n- **Provenance:** " + result + "".join(f"\n{link}" for link in links)
 
 
 def _rollout(card: ModelCard) -> str:

@@ -1,21 +1,22 @@
 """Propose: an approved registry version becomes a reviewed change to an environment's pin.
 
 Kargo-style small steps, each idempotent so a rerun (or a crash and a rerun) converges: read
-the environment from Git, resolve the version in the registry, map its storage URI, edit the
-pin, validate the rendered overlay, commit and push a deterministic branch, open or adopt the
-pull request. Nothing is pushed when validation fails, and nothing is committed when nothing
-would change.
+the environment from Git, resolve the version in the registry, verify its provenance when the
+environment requires it, map its storage URI, edit the pin, validate the rendered overlay,
+commit and push a deterministic branch, open or adopt the pull request. Nothing is pushed when
+validation fails, nothing is written at all when the provenance check refuses the version
+(:mod:`controller.provenance.policy`), and nothing is committed when nothing would change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 from controller.domain import ChangeRequest, ModelVersion, RunSummary
-from controller.errors import ConfigError, GitConflict, InputError, ManifestInvalid
+from controller.errors import ConfigError, GateFailed, GitConflict, InputError, ManifestInvalid
 from controller.manifests.deployment_mode import DeploymentMode
 from controller.manifests.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
 from controller.manifests.inference_logger import set_inference_logger
@@ -26,13 +27,21 @@ from controller.manifests.manifest import (
     dump_pin,
     load_pin,
     read_release,
+    set_annotations,
     set_shadow_annotations,
     set_smoke_annotation,
 )
 from controller.manifests.render import validate_rendered
 from controller.manifests.storage_uri import map_storage_uri
-from controller.ports import Forge, ProposalRegistry, ReleaseRepository
+from controller.ports import AttestationStore, Forge, ProposalRegistry, ReleaseRepository
 from controller.proposals.model_card import ModelCard, render_model_card
+from controller.provenance.policy import (
+    PolicyOutcome,
+    check_version,
+    outcome_tag,
+    pin_annotations,
+    read_trusted_keys,
+)
 from controller.quality.data_profile import DataProfile
 from controller.rollout.policy import needs_prediction_log
 from controller.text.commit_message import ProposalMessage, proposal_branch, render_proposal_message
@@ -80,6 +89,11 @@ class ProposalResult:
     merge_command: str | None = None
     #: What the proposal left out and why, said once (an inference logger without eventsUrl).
     notes: tuple[str, ...] = ()
+    #: The provenance check's line when the environment requires one (verified, or failed
+    #: under a policy that only warns); None when it requires none.
+    provenance: str | None = None
+    #: What a reviewer must know before merging: a provenance check that failed under warn.
+    warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -117,6 +131,7 @@ def _edit(
     shadow_percent: float | None = None,
     smoke: bool = False,
     events_url: str | None = None,
+    annotations: Mapping[str, str | None] | None = None,
 ) -> Callable[[Path], None]:
     def edit(worktree: Path) -> None:
         path = worktree / pin_path
@@ -128,6 +143,8 @@ def _edit(
             set_smoke_annotation(document)
         if events_url is not None:
             set_inference_logger(document, events_url, source=pin_path)
+        if annotations:
+            set_annotations(document, annotations)
         path.write_text(dump_pin(document), encoding="utf-8")
         # Validate what Argo CD would apply, before anything is committed.
         validate_rendered(worktree / overlay, tree=worktree)
@@ -164,6 +181,8 @@ class _Plan:
     draft: ProposalResult
     #: The pre-traffic smoke's requests when the pin starts in the smoke phase, else None.
     smoke_requests: int | None = None
+    #: The provenance check under the environment's policy; None when it requires none.
+    provenance: PolicyOutcome | None = None
 
 
 def _plan(
@@ -222,10 +241,52 @@ def _plan(
     draft = replace(draft, notes=notes)
     edit = _edit(
         pin_path, overlay, pin, config.deployment_mode, shadow_percent, smoke_then is not None,
-        events_url,
+        events_url, pin_annotations(version.tags),
     )  # fmt: skip
     smoke_requests = policy.smoke.requests if smoke_then is not None else None
     return _Plan(config, version, run, pin_path, edit, message, draft, smoke_requests)
+
+
+def _check_provenance(
+    plan: _Plan,
+    request: ProposalRequest,
+    registry: ProposalRegistry,
+    workspace: ReleaseRepository,
+    attestations: AttestationStore | None,
+) -> _Plan:
+    """Verify the version under the environment's provenance policy, before anything is
+    written; record the outcome on the version (not on a dry run) and refuse a failure the
+    policy enforces with :class:`GateFailed`. ``--force`` has no say here: it overrides no
+    forgery."""
+    policy, environment = plan.config.provenance_check, plan.config.name
+    if policy is None:
+        return plan
+    if attestations is None:
+        raise ConfigError(
+            f"{environment} requires provenance, but this proposal has no attestation store to "
+            "verify it with; propose through `sluice propose` or `sluice serve`"
+        )
+    keys = read_trusted_keys(workspace, policy, environment)
+    version = plan.version.version
+    outcome = check_version(
+        attestations, policy, keys, environment=environment, model=request.model, version=version
+    )
+    if not request.dry_run:
+        registry.set_version_tags(
+            request.model, version, {outcome_tag(environment): outcome.tag_value()}
+        )
+    if outcome.refused:
+        raise GateFailed(
+            f"{outcome.line()}; {environment} requires verified provenance, so nothing was proposed"
+        )
+    draft = replace(plan.draft, provenance=outcome.line())
+    if outcome.warned:
+        warning = (
+            f"{outcome.line()}; {environment}'s provenance policy only warns (mode: warn), so "
+            "it is proposed anyway"
+        )
+        draft = replace(draft, warnings=(*draft.warnings, warning))
+    return replace(plan, draft=draft, provenance=outcome)
 
 
 def _inference_logger(config: EnvironmentConfig, model: str) -> tuple[str | None, tuple[str, ...]]:
@@ -280,6 +341,7 @@ def _open_pull_request(
         canary_steps=plan.config.policy_for(result.model).steps,
         gates=("request-success-rate", "request-latency", "load-test"), diff=result.diff,
         profile=_profile(registry, plan.version.run_id), smoke_requests=plan.smoke_requests,
+        provenance=_card_provenance(plan),
     )  # fmt: skip
     assert result.commit is not None
     pull = forge.open_or_update(
@@ -297,6 +359,19 @@ def _open_pull_request(
     )  # fmt: skip
     return replace(
         result, pull_request=pull.number, pull_request_url=pull.url, superseded=pull.superseded
+    )
+
+
+def _card_provenance(plan: _Plan) -> str:
+    """The card's verification result: the check's outcome, or that the environment asks none."""
+    outcome = plan.provenance
+    if outcome is None:
+        return f"not checked ({plan.config.name} requires no provenance)"
+    if outcome.verification.verified:
+        return f"verified for {outcome.environment}: {outcome.verification.reason}"
+    return (
+        f"⚠️ {outcome.verification.failed} check failed: {outcome.verification.reason} "
+        f"({outcome.environment}'s policy only warns)"
     )
 
 
@@ -331,8 +406,12 @@ def propose(
     registry: ProposalRegistry,
     workspace: ReleaseRepository,
     forge: Forge,
+    attestations: AttestationStore | None = None,
 ) -> ProposalResult:
     """Run the proposal steps; see the module docstring for their order and guarantees.
+
+    ``attestations`` verifies versions for an environment whose policy requires provenance
+    (:class:`ConfigError` when it does and none is given).
 
     The Git half (fetch, read, edit, commit, push, check) holds the workspace's lock, so that
     processes sharing a state directory never edit each other's work tree.
@@ -343,6 +422,8 @@ def propose(
         draft = plan.draft
         if draft.status == "already-serving":
             return replace(draft, commit=workspace.remote_sha(draft.base))
+        plan = _check_provenance(plan, request, registry, workspace, attestations)
+        draft = plan.draft
         if request.dry_run:
             diff = workspace.preview(
                 branch=draft.branch, base=draft.base, edit=plan.edit, path=plan.pin_path,

@@ -7,8 +7,9 @@ the quality gate's verdict, signed as a DSSE envelope with an Ed25519 key
 (:mod:`controller.training` writes it). The modules here are the pure parts: the dataset
 digest (:mod:`~controller.provenance.dataset`), the statement
 (:mod:`~controller.provenance.statement`), signing and keys (:mod:`~controller.provenance.
-signing`), and the verification a proposal or a person runs (:mod:`~controller.provenance.
-verify`).
+signing`), the verification a proposal or a person runs (:mod:`~controller.provenance.
+verify`), and an environment's policy applied to a version: its keys from Git, the outcome's
+tag, the pin's annotations (:mod:`~controller.provenance.policy`).
 """
 
 __all__: list[str] = []

@@ -29,6 +29,9 @@ with plain values and with hypothesis:
   either: once the new revision is ready at 0 % its tag route gets the smoke; a pass commits
   the first step, a failure rolls back and quarantines, a smoke that could not run aborts. A
   shadow phase runs the smoke at its start, before its first judgement;
+- a version whose provenance check failed when the rollout was about to judge or promote it
+  (its artifact swapped after the proposal, under an environment that requires provenance)
+  rolls back and is quarantined, from any phase that gives it traffic or is about to;
 - between analyses of a step that takes client traffic, the watch (an SPRT on the canary's
   error rate since the step's commit) rolls back and quarantines as soon as its evidence is
   conclusive; it never advances a step, and a watch that could not read the counters changes
@@ -87,6 +90,9 @@ def decide(obs: ReleaseObservation, policy: RolloutPolicy, now: float) -> Action
     if pin.version is None or pin.storage_uri is None:
         return Finish(Outcome.IDLE, f"no version of {obs.model} is pinned in {obs.environment}")
     canary = pin.canary_percent
+    before_traffic = obs.smoke or obs.shadow_percent is not None
+    if obs.provenance_failure is not None and (canary != 0 or before_traffic):
+        return _provenance_failed(obs)
     if obs.shadow_mirror is not None and obs.shadow_percent is None:
         return StopMirror(f"v{pin.version} is not in a shadow phase")
     if canary == 0 and obs.shadow_percent is not None:
@@ -221,6 +227,19 @@ def _canary_step(obs: ReleaseObservation, policy: RolloutPolicy, now: float, ste
             return Watch(why, "analysing", due - now, step, obs.pin_changed_at, period)
         return Wait(why, "analysing", due - now)
     return Analyze(step=step, look=record.looks + 1, record=record)
+
+
+def _provenance_failed(obs: ReleaseObservation) -> Action:
+    """The artifact is no longer what was signed: roll back (the rollback quarantines it), or,
+    with nothing to roll back to, end the rollout failed."""
+    pin = obs.pin
+    assert obs.provenance_failure is not None
+    if pin.previous_version is not None:
+        return StartRollback(obs.provenance_failure)
+    return Finish(
+        Outcome.FAILED,
+        f"{obs.provenance_failure}; no previous version to roll back to: pin one by hand",
+    )
 
 
 def _rolling_back(obs: ReleaseObservation) -> Action:

@@ -66,6 +66,11 @@ class ReleaseObservation:
     #: The rows of ``graph_traffic.replay``'s file, read from Git with the environment's
     #: configuration (None: the release replays nothing).
     replay: ReplayPayloads | None = None
+    #: The pinned version's provenance check failed under the environment's enforcing policy:
+    #: the check's line (naming the failed link, e.g. the file whose bytes changed). Verified
+    #: when the rollout is about to judge or promote the version; None when it verified or
+    #: nothing was checked.
+    provenance_failure: str | None = None
 
     @property
     def synced(self) -> bool:

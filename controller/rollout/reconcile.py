@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import GitConflict, SluiceError
@@ -24,6 +24,7 @@ from controller.lease import LeaseKeeper, lease_name
 from controller.notify import NullNotifier
 from controller.null_ports import NoForge
 from controller.ports import (
+    AttestationStore,
     Forge,
     GraphReplay,
     Notifier,
@@ -33,12 +34,14 @@ from controller.ports import (
     SyncTrigger,
     Target,
 )
+from controller.provenance.policy import check_version, outcome_tag, read_trusted_keys
 from controller.rollout.act import ActResult, Actuator
 from controller.rollout.actions import (
     Action,
     Analyze,
     AnalyzeShadow,
     Finish,
+    SetChampion,
     Smoke,
     Wait,
     Watch,
@@ -88,6 +91,9 @@ class Reconciler:
     graph_replay: Callable[[str], GraphReplay] | None = None
     #: Who may act on a release (None: this controller always acts, alone by assumption).
     lease: LeaseKeeper | None = None
+    #: Where the pinned version's provenance is verified again before each judgement and the
+    #: promotion, in an environment that requires provenance (None: not re-verified).
+    attestations: AttestationStore | None = None
     _seen: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _landed: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
     _following: set[str] = field(default_factory=set, init=False, repr=False)
@@ -107,6 +113,9 @@ class Reconciler:
         policy = ref.policy
         now = self.clock()
         action = decide(obs, policy, now)
+        if isinstance(action, _VERIFIED_FIRST):
+            obs = self._reverify(ref, obs)
+            action = decide(obs, policy, now) if obs.provenance_failure else action
         following = self._follow(ref, obs, action, now, first=True)
         if following is not None:
             return following
@@ -176,6 +185,26 @@ class Reconciler:
             outcome=action.outcome if isinstance(action, Finish) else None,
             wake_in=wake_in(action, done.commit, policy.interval_seconds),
         )
+
+    def _reverify(self, ref: ReleaseRef, obs: ReleaseObservation) -> ReleaseObservation:
+        """The observation with the pinned version's provenance checked again, as served now:
+        a failure under an enforcing policy becomes ``provenance_failure`` (the decision
+        rolls back); under warn it is logged and recorded on the version only."""
+        policy, version = ref.environment.provenance_check, obs.pin.version
+        if policy is None or self.attestations is None or version is None:
+            return obs
+        keys = read_trusted_keys(self.workspace, policy, obs.environment)
+        outcome = check_version(
+            self.attestations, policy, keys, environment=obs.environment, model=obs.model,
+            version=version,
+        )  # fmt: skip
+        if outcome.verification.verified:
+            return obs
+        _log.warning("%s (rollout in %s)", outcome.line(), obs.environment)
+        self.registry.set_version_tags(
+            obs.model, version, {outcome_tag(obs.environment): outcome.tag_value()}
+        )
+        return replace(obs, provenance_failure=outcome.line()) if outcome.refused else obs
 
     def _request_sync(self, environment: str) -> None:
         """Tell the target a commit landed, so it syncs now rather than at its next poll."""
@@ -281,6 +310,10 @@ class Reconciler:
             pause = poll_seconds if report.wake_in is None else report.wake_in
             if pause > 0:
                 sleep(pause)
+
+
+#: Decisions that judge or promote the pinned version: its provenance is verified again first.
+_VERIFIED_FIRST = (Analyze, AnalyzeShadow, Smoke, SetChampion)
 
 
 def _landed_note(landed: list[str]) -> str:
