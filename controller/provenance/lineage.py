@@ -321,9 +321,8 @@ def _code_link(facts: LineageFacts, attested: _Attested) -> Link:
     uri = str(code.get("uri")) if code else f"tag {COMMIT_TAG}"
     dirty = " (dirty working tree)" if code and (code.get("annotations") or {}).get("dirty") else ""
     detail = f"{uri}{dirty}" if agree else f"the tag says {tag}, the attestation {recorded}"
-    return Link(
-        "code", _short(commit), _vouched(agree and recorded is not None, attested.vouches), detail
-    )
+    verified = _vouched(agree, attested.vouches) if recorded is not None else None
+    return Link("code", _short(commit), verified, detail)
 
 
 def _tagged_datasets(version: ModelVersion | None) -> dict[str, str]:
@@ -384,7 +383,8 @@ def summary_line(lineage: Lineage) -> str:
         elif link.kind == "attestation":
             parts.append(_signer(link))
         else:
-            parts.append(f"{'pin' if link.kind == 'pin' else link.kind} {link.id[:12]}")
+            short = link.id if link.kind == "revision" else link.id[:12]
+            parts.append(f"{link.kind} {short}")
     version = f"v{lineage.version}" if lineage.version is not None else "(nothing pinned)"
     head = f"{lineage.model} {version} in {lineage.environment}: " + " ← ".join(parts)
     broken = lineage.broken
