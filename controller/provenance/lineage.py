@@ -375,11 +375,18 @@ def summary_line(lineage: Lineage) -> str:
     """One line: ``fraud-detector v2 in local: revision … ← pin … ← v2 ← run … ← code … ←
     data … ← signed by … ✓`` (✗ and the first broken link when one is)."""
     parts: list[str] = []
+    data = [
+        f"{link.id[:19]}…" if link.id.startswith("sha256:") else "?"
+        for link in lineage.links
+        if link.kind == "dataset"
+    ]
     for link in lineage.links:
         if link.kind == "version":
             parts.append(link.id)
         elif link.kind == "dataset":
-            parts.append(f"data {link.id[:19]}…" if link.id.startswith("sha256:") else "data ?")
+            if data:
+                parts.append(f"data {', '.join(data)}")
+                data = []
         elif link.kind == "attestation":
             parts.append(_signer(link))
         else:
