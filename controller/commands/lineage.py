@@ -42,7 +42,7 @@ from controller.rollout.observe import ReleaseRef, load_release
 from controller.settings import Settings
 from controller.target_types import TargetObservation
 
-__all__ = ["lineage_of", "read_lineage_facts", "run_lineage"]
+__all__ = ["lineage_of", "lineage_table", "read_lineage_facts", "run_lineage"]
 
 _MARKS = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[yellow]·[/]"}
 
@@ -159,14 +159,23 @@ def lineage_of(
 
 
 def lineage_table(lineage: Lineage) -> Table:
-    """One row per link: its mark, kind, id and why."""
+    """One row per link: its mark, kind, id (digests shortened) and why."""
     version = f" v{lineage.version}" if lineage.version is not None else ""
     table = Table(title=f"Lineage: {lineage.model}{version} in {lineage.environment}")
     for column in ("", "link", "id", "detail"):
         table.add_column(column, overflow="fold")
     for link in lineage.links:
-        table.add_row(_MARKS[link.verified], link.kind, link.id, link.detail)
+        table.add_row(_MARKS[link.verified], link.kind, _short_id(link.id), link.detail)
     return table
+
+
+def _short_id(identifier: str) -> str:
+    """Digests and run ids cut to 12 hex digits in the table (``--json`` keeps them whole)."""
+    prefix = "sha256:" if identifier.startswith("sha256:") else ""
+    rest = identifier.removeprefix(prefix)
+    if len(rest) > 16 and all(c in "0123456789abcdef" for c in rest):
+        return f"{prefix}{rest[:12]}…"
+    return identifier
 
 
 def run_lineage(
