@@ -56,6 +56,7 @@ __all__ = [
     "RetrainStarter",
     "RolloutRegistry",
     "ServedOutcomes",
+    "ServedStorage",
     "SyncTrigger",
     "Target",
     "VersionNumber",
@@ -352,6 +353,19 @@ class GraphInventory(Protocol):
     def inference_graphs(self, environment: str) -> list[Mapping[str, Any]]:
         """Each InferenceGraph of ``environment`` as the Kubernetes API returns it (``spec``,
         and ``status`` once KServe wrote one); empty when it runs none.
+        :class:`~controller.errors.RemoteUnavailable` when the target cannot be asked."""
+        ...
+
+
+@runtime_checkable
+class ServedStorage(Protocol):
+    """A target that says which ``storageUri`` each revision of an InferenceService loaded:
+    the local target from its revisions, a cluster from the InferenceService's spec.
+    ``sluice lineage`` checks that what serves is what the pin names; a target without it
+    leaves that link unchecked and says so."""
+
+    def served_storage(self, environment: str, inference_service: str) -> dict[str, str]:
+        """The storageUri of each revision, by revision name (empty: none known);
         :class:`~controller.errors.RemoteUnavailable` when the target cannot be asked."""
         ...
 

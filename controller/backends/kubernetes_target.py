@@ -42,6 +42,7 @@ from controller.backends.target_observation import (
     observation_from,
     raw_predictor_fields,
     resource_health,
+    revision_storage,
     synced_revision,
 )
 from controller.errors import ConfigError
@@ -122,6 +123,13 @@ class KubernetesTarget:
             return TargetObservation(exists=False, namespace=namespace)
         application = self._argocd.read(self._application_for(environment))
         return observation_from(isvc, application)
+
+    def served_storage(self, environment: str, inference_service: str) -> dict[str, str]:
+        """The storageUri of the revisions the InferenceService's spec names
+        (:class:`~controller.ports.ServedStorage`; :func:`revision_storage`); empty when the
+        cluster does not have it."""
+        isvc = self._read_inference_service(self._namespace_for(environment), inference_service)
+        return revision_storage(isvc) if isvc is not None else {}
 
     def request_sync(self, environment: str) -> None:
         """Ask Argo CD to refresh the environment's Application now (``GET ...?refresh=normal``,

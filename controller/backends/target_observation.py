@@ -24,7 +24,13 @@ from controller.manifests.deployment_mode import (
 )
 from controller.target_types import TargetObservation, TrafficEntry
 
-__all__ = ["observation_from", "raw_predictor_fields", "resource_health", "synced_revision"]
+__all__ = [
+    "observation_from",
+    "raw_predictor_fields",
+    "resource_health",
+    "revision_storage",
+    "synced_revision",
+]
 
 #: KServe's API group, whose InferenceService Argo CD lists among an Application's resources.
 KSERVE_GROUP = "serving.kserve.io"
@@ -160,6 +166,35 @@ def raw_predictor_fields(inference_service: Mapping[str, Any]) -> dict[str, Any]
         "url": service_url(primary) if primary_ready else "",
         "traffic": traffic,
     }
+
+
+def revision_storage(inference_service: Mapping[str, Any]) -> dict[str, str]:
+    """The storageUri each revision of the InferenceService runs, as far as its spec says:
+    Serverless, the latest created revision runs the spec's (an older revision's is not in the
+    object); RawDeployment, the primary's Deployment runs ``spec.predictor``'s and the
+    canary's its own."""
+    spec = inference_service.get("spec") or {}
+    predictor = spec.get("predictor") or {}
+    primary_uri = str((predictor.get("model") or {}).get("storageUri") or "")
+    status = inference_service.get("status") or {}
+    fields = (status.get("components") or {}).get("predictor") or {}
+    if _reads_deployments(inference_service, status):
+        fields = raw_predictor_fields(inference_service)
+        canaries = spec.get("canary") or []
+        canary = (canaries[0].get("predictor") or {}) if canaries else {}
+        canary_uri = str((canary.get("model") or {}).get("storageUri") or "")
+        uris = {
+            str(t["revisionName"]): primary_uri
+            for t in fields["traffic"]
+            if t.get("tag") != "latest"
+        }
+        if not canaries:
+            uris = {str(fields["latestCreatedRevision"]): primary_uri}
+        elif canary_uri:
+            uris[str(fields["latestCreatedRevision"])] = canary_uri
+        return {name: uri for name, uri in uris.items() if name and uri}
+    latest = str(fields.get("latestCreatedRevision") or "")
+    return {latest: primary_uri} if latest and primary_uri else {}
 
 
 def _canary_failure(status: Mapping[str, Any]) -> str | None:

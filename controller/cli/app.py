@@ -20,6 +20,7 @@ from controller.cli.drift import drift
 from controller.cli.feedback import feedback
 from controller.cli.graph import graph_app
 from controller.cli.init import init
+from controller.cli.lineage import lineage
 from controller.cli.local import local_app
 from controller.cli.options import RootOptions
 from controller.cli.propose import propose
@@ -83,7 +84,7 @@ def _root(
 
 
 # Typer lists a group's own commands first, then its sub-apps in the order they were added.
-for command in (propose, serve, drift, feedback, init, demo):
+for command in (propose, serve, drift, feedback, lineage, init, demo):
     app.command()(command)
 app.add_typer(config_app, name="config")
 app.add_typer(rollout_app)  # rollout, rollback, status

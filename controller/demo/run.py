@@ -31,6 +31,7 @@ from rich.rule import Rule
 from rich.table import Table
 
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
+from controller.commands.lineage import lineage_of
 from controller.commands.rollout import run_status
 from controller.demo.drift_chapter import DRIFT_WEEK, SluiceServe, run_drift_chapter
 from controller.demo.gitops_remote import git_output, merge_branch, seed_gitops_remote
@@ -42,11 +43,12 @@ from controller.demo.narration import (
 )
 from controller.demo.rollout_chapter import ClientTraffic, RolloutRun, rows_for_clients
 from controller.demo.shadow_chapter import ShadowChapter, commit_shadow_policy, run_shadow_chapter
-from controller.errors import ConfigError, GateFailed
+from controller.errors import ConfigError, GateFailed, SluiceError
 from controller.local.processes import free_port
 from controller.local.stack import StackRequest, up
 from controller.local.state import PREDICTION_LOG_FILE, read_json
 from controller.proposals.propose import ProposalRequest, ProposalResult
+from controller.provenance.lineage import summary_line
 from controller.rollout.actions import Outcome
 from controller.rollout.observe import QUARANTINE_TAG, rollout_tag
 from controller.rollout.record import shadow_tag
@@ -310,9 +312,27 @@ def _chapters(
     log = _git_log(remote)
     console.print(log)
     console.print(Rule("sluice status"))
+    settings = Settings(
+        state_dir=root.parent, mlflow_tracking_uri=tracking_uri, git_remote=str(remote)
+    )
     run_status(
-        Settings(state_dir=root.parent, mlflow_tracking_uri=tracking_uri, git_remote=str(remote)),
-        environment="local", target="local", remote=str(remote), as_json=False, console=console,
+        settings, environment="local", target="local", remote=str(remote), as_json=False,
+        console=console,
     )  # fmt: skip
     console.print(Rule("Registry state"))
     _show_registry(console, tracking_uri)
+    _show_lineage(console, settings, remote)
+
+
+def _show_lineage(console: Console, settings: Settings, remote: Path) -> None:
+    """One line of ``sluice lineage``: what the pin serves, back to its data. The demo trains
+    without a signing key, so the chain ends ``unsigned`` (checked: the files match)."""
+    try:
+        lineage = lineage_of(
+            settings, model=MODEL, environment="local", target="local", remote=str(remote)
+        )
+    except SluiceError as exc:
+        console.print(f"lineage: could not be read: {exc.message}", markup=False)
+        return
+    console.print(f"$ sluice lineage {MODEL} --env local", style="dim", markup=False)
+    console.print(summary_line(lineage), soft_wrap=True, markup=False)

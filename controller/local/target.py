@@ -108,6 +108,21 @@ class LocalTarget:
         objects = [e["object"] for e in entries if isinstance(e, dict)]
         return [o for o in objects if isinstance(o, dict)]
 
+    def served_storage(self, environment: str, inference_service: str) -> dict[str, str]:
+        """The storageUri each revision of the InferenceService loaded, by revision name, as
+        the runtime recorded it when it created the revision
+        (:class:`~controller.ports.ServedStorage`).
+
+        :class:`~controller.errors.RemoteUnavailable` when no runtime is running for this
+        state directory.
+        """
+        entry = (self._saved(environment).get("inferenceServices") or {}).get(inference_service)
+        return {
+            str(record["name"]): str(record["storage_uri"])
+            for record in (entry or {}).get("revisions") or ()
+            if isinstance(record, dict) and record.get("name") and record.get("storage_uri")
+        }
+
     def request_sync(self, environment: str) -> None:
         """Make the runtime fetch the branch now (``SIGUSR1``) rather than at its next poll;
         :class:`~controller.errors.RemoteUnavailable` when it is not running."""
