@@ -231,3 +231,13 @@ def test_unregistered_version_breaks_it(signer: CryptoSigner) -> None:
     lineage = build_lineage(_facts(signer, version=None, mapped_uri=None, attestation=None))
     assert _broken(lineage).kind == "version"
     assert lineage.broken.detail == f"{MODEL} v2 is not in the registry"
+
+
+def test_a_builder_the_environment_does_not_allow_breaks_the_attestation(
+    signer: CryptoSigner,
+) -> None:
+    """The environment's builders (its provenance policy) hold in the lineage as in a
+    proposal: an envelope built by `local` is not a CI build."""
+    lineage = build_lineage(_facts(signer, builders=("https://github.com/acme/*",)))
+    assert _broken(lineage).kind == "attestation"
+    assert "builder check failed: built by local" in lineage.broken.detail

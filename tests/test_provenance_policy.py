@@ -7,7 +7,7 @@ through the command line against a real MLflow server and Git remote."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from ruamel.yaml import YAML
@@ -15,10 +15,12 @@ from support.envelopes import CI_PUBLIC, COMMIT, FILES, OTHER_PUBLIC, envelope
 from support.gitops_repo import manifest_files
 
 from controller.cli import main
-from controller.errors import ConfigError, ExitCode, GateFailed
+from controller.commands.lineage import read_lineage_facts
+from controller.errors import ConfigError, ExitCode, GateFailed, TransientError
 from controller.manifests.environment import parse_environment
+from controller.ports import Target
 from controller.proposals.propose import ProposalRequest, propose
-from controller.provenance.signing import envelope_digest
+from controller.provenance.signing import envelope_digest, load_public_key
 from controller.testing import MemoryRegistry, MemoryReleaseRepository
 from controller.testing.attestations import MemoryAttestations
 from controller.testing.forge import MemoryForge
@@ -201,3 +203,30 @@ def test_the_shipped_production_overlay_parses_with_its_commented_policy() -> No
     assert "# provenance:\n#   trustedKeys: [keys/production.pub]" in text
     config = parse_environment(text, source="sluice.yaml", environment="production")
     assert config.provenance is None
+
+
+class _UnaskedTarget:
+    """A target that cannot be asked now: the lineage's revision link says so, the rest of the
+    facts are read all the same."""
+
+    def observe(self, environment: str, service: str) -> Any:
+        raise TransientError(f"no cluster for {environment}/{service} in this test")
+
+
+def test_lineage_trusts_what_the_environments_policy_trusts() -> None:
+    """`sluice lineage` checks the attestation as the environment's proposals are checked: with
+    the policy's trusted keys (beside any --key) and only its builders."""
+    setup = Setup(_envelope())
+    facts = read_lineage_facts(
+        workspace=setup.workspace, registry=setup.registry, attestations=setup.attestations,
+        target=cast(Target, _UnaskedTarget()), environment="production", model=MODEL,
+    )  # fmt: skip
+    assert [key.keyid for key in facts.trusted_keys] == [load_public_key(CI_PUBLIC, "ci.pub").keyid]
+    assert list(facts.builders) == ["https://github.com/acme/models/actions/runs/*"]
+    assert "no cluster for production" in str(facts.served)
+    unpolicied = read_lineage_facts(
+        workspace=Setup(_envelope(), policy="").workspace, registry=setup.registry,
+        attestations=setup.attestations, target=cast(Target, _UnaskedTarget()),
+        environment="production", model=MODEL,
+    )  # fmt: skip
+    assert (list(unpolicied.trusted_keys), list(unpolicied.builders)) == ([], [])

@@ -38,6 +38,7 @@ from controller.provenance.lineage import (
     build_lineage,
     summary_line,
 )
+from controller.provenance.policy import read_trusted_keys
 from controller.rollout.observe import ReleaseRef, load_release
 from controller.settings import Settings
 from controller.target_types import TargetObservation
@@ -84,6 +85,12 @@ def read_lineage_facts(
     registry or remote its :class:`~controller.errors.TransientError`."""
     workspace.sync()
     ref = load_release(workspace, environment, model)
+    policy = ref.environment.provenance
+    builders: tuple[str, ...] = ()
+    if policy is not None and policy.required:
+        # The environment's own trust, as its proposals are checked, beside any --key given.
+        trusted_keys = [*trusted_keys, *read_trusted_keys(workspace, policy, environment)]
+        builders = tuple(policy.builders)
     branch = ref.branch
     text = workspace.read(branch, ref.pin_path)
     pinned = read_release(load_pin(text, source=f"{ref.pin_path}@{branch}")) if text else None
@@ -121,6 +128,7 @@ def read_lineage_facts(
         attestation=attestation,
         served_digests=digests,
         trusted_keys=tuple(trusted_keys),
+        builders=builders,
     )
 
 

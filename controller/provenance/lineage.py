@@ -132,6 +132,8 @@ class LineageFacts:
     attestation: bytes | None
     served_digests: Mapping[str, str] = field(default_factory=dict)
     trusted_keys: Sequence[Key] = ()
+    #: The builders the environment's provenance policy accepts (none: any builder).
+    builders: Sequence[str] = ()
 
 
 def _short(sha: str | None) -> str:
@@ -256,7 +258,7 @@ def _attestation(facts: LineageFacts) -> _Attested:
         result = verify_attestation(
             facts.attestation,
             trusted_keys=facts.trusted_keys,
-            builders=(),
+            builders=facts.builders,
             served=facts.served_digests,
         )
         if not result.verified:
