@@ -3,7 +3,6 @@ counted as the canary's KPI gate counts them."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ from controller.gates.kpi_values import RevisionKpi, kpi_by_revision
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
 from controller.predictions import ServedOutcome
-from controller.serve.kpi_series import KPI_REQUESTS, KPI_VALUE, KpiRelease, KpiSeries
+from controller.serve.kpi_series import KpiRelease, KpiSeries
 from controller.testing import MemoryPredictionStore
 
 CTR = KpiCheck.model_validate(
@@ -207,21 +206,3 @@ def test_sluice_serve_as_the_readme_runs_it_exports_the_champions_ctr_per_revisi
         process.terminate()
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
-
-
-def test_the_platform_dashboard_plots_each_kpi_and_its_requests_per_revision() -> None:
-    """manifests/monitoring/dashboards/sluice.json has a Business KPIs row whose panels read
-    the two series by the names sluice serve exports."""
-    dashboard = json.loads(
-        (Path(__file__).parents[1] / "manifests/monitoring/dashboards/sluice.json").read_text()
-    )
-    exprs = {
-        panel["title"]: [target["expr"] for target in panel["targets"]]
-        for panel in dashboard["panels"]
-        if panel["type"] != "row"
-    }
-    assert exprs["KPI per revision"] == [f'{KPI_VALUE}{{model=~"$model"}}']
-    assert exprs["Requests behind each KPI value"] == [f'{KPI_REQUESTS}{{model=~"$model"}}']
-    assert [p["title"] for p in dashboard["panels"] if p["type"] == "row"].count(
-        "Business KPIs"
-    ) == 1

@@ -21,6 +21,7 @@ from controller.gates.graph_traffic import step_metric_names
 from controller.gates.metrics_profile import BUILTIN_PROFILES, SLUICE_WRAPPER, MetricsProfile
 from controller.local.graph_metrics import SWITCH_REQUESTS, GraphStepMetrics, StepCall
 from controller.local.serving.server import parse_args as serving_args
+from controller.serve.kpi_series import KPI_REQUESTS, KPI_VALUE
 from controller.settings import load_settings
 
 PLATFORM = (
@@ -51,6 +52,7 @@ KNOWN_METRICS = QUEUE_PROXY_METRICS | GRAPH_METRICS | {
     "sluice_git_push_retries_total",
     "sluice_poll_runs_total", "sluice_proposals_triggered_total", "sluice_webhook_deliveries_total",
     "sluice_watch_errors_total",
+    KPI_VALUE, KPI_REQUESTS,  # sluice serve's KPI series
     "up",
 }  # fmt: skip
 #: The classic-histogram buckets (seconds) of Knative's kn.serving.invocation.duration.
@@ -692,7 +694,7 @@ def test_dashboard_is_loaded_by_grafana_and_queries_only_known_series(
         "revision:revision_app_request_success:ratio_rate1m",
         "revision:revision_app_request_latencies:p99_rate1m", "sluice_feature_drift",
         "sluice_gate_results_total", "sluice_reconcile_duration_seconds_sum",
-        "sluice_git_push_retries_total",
+        "sluice_git_push_retries_total", KPI_VALUE, KPI_REQUESTS,
     ):  # fmt: skip
         assert needle in used
     # Grafana's variables become plain regexes, then promtool parses every query.
