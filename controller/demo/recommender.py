@@ -321,16 +321,15 @@ class _Chapters:
         )
         self.train("--period", "holiday", "--variant", "popularity", "--skip-gate")
         self._canary(3, Outcome.ROLLED_BACK)
-        body = git_output(self.remote, "log", "-1", "--format=%B", "main")
-        reason = next(
-            (line for line in body.splitlines() if line.lstrip().startswith(("fail", "reason"))),
-            body.splitlines()[0],
-        )
-        self.console.print("The rollback commit says:")
-        self.console.print(body, markup=False, highlight=False)
-        failed = [line for line in body.splitlines() if line.strip().startswith("fail")]
-        if not failed or not all("kpi/ctr" in line for line in failed):
-            raise GateFailed(f"demo: v3 was not rolled back on kpi/ctr alone: {reason}")
+        (body,) = self._commit_bodies(3, "rollback")[-1:] or ("",)
+        gates = [line for line in body.splitlines() if line.startswith("- [")]
+        self.console.print("The rollback commit's reason and gates:")
+        for line in body.splitlines():
+            if line.startswith(("Rolled back:", "- [")):
+                self.console.print(line, markup=False, highlight=False)
+        failed = [line for line in gates if not line.startswith("- [pass]")]
+        if not failed or any("kpi/ctr" not in line for line in failed):
+            raise GateFailed(f"demo: v3 was not rolled back on kpi/ctr alone: {failed or body}")
 
     def _canary(self, version: int, expect: Outcome) -> PassReport:
         clients = self.clients()
@@ -345,14 +344,25 @@ class _Chapters:
         self.console.print(f"Clients saw {clients.summary()} during the rollout.")
         return report
 
+    def _commit_bodies(self, version: int, *actions: str) -> list[str]:
+        """Subject and body of ``version``'s rollout commits whose Sluice-Action is one of
+        ``actions``, oldest first."""
+        log = git_output(self.remote, "log", "--reverse", "--format=%B%x00", "main")
+        return [
+            body.strip()
+            for body in log.split("\0")
+            if f"Sluice-Version: {version}\n" in body
+            and any(f"Sluice-Action: {action}" in body for action in actions)
+        ]
+
     def _kpi_lines(self, version: int) -> None:
         """The kpi gate lines of ``version``'s step commits."""
-        log = git_output(self.remote, "log", "--format=%s%n%b", "main", "--", OVERLAY)
-        self.console.print(f"The kpi/ctr lines of v{version}'s step commits:")
-        lines = [
-            line.strip() for line in log.splitlines() if "kpi/ctr" in line or f"v{version}" in line
-        ]
-        self.console.print("\n".join(lines), markup=False, highlight=False)
+        self.console.print(f"The kpi/ctr gate of v{version}'s step commits:")
+        for body in self._commit_bodies(version, "step", "promote"):
+            kpi = [line for line in body.splitlines() if "kpi/" in line]
+            if kpi:
+                self.console.print(body.splitlines()[0], style="bold", highlight=False)
+                self.console.print("\n".join(kpi), markup=False, highlight=False)
 
     def history(self) -> None:
         self.console.print(Rule("What Git says happened"))
