@@ -1,7 +1,7 @@
-"""The recommender demo's clients: slates as a front end sends them, and clicks that reach
-`sluice serve`'s `POST /v1/feedback` when they are due, joined to the logged answers by request
-id, as the KPI check reads them (`served_outcomes`). The story itself runs in
-``tests/test_demo_recommender.py``."""
+"""The recommender demo's pieces: its KPI check's plan, and its clients: slates as a front
+end sends them, and clicks that reach `sluice serve`'s `POST /v1/feedback` when they are due,
+joined to the logged answers by request id, as the KPI check reads them (`served_outcomes`).
+The story itself runs in ``tests/test_demo_recommender.py``."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from support.prediction_answers import answer
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.demo.recommender import _outcomes, _sessions, slates
 from controller.demo.recommender_traffic import DELAY_COMPRESSION, ClickSender, Shown
+from controller.gates.kpi_power import canary_duration
+from controller.rollout.policy import RolloutPolicy
 from controller.serve.feedback import feedback_route
 from controller.serve.server import ServeMetrics, SluiceServer, sluice_routes
 
@@ -85,3 +88,24 @@ def test_clicks_reach_the_log_when_due_as_click_and_revenue(
     )
     clicks.flush()  # the rest, at once
     assert sum(clicks.posted.values()) == len(sent)
+
+
+def test_the_overlays_ctr_check_takes_what_its_comment_says() -> None:
+    """The overlay's comment and the README quote kpi_power for the demo's check: ~760 canary
+    requests and ~470 s to fail a model 5 points worse at a 5 % canary of 33 requests a second
+    with power 0.8; the check and its policy are what the plan assumes."""
+    environment = yaml.safe_load((ROOT / "models/recommender/overlay/sluice.yaml").read_text())
+    policy = RolloutPolicy.model_validate(environment["rollout"])
+    assert policy.steps[0] == 5
+    (check,) = policy.gates.kpis
+    assert (check.outcome, check.kind, check.direction) == ("click", "rate", "higher")
+    plan = check.plan(policy.gates.judge)
+    duration = canary_duration(
+        0.266, 0.05, rps=33, share=0.05, alpha=plan.alpha, power=plan.power,
+        max_looks=plan.max_looks, spending=plan.spending,
+        outcome_delay=check.outcome_delay_seconds, min_samples=check.min_samples,
+        margin=check.margin,
+    )  # fmt: skip
+    assert 700 <= duration.canary_samples <= 820
+    assert 420 <= duration.duration_seconds <= 520
+    assert policy.inconclusive_limit >= plan.max_looks
