@@ -20,6 +20,7 @@ the highest ``p_click``, and their users' clicks arrive later through ``sluice s
 from __future__ import annotations
 
 import importlib
+import os
 import secrets
 import shutil
 import subprocess
@@ -251,7 +252,7 @@ class _Chapters:
             "(Prometheus has no per-request KPI series for a single model: the table reads the "
             "prediction log, as the KPI check does.)"
         )
-        self._drift_by_segment(periods["holiday"][1])
+        self._drift_by_segment()
 
     def _ctr(self, since: float, shown: Sequence[Shown]) -> dict[str, tuple[int, int]]:
         """Requests and clicks per segment among ``shown``, as the prediction log has them."""
@@ -264,7 +265,8 @@ class _Chapters:
                 counts[(segment[row.request_id], "clicks")] += int(float(row.value or 0))
         return {s: (counts[(s, "n")], counts[(s, "clicks")]) for s in set(segment.values())}
 
-    def _drift_by_segment(self, shown: Sequence[Shown]) -> None:
+    def _drift_by_segment(self) -> None:
+        """``sluice drift --by user_segment`` on the holiday items the clients sent."""
         frame = self.sessions.generate_impressions("holiday", HOLIDAY_REQUESTS, seed=LIVE_SEED)
         path = self.root.parent / "holiday-traffic.csv"
         frame[self.sessions.FEATURES].to_csv(path, index=False)
@@ -294,10 +296,10 @@ class _Chapters:
                 f"days_to_holiday drifting: {done.stderr.strip()[-300:]}"
             )
         self.console.print(
-            "The inputs move little: the calendar (days_to_holiday) and the share of new users "
-            "(user_segment) drift, the items and the context do not, in every segment. What "
-            "the users click moved much more, and only the clicks show it: the KPI gates below "
-            "judge each canary on them."
+            "The inputs move little: against the champion's training rows, the calendar "
+            "(days_to_holiday) and the mix of users (user_segment) drift, and no segment reaches "
+            "the drift share. What the users click moved much more, and only the clicks show "
+            "it: the KPI check below judges each canary on them."
         )
 
     # -- 3 ------------------------------------------------------------------------------------
@@ -316,7 +318,7 @@ class _Chapters:
     def popularity(self) -> None:
         self.console.print(Rule("4. Faster but recommends worse: rolled back on CTR alone"))
         self.console.print(
-            "A popularity model, blind to the user and the context, answers as fast or faster; "
+            "A popularity model, blind to the user and the context, answers as fast; "
             "CI's gate refuses it, and someone registers it anyway."
         )
         self.train("--period", "holiday", "--variant", "popularity", "--skip-gate")
@@ -378,8 +380,6 @@ def _has_branch(remote: Path, branch: str) -> bool:
 
 
 def _env(tracking_uri: str, width: int) -> dict[str, str]:
-    import os
-
     return {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "COLUMNS": str(width)}
 
 
