@@ -71,7 +71,7 @@ def test_demo_recommender_ctr_drops_a_retrained_canary_is_promoted_and_a_worse_o
     assert "v1 succeeded v1 serves 100% of local" in first
 
     shift = section(out, "2. The holiday comes", "3. Retrained on the holiday")
-    assert "normal weeks: 300 requests, 0 failed" in shift
+    assert "normal weeks: 200 requests, 0 failed" in shift
     assert "holiday weeks: 400 requests, 0 failed" in shift
     fell = re.search(r"The champion's CTR fell from ([\d.]+)% to ([\d.]+)%", shift)
     assert fell is not None, shift
