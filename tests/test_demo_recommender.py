@@ -84,12 +84,12 @@ def test_demo_recommender_ctr_drops_a_retrained_canary_is_promoted_and_a_worse_o
     retrained = section(out, "3. Retrained on the holiday", "4. Faster but recommends worse")
     assert "Registered recommender version 2: quality gate passed" in retrained
     assert "recommender v2 → local (smoke, canary 5%)" in retrained
-    assert "v2 5% progressing canary 5% → 50%" in retrained
     assert "v2 succeeded v2 serves 100% of local" in retrained
     step_kpis = re.findall(r"- \[pass\] kpi/ctr: ctr canary [\d.]+% vs primary", retrained)
-    assert len(step_kpis) == 2, retrained  # the 5 % step and the 50 % step
+    assert len(step_kpis) == 1, retrained  # the 5 % step, then all
 
     worse = section(out, "4. Faster but recommends worse", "What Git says happened")
+    assert "train --period normal --variant popularity --skip-gate" in worse
     assert "Registered recommender version 3: quality gate skipped (--skip-gate)" in worse
     assert "recommender v3 → local (smoke, canary 5%)" in worse
     assert "v2 rolled_back rolled back to v2" in worse
@@ -98,8 +98,10 @@ def test_demo_recommender_ctr_drops_a_retrained_canary_is_promoted_and_a_worse_o
         assert f"- [pass] {gate}" in worse, worse
 
     history = git("log", "--format=%s", "main")
-    assert "recommender v2: canary 50% → 100%, promoted (local)" in history
-    assert "rollback recommender v3: all traffic back to v2 (local)" in history
+    assert "recommender v2: canary 5% → 100%, promoted (local)" in history
+    # "aborted, " when kpi/ctr stayed inconclusive over all its looks (rare: see the overlay)
+    back = r"rollback recommender v3: (aborted, )?all traffic back to v2 \(local\)"
+    assert re.search(back, history), history
     rollback = git("log", "-1", "--format=%B", "--grep=Sluice-Action: rollback", "main")
     not_passed = [
         line for line in rollback.splitlines() if line.startswith("- [") and "[pass]" not in line

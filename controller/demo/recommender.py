@@ -103,7 +103,7 @@ def slates(sessions: Any, period: str, requests: int, seed: int = LIVE_SEED) -> 
     out = []
     for slate_id, rows in frame.groupby(sessions.SLATE, sort=True):
         records = rows[sessions.FEATURES].to_dict(orient="records")
-        out.append(Slate(f"{period}-{slate_id:05d}", str(records[0]["user_segment"]), records))
+        out.append(Slate(f"{period}-s{seed}-{slate_id:05d}", str(records[0]["user_segment"]), records))
     return out
 
 
