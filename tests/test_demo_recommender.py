@@ -5,9 +5,10 @@ It runs the Makefile's command (`sluice demo recommender`) from the checkout wit
 output, and the GitOps repository's history. Not `make` itself: with a stale stamp it would set
 up again, with whatever python3 the bare PATH finds.
 
-The story's last chapter is long by nature: a 5 % canary 5 points of CTR worse is failed by the
-harm test only once some 400 to 800 canary requests have their clicks (see
-``models/recommender/overlay/sluice.yaml``), minutes at a laptop's request rate.
+The demo takes ~2.5 minutes solo (README, "Quick start: the recommender demo"); its time goes
+to the 5 % canaries, whose clicks decide after some 40 to 150 canary requests (see
+``models/recommender/overlay/sluice.yaml``). The timeout is three times that: a loaded machine
+sends fewer requests a second, and each step takes more looks, up to the KPI's 16.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def git(*args: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(960)
+@pytest.mark.timeout(480)
 def test_demo_recommender_ctr_drops_a_retrained_canary_is_promoted_and_a_worse_one_rolled_back(
     tmp_path: Path,
 ) -> None:
@@ -57,11 +58,11 @@ def test_demo_recommender_ctr_drops_a_retrained_canary_is_promoted_and_a_worse_o
         | {k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
     )
     try:
-        stdout, stderr = demo.communicate(timeout=900)
+        stdout, stderr = demo.communicate(timeout=450)
     except subprocess.TimeoutExpired:
         demo.terminate()  # the demo then stops the stack it started
         stdout, stderr = demo.communicate(timeout=60)
-        pytest.fail("the recommender demo took over 15 minutes: " + stdout[-3000:] + stderr[-2000:])
+        pytest.fail("the recommender demo took over 7.5 minutes: " + stdout[-3000:] + stderr[-2000:])
     assert demo.returncode == 0, stdout[-4000:] + stderr[-3000:]
     out = stdout
 

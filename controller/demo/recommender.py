@@ -74,9 +74,9 @@ NORMAL_REQUESTS = 200
 HOLIDAY_REQUESTS = 400
 #: Seconds a request waits before its click counts: the overlay's ``outcomeDelay``.
 OUTCOME_DELAY = 4.0
-#: Pause between a client's requests, and clients at once: ~33 requests a second solo.
+#: Pause between a client's requests, and clients at once: ~70 requests a second solo.
 PAUSE_SECONDS = 0.02
-THREADS = 2
+THREADS = 3
 
 
 def _require_repository_root() -> Path:
