@@ -103,7 +103,9 @@ def slates(sessions: Any, period: str, requests: int, seed: int = LIVE_SEED) -> 
     out = []
     for slate_id, rows in frame.groupby(sessions.SLATE, sort=True):
         records = rows[sessions.FEATURES].to_dict(orient="records")
-        out.append(Slate(f"{period}-s{seed}-{slate_id:05d}", str(records[0]["user_segment"]), records))
+        # The seed in the id: each chapter's requests are its own, so a click joins only them.
+        request_id = f"{period}-s{seed}-{slate_id:05d}"
+        out.append(Slate(request_id, str(records[0]["user_segment"]), records))
     return out
 
 
