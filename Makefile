@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 LINT_PATHS := $(wildcard controller tests models benchmarks)
 
-.PHONY: setup services test demo demo-ensemble lint format typecheck bench clean upstream-check upstream-refresh
+.PHONY: setup services test demo demo-ensemble demo-recommender lint format typecheck bench clean upstream-check upstream-refresh
 
 setup: $(STAMP) services
 
@@ -79,6 +79,11 @@ demo: setup
 demo-ensemble: setup
 	$(BIN)/sluice demo ensemble
 
+# The recommender through the holiday: the champion's CTR drops, a retrained model's 5 % canary
+# judged on CTR is promoted, and a faster but worse one is rolled back on CTR alone.
+demo-recommender: setup
+	$(BIN)/sluice demo recommender
+
 # ruff, mypy --strict, and import-linter's contracts: the layers written in pyproject.toml
 # ([tool.importlinter]).
 lint: setup lint-workflows
@@ -136,6 +141,7 @@ help:
 	@echo 'Targets (each runs setup first when it needs it):'
 	@echo '  demo                the whole loop on a local stack, narrated (about six minutes)'
 	@echo '  demo-ensemble       a regime-aware InferenceGraph of four models, member by member'
+	@echo '  demo-recommender    a recommender through the holiday, its canaries judged on CTR'
 	@echo '  test                the test suite (PYTEST_ARGS=..., PYTEST_WORKERS=2)'
 	@echo '  setup               .venv with Sluice and its local and dev extras (from requirements.lock), and the services below'
 	@echo '  services            install Prometheus, Alertmanager, PostgreSQL, Chromium from Debian if missing'

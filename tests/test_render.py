@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,20 @@ def test_environment_schema_is_printed() -> None:
     release_rollout = schema["$defs"]["ReleaseConfig"]["properties"]["rollout"]
     assert "deep-merged over the environment's rollout" in release_rollout["description"]
     assert {"$ref": "#/$defs/RolloutPolicy"} in release_rollout["anyOf"]
+
+
+EXAMPLE_OVERLAYS = ["models/market_regime/overlay", "models/recommender/overlay"]
+
+
+@pytest.mark.parametrize("overlay", EXAMPLE_OVERLAYS)
+def test_every_example_overlay_renders_validates_and_loads(overlay: str, tmp_path: Path) -> None:
+    """An example's overlay, which a demo copies to manifests/overlays/local/, renders to valid
+    objects and its sluice.yaml loads as the local environment with every pin present."""
+    documents = validate_rendered(ROOT / overlay)
+    assert {d["metadata"]["namespace"] for d in documents} == {"models-local"}
+    shutil.copytree(ROOT / overlay, tmp_path / "manifests/overlays/local")
+    config = load_environment(tmp_path, "local")
+    pins = {release.pin for release in config.releases}
+    assert pins <= {path.name for path in (ROOT / overlay).iterdir()}
+    names = {d["metadata"]["name"] for d in documents if d["kind"] == "InferenceService"}
+    assert {release.inference_service for release in config.releases} == names

@@ -20,6 +20,9 @@ class Story(StrEnum):
     FRAUD = "fraud"
     #: The market-regime InferenceGraph and its members (``make demo-ensemble``).
     ENSEMBLE = "ensemble"
+    #: The recommender through the holiday, its canaries judged on CTR
+    #: (``make demo-recommender``).
+    RECOMMENDER = "recommender"
 
 
 def demo(
@@ -27,14 +30,16 @@ def demo(
         Story,
         typer.Argument(
             help="fraud: one model through the whole loop; ensemble: a regime-aware "
-            "InferenceGraph whose members roll out on the traffic of their regime."
+            "InferenceGraph whose members roll out on the traffic of their regime; "
+            "recommender: the holiday shift, a 5 % canary judged on CTR, and a worse "
+            "recommender rolled back on CTR alone."
         ),
     ] = Story.FRAUD,
     workdir: Annotated[
         Path | None,
         typer.Option(
             help="Where the demo keeps its MLflow data and logs "
-            "(default: .sluice/demo, .sluice/demo-ensemble)."
+            "(default: .sluice/demo, .sluice/demo-ensemble, .sluice/demo-recommender)."
         ),
     ] = None,
 ) -> None:
@@ -48,6 +53,11 @@ def demo(
 
         require_graph_extra("sluice demo ensemble")
         run_ensemble_demo(workdir=workdir or Path(".sluice/demo-ensemble"), console=Console())
+        return
+    if story is Story.RECOMMENDER:
+        from controller.demo.recommender import run_recommender_demo
+
+        run_recommender_demo(workdir=workdir or Path(".sluice/demo-recommender"), console=Console())
         return
     from controller.demo import run_demo
 

@@ -54,7 +54,7 @@ class SluiceServe:
         tracking_uri: str,
         port: int,
         token: str,
-        week: int,
+        week: int | None,
         feedback_token: str,
         prediction_log: Path,
     ) -> None:
@@ -68,10 +68,12 @@ class SluiceServe:
             "SLUICE_STATE_DIR": str(state_dir),
             "MLFLOW_TRACKING_URI": tracking_uri,
             "SLUICE_ALERTMANAGER_TOKEN": token,
-            "SLUICE_RETRAIN_COMMAND": json.dumps(retrain_command(week)),
             "SLUICE_FEEDBACK_TOKEN": feedback_token,
             "SLUICE_PREDICTION_LOG_PATH": str(prediction_log),
         }
+        # ``week``: what a drift alert retrains the fraud detector on; None: no retraining.
+        if week is not None:
+            env["SLUICE_RETRAIN_COMMAND"] = json.dumps(retrain_command(week))
         self.process = ManagedProcess(
             argv, log_path=self.log_path, name="sluice serve", cwd=repository, env=env
         )
