@@ -153,9 +153,9 @@ def test_sluice_serve_as_the_readme_runs_it_exports_the_champions_ctr_per_revisi
     mlflow_server: MlflowService, git_remote: GitRemote, tmp_path: Path
 ) -> None:
     """`sluice serve --forge local --env local` from a checkout, every setting at its default
-    but the registry and the remote: the local runtime's prediction log under `.sluice/` has
-    a model's answers and clicks, the environment's policy has a ctr check, and /metrics shows
-    the CTR of each revision that served, with how many requests it counted."""
+    but the registry and the remote: once the local runtime's prediction log under `.sluice/`
+    appears, with a model's answers and clicks, and the environment's policy has a ctr check,
+    /metrics shows the CTR of each revision that served, with how many requests it counted."""
     model = f"kpis-{uuid.uuid4().hex[:8]}"
     seed_manifests(git_remote, tmp_path / "seed", model=model)
 
@@ -169,16 +169,6 @@ def test_sluice_serve_as_the_readme_runs_it_exports_the_champions_ctr_per_revisi
     shutil.rmtree(tmp_path / "edit")
     checkout = tmp_path / "checkout"
     checkout.mkdir()
-    log_path = checkout / ".sluice" / "local" / "predictions.sqlite"
-    log_path.parent.mkdir(parents=True)
-    now = time.time()
-    with SqlitePredictionLog(log_path) as log:
-        for i in range(20):
-            log.record(answer(f"q{i}", model=model, revision=f"{model}-predictor-00002",
-                              when=now - 120 + i))  # fmt: skip
-        assert log.flush()
-        log.record_outcomes([(f"q{i}", "click", 1 if i % 4 == 0 else 0) for i in range(20)])
-
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     process = subprocess.Popen(
@@ -190,6 +180,23 @@ def test_sluice_serve_as_the_readme_runs_it_exports_the_champions_ctr_per_revisi
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # serve is up, and has read no log yet
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        # The local runtime creates its log with its first router, after serve has started.
+        log_path = checkout / ".sluice" / "local" / "predictions.sqlite"
+        log_path.parent.mkdir(parents=True)
+        now = time.time()
+        with SqlitePredictionLog(log_path) as log:
+            for i in range(20):
+                log.record(answer(f"q{i}", model=model, revision=f"{model}-predictor-00002",
+                                  when=now - 120 + i))  # fmt: skip
+            assert log.flush()
+            log.record_outcomes([(f"q{i}", "click", 1 if i % 4 == 0 else 0) for i in range(20)])
         labels = f'environment="local",kpi="ctr",model="{model}",outcome="click"'
         revision = f'revision="{model}-predictor-00002"'
         deadline = time.monotonic() + 60

@@ -17,15 +17,15 @@ __all__ = ["build_kpi_series"]
 
 def build_kpi_series(
     settings: Settings, snapshot: ReleaseSnapshot, workspace: ReleaseRepository
-) -> KpiSeries | None:
-    """The KPI series over the configured prediction log; None when there is none to read
-    (no ``prediction_store_url``, and no SQLite log at ``prediction_log_path`` yet)."""
+) -> KpiSeries:
+    """The KPI series over the configured prediction log. A SQLite log that does not exist
+    yet (the local runtime creates it with its first router) is waited for, never created."""
     path = prediction_log_path(settings)
-    if settings.prediction_store_url is None and not path.is_file():
-        return None
     log = open_prediction_log(settings, path)
 
     def releases() -> list[KpiRelease]:
+        if settings.prediction_store_url is None and not path.is_file():
+            return []
         watched = snapshot.watched()
         configs = {
             environment: load_environment_config(workspace, environment)

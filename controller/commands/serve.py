@@ -176,9 +176,8 @@ def run_serve(
         ),
     )
     kpis = build_kpi_series(settings, snapshot, workspace)
-    if kpis is not None:
-        metrics.registry.register(kpis)
-        kpis.refresher.start()
+    metrics.registry.register(kpis)
+    kpis.refresher.start()
     stop = threading.Event()
     loop = _rollout_loop(settings, rollouts, remote, snapshot, metrics, forge)
     rollout_thread = None
@@ -202,8 +201,7 @@ def run_serve(
             ", ".join(snapshot.environments or ("every environment",)),
         )
         watcher.run_forever(stop)
-    if kpis is not None:
-        kpis.refresher.stop()
+    kpis.refresher.stop()
     if events is not None:
         events[1].close()  # writes the answers still queued
     if rollout_thread is not None:
