@@ -81,6 +81,14 @@ def test_demo_recommender_ctr_drops_a_retrained_canary_is_promoted_and_a_worse_o
     assert "By user_segment" in shift
     for segment in ("bargain", "loyal", "new"):
         assert re.search(rf"│ {segment} +│ +[\d,]+ │", shift), shift
+    # The click rate beside drift (--outcome click): bargain hunters' clicks fell most, against
+    # their own segment's training rows.
+    assert "click rate by user_segment: reported, not judged" in shift, shift
+    bargain = re.search(
+        r"│ bargain +│ +[\d,]+ │ +([\d.]+)% │ +([\d.]+)% │ +([-+][\d.]+) pp │", shift
+    )
+    assert bargain is not None, shift
+    assert float(bargain[3]) < -5, bargain[0]
 
     retrained = section(out, "3. Retrained on the holiday", "4. Faster but recommends worse")
     assert "Registered recommender version 2: quality gate passed" in retrained

@@ -252,9 +252,9 @@ class _Chapters:
                 f"demo: the champion's CTR did not drop after the holiday shift ({ctr})"
             )
         self.console.print(
-            f"The champion's CTR fell from {ctr['normal']:.1%} to {ctr['holiday']:.1%}. "
-            "(Prometheus has no per-request KPI series for a single model: the table reads the "
-            "prediction log, as the KPI check does.)"
+            f"The champion's CTR fell from {ctr['normal']:.1%} to {ctr['holiday']:.1%}. (The "
+            "table reads the prediction log as the KPI check does; sluice serve exports the "
+            "same per revision as sluice_kpi on its /metrics, refreshed every 15 s.)"
         )
         self._drift_by_segment()
 
@@ -270,10 +270,11 @@ class _Chapters:
         return {s: (counts[(s, "n")], counts[(s, "clicks")]) for s in set(segment.values())}
 
     def _drift_by_segment(self) -> None:
-        """``sluice drift --by user_segment`` on the holiday items the clients sent."""
+        """``sluice drift --by user_segment --outcome click`` on the holiday items the clients
+        sent, each with whether its user would click it (the generator's truth)."""
         frame = self.sessions.generate_impressions("holiday", HOLIDAY_REQUESTS, seed=LIVE_SEED)
         path = self.root.parent / "holiday-traffic.csv"
-        frame[self.sessions.FEATURES].to_csv(path, index=False)
+        frame[[*self.sessions.FEATURES, self.sessions.CLICK]].to_csv(path, index=False)
         argv = [
             "drift",
             MODEL,
@@ -283,6 +284,8 @@ class _Chapters:
             str(path),
             "--by",
             "user_segment",
+            "--outcome",
+            self.sessions.CLICK,
         ]
         self.console.print(f"[dim]$ sluice {' '.join(argv)}[/]  (every item the clients sent)")
         done = subprocess.run(
@@ -302,8 +305,9 @@ class _Chapters:
         self.console.print(
             "The inputs move little: against the champion's training rows, the calendar "
             "(days_to_holiday) and the mix of users (user_segment) drift, and no segment reaches "
-            "the drift share. What the users click moved much more, and only the clicks show "
-            "it: the KPI check below judges each canary on them."
+            "the drift share. What the users click moved much more (the click rate by segment, "
+            "against each segment's training rows), and only the clicks show it: the KPI check "
+            "below judges each canary on them."
         )
 
     # -- 3 ------------------------------------------------------------------------------------
