@@ -48,7 +48,7 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     request reaches it and rolls it back, commits a shadow phase to the policy, lets week-6
     traffic raise the drift alert that retrains and proposes v5 in shadow, judges v5 on
     mirrored requests and late labels until it passes into a 10% canary, prints Git's history,
-    the status, the registry and the pinned version's lineage, and leaves no process."""
+    the status, the registry and the promoted version's lineage, and leaves no process."""
     demo = start_demo(tmp_path, stderr=subprocess.PIPE)
     try:
         stdout, stderr = demo.communicate(timeout=600)
@@ -147,11 +147,12 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert aliases == ["-", "champion", "-", "-", "challenger"]
     in_local = [row.split("│")[5].strip() for row in rows]
     assert in_local == ["-", "-", "-", "quarantined", "shadow pass"]
-    # What the pin serves (v5 at 10 %), traced back to its data; the demo trains unsigned.
+    # The promoted v2, as it serves after chapter 6, traced back to its data (the demo trains
+    # unsigned).
     lineage = " ".join(out[out.index("$ sluice lineage fraud-detector --env local") :].split())
     assert re.search(
-        r"fraud-detector v5 in local: revision fraud-detector-predictor-\d{5} ← pin [0-9a-f]{12} "
-        r"← v5 ← run [0-9a-f]{12} ← code [0-9a-f]{12} ← data sha256:[0-9a-f]{12}…, "
+        r"fraud-detector v2 in local: revision fraud-detector-predictor-\d{5} ← pin [0-9a-f]{12} "
+        r"← v2 ← run [0-9a-f]{12} ← code [0-9a-f]{12} ← data sha256:[0-9a-f]{12}…, "
         r"sha256:[0-9a-f]{12}… ← unsigned ✓",
         lineage,
     ), lineage

@@ -259,6 +259,9 @@ def _chapters(
         prometheus_url=prometheus_url, model=MODEL,
     )  # fmt: skip
     rollout(expect=Outcome.PROMOTED)  # v1 serves everything: it becomes the champion
+    settings = Settings(
+        state_dir=root.parent, mlflow_tracking_uri=tracking_uri, git_remote=str(remote)
+    )
     with ClientTraffic(url, MODEL, rows) as clients:
         console.print(Rule("6. Merge: the smoke at 0%, then the canary 10% → 50% → 100%"))
         console.print(
@@ -269,6 +272,7 @@ def _chapters(
         )
         merge_branch(remote, second.branch)
         rollout(expect=Outcome.PROMOTED)
+        _show_lineage(console, settings, remote, second.version)
         console.print(Rule("7. A faulty version (fails 20% of requests): stopped by the smoke"))
         faulty = _register_faulty(console, tracking_uri, base_version=second.version)
         third = _propose(console, tracking_uri, remote, root / "demo-git", version=faulty)
@@ -312,21 +316,19 @@ def _chapters(
     log = _git_log(remote)
     console.print(log)
     console.print(Rule("sluice status"))
-    settings = Settings(
-        state_dir=root.parent, mlflow_tracking_uri=tracking_uri, git_remote=str(remote)
-    )
     run_status(
         settings, environment="local", target="local", remote=str(remote), as_json=False,
         console=console,
     )  # fmt: skip
     console.print(Rule("Registry state"))
     _show_registry(console, tracking_uri)
-    _show_lineage(console, settings, remote)
 
 
-def _show_lineage(console: Console, settings: Settings, remote: Path) -> None:
-    """One line of ``sluice lineage``: what the pin serves, back to its data. The demo trains
-    without a signing key, so the chain ends ``unsigned`` (checked: the files match)."""
+def _show_lineage(console: Console, settings: Settings, remote: Path, version: int) -> None:
+    """One line of ``sluice lineage`` for the version just promoted: what serves, back to its
+    data. The demo trains without a signing key, so the chain ends ``unsigned`` (checked: the
+    files match)."""
+    console.print(f"v{version} is the champion. What serves, traced back to its data:")
     try:
         lineage = lineage_of(
             settings, model=MODEL, environment="local", target="local", remote=str(remote)

@@ -29,10 +29,12 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import yaml
+
+if TYPE_CHECKING:  # only a digest needs pandas: a command that reads a policy does not load it
+    import pandas as pd
 
 __all__ = [
     "DatasetRecord",
@@ -69,6 +71,8 @@ class DatasetRecord:
 
 
 def _kind(series: pd.Series) -> str:
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(series):
         return "bool"
     if pd.api.types.is_integer_dtype(series):
@@ -80,8 +84,8 @@ def _kind(series: pd.Series) -> str:
     return "str"
 
 
-def _token(value: Any, kind: str) -> str:
-    if value is None or value is pd.NaT or value is pd.NA:
+def _token(value: Any, kind: str, missing: tuple[object, ...]) -> str:
+    if value is None or value is missing[0] or value is missing[1]:
         return "null"
     if isinstance(value, float) and math.isnan(value):
         return "null"
@@ -95,18 +99,23 @@ def _token(value: Any, kind: str) -> str:
     if kind == "bool":
         return "true" if bool(value) else "false"
     if kind == "datetime":
+        import pandas as pd
+
         return json.dumps(pd.Timestamp(value).isoformat())
     return json.dumps(str(value), ensure_ascii=False)
 
 
 def canonical_lines(frame: pd.DataFrame) -> Iterator[str]:
     """The canonical text of ``frame``, line by line (header first); see the module doc."""
+    import pandas as pd
+
+    missing = (pd.NaT, pd.NA)
     names = sorted(str(column) for column in frame.columns)
     by_name = {str(column): column for column in frame.columns}
     kinds = [_kind(frame[by_name[name]]) for name in names]
     yield json.dumps([[name, kind] for name, kind in zip(names, kinds, strict=True)])
     columns = [
-        [_token(value, kind) for value in frame[by_name[name]].tolist()]
+        [_token(value, kind, missing) for value in frame[by_name[name]].tolist()]
         for name, kind in zip(names, kinds, strict=True)
     ]
     for row in zip(*columns, strict=True):
