@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 #: subprocesses, so the demo's canary is not judged while another file runs load tests.
 _LONGEST_FIRST = (
     "test_demo.py",
+    "test_demo_recommender.py",
     "test_propose.py",
     "test_train.py",
     "test_demo_ensemble.py",
@@ -59,6 +60,9 @@ _LONGEST_FIRST = (
     "test_drift_alert_e2e.py",
     "test_serve_command.py",
     "test_workflow_runs.py",
+    "test_recommender.py",
+    "test_provenance_training.py",
+    "test_lineage_cli.py",
 )
 
 
