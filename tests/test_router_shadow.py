@@ -241,9 +241,13 @@ def interleaved(
     return without, with_shadow, statuses
 
 
-def assert_client_unaffected(without: list[float], with_shadow: list[float]) -> None:
-    """With the shadow the client's p50 and p99 stay within a shared machine's jitter, and
-    no request comes near the shadow's delay or timeout (1 s or more in these tests)."""
+def assert_client_unaffected(
+    without: list[float], with_shadow: list[float], *, shadow_wait: float
+) -> None:
+    """With the shadow the client's p50 and p99 stay within a shared machine's jitter, and no
+    request took as long as the shadow's delay or timeout (``shadow_wait`` seconds): one that
+    waited for the shadow would have. (A fixed 500 ms bound failed once in a loaded suite on a
+    507 ms stall that had nothing to do with the shadow.)"""
     p99_without, p99_with = nearest_rank(without, 0.99), nearest_rank(with_shadow, 0.99)
     p50_without, p50_with = nearest_rank(without, 0.5), nearest_rank(with_shadow, 0.5)
     print(
@@ -252,7 +256,7 @@ def assert_client_unaffected(without: list[float], with_shadow: list[float]) -> 
     )
     assert p50_with <= p50_without + 2.0
     assert p99_with <= 2 * p99_without + 10.0
-    assert max(with_shadow) < 500.0
+    assert max(with_shadow) < shadow_wait * 1000.0
 
 
 @pytest.mark.slow
@@ -265,7 +269,7 @@ def test_slow_shadow_leaves_client_latency_unchanged(
         router.set_routes([TrafficTarget("r1", primary.url, 100)])
         without, with_shadow, statuses = interleaved(router, ShadowTarget("r2", slow))
         assert statuses == {200: len(without) + len(with_shadow)}
-        assert_client_unaffected(without, with_shadow)
+        assert_client_unaffected(without, with_shadow, shadow_wait=2.0)
         assert router.mirror.in_flight > 0  # the last copies are still waiting for the shadow
         assert shadow_counts(router)["timeout"] == shadow_counts(router)["dropped"] == 0
 
@@ -287,7 +291,7 @@ def test_failing_or_hanging_shadow_never_fails_a_client(
         shadow = ShadowTarget("r2", upstream)
         without, with_shadow, statuses = interleaved(router, shadow, blocks=6)
         assert statuses == {200: len(without) + len(with_shadow)}
-        assert_client_unaffected(without, with_shadow)
+        assert_client_unaffected(without, with_shadow, shadow_wait=1.0)
         expected = "timeout" if kind == "hanging" else "error"
         wait_for(lambda: shadow_counts(router)[expected] == len(with_shadow), f"{expected} counts")
         assert shadow_counts(router) == {
