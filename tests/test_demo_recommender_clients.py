@@ -14,7 +14,8 @@ import yaml
 from support.prediction_answers import answer
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
-from controller.demo.recommender import OUTCOME_DELAY, _outcomes, _sessions, slates
+from controller.demo.checkout import example_module
+from controller.demo.recommender import OUTCOME_DELAY, _outcomes, slates
 from controller.demo.recommender_traffic import DELAY_COMPRESSION, ClickSender, Shown
 from controller.gates.kpi_power import canary_duration
 from controller.rollout.policy import RolloutPolicy
@@ -43,7 +44,7 @@ def feedback_url(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def test_slates_are_requests_of_six_candidates_each_with_its_own_id() -> None:
     """One slate a request: its candidates share the user and context, ids are unique."""
-    sessions = _sessions(ROOT)
+    sessions = example_module(ROOT, "models.recommender.sessions")
     sent = slates(sessions, "holiday", 20)
     assert len(sent) == 20
     assert len({slate.request_id for slate in sent}) == 20
@@ -60,7 +61,7 @@ def test_clicks_reach_the_log_when_due_as_click_and_revenue(
     delay passed, and read back per revision as the KPI check reads it; one not yet due is not
     posted."""
     url, path = feedback_url
-    sessions = _sessions(ROOT)
+    sessions = example_module(ROOT, "models.recommender.sessions")
     sent = slates(sessions, "holiday", 60)
     now = time.time()
     with SqlitePredictionLog(path) as log:

@@ -19,7 +19,6 @@ that arrive late, and downstream, by the graph's answers when its decisions rout
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import subprocess
@@ -38,6 +37,7 @@ from rich.table import Table
 
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.rollout import run_status
+from controller.demo.checkout import example_module, require_checkout
 from controller.demo.drift_chapter import wait_until
 from controller.demo.ensemble_traffic import GraphClients, MarketRow, StepKey, step_calls
 from controller.demo.gitops_remote import (
@@ -55,7 +55,7 @@ from controller.demo.narration import (
 )
 from controller.demo.rollout_chapter import RolloutRun
 from controller.demo.shadow_chapter import add_shadow_policy
-from controller.errors import ConfigError, GateFailed
+from controller.errors import GateFailed
 from controller.local.stack import StackRequest, up
 from controller.local.state import PREDICTION_LOG_FILE
 from controller.outcome_scores import Tally
@@ -110,27 +110,9 @@ SHADOW_POLICY = """\
 """
 
 
-def _require_repository_root() -> Path:
-    root = Path.cwd()
-    if not (root / "models" / "market_regime" / "overlay" / "inference-graph.yaml").is_file():
-        raise ConfigError(
-            f"{root} is not a Sluice checkout (models/market_regime missing); "
-            "run `make demo-ensemble` from the repository root"
-        )
-    return root
-
-
-def _market(repository: Path) -> Any:
-    """The example's market module, from the checkout (the console script lacks it on
-    sys.path; the demo runs inside one)."""
-    if str(repository) not in sys.path:
-        sys.path.insert(0, str(repository))
-    return importlib.import_module("models.market_regime.market")
-
-
 def live_rows(repository: Path) -> dict[str, list[MarketRow]]:
     """The live market's rows by true regime, in time order within each."""
-    market = _market(repository)
+    market = example_module(repository, "models.market_regime.market")
     frame = market.market_frame(rows=4000, seed=LIVE_SEED)
     rows: dict[str, list[MarketRow]] = {regime: [] for regime in market.REGIMES}
     for record in frame.to_dict(orient="records"):
@@ -485,7 +467,9 @@ def _task_metric(prometheus_url: str) -> dict[tuple[str, str, str], Tally]:
 
 def run_ensemble_demo(*, workdir: Path, console: Console) -> None:
     """The market-regime graph on a fresh local stack under ``workdir``, told as chapters."""
-    repository = _require_repository_root()
+    repository = require_checkout(
+        "models/market_regime/overlay/inference-graph.yaml", "make demo-ensemble"
+    )
     shutil.rmtree(workdir, ignore_errors=True)
     root = (workdir / "local").resolve()
     remote = seed_gitops_remote(repository, (workdir / "gitops.git").resolve())

@@ -20,7 +20,6 @@ the highest ``p_click``, and their users' clicks arrive later through ``sluice s
 
 from __future__ import annotations
 
-import importlib
 import os
 import secrets
 import shutil
@@ -38,6 +37,7 @@ from rich.table import Table
 
 from controller.backends.mlflow_registry import configure_mlflow_http
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
+from controller.demo.checkout import example_module, require_checkout
 from controller.demo.drift_chapter import SluiceServe, wait_until
 from controller.demo.gitops_remote import (
     commit_to_main,
@@ -54,7 +54,7 @@ from controller.demo.recommender_traffic import (
     SlateClients,
 )
 from controller.demo.rollout_chapter import RolloutRun
-from controller.errors import ConfigError, GateFailed
+from controller.errors import GateFailed
 from controller.local.processes import free_port
 from controller.local.stack import StackRequest, up
 from controller.local.state import PREDICTION_LOG_FILE
@@ -77,24 +77,6 @@ OUTCOME_DELAY = 4.0
 #: Pause between a client's requests, and clients at once: ~70 requests a second solo.
 PAUSE_SECONDS = 0.02
 THREADS = 3
-
-
-def _require_repository_root() -> Path:
-    root = Path.cwd()
-    if not (root / "models" / "recommender" / "overlay" / "sluice.yaml").is_file():
-        raise ConfigError(
-            f"{root} is not a Sluice checkout (models/recommender/overlay missing); "
-            "run `make demo-recommender` from the repository root"
-        )
-    return root
-
-
-def _sessions(repository: Path) -> Any:
-    """The example's traffic module, from the checkout (the console script lacks it on
-    sys.path; the demo runs inside one)."""
-    if str(repository) not in sys.path:
-        sys.path.insert(0, str(repository))
-    return importlib.import_module("models.recommender.sessions")
 
 
 def slates(sessions: Any, period: str, requests: int, seed: int = LIVE_SEED) -> list[Slate]:
@@ -167,7 +149,7 @@ class _Chapters:
         self.prometheus_url = str(stack["prometheus"]["url"])
         self.serve = serve
         self.clicks = clicks
-        self.sessions = _sessions(repository)
+        self.sessions = example_module(repository, "models.recommender.sessions")
         self.log = SqlitePredictionLog(root / PREDICTION_LOG_FILE)
         self.url = ""
 
@@ -403,7 +385,7 @@ def _env(tracking_uri: str, width: int) -> dict[str, str]:
 
 def run_recommender_demo(*, workdir: Path, console: Console) -> None:
     """The holiday story on a fresh local stack under ``workdir``, told as chapters."""
-    repository = _require_repository_root()
+    repository = require_checkout("models/recommender/overlay/sluice.yaml", "make demo-recommender")
     shutil.rmtree(workdir, ignore_errors=True)
     root = (workdir / "local").resolve()
     remote = seed_gitops_remote(repository, (workdir / "gitops.git").resolve())
@@ -428,7 +410,7 @@ def run_recommender_demo(*, workdir: Path, console: Console) -> None:
             f"version whose challenger alias moves; POST /v1/feedback takes the clicks)"
         )
         with serve:
-            sessions = _sessions(repository)
+            sessions = example_module(repository, "models.recommender.sessions")
             with ClickSender(serve.url, feedback_token, _outcomes(sessions)) as clicks:
                 chapters = _Chapters(
                     console, root=root, remote=remote, repository=repository, stack=stack,

@@ -12,7 +12,6 @@ live requests until the shadow judge, with late labels, lets it take its first c
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import secrets
@@ -33,6 +32,7 @@ from rich.table import Table
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.lineage import lineage_of
 from controller.commands.rollout import run_status
+from controller.demo.checkout import example_module, require_checkout
 from controller.demo.drift_chapter import DRIFT_WEEK, SluiceServe, run_drift_chapter
 from controller.demo.gitops_remote import git_output, merge_branch, seed_gitops_remote
 from controller.demo.narration import (
@@ -43,7 +43,7 @@ from controller.demo.narration import (
 )
 from controller.demo.rollout_chapter import ClientTraffic, RolloutRun, rows_for_clients
 from controller.demo.shadow_chapter import ShadowChapter, commit_shadow_policy, run_shadow_chapter
-from controller.errors import ConfigError, GateFailed, SluiceError
+from controller.errors import GateFailed, SluiceError
 from controller.local.processes import free_port
 from controller.local.stack import StackRequest, up
 from controller.local.state import PREDICTION_LOG_FILE, read_json
@@ -57,16 +57,6 @@ from controller.settings import Settings
 __all__ = ["run_demo"]
 
 MODEL = "fraud-detector"
-
-
-def _require_repository_root() -> Path:
-    root = Path.cwd()
-    if not (root / "models" / "fraud_detector" / "train.py").is_file():
-        raise ConfigError(
-            f"{root} is not a Sluice checkout (models/fraud_detector missing); "
-            "run `make demo` from the repository root"
-        )
-    return root
 
 
 def _train(console: Console, tracking_uri: str, args: list[str], *, expect_gate_pass: bool) -> None:
@@ -137,16 +127,13 @@ def _wait_for_version(console: Console, root: Path, version: int, timeout: float
 
 def _sample_rows(repository: Path) -> Any:
     """Five fresh transactions from the example model's own generator in the checkout."""
-    # The console script does not have the checkout on sys.path; the demo runs inside one.
-    if str(repository) not in sys.path:
-        sys.path.insert(0, str(repository))
-    data = importlib.import_module("models.fraud_detector.data")
+    data = example_module(repository, "models.fraud_detector.data")
     return data.generate_transactions(week=0, rows=5, seed=99).drop(columns=[data.LABEL])
 
 
 def _client_rows(repository: Path, *, week: int = 1, rows: int = 200) -> list[dict[str, object]]:
     """Transactions of ``week`` for the demo's clients."""
-    data = importlib.import_module("models.fraud_detector.data")
+    data = example_module(repository, "models.fraud_detector.data")
     frame = data.generate_transactions(week=week, rows=rows, seed=7).drop(columns=[data.LABEL])
     return rows_for_clients(frame.to_json(orient="records"))
 
@@ -188,7 +175,7 @@ def _predict(console: Console, url: str, repository: Path) -> None:
 
 def run_demo(*, workdir: Path, console: Console) -> None:
     """Train, register, propose, merge and serve on a fresh local stack under ``workdir``."""
-    repository = _require_repository_root()
+    repository = require_checkout("models/fraud_detector/train.py", "make demo")
     shutil.rmtree(workdir, ignore_errors=True)
     root = (workdir / "local").resolve()
     remote = seed_gitops_remote(repository, (workdir / "gitops.git").resolve())

@@ -16,7 +16,6 @@ Traffic and labels are seeded, and the judge's bootstrap is too, so the verdict 
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import subprocess
@@ -36,6 +35,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
+from controller.demo.checkout import example_module
 from controller.demo.drift_chapter import SluiceServe, wait_until
 from controller.demo.gitops_remote import commit_to_main, git_output, merge_branch
 from controller.demo.narration import runtime_entry, traffic_split
@@ -170,13 +170,6 @@ class ShadowTraffic:
         return ", ".join(f"{n:,} answers from {name}" for name, n in by_revision.most_common())
 
 
-def _example_module(repository: Path, name: str) -> Any:
-    """A module of the example model in the checkout (the console script lacks it on sys.path)."""
-    if str(repository) not in sys.path:
-        sys.path.insert(0, str(repository))
-    return importlib.import_module(f"models.fraud_detector.{name}")
-
-
 @dataclass(frozen=True)
 class ShadowChapter:
     """Where the shadow chapter runs: the stack, the GitOps remote and ``sluice serve``."""
@@ -221,7 +214,7 @@ def _send_shadowed(
     console: Console, chapter: ShadowChapter, mirror: dict[str, Any], url: str
 ) -> tuple[list[str], Any]:
     """Send the chapter's transactions and wait until the log pairs both answers of each."""
-    data = _example_module(chapter.repository, "data")
+    data = example_module(chapter.repository, "models.fraud_detector.data")
     sent = data.generate_transactions(**SHADOW_TRAFFIC)
     records = rows_for_clients(sent.drop(columns=[data.LABEL]).to_json(orient="records"))
     clients = ShadowTraffic(url, chapter.model, Counter())
@@ -257,7 +250,7 @@ def _post_labels(
     console: Console, chapter: ShadowChapter, ids: list[str], sent: Any, token: str
 ) -> None:
     """The case system's labels, confirmed within a few days, posted to ``sluice serve``."""
-    feedback = _example_module(chapter.repository, "feedback")
+    feedback = example_module(chapter.repository, "models.fraud_detector.feedback")
     path = chapter.root.parent / "case-system" / f"confirmed-day{_LABELS_AFTER_DAYS:g}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     # The example's case system: which sent transactions are confirmed within a few days.
@@ -320,7 +313,7 @@ def _show_canary(
         f"{mirror['revision']} taking 10%",
         lambda: traffic_split(chapter.root, chapter.model).get(mirror["revision"]) == 10,
     )
-    data = _example_module(chapter.repository, "data")
+    data = example_module(chapter.repository, "models.fraud_detector.data")
     more = data.generate_transactions(week=SHADOW_TRAFFIC["week"], rows=100, seed=61)
     clients = ShadowTraffic(url, chapter.model, Counter())
     clients.send(
