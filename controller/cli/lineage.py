@@ -15,7 +15,6 @@ import typer
 from rich.console import Console
 
 from controller.cli.options import TARGET_OPTION_HELP, TargetChoice, current_settings
-from controller.errors import ConfigError
 from controller.text.ref_names import validate_environment_name, validate_model_name
 
 __all__ = ["lineage"]
@@ -45,15 +44,9 @@ def lineage(
     training run, code commit, datasets and the signed attestation, checking each link."""
     validate_model_name(model)
     validate_environment_name(env)
-    from controller.provenance.signing import load_public_key
+    from controller.provenance.signing import load_key_options
 
-    trusted = []
-    for path in keys or []:
-        try:
-            pem = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read --key {path} ({exc.strerror}); fix the path") from None
-        trusted.append(load_public_key(pem, f"--key {path}"))
+    trusted = load_key_options(keys or [])
     settings = current_settings(ctx)
     from controller.commands.lineage import run_lineage
 

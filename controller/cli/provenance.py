@@ -80,16 +80,10 @@ def verify(
     and every file the registry serves now matches the signed digests."""
     from controller.backends.mlflow_attestations import MlflowAttestations
     from controller.backends.mlflow_registry import configure_mlflow_http
-    from controller.provenance.signing import load_public_key
+    from controller.provenance.signing import load_key_options
     from controller.provenance.verify import verify_version
 
-    trusted = []
-    for path in keys:
-        try:
-            pem = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read --key {path} ({exc.strerror}); fix the path") from None
-        trusted.append(load_public_key(pem, f"--key {path}"))
+    trusted = load_key_options(keys)
     settings = current_settings(ctx)
     configure_mlflow_http(
         retries=settings.registry_request_retries,

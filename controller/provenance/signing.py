@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ __all__ = [
     "envelope_digest",
     "envelope_line",
     "generate_keypair",
+    "load_key_options",
     "load_public_key",
     "load_signer",
     "sign_statement",
@@ -99,6 +100,19 @@ def load_public_key(pem: bytes, source: str) -> SSlibKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ConfigError(f"{source} is not an Ed25519 public key; {_KEYGEN}")
     return SSlibKey.from_crypto(key)
+
+
+def load_key_options(paths: Iterable[Path]) -> list[SSlibKey]:
+    """The public keys of the files a command's ``--key`` options name; a file that cannot be
+    read, or is not an Ed25519 public key, is a :class:`ConfigError` naming the option."""
+    keys = []
+    for path in paths:
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --key {path} ({exc.strerror}); fix the path") from None
+        keys.append(load_public_key(pem, f"--key {path}"))
+    return keys
 
 
 def sign_statement(statement: Mapping[str, Any], signer: CryptoSigner | None) -> Envelope:
