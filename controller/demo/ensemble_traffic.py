@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller.demo.client_threads import ClientThreads
+
 __all__ = ["GraphClients", "MarketRow", "StepKey", "step_calls"]
 
 #: A member call the graph made: node, step and the member's InferenceService.
@@ -43,21 +45,20 @@ class GraphClients:
     answers: Counter[tuple[str, int]] = field(default_factory=Counter)
     #: Request id, regime and next-day direction of every row sent, in order.
     sent: list[tuple[str, str, int]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _threads: list[threading.Thread] = field(default_factory=list)
+    _background: ClientThreads = field(default_factory=lambda: ClientThreads("graph-clients"))
 
     def send(self, rows: Sequence[MarketRow], prefix: str) -> list[str]:
         """Post each row once, in order; return the request ids."""
         session = requests.Session()
         ids = []
         for index, row in enumerate(rows):
-            if self._stop.is_set():
+            if self._background.stopping.is_set():
                 break
             request_id = f"{prefix}-{index:05d}"
             self._post(session, row, request_id)
             ids.append(request_id)
-            self._stop.wait(self.pause_seconds)
+            self._background.stopping.wait(self.pause_seconds)
         return ids
 
     def _post(self, session: requests.Session, row: MarketRow, request_id: str) -> None:
@@ -78,30 +79,16 @@ class GraphClients:
     def start(self, rows: Sequence[MarketRow], prefix: str, *, threads: int = 1) -> GraphClients:
         """Cycle through ``rows`` in ``threads`` background clients until :meth:`stop`."""
 
-        def loop(offset: int) -> None:
-            session = requests.Session()
-            index = offset
-            while not self._stop.is_set():
-                self._post(session, rows[index % len(rows)], f"{prefix}-{offset}-{index:06d}")
-                index += threads
-                self._stop.wait(self.pause_seconds)
+        def post(session: requests.Session, index: int) -> None:
+            request_id = f"{prefix}-{index % threads}-{index:06d}"
+            self._post(session, rows[index % len(rows)], request_id)
 
-        self._stop.clear()
-        self._threads = [
-            threading.Thread(target=loop, args=(n,), daemon=True, name=f"graph-clients-{n}")
-            for n in range(threads)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._background.start(post, threads=threads, pause_seconds=self.pause_seconds)
         return self
 
     def stop(self) -> None:
         """Stop the background clients (a no-op when none run)."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=15)
-        self._threads = []
-        self._stop.clear()
+        self._background.stop()
 
     def failed(self) -> int:
         """Requests not answered 200 (0: no answer at all)."""

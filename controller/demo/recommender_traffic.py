@@ -23,6 +23,8 @@ from typing import Any
 
 import requests
 
+from controller.demo.client_threads import ClientThreads
+
 __all__ = [
     "CLICK_TICK_SECONDS",
     "DELAY_COMPRESSION",
@@ -160,9 +162,8 @@ class SlateClients:
     #: Answers by HTTP status (0: no answer).
     answers: Counter[int] = field(default_factory=Counter)
     shown: list[Shown] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _threads: list[threading.Thread] = field(default_factory=list)
+    _background: ClientThreads = field(default_factory=lambda: ClientThreads("slate-clients"))
 
     @property
     def endpoint(self) -> str:
@@ -175,10 +176,10 @@ class SlateClients:
         def post_every(offset: int) -> None:
             session = requests.Session()
             for slate in slates[offset::threads]:
-                if self._stop.is_set():
+                if self._background.stopping.is_set():
                     break
                 self._post(session, slate)
-                self._stop.wait(self.pause_seconds)
+                self._background.stopping.wait(self.pause_seconds)
 
         clients = [
             threading.Thread(target=post_every, args=(n,), daemon=True, name=f"slate-send-{n}")
@@ -193,38 +194,23 @@ class SlateClients:
         """Cycle through ``slates`` in ``threads`` background clients until :meth:`stop`; a
         slate sent again gets a new request id (``-r1``, ``-r2``, …)."""
 
-        def loop(offset: int) -> None:
-            session = requests.Session()
-            index = offset
-            while not self._stop.is_set():
-                slate = slates[index % len(slates)]
-                if rounds := index // len(slates):
-                    slate = Slate(f"{slate.request_id}-r{rounds}", slate.segment, slate.candidates)
-                self._post(session, slate)
-                index += threads
-                self._stop.wait(self.pause_seconds)
+        def post(session: requests.Session, index: int) -> None:
+            slate = slates[index % len(slates)]
+            if rounds := index // len(slates):
+                slate = Slate(f"{slate.request_id}-r{rounds}", slate.segment, slate.candidates)
+            self._post(session, slate)
 
-        self._stop.clear()
-        self._threads = [
-            threading.Thread(target=loop, args=(n,), daemon=True, name=f"slate-clients-{n}")
-            for n in range(threads)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._background.start(post, threads=threads, pause_seconds=self.pause_seconds)
         return self
 
     @property
     def running(self) -> bool:
         """Background clients were started and not stopped."""
-        return bool(self._threads)
+        return self._background.running
 
     def stop(self) -> None:
         """Stop the background clients (a no-op when none run)."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=15)
-        self._threads = []
-        self._stop.clear()
+        self._background.stop()
 
     def _post(self, session: requests.Session, slate: Slate) -> None:
         try:
