@@ -26,7 +26,8 @@ def build_kpi_series(
     def releases() -> list[KpiRelease]:
         if settings.prediction_store_url is None and not path.is_file():
             return []
-        watched = snapshot.watched()
+        # The watcher's last read: the series never fetch Git or ask the registry themselves.
+        watched = snapshot.last_watched()
         configs = {
             environment: load_environment_config(workspace, environment)
             for environment in dict.fromkeys(w.environment for w in watched)

@@ -211,6 +211,12 @@ class ReleaseSnapshot:
         self._fresh()
         return list(self._watched)
 
+    def last_watched(self) -> list[Watched]:
+        """The releases as the last read found them, without reading again (empty before the
+        first read): for readers beside the watcher that must not add fetches of their own."""
+        with self._lock:
+            return list(self._watched)
+
     def alias_version(self, model: str, alias: str) -> int | None:
         """The version an alias points at (None: no such model or alias)."""
         self._fresh()
