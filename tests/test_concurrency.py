@@ -648,3 +648,51 @@ def test_a_rollback_outwaits_a_busy_holder_and_gives_up_on_one_that_never_yields
     ):
         late.acquire(name, wait_seconds=5, sleep=clock.advance, poll_seconds=1)
     assert LeaseHeld("x").exit_code == 3
+
+
+class StaleView:
+    """A workspace whose fetches are skipped: a controller that read the remote a moment before
+    the holder's last commit (a pass slowed on a loaded machine), everything else as is."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def sync(self) -> None:
+        pass
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+
+@pytest.mark.slow
+def test_a_follower_that_takes_over_a_finished_rollout_still_says_what_the_holder_landed(
+    stage: Stage,
+) -> None:
+    """CI failure of session 14: ctl-b rolled a faulty version back and released its lease while
+    ctl-a, on a view read just before ctl-b's last commit, took the lease over; ctl-a then
+    reported the end without the commit that ended it ("landed:" was dropped at the takeover)."""
+    a, b = stage.controller("ctl-a"), stage.controller("ctl-b")
+    stage.propose_and_merge(1)
+    assert b.run(ENV, stage.model, poll_seconds=0.05).outcome is Outcome.PROMOTED
+    base = stage.propose_and_merge(2)
+    for _ in range(50):  # ctl-b holds the lease, smokes v2 and walks the rollback to its restore
+        report = b.reconcile(ENV, stage.model)
+        if report.action == "RestorePrevious":
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("ctl-b never restored v1")
+    reports = [a.reconcile(ENV, stage.model)]
+    assert reports[0].action == "Follow", reports[0]
+    assert b.run(ENV, stage.model, poll_seconds=0.05).outcome is Outcome.ROLLED_BACK
+    last = stage.history(base)[-1][1]
+    assert "v1 serves alone again" in last
+
+    fresh, a.workspace = a.workspace, cast(Any, StaleView(a.workspace))
+    reports.append(a.reconcile(ENV, stage.model))  # the lease is free: ctl-a holds it now
+    a.workspace = fresh
+    reports.append(a.run(ENV, stage.model, poll_seconds=0.05))
+    details = [f"{r.action}: {r.detail}" for r in reports]
+    assert reports[-1].outcome is Outcome.ROLLED_BACK, details
+    assert stage.history(base)[-1][1] == last, "ctl-a committed nothing of its own"
+    assert any(last in r.detail for r in reports), details

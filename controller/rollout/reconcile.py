@@ -97,6 +97,9 @@ class Reconciler:
     _seen: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _landed: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
     _following: set[str] = field(default_factory=set, init=False, repr=False)
+    #: Releases this controller followed and then took the lease of (its holder finished or
+    #: let it lapse): until the end, its reports still say what others landed.
+    _took_over: set[str] = field(default_factory=set, init=False, repr=False)
 
     def observe(self, environment: str, model: str) -> ReleaseObservation:
         """Fetch and observe one release without acting (``sluice status``)."""
@@ -167,6 +170,7 @@ class Reconciler:
             return lost_race(obs, action, conflict)
         if done.commit is not None:
             self._request_sync(environment)
+        landed = self._landed_by_others(ref, action, done)
         phase = phase_of(action)
         self.metrics.set_phase(model, environment, phase)
         if obs.pin.canary_percent is not None and not isinstance(action, Finish):
@@ -177,7 +181,7 @@ class Reconciler:
             environment=environment,
             phase=phase,
             action=type(action).__name__,
-            detail=describe_action(action) + _done_note(done),
+            detail=describe_action(action) + _done_note(done) + landed,
             version=obs.pin.version,
             canary_percent=obs.pin.canary_percent,
             results=results,
@@ -240,7 +244,7 @@ class Reconciler:
             self._landed[name] = [*self._landed.get(name, []), *self._commits_seen(ref, obs, name)]
         if isinstance(action, Finish):
             self.lease.release(name)
-            if name not in self._following:
+            if name not in self._following:  # the report says what landed, if taken over
                 return None
             # The end of a rollout another controller carried out: what landed last.
             self._following.discard(name)
@@ -259,10 +263,14 @@ class Reconciler:
             return None
         held = self.lease.hold(name)
         if held.holder == self.lease.holder:
+            if name in self._following:
+                self._took_over.add(name)
             self._following.discard(name)
-            self._landed.pop(name, None)
+            if name not in self._took_over:
+                self._landed.pop(name, None)  # its own commits
             return None
         self._following.add(name)
+        self._took_over.discard(name)
         expires = time.strftime("%H:%M:%S", time.localtime(held.expires_at))
         detail = (
             f"{held.holder} holds this rollout's lease (until {expires} unless renewed): "
@@ -278,6 +286,20 @@ class Reconciler:
             canary_percent=obs.pin.canary_percent,
             holder=held.holder,
         )
+
+    def _landed_by_others(self, ref: ReleaseRef, action: Action, done: ActResult) -> str:
+        """The note of what others landed, on the report of a controller that took a rollout
+        over from the holder it followed (its own commit is not among them); empty otherwise."""
+        if self.lease is None:
+            return ""
+        name = lease_name(ref.environment.name, ref.release.model)
+        if name not in self._took_over:
+            return ""
+        if done.commit is not None:
+            self._seen[name] = done.commit
+        if isinstance(action, Finish):
+            self._took_over.discard(name)
+        return _landed_note(self._landed.pop(name, []))
 
     def _commits_seen(self, ref: ReleaseRef, obs: ReleaseObservation, name: str) -> list[str]:
         """Commits to the pin since this controller's previous pass (the last one, at first)."""
