@@ -3,10 +3,11 @@ pin whose artifact is swapped afterwards is rolled back and quarantined, the rol
 which file changed.
 
 A reconciler-level test: the GitOps remote, registry, cluster, metrics and Locust are the
-in-memory fakes of :mod:`controller.testing` (a full local-stack run would train and serve
-two models for the same path through the code); the verification is the real one, over the
-in-memory attestation store, with a key committed to the remote. The decision's rule itself is
-tested on plain observations.
+in-memory fakes of :mod:`controller.testing`; the verification is the real one, over the
+in-memory attestation store, with a key committed to the remote. The same story runs once end
+to end on the local stack, through `sluice rollout` with real MLflow and signing
+(``tests/test_rollout_local.py``); the cases (warn, an untouched artifact) stay here. The
+decision's rule itself is tested on plain observations.
 """
 
 from __future__ import annotations

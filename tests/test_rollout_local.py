@@ -8,7 +8,10 @@ back at its first step and quarantined; a good one passes the smoke, is held whi
 is down and aborted (not quarantined) when it stays down, then promoted step by step when
 proposed again with Prometheus back; one
 that fails a fifth of its requests never gets past the smoke. `make demo` (tests/test_demo.py) walks
-a good version to champion and rolls back one failing a fifth of its requests.
+a good version to champion and rolls back one failing a fifth of its requests. Last, issue #18's
+tamper story: with the environment requiring signed provenance, a signed version whose model.pkl
+is overwritten in the artifact store while its canary serves is rolled back at the next
+verification and quarantined (the reconciler-level cases are tests/test_provenance_rollout.py).
 
 The demo runs the default metrics profile (current Knative's OpenTelemetry names); this module
 runs the other builtin one, ``knative-opencensus`` (Knative 1.18's), so a good canary is
@@ -18,12 +21,17 @@ Git names, and the gates query the same.
 
 from __future__ import annotations
 
+import pickle
+import shutil
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from support.gitops_repo import commit_to_remote
 from support.gitrepo import git
 from support.registry import register_version
 from support.rollout_stack import (
@@ -36,7 +44,9 @@ from support.rollout_stack import (
     set_policy,
     wait_for,
 )
+from support.signed_model import BUILDERS, sign_version
 
+from controller.cli import main
 from controller.local.state import read_json
 
 pytestmark = pytest.mark.slow
@@ -269,3 +279,102 @@ def test_smoke_stops_an_erroring_version_before_any_client_request(loop: Loop) -
     reached = sum(n for (revision, _), n in loop.traffic.seen.items() if revision == canary)
     assert reached == 0, (canary, loop.traffic.seen)
     assert loop.pin() == (1, None)
+
+
+def require_provenance(loop: Loop, public_key: Path | None) -> None:
+    """Commit the local environment's provenance policy, trusting ``public_key`` (kept in
+    keys/ on main) and the CI builder, with the smoke off: the story is about a canary that
+    clients reach. With None, take them out again."""
+
+    def change(tree: Path) -> None:
+        path = tree / "manifests" / "overlays" / "local" / "sluice.yaml"
+        text = path.read_text().split(PROVENANCE_POLICY)[0]
+        kept = tree / "keys" / "ci.pub"
+        if public_key is None:
+            kept.unlink(missing_ok=True)
+        else:
+            kept.parent.mkdir(exist_ok=True)
+            shutil.copy(public_key, kept)
+            text += PROVENANCE_POLICY
+        path.write_text(text)
+
+    commit_to_remote(loop.remote, loop.root / "policy-provenance", "Provenance policy", change)
+    set_policy(loop, "provenance", smoke="{enabled: false}" if public_key else None)
+
+
+PROVENANCE_POLICY = f"""
+provenance:
+  trustedKeys: [keys/ci.pub]
+  builders: ["{BUILDERS}"]
+"""
+
+
+def swap_model_pkl(loop: Loop, version: int) -> None:
+    """Overwrite the version's model.pkl in the stack's artifact store with another valid
+    pickle: the same estimator with its coefficients negated (it loads and answers, wrongly)."""
+    uri = str(MlflowClient(loop.tracking_uri).get_model_version_download_uri(MODEL, str(version)))
+    artifacts = loop.stack.root / "mlflow" / "artifacts"
+    path = artifacts / uri.removeprefix("mlflow-artifacts:/") / "model.pkl"
+    estimator = pickle.loads(path.read_bytes())  # noqa: S301  (the test's own artifact)
+    estimator.coef_ = -estimator.coef_
+    path.write_bytes(pickle.dumps(estimator))
+
+
+def served(loop: Loop) -> dict[str, int]:
+    """What the local target serves on the model's route: storage URI → percent of traffic
+    (a restore serves the old version from a new revision)."""
+    entry = (read_json(loop.stack.root / "runtime.json") or {})["inferenceServices"][MODEL]
+    uris = {str(r["name"]): str(r["storage_uri"]) for r in entry["revisions"]}
+    shares: Counter[str] = Counter()
+    for target in entry["object"]["status"]["components"]["predictor"]["traffic"]:
+        shares[uris[str(target["revisionName"])]] += int(target["percent"])
+    return {uri: percent for uri, percent in shares.items() if percent}
+
+
+def test_an_artifact_swapped_during_the_canary_is_rolled_back_and_quarantined(
+    loop: Loop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #18's tamper story on the local stack. The local environment requires provenance
+    signed by the CI key; v1, signed, serves alone; the next version, signed and verified at
+    its proposal, is merged at 10 % and its canary answers clients. Then someone overwrites its
+    model.pkl in MLflow's artifact store with another valid pickle. `sluice rollout` verifies
+    the pinned version again before judging the canary (the artifact as the registry serves it
+    now, not as it was proposed), rolls it back with a commit naming the file, and quarantines
+    it; v1 serves alone again, and `sluice status` says why v2 is quarantined."""
+    keys = tmp_path / "keys"
+    assert main(["provenance", "keygen", "--out", str(keys), "--name", "ci"]) == 0
+    require_provenance(loop, keys / "ci.pub")
+    try:
+        sign_version(loop.tracking_uri, MODEL, 1, keys / "ci.key")
+        version = register_version(loop.tracking_uri, MODEL, input_example=True)
+        sign_version(loop.tracking_uri, MODEL, version, keys / "ci.key")
+        (serving,) = served(loop)
+        canary = next_revision(latest_created(loop))
+        loop.propose_and_merge(version)
+        assert loop.pin() == (version, 10)
+        client = MlflowClient(loop.tracking_uri)
+        tags = client.get_model_version(MODEL, str(version)).tags
+        assert tags["sluice.provenance.local"].startswith("verified: ")
+        wait_for("the canary to answer a client", lambda: canary in loop.traffic.first)
+        swap_model_pkl(loop, version)
+        done = loop.run([*loop.rollout_command(), "--poll-interval", "0.5"], timeout=400)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert_rolled_back(loop, version)
+        body = git("log", "-1", "--format=%B", "main~2", cwd=loop.remote.path)
+        wait_for("v1 to serve alone", lambda: served(loop) == {serving: 100})
+        monkeypatch.chdir(loop.root)  # `sluice status` as the user runs it after the rollout
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", loop.tracking_uri)
+        monkeypatch.delenv("SLUICE_STATE_DIR", raising=False)
+        capsys.readouterr()
+        assert main(["status", "--env", "local", "--repo", loop.remote.url]) == 0
+        status = capsys.readouterr().out
+    finally:
+        require_provenance(loop, None)
+    failed = f"{MODEL} v{version}: provenance subjects check failed: model.pkl has sha256 "
+    assert f"Rolled back: {failed}" in body, body
+    assert "as signed: the artifact changed after it was signed" in body
+    assert f"v{version} is quarantined" in body
+    tags = client.get_model_version(MODEL, str(version)).tags
+    assert tags["sluice.quarantined"].startswith(failed)
+    assert tags["sluice.provenance.local"].startswith("refused: model.pkl has sha256 ")
+    assert f"{MODEL} in local: v{version} quarantined: {failed}" in status, status

@@ -1,7 +1,8 @@
 """The local stack (``sluice local up``) serving ``fraud-detector`` for rollouts end to end.
 
 ``Loop`` runs ``sluice rollout`` as a user does, from the stack's working directory, and reads
-what Git, the registry and the router say; ``Traffic`` is the clients of the main route.
+what Git, the registry and the router say (its proposals verify provenance where the
+environment requires it, as ``sluice propose`` does); ``Traffic`` is the clients of the main route.
 ``started_stack`` seeds a GitOps remote with this repository's manifests and a policy and
 starts the stack on it; ``serving_stack`` also serves v1 to clients. Used by
 ``tests/test_rollout_local.py``, ``tests/test_local_runtime_raw.py`` and
@@ -26,6 +27,7 @@ import requests
 from mlflow import MlflowClient
 
 from controller.backends.git_repo import GitWorkspace
+from controller.backends.mlflow_attestations import MlflowAttestations
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.demo.gitops_remote import merge_branch
 from controller.local.stack import StackRequest, down, up
@@ -104,11 +106,13 @@ class Loop:
         return dict(json.loads(tags.get("sluice.analysis.local", "{}")))
 
     def propose_and_merge(self, version: int) -> None:
-        result = propose(  # as `sluice propose` does: a rolled-back version may come again
+        result = propose(  # as `sluice propose` does: a rolled-back version may come again,
+            # and an environment that requires provenance verifies it first
             ProposalRequest(model=MODEL, environment="local", version=version, restart_merged=True),
             registry=MlflowRegistry(self.tracking_uri),
             workspace=GitWorkspace(self.remote.url, self.root / "propose-git"),
             forge=NoForge(),
+            attestations=MlflowAttestations(self.tracking_uri),
         )
         merge_branch(self.remote.path, result.branch)
 
