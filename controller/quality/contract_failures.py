@@ -7,8 +7,8 @@ allowed)". A team's own checks read by their ``error`` text (or their name) with
 a few of the values: "column 'bmi' fails 'bmi is never negative' in 3 rows (e.g. -0.2, -0.1)".
 
 Order: missing columns, the row count, each column in schema order, then the frame's checks.
-Within a column the first of its null rate and its kind that fails is the only message (the
-range of a column that is not numeric means nothing); the label's rate only counts when
+Within a column the first of its dtype, null rate and kind that fails is the only message
+(the range of a column that is not numeric means nothing); the label's rate only counts when
 nothing else failed.
 """
 
@@ -28,6 +28,7 @@ SLUICE_CHECK = "sluice."
 #: Sluice checks whose failure makes a column's other checks meaningless.
 _GATING = ("null_rate", "numeric")
 _EXAMPLES = 3
+_CAUSE_CHARS = 120
 
 
 def _sluice_kind(error: SchemaError) -> str | None:
@@ -102,13 +103,15 @@ def _message(error: SchemaError) -> str:
     where = f"column {name!r}" if name is not None else "the frame"
     values = _failed_values(error)
     if reason is SchemaErrorReason.WRONG_DATATYPE:
-        return f"{where} has dtype {values.iloc[0]}, expected {error.check}"
+        expected = getattr(error.schema, "dtype", None) or error.check
+        return f"{where} has dtype {values.iloc[0]}, expected {expected}"
     if reason is SchemaErrorReason.SERIES_CONTAINS_NULLS:
         return f"{where} has {len(values)} null values"
     if reason is SchemaErrorReason.SERIES_CONTAINS_DUPLICATES:
         return f"{where} has {len(values)} duplicate values{_examples(values)}"
     if reason is SchemaErrorReason.CHECK_ERROR:
-        return f"{where}: check {_title(error)!r} could not run ({values.iloc[0]})"
+        cause = str(values.iloc[0]).splitlines()[0][:_CAUSE_CHARS]
+        return f"{where}: check {_title(error)!r} could not run ({cause})"
     if reason is SchemaErrorReason.DATAFRAME_CHECK:
         cases = error.failure_cases
         if isinstance(cases, pd.DataFrame) and len(cases) and cases["index"].notna().any():
@@ -154,7 +157,10 @@ def contract_problems(
     for column in [name for name in columns if name in by_column]:
         for _, error in sorted(by_column[column], key=lambda pair: pair[0]):
             problems.append(_phrase(error, frame))
-            if _sluice_kind(error) in _GATING:
+            if (
+                _sluice_kind(error) in _GATING
+                or error.reason_code is SchemaErrorReason.WRONG_DATATYPE
+            ):
                 break
     problems += [_phrase(error, frame) for _, error in sorted(frame_checks, key=lambda p: p[0])]
     return problems or label_rate

@@ -14,6 +14,7 @@ failure (:mod:`controller.quality.contract_failures`), and a pass is a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -218,7 +219,9 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *, source: str) -> C
     """
     schema = as_schema(contract)
     try:
-        schema.validate(frame, lazy=True)
+        with warnings.catch_warnings():  # pandera's own concat of failure cases; not the user's
+            warnings.simplefilter("ignore", FutureWarning)
+            schema.validate(frame, lazy=True)
     except SchemaErrors as failed:
         problems = contract_problems(failed.schema_errors, frame, [str(c) for c in schema.columns])
         suite = (
