@@ -238,7 +238,8 @@ def test_the_commands_load_no_statistics_library_until_they_compute() -> None:
         "import controller.commands.propose, controller.commands.status\n"
         "import controller.commands.rollout, controller.commands.init\n"
         "import controller.drift, controller.shadow.judge\n"
-        "heavy = ('scipy.stats', 'scipy.special', 'scipy.spatial', 'sklearn', 'pandas', 'pandera')\n"
+        "heavy = ('scipy.stats', 'scipy.special', 'scipy.spatial', 'sklearn', 'pandas',\n"
+        "         'pandera')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

@@ -162,3 +162,15 @@ def test_something_else_is_not_a_contract(frame: pd.DataFrame) -> None:
     """A dict or a Great Expectations suite is refused with what a contract may be."""
     with pytest.raises(TypeError, match="DataContract, a pandera DataFrameSchema or"):
         validate_frame(frame, {"amount": "float"}, source="x")  # type: ignore[arg-type]
+
+
+def test_pandera_switched_off_still_checks(frame: pd.DataFrame) -> None:
+    """PANDERA_VALIDATION_ENABLED=False or a schema-only depth would let pandera skip the
+    checks the provenance record says passed: the contract runs them all the same."""
+    from pandera.config import config_context
+
+    with (
+        config_context(validation_enabled=False, validation_depth="SCHEMA_ONLY"),
+        pytest.raises(DataValidationError, match="'amount' has 2000 values below 0"),
+    ):
+        validate_frame(frame.assign(amount=-frame["amount"]), CONTRACT, source="x")

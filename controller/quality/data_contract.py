@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,8 +31,10 @@ from controller.quality.contract_failures import SLUICE_CHECK, contract_problems
 
 __all__ = [
     "ColumnSpec",
+    "Contract",
     "ContractResult",
     "DataContract",
+    "as_schema",
     "contract_schema",
     "validate_frame",
 ]
@@ -218,20 +221,28 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *, source: str) -> C
     the dataset (a file path or "week 3 synthetic data") in it. Returns what passed.
     """
     schema = as_schema(contract)
-    try:
-        with warnings.catch_warnings():  # pandera's own concat of failure cases; not the user's
-            warnings.simplefilter("ignore", FutureWarning)
+    # Every check runs whatever PANDERA_VALIDATION_ENABLED or _DEPTH say, since the provenance
+    # record says the data passed them; pandera's own concat of failure cases warns, not ours.
+    with (
+        config_context(
+            validation_enabled=True,
+            validation_depth=ValidationDepth.SCHEMA_AND_DATA,
+            use_narwhals_backend=False,
+        ),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
             schema.validate(frame, lazy=True)
-    except SchemaErrors as failed:
-        problems = contract_problems(failed.schema_errors, frame, [str(c) for c in schema.columns])
-        suite = (
-            "the data contract"
-            if schema.name in (None, "data contract")
-            else (f"the data contract {schema.name!r}")
-        )
-        raise DataValidationError(
-            f"{source} fails {suite}: {'; '.join(problems)}; fix the data and run again"
-        ) from None
+        except SchemaErrors as failed:
+            columns = [str(column) for column in schema.columns]
+            problems = contract_problems(failed.schema_errors, frame, columns)
+            suite = "the data contract"
+            if schema.name not in (None, "data contract"):
+                suite += f" {schema.name!r}"
+            raise DataValidationError(
+                f"{source} fails {suite}: {'; '.join(problems)}; fix the data and run again"
+            ) from None
     return ContractResult(
         schema=str(schema.name or "data contract"), rows=len(frame), checks=_check_titles(schema)
     )
