@@ -174,3 +174,13 @@ def test_pandera_switched_off_still_checks(frame: pd.DataFrame) -> None:
         pytest.raises(DataValidationError, match="'amount' has 2000 values below 0"),
     ):
         validate_frame(frame.assign(amount=-frame["amount"]), CONTRACT, source="x")
+
+
+def test_a_check_that_only_warns_is_recorded_as_such() -> None:
+    """A team's check with raise_warning=True does not fail the data; the record says so."""
+    schema = pa.DataFrameSchema(
+        {"amount": pa.Column(float, pa.Check.le(10, error="usually small", raise_warning=True))}
+    )
+    with pytest.warns(UserWarning, match="usually small"):
+        result = validate_frame(pd.DataFrame({"amount": [50.0]}), schema, source="x")
+    assert "column amount: usually small (warns only)" in result.checks

@@ -209,16 +209,24 @@ def _check_titles(schema: pa.DataFrameSchema) -> tuple[str, ...]:
             titles.append(f"column {name}: no nulls")
         if column.unique:
             titles.append(f"column {name}: unique")
-        titles += [f"column {name}: {check.error or check.name}" for check in column.checks]
-    titles += [str(check.error or check.name) for check in schema.checks]
+        titles += [f"column {name}: {_check_title(check)}" for check in column.checks]
+    titles += [_check_title(check) for check in schema.checks]
     return tuple(titles)
+
+
+def _check_title(check: pa.Check) -> str:
+    """A check's error text or name; one that only warns says so (its failure passes)."""
+    title = str(check.error or check.name)
+    return f"{title} (warns only)" if check.raise_warning else title
 
 
 def validate_frame(frame: pd.DataFrame, contract: Contract, *, source: str) -> ContractResult:
     """Check ``frame`` against ``contract`` (Sluice's or a team's pandera suite).
 
     Raises :class:`DataValidationError` naming every violation in one line; ``source`` names
-    the dataset (a file path or "week 3 synthetic data") in it. Returns what passed.
+    the dataset (a file path or "week 3 synthetic data") in it. Returns what passed. A schema
+    that coerces or parses checks its own converted copy, which is not returned: train on
+    ``schema.validate(frame)`` then, or convert the data before checking it.
     """
     schema = as_schema(contract)
     # Every check runs whatever PANDERA_VALIDATION_ENABLED or _DEPTH say, since the provenance
