@@ -1,12 +1,21 @@
 """What any training script calls to give Sluice a model's drift reference and gate verdict.
 
-Two calls, inside the MLflow run that logged the model::
+One call before training, the others inside the MLflow run that logged the model::
 
     from controller import training
 
+    checked = training.validate_frame(frame, SCHEMA, source="data/train.csv")
+    ...  # train, log and register the model (info)
     training.log_reference_profile(X_train, predictions=model.predict(X_train))
     training.record_gate(info, {"r2": r2}, minimum={"r2": 0.3})
-    training.record_provenance(info, datasets=[training.dataset(X_train, name="train")])
+    training.record_provenance(
+        info, datasets=[training.dataset(X_train, name="train", contract=checked)], gate=verdict
+    )
+
+:func:`validate_frame` checks the training data against its contract (Sluice's
+:class:`~controller.quality.data_contract.DataContract` or the team's own pandera schema) and
+raises one line naming every violation, before anything is trained or logged; what it
+returns is the data's record in the provenance attestation.
 
 :func:`log_reference_profile` logs ``reference_profile.json`` (the training data profile the
 drift monitor and ``sluice drift`` compare live inputs with); without it a model still rolls
@@ -55,7 +64,7 @@ from controller.provenance.statement import (
     code_source_from_env,
     file_digests,
 )
-from controller.quality.data_contract import DataContract
+from controller.quality.data_contract import Contract, ContractResult, validate_frame
 from controller.quality.data_profile import build_profile
 from controller.quality.quality_gate import GateVerdict, QualityGate, evaluate_gate
 
@@ -67,6 +76,7 @@ __all__ = [
     "log_reference_profile",
     "record_gate",
     "record_provenance",
+    "validate_frame",
 ]
 
 #: The alias ``sluice propose`` follows by default (a release's ``alias``).
@@ -170,18 +180,29 @@ def dataset(
     name: str,
     source: str = "",
     path: Path | None = None,
-    contract: DataContract | None = None,
+    contract: ContractResult | Contract | None = None,
 ) -> DatasetRecord:
     """The record of one dataset the model was trained or validated on (``name``: its role,
     e.g. train or holdout): the canonical digest of exactly these rows, DVC's md5 and path
-    when ``path`` is tracked by DVC, and the data ``contract``'s result (it passed: training
-    checks it before anything is logged)."""
-    result: dict[str, Any] = {}
-    if contract is not None:
-        checks = [f"column {column}" for column in contract.columns]
-        checks += ["rows", f"label {contract.label} rate"]
-        result = {"passed": True, "rows": len(frame), "checks": checks}
-    return dataset_record(frame, name=name, source=source, path=path, contract=result)
+    when ``path`` is tracked by DVC, and the data contract it passed.
+
+    ``contract`` is what :func:`validate_frame` returned when the script checked its data
+    before training (the rows it covered, the checks it ran), or a contract (a
+    :class:`~controller.quality.data_contract.DataContract`, a pandera ``DataFrameSchema`` or
+    ``DataFrameModel`` class) to check these rows against now: a
+    :class:`~controller.errors.DataValidationError` when they fail it."""
+    result = (
+        contract
+        if contract is None or isinstance(contract, ContractResult)
+        else validate_frame(frame, contract, source=source or name)
+    )
+    return dataset_record(
+        frame,
+        name=name,
+        source=source,
+        path=path,
+        contract=result.record() if result is not None else None,
+    )
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from controller.settings import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
-    from controller.quality.data_contract import DataContract
+    from controller.quality.data_contract import ContractResult
     from controller.quality.quality_gate import GateVerdict
 
 __all__ = ["CHALLENGER_ALIAS", "CHAMPION_ALIAS", "RegistrySession"]
@@ -125,12 +125,13 @@ class RegistrySession:
         verdict: GateVerdict,
         params: Mapping[str, Any],
         path: Path | None = None,
-        contract: DataContract | None = None,
+        contract: ContractResult | None = None,
     ) -> str:
         """Record the version's signed provenance (:func:`controller.training.
         record_provenance`): ``frames`` are the rows it was trained and validated on by role
-        (train, holdout), read from ``path`` (a file DVC may track) and checked by
-        ``contract``. Returns the version's ``sluice.provenance`` tag (the envelope's digest, or
+        (train, holdout), read from ``path`` (a file DVC may track); ``contract`` is
+        the data contract's result on them (what ``validate_frame`` returned before training).
+        Returns the version's ``sluice.provenance`` tag (the envelope's digest, or
         ``unsigned``)."""
         from controller import training
 

@@ -231,13 +231,15 @@ def test_the_commands_load_no_statistics_library_until_they_compute() -> None:
     policy, and propose renders a model card; the statistics behind the gates and the card
     load scipy's statistics and scikit-learn only when they compute, so a command does not
     pay their imports (about 0.7 s of CPU, 40 % of a `sluice status`) to parse a config.
-    Nor pandas (0.15 s): the card reads a data profile, which only building one needs it for."""
+    Nor pandas (0.15 s): the card reads a data profile, which only building one needs it for;
+    nor pandera (0.11 s more), which only training's data contract runs."""
     code = (
         "import sys\n"
         "import controller.commands.propose, controller.commands.status\n"
         "import controller.commands.rollout, controller.commands.init\n"
         "import controller.drift, controller.shadow.judge\n"
-        "heavy = ('scipy.stats', 'scipy.special', 'scipy.spatial', 'sklearn', 'pandas')\n"
+        "heavy = ('scipy.stats', 'scipy.special', 'scipy.spatial', 'sklearn', 'pandas',\n"
+        "         'pandera')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

@@ -153,7 +153,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
     """Validate, train, evaluate against the champion, log and (optionally) register."""
     gate = load_quality_gate(args.gate)
     frame, source = _load_frame(args)
-    validate_frame(frame, CONTRACT, source=source)  # raises before anything is logged
+    checked = validate_frame(frame, CONTRACT, source=source)  # raises before anything is logged
 
     train_rows, holdout = split_holdout(frame, args.seed)
     model = fit(
@@ -216,7 +216,7 @@ def train(args: argparse.Namespace) -> TrainingResult:
             )
             provenance = tracking.attest(
                 version, frames={"train": train_rows, "holdout": holdout}, source=source,
-                verdict=verdict, params=params, path=args.data, contract=CONTRACT,
+                verdict=verdict, params=params, path=args.data, contract=checked,
             )  # fmt: skip
             if verdict.passed:
                 tracking.set_alias(CHALLENGER_ALIAS, version)
