@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from controller.evidence.policy import PromotionPolicy
+from controller.evidence.policy import PromotionPolicy, duration_text_seconds
 from controller.evidence.verify import EvidenceCheck
 from controller.provenance.verify import Verification
 
@@ -145,7 +145,7 @@ def _body(check: EvidenceCheck, kind: str) -> Mapping[str, Any]:
 
 
 def _soak(
-    evidence: _Evidence, environment: str, required: int
+    evidence: _Evidence, environment: str, required: int, written: str
 ) -> tuple[Missing | None, str | None]:
     check = evidence.verified(environment, "soak")
     if check is None:
@@ -166,10 +166,8 @@ def _soak(
             f"{what}: {_duration(served)} with {', '.join(failing)} out of bounds",
         ), None
     if served < required:
-        return Missing(
-            "soak", environment, f"{what}: {_duration(served)} of {_duration(required)}"
-        ), None
-    return None, f"{what}: {_duration(served)} of {_duration(required)}, clean"
+        return Missing("soak", environment, f"{what}: {_duration(served)} of {written}"), None
+    return None, f"{what}: {_duration(served)} of {written}, clean"
 
 
 def _shadow(evidence: _Evidence, environment: str) -> tuple[Missing | None, str | None]:
@@ -209,8 +207,8 @@ def _upstream(
         problem, line = _shadow(evidence, env)
         missing.extend([problem] if problem else [])
         met.extend([line] if line else [])
-    if require.soak_seconds is not None:
-        problem, line = _soak(evidence, env, require.soak_seconds)
+    if require.soak is not None:
+        problem, line = _soak(evidence, env, duration_text_seconds(require.soak), require.soak)
         missing.extend([problem] if problem else [])
         met.extend([line] if line else [])
     return missing, met

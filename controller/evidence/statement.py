@@ -216,7 +216,12 @@ def predicate_problem(predicate: Any) -> str | None:
     if error is None:
         return None
     where = "/".join(str(part) for part in error.absolute_path) or "the predicate"
-    return f"{where}: {error.message}"[:300]
+    message = (
+        "holds another kind's body beside its own (one body per predicate)"
+        if error.validator == "not"
+        else error.message
+    )
+    return f"{where}: {message}"[:300]
 
 
 def build_evidence(
