@@ -5,6 +5,7 @@ other bytes, a replaced, deleted or hand-added envelope) against the in-memory s
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from securesystemslib.signer import CryptoSigner
 
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import ConfigError
+from controller.evidence.evaluate import UpstreamState, evaluate
+from controller.evidence.policy import PromotionPolicy
+from controller.evidence.record import check_evidence, record_evidence
 from controller.evidence.signing import (
     EVIDENCE_KEY_ENV,
     EVIDENCE_KEY_FILE_ENV,
@@ -42,6 +46,7 @@ from controller.evidence.statement import (
 from controller.evidence.verify import verify_evidence
 from controller.provenance.signing import generate_keypair, load_public_key
 from controller.rollout.record import AnalysisRecord
+from controller.testing.attestations import MemoryAttestations
 from controller.testing.evidence import MemoryEvidence
 
 MODEL = "fraud-detector"
@@ -400,3 +405,50 @@ def test_an_unsigned_envelope_or_an_untrusted_environment_fails_at_the_signature
     checks = _verify(store, staging, production)
     assert checks["staging.canary"].reason == "the envelope is unsigned"
     assert checks["qa.canary"].reason == "no key is trusted for qa's evidence"
+
+
+# -- through the ports: what the rollout and a production proposal will call ---------------
+
+
+def test_recorded_through_the_ports_then_checked_and_evaluated(
+    staging: CryptoSigner, production: CryptoSigner
+) -> None:
+    """The Actuator's call at a promotion, then a production proposal's: checked against the
+    bytes served now and held to the policy; an artifact swapped afterwards breaks it."""
+    files = {"MLmodel": b"flavors: {}\n", "model.pkl": b"\x80\x04pickled"}
+    attestations = MemoryAttestations()
+    attestations.record(MODEL, 7, files, PROVENANCE_LINE)
+    store = MemoryEvidence()
+    store.add_version(MODEL, 7)
+    record = AnalysisRecord(commit="c0ffee", step=50, looks=2, results=GATES)
+    digest = record_evidence(
+        store,
+        attestations,
+        staging,
+        kind="canary",
+        body=canary_body(steps=(10, 50, 100), promoted_from=50, results=GATES, record=record),
+        environment="staging",
+        model=MODEL,
+        version=7,
+        controller="sluice serve (staging)",
+        now=NOW,
+    )
+    assert store.evidence_tags(MODEL, 7) == {"sluice.evidence.staging.canary": digest}
+    keys = {"staging": [staging.public_key], "production": [production.public_key]}
+    policy = PromotionPolicy.model_validate({"from": ["staging"], "require": {"soak": "24h"}})
+
+    def verdict() -> Any:
+        checks = check_evidence(
+            store, attestations, model=MODEL, version=7, trusted_keys_by_env=keys
+        )
+        upstream = [UpstreamState("staging")]
+        return evaluate(policy, checks, upstream, environment="production", version=7)
+
+    assert verdict().lines() == ["soak in staging: none"]
+    attestations.tamper(MODEL, 7, "model.pkl", b"other bytes")
+    assert verdict().lines() == [
+        "canary in staging: subjects check failed: model.pkl has sha256 "
+        f"{hashlib.sha256(b'other bytes').hexdigest()[:12]}… now, "
+        f"{hashlib.sha256(files['model.pkl']).hexdigest()[:12]}… as signed",
+        "soak in staging: none",
+    ]

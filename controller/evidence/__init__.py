@@ -11,7 +11,8 @@ is proposed there. The modules here are the pure parts: the statement and its sc
 (:mod:`~controller.evidence.signing`), verification piece by piece
 (:mod:`~controller.evidence.verify`), the policy (:mod:`~controller.evidence.policy`) and
 its evaluation (:mod:`~controller.evidence.evaluate`). The store is a port
-(:class:`~controller.ports.EvidenceStore`).
+(:class:`~controller.ports.EvidenceStore`); :mod:`~controller.evidence.record` records and
+checks a version's evidence through it, the calls the rollout and a proposal make.
 """
 
 __all__: list[str] = []
