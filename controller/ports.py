@@ -39,6 +39,7 @@ __all__ = [
     "AttestationStore",
     "ChangeInfo",
     "CommitOutcome",
+    "EvidenceStore",
     "Forge",
     "GraphInventory",
     "GraphReplay",
@@ -401,6 +402,26 @@ class AttestationStore(Protocol):
     def artifact_digests(self, name: str, version: int) -> dict[str, str]:
         """The sha256 (hex) of every file of the version's model artifact as served now, by
         its path inside the artifact."""
+        ...
+
+
+class EvidenceStore(Protocol):
+    """Where a version's evidence envelopes are kept (MLflow: ``evidence/ENV/KIND.intoto.jsonl``
+    in the version's run, each digest in the version tag ``sluice.evidence.ENV.KIND``)."""
+
+    def record(self, name: str, version: int, line: bytes, *, kind: str, environment: str) -> str:
+        """Keep ``line`` (one signed envelope) as the version's ``kind`` evidence in
+        ``environment``, replacing an earlier one, and tag its digest; returns the digest
+        (``sha256:<hex>``)."""
+        ...
+
+    def evidence(self, name: str, version: int) -> list[bytes]:
+        """Every evidence envelope line kept for the version, in no particular order."""
+        ...
+
+    def evidence_tags(self, name: str, version: int) -> dict[str, str]:
+        """The version's ``sluice.evidence.*`` tags: the digest each envelope had when it was
+        recorded, by tag."""
         ...
 
 

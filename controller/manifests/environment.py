@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from controller.errors import ConfigError
+from controller.evidence.policy import PromotionPolicy
 from controller.gates.graph_traffic import GraphTraffic
 from controller.gates.metrics_profile import RAW_DEPLOYMENT_PROFILE
 from controller.limits import ENVIRONMENT_FILE_MAX_BYTES
@@ -42,6 +43,7 @@ __all__ = [
     "ENVIRONMENT_FILE",
     "EnvironmentConfig",
     "GraphRolloutPolicy",
+    "PromotionPolicy",
     "ProvenancePolicy",
     "ReleaseConfig",
     "RolloutPolicy",
@@ -203,6 +205,12 @@ class EnvironmentConfig(BaseModel):
         description="Require a valid, signed provenance attestation of each version proposed "
         "here (see the README's Provenance and audits). Unset: no check.",
     )
+    promotion: PromotionPolicy | None = Field(
+        default=None,
+        description="What a version must have earned upstream before it is proposed here: "
+        "signed evidence from the environment(s) it comes from (see the README's Promotion "
+        "by evidence). Not yet enforced by propose or the rollout. Unset: any version.",
+    )
     graph_rollout: GraphRolloutPolicy = Field(
         default_factory=GraphRolloutPolicy,
         alias="graphRollout",
@@ -257,6 +265,15 @@ class EnvironmentConfig(BaseModel):
         if problem is not None:
             raise ValueError(f"eventsUrl {problem}")
         return value
+
+    @model_validator(mode="after")
+    def _promotion_comes_from_elsewhere(self) -> EnvironmentConfig:
+        if self.promotion is not None and self.name in self.promotion.upstream:
+            raise ValueError(
+                f"promotion.from names {self.name!r}, this environment itself; name the "
+                "environment(s) versions come from, e.g. [staging]"
+            )
+        return self
 
     def release(self, model: str) -> ReleaseConfig:
         """The release of ``model``; :class:`ConfigError` naming the known ones otherwise."""

@@ -71,21 +71,24 @@ def _private_key(pem: bytes, source: str) -> Ed25519PrivateKey:
     return key
 
 
-def load_signer(env: Mapping[str, str]) -> CryptoSigner | None:
+def load_signer(
+    env: Mapping[str, str], *, key_env: str = KEY_ENV, key_file_env: str = KEY_FILE_ENV
+) -> CryptoSigner | None:
     """The signer of ``SLUICE_SIGNING_KEY`` (or ``SLUICE_SIGNING_KEY_FILE``); None when
-    neither is set. A key that cannot be read is a :class:`ConfigError` naming the variable."""
-    text = env.get(KEY_ENV, "").strip()
+    neither is set. A key that cannot be read is a :class:`ConfigError` naming the variable.
+    ``key_env`` and ``key_file_env`` name other variables (a controller's evidence key)."""
+    text = env.get(key_env, "").strip()
     if text:
-        key = _private_key(text.encode("utf-8"), KEY_ENV)
-    elif env.get(KEY_FILE_ENV):
-        path = Path(env[KEY_FILE_ENV])
+        key = _private_key(text.encode("utf-8"), key_env)
+    elif env.get(key_file_env):
+        path = Path(env[key_file_env])
         try:
             pem = path.read_bytes()
         except OSError as exc:
             raise ConfigError(
-                f"{KEY_FILE_ENV} names {path}, which cannot be read ({exc.strerror}); fix it"
+                f"{key_file_env} names {path}, which cannot be read ({exc.strerror}); fix it"
             ) from None
-        key = _private_key(pem, f"{KEY_FILE_ENV} ({path})")
+        key = _private_key(pem, f"{key_file_env} ({path})")
     else:
         return None
     return CryptoSigner(key, SSlibKey.from_crypto(key.public_key()))
