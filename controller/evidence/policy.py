@@ -11,6 +11,7 @@ and verified by :mod:`controller.evidence.statement` and :mod:`controller.eviden
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -125,4 +126,32 @@ class PromotionPolicy(BaseModel):
             raise ValueError(
                 f"from {list(value)} must list distinct environment names, e.g. [staging]"
             )
+        return value
+
+
+class EvidenceKeys(BaseModel):
+    """``evidence:`` of an environment's ``sluice.yaml``: whose signature makes a piece of
+    evidence recorded in this environment (canary, shadow, soak, approval) count."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    controller_keys: tuple[str, ...] = Field(
+        alias="controllerKeys",
+        min_length=1,
+        description="Public keys (paths in the GitOps repository, from its root, read from "
+        "the default branch) of the controller(s) that run this environment's rollouts and "
+        "sign its evidence with SLUICE_EVIDENCE_KEY; `sluice provenance keygen` writes a "
+        "keypair. Evidence of this environment signed by any other key does not count.",
+        examples=[["keys/staging-controller.pub"]],
+    )
+
+    @field_validator("controller_keys")
+    @classmethod
+    def _keys_are_in_the_repository(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if Path(path).is_absolute() or ".." in Path(path).parts:
+                raise ValueError(
+                    f"controllerKeys entry {path!r} must be a path inside the GitOps "
+                    "repository, from its root (e.g. keys/staging-controller.pub)"
+                )
         return value

@@ -30,7 +30,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from controller.errors import ConfigError
-from controller.evidence.policy import PromotionPolicy
+from controller.evidence.policy import EvidenceKeys, PromotionPolicy
 from controller.gates.graph_traffic import GraphTraffic
 from controller.gates.metrics_profile import RAW_DEPLOYMENT_PROFILE
 from controller.limits import ENVIRONMENT_FILE_MAX_BYTES
@@ -210,6 +210,12 @@ class EnvironmentConfig(BaseModel):
         description="What a version must have earned upstream before it is proposed here: "
         "signed evidence from the environment(s) it comes from (see the README's Promotion "
         "by evidence). Not yet enforced by propose or the rollout. Unset: any version.",
+    )
+    evidence: EvidenceKeys | None = Field(
+        default=None,
+        description="Whose signature makes this environment's evidence count (the public "
+        "keys of its controller): an environment downstream whose promotion names this one "
+        "in from trusts only these. Unset: nothing recorded here counts as evidence.",
     )
     graph_rollout: GraphRolloutPolicy = Field(
         default_factory=GraphRolloutPolicy,
