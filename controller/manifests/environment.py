@@ -37,6 +37,7 @@ from controller.limits import ENVIRONMENT_FILE_MAX_BYTES
 from controller.manifests.inference_logger import events_url_problem
 from controller.rollout.graph_policy import GraphRolloutPolicy
 from controller.rollout.policy import RolloutPolicy, merge_policy
+from controller.soak.policy import SoakPolicy
 from controller.yaml_config import parse_yaml, validate_yaml_model
 
 __all__ = [
@@ -216,6 +217,13 @@ class EnvironmentConfig(BaseModel):
         description="Whose signature makes this environment's evidence count (the public "
         "keys of its controller): an environment downstream whose promotion names this one "
         "in from trusts only these. Unset: nothing recorded here counts as evidence.",
+    )
+    soak: SoakPolicy | None = Field(
+        default=None,
+        description="What breaks the soak of a version serving 100 % here, when an "
+        "environment downstream requires one (its promotion.require.soak, which sets the "
+        "duration): drift alerts, Prometheus checks and KPIs (see the README's Promotion by "
+        "evidence). Unset: a drift alert alone breaks it.",
     )
     graph_rollout: GraphRolloutPolicy = Field(
         default_factory=GraphRolloutPolicy,
