@@ -6,6 +6,8 @@ and the checks read through an in-memory Prometheus."""
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -289,3 +291,13 @@ def test_no_data_is_inconclusive_and_an_outage_an_error() -> None:
     metrics.outage = True
     readings = read_checks(metrics, _policy(), SCOPE, lambda interval: 60, final=False)
     assert [r.verdict for r in readings] == ["error", "error"]
+
+
+def test_the_readme_soak_block_is_a_valid_soak_policy() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    block = next(
+        b for b in re.findall(r"```yaml\n(.*?)```", readme, re.DOTALL) if b.startswith("soak:")
+    )
+    config = parse_environment(_staging(block), source="README.md", environment="staging")
+    assert config.soak is not None
+    assert [c.name for c in config.soak.checks] == ["success-rate", "error-budget-burn"]
