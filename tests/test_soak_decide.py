@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from controller.errors import ConfigError
 from controller.evidence.evaluate import evaluate
 from controller.evidence.policy import PromotionPolicy
 from controller.evidence.verify import EvidenceCheck
+from controller.local.services import PrometheusService
 from controller.manifests.environment import parse_environment
 from controller.soak.checks import SoakScope, read_checks
 from controller.soak.decide import (
@@ -301,3 +303,35 @@ def test_the_readme_soak_block_is_a_valid_soak_policy() -> None:
     config = parse_environment(_staging(block), source="README.md", environment="staging")
     assert config.soak is not None
     assert [c.name for c in config.soak.checks] == ["success-rate", "error-budget-burn"]
+
+
+# -- against a real Prometheus -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_real_prometheus_accepts_every_soak_query(
+    prometheus_server: Callable[..., PrometheusService],
+) -> None:
+    """The builtin, template and KPI queries are PromQL Prometheus runs (no series yet: no
+    data, inconclusive, never a refused query), and a template's value is judged."""
+    from controller.backends.prometheus import PrometheusSource
+
+    source = PrometheusSource(prometheus_server().url)
+    policy = SoakPolicy.model_validate(
+        {
+            "checks": [
+                {"name": "success-rate", "builtin": "request-success-rate", "min": 99},
+                {"name": "latency", "builtin": "request-latency", "max": 300},
+                {"name": "burn", "query": "sum(vector(0.25))", "max": 0.2},
+            ],
+            "kpis": [{"name": "ctr", "min": 0.02}],
+        }
+    )
+    readings = read_checks(source, policy, SCOPE, lambda interval: 3600, final=True)
+    assert [(r.name, r.verdict) for r in readings] == [
+        ("success-rate", "inconclusive"),
+        ("latency", "inconclusive"),
+        ("burn", "fail"),
+        ("kpi/ctr", "inconclusive"),
+    ], [r.summary for r in readings]
+    assert readings[2].value == 0.25
