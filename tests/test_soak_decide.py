@@ -183,8 +183,15 @@ def test_the_required_soak_is_the_longest_of_the_environments_that_take_from_her
     assert required_soak_seconds("staging", [_promotion(None)]) is None
 
 
-def _staging(soak: str) -> str:
-    return manifest_files()["manifests/overlays/staging/sluice.yaml"] + soak
+CTR = "{name: ctr, outcome: click, kind: rate, direction: higher, margin: 0.005, outcomeDelay: 300}"
+
+
+def _staging(soak: str, *, kpis: str = f"      - {CTR}\n") -> str:
+    """Staging's sluice.yaml with ``kpis`` as rollout.gates.kpis and ``soak`` appended."""
+    text = manifest_files()["manifests/overlays/staging/sluice.yaml"]
+    assert "\nrollout:\n" in text
+    text = text.replace("\nrollout:\n", f"\nrollout:\n  gates:\n    kpis:\n{kpis}", 1)
+    return text + soak
 
 
 SOAK = """\
@@ -228,6 +235,11 @@ def test_sluice_yaml_reads_a_soak_block() -> None:
             "checks a are named twice",
         ),
         ("soak:\n  kpis:\n    - {name: ctr}\n", "kpi ctr: set min, max or both"),
+        (
+            "soak:\n  kpis:\n    - {name: revenue, min: 1}\n",
+            "soak.kpis names 'revenue', which no rollout.gates.kpis check here declares "
+            "(declared: ctr)",
+        ),
         ("soak:\n  driftAlert: true\n", "driftAlert"),
     ],
 )

@@ -289,6 +289,21 @@ class EnvironmentConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _soak_kpis_are_declared(self) -> EnvironmentConfig:
+        if self.soak is None or not self.soak.kpis:
+            return self
+        policies = [self.rollout] + [r.rollout for r in self.releases if r.rollout is not None]
+        declared = {kpi.name for policy in policies for kpi in policy.gates.kpis}
+        for kpi in self.soak.kpis:
+            if kpi.name not in declared:
+                raise ValueError(
+                    f"soak.kpis names {kpi.name!r}, which no rollout.gates.kpis check here "
+                    f"declares (declared: {', '.join(sorted(declared)) or 'none'}); its "
+                    "series sluice_kpi comes from that check"
+                )
+        return self
+
     def release(self, model: str) -> ReleaseConfig:
         """The release of ``model``; :class:`ConfigError` naming the known ones otherwise."""
         for release in self.releases:
