@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.gitops_repo import manifest_files
 
 from controller.errors import ConfigError
@@ -112,6 +114,31 @@ def test_past_the_duration_only_whole_window_readings_complete_it() -> None:
     )
     assert decide(_facts(25, readings=[PASS], whole_window=True)) == Complete(25 * HOUR)
     assert decide(_facts(24, whole_window=True)).line() == "soak complete: 1d, clean"
+
+
+_VERDICTS = st.sampled_from(["pass", "fail", "inconclusive", "error"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    hours=st.floats(0, 100),
+    alert_hours=st.lists(st.floats(-50, 100), max_size=3),
+    verdicts=st.lists(_VERDICTS, max_size=4),
+    whole=st.booleans(),
+)
+def test_only_an_alert_or_a_failed_check_breaks_and_only_clean_numbers_complete(
+    hours: float, alert_hours: list[float], verdicts: list[str], whole: bool
+) -> None:
+    readings = [Reading(f"c{i}", "q", None, v, f"c{i}") for i, v in enumerate(verdicts)]  # type: ignore[arg-type]
+    alerts = [SeenAlert("A", START + h * HOUR) for h in alert_hours]
+    facts = _facts(hours, alerts=alerts, readings=readings, whole_window=whole)
+    decision = decide(facts)
+    breaks = any(alert.at >= START for alert in alerts) or "fail" in verdicts
+    assert isinstance(decision, Broken) == breaks
+    clean = hours * HOUR >= DAY and whole and all(v == "pass" for v in verdicts)
+    assert isinstance(decision, Complete) == (clean and not breaks)
+    if isinstance(decision, Broken):
+        assert START <= decision.at <= facts.now or decision.alerts
 
 
 def test_a_check_is_read_over_its_interval_cut_to_the_soak_then_over_the_whole_window() -> None:

@@ -190,7 +190,8 @@ class SoakWatcher:
 
     def run_forever(self, stop: threading.Event, interval_seconds: float) -> None:
         """A pass every ``interval_seconds`` until ``stop`` is set; a pass that fails whole
-        (Git unreachable, a bug) is logged and the next one tried."""
+        (Git unreachable, an environment's sluice.yaml that does not parse, so the required
+        duration is unknown, a bug) is logged and the next one tried."""
         while not stop.is_set():
             try:
                 for report in self.run_once():
