@@ -269,3 +269,17 @@ def test_only_environments_another_takes_from_with_a_soak_are_watched(stack: Sta
     watcher = stack.watcher()
     watcher.workspace = MemoryReleaseRepository(files, clock=stack.clock)
     assert watcher.run_once() == []
+
+
+def test_an_unreachable_registry_is_one_line_for_the_release_and_the_next_pass_goes_on(
+    stack: Stack,
+) -> None:
+    stack.pin(7)
+    stack.clock.advance(25 * HOUR)
+    stack.registry.outage = True
+    line = _line(stack)
+    assert line.startswith("error: ")
+    assert "\n" not in line
+    assert stack.evidence.evidence(MODEL, 7) == []
+    stack.registry.outage = False
+    assert _line(stack).startswith("soak complete: 1d1h, clean; recorded ")

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from controller.errors import ModelNotFound, SluiceError
@@ -226,6 +226,45 @@ class SoakWatcher:
     def _release(
         self, config: EnvironmentConfig, release: ReleaseConfig, required: int
     ) -> SoakReport:
+        found = self._soaking(config, release)
+        if isinstance(found, SoakReport):
+            return found
+        version, started = found
+        env, model = config.name, release.model
+        policy = config.soak or SoakPolicy()
+        now = self.clock()
+        final = now - started >= required
+        alerts = (
+            seen_alerts(self.registry.registered_model_tags(model), env, version)
+            if policy.drift_alerts
+            else []
+        )
+        facts = SoakFacts(version=version, started_at=started, now=now, required_seconds=required)
+        readings = self._readings(policy, config, release, facts, final=final)
+        facts = replace(facts, alerts=alerts, readings=readings, whole_window=final)
+        decision = decide(facts)
+        if not isinstance(decision, Broken | Complete):
+            return SoakReport(env, model, version, decision.line())
+        digest = record_evidence(
+            self.evidence,
+            self.attestations,
+            self.signer,
+            kind="soak",
+            body=evidence_body(decision, facts),
+            environment=env,
+            model=model,
+            version=version,
+            controller=self.controller,
+            now=now,
+        )
+        log.info("soak %s v%s in %s: %s; recorded %s", model, version, env, decision.line(), digest)
+        return SoakReport(env, model, version, f"{decision.line()}; recorded {digest}")
+
+    def _soaking(
+        self, config: EnvironmentConfig, release: ReleaseConfig
+    ) -> tuple[int, float] | SoakReport:
+        """The version soaking and since when; or why nothing soaks (or the soak was
+        decided), as the release's report."""
         env, model = config.name, release.model
 
         def report(version: int | None, line: str) -> SoakReport:
@@ -254,37 +293,7 @@ class SoakWatcher:
         started = soak_started_at(self.workspace, config.branch, pin_path, version)
         if started is None:
             return report(version, f"not soaking: no promote commit of v{version} on the pin")
-        policy = config.soak or SoakPolicy()
-        facts = SoakFacts(version=version, started_at=started, now=self.clock(),
-                          required_seconds=required)  # fmt: skip
-        alerts = (
-            seen_alerts(self.registry.registered_model_tags(model), env, version)
-            if policy.drift_alerts
-            else []
-        )
-        final = facts.elapsed >= required
-        readings = self._readings(policy, config, release, facts, final=final)
-        facts = SoakFacts(
-            version=version, started_at=started, now=facts.now, required_seconds=required,
-            alerts=alerts, readings=readings, whole_window=final,
-        )  # fmt: skip
-        decision = decide(facts)
-        if not isinstance(decision, Broken | Complete):
-            return report(version, decision.line())
-        digest = record_evidence(
-            self.evidence,
-            self.attestations,
-            self.signer,
-            kind="soak",
-            body=evidence_body(decision, facts),
-            environment=env,
-            model=model,
-            version=version,
-            controller=self.controller,
-            now=facts.now,
-        )
-        log.info("soak %s v%s in %s: %s; recorded %s", model, version, env, decision.line(), digest)
-        return report(version, f"{decision.line()}; recorded {digest}")
+        return version, started
 
     def _readings(
         self,
@@ -297,7 +306,8 @@ class SoakWatcher:
     ) -> list[Reading]:
         if not policy.checks and not (final and policy.kpis):
             return []
-        names = [c.name for c in policy.checks] + ([k.name for k in policy.kpis] if final else [])
+        names = [c.name for c in policy.checks]
+        names += [f"kpi/{k.name}" for k in policy.kpis] if final else []
         if self.metrics is None or self.target is None:
             why = "no Prometheus" if self.metrics is None else "no target to name the revision"
             return [Reading(name, "", None, "error", f"{name}: {why}") for name in names]
