@@ -19,6 +19,7 @@ from kserve.errors import InvalidInput
 from controller.local.serving.ensemble_answer import is_ensemble_answer, rows_from_ensemble_answer
 from controller.local.serving.pyfunc_model import PyfuncServable
 from controller.local.serving.server import build_kserve_model
+from models.pinned_requirements import pinned
 
 CLASSIFIED = [{"regime": "black_swan", "p_calm": 0.2}, {"regime": "calm", "p_calm": 0.9}]
 ANSWER = {
@@ -76,7 +77,7 @@ def blend(tmp_path_factory: pytest.TempPathFactory) -> PyfuncServable:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         signature = infer_signature(frame, model.predict(frame))
-    mlflow.sklearn.save_model(model, str(path), signature=signature)
+    mlflow.sklearn.save_model(model, str(path), signature=signature, pip_requirements=pinned())
     loaded = PyfuncServable(str(path))
     loaded.load()
     return loaded

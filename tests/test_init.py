@@ -24,6 +24,7 @@ from controller.backends.mlflow_registry import MlflowRegistry
 from controller.local.serving.pyfunc_model import PyfuncServable, Tensor
 from controller.manifests.render import render_overlay, validate_rendered
 from models.diabetes_regressor import train as diabetes
+from models.pinned_requirements import pinned
 
 BRANCH = "sluice/local/{model}/init"
 
@@ -145,8 +146,9 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
         mlflow.set_tracking_uri(mlflow_tracking_uri)
         with mlflow.start_run():
             mlflow.pyfunc.log_model(
-                name="model", python_model=_Constant(), registered_model_name=model
-            )
+                name="model", python_model=_Constant(), registered_model_name=model,
+                pip_requirements=pinned(),
+            )  # fmt: skip
         expected = "logged neither an input example nor a column signature"
     else:
         assert diabetes.main(["--model-name", model]) == 0
@@ -182,7 +184,7 @@ def test_the_registry_gives_rows_from_the_signature_when_there_is_no_example(
     with mlflow.start_run():
         mlflow.pyfunc.log_model(
             name="model", python_model=_Constant(), registered_model_name=model,
-            signature=infer_signature(frame, [0.0, 0.0]),
+            signature=infer_signature(frame, [0.0, 0.0]), pip_requirements=pinned(),
         )  # fmt: skip
     rows = MlflowRegistry(mlflow_tracking_uri).input_rows(model, 1, 10)
     assert rows[0] == {"x": 0.0, "n": 0, "city": ""}

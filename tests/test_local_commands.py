@@ -21,6 +21,7 @@ from support.gitops_repo import commit_to_remote
 from support.gitrepo import create_git_remote
 
 from controller.local.state import pid_matches, read_json
+from models.pinned_requirements import pinned
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,8 @@ def save_model(path: Path) -> str:
     from sklearn.linear_model import LogisticRegression
 
     frame = pd.DataFrame({"amount": [1.0, 5.0, 9.0, 2.0], "hour": [1, 2, 3, 4]})
-    mlflow.sklearn.save_model(LogisticRegression().fit(frame, [0, 1, 1, 0]), str(path))
+    model = LogisticRegression().fit(frame, [0, 1, 1, 0])
+    mlflow.sklearn.save_model(model, str(path), pip_requirements=pinned())
     return path.as_uri()
 
 

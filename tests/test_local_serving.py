@@ -31,6 +31,7 @@ from controller.local.serving.server import build_kserve_model
 from controller.quality.data_profile import build_profile
 from controller.synthetic_traffic import LOAD_TEST, SYNTHETIC_HEADER
 from models.fraud_detector.data import FEATURES, generate_transactions
+from models.pinned_requirements import pinned
 
 V2_TYPES = {"amount": "FP64", "hour": "INT64", "card_age_days": "INT64", "tx_velocity_24h": "INT64"}
 V2_TYPES |= {"merchant_category": "BYTES", "country": "BYTES"}
@@ -247,7 +248,7 @@ def servable(tmp_path_factory: pytest.TempPathFactory) -> PyfuncServable:
     with warnings.catch_warnings():  # integer columns without nulls are intended
         warnings.simplefilter("ignore", UserWarning)
         signature = infer_signature(frame, model.predict(frame))
-    mlflow.sklearn.save_model(model, str(path), signature=signature)
+    mlflow.sklearn.save_model(model, str(path), signature=signature, pip_requirements=pinned())
     loaded = PyfuncServable(str(path))
     loaded.load()
     return loaded

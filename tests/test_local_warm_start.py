@@ -27,6 +27,7 @@ from controller.local.forkserver import COLD_START_ENV
 from controller.local.processes import _group_running
 from controller.local.serving.launcher import ModelLoadFailed, start_model_server
 from controller.local.state import pid_matches
+from models.pinned_requirements import pinned
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +61,7 @@ def env_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         python_model=str(code),
         signature=infer_signature(example, ["value"]),
         input_example=example,
+        pip_requirements=pinned(),
     )
     return path
 
@@ -70,7 +72,7 @@ def sklearn_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = LogisticRegression().fit(frame, [0, 0, 0, 1, 1, 1])
     path = tmp_path_factory.mktemp("sklearn-model") / "model"
     signature = infer_signature(frame, model.predict(frame))
-    mlflow.sklearn.save_model(model, str(path), signature=signature)
+    mlflow.sklearn.save_model(model, str(path), signature=signature, pip_requirements=pinned())
     return path
 
 
