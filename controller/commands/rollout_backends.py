@@ -2,7 +2,8 @@
 
 :func:`build_reconciler` names every concrete backend of ``sluice rollout``, ``rollback``,
 ``status`` and ``serve --rollouts``: MLflow, Git, Prometheus, Locust, the local target or a
-cluster (Argo CD and Kubernetes), the notifier, the lease store and the prediction log;
+cluster (Argo CD and Kubernetes), the notifier, the lease store, the prediction log and, with
+``SLUICE_EVIDENCE_KEY`` (or ``_FILE``), the evidence recorder;
 ``sluice graph rollout`` takes its target, Prometheus and lease keeper from
 :func:`build_target`, :func:`build_metrics` and :func:`build_lease`.
 """
@@ -15,13 +16,21 @@ from typing import Literal
 from controller.backends.git_lease import GitLeaseStore
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_attestations import MlflowAttestations
+from controller.backends.mlflow_evidence import MlflowEvidence
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.local_state import local_root, local_stack_url, prediction_log_path
 from controller.commands.propose import gitops_workspace
 from controller.errors import ConfigError
+from controller.evidence.signing import (
+    EVIDENCE_KEY_ENV,
+    EVIDENCE_KEY_FILE_ENV,
+    load_evidence_signer,
+)
 from controller.lease import LeaseKeeper
 from controller.null_ports import NO_FORGE, NO_GRAPH_REPLAY
 from controller.ports import (
+    AttestationStore,
+    EvidenceStore,
     Forge,
     GraphReplay,
     LeaseStore,
@@ -32,10 +41,18 @@ from controller.ports import (
     Target,
 )
 from controller.rollout.analysis import Analyzer
+from controller.rollout.evidence_recorder import EvidenceRecorder
 from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
 
-__all__ = ["TargetKind", "build_lease", "build_metrics", "build_reconciler", "build_target"]
+__all__ = [
+    "TargetKind",
+    "build_evidence_recorder",
+    "build_lease",
+    "build_metrics",
+    "build_reconciler",
+    "build_target",
+]
 
 TargetKind = Literal["local", "kubernetes"]
 
@@ -111,6 +128,8 @@ def build_reconciler(
         # KPI checks read the requests each revision served, and their outcomes, from the log.
         outcomes=predictions,
     )
+    lease = build_lease(settings, workspace)
+    attestations = MlflowAttestations(tracking_uri)
     return Reconciler(
         workspace=workspace,
         registry=registry,
@@ -120,9 +139,29 @@ def build_reconciler(
         forge=forge,
         predictions=predictions,
         graph_replay=_graph_replay(deployed_to),
-        lease=build_lease(settings, workspace),
-        attestations=MlflowAttestations(tracking_uri),
+        lease=lease,
+        attestations=attestations,
+        evidence=build_evidence_recorder(
+            settings, MlflowEvidence(tracking_uri), attestations, controller=lease.holder
+        ),
     )
+
+
+def build_evidence_recorder(
+    settings: Settings, store: EvidenceStore, attestations: AttestationStore, *, controller: str
+) -> EvidenceRecorder | None:
+    """The recorder signing with ``evidence_key`` (``SLUICE_EVIDENCE_KEY``, else the file
+    ``SLUICE_EVIDENCE_KEY_FILE`` names); None without one. A key that cannot be read is a
+    :class:`ConfigError` naming the variable, never quoting the key."""
+    env: dict[str, str] = {}
+    if settings.evidence_key is not None:
+        env[EVIDENCE_KEY_ENV] = settings.evidence_key.get_secret_value()
+    if settings.evidence_key_file is not None:
+        env[EVIDENCE_KEY_FILE_ENV] = str(settings.evidence_key_file)
+    signer = load_evidence_signer(env)
+    if signer is None:
+        return None
+    return EvidenceRecorder(store, attestations, signer, controller=controller)
 
 
 def build_lease(settings: Settings, workspace: GitWorkspace) -> LeaseKeeper:

@@ -49,6 +49,9 @@ class RolloutCommit:
     #: Markdown after the gates in the body and the comment (a multiclass shadow judge's
     #: confusion matrices); the report, when there is one, holds it already.
     details: str = ""
+    #: Trailers after ``Sluice-Action`` (the ``Sluice-Evidence`` body of a promotion or of a
+    #: passed shadow phase: :mod:`controller.rollout.evidence_trailer`), one line each.
+    trailers: tuple[tuple[str, str], ...] = ()
 
 
 def _subject(commit: RolloutCommit) -> str:
@@ -94,6 +97,7 @@ def render_rollout_message(commit: RolloutCommit) -> str:
         f"Sluice-Version: {commit.version}",
         f"Sluice-Env: {commit.environment}",
         f"Sluice-Action: {commit.action}",
+        *(f"{key}: {value}" for key, value in commit.trailers),
     ]
     return "\n".join(lines) + "\n"
 

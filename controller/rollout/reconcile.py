@@ -9,6 +9,10 @@ With a :class:`~controller.lease.LeaseKeeper`, only the holder of a release's le
 acts: another controller's pass observes, reports who holds the lease and the commits it sees
 land, and waits (see :mod:`controller.lease`). A push that loses a race to a change it cannot
 build on (:class:`~controller.errors.GitConflict`) ends the pass, and the next decides again.
+
+With an :class:`~controller.rollout.evidence_recorder.EvidenceRecorder`, the actuator signs a
+promotion's and a passed shadow phase's evidence; without one, in an environment that names
+its controller keys, the first pass that acts there says once that nothing is recorded.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from controller.rollout.decide import (
     conclude_watch,
     decide,
 )
+from controller.rollout.evidence_recorder import EvidenceRecorder, unrecorded_note
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import ReleaseRef, load_release, observe
 from controller.rollout.pass_report import (
@@ -94,12 +99,17 @@ class Reconciler:
     #: Where the pinned version's provenance is verified again before each judgement and the
     #: promotion, in an environment that requires provenance (None: not re-verified).
     attestations: AttestationStore | None = None
+    #: Who signs the evidence of promotions and passed shadow phases (None: none is recorded,
+    #: which a pass in an environment that names its controller keys says once).
+    evidence: EvidenceRecorder | None = None
     _seen: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _landed: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
     _following: set[str] = field(default_factory=set, init=False, repr=False)
     #: Releases this controller followed and then took the lease of (its holder finished or
     #: let it lapse): until the end, its reports still say what others landed.
     _took_over: set[str] = field(default_factory=set, init=False, repr=False)
+    #: Environments whose passes said that their evidence is not recorded.
+    _said_unrecorded: set[str] = field(default_factory=set, init=False, repr=False)
 
     def observe(self, environment: str, model: str) -> ReleaseObservation:
         """Fetch and observe one release without acting (``sluice status``)."""
@@ -162,8 +172,9 @@ class Reconciler:
         if following is not None:
             return following  # the lease was lost while analysing: the holder acts
         actuator = Actuator(
-            ref, self.workspace, self.registry, self.notifier, self.metrics, self.forge
-        )
+            ref, self.workspace, self.registry, self.notifier, self.metrics, self.forge,
+            evidence=self.evidence,
+        )  # fmt: skip
         try:
             done = actuator.act(action, obs, now)
         except GitConflict as conflict:
@@ -181,7 +192,7 @@ class Reconciler:
             environment=environment,
             phase=phase,
             action=type(action).__name__,
-            detail=describe_action(action) + _done_note(done) + landed,
+            detail=describe_action(action) + _done_note(done) + landed + self._unrecorded(ref),
             version=obs.pin.version,
             canary_percent=obs.pin.canary_percent,
             results=results,
@@ -209,6 +220,16 @@ class Reconciler:
             obs.model, version, {outcome_tag(obs.environment): outcome.tag_value()}
         )
         return replace(obs, provenance_failure=outcome.line()) if outcome.refused else obs
+
+    def _unrecorded(self, ref: ReleaseRef) -> str:
+        """Once per environment: that its evidence is not recorded, and why (also logged)."""
+        name = ref.environment.name
+        note = unrecorded_note(ref.environment, self.evidence)
+        if note is None or name in self._said_unrecorded:
+            return ""
+        self._said_unrecorded.add(name)
+        _log.warning("%s", note)
+        return f"; {note}"
 
     def _request_sync(self, environment: str) -> None:
         """Tell the target a commit landed, so it syncs now rather than at its next poll."""
