@@ -21,7 +21,8 @@ from support.gitops_repo import manifest_files
 from support.release_repositories import GitHarness
 
 from controller.analysis_types import GateResult, Verdict
-from controller.errors import RegistryUnavailable
+from controller.commands.rollout_backends import build_evidence_recorder
+from controller.errors import ConfigError, RegistryUnavailable
 from controller.evidence.record import check_evidence
 from controller.evidence.signing import EVIDENCE_KEY_ENV, load_evidence_signer
 from controller.evidence.statement import evidence_tag
@@ -51,6 +52,7 @@ from controller.rollout.observe import load_release
 from controller.rollout.pass_report import PassReport
 from controller.rollout.reconcile import Reconciler
 from controller.rollout.telemetry import RolloutMetrics
+from controller.settings import load_settings
 from controller.testing import (
     InstantCluster,
     ManualClock,
@@ -454,3 +456,53 @@ def test_only_the_rollouts_own_commits_are_read_back() -> None:
     assert carried_evidence({EVIDENCE_TRAILER: "soak {}"}) is None
     assert carried_evidence({EVIDENCE_TRAILER: "canary [1]"}) is None
     assert carried_evidence({EVIDENCE_TRAILER: "canary {"}) is None
+
+
+def test_a_key_the_environment_does_not_trust_is_said_once() -> None:
+    """A controller whose key is not among evidence.controllerKeys records, and says once that
+    what it records will not verify (naming its key id, never the key)."""
+    world = World()
+    other, _ = generate_keypair()
+    reconciler = world.reconciler()
+    signer = load_evidence_signer({EVIDENCE_KEY_ENV: other.decode()})
+    assert signer is not None
+    reconciler.evidence = EvidenceRecorder(world.store, world.attestations, signer, "staging-9")
+    reports = world.run([reconciler])
+    said = [r.detail for r in reports if "will not verify" in r.detail]
+    assert len(said) == 1
+    assert signer.public_key.keyid[:12] in said[0]
+    (check,) = world.checks()
+    assert check.failed == "signature"
+
+
+def test_the_evidence_key_comes_from_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SLUICE_EVIDENCE_KEY (or a file SLUICE_EVIDENCE_KEY_FILE names) makes the recorder; none
+    makes none; a bad key is one line naming the variable, never the key's text."""
+    store, attestations = MemoryEvidence(), MemoryAttestations()
+
+    def recorder() -> EvidenceRecorder | None:
+        return build_evidence_recorder(load_settings(), store, attestations, controller="c")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SLUICE_EVIDENCE_KEY", raising=False)
+    monkeypatch.delenv("SLUICE_EVIDENCE_KEY_FILE", raising=False)
+    monkeypatch.delenv("SLUICE_CONFIG", raising=False)
+    assert recorder() is None
+    monkeypatch.setenv("SLUICE_EVIDENCE_KEY", PRIVATE.decode())
+    made = recorder()
+    assert made is not None
+    assert made.keyid == load_public_key(PUBLIC, "pub").keyid
+    monkeypatch.delenv("SLUICE_EVIDENCE_KEY")
+    (tmp_path / "controller.pem").write_bytes(PRIVATE)
+    monkeypatch.setenv("SLUICE_EVIDENCE_KEY_FILE", "controller.pem")
+    made = recorder()
+    assert made is not None
+    assert made.keyid == load_public_key(PUBLIC, "pub").keyid
+    monkeypatch.delenv("SLUICE_EVIDENCE_KEY_FILE")
+    monkeypatch.setenv("SLUICE_EVIDENCE_KEY", "not a key: hunter2")
+    with pytest.raises(ConfigError) as refused:
+        recorder()
+    assert "SLUICE_EVIDENCE_KEY" in refused.value.message
+    assert "hunter2" not in refused.value.message

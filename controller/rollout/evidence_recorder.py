@@ -11,14 +11,16 @@ often it is ensured, by whichever controller holds the release's lease.
 
 Only the environment's own controller key signs (``SLUICE_EVIDENCE_KEY`` or
 ``SLUICE_EVIDENCE_KEY_FILE``, :func:`~controller.evidence.signing.load_evidence_signer`);
-without one a rollout records nothing and says so once (:func:`unrecorded_note`).
+without one a rollout records nothing and says so once (:func:`unrecorded_note`), as it does
+when its key is not among those the environment trusts (:func:`untrusted_note`): what it
+records would not verify.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +34,12 @@ from controller.provenance.signing import envelope_digest
 from controller.rollout.evidence_trailer import CarriedEvidence
 
 if TYPE_CHECKING:
-    from securesystemslib.signer import CryptoSigner
+    from securesystemslib.signer import CryptoSigner, Key
 
     from controller.manifests.environment import EnvironmentConfig
     from controller.ports import AttestationStore, EvidenceStore
 
-__all__ = ["EvidenceRecorder", "unrecorded_note"]
+__all__ = ["EvidenceRecorder", "unrecorded_note", "untrusted_note"]
 
 _log = logging.getLogger("sluice.rollout")
 
@@ -134,4 +136,21 @@ def unrecorded_note(
         "that sign its evidence (evidence.controllerKeys), but this controller has none; set "
         f"{EVIDENCE_KEY_ENV} or {EVIDENCE_KEY_FILE_ENV} to the private key (`sluice "
         "provenance keygen` writes a pair)"
+    )
+
+
+def untrusted_note(
+    environment: EnvironmentConfig, recorder: EvidenceRecorder, trusted: Sequence[Key]
+) -> str | None:
+    """What a rollout in ``environment`` says once when this controller's key is not among
+    the keys its ``evidence.controllerKeys`` name (``trusted``): what it records will not
+    verify. None when it is, or when the environment names none (it trusts no evidence yet,
+    by its own choice)."""
+    if environment.evidence is None or recorder.keyid in {key.keyid for key in trusted}:
+        return None
+    return (
+        f"evidence recorded in {environment.name} will not verify: this controller signs with "
+        f"key {recorder.keyid[:12]}…, which is not among evidence.controllerKeys in its "
+        "sluice.yaml; commit this key's public half there, or give the controller the key "
+        "whose public half is"
     )

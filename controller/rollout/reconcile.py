@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import GitConflict, SluiceError
+from controller.evidence.keys import read_controller_keys
 from controller.lease import LeaseKeeper, lease_name
 from controller.notify import NullNotifier
 from controller.null_ports import NoForge
@@ -58,7 +59,11 @@ from controller.rollout.decide import (
     conclude_watch,
     decide,
 )
-from controller.rollout.evidence_recorder import EvidenceRecorder, unrecorded_note
+from controller.rollout.evidence_recorder import (
+    EvidenceRecorder,
+    unrecorded_note,
+    untrusted_note,
+)
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import ReleaseRef, load_release, observe
 from controller.rollout.pass_report import (
@@ -108,7 +113,8 @@ class Reconciler:
     #: Releases this controller followed and then took the lease of (its holder finished or
     #: let it lapse): until the end, its reports still say what others landed.
     _took_over: set[str] = field(default_factory=set, init=False, repr=False)
-    #: Environments whose passes said that their evidence is not recorded.
+    #: Environments whose evidence a pass checked could be recorded and verified (and said
+    #: once if not).
     _said_unrecorded: set[str] = field(default_factory=set, init=False, repr=False)
 
     def observe(self, environment: str, model: str) -> ReleaseObservation:
@@ -222,12 +228,23 @@ class Reconciler:
         return replace(obs, provenance_failure=outcome.line()) if outcome.refused else obs
 
     def _unrecorded(self, ref: ReleaseRef) -> str:
-        """Once per environment: that its evidence is not recorded, and why (also logged)."""
-        name = ref.environment.name
-        note = unrecorded_note(ref.environment, self.evidence)
-        if note is None or name in self._said_unrecorded:
+        """Once per environment: that its evidence is not recorded, or would not verify, and
+        why (also logged); empty otherwise."""
+        environment = ref.environment
+        if environment.name in self._said_unrecorded:
             return ""
-        self._said_unrecorded.add(name)
+        self._said_unrecorded.add(environment.name)
+        if self.evidence is None:
+            note = unrecorded_note(environment, None)
+        else:
+            try:
+                keys = read_controller_keys(self.workspace, [environment])[environment.name]
+            except SluiceError as exc:
+                note = f"evidence recorded in {environment.name} will not verify: {exc.message}"
+            else:
+                note = untrusted_note(environment, self.evidence, keys)
+        if note is None:
+            return ""
         _log.warning("%s", note)
         return f"; {note}"
 
