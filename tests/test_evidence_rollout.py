@@ -21,7 +21,6 @@ from support.gitops_repo import manifest_files
 from support.release_repositories import GitHarness
 
 from controller.analysis_types import GateResult, Verdict
-from controller.commands.rollout_backends import build_evidence_recorder
 from controller.errors import ConfigError, RegistryUnavailable
 from controller.evidence.record import check_evidence
 from controller.evidence.signing import EVIDENCE_KEY_ENV, load_evidence_signer
@@ -39,7 +38,7 @@ from controller.provenance.signing import generate_keypair, load_public_key
 from controller.rollout.act import Actuator
 from controller.rollout.actions import EndShadow, Outcome, Promote
 from controller.rollout.analysis import Analyzer
-from controller.rollout.evidence_recorder import EvidenceRecorder
+from controller.rollout.evidence_recorder import EvidenceRecorder, recorder_from_settings
 from controller.rollout.evidence_trailer import (
     EVIDENCE_TRAILER,
     CarriedEvidence,
@@ -483,7 +482,7 @@ def test_the_evidence_key_comes_from_the_settings(
     store, attestations = MemoryEvidence(), MemoryAttestations()
 
     def recorder() -> EvidenceRecorder | None:
-        return build_evidence_recorder(load_settings(), store, attestations, controller="c")
+        return recorder_from_settings(load_settings(), store, attestations, controller="c")
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SLUICE_EVIDENCE_KEY", raising=False)

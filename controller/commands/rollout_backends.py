@@ -21,16 +21,9 @@ from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow
 from controller.commands.local_state import local_root, local_stack_url, prediction_log_path
 from controller.commands.propose import gitops_workspace
 from controller.errors import ConfigError
-from controller.evidence.signing import (
-    EVIDENCE_KEY_ENV,
-    EVIDENCE_KEY_FILE_ENV,
-    load_evidence_signer,
-)
 from controller.lease import LeaseKeeper
 from controller.null_ports import NO_FORGE, NO_GRAPH_REPLAY
 from controller.ports import (
-    AttestationStore,
-    EvidenceStore,
     Forge,
     GraphReplay,
     LeaseStore,
@@ -41,13 +34,12 @@ from controller.ports import (
     Target,
 )
 from controller.rollout.analysis import Analyzer
-from controller.rollout.evidence_recorder import EvidenceRecorder
+from controller.rollout.evidence_recorder import recorder_from_settings
 from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
 
 __all__ = [
     "TargetKind",
-    "build_evidence_recorder",
     "build_lease",
     "build_metrics",
     "build_reconciler",
@@ -141,27 +133,10 @@ def build_reconciler(
         graph_replay=_graph_replay(deployed_to),
         lease=lease,
         attestations=attestations,
-        evidence=build_evidence_recorder(
+        evidence=recorder_from_settings(
             settings, MlflowEvidence(tracking_uri), attestations, controller=lease.holder
         ),
     )
-
-
-def build_evidence_recorder(
-    settings: Settings, store: EvidenceStore, attestations: AttestationStore, *, controller: str
-) -> EvidenceRecorder | None:
-    """The recorder signing with ``evidence_key`` (``SLUICE_EVIDENCE_KEY``, else the file
-    ``SLUICE_EVIDENCE_KEY_FILE`` names); None without one. A key that cannot be read is a
-    :class:`ConfigError` naming the variable, never quoting the key."""
-    env: dict[str, str] = {}
-    if settings.evidence_key is not None:
-        env[EVIDENCE_KEY_ENV] = settings.evidence_key.get_secret_value()
-    if settings.evidence_key_file is not None:
-        env[EVIDENCE_KEY_FILE_ENV] = str(settings.evidence_key_file)
-    signer = load_evidence_signer(env)
-    if signer is None:
-        return None
-    return EvidenceRecorder(store, attestations, signer, controller=controller)
 
 
 def build_lease(settings: Settings, workspace: GitWorkspace) -> LeaseKeeper:

@@ -28,7 +28,11 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import FormatError, VerificationError
 
 from controller.evidence.record import record_evidence
-from controller.evidence.signing import EVIDENCE_KEY_ENV, EVIDENCE_KEY_FILE_ENV
+from controller.evidence.signing import (
+    EVIDENCE_KEY_ENV,
+    EVIDENCE_KEY_FILE_ENV,
+    load_evidence_signer,
+)
 from controller.evidence.statement import evidence_tag
 from controller.provenance.signing import envelope_digest
 from controller.rollout.evidence_trailer import CarriedEvidence
@@ -38,8 +42,9 @@ if TYPE_CHECKING:
 
     from controller.manifests.environment import EnvironmentConfig
     from controller.ports import AttestationStore, EvidenceStore
+    from controller.settings import Settings
 
-__all__ = ["EvidenceRecorder", "unrecorded_note", "untrusted_note"]
+__all__ = ["EvidenceRecorder", "recorder_from_settings", "unrecorded_note", "untrusted_note"]
 
 _log = logging.getLogger("sluice.rollout")
 
@@ -121,6 +126,23 @@ class EvidenceRecorder:
             evidence.kind, model, version, environment, digest[:19],
         )  # fmt: skip
         return digest
+
+
+def recorder_from_settings(
+    settings: Settings, store: EvidenceStore, attestations: AttestationStore, *, controller: str
+) -> EvidenceRecorder | None:
+    """The recorder signing with ``evidence_key`` (``SLUICE_EVIDENCE_KEY``, else the file
+    ``SLUICE_EVIDENCE_KEY_FILE`` names); None without one. A key that cannot be read is a
+    :class:`~controller.errors.ConfigError` naming the variable, never quoting the key."""
+    env: dict[str, str] = {}
+    if settings.evidence_key is not None:
+        env[EVIDENCE_KEY_ENV] = settings.evidence_key.get_secret_value()
+    if settings.evidence_key_file is not None:
+        env[EVIDENCE_KEY_FILE_ENV] = str(settings.evidence_key_file)
+    signer = load_evidence_signer(env)
+    if signer is None:
+        return None
+    return EvidenceRecorder(store, attestations, signer, controller=controller)
 
 
 def unrecorded_note(
