@@ -302,7 +302,8 @@ class Actuator:
             self._ensure(evidence, version, now)
         except SluiceError as exc:
             _log.warning(
-                "%s evidence of %s v%d not recorded yet (%s): it is once v%d is promoted",
+                "%s evidence of %s v%d is not recorded yet (%s): it will be once v%d serves "
+                "everything",
                 evidence.kind, self.ref.release.model, version, exc.message, version,
             )  # fmt: skip
 

@@ -3,7 +3,9 @@
 The subject (at most 64 characters, what Argo CD shows) says which version moved where; the
 body carries every gate's result, so the history explains each traffic change without
 opening Sluice; trailers (``Sluice-Action``) let the next pass, or a person, tell a step from
-a rollback with ``git log --format='%(trailers:key=Sluice-Action,valueonly)'``.
+a rollback with ``git log --format='%(trailers:key=Sluice-Action,valueonly)'``, and a
+promotion's (or a passed shadow phase's) ``Sluice-Evidence`` keeps the body its evidence signs
+(:mod:`controller.rollout.evidence_trailer`).
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ class Reconciler:
     _took_over: set[str] = field(default_factory=set, init=False, repr=False)
     #: Environments whose evidence a pass checked could be recorded and verified (and said
     #: once if not).
-    _said_unrecorded: set[str] = field(default_factory=set, init=False, repr=False)
+    _evidence_checked: set[str] = field(default_factory=set, init=False, repr=False)
 
     def observe(self, environment: str, model: str) -> ReleaseObservation:
         """Fetch and observe one release without acting (``sluice status``)."""
@@ -231,9 +231,9 @@ class Reconciler:
         """Once per environment: that its evidence is not recorded, or would not verify, and
         why (also logged); empty otherwise."""
         environment = ref.environment
-        if environment.name in self._said_unrecorded:
+        if environment.name in self._evidence_checked:
             return ""
-        self._said_unrecorded.add(environment.name)
+        self._evidence_checked.add(environment.name)
         if self.evidence is None:
             note = unrecorded_note(environment, None)
         else:
