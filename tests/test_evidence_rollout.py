@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from in_toto.models.metadata import Envelope as InTotoEnvelope
+from in_toto.models.metadata import Metadata
 from support.envelopes import FILES, envelope
 from support.gitops_repo import manifest_files
 from support.release_repositories import GitHarness
@@ -219,7 +221,7 @@ def _predicate(check: Any) -> dict[str, Any]:
     return dict(check.predicate)
 
 
-def test_a_promotion_records_one_canary_piece_that_verifies() -> None:
+def test_a_promotion_records_one_canary_piece_that_verifies(tmp_path: Path) -> None:
     world = World()
     reports = world.run([world.reconciler()])
     assert reports[-1].outcome is Outcome.PROMOTED
@@ -239,6 +241,14 @@ def test_a_promotion_records_one_canary_piece_that_verifies() -> None:
     carried = carried_evidence(world.commit_trailers("promote"))
     assert carried == CarriedEvidence("canary", canary)
     assert world.registry.resolve(MODEL, alias="champion").version == 2
+    # The in-toto library alone verifies the logged envelope against the controller's key.
+    (line,) = world.store.evidence(MODEL, 2)
+    (tmp_path / "canary.intoto.jsonl").write_bytes(line)
+    loaded = Metadata.load(str(tmp_path / "canary.intoto.jsonl"))
+    assert isinstance(loaded, InTotoEnvelope)
+    public = load_public_key(PUBLIC, "staging-controller.pub")
+    loaded.verify_signature({"keyid": public.keyid, **public.to_dict()})
+    assert json.loads(loaded.payload)["predicate"]["canary"] == canary
 
 
 @pytest.mark.parametrize(
