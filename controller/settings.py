@@ -246,6 +246,22 @@ class Settings(BaseSettings):
         default=None,
         description="Slack-compatible incoming webhook for rollout events (none: no notices).",
     )
+    evidence_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "This controller's private Ed25519 key, PEM text (SLUICE_EVIDENCE_KEY; a "
+            "Kubernetes secret): it signs the canary and shadow evidence the rollouts of this "
+            "environment record (`sluice provenance keygen` writes a pair; the public half is "
+            "named by the environment's evidence.controllerKeys). Unset, with "
+            "evidence_key_file unset too: no evidence is recorded. Never logged or printed."
+        ),
+    )
+    evidence_key_file: Path | None = Field(
+        default=None,
+        description=(
+            "A file holding that key (SLUICE_EVIDENCE_KEY_FILE), read when evidence_key is not set."
+        ),
+    )
     state_dir: Path = Field(
         default=Path(".sluice"),
         description="Where local runs keep pid files, logs and service data.",
@@ -315,7 +331,7 @@ class Settings(BaseSettings):
             raise ValueError("the URL names no database: end it with /DATABASE, e.g. /sluice")
         return value
 
-    @field_validator("state_dir", "prediction_log_path", mode="after")
+    @field_validator("state_dir", "prediction_log_path", "evidence_key_file", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         """Every path is absolute from here on, against the working directory at load time:

@@ -25,6 +25,7 @@ from controller.rollout.actions import (
     Wait,
 )
 from controller.rollout.decide import conclude_shadow, decide
+from controller.rollout.evidence_trailer import shadow_evidence
 from controller.rollout.messages import (
     RolloutCommit,
     render_rollout_comment,
@@ -124,6 +125,11 @@ def test_a_passing_shadow_starts_the_first_canary_step_with_a_report() -> None:
     assert action.to_percent == 10
     assert "v2 vs v1" in action.report
     assert "400 mirrored requests" in action.report
+    # The shadow evidence's numbers: the judgement's, as the commit's trailer carries them.
+    assert (action.reason, action.samples, action.labelled) == (judgement.reason, 400, 300)
+    body = shadow_evidence(action).body
+    assert (body["verdict"], body["samples"], body["labelled"]) == ("pass", 400, 300)
+    assert [c["name"] for c in body["checks"]] == [r.gate for r in judgement.results]
 
 
 def test_shifted_scores_roll_back_with_numbers() -> None:

@@ -2,7 +2,8 @@
 
 :func:`build_reconciler` names every concrete backend of ``sluice rollout``, ``rollback``,
 ``status`` and ``serve --rollouts``: MLflow, Git, Prometheus, Locust, the local target or a
-cluster (Argo CD and Kubernetes), the notifier, the lease store and the prediction log;
+cluster (Argo CD and Kubernetes), the notifier, the lease store, the prediction log and, with
+``SLUICE_EVIDENCE_KEY`` (or ``_FILE``), the evidence recorder;
 ``sluice graph rollout`` takes its target, Prometheus and lease keeper from
 :func:`build_target`, :func:`build_metrics` and :func:`build_lease`.
 """
@@ -15,6 +16,7 @@ from typing import Literal
 from controller.backends.git_lease import GitLeaseStore
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_attestations import MlflowAttestations
+from controller.backends.mlflow_evidence import MlflowEvidence
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.local_state import local_root, local_stack_url, prediction_log_path
 from controller.commands.propose import gitops_workspace
@@ -32,10 +34,17 @@ from controller.ports import (
     Target,
 )
 from controller.rollout.analysis import Analyzer
+from controller.rollout.evidence_recorder import recorder_from_settings
 from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
 
-__all__ = ["TargetKind", "build_lease", "build_metrics", "build_reconciler", "build_target"]
+__all__ = [
+    "TargetKind",
+    "build_lease",
+    "build_metrics",
+    "build_reconciler",
+    "build_target",
+]
 
 TargetKind = Literal["local", "kubernetes"]
 
@@ -111,6 +120,8 @@ def build_reconciler(
         # KPI checks read the requests each revision served, and their outcomes, from the log.
         outcomes=predictions,
     )
+    lease = build_lease(settings, workspace)
+    attestations = MlflowAttestations(tracking_uri)
     return Reconciler(
         workspace=workspace,
         registry=registry,
@@ -120,8 +131,11 @@ def build_reconciler(
         forge=forge,
         predictions=predictions,
         graph_replay=_graph_replay(deployed_to),
-        lease=build_lease(settings, workspace),
-        attestations=MlflowAttestations(tracking_uri),
+        lease=lease,
+        attestations=attestations,
+        evidence=recorder_from_settings(
+            settings, MlflowEvidence(tracking_uri), attestations, controller=lease.holder
+        ),
     )
 
 

@@ -29,6 +29,7 @@ from controller.local.target import LocalTarget
 from controller.notify import NullNotifier
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer
+from controller.rollout.evidence_recorder import EvidenceRecorder
 from controller.rollout.pass_report import PassReport
 from controller.rollout.reconcile import Reconciler
 
@@ -104,6 +105,9 @@ class RolloutRun:
     tracking_uri: str
     prometheus_url: str
     model: str
+    #: Who signs the evidence of a promotion and a passed shadow phase, as `sluice rollout`
+    #: does with SLUICE_EVIDENCE_KEY (None: none is recorded).
+    evidence: EvidenceRecorder | None = None
 
     def _reconciler(self) -> Reconciler:
         registry = MlflowRegistry(self.tracking_uri)
@@ -126,6 +130,7 @@ class RolloutRun:
             predictions=predictions,
             # Where a classifier's downstream check replays the graph, as `sluice rollout` does.
             graph_replay=target.graph_replay,
+            evidence=self.evidence,
         )
 
     def __call__(

@@ -5,7 +5,9 @@ commits that Argo CD syncs, each saying why in its body, and so is a shadow phas
 cluster (an Istio VirtualService beside the pin, removed by the commit that ends the phase).
 The registry records what Git cannot: the champion alias, the quarantine of a version judged
 worse (or the abort of a rollout that reached no verdict, which quarantines nothing) and the
-analysis record.
+analysis record. With an evidence recorder, a promotion and a passed shadow phase are signed as
+evidence on the version when their commit lands, and made sure of again before the champion
+alias moves (:mod:`controller.rollout.evidence_recorder`); a rollback records none.
 
 What each commit edits and says is :mod:`controller.rollout.traffic_commits` (and
 :mod:`controller.shadow.mirror_commits`); this module commits it, reports it to the proposal's
@@ -19,7 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.errors import SluiceError
+from controller.errors import SluiceError, TransientError
 from controller.manifests.manifest import ReleasePin
 from controller.manifests.render import validate_rendered
 from controller.manifests.storage_uri import map_storage_uri
@@ -41,6 +43,13 @@ from controller.rollout.actions import (
     StartMirror,
     StartRollback,
     StopMirror,
+)
+from controller.rollout.evidence_recorder import EvidenceRecorder
+from controller.rollout.evidence_trailer import (
+    CarriedEvidence,
+    promotion_evidence,
+    rollout_evidence,
+    shadow_evidence,
 )
 from controller.rollout.messages import (
     RolloutCommit,
@@ -87,6 +96,8 @@ class Actuator:
     notifier: Notifier
     metrics: RolloutMetrics
     forge: Forge = field(default_factory=NoForge)
+    #: Who signs a promotion's and a passed shadow phase's evidence (None: none is recorded).
+    evidence: EvidenceRecorder | None = None
 
     def act(self, action: Action, obs: ReleaseObservation, now: float) -> ActResult:
         """Carry out ``action``; actions that change nothing return an empty result."""
@@ -102,7 +113,7 @@ class Actuator:
             case EndSmoke():
                 return self._end_smoke(action, obs)
             case Promote():
-                return self._promote(action, obs)
+                return self._promote(action, obs, now)
             case StartRollback():
                 return self._start_rollback(action, obs, now)
             case RestorePrevious():
@@ -114,7 +125,7 @@ class Actuator:
             case Abort():
                 self._abort(action, obs, now)
             case SetChampion():
-                self._set_champion(action, now)
+                self._set_champion(action, obs, now)
             case Hold():
                 self._record(obs, action)
             case _:
@@ -169,6 +180,8 @@ class Actuator:
 
     def _end_shadow(self, action: EndShadow, obs: ReleaseObservation, now: float) -> ActResult:
         result = self._commit(*traffic_commits.end_shadow(self.ref, action, obs))
+        if result.commit is not None:
+            self._record_landed(shadow_evidence(action), pinned_version(obs), now)
         self._shadow_verdict(pinned_version(obs), "pass", "every check passed", now)
         self.metrics.set_weight(obs.model, obs.environment, action.to_percent)
         return result
@@ -187,11 +200,14 @@ class Actuator:
             {tag: f"{verdict}: {reason}"[:500], f"{tag}.at": _now_iso(now)},
         )
 
-    def _promote(self, action: Promote, obs: ReleaseObservation) -> ActResult:
+    def _promote(self, action: Promote, obs: ReleaseObservation, now: float) -> ActResult:
         version = pinned_version(obs)
         result = self._commit(*traffic_commits.promote(self.ref, action, obs))
         self.metrics.set_weight(obs.model, obs.environment, 0)
         if result.commit is not None:
+            self._record_landed(
+                promotion_evidence(action, obs, self.ref.policy.steps), version, now
+            )
             self.notifier.notify(
                 f"{obs.model} v{version} promoted in {obs.environment}",
                 "Every gate passed at every canary step.",
@@ -260,8 +276,10 @@ class Actuator:
             },
         )
 
-    def _set_champion(self, action: SetChampion, now: float) -> None:
+    def _set_champion(self, action: SetChampion, obs: ReleaseObservation, now: float) -> None:
         model, alias = self.ref.release.model, self.ref.release.champion_alias
+        if obs.pin_action == "promote":
+            self._ensure_promotion_evidence(action.version, now)
         tags = {f"sluice.promoted.{self.ref.environment.name}": _now_iso(now)}
         if action.previous is not None:
             tags["sluice.previous_champion"] = str(action.previous)
@@ -272,3 +290,45 @@ class Actuator:
         self.registry.set_version_tags(
             obs.model, pinned_version(obs), {analysis_tag(obs.environment): action.record.to_json()}
         )
+
+    # -- evidence ------------------------------------------------------------------------
+
+    def _record_landed(self, evidence: CarriedEvidence, version: int, now: float) -> None:
+        """Record the evidence of a commit that just landed. Best effort: the commit is what
+        matters, and the promoted version's next steps record what this could not."""
+        if self.evidence is None:
+            return
+        try:
+            self._ensure(evidence, version, now)
+        except SluiceError as exc:
+            _log.warning(
+                "%s evidence of %s v%d is not recorded yet (%s): it will be once v%d serves "
+                "everything",
+                evidence.kind, self.ref.release.model, version, exc.message, version,
+            )  # fmt: skip
+
+    def _ensure_promotion_evidence(self, version: int, now: float) -> None:
+        """Before the champion alias moves: every piece of evidence the commits of the
+        promoted version's rollout carry is recorded, once. A dependency that does not answer
+        fails the pass, which is decided again; a permanent refusal (a version without a run
+        to keep evidence in) is logged, and the rollout goes on without it."""
+        if self.evidence is None:
+            return
+        changes = self.workspace.changes(self.ref.branch, self.ref.pin_path)
+        for evidence in rollout_evidence(changes, version):
+            try:
+                self._ensure(evidence, version, now)
+            except TransientError:
+                raise
+            except SluiceError as exc:
+                _log.error(
+                    "%s evidence of %s v%d is not recorded: %s",
+                    evidence.kind, self.ref.release.model, version, exc.message,
+                )  # fmt: skip
+
+    def _ensure(self, evidence: CarriedEvidence, version: int, now: float) -> None:
+        assert self.evidence is not None
+        self.evidence.ensure(
+            evidence, environment=self.ref.environment.name, model=self.ref.release.model,
+            version=version, now=now,
+        )  # fmt: skip

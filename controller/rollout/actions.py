@@ -135,13 +135,17 @@ class EndShadow:
     """The shadow judge passed: commit the first canary step, without the shadow annotations.
 
     ``report`` is the judge's Markdown report, for the pull request; ``details`` the Markdown
-    it adds after the checks (a multiclass judge's confusion matrices), for the commit body.
+    it adds after the checks (a multiclass judge's confusion matrices), for the commit body;
+    ``reason``, ``samples`` and ``labelled`` the judgement's, for the shadow evidence.
     """
 
     to_percent: int
     results: tuple[GateResult, ...]
     report: str = ""
     details: str = ""
+    reason: str = ""
+    samples: int = 0
+    labelled: int = 0
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,15 @@ def conclude_shadow(
             champion=f"v{obs.pin.previous_version}" if obs.pin.previous_version else "champion",
             challenger=f"v{obs.pin.version}",
         )
-        return EndShadow(policy.steps[0], results, report, details)
+        return EndShadow(
+            policy.steps[0],
+            results,
+            report,
+            details,
+            reason=judgement.reason,
+            samples=judgement.samples,
+            labelled=judgement.labelled,
+        )
     if now - obs.pin_changed_at >= phase.max_duration_seconds:
         return StartRollback(
             f"no shadow verdict within {phase.max_duration_seconds:g} s ({judgement.reason})",

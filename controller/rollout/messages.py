@@ -3,7 +3,9 @@
 The subject (at most 64 characters, what Argo CD shows) says which version moved where; the
 body carries every gate's result, so the history explains each traffic change without
 opening Sluice; trailers (``Sluice-Action``) let the next pass, or a person, tell a step from
-a rollback with ``git log --format='%(trailers:key=Sluice-Action,valueonly)'``.
+a rollback with ``git log --format='%(trailers:key=Sluice-Action,valueonly)'``, and a
+promotion's (or a passed shadow phase's) ``Sluice-Evidence`` keeps the body its evidence signs
+(:mod:`controller.rollout.evidence_trailer`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class RolloutCommit:
     #: Markdown after the gates in the body and the comment (a multiclass shadow judge's
     #: confusion matrices); the report, when there is one, holds it already.
     details: str = ""
+    #: Trailers after ``Sluice-Action`` (the ``Sluice-Evidence`` body of a promotion or of a
+    #: passed shadow phase: :mod:`controller.rollout.evidence_trailer`), one line each.
+    trailers: tuple[tuple[str, str], ...] = ()
 
 
 def _subject(commit: RolloutCommit) -> str:
@@ -94,6 +99,7 @@ def render_rollout_message(commit: RolloutCommit) -> str:
         f"Sluice-Version: {commit.version}",
         f"Sluice-Env: {commit.environment}",
         f"Sluice-Action: {commit.action}",
+        *(f"{key}: {value}" for key, value in commit.trailers),
     ]
     return "\n".join(lines) + "\n"
 

@@ -9,6 +9,10 @@ With a :class:`~controller.lease.LeaseKeeper`, only the holder of a release's le
 acts: another controller's pass observes, reports who holds the lease and the commits it sees
 land, and waits (see :mod:`controller.lease`). A push that loses a race to a change it cannot
 build on (:class:`~controller.errors.GitConflict`) ends the pass, and the next decides again.
+
+With an :class:`~controller.rollout.evidence_recorder.EvidenceRecorder`, the actuator signs a
+promotion's and a passed shadow phase's evidence; without one, in an environment that names
+its controller keys, the first pass that acts there says once that nothing is recorded.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field, replace
 
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import GitConflict, SluiceError
+from controller.evidence.keys import read_controller_keys
 from controller.lease import LeaseKeeper, lease_name
 from controller.notify import NullNotifier
 from controller.null_ports import NoForge
@@ -53,6 +58,11 @@ from controller.rollout.decide import (
     conclude_smoke,
     conclude_watch,
     decide,
+)
+from controller.rollout.evidence_recorder import (
+    EvidenceRecorder,
+    unrecorded_note,
+    untrusted_note,
 )
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import ReleaseRef, load_release, observe
@@ -94,12 +104,18 @@ class Reconciler:
     #: Where the pinned version's provenance is verified again before each judgement and the
     #: promotion, in an environment that requires provenance (None: not re-verified).
     attestations: AttestationStore | None = None
+    #: Who signs the evidence of promotions and passed shadow phases (None: none is recorded,
+    #: which a pass in an environment that names its controller keys says once).
+    evidence: EvidenceRecorder | None = None
     _seen: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _landed: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
     _following: set[str] = field(default_factory=set, init=False, repr=False)
     #: Releases this controller followed and then took the lease of (its holder finished or
     #: let it lapse): until the end, its reports still say what others landed.
     _took_over: set[str] = field(default_factory=set, init=False, repr=False)
+    #: Environments whose evidence a pass checked could be recorded and verified (and said
+    #: once if not).
+    _evidence_checked: set[str] = field(default_factory=set, init=False, repr=False)
 
     def observe(self, environment: str, model: str) -> ReleaseObservation:
         """Fetch and observe one release without acting (``sluice status``)."""
@@ -162,8 +178,9 @@ class Reconciler:
         if following is not None:
             return following  # the lease was lost while analysing: the holder acts
         actuator = Actuator(
-            ref, self.workspace, self.registry, self.notifier, self.metrics, self.forge
-        )
+            ref, self.workspace, self.registry, self.notifier, self.metrics, self.forge,
+            evidence=self.evidence,
+        )  # fmt: skip
         try:
             done = actuator.act(action, obs, now)
         except GitConflict as conflict:
@@ -181,7 +198,7 @@ class Reconciler:
             environment=environment,
             phase=phase,
             action=type(action).__name__,
-            detail=describe_action(action) + _done_note(done) + landed,
+            detail=describe_action(action) + _done_note(done) + landed + self._unrecorded(ref),
             version=obs.pin.version,
             canary_percent=obs.pin.canary_percent,
             results=results,
@@ -209,6 +226,27 @@ class Reconciler:
             obs.model, version, {outcome_tag(obs.environment): outcome.tag_value()}
         )
         return replace(obs, provenance_failure=outcome.line()) if outcome.refused else obs
+
+    def _unrecorded(self, ref: ReleaseRef) -> str:
+        """Once per environment: that its evidence is not recorded, or would not verify, and
+        why (also logged); empty otherwise."""
+        environment = ref.environment
+        if environment.name in self._evidence_checked:
+            return ""
+        self._evidence_checked.add(environment.name)
+        if self.evidence is None:
+            note = unrecorded_note(environment, None)
+        else:
+            try:
+                keys = read_controller_keys(self.workspace, [environment])[environment.name]
+            except SluiceError as exc:
+                note = f"evidence recorded in {environment.name} will not verify: {exc.message}"
+            else:
+                note = untrusted_note(environment, self.evidence, keys)
+        if note is None:
+            return ""
+        _log.warning("%s", note)
+        return f"; {note}"
 
     def _request_sync(self, environment: str) -> None:
         """Tell the target a commit landed, so it syncs now rather than at its next poll."""

@@ -19,6 +19,7 @@ from controller.rollout.actions import (
     SetWeight,
     StartRollback,
 )
+from controller.rollout.evidence_trailer import promotion_evidence, shadow_evidence
 from controller.rollout.messages import RolloutCommit
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import ReleaseRef
@@ -98,6 +99,7 @@ def end_shadow(
             results=action.results,
             report=action.report,
             details=action.details,
+            trailers=(shadow_evidence(action).trailer(),),
         ),
     )
 
@@ -143,6 +145,7 @@ def promote(
                 f"{obs.environment}'s traffic; {_field_removed(obs)}."
             ),
             results=action.results,
+            trailers=(promotion_evidence(action, obs, ref.policy.steps).trailer(),),
         ),
     )
 
