@@ -99,10 +99,8 @@ def test_force_needs_a_key_the_environment_trusts_then_records_a_signed_override
     assert "⚠️ **Incomplete**, proposed by hand past it (an override) into production." in (
         pull.body
     )
-    assert (
-        "**override in production** (2026-11-30T00:53:20Z, signed by key" in pull.body
-        and "forced by alice: hotfix for the fraud spike (past: soak in staging: none)" in pull.body
-    )
+    assert "**override in production** (2026-11-30T00:53:20Z, signed by key" in pull.body
+    assert "forced by alice: hotfix for the fraud spike (past: soak in staging: none)" in pull.body
     (status,) = [s for s in setup.forge.statuses if s.context == "sluice/evidence"]
     assert status.state == "failure"
     assert status.description.startswith("incomplete, proposed by hand: hotfix for the fraud")

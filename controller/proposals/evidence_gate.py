@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from controller.ports import AttestationStore, EvidenceStore, ModelRegistry, ReleaseRepository
     from controller.provenance.verify import Verification
 
-__all__ = ["PromotionCheck", "check_promotion", "upstream_pins"]
+__all__ = ["PromotionCheck", "check_promotion", "pinned_version", "upstream_pins"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,14 @@ def _pin(workspace: ReleaseRepository, config: EnvironmentConfig, model: str) ->
     annotations = (document.get("metadata") or {}).get("annotations") or {}
     phase = annotations.get(PHASE_ANNOTATION)
     return _Pin(pinned.version, pinned.canary_percent, str(phase) if phase else None)
+
+
+def pinned_version(
+    workspace: ReleaseRepository, config: EnvironmentConfig, model: str
+) -> int | None:
+    """The version ``config``'s pin of ``model`` names on its branch (None: none, or no pin)."""
+    pin = _pin(workspace, config, model)
+    return pin.version if pin is not None else None
 
 
 def upstream_pins(
