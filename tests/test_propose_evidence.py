@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from support.evidence_pipeline import MODEL, PRODUCTION_PRIVATE, STRANGER_PRIVATE, Pipeline
 
+from controller.cli import main
 from controller.errors import ConfigError, GateFailed
 from controller.evidence.signing import EVIDENCE_KEY_ENV, load_evidence_signer
 from controller.proposals.propose import ProposalRequest, ProposalResult, propose
@@ -114,3 +115,19 @@ def test_no_override_lifts_broken_evidence() -> None:
     with pytest.raises(GateFailed, match=r"no override lifts a quarantine or broken evidence"):
         _propose(setup, override=forced, signer=PRODUCTION_PRIVATE.decode())
     assert setup.forge.pulls == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--force"], "--force needs --reason TEXT"),
+        (["--force", "--reason", "  "], "sluice quarantine lift"),
+        (["--reason", "why"], "--reason goes with --force"),
+    ],
+)
+def test_the_command_line_asks_force_for_a_reason(
+    args: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused before anything is read: `--force` without a reason, a reason without it."""
+    assert main(["propose", MODEL, "--env", "production", *args]) == 2
+    assert words in capsys.readouterr().err
