@@ -105,6 +105,9 @@ def test_force_needs_a_key_the_environment_trusts_then_records_a_signed_override
     (status,) = [s for s in setup.forge.statuses if s.context == "sluice/evidence"]
     assert status.state == "failure"
     assert status.description.startswith("incomplete, proposed by hand: hotfix for the fraud")
+    assert any(line.startswith("override in production: verified") for line in result.evidence)
+    again = _propose(setup)  # the override recorded lets the same version through again
+    assert (again.status, again.evidence_state) == ("unchanged", "failure")
 
 
 def test_no_override_lifts_broken_evidence() -> None:

@@ -333,7 +333,12 @@ def _check_evidence(
     if check is None:
         return plan
     state, _ = evidence_status(check)
-    lines = (*check.verdict.met, *check.verdict.lines())
+    override = check.verdict.override
+    lines = (
+        *check.verdict.met,
+        *([override.line()] if override is not None and not check.verdict.complete else []),
+        *check.verdict.lines(),
+    )
     draft = replace(plan.draft, evidence_state=state, evidence=lines)
     return replace(plan, draft=draft, promotion=check)
 

@@ -14,6 +14,7 @@ version through without ``--force``, as :func:`~controller.evidence.evaluate.eva
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -22,6 +23,7 @@ from controller.evidence.keys import read_controller_keys
 from controller.evidence.record import record_evidence
 from controller.evidence.signing import EVIDENCE_KEY_ENV, EVIDENCE_KEY_FILE_ENV
 from controller.evidence.statement import override_body
+from controller.evidence.verify import EvidenceCheck
 from controller.proposals.evidence_gate import PromotionCheck, check_promotion
 
 if TYPE_CHECKING:
@@ -30,7 +32,14 @@ if TYPE_CHECKING:
     from controller.manifests.environment import EnvironmentConfig
     from controller.ports import AttestationStore, EvidenceStore, ModelRegistry, ReleaseRepository
 
-__all__ = ["EVIDENCE_CONTEXT", "Override", "evidence_status", "hold_proposal"]
+__all__ = [
+    "EVIDENCE_CONTEXT",
+    "EvidenceStores",
+    "Override",
+    "evidence_status",
+    "hold_proposal",
+    "override_reason",
+]
 
 #: The commit status a proposal sets on its pull request's head.
 EVIDENCE_CONTEXT = "sluice/evidence"
@@ -160,9 +169,14 @@ def evidence_status(
         if check.policy.approval.required:
             return "pending", f"evidence from {upstream} complete; waiting for approval"
         return "success", f"evidence from {upstream} complete"
-    override = verdict.override
-    reason = override.predicate.get("override", {}).get("reason", "") if override else ""
-    return (
-        "failure",
-        f"incomplete, proposed by hand: {reason}; missing: {'; '.join(verdict.lines())}",
-    )
+    missing = "; ".join(verdict.lines())
+    if verdict.override is None:
+        return "failure", f"incomplete: {missing}"
+    reason = override_reason(verdict.override)
+    return "failure", f"incomplete, proposed by hand: {reason}; missing: {missing}"
+
+
+def override_reason(override: EvidenceCheck) -> str:
+    """The reason a verified override piece records."""
+    body = override.predicate.get("override")
+    return str(body.get("reason", "")) if isinstance(body, Mapping) else ""
