@@ -18,7 +18,18 @@ from controller.testing.forge import MemoryForge
 from support.envelopes import FILES
 from support.gitops_repo import manifest_files
 
-__all__ = ["MODEL", "NOW", "PROMOTION", "Pipeline", "pin_text"]
+__all__ = [
+    "MODEL",
+    "NOW",
+    "PRODUCTION_PRIVATE",
+    "PRODUCTION_PUBLIC",
+    "PROMOTION",
+    "STAGING_PRIVATE",
+    "STAGING_PUBLIC",
+    "STRANGER_PRIVATE",
+    "Pipeline",
+    "pin_text",
+]
 
 MODEL = "fraud-detector"
 NOW = 1_796_000_000.0
@@ -30,6 +41,11 @@ _PRODUCTION_PRIVATE, _PRODUCTION_PUBLIC = generate_keypair()
 #: A key no environment trusts (a forger's, or a person's not listed in controllerKeys).
 STRANGER_PRIVATE, _ = generate_keypair()
 PRODUCTION_PRIVATE = _PRODUCTION_PRIVATE
+STAGING_PRIVATE, STAGING_PUBLIC, PRODUCTION_PUBLIC = (
+    _STAGING_PRIVATE,
+    _STAGING_PUBLIC,
+    _PRODUCTION_PUBLIC,
+)
 
 
 def pin_text(
