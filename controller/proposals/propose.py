@@ -44,6 +44,7 @@ from controller.proposals.propose_evidence import (
     EVIDENCE_CONTEXT,
     EvidenceStores,
     Override,
+    evidence_lines,
     evidence_status,
     hold_proposal,
 )
@@ -333,13 +334,7 @@ def _check_evidence(
     if check is None:
         return plan
     state, _ = evidence_status(check)
-    override = check.verdict.override
-    lines = (
-        *check.verdict.met,
-        *([override.line()] if override is not None and not check.verdict.complete else []),
-        *check.verdict.lines(),
-    )
-    draft = replace(plan.draft, evidence_state=state, evidence=lines)
+    draft = replace(plan.draft, evidence_state=state, evidence=evidence_lines(check))
     return replace(plan, draft=draft, promotion=check)
 
 

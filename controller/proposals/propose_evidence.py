@@ -36,6 +36,7 @@ __all__ = [
     "EVIDENCE_CONTEXT",
     "EvidenceStores",
     "Override",
+    "evidence_lines",
     "evidence_status",
     "hold_proposal",
     "override_reason",
@@ -174,6 +175,15 @@ def evidence_status(
         return "failure", f"incomplete: {missing}"
     reason = override_reason(verdict.override)
     return "failure", f"incomplete, proposed by hand: {reason}; missing: {missing}"
+
+
+def evidence_lines(check: PromotionCheck) -> tuple[str, ...]:
+    """What a proposal prints: each requirement met, the override it went through, each
+    thing missing, one line each."""
+    verdict = check.verdict
+    override = verdict.override
+    forced = [override.line()] if override is not None and not verdict.complete else []
+    return (*verdict.met, *forced, *verdict.lines())
 
 
 def override_reason(override: EvidenceCheck) -> str:
