@@ -12,12 +12,11 @@ soaks the versions that serve 100 % in an environment another one promotes from 
 ``require.soak``, and records their signed soak evidence (:mod:`controller.commands.soak`).
 With ``--rollouts TARGET`` a second thread runs the
 rollout reconcile for every watched release each interval, reporting into the same
-``/metrics``. An environment with ``promotion:`` does not follow its alias: a third thread
-proposes to it each version its upstream environment promoted, once the version's evidence is
-complete (:mod:`controller.proposals.auto_propose`). ``--env`` restricts the loops to the
-named environments. On SIGTERM or SIGINT
-the rollout loop ends its pass and releases its leases, so another controller takes over its
-rollouts at once.
+``/metrics``. An environment with ``promotion:`` does not follow its alias: a thread of its
+own proposes to it each version its upstream environment promoted, once the version's
+evidence is complete (:mod:`controller.proposals.auto_propose`). ``--env`` restricts the
+loops to the named environments. On SIGTERM or SIGINT the rollout loop ends its pass and
+releases its leases, so another controller takes over its rollouts at once.
 """
 
 from __future__ import annotations
