@@ -5,6 +5,7 @@ The work happens in :mod:`controller.commands.propose`.
 
 from __future__ import annotations
 
+import getpass
 from typing import Annotated
 
 import typer
@@ -41,34 +42,43 @@ def propose(
         bool,
         typer.Option(
             "--force",
-            hidden=True,
-            help="No longer proposes a quarantined version: lift its quarantine instead "
-            "(sluice quarantine lift), which records why.",
+            help="Propose past missing evidence of an environment with promotion:, with "
+            "--reason; recorded as an override signed with SLUICE_EVIDENCE_KEY. Never past a "
+            "quarantine (lift it: sluice quarantine lift), broken evidence or provenance.",
         ),
     ] = False,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason", help="Why --force goes past the evidence (recorded, signed)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Propose a registry version for an environment: a branch and (GitHub) a pull request."""
     if version is not None and alias is not None:
         raise typer.BadParameter("give --version or --alias, not both")
-    if force:
+    if force and not (reason or "").strip():
         raise InputError(
-            "--force no longer proposes a quarantined version (the rollout would roll it "
-            "straight back): lift its quarantine with `sluice quarantine lift MODEL VERSION "
-            "--reason TEXT`, which records why; a failed provenance check has no override"
+            "--force needs --reason TEXT: it proposes past missing evidence of an environment "
+            "with promotion:, recorded as a signed override; it never proposes a quarantined "
+            "version (lift it: `sluice quarantine lift MODEL VERSION --reason TEXT`), and a "
+            "failed provenance check has no override"
         )
+    if reason is not None and not force:
+        raise typer.BadParameter("--reason goes with --force")
     validate_model_name(model)
     validate_environment_name(env)
     settings = current_settings(ctx)
     # Imported once the input is checked: bad input is refused in a fraction of a second.
     from controller.commands.propose import run_propose
     from controller.proposals.propose import ProposalRequest
+    from controller.proposals.propose_evidence import Override
 
     run_propose(
         settings,
         ProposalRequest(
             model=model, environment=env, version=version, alias=alias,
             dry_run=dry_run, restart_merged=True,
+            override=Override(by=getpass.getuser(), reason=reason or "") if force else None,
         ),
         forge=forge_name(forge),
         remote=repo,

@@ -8,6 +8,7 @@ the composition root of one command (the only place its concrete backends are na
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from typing import Literal
 
@@ -17,8 +18,10 @@ from rich.text import Text
 
 from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_attestations import MlflowAttestations
+from controller.backends.mlflow_evidence import MlflowEvidence
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.errors import ConfigError
+from controller.evidence.signing import load_evidence_signer
 from controller.null_ports import NoForge
 from controller.ports import Forge
 from controller.proposals.propose import ProposalRequest, ProposalResult, propose
@@ -119,6 +122,8 @@ def _print(result: ProposalResult, console: Console) -> None:
     console.print(Text.assemble((verb, "bold"), f": {result.subject}"), soft_wrap=True)
     if result.provenance and not result.warnings:
         say(console, result.provenance)
+    for line in result.evidence:
+        say(console, f"Evidence: {line}")
     say(
         console,
         f"branch {result.branch} → {result.base}"
@@ -163,6 +168,9 @@ def run_propose(
         workspace=workspace,
         forge=build_forge(settings, forge),
         attestations=MlflowAttestations(settings.mlflow_tracking_uri),
+        evidence=MlflowEvidence(settings.mlflow_tracking_uri),
+        # Only an override is signed here, so a key is read (and checked) only for one.
+        evidence_signer=load_evidence_signer(os.environ) if request.override else None,
     )
     if as_json:
         console.print_json(json.dumps(result.as_dict()))

@@ -12,9 +12,11 @@ soaks the versions that serve 100 % in an environment another one promotes from 
 ``require.soak``, and records their signed soak evidence (:mod:`controller.commands.soak`).
 With ``--rollouts TARGET`` a second thread runs the
 rollout reconcile for every watched release each interval, reporting into the same
-``/metrics``. ``--env`` restricts both loops to the named environments. On SIGTERM or SIGINT
-the rollout loop ends its pass and releases its leases, so another controller takes over its
-rollouts at once.
+``/metrics``. An environment with ``promotion:`` does not follow its alias: a thread of its
+own proposes to it each version its upstream environment promoted, once the version's
+evidence is complete (:mod:`controller.proposals.auto_propose`). ``--env`` restricts the
+loops to the named environments. On SIGTERM or SIGINT the rollout loop ends its pass and
+releases its leases, so another controller takes over its rollouts at once.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Literal
 
 from controller.backends.git_repo import GitWorkspace, Identity
 from controller.backends.mlflow_attestations import MlflowAttestations
+from controller.backends.mlflow_evidence import MlflowEvidence
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.events import build_events_route
 from controller.commands.feedback import build_feedback_route
@@ -37,8 +40,9 @@ from controller.commands.soak import build_soak_watcher
 from controller.commands.status import build_status_page
 from controller.errors import ConfigError
 from controller.ports import Forge
+from controller.proposals.auto_propose import AutoProposer
 from controller.proposals.proposal_scan import ReleaseSnapshot
-from controller.proposals.propose import ProposalRequest, propose
+from controller.proposals.propose import ProposalRequest, ProposalResult, propose
 from controller.redact import register_secret
 from controller.rollout.loop import RolloutLoop
 from controller.rollout.telemetry import RolloutMetrics
@@ -62,9 +66,11 @@ def build_watcher(
     metrics: ServeMetrics,
 ) -> Watcher:
     """A watcher over the releases Git declares in the snapshot's environments, answering from
-    one batched snapshot a pass; :class:`ConfigError` when there is nothing to watch."""
-    watched = [WatchedModel(w.model, w.alias, w.environment) for w in snapshot.watched()]
-    if not watched:
+    one batched snapshot a pass (but those of environments with ``promotion:``, whose
+    versions come by evidence); :class:`ConfigError` when there is nothing to watch."""
+    releases = snapshot.watched()
+    watched = [WatchedModel(w.model, w.alias, w.environment) for w in releases if not w.by_evidence]
+    if not releases:
         where = f" in {', '.join(snapshot.environments)}" if snapshot.environments else ""
         raise ConfigError(
             f"no releases to watch{where}: add releases to manifests/overlays/ENV/sluice.yaml"
@@ -138,11 +144,12 @@ def run_serve(
     snapshot = ReleaseSnapshot(workspace, registry, environments=environments)
     metrics = ServeMetrics()
     attestations = MlflowAttestations(settings.mlflow_tracking_uri)
+    evidence = MlflowEvidence(settings.mlflow_tracking_uri)
 
-    def propose_version(request: ProposalRequest) -> object:
+    def propose_version(request: ProposalRequest) -> ProposalResult:
         result = propose(
             request, registry=registry, workspace=workspace, forge=forge,
-            attestations=attestations,
+            attestations=attestations, evidence=evidence,
         )  # fmt: skip
         log.info("%s v%s → %s: %s", result.model, result.version, result.environment, result.status)
         return result
@@ -209,6 +216,13 @@ def run_serve(
             target=loop.run_forever, args=(stop,), name="sluice-rollouts", daemon=True
         )
         rollout_thread.start()
+    promoter = AutoProposer(
+        workspace, registry, evidence, attestations, propose_version, environments=environments
+    )
+    threading.Thread(
+        target=promoter.run_forever, args=(stop, settings.poll_interval_seconds),
+        name="sluice-auto-propose", daemon=True,
+    ).start()  # fmt: skip
 
     def shutdown(_signum: int, _frame: object) -> None:
         stop.set()

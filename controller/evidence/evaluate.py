@@ -58,6 +58,9 @@ class Missing:
     kind: MissingKind
     environment: str
     reason: str
+    #: The piece is there but failed verification (deleted, replaced, forged): no override
+    #: lifts that.
+    broken: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,11 +78,16 @@ class EvidenceVerdict:
         return not self.missing
 
     @property
+    def overridable(self) -> bool:
+        """An override would let it past: nothing missing is a quarantine or broken evidence."""
+        return not any(m.kind in _BLOCKING or m.broken for m in self.missing)
+
+    @property
     def allowed(self) -> bool:
         """Complete, or overridden by hand past nothing an override may not lift."""
         if self.complete:
             return True
-        return self.override is not None and not any(m.kind in _BLOCKING for m in self.missing)
+        return self.override is not None and self.overridable
 
     def lines(self) -> list[str]:
         """What is missing, one line each."""
@@ -135,7 +143,7 @@ class _Evidence:
 def _absent(evidence: _Evidence, kind: MissingKind, environment: str) -> Missing:
     broken = evidence.broken(environment, kind)
     if broken is not None:
-        return Missing(kind, environment, broken.line())
+        return Missing(kind, environment, broken.line(), broken=True)
     return Missing(kind, environment, f"{kind} in {environment}: none")
 
 

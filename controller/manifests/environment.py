@@ -210,7 +210,8 @@ class EnvironmentConfig(BaseModel):
         default=None,
         description="What a version must have earned upstream before it is proposed here: "
         "signed evidence from the environment(s) it comes from (see the README's Promotion "
-        "by evidence). Not yet enforced by propose or the rollout. Unset: any version.",
+        "by evidence), enforced by `sluice propose` and `sluice serve`'s proposals. Unset: "
+        "any version.",
     )
     evidence: EvidenceKeys | None = Field(
         default=None,

@@ -54,7 +54,7 @@ _FILES_CHANGED = "this pull request's Files changed tab"
 _CARD = Template(
     """## $model v$version → $environment
 
-$links$notice
+$links$notice$evidence
 
 ### Holdout metrics
 
@@ -119,6 +119,9 @@ class ModelCard:
     #: The proposal's provenance check, in words (verified, failed under warn, not checked);
     #: None leaves the provenance line out when the version recorded no provenance either.
     provenance: str | None = None
+    #: The Evidence section's Markdown (:func:`~controller.proposals.model_card_evidence.
+    #: evidence_section`) for an environment with ``promotion:``; None leaves it out.
+    evidence: str | None = None
 
 
 def render_model_card(card: ModelCard, *, limit: int = BODY_LIMIT) -> str:
@@ -165,6 +168,7 @@ def _render(card: ModelCard, diff_block: str, profile: str, metrics: str, *, not
             **identity,
             "links": _links(card),
             "notice": f"\n\n{notice}" if notice else "",
+            "evidence": f"\n\n### Evidence\n\n{card.evidence}" if card.evidence else "",
             "metrics": metrics,
             "gate": one_line(card.version.tags.get("sluice.gate_summary", "not recorded")),
             "data": _training_data(card.run.params),

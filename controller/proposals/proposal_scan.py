@@ -36,6 +36,9 @@ class Watched:
     model: str
     alias: str
     pin_path: str
+    #: The environment has ``promotion:``: its versions come by evidence
+    #: (:mod:`controller.proposals.auto_propose`), not by following the alias.
+    by_evidence: bool = False
 
 
 def due_proposals(
@@ -43,10 +46,13 @@ def due_proposals(
     pinned: Mapping[str, int | None],
     aliases: Mapping[str, Mapping[str, int]],
 ) -> list[ProposalRequest]:
-    """Releases whose alias names a version that is not pinned (pure; ``pinned`` by pin path)."""
+    """Releases whose alias names a version that is not pinned (pure; ``pinned`` by pin path),
+    but for environments whose versions come by evidence."""
     due = []
     for release in watched:
         target = aliases.get(release.model, {}).get(release.alias)
+        if release.by_evidence:
+            continue
         if target is not None and target != pinned.get(release.pin_path):
             due.append(
                 ProposalRequest(
@@ -102,7 +108,9 @@ def _read_state(
     for config in _environments(workspace, default, environments):
         for release in config.releases:
             pin = f"manifests/overlays/{config.name}/{release.pin}"
-            watch = Watched(config.name, release.model, release.alias, pin)
+            watch = Watched(
+                config.name, release.model, release.alias, pin, config.promotion is not None
+            )
             by_branch.setdefault(config.branch, []).append(watch)
     pinned: dict[str, int | None] = {}
     for branch, watched in by_branch.items():  # pins are read where each environment syncs from

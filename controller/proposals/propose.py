@@ -5,15 +5,18 @@ the environment from Git, resolve the version in the registry, verify its proven
 environment requires it, map its storage URI, edit the pin, validate the rendered overlay,
 commit and push a deterministic branch, open or adopt the pull request. Nothing is pushed when
 validation fails, nothing is written at all when the provenance check refuses the version
-(:mod:`controller.provenance.policy`), and nothing is committed when nothing would change.
+(:mod:`controller.provenance.policy`) or the environment's ``promotion:`` finds its evidence
+incomplete (:mod:`controller.proposals.propose_evidence`), and nothing is committed when
+nothing would change.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from controller.domain import ChangeRequest, ModelVersion, RunSummary
 from controller.errors import ConfigError, GateFailed, GitConflict, InputError, ManifestInvalid
@@ -34,7 +37,17 @@ from controller.manifests.manifest import (
 from controller.manifests.render import validate_rendered
 from controller.manifests.storage_uri import map_storage_uri
 from controller.ports import AttestationStore, Forge, ProposalRegistry, ReleaseRepository
+from controller.proposals.evidence_gate import PromotionCheck
 from controller.proposals.model_card import ModelCard, render_model_card
+from controller.proposals.model_card_evidence import evidence_section
+from controller.proposals.propose_evidence import (
+    EVIDENCE_CONTEXT,
+    EvidenceStores,
+    Override,
+    evidence_lines,
+    evidence_status,
+    hold_proposal,
+)
 from controller.provenance.policy import (
     PolicyOutcome,
     check_version,
@@ -45,6 +58,11 @@ from controller.provenance.policy import (
 from controller.quality.data_profile import DataProfile
 from controller.rollout.policy import needs_prediction_log
 from controller.text.commit_message import ProposalMessage, proposal_branch, render_proposal_message
+
+if TYPE_CHECKING:
+    from securesystemslib.signer import CryptoSigner
+
+    from controller.ports import EvidenceStore
 
 __all__ = ["ProposalRequest", "ProposalResult", "propose", "read_environment"]
 
@@ -65,6 +83,9 @@ class ProposalRequest:
     #: ``sluice propose`` asks for this; the ``sluice serve`` loop does not, so an alias that
     #: still names a rolled-back version is not proposed on every pass.
     restart_merged: bool = False
+    #: ``--force --reason``: propose past missing evidence of an environment with
+    #: ``promotion:``, recorded as a signed override (never past a quarantine or forgery).
+    override: Override | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,10 @@ class ProposalResult:
     provenance: str | None = None
     #: What a reviewer must know before merging: a provenance check that failed under warn.
     warnings: tuple[str, ...] = ()
+    #: For an environment with ``promotion:``: the ``sluice/evidence`` state (success,
+    #: pending, failure) and one line per requirement met or missing; None and () otherwise.
+    evidence_state: str | None = None
+    evidence: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -183,6 +208,8 @@ class _Plan:
     smoke_requests: int | None = None
     #: The provenance check under the environment's policy; None when it requires none.
     provenance: PolicyOutcome | None = None
+    #: The evidence held to the environment's promotion:; None when it has none.
+    promotion: PromotionCheck | None = None
 
 
 def _plan(
@@ -289,6 +316,28 @@ def _check_provenance(
     return replace(plan, draft=draft, provenance=outcome)
 
 
+def _check_evidence(
+    plan: _Plan,
+    request: ProposalRequest,
+    registry: ProposalRegistry,
+    workspace: ReleaseRepository,
+    stores: EvidenceStores | None,
+    now: float,
+) -> _Plan:
+    """Hold the version to the environment's ``promotion:`` before anything is written
+    (:func:`~controller.proposals.propose_evidence.hold_proposal`)."""
+    check = hold_proposal(
+        plan.config, model=request.model, version=plan.version.version, workspace=workspace,
+        registry=registry, stores=stores, override=request.override, dry_run=request.dry_run,
+        now=now,
+    )  # fmt: skip
+    if check is None:
+        return plan
+    state, _ = evidence_status(check)
+    draft = replace(plan.draft, evidence_state=state, evidence=evidence_lines(check))
+    return replace(plan, draft=draft, promotion=check)
+
+
 def _inference_logger(config: EnvironmentConfig, model: str) -> tuple[str | None, tuple[str, ...]]:
     """The URL the pin's inference logger posts to when the release's policy judges its
     answers (:func:`~controller.rollout.policy.needs_prediction_log`), and a note when it
@@ -341,7 +390,7 @@ def _open_pull_request(
         canary_steps=plan.config.policy_for(result.model).steps,
         gates=("request-success-rate", "request-latency", "load-test"), diff=result.diff,
         profile=_profile(registry, plan.version.run_id), smoke_requests=plan.smoke_requests,
-        provenance=_card_provenance(plan),
+        provenance=_card_provenance(plan), evidence=_card_evidence(plan),
     )  # fmt: skip
     assert result.commit is not None
     pull = forge.open_or_update(
@@ -357,9 +406,21 @@ def _open_pull_request(
         result.commit, context="sluice/validate", state="success",
         description="Rendered overlay validates against KServe's InferenceService schema",
     )  # fmt: skip
+    if plan.promotion is not None:
+        state, description = evidence_status(plan.promotion)
+        forge.report_status(
+            result.commit, context=EVIDENCE_CONTEXT, state=state, description=description
+        )
     return replace(
         result, pull_request=pull.number, pull_request_url=pull.url, superseded=pull.superseded
     )
+
+
+def _card_evidence(plan: _Plan) -> str | None:
+    check = plan.promotion
+    if check is None:
+        return None
+    return evidence_section(check.environment, check.checks, check.verdict)
 
 
 def _card_provenance(plan: _Plan) -> str:
@@ -407,11 +468,16 @@ def propose(
     workspace: ReleaseRepository,
     forge: Forge,
     attestations: AttestationStore | None = None,
+    evidence: EvidenceStore | None = None,
+    evidence_signer: CryptoSigner | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> ProposalResult:
     """Run the proposal steps; see the module docstring for their order and guarantees.
 
     ``attestations`` verifies versions for an environment whose policy requires provenance
-    (:class:`ConfigError` when it does and none is given).
+    (:class:`ConfigError` when it does and none is given); with ``evidence`` too, it checks
+    the evidence an environment with ``promotion:`` requires, and ``evidence_signer`` signs
+    the override of ``request.override``.
 
     The Git half (fetch, read, edit, commit, push, check) holds the workspace's lock, so that
     processes sharing a state directory never edit each other's work tree.
@@ -423,6 +489,12 @@ def propose(
         if draft.status == "already-serving":
             return replace(draft, commit=workspace.remote_sha(draft.base))
         plan = _check_provenance(plan, request, registry, workspace, attestations)
+        stores = (
+            EvidenceStores(evidence, attestations, evidence_signer)
+            if evidence is not None and attestations is not None
+            else None
+        )
+        plan = _check_evidence(plan, request, registry, workspace, stores, clock())
         draft = plan.draft
         if request.dry_run:
             diff = workspace.preview(
