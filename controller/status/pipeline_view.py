@@ -94,8 +94,16 @@ def _text(
             return f"soak {policy.require.soak}"
         soak = _found(checks, pin.environment, "soak", verified=True)
         body = soak.predicate.get("soak", {}) if soak is not None else {}
-        served = float(body.get("durationSeconds", 0)) if isinstance(body, Mapping) else 0.0
-        return f"soak {duration_words(served) if soak else '-'}/{policy.require.soak}"
+        if soak is None or not isinstance(body, Mapping):
+            return "soak" if state == "broken" else f"soak -/{policy.require.soak}"
+        served = duration_words(float(body.get("durationSeconds", 0)))
+        alerts = [str(alert) for alert in body.get("alerts", [])]
+        failing = [str(q.get("name")) for q in body.get("queries", []) if not q.get("ok")]
+        if alerts:
+            return f"soak {served} with alert {', '.join(alerts)}"
+        if failing:
+            return f"soak {served} with {', '.join(failing)} out of bounds"
+        return f"soak {served}/{policy.require.soak}"
     if kind == "canary" and state == "under way":
         return f"canary {pin.canary_percent}%"
     return kind if state != "missing" else f"no {kind}"
