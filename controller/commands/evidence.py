@@ -23,13 +23,15 @@ from controller.commands.evidence_verdict import (
     gather_verdict,
     pinned_release,
     read_environments,
-    upstream_states,
+    upstream_state,
     version_checks,
 )
 from controller.errors import ConfigError, GateFailed, SluiceError
+from controller.evidence.evaluate import UpstreamState
 from controller.evidence.summary import piece
 from controller.evidence.verify import EvidenceCheck
 from controller.manifests.environment import EnvironmentConfig
+from controller.manifests.manifest import PinnedRelease
 from controller.settings import Settings
 from controller.status.pipeline_view import Pin, pipeline_entry, pipeline_line
 
@@ -195,11 +197,8 @@ def _print_verdict(
 # -- the pipeline in sluice status -------------------------------------------------------------
 
 
-def _pin(sources: EvidenceSources, config: EnvironmentConfig | None, name: str, model: str) -> Pin:
-    found = pinned_release(sources.workspace, config, model) if config is not None else None
-    if found is None:
-        return Pin(name, None)
-    return Pin(name, found.version, found.canary_percent)
+def _pin(name: str, found: PinnedRelease | None) -> Pin:
+    return Pin(name, None) if found is None else Pin(name, found.version, found.canary_percent)
 
 
 def _entry(
@@ -211,24 +210,30 @@ def _entry(
     policy = config.promotion
     assert policy is not None
     by_name = {c.name: c for c in configs}
-    upstream = [_pin(sources, by_name.get(name), name, model) for name in policy.upstream]
-    serving = _pin(sources, config, config.name, model)
-    version = upstream[0].version
+    pins = {
+        name: pinned_release(sources.workspace, by_name[name], model) if name in by_name else None
+        for name in policy.upstream
+    }
+    first = pins[policy.upstream[0]]
+    version = first.version if first is not None else None
     checks: list[EvidenceCheck] = []
-    verdict = states = None
+    verdict = None
+    states: list[UpstreamState] = []
     if version is not None:
         checks = version_checks(sources, model, version, configs)
-        states = upstream_states(sources, policy, model, version, configs)
+        tags = sources.registry.resolve(model, version=version).tags
+        states = [upstream_state(name, version, tags, pins[name]) for name in policy.upstream]
         verdict = gather_verdict(
-            sources, config, model, version, environments=configs, checks=checks
-        )
+            sources, config, model, version, environments=configs, checks=checks,
+            upstream=states,
+        )  # fmt: skip
     return pipeline_entry(
         environment=config.name,
         model=model,
         policy=policy,
-        upstream=upstream,
-        states=states or [],
-        serving=serving,
+        upstream=[_pin(name, pins[name]) for name in policy.upstream],
+        states=states,
+        serving=_pin(config.name, pinned_release(sources.workspace, config, model)),
         verdict=verdict,
         checks=checks,
     )

@@ -14,7 +14,7 @@ gives way to it (:func:`gather_verdict` is the one call the commands make).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from controller.errors import ConfigError, ManifestInvalid
@@ -100,20 +100,15 @@ def pinned_release(
 
 
 def upstream_state(
-    workspace: ReleaseRepository,
-    upstream: EnvironmentConfig | None,
-    name: str,
-    version: int,
-    tags: dict[str, str],
-    model: str,
+    name: str, version: int, tags: Mapping[str, str], pin: PinnedRelease | None
 ) -> UpstreamState:
     """What environment ``name`` says of the version: its quarantine (recorded on the version,
-    with where), a later version promoted to 100 % there since, a shadow verdict there."""
+    with where), a later version promoted to 100 % there since (``pin``, its pin of the
+    model), a shadow verdict there."""
     quarantined = tags.get(QUARANTINE_TAG)
     where = tags.get(f"{QUARANTINE_TAG}.environment")
     if quarantined is not None and where and where != name:
         quarantined = f"{quarantined} (in {where})"
-    pin = pinned_release(workspace, upstream, model) if upstream is not None else None
     promoted = pin.version if pin is not None and pin.canary_percent in (None, 100) else None
     superseded = promoted if promoted is not None and promoted > version else None
     return UpstreamState(
@@ -133,11 +128,13 @@ def upstream_states(
 ) -> list[UpstreamState]:
     """What each environment of the policy's ``from`` says of the version."""
     by_name = {config.name: config for config in environments}
-    tags = dict(sources.registry.resolve(model, version=version).tags)
-    return [
-        upstream_state(sources.workspace, by_name.get(name), name, version, tags, model)
-        for name in policy.upstream
-    ]
+    tags = sources.registry.resolve(model, version=version).tags
+    states = []
+    for name in policy.upstream:
+        config = by_name.get(name)
+        pin = pinned_release(sources.workspace, config, model) if config is not None else None
+        states.append(upstream_state(name, version, tags, pin))
+    return states
 
 
 def proposal_policy(policy: PromotionPolicy) -> PromotionPolicy:
@@ -168,11 +165,13 @@ def gather_verdict(
     *,
     environments: Sequence[EnvironmentConfig],
     checks: Sequence[EvidenceCheck] | None = None,
+    upstream: Sequence[UpstreamState] | None = None,
     with_approval: bool = False,
 ) -> EvidenceVerdict:
     """``model`` v``version`` held to ``environment``'s ``promotion:`` (a :class:`ConfigError`
     when it has none). ``environments`` are every environment declared (their keys and
-    pins); ``checks`` the version's checked evidence when already read. Without
+    pins); ``checks`` the version's checked evidence and ``upstream`` what the upstream
+    environments say of it, when already read. Without
     ``with_approval`` the verdict is a proposal's: the approval is not asked for."""
     policy = environment.promotion
     if policy is None:
@@ -182,7 +181,8 @@ def gather_verdict(
         )
     if checks is None:
         checks = version_checks(sources, model, version, environments)
-    upstream = upstream_states(sources, policy, model, version, environments)
+    if upstream is None:
+        upstream = upstream_states(sources, policy, model, version, environments)
     provenance = (
         _provenance(sources, environment, model, version) if policy.require.provenance else None
     )
