@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 from securesystemslib.signer import CryptoSigner
 from support.envelopes import FILES
-from support.gitops_repo import manifest_files
+from support.gitops_repo import commit_to_remote, manifest_files
+from support.gitrepo import create_git_remote
+from support.registry import register_version
 
 import controller.commands.evidence as evidence_command
 from controller.analysis_types import GateResult, Verdict
+from controller.backends.mlflow_attestations import MlflowAttestations
+from controller.backends.mlflow_evidence import MlflowEvidence
 from controller.cli import main
 from controller.commands.evidence import (
     pipeline_entries,
@@ -30,6 +36,7 @@ from controller.errors import GateFailed
 from controller.evidence.record import record_evidence
 from controller.evidence.signing import EVIDENCE_KEY_ENV, load_evidence_signer
 from controller.evidence.statement import canary_body, shadow_body, soak_body
+from controller.local.services import MlflowService
 from controller.provenance.signing import generate_keypair
 from controller.rollout.observe import QUARANTINE_TAG
 from controller.rollout.record import shadow_tag
@@ -57,10 +64,10 @@ STAGING, STAGING_PUB = _signer()
 PRODUCTION, PRODUCTION_PUB = _signer()
 
 
-def _pinned(text: str, version: int, canary: int | None = None) -> str:
+def _pinned(text: str, model: str, version: int, canary: int | None = None) -> str:
     text = text.replace(
-        f"sluice.dev/model-name: {MODEL}\n",
-        f'sluice.dev/model-name: {MODEL}\n    sluice.dev/model-version: "{version}"\n',
+        f"sluice.dev/model-name: {model}\n",
+        f'sluice.dev/model-name: {model}\n    sluice.dev/model-version: "{version}"\n',
     )
     if canary is not None:
         text = text.replace("  predictor:\n", f"  predictor:\n    canaryTrafficPercent: {canary}\n")
@@ -92,19 +99,29 @@ class World:
         self.record("soak", body, version=version)
 
 
-def _world(
-    *, staging: tuple[int, int | None] = (7, None), production: int = 6, promotion: str = PROMOTION
-) -> World:
-    files = manifest_files()
+def _files(
+    model: str, *, staging: tuple[int, int | None], production: int | None, promotion: str
+) -> dict[str, str]:
+    """The repository's manifests with staging (and production) pinned, each environment's
+    controller key, and production's promotion policy."""
+    files = manifest_files(model)
     pin = OVERLAY.format(env="{env}", file="fraud-detector.yaml")
     config = OVERLAY.format(env="{env}", file="sluice.yaml")
-    files[pin.format(env="staging")] = _pinned(files[pin.format(env="staging")], *staging)
-    files[pin.format(env="production")] = _pinned(files[pin.format(env="production")], production)
+    files[pin.format(env="staging")] = _pinned(files[pin.format(env="staging")], model, *staging)
+    if production is not None:
+        production_pin = files[pin.format(env="production")]
+        files[pin.format(env="production")] = _pinned(production_pin, model, production)
     files[config.format(env="staging")] += "evidence: {controllerKeys: [keys/staging.pub]}\n"
     files[config.format(env="production")] += (
         "evidence: {controllerKeys: [keys/production.pub]}\n" + promotion
     )
-    files |= {"keys/staging.pub": STAGING_PUB, "keys/production.pub": PRODUCTION_PUB}
+    return files | {"keys/staging.pub": STAGING_PUB, "keys/production.pub": PRODUCTION_PUB}
+
+
+def _world(
+    *, staging: tuple[int, int | None] = (7, None), production: int = 6, promotion: str = PROMOTION
+) -> World:
+    files = _files(MODEL, staging=staging, production=production, promotion=promotion)
     repo = MemoryReleaseRepository(files)
     registry = MemoryRegistry()
     attestations = MemoryAttestations()
@@ -351,3 +368,54 @@ def test_a_model_whose_evidence_cannot_be_read_is_a_note_not_a_crash(world: Worl
     entries, notes = pipeline_entries(world.sources, None)
     assert entries == []
     assert notes[0].startswith(f"{MODEL} into production: MLflow registry at memory://registry")
+
+
+# -- through MLflow and Git ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_check_and_show_read_the_evidence_mlflow_keeps_and_the_keys_git_holds(
+    mlflow_server: MlflowService,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The commands as a user runs them, on a real tracking server and Git remote: staging's
+    evidence logged to the version's run and tagged on it, production's policy and the
+    controller keys on the remote's default branch."""
+    uri = mlflow_server.tracking_uri
+    name = f"evidence-{uuid.uuid4().hex[:8]}"
+    version = register_version(uri, name)
+    files = _files(name, staging=(version, None), production=None, promotion=PROMOTION)
+
+    def write(tree: Path) -> None:
+        for path, text in files.items():
+            (tree / path).parent.mkdir(parents=True, exist_ok=True)
+            (tree / path).write_text(text)
+
+    remote = create_git_remote(tmp_path)
+    commit_to_remote(remote, tmp_path / "work", "Seed the environments", write)
+    monkeypatch.setenv("SLUICE_STATE_DIR", str(tmp_path / "state"))
+    store, attestations = MlflowEvidence(uri), MlflowAttestations(uri)
+
+    def record(kind: str, body: dict[str, Any]) -> None:
+        record_evidence(
+            store, attestations, STAGING, kind=kind, body=body,  # type: ignore[arg-type]
+            environment="staging", model=name, version=version,
+            controller="sluice serve (staging)", now=NOW,
+        )  # fmt: skip
+
+    record("canary", canary_body(steps=(10, 50, 100), promoted_from=50, results=GATES, record=None))
+    root = ["--mlflow-tracking-uri", uri, "evidence"]
+    check = [*root, "check", name, "--version", str(version), "--env", "production"]
+    assert main([*check, "--repo", remote.url]) == 1
+    assert "✗ soak in staging: none" in capsys.readouterr().out
+    record("soak", soak_body(start=NOW - 25 * HOUR, end=NOW, queries=[], alerts=[]))
+    assert main([*check, "--repo", remote.url]) == 0
+    assert "✓ soak in staging: 1d1h of 24h, clean" in capsys.readouterr().out
+    assert main([*root, "show", name, "--version", str(version), "--repo", remote.url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{name} v{version}: 2 pieces of evidence"
+    assert [line.split(" at ")[0] for line in lines[1:]] == [
+        "✓ canary in staging", "✓ soak in staging",
+    ]  # fmt: skip
