@@ -419,3 +419,11 @@ def test_check_and_show_read_the_evidence_mlflow_keeps_and_the_keys_git_holds(
     assert [line.split(" at ")[0] for line in lines[1:]] == [
         "✓ canary in staging", "✓ soak in staging",
     ]  # fmt: skip
+    status = ["--mlflow-tracking-uri", uri, "status", "--env", "production", "--json"]
+    assert main([*status, "--repo", remote.url]) == 0
+    document = json.loads(capsys.readouterr().out)
+    (entry,) = document["pipeline"]
+    assert (
+        entry["line"]
+        == f"staging v{version} ✓ canary, ✓ soak 24h → production ready for v{version}"
+    )
