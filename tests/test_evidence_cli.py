@@ -33,13 +33,17 @@ from controller.commands.evidence import (
 )
 from controller.commands.evidence_verdict import EvidenceSources
 from controller.errors import GateFailed
+from controller.evidence.evaluate import UpstreamState, evaluate
+from controller.evidence.policy import PromotionPolicy
 from controller.evidence.record import record_evidence
 from controller.evidence.signing import EVIDENCE_KEY_ENV, load_evidence_signer
 from controller.evidence.statement import canary_body, shadow_body, soak_body
+from controller.evidence.verify import EvidenceCheck
 from controller.local.services import MlflowService
 from controller.provenance.signing import generate_keypair
 from controller.rollout.observe import QUARANTINE_TAG
 from controller.rollout.record import shadow_tag
+from controller.status.pipeline_view import Pin, pipeline_entry, pipeline_line
 from controller.testing import MemoryReleaseRepository
 from controller.testing.attestations import MemoryAttestations
 from controller.testing.evidence import MemoryEvidence
@@ -335,6 +339,52 @@ def test_the_pipeline_shows_a_canary_under_way_a_version_served_and_one_blocked(
         "→ production blocked "
         "(quarantined), serving v6"
     ]
+
+
+def test_forged_evidence_blocks_and_a_soak_that_saw_an_alert_waits() -> None:
+    forged = _world()
+    forged.canary()
+    other, _ = _signer()  # not staging's controller key
+    body = canary_body(steps=(10, 50, 100), promoted_from=50, results=GATES, record=None)
+    record_evidence(
+        forged.evidence, forged.attestations, other, kind="canary", body=body,
+        environment="staging", model=MODEL, version=7, controller="someone", now=NOW,
+    )  # fmt: skip
+    assert _lines(forged) == [
+        "staging v7 ✗ canary (signature check failed), soak -/24h → production blocked "
+        "(canary evidence broken), serving v6"
+    ]
+    alerted = _world()
+    alerted.canary()
+    alerted.soak(30, alerts=("FraudDetectorDrift",))
+    assert _lines(alerted) == [
+        "staging v7 ✓ canary, ✗ soak 1d6h with alert FraudDetectorDrift → production waiting "
+        "(soak), serving v6"
+    ]
+
+
+def test_two_upstream_environments_each_show_their_own_hop() -> None:
+    policy = PromotionPolicy.model_validate({"from": ["staging", "qa"]})
+    canary = EvidenceCheck("staging", "canary", True, "signed", predicate={"canary": {}})
+    verdict = evaluate(
+        policy, [canary], [UpstreamState("staging"), UpstreamState("qa")],
+        environment="production", version=7,
+    )  # fmt: skip
+    entry = pipeline_entry(
+        environment="production", model=MODEL, policy=policy,
+        upstream=[Pin("staging", 7), Pin("qa", 7, 50)], states=[], serving=Pin("production", None),
+        verdict=verdict, checks=[canary],
+    )  # fmt: skip
+    assert pipeline_line(entry) == (
+        "staging v7 ✓ canary + qa v7 canary 50% → production waiting (canary)"
+    )
+    nothing = pipeline_entry(
+        environment="production", model=MODEL, policy=policy, upstream=[Pin("staging", None)],
+        states=[], serving=Pin("production", 6), verdict=None, checks=[],
+    )  # fmt: skip
+    assert pipeline_line(nothing) == (
+        "staging nothing pinned → production nothing to promote, serving v6"
+    )
 
 
 def test_status_prints_each_version_s_evidence_under_its_line_and_json_keeps_it(

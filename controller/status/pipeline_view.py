@@ -1,15 +1,18 @@
 """A model's path through the promotion pipeline, as ``sluice status`` prints it::
 
-    staging v7 ✓ canary, soak 6h/24h → production waiting (soak)
-    staging v8 canary 10% → production serves v7
-    staging v9 ✗ quarantined → production blocked (quarantined)
+    staging v7 ✓ canary, soak 6h/24h → production waiting (soak), serving v6
+    staging v8 canary 10%, soak -/24h → production waiting (canary, soak), serving v7
+    staging v7 ✗ quarantined, ✓ canary, ✓ soak 24h → production blocked (quarantined), serving v6
+    staging v7 ✗ canary (signature check failed), soak -/24h → production blocked (canary
+    evidence broken), serving v6
 
 One entry per model of each environment whose ``sluice.yaml`` has a ``promotion:`` block: the
 version each upstream environment pins, each requirement of the policy there (met, under way,
-missing or broken), and what the environment downstream does with it (serves it, is ready for
-its proposal, waits for evidence, or is blocked). :func:`pipeline_entry` builds it JSON-ready
-from values (the verdict of :func:`~controller.evidence.evaluate.evaluate` and the checked
-evidence), :func:`pipeline_line` draws the line from it; both are pure.
+missing, failed: judged against, or broken: its evidence did not verify), and what the
+environment downstream does with it (serves it, is ready for its proposal, waits for
+evidence, or is blocked). :func:`pipeline_entry` builds it JSON-ready from values (the
+verdict of :func:`~controller.evidence.evaluate.evaluate` and the checked evidence),
+:func:`pipeline_line` draws the line from it; both are pure.
 """
 
 from __future__ import annotations
@@ -70,7 +73,8 @@ def _soak_judged_against(check: EvidenceCheck) -> bool:
 
 
 def _state(kind: str, lack: Missing | None, pin: Pin, checks: Sequence[EvidenceCheck]) -> str:
-    """met, under way, missing or broken (failed verification, or judged against)."""
+    """met, under way, missing, failed (judged against: a shadow verdict that did not pass, a
+    soak that saw an alert) or broken (its evidence failed verification)."""
     env = pin.environment
     verified = _found(checks, env, kind, verified=True)
     if lack is None:
@@ -78,7 +82,7 @@ def _state(kind: str, lack: Missing | None, pin: Pin, checks: Sequence[EvidenceC
     if verified is not None:
         if kind == "soak" and not _soak_judged_against(verified):
             return "under way"
-        return "broken"  # a shadow verdict that did not pass, a soak that saw an alert
+        return "failed"
     if _found(checks, env, kind, verified=False) is not None:
         return "broken"
     if kind == "canary" and pin.rolling_out:
@@ -89,13 +93,16 @@ def _state(kind: str, lack: Missing | None, pin: Pin, checks: Sequence[EvidenceC
 def _text(
     kind: str, state: str, policy: PromotionPolicy, pin: Pin, checks: Sequence[EvidenceCheck]
 ) -> str:
+    if state == "broken":
+        broken = _found(checks, pin.environment, kind, verified=False)
+        return f"{kind} ({broken.failed if broken else 'its'} check failed)"
     if kind == "soak":
         if state == "met":
             return f"soak {policy.require.soak}"
         soak = _found(checks, pin.environment, "soak", verified=True)
         body = soak.predicate.get("soak", {}) if soak is not None else {}
         if soak is None or not isinstance(body, Mapping):
-            return "soak" if state == "broken" else f"soak -/{policy.require.soak}"
+            return f"soak -/{policy.require.soak}"
         served = duration_words(float(body.get("durationSeconds", 0)))
         alerts = [str(alert) for alert in body.get("alerts", [])]
         failing = [str(q.get("name")) for q in body.get("queries", []) if not q.get("ok")]
@@ -120,9 +127,9 @@ def _requirements(
     version there (a quarantine, a later version)."""
     found: list[dict[str, str]] = []
     if state.quarantined is not None:
-        found.append(_requirement("quarantined", "broken", "quarantined"))
+        found.append(_requirement("quarantined", "failed", "quarantined"))
     if state.superseded_by is not None:
-        found.append(_requirement("superseded", "broken", f"superseded by v{state.superseded_by}"))
+        found.append(_requirement("superseded", "failed", f"superseded by v{state.superseded_by}"))
     wanted: list[str] = []
     if policy.require.canary:
         wanted.append("canary")
@@ -139,15 +146,17 @@ def _requirements(
 
 
 def _downstream(
-    serving: Pin, version: int | None, verdict: EvidenceVerdict | None
+    serving: Pin, version: int | None, verdict: EvidenceVerdict | None, broken: Sequence[str]
 ) -> tuple[str, list[str]]:
-    """What the environment downstream does with the version, and the kinds it waits on."""
+    """What the environment downstream does with the version, and what it waits on or is
+    blocked by (``broken``: the required kinds whose evidence failed verification)."""
     if version is None or verdict is None:
         return "nothing to promote", []
     if serving.version == version:
         return ("rolling out" if serving.rolling_out else "serves"), []
     kinds: list[str] = list(dict.fromkeys(m.kind for m in verdict.missing))
     blocking = [kind for kind in kinds if kind in _BLOCKING]
+    blocking += [f"{kind} evidence broken" for kind in dict.fromkeys(broken)]
     if blocking:
         return "blocked", blocking
     if kinds:
@@ -173,7 +182,7 @@ def pipeline_entry(
     version = upstream[0].version if upstream else None
     missing = {(m.environment, m.kind): m for m in (verdict.missing if verdict else ())}
     by_name = {state.environment: state for state in states}
-    hops = []
+    hops: list[dict[str, Any]] = []
     for pin in upstream:
         said = by_name.get(pin.environment, UpstreamState(pin.environment))
         mine: dict[str, Missing] = {
@@ -191,7 +200,8 @@ def pipeline_entry(
                 ),
             }
         )
-    state, waiting = _downstream(serving, version, verdict)
+    broken = [str(r["kind"]) for hop in hops for r in hop["requirements"] if r["state"] == "broken"]
+    state, waiting = _downstream(serving, version, verdict, broken)
     return {
         "environment": environment,
         "model": model,
@@ -206,7 +216,7 @@ def pipeline_entry(
     }
 
 
-_MARKS = {"met": "✓ ", "broken": "✗ ", "under way": "", "missing": ""}
+_MARKS = {"met": "✓ ", "failed": "✗ ", "broken": "✗ ", "under way": "", "missing": ""}
 
 
 def pipeline_line(entry: Mapping[str, Any]) -> str:
