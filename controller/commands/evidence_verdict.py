@@ -171,8 +171,8 @@ def gather_verdict(
     """``model`` v``version`` held to ``environment``'s ``promotion:`` (a :class:`ConfigError`
     when it has none). ``environments`` are every environment declared (their keys and
     pins); ``checks`` the version's checked evidence and ``upstream`` what the upstream
-    environments say of it, when already read. Without
-    ``with_approval`` the verdict is a proposal's: the approval is not asked for."""
+    environments say of it, when already read. Without ``with_approval`` the verdict is a
+    proposal's: the approval is not asked for."""
     policy = environment.promotion
     if policy is None:
         raise ConfigError(
