@@ -44,6 +44,7 @@ from controller.provenance.signing import generate_keypair
 from controller.rollout.observe import QUARANTINE_TAG
 from controller.rollout.record import shadow_tag
 from controller.status.pipeline_view import Pin, pipeline_entry, pipeline_line
+from controller.status.status_page import render_status_page
 from controller.testing import MemoryReleaseRepository
 from controller.testing.attestations import MemoryAttestations
 from controller.testing.evidence import MemoryEvidence
@@ -411,6 +412,19 @@ def test_status_prints_each_version_s_evidence_under_its_line_and_json_keeps_it(
     assert entry["upstream"][0]["requirements"][1] == {
         "kind": "soak", "state": "under way", "text": "soak 6h/24h",
     }  # fmt: skip
+
+
+def test_the_page_of_sluice_serve_shows_the_pipeline_and_each_piece(world: World) -> None:
+    world.canary()
+    world.evidence.delete(MODEL, 7, kind="canary", environment="staging")
+    entries, _ = pipeline_entries(world.sources, None)
+    page = render_status_page([], {}, now=NOW, refresh_seconds=0, pipeline=entries)
+    section = page[page.index('<section class="pipeline">') :]
+    assert (
+        '<li data-state="blocked"><b>fraud-detector</b>: staging v7 ✗ canary (tag check ' in section
+    )
+    assert "→ production blocked (canary evidence broken), serving v6" in section
+    assert "<li>✗ canary in staging: tag check failed: the tag names envelope sha256:" in section
 
 
 def test_a_model_whose_evidence_cannot_be_read_is_a_note_not_a_crash(world: World) -> None:

@@ -32,6 +32,7 @@ from controller.evidence.summary import piece
 from controller.evidence.verify import EvidenceCheck
 from controller.manifests.environment import EnvironmentConfig
 from controller.manifests.manifest import PinnedRelease
+from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
 from controller.status.pipeline_view import Pin, pipeline_entry, pipeline_line
 
@@ -39,6 +40,7 @@ __all__ = [
     "evidence_sources",
     "piece_line",
     "pipeline_entries",
+    "pipeline_of",
     "print_pipeline",
     "resolve_version",
     "run_evidence_check",
@@ -263,6 +265,27 @@ def pipeline_entries(
             entry["line"] = pipeline_line(entry)
             entries.append(entry)
     return entries, notes
+
+
+def pipeline_of(
+    settings: Settings, reconciler: Reconciler, environment: str | None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """:func:`pipeline_entries` read through the reconciler's Git and registry and MLflow's
+    attestations and evidence (``sluice status`` and its page); what cannot be read at all
+    is one note."""
+    from controller.backends.mlflow_attestations import MlflowAttestations
+    from controller.backends.mlflow_evidence import MlflowEvidence
+
+    sources = EvidenceSources(
+        workspace=reconciler.workspace,
+        registry=reconciler.registry,
+        attestations=MlflowAttestations(settings.mlflow_tracking_uri),
+        evidence=MlflowEvidence(settings.mlflow_tracking_uri),
+    )
+    try:
+        return pipeline_entries(sources, environment)
+    except SluiceError as exc:
+        return [], [exc.message]
 
 
 def print_pipeline(

@@ -13,12 +13,11 @@ from typing import Any
 
 from rich.console import Console
 
-from controller.commands.evidence import pipeline_entries, print_pipeline
-from controller.commands.evidence_verdict import EvidenceSources
+from controller.commands.evidence import pipeline_of, print_pipeline
 from controller.commands.rollout_backends import TargetKind, build_reconciler
 from controller.commands.status_graphs import graph_sections
 from controller.commands.status_rows import status_row, status_rows
-from controller.errors import InputError, SluiceError
+from controller.errors import InputError
 from controller.lease import Lease, LeaseKeeper, lease_name
 from controller.null_ports import NO_FORGE
 from controller.ports import (
@@ -271,7 +270,7 @@ def run_status(
         environment,
         kind=target,
     )
-    pipeline, pipeline_notes = _pipeline(settings, reconciler, environment)
+    pipeline, pipeline_notes = pipeline_of(settings, reconciler, environment)
     if as_json:
         document = {
             "releases": rows, "graphs": graphs, "graphNotes": graphs_unknown,
@@ -301,26 +300,6 @@ def run_status(
     for line in graphs_unknown:
         console.print(line, soft_wrap=True, markup=False, highlight=False)
     print_pipeline(console, pipeline, pipeline_notes)
-
-
-def _pipeline(
-    settings: Settings, reconciler: Reconciler, environment: str | None
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Each model's path into the environments with a ``promotion:`` block, read through the
-    reconciler's Git and registry and MLflow's attestations and evidence."""
-    from controller.backends.mlflow_attestations import MlflowAttestations
-    from controller.backends.mlflow_evidence import MlflowEvidence
-
-    sources = EvidenceSources(
-        workspace=reconciler.workspace,
-        registry=reconciler.registry,
-        attestations=MlflowAttestations(settings.mlflow_tracking_uri),
-        evidence=MlflowEvidence(settings.mlflow_tracking_uri),
-    )
-    try:
-        return pipeline_entries(sources, environment)
-    except SluiceError as exc:
-        return [], [exc.message]
 
 
 def _int_or_none(value: str | None) -> int | None:
