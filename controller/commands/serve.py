@@ -7,7 +7,10 @@ early), and serves the read-only status page at ``/`` (:mod:`controller.commands
 token, ``/hooks/alertmanager``, where drift alerts start retraining
 (:mod:`controller.commands.retrain`), and, when configured, ``/v1/feedback`` and
 ``/v1/events`` into the prediction log (:mod:`controller.commands.feedback`,
-:mod:`controller.commands.events`). With ``--rollouts TARGET`` a second thread runs the
+:mod:`controller.commands.events`). With an evidence key (``SLUICE_EVIDENCE_KEY``) a thread
+soaks the versions that serve 100 % in an environment another one promotes from with a
+``require.soak``, and records their signed soak evidence (:mod:`controller.commands.soak`).
+With ``--rollouts TARGET`` a second thread runs the
 rollout reconcile for every watched release each interval, reporting into the same
 ``/metrics``. ``--env`` restricts both loops to the named environments. On SIGTERM or SIGINT
 the rollout loop ends its pass and releases its leases, so another controller takes over its
@@ -30,6 +33,7 @@ from controller.commands.feedback import build_feedback_route
 from controller.commands.kpi_series import build_kpi_series
 from controller.commands.retrain import build_alertmanager_hook
 from controller.commands.rollout_backends import build_reconciler
+from controller.commands.soak import build_soak_watcher
 from controller.commands.status import build_status_page
 from controller.errors import ConfigError
 from controller.ports import Forge
@@ -180,6 +184,25 @@ def run_serve(
     kpis.refresher.start()
     stop = threading.Event()
     loop = _rollout_loop(settings, rollouts, remote, snapshot, metrics, forge)
+    soak = build_soak_watcher(
+        settings,
+        # Its own clone: the soak thread reads Git while the watcher's thread syncs.
+        workspace=GitWorkspace(
+            remote,
+            settings.state_dir / "git-soak",
+            identity=Identity(settings.git_author_name, settings.git_author_email),
+        ),
+        registry=registry,
+        target=rollouts or ("kubernetes" if settings.argocd_url else "local"),
+        environments=environments,
+    )
+    if soak is not None:
+        threading.Thread(
+            target=soak.run_forever,
+            args=(stop, settings.poll_interval_seconds),
+            name="sluice-soak",
+            daemon=True,
+        ).start()
     rollout_thread = None
     if loop is not None:
         rollout_thread = threading.Thread(

@@ -37,6 +37,7 @@ from controller.limits import ENVIRONMENT_FILE_MAX_BYTES
 from controller.manifests.inference_logger import events_url_problem
 from controller.rollout.graph_policy import GraphRolloutPolicy
 from controller.rollout.policy import RolloutPolicy, merge_policy
+from controller.soak.policy import SoakPolicy
 from controller.yaml_config import parse_yaml, validate_yaml_model
 
 __all__ = [
@@ -217,6 +218,13 @@ class EnvironmentConfig(BaseModel):
         "keys of its controller): an environment downstream whose promotion names this one "
         "in from trusts only these. Unset: nothing recorded here counts as evidence.",
     )
+    soak: SoakPolicy | None = Field(
+        default=None,
+        description="What breaks the soak of a version serving 100 % here, when an "
+        "environment downstream requires one (its promotion.require.soak, which sets the "
+        "duration): drift alerts, Prometheus checks and KPIs (see the README's Promotion by "
+        "evidence). Unset: a drift alert alone breaks it.",
+    )
     graph_rollout: GraphRolloutPolicy = Field(
         default_factory=GraphRolloutPolicy,
         alias="graphRollout",
@@ -279,6 +287,21 @@ class EnvironmentConfig(BaseModel):
                 f"promotion.from names {self.name!r}, this environment itself; name the "
                 "environment(s) versions come from, e.g. [staging]"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _soak_kpis_are_declared(self) -> EnvironmentConfig:
+        if self.soak is None or not self.soak.kpis:
+            return self
+        policies = [self.rollout] + [r.rollout for r in self.releases if r.rollout is not None]
+        declared = {kpi.name for policy in policies for kpi in policy.gates.kpis}
+        for kpi in self.soak.kpis:
+            if kpi.name not in declared:
+                raise ValueError(
+                    f"soak.kpis names {kpi.name!r}, which no rollout.gates.kpis check here "
+                    f"declares (declared: {', '.join(sorted(declared)) or 'none'}); its "
+                    "series sluice_kpi comes from that check"
+                )
         return self
 
     def release(self, model: str) -> ReleaseConfig:

@@ -18,7 +18,8 @@ deterministically, and from the same pure logic the local target runs. One modul
   samples, and :class:`ScriptedLoad` (:mod:`.load`, a :class:`~controller.ports.LoadGenerator`)
   answers load tests with Locust-shaped reports; both derive the numbers from the
   :class:`Behaviour` (:mod:`.behaviours`) of the version a revision serves, so the real gates
-  and the real judge decide on them.
+  and the real judge decide on them. :class:`AnsweredMetrics` answers any PromQL by a text it
+  contains, for checks of one's own (a soak's).
 - :class:`MemoryReleaseRepository` (:mod:`.release_repository`, a
   :class:`~controller.ports.ReleaseRepository`, on a :class:`MemoryRemote` of
   :mod:`.memory_remote`) is Git in memory: fetched snapshots,
@@ -72,7 +73,7 @@ from controller.testing.graph_replay import MemoryGraphReplay
 from controller.testing.lease_store import MemoryLeaseStore
 from controller.testing.load import ScriptedLoad
 from controller.testing.memory_remote import Commit, MemoryRemote, files_under
-from controller.testing.metrics import ScriptedMetrics
+from controller.testing.metrics import AnsweredMetrics, ScriptedMetrics
 from controller.testing.notifier import Notification, RecordingNotifier
 from controller.testing.prediction_store import MemoryPredictionStore
 from controller.testing.registry import MemoryRegistry
@@ -85,6 +86,7 @@ __all__ = [
     "LATENCY_BOUNDS_MS",
     "SLOW",
     "UNLOADABLE",
+    "AnsweredMetrics",
     "Behaviour",
     "Behaviours",
     "Commit",

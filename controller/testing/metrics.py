@@ -1,4 +1,6 @@
-"""Prometheus, scripted: the built-in PromQL answered from the routed version's behaviour."""
+"""Prometheus, scripted: the built-in PromQL answered from the routed version's behaviour
+(:class:`ScriptedMetrics`), or any PromQL answered by a text it contains
+(:class:`AnsweredMetrics`)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from controller.gates.metrics_profile import KNATIVE_OTEL, MetricsProfile
 from controller.testing.behaviours import Behaviours
 from controller.testing.cluster import InstantCluster
 
-__all__ = ["ScriptedMetrics"]
+__all__ = ["AnsweredMetrics", "ScriptedMetrics"]
 
 _LABEL = re.compile(r'(\w+)\s*(=|!=)\s*"([^"]*)"')
 _QUANTILE = re.compile(r"^histogram_quantile\(\s*([0-9.]+)\s*,")
@@ -76,4 +78,26 @@ class ScriptedMetrics:
         if promql.startswith(f"sum(increase({requests}"):
             five_xx = profile.errors_matcher() in promql
             return [MetricSample({}, float(errors if five_xx else self.requests))]
+        return []
+
+
+class AnsweredMetrics:
+    """A :class:`~controller.ports.MetricsSource` answering each query with the value set for
+    the first text it contains (``answers["request-success"] = 99.9``); a query matching none
+    has no data. Set :attr:`outage` to fail every query as an unreachable Prometheus does."""
+
+    def __init__(self, answers: dict[str, float] | None = None) -> None:
+        self.answers: dict[str, float] = dict(answers or {})
+        self.outage = False
+        #: Every query received, in order.
+        self.queries: list[str] = []
+
+    def query(self, promql: str) -> list[MetricSample]:
+        """The value of the first answer whose text ``promql`` contains, as one sample."""
+        self.queries.append(promql)
+        if self.outage:
+            raise MetricsUnavailable("Prometheus at http://prometheus.fake is unreachable")
+        for text, value in self.answers.items():
+            if text in promql:
+                return [MetricSample({}, value)]
         return []
