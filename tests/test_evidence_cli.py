@@ -40,6 +40,7 @@ from controller.evidence.signing import EVIDENCE_KEY_ENV, load_evidence_signer
 from controller.evidence.statement import canary_body, shadow_body, soak_body
 from controller.evidence.verify import EvidenceCheck
 from controller.local.services import MlflowService
+from controller.manifests.manifest import ReleasePin, apply_release, dump_pin, load_pin
 from controller.provenance.signing import generate_keypair
 from controller.rollout.observe import QUARANTINE_TAG
 from controller.rollout.record import shadow_tag
@@ -127,7 +128,7 @@ def _world(
     *, staging: tuple[int, int | None] = (7, None), production: int = 6, promotion: str = PROMOTION
 ) -> World:
     files = _files(MODEL, staging=staging, production=production, promotion=promotion)
-    repo = MemoryReleaseRepository(files)
+    repo = MemoryReleaseRepository(files, clock=lambda: NOW)
     registry = MemoryRegistry()
     attestations = MemoryAttestations()
     store = MemoryEvidence()
@@ -340,6 +341,26 @@ def test_the_pipeline_shows_a_canary_under_way_a_version_served_and_one_blocked(
         "→ production blocked "
         "(quarantined), serving v6"
     ]
+
+
+def test_a_soak_not_yet_decided_counts_from_the_promotion_commit() -> None:
+    """The soak's evidence is recorded once it is decided; until then the line counts the
+    soak from the commit that promoted the version to 100 % in staging, as the soak does."""
+    world = _world(staging=(7, 50))
+    world.canary()
+
+    def promote(root: Path) -> None:
+        path = root / OVERLAY.format(env="staging", file="fraud-detector.yaml")
+        document = load_pin(path.read_text(), source="pin")
+        apply_release(document, ReleasePin(MODEL, 7, "s3://m/7", None, 6, None), source="pin")
+        path.write_text(dump_pin(document))
+
+    message = "Promote v7\n\nSluice-Version: 7\nSluice-Env: staging\nSluice-Action: promote\n"
+    world.repo.commit_and_push(branch="main", base="main", edit=promote, message=message)
+    entries, _ = pipeline_entries(world.sources, None, now=NOW + 6 * HOUR)
+    assert entries[0]["line"] == (
+        "staging v7 ✓ canary, soak 6h/24h → production waiting (soak), serving v6"
+    )
 
 
 def test_forged_evidence_blocks_and_a_soak_that_saw_an_alert_waits() -> None:

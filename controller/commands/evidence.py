@@ -13,6 +13,7 @@ one place the real backends are named, so the tests hand in the in-memory ones.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,8 +33,10 @@ from controller.evidence.summary import piece
 from controller.evidence.verify import EvidenceCheck
 from controller.manifests.environment import EnvironmentConfig
 from controller.manifests.manifest import PinnedRelease
+from controller.ports import ReleaseRepository
 from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
+from controller.soak.watch import soak_started_at
 from controller.status.pipeline_view import Pin, pipeline_entry, pipeline_line
 
 __all__ = [
@@ -199,8 +202,21 @@ def _print_verdict(
 # -- the pipeline in sluice status -------------------------------------------------------------
 
 
-def _pin(name: str, found: PinnedRelease | None) -> Pin:
-    return Pin(name, None) if found is None else Pin(name, found.version, found.canary_percent)
+def _pin(name: str, found: PinnedRelease | None, promoted_at: float | None = None) -> Pin:
+    if found is None:
+        return Pin(name, None)
+    return Pin(name, found.version, found.canary_percent, promoted_at)
+
+
+def _promoted_at(
+    workspace: ReleaseRepository, config: EnvironmentConfig, model: str, found: PinnedRelease | None
+) -> float | None:
+    """When the pinned version was promoted to 100 % there (its soak began), if it was."""
+    if found is None or found.version is None or found.canary_percent not in (None, 100):
+        return None
+    release = config.release(model)
+    pin_path = f"manifests/overlays/{config.name}/{release.pin}"
+    return soak_started_at(workspace, config.branch, pin_path, found.version)
 
 
 def _entry(
@@ -208,6 +224,7 @@ def _entry(
     config: EnvironmentConfig,
     model: str,
     configs: Sequence[EnvironmentConfig],
+    now: float,
 ) -> dict[str, Any]:
     policy = config.promotion
     assert policy is not None
@@ -233,20 +250,29 @@ def _entry(
         environment=config.name,
         model=model,
         policy=policy,
-        upstream=[_pin(name, pins[name]) for name in policy.upstream],
+        upstream=[
+            _pin(
+                name, pins[name], _promoted_at(sources.workspace, by_name[name], model, pins[name])
+            )
+            if name in by_name
+            else _pin(name, None)
+            for name in policy.upstream
+        ],
         states=states,
         serving=_pin(config.name, pinned_release(sources.workspace, config, model)),
         verdict=verdict,
         checks=checks,
+        now=now,
     )
 
 
 def pipeline_entries(
-    sources: EvidenceSources, environment: str | None
+    sources: EvidenceSources, environment: str | None, *, now: float | None = None
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Each model's path into every environment with a ``promotion:`` block (those that
     involve ``environment`` when one is given), and a note per model whose evidence could not
-    be read."""
+    be read; ``now`` (default: the clock) says how long a soak not yet decided has run."""
+    now = time.time() if now is None else now
     configs = read_environments(sources.workspace)
     entries: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -258,7 +284,7 @@ def pipeline_entries(
             continue
         for release in config.releases:
             try:
-                entry = _entry(sources, config, release.model, configs)
+                entry = _entry(sources, config, release.model, configs, now)
             except SluiceError as exc:
                 notes.append(f"{release.model} into {config.name}: {exc.message}")
                 continue

@@ -40,6 +40,8 @@ class Pin:
     environment: str
     version: int | None
     canary_percent: int | None = None
+    #: When the version was promoted to 100 % there (its soak began), if it was.
+    promoted_at: float | None = None
 
     @property
     def rolling_out(self) -> bool:
@@ -87,11 +89,18 @@ def _state(kind: str, lack: Missing | None, pin: Pin, checks: Sequence[EvidenceC
         return "broken"
     if kind == "canary" and pin.rolling_out:
         return "under way"
+    if kind == "soak" and pin.promoted_at is not None:
+        return "under way"  # soaking: its evidence is recorded once the soak is decided
     return "missing"
 
 
 def _text(
-    kind: str, state: str, policy: PromotionPolicy, pin: Pin, checks: Sequence[EvidenceCheck]
+    kind: str,
+    state: str,
+    policy: PromotionPolicy,
+    pin: Pin,
+    checks: Sequence[EvidenceCheck],
+    now: float | None,
 ) -> str:
     if state == "broken":
         broken = _found(checks, pin.environment, kind, verified=False)
@@ -102,6 +111,8 @@ def _text(
         soak = _found(checks, pin.environment, "soak", verified=True)
         body = soak.predicate.get("soak", {}) if soak is not None else {}
         if soak is None or not isinstance(body, Mapping):
+            if pin.promoted_at is not None and now is not None:
+                return f"soak {duration_words(now - pin.promoted_at)}/{policy.require.soak}"
             return f"soak -/{policy.require.soak}"
         served = duration_words(float(body.get("durationSeconds", 0)))
         alerts = [str(alert) for alert in body.get("alerts", [])]
@@ -122,6 +133,7 @@ def _requirements(
     state: UpstreamState,
     missing: Mapping[str, Missing],
     checks: Sequence[EvidenceCheck],
+    now: float | None,
 ) -> list[dict[str, str]]:
     """Each of the policy's requirements in one upstream environment, and what judged the
     version there (a quarantine, a later version)."""
@@ -141,7 +153,8 @@ def _requirements(
         wanted.append("soak")
     for kind in wanted:
         judged = _state(kind, missing.get(kind), pin, checks)
-        found.append(_requirement(kind, judged, _text(kind, judged, policy, pin, checks)))
+        text = _text(kind, judged, policy, pin, checks, now)
+        found.append(_requirement(kind, judged, text))
     return found
 
 
@@ -174,11 +187,12 @@ def pipeline_entry(
     serving: Pin,
     verdict: EvidenceVerdict | None,
     checks: Sequence[EvidenceCheck],
+    now: float | None = None,
 ) -> dict[str, Any]:
     """One model's path into ``environment``, JSON-ready. The version held to the policy is
     the one the first upstream environment pins; ``verdict`` is its verdict for a proposal
     (None when nothing is pinned upstream), ``checks`` its checked evidence, ``serving`` the
-    environment's own pin."""
+    environment's own pin; ``now`` says how long a soak not yet decided has run."""
     version = upstream[0].version if upstream else None
     missing = {(m.environment, m.kind): m for m in (verdict.missing if verdict else ())}
     by_name = {state.environment: state for state in states}
@@ -194,7 +208,7 @@ def pipeline_entry(
                 "version": pin.version,
                 "canaryPercent": pin.canary_percent if pin.rolling_out else None,
                 "requirements": (
-                    _requirements(policy, pin, said, mine, checks)
+                    _requirements(policy, pin, said, mine, checks, now)
                     if pin.version is not None and verdict is not None
                     else []
                 ),
