@@ -189,7 +189,7 @@ def test_every_sluice_command_and_flag_exists() -> None:
     calls = [
         (where, cmd, rest) for where, script in scripts() for cmd, rest in _SLUICE.findall(script)
     ]
-    assert {cmd for _, cmd, _ in calls} == {"propose", "rollout", "retrain"}
+    assert {cmd for _, cmd, _ in calls} == {"propose", "rollout", "retrain", "evidence"}
     commands = set(re.findall(r"^│\s+([a-z][\w-]*)\s", sluice_help(), flags=re.MULTILINE))
     assert "propose" in commands
     for where, command, rest in calls:
@@ -369,6 +369,52 @@ def test_proposal_summary_links_the_pull_request(workflow: str, step: str) -> No
     assert "fraud-detector v8 → staging (canary 10%)" in summary
     assert "[#12](https://github.com/o/r/pull/12)" in summary
     assert "Closed superseded pull request #11" in summary
+
+
+@pytest.mark.parametrize(
+    ("code", "verdict", "lines"),
+    [
+        (
+            1,
+            {"policy": True, "allowed": False, "met": ["canary in staging: verified (…)"],
+             "missing": ["soak in staging: 6h of 24h"], "override": None},
+            ["## Evidence: fraud-detector v7 → production: not yet", "",
+             "- ✓ canary in staging: verified (…)", "- ✗ soak in staging: 6h of 24h"],
+        ),
+        (
+            0,
+            {"policy": False, "allowed": True, "met": [], "missing": []},
+            ["## Evidence: production has no promotion: policy, so fraud-detector v7 needs none"],
+        ),
+    ],
+    ids=["missing", "no-policy"],
+)  # fmt: skip
+def test_promote_proposes_only_the_version_whose_evidence_is_complete(
+    tmp_path: Path, code: int, verdict: dict[str, Any], lines: list[str]
+) -> None:
+    """The evidence step, run as Actions runs it (bash -e) over a stand-in `sluice` printing
+    a verdict: evidence missing fails the step (so nothing is proposed) with one line per
+    piece in the summary; otherwise it hands the checked version to the Propose step."""
+    sluice = tmp_path / ".venv" / "bin" / "sluice"
+    sluice.parent.mkdir(parents=True)
+    document = {"model": "fraud-detector", "version": 7, "environment": "production", **verdict}
+    sluice.write_text(f"#!/bin/sh\necho '{json.dumps(document)}'\nexit {code}\n")
+    sluice.chmod(0o755)
+    summary, output = tmp_path / "summary.md", tmp_path / "output"
+    env = {
+        **os.environ, "MODEL": "fraud-detector", "RUNNER_TEMP": str(tmp_path),
+        "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(output),
+    }  # fmt: skip
+    result = subprocess.run(
+        ["bash", "-e", "-c", step_script("promote.yml", "Check the evidence")], cwd=tmp_path,
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == code, result.stderr
+    assert summary.read_text().splitlines() == lines
+    assert output.read_text() == "version=7\n"
+    propose = step_script("promote.yml", "Propose")
+    assert '--version "$VERSION"' in propose
+    assert "--alias" not in propose
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -17,6 +17,7 @@ from controller import __version__
 from controller.cli.config import config_app
 from controller.cli.demo import demo
 from controller.cli.drift import drift
+from controller.cli.evidence import evidence_app
 from controller.cli.feedback import feedback
 from controller.cli.graph import graph_app
 from controller.cli.init import init
@@ -90,6 +91,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(rollout_app)  # rollout, rollback, status
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(provenance_app, name="provenance")
+app.add_typer(evidence_app, name="evidence")
 app.add_typer(graph_app, name="graph")
 app.add_typer(retrain_app, name="retrain")
 app.add_typer(local_app, name="local")

@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
+from controller.commands.evidence import pipeline_of, print_pipeline
 from controller.commands.rollout_backends import TargetKind, build_reconciler
 from controller.commands.status_graphs import graph_sections
 from controller.commands.status_rows import status_row, status_rows
@@ -269,8 +270,12 @@ def run_status(
         environment,
         kind=target,
     )
+    pipeline, pipeline_notes = pipeline_of(settings, reconciler, environment)
     if as_json:
-        document = {"releases": rows, "graphs": graphs, "graphNotes": graphs_unknown}
+        document = {
+            "releases": rows, "graphs": graphs, "graphNotes": graphs_unknown,
+            "pipeline": pipeline, "pipelineNotes": pipeline_notes,
+        }  # fmt: skip
         console.print_json(json.dumps(document))
         return
     console.print(status_table(rows, width=console.width, now=time.time()))
@@ -294,6 +299,7 @@ def run_status(
             console.print(line, soft_wrap=True, markup=False, highlight=False)
     for line in graphs_unknown:
         console.print(line, soft_wrap=True, markup=False, highlight=False)
+    print_pipeline(console, pipeline, pipeline_notes)
 
 
 def _int_or_none(value: str | None) -> int | None:

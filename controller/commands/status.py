@@ -25,6 +25,7 @@ from rich.live import Live
 from rich.text import Text
 
 from controller.backends.prometheus import PrometheusSource
+from controller.commands.evidence import pipeline_of
 from controller.commands.rollout_backends import TargetKind, build_reconciler
 from controller.commands.status_graphs import graph_sections
 from controller.commands.status_rows import status_rows
@@ -332,6 +333,11 @@ def build_status_page(
             graphs, graph_notes = graph_sections(
                 reconciler.target, metrics, reconciler.workspace, rows, None, kind=target
             )
+            pipeline: Rows = []
+            for environment in environments or (None,):
+                entries, notes = pipeline_of(settings, reconciler, environment)
+                pipeline += [e for e in entries if e not in pipeline]
+                errors += [f"promotion: {note}" for note in notes]
         return render_status_page(
             rows,
             charts,
@@ -340,6 +346,7 @@ def build_status_page(
             errors=errors,
             graphs=graphs,
             graph_notes=graph_notes,
+            pipeline=pipeline,
         )
 
     return render

@@ -1,5 +1,5 @@
 """The read-only page at ``/`` of ``sluice serve``: releases, phases, gates and canary charts,
-and each InferenceGraph's members by regime.
+each InferenceGraph's members by regime, and each model's path through the promotion pipeline.
 
 Server-rendered HTML with inline SVG charts drawn here: no script, no stylesheet or font from
 elsewhere, so it works on a machine without network and in any browser. Everything here is
@@ -250,6 +250,32 @@ def _release(row: Row, charts: Sequence[CanaryChart], now: float) -> str:
     )
 
 
+def _pipeline(entries: Sequence[Row]) -> str:
+    """Each model's path through the promotion pipeline and the evidence of its version (the
+    ``pipeline`` of ``sluice status --json``)."""
+    if not entries:
+        return ""
+    items = []
+    for entry in entries:
+        pieces = "".join(
+            f"<li>{'✓' if p['verified'] else '✗'} {_e(p['kind'])} in {_e(p['environment'])}"
+            + (
+                f": {_e(p['headline'])}"
+                if p["verified"] and p.get("headline")
+                else f": {_e(p['failed'])} check failed: {_e(p['reason'])}"
+                if not p["verified"]
+                else ""
+            )
+            + "</li>"
+            for p in entry.get("evidence", ())
+        )
+        items.append(
+            f'<li data-state="{_e(entry["state"])}"><b>{_e(entry["model"])}</b>: '
+            f"{_e(entry['line'])}" + (f"<ul>{pieces}</ul>" if pieces else "") + "</li>"
+        )
+    return f'<section class="pipeline"><h2>promotion</h2><ul>{"".join(items)}</ul></section>'
+
+
 def render_status_page(
     rows: Sequence[Row],
     charts: Mapping[tuple[str, str], Sequence[CanaryChart]],
@@ -259,10 +285,12 @@ def render_status_page(
     errors: Sequence[str] = (),
     graphs: Sequence[Row] = (),
     graph_notes: Sequence[str] = (),
+    pipeline: Sequence[Row] = (),
 ) -> str:
     """The whole page; ``charts`` are keyed by (environment, model); ``graphs`` are the graph
     sections of ``sluice status --json`` and ``graph_notes`` why some could not be listed,
-    shown under the summary table. It reloads itself every ``refresh_seconds`` (0: never)."""
+    shown under the summary table, then ``pipeline``, each model's path through the promotion
+    pipeline. It reloads itself every ``refresh_seconds`` (0: never)."""
     refresh = (
         f'<meta http-equiv="refresh" content="{refresh_seconds}">' if refresh_seconds > 0 else ""
     )
@@ -280,5 +308,5 @@ def render_status_page(
         f'<p class="meta">read-only; as of {stamp}'
         + (f", reloads every {format_duration(refresh_seconds)}" if refresh_seconds > 0 else "")
         + f"</p>{problems}{_summary_table(rows, now)}{empty}"
-        f"{graph_sections_html(graphs, graph_notes)}{sections}</body></html>"
+        f"{graph_sections_html(graphs, graph_notes)}{_pipeline(pipeline)}{sections}</body></html>"
     )

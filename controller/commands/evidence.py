@@ -1,0 +1,332 @@
+"""``sluice evidence show`` and ``check``, and the pipeline lines of ``sluice status``.
+
+``show`` lists every piece of evidence recorded on a version, each checked against the
+controller keys of the environment it names (every environment's ``evidence.controllerKeys``
+on the default branch) and the version's bytes as served now. ``check`` holds the version to
+an environment's ``promotion:`` as a proposal would be held (the approval, which the pull
+request earns, aside unless ``--with-approval``): exit 0 when it may be proposed, 1 with one
+line per thing missing, 2 on bad input. The gathering is
+:func:`~controller.commands.evidence_verdict.gather_verdict`; :func:`evidence_sources` is the
+one place the real backends are named, so the tests hand in the in-memory ones.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+
+from controller.commands.evidence_verdict import (
+    EvidenceSources,
+    gather_verdict,
+    pinned_release,
+    read_environments,
+    upstream_state,
+    version_checks,
+)
+from controller.errors import ConfigError, GateFailed, SluiceError
+from controller.evidence.evaluate import UpstreamState
+from controller.evidence.summary import piece
+from controller.evidence.verify import EvidenceCheck
+from controller.manifests.environment import EnvironmentConfig
+from controller.manifests.manifest import PinnedRelease
+from controller.ports import ReleaseRepository
+from controller.rollout.reconcile import Reconciler
+from controller.settings import Settings
+from controller.soak.watch import soak_started_at
+from controller.status.pipeline_view import Pin, pipeline_entry, pipeline_line
+
+__all__ = [
+    "evidence_sources",
+    "piece_line",
+    "pipeline_entries",
+    "pipeline_of",
+    "print_pipeline",
+    "resolve_version",
+    "run_evidence_check",
+    "run_evidence_show",
+]
+
+
+def evidence_sources(settings: Settings, remote: str | None) -> EvidenceSources:
+    """The GitOps remote's clone and the MLflow registry's versions, attestations and evidence."""
+    from controller.backends.mlflow_attestations import MlflowAttestations
+    from controller.backends.mlflow_evidence import MlflowEvidence
+    from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
+    from controller.commands.propose import gitops_workspace
+
+    configure_mlflow_http(
+        retries=settings.registry_request_retries,
+        timeout_seconds=settings.registry_request_timeout_seconds,
+    )
+    uri = settings.mlflow_tracking_uri
+    return EvidenceSources(
+        workspace=gitops_workspace(settings, remote),
+        registry=MlflowRegistry(uri),
+        attestations=MlflowAttestations(uri),
+        evidence=MlflowEvidence(uri),
+    )
+
+
+def _say(console: Console, text: str) -> None:
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+def resolve_version(
+    sources: EvidenceSources, model: str, version: int | None, alias: str | None
+) -> int:
+    """The version asked for, by number or by alias (the registry's error when unknown)."""
+    found = sources.registry.resolve(model, version=version, alias=alias)
+    return found.version
+
+
+def piece_line(check: EvidenceCheck) -> str:
+    """``✓ canary in staging at …, key 0123456789ab…: steps 10%→50%→100%, …``."""
+    data = piece(check)
+    what = f"{check.kind} in {check.environment}"
+    if not check.verified:
+        return f"✗ {what}: {check.failed} check failed: {check.reason}"
+    at = f" at {data['at']}" if data["at"] else ""
+    key = f", key {check.keyid[:12]}…" if check.keyid else ""
+    numbers = f": {data['headline']}" if data["headline"] else ""
+    return f"✓ {what}{at}{key}{numbers}"
+
+
+def run_evidence_show(
+    sources: EvidenceSources, model: str, version: int, *, as_json: bool, console: Console
+) -> list[EvidenceCheck]:
+    """Print every piece of the version's evidence, checked."""
+    sources.workspace.sync()
+    checks = version_checks(sources, model, version, read_environments(sources.workspace))
+    if as_json:
+        document = {"model": model, "version": version, "evidence": [piece(c) for c in checks]}
+        console.print_json(json.dumps(document))
+        return checks
+    failed = sum(1 for check in checks if not check.verified)
+    if not checks:
+        _say(console, f"{model} v{version}: no evidence recorded")
+    else:
+        count = f"{len(checks)} piece{'s' if len(checks) != 1 else ''} of evidence"
+        _say(console, f"{model} v{version}: {count}" + (f", {failed} failed" if failed else ""))
+    for check in checks:
+        _say(console, piece_line(check))
+    return checks
+
+
+def _environment(configs: Sequence[EnvironmentConfig], name: str) -> EnvironmentConfig:
+    for config in configs:
+        if config.name == name:
+            return config
+    known = ", ".join(config.name for config in configs) or "none"
+    raise ConfigError(
+        f"unknown environment {name!r}: manifests/overlays/{name}/sluice.yaml is not on the "
+        f"default branch (known: {known})"
+    )
+
+
+def run_evidence_check(
+    sources: EvidenceSources,
+    model: str,
+    *,
+    version: int | None,
+    alias: str | None,
+    environment: str,
+    as_json: bool,
+    console: Console,
+    with_approval: bool = False,
+) -> int:
+    """Print the verdict of the version against ``environment``'s ``promotion:``; returns the
+    version checked, or raises :class:`GateFailed` (exit 1) when something is missing."""
+    sources.workspace.sync()
+    number = resolve_version(sources, model, version, alias)
+    configs = read_environments(sources.workspace)
+    config = _environment(configs, environment)
+    document: dict[str, Any] = {"model": model, "version": number, "environment": environment}
+    if config.promotion is None:
+        document |= {"policy": False, "allowed": True, "complete": True, "missing": [], "met": []}
+        if as_json:
+            console.print_json(json.dumps(document))
+        else:
+            _say(
+                console,
+                f"{model} v{number}: {environment} has no promotion: policy, so any version "
+                "may be proposed there",
+            )
+        return number
+    verdict = gather_verdict(
+        sources, config, model, number, environments=configs, with_approval=with_approval
+    )
+    document |= {
+        "policy": True,
+        "allowed": verdict.allowed,
+        "complete": verdict.complete,
+        "missing": verdict.lines(),
+        "met": list(verdict.met),
+        "override": verdict.override.line() if verdict.override else None,
+    }
+    if as_json:
+        console.print_json(json.dumps(document))
+    else:
+        _print_verdict(console, model, number, environment, document)
+    if not verdict.allowed:
+        count = len(verdict.missing)
+        raise GateFailed(
+            f"{model} v{number} lacks {count} piece{'s' if count != 1 else ''} of evidence "
+            f"{environment} requires (see the lines above); nothing to propose yet"
+        )
+    return number
+
+
+def _print_verdict(
+    console: Console, model: str, number: int, environment: str, document: dict[str, Any]
+) -> None:
+    if document["complete"]:
+        _say(console, f"{model} v{number} may be proposed to {environment}: evidence complete")
+    elif document["allowed"]:
+        _say(
+            console,
+            f"{model} v{number} may be proposed to {environment}: evidence incomplete, "
+            f"overridden ({document['override']})",
+        )
+    else:
+        _say(console, f"{model} v{number} may not be proposed to {environment} yet:")
+    for line in document["met"]:
+        _say(console, f"✓ {line}")
+    for line in document["missing"]:
+        _say(console, f"✗ {line}")
+
+
+# -- the pipeline in sluice status -------------------------------------------------------------
+
+
+def _pin(name: str, found: PinnedRelease | None, promoted_at: float | None = None) -> Pin:
+    if found is None:
+        return Pin(name, None)
+    return Pin(name, found.version, found.canary_percent, promoted_at)
+
+
+def _promoted_at(
+    workspace: ReleaseRepository, config: EnvironmentConfig, model: str, found: PinnedRelease | None
+) -> float | None:
+    """When the pinned version was promoted to 100 % there (its soak began), if it was."""
+    if found is None or found.version is None or found.canary_percent not in (None, 100):
+        return None
+    release = config.release(model)
+    pin_path = f"manifests/overlays/{config.name}/{release.pin}"
+    return soak_started_at(workspace, config.branch, pin_path, found.version)
+
+
+def _entry(
+    sources: EvidenceSources,
+    config: EnvironmentConfig,
+    model: str,
+    configs: Sequence[EnvironmentConfig],
+    now: float,
+) -> dict[str, Any]:
+    policy = config.promotion
+    assert policy is not None
+    by_name = {c.name: c for c in configs}
+    pins = {
+        name: pinned_release(sources.workspace, by_name[name], model) if name in by_name else None
+        for name in policy.upstream
+    }
+    first = pins[policy.upstream[0]]
+    version = first.version if first is not None else None
+    checks: list[EvidenceCheck] = []
+    verdict = None
+    states: list[UpstreamState] = []
+    if version is not None:
+        checks = version_checks(sources, model, version, configs)
+        tags = sources.registry.resolve(model, version=version).tags
+        states = [upstream_state(name, version, tags, pins[name]) for name in policy.upstream]
+        verdict = gather_verdict(
+            sources, config, model, version, environments=configs, checks=checks,
+            upstream=states,
+        )  # fmt: skip
+    return pipeline_entry(
+        environment=config.name,
+        model=model,
+        policy=policy,
+        upstream=[
+            _pin(
+                name, pins[name], _promoted_at(sources.workspace, by_name[name], model, pins[name])
+            )
+            if name in by_name
+            else _pin(name, None)
+            for name in policy.upstream
+        ],
+        states=states,
+        serving=_pin(config.name, pinned_release(sources.workspace, config, model)),
+        verdict=verdict,
+        checks=checks,
+        now=now,
+    )
+
+
+def pipeline_entries(
+    sources: EvidenceSources, environment: str | None, *, now: float | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each model's path into every environment with a ``promotion:`` block (those that
+    involve ``environment`` when one is given), and a note per model whose evidence could not
+    be read; ``now`` (default: the clock) says how long a soak not yet decided has run."""
+    now = time.time() if now is None else now
+    configs = read_environments(sources.workspace)
+    entries: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for config in configs:
+        policy = config.promotion
+        if policy is None:
+            continue
+        if environment is not None and environment not in (config.name, *policy.upstream):
+            continue
+        for release in config.releases:
+            try:
+                entry = _entry(sources, config, release.model, configs, now)
+            except SluiceError as exc:
+                notes.append(f"{release.model} into {config.name}: {exc.message}")
+                continue
+            entry["line"] = pipeline_line(entry)
+            entries.append(entry)
+    return entries, notes
+
+
+def pipeline_of(
+    settings: Settings, reconciler: Reconciler, environment: str | None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """:func:`pipeline_entries` read through the reconciler's Git and registry and MLflow's
+    attestations and evidence (``sluice status`` and its page); what cannot be read at all
+    is one note."""
+    from controller.backends.mlflow_attestations import MlflowAttestations
+    from controller.backends.mlflow_evidence import MlflowEvidence
+
+    sources = EvidenceSources(
+        workspace=reconciler.workspace,
+        registry=reconciler.registry,
+        attestations=MlflowAttestations(settings.mlflow_tracking_uri),
+        evidence=MlflowEvidence(settings.mlflow_tracking_uri),
+    )
+    try:
+        return pipeline_entries(sources, environment)
+    except SluiceError as exc:
+        return [], [exc.message]
+
+
+def print_pipeline(
+    console: Console, entries: Sequence[dict[str, Any]], notes: Sequence[str]
+) -> None:
+    """One line per model's path, then each piece of the version's evidence under it."""
+    for entry in entries:
+        _say(console, f"{entry['model']}: {entry['line']}")
+        for data in entry["evidence"]:
+            mark = "✓" if data["verified"] else "✗"
+            words = data["headline"] if data["verified"] else f"{data['failed']} check failed"
+            _say(
+                console,
+                f"  v{entry['version']} {mark} {data['kind']} in {data['environment']}"
+                + (f": {words}" if words else ""),
+            )
+    for note in notes:
+        _say(console, f"pipeline: {note}")
