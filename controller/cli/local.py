@@ -25,9 +25,15 @@ local_app = typer.Typer(
 @local_app.command("up")
 def local_up(
     ctx: typer.Context,
-    env: Annotated[str, typer.Option("--env", help="Environment (manifests/overlays/ENV).")] = (
-        "local"
-    ),
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env",
+            metavar="ENV",
+            help="Environment (manifests/overlays/ENV; default local); repeat to serve several "
+            "(--env staging --env production), each synced by a runtime of its own.",
+        ),
+    ] = None,
     repo: Annotated[
         str | None,
         typer.Option(
@@ -72,9 +78,11 @@ def local_up(
     from controller.local.extra import require_local_extra
 
     require_local_extra("sluice local up")
+    first, *more = env or ["local"]
     run_up(
         current_settings(ctx),
-        env=env,
+        env=first,
+        more_envs=tuple(more),
         remote=repo,
         port_base=port_base,
         console=Console(),

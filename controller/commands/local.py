@@ -137,6 +137,7 @@ def run_up(
     remote: str | None,
     port_base: int | None,
     console: Console,
+    more_envs: tuple[str, ...] = (),
     rules_manifest: Path | None = None,
     alert_for: str | None = None,
     rule_interval: str | None = None,
@@ -148,9 +149,11 @@ def run_up(
     Prometheus loads the rules of ``rules_manifest`` (by default the repository's
     manifests/monitoring/prometheus-rules.yaml) with the ``alert_for`` and ``rule_interval``
     overrides; Alertmanager posts the ``retrain_alerts`` of ``settings`` to ``sluice serve``.
-    The status page (:func:`run_status_page`) is one of the components.
+    The status page (:func:`run_status_page`) is one of the components. ``more_envs`` are
+    served beside ``env``, each by a runtime of its own.
     """
-    validate_environment_name(env)
+    for name in (env, *more_envs):
+        validate_environment_name(name)
     check_port_base(port_base)
     check_header_patterns(propagate_headers)
     # Checked before anything is created: a bad flag leaves no seeded remote behind.
@@ -161,6 +164,7 @@ def run_up(
         root=local_root(settings),
         remote=remote,
         env=env,
+        more_envs=more_envs,
         port_base=port_base,
         webhook_url=f"http://127.0.0.1:{settings.serve_port}/hooks/alertmanager",
         webhook_token=(
@@ -177,7 +181,8 @@ def run_up(
     root = request.root
     urls = running_urls(root)
     console.print(
-        f"Local stack ready in {time.monotonic() - started:.1f} s: environment {env}, "
+        f"Local stack ready in {time.monotonic() - started:.1f} s: "
+        f"environment{'s' if more_envs else ''} {', '.join(request.environments)}, "
         f"GitOps remote {remote}",
         highlight=False,
         soft_wrap=True,

@@ -26,6 +26,11 @@ logic sees the same commits, revisions, traffic splits and ``status`` a cluster 
   names has an endpoint, and a ``status`` and health as KServe and Argo CD would give it
   (:mod:`controller.local.graph_plane`).
 
+A stack serving several environments (``sluice local up --env staging --env production``) runs
+one runtime per environment, each in a state directory of its own, all scraped by one
+Prometheus: each names the others' state directories (``--scrape-peer``) so the config it
+writes keeps their targets too (:func:`controller.local.scrape.peer_targets`).
+
 This module is the Argo CD half and the loop: it polls and syncs Git, applies what the sync
 admits, and saves and resumes ``runtime.json`` (:mod:`controller.local.runtime_state`); the
 KServe and Knative half is :class:`~controller.local.kserve_plane.KServePlane` (revisions,
@@ -65,7 +70,7 @@ from controller.local.runtime_state import (
     resume_inference_services,
     runtime_document,
 )
-from controller.local.scrape import PrometheusScrapeConfig
+from controller.local.scrape import PrometheusScrapeConfig, peer_targets
 from controller.local.state import read_json, stop_pid, utc_now, write_json
 from controller.manifests.environment import ENVIRONMENT_FILE, parse_environment
 from controller.shadow.phase import shadow_request
@@ -98,6 +103,9 @@ class RuntimeConfig:
     #: Header patterns the graphs' routers pass on to their steps: KServe's
     #: ``router.headers.propagate`` (inferenceservice-config), whose default is Authorization.
     propagate_headers: tuple[str, ...] = DEFAULT_PROPAGATED_HEADERS
+    #: The state directories of the stack's other runtimes (its other environments), whose
+    #: scrape targets the Prometheus config keeps beside this runtime's.
+    scrape_peers: tuple[Path, ...] = ()
 
     @property
     def overlay(self) -> str:
@@ -159,7 +167,8 @@ class LocalRuntime:
                     self.poll()
                     next_poll = time.monotonic() + self.config.poll_interval
                 busy = self.reconcile()
-                self.scrape.update(self.plane.scrape_targets(self.graphs.router_ports()))
+                own = self.plane.scrape_targets(self.graphs.router_ports())
+                self.scrape.update(own.union(peer_targets(self.config.scrape_peers)))
                 self.save()
                 idle = max(0.05, next_poll - time.monotonic())
                 self.wake.wait(min(_BUSY_PASS_SECONDS, idle) if busy else idle)
@@ -351,8 +360,19 @@ def _parse(argv: list[str] | None) -> RuntimeConfig:
         help="a header pattern the graphs' routers pass on to their steps (repeatable; "
         "default: Authorization, as KServe's router.headers.propagate)",
     )
+    parser.add_argument(
+        "--scrape-peer",
+        dest="scrape_peers",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="the state directory of another runtime of the stack, whose scrape targets the "
+        "Prometheus config keeps (repeatable)",
+    )
     args = parser.parse_args(argv)
     values = {**vars(args), "prometheus_rules": tuple(args.prometheus_rules)}
+    values["scrape_peers"] = tuple(args.scrape_peers)
     values["propagate_headers"] = tuple(args.propagate_headers or DEFAULT_PROPAGATED_HEADERS)
     return RuntimeConfig(**values)
 

@@ -17,6 +17,11 @@ appears here.
 
 Every rewrite keeps the rule files it was given (the cluster's alert rules, written by
 :mod:`controller.local.rules`): a config rewritten for a new target must not drop the alerts.
+
+A stack serving several environments runs a runtime per environment and one Prometheus, whose
+config file each runtime rewrites: each writes the union of its own targets and those its
+peers last saved in their ``runtime.json`` (:func:`peer_targets`), every pass, so a rewrite by
+one never drops another's targets for longer than a pass.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 
 from controller.errors import MetricsUnavailable, SluiceError
 from controller.local.configs import StaticConfig, write_prometheus_config
+from controller.local.state import read_json
 
 __all__ = [
     "MODEL_SERVER_JOB",
@@ -37,6 +43,7 @@ __all__ = [
     "ModelServerTarget",
     "PrometheusScrapeConfig",
     "ScrapeTargets",
+    "peer_targets",
     "reload_prometheus",
     "write_scrape_config",
 ]
@@ -84,6 +91,12 @@ class ScrapeTargets:
         servers = [asdict(server) for server in self.model_servers]
         return {"routers": list(self.routers), "modelServers": servers}
 
+    def union(self, other: ScrapeTargets) -> ScrapeTargets:
+        """Both sets' routers and model servers."""
+        return ScrapeTargets.of(
+            (*self.routers, *other.routers), (*self.model_servers, *other.model_servers)
+        )
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> ScrapeTargets:
         """Read the set back from the state file (empty when it has none)."""
@@ -95,6 +108,16 @@ class ScrapeTargets:
             for e in data.get("modelServers") or []
         )
         return cls.of((int(port) for port in data.get("routers") or []), servers)
+
+
+def peer_targets(state_dirs: Iterable[Path]) -> ScrapeTargets:
+    """The targets the runtimes of ``state_dirs`` last saved (``scrapeTargets`` of each one's
+    ``runtime.json``; none for a runtime that saved nothing yet)."""
+    targets = ScrapeTargets()
+    for state_dir in state_dirs:
+        saved = read_json(state_dir / "runtime.json") or {}
+        targets = targets.union(ScrapeTargets.from_dict(saved.get("scrapeTargets")))
+    return targets
 
 
 def write_scrape_config(

@@ -32,7 +32,12 @@ from controller.local.configs import RETRAIN_ALERTS, write_alertmanager_config
 from controller.local.mlflow_store import cache_dir, save_template, seed_from_template
 from controller.local.processes import ManagedProcess, free_port
 from controller.local.rules import RULES_MANIFEST, default_rules_manifest, write_local_rules
-from controller.local.scrape import ScrapeTargets, reload_prometheus, write_scrape_config
+from controller.local.scrape import (
+    ScrapeTargets,
+    peer_targets,
+    reload_prometheus,
+    write_scrape_config,
+)
 from controller.local.services import (
     LocalService,
     MlflowService,
@@ -41,7 +46,13 @@ from controller.local.services import (
     start_prometheus,
     start_status_page,
 )
-from controller.local.state import pid_matches, read_json, stop_pid, write_json
+from controller.local.state import (
+    environment_dir,
+    pid_matches,
+    read_json,
+    stop_pid,
+    write_json,
+)
 
 __all__ = [
     "COMPONENTS",
@@ -52,6 +63,7 @@ __all__ = [
     "StackRequest",
     "component_states",
     "down",
+    "environment_root",
     "recorded_remote",
     "reload_prometheus",  # defined in controller.local.scrape, kept here for callers
     "router_urls",
@@ -80,6 +92,10 @@ _LABELS = {
     STATUS_PAGE: "the status page",
 }
 _RUNTIME_READY_SECONDS = 60.0
+#: The key of ``stack.json`` recording the further environments' runtimes, by environment.
+_MORE_RUNTIMES = "runtimes"
+#: Router ports each environment's runtime draws from, with ``port_base``.
+_ROUTERS_PER_ENVIRONMENT = 20
 
 
 @dataclass(frozen=True)
@@ -114,6 +130,14 @@ class StackRequest:
     #: Header patterns the graphs' routers pass on to their steps (KServe's
     #: ``router.headers.propagate``; its default, ``Authorization``, when empty).
     propagate_headers: tuple[str, ...] = ()
+    #: More environments the stack serves beside ``env`` (staging and production overlays on
+    #: one laptop), each synced by a runtime of its own (:func:`environment_root`).
+    more_envs: tuple[str, ...] = ()
+
+    @property
+    def environments(self) -> tuple[str, ...]:
+        """Every environment the stack serves, ``env`` first."""
+        return (self.env, *(e for e in dict.fromkeys(self.more_envs) if e != self.env))
 
 
 def component_states(root: Path) -> dict[str, dict[str, Any]]:
@@ -250,6 +274,8 @@ def up(
     runtime_state = read_json(root / "runtime.json") or {}
     routers_only = {"routers": list((runtime_state.get("ports") or {}).values())}  # older files
     targets = ScrapeTargets.from_dict(runtime_state.get("scrapeTargets") or routers_only)
+    more = [environment_root(root, env, request.env) for env in request.environments[1:]]
+    targets = targets.union(peer_targets(more))
     write_scrape_config(prom_config, targets, alertmanager_url, rule_files=rule_files)
     prom_markers = [f"--config.file={prom_config}"]
     prom_running = pid_matches((stack.get("prometheus") or {}).get("pid"), *prom_markers)
@@ -262,38 +288,31 @@ def up(
     )
     if prom_running:  # a reused Prometheus loads the rewritten rules on reload
         reload_prometheus(stack["prometheus"]["url"])
-    argv = [
-        *(sys.executable, "-m", "controller.local.runtime", "--state-dir", str(root)),
-        *("--remote", request.remote, "--env", request.env, "--branch", request.branch),
-        *("--poll-interval", f"{request.poll_interval:g}"),
-        *("--mlflow-tracking-uri", stack["mlflow"]["url"]),
-        *("--prometheus-url", stack["prometheus"]["url"]),
-        *("--prometheus-config", str(prom_config), "--alertmanager-url", alertmanager_url),
-        *(arg for rules in rule_files for arg in ("--prometheus-rules", str(rules))),
-        *(arg for pattern in request.propagate_headers for arg in ("--propagate-header", pattern)),
-    ]
-    if request.port_base is not None:
-        argv += ["--port-base", str(request.port_base + _ROUTER_OFFSET)]
-    runtime = stack.get("runtime") or {}
-    if runtime.get("argv") != argv:
-        stop_pid(runtime.get("pid"), *runtime.get("markers", []))
-    markers = ["controller.local.runtime", str(root)]
-    if not pid_matches(runtime.get("pid"), *markers) or runtime.get("argv") != argv:
-        progress(f"{'runtime':<13} starting: syncs {request.env} from {request.remote} …")
-        started = time.monotonic()
-        process = ManagedProcess(argv, log_path=root / "runtime.log", name="local runtime")
-        process.start()
-        process.wait_ready(lambda: _runtime_saved(root, process.pid), _RUNTIME_READY_SECONDS)
-        progress(f"{'runtime':<13} ready in {time.monotonic() - started:.1f} s (first sync done)")
-        stack["runtime"] = {
-            "pid": process.pid,
-            "markers": markers,
-            "argv": argv,
-            "log": str(process.log_path),
-        }
-        write_json(root / STACK_FILE, stack)
-    else:
-        progress(f"{'runtime':<13} already running: syncs {request.env} from {request.remote}")
+    runtime_dirs = {env: environment_root(root, env, request.env) for env in request.environments}
+    for index, env in enumerate(request.environments):
+        peers = [path for name, path in runtime_dirs.items() if name != env]
+        argv = [
+            *(sys.executable, "-m", "controller.local.runtime"),
+            *("--state-dir", str(runtime_dirs[env]), "--remote", request.remote),
+            *("--env", env, "--branch", request.branch),
+            *("--poll-interval", f"{request.poll_interval:g}"),
+            *("--mlflow-tracking-uri", stack["mlflow"]["url"]),
+            *("--prometheus-url", stack["prometheus"]["url"]),
+            *("--prometheus-config", str(prom_config), "--alertmanager-url", alertmanager_url),
+            *(arg for rules in rule_files for arg in ("--prometheus-rules", str(rules))),
+            *(arg for p in request.propagate_headers for arg in ("--propagate-header", p)),
+            *(arg for peer in peers for arg in ("--scrape-peer", str(peer))),
+        ]
+        if request.port_base is not None:
+            routers = request.port_base + _ROUTER_OFFSET + index * _ROUTERS_PER_ENVIRONMENT
+            argv += ["--port-base", str(routers)]
+        _ensure_runtime(stack, root, env, runtime_dirs[env], argv, progress, request.remote)
+    # Environments an earlier `up` served and this one does not: their runtimes stop.
+    for env, entry in list((stack.get(_MORE_RUNTIMES) or {}).items()):
+        if env not in request.environments:
+            stop_pid(entry.get("pid"), *entry.get("markers", []))
+            del stack[_MORE_RUNTIMES][env]
+    write_json(root / STACK_FILE, stack)
     if request.status_page:
         # `--name=value`, one argument each: every one is a marker, so a page started with
         # another remote, environment or MLflow is told apart (and replaced) by its pid's
@@ -319,6 +338,51 @@ def up(
             path="/",
         )
     return component_states(root)
+
+
+def environment_root(root: Path, env: str, request_env: str) -> Path:
+    """Where the runtime of ``env`` keeps its state in the stack of ``root`` whose first
+    environment is ``request_env``: ``root`` itself for that one (as a one-environment stack
+    always had it), :func:`~controller.local.state.environment_dir` for each further one."""
+    return root if env == request_env else environment_dir(root, env)
+
+
+def _ensure_runtime(
+    stack: dict[str, Any],
+    root: Path,
+    env: str,
+    state_dir: Path,
+    argv: list[str],
+    progress: Callable[[str], None],
+    remote: str,
+) -> None:
+    """Start the runtime of ``env`` unless it runs with ``argv`` already; recorded in
+    ``stack`` (under ``runtime`` for the stack's first environment)."""
+    first = state_dir == root
+    runtimes = stack if first else stack.setdefault(_MORE_RUNTIMES, {})
+    key = "runtime" if first else env
+    label = "runtime" if first else f"runtime {env}"
+    runtime = runtimes.get(key) or {}
+    if runtime.get("argv") != argv:
+        stop_pid(runtime.get("pid"), *runtime.get("markers", []))
+    markers = ["controller.local.runtime", str(state_dir)]
+    if pid_matches(runtime.get("pid"), *markers) and runtime.get("argv") == argv:
+        progress(f"{label:<13} already running: syncs {env} from {remote}")
+        return
+    progress(f"{label:<13} starting: syncs {env} from {remote} …")
+    started = time.monotonic()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    process = ManagedProcess(argv, log_path=state_dir / "runtime.log", name=f"local runtime {env}")
+    process.start()
+    process.wait_ready(lambda: _runtime_saved(state_dir, process.pid), _RUNTIME_READY_SECONDS)
+    progress(f"{label:<13} ready in {time.monotonic() - started:.1f} s (first sync done)")
+    runtimes[key] = {
+        "pid": process.pid,
+        "markers": markers,
+        "argv": argv,
+        "log": str(process.log_path),
+    }
+    write_json(root / STACK_FILE, stack)
 
 
 def write_rules(request: StackRequest) -> list[Path]:
@@ -378,16 +442,27 @@ def down(root: Path) -> list[str]:
     if not stack:
         return []
     stopped = []
+    for env, entry in (stack.get(_MORE_RUNTIMES) or {}).items():
+        if stop_pid(entry.get("pid"), *entry.get("markers", [])):
+            stopped.append(f"runtime {env}")
+        entry["pid"] = None
+        stopped += _stop_orphaned_servers(environment_dir(root, env))
     for name in reversed(COMPONENTS):
         entry = stack.get(name) or {}
         if stop_pid(entry.get("pid"), *entry.get("markers", [])):
             stopped.append(name)
         if entry:
             entry["pid"] = None
-    # A runtime that crashed left its model servers behind: stop them too.
-    runtime = read_json(root / "runtime.json") or {}
-    for revision, info in (runtime.get("servers") or {}).items():
-        if stop_pid(info.get("pid"), str(root / "revisions" / revision / "model")):
-            stopped.append(revision)
+    stopped += _stop_orphaned_servers(root)
     write_json(root / STACK_FILE, stack)
     return stopped
+
+
+def _stop_orphaned_servers(state_dir: Path) -> list[str]:
+    """Stop the model servers a crashed runtime of ``state_dir`` left behind; their names."""
+    runtime = read_json(state_dir / "runtime.json") or {}
+    return [
+        revision
+        for revision, info in (runtime.get("servers") or {}).items()
+        if stop_pid(info.get("pid"), str(state_dir / "revisions" / revision / "model"))
+    ]

@@ -17,12 +17,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PREDICTION_LOG_FILE", "pid_matches", "read_json", "stop_pid", "utc_now", "write_json"]
+__all__ = [
+    "ENVIRONMENTS_DIR",
+    "PREDICTION_LOG_FILE",
+    "environment_dir",
+    "pid_matches",
+    "read_json",
+    "stop_pid",
+    "utc_now",
+    "write_json",
+]
 
 #: The prediction log's file name under the stack's state directory, where every router writes
 #: it (the one definition: the commands that read the log by default look for this name; here,
 #: not in the runtime, so that ``sluice serve`` finds it without the local extra).
 PREDICTION_LOG_FILE = "predictions.sqlite"
+#: Where a stack serving several environments keeps the runtime of each one after the first.
+ENVIRONMENTS_DIR = "environments"
+
+
+def environment_dir(root: Path, env: str) -> Path:
+    """The state directory of the runtime of ``env`` as a further environment of the stack in
+    ``root`` (``sluice local up --env staging --env production``: production's); the first
+    environment's runtime keeps its state in ``root`` itself."""
+    return root / ENVIRONMENTS_DIR / env
 
 
 def utc_now() -> str:

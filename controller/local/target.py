@@ -16,6 +16,11 @@ An InferenceGraph's router of the local target also answers what the graph would
 answered had one member answered as given (:meth:`LocalTarget.graph_replay`, a
 :class:`~controller.ports.GraphReplay`); a cluster's KServe router cannot.
 
+A stack serving several environments (``sluice local up --env staging --env production``)
+runs a runtime per environment: the first one's state is in the state directory, each further
+one's in :func:`~controller.local.state.environment_dir`, where this target reads it, so one
+controller rolls out in staging and production alike.
+
 A file whose runtime has exited would show a frozen past as the present, so the runtime's pid
 must still run *our* runtime (its command line carries the module and this state directory,
 as :mod:`controller.local.state` checks before trusting any pid).
@@ -35,7 +40,7 @@ from controller.backends.argocd_health import HealthStatus
 from controller.backends.kubernetes_target import observation_from
 from controller.errors import ConfigError, RemoteUnavailable
 from controller.local.graph_replay import LocalGraphReplay
-from controller.local.state import pid_matches, read_json
+from controller.local.state import environment_dir, pid_matches, read_json
 from controller.target_types import TargetObservation
 
 __all__ = ["NOT_RUNNING", "RUNTIME_FILE", "LocalTarget"]
@@ -190,18 +195,22 @@ class LocalTarget:
     def _saved(self, environment: str) -> dict[str, Any]:
         """What the runtime of this state directory saved, checked to be live and to run
         ``environment``."""
-        saved = read_json(self.state_file)
+        state_dir = environment_dir(self.state_dir, environment)
+        if not (state_dir / RUNTIME_FILE).is_file():
+            state_dir = self.state_dir  # the stack's first (or only) environment
+        saved = read_json(state_dir / RUNTIME_FILE)
         if saved is None:
             raise RemoteUnavailable(NOT_RUNNING)
         pid = saved.get("pid")
         if not isinstance(pid, int):
             raise RemoteUnavailable(NOT_RUNNING)
-        if not pid_matches(pid, _RUNTIME_MODULE, str(self.state_dir)):
+        if not pid_matches(pid, _RUNTIME_MODULE, str(state_dir)):
             raise RemoteUnavailable(f"{NOT_RUNNING} (its runtime, pid {pid}, has exited)")
         running = saved.get("env")
         if running and running != environment:
             raise ConfigError(
                 f"the local target runs environment {running!r}, not {environment!r}; "
-                f"restart it with `sluice local up --env {environment}`"
+                f"restart it with `sluice local up --env {environment}` (or serve both: "
+                f"`sluice local up --env {running} --env {environment}`)"
             )
         return saved
