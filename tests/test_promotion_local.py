@@ -8,14 +8,17 @@ proposes versions to staging and merges them, merges the production pull request
 with ``--forge local``) the production controller opens by itself, and reads what a user
 reads: Git, the registry, ``sluice evidence show|check`` and ``sluice propose``.
 
-- a version whose smoke fails in staging is rolled back there and never proposed onward;
-- a version whose staging canary passes but whose soak sees a drift alert (posted to the
-  staging controller's ``/hooks/alertmanager`` as Alertmanager posts it) waits: ``sluice
-  evidence check --env production`` exits 1 naming the alert;
 - a good version goes through the staging canary and a shortened soak, the production proposal
   opens by itself, and its merge rolls it out in production; every evidence envelope verifies
   with the in-toto library alone, and forging or deleting one makes ``sluice propose --env
-  production`` exit 1 naming it.
+  production`` exit 1 naming it;
+- a version whose staging canary passes but whose soak sees a drift alert (posted to the
+  staging controller's ``/hooks/alertmanager`` as Alertmanager posts it) waits: ``sluice
+  evidence check --env production`` exits 1 naming the alert;
+- a version whose smoke fails in staging is rolled back there and never proposed onward.
+
+The tests run in this order on one module-scoped pipeline; production's rollout of the good
+version runs while staging takes the next versions, and is checked last.
 
 The policies are cut to the bone to keep this file fast: the canary is one step at 50 % judged
 by a one-second load test (no Prometheus gate, no judge), the smoke is ten requests and the
@@ -56,6 +59,7 @@ from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_attestations import MlflowAttestations
 from controller.backends.mlflow_evidence import MlflowEvidence
 from controller.backends.mlflow_registry import MlflowRegistry
+from controller.cli import main
 from controller.demo.gitops_remote import merge_branch
 from controller.local.processes import free_port
 from controller.local.stack import StackRequest, down, up
@@ -81,7 +85,7 @@ rollout:
     metrics: []
     judgeEnabled: false
     scrapeWait: 0
-    loadTest: {users: 1, rps: 20, duration: 1, protocol: v1, minRequests: 5}
+    loadTest: {users: 1, rps: 20, duration: 1, protocol: v1, minRequests: 1}
 """
 
 
@@ -130,6 +134,10 @@ class Pipeline:
     tracking_uri: str
     serve_ports: dict[str, int]
     serve_logs: dict[str, Path]
+    #: Registers a version that fails every request (started early: it takes seconds).
+    faulty: subprocess.Popen[str] | None = None
+    #: The version that earned production.
+    good: int | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -141,13 +149,6 @@ class Pipeline:
         environment["SLUICE_STATE_DIR"] = str(self.state_dir)
         environment.pop("SLUICE_EVIDENCE_KEY", None)
         return {**environment, **extra}
-
-    def sluice(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "controller", *args, "--repo", self.remote.url],
-            env=self.env(), cwd=self.root, capture_output=True, text=True, timeout=120,
-            check=False,
-        )  # fmt: skip
 
     def propose_and_merge(self, version: int) -> None:
         """``sluice propose MODEL --env staging --version N`` and the merge of its branch."""
@@ -271,6 +272,11 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         serves += [_serve(pipeline, "production", PRODUCTION_PRIVATE)]
         first = register_version(pipeline.tracking_uri, MODEL, alias=None, input_example=True)
         pipeline.propose_and_merge(first)
+        pipeline.faulty = subprocess.Popen(
+            [sys.executable, "-m", "models.faulty.register", "--base-model", MODEL,
+             "--base-version", str(first), "--error-rate", "1.0", "--latency-ms", "0"],
+            env=pipeline.env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
         pipeline.wait("v1 to serve in staging", lambda: pipeline.champion("staging") == first)
         yield pipeline
     finally:
@@ -284,51 +290,32 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         down(stack.root)
 
 
-def test_a_version_that_fails_staging_is_never_proposed(pipeline: Pipeline) -> None:
-    """A version that fails every request is stopped by the staging smoke, rolled back and
-    quarantined; production's controller never proposes it."""
-    done = subprocess.run(
-        [sys.executable, "-m", "models.faulty.register", "--base-model", MODEL,
-         "--base-version", "1", "--error-rate", "1.0", "--latency-ms", "0"],
-        env=pipeline.env(), capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    faulty = int(done.stdout.strip().splitlines()[-1])
-    pipeline.propose_and_merge(faulty)
-    pipeline.wait(
-        "the faulty version's rollback",
-        lambda: (
-            pipeline.pin("staging") == (1, None) and "sluice.quarantined" in pipeline.tags(faulty)
-        ),
-    )
-    assert not any(
-        f"v{faulty}" in branch for branch in pipeline.branches() if "production" in branch
-    )
-    check = pipeline.sluice(
-        "evidence", "check", MODEL, "--env", "production", "--version", str(faulty)
-    )
-    assert check.returncode == 1, check.stdout + check.stderr
-    assert "canary in staging" in check.stdout + check.stderr
+@dataclass
+class User:
+    """``sluice ...`` as the user runs it beside the stack: from its directory, with its MLflow
+    and state directory in the environment (in this process: a command's start costs seconds)."""
+
+    pipeline: Pipeline
+    capsys: pytest.CaptureFixture[str]
+
+    def __call__(self, *args: str) -> tuple[int, str]:
+        """The command's exit code and what it printed (stdout, then stderr)."""
+        self.capsys.readouterr()
+        code = main([*args, "--repo", self.pipeline.remote.url])
+        printed = self.capsys.readouterr()
+        return code, printed.out + printed.err
 
 
-def test_a_version_whose_soak_saw_a_drift_alert_waits(pipeline: Pipeline) -> None:
-    """The staging canary passes (signed canary evidence), then a drift alert fires while the
-    version soaks: the soak is recorded broken, naming the alert, and production waits."""
-    version = register_version(pipeline.tracking_uri, MODEL, alias=None, input_example=True)
-    pipeline.propose_and_merge(version)
-    pipeline.wait("the canary's promotion", lambda: pipeline.champion("staging") == version)
-    assert "sluice.evidence.staging.canary" in pipeline.tags(version)
-    answer = pipeline.post_drift_alert(version)
-    assert answer.status_code == 200, answer.text
-    pipeline.wait(
-        "the broken soak's evidence",
-        lambda: "sluice.evidence.staging.soak" in pipeline.tags(version),
-    )
-    check = pipeline.sluice(
-        "evidence", "check", MODEL, "--env", "production", "--version", str(version)
-    )
-    assert check.returncode == 1, check.stdout + check.stderr
-    assert "SluiceFeatureDrift" in check.stdout + check.stderr
-    assert f"sluice/production/{MODEL}/v{version}" not in pipeline.branches()
+@pytest.fixture
+def sluice(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> User:
+    monkeypatch.chdir(pipeline.root)
+    for name, value in pipeline.env().items():
+        if os.environ.get(name) != value:
+            monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SLUICE_EVIDENCE_KEY", raising=False)
+    return User(pipeline, capsys)
 
 
 def _envelopes(pipeline: Pipeline, version: int) -> dict[str, Path]:
@@ -356,11 +343,13 @@ def _forged(line: bytes) -> bytes:
     return (json.dumps(envelope) + "\n").encode()
 
 
-def test_a_version_earns_production_by_evidence(pipeline: Pipeline) -> None:
+def test_a_version_earns_production_by_evidence(pipeline: Pipeline, sluice: User) -> None:
     """Staging canary, a soak without alerts, the production proposal opened by production's
     controller; a forged or deleted envelope makes `sluice propose --env production` refuse;
-    every envelope verifies with in-toto alone; the merge rolls the version out in production."""
+    every envelope verifies with in-toto alone. The merge's rollout is awaited last
+    (:func:`test_the_merge_rolled_the_version_out_in_production`): staging is free meanwhile."""
     version = register_version(pipeline.tracking_uri, MODEL, alias=None, input_example=True)
+    pipeline.good = version
     pipeline.propose_and_merge(version)
     branch = f"sluice/production/{MODEL}/v{version}"
     pipeline.wait("the production proposal", lambda: branch in pipeline.branches(), timeout=90)
@@ -369,9 +358,9 @@ def test_a_version_earns_production_by_evidence(pipeline: Pipeline) -> None:
     assert tags["sluice.promotion.proposed.production"].startswith(f"{branch}@")
     assert f"{MODEL} v{version} → production: proposed" in pipeline.log("production")
 
-    shown = pipeline.sluice("evidence", "show", MODEL, "--version", str(version), "--json")
-    assert shown.returncode == 0, shown.stdout + shown.stderr
-    pieces = {(p["environment"], p["kind"]): p for p in json.loads(shown.stdout)["evidence"]}
+    code, shown = sluice("evidence", "show", MODEL, "--version", str(version), "--json")
+    assert code == 0, shown
+    pieces = {(p["environment"], p["kind"]): p for p in json.loads(shown)["evidence"]}
     assert pieces[("staging", "canary")]["verified"], pieces
     assert pieces[("staging", "soak")]["verified"], pieces
     assert pieces[("staging", "soak")]["body"]["alerts"] == [], pieces
@@ -395,15 +384,65 @@ def test_a_version_earns_production_by_evidence(pipeline: Pipeline) -> None:
             stored.write_bytes(_forged(original))
         else:
             stored.unlink()
-        refused = pipeline.sluice(
-            "propose", MODEL, "--env", "production", "--version", str(version)
-        )
+        code, refused = sluice("propose", MODEL, "--env", "production", "--version", str(version))
         stored.write_bytes(original)
-        assert refused.returncode == 1, (change, refused.stdout + refused.stderr)
-        assert f"{name} in staging" in refused.stdout + refused.stderr, refused.stderr
+        assert code == 1, (change, refused)
+        assert f"{name} in staging" in refused, refused
 
-    merged = pipeline.sluice("local", "merge", MODEL, "--env", "production")
-    assert merged.returncode == 0, merged.stdout + merged.stderr
+    code, merged = sluice("local", "merge", MODEL, "--env", "production")
+    assert code == 0, merged
+
+
+def test_a_version_whose_soak_saw_a_drift_alert_waits(pipeline: Pipeline, sluice: User) -> None:
+    """The staging canary passes (signed canary evidence), then a drift alert fires while the
+    version soaks: the soak is recorded broken, naming the alert, and production waits."""
+    version = register_version(pipeline.tracking_uri, MODEL, alias=None, input_example=True)
+    pipeline.propose_and_merge(version)
+    pipeline.wait("the canary's promotion", lambda: pipeline.champion("staging") == version)
+    assert "sluice.evidence.staging.canary" in pipeline.tags(version)
+    answer = pipeline.post_drift_alert(version)
+    assert answer.status_code == 200, answer.text
+    pipeline.wait(
+        "the broken soak's evidence",
+        lambda: "sluice.evidence.staging.soak" in pipeline.tags(version),
+    )
+    code, said = sluice(
+        "evidence", "check", MODEL, "--env", "production", "--version", str(version)
+    )
+    assert code == 1, said
+    assert "SluiceFeatureDrift" in said
+    assert f"sluice/production/{MODEL}/v{version}" not in pipeline.branches()
+
+
+def test_a_version_that_fails_staging_is_never_proposed(pipeline: Pipeline, sluice: User) -> None:
+    """A version that fails every request is stopped by the staging smoke, rolled back and
+    quarantined; production's controller never proposes it."""
+    assert pipeline.faulty is not None
+    output, _ = pipeline.faulty.communicate(timeout=120)
+    assert pipeline.faulty.returncode == 0
+    faulty = int(output.strip().splitlines()[-1])
+    serving, _ = pipeline.pin("staging")
+    pipeline.propose_and_merge(faulty)
+    pipeline.wait(
+        "the faulty version's rollback",
+        lambda: (
+            pipeline.pin("staging") == (serving, None)
+            and "sluice.quarantined" in pipeline.tags(faulty)
+        ),
+    )
+    assert not any(
+        f"v{faulty}" in branch for branch in pipeline.branches() if "production" in branch
+    )
+    code, said = sluice("evidence", "check", MODEL, "--env", "production", "--version", str(faulty))
+    assert code == 1, said
+    assert "canary in staging" in said
+
+
+def test_the_merge_rolled_the_version_out_in_production(pipeline: Pipeline) -> None:
+    """The production pull request's merge (above) rolled the good version out in production,
+    in production's own runtime, and moved production's champion alias."""
+    version = pipeline.good
+    assert version is not None
     pipeline.wait("the production rollout", lambda: pipeline.champion("production") == version)
     assert pipeline.pin("production") == (version, None)
     status = pipeline.served("production")["object"]["status"]
