@@ -8,17 +8,19 @@ proposes versions to staging and merges them, merges the production pull request
 with ``--forge local``) the production controller opens by itself, and reads what a user
 reads: Git, the registry, ``sluice evidence show|check`` and ``sluice propose``.
 
+- a version whose smoke fails in staging is rolled back there and never proposed onward;
 - a good version goes through the staging canary and a shortened soak, the production proposal
   opens by itself, and its merge rolls it out in production; every evidence envelope verifies
   with the in-toto library alone, and forging or deleting one makes ``sluice propose --env
   production`` exit 1 naming it;
 - a version whose staging canary passes but whose soak sees a drift alert (posted to the
   staging controller's ``/hooks/alertmanager`` as Alertmanager posts it) waits: ``sluice
-  evidence check --env production`` exits 1 naming the alert;
-- a version whose smoke fails in staging is rolled back there and never proposed onward.
+  evidence check --env production`` exits 1 naming the alert.
 
-The tests run in this order on one module-scoped pipeline; production's rollout of the good
-version runs while staging takes the next versions, and is checked last.
+The tests run in this order on one module-scoped pipeline, and overlap what a laptop can: the
+failing version's smoke runs while the good version soaks (at 0 % of the traffic it does not
+interrupt the soak), and production's rollout of the good version runs while staging takes
+the drifting one; the rollout is checked last.
 
 The policies are cut to the bone to keep this file fast: the canary is one step at 50 % judged
 by a one-second load test (no Prometheus gate, no judge), the smoke is ten requests and the
@@ -136,8 +138,9 @@ class Pipeline:
     serve_logs: dict[str, Path]
     #: Registers a version that fails every request (started early: it takes seconds).
     faulty: subprocess.Popen[str] | None = None
-    #: The version that earned production.
-    good: int | None = None
+    #: Registered while v1 deploys: the version that earns production, the one that drifts.
+    good: int = 0
+    drifting: int = 0
 
     @property
     def state_dir(self) -> Path:
@@ -277,6 +280,10 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
              "--base-version", str(first), "--error-rate", "1.0", "--latency-ms", "0"],
             env=pipeline.env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
+        pipeline.good, pipeline.drifting = (
+            register_version(pipeline.tracking_uri, MODEL, alias=None, input_example=True)
+            for _ in range(2)
+        )
         pipeline.wait("v1 to serve in staging", lambda: pipeline.champion("staging") == first)
         yield pipeline
     finally:
@@ -343,19 +350,49 @@ def _forged(line: bytes) -> bytes:
     return (json.dumps(envelope) + "\n").encode()
 
 
+def test_a_version_that_fails_staging_is_never_proposed(pipeline: Pipeline, sluice: User) -> None:
+    """A good version's staging canary passes (signed canary evidence) and it starts to soak.
+    Meanwhile a version that fails every request is stopped by the staging smoke, at 0 % of the
+    traffic (the good version still serves everything, so its soak goes on), rolled back and
+    quarantined; production's controller never proposes it."""
+    good = pipeline.good
+    pipeline.propose_and_merge(good)
+    pipeline.wait("the canary's promotion", lambda: pipeline.champion("staging") == good)
+    assert "sluice.evidence.staging.canary" in pipeline.tags(good)
+    assert pipeline.faulty is not None
+    output, _ = pipeline.faulty.communicate(timeout=120)
+    assert pipeline.faulty.returncode == 0
+    faulty = int(output.strip().splitlines()[-1])
+    serving, _ = pipeline.pin("staging")
+    pipeline.propose_and_merge(faulty)
+    pipeline.wait(
+        "the faulty version's rollback",
+        lambda: (
+            pipeline.pin("staging") == (serving, None)
+            and "sluice.quarantined" in pipeline.tags(faulty)
+        ),
+    )
+    assert not any(
+        f"v{faulty}" in branch for branch in pipeline.branches() if "production" in branch
+    )
+    code, said = sluice("evidence", "check", MODEL, "--env", "production", "--version", str(faulty))
+    assert code == 1, said
+    assert "canary in staging" in said
+
+
 def test_a_version_earns_production_by_evidence(pipeline: Pipeline, sluice: User) -> None:
-    """Staging canary, a soak without alerts, the production proposal opened by production's
-    controller; a forged or deleted envelope makes `sluice propose --env production` refuse;
-    every envelope verifies with in-toto alone. The merge's rollout is awaited last
-    (:func:`test_the_merge_rolled_the_version_out_in_production`): staging is free meanwhile."""
-    version = register_version(pipeline.tracking_uri, MODEL, alias=None, input_example=True)
-    pipeline.good = version
-    pipeline.propose_and_merge(version)
+    """The good version's soak ends without an alert, and production's controller opens the
+    production proposal by itself; a forged or deleted envelope makes `sluice propose --env
+    production` refuse; every envelope verifies with in-toto alone. The merge's rollout is
+    awaited last (:func:`test_the_merge_rolled_the_version_out_in_production`)."""
+    version = pipeline.good
     branch = f"sluice/production/{MODEL}/v{version}"
-    pipeline.wait("the production proposal", lambda: branch in pipeline.branches(), timeout=90)
+    proposed = "sluice.promotion.proposed.production"  # the proposal's once-per-version mark
+    pipeline.wait("the production proposal", lambda: proposed in pipeline.tags(version))
+    assert branch in pipeline.branches()
     tags = pipeline.tags(version)
     assert {"sluice.evidence.staging.canary", "sluice.evidence.staging.soak"} <= set(tags)
-    assert tags["sluice.promotion.proposed.production"].startswith(f"{branch}@")
+    assert tags[proposed].startswith(f"{branch}@")
     assert f"{MODEL} v{version} → production: proposed" in pipeline.log("production")
 
     code, shown = sluice("evidence", "show", MODEL, "--version", str(version), "--json")
@@ -396,7 +433,7 @@ def test_a_version_earns_production_by_evidence(pipeline: Pipeline, sluice: User
 def test_a_version_whose_soak_saw_a_drift_alert_waits(pipeline: Pipeline, sluice: User) -> None:
     """The staging canary passes (signed canary evidence), then a drift alert fires while the
     version soaks: the soak is recorded broken, naming the alert, and production waits."""
-    version = register_version(pipeline.tracking_uri, MODEL, alias=None, input_example=True)
+    version = pipeline.drifting
     pipeline.propose_and_merge(version)
     pipeline.wait("the canary's promotion", lambda: pipeline.champion("staging") == version)
     assert "sluice.evidence.staging.canary" in pipeline.tags(version)
@@ -414,35 +451,14 @@ def test_a_version_whose_soak_saw_a_drift_alert_waits(pipeline: Pipeline, sluice
     assert f"sluice/production/{MODEL}/v{version}" not in pipeline.branches()
 
 
-def test_a_version_that_fails_staging_is_never_proposed(pipeline: Pipeline, sluice: User) -> None:
-    """A version that fails every request is stopped by the staging smoke, rolled back and
-    quarantined; production's controller never proposes it."""
-    assert pipeline.faulty is not None
-    output, _ = pipeline.faulty.communicate(timeout=120)
-    assert pipeline.faulty.returncode == 0
-    faulty = int(output.strip().splitlines()[-1])
-    serving, _ = pipeline.pin("staging")
-    pipeline.propose_and_merge(faulty)
-    pipeline.wait(
-        "the faulty version's rollback",
-        lambda: (
-            pipeline.pin("staging") == (serving, None)
-            and "sluice.quarantined" in pipeline.tags(faulty)
-        ),
-    )
-    assert not any(
-        f"v{faulty}" in branch for branch in pipeline.branches() if "production" in branch
-    )
-    code, said = sluice("evidence", "check", MODEL, "--env", "production", "--version", str(faulty))
-    assert code == 1, said
-    assert "canary in staging" in said
-
-
 def test_the_merge_rolled_the_version_out_in_production(pipeline: Pipeline) -> None:
     """The production pull request's merge (above) rolled the good version out in production,
     in production's own runtime, and moved production's champion alias."""
     version = pipeline.good
-    assert version is not None
+    production = [
+        branch for branch in pipeline.branches() if branch.startswith("sluice/production")
+    ]
+    assert production == [f"sluice/production/{MODEL}/v{version}"]
     pipeline.wait("the production rollout", lambda: pipeline.champion("production") == version)
     assert pipeline.pin("production") == (version, None)
     status = pipeline.served("production")["object"]["status"]
