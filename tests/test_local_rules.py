@@ -25,15 +25,17 @@ from controller.local.rules import (
     write_local_rules,
 )
 from controller.local.runtime import RUNTIME_FILE
+from controller.local.runtime import _parse as parse_runtime_args
 from controller.local.scrape import (
     ModelServerTarget,
     PrometheusScrapeConfig,
     ScrapeTargets,
+    peer_targets,
     write_scrape_config,
 )
 from controller.local.services import start_prometheus
 from controller.local.stack import StackRequest, write_rules
-from controller.local.state import read_json
+from controller.local.state import read_json, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / RULES_MANIFEST
@@ -206,6 +208,28 @@ def test_the_runtime_passes_its_rule_files_to_every_config_it_writes(tmp_path: P
         runtime.wait_ready(lambda: read_json(state / RUNTIME_FILE) is not None, timeout=30)
         rule_files = json.loads(config.read_text())["rule_files"]
     assert rule_files == [str(first.resolve()), str(second.resolve())]
+
+
+def test_a_runtime_keeps_its_peers_targets_in_the_config_it_writes(tmp_path: Path) -> None:
+    """A stack serving two environments has a runtime each and one Prometheus config: a
+    runtime named its peers (`--scrape-peer DIR`, repeatable) writes its own targets and those
+    each peer last saved (none for a peer that saved nothing yet)."""
+    peer, silent = tmp_path / "production", tmp_path / "qa"
+    server = ModelServerTarget("fraud-predictor-00001", "fraud", "models-production", 8091)
+    write_json(peer / RUNTIME_FILE, {"scrapeTargets": ScrapeTargets.of([8090], [server]).to_dict()})
+    args = ["--state-dir", str(tmp_path / "staging"), "--remote", "r.git", "--env", "staging"]
+    config = parse_runtime_args([*args, "--scrape-peer", str(peer), "--scrape-peer", str(silent)])
+    assert config.scrape_peers == (peer, silent)
+    own = ScrapeTargets.of([8080], [])
+    written = tmp_path / "prometheus.yml"
+    scrape = PrometheusScrapeConfig(written, None, None)
+    assert scrape.update(own.union(peer_targets(config.scrape_peers)))
+    jobs = {job["job_name"]: job for job in json.loads(written.read_text())["scrape_configs"]}
+    routers = jobs["sluice-routers"]["static_configs"][0]["targets"]
+    assert routers == ["127.0.0.1:8080", "127.0.0.1:8090"]
+    (servers,) = jobs["kserve-model-servers"]["static_configs"]
+    assert servers["labels"]["namespace_name"] == "models-production"
+    assert not scrape.update(own.union(peer_targets(config.scrape_peers)))  # nothing changed
 
 
 # -- a real Prometheus ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from controller.local.kserve_status import (
     Revision,
     RevisionState,
 )
-from controller.local.state import write_json
+from controller.local.state import environment_dir, write_json
 from controller.local.sync import (
     application_health,
     new_application,
@@ -176,6 +176,28 @@ def test_other_environment_is_a_configuration_error(state_dir: Path) -> None:
     save(state_dir, fraud=inference_service(CANARY, READY))
     with pytest.raises(ConfigError, match="sluice local up --env staging"):
         LocalTarget(state_dir).observe("staging", ISVC)
+
+
+def test_a_further_environment_is_read_from_its_own_runtime(state_dir: Path) -> None:
+    """A stack serving two environments (`sluice local up --env local --env production`) runs
+    a runtime for each: the target reads production's from its own state directory, at 50 %
+    while the first environment's canary is at 10 %, and each one's from its own file."""
+    save(state_dir, fraud=inference_service(CANARY, READY))
+    production = environment_dir(state_dir, "production")
+    production.mkdir(parents=True, exist_ok=True)
+    with standin_runtime(production) as pid:
+        (production / "pid").write_text(str(pid))
+        half = PredictorSpec(canary_traffic_percent=50, enable_tag_routing=True)
+        save(production, fraud=inference_service(half, READY))
+        document = json.loads((production / RUNTIME_FILE).read_text())
+        write_json(production / RUNTIME_FILE, {**document, "env": "production"})
+        target = LocalTarget(state_dir)
+        assert target.observe("production", ISVC).percent_of(R2) == 50
+        assert target.observe(ENV, ISVC).percent_of(R2) == 10
+        with pytest.raises(ConfigError, match="--env local --env staging"):
+            target.observe("staging", ISVC)  # served by neither runtime
+    with pytest.raises(RemoteUnavailable, match="has exited"):
+        target.observe("production", ISVC)  # its runtime stopped: not the first one's file
 
 
 def test_missing_state_file(tmp_path: Path) -> None:
