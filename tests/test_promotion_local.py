@@ -447,7 +447,8 @@ def test_a_version_whose_soak_saw_a_drift_alert_waits(pipeline: Pipeline, sluice
         "evidence", "check", MODEL, "--env", "production", "--version", str(version)
     )
     assert code == 1, said
-    assert "soak in staging" in said and "with alert SluiceFeatureDrift" in said, said
+    assert "soak in staging" in said, said
+    assert "with alert SluiceFeatureDrift" in said, said
     assert f"sluice/production/{MODEL}/v{version}" not in pipeline.branches()
 
 
