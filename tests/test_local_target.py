@@ -196,8 +196,8 @@ def test_a_further_environment_is_read_from_its_own_runtime(state_dir: Path) -> 
         assert target.observe(ENV, ISVC).percent_of(R2) == 10
         with pytest.raises(ConfigError, match="--env local --env staging"):
             target.observe("staging", ISVC)  # served by neither runtime
-    with pytest.raises(RemoteUnavailable, match="has exited"):
-        target.observe("production", ISVC)  # its runtime stopped: not the first one's file
+    with pytest.raises(ConfigError, match="sluice local up --env production"):
+        target.observe("production", ISVC)  # its runtime stopped: the stack serves local only
 
 
 def test_missing_state_file(tmp_path: Path) -> None:

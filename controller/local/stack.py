@@ -307,9 +307,10 @@ def up(
             routers = request.port_base + _ROUTER_OFFSET + index * _ROUTERS_PER_ENVIRONMENT
             argv += ["--port-base", str(routers)]
         _ensure_runtime(stack, root, env, runtime_dirs[env], argv, progress, request.remote)
-    # Environments an earlier `up` served and this one does not: their runtimes stop.
+    # Further environments an earlier `up` served and this one does not (or serves first, from
+    # the root): their runtimes stop.
     for env, entry in list((stack.get(_MORE_RUNTIMES) or {}).items()):
-        if env not in request.environments:
+        if env not in request.environments[1:]:
             stop_pid(entry.get("pid"), *entry.get("markers", []))
             del stack[_MORE_RUNTIMES][env]
     write_json(root / STACK_FILE, stack)

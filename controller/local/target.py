@@ -196,9 +196,10 @@ class LocalTarget:
         """What the runtime of this state directory saved, checked to be live and to run
         ``environment``."""
         state_dir = environment_dir(self.state_dir, environment)
-        if not (state_dir / RUNTIME_FILE).is_file():
-            state_dir = self.state_dir  # the stack's first (or only) environment
         saved = read_json(state_dir / RUNTIME_FILE)
+        if saved is None or not pid_matches(saved.get("pid"), _RUNTIME_MODULE, str(state_dir)):
+            # Not a further environment's live runtime: the stack's first (or only) one.
+            state_dir, saved = self.state_dir, read_json(self.state_file)
         if saved is None:
             raise RemoteUnavailable(NOT_RUNNING)
         pid = saved.get("pid")
