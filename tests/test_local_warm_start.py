@@ -7,6 +7,7 @@ the first one in this process starts the fork server (controller/local/forkserve
 from __future__ import annotations
 
 import json
+import multiprocessing.forkserver
 import os
 import signal
 import sys
@@ -83,6 +84,25 @@ def predict(url: str, name: str, instances: list[dict[str, Any]]) -> list[Any]:
     )
     with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
         return list(json.loads(answer.read())["predictions"])
+
+
+def test_a_prewarmed_fork_server_is_the_one_the_first_server_forks_from(
+    sklearn_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runtime starts the fork server as it starts (:func:`forkserver.prewarm`), so its
+    imports load while the first sync runs: the first model server is then its child."""
+    monkeypatch.delenv(COLD_START_ENV, raising=False)
+    assert forkserver.prewarm()
+    started = multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    assert pid_matches(started, "multiprocessing.forkserver")
+    handle = start_model_server(
+        name="linear", storage_uri=str(sklearn_model), log_dir=tmp_path, env={}
+    )
+    try:
+        stat = Path(f"/proc/{handle.pid}/stat").read_text()
+        assert int(stat[stat.rfind(")") + 2 :].split()[1]) == started
+    finally:
+        handle.stop()
 
 
 def test_server_that_cannot_load_reports_its_own_last_words(tmp_path: Path) -> None:

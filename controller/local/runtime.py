@@ -58,7 +58,7 @@ from git.exc import GitCommandError
 from controller.backends.git_repo import GitWorkspace
 from controller.errors import SluiceError
 from controller.gates.metrics_profile import DEFAULT_PROFILE, resolve_profile
-from controller.local import sync
+from controller.local import forkserver, sync
 from controller.local.applied import InferenceServiceRuntime
 from controller.local.graph.headers import DEFAULT_PROPAGATED_HEADERS
 from controller.local.graph_plane import GraphPlane, graph_refusal
@@ -157,6 +157,7 @@ class LocalRuntime:
 
     def run(self, stop: threading.Event) -> None:
         """Resume from the state file, then pass until ``stop`` is set; stop what it started."""
+        forkserver.prewarm()  # the model servers' imports load while the first sync runs
         self.plane.predictions.start()
         self.resume()
         next_poll = 0.0
