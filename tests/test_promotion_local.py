@@ -259,16 +259,19 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     remote = create_git_remote(root)
     seed_manifests(remote, root / "seed", model=MODEL)
     commit_to_remote(remote, root / "policy", "Staging, then production by evidence", _pipeline)
+    ports = {"staging": free_port(), "production": free_port()}
     stack = StackRequest(
         root=root / ".sluice" / "local", remote=remote.url, env="staging",
         more_envs=("production",), poll_interval=1.0,
+        # Alertmanager posts drift alerts to staging's controller, as `sluice local up` wires it.
+        webhook_url=f"http://127.0.0.1:{ports['staging']}/hooks/alertmanager", webhook_token=TOKEN,
     )  # fmt: skip
-    components = up(stack)
     serves: list[subprocess.Popen[bytes]] = []
+    pipeline = None
     try:
+        components = up(stack)
         pipeline = Pipeline(
-            root, remote, str(components["mlflow"]["url"]),
-            serve_ports={"staging": free_port(), "production": free_port()},
+            root, remote, str(components["mlflow"]["url"]), serve_ports=ports,
             serve_logs={env: root / f"serve-{env}.log" for env in ("staging", "production")},
         )  # fmt: skip
         serves += [_serve(pipeline, "staging", STAGING_PRIVATE)]
@@ -287,6 +290,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         pipeline.wait("v1 to serve in staging", lambda: pipeline.champion("staging") == first)
         yield pipeline
     finally:
+        if pipeline is not None and pipeline.faulty is not None and pipeline.faulty.poll() is None:
+            pipeline.faulty.kill()
         for process in serves:
             process.terminate()
         for process in serves:
