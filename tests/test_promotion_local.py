@@ -399,6 +399,12 @@ def test_a_version_earns_production_by_evidence(pipeline: Pipeline, sluice: User
     assert {"sluice.evidence.staging.canary", "sluice.evidence.staging.soak"} <= set(tags)
     assert tags[proposed].startswith(f"{branch}@")
     assert f"{MODEL} v{version} → production: proposed" in pipeline.log("production")
+    # The branch is the pull request of the local forge: its commit keeps the evidence.
+    message = git("log", "-1", "--format=%B", branch, cwd=pipeline.remote.path)
+    evidence = message.split("\nEvidence:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    canary, soak = evidence
+    assert canary.startswith("- canary in staging: verified (signed by staging's key"), message
+    assert soak == f"- soak in staging: {SOAK} of {SOAK}, clean", message
 
     code, shown = sluice("evidence", "show", MODEL, "--version", str(version), "--json")
     assert code == 0, shown

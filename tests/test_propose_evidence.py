@@ -70,6 +70,22 @@ def test_complete_evidence_opens_the_pull_request_with_it_and_a_success_status()
     assert evidence[0].description == "evidence from staging complete"
 
 
+def test_the_proposal_commit_keeps_the_evidence_it_was_held_to() -> None:
+    """The branch itself says what the version earned, before the trailers: with the local
+    forge there is no pull request body to read it in."""
+    setup = Pipeline()
+    setup.earn_all()
+    result = _propose(setup)
+    assert result.commit is not None
+    message = setup.workspace.message(result.commit)
+    assert message is not None
+    paragraphs = message.strip().split("\n\n")
+    evidence = next(p for p in paragraphs if p.startswith("Evidence:\n"))
+    assert evidence.splitlines()[1:] == [f"- {line}" for line in result.evidence]
+    assert evidence.splitlines()[1].startswith("- canary in staging: verified")
+    assert paragraphs[-1].startswith("Sluice-Model: fraud-detector\n")  # the trailers, last
+
+
 def test_a_required_approval_leaves_the_status_pending() -> None:
     setup = Pipeline(promotion="promotion: {from: [staging], approval: {required: true}}")
     setup.earn("canary")

@@ -204,6 +204,8 @@ class _Plan:
     edit: Callable[[Path], None]
     message: str
     draft: ProposalResult
+    #: What ``message`` was rendered from (rendered again with the evidence once it is held).
+    view: ProposalMessage
     #: The pre-traffic smoke's requests when the pin starts in the smoke phase, else None.
     smoke_requests: int | None = None
     #: The provenance check under the environment's policy; None when it requires none.
@@ -242,15 +244,14 @@ def _plan(
         # come before any client request (the shadow phase runs it at its own start).
         canary, smoke_then = 0, canary
     run = registry.run_summary(version.run_id) if version.run_id else None
-    message = render_proposal_message(
-        ProposalMessage(
-            model=request.model, version=version.version, environment=config.name,
-            previous_version=previous, canary_percent=canary, storage_uri=storage_uri,
-            run_id=version.run_id, run_url=run.url if run else None,
-            metrics=run.metrics if run else {}, shadow_percent=shadow_percent,
-            smoke_then=smoke_then,
-        )
+    view = ProposalMessage(
+        model=request.model, version=version.version, environment=config.name,
+        previous_version=previous, canary_percent=canary, storage_uri=storage_uri,
+        run_id=version.run_id, run_url=run.url if run else None,
+        metrics=run.metrics if run else {}, shadow_percent=shadow_percent,
+        smoke_then=smoke_then,
     )  # fmt: skip
+    message = render_proposal_message(view)
     pin = ReleasePin(
         model=request.model, version=version.version, storage_uri=storage_uri,
         run_id=version.run_id, previous_version=previous, canary_percent=canary,
@@ -271,7 +272,7 @@ def _plan(
         events_url, pin_annotations(version.tags),
     )  # fmt: skip
     smoke_requests = policy.smoke.requests if smoke_then is not None else None
-    return _Plan(config, version, run, pin_path, edit, message, draft, smoke_requests)
+    return _Plan(config, version, run, pin_path, edit, message, draft, view, smoke_requests)
 
 
 def _check_provenance(
@@ -334,8 +335,12 @@ def _check_evidence(
     if check is None:
         return plan
     state, _ = evidence_status(check)
-    draft = replace(plan.draft, evidence_state=state, evidence=evidence_lines(check))
-    return replace(plan, draft=draft, promotion=check)
+    lines = evidence_lines(check)
+    draft = replace(plan.draft, evidence_state=state, evidence=lines)
+    # The commit keeps what the version was held to: a branch without a pull request (the
+    # local forge) carries its evidence too.
+    message = render_proposal_message(replace(plan.view, evidence=lines))
+    return replace(plan, draft=draft, promotion=check, message=message)
 
 
 def _inference_logger(config: EnvironmentConfig, model: str) -> tuple[str | None, tuple[str, ...]]:

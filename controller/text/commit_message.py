@@ -23,7 +23,7 @@ _BODY = Template(
 Run: $run_url
 Holdout metrics: $metrics
 Storage: $storage_uri
-
+$evidence
 Sluice-Model: $model
 Sluice-Version: $version
 Sluice-Env: $environment
@@ -50,6 +50,9 @@ class ProposalMessage:
     shadow_percent: float | None = None
     #: Pinned at weight 0 for the pre-traffic smoke, before ``smoke_then`` % (the first step).
     smoke_then: int | None = None
+    #: For an environment with ``promotion:``, the evidence the version was held to when
+    #: proposed, one line each (met, then missing): the branch itself keeps what it earned.
+    evidence: tuple[str, ...] = ()
 
 
 def proposal_branch(environment: str, model: str, version: int) -> str:
@@ -89,6 +92,14 @@ def _metrics_line(metrics: Mapping[str, float]) -> str:
                 text += f" (champion {champion:.4f})"
             parts.append(text)
     return ", ".join(parts) or "none logged"
+
+
+def _evidence_paragraph(lines: tuple[str, ...]) -> str:
+    """The body's Evidence paragraph, then the blank line before the trailers; only the blank
+    line without evidence."""
+    if not lines:
+        return ""
+    return "\nEvidence:\n" + "".join(f"- {line}\n" for line in lines)
 
 
 def render_proposal_message(message: ProposalMessage) -> str:
@@ -131,5 +142,6 @@ def render_proposal_message(message: ProposalMessage) -> str:
         version=message.version,
         environment=message.environment,
         run_id=message.run_id or "-",
+        evidence=_evidence_paragraph(message.evidence),
     )
     return f"{_subject(message)}\n\n{body}"
