@@ -10,12 +10,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
+    "QUARANTINE_TAG",
     "ChangeRequest",
     "ModelVersion",
     "PullRequest",
     "RetrainRequest",
     "RunSummary",
 ]
+
+#: The version tag a quarantine writes (its reason), with ``.environment`` and ``.at`` beside
+#: it: the rollout sets it, proposals, the soak and the evidence gate read it.
+QUARANTINE_TAG = "sluice.quarantined"
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class ModelVersion:
     @property
     def quarantined(self) -> bool:
         """Judged worse by a rollout: proposals refuse it until its quarantine is lifted."""
-        return "sluice.quarantined" in self.tags
+        return QUARANTINE_TAG in self.tags
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,13 @@ from controller.backends.mlflow_attestations import MlflowAttestations
 from controller.backends.mlflow_evidence import MlflowEvidence
 from controller.cli import main
 from controller.commands.evidence import (
+    EvidenceSources,
     pipeline_entries,
     print_pipeline,
     run_evidence_check,
     run_evidence_show,
 )
-from controller.commands.evidence_verdict import EvidenceSources
+from controller.domain import QUARANTINE_TAG
 from controller.errors import GateFailed
 from controller.evidence.evaluate import UpstreamState, evaluate
 from controller.evidence.policy import PromotionPolicy
@@ -42,7 +43,6 @@ from controller.evidence.verify import EvidenceCheck
 from controller.local.services import MlflowService
 from controller.manifests.manifest import ReleasePin, apply_release, dump_pin, load_pin
 from controller.provenance.signing import generate_keypair
-from controller.rollout.observe import QUARANTINE_TAG
 from controller.rollout.record import shadow_tag
 from controller.status.pipeline_view import Pin, pipeline_entry, pipeline_line
 from controller.status.status_page import render_status_page
@@ -269,6 +269,14 @@ def test_check_refuses_a_quarantined_version_and_one_superseded_upstream(world: 
             as_json=False, console=console,
         )  # fmt: skip
     assert "✗ superseded in staging by v8" in out.getvalue()
+    canarying = _world(staging=(8, 50))  # v8 may yet fail: v7 still serves half of staging
+    canarying.canary()
+    canarying.soak(30)
+    console, _ = _console()
+    run_evidence_check(
+        canarying.sources, MODEL, version=7, alias=None, environment="production",
+        as_json=False, console=console,
+    )  # fmt: skip
 
 
 def test_an_environment_without_promotion_takes_any_version(
@@ -335,7 +343,11 @@ def test_the_pipeline_shows_a_canary_under_way_a_version_served_and_one_blocked(
     judged.canary()
     judged.soak(30, alerts=("FraudDetectorDrift",))
     judged.registry.set_version_tags(MODEL, 7, {shadow_tag("staging"): "fail"})
-    judged.registry.set_version_tags(MODEL, 7, {QUARANTINE_TAG: "shadow judged it worse"})
+    judged.registry.set_version_tags(
+        MODEL,
+        7,
+        {QUARANTINE_TAG: "shadow judged it worse", f"{QUARANTINE_TAG}.environment": "staging"},
+    )
     assert _lines(judged) == [
         "staging v7 ✗ quarantined, ✓ canary, no shadow, ✗ soak 1d6h with alert FraudDetectorDrift "
         "→ production blocked "

@@ -25,12 +25,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from controller.errors import SluiceError
-from controller.manifests.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
-from controller.proposals.evidence_gate import check_promotion, pinned_version, upstream_pins
+from controller.proposals.evidence_gate import (
+    check_promotion,
+    pinned_version,
+    read_environments,
+    upstream_pins,
+)
 from controller.proposals.propose import ProposalRequest, ProposalResult
 from controller.redact import redact
 
 if TYPE_CHECKING:
+    from controller.manifests.environment import EnvironmentConfig
     from controller.ports import (
         AttestationStore,
         EvidenceStore,
@@ -85,15 +90,7 @@ class AutoProposer:
         self._said: dict[tuple[str, str], str] = {}
 
     def _configs(self) -> list[EnvironmentConfig]:
-        default = self._workspace.default_branch()
-        names = self._only or tuple(self._workspace.list_dir(default, "manifests/overlays"))
-        paths = {name: f"manifests/overlays/{name}/{ENVIRONMENT_FILE}" for name in names}
-        texts = self._workspace.read_many(default, list(paths.values()))
-        configs = [
-            parse_environment(text, source=f"{paths[name]}@{default}", environment=name)
-            for name in names
-            if (text := texts[paths[name]]) is not None
-        ]
+        configs = read_environments(self._workspace, self._only)
         return [c for c in configs if c.promotion is not None and c.promotion.auto_propose]
 
     def _say(self, outcome: Outcome, level: int = logging.INFO) -> None:
