@@ -26,6 +26,7 @@ read, not remembered:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -126,10 +127,15 @@ def pinned(workspace: ReleaseRepository, config: EnvironmentConfig, model: str) 
         return None
     path = f"{_OVERLAYS}/{config.name}/{release.pin}"
     text = workspace.read(config.branch, path)
-    if text is None:
-        return None
+    return None if text is None else _read_pin(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_pin(text: str) -> Pin | None:
+    """A pin's text read (once per text: the gate, the auto-proposal and the pipeline read the
+    same pins over and over, and parsing one is most of a check's time)."""
     try:
-        document = load_pin(text, source=f"{path}@{config.branch}")
+        document = load_pin(text, source="pin")
         found = read_release(document)
     except ManifestInvalid:
         return None
