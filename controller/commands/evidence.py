@@ -32,8 +32,8 @@ from controller.ports import (
     ModelRegistry,
     ReleaseRepository,
 )
-from controller.proposals.evidence_gate import Pin as PinnedAt
 from controller.proposals.evidence_gate import (
+    PinState,
     PromotionCheck,
     check_promotion,
     pinned,
@@ -240,7 +240,7 @@ def _pin(
     workspace: ReleaseRepository,
     config: EnvironmentConfig,
     model: str,
-    found: PinnedAt | None,
+    found: PinState | None,
     *,
     upstream: bool = True,
 ) -> Pin:

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from controller.provenance.verify import Verification
 
 __all__ = [
-    "Pin",
+    "PinState",
     "PromotionCheck",
     "check_promotion",
     "pinned",
@@ -77,7 +77,7 @@ class PromotionCheck:
 
 
 @dataclass(frozen=True)
-class Pin:
+class PinState:
     """What an environment's pin of a model says on the branch it syncs from."""
 
     release: PinnedRelease
@@ -119,7 +119,7 @@ def _named(
     raise ConfigError(f"{named_by} names environment {name!r}, but {path} is not on {default}")
 
 
-def pinned(workspace: ReleaseRepository, config: EnvironmentConfig, model: str) -> Pin | None:
+def pinned(workspace: ReleaseRepository, config: EnvironmentConfig, model: str) -> PinState | None:
     """What ``config``'s pin of ``model`` says on its branch; None when it serves no such
     model or its pin is absent or broken (the proposal there reports a broken pin itself)."""
     release = next((r for r in config.releases if r.model == model), None)
@@ -131,7 +131,7 @@ def pinned(workspace: ReleaseRepository, config: EnvironmentConfig, model: str) 
 
 
 @functools.lru_cache(maxsize=64)
-def _read_pin(text: str) -> Pin | None:
+def _read_pin(text: str) -> PinState | None:
     """A pin's text read (once per text: the gate, the auto-proposal and the pipeline read the
     same pins over and over, and parsing one is most of a check's time)."""
     try:
@@ -141,7 +141,7 @@ def _read_pin(text: str) -> Pin | None:
         return None
     annotations = (document.get("metadata") or {}).get("annotations") or {}
     phase = annotations.get(PHASE_ANNOTATION)
-    return Pin(found, str(phase) if phase else None)
+    return PinState(found, str(phase) if phase else None)
 
 
 def pinned_version(
@@ -156,7 +156,7 @@ def upstream_pins(
     workspace: ReleaseRepository, environment: str, model: str
 ) -> dict[str, int | None]:
     """The version each upstream environment of ``environment`` has fully promoted for
-    ``model`` (its pin serves it alone: :attr:`Pin.serves_alone`), None where it has none;
+    ``model`` (its pin serves it alone: :attr:`PinState.serves_alone`), None where it has none;
     empty when ``environment`` has no ``promotion:``. ``sluice serve`` proposes from these."""
     default = workspace.default_branch()
     configs = read_environments(workspace)
