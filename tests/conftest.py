@@ -53,6 +53,7 @@ _LONGEST_FIRST = (
     "test_rollout_shadow_local.py",
     "test_local_shadow.py",
     "test_rollout_chaos.py",
+    "test_promotion_local.py",
     "test_local_runtime.py",
     "test_local_runtime_raw.py",
     "test_drift_command.py",
