@@ -12,9 +12,12 @@ from support.evidence_pipeline import MODEL, Pipeline
 
 from controller.proposals.auto_propose import AutoProposer
 from controller.proposals.propose import ProposalRequest, ProposalResult, propose
+from controller.testing import RecordingNotifier
 
 
-def _proposer(setup: Pipeline, made: list[ProposalRequest]) -> AutoProposer:
+def _proposer(
+    setup: Pipeline, made: list[ProposalRequest], notifier: RecordingNotifier | None = None
+) -> AutoProposer:
     def propose_version(request: ProposalRequest) -> ProposalResult:
         made.append(request)
         return propose(
@@ -23,8 +26,9 @@ def _proposer(setup: Pipeline, made: list[ProposalRequest]) -> AutoProposer:
         )  # fmt: skip
 
     return AutoProposer(
-        setup.workspace, setup.registry, setup.evidence, setup.attestations, propose_version
-    )
+        setup.workspace, setup.registry, setup.evidence, setup.attestations, propose_version,
+        notifier=notifier,
+    )  # fmt: skip
 
 
 def _waiting(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -37,7 +41,8 @@ def test_a_version_is_proposed_once_its_evidence_is_complete_and_only_once(
     caplog.set_level(logging.INFO, logger="sluice.promotion")
     setup = Pipeline()
     made: list[ProposalRequest] = []
-    proposer = _proposer(setup, made)
+    notifier = RecordingNotifier()
+    proposer = _proposer(setup, made, notifier)
     (waiting,) = proposer.run_once()
     assert (waiting.state, waiting.line) == (
         "waiting",
@@ -59,6 +64,12 @@ def test_a_version_is_proposed_once_its_evidence_is_complete_and_only_once(
     assert made == [ProposalRequest(model=MODEL, environment="production", version=1)]
     (pull,) = setup.forge.pulls.values()
     assert "### Evidence" in pull.body
+    # The notification carries the evidence summary, once: nothing was said while it waited.
+    (told,) = notifier.events
+    assert told.title == "fraud-detector v1 proposed to production by evidence"
+    assert "canary in staging" in told.text, told.text
+    assert "soak in staging" in told.text, told.text
+    assert told.text.endswith(f"Pull request: {pull_url(setup)}")
     tags = setup.registry.resolve(MODEL, version=1).tags
     assert tags["sluice.promotion.proposed.production"] == pull_url(setup)
 

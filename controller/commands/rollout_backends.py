@@ -42,6 +42,7 @@ __all__ = [
     "TargetKind",
     "build_lease",
     "build_metrics",
+    "build_notifier",
     "build_reconciler",
     "build_target",
 ]
@@ -82,7 +83,8 @@ def build_metrics(settings: Settings, kind: TargetKind) -> MetricsSource | None:
     return PrometheusSource(url, bearer_token=token.get_secret_value() if token else None)
 
 
-def _notifier(settings: Settings) -> Notifier:
+def build_notifier(settings: Settings) -> Notifier:
+    """The Slack webhook of ``notify_webhook_url``, else the log."""
     if settings.notify_webhook_url is None:
         from controller.notify import LogNotifier
 
@@ -127,7 +129,7 @@ def build_reconciler(
         registry=registry,
         target=deployed_to,
         analyzer=analyzer,
-        notifier=_notifier(settings),
+        notifier=build_notifier(settings),
         forge=forge,
         predictions=predictions,
         graph_replay=_graph_replay(deployed_to),

@@ -39,7 +39,7 @@ from controller.commands.events import build_events_route
 from controller.commands.feedback import build_feedback_route
 from controller.commands.kpi_series import build_kpi_series
 from controller.commands.retrain import build_alertmanager_hook
-from controller.commands.rollout_backends import build_reconciler
+from controller.commands.rollout_backends import build_notifier, build_reconciler
 from controller.commands.soak import build_soak_watcher
 from controller.commands.status import build_status_page
 from controller.errors import ConfigError
@@ -246,6 +246,7 @@ def run_serve(
     promoter = AutoProposer(
         workspace, registry, evidence, attestations, propose_version, environments=environments,
         approvals=_approval_recorder(workspace, registry, evidence, attestations, forge),
+        notifier=build_notifier(settings),
     )  # fmt: skip
     threading.Thread(
         target=promoter.run_forever, args=(stop, settings.poll_interval_seconds),

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from controller.ports import (
         AttestationStore,
         EvidenceStore,
+        Notifier,
         ProposalRegistry,
         ReleaseRepository,
     )
@@ -89,6 +90,7 @@ class AutoProposer:
         *,
         environments: Sequence[str] | None = None,
         approvals: ApprovalRecorder | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self._workspace = workspace
         self._registry = registry
@@ -97,6 +99,8 @@ class AutoProposer:
         self._propose = propose_version
         self._only = tuple(environments) if environments else None
         self._approvals = approvals
+        #: Told of each proposal opened by evidence, with the evidence that earned it.
+        self._notifier = notifier
         self._said: dict[tuple[str, str, str], str] = {}
 
     def _configs(self) -> list[EnvironmentConfig]:
@@ -147,6 +151,11 @@ class AutoProposer:
         result = self._propose(ProposalRequest(model=model, environment=env, version=version))
         where = result.pull_request_url or f"{result.branch}@{(result.commit or '')[:12]}"
         self._registry.set_version_tags(model, version, {proposed_tag(env): where})
+        if self._notifier is not None:
+            self._notifier.notify(
+                f"{model} v{version} proposed to {env} by evidence",
+                "\n".join([*check.verdict.met, f"Pull request: {where}"]),
+            )
         return Outcome(
             env, model, "proposed", f"{what}: evidence complete, proposed ({where})", version
         )
