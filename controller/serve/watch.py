@@ -15,8 +15,8 @@ seen, so a restart re-derives everything from the registry and Git.
 Errors never stop the loop. A failed lookup or a failed ``on_change`` is logged in one redacted
 line, counted, and the version is not recorded as seen, so the next poll retries it. That holds
 for permanent errors too (a broken manifest): a person fixes them without restarting Sluice, at
-the cost of one log line per interval until then. A version a gate refused (``GateFailed``: it
-is quarantined, or its provenance does not verify) is tried again after one interval, then
+the cost of one log line per interval until then. A version a gate refused (``GateFailed``: its
+provenance does not verify) is tried again after one interval, then
 two, four, up to sixteen: its refusal seldom changes by itself, and each try may download and
 hash its artifact; an alias that moves to another version is handed on at once.
 """
@@ -45,9 +45,9 @@ _log = logging.getLogger("sluice.watch")
 
 #: How often an idle loop looks at its stop event; :meth:`Watcher.wake` makes stopping immediate.
 _STOP_CHECK_SECONDS = 0.5
-#: A version a gate refused (quarantined, failed provenance) is tried again after one
+#: A version a gate refused (its provenance does not verify) is tried again after one
 #: interval, then two, four... up to this many intervals: a refusal rarely changes by itself
-#: (a quarantine lifted, a key trusted), and each try may download and hash the artifact.
+#: (a key trusted, the artifact restored), and each try downloads and hashes the artifact.
 _REFUSED_BACKOFF_MAX_INTERVALS = 16
 
 
