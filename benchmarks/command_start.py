@@ -106,6 +106,15 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=10, help="runs per command (median)")
     parser.add_argument("--base", default=DEFAULT_BASE, help="the baseline's commit or branch")
     args = parser.parse_args()
+    known = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"],
+        capture_output=True,
+        check=False,
+    )
+    if known.returncode != 0:
+        print(f"command_start.py: no commit {args.base!r} in {ROOT} (a shallow clone?); "
+              "fetch it or pass --base REF")  # fmt: skip
+        return 2
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, median of {args.repeats}")
     with tempfile.TemporaryDirectory(prefix="sluice-command-start-") as tmp:
         base_tree, scratch = Path(tmp) / "base", Path(tmp) / "scratch"
