@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from controller.domain import ChangeRequest, PullRequest
+from controller.domain import ChangeRequest, PullRequest, PullRequestApprovals
 from controller.errors import ConfigError, PermanentError
 from controller.target_types import ReplayedAnswer
 
@@ -61,6 +61,13 @@ class NoForge:
     def find_pull_request(self, branch: str) -> int | None:
         """No branch ever became a pull request."""
         return None
+
+    def approvals(self, number: int) -> PullRequestApprovals:
+        """Refused: there is no pull request to approve."""
+        raise PermanentError(
+            f"--forge local has no pull request #{number} to read approvals of: a proposal "
+            "is merged by hand there, or use --forge github"
+        )
 
     def dispatch(self, event_type: str, payload: Mapping[str, object]) -> None:
         """Refused: there is no workflow to dispatch to (a retraining runs here instead)."""

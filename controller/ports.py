@@ -18,6 +18,7 @@ from controller.domain import (
     ChangeRequest,
     ModelVersion,
     PullRequest,
+    PullRequestApprovals,
     RetrainRequest,
     RunSummary,
 )
@@ -286,6 +287,12 @@ class Forge(Protocol):
 
     def find_pull_request(self, branch: str) -> int | None:
         """The pull request (open, closed or merged) a proposal branch became, if any."""
+        ...
+
+    def approvals(self, number: int) -> PullRequestApprovals:
+        """Who approves pull request ``number`` now (see
+        :class:`~controller.domain.PullRequestApprovals`); a pull request that does not exist
+        is a :class:`~controller.errors.PermanentError`."""
         ...
 
     def dispatch(self, event_type: str, payload: Mapping[str, object]) -> None:

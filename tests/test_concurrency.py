@@ -33,6 +33,7 @@ from controller.backends.git_lease import GitLeaseStore
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.demo.gitops_remote import merge_branch
+from controller.domain import QUARANTINE_TAG
 from controller.errors import LeaseHeld
 from controller.lease import Lease, LeaseKeeper
 from controller.local.services import MlflowService
@@ -48,7 +49,6 @@ from controller.ports import LoadGenerator, RolloutRegistry
 from controller.proposals.propose import ProposalRequest, propose
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer
-from controller.rollout.observe import QUARANTINE_TAG
 from controller.rollout.pass_report import PassReport
 from controller.rollout.pin_edits import (
     ROLLBACK_REASON,

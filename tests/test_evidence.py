@@ -43,7 +43,7 @@ from controller.evidence.statement import (
     soak_body,
     version_subjects,
 )
-from controller.evidence.verify import verify_evidence
+from controller.evidence.verify import EvidenceCheck, verify_evidence
 from controller.provenance.signing import generate_keypair, load_public_key
 from controller.rollout.record import AnalysisRecord
 from controller.testing.attestations import MemoryAttestations
@@ -259,13 +259,13 @@ def _recorded(staging: CryptoSigner, production: CryptoSigner) -> MemoryEvidence
     return store
 
 
-def _verify(
+def _checks(
     store: MemoryEvidence,
     staging: CryptoSigner,
     production: CryptoSigner,
     subjects: dict[str, str] = SUBJECTS,
-) -> dict[str, Any]:
-    checks = verify_evidence(
+) -> list[EvidenceCheck]:
+    return verify_evidence(
         store.evidence(MODEL, 7),
         store.evidence_tags(MODEL, 7),
         trusted_keys_by_env={
@@ -276,7 +276,15 @@ def _verify(
         model=MODEL,
         version=7,
     )
-    return {f"{c.environment}.{c.kind}": c for c in checks}
+
+
+def _verify(
+    store: MemoryEvidence,
+    staging: CryptoSigner,
+    production: CryptoSigner,
+    subjects: dict[str, str] = SUBJECTS,
+) -> dict[str, Any]:
+    return {f"{c.environment}.{c.kind}": c for c in _checks(store, staging, production, subjects)}
 
 
 def test_recorded_evidence_verifies_piece_by_piece(
@@ -330,17 +338,7 @@ def test_a_replaced_envelope_is_caught_by_its_tag(
     store.replace(
         MODEL, 7, kind="canary", environment="staging", line=evidence_line(other, staging)
     )
-    checks = verify_evidence(
-        store.evidence(MODEL, 7),
-        store.evidence_tags(MODEL, 7),
-        trusted_keys_by_env={
-            "staging": [staging.public_key],
-            "production": [production.public_key],
-        },
-        subjects=SUBJECTS,
-        model=MODEL,
-        version=7,
-    )
+    checks = _checks(store, staging, production)
     broken = [c for c in checks if not c.verified]
     assert [(c.environment, c.kind, c.failed) for c in broken] == [
         ("staging", "canary", "tag"),

@@ -72,12 +72,17 @@ def test_a_version_quarantined_in_staging_or_anywhere_is_refused() -> None:
     assert not check.verdict.allowed
 
 
-def test_a_later_version_serving_in_staging_supersedes_unless_it_was_quarantined() -> None:
+def test_a_later_version_supersedes_once_it_replaced_the_version_in_staging() -> None:
+    """A later version in its canary supersedes nothing yet (it may fail; the version still
+    serves most of staging); once it serves alone, it does, unless it was quarantined."""
     setup = Pipeline(versions=2)
     setup.earn_all()
     setup.set_pin("staging", 2, canary=10, previous=1)
-    assert _check(setup).verdict.lines() == ["superseded in staging by v2"]
+    assert _check(setup).verdict.complete
     assert upstream_pins(setup.workspace, "production", MODEL) == {"staging": None}
+    setup.set_pin("staging", 2)
+    assert _check(setup).verdict.lines() == ["superseded in staging by v2"]
+    assert upstream_pins(setup.workspace, "production", MODEL) == {"staging": 2}
     setup.registry.set_version_tags(MODEL, 2, {"sluice.quarantined": "worse"})
     assert _check(setup).verdict.complete
 

@@ -58,6 +58,10 @@ class Harness(Protocol):
         """A reviewer merges the pull request."""
         ...
 
+    def review(self, number: int, login: str, event: str) -> None:
+        """``login`` reviews the pull request: ``APPROVE``, ``REQUEST_CHANGES``, ``COMMENT``."""
+        ...
+
     def unreachable(self) -> Forge:
         """A forge of this kind that cannot reach its GitHub."""
         ...
@@ -120,6 +124,15 @@ class GitHubHarness:
     def merge(self, number: int) -> None:
         self.github.get_pull(number).merge(merge_method="merge")
 
+    def review(self, number: int, login: str, event: str) -> None:
+        token = self.server.add_user(login)
+        with Github(
+            base_url=self.server.api_url, auth=Auth.Token(token), retry=None,
+            seconds_between_requests=None, seconds_between_writes=None,
+        ) as reviewer:  # fmt: skip
+            pull = reviewer.get_repo(REPO).get_pull(number)
+            pull.create_review(event=event, body="" if event == "APPROVE" else "see inline")
+
     def unreachable(self) -> Forge:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -153,6 +166,10 @@ class MemoryHarness:
 
     def merge(self, number: int) -> None:
         self.forge.merge(number)
+
+    def review(self, number: int, login: str, event: str) -> None:
+        states = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED"}
+        self.forge.review(number, login, states.get(event, "COMMENTED"))
 
     def unreachable(self) -> Forge:
         self.forge.outage = True
@@ -297,6 +314,32 @@ def test_a_reviewers_merge_is_found_and_not_superseded(harness: Harness) -> None
     assert forge.find_pull_request("sluice/staging/fraud/v2") == old.number
     assert forge.open_or_update(harness.propose(version=3)).superseded == ()
     assert harness.pull(old.number)[:2] == ("closed", True)
+
+
+def test_approvals_are_the_reviewers_whose_latest_review_approves_the_head(
+    harness: Harness,
+) -> None:
+    """A later review asking for changes takes an approval back, a comment does not; the
+    approval names the head it was given on; an unknown pull request is a PermanentError."""
+    forge = harness.forge
+    change = harness.propose()
+    number = forge.open_or_update(change).number
+    none = forge.approvals(number)
+    assert (none.number, none.state, none.merged, none.approvals) == (number, "open", False, ())
+    assert (none.head_sha, none.author) == (change.head_sha, "sluice-bot")
+    assert none.url.endswith(f"/{REPO}/pull/{number}")
+    harness.review(number, "alice", "APPROVE")
+    harness.review(number, "bob", "APPROVE")
+    harness.review(number, "bob", "REQUEST_CHANGES")
+    harness.review(number, "alice", "COMMENT")
+    found = forge.approvals(number)
+    assert found.approvers == ("alice",)
+    assert found.approvals[0].commit == change.head_sha
+    harness.merge(number)
+    merged = forge.approvals(number)
+    assert (merged.state, merged.merged, merged.approvers) == ("closed", True, ("alice",))
+    with pytest.raises(PermanentError, match="404"):
+        forge.approvals(number + 40)
 
 
 # -- faults -----------------------------------------------------------------------------------

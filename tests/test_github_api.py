@@ -277,6 +277,28 @@ def test_merge_when_base_moved_answers_405(
     assert not repo.get_pull(pr.number).merged
 
 
+def test_reviews_are_each_users_and_the_author_cannot_approve(
+    server: GitHubApiServer, remote: Remote, repo: Repository, connect: Callable[..., Github]
+) -> None:
+    """A reviewer with a token of their own approves the head; the author's own approval is
+    refused with GitHub's 422; a dismissed review reads DISMISSED; reviews list in order."""
+    pr = open_pull(remote, repo)
+    with pytest.raises(GithubException) as caught:
+        pr.create_review(event="APPROVE")
+    assert caught.value.status == 422
+    assert "Can not approve your own pull request" in str(caught.value.data)
+    alice = connect(server.add_user("alice")).get_repo(REPO).get_pull(pr.number)
+    approved = alice.create_review(event="APPROVE")
+    alice.create_review(event="COMMENT", body="looks fine")
+    approved.dismiss("stale")
+    reviews = list(repo.get_pull(pr.number).get_reviews())
+    assert [(r.user.login, r.state, r.commit_id) for r in reviews] == [
+        ("alice", "DISMISSED", pr.head.sha),
+        ("alice", "COMMENTED", pr.head.sha),
+    ]
+    assert reviews[0].submitted_at is not None
+
+
 def test_deleting_head_branch_closes_pull_request(remote: Remote, repo: Repository) -> None:
     """Like GitHub, deleting an open pull request's head branch closes it."""
     pr = open_pull(remote, repo)

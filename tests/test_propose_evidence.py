@@ -64,7 +64,7 @@ def test_complete_evidence_opens_the_pull_request_with_it_and_a_success_status()
         f"- ✅ **canary in staging** (2026-11-30T00:53:20Z, signed by key `{keyid[:12]}…`): "
         "promoted after 10% → 50% → 100% from 50%"
     )
-    assert "served 100% for 25h00m (2026-11-28T23:53:20Z → 2026-11-30T00:53:20Z)" in soak
+    assert "served 100% for 1d1h (2026-11-28T23:53:20Z → 2026-11-30T00:53:20Z)" in soak
     evidence = [s for s in setup.forge.statuses if s.context == "sluice/evidence"]
     assert [(s.sha, s.state) for s in evidence] == [(result.commit, "success")]
     assert evidence[0].description == "evidence from staging complete"

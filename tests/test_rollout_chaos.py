@@ -32,6 +32,7 @@ from support.registry import register_version
 from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.demo.gitops_remote import merge_branch
+from controller.domain import QUARANTINE_TAG
 from controller.local.services import MlflowService
 from controller.manifests.manifest import PinnedRelease, load_pin, read_release
 from controller.null_ports import NoForge
@@ -39,7 +40,6 @@ from controller.ports import RolloutRegistry, Target
 from controller.proposals.propose import ProposalRequest, propose
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer
-from controller.rollout.observe import QUARANTINE_TAG
 from controller.rollout.pass_report import PassReport
 from controller.rollout.reconcile import Reconciler
 from controller.testing import (

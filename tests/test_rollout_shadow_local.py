@@ -45,12 +45,12 @@ from controller.backends.locust_load import LocustLoadGenerator
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.demo.gitops_remote import merge_branch
+from controller.domain import QUARANTINE_TAG
 from controller.local.state import PREDICTION_LOG_FILE, read_json
 from controller.local.target import LocalTarget
 from controller.proposals.propose import ProposalRequest, propose
 from controller.rollout.actions import Outcome
 from controller.rollout.analysis import Analyzer
-from controller.rollout.observe import QUARANTINE_TAG
 from controller.rollout.pass_report import PassReport
 from controller.rollout.reconcile import Reconciler
 from controller.shadow.phase import MIRROR_PERCENT_ANNOTATION, PHASE_ANNOTATION

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from starlette.testclient import TestClient
 
 from controller.backends.mlflow_registry import MlflowRegistry
-from controller.errors import ConfigError, ForgeUnavailable, RegistryUnavailable
+from controller.errors import ConfigError, ForgeUnavailable, GateFailed, RegistryUnavailable
 from controller.local.services import MlflowService
 from controller.serve.server import (
     Handler,
@@ -283,6 +283,32 @@ def test_a_failed_on_change_is_retried_at_the_next_poll() -> None:
     assert watcher.run_once().ok
     watcher.run_once()
     assert changes.calls == [(STAGING, 5), (STAGING, 5)]
+
+
+def test_a_version_a_gate_refused_is_tried_again_ever_more_rarely() -> None:
+    """A refused version (quarantined, provenance failing) is not re-verified at every poll:
+    it waits one interval, then two, four... up to sixteen; a new version goes on at once."""
+    registry, changes, clock = (
+        FakeRegistry(**{"fraud-detector@challenger": 5}),
+        Changes(),
+        ManualClock(1000.0),
+    )
+    changes.failures.extend(GateFailed("v5 provenance: signature check failed") for _ in range(9))
+    watcher = Watcher(registry.lookup, changes, [STAGING], 60, clock=clock)
+    tried_at = []
+    for _ in range(60 * 60):  # an hour of polls, one a minute
+        before = len(changes.calls)
+        report = watcher.run_due()
+        if len(changes.calls) > before:
+            tried_at.append(round(clock() - 1000.0))
+            assert report is not None
+            assert "tried again in" in report.errors[0], report.errors
+        clock.advance(1.0)
+    assert tried_at == [0, 60, 180, 420, 900, 1860, 2820]
+    registry.aliases["fraud-detector", "challenger"] = 6
+    clock.advance(60.0)
+    watcher.run_due()
+    assert changes.calls[-1] == (STAGING, 6)
 
 
 def test_a_lookup_error_is_one_redacted_log_line_and_counted(

@@ -14,12 +14,13 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 from support.gitops_repo import manifest_files
 
+from controller.domain import QUARANTINE_TAG
 from controller.evidence.evaluate import evaluate
 from controller.evidence.policy import PromotionPolicy
 from controller.evidence.record import check_evidence
 from controller.manifests.manifest import ReleasePin, apply_release, dump_pin, load_pin
 from controller.retrain.record import RetrainRecord, iso_time, last_retrain_tag
-from controller.soak.watch import QUARANTINE_TAG, SoakWatcher
+from controller.soak.watch import SoakWatcher
 from controller.target_types import TargetObservation, TrafficEntry
 from controller.testing import (
     AnsweredMetrics,

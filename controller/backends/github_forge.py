@@ -64,7 +64,13 @@ from controller.backends.github_rate_limits import (
     is_rate_limited,
     rate_limit_of,
 )
-from controller.domain import ChangeRequest, PullRequest
+from controller.domain import (
+    ChangeRequest,
+    PullRequest,
+    PullRequestApprovals,
+    Review,
+    current_approvals,
+)
 from controller.errors import ConfigError, PermanentError, SluiceError
 from controller.redact import redact, register_secret
 from controller.text.forge_limits import STATUS_DESCRIPTION_LIMIT, fit_body, fit_status_description
@@ -194,6 +200,36 @@ class GitHubForge:
             return max(numbers) if numbers else None
 
         return self._attempt(f"finding the pull request of {branch}", find)
+
+    def approvals(self, number: int) -> PullRequestApprovals:
+        """Who approves pull request ``number`` now, from its reviews (``GET .../pulls/N`` and
+        ``GET .../pulls/N/reviews``): each reviewer's latest approving, requesting-changes or
+        dismissed review decides, and an approval counts for the current head only, never
+        the author's (:func:`~controller.domain.current_approvals`)."""
+
+        def read(_attempts: Attempts) -> PullRequestApprovals:
+            pull = self._repository().get_pull(number)
+            head_sha, author = str(pull.head.sha), str(pull.user.login)
+            reviews = [
+                Review(
+                    login=str(review.user.login) if review.user is not None else "",
+                    state=str(review.state),
+                    commit=str(review.commit_id),
+                    at=review.submitted_at.timestamp() if review.submitted_at else 0.0,
+                )
+                for review in pull.get_reviews()
+            ]
+            return PullRequestApprovals(
+                number=number,
+                url=str(pull.html_url),
+                state=str(pull.state),
+                merged=bool(pull.merged),
+                head_sha=head_sha,
+                author=author,
+                approvals=current_approvals(reviews, head_sha=head_sha, author=author),
+            )
+
+        return self._attempt(f"reading the reviews of pull request #{number}", read)
 
     def dispatch(self, event_type: str, payload: Mapping[str, object]) -> None:
         """Send a ``repository_dispatch`` of ``event_type`` with ``payload`` as its

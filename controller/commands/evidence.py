@@ -5,9 +5,10 @@ controller keys of the environment it names (every environment's ``evidence.cont
 on the default branch) and the version's bytes as served now. ``check`` holds the version to
 an environment's ``promotion:`` as a proposal would be held (the approval, which the pull
 request earns, aside unless ``--with-approval``): exit 0 when it may be proposed, 1 with one
-line per thing missing, 2 on bad input. The gathering is
-:func:`~controller.commands.evidence_verdict.gather_verdict`; :func:`evidence_sources` is the
-one place the real backends are named, so the tests hand in the in-memory ones.
+line per thing missing, 2 on bad input. Both, and the pipeline, read through the evidence gate
+(:func:`~controller.proposals.evidence_gate.check_promotion`), the one a proposal passes, so
+what they print is what ``sluice propose`` and ``sluice serve`` decide; :func:`evidence_sources`
+is the one place the real backends are named, so the tests hand in the in-memory ones.
 """
 
 from __future__ import annotations
@@ -15,31 +16,37 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 
-from controller.commands.evidence_verdict import (
-    EvidenceSources,
-    gather_verdict,
-    pinned_release,
-    read_environments,
-    upstream_state,
-    version_checks,
-)
 from controller.errors import ConfigError, GateFailed, SluiceError
-from controller.evidence.evaluate import UpstreamState
+from controller.evidence.evaluate import EvidenceVerdict, UpstreamState
 from controller.evidence.summary import piece
 from controller.evidence.verify import EvidenceCheck
 from controller.manifests.environment import EnvironmentConfig
-from controller.manifests.manifest import PinnedRelease
-from controller.ports import ReleaseRepository
+from controller.ports import (
+    AttestationStore,
+    EvidenceStore,
+    ModelRegistry,
+    ReleaseRepository,
+)
+from controller.proposals.evidence_gate import (
+    PinState,
+    PromotionCheck,
+    check_promotion,
+    pinned,
+    read_environments,
+    version_evidence,
+)
 from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
 from controller.soak.watch import soak_started_at
 from controller.status.pipeline_view import Pin, pipeline_entry, pipeline_line
 
 __all__ = [
+    "EvidenceSources",
     "evidence_sources",
     "piece_line",
     "pipeline_entries",
@@ -49,6 +56,32 @@ __all__ = [
     "run_evidence_check",
     "run_evidence_show",
 ]
+
+
+@dataclass(frozen=True)
+class EvidenceSources:
+    """The ports a verdict is read through."""
+
+    workspace: ReleaseRepository
+    registry: ModelRegistry
+    attestations: AttestationStore
+    evidence: EvidenceStore
+
+
+def _check(
+    sources: EvidenceSources,
+    model: str,
+    version: int,
+    environment: str,
+    configs: Sequence[EnvironmentConfig],
+    *,
+    with_approval: bool = False,
+) -> PromotionCheck | None:
+    return check_promotion(
+        workspace=sources.workspace, registry=sources.registry, evidence=sources.evidence,
+        attestations=sources.attestations, model=model, version=version,
+        environment=environment, before_pull_request=not with_approval, environments=configs,
+    )  # fmt: skip
 
 
 def evidence_sources(settings: Settings, remote: str | None) -> EvidenceSources:
@@ -100,7 +133,9 @@ def run_evidence_show(
 ) -> list[EvidenceCheck]:
     """Print every piece of the version's evidence, checked."""
     sources.workspace.sync()
-    checks = version_checks(sources, model, version, read_environments(sources.workspace))
+    checks = version_evidence(
+        sources.workspace, sources.evidence, sources.attestations, model=model, version=version
+    )
     if as_json:
         document = {"model": model, "version": version, "evidence": [piece(c) for c in checks]}
         console.print_json(json.dumps(document))
@@ -143,9 +178,10 @@ def run_evidence_check(
     sources.workspace.sync()
     number = resolve_version(sources, model, version, alias)
     configs = read_environments(sources.workspace)
-    config = _environment(configs, environment)
+    _environment(configs, environment)
     document: dict[str, Any] = {"model": model, "version": number, "environment": environment}
-    if config.promotion is None:
+    found = _check(sources, model, number, environment, configs, with_approval=with_approval)
+    if found is None:
         document |= {"policy": False, "allowed": True, "complete": True, "missing": [], "met": []}
         if as_json:
             console.print_json(json.dumps(document))
@@ -156,9 +192,7 @@ def run_evidence_check(
                 "may be proposed there",
             )
         return number
-    verdict = gather_verdict(
-        sources, config, model, number, environments=configs, with_approval=with_approval
-    )
+    verdict = found.verdict
     document |= {
         "policy": True,
         "allowed": verdict.allowed,
@@ -202,21 +236,24 @@ def _print_verdict(
 # -- the pipeline in sluice status -------------------------------------------------------------
 
 
-def _pin(name: str, found: PinnedRelease | None, promoted_at: float | None = None) -> Pin:
+def _pin(
+    workspace: ReleaseRepository,
+    config: EnvironmentConfig,
+    model: str,
+    found: PinState | None,
+    *,
+    upstream: bool = True,
+) -> Pin:
+    """``found`` as the pipeline draws it; upstream, with when its version was promoted to
+    100 % there (its soak began), if it was."""
     if found is None:
-        return Pin(name, None)
-    return Pin(name, found.version, found.canary_percent, promoted_at)
-
-
-def _promoted_at(
-    workspace: ReleaseRepository, config: EnvironmentConfig, model: str, found: PinnedRelease | None
-) -> float | None:
-    """When the pinned version was promoted to 100 % there (its soak began), if it was."""
-    if found is None or found.version is None or found.canary_percent not in (None, 100):
-        return None
-    release = config.release(model)
-    pin_path = f"manifests/overlays/{config.name}/{release.pin}"
-    return soak_started_at(workspace, config.branch, pin_path, found.version)
+        return Pin(config.name, None)
+    release = found.release
+    promoted_at = None
+    if upstream and found.serves_alone and release.version is not None:
+        pin_path = f"manifests/overlays/{config.name}/{config.release(model).pin}"
+        promoted_at = soak_started_at(workspace, config.branch, pin_path, release.version)
+    return Pin(config.name, release.version, release.canary_percent, promoted_at)
 
 
 def _entry(
@@ -229,37 +266,28 @@ def _entry(
     policy = config.promotion
     assert policy is not None
     by_name = {c.name: c for c in configs}
-    pins = {
-        name: pinned_release(sources.workspace, by_name[name], model) if name in by_name else None
+    workspace = sources.workspace
+    upstream = [
+        _pin(workspace, by_name[name], model, pinned(workspace, by_name[name], model))
+        if name in by_name
+        else Pin(name, None)
         for name in policy.upstream
-    }
-    first = pins[policy.upstream[0]]
-    version = first.version if first is not None else None
-    checks: list[EvidenceCheck] = []
-    verdict = None
-    states: list[UpstreamState] = []
+    ]
+    version = upstream[0].version
+    checks: Sequence[EvidenceCheck] = ()
+    states: Sequence[UpstreamState] = ()
+    verdict: EvidenceVerdict | None = None
     if version is not None:
-        checks = version_checks(sources, model, version, configs)
-        tags = sources.registry.resolve(model, version=version).tags
-        states = [upstream_state(name, version, tags, pins[name]) for name in policy.upstream]
-        verdict = gather_verdict(
-            sources, config, model, version, environments=configs, checks=checks,
-            upstream=states,
-        )  # fmt: skip
+        found = _check(sources, model, version, config.name, configs)
+        assert found is not None  # the environment has a promotion: block
+        checks, states, verdict = found.checks, found.upstream, found.verdict
     return pipeline_entry(
         environment=config.name,
         model=model,
         policy=policy,
-        upstream=[
-            _pin(
-                name, pins[name], _promoted_at(sources.workspace, by_name[name], model, pins[name])
-            )
-            if name in by_name
-            else _pin(name, None)
-            for name in policy.upstream
-        ],
+        upstream=upstream,
         states=states,
-        serving=_pin(config.name, pinned_release(sources.workspace, config, model)),
+        serving=_pin(workspace, config, model, pinned(workspace, config, model), upstream=False),
         verdict=verdict,
         checks=checks,
         now=now,

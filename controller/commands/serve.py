@@ -14,7 +14,9 @@ With ``--rollouts TARGET`` a second thread runs the
 rollout reconcile for every watched release each interval, reporting into the same
 ``/metrics``. An environment with ``promotion:`` does not follow its alias: a thread of its
 own proposes to it each version its upstream environment promoted, once the version's
-evidence is complete (:mod:`controller.proposals.auto_propose`). ``--env`` restricts the
+evidence is complete (:mod:`controller.proposals.auto_propose`), and, with an evidence key
+and GitHub, records the approval of each pull request into an environment that requires one
+(:mod:`controller.proposals.approval_evidence`). ``--env`` restricts the
 loops to the named environments. On SIGTERM or SIGINT the rollout loop ends its pass and
 releases its leases, so another controller takes over its rollouts at once.
 """
@@ -22,8 +24,10 @@ releases its leases, so another controller takes over its rollouts at once.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -39,7 +43,9 @@ from controller.commands.rollout_backends import build_reconciler
 from controller.commands.soak import build_soak_watcher
 from controller.commands.status import build_status_page
 from controller.errors import ConfigError
+from controller.evidence.signing import EVIDENCE_KEY_ENV, load_evidence_signer
 from controller.ports import Forge
+from controller.proposals.approval_evidence import ApprovalRecorder
 from controller.proposals.auto_propose import AutoProposer
 from controller.proposals.proposal_scan import ReleaseSnapshot
 from controller.proposals.propose import ProposalRequest, ProposalResult, propose
@@ -113,6 +119,27 @@ def _rollout_loop(
         poll_seconds=settings.rollout_poll_interval_seconds,
         on_error=metrics.watch_error,
     )
+
+
+def _approval_recorder(
+    workspace: GitWorkspace,
+    registry: MlflowRegistry,
+    evidence: MlflowEvidence,
+    attestations: MlflowAttestations,
+    forge: Forge,
+) -> ApprovalRecorder | None:
+    """What records the approvals of pull requests, when there are pull requests and an
+    evidence key to sign with."""
+    if not forge.opens_pull_requests:
+        return None
+    signer = load_evidence_signer(os.environ)
+    if signer is None:
+        log.info("no %s: approvals of pull requests are not recorded", EVIDENCE_KEY_ENV)
+        return None
+    return ApprovalRecorder(
+        workspace=workspace, registry=registry, evidence=evidence, attestations=attestations,
+        forge=forge, signer=signer, clock=time.time,
+    )  # fmt: skip
 
 
 def run_serve(
@@ -217,8 +244,9 @@ def run_serve(
         )
         rollout_thread.start()
     promoter = AutoProposer(
-        workspace, registry, evidence, attestations, propose_version, environments=environments
-    )
+        workspace, registry, evidence, attestations, propose_version, environments=environments,
+        approvals=_approval_recorder(workspace, registry, evidence, attestations, forge),
+    )  # fmt: skip
     threading.Thread(
         target=promoter.run_forever, args=(stop, settings.poll_interval_seconds),
         name="sluice-auto-propose", daemon=True,

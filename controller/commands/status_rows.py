@@ -13,6 +13,7 @@ from typing import Any
 
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.commands.rollout_backends import TargetKind
+from controller.domain import QUARANTINE_TAG
 from controller.errors import ConfigError, SluiceError
 from controller.lease import lease_name
 from controller.ports import (
@@ -36,7 +37,6 @@ from controller.rollout.decide import decide
 from controller.rollout.messages import gates_in_message
 from controller.rollout.observation import ReleaseObservation
 from controller.rollout.observe import (
-    QUARANTINE_TAG,
     ReleaseRef,
     load_environment_config,
     load_release,

@@ -43,6 +43,7 @@ from controller.demo.narration import (
 )
 from controller.demo.rollout_chapter import ClientTraffic, RolloutRun, rows_for_clients
 from controller.demo.shadow_chapter import ShadowChapter, commit_shadow_policy, run_shadow_chapter
+from controller.domain import QUARANTINE_TAG
 from controller.errors import GateFailed, SluiceError
 from controller.local.processes import free_port
 from controller.local.stack import StackRequest, up
@@ -50,7 +51,7 @@ from controller.local.state import PREDICTION_LOG_FILE, read_json
 from controller.proposals.propose import ProposalRequest, ProposalResult
 from controller.provenance.lineage import summary_line
 from controller.rollout.actions import Outcome
-from controller.rollout.observe import QUARANTINE_TAG, rollout_tag
+from controller.rollout.observe import rollout_tag
 from controller.rollout.record import shadow_tag
 from controller.settings import Settings
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from controller.evidence.policy import PromotionPolicy, duration_text_seconds
+from controller.evidence.policy import PromotionPolicy, duration_text_seconds, duration_words
 from controller.evidence.verify import EvidenceCheck
 from controller.provenance.verify import Verification
 
@@ -94,17 +94,6 @@ class EvidenceVerdict:
         return [missing.reason for missing in self.missing]
 
 
-def _duration(seconds: float) -> str:
-    """``6h``, ``23h59m``, ``1d12h``, ``45s``: the two largest units."""
-    whole = max(0, int(seconds))
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, whole = divmod(whole, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts[:2]) or "0s"
-
-
 @dataclass
 class _Evidence:
     """The checks by (environment, kind); a failed check a requirement names is consumed."""
@@ -165,17 +154,17 @@ def _soak(
     what = f"soak in {environment}"
     if alerts:
         return Missing(
-            "soak", environment, f"{what}: {_duration(served)} with alert {', '.join(alerts)}"
+            "soak", environment, f"{what}: {duration_words(served)} with alert {', '.join(alerts)}"
         ), None
     if failing:
         return Missing(
             "soak",
             environment,
-            f"{what}: {_duration(served)} with {', '.join(failing)} out of bounds",
+            f"{what}: {duration_words(served)} with {', '.join(failing)} out of bounds",
         ), None
     if served < required:
-        return Missing("soak", environment, f"{what}: {_duration(served)} of {written}"), None
-    return None, f"{what}: {_duration(served)} of {written}, clean"
+        return Missing("soak", environment, f"{what}: {duration_words(served)} of {written}"), None
+    return None, f"{what}: {duration_words(served)} of {written}, clean"
 
 
 def _shadow(evidence: _Evidence, environment: str) -> tuple[Missing | None, str | None]:

@@ -22,6 +22,7 @@ __all__ = [
     "PromotionPolicy",
     "ShadowRequirement",
     "duration_text_seconds",
+    "duration_words",
 ]
 
 ShadowRequirement = Literal["always", "if-run", "never"]
@@ -33,6 +34,18 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def duration_text_seconds(text: str) -> int:
     """``24h``, ``90m``, ``1d12h`` in seconds (the text is checked by the policy first)."""
     return sum(int(n) * _SECONDS[unit] for n, unit in _PART.findall(text))
+
+
+def duration_words(seconds: float) -> str:
+    """``6h``, ``23h59m``, ``1d12h``, ``45s``: a time served in the policy's units, the two
+    largest (every line that says how long a soak ran writes it so)."""
+    whole = max(0, int(seconds))
+    parts = []
+    for unit, size in sorted(_SECONDS.items(), key=lambda item: -item[1]):
+        count, whole = divmod(whole, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts[:2]) or "0s"
 
 
 class EvidenceRequirement(BaseModel):

@@ -31,7 +31,11 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from controller import __version__
 from controller.provenance.signing import envelope_digest
-from controller.provenance.statement import STATEMENT_TYPE, validate_statement
+from controller.provenance.statement import (
+    STATEMENT_TYPE,
+    statement_subjects,
+    validate_statement,
+)
 
 if TYPE_CHECKING:
     from controller.analysis_types import GateResult
@@ -255,10 +259,7 @@ def build_evidence(
         raise ValueError(f"{kind} evidence does not meet {SCHEMA_FILE}: {problem}")
     statement: dict[str, Any] = {
         "_type": STATEMENT_TYPE,
-        "subject": [
-            {"name": name, "digest": {"sha256": digest}}
-            for name, digest in sorted(subjects.items())
-        ],
+        "subject": statement_subjects(subjects),
         "predicateType": PREDICATE_TYPE,
         "predicate": predicate,
     }

@@ -12,21 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from controller.evidence.policy import duration_words
 from controller.evidence.verify import EvidenceCheck
 
-__all__ = ["duration_words", "headline", "piece"]
-
-
-def duration_words(seconds: float) -> str:
-    """``6h``, ``23h59m``, ``1d12h``, ``45s``: the two largest units, as the verdict's lines
-    (:mod:`~controller.evidence.evaluate`) write a soak."""
-    whole = max(0, int(seconds))
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, whole = divmod(whole, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts[:2]) or "0s"
+__all__ = ["headline", "piece"]
 
 
 def _body(check: EvidenceCheck) -> Mapping[str, Any]:

@@ -8,6 +8,11 @@ the evidence again before anything is written) once
 :func:`~controller.proposals.evidence_gate.check_promotion` finds its evidence complete, the
 approval aside. A quarantined or superseded version is never complete, so never proposed.
 
+With an :class:`~controller.proposals.approval_evidence.ApprovalRecorder` (``sluice serve``
+gives it one when it has an evidence key and a forge with pull requests), each pass also looks
+at the pull request of each release of an environment whose ``promotion.approval.required``
+is set, and records its approval once given.
+
 Once per version, across restarts: a proposal made is recorded on the version as the tag
 ``sluice.promotion.proposed.ENV`` (the pull request, or the branch and commit), and a version
 carrying it, or one the environment already pins (or pins a later version than), is not looked
@@ -25,18 +30,24 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from controller.errors import SluiceError
-from controller.manifests.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
-from controller.proposals.evidence_gate import check_promotion, pinned_version, upstream_pins
+from controller.proposals.evidence_gate import (
+    check_promotion,
+    pinned_version,
+    read_environments,
+    upstream_pins,
+)
 from controller.proposals.propose import ProposalRequest, ProposalResult
 from controller.redact import redact
 
 if TYPE_CHECKING:
+    from controller.manifests.environment import EnvironmentConfig
     from controller.ports import (
         AttestationStore,
         EvidenceStore,
         ProposalRegistry,
         ReleaseRepository,
     )
+    from controller.proposals.approval_evidence import ApprovalRecorder
 
 __all__ = ["PROPOSED_TAG_PREFIX", "AutoProposer", "proposed_tag"]
 
@@ -59,6 +70,8 @@ class Outcome:
     state: str
     line: str
     version: int | None = None
+    #: What the line is about: the ``proposal``, or the pull request's ``approval``.
+    topic: str = "proposal"
 
 
 class AutoProposer:
@@ -75,6 +88,7 @@ class AutoProposer:
         propose_version: Callable[[ProposalRequest], ProposalResult],
         *,
         environments: Sequence[str] | None = None,
+        approvals: ApprovalRecorder | None = None,
     ) -> None:
         self._workspace = workspace
         self._registry = registry
@@ -82,23 +96,26 @@ class AutoProposer:
         self._attestations = attestations
         self._propose = propose_version
         self._only = tuple(environments) if environments else None
-        self._said: dict[tuple[str, str], str] = {}
+        self._approvals = approvals
+        self._said: dict[tuple[str, str, str], str] = {}
 
     def _configs(self) -> list[EnvironmentConfig]:
-        default = self._workspace.default_branch()
-        names = self._only or tuple(self._workspace.list_dir(default, "manifests/overlays"))
-        paths = {name: f"manifests/overlays/{name}/{ENVIRONMENT_FILE}" for name in names}
-        texts = self._workspace.read_many(default, list(paths.values()))
-        configs = [
-            parse_environment(text, source=f"{paths[name]}@{default}", environment=name)
-            for name in names
-            if (text := texts[paths[name]]) is not None
+        """The environments with ``promotion:`` this pass proposes to or records approvals
+        into."""
+        configs = read_environments(self._workspace, self._only)
+        return [
+            c
+            for c in configs
+            if c.promotion is not None
+            and (
+                c.promotion.auto_propose
+                or (self._approvals is not None and c.promotion.approval.required)
+            )
         ]
-        return [c for c in configs if c.promotion is not None and c.promotion.auto_propose]
 
     def _say(self, outcome: Outcome, level: int = logging.INFO) -> None:
         """Log the release's line when it differs from the last one said about it."""
-        key = (outcome.environment, outcome.model)
+        key = (outcome.environment, outcome.model, outcome.topic)
         if self._said.get(key) != outcome.line:
             self._said[key] = outcome.line
             _log.log(level, "%s", outcome.line)
@@ -140,17 +157,38 @@ class AutoProposer:
         outcomes: list[Outcome] = []
         with self._workspace.locked():  # the watcher's fetch must not move refs mid-read
             for config in self._configs():
+                assert config.promotion is not None
                 for release in config.releases:
-                    try:
-                        outcome = self._release(config, release.model)
-                    except SluiceError as exc:
-                        line = redact(" ".join(str(exc).split()))
-                        outcome = Outcome(config.name, release.model, "error", line)
-                        self._say(outcome, logging.WARNING)
-                    else:
-                        self._say(outcome)
-                    outcomes.append(outcome)
+                    if config.promotion.auto_propose:
+                        outcomes.append(self._guarded(config, release.model, "proposal"))
+                    if self._approvals is not None and config.promotion.approval.required:
+                        outcomes.append(self._guarded(config, release.model, "approval"))
         return outcomes
+
+    def _guarded(self, config: EnvironmentConfig, model: str, topic: str) -> Outcome:
+        """One look at a release, logged; a failure is one redacted line, retried next pass."""
+        try:
+            if topic == "proposal":
+                outcome = self._release(config, model)
+            else:
+                outcome = self._approval(config, model)
+        except SluiceError as exc:
+            line = redact(" ".join(str(exc).split()))
+            outcome = Outcome(config.name, model, "error", line, topic=topic)
+            self._say(outcome, logging.WARNING)
+        else:
+            self._say(outcome)
+        return outcome
+
+    def _approval(self, config: EnvironmentConfig, model: str) -> Outcome:
+        assert self._approvals is not None
+        found = self._approvals.release(config, model)
+        recorded = [o for o in found if o.state == "recorded"]
+        said = recorded or [o for o in found if o.state == "waiting"] or found
+        return Outcome(
+            config.name, model, said[0].state, "; ".join(o.line for o in said),
+            said[0].version, topic="approval",
+        )  # fmt: skip
 
     def run_forever(self, stop: threading.Event, interval_seconds: float) -> None:
         """A pass now, then one every ``interval_seconds`` until ``stop`` is set."""

@@ -15,16 +15,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from controller.evidence.evaluate import EvidenceVerdict
+from controller.evidence.policy import duration_words
 from controller.evidence.verify import EvidenceCheck
 from controller.text.markdown_text import one_line
 
 __all__ = ["evidence_section", "piece_summary"]
-
-
-def _duration(seconds: float) -> str:
-    whole = max(0, int(seconds))
-    hours, rest = divmod(whole, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
 def _gates(gates: Any) -> str:
@@ -63,7 +58,7 @@ def _soak(body: Mapping[str, Any]) -> str:
     queries = [q for q in body.get("queries", []) if isinstance(q, Mapping)]
     alerts = ", ".join(str(alert) for alert in body.get("alerts", [])) or "none"
     return (
-        f"served 100% for {_duration(float(body.get('durationSeconds', 0)))} "
+        f"served 100% for {duration_words(float(body.get('durationSeconds', 0)))} "
         f"({body.get('start')} → {body.get('end')}); "
         f"queries: {'; '.join(_query(q) for q in queries) or 'none'}; alerts: {alerts}"
     )

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from controller.domain import ChangeRequest, ModelVersion, RunSummary
+from controller.domain import QUARANTINE_TAG, ChangeRequest, ModelVersion, RunSummary
 from controller.errors import ConfigError, GateFailed, GitConflict, InputError, ManifestInvalid
 from controller.manifests.deployment_mode import DeploymentMode
 from controller.manifests.environment import ENVIRONMENT_FILE, EnvironmentConfig, parse_environment
@@ -184,7 +184,7 @@ def _resolve(registry: ProposalRegistry, request: ProposalRequest, alias: str) -
         version = registry.resolve(request.model, alias=request.alias or alias)
     if version.quarantined:
         # --force does not override this: the rollout would roll the version straight back.
-        reason = version.tags.get("sluice.quarantined", "")
+        reason = version.tags.get(QUARANTINE_TAG, "")
         raise InputError(
             f"{request.model} v{version.version} is quarantined ({reason}); if it should roll "
             f"out after all, lift the quarantine first: sluice quarantine lift {request.model} "

@@ -162,14 +162,26 @@ def hold_proposal(
 def evidence_status(
     check: PromotionCheck,
 ) -> tuple[Literal["success", "pending", "failure"], str]:
-    """The ``sluice/evidence`` commit status of a proposal held to ``check`` (before its pull
-    request: the approval, when required, is still to come)."""
+    """The ``sluice/evidence`` commit status of a proposal held to ``check``: when an approval
+    is required, pending until a verified ``approval`` piece is recorded here."""
     verdict = check.verdict
     if verdict.complete:
         upstream = ", ".join(check.policy.upstream)
-        if check.policy.approval.required:
+        if not check.policy.approval.required:
+            return "success", f"evidence from {upstream} complete"
+        approval = next(
+            (
+                c
+                for c in check.checks
+                if c.verified and (c.environment, c.kind) == (check.environment, "approval")
+            ),
+            None,
+        )
+        if approval is None:
             return "pending", f"evidence from {upstream} complete; waiting for approval"
-        return "success", f"evidence from {upstream} complete"
+        body = approval.predicate.get("approval")
+        approvers = body.get("approvers", []) if isinstance(body, Mapping) else []
+        return "success", f"evidence from {upstream} complete; approved by {', '.join(approvers)}"
     missing = "; ".join(verdict.lines())
     if verdict.override is None:
         return "failure", f"incomplete: {missing}"

@@ -18,18 +18,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from controller.domain import QUARANTINE_TAG
 from controller.errors import InputError
 
 __all__ = [
     "LIFTED_TAG",
-    "QUARANTINE_TAG",
     "QuarantineRegistry",
     "QuarantinedVersion",
     "lift",
     "quarantined_versions",
 ]
 
-QUARANTINE_TAG = "sluice.quarantined"
 #: The last lift of a version's quarantine: the reason, with ``.by``, ``.at`` and ``.was``.
 LIFTED_TAG = "sluice.quarantine.lifted"
 _QUARANTINE_DETAILS = (f"{QUARANTINE_TAG}.environment", f"{QUARANTINE_TAG}.at")

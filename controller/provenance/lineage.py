@@ -31,7 +31,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import FormatError
 from securesystemslib.signer import Key
 
-from controller.domain import ModelVersion
+from controller.domain import QUARANTINE_TAG, ModelVersion
 from controller.provenance.signing import PAYLOAD_TYPE
 from controller.provenance.verify import verify_attestation
 
@@ -199,7 +199,7 @@ def _version_link(facts: LineageFacts) -> Link:
         )
     detail = f"its artifact {version.artifact_uri} is the pinned storageUri"
     if version.quarantined:
-        detail += f"; quarantined: {version.tags.get('sluice.quarantined')}"
+        detail += f"; quarantined: {version.tags.get(QUARANTINE_TAG)}"
     return Link("version", name, True, detail)
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "builder_id",
     "code_source_from_env",
     "file_digests",
+    "statement_subjects",
     "validate_statement",
 ]
 
@@ -168,10 +169,7 @@ def build_statement(
     gate_text = json.dumps(dict(gate), indent=1).encode("utf-8")
     statement: dict[str, Any] = {
         "_type": STATEMENT_TYPE,
-        "subject": [
-            {"name": name, "digest": {"sha256": digest}}
-            for name, digest in sorted(subjects.items())
-        ],
+        "subject": statement_subjects(subjects),
         "predicateType": PREDICATE_TYPE,
         "predicate": {
             "buildDefinition": {
@@ -204,6 +202,13 @@ def build_statement(
     }
     validate_statement(statement)
     return statement
+
+
+def statement_subjects(subjects: Mapping[str, str]) -> list[dict[str, Any]]:
+    """A Statement's ``subject`` list: one entry per name with its sha256 (hex), by name."""
+    return [
+        {"name": name, "digest": {"sha256": digest}} for name, digest in sorted(subjects.items())
+    ]
 
 
 def validate_statement(statement: Mapping[str, Any]) -> None:

@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.domain import QUARANTINE_TAG
 from controller.errors import SluiceError, TransientError
 from controller.manifests.manifest import ReleasePin
 from controller.manifests.render import validate_rendered
@@ -57,7 +58,7 @@ from controller.rollout.messages import (
     render_rollout_message,
 )
 from controller.rollout.observation import ReleaseObservation
-from controller.rollout.observe import QUARANTINE_TAG, ReleaseRef, rollout_tag
+from controller.rollout.observe import ReleaseRef, rollout_tag
 from controller.rollout.pin_edits import PinEdit
 from controller.rollout.record import analysis_tag, shadow_tag
 from controller.rollout.telemetry import RolloutMetrics

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from controller.domain import QUARANTINE_TAG
 from controller.errors import ConfigError, ManifestInvalid, ModelNotFound
 from controller.gates.graph_replay import ReplayPayloads, parse_replay_payloads
 from controller.manifests.environment import (
@@ -33,7 +34,6 @@ from controller.shadow.mirror import (
 from controller.shadow.phase import PHASE_ANNOTATION, SMOKE_PHASE, shadow_request
 
 __all__ = [
-    "QUARANTINE_TAG",
     "ReleaseRef",
     "load_environment_config",
     "load_release",
@@ -41,8 +41,6 @@ __all__ = [
     "read_replay_payloads",
     "rollout_tag",
 ]
-
-QUARANTINE_TAG = "sluice.quarantined"
 
 
 def rollout_tag(environment: str) -> str:

@@ -15,7 +15,10 @@ seen, so a restart re-derives everything from the registry and Git.
 Errors never stop the loop. A failed lookup or a failed ``on_change`` is logged in one redacted
 line, counted, and the version is not recorded as seen, so the next poll retries it. That holds
 for permanent errors too (a broken manifest): a person fixes them without restarting Sluice, at
-the cost of one log line per interval until then.
+the cost of one log line per interval until then. A version a gate refused (``GateFailed``: it
+is quarantined, or its provenance does not verify) is tried again after one interval, then
+two, four, up to sixteen: its refusal seldom changes by itself, and each try may download and
+hash its artifact; an alias that moves to another version is handed on at once.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from controller.errors import SluiceError, TransientError
+from controller.errors import GateFailed, SluiceError, TransientError
 from controller.redact import redact
 
 __all__ = [
@@ -42,6 +45,10 @@ _log = logging.getLogger("sluice.watch")
 
 #: How often an idle loop looks at its stop event; :meth:`Watcher.wake` makes stopping immediate.
 _STOP_CHECK_SECONDS = 0.5
+#: A version a gate refused (quarantined, failed provenance) is tried again after one
+#: interval, then two, four... up to this many intervals: a refusal rarely changes by itself
+#: (a quarantine lifted, a key trusted), and each try may download and hash the artifact.
+_REFUSED_BACKOFF_MAX_INTERVALS = 16
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,8 @@ class Watcher:
         self._clock = clock
         self._observer: WatchObserver = observer or NullWatchObserver()
         self._seen: dict[WatchedModel, int | _Unseen | None] = dict.fromkeys(self.watched, _UNSEEN)
+        #: Versions a gate refused: (version, refusals so far, when to try it again).
+        self._refused: dict[WatchedModel, tuple[int, int, float]] = {}
         self._pending: set[tuple[str, str]] = set()
         self._pending_lock = threading.Lock()
         self._wake = threading.Event()
@@ -308,13 +317,22 @@ class Watcher:
             _log.warning("watch %s: alias not found in the registry", watched)
             self._seen[watched] = None
             return None, None
+        refused = self._refused.get(watched)
+        if refused is not None and refused[0] == version and self._clock() < refused[2]:
+            return None, None  # refused by a gate: tried again when its backoff ends
         reason = "startup" if isinstance(previous, _Unseen) else trigger
         self._observer.proposal_triggered(watched.model, reason)
         _log.info("watch %s: version %s (%s)", watched, version, reason)
         try:
             self._on_change(watched, version)
+        except GateFailed as exc:
+            times = refused[1] + 1 if refused is not None and refused[0] == version else 1
+            wait = self.interval_seconds * min(2 ** (times - 1), _REFUSED_BACKOFF_MAX_INTERVALS)
+            self._refused[watched] = (version, times, self._clock() + wait)
+            return None, self._failed(watched, "on_change", exc) + f" (tried again in {wait:g} s)"
         except Exception as exc:
             return None, self._failed(watched, "on_change", exc)
+        self._refused.pop(watched, None)
         self._seen[watched] = version
         return version, None
 

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from controller.evidence.policy import duration_words
 from controller.evidence.statement import SoakQuery, format_instant, soak_body
 
 __all__ = [
@@ -98,7 +99,7 @@ class Soaking:
 
     def line(self) -> str:
         """``soak 6h/24h``, and what a soak past its duration waits on."""
-        text = f"soak {_duration(self.elapsed)}/{_duration(self.required)}"
+        text = f"soak {duration_words(self.elapsed)}/{duration_words(self.required)}"
         return f"{text}, waiting on {'; '.join(self.waiting_on)}" if self.waiting_on else text
 
 
@@ -123,7 +124,7 @@ class Complete:
 
     def line(self) -> str:
         """``soak complete: 24h, clean``."""
-        return f"soak complete: {_duration(self.elapsed)}, clean"
+        return f"soak complete: {duration_words(self.elapsed)}, clean"
 
 
 SoakDecision = Soaking | Broken | Complete
@@ -167,14 +168,3 @@ def evidence_body(decision: Broken | Complete, facts: SoakFacts) -> dict[str, An
     queries = [SoakQuery(r.name, r.query, r.value, r.verdict != "fail") for r in facts.readings]
     end = max(end, facts.started_at)
     return soak_body(start=facts.started_at, end=end, queries=queries, alerts=alerts)
-
-
-def _duration(seconds: float) -> str:
-    """``6h``, ``23h59m``, ``45s``: the two largest units, as the promotion's lines say."""
-    whole = max(0, int(seconds))
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, whole = divmod(whole, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts[:2]) or "0s"

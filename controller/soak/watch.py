@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
+from controller.domain import QUARANTINE_TAG
 from controller.errors import ModelNotFound, SluiceError
 from controller.evidence.record import record_evidence
 from controller.evidence.statement import evidence_tag
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
     from controller.manifests.environment import ReleaseConfig
 
 __all__ = [
-    "QUARANTINE_TAG",
     "SoakRegistry",
     "SoakReport",
     "SoakWatcher",
@@ -77,8 +77,6 @@ __all__ = [
 
 log = logging.getLogger("sluice.soak")
 
-#: The version tag a quarantine writes (:mod:`controller.proposals.quarantine`).
-QUARANTINE_TAG = "sluice.quarantined"
 _OVERLAYS = "manifests/overlays"
 
 

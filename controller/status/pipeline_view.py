@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.evidence.evaluate import EvidenceVerdict, Missing, UpstreamState
-from controller.evidence.policy import PromotionPolicy
-from controller.evidence.summary import duration_words, piece
+from controller.evidence.policy import PromotionPolicy, duration_words
+from controller.evidence.summary import piece
 from controller.evidence.verify import EvidenceCheck
 
 __all__ = ["Pin", "pipeline_entry", "pipeline_line"]

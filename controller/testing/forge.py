@@ -34,11 +34,17 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from controller.domain import ChangeRequest, PullRequest
+from controller.domain import (
+    ChangeRequest,
+    PullRequest,
+    PullRequestApprovals,
+    Review,
+    current_approvals,
+)
 from controller.errors import ConfigError, ForgeUnavailable, PermanentError
 from controller.text.forge_limits import fit_body, fit_status_description
 
@@ -65,6 +71,9 @@ class MemoryPull:
     state: str = "open"
     merged: bool = False
     merge_sha: str | None = None
+    author: str = "sluice-bot"
+    #: Each review as submitted, oldest first.
+    reviews: list[Review] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -268,7 +277,45 @@ class MemoryForge:
             self._request(what, "PUT", f"/pulls/{pr.number}/merge", None)
             return pr.number, self.merge(pr.number)
 
+    def approvals(self, number: int) -> PullRequestApprovals:
+        what = f"reading the reviews of pull request #{number}"
+        with self._lock:
+            self._request(what, "GET", f"/pulls/{number}/reviews", "pull_requests: read")
+            pr = self.pulls.get(number)
+            if pr is None:
+                raise PermanentError(
+                    f"GitHub answered 404 Not Found while {what} in {self.repository}"
+                )
+            return PullRequestApprovals(
+                number=number,
+                url=f"{self.web_url}/{self.repository}/pull/{number}",
+                state=pr.state,
+                merged=pr.merged,
+                head_sha=pr.head_sha,
+                author=pr.author,
+                approvals=current_approvals(pr.reviews, head_sha=pr.head_sha, author=pr.author),
+            )
+
     # -- a reviewer's hand ---------------------------------------------------------------
+
+    def review(self, number: int, login: str, state: str = "APPROVED", *, at: float = 0.0) -> None:
+        """``login`` reviews pull request ``number``'s current head (``APPROVED``,
+        ``CHANGES_REQUESTED``, ``COMMENTED``), as a reviewer does on GitHub; the author may
+        not approve their own (GitHub's 422)."""
+        with self._lock:
+            pr = self.pulls[number]
+            if login == pr.author and state == "APPROVED":
+                raise PermanentError("Can not approve your own pull request")
+            pr.reviews.append(Review(login, state, pr.head_sha, at))
+
+    def dismiss(self, number: int, login: str) -> None:
+        """Dismiss ``login``'s latest review of pull request ``number``, as a maintainer does."""
+        with self._lock:
+            pr = self.pulls[number]
+            for index in reversed(range(len(pr.reviews))):
+                if pr.reviews[index].login == login:
+                    pr.reviews[index] = replace(pr.reviews[index], state="DISMISSED")
+                    return
 
     def merge(self, number: int) -> str:
         """Merge pull request ``number`` as a reviewer does; returns the merge commit."""

@@ -19,7 +19,21 @@ _LABEL = re.compile(r'(\w+)\s*(=|!=)\s*"([^"]*)"')
 _QUANTILE = re.compile(r"^histogram_quantile\(\s*([0-9.]+)\s*,")
 
 
-class ScriptedMetrics:
+class _Prometheus:
+    """What both fakes do with every query: keep it, and fail it during an :attr:`outage`."""
+
+    def __init__(self) -> None:
+        self.outage = False
+        #: Every query received, in order.
+        self.queries: list[str] = []
+
+    def _receive(self, promql: str) -> None:
+        self.queries.append(promql)
+        if self.outage:
+            raise MetricsUnavailable("Prometheus at http://prometheus.fake is unreachable")
+
+
+class ScriptedMetrics(_Prometheus):
     """A :class:`~controller.ports.MetricsSource` answering the built-in PromQL shapes.
 
     A revision in its service's traffic answered ``requests`` requests in any window, with the
@@ -38,19 +52,15 @@ class ScriptedMetrics:
         requests: int = 2000,
         profile: MetricsProfile = KNATIVE_OTEL,
     ) -> None:
+        super().__init__()
         self.cluster = cluster
         self.profile = profile
         self.behaviours = behaviours or cluster.behaviours
         self.requests = requests
-        self.outage = False
-        #: Every query received, in order.
-        self.queries: list[str] = []
 
     def query(self, promql: str) -> list[MetricSample]:
         """Evaluate ``promql`` against the scripted traffic of the revision it selects."""
-        self.queries.append(promql)
-        if self.outage:
-            raise MetricsUnavailable("Prometheus at http://prometheus.fake is unreachable")
+        self._receive(promql)
         profile = self.profile
         labels = {k: v for k, op, v in _LABEL.findall(promql) if op == "="}
         uri = self.cluster.serving(
@@ -81,22 +91,18 @@ class ScriptedMetrics:
         return []
 
 
-class AnsweredMetrics:
+class AnsweredMetrics(_Prometheus):
     """A :class:`~controller.ports.MetricsSource` answering each query with the value set for
     the first text it contains (``answers["request-success"] = 99.9``); a query matching none
     has no data. Set :attr:`outage` to fail every query as an unreachable Prometheus does."""
 
     def __init__(self, answers: dict[str, float] | None = None) -> None:
+        super().__init__()
         self.answers: dict[str, float] = dict(answers or {})
-        self.outage = False
-        #: Every query received, in order.
-        self.queries: list[str] = []
 
     def query(self, promql: str) -> list[MetricSample]:
         """The value of the first answer whose text ``promql`` contains, as one sample."""
-        self.queries.append(promql)
-        if self.outage:
-            raise MetricsUnavailable("Prometheus at http://prometheus.fake is unreachable")
+        self._receive(promql)
         for text, value in self.answers.items():
             if text in promql:
                 return [MetricSample({}, value)]

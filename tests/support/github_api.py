@@ -20,7 +20,12 @@ Endpoints (under /api/v3, handlers in `github_routes`): GET /repos/{o}/{r}; GET 
 GET and POST .../issues/{n}/comments; PATCH .../issues/comments/{id}; GET, POST and PUT
 .../issues/{n}/labels; DELETE .../issues/{n}/labels/{name}; POST .../statuses/{sha};
 GET .../statuses/{ref} and .../commits/{ref}/statuses; GET .../commits/{ref}/status;
-GET .../commits/{ref}; POST .../dispatches.
+GET .../commits/{ref}; POST .../dispatches; GET and POST .../pulls/{n}/reviews;
+PUT .../pulls/{n}/reviews/{id}/dismissals.
+
+The server's token is its own user's (`login`, "sluice-bot"); `add_user` gives another user a
+token of their own, so a test can review a pull request as a person does (GitHub refuses an
+author's approval of their own pull request, and so does this server).
 
 GitHub's limits are enforced as GitHub enforces them: pull request and issue comment bodies
 over 65,536 characters and commit status descriptions over 140 answer 422 "Validation Failed",
@@ -164,6 +169,8 @@ class GitHubApiServer:
     ) -> None:
         self.token = token
         self.login = login
+        #: Every token this server accepts, and whose it is.
+        self._users: dict[str, str] = {token: login}
         self._lock = threading.RLock()
         self._requests: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
@@ -205,6 +212,14 @@ class GitHubApiServer:
         """Serve one more repository ("owner/name" backed by the bare repository `git_dir`)."""
         with self._lock:
             self._state.add_repository(full_name, git_dir)
+
+    def add_user(self, login: str) -> str:
+        """A token for another user, ``login`` (a reviewer): requests made with it are that
+        user's."""
+        token = f"ghp_{uuid.uuid4().hex}"
+        with self._lock:
+            self._users[token] = login
+        return token
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -336,16 +351,17 @@ class GitHubApiServer:
         fault = self._take_fault(method, route_path)
         if fault is not None and not fault.after_effect:
             return self._fault_reply(fault)
+        caller = self._caller(authorization) if authorization else None
         if not authorization:
             reply = self._error(ApiError(401, "Requires authentication"))
-        elif not self._token_matches(authorization):
+        elif caller is None:
             reply = self._error(ApiError(401, "Bad credentials"))
         elif not path.startswith(f"{API_PREFIX}/"):
             reply = self._error(ApiError(404, "Not Found"))
         else:
             self._used += 1
             try:
-                reply = dispatch(self._state, method, route_path, query, body)
+                reply = dispatch(self._state, method, route_path, query, body, caller)
             except ApiError as error:
                 reply = self._error(error)
             except Exception as error:  # a bug in this server: answer it, do not drop the line
@@ -372,11 +388,17 @@ class GitHubApiServer:
             reply.overrides = fault.headers()
         return reply
 
-    def _token_matches(self, authorization: str) -> bool:
+    def _caller(self, authorization: str) -> str | None:
+        """The login whose token ``authorization`` carries; None for no token of ours."""
         scheme, _, credential = authorization.partition(" ")
         if scheme.lower() not in ("token", "bearer"):
-            return False
-        return hmac.compare_digest(credential.strip().encode(), self.token.encode())
+            return None
+        given = credential.strip().encode()
+        found = None
+        for token, login in self._users.items():  # compare every one: no early exit
+            if hmac.compare_digest(given, token.encode()):
+                found = login
+        return found
 
     @staticmethod
     def _error(error: ApiError) -> Reply:

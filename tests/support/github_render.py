@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from .github_state import Comment, JsonObject, Label, Pull, Repo, Status, github_time, now
+from .github_state import Comment, JsonObject, Label, Pull, Repo, Review, Status, github_time, now
 
 
 class Renderer:
@@ -212,6 +212,26 @@ class Renderer:
             "created_at": comment.created_at,
             "updated_at": comment.updated_at,
             "author_association": "MEMBER",
+        }
+
+    def review(self, repo: Repo, review: Review) -> JsonObject:
+        api = f"{self.api_url}/repos/{repo.full_name}"
+        html = f"{self.web_url}/{repo.full_name}/pull/{review.number}"
+        return {
+            "id": review.id,
+            "node_id": f"PRR_{review.id}",
+            "user": self.user(review.author),
+            "body": review.body,
+            "state": review.state,
+            "html_url": f"{html}#pullrequestreview-{review.id}",
+            "pull_request_url": f"{api}/pulls/{review.number}",
+            "author_association": "MEMBER",
+            "_links": {
+                "html": {"href": f"{html}#pullrequestreview-{review.id}"},
+                "pull_request": {"href": f"{api}/pulls/{review.number}"},
+            },
+            "submitted_at": review.submitted_at,
+            "commit_id": review.commit_id,
         }
 
     def status(self, repo: Repo, status: Status) -> JsonObject:

@@ -27,6 +27,7 @@ from .github_state import (
     Pull,
     Reply,
     Repo,
+    Review,
     Status,
     not_found,
     now,
@@ -50,13 +51,21 @@ def route(method: str, template: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def dispatch(state: GitHubState, method: str, path: str, query: dict[str, str], body: Any) -> Reply:
-    """Answer one request (path without the API prefix) with the handler registered for it."""
+def dispatch(
+    state: GitHubState,
+    method: str,
+    path: str,
+    query: dict[str, str],
+    body: Any,
+    login: str = "",
+) -> Reply:
+    """Answer one request (path without the API prefix), made by ``login`` (the server's own
+    user when empty), with the handler registered for it."""
     for route_method, pattern, handler in _ROUTES:
         match = pattern.fullmatch(path)
         if match and route_method == method:
             params = {key: unquote(value) for key, value in match.groupdict().items()}
-            return handler(state, Call(path, query, body, params))
+            return handler(state, Call(path, query, body, params, login or state.login))
     raise not_found()
 
 
@@ -239,6 +248,69 @@ def merge_pull(state: GitHubState, call: Call) -> Reply:
     return Reply(200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"})
 
 
+# -- reviews -------------------------------------------------------------------------------------
+
+REVIEW_EVENTS = {
+    "APPROVE": "APPROVED",
+    "REQUEST_CHANGES": "CHANGES_REQUESTED",
+    "COMMENT": "COMMENTED",
+}
+
+
+def _unprocessable(message: str) -> ApiError:
+    return ApiError(422, "Unprocessable Entity", errors=[{"message": message}])
+
+
+@route("GET", "/repos/{owner}/{repo}/pulls/{number}/reviews")
+def list_reviews(state: GitHubState, call: Call) -> Reply:
+    repo, pr = state.pull(call)
+    return state.paginate(call, [state.render.review(repo, review) for review in pr.reviews])
+
+
+@route("POST", "/repos/{owner}/{repo}/pulls/{number}/reviews")
+def create_review(state: GitHubState, call: Call) -> Reply:
+    """A submitted review (an event given; a pending one is not modelled). Like GitHub: the
+    author cannot approve or request changes on their own pull request, a closed one takes no
+    approval, and a review asking for changes or commenting needs a body."""
+    repo, pr = state.pull(call)
+    event = call.text("event", "PullRequestReview", required=True) or ""
+    if event not in REVIEW_EVENTS:
+        raise validation_failed(
+            {"resource": "PullRequestReview", "field": "event", "code": "invalid"}
+        )
+    body = call.limited("body", "PullRequestReview", BODY_LIMIT) or ""
+    if event in ("REQUEST_CHANGES", "COMMENT") and not body:
+        raise _unprocessable(f"Review Can not {event.lower().replace('_', ' ')} without a body")
+    if event != "COMMENT" and call.login == pr.author:
+        what = "approve" if event == "APPROVE" else "request changes on"
+        raise _unprocessable(f"Can not {what} your own pull request")
+    if event == "APPROVE" and pr.state != "open":
+        raise _unprocessable("Can not approve a closed pull request")
+    commit_id = call.text("commit_id", "PullRequestReview") or pr.head_sha
+    if repo.git.resolve(commit_id) is None:
+        raise ApiError(422, f"No commit found for SHA: {commit_id}")
+    review = Review(
+        state.ids.take(), pr.number, call.login, REVIEW_EVENTS[event], body, commit_id, now()
+    )
+    pr.reviews.append(review)
+    pr.updated_at = review.submitted_at
+    return Reply(200, state.render.review(repo, review))
+
+
+@route("PUT", "/repos/{owner}/{repo}/pulls/{number}/reviews/{review_id}/dismissals")
+def dismiss_review(state: GitHubState, call: Call) -> Reply:
+    repo, pr = state.pull(call)
+    call.text("message", "PullRequestReview", required=True)
+    review_id = call.params["review_id"]
+    review = next((r for r in pr.reviews if str(r.id) == review_id), None)
+    if review is None:
+        raise not_found()
+    if review.state not in ("APPROVED", "CHANGES_REQUESTED"):
+        raise _unprocessable("Can not dismiss a commented review")
+    review.state = "DISMISSED"
+    return Reply(200, state.render.review(repo, review))
+
+
 # -- issues: comments and labels ---------------------------------------------------------------
 
 
@@ -309,7 +381,7 @@ def set_labels(state: GitHubState, call: Call) -> Reply:
     _repo, pr = state.pull(call)
     names = _label_names(call)
     pr.labels.clear()
-    return add_labels(state, Call(call.path, call.query, names, call.params))
+    return add_labels(state, Call(call.path, call.query, names, call.params, call.login))
 
 
 @route("DELETE", "/repos/{owner}/{repo}/issues/{number}/labels/{name}")

@@ -58,6 +58,7 @@ class Pull:
     merge_commit_sha: str | None = None
     labels: list[str] = field(default_factory=list)
     comment_ids: list[int] = field(default_factory=list)
+    reviews: list[Review] = field(default_factory=list)
 
 
 @dataclass
@@ -70,6 +71,20 @@ class Comment:
     author: str
     created_at: str
     updated_at: str
+
+
+@dataclass
+class Review:
+    """A pull request review (``APPROVED``, ``CHANGES_REQUESTED``, ``COMMENTED``,
+    ``DISMISSED``)."""
+
+    id: int
+    number: int
+    author: str
+    state: str
+    body: str
+    commit_id: str
+    submitted_at: str
 
 
 @dataclass
@@ -174,6 +189,8 @@ class Call:
     query: dict[str, str]
     body: Any
     params: dict[str, str] = field(default_factory=dict)
+    #: Who the request's token belongs to.
+    login: str = ""
 
     def get(self, name: str) -> Any:
         """A field of the JSON body, or None."""

@@ -1,0 +1,124 @@
+"""The ``approval`` evidence, over the in-memory Git remote, registry, stores and forge with
+real signing: production requires an approval, ``sluice serve``'s promotion thread proposes
+the version staging earned, and once a reviewer approves the pull request records the signed
+approval once and turns ``sluice/evidence`` to success; which reviews count is GitHub's rule."""
+
+from __future__ import annotations
+
+from securesystemslib.signer import CryptoSigner
+from support.evidence_pipeline import MODEL, NOW, PRODUCTION_PRIVATE, STRANGER_PRIVATE, Pipeline
+
+from controller.domain import Review, current_approvals
+from controller.evidence.signing import EVIDENCE_KEY_ENV, load_evidence_signer
+from controller.proposals.approval_evidence import ApprovalRecorder
+from controller.proposals.auto_propose import AutoProposer
+from controller.proposals.evidence_gate import check_promotion
+from controller.proposals.propose import ProposalRequest, ProposalResult, propose
+from controller.proposals.propose_evidence import EVIDENCE_CONTEXT
+
+APPROVAL = "promotion: {from: [staging], require: {soak: 24h}, approval: {required: true}}"
+HEAD, OLD = "a" * 40, "b" * 40
+
+
+def test_the_approvals_that_stand_are_each_reviewers_latest_on_the_head() -> None:
+    reviews = [
+        Review("alice", "APPROVED", HEAD, 1.0),
+        Review("alice", "COMMENTED", HEAD, 2.0),  # a comment leaves the approval standing
+        Review("bob", "APPROVED", HEAD, 3.0),
+        Review("bob", "CHANGES_REQUESTED", HEAD, 4.0),
+        Review("carol", "APPROVED", OLD, 5.0),  # given on an earlier head
+        Review("dave", "APPROVED", HEAD, 6.0),
+        Review("dave", "DISMISSED", HEAD, 6.0),
+        Review("sluice-bot", "APPROVED", HEAD, 7.0),  # the author's own
+    ]
+    found = current_approvals(reviews, head_sha=HEAD, author="sluice-bot")
+    assert [(a.login, a.at, a.commit) for a in found] == [("alice", 1.0, HEAD)]
+
+
+def _signer(private: bytes) -> CryptoSigner:
+    signer = load_evidence_signer({EVIDENCE_KEY_ENV: private.decode()})
+    assert signer is not None
+    return signer
+
+
+def _promoter(setup: Pipeline, private: bytes = PRODUCTION_PRIVATE) -> AutoProposer:
+    def propose_version(request: ProposalRequest) -> ProposalResult:
+        return propose(
+            request, registry=setup.registry, workspace=setup.workspace, forge=setup.forge,
+            attestations=setup.attestations, evidence=setup.evidence,
+        )  # fmt: skip
+
+    recorder = ApprovalRecorder(
+        workspace=setup.workspace, registry=setup.registry, evidence=setup.evidence,
+        attestations=setup.attestations, forge=setup.forge, signer=_signer(private),
+        clock=lambda: NOW,
+    )  # fmt: skip
+    return AutoProposer(
+        setup.workspace, setup.registry, setup.evidence, setup.attestations, propose_version,
+        approvals=recorder,
+    )  # fmt: skip
+
+
+def _evidence_status(setup: Pipeline) -> tuple[str, str]:
+    (pull,) = setup.forge.pulls.values()
+    newest = next(
+        s for s in setup.forge.statuses_of(pull.head_sha) if s.context == EVIDENCE_CONTEXT
+    )
+    return newest.state, newest.description
+
+
+def test_an_approval_on_the_pull_request_is_recorded_once_and_completes_the_evidence() -> None:
+    setup = Pipeline(promotion=APPROVAL)
+    setup.earn_all()
+    promoter = _promoter(setup)
+    proposed, approval = promoter.run_once()
+    assert (proposed.state, approval.state) == ("proposed", "waiting")
+    assert approval.line == "fraud-detector v1 → production: pull request #1 waits for an approval"
+    assert _evidence_status(setup) == (
+        "pending",
+        "evidence from staging complete; waiting for approval",
+    )
+    setup.forge.review(1, "bob", "CHANGES_REQUESTED", at=NOW - 120)
+    assert promoter.run_once()[1].state == "waiting"
+
+    setup.forge.review(1, "alice", "APPROVED", at=NOW - 60)
+    recorded = promoter.run_once()[1]
+    assert recorded.line == (
+        "fraud-detector v1 → production: pull request #1 approved by alice, recorded"
+    )
+    assert _evidence_status(setup) == (
+        "success",
+        "evidence from staging complete; approved by alice",
+    )
+    check = check_promotion(
+        workspace=setup.workspace, registry=setup.registry, evidence=setup.evidence,
+        attestations=setup.attestations, model=MODEL, version=1, environment="production",
+    )  # fmt: skip
+    assert check is not None
+    assert check.verdict.complete
+    assert "approval in production: by alice" in check.verdict.met
+    (piece,) = [c for c in check.checks if c.kind == "approval"]
+    assert piece.verified
+    assert piece.predicate["approval"]["pullRequest"] == {"number": 1, "url": _url(setup)}
+    assert piece.predicate["controller"]["id"] == "sluice serve (production)"
+
+    lines = len(setup.evidence.evidence(MODEL, 1))
+    again = _promoter(setup).run_once()[1]  # a restarted controller too
+    assert again.line == "fraud-detector v1 → production: approval recorded already"
+    assert len(setup.evidence.evidence(MODEL, 1)) == lines
+
+
+def _url(setup: Pipeline) -> str:
+    return f"{setup.forge.web_url}/{setup.forge.repository}/pull/1"
+
+
+def test_a_key_production_does_not_trust_records_no_approval_and_says_why() -> None:
+    setup = Pipeline(promotion=APPROVAL)
+    setup.earn_all()
+    promoter = _promoter(setup, STRANGER_PRIVATE)
+    promoter.run_once()
+    setup.forge.review(1, "alice", "APPROVED", at=NOW)
+    approval = promoter.run_once()[1]
+    assert approval.state == "idle"
+    assert "is not one of production's evidence.controllerKeys" in approval.line
+    assert not [c for c in setup.evidence.evidence_tags(MODEL, 1) if c.endswith(".approval")]
