@@ -259,8 +259,10 @@ def test_the_commands_load_no_statistics_library_until_they_compute() -> None:
         (["controller.commands.local_status", "controller.local.runtime"], ["numpy", "pandas"]),
         # sluice serve: the feedback route stores labels; reading a label file needs pandas.
         (["controller.commands.serve"], ["pandas"]),
+        # sluice lineage takes a target from the rollout's backends, not the rollout's judges.
+        (["controller.commands.lineage"], ["numpy", "jsonschema"]),
     ],
-    ids=["cli", "environment", "propose-init", "local-status", "serve"],
+    ids=["cli", "environment", "propose-init", "local-status", "serve", "lineage"],
 )
 def test_a_command_starts_without_the_libraries_only_its_work_needs(
     modules: list[str], not_loaded: list[str]
