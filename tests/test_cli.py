@@ -246,6 +246,40 @@ def test_the_commands_load_no_statistics_library_until_they_compute() -> None:
     assert done.stdout.strip() == "[]", (done.stdout, done.stderr)
 
 
+@pytest.mark.parametrize(
+    ("modules", "not_loaded"),
+    [
+        # Every command: the root options, help, settings.
+        (["controller.cli"], ["numpy", "pandas", "jsonschema", "git", "requests"]),
+        # An environment's config (judge, shadow and KPI policies) needs none of the statistics.
+        (["controller.manifests.environment"], ["numpy", "jsonschema"]),
+        # propose and init: the model card reads a profile; manifests validate when rendered.
+        (["controller.commands.propose", "controller.commands.init"], ["numpy", "jsonschema"]),
+        # sluice local status: the runtime's state, not its model server.
+        (["controller.commands.local_status", "controller.local.runtime"], ["numpy", "pandas"]),
+        # sluice serve: the feedback route stores labels; reading a label file needs pandas.
+        (["controller.commands.serve"], ["pandas"]),
+        # sluice lineage takes a target from the rollout's backends, not the rollout's judges.
+        (["controller.commands.lineage"], ["numpy", "jsonschema"]),
+    ],
+    ids=["cli", "environment", "propose-init", "local-status", "serve", "lineage"],
+)
+def test_a_command_starts_without_the_libraries_only_its_work_needs(
+    modules: list[str], not_loaded: list[str]
+) -> None:
+    """What each command imports to start: numpy (about 35 ms of CPU), jsonschema (30 ms),
+    pandas (150 ms) load with the functions that compute, validate or read tables, not with
+    the modules on the way to them (`benchmarks/command_start.py` measures the commands)."""
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        f"print(sorted(m for m in {not_loaded!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == "[]", (done.stdout, done.stderr)
+
+
 @pytest.mark.slow
 def test_a_command_that_reads_the_registry_imports_no_mlflow(
     mlflow_server: MlflowService, tmp_path: Path

@@ -20,7 +20,8 @@ from support.readme_blocks import README
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.cli import main
-from controller.commands.feedback import build_feedback_route, label_batches, read_labels
+from controller.commands.feedback import label_batches, read_labels
+from controller.commands.feedback_route import build_feedback_route
 from controller.serve.feedback import MAX_LABELS, feedback_route, parse_feedback
 from controller.serve.server import Request, ServeMetrics, SluiceServer, sluice_routes
 from controller.serve.webhooks import WebhookRejected

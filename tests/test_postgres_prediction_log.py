@@ -27,7 +27,7 @@ from support.readme_blocks import console_commands
 from controller.backends.postgres_prediction_log import PostgresPredictionLog
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.cli import main
-from controller.commands.feedback import build_feedback_route
+from controller.commands.feedback_route import build_feedback_route
 from controller.commands.rollout_backends import _prediction_log
 from controller.errors import ConfigError, TransientError
 from controller.local.postgres import PostgresService

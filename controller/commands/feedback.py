@@ -22,8 +22,8 @@ outcome. It prints how many values of each outcome were stored and how many of t
 ids the log has no answer for, yet: those are kept and join their answers when they arrive.
 
 A request id's outcome given twice keeps its last value, as the log itself does, so sending a
-file again changes nothing. It is also the composition root of the route:
-:func:`build_feedback_route` opens the log ``sluice serve`` hands the labels to.
+file again changes nothing. The route's composition root is
+:mod:`controller.commands.feedback_route`, apart from this module's pandas.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ import pandas as pd
 import requests
 from rich.console import Console
 
-from controller.backends.postgres_prediction_log import PostgresPredictionLog
 from controller.backends.prediction_stores import open_prediction_log
 from controller.commands.local_state import prediction_log_path
 from controller.errors import ConfigError, InputError, TransientError
@@ -53,15 +52,13 @@ from controller.predictions import (
     is_outcome_name,
 )
 from controller.redact import register_secret
-from controller.serve.feedback import FEEDBACK_PATH, feedback_route, is_request_id
-from controller.serve.server import Handler, ServeMetrics
+from controller.serve.feedback import FEEDBACK_PATH, is_request_id
 from controller.settings import Settings
 from controller.tables import read_table
 
 __all__ = [
     "BATCH_BYTES",
     "BATCH_LABELS",
-    "build_feedback_route",
     "label_batches",
     "read_labels",
     "read_outcomes",
@@ -225,21 +222,6 @@ def _item(request_id: str, outcome: str, label: Label) -> dict[str, object]:
     if outcome != DEFAULT_OUTCOME:
         item["outcome"] = outcome
     return item
-
-
-def build_feedback_route(settings: Settings, *, metrics: ServeMetrics) -> Handler | None:
-    """``POST /v1/feedback`` into the prediction log; None without ``feedback_token``."""
-    if settings.feedback_token is None:
-        return None
-    token = settings.feedback_token.get_secret_value()
-    if not token:
-        raise ConfigError("SLUICE_FEEDBACK_TOKEN is empty; set a token or unset it")
-    register_secret(token)
-    store = open_prediction_log(settings, prediction_log_path(settings))
-    store.row_count()  # open (or create) it now: a wrong path, URL or schema fails at start
-    if isinstance(store, PostgresPredictionLog):
-        store.start_retention()  # serve is the store's long-running process
-    return feedback_route(token=token, store=store, metrics=metrics)
 
 
 def _write_log(settings: Settings, labels: list[Row]) -> tuple[int, int]:

@@ -11,7 +11,7 @@ cluster (Argo CD and Kubernetes), the notifier, the lease store, the prediction 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from controller.backends.git_lease import GitLeaseStore
 from controller.backends.git_repo import GitWorkspace
@@ -33,10 +33,10 @@ from controller.ports import (
     PredictionStore,
     Target,
 )
-from controller.rollout.analysis import Analyzer
-from controller.rollout.evidence_recorder import recorder_from_settings
-from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
+
+if TYPE_CHECKING:
+    from controller.rollout.reconcile import Reconciler
 
 __all__ = [
     "TargetKind",
@@ -98,6 +98,12 @@ def build_reconciler(
     settings: Settings, *, target: TargetKind, remote: str | None, forge: Forge = NO_FORGE
 ) -> Reconciler:
     """Every backend of a rollout, from the settings."""
+    # The rollout engine (its judges load numpy) with the one function that builds it:
+    # `sluice lineage` and the soak watcher take a target from here, not a reconciler.
+    from controller.rollout.analysis import Analyzer
+    from controller.rollout.evidence_recorder import recorder_from_settings
+    from controller.rollout.reconcile import Reconciler
+
     configure_mlflow_http(
         retries=settings.registry_request_retries,
         timeout_seconds=settings.registry_request_timeout_seconds,

@@ -6,7 +6,7 @@ early), and serves the read-only status page at ``/`` (:mod:`controller.commands
 ``/healthz``, ``/metrics``, ``/hooks/mlflow`` and, with an Alertmanager
 token, ``/hooks/alertmanager``, where drift alerts start retraining
 (:mod:`controller.commands.retrain`), and, when configured, ``/v1/feedback`` and
-``/v1/events`` into the prediction log (:mod:`controller.commands.feedback`,
+``/v1/events`` into the prediction log (:mod:`controller.commands.feedback_route`,
 :mod:`controller.commands.events`). With an evidence key (``SLUICE_EVIDENCE_KEY``) a thread
 soaks the versions that serve 100 % in an environment another one promotes from with a
 ``require.soak``, and records their signed soak evidence (:mod:`controller.commands.soak`).
@@ -36,7 +36,7 @@ from controller.backends.mlflow_attestations import MlflowAttestations
 from controller.backends.mlflow_evidence import MlflowEvidence
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
 from controller.commands.events import build_events_route
-from controller.commands.feedback import build_feedback_route
+from controller.commands.feedback_route import build_feedback_route
 from controller.commands.kpi_series import build_kpi_series
 from controller.commands.retrain import build_alertmanager_hook
 from controller.commands.rollout_backends import build_notifier, build_reconciler

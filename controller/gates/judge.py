@@ -48,14 +48,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from controller.analysis_types import GateResult, RevisionTraffic, Verdict
 from controller.errors import InputError
+from controller.gates.judge_config import JudgeConfig, Spending
 from controller.gates.judge_statistics import (
     ErrorRateComparison,
     LatencyComparison,
-    Spending,
     alpha_spent,
     compare_error_rates,
     compare_latency,
@@ -79,68 +77,6 @@ __all__ = [
 ]
 
 GATE_NAME = "judge"
-
-
-class JudgeConfig(BaseModel):
-    """How sure the judge must be, and how long it may take, before it decides."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    alpha: float = Field(
-        default=0.05,
-        gt=0,
-        lt=0.5,
-        description="Overall one-sided error budget, spread over maxLooks by alpha spending.",
-    )
-    min_samples: int = Field(
-        default=200,
-        ge=2,
-        alias="minSamples",
-        description="Requests each revision needs before the judge may pass or fail.",
-    )
-    max_looks: int = Field(
-        default=5,
-        ge=1,
-        le=100,
-        alias="maxLooks",
-        description="Analyses a step may take before the judge must decide; later looks stay "
-        "inconclusive.",
-    )
-    error_margin: float = Field(
-        default=0.01,
-        gt=0,
-        lt=1,
-        alias="errorMargin",
-        description="Non-inferiority margin on the error rate, absolute: 0.01 lets the canary "
-        "fail up to 1 percentage point more often than the primary.",
-    )
-    latency_margin: float = Field(
-        default=0.1,
-        gt=0,
-        lt=0.5,
-        alias="latencyMargin",
-        description="Non-inferiority margin on P(canary slower than primary), ties counting "
-        "half: the canary passes while that probability is shown below 0.5 + margin.",
-    )
-    spending: Spending = Field(
-        default="obrien-fleming",
-        description="Alpha-spending function (Lan-DeMets): obrien-fleming saves alpha for "
-        "late looks, pocock spends it evenly.",
-    )
-    check_errors: bool = Field(
-        default=True, alias="checkErrors", description="Compare error rates."
-    )
-    check_latency: bool = Field(
-        default=True,
-        alias="checkLatency",
-        description="Compare latency histograms (skipped when a revision has none).",
-    )
-
-    @model_validator(mode="after")
-    def _something_is_checked(self) -> JudgeConfig:
-        if not (self.check_errors or self.check_latency):
-            raise ValueError("checkErrors and checkLatency are both off: nothing to judge")
-        return self
 
 
 def _check_traffic(traffic: RevisionTraffic) -> None:

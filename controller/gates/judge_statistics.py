@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from controller.analysis_types import LatencyHistogram
 from controller.errors import InputError
+from controller.gates.judge_config import Spending
 from controller.gates.latency_buckets import bucket_counts
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "look_alphas",
 ]
 
-Spending = Literal["obrien-fleming", "pocock"]
 #: Smallest expected cell count for which the normal approximation of the z-test is trusted.
 _MIN_EXPECTED = 5.0
 

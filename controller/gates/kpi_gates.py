@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import InputError
-from controller.gates.judge import JudgeConfig
+from controller.gates.judge_config import JudgeConfig
 from controller.gates.kpi_judge import judge_kpi, kpi_gate
 from controller.gates.kpi_policy import KpiCheck
 from controller.gates.kpi_samples import requests_by_revision, sample_of

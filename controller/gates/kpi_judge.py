@@ -57,7 +57,7 @@ import numpy as np
 
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import InputError
-from controller.gates.judge import JudgeConfig
+from controller.gates.judge_config import JudgeConfig
 from controller.gates.judge_statistics import compare_error_rates, look_alphas
 from controller.gates.kpi_policy import KpiCheck
 from controller.gates.kpi_samples import MeanSample, RateSample

@@ -27,8 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationInfo, field_validator
 
-from controller.gates.judge import JudgeConfig
-from controller.gates.judge_statistics import Spending
+from controller.gates.judge_config import JudgeConfig, Spending
 from controller.predictions import OUTCOME_NAME_RULE, is_outcome_name
 
 __all__ = ["KPI_EXAMPLES", "KpiCheck", "KpiPlan"]

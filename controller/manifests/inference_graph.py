@@ -20,13 +20,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
-
-from jsonschema import Draft7Validator
+from typing import TYPE_CHECKING, Any
 
 from controller.errors import ManifestInvalid
 from controller.manifests.schema_problem import first_schema_problem
 from controller.schemas import inferencegraph_schema
+
+# jsonschema (about 30 ms of CPU) loads on the first validation, not with every command that
+# imports this module on its way elsewhere.
+if TYPE_CHECKING:
+    from jsonschema import Draft7Validator
 
 __all__ = [
     "ROOT_NODE",
@@ -59,6 +62,8 @@ def strict_schema(schema: Any) -> Any:
 
 @cache
 def _validator() -> Draft7Validator:
+    from jsonschema import Draft7Validator  # on first use: see the imports
+
     return Draft7Validator(strict_schema(inferencegraph_schema()))
 
 

@@ -21,9 +21,8 @@ import shutil
 import subprocess
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft7Validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -41,6 +40,11 @@ from controller.manifests.render_cache import remember, remembered, tree_key
 from controller.manifests.schema_problem import first_schema_problem
 from controller.schemas import inferenceservice_schema
 from controller.yaml_config import check_yaml_text
+
+# jsonschema (about 30 ms of CPU) loads on the first validation, not with every command that
+# imports this module on its way elsewhere.
+if TYPE_CHECKING:
+    from jsonschema import Draft7Validator
 
 __all__ = [
     "check_overlay_files",
@@ -149,6 +153,8 @@ def _failure(result: subprocess.CompletedProcess[str]) -> str:
 
 @cache
 def _validator() -> Draft7Validator:
+    from jsonschema import Draft7Validator  # on first use: see the imports
+
     return Draft7Validator(inferenceservice_schema())
 
 

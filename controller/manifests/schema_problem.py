@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft7Validator, ValidationError
+if TYPE_CHECKING:  # the caller's validator brings jsonschema; naming its types needs none
+    from jsonschema import Draft7Validator, ValidationError
 
 __all__ = ["SchemaProblem", "first_schema_problem"]
 

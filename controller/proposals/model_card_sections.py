@@ -9,8 +9,8 @@ from string import Template
 from typing import Protocol
 
 from controller.domain import ModelVersion, RunSummary
-from controller.quality.classification_metrics import LOWER_IS_BETTER
 from controller.quality.data_profile import CategoricalProfile, DataProfile, NumericProfile
+from controller.quality.quality_gate import LOWER_IS_BETTER
 from controller.text.markdown_text import table_cell
 from controller.text.strict_template import fill_template
 

@@ -15,14 +15,10 @@ import numpy.typing as npt
 from controller.errors import InputError
 
 __all__ = [
-    "LOWER_IS_BETTER",
     "binary_classification_metrics",
     "expected_calibration_error",
     "recall_at_fpr",
 ]
-
-#: Metrics for which a smaller value is better (everything else: larger is better).
-LOWER_IS_BETTER = frozenset({"calibration_error"})
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -21,11 +21,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Annotated, Literal
 
-import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-if TYPE_CHECKING:  # profiles are read by commands that never build one: no pandas for them
+# Profiles are read by commands that never build one (``sluice propose`` puts one in a model
+# card): numpy and pandas load in the functions that build one, not with the models.
+if TYPE_CHECKING:
+    import numpy.typing as npt
     import pandas as pd
 
 __all__ = [
@@ -122,6 +123,8 @@ def slice_key(value: object) -> str | None:
     no value (None or NaN; a frame's NA is None once its values are plain Python)."""
     if value is None:
         return None
+    import numpy as np  # see the imports
+
     item = value.item() if isinstance(value, np.generic) else value
     if isinstance(item, float):
         if math.isnan(item):
@@ -135,6 +138,8 @@ def profile_numeric(
     values: npt.ArrayLike, *, bins: int = DEFAULT_BINS, sample_size: int = DEFAULT_SAMPLE_SIZE
 ) -> NumericProfile:
     """Profile one numeric column; nulls are counted and left out of every statistic."""
+    import numpy as np  # see the imports
+
     array = np.asarray(values, dtype=np.float64)
     finite = np.sort(array[~np.isnan(array)])
     nulls = int(array.size - finite.size)
@@ -181,6 +186,8 @@ def build_profile(
 ) -> DataProfile:
     """Profile the named columns of ``frame`` and, when given, the model's scores on it and the
     mean of its ``label`` column (recorded with the column's name)."""
+    import numpy as np  # see the imports
+
     features: dict[str, NumericProfile | CategoricalProfile] = {}
     for name in numeric:
         features[name] = profile_numeric(frame[name].to_numpy(dtype=np.float64, na_value=np.nan))
@@ -207,6 +214,8 @@ def build_slice_profiles(
     """One :func:`build_profile` per value of ``column`` (the same ``numeric``, ``categorical``
     and ``label``), from that value's rows; ``predictions`` are the scores of ``frame``'s rows,
     in order, and each profile gets its rows' scores. Rows with no value are in no profile."""
+    import numpy as np  # see the imports
+
     missing = frame[column].isna().to_numpy()
     keys = [
         None if absent else slice_key(value)

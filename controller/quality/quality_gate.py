@@ -15,10 +15,21 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from controller.errors import ConfigError
-from controller.quality.classification_metrics import LOWER_IS_BETTER
 from controller.yaml_config import load_yaml_file, validate_yaml_model
 
-__all__ = ["GateCheck", "GateVerdict", "QualityGate", "evaluate_gate", "load_quality_gate"]
+__all__ = [
+    "LOWER_IS_BETTER",
+    "GateCheck",
+    "GateVerdict",
+    "QualityGate",
+    "evaluate_gate",
+    "load_quality_gate",
+]
+
+#: Metrics (of :mod:`controller.quality.classification_metrics`) for which a smaller value is
+#: better; everything else: larger is better. Here, not there, so that a model card can say
+#: which way a metric moved without loading numpy.
+LOWER_IS_BETTER = frozenset({"calibration_error"})
 
 
 class QualityGate(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from controller.gates.judge import JudgeConfig
+from controller.gates.judge_config import JudgeConfig
 from controller.gates.kpi_policy import KPI_EXAMPLES, KpiCheck
 from controller.gates.load_test import LoadTestConfig
 from controller.gates.metrics_profile import (

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from controller.gates.sequential_watch import WatchConfig
 from controller.gates.smoke import SmokeConfig
 from controller.rollout.gates_config import GatesConfig
-from controller.shadow.judge import ShadowPolicy
+from controller.shadow.policy import ShadowPolicy
 
 __all__ = [
     "RolloutPolicy",

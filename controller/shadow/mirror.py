@@ -45,9 +45,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft7Validator
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 from ruamel.yaml.error import YAMLError
@@ -62,6 +61,11 @@ from controller.manifests.kustomization_file import (
     round_trip_yaml,
 )
 from controller.manifests.schema_problem import first_schema_problem
+
+# jsonschema (about 30 ms of CPU) loads on the first validation, not with every command that
+# imports this module on its way elsewhere.
+if TYPE_CHECKING:
+    from jsonschema import Draft7Validator
 
 __all__ = [
     "CHALLENGER_ANNOTATION",
@@ -223,6 +227,8 @@ def mirror_virtual_service(
 
 @cache
 def _validator() -> Draft7Validator:
+    from jsonschema import Draft7Validator  # on first use: see the imports
+
     return Draft7Validator(json.loads(VIRTUALSERVICE_SCHEMA.read_text(encoding="utf-8")))
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from controller.errors import InputError
+from controller.shadow.policy import TaskMetric
 
 __all__ = [
     "MCNEMAR_EXACT_BELOW",
@@ -51,7 +52,6 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-TaskMetric = Literal["pr_auc", "recall_at_fpr"]
 #: Below this many discordant pairs McNemar's test is exact (binomial).
 MCNEMAR_EXACT_BELOW = 25
 #: Resamples times requests computed at once: bounds the bootstrap's memory (about six arrays

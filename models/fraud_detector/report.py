@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from controller.quality.classification_metrics import LOWER_IS_BETTER
+from controller.quality.quality_gate import LOWER_IS_BETTER
 from models.training_report import print_gate_and_registry
 
 if TYPE_CHECKING:

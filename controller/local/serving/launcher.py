@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.errors import ModelLoadFailed
 from controller.local.processes import ManagedProcess, free_port, http_ok
 from controller.local.services import LocalService
 from controller.local.serving.local_env import LOCAL_ENV
-from controller.local.serving.pyfunc_model import ModelLoadFailed
 
 __all__ = ["ModelLoadFailed", "ModelServerHandle", "start_model_server"]
 
