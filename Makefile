@@ -56,15 +56,13 @@ services:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	status=$$?; if [ -n "$$made_policy" ]; then rm -f $$policy; fi; exit $$status
 
-# Five workers, one test file each at a time: much of the suite waits on real services (syncs,
-# scrapes, rollout intervals, soaks, controllers' polls), so five files in parallel keep 2 cores
-# busy. Measured in clean clones on 2 cores: 630 s of pytest with three workers (cold model
-# servers), 580-652 s with four as the suite grew, 658 s with five at the same point; with
-# promotion by evidence (two `sluice serve` controllers on one stack) back to back on one head,
-# 703 s with four and 663 s with five. Files go out in collection order, which
-# tests/conftest.py sets longest first (xdist would otherwise order them by test count and
-# start the demo last, alone).
-PYTEST_WORKERS ?= 5
+# Four workers, one test file each at a time: much of the suite waits on real services (syncs,
+# scrapes, rollout intervals), so four files in parallel keep 2 cores busy. Measured in clean
+# clones on 2 cores: 630 s of pytest with three workers, 580-606 s with four, once model servers
+# started warm (before that, when each cost 2.4 s of CPU to start, four were slower than three).
+# Files go out in collection order, which tests/conftest.py sets longest first (xdist would
+# otherwise order them by test count and start the demo last, alone).
+PYTEST_WORKERS ?= 4
 # Bytecode is written as Python does by default, even where the environment turns it off
 # (PYTHONDONTWRITEBYTECODE=1, as on CI's image): the suite starts hundreds of Python processes
 # (CLIs, model servers, runtimes, Locust), and each one compiled the checkout's modules (tests,
