@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from controller.commands.evidence import (
     run_evidence_check,
     run_evidence_show,
 )
+from controller.commands.status import watch_status
 from controller.domain import QUARANTINE_TAG
 from controller.errors import GateFailed
 from controller.evidence.evaluate import UpstreamState, evaluate
@@ -449,6 +451,48 @@ def test_status_prints_each_version_s_evidence_under_its_line_and_json_keeps_it(
     assert entry["upstream"][0]["requirements"][1] == {
         "kind": "soak", "state": "under way", "text": "soak 6h/24h",
     }  # fmt: skip
+
+
+def _watched(world: World, *, terminal: bool) -> str:
+    """What `sluice status --watch` shows over four looks of the pipeline (no releases): v7's
+    soak evidence says 6h at the first look, nothing changes at the second, and a 24h clean
+    soak is recorded at the third."""
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=terminal)
+    stop = threading.Event()
+    looks: list[int] = []
+
+    def pipeline() -> tuple[list[dict[str, Any]], list[str]]:
+        looks.append(len(looks) + 1)
+        if len(looks) in (1, 3):
+            world.soak(6 if len(looks) == 1 else 24)
+        if len(looks) == 4:
+            stop.set()
+        return pipeline_entries(world.sources, None)
+
+    watch_status(
+        lambda: [], console=console, interval_seconds=0, clock=lambda: NOW, stop=stop,
+        pipeline=pipeline,
+    )  # fmt: skip
+    return out.getvalue()
+
+
+def test_status_watch_shows_the_pipeline_lines_status_prints(world: World) -> None:
+    """Piped, the watch prints a model's pipeline line and its pieces as `sluice status` does,
+    again only when the path changed; in a terminal
+    the redrawn view has them under the table. Before, the watch showed the releases only."""
+    world.canary()
+    piped = _watched(world, terminal=False).splitlines()
+    heads = [line for line in piped if line.startswith(f"{MODEL}: ")]
+    assert heads == [
+        f"{MODEL}: staging v7 ✓ canary, soak 6h/24h → production waiting (soak), serving v6",
+        f"{MODEL}: staging v7 ✓ canary, ✓ soak 24h → production ready for v7, serving v6",
+    ]
+    assert piped[1].startswith("  v7 ✓ canary in staging: steps 10%→50%→100%")
+    assert piped[2].startswith("  v7 ✓ soak in staging: 6h at 100%")
+    drawn = _watched(_world(), terminal=True)
+    assert "staging v7 no canary, ✓ soak 24h → production waiting (canary), serving v6" in drawn
+    assert "v7 ✓ soak in staging: 1d at 100%" in drawn
 
 
 def test_the_page_of_sluice_serve_shows_the_pipeline_and_each_piece(world: World) -> None:

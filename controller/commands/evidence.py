@@ -43,7 +43,7 @@ from controller.proposals.evidence_gate import (
 from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
 from controller.soak.watch import soak_started_at
-from controller.status.pipeline_view import Pin, pipeline_entry, pipeline_line
+from controller.status.pipeline_view import Pin, pipeline_entry, pipeline_line, pipeline_lines
 
 __all__ = [
     "EvidenceSources",
@@ -345,16 +345,7 @@ def pipeline_of(
 def print_pipeline(
     console: Console, entries: Sequence[dict[str, Any]], notes: Sequence[str]
 ) -> None:
-    """One line per model's path, then each piece of the version's evidence under it."""
-    for entry in entries:
-        _say(console, f"{entry['model']}: {entry['line']}")
-        for data in entry["evidence"]:
-            mark = "✓" if data["verified"] else "✗"
-            words = data["headline"] if data["verified"] else f"{data['failed']} check failed"
-            _say(
-                console,
-                f"  v{entry['version']} {mark} {data['kind']} in {data['environment']}"
-                + (f": {words}" if words else ""),
-            )
-    for note in notes:
-        _say(console, f"pipeline: {note}")
+    """One line per model's path, then each piece of the version's evidence under it
+    (:func:`~controller.status.pipeline_view.pipeline_lines`, what ``--watch`` draws too)."""
+    for line in pipeline_lines(entries, notes):
+        _say(console, line)

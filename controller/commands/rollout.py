@@ -259,6 +259,7 @@ def run_status(
             lambda: status_rows(reconciler, environment, target=target),
             console=console,
             interval_seconds=interval_seconds,
+            pipeline=lambda: pipeline_of(settings, reconciler, environment),
         )
         return
     rows = status_rows(reconciler, environment, target=target)

@@ -8,7 +8,11 @@ something but the clocks changed, so a log or ``grep`` sees each change once. Th
 range queries through the Prometheus backend, the same builtin queries the canary gates run
 (:func:`controller.gates.prometheus_checks.builtin_query`), per revision, over the rollout. Its
 graphs are the sections ``sluice status`` prints
-(:func:`controller.commands.status_graphs.graph_sections`), read the same way.
+(:func:`controller.commands.status_graphs.graph_sections`), read the same way. The watch shows
+the promotion pipeline under its releases as ``sluice status`` prints it
+(:func:`controller.status.pipeline_view.pipeline_lines`): redrawn in a terminal, and piped a
+model's lines again only when its path changed (:func:`~controller.status.pipeline_view.
+pipeline_change_key`: a soak's clock moving is not a change).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from controller.rollout.observe import load_release
 from controller.rollout.pass_report import PassReport
 from controller.rollout.reconcile import Reconciler
 from controller.settings import Settings
+from controller.status.pipeline_view import pipeline_change_key, pipeline_lines
 from controller.status.status_page import CanaryChart, Series, render_status_page
 from controller.status.status_view import (
     change_key,
@@ -50,6 +55,8 @@ __all__ = ["RolloutLive", "build_status_page", "canary_charts", "rollout_start",
 _log = logging.getLogger("sluice.status")
 
 Rows = list[dict[str, Any]]
+#: The promotion pipeline's entries and notes (:func:`controller.commands.evidence.pipeline_of`).
+Pipeline = tuple[Rows, list[str]]
 #: The longest stretch a chart covers (a rollout stuck for days shows its last day).
 _CHART_MAX_SECONDS = 24 * 3600.0
 #: The shortest: a rollout a few seconds old still gets a readable minute.
@@ -64,14 +71,17 @@ def watch_status(
     interval_seconds: float,
     clock: Callable[[], float] = time.time,
     stop: threading.Event | None = None,
+    pipeline: Callable[[], Pipeline] | None = None,
 ) -> None:
-    """Show ``fetch()`` every ``interval_seconds`` until Ctrl-C (or ``stop`` is set)."""
+    """Show ``fetch()`` every ``interval_seconds`` until Ctrl-C (or ``stop`` is set), and
+    under it the promotion pipeline ``pipeline()`` reads, when given."""
     stop = stop or threading.Event()
+    look = _Look(fetch, pipeline)
     try:
         if console.is_terminal:
-            _watch_live(fetch, console, interval_seconds, clock, stop)
+            _watch_live(look, console, interval_seconds, clock, stop)
         else:
-            _watch_lines(fetch, console, interval_seconds, clock, stop)
+            _watch_lines(look, console, interval_seconds, clock, stop)
     except KeyboardInterrupt:
         return
 
@@ -83,8 +93,27 @@ def _fetch(fetch: Callable[[], Rows]) -> tuple[Rows | None, str | None]:
         return None, exc.message
 
 
+class _Look:
+    """One look of the watch: the releases' rows, and the pipeline when watched."""
+
+    def __init__(self, fetch: Callable[[], Rows], pipeline: Callable[[], Pipeline] | None):
+        self._fetch = fetch
+        self._pipeline = pipeline
+
+    def rows(self) -> tuple[Rows | None, str | None]:
+        return _fetch(self._fetch)
+
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            return [], []
+        try:
+            return self._pipeline()
+        except SluiceError as exc:
+            return [], [exc.message]
+
+
 def _watch_live(
-    fetch: Callable[[], Rows],
+    look: _Look,
     console: Console,
     interval: float,
     clock: Callable[[], float],
@@ -93,7 +122,7 @@ def _watch_live(
     rows: Rows = []
     with Live(console=console, auto_refresh=False, transient=False) as live:
         while not stop.is_set():
-            fetched, error = _fetch(fetch)
+            fetched, error = look.rows()
             rows = fetched if fetched is not None else rows
             now = clock()
             notes = [
@@ -104,22 +133,25 @@ def _watch_live(
             footer = f"every {interval:g} s; Ctrl-C to stop"
             if error:
                 notes.append(Text(f"could not refresh: {error}", style="red"))
+            notes += [Text(line) for line in pipeline_lines(*look.pipeline())]
             view = Group(status_table(rows, width=console.width, now=now), *notes, Text(footer))
             live.update(view, refresh=True)
             stop.wait(interval)
 
 
 def _watch_lines(
-    fetch: Callable[[], Rows],
+    look: _Look,
     console: Console,
     interval: float,
     clock: Callable[[], float],
     stop: threading.Event,
 ) -> None:
     shown: dict[tuple[str, str], tuple[object, ...]] = {}
+    paths: dict[tuple[str, str], tuple[object, ...]] = {}
     last_error: str | None = None
+    last_notes: list[str] = []
     while not stop.is_set():
-        fetched, error = _fetch(fetch)
+        fetched, error = look.rows()
         now = clock()
         if error and error != last_error:
             console.print(f"could not refresh: {error}", soft_wrap=True, markup=False)
@@ -130,6 +162,17 @@ def _watch_lines(
             if shown.get(release) != key:
                 shown[release] = key
                 console.print(status_line(row, now), soft_wrap=True, markup=False)
+        entries, notes = look.pipeline()
+        for entry in entries:
+            path = (str(entry["environment"]), str(entry["model"]))
+            changed = pipeline_change_key(entry)
+            if paths.get(path) != changed:
+                paths[path] = changed
+                for line in pipeline_lines([entry], []):
+                    console.print(line, soft_wrap=True, markup=False, highlight=False)
+        for line in pipeline_lines([], [note for note in notes if note not in last_notes]):
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
+        last_notes = notes
         console.file.flush()
         stop.wait(interval)
 

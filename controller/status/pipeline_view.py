@@ -12,7 +12,9 @@ missing, failed: judged against, or broken: its evidence did not verify), and wh
 environment downstream does with it (serves it, is ready for its proposal, waits for
 evidence, or is blocked). :func:`pipeline_entry` builds it JSON-ready from values (the
 verdict of :func:`~controller.evidence.evaluate.evaluate` and the checked evidence),
-:func:`pipeline_line` draws the line from it; both are pure.
+:func:`pipeline_line` draws the line from it, :func:`pipeline_lines` the line and each piece of
+evidence under it as ``sluice status`` prints them (once, or ``--watch``), and
+:func:`pipeline_change_key` says when a watched entry changed; all are pure.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from controller.evidence.policy import PromotionPolicy, duration_words
 from controller.evidence.summary import piece
 from controller.evidence.verify import EvidenceCheck
 
-__all__ = ["Pin", "pipeline_entry", "pipeline_line"]
+__all__ = ["Pin", "pipeline_change_key", "pipeline_entry", "pipeline_line", "pipeline_lines"]
 
 #: What no evidence lifts: a quarantine, broken evidence, a later version upstream.
 _BLOCKING = ("quarantined", "invalid", "superseded")
@@ -251,3 +253,37 @@ def pipeline_line(entry: Mapping[str, Any]) -> str:
     if state not in ("serves", "rolling out") and entry["serving"] is not None:
         downstream += f", serving v{entry['serving']}"
     return f"{' + '.join(hops)} → {downstream}"
+
+
+def pipeline_lines(entries: Sequence[Mapping[str, Any]], notes: Sequence[str]) -> list[str]:
+    """What ``sluice status`` prints of the pipeline, once and ``--watch``: each model's path
+    (:func:`pipeline_line`), each piece of the version's evidence under it, then each note."""
+    lines: list[str] = []
+    for entry in entries:
+        lines.append(f"{entry['model']}: {pipeline_line(entry)}")
+        for data in entry["evidence"]:
+            mark = "✓" if data["verified"] else "✗"
+            words = data["headline"] if data["verified"] else f"{data['failed']} check failed"
+            lines.append(
+                f"  v{entry['version']} {mark} {data['kind']} in {data['environment']}"
+                + (f": {words}" if words else "")
+            )
+    lines += [f"pipeline: {note}" for note in notes]
+    return lines
+
+
+def pipeline_change_key(entry: Mapping[str, Any]) -> tuple[object, ...]:
+    """What makes an entry worth printing again in a piped watch: everything but the clock of
+    a soak under way (``soak 6h/24h`` becoming ``7h/24h`` is not news; its end is)."""
+    return (
+        entry["version"],
+        entry["serving"],
+        entry["state"],
+        tuple(entry["waitingFor"]),
+        tuple(
+            (hop["environment"], hop["version"], r["kind"], r["state"])
+            for hop in entry["upstream"]
+            for r in hop["requirements"]
+        ),
+        tuple((data["kind"], data["environment"], data["verified"]) for data in entry["evidence"]),
+    )
