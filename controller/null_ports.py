@@ -17,7 +17,7 @@ with the reason, rather than a caller checking for ``None``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from controller.domain import ChangeRequest, PullRequest, PullRequestApprovals
 from controller.errors import ConfigError, PermanentError
@@ -67,6 +67,13 @@ class NoForge:
         raise PermanentError(
             f"--forge local has no pull request #{number} to read approvals of: a proposal "
             "is merged by hand there, or use --forge github"
+        )
+
+    def rewrite_body(self, number: int, rewrite: Callable[[str], str]) -> bool:
+        """Refused: there is no pull request whose body to rewrite."""
+        raise PermanentError(
+            f"--forge local has no pull request #{number} to rewrite: a proposal is a branch "
+            "there, or use --forge github"
         )
 
     def dispatch(self, event_type: str, payload: Mapping[str, object]) -> None:

@@ -295,6 +295,13 @@ class Forge(Protocol):
         is a :class:`~controller.errors.PermanentError`."""
         ...
 
+    def rewrite_body(self, number: int, rewrite: Callable[[str], str]) -> bool:
+        """Replace pull request ``number``'s body with ``rewrite(body)`` of the body it has now
+        (read afresh, so a retry rewrites what is there), cut to the forge's limit; False when
+        that changes nothing, so nothing was written. A pull request that does not exist is a
+        :class:`~controller.errors.PermanentError`."""
+        ...
+
     def dispatch(self, event_type: str, payload: Mapping[str, object]) -> None:
         """Send a ``repository_dispatch`` event (``retrain``) that a workflow listens for."""
         ...

@@ -13,6 +13,7 @@ from controller.evidence.signing import EVIDENCE_KEY_ENV, load_evidence_signer
 from controller.proposals.approval_evidence import ApprovalRecorder
 from controller.proposals.auto_propose import AutoProposer
 from controller.proposals.evidence_gate import check_promotion
+from controller.proposals.model_card_evidence import with_evidence_section
 from controller.proposals.propose import ProposalRequest, ProposalResult, propose
 from controller.proposals.propose_evidence import EVIDENCE_CONTEXT
 
@@ -110,6 +111,52 @@ def test_an_approval_on_the_pull_request_is_recorded_once_and_completes_the_evid
 
 def _url(setup: Pipeline) -> str:
     return f"{setup.forge.web_url}/{setup.forge.repository}/pull/1"
+
+
+def test_a_recorded_approval_is_listed_in_the_pull_request_s_evidence_section() -> None:
+    """Once the approval is recorded, the body's Evidence section lists it (and says the
+    evidence is complete) and every other line of the body, a reviewer's edit included, is
+    as it was. Before, only the `sluice/evidence` status changed."""
+    setup = Pipeline(promotion=APPROVAL)
+    setup.earn_all()
+    promoter = _promoter(setup)
+    promoter.run_once()
+    (pull,) = setup.forge.pulls.values()
+    pull.body += "\n\nReviewer's note: deploy after 18:00.\n"
+    before = pull.body
+    assert "approval in production" not in before
+    setup.forge.review(1, "alice", "APPROVED", at=NOW - 60)
+    promoter.run_once()
+    after = pull.body
+    heading = after.index("### Evidence")
+    section = after[heading : after.index("### Holdout metrics")]
+    assert "Complete for **production**'s promotion policy." in section
+    assert "✅ **approval in production**" in section
+    assert "approved by alice on #1 at " in section
+    assert "✅ **soak in staging**" in section
+    old_heading = before.index("### Evidence")
+    old_end = before.index("### Holdout metrics")
+    assert after[:heading] == before[:old_heading]
+    assert after[heading + len(section) :] == before[old_end:]
+    assert after.endswith("Reviewer's note: deploy after 18:00.\n")
+
+
+def test_the_evidence_section_is_put_in_place_or_where_the_card_has_it() -> None:
+    """The section replaces the old one up to the next heading; a body without one gets it
+    before its first heading, or at its end."""
+    card = "## m v1 → production\n\nlinks\n\n### Evidence\n\nold\n\n### Holdout\n\nrows\n"
+    assert with_evidence_section(card, "new\n- a") == (
+        "## m v1 → production\n\nlinks\n\n### Evidence\n\nnew\n- a\n\n### Holdout\n\nrows\n"
+    )
+    bare = "## m v1\n\nlinks\n\n### Holdout\n\nrows\n"
+    assert with_evidence_section(bare, "new") == (
+        "## m v1\n\nlinks\n\n### Evidence\n\nnew\n\n### Holdout\n\nrows\n"
+    )
+    assert with_evidence_section("free text\n", "new") == "free text\n\n### Evidence\n\nnew\n"
+    last = "x\n\n### Evidence\n\nold\n\n<!-- sluice:model-card model=m -->\n"
+    assert with_evidence_section(last, "new") == (
+        "x\n\n### Evidence\n\nnew\n\n<!-- sluice:model-card model=m -->\n"
+    )
 
 
 def test_a_key_production_does_not_trust_records_no_approval_and_says_why() -> None:

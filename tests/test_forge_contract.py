@@ -342,6 +342,34 @@ def test_approvals_are_the_reviewers_whose_latest_review_approves_the_head(
         forge.approvals(number + 40)
 
 
+def test_a_body_is_rewritten_from_what_it_is_now_and_only_when_that_changes_it(
+    harness: Harness,
+) -> None:
+    """`rewrite_body` hands the body the pull request has now to the rewrite and writes what
+    it returns (title, labels and state untouched), cut to GitHub's limit; a rewrite that
+    changes nothing writes nothing; an unknown pull request is a PermanentError."""
+    forge = harness.forge
+    number = forge.open_or_update(harness.propose(body="## card\n\nold evidence\n")).number
+    seen: list[str] = []
+
+    def rewrite(body: str) -> str:
+        seen.append(body)
+        return body.replace("old evidence", "approved by alice")
+
+    assert forge.rewrite_body(number, rewrite) is True
+    assert seen == ["## card\n\nold evidence\n"]
+    state, merged, title, body, labels, _ = harness.pull(number)
+    assert (state, merged, title, body) == (
+        "open", False, "fraud v2 → staging", "## card\n\napproved by alice\n",
+    )  # fmt: skip
+    assert labels == ["env:staging", "model:fraud", "sluice"]
+    assert forge.rewrite_body(number, rewrite) is False
+    assert forge.rewrite_body(number, lambda body: "x" * (BODY_LIMIT + 10)) is True
+    assert len(harness.pull(number)[3]) <= BODY_LIMIT
+    with pytest.raises(PermanentError, match="404"):
+        forge.rewrite_body(number + 40, rewrite)
+
+
 # -- faults -----------------------------------------------------------------------------------
 
 
@@ -378,6 +406,7 @@ def test_a_rate_limit_beyond_the_wait_fails_at_once(harness: Harness) -> None:
         ("statuses: write", "POST", "/statuses/[0-9a-f]+"),
         ("contents: write", "POST", "/dispatches"),
         ("pull_requests: write", "POST", "/pulls"),
+        ("pull_requests: write", "PATCH", "/pulls/[0-9]+"),
     ],
 )
 def test_a_missing_permission_is_a_config_error_naming_it(
@@ -385,9 +414,11 @@ def test_a_missing_permission_is_a_config_error_naming_it(
 ) -> None:
     change = harness.propose()
     harness.forge.check_access()
+    number = harness.forge.open_or_update(change).number if method == "PATCH" else 0
     harness.forbid(permission, method, path)
     calls: dict[str, Callable[[], object]] = {
         "/pulls": lambda: harness.forge.open_or_update(change),
+        "/pulls/[0-9]+": lambda: harness.forge.rewrite_body(number, lambda body: f"{body}!"),
         "/dispatches": lambda: harness.forge.dispatch("retrain", {}),
     }
     status = partial(harness.forge.report_status, change.head_sha, context="c", state="s")

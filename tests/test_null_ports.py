@@ -22,8 +22,8 @@ def test_no_forge_opens_no_pull_requests_and_reports_nowhere() -> None:
 
 
 def test_no_forge_refuses_what_only_a_forge_with_pull_requests_does() -> None:
-    """Opening a pull request, dispatching a workflow and reading approvals are refused,
-    naming the local path."""
+    """Opening a pull request, dispatching a workflow, reading approvals and rewriting a body
+    are refused, naming the local path."""
     change = ChangeRequest(
         branch="sluice/staging/fraud/v2", base="main", title="t", body="b", labels=(),
         head_sha="a" * 40, supersedes_prefix="sluice/staging/fraud/",
@@ -34,3 +34,5 @@ def test_no_forge_refuses_what_only_a_forge_with_pull_requests_does() -> None:
         NO_FORGE.dispatch("retrain", {})
     with pytest.raises(PermanentError, match="no pull request #3 to read approvals of"):
         NO_FORGE.approvals(3)
+    with pytest.raises(PermanentError, match="no pull request #3 to rewrite"):
+        NO_FORGE.rewrite_body(3, str.upper)

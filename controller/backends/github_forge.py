@@ -231,6 +231,23 @@ class GitHubForge:
 
         return self._attempt(f"reading the reviews of pull request #{number}", read)
 
+    def rewrite_body(self, number: int, rewrite: Callable[[str], str]) -> bool:
+        """Replace pull request ``number``'s body with ``rewrite`` of the body it has now
+        (``GET .../pulls/N``, then ``PATCH .../pulls/N`` with the body alone, cut to GitHub's
+        65,536 characters), unless that changes nothing. Each attempt reads the body again, so
+        a retry after a lost answer finds the rewritten body and writes nothing."""
+
+        def edit(_attempts: Attempts) -> bool:
+            pull = self._repository().get_pull(number)
+            now = pull.body or ""
+            body = fit_body(rewrite(now))
+            if body == now:
+                return False
+            pull.edit(body=body)
+            return True
+
+        return self._attempt(f"rewriting the body of pull request #{number}", edit)
+
     def dispatch(self, event_type: str, payload: Mapping[str, object]) -> None:
         """Send a ``repository_dispatch`` of ``event_type`` with ``payload`` as its
         ``client_payload`` (at most 10 top-level keys, GitHub's limit).

@@ -11,10 +11,12 @@ propose`` opened it), and once it is approved records an ``approval`` piece
 (:func:`~controller.evidence.statement.approval_body`: the approvers, the pull request, when)
 signed with the controller's key, then sets the ``sluice/evidence`` status on the pull
 request's head anew from :func:`~controller.proposals.evidence_gate.check_promotion`, the
-approval now held to. Once: the piece's tag on the version (``sluice.evidence.ENV.approval``)
-means recorded, across restarts. A key that is not among the environment's
-``evidence.controllerKeys`` records nothing (the piece would not verify, and broken evidence
-refuses a version): the pass says so instead.
+approval now held to, and puts the Evidence section of the pull request's body in step with it
+(:func:`~controller.proposals.model_card_evidence.with_evidence_section`: the approval listed,
+the rest of the body as it was). Once: the piece's tag on the version
+(``sluice.evidence.ENV.approval``) means recorded, across restarts. A key that is not among
+the environment's ``evidence.controllerKeys`` records nothing (the piece would not verify, and
+broken evidence refuses a version): the pass says so instead.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from controller.evidence.keys import read_controller_keys
 from controller.evidence.record import record_evidence
 from controller.evidence.statement import approval_body, evidence_tag
 from controller.proposals.evidence_gate import check_promotion, upstream_pins
+from controller.proposals.model_card_evidence import evidence_section, with_evidence_section
 from controller.proposals.propose_evidence import EVIDENCE_CONTEXT, evidence_status
 from controller.text.commit_message import proposal_branch
 
@@ -130,6 +133,8 @@ class ApprovalRecorder:
             self._forge.report_status(
                 found.head_sha, context=EVIDENCE_CONTEXT, state=state, description=description
             )
+            section = evidence_section(env, check.checks, check.verdict)
+            self._forge.rewrite_body(number, lambda body: with_evidence_section(body, section))
         approvers = ", ".join(found.approvers)
         line = f"{what}: pull request #{number} approved by {approvers}, recorded"
         return ApprovalOutcome("recorded", line, version)

@@ -7,6 +7,10 @@ canary's steps, looks and gates, a shadow verdict's samples, a soak's window, qu
 alerts, an approval, an override's reason) and the key id that signed it; a piece that failed
 verification says which link broke. Pure: it renders checked evidence
 (:class:`~controller.evidence.verify.EvidenceCheck`) and a verdict, as GitHub Markdown.
+
+Evidence earned after the pull request was opened (its approval) reaches the card through
+:func:`with_evidence_section`, which puts a new section in place of the old one and leaves
+every other line of the body as it was (a reviewer's edits included).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from controller.evidence.policy import duration_words
 from controller.evidence.verify import EvidenceCheck
 from controller.text.markdown_text import one_line
 
-__all__ = ["evidence_section", "piece_summary"]
+__all__ = ["EVIDENCE_HEADING", "evidence_section", "piece_summary", "with_evidence_section"]
+
+#: The heading of the section in a model card (:mod:`controller.proposals.model_card`).
+EVIDENCE_HEADING = "### Evidence"
 
 
 def _gates(gates: Any) -> str:
@@ -114,3 +121,26 @@ def evidence_section(
     if missing:
         parts += ["", "Missing:", "", *missing]
     return "\n".join(parts)
+
+
+def _ends_section(line: str) -> bool:
+    """The line after a card section: the next heading, or the card's closing marker."""
+    return line.startswith("#") or line.startswith("<!-- sluice:")
+
+
+def with_evidence_section(body: str, section: str) -> str:
+    """``body`` with ``section`` as its Evidence section: in place of the lines under
+    :data:`EVIDENCE_HEADING` up to the next heading (or the card's marker), else before the
+    body's first ``###`` heading (where the card puts it), else at its end."""
+    lines = body.split("\n")
+    block = [EVIDENCE_HEADING, "", *section.strip("\n").split("\n"), ""]
+    start = next((i for i, line in enumerate(lines) if line.strip() == EVIDENCE_HEADING), None)
+    if start is not None:
+        end = next((i for i in range(start + 1, len(lines)) if _ends_section(lines[i])), len(lines))
+        return "\n".join([*lines[:start], *block, *lines[end:]])
+    first = next((i for i, line in enumerate(lines) if line.startswith("### ")), None)
+    if first is None:
+        first = next((i for i, line in enumerate(lines) if _ends_section(line)), None)
+    if first is None:
+        return "\n".join([body.rstrip("\n"), "", *block])
+    return "\n".join([*lines[:first], *block, *lines[first:]])

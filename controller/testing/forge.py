@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -295,6 +295,22 @@ class MemoryForge:
                 author=pr.author,
                 approvals=current_approvals(pr.reviews, head_sha=pr.head_sha, author=pr.author),
             )
+
+    def rewrite_body(self, number: int, rewrite: Callable[[str], str]) -> bool:
+        what = f"rewriting the body of pull request #{number}"
+        with self._lock:
+            self._request(what, "GET", f"/pulls/{number}", "pull_requests: read")
+            pr = self.pulls.get(number)
+            if pr is None:
+                raise PermanentError(
+                    f"GitHub answered 404 Not Found while {what} in {self.repository}"
+                )
+            body = fit_body(rewrite(pr.body))
+            if body == pr.body:
+                return False
+            self._request(what, "PATCH", f"/pulls/{number}", "pull_requests: write")
+            pr.body = body
+            return True
 
     # -- a reviewer's hand ---------------------------------------------------------------
 
