@@ -45,10 +45,12 @@ if TYPE_CHECKING:
     from controller.ports import LeaseStore
 
 __all__ = [
+    "APPROVAL_LEASE_PREFIX",
     "DEFAULT_LEASE_SECONDS",
     "GRAPH_LEASE_PREFIX",
     "Lease",
     "LeaseKeeper",
+    "approval_lease_name",
     "default_holder",
     "graph_lease_name",
     "lease_name",
@@ -134,6 +136,19 @@ def graph_lease_name(environment: str, graph: str) -> str:
     not begin with ``-`` (:func:`~controller.text.ref_names.validate_model_name`), which a ref
     component may."""
     return f"{environment}/{GRAPH_LEASE_PREFIX}{graph}"
+
+
+#: What an approval recorder's lease name has after its environment, before the model's name.
+APPROVAL_LEASE_PREFIX = "-approval-"
+
+
+def approval_lease_name(environment: str, model: str) -> str:
+    """The lease of recording one release's pull request approvals
+    (:mod:`controller.proposals.approval_evidence`): ``refs/sluice/leases/<environment>/
+    -approval-<model>`` in Git, apart from the release's own, so a rollout that holds its
+    release for hours never holds up an approval. No model's name begins with ``-``, so no
+    release's lease is so named (:func:`graph_lease_name`)."""
+    return f"{environment}/{APPROVAL_LEASE_PREFIX}{model}"
 
 
 class LeaseKeeper:

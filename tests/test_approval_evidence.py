@@ -5,17 +5,23 @@ approval once and turns ``sluice/evidence`` to success; which reviews count is G
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from securesystemslib.signer import CryptoSigner
 from support.evidence_pipeline import MODEL, NOW, PRODUCTION_PRIVATE, STRANGER_PRIVATE, Pipeline
 
-from controller.domain import Review, current_approvals
+from controller.domain import PullRequestApprovals, Review, current_approvals
 from controller.evidence.signing import EVIDENCE_KEY_ENV, load_evidence_signer
-from controller.proposals.approval_evidence import ApprovalRecorder
+from controller.lease import LeaseKeeper, approval_lease_name
+from controller.proposals.approval_evidence import ApprovalOutcome, ApprovalRecorder
 from controller.proposals.auto_propose import AutoProposer
-from controller.proposals.evidence_gate import check_promotion
+from controller.proposals.evidence_gate import check_promotion, read_environments
 from controller.proposals.model_card_evidence import with_evidence_section
 from controller.proposals.propose import ProposalRequest, ProposalResult, propose
 from controller.proposals.propose_evidence import EVIDENCE_CONTEXT
+from controller.testing import MemoryForge, MemoryLeaseStore
+from controller.testing.evidence import MemoryEvidence
 
 APPROVAL = "promotion: {from: [staging], require: {soak: 24h}, approval: {required: true}}"
 HEAD, OLD = "a" * 40, "b" * 40
@@ -169,3 +175,110 @@ def test_a_key_production_does_not_trust_records_no_approval_and_says_why() -> N
     assert approval.state == "idle"
     assert "is not one of production's evidence.controllerKeys" in approval.line
     assert not [c for c in setup.evidence.evidence_tags(MODEL, 1) if c.endswith(".approval")]
+
+
+# -- two recorders: exactly once -----------------------------------------------------------
+
+
+class _CountingEvidence:
+    """The pipeline's evidence store, counting each piece signed and kept; ``meanwhile`` runs
+    once, just before the first piece is kept (another recorder's look, interleaved)."""
+
+    def __init__(self, store: MemoryEvidence) -> None:
+        self._store = store
+        self.recorded: list[str] = []
+        self.meanwhile: Callable[[], object] | None = None
+
+    def record(self, name: str, version: int, line: bytes, *, kind: str, environment: str) -> str:
+        hook, self.meanwhile = self.meanwhile, None
+        if hook is not None:
+            hook()
+        self.recorded.append(f"{kind} in {environment}")
+        return self._store.record(name, version, line, kind=kind, environment=environment)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class _SlowForge:
+    """The pipeline's forge, where ``meanwhile`` runs once while the reviews are being read
+    (between a recorder's first look at the tag and its claim)."""
+
+    def __init__(self, forge: MemoryForge, meanwhile: Callable[[], object]) -> None:
+        self._forge = forge
+        self._meanwhile: Callable[[], object] | None = meanwhile
+
+    def approvals(self, number: int) -> PullRequestApprovals:
+        hook, self._meanwhile = self._meanwhile, None
+        if hook is not None:
+            hook()
+        return self._forge.approvals(number)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._forge, name)
+
+
+def _approved(setup: Pipeline) -> _CountingEvidence:
+    """v1 proposed to production and approved by alice; the store that counts pieces kept."""
+    _promoter(setup).run_once()
+    setup.forge.review(1, "alice", "APPROVED", at=NOW - 60)
+    counting = _CountingEvidence(setup.evidence)
+    setup.evidence = counting  # type: ignore[assignment]
+    return counting
+
+
+def _recorder(
+    setup: Pipeline, store: MemoryLeaseStore, holder: str, forge: Any = None
+) -> ApprovalRecorder:
+    return ApprovalRecorder(
+        workspace=setup.workspace, registry=setup.registry, evidence=setup.evidence,
+        attestations=setup.attestations, forge=forge or setup.forge,
+        signer=_signer(PRODUCTION_PRIVATE), clock=lambda: NOW,
+        lease=LeaseKeeper(store, holder, clock=lambda: NOW),
+    )  # fmt: skip
+
+
+def test_a_recorder_that_read_the_tag_before_another_recorded_records_nothing_more() -> None:
+    """B records the approval whole while A reads the reviews (after A found no tag): A then
+    takes the lease, reads the tag again and records nothing. Before the lease and the second
+    read, A signed and kept a second approval."""
+    setup = Pipeline(promotion=APPROVAL)
+    setup.earn_all()
+    counting = _approved(setup)
+    (config,) = read_environments(setup.workspace, ["production"])
+    leases = MemoryLeaseStore()
+    b = _recorder(setup, leases, "b")
+    meanwhile: list[ApprovalOutcome] = []
+    slow = _SlowForge(setup.forge, lambda: meanwhile.append(b.record(config, MODEL, 1)))
+    a = _recorder(setup, leases, "a", slow)
+    outcome = a.record(config, MODEL, 1)
+    assert [o.line for o in meanwhile] == [
+        "fraud-detector v1 → production: pull request #1 approved by alice, recorded"
+    ]
+    assert outcome.line == "fraud-detector v1 → production: approval recorded already"
+    assert counting.recorded == ["approval in production"]
+    name = approval_lease_name("production", MODEL)
+    assert leases.swaps == [(name, "b"), (name, None), (name, "a"), (name, None)]
+
+
+def test_a_recorder_that_finds_the_lease_held_records_nothing_and_says_who_holds_it() -> None:
+    """B looks while A holds the lease and is about to keep the piece: B records nothing and
+    says A records it; A records once; B's next look finds it recorded. Before, B recorded
+    too (and both set the status and rewrote the body)."""
+    setup = Pipeline(promotion=APPROVAL)
+    setup.earn_all()
+    counting = _approved(setup)
+    (config,) = read_environments(setup.workspace, ["production"])
+    leases = MemoryLeaseStore()
+    a, b = _recorder(setup, leases, "a"), _recorder(setup, leases, "b")
+    meanwhile: list[ApprovalOutcome] = []
+    counting.meanwhile = lambda: meanwhile.append(b.record(config, MODEL, 1))
+    assert a.record(config, MODEL, 1).state == "recorded"
+    assert [(o.state, o.line) for o in meanwhile] == [
+        ("waiting", "fraud-detector v1 → production: pull request #1 approved; a is recording it")
+    ]
+    assert counting.recorded == ["approval in production"]
+    again = b.record(config, MODEL, 1)
+    assert again.line == "fraud-detector v1 → production: approval recorded already"
+    assert counting.recorded == ["approval in production"]
+    assert leases.read(approval_lease_name("production", MODEL)) is None  # let go at once

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TargetKind",
+    "approval_lease",
     "build_lease",
     "build_metrics",
     "build_notifier",
@@ -153,6 +154,14 @@ def build_lease(settings: Settings, workspace: GitWorkspace) -> LeaseKeeper:
     return LeaseKeeper(
         _lease_store(settings, workspace), duration_seconds=settings.rollout_lease_seconds
     )
+
+
+def approval_lease(settings: Settings, workspace: GitWorkspace) -> LeaseKeeper:
+    """This process's keeper of the approval recorders' leases
+    (:func:`~controller.lease.approval_lease_name`): always a ref in the GitOps remote, the
+    one store both ``sluice serve`` and the Promote workflow reach (the workflow has no
+    cluster), for the rollout leases' duration."""
+    return LeaseKeeper(GitLeaseStore(workspace), duration_seconds=settings.rollout_lease_seconds)
 
 
 def _lease_store(settings: Settings, workspace: GitWorkspace) -> LeaseStore:

@@ -39,7 +39,11 @@ from controller.commands.events import build_events_route
 from controller.commands.feedback_route import build_feedback_route
 from controller.commands.kpi_series import build_kpi_series
 from controller.commands.retrain import build_alertmanager_hook
-from controller.commands.rollout_backends import build_notifier, build_reconciler
+from controller.commands.rollout_backends import (
+    approval_lease,
+    build_notifier,
+    build_reconciler,
+)
 from controller.commands.soak import build_soak_watcher
 from controller.commands.status import build_status_page
 from controller.errors import ConfigError
@@ -122,6 +126,7 @@ def _rollout_loop(
 
 
 def _approval_recorder(
+    settings: Settings,
     workspace: GitWorkspace,
     registry: MlflowRegistry,
     evidence: MlflowEvidence,
@@ -138,7 +143,7 @@ def _approval_recorder(
         return None
     return ApprovalRecorder(
         workspace=workspace, registry=registry, evidence=evidence, attestations=attestations,
-        forge=forge, signer=signer, clock=time.time,
+        forge=forge, signer=signer, clock=time.time, lease=approval_lease(settings, workspace),
     )  # fmt: skip
 
 
@@ -245,7 +250,7 @@ def run_serve(
         rollout_thread.start()
     promoter = AutoProposer(
         workspace, registry, evidence, attestations, propose_version, environments=environments,
-        approvals=_approval_recorder(workspace, registry, evidence, attestations, forge),
+        approvals=_approval_recorder(settings, workspace, registry, evidence, attestations, forge),
         notifier=build_notifier(settings),
     )  # fmt: skip
     threading.Thread(

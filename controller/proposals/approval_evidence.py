@@ -17,6 +17,14 @@ the rest of the body as it was). Once: the piece's tag on the version
 (``sluice.evidence.ENV.approval``) means recorded, across restarts. A key that is not among
 the environment's ``evidence.controllerKeys`` records nothing (the piece would not verify, and
 broken evidence refuses a version): the pass says so instead.
+
+Exactly once among recorders too (two ``sluice serve`` replicas, or one and the Promote
+workflow's ``sluice evidence record-approval``): as the rollout's evidence is recorded only by
+the holder of its release's lease, an approval is recorded only under the lease
+:func:`~controller.lease.approval_lease_name` (its own, so a rollout holding the release for
+hours never holds an approval up), and the tag is read again once the lease is held, since
+another recorder may have recorded and let go in between; the lease is let go at once after.
+A recorder that finds it held says who holds it and records nothing.
 """
 
 from __future__ import annotations
@@ -24,9 +32,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from controller.errors import ConfigError
 from controller.evidence.keys import read_controller_keys
 from controller.evidence.record import record_evidence
 from controller.evidence.statement import approval_body, evidence_tag
+from controller.lease import approval_lease_name
 from controller.proposals.evidence_gate import check_promotion, upstream_pins
 from controller.proposals.model_card_evidence import evidence_section, with_evidence_section
 from controller.proposals.propose_evidence import EVIDENCE_CONTEXT, evidence_status
@@ -37,6 +47,8 @@ if TYPE_CHECKING:
 
     from securesystemslib.signer import CryptoSigner
 
+    from controller.domain import PullRequestApprovals
+    from controller.lease import LeaseKeeper
     from controller.manifests.environment import EnvironmentConfig
     from controller.ports import (
         AttestationStore,
@@ -61,7 +73,8 @@ class ApprovalOutcome:
 
 class ApprovalRecorder:
     """Records the approval of each proposal's pull request into an environment that requires
-    one (see the module doc); :meth:`release` is one look at one release."""
+    one (see the module doc); :meth:`release` is one look at one release, :meth:`record` one
+    look at one version's pull request."""
 
     def __init__(
         self,
@@ -73,6 +86,8 @@ class ApprovalRecorder:
         forge: Forge,
         signer: CryptoSigner,
         clock: Callable[[], float],
+        lease: LeaseKeeper | None = None,
+        controller: str = "sluice serve",
     ) -> None:
         self._workspace = workspace
         self._registry = registry
@@ -81,6 +96,10 @@ class ApprovalRecorder:
         self._forge = forge
         self._signer = signer
         self._clock = clock
+        #: Who may record a release's approval now (None: this recorder, alone by assumption).
+        self.lease = lease
+        #: Who records (the predicate's ``controller.id`` is this and the environment).
+        self._controller = controller
 
     def release(self, config: EnvironmentConfig, model: str) -> list[ApprovalOutcome]:
         """Look at the pull request of each version an upstream environment serves alone."""
@@ -90,23 +109,39 @@ class ApprovalRecorder:
         )
         if not versions:
             return [ApprovalOutcome("idle", f"{model} → {env}: no version to approve")]
+        untrusted = self._untrusted(config, model)
+        if untrusted is not None:
+            return [ApprovalOutcome("idle", untrusted)]
+        return [self._version(config, model, version) for version in versions]
+
+    def record(self, config: EnvironmentConfig, model: str, version: int) -> ApprovalOutcome:
+        """Look at the pull request of ``model`` v``version``'s proposal to ``config`` and
+        record its approval if it has one and none is recorded yet (``sluice evidence
+        record-approval``); :class:`ConfigError` when this key's evidence would not count."""
+        untrusted = self._untrusted(config, model)
+        if untrusted is not None:
+            raise ConfigError(untrusted)
+        return self._version(config, model, version)
+
+    def _untrusted(self, config: EnvironmentConfig, model: str) -> str | None:
+        """Why nothing is recorded with this key, when the environment does not trust it."""
+        env = config.name
         keyid = self._signer.public_key.keyid
         trusted = read_controller_keys(self._workspace, [config])[env]
-        if keyid not in {key.keyid for key in trusted}:
-            return [
-                ApprovalOutcome(
-                    "idle",
-                    f"{model} → {env}: approvals are not recorded: the evidence key (key id "
-                    f"{keyid[:12]}…) is not one of {env}'s evidence.controllerKeys",
-                )
-            ]
-        return [self._version(config, model, version) for version in versions]
+        if keyid in {key.keyid for key in trusted}:
+            return None
+        return (
+            f"{model} → {env}: approvals are not recorded: the evidence key (key id "
+            f"{keyid[:12]}…) is not one of {env}'s evidence.controllerKeys"
+        )
+
+    def _recorded(self, model: str, version: int, env: str) -> bool:
+        return evidence_tag(env, "approval") in self._evidence.evidence_tags(model, version)
 
     def _version(self, config: EnvironmentConfig, model: str, version: int) -> ApprovalOutcome:
         env = config.name
         what = f"{model} v{version} → {env}"
-        tag = evidence_tag(env, "approval")
-        if tag in self._evidence.evidence_tags(model, version):
+        if self._recorded(model, version, env):
             return ApprovalOutcome("idle", f"{what}: approval recorded already", version)
         number = self._forge.find_pull_request(proposal_branch(env, model, version))
         if number is None:
@@ -115,6 +150,27 @@ class ApprovalRecorder:
         if not found.approvals:
             line = f"{what}: pull request #{number} waits for an approval"
             return ApprovalOutcome("waiting", line, version)
+        if self.lease is None:
+            return self._record(config, model, version, found)
+        name = approval_lease_name(env, model)
+        held = self.lease.hold(name)
+        if held.holder != self.lease.holder:
+            line = f"{what}: pull request #{number} approved; {held.holder} is recording it"
+            return ApprovalOutcome("waiting", line, version)
+        try:
+            # Read again under the lease: another recorder may have recorded it and let go
+            # since the first look.
+            if self._recorded(model, version, env):
+                return ApprovalOutcome("idle", f"{what}: approval recorded already", version)
+            return self._record(config, model, version, found)
+        finally:
+            self.lease.release(name)
+
+    def _record(
+        self, config: EnvironmentConfig, model: str, version: int, found: PullRequestApprovals
+    ) -> ApprovalOutcome:
+        """Sign and keep the approval, then bring the pull request's status and body in step."""
+        env, number = config.name, found.number
         record_evidence(
             self._evidence, self._attestations, self._signer, kind="approval",
             body=approval_body(
@@ -122,7 +178,7 @@ class ApprovalRecorder:
                 approved_at=max(approval.at for approval in found.approvals),
             ),
             environment=env, model=model, version=version,
-            controller=f"sluice serve ({env})", now=self._clock(),
+            controller=f"{self._controller} ({env})", now=self._clock(),
         )  # fmt: skip
         check = check_promotion(
             workspace=self._workspace, registry=self._registry, evidence=self._evidence,
@@ -136,5 +192,7 @@ class ApprovalRecorder:
             section = evidence_section(env, check.checks, check.verdict)
             self._forge.rewrite_body(number, lambda body: with_evidence_section(body, section))
         approvers = ", ".join(found.approvers)
-        line = f"{what}: pull request #{number} approved by {approvers}, recorded"
+        line = (
+            f"{model} v{version} → {env}: pull request #{number} approved by {approvers}, recorded"
+        )
         return ApprovalOutcome("recorded", line, version)
