@@ -144,6 +144,8 @@ class PullRequestApprovals:
     head_sha: str
     author: str
     approvals: tuple[Approval, ...] = ()
+    #: The branch it merges (a proposal's ``sluice/ENV/MODEL/vN``).
+    branch: str = ""
 
     @property
     def approvers(self) -> tuple[str, ...]:

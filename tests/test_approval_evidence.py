@@ -275,7 +275,7 @@ def test_a_recorder_that_finds_the_lease_held_records_nothing_and_says_who_holds
     counting.meanwhile = lambda: meanwhile.append(b.record(config, MODEL, 1))
     assert a.record(config, MODEL, 1).state == "recorded"
     assert [(o.state, o.line) for o in meanwhile] == [
-        ("waiting", "fraud-detector v1 → production: pull request #1 approved; a is recording it")
+        ("held", "fraud-detector v1 → production: pull request #1 approved; a is recording it")
     ]
     assert counting.recorded == ["approval in production"]
     again = b.record(config, MODEL, 1)

@@ -326,7 +326,9 @@ def test_approvals_are_the_reviewers_whose_latest_review_approves_the_head(
     number = forge.open_or_update(change).number
     none = forge.approvals(number)
     assert (none.number, none.state, none.merged, none.approvals) == (number, "open", False, ())
-    assert (none.head_sha, none.author) == (change.head_sha, "sluice-bot")
+    assert (none.head_sha, none.author, none.branch) == (
+        change.head_sha, "sluice-bot", "sluice/staging/fraud/v2",
+    )  # fmt: skip
     assert none.url.endswith(f"/{REPO}/pull/{number}")
     harness.review(number, "alice", "APPROVE")
     harness.review(number, "bob", "APPROVE")

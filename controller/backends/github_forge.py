@@ -227,6 +227,7 @@ class GitHubForge:
                 head_sha=head_sha,
                 author=author,
                 approvals=current_approvals(reviews, head_sha=head_sha, author=author),
+                branch=str(pull.head.ref),
             )
 
         return self._attempt(f"reading the reviews of pull request #{number}", read)

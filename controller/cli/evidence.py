@@ -1,11 +1,12 @@
-"""``sluice evidence show`` and ``check``: a version's signed evidence, and whether it may be
-proposed to an environment.
+"""``sluice evidence show``, ``check`` and ``record-approval``: a version's signed evidence,
+whether it may be proposed to an environment, and the approval of its pull request recorded.
 
 A table of commands only, merged into :data:`controller.cli.app.app` as the ``evidence``
-group; the work is :mod:`controller.commands.evidence`'s. ``check`` exits 0 (the version may
-be proposed), 1 (evidence missing: one line per piece) or 2 (bad input: an unknown
-environment, model or version, a controller key missing from Git); 3 when Git or the registry
-does not answer.
+group; the work is :mod:`controller.commands.evidence`'s and
+:mod:`controller.commands.approval`'s. ``check`` exits 0 (the version may be proposed), 1
+(evidence missing: one line per piece) or 2 (bad input: an unknown environment, model or
+version, a controller key missing from Git); ``record-approval`` 0 (recorded, now or before),
+1 (no approval counts yet) or 2; both 3 when Git, the registry or GitHub does not answer.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from controller.text.ref_names import validate_environment_name, validate_model_
 __all__ = ["evidence_app"]
 
 evidence_app = typer.Typer(
-    help="Signed evidence of model versions (promotion by evidence): list it, check it.",
+    help="Signed evidence of model versions (promotion by evidence): list it, check it, "
+    "record a pull request's approval.",
     no_args_is_help=True,
 )
 
@@ -84,3 +86,24 @@ def check(
         evidence_sources(settings, repo), model, version=version, alias=alias, environment=env,
         as_json=as_json, console=Console(), with_approval=with_approval,
     )  # fmt: skip
+
+
+@evidence_app.command("record-approval")
+def record_approval(
+    ctx: typer.Context,
+    env: Annotated[str, typer.Option("--env", help="Environment the pull request proposes to.")],
+    pr: Annotated[int, typer.Option("--pr", help="The proposal's pull request number.", min=1)],
+    repo: Annotated[str | None, typer.Option(help=_REPO_HELP)] = None,
+) -> None:
+    """Record the approval of a proposal's pull request in ENV as signed approval evidence,
+    as sluice serve does (the Promote workflow runs it when a review approves one): signed
+    with SLUICE_EVIDENCE_KEY, once (a second run records nothing), then the pull request's
+    sluice/evidence status and Evidence section updated. Exit 0 when recorded (now or
+    before), 1 when no approval counts yet, 2 on bad input. Needs SLUICE_GITHUB_TOKEN."""
+    validate_environment_name(env)
+    settings = current_settings(ctx)
+    from controller.commands.approval import approval_sources, run_record_approval
+
+    run_record_approval(
+        approval_sources(settings, repo), environment=env, number=pr, console=Console()
+    )

@@ -47,6 +47,7 @@ from controller.status.pipeline_view import Pin, pipeline_entry, pipeline_line, 
 
 __all__ = [
     "EvidenceSources",
+    "environment_config",
     "evidence_sources",
     "piece_line",
     "pipeline_entries",
@@ -151,7 +152,9 @@ def run_evidence_show(
     return checks
 
 
-def _environment(configs: Sequence[EnvironmentConfig], name: str) -> EnvironmentConfig:
+def environment_config(configs: Sequence[EnvironmentConfig], name: str) -> EnvironmentConfig:
+    """The environment ``name`` among ``configs``; a :class:`ConfigError` naming the known ones
+    when Git declares no such environment."""
     for config in configs:
         if config.name == name:
             return config
@@ -178,7 +181,7 @@ def run_evidence_check(
     sources.workspace.sync()
     number = resolve_version(sources, model, version, alias)
     configs = read_environments(sources.workspace)
-    _environment(configs, environment)
+    environment_config(configs, environment)
     document: dict[str, Any] = {"model": model, "version": number, "environment": environment}
     found = _check(sources, model, number, environment, configs, with_approval=with_approval)
     if found is None:

@@ -63,8 +63,9 @@ __all__ = ["ApprovalOutcome", "ApprovalRecorder"]
 
 @dataclass(frozen=True)
 class ApprovalOutcome:
-    """What one look at a release's pull request found: ``recorded``, ``waiting`` or
-    ``idle``, and the line that says so."""
+    """What one look at a release's pull request found: ``recorded``, ``waiting`` (for an
+    approval), ``held`` (another recorder holds the lease and records it) or ``idle``, and
+    the line that says so."""
 
     state: str
     line: str
@@ -156,7 +157,7 @@ class ApprovalRecorder:
         held = self.lease.hold(name)
         if held.holder != self.lease.holder:
             line = f"{what}: pull request #{number} approved; {held.holder} is recording it"
-            return ApprovalOutcome("waiting", line, version)
+            return ApprovalOutcome("held", line, version)
         try:
             # Read again under the lease: another recorder may have recorded it and let go
             # since the first look.

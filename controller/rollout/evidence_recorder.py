@@ -44,7 +44,13 @@ if TYPE_CHECKING:
     from controller.ports import AttestationStore, EvidenceStore
     from controller.settings import Settings
 
-__all__ = ["EvidenceRecorder", "recorder_from_settings", "unrecorded_note", "untrusted_note"]
+__all__ = [
+    "EvidenceRecorder",
+    "recorder_from_settings",
+    "signer_from_settings",
+    "unrecorded_note",
+    "untrusted_note",
+]
 
 _log = logging.getLogger("sluice.rollout")
 
@@ -128,10 +134,8 @@ class EvidenceRecorder:
         return digest
 
 
-def recorder_from_settings(
-    settings: Settings, store: EvidenceStore, attestations: AttestationStore, *, controller: str
-) -> EvidenceRecorder | None:
-    """The recorder signing with ``evidence_key`` (``SLUICE_EVIDENCE_KEY``, else the file
+def signer_from_settings(settings: Settings) -> CryptoSigner | None:
+    """The signer of ``evidence_key`` (``SLUICE_EVIDENCE_KEY``, else the file
     ``SLUICE_EVIDENCE_KEY_FILE`` names); None without one. A key that cannot be read is a
     :class:`~controller.errors.ConfigError` naming the variable, never quoting the key."""
     env: dict[str, str] = {}
@@ -139,7 +143,14 @@ def recorder_from_settings(
         env[EVIDENCE_KEY_ENV] = settings.evidence_key.get_secret_value()
     if settings.evidence_key_file is not None:
         env[EVIDENCE_KEY_FILE_ENV] = str(settings.evidence_key_file)
-    signer = load_evidence_signer(env)
+    return load_evidence_signer(env)
+
+
+def recorder_from_settings(
+    settings: Settings, store: EvidenceStore, attestations: AttestationStore, *, controller: str
+) -> EvidenceRecorder | None:
+    """The recorder signing with :func:`signer_from_settings`'s key; None without one."""
+    signer = signer_from_settings(settings)
     if signer is None:
         return None
     return EvidenceRecorder(store, attestations, signer, controller=controller)

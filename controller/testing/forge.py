@@ -294,6 +294,7 @@ class MemoryForge:
                 head_sha=pr.head_sha,
                 author=pr.author,
                 approvals=current_approvals(pr.reviews, head_sha=pr.head_sha, author=pr.author),
+                branch=pr.branch,
             )
 
     def rewrite_body(self, number: int, rewrite: Callable[[str], str]) -> bool:

@@ -8,11 +8,18 @@ characters; the body carries the evidence; trailers make the commit machine-read
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from string import Template
 
-__all__ = ["SUBJECT_LIMIT", "ProposalMessage", "proposal_branch", "render_proposal_message"]
+__all__ = [
+    "SUBJECT_LIMIT",
+    "ProposalMessage",
+    "proposal_branch",
+    "proposal_of_branch",
+    "render_proposal_message",
+]
 
 #: What Argo CD's UI shows of a commit subject.
 SUBJECT_LIMIT = 64
@@ -58,6 +65,19 @@ class ProposalMessage:
 def proposal_branch(environment: str, model: str, version: int) -> str:
     """Deterministic from the change, so a second run finds the first run's branch and PR."""
     return f"sluice/{environment}/{model}/v{version}"
+
+
+_PROPOSAL_BRANCH = re.compile(r"sluice/([^/]+)/([^/]+)/v([1-9][0-9]{0,8})")
+
+
+def proposal_of_branch(branch: str) -> tuple[str, str, int] | None:
+    """The environment, model and version a :func:`proposal_branch` names; None for any
+    other branch."""
+    found = _PROPOSAL_BRANCH.fullmatch(branch)
+    if found is None:
+        return None
+    environment, model, version = found.groups()
+    return environment, model, int(version)
 
 
 def _subject(message: ProposalMessage) -> str:
