@@ -152,13 +152,13 @@ def test_no_expression_is_expanded_inside_a_script() -> None:
 def test_secrets_are_only_the_documented_ones() -> None:
     """The workflows read MLFLOW_TRACKING_URI, MLFLOW_TRACKING_TOKEN, SLUICE_GITHUB_TOKEN,
     ARGOCD_AUTH_TOKEN, the optional SLUICE_NOTIFY_WEBHOOK_URL (the retraining report's
-    notice) and SLUICE_SIGNING_KEY (provenance), and no other secret; each is in the README's
-    table."""
+    notice), SLUICE_SIGNING_KEY (provenance) and SLUICE_EVIDENCE_KEY (production's approval
+    evidence), and no other secret; each is in the README's table."""
     text = "".join(p.read_text(encoding="utf-8") for p in WORKFLOWS.glob("*.yml"))
     used = set(re.findall(r"secrets\.(\w+)", text))
     assert used == {
         "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "SLUICE_GITHUB_TOKEN", "ARGOCD_AUTH_TOKEN",
-        "SLUICE_NOTIFY_WEBHOOK_URL", "SLUICE_SIGNING_KEY",
+        "SLUICE_NOTIFY_WEBHOOK_URL", "SLUICE_SIGNING_KEY", "SLUICE_EVIDENCE_KEY",
     }  # fmt: skip
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for secret in used:
@@ -295,7 +295,8 @@ def test_a_drift_retraining_reports_its_outcome_on_success_and_on_failure() -> N
 
 def test_triggers() -> None:
     """Training on model changes, weekly, by hand and on a drift alert; rollouts on manifest
-    changes; promotion by hand; CI on pull requests and pushes."""
+    changes; promotion by hand, and a review submitted (the approval's evidence); CI on pull
+    requests and pushes."""
     train = triggers(workflows()["train.yml"])
     assert train["push"]["paths"] == ["models/**"]
     assert train["schedule"]
@@ -303,7 +304,9 @@ def test_triggers() -> None:
     assert train["repository_dispatch"]["types"] == ["retrain"]
     rollout = triggers(workflows()["rollout.yml"])
     assert rollout["push"] == {"branches": ["main"], "paths": ["manifests/overlays/**"]}
-    assert set(triggers(workflows()["promote.yml"])) == {"workflow_dispatch"}
+    promote = triggers(workflows()["promote.yml"])
+    assert set(promote) == {"workflow_dispatch", "pull_request_review"}
+    assert promote["pull_request_review"] == {"types": ["submitted"]}
     assert set(triggers(workflows()["ci.yml"])) == {"pull_request", "push"}
 
 
@@ -473,3 +476,48 @@ def test_rollout_counts_an_overlay_change_for_every_pin(manifests_repo: Path) ->
     assert changed_releases(manifests_repo, "0" * 40) == [
         {"model": "fraud-detector", "environment": "production"}
     ]
+
+
+def test_an_approving_review_of_a_production_proposal_records_its_approval() -> None:
+    """promote.yml's record-approval job runs for an approving review of a pull request from
+    this repository's sluice/production/* branch only (the promote job on a dispatch only),
+    and runs `sluice evidence record-approval` with the pull request's number from the
+    environment, production's evidence key, and only flags the command has."""
+    from support.workflow_runner import should_run
+
+    jobs = workflows()["promote.yml"]["jobs"]
+    job = jobs["record-approval"]
+
+    def runs(condition: str, event: str = "pull_request_review", **fields: str) -> bool:
+        review = {"state": fields.get("state", "approved")}
+        head = {
+            "ref": fields.get("ref", "sluice/production/fraud-detector/v7"),
+            "repo": {"full_name": fields.get("repo", "acme/gitops")},
+        }
+        context = {
+            "github": {
+                "event_name": event, "repository": "acme/gitops",
+                "event": {"review": review, "pull_request": {"number": 12, "head": head}},
+            },
+        }  # fmt: skip
+        return should_run(condition, context)
+
+    assert runs(job["if"])
+    assert not runs(job["if"], state="commented")
+    assert not runs(job["if"], state="changes_requested")
+    assert not runs(job["if"], ref="sluice/staging/fraud-detector/v7")
+    assert not runs(job["if"], ref="feature/production-tweaks")
+    assert not runs(job["if"], repo="someone/fork")
+    assert not runs(job["if"], event="workflow_dispatch")
+    assert runs(jobs["promote"]["if"], event="workflow_dispatch")
+    assert not runs(jobs["promote"]["if"])
+    assert job["env"]["PULL_REQUEST"] == "${{ github.event.pull_request.number }}"
+    (step,) = [s for s in job["steps"] if s.get("name") == "Record the approval"]
+    assert step["env"]["SLUICE_EVIDENCE_KEY"] == "${{ secrets.SLUICE_EVIDENCE_KEY }}"
+    script = step["run"]
+    assert (
+        '.venv/bin/sluice evidence record-approval --env production --pr "$PULL_REQUEST"' in script
+    )
+    help_text = sluice_help("evidence", "record-approval")
+    for flag in set(re.findall(r"(--[a-z][\w-]*)", script)):
+        assert re.search(rf"{flag}\b", help_text), flag

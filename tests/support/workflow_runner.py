@@ -4,12 +4,12 @@ GitHub Actions cannot run here, so the tests run what the workflows run: every `
 of a job, in order, with bash, in the repository's checkout, with the step's and the job's
 `env:` after evaluating the `${{ }}` expressions the workflows use (contexts `github.event`,
 `github.event_name`, `inputs`, `steps.*.outputs`, `steps.*.outcome`, `secrets`; `||`, `&&`,
-`==`, `!=`, `join()`, and the status functions `always()`, `success()`, `failure()`), and the
-files GitHub provides (`$GITHUB_OUTPUT`, `$GITHUB_STEP_SUMMARY`, `$RUNNER_TEMP`). As on GitHub,
-once a step fails the job runs only the steps whose `if:` calls a status function that lets
-them (`always()`, `failure()`); a condition without one means `success() && ...`. `uses:`
-steps are what the test environment already is (a checkout with Python); `sudo` steps install
-system packages, which the test machine has.
+`==`, `!=`, `join()`, `startsWith()`, and the status functions `always()`, `success()`,
+`failure()`), and the files GitHub provides (`$GITHUB_OUTPUT`, `$GITHUB_STEP_SUMMARY`,
+`$RUNNER_TEMP`). As on GitHub, once a step fails the job runs only the steps whose `if:` calls
+a status function that lets them (`always()`, `failure()`); a condition without one means
+`success() && ...`. `uses:` steps are what the test environment already is (a checkout with
+Python); `sudo` steps install system packages, which the test machine has.
 """
 
 from __future__ import annotations
@@ -59,6 +59,10 @@ def _term(text: str, context: Mapping[str, Any]) -> Any:
         return {"always": True, "success": not failed, "failure": failed}.get(status.group(1))
     if text.startswith("'") and text.endswith("'"):
         return text[1:-1]
+    match = re.fullmatch(r"startsWith\((.+?),\s*'(.*)'\)", text)
+    if match:  # GitHub's startsWith ignores case
+        found = _lookup(match.group(1).strip(), context)
+        return str(found or "").lower().startswith(match.group(2).lower())
     match = re.fullmatch(r"join\((.+?),\s*'(.*)'\)", text)
     if match:
         items = _lookup(match.group(1).strip(), context) or []
