@@ -11,7 +11,9 @@ another holder let expire (it crashed, or was cut off) is taken over once its du
 passed: 30 s by default, three times the renewal interval. The loser of a race does not act:
 it follows, reporting who holds the lease and the commits it sees land, until the rollout ends.
 ``sluice graph rollout`` holds a lease per InferenceGraph the same way
-(:func:`graph_lease_name`), so two walkers of one graph never both commit its steps.
+(:func:`graph_lease_name`), so two walkers of one graph never both commit its steps, and the
+recorders of a pull request's approval one per release (:func:`approval_lease_name`), so two
+of them never both sign it.
 
 A person's ``sluice rollback`` takes the lease too (:meth:`LeaseKeeper.acquire`), so it never
 commits beside a controller that is mid-step. It asks a live holder for the lease by writing

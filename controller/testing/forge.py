@@ -14,7 +14,9 @@ its rules:
   (:mod:`controller.text.forge_limits`), as the real one cuts them before sending;
 - a comment on a pull request that does not exist is a
   :class:`~controller.errors.PermanentError` naming it (GitHub's 404);
-- :meth:`~MemoryForge.find_pull_request` finds the newest pull request of a branch in any state.
+- :meth:`~MemoryForge.find_pull_request` finds the newest pull request of a branch in any state;
+- :meth:`~MemoryForge.rewrite_body` rewrites the body a pull request has now, writing (and
+  needing ``pull_requests: write``) only when that changes it.
 
 Faults, raising what GitHubForge raises for them: :attr:`~MemoryForge.outage` (GitHub cannot
 be reached: :class:`~controller.errors.ForgeUnavailable` after its tries),
