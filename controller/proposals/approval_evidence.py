@@ -98,7 +98,7 @@ class ApprovalRecorder:
         self._signer = signer
         self._clock = clock
         #: Who may record a release's approval now (None: this recorder, alone by assumption).
-        self.lease = lease
+        self._lease = lease
         #: Who records (the predicate's ``controller.id`` is this and the environment).
         self._controller = controller
 
@@ -151,11 +151,11 @@ class ApprovalRecorder:
         if not found.approvals:
             line = f"{what}: pull request #{number} waits for an approval"
             return ApprovalOutcome("waiting", line, version)
-        if self.lease is None:
+        if self._lease is None:
             return self._record(config, model, version, found)
         name = approval_lease_name(env, model)
-        held = self.lease.hold(name)
-        if held.holder != self.lease.holder:
+        held = self._lease.hold(name)
+        if held.holder != self._lease.holder:
             line = f"{what}: pull request #{number} approved; {held.holder} is recording it"
             return ApprovalOutcome("held", line, version)
         try:
@@ -165,7 +165,7 @@ class ApprovalRecorder:
                 return ApprovalOutcome("idle", f"{what}: approval recorded already", version)
             return self._record(config, model, version, found)
         finally:
-            self.lease.release(name)
+            self._lease.release(name)
 
     def _record(
         self, config: EnvironmentConfig, model: str, version: int, found: PullRequestApprovals
