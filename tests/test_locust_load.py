@@ -166,7 +166,9 @@ def test_a_paced_test_sends_about_its_rate_and_no_more(echo_server: tuple[str, l
 
 def test_a_replay_sends_only_its_files_rows_in_order(echo_server: tuple[str, list[Any]]) -> None:
     """The black-swan replay file, paced at 30 rps from 2 users for 2 s: every request is one
-    of its rows as a V1 body, and the rows go out in the file's order, round again."""
+    of its rows as a V1 body, and the rows go out in the file's order. How many go out depends
+    on the CPU Locust gets (on a starved machine a 2 s run sent 2), so only the pacing's upper
+    bound is a count."""
     url, seen = echo_server
     path = "loadtests/payloads/market-regime-black-swan.jsonl"
     text = (DEFAULT_LOCUSTFILE.parents[1] / path).read_text()
@@ -176,7 +178,7 @@ def test_a_replay_sends_only_its_files_rows_in_order(echo_server: tuple[str, lis
     plan = replay_plan(load, replay, payloads, url=f"{url}/_tag/latest", model_name="blend")
     report = LocustLoadGenerator().run(plan)
     assert report.failures == 0
-    assert 20 <= report.requests == len(seen) <= 64, report
+    assert 1 <= report.requests == len(seen) <= 64, report
     rows = [dict(row) for row in payloads.rows]
     assert {path for path, _, _ in seen} == {"/_tag/latest/v1/models/blend:predict"}
     sent = [body["instances"] for _, _, body in seen]
@@ -187,14 +189,15 @@ def test_a_replay_sends_only_its_files_rows_in_order(echo_server: tuple[str, lis
 
 
 def test_a_cycling_run_goes_round_its_rows_again(echo_server: tuple[str, list[Any]]) -> None:
-    """Three rows, one user at 20 rps for 1 s: the rows in order, then from the first again."""
+    """Two rows, one user at 20 rps for 3 s: the rows in order, then from the first again.
+    About 60 go out; 3 show the wrap (a starved machine once sent 4 of 20 in a second)."""
     url, seen = echo_server
-    rows = tuple(ROW | {"hour": hour} for hour in (1, 2, 3))
-    plan = LoadPlan(url, "m", "v1", rows, users=1, spawn_rate=1, duration_seconds=1, rps=20)
+    rows = tuple(ROW | {"hour": hour} for hour in (1, 2))
+    plan = LoadPlan(url, "m", "v1", rows, users=1, spawn_rate=1, duration_seconds=3, rps=20)
     report = LocustLoadGenerator().run(dataclasses.replace(plan, order="cycle"))
-    assert report.requests == len(seen) >= 6, report
+    assert report.requests == len(seen) >= 3, report
     assert [body["instances"][0]["hour"] for _, _, body in seen] == [
-        1 + i % 3 for i in range(len(seen))
+        1 + i % 2 for i in range(len(seen))
     ]
 
 
