@@ -199,6 +199,25 @@ def fraud_model(mlflow_server: MlflowService) -> Registered:
 
 
 @pytest.fixture(scope="session")
+def diabetes_v1(mlflow_server: MlflowService) -> str:
+    """The diabetes example's v1, trained once per session as its plain MLflow script does
+    (which infers its pip requirements: about 5 CPU-s in all); tests give it names of their own
+    with :func:`support.registry_copy.copy_version`."""
+    import mlflow
+
+    from models.diabetes_regressor import train as diabetes
+
+    name = f"diabetes-{uuid.uuid4().hex[:8]}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(mlflow_server.tracking_uri)
+    try:
+        assert diabetes.main(["--model-name", name]) == 0
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return name
+
+
+@pytest.fixture(scope="session")
 def signed(mlflow_server: MlflowService, tmp_path_factory: pytest.TempPathFactory) -> Signed:
     """One fraud-detector version trained in a CI-shaped environment with a signing key, per
     session (tests/support/signed_model.py); a test that edits its artifact restores it."""

@@ -19,11 +19,11 @@ import pytest
 from schemas import schema_errors
 from support.gitops_repo import commit_to_remote, snapshot
 from support.gitrepo import GitRemote, git
+from support.registry_copy import copy_version
 
 from controller.backends.mlflow_registry import MlflowRegistry
 from controller.local.serving.pyfunc_model import PyfuncServable, Tensor
 from controller.manifests.render import render_overlay, validate_rendered
-from models.diabetes_regressor import train as diabetes
 from models.pinned_requirements import pinned
 
 BRANCH = "sluice/local/{model}/init"
@@ -44,10 +44,11 @@ def sluice(tmp_path: Path, tracking_uri: str, remote: str, *args: str):
 
 
 @pytest.fixture
-def regressor(mlflow_tracking_uri: str, model: str) -> str:
-    """``model`` registered as v1 by the diabetes example (plain MLflow and the helper)."""
+def regressor(mlflow_tracking_uri: str, model: str, diabetes_v1: str) -> str:
+    """``model`` registered as v1 by the diabetes example (plain MLflow and the helper): the
+    session's training run, copied to a name of the test's own."""
     name = model.replace("fraud", "diabetes")
-    assert diabetes.main(["--model-name", name]) == 0
+    copy_version(mlflow_tracking_uri, diabetes_v1, name)
     return name
 
 
@@ -128,7 +129,12 @@ class _Constant(mlflow.pyfunc.PythonModel):  # type: ignore[misc, name-defined]
 
 @pytest.mark.parametrize("case", ["unknown", "version", "flavour", "no-example", "different"])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
-    mlflow_tracking_uri: str, remote: GitRemote, model: str, tmp_path: Path, case: str
+    mlflow_tracking_uri: str,
+    remote: GitRemote,
+    model: str,
+    tmp_path: Path,
+    case: str,
+    diabetes_v1: str,
 ) -> None:
     """Unknown model or version, a flavour no runtime serves, no input example or signature,
     or a different release already there: one line naming it and the fix, exit 2, no push."""
@@ -136,7 +142,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     if case == "unknown":
         expected = f"model '{model}' is not in the registry"
     elif case == "version":
-        assert diabetes.main(["--model-name", model]) == 0
+        copy_version(mlflow_tracking_uri, diabetes_v1, model)
         args += ["--version", "7"]
         expected = "7"
     elif case == "flavour":
@@ -151,7 +157,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
             )  # fmt: skip
         expected = "logged neither an input example nor a column signature"
     else:
-        assert diabetes.main(["--model-name", model]) == 0
+        copy_version(mlflow_tracking_uri, diabetes_v1, model)
 
         def other_release(tree: Path) -> None:
             path = tree / "manifests/overlays/local/sluice.yaml"

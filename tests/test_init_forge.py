@@ -22,6 +22,7 @@ from support.github_api import GitHubApiServer
 from support.gitops_repo import seed_manifests, snapshot
 from support.gitrepo import GitRemote, create_git_remote, git
 from support.readme_blocks import console_commands
+from support.registry_copy import copy_version
 
 from controller.local.services import MlflowService
 from models.diabetes_regressor import train as diabetes
@@ -47,10 +48,11 @@ def github_env(server: GitHubApiServer) -> dict[str, str]:
 
 
 @pytest.fixture
-def regressor(mlflow_tracking_uri: str, model: str) -> str:
-    """``model`` registered as v1 by the diabetes example (plain MLflow and the helper)."""
+def regressor(mlflow_tracking_uri: str, model: str, diabetes_v1: str) -> str:
+    """``model`` registered as v1 by the diabetes example (plain MLflow and the helper): the
+    session's training run, copied to a name of the test's own."""
     name = model.replace("fraud", "diabetes")
-    assert diabetes.main(["--model-name", name]) == 0
+    copy_version(mlflow_tracking_uri, diabetes_v1, name)
     return name
 
 
