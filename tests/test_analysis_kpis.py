@@ -45,7 +45,7 @@ def _serve(store: MemoryPredictionStore, revision: str, n: int, clicks: int, whe
 
 
 def _kpis(outcomes: ServedOutcomes | None, *kpis: dict[str, Any], look: int = 1) -> GateResult:
-    analyzer = Analyzer(cast(RolloutRegistry, None), None, None, outcomes=outcomes)
+    analyzer = Analyzer(cast(RolloutRegistry, None), None, None, outcomes=lambda _env: outcomes)
     obs = observation(10, canary_target(10), changed_at=STEP_AT)
     analysis = Analyze(step=10, look=look, record=AnalysisRecord(HEAD, 10))
     [result] = analyzer.run(obs, analysis, _gates(*(kpis or (CTR,))), NOW)
@@ -105,7 +105,7 @@ class _LockedLog:
 
 
 def test_an_unreadable_log_is_an_error_for_every_kpi() -> None:
-    analyzer = Analyzer(cast(RolloutRegistry, None), None, None, outcomes=_LockedLog())
+    analyzer = Analyzer(cast(RolloutRegistry, None), None, None, outcomes=lambda _env: _LockedLog())
     obs = observation(10, canary_target(10), changed_at=STEP_AT)
     revenue = {
         "name": "revenue", "outcome": "revenue", "kind": "mean", "direction": "higher",
