@@ -4,7 +4,8 @@
 InferenceGraphs to its state file; ``run_status`` prints them, as a table for people or as
 KServe- and Argo CD-shaped JSON for scripts. ``run_status_page`` is the stack's status page
 component (the hidden ``sluice local serve-page``): ``sluice serve``'s page, read-only, and
-nothing else.
+nothing else. A stack serving several environments (``sluice local up --env staging --env
+production``) has a runtime, and a state file, per environment: both show each one.
 """
 
 from __future__ import annotations
