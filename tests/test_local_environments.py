@@ -219,6 +219,17 @@ def test_url_takes_the_environment(checkout: Checkout) -> None:
 
 
 @pytest.mark.slow
+def test_up_again_prints_each_environments_router(checkout: Checkout) -> None:
+    """``up`` run again reuses what runs and prints a router row per environment."""
+    out = checkout("local", "up", "--env", "staging", "--env", "production", "--repo",
+                   checkout.remote.url)  # fmt: skip
+    assert "runtime production already running" in out
+    rows = {line.split(maxsplit=2)[1]: line for line in out.splitlines() if "  Router (" in line}
+    for env in ENVIRONMENTS:
+        assert f"{_serving(checkout, env)} ({MODEL})" in rows[f"({env})"], out
+
+
+@pytest.mark.slow
 def test_status_page_shows_each_environment(checkout: Checkout) -> None:
     """The stack's status page has a release row for staging and one for production."""
     url = checkout("local", "url", "status-page").strip()
