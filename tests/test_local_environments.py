@@ -293,6 +293,21 @@ def test_serve_for_production_takes_labels_into_productions_log(checkout: Checko
 
 
 @pytest.mark.slow
+def test_feedback_takes_the_environment(checkout: Checkout) -> None:
+    """``sluice feedback FILE --env production`` writes beside production's answers; without
+    ``--env``, into the first environment's log, which does not have them."""
+    production = _answered_in(checkout, "production")
+    _wait("the answer to be logged", lambda: _logged(checkout, "production", production))
+    (checkout.root / "labels.csv").write_text(f"request_id,label\n{production},0\n")
+    first = checkout("feedback", "labels.csv")
+    assert first.strip() == "stored 1 labels (1 request ids not in the log)"
+    out = checkout("feedback", "labels.csv", "--env", "production")
+    assert out.strip() == "stored 1 labels (0 request ids not in the log)"
+    log = SqlitePredictionLog(_state_dir(checkout, "production") / "predictions.sqlite")
+    assert log.outcomes([production], "label") == {production: 0}
+
+
+@pytest.mark.slow
 def test_rollouts_read_each_environments_log(checkout: Checkout) -> None:
     """The reconciler ``sluice serve --rollouts local`` and ``sluice rollout`` build reads
     production's answers for production's shadow and KPI checks, staging's for staging's."""
@@ -349,3 +364,18 @@ def test_a_stack_recorded_before_it_named_every_environment_has_its_first(tmp_pa
     write_json(root / REMOTE_FILE, {"remote": "r", "env": "local"})
     settings = Settings(state_dir=tmp_path)
     assert prediction_log_path(settings, "local") == root / "predictions.sqlite"
+
+
+def test_feedback_refuses_an_environment_with_a_url(tmp_path: Path) -> None:
+    """``--env`` picks a local log and ``--url`` a ``sluice serve``: both is one line, exit 2."""
+    (tmp_path / "labels.csv").write_text("request_id,label\nr-1,1\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "controller", "feedback", "labels.csv", "--env", "production",
+         "--url", "http://127.0.0.1:8686"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        "sluice: error: --env production picks a local prediction log, and --url sends"
+    ), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
