@@ -271,7 +271,9 @@ class Settings(BaseSettings):
         description=(
             "SQLite prediction log that POST /v1/feedback and `sluice feedback` write labels to "
             "(default: <state_dir>/local/predictions.sqlite, where the local runtime's router "
-            "logs every primary and shadow answer); not used when prediction_store_url is set."
+            "logs every primary and shadow answer, and for each further environment of the "
+            "local stack <state_dir>/local/environments/ENV/predictions.sqlite); set, it is "
+            "every environment's; not used when prediction_store_url is set."
         ),
     )
     prediction_store_url: SecretStr | None = Field(

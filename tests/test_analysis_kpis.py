@@ -5,6 +5,7 @@ outcome that is not a number never passes."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 from support.prediction_answers import answer
@@ -45,7 +46,7 @@ def _serve(store: MemoryPredictionStore, revision: str, n: int, clicks: int, whe
 
 
 def _kpis(outcomes: ServedOutcomes | None, *kpis: dict[str, Any], look: int = 1) -> GateResult:
-    analyzer = Analyzer(cast(RolloutRegistry, None), None, None, outcomes=outcomes)
+    analyzer = Analyzer(cast(RolloutRegistry, None), None, None, outcomes=lambda _env: outcomes)
     obs = observation(10, canary_target(10), changed_at=STEP_AT)
     analysis = Analyze(step=10, look=look, record=AnalysisRecord(HEAD, 10))
     [result] = analyzer.run(obs, analysis, _gates(*(kpis or (CTR,))), NOW)
@@ -105,7 +106,7 @@ class _LockedLog:
 
 
 def test_an_unreadable_log_is_an_error_for_every_kpi() -> None:
-    analyzer = Analyzer(cast(RolloutRegistry, None), None, None, outcomes=_LockedLog())
+    analyzer = Analyzer(cast(RolloutRegistry, None), None, None, outcomes=lambda _env: _LockedLog())
     obs = observation(10, canary_target(10), changed_at=STEP_AT)
     revenue = {
         "name": "revenue", "outcome": "revenue", "kind": "mean", "direction": "higher",
@@ -127,3 +128,22 @@ def test_a_class_name_outcome_is_an_error_naming_the_request() -> None:
     result = _kpis(store)
     assert result.verdict == Verdict.ERROR
     assert "outcome click of request r-1 is 'yes', a class name" in result.summary
+
+
+def test_the_checks_read_the_log_of_the_releases_environment() -> None:
+    """A stack serving staging and production keeps a log per environment: the checks of a
+    release in production read production's, never another environment's."""
+    production, staging = (MemoryPredictionStore(max_rows=100_000) for _ in range(2))
+    _serve(production, OLD, 9000, 900, when=1100.0)
+    _serve(production, NEW, 1000, 50, when=1100.0)
+    asked: list[str] = []
+
+    def logs(environment: str) -> ServedOutcomes:
+        asked.append(environment)
+        return production if environment == "production" else staging
+
+    analyzer = Analyzer(cast(RolloutRegistry, None), None, None, outcomes=logs)
+    obs = replace(observation(10, canary_target(10), changed_at=STEP_AT), environment="production")
+    analysis = Analyze(step=10, look=1, record=AnalysisRecord(HEAD, 10))
+    [result] = analyzer.run(obs, analysis, _gates(CTR), NOW)
+    assert (result.verdict, set(asked)) == (Verdict.FAIL, {"production"}), result.summary

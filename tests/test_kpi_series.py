@@ -92,9 +92,10 @@ def _log_with_two_revisions() -> MemoryPredictionStore:
 
 
 def test_the_series_export_each_revisions_kpi_and_its_requests() -> None:
+    log = _log_with_two_revisions()
     series = KpiSeries(
         lambda: [KpiRelease("local", "rec", (CTR,)), KpiRelease("local", "fraud", ())],
-        _log_with_two_revisions(),
+        lambda _env: log,
         window=900,
         clock=lambda: NOW,
     )
@@ -114,7 +115,10 @@ def test_the_window_ends_at_the_outcome_delay_and_reaches_back_window_seconds() 
     delay) neither revision's requests (400 and 300 s old) count; with 250 s, rec-00002's."""
     log = _log_with_two_revisions()
     series = KpiSeries(
-        lambda: [KpiRelease("local", "rec", (CTR,))], log, window=200, clock=lambda: NOW
+        lambda: [KpiRelease("local", "rec", (CTR,))],
+        lambda _env: log,
+        window=200,
+        clock=lambda: NOW,
     )
     series.refresh()
     assert next(iter(series.collect())).samples == []
@@ -131,7 +135,10 @@ def test_a_policy_whose_outcome_is_a_class_name_loses_only_that_checks_series(
     log.record_outcomes([("a0", "segment", "bargain")])
     segment = CTR.model_copy(update={"name": "by-segment", "outcome": "segment"})
     series = KpiSeries(
-        lambda: [KpiRelease("local", "rec", (segment, CTR))], log, window=900, clock=lambda: NOW
+        lambda: [KpiRelease("local", "rec", (segment, CTR))],
+        lambda _env: log,
+        window=900,
+        clock=lambda: NOW,
     )
     series.refresh()
     series.refresh()

@@ -258,6 +258,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShadowStack]:
             forge = GitHubForge(
                 api_url=github.api_url, token=github.token, repository="acme/models"
             )
+            log = SqlitePredictionLog(local / PREDICTION_LOG_FILE)
             reconciler = Reconciler(
                 workspace=GitWorkspace(loop.remote.url, root / "controller-git"),
                 registry=registry,
@@ -265,7 +266,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShadowStack]:
                 # No canary step is analysed here (the tests end at the first one), but the
                 # smoke, on by default, runs at the start of each shadow phase: Locust is real.
                 analyzer=Analyzer(registry=registry, metrics=None, load=LocustLoadGenerator()),
-                predictions=SqlitePredictionLog(local / PREDICTION_LOG_FILE),
+                predictions=lambda _env: log,
                 forge=forge,
             )
             stack = ShadowStack(loop, local, reconciler, github)

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from controller.cli.options import current_settings
+from controller.text.ref_names import validate_environment_name
 
 __all__ = ["feedback"]
 
@@ -43,9 +44,20 @@ def feedback(
             "stored unless named.",
         ),
     ] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            metavar="ENV",
+            help="Write into the prediction log of ENV's routers on the local stack (default: "
+            "its first environment); not with --url, whose `sluice serve` has its own.",
+        ),
+    ] = None,
 ) -> None:
     """Store late ground truth for logged requests (each outcome column's values), so shadow
     evaluation can judge champion and challenger on them."""
     from controller.commands.feedback import run_feedback
 
-    run_feedback(current_settings(ctx), file, url=url, console=Console(), outcomes=outcome)
+    if env is not None:
+        validate_environment_name(env)
+    run_feedback(current_settings(ctx), file, url=url, console=Console(), outcomes=outcome, env=env)

@@ -118,7 +118,9 @@ def local_down(ctx: typer.Context) -> None:
 def local_serve_page(
     ctx: typer.Context,
     state_dir: Annotated[Path, typer.Option(help="The stack's state directory.")],
-    env: Annotated[str, typer.Option("--env", help="Environment the stack syncs.")],
+    env: Annotated[
+        list[str], typer.Option("--env", help="An environment the stack syncs (repeatable).")
+    ],
     repo: Annotated[str, typer.Option(help="The stack's GitOps remote.")],
     prometheus_url: Annotated[str, typer.Option(help="The stack's Prometheus.")],
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")],
@@ -127,11 +129,12 @@ def local_serve_page(
     the stack's MLflow in the root option --mlflow-tracking-uri)."""
     from controller.commands.local_status import run_status_page
 
-    validate_environment_name(env)
+    for name in env:
+        validate_environment_name(name)
     settings = current_settings(
         ctx, state_dir=state_dir, git_remote=repo, prometheus_url=prometheus_url
     )
-    run_status_page(settings, env=env, host="127.0.0.1", port=port)
+    run_status_page(settings, environments=env, host="127.0.0.1", port=port)
 
 
 @local_app.command("env")
@@ -151,11 +154,21 @@ def local_url(
             help="mlflow, prometheus, alertmanager, status-page, or an InferenceService."
         ),
     ],
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            metavar="ENV",
+            help="The environment whose router (default: the stack's first environment).",
+        ),
+    ] = None,
 ) -> None:
     """Print the URL of a component, or of an InferenceService's router."""
     from controller.commands.local import run_url
 
-    run_url(current_settings(ctx), name, console=Console())
+    if env is not None:
+        validate_environment_name(env)
+    run_url(current_settings(ctx), name, console=Console(), env=env)
 
 
 @local_app.command("merge")

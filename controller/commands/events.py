@@ -28,10 +28,11 @@ log = logging.getLogger("sluice.serve")
 
 
 def build_events_route(
-    settings: Settings, *, metrics: ServeMetrics
+    settings: Settings, *, metrics: ServeMetrics, environment: str | None = None
 ) -> tuple[Handler, PredictionLog] | None:
-    """``POST /v1/events`` and the started log it writes to (close it at the end); None when
-    neither ``events_token`` nor ``events_trust_network`` is set."""
+    """``POST /v1/events`` and the started log it writes to (close it at the end; by default
+    the one the local routers of ``environment`` write); None when neither ``events_token``
+    nor ``events_trust_network`` is set."""
     token = settings.events_token.get_secret_value() if settings.events_token else None
     if settings.events_token is not None and not token:
         raise ConfigError("SLUICE_EVENTS_TOKEN is empty; set a token or unset it")
@@ -43,7 +44,7 @@ def build_events_route(
     if not token and not settings.events_trust_network:
         return None
     register_secret(token)
-    store = open_prediction_log(settings, prediction_log_path(settings))
+    store = open_prediction_log(settings, prediction_log_path(settings, environment))
     store.row_count()  # open (or create) it now: a wrong path, URL or schema fails at start
     if not token:
         log.warning(

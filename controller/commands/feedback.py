@@ -224,8 +224,8 @@ def _item(request_id: str, outcome: str, label: Label) -> dict[str, object]:
     return item
 
 
-def _write_log(settings: Settings, labels: list[Row]) -> tuple[int, int]:
-    path = prediction_log_path(settings)
+def _write_log(settings: Settings, labels: list[Row], env: str | None) -> tuple[int, int]:
+    path = prediction_log_path(settings, env)
     if settings.prediction_store_url is None and not path.is_file():
         raise InputError(
             f"there is no prediction log at {path}: start the local stack (sluice local up), "
@@ -309,12 +309,19 @@ def run_feedback(
     url: str | None,
     console: Console,
     outcomes: Sequence[str] | None = None,
+    env: str | None = None,
 ) -> int:
     """Read ``path`` (its ``outcomes`` columns, or ``label`` alone), store its values (in
-    the log, or through ``url``), print the counts per outcome; returns how many were stored."""
+    the log, by default the one ``env``'s local routers write, or through ``url``), print the
+    counts per outcome; returns how many were stored."""
+    if url is not None and env is not None:
+        raise InputError(
+            f"--env {env} picks a local prediction log, and --url sends the labels to a sluice "
+            "serve, which writes its own: drop one (serve writes ENV's when started with --env)"
+        )
     labels = read_outcomes(path, outcomes or None)
     if url is None:
-        stored, missing = _write_log(settings, labels)
+        stored, missing = _write_log(settings, labels, env)
     else:
         token = settings.feedback_token.get_secret_value() if settings.feedback_token else ""
         if not token:

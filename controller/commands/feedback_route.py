@@ -23,15 +23,18 @@ from controller.settings import Settings
 __all__ = ["build_feedback_route"]
 
 
-def build_feedback_route(settings: Settings, *, metrics: ServeMetrics) -> Handler | None:
-    """``POST /v1/feedback`` into the prediction log; None without ``feedback_token``."""
+def build_feedback_route(
+    settings: Settings, *, metrics: ServeMetrics, environment: str | None = None
+) -> Handler | None:
+    """``POST /v1/feedback`` into the prediction log (by default the one the local routers of
+    ``environment`` write); None without ``feedback_token``."""
     if settings.feedback_token is None:
         return None
     token = settings.feedback_token.get_secret_value()
     if not token:
         raise ConfigError("SLUICE_FEEDBACK_TOKEN is empty; set a token or unset it")
     register_secret(token)
-    store = open_prediction_log(settings, prediction_log_path(settings))
+    store = open_prediction_log(settings, prediction_log_path(settings, environment))
     store.row_count()  # open (or create) it now: a wrong path, URL or schema fails at start
     if isinstance(store, PostgresPredictionLog):
         store.start_retention()  # serve is the store's long-running process

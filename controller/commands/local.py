@@ -24,11 +24,13 @@ from controller.local.stack import (
     STATUS_PAGE,
     StackRequest,
     down,
+    environment_root,
     recorded_remote,
     router_urls,
     running_urls,
     up,
 )
+from controller.local.state import runtime_dirs
 from controller.settings import Settings
 from controller.text.ref_names import validate_environment_name
 
@@ -179,7 +181,6 @@ def run_up(
     )
     up(request, progress=lambda line: console.print(line, highlight=False, soft_wrap=True))
     root = request.root
-    urls = running_urls(root)
     console.print(
         f"Local stack ready in {time.monotonic() - started:.1f} s: "
         f"environment{'s' if more_envs else ''} {', '.join(request.environments)}, "
@@ -187,28 +188,39 @@ def run_up(
         highlight=False,
         soft_wrap=True,
     )
-    routers = router_urls(root)
-    graphs = router_urls(root, "inferenceGraphs")
-    rows = {
-        "MLflow": urls.get("mlflow", "-"),
-        "Router": ", ".join(f"{url} ({name})" for name, url in sorted(routers.items()))
-        or "none yet: one per InferenceService once a version is merged "
-        "(`sluice local url NAME` prints it)",
-        **(
-            {"Graph": ", ".join(f"{url} ({name})" for name, url in sorted(graphs.items()))}
-            if graphs
-            else {}
-        ),
-        "Prometheus UI": urls.get("prometheus", "-"),
-        "Alertmanager": f"{urls.get('alertmanager', '-')} (drift alerts go to "
-        f"`{_serve_command(env)}`: {request.webhook_url})",
-        "Status page": f"{urls[STATUS_PAGE]}/" if STATUS_PAGE in urls else "-",
-    }
+    rows = _where_rows(request, running_urls(root))
+    width = max(14, *(len(label) for label in rows))  # 14: as wide as "Prometheus UI"
     for label, value in rows.items():
-        console.print(f"  {label:<14} {value}", highlight=False, soft_wrap=True, markup=False)
+        console.print(f"  {label:<{width}} {value}", highlight=False, soft_wrap=True, markup=False)
     console.print("Next:", highlight=False)
     for command in _next_commands(env):
         console.print(f"  {command}", highlight=False, soft_wrap=True, markup=False)
+
+
+def _where_rows(request: StackRequest, urls: dict[str, str]) -> dict[str, str]:
+    """Where everything is, as ``up`` prints it: the components and each environment's routers
+    (one row per environment once the stack serves several: ``url NAME --env ENV``)."""
+    more_envs = len(request.environments) > 1
+    rows = {"MLflow": urls.get("mlflow", "-")}
+    for served in request.environments:
+        label = f" ({served})" if more_envs else ""
+        state_dir = environment_root(request.root, served, request.env)
+        routers = router_urls(state_dir)
+        graphs = router_urls(state_dir, "inferenceGraphs")
+        rows[f"Router{label}"] = ", ".join(
+            f"{url} ({name})" for name, url in sorted(routers.items())
+        ) or (
+            "none yet: one per InferenceService once a version is merged "
+            f"(`sluice local url NAME{f' --env {served}' if more_envs else ''}` prints it)"
+        )
+        if graphs:
+            rows[f"Graph{label}"] = ", ".join(f"{u} ({n})" for n, u in sorted(graphs.items()))
+    return rows | {
+        "Prometheus UI": urls.get("prometheus", "-"),
+        "Alertmanager": f"{urls.get('alertmanager', '-')} (drift alerts go to "
+        f"`{_serve_command(request.env)}`: {request.webhook_url})",
+        "Status page": f"{urls[STATUS_PAGE]}/" if STATUS_PAGE in urls else "-",
+    }
 
 
 def _serve_command(env: str) -> str:
@@ -272,19 +284,38 @@ def run_env(settings: Settings, *, console: Console) -> None:
             )
 
 
-def run_url(settings: Settings, name: str, *, console: Console) -> None:
+def run_url(settings: Settings, name: str, *, console: Console, env: str | None = None) -> None:
     """Print the URL of a component (mlflow, prometheus, alertmanager), of an
     InferenceService's router or of an InferenceGraph's (an InferenceService wins a name
-    both have)."""
+    both have): the router in ``env``, by default in the stack's first environment."""
     root = _running_root(settings)
-    graphs = router_urls(root, "inferenceGraphs")
-    known = {**running_urls(root), **graphs, **router_urls(root)}
-    if name not in known:
+    served = runtime_dirs(root) or {"": root}
+    if env is not None and env not in served:
         raise InputError(
-            f"no component, InferenceService or InferenceGraph {name!r} in the local stack "
-            f"(known: {', '.join(sorted(known))}); an InferenceService has a router once a "
-            "version of it is merged and synced, an InferenceGraph once its InferenceServices "
-            "serve"
+            f"the local stack does not run environment {env!r}; it runs "
+            f"{', '.join(served)}: give one of them to --env, or start it with `sluice local "
+            f"up --env {' --env '.join([*served, env])}`"
+        )
+    state_dir = served[env] if env is not None else root
+    known = {
+        **running_urls(root),
+        **router_urls(state_dir, "inferenceGraphs"),
+        **router_urls(state_dir),
+    }
+    if name not in known:
+        elsewhere = [
+            other
+            for other, path in served.items()
+            if path != state_dir
+            and name in {**router_urls(path), **router_urls(path, "inferenceGraphs")}
+        ]
+        hint = f"; {', '.join(elsewhere)} has it (--env {elsewhere[0]})" if elsewhere else ""
+        where = f" of {env}" if env is not None else ""
+        raise InputError(
+            f"no component, InferenceService or InferenceGraph {name!r} in the local stack"
+            f"{where} (known: {', '.join(sorted(known))}){hint}; an InferenceService has a "
+            "router once a version of it is merged and synced, an InferenceGraph once its "
+            "InferenceServices serve"
         )
     console.print(known[name], highlight=False, soft_wrap=True, markup=False)
 

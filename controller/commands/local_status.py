@@ -4,7 +4,8 @@
 InferenceGraphs to its state file; ``run_status`` prints them, as a table for people or as
 KServe- and Argo CD-shaped JSON for scripts. ``run_status_page`` is the stack's status page
 component (the hidden ``sluice local serve-page``): ``sluice serve``'s page, read-only, and
-nothing else.
+nothing else. A stack serving several environments (``sluice local up --env staging --env
+production``) has a runtime, and a state file, per environment: both show each one.
 """
 
 from __future__ import annotations
@@ -13,56 +14,87 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from controller.commands.local_state import local_root
-from controller.local.stack import (
-    component_states,
-)
-from controller.local.state import read_json
+from controller.local.stack import component_states, runtime_states
+from controller.local.state import read_json, runtime_dirs
 from controller.settings import Settings
-
-if TYPE_CHECKING:  # both import the rollout policy and its statistics (scipy): seconds
-    pass
 
 __all__ = ["run_status", "run_status_page"]
 
 
 def run_status(settings: Settings, *, as_json: bool, console: Console) -> None:
-    """Print each InferenceService and InferenceGraph, the Application and component
-    liveness."""
-    from controller.local.runtime import RUNTIME_FILE
+    """Print each environment's InferenceServices, InferenceGraphs and Application, and
+    component liveness.
 
+    ``--json`` keeps its first keys for the stack's first (or only) environment, as before the
+    stack served several, and adds ``environments``: each one's, by name, the first first."""
     root = local_root(settings)
-    runtime = read_json(root / RUNTIME_FILE) or {}
     components = component_states(root)
-    entries = runtime.get("inferenceServices") or {}
-    graphs = runtime.get("inferenceGraphs") or {}
-    app = runtime.get("application")
+    runtimes = _runtimes(root)
+    processes = runtime_states(root)
     if as_json:
-        document = {
-            "components": components,
-            "applications": [app] if app else [],
-            "inferenceServices": [entry["object"] for entry in entries.values()],
-            "inferenceGraphs": [entry["object"] for entry in graphs.values()],
+        sections = {
+            env: {
+                "stateDir": str(state_dir),
+                "runtime": processes.get(env, {}).get("state", "stopped"),
+                **_objects(runtime),
+            }
+            for env, (state_dir, runtime) in runtimes.items()
         }
+        first = next(iter(runtimes.values()), (root, {}))[1]
+        document = {"components": components, **_objects(first), "environments": sections}
         console.print_json(json.dumps(document))
         return
-    app_status = (app or {}).get("status", {})
-    for name, entry in sorted(entries.items()):
-        console.print(_isvc_table(name, entry, runtime.get("env", "?"), app_status))
-    for name, entry in sorted(graphs.items()):
-        console.print(_graph_table(name, entry, runtime.get("env", "?"), app_status))
-    if app_status.get("operationState", {}).get("phase") == "Failed":
-        console.print(f"last sync failed: {app_status['operationState'].get('message', '')}")
+    several = len(runtimes) > 1
+    for env, (_state_dir, runtime) in runtimes.items():
+        app_status = (runtime.get("application") or {}).get("status", {})
+        for name, entry in sorted((runtime.get("inferenceServices") or {}).items()):
+            console.print(_isvc_table(name, entry, runtime.get("env", env), app_status))
+        for name, entry in sorted((runtime.get("inferenceGraphs") or {}).items()):
+            console.print(_graph_table(name, entry, runtime.get("env", env), app_status))
+        if app_status.get("operationState", {}).get("phase") == "Failed":
+            where = f" in {env}" if several else ""
+            message = app_status["operationState"].get("message", "")
+            console.print(f"last sync{where} failed: {message}")
     table = Table("component", "state", "pid", "url", title="local stack")
-    for name, entry in components.items():
+    rows = dict(components)
+    for env, entry in list(processes.items())[1:]:  # the first one's is the `runtime` row
+        rows[f"runtime {env}"] = {**entry, "state": entry.get("state", "stopped")}
+    for name, entry in rows.items():
         table.add_row(name, entry["state"], str(entry.get("pid") or "-"), entry.get("url", ""))
     console.print(table)
+
+
+def _runtimes(root: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """Each environment's state directory and what its runtime last saved, the first first;
+    before ``up`` recorded the environments, the root's alone."""
+    from controller.local.runtime_state import RUNTIME_FILE
+
+    dirs = runtime_dirs(root)
+    if not dirs:
+        saved = read_json(root / RUNTIME_FILE) or {}
+        return {str(saved.get("env", "?")): (root, saved)}
+    return {env: (path, read_json(path / RUNTIME_FILE) or {}) for env, path in dirs.items()}
+
+
+def _objects(runtime: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The Application, InferenceServices and InferenceGraphs of one runtime, as ``--json``
+    shows them."""
+    app = runtime.get("application")
+    return {
+        "applications": [app] if app else [],
+        "inferenceServices": [
+            e["object"] for e in (runtime.get("inferenceServices") or {}).values()
+        ],
+        "inferenceGraphs": [e["object"] for e in (runtime.get("inferenceGraphs") or {}).values()],
+    }
 
 
 def _sync_cell(kind: str, name: str, app: dict[str, Any]) -> str:
@@ -133,9 +165,12 @@ def _graph_table(name: str, entry: dict[str, Any], env: str, app: dict[str, Any]
     return table
 
 
-def run_status_page(settings: Settings, *, env: str, host: str, port: int) -> None:
-    """Serve the status page of ``sluice serve`` for ``env`` on ``host:port`` until SIGTERM or
-    SIGINT: ``GET /`` and ``GET /healthz``, nothing else (no watcher, proposal, rollout or hook).
+def run_status_page(
+    settings: Settings, *, environments: Sequence[str], host: str, port: int
+) -> None:
+    """Serve the status page of ``sluice serve`` for ``environments`` (every one the stack
+    serves) on ``host:port`` until SIGTERM or SIGINT: ``GET /`` and ``GET /healthz``, nothing
+    else (no watcher, proposal, rollout or hook).
 
     ``sluice local up`` runs it (``sluice local serve-page``) with the stack's remote, MLflow and
     Prometheus in ``settings``. It answers ``/healthz`` at once and draws a first page in the
@@ -158,7 +193,10 @@ def run_status_page(settings: Settings, *, env: str, host: str, port: int) -> No
 
                 built.append(
                     build_status_page(
-                        settings, remote=settings.git_remote, target="local", environments=[env]
+                        settings,
+                        remote=settings.git_remote,
+                        target="local",
+                        environments=list(environments),
                     )
                 )
         page = built[0]()
@@ -174,13 +212,22 @@ def run_status_page(settings: Settings, *, env: str, host: str, port: int) -> No
     routes: dict[Route, Handler] = {
         ("GET", "/"): page_route(render),
         ("GET", "/healthz"): health_route(
-            lambda: {"environment": env, "page": "drawn" if drawn.is_set() else "not drawn yet"}
+            lambda: {
+                "environment": environments[0],  # the first, as before the stack served several
+                "environments": list(environments),
+                "page": "drawn" if drawn.is_set() else "not drawn yet",
+            }
         ),
     }
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: stop.set())
     with SluiceServer(routes, host=host, port=port) as server:
-        log.info("status page of %s: %s/ (GitOps remote %s)", env, server.url, settings.git_remote)
+        log.info(
+            "status page of %s: %s/ (GitOps remote %s)",
+            ", ".join(environments),
+            server.url,
+            settings.git_remote,
+        )
         threading.Thread(target=warm, name="sluice-page-warmup", daemon=True).start()
         stop.wait()

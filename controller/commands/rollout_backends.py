@@ -18,7 +18,7 @@ from controller.backends.git_repo import GitWorkspace
 from controller.backends.mlflow_attestations import MlflowAttestations
 from controller.backends.mlflow_evidence import MlflowEvidence
 from controller.backends.mlflow_registry import MlflowRegistry, configure_mlflow_http
-from controller.commands.local_state import local_root, local_stack_url, prediction_log_path
+from controller.commands.local_state import local_root, local_stack_url, prediction_logs
 from controller.commands.propose import gitops_workspace
 from controller.errors import ConfigError
 from controller.lease import LeaseKeeper
@@ -118,7 +118,7 @@ def build_reconciler(
     from controller.backends.locust_load import LocustLoadGenerator
 
     deployed_to = build_target(settings, target)
-    predictions = _prediction_log(settings, target)
+    predictions = _prediction_logs(settings, target)
     analyzer = Analyzer(
         registry=registry,
         metrics=build_metrics(settings, target),
@@ -186,12 +186,14 @@ def _graph_replay(target: Target) -> Callable[[str], GraphReplay]:
     return lambda environment: NO_GRAPH_REPLAY
 
 
-def _prediction_log(settings: Settings, target: TargetKind) -> PredictionStore | None:
-    """Where shadow phases read mirrored answers and KPI checks read outcomes: the configured
-    store (PostgreSQL or a SQLite file), or the local router's."""
-    from controller.backends.prediction_stores import open_prediction_log
-
+def _prediction_logs(
+    settings: Settings, target: TargetKind
+) -> Callable[[str], PredictionStore | None]:
+    """Where shadow phases read mirrored answers and KPI checks read outcomes, by environment:
+    the configured store (PostgreSQL or a SQLite file) for every one, else on the local target
+    the log of the environment's own routers (a stack serving staging and production keeps
+    one each), else none."""
     configured = settings.prediction_store_url or settings.prediction_log_path
     if configured is None and target != "local":
-        return None
-    return open_prediction_log(settings, prediction_log_path(settings))
+        return lambda _environment: None
+    return prediction_logs(settings)

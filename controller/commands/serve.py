@@ -197,7 +197,10 @@ def run_serve(
                 "SLUICE_MLFLOW_WEBHOOK_URL needs SLUICE_WEBHOOK_SECRET to sign deliveries"
             )
         registry.ensure_webhook("sluice", settings.mlflow_webhook_url, secret)
-    events = build_events_route(settings, metrics=metrics)
+    # The local stack keeps a prediction log per environment: the one this controller's
+    # environment writes when it watches one (else the stack's first environment's).
+    home = environments[0] if environments is not None and len(environments) == 1 else None
+    events = build_events_route(settings, metrics=metrics, environment=home)
     routes = sluice_routes(
         metrics=metrics,
         status=watcher.status,
@@ -208,7 +211,7 @@ def run_serve(
         alertmanager_hook=build_alertmanager_hook(
             settings, forge=forge, registry=registry, metrics=metrics, models=registry
         ),
-        feedback=build_feedback_route(settings, metrics=metrics),
+        feedback=build_feedback_route(settings, metrics=metrics, environment=home),
         events=events[0] if events is not None else None,
         # The page reads the target the rollouts run on, else the cluster when Argo CD is set.
         page=build_status_page(

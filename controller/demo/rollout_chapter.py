@@ -123,11 +123,11 @@ class RolloutRun:
                 load=LocustLoadGenerator(),
                 report_dir=self.root / "reports",
                 counters=target,  # the watch reads the router's counts live, as `sluice rollout`
-                outcomes=predictions,  # KPI checks read outcomes, as `sluice rollout` does
+                outcomes=lambda _env: predictions,  # KPI checks read outcomes, as `sluice rollout`
             ),
             notifier=NullNotifier(),
             # Where a shadow phase finds the router's mirrored answers, as `sluice rollout` does.
-            predictions=predictions,
+            predictions=lambda _env: predictions,
             # Where a classifier's downstream check replays the graph, as `sluice rollout` does.
             graph_replay=target.graph_replay,
             evidence=self.evidence,

@@ -47,9 +47,11 @@ from controller.local.services import (
     start_status_page,
 )
 from controller.local.state import (
+    REMOTE_FILE,
     environment_dir,
     pid_matches,
     read_json,
+    runtime_dirs,
     stop_pid,
     write_json,
 )
@@ -68,14 +70,13 @@ __all__ = [
     "reload_prometheus",  # defined in controller.local.scrape, kept here for callers
     "router_urls",
     "running_urls",
+    "runtime_states",
     "up",
     "write_rules",
     "write_scrape_config",  # likewise
 ]
 
 STACK_FILE = "stack.json"
-#: The GitOps remote and environment the last ``up`` synced, kept after ``down``.
-REMOTE_FILE = "remote.json"
 #: The read-only status page (``sluice local serve-page``), started when asked for.
 STATUS_PAGE = "status-page"
 #: In start order; ``down`` stops them in reverse.
@@ -167,6 +168,24 @@ def running_urls(root: Path) -> dict[str, str]:
     }
 
 
+def runtime_states(root: Path) -> dict[str, dict[str, Any]]:
+    """The runtime of each environment the stack serves (:func:`~controller.local.state.
+    runtime_dirs`, the first first), as ``stack.json`` records it, with ``state`` running,
+    crashed or stopped (an empty entry: never started)."""
+    stack = read_json(root / STACK_FILE) or {}
+    states = {}
+    for index, env in enumerate(runtime_dirs(root)):
+        entry = dict(
+            (stack.get("runtime") if index == 0 else (stack.get(_MORE_RUNTIMES) or {}).get(env))
+            or {}
+        )
+        if entry:
+            alive = pid_matches(entry.get("pid"), *entry.get("markers", []))
+            entry["state"] = "running" if alive else "crashed" if entry.get("pid") else "stopped"
+        states[env] = entry
+    return states
+
+
 def recorded_remote(root: Path) -> str | None:
     """The GitOps remote the last ``up`` synced from (kept after ``down``), if any."""
     remote = (read_json(root / REMOTE_FILE) or {}).get("remote")
@@ -196,7 +215,10 @@ def up(
     rule_files = write_rules(request)  # a bad manifest fails before anything starts
     stack: dict[str, Any] = read_json(root / STACK_FILE) or {}
     # Commands run in this checkout take it as their default remote (`sluice local env`).
-    write_json(root / REMOTE_FILE, {"remote": request.remote, "env": request.env})
+    write_json(
+        root / REMOTE_FILE,
+        {"remote": request.remote, "env": request.env, "environments": request.environments},
+    )
 
     def port(name: str, offset: int) -> int:
         remembered = (stack.get(name) or {}).get("port")
@@ -323,7 +345,7 @@ def up(
             "local",
             "serve-page",
             f"--state-dir={root.parent}",
-            f"--env={request.env}",
+            *(f"--env={env}" for env in request.environments),
             f"--repo={request.remote}",
             f"--prometheus-url={stack['prometheus']['url']}",
         ]

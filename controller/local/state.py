@@ -20,9 +20,11 @@ from typing import Any
 __all__ = [
     "ENVIRONMENTS_DIR",
     "PREDICTION_LOG_FILE",
+    "REMOTE_FILE",
     "environment_dir",
     "pid_matches",
     "read_json",
+    "runtime_dirs",
     "stop_pid",
     "utc_now",
     "write_json",
@@ -34,6 +36,9 @@ __all__ = [
 PREDICTION_LOG_FILE = "predictions.sqlite"
 #: Where a stack serving several environments keeps the runtime of each one after the first.
 ENVIRONMENTS_DIR = "environments"
+#: The GitOps remote and the environments the last ``sluice local up`` synced, kept after
+#: ``down`` (here, not in the stack, so that ``sluice serve`` reads it without the local extra).
+REMOTE_FILE = "remote.json"
 
 
 def environment_dir(root: Path, env: str) -> Path:
@@ -41,6 +46,20 @@ def environment_dir(root: Path, env: str) -> Path:
     ``root`` (``sluice local up --env staging --env production``: production's); the first
     environment's runtime keeps its state in ``root`` itself."""
     return root / ENVIRONMENTS_DIR / env
+
+
+def runtime_dirs(root: Path) -> dict[str, Path]:
+    """Each environment the stack in ``root`` serves, the first first, with its runtime's state
+    directory (``root`` for the first, :func:`environment_dir` for each further one), as the
+    last ``sluice local up`` recorded them; {} before any. A stack started before the record
+    named every environment names its first one alone."""
+    recorded = read_json(root / REMOTE_FILE) or {}
+    names = recorded.get("environments") or [recorded.get("env")]
+    served = [str(name) for name in names if name]
+    return {
+        name: root if index == 0 else environment_dir(root, name)
+        for index, name in enumerate(dict.fromkeys(served))
+    }
 
 
 def utc_now() -> str:

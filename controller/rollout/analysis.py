@@ -69,9 +69,10 @@ class Analyzer:
     #: Where the watch reads each revision's answers live (the local router); None: from
     #: Prometheus, a scrape behind.
     counters: LiveRequestCounts | None = None
-    #: Where the KPI checks read each revision's requests and outcomes (the prediction log);
-    #: None: KPI checks are inconclusive, so a canary with KPIs never passes without them.
-    outcomes: ServedOutcomes | None = None
+    #: Where the KPI checks read each revision's requests and outcomes: the prediction log of
+    #: an environment, by its name (the local stack keeps one per environment). None, or None
+    #: for it: KPI checks are inconclusive, so a canary with KPIs never passes without them.
+    outcomes: Callable[[str], ServedOutcomes | None] | None = None
     _payloads: dict[tuple[str, int], list[dict[str, object]]] = field(default_factory=dict)
 
     def run(
@@ -363,14 +364,15 @@ class Analyzer:
         if not gates.kpis:
             return []
         revisions = self._revisions(obs)
-        if self.outcomes is None or revisions is None:
+        outcomes = self.outcomes(obs.environment) if self.outcomes is not None else None
+        if outcomes is None or revisions is None:
             return unjudged_kpis(gates.kpis, Verdict.INCONCLUSIVE, "no prediction log to read")
         canary, primary = revisions
         since = now - _step_window(obs, now)
         served = {}
         try:
             for outcome in dict.fromkeys(check.outcome for check in gates.kpis):
-                served[outcome] = self.outcomes.served_outcomes(
+                served[outcome] = outcomes.served_outcomes(
                     obs.model, (canary, primary), outcome, since
                 )
         except SluiceError as exc:  # the log could not be read: a tool error, never a pass

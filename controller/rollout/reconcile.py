@@ -94,8 +94,10 @@ class Reconciler:
     metrics: RolloutMetrics = field(default_factory=RolloutMetrics)
     forge: Forge = field(default_factory=NoForge)
     clock: Callable[[], float] = time.time
-    #: Where the shadow phase reads the mirrored answers (None: shadows stay inconclusive).
-    predictions: PredictionStore | None = None
+    #: Where the shadow phase reads the mirrored answers of an environment, by its name (the
+    #: local stack keeps a log per environment; None, or None for it: shadows stay
+    #: inconclusive).
+    predictions: Callable[[str], PredictionStore | None] | None = None
     #: Where a classifier's downstream check replays an environment's graphs (None: nowhere,
     #: and a policy asking for it errs).
     graph_replay: Callable[[str], GraphReplay] | None = None
@@ -167,7 +169,8 @@ class Reconciler:
             action = conclude_smoke(obs, policy, action, smoked, now)
         elif isinstance(action, AnalyzeShadow):
             judgement = judge_mirrored(
-                self.predictions, obs, policy.shadow or ShadowPhase(),
+                self.predictions(environment) if self.predictions else None,
+                obs, policy.shadow or ShadowPhase(),
                 self.graph_replay(environment) if self.graph_replay else None,
             )  # fmt: skip
             results = judgement.results

@@ -71,13 +71,14 @@ class KpiSeries:
     def __init__(
         self,
         releases: Callable[[], Sequence[KpiRelease]],
-        log: ServedOutcomes,
+        logs: Callable[[str], ServedOutcomes],
         *,
         window: float,
         interval: float = REFRESH_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._releases, self._log = releases, log
+        #: The prediction log of an environment, by its name (the local stack keeps one each).
+        self._releases, self._logs = releases, logs
         self.window = window
         self._clock = clock
         self._lock = threading.Lock()
@@ -104,9 +105,10 @@ class KpiSeries:
                 continue
             oldest = max(check.outcome_delay_seconds for check in release.checks)
             since = now - self.window - oldest
-            revisions = self._log.served_revisions(release.model, since)
+            log = self._logs(release.environment)
+            revisions = log.served_revisions(release.model, since)
             served = {
-                outcome: self._log.served_outcomes(release.model, revisions, outcome, since)
+                outcome: log.served_outcomes(release.model, revisions, outcome, since)
                 for outcome in dict.fromkeys(check.outcome for check in release.checks)
             }
             for check in release.checks:
