@@ -51,6 +51,7 @@ from controller.errors import ConfigError
 from controller.local.processes import http_ok
 from controller.local.serving.ensemble_answer import is_ensemble_answer, rows_from_ensemble_answer
 from controller.local.serving.monitor import DriftMonitor, start_drift_monitor
+from controller.local.serving.prediction_placement import PredictionPlacement
 from controller.local.serving.pyfunc_model import (
     ModelLoadFailed,
     PayloadError,
@@ -154,6 +155,9 @@ def build_kserve_model(
     except a request with the ``X-Sluice-Synthetic`` header
     (:mod:`controller.synthetic_traffic`), which is answered but left out of the drift window.
 
+    A prediction runs on the event loop while this model's predictions are quick, else in a
+    thread (:mod:`.prediction_placement`).
+
     The class is defined here, not at module level, because subclassing ``kserve.Model``
     needs ``import kserve`` (see the module docstring).
     """
@@ -202,9 +206,13 @@ def build_kserve_model(
                     frame = servable.frame_from_instances(payload.get("instances"))
             except PayloadError as exc:
                 raise InvalidInput(str(exc)) from exc
-            # Off the event loop: a slow model must not stall requests to other revisions.
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(None, servable.predict, frame)
+            # A quick model predicts on the loop; a slow one in a thread, so that it does not
+            # stall the process's other requests (probes and scrapes included).
+            if placement.inline:
+                result = timed_predict(frame)
+            else:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(None, timed_predict, frame)
             # Synthetic requests (the canary's load test) are answered, not monitored: a few
             # repeated rows would read as drift.
             if monitor is not None and not is_synthetic(headers):
@@ -216,6 +224,15 @@ def build_kserve_model(
                 for name, array in servable.output_tensors(result)
             ]
             return InferResponse(payload.id or str(uuid.uuid4()), self.name, outputs)
+
+    placement = PredictionPlacement()
+
+    def timed_predict(frame: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return servable.predict(frame)
+        finally:
+            placement.observe(time.perf_counter() - started)
 
     warmed = threading.Event()
     warmed.set()  # until _serve arms the HTTP warm-up
