@@ -64,6 +64,8 @@ _LONGEST_FIRST = (
     "test_recommender.py",
     "test_provenance_training.py",
     "test_lineage_cli.py",
+    "test_local_environments.py",
+    "test_record_approval.py",
 )
 
 
