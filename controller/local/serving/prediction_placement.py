@@ -4,9 +4,9 @@ KServe's Python server calls a synchronous ``predict`` on its event loop, so one
 prediction stalls every other request of the process, probes and ``/metrics`` scrapes
 included. Handing every prediction to a thread avoids that, but the hand-off is not free for
 the small requests online inference mostly serves: queueing the call, waking a worker thread
-and waking the loop again when it is done. Predicting a quick model inline took about 6 %
-less server CPU and 10 % less latency per one-row request to a scikit-learn pipeline on two
-cores (``benchmarks/serve_cpu.py``).
+and waking the loop again when it is done. Predicting a quick model inline took 3-6 % less
+server CPU and 6-10 % less latency per one-row request to a scikit-learn pipeline on two
+cores (``benchmarks/serve_cpu.py``, three runs on a shared machine).
 
 So the server keeps a moving average of how long this model's predictions take, seeded by the
 warm-up's own predictions: while it stays under :data:`INLINE_SECONDS` a prediction runs on
