@@ -229,16 +229,19 @@ class MemoryForge:
             self._request(what, "POST", f"/statuses/{sha}", "statuses: write")
             self.statuses.append(Status(sha, context, state, fit_status_description(description)))
 
+    def _pull(self, number: int, what: str) -> MemoryPull:
+        """Pull request ``number``, or GitHub's 404 while doing ``what`` (hold the lock)."""
+        pr = self.pulls.get(number)
+        if pr is None:
+            raise PermanentError(f"GitHub answered 404 Not Found while {what} in {self.repository}")
+        return pr
+
     def comment(self, number: int, body: str) -> None:
         what = f"commenting on pull request #{number}"
         with self._lock:
             permission = "pull_requests: write (or issues: write)"
             self._request(what, "POST", f"/issues/{number}/comments", permission)
-            pr = self.pulls.get(number)
-            if pr is None:
-                raise PermanentError(
-                    f"GitHub answered 404 Not Found while {what} in {self.repository}"
-                )
+            pr = self._pull(number, what)
             pr.comments.append(fit_body(body))
 
     def find_pull_request(self, branch: str) -> int | None:
@@ -283,11 +286,7 @@ class MemoryForge:
         what = f"reading the reviews of pull request #{number}"
         with self._lock:
             self._request(what, "GET", f"/pulls/{number}/reviews", "pull_requests: read")
-            pr = self.pulls.get(number)
-            if pr is None:
-                raise PermanentError(
-                    f"GitHub answered 404 Not Found while {what} in {self.repository}"
-                )
+            pr = self._pull(number, what)
             return PullRequestApprovals(
                 number=number,
                 url=f"{self.web_url}/{self.repository}/pull/{number}",
@@ -303,11 +302,7 @@ class MemoryForge:
         what = f"rewriting the body of pull request #{number}"
         with self._lock:
             self._request(what, "GET", f"/pulls/{number}", "pull_requests: read")
-            pr = self.pulls.get(number)
-            if pr is None:
-                raise PermanentError(
-                    f"GitHub answered 404 Not Found while {what} in {self.repository}"
-                )
+            pr = self._pull(number, what)
             body = fit_body(rewrite(pr.body))
             if body == pr.body:
                 return False
