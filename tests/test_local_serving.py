@@ -138,7 +138,6 @@ def request_counts(url: str) -> dict[str, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_ready_only_after_warming_up_over_http(fraud_model: Registered, tmp_path: Path) -> None:
     """A fresh server reports ready only once its own warm-up requests went through kserve's
     HTTP stack (as a readiness probe with a warm-up request would): a canary's first client
@@ -147,6 +146,22 @@ def test_ready_only_after_warming_up_over_http(fraud_model: Registered, tmp_path
         log = (tmp_path / "model-server.log").read_text()
         assert "warm-up over HTTP: 3 of 3 requests answered; ready" in log
         assert request_counts(fresh.url) == {}
+
+
+@pytest.mark.slow
+def test_the_log_has_no_deprecation_warning_per_request(
+    fraud_model: Registered, rows: Any, tmp_path: Path
+) -> None:
+    """kserve answers through FastAPI's deprecated ORJSONResponse, and the model's own
+    ``catch_warnings`` reset Python's once-per-place record, so every request wrote the same
+    two-line warning to the revision's log (19,000 lines for the recommender demo's canary);
+    it says nothing a user can act on."""
+    with serve(fraud_model, tmp_path) as fresh:
+        for _ in range(5):
+            status, _ = post(f"{fresh.url}/v1/models/fraud:predict", {"instances": values(rows)})
+            assert status == 200
+        log = (tmp_path / "model-server.log").read_text()
+    assert "ORJSONResponse is deprecated" not in log
 
 
 def test_every_answer_names_the_knative_revision(server: Any, rows: Any) -> None:

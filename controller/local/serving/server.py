@@ -44,6 +44,7 @@ import threading
 import time
 import urllib.request
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     """Load the model, then serve it until SIGTERM; 1 when the model cannot be loaded."""
     args = parse_args(argv)
     sys.argv = sys.argv[:1]  # kserve.model_server parses sys.argv when imported
+    # kserve 0.21 answers through FastAPI's deprecated ORJSONResponse, and scikit-learn's and
+    # pandas' catch_warnings() reset Python's once-per-place record, so the warning was written
+    # to the log at every request: nothing a user of the model server can act on.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     servable = PyfuncServable(args.storage_uri, download_dir=args.download_dir)
     try:
