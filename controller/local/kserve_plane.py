@@ -22,11 +22,11 @@ from controller.gates.metrics_profile import DEFAULT_PROFILE, MetricsProfile, re
 from controller.local.applied import InferenceServiceRuntime
 from controller.local.kserve_status import IsvcStatus, Revision, RevisionState
 from controller.local.mirror import ShadowTarget
-from controller.local.processes import free_port
 from controller.local.revisions import ModelServers, RevisionPlan, unpinned_message
 from controller.local.router import Router
 from controller.local.router import TrafficTarget as Route
 from controller.local.scrape import ModelServerTarget, ScrapeTargets
+from controller.local.stable_ports import stable_free_port
 from controller.local.state import PREDICTION_LOG_FILE
 from controller.settings import Settings
 from controller.shadow.phase import shadow_request, shadow_revisions
@@ -200,7 +200,7 @@ class KServePlane:
         port = self.ports.get(key)
         if port is None:
             base = self.port_base
-            port = base + len(self.ports) if base is not None else free_port()
+            port = base + len(self.ports) if base is not None else stable_free_port()
             self.ports[key] = port
         return port
 

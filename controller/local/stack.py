@@ -30,7 +30,7 @@ from typing import Any
 from controller.errors import ConfigError, SluiceError
 from controller.local.configs import RETRAIN_ALERTS, write_alertmanager_config
 from controller.local.mlflow_store import cache_dir, save_template, seed_from_template
-from controller.local.processes import ManagedProcess, free_port
+from controller.local.processes import ManagedProcess
 from controller.local.rules import RULES_MANIFEST, default_rules_manifest, write_local_rules
 from controller.local.scrape import (
     ScrapeTargets,
@@ -46,6 +46,7 @@ from controller.local.services import (
     start_prometheus,
     start_status_page,
 )
+from controller.local.stable_ports import stable_free_port
 from controller.local.state import (
     REMOTE_FILE,
     environment_dir,
@@ -224,7 +225,7 @@ def up(
         remembered = (stack.get(name) or {}).get("port")
         if remembered:
             return int(remembered)
-        return request.port_base + offset if request.port_base is not None else free_port()
+        return request.port_base + offset if request.port_base is not None else stable_free_port()
 
     def ensure(
         name: str, markers: list[str], start: Callable[[int], LocalService], path: str = ""
