@@ -407,6 +407,7 @@ def crossing(
 
 
 def _volume(count: float) -> str:
+    """A crossing as a count: never (the read does not grow), 0 (over at every volume)."""
     return "never" if count == float("inf") else _label(max(int(count), 0))
 
 
