@@ -26,6 +26,7 @@ from controller.lease import Lease
 from controller.predictions import (
     DEFAULT_OUTCOME,
     Label,
+    OutcomeCounts,
     Prediction,
     PredictionPair,
     ServedOutcome,
@@ -509,6 +510,13 @@ class PredictionStore(Protocol):
         arrived): :class:`ServedOutcomes`."""
         ...
 
+    def outcome_counts(
+        self, model: str, revisions: Sequence[str], outcome: str, since: float, settled: float
+    ) -> dict[str, OutcomeCounts]:
+        """What :meth:`served_outcomes` returns, counted per revision in the store with cut-off
+        ``settled``: :class:`ServedOutcomes`."""
+        ...
+
     def served_revisions(self, model: str, since: float) -> list[str]:
         """The revisions of ``model`` whose primary answers were sent at or after ``since``,
         each once, by their first answer then: :class:`ServedOutcomes`."""
@@ -525,6 +533,17 @@ class ServedOutcomes(Protocol):
         """The primary answers of ``model`` by any of ``revisions`` sent at or after ``since``
         (epoch seconds), oldest first, each with the value of ``outcome`` of its request (None
         until it arrived)."""
+        ...
+
+    def outcome_counts(
+        self, model: str, revisions: Sequence[str], outcome: str, since: float, settled: float
+    ) -> dict[str, OutcomeCounts]:
+        """The rows :meth:`served_outcomes` would return, counted per revision by the store in
+        one aggregating query (a rate KPI needs the counts, not the rows): the answers sent at
+        or before ``settled``, those of them with a number as outcome and those with 1, and the
+        values in the whole window a rate cannot count
+        (:func:`~controller.predictions.count_outcomes` over the rows, which it must equal).
+        Revisions without answers since ``since`` are absent."""
         ...
 
     def served_revisions(self, model: str, since: float) -> list[str]:

@@ -3,8 +3,10 @@
 The router produces :class:`Prediction` values and hands them to a
 :class:`~controller.ports.PredictionSink`; a prediction log keeps them as
 :class:`LoggedPrediction` and joins a request's primary and shadow answers into a
-:class:`PredictionPair` for the shadow judge. The values live apart from any log so that the
-router, the judge and the ports depend on them and not on a storage backend.
+:class:`PredictionPair` for the shadow judge, and a revision's answers with one outcome into
+:class:`ServedOutcome` rows or, for a rate, :class:`OutcomeCounts` for the KPI judge. The values
+live apart from any log so that the router, the judges and the ports depend on them and not on
+a storage backend.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "DiscardPredictions",
     "Label",
     "LoggedPrediction",
+    "OutcomeCounts",
     "OutcomeRecorder",
     "PairQuery",
     "PairReader",
@@ -37,6 +40,7 @@ __all__ = [
     "checked_labels",
     "checked_outcome",
     "checked_outcomes",
+    "count_outcomes",
     "inputs_digest",
     "is_class_name",
     "is_outcome_name",
@@ -105,6 +109,47 @@ class ServedOutcome:
     time: float
     #: The outcome's value; None until it arrives.
     value: Label | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeCounts:
+    """One revision's answers to clients in a KPI window, counted for a rate: what
+    :class:`ServedOutcome` rows add up to, so that a store can count them in one aggregating
+    query instead of handing over every row
+    (:meth:`~controller.ports.ServedOutcomes.outcome_counts`).
+
+    *Settled* answers were sent at or before the cut-off (``outcomeDelay`` before now): only
+    they count, with or without an outcome. ``other`` counts the values in the whole window a
+    rate cannot count (a class name, a number other than 0 or 1, settled or not): when it is
+    not 0 the judge reads the rows, which name the request."""
+
+    #: Settled answers (a rate's requests under ``missing: zero``).
+    settled: int
+    #: Settled answers whose outcome is a number (a rate's requests under ``missing: skip``).
+    with_outcome: int
+    #: Settled answers whose outcome is 1.
+    positive: int
+    #: Answers in the window whose outcome is a class name or a number other than 0 and 1.
+    other: int = 0
+
+
+def count_outcomes(served: Iterable[ServedOutcome], settled: float) -> dict[str, OutcomeCounts]:
+    """``served`` (one outcome's rows) counted per revision with cut-off ``settled`` (epoch
+    seconds): the arithmetic a store's aggregate does in SQL, over rows. Revisions in the order
+    they first appear."""
+    tallies: dict[str, list[int]] = {}
+    for row in served:
+        tally = tallies.setdefault(row.revision, [0, 0, 0, 0])
+        value = row.value
+        if value is not None and (isinstance(value, str) or value not in (0.0, 1.0)):
+            tally[3] += 1
+        if row.time > settled:
+            continue
+        tally[0] += 1
+        if value is not None and not isinstance(value, str):
+            tally[1] += 1
+            tally[2] += value == 1.0
+    return {revision: OutcomeCounts(*tally) for revision, tally in tallies.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from support.rollout_values import HEAD, NEW, OLD, canary_target, observation
 from controller.analysis_types import GateResult, Verdict
 from controller.errors import TransientError
 from controller.ports import RolloutRegistry, ServedOutcomes
-from controller.predictions import ServedOutcome
+from controller.predictions import OutcomeCounts, ServedOutcome
 from controller.rollout.actions import Analyze
 from controller.rollout.analysis import Analyzer
 from controller.rollout.gates_config import GatesConfig
@@ -104,6 +104,11 @@ class _LockedLog:
     ) -> list[ServedOutcome]:
         raise TransientError("the prediction log /x/log.db is locked by another process")
 
+    def outcome_counts(
+        self, model: str, revisions: Sequence[str], outcome: str, since: float, settled: float
+    ) -> dict[str, OutcomeCounts]:
+        raise TransientError("the prediction log /x/log.db is locked by another process")
+
 
 def test_an_unreadable_log_is_an_error_for_every_kpi() -> None:
     analyzer = Analyzer(cast(RolloutRegistry, None), None, None, outcomes=lambda _env: _LockedLog())
@@ -147,3 +152,81 @@ def test_the_checks_read_the_log_of_the_releases_environment() -> None:
     analysis = Analyze(step=10, look=1, record=AnalysisRecord(HEAD, 10))
     [result] = analyzer.run(obs, analysis, _gates(CTR), NOW)
     assert (result.verdict, set(asked)) == (Verdict.FAIL, {"production"}), result.summary
+
+
+class _CountedReads:
+    """The in-memory store, recording which read each KPI check asked it for."""
+
+    def __init__(self, store: MemoryPredictionStore) -> None:
+        self.store = store
+        self.reads: list[tuple[str, str]] = []
+
+    def served_outcomes(
+        self, model: str, revisions: Sequence[str], outcome: str, since: float
+    ) -> list[ServedOutcome]:
+        self.reads.append(("rows", outcome))
+        return self.store.served_outcomes(model, revisions, outcome, since)
+
+    def outcome_counts(
+        self, model: str, revisions: Sequence[str], outcome: str, since: float, settled: float
+    ) -> dict[str, OutcomeCounts]:
+        self.reads.append(("counts", outcome))
+        return self.store.outcome_counts(model, revisions, outcome, since, settled)
+
+    def served_revisions(self, model: str, since: float) -> list[str]:
+        return self.store.served_revisions(model, since)
+
+
+def test_a_rate_is_judged_on_the_stores_counts_without_reading_rows() -> None:
+    """A rate needs counts: the store adds them up (one query per outcome and delay, so two
+    checks of one click with one delay ask once), and the verdict is the rows' verdict."""
+    store = MemoryPredictionStore(max_rows=100_000)
+    _serve(store, OLD, 9000, 900, when=1100.0)
+    _serve(store, NEW, 1000, 50, when=1100.0)
+    reads = _CountedReads(store)
+    strict = {**CTR, "name": "ctr-strict", "margin": 0.001}
+    skip = {**CTR, "name": "ctr-skip", "missing": "skip", "outcomeDelay": 30}
+    results = Analyzer(cast(RolloutRegistry, None), None, None, outcomes=lambda _env: reads).run(
+        observation(10, canary_target(10), changed_at=STEP_AT),
+        Analyze(step=10, look=1, record=AnalysisRecord(HEAD, 10)),
+        _gates(CTR, strict, skip),
+        NOW,
+    )
+    assert reads.reads == [("counts", "click"), ("counts", "click")]
+    assert [(r.gate, r.verdict) for r in results] == [
+        ("kpi/ctr", Verdict.FAIL), ("kpi/ctr-strict", Verdict.FAIL),
+        ("kpi/ctr-skip", Verdict.INCONCLUSIVE),
+    ]  # fmt: skip
+    assert results[0].summary == _kpis(store).summary
+    assert results[0].summary.startswith("ctr canary 5.00% vs primary 10.00% (n=1,000/9,000)")
+    # missing: skip counts only the clicked requests: each revision's rate is 100 %.
+    assert "n=50/900" in results[2].summary, results[2].summary
+
+
+def test_a_rate_and_a_mean_of_one_outcome_read_its_rows_once() -> None:
+    store = MemoryPredictionStore(max_rows=100_000)
+    _serve(store, OLD, 900, 90, when=1100.0)
+    _serve(store, NEW, 100, 5, when=1100.0)
+    reads = _CountedReads(store)
+    clicks_per_request = {**CTR, "name": "clicks", "kind": "mean", "margin": 0.05}
+    results = Analyzer(cast(RolloutRegistry, None), None, None, outcomes=lambda _env: reads).run(
+        observation(10, canary_target(10), changed_at=STEP_AT),
+        Analyze(step=10, look=1, record=AnalysisRecord(HEAD, 10)),
+        _gates(CTR, clicks_per_request),
+        NOW,
+    )
+    assert reads.reads == [("rows", "click")]
+    assert results[0].summary == _kpis(store).summary
+
+
+def test_a_rate_outcome_other_than_zero_or_one_is_read_as_rows_and_refused() -> None:
+    """The store's counts say a value is not 0 or 1; the rows then name it, as before."""
+    store = MemoryPredictionStore()
+    _serve(store, OLD, 10, 1, when=1100.0)
+    store.record(answer("r-1", model="fd", revision=NEW, when=1100.0))
+    store.record_outcomes([("r-1", "click", 2.5)])
+    reads = _CountedReads(store)
+    result = _kpis(cast(ServedOutcomes, reads))
+    assert reads.reads == [("counts", "click"), ("rows", "click")]
+    assert result.verdict == Verdict.ERROR
+    assert "outcome click is 2.5 but KPI ctr is a rate: send 0 or 1" in result.summary

@@ -7,6 +7,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import special
 
 from controller.analysis_types import Verdict
@@ -14,7 +16,14 @@ from controller.errors import InputError
 from controller.gates.judge import JudgeConfig, look_alphas
 from controller.gates.kpi_judge import compare_means, judge_kpi
 from controller.gates.kpi_policy import KpiCheck
-from controller.gates.kpi_samples import MeanSample, OutcomeRequest, RateSample, sample_of
+from controller.gates.kpi_samples import (
+    MeanSample,
+    OutcomeRequest,
+    RateSample,
+    rate_sample_of_counts,
+    sample_of,
+)
+from controller.predictions import ServedOutcome, count_outcomes
 
 
 def check(**fields: object) -> KpiCheck:
@@ -195,6 +204,44 @@ def test_samples_leave_out_young_requests_and_count_old_ones_without_an_outcome_
         [OutcomeRequest(0, 12.5), OutcomeRequest(0, None)], now=1000, check=REVENUE
     )
     assert revenue_sample == MeanSample((12.5, 0.0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["r1", "r2"]),
+            st.sampled_from([0.0, 600.0, 700.0, 700.5, 999.0]),
+            st.sampled_from([None, 0.0, 1.0, 2.5, "yes"]),
+        ),
+        max_size=30,
+    ),
+    missing=st.sampled_from(["zero", "skip"]),
+)
+def test_a_rate_from_the_stores_counts_is_the_rate_from_its_rows(
+    rows: list[tuple[str, float, float | str | None]], missing: str
+) -> None:
+    """The counts a store adds up (``count_outcomes``: what the SQL aggregates equal, the
+    contract tests say) give the sample the rows give, under either ``missing`` rule, at the
+    cut-off (now 1000, delay 300: a request at 700 counts, at 700.5 not yet); and a window with
+    a value a rate cannot count is refused by both."""
+    rate = check(missing=missing)
+    served = [ServedOutcome(f"q{i}", revision, when, value)
+              for i, (revision, when, value) in enumerate(rows)]  # fmt: skip
+    counts = count_outcomes(served, 1000 - rate.outcome_delay_seconds)
+    for revision in ("r1", "r2"):
+        mine = [row for row in served if row.revision == revision]
+        if any(row.value not in (None, 0.0, 1.0) for row in mine):
+            assert counts[revision].other > 0  # the judge reads these rows: they name the value
+            with pytest.raises(InputError, match="not 0 or 1 but KPI ctr is a rate"):
+                rate_sample_of_counts(counts[revision], check=rate)
+            continue
+        from_rows = sample_of(
+            [OutcomeRequest(row.time, row.value) for row in mine],  # type: ignore[arg-type]
+            now=1000,
+            check=rate,
+        )
+        assert rate_sample_of_counts(counts.get(revision), check=rate) == from_rows
 
 
 def test_a_rate_outcome_other_than_zero_or_one_is_refused() -> None:

@@ -21,7 +21,7 @@ from controller.backends.prediction_log_queries import _PAIRS
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.errors import ConfigError, InputError, TransientError
 from controller.ports import PredictionSink, PredictionStore
-from controller.predictions import PredictionPair
+from controller.predictions import OutcomeCounts, PredictionPair, count_outcomes
 from controller.testing import MemoryPredictionStore
 
 
@@ -460,6 +460,45 @@ def test_served_outcomes_are_one_models_client_answers_by_revision_with_one_outc
     assert log.served_outcomes("fraud", [], "click", 0) == []
     with pytest.raises(InputError, match="not an outcome name"):
         log.served_outcomes("fraud", ["r1"], "Click", 0)
+
+
+def test_outcome_counts_are_the_served_rows_counted_in_the_store(log: Log) -> None:
+    """What a rate KPI reads: the rows ``served_outcomes`` returns, counted per revision by one
+    aggregating query, equal to the same rows counted in Python (``count_outcomes``): settled
+    answers (at or before the cut-off), those with a number as outcome, those with 1, and the
+    values in the whole window a rate cannot count (a class name, 2.5), settled or not."""
+    since, settled = 1000.0, 1010.0
+    for request_id, revision, when in [
+        ("c", "r1", 1000.0), ("a", "r1", 1001.0), ("f", "r1", 1005.0), ("h", "r1", 1010.0),
+        ("g", "r1", 1020.0), ("b", "r9", 1002.0), ("j", "r9", 1003.0), ("i", "r9", 1015.0),
+        ("old", "r1", 900.0), ("e", "r7", 1004.0),
+    ]:  # fmt: skip
+        log.record(answer(request_id, revision=revision, when=when))
+    log.record(answer("a", "shadow", revision="r9", when=1001.0))
+    log.record(answer("d", model="other", revision="r1", when=1003.0))
+    assert log.flush()
+    log.record_outcomes(
+        [("a", "click", 1), ("f", "click", 0), ("h", "click", 1), ("g", "click", 1),
+         ("b", "click", 0), ("j", "click", 2.5), ("i", "click", "yes"), ("old", "click", 1),
+         ("e", "click", 1), ("d", "click", 1), ("c", "revenue", 12.5)]
+    )  # fmt: skip
+    counts = log.outcome_counts("fraud", ["r1", "r9", "r1"], "click", since, settled)
+    assert counts == {
+        "r1": OutcomeCounts(settled=4, with_outcome=3, positive=2, other=0),
+        "r9": OutcomeCounts(settled=2, with_outcome=2, positive=0, other=2),
+    }
+    rows = log.served_outcomes("fraud", ["r1", "r9"], "click", since)
+    assert counts == count_outcomes(rows, settled)
+    assert log.outcome_counts("fraud", ["r1"], "revenue", since, settled) == {
+        "r1": OutcomeCounts(settled=4, with_outcome=1, positive=0, other=1),
+    }
+    assert log.outcome_counts("fraud", ["r1", "r9"], "click", since, 0.0) == {
+        "r1": OutcomeCounts(0, 0, 0, 0), "r9": OutcomeCounts(0, 0, 0, 2),
+    }  # fmt: skip
+    assert log.outcome_counts("fraud", [], "click", 0, 0) == {}
+    assert log.outcome_counts("absent", ["r1"], "click", 0, 0) == {}
+    with pytest.raises(InputError, match="not an outcome name"):
+        log.outcome_counts("fraud", ["r1"], "Click", 0, 0)
 
 
 def test_served_revisions_are_the_revisions_that_answered_clients_since_a_time(log: Log) -> None:

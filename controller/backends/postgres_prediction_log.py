@@ -44,6 +44,7 @@ from controller.backends.postgres_prediction_queries import (
     count_logged,
     delete_before,
     read_outcome_answers,
+    read_outcome_counts,
     read_outcomes,
     read_pairs,
     read_served_outcomes,
@@ -71,6 +72,7 @@ from controller.errors import ConfigError, TransientError
 from controller.outcome_scores import OutcomeAnswer
 from controller.predictions import (
     Label,
+    OutcomeCounts,
     OutcomeRecorder,
     PairQuery,
     PairReader,
@@ -324,6 +326,17 @@ class PostgresPredictionLog(QueuedPredictionWriter, PairReader, OutcomeRecorder)
         unique = list(dict.fromkeys(revisions))
         return self._read(
             lambda cursor: read_served_outcomes(cursor, model, unique, outcome, since)
+        )
+
+    def outcome_counts(
+        self, model: str, revisions: Sequence[str], outcome: str, since: float, settled: float
+    ) -> dict[str, OutcomeCounts]:
+        """What :meth:`served_outcomes` would return, counted per revision in one aggregating
+        query with cut-off ``settled``: what a rate KPI counts (as SQLite's log counts them)."""
+        checked_outcome(outcome)
+        unique = list(dict.fromkeys(revisions))
+        return self._read(
+            lambda cursor: read_outcome_counts(cursor, model, unique, outcome, since, settled)
         )
 
     def served_revisions(self, model: str, since: float) -> list[str]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from controller.backends.prediction_log_queries import pair_from_row, segment_text
 from controller.backends.prediction_log_writer import AnswerRow
 from controller.outcome_scores import OutcomeAnswer
-from controller.predictions import Label, PairQuery, PredictionPair, ServedOutcome
+from controller.predictions import Label, OutcomeCounts, PairQuery, PredictionPair, ServedOutcome
 
 if TYPE_CHECKING:
     import psycopg2.extensions as pg
@@ -26,6 +26,7 @@ __all__ = [
     "count_logged",
     "delete_before",
     "read_outcome_answers",
+    "read_outcome_counts",
     "read_outcomes",
     "read_pairs",
     "read_served_outcomes",
@@ -88,6 +89,22 @@ FROM sluice_predictions AS p
 LEFT JOIN sluice_feedback AS f ON f.request_id = p.request_id AND f.outcome = %s
 WHERE p.model = %s AND p.role = 'primary' AND p.revision = ANY(%s) AND p.time >= %s
 ORDER BY p.time, p.seq
+"""
+
+#: The answers :data:`_SERVED_OUTCOMES` reads, counted per revision in one pass
+#: (:class:`~controller.predictions.OutcomeCounts`): settled ones, those of them with a number
+#: as outcome and with 1, and values a rate cannot count (NaN too: it is not 0 or 1 here).
+_OUTCOME_COUNTS = """
+SELECT p.revision,
+       count(*) FILTER (WHERE p.time <= %(settled)s),
+       count(f.value_number) FILTER (WHERE p.time <= %(settled)s),
+       count(*) FILTER (WHERE p.time <= %(settled)s AND f.value_number = 1),
+       count(*) FILTER (WHERE f.value_text IS NOT NULL OR f.value_number NOT IN (0, 1))
+FROM sluice_predictions AS p
+LEFT JOIN sluice_feedback AS f ON f.request_id = p.request_id AND f.outcome = %(outcome)s
+WHERE p.model = %(model)s AND p.role = 'primary' AND p.revision = ANY(%(revisions)s)
+  AND p.time >= %(since)s
+GROUP BY p.revision
 """
 
 #: The revisions of a model that answered clients since a time, by their first answer then.
@@ -268,3 +285,27 @@ def read_served_outcomes(
         ServedOutcome(str(request_id), str(revision), float(sent), _label(number, text))
         for request_id, revision, sent, number, text in cursor
     ]
+
+
+def read_outcome_counts(
+    cursor: pg.cursor,
+    model: str,
+    revisions: list[str],
+    outcome: str,
+    since: float,
+    settled: float,
+) -> dict[str, OutcomeCounts]:
+    """What :func:`read_served_outcomes` would return, counted per revision in PostgreSQL with
+    cut-off ``settled`` (what
+    :func:`controller.backends.prediction_log_queries.read_outcome_counts` counts in SQLite)."""
+    if not revisions:
+        return {}
+    arguments = {
+        "model": model, "revisions": revisions, "outcome": outcome, "since": since,
+        "settled": settled,
+    }  # fmt: skip
+    cursor.execute(_OUTCOME_COUNTS, arguments)
+    return {
+        str(revision): OutcomeCounts(int(settled_n), int(numbers), int(ones), int(other))
+        for revision, settled_n, numbers, ones, other in cursor
+    }

@@ -12,12 +12,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.outcome_scores import OutcomeAnswer
-from controller.predictions import Label, LoggedPrediction, PredictionPair, Role, ServedOutcome
+from controller.predictions import (
+    Label,
+    LoggedPrediction,
+    OutcomeCounts,
+    PredictionPair,
+    Role,
+    ServedOutcome,
+)
 
 __all__ = [
     "count_logged",
     "pair_from_row",
     "read_outcome_answers",
+    "read_outcome_counts",
     "read_outcomes",
     "read_pairs",
     "read_served_outcomes",
@@ -90,6 +98,45 @@ def read_served_outcomes(
         ServedOutcome(str(request_id), str(revision), float(sent), _label(value))
         for request_id, revision, sent, value in rows
     ]
+
+
+#: The answers :data:`_SERVED_OUTCOMES` reads, counted per revision in one pass over the same
+#: index (:class:`~controller.predictions.OutcomeCounts`): settled ones, those of them with a
+#: number as outcome and with 1, and values a rate cannot count (an INTEGER, as another tool
+#: may write, is a number); ``{marks}`` is one named parameter per revision.
+_OUTCOME_COUNTS = """
+SELECT p.revision,
+       sum(p.time <= :settled),
+       sum(p.time <= :settled AND typeof(f.value) IN ('real', 'integer')),
+       sum(p.time <= :settled AND typeof(f.value) IN ('real', 'integer') AND f.value = 1),
+       sum(typeof(f.value) = 'text'
+           OR (typeof(f.value) IN ('real', 'integer') AND f.value NOT IN (0, 1)))
+FROM predictions AS p
+LEFT JOIN feedback AS f ON f.request_id = p.request_id AND f.outcome = :outcome
+WHERE p.model = :model AND p.role = 'primary' AND p.time >= :since AND p.revision IN ({marks})
+GROUP BY p.revision
+"""
+
+
+def read_outcome_counts(
+    connection: sqlite3.Connection,
+    model: str,
+    revisions: list[str],
+    outcome: str,
+    since: float,
+    settled: float,
+) -> dict[str, OutcomeCounts]:
+    """What :func:`read_served_outcomes` would return for these distinct ``revisions``,
+    counted per revision in SQLite with cut-off ``settled``."""
+    if not revisions:
+        return {}
+    names = {f"r{i}": revision for i, revision in enumerate(revisions)}
+    query = _OUTCOME_COUNTS.format(marks=",".join(f":{name}" for name in names))  # only names
+    arguments = {"model": model, "outcome": outcome, "since": since, "settled": settled, **names}
+    return {
+        str(revision): OutcomeCounts(int(settled_n), int(numbers), int(ones), int(other))
+        for revision, settled_n, numbers, ones, other in connection.execute(query, arguments)
+    }
 
 
 #: The revisions of a model that answered clients since a time, by their first answer then:

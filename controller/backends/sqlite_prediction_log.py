@@ -40,6 +40,7 @@ from pathlib import Path
 from controller.backends.prediction_log_queries import (
     count_logged,
     read_outcome_answers,
+    read_outcome_counts,
     read_outcomes,
     read_pairs,
     read_served_outcomes,
@@ -63,6 +64,7 @@ from controller.errors import ConfigError
 from controller.outcome_scores import OutcomeAnswer
 from controller.predictions import (
     Label,
+    OutcomeCounts,
     OutcomeRecorder,
     PairQuery,
     PairReader,
@@ -197,6 +199,19 @@ class SqlitePredictionLog(QueuedPredictionWriter, PairReader, OutcomeRecorder):
         with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:
             connection.execute("PRAGMA query_only = ON")
             return read_served_outcomes(connection, model, unique, outcome, since)
+
+    def outcome_counts(
+        self, model: str, revisions: Sequence[str], outcome: str, since: float, settled: float
+    ) -> dict[str, OutcomeCounts]:
+        """What :meth:`served_outcomes` would return, counted per revision in one aggregating
+        query with cut-off ``settled``: what a rate KPI counts (read-only, on a connection of
+        its own)."""
+        checked_outcome(outcome)
+        unique = list(dict.fromkeys(revisions))
+        self._ensure_schema()
+        with sqlite_errors(self.path), contextlib.closing(self._connect()) as connection:
+            connection.execute("PRAGMA query_only = ON")
+            return read_outcome_counts(connection, model, unique, outcome, since, settled)
 
     def served_revisions(self, model: str, since: float) -> list[str]:
         """The revisions of ``model`` with primary answers sent at or after ``since``, each

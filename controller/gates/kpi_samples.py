@@ -5,7 +5,10 @@ served it, with its outcome joined by request id. This module turns such request
 sample as :class:`~controller.gates.kpi_policy.KpiCheck` says: requests younger than
 ``outcomeDelay`` are left out, older ones without an outcome count as 0 or are skipped
 (``missing``). It is plain arithmetic over plain values, so whoever reads the prediction log
-builds samples the same way the benchmark and the tests do.
+builds samples the same way the benchmark and the tests do. A rate needs only counts, which the
+store can add up itself (:class:`~controller.predictions.OutcomeCounts`, with the same cut-off):
+:func:`rate_sample_of_counts` turns them into the sample :func:`sample_of` would build from the
+rows.
 """
 
 from __future__ import annotations
@@ -16,9 +19,16 @@ from dataclasses import dataclass
 
 from controller.errors import InputError
 from controller.gates.kpi_policy import KpiCheck
-from controller.predictions import ServedOutcome
+from controller.predictions import OutcomeCounts, ServedOutcome
 
-__all__ = ["MeanSample", "OutcomeRequest", "RateSample", "requests_by_revision", "sample_of"]
+__all__ = [
+    "MeanSample",
+    "OutcomeRequest",
+    "RateSample",
+    "rate_sample_of_counts",
+    "requests_by_revision",
+    "sample_of",
+]
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,22 @@ def sample_of(
             "or make it kind: mean"
         )
     return RateSample(len(values), int(sum(values)))
+
+
+def rate_sample_of_counts(counts: OutcomeCounts | None, *, check: KpiCheck) -> RateSample:
+    """One revision's sample for rate ``check`` from the store's counts with the check's
+    cut-off (None: it answered nothing in the window): under ``missing: zero`` every settled
+    answer counts, under ``skip`` those with an outcome. The counts must hold no value a rate
+    cannot count (``other``): those are read as rows, whose error names the request."""
+    if counts is None:
+        return RateSample(0, 0)
+    if counts.other:
+        raise InputError(
+            f"outcome {check.outcome} has {counts.other} values that are not 0 or 1 but KPI "
+            f"{check.name} is a rate: send 0 or 1, or make it kind: mean"
+        )
+    n = counts.settled if check.missing == "zero" else counts.with_outcome
+    return RateSample(n, counts.positive)
 
 
 def requests_by_revision(

@@ -27,7 +27,7 @@ from controller.errors import SluiceError
 from controller.gates.graph_replay import replay_plan, replay_result
 from controller.gates.graph_traffic import judged_graph
 from controller.gates.judge import judge
-from controller.gates.kpi_gates import evaluate_kpi, unjudged_kpis
+from controller.gates.kpi_gates import judge_kpis, unjudged_kpis
 from controller.gates.load_test import evaluate_load
 from controller.gates.metrics_profile import MetricsProfile
 from controller.gates.prometheus_checks import (
@@ -368,27 +368,17 @@ class Analyzer:
         if outcomes is None or revisions is None:
             return unjudged_kpis(gates.kpis, Verdict.INCONCLUSIVE, "no prediction log to read")
         canary, primary = revisions
-        since = now - _step_window(obs, now)
-        served = {}
-        try:
-            for outcome in dict.fromkeys(check.outcome for check in gates.kpis):
-                served[outcome] = outcomes.served_outcomes(
-                    obs.model, (canary, primary), outcome, since
-                )
-        except SluiceError as exc:  # the log could not be read: a tool error, never a pass
-            return unjudged_kpis(gates.kpis, Verdict.ERROR, exc.message)
-        return [
-            evaluate_kpi(
-                check,
-                served[check.outcome],
-                canary_revision=canary,
-                primary_revision=primary,
-                now=now,
-                look=analysis.look,
-                judge=gates.judge,
-            )
-            for check in gates.kpis
-        ]
+        return judge_kpis(
+            outcomes,
+            gates.kpis,
+            model=obs.model,
+            canary_revision=canary,
+            primary_revision=primary,
+            since=now - _step_window(obs, now),
+            now=now,
+            look=analysis.look,
+            judge=gates.judge,
+        )
 
 
 #: Appended to a judge's pass carried to a look past ``maxLooks``.

@@ -42,6 +42,7 @@ from controller.errors import TransientError
 from controller.predictions import (
     Label,
     LoggedPrediction,
+    OutcomeCounts,
     OutcomeRecorder,
     PairQuery,
     PairReader,
@@ -50,6 +51,7 @@ from controller.predictions import (
     ServedOutcome,
     checked_outcome,
     checked_outcomes,
+    count_outcomes,
     inputs_digest,
 )
 
@@ -166,6 +168,11 @@ class MemoryPredictionStore(PairReader, OutcomeRecorder):
             if a.model == model and a.role == "primary" and a.revision in wanted
             and a.time >= since
         ]  # fmt: skip
+
+    def outcome_counts(
+        self, model: str, revisions: Sequence[str], outcome: str, since: float, settled: float
+    ) -> dict[str, OutcomeCounts]:
+        return count_outcomes(self.served_outcomes(model, revisions, outcome, since), settled)
 
     def served_revisions(self, model: str, since: float) -> list[str]:
         with self._lock:
