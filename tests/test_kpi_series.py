@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -220,3 +221,51 @@ def test_sluice_serve_as_the_readme_runs_it_exports_the_champions_ctr_per_revisi
         process.terminate()
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
+
+
+class _CountsOnly:
+    """A store whose rows cannot be read: a rate's series must come from its counts."""
+
+    def __init__(self, inner: MemoryPredictionStore) -> None:
+        self.inner = inner
+
+    def served_revisions(self, model: str, since: float) -> list[str]:
+        return self.inner.served_revisions(model, since)
+
+    def outcome_counts(self, *args: Any) -> Any:
+        return self.inner.outcome_counts(*args)
+
+    def served_outcomes(self, *args: Any) -> list[ServedOutcome]:
+        raise AssertionError("a rate's series read every row")
+
+
+def test_a_rates_series_is_counted_in_the_store_as_the_gate_counts_it() -> None:
+    """At 200 rps a 15-minute window holds 180,000 answers: a rate's series asks the store for
+    its counts per revision (one aggregating query), and gets what the rows would give."""
+    rows_log = _log_with_two_revisions()
+    counts_log = _CountsOnly(rows_log)
+    values = {}
+    for name, log in (("rows", rows_log), ("counts", counts_log)):
+        series = KpiSeries(
+            lambda: [KpiRelease("local", "rec", (CTR,))],
+            lambda _env, log=log: log,
+            window=900,
+            clock=lambda: NOW,
+        )
+        series.refresh()
+        values[name] = sorted(
+            (s.name, s.labels["revision"], s.value) for m in series.collect() for s in m.samples
+        )
+    assert values["counts"] == values["rows"]
+    assert ("sluice_kpi", "rec-00001", 0.4) in values["counts"]
+
+
+def test_a_rate_whose_window_holds_a_class_name_is_read_as_rows_naming_the_request() -> None:
+    log = _log_with_two_revisions()
+    log.record_outcomes([("b5", "click", "yes")])
+    series = KpiSeries(
+        lambda: [KpiRelease("local", "rec", (CTR,))], lambda _env: log, window=900,
+        clock=lambda: NOW,
+    )  # fmt: skip
+    series.refresh()
+    assert next(iter(series.collect())).samples == []  # no series for a check it cannot count

@@ -10,14 +10,19 @@ check says), so the series and the gate never disagree about what a KPI is.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from controller.gates.kpi_policy import KpiCheck
-from controller.gates.kpi_samples import RateSample, requests_by_revision, sample_of
-from controller.predictions import ServedOutcome
+from controller.gates.kpi_samples import (
+    RateSample,
+    rate_sample_of_counts,
+    requests_by_revision,
+    sample_of,
+)
+from controller.predictions import OutcomeCounts, ServedOutcome
 
-__all__ = ["RevisionKpi", "kpi_by_revision"]
+__all__ = ["RevisionKpi", "kpi_by_revision", "rate_by_revision"]
 
 
 @dataclass(frozen=True)
@@ -44,4 +49,19 @@ def kpi_by_revision(
         else:
             value = statistics.fmean(sample.values) if sample.n else None
         found.append(RevisionKpi(revision, value, sample.n))
+    return found
+
+
+def rate_by_revision(
+    check: KpiCheck, counts: Mapping[str, OutcomeCounts], revisions: Sequence[str]
+) -> list[RevisionKpi]:
+    """Rate ``check``'s value for each of ``revisions`` that answered, from the store's counts
+    with the check's cut-off (:meth:`~controller.ports.ServedOutcomes.outcome_counts`): what
+    :func:`kpi_by_revision` gives on the rows they count. Counts holding a value a rate cannot
+    count are :class:`~controller.errors.InputError` (read the rows to name the request)."""
+    found = []
+    for revision in revisions:
+        if revision in counts:
+            sample = rate_sample_of_counts(counts[revision], check=check)
+            found.append(RevisionKpi(revision, sample.rate if sample.n else None, sample.n))
     return found

@@ -32,8 +32,9 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from controller.errors import InputError
 from controller.gates.kpi_policy import KpiCheck
-from controller.gates.kpi_values import kpi_by_revision
+from controller.gates.kpi_values import RevisionKpi, kpi_by_revision, rate_by_revision
 from controller.ports import ServedOutcomes
+from controller.predictions import ServedOutcome
 from controller.refresher import Refresher
 
 __all__ = ["KPI_REQUESTS", "KPI_VALUE", "REFRESH_SECONDS", "KpiRelease", "KpiSeries"]
@@ -107,15 +108,12 @@ class KpiSeries:
             since = now - self.window - oldest
             log = self._logs(release.environment)
             revisions = log.served_revisions(release.model, since)
-            served = {
-                outcome: log.served_outcomes(release.model, revisions, outcome, since)
-                for outcome in dict.fromkeys(check.outcome for check in release.checks)
-            }
+            served: dict[str, list[ServedOutcome]] = {}  # rows, read once per outcome
             for check in release.checks:
                 start = now - self.window - check.outcome_delay_seconds
-                rows = [row for row in served[check.outcome] if row.time >= start]
+                window = (since, start, now)
                 try:
-                    kpis = kpi_by_revision(check, rows, now=now)
+                    kpis = _values(log, release.model, check, revisions, served, window)
                 except InputError as exc:  # the policy's mistake: this check has no series
                     self._warn_once(f"KPI {check.name} of {release.model}: {exc.message}")
                     continue
@@ -153,3 +151,27 @@ class KpiSeries:
             requests.add_metric(list(point.labels), point.requests)
         yield value
         yield requests
+
+
+def _values(
+    log: ServedOutcomes,
+    model: str,
+    check: KpiCheck,
+    revisions: Sequence[str],
+    served: dict[str, list[ServedOutcome]],
+    window: tuple[float, float, float],
+) -> list[RevisionKpi]:
+    """``check`` per revision; ``window`` is (the release's read start, this check's start,
+    now). A rate comes from the store's counts (one aggregating query, as the canary's gate
+    reads it); a mean, or a rate whose window holds a value it cannot count, from the rows
+    (read once per outcome into ``served``; they name the request)."""
+    since, start, now = window
+    if check.kind == "rate" and check.outcome not in served:
+        settled = now - check.outcome_delay_seconds
+        counts = log.outcome_counts(model, revisions, check.outcome, start, settled)
+        if not any(c.other for c in counts.values()):
+            return rate_by_revision(check, counts, revisions)
+    if check.outcome not in served:
+        served[check.outcome] = log.served_outcomes(model, revisions, check.outcome, since)
+    rows = [row for row in served[check.outcome] if row.time >= start]
+    return kpi_by_revision(check, rows, now=now)
