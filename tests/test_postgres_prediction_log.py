@@ -144,13 +144,13 @@ def test_processes_creating_the_schema_at_once_all_find_it(url: str) -> None:
     results = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0] * 8, results
     assert {out for out, _ in results} == {"0\n"}
-    assert query(url, "SELECT version FROM sluice_schema") == [(1,)]
+    assert query(url, "SELECT version FROM sluice_schema") == [(2,)]
 
 
 def test_a_store_of_an_unknown_schema_version_is_refused_in_one_line(url: str) -> None:
     PostgresPredictionLog(url, retention=None).row_count()
     query(url, "UPDATE sluice_schema SET version = 99")
-    with pytest.raises(ConfigError, match="has schema version 99, this Sluice knows 1") as caught:
+    with pytest.raises(ConfigError, match="has schema version 99, this Sluice knows 2") as caught:
         PostgresPredictionLog(url, retention=None).pairs()
     assert "\n" not in str(caught.value)
 
