@@ -28,7 +28,7 @@ from controller.backends.postgres_prediction_log import PostgresPredictionLog
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.cli import main
 from controller.commands.feedback_route import build_feedback_route
-from controller.commands.rollout_backends import _prediction_log
+from controller.commands.rollout_backends import _prediction_logs
 from controller.errors import ConfigError, TransientError
 from controller.local.postgres import PostgresService
 from controller.local.processes import free_port
@@ -418,10 +418,10 @@ def test_two_serve_replicas_take_labels_into_one_store(url: str, tmp_path: Path)
 def test_the_shadow_phase_reads_the_configured_store_on_any_target(url: str) -> None:
     """With prediction_store_url set, a cluster target's shadow phase reads PostgreSQL (without
     it, a cluster has no prediction log)."""
-    store = _prediction_log(Settings(prediction_store_url=url), "kubernetes")
+    store = _prediction_logs(Settings(prediction_store_url=url), "kubernetes")("staging")
     assert isinstance(store, PostgresPredictionLog)
     assert store.path == url.replace("postgres@", "")
-    assert _prediction_log(Settings(), "kubernetes") is None
+    assert _prediction_logs(Settings(), "kubernetes")("staging") is None
 
 
 def test_serves_feedback_route_runs_the_retention(url: str, tmp_path: Path) -> None:
