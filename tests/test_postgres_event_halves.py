@@ -39,6 +39,7 @@ from controller.serve.event_pairing import (
 )
 from controller.serve.server import ServeMetrics, SluiceServer, sluice_routes
 from controller.settings import Settings
+from controller.testing import MemoryEventHalves, MemoryPredictionStore
 
 pytestmark = pytest.mark.postgres
 
@@ -184,6 +185,44 @@ def test_a_started_store_runs_the_expiry_by_itself(url: str) -> None:
         while not expired and time.monotonic() < deadline:
             time.sleep(0.05)
     assert (expired, waiting(url)) == ([1], 0)
+
+
+#: (replica, kind, request id, seconds after NOW, synthetic): duplicates, a reused id, a half
+#: past the time to live, a synthetic pair, either order.
+SCRIPT = [
+    (0, "request", "a", 0, False), (1, "request", "a", 1, False), (1, "response", "a", 2, False),
+    (0, "response", "b", 3, False), (1, "request", "b", 4, False), (0, "response", "b", 5, False),
+    (0, "request", "c", 0, False), (1, "response", "c", 61, False), (0, "request", "c", 62, False),
+    (1, "request", "d", 63, True), (0, "response", "d", 64, True),
+]  # fmt: skip
+
+
+def _play(add: list[Any]) -> list[tuple[bool, list[str]]]:
+    results = []
+    for replica, kind, request_id, after, synthetic in SCRIPT:
+        metadata = {**REVISION, "X-Sluice-Synthetic": ("smoke",)} if synthetic else REVISION
+        taken = add[replica](half(kind, request_id, metadata=metadata), now=NOW + after)
+        assert taken.recorded == (taken.pair is not None)
+        results.append((taken.pair is not None, [d.reason for d in taken.dropped]))
+    return results
+
+
+def test_the_fake_pairs_as_the_store_does(
+    replicas: tuple[PostgresPredictionLog, PostgresPredictionLog], url: str
+) -> None:
+    """MemoryEventHalves, the unit tests' port, against the store on one script: the same
+    pairings, drops and answers."""
+    memory = MemoryPredictionStore()
+    fake = MemoryEventHalves(memory, ttl_seconds=60)
+    from_fake = _play([fake.add, fake.add])
+    from_store = _play([replicas[0].take_half, replicas[1].take_half])
+    assert from_store == from_fake
+    assert from_fake[7] == (False, ["expired"])
+    stored = sorted(row[0] for row in answers(url))
+    assert stored == ["a", "b", "c"]
+    assert memory.count_logged(stored) == 3
+    assert memory.row_count() == 3
+    assert (waiting(url), len(fake)) == (1, 1)
 
 
 # -- two replicas at the same instant --------------------------------------------------------------
