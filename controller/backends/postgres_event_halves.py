@@ -92,20 +92,19 @@ def take_half(
     """Pair ``event`` with its waiting other half and store the pair's answer, or keep it
     waiting, in the caller's transaction (see the module notes); a waiting half of this key
     older than ``ttl_seconds`` is dropped as ``expired``."""
-    key = _key(event)
+    key, cutoff = _key(event), now - ttl_seconds
     cursor.execute(
         "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_CLASS, "\x1f".join(key))
     )
+    # One statement for both: the halves of this key past their time, and the other half.
     cursor.execute(
-        f"DELETE FROM sluice_event_halves WHERE {_KEY} AND since <= %s RETURNING {_COLUMNS}",  # noqa: S608
-        (*key, now - ttl_seconds),
+        f"DELETE FROM sluice_event_halves WHERE {_KEY} AND (since <= %s OR kind <> %s)"  # noqa: S608
+        f" RETURNING {_COLUMNS}",
+        (*key, cutoff, event.kind),
     )
-    dropped = tuple(Dropped(_half(event, row), "expired") for row in cursor.fetchall())
-    cursor.execute(
-        f"DELETE FROM sluice_event_halves WHERE {_KEY} AND kind <> %s RETURNING {_COLUMNS}",  # noqa: S608
-        (*key, event.kind),
-    )
-    waiting = cursor.fetchone()
+    deleted = cursor.fetchall()
+    dropped = tuple(Dropped(_half(event, row), "expired") for row in deleted if row[1] <= cutoff)
+    waiting = next((row for row in deleted if row[1] > cutoff), None)  # the other half
     if waiting is None:
         cursor.execute(
             _INSERT,
