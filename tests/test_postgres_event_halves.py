@@ -325,33 +325,45 @@ def test_a_store_of_schema_1_is_migrated_keeping_its_answers(url: str) -> None:
 
 def test_the_route_on_two_servers_pairs_halves_posted_to_either(url: str, tmp_path: Path) -> None:
     """`/v1/events` built as `sluice serve` builds it with SLUICE_PREDICTION_STORE_URL, on two
-    servers: the request posted to one and the response to the other are one answer, the
-    delivery counted paired; no SQLite log is made."""
+    servers: the request posted to one and the response to the other are one answer, counted
+    paired; a lonely half is deleted by the retention pass and counted expired; no SQLite log
+    is made."""
     settings = Settings(state_dir=tmp_path / "state", events_trust_network=True,
                         prediction_store_url=url)  # fmt: skip
-    built = [build_events_route(settings, metrics=ServeMetrics()) for _ in range(2)]
+    metrics = [ServeMetrics(), ServeMetrics()]
+    built = [build_events_route(settings, metrics=m) for m in metrics]
     servers = []
-    for route in built:
+    for route, served_metrics in zip(built, metrics, strict=True):
         assert route is not None
         routes = sluice_routes(
-            metrics=ServeMetrics(), status=dict, mlflow_trigger=lambda m, a: False,
+            metrics=served_metrics, status=dict, mlflow_trigger=lambda m, a: False,
             mlflow_webhook_secret=None, events=route[0],
         )  # fmt: skip
         servers.append(SluiceServer(routes))
+    metadata = {"Knative-Serving-Revision": ["iris-predictor-00002"]}
+    sends = [(0, "request", "r-1", REQUEST), (1, "response", "r-1", RESPONSE),
+             (0, "request", "lonely", REQUEST)]  # fmt: skip
+    results = []
     with servers[0] as first, servers[1] as second:
-        metadata = {"Knative-Serving-Revision": ["iris-predictor-00002"]}
-        results = []
-        for server, kind, data in ((first, "request", REQUEST), (second, "response", RESPONSE)):
-            headers, body = kserve_event(kind, "r-1", data, metadata=metadata)
-            sent = requests.post(f"{server.url}/v1/events", data=body, headers=headers, timeout=10)
-            results.append((sent.status_code, sent.json()))
-    for route in built:
-        assert route is not None
-        route[1].close()
-    assert results == [(200, {"result": "waiting"}), (200, {"result": "paired"})]
+        for index, kind, request_id, data in sends:
+            headers, body = kserve_event(kind, request_id, data, metadata=metadata)
+            target = (first, second)[index].url
+            sent = requests.post(f"{target}/v1/events", data=body, headers=headers, timeout=10)
+            results.append(sent.json()["result"])
+    stores = [route[1] for route in built if route is not None]
+    assert stores[0].delete_expired(now=time.time() + 61) == 1
+    for store in stores:
+        store.close()
+    assert results == ["waiting", "paired", "waiting"]
+
+    def counted(index: int, result: str) -> float | None:
+        labels = {"source": "kserve_logger", "result": result}
+        return metrics[index].registry.get_sample_value("sluice_webhook_deliveries_total", labels)
+
+    assert (counted(1, "paired"), counted(0, "expired")) == (1.0, 1.0)
     [row] = answers(url)
     assert (row[0], row[2], row[4]) == ("r-1", "iris", "iris-predictor-00002")
-    assert not (tmp_path / "state").exists()
+    assert (waiting(url), (tmp_path / "state").exists()) == (0, False)
 
 
 def _ok(url: str) -> bool:
