@@ -24,15 +24,16 @@ from support.kserve_logger import kserve_event
 
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.commands.events import build_events_route
-from controller.errors import ConfigError
+from controller.errors import ConfigError, TransientError
 from controller.local.processes import free_port
 from controller.local.services import MlflowService
 from controller.predictions import inputs_digest
 from controller.serve.event_pairing import EventPairer
 from controller.serve.events import events_route, parse_event
-from controller.serve.server import Request, ServeMetrics, SluiceServer, sluice_routes
+from controller.serve.server import Handler, Request, ServeMetrics, SluiceServer, sluice_routes
 from controller.serve.webhooks import WebhookRejected
 from controller.settings import Settings
+from controller.testing import MemoryEventHalves, MemoryPredictionStore
 
 TOKEN = "events-token-0123456789abcdef"
 WAIT = 10.0
@@ -347,6 +348,55 @@ def test_a_sink_that_raises_is_503() -> None:
             Request("POST", "/v1/events", {k.lower(): v for k, v in headers.items()}, body)
         )
     assert response.status == 503
+
+
+def _post(route: Handler, kind: str, request_id: str, data: bytes) -> dict[str, object]:
+    headers, body = kserve_event(kind, request_id, data, metadata=REVISION)
+    sent = {k.lower(): v for k, v in headers.items()}
+    answered = route(Request("POST", "/v1/events", sent, body))
+    assert answered.status == 200, answered.body
+    return dict(json.loads(answered.body))
+
+
+class _Refusing:
+    def record(self, prediction: object) -> None:
+        raise AssertionError("a store that pairs records the answer itself")
+
+
+def test_replicas_sharing_a_store_that_pairs_take_either_half() -> None:
+    """Two routes (two replicas) pairing through one store that pairs and records, as
+    PostgreSQL's does: the request taken by one and the response by the other are one answer,
+    recorded by the store, not again through the route's sink."""
+    store = MemoryPredictionStore()
+    halves = MemoryEventHalves(store)
+    first, second = (
+        events_route(sink=_Refusing(), metrics=ServeMetrics(), trust_network=True,
+                     pairer=halves, clock=lambda: 1000.0)
+        for _ in range(2)
+    )  # fmt: skip
+    assert _post(first, "response", "r-1", RESPONSE) == {"result": "waiting"}
+    assert _post(second, "request", "r-1", REQUEST) == {"result": "paired"}
+    assert store.row_count() == 1
+    assert store.count_logged(["r-1"]) == 1
+    assert len(halves) == 0
+
+
+def test_a_store_that_cannot_take_a_half_is_503_counted_as_error() -> None:
+    class Down:
+        def add(self, event: object, *, now: float) -> object:
+            raise TransientError("the prediction store at db:5432 is unreachable; try again")
+
+    metrics = ServeMetrics()
+    route = events_route(sink=_Refusing(), metrics=metrics, trust_network=True, pairer=Down())  # type: ignore[arg-type]
+    headers, body = kserve_event("request", "r-1", REQUEST)
+    answered = route(
+        Request("POST", "/v1/events", {k.lower(): v for k, v in headers.items()}, body)
+    )
+    assert (answered.status, json.loads(answered.body)) == (
+        503, {"error": "the prediction log could not take the event"},
+    )  # fmt: skip
+    labels = {"source": "kserve_logger", "result": "error"}
+    assert metrics.registry.get_sample_value("sluice_webhook_deliveries_total", labels) == 1
 
 
 def test_the_route_takes_a_token_or_trusts_the_network_not_both() -> None:

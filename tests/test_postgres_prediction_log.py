@@ -28,7 +28,7 @@ from controller.backends.postgres_prediction_log import PostgresPredictionLog
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.cli import main
 from controller.commands.feedback_route import build_feedback_route
-from controller.commands.rollout_backends import _prediction_log
+from controller.commands.rollout_backends import _prediction_logs
 from controller.errors import ConfigError, TransientError
 from controller.local.postgres import PostgresService
 from controller.local.processes import free_port
@@ -144,13 +144,13 @@ def test_processes_creating_the_schema_at_once_all_find_it(url: str) -> None:
     results = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0] * 8, results
     assert {out for out, _ in results} == {"0\n"}
-    assert query(url, "SELECT version FROM sluice_schema") == [(1,)]
+    assert query(url, "SELECT version FROM sluice_schema") == [(2,)]
 
 
 def test_a_store_of_an_unknown_schema_version_is_refused_in_one_line(url: str) -> None:
     PostgresPredictionLog(url, retention=None).row_count()
     query(url, "UPDATE sluice_schema SET version = 99")
-    with pytest.raises(ConfigError, match="has schema version 99, this Sluice knows 1") as caught:
+    with pytest.raises(ConfigError, match="has schema version 99, this Sluice knows 2") as caught:
         PostgresPredictionLog(url, retention=None).pairs()
     assert "\n" not in str(caught.value)
 
@@ -418,10 +418,10 @@ def test_two_serve_replicas_take_labels_into_one_store(url: str, tmp_path: Path)
 def test_the_shadow_phase_reads_the_configured_store_on_any_target(url: str) -> None:
     """With prediction_store_url set, a cluster target's shadow phase reads PostgreSQL (without
     it, a cluster has no prediction log)."""
-    store = _prediction_log(Settings(prediction_store_url=url), "kubernetes")
+    store = _prediction_logs(Settings(prediction_store_url=url), "kubernetes")("staging")
     assert isinstance(store, PostgresPredictionLog)
     assert store.path == url.replace("postgres@", "")
-    assert _prediction_log(Settings(), "kubernetes") is None
+    assert _prediction_logs(Settings(), "kubernetes")("staging") is None
 
 
 def test_serves_feedback_route_runs_the_retention(url: str, tmp_path: Path) -> None:

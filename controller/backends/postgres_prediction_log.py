@@ -23,7 +23,13 @@ and a class name as text. What differs is what PostgreSQL is for:
   unless set) bounds each table by count as SQLite's log does, the oldest first.
 - **Connections.** The writer holds one connection and opens another after losing it; every
   read and every label write opens its own (``sluice serve``'s feedback route, the judge), so
-  nothing is shared between threads.
+  nothing is shared between threads. Taking an event half reuses idle connections (a few are
+  kept): ``/v1/events`` takes one per event.
+- **Event halves.** After :meth:`PostgresPredictionLog.pair_events`, ``/v1/events``'s halves
+  wait in the store, not in one process's memory, so any replica may take either half of a
+  request (:mod:`controller.backends.postgres_event_halves`); the retention pass deletes the
+  halves that waited their time to live in vain, every ``retention_interval`` or time to live,
+  whichever is shorter, and reports how many.
 
 No ``psycopg2`` exception leaves this module: an unreachable server is a
 :class:`~controller.errors.TransientError` naming ``host:port``, a wrong user, password or
@@ -34,12 +40,14 @@ appears in neither.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from controller.backends.postgres_event_halves import delete_expired_halves, take_half
 from controller.backends.postgres_prediction_queries import (
     count_logged,
     delete_before,
@@ -82,17 +90,25 @@ from controller.predictions import (
     checked_outcome,
     checked_outcomes,
 )
+from controller.serve.event_pairing import HALF_TTL_SECONDS, InferenceEvent, Pairing
 
 if TYPE_CHECKING:
     import psycopg2.extensions as pg
 
-__all__ = ["DEFAULT_RETENTION_SECONDS", "SCHEMA_VERSION", "PostgresPredictionLog"]
+__all__ = [
+    "DEFAULT_RETENTION_SECONDS",
+    "SCHEMA_VERSION",
+    "PostgresPredictionLog",
+    "StoreEventHalves",
+]
 
 #: How long answers and outcomes are kept unless ``retention`` says otherwise: 30 days.
 DEFAULT_RETENTION_SECONDS = 30 * 24 * 3600.0
 _TABLES = ("sluice_predictions", "sluice_feedback")
 #: Attempts of a transaction that lost a race to another writer (deadlock, serialization).
 _ATTEMPTS = 3
+#: Idle connections kept for taking event halves.
+_IDLE_CONNECTIONS = 8
 _T = TypeVar("_T")
 _log = logging.getLogger("sluice.prediction_log")
 
@@ -154,6 +170,10 @@ class PostgresPredictionLog(QueuedPredictionWriter, PairReader, OutcomeRecorder)
         self._schema_ready = False
         self._stop_retention = threading.Event()
         self._retention_thread: threading.Thread | None = None
+        self._half_ttl: float | None = None
+        self._on_halves_expired: Callable[[int], None] = lambda count: None
+        self._idle: list[pg.connection] = []
+        self._idle_lock = threading.Lock()
 
     @property
     def path(self) -> str:
@@ -199,7 +219,9 @@ class PostgresPredictionLog(QueuedPredictionWriter, PairReader, OutcomeRecorder)
         until :meth:`close` (idempotent; nothing without a ``retention``). ``start()`` runs it
         with the writer; ``sluice serve``, which takes labels but writes no answers, runs it
         alone."""
-        if self.retention is not None and self._retention_thread is None:
+        if self._retention_thread is None and (
+            self.retention is not None or self._half_ttl is not None
+        ):
             self._stop_retention.clear()
             self._retention_thread = threading.Thread(
                 target=self._retention_loop, name="prediction-retention", daemon=True
@@ -247,27 +269,104 @@ class PostgresPredictionLog(QueuedPredictionWriter, PairReader, OutcomeRecorder)
         super().close(timeout)
         if retention is not None:
             retention.join(timeout)
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    # -- event halves --------------------------------------------------------------------------
+
+    def pair_events(
+        self,
+        *,
+        ttl_seconds: float = HALF_TTL_SECONDS,
+        on_expired: Callable[[int], None] | None = None,
+    ) -> StoreEventHalves:
+        """``/v1/events``'s halves, paired in the store from now on: each waits
+        ``ttl_seconds``, and the retention pass (which ``start()`` runs) deletes and reports to
+        ``on_expired`` those that waited in vain."""
+        if ttl_seconds <= 0:
+            raise ConfigError("prediction store: an event half's time to live must be positive")
+        self._half_ttl = ttl_seconds
+        if on_expired is not None:
+            self._on_halves_expired = on_expired
+        return StoreEventHalves(self)
+
+    def take_half(self, event: InferenceEvent, *, now: float) -> Pairing:
+        """Pair ``event`` with its other half waiting in the store and record the pair's
+        answer, or keep it waiting, in one transaction
+        (:func:`~controller.backends.postgres_event_halves.take_half`)."""
+        ttl = self._half_ttl if self._half_ttl is not None else HALF_TTL_SECONDS
+        self._ensure_schema()
+        with postgres_errors(self.address), self._pooled() as connection:
+            return _in_transaction(
+                connection,
+                lambda cursor: take_half(
+                    cursor, event, now=now, ttl_seconds=ttl,
+                    max_output_bytes=self.max_output_bytes, max_rows=self.max_rows,
+                ),
+            )  # fmt: skip
+
+    @contextlib.contextmanager
+    def _pooled(self) -> Iterator[pg.connection]:
+        """An idle connection, or a new one; kept for the next caller unless it failed."""
+        with self._idle_lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is None:
+            connection = self._connect()
+            connection.autocommit = False
+        try:
+            yield connection
+        except BaseException:
+            connection.close()
+            raise
+        with self._idle_lock:
+            if len(self._idle) < _IDLE_CONNECTIONS:
+                self._idle.append(connection)
+                return
+        connection.close()
 
     # -- retention -----------------------------------------------------------------------------
 
     def delete_expired(self, now: float | None = None) -> int:
         """Delete the answers and outcomes older than ``retention`` before ``now`` (the clock
-        unless given), a batch at a time; returns how many rows. Nothing without a retention."""
+        unless given), and after :meth:`pair_events` the event halves that waited their time to
+        live, a batch at a time; returns how many rows. Nothing without either."""
         return self._delete_expired(time.time() if now is None else now, None)
 
     def _delete_expired(self, now: float, stop: threading.Event | None) -> int:
-        if self.retention is None:
+        if self.retention is None and self._half_ttl is None:
             return 0
-        cutoff = now - self.retention
         self._ensure_schema()
         deleted = 0
         with postgres_errors(self.address), contextlib.closing(self._connect()) as connection:
-            for table in _TABLES:
-                count = self.retention_batch
+
+            def batches(delete: Callable[[pg.cursor], int]) -> int:
+                total, count = 0, self.retention_batch
                 while count == self.retention_batch and not (stop and stop.is_set()):
                     with connection.cursor() as cursor:  # autocommit: a batch, a transaction
-                        count = delete_before(cursor, table, cutoff, self.retention_batch)
-                    deleted += count
+                        count = delete(cursor)
+                    total += count
+                return total
+
+            if self.retention is not None:
+                cutoff = now - self.retention
+                for table in _TABLES:
+                    deleted += batches(
+                        functools.partial(
+                            delete_before, table=table, cutoff=cutoff, batch=self.retention_batch
+                        )
+                    )
+            if self._half_ttl is not None:
+                cutoff = now - self._half_ttl
+                expired = batches(
+                    functools.partial(
+                        delete_expired_halves, cutoff=cutoff, batch=self.retention_batch
+                    )
+                )
+                if expired:
+                    self._on_halves_expired(expired)
+                deleted += expired
         return deleted
 
     def _retention_loop(self) -> None:
@@ -279,7 +378,10 @@ class PostgresPredictionLog(QueuedPredictionWriter, PairReader, OutcomeRecorder)
             else:
                 if deleted:
                     _log.info("prediction store %s: %d expired rows deleted", self.path, deleted)
-            self._stop_retention.wait(self.retention_interval)
+            interval = self.retention_interval
+            if self._half_ttl is not None:
+                interval = min(interval, self._half_ttl)
+            self._stop_retention.wait(interval)
 
     # -- feedback and reading ------------------------------------------------------------------
 
@@ -371,3 +473,15 @@ class PostgresPredictionLog(QueuedPredictionWriter, PairReader, OutcomeRecorder)
             return int(found[0]) if found else 0
 
         return self._read(count)
+
+
+class StoreEventHalves:
+    """:class:`~controller.serve.event_pairing.EventHalves` in the store: any replica takes
+    either half (:meth:`PostgresPredictionLog.pair_events` makes one)."""
+
+    def __init__(self, store: PostgresPredictionLog) -> None:
+        self.store = store
+
+    def add(self, event: InferenceEvent, *, now: float) -> Pairing:
+        """Pair ``event`` in the store and record the answer, or keep it waiting there."""
+        return self.store.take_half(event, now=now)

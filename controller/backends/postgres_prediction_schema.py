@@ -17,12 +17,18 @@ Tables (prefixed ``sluice_``, so the store may share a database with MLflow's ta
   them, and each is read back as it was given. Typed columns rather than JSONB because the
   type is the whole distinction to keep, a KPI judge can ``avg(value_number)`` in SQL without
   casting, and nothing needs parsing on the way out.
-- ``sluice_schema``: one row, the schema's ``version``; a store of a version this Sluice does
-  not know is refused with one line.
+- ``sluice_event_halves`` (schema 2): the halves of KServe's logged requests waiting for their
+  other half (:mod:`controller.backends.postgres_event_halves`), one per event key (request id,
+  InferenceService, namespace, component, revision) and kind, with what the half carried
+  (``metadata`` as JSON text, ``data`` as ``bytea``) and ``since``, when it arrived (epoch
+  seconds; index for the expiry).
+- ``sluice_schema``: one row, the schema's ``version``; a store of schema 1 is migrated to 2
+  (the halves' table added), one of a version this Sluice does not know is refused with one
+  line.
 
 Several processes (``sluice serve`` replicas, ``sluice feedback``) may open a new database at
-once: the schema is created in one transaction under a transaction-level advisory lock, so
-exactly one of them creates it and the others find it done.
+once: the schema is created (or migrated) in one transaction under a transaction-level advisory
+lock, so exactly one of them creates it and the others find it done.
 
 Errors: a server that cannot be reached (refused, timed out, starting up, out of connection
 slots) is a :class:`TransientError` naming ``host:port``; a wrong user, password or database
@@ -54,12 +60,30 @@ __all__ = [
 ]
 
 #: The store's schema version (its own numbering, apart from the SQLite file's).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: ``pg_advisory_xact_lock`` key of schema creation: "sluice1" in ASCII.
 _SCHEMA_LOCK_KEY = 0x736C7569636531
 _SETTING = "SLUICE_PREDICTION_STORE_URL"
 
-_CREATE = """
+_HALVES = """
+CREATE TABLE sluice_event_halves (
+    request_id text NOT NULL,
+    model text NOT NULL,
+    namespace text NOT NULL,
+    component text NOT NULL,
+    revision text NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('request', 'response')),
+    since double precision NOT NULL,
+    metadata text NOT NULL,
+    data bytea NOT NULL,
+    recorded_at double precision,
+    status integer NOT NULL,
+    PRIMARY KEY (request_id, model, namespace, component, revision, kind)
+);
+CREATE INDEX sluice_event_halves_since_idx ON sluice_event_halves (since);
+"""
+_CREATE = (
+    """
 CREATE SEQUENCE sluice_predictions_seq;
 CREATE TABLE sluice_predictions (
     request_id text NOT NULL,
@@ -99,6 +123,10 @@ CREATE TABLE sluice_schema (
 );
 INSERT INTO sluice_schema (version) VALUES (%s);
 """
+    + _HALVES
+)
+#: What brings a store of an older schema to :data:`SCHEMA_VERSION`, by its version.
+_MIGRATIONS = {1: _HALVES + "UPDATE sluice_schema SET version = 2;"}  # noqa: S608
 #: libpq's words for a server that answered and refused who we are or what we asked for.
 _REFUSALS = (
     "does not exist",
@@ -233,17 +261,21 @@ def postgres_errors(address: StoreAddress) -> Iterator[None]:
 
 
 def ensure_schema(connection: pg.connection, address: StoreAddress) -> None:
-    """Create the tables in one transaction under an advisory lock (one process of several
-    starting at once creates them), or check that an existing store is of this schema."""
+    """Create the tables, or migrate a store of an older schema, in one transaction under an
+    advisory lock (one process of several starting at once does it), or check that an existing
+    store is of this schema."""
     with postgres_errors(address), connection.cursor() as cursor:
         version = _version(cursor)
-        if version is None:
+        if version is None or version in _MIGRATIONS:
             connection.autocommit = False
             try:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
                 version = _version(cursor)  # another process may have created it meanwhile
                 if version is None:
                     cursor.execute(_CREATE, (SCHEMA_VERSION,))
+                    version = SCHEMA_VERSION
+                elif version in _MIGRATIONS:
+                    cursor.execute(_MIGRATIONS[version])
                     version = SCHEMA_VERSION
                 connection.commit()
             except BaseException:

@@ -7,17 +7,21 @@ bearer token, for senders that can send a header) or ``SLUICE_EVENTS_TRUST_NETWO
 :class:`ConfigError`, as is an empty token. The answers go to the configured
 prediction log (PostgreSQL at ``prediction_store_url``, else the SQLite file at
 ``prediction_log_path``), through its writer thread: :func:`build_events_route` starts it, and
-``sluice serve`` closes it when it stops, so the answers still queued are written.
+``sluice serve`` closes it when it stops, so the answers still queued are written. With
+PostgreSQL the halves of a request wait in the store, so that any replica may take either
+(the retention pass counts those that expired); with SQLite, in this process's memory.
 """
 
 from __future__ import annotations
 
 import logging
 
+from controller.backends.postgres_prediction_log import PostgresPredictionLog
 from controller.backends.prediction_stores import PredictionLog, open_prediction_log
 from controller.commands.local_state import prediction_log_path
 from controller.errors import ConfigError
 from controller.redact import register_secret
+from controller.serve.event_pairing import EventHalves
 from controller.serve.events import EVENTS_PATH, events_route
 from controller.serve.server import Handler, ServeMetrics
 from controller.settings import Settings
@@ -52,7 +56,16 @@ def build_events_route(
             "behind a NetworkPolicy that admits the model namespaces alone",
             EVENTS_PATH,
         )
+    pairer: EventHalves | None = None
+    if isinstance(store, PostgresPredictionLog):
+
+        def expired(count: int) -> None:
+            for _ in range(count):
+                metrics.webhook_delivery("kserve_logger", "expired")
+
+        pairer = store.pair_events(on_expired=expired)
     route = events_route(
-        sink=store, metrics=metrics, token=token, trust_network=settings.events_trust_network
-    )
+        sink=store, metrics=metrics, token=token, trust_network=settings.events_trust_network,
+        pairer=pairer,
+    )  # fmt: skip
     return route, store.start()

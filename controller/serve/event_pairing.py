@@ -9,7 +9,11 @@ new UUID), so either may arrive first. :class:`EventPairer` holds the first half
 request in a bounded buffer until the other arrives (or its time to live passes, or the buffer
 is full: the oldest half is then dropped, and each drop is reported), and
 :func:`prediction_of` turns a pair into the :class:`~controller.predictions.Prediction` a
-prediction log records.
+prediction log records. :class:`EventHalves` is what the route pairs with: this buffer, which
+holds the halves one ``sluice serve`` received, or the PostgreSQL store's table of waiting
+halves (:mod:`controller.backends.postgres_event_halves`), where any replica finds the half
+another one received. (The port lives here, not in :mod:`controller.ports`, because the core
+below ``serve`` does not know the events.)
 
 Nothing in an event names the serving revision for certain (see the README's section on the
 inference logger): ``endpoint`` is empty on v1beta1 InferenceServices and ``ce-source`` is the
@@ -28,16 +32,18 @@ import json
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from controller.predictions import Prediction
 from controller.synthetic_traffic import is_synthetic
 
 __all__ = [
+    "HALF_TTL_SECONDS",
     "REQUEST_TYPE",
     "RESPONSE_TYPE",
     "REVISION_HEADER",
     "Dropped",
+    "EventHalves",
     "EventPairer",
     "InferenceEvent",
     "Pairing",
@@ -54,6 +60,8 @@ RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 #: The request header Knative's ingress sets to the revision a request is routed to; the
 #: logger's ``metadataHeaders`` must name it so, in Go's canonical form.
 REVISION_HEADER = "Knative-Serving-Revision"
+#: How long a half waits for its other half unless told otherwise.
+HALF_TTL_SECONDS = 60.0
 
 Kind = Literal["request", "response"]
 
@@ -100,10 +108,23 @@ class Dropped:
 @dataclass(frozen=True, slots=True)
 class Pairing:
     """What adding one half did: the pair it completed (request, response) or None when it
-    waits, and the halves dropped on the way."""
+    waits, and the halves dropped on the way. ``recorded``: the pairing stored the pair's
+    answer itself (a store that pairs in the transaction that records the answer), so the
+    route must not record it again."""
 
     pair: tuple[InferenceEvent, InferenceEvent] | None
     dropped: tuple[Dropped, ...] = ()
+    recorded: bool = False
+
+
+class EventHalves(Protocol):
+    """Where halves wait for their other half (``POST /v1/events`` pairs through it)."""
+
+    def add(self, event: InferenceEvent, *, now: float) -> Pairing:
+        """Pair ``event`` with its waiting other half, or keep it waiting; a half of the same
+        kind and key replaces the waiting one, and a half that has waited its time to live no
+        longer pairs."""
+        ...
 
 
 class EventPairer:
@@ -120,7 +141,7 @@ class EventPairer:
         *,
         max_waiting: int = 10_000,
         max_waiting_bytes: int = 64 << 20,
-        ttl_seconds: float = 60.0,
+        ttl_seconds: float = HALF_TTL_SECONDS,
     ) -> None:
         if max_waiting < 1 or max_waiting_bytes < 1 or ttl_seconds <= 0:
             raise ValueError(

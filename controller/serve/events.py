@@ -8,7 +8,9 @@ the request id, extensions ``inferenceservicename``, ``namespace``, ``component`
 SDK's HTTP parser (structured mode is read too), checks it (:func:`parse_event`, pure, so
 every malformed event is tested without a socket), pairs the halves of a request by id
 (:mod:`controller.serve.event_pairing`) and records each pair into the prediction log as one
-answer of the InferenceService's model.
+answer of the InferenceService's model. The halves wait in this process's memory
+(:class:`~controller.serve.event_pairing.EventPairer`, one replica), or in the PostgreSQL store
+(any number of replicas), which records the pair's answer in the transaction that pairs it.
 
 Authentication: KServe's logger sends no header of its own (its client is built from the URL
 alone), so it cannot present a bearer token. The route therefore runs in one of two modes,
@@ -22,13 +24,14 @@ written into the InferenceService in Git.
 Answers: 200 ``{"result": "paired" | "waiting" | "ignored"}`` (``ignored``: a transformer's or
 explainer's events; only the predictor's answers are the model's), 400 with a one-line
 reason, 401 with ``WWW-Authenticate: Bearer``, 413 over the size limit, 503 when the log
-refused the answer. Every request is counted in ``sluice_webhook_deliveries{source=
-"kserve_logger"}`` by result, and so is every half dropped unpaired (``expired``,
-``evicted``). Nothing of a rejected event is stored.
+refused the answer (or a store that pairs could not take the half). Every request is counted in
+``sluice_webhook_deliveries{source="kserve_logger"}`` by result, and so is every half dropped
+unpaired (``expired``, ``evicted``). Nothing of a rejected event is stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -47,6 +50,7 @@ from controller.serve.alertmanager_hook import verify_bearer
 from controller.serve.event_pairing import (
     REQUEST_TYPE,
     RESPONSE_TYPE,
+    EventHalves,
     EventPairer,
     InferenceEvent,
     Kind,
@@ -218,16 +222,20 @@ def events_route(
     metrics: ServeMetrics,
     token: str | None = None,
     trust_network: bool = False,
-    pairer: EventPairer | None = None,
+    pairer: EventHalves | None = None,
     clock: Callable[[], float] = time.time,
     max_body_bytes: int = MAX_EVENT_BYTES,
 ) -> Handler:
     """``POST /v1/events`` recording paired answers into ``sink``; authenticated by ``token``,
-    or by nothing with ``trust_network`` (exactly one of the two; see the module notes)."""
+    or by nothing with ``trust_network`` (exactly one of the two; see the module notes). The
+    halves wait in ``pairer``, a new :class:`EventPairer` unless given."""
     if bool(token) == trust_network:
         raise ValueError("the events route needs a bearer token or trust_network, not both")
     halves = pairer if pairer is not None else EventPairer()
-    lock = threading.Lock()
+    # The in-memory buffer is one dict for every request thread; a store pairs in transactions.
+    lock: contextlib.AbstractContextManager[object] = (
+        threading.Lock() if isinstance(halves, EventPairer) else contextlib.nullcontext()
+    )
 
     def receive(request: Request) -> Response:
         try:
@@ -242,8 +250,13 @@ def events_route(
             metrics.webhook_delivery(_SOURCE, "ignored")
             return Response.json(200, {"result": "ignored"})
         now = clock()
-        with lock:
-            pairing = halves.add(event, now=now)
+        try:
+            with lock:
+                pairing = halves.add(event, now=now)
+        except Exception as exc:  # a store that pairs could not take it; the logger does not retry
+            metrics.webhook_delivery(_SOURCE, "error")
+            log.error("POST %s: event not taken: %s", EVENTS_PATH, _one_line(str(exc)))
+            return Response.json(503, {"error": "the prediction log could not take the event"})
         for dropped in pairing.dropped:
             metrics.webhook_delivery(_SOURCE, dropped.reason)
         if pairing.dropped:
@@ -260,6 +273,9 @@ def events_route(
             # The load test's or the smoke's: answered, but no client's, and never clicked.
             metrics.webhook_delivery(_SOURCE, "synthetic")
             return Response.json(200, {"result": "synthetic"})
+        if pairing.recorded:
+            metrics.webhook_delivery(_SOURCE, "paired")
+            return Response.json(200, {"result": "paired"})
         try:
             sink.record(prediction_of(*pairing.pair, received_at=now))
         except Exception as exc:  # a sink should not raise; the logger does not retry

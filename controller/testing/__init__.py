@@ -40,7 +40,9 @@ deterministically, and from the same pure logic the local target runs. One modul
   :class:`~controller.ports.PredictionStore` and :class:`~controller.ports.PredictionSink`) is
   the prediction log in dicts: answers paired by request, late labels joined, rotation and a
   locked file, held to :class:`~controller.backends.sqlite_prediction_log.SqlitePredictionLog`
-  by contract tests.
+  by contract tests. :class:`MemoryEventHalves` (:mod:`.event_halves`, an
+  :class:`~controller.serve.event_pairing.EventHalves`) pairs ``/v1/events``'s halves into it as
+  the PostgreSQL store pairs them, shared by several routes as by several replicas.
 - :class:`MemoryForge` (:mod:`.forge`, a :class:`~controller.ports.Forge`) keeps pull requests
   by branch (opened once, updated, superseded, merged or closed by a reviewer's hand), their
   comments and labels, commit statuses and dispatches, and fails as GitHub does when it is
@@ -68,6 +70,7 @@ from controller.testing.behaviours import (
 )
 from controller.testing.clock import ManualClock
 from controller.testing.cluster import InstantCluster
+from controller.testing.event_halves import MemoryEventHalves
 from controller.testing.forge import MemoryForge, MemoryPull, Status
 from controller.testing.graph_replay import MemoryGraphReplay
 from controller.testing.lease_store import MemoryLeaseStore
@@ -92,6 +95,7 @@ __all__ = [
     "Commit",
     "InstantCluster",
     "ManualClock",
+    "MemoryEventHalves",
     "MemoryForge",
     "MemoryGraphReplay",
     "MemoryLeaseStore",
