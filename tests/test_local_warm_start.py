@@ -94,6 +94,11 @@ def test_a_prewarmed_fork_server_is_the_one_the_first_server_forks_from(
     monkeypatch.delenv(COLD_START_ENV, raising=False)
     assert forkserver.prewarm()
     started = multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    # multiprocessing forks it and returns without waiting for the exec: until then its
+    # command line is still this process's (a loaded CI machine showed it).
+    deadline = time.monotonic() + 30
+    while not pid_matches(started, "multiprocessing.forkserver") and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert pid_matches(started, "multiprocessing.forkserver")
     handle = start_model_server(
         name="linear", storage_uri=str(sklearn_model), log_dir=tmp_path, env={}
