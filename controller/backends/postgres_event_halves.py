@@ -32,9 +32,9 @@ from controller.serve.event_pairing import (
     Dropped,
     InferenceEvent,
     Pairing,
-    is_synthetic_event,
+    is_synthetic_pair,
+    pair_of,
     prediction_of,
-    revision_of,
 )
 
 if TYPE_CHECKING:
@@ -58,10 +58,9 @@ _INSERT = (
 
 
 def _key(event: InferenceEvent) -> tuple[str, str, str, str, str]:
-    return (
-        event.request_id, event.model, event.namespace, event.component,
-        revision_of(event.metadata),
-    )  # fmt: skip
+    """What pairs two halves (:attr:`InferenceEvent.key`), in ``_KEY``'s column order."""
+    namespace, model, component, revision, request_id = event.key
+    return request_id, model, namespace, component, revision
 
 
 def _half(event: InferenceEvent, row: tuple[Any, ...]) -> InferenceEvent:
@@ -114,9 +113,8 @@ def take_half(
             ),
         )  # fmt: skip
         return Pairing(None, dropped)
-    other = _half(event, waiting)
-    pair = (other, event) if other.kind == "request" else (event, other)
-    if not any(is_synthetic_event(half) for half in pair):
+    pair = pair_of(_half(event, waiting), event)
+    if not is_synthetic_pair(pair):
         rows = answer_rows([prediction_of(*pair, received_at=now)], max_output_bytes)
         upsert_answers(cursor, rows, 1)
         if max_rows is not None:

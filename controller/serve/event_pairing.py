@@ -48,6 +48,8 @@ __all__ = [
     "InferenceEvent",
     "Pairing",
     "is_synthetic_event",
+    "is_synthetic_pair",
+    "pair_of",
     "prediction_of",
     "revision_of",
     "version_of",
@@ -162,9 +164,7 @@ class EventPairer:
         dropped = list(self.expire(now=now))
         waiting = self._waiting.get(event.key)
         if waiting is not None and waiting[0].kind != event.kind:
-            other = self._take(event.key)
-            pair = (other, event) if other.kind == "request" else (event, other)
-            return Pairing(pair, tuple(dropped))
+            return Pairing(pair_of(self._take(event.key), event), tuple(dropped))
         if waiting is not None:
             self._take(event.key)
         while self._waiting and (
@@ -205,6 +205,19 @@ def is_synthetic_event(event: InferenceEvent) -> bool:
     """Whether the logger copied Sluice's synthetic marker (``X-Sluice-Synthetic``, sent by the
     load test and the smoke) into the event: a request no client sent."""
     return is_synthetic({name: values[0] for name, values in event.metadata.items() if values})
+
+
+def is_synthetic_pair(pair: tuple[InferenceEvent, InferenceEvent]) -> bool:
+    """Whether either half of a pair is synthetic (:func:`is_synthetic_event`): its answer is
+    the load test's or the smoke's, no client's, and is not recorded."""
+    return any(is_synthetic_event(half) for half in pair)
+
+
+def pair_of(
+    waiting: InferenceEvent, event: InferenceEvent
+) -> tuple[InferenceEvent, InferenceEvent]:
+    """The two halves of one request, the request half first, whichever arrived first."""
+    return (waiting, event) if waiting.kind == "request" else (event, waiting)
 
 
 def version_of(response: bytes) -> str:

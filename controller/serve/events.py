@@ -54,7 +54,7 @@ from controller.serve.event_pairing import (
     EventPairer,
     InferenceEvent,
     Kind,
-    is_synthetic_event,
+    is_synthetic_pair,
     prediction_of,
 )
 from controller.serve.feedback import MAX_REQUEST_ID_CHARS, is_request_id
@@ -269,7 +269,7 @@ def events_route(
         if pairing.pair is None:
             metrics.webhook_delivery(_SOURCE, "waiting")
             return Response.json(200, {"result": "waiting"})
-        if any(is_synthetic_event(half) for half in pairing.pair):
+        if is_synthetic_pair(pairing.pair):
             # The load test's or the smoke's: answered, but no client's, and never clicked.
             metrics.webhook_delivery(_SOURCE, "synthetic")
             return Response.json(200, {"result": "synthetic"})

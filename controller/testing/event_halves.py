@@ -28,7 +28,8 @@ from controller.serve.event_pairing import (
     Dropped,
     InferenceEvent,
     Pairing,
-    is_synthetic_event,
+    is_synthetic_pair,
+    pair_of,
     prediction_of,
 )
 from controller.testing.prediction_store import MemoryPredictionStore
@@ -70,9 +71,8 @@ class MemoryEventHalves:
             if waiting is None:
                 self._waiting[(event.key, event.kind)] = (event, now)
                 return Pairing(None, dropped)
-        other = waiting[0]
-        pair = (other, event) if other.kind == "request" else (event, other)
-        if not any(is_synthetic_event(half) for half in pair):
+        pair = pair_of(waiting[0], event)
+        if not is_synthetic_pair(pair):
             self.store.record(prediction_of(*pair, received_at=now))
         return Pairing(pair, dropped, recorded=True)
 
