@@ -50,6 +50,7 @@ from controller.local.stable_ports import stable_free_port
 from controller.local.state import (
     REMOTE_FILE,
     environment_dir,
+    environment_root,
     pid_matches,
     read_json,
     runtime_dirs,
@@ -147,16 +148,21 @@ def component_states(root: Path) -> dict[str, dict[str, Any]]:
     stack = read_json(root / STACK_FILE) or {}
     out = {}
     for name in COMPONENTS:
-        entry = dict(stack.get(name) or {})
-        if not entry:
-            continue
-        if entry.get("pid") is None:
-            entry["state"] = "stopped"
-        else:
-            alive = pid_matches(entry["pid"], *entry.get("markers", []))
-            entry["state"] = "running" if alive else "crashed"
-        out[name] = entry
+        if stack.get(name):
+            out[name] = _with_state(stack[name])
     return out
+
+
+def _with_state(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a process's ``stack.json`` entry with ``state``: stopped (no pid recorded),
+    running (its pid still runs its command line) or crashed."""
+    entry = dict(recorded)
+    if entry.get("pid") is None:
+        entry["state"] = "stopped"
+    else:
+        alive = pid_matches(entry["pid"], *entry.get("markers", []))
+        entry["state"] = "running" if alive else "crashed"
+    return entry
 
 
 def running_urls(root: Path) -> dict[str, str]:
@@ -176,14 +182,10 @@ def runtime_states(root: Path) -> dict[str, dict[str, Any]]:
     stack = read_json(root / STACK_FILE) or {}
     states = {}
     for index, env in enumerate(runtime_dirs(root)):
-        entry = dict(
-            (stack.get("runtime") if index == 0 else (stack.get(_MORE_RUNTIMES) or {}).get(env))
-            or {}
+        recorded = (
+            stack.get("runtime") if index == 0 else (stack.get(_MORE_RUNTIMES) or {}).get(env)
         )
-        if entry:
-            alive = pid_matches(entry.get("pid"), *entry.get("markers", []))
-            entry["state"] = "running" if alive else "crashed" if entry.get("pid") else "stopped"
-        states[env] = entry
+        states[env] = _with_state(recorded) if recorded else {}
     return states
 
 
@@ -362,13 +364,6 @@ def up(
             path="/",
         )
     return component_states(root)
-
-
-def environment_root(root: Path, env: str, request_env: str) -> Path:
-    """Where the runtime of ``env`` keeps its state in the stack of ``root`` whose first
-    environment is ``request_env``: ``root`` itself for that one (as a one-environment stack
-    always had it), :func:`~controller.local.state.environment_dir` for each further one."""
-    return root if env == request_env else environment_dir(root, env)
 
 
 def _ensure_runtime(

@@ -22,6 +22,7 @@ __all__ = [
     "PREDICTION_LOG_FILE",
     "REMOTE_FILE",
     "environment_dir",
+    "environment_root",
     "pid_matches",
     "read_json",
     "runtime_dirs",
@@ -48,6 +49,13 @@ def environment_dir(root: Path, env: str) -> Path:
     return root / ENVIRONMENTS_DIR / env
 
 
+def environment_root(root: Path, env: str, first_env: str) -> Path:
+    """Where the runtime of ``env`` keeps its state in the stack of ``root`` whose first
+    environment is ``first_env``: ``root`` itself for that one (as a one-environment stack
+    always had it), :func:`environment_dir` for each further one."""
+    return root if env == first_env else environment_dir(root, env)
+
+
 def runtime_dirs(root: Path) -> dict[str, Path]:
     """Each environment the stack in ``root`` serves, the first first, with its runtime's state
     directory (``root`` for the first, :func:`environment_dir` for each further one), as the
@@ -55,11 +63,8 @@ def runtime_dirs(root: Path) -> dict[str, Path]:
     named every environment names its first one alone."""
     recorded = read_json(root / REMOTE_FILE) or {}
     names = recorded.get("environments") or [recorded.get("env")]
-    served = [str(name) for name in names if name]
-    return {
-        name: root if index == 0 else environment_dir(root, name)
-        for index, name in enumerate(dict.fromkeys(served))
-    }
+    served = list(dict.fromkeys(str(name) for name in names if name))
+    return {name: environment_root(root, name, served[0]) for name in served}
 
 
 def utc_now() -> str:
