@@ -20,6 +20,8 @@ import random
 import socket
 from pathlib import Path
 
+from controller.local.processes import free_port
+
 __all__ = ["ephemeral_range", "stable_free_port"]
 
 _RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -52,7 +54,7 @@ def stable_free_port(rng: random.Random | None = None) -> int:
             port = draw.randint(_LOWEST, low - 1)
             if _bindable(port):
                 return port
-    return _kernel_port()
+    return free_port()
 
 
 def _bindable(port: int) -> bool:
@@ -62,10 +64,3 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _kernel_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
