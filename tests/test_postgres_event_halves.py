@@ -24,6 +24,7 @@ import requests
 from support.gitops_repo import seed_manifests
 from support.gitrepo import GitRemote
 from support.kserve_logger import kserve_event
+from support.postgres_query import query
 
 from controller.backends.postgres_prediction_log import PostgresPredictionLog
 from controller.backends.prediction_log_writer import answer_rows
@@ -66,14 +67,6 @@ def half(kind: str, request_id: str = "r-1", **fields: Any) -> InferenceEvent:
 @pytest.fixture
 def url(postgres_server: PostgresService) -> str:
     return postgres_server.create_database(f"halves_{uuid.uuid4().hex[:12]}")
-
-
-def query(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
-    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
-        cursor.execute(sql, args)
-        rows: list[tuple[Any, ...]] = cursor.fetchall() if cursor.description else []
-    connection.close()
-    return rows
 
 
 @pytest.fixture

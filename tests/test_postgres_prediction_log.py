@@ -21,6 +21,7 @@ from typing import Any
 import psycopg2
 import pytest
 import requests
+from support.postgres_query import query
 from support.prediction_answers import answer, both
 from support.readme_blocks import console_commands
 
@@ -48,14 +49,6 @@ TOKEN = "feedback-token-0123456789abcdef"
 def url(postgres_server: PostgresService) -> str:
     """A new, empty database of the session's server."""
     return postgres_server.create_database(f"store_{uuid.uuid4().hex[:12]}")
-
-
-def query(url: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
-    with psycopg2.connect(url) as connection, connection.cursor() as cursor:
-        cursor.execute(sql, args)
-        rows: list[tuple[Any, ...]] = cursor.fetchall() if cursor.description else []
-    connection.close()
-    return rows
 
 
 def with_password(url: str, user: str = "postgres") -> str:
