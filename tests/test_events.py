@@ -25,7 +25,7 @@ from support.kserve_logger import kserve_event
 from controller.backends.sqlite_prediction_log import SqlitePredictionLog
 from controller.commands.events import build_events_route
 from controller.errors import ConfigError, TransientError
-from controller.local.processes import free_port
+from controller.local.processes import free_port, http_ok
 from controller.local.services import MlflowService
 from controller.predictions import inputs_digest
 from controller.serve.event_pairing import EventPairer
@@ -448,13 +448,6 @@ def test_trusting_the_network_is_warned_about_at_start(
 # -- sluice serve, as a user runs it ---------------------------------------------------------------
 
 
-def _ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
-
-
 @pytest.mark.slow
 def test_sluice_serve_stores_what_kserves_logger_posts(
     mlflow_server: MlflowService, git_remote: GitRemote, tmp_path: Path
@@ -484,7 +477,7 @@ def test_sluice_serve_stores_what_kserves_logger_posts(
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while not _ok(f"{url}/healthz"):
+        while not http_ok(f"{url}/healthz"):
             assert process.poll() is None, process.communicate()[0]
             assert time.monotonic() < deadline, "sluice serve did not answer /healthz"
             time.sleep(0.2)

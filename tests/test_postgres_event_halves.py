@@ -30,7 +30,7 @@ from controller.backends.postgres_prediction_log import PostgresPredictionLog
 from controller.backends.prediction_log_writer import answer_rows
 from controller.commands.events import build_events_route
 from controller.local.postgres import PostgresService
-from controller.local.processes import free_port
+from controller.local.processes import free_port, http_ok
 from controller.local.services import MlflowService
 from controller.serve.event_pairing import (
     EventPairer,
@@ -359,13 +359,6 @@ def test_the_route_on_two_servers_pairs_halves_posted_to_either(url: str, tmp_pa
     assert (waiting(url), (tmp_path / "state").exists()) == (0, False)
 
 
-def _ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
-
-
 @pytest.mark.slow
 def test_two_sluice_serve_replicas_pair_halves_split_between_them(
     url: str, mlflow_server: MlflowService, git_remote: GitRemote, tmp_path: Path
@@ -400,7 +393,7 @@ def test_two_sluice_serve_replicas_pair_halves_split_between_them(
     results: list[str] = []
     try:
         deadline = time.monotonic() + 60
-        while not all(_ok(f"{u}/healthz") for u in urls):
+        while not all(http_ok(f"{u}/healthz") for u in urls):
             for process in processes:
                 assert process.poll() is None, process.communicate()[0]
             assert time.monotonic() < deadline, "sluice serve did not answer /healthz"

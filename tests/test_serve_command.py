@@ -23,7 +23,7 @@ from support.registry import register_version
 
 from controller.backends.git_repo import GitWorkspace
 from controller.commands.serve import build_watcher
-from controller.local.processes import free_port
+from controller.local.processes import free_port, http_ok
 from controller.local.services import MlflowService
 from controller.proposals.proposal_scan import ReleaseSnapshot
 from controller.proposals.propose import ProposalRequest
@@ -63,19 +63,12 @@ def serving(tmp_path: Path, mlflow: MlflowService, remote: GitRemote, **env: str
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _ok(f"{url}/healthz"))
+        wait_for(lambda: http_ok(f"{url}/healthz"))
         yield url
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)
         assert process.returncode == 0, output
-
-
-def _ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 @pytest.mark.slow
